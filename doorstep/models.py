@@ -1,0 +1,276 @@
+"""The care team's vocabulary as typed records.
+
+Every other package (listeners, classifiers, responders, console) speaks in these
+types, so they live in the core and depend on nothing but pydantic. Times are
+always timezone-aware UTC inside the program; the console and reports convert to
+the configured zone only when a person reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
+INTENTS: tuple[str, ...] = (
+    "where_is_my_order",
+    "late_delivery",
+    "failed_delivery",
+    "lost_or_missing",
+    "damaged_or_wrong",
+    "refund_or_return",
+    "customer_service",
+    "product_or_account",
+    "praise",
+    "other",
+)
+#: The first five intents are about a parcel; the rest are general care topics.
+DELIVERY_INTENTS: frozenset[str] = frozenset(INTENTS[:5])
+
+TRACKING_STATUSES: tuple[str, ...] = (
+    "info_received",
+    "in_transit",
+    "out_for_delivery",
+    "attempt_failed",
+    "exception",
+    "delivered",
+    "returned",
+)
+CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated", "resolved")
+OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated")
+OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled")
+
+Sentiment = Literal["negative", "neutral", "positive"]
+Intent = Literal[
+    "where_is_my_order",
+    "late_delivery",
+    "failed_delivery",
+    "lost_or_missing",
+    "damaged_or_wrong",
+    "refund_or_return",
+    "customer_service",
+    "product_or_account",
+    "praise",
+    "other",
+]
+TrackingStatus = Literal[
+    "info_received", "in_transit", "out_for_delivery", "attempt_failed", "exception", "delivered", "returned"
+]
+CaseStatus = Literal["new", "open", "pending_customer", "escalated", "resolved"]
+LinkMethod = Literal["tracking_number", "order_number", "handle", "thread", "recent_order", "agent", "none"]
+
+
+def utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime (naive values are taken to be UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Labels(_Record):
+    """What a classifier read in one post. Scores are probabilities that sum to 1."""
+
+    sentiment: Sentiment
+    sentiment_scores: dict[str, float]
+    complaint: bool
+    complaint_score: float = Field(ge=0.0, le=1.0)
+    intent: Intent
+    intent_scores: dict[str, float]
+    urgency: float = Field(ge=0.0, le=1.0)
+    #: True when the model is unsure or the post is not in a language it reads well:
+    #: the console shows such posts for human triage instead of trusting the labels.
+    needs_review: bool = False
+    model: str = ""
+
+    @property
+    def is_delivery(self) -> bool:
+        return self.intent in DELIVERY_INTENTS
+
+
+class Mention(_Record):
+    """One public or private post that names a brand or courier, as a listener saw it."""
+
+    channel: str
+    external_id: str
+    text: str
+    created_at: datetime
+    author_id: str | None = None
+    author_handle: str | None = None
+    author_name: str | None = None
+    author_followers: int = 0
+    language: str | None = None
+    url: str | None = None
+    #: The conversation this post belongs to (X conversation_id, the root post's id otherwise).
+    thread_id: str | None = None
+    #: External id of the post this one answers, on the same channel.
+    in_reply_to: str | None = None
+    #: Names of the brands and couriers the post matched.
+    matched: list[str] = Field(default_factory=list)
+    #: True for posts written by our own care handles (they join threads, never open cases).
+    outbound: bool = False
+    raw: dict[str, Any] | None = None
+    # Filled in by the pipeline.
+    id: int | None = None
+    labels: Labels | None = None
+    case_id: int | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def as_utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_empty(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("text is empty")
+        return value
+
+
+class Customer(_Record):
+    id: str
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    #: channel -> handle, without the leading @ (e.g. {"x": "janedoe"}).
+    handles: dict[str, str] = Field(default_factory=dict)
+    vip: bool = False
+    #: Channels the customer asked us not to contact them on (e.g. ["sms"]).
+    opt_out: list[str] = Field(default_factory=list)
+
+
+class TrackingEvent(_Record):
+    tracking_number: str
+    time: datetime
+    status: TrackingStatus
+    location: str | None = None
+    #: The courier's own wording, shown to agents as-is.
+    description: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def as_utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class Shipment(_Record):
+    tracking_number: str
+    order_number: str
+    courier: str
+    service: str | None = None
+    status: TrackingStatus | None = None
+    events: list[TrackingEvent] = Field(default_factory=list)
+
+
+class Order(_Record):
+    number: str
+    customer_id: str
+    placed_at: datetime
+    brand: str | None = None
+    items: list[dict[str, Any]] = Field(default_factory=list)
+    total: float = 0.0
+    currency: str = "GBP"
+    promised_date: date | None = None
+    status: str = "placed"
+    shipments: list[Shipment] = Field(default_factory=list)
+
+    @field_validator("placed_at")
+    @classmethod
+    def as_utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class Link(_Record):
+    """How a mention was tied to a customer, order and shipment, and how sure we are."""
+
+    customer_id: str | None = None
+    order_number: str | None = None
+    tracking_number: str | None = None
+    method: LinkMethod = "none"
+    confidence: float = 0.0
+    #: False while the link rests on a number alone: the order may belong to someone
+    #: else, so its details must not be shown to the author until confirmed.
+    confirmed: bool = False
+    #: Numbers found in the text that matched nothing we know, for the agent to see.
+    unmatched_numbers: list[str] = Field(default_factory=list)
+
+
+class Case(_Record):
+    """The unit of work: one customer's issue, possibly spread over several posts."""
+
+    id: int | None = None
+    status: CaseStatus = "new"
+    priority: float = 0.0
+    #: Human-readable factors that raised the priority, e.g. "complaint (+25)".
+    priority_reasons: list[str] = Field(default_factory=list)
+    brand: str | None = None
+    courier: str | None = None
+    channel: str | None = None
+    intent: str | None = None
+    sentiment: str | None = None
+    complaint: bool = False
+    author_handle: str | None = None
+    thread_id: str | None = None
+    customer_id: str | None = None
+    order_number: str | None = None
+    tracking_number: str | None = None
+    link_method: str = "none"
+    link_confidence: float = 0.0
+    link_confirmed: bool = False
+    assignee: str | None = None
+    opened_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    first_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    mention_count: int = 0
+    #: Bumped on every update; a write that names an older version is refused.
+    version: int = 1
+
+
+class OutboundMessage(_Record):
+    id: int | None = None
+    case_id: int | None = None
+    kind: Literal["reply", "escalation", "alert", "follow_up", "outreach", "report"] = "reply"
+    channel: str
+    target: str | None = None
+    text: str
+    in_reply_to: str | None = None
+    status: Literal["queued", "sending", "sent", "failed", "cancelled"] = "queued"
+    attempts: int = 0
+    last_error: str | None = None
+    idempotency_key: str
+    external_id: str | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+class Note(_Record):
+    id: int | None = None
+    case_id: int
+    author: str
+    text: str
+    created_at: datetime | None = None
+
+
+class AuditEvent(_Record):
+    id: int | None = None
+    at: datetime | None = None
+    actor: str
+    action: str
+    case_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,846 @@
+"""The embedded store: one SQLite file through sqlite-utils.
+
+Why SQLite: a care team of a few dozen people produces at most a few thousand writes
+a minute, and one file is trivial to back up, copy and inspect with Datasette. WAL
+mode lets the console read while the worker writes. The schema evolves through
+``sqlite_utils.migrations``; add a new function to ``MIGRATIONS``, never edit an
+applied one.
+
+Conventions: times are stored as ISO 8601 UTC text (``2026-11-23T06:44:28+00:00``)
+so they sort lexicographically; lists and dicts are stored as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from doorstep.models import (
+    OPEN_CASE_STATUSES,
+    AuditEvent,
+    Case,
+    Customer,
+    Labels,
+    Mention,
+    Note,
+    Order,
+    OutboundMessage,
+    Shipment,
+    TrackingEvent,
+    utcnow,
+)
+
+MIGRATIONS = Migrations("doorstep")
+
+
+class StaleCaseError(RuntimeError):
+    """Someone else changed the case since it was read: reload and try again."""
+
+    def __init__(self, case_id: int, expected: int, actual: int, changed_by: str | None):
+        who = f" by {changed_by}" if changed_by else ""
+        super().__init__(
+            f"case {case_id} was changed{who} since you opened it (your version {expected}, now {actual}); "
+            "the fresh state has been loaded, please review and try again"
+        )
+        self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
+
+
+def iso(value: datetime | date | None) -> str | None:
+    """Serialise a time the one way the store sorts correctly."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return value.isoformat()
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _unjson(value: str | None, default: Any = None) -> Any:
+    return default if value in (None, "") else json.loads(value)
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["mentions"].create(
+        {
+            "id": int,
+            "channel": str,
+            "external_id": str,
+            "text": str,
+            "created_at": str,
+            "author_id": str,
+            "author_handle": str,
+            "author_name": str,
+            "author_followers": int,
+            "language": str,
+            "url": str,
+            "thread_id": str,
+            "in_reply_to": str,
+            "matched": str,
+            "outbound": int,
+            "raw": str,
+            "case_id": int,
+            "sentiment": str,
+            "sentiment_scores": str,
+            "complaint": int,
+            "complaint_score": float,
+            "intent": str,
+            "intent_scores": str,
+            "urgency": float,
+            "needs_review": int,
+            "model": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={"channel", "external_id", "text", "created_at"},
+        defaults={"author_followers": 0, "outbound": 0},
+    )
+    db["mentions"].create_index(["channel", "external_id"], unique=True)
+    db["mentions"].create_index(["channel", "thread_id"])
+    db["mentions"].create_index(["case_id"])
+    db["mentions"].create_index(["channel", "author_handle"])
+    db["mentions"].create_index(["created_at"])
+    db["mentions"].enable_fts(["text"], create_triggers=True, tokenize="unicode61")
+
+    db["customers"].create(
+        {"id": str, "name": str, "email": str, "phone": str, "vip": int, "opt_out": str}, pk="id"
+    )
+    db["customer_handles"].create(
+        {"channel": str, "handle": str, "customer_id": str}, pk=("channel", "handle")
+    )
+    db["customer_handles"].create_index(["customer_id"])
+    db["orders"].create(
+        {
+            "number": str,
+            "customer_id": str,
+            "placed_at": str,
+            "brand": str,
+            "items": str,
+            "total": float,
+            "currency": str,
+            "promised_date": str,
+            "status": str,
+        },
+        pk="number",
+    )
+    db["orders"].create_index(["customer_id", "placed_at"])
+    db["shipments"].create(
+        {
+            "tracking_number": str,
+            "order_number": str,
+            "courier": str,
+            "service": str,
+            "status": str,
+            "last_event_at": str,
+        },
+        pk="tracking_number",
+    )
+    db["shipments"].create_index(["order_number"])
+    db["tracking_events"].create(
+        {"id": int, "tracking_number": str, "time": str, "status": str, "location": str, "description": str},
+        pk="id",
+    )
+    db["tracking_events"].create_index(["tracking_number", "time", "status"], unique=True)
+
+    db["cases"].create(
+        {
+            "id": int,
+            "status": str,
+            "priority": float,
+            "priority_reasons": str,
+            "brand": str,
+            "courier": str,
+            "channel": str,
+            "intent": str,
+            "sentiment": str,
+            "complaint": int,
+            "author_handle": str,
+            "thread_id": str,
+            "customer_id": str,
+            "order_number": str,
+            "tracking_number": str,
+            "link_method": str,
+            "link_confidence": float,
+            "link_confirmed": int,
+            "assignee": str,
+            "opened_at": str,
+            "last_activity_at": str,
+            "first_response_due": str,
+            "resolution_due": str,
+            "first_response_at": str,
+            "resolved_at": str,
+            "snoozed_until": str,
+            "mention_count": int,
+            "version": int,
+            "updated_by": str,
+        },
+        pk="id",
+        defaults={"version": 1, "mention_count": 0, "complaint": 0, "link_confirmed": 0},
+    )
+    # The inbox reads "open cases by priority" filtered by one facet; these keep it index-only.
+    db["cases"].create_index(["status", "priority"])
+    for column in ("brand", "courier", "intent", "channel", "assignee"):
+        db["cases"].create_index([column, "status", "priority"])
+    db["cases"].create_index(["customer_id", "status"])
+    db["cases"].create_index(["channel", "thread_id"])
+    db["cases"].create_index(["order_number"])
+    db["cases"].create_index(["opened_at"])
+
+    db["outbound_messages"].create(
+        {
+            "id": int,
+            "case_id": int,
+            "kind": str,
+            "channel": str,
+            "target": str,
+            "text": str,
+            "in_reply_to": str,
+            "status": str,
+            "attempts": int,
+            "last_error": str,
+            "idempotency_key": str,
+            "external_id": str,
+            "created_by": str,
+            "created_at": str,
+            "sent_at": str,
+            "next_attempt_at": str,
+        },
+        pk="id",
+        defaults={"attempts": 0, "status": "queued"},
+    )
+    db["outbound_messages"].create_index(["idempotency_key"], unique=True)
+    db["outbound_messages"].create_index(["status", "next_attempt_at"])
+    db["outbound_messages"].create_index(["case_id"])
+    db["notes"].create({"id": int, "case_id": int, "author": str, "text": str, "created_at": str}, pk="id")
+    db["notes"].create_index(["case_id"])
+    db["audit_events"].create(
+        {"id": int, "at": str, "actor": str, "action": str, "case_id": int, "details": str}, pk="id"
+    )
+    db["audit_events"].create_index(["case_id"])
+    db["audit_events"].create_index(["at"])
+    db["cursors"].create({"name": str, "value": str, "updated_at": str}, pk="name")
+    db["listener_health"].create(
+        {
+            "name": str,
+            "last_success_at": str,
+            "last_error_at": str,
+            "last_error": str,
+            "lag_seconds": float,
+            "fetched": int,
+            "stored": int,
+            "errors": int,
+            "updated_at": str,
+        },
+        pk="name",
+    )
+    db["label_corrections"].create(
+        {
+            "id": int,
+            "mention_id": int,
+            "text": str,
+            "field": str,
+            "old_value": str,
+            "new_value": str,
+            "corrected_by": str,
+            "at": str,
+        },
+        pk="id",
+    )
+    db["users"].create({"username": str, "name": str, "role": str, "password_hash": str, "created_at": str}, pk="username")
+
+
+@dataclass
+class InboxQuery:
+    """Filters of the console's inbox; ``None`` means "any"."""
+
+    statuses: Sequence[str] = OPEN_CASE_STATUSES
+    brand: str | None = None
+    courier: str | None = None
+    channel: str | None = None
+    intent: str | None = None
+    assignee: str | None = None
+    search: str | None = None
+    #: "breached" (due time passed), "due_soon" (within the hour) or None.
+    sla_state: str | None = None
+    limit: int = 50
+    offset: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fts_query(text: str) -> str:
+    """Turn what an agent types into a safe FTS5 query: every word must appear (prefix match)."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+    return " ".join(f'"{w}"*' for w in words)
+
+
+class Store:
+    """All reads and writes of Doorstep's data. One instance per thread or process."""
+
+    def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True):
+        self.path = str(path)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        if self.path != ":memory:":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        if migrate:
+            MIGRATIONS.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group the writes of one logical operation: all of them land, or none."""
+        with self.db.atomic():
+            yield self
+
+    # ----------------------------------------------------------------- mentions
+    def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Map (channel, external_id) -> stored id for the keys that are already stored."""
+        found: dict[tuple[str, str], int] = {}
+        by_channel: dict[str, list[str]] = {}
+        for channel, external_id in keys:
+            by_channel.setdefault(channel, []).append(external_id)
+        for channel, ids in by_channel.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                sql = (
+                    "select id, external_id from mentions where channel = ? and external_id in "
+                    f"({','.join('?' * len(chunk))})"
+                )
+                for row in self.db.execute(sql, [channel, *chunk]).fetchall():
+                    found[(channel, row[1])] = row[0]
+        return found
+
+    def insert_mention(self, mention: Mention) -> int:
+        row = _mention_row(mention)
+        row.pop("id", None)
+        cursor = self.db.execute(
+            f"insert into mentions ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def set_mention_case(self, mention_id: int, case_id: int) -> None:
+        self.db.execute("update mentions set case_id = ? where id = ?", [case_id, mention_id])
+
+    def set_mention_labels(self, mention_id: int, labels: Labels) -> None:
+        row = _label_columns(labels)
+        self.db.execute(
+            f"update mentions set {', '.join(f'{k} = ?' for k in row)} where id = ?", [*row.values(), mention_id]
+        )
+
+    def get_mention(self, mention_id: int) -> Mention | None:
+        row = self.db.execute("select * from mentions where id = ?", [mention_id]).fetchone()
+        return _mention_from_row(self._row(row, "mentions")) if row else None
+
+    def mention_by_external_id(self, channel: str, external_id: str) -> Mention | None:
+        rows = list(self.db.query("select * from mentions where channel = ? and external_id = ?", [channel, external_id]))
+        return _mention_from_row(rows[0]) if rows else None
+
+    def mentions_for_case(self, case_id: int) -> list[Mention]:
+        rows = self.db.query("select * from mentions where case_id = ? order by created_at, id", [case_id])
+        return [_mention_from_row(r) for r in rows]
+
+    def thread(self, channel: str, thread_id: str) -> list[Mention]:
+        rows = self.db.query(
+            "select * from mentions where channel = ? and thread_id = ? order by created_at, id", [channel, thread_id]
+        )
+        return [_mention_from_row(r) for r in rows]
+
+    def iter_mentions(self, batch: int = 1000) -> Iterator[Mention]:
+        last = 0
+        while True:
+            rows = list(self.db.query("select * from mentions where id > ? order by id limit ?", [last, batch]))
+            if not rows:
+                return
+            for row in rows:
+                yield _mention_from_row(row)
+            last = rows[-1]["id"]
+
+    def count(self, table: str) -> int:
+        return int(self.db.execute(f"select count(*) from [{table}]").fetchone()[0])
+
+    # --------------------------------------------------------------- shop data
+    def upsert_customers(self, customers: Iterable[Customer]) -> int:
+        n = 0
+        for customer in customers:
+            self.db["customers"].upsert(
+                {
+                    "id": customer.id,
+                    "name": customer.name,
+                    "email": customer.email,
+                    "phone": customer.phone,
+                    "vip": int(customer.vip),
+                    "opt_out": _json(customer.opt_out),
+                },
+                pk="id",
+            )
+            self.db.execute("delete from customer_handles where customer_id = ?", [customer.id])
+            for channel, handle in customer.handles.items():
+                self.db.execute(
+                    "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
+                    [channel, handle.lower().lstrip("@"), customer.id],
+                )
+            n += 1
+        return n
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        row = self.db.execute("select id, name, email, phone, vip, opt_out from customers where id = ?", [customer_id]).fetchone()
+        if not row:
+            return None
+        handles = dict(
+            self.db.execute("select channel, handle from customer_handles where customer_id = ?", [customer_id]).fetchall()
+        )
+        return Customer(
+            id=row[0], name=row[1], email=row[2], phone=row[3], vip=bool(row[4]), opt_out=_unjson(row[5], []), handles=handles
+        )
+
+    def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
+        if not handle:
+            return None
+        row = self.db.execute(
+            "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle.lower().lstrip("@")]
+        ).fetchone()
+        return row[0] if row else None
+
+    def upsert_orders(self, orders: Iterable[Order]) -> int:
+        n = 0
+        for order in orders:
+            self.db["orders"].upsert(
+                {
+                    "number": order.number,
+                    "customer_id": order.customer_id,
+                    "placed_at": iso(order.placed_at),
+                    "brand": order.brand,
+                    "items": _json(order.items),
+                    "total": order.total,
+                    "currency": order.currency,
+                    "promised_date": iso(order.promised_date),
+                    "status": order.status,
+                },
+                pk="number",
+            )
+            for shipment in order.shipments:
+                self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}))
+            n += 1
+        return n
+
+    def upsert_shipment(self, shipment: Shipment) -> None:
+        existing = self.db.execute(
+            "select status, last_event_at from shipments where tracking_number = ?", [shipment.tracking_number]
+        ).fetchone()
+        self.db.execute(
+            "insert or replace into shipments (tracking_number, order_number, courier, service, status, last_event_at) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [
+                shipment.tracking_number,
+                shipment.order_number,
+                shipment.courier,
+                shipment.service,
+                shipment.status or (existing[0] if existing else None),
+                existing[1] if existing else None,
+            ],
+        )
+        self.add_tracking_events(shipment.events)
+
+    def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
+        """Store events (idempotent) and keep each shipment's current status = its latest event."""
+        added = 0
+        touched: set[str] = set()
+        for event in events:
+            cursor = self.db.execute(
+                "insert or ignore into tracking_events (tracking_number, time, status, location, description) "
+                "values (?, ?, ?, ?, ?)",
+                [event.tracking_number, iso(event.time), event.status, event.location, event.description],
+            )
+            added += cursor.rowcount
+            touched.add(event.tracking_number)
+        for tracking_number in touched:
+            self.db.execute(
+                "update shipments set (status, last_event_at) = (select status, time from tracking_events "
+                "where tracking_number = ?1 order by time desc, id desc limit 1) where tracking_number = ?1",
+                [tracking_number],
+            )
+        return added
+
+    def get_order(self, number: str) -> Order | None:
+        rows = list(self.db.query("select * from orders where number = ?", [number]))
+        if not rows:
+            return None
+        return _order_from_row(rows[0], self.shipments_for_order(number))
+
+    def orders_for_customer(self, customer_id: str) -> list[Order]:
+        rows = self.db.query("select * from orders where customer_id = ? order by placed_at desc", [customer_id])
+        return [_order_from_row(r, self.shipments_for_order(r["number"])) for r in rows]
+
+    def get_shipment(self, tracking_number: str) -> Shipment | None:
+        rows = list(self.db.query("select * from shipments where tracking_number = ?", [tracking_number]))
+        return _shipment_from_row(rows[0], self.tracking_events(tracking_number)) if rows else None
+
+    def shipments_for_order(self, order_number: str) -> list[Shipment]:
+        rows = self.db.query("select * from shipments where order_number = ?", [order_number])
+        return [_shipment_from_row(r, self.tracking_events(r["tracking_number"])) for r in rows]
+
+    def tracking_events(self, tracking_number: str) -> list[TrackingEvent]:
+        rows = self.db.query(
+            "select tracking_number, time, status, location, description from tracking_events "
+            "where tracking_number = ? order by time, id",
+            [tracking_number],
+        )
+        return [TrackingEvent(**{**r, "time": parse_time(r["time"])}) for r in rows]
+
+    # -------------------------------------------------------------------- cases
+    def insert_case(self, case: Case) -> int:
+        row = _case_row(case)
+        row.pop("id", None)
+        cursor = self.db.execute(
+            f"insert into cases ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def get_case(self, case_id: int) -> Case | None:
+        rows = list(self.db.query("select * from cases where id = ?", [case_id]))
+        return _case_from_row(rows[0]) if rows else None
+
+    def save_case(self, case: Case) -> Case:
+        """Write a case the pipeline changed (no lock check: the pipeline owns new mentions)."""
+        assert case.id is not None
+        row = _case_row(case)
+        row["version"] = case.version + 1
+        row.pop("id")
+        self.db.execute(f"update cases set {', '.join(f'{k} = ?' for k in row)} where id = ?", [*row.values(), case.id])
+        return case.model_copy(update={"version": row["version"]})
+
+    def update_case(self, case_id: int, expected_version: int, actor: str, **changes: Any) -> Case:
+        """Change a case on behalf of a person, refusing to overwrite a newer version silently.
+
+        The version check and the write happen in one UPDATE, so two agents who read
+        version 3 cannot both write version 4.
+        """
+        allowed = set(Case.model_fields) - {"id", "version"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown case fields: {', '.join(sorted(unknown))}")
+        row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items() if k in changes}
+        with self.transaction():
+            cursor = self.db.execute(
+                f"update cases set {', '.join(f'{k} = ?' for k in row)}{',' if row else ''} version = version + 1, "
+                "updated_by = ? where id = ? and version = ?",
+                [*row.values(), actor, case_id, expected_version],
+            )
+            if cursor.rowcount == 0:
+                current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
+                raise StaleCaseError(case_id, expected_version, current[0], current[1])
+            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items()})
+        return self._require_case(case_id)
+
+    def _require_case(self, case_id: int) -> Case:
+        case = self.get_case(case_id)
+        if case is None:
+            raise KeyError(f"no case {case_id}")
+        return case
+
+    def open_case_for(self, *, channel: str | None = None, thread_id: str | None = None,
+                      customer_id: str | None = None, order_number: str | None = None,
+                      author_handle: str | None = None, include_resolved: bool = True) -> Case | None:
+        """The case a new mention belongs to: same thread first, then same order, then same customer."""
+        statuses = ("new", "open", "pending_customer", "escalated", "resolved") if include_resolved else OPEN_CASE_STATUSES
+        marks = ",".join("?" * len(statuses))
+        probes: list[tuple[str, list[Any]]] = []
+        if thread_id and channel:
+            probes.append(("channel = ? and thread_id = ?", [channel, thread_id]))
+        if order_number:
+            probes.append(("order_number = ?", [order_number]))
+        if customer_id:
+            probes.append(("customer_id = ? and order_number is null", [customer_id]))
+        elif author_handle and channel:
+            probes.append(("channel = ? and author_handle = ? and order_number is null and customer_id is null", [channel, author_handle]))
+        for where, params in probes:
+            rows = list(
+                self.db.query(
+                    f"select * from cases where {where} and status in ({marks}) order by (status = 'resolved'), id desc limit 1",
+                    [*params, *statuses],
+                )
+            )
+            if rows:
+                return _case_from_row(rows[0])
+        return None
+
+    def inbox(self, query: InboxQuery | None = None) -> list[Case]:
+        """Open cases, highest priority first, as the console's queue shows them."""
+        where, params = self._inbox_where(query or InboxQuery())
+        q = query or InboxQuery()
+        sql = f"select * from cases where {where} order by priority desc, id limit ? offset ?"
+        return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
+
+    def inbox_count(self, query: InboxQuery | None = None) -> int:
+        where, params = self._inbox_where(query or InboxQuery())
+        return int(self.db.execute(f"select count(*) from cases where {where}", params).fetchone()[0])
+
+    def inbox_facets(self, column: str, query: InboxQuery | None = None) -> dict[str, int]:
+        """Counts per value of one filter column, for the filter widgets."""
+        if column not in {"brand", "courier", "channel", "intent", "assignee", "status"}:
+            raise ValueError(f"not a facet: {column}")
+        where, params = self._inbox_where(query or InboxQuery())
+        rows = self.db.execute(
+            f"select coalesce({column}, '(none)'), count(*) from cases where {where} group by 1 order by 2 desc", params
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def _inbox_where(self, q: InboxQuery) -> tuple[str, list[Any]]:
+        clauses = [f"status in ({','.join('?' * len(q.statuses))})"]
+        params: list[Any] = list(q.statuses)
+        for column in ("brand", "courier", "channel", "intent", "assignee"):
+            value = getattr(q, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        now = iso(utcnow())
+        if q.sla_state == "breached":
+            clauses.append("((first_response_at is null and first_response_due < ?) or resolution_due < ?)")
+            params += [now, now]
+        elif q.sla_state == "due_soon":
+            soon = iso(datetime.fromtimestamp(utcnow().timestamp() + 3600, timezone.utc))
+            clauses.append("first_response_at is null and first_response_due between ? and ?")
+            params += [now, soon]
+        if q.search and _fts_query(q.search):
+            clauses.append(
+                "id in (select case_id from mentions where id in "
+                "(select rowid from mentions_fts where mentions_fts match ?))"
+            )
+            params.append(_fts_query(q.search))
+        return " and ".join(clauses), params
+
+    # ------------------------------------------------------ notes, audit, cursors
+    def add_note(self, case_id: int, author: str, text: str) -> Note:
+        with self.transaction():
+            now = iso(utcnow())
+            cursor = self.db.execute(
+                "insert into notes (case_id, author, text, created_at) values (?, ?, ?, ?)", [case_id, author, text, now]
+            )
+            self.audit(author, "case.note", case_id, {"note_id": cursor.lastrowid})
+        return Note(id=cursor.lastrowid, case_id=case_id, author=author, text=text, created_at=parse_time(now))
+
+    def notes(self, case_id: int) -> list[Note]:
+        rows = self.db.query("select * from notes where case_id = ? order by id", [case_id])
+        return [Note(**{**r, "created_at": parse_time(r["created_at"])}) for r in rows]
+
+    def audit(self, actor: str, action: str, case_id: int | None = None, details: dict[str, Any] | None = None) -> None:
+        self.db.execute(
+            "insert into audit_events (at, actor, action, case_id, details) values (?, ?, ?, ?, ?)",
+            [iso(utcnow()), actor, action, case_id, _json(details or {})],
+        )
+
+    def audit_trail(self, case_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
+        if case_id is None:
+            rows = self.db.query("select * from audit_events order by id desc limit ?", [limit])
+        else:
+            rows = self.db.query("select * from audit_events where case_id = ? order by id limit ?", [case_id, limit])
+        return [AuditEvent(**{**r, "at": parse_time(r["at"]), "details": _unjson(r["details"], {})}) for r in rows]
+
+    def get_cursor(self, name: str) -> str | None:
+        row = self.db.execute("select value from cursors where name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, name: str, value: str) -> None:
+        self.db.execute(
+            "insert or replace into cursors (name, value, updated_at) values (?, ?, ?)", [name, value, iso(utcnow())]
+        )
+
+    # ---------------------------------------------------------------- outbound
+    def outbound_for_case(self, case_id: int) -> list[OutboundMessage]:
+        rows = self.db.query("select * from outbound_messages where case_id = ? order by id", [case_id])
+        return [outbound_from_row(r) for r in rows]
+
+    # ----------------------------------------------------------------- helpers
+    def _row(self, row: tuple, table: str) -> dict[str, Any]:
+        columns = [c.name for c in self.db[table].columns]
+        return dict(zip(columns, row))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return iso(value)
+    return value
+
+
+def _label_columns(labels: Labels | None) -> dict[str, Any]:
+    if labels is None:
+        return dict.fromkeys(
+            ("sentiment", "sentiment_scores", "complaint", "complaint_score", "intent", "intent_scores", "urgency", "needs_review", "model")
+        )
+    return {
+        "sentiment": labels.sentiment,
+        "sentiment_scores": _json(labels.sentiment_scores),
+        "complaint": int(labels.complaint),
+        "complaint_score": labels.complaint_score,
+        "intent": labels.intent,
+        "intent_scores": _json(labels.intent_scores),
+        "urgency": labels.urgency,
+        "needs_review": int(labels.needs_review),
+        "model": labels.model,
+    }
+
+
+def _mention_row(m: Mention) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "channel": m.channel,
+        "external_id": m.external_id,
+        "text": m.text,
+        "created_at": iso(m.created_at),
+        "author_id": m.author_id,
+        "author_handle": m.author_handle,
+        "author_name": m.author_name,
+        "author_followers": m.author_followers,
+        "language": m.language,
+        "url": m.url,
+        "thread_id": m.thread_id,
+        "in_reply_to": m.in_reply_to,
+        "matched": _json(m.matched),
+        "outbound": int(m.outbound),
+        "raw": _json(m.raw),
+        "case_id": m.case_id,
+        **_label_columns(m.labels),
+        "ingested_at": iso(utcnow()),
+    }
+
+
+def _mention_from_row(r: dict[str, Any]) -> Mention:
+    labels = None
+    if r.get("sentiment"):
+        labels = Labels(
+            sentiment=r["sentiment"],
+            sentiment_scores=_unjson(r["sentiment_scores"], {}),
+            complaint=bool(r["complaint"]),
+            complaint_score=r["complaint_score"] or 0.0,
+            intent=r["intent"],
+            intent_scores=_unjson(r["intent_scores"], {}),
+            urgency=r["urgency"] or 0.0,
+            needs_review=bool(r["needs_review"]),
+            model=r["model"] or "",
+        )
+    return Mention(
+        id=r["id"],
+        channel=r["channel"],
+        external_id=r["external_id"],
+        text=r["text"],
+        created_at=parse_time(r["created_at"]),
+        author_id=r["author_id"],
+        author_handle=r["author_handle"],
+        author_name=r["author_name"],
+        author_followers=r["author_followers"] or 0,
+        language=r["language"],
+        url=r["url"],
+        thread_id=r["thread_id"],
+        in_reply_to=r["in_reply_to"],
+        matched=_unjson(r["matched"], []),
+        outbound=bool(r["outbound"]),
+        raw=_unjson(r["raw"]),
+        case_id=r["case_id"],
+        labels=labels,
+    )
+
+
+def mention_export_row(m: Mention) -> dict[str, Any]:
+    """The stable JSON shape of ``doorstep export mentions``."""
+    out: dict[str, Any] = {
+        "channel": m.channel,
+        "external_id": m.external_id,
+        "text": m.text,
+        "author_handle": m.author_handle,
+        "author_name": m.author_name,
+        "created_at": iso(m.created_at),
+        "thread_id": m.thread_id,
+        "in_reply_to": m.in_reply_to,
+        "outbound": m.outbound,
+        "matched": m.matched,
+        "case_id": m.case_id,
+    }
+    if m.labels:
+        out.update(m.labels.model_dump(exclude={"model"}))
+    return out
+
+
+def _order_from_row(r: dict[str, Any], shipments: list[Shipment]) -> Order:
+    return Order(
+        number=r["number"],
+        customer_id=r["customer_id"],
+        placed_at=parse_time(r["placed_at"]),
+        brand=r["brand"],
+        items=_unjson(r["items"], []),
+        total=r["total"] or 0.0,
+        currency=r["currency"] or "GBP",
+        promised_date=date.fromisoformat(r["promised_date"]) if r["promised_date"] else None,
+        status=r["status"] or "placed",
+        shipments=shipments,
+    )
+
+
+def _shipment_from_row(r: dict[str, Any], events: list[TrackingEvent]) -> Shipment:
+    return Shipment(
+        tracking_number=r["tracking_number"],
+        order_number=r["order_number"],
+        courier=r["courier"],
+        service=r["service"],
+        status=r["status"],
+        events=events,
+    )
+
+
+_CASE_TIMES = (
+    "opened_at",
+    "last_activity_at",
+    "first_response_due",
+    "resolution_due",
+    "first_response_at",
+    "resolved_at",
+    "snoozed_until",
+)
+
+
+def _case_row(c: Case) -> dict[str, Any]:
+    row = c.model_dump()
+    for key in _CASE_TIMES:
+        row[key] = iso(row[key])
+    row["priority_reasons"] = _json(c.priority_reasons)
+    row["complaint"] = int(c.complaint)
+    row["link_confirmed"] = int(c.link_confirmed)
+    return row
+
+
+def _case_from_row(r: dict[str, Any]) -> Case:
+    data = {k: v for k, v in r.items() if k in Case.model_fields}
+    for key in _CASE_TIMES:
+        data[key] = parse_time(data.get(key))
+    data["priority_reasons"] = _unjson(r["priority_reasons"], [])
+    data["complaint"] = bool(r["complaint"])
+    data["link_confirmed"] = bool(r["link_confirmed"])
+    return Case(**data)
+
+
+def outbound_from_row(r: dict[str, Any]) -> OutboundMessage:
+    data = {k: v for k, v in r.items() if k in OutboundMessage.model_fields}
+    for key in ("created_at", "sent_at", "next_attempt_at"):
+        data[key] = parse_time(data.get(key))
+    return OutboundMessage(**data)

@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh store, a small shop configuration, and helpers to build records."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from doorstep.config import Config, parse_config
+from doorstep.models import INTENTS, Labels, Mention
+from doorstep.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 11, 16, 9, 0, tzinfo=timezone.utc)
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("DOORSTEP_SHARED", REPO.parent / "shared"))
+
+
+def require_shared(relative: str) -> Path:
+    """Path to a file under ../shared, or skip the test saying how to provide it."""
+    path = shared_dir() / relative
+    if not path.exists():
+        pytest.skip(f"{path} not found: set DOORSTEP_SHARED to the shared material folder to run this test")
+    return path
+
+
+@pytest.fixture
+def config() -> Config:
+    return parse_config(
+        {
+            "timezone": "Europe/London",
+            "brands": [
+                {"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"]},
+                {"name": "Fettle", "handles": {"x": "FettleCare"}, "keywords": ["fettle"]},
+            ],
+            "couriers": [
+                {"name": "UPS", "handles": {"x": "UPSHelp"}, "keywords": ["ups"], "tracking_formats": ["ups"]},
+                {"name": "Royal Mail", "handles": {"x": "RoyalMailHelp"}, "tracking_formats": ["royal_mail"]},
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "test.db")
+    yield s
+    s.close()
+
+
+def labels(intent: str = "other", sentiment: str = "neutral", complaint: bool = False, urgency: float = 0.2) -> Labels:
+    """Labels as a classifier would give them, for tests that fix the reading of a post."""
+    sent = {s: (0.8 if s == sentiment else 0.1) for s in ("negative", "neutral", "positive")}
+    intents = {i: (0.55 if i == intent else 0.05) for i in INTENTS}
+    return Labels(
+        sentiment=sentiment,
+        sentiment_scores=sent,
+        complaint=complaint,
+        complaint_score=0.9 if complaint else 0.1,
+        intent=intent,
+        intent_scores=intents,
+        urgency=urgency,
+        model="test",
+    )
+
+
+class KeywordClassifier:
+    """A test double: complaint + intent from a couple of words, so tests control the labels."""
+
+    name = "test-keywords"
+
+    def classify(self, texts: Sequence[str]) -> list[Labels]:
+        out = []
+        for text in texts:
+            low = text.lower()
+            if "lost" in low:
+                out.append(labels("lost_or_missing", "negative", True, 0.8))
+            elif "where" in low or "late" in low:
+                out.append(labels("late_delivery", "negative", True, 0.5))
+            elif "thank" in low:
+                out.append(labels("praise", "positive", False, 0.0))
+            else:
+                out.append(labels())
+        return out
+
+
+def mention(external_id: str, text: str, minutes: int = 0, **fields) -> Mention:
+    fields.setdefault("channel", "x")
+    fields.setdefault("author_handle", "someone")
+    return Mention(external_id=external_id, text=text, created_at=T0 + timedelta(minutes=minutes), **fields)

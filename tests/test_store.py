@@ -1,0 +1,95 @@
+"""The store: migrations, idempotent writes, the inbox query and optimistic locking."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from doorstep.models import Case, Customer, Order, Shipment, TrackingEvent
+from doorstep.store import InboxQuery, StaleCaseError, Store
+
+from conftest import T0, mention
+
+
+def test_migrations_apply_once_and_database_uses_wal(tmp_path):
+    path = tmp_path / "d.db"
+    Store(path).close()
+    again = Store(path)  # re-opening applies nothing new and does not fail
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    applied = again.db.execute("select count(*) from _sqlite_migrations").fetchone()[0]
+    assert applied >= 1
+    assert "mentions_fts" in again.db.table_names()
+
+
+def test_mention_key_is_channel_and_external_id(store: Store):
+    store.insert_mention(mention("1", "hello @LarkspurHelp"))
+    with pytest.raises(Exception):
+        store.insert_mention(mention("1", "same id, same channel"))
+    store.insert_mention(mention("1", "same id on another channel", channel="mastodon"))
+    assert store.count("mentions") == 2
+    assert store.existing_mention_ids([("x", "1"), ("x", "2"), ("mastodon", "1")]).keys() == {("x", "1"), ("mastodon", "1")}
+
+
+def test_orders_shipments_and_tracking_are_idempotent_and_status_follows_latest_event(store: Store):
+    store.upsert_customers([Customer(id="c1", name="Ann Lee", handles={"x": "@AnnLee"})])
+    events = [
+        TrackingEvent(tracking_number="1Z999AA10123456784", time=T0, status="info_received"),
+        TrackingEvent(tracking_number="1Z999AA10123456784", time=T0 + timedelta(days=1), status="attempt_failed"),
+    ]
+    order = Order(number="1234", customer_id="c1", placed_at=T0, total=80,
+                  shipments=[Shipment(tracking_number="1Z999AA10123456784", order_number="1234", courier="UPS", events=events)])
+    store.upsert_orders([order])
+    store.upsert_orders([order])
+    assert store.count("tracking_events") == 2
+    assert store.get_shipment("1Z999AA10123456784").status == "attempt_failed"
+    assert store.customer_id_by_handle("x", "annlee") == "c1"  # handles match without @ and case
+    store.add_tracking_events([TrackingEvent(tracking_number="1Z999AA10123456784", time=T0 + timedelta(days=2), status="delivered")])
+    assert store.get_order("1234").shipments[0].status == "delivered"
+
+
+def _case(store: Store, **fields) -> int:
+    return store.insert_case(Case(**fields))
+
+
+def test_inbox_orders_by_priority_and_filters(store: Store):
+    low = _case(store, priority=20, brand="Larkspur", intent="praise")
+    high = _case(store, priority=90, brand="Larkspur", courier="UPS", intent="lost_or_missing")
+    _case(store, priority=99, brand="Fettle", status="resolved")
+    mid = _case(store, priority=50, brand="Fettle", courier="UPS")
+    assert [c.id for c in store.inbox()] == [high, mid, low]
+    assert [c.id for c in store.inbox(InboxQuery(brand="Larkspur"))] == [high, low]
+    assert [c.id for c in store.inbox(InboxQuery(courier="UPS"))] == [high, mid]
+    assert store.inbox_count(InboxQuery(intent="lost_or_missing")) == 1
+    assert store.inbox_facets("brand") == {"Larkspur": 2, "Fettle": 1}
+
+
+def test_inbox_full_text_search_finds_cases_by_their_posts(store: Store):
+    first = _case(store, priority=10)
+    second = _case(store, priority=20)
+    m1 = store.insert_mention(mention("1", "My parcel was left in the rain"))
+    m2 = store.insert_mention(mention("2", "Driver never knocked"))
+    store.set_mention_case(m1, first)
+    store.set_mention_case(m2, second)
+    assert [c.id for c in store.inbox(InboxQuery(search="rain"))] == [first]
+    assert [c.id for c in store.inbox(InboxQuery(search="knock"))] == [second]  # prefix match
+    assert store.inbox(InboxQuery(search='"); drop table cases; --')) == []  # typed text is never SQL
+
+
+def test_second_writer_with_stale_version_is_refused_with_a_clear_message(store: Store):
+    case_id = _case(store, priority=10)
+    seen_by_both = store.get_case(case_id).version
+    store.update_case(case_id, seen_by_both, "amy", assignee="amy")
+    with pytest.raises(StaleCaseError) as err:
+        store.update_case(case_id, seen_by_both, "bob", status="resolved")
+    assert "amy" in str(err.value)
+    fresh = store.get_case(case_id)
+    assert fresh.assignee == "amy" and fresh.status == "new"
+    actions = [(e.actor, e.action) for e in store.audit_trail(case_id)]
+    assert actions == [("amy", "case.update")]
+
+
+def test_update_case_rejects_unknown_fields(store: Store):
+    case_id = _case(store)
+    with pytest.raises(ValueError, match="colour"):
+        store.update_case(case_id, 1, "amy", colour="red")
