@@ -1,0 +1,158 @@
+"""Cases: grouping mentions into units of work, scoring their priority, setting SLA clocks.
+
+Priority is a sum of named factors, not an opaque score, because an agent who sees
+"complaint (+25), lost parcel (+20), repeat contact (+8)" trusts the queue and a
+lead can tune the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from doorstep.config import Config
+from doorstep.models import Case, Customer, Labels, Link, Mention, Order, Shipment
+
+#: How much each delivery problem adds: a lost parcel outranks a "where is it?".
+INTENT_SEVERITY: dict[str, float] = {
+    "lost_or_missing": 20,
+    "damaged_or_wrong": 18,
+    "failed_delivery": 14,
+    "late_delivery": 10,
+    "where_is_my_order": 6,
+    "refund_or_return": 8,
+    "customer_service": 8,
+}
+INTENT_LABELS: dict[str, str] = {
+    "where_is_my_order": "where is my order",
+    "late_delivery": "late delivery",
+    "failed_delivery": "failed delivery",
+    "lost_or_missing": "lost or missing parcel",
+    "damaged_or_wrong": "damaged or wrong item",
+    "refund_or_return": "refund or return",
+    "customer_service": "customer service",
+    "product_or_account": "product or account",
+    "praise": "praise",
+    "other": "other",
+}
+
+
+@dataclass(frozen=True)
+class PriorityInputs:
+    labels: Labels | None
+    followers: int = 0
+    customer: Customer | None = None
+    order: Order | None = None
+    shipment: Shipment | None = None
+    mention_count: int = 1
+
+
+def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[str]]:
+    """Return (score 0-100, the factors that raised it, largest first)."""
+    factors: list[tuple[str, float]] = [("base", 10.0)]
+    labels = inputs.labels
+    if labels is not None:
+        if labels.complaint:
+            factors.append(("complaint", 25.0))
+        negative = labels.sentiment_scores.get("negative", 0.0)
+        if labels.sentiment == "negative" and negative > 0:
+            factors.append(("negative sentiment", round(10.0 * negative, 1)))
+        severity = INTENT_SEVERITY.get(labels.intent)
+        if severity:
+            factors.append((INTENT_LABELS[labels.intent], severity))
+        if labels.urgency > 0.5:
+            factors.append(("urgent wording", round(10.0 * labels.urgency, 1)))
+    if inputs.mention_count > 1:
+        factors.append(("repeat contact", min(16.0, 8.0 * (inputs.mention_count - 1))))
+    if inputs.followers >= config.priority.vip_followers:
+        factors.append((f"{inputs.followers:,} followers", 12.0))
+    elif inputs.followers >= 1000:
+        factors.append((f"{inputs.followers:,} followers", 5.0))
+    if inputs.customer is not None and inputs.customer.vip:
+        factors.append(("VIP customer", 10.0))
+    if inputs.shipment is not None:
+        statuses = {e.status for e in inputs.shipment.events}
+        if "exception" in statuses:
+            factors.append(("courier exception on shipment", 10.0))
+        elif "attempt_failed" in statuses:
+            factors.append(("failed delivery attempt on shipment", 8.0))
+    if inputs.order is not None:
+        if inputs.order.total >= 200:
+            factors.append((f"order value {inputs.order.total:.0f} {inputs.order.currency}", 6.0))
+        elif inputs.order.total >= 100:
+            factors.append((f"order value {inputs.order.total:.0f} {inputs.order.currency}", 3.0))
+    score = min(100.0, sum(weight for _, weight in factors))
+    reasons = [f"{name} (+{weight:g})" for name, weight in sorted(factors[1:], key=lambda f: -f[1])]
+    return round(score, 1), reasons
+
+
+def band(score: float, config: Config) -> str:
+    p = config.priority
+    if score >= p.p1:
+        return "p1"
+    if score >= p.p2:
+        return "p2"
+    if score >= p.p3:
+        return "p3"
+    return "p4"
+
+
+def sla_due(score: float, start: datetime, config: Config) -> tuple[datetime, datetime]:
+    """(first response due, resolution due) for a case of this priority opened at ``start``."""
+    target = config.sla[band(score, config)]
+    return start + timedelta(minutes=target.first_response), start + timedelta(minutes=target.resolution)
+
+
+def new_case(mention: Mention, link: Link, brand: str | None, courier: str | None) -> Case:
+    labels = mention.labels
+    return Case(
+        status="new",
+        brand=brand,
+        courier=courier,
+        channel=mention.channel,
+        intent=labels.intent if labels else None,
+        sentiment=labels.sentiment if labels else None,
+        complaint=labels.complaint if labels else False,
+        author_handle=mention.author_handle,
+        thread_id=mention.thread_id or mention.external_id,
+        customer_id=link.customer_id,
+        order_number=link.order_number,
+        tracking_number=link.tracking_number,
+        link_method=link.method,
+        link_confidence=link.confidence,
+        link_confirmed=link.confirmed,
+        opened_at=mention.created_at,
+        last_activity_at=mention.created_at,
+        mention_count=0,
+    )
+
+
+def absorb(case: Case, mention: Mention, link: Link) -> Case:
+    """Fold a later mention into its case: a resolved case reopens, a stronger link wins."""
+    labels = mention.labels
+    update: dict[str, object] = {
+        "mention_count": case.mention_count,
+        "last_activity_at": max(case.last_activity_at or mention.created_at, mention.created_at),
+    }
+    if case.status == "resolved":
+        update.update(status="open", resolved_at=None, first_response_at=None, opened_at=mention.created_at)
+    elif case.status == "pending_customer":
+        update["status"] = "open"
+    if labels is not None:
+        # The case shows its most serious reading: a complaint never turns back into praise.
+        if labels.complaint and not case.complaint:
+            update.update(complaint=True, intent=labels.intent, sentiment=labels.sentiment)
+        elif case.intent in (None, "other", "praise") and labels.intent not in ("other",):
+            update.update(intent=labels.intent, sentiment=labels.sentiment)
+    if case.link_method != "agent" and link.method != "none" and (
+        link.confidence > case.link_confidence or (link.confirmed and not case.link_confirmed)
+    ):
+        update.update(
+            customer_id=link.customer_id or case.customer_id,
+            order_number=link.order_number or case.order_number,
+            tracking_number=link.tracking_number or case.tracking_number,
+            link_method=link.method,
+            link_confidence=link.confidence,
+            link_confirmed=link.confirmed,
+        )
+    return case.model_copy(update=update)

@@ -1,0 +1,230 @@
+"""The ``doorstep`` command line. It mirrors the Python API: each command is a thin
+wrapper that opens the store and config and calls one function.
+
+Commands of the outer packages (listeners, classifiers, responders) import them
+inside the command, so ``doorstep --help`` stays fast and the core does not depend
+on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from doorstep.config import ConfigError, Config, default_db_path, load_config
+from doorstep.store import Store, mention_export_row
+
+
+class Context:
+    """Lazily opened store and config shared by the commands of one invocation."""
+
+    def __init__(self, db: str, config: str | None):
+        self.db_path = db
+        self.config_path = config
+        self._store: Store | None = None
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    def classifier(self, spec: str | None = None) -> Any:
+        from classifiers import load_classifier
+
+        return load_classifier(spec or self.config.classifier)
+
+    def pipeline(self, classifier: str | None = None) -> Any:
+        from doorstep.pipeline import Pipeline
+
+        return Pipeline(self.store, self.config, self.classifier(classifier))
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db", help="SQLite database file.")
+@click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
+              help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults).")
+@click.version_option(package_name="doorstep")
+@click.pass_context
+def cli(ctx: click.Context, db: str, config_path: str | None) -> None:
+    """Doorstep: every complaint seen, answered fast, never posted twice."""
+    ctx.obj = Context(db, config_path)
+
+
+# ------------------------------------------------------------------ import
+@cli.group(name="import")
+def import_() -> None:
+    """Import mentions, orders or tracking events from a file."""
+
+
+def _report_import(report: Any, strict: bool) -> None:
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(
+        f"{report.file}: {report.valid} valid {report.kind} rows, {report.stored} new, {len(report.errors)} rejected",
+        err=True,
+    )
+    if report.errors:
+        sys.exit(1)
+
+
+@import_.command("mentions")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "twcs"]), default=None,
+              help="Default: from the file name (twcs is recognised by its header).")
+@click.option("--channel", default=None, help="Channel for rows that do not name one.")
+@click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured).")
+@click.option("--strict", is_flag=True, help="Write nothing if any row is rejected.")
+@pass_ctx
+def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str | None, classifier: str | None,
+                        strict: bool) -> None:
+    """Import mentions from FILE and run them through the pipeline (classify, link, case)."""
+    from listeners.files import ImportReport, import_mentions, parse_mentions
+
+    if strict:
+        parsed = parse_mentions(file, fmt, channel)
+        if parsed.errors:
+            _report_import(ImportReport(str(file), "mentions", len(parsed.records), 0, parsed.errors), strict)
+    _report_import(import_mentions(file, ctx.pipeline(classifier), fmt, channel), strict)
+
+
+@import_.command("orders")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@pass_ctx
+def import_orders_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
+    """Import orders (with embedded customers and shipments) from FILE."""
+    from listeners.files import import_orders
+
+    _report_import(import_orders(file, ctx.store, fmt), False)
+
+
+@import_.command("tracking")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@pass_ctx
+def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
+    """Import courier tracking events from FILE."""
+    from listeners.files import import_tracking
+
+    _report_import(import_tracking(file, ctx.store, fmt), False)
+
+
+# ------------------------------------------------------------------ export
+@cli.group()
+def export() -> None:
+    """Export stored data."""
+
+
+@export.command("mentions")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@pass_ctx
+def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
+    """Write one JSON object per stored mention (with labels when present)."""
+    for mention in ctx.store.iter_mentions():
+        output.write(json.dumps(mention_export_row(mention), ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- classify
+@cli.command()
+@click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--model", default=None, help="baseline, onnx, a local model directory or a Hugging Face model id.")
+@click.option("--batch-size", default=256, show_default=True)
+@pass_ctx
+def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_size: int) -> None:
+    """Label JSONL {"id", "text"} lines with sentiment, complaint, intent and urgency."""
+    from classifiers.jsonl import classify_jsonl
+
+    spec = model
+    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
+        spec = f"transformers:{model}"
+    try:
+        classify_jsonl(infile, outfile, ctx.classifier(spec), batch_size=batch_size, progress=sys.stderr.isatty())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--seed", default=7, show_default=True, help="Same seed, same demo shop.")
+@click.option("--customers", default=500, show_default=True)
+@click.option("--orders", default=2000, show_default=True)
+@click.option("--mentions", default=1000, show_default=True)
+@click.option("--build-only", is_flag=True, help="Build the database and exit (no worker, no console).")
+@click.option("--port", default=8501, show_default=True)
+@pass_ctx
+def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool, port: int) -> None:
+    """Build a fresh demo shop database, then start the worker and the console."""
+    from doorstep.demo import build_demo, run_demo
+
+    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions)
+    click.echo(summary, err=True)
+    if not build_only:
+        run_demo(ctx.db_path, port=port)
+
+
+# ---------------------------------------------------------------------- run
+@cli.command()
+@click.option("--once", is_flag=True, help="One round of every job, then exit.")
+@pass_ctx
+def run(ctx: Context, once: bool) -> None:
+    """Start the long-running worker (listeners, outbox, alerts, scheduled reports)."""
+    from doorstep.worker import Worker
+
+    Worker(ctx.store, ctx.config, ctx.pipeline()).run(once=once)
+
+
+#: Packages that add commands ("module:attribute" naming a list of click commands). Their
+#: modules keep heavy imports inside the command functions so ``doorstep --help`` stays fast.
+COMMAND_PROVIDERS = [
+    "listeners.cli:commands",
+    "responders.cli:commands",
+    "classifiers.cli:commands",
+    "console.cli:commands",
+    "doorstep.reports_cli:commands",
+]
+
+
+def _add_provided_commands() -> None:
+    import importlib
+
+    for spec in COMMAND_PROVIDERS:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        for command in getattr(module, attribute, []):
+            cli.add_command(command)
+
+
+_add_provided_commands()
+
+
+def main() -> None:  # pragma: no cover - console script entry point
+    cli(prog_name="doorstep")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

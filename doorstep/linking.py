@@ -1,0 +1,179 @@
+"""Tie a mention to the customer, their order and the courier's shipment.
+
+The evidence, strongest first: a tracking number or order number in the text, the
+author's handle (known to belong to a customer), the conversation the post answers,
+and finally a ranking of the customer's open orders. Each link records how it was
+made and how sure we are, so an agent can see it and override it.
+
+Privacy rule: anyone can type someone else's order number. A link made from a
+number alone is ``confirmed=False`` until the author's handle belongs to the order's
+customer or the post came through a private channel; the console and the reply
+templates must not reveal an unconfirmed order's details to the author.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from doorstep.config import Config
+from doorstep.models import Case, Link, Mention, Order
+from doorstep.numbers import find_order_numbers, find_tracking_numbers
+from doorstep.store import Store
+
+#: Channels where only the customer can write to us, so a number they give is theirs.
+PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "sms", "chat"})
+
+#: Shipment states that make an order the likely subject of an unexplained complaint.
+TROUBLE_STATUSES = frozenset({"exception", "attempt_failed", "returned"})
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Numbers found in a post's text."""
+
+    order_numbers: list[str]
+    tracking_numbers: list[str]
+
+
+def find_numbers(text: str, config: Config) -> Evidence:
+    formats: set[str] | None = None
+    if config.couriers and any(c.tracking_formats for c in config.couriers):
+        formats = {f for c in config.couriers for f in c.tracking_formats}
+    orders = find_order_numbers(text, config.order_patterns)
+    tracking = [t.number for t in find_tracking_numbers(text, formats) if t.number not in orders]
+    return Evidence(order_numbers=orders, tracking_numbers=tracking)
+
+
+def link_mention(mention: Mention, store: Store, config: Config, thread_case: Case | None = None) -> Link:
+    """Work out who wrote ``mention`` and which order it is about.
+
+    ``thread_case`` is the case of the conversation the post belongs to, if any: a
+    reply in a thread inherits the order that thread is already linked to.
+    """
+    evidence = find_numbers(mention.text, config)
+    author_customer = store.customer_id_by_handle(mention.channel, mention.author_handle)
+    private = mention.channel in PRIVATE_CHANNELS
+    unmatched: list[str] = []
+
+    for number in evidence.tracking_numbers:
+        shipment = store.get_shipment(number)
+        if shipment is None:
+            unmatched.append(number)
+            continue
+        order = store.get_order(shipment.order_number)
+        return _number_link("tracking_number", order, number, author_customer, private, unmatched)
+
+    for number in evidence.order_numbers:
+        order = store.get_order(number)
+        if order is None:
+            unmatched.append(number)
+            continue
+        return _number_link("order_number", order, _main_tracking(order), author_customer, private, unmatched)
+
+    if thread_case is not None and (thread_case.order_number or thread_case.customer_id):
+        return Link(
+            customer_id=thread_case.customer_id,
+            order_number=thread_case.order_number,
+            tracking_number=thread_case.tracking_number,
+            method="thread",
+            confidence=round(thread_case.link_confidence * 0.95, 3),
+            confirmed=thread_case.link_confirmed,
+            unmatched_numbers=unmatched,
+        )
+
+    if author_customer is None:
+        return Link(method="none", unmatched_numbers=unmatched)
+
+    candidates = rank_open_orders(store.orders_for_customer(author_customer))
+    if not candidates:
+        return Link(customer_id=author_customer, method="handle", confidence=0.9, confirmed=True, unmatched_numbers=unmatched)
+    best = candidates[0]
+    # One open order is very likely the one; several make it a guess the agent should check.
+    confidence = 0.7 if len(candidates) == 1 else 0.4
+    return Link(
+        customer_id=author_customer,
+        order_number=best.number,
+        tracking_number=_main_tracking(best),
+        method="recent_order",
+        confidence=confidence,
+        confirmed=True,
+        unmatched_numbers=unmatched,
+    )
+
+
+def _number_link(
+    method: str, order: Order | None, tracking: str | None, author_customer: str | None, private: bool, unmatched: list[str]
+) -> Link:
+    assert order is not None
+    if author_customer == order.customer_id or private:
+        return Link(
+            customer_id=order.customer_id,
+            order_number=order.number,
+            tracking_number=tracking,
+            method=method,  # type: ignore[arg-type]
+            confidence=0.97 if method == "tracking_number" else 0.95,
+            confirmed=True,
+            unmatched_numbers=unmatched,
+        )
+    # The number is real but nothing says the author owns it: suggest, don't reveal.
+    confidence = 0.3 if author_customer else 0.6
+    return Link(
+        customer_id=author_customer,
+        order_number=order.number,
+        tracking_number=tracking,
+        method=method,  # type: ignore[arg-type]
+        confidence=confidence,
+        confirmed=False,
+        unmatched_numbers=unmatched,
+    )
+
+
+def _main_tracking(order: Order) -> str | None:
+    return order.shipments[-1].tracking_number if order.shipments else None
+
+
+def rank_open_orders(orders: Iterable[Order]) -> list[Order]:
+    """Orders a vague complaint is most likely about: troubled shipments first, then newest.
+
+    Delivered orders older than two weeks are not candidates: "where is my order" is
+    rarely about something that arrived a month ago.
+    """
+    candidates = []
+    for order in orders:
+        statuses = {s.status for s in order.shipments}
+        delivered_long_ago = statuses == {"delivered"} and all(
+            s.events and (s.events[-1].time - order.placed_at).days > 14 for s in order.shipments
+        )
+        if order.status in {"cancelled", "refunded"} or delivered_long_ago:
+            continue
+        trouble = bool(statuses & TROUBLE_STATUSES)
+        not_delivered = not statuses or statuses != {"delivered"}
+        candidates.append(((trouble, not_delivered, order.placed_at), order))
+    candidates.sort(key=lambda item: item[0], reverse=True)
+    return [order for _, order in candidates]
+
+
+def override_link(store: Store, case_id: int, expected_version: int, actor: str, *, order_number: str | None,
+                  customer_id: str | None = None) -> Case:
+    """An agent sets the order (and customer) of a case by hand; it becomes confirmed."""
+    tracking = None
+    if order_number:
+        order = store.get_order(order_number)
+        if order is None:
+            raise KeyError(f"no order {order_number}")
+        customer_id = customer_id or order.customer_id
+        tracking = _main_tracking(order)
+    shipment = store.get_shipment(tracking) if tracking else None
+    return store.update_case(
+        case_id,
+        expected_version,
+        actor,
+        order_number=order_number,
+        customer_id=customer_id,
+        tracking_number=tracking,
+        courier=shipment.courier if shipment else None,
+        link_method="agent",
+        link_confidence=1.0,
+        link_confirmed=True,
+    )

@@ -1,0 +1,190 @@
+"""A mention's path: ingest -> classify -> link -> case -> priority and SLA.
+
+Every listener and every import goes through :class:`Pipeline.ingest`, so a post
+that arrives twice (two queries, stream and poll, a re-imported file, a restart in
+the middle of a page) is stored once: the store's unique key (channel, external_id)
+is the single source of truth, and one batch is one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from doorstep.cases import PriorityInputs, absorb, new_case, score_priority, sla_due
+from doorstep.config import Config
+from doorstep.linking import link_mention
+from doorstep.models import Case, Labels, Mention
+from doorstep.store import Store
+
+
+class Classifier(Protocol):
+    name: str
+
+    def classify(self, texts: Sequence[str]) -> list[Labels]: ...
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    cases_opened: int = 0
+    cases_updated: int = 0
+    mention_ids: list[int] = field(default_factory=list)
+    #: Seconds spent in each stage, for the benchmark's split.
+    timings: dict[str, float] = field(default_factory=lambda: {"classify": 0.0, "link": 0.0, "store": 0.0})
+
+    def add(self, other: IngestResult) -> None:
+        for name in ("received", "stored", "duplicates", "cases_opened", "cases_updated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.mention_ids += other.mention_ids
+        for key, value in other.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + value
+
+
+def match_names(text: str, author_handle: str | None, config: Config) -> list[str]:
+    """Brands and couriers a post names by handle or keyword (case-insensitive)."""
+    lowered = text.lower()
+    found = []
+    for entity in [*config.brands, *config.couriers]:
+        words = [f"@{h.lower()}" for h in entity.handles.values()] + [k.lower() for k in entity.keywords]
+        if any(w and w in lowered for w in words):
+            found.append(entity.name)
+    return found
+
+
+class Pipeline:
+    """Turns raw mentions into classified, linked, prioritised cases."""
+
+    def __init__(self, store: Store, config: Config, classifier: Classifier | None = None, batch_size: int = 500):
+        self.store = store
+        self.config = config
+        self.classifier = classifier
+        self.batch_size = batch_size
+        self._brands = {b.name for b in config.brands}
+        self._couriers = {c.name for c in config.couriers}
+
+    def ingest(self, mentions: Iterable[Mention]) -> IngestResult:
+        total = IngestResult()
+        batch: list[Mention] = []
+        for mention in mentions:
+            batch.append(mention)
+            if len(batch) >= self.batch_size:
+                total.add(self._ingest_batch(batch))
+                batch = []
+        if batch:
+            total.add(self._ingest_batch(batch))
+        return total
+
+    # ------------------------------------------------------------------ batch
+    def _ingest_batch(self, batch: list[Mention]) -> IngestResult:
+        result = IngestResult(received=len(batch))
+        t0 = time.perf_counter()
+        unique: dict[tuple[str, str], Mention] = {}
+        for mention in batch:
+            unique.setdefault((mention.channel, mention.external_id), mention)
+        existing = self.store.existing_mention_ids(unique)
+        fresh = sorted((m for k, m in unique.items() if k not in existing), key=lambda m: m.created_at)
+        result.duplicates = len(batch) - len(fresh)
+        result.timings["store"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        to_classify = [m for m in fresh if not m.outbound and m.labels is None]
+        if to_classify and self.classifier is not None:
+            for mention, labels in zip(to_classify, self.classifier.classify([m.text for m in to_classify])):
+                mention.labels = labels
+        result.timings["classify"] += time.perf_counter() - t0
+
+        with self.store.transaction():
+            for mention in fresh:
+                self._ingest_one(mention, result)
+        return result
+
+    def _ingest_one(self, mention: Mention, result: IngestResult) -> None:
+        t0 = time.perf_counter()
+        store = self.store
+        if not mention.matched:
+            mention.matched = match_names(mention.text, mention.author_handle, self.config)
+        parent = store.mention_by_external_id(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
+        if mention.thread_id is None:
+            mention.thread_id = (parent.thread_id if parent else None) or mention.in_reply_to or mention.external_id
+        mention.id = store.insert_mention(mention)
+        result.stored += 1
+        result.mention_ids.append(mention.id)
+        t_store = time.perf_counter() - t0
+
+        thread_case = store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
+        if mention.outbound:
+            # Our own reply: it joins the thread and stops the first-response clock.
+            if thread_case is not None:
+                store.set_mention_case(mention.id, thread_case.id)  # type: ignore[arg-type]
+                if thread_case.first_response_at is None:
+                    store.save_case(thread_case.model_copy(update={"first_response_at": mention.created_at}))
+            result.timings["store"] += time.perf_counter() - t0
+            return
+
+        t1 = time.perf_counter()
+        link = link_mention(mention, store, self.config, thread_case)
+        result.timings["link"] += time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        case = thread_case or store.open_case_for(
+            channel=mention.channel,
+            customer_id=link.customer_id if link.confirmed else None,
+            order_number=link.order_number if link.confirmed else None,
+            author_handle=mention.author_handle,
+        )
+        shipment = store.get_shipment(link.tracking_number) if link.tracking_number else None
+        brand = next((n for n in mention.matched if n in self._brands), None)
+        courier = shipment.courier if shipment else next((n for n in mention.matched if n in self._couriers), None)
+        if case is None:
+            case = new_case(mention, link, brand, courier)
+            case.id = store.insert_case(case)
+            result.cases_opened += 1
+            store.audit("pipeline", "case.open", case.id, {"mention_id": mention.id, "link": link.method})
+        else:
+            reopened = case.status == "resolved"
+            case = absorb(case, mention, link)
+            if reopened:
+                store.audit("pipeline", "case.reopen", case.id, {"mention_id": mention.id})
+            result.cases_updated += 1
+        case.mention_count += 1
+        if not case.brand and brand:
+            case.brand = brand
+        if shipment and not case.courier:
+            case.courier = shipment.courier
+        elif courier and not case.courier:
+            case.courier = courier
+        if case.order_number and not case.brand:
+            order = store.get_order(case.order_number)
+            case.brand = order.brand if order else None
+        self._prioritise(case, mention)
+        store.set_mention_case(mention.id, case.id)  # type: ignore[arg-type]
+        store.save_case(case)
+        result.timings["store"] += t_store + time.perf_counter() - t2
+
+    def _prioritise(self, case: Case, mention: Mention) -> None:
+        store = self.store
+        order = store.get_order(case.order_number) if case.order_number else None
+        shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
+        customer = store.get_customer(case.customer_id) if case.customer_id else None
+        score, reasons = score_priority(
+            PriorityInputs(
+                labels=mention.labels,
+                followers=mention.author_followers,
+                customer=customer,
+                order=order,
+                shipment=shipment,
+                mention_count=case.mention_count,
+            ),
+            self.config,
+        )
+        # Priority only rises while a case is open: a calmer follow-up does not bury it.
+        if score >= case.priority or case.first_response_due is None:
+            case.priority, case.priority_reasons = max(score, case.priority), reasons
+            first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
+            case.first_response_due = first_due if case.first_response_at is None else case.first_response_due
+            case.resolution_due = resolution_due
