@@ -167,14 +167,25 @@ class Pipeline:
         result.timings["store"] += t_store + time.perf_counter() - t2
 
     def _prioritise(self, case: Case, mention: Mention) -> None:
+        """Score the case on its most serious post, in the context of everything we know.
+
+        A calmer follow-up ("any news?") must not lower the priority the complaint earned,
+        so the labels used are those of the case's most serious inbound post.
+        """
         store = self.store
+        labels, followers = mention.labels, mention.author_followers
+        peak = store.peak_mention(case.id) if case.id else None
+        if peak is not None:
+            followers = max(followers, peak.author_followers)
+            if peak.labels and (labels is None or _seriousness(peak.labels) > _seriousness(labels)):
+                labels = peak.labels
         order = store.get_order(case.order_number) if case.order_number else None
         shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
         customer = store.get_customer(case.customer_id) if case.customer_id else None
-        score, reasons = score_priority(
+        case.priority, case.priority_reasons = score_priority(
             PriorityInputs(
-                labels=mention.labels,
-                followers=mention.author_followers,
+                labels=labels,
+                followers=followers,
                 customer=customer,
                 order=order,
                 shipment=shipment,
@@ -182,9 +193,11 @@ class Pipeline:
             ),
             self.config,
         )
-        # Priority only rises while a case is open: a calmer follow-up does not bury it.
-        if score >= case.priority or case.first_response_due is None:
-            case.priority, case.priority_reasons = max(score, case.priority), reasons
-            first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
-            case.first_response_due = first_due if case.first_response_at is None else case.first_response_due
-            case.resolution_due = resolution_due
+        first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
+        if case.first_response_at is None:
+            case.first_response_due = first_due
+        case.resolution_due = resolution_due
+
+
+def _seriousness(labels: Labels) -> tuple[bool, float]:
+    return (labels.complaint, labels.urgency)

@@ -361,6 +361,17 @@ class Store:
         rows = self.db.query("select * from mentions where case_id = ? order by created_at, id", [case_id])
         return [_mention_from_row(r) for r in rows]
 
+    def peak_mention(self, case_id: int) -> Mention | None:
+        """The case's most serious inbound post (complaint first, then urgency)."""
+        rows = list(
+            self.db.query(
+                "select * from mentions where case_id = ? and outbound = 0 "
+                "order by complaint desc, urgency desc, id limit 1",
+                [case_id],
+            )
+        )
+        return _mention_from_row(rows[0]) if rows else None
+
     def thread(self, channel: str, thread_id: str) -> list[Mention]:
         rows = self.db.query(
             "select * from mentions where channel = ? and thread_id = ? order by created_at, id", [channel, thread_id]
@@ -830,7 +841,8 @@ def _case_row(c: Case) -> dict[str, Any]:
 
 
 def _case_from_row(r: dict[str, Any]) -> Case:
-    data = {k: v for k, v in r.items() if k in Case.model_fields}
+    # NULL columns take the model's defaults (rows written by hand or by older versions).
+    data = {k: v for k, v in r.items() if k in Case.model_fields and v is not None}
     for key in _CASE_TIMES:
         data[key] = parse_time(data.get(key))
     data["priority_reasons"] = _unjson(r["priority_reasons"], [])

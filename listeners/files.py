@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -207,6 +208,7 @@ def parse_twcs(path: Path) -> Parsed:
             )
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(name, number, exc))
+    result.errors.sort(key=lambda e: e.row)
     return result
 
 
@@ -311,6 +313,8 @@ class ImportReport:
     valid: int
     stored: int
     errors: list[RowError]
+    #: Seconds per stage (parse, classify, link, store), for benchmarks and logs.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -319,10 +323,13 @@ class ImportReport:
 
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None) -> ImportReport:
     """Parse a whole file, then run every valid mention through the pipeline in one transaction."""
+    started = time.perf_counter()
     parsed = parse_mentions(path, fmt, channel)
+    parse_seconds = time.perf_counter() - started
     with pipeline.store.transaction():
         result = pipeline.ingest(parsed.records)
-    return ImportReport(str(path), "mentions", len(parsed.records), result.stored, parsed.errors)
+    timings = {"parse": parse_seconds, **result.timings}
+    return ImportReport(str(path), "mentions", len(parsed.records), result.stored, parsed.errors, timings)
 
 
 def import_orders(path: str | Path, store: Store, fmt: str | None = None) -> ImportReport:

@@ -1,0 +1,112 @@
+"""Inbox query latency at scale: 1M mentions in 200k cases.
+
+    .venv/bin/python bench/inbox_bench.py --mentions 1000000 --cases 200000
+
+Rows are written straight through SQL (not the pipeline) because this measures the
+read path the console uses: Store.inbox() and Store.inbox_count() with brand /
+courier / intent filters and full-text search, top 50 by priority.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from doorstep.models import INTENTS
+from doorstep.store import InboxQuery, Store
+
+WORDS = ("parcel order refund driver late lost broken smashed card door rain tracking courier delivery "
+         "mug tent jacket boots lamp sofa cushion thanks great help waiting again week days hours").split()
+BRANDS = ["Larkspur Home", "Fettle Outdoor"]
+COURIERS = ["UPS", "DPD", "Evri", "Royal Mail", None]
+STATUSES = ["new", "open", "pending_customer", "escalated", "resolved", "resolved", "resolved"]
+
+
+def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    db = store.db
+    with store.transaction():
+        db.conn.executemany(
+            "insert into cases (id, status, priority, brand, courier, channel, intent, complaint, opened_at, "
+            "first_response_due, resolution_due, version, mention_count) values (?,?,?,?,?,?,?,?,?,?,?,1,5)",
+            (
+                (
+                    i,
+                    rng.choice(STATUSES),
+                    round(rng.random() * 100, 1),
+                    rng.choice(BRANDS),
+                    rng.choice(COURIERS),
+                    rng.choice(["x", "x", "mastodon", "bluesky", "webhook"]),
+                    rng.choice(INTENTS),
+                    rng.random() < 0.5,
+                    "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
+                    "2026-11-%02dT11:00:00+00:00" % rng.randint(1, 28),
+                    "2026-11-%02dT18:00:00+00:00" % rng.randint(1, 28),
+                )
+                for i in range(1, n_cases + 1)
+            ),
+        )
+        db.conn.executemany(
+            "insert into mentions (channel, external_id, text, created_at, case_id) values ('x', ?, ?, ?, ?)",
+            (
+                (str(i), " ".join(rng.choices(WORDS, k=12)), "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
+                 rng.randint(1, n_cases))
+                for i in range(n_mentions)
+            ),
+        )
+    db.execute("analyze")
+
+
+def measure(store: Store, query: InboxQuery, repeat: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        store.inbox(query)
+        store.inbox_count(query)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(len(times) * 0.95) - 1], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mentions", type=int, default=1_000_000)
+    parser.add_argument("--cases", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args()
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="doorstep-inbox-")) / "inbox.db")
+    store = Store(db)
+    if store.count("cases") == 0:
+        t0 = time.perf_counter()
+        fill(store, args.mentions, args.cases)
+        print(f"filled {args.mentions:,} mentions / {args.cases:,} cases in {time.perf_counter() - t0:.0f} s")
+    queries = {
+        "top 50 open": InboxQuery(),
+        "brand": InboxQuery(brand="Larkspur Home"),
+        "courier": InboxQuery(courier="Evri"),
+        "intent": InboxQuery(intent="lost_or_missing"),
+        "brand+courier+intent": InboxQuery(brand="Fettle Outdoor", courier="DPD", intent="late_delivery"),
+        "search 'smashed'": InboxQuery(search="smashed"),
+        "search 'rain tent'": InboxQuery(search="rain tent"),
+        "search + courier": InboxQuery(search="driver", courier="UPS"),
+        "sla breached": InboxQuery(sla_state="breached"),
+    }
+    results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
+    print(json.dumps({
+        "mentions": store.count("mentions"), "cases": store.count("cases"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "note": "each sample = inbox() top 50 + inbox_count()",
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Import + pipeline throughput: N synthetic mentions through parse -> classify -> link -> case.
+
+    .venv/bin/python bench/pipeline_bench.py --mentions 100000 [--classifier baseline]
+
+Reports mentions/s overall and the split between storage, linking and classification.
+The shop (customers, orders, shipments) comes from the demo generator so linking has
+real work to do: a third of the posts cite an order or tracking number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from doorstep.config import load_config
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.files import import_mentions
+
+REPO = Path(__file__).resolve().parent.parent
+
+TEMPLATES = [
+    "@LarkspurHelp where is my order #{order}? tracking hasn't moved in days",
+    "@UPSHelp parcel {tracking} says delivered but it's not here!!",
+    "Driver never knocked, just left a card. Again. @EvriHelp",
+    "Thanks @FettleCare, the tent arrived early and it's brilliant",
+    "my mug arrived smashed to pieces, what now @LarkspurHelp",
+    "Anyone else waiting forever for a refund from Fettle?",
+    "lovely weather today, nothing to do with parcels",
+    "@DPD_UK third time you've missed my delivery, I was home all day",
+]
+
+
+def synth_file(path: Path, n: int, orders: list[tuple[str, str, str]], seed: int = 1) -> None:
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            number, tracking, handle = rng.choice(orders)
+            text = rng.choice(TEMPLATES).format(order=number, tracking=tracking)
+            reply_to = str(i - rng.randint(1, 50)) if i > 50 and rng.random() < 0.2 else None
+            row = {
+                "channel": "x",
+                "external_id": str(i),
+                "text": text,
+                "created_at": (start + timedelta(seconds=i * 7)).isoformat(),
+                "author_handle": handle if rng.random() < 0.5 else f"user{rng.randint(1, 40000)}",
+                "author_followers": rng.choice([3, 40, 200, 1500, 25000]),
+                "in_reply_to": reply_to,
+            }
+            fh.write(json.dumps(row) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mentions", type=int, default=100_000)
+    parser.add_argument("--classifier", default="baseline")
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args()
+
+    from classifiers import load_classifier
+    from doorstep.demo import build_demo
+
+    workdir = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
+    db = args.db or str(workdir / "bench.db")
+    config_path = str(REPO / "demo" / "doorstep.toml")
+    build_demo(db, seed=3, customers=500, orders=2000, mentions=0, config_path=config_path)
+    store = Store(db)
+    orders = [
+        (r[0], r[1], r[2] or "nobody")
+        for r in store.db.execute(
+            "select o.number, s.tracking_number, h.handle from orders o join shipments s on s.order_number = o.number "
+            "left join customer_handles h on h.customer_id = o.customer_id and h.channel = 'x'"
+        ).fetchall()
+    ]
+    feed = workdir / "mentions.jsonl"
+    synth_file(feed, args.mentions, orders)
+
+    pipeline = Pipeline(store, load_config(config_path), load_classifier(args.classifier))
+    started = time.perf_counter()
+    report = import_mentions(feed, pipeline)
+    elapsed = time.perf_counter() - started
+    assert report.stored == args.mentions, report
+    print(json.dumps({
+        "mentions": args.mentions,
+        "classifier": pipeline.classifier.name,
+        "seconds": round(elapsed, 1),
+        "mentions_per_s": round(args.mentions / elapsed),
+        "cases": store.count("cases"),
+        "split_seconds": {k: round(v, 1) for k, v in report.timings.items()},
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
