@@ -22,8 +22,13 @@ from pathlib import Path
 from doorstep.models import INTENTS
 from doorstep.store import InboxQuery, Store
 
-WORDS = ("parcel order refund driver late lost broken smashed card door rain tracking courier delivery "
-         "mug tent jacket boots lamp sofa cushion thanks great help waiting again week days hours").split()
+# Tweets use a large vocabulary with a long tail: a Zipf-weighted pool of 20,000 words, in
+# which the domain words below sit among the most frequent (so searching "parcel" matches a
+# large share of posts, and "smashed" a realistic few).
+DOMAIN = ("parcel order refund driver late lost broken smashed card door rain tracking courier delivery "
+          "mug tent jacket boots lamp sofa cushion thanks great help waiting again week days hours").split()
+WORDS = DOMAIN + [f"w{i}" for i in range(20_000)]
+WEIGHTS = [1.0 / (rank + 3) for rank in range(len(WORDS))]
 BRANDS = ["Larkspur Home", "Fettle Outdoor"]
 COURIERS = ["UPS", "DPD", "Evri", "Royal Mail", None]
 STATUSES = ["new", "open", "pending_customer", "escalated", "resolved", "resolved", "resolved"]
@@ -56,7 +61,7 @@ def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
         db.conn.executemany(
             "insert into mentions (channel, external_id, text, created_at, case_id) values ('x', ?, ?, ?, ?)",
             (
-                (str(i), " ".join(rng.choices(WORDS, k=12)), "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
+                (str(i), " ".join(rng.choices(WORDS, WEIGHTS, k=12)), "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
                  rng.randint(1, n_cases))
                 for i in range(n_mentions)
             ),
@@ -95,6 +100,7 @@ def main() -> None:
         "intent": InboxQuery(intent="lost_or_missing"),
         "brand+courier+intent": InboxQuery(brand="Fettle Outdoor", courier="DPD", intent="late_delivery"),
         "search 'smashed'": InboxQuery(search="smashed"),
+        "search 'parcel' (frequent)": InboxQuery(search="parcel"),
         "search 'rain tent'": InboxQuery(search="rain tent"),
         "search + courier": InboxQuery(search="driver", courier="UPS"),
         "sla breached": InboxQuery(sla_state="breached"),

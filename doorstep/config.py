@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_ORDER_PATTERNS = [r"#(\d{4,8})\b", r"\b(ORD-\d{4}-\d{6})\b", r"\b(\d{3}-\d{7}-\d{7})\b"]
+from doorstep.numbers import DEFAULT_ORDER_PATTERNS
 
 
 class ConfigError(ValueError):

@@ -41,7 +41,7 @@ def find_numbers(text: str, config: Config) -> Evidence:
     if config.couriers and any(c.tracking_formats for c in config.couriers):
         formats = {f for c in config.couriers for f in c.tracking_formats}
     orders = find_order_numbers(text, config.order_patterns)
-    tracking = [t.number for t in find_tracking_numbers(text, formats) if t.number not in orders]
+    tracking = list(dict.fromkeys(t.number for t in find_tracking_numbers(text, formats) if t.number not in orders))
     return Evidence(order_numbers=orders, tracking_numbers=tracking)
 
 
