@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from doorstep.config import Config
 from doorstep.models import Case, Link, Mention, Order
-from doorstep.numbers import find_order_numbers, find_tracking_numbers
+from doorstep.numbers import find_invalid_tracking_candidates, find_order_numbers, find_tracking_numbers
 from doorstep.store import Store
 
 #: Channels where only the customer can write to us, so a number they give is theirs.
@@ -34,6 +34,8 @@ class Evidence:
 
     order_numbers: list[str]
     tracking_numbers: list[str]
+    #: Strings shaped like a tracking number whose check digit is wrong (a typo, usually).
+    malformed: list[str]
 
 
 def find_numbers(text: str, config: Config) -> Evidence:
@@ -42,7 +44,8 @@ def find_numbers(text: str, config: Config) -> Evidence:
         formats = {f for c in config.couriers for f in c.tracking_formats}
     orders = find_order_numbers(text, config.order_patterns)
     tracking = list(dict.fromkeys(t.number for t in find_tracking_numbers(text, formats) if t.number not in orders))
-    return Evidence(order_numbers=orders, tracking_numbers=tracking)
+    malformed = find_invalid_tracking_candidates(text, formats)
+    return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
 
 
 def link_mention(mention: Mention, store: Store, config: Config, thread_case: Case | None = None) -> Link:
@@ -54,7 +57,8 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
     evidence = find_numbers(mention.text, config)
     author_customer = store.customer_id_by_handle(mention.channel, mention.author_handle)
     private = mention.channel in PRIVATE_CHANNELS
-    unmatched: list[str] = []
+    # Numbers we could not use stay visible to the agent ("the number you gave looks wrong").
+    unmatched: list[str] = list(evidence.malformed)
 
     for number in evidence.tracking_numbers:
         shipment = store.get_shipment(number)
@@ -165,6 +169,7 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
         customer_id = customer_id or order.customer_id
         tracking = _main_tracking(order)
     shipment = store.get_shipment(tracking) if tracking else None
+    current = store.get_case(case_id)
     return store.update_case(
         case_id,
         expected_version,
@@ -172,7 +177,7 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
         order_number=order_number,
         customer_id=customer_id,
         tracking_number=tracking,
-        courier=shipment.courier if shipment else None,
+        courier=shipment.courier if shipment else (current.courier if current else None),
         link_method="agent",
         link_confidence=1.0,
         link_confirmed=True,
