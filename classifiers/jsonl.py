@@ -1,0 +1,143 @@
+"""The ``doorstep classify`` file contract: JSONL posts in, JSONL labels out.
+
+Input, one JSON object per line (blank lines are skipped, other keys ignored)::
+
+    {"id": "1723", "text": "Where is my parcel?"}
+
+Output, one JSON object per input line, in input order::
+
+    {"id": "1723", "sentiment": "neutral", "sentiment_scores": {"negative": 0.21, ...},
+     "complaint": true, "complaint_score": 0.88, "intent": "where_is_my_order",
+     "intent_scores": {"where_is_my_order": 0.76, ...}, "urgency": 0.35, "needs_review": false}
+
+``id`` is echoed exactly as given (a string or an integer). Scores are rounded to
+4 decimals, so a score dict sums to 1 within about 1e-3.
+
+Bad input stops the run with ``ValueError("line N: <reason>")`` (N counts every
+line of the file, blank ones included, from 1). Every good line *before* line N
+has already been classified and written, and nothing after it, so the output is
+always a complete prefix of the answer: fix the line and rerun, or resume from
+line N. Stopping beats writing error objects because a downstream loader that
+expects labels on every row would otherwise fail later and further from the cause.
+
+Lines are read and classified ``batch_size`` at a time, so memory stays flat
+however large the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from classifiers import Classifier
+from doorstep.models import Labels
+
+#: Decimal places kept for every score in the output.
+SCORE_DIGITS = 4
+#: Seconds between two progress lines.
+PROGRESS_EVERY_S = 1.0
+
+
+def _parse_line(number: int, line: str) -> tuple[str | int, str]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"line {number}: expected a JSON object with \"id\" and \"text\", got {type(record).__name__}")
+    if "id" not in record:
+        raise ValueError(f"line {number}: missing \"id\"")
+    post_id = record["id"]
+    if isinstance(post_id, bool) or not isinstance(post_id, (str, int)):
+        raise ValueError(f"line {number}: \"id\" must be a string or an integer, got {type(post_id).__name__}")
+    if "text" not in record:
+        raise ValueError(f"line {number}: missing \"text\"")
+    text = record["text"]
+    if not isinstance(text, str):
+        raise ValueError(f"line {number}: \"text\" must be a string, got {type(text).__name__}")
+    return post_id, text
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {label: round(p, SCORE_DIGITS) for label, p in scores.items()}
+
+
+def output_row(post_id: str | int, labels: Labels) -> dict[str, Any]:
+    """One output object: the stable contract above, field for field."""
+    return {
+        "id": post_id,
+        "sentiment": labels.sentiment,
+        "sentiment_scores": _rounded(labels.sentiment_scores),
+        "complaint": labels.complaint,
+        "complaint_score": round(labels.complaint_score, SCORE_DIGITS),
+        "intent": labels.intent,
+        "intent_scores": _rounded(labels.intent_scores),
+        "urgency": round(labels.urgency, SCORE_DIGITS),
+        "needs_review": labels.needs_review,
+    }
+
+
+def _batches(infile: TextIO, batch_size: int) -> Iterator[tuple[list[tuple[str | int, str]], ValueError | None]]:
+    """Yield parsed batches; a bad line ends the stream with the lines before it and the error."""
+    batch: list[tuple[str | int, str]] = []
+    for number, line in enumerate(infile, start=1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark left by some Windows editors
+        if not line.strip():
+            continue
+        try:
+            batch.append(_parse_line(number, line))
+        except ValueError as error:
+            yield batch, error
+            return
+        if len(batch) >= batch_size:
+            yield batch, None
+            batch = []
+    if batch:
+        yield batch, None
+
+
+def classify_jsonl(
+    infile: TextIO, outfile: TextIO, classifier: Classifier, batch_size: int = 256, progress: bool = False
+) -> int:
+    """Classify every ``{"id", "text"}`` line of ``infile`` into ``outfile``; returns the lines written.
+
+    ``progress`` prints a running count and rate to stderr (never to ``outfile``,
+    which may be stdout feeding another program).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    written = 0
+    started = last_report = time.monotonic()
+    for batch, error in _batches(infile, batch_size):
+        if batch:
+            labels = classifier.classify([text for _, text in batch])
+            if len(labels) != len(batch):
+                raise RuntimeError(
+                    f"classifier {classifier.name!r} returned {len(labels)} labels for {len(batch)} texts"
+                )
+            rows = (output_row(post_id, lab) for (post_id, _), lab in zip(batch, labels))
+            outfile.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            written += len(batch)
+        if error is not None:
+            outfile.flush()
+            if progress:
+                _report(written, time.monotonic() - started, final=True)
+            raise error
+        if progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            _report(written, last_report - started, final=False)
+    outfile.flush()
+    if progress:
+        _report(written, time.monotonic() - started, final=True)
+    return written
+
+
+def _report(count: int, elapsed: float, final: bool) -> None:
+    rate = count / elapsed if elapsed > 0 else 0.0
+    end = "\n" if final else "\r"
+    sys.stderr.write(f"classified {count:,} posts ({rate:,.0f}/s){end}")
+    sys.stderr.flush()
