@@ -41,6 +41,9 @@ from doorstep.models import (
 
 MIGRATIONS = Migrations("doorstep")
 
+#: Full-text search looks at this many of the newest matching posts (see Store.search_mentions).
+SEARCH_MATCH_LIMIT = 2000
+
 #: The SQL for "open case"; queries use this exact text so SQLite picks the partial indexes.
 OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
 
@@ -204,11 +207,11 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute(f"create index idx_cases_open_priority on cases (priority, id) where {OPEN_CASES_SQL}")
     for column in ("brand", "courier", "intent", "channel", "assignee", "status"):
         db.execute(f"create index idx_cases_open_{column} on cases ({column}, priority, id) where {OPEN_CASES_SQL}")
+    # Covers the SLA-state filter, so counting breached cases never reads the table.
     db.execute(
-        f"create index idx_cases_open_first_due on cases (first_response_due) "
-        f"where {OPEN_CASES_SQL} and first_response_at is null"
+        "create index idx_cases_open_sla on cases (status, first_response_at, first_response_due, resolution_due) "
+        f"where {OPEN_CASES_SQL}"
     )
-    db.execute(f"create index idx_cases_open_resolution_due on cases (resolution_due) where {OPEN_CASES_SQL}")
     db["cases"].create_index(["status", "priority"])
     db["cases"].create_index(["customer_id", "status"])
     db["cases"].create_index(["channel", "thread_id"])
@@ -616,7 +619,7 @@ class Store:
         return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
 
     def inbox_count(self, query: InboxQuery | None = None) -> int:
-        where, params = self._inbox_where(query or InboxQuery())
+        where, params = self._inbox_where(query or InboxQuery(), for_count=True)
         return int(self.db.execute(f"select count(*) from cases where {where}", params).fetchone()[0])
 
     def inbox_facets(self, column: str, query: InboxQuery | None = None) -> dict[str, int]:
@@ -629,7 +632,34 @@ class Store:
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def _inbox_where(self, q: InboxQuery) -> tuple[str, list[Any]]:
+    def search_cases(self, text: str) -> list[int]:
+        """Ids of the cases of the newest posts matching ``text`` (SEARCH_MATCH_LIMIT posts at most).
+
+        Searching is for finding a live conversation, so the newest matches are the ones
+        that matter; capping them keeps a search for a common word ("parcel") as fast as
+        a rare one. :meth:`search_is_capped` tells the console when to say so.
+        """
+        query = _fts_query(text)
+        if not query:
+            return []
+        rows = self.db.execute(
+            "select distinct case_id from mentions where case_id is not null and id in "
+            "(select rowid from mentions_fts where mentions_fts match ? order by rowid desc limit ?)",
+            [query, SEARCH_MATCH_LIMIT],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def search_is_capped(self, text: str) -> bool:
+        query = _fts_query(text)
+        if not query:
+            return False
+        row = self.db.execute(
+            "select count(*) from (select rowid from mentions_fts where mentions_fts match ? limit ?)",
+            [query, SEARCH_MATCH_LIMIT + 1],
+        ).fetchone()
+        return row[0] > SEARCH_MATCH_LIMIT
+
+    def _inbox_where(self, q: InboxQuery, for_count: bool = False) -> tuple[str, list[Any]]:
         params: list[Any] = []
         if tuple(q.statuses) == OPEN_CASE_STATUSES:
             clauses = [OPEN_CASES_SQL]
@@ -642,19 +672,20 @@ class Store:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         now = iso(utcnow())
+        # Listing: the unary + keeps SQLite walking the open-by-priority index (stop at 50)
+        # instead of collecting every breached case and sorting. Counting: no +, so the
+        # covering SLA index answers without reading the table.
+        plus = "" if for_count else "+"
         if q.sla_state == "breached":
-            clauses.append("((first_response_at is null and first_response_due < ?) or resolution_due < ?)")
+            clauses.append(f"((first_response_at is null and {plus}first_response_due < ?) or {plus}resolution_due < ?)")
             params += [now, now]
         elif q.sla_state == "due_soon":
             soon = iso(datetime.fromtimestamp(utcnow().timestamp() + 3600, timezone.utc))
             clauses.append("first_response_at is null and first_response_due between ? and ?")
             params += [now, soon]
         if q.search and _fts_query(q.search):
-            clauses.append(
-                "id in (select case_id from mentions where id in "
-                "(select rowid from mentions_fts where mentions_fts match ?))"
-            )
-            params.append(_fts_query(q.search))
+            clauses.append("id in (select value from json_each(?))")
+            params.append(json.dumps(self.search_cases(q.search)))
         return " and ".join(clauses), params
 
     # ------------------------------------------------------ notes, audit, cursors
