@@ -1,0 +1,343 @@
+"""Complaint alerts: rules from ``[alerts]`` evaluated by the worker, delivered through the outbox.
+
+Rules (each can be switched off):
+
+* ``urgent_complaint``: a new complaint whose urgency is at least ``urgency_threshold``;
+* ``vip_author``: a new complaint from a VIP customer or an author with at least
+  ``followers_threshold`` followers (default ``[priority] vip_followers``);
+* ``spike``: the last hour's complaint volume per brand, courier or intent is far above its
+  seasonal baseline (method below);
+* ``sla_breach``: an open case's first response is due within ``sla_warn_minutes`` (or overdue);
+* ``listener_unhealthy``: a listener has not succeeded for ``listener_stale_minutes`` or its
+  last round failed.
+
+One *incident* is (rule, subject), e.g. ``spike:courier:UPS`` or ``sla:case:42``. The first
+firing sends an alert; while it keeps firing, at most one "update" per ``cooldown_minutes``
+(and only if something changed); an incident that stops firing for a cooldown is closed. On top,
+``max_per_hour`` caps all alerts: beyond it, firings are counted and reported in the next alert.
+The state lives in the store's ``cursors`` table (``alerts.state``, JSON), so a restart of the
+worker does not re-send. Every alert is an outbound message of kind ``alert`` whose text names
+the rule and why it fired.
+
+Spike method (:func:`spike_test`). For a facet value (say courier UPS), ``n`` = complaints in
+the last hour. The expected count ``lambda`` is the mean of the same hour-of-week over the past
+``weeks`` weeks (Monday 09-10 is compared with earlier Mondays 09-10, so the Monday-morning rush
+is not a spike); while less than one full week of history exists, an EWMA (``ewma_alpha``) of the
+previous 24 hourly counts stands in (with fewer than 6 hours of history nothing is judged). When
+both exist, the larger of the two is the baseline: the seasonal mean keeps the weekly rush from
+alerting, the EWMA keeps a thin or outdated seasonal history (a brand that has grown since, a week
+that happened to be quiet) from flagging a normal current level. ``lambda`` is floored at 0.5 so an always-quiet facet does
+not fire on two posts. Complaint arrivals are modelled as Poisson(``lambda``), and the spike
+fires when the tail probability ``P(X >= n) < p_value`` (default 0.001) *and* ``n >= min_count``
+*and* ``n >= min_ratio * lambda``: significance alone would flag 12 vs an expected 6 on a
+big brand; the ratio and floor keep alerts to what a lead would act on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import utcnow
+from doorstep.store import Store, iso, parse_time
+from responders.config import Alerts, alert_settings
+from responders.escalation import target_routes
+from responders.outbox import _key, enqueue
+
+log = logging.getLogger("doorstep.alerts")
+
+STATE_CURSOR = "alerts.state"
+#: Without a seasonal baseline, at least this many previous hours are needed to judge a spike.
+MIN_HISTORY_HOURS = 6
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One rule firing on one subject, with the human reason."""
+
+    rule: str
+    subject: str
+    why: str
+    case_id: int | None = None
+    #: What "changed" means for updates (a count, a status); an update is sent only when it differs.
+    level: str = ""
+
+    @property
+    def incident(self) -> str:
+        return f"{self.rule}:{self.subject}"
+
+
+# ------------------------------------------------------------------ spike statistics
+def poisson_tail(n: int, lam: float) -> float:
+    """P(X >= n) for X ~ Poisson(lam), accurate in the far tail (no 1 - cdf cancellation)."""
+    if n <= 0:
+        return 1.0
+    if lam <= 0:
+        return 0.0
+    if n <= lam:
+        cdf = sum(math.exp(k * math.log(lam) - lam - math.lgamma(k + 1)) for k in range(n))
+        return max(0.0, 1.0 - cdf)
+    total, k = 0.0, n
+    while True:
+        term = math.exp(k * math.log(lam) - lam - math.lgamma(k + 1))
+        total += term
+        if term < total * 1e-12 or k > n + 10_000:
+            return min(1.0, total)
+        k += 1
+
+
+def ewma(values: list[float], alpha: float) -> float:
+    level = values[0] if values else 0.0
+    for value in values[1:]:
+        level = alpha * value + (1 - alpha) * level
+    return level
+
+
+@dataclass(frozen=True)
+class SpikeResult:
+    observed: int
+    expected: float
+    p_value: float
+    method: str
+    spike: bool
+
+    def why(self, facet: str, value: str) -> str:
+        return (f"{self.observed} complaints about {facet} {value} in the last hour vs {self.expected:.1f} expected "
+                f"({self.method}); Poisson P(X>={self.observed}) = {self.p_value:.2g}")
+
+
+def spike_test(observed: int, seasonal: list[int], recent: list[int], *, alpha: float = 0.3, p_value: float = 0.001,
+               min_count: int = 8, min_ratio: float = 2.0) -> SpikeResult:
+    """Is ``observed`` (this hour) a spike? ``seasonal``: same hour-of-week in past weeks (may be
+    empty); ``recent``: the previous hourly counts, oldest first (for the EWMA fallback)."""
+    if len(recent) < MIN_HISTORY_HOURS and not seasonal:
+        # A new installation has no baseline: every busy first hour would look like a storm.
+        return SpikeResult(observed, 0.0, 1.0, f"only {len(recent)} hours of history", False)
+    level = ewma([float(v) for v in recent], alpha) if len(recent) >= MIN_HISTORY_HOURS else 0.0
+    if seasonal:
+        same_hour = sum(seasonal) / len(seasonal)
+        expected = max(same_hour, level)
+        method = (f"same hour of week, {len(seasonal)}-week mean" if same_hour >= level
+                  else f"EWMA of the last {len(recent)} hours (above the {len(seasonal)}-week same-hour mean)")
+    else:
+        expected, method = level, f"EWMA of the last {len(recent)} hours"
+    expected = max(expected, 0.5)
+    p = poisson_tail(observed, expected)
+    spike = p < p_value and observed >= min_count and observed >= min_ratio * expected
+    return SpikeResult(observed, expected, p, method, spike)
+
+
+def _facet_sql(dimension: str) -> str:
+    return {"brand": "c.brand", "courier": "c.courier", "intent": "m.intent", "channel": "m.channel"}[dimension]
+
+
+def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, complaints_only: bool) -> dict[str, int]:
+    complaint = " and m.complaint = 1" if complaints_only else ""
+    rows = store.db.execute(
+        f"select {_facet_sql(dimension)} as v, count(*) from mentions m left join cases c on c.id = m.case_id "
+        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and v is not null group by v",
+        [iso(start), iso(end)]).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> list[tuple[str, str, SpikeResult]]:
+    """(dimension, value, result) for every facet value seen in the last hour."""
+    settings = alert_settings(config).spike
+    now = now or utcnow()
+    hour_start = now - timedelta(hours=1)
+    oldest = store.db.execute("select min(created_at) from mentions where outbound = 0").fetchone()[0]
+    oldest_at = parse_time(oldest) if oldest else now
+    out = []
+    for dimension in settings.dimensions:
+        current = hourly_counts(store, dimension, hour_start, now, settings.complaints_only)
+        if not current:
+            continue
+        seasonal: dict[str, list[int]] = {v: [] for v in current}
+        for week in range(1, settings.weeks + 1):
+            start = hour_start - timedelta(weeks=week)
+            if start < oldest_at - timedelta(hours=1):
+                break  # no data that far back: an absent week is unknown, not zero
+            counts = hourly_counts(store, dimension, start, start + timedelta(hours=1), settings.complaints_only)
+            for value in current:
+                seasonal[value].append(counts.get(value, 0))
+        recent: dict[str, list[int]] = {v: [] for v in current}
+        for hours_back in range(24, 0, -1):
+            start = hour_start - timedelta(hours=hours_back)
+            if start < oldest_at - timedelta(hours=1):
+                continue
+            counts = hourly_counts(store, dimension, start, start + timedelta(hours=1), settings.complaints_only)
+            for value in current:
+                recent[value].append(counts.get(value, 0))
+        for value, observed in current.items():
+            result = spike_test(observed, seasonal[value], recent[value], alpha=settings.ewma_alpha,
+                                p_value=settings.p_value, min_count=settings.min_count, min_ratio=settings.min_ratio)
+            out.append((dimension, value, result))
+    return out
+
+
+# ------------------------------------------------------------------ rules
+def _new_complaints(store: Store, after_id: int) -> list[dict[str, Any]]:
+    return list(store.db.query(
+        "select m.id, m.case_id, m.author_handle, m.author_followers, m.urgency, m.intent, m.text, m.channel, "
+        "c.customer_id, c.brand from mentions m left join cases c on c.id = m.case_id "
+        "where m.id > ? and m.outbound = 0 and m.complaint = 1 order by m.id", [after_id]))
+
+
+def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_mention_id: int = 0) -> list[Firing]:
+    """Every rule's firings now. ``last_mention_id``: mentions up to it were already looked at."""
+    settings = alert_settings(config)
+    now = now or utcnow()
+    firings: list[Firing] = []
+    if settings.urgent_complaint or settings.vip_author:
+        followers_threshold = settings.followers_threshold or config.priority.vip_followers
+        for row in _new_complaints(store, last_mention_id):
+            snippet = " ".join(row["text"].split())[:140]
+            if settings.urgent_complaint and (row["urgency"] or 0) >= settings.urgency_threshold:
+                firings.append(Firing("urgent_complaint", f"case:{row['case_id']}",
+                                      f"complaint with urgency {row['urgency']:.2f} >= {settings.urgency_threshold} "
+                                      f"from @{row['author_handle']} on {row['channel']}: \"{snippet}\"",
+                                      row["case_id"]))
+            if settings.vip_author:
+                customer = store.get_customer(row["customer_id"]) if row["customer_id"] else None
+                reasons = []
+                if customer is not None and customer.vip:
+                    reasons.append("VIP customer")
+                if (row["author_followers"] or 0) >= followers_threshold:
+                    reasons.append(f"{row['author_followers']:,} followers >= {followers_threshold:,}")
+                if reasons:
+                    firings.append(Firing("vip_author", f"case:{row['case_id']}",
+                                          f"complaint from @{row['author_handle']} ({', '.join(reasons)}): \"{snippet}\"",
+                                          row["case_id"]))
+    if settings.spike.enabled:
+        for dimension, value, result in detect_spikes(store, config, now):
+            if result.spike:
+                # Level in steps of doubling: an update goes out when the spike grows markedly.
+                firings.append(Firing("spike", f"{dimension}:{value}", result.why(dimension, value),
+                                      level=str(int(math.log2(max(result.observed, 1))))))
+    if settings.sla_breach:
+        horizon = iso(now + timedelta(minutes=settings.sla_warn_minutes))
+        for row in store.db.query(
+                "select id, first_response_due, brand, priority from cases where status in ('new', 'open') "
+                "and first_response_at is null and first_response_due <= ? order by first_response_due limit 200",
+                [horizon]):
+            overdue = row["first_response_due"] <= iso(now)
+            firings.append(Firing("sla_breach", f"case:{row['id']}",
+                                  f"case #{row['id']} ({row['brand'] or 'no brand'}, priority {row['priority']:.0f}): "
+                                  f"first response {'overdue since' if overdue else 'due at'} {row['first_response_due']}",
+                                  row["id"], level="overdue" if overdue else "due"))
+    if settings.listener_unhealthy:
+        stale = iso(now - timedelta(minutes=settings.listener_stale_minutes))
+        for row in store.db.query("select * from listener_health"):
+            problems = []
+            if not row["last_success_at"] or row["last_success_at"] < stale:
+                problems.append(f"no successful round since {row['last_success_at'] or 'ever'}")
+            if row["last_error_at"] and (not row["last_success_at"] or row["last_error_at"] > row["last_success_at"]):
+                problems.append(f"last error at {row['last_error_at']}: {(row['last_error'] or '')[:200]}")
+            if problems:
+                firings.append(Firing("listener_unhealthy", f"listener:{row['name']}",
+                                      f"listener {row['name']}: {'; '.join(problems)}",
+                                      level="error" if row["last_error_at"] else "stale"))
+    return firings
+
+
+# ------------------------------------------------------------------ dedup, rate limit, delivery
+class AlertEngine:
+    """Evaluates the rules and turns firings into (few) alert messages."""
+
+    def __init__(self, store: Store, config: Config, *, now: Any = utcnow):
+        self.store = store
+        self.config = config
+        self.settings: Alerts = alert_settings(config)
+        self.now = now
+
+    def _load(self) -> dict[str, Any]:
+        raw = self.store.get_cursor(STATE_CURSOR)
+        state = json.loads(raw) if raw else {}
+        state.setdefault("incidents", {})
+        state.setdefault("sent", [])
+        state.setdefault("last_mention_id", None)
+        state.setdefault("held", [])
+        return state
+
+    def run_once(self) -> list[int]:
+        """Evaluate, deduplicate, rate-limit and queue; returns the ids of queued alert messages."""
+        if not self.settings.enabled:
+            return []
+        now = self.now()
+        state = self._load()
+        if state["last_mention_id"] is None:
+            # First run: do not alert on the whole history, only on what arrives from now on.
+            state["last_mention_id"] = self.store.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0]
+        last_id = state["last_mention_id"]
+        firings = evaluate(self.store, self.config, now, last_mention_id=last_id)
+        state["last_mention_id"] = self.store.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0]
+        cooldown = timedelta(minutes=self.settings.cooldown_minutes)
+        hour_ago = iso(now - timedelta(hours=1))
+        state["sent"] = [t for t in state["sent"] if t > hour_ago]
+        queued: list[int] = []
+        seen: set[str] = set()
+        for firing in firings:
+            if firing.incident in seen:
+                continue
+            seen.add(firing.incident)
+            incident = state["incidents"].get(firing.incident)
+            if incident is None or incident.get("pending"):
+                kind = "new"
+            else:
+                incident["last_seen"] = iso(now)
+                incident["firings"] = incident.get("firings", 1) + 1
+                due = parse_time(incident["last_sent"]) + cooldown <= now  # type: ignore[operator]
+                if not due or incident.get("level") == firing.level:
+                    continue
+                kind = "update"
+            if len(state["sent"]) >= self.settings.max_per_hour:
+                if firing.incident not in state["held"]:
+                    state["held"].append(firing.incident)
+                if incident is None:
+                    # Remember it, so it is reported (once) when the rate limit allows.
+                    state["incidents"][firing.incident] = {"first": iso(now), "last_seen": iso(now),
+                                                           "pending": True, "firings": 1}
+                continue
+            if firing.incident in state["held"]:
+                state["held"].remove(firing.incident)
+            ids = self._deliver(firing, kind, len(state["held"]), now)
+            queued += ids
+            state["sent"].append(iso(now))
+            record = state["incidents"].setdefault(firing.incident, {"first": iso(now), "firings": 1})
+            record.update(last_sent=iso(now), last_seen=iso(now), level=firing.level, why=firing.why, pending=False)
+        # Close incidents that stopped firing for a whole cooldown (a later one alerts afresh).
+        state["held"] = [name for name in state["held"] if name in seen]
+        for name in list(state["incidents"]):
+            if name not in seen and parse_time(state["incidents"][name]["last_seen"]) + cooldown <= now:  # type: ignore[operator]
+                del state["incidents"][name]
+        self.store.set_cursor(STATE_CURSOR, json.dumps(state))
+        return queued
+
+    def _deliver(self, firing: Firing, kind: str, held: int, now: datetime) -> list[int]:
+        label = "UPDATE" if kind == "update" else "ALERT"
+        lines = [f"Subject: [Doorstep {label}] {firing.rule}: {firing.subject}", "",
+                 f"Rule: {firing.rule}", f"Why: {firing.why}"]
+        if firing.case_id:
+            lines.append(f"Case: #{firing.case_id}")
+        if held:
+            lines.append(f"({held} further incident(s) held back by the rate limit of "
+                         f"{self.settings.max_per_hour}/hour; they follow when it allows)")
+        text = "\n".join(lines)
+        ids = []
+        routes = target_routes(self.settings.target)
+        if not routes:
+            log.warning("alert %s fired but [alerts] has no slack_webhook_url, email or apprise: %s",
+                        firing.incident, firing.why)
+        for channel, ref in routes:
+            message = enqueue(self.store, kind="alert", channel=channel, text=text, actor=f"alert:{firing.rule}",
+                              idempotency_key=_key("alert", firing.incident, iso(now), channel, ref),
+                              case_id=firing.case_id, target=ref)
+            ids.append(message.id)  # type: ignore[arg-type]
+        self.store.audit(f"alert:{firing.rule}", f"alert.{kind}", firing.case_id,
+                         {"rule": firing.rule, "subject": firing.subject, "why": firing.why, "message_ids": ids})
+        return ids

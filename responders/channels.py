@@ -1,0 +1,526 @@
+"""Per-channel senders used by the outbox, and the per-channel limits checked before queueing.
+
+Each sender has ``send(message) -> external id`` and, where the channel lets us look,
+``find_existing(message) -> external id | None``: "did we already post this?". The outbox asks
+that before *every* re-send of a message that was attempted before (a crash, a timeout or a
+5xx may all have posted it), so a public post never goes out twice. Channels where we cannot
+look (SMTP, Slack webhooks) are at-least-once; webhooks carry an ``Idempotency-Key`` header so
+the receiver can drop a repeat.
+
+Errors are normalised into :class:`SendError` with ``retryable`` (try again later) and
+``retry_after_s`` (what a 429 asked for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import regex
+
+from doorstep.clients import redact
+from doorstep.config import Config, secret
+from doorstep.models import OutboundMessage
+
+#: Channels whose replies are public posts (checked for length, URLs and privacy).
+PUBLIC_CHANNELS = frozenset({"x", "mastodon", "bluesky"})
+LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "bluesky": 300, "sms": 1600}
+#: X and Mastodon count every link as 23 characters, whatever its length.
+LINK_WEIGHT = 23
+URL_RE = re.compile(
+    r"(?i)(?<![@\w.])(?:https?://[^\s]+|www\.[^\s]+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|uk|co\.uk|de|fr|eu|ly|me|app|shop|store)\b(?:/[^\s]*)?)"
+)
+
+
+class ReplyRejected(ValueError):
+    """The reply cannot be queued as written; ``reason`` is shown to the agent."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SendError(RuntimeError):
+    def __init__(self, message: str, *, retryable: bool = True, retry_after_s: float | None = None):
+        super().__init__(redact(message))
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+def grapheme_count(text: str) -> int:
+    """What a person sees as characters (an emoji with skin tone is one): Bluesky's unit."""
+    return len(regex.findall(r"\X", text))
+
+
+#: twitter-text v3: code points in these ranges weigh 1, everything else (CJK, most symbols) 2.
+_X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+_EMOJI = regex.compile(r"\p{Extended_Pictographic}")
+
+
+def x_weighted_length(text: str) -> int:
+    """X's own count: links weigh 23, an emoji (even a ZWJ family) 2, CJK characters 2 each."""
+    total = 0
+    for grapheme in regex.findall(r"\X", unicodedata.normalize("NFC", URL_RE.sub("x" * LINK_WEIGHT, text))):
+        if _EMOJI.match(grapheme):
+            total += 2
+            continue
+        for char in grapheme:
+            code = ord(char)
+            total += 1 if any(low <= code <= high for low, high in _X_LIGHT_RANGES) else 2
+    return total
+
+
+def weighted_length(channel: str, text: str) -> int:
+    if channel == "bluesky":
+        return grapheme_count(text)
+    if channel == "x":
+        return x_weighted_length(text)
+    if channel == "mastodon":
+        return len(URL_RE.sub("x" * LINK_WEIGHT, text))
+    return len(text)
+
+
+def check_limits(channel: str, text: str, *, allow_urls: bool = False) -> None:
+    """Refuse what the channel would refuse (or charge extra for) before it reaches the outbox."""
+    if not text.strip():
+        raise ReplyRejected("the reply is empty")
+    limit = LIMITS.get(channel)
+    if limit is not None:
+        length = weighted_length(channel, text)
+        if length > limit:
+            unit = "graphemes" if channel == "bluesky" else "characters"
+            raise ReplyRejected(f"{length} {unit} is over the {channel} limit of {limit}; shorten it by {length - limit}")
+    if channel == "x" and not allow_urls and URL_RE.search(text):
+        raise ReplyRejected(
+            f"links are off for X replies ({URL_RE.search(text).group(0)}): on pay-per-use X access a post with a "  # type: ignore[union-attr]
+            "URL costs about 13x more. Remove the link or set [responders] allow_urls = true"
+        )
+
+
+def split_subject(text: str, default: str) -> tuple[str, str]:
+    """Email-like messages store their subject as a first ``Subject: ...`` line."""
+    if text.startswith("Subject: "):
+        first, _, rest = text.partition("\n")
+        return first[len("Subject: "):].strip(), rest.lstrip("\n")
+    return default, text
+
+
+def _same_text(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        s = html.unescape(re.sub(r"<[^>]+>", " ", s))
+        s = URL_RE.sub("<url>", s)  # X rewrites links to t.co
+        return " ".join(s.split()).casefold()
+
+    return norm(a) == norm(b)
+
+
+def _network_error(exc: BaseException) -> SendError:
+    return SendError(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+# ----------------------------------------------------------------------------- X
+class XSender:
+    channel = "x"
+    can_check = True
+
+    def __init__(self, config: Config, client: Any = None):
+        self.config = config
+        self._client = client
+        self._me: str | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from doorstep.clients import x_client
+
+            self._client = x_client(self.config)
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        import requests
+        import tweepy
+
+        try:
+            return fn()
+        except tweepy.TooManyRequests as exc:
+            reset = exc.response.headers.get("x-rate-limit-reset") if exc.response is not None else None
+            wait = max(1.0, float(reset) - time.time()) if reset else None
+            raise SendError(f"X 429 rate limited: {exc}", retryable=True, retry_after_s=wait) from None
+        except tweepy.TwitterServerError as exc:
+            raise SendError(f"X server error: {exc}", retryable=True) from None
+        except tweepy.Forbidden as exc:
+            # "duplicate content" means it is already there: retry, and the check finds it.
+            duplicate = "duplicate" in str(exc).lower()
+            raise SendError(f"X 403: {exc}", retryable=duplicate) from None
+        except tweepy.HTTPException as exc:
+            raise SendError(f"X {exc.response.status_code if exc.response is not None else ''}: {exc}",
+                            retryable=False) from None
+        except (requests.RequestException, OSError, ValueError) as exc:
+            # ValueError: a truncated JSON body (the post may still have been created).
+            raise _network_error(exc) from None
+
+    def send(self, message: OutboundMessage) -> str:
+        kwargs: dict[str, Any] = {"text": message.text, "user_auth": True}
+        if message.in_reply_to:
+            kwargs["in_reply_to_tweet_id"] = message.in_reply_to
+        response = self._call(lambda: self.client.create_tweet(**kwargs))
+        return str(response.data["id"])
+
+    def my_id(self) -> str:
+        if self._me is None:
+            me = self._call(lambda: self.client.get_me(user_auth=True))
+            self._me = str(me.data.id)
+        return self._me
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        """Our post replying to the same tweet with the same text, among our recent posts."""
+        uid = self.my_id()
+        token = None
+        for _ in range(5):
+            kwargs: dict[str, Any] = {"max_results": 100, "tweet_fields": ["referenced_tweets", "created_at"],
+                                      "user_auth": True}
+            if message.in_reply_to and message.in_reply_to.isdigit():
+                kwargs["since_id"] = message.in_reply_to  # our reply is newer than what it answers
+            if token:
+                kwargs["pagination_token"] = token
+            page = self._call(lambda: self.client.get_users_tweets(uid, **kwargs))
+            for tweet in page.data or []:
+                refs = {str(r.id) for r in (tweet.referenced_tweets or []) if r.type == "replied_to"}
+                if (not message.in_reply_to or message.in_reply_to in refs) and _same_text(tweet.text, message.text):
+                    return str(tweet.id)
+            token = (page.meta or {}).get("next_token")
+            if not token:
+                return None
+        return None
+
+
+# ---------------------------------------------------------------------- Mastodon
+class MastodonSender:
+    channel = "mastodon"
+    can_check = True
+
+    def __init__(self, config: Config, client: Any = None):
+        self.config = config
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from doorstep.clients import mastodon_client
+
+            self._client = mastodon_client(self.config)
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        import mastodon
+
+        try:
+            return fn()
+        except mastodon.MastodonRatelimitError as exc:
+            raise SendError(f"Mastodon rate limited: {exc}", retry_after_s=60.0) from None
+        except (mastodon.MastodonNetworkError, mastodon.MastodonServerError) as exc:
+            raise _network_error(exc) from None
+        except mastodon.MastodonAPIError as exc:
+            raise SendError(f"Mastodon refused: {exc}", retryable=False) from None
+        except OSError as exc:
+            raise _network_error(exc) from None
+
+    def send(self, message: OutboundMessage) -> str:
+        # Mastodon honours Idempotency-Key itself: a repeat within an hour returns the first post.
+        status = self._call(lambda: self.client.status_post(
+            message.text, in_reply_to_id=message.in_reply_to, idempotency_key=message.idempotency_key))
+        return str(status["id"])
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        me = self._call(lambda: self.client.me())
+        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=message.in_reply_to, limit=40))
+        for status in statuses or []:
+            if (not message.in_reply_to or str(status.get("in_reply_to_id")) == str(message.in_reply_to)) and \
+                    _same_text(status.get("content") or "", message.text):
+                return str(status["id"])
+        return None
+
+
+# ----------------------------------------------------------------------- Bluesky
+class BlueskySender:
+    channel = "bluesky"
+    can_check = True
+
+    def __init__(self, config: Config, client: Any = None):
+        self.config = config
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from doorstep.clients import bluesky_client
+
+            self._client = self._call(lambda: bluesky_client(self.config))
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from atproto import exceptions
+
+        try:
+            return fn()
+        except exceptions.NetworkError as exc:
+            raise _network_error(exc) from None
+        except exceptions.RequestException as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
+            raise SendError(f"Bluesky {status}: {exc}", retryable=status == 429 or status >= 500) from None
+        except OSError as exc:
+            raise _network_error(exc) from None
+
+    def _ref(self, uri: str) -> Any:
+        from atproto import models
+
+        posts = self._call(lambda: self.client.get_posts([uri])).posts
+        if not posts:
+            raise SendError(f"Bluesky post {uri} no longer exists", retryable=False)
+        post = posts[0]
+        parent = models.ComAtprotoRepoStrongRef.Main(uri=post.uri, cid=post.cid)
+        reply = getattr(post.record, "reply", None)
+        root = models.ComAtprotoRepoStrongRef.Main(uri=reply.root.uri, cid=reply.root.cid) if reply else parent
+        return models.AppBskyFeedPost.ReplyRef(parent=parent, root=root)
+
+    def _repo(self) -> str:
+        """Our DID: from the profile when fetched, else from the session (login without profile)."""
+        client = self.client
+        did = getattr(getattr(client, "me", None), "did", None) or getattr(getattr(client, "_session", None), "did", None)
+        repo = did or secret("BLUESKY_HANDLE")
+        if not repo:
+            raise SendError("Bluesky is not logged in (BLUESKY_HANDLE / BLUESKY_APP_PASSWORD)", retryable=False)
+        return str(repo)
+
+    def send(self, message: OutboundMessage) -> str:
+        reply_to = self._ref(message.in_reply_to) if message.in_reply_to else None
+        repo = self._repo()
+        response = self._call(lambda: self.client.send_post(text=message.text, reply_to=reply_to, profile_identify=repo))
+        return str(response.uri)
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        actor = self._repo()
+        feed = self._call(lambda: self.client.get_author_feed(actor=actor, limit=50)).feed
+        for item in feed:
+            record = item.post.record
+            reply = getattr(record, "reply", None)
+            parent = reply.parent.uri if reply else None
+            if parent == message.in_reply_to and _same_text(record.text, message.text):
+                return str(item.post.uri)
+        return None
+
+
+# ------------------------------------------------------------------------- email
+def message_id_for(message: OutboundMessage) -> str:
+    """A stable Message-ID per outbound message: a re-send after a crash carries the same id."""
+    digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:24]
+    return f"<doorstep.{digest}@{(secret('SMTP_FROM') or 'doorstep.local').rpartition('@')[2] or 'doorstep.local'}>"
+
+
+class EmailSender:
+    channel = "email"
+    can_check = False
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def send(self, message: OutboundMessage) -> str:
+        from responders.email import EmailError, send_email
+
+        if not message.target:
+            raise SendError("email message without a recipient", retryable=False)
+        subject, body = split_subject(message.text, "Your message to us")
+        headers = {"Message-ID": message_id_for(message)}
+        if message.in_reply_to:
+            parent = message.in_reply_to if message.in_reply_to.startswith("<") else f"<{message.in_reply_to}>"
+            headers.update({"In-Reply-To": parent, "References": parent})
+            if not subject.lower().startswith("re:"):
+                subject = f"Re: {subject}"
+        try:
+            return send_email(self.config, [a.strip() for a in message.target.split(",")], subject, body,
+                              headers=headers)
+        except EmailError as exc:
+            raise SendError(str(exc), retryable=exc.retryable) from None
+
+
+# --------------------------------------------------------------------------- SMS
+def twilio_client(config: Config | None = None) -> Any:
+    """A Twilio REST client; ``TWILIO_BASE_URL`` points it at a local stand-in (the API domain's base_url)."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    client = Client(secret("TWILIO_ACCOUNT_SID"), secret("TWILIO_AUTH_TOKEN"),
+                    http_client=TwilioHttpClient(timeout=float(secret("TWILIO_TIMEOUT") or 30)))
+    base = secret("TWILIO_BASE_URL")
+    if base:
+        client.api.base_url = base.rstrip("/")
+    return client
+
+
+class SmsSender:
+    channel = "sms"
+    can_check = True
+
+    def __init__(self, config: Config, client: Any = None):
+        self.config = config
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = twilio_client(self.config)
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        try:
+            return fn()
+        except TwilioRestException as exc:
+            raise SendError(f"Twilio {exc.status}: {exc.msg}", retryable=exc.status == 429 or exc.status >= 500) from None
+        except TwilioException as exc:
+            raise _network_error(exc) from None
+        except OSError as exc:
+            raise _network_error(exc) from None
+
+    def _from(self) -> str:
+        sender = secret("TWILIO_FROM")
+        if not sender:
+            raise SendError("TWILIO_FROM is not set", retryable=False)
+        return sender
+
+    def send(self, message: OutboundMessage) -> str:
+        if not message.target:
+            raise SendError("SMS without a phone number", retryable=False)
+        sms = self._call(lambda: self.client.messages.create(to=message.target, from_=self._from(), body=message.text))
+        return str(sms.sid)
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        after = (message.created_at - timedelta(minutes=5)) if message.created_at else None
+        found = self._call(lambda: self.client.messages.list(to=message.target, from_=self._from(),
+                                                             date_sent_after=after, limit=50))
+        for sms in found:
+            if _same_text(sms.body or "", message.text):
+                return str(sms.sid)
+        return None
+
+
+# ------------------------------------------------------- Slack, webhooks, Apprise
+class SlackSender:
+    channel = "slack"
+    can_check = False
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def send(self, message: OutboundMessage) -> str:
+        from slack_sdk.webhook import WebhookClient
+
+        from responders.config import resolve
+
+        url = resolve(message.target)
+        if not url:
+            raise SendError(f"Slack webhook {message.target} is not set", retryable=False)
+        subject, body = split_subject(message.text, "")
+        text = f"*{subject}*\n{body}" if subject else body
+        try:
+            response = WebhookClient(url, timeout=int(secret("SLACK_TIMEOUT") or 30)).send(text=text)
+        except Exception as exc:  # noqa: BLE001 - urllib raises many kinds; all mean "try again"
+            raise SendError(f"Slack: {type(exc).__name__}", retryable=True) from None
+        if response.status_code != 200:
+            raise SendError(f"Slack {response.status_code}: {response.body[:200]}",
+                            retryable=response.status_code == 429 or response.status_code >= 500)
+        return f"slack:{message.idempotency_key}"
+
+
+def sign_webhook(secret_value: str, timestamp: str, body: bytes) -> str:
+    """``sha256=`` HMAC of ``timestamp.body``: the receiver recomputes it to trust the payload."""
+    mac = hmac.new(secret_value.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={mac}"
+
+
+class WebhookSender:
+    channel = "webhook"
+    can_check = False
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def send(self, message: OutboundMessage) -> str:
+        import requests
+
+        from responders.config import resolve, responders_settings
+
+        url = resolve(message.target)
+        if not url:
+            raise SendError(f"webhook {message.target} is not set", retryable=False)
+        key = resolve(responders_settings(self.config).escalation.webhook_secret)
+        if not key:
+            raise SendError("webhook signing secret is not set (COURIER_WEBHOOK_SECRET)", retryable=False)
+        body = message.text.encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key,
+                   "X-Doorstep-Timestamp": timestamp, "X-Doorstep-Signature": sign_webhook(key, timestamp, body)}
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=float(secret("WEBHOOK_TIMEOUT") or 30))
+        except requests.RequestException as exc:
+            raise SendError(f"webhook: {type(exc).__name__}", retryable=True) from None
+        if response.status_code >= 300:
+            raise SendError(f"webhook {response.status_code}",
+                            retryable=response.status_code in (408, 409, 425, 429) or response.status_code >= 500)
+        return f"webhook:{message.idempotency_key}"
+
+
+class AppriseSender:
+    channel = "apprise"
+    can_check = False
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def send(self, message: OutboundMessage) -> str:
+        import apprise
+
+        from responders.config import resolve
+
+        url = resolve(message.target)
+        if not url:
+            raise SendError(f"Apprise URL {message.target} is not set", retryable=False)
+        notifier = apprise.Apprise()
+        if not notifier.add(url):
+            raise SendError(f"not a valid Apprise URL: {message.target}", retryable=False)
+        subject, body = split_subject(message.text, "Doorstep")
+        if not notifier.notify(body=body, title=subject):
+            raise SendError("Apprise: the service did not accept the notification", retryable=True)
+        return f"apprise:{message.idempotency_key}"
+
+
+SENDERS: dict[str, type] = {
+    "x": XSender,
+    "mastodon": MastodonSender,
+    "bluesky": BlueskySender,
+    "email": EmailSender,
+    "sms": SmsSender,
+    "slack": SlackSender,
+    "webhook": WebhookSender,
+    "apprise": AppriseSender,
+}
+
+
+def make_sender(channel: str, config: Config) -> Any:
+    cls = SENDERS.get(channel)
+    if cls is None:
+        raise SendError(f"no sender for channel {channel!r}", retryable=False)
+    return cls(config)
+
+
+def webhook_payload(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)

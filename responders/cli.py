@@ -1,0 +1,141 @@
+"""``doorstep reply``, ``doorstep escalate`` and ``doorstep outbox``: automation through the outbox.
+
+Nothing here posts directly: each command queues a message (the worker's outbox job sends it)
+or changes a queued one, so CLI actions show up on the case and are exactly-once like the console's.
+"""
+
+from __future__ import annotations
+
+import click
+
+from doorstep.cli import Context, pass_ctx
+
+
+@click.command()
+@click.option("--case", "case_id", type=int, required=True, help="Case id.")
+@click.option("--text", default=None, help="Reply text.")
+@click.option("--template", default=None, help="Template name (see the console) or template source.")
+@click.option("--channel", default=None, help="Reply on this channel instead of the case's (email, sms).")
+@click.option("--as", "actor", default="cli", show_default=True, help="Who the reply is from (audit log).")
+@click.option("--send-now", is_flag=True, help="Also run the outbox once instead of waiting for the worker.")
+@pass_ctx
+def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None, actor: str,
+          send_now: bool) -> None:
+    """Queue a reply to case CASE (exactly one of --text or --template)."""
+    from responders.outbox import Outbox, ReplyRejected, queue_reply
+    from responders.templates import TemplateError, render_template
+
+    if (text is None) == (template is None):
+        raise click.UsageError("give exactly one of --text or --template")
+    try:
+        body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
+        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel)
+    except (ReplyRejected, TemplateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"queued message {message.id} ({message.channel}, {message.status})")
+    if send_now:
+        Outbox(ctx.store, ctx.config).send_due()
+        click.echo(_describe(ctx, message.id))
+
+
+@click.command()
+@click.option("--case", "case_id", type=int, required=True)
+@click.option("--to", "target", required=True,
+              help="team, lead, courier (or another configured target), email:ADDR, slack:URL, webhook:URL, apprise:URL.")
+@click.option("--note", default=None)
+@click.option("--as", "actor", default="cli", show_default=True)
+@pass_ctx
+def escalate(ctx: Context, case_id: int, target: str, note: str | None, actor: str) -> None:
+    """Escalate case CASE to TARGET; the case becomes "escalated"."""
+    from responders.escalation import EscalationRejected, escalate as do_escalate
+
+    try:
+        messages = do_escalate(ctx.store, ctx.config, case_id, target, note, actor)
+    except EscalationRejected as exc:
+        raise click.ClickException(str(exc)) from None
+    for message in messages:
+        click.echo(f"queued message {message.id} ({message.channel})")
+
+
+def _describe(ctx: Context, message_id: int | None) -> str:
+    from responders.outbox import get_message
+
+    m = get_message(ctx.store, message_id or 0)
+    error = f"  last error: {m.last_error}" if m.last_error else ""
+    return f"{m.id}\t{m.status}\t{m.kind}\t{m.channel}\tcase {m.case_id}\tattempts {m.attempts}\t{m.external_id or ''}{error}"
+
+
+@click.group()
+def outbox() -> None:
+    """List, retry or cancel outbound messages."""
+
+
+@outbox.command("list")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["queued", "sending", "sent", "failed", "cancelled"]))
+@click.option("--limit", default=50, show_default=True)
+@pass_ctx
+def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int) -> None:
+    from responders.outbox import list_messages
+
+    for m in list_messages(ctx.store, statuses or None, limit):
+        click.echo(_describe(ctx, m.id))
+
+
+@outbox.command("retry")
+@click.argument("message_id", type=int)
+@click.option("--as", "actor", default="cli", show_default=True)
+@pass_ctx
+def outbox_retry(ctx: Context, message_id: int, actor: str) -> None:
+    from responders.outbox import retry
+
+    try:
+        retry(ctx.store, message_id, actor)
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(_describe(ctx, message_id))
+
+
+@outbox.command("cancel")
+@click.argument("message_id", type=int)
+@click.option("--as", "actor", default="cli", show_default=True)
+@pass_ctx
+def outbox_cancel(ctx: Context, message_id: int, actor: str) -> None:
+    from responders.outbox import cancel
+
+    try:
+        cancel(ctx.store, message_id, actor)
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(_describe(ctx, message_id))
+
+
+@outbox.command("send")
+@pass_ctx
+def outbox_send(ctx: Context) -> None:
+    """Send what is due now (one round of the worker's outbox job)."""
+    from responders.outbox import Outbox
+
+    click.echo(f"sent {Outbox(ctx.store, ctx.config).send_due()}")
+
+
+@click.command()
+@click.option("--measure", is_flag=True,
+              help="Only report how many complaints arrived on shipments that had a failed attempt, exception or "
+                   "scan gap first (JSON).")
+@click.option("--window-days", default=7.0, show_default=True, help="How long after the event a complaint counts.")
+@pass_ctx
+def proactive(ctx: Context, measure: bool, window_days: float) -> None:
+    """Open proactive cases for troubled shipments now (or --measure the case for doing so)."""
+    import json
+
+    from responders.followup import complaints_after_events, run_proactive
+
+    if measure:
+        click.echo(json.dumps(complaints_after_events(ctx.store, ctx.config, window_days=window_days), indent=2))
+        return
+    opened = run_proactive(ctx.store, ctx.config)
+    click.echo(f"opened {len(opened)} proactive case(s): {', '.join(map(str, opened)) or '-'}")
+
+
+commands: list[click.Command] = [reply, escalate, outbox, proactive]

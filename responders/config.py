@@ -1,0 +1,264 @@
+"""Validated settings of the responders (``[responders]``) and the complaint alerts (``[alerts]``).
+
+The core keeps these sections as free-form dicts so this package owns its keys; a typo is
+reported as ``doorstep.toml: responders.followup.after_hours: Input should be a valid number``.
+
+Secrets never sit in doorstep.toml: any URL or address field may be written as ``"$NAME"``,
+which is read from the environment (or ``$DOORSTEP_SECRETS_FILE``) through
+:func:`doorstep.config.secret` when the message is sent. Only the reference is stored on the
+outbound message, so a Slack webhook URL never lands in the database or a log.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime, time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doorstep.config import Config, ConfigError, secret
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt "after_hour" must not silently disable a rule.
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve(value: str | None) -> str | None:
+    """``"$NAME"`` -> the secret NAME (None when unset); anything else is returned as written."""
+    if value and value.startswith("$"):
+        return secret(value[1:])
+    return value
+
+
+class Target(_Section):
+    """Where an escalation or alert to one audience goes; every route that is set is used."""
+
+    slack_webhook_url: str | None = None
+    email: list[str] = Field(default_factory=list)
+    #: Apprise URLs (``mailto://``, ``tgram://``, ``json://``, ``msteams://`` ...): any of its services.
+    apprise: list[str] = Field(default_factory=list)
+
+    @field_validator("email", "apprise", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def empty(self) -> bool:
+        return not (self.slack_webhook_url or self.email or self.apprise)
+
+
+class TemplateSpec(_Section):
+    text: str
+    #: Case intents and shipment statuses this template is suggested for.
+    intents: list[str] = Field(default_factory=list)
+    statuses: list[str] = Field(default_factory=list)
+
+
+class QuietHours(_Section):
+    """Local hours (in the configured time zone) when no SMS or email follow-up is sent."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+    def contains(self, local: datetime) -> bool:
+        t = local.time()
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+class FollowUpRule(_Section):
+    enabled: bool = True
+    #: Hours after our public question with no answer before we follow up privately.
+    after_hours: float = Field(default=24.0, gt=0)
+    #: Private channels to try, in order; the customer's contact data comes from the order record.
+    channels: list[str] = Field(default_factory=lambda: ["email", "sms"])
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    #: Template (name or source) for the follow-up text.
+    template: str = "follow_up"
+
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for channel in value:
+            if channel not in ("email", "sms"):
+                raise ValueError(f"unknown follow-up channel {channel!r}; expected email or sms")
+        return value
+
+
+class FollowUp(FollowUpRule):
+    #: Per-brand overrides of any of the keys above: ``[responders.followup.brands.Larkspur]``.
+    brands: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def for_brand(self, brand: str | None) -> FollowUpRule:
+        base = self.model_dump(exclude={"brands"})
+        override = self.brands.get(brand or "", {})
+        return FollowUpRule.model_validate({**base, **override})
+
+
+class Proactive(_Section):
+    enabled: bool = True
+    #: Tracking statuses that open a proactive case.
+    statuses: list[str] = Field(default_factory=lambda: ["attempt_failed", "exception"])
+    #: A shipment in transit with no scan for this many days opens a proactive case too.
+    no_scan_days: float = Field(default=3.0, gt=0)
+    #: Message the customer (email or SMS from the order record) with what happens next.
+    message: bool = False
+    channels: list[str] = Field(default_factory=lambda: ["email", "sms"])
+    #: Only shipments whose event is at most this old are considered (older ones are history).
+    lookback_days: float = Field(default=7.0, gt=0)
+
+
+class Escalation(_Section):
+    #: Named audiences: ``[responders.escalation.targets.team]``, ``...targets.lead``.
+    targets: dict[str, Target] = Field(default_factory=dict)
+    #: Secret for the HMAC-SHA256 signature of courier webhooks (``$NAME`` reads the env).
+    webhook_secret: str = "$COURIER_WEBHOOK_SECRET"
+    #: Escalate automatically when the first response or resolution is due within this many minutes.
+    auto_sla_minutes: float | None = Field(default=15.0, gt=0)
+    #: The audience of automatic escalations.
+    auto_target: str = "lead"
+
+
+class Responders(_Section):
+    #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
+    allow_urls: bool = False
+    #: courier name -> tracking page pattern with ``{tracking_number}``.
+    tracking_urls: dict[str, str] = Field(default_factory=dict)
+    templates: dict[str, str | TemplateSpec] = Field(default_factory=dict)
+    outbox_interval_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base_s: float = Field(default=30.0, gt=0)
+    backoff_max_s: float = Field(default=3600.0, gt=0)
+    #: A message left in "sending" this long is taken to be from a crashed sender and checked.
+    sending_lease_s: float = Field(default=120.0, gt=0)
+    escalation: Escalation = Field(default_factory=Escalation)
+    followup: FollowUp = Field(default_factory=FollowUp)
+    proactive: Proactive = Field(default_factory=Proactive)
+
+    @field_validator("tracking_urls")
+    @classmethod
+    def _has_placeholder(cls, value: dict[str, str]) -> dict[str, str]:
+        for courier, pattern in value.items():
+            if "{tracking_number}" not in pattern:
+                raise ValueError(f"{courier}: pattern must contain {{tracking_number}}")
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _compiles(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from responders.templates import TemplateError, compile_source
+
+        for name, spec in value.items():
+            source = spec if isinstance(spec, str) else spec.text
+            try:
+                compile_source(source)
+            except TemplateError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
+
+
+class Spike(_Section):
+    enabled: bool = True
+    #: Facets whose hourly volume is watched.
+    dimensions: list[str] = Field(default_factory=lambda: ["brand", "courier", "intent"])
+    #: Weeks of history for the same-hour-of-week baseline.
+    weeks: int = Field(default=4, ge=1)
+    #: Weight of the EWMA over the recent hours (the level of "now" when history is short).
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    #: Fire when P(X >= observed | baseline) is below this.
+    p_value: float = Field(default=0.001, gt=0, lt=1)
+    #: ...and at least this many complaints arrived in the hour (5 complaints are never a storm).
+    min_count: int = Field(default=8, ge=1)
+    #: ...and at least this multiple of the baseline.
+    min_ratio: float = Field(default=2.0, ge=1)
+    #: Only complaints count (False: every inbound mention).
+    complaints_only: bool = True
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for dim in value:
+            if dim not in ("brand", "courier", "intent", "channel"):
+                raise ValueError(f"unknown dimension {dim!r}; expected brand, courier, intent or channel")
+        return value
+
+
+class Alerts(_Section):
+    enabled: bool = True
+    interval_s: float = Field(default=60.0, gt=0)
+    #: Rules (set one to false to switch it off).
+    urgent_complaint: bool = True
+    urgency_threshold: float = Field(default=0.8, ge=0, le=1)
+    vip_author: bool = True
+    #: Authors with at least this many followers (default: [priority].vip_followers).
+    followers_threshold: int | None = Field(default=None, ge=0)
+    spike: Spike = Field(default_factory=Spike)
+    sla_breach: bool = True
+    sla_warn_minutes: float = Field(default=15.0, gt=0)
+    listener_unhealthy: bool = True
+    listener_stale_minutes: float = Field(default=15.0, gt=0)
+    #: One incident (rule + subject) alerts once, then at most one update per this many minutes.
+    cooldown_minutes: float = Field(default=60.0, gt=0)
+    #: Hard cap on alerts of all rules per hour (a storm of incidents becomes one summary).
+    max_per_hour: int = Field(default=20, ge=1)
+    #: Where alerts go.
+    slack_webhook_url: str | None = None
+    email: list[str] = Field(default_factory=list)
+    apprise: list[str] = Field(default_factory=list)
+
+    @field_validator("email", "apprise", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def target(self) -> Target:
+        return Target(slack_webhook_url=self.slack_webhook_url, email=self.email, apprise=self.apprise)
+
+
+_CACHE: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def responders_settings(config: Config) -> Responders:
+    """The validated ``[responders]`` section (cached per config object)."""
+    return _validated(config, "responders", Responders)
+
+
+def alert_settings(config: Config) -> Alerts:
+    return _validated(config, "alerts", Alerts)
+
+
+def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
+    key = (id(config), section)
+    raw = getattr(config, section)
+    cached = _CACHE.get(key)  # type: ignore[arg-type]
+    if cached is not None and cached[0] is config and cached[1] == raw:
+        return cached[2]
+    try:
+        value = model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(section, exc)) from None
+    _CACHE[key] = (config, copy.deepcopy(raw), value)  # type: ignore[index]
+    return value
+
+
+#: Fields whose validators report the offending entry as "NAME: problem".
+_KEYED_FIELDS = ("templates", "tracking_urls")
+
+
+def _format(section: str, error: ValidationError) -> str:
+    """``doorstep.toml: responders.templates.broken: template syntax error ...`` (the full key)."""
+    lines = []
+    for item in error.errors():
+        key = ".".join([section, *(str(part) for part in item["loc"])])
+        message = item["msg"].removeprefix("Value error, ")
+        match = re.match(r"^([^:\s]+): (.*)$", message)
+        if match and item["loc"] and item["loc"][-1] in _KEYED_FIELDS:
+            key, message = f"{key}.{match.group(1)}", match.group(2)
+        lines.append(f"doorstep.toml: {key}: {message}")
+    return "\n".join(lines)

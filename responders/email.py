@@ -1,0 +1,107 @@
+"""Sending email over SMTP: customer replies and follow-ups, escalations, alerts, reports.
+
+Settings come from the environment (``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_USER``,
+``SMTP_PASSWORD``, ``SMTP_FROM``, ``SMTP_STARTTLS``, ``SMTP_SSL``, ``SMTP_TIMEOUT``) so the
+password never sits in doorstep.toml; ``[responders.email]``-style keys are not needed.
+Port 465 means implicit TLS, port 587 STARTTLS, anything else plain (a local relay).
+
+The caller may pass a ``Message-ID`` header: the outbox derives it from the message's
+idempotency key so that the same outbound message always has the same id, and threads a reply
+under the customer's mail with ``In-Reply-To``/``References``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+from doorstep.config import Config, secret
+
+
+
+class EmailError(RuntimeError):
+    """SMTP refused or could not be reached. ``retryable`` is False for permanent refusals (5xx)."""
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def smtp_settings() -> dict[str, Any]:
+    port = int(secret("SMTP_PORT") or 25)
+    return {
+        "host": secret("SMTP_HOST") or "localhost",
+        "port": port,
+        "user": secret("SMTP_USER"),
+        "password": secret("SMTP_PASSWORD"),
+        "sender": secret("SMTP_FROM") or "care@localhost",
+        "ssl": (secret("SMTP_SSL") or ("1" if port == 465 else "0")) in ("1", "true", "yes"),
+        "starttls": (secret("SMTP_STARTTLS") or ("1" if port == 587 else "0")) in ("1", "true", "yes"),
+        "timeout": float(secret("SMTP_TIMEOUT") or 30),
+    }
+
+
+def build_message(sender: str, to: str | Sequence[str], subject: str, text: str, html: str | None = None,
+                  headers: Mapping[str, str] | None = None, attachments: Sequence[Any] | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to if isinstance(to, str) else ", ".join(to)
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    for key, value in (headers or {}).items():
+        if key.lower() in ("from", "to", "subject", "date"):
+            del msg[key]
+        msg[key] = value
+    if "Message-ID" not in msg:
+        msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "doorstep.local")
+    msg.set_content(text)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    for item in attachments or []:
+        if isinstance(item, tuple):
+            filename, data, mime = item
+        else:
+            path = Path(item)
+            filename, data = path.name, path.read_bytes()
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        maintype, _, subtype = mime.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
+    return msg
+
+
+def send_email(config: Config | None, to: str | Sequence[str], subject: str, text: str, html: str | None = None,
+               headers: Mapping[str, str] | None = None, attachments: Sequence[Any] | None = None) -> str:
+    """Send one email and return its Message-ID.
+
+    Raises :class:`EmailError` (``retryable`` False when the server refused the message or the
+    recipients for good, e.g. a 550).
+    """
+    settings = smtp_settings()
+    msg = build_message(settings["sender"], to, subject, text, html, headers, attachments)
+    try:
+        if settings["ssl"]:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings["host"], settings["port"], timeout=settings["timeout"],
+                                                  context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(settings["host"], settings["port"], timeout=settings["timeout"])
+        with smtp:
+            if settings["starttls"] and not settings["ssl"]:
+                smtp.starttls(context=ssl.create_default_context())
+            if settings["user"] and settings["password"]:
+                smtp.login(settings["user"], settings["password"])
+            smtp.send_message(msg)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        raise EmailError(f"recipients refused: {', '.join(str(c) for c in codes)}",
+                         retryable=all(400 <= c < 500 for c in codes)) from None
+    except smtplib.SMTPResponseException as exc:
+        raise EmailError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=exc.smtp_code < 500) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise EmailError(f"SMTP {settings['host']}:{settings['port']}: {type(exc).__name__}: {exc}") from None
+    return str(msg["Message-ID"])

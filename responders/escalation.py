@@ -1,0 +1,183 @@
+"""Escalations: hand a case to a team, a lead or the courier, through the outbox.
+
+Targets:
+
+* a named audience from ``[responders.escalation.targets.NAME]`` (``team``, ``lead``, ...) with
+  any of ``slack_webhook_url`` (Slack incoming webhook, via slack_sdk), ``email`` and ``apprise``;
+* ``courier``: the case's courier, by ``escalation_email`` and/or ``escalation_webhook`` from its
+  ``[[couriers]]`` entry. The webhook body is JSON with the order, tracking number, the customer's
+  complaint and the tracking timeline, signed with HMAC-SHA256 (``X-Doorstep-Signature:
+  sha256=HEX`` over ``TIMESTAMP.BODY``, ``X-Doorstep-Timestamp``) using ``webhook_secret``;
+* ad hoc: ``email:ADDRESS``, ``slack:$ENV_OR_URL``, ``webhook:URL``, ``apprise:URL``.
+
+Every escalation is one outbound message per route (visible on the case's timeline), an audit
+event, and the case's status set to ``escalated``. Escalating to the courier needs a confirmed
+order: we must not send someone else's order to a courier on the strength of a number in a post.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import Case, OutboundMessage, utcnow
+from doorstep.store import Store, iso
+from responders.channels import webhook_payload
+from responders.config import Target, responders_settings
+from responders.outbox import _key, enqueue, update_case_retrying
+
+log = logging.getLogger("doorstep.escalation")
+
+
+class EscalationRejected(ValueError):
+    """The escalation cannot be made as asked; the message says why."""
+
+
+def case_brief(store: Store, config: Config, case: Case) -> dict[str, Any]:
+    """What a courier or a team needs to act without opening the console."""
+    complaint = store.peak_mention(case.id) if case.id else None
+    shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
+    order = store.get_order(case.order_number) if case.order_number else None
+    if shipment is None and order is not None and order.shipments:
+        shipment = order.shipments[0]
+    return {
+        "case_id": case.id,
+        "brand": case.brand,
+        "status": case.status,
+        "priority": case.priority,
+        "intent": case.intent,
+        "channel": case.channel,
+        "order_number": order.number if order else case.order_number,
+        "promised_date": order.promised_date.isoformat() if order and order.promised_date else None,
+        "tracking_number": shipment.tracking_number if shipment else case.tracking_number,
+        "courier": shipment.courier if shipment else case.courier,
+        "complaint": {
+            "text": complaint.text, "author": complaint.author_handle, "at": iso(complaint.created_at),
+            "url": complaint.url,
+        } if complaint else None,
+        "timeline": [
+            {"time": iso(e.time), "status": e.status, "location": e.location, "description": e.description}
+            for e in (shipment.events if shipment else [])
+        ],
+        "first_response_due": iso(case.first_response_due),
+        "resolution_due": iso(case.resolution_due),
+    }
+
+
+def _text(brief: dict[str, Any], note: str | None, actor: str, config: Config, target: str) -> str:
+    lines = [f"Subject: Escalation: case #{brief['case_id']}"
+             + (f" - order {brief['order_number']}" if brief.get("order_number") else "")
+             + (f" ({brief['brand']})" if brief.get("brand") else "")]
+    lines.append("")
+    lines.append(f"Escalated to {target} by {actor}.")
+    if note:
+        lines.append(f"Note: {note}")
+    if brief.get("complaint"):
+        c = brief["complaint"]
+        lines.append(f"Customer ({c['author']}, {c['at']}): {c['text']}")
+    if brief.get("tracking_number"):
+        lines.append(f"Courier: {brief.get('courier')}  Tracking: {brief['tracking_number']}")
+    for event in brief.get("timeline", [])[-6:]:
+        when = datetime.fromisoformat(event["time"]).astimezone(config.tz).strftime("%a %d %b %H:%M")
+        lines.append(f"  {when}  {event['status']}  {event.get('location') or ''}  {event.get('description') or ''}".rstrip())
+    if brief.get("first_response_due"):
+        lines.append(f"First response due: {brief['first_response_due']}; resolution due: {brief['resolution_due']}")
+    return "\n".join(lines)
+
+
+def _routes(config: Config, case: Case, target: str) -> list[tuple[str, str]]:
+    """(channel, target reference) pairs for an escalation target."""
+    kind, sep, rest = target.partition(":")
+    if sep and kind in ("email", "slack", "webhook", "apprise"):
+        return [(kind, rest)]
+    if target == "courier":
+        courier = config.courier(case.courier)
+        if courier is None:
+            raise EscalationRejected(f"case {case.id} has no known courier ({case.courier or 'none'}) to escalate to")
+        if not case.link_confirmed:
+            raise EscalationRejected("confirm the case's order before escalating to the courier: the number may be "
+                                     "someone else's order")
+        routes = [("email", courier.escalation_email)] if courier.escalation_email else []
+        if courier.escalation_webhook:
+            routes.append(("webhook", courier.escalation_webhook))
+        if not routes:
+            raise EscalationRejected(f"courier {courier.name} has no escalation_email or escalation_webhook configured")
+        return routes
+    audiences = responders_settings(config).escalation.targets
+    audience: Target | None = audiences.get(target)
+    if audience is None or audience.empty:
+        known = ", ".join(sorted([*audiences, "courier"]))
+        raise EscalationRejected(f"unknown escalation target {target!r}; configured: {known} "
+                                 "(or email:ADDRESS, slack:URL, webhook:URL, apprise:URL)")
+    return target_routes(audience)
+
+
+def target_routes(audience: Target) -> list[tuple[str, str]]:
+    routes: list[tuple[str, str]] = []
+    if audience.slack_webhook_url:
+        routes.append(("slack", audience.slack_webhook_url))
+    routes += [("email", address) for address in audience.email]
+    routes += [("apprise", url) for url in audience.apprise]
+    return routes
+
+
+def escalate(store: Store, config: Config, case_id: int, target: str, note: str | None, actor: str, *,
+             reason: str = "manual", key: str | None = None) -> list[OutboundMessage]:
+    """Queue the escalation on every route of ``target`` and mark the case escalated."""
+    case = store.get_case(case_id)
+    if case is None:
+        raise EscalationRejected(f"no case {case_id}")
+    routes = _routes(config, case, target)
+    brief = case_brief(store, config, case)
+    text = _text(brief, note, actor, config, target)
+    base = key or _key("escalation", case_id, target, note, actor, iso(utcnow()))
+    messages = []
+    for channel, ref in routes:
+        if channel == "webhook":
+            body = webhook_payload({"event": "case.escalated", "escalated_by": actor, "note": note,
+                                    "reason": reason, **brief})
+        else:
+            body = text
+        messages.append(enqueue(store, kind="escalation", channel=channel, text=body, actor=actor,
+                                idempotency_key=f"{base}:{channel}:{ref}", case_id=case_id, target=ref))
+    store.audit(actor, "case.escalate", case_id,
+                {"target": target, "note": note, "reason": reason, "message_ids": [m.id for m in messages]})
+    update_case_retrying(store, case_id, actor,
+                         lambda c: {"status": "escalated"} if c.status != "escalated" else {})
+    return messages
+
+
+def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None) -> list[int]:
+    """Escalate open cases whose SLA is about to breach (once per case and due time)."""
+    settings = responders_settings(config).escalation
+    if settings.auto_sla_minutes is None:
+        return []
+    audience = settings.targets.get(settings.auto_target)
+    if audience is None or audience.empty:
+        return []
+    now = now or utcnow()
+    horizon = iso(now + timedelta(minutes=settings.auto_sla_minutes))
+    rows = list(store.db.query(
+        "select id, first_response_due, resolution_due, first_response_at from cases "
+        "where status in ('new', 'open') and ("
+        "(first_response_at is null and first_response_due <= ?) or resolution_due <= ?)",
+        [horizon, horizon]))
+    escalated = []
+    for row in rows:
+        which = "first response" if row["first_response_at"] is None and row["first_response_due"] and \
+            row["first_response_due"] <= horizon else "resolution"
+        due = row["first_response_due"] if which == "first response" else row["resolution_due"]
+        key = _key("auto-sla", row["id"], which, due)
+        if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
+            continue
+        state = "breached" if due <= iso(now) else "due"
+        try:
+            escalate(store, config, row["id"], settings.auto_target,
+                     f"SLA {which} {state} at {due}", "sla-monitor", reason="sla", key=key)
+        except Exception as exc:  # noqa: BLE001 - one case must not stop the others
+            log.warning("automatic escalation of case %s failed: %s", row["id"], exc)
+            continue
+        escalated.append(row["id"])
+    return escalated

@@ -1,0 +1,259 @@
+"""Following the customer across channels, and reaching out before they complain.
+
+Follow-up ("move across channels if no response"): a case is waiting for the customer
+(``pending_customer``) after our public reply asked them something; if nothing came back within
+``after_hours``, or the public reply could not be posted at all (failed for good: the post was
+deleted, the account blocks us), we write to the email or phone number of the order record.
+Only for a *confirmed* order (otherwise the contact details may be someone else's), never on a
+channel the customer opted out of (``opt_out`` on the customer: "email", "sms" or "all"), and
+never during quiet hours: the message is queued to go out when they end. Rules are per brand
+(``[responders.followup.brands.NAME]``). The follow-up is an outbound message of kind
+``follow_up`` on the case, plus an audit event, so the agent sees it on the timeline.
+
+Proactive outreach: a shipment whose latest event is a failed attempt or an exception, or that
+has had no scan for ``no_scan_days``, opens a case before the customer writes (``link_method``
+"tracking_number", confirmed: it comes from our own order records), and if ``message`` is on,
+tells them what happens next. :func:`complaints_after_events` measures how often complaints
+arrive on shipments that had such an event first: the case for doing this at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.cases import PriorityInputs, score_priority, sla_due
+from doorstep.config import Config
+from doorstep.models import Case, Customer, utcnow
+from doorstep.store import Store, iso, parse_time
+from responders.config import FollowUpRule, QuietHours, responders_settings
+from responders.outbox import _key, enqueue
+from responders.templates import TemplateError, case_variables, list_templates, render_source
+
+log = logging.getLogger("doorstep.followup")
+
+PROACTIVE_INTENT = {"attempt_failed": "failed_delivery", "exception": "late_delivery", "no_scan": "late_delivery"}
+PROACTIVE_REASON = {"attempt_failed": "failed delivery attempt", "exception": "courier exception",
+                    "no_scan": "no tracking scan"}
+
+
+def next_allowed(now: datetime, quiet: QuietHours | None, config: Config) -> datetime:
+    """``now`` if outside quiet hours, else the (UTC) moment they end."""
+    if quiet is None:
+        return now
+    local = now.astimezone(config.tz)
+    if not quiet.contains(local):
+        return now
+    end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end.astimezone(now.tzinfo)
+
+
+def _contact(customer: Customer | None, channels: list[str]) -> tuple[str, str] | None:
+    """First (channel, address) the customer has and did not opt out of."""
+    if customer is None or "all" in customer.opt_out:
+        return None
+    for channel in channels:
+        address = customer.email if channel == "email" else customer.phone
+        if address and channel not in customer.opt_out:
+            return channel, address
+    return None
+
+
+def _render(store: Store, config: Config, case: Case, template: str) -> str:
+    templates = list_templates(config)
+    source = templates.get(template, template)
+    return render_source(source, case_variables(store, config, case), confirmed=case.link_confirmed, name=template)
+
+
+def _private_message(store: Store, config: Config, case: Case, rule_channels: list[str], template: str, kind: str,
+                     key: str, actor: str, now: datetime, quiet: QuietHours | None, subject: str) -> Any:
+    customer = store.get_customer(case.customer_id) if case.customer_id else None
+    contact = _contact(customer, rule_channels)
+    if contact is None:
+        store.audit(actor, f"{kind}.skipped", case.id, {"reason": "no contact channel (missing or opted out)"})
+        return None
+    channel, address = contact
+    try:
+        text = _render(store, config, case, template)
+    except TemplateError as exc:
+        store.audit(actor, f"{kind}.skipped", case.id, {"reason": str(exc)})
+        return None
+    if channel == "email":
+        text = f"Subject: {subject}\n\n{text}"
+    return enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
+                   target=address, not_before=next_allowed(now, quiet, config))
+
+
+def _last_public_reply(store: Store, case_id: int) -> dict[str, Any] | None:
+    rows = list(store.db.query(
+        "select * from outbound_messages where case_id = ? and kind = 'reply' and channel in ('x', 'mastodon', 'bluesky') "
+        "and status in ('sent', 'failed') order by id desc limit 1", [case_id]))
+    return rows[0] if rows else None
+
+
+def run_followups(store: Store, config: Config, now: datetime | None = None) -> list[int]:
+    """Queue private follow-ups for cases whose public conversation stalled; returns message ids."""
+    settings = responders_settings(config).followup
+    now = now or utcnow()
+    queued: list[int] = []
+    candidates = store.db.query(
+        "select distinct c.id from cases c join outbound_messages o on o.case_id = c.id "
+        "where o.kind = 'reply' and o.channel in ('x', 'mastodon', 'bluesky') and c.status in ('new', 'open', "
+        "'pending_customer', 'escalated') and c.link_confirmed = 1 and "
+        "((c.status = 'pending_customer' and o.status = 'sent') or o.status = 'failed')")
+    for row in list(candidates):
+        case = store.get_case(row["id"])
+        if case is None:
+            continue
+        rule: FollowUpRule = settings.for_brand(case.brand)
+        if not rule.enabled:
+            continue
+        reply = _last_public_reply(store, case.id)  # type: ignore[arg-type]
+        if reply is None:
+            continue
+        if reply["status"] == "sent":
+            if case.status != "pending_customer":
+                continue
+            sent_at = parse_time(reply["sent_at"])
+            if sent_at is None or now - sent_at < timedelta(hours=rule.after_hours):
+                continue
+            answered = store.db.execute(
+                "select 1 from mentions where case_id = ? and outbound = 0 and created_at > ? limit 1",
+                [case.id, reply["sent_at"]]).fetchone()
+            if answered:
+                continue
+            why = f"no answer {rule.after_hours:g} h after our {reply['channel']} reply"
+        else:
+            why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
+        key = _key("follow_up", case.id, reply["id"])
+        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+            continue
+        subject = f"About your order {case.order_number}" if case.order_number else "Following up"
+        message = _private_message(store, config, case, rule.channels, rule.template, "follow_up", key, "follow-up",
+                                   now, rule.quiet_hours, subject)
+        if message is not None:
+            store.audit("follow-up", "follow_up.queue", case.id,
+                        {"message_id": message.id, "channel": message.channel, "why": why,
+                         "not_before": iso(message.next_attempt_at)})
+            queued.append(message.id)
+    return queued
+
+
+# ------------------------------------------------------------------ proactive outreach
+def _trigger_events(store: Store, config: Config, now: datetime) -> list[tuple[str, str, datetime]]:
+    """(tracking_number, reason, event time) for shipments that warrant a proactive case now."""
+    rule = responders_settings(config).proactive
+    since = iso(now - timedelta(days=rule.lookback_days))
+    out: list[tuple[str, str, datetime]] = []
+    marks = ",".join("?" * len(rule.statuses))
+    if rule.statuses:
+        for row in store.db.query(
+                f"select tracking_number, status, last_event_at from shipments where status in ({marks}) "
+                "and last_event_at >= ? and last_event_at <= ?", [*rule.statuses, since, iso(now)]):
+            out.append((row["tracking_number"], row["status"], parse_time(row["last_event_at"])))  # type: ignore[arg-type]
+    stale = iso(now - timedelta(days=rule.no_scan_days))
+    oldest = iso(now - timedelta(days=rule.no_scan_days + rule.lookback_days))
+    for row in store.db.query(
+            "select tracking_number, last_event_at from shipments where status in ('info_received', 'in_transit') "
+            "and last_event_at <= ? and last_event_at >= ?", [stale, oldest]):
+        when = parse_time(row["last_event_at"]) + timedelta(days=rule.no_scan_days)  # type: ignore[operator]
+        out.append((row["tracking_number"], "no_scan", when))
+    return out
+
+
+def run_proactive(store: Store, config: Config, now: datetime | None = None) -> list[int]:
+    """Open proactive cases (and optionally message the customer); returns the new case ids."""
+    rule = responders_settings(config).proactive
+    if not rule.enabled:
+        return []
+    now = now or utcnow()
+    opened: list[int] = []
+    for tracking_number, reason, event_at in _trigger_events(store, config, now):
+        shipment = store.get_shipment(tracking_number)
+        order = store.get_order(shipment.order_number) if shipment else None
+        if shipment is None or order is None:
+            continue
+        # A case on this order opened since the event (by us or by the customer) already covers it.
+        if store.db.execute("select 1 from cases where order_number = ? and (opened_at >= ? or status in "
+                            "('new', 'open', 'pending_customer', 'escalated')) limit 1",
+                            [order.number, iso(event_at - timedelta(hours=1))]).fetchone():
+            continue
+        customer = store.get_customer(order.customer_id)
+        case = Case(status="new", brand=order.brand, courier=shipment.courier, channel=None,
+                    intent=PROACTIVE_INTENT[reason], complaint=False, customer_id=order.customer_id,
+                    order_number=order.number, tracking_number=tracking_number, link_method="tracking_number",
+                    link_confidence=1.0, link_confirmed=True, opened_at=now, last_activity_at=now)
+        score, reasons = score_priority(PriorityInputs(labels=None, customer=customer, order=order,
+                                                       shipment=shipment), config)
+        case.priority, case.priority_reasons = score, [f"proactive: {PROACTIVE_REASON[reason]}", *reasons]
+        case.first_response_due, case.resolution_due = sla_due(score, now, config)
+        with store.transaction():
+            case.id = store.insert_case(case)
+            store.audit("proactive", "case.open.proactive", case.id,
+                        {"reason": reason, "tracking_number": tracking_number, "event_at": iso(event_at)})
+        opened.append(case.id)
+        if rule.message:
+            quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
+            message = _private_message(store, config, case, rule.channels, "proactive", "outreach",
+                                       _key("outreach", case.id, tracking_number, reason), "proactive", now, quiet,
+                                       f"An update on your order {order.number}")
+            if message is not None:
+                store.audit("proactive", "outreach.queue", case.id, {"message_id": message.id, "channel": message.channel})
+    return opened
+
+
+def complaints_after_events(store: Store, config: Config, *, window_days: float = 7.0) -> dict[str, Any]:
+    """How many complaints arrive on shipments that had a failed attempt, an exception or a scan gap first.
+
+    For every shipment with a trigger event, look for a complaint mention linked to its order
+    within ``window_days`` after the event. Returns counts, the share, and the median lead time
+    (hours from event to complaint): the time proactive outreach could have won.
+    """
+    rule = responders_settings(config).proactive
+    events: dict[str, tuple[str, datetime]] = {}
+    marks = ",".join("?" * len(rule.statuses)) or "''"
+    for row in store.db.query(
+            f"select tracking_number, status, min(time) as t from tracking_events where status in ({marks}) "
+            "group by tracking_number", list(rule.statuses)):
+        events[row["tracking_number"]] = (row["status"], parse_time(row["t"]))  # type: ignore[assignment]
+    gap_s = rule.no_scan_days * 86400
+    for row in store.db.query(
+            "select tracking_number, prev, time from (select tracking_number, time, lag(time) over "
+            "(partition by tracking_number order by time) as prev from tracking_events) where prev is not null"):
+        gap = (parse_time(row["time"]) - parse_time(row["prev"])).total_seconds()  # type: ignore[operator]
+        if gap >= gap_s and row["tracking_number"] not in events:
+            events[row["tracking_number"]] = ("no_scan", parse_time(row["prev"]) + timedelta(seconds=gap_s))  # type: ignore[operator]
+    complained, lead_hours = 0, []
+    by_reason: dict[str, list[int]] = {}
+    for tracking_number, (reason, at) in events.items():
+        shipment = store.get_shipment(tracking_number)
+        if shipment is None:
+            continue
+        row = store.db.execute(
+            "select min(m.created_at) from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
+            "and m.complaint = 1 and (c.order_number = ? or c.tracking_number = ?) and m.created_at >= ? "
+            "and m.created_at <= ?",
+            [shipment.order_number, tracking_number, iso(at), iso(at + timedelta(days=window_days))]).fetchone()
+        hit = row[0] is not None
+        stats = by_reason.setdefault(reason, [0, 0])
+        stats[0] += 1
+        if hit:
+            complained += 1
+            stats[1] += 1
+            lead_hours.append((parse_time(row[0]) - at).total_seconds() / 3600)  # type: ignore[operator]
+    all_complaints = store.db.execute(
+        "select count(distinct c.order_number) from mentions m join cases c on c.id = m.case_id "
+        "where m.outbound = 0 and m.complaint = 1 and c.order_number is not null").fetchone()[0]
+    lead_hours.sort()
+    return {
+        "shipments_with_event": len(events),
+        "complained_after_event": complained,
+        "share": round(complained / len(events), 3) if events else 0.0,
+        "orders_with_complaints": all_complaints,
+        "share_of_complaint_orders_preceded_by_event": round(complained / all_complaints, 3) if all_complaints else 0.0,
+        "median_hours_event_to_complaint": round(lead_hours[len(lead_hours) // 2], 1) if lead_hours else None,
+        "by_reason": {k: {"shipments": v[0], "complained": v[1]} for k, v in sorted(by_reason.items())},
+    }

@@ -1,0 +1,280 @@
+"""Reply templates: Jinja2 in a sandbox, with the case's order, shipment and tracking as variables.
+
+Why strict: a template that names ``{{ promised_date }}`` on an order without one must stop the
+agent with "promised_date is not known for this case", never send "due on  ." to a customer.
+So the environment uses ``StrictUndefined`` and unknown values (None) are left *out* of the
+context, which makes them undefined too.
+
+Why sandboxed: templates come from doorstep.toml and from agents typing ``{{ ... }}`` in the
+reply box; the sandbox stops them reaching Python internals.
+
+Privacy: while a case's link rests on a number alone (``link_confirmed`` false), the order may be
+someone else's; a template that uses any order, customer or shipment variable is then refused
+with a message naming those variables (see :data:`PRIVATE_VARIABLES`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from doorstep.cases import INTENT_LABELS
+from doorstep.config import Config
+from doorstep.models import Case, Shipment
+from doorstep.store import Store
+
+
+class TemplateError(ValueError):
+    """A template cannot be rendered for this case; the message is meant for the agent."""
+
+
+#: Variables that reveal an order, its customer or its parcel.
+PRIVATE_VARIABLES: frozenset[str] = frozenset({
+    "first_name", "customer_name", "order_number", "items", "item_list", "promised_date", "order_total",
+    "courier", "tracking_number", "tracking_status", "tracking_location", "tracking_time",
+    "tracking_description", "tracking_url", "delivered_at",
+})
+PUBLIC_VARIABLES: frozenset[str] = frozenset({"handle", "brand", "agent", "case_id", "author_name"})
+
+STATUS_WORDS: dict[str, str] = {
+    "info_received": "label created, waiting for the courier",
+    "in_transit": "in transit",
+    "out_for_delivery": "out for delivery",
+    "attempt_failed": "delivery attempted, nobody available",
+    "exception": "held up by the courier",
+    "delivered": "delivered",
+    "returned": "on its way back to us",
+}
+
+
+@dataclass(frozen=True)
+class BuiltIn:
+    text: str
+    intents: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    #: True when the template only makes sense with a confirmed order.
+    needs_order: bool = True
+
+
+#: Short enough for X (280) with typical values; no URLs, so they are cheap to post on X.
+BUILT_IN: dict[str, BuiltIn] = {
+    "ask_details_privately": BuiltIn(
+        "Hi @{{ handle }}, sorry to hear this. Please send us a DM with your order number and the email "
+        "address you ordered with, and we'll look into it straight away.",
+        needs_order=False,
+    ),
+    "in_transit": BuiltIn(
+        "Hi {{ first_name }}, your order {{ order_number }} is {{ tracking_status }} with {{ courier }} "
+        "(last scan {{ tracking_location }}, {{ tracking_time }}). It's due by {{ promised_date }}.",
+        intents=("where_is_my_order",), statuses=("in_transit", "info_received"),
+    ),
+    "out_for_delivery": BuiltIn(
+        "Good news {{ first_name }}: {{ courier }} has your order {{ order_number }} out for delivery today "
+        "({{ tracking_location }}, {{ tracking_time }}).",
+        intents=("where_is_my_order", "late_delivery"), statuses=("out_for_delivery",),
+    ),
+    "late": BuiltIn(
+        "Hi {{ first_name }}, we're sorry order {{ order_number }} is late: it was due {{ promised_date }}. "
+        "{{ courier }} last scanned it {{ tracking_location }} at {{ tracking_time }}. We're chasing them now.",
+        intents=("late_delivery", "where_is_my_order"), statuses=("in_transit", "info_received"),
+    ),
+    "failed_attempt": BuiltIn(
+        "Hi {{ first_name }}, {{ courier }} tried to deliver order {{ order_number }} at {{ tracking_time }} "
+        "but couldn't. They'll try again next working day; reply here if you'd like a safe place.",
+        intents=("failed_delivery", "where_is_my_order", "late_delivery"), statuses=("attempt_failed",),
+    ),
+    "exception": BuiltIn(
+        "Hi {{ first_name }}, sorry: {{ courier }} reports a problem with order {{ order_number }} "
+        "({{ tracking_description }}, {{ tracking_time }}). We've raised it with them and will update you.",
+        intents=("late_delivery", "where_is_my_order", "lost_or_missing"), statuses=("exception",),
+    ),
+    "delivered_but_missing": BuiltIn(
+        "Hi {{ first_name }}, {{ courier }} shows order {{ order_number }} delivered {{ tracking_time }} "
+        "({{ tracking_location }}). Could you check with neighbours or a safe place? If it's not there, "
+        "we'll open a claim today.",
+        intents=("lost_or_missing", "where_is_my_order", "late_delivery"), statuses=("delivered",),
+    ),
+    "refund": BuiltIn(
+        "Hi {{ first_name }}, sorry about order {{ order_number }}. We've started your refund; it usually "
+        "shows on your statement within 5 working days.",
+        intents=("refund_or_return", "damaged_or_wrong", "lost_or_missing"),
+    ),
+    "tracking_link": BuiltIn(
+        "Hi {{ first_name }}, you can follow order {{ order_number }} with {{ courier }} here: {{ tracking_url }}",
+        intents=("where_is_my_order",),
+    ),
+    "follow_up": BuiltIn(
+        "Hi {{ first_name }}, we replied to you on {{ channel_name }} about order {{ order_number }} and wanted "
+        "to make sure you saw it.{% if tracking_status is defined %} {{ courier }} shows it {{ tracking_status }} "
+        "({{ tracking_time }}).{% endif %} Just reply to this message if you still need help.",
+    ),
+    "proactive": BuiltIn(
+        "Hi {{ first_name }}, a heads-up about order {{ order_number }}. {{ courier }}'s latest update: "
+        "{{ tracking_description }} ({{ tracking_time }}). We're on it and will keep you posted; no need to do anything.",
+    ),
+}
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+def compile_source(source: str) -> Any:
+    """Parse a template (syntax errors become :class:`TemplateError` with the line)."""
+    try:
+        return _ENV.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+
+
+def variables_of(source: str) -> set[str]:
+    try:
+        return set(meta.find_undeclared_variables(_ENV.parse(source)))
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+
+
+def list_templates(config: Config) -> dict[str, str]:
+    """Every template an agent can pick: built-in ones, overridden or extended by doorstep.toml."""
+    from responders.config import responders_settings
+
+    out = {name: t.text for name, t in BUILT_IN.items()}
+    for name, spec in responders_settings(config).templates.items():
+        out[name] = spec if isinstance(spec, str) else spec.text
+    return out
+
+
+def suggest_templates(case: Case, shipment: Shipment | None, config: Config | None = None) -> list[str]:
+    """Templates that fit the case's intent and the parcel's latest tracking state, best first.
+
+    Without a confirmed order the only safe answer is to ask for details privately.
+    """
+    if not case.link_confirmed or not case.order_number:
+        return ["ask_details_privately"]
+    status = shipment.status if shipment is not None else None
+    if shipment is not None and shipment.events:
+        status = shipment.events[-1].status
+    catalogue: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+        name: (t.intents, t.statuses) for name, t in BUILT_IN.items() if t.intents or t.statuses
+    }
+    if config is not None:
+        from responders.config import responders_settings
+
+        for name, spec in responders_settings(config).templates.items():
+            if not isinstance(spec, str) and (spec.intents or spec.statuses):
+                catalogue[name] = (tuple(spec.intents), tuple(spec.statuses))
+    scored: list[tuple[int, str]] = []
+    for name, (intents, statuses) in catalogue.items():
+        score = 0
+        if status and status in statuses:
+            score += 2
+        elif statuses and status is not None:
+            continue  # written for another tracking state: would say something untrue
+        if case.intent and case.intent in intents:
+            score += 1
+        if score:
+            scored.append((-score, name))
+    names = [name for _, name in sorted(scored)]
+    return names or ["ask_details_privately"]
+
+
+def _fmt_time(value: datetime, config: Config) -> str:
+    local = value.astimezone(config.tz)
+    return f"{local:%a} {local.day} {local:%b} {local:%H:%M}"
+
+
+def _fmt_date(value: date) -> str:
+    return f"{value:%a} {value.day} {value:%b}"
+
+
+def case_variables(store: Store, config: Config, case: Case, *, agent: str | None = None,
+                   shipment: Shipment | None = None) -> dict[str, Any]:
+    """The values a template can use for ``case``; unknown values are absent (so strictly undefined)."""
+    from responders.config import responders_settings
+
+    values: dict[str, Any] = {"case_id": case.id, "handle": case.author_handle, "brand": case.brand, "agent": agent}
+    peak = store.peak_mention(case.id) if case.id else None
+    if peak is not None:
+        values["author_name"] = peak.author_name
+        values.setdefault("handle", peak.author_handle)
+    values["channel_name"] = {"x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky", "email": "email"}.get(
+        case.channel or "", case.channel)
+    order = store.get_order(case.order_number) if case.order_number else None
+    customer = store.get_customer(case.customer_id or (order.customer_id if order else "")) if (
+        case.customer_id or order) else None
+    if customer is not None:
+        values["customer_name"] = customer.name
+        values["first_name"] = customer.name.split()[0] if customer.name.strip() else None
+    if order is not None:
+        values["order_number"] = order.number
+        names = [f"{i.get('name') or i.get('sku') or 'item'}" + (f" x{i['quantity']}" if i.get("quantity", 1) != 1 else "")
+                 for i in order.items]
+        values["items"] = ", ".join(names) if names else None
+        values["item_list"] = order.items or None
+        values["promised_date"] = _fmt_date(order.promised_date) if order.promised_date else None
+        values["order_total"] = f"{order.total:.2f} {order.currency}"
+        values["brand"] = values["brand"] or order.brand
+    if shipment is None and case.tracking_number:
+        shipment = store.get_shipment(case.tracking_number)
+    if shipment is None and order is not None and order.shipments:
+        shipment = order.shipments[0]
+    if shipment is not None:
+        values["courier"] = shipment.courier
+        values["tracking_number"] = shipment.tracking_number
+        pattern = responders_settings(config).tracking_urls.get(shipment.courier)
+        values["tracking_url"] = pattern.format(tracking_number=shipment.tracking_number) if pattern else None
+        if shipment.events:
+            last = shipment.events[-1]
+            values["tracking_status"] = STATUS_WORDS.get(last.status, last.status.replace("_", " "))
+            values["tracking_location"] = last.location
+            values["tracking_time"] = _fmt_time(last.time, config)
+            values["tracking_description"] = last.description or values["tracking_status"]
+            delivered = [e for e in shipment.events if e.status == "delivered"]
+            if delivered:
+                values["delivered_at"] = _fmt_time(delivered[-1].time, config)
+    values["intent"] = INTENT_LABELS.get(case.intent or "", case.intent)
+    return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name: str = "template") -> str:
+    used = variables_of(source)
+    private = sorted(used & PRIVATE_VARIABLES)
+    if private and not confirmed:
+        raise TemplateError(
+            f"{name} uses order details ({', '.join(private)}) but this case's link to an order is not "
+            "confirmed: the number may belong to someone else. Confirm the order on the case, or ask for "
+            "details privately."
+        )
+    try:
+        text = compile_source(source).render(**values)
+    except UndefinedError as exc:
+        match = re.match(r"'([^']+)' is undefined", exc.message or "")
+        what = match.group(1) if match else (exc.message or "a variable")
+        raise TemplateError(f"{name}: {what} is not known for this case") from None
+    except SecurityError as exc:
+        raise TemplateError(f"{name}: not allowed in a template: {exc}") from None
+    text = " ".join(text.split()) if "\n" not in source else text.strip()
+    return text
+
+
+def render_template(store: Store, config: Config, case_id: int, name_or_source: str, *, agent: str | None = None) -> str:
+    """Render a named template (or template source typed by an agent) for a case.
+
+    Raises :class:`TemplateError` naming the missing variable, or the private variables that an
+    unconfirmed case may not use.
+    """
+    case = store.get_case(case_id)
+    if case is None:
+        raise TemplateError(f"no case {case_id}")
+    templates = list_templates(config)
+    if name_or_source in templates:
+        name, source = name_or_source, templates[name_or_source]
+    elif "{{" in name_or_source or "{%" in name_or_source:
+        name, source = "template", name_or_source
+    else:
+        raise TemplateError(f"unknown template {name_or_source!r}; known: {', '.join(sorted(templates))}")
+    values = case_variables(store, config, case, agent=agent)
+    return render_source(source, values, confirmed=case.link_confirmed, name=name)

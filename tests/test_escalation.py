@@ -1,0 +1,151 @@
+"""Escalations reach Slack, email and the courier's signed webhook exactly once, and mark the case."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from doorstep.config import parse_config
+from doorstep.store import Store
+from responders.escalation import EscalationRejected, auto_escalate_sla, escalate
+from responders.outbox import Outbox, queue_escalation
+
+from test_outbox import NOW, RecordingServer, SmtpSink, add_order, later, make_case, smtp  # noqa: F401 - fixture
+
+SECRET = "whsec-test-123"
+
+
+def courier_config(webhook: str | None = None, email: str | None = None, **escalation: object):
+    return parse_config({
+        "timezone": "Europe/London",
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}],
+        "couriers": [{"name": "UPS", "escalation_webhook": webhook, "escalation_email": email}],
+        "responders": {"escalation": {
+            "targets": {
+                "team": {"slack_webhook_url": "$SLACK_TEAM_URL", "email": "care-team@larkspur.test"},
+                "lead": {"email": ["lead@larkspur.test"]},
+            },
+            "webhook_secret": "$COURIER_WEBHOOK_SECRET",
+            **escalation,
+        }},
+    })
+
+
+def test_team_escalation_reaches_slack_and_email_once(store: Store, smtp: SmtpSink,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with RecordingServer() as slack:
+        monkeypatch.setenv("SLACK_TEAM_URL", slack.url + "/services/T000/B000/XXXX")
+        config = courier_config()
+        order = add_order(store)
+        case_id = make_case(store, config, order=order, text="@LarkspurHelp my parcel is lost, third time asking!")
+        first = queue_escalation(store, config, case_id, "team", "customer threatening chargeback", "sam")
+        messages = store.outbound_for_case(case_id)
+        assert {m.channel for m in messages} == {"slack", "email"} and first.id == messages[0].id
+        assert all("/services/" not in (m.target or "") for m in messages)  # the secret URL is not stored
+        slack.fail("503")
+        smtp.refuse(1)
+        Outbox(store, config).send_due()
+        assert slack.received == [] and smtp.messages == []
+        Outbox(store, config, now=later(10)).send_due()
+        Outbox(store, config, now=later(20)).send_due()
+        assert len(slack.received) == 1 and len(smtp.messages) == 1
+        text = json.loads(slack.received[0]["body"])["text"]
+        assert f"case #{case_id}" in text and "chargeback" in text and "third time asking" in text
+        assert "1Z999AA10123456784" in text
+        assert smtp.messages[0]["Subject"].startswith(f"Escalation: case #{case_id} - order LS-100234")
+    case = store.get_case(case_id)
+    assert case.status == "escalated"  # type: ignore[union-attr]
+    audit = [e for e in store.audit_trail(case_id) if e.action == "case.escalate"]
+    assert audit and audit[0].details["target"] == "team" and audit[0].details["note"] == "customer threatening chargeback"
+
+
+def test_courier_webhook_is_signed_and_carries_the_timeline(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURIER_WEBHOOK_SECRET", SECRET)
+    with RecordingServer() as courier:
+        config = courier_config(webhook=courier.url + "/claims")
+        order = add_order(store, events=[(NOW - timedelta(days=3), "in_transit", "Leeds hub"),
+                                         (NOW - timedelta(days=1), "delivered", "Front porch")])
+        case_id = make_case(store, config, order=order, text="@LarkspurHelp says delivered but my parcel is lost")
+        escalate(store, config, case_id, "courier", "please open a trace", "sam")
+        courier.fail("reset")
+        Outbox(store, config).send_due()
+        Outbox(store, config, now=later(10)).send_due()
+        assert courier.attempts == 2 and len(courier.received) == 1
+        request = courier.received[0]
+        body = request["body"]
+        expected = "sha256=" + hmac.new(SECRET.encode(), request["headers"]["X-Doorstep-Timestamp"].encode() + b"." + body,
+                                        hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(request["headers"]["X-Doorstep-Signature"], expected)
+        assert request["headers"]["Idempotency-Key"]
+        payload = json.loads(body)
+        assert payload["event"] == "case.escalated" and payload["order_number"] == "LS-100234"
+        assert payload["tracking_number"] == "1Z999AA10123456784" and payload["note"] == "please open a trace"
+        assert "my parcel is lost" in payload["complaint"]["text"]
+        assert [e["status"] for e in payload["timeline"]] == ["in_transit", "delivered"]
+        assert payload["timeline"][1]["location"] == "Front porch"
+
+
+def test_courier_escalation_needs_a_confirmed_order_and_a_route(store: Store) -> None:
+    config = courier_config(email="claims@ups.test")
+    order = add_order(store)
+    unconfirmed = make_case(store, config, order=order, confirmed=False)
+    with pytest.raises(EscalationRejected, match="confirm the case's order"):
+        escalate(store, config, unconfirmed, "courier", None, "sam")
+    no_route = courier_config()
+    confirmed = make_case(store, no_route, order=order, text="@LarkspurHelp lost it")
+    with pytest.raises(EscalationRejected, match="no escalation_email or escalation_webhook"):
+        escalate(store, no_route, confirmed, "courier", None, "sam")
+    with pytest.raises(EscalationRejected, match="unknown escalation target 'ops'.*courier, lead, team"):
+        escalate(store, config, confirmed, "ops", None, "sam")
+    assert store.get_case(unconfirmed).status != "escalated"  # type: ignore[union-attr]
+
+
+def test_courier_escalation_by_email(store: Store, smtp: SmtpSink) -> None:
+    config = courier_config(email="claims@ups.test")
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp lost parcel")
+    escalate(store, config, case_id, "courier", "trace please", "sam")
+    Outbox(store, config).send_due()
+    assert len(smtp.messages) == 1 and smtp.messages[0].envelope_to == ["claims@ups.test"]
+    body = smtp.messages[0].get_payload(decode=True).decode()
+    assert "Tracking: 1Z999AA10123456784" in body and "in_transit" in body and "lost parcel" in body
+
+
+def test_automatic_escalation_when_sla_is_about_to_breach(store: Store, smtp: SmtpSink) -> None:
+    config = courier_config(auto_sla_minutes=15, auto_target="lead")
+    case_id = make_case(store, config, created_at=datetime.now(timezone.utc) - timedelta(minutes=20))
+    calm = make_case(store, config, handle="bob", text="@LarkspurHelp thanks!", created_at=datetime.now(timezone.utc))
+    case = store.get_case(case_id)
+    now = case.first_response_due - timedelta(minutes=10)  # type: ignore[operator,union-attr]
+    assert store.get_case(calm).first_response_due > now + timedelta(minutes=15)  # type: ignore[union-attr,operator]
+    assert auto_escalate_sla(store, config, now) == [case_id]
+    assert auto_escalate_sla(store, config, now + timedelta(minutes=1)) == []  # once per case and due time
+    Outbox(store, config).send_due()
+    assert len(smtp.messages) == 1 and smtp.messages[0].envelope_to == ["lead@larkspur.test"]
+    assert "SLA first response due" in smtp.messages[0].get_payload(decode=True).decode()
+    assert store.get_case(case_id).status == "escalated"  # type: ignore[union-attr]
+    assert any(e.action == "case.escalate" and e.details["reason"] == "sla" for e in store.audit_trail(case_id))
+
+
+def test_cli_escalate(tmp_path, smtp: SmtpSink) -> None:  # noqa: F811
+    from doorstep.cli import cli
+
+    db = tmp_path / "esc.db"
+    store = Store(db)
+    config = parse_config({})
+    case_id = make_case(store, config)
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", str(db), "escalate", "--case", str(case_id), "--to", "email:ops@larkspur.test",
+                                 "--note", "VIP", "--as", "sam"])
+    assert result.exit_code == 0, result.output
+    sent = runner.invoke(cli, ["--db", str(db), "outbox", "send"])
+    assert sent.exit_code == 0 and "sent 1" in sent.output
+    assert len(smtp.messages) == 1 and "Note: VIP" in smtp.messages[0].get_payload(decode=True).decode()
+    bad = runner.invoke(cli, ["--db", str(db), "escalate", "--case", str(case_id), "--to", "nobody"])
+    assert bad.exit_code != 0 and "unknown escalation target" in bad.output

@@ -1,0 +1,115 @@
+"""Reply templates: variables from the order and tracking, strictness, sandbox, privacy, suggestions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from doorstep.config import ConfigError
+from doorstep.store import Store
+from responders.channels import weighted_length
+from responders.config import responders_settings
+from responders.templates import BUILT_IN, TemplateError, list_templates, render_template, suggest_templates
+
+from test_outbox import NOW, add_order, make_case, shop_config
+
+
+def test_in_transit_template_uses_order_and_tracking_in_local_time(store: Store) -> None:
+    config = shop_config()
+    # 09:30 UTC in mid-July is 10:30 in London (BST): the customer reads local time.
+    summer = datetime(2026, 7, 14, 9, 30, tzinfo=timezone.utc)
+    order = add_order(store, events=[(summer, "in_transit", "Leeds hub")])
+    case_id = make_case(store, config, order=order)
+    text = render_template(store, config, case_id, "in_transit")
+    assert text.startswith("Hi Jane, your order LS-100234 is in transit with UPS")
+    assert "Leeds hub, Tue 14 Jul 10:30" in text
+    assert "Sat 14 Nov" in text  # promised date
+
+
+def test_missing_variable_is_an_error_naming_it(store: Store) -> None:
+    config = shop_config()
+    order = add_order(store, promised=None)
+    case_id = make_case(store, config, order=order)
+    with pytest.raises(TemplateError, match="promised_date is not known for this case"):
+        render_template(store, config, case_id, "late")
+    with pytest.raises(TemplateError, match="tracking_url is not known"):
+        render_template(store, config, case_id, "tracking_link")  # no tracking URL pattern for UPS configured
+
+
+def test_tracking_url_from_config(store: Store) -> None:
+    config = shop_config(tracking_urls={"UPS": "https://www.ups.com/track?tracknum={tracking_number}"})
+    order = add_order(store)
+    case_id = make_case(store, config, order=order)
+    assert render_template(store, config, case_id, "tracking_link").endswith(
+        "https://www.ups.com/track?tracknum=1Z999AA10123456784")
+
+
+def test_unconfirmed_case_refuses_order_variables(store: Store) -> None:
+    config = shop_config()
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, confirmed=False)
+    with pytest.raises(TemplateError, match=r"order details \(.*order_number.*\) .* not confirmed"):
+        render_template(store, config, case_id, "in_transit")
+    with pytest.raises(TemplateError, match="first_name"):
+        render_template(store, config, case_id, "Hi {{ first_name }}!")
+    assert render_template(store, config, case_id, "ask_details_privately").startswith("Hi @jane, sorry")
+    assert suggest_templates(store.get_case(case_id), store.get_shipment("1Z999AA10123456784")) == [  # type: ignore[arg-type]
+        "ask_details_privately"]
+
+
+def test_sandbox_blocks_python_internals(store: Store) -> None:
+    config = shop_config()
+    case_id = make_case(store, config)
+    with pytest.raises(TemplateError, match="not allowed"):
+        render_template(store, config, case_id, "{{ handle.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError, match="syntax error on line 1"):
+        render_template(store, config, case_id, "{{ handle ")
+    with pytest.raises(TemplateError, match="unknown template 'nope'"):
+        render_template(store, config, case_id, "nope")
+
+
+def test_templates_from_config_and_their_errors(store: Store) -> None:
+    config = shop_config(templates={
+        "thanks": "Thanks {{ first_name }}! Case {{ case_id }}.",
+        "claim": {"text": "We opened a claim with {{ courier }} for {{ order_number }}.", "intents": ["lost_or_missing"],
+                  "statuses": ["delivered"]},
+    })
+    order = add_order(store, events=[(NOW - timedelta(days=1), "delivered", "Porch")])
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp my parcel is lost")
+    assert "thanks" in list_templates(config) and "in_transit" in list_templates(config)
+    assert render_template(store, config, case_id, "thanks") == f"Thanks Jane! Case {case_id}."
+    suggestions = suggest_templates(store.get_case(case_id), store.get_shipment("1Z999AA10123456784"), config)  # type: ignore[arg-type]
+    assert suggestions[:2] == ["claim", "delivered_but_missing"] or suggestions[:2] == ["delivered_but_missing", "claim"]
+    assert "in_transit" not in suggestions  # written for another tracking state
+    bad = shop_config(templates={"broken": "Hi {{ first_name "})
+    with pytest.raises(ConfigError, match="responders.templates.broken.*syntax error"):
+        responders_settings(bad)
+
+
+@pytest.mark.parametrize(("status", "intent_text", "expected"), [
+    ("attempt_failed", "@LarkspurHelp where is my parcel", "failed_attempt"),
+    ("exception", "@LarkspurHelp where is my parcel", "exception"),
+    ("delivered", "@LarkspurHelp my parcel is lost", "delivered_but_missing"),
+    ("out_for_delivery", "@LarkspurHelp where is it, so late", "out_for_delivery"),
+    ("in_transit", "@LarkspurHelp where is it, so late", "late"),
+])
+def test_suggestions_follow_tracking_state(store: Store, status: str, intent_text: str, expected: str) -> None:
+    config = shop_config()
+    order = add_order(store, events=[(NOW - timedelta(days=2), "in_transit", "Leeds"),
+                                     (NOW - timedelta(hours=3), status, "Bristol")])
+    case_id = make_case(store, config, order=order, text=intent_text)
+    suggestions = suggest_templates(store.get_case(case_id), store.get_shipment("1Z999AA10123456784"))  # type: ignore[arg-type]
+    assert suggestions[0] == expected
+    # Every suggestion renders for this case and fits an X reply.
+    for name in suggestions:
+        text = render_template(store, config, case_id, name)
+        assert weighted_length("x", text) <= 280, (name, text)
+
+
+def test_builtin_public_templates_have_no_links() -> None:
+    from responders.channels import URL_RE
+
+    for name, template in BUILT_IN.items():
+        if name != "tracking_link":
+            assert not URL_RE.search(template.text), name
