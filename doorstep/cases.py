@@ -128,8 +128,11 @@ def new_case(mention: Mention, link: Link, brand: str | None, courier: str | Non
 
 
 def absorb(case: Case, mention: Mention, link: Link) -> Case:
-    """Fold a later mention into its case: a resolved case reopens, a stronger link wins."""
-    labels = mention.labels
+    """Fold a later mention into its case: a resolved case reopens, a stronger link wins.
+
+    The case's intent and sentiment are set afterwards from its most serious post
+    (see Pipeline._prioritise).
+    """
     update: dict[str, object] = {
         "mention_count": case.mention_count,
         "last_activity_at": max(case.last_activity_at or mention.created_at, mention.created_at),
@@ -138,12 +141,6 @@ def absorb(case: Case, mention: Mention, link: Link) -> Case:
         update.update(status="open", resolved_at=None, first_response_at=None, opened_at=mention.created_at)
     elif case.status == "pending_customer":
         update["status"] = "open"
-    if labels is not None:
-        # The case shows its most serious reading: a complaint never turns back into praise.
-        if labels.complaint and not case.complaint:
-            update.update(complaint=True, intent=labels.intent, sentiment=labels.sentiment)
-        elif case.intent in (None, "other", "praise") and labels.intent not in ("other",):
-            update.update(intent=labels.intent, sentiment=labels.sentiment)
     if case.link_method != "agent" and link.method != "none" and (
         link.confidence > case.link_confidence or (link.confirmed and not case.link_confirmed)
     ):

@@ -176,10 +176,11 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
     """Build a fresh demo shop database, then start the worker and the console."""
     from doorstep.demo import build_demo, run_demo
 
-    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions)
+    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
+                         config_path=ctx.config_path)
     click.echo(summary, err=True)
     if not build_only:
-        run_demo(ctx.db_path, port=port)
+        run_demo(ctx.db_path, port=port, config_path=ctx.config_path)
 
 
 # ---------------------------------------------------------------------- run

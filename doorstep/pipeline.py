@@ -117,6 +117,9 @@ class Pipeline:
         t_store = time.perf_counter() - t0
 
         thread_case = store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
+        if thread_case is None and parent is not None and parent.case_id is not None:
+            # The parent joined an older case (same order or customer) opened by another thread.
+            thread_case = store.get_case(parent.case_id)
         if mention.outbound:
             # Our own reply: it joins the thread and stops the first-response clock.
             if thread_case is not None:
@@ -179,6 +182,9 @@ class Pipeline:
             followers = max(followers, peak.author_followers)
             if peak.labels and (labels is None or _seriousness(peak.labels) > _seriousness(labels)):
                 labels = peak.labels
+        if labels is not None:
+            # The case shows the reading its priority rests on, so intent and reasons agree.
+            case.intent, case.sentiment, case.complaint = labels.intent, labels.sentiment, labels.complaint
         order = store.get_order(case.order_number) if case.order_number else None
         shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
         customer = store.get_customer(case.customer_id) if case.customer_id else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class Worker:
     pipeline: Any
     jobs: list[Job] = field(default_factory=list)
     providers: list[str] = field(default_factory=lambda: list(JOB_PROVIDERS))
-    _stopping: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def collect_jobs(self) -> list[Job]:
         jobs = list(self.jobs)
@@ -85,7 +86,7 @@ class Worker:
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
         log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
         ticks = 0
-        while not self._stopping:
+        while not self._stop.is_set():
             now = time.monotonic()
             for job in jobs:
                 if once or now >= next_run[job.name]:
@@ -98,8 +99,9 @@ class Worker:
             ticks += 1
             if once or (max_ticks is not None and ticks >= max_ticks):
                 break
-            time.sleep(max(0.05, min(next_run.values(), default=now + 1.0) - time.monotonic()))
+            # Waiting on the event (not sleeping) lets SIGTERM stop the worker at once.
+            self._stop.wait(max(0.05, min(next_run.values(), default=now + 1.0) - time.monotonic()))
         return failures
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stop.set()

@@ -1,0 +1,1279 @@
+"""The demo shop: a believable week of social customer care, built from one seed.
+
+Why generate instead of shipping a fixture: the console only makes sense when its
+data looks live (SLA clocks ticking, posts from this morning), so every time is
+computed back from ``now``. And the stories have to hang together: a post that says
+"the driver never knocked" belongs to a shipment whose tracking shows a failed
+attempt an hour earlier, so linking, priority and the case view can be judged on
+the demo exactly as they would be on a real shop.
+
+Everything random comes from one ``random.Random(seed)`` consumed in a fixed
+order, so the same seed and ``now`` give the same database, byte for byte in what
+matters (orders, tracking, mentions, labels, cases). The people, products and
+posts are invented here; no real data is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from doorstep.config import Brand, Config, ConfigError, Courier, load_config
+from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
+from doorstep.numbers import make_tracking_number
+from doorstep.store import InboxQuery, Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
+#: Where the demo's posts come from (``webhook`` carries courier tracking-page complaints).
+SOCIAL_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky")
+COURIER_PAGE_CHANNEL = "webhook"
+#: The care team that signs the brand's replies and gets cases assigned.
+AGENTS: tuple[str, ...] = ("Priya", "Sam", "Tom", "Amira", "Jo", "Callum")
+
+FIRST_NAMES = (
+    "Olivia Amelia Isla Ava Mia Ivy Lily Grace Freya Emily Sophia Ella Poppy Evie Harper Sienna Ruby Daisy "
+    "Chloe Alice Florence Matilda Zara Aisha Priya Niamh Siobhan Morag Ffion Carys Hannah Megan Leah Nadia "
+    "Oliver George Noah Arthur Leo Harry Oscar Jack Charlie Jacob Thomas Henry William Alfie Theo Freddie "
+    "Archie Joshua James Samuel Rory Callum Euan Dylan Rhys Owen Kieran Mohammed Yusuf Ravi Arjun Kwame Tomasz"
+).split()
+LAST_NAMES = (
+    "Smith Jones Taylor Brown Williams Wilson Johnson Davies Patel Wright Robinson Thompson Evans Walker White "
+    "Roberts Green Hall Wood Jackson Clarke Hughes Edwards Turner Hill Moore Cooper Ward Morris King Watson "
+    "Harrison Morgan Baker Young Allen Mitchell Anderson Campbell MacDonald Stewart Murray Reid Fraser Kaur Khan "
+    "Begum Hussain Ahmed Singh Okafor Mensah Kowalski Nowak O'Brien Murphy Kelly Byrne Quinn Pritchard Llewellyn"
+).split()
+TOWNS = (
+    "London", "Manchester", "Birmingham", "Leeds", "Glasgow", "Bristol", "Cardiff", "Edinburgh", "Sheffield",
+    "Nottingham", "Leicester", "Brighton", "Norwich", "York", "Exeter", "Belfast", "Newcastle upon Tyne",
+    "Southampton", "Liverpool", "Aberdeen", "Oxford", "Cambridge", "Plymouth", "Swansea", "Derby", "Inverness",
+    "Bath", "Reading", "Hull", "Dundee",
+)
+MASTODON_INSTANCES = ("", "", "mastodon.online", "mas.to", "toot.community", "mstdn.social", "mastodon.scot")
+
+#: (name, price GBP) per catalogue; brand i uses catalogue i % 2.
+CATALOGUES: tuple[tuple[tuple[str, float], ...], ...] = (
+    (
+        ("linen duvet cover", 79.0), ("stoneware mug set", 28.0), ("ochre wool throw", 65.0),
+        ("rattan lamp shade", 45.0), ("oak serving board", 32.0), ("velvet cushion cover", 18.0),
+        ("ceramic table lamp", 89.0), ("glass carafe", 22.0), ("waffle bath towel", 24.0), ("jute rug", 149.0),
+        ("cast-iron casserole dish", 120.0), ("linen tea towels", 16.0), ("marble coasters", 19.0),
+        ("bamboo bedding set", 135.0), ("wall mirror", 95.0),
+    ),
+    (
+        ("trail running shoes", 110.0), ("two-person tent", 249.0), ("down jacket", 185.0),
+        ("merino base layer", 55.0), ("pair of walking poles", 45.0), ("head torch", 35.0),
+        ("three-season sleeping bag", 140.0), ("waterproof overtrousers", 70.0), ("insulated flask", 28.0),
+        ("daypack", 80.0), ("hiking boots", 150.0), ("fleece midlayer", 60.0), ("camping stove", 48.0),
+        ("wool hiking socks", 18.0), ("waterproof jacket", 165.0),
+    ),
+)
+WAREHOUSES = ("Wakefield", "Kendal", "Milton Keynes", "Swindon")
+SERVICES = (("Next day", 1), ("Standard", 3), ("Standard", 3), ("Economy", 5))
+
+#: Shipment stories and how often they happen. Trouble is over-represented: the demo
+#: is there to show how the console handles it.
+SCENARIOS: tuple[tuple[str, float], ...] = (
+    ("normal", 0.55), ("late", 0.09), ("failed", 0.09), ("failed_twice", 0.05), ("stuck", 0.06),
+    ("damaged", 0.03), ("address", 0.03), ("arrived_damaged", 0.04),
+    ("not_received", 0.03), ("wrong_item", 0.03),
+)
+
+# --------------------------------------------------------------- courier wording
+_GENERIC = {
+    "hubs": ("National Hub",),
+    "label": "Shipping label created; we have not received the parcel yet",
+    "collected": "Parcel collected from the sender",
+    "hub": "Arrived at hub",
+    "delayed": "Delayed: your parcel is running late",
+    "depot": "Arrived at local depot",
+    "ofd": "Out for delivery",
+    "failed": "We tried to deliver your parcel but nobody was in",
+    "held": "Held at local depot for collection",
+    "damaged": "Parcel damaged in transit; the sender has been told",
+    "address": "Unable to deliver: address issue",
+    "delivered": ("Delivered", "Delivered to safe place", "Delivered to neighbour"),
+    "returned": "Returned to sender",
+}
+COURIER_WORDING: dict[str, dict[str, Any]] = {
+    "ups": {
+        "hubs": ("Tamworth", "Heathrow", "Bellshill"),
+        "label": "Shipper created a label, UPS has not received the package yet.",
+        "collected": "Pickup Scan",
+        "hub": "Arrived at Facility",
+        "delayed": "The package was missed at a UPS facility. We're adjusting plans to deliver your package as quickly as possible.",
+        "depot": "Arrived at Facility",
+        "ofd": "Out For Delivery Today",
+        "failed": "The receiver was not available for delivery. We'll make a second attempt the next business day.",
+        "held": "Held at a UPS Access Point for collection.",
+        "damaged": "Damage reported. The sender has been notified.",
+        "address": "The address is incorrect. UPS is attempting to update this address.",
+        "delivered": ("Delivered. Left at: Front Door", "Delivered. Received by: {surname}", "Delivered. Left with neighbour"),
+        "returned": "Returning to Sender: The package will be returned to the shipper.",
+    },
+    "dpd": {
+        "hubs": ("Hinckley Hub", "Oldbury Hub"),
+        "label": "We've received your parcel information from {brand}",
+        "collected": "Your parcel has been collected from {brand}",
+        "hub": "Your parcel is at the DPD hub",
+        "delayed": "We're sorry, your parcel is delayed. We'll have it with you as soon as possible",
+        "depot": "Your parcel is at your local DPD depot",
+        "ofd": "Out for delivery with {driver}. Your 1-hour window is {window}",
+        "failed": "Sorry we missed you. We'll try to deliver your parcel again on the next working day",
+        "held": "Your parcel is at the DPD Pickup shop for collection",
+        "damaged": "Your parcel has been damaged in transit. We're in touch with {brand}",
+        "address": "We're unable to deliver your parcel due to an address issue",
+        "delivered": (
+            "Your parcel has been delivered and received by {surname}",
+            "Your parcel has been delivered to your safe place (porch)",
+            "Your parcel has been delivered to your neighbour",
+        ),
+        "returned": "Your parcel is being returned to {brand}",
+    },
+    "evri": {
+        "hubs": ("Barnsley Hub", "Rugby Hub", "Crick"),
+        "label": "We've got your parcel details from {brand}",
+        "collected": "Your parcel is with us - it's been collected from {brand}",
+        "hub": "Your parcel is at our hub",
+        "delayed": "Your parcel is running a little late. We'll get it to you as soon as we can",
+        "depot": "Your parcel is at your local depot",
+        "ofd": "Your courier has your parcel and is out delivering it today",
+        "failed": "Sorry we missed you - your courier tried to deliver your parcel. We'll try again on the next working day",
+        "held": "Your parcel is at your local ParcelShop for collection",
+        "damaged": "Your parcel has been damaged in our network. We've let {brand} know",
+        "address": "We couldn't deliver your parcel because of an address query",
+        "delivered": (
+            "Your parcel was delivered and left in your safe place",
+            "Your parcel was delivered and handed to you",
+            "Your parcel was delivered to your neighbour",
+        ),
+        "returned": "Your parcel is on its way back to {brand}",
+    },
+    "royal_mail": {
+        "hubs": ("Warrington Mail Centre", "Princess Royal Distribution Centre", "Glasgow Mail Centre"),
+        "label": "Sender preparing item",
+        "collected": "Item received",
+        "hub": "Item received at Mail Centre",
+        "delayed": "Delayed: we're sorry, your item is taking longer than expected",
+        "depot": "Item received at your local Delivery Office",
+        "ofd": "Your item is out for delivery",
+        "failed": "Sorry we missed you. We tried to deliver your item; a 'Something for You' card has been left",
+        "held": "Item held at your local Delivery Office for collection",
+        "damaged": "Item damaged in transit. We're contacting the sender",
+        "address": "We're unable to deliver your item due to an incomplete address",
+        "delivered": ("Delivered", "Delivered and signed for by {surname}", "Delivered to safe place: porch"),
+        "returned": "Item being returned to sender",
+    },
+}
+DRIVERS = ("Dave", "Marek", "Shaz", "Kev", "Tomas", "Jas", "Lee", "Bogdan")
+
+# ------------------------------------------------------------------- post wording
+#: What a customer writes, by what their shipment's tracking shows when they write.
+TOPIC_POSTS: dict[str, tuple[str, ...]] = {
+    "wismo": (
+        "where's my order? Placed it on {weekday} and the tracking just says in transit.",
+        "any idea when my {item} will turn up? Tracking hasn't told me much.",
+        "is my order on its way? Need it for the weekend.",
+        "hi, when will my parcel arrive? Can't see a delivery date anywhere.",
+        "ordered a {item} on {weekday}, no sign of it yet. Where is it?",
+    ),
+    "late": (
+        "my {item} was promised for {promised} and it's still not here. Not impressed.",
+        "order is late. It was meant to arrive {promised}. I paid for {service} delivery!",
+        "{late_days} days late now and not a word from anyone. Where is my order?",
+        "still waiting for my delivery, it was due {promised}. This is the second time.",
+    ),
+    "failed": (
+        "{courier} driver never knocked, just left a card saying I was out. I was in ALL day.",
+        "apparently 'we missed you'. I was sat by the door. The driver never knocked!!",
+        "missed delivery card but the doorbell never rang. Can you rebook my parcel please?",
+        "{courier} claim they tried to deliver today. Nobody came to the door. Absolute joke.",
+    ),
+    "failed_twice": (
+        "second failed delivery in two days. The {courier} driver never even knocked. I want my parcel!",
+        "twice now {courier} have 'tried' to deliver while I was home. Nobody knocked either time.",
+    ),
+    "stuck": (
+        "I think {courier} have lost my parcel. {stalled} days at {hub} and nothing since.",
+        "my parcel is missing. It has sat at the {courier} hub since {weekday}, has it been lost?",
+        "parcel lost? Tracking hasn't moved for {stalled} days. I think it has been lost.",
+    ),
+    "damaged": (
+        "parcel damaged in transit, according to {courier}. What happens now? I need that {item}.",
+        "{courier} have damaged my parcel. Can you send a replacement {item} please?",
+    ),
+    "address": (
+        "{courier} couldn't find my address apparently. Same address I always use! Please sort my parcel out.",
+        "parcel not delivered because of an 'address issue'. The driver just couldn't find the house. It's not hard!",
+    ),
+    "returned": (
+        "my parcel has been returned to the sender and I never had a chance to collect it. I still want it!",
+        "{courier} sent my {item} back to the sender without trying again. Resend or refund please.",
+    ),
+    "arrived_damaged": (
+        "my {item} arrived smashed, box completely crushed. Really disappointed.",
+        "opened the parcel and the {item} is broken. Packaging was soaked through.",
+        "{item} arrived damaged. Do I need to send it back for a replacement?",
+    ),
+    "wrong_item": (
+        "I ordered a {item} and got something completely different. Wrong item!",
+        "wrong item in my parcel. Not what I ordered at all. How do I return it?",
+    ),
+    "not_received": (
+        "says delivered but there's nothing here. Not with the neighbours either.",
+        "{courier} says it was delivered to my safe place. What safe place? Never arrived, and the photo isn't even my door.",
+        "marked as delivered yesterday, never received it. Missing parcel, please help.",
+    ),
+    "late_arrived": (
+        "finally arrived, {late_days} days late. Lovely {item} though.",
+    ),
+    "praise": (
+        "{item} arrived a day early and it's gorgeous. Thank you!",
+        "great service, parcel came this morning. Lovely quality, thanks!",
+        "really impressed with the packaging, and the {courier} driver was lovely. Thank you!",
+        "love my new {item}, quick delivery too. Will order again!",
+    ),
+}
+GENERAL_POSTS: tuple[str, ...] = (
+    "can I change the delivery address on an order I placed this morning?",
+    "how do I return a {item} that doesn't fit?",
+    "is the {item} coming back in stock any time soon?",
+    "I've been charged twice for my order. Can someone look into this please?",
+    "can't log in to my account, the password reset email never arrives.",
+    "do you deliver to Jersey?",
+    "three emails to customer service and no reply. Is anyone there?",
+    "I'd like a refund for my {item}, it's not what I expected.",
+)
+UNKNOWN_POSTS: tuple[str, ...] = (
+    "worst customer service ever, waited an hour on the phone and gave up.",
+    "is anyone else's {brand} order stuck with {courier}? Mine hasn't moved in days.",
+    "{courier} have lost my parcel AGAIN. Never again.",
+    "do you do gift wrapping? Buying a {item} for my sister.",
+    "thinking about buying a {item} from {brand}, any good?",
+    "still waiting for a refund from {brand} after two weeks. Not good enough.",
+)
+FOLLOW_UPS_WAITING: tuple[str, ...] = (
+    "still nothing. It's been {days_since} days now.",
+    "DM sent. Any update?",
+    "any news? This is getting ridiculous.",
+    "still waiting on a proper answer...",
+    "hello?? Still no parcel and no reply to my DM.",
+)
+FOLLOW_UPS_RESOLVED: tuple[str, ...] = (
+    "it's arrived now, thanks for sorting it!",
+    "all sorted, parcel turned up today. Thank you.",
+)
+REPLIES: dict[str, tuple[str, ...]] = {
+    "wismo": (
+        "Hi {first}, thanks for getting in touch. Your parcel is with {courier}; DM us your order number and we'll check the latest for you. ^{agent}",
+    ),
+    "late": (
+        "Sorry for the wait, {first}. We've chased {courier} and will DM you as soon as we hear back. ^{agent}",
+        "That's not good enough, {first}, sorry. Please DM us your order number and we'll look into it now. ^{agent}",
+    ),
+    "failed": (
+        "That's really frustrating, {first}, sorry. We've raised it with {courier} and asked them to rebook the delivery. We'll keep you posted by DM. ^{agent}",
+    ),
+    "stuck": (
+        "Sorry {first}, that's not the service we want for you. We've opened an investigation with {courier}; if there's no movement in 48 hours we'll send a replacement. ^{agent}",
+    ),
+    "damaged": ("Oh no, sorry {first}! Please DM us a photo and we'll get a replacement out straight away. ^{agent}",),
+    "address": ("Hi {first}, sorry about this. Please DM us your full address and we'll update it with {courier}. ^{agent}",),
+    "returned": ("Sorry {first}. When it's back with us we'll refund or resend, whichever you prefer. Just DM us. ^{agent}",),
+    "not_received": (
+        "Sorry {first}, that's worrying. We've asked {courier} for the delivery photo and GPS; DM us and we'll sort it either way. ^{agent}",
+    ),
+    "praise": ("Thank you so much, {first}! Enjoy it. ^{agent}", "That's lovely to hear, {first}, thank you! ^{agent}"),
+    "general": ("Hi {first}, happy to help. Send us a DM and we'll take a look. ^{agent}",),
+}
+REPLY_TOPIC = {
+    "failed_twice": "failed", "arrived_damaged": "damaged", "wrong_item": "damaged", "late_arrived": "praise",
+}
+NOISE_POSTS: tuple[str, ...] = (
+    "larkspur is my favourite flower, planting some along the fence this weekend",
+    "the fettle on that old bike of mine is shocking, needs a proper clean",
+    "GET 10,000 FOLLOWERS FAST!!! DM us now, works for brands like {brand} too",
+    "Crypto giveaway: send 0.1 BTC, get 1 BTC back! {brand} fans only, limited time",
+    "Win a free {item}!! Just click the link in our bio. Not affiliated with {brand}",
+    "anyone watching the match tonight? {brand} should sponsor our five-a-side team",
+)
+#: Posts that exercise escaping in every view: they must be shown as text, never run.
+HOSTILE_POSTS: tuple[str, ...] = ("<script>alert(1)</script> @{handle}", "![img](http://x) @{handle} look at this")
+
+
+# ------------------------------------------------------------------ generated data
+@dataclass
+class _Person:
+    customer: Customer | None
+    name: str
+    town: str
+    followers: int
+    handles: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Parcel:
+    """A shipment together with the story behind it, so posts about it can match its tracking."""
+
+    order: Order
+    shipment: Shipment
+    person: _Person
+    brand: Brand
+    courier: Courier
+    scenario: str
+    item: str
+    hub: str
+
+
+@dataclass
+class _Story:
+    parcel: _Parcel
+    topic: str
+    at: datetime
+
+
+class _Generator:
+    def __init__(self, config: Config, seed: int, now: datetime):
+        if not config.brands or not any(c.tracking_formats for c in config.couriers):
+            raise ConfigError("the demo needs at least one [[brands]] entry and one [[couriers]] entry with tracking_formats")
+        self.config = config
+        self.rng = random.Random(seed)
+        self.now = now
+        self.tz = ZoneInfo(config.timezone)
+        self.couriers = [c for c in config.couriers if c.tracking_formats]
+        self.people: list[_Person] = []
+        self.parcels: list[_Parcel] = []
+        self.orders: list[Order] = []
+        self._used_ids: set[str] = set()
+        self._used_handles: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------ helpers
+    def _local(self, moment: datetime, hour: float) -> datetime:
+        """The first moment after ``moment`` when the shop's local clock shows ``hour`` (skipping Sundays)."""
+        day = moment.astimezone(self.tz).date()
+        for _ in range(10):
+            candidate = datetime(day.year, day.month, day.day, tzinfo=self.tz) + timedelta(hours=hour)
+            candidate = candidate.astimezone(timezone.utc)
+            if candidate > moment and day.weekday() != 6:
+                return candidate
+            day += timedelta(days=1)
+        raise AssertionError("no delivery day found")  # pragma: no cover
+
+    def _recent_time(self, days: float, bias: float = 1.0) -> datetime:
+        """A time in the last ``days`` days, mostly in waking hours (local), ``bias`` > 1 favours recent."""
+        rng = self.rng
+        back = days * rng.random() ** bias
+        moment = self.now - timedelta(days=back)
+        moment = self.awake(moment)
+        return min(moment, self.now - timedelta(minutes=rng.randint(3, 50))).replace(microsecond=0)
+
+    def awake(self, moment: datetime) -> datetime:
+        """Move a post or reply written in the small hours to the next morning (if that is not in the future)."""
+        local = moment.astimezone(self.tz)
+        if local.hour >= 7:
+            return moment
+        morning = local.replace(hour=7, minute=0, second=0) + timedelta(minutes=self.rng.uniform(0, 600))
+        morning = morning.astimezone(timezone.utc).replace(microsecond=0)
+        return morning if morning <= self.now - timedelta(minutes=5) else moment
+
+    def _unique(self, make: Any) -> str:
+        for _ in range(1000):
+            value = make()
+            if value not in self._used_ids:
+                self._used_ids.add(value)
+                return value
+        raise AssertionError("could not make a unique id")  # pragma: no cover
+
+    def _handle_base(self, first: str, last: str) -> str:
+        rng = self.rng
+        first, last = first.lower(), "".join(c for c in last.lower() if c.isalpha())
+        style = rng.randrange(5)
+        if style == 0:
+            base = f"{first}{last}"
+        elif style == 1:
+            base = f"{first}_{last[: rng.randint(1, len(last))]}"
+        elif style == 2:
+            base = f"{first[0]}{last}{rng.randint(1, 99)}"
+        elif style == 3:
+            base = f"{first}{rng.randint(70, 99)}"
+        else:
+            base = f"{rng.choice(['the', 'its', 'hey', 'mrs', 'mr', 'real'])}{first}{last[0]}"
+        return base
+
+    def _make_handles(self, first: str, last: str, share: tuple[float, float, float]) -> tuple[dict[str, str], dict[str, str]]:
+        rng = self.rng
+        handles: dict[str, str] = {}
+        ids: dict[str, str] = {}
+        base = self._handle_base(first, last)
+        for channel, p in zip(SOCIAL_CHANNELS, share):
+            if rng.random() >= p:
+                continue
+            for attempt in range(20):
+                name = base if attempt == 0 else f"{base}{rng.randint(2, 999)}"
+                if channel == "mastodon":
+                    instance = rng.choice(MASTODON_INSTANCES)
+                    name = f"{name}@{instance}" if instance else name
+                elif channel == "bluesky":
+                    name = f"{name.replace('_', '-')}.bsky.social"
+                if (channel, name.lower()) not in self._used_handles:
+                    self._used_handles.add((channel, name.lower()))
+                    handles[channel] = name
+                    break
+            if channel in handles:
+                if channel == "bluesky":
+                    ids[channel] = "did:plc:" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(24))
+                else:
+                    ids[channel] = str(rng.randint(10**8, 10**18))
+        return handles, ids
+
+    # ------------------------------------------------------------ people
+    def make_people(self, n: int) -> list[Customer]:
+        rng = self.rng
+        customers = []
+        for i in range(n):
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            handles, ids = self._make_handles(first, last, (0.8, 0.3, 0.3))
+            followers = int(rng.lognormvariate(5.0, 1.2))
+            if rng.random() < 0.015:
+                followers = rng.randint(12_000, 95_000)
+            opt_out: list[str] = []
+            if rng.random() < 0.06:
+                opt_out = sorted(rng.sample(["email", "sms", "x", "phone"], rng.randint(1, 2)))
+            local = "".join(c for c in f"{first}.{last}".lower() if c.isalpha() or c == ".")
+            customer = Customer(
+                id=f"C{i + 1:05d}",
+                name=f"{first} {last}",
+                email=f"{local}{rng.randint(1, 99)}@{rng.choice(['example.com', 'example.org', 'example.net'])}",
+                phone=f"+44 7700 900{rng.randint(0, 999):03d}" if rng.random() < 0.8 else None,
+                handles=handles,
+                vip=rng.random() < 0.03,
+                opt_out=opt_out,
+            )
+            customers.append(customer)
+            self.people.append(_Person(customer, customer.name, rng.choice(TOWNS), followers, handles, ids))
+        return customers
+
+    def make_stranger(self) -> _Person:
+        rng = self.rng
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        handles, ids = self._make_handles(first, last, (0.7, 0.2, 0.2))
+        if not handles:
+            handles, ids = self._make_handles(first, last, (1.0, 0.0, 0.0))
+        followers = int(rng.lognormvariate(5.5, 1.4))
+        return _Person(None, f"{first} {last}", rng.choice(TOWNS), followers, handles, ids)
+
+    # ------------------------------------------------------------ orders
+    def make_orders(self, n: int) -> list[Order]:
+        rng, tz = self.rng, self.tz
+        # A few loyal customers order often; most order once or twice.
+        cumulative = list(itertools.accumulate(rng.paretovariate(1.6) for _ in self.people))
+        drafts = []
+        for _ in range(n):
+            day_back = rng.uniform(0, 42)
+            moment = self.now - timedelta(days=day_back)
+            local = moment.astimezone(tz)
+            hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 1, 2, 4, 6, 7, 8, 8, 9, 9, 8, 8, 8, 9, 10, 12, 13, 12, 8, 4])[0]
+            placed = local.replace(hour=hour, minute=rng.randrange(60), second=rng.randrange(60)).astimezone(timezone.utc)
+            if placed > self.now - timedelta(hours=2):
+                placed -= timedelta(hours=rng.uniform(3, 8))
+            person = rng.choices(self.people, cum_weights=cumulative)[0]
+            brand_index = 0 if len(self.config.brands) == 1 or rng.random() < 0.58 else rng.randrange(1, len(self.config.brands))
+            drafts.append((placed, person, brand_index))
+        drafts.sort(key=lambda d: d[0])
+        serial = [0] * len(self.config.brands)
+        for placed, person, brand_index in drafts:
+            brand = self.config.brands[brand_index]
+            serial[brand_index] += 1
+            if brand_index % 2 == 0:
+                number = str(100_000 + 100_000 * (brand_index // 2) + 4_200 + serial[brand_index])
+            else:
+                number = f"ORD-{placed.astimezone(tz).year}-{400 * brand_index + serial[brand_index]:06d}"
+            self.orders.append(self._order(number, placed, person, brand, brand_index))
+        # The biggest spenders are VIPs (besides the few the random draw made VIP).
+        spend: dict[str, float] = {}
+        for order in self.orders:
+            spend[order.customer_id] = spend.get(order.customer_id, 0.0) + order.total
+        for person in sorted((p for p in self.people if p.customer), key=lambda p: -spend.get(p.customer.id, 0.0))[
+            : max(1, len(self.people) // 50)
+        ]:
+            person.customer.vip = True
+        return self.orders
+
+    def _order(self, number: str, placed: datetime, person: _Person, brand: Brand, brand_index: int) -> Order:
+        rng = self.rng
+        catalogue = CATALOGUES[brand_index % len(CATALOGUES)]
+        lines = []
+        for name, price in rng.sample(catalogue, rng.choices([1, 2, 3, 4], weights=[50, 28, 14, 8])[0]):
+            qty = rng.choices([1, 2, 3], weights=[85, 12, 3])[0]
+            sku = f"{brand.name[:2].upper()}-{abs(hash_text(name)) % 100000:05d}"
+            lines.append({"sku": sku, "name": name, "qty": qty, "price": price})
+        subtotal = sum(line["qty"] * line["price"] for line in lines)
+        shipping = 0.0 if subtotal >= 50 else 3.95
+        service, days = rng.choice(SERVICES)
+        promised = placed.astimezone(self.tz).date() + timedelta(days=days)
+        if promised.weekday() == 6:
+            promised += timedelta(days=1)
+        scenario = rng.choices([s for s, _ in SCENARIOS], weights=[w for _, w in SCENARIOS])[0]
+        courier = rng.choice(self.couriers)
+        parcels = [self._shipment(number, placed, person, brand, courier, scenario, lines[0]["name"], service)]
+        if len(lines) > 1 and rng.random() < 0.15:
+            # Split order: the second box goes separately and (nearly always) arrives fine.
+            second = rng.choice(self.couriers)
+            parcels.append(
+                self._shipment(number, placed + timedelta(hours=rng.uniform(20, 50)), person, brand, second,
+                               "normal", lines[-1]["name"], "Standard")
+            )
+        shipments = [p.shipment for p in parcels]
+        statuses = {s.status for s in shipments}
+        status = "returned" if "returned" in statuses else "delivered" if statuses == {"delivered"} else "shipped"
+        order = Order(
+            number=number,
+            customer_id=person.customer.id if person.customer else "",
+            placed_at=placed,
+            brand=brand.name,
+            items=lines,
+            total=round(subtotal + shipping, 2),
+            currency="GBP",
+            promised_date=promised,
+            status=status,
+            shipments=shipments,
+        )
+        for parcel in parcels:
+            parcel.order = order
+            self.parcels.append(parcel)
+        return order
+
+    def _shipment(self, number: str, placed: datetime, person: _Person, brand: Brand, courier: Courier, scenario: str,
+                  item: str, service: str) -> _Parcel:
+        rng = self.rng
+        fmt = courier.tracking_formats[0]
+        tracking = self._unique(lambda: make_tracking_number(fmt, rng))
+        wording = COURIER_WORDING.get(fmt, _GENERIC)
+        hub = rng.choice(wording["hubs"])
+        warehouse = WAREHOUSES[self.config.brands.index(brand) % len(WAREHOUSES)]
+        surname = person.name.split()[-1].upper()
+
+        def say(key: str) -> str:
+            text = rng.choice(wording[key]) if isinstance(wording[key], tuple) else wording[key]
+            start = rng.randint(8, 18)
+            return text.format(
+                brand=brand.name, surname=surname, driver=rng.choice(DRIVERS),
+                window=f"{start:02d}:{rng.choice([0, 15, 30, 45]):02d} - {start + 1:02d}:00",
+            )
+
+        steps: list[tuple[datetime, str, str | None, str]] = []
+        t = min(placed + timedelta(minutes=rng.randint(20, 240)), self.now - timedelta(minutes=rng.randint(5, 30)))
+        steps.append((t, "info_received", None, say("label")))
+        t = self._local(t, rng.uniform(17.5, 20.5))
+        steps.append((t, "in_transit", warehouse, say("collected")))
+        t += timedelta(hours=rng.uniform(2, 6))
+        steps.append((t, "in_transit", hub, say("hub")))
+        if scenario == "late":
+            t += timedelta(hours=rng.uniform(30, 70))
+            steps.append((t, "in_transit", hub, say("delayed")))
+        if scenario == "stuck":
+            pass  # the parcel never leaves the hub: no scan after this one
+        elif scenario == "damaged":
+            t += timedelta(hours=rng.uniform(3, 20))
+            steps.append((t, "exception", hub, say("damaged")))
+            if rng.random() < 0.4:
+                steps.append((t + timedelta(days=rng.uniform(2, 4)), "returned", hub, say("returned")))
+        else:
+            t += timedelta(hours=rng.uniform(2, 6))
+            steps.append((t, "in_transit", f"{person.town} depot", say("depot")))
+            t = self._local(t, rng.uniform(6.5, 8.5))
+            steps.append((t, "out_for_delivery", person.town, say("ofd")))
+            if scenario == "address":
+                t += timedelta(hours=rng.uniform(2, 8))
+                steps.append((t, "exception", person.town, say("address")))
+                if rng.random() < 0.4:
+                    steps.append((t + timedelta(days=rng.uniform(3, 6)), "returned", f"{person.town} depot", say("returned")))
+            elif scenario in ("failed", "failed_twice"):
+                t += timedelta(hours=rng.uniform(2, 9))
+                steps.append((t, "attempt_failed", person.town, say("failed")))
+                if scenario == "failed":
+                    t = self._local(t, rng.uniform(6.5, 8.5))
+                    steps.append((t, "out_for_delivery", person.town, say("ofd")))
+                    t += timedelta(hours=rng.uniform(1.5, 9))
+                    steps.append((t, "delivered", person.town, say("delivered")))
+                else:
+                    t = self._local(t, rng.uniform(6.5, 8.5))
+                    steps.append((t, "out_for_delivery", person.town, say("ofd")))
+                    t += timedelta(hours=rng.uniform(2, 9))
+                    steps.append((t, "attempt_failed", person.town, say("failed")))
+                    # Missed twice: held for collection for a week, then back to the sender.
+                    t += timedelta(hours=rng.uniform(12, 20))
+                    steps.append((t, "in_transit", f"{person.town} depot", say("held")))
+                    t += timedelta(days=rng.uniform(5, 7))
+                    steps.append((t, "returned", f"{person.town} depot", say("returned")))
+            else:
+                t += timedelta(hours=rng.uniform(1.5, 10))
+                steps.append((t, "delivered", person.town, say("delivered")))
+        events = [
+            TrackingEvent(tracking_number=tracking, time=moment.replace(microsecond=0), status=status, location=where,
+                          description=text)
+            for moment, status, where, text in steps
+            if moment <= self.now
+        ]
+        shipment = Shipment(
+            tracking_number=tracking,
+            order_number=number,
+            courier=courier.name,
+            service=service,
+            status=events[-1].status if events else None,
+            events=events,
+        )
+        placeholder = Order(number=number, customer_id="", placed_at=placed)
+        return _Parcel(placeholder, shipment, person, brand, courier, scenario, item, hub)
+
+    # ------------------------------------------------------------ stories
+    def stories(self, days: float) -> tuple[list[_Story], list[_Story], list[_Story]]:
+        """(trouble, where-is-it, praise) moments in the last ``days`` days someone could post about."""
+        trouble: list[_Story] = []
+        wismo: list[_Story] = []
+        praise: list[_Story] = []
+        start = self.now - timedelta(days=days)
+        rng = self.rng
+        for parcel in self.parcels:
+            events = parcel.shipment.events
+            if not events or parcel.person.customer is None:
+                continue
+            topic, hook = self._hook(parcel)
+            delay = timedelta(hours=rng.uniform(0.3, 20) if topic != "praise" else rng.uniform(1, 30))
+            at = hook + delay
+            if at > self.now - timedelta(minutes=5):
+                room = (self.now - hook).total_seconds() - 300
+                if room < 600:
+                    continue
+                at = hook + timedelta(seconds=rng.uniform(300, room))
+            at = self.awake(at)
+            if at < start:
+                continue
+            story = _Story(parcel, topic, at.replace(microsecond=0))
+            if topic == "praise":
+                if rng.random() < 0.6:
+                    praise.append(story)
+            elif topic == "wismo":
+                wismo.append(story)
+            else:
+                trouble.append(story)
+        return trouble, wismo, praise
+
+    def _hook(self, parcel: _Parcel) -> tuple[str, datetime]:
+        events = parcel.shipment.events
+        last = events[-1]
+        first_of = {}
+        for event in events:
+            first_of.setdefault(event.status, event)
+        scenario = parcel.scenario
+        if scenario in ("failed", "failed_twice") and "attempt_failed" in first_of:
+            if "returned" in first_of:
+                return "returned", first_of["returned"].time
+            failures = [e for e in events if e.status == "attempt_failed"]
+            return ("failed_twice" if len(failures) > 1 else "failed"), failures[-1].time
+        if scenario in ("damaged", "address") and "exception" in first_of:
+            return scenario, first_of["exception"].time
+        if scenario == "stuck" and last.status == "in_transit":
+            stalled = self.now - last.time
+            if stalled > timedelta(days=2):
+                return "stuck", last.time + timedelta(hours=self.rng.uniform(48, min(96, stalled.total_seconds() / 3600)))
+        if last.status == "delivered":
+            if scenario in ("arrived_damaged", "not_received", "wrong_item"):
+                return scenario, last.time
+            promised = parcel.order.promised_date
+            if scenario == "late" and promised and last.time.astimezone(self.tz).date() > promised:
+                return "late_arrived", last.time
+            return "praise", last.time
+        promised = parcel.order.promised_date
+        if promised:
+            due = datetime(promised.year, promised.month, promised.day, 18, tzinfo=self.tz).astimezone(timezone.utc)
+            if self.now > due and last.status != "delivered":
+                return "late", max(due, last.time)
+        return "wismo", last.time
+
+
+def hash_text(text: str) -> int:
+    """A stable hash (``hash()`` of a str changes between runs)."""
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
+
+
+# ------------------------------------------------------------------ mention writer
+class _Posts:
+    """Turns stories into posts, replies and follow-ups on the channels people use."""
+
+    def __init__(self, gen: _Generator):
+        self.gen = gen
+        self.rng = gen.rng
+        self.now = gen.now
+        self.mentions: list[Mention] = []
+        self._page_serial = 0
+        self._known_orders = {o.number for o in gen.orders}
+
+    # ids that look like each network's own
+    def _external_id(self, channel: str, person_id: str, at: datetime) -> str:
+        rng = self.rng
+        ms = int(at.timestamp() * 1000)
+        if channel == "x":
+            return self.gen._unique(lambda: str(((ms - 1288834974657) << 22) + rng.getrandbits(22)))
+        if channel == "mastodon":
+            return self.gen._unique(lambda: str((ms << 16) + rng.getrandbits(16)))
+        if channel == "bluesky":
+            alphabet = "234567abcdefghijklmnopqrstuvwxyz"
+            def tid() -> str:
+                value = (ms * 1000 + rng.randrange(1000)) << 10 | rng.getrandbits(10)
+                return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+            return self.gen._unique(lambda: f"at://{person_id}/app.bsky.feed.post/{tid()}")
+        self._page_serial += 1
+        return f"courier-page-{self._page_serial:06d}"
+
+    def _url(self, channel: str, handle: str, external_id: str) -> str | None:
+        if channel == "x":
+            return f"https://x.com/{handle}/status/{external_id}"
+        if channel == "mastodon":
+            user, _, instance = handle.partition("@")
+            return f"https://{instance or 'mastodon.social'}/@{user}/{external_id}"
+        if channel == "bluesky":
+            return f"https://bsky.app/profile/{handle}/post/{external_id.rsplit('/', 1)[-1]}"
+        return None
+
+    def post(self, person: _Person, channel: str, text: str, at: datetime, *, story: str,
+             order: str | None = None, root: Mention | None = None, parent: Mention | None = None,
+             topic: str | None = None) -> Mention:
+        handle = person.handles.get(channel)
+        author_id = person.ids.get(channel)
+        external_id = self._external_id(channel, author_id or "did:plc:unknown", at)
+        mention = Mention(
+            channel=channel,
+            external_id=external_id,
+            text=text,
+            created_at=at,
+            author_id=author_id,
+            author_handle=handle,
+            author_name=person.name,
+            author_followers=person.followers,
+            language="en",
+            url=self._url(channel, handle, external_id) if handle else None,
+            thread_id=root.external_id if root else None,
+            in_reply_to=(parent or root).external_id if (parent or root) else None,
+            # What the generator meant, so tests and curious agents can check the linking.
+            raw={"demo": {"story": story, "order": order, "topic": topic}},
+        )
+        self.mentions.append(mention)
+        return mention
+
+    def reply(self, brand: Brand, root: Mention, parent: Mention, topic: str, first: str, courier: str, at: datetime) -> Mention:
+        rng = self.rng
+        channel = root.channel
+        handle = brand.handles.get(channel, brand.name.replace(" ", ""))
+        agent = rng.choice(AGENTS)
+        body = rng.choice(REPLIES.get(REPLY_TOPIC.get(topic, topic), REPLIES["general"]))
+        text = body.format(first=first, courier=courier, agent=agent)
+        if parent.author_handle:
+            text = f"@{parent.author_handle} {text}"
+        external_id = self._external_id(channel, f"did:plc:{hash_text(brand.name):024x}"[:32], at)
+        mention = Mention(
+            channel=channel,
+            external_id=external_id,
+            text=text,
+            created_at=at,
+            author_id=f"brand-{hash_text(brand.name) % 10**8}",
+            author_handle=handle,
+            author_name=brand.name,
+            author_followers=rng.randint(8_000, 40_000),
+            language="en",
+            url=self._url(channel, handle, external_id),
+            thread_id=root.external_id,
+            in_reply_to=parent.external_id,
+            outbound=True,
+            raw={"demo": {"story": "brand_reply", "agent": agent}},
+        )
+        self.mentions.append(mention)
+        return mention
+
+    # -------------------------------------------------------------- wording
+    def _fill(self, template: str, story: _Story | None, brand: Brand, courier: Courier) -> str:
+        rng = self.rng
+        gen = self.gen
+        item = story.parcel.item if story else rng.choice(CATALOGUES[gen.config.brands.index(brand) % 2])[0]
+        values: dict[str, Any] = {
+            "item": item,
+            "brand": brand.name,
+            "courier": courier.name,
+            "weekday": (story.parcel.order.placed_at if story else self.now - timedelta(days=3)).astimezone(gen.tz).strftime("%A"),
+            "service": (story.parcel.shipment.service or "standard").lower() if story else "standard",
+            "hub": story.parcel.hub if story else "the depot",
+            "promised": "yesterday",
+            "late_days": 2,
+            "stalled": 3,
+        }
+        if story:
+            promised = story.parcel.order.promised_date
+            at_local = story.at.astimezone(gen.tz).date()
+            if promised:
+                values["promised"] = f"{promised:%A} {promised.day} {promised:%B}" if (at_local - promised).days > 1 else "yesterday"
+                values["late_days"] = max(2, (at_local - promised).days)
+            events = [e for e in story.parcel.shipment.events if e.time <= story.at]
+            if events:
+                values["stalled"] = max(2, (story.at - events[-1].time).days)
+        return template.format(**values)
+
+    def _address(self, channel: str, brand: Brand, courier: Courier | None = None) -> str:
+        """How the post gets our attention: the brand's handle, or its name, sometimes the courier's too."""
+        rng = self.rng
+        target = f"@{brand.handles[channel]}" if channel in brand.handles and rng.random() < 0.8 else brand.name
+        if courier is not None and target.startswith("@") and "x" in courier.handles and rng.random() < 0.3 and channel == "x":
+            target += f" @{courier.handles['x']}"
+        return target
+
+    @staticmethod
+    def _order_ref(order: Order) -> str:
+        return f"#{order.number}" if order.number.isdigit() else order.number
+
+    def _compose(self, address: str, body: str, ref: str | None) -> str:
+        rng = self.rng
+        body = body[0].upper() + body[1:]
+        if not address.startswith("@"):
+            # No handle: the post names the brand in words or as a hashtag.
+            if ref is None and rng.random() < 0.3:
+                return f"{body} #{address.replace(' ', '')}"
+            body = body[0].lower() + body[1:] if not body.startswith("I ") else body
+            address += ","
+        if ref is None:
+            return f"{address} {body}" if rng.random() < 0.75 or address.endswith(",") else f"{body} {address}"
+        style = rng.randrange(4)
+        if style == 0:
+            return f"{address} {body} Order {ref}"
+        if style == 1:
+            return f"{address} {ref} - {body}"
+        if style == 2:
+            return f"{address} {body} ({ref})"
+        return f"{body} {address.rstrip(',')} ref {ref}"
+
+    # -------------------------------------------------------------- stories
+    def customer_story(self, story: _Story, kind: str, other: Order | None = None) -> int:
+        """A customer's post about their parcel, maybe our reply and their follow-up; returns posts written."""
+        rng, parcel = self.rng, story.parcel
+        person = parcel.person
+        channels = [c for c in SOCIAL_CHANNELS if c in person.handles]
+        if not channels:
+            # Not on social media: they complain on the courier's tracking page instead.
+            return self.courier_page(story) if story.topic != "praise" else 0
+        channel = channels[0] if rng.random() < 0.7 else rng.choice(channels)
+        body = self._fill(rng.choice(TOPIC_POSTS[story.topic]), story, parcel.brand, parcel.courier)
+        order_ref: str | None = None
+        if kind == "other_order" and other is None:
+            kind = "handle_only"
+        if kind == "own_order":
+            order_ref = self._order_ref(parcel.order)
+        elif kind == "own_tracking":
+            order_ref = parcel.shipment.tracking_number
+        elif kind == "other_order" and other is not None:
+            order_ref = self._order_ref(other)
+            body = rng.choice(("Ordered this for my mum.", "It's my partner's order.", "Asking for my dad.")) + " " + body
+        elif kind == "mistyped":
+            order_ref = self._mistype(parcel)
+        address = self._address(channel, parcel.brand, parcel.courier)
+        text = self._compose(address, body, order_ref)
+        quoted = other.number if other is not None else parcel.order.number
+        root = self.post(person, channel, text, story.at, story=kind, order=quoted, topic=story.topic)
+        written = 1
+        written += self._thread(root, person, parcel, story.topic, reply_p=0.5, follow_p=0.4)
+        return written
+
+    def _thread(self, root: Mention, person: _Person, parcel: _Parcel | None, topic: str, reply_p: float,
+                follow_p: float, brand: Brand | None = None) -> int:
+        rng = self.rng
+        brand = brand or (parcel.brand if parcel else self.gen.config.brands[0])
+        courier = parcel.courier.name if parcel else rng.choice(self.gen.couriers).name
+        first = person.name.split()[0]
+        written = 0
+        reply_at = self.gen.awake(root.created_at + timedelta(minutes=rng.uniform(12, 300)))
+        if rng.random() >= reply_p or reply_at > self.now:
+            return 0
+        ours = self.reply(brand, root, root, topic, first, courier, reply_at.replace(microsecond=0))
+        written += 1
+        follow_at = self.gen.awake(reply_at + timedelta(hours=rng.uniform(0.5, 30)))
+        if rng.random() >= follow_p or follow_at > self.now or topic == "praise":
+            return written
+        events = [e for e in parcel.shipment.events if e.time <= follow_at] if parcel else []
+        settled = bool(events) and events[-1].status == "delivered" and topic not in (
+            "arrived_damaged", "wrong_item", "not_received", "damaged")
+        days_since = max(2, (follow_at - (parcel.order.placed_at if parcel else root.created_at)).days)
+        text = rng.choice(FOLLOW_UPS_RESOLVED if settled else FOLLOW_UPS_WAITING).format(days_since=days_since)
+        address = f"@{ours.author_handle}" if root.channel != "webhook" else brand.name
+        follow = self.post(person, root.channel, f"{address} {text}", follow_at.replace(microsecond=0),
+                           story="follow_up", order=parcel.order.number if parcel else None, root=root, parent=ours)
+        written += 1
+        second_at = self.gen.awake(follow_at + timedelta(minutes=rng.uniform(10, 240)))
+        if not settled and rng.random() < 0.35 and second_at <= self.now:
+            self.reply(brand, root, follow, topic, first, courier, second_at.replace(microsecond=0))
+            written += 1
+        return written
+
+    def _mistype(self, parcel: _Parcel) -> str:
+        """A customer's number with one digit wrong that matches no order (or a bad check digit)."""
+        rng = self.rng
+        if rng.random() < 0.5:
+            tracking = parcel.shipment.tracking_number
+            for _ in range(20):
+                i = len(tracking) - 1 - (2 if tracking[-2:].isalpha() else 0) - rng.randrange(3)
+                digit = tracking[i]
+                if digit.isdigit():
+                    wrong = tracking[:i] + str((int(digit) + rng.randint(1, 9)) % 10) + tracking[i + 1:]
+                    if wrong != tracking:
+                        return wrong
+        number = parcel.order.number
+        for _ in range(50):
+            i = len(number) - 1 - rng.randrange(3)
+            wrong = number[:i] + str((int(number[i]) + rng.randint(1, 9)) % 10) + number[i + 1:]
+            if wrong not in self._known_orders:
+                return self._order_ref(parcel.order.model_copy(update={"number": wrong}))
+        return self._order_ref(parcel.order) + "0"
+
+    def courier_page(self, story: _Story) -> int:
+        """A complaint left on the courier's tracking page about one of our parcels, forwarded by webhook."""
+        rng, parcel = self.rng, story.parcel
+        body = self._fill(rng.choice(TOPIC_POSTS[story.topic]), story, parcel.brand, parcel.courier)
+        text = f"[{parcel.courier.name} tracking page] {parcel.brand.name} parcel {parcel.shipment.tracking_number}: {body}"
+        page_person = _Person(None, parcel.person.name, parcel.person.town, 0)
+        self.post(page_person, COURIER_PAGE_CHANNEL, text, story.at, story="courier_page", order=parcel.order.number,
+                  topic=story.topic)
+        return 1
+
+    def general(self, person: _Person, at: datetime) -> int:
+        rng = self.rng
+        channel = rng.choice(list(person.handles)) if person.handles else "x"
+        brand = rng.choice(self.gen.config.brands)
+        courier = rng.choice(self.gen.couriers)
+        body = self._fill(rng.choice(GENERAL_POSTS), None, brand, courier)
+        root = self.post(person, channel, self._compose(self._address(channel, brand), body, None), at, story="general")
+        return 1 + self._thread(root, person, None, "general", reply_p=0.6, follow_p=0.2, brand=brand)
+
+    def stranger(self, at: datetime) -> int:
+        rng = self.rng
+        person = self.gen.make_stranger()
+        channel = rng.choice(list(person.handles))
+        brand = rng.choice(self.gen.config.brands)
+        courier = rng.choice(self.gen.couriers)
+        body = self._fill(rng.choice(UNKNOWN_POSTS), None, brand, courier)
+        address = self._address(channel, brand)
+        if rng.random() < 0.25:
+            # A stranger quoting an order number we have never issued.
+            body += f" Order ORD-{at.year}-9{rng.randrange(10**5):05d}."
+        root = self.post(person, channel, self._compose(address, body, None), at, story="unknown")
+        return 1 + self._thread(root, person, None, "general", reply_p=0.4, follow_p=0.2, brand=brand)
+
+    def noise(self, at: datetime, text: str | None = None) -> int:
+        rng = self.rng
+        person = self.gen.make_stranger()
+        channel = rng.choice(list(person.handles))
+        brand = rng.choice(self.gen.config.brands)
+        if text is None:
+            text = self._fill(rng.choice(NOISE_POSTS), None, brand, rng.choice(self.gen.couriers))
+        self.post(person, channel, text, at, story="noise")
+        return 1
+
+
+# --------------------------------------------------------------------- building
+def resolve_config_path(config_path: str | os.PathLike[str] | None = None) -> Path:
+    """The demo's config: the one given, else ``$DOORSTEP_CONFIG``, else ``demo/doorstep.toml`` in the repo."""
+    chosen = config_path or os.environ.get("DOORSTEP_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.exists() and not path.is_absolute() and (REPO_ROOT / path).exists():
+            path = REPO_ROOT / path
+        return path
+    return DEFAULT_CONFIG
+
+
+def _remove_database(db_path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        candidate = Path(db_path + suffix)
+        if candidate.exists():
+            candidate.unlink()
+
+
+def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
+    """About ``total`` posts (exactly ``total`` when it is at least 2) over the last ``days`` days."""
+    rng = gen.rng
+    posts = _Posts(gen)
+    if total <= 0:
+        return []
+    trouble, wismo, praise = gen.stories(days)
+    pools = {"trouble": trouble, "wismo": wismo, "praise": praise}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    cursors = {name: 0 for name in pools}
+
+    def draw(name: str) -> _Story | None:
+        """The next unused story; each parcel is posted about once (later contact goes in its thread)."""
+        for pool_name in (name, "trouble", "wismo") if name != "praise" else (name,):
+            pool = pools[pool_name]
+            if cursors[pool_name] < len(pool):
+                cursors[pool_name] += 1
+                return pool[cursors[pool_name] - 1]
+        return None
+
+    # An order someone else quotes is one nobody posts about themselves: otherwise the two
+    # posts would meet in one case and the test of "not confirmed" would test the merge instead.
+    borrowed: set[str] = {story.parcel.order.number for pool in pools.values() for story in pool}
+    with_handles = [p for p in gen.people if p.handles]
+
+    def someone_elses_order(exclude: str) -> Order | None:
+        for _ in range(30):
+            order = rng.choice(gen.orders)
+            if order.customer_id != exclude and order.number not in borrowed:
+                borrowed.add(order.number)
+                return order
+        return None
+
+    kinds = (
+        ("own_order", 15), ("own_tracking", 10), ("handle_only", 22), ("mistyped", 3), ("other_order", 2),
+        ("courier_page", 6), ("praise", 9), ("general", 6), ("unknown", 10), ("noise", 5),
+    )
+    reserved = min(2, total)  # the two hostile posts, always present
+    # Every kind of post once first, so even a tiny demo shows each of them.
+    first_round = [k for k, _ in kinds]
+    written = misses = 0
+    while written < total - reserved:
+        if first_round:
+            kind = first_round.pop(0)
+        else:
+            kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
+        left = total - reserved - written
+        if left < 4 and kind not in ("noise", "courier_page"):
+            kind = "noise"  # single posts fill the tail so the total comes out exact
+        elif misses > 50 and kind not in ("noise", "courier_page", "unknown", "general"):
+            kind = rng.choice(("unknown", "general"))  # every parcel story is told: people write about other things
+        if kind in ("own_order", "own_tracking", "handle_only", "mistyped", "other_order"):
+            story = draw("trouble" if rng.random() < 0.78 else "wismo")
+            if story is None:
+                misses += 1
+                continue
+            other = someone_elses_order(story.parcel.order.customer_id) if kind == "other_order" else None
+            added = posts.customer_story(story, kind, other)
+            misses += added == 0
+            written += added
+        elif kind == "courier_page":
+            story = draw("trouble")
+            if story is None:
+                kind = "noise"
+            else:
+                written += posts.courier_page(story)
+                continue
+        elif kind == "praise":
+            story = draw("praise")
+            if story is None:
+                misses += 1
+                continue
+            added = posts.customer_story(story, "praise")
+            misses += added == 0
+            written += added
+        elif kind == "general":
+            if not with_handles:
+                misses += 1
+                continue
+            written += posts.general(rng.choice(with_handles), gen._recent_time(days, 1.3))
+        elif kind == "unknown":
+            written += posts.stranger(gen._recent_time(days, 1.3))
+        if kind == "noise":
+            written += posts.noise(gen._recent_time(days, 1.0))
+    for template in HOSTILE_POSTS[:reserved]:
+        brand = rng.choice(gen.config.brands)
+        posts.noise(gen._recent_time(days, 1.5), template.format(handle=brand.handles.get("x", brand.name)))
+    mentions = posts.mentions
+    # Threads can overshoot by a post or two; drop the newest stand-alone posts to land on the total.
+    while len(mentions) > total:
+        index = next((i for i in range(len(mentions) - 1, -1, -1)
+                      if mentions[i].raw and mentions[i].raw["demo"]["story"] == "noise"
+                      and "<" not in mentions[i].text and "![" not in mentions[i].text), None)
+        if index is None:
+            break
+        mentions.pop(index)
+    mentions.sort(key=lambda m: (m.created_at, m.channel, m.external_id))
+    return mentions
+
+
+def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
+    """Give older cases the state a working team would have left them in.
+
+    Most cases from a few days ago are answered (publicly or by DM) and resolved, a
+    few are left overdue so the SLA views have something to show, cases waiting on
+    the customer are pending, and some open ones are assigned.
+    """
+    for row in list(store.db.query("select id from cases order by id")):
+        case = store.get_case(row["id"])
+        assert case is not None
+        mentions = store.mentions_for_case(row["id"])
+        last = mentions[-1] if mentions else None
+        opened = case.opened_at or now
+        activity = case.last_activity_at or opened
+        changes: dict[str, Any] = {}
+        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
+        answer_p = 0.85 if activity < now - timedelta(days=1) else 0.5 if opened < now - timedelta(hours=2) else 0.0
+        if case.first_response_at is None and rng.random() < answer_p:
+            # Answered by DM or email: the reply is not a public post, but the clock stopped.
+            answered = opened + timedelta(minutes=rng.uniform(10, 240))
+            changes["first_response_at"] = min(answered, now - timedelta(minutes=5)).replace(microsecond=0)
+        answered = case.first_response_at is not None or "first_response_at" in changes
+        if (answered and activity < now - timedelta(days=3) and rng.random() < 0.9) or quiet:
+            resolved_at = min(activity + timedelta(hours=rng.uniform(0.5, 10)), now - timedelta(minutes=10))
+            changes.update(status="resolved", resolved_at=resolved_at.replace(microsecond=0))
+        elif last is not None and last.outbound:
+            changes["status"] = "pending_customer"
+        elif answered:
+            changes["status"] = "open"
+        if changes.get("status") != "resolved" and rng.random() < 0.45:
+            changes["assignee"] = rng.choice(AGENTS).lower()
+        if changes:
+            store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
+
+
+def build_demo(
+    db_path: str,
+    seed: int = 7,
+    customers: int = 500,
+    orders: int = 2000,
+    mentions: int = 1000,
+    config_path: str | None = None,
+    now: datetime | None = None,
+    classifier: Any | None = None,
+) -> str:
+    """Replace ``db_path`` with a freshly generated demo shop and return a short summary.
+
+    ``now`` anchors every time (default: the current hour), so the demo always looks
+    live and tests can pin it. ``classifier`` defaults to the configured one.
+    """
+    from doorstep.pipeline import Pipeline
+
+    if customers < 2 or orders < 1:
+        raise ValueError("the demo needs at least 2 customers and 1 order")
+    config = load_config(resolve_config_path(config_path))
+    now = utc(now) if now else datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    if classifier is None:
+        from classifiers import load_classifier
+
+        classifier = load_classifier(config.classifier)
+
+    gen = _Generator(config, seed, now)
+    people = gen.make_people(customers)
+    shop_orders = gen.make_orders(orders)
+    posts = _mentions(gen, mentions)
+
+    _remove_database(db_path)
+    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(db_path)
+    try:
+        with store.transaction():
+            store.upsert_customers(people)
+            store.upsert_orders(shop_orders)
+        Pipeline(store, config, classifier).ingest(posts)
+        with store.transaction():
+            _settle_cases(store, gen.rng, now)
+        return summarise(store, config)
+    finally:
+        store.close()
+
+
+def summarise(store: Store, config: Config) -> str:
+    counts = {t: store.count(t) for t in ("customers", "orders", "shipments", "tracking_events", "mentions", "cases")}
+    open_cases = store.inbox_count()
+    lines = [
+        f"demo shop: {counts['customers']} customers, {counts['orders']} orders, {counts['shipments']} shipments, "
+        f"{counts['tracking_events']} tracking events",
+        f"{counts['mentions']} mentions -> {counts['cases']} cases, {open_cases} open",
+    ]
+    for case in store.inbox(InboxQuery(limit=3)):
+        reasons = ", ".join(case.priority_reasons[:3])
+        lines.append(
+            f"  case {case.id}: priority {case.priority:g} {case.intent or '-'} "
+            f"({case.brand or '-'} / {case.courier or '-'}, {case.channel}) {reasons}"
+        )
+    return "\n".join(lines)
+
+
+def digest(store: Store) -> str:
+    """A fingerprint of the demo's content (orders, tracking, mentions, labels, cases), to compare builds."""
+    from doorstep.store import mention_export_row
+
+    h = hashlib.sha256()
+    for mention in store.iter_mentions():
+        h.update(json.dumps(mention_export_row(mention), sort_keys=True, default=str).encode())
+    for row in store.db.query("select number from orders order by number"):
+        order = store.get_order(row["number"])
+        assert order is not None
+        h.update(order.model_dump_json().encode())
+    for row in store.db.query("select * from cases order by id"):
+        h.update(json.dumps({k: v for k, v in row.items() if k not in ("resolved_at", "updated_by")}, sort_keys=True,
+                            default=str).encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- running
+def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml") -> None:
+    """Run the worker and the console on the demo database until Ctrl-C or SIGTERM.
+
+    Both run as child processes so a crash in one is visible (the other is then
+    stopped too) and so stopping the demo never leaves a worker polling behind.
+    """
+    config = resolve_config_path(config_path)
+    app = REPO_ROOT / "app.py"
+    if not app.exists():
+        raise SystemExit(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
+    env = {**os.environ, "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve())}
+    commands = {
+        "worker": [sys.executable, "-m", "doorstep.cli", "--db", str(Path(db_path).resolve()), "--config",
+                   str(config.resolve()), "run"],
+        # No usage statistics: the demo must not talk to anything beyond this machine.
+        "console": [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                    "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+    }
+    children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, command in commands.items():
+            children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+        print(f"Doorstep demo console: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
+        while True:
+            for name, child in children.items():
+                code = child.poll()
+                if code is not None:
+                    print(f"the {name} stopped (exit code {code}); stopping the demo", file=sys.stderr, flush=True)
+                    return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping the demo...", file=sys.stderr, flush=True)
+    finally:
+        _stop_children(list(children.values()))
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_children(children: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
