@@ -250,7 +250,9 @@ class Outbox:
         """Messages left in ``sending`` past their lease: a sender died. Re-queue them (checked before re-send)."""
         now = iso(self.now())
         rows = list(self.store.db.query(
-            "select id, case_id from outbound_messages where status = 'sending' and next_attempt_at <= ?", [now]))
+            # Weekly reports have their own sender (doorstep.reports), which owns their retries.
+            "select id, case_id from outbound_messages where status = 'sending' and next_attempt_at <= ? "
+            "and kind != 'report'", [now]))
         for row in rows:
             with self.store.transaction():
                 cursor = self.store.db.execute(
@@ -348,7 +350,7 @@ class Outbox:
         self.recover_in_doubt()
         rows = list(self.store.db.query(
             "select id from outbound_messages where status = 'queued' and (next_attempt_at is null or next_attempt_at <= ?) "
-            "order by next_attempt_at, id limit ?", [iso(self.now()), limit]))
+            "and kind != 'report' order by next_attempt_at, id limit ?", [iso(self.now()), limit]))
         sent = 0
         for row in rows:
             if self.send_one(row["id"]) == "sent":

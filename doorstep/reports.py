@@ -1,0 +1,860 @@
+"""The weekly brand- and courier-sentiment report: built from :mod:`doorstep.metrics`, rendered
+to self-contained HTML and PDF, and mailed every week exactly once per recipient.
+
+Why the design is as it is:
+
+- **One query layer.** Every number comes from :mod:`doorstep.metrics`, the same functions the
+  console's dashboard calls, so the report and the screen never disagree.
+- **Self-contained.** Charts are PNG images embedded as ``data:`` URIs and every figure is also
+  in a table, so the HTML opens from a mail attachment, a browser or an archive with no network,
+  and a mail client that blocks images still shows the numbers. The PDF is rendered from the same
+  HTML by xhtml2pdf (pure Python wheels on top of ReportLab: no system libraries, unlike
+  WeasyPrint which needs Pango).
+- **Private by default.** Quoted posts and case rows have handles, names, emails, phone numbers,
+  postcodes and street addresses, order and tracking numbers masked; an unredacted report is for
+  internal use and is written to the audit log.
+- **Exactly once.** A send is an ``outbound_messages`` row (kind ``report``) whose idempotency key
+  ``report:{week}:{recipient}`` is unique, so restarts and concurrent workers cannot send a week
+  twice; a refused send is retried with backoff and stays visible as ``failed`` with its error.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doorstep.config import Config, ConfigError, format_validation_error
+from doorstep.models import utcnow
+from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
+from doorstep.store import Store, iso, outbound_from_row, parse_time
+from doorstep import metrics
+
+log = logging.getLogger("doorstep.reports")
+
+#: Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in greyscale print.
+PALETTE: list[str] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+GOOD, BAD, NEUTRAL = "#0072B2", "#D55E00", "#555555"
+
+_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+# ---------------------------------------------------------------------------- settings
+class ReportSettings(BaseModel):
+    """``[reports]`` in doorstep.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Local day and time of the weekly send, e.g. "Mon 08:00" (the previous ISO week is sent).
+    weekly_at: str = "Mon 08:00"
+    recipients: list[str] = Field(default_factory=list)
+    #: Slack incoming-webhook URL for a short summary (optional; also $REPORTS_SLACK_WEBHOOK_URL).
+    slack_webhook_url: str | None = None
+    #: Only this brand's figures (None: every brand).
+    brand: str | None = None
+    attach_pdf: bool = True
+    #: Failed sends are retried this many times, waiting retry_minutes * 2^attempt (at most 6 h).
+    max_attempts: int = Field(default=8, ge=1)
+    retry_minutes: float = Field(default=5.0, gt=0)
+    #: How often the worker checks whether a report is due.
+    check_seconds: float = Field(default=60.0, gt=0)
+    #: A worker that was down at the send time still sends within this many hours; later, that
+    #: week is skipped (a report a week late helps nobody, and a fresh install must not mail old weeks).
+    catch_up_hours: float = Field(default=72.0, gt=0)
+
+    @field_validator("weekly_at")
+    @classmethod
+    def _weekly_at(cls, value: str) -> str:
+        parse_weekly_at(value)
+        return value
+
+    @field_validator("recipients")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for index, address in enumerate(value):
+            if not re.fullmatch(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+", address.strip()):
+                raise ValueError(f"recipient {index + 1} ({address!r}) is not an email address")
+        return [a.strip() for a in value]
+
+
+def parse_weekly_at(value: str) -> tuple[int, time]:
+    """"Mon 08:00" -> (0, 08:00). Raises ValueError naming the expected form."""
+    match = re.fullmatch(r"\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*", value)
+    if not match or match.group(1).lower() not in _DAYS or int(match.group(2)) > 23 or int(match.group(3)) > 59:
+        raise ValueError(f"{value!r}: expected a day and a 24-hour time, e.g. \"Mon 08:00\"")
+    return _DAYS[match.group(1).lower()], time(int(match.group(2)), int(match.group(3)))
+
+
+def report_settings(config: Config) -> ReportSettings:
+    try:
+        return ReportSettings.model_validate(config.reports or {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error("doorstep.toml", exc).replace("doorstep.toml: ", "doorstep.toml: reports.")) from None
+
+
+# ---------------------------------------------------------------------------- weeks
+def week_bounds(week: str, tz: Any) -> tuple[datetime, datetime]:
+    """ISO week ("2026-W47") -> [start, end) in UTC, boundaries at local midnight (see metrics)."""
+    return metrics.week_window(week, tz)
+
+
+def week_of(moment: datetime, tz: Any) -> str:
+    year, number, _ = moment.astimezone(metrics._zone(tz)).isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def last_complete_week(now: datetime, tz: Any) -> str:
+    """The ISO week before the one ``now`` falls in (local time)."""
+    return week_of(now.astimezone(metrics._zone(tz)) - timedelta(days=7), tz)
+
+
+# ---------------------------------------------------------------------------- privacy
+_EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+_URL = re.compile(r"https?://\S+|www\.\S+")
+#: @name, @name.bsky.social (Bluesky), @name@instance.social (Mastodon).
+_HANDLE = re.compile(r"(?<![\w@])@(\w[\w.\-]{0,80}?(?:@[\w\-]+(?:\.[\w\-]+)+)?)(?=[.\-]?(?![\w.\-@]))")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d(?:[\s.\-]?\d){6,12}|0\d(?:[\s.\-]?\d){8,10}|\(\d{3}\)\s?\d{3}[\s.\-]?\d{4})(?!\w)"
+)
+_POSTCODE = re.compile(r"\b(?:GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})\b", re.IGNORECASE)
+_STREET = re.compile(
+    r"\b\d{1,4}[A-Za-z]?,?\s+(?:[A-Z][\w'\-]*\s+){1,3}"
+    r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Close|Drive|Dr|Way|Court|Ct|Place|Pl|Crescent|Cres|Terrace|"
+    r"Gardens|Grove|Hill|Park|Square|Sq|Row|Mews|Walk|Parade|Boulevard|Blvd)\b\.?"
+)
+_NAME_INTRO = re.compile(r"\b((?:my name is|name's|this is|regards,?|cheers,?|thanks,?|signed,?)\s+)([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
+_LONG_NUMBER = re.compile(r"(?<![\w£$€])#?\d(?:[\s\-]?\d){5,}(?![\w])")
+_MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]")
+
+
+class Redactor:
+    """Masks personal data in text quoted by a report.
+
+    Patterns: emails, links, tracking numbers (the linker's own recogniser, valid or mistyped),
+    order numbers (the configured patterns), phone numbers, UK postcodes, street addresses,
+    handles (our own brand and courier handles stay: they are public accounts), names the post
+    is known to carry (author display name, linked customer) or introduces ("my name is ..."),
+    and any other run of six or more digits.
+    """
+
+    def __init__(self, config: Config):
+        self.order_patterns = [re.compile(p) for p in config.order_patterns]
+        self.public_handles = {
+            h.lower().lstrip("@") for entity in [*config.brands, *config.couriers] for h in entity.handles.values()
+        }
+
+    def handle(self, handle: str | None) -> str | None:
+        if not handle:
+            return handle
+        return handle if handle.lower().lstrip("@") in self.public_handles else "[handle]"
+
+    def text(self, text: str | None, names: Iterable[str | None] = (), handles: Iterable[str | None] = ()) -> str | None:
+        """Mask ``text``; ``names`` are people's names the post may contain (each word is masked),
+        ``handles`` the author's handles, masked also where written without the @."""
+        if not text:
+            return text
+        spans: list[tuple[int, int, str]] = []
+        for number in find_tracking_numbers(text):
+            spans.append((number.start, number.end, "[tracking no.]"))
+        out = _apply(text, spans)
+        for candidate in find_invalid_tracking_candidates(out):
+            out = out.replace(candidate, "[tracking no.]")
+        out = _HANDLE.sub(lambda m: m.group(0) if m.group(1).lower() in self.public_handles else "@[handle]", out)
+        out = _EMAIL.sub("[email]", out)
+        out = _URL.sub("[link]", out)
+        for pattern in self.order_patterns:
+            out = pattern.sub("[order no.]", out)
+        out = _STREET.sub("[address]", out)
+        out = _POSTCODE.sub("[postcode]", out)
+        out = _PHONE.sub("[phone]", out)
+        out = _LONG_NUMBER.sub("[number]", out)
+        out = _NAME_INTRO.sub(lambda m: m.group(1) + "[name]", out)
+        for handle in handles:
+            bare = (handle or "").lstrip("@")
+            if len(bare) >= 3 and bare.lower() not in self.public_handles:
+                out = re.sub(rf"(?<![\w.]){re.escape(bare)}(?![\w])", "[handle]", out, flags=re.IGNORECASE)
+        for name in names:
+            for part in _name_parts(name):
+                out = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", "[name]", out, flags=re.IGNORECASE)
+        return out
+
+
+def _name_parts(name: str | None) -> list[str]:
+    """A display name and its words of 3+ letters, longest first ("Jane Doe" -> ["Jane Doe", "Jane", "Doe"])."""
+    if not name or not name.strip():
+        return []
+    words = [w for w in re.findall(r"[^\W\d_][\w'\-]*", name) if len(w) >= 3 and f"[{w.lower()}]" not in _MASKS]
+    return sorted({name.strip(), *words}, key=len, reverse=True)
+
+
+def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
+    for start, end, mask in sorted(spans, reverse=True):
+        text = text[:start] + mask + text[end:]
+    return text
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass
+class Chart:
+    name: str
+    #: States the finding ("Late deliveries drove 41 % of complaints"), not the topic.
+    title: str
+    #: Text alternative for screen readers and image-blocking mail clients.
+    alt: str
+    png: bytes = b""
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass
+class WeeklyReport:
+    week: str
+    brand: str | None
+    tz: str
+    start: datetime
+    end: datetime
+    generated_at: datetime
+    redacted: bool
+    data: dict[str, Any]
+    #: Plain-language lines for the top of the report and the Slack summary.
+    findings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"Weekly care report {self.week}" + (f" - {self.brand}" if self.brand else "")
+
+    @property
+    def period(self) -> str:
+        zone = metrics._zone(self.tz)
+        first = self.start.astimezone(zone).date()
+        last = (self.end - timedelta(seconds=1)).astimezone(zone).date()
+        return f"{first:%a %d %b %Y} to {last:%a %d %b %Y} ({self.tz})"
+
+    def summary_text(self) -> str:
+        """The plain-text body: headline numbers and findings (mail clients without HTML, Slack)."""
+        lines = [self.title, self.period, ""]
+        lines += [f"! {w}" for w in self.warnings]
+        lines += [f"- {f}" for f in self.findings]
+        lines.append("")
+        for key in metrics.HEADLINE_KEYS:
+            item = self.data["headline"][key]
+            lines.append(f"{HEADLINE_LABELS[key]}: {fmt_value(key, item['value'])} ({fmt_change(key, item)})")
+        return "\n".join(lines)
+
+
+HEADLINE_LABELS: dict[str, str] = {
+    "mentions": "Mentions",
+    "complaints": "Complaints",
+    "negative_share": "Negative share",
+    "net_sentiment": "Net sentiment",
+    "first_response_median_min": "Median first response",
+    "first_response_p90_min": "90th percentile first response",
+    "sla_attainment": "First-response SLA met",
+    "resolution_rate": "Resolution rate",
+    "escalations": "Escalations",
+}
+_RATES = {"negative_share", "sla_attainment", "resolution_rate"}
+_MINUTES = {"first_response_median_min", "first_response_p90_min"}
+
+
+def fmt_minutes(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value < 90:
+        return f"{value:.0f} min"
+    return f"{value / 60:.1f} h"
+
+
+def fmt_value(key: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if key in _RATES:
+        return f"{100 * value:.1f} %"
+    if key in _MINUTES:
+        return fmt_minutes(value)
+    if key == "net_sentiment":
+        return f"{value:+.2f}"
+    return f"{value:,}"
+
+
+def fmt_change(key: str, item: dict[str, Any]) -> str:
+    change = item.get("change")
+    if change is None:
+        return "no comparison"
+    if change_tone(item, key) == "flat":
+        return "no change vs last week"
+    if key in _RATES:
+        text = f"{100 * change:+.1f} pp"
+    elif key in _MINUTES:
+        text = ("+" if change > 0 else "-") + fmt_minutes(abs(change))
+    elif key == "net_sentiment":
+        text = f"{change:+.2f}"
+    else:
+        text = f"{change:+,}"
+        if item.get("change_pct") is not None:
+            text += f" ({100 * item['change_pct']:+.0f} %)"
+    return f"{text} vs last week"
+
+
+#: Figures that are neither good nor bad when they move (more mentions may be a campaign).
+NEUTRAL_KEYS: frozenset[str] = frozenset({"mentions"})
+#: Changes smaller than what the report displays are "no change", not a coloured arrow.
+_SHOWN_PRECISION: dict[str, float] = {"rate": 0.0005, "minutes": 0.5, "net_sentiment": 0.005, "count": 0.5}
+
+
+def change_tone(item: dict[str, Any], key: str = "") -> str:
+    """"good", "bad", "flat" or "neutral": drives the colour *and* the word next to the arrow."""
+    change = item.get("change")
+    kind = "rate" if key in _RATES else "minutes" if key in _MINUTES else key if key == "net_sentiment" else "count"
+    if change is None or abs(change) < _SHOWN_PRECISION[kind]:
+        return "flat"
+    if key in NEUTRAL_KEYS:
+        return "neutral"
+    worse = change > 0 if item["lower_is_better"] else change < 0
+    return "bad" if worse else "good"
+
+
+def build_weekly_report(store: Store, config: Config, week: str | None = None, brand: str | None = None,
+                        redact: bool = True, *, actor: str = "report", now: datetime | None = None,
+                        charts: bool = True) -> WeeklyReport:
+    """Gather one ISO week's figures (default: the last complete week) into a report.
+
+    ``redact=False`` keeps personal data for internal use and records who asked in the audit log.
+    """
+    now = now or utcnow()
+    tz = config.timezone
+    week = week or last_complete_week(now, tz)
+    start, end = week_bounds(week, tz)
+    brand = brand or None
+    data = metrics.dashboard(store, start, end, tz, brand)
+    if redact:
+        _redact_data(data, Redactor(config))
+    else:
+        store.audit(actor, "report.unredacted", None, {"week": week, "brand": brand})
+    report = WeeklyReport(week=week, brand=brand, tz=tz, start=start, end=end, generated_at=now, redacted=redact,
+                          data=data)
+    report.warnings = _warnings(data)
+    report.findings = _findings(data)
+    if charts:
+        report.charts = build_charts(report)
+    return report
+
+
+def _redact_data(data: dict[str, Any], redactor: Redactor) -> None:
+    for theme in data["themes"]:
+        for post in theme["examples"]:
+            post["text"] = redactor.text(post["text"], [post.get("author_name")], [post.get("author_handle")])
+            post["author_handle"] = redactor.handle(post["author_handle"])
+            post["author_name"] = "[name]" if post.get("author_name") else None
+    for case in data["notable_cases"]:
+        case["text"] = redactor.text(case["text"], [case.get("author_name"), case.get("customer_name")],
+                                     [case.get("author_handle")])
+        case["author_handle"] = redactor.handle(case["author_handle"])
+        case["author_name"] = "[name]" if case.get("author_name") else None
+        case["customer_name"] = "[name]" if case.get("customer_name") else None
+        case["order_number"] = "[order no.]" if case.get("order_number") else None
+        case["tracking_number"] = "[tracking no.]" if case.get("tracking_number") else None
+
+
+def _warnings(data: dict[str, Any]) -> list[str]:
+    """Data-quality problems first: a quiet week with a dead listener is not a good week."""
+    out = []
+    for listener in data["listeners"]:
+        if listener["state"] == "down":
+            since = listener["last_success_at"] or "never"
+            err = f" (last error: {listener['last_error']})" if listener["last_error"] else ""
+            out.append(f"Listener {listener['name']} was down: no successful poll since {since[:16].replace('T', ' ')} UTC{err}. "
+                       "Figures for this week undercount its channel.")
+        elif listener["state"] == "errors":
+            out.append(f"Listener {listener['name']} reported errors during the week (last: {listener['last_error']}); "
+                       "it has polled successfully since.")
+    for gap in data["gaps"]:
+        span = "the whole week" if gap["whole_window"] else f"{gap['from_local']} to {gap['to_local']}"
+        out.append(f"Possible data gap on {gap['channel']}: no mentions for {gap['hours']} h ({span}) where about "
+                   f"{gap['expected_mentions']:.0f} were expected from the usual traffic.")
+    return out
+
+
+def _findings(data: dict[str, Any]) -> list[str]:
+    h = data["headline"]
+    out = []
+    c = h["complaints"]
+    if c["value"] is not None:
+        out.append(f"{c['value']:,} complaints in {h['mentions']['value']:,} mentions ({fmt_change('complaints', c)}).")
+    if data["intents"]:
+        top = data["intents"][0]
+        out.append(f"Most complaints were about {top['label']} ({100 * (top['share'] or 0):.0f} %).")
+    league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
+    if league:
+        worst = league[0]
+        out.append(f"{worst['courier']} had the most complaints per 1,000 shipments ({worst['complaints_per_1000']:.1f}).")
+    if data["tracking_problem_complaints"]:
+        out.append(f"{data['tracking_problem_complaints']} complaints followed a courier exception or failed attempt.")
+    sla = h["sla_attainment"]
+    if sla["value"] is not None:
+        out.append(f"First-response SLA met for {100 * sla['value']:.0f} % of cases ({fmt_change('sla_attainment', sla)}).")
+    return out
+
+
+# ---------------------------------------------------------------------------- charts
+def build_charts(report: WeeklyReport) -> list[Chart]:
+    """Altair charts rendered to PNG by vl-convert (bundled renderer: no browser, no network)."""
+    import altair as alt
+    import pandas as pd
+    import vl_convert as vlc
+
+    data = report.data
+    out: list[Chart] = []
+    font = "DejaVu Sans, Helvetica, Arial, sans-serif"
+
+    def render(name: str, title: str, alt_text: str, chart: Any, subtitle: str | None = None) -> None:
+        heading = alt.Title(title, subtitle=subtitle or "", anchor="start", fontSize=15, font=font, subtitleFontSize=12,
+                            subtitleFont=font, subtitleColor="#444444")
+        spec = chart.properties(title=heading).configure(font=font, background="white").configure_axis(
+            labelFontSize=12, titleFontSize=12, grid=True, gridColor="#e6e6e6"
+        ).configure_legend(labelFontSize=12, titleFontSize=12, orient="top").configure_view(stroke=None).to_dict()
+        png = _small_png(vlc.vegalite_to_png(spec, scale=2))
+        out.append(Chart(name, title, alt_text, png))
+
+    daily = pd.DataFrame(data["daily"])
+    if not daily.empty and daily["mentions"].sum() > 0:
+        daily["date"] = pd.to_datetime(daily["day"])
+        brands = sorted(daily["brand"].unique())
+        colours = alt.Scale(domain=brands, range=PALETTE[: len(brands)])
+        per_day = daily.groupby("day")["complaints"].sum()
+        peak_day = per_day.idxmax()
+        title = f"Complaints peaked on {date.fromisoformat(peak_day):%a %d %b} ({per_day.max():,})"
+        chart = alt.Chart(daily).mark_bar().encode(
+            x=alt.X("yearmonthdate(date):O", title="Day (local time)", axis=alt.Axis(format="%a %d", labelAngle=0)),
+            y=alt.Y("sum(complaints):Q", title="Complaints (posts)"),
+            color=alt.Color("brand:N", scale=colours, title="Brand"),
+            xOffset="brand:N",
+        ).properties(width=620, height=220)
+        render("daily_complaints", title, title + ". " + "; ".join(
+            f"{date.fromisoformat(d):%a}: {int(n)}" for d, n in per_day.items()), chart)
+
+        labelled = daily.dropna(subset=["net_sentiment"])
+        if not labelled.empty:
+            overall = daily.groupby("day")[["positive", "negative", "labelled"]].sum()
+            net = ((overall["positive"] - overall["negative"]) / overall["labelled"].where(overall["labelled"] > 0)).dropna()
+            low_day = net.idxmin()
+            title = f"Net sentiment was lowest on {date.fromisoformat(low_day):%a %d %b} ({net.min():+.2f})"
+            base = alt.Chart(labelled).encode(
+                x=alt.X("yearmonthdate(date):O", title="Day (local time)", axis=alt.Axis(format="%a %d", labelAngle=0)),
+                y=alt.Y("net_sentiment:Q", title="Net sentiment (-1 to +1)", scale=alt.Scale(domain=[-1, 1])),
+                color=alt.Color("brand:N", scale=colours, title="Brand"),
+            )
+            # Dashes as well as colour (one merged legend), so the lines are told apart without colour.
+            dashes = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
+            line = base.mark_line(point=alt.OverlayMarkDef(size=50, filled=True), strokeWidth=2.5).encode(
+                strokeDash=alt.StrokeDash("brand:N", title="Brand",
+                                          scale=alt.Scale(domain=brands, range=(dashes * 4)[: len(brands)])),
+            )
+            zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(color="#888", strokeDash=[2, 2]).encode(y="y:Q")
+            render("daily_sentiment", title, title + ". " + "; ".join(
+                f"{date.fromisoformat(d):%a}: {v:+.2f}" for d, v in net.items()),
+                alt.layer(line, zero).properties(width=620, height=220))
+
+    intents = pd.DataFrame(data["intents"])
+    if not intents.empty:
+        top = intents.iloc[0]
+        title = f"{top['label'].capitalize()} drove {100 * top['share']:.0f} % of complaints"
+        chart = alt.Chart(intents).mark_bar(color=PALETTE[0]).encode(
+            y=alt.Y("label:N", sort="-x", title=None),
+            x=alt.X("complaints:Q", title="Complaints (posts)", axis=alt.Axis(tickCount=6, tickMinStep=1)),
+        ).properties(width=560, height=max(60, 26 * len(intents)))
+        text = chart.mark_text(align="left", dx=4, fontSize=12).encode(text="complaints:Q")
+        render("intents", title, title + ". " + "; ".join(f"{r['label']}: {r['complaints']}" for r in data["intents"]),
+               alt.layer(chart, text))
+
+    league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
+    if league:
+        frame = pd.DataFrame(league)
+        worst = league[0]
+        rest = [r["complaints_per_1000"] for r in league[1:]]
+        title = f"{worst['courier']} had the most complaints per 1,000 shipments"
+        subtitle = f"{worst['complaints_per_1000']:.1f} per 1,000" + (
+            f", vs {rest[0]:.1f} for {league[1]['courier']}" if rest else "")
+        chart = alt.Chart(frame).mark_bar(color=PALETTE[5]).encode(
+            y=alt.Y("courier:N", sort="-x", title=None),
+            x=alt.X("complaints_per_1000:Q", title="Complaints per 1,000 active shipments", axis=alt.Axis(tickCount=6)),
+        ).properties(width=560, height=max(60, 30 * len(frame)))
+        text = chart.mark_text(align="left", dx=4, fontSize=12).encode(text=alt.Text("complaints_per_1000:Q", format=".1f"))
+        render("couriers", title, f"{title}: " + "; ".join(
+            f"{r['courier']}: {r['complaints_per_1000']:.1f}" for r in league), alt.layer(chart, text), subtitle)
+    return out
+
+
+def _small_png(png: bytes) -> bytes:
+    """A 64-colour palette PNG: charts are flat colours, and a tenth of the size keeps the mail small."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
+        out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- rendering
+def _environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("doorstep", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["value"] = lambda value, key: fmt_value(key, value)
+    env.filters["minutes"] = fmt_minutes
+    env.filters["pct"] = lambda v, digits=1: "n/a" if v is None else f"{100 * v:.{digits}f} %"
+    env.filters["num"] = lambda v, digits=1: "n/a" if v is None else f"{v:,.{digits}f}"
+    env.filters["local"] = lambda v, tz, fmt="%a %d %b %H:%M": "" if not v else parse_time(v).astimezone(  # type: ignore[union-attr]
+        metrics._zone(tz)).strftime(fmt)
+    return env
+
+
+def _daily_pivot(daily: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Days as rows, brands as column groups: seven rows instead of seven times the brands."""
+    brands = sorted({row["brand"] for row in daily})
+    days: dict[str, dict[str, Any]] = {}
+    for row in daily:
+        label = f"{date.fromisoformat(row['day']):%a %d %b}"
+        days.setdefault(row["day"], {"day": row["day"], "label": label, "cells": {}})["cells"][row["brand"]] = row
+    return brands, list(days.values())
+
+
+def render_html(report: WeeklyReport, *, for_pdf: bool = False) -> str:
+    """The report as one self-contained HTML document (inline CSS, charts as data: URIs)."""
+    template = _environment().get_template("weekly_report.html.j2")
+    daily_brands, daily_rows = _daily_pivot(report.data["daily"])
+    return template.render(
+        daily_brands=daily_brands,
+        daily_rows=daily_rows,
+        r=report,
+        d=report.data,
+        labels=HEADLINE_LABELS,
+        keys=metrics.HEADLINE_KEYS,
+        fmt_value=fmt_value,
+        fmt_change=fmt_change,
+        change_tone=change_tone,
+        for_pdf=for_pdf,
+        colours={"good": GOOD, "bad": BAD, "flat": NEUTRAL},
+        notable_shown=15,
+    )
+
+
+def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
+    """Write the report as PDF (xhtml2pdf). Pass the report (preferred: a print layout is used)
+    or an HTML string."""
+    from xhtml2pdf import pisa
+
+    html = render_html(report_or_html, for_pdf=True) if isinstance(report_or_html, WeeklyReport) else report_or_html
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # xhtml2pdf logs every CSS property it skips at WARNING; the report's CSS is known, keep the CLI quiet.
+    pdf_log = logging.getLogger("xhtml2pdf")
+    level = pdf_log.level
+    pdf_log.setLevel(logging.ERROR)
+    try:
+        with path.open("wb") as handle:
+            status = pisa.CreatePDF(html, dest=handle, encoding="utf-8")
+    finally:
+        pdf_log.setLevel(level)
+    if status.err:
+        raise RuntimeError(f"{path}: PDF rendering failed with {status.err} error(s)")
+    return path
+
+
+def write_report(report: WeeklyReport, out_dir: str | Path, fmt: str = "both") -> list[Path]:
+    """Write ``weekly-{week}[-{brand}].html`` and/or ``.pdf`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"weekly-{report.week}" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', report.brand)}" if report.brand else "")
+    written = []
+    if fmt in ("html", "both"):
+        html_path = out_dir / f"{stem}.html"
+        html_path.write_text(render_html(report), encoding="utf-8")
+        written.append(html_path)
+    if fmt in ("pdf", "both"):
+        written.append(render_pdf(report, out_dir / f"{stem}.pdf"))
+    return written
+
+
+# ---------------------------------------------------------------------------- delivery
+def report_key(week: str, recipient: str) -> str:
+    return f"report:{week}:{recipient}"
+
+
+@dataclass
+class WeeklyReportJob:
+    """Worker job: at the configured local time, send last week's report to every recipient once.
+
+    ``clock`` and ``send_email``/``post_slack`` are injectable for tests (fake time, local SMTP).
+    If the worker was down at the scheduled moment the report goes out when it comes back.
+    A send that was interrupted mid-way (status ``sending`` after a crash) is marked failed and
+    not retried automatically: the mail may have left, and a duplicate is worse than a person
+    pressing retry.
+    """
+
+    store: Store
+    config: Config
+    clock: Callable[[], datetime] = utcnow
+    send_email: Callable[..., str] | None = None
+    post_slack: Callable[[str, dict[str, Any]], None] | None = None
+    name: str = "reports.weekly"
+    interval_s: float = 60.0
+    _cache: tuple[str, tuple[WeeklyReport, str, list[tuple[str, bytes, str]]]] | None = None
+
+    def __post_init__(self) -> None:
+        self.settings = report_settings(self.config)
+        self.interval_s = self.settings.check_seconds
+
+    def due_week(self, now: datetime) -> str | None:
+        """The week whose report is due at ``now`` (None before this week's send time)."""
+        zone = self.config.tz
+        local = now.astimezone(zone)
+        weekday, at = parse_weekly_at(self.settings.weekly_at)
+        monday = local.date() - timedelta(days=local.weekday())
+        moment = datetime.combine(monday + timedelta(days=weekday), at, tzinfo=zone)
+        if local < moment:
+            moment -= timedelta(days=7)
+        if local - moment > timedelta(hours=self.settings.catch_up_hours):
+            return None
+        # The report covers the last full ISO week before the scheduled moment.
+        return last_complete_week(moment, zone)
+
+    def run_once(self) -> int:
+        """Send what is due; returns the number of messages sent now.
+
+        Report rows are never left ``queued``: the responders' outbox sends queued rows of any
+        kind. A row is inserted already claimed (``sending``, with a lease in
+        ``next_attempt_at``), waits for a retry as ``failed``, and ends ``sent``. A ``queued``
+        report row (a person pressed retry) is picked up here too.
+        """
+        now = self.clock()
+        self._recover_interrupted(now)
+        week = self.due_week(now)
+        if week is None:
+            return 0
+        targets = [("email", r) for r in self.settings.recipients]
+        if self._slack_url():
+            targets.append(("slack", "slack"))
+        if not targets:
+            return 0
+        keys = {report_key(week, target): (channel, target) for channel, target in targets}
+        marks = ",".join("?" * len(keys))
+        existing = {
+            r["idempotency_key"]: r
+            for r in self.store.db.query(f"select * from outbound_messages where idempotency_key in ({marks})", list(keys))
+        }
+        todo = [
+            key for key in keys
+            if key not in existing
+            or existing[key]["status"] == "queued"  # a person pressed retry: the attempt limit does not apply
+            or (
+                existing[key]["status"] == "failed"
+                and (existing[key]["attempts"] or 0) < self.settings.max_attempts
+                and (existing[key]["next_attempt_at"] is None or existing[key]["next_attempt_at"] <= iso(now))
+            )
+        ]
+        if not todo:
+            return 0
+        report, html, attachments = self._rendered(week, now)
+        lease = iso(now + timedelta(minutes=30))
+        sent = 0
+        for key in todo:
+            channel, target = keys[key]
+            if key not in existing:
+                cursor = self.store.db.execute(
+                    "insert or ignore into outbound_messages (kind, channel, target, text, status, attempts, "
+                    "idempotency_key, created_by, created_at, next_attempt_at) "
+                    "values ('report', ?, ?, ?, 'sending', 1, ?, 'reports', ?, ?)",
+                    [channel, target, report.summary_text(), key, iso(now), lease],
+                )
+                if not cursor.rowcount:
+                    continue  # another worker got there first
+                message_id, attempts = int(cursor.lastrowid or 0), 1
+            else:
+                cursor = self.store.db.execute(
+                    "update outbound_messages set status = 'sending', attempts = attempts + 1, next_attempt_at = ? "
+                    "where id = ? and status in ('queued', 'failed')",
+                    [lease, existing[key]["id"]],
+                )
+                if not cursor.rowcount:
+                    continue
+                message_id, attempts = existing[key]["id"], (existing[key]["attempts"] or 0) + 1
+            sent += self._deliver(message_id, key, channel, target, attempts, report, html, attachments, now)
+        return sent
+
+    def _rendered(self, week: str, now: datetime) -> tuple[WeeklyReport, str, list[tuple[str, bytes, str]]]:
+        """Build the week's report once per process: every recipient (and every retry) gets the same one."""
+        if self._cache is not None and self._cache[0] == week:
+            return self._cache[1]
+        report = build_weekly_report(self.store, self.config, week, self.settings.brand, redact=True, now=now)
+        html = render_html(report)
+        attachments: list[tuple[str, bytes, str]] = [(f"weekly-{week}.html", html.encode("utf-8"), "text/html")]
+        if self.settings.attach_pdf:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                pdf = render_pdf(report, Path(tmp) / "report.pdf").read_bytes()
+            attachments.append((f"weekly-{week}.pdf", pdf, "application/pdf"))
+        self._cache = (week, (report, html, attachments))
+        return self._cache[1]
+
+    def _slack_url(self) -> str | None:
+        from doorstep.config import secret
+
+        return self.settings.slack_webhook_url or secret("REPORTS_SLACK_WEBHOOK_URL")
+
+    def _recover_interrupted(self, now: datetime) -> None:
+        for row in self.store.db.query(
+            "select id from outbound_messages where kind = 'report' and status = 'sending' "
+            "and (next_attempt_at is null or next_attempt_at <= ?)", [iso(now)]
+        ):
+            self.store.db.execute(
+                "update outbound_messages set status = 'failed', attempts = ?, last_error = ? where id = ?",
+                [self.settings.max_attempts, "interrupted while sending (the worker stopped); it may have been "
+                 "delivered, so it is not retried automatically: retry by hand if it did not arrive", row["id"]],
+            )
+            self.store.audit("reports", "report.interrupted", None, {"message_id": row["id"]})
+
+    def _deliver(self, message_id: int, key: str, channel: str, target: str, attempts: int, report: WeeklyReport,
+                 html: str, attachments: list[Any], now: datetime) -> int:
+        db = self.store.db
+        try:
+            if channel == "slack":
+                self._post_slack(report)
+                external = "slack"
+            else:
+                send = self.send_email or _default_send_email
+                domain = "doorstep.local"
+                external = send(
+                    self.config,
+                    target,
+                    f"{report.title} ({report.period})",
+                    report.summary_text(),
+                    html=html,
+                    headers={"Message-ID": f"<{key.replace(':', '.').replace('@', '.at.')}@{domain}>"},
+                    attachments=attachments,
+                )
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
+            from doorstep.clients import redact
+
+            error = redact(f"{type(exc).__name__}: {exc}")
+            url = self._slack_url()
+            if url:  # a Slack webhook URL is itself the credential: never store or log it
+                error = error.replace(url, "[slack webhook URL]")
+            retryable = getattr(exc, "retryable", True)
+            wait = min(self.settings.retry_minutes * (2 ** (attempts - 1)), 360.0)
+            db.execute(
+                "update outbound_messages set status = 'failed', last_error = ?, next_attempt_at = ?, attempts = ? where id = ?",
+                [error[:1000], iso(now + timedelta(minutes=wait)),
+                 attempts if retryable else self.settings.max_attempts, message_id],
+            )
+            self.store.audit("reports", "report.send_failed", None,
+                             {"message_id": message_id, "target": target, "week": report.week, "error": error[:300]})
+            log.warning("weekly report %s to %s failed (attempt %d): %s", report.week, target, attempts, error)
+            return 0
+        db.execute(
+            "update outbound_messages set status = 'sent', sent_at = ?, external_id = ?, last_error = null, "
+            "next_attempt_at = null where id = ?",
+            [iso(now), external, message_id],
+        )
+        self.store.audit("reports", "report.sent", None, {"message_id": message_id, "target": target, "week": report.week})
+        return 1
+
+    def _post_slack(self, report: WeeklyReport) -> None:
+        url = self._slack_url()
+        lines = [f"*{report.title}* ({report.period})"] + [f":warning: {w}" for w in report.warnings]
+        lines += [f"- {f}" for f in report.findings]
+        payload = {"text": "\n".join(lines)}
+        if self.post_slack is not None:
+            self.post_slack(url or "", payload)
+            return
+        import requests
+
+        response = requests.post(url or "", json=payload, timeout=15)
+        response.raise_for_status()
+
+
+def _default_send_email(*args: Any, **kwargs: Any) -> str:
+    from responders.email import send_email
+
+    return send_email(*args, **kwargs)
+
+
+def report_deliveries(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+    """Past and pending report sends, newest week first, for the console's Reports page."""
+    rows = store.db.query(
+        "select id, channel, target, status, attempts, last_error, created_at, sent_at, next_attempt_at, idempotency_key "
+        "from outbound_messages where kind = 'report' order by idempotency_key desc, id limit ?",
+        [limit],
+    )
+    out = []
+    for r in rows:
+        r = dict(r)
+        r["week"] = r["idempotency_key"].split(":")[1]
+        out.append(r)
+    return out
+
+
+def weeks_with_data(store: Store, config: Config, limit: int = 26) -> list[str]:
+    """ISO weeks (newest first) from the first stored mention to now, for the Reports page's picker."""
+    row = store.db.execute("select min(created_at), max(created_at) from mentions where outbound = 0").fetchone()
+    if not row or not row[0]:
+        return []
+    first, last = parse_time(row[0]), max(parse_time(row[1]), utcnow())  # type: ignore[type-var]
+    weeks: list[str] = []
+    moment = last
+    while moment >= first - timedelta(days=7) and len(weeks) < limit:  # type: ignore[operator]
+        week = week_of(moment, config.tz)
+        if week not in weeks:
+            weeks.append(week)
+        moment -= timedelta(days=7)
+    return weeks
+
+
+def jobs(store: Store, config: Config, pipeline: Any) -> list[Any]:
+    """The worker's scheduled report job (none when no recipient or Slack webhook is configured)."""
+    settings = report_settings(config)
+    job = WeeklyReportJob(store, config)
+    if not settings.recipients and not job._slack_url():
+        return []
+    return [job]
+
+
+def report_json(report: WeeklyReport) -> str:
+    """The report's data as JSON (for archiving or another tool)."""
+    return json.dumps({"week": report.week, "brand": report.brand, "start": iso(report.start), "end": iso(report.end),
+                       "redacted": report.redacted, "findings": report.findings, "warnings": report.warnings,
+                       **report.data}, indent=2, default=str)
+
+
+__all__ = [
+    "ReportSettings",
+    "Redactor",
+    "WeeklyReport",
+    "WeeklyReportJob",
+    "build_weekly_report",
+    "jobs",
+    "last_complete_week",
+    "render_html",
+    "render_pdf",
+    "report_deliveries",
+    "report_settings",
+    "weeks_with_data",
+    "week_bounds",
+    "write_report",
+]

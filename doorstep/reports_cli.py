@@ -1,0 +1,49 @@
+"""``doorstep report ...``: render the weekly report on demand (the worker mails it on schedule)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from doorstep.cli import Context, pass_ctx
+
+
+@click.group()
+def report() -> None:
+    """Weekly brand- and courier-sentiment reports."""
+
+
+@report.command("weekly")
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W47 (default: the last complete week).")
+@click.option("--brand", default=None, help="Only this brand's figures (default: all brands).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write weekly-WEEK[-BRAND].html/.pdf into.")
+@click.option("--format", "fmt", type=click.Choice(["html", "pdf", "both"]), default="both", show_default=True)
+@click.option("--no-redact", is_flag=True,
+              help="Keep handles, names, contact details and order/tracking numbers (internal use; recorded in the audit log).")
+@click.option("--actor", default=None, envvar="USER", help="Who is asking, for the audit log of --no-redact.")
+@pass_ctx
+def weekly(ctx: Context, week: str | None, brand: str | None, out_dir: Path, fmt: str, no_redact: bool,
+           actor: str | None) -> None:
+    """Write the weekly report as self-contained HTML and/or PDF."""
+    from doorstep.reports import build_weekly_report, write_report
+
+    config = ctx.config
+    if brand and brand not in {b.name for b in config.brands}:
+        known = ", ".join(b.name for b in config.brands) or "(none configured)"
+        raise click.BadParameter(f"unknown brand {brand!r}; configured brands: {known}", param_hint="--brand")
+    try:
+        built = build_weekly_report(ctx.store, config, week, brand, redact=not no_redact,
+                                    actor=f"cli:{actor or 'unknown'}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--week") from None
+    for path in write_report(built, out_dir, fmt):
+        click.echo(str(path))
+    for warning in built.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if no_redact:
+        click.echo("note: personal data NOT masked; this export was recorded in the audit log", err=True)
+
+
+commands: list[click.Command] = [report]
