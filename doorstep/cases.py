@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from doorstep.config import Config
-from doorstep.models import Case, Customer, Labels, Link, Mention, Order, Shipment
+from doorstep.models import Case, Labels, Link, Mention
 
 #: How much each delivery problem adds: a lost parcel outranks a "where is it?".
 INTENT_SEVERITY: dict[str, float] = {
@@ -39,11 +39,15 @@ INTENT_LABELS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class PriorityInputs:
+    """What the priority score looks at; plain values so the hot path needs no full records."""
+
     labels: Labels | None
     followers: int = 0
-    customer: Customer | None = None
-    order: Order | None = None
-    shipment: Shipment | None = None
+    vip: bool = False
+    order_total: float | None = None
+    currency: str = "GBP"
+    #: Every tracking status the case's shipment has had (e.g. {"in_transit", "exception"}).
+    shipment_events: frozenset[str] = frozenset()
     mention_count: int = 1
 
 
@@ -68,19 +72,17 @@ def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[
         factors.append((f"{inputs.followers:,} followers", 12.0))
     elif inputs.followers >= 1000:
         factors.append((f"{inputs.followers:,} followers", 5.0))
-    if inputs.customer is not None and inputs.customer.vip:
+    if inputs.vip:
         factors.append(("VIP customer", 10.0))
-    if inputs.shipment is not None:
-        statuses = {e.status for e in inputs.shipment.events}
-        if "exception" in statuses:
-            factors.append(("courier exception on shipment", 10.0))
-        elif "attempt_failed" in statuses:
-            factors.append(("failed delivery attempt on shipment", 8.0))
-    if inputs.order is not None:
-        if inputs.order.total >= 200:
-            factors.append((f"order value {inputs.order.total:.0f} {inputs.order.currency}", 6.0))
-        elif inputs.order.total >= 100:
-            factors.append((f"order value {inputs.order.total:.0f} {inputs.order.currency}", 3.0))
+    if "exception" in inputs.shipment_events:
+        factors.append(("courier exception on shipment", 10.0))
+    elif "attempt_failed" in inputs.shipment_events:
+        factors.append(("failed delivery attempt on shipment", 8.0))
+    if inputs.order_total is not None:
+        if inputs.order_total >= 200:
+            factors.append((f"order value {inputs.order_total:.0f} {inputs.currency}", 6.0))
+        elif inputs.order_total >= 100:
+            factors.append((f"order value {inputs.order_total:.0f} {inputs.currency}", 3.0))
     score = min(100.0, sum(weight for _, weight in factors))
     reasons = [f"{name} (+{weight:g})" for name, weight in sorted(factors[1:], key=lambda f: -f[1])]
     return round(score, 1), reasons

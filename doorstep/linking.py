@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from doorstep.config import Config
-from doorstep.models import Case, Link, Mention, Order
+from doorstep.models import Case, Link, Mention
 from doorstep.numbers import find_invalid_tracking_candidates, find_order_numbers, find_tracking_numbers
-from doorstep.store import Store
+from doorstep.store import OrderSummary, Store
 
 #: Channels where only the customer can write to us, so a number they give is theirs.
 PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "sms", "chat"})
@@ -61,19 +61,19 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
     unmatched: list[str] = list(evidence.malformed)
 
     for number in evidence.tracking_numbers:
-        shipment = store.get_shipment(number)
-        if shipment is None:
-            unmatched.append(number)
-            continue
-        order = store.get_order(shipment.order_number)
-        return _number_link("tracking_number", order, number, author_customer, private, unmatched)
-
-    for number in evidence.order_numbers:
-        order = store.get_order(number)
+        shipment = store.shipment_brief(number)
+        order = store.order_summary(shipment[0]) if shipment else None
         if order is None:
             unmatched.append(number)
             continue
-        return _number_link("order_number", order, _main_tracking(order), author_customer, private, unmatched)
+        return _number_link("tracking_number", order, number, author_customer, private, unmatched)
+
+    for number in evidence.order_numbers:
+        order = store.order_summary(number)
+        if order is None:
+            unmatched.append(number)
+            continue
+        return _number_link("order_number", order, order.tracking_number, author_customer, private, unmatched)
 
     if thread_case is not None and (thread_case.order_number or thread_case.customer_id):
         return Link(
@@ -89,7 +89,7 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
     if author_customer is None:
         return Link(method="none", unmatched_numbers=unmatched)
 
-    candidates = rank_open_orders(store.orders_for_customer(author_customer))
+    candidates = rank_open_orders(store.order_summaries(customer_id=author_customer))
     if not candidates:
         return Link(customer_id=author_customer, method="handle", confidence=0.9, confirmed=True, unmatched_numbers=unmatched)
     best = candidates[0]
@@ -98,7 +98,7 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
     return Link(
         customer_id=author_customer,
         order_number=best.number,
-        tracking_number=_main_tracking(best),
+        tracking_number=best.tracking_number,
         method="recent_order",
         confidence=confidence,
         confirmed=True,
@@ -107,9 +107,8 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
 
 
 def _number_link(
-    method: str, order: Order | None, tracking: str | None, author_customer: str | None, private: bool, unmatched: list[str]
+    method: str, order: OrderSummary, tracking: str | None, author_customer: str | None, private: bool, unmatched: list[str]
 ) -> Link:
-    assert order is not None
     if author_customer == order.customer_id or private:
         return Link(
             customer_id=order.customer_id,
@@ -133,26 +132,23 @@ def _number_link(
     )
 
 
-def _main_tracking(order: Order) -> str | None:
-    return order.shipments[-1].tracking_number if order.shipments else None
-
-
-def rank_open_orders(orders: Iterable[Order]) -> list[Order]:
+def rank_open_orders(orders: Iterable[OrderSummary]) -> list[OrderSummary]:
     """Orders a vague complaint is most likely about: troubled shipments first, then newest.
 
-    Delivered orders older than two weeks are not candidates: "where is my order" is
-    rarely about something that arrived a month ago.
+    Delivered orders whose last scan is more than two weeks after they were placed are
+    not candidates: "where is my order" is rarely about something that arrived long ago.
     """
     candidates = []
     for order in orders:
-        statuses = {s.status for s in order.shipments}
-        delivered_long_ago = statuses == {"delivered"} and all(
-            s.events and (s.events[-1].time - order.placed_at).days > 14 for s in order.shipments
+        delivered_long_ago = (
+            order.shipment_statuses == {"delivered"}
+            and order.last_event_at is not None
+            and (order.last_event_at - order.placed_at).days > 14
         )
         if order.status in {"cancelled", "refunded"} or delivered_long_ago:
             continue
-        trouble = bool(statuses & TROUBLE_STATUSES)
-        not_delivered = not statuses or statuses != {"delivered"}
+        trouble = bool(order.shipment_statuses & TROUBLE_STATUSES)
+        not_delivered = order.shipment_statuses != {"delivered"}
         candidates.append(((trouble, not_delivered, order.placed_at), order))
     candidates.sort(key=lambda item: item[0], reverse=True)
     return [order for _, order in candidates]
@@ -163,12 +159,12 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
     """An agent sets the order (and customer) of a case by hand; it becomes confirmed."""
     tracking = None
     if order_number:
-        order = store.get_order(order_number)
+        order = store.order_summary(order_number)
         if order is None:
             raise KeyError(f"no order {order_number}")
         customer_id = customer_id or order.customer_id
-        tracking = _main_tracking(order)
-    shipment = store.get_shipment(tracking) if tracking else None
+        tracking = order.tracking_number
+    shipment = store.shipment_brief(tracking) if tracking else None
     current = store.get_case(case_id)
     return store.update_case(
         case_id,
@@ -177,7 +173,7 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
         order_number=order_number,
         customer_id=customer_id,
         tracking_number=tracking,
-        courier=shipment.courier if shipment else (current.courier if current else None),
+        courier=shipment[1] if shipment else (current.courier if current else None),
         link_method="agent",
         link_confidence=1.0,
         link_confirmed=True,

@@ -140,9 +140,9 @@ class Pipeline:
             order_number=link.order_number if link.confirmed else None,
             author_handle=mention.author_handle,
         )
-        shipment = store.get_shipment(link.tracking_number) if link.tracking_number else None
+        shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         brand = next((n for n in mention.matched if n in self._brands), None)
-        courier = shipment.courier if shipment else next((n for n in mention.matched if n in self._couriers), None)
+        courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
         if case is None:
             case = new_case(mention, link, brand, courier)
             case.id = store.insert_case(case)
@@ -155,15 +155,8 @@ class Pipeline:
                 store.audit("pipeline", "case.reopen", case.id, {"mention_id": mention.id})
             result.cases_updated += 1
         case.mention_count += 1
-        if not case.brand and brand:
-            case.brand = brand
-        if shipment and not case.courier:
-            case.courier = shipment.courier
-        elif courier and not case.courier:
-            case.courier = courier
-        if case.order_number and not case.brand:
-            order = store.get_order(case.order_number)
-            case.brand = order.brand if order else None
+        case.brand = case.brand or brand
+        case.courier = case.courier or courier
         self._prioritise(case, mention)
         store.set_mention_case(mention.id, case.id)  # type: ignore[arg-type]
         store.save_case(case)
@@ -185,16 +178,18 @@ class Pipeline:
         if labels is not None:
             # The case shows the reading its priority rests on, so intent and reasons agree.
             case.intent, case.sentiment, case.complaint = labels.intent, labels.sentiment, labels.complaint
-        order = store.get_order(case.order_number) if case.order_number else None
-        shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
-        customer = store.get_customer(case.customer_id) if case.customer_id else None
+        order = store.order_summary(case.order_number) if case.order_number else None
+        shipment = store.shipment_brief(case.tracking_number) if case.tracking_number else None
+        if order is not None and not case.brand:
+            case.brand = order.brand
         case.priority, case.priority_reasons = score_priority(
             PriorityInputs(
                 labels=labels,
                 followers=followers,
-                customer=customer,
-                order=order,
-                shipment=shipment,
+                vip=store.customer_is_vip(case.customer_id) if case.customer_id else False,
+                order_total=order.total if order else None,
+                currency=order.currency if order else "GBP",
+                shipment_events=shipment[2] if shipment else frozenset(),
                 mention_count=case.mention_count,
             ),
             self.config,

@@ -215,6 +215,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["cases"].create_index(["status", "priority"])
     db["cases"].create_index(["customer_id", "status"])
     db["cases"].create_index(["channel", "thread_id"])
+    db["cases"].create_index(["channel", "author_handle"])
     db["cases"].create_index(["order_number"])
     db["cases"].create_index(["opened_at"])
 
@@ -279,6 +280,24 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["users"].create({"username": str, "name": str, "role": str, "password_hash": str, "created_at": str}, pk="username")
+
+
+@dataclass(frozen=True)
+class OrderSummary:
+    """An order as linking and priority see it: no items, no event list."""
+
+    number: str
+    customer_id: str
+    placed_at: datetime
+    status: str
+    brand: str | None
+    total: float
+    currency: str
+    #: The latest shipment's tracking number (the one a vague complaint is most likely about).
+    tracking_number: str | None
+    shipment_statuses: frozenset[str]
+    event_statuses: frozenset[str]
+    last_event_at: datetime | None
 
 
 @dataclass
@@ -364,11 +383,11 @@ class Store:
         )
 
     def get_mention(self, mention_id: int) -> Mention | None:
-        row = self.db.execute("select * from mentions where id = ?", [mention_id]).fetchone()
-        return _mention_from_row(self._row(row, "mentions")) if row else None
+        rows = self.rows("select * from mentions where id = ?", [mention_id])
+        return _mention_from_row(rows[0]) if rows else None
 
     def mention_by_external_id(self, channel: str, external_id: str) -> Mention | None:
-        rows = list(self.db.query("select * from mentions where channel = ? and external_id = ?", [channel, external_id]))
+        rows = self.rows("select * from mentions where channel = ? and external_id = ?", [channel, external_id])
         return _mention_from_row(rows[0]) if rows else None
 
     def mentions_for_case(self, case_id: int) -> list[Mention]:
@@ -377,12 +396,9 @@ class Store:
 
     def peak_mention(self, case_id: int) -> Mention | None:
         """The case's most serious inbound post (complaint first, then urgency)."""
-        rows = list(
-            self.db.query(
-                "select * from mentions where case_id = ? and outbound = 0 "
-                "order by complaint desc, urgency desc, id limit 1",
-                [case_id],
-            )
+        rows = self.rows(
+            "select * from mentions where case_id = ? and outbound = 0 order by complaint desc, urgency desc, id limit 1",
+            [case_id],
         )
         return _mention_from_row(rows[0]) if rows else None
 
@@ -518,6 +534,50 @@ class Store:
         rows = self.db.query("select * from orders where customer_id = ? order by placed_at desc", [customer_id])
         return [_order_from_row(r, self.shipments_for_order(r["number"])) for r in rows]
 
+    def order_summaries(self, *, customer_id: str | None = None, number: str | None = None,
+                        limit: int = 20) -> list[OrderSummary]:
+        """Orders with what linking and priority need, in one query (no per-order round trips).
+
+        For a customer, only the ``limit`` most recent orders: a complaint is about a
+        recent order, and a heavy buyer's history must not slow every mention down.
+        """
+        where, param = ("o.customer_id = ?", customer_id) if customer_id is not None else ("o.number = ?", number)
+        sql = f"""
+            select o.number, o.customer_id, o.placed_at, o.status, o.brand, o.total, o.currency,
+              (select tracking_number from shipments where order_number = o.number order by rowid desc limit 1),
+              (select group_concat(status) from shipments where order_number = o.number),
+              (select group_concat(distinct e.status) from shipments s join tracking_events e
+                 on e.tracking_number = s.tracking_number where s.order_number = o.number),
+              (select max(last_event_at) from shipments where order_number = o.number)
+            from orders o where {where} order by o.placed_at desc limit ?"""
+        return [
+            OrderSummary(
+                number=r[0], customer_id=r[1], placed_at=parse_time(r[2]), status=r[3] or "placed", brand=r[4],
+                total=r[5] or 0.0, currency=r[6] or "GBP", tracking_number=r[7],
+                shipment_statuses=frozenset(filter(None, (r[8] or "").split(","))),
+                event_statuses=frozenset(filter(None, (r[9] or "").split(","))),
+                last_event_at=parse_time(r[10]),
+            )
+            for r in self.db.conn.execute(sql, [param, limit]).fetchall()
+        ]
+
+    def order_summary(self, number: str) -> OrderSummary | None:
+        found = self.order_summaries(number=number)
+        return found[0] if found else None
+
+    def shipment_brief(self, tracking_number: str) -> tuple[str, str, frozenset[str]] | None:
+        """(order number, courier, every tracking status it has had) of a shipment."""
+        row = self.db.conn.execute(
+            "select order_number, courier, (select group_concat(distinct status) from tracking_events "
+            "where tracking_number = s.tracking_number) from shipments s where tracking_number = ?",
+            [tracking_number],
+        ).fetchone()
+        return (row[0], row[1], frozenset(filter(None, (row[2] or "").split(",")))) if row else None
+
+    def customer_is_vip(self, customer_id: str) -> bool:
+        row = self.db.conn.execute("select vip from customers where id = ?", [customer_id]).fetchone()
+        return bool(row and row[0])
+
     def get_shipment(self, tracking_number: str) -> Shipment | None:
         rows = list(self.db.query("select * from shipments where tracking_number = ?", [tracking_number]))
         return _shipment_from_row(rows[0], self.tracking_events(tracking_number)) if rows else None
@@ -544,7 +604,7 @@ class Store:
         return int(cursor.lastrowid or 0)
 
     def get_case(self, case_id: int) -> Case | None:
-        rows = list(self.db.query("select * from cases where id = ?", [case_id]))
+        rows = self.rows("select * from cases where id = ?", [case_id])
         return _case_from_row(rows[0]) if rows else None
 
     def save_case(self, case: Case) -> Case:
@@ -601,11 +661,9 @@ class Store:
         elif author_handle and channel:
             probes.append(("channel = ? and author_handle = ? and order_number is null and customer_id is null", [channel, author_handle]))
         for where, params in probes:
-            rows = list(
-                self.db.query(
-                    f"select * from cases where {where} and status in ({marks}) order by (status = 'resolved'), id desc limit 1",
-                    [*params, *statuses],
-                )
+            rows = self.rows(
+                f"select * from cases where {where} and status in ({marks}) order by (status = 'resolved'), id desc limit 1",
+                [*params, *statuses],
             )
             if rows:
                 return _case_from_row(rows[0])
@@ -730,9 +788,11 @@ class Store:
         return [outbound_from_row(r) for r in rows]
 
     # ----------------------------------------------------------------- helpers
-    def _row(self, row: tuple, table: str) -> dict[str, Any]:
-        columns = [c.name for c in self.db[table].columns]
-        return dict(zip(columns, row))
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts, straight from sqlite3: the pipeline's hot path skips sqlite-utils' extras."""
+        cursor = self.db.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def _plain(value: Any) -> Any:

@@ -186,8 +186,10 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
                     intent=PROACTIVE_INTENT[reason], complaint=False, customer_id=order.customer_id,
                     order_number=order.number, tracking_number=tracking_number, link_method="tracking_number",
                     link_confidence=1.0, link_confirmed=True, opened_at=now, last_activity_at=now)
-        score, reasons = score_priority(PriorityInputs(labels=None, customer=customer, order=order,
-                                                       shipment=shipment), config)
+        score, reasons = score_priority(
+            PriorityInputs(labels=None, vip=bool(customer and customer.vip), order_total=order.total,
+                           currency=order.currency, shipment_events=frozenset(e.status for e in shipment.events)),
+            config)
         case.priority, case.priority_reasons = score, [f"proactive: {PROACTIVE_REASON[reason]}", *reasons]
         case.first_response_due, case.resolution_due = sla_due(score, now, config)
         with store.transaction():

@@ -90,7 +90,7 @@ def test_handle_only_ranks_troubled_orders_first(shop, config):
     # The older order has a courier exception, so it outranks the newer, uneventful one.
     assert (link.method, link.order_number, link.customer_id) == ("recent_order", "111111", "ann")
     assert link.confidence < 0.7  # two open orders: a guess the agent should check
-    assert [o.number for o in rank_open_orders(shop.orders_for_customer("ann"))] == ["111111", "222222"]
+    assert [o.number for o in rank_open_orders(shop.order_summaries(customer_id="ann"))] == ["111111", "222222"]
 
 
 def test_agent_override_confirms_and_is_audited(shop):
