@@ -1236,7 +1236,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
         raise SystemExit(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
     env = {**os.environ, "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve())}
     commands = {
-        "worker": [sys.executable, "-m", "doorstep.cli", "--db", str(Path(db_path).resolve()), "--config",
+        "worker": [sys.executable, "-m", "doorstep", "--db", str(Path(db_path).resolve()), "--config",
                    str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
         "console": [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),

@@ -1,0 +1,243 @@
+"""The Bluesky listener (atproto): ``app.bsky.feed.searchPosts`` per query and mention notifications.
+
+Search has no ``since_id``: each pass pages newest-first (``sort=latest``) with the API's
+``cursor`` and ``since`` = the newest ``indexedAt`` of the last finished pass minus a minute
+(late-indexed posts are caught; the overlap is absorbed by the pipeline's unique key). The
+cursor moves only in the transaction of the pass's last page, so a crash repeats the pass
+instead of skipping it. Notifications (reasons mention, reply, quote) are paged until the first
+one already seen. Notifications are never marked read: the team may use the app too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import Mention, utcnow
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.config import BlueskySettings, channel_settings
+from listeners.health import AuthError, Backoff, RoundResult, SourceError, Verdict, call_with_retries, record_round
+
+log = logging.getLogger("doorstep.listeners.bluesky")
+
+CHANNEL = "bluesky"
+MENTION_REASONS = {"mention", "reply", "quote"}
+#: Overlap between passes, for posts indexed a little after their neighbours.
+SINCE_OVERLAP = timedelta(seconds=60)
+
+
+def _get(obj: Any, *names: str) -> Any:
+    """Read a field from an atproto model or a plain dict (records of unknown types stay dicts)."""
+    for name in names:
+        if obj is None:
+            return None
+        obj = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+    return obj
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def post_to_mention(uri: str, author: Any, record: Any, own: set[str], own_did: str | None) -> Mention:
+    handle = _get(author, "handle")
+    did = _get(author, "did")
+    parent = _get(record, "reply", "parent", "uri")
+    root = _get(record, "reply", "root", "uri")
+    langs = _get(record, "langs") or []
+    rkey = uri.rsplit("/", 1)[-1]
+    return Mention(
+        channel=CHANNEL,
+        external_id=uri,
+        text=_get(record, "text"),
+        created_at=_time(_get(record, "created_at") or _get(record, "createdAt")),
+        author_id=did,
+        author_handle=handle,
+        author_name=_get(author, "display_name") or _get(author, "displayName"),
+        author_followers=int(_get(author, "followers_count") or 0),
+        language=langs[0] if langs else None,
+        url=f"https://bsky.app/profile/{handle or did}/post/{rkey}",
+        thread_id=root or uri,
+        in_reply_to=parent,
+        outbound=(bool(handle) and handle.lower() in own) or (own_did is not None and did == own_did),
+        raw={"uri": uri},
+    )
+
+
+def classify_error(exc: BaseException) -> Verdict | None:
+    from atproto_client import exceptions
+
+    if isinstance(exc, exceptions.RateLimitExceededError):
+        headers = exc.response.headers if exc.response is not None else {}
+        reset = headers.get("ratelimit-reset") or headers.get("RateLimit-Reset")
+        return ("rate_limit", float(reset) if reset else None)
+    if isinstance(exc, exceptions.UnauthorizedError):
+        return ("auth", f"{exc}: the Bluesky session was refused (check BLUESKY_HANDLE / BLUESKY_APP_PASSWORD)")
+    if isinstance(exc, exceptions.LoginRequiredError):
+        return ("auth", "not logged in: set BLUESKY_HANDLE and BLUESKY_APP_PASSWORD")
+    if isinstance(exc, exceptions.NetworkError):
+        return ("retry", f"network error: {exc or type(exc).__name__}")
+    if isinstance(exc, exceptions.BadRequestError):
+        return ("fail", f"400 {exc}")
+    if isinstance(exc, exceptions.RequestException):
+        status = exc.response.status_code if exc.response is not None else None
+        return ("retry", f"{exc}") if status is None or status >= 500 else ("fail", str(exc))
+    if isinstance(exc, (ValueError, exceptions.ModelError)):
+        log.warning("bluesky: malformed response (%s): %.2000s", type(exc).__name__, exc)
+        return ("retry", f"malformed response: {type(exc).__name__}")
+    return None
+
+
+@dataclass
+class _Source:
+    kind: str  # search | notifications
+    target: str
+
+    @property
+    def cursor(self) -> str:
+        return f"bluesky:{self.kind}:{self.target}" if self.target else f"bluesky:{self.kind}"
+
+
+class BlueskyListener:
+    def __init__(self, store: Store, config: Config, pipeline: Pipeline, *, client: Any = None,
+                 settings: BlueskySettings | None = None, backoff: Backoff | None = None):
+        self.store, self.config, self.pipeline = store, config, pipeline
+        self.settings = settings or channel_settings(config, CHANNEL)
+        self.backoff = backoff or Backoff()
+        self._client = client
+        self.own = config.own_handles(CHANNEL)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:  # logging in is a request: do it inside a round, with retries
+            from doorstep.clients import bluesky_client
+
+            self._client = call_with_retries("bluesky: login", lambda: bluesky_client(self.config), classify_error,
+                                             self.backoff)
+        return self._client
+
+    @property
+    def own_did(self) -> str | None:
+        session = getattr(self.client, "_session", None)
+        return getattr(session, "did", None)
+
+    def sources(self) -> list[_Source]:
+        out = [_Source("search", q) for q in self.settings.queries]
+        if self.settings.notifications:
+            out.append(_Source("notifications", ""))
+        return out
+
+    def poll_once(self) -> RoundResult:
+        result = RoundResult(CHANNEL)
+        try:
+            for source in self.sources():
+                try:
+                    if source.kind == "search":
+                        self._poll_search(source, result)
+                    else:
+                        self._poll_notifications(source, result)
+                except SourceError as exc:
+                    result.errors.append(f"bluesky: {exc}")
+                    log.error("bluesky: %s", exc)
+        except AuthError as exc:
+            result.errors.append(f"bluesky: {exc}")
+            log.error("bluesky: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
+            result.errors.append(f"bluesky: unexpected {type(exc).__name__}: {exc}")
+            log.exception("bluesky: round failed")
+        record_round(self.store, result)
+        return result
+
+    # ------------------------------------------------------------------ sources
+    def _state(self, source: _Source) -> dict[str, Any]:
+        raw = self.store.get_cursor(source.cursor)
+        return json.loads(raw) if raw else {}
+
+    def _poll_search(self, source: _Source, result: RoundResult) -> None:
+        state = self._state(source)
+        newest: str | None = None
+        page_cursor: str | None = None
+        for number in range(self.settings.max_pages):
+            params: dict[str, Any] = {"q": source.target, "limit": self.settings.limit, "sort": "latest"}
+            if state.get("since"):
+                params["since"] = state["since"]
+            if page_cursor:
+                params["cursor"] = page_cursor
+            response = call_with_retries(f"search {source.target!r}",
+                                         lambda: self.client.app.bsky.feed.search_posts(params=params),
+                                         classify_error, self.backoff, result)
+            result.pages += 1
+            posts = list(_get(response, "posts") or [])
+            for post in posts:
+                indexed = _get(post, "indexed_at")
+                if indexed and (newest is None or _time(indexed) > _time(newest)):
+                    newest = str(indexed)
+            page_cursor = _get(response, "cursor")
+            last = not posts or not page_cursor or number == self.settings.max_pages - 1
+            new_state = None
+            if last and newest:
+                new_state = {"since": (_time(newest) - SINCE_OVERLAP).isoformat().replace("+00:00", "Z")}
+            self._commit(source, [(p.uri, p.author, p.record) for p in posts], result, new_state)
+            if last:
+                return
+
+    def _poll_notifications(self, source: _Source, result: RoundResult) -> None:
+        state = self._state(source)
+        seen = _time(state["seen"]) if state.get("seen") else None
+        newest: str | None = None
+        page_cursor: str | None = None
+        for number in range(self.settings.max_pages):
+            params: dict[str, Any] = {"limit": self.settings.limit}
+            if page_cursor:
+                params["cursor"] = page_cursor
+            response = call_with_retries("notifications",
+                                         lambda: self.client.app.bsky.notification.list_notifications(params=params),
+                                         classify_error, self.backoff, result)
+            result.pages += 1
+            items = list(_get(response, "notifications") or [])
+            fresh = []
+            reached_seen = False
+            for item in items:
+                indexed = _time(_get(item, "indexed_at"))
+                if seen is not None and indexed <= seen:
+                    reached_seen = True
+                    continue
+                newest = newest if newest and _time(newest) >= indexed else str(_get(item, "indexed_at"))
+                if _get(item, "reason") in MENTION_REASONS:
+                    fresh.append((item.uri, item.author, item.record))
+            page_cursor = _get(response, "cursor")
+            last = reached_seen or not items or not page_cursor or number == self.settings.max_pages - 1
+            self._commit(source, fresh, result, {"seen": newest} if last and newest else None)
+            if last:
+                return
+
+    def _commit(self, source: _Source, items: list[tuple[str, Any, Any]], result: RoundResult,
+                state: dict[str, Any] | None) -> None:
+        mentions = []
+        now = utcnow()
+        own_did = self.own_did
+        for uri, author, record in items:
+            result.fetched += 1
+            try:
+                mention = post_to_mention(uri, author, record, self.own, own_did)
+            except Exception as exc:  # noqa: BLE001 - a broken post is skipped, never fatal
+                result.malformed += 1
+                log.warning("bluesky: skipping malformed post %s (%s: %s): %.2000r", uri, type(exc).__name__, exc, record)
+                continue
+            if not mention.outbound:
+                result.note_lag(mention.created_at, now)
+            mentions.append(mention)
+        with self.store.transaction():
+            if mentions:
+                ingested = self.pipeline.ingest(mentions)
+                result.stored += ingested.stored
+                result.duplicates += ingested.duplicates
+            if state is not None:
+                self.store.set_cursor(source.cursor, json.dumps(state))

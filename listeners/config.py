@@ -1,0 +1,121 @@
+"""Validated settings of the channel listeners (``[channels.*]`` in doorstep.toml).
+
+The core keeps ``channels`` as free-form dicts so the listeners own their keys; this module
+checks them and reports mistakes as ``channels.x.queries: Input should be a valid list``.
+Operators and automated checks configure the listeners through these key names: keep them
+stable. Credentials are never here; they come from the environment (see doorstep.clients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doorstep.config import Config, ConfigError, secret
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt "querys" must not silently disable a channel.
+    # ``base_url``/``timeout_s`` are read by doorstep.clients (the env variables win).
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    poll_seconds: float = Field(default=60.0, gt=0)
+    base_url: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class XSettings(_Section):
+    #: Recent-search queries, e.g. "@ShopHelp OR ShopHelp -is:retweet".
+    queries: list[str] = Field(default_factory=list)
+    #: Handles whose mentions timeline is polled (resolved to user ids once, cached in cursors).
+    accounts: list[str] = Field(default_factory=list)
+    include_retweets: bool = False
+    #: Use the filtered stream as well (not on every access level); polling still runs.
+    stream: bool = False
+    max_results: int = Field(default=100, ge=10, le=100)
+    #: Pages per source per round at most, so one busy query cannot starve the others.
+    max_pages: int = Field(default=200, ge=1)
+
+    @field_validator("queries")
+    @classmethod
+    def _queries_not_blank(cls, value: list[str]) -> list[str]:
+        for index, query in enumerate(value):
+            if not query.strip():
+                raise ValueError(f"query {index + 1} is empty")
+            if len(query) > 512:
+                raise ValueError(f"query {index + 1} is longer than 512 characters (the X limit)")
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _strip_at(cls, value: list[str]) -> list[str]:
+        return [a.strip().lstrip("@") for a in value if a.strip()]
+
+
+class MastodonSettings(_Section):
+    #: Accounts (of the access token) whose mention notifications are read; informative, since a
+    #: token belongs to one account.
+    accounts: list[str] = Field(default_factory=list)
+    hashtags: list[str] = Field(default_factory=list)
+    #: Words searched in the public timeline (needs full-text search on the instance).
+    keywords: list[str] = Field(default_factory=list)
+    limit: int = Field(default=40, ge=1, le=40)
+    max_pages: int = Field(default=50, ge=1)
+
+    @field_validator("hashtags")
+    @classmethod
+    def _strip_hash(cls, value: list[str]) -> list[str]:
+        return [h.strip().lstrip("#") for h in value if h.strip()]
+
+
+class BlueskySettings(_Section):
+    queries: list[str] = Field(default_factory=list)
+    #: Read mention/reply notifications of the logged-in account.
+    notifications: bool = True
+    limit: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=50, ge=1)
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+    #: Mentions in one request at most (a JSON list is accepted).
+    max_mentions: int = Field(default=1000, gt=0)
+    #: Channel given to mentions that do not name one.
+    default_channel: str = "webhook"
+
+    @property
+    def secret(self) -> str | None:
+        return secret("DOORSTEP_WEBHOOK_SECRET")
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "x": XSettings,
+    "mastodon": MastodonSettings,
+    "bluesky": BlueskySettings,
+    "webhook": WebhookSettings,
+}
+
+
+def channel_settings(config: Config, channel: str) -> Any:
+    """The validated ``[channels.CHANNEL]`` section (defaults when absent)."""
+    model = SECTIONS[channel]
+    try:
+        return model.model_validate(config.channels.get(channel, {}))
+    except ValidationError as exc:
+        lines = []
+        for item in exc.errors():
+            key = ".".join(["channels", channel, *(str(part) for part in item["loc"])])
+            lines.append(f"doorstep.toml: {key}: {item['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def configured_channels(config: Config) -> list[str]:
+    """Listener channels that have a section in the file and are enabled."""
+    return [name for name in SECTIONS if name in config.channels and channel_settings(config, name).enabled]

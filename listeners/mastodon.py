@@ -1,0 +1,233 @@
+"""The Mastodon listener (Mastodon.py): mention notifications, hashtag timelines, keyword search.
+
+Paging forward without gaps: Mastodon's ``since_id`` returns the *newest* items above the id,
+so a burst larger than one page would leave a hole. After the first round the listener pages
+with ``min_id`` (the items immediately after the cursor, oldest first) and writes the cursor in
+the same transaction as each page's mentions. The first round of a source walks back from the
+newest item (``max_id``) for at most ``max_pages`` pages and sets the cursor when it is done.
+
+Statuses are HTML; mentions keep the plain text. Boosts are skipped; posts by our own handles
+(``[[brands]] handles.mastodon``) are stored as outbound so threads stay whole.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import Mention, utcnow
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.config import MastodonSettings, channel_settings
+from listeners.health import AuthError, Backoff, RoundResult, SourceError, Verdict, call_with_retries, record_round
+
+log = logging.getLogger("doorstep.listeners.mastodon")
+
+CHANNEL = "mastodon"
+_BREAKS = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def html_to_text(content: str) -> str:
+    """Mastodon's status HTML as the plain text a person would read."""
+    return html.unescape(_TAGS.sub("", _BREAKS.sub("\n", content or ""))).strip()
+
+
+def _id_key(value: Any) -> tuple[int, str]:
+    text = str(value)
+    return (int(text), text) if text.isdigit() else (0, text)
+
+
+def status_to_mention(status: dict[str, Any], own: set[str]) -> Mention:
+    account = status.get("account") or {}
+    acct = str(account.get("acct") or account.get("username") or "")
+    created = status["created_at"]
+    if isinstance(created, str):
+        created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    text = html_to_text(status.get("content") or "") or (status.get("spoiler_text") or "")
+    reply_to = status.get("in_reply_to_id")
+    return Mention(
+        channel=CHANNEL,
+        external_id=str(status["id"]),
+        text=text,
+        created_at=created,
+        author_id=str(account["id"]) if account.get("id") is not None else None,
+        author_handle=acct or None,
+        author_name=account.get("display_name") or None,
+        author_followers=int(account.get("followers_count") or 0),
+        language=status.get("language"),
+        url=status.get("url") or status.get("uri"),
+        in_reply_to=str(reply_to) if reply_to else None,
+        outbound=acct.lower().split("@")[0] in own or acct.lower() in own,
+        raw={"id": str(status["id"]), "uri": status.get("uri"), "visibility": status.get("visibility")},
+    )
+
+
+@dataclass
+class _Source:
+    kind: str  # notifications | tag | search
+    target: str
+
+    @property
+    def cursor(self) -> str:
+        return f"mastodon:{self.kind}:{self.target}" if self.target else f"mastodon:{self.kind}"
+
+
+def classify_error(exc: BaseException) -> Verdict | None:
+    from mastodon import errors
+
+    if isinstance(exc, errors.MastodonRatelimitError):
+        return ("rate_limit", None)
+    if isinstance(exc, errors.MastodonUnauthorizedError):
+        return ("auth", "401 Unauthorized: MASTODON_ACCESS_TOKEN was refused (expired or revoked)")
+    if isinstance(exc, errors.MastodonNetworkError):
+        return ("retry", f"network error: {exc}")
+    if isinstance(exc, errors.MastodonServerError):
+        return ("retry", f"server error: {exc}")
+    if isinstance(exc, errors.MastodonNotFoundError):
+        return ("fail", f"404 Not Found: {exc}")
+    if isinstance(exc, errors.MastodonAPIError) and "Could not parse response as JSON" in str(exc):
+        log.warning("mastodon: malformed response body: %.2000s", exc)
+        return ("retry", "malformed response body (logged)")
+    if isinstance(exc, errors.MastodonAPIError):
+        status = exc.args[1] if len(exc.args) > 1 else None
+        if status == 403:
+            return ("auth", f"403 Forbidden: the token lacks a scope (read:notifications, read:statuses): {exc}")
+        if status == 429:
+            return ("rate_limit", None)
+        if isinstance(status, int) and status >= 500:
+            return ("retry", str(exc))
+        return ("fail", str(exc))
+    if isinstance(exc, ValueError):  # an unreadable body
+        return ("retry", f"malformed response: {exc}")
+    return None
+
+
+class MastodonListener:
+    def __init__(self, store: Store, config: Config, pipeline: Pipeline, *, client: Any = None,
+                 settings: MastodonSettings | None = None, backoff: Backoff | None = None):
+        self.store, self.config, self.pipeline = store, config, pipeline
+        self.settings = settings or channel_settings(config, CHANNEL)
+        if client is None:
+            from doorstep.clients import mastodon_client
+
+            client = mastodon_client(config)
+        self.client = client
+        self.backoff = backoff or Backoff()
+        self.own = config.own_handles(CHANNEL) | {a.lower().lstrip("@") for a in self.settings.accounts}
+
+    def sources(self) -> list[_Source]:
+        out = [_Source("notifications", "")]
+        out += [_Source("tag", tag) for tag in self.settings.hashtags]
+        out += [_Source("search", word) for word in self.settings.keywords]
+        return out
+
+    def poll_once(self) -> RoundResult:
+        result = RoundResult(CHANNEL)
+        try:
+            for source in self.sources():
+                try:
+                    self._poll_source(source, result)
+                except SourceError as exc:
+                    result.errors.append(f"mastodon: {exc}")
+                    log.error("mastodon: %s", exc)
+        except AuthError as exc:
+            result.errors.append(f"mastodon: {exc}")
+            log.error("mastodon: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
+            result.errors.append(f"mastodon: unexpected {type(exc).__name__}: {exc}")
+            log.exception("mastodon: round failed")
+        record_round(self.store, result)
+        return result
+
+    # ------------------------------------------------------------------ fetching
+    def _fetch(self, source: _Source, result: RoundResult, **params: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(cursor id, status) pairs of one page; notifications carry their own ids."""
+        limit = self.settings.limit
+        client = self.client
+        rate_reset = lambda: getattr(client, "ratelimit_reset", None)  # noqa: E731
+
+        def classify(exc: BaseException) -> Verdict | None:
+            verdict = classify_error(exc)
+            if verdict and verdict[0] == "rate_limit":
+                return ("rate_limit", rate_reset())
+            return verdict
+
+        if source.kind == "notifications":
+            what = "mention notifications"
+            page = call_with_retries(what, lambda: client.notifications(types=["mention"], limit=limit, **params),
+                                     classify, self.backoff, result)
+            return [(str(n["id"]), n.get("status")) for n in page or []]
+        if source.kind == "tag":
+            page = call_with_retries(f"#{source.target}", lambda: client.timeline_hashtag(source.target, limit=limit, **params),
+                                     classify, self.backoff, result)
+            return [(str(s["id"]), s) for s in page or []]
+        found = call_with_retries(f"search {source.target!r}",
+                                  lambda: client.search_v2(source.target, result_type="statuses", resolve=False,
+                                                           limit=limit, **params),
+                                  classify, self.backoff, result)
+        return [(str(s["id"]), s) for s in (found or {}).get("statuses") or []]
+
+    def _poll_source(self, source: _Source, result: RoundResult) -> None:
+        cursor = self.store.get_cursor(source.cursor)
+        if cursor is None:
+            self._first_round(source, result)
+            return
+        for _ in range(self.settings.max_pages):
+            page = self._fetch(source, result, min_id=cursor)
+            result.pages += 1
+            if not page:
+                return
+            cursor = max((item_id for item_id, _ in page), key=_id_key)
+            self._commit(source, page, result, cursor)
+            if len(page) < self.settings.limit:
+                return
+
+    def _first_round(self, source: _Source, result: RoundResult) -> None:
+        newest: str | None = None
+        max_id: str | None = None
+        for number in range(self.settings.max_pages):
+            page = self._fetch(source, result, **({"max_id": max_id} if max_id else {}))
+            result.pages += 1
+            if page:
+                newest = newest or max((i for i, _ in page), key=_id_key)
+                max_id = min((i for i, _ in page), key=_id_key)
+            last = not page or len(page) < self.settings.limit or number == self.settings.max_pages - 1
+            self._commit(source, page, result, newest if last else None)
+            if last:
+                return
+
+    def _commit(self, source: _Source, page: list[tuple[str, dict[str, Any] | None]], result: RoundResult,
+                cursor: str | None) -> None:
+        mentions = []
+        now = utcnow()
+        for _, status in page:
+            result.fetched += 1
+            if not status:
+                result.malformed += 1
+                continue
+            if status.get("reblog"):
+                result.skipped += 1
+                continue
+            try:
+                mention = status_to_mention(status, self.own)
+            except Exception as exc:  # noqa: BLE001 - a broken status is skipped, never fatal
+                result.malformed += 1
+                log.warning("mastodon: skipping malformed status (%s: %s): %.2000s", type(exc).__name__, exc,
+                            repr(dict(status)))
+                continue
+            if not mention.outbound:
+                result.note_lag(mention.created_at, now)
+            mentions.append(mention)
+        with self.store.transaction():
+            if mentions:
+                ingested = self.pipeline.ingest(mentions)
+                result.stored += ingested.stored
+                result.duplicates += ingested.duplicates
+            if cursor is not None:
+                self.store.set_cursor(source.cursor, cursor)

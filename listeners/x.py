@@ -1,0 +1,469 @@
+"""The X listener: recent search per query and the mentions timeline per account, via tweepy.
+
+Nothing lost, nothing twice:
+
+* Each source (a query, an account's mentions, our own account's posts) keeps a cursor in the
+  store: ``since_id`` of the last finished pass, plus, while a pass is under way, the newest id
+  it saw and the oldest id already committed (``until_id``). The cursor is written in the
+  same transaction as the page's mentions, so a process killed at any instant resumes at the
+  first uncommitted page: committed pages are never fetched again, uncommitted ones are.
+* The pipeline's unique key (channel, external_id) absorbs every other duplicate (two queries,
+  stream and poll, a page fetched twice after a crash between fetch and commit).
+* A 429 waits until ``x-rate-limit-reset``; 5xx, network errors and unreadable bodies back off
+  exponentially (capped, jittered); a 401/403 is an :class:`AuthError` that the health record
+  shows ("renew X_BEARER_TOKEN"), never a silent stop.
+
+Our own posts (authored by a handle in ``config.own_handles("x")``) never open cases: they are
+stored with ``outbound=True`` so threads stay whole. The accounts' own timelines are polled too,
+so replies an agent wrote natively in the X app still join their threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import Mention, utcnow
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.config import XSettings, channel_settings
+from listeners.health import (
+    AuthError,
+    Backoff,
+    ListenerError,
+    RoundResult,
+    SourceError,
+    record_error,
+    record_round,
+    record_success,
+)
+
+log = logging.getLogger("doorstep.listeners.x")
+
+CHANNEL = "x"
+EXPANSIONS = ["author_id", "referenced_tweets.id", "in_reply_to_user_id"]
+TWEET_FIELDS = ["created_at", "conversation_id", "lang", "referenced_tweets", "in_reply_to_user_id", "public_metrics"]
+USER_FIELDS = ["username", "name", "public_metrics"]
+#: Longest payload excerpt written to the log for a malformed post or page.
+LOG_PAYLOAD_CHARS = 2000
+
+
+@dataclass
+class Source:
+    """One thing polled each round. ``cursor`` is its row in the store's cursors table."""
+
+    kind: str  # "search" | "mentions" | "tweets"
+    target: str  # the query, or a user id
+    label: str  # for logs and errors: the query or "@handle"
+
+    @property
+    def cursor(self) -> str:
+        return f"x:{self.kind}:{self.target}"
+
+
+def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]], own: set[str]) -> Mention:
+    """Map one API v2 tweet (with ``includes.users``) to a Mention; raises on a malformed tweet."""
+    author = users.get(str(tweet.get("author_id")), {})
+    handle = author.get("username")
+    replied_to = next((r.get("id") for r in tweet.get("referenced_tweets") or [] if r.get("type") == "replied_to"), None)
+    metrics = author.get("public_metrics") or {}
+    tweet_id = str(tweet["id"])
+    return Mention(
+        channel=CHANNEL,
+        external_id=tweet_id,
+        text=tweet["text"],
+        created_at=datetime.fromisoformat(str(tweet["created_at"]).replace("Z", "+00:00")),
+        author_id=str(tweet["author_id"]) if tweet.get("author_id") else None,
+        author_handle=handle,
+        author_name=author.get("name"),
+        author_followers=int(metrics.get("followers_count") or 0),
+        language=tweet.get("lang"),
+        url=f"https://x.com/{handle or 'i/web'}/status/{tweet_id}",
+        thread_id=str(tweet.get("conversation_id") or tweet_id),
+        in_reply_to=str(replied_to) if replied_to else None,
+        outbound=bool(handle) and handle.lower() in own,
+        raw={k: tweet[k] for k in ("id", "author_id", "conversation_id", "referenced_tweets", "in_reply_to_user_id",
+                                   "public_metrics") if k in tweet},
+    )
+
+
+def _is_retweet(tweet: dict[str, Any]) -> bool:
+    return any(r.get("type") == "retweeted" for r in tweet.get("referenced_tweets") or [])
+
+
+def _excerpt(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text[:LOG_PAYLOAD_CHARS]
+
+
+class XListener:
+    """Polls X for mentions and runs them through the pipeline. One round: :meth:`poll_once`."""
+
+    def __init__(self, store: Store, config: Config, pipeline: Pipeline, *, client: Any = None,
+                 settings: XSettings | None = None, backoff: Backoff | None = None):
+        self.store = store
+        self.config = config
+        self.pipeline = pipeline
+        self.settings = settings or channel_settings(config, CHANNEL)
+        if client is None:
+            from doorstep.clients import x_client
+
+            client = x_client(config)
+        # Raw JSON: one malformed tweet must be skippable, and tweepy's model objects would fail
+        # on the whole page (and cost time) before we could look at it.
+        client.return_type = dict
+        self.client = client
+        self.backoff = backoff or Backoff()
+        self.own = config.own_handles(CHANNEL)
+        self._round: RoundResult | None = None
+
+    # ------------------------------------------------------------------ round
+    def poll_once(self) -> RoundResult:
+        """Poll every source once; record health; never raises for a single failed source."""
+        result = self._round = RoundResult(CHANNEL)
+        try:
+            for source in self.sources(result):
+                try:
+                    self._poll_source(source, result)
+                except SourceError as exc:
+                    result.errors.append(str(exc))
+                    log.error("%s", exc)
+        except AuthError as exc:
+            result.errors.append(str(exc))
+            log.error("%s", exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
+            result.errors.append(f"x: unexpected {type(exc).__name__}: {exc}")
+            log.exception("x: round failed")
+        self._round = None
+        record_round(self.store, result)
+        return result
+
+    def sources(self, result: RoundResult) -> list[Source]:
+        if not self.settings.queries and not self.settings.accounts:
+            # Nothing to poll is a misconfiguration, not a quiet success.
+            result.errors.append("x: channels.x has no queries and no accounts: nothing is being listened to")
+            return []
+        sources = [Source("search", q, q) for q in self.settings.queries]
+        for handle in self.settings.accounts:
+            try:
+                user_id = self.resolve_user_id(handle)
+            except SourceError as exc:
+                result.errors.append(str(exc))
+                continue
+            sources.append(Source("mentions", user_id, f"@{handle} mentions"))
+            if handle.lower() in self.own:
+                sources.append(Source("tweets", user_id, f"@{handle} own posts"))
+        return sources
+
+    def resolve_user_id(self, handle: str) -> str:
+        """Handle -> user id, asked once and cached in the cursors table (ids never change)."""
+        key = f"x:user:{handle.lower()}"
+        cached = self.store.get_cursor(key)
+        if cached:
+            return cached
+        body = self._call(f"look up @{handle}", self.client.get_user, username=handle, user_fields=["username"])
+        user = (body or {}).get("data")
+        if not user or not user.get("id"):
+            detail = "; ".join(e.get("detail", "") for e in (body or {}).get("errors", [])) or "no such user"
+            raise SourceError(f"x: account @{handle}: {detail}")
+        self.store.set_cursor(key, str(user["id"]))
+        return str(user["id"])
+
+    # ------------------------------------------------------------------ one source
+    def _load_cursor(self, source: Source) -> dict[str, str | None]:
+        raw = self.store.get_cursor(source.cursor)
+        if not raw:
+            return {"since_id": None, "newest": None, "until_id": None}
+        if raw.isdigit():  # a plain since_id (older format, or set by hand)
+            return {"since_id": raw, "newest": None, "until_id": None}
+        state = json.loads(raw)
+        return {"since_id": state.get("since_id"), "newest": state.get("newest"), "until_id": state.get("until_id")}
+
+    def _poll_source(self, source: Source, result: RoundResult) -> None:
+        state = self._load_cursor(source)
+        token: str | None = None
+        for _ in range(self.settings.max_pages):
+            params: dict[str, Any] = {
+                "max_results": max(self.settings.max_results, 5),
+                "expansions": EXPANSIONS,
+                "tweet_fields": TWEET_FIELDS,
+                "user_fields": USER_FIELDS,
+            }
+            if state["since_id"]:
+                params["since_id"] = state["since_id"]
+            if token:
+                params["next_token" if source.kind == "search" else "pagination_token"] = token
+            elif state["until_id"]:
+                params["until_id"] = state["until_id"]
+            body = self._fetch(source, params, state)
+            result.pages += 1
+            meta = body.get("meta") or {}
+            mentions = self._page_mentions(body, result)
+            next_token = meta.get("next_token")
+            if meta.get("result_count", len(body.get("data") or [])) and meta.get("newest_id"):
+                state["newest"] = state["newest"] or str(meta["newest_id"])
+                state["until_id"] = str(meta.get("oldest_id") or state["until_id"])
+            if not next_token:  # the pass is complete: everything newer than since_id is stored
+                if state["newest"]:
+                    state["since_id"] = state["newest"]
+                state["newest"] = state["until_id"] = None
+            self._commit(source, mentions, state, result)
+            if not next_token:
+                return
+            token = next_token
+        # Page budget spent: the cursor remembers where the pass stopped; the next round goes on.
+        log.info("x: %s: page budget of %s reached, continuing next round", source.label, self.settings.max_pages)
+
+    def _fetch(self, source: Source, params: dict[str, Any], state: dict[str, str | None]) -> dict[str, Any]:
+        if source.kind == "search":
+            call, args = self.client.search_recent_tweets, (source.target,)
+        elif source.kind == "mentions":
+            call, args = self.client.get_users_mentions, (source.target,)
+        else:
+            call, args = self.client.get_users_tweets, (source.target,)
+        try:
+            body = self._call(f"{source.kind} {source.label!r}", call, *args, **params)
+        except SourceError as exc:
+            # Recent search only reaches 7 days back: a cursor older than that is refused with a
+            # 400. Start a fresh pass rather than stopping for good (anything older is gone anyway).
+            if "since_id" in str(exc) and params.get("since_id"):
+                log.warning("x: %s: since_id refused (%s); starting a fresh pass", source.label, exc)
+                state.update(since_id=None, newest=None, until_id=None)
+                params = {k: v for k, v in params.items() if k not in ("since_id", "until_id")}
+                body = self._call(f"{source.kind} {source.label!r}", call, *args, **params)
+            else:
+                raise
+        if not isinstance(body, dict):
+            raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
+        return body
+
+    def _page_mentions(self, body: dict[str, Any], result: RoundResult) -> list[Mention]:
+        users = {}
+        for user in (body.get("includes") or {}).get("users") or []:
+            if isinstance(user, dict) and user.get("id"):
+                users[str(user["id"])] = user
+        mentions = []
+        now = utcnow()
+        for tweet in body.get("data") or []:
+            result.fetched += 1
+            try:
+                if not self.settings.include_retweets and _is_retweet(tweet):
+                    result.skipped += 1
+                    continue
+                mention = tweet_to_mention(tweet, users, self.own)
+            except Exception as exc:  # noqa: BLE001 - any broken post is skipped, never fatal
+                result.malformed += 1
+                log.warning("x: skipping malformed post (%s: %s): %s", type(exc).__name__, exc, _excerpt(tweet))
+                continue
+            if not mention.outbound:
+                result.note_lag(mention.created_at, now)
+            mentions.append(mention)
+        return mentions
+
+    def _commit(self, source: Source, mentions: list[Mention], state: dict[str, str | None], result: RoundResult) -> None:
+        with self.store.transaction():
+            ingested = self.pipeline.ingest(mentions) if mentions else None
+            self.store.set_cursor(source.cursor, json.dumps(state, separators=(",", ":")))
+        if ingested is not None:
+            result.stored += ingested.stored
+            result.duplicates += ingested.duplicates
+
+    # ------------------------------------------------------------------ retries
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import requests
+        import tweepy
+
+        attempt = waits = 0
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except tweepy.TooManyRequests as exc:
+                waits += 1
+                if waits > self.backoff.max_rate_limit_waits:
+                    raise SourceError(f"x: {what}: still rate-limited after {waits - 1} waits") from None
+                delay = self.backoff.rate_limit_delay(getattr(exc, "reset_time", None), attempt)
+                log.warning("x: %s: rate limited (429); waiting %.1f s for the window to reset", what, delay)
+                self._result_note("rate_limited")
+                self.backoff.sleep(delay)
+            except tweepy.Unauthorized:
+                raise AuthError(
+                    f"x: {what}: 401 Unauthorized: the X credentials were refused (expired or revoked "
+                    "X_BEARER_TOKEN / access token); renew them and restart the listener"
+                ) from None
+            except tweepy.Forbidden as exc:
+                raise AuthError(
+                    f"x: {what}: 403 Forbidden: the app lacks permission or access level for this endpoint "
+                    f"({_api_message(exc)})"
+                ) from None
+            except (tweepy.BadRequest, tweepy.NotFound) as exc:
+                raise SourceError(f"x: {what}: {exc.response.status_code}: {_api_message(exc)}") from None
+            except (tweepy.TwitterServerError, requests.RequestException, json.JSONDecodeError) as exc:
+                if isinstance(exc, json.JSONDecodeError):
+                    log.warning("x: %s: malformed response body (%s): %s", what, exc, _excerpt(exc.doc))
+                if attempt >= self.backoff.max_retries:
+                    raise SourceError(f"x: {what}: gave up after {attempt + 1} attempts: {_short(exc)}") from None
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                log.warning("x: %s: %s; retry %d in %.1f s", what, _short(exc), attempt, delay)
+                self._result_note("retries")
+                self.backoff.sleep(delay)
+
+    def _result_note(self, name: str) -> None:
+        if self._round is not None:
+            setattr(self._round, name, getattr(self._round, name) + 1)
+
+
+def _api_message(exc: Any) -> str:
+    messages = getattr(exc, "api_messages", None) or getattr(exc, "api_errors", None)
+    if messages:
+        return "; ".join(str(m) for m in messages)[:500]
+    try:
+        return exc.response.text[:500]
+    except Exception:  # noqa: BLE001
+        return str(exc)[:500]
+
+
+def _short(exc: BaseException) -> str:
+    from doorstep.clients import redact
+
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+class XStream:
+    """The filtered stream, in a background thread, next to polling (never instead of it).
+
+    The stream is not on every access level and it drops; polling with ``since_id`` stays the
+    source of truth and the pipeline stores a post seen by both once. Rules are one per
+    configured query, always tagged ``doorstep:<hash>`` (tweepy fails on untagged matches), and
+    rules with another ``doorstep:`` tag are removed. Connects, drops and refusals are written to
+    the ``x:stream`` health row, so a stream that keeps dropping is visible.
+    """
+
+    HEALTH = "x:stream"
+
+    def __init__(self, db_path: str, config: Config, *, classifier: Any = None, base_url: str | None = None):
+        self.db_path = db_path
+        self.config = config
+        self.classifier = classifier
+        self.base_url = base_url
+        self.settings: XSettings = channel_settings(config, CHANNEL)
+        self.own = config.own_handles(CHANNEL)
+        self._store: Store | None = None
+        self._pipeline: Pipeline | None = None
+        self._client: Any = None
+        self.received = 0
+
+    def _open(self) -> tuple[Store, Pipeline]:
+        if self._store is None:
+            self._store = Store(self.db_path)
+            self._pipeline = Pipeline(self._store, self.config, classifier=self.classifier)
+        assert self._pipeline is not None
+        return self._store, self._pipeline
+
+    def rule_tag(self, query: str) -> str:
+        import hashlib
+
+        return "doorstep:" + hashlib.sha1(query.encode()).hexdigest()[:10]
+
+    def client(self) -> Any:
+        import tweepy
+
+        from doorstep.clients import mount_base_url, x_base_url
+        from doorstep.config import secret
+
+        owner = self
+
+        class _Stream(tweepy.StreamingClient):
+            def on_connect(self) -> None:
+                store, _ = owner._open()
+                record_success(store, owner.HEALTH, fetched=0, stored=0)
+
+            def on_response(self, response: Any) -> None:
+                owner.handle(response)
+
+            def on_request_error(self, status_code: int) -> None:
+                store, _ = owner._open()
+                hint = {401: " (X_BEARER_TOKEN refused)", 403: " (the access level has no filtered stream)"}.get(status_code, "")
+                record_error(store, owner.HEALTH, f"x: stream refused with HTTP {status_code}{hint}")
+                if status_code in (401, 403):
+                    self.disconnect()
+
+            def on_connection_error(self) -> None:
+                store, _ = owner._open()
+                record_error(store, owner.HEALTH, "x: stream connection dropped; reconnecting")
+
+            def on_exception(self, exception: Exception) -> None:
+                store, _ = owner._open()
+                record_error(store, owner.HEALTH, f"x: stream stopped: {type(exception).__name__}: {exception}")
+                log.exception("x: stream stopped", exc_info=exception)
+
+        if self._client is None:
+            # A daemon thread: the stream must not keep a stopped listener process alive.
+            self._client = _Stream(secret("X_BEARER_TOKEN") or "", wait_on_rate_limit=False, daemon=True)
+            mount_base_url(self._client.session, (self.base_url or x_base_url(self.config)).rstrip("/"), 90.0)
+        return self._client
+
+    def sync_rules(self) -> list[str]:
+        """Make the stream's doorstep rules equal to the configured queries; returns their tags."""
+        import tweepy
+
+        client = self.client()
+        wanted = {self.rule_tag(q): q for q in self.settings.queries}
+        existing = client.get_rules().data or []
+        stale = [r.id for r in existing if (r.tag or "").startswith("doorstep:") and wanted.get(r.tag) != r.value]
+        present = {r.tag for r in existing if wanted.get(r.tag or "") == r.value}
+        if stale:
+            client.delete_rules(stale)
+        missing = [tweepy.StreamRule(q, tag=t) for t, q in wanted.items() if t not in present]
+        if missing:
+            client.add_rules(missing)
+        return sorted(wanted)
+
+    def handle(self, response: Any) -> None:
+        store, pipeline = self._open()
+        users = {str(u.id): u.data for u in (response.includes or {}).get("users", [])}
+        tweet = getattr(response.data, "data", None) or {}
+        try:
+            if not self.settings.include_retweets and _is_retweet(tweet):
+                return
+            mention = tweet_to_mention(tweet, users, self.own)
+        except Exception as exc:  # noqa: BLE001 - a broken post is skipped, never fatal
+            log.warning("x: stream: skipping malformed post (%s): %s", exc, _excerpt(tweet))
+            return
+        with store.transaction():
+            result = pipeline.ingest([mention])
+        self.received += 1
+        record_success(store, self.HEALTH, fetched=1, stored=result.stored)
+
+    def start(self) -> Any:
+        """Sync the rules and connect in a daemon thread (returned)."""
+        self.sync_rules()
+        return self.client().filter(expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS, user_fields=USER_FIELDS,
+                                    threaded=True)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+
+
+def run_forever(listener: XListener, poll_seconds: float | None = None, stop: Any = None) -> None:
+    """Poll until ``stop()`` is true (``doorstep listen x`` without ``--once``)."""
+    import time
+
+    interval = poll_seconds or listener.settings.poll_seconds
+    while not (stop and stop()):
+        started = time.monotonic()
+        try:
+            result = listener.poll_once()
+            log.info("%s", result.summary())
+        except Exception as exc:  # noqa: BLE001 - keep polling; health shows the failure
+            record_error(listener.store, CHANNEL, f"{type(exc).__name__}: {exc}")
+            log.exception("x: round failed")
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+__all__ = ["XListener", "XStream", "Source", "tweet_to_mention", "ListenerError", "AuthError", "run_forever"]
