@@ -176,11 +176,13 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
     """Build a fresh demo shop database, then start the worker and the console."""
     from doorstep.demo import build_demo, run_demo
 
+    feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
     summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                         config_path=ctx.config_path)
+                         config_path=ctx.config_path, x_feed_path=feed)
     click.echo(summary, err=True)
+    click.echo(f"{sum(1 for _ in feed.open())} newer X posts wait in the X API emulator's feed ({feed})", err=True)
     if not build_only:
-        run_demo(ctx.db_path, port=port, config_path=ctx.config_path)
+        run_demo(ctx.db_path, port=port, config_path=ctx.config_path, x_feed_path=feed)
 
 
 # ---------------------------------------------------------------------- run

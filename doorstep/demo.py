@@ -1152,11 +1152,17 @@ def build_demo(
     config_path: str | None = None,
     now: datetime | None = None,
     classifier: Any | None = None,
+    x_feed_path: str | Path | None = None,
+    x_live_posts: int = 40,
 ) -> str:
     """Replace ``db_path`` with a freshly generated demo shop and return a short summary.
 
     ``now`` anchors every time (default: the current hour), so the demo always looks
     live and tests can pin it. ``classifier`` defaults to the configured one.
+
+    With ``x_feed_path``, the newest ``x_live_posts`` stand-alone X posts are not stored
+    but written there as the X API emulator's feed: the running demo's X listener then
+    fetches them through tweepy, as it would from the real API.
     """
     from doorstep.pipeline import Pipeline
 
@@ -1173,6 +1179,8 @@ def build_demo(
     people = gen.make_people(customers)
     shop_orders = gen.make_orders(orders)
     posts = _mentions(gen, mentions)
+    if x_feed_path is not None:
+        posts = _hold_back_x_feed(posts, Path(x_feed_path), x_live_posts)
 
     _remove_database(db_path)
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
@@ -1187,6 +1195,26 @@ def build_demo(
         return summarise(store, config)
     finally:
         store.close()
+
+
+def _hold_back_x_feed(posts: list[Mention], path: Path, count: int) -> list[Mention]:
+    """Write the newest stand-alone inbound X posts to ``path`` (JSONL) and return the rest."""
+    answered = {p.in_reply_to for p in posts if p.in_reply_to}
+    candidates = [
+        p for p in posts
+        if p.channel == "x" and not p.outbound and p.in_reply_to is None and p.external_id not in answered
+        and p.author_handle
+    ]
+    live = {p.external_id for p in sorted(candidates, key=lambda p: p.created_at)[-count:]} if count > 0 else set()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for p in posts:
+            if p.external_id in live:
+                fh.write(json.dumps({
+                    "id": p.external_id, "text": p.text, "username": p.author_handle, "name": p.author_name,
+                    "followers": p.author_followers, "created_at": p.created_at.isoformat(),
+                }) + "\n")
+    return [p for p in posts if p.external_id not in live]
 
 
 def summarise(store: Store, config: Config) -> str:
@@ -1224,7 +1252,8 @@ def digest(store: Store) -> str:
 
 
 # ---------------------------------------------------------------------- running
-def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml") -> None:
+def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
+             x_feed_path: str | Path | None = None, x_port: int = 8765) -> None:
     """Run the worker and the console on the demo database until Ctrl-C or SIGTERM.
 
     Both run as child processes so a crash in one is visible (the other is then
@@ -1235,7 +1264,16 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     if not app.exists():
         raise SystemExit(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
     env = {**os.environ, "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve())}
-    commands = {
+    commands: dict[str, list[str]] = {}
+    if x_feed_path is not None:
+        # The demo never talks to the real X: tweepy is pointed at the local emulator.
+        env.update(
+            X_API_BASE_URL=f"http://127.0.0.1:{x_port}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
+            X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
+        )
+        commands["x-emulator"] = [sys.executable, "-m", "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
+                                  "--port", str(x_port), "--me", "LarkspurHelp"]
+    commands |= {
         "worker": [sys.executable, "-m", "doorstep", "--db", str(Path(db_path).resolve()), "--config",
                    str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
@@ -1251,6 +1289,8 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     try:
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+            if name == "x-emulator":
+                time.sleep(1.0)  # let it bind before the worker's first poll
         print(f"Doorstep demo console: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
         while True:
             for name, child in children.items():
