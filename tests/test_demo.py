@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -236,9 +238,18 @@ def test_cli_builds_a_small_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
          "--orders", "25", "--mentions", "15"],
     )
     assert result.exit_code == 0, result.output
+    feed = [json.loads(line) for line in db.with_suffix(".x-feed.jsonl").read_text().splitlines()]
     store = Store(db)
     try:
-        assert store.count("mentions") == 15
+        # The newest stand-alone X posts wait in the emulator's feed; together nothing is lost.
+        assert feed and store.count("mentions") + len(feed) == 15
+        for post in feed:
+            assert store.mention_by_external_id("x", post["id"]) is None
+            assert post["username"] and post["text"]
+        stored_replies_to_feed = store.db.execute(
+            f"select count(*) from mentions where in_reply_to in ({','.join('?' * len(feed))})", [p["id"] for p in feed]
+        ).fetchone()[0]
+        assert stored_replies_to_feed == 0  # no stored post answers a post that is not there yet
     finally:
         store.close()
 
