@@ -181,8 +181,25 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
                          config_path=ctx.config_path, x_feed_path=feed)
     click.echo(summary, err=True)
     click.echo(f"{sum(1 for _ in feed.open())} newer X posts wait in the X API emulator's feed ({feed})", err=True)
+    _add_demo_users(ctx.db_path)
     if not build_only:
         run_demo(ctx.db_path, port=port, config_path=ctx.config_path, x_feed_path=feed)
+
+
+def _add_demo_users(db_path: str) -> None:
+    """One user per role, so the demo opens on a login that works (demo data only)."""
+    import os
+
+    from console.auth import add_user
+
+    password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
+    store = Store(db_path)
+    try:
+        for username, role, name in (("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")):
+            add_user(store, username, password, role=role, name=name, actor="demo", rounds=10)
+    finally:
+        store.close()
+    click.echo(f"demo logins: agent / lead / admin, password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
 
 
 # ---------------------------------------------------------------------- run

@@ -1,0 +1,473 @@
+"""One case: the posts, the order and the parcel's journey, and every action on it.
+
+Collision safety: the version of the case the agent is working from is kept in the session
+(``case_versions``) from the moment the case is opened. Status, assignment, snooze, link and
+label changes are written with that version; if someone else changed the case meanwhile the
+store refuses (``StaleCaseError``), the agent is told who changed it, and the page shows the
+fresh state with the new version, so nothing is overwritten silently. Presence (who else is
+looking or drafting) warns before that happens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from zoneinfo import ZoneInfo
+
+import altair as alt
+import streamlit as st
+
+from console import presence
+from console.auth import can
+from console.widgets import (
+    current_user,
+    escape_md,
+    flash,
+    get_config,
+    get_store,
+    local_time,
+    open_case,
+    require,
+    safe_text,
+    show_flashes,
+    show_priority,
+    sla_badge,
+)
+from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
+from doorstep.store import StaleCaseError, Store, iso
+
+SNOOZE_CHOICES = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "Tomorrow (24 h)": timedelta(days=1)}
+
+
+# --------------------------------------------------------------------- versions
+def held_version(case: Case) -> int:
+    versions: dict[int, int] = st.session_state.setdefault("case_versions", {})
+    assert case.id is not None
+    return versions.setdefault(case.id, case.version)
+
+
+def hold(case: Case) -> None:
+    st.session_state.setdefault("case_versions", {})[case.id] = case.version
+
+
+def write_case(store: Store, case: Case, actor: str, what: str, **changes: Any) -> Case | None:
+    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh."""
+    try:
+        updated = store.update_case(case.id, held_version(case), actor, **changes)  # type: ignore[arg-type]
+    except StaleCaseError as exc:
+        fresh = store.get_case(case.id)  # type: ignore[arg-type]
+        if fresh is not None:
+            hold(fresh)
+        st.session_state["case_conflict"] = str(exc)
+        return None
+    hold(updated)
+    flash("success", what)
+    return updated
+
+
+def record_label_correction(store: Store, mention: Mention, field: str, old: Any, new: Any, actor: str) -> None:
+    """Keep the agent's correction for retraining; the audit log says who made it."""
+    with store.transaction():
+        store.db.execute(
+            "insert into label_corrections (mention_id, text, field, old_value, new_value, corrected_by, at) "
+            "values (?, ?, ?, ?, ?, ?, ?)",
+            [mention.id, mention.text, field, str(old), str(new), actor, iso(utcnow())],
+        )
+        store.audit(actor, "label.correct", mention.case_id,
+                    {"mention_id": mention.id, "field": field, "old": str(old), "new": str(new)})
+
+
+# --------------------------------------------------------------------- sections
+def _header(store: Store, case: Case, user: Any) -> None:
+    config = get_config()
+    st.title(f"Case #{case.id}")
+    cols = st.columns([3, 1.2, 2, 3])
+    cols[0].metric("Status", case.status.replace("_", " "))
+    cols[1].metric("Priority", f"{case.priority:g}")
+    cols[2].metric("Assignee", case.assignee or "nobody")
+    with cols[3]:
+        sla_badge(case)
+        st.caption(escape_md(
+            f"first response due {local_time(case.first_response_due, config)} · resolution due "
+            f"{local_time(case.resolution_due, config)} ({config.timezone})"
+        ))
+    show_priority(case)
+    others = presence.others(store, case.id, user.username)  # type: ignore[arg-type]
+    if others:
+        words = ", ".join(f"{o['user']} ({'drafting a reply' if o['drafting'] else 'viewing'})" for o in others)
+        st.warning(escape_md(f"Also on this case: {words}"), icon=":material/group:")
+    if held_version(case) != case.version:
+        row = store.db.execute("select updated_by from cases where id = ?", [case.id]).fetchone()
+        st.info(escape_md(f"This case was changed by {row[0] if row else 'someone'} since you opened it; "
+                          "the page shows the latest state."))
+        if st.button("Work from the latest version", key="case_reload"):
+            hold(case)
+            st.rerun()
+
+
+def _posts(store: Store, case: Case) -> list[Mention]:
+    config = get_config()
+    mentions = store.mentions_for_case(case.id)  # type: ignore[arg-type]
+    thread_ids = {(m.channel, m.thread_id) for m in mentions if m.thread_id}
+    seen = {m.id for m in mentions}
+    thread: list[Mention] = list(mentions)
+    for channel, thread_id in thread_ids:
+        thread += [m for m in store.thread(channel, thread_id) if m.id not in seen and not seen.add(m.id)]  # type: ignore[func-returns-value]
+    thread.sort(key=lambda m: (m.created_at, m.id or 0))
+    st.subheader("Posts and thread")
+    for m in thread:
+        with st.container(border=True):
+            who = f"{m.author_name or ''} @{m.author_handle or '?'}".strip()
+            safe_text(f"{who} · {m.author_followers:,} followers · {m.channel} · "
+                      f"{local_time(m.created_at, config)}" + (" · our reply" if m.outbound else ""), caption=True)
+            safe_text(m.text)
+            if m.url and m.url.startswith(("https://", "http://")):
+                st.link_button("Open original", m.url)
+            if m.labels and not m.outbound:
+                _labels(store, m)
+    return mentions
+
+
+def _labels(store: Store, m: Mention) -> None:
+    labels = m.labels
+    assert labels is not None
+    intent_p = labels.intent_scores.get(labels.intent, 0.0)
+    sent_p = labels.sentiment_scores.get(labels.sentiment, 0.0)
+    st.caption(escape_md(
+        f"labels: {labels.intent} ({intent_p:.0%}) · {labels.sentiment} ({sent_p:.0%}) · "
+        f"complaint {'yes' if labels.complaint else 'no'} ({labels.complaint_score:.0%}) · urgency {labels.urgency:.2f}"
+        + (" · needs review" if labels.needs_review else "") + (f" · model {labels.model}" if labels.model else "")
+    ))
+    user = current_user()
+    if not can(user, "correct_labels"):
+        return
+    with st.expander("Correct labels"):
+        with st.form(f"labels_{m.id}"):
+            intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}")
+            sentiment = st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
+                                     key=f"lab_sent_{m.id}")
+            complaint = st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
+            if st.form_submit_button("Save correction"):
+                changed = 0
+                for field, old, new in (("intent", labels.intent, intent), ("sentiment", labels.sentiment, sentiment),
+                                        ("complaint", labels.complaint, complaint)):
+                    if old != new:
+                        record_label_correction(store, m, field, old, new, user.username)
+                        changed += 1
+                flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change")
+                st.rerun()
+
+
+def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
+    """The parcel's journey: one point per scan, statuses in their natural order."""
+    zone = ZoneInfo(tz)
+    # Wall-clock times in the team's zone, without offset: Vega-Lite shows them as written,
+    # whatever zone the browser is in.
+    data = [
+        {"time": e.time.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"), "status": e.status, "location": e.location or "",
+         "description": e.description or "", "step": TRACKING_STATUSES.index(e.status)}
+        for e in events
+    ]
+    base = alt.Chart(alt.Data(values=data))
+    y = alt.Y("status:N", sort=list(TRACKING_STATUSES), title=None)
+    x = alt.X("time:T", title=f"time ({tz})")
+    line = base.mark_line(color="#999").encode(x=x, y=y)
+    points = base.mark_circle(size=120).encode(
+        x=x, y=y,
+        color=alt.Color("status:N", sort=list(TRACKING_STATUSES), legend=None,
+                        scale=alt.Scale(domain=list(TRACKING_STATUSES),
+                                        range=["#9e9e9e", "#1e88e5", "#43a047", "#fb8c00", "#e53935", "#2e7d32",
+                                               "#8e24aa"])),
+        tooltip=["time:T", "status:N", "location:N", "description:N"],
+    )
+    return (line + points).properties(height=220)
+
+
+def _order(store: Store, case: Case) -> None:
+    config = get_config()
+    st.subheader("Customer, order and parcel")
+    customer = store.get_customer(case.customer_id) if case.customer_id else None
+    order = store.get_order(case.order_number) if case.order_number else None
+    confirmed = "confirmed" if case.link_confirmed else "NOT confirmed: do not share order details publicly"
+    safe_text(f"link: {case.link_method} · confidence {case.link_confidence:.0%} · {confirmed}", caption=True)
+    if customer:
+        safe_text(f"Customer: {customer.name}" + (" (VIP)" if customer.vip else "")
+                  + (f" · opted out of {', '.join(customer.opt_out)}" if customer.opt_out else ""))
+    if order:
+        safe_text(f"Order {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
+                  f"{order.total:.2f} {order.currency} · promised "
+                  f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
+        st.dataframe([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
+                       "price": i.get("price", "")} for i in order.items], hide_index=True)
+        for shipment in order.shipments:
+            safe_text(f"Shipment {shipment.tracking_number} · {shipment.courier} {shipment.service or ''} · "
+                      f"status {shipment.status or '-'}")
+            if shipment.events:
+                st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
+                st.dataframe([{"time": local_time(e.time, config), "status": e.status, "location": e.location or "",
+                               "courier says": e.description or ""} for e in shipment.events], hide_index=True)
+            else:
+                st.caption("No tracking events yet.")
+    else:
+        st.info("No order linked to this case.")
+    if can(current_user(), "relink"):
+        with st.expander("Change the linked order"):
+            with st.form("relink"):
+                number = st.text_input("Order number", value=case.order_number or "", key="relink_number")
+                if st.form_submit_button("Link this order"):
+                    from doorstep.linking import override_link
+
+                    try:
+                        updated = override_link(store, case.id, held_version(case), current_user().username,  # type: ignore[arg-type]
+                                                order_number=number.strip() or None)
+                    except KeyError:
+                        st.error(escape_md(f"No order {number.strip()} in the shop data."))
+                    except StaleCaseError as exc:
+                        fresh = store.get_case(case.id)  # type: ignore[arg-type]
+                        if fresh:
+                            hold(fresh)
+                        st.session_state["case_conflict"] = str(exc)
+                        st.rerun()
+                    else:
+                        hold(updated)
+                        flash("success", f"case linked to order {number.strip()} (confirmed by you)")
+                        st.rerun()
+    if case.customer_id:
+        rows = list(store.db.query(
+            "select id, status, intent, opened_at from cases where customer_id = ? and id != ? order by id desc limit 20",
+            [case.customer_id, case.id]))
+        if rows:
+            st.caption("The customer's other cases")
+            for r in rows:
+                if st.button(f"#{r['id']} · {r['status']} · {r['intent'] or '-'}", key=f"other_{r['id']}"):
+                    open_case(r["id"])
+
+
+def _composer(store: Store, case: Case, user: Any) -> None:
+    from responders.channels import LIMITS, weighted_length
+    from responders.outbox import ReplyRejected, queue_reply
+    from responders.templates import TemplateError, list_templates, render_template, suggest_templates
+
+    config = get_config()
+    st.subheader("Reply")
+    shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
+    templates = list_templates(config)
+    suggested = suggest_templates(case, shipment, config)
+    names = [*suggested, *[n for n in sorted(templates) if n not in suggested]]
+    key = f"draft_{case.id}"
+    cols = st.columns([3, 1])
+    with cols[0]:
+        name = st.selectbox("Template", names, key=f"tpl_{case.id}",
+                            format_func=lambda n: f"{n} (suggested)" if n in suggested else n)
+    with cols[1]:
+        st.write("")
+        def fill() -> None:
+            try:
+                st.session_state[key] = render_template(store, config, case.id, st.session_state[f"tpl_{case.id}"],  # type: ignore[arg-type]
+                                                        agent=user.name)
+            except TemplateError as exc:
+                st.session_state[f"reply_error_{case.id}"] = str(exc)
+
+        st.button("Fill template", key=f"fill_{case.id}", on_click=fill)
+    channel_options = [c for c in dict.fromkeys([case.channel, "email"]) if c]
+    channel = st.radio("Reply on", channel_options, horizontal=True, key=f"reply_channel_{case.id}")
+    text = st.text_area("Reply text", key=key, height=120)
+    if text.strip():
+        presence.touch(store, case.id, user.username, drafting=True)  # type: ignore[arg-type]
+    limit = LIMITS.get(channel or "")
+    length = weighted_length(channel or "", text) if channel else len(text)
+    over = limit is not None and length > limit
+    st.caption(escape_md(f"{length}/{limit} characters on {channel}" if limit else f"{length} characters"))
+    if over:
+        st.error(f"Too long for {channel}: {length} > {limit}.")
+    if text.strip():
+        st.caption("Preview (as the customer will see it)")
+        st.text(text.strip())
+    error_key = f"reply_error_{case.id}"
+    if st.session_state.get(error_key):
+        st.error(escape_md(st.session_state.pop(error_key)))
+
+    def queue(body: str | None = None) -> None:
+        # A callback, so the draft can be cleared before the text area is drawn again.
+        try:
+            if body is None:
+                message = queue_reply(store, config, case.id, st.session_state.get(key, ""), user.username,  # type: ignore[arg-type]
+                                      channel=st.session_state.get(f"reply_channel_{case.id}"))
+            else:
+                message = queue_reply(store, config, case.id, body, user.username)  # type: ignore[arg-type]
+        except ReplyRejected as exc:
+            st.session_state[error_key] = f"Reply not queued: {exc}"
+            return
+        flash("success", f"reply queued (message {message.id}); the worker sends it")
+        if body is None:
+            st.session_state[key] = ""
+        _after_own_write(store, case)
+
+    def ask_privately() -> None:
+        try:
+            body = render_template(store, config, case.id, "ask_details_privately", agent=user.name)  # type: ignore[arg-type]
+        except TemplateError as exc:
+            st.session_state[error_key] = f"Not queued: {exc}"
+            return
+        queue(body)
+
+    b1, b2 = st.columns(2)
+    b1.button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
+              disabled=not text.strip() or over or not can(user, "reply"))
+    b2.button("Ask for details privately", key=f"askdm_{case.id}", on_click=ask_privately,
+              disabled=not can(user, "reply"))
+
+
+def _after_own_write(store: Store, case: Case) -> None:
+    """Our own reply/escalation may bump the case (status, first response): keep working on it."""
+    fresh = store.get_case(case.id)  # type: ignore[arg-type]
+    if fresh is not None and held_version(case) == case.version:
+        hold(fresh)
+
+
+def _escalate(store: Store, case: Case, user: Any) -> None:
+    from responders.config import responders_settings
+    from responders.escalation import EscalationRejected
+    from responders.outbox import queue_escalation
+
+    config = get_config()
+    targets = ["courier", *sorted(responders_settings(config).escalation.targets)]
+    with st.form(f"escalate_{case.id}", clear_on_submit=True):
+        st.markdown("**Escalate**")
+        target = st.selectbox("To", targets, key=f"esc_target_{case.id}",
+                              format_func=lambda t: f"courier ({case.courier or 'unknown'})" if t == "courier" else t)
+        note = st.text_area("Note for them", key=f"esc_note_{case.id}", height=80)
+        if st.form_submit_button("Escalate", disabled=not can(user, "escalate")):
+            try:
+                message = queue_escalation(store, config, case.id, target, note or None, user.username)  # type: ignore[arg-type]
+            except (EscalationRejected, ValueError) as exc:
+                st.error(escape_md(f"Not escalated: {exc}"))
+            else:
+                flash("success", f"escalation queued to {message.target} (message {message.id})")
+                _after_own_write(store, case)
+                st.rerun()
+
+
+def _actions(store: Store, case: Case, user: Any) -> None:
+    # Widget keys carry the case version, so after a conflict (or anyone's change) the
+    # choices start again from the fresh state instead of the agent's stale selection.
+    st.subheader("Actions")
+    with st.form(f"status_{case.id}"):
+        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), key=f"status_sel_{case.id}_v{case.version}")
+        if st.form_submit_button("Set status", disabled=not can(user, "status")):
+            changes: dict[str, Any] = {"status": status}
+            if status == "resolved" and case.resolved_at is None:
+                changes["resolved_at"] = utcnow()
+            write_case(store, case, user.username, f"status set to {status}", **changes)
+            st.rerun()
+    assignees = [""] + [u[0] for u in store.db.execute("select username from users order by username").fetchall()]
+    if can(user, "reassign"):
+        with st.form(f"assign_{case.id}"):
+            who = st.selectbox("Assign to", assignees, index=assignees.index(case.assignee) if case.assignee in assignees
+                               else 0, format_func=lambda u: u or "(nobody)", key=f"assign_sel_{case.id}_v{case.version}")
+            if st.form_submit_button("Assign"):
+                write_case(store, case, user.username, f"assigned to {who or 'nobody'}", assignee=who or None)
+                st.rerun()
+    if case.assignee != user.username and st.button("Assign to me", key=f"assign_me_{case.id}",
+                                                    disabled=not can(user, "assign_self")):
+        write_case(store, case, user.username, "assigned to you", assignee=user.username)
+        st.rerun()
+    with st.form(f"snooze_{case.id}"):
+        choice = st.selectbox("Snooze for", list(SNOOZE_CHOICES), key=f"snooze_sel_{case.id}")
+        if st.form_submit_button("Snooze", disabled=not can(user, "snooze")):
+            until = utcnow() + SNOOZE_CHOICES[choice]
+            write_case(store, case, user.username, f"snoozed until {local_time(until, get_config())}", snoozed_until=until)
+            st.rerun()
+    with st.form(f"note_{case.id}", clear_on_submit=True):
+        text = st.text_area("Internal note (never sent to the customer)", key=f"note_text_{case.id}", height=80)
+        if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
+            store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
+            flash("success", "note added")
+            st.rerun()
+
+
+def _outbound(store: Store, case: Case, user: Any) -> None:
+    from responders.outbox import cancel, retry
+
+    config = get_config()
+    messages = store.outbound_for_case(case.id)  # type: ignore[arg-type]
+    st.subheader("Outbound messages")
+    if not messages:
+        st.caption("Nothing sent or queued yet.")
+    for m in messages:
+        with st.container(border=True):
+            safe_text(f"{m.status} · {m.kind} via {m.channel} to {m.target or '-'} · "
+                      f"by {m.created_by or '-'} · {local_time(m.created_at, config)}"
+                      + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
+                      + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)
+            safe_text(m.text)
+            if m.last_error:
+                st.error(escape_md(f"last error: {m.last_error}"))
+            if m.status in ("failed", "cancelled") and st.button("Retry", key=f"retry_{m.id}",
+                                                                  disabled=not can(user, "retry_message")):
+                retry(store, m.id, user.username)  # type: ignore[arg-type]
+                flash("success", f"message {m.id} queued again")
+                st.rerun()
+            if m.status in ("queued", "failed") and st.button("Cancel", key=f"cancel_{m.id}"):
+                try:
+                    cancel(store, m.id, user.username)  # type: ignore[arg-type]
+                except ValueError as exc:
+                    st.error(escape_md(str(exc)))
+                else:
+                    st.rerun()
+
+
+def _timeline(store: Store, case: Case) -> None:
+    config = get_config()
+    st.subheader("Timeline")
+    items: list[tuple[datetime, str]] = []
+    for note in store.notes(case.id):  # type: ignore[arg-type]
+        items.append((note.created_at or utcnow(), f"note by {note.author}: {note.text}"))
+    for event in store.audit_trail(case.id):
+        if event.action == "case.note":
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in event.details.items())
+        items.append((event.at or utcnow(), f"{event.actor}: {event.action}" + (f" ({details})" if details else "")))
+    for when, words in sorted(items, key=lambda i: i[0]):
+        safe_text(f"{local_time(when, config)} — {words}", caption=True)
+
+
+def render() -> None:
+    """The case page."""
+    user = require("reply")
+    store = get_store()
+    show_flashes()
+    conflict = st.session_state.pop("case_conflict", None)
+    if conflict:
+        st.error(escape_md(conflict), icon=":material/warning:")
+    case_id = st.session_state.get("case_id")
+    if case_id and st.session_state.get("case_pick") != case_id:
+        st.session_state["case_pick"] = int(case_id)
+
+    def _picked() -> None:
+        st.session_state["case_id"] = st.session_state.get("case_pick")
+
+    initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
+    st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
+                    on_change=_picked, **initial)
+    if not case_id:
+        st.info("Open a case from the inbox.")
+        return
+    case = store.get_case(int(case_id))
+    if case is None:
+        st.error(f"No case {int(case_id)}.")
+        return
+    held_version(case)
+    presence.touch(store, case.id, user.username)  # type: ignore[arg-type]
+    _header(store, case, user)
+    left, right = st.columns([3, 2])
+    with left:
+        _posts(store, case)
+        _composer(store, case, user)
+        _outbound(store, case, user)
+    with right:
+        _order(store, case)
+        _actions(store, case, user)
+        _escalate(store, case, user)
+        _timeline(store, case)

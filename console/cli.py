@@ -1,0 +1,105 @@
+"""``doorstep user add/remove/set-role/set-password/list``: console users from the command line.
+
+Passwords come from ``--password-stdin`` (first line of standard input, for scripts) or an
+interactive prompt with confirmation; they are never a command-line option (shell history,
+``ps``) and never echoed or logged.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from doorstep.cli import Context, pass_ctx
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@click.group()
+def user() -> None:
+    """Manage console users (roles: agent, lead, admin)."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["agent", "lead", "admin"]), default="agent", show_default=True)
+@click.option("--name", default=None, help="Display name (default: the username).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@pass_ctx
+def add(ctx: Context, username: str, role: str, name: str | None, password_stdin: bool) -> None:
+    """Add a console user."""
+    from console.auth import AuthError, add_user
+
+    password = _read_password(password_stdin)
+    try:
+        created = add_user(ctx.store, username, password, role=role, name=name, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"added {created.username} ({created.role})")
+
+
+@user.command("remove")
+@click.argument("username")
+@pass_ctx
+def remove(ctx: Context, username: str) -> None:
+    """Remove a console user."""
+    from console.auth import AuthError, remove_user
+
+    try:
+        remove_user(ctx.store, username, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"removed {username}")
+
+
+@user.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["agent", "lead", "admin"]))
+@pass_ctx
+def set_role_cmd(ctx: Context, username: str, role: str) -> None:
+    """Change a user's role."""
+    from console.auth import AuthError, set_role
+
+    try:
+        updated = set_role(ctx.store, username, role, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{updated.username} is now {updated.role}")
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@pass_ctx
+def set_password_cmd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a user's password."""
+    from console.auth import AuthError, set_password
+
+    password = _read_password(password_stdin)
+    try:
+        set_password(ctx.store, username, password, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"password changed for {username}")
+
+
+@user.command("list")
+@pass_ctx
+def list_cmd(ctx: Context) -> None:
+    """List console users."""
+    from console.auth import list_users
+
+    for u in list_users(ctx.store):
+        click.echo(f"{u.username}\t{u.role}\t{u.name}")
+
+
+commands: list[click.Command] = [user]

@@ -1,0 +1,155 @@
+"""The inbox: open cases, highest priority first, with filters, search and SLA clocks.
+
+Every filter is pushed down to ``Store.inbox`` (partial indexes over open cases), and the
+counts next to each filter value come from ``Store.inbox_facets`` under the *other* filters,
+so an agent sees how many cases a click will leave before clicking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from console.widgets import (
+    current_user,
+    escape_md,
+    get_config,
+    get_store,
+    local_time,
+    open_case,
+    require,
+    show_flashes,
+    sla_state,
+)
+from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
+from doorstep.store import InboxQuery
+
+ANY = "(any)"
+FACETS = ("brand", "courier", "channel", "intent", "assignee")
+SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
+PAGE_SIZE = 50
+#: Cell backgrounds of the SLA column (red: overdue, amber: due within the hour).
+SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
+
+
+def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery:
+    statuses = filters.get("status") or OPEN_CASE_STATUSES
+    kwargs = {k: v for k, v in filters.items() if k in FACETS and k != without and v}
+    return InboxQuery(
+        statuses=OPEN_CASE_STATUSES if without == "status" else tuple(statuses),
+        search=filters.get("search") or None,
+        sla_state=filters.get("sla_state") or None,
+        limit=PAGE_SIZE,
+        offset=int(filters.get("offset") or 0),
+        **kwargs,
+    )
+
+
+def _facet_select(store: Any, column: str, filters: dict[str, Any], label: str, me: str) -> str | None:
+    counts = store.inbox_facets(column, _query(filters, without=column))
+    options = [ANY, *counts]
+    if column == "assignee" and me not in counts:
+        options.insert(1, me)
+    current = filters.get(column)
+    if current and current not in options:
+        options.append(current)
+
+    def fmt(value: str) -> str:
+        if value == ANY:
+            return f"{ANY} ({sum(counts.values())})"
+        return f"{value} ({counts.get(value, 0)})"
+
+    choice = st.selectbox(label, options, index=options.index(current) if current else 0, format_func=fmt,
+                          key=f"inbox_{column}")
+    if choice == ANY:
+        return None
+    return None if choice == "(none)" else choice
+
+
+def render() -> None:
+    """The inbox page."""
+    require("reply")
+    store, config, user = get_store(), get_config(), current_user()
+    show_flashes()
+    filters: dict[str, Any] = st.session_state.setdefault("inbox_filters", {})
+
+    st.title("Inbox")
+    top = st.columns([3, 2])
+    with top[0]:
+        search = st.text_input("Search posts", value=filters.get("search", ""), key="inbox_search",
+                               placeholder="words from the post, an order or tracking number, a handle")
+    filters["search"] = search.strip()
+    with top[1]:
+        status_counts = store.inbox_facets("status", _query(filters, without="status"))
+        statuses = st.multiselect("Status", list(CASE_STATUSES), default=filters.get("status") or list(OPEN_CASE_STATUSES),
+                                  format_func=lambda s: f"{s} ({status_counts.get(s, 0)})", key="inbox_status")
+        filters["status"] = statuses or list(OPEN_CASE_STATUSES)
+    cols = st.columns(6)
+    labels = {"brand": "Brand", "courier": "Courier", "channel": "Channel", "intent": "Intent", "assignee": "Assignee"}
+    for i, column in enumerate(FACETS):
+        with cols[i]:
+            filters[column] = _facet_select(store, column, filters, labels[column], user.username)
+    with cols[5]:
+        sla_options = [ANY, *SLA_STATES]
+        sla_counts = {s: store.inbox_count(_query({**filters, "sla_state": s})) for s in SLA_STATES}
+        sla = st.selectbox("SLA", sla_options,
+                           index=sla_options.index(filters["sla_state"]) if filters.get("sla_state") else 0,
+                           format_func=lambda s: ANY if s == ANY else f"{SLA_STATES[s]} ({sla_counts[s]})",
+                           key="inbox_sla")
+        filters["sla_state"] = None if sla == ANY else sla
+
+    query = _query(filters)
+    total = store.inbox_count(query)
+    cases = store.inbox(query)
+    capped = bool(filters.get("search")) and store.search_is_capped(filters["search"])
+    st.caption(escape_md(
+        f"{total} case(s)" + (" — search looked at the newest matching posts only" if capped else "")
+        + f"; times in {config.timezone}"
+    ))
+    if not cases:
+        st.info("No cases match these filters.")
+        return
+
+    now = utcnow()
+    rows = []
+    colours = []
+    for case in cases:
+        colour, words = sla_state(case, now)
+        colours.append(colour)
+        rows.append({
+            "case": case.id,
+            "SLA": words,
+            "priority": case.priority,
+            "status": case.status,
+            "intent": case.intent or "",
+            "brand": case.brand or "",
+            "courier": case.courier or "",
+            "channel": case.channel or "",
+            "author": f"@{case.author_handle}" if case.author_handle else "",
+            "assignee": case.assignee or "",
+            "why it is high": ", ".join(case.priority_reasons[:3]),
+            "last activity": local_time(case.last_activity_at, config),
+        })
+    styled = pd.DataFrame(rows).style.apply(
+        lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
+        subset=["SLA"],
+    )
+    event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740), on_select="rerun", selection_mode="single-row", key="inbox_table",
+                         column_config={"priority": st.column_config.NumberColumn(format="%.0f")},
+                         width="stretch")
+    selected = getattr(getattr(event, "selection", None), "rows", None) if event is not None else None
+    if selected:
+        open_case(cases[selected[0]].id)
+
+    ids = [c.id for c in cases]
+    pick_cols = st.columns([3, 1])
+    with pick_cols[0]:
+        chosen = st.selectbox("Case to open", ids, key="inbox_pick",
+                              format_func=lambda cid: f"#{cid} — {next(c for c in cases if c.id == cid).intent or 'case'}"
+                              f" @{next(c for c in cases if c.id == cid).author_handle or '-'}")
+    with pick_cols[1]:
+        st.write("")
+        if st.button("Open case", key="inbox_open", type="primary"):
+            open_case(int(chosen))

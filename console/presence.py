@@ -1,0 +1,68 @@
+"""Who else has a case open, or is drafting a reply on it.
+
+The store has no presence table, so presence is one JSON document per case in the
+``cursors`` table (``presence:case:<id>`` -> {username: {"at": ISO time, "drafting": bool}}).
+Entries older than :data:`PRESENCE_TTL` are dropped, so a closed browser tab disappears
+after two minutes without any clean-up job. It is advisory; optimistic locking on the case
+is what actually stops two agents overwriting each other.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.models import utcnow
+from doorstep.store import Store, iso, parse_time
+
+PRESENCE_TTL = timedelta(minutes=2)
+
+
+def _key(case_id: int) -> str:
+    return f"presence:case:{case_id}"
+
+
+def _load(store: Store, case_id: int) -> dict[str, dict[str, Any]]:
+    raw = store.get_cursor(_key(case_id))
+    try:
+        data = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _fresh(entries: dict[str, dict[str, Any]], now: datetime) -> dict[str, dict[str, Any]]:
+    out = {}
+    for user, entry in entries.items():
+        at = parse_time(entry.get("at")) if isinstance(entry, dict) else None
+        if at is not None and now - at <= PRESENCE_TTL:
+            out[user] = entry
+    return out
+
+
+def touch(store: Store, case_id: int, username: str, *, drafting: bool = False, now: datetime | None = None) -> None:
+    """Record that ``username`` is looking at (or drafting on) the case now."""
+    now = now or utcnow()
+    with store.transaction():
+        entries = _fresh(_load(store, case_id), now)
+        entries[username] = {"at": iso(now), "drafting": drafting}
+        store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+
+
+def leave(store: Store, case_id: int, username: str) -> None:
+    with store.transaction():
+        entries = _load(store, case_id)
+        if entries.pop(username, None) is not None:
+            store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+
+
+def others(store: Store, case_id: int, username: str, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Other people on the case in the last two minutes: [{"user", "at", "drafting"}]."""
+    now = now or utcnow()
+    entries = _fresh(_load(store, case_id), now)
+    return [
+        {"user": user, "at": parse_time(entry["at"]), "drafting": bool(entry.get("drafting"))}
+        for user, entry in sorted(entries.items())
+        if user != username
+    ]

@@ -1,0 +1,151 @@
+"""Settings, per role: leads see templates and alert rules; admins also brands, channels and users.
+
+Brands, couriers, channels, templates and alert rules live in doorstep.toml (reviewed like code,
+validated at start-up); the console shows what is in force and where to change it. Users live in
+the store and are managed here by admins. Secrets (API tokens, SMTP password) are read from the
+environment and only ever shown as "set" / "not set"; a password typed here is hashed and the
+field is cleared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from console.auth import ROLES, AuthError, add_user, can, list_users, remove_user, set_role
+from console.widgets import current_user, escape_md, flash, get_config, get_store, require, show_flashes
+from doorstep.config import secret
+
+#: Secrets each channel needs, by name only.
+CHANNEL_SECRETS: dict[str, tuple[str, ...]] = {
+    "x": ("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"),
+    "mastodon": ("MASTODON_ACCESS_TOKEN",),
+    "bluesky": ("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD"),
+    "email": ("SMTP_USER", "SMTP_PASSWORD"),
+}
+
+_SECRET_WORDS = ("token", "secret", "password", "key")
+
+
+def redact_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """A config section with anything secret-looking replaced, for display."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out[key] = redact_settings(value)
+        elif any(word in key.lower() for word in _SECRET_WORDS):
+            out[key] = "•••• (set)" if value else "(not set)"
+        else:
+            out[key] = value
+    return out
+
+
+def _brands(config: Any) -> None:
+    st.subheader("Brands")
+    st.dataframe([{"brand": b.name, "keywords": ", ".join(b.keywords), "handles": ", ".join(f"{c}: @{h}" for c, h in
+                  b.handles.items()), "email": b.email or ""} for b in config.brands], hide_index=True)
+    st.subheader("Couriers")
+    st.dataframe([{"courier": c.name, "keywords": ", ".join(c.keywords), "tracking formats": ", ".join(c.tracking_formats),
+                   "escalation": c.escalation_email or c.escalation_webhook or ""} for c in config.couriers], hide_index=True)
+    st.caption("Edit brands and couriers in doorstep.toml (DOORSTEP_CONFIG); the console reloads it when it changes.")
+
+
+def _channels(store: Any, config: Any) -> None:
+    st.subheader("Channels")
+    for name in sorted({*CHANNEL_SECRETS, *config.channels}):
+        with st.container(border=True):
+            st.markdown(f"**{escape_md(name)}**")
+            states = [f"{s}: {'set' if secret(s) else 'not set'}" for s in CHANNEL_SECRETS.get(name, ())]
+            if states:
+                st.caption(escape_md(" · ".join(states)))
+            if name in config.channels:
+                st.json(redact_settings(config.channels[name]))
+    st.subheader("Listener health")
+    try:
+        from listeners.health import listener_health
+
+        rows = listener_health(store)
+    except ImportError:  # pragma: no cover
+        rows = []
+    if rows:
+        st.dataframe([{k: r.get(k) for k in ("name", "status", "last_success_at", "last_error_at", "last_error",
+                                              "lag_seconds", "fetched", "stored", "errors")} for r in rows],
+                     hide_index=True)
+    else:
+        st.caption("No listener has run yet.")
+
+
+def _templates(store: Any, config: Any) -> None:
+    from responders.templates import list_templates
+
+    st.subheader("Reply templates")
+    for name, source in sorted(list_templates(config).items()):
+        with st.expander(name):
+            st.code(source, language=None)
+    st.caption("Add or override templates under [responders.templates] in doorstep.toml.")
+
+
+def _alerts(config: Any) -> None:
+    st.subheader("Alert rules")
+    if config.alerts:
+        st.json(redact_settings(config.alerts))
+    else:
+        st.caption("No alert rules configured ([alerts] in doorstep.toml).")
+
+
+def _users(store: Any) -> None:
+    user = current_user()
+    st.subheader("Users")
+    st.dataframe([{"username": u.username, "name": u.name, "role": u.role} for u in list_users(store)], hide_index=True)
+    with st.form("user_add", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        username = st.text_input("Username", key="ua_username")
+        name = st.text_input("Name", key="ua_name")
+        role = st.selectbox("Role", ROLES, key="ua_role")
+        password = st.text_input("Password", type="password", key="ua_password")
+        if st.form_submit_button("Add user"):
+            try:
+                add_user(store, username, password, role=role, name=name or None, actor=user.username)
+            except AuthError as exc:
+                st.error(escape_md(str(exc)))
+            else:
+                flash("success", f"added {username} ({role})")
+                st.rerun()
+    others = [u.username for u in list_users(store) if u.username != user.username]
+    if others:
+        with st.form("user_change"):
+            st.markdown("**Change a user**")
+            who = st.selectbox("User", others, key="uc_user")
+            role = st.selectbox("New role", ROLES, key="uc_role")
+            c1, c2 = st.columns(2)
+            if c1.form_submit_button("Set role"):
+                set_role(store, who, role, actor=user.username)
+                flash("success", f"{who} is now {role}")
+                st.rerun()
+            if c2.form_submit_button("Remove user"):
+                remove_user(store, who, actor=user.username)
+                flash("success", f"removed {who}")
+                st.rerun()
+
+
+def render() -> None:
+    user = require("view_settings")
+    store, config = get_store(), get_config()
+    show_flashes()
+    st.title("Settings")
+    sections = ["Templates", "Alert rules"]
+    if can(user, "manage_brands"):
+        sections = ["Brands and couriers", "Channels", *sections, "Users"]
+    tabs = dict(zip(sections, st.tabs(sections)))
+    with tabs["Templates"]:
+        _templates(store, config)
+    with tabs["Alert rules"]:
+        _alerts(config)
+    if "Users" in tabs:
+        with tabs["Brands and couriers"]:
+            _brands(config)
+        with tabs["Channels"]:
+            _channels(store, config)
+        with tabs["Users"]:
+            _users(store)

@@ -1,0 +1,181 @@
+"""Small display helpers shared by the console pages.
+
+Safety rule: text written by customers (posts, names, handles, notes, courier wording) is
+never given to Streamlit as HTML, and never as Markdown without escaping, so a post such as
+``<img src=x onerror=alert(1)>`` or ``[click](http://evil)`` is shown exactly as typed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from doorstep.config import Config
+from doorstep.models import Case, utcnow
+
+# Every ASCII punctuation character can be backslash-escaped in CommonMark; Streamlit adds
+# its own syntax on top (:color[...], :material/icon:, $math$), all built from these.
+_MD_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=\"'^%@/])")
+
+
+#: Streamlit's Markdown also turns bare URLs, www. names and e-mail addresses into links (GFM
+#: autolinks), which escaping does not stop; an invisible word joiner after their first
+#: character does, without changing what the reader sees.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"[a-z][a-z0-9+.-]*:/|www\.|@(?=\w)", re.IGNORECASE)
+
+
+def escape_md(text: str | None) -> str:
+    """Markdown source that renders as exactly ``text`` (no links, images, HTML, colours or maths)."""
+    if not text:
+        return ""
+    escaped = _MD_SPECIALS.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text))
+    # Keep line breaks as line breaks instead of paragraphs or headings.
+    return "  \n".join(escaped.splitlines())
+
+
+def safe_text(text: str | None, *, caption: bool = False) -> None:
+    """Show user-generated text literally: st.text for bodies (no Markdown at all), escaped captions."""
+    if caption:
+        st.caption(escape_md(text))
+    else:
+        st.text(text or "")
+
+
+def local_time(value: datetime | None, config: Config, fmt: str = "%a %d %b %H:%M") -> str:
+    """A time as the team reads it: in the configured zone."""
+    if value is None:
+        return "-"
+    return value.astimezone(ZoneInfo(config.timezone)).strftime(fmt)
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(abs(delta.total_seconds()) // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24}h"
+
+
+def sla_state(case: Case, now: datetime | None = None, amber_minutes: int = 60) -> tuple[str, str]:
+    """("red" | "amber" | "green" | "grey", words) for the case's next SLA deadline.
+
+    Red: a due time has passed. Amber: the next one is within ``amber_minutes``.
+    """
+    now = now or utcnow()
+    if case.status == "resolved":
+        return "grey", "resolved"
+    if case.snoozed_until and case.snoozed_until > now:
+        return "grey", f"snoozed {_human(case.snoozed_until - now)}"
+    due: list[tuple[str, datetime]] = []
+    if case.first_response_at is None and case.first_response_due:
+        due.append(("first response", case.first_response_due))
+    if case.resolution_due:
+        due.append(("resolution", case.resolution_due))
+    if not due:
+        return "grey", "no SLA"
+    overdue = [(what, at) for what, at in due if at < now]
+    if overdue:
+        what, at = min(overdue, key=lambda d: d[1])
+        return "red", f"{what} overdue {_human(now - at)}"
+    what, at = min(due, key=lambda d: d[1])
+    colour = "amber" if at - now <= timedelta(minutes=amber_minutes) else "green"
+    return colour, f"{what} due in {_human(at - now)}"
+
+
+_BADGE_COLOURS = {"red": "red", "amber": "orange", "green": "green", "grey": "gray"}
+
+
+def sla_badge(case: Case, now: datetime | None = None) -> None:
+    colour, words = sla_state(case, now)
+    st.badge(f"SLA: {words}", color=_BADGE_COLOURS[colour])  # type: ignore[arg-type]
+
+
+def priority_line(case: Case) -> str:
+    """Why the case sits where it does in the queue, as plain words."""
+    reasons = ", ".join(case.priority_reasons) if case.priority_reasons else "no raising factors"
+    return f"priority {case.priority:g}: {reasons}"
+
+
+def show_priority(case: Case) -> None:
+    st.caption(escape_md(priority_line(case)))
+
+
+def flash(kind: str, message: str) -> None:
+    """Queue a message to show after the next rerun (st.rerun would otherwise swallow it)."""
+    st.session_state.setdefault("_flash", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop("_flash", []):
+        getattr(st, kind)(escape_md(message))
+
+
+def rows_for_table(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows are drawn as text by st.dataframe; keep them as plain values."""
+    return [{k: ("" if v is None else v) for k, v in item.items()} for item in items]
+
+
+# ------------------------------------------------------------------ session
+def get_store() -> Any:
+    """This browser session's store (SQLite connections are not shared between sessions' threads)."""
+    import os
+
+    from doorstep.config import default_db_path
+    from doorstep.store import Store
+
+    path = os.environ.get("DOORSTEP_DB") or default_db_path()
+    held = st.session_state.get("_store")
+    if held is None or held.path != path:
+        held = Store(path)
+        st.session_state["_store"] = held
+    return held
+
+
+@st.cache_resource(show_spinner=False)
+def _load_config(path: str | None, mtime: float) -> Config:
+    from doorstep.config import load_config
+
+    return load_config(path)
+
+
+def get_config() -> Config:
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("DOORSTEP_CONFIG") or None
+    mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+    return _load_config(path, mtime)
+
+
+def current_user() -> Any:
+    return st.session_state.get("user")
+
+
+def require(action: str) -> Any:
+    """Stop the page unless the logged-in user may do ``action``."""
+    from console.auth import PERMISSIONS, can
+
+    user = current_user()
+    if user is None:
+        st.error("Please log in.")
+        st.stop()
+    if not can(user, action):
+        st.error(f"Your role ({user.role}) cannot open this page; it needs {PERMISSIONS.get(action, 'admin')} or above.")
+        st.stop()
+    return user
+
+
+def open_case(case_id: int) -> None:
+    """Go to the case page for ``case_id`` (from the inbox, the customer's other cases...)."""
+    st.session_state["case_id"] = int(case_id)
+    pages = st.session_state.get("_pages") or {}
+    if "case" in pages:
+        st.switch_page(pages["case"])
+    st.rerun()

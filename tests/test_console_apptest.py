@@ -1,0 +1,410 @@
+"""The console's pages driven through Streamlit's AppTest: login, roles, inbox filters, case
+actions with audit, the optimistic-locking conflict path, and user text shown literally."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from markdown_it import MarkdownIt
+from streamlit.testing.v1 import AppTest
+
+from console import presence
+from console.auth import ROLES, User, add_user, can, get_user, verify
+from console.widgets import WORD_JOINER, escape_md, sla_state
+from doorstep.models import Case, Mention, utcnow
+from doorstep.store import InboxQuery, Store
+from tests.conftest import REPO, labels
+
+APP = str(REPO / "app.py")
+DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
+PASSWORD = "correct horse battery"
+XSS_TEXT = ("<script>alert(1)</script> <img src=x onerror=alert(2)> [click me](http://evil.example) "
+            "![pic](http://evil.example/x.png) **bold** :red[colour] $x^2$ @LarkspurHelp")
+PAGE = """
+from console import {module}
+{module}.render()
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from doorstep.demo import build_demo
+    from tests.conftest import KeywordClassifier
+
+    path = tmp_path_factory.mktemp("console") / "demo.db"
+    build_demo(str(path), seed=11, customers=30, orders=60, mentions=60, config_path=DEMO_CONFIG,
+               classifier=KeywordClassifier())
+    store = Store(path)
+    for username, role in (("ann", "agent"), ("bob", "agent"), ("lee", "lead"), ("ada", "admin")):
+        add_user(store, username, PASSWORD, role=role, name=username.title(), rounds=4)
+    now = utcnow()
+    case_id = store.insert_case(Case(status="new", priority=100.0, priority_reasons=["test (+100)"], channel="x",
+                                     brand="Larkspur Home", author_handle="mallory", opened_at=now,
+                                     last_activity_at=now, first_response_due=now - timedelta(minutes=5),
+                                     resolution_due=now + timedelta(hours=3), mention_count=1))
+    mention_id = store.insert_mention(Mention(channel="x", external_id="xss-1", text=XSS_TEXT, created_at=now,
+                                              author_handle="mallory", author_name="<b>Mallory</b>", thread_id="xss-1",
+                                              case_id=case_id, labels=labels("customer_service", "negative", True)))
+    assert mention_id
+    store.close()
+    return path
+
+
+@pytest.fixture
+def db(demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    path = tmp_path / "console.db"
+    shutil.copy(demo_template, path)
+    monkeypatch.setenv("DOORSTEP_DB", str(path))
+    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
+    store = Store(path)
+    yield store
+    store.close()
+
+
+def page(module: str, username: str, store: Store, **state: object) -> AppTest:
+    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
+    at.session_state["user"] = get_user(store, username)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts).replace("\\", "")
+
+
+def sel(at: AppTest, prefix: str):  # type: ignore[no-untyped-def]
+    """The selectbox whose key starts with ``prefix_`` (case forms key their widgets by version)."""
+    found = [s for s in at.selectbox if s.key.startswith(prefix + "_")]
+    assert len(found) == 1, [s.key for s in at.selectbox]
+    return found[0]
+
+
+def xss_case(store: Store) -> int:
+    return store.mention_by_external_id("x", "xss-1").case_id  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------- login and roles
+def test_login_is_required_and_wrong_password_refused(db: Store) -> None:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Doorstep"]
+    assert "Inbox" not in texts(at)
+    at.text_input(key="login_username").input("ann")
+    at.text_input(key="login_password").input("wrong password!")
+    at.button[0].click().run()
+    assert "Wrong username or password." in [e.value for e in at.error]
+    assert "user" not in at.session_state
+    failed = [e for e in db.audit_trail() if e.action == "login.failed"]
+    assert failed and failed[0].actor == "ann" and "wrong password" not in str(failed[0].details)
+
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Inbox"]
+    assert at.session_state["user"].username == "ann"
+    assert "settings" not in at.session_state["_pages"]
+
+
+def test_lead_gets_settings_page_in_navigation(db: Store) -> None:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.text_input(key="login_username").input("lee")
+    at.text_input(key="login_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert "settings" in at.session_state["_pages"]
+
+
+def test_passwords_are_bcrypt_hashed_and_verified(db: Store) -> None:
+    stored = db.db.execute("select password_hash from users where username = 'ann'").fetchone()[0]
+    assert stored.startswith("$2") and PASSWORD not in stored
+    assert verify(db, "ann", PASSWORD) == User("ann", "Ann", "agent")
+    assert verify(db, "ann", PASSWORD + "x") is None
+    assert verify(db, "nobody", PASSWORD) is None
+
+
+def test_repeated_wrong_passwords_lock_the_user_out(db: Store) -> None:
+    from console.auth import LOCKOUT_FAILURES, LOCKOUT_WINDOW, locked_out
+
+    for _ in range(LOCKOUT_FAILURES):
+        assert verify(db, "bob", "guess-guess") is None
+    assert locked_out(db, "bob")
+    assert verify(db, "bob", PASSWORD) is None  # even the right password, for a while
+    assert not locked_out(db, "bob", now=utcnow() + LOCKOUT_WINDOW + timedelta(seconds=1))
+    assert verify(db, "ann", PASSWORD) is not None  # other users are unaffected
+
+
+def test_permission_table_orders_roles() -> None:
+    agent, lead, admin = (User(r, r, r) for r in ROLES)
+    assert can(agent, "reply") and can(agent, "assign_self") and not can(agent, "reassign")
+    assert can(lead, "reassign") and can(lead, "edit_templates") and not can(lead, "manage_users")
+    assert can(admin, "manage_users") and can(admin, "reply")
+    assert not can(None, "reply") and not can(admin, "no_such_action")
+
+
+def test_agent_cannot_open_settings(db: Store) -> None:
+    at = page("settings", "ann", db)
+    assert any("cannot open this page" in e.value for e in at.error)
+    assert not at.tabs
+
+
+def test_lead_sees_templates_but_not_users(db: Store) -> None:
+    at = page("settings", "lee", db)
+    assert [t.label for t in at.tabs] == ["Templates", "Alert rules"]
+
+
+def test_admin_manages_users_and_secrets_are_never_shown(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_BEARER_TOKEN", "sekrit-bearer-123")
+    at = page("settings", "ada", db)
+    assert [t.label for t in at.tabs] == ["Brands and couriers", "Channels", "Templates", "Alert rules", "Users"]
+    shown = texts(at) + "\n".join(str(j.value) for j in at.json)
+    assert "sekrit-bearer-123" not in shown
+    assert "X_BEARER_TOKEN: set" in shown
+    at.text_input(key="ua_username").input("newbie")
+    at.text_input(key="ua_password").input("a long enough pw")
+    at.selectbox(key="ua_role").select("lead")
+    at.button(key="FormSubmitter:user_add-Add user").click().run()
+    assert get_user(db, "newbie") == User("newbie", "newbie", "lead")
+    assert at.text_input(key="ua_password").proto.type == at.text_input(key="ua_password").proto.PASSWORD
+    assert "a long enough pw" not in texts(at) and verify(db, "newbie", "a long enough pw") is not None
+    assert any(e.action == "user.add" and e.actor == "ada" for e in db.audit_trail())
+
+
+# ----------------------------------------------------------------------- inbox
+def _listed(at: AppTest) -> list[int]:
+    return list(at.selectbox(key="inbox_pick").options and [int(o.split("#")[1].split()[0])
+                                                             for o in at.selectbox(key="inbox_pick").options])
+
+
+def test_inbox_filters_change_the_list(db: Store) -> None:
+    at = page("inbox", "ann", db)
+    everything = _listed(at)
+    assert everything == [c.id for c in db.inbox(InboxQuery(limit=50))]
+    brand = db.inbox(InboxQuery(limit=1, brand="Fettle Outdoor"))[0].brand
+    at.selectbox(key="inbox_brand").select(brand).run()
+    only = _listed(at)
+    assert only == [c.id for c in db.inbox(InboxQuery(limit=50, brand=brand))]
+    assert only and set(only) < set(everything)
+    count = db.inbox_count(InboxQuery(brand=brand))
+    assert f"{count} case(s)" in texts(at)
+    # the facet shows how many open cases each brand has
+    assert f"{brand} ({count})" in at.selectbox(key="inbox_brand").options
+
+    at.selectbox(key="inbox_brand").select("(any)").run()
+    at.selectbox(key="inbox_sla").select("breached").run()
+    assert _listed(at) == [c.id for c in db.inbox(InboxQuery(limit=50, sla_state="breached"))]
+    assert xss_case(db) in _listed(at)
+
+
+def test_inbox_search_uses_full_text(db: Store) -> None:
+    at = page("inbox", "ann", db)
+    at.text_input(key="inbox_search").input("onerror").run()
+    assert _listed(at) == [xss_case(db)]
+    at.text_input(key="inbox_search").input("zzzznothing").run()
+    assert any("No cases match" in i.value for i in at.info)
+
+
+def test_sla_state_turns_amber_then_red() -> None:
+    now = utcnow()
+    case = Case(id=1, first_response_due=now + timedelta(minutes=90), resolution_due=now + timedelta(hours=5))
+    assert sla_state(case, now)[0] == "green"
+    assert sla_state(case, now + timedelta(minutes=45))[0] == "amber"
+    colour, words = sla_state(case, now + timedelta(minutes=100))
+    assert colour == "red" and words.startswith("first response overdue")
+
+
+# ------------------------------------------------------------------- case view
+def _open_case(db: Store, username: str = "ann", case_id: int | None = None) -> tuple[AppTest, int]:
+    case_id = case_id or db.inbox(InboxQuery(limit=1, statuses=("new", "open")))[0].id
+    at = page("case_view", username, db, case_id=case_id)
+    assert not at.exception, at.exception
+    return at, case_id
+
+
+def test_case_actions_write_to_store_with_audit(db: Store) -> None:
+    at, case_id = _open_case(db)
+    assert [t.value for t in at.title] == [f"Case #{case_id}"]
+    sel(at, f"status_sel_{case_id}").select("pending_customer")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "pending_customer"  # type: ignore[union-attr]
+    at.button(key=f"assign_me_{case_id}").click().run()
+    assert db.get_case(case_id).assignee == "ann"  # type: ignore[union-attr]
+    at.text_area(key=f"note_text_{case_id}").input("called the depot")
+    at.button(key=f"FormSubmitter:note_{case_id}-Add note").click().run()
+    assert [n.text for n in db.notes(case_id)] == ["called the depot"]
+    actions = [(e.actor, e.action, e.details) for e in db.audit_trail(case_id) if e.actor == "ann"]
+    assert ("ann", "case.update", {"status": "pending_customer"}) in actions
+    assert ("ann", "case.update", {"assignee": "ann"}) in actions
+    assert any(a[1] == "case.note" for a in actions)
+    assert not at.error
+
+
+def test_agent_cannot_reassign_but_lead_can(db: Store) -> None:
+    at, case_id = _open_case(db, "ann")
+    assert not [s for s in at.selectbox if s.key.startswith(f"assign_sel_{case_id}_")]
+    at, _ = _open_case(db, "lee", case_id)
+    sel(at, f"assign_sel_{case_id}").select("bob")
+    at.button(key=f"FormSubmitter:assign_{case_id}-Assign").click().run()
+    assert db.get_case(case_id).assignee == "bob"  # type: ignore[union-attr]
+
+
+def test_conflict_shows_clear_message_and_fresh_state(db: Store) -> None:
+    at, case_id = _open_case(db, "ann")
+    before = db.get_case(case_id)
+    assert before is not None
+    db.update_case(case_id, before.version, "bob", status="escalated")  # bob got there first
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    after = db.get_case(case_id)
+    assert after is not None and after.status == "escalated"  # bob's change was not overwritten
+    message = " ".join(e.value for e in at.error)
+    assert "changed by bob" in message and "fresh state" in message
+    assert at.metric[0].value == "escalated"  # the page shows the fresh state
+    assert sel(at, f"status_sel_{case_id}").value == "escalated"  # and the form starts from it
+    # working from the fresh version, ann's next change goes through
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_presence_shows_who_else_is_on_the_case(db: Store) -> None:
+    case_id = db.inbox(InboxQuery(limit=1))[0].id
+    presence.touch(db, case_id, "bob", drafting=True)
+    at, _ = _open_case(db, "ann", case_id)
+    assert any("bob (drafting a reply)" in w.value.replace("\\", "") for w in at.warning)
+    assert [o["user"] for o in presence.others(db, case_id, "bob")] == ["ann"]
+    later = utcnow() + timedelta(minutes=3)
+    assert presence.others(db, case_id, "ann", now=later) == []
+
+
+def test_user_text_is_shown_literally(db: Store) -> None:
+    at, case_id = _open_case(db, "ann", xss_case(db))
+    assert XSS_TEXT in [t.value for t in at.text]  # the post body: st.text, no Markdown at all
+    sources = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert any("Mallory" in s for s in sources)
+    md = MarkdownIt("commonmark")
+    for source in sources:
+        html = md.render(source)
+        assert "<script" not in html and "<img" not in html and "<a " not in html and "<b>" not in html
+    rendered = md.render(escape_md(XSS_TEXT)).strip().replace(WORD_JOINER, "")
+    assert rendered == f"<p>{_html_escape(XSS_TEXT)}</p>"
+    # bare URLs and e-mail addresses are broken up so GFM autolinking cannot make them links
+    assert WORD_JOINER in escape_md("see http://evil.example") and WORD_JOINER in escape_md("www.evil.example")
+
+
+def _html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def test_label_correction_is_stored_for_retraining(db: Store) -> None:
+    at, case_id = _open_case(db, "ann", xss_case(db))
+    mention = db.mention_by_external_id("x", "xss-1")
+    assert mention is not None
+    at.selectbox(key=f"lab_int_{mention.id}").select("lost_or_missing")
+    at.button(key=f"FormSubmitter:labels_{mention.id}-Save correction").click().run()
+    rows = list(db.db.query("select * from label_corrections"))
+    assert [(r["mention_id"], r["field"], r["old_value"], r["new_value"], r["corrected_by"]) for r in rows] == [
+        (mention.id, "intent", "customer_service", "lost_or_missing", "ann")]
+
+
+def test_relink_to_another_order(db: Store) -> None:
+    at, case_id = _open_case(db, "ann", xss_case(db))
+    number = db.db.execute("select number from orders limit 1").fetchone()[0]
+    at.text_input(key="relink_number").input(number)
+    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    case = db.get_case(case_id)
+    assert case is not None and case.order_number == number and case.link_method == "agent" and case.link_confirmed
+    at.text_input(key="relink_number").input("NOPE-1")
+    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    assert any("No order NOPE" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
+    from doorstep.config import load_config
+    from responders.templates import TemplateError, list_templates, render_template
+
+    config = load_config(DEMO_CONFIG)
+    rows = db.db.execute("select id, order_number from cases where link_confirmed = 1 and channel = 'x' and "
+                         "status != 'resolved' and order_number is not null order by priority desc").fetchall()
+    fillable = []
+    for case_id, number in rows:
+        for name in list_templates(config):
+            try:
+                text = render_template(db, config, case_id, name, agent="Ann")
+            except TemplateError:
+                continue
+            if number in text:
+                fillable.append((case_id, name))
+    assert fillable, "the demo has a confirmed case whose order fills a template"
+    case_id, name = fillable[0]
+    at, _ = _open_case(db, "ann", case_id)
+    at.selectbox(key=f"tpl_{case_id}").select(name)
+    at.button(key=f"fill_{case_id}").click().run()
+    draft = at.text_area(key=f"draft_{case_id}").value
+    assert draft == render_template(db, config, case_id, name, agent="Ann")
+    assert any("/280 characters on x" in c.value.replace("\\", "") for c in at.caption)
+    at.button(key=f"send_{case_id}").click().run()
+    messages = db.outbound_for_case(case_id)
+    assert [(m.kind, m.status, m.created_by, m.text) for m in messages][-1] == ("reply", "queued", "ann", draft.strip())
+    assert "reply via x" in texts(at)
+    assert at.text_area(key=f"draft_{case_id}").value == ""  # the draft is cleared once queued
+
+
+def test_failed_message_can_be_retried(db: Store) -> None:
+    from responders.outbox import enqueue
+
+    case_id = xss_case(db)
+    message = enqueue(db, kind="reply", channel="x", text="sorry about that", actor="ann", idempotency_key="t-retry",
+                      case_id=case_id, target="mallory", in_reply_to="xss-1")
+    db.db.execute("update outbound_messages set status = 'failed', last_error = 'X 403: forbidden' where id = ?",
+                  [message.id])
+    at, _ = _open_case(db, "ann", case_id)
+    assert "last error: X 403: forbidden" in texts(at)
+    at.button(key=f"retry_{message.id}").click().run()
+    assert db.db.execute("select status from outbound_messages where id = ?", [message.id]).fetchone()[0] == "queued"
+    assert any(e.action == "outbox.retry" and e.actor == "ann" for e in db.audit_trail(case_id))
+
+
+# ------------------------------------------------------------------------- CLI
+def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
+    from doorstep.cli import cli
+
+    db = str(tmp_path / "cli.db")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", db, "user", "add", "zoe", "--role", "lead", "--name", "Zoe",
+                                 "--password-stdin"], input="s3cret-passphrase\n")
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    result = runner.invoke(cli, ["--db", db, "user", "add", "zoe", "--password-stdin"], input="another-pass\n")
+    assert result.exit_code != 0 and "already exists" in result.output
+    assert runner.invoke(cli, ["--db", db, "user", "set-role", "zoe", "admin"]).exit_code == 0
+    listed = runner.invoke(cli, ["--db", db, "user", "list"]).output
+    assert listed.strip() == "zoe\tadmin\tZoe"
+    store = Store(db)
+    assert verify(store, "zoe", "s3cret-passphrase") is not None
+    store.close()
+    assert runner.invoke(cli, ["--db", db, "user", "remove", "zoe"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", db, "user", "list"]).output.strip() == ""
+    short = runner.invoke(cli, ["--db", db, "user", "add", "tim", "--password-stdin"], input="short\n")
+    assert short.exit_code != 0 and "at least 8" in short.output
+
+
+def test_dashboard_renders_charts(db: Store) -> None:
+    from zoneinfo import ZoneInfo
+
+    from console.dashboard import window
+    from doorstep import metrics
+
+    at = page("dashboard", "lee", db)
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Dashboard"]
+    start, end = window(7, ZoneInfo("Europe/London"))
+    expected = metrics.headline(db, start, end, "Europe/London")
+    assert at.metric[0].value == str(expected["mentions"]) and at.metric[1].value == str(expected["complaints"])
+    assert len(at.get("vega_lite_chart")) == 5

@@ -1,0 +1,357 @@
+"""End to end in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+The console runs as ``streamlit run app.py`` against a small demo database, with the X API
+emulator and a local SMTP server standing in for the outside world. An agent logs in, opens the
+top case, sees the order and the tracking timeline, replies with a template (the outbox sends it
+to the emulator), escalates to the courier (email to the SMTP server), and sees both on the case;
+a second agent on the same case triggers the locking conflict; a post full of HTML and Markdown
+is shown as text. Screenshots go to ``test-artifacts/e2e/`` (and the inbox, case and dashboard
+ones to ``docs/screenshots/`` for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, labels
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "e2e"
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+DEMO_CONFIG = REPO / "demo" / "doorstep.toml"
+PASSWORD = "correct horse battery"
+XSS_TEXT = "<script>alert('xss')</script> <img src=x onerror=alert(2)> [click me](http://evil.example) ![pic](http://evil.example/p.png)"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium not found: install Debian's chromium package (apt-get install -y chromium) "
+               "to run the browser test; CI does this itself",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        msg.envelope_to = list(envelope.rcpt_tos)  # type: ignore[attr-defined]
+        self.messages.append(msg)
+        return "250 OK"
+
+
+def prepare_db(path: Path) -> dict[str, Any]:
+    """A small demo shop, two agents, a fillable top case, and a post full of markup."""
+    from console.auth import add_user
+    from doorstep.config import load_config
+    from doorstep.demo import build_demo
+    from doorstep.models import Case, Mention, utcnow
+    from doorstep.store import Store
+    from responders.templates import TemplateError, render_template, suggest_templates
+    from tests.conftest import KeywordClassifier
+
+    build_demo(str(path), seed=5, customers=30, orders=60, mentions=60, config_path=str(DEMO_CONFIG),
+               classifier=KeywordClassifier())
+    config = load_config(DEMO_CONFIG)
+    store = Store(path)
+    add_user(store, "ann", PASSWORD, role="agent", name="Ann Agent", rounds=4)
+    add_user(store, "bob", PASSWORD, role="agent", name="Bob Agent", rounds=4)
+    top: tuple[int, str, str] | None = None
+    rows = store.db.execute("select id, order_number from cases where link_confirmed = 1 and channel = 'x' and "
+                            "status in ('new', 'open') and order_number is not null and courier is not null "
+                            "order by priority desc").fetchall()
+    for case_id, number in rows:
+        case = store.get_case(case_id)
+        shipment = store.get_shipment(case.tracking_number) if case and case.tracking_number else None
+        if not shipment or not shipment.events:
+            continue
+        name = suggest_templates(case, shipment, config)[0]  # type: ignore[arg-type]
+        try:
+            text = render_template(store, config, case_id, name, agent="Ann Agent")
+        except TemplateError:
+            continue
+        if number in text:
+            top = (case_id, name, text)
+            break
+    assert top is not None, "the demo has a confirmed X case whose first suggested template fills"
+    store.db.execute("update cases set priority = 200 where id = ?", [top[0]])
+    now = utcnow()
+    xss_case = store.insert_case(Case(status="new", priority=150.0, priority_reasons=["test (+150)"], channel="x",
+                                      brand="Larkspur Home", author_handle="mallory", opened_at=now,
+                                      last_activity_at=now, first_response_due=now + timedelta(minutes=20),
+                                      resolution_due=now + timedelta(hours=3), mention_count=1))
+    store.insert_mention(Mention(channel="x", external_id="e2e-xss", text=XSS_TEXT, created_at=now,
+                                 author_handle="mallory", author_name="<b>Mallory</b>", thread_id="e2e-xss",
+                                 case_id=xss_case, labels=labels("customer_service", "negative", True)))
+    courier = store.get_case(top[0]).courier  # type: ignore[union-attr]
+    store.close()
+    return {"case_id": top[0], "template": top[1], "reply": top[2], "xss_case": xss_case,
+            "courier_email": config.courier(courier).escalation_email}  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    from aiosmtpd.controller import Controller
+
+    from listeners.x_emulator import XEmulator
+
+    db = tmp_path / "e2e.db"
+    facts = prepare_db(db)
+    sink = SmtpSink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    emulator = XEmulator(me={"username": "LarkspurHelp"}).start()
+    from doorstep.store import Store, iso
+
+    store = Store(db)  # the posts the demo "received" exist on X, so replies can answer them
+    for m in store.mentions_for_case(facts["case_id"]):
+        if m.channel == "x":
+            emulator.add_post({"id": m.external_id, "text": m.text, "username": m.author_handle or "someone",
+                               "name": m.author_name or "", "created_at": iso(m.created_at),
+                               "conversation_id": m.thread_id or m.external_id})
+    store.close()
+    env = {
+        "DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG),
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "SMTP_FROM": "care@larkspur.test", "SMTP_TIMEOUT": "5",
+        "X_API_BASE_URL": emulator.base_url, "X_API_TIMEOUT": "5",
+        **{n: f"test-{n.lower()}" for n in ("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN",
+                                            "X_ACCESS_TOKEN_SECRET")},
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    port = free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    console = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"],
+        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if console.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield {**facts, "url": f"http://127.0.0.1:{port}", "db": db, "emulator": emulator, "smtp": sink}
+    finally:
+        console.terminate()
+        try:
+            console.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            console.kill()
+        emulator.stop()
+        controller.stop()
+        log.close()
+
+
+def send_outbox(db: Path) -> int:
+    from doorstep.config import load_config
+    from doorstep.store import Store
+    from responders.outbox import Outbox
+
+    store = Store(db)
+    try:
+        return Outbox(store, load_config(DEMO_CONFIG)).send_due()
+    finally:
+        store.close()
+
+
+def outbox_rows(db: Path) -> list[tuple[Any, ...]]:
+    from doorstep.store import Store
+
+    store = Store(db)
+    try:
+        return [tuple(r) for r in store.db.execute(
+            "select id, kind, channel, target, status, last_error from outbound_messages order by id").fetchall()]
+    finally:
+        store.close()
+
+
+def shot(page: Any, name: str, docs: bool = False) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside its main section, so grow the viewport to fit."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    wait_idle(page)
+    # widgets draw skeletons until their code is loaded; wait until none is left
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=20000)
+    page.wait_for_timeout(500)
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('section, [data-testid=\"stMain\"]')]"
+                           ".map(e => e.scrollHeight), document.body.scrollHeight)")
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 6000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    if docs:
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_SHOTS / f"{name}.png")
+
+
+def wait_idle(page: Any) -> None:
+    """Streamlit shows a running indicator while the script reruns; wait until it is gone."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=20000)
+
+
+def login(page: Any, url: str, username: str) -> None:
+    page.goto(url)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Inbox").wait_for()
+    wait_idle(page)
+
+
+def open_case(page: Any, case_id: int) -> None:
+    page.get_by_role("link", name="Case").click()
+    wait_idle(page)
+    box = page.get_by_label("Case number")
+    box.fill(str(case_id))
+    box.press("Enter")
+    page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    wait_idle(page)
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    select = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+    box = select.locator("input")
+    box.click()
+    box.fill(option)
+    box.press("Enter")
+
+
+def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu",
+                                          "--disable-background-networking"])
+        alerts: list[str] = []
+        ann = browser.new_page(viewport={"width": 1500, "height": 1000})
+        ann.set_default_timeout(20000)
+        ann.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+
+        # Login is required; a wrong password is refused.
+        ann.goto(world["url"])
+        ann.get_by_label("Username", exact=True).fill("ann")
+        ann.get_by_label("Password", exact=True).fill("not the password")
+        ann.get_by_role("button", name="Log in").click()
+        expect(ann.get_by_text("Wrong username or password.")).to_be_visible()
+        shot(ann, "01-login-refused")
+        login(ann, world["url"], "ann")
+        expect(ann.get_by_role("link", name="Settings")).to_have_count(0)  # agents have no settings page
+        shot(ann, "inbox", docs=True)
+
+        # The top case: order and tracking timeline.
+        ann.get_by_role("button", name="Open case").click()
+        ann.get_by_role("heading", name=f"Case #{case_id}").wait_for()
+        wait_idle(ann)
+        expect(ann.get_by_text("Customer, order and parcel")).to_be_visible()
+        expect(ann.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
+        expect(ann.get_by_text("Shipment ", exact=False).first).to_be_visible()
+
+        # Reply with the suggested template; the worker's outbox sends it to X.
+        ann.get_by_role("button", name="Fill template").click()
+        wait_idle(ann)
+        expect(ann.get_by_label("Reply text")).to_have_value(world["reply"])
+        ann.get_by_role("button", name="Queue reply").click()
+        wait_idle(ann)
+        expect(ann.get_by_text("reply queued", exact=False)).to_be_visible()
+
+        # Escalate to the courier by email.
+        ann.get_by_label("Note for them").fill("Customer waiting, please check the depot.")
+        ann.get_by_role("button", name="Escalate").click()
+        wait_idle(ann)
+        expect(ann.get_by_text("escalation queued to", exact=False)).to_be_visible()
+
+        sent = send_outbox(world["db"])
+        assert sent == 2, outbox_rows(world["db"])
+        posted = world["emulator"].posted
+        assert [p["text"] for p in posted] == [world["reply"]]
+        smtp = world["smtp"].messages
+        assert [m.envelope_to for m in smtp] == [[world["courier_email"]]]
+        assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()
+
+        open_case(ann, case_id)  # reload: both now sent, on the case's timeline
+        expect(ann.get_by_text("reply via x", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("escalation via email", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("outbox.queue.escalation", exact=False).first).to_be_visible()
+        if ann.get_by_role("button", name="Work from the latest version").count():
+            ann.get_by_role("button", name="Work from the latest version").click()
+            wait_idle(ann)
+        shot(ann, "case", docs=True)
+
+        # A second agent on the same case changes it first: ann gets the conflict message.
+        bob = browser.new_page(viewport={"width": 1500, "height": 1000})
+        bob.set_default_timeout(20000)
+        login(bob, world["url"], "bob")
+        open_case(bob, case_id)
+        expect(bob.get_by_text("Also on this case", exact=False)).to_be_visible()
+        choose(bob, "Status", "pending_customer")
+        bob.get_by_role("button", name="Set status").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("status set to pending_customer")).to_be_visible()
+        choose(ann, "Status", "resolved")
+        ann.get_by_role("button", name="Set status").click()
+        wait_idle(ann)
+        expect(ann.get_by_text("was changed by bob", exact=False)).to_be_visible()
+        expect(ann.get_by_test_id("stMetricValue").first).to_have_text("pending customer")  # the fresh state
+        shot(ann, "04-conflict")
+        from doorstep.store import Store
+
+        store = Store(world["db"])
+        assert store.get_case(case_id).status == "pending_customer"  # type: ignore[union-attr]
+        store.close()
+
+        # A post full of markup shows as text.
+        open_case(ann, world["xss_case"])
+        expect(ann.get_by_text("<script>alert('xss')</script>", exact=False)).to_be_visible()
+        expect(ann.get_by_text("[click me](http://evil.example)", exact=False)).to_be_visible()
+        assert ann.locator("img[src='x']").count() == 0
+        assert ann.locator("a[href='http://evil.example']").count() == 0, ann.locator(
+            "a[href='http://evil.example']").first.evaluate("e => e.parentElement.parentElement.outerHTML")
+        assert alerts == []
+        shot(ann, "05-xss-as-text")
+
+        ann.get_by_role("link", name="Dashboard").click()
+        ann.get_by_role("heading", name="Dashboard").wait_for()
+        wait_idle(ann)
+        ann.locator("[data-testid=\"stVegaLiteChart\"]").nth(4).wait_for()
+        ann.wait_for_timeout(800)
+        shot(ann, "dashboard", docs=True)
+        browser.close()
