@@ -7,6 +7,7 @@ lead can tune the weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,9 +84,20 @@ def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[
             factors.append((f"order value {inputs.order_total:.0f} {inputs.currency}", 6.0))
         elif inputs.order_total >= 100:
             factors.append((f"order value {inputs.order_total:.0f} {inputs.currency}", 3.0))
-    score = min(100.0, sum(weight for _, weight in factors))
+    score = _squash(sum(weight for _, weight in factors))
     reasons = [f"{name} (+{weight:g})" for name, weight in sorted(factors[1:], key=lambda f: -f[1])]
     return round(score, 1), reasons
+
+
+def _squash(points: float) -> float:
+    """Points up to 90 count as they are; above, they approach 100 without reaching it.
+
+    A hard cap would give every very bad case the same 100 and let the queue order them
+    by accident; this keeps "more reasons" ranking higher while the score stays 0-100.
+    """
+    if points <= 90.0:
+        return points
+    return 90.0 + 10.0 * (1.0 - math.exp(-(points - 90.0) / 30.0))
 
 
 def band(score: float, config: Config) -> str:

@@ -126,3 +126,18 @@ def test_brand_and_courier_are_matched_from_handles_and_keywords(pipeline: Pipel
     assert set(stored.matched) == {"Fettle", "Royal Mail"}
     case = pipeline.store.inbox(InboxQuery(courier="Royal Mail"))
     assert len(case) == 1 and case[0].brand == "Fettle"
+
+
+def test_priority_stays_below_100_and_more_reasons_still_rank_higher(config):
+    from doorstep.cases import PriorityInputs, score_priority
+
+    from conftest import labels
+
+    bad = PriorityInputs(labels=labels("lost_or_missing", "negative", True, 0.9), followers=50_000, vip=True,
+                         order_total=300, shipment_events=frozenset({"exception"}), mention_count=2)
+    worse = PriorityInputs(labels=labels("lost_or_missing", "negative", True, 0.9), followers=50_000, vip=True,
+                           order_total=300, shipment_events=frozenset({"exception"}), mention_count=3)
+    calm = PriorityInputs(labels=labels("praise", "positive", False, 0.0))
+    s_bad, s_worse, s_calm = (score_priority(i, config)[0] for i in (bad, worse, calm))
+    assert s_calm == 10.0  # nothing but the base
+    assert 90 < s_bad < s_worse < 100
