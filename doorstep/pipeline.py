@@ -111,29 +111,25 @@ class Pipeline:
         parent = store.mention_by_external_id(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
         if mention.thread_id is None:
             mention.thread_id = (parent.thread_id if parent else None) or mention.in_reply_to or mention.external_id
-        mention.id = store.insert_mention(mention)
-        result.stored += 1
-        result.mention_ids.append(mention.id)
-        t_store = time.perf_counter() - t0
-
         thread_case = store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
         if thread_case is None and parent is not None and parent.case_id is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = store.get_case(parent.case_id)
+
         if mention.outbound:
             # Our own reply: it joins the thread and stops the first-response clock.
-            if thread_case is not None:
-                store.set_mention_case(mention.id, thread_case.id)  # type: ignore[arg-type]
-                if thread_case.first_response_at is None:
-                    store.save_case(thread_case.model_copy(update={"first_response_at": mention.created_at}))
+            mention.case_id = thread_case.id if thread_case else None
+            self._store_mention(mention, result)
+            if thread_case is not None and thread_case.first_response_at is None:
+                store.save_case(thread_case.model_copy(update={"first_response_at": mention.created_at}), thread_case)
             result.timings["store"] += time.perf_counter() - t0
             return
 
         t1 = time.perf_counter()
         link = link_mention(mention, store, self.config, thread_case)
-        result.timings["link"] += time.perf_counter() - t1
+        t_link = time.perf_counter() - t1
+        result.timings["link"] += t_link
 
-        t2 = time.perf_counter()
         case = thread_case or store.open_case_for(
             channel=mention.channel,
             customer_id=link.customer_id if link.confirmed else None,
@@ -143,24 +139,32 @@ class Pipeline:
         shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         brand = next((n for n in mention.matched if n in self._brands), None)
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
+        before = case
         if case is None:
             case = new_case(mention, link, brand, courier)
             case.id = store.insert_case(case)
+            before = case.model_copy()
             result.cases_opened += 1
-            store.audit("pipeline", "case.open", case.id, {"mention_id": mention.id, "link": link.method})
+            store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
         else:
-            reopened = case.status == "resolved"
+            if case.status == "resolved":
+                store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
             case = absorb(case, mention, link)
-            if reopened:
-                store.audit("pipeline", "case.reopen", case.id, {"mention_id": mention.id})
             result.cases_updated += 1
+        # Stored with its case already set: one insert, no update of the new row.
+        mention.case_id = case.id
+        self._store_mention(mention, result)
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
         self._prioritise(case, mention)
-        store.set_mention_case(mention.id, case.id)  # type: ignore[arg-type]
-        store.save_case(case)
-        result.timings["store"] += t_store + time.perf_counter() - t2
+        store.save_case(case, before)
+        result.timings["store"] += time.perf_counter() - t0 - t_link
+
+    def _store_mention(self, mention: Mention, result: IngestResult) -> None:
+        mention.id = self.store.insert_mention(mention)
+        result.stored += 1
+        result.mention_ids.append(mention.id)
 
     def _prioritise(self, case: Case, mention: Mention) -> None:
         """Score the case on its most serious post, in the context of everything we know.
