@@ -343,6 +343,9 @@ class Store:
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
+        self.db.execute("PRAGMA cache_size=-64000")
+        self.db.execute("PRAGMA temp_store=MEMORY")
         if migrate:
             MIGRATIONS.apply(self.db)
 
