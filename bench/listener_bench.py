@@ -9,7 +9,7 @@ itself is never the bottleneck (>= 500 mentions/s). Three figures:
 * end to end: the same plus the pipeline (dedupe, linking, cases) and the store, per-page commits;
 * the count check: exactly N rows, no duplicates.
 
-``--write`` replaces the section in bench/RESULTS-listeners.md.
+``--write`` runs both variants (with and without the mentions timeline); their sections go in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--with-mentions", action="store_true",
                         help="Also poll the account's mentions timeline (every post arrives twice).")
     parser.add_argument("--write", action="store_true",
-                        help="Run with and without the mentions timeline and write bench/RESULTS-listeners.md.")
+                        help="Run with and without the mentions timeline (sections for bench/RESULTS.md).")
     args = parser.parse_args()
     command = ".venv/bin/python bench/listener_bench.py --posts {}{}{}".format(
         args.posts, " --with-mentions" if args.with_mentions else "", " --write" if args.write else "")
@@ -148,7 +148,8 @@ def main() -> None:
         sections.append(render(out, command).replace("-> store", f"-> store: {title}", 1))
         print(sections[-1])
     if args.write:
-        (REPO / "bench" / "RESULTS-listeners.md").write_text("\n".join(sections), encoding="utf-8")
+        # The sections printed above go under "Listeners" in bench/RESULTS.md.
+        print("\n(with --write: both variants ran; copy the sections above into bench/RESULTS.md)")
 
 if __name__ == "__main__":
     main()
