@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -226,7 +226,8 @@ class OrderBundle:
     order: Order
 
 
-def parse_orders(path: str | Path, fmt: str | None = None) -> Parsed:
+def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any]) -> Parsed:
+    """Run ``build`` on every row, collecting records and one error per rejected row."""
     path = Path(path)
     fmt = detect_format(path, fmt)
     result = Parsed()
@@ -235,12 +236,16 @@ def parse_orders(path: str | Path, fmt: str | None = None) -> Parsed:
             result.errors.append(row)
             continue
         try:
-            result.records.append(_order_bundle(row))
+            result.records.append(build(row))
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(str(path), number, exc))
         except (ValueError, TypeError) as exc:
             result.errors.append(RowError(str(path), number, getattr(exc, "field", "(row)"), str(exc)))
     return result
+
+
+def parse_orders(path: str | Path, fmt: str | None = None) -> Parsed:
+    return _parse_each(path, fmt, _order_bundle)
 
 
 class _FieldError(ValueError):
@@ -291,18 +296,7 @@ TRACKING_COLUMNS = "tracking_number, time, status, location, description"
 
 
 def parse_tracking(path: str | Path, fmt: str | None = None) -> Parsed:
-    path = Path(path)
-    fmt = detect_format(path, fmt)
-    result = Parsed()
-    for number, row in read_rows(path, fmt):
-        if isinstance(row, RowError):
-            result.errors.append(row)
-            continue
-        try:
-            result.records.append(TrackingEvent.model_validate({k: v for k, v in row.items() if v is not None}))
-        except ValidationError as exc:
-            result.errors.append(_errors_from_validation(str(path), number, exc))
-    return result
+    return _parse_each(path, fmt, lambda row: TrackingEvent.model_validate({k: v for k, v in row.items() if v is not None}))
 
 
 # ------------------------------------------------------------------ import
