@@ -52,12 +52,13 @@ def main() -> None:
     if user is None:
         login(store)
         return
-    from console import case_view, dashboard, inbox, settings
+    from console import case_view, dashboard, inbox, reports, settings
 
     pages = {
         "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
         "case": st.Page(case_view.render, title="Case", icon=":material/assignment:", url_path="case"),
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
+        "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),
     }
     if auth.can(user, "view_settings"):
         pages["settings"] = st.Page(settings.render, title="Settings", icon=":material/settings:", url_path="settings")

@@ -408,3 +408,24 @@ def test_dashboard_renders_charts(db: Store) -> None:
     expected = metrics.headline(db, start, end, "Europe/London")
     assert at.metric[0].value == str(expected["mentions"]) and at.metric[1].value == str(expected["complaints"])
     assert len(at.get("vega_lite_chart")) == 5
+
+
+def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
+    from doorstep.reports import weeks_with_data
+    from doorstep.config import load_config
+
+    db.db.execute(
+        "insert into outbound_messages (kind, channel, target, text, status, attempts, last_error, idempotency_key, "
+        "created_at) values ('report', 'email', 'lead@shop.example', 'weekly', 'failed', 2, 'SMTP 451 try later', "
+        "'report:2026-W46:lead@shop.example', '2026-11-16T08:00:00+00:00')"
+    )
+    at = page("reports", "ann", db)
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Weekly reports"]
+    weeks = weeks_with_data(db, load_config(DEMO_CONFIG))
+    assert at.selectbox(key="report_week").options == weeks
+    sends = at.dataframe[0].value
+    assert list(sends["status"]) == ["failed"] and list(sends["last error"]) == ["SMTP 451 try later"]
+    at.button(key="report_render").click().run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.get("download_button")] == ["Download HTML", "Download PDF"]
