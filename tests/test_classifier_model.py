@@ -1,0 +1,299 @@
+"""The shipped classifier model and its backends. Fast: CI never trains.
+
+The ONNX tests use the committed artifact in classifiers/model/; the transformers backend is
+tested with a tiny BERT built here in tmp_path (no downloads) and skipped when the optional
+``train`` extras (torch, transformers) are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from doorstep.models import DELIVERY_INTENTS, INTENTS, SENTIMENTS, Labels
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "classifiers" / "model"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "classifier_recorded.json"
+
+ODD_TEXTS = {
+    "empty": "",
+    "spaces": "   \n\t ",
+    "long": "my parcel is late again " * 420,  # ~10k characters
+    "emoji": "📦📦😡😡🔥 where is it 🙄🙄",
+    "emoji_only": "😡😡😡",
+    "rtl_arabic": "@AmazonHelp لم يصل طلبي بعد، أين الطرد؟",
+    "rtl_hebrew": "החבילה שלי לא הגיעה עדיין",
+    "html": "<p>My <b>order</b> &amp; refund?</p><script>alert('x')</script> <a href='http://x.y'>link</a> &lt;3",
+    "control": "\x00\x01 parcel \u200b\u200e lost \ufeff",
+    "numbers": "1234567890 #8812 00001",
+}
+NON_ENGLISH = [
+    "Mi paquete no ha llegado todavía y nadie me responde, es una vergüenza",
+    "Mon colis n'est toujours pas arrivé et le service client ne répond pas",
+    "Mein Paket ist noch nicht angekommen und der Kundendienst antwortet nicht",
+    "荷物がまだ届いていません。どうなっていますか？",
+    "Моя посылка до сих пор не пришла, верните деньги",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_model():
+    from classifiers.onnx_backend import OnnxClassifier
+
+    assert (MODEL_DIR / "model.onnx").is_file(), "the shipped model classifiers/model/model.onnx is missing"
+    return OnnxClassifier()
+
+
+def _sums_to_one(scores: dict[str, float]) -> bool:
+    return math.isclose(sum(scores.values()), 1.0, abs_tol=1e-5) and all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+# ---------------------------------------------------------------------- artifact
+def test_artifact_is_complete_and_small() -> None:
+    names = {"model.onnx", "tokenizer.json", "config.json", "calibration.json"}
+    assert names <= {p.name for p in MODEL_DIR.iterdir()}
+    total = sum(p.stat().st_size for p in MODEL_DIR.iterdir() if p.is_file())
+    assert total <= 40 * 1024 * 1024, f"model directory is {total / 1e6:.1f} MB, over the 40 MB budget"
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    assert tuple(config["labels"]["intent"]) == INTENTS
+    assert tuple(config["labels"]["sentiment"]) == SENTIMENTS
+    calibration = json.loads((MODEL_DIR / "calibration.json").read_text())
+    assert all(t > 0 for t in calibration["temperature"].values())
+
+
+def test_default_spec_loads_the_trained_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from classifiers import default_spec, load_classifier
+
+    monkeypatch.delenv("DOORSTEP_CLASSIFIER", raising=False)
+    assert default_spec() == "onnx"
+    model = load_classifier("onnx")
+    assert model.classify(["hello"])[0].model == model.name
+
+
+def test_onnx_spec_accepts_a_model_directory() -> None:
+    from classifiers import load_classifier
+
+    model = load_classifier(f"onnx:{MODEL_DIR}")
+    assert len(model.classify(["a", "b"])) == 2
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from classifiers.onnx_backend import OnnxClassifier
+
+    with pytest.raises(ValueError, match="missing model.onnx"):
+        OnnxClassifier(tmp_path)
+
+
+# ---------------------------------------------------------------------- behaviour
+def test_scores_are_probabilities(onnx_model) -> None:
+    labels = onnx_model.classify(["@UPSHelp my parcel says delivered but it isn't here", "love you guys!", "ok"])
+    for lab in labels:
+        assert isinstance(lab, Labels)
+        assert _sums_to_one(lab.sentiment_scores) and _sums_to_one(lab.intent_scores)
+        assert set(lab.intent_scores) == set(INTENTS)
+        assert lab.sentiment == max(lab.sentiment_scores, key=lab.sentiment_scores.get)
+        assert lab.intent == max(lab.intent_scores, key=lab.intent_scores.get)
+        assert lab.complaint == (lab.complaint_score >= 0.5)
+        assert 0.0 <= lab.urgency <= 1.0
+
+
+def test_batch_equals_one_by_one(onnx_model) -> None:
+    texts = [
+        "@AmazonHelp tracking says delivered but there is no parcel anywhere",
+        "@AmazonHelp thank you so much, lovely driver and the parcel came early!",
+        "@RoyalMail driver left a card saying I was out. I was in all day",
+        "watching the football tonight",
+        "@Tesco my order arrived with smashed eggs all over the shopping",
+        ODD_TEXTS["long"],
+        "",
+    ]
+    batch = onnx_model.classify(texts)
+    for text, together in zip(texts, batch):
+        alone = onnx_model.classify([text])[0]
+        assert (alone.intent, alone.sentiment, alone.complaint) == (together.intent, together.sentiment, together.complaint)
+        if text:
+            # int8 activations are scaled per batch, so scores move a little with the batch's other posts
+            for key, value in alone.intent_scores.items():
+                assert together.intent_scores[key] == pytest.approx(value, abs=0.06), (text, key)
+            assert together.complaint_score == pytest.approx(alone.complaint_score, abs=0.06), text
+
+
+def test_order_is_kept_when_lengths_differ(onnx_model) -> None:
+    short, long = "ok", "@UPSHelp my parcel was marked as delivered yesterday but it never arrived, where is it?"
+    forward = onnx_model.classify([long, short, long])
+    assert forward[0].intent_scores == pytest.approx(forward[2].intent_scores, abs=1e-6)
+    assert onnx_model.classify([short])[0].intent == forward[1].intent
+
+
+@pytest.mark.parametrize("key", sorted(ODD_TEXTS))
+def test_odd_texts_do_not_crash(onnx_model, key: str) -> None:
+    (lab,) = onnx_model.classify([ODD_TEXTS[key]])
+    assert _sums_to_one(lab.sentiment_scores) and _sums_to_one(lab.intent_scores)
+    if key in ("empty", "spaces", "numbers", "emoji_only", "rtl_arabic", "rtl_hebrew"):
+        assert lab.needs_review
+
+
+@pytest.mark.parametrize("text", NON_ENGLISH)
+def test_non_english_is_flagged_for_review(onnx_model, text: str) -> None:
+    (lab,) = onnx_model.classify([text])
+    assert lab.needs_review
+
+
+def test_clear_english_delivery_problem_is_trusted(onnx_model) -> None:
+    (lab,) = onnx_model.classify(["@UPSHelp tracking says delivered but my parcel is not here, nobody has it"])
+    assert lab.is_delivery and lab.complaint and lab.sentiment == "negative"
+
+
+def test_urgency_ranks_a_lost_parcel_above_praise(onnx_model) -> None:
+    lost, thanks = onnx_model.classify([
+        "@DPD_UK parcel marked delivered but NOT HERE!! third time this month, need it today",
+        "@DPD_UK thanks, lovely driver today",
+    ])
+    assert lost.urgency > thanks.urgency + 0.3
+
+
+def test_empty_input_gives_empty_output(onnx_model) -> None:
+    assert onnx_model.classify([]) == []
+
+
+# ---------------------------------------------------------------------- recorded predictions
+def test_agrees_with_recorded_predictions(onnx_model) -> None:
+    recorded = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert recorded["model"] == onnx_model.name
+    labels = onnx_model.classify([r["text"] for r in recorded["examples"]])
+    for row, lab in zip(recorded["examples"], labels):
+        assert lab.intent == row["intent"], row["text"]
+        assert lab.sentiment == row["sentiment"], row["text"]
+        assert lab.complaint == row["complaint"], row["text"]
+        assert lab.intent_scores[row["intent"]] == pytest.approx(row["intent_score"], abs=0.03), row["text"]
+        assert lab.complaint_score == pytest.approx(row["complaint_score"], abs=0.03), row["text"]
+
+
+# ---------------------------------------------------------------------- helpers without a model
+def test_prepare_text_normalises_like_training() -> None:
+    from classifiers.onnx_backend import MAX_CHARS, prepare_text
+
+    assert prepare_text("@115712 see https://t.co/abc &amp; <b>now</b>") == "@user see http & now"
+    assert prepare_text("@UPSHelp hi") == "@UPSHelp hi"
+    assert len(prepare_text("x" * 50_000)) == MAX_CHARS
+
+
+def test_urgency_signals() -> None:
+    from classifiers.onnx_backend import urgency_signals
+
+    assert urgency_signals("thanks for the help") == 0.0
+    assert urgency_signals("STILL NOT DELIVERED, NEED IT TODAY!!") > 0.9
+
+
+def test_feedback_rows_become_examples() -> None:
+    from classifiers.train import feedback_examples
+
+    rows = [
+        {"text": "parcel in the hedge again", "field": "intent", "new_value": "damaged_or_wrong"},
+        {"text": "parcel in the hedge again", "field": "complaint", "new_value": "true"},
+        {"text": "cheers", "sentiment": "positive", "intent": "praise"},
+        {"text": "ignored", "field": "urgency", "new_value": "0.9"},
+    ]
+    examples = {e.text: e for e in feedback_examples(rows, weight=3.0)}
+    assert set(examples) == {"parcel in the hedge again", "cheers"}
+    hedge = examples["parcel in the hedge again"]
+    assert INTENTS[hedge.intent] == "damaged_or_wrong" and hedge.complaint == 1 and hedge.sentiment == -1
+    assert hedge.weight == 3.0
+    with pytest.raises(ValueError, match="feedback row 1: field 'intent'"):
+        feedback_examples([{"text": "x", "intent": "nonsense"}], weight=1.0)
+    with pytest.raises(ValueError, match="feedback row 2: field 'text'"):
+        feedback_examples([{"text": "x", "intent": "other"}, {"text": " "}], weight=1.0)
+
+
+def test_delivery_examples_held_out_is_separate() -> None:
+    from classifiers.delivery_examples import held_out_examples, training_examples
+
+    train, held = training_examples(copies=1), held_out_examples()
+    assert len(train) >= 250 and len(held) >= 80
+    assert {e.intent for e in held} == set(INTENTS)
+    assert not {e.text for e in train} & {e.text for e in held}
+    assert sum(e.intent in DELIVERY_INTENTS for e in train) >= 150
+
+
+def test_metrics_on_a_worked_example() -> None:
+    from classifiers.evaluate import binary_f1, ece, macro_f1, macro_recall
+
+    gold = ["negative", "negative", "neutral", "positive"]
+    pred = ["negative", "neutral", "neutral", "neutral"]
+    # recalls: negative 1/2, neutral 1/1, positive 0/1
+    assert macro_recall(gold, pred, SENTIMENTS) == pytest.approx((0.5 + 1 + 0) / 3)
+    # F1: negative 2*1*0.5/1.5=2/3, neutral 2*(1/3)*1/(4/3)=0.5, positive 0
+    assert macro_f1(gold, pred, SENTIMENTS) == pytest.approx((2 / 3 + 0.5 + 0) / 3)
+    assert binary_f1([True, True, False], [True, False, True]) == pytest.approx(0.5)
+    assert ece([0.9, 0.9], [True, False]) == pytest.approx(0.4)
+
+
+# ---------------------------------------------------------------------- transformers backend
+def test_label_mapping_rules() -> None:
+    from classifiers.transformers_backend import label_mapping
+
+    assert label_mapping({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}) == (
+        {0: "negative", 1: "neutral", 2: "positive"}, None)
+    assert label_mapping({0: "POSITIVE", 1: "NEGATIVE"}) == ({0: "positive", 1: "negative"}, None)
+    with pytest.raises(ValueError, match="NLI"):
+        label_mapping({0: "entailment", 1: "neutral", 2: "contradiction"})
+    with pytest.raises(ValueError, match="cannot map"):
+        label_mapping({0: "sports", 1: "politics"})
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason="torch is an optional 'train' extra")
+    transformers = pytest.importorskip("transformers", reason="transformers is an optional 'train' extra")
+    import torch
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "my", "parcel", "is", "late", "love", "it", "thanks",
+             "where", "order", "!", "?", ".", ",", "@", "the", "not", "here", "##s"]
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, num_labels=3,
+        id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2},
+    )
+    transformers.BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_transformers_backend_with_a_tiny_local_model(tiny_model_dir: Path) -> None:
+    from classifiers import load_classifier
+
+    model = load_classifier(f"transformers:{tiny_model_dir}")
+    texts = ["my parcel is late!", "love it, thanks", "", "where is my order?" * 200, "📦 لم يصل"]
+    labels = model.classify(texts)
+    assert len(labels) == len(texts)
+    for lab in labels:
+        assert _sums_to_one(lab.sentiment_scores)
+        assert lab.intent == "other" and lab.intent_scores["other"] == 1.0
+        assert lab.complaint_score == pytest.approx(lab.sentiment_scores["negative"])
+        assert lab.model == f"transformers:{tiny_model_dir}"
+    assert labels[2].needs_review and labels[4].needs_review
+    # batching does not change a post's scores (float32, no quantisation)
+    alone = model.classify([texts[0]])[0]
+    assert alone.sentiment_scores == pytest.approx(labels[0].sentiment_scores, abs=1e-5)
+
+
+def test_transformers_backend_refuses_nli_models(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import transformers
+
+    from classifiers.transformers_backend import TransformersClassifier
+
+    config = transformers.AutoConfig.from_pretrained(tiny_model_dir)
+    config.id2label = {0: "entailment", 1: "neutral", 2: "contradiction"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path)
+    transformers.AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="NLI"):
+        TransformersClassifier(str(tmp_path))
