@@ -32,7 +32,22 @@ import numpy as np
 from doorstep.models import DELIVERY_INTENTS, INTENTS, SENTIMENTS, Labels
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-RESULTS_PATH = REPO_DIR / "bench" / "RESULTS-classifier.md"
+RESULTS_PATH = REPO_DIR / "bench" / "RESULTS.md"
+SECTION_START = "<!-- doorstep evaluate: start -->"
+SECTION_END = "<!-- doorstep evaluate: end -->"
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace the evaluation section of bench/RESULTS.md (appending it the first time)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    section = f"{SECTION_START}\n{body.strip()}\n{SECTION_END}\n"
+    if SECTION_START in text and SECTION_END in text:
+        head, _, rest = text.partition(SECTION_START)
+        _, _, tail = rest.partition(SECTION_END)
+        text = head + section + tail.lstrip("\n")
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text, encoding="utf-8")
 GOALS = {
     "sentiment_macro_recall": 0.72,
     "complaint_macro_f1": 0.85,
@@ -251,8 +266,8 @@ def evaluate(
     if write:
         path = Path(results_path) if results_path else RESULTS_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(results), encoding="utf-8")
-        log(f"wrote {path}")
+        write_section(path, markdown(results))
+        log(f"wrote the classifier evaluation section of {path}")
     return results
 
 
