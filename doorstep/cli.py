@@ -225,17 +225,10 @@ COMMAND_PROVIDERS = [
 
 
 def _add_provided_commands() -> None:
-    import importlib
+    from doorstep.worker import optional_attribute
 
     for spec in COMMAND_PROVIDERS:
-        module_name, _, attribute = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        for command in getattr(module, attribute, []):
+        for command in optional_attribute(spec) or []:
             cli.add_command(command)
 
 

@@ -34,6 +34,22 @@ JOB_PROVIDERS: list[str] = [
 ]
 
 
+def optional_attribute(spec: str) -> Any:
+    """``"module:attribute"`` of a package that may be left out of a deployment, else None.
+
+    A missing package is skipped; an import error *inside* an installed package is raised,
+    so a broken listener is never silently treated as "not installed".
+    """
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, attribute, None)
+
+
 class Job(Protocol):
     name: str
     interval_s: float
@@ -65,14 +81,7 @@ class Worker:
     def collect_jobs(self) -> list[Job]:
         jobs = list(self.jobs)
         for spec in self.providers:
-            module_name, _, func = spec.partition(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and module_name.startswith(exc.name):
-                    continue
-                raise
-            provider = getattr(module, func, None)
+            provider = optional_attribute(spec)
             if provider is not None:
                 jobs.extend(provider(self.store, self.config, self.pipeline))
         return jobs
