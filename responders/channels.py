@@ -126,23 +126,37 @@ def _network_error(exc: BaseException) -> SendError:
     return SendError(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
-# ----------------------------------------------------------------------------- X
-class XSender:
-    channel = "x"
-    can_check = True
+# ------------------------------------------------------------------ API senders
+class _ClientSender:
+    """A sender that talks through an API client, made on first use (tests pass their own)."""
 
     def __init__(self, config: Config, client: Any = None):
         self.config = config
         self._client = client
-        self._me: str | None = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            from doorstep.clients import x_client
-
-            self._client = x_client(self.config)
+            self._client = self._make_client()
         return self._client
+
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- X
+class XSender(_ClientSender):
+    channel = "x"
+    can_check = True
+
+    def __init__(self, config: Config, client: Any = None):
+        super().__init__(config, client)
+        self._me: str | None = None
+
+    def _make_client(self) -> Any:
+        from doorstep.clients import x_client
+
+        return x_client(self.config)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         import requests
@@ -203,21 +217,14 @@ class XSender:
 
 
 # ---------------------------------------------------------------------- Mastodon
-class MastodonSender:
+class MastodonSender(_ClientSender):
     channel = "mastodon"
     can_check = True
 
-    def __init__(self, config: Config, client: Any = None):
-        self.config = config
-        self._client = client
+    def _make_client(self) -> Any:
+        from doorstep.clients import mastodon_client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from doorstep.clients import mastodon_client
-
-            self._client = mastodon_client(self.config)
-        return self._client
+        return mastodon_client(self.config)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         import mastodon
@@ -250,21 +257,14 @@ class MastodonSender:
 
 
 # ----------------------------------------------------------------------- Bluesky
-class BlueskySender:
+class BlueskySender(_ClientSender):
     channel = "bluesky"
     can_check = True
 
-    def __init__(self, config: Config, client: Any = None):
-        self.config = config
-        self._client = client
+    def _make_client(self) -> Any:
+        from doorstep.clients import bluesky_client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from doorstep.clients import bluesky_client
-
-            self._client = self._call(lambda: bluesky_client(self.config))
-        return self._client
+        return self._call(lambda: bluesky_client(self.config))
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from atproto import exceptions
@@ -365,19 +365,12 @@ def twilio_client(config: Config | None = None) -> Any:
     return client
 
 
-class SmsSender:
+class SmsSender(_ClientSender):
     channel = "sms"
     can_check = True
 
-    def __init__(self, config: Config, client: Any = None):
-        self.config = config
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = twilio_client(self.config)
-        return self._client
+    def _make_client(self) -> Any:
+        return twilio_client(self.config)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from twilio.base.exceptions import TwilioException, TwilioRestException
