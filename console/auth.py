@@ -1,18 +1,18 @@
-"""Console users, passwords and what each role may do.
+"""Console users, their passwords, and what each role may do.
 
-Users live in the store's ``users`` table (username, name, role, password_hash, created_at)
-so one SQLite file holds everything a deployment needs and ``doorstep user ...`` manages them.
-
-Why not streamlit-authenticator: it keeps credentials in a YAML/dict that it rewrites itself
-and remembers logins in a browser cookie set through a custom component (which Streamlit's
-AppTest cannot drive). Our users are rows in SQLite, and the session lives only in Streamlit's
-server-side session state (a reload asks for the password again), so the only generic part we
-need is password hashing, and that is bcrypt's (a maintained, well-reviewed library). Verifying
-always runs one bcrypt check, even for an unknown user, so timing does not reveal user names.
+Users live in the store's ``users`` table (username, name, role, email, password_hash,
+created_at) so one SQLite file holds everything a deployment needs, and ``doorstep user ...``
+and the admin's Settings page manage them. Checking a password at login is not done here: the
+console hands :func:`credentials` to streamlit-authenticator (see ``console/login.py``), or
+Streamlit's own OIDC login identifies the person and :func:`user_by_email` maps them to a role.
+What stays here is what those libraries do not know about: roles and permissions, bcrypt
+hashes in SQLite, and a lockout counted from the audit log so it holds across browser
+sessions and restarts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -52,10 +52,6 @@ MIN_PASSWORD_LENGTH = 8
 LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=10)
 
-# A real hash to compare against when the user does not exist (constant-time-ish refusal).
-_DUMMY_HASH = bcrypt.hashpw(b"doorstep-no-such-user", bcrypt.gensalt(rounds=4))
-
-
 class AuthError(ValueError):
     """A user operation was refused; the message says why (never contains the password)."""
 
@@ -65,6 +61,7 @@ class User:
     username: str
     name: str
     role: str
+    email: str | None = None
 
     def __repr__(self) -> str:  # keeps the hash out of any debug output by construction
         return f"User({self.username!r}, role={self.role!r})"
@@ -85,6 +82,9 @@ def can(user: User | None, action: str) -> bool:
 
 def hash_password(password: str, rounds: int = 12) -> str:
     data = password.encode("utf-8")
+    if password != password.strip():
+        # The login form strips what is typed, so such a password could never be entered.
+        raise AuthError("password must not start or end with a space")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(data) > MAX_PASSWORD_BYTES:
@@ -92,32 +92,79 @@ def hash_password(password: str, rounds: int = 12) -> str:
     return bcrypt.hashpw(data, bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
 
-def add_user(store: Store, username: str, password: str, *, role: str = "agent", name: str | None = None,
-             actor: str = "cli", rounds: int = 12) -> User:
-    username = username.strip()
+def _clean_email(email: str | None) -> str | None:
+    if email is None or not email.strip():
+        return None
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or " " in email:
+        raise AuthError(f"e-mail {email!r} does not look like an address")
+    return email
+
+
+def add_user(store: Store, username: str, password: str | None, *, role: str = "agent", name: str | None = None,
+             email: str | None = None, actor: str = "cli", rounds: int = 12) -> User:
+    """Add a user. Usernames are lower-case (the login form lower-cases what is typed).
+
+    ``password`` may be None for a user who only ever logs in through single sign-on.
+    """
+    username = username.strip().lower()
     if not username or not username.replace(".", "").replace("_", "").replace("-", "").isalnum():
         raise AuthError(f"username {username!r}: use letters, digits, '.', '_' or '-'")
     role_rank(role)
+    email = _clean_email(email)
     if get_user(store, username) is not None:
         raise AuthError(f"user {username!r} already exists")
-    hashed = hash_password(password, rounds=rounds)
+    if email and user_by_email(store, email) is not None:
+        raise AuthError(f"e-mail {email!r} already belongs to another user")
+    hashed = hash_password(password, rounds=rounds) if password is not None else None
     with store.transaction():
         store.db["users"].insert(
-            {"username": username, "name": name or username, "role": role, "password_hash": hashed,
-             "created_at": iso(utcnow())}
+            {"username": username, "name": name or username, "role": role, "email": email,
+             "password_hash": hashed, "created_at": iso(utcnow())}
         )
-        store.audit(actor, "user.add", None, {"username": username, "role": role})
-    return User(username, name or username, role)
+        store.audit(actor, "user.add", None, {"username": username, "role": role, "email": email})
+    return User(username, name or username, role, email)
+
+
+_USER_COLUMNS = "username, name, role, email"
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(row[0], row[1] or row[0], row[2], row[3])
 
 
 def get_user(store: Store, username: str) -> User | None:
-    row = store.db.execute("select username, name, role from users where username = ?", [username]).fetchone()
-    return User(row[0], row[1] or row[0], row[2]) if row else None
+    row = store.db.execute(f"select {_USER_COLUMNS} from users where username = ?",
+                           [username.strip().lower()]).fetchone()
+    return _user(row) if row else None
+
+
+def user_by_email(store: Store, email: str) -> User | None:
+    """The user single sign-on identified by ``email`` (case-insensitive), if there is one."""
+    row = store.db.execute(f"select {_USER_COLUMNS} from users where email = ?",
+                           [email.strip().lower()]).fetchone()
+    return _user(row) if row else None
 
 
 def list_users(store: Store) -> list[User]:
-    rows = store.db.execute("select username, name, role from users order by username").fetchall()
-    return [User(r[0], r[1] or r[0], r[2]) for r in rows]
+    rows = store.db.execute(f"select {_USER_COLUMNS} from users order by username").fetchall()
+    return [_user(r) for r in rows]
+
+
+def set_email(store: Store, username: str, email: str | None, *, actor: str = "cli") -> User:
+    email = _clean_email(email)
+    holder = user_by_email(store, email) if email else None
+    if holder is not None and holder.username != username:
+        raise AuthError(f"e-mail {email!r} already belongs to {holder.username}")
+    with store.transaction():
+        cursor = store.db.execute("update users set email = ? where username = ?", [email, username])
+        if cursor.rowcount == 0:
+            raise AuthError(f"no user {username!r}")
+        store.audit(actor, "user.set_email", None, {"username": username, "email": email})
+    user = get_user(store, username)
+    assert user is not None
+    return user
 
 
 def remove_user(store: Store, username: str, *, actor: str = "cli") -> None:
@@ -149,37 +196,57 @@ def set_password(store: Store, username: str, password: str, *, actor: str = "cl
         store.audit(actor, "user.set_password", None, {"username": username})
 
 
-def locked_out(store: Store, username: str, *, now: Any = None) -> bool:
-    """True after LOCKOUT_FAILURES wrong passwords for ``username`` within LOCKOUT_WINDOW.
+def recent_failures(store: Store, *, now: Any = None) -> dict[str, int]:
+    """Wrong passwords per username within LOCKOUT_WINDOW, counted from the audit log.
 
-    Counted from the audit log, so the limit holds across browser sessions and restarts.
+    Since a successful login, that is: logging in resets the count, as a lockout should.
     """
     since = iso((now or utcnow()) - LOCKOUT_WINDOW)
-    row = store.db.execute(
-        "select count(*) from audit_events where action = 'login.failed' and actor = ? and at >= ?",
-        [username.strip()[:64], since],
-    ).fetchone()
-    return int(row[0]) >= LOCKOUT_FAILURES
+    rows = store.db.execute(
+        """select actor, count(*) from audit_events f
+           where f.action = 'login.failed' and f.at >= ?
+             and f.at > coalesce((select max(s.at) from audit_events s
+                                  where s.actor = f.actor and s.action = 'login'), '')
+           group by actor""",
+        [since],
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
 
 
-def verify(store: Store, username: str, password: str) -> User | None:
-    """The user if ``password`` is theirs, else None (same work either way).
+def locked_out(store: Store, username: str, *, now: Any = None) -> bool:
+    """True after LOCKOUT_FAILURES wrong passwords for ``username`` within LOCKOUT_WINDOW."""
+    return recent_failures(store, now=now).get(username.strip().lower(), 0) >= LOCKOUT_FAILURES
 
-    Refused without checking while the username is locked out (see :func:`locked_out`).
+
+def credentials(store: Store) -> dict[str, Any]:
+    """The users as streamlit-authenticator's ``credentials`` dict, built fresh for each run.
+
+    Built from the table every time so a removed user or a changed role takes effect on the
+    next click, and seeded with each user's recent failures so the library's
+    ``max_login_attempts`` enforces :data:`LOCKOUT_FAILURES` across sessions. Users without a
+    password (single sign-on only) are left out.
     """
-    if locked_out(store, username):
-        store.audit(username.strip()[:64] or "(empty)", "login.locked_out", None, {})
-        return None
-    row = store.db.execute("select username, name, role, password_hash from users where username = ?",
-                           [username.strip()]).fetchone()
-    stored = row[3].encode("ascii") if row and row[3] else _DUMMY_HASH
-    data = password.encode("utf-8")[:MAX_PASSWORD_BYTES]
+    failures = recent_failures(store)
+    rows = store.db.execute(
+        "select username, name, role, email, password_hash from users where password_hash is not null"
+    ).fetchall()
+    return {
+        "usernames": {
+            r[0]: {"name": r[1] or r[0], "roles": [r[2]], "email": r[3], "password": r[4],
+                   "failed_login_attempts": failures.get(r[0], 0)}
+            for r in rows
+        }
+    }
+
+
+def check_password(store: Store, username: str, password: str) -> bool:
+    """Whether ``password`` is ``username``'s (for the CLI and tests; the console's form uses
+    streamlit-authenticator, which does the same bcrypt check)."""
+    row = store.db.execute("select password_hash from users where username = ?",
+                           [username.strip().lower()]).fetchone()
+    if not row or not row[0]:
+        return False
     try:
-        ok = bcrypt.checkpw(data, stored)
+        return bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], row[0].encode("ascii"))
     except ValueError:
-        ok = False
-    if not ok or row is None:
-        store.audit(username.strip()[:64] or "(empty)", "login.failed", None, {})
-        return None
-    store.audit(row[0], "login", None, {})
-    return User(row[0], row[1] or row[0], row[2])
+        return False

@@ -1,4 +1,4 @@
-"""``doorstep user add/remove/set-role/set-password/list``: console users from the command line.
+"""``doorstep user add/remove/set-role/set-email/set-password/list``: console users from the command line.
 
 Passwords come from ``--password-stdin`` (first line of standard input, for scripts) or an
 interactive prompt with confirmation; they are never a command-line option (shell history,
@@ -33,15 +33,20 @@ def user() -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["agent", "lead", "admin"]), default="agent", show_default=True)
 @click.option("--name", default=None, help="Display name (default: the username).")
+@click.option("--email", default=None, help="E-mail address; single sign-on logs the user in by it.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--no-password", is_flag=True, help="Single sign-on only: no password login for this user.")
 @pass_ctx
-def add(ctx: Context, username: str, role: str, name: str | None, password_stdin: bool) -> None:
+def add(ctx: Context, username: str, role: str, name: str | None, email: str | None, password_stdin: bool,
+        no_password: bool) -> None:
     """Add a console user."""
     from console.auth import AuthError, add_user
 
-    password = _read_password(password_stdin)
+    if no_password and not email:
+        raise click.ClickException("--no-password needs --email: single sign-on finds the user by it")
+    password = None if no_password else _read_password(password_stdin)
     try:
-        created = add_user(ctx.store, username, password, role=role, name=name, actor="cli")
+        created = add_user(ctx.store, username, password, role=role, name=name, email=email, actor="cli")
     except AuthError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"added {created.username} ({created.role})")
@@ -76,6 +81,21 @@ def set_role_cmd(ctx: Context, username: str, role: str) -> None:
     click.echo(f"{updated.username} is now {updated.role}")
 
 
+@user.command("set-email")
+@click.argument("username")
+@click.argument("email")
+@pass_ctx
+def set_email_cmd(ctx: Context, username: str, email: str) -> None:
+    """Set the e-mail address single sign-on knows a user by ("" removes it)."""
+    from console.auth import AuthError, set_email
+
+    try:
+        updated = set_email(ctx.store, username, email, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{updated.username}: {updated.email or 'no e-mail'}")
+
+
 @user.command("set-password")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
@@ -95,11 +115,11 @@ def set_password_cmd(ctx: Context, username: str, password_stdin: bool) -> None:
 @user.command("list")
 @pass_ctx
 def list_cmd(ctx: Context) -> None:
-    """List console users."""
+    """List console users: username, role, name, e-mail (tab-separated)."""
     from console.auth import list_users
 
     for u in list_users(ctx.store):
-        click.echo(f"{u.username}\t{u.role}\t{u.name}")
+        click.echo(f"{u.username}\t{u.role}\t{u.name}\t{u.email or ''}")
 
 
 commands: list[click.Command] = [user]

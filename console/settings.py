@@ -97,16 +97,22 @@ def _alerts(config: Any) -> None:
 def _users(store: Any) -> None:
     user = current_user()
     st.subheader("Users")
-    st.dataframe([{"username": u.username, "name": u.name, "role": u.role} for u in list_users(store)], hide_index=True)
+    st.dataframe([{"username": u.username, "name": u.name, "role": u.role, "e-mail (single sign-on)": u.email}
+                  for u in list_users(store)], hide_index=True)
     with st.form("user_add", clear_on_submit=True):
         st.markdown("**Add a user**")
         username = st.text_input("Username", key="ua_username")
         name = st.text_input("Name", key="ua_name")
         role = st.selectbox("Role", ROLES, key="ua_role")
-        password = st.text_input("Password", type="password", key="ua_password")
+        email = st.text_input("E-mail (for single sign-on; optional)", key="ua_email")
+        password = st.text_input("Password (leave empty for single sign-on only)", type="password",
+                                 key="ua_password")
         if st.form_submit_button("Add user"):
             try:
-                add_user(store, username, password, role=role, name=name or None, actor=user.username)
+                if not password and not email:
+                    raise AuthError("give a password, or an e-mail for single sign-on")
+                add_user(store, username, password or None, role=role, name=name or None, email=email or None,
+                         actor=user.username)
             except AuthError as exc:
                 st.error(escape_md(str(exc)))
             else:

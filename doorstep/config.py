@@ -72,6 +72,19 @@ class Priority(_Section):
     vip_followers: int = 10_000
 
 
+class Console(_Section):
+    """How people log in to the console ([console] in doorstep.toml).
+
+    Single sign-on is configured in Streamlit's own ``.streamlit/secrets.toml`` (an ``[auth]``
+    section, see the README); these keys only say what Doorstep does around it.
+    """
+
+    #: Offer the username + password form. Set false to make single sign-on the only way in.
+    password_login: bool = True
+    #: How long a browser stays logged in (a signed cookie); 0 asks for the password on every visit.
+    session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
+
+
 class Config(_Section):
     timezone: str = "Europe/London"
     brands: list[Brand] = Field(default_factory=list)
@@ -87,6 +100,7 @@ class Config(_Section):
     alerts: dict[str, Any] = Field(default_factory=dict)
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
+    console: Console = Field(default_factory=Console)
 
     @field_validator("timezone")
     @classmethod

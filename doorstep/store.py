@@ -290,6 +290,17 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["users"].create({"username": str, "name": str, "role": str, "password_hash": str, "created_at": str}, pk="username")
 
 
+@MIGRATIONS()
+def m002_user_email(db: sqlite_utils.Database) -> None:
+    """Console users get an e-mail address: single sign-on identifies people by it.
+
+    The audit index serves the login lockout, which counts each user's recent failures.
+    """
+    db["users"].add_column("email", str)
+    db["users"].create_index(["email"], unique=True, if_not_exists=True)
+    db["audit_events"].create_index(["action", "actor", "at"], if_not_exists=True)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""

@@ -27,6 +27,8 @@ def test_explicit_missing_file_is_an_error(tmp_path):
         ("[[brands]]\nname = \"A\"\nhandle = \"typo\"", "brands.0.handle: Extra inputs are not permitted"),
         ("[sla.p1]\nfirst_response = 5\nresolution = 10", "sla: Value error, missing SLA bands: p2, p3, p4"),
         ("timezone = ", "Invalid value"),
+        ("[console]\nsession_hours = -1", "console.session_hours: Input should be greater than or equal to 0"),
+        ("[console]\npassword_login = \"maybe\"", "console.password_login"),
     ],
 )
 def test_invalid_config_names_file_key_and_problem(tmp_path, toml, message):

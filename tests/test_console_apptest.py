@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from console import presence
-from console.auth import ROLES, User, add_user, can, get_user, verify
+from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
 from doorstep.models import Case, Mention, utcnow
 from doorstep.store import InboxQuery, Store
@@ -92,52 +92,121 @@ def xss_case(store: Store) -> int:
 
 
 # ----------------------------------------------------------------- login and roles
+def log_in(at: AppTest, username: str, password: str) -> AppTest:
+    """Fill streamlit-authenticator's form (found by its labels, as a person would) and submit."""
+    [user_box] = [t for t in at.text_input if t.label == "Username"]
+    [password_box] = [t for t in at.text_input if t.label == "Password"]
+    user_box.input(username)
+    password_box.input(password)
+    [submit] = [b for b in at.button if b.label == "Log in"]
+    return submit.click().run()
+
+
 def test_login_is_required_and_wrong_password_refused(db: Store) -> None:
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Doorstep"]
-    assert "Inbox" not in texts(at)
-    at.text_input(key="login_username").input("ann")
-    at.text_input(key="login_password").input("wrong password!")
-    at.button[0].click().run()
+    assert "Inbox" not in texts(at) and "_pages" not in at.session_state
+    log_in(at, "ann", "wrong password!")
     assert "Wrong username or password." in [e.value for e in at.error]
     assert "user" not in at.session_state
     failed = [e for e in db.audit_trail() if e.action == "login.failed"]
     assert failed and failed[0].actor == "ann" and "wrong password" not in str(failed[0].details)
 
-    at.text_input(key="login_password").input(PASSWORD)
-    at.button[0].click().run()
+    log_in(at, "Ann", PASSWORD)  # usernames are case-insensitive
     assert not at.exception
     assert [t.value for t in at.title] == ["Inbox"]
     assert at.session_state["user"].username == "ann"
     assert "settings" not in at.session_state["_pages"]
+    assert [e.action for e in db.audit_trail(limit=1)] == ["login"]
 
 
 def test_lead_gets_settings_page_in_navigation(db: Store) -> None:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    at.text_input(key="login_username").input("lee")
-    at.text_input(key="login_password").input(PASSWORD)
-    at.button[0].click().run()
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "lee", PASSWORD)
     assert "settings" in at.session_state["_pages"]
 
 
-def test_passwords_are_bcrypt_hashed_and_verified(db: Store) -> None:
+def test_role_change_and_removal_take_effect_on_the_next_click(db: Store) -> None:
+    from console.auth import remove_user, set_role
+
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "bob", PASSWORD)
+    assert "settings" not in at.session_state["_pages"]
+    set_role(db, "bob", "lead", actor="ada")
+    at.run()
+    assert "settings" in at.session_state["_pages"] and at.session_state["user"].role == "lead"
+    remove_user(db, "bob", actor="ada")
+    at.run()
+    assert "user" not in at.session_state and [t.value for t in at.title] == ["Doorstep"]
+    assert any(e.action == "logout" and e.actor == "bob" for e in db.audit_trail())
+
+
+def test_passwords_are_bcrypt_hashed(db: Store) -> None:
     stored = db.db.execute("select password_hash from users where username = 'ann'").fetchone()[0]
     assert stored.startswith("$2") and PASSWORD not in stored
-    assert verify(db, "ann", PASSWORD) == User("ann", "Ann", "agent")
-    assert verify(db, "ann", PASSWORD + "x") is None
-    assert verify(db, "nobody", PASSWORD) is None
+    assert check_password(db, "ann", PASSWORD)
+    assert not check_password(db, "ann", PASSWORD + "x")
+    assert not check_password(db, "nobody", PASSWORD)
 
 
 def test_repeated_wrong_passwords_lock_the_user_out(db: Store) -> None:
     from console.auth import LOCKOUT_FAILURES, LOCKOUT_WINDOW, locked_out
 
+    at = AppTest.from_file(APP, default_timeout=30).run()
     for _ in range(LOCKOUT_FAILURES):
-        assert verify(db, "bob", "guess-guess") is None
+        log_in(at, "bob", "guess-guess")
     assert locked_out(db, "bob")
-    assert verify(db, "bob", PASSWORD) is None  # even the right password, for a while
+    # A new browser session: the count lives in the audit log, not in the old session.
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "bob", PASSWORD)
+    assert "user" not in at.session_state  # even the right password, for a while
+    assert any("Too many wrong passwords" in e.value for e in at.error)
     assert not locked_out(db, "bob", now=utcnow() + LOCKOUT_WINDOW + timedelta(seconds=1))
-    assert verify(db, "ann", PASSWORD) is not None  # other users are unaffected
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert at.session_state["user"].username == "ann"  # other users are unaffected
+
+
+def test_single_sign_on_maps_the_verified_email_to_a_user(db: Store, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an [auth] section in Streamlit's secrets, the identity provider says who it is
+    (AppTest seeds st.user) and the users table says what they may do."""
+    from console.auth import set_email
+
+    set_email(db, "lee", "Lee@Shop.example", actor="ada")
+    streamlit_dir = tmp_path / ".streamlit"
+    streamlit_dir.mkdir()
+    (streamlit_dir / "secrets.toml").write_text(
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "x"\n'
+        'client_id = "doorstep"\nclient_secret = "y"\n'
+        'server_metadata_url = "http://127.0.0.1:9/.well-known/openid-configuration"\n')
+    monkeypatch.chdir(tmp_path)
+
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert [b.label for b in at.button if b.label == "Log in with single sign-on"]
+
+    at.user = {"is_logged_in": True, "email": "lee@shop.example", "name": "Lee"}
+    at.run()
+    assert not at.exception
+    assert at.session_state["user"].username == "lee" and "settings" in at.session_state["_pages"]
+    assert any(e.action == "login" and e.actor == "lee" and e.details.get("method") == "sso"
+               for e in db.audit_trail())
+
+    stranger = AppTest.from_file(APP, default_timeout=30)
+    stranger.user = {"is_logged_in": True, "email": "someone@else.example"}
+    stranger.run()
+    assert "user" not in stranger.session_state
+    assert any("not a Doorstep user" in e.value for e in stranger.error)
+    assert any(e.action == "login.refused" for e in db.audit_trail())
+
+    # [console] password_login = false: single sign-on is the only way in.
+    sso_only = tmp_path / "sso-only.toml"
+    sso_only.write_text(Path(DEMO_CONFIG).read_text() + "\n[console]\npassword_login = false\n")
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(sso_only))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert [t.label for t in at.text_input] == []
+    assert [b.label for b in at.button] == ["Log in with single sign-on"]
 
 
 def test_permission_table_orders_roles() -> None:
@@ -172,7 +241,7 @@ def test_admin_manages_users_and_secrets_are_never_shown(db: Store, monkeypatch:
     at.button(key="FormSubmitter:user_add-Add user").click().run()
     assert get_user(db, "newbie") == User("newbie", "newbie", "lead")
     assert at.text_input(key="ua_password").proto.type == at.text_input(key="ua_password").proto.PASSWORD
-    assert "a long enough pw" not in texts(at) and verify(db, "newbie", "a long enough pw") is not None
+    assert "a long enough pw" not in texts(at) and check_password(db, "newbie", "a long enough pw")
     assert any(e.action == "user.add" and e.actor == "ada" for e in db.audit_trail())
 
 
@@ -386,10 +455,22 @@ def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["--db", db, "user", "set-role", "zoe", "admin"]).exit_code == 0
     listed = runner.invoke(cli, ["--db", db, "user", "list"]).output
     assert listed.strip() == "zoe\tadmin\tZoe"
+    assert runner.invoke(cli, ["--db", db, "user", "set-email", "zoe", "Zoe@Shop.example"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", db, "user", "list"]).output.strip() == "zoe\tadmin\tZoe\tzoe@shop.example"
+    sso_only = runner.invoke(cli, ["--db", db, "user", "add", "sam", "--email", "sam@shop.example", "--no-password"])
+    assert sso_only.exit_code == 0, sso_only.output
+    taken = runner.invoke(cli, ["--db", db, "user", "add", "sal", "--email", "SAM@shop.example", "--no-password"])
+    assert taken.exit_code != 0 and "already belongs" in taken.output
     store = Store(db)
-    assert verify(store, "zoe", "s3cret-passphrase") is not None
+    assert check_password(store, "zoe", "s3cret-passphrase")
+    store.close()
+    store = Store(db)
+    assert not check_password(store, "sam", "")  # no password: single sign-on only
+    from console.auth import credentials
+    assert set(credentials(store)["usernames"]) == {"zoe"}  # so the password form never offers sam
     store.close()
     assert runner.invoke(cli, ["--db", db, "user", "remove", "zoe"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", db, "user", "remove", "sam"]).exit_code == 0
     assert runner.invoke(cli, ["--db", db, "user", "list"]).output.strip() == ""
     short = runner.invoke(cli, ["--db", db, "user", "add", "tim", "--password-stdin"], input="short\n")
     assert short.exit_code != 0 and "at least 8" in short.output

@@ -232,6 +232,9 @@ def login(page: Any, url: str, username: str) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Inbox").wait_for()
+    # The first console run stores the login cookie, and the cookie component's answer causes
+    # one more rerun; a click during it can be lost, so wait until the cookie is there.
+    page.wait_for_function("() => document.cookie.includes('doorstep_session=')")
     wait_idle(page)
 
 
@@ -276,6 +279,10 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         shot(ann, "01-login-refused")
         login(ann, world["url"], "ann")
         expect(ann.get_by_role("link", name="Settings")).to_have_count(0)  # agents have no settings page
+        ann.reload()  # the login is kept in a signed cookie: a reload stays logged in
+        ann.get_by_role("heading", name="Inbox").wait_for()
+        wait_idle(ann)
+        expect(ann.get_by_label("Password", exact=True)).to_have_count(0)
         shot(ann, "inbox", docs=True)
 
         # The top case: order and tracking timeline.
@@ -318,7 +325,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         shot(ann, "case", docs=True)
 
         # A second agent on the same case changes it first: ann gets the conflict message.
-        bob = browser.new_page(viewport={"width": 1500, "height": 1000})
+        bob = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()  # his own cookies
         bob.set_default_timeout(20000)
         login(bob, world["url"], "bob")
         open_case(bob, case_id)
@@ -355,4 +362,20 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         ann.locator("[data-testid=\"stVegaLiteChart\"]").nth(4).wait_for()
         ann.wait_for_timeout(800)
         shot(ann, "dashboard", docs=True)
+
+        # Logging out ends the cookie too: a reload asks for the password again, and a copy of
+        # the cookie kept elsewhere (another browser, a stolen token) no longer logs anyone in.
+        kept = [c for c in ann.context.cookies() if c["name"] == "doorstep_session"]
+        assert kept
+        ann.get_by_role("button", name="Log out").click()
+        ann.get_by_label("Password", exact=True).wait_for()
+        ann.wait_for_function("() => !document.cookie.includes('doorstep_session=')")
+        ann.reload()
+        ann.get_by_label("Password", exact=True).wait_for()
+        elsewhere = browser.new_context()
+        elsewhere.add_cookies(kept)
+        thief = elsewhere.new_page()
+        thief.goto(world["url"])
+        thief.get_by_label("Password", exact=True).wait_for()
+        expect(thief.get_by_text("Signed in as", exact=False)).to_have_count(0)
         browser.close()
