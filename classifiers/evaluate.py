@@ -37,13 +37,14 @@ SECTION_START = "<!-- doorstep evaluate: start -->"
 SECTION_END = "<!-- doorstep evaluate: end -->"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the evaluation section of bench/RESULTS.md (appending it the first time)."""
+def write_section(path: Path, body: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Replace the section between the ``start`` and ``end`` markers of bench/RESULTS.md
+    (appending it the first time); the benches use it with markers of their own."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    section = f"{SECTION_START}\n{body.strip()}\n{SECTION_END}\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, _, rest = text.partition(SECTION_START)
-        _, _, tail = rest.partition(SECTION_END)
+    section = f"{start}\n{body.strip()}\n{end}\n"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
         text = head + section + tail.lstrip("\n")
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section

@@ -76,6 +76,78 @@ def test_inbox_full_text_search_finds_cases_by_their_posts(store: Store):
     assert store.inbox(InboxQuery(search='"); drop table cases; --')) == []  # typed text is never SQL
 
 
+def test_inbox_counts_equal_plain_counts_under_every_filter_combination(store: Store):
+    """The counts name an index for SQLite (Store._count_index); they must still count right."""
+    import itertools
+    import random
+
+    from doorstep.models import OPEN_CASE_STATUSES, utcnow
+
+    rng = random.Random(3)
+    now = utcnow()
+    offsets = [timedelta(hours=-3), timedelta(minutes=-20), timedelta(minutes=30), timedelta(hours=5), None]
+    values = {"brand": ["Larkspur", "Fettle"], "courier": ["UPS", "DPD", None], "channel": ["x", "mastodon"],
+              "intent": ["late_delivery", "praise", None], "assignee": ["amy", None]}
+    cases = []
+    for _ in range(160):
+        fields = {column: rng.choice(options) for column, options in values.items()}
+        due, resolution = rng.choice(offsets), rng.choice(offsets)
+        fields.update(status=rng.choice(["new", "open", "pending_customer", "escalated", "resolved"]),
+                      priority=rng.randint(0, 99), first_response_due=due and now + due,
+                      resolution_due=resolution and now + resolution,
+                      first_response_at=now if rng.random() < 0.3 else None)
+        fields["id"] = _case(store, **fields)
+        cases.append(fields)
+
+    def breached(c):
+        return bool((c["first_response_at"] is None and c["first_response_due"] and c["first_response_due"] < now)
+                    or (c["resolution_due"] and c["resolution_due"] < now))
+
+    def due_soon(c):
+        due = c["first_response_due"]
+        return c["first_response_at"] is None and due is not None and now <= due <= now + timedelta(hours=1)
+
+    sla_test = {None: lambda c: True, "breached": breached, "due_soon": due_soon}
+    filters = [(column, value) for column, options in values.items() for value in options if value]
+    for n in range(3):
+        for chosen in itertools.combinations(filters, n):
+            if len({column for column, _ in chosen}) < n:
+                continue
+            for sla in sla_test:
+                for statuses in (OPEN_CASE_STATUSES, ("resolved", "open")):
+                    query = InboxQuery(statuses=statuses, sla_state=sla, **dict(chosen))
+                    match = [c for c in cases if c["status"] in statuses and sla_test[sla](c)
+                             and all(c[column] == value for column, value in chosen)]
+                    assert store.inbox_count(query) == len(match), query
+                    for column in [*values, "status"]:
+                        others = InboxQuery(statuses=statuses, sla_state=sla,
+                                            **{k: v for k, v in chosen if k != column})
+                        expected: dict[str, int] = {}
+                        for c in cases:
+                            if c["status"] in statuses and sla_test[sla](c) and all(
+                                    c[k] == v for k, v in chosen if k != column):
+                                key = c[column] if c[column] is not None else "(none)"
+                                expected[key] = expected.get(key, 0) + 1
+                        counts = store.inbox_facets(column, others)
+                        assert counts == expected, (column, others)
+                        assert list(counts.values()) == sorted(counts.values(), reverse=True)
+
+
+def test_search_results_follow_new_posts_from_any_connection(store: Store, tmp_path):
+    first, second, third = _case(store, priority=10), _case(store, priority=20), _case(store, priority=30)
+    store.set_mention_case(store.insert_mention(mention("1", "parcel left in the rain")), first)
+    assert store.search_cases("rain") == [first]
+    assert store.search_cases("rain") == [first]  # remembered while nothing changes
+    store.set_mention_case(store.insert_mention(mention("2", "more rain, still no parcel")), second)
+    assert sorted(store.search_cases("rain")) == [first, second]
+    other = Store(tmp_path / "test.db")  # the worker writes through its own connection
+    other.set_mention_case(other.insert_mention(mention("3", "rain again")), third)
+    other.close()
+    assert sorted(store.search_cases("rain")) == [first, second, third]
+    assert [c.id for c in store.inbox(InboxQuery(search="rain"))] == [third, second, first]
+    assert store.search_is_capped("rain") is False
+
+
 def test_second_writer_with_stale_version_is_refused_with_a_clear_message(store: Store):
     case_id = _case(store, priority=10)
     seen_by_both = store.get_case(case_id).version
