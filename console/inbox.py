@@ -1,8 +1,10 @@
 """The inbox: open cases, highest priority first, with filters, search and SLA clocks.
 
-Every filter is pushed down to ``Store.inbox`` (partial indexes over open cases), and the
-counts next to each filter value come from ``Store.inbox_facets`` under the *other* filters,
-so an agent sees how many cases a click will leave before clicking.
+Every filter is pushed down to ``Store.inbox`` (partial indexes over open cases). Under each
+filter a line gives the counts from ``Store.inbox_facets`` under the *other* filters, so an
+agent sees how many cases a click will leave before clicking. The counts are not part of the
+options' labels: Streamlit matches a choice by its label, so a label that changes with every
+click would drop the agent's choice.
 """
 
 from __future__ import annotations
@@ -47,30 +49,73 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
     )
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _facet_values(db_path: str, column: str) -> list[str]:
+    """The values a filter offers: those on any open case, most cases first (cached a minute).
+
+    Fixed while the agent clicks, so a choice never disappears from under them; how many
+    cases each value has *under the other filters* is shown beside the box instead
+    (:func:`_facet_counts_caption`), computed after every filter has been read.
+    """
+    from doorstep.store import Store
+
+    store = Store(db_path, migrate=False)
+    try:
+        return list(store.inbox_facets(column, InboxQuery()))
+    finally:
+        store.close()
+
+
 def _facet_select(store: Any, column: str, filters: dict[str, Any], label: str, me: str) -> str | None:
-    counts = store.inbox_facets(column, _query(filters, without=column))
-    options = [ANY, *counts]
-    if column == "assignee" and me not in counts:
+    options = [ANY, *_facet_values(str(store.path), column)]
+    if column == "assignee" and me not in options:
         options.insert(1, me)
     current = filters.get(column)
     if current and current not in options:
         options.append(current)
-
-    def fmt(value: str) -> str:
-        if value == ANY:
-            return f"{ANY} ({sum(counts.values())})"
-        return f"{value} ({counts.get(value, 0)})"
-
-    choice = st.selectbox(label, options, index=options.index(current) if current else 0, format_func=fmt,
-                          key=f"inbox_{column}")
+    choice = st.selectbox(label, options, index=options.index(current) if current else 0, key=f"inbox_{column}")
     if choice == ANY:
         return None
-    return None if choice == "(none)" else choice
+    return choice
+
+
+def _counts_caption(counts: dict[str, int], chosen: str | None = None, top: int = 4) -> str:
+    """"12 of 57: Larkspur Home 30 · Fettle Outdoor 27": the counts behind one filter."""
+    total = sum(counts.values())
+    shown = " · ".join(f"{value} {n:,}" for value, n in list(counts.items())[:top])
+    more = f" · +{len(counts) - top} more" if len(counts) > top else ""
+    head = f"{counts.get(chosen, 0):,} of {total:,}" if chosen else f"{total:,}"
+    return escape_md(f"{head}: {shown}{more}" if counts else "0")
+
+
+def _open_from_table() -> None:
+    """on_select of the table: open the case in the row the agent picked (see _remember_open)."""
+    event = st.session_state.get("inbox_table") or {}
+    rows = (event.get("selection") or {}).get("rows") or []
+    shown = st.session_state.get("_inbox_ids") or []
+    if rows and 0 <= rows[0] < len(shown):
+        _remember_open(shown[rows[0]])
+
+
+def _open_from_pick() -> None:
+    """on_click of "Open case": open the case chosen in "Case to open"."""
+    if st.session_state.get("inbox_pick") is not None:
+        _remember_open(st.session_state["inbox_pick"])
+
+
+def _remember_open(case_id: int) -> None:
+    """Callbacks run before the page's script, so the next run goes straight to the case page
+    instead of first querying and drawing the whole inbox again (which the old way, opening
+    the case at the end of that run, cost on every click: facet counts, table and all)."""
+    st.session_state["_inbox_open"] = int(case_id)
 
 
 def render() -> None:
     """The inbox page."""
     require("reply")
+    picked = st.session_state.pop("_inbox_open", None)
+    if picked is not None:
+        open_case(picked)
     store, config, user = get_store(), get_config(), current_user()
     show_flashes()
     filters: dict[str, Any] = st.session_state.setdefault("inbox_filters", {})
@@ -82,23 +127,35 @@ def render() -> None:
                                placeholder="words from the post, an order or tracking number, a handle")
     filters["search"] = search.strip()
     with top[1]:
-        status_counts = store.inbox_facets("status", _query(filters, without="status"))
         statuses = st.multiselect("Status", list(CASE_STATUSES), default=filters.get("status") or list(OPEN_CASE_STATUSES),
-                                  format_func=lambda s: f"{s} ({status_counts.get(s, 0)})", key="inbox_status")
+                                  key="inbox_status")
         filters["status"] = statuses or list(OPEN_CASE_STATUSES)
+        status_note = st.empty()
     cols = st.columns(6)
     labels = {"brand": "Brand", "courier": "Courier", "channel": "Channel", "intent": "Intent", "assignee": "Assignee"}
+    notes = {}
     for i, column in enumerate(FACETS):
         with cols[i]:
             filters[column] = _facet_select(store, column, filters, labels[column], user.username)
+            notes[column] = st.empty()
     with cols[5]:
         sla_options = [ANY, *SLA_STATES]
-        sla_counts = {s: store.inbox_count(_query({**filters, "sla_state": s})) for s in SLA_STATES}
         sla = st.selectbox("SLA", sla_options,
                            index=sla_options.index(filters["sla_state"]) if filters.get("sla_state") else 0,
-                           format_func=lambda s: ANY if s == ANY else f"{SLA_STATES[s]} ({sla_counts[s]})",
-                           key="inbox_sla")
+                           format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
+        notes["sla_state"] = st.empty()
+
+    # Counts under the *other* filters, now that every filter has been read this run.
+    status_counts = store.inbox_facets("status", _query(filters, without="status"))
+    status_note.caption(escape_md(" · ".join(f"{s} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
+                                             if status_counts.get(s))))
+    for column in FACETS:
+        notes[column].caption(_counts_caption(store.inbox_facets(column, _query(filters, without=column)),
+                                              filters.get(column)))
+    sla_counts = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
+                  for s in SLA_STATES}
+    notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
 
     query = _query(filters)
     total = store.inbox_count(query)
@@ -136,7 +193,9 @@ def render() -> None:
         lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
         subset=["SLA"],
     )
-    event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740), on_select="rerun", selection_mode="single-row", key="inbox_table",
+    st.session_state["_inbox_ids"] = [c.id for c in cases]
+    event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
+                         on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
                          column_config={"priority": st.column_config.NumberColumn(format="%.0f")},
                          width="stretch")
     selected = getattr(getattr(event, "selection", None), "rows", None) if event is not None else None
@@ -151,5 +210,5 @@ def render() -> None:
                               f" @{next(c for c in cases if c.id == cid).author_handle or '-'}")
     with pick_cols[1]:
         st.write("")
-        if st.button("Open case", key="inbox_open", type="primary"):
+        if st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick):
             open_case(int(chosen))
