@@ -62,7 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="onnx", help="classifier spec (default onnx)")
     parser.add_argument("--posts", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=256, help="classify_jsonl batch size (the CLI default)")
+    parser.add_argument("--batch-size", type=int, default=2048, help="classify_jsonl batch size (the CLI default)")
     parser.add_argument("--append", default=None, help="append the result as one JSON line to this file")
     args = parser.parse_args()
 

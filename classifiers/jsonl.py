@@ -101,7 +101,7 @@ def _batches(infile: TextIO, batch_size: int) -> Iterator[tuple[list[tuple[str |
 
 
 def classify_jsonl(
-    infile: TextIO, outfile: TextIO, classifier: Classifier, batch_size: int = 256, progress: bool = False
+    infile: TextIO, outfile: TextIO, classifier: Classifier, batch_size: int = 2048, progress: bool = False
 ) -> int:
     """Classify every ``{"id", "text"}`` line of ``infile`` into ``outfile``; returns the lines written.
 

