@@ -449,7 +449,7 @@ def code_version() -> str:
 
 def report(args: argparse.Namespace, info: dict[str, Any], fill_s: float | None, times: dict[str, list[float]],
            server: dict[str, list[float]], loads: list[float], started: float, before: dict[str, Any] | None) -> str:
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with the other developer's jobs), "
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
     goal = all(percentiles(v)[1] <= GOAL_MS for v in times.values() if v)
     lines = [
@@ -475,7 +475,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], fill_s: float | None,
         "re-rendered: Streamlit's running indicator gone, nothing stale, the caption's total and the top case equal "
         "to what the store returns for the same filters, the table drawn (for a case: its heading and posts). "
         "Filters and searches alternate values between rounds (2 brands, 4 couriers, 4 intents); the page caches "
-        "no query results (no `st.cache_data`), but the two search words repeat each round, so SQLite's page "
+        "only its filters' option lists (a minute), and the two search words repeat each round, so SQLite's page "
         "cache is warm for them, as it is for an agent working all day. `server queries` replays the page's "
         "Store calls for the same filters in the bench process (no Streamlit, no rendering).",
         "",
