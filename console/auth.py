@@ -152,48 +152,41 @@ def list_users(store: Store) -> list[User]:
     return [_user(r) for r in rows]
 
 
+def _change_user(store: Store, username: str, sql: str, params: list[Any], *, actor: str, action: str,
+                 details: dict[str, Any]) -> None:
+    """Run one statement on ``username``'s row and audit it, refusing an unknown user."""
+    username = username.strip().lower()
+    with store.transaction():
+        if store.db.execute(sql, [*params, username]).rowcount == 0:
+            raise AuthError(f"no user {username!r}")
+        store.audit(actor, action, None, {"username": username, **details})
+
+
 def set_email(store: Store, username: str, email: str | None, *, actor: str = "cli") -> User:
     email = _clean_email(email)
     holder = user_by_email(store, email) if email else None
-    if holder is not None and holder.username != username:
+    if holder is not None and holder.username != username.strip().lower():
         raise AuthError(f"e-mail {email!r} already belongs to {holder.username}")
-    with store.transaction():
-        cursor = store.db.execute("update users set email = ? where username = ?", [email, username])
-        if cursor.rowcount == 0:
-            raise AuthError(f"no user {username!r}")
-        store.audit(actor, "user.set_email", None, {"username": username, "email": email})
-    user = get_user(store, username)
-    assert user is not None
-    return user
+    _change_user(store, username, "update users set email = ? where username = ?", [email],
+                 actor=actor, action="user.set_email", details={"email": email})
+    return get_user(store, username)  # type: ignore[return-value]
 
 
 def remove_user(store: Store, username: str, *, actor: str = "cli") -> None:
-    with store.transaction():
-        cursor = store.db.execute("delete from users where username = ?", [username])
-        if cursor.rowcount == 0:
-            raise AuthError(f"no user {username!r}")
-        store.audit(actor, "user.remove", None, {"username": username})
+    _change_user(store, username, "delete from users where username = ?", [], actor=actor, action="user.remove",
+                 details={})
 
 
 def set_role(store: Store, username: str, role: str, *, actor: str = "cli") -> User:
     role_rank(role)
-    with store.transaction():
-        cursor = store.db.execute("update users set role = ? where username = ?", [role, username])
-        if cursor.rowcount == 0:
-            raise AuthError(f"no user {username!r}")
-        store.audit(actor, "user.set_role", None, {"username": username, "role": role})
-    user = get_user(store, username)
-    assert user is not None
-    return user
+    _change_user(store, username, "update users set role = ? where username = ?", [role],
+                 actor=actor, action="user.set_role", details={"role": role})
+    return get_user(store, username)  # type: ignore[return-value]
 
 
 def set_password(store: Store, username: str, password: str, *, actor: str = "cli", rounds: int = 12) -> None:
-    hashed = hash_password(password, rounds=rounds)
-    with store.transaction():
-        cursor = store.db.execute("update users set password_hash = ? where username = ?", [hashed, username])
-        if cursor.rowcount == 0:
-            raise AuthError(f"no user {username!r}")
-        store.audit(actor, "user.set_password", None, {"username": username})
+    _change_user(store, username, "update users set password_hash = ? where username = ?",
+                 [hash_password(password, rounds=rounds)], actor=actor, action="user.set_password", details={})
 
 
 def recent_failures(store: Store, *, now: Any = None) -> dict[str, int]:

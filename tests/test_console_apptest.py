@@ -462,7 +462,9 @@ def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
     assert "s3cret" not in result.output
     result = runner.invoke(cli, ["--db", db, "user", "add", "zoe", "--password-stdin"], input="another-pass\n")
     assert result.exit_code != 0 and "already exists" in result.output
-    assert runner.invoke(cli, ["--db", db, "user", "set-role", "zoe", "admin"]).exit_code == 0
+    assert runner.invoke(cli, ["--db", db, "user", "set-role", "ZOE", "admin"]).exit_code == 0  # case-insensitive
+    ghost = runner.invoke(cli, ["--db", db, "user", "set-role", "ghost", "admin"])
+    assert ghost.exit_code != 0 and "no user 'ghost'" in ghost.output
     listed = runner.invoke(cli, ["--db", db, "user", "list"]).output
     assert listed.strip() == "zoe\tadmin\tZoe"
     assert runner.invoke(cli, ["--db", db, "user", "set-email", "zoe", "Zoe@Shop.example"]).exit_code == 0
