@@ -15,6 +15,8 @@ import pytest
 
 from doorstep.models import DELIVERY_INTENTS, INTENTS, SENTIMENTS, Labels
 
+from conftest import require_shared
+
 MODEL_DIR = Path(__file__).resolve().parent.parent / "classifiers" / "model"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "classifier_recorded.json"
 
@@ -297,3 +299,37 @@ def test_transformers_backend_refuses_nli_models(tiny_model_dir: Path, tmp_path:
     transformers.AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="NLI"):
         TransformersClassifier(str(tmp_path))
+
+
+# ---------------------------------------------------------------------- our labels of real tweets
+def test_twcs_labels_are_valid_and_split_by_customer() -> None:
+    import csv
+
+    from classifiers.train import TWCS_LABELS_PATH, load_twcs_labels
+
+    tweets = require_shared("data/twcs-sample/twcs_sample.csv")
+    with tweets.open(encoding="utf-8", newline="") as handle:
+        author = {r["tweet_id"]: r["author_id"] for r in csv.DictReader(handle)}
+    with TWCS_LABELS_PATH.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    customers = {split: {author[r["tweet_id"]] for r in rows if r["split"] == split} for split in ("train", "validation", "test")}
+    # one customer's thread never straddles training and the sets that judge the model
+    assert not customers["train"] & (customers["validation"] | customers["test"])
+    assert len({r["tweet_id"] for r in rows}) == len(rows)
+    shared = tweets.parents[2]
+    sizes = {split: len(load_twcs_labels(shared, split)) for split in ("train", "validation", "test")}
+    assert sizes == {split: sum(r["split"] == split for r in rows) for split in sizes}
+    assert sizes["test"] == 104 and sizes["train"] > 400
+
+
+def test_a_bad_twcs_label_names_file_row_and_column(tmp_path: Path) -> None:
+    from classifiers.train import load_twcs_labels
+
+    tweets = require_shared("data/twcs-sample/twcs_sample.csv")
+    bad = tmp_path / "labels.csv"
+    bad.write_text("tweet_id,split,intent,complaint,sentiment\n2,train,other,0,\n3,train,late_parcel,1,negative\n")
+    with pytest.raises(ValueError, match=r"labels.csv: row 3: column 'intent' has unexpected value 'late_parcel'"):
+        load_twcs_labels(tweets.parents[2], "train", bad)
+    bad.write_text("tweet_id,split,intent,complaint,sentiment\n999999999,train,other,0,\n")
+    with pytest.raises(ValueError, match="row 2: tweet_id 999999999 is not in"):
+        load_twcs_labels(tweets.parents[2], "train", bad)
