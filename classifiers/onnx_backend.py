@@ -111,20 +111,28 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def urgency_signals(text: str) -> float:
-    """0..1: urgency words, emphatic punctuation and shouting, each counting a third."""
-    view = rules_view(text)
+_UPPER = re.compile(r"[A-Z]")
+_ASCII_LETTERS = re.compile(r"[A-Za-z]")
+
+
+def urgency_signals(text: str, view: str | None = None) -> float:
+    """0..1: urgency words, emphatic punctuation and shouting, each counting a third.
+
+    ``view`` is :func:`rules_view` of ``text`` when the caller already has it (it costs as
+    much as the rest of this function)."""
+    view = rules_view(text) if view is None else view
     score = min(2, len(set(_URGENCY_WORDS.findall(view)))) / 3
     if any(mark in text for mark in _EMPHATIC):
         score += 1 / 3
-    letters = [ch for ch in text if ch.isascii() and ch.isalpha()]
-    capitals = sum(ch.isupper() for ch in letters)
-    if capitals >= 8 and capitals / len(letters) >= 0.6:
+    capitals = len(_UPPER.findall(text))
+    if capitals >= 8 and capitals / len(_ASCII_LETTERS.findall(text)) >= 0.6:
         score += 1 / 3
     return min(1.0, score)
 
 
-def urgency(probs: dict[str, dict[str, float]], text: str, weights: dict[str, float] | None = None) -> float:
+def urgency(
+    probs: dict[str, dict[str, float]], text: str, weights: dict[str, float] | None = None, view: str | None = None
+) -> float:
     """Urgency from the calibrated heads and the raw text (formula in the module docstring)."""
     w = weights or URGENCY_WEIGHTS
     severity = sum(p * SEVERITY.get(intent, 0.0) for intent, p in probs["intent"].items())
@@ -132,14 +140,14 @@ def urgency(probs: dict[str, dict[str, float]], text: str, weights: dict[str, fl
         w["complaint"] * probs["complaint"]["yes"]
         + w["negative"] * probs["sentiment"]["negative"]
         + w["severity"] * severity
-        + w["signals"] * urgency_signals(text)
+        + w["signals"] * urgency_signals(text, view)
     )
     return float(min(1.0, max(0.0, value)))
 
 
-def readable_and_english(text: str) -> tuple[bool, bool]:
+def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool]:
     """(has words to read, looks English) with the baseline's cheap language check."""
-    words = rules_view(text).split()
+    words = (rules_view(text) if view is None else view).split()
     readable = any(any(ch.isalpha() for ch in word) for word in words) or any(ch.isalpha() for ch in text)
     return readable, not looks_non_english(text, words)
 
@@ -181,11 +189,13 @@ class OnnxClassifier:
     # ------------------------------------------------------------------ raw model
     def logits(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Uncalibrated logits per head, rows in input order (training and evaluation use this)."""
-        prepared = [prepare_text(t or "") for t in texts]
+        return self._logits([prepare_text(t or "") for t in texts])
+
+    def _logits(self, prepared: Sequence[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch(prepared)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable")
-        out = {head: np.zeros((len(texts), len(labels)), dtype=np.float32) for head, labels in self.labels.items()}
+        out = {head: np.zeros((len(prepared), len(labels)), dtype=np.float32) for head, labels in self.labels.items()}
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = int(lengths[idx].max())
@@ -208,13 +218,14 @@ class OnnxClassifier:
     def classify(self, texts: Sequence[str]) -> list[Labels]:
         if not texts:
             return []
-        probs = self.probabilities(texts)
-        return [self._labels(text, {h: probs[h][i] for h in HEADS}) for i, text in enumerate(texts)]
+        prepared = [prepare_text(t or "") for t in texts]
+        probs = {head: softmax(v, self.temperatures[head]) for head, v in self._logits(prepared).items()}
+        return [self._labels(text, {h: probs[h][i] for h in HEADS}) for i, text in enumerate(prepared)]
 
-    def _labels(self, text: str, row: dict[str, np.ndarray]) -> Labels:
+    def _labels(self, prepared: str, row: dict[str, np.ndarray]) -> Labels:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
-        prepared = prepare_text(text or "")
-        readable, english = readable_and_english(prepared)
+        view = rules_view(prepared)
+        readable, english = readable_and_english(prepared, view)
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = max(scores["complaint"]["yes"], scores["sentiment"]["negative"])
@@ -230,7 +241,7 @@ class OnnxClassifier:
             complaint_score=min(1.0, max(0.0, complaint_score)),
             intent=intent,
             intent_scores=scores["intent"],
-            urgency=urgency(scores, prepared, self.config.get("urgency_weights")),
+            urgency=urgency(scores, prepared, self.config.get("urgency_weights"), view),
             needs_review=not readable or not english or unsure,
             model=self.name,
         )
