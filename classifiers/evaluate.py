@@ -311,11 +311,14 @@ def _speed_lines() -> list[str]:
     for r in runs:
         lines.append(f"| {r['model']} | {r['posts']} | {r['load_s']} | {r['posts_per_s']} | {r['posts_per_cpu_s']} | "
                      f"{r['peak_rss_mb']} | {r['loadavg_1m_after']} | `{r['command']}` | {r['machine']} |")
-    best = max(r["posts_per_s"] for r in runs)
-    lines += ["", f"Goals: ≥ 1,000 posts/s — {'met' if best >= 1000 else 'not met'} (best {best}); load ≤ 3 s — "
-              f"{'met' if max(r['load_s'] for r in runs) <= 3 else 'not met'}; peak memory ≤ 600 MB — "
-              f"{'met' if max(r['peak_rss_mb'] for r in runs) <= 600 else 'not met'}. The 2 cores are shared with other "
-              "jobs (load average in the table); MODEL_CARD.md explains the throughput gap."]
+    # The goals are judged on the newest model's runs; older rows stay as history.
+    current = [r for r in runs if r["model"] == runs[-1]["model"]]
+    best, worst = max(r["posts_per_s"] for r in current), min(r["posts_per_s"] for r in current)
+    lines += ["", f"Goals for {runs[-1]['model']} ({len(current)} runs): ≥ 1,000 posts/s — "
+              f"{'met' if worst >= 1000 else 'met in some runs' if best >= 1000 else 'not met'} "
+              f"({worst}–{best}); load ≤ 3 s — {'met' if max(r['load_s'] for r in current) <= 3 else 'not met'}; "
+              f"peak memory ≤ 600 MB — {'met' if max(r['peak_rss_mb'] for r in current) <= 600 else 'not met'}. "
+              "Other jobs can share the 2 cores (load average in the table); MODEL_CARD.md lists the levers measured."]
     return lines + [""]
 
 
@@ -394,11 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--json", default=None, help="also write the full results as JSON here")
     parser.add_argument("--feedback-study", action="store_true",
-                        help="rebuild with 50/100/200 airline corrections and measure (slow: ~15 min a rebuild)")
+                        help="rebuild with N airline corrections for each --feedback-n and measure (~10 min a rebuild)")
+    parser.add_argument("--feedback-n", type=int, action="append", default=None,
+                        help="corrections per rebuild (repeatable; default 50, 100 and 200)")
     parser.add_argument("--cache-dir", default=None, help="state cache for the feedback study's rebuilds")
     args = parser.parse_args(argv)
     if args.feedback_study:
-        feedback_study(shared=args.shared, cache_dir=args.cache_dir)
+        feedback_study(tuple(args.feedback_n or (50, 100, 200)), shared=args.shared, cache_dir=args.cache_dir)
         return 0
     results = evaluate(args.model, shared=args.shared, write=not args.no_write)
     if args.json:
@@ -479,7 +484,7 @@ def feedback_study(
         "test_posts": len(test),
         "test_intents": dict(sorted(Counter(r["intent"] for r in test).items())),
         "arms": arms,
-        "command": "python -m classifiers.evaluate --feedback-study",
+        "command": "python -m classifiers.evaluate --feedback-study" + "".join(f" --feedback-n {n}" for n in ns),
     }
     path = Path(out_path) if out_path else FEEDBACK_STUDY_PATH
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

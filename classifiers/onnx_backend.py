@@ -183,7 +183,12 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        # The model is exported with residual Add + LayerNormalization unfused; onnxruntime would
+        # fuse them back into SkipLayerNormalization, whose CPU kernel is slower here (+16-20%
+        # posts/s without it, bench/RESULTS.md).
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=["SkipLayerNormFusion"]
+        )
         self._outputs = [f"{head}_logits" for head in HEADS]
 
     # ------------------------------------------------------------------ raw model

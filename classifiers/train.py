@@ -26,7 +26,8 @@ Recipe (why each choice is in MODEL_CARD.md, with measurements)
 * **Validation** (never trained on): the official TweetEval validation tweets, a seeded 10%
   of Bitext, 15% of CESAMARD, the held-out delivery posts and the twcs validation split.
 * **Export**: the full model goes to ONNX (opset 17, dynamic batch and length), is fused with
-  onnxruntime's transformer optimizer and quantised to int8 (per-channel weights, dynamic
+  onnxruntime's transformer optimizer (attention, GELU, embeddings; not the residual
+  LayerNorms, which are faster unfused) and quantised to int8 (per-channel weights, dynamic
   activations). Temperatures are then fitted per head on the *int8* model's validation
   logits, since that is what ships.
 """
@@ -126,9 +127,9 @@ class TrainConfig:
     delivery_copies: int = 3
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
-    #: Train on our sentiment labels of those tweets too (off: they cost 0.02 of TweetEval macro-recall,
-    #: our care-tweet reading of "neutral" is not SemEval's).
-    twcs_sentiment: bool = False
+    #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
+    #: macro-recall back and cost intent on every set; MODEL_CARD.md, "How v4 was chosen").
+    twcs_sentiment: bool = True
     feedback_weight: float = 3.0
     class_weight_power: float = 0.75
     #: Keep the frozen layers' states here between runs (off by default: ~1 GB).
@@ -660,7 +661,8 @@ def export_onnx(bert: Any, top: Any, frozen_layers: int, out_path: Path, workdir
     fused = workdir / "model.fused.onnx"
     config = bert.config
     # Residual add + LayerNorm stay two ops: onnxruntime's fused SkipLayerNormalization CPU
-    # kernel took 21% of the run time here, Add + LayerNormalization take 5% (+12% posts/s).
+    # kernel took 19-21% of the run time here, Add + LayerNormalization 5% (+16-20% posts/s;
+    # OnnxClassifier also stops onnxruntime from fusing them back when it loads the model).
     options = FusionOptions("bert")
     options.enable_skip_layer_norm = False
     options.enable_bias_skip_layer_norm = False

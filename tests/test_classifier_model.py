@@ -66,6 +66,14 @@ def test_artifact_is_complete_and_small() -> None:
     assert all(t > 0 for t in calibration["temperature"].values())
 
 
+def test_artifact_keeps_residual_layernorms_unfused() -> None:
+    """The speed recipe (MODEL_CARD.md): int8 attention and matmuls, plain LayerNormalization."""
+    onnx = pytest.importorskip("onnx", reason="onnx is an optional 'train' extra")
+    ops = {node.op_type for node in onnx.load(str(MODEL_DIR / "model.onnx")).graph.node}
+    assert {"QAttention", "MatMulInteger", "LayerNormalization"} <= ops
+    assert "SkipLayerNormalization" not in ops
+
+
 def test_default_spec_loads_the_trained_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from classifiers import default_spec, load_classifier
 
