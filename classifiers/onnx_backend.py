@@ -217,14 +217,17 @@ class OnnxClassifier:
 
     def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities per head (temperature-scaled softmax)."""
-        return {head: softmax(v, self.temperatures[head]) for head, v in self.logits(texts).items()}
+        return self._probabilities([prepare_text(t or "") for t in texts])
+
+    def _probabilities(self, prepared: Sequence[str]) -> dict[str, np.ndarray]:
+        return {head: softmax(v, self.temperatures[head]) for head, v in self._logits(prepared).items()}
 
     # ------------------------------------------------------------------ protocol
     def classify(self, texts: Sequence[str]) -> list[Labels]:
         if not texts:
             return []
         prepared = [prepare_text(t or "") for t in texts]
-        probs = {head: softmax(v, self.temperatures[head]) for head, v in self._logits(prepared).items()}
+        probs = self._probabilities(prepared)
         return [self._labels(text, {h: probs[h][i] for h in HEADS}) for i, text in enumerate(prepared)]
 
     def _labels(self, prepared: str, row: dict[str, np.ndarray]) -> Labels:
