@@ -897,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feedback", default=None, help="JSONL/CSV of agent corrections to fold in")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--frozen-layers", type=int, default=None)
-    parser.add_argument("--layers", type=int, default=None, help="encoder layers to keep (default 6)")
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers to keep (default 4, of MiniLM's 6)")
     parser.add_argument("--metrics-json", default=None, help="also write the summary here")
     parser.add_argument("--cache-dir", default=None, help="keep the frozen layers' states here between runs")
     args = parser.parse_args(argv)
