@@ -172,11 +172,15 @@ def score_intent(labels: Sequence[Labels], gold: Sequence[str]) -> dict[str, Any
     }
 
 
-def _sets(shared: Path) -> dict[str, list[dict[str, Any]]]:
-    """Validation rows as dicts with text and whichever gold labels the set has."""
+def _sets(shared: Path, recipe: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Validation rows as dicts with text and whichever gold labels the set has.
+
+    ``recipe`` is the training recipe recorded in the model's ``config.json``: the Bitext and
+    CESAMARD splits depend on it (:meth:`classifiers.train.TrainConfig.from_recipe`).
+    """
     from classifiers.train import TrainConfig, build_datasets, load_airline
 
-    _, validation = build_datasets(shared, TrainConfig())
+    _, validation = build_datasets(shared, TrainConfig.from_recipe(recipe))
     sets: dict[str, list[dict[str, Any]]] = {}
     for name, examples in validation.items():
         sets[name] = [
@@ -225,7 +229,9 @@ def evaluate(
             classifier = load_classifier(spec or "onnx")
     shared_path = shared_dir(shared)
     results: dict[str, Any] = {"model": getattr(classifier, "name", str(spec)), "sets": {}}
-    for name, rows in _sets(shared_path).items():
+    model_config = getattr(classifier, "config", None)
+    recipe = model_config.get("recipe") if isinstance(model_config, dict) else None
+    for name, rows in _sets(shared_path, recipe).items():
         started = time.perf_counter()
         labels = classifier.classify([r["text"] for r in rows])
         seconds = time.perf_counter() - started

@@ -341,3 +341,28 @@ def test_a_bad_twcs_label_names_file_row_and_column(tmp_path: Path) -> None:
     bad.write_text("tweet_id,split,intent,complaint,sentiment\n999999999,train,other,0,\n")
     with pytest.raises(ValueError, match="row 2: tweet_id 999999999 is not in"):
         load_twcs_labels(tweets.parents[2], "train", bad)
+
+
+def test_evaluation_holds_out_what_the_shipped_model_did_not_train_on() -> None:
+    """The Bitext/CESAMARD splits depend on the recipe, so evaluation reads it from config.json."""
+    from classifiers.train import TrainConfig, build_datasets
+
+    shared = require_shared("data/cesamard-reviews/cesamard_aspect.csv").parents[2]
+    recipe = json.loads((MODEL_DIR / "config.json").read_text(encoding="utf-8"))["recipe"]
+    shipped = TrainConfig.from_recipe(recipe)
+    assert shipped.tweeteval_per_class == recipe["tweeteval_per_class"]
+    train, validation = build_datasets(shared, shipped)
+    trained_on = {e.text for e in train}
+    for name in ("cesamard_val", "bitext_val", "delivery_held_out", "twcs_val"):
+        assert not trained_on & {e.text for e in validation[name]}, name
+    # another recipe holds out other reviews: scoring the shipped model on those would be unfair
+    _, other = build_datasets(shared, TrainConfig.from_recipe({**recipe, "tweeteval_per_class": 5000}))
+    assert trained_on & {e.text for e in other["cesamard_val"]}
+
+
+def test_recipe_keys_the_config_does_not_know_are_ignored() -> None:
+    from classifiers.train import TrainConfig
+
+    config = TrainConfig.from_recipe({"epochs": 2.0, "a_future_knob": 1, "cache_dir": "/elsewhere"})
+    assert config.epochs == 2.0 and config.cache_dir is None
+    assert TrainConfig.from_recipe(None) == TrainConfig()
