@@ -24,7 +24,9 @@ Recipe (why each choice is in MODEL_CARD.md, with measurements)
   with ``--with-feedback``, agents' corrections (weighted up). The airline set is never read
   here: its licence is non-commercial and it is kept for evaluation.
 * **Validation** (never trained on): the official TweetEval validation tweets, a seeded 10%
-  of Bitext, 15% of CESAMARD, the held-out delivery posts and the twcs validation split.
+  of Bitext, 15% of CESAMARD (less reviews repeated on the training side), the held-out
+  delivery posts and the twcs validation split. The Bitext and CESAMARD draws share the
+  TweetEval sample's generator, so they depend on the recipe: :meth:`TrainConfig.from_recipe`.
 * **Export**: the full model goes to ONNX (opset 17, dynamic batch and length), is fused with
   onnxruntime's transformer optimizer (attention, GELU, embeddings; not the residual
   LayerNorms, which are faster unfused) and quantised to int8 (per-channel weights, dynamic
