@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from doorstep.cases import INTENT_LABELS
 from doorstep.config import Config
-from doorstep.models import Case, Shipment
+from doorstep.models import DELIVERY_INTENTS, Case, Shipment
 from doorstep.store import Store
 
 
@@ -67,6 +67,10 @@ BUILT_IN: dict[str, BuiltIn] = {
         "Hi @{{ handle }}, sorry to hear this. Please send us a DM with your order number and the email "
         "address you ordered with, and we'll look into it straight away.",
         needs_order=False,
+    ),
+    "thank_you": BuiltIn(
+        "Thank you @{{ handle }}, that's lovely to hear! We'll pass it on to the team.",
+        intents=("praise",), needs_order=False,
     ),
     "in_transit": BuiltIn(
         "Hi {{ first_name }}, your order {{ order_number }} is {{ tracking_status }} with {{ courier }} "
@@ -150,8 +154,13 @@ def list_templates(config: Config) -> dict[str, str]:
 def suggest_templates(case: Case, shipment: Shipment | None, config: Config | None = None) -> list[str]:
     """Templates that fit the case's intent and the parcel's latest tracking state, best first.
 
-    Without a confirmed order the only safe answer is to ask for details privately.
+    A happy customer is thanked, whatever the parcel's state. Without a confirmed order the
+    only safe answer is to ask for details privately. A tracking-state template is offered for
+    a post about something other than a parcel only when it names that post's intent, so
+    "love my boots!" on a delivered order is not answered "check with your neighbours".
     """
+    if case.intent == "praise":
+        return ["thank_you"]
     if not case.link_confirmed or not case.order_number:
         return ["ask_details_privately"]
     status = shipment.status if shipment is not None else None
@@ -168,6 +177,8 @@ def suggest_templates(case: Case, shipment: Shipment | None, config: Config | No
                 catalogue[name] = (tuple(spec.intents), tuple(spec.statuses))
     scored: list[tuple[int, str]] = []
     for name, (intents, statuses) in catalogue.items():
+        if intents and case.intent and case.intent not in DELIVERY_INTENTS and case.intent not in intents:
+            continue
         score = 0
         if status and status in statuses:
             score += 2

@@ -113,3 +113,22 @@ def test_builtin_public_templates_have_no_links() -> None:
     for name, template in BUILT_IN.items():
         if name != "tracking_link":
             assert not URL_RE.search(template.text), name
+
+
+def test_praise_is_thanked_not_sent_a_parcel_update(store: Store) -> None:
+    config = shop_config()
+    order = add_order(store, events=[(NOW - timedelta(days=1), "delivered", "Porch")])
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp thank you, the boots are perfect")
+    suggestions = suggest_templates(store.get_case(case_id), store.get_shipment("1Z999AA10123456784"), config)  # type: ignore[arg-type]
+    assert suggestions == ["thank_you"]
+    assert render_template(store, config, case_id, "thank_you").startswith("Thank you @jane")
+
+
+def test_a_non_parcel_post_on_a_delivered_order_gets_no_parcel_template(store: Store) -> None:
+    config = shop_config()
+    order = add_order(store, events=[(NOW - timedelta(days=1), "delivered", "Porch")])
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp can I change my account email?")
+    case = store.get_case(case_id)
+    assert case is not None and case.intent not in ("praise", "lost_or_missing", "where_is_my_order", "late_delivery")
+    suggestions = suggest_templates(case, store.get_shipment("1Z999AA10123456784"), config)
+    assert "delivered_but_missing" not in suggestions
