@@ -154,22 +154,20 @@ def list_templates(config: Config) -> dict[str, str]:
 def suggest_templates(case: Case, shipment: Shipment | None, config: Config | None = None) -> list[str]:
     """Templates that fit the case's intent and the parcel's latest tracking state, best first.
 
-    A happy customer is thanked, whatever the parcel's state. Without a confirmed order the
-    only safe answer is to ask for details privately. A tracking-state template is offered for
-    a post about something other than a parcel only when it names that post's intent, so
-    "love my boots!" on a delivered order is not answered "check with your neighbours".
+    Without a confirmed order only templates that need none can fit (a thank-you; else the
+    safe answer, asking for details privately). A tracking-state template is offered for a
+    post about something other than a parcel only when it names that post's intent, so
+    "love my boots!" on a delivered order is thanked, not answered "check with your neighbours".
     """
-    if case.intent == "praise":
-        return ["thank_you"]
-    if not case.link_confirmed or not case.order_number:
-        return ["ask_details_privately"]
+    confirmed = bool(case.link_confirmed and case.order_number)
     status = shipment.status if shipment is not None else None
     if shipment is not None and shipment.events:
         status = shipment.events[-1].status
     catalogue: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-        name: (t.intents, t.statuses) for name, t in BUILT_IN.items() if t.intents or t.statuses
+        name: (t.intents, t.statuses) for name, t in BUILT_IN.items()
+        if (t.intents or t.statuses) and (confirmed or not t.needs_order)
     }
-    if config is not None:
+    if config is not None and confirmed:
         from responders.config import responders_settings
 
         for name, spec in responders_settings(config).templates.items():
