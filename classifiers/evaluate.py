@@ -57,6 +57,19 @@ GOALS = {
     "intent_macro_f1": 0.70,
 }
 
+def rows_of(examples: Sequence[Any]) -> list[dict[str, Any]]:
+    """Training-side :class:`classifiers.train.Example` objects as scoring rows (label names, None = unknown)."""
+    return [
+        {
+            "text": e.text,
+            "sentiment": SENTIMENTS[e.sentiment] if e.sentiment >= 0 else None,
+            "complaint": bool(e.complaint) if e.complaint >= 0 else None,
+            "intent": INTENTS[e.intent] if e.intent >= 0 else None,
+        }
+        for e in examples
+    ]
+
+
 def load_twcs_labelled(shared: Path) -> list[dict[str, Any]]:
     """The ``test`` split of ``classifiers/twcs_labels.csv``: 104 customer tweets of the twcs
     sample chosen at random (seed 42) and labelled (intent, complaint) before anything was
@@ -66,12 +79,7 @@ def load_twcs_labelled(shared: Path) -> list[dict[str, Any]]:
     delivery problems."""
     from classifiers.train import load_twcs_labels
 
-    return [
-        {"text": e.text, "sentiment": None,
-         "complaint": bool(e.complaint) if e.complaint >= 0 else None,
-         "intent": INTENTS[e.intent] if e.intent >= 0 else None}
-        for e in load_twcs_labels(shared, "test")
-    ]
+    return rows_of(load_twcs_labels(shared, "test"))
 
 
 # ---------------------------------------------------------------------- metrics
@@ -183,15 +191,7 @@ def _sets(shared: Path, recipe: dict[str, Any] | None = None) -> dict[str, list[
     _, validation = build_datasets(shared, TrainConfig.from_recipe(recipe))
     sets: dict[str, list[dict[str, Any]]] = {}
     for name, examples in validation.items():
-        sets[name] = [
-            {
-                "text": e.text,
-                "sentiment": SENTIMENTS[e.sentiment] if e.sentiment >= 0 else None,
-                "complaint": bool(e.complaint) if e.complaint >= 0 else None,
-                "intent": INTENTS[e.intent] if e.intent >= 0 else None,
-            }
-            for e in examples
-        ]
+        sets[name] = rows_of(examples)
     sets["twcs_labelled"] = load_twcs_labelled(shared)
     sets["airline_eval_only"] = [
         {"text": r["text"], "sentiment": r["sentiment"], "complaint": None if r["complaint"] is None else bool(r["complaint"]),
@@ -447,7 +447,8 @@ def feedback_study(
     import tempfile
 
     from classifiers.onnx_backend import OnnxClassifier
-    from classifiers.train import TrainConfig, build_datasets, load_airline, shared_dir, train
+    from classifiers.delivery_examples import held_out_examples
+    from classifiers.train import TrainConfig, load_airline, load_tweeteval, shared_dir, train
 
     shared_path = shared_dir(shared)
     rows = [dict(r) for r in load_airline(shared_path)]
@@ -458,9 +459,8 @@ def feedback_study(
     rng = random.Random(2024)
     rng.shuffle(pool)
     test, candidates = pool[:test_size], pool[test_size:]
-    _, validation = build_datasets(shared_path, TrainConfig())
-    delivery = [(e.text, INTENTS[e.intent]) for e in validation["delivery_held_out"]]
-    tweeteval = [(e.text, SENTIMENTS[e.sentiment]) for e in validation["tweeteval_val"]]
+    delivery = [(e.text, e.intent) for e in held_out_examples()]
+    tweeteval = [(e.text, SENTIMENTS[e.sentiment]) for e in load_tweeteval(shared_path, "val")]
 
     def measure(classifier: Any) -> dict[str, float]:
         got = classifier.classify([r["text"] for r in test])
