@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from doorstep.config import ConfigError, Config, default_db_path, load_config
-from doorstep.store import Store, mention_export_row
+from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, mention_export_row
 
 
 class Context:
@@ -40,7 +40,11 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path)
+            try:
+                busy_timeout_s = self.config.limits.busy_timeout_s
+            except click.ClickException:  # a broken doorstep.toml must not stop `user list` and the like
+                busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
+            self._store = Store(self.db_path, busy_timeout_s=busy_timeout_s)
         return self._store
 
     def classifier(self, spec: str | None = None) -> Any:

@@ -85,6 +85,18 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Limits(_Section):
+    """Resource limits ([limits] in doorstep.toml), each with a safe default.
+
+    A limit says how long something may wait or how much it may take before Doorstep
+    gives up on it and says so, instead of hanging or exhausting the machine.
+    """
+
+    #: Seconds a writer waits for another writer's lock on the database (SQLite's busy
+    #: timeout) before "database is locked". Writers hold the lock for one bounded batch.
+    busy_timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
 class Config(_Section):
     timezone: str = "Europe/London"
     brands: list[Brand] = Field(default_factory=list)
@@ -101,6 +113,7 @@ class Config(_Section):
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("timezone")
     @classmethod

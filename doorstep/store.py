@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from doorstep.models import (
     OPEN_CASE_STATUSES,
@@ -41,8 +43,18 @@ from doorstep.models import (
 
 MIGRATIONS = Migrations("doorstep")
 
+#: How long a connection waits for another connection's write lock before "database is locked"
+#: (SQLite's busy timeout). ``[limits] busy_timeout_s`` in doorstep.toml sets it per deployment.
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+
+#: Starting a write transaction is retried this long when SQLite answers BUSY without waiting
+#: (a WAL recovery or checkpoint in another process), on top of the busy timeout.
+BUSY_RETRY_S = 2.0
+
 #: Full-text search looks at this many of the newest matching posts (see Store.search_mentions).
 SEARCH_MATCH_LIMIT = 2000
+
+T = TypeVar("T")
 
 #: The SQL for "open case"; queries use this exact text so SQLite picks the partial indexes.
 OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
@@ -65,6 +77,28 @@ class StaleCaseError(RuntimeError):
             "the fresh state has been loaded, please review and try again"
         )
         self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock (try again later)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def when_busy(fn: Callable[..., T], *args: Any, seconds: float = BUSY_RETRY_S) -> T:
+    """``fn(*args)``, retried briefly (bounded, with jitter) while SQLite answers BUSY.
+
+    Only for statements that can simply be run again (BEGIN, a pragma, one autocommitted
+    write): a transaction's body is never repeated behind its caller's back.
+    """
+    retrying = Retrying(retry=retry_if_exception(is_busy), stop=stop_after_delay(seconds),
+                        wait=wait_random_exponential(multiplier=0.01, max=0.25), reraise=True)
+    return retrying(fn, *args)
 
 
 def iso(value: datetime | date | None) -> str | None:
@@ -369,32 +403,123 @@ def _fts_query(text: str) -> str:
 
 
 class Store:
-    """All reads and writes of Doorstep's data. One instance per thread or process."""
+    """All reads and writes of Doorstep's data.
 
-    def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True):
+    One instance per thread or process, unless :meth:`share_across_threads` was called (the
+    worker does): then each thread that uses the store gets its own SQLite connection.
+    """
+
+    def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True,
+                 busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
         self.path = str(path)
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        if self.path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
-        self.db.execute("PRAGMA cache_size=-64000")
-        self.db.execute("PRAGMA temp_store=MEMORY")
-        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
+        self.busy_timeout_s = busy_timeout_s
+        self._home = self._connect()
+        self._home_thread = threading.get_ident()
+        self._threads: threading.local | None = None
+        self._connections: list[sqlite_utils.Database] = [self._home]
+        self._connections_lock = threading.Lock()
+        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
         self._indexes: set[str] | None = None
-        if migrate:
-            MIGRATIONS.apply(self.db)
+        if migrate and MIGRATIONS.pending(self.db):
+            # Under the write lock: two processes opening a new file must not both migrate it.
+            with self.transaction():
+                MIGRATIONS.apply(self.db)
+
+    # ------------------------------------------------------- connections, transactions
+    def _connect(self) -> sqlite_utils.Database:
+        """A connection set up the one way every Doorstep connection is.
+
+        ``isolation_level=None``: the sqlite3 module opens no implicit (deferred) transactions;
+        a statement outside :meth:`transaction` commits by itself, and :meth:`transaction`
+        says BEGIN IMMEDIATE. ``timeout`` is SQLite's busy timeout: a writer waits that long
+        for another connection's write lock instead of failing at once.
+        """
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        if self.path != ":memory:" and db.journal_mode != "wal":
+            when_busy(db.enable_wal)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
+        db.execute("PRAGMA cache_size=-64000")
+        db.execute("PRAGMA temp_store=MEMORY")
+        return db
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (the store's only one unless shared across threads)."""
+        local = self._threads
+        if local is None or threading.get_ident() == self._home_thread:
+            return self._home
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = self._connect()
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    def share_across_threads(self) -> Store:
+        """Let several threads use this store: each gets its own connection on first use.
+
+        A SQLite connection has one transaction at a time, so threads that shared one would
+        commit or roll back each other's work. The worker calls this before it starts a
+        thread per job; the console keeps one store per browser session instead.
+        """
+        if self.path == ":memory:":
+            raise ValueError("an in-memory store cannot be shared across threads (each connection is a new database)")
+        if self._threads is None:
+            self._threads = threading.local()
+        return self
 
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+
+    @contextmanager
+    def waiting_at_most(self, seconds: float) -> Iterator[Store]:
+        """Wait at most ``seconds`` for the write lock inside this block (then "database is locked").
+
+        For writers that must not hold up a page, such as presence: they give up quickly
+        and treat the write as skipped.
+        """
+        db = self.db
+        db.execute(f"pragma busy_timeout = {max(0, int(seconds * 1000))}")
+        try:
+            yield self
+        finally:
+            db.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """Group the writes of one logical operation: all of them land, or none."""
-        with self.db.atomic():
+        """Group the writes of one logical operation: all of them land, or none.
+
+        The outermost transaction begins IMMEDIATE: it takes the write lock before it reads,
+        waiting up to the busy timeout for another writer. A deferred transaction that read
+        first would get "database is locked" at once on its first write whenever another
+        connection had committed meanwhile (SQLite cannot move its snapshot forward), which
+        is how a long import used to fail beside a note writer. Nested transactions are
+        savepoints.
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield self
+            return
+        when_busy(db.conn.execute, "BEGIN IMMEDIATE")
+        try:
             yield self
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -792,7 +917,8 @@ class Store:
         this connection's total_changes (it moves on our own writes, triggers included), so
         a remembered result is always what the query would return now.
         """
-        version = (int(self.db.execute("pragma data_version").fetchone()[0]), self.db.conn.total_changes)
+        db = self.db
+        version = (id(db), int(db.execute("pragma data_version").fetchone()[0]), db.conn.total_changes)
         held = self._search_memo.get((kind, query))
         if held is not None and held[0] == version:
             return held[1]
