@@ -326,6 +326,20 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m004_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
+    """Listener health keeps warnings apart from errors (branch ``inbound``).
+
+    ``malformed`` counts posts a round skipped as unreadable and ``last_warning`` says which
+    round and why, so a listener that drops posts is visible without calling its round failed.
+    ``rejected`` counts unsigned or badly signed webhook requests: strangers can send those at
+    will, so they must not write ``last_error`` (that would flip health and page the team).
+    """
+    for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
+        if column not in db["listener_health"].columns_dict:
+            db["listener_health"].add_column(column, kind)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
