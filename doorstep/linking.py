@@ -76,6 +76,10 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
         return _number_link("order_number", order, order.tracking_number, author_customer, private, unmatched)
 
     if thread_case is not None and (thread_case.order_number or thread_case.customer_id):
+        if not _same_author(mention, thread_case, author_customer):
+            # A stranger replying in the customer's thread ("any update on this?") must not
+            # inherit the customer's order: the case keeps its link, this post gets none.
+            return Link(customer_id=author_customer, method="none", unmatched_numbers=unmatched)
         return Link(
             customer_id=thread_case.customer_id,
             order_number=thread_case.order_number,
@@ -104,6 +108,15 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
         confirmed=True,
         unmatched_numbers=unmatched,
     )
+
+
+def _same_author(mention: Mention, case: Case, author_customer: str | None) -> bool:
+    """Whether ``mention`` is by the person the case is about (same handle on the case's channel, or the
+    same known customer)."""
+    handle = (mention.author_handle or "").lstrip("@").casefold()
+    if case.author_handle and mention.channel == case.channel and handle == case.author_handle.lstrip("@").casefold():
+        return True
+    return author_customer is not None and author_customer == case.customer_id
 
 
 def _number_link(

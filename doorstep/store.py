@@ -326,6 +326,24 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@MIGRATIONS()
+def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
+    """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
+
+    The outbox re-checks these facts immediately before sending (``responders/recheck.py``) and
+    cancels the message with the reason when one is no longer true; a rule that needs an agent's
+    approval keeps its message ``awaiting_approval`` until someone decides on the approvals page.
+    """
+    db["automatic_messages"].create(
+        {"message_id": int, "case_id": int, "rule": str, "reply_message_id": int, "last_mention_id": int,
+         "order_number": str, "customer_id": str, "approval": str, "decided_by": str, "decided_at": str,
+         "cancel_reason": str},
+        pk="message_id", if_not_exists=True,
+    )
+    db["automatic_messages"].create_index(["approval"], if_not_exists=True)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
