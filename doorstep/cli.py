@@ -27,6 +27,8 @@ class Context:
         self.config_path = config
         self._store: Store | None = None
         self._config: Config | None = None
+        #: --debug: let exceptions through with their traceback.
+        self.debug = False
 
     @property
     def config(self) -> Config:
@@ -57,15 +59,58 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group()
+def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
+    """What a user sees instead of a traceback: what failed, where, and what to do.
+
+    Why here: every command shares it, so no command can leak a traceback for a mistake
+    a user can make (a read-only or full database, a missing file, bad data).
+    """
+    import sqlite3
+
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
+    if isinstance(exc, OSError):
+        where = exc.filename or db_path or ""
+        cause = exc.strerror or str(exc)
+        remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
+                  13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
+        return f"{where}: {cause}" + (f"; {remedy}" if remedy else "")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class DoorstepGroup(click.Group):
+    """The top-level group: turns any unexpected exception into one line (unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            if (obj is not None and obj.debug) or ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line_error(exc, obj.db_path if obj else None)) from None
+
+
+@click.group(cls=DoorstepGroup)
 @click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db", help="SQLite database file.")
 @click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
               help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults).")
+@click.option("--debug", is_flag=True, envvar="DOORSTEP_DEBUG",
+              help="Show the full traceback of an error instead of the one-line message.")
 @click.version_option(package_name="doorstep")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config_path: str | None) -> None:
+def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = False) -> None:
     """Doorstep: every complaint seen, answered fast, never posted twice."""
     ctx.obj = Context(db, config_path)
+    ctx.obj.debug = debug
 
 
 # ------------------------------------------------------------------ import
