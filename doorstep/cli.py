@@ -54,6 +54,8 @@ class Context:
         self.config_path = config
         self._store: Store | None = None
         self._config: Config | None = None
+        #: --debug: let exceptions through with their traceback.
+        self.debug = False
 
     @property
     def config(self) -> Config:
@@ -95,10 +97,11 @@ def _needs_database() -> bool:
 
 #: Options of the ``doorstep`` group that the README lets you write after the subcommand too.
 GLOBAL_OPTIONS = ("--db", "--config")
+GLOBAL_FLAGS = ("--debug",)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
-    """Move ``--db X`` / ``--config X`` (or ``--db=X``) written after the subcommand to the front."""
+    """Move ``--db X`` / ``--config X`` (or ``--db=X``) and ``--debug`` written after the subcommand to the front."""
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -107,6 +110,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(args[i:])
             break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+            i += 1
+            continue
         if arg in GLOBAL_OPTIONS and i + 1 < len(args):
             front += [arg, args[i + 1]]
             i += 2
@@ -119,8 +126,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
-class DoorstepGroup(click.Group):
-    """The top-level group: global options anywhere on the line, config checked before any command."""
+class _OptionsAnywhereGroup(click.Group):
+    """Global options anywhere on the line; notes a --help so the config check leaves help alone."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = hoist_global_options(list(args))
@@ -131,17 +138,60 @@ class DoorstepGroup(click.Group):
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
+    """What a user sees instead of a traceback: what failed, where, and what to do.
+
+    Why here: every command shares it, so no command can leak a traceback for a mistake
+    a user can make (a read-only or full database, a missing file, bad data).
+    """
+    import sqlite3
+
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
+    if isinstance(exc, OSError):
+        where = exc.filename or db_path or ""
+        cause = exc.strerror or str(exc)
+        remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
+                  13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
+        return f"{where}: {cause}" + (f"; {remedy}" if remedy else "")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class DoorstepGroup(_OptionsAnywhereGroup):
+    """The top-level group: turns any unexpected exception into one line (unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            if (obj is not None and obj.debug) or ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line_error(exc, obj.db_path if obj else None)) from None
+
+
 @click.group(cls=DoorstepGroup)
 @click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
               help="SQLite database file (also accepted after the command).")
 @click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
               help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults; "
                    "also accepted after the command). A file named here must exist.")
+@click.option("--debug", is_flag=True, envvar="DOORSTEP_DEBUG",
+              help="Show the full traceback of an error instead of the one-line message.")
 @click.version_option(package_name="doorstep")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config_path: str | None) -> None:
+def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = False) -> None:
     """Doorstep: every complaint seen, answered fast, never posted twice."""
     ctx.obj = Context(db, config_path)
+    ctx.obj.debug = debug
     if not ctx.meta.get("doorstep.help"):
         ctx.obj.config  # validate the whole file once, before any command does work  # noqa: B018
 

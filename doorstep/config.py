@@ -85,6 +85,18 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Imports(_Section):
+    """Limits of ``doorstep import`` ([imports] in doorstep.toml)."""
+
+    #: Longest post text accepted, in characters (X allows 25,000 for long posts).
+    max_post_chars: int = Field(default=25_000, ge=1, le=1_000_000)
+    #: Above this share of rejected rows an import commits nothing (a wrong file or format,
+    #: most likely); --max-rejected overrides it for one run and --strict sets it to 0.
+    max_rejected_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Rows written per transaction: a long import holds the write lock only briefly.
+    batch_rows: int = Field(default=500, ge=1, le=100_000)
+
+
 class Config(_Section):
     timezone: str = "Europe/London"
     brands: list[Brand] = Field(default_factory=list)
@@ -101,6 +113,7 @@ class Config(_Section):
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
+    imports: Imports = Field(default_factory=Imports)
     #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
     _source: str = PrivateAttr(default="doorstep.toml")
 
