@@ -101,6 +101,54 @@ def when_busy(fn: Callable[..., T], *args: Any, seconds: float = BUSY_RETRY_S) -
     return retrying(fn, *args)
 
 
+class StoreError(RuntimeError):
+    """The database file cannot be used as asked: names the path, the cause and the remedy."""
+
+    def __init__(self, path: str, cause: str, remedy: str = ""):
+        super().__init__(f"database {path}: {cause}" + (f"; {remedy}" if remedy else ""))
+        self.path, self.cause, self.remedy = path, cause, remedy
+
+    @classmethod
+    def from_sqlite(cls, path: str, exc: sqlite3.Error) -> StoreError:
+        """Translate SQLite's terse messages into what happened and what to do."""
+        text = str(exc)
+        low = text.lower()
+        if "full" in low:
+            return cls(path, "the disk is full (database or disk is full)",
+                       "free some space and run the command again (rows already stored are skipped)")
+        if "unable to open" in low:
+            return cls(path, "cannot be opened (unable to open database file)",
+                       "check that the folder exists and is accessible")
+        if _is_read_only_error(exc):
+            return cls(path, "is read-only (the file, its folder or the file system cannot be written)",
+                       "run this command where the database is writable, or use a read-only command")
+        if "not a database" in low or "malformed" in low:
+            return cls(path, f"is not a usable SQLite database ({text})", "check the --db path or restore a backup")
+        if "locked" in low or "busy" in low:
+            return cls(path, f"is busy ({text})", "another process holds the write lock; try again in a moment")
+        return cls(path, text)
+
+
+def _connect(path: str, params: str = "") -> sqlite3.Connection:
+    """Open the database file; ``params`` are SQLite URI parameters such as ``mode=ro``.
+
+    ``isolation_level=None``: the sqlite3 module opens no implicit (deferred) transactions; a
+    statement outside :meth:`Store.transaction` commits by itself, and the transaction says
+    BEGIN IMMEDIATE. The busy timeout (how long a writer waits for another connection's write
+    lock instead of failing at once) is set by the Store, from ``[limits] busy_timeout_s``.
+    """
+    if params:
+        uri = Path(path).resolve().as_uri() + "?" + params
+        return sqlite3.connect(uri, uri=True, timeout=DEFAULT_BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+    return sqlite3.connect(path, timeout=DEFAULT_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
+
+def _is_read_only_error(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "readonly" in low or "read-only" in low or "read only" in low or "unable to open" in low
+
+
 def iso(value: datetime | date | None) -> str | None:
     """Serialise a time the one way the store sorts correctly."""
     if value is None:
@@ -360,6 +408,38 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@MIGRATIONS()
+def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
+    """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
+
+    The outbox re-checks these facts immediately before sending (``responders/recheck.py``) and
+    cancels the message with the reason when one is no longer true; a rule that needs an agent's
+    approval keeps its message ``awaiting_approval`` until someone decides on the approvals page.
+    """
+    db["automatic_messages"].create(
+        {"message_id": int, "case_id": int, "rule": str, "reply_message_id": int, "last_mention_id": int,
+         "order_number": str, "customer_id": str, "approval": str, "decided_by": str, "decided_at": str,
+         "cancel_reason": str},
+        pk="message_id", if_not_exists=True,
+    )
+    db["automatic_messages"].create_index(["approval"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
+    """Listener health keeps warnings apart from errors (branch ``inbound``).
+
+    ``malformed`` counts posts a round skipped as unreadable and ``last_warning`` says which
+    round and why, so a listener that drops posts is visible without calling its round failed.
+    ``rejected`` counts unsigned or badly signed webhook requests: strangers can send those at
+    will, so they must not write ``last_error`` (that would flip health and page the team).
+    """
+    for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
+        if column not in db["listener_health"].columns_dict:
+            db["listener_health"].add_column(column, kind)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -413,6 +493,9 @@ class Store:
                  busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
         self.path = str(path)
         self.busy_timeout_s = busy_timeout_s
+        #: True when the file (or its folder) cannot be written: reads work, writes fail with
+        #: a StoreError naming the path (see _open_read_only).
+        self.read_only = False
         self._home = self._connect()
         self._home_thread = threading.get_ident()
         self._threads: threading.local | None = None
@@ -420,30 +503,70 @@ class Store:
         self._connections_lock = threading.Lock()
         self._search_memo: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
         self._indexes: set[str] | None = None
-        if migrate and MIGRATIONS.pending(self.db):
-            # Under the write lock: two processes opening a new file must not both migrate it.
-            with self.transaction():
-                MIGRATIONS.apply(self.db)
+        if migrate:
+            self._migrate()
 
     # ------------------------------------------------------- connections, transactions
     def _connect(self) -> sqlite_utils.Database:
-        """A connection set up the one way every Doorstep connection is.
-
-        ``isolation_level=None``: the sqlite3 module opens no implicit (deferred) transactions;
-        a statement outside :meth:`transaction` commits by itself, and :meth:`transaction`
-        says BEGIN IMMEDIATE. ``timeout`` is SQLite's busy timeout: a writer waits that long
-        for another connection's write lock instead of failing at once.
-        """
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+        """A connection set up the one way every Doorstep connection is (see :func:`_connect`)."""
+        if self.read_only:
+            return self._open_read_only()
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
+        conn.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
         db = sqlite_utils.Database(conn)
-        if self.path != ":memory:" and db.journal_mode != "wal":
-            when_busy(db.enable_wal)
+        try:
+            if self.path != ":memory:":
+                when_busy(db.enable_wal)
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only_error(exc):
+                raise StoreError.from_sqlite(self.path, exc) from exc
+            db.close()
+            db = self._open_read_only()
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
         db.execute("PRAGMA cache_size=-64000")
         db.execute("PRAGMA temp_store=MEMORY")
         return db
+
+    def _open_read_only(self) -> sqlite_utils.Database:
+        """Open without any write: a read-only file system or file still serves reads.
+
+        WAL needs its ``-shm`` file; where that cannot be created either, the database is
+        opened as immutable (no other process can be writing to a read-only file anyway).
+        """
+        self.read_only = True
+        for params in ("mode=ro", "mode=ro&immutable=1"):
+            conn = _connect(self.path, params)
+            try:
+                conn.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                conn.execute("select count(*) from sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            return sqlite_utils.Database(conn)
+        raise StoreError(self.path, "cannot be opened, not even for reading", "check the path and its permissions")
+
+    def _migrate(self) -> None:
+        """Apply pending migrations; none pending means no write at all (read-only opening)."""
+        try:
+            pending = MIGRATIONS.pending(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
+        if not pending:
+            return
+        if self.read_only:
+            raise StoreError(self.path, "is read-only and its schema needs upgrading",
+                             "open it once with write access (any doorstep command) to upgrade it")
+        try:
+            # Under the write lock: two processes opening a new file must not both migrate it.
+            with self.transaction():
+                MIGRATIONS.apply(self.db)
+        except sqlite3.OperationalError as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -520,6 +643,9 @@ class Store:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
+
+    #: The same thing, named for readers who want to see that the write lock is taken first.
+    write_transaction = transaction
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -221,6 +221,7 @@ def test_the_busy_timeout_is_a_named_limit_in_doorstep_toml(tmp_path: Path, monk
     with pytest.raises(ConfigError, match="limits.busy_timeout_s"):
         parse_config({"limits": {"busy_timeout_s": -1}})
     (tmp_path / "doorstep.toml").write_text("[limits]\nbusy_timeout_s = 2.5\n")
+    Store(tmp_path / "d.db").close()
     from doorstep import cli as cli_module
 
     seen: list[float] = []
