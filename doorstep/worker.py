@@ -88,16 +88,22 @@ class Worker:
     providers: list[str] = field(default_factory=lambda: list(JOB_PROVIDERS))
     #: Seconds to wait, once stopped, for jobs to finish their round.
     stop_grace_s: float = STOP_GRACE_S
+    #: Only these jobs (by name), e.g. {"outbox"} for a sender process of its own; None: all.
+    only: set[str] | None = None
+    #: Every job but these.
+    skip: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _failures: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def collect_jobs(self) -> list[Job]:
+    def collect_jobs(self, *, filtered: bool = True) -> list[Job]:
         jobs = list(self.jobs)
         for spec in self.providers:
             provider = optional_attribute(spec)
             if provider is not None:
                 jobs.extend(provider(self.store, self.config, self.pipeline))
+        if filtered:
+            jobs = [j for j in jobs if (self.only is None or j.name in self.only) and j.name not in self.skip]
         return jobs
 
     def run(self, once: bool = False, max_ticks: int | None = None) -> dict[str, int]:

@@ -170,3 +170,19 @@ def test_a_rate_limited_channel_is_paused_until_its_window_not_tried_per_message
         outbox.send_due()
         assert sorted(p["text"] for p in em.posted) == sorted(r.text for r in replies)  # each exactly once
         outbox.close()
+
+
+def test_run_can_start_the_sender_alone_and_names_unknown_jobs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from doorstep.cli import cli
+
+    db = tmp_path / "d.db"
+    Store(db).close()
+    runner = CliRunner()
+    only = runner.invoke(cli, ["--db", str(db), "run", "--once", "--job", "outbox"])
+    assert only.exit_code == 0, only.output
+    wrong = runner.invoke(cli, ["--db", str(db), "run", "--once", "--job", "outbx"])
+    assert wrong.exit_code == 2 and "no job named outbx" in wrong.output and "outbox" in wrong.output
+    worker = Worker(Store(db), parse_config({}), None, providers=["responders.jobs:jobs"], skip={"outbox"})
+    assert "outbox" not in {j.name for j in worker.collect_jobs()}
