@@ -587,25 +587,60 @@ class Store:
     def upsert_customers(self, customers: Iterable[Customer]) -> int:
         n = 0
         for customer in customers:
-            self.db["customers"].upsert(
-                {
-                    "id": customer.id,
-                    "name": customer.name,
-                    "email": customer.email,
-                    "phone": customer.phone,
-                    "vip": int(customer.vip),
-                    "opt_out": _json(customer.opt_out),
-                },
-                pk="id",
-            )
-            self.db.execute("delete from customer_handles where customer_id = ?", [customer.id])
-            for channel, handle in customer.handles.items():
-                self.db.execute(
-                    "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
-                    [channel, handle.lower().lstrip("@"), customer.id],
-                )
+            self.upsert_customer(customer)
             n += 1
         return n
+
+    def upsert_customer(self, customer: Customer, fields: Iterable[str] | None = None) -> str:
+        """Insert a customer, or update only the ``fields`` given (default: those set on the model).
+
+        Returns "new", "updated" or "unchanged". Why partial: an orders file that names a
+        customer only to say whose order it is must not erase the e-mail, phone or handles
+        another file gave (issue 14). Handles are only ever added (or moved to this
+        customer when the file says so), never deleted by an upsert.
+        """
+        mentioned = set(customer.model_fields_set if fields is None else fields) - {"id"}
+        values = {
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "vip": int(customer.vip),
+            "opt_out": _json(customer.opt_out),
+        }
+        existing = self.db.execute(
+            "select name, email, phone, vip, opt_out from customers where id = ?", [customer.id]
+        ).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into customers (id, name, email, phone, vip, opt_out) values (?, ?, ?, ?, ?, ?)",
+                [customer.id, *values.values()],
+            )
+            changed = True
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update customers set {', '.join(f'{k} = ?' for k in update)} where id = ?",
+                    [*update.values(), customer.id],
+                )
+                changed = True
+        if "handles" in mentioned:
+            for channel, handle in customer.handles.items():
+                handle = handle.lower().lstrip("@")
+                owner = self.db.execute(
+                    "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle]
+                ).fetchone()
+                if owner is None or owner[0] != customer.id:
+                    self.db.execute(
+                        "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
+                        [channel, handle, customer.id],
+                    )
+                    changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def get_customer(self, customer_id: str) -> Customer | None:
         row = self.db.execute("select id, name, email, phone, vip, opt_out from customers where id = ?", [customer_id]).fetchone()
@@ -629,42 +664,89 @@ class Store:
     def upsert_orders(self, orders: Iterable[Order]) -> int:
         n = 0
         for order in orders:
-            self.db["orders"].upsert(
-                {
-                    "number": order.number,
-                    "customer_id": order.customer_id,
-                    "placed_at": iso(order.placed_at),
-                    "brand": order.brand,
-                    "items": _json(order.items),
-                    "total": order.total,
-                    "currency": order.currency,
-                    "promised_date": iso(order.promised_date),
-                    "status": order.status,
-                },
-                pk="number",
-            )
-            for shipment in order.shipments:
-                self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}))
+            self.upsert_order(order)
             n += 1
         return n
 
-    def upsert_shipment(self, shipment: Shipment) -> None:
+    def upsert_order(self, order: Order, fields: Iterable[str] | None = None) -> str:
+        """Insert an order (and its shipments), or update only the fields set on the model.
+
+        Returns "new", "updated" (the order, one of its shipments or their events changed)
+        or "unchanged", so a re-import can say truthfully what it did.
+        """
+        mentioned = set(order.model_fields_set if fields is None else fields)
+        values = {
+            "customer_id": order.customer_id,
+            "placed_at": iso(order.placed_at),
+            "brand": order.brand,
+            "items": _json(order.items),
+            "total": order.total,
+            "currency": order.currency,
+            "promised_date": iso(order.promised_date),
+            "status": order.status,
+        }
+        existing = self.db.execute(f"select {', '.join(values)} from orders where number = ?", [order.number]).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                f"insert into orders (number, {', '.join(values)}) values (?{', ?' * len(values)})",
+                [order.number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update orders set {', '.join(f'{k} = ?' for k in update)} where number = ?",
+                    [*update.values(), order.number],
+                )
+                changed = True
+        for shipment in order.shipments:
+            fields_of = set(shipment.model_fields_set) | {"order_number"}
+            status = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}), fields_of)
+            changed = changed or status != "unchanged"
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def upsert_shipment(self, shipment: Shipment, fields: Iterable[str] | None = None) -> str:
+        """Insert a shipment or update only its given fields; its status follows its events.
+
+        A file that repeats a tracking number without a service must not erase the service
+        (and a status is never cleared by an upsert). Returns "new", "updated" or "unchanged".
+        """
+        mentioned = set(shipment.model_fields_set if fields is None else fields)
+        values = {
+            "order_number": shipment.order_number,
+            "courier": shipment.courier,
+            "service": shipment.service,
+            "status": shipment.status,
+        }
         existing = self.db.execute(
-            "select status, last_event_at from shipments where tracking_number = ?", [shipment.tracking_number]
+            "select order_number, courier, service, status from shipments where tracking_number = ?",
+            [shipment.tracking_number],
         ).fetchone()
-        self.db.execute(
-            "insert or replace into shipments (tracking_number, order_number, courier, service, status, last_event_at) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [
-                shipment.tracking_number,
-                shipment.order_number,
-                shipment.courier,
-                shipment.service,
-                shipment.status or (existing[0] if existing else None),
-                existing[1] if existing else None,
-            ],
-        )
-        self.add_tracking_events(shipment.events)
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into shipments (tracking_number, order_number, courier, service, status) values (?, ?, ?, ?, ?)",
+                [shipment.tracking_number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items()
+                      if k in mentioned and stored[k] != v and not (k == "status" and v is None)}
+            if update:
+                self.db.execute(
+                    f"update shipments set {', '.join(f'{k} = ?' for k in update)} where tracking_number = ?",
+                    [*update.values(), shipment.tracking_number],
+                )
+                changed = True
+        if shipment.events and self.add_tracking_events(shipment.events):
+            changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
         """Store events (idempotent) and keep each shipment's current status = its latest event."""
