@@ -1195,22 +1195,32 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
 
 
 def mention_export_row(m: Mention) -> dict[str, Any]:
-    """The stable JSON shape of ``doorstep export mentions``."""
+    """The stable JSON shape of ``doorstep export mentions``; ``doorstep import mentions`` reads it back.
+
+    Every field of the post and of its labels is written (flat, as the import expects), so
+    an export imports into a new database without loss. ``id`` and ``case_id`` are for
+    reading only: an import assigns them anew (cases are rebuilt by the pipeline).
+    """
     out: dict[str, Any] = {
         "channel": m.channel,
         "external_id": m.external_id,
         "text": m.text,
+        "author_id": m.author_id,
         "author_handle": m.author_handle,
         "author_name": m.author_name,
+        "author_followers": m.author_followers,
+        "language": m.language,
+        "url": m.url,
         "created_at": iso(m.created_at),
         "thread_id": m.thread_id,
         "in_reply_to": m.in_reply_to,
         "outbound": m.outbound,
         "matched": m.matched,
+        "raw": m.raw,
         "case_id": m.case_id,
     }
     if m.labels:
-        out.update(m.labels.model_dump(exclude={"model"}))
+        out.update(m.labels.model_dump())
     return out
 
 
