@@ -25,8 +25,8 @@ from conftest import T0
 GOOD = {"channel": "x", "external_id": "1", "text": "where is my parcel", "created_at": "2026-11-16T09:00:00Z"}
 
 
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), input=input)
 
 
 def test_year_9999_and_huge_follower_counts_are_rejected_by_the_model_not_by_an_overflow(config):
@@ -52,12 +52,13 @@ def test_order_items_accept_plain_names(tmp_path):
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     missing = tmp_path / "no-such-folder" / "x.db"
-    result = run("--db", str(missing), "user", "list")
+    # A command that creates the database (read-only ones refuse earlier: "no database at ...").
+    result = run("--db", str(missing), "user", "add", "ana", "--password-stdin", input="a-long-password\n")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and str(missing) in lines[0] and "folder exists" in lines[0]
     assert "Traceback" not in result.output
-    debug = run("--debug", "--db", str(missing), "user", "list")
+    debug = run("--debug", "--db", str(missing), "user", "add", "ana", "--password-stdin", input="a-long-password\n")
     assert debug.exit_code == 1 and debug.exception is not None  # the real exception, not a message
     assert not isinstance(debug.exception, SystemExit)
 
