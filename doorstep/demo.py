@@ -1,8 +1,11 @@
 """The demo shop: a believable week of social customer care, built from one seed.
 
 Why generate instead of shipping a fixture: the console only makes sense when its
-data looks live (SLA clocks ticking, posts from this morning), so every time is
-computed back from ``now``. And the stories have to hang together: a post that says
+data looks live (SLA clocks ticking, posts from this morning). The shop is generated
+at a fixed reference moment (:data:`REFERENCE_NOW`), so the same seed always gives the
+same shop and the figures the README quotes; ``doorstep demo`` then moves every time by
+the same amount to the current hour before storing, which changes no count, share or
+duration, only the dates on the screen. And the stories have to hang together: a post that says
 "the driver never knocked" belongs to a shipment whose tracking shows a failed
 attempt an hour earlier, so linking, priority and the case view can be judged on
 the demo exactly as they would be on a real shop.
@@ -26,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,8 +44,14 @@ DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
 #: Where the demo's posts come from (``webhook`` carries courier tracking-page complaints).
 SOCIAL_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky")
 COURIER_PAGE_CHANNEL = "webhook"
-#: The care team that signs the brand's replies and gets cases assigned.
+#: The care team that signs the brand's replies and gets cases assigned (each is also a demo
+#: login, role agent, so every assignee in the console is a real user).
 AGENTS: tuple[str, ...] = ("Priya", "Sam", "Tom", "Amira", "Jo", "Callum")
+#: The moment the demo shop is generated at (a Wednesday afternoon, so the two weeks before it
+#: are complete ISO weeks with traffic: the weekly report's "last week" and "the week before").
+REFERENCE_NOW = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+#: How many days of posts the demo holds: three full weeks before the reference week.
+DEMO_DAYS = 24.0
 
 FIRST_NAMES = (
     "Olivia Amelia Isla Ava Mia Ivy Lily Grace Freya Emily Sophia Ella Poppy Evie Harper Sienna Ruby Daisy "
@@ -1007,7 +1016,7 @@ def _remove_database(db_path: str) -> None:
             candidate.unlink()
 
 
-def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
+def _mentions(gen: _Generator, total: int, days: float = DEMO_DAYS) -> list[Mention]:
     """About ``total`` posts (exactly ``total`` when it is at least 2) over the last ``days`` days."""
     rng = gen.rng
     posts = _Posts(gen)
@@ -1109,11 +1118,12 @@ def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
 
 
 def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
-    """Give older cases the state a working team would have left them in.
+    """Give older cases the state a team that keeps up would have left them in.
 
-    Most cases from a few days ago are answered (publicly or by DM) and resolved, a
-    few are left overdue so the SLA views have something to show, cases waiting on
-    the customer are pending, and some open ones are assigned.
+    Nearly every case is answered within its first-response SLA (publicly or by DM) and
+    resolved before its resolution SLA once the customer's last word is in; a few slip, so the
+    SLA views have something to show. Cases waiting on the customer are pending, praise and
+    chatter are closed, and every open case has an owner from the care team.
     """
     for row in list(store.db.query("select id from cases order by id")):
         case = store.get_case(row["id"])
@@ -1123,21 +1133,29 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         opened = case.opened_at or now
         activity = case.last_activity_at or opened
         changes: dict[str, Any] = {}
-        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
-        answer_p = 0.85 if activity < now - timedelta(days=1) else 0.5 if opened < now - timedelta(hours=2) else 0.0
-        if case.first_response_at is None and rng.random() < answer_p:
-            # Answered by DM or email: the reply is not a public post, but the clock stopped.
-            answered = opened + timedelta(minutes=rng.uniform(10, 240))
-            changes["first_response_at"] = min(answered, now - timedelta(minutes=5)).replace(microsecond=0)
+        # The few the team has not got to in time: only recent ones (older ones were caught up on).
+        slips = rng.random() < 0.08 and opened > now - timedelta(hours=36)
+        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(hours=6)
+        first_due = case.first_response_due or opened + timedelta(hours=4)
+        if case.first_response_at is None and not (slips and first_due < now):
+            # Answered by DM or email within the SLA (the reply is not a public post, but the clock stopped).
+            window = max(60.0, (first_due - opened).total_seconds())
+            answered = opened + timedelta(seconds=window * rng.uniform(0.15, 0.85))
+            if answered <= now - timedelta(minutes=2) and (first_due < now or rng.random() < 0.5):
+                changes["first_response_at"] = answered.replace(microsecond=0)
         answered = case.first_response_at is not None or "first_response_at" in changes
-        if (answered and activity < now - timedelta(days=3) and rng.random() < 0.9) or quiet:
-            resolved_at = min(activity + timedelta(hours=rng.uniform(0.5, 10)), now - timedelta(minutes=10))
-            changes.update(status="resolved", resolved_at=resolved_at.replace(microsecond=0))
+        resolution_due = case.resolution_due or opened + timedelta(days=1)
+        settled = answered and (resolution_due < now or activity < now - timedelta(hours=8)) and not slips
+        if (settled and rng.random() < 0.97) or quiet:
+            latest = max(activity, changes.get("first_response_at") or case.first_response_at or activity)
+            room = max(0.0, min((resolution_due - latest).total_seconds(), 10 * 3600.0))
+            resolved_at = latest + timedelta(seconds=max(300.0, room * rng.uniform(0.2, 0.9)))
+            changes.update(status="resolved", resolved_at=min(resolved_at, now - timedelta(minutes=1)).replace(microsecond=0))
         elif last is not None and last.outbound:
             changes["status"] = "pending_customer"
         elif answered:
             changes["status"] = "open"
-        if changes.get("status") != "resolved" and rng.random() < 0.45:
+        if changes.get("status") != "resolved" and (rng.random() < 0.8 or answered):
             changes["assignee"] = rng.choice(AGENTS).lower()
         if changes:
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
@@ -1154,22 +1172,27 @@ def build_demo(
     classifier: Any | None = None,
     x_feed_path: str | Path | None = None,
     x_live_posts: int = 40,
+    shift_to: datetime | None = None,
 ) -> str:
     """Replace ``db_path`` with a freshly generated demo shop and return a short summary.
 
-    ``now`` anchors every time (default: the current hour), so the demo always looks
-    live and tests can pin it. ``classifier`` defaults to the configured one.
+    ``now`` is the moment the shop is generated at (default :data:`REFERENCE_NOW`, so the same
+    seed gives the same shop on any day). ``shift_to`` moves every time in it by
+    ``shift_to - now`` before storing (``doorstep demo`` passes the current hour, so the demo
+    looks live): counts, shares and durations do not change, only dates. ``classifier``
+    defaults to the configured one.
 
-    With ``x_feed_path``, the newest ``x_live_posts`` stand-alone X posts are not stored
-    but written there as the X API emulator's feed: the running demo's X listener then
-    fetches them through tweepy, as it would from the real API.
+    With ``x_feed_path``, every X post of the demo is written there as the X API emulator's
+    feed (so a reply to any X case reaches a post the emulator knows), and the newest
+    ``x_live_posts`` stand-alone customer posts that the configured X queries match are not
+    stored: the running demo's X listener fetches them through tweepy, as from the real API.
     """
     from doorstep.pipeline import Pipeline
 
     if customers < 2 or orders < 1:
         raise ValueError("the demo needs at least 2 customers and 1 order")
     config = load_config(resolve_config_path(config_path))
-    now = utc(now) if now else datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = utc(now) if now else REFERENCE_NOW
     if classifier is None:
         from classifiers import load_classifier
 
@@ -1179,8 +1202,13 @@ def build_demo(
     people = gen.make_people(customers)
     shop_orders = gen.make_orders(orders)
     posts = _mentions(gen, mentions)
+    if shift_to is not None:
+        delta = utc(shift_to).replace(second=0, microsecond=0) - now
+        shop_orders = [_shifted(order, delta) for order in shop_orders]
+        posts = [_shifted(post, delta) for post in posts]
+        now += delta
     if x_feed_path is not None:
-        posts = _hold_back_x_feed(posts, Path(x_feed_path), x_live_posts)
+        posts = _write_x_feed(posts, Path(x_feed_path), x_live_posts, config)
 
     _remove_database(db_path)
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
@@ -1197,23 +1225,61 @@ def build_demo(
         store.close()
 
 
-def _hold_back_x_feed(posts: list[Mention], path: Path, count: int) -> list[Mention]:
-    """Write the newest stand-alone inbound X posts to ``path`` (JSONL) and return the rest."""
+def _shifted(record: Any, delta: timedelta) -> Any:
+    """A copy of an order, shipment, event or mention with every time moved by ``delta``.
+
+    Dates (an order's promised day) move by the whole days of ``delta`` rounded, so a promise
+    stays on the same side of its delivery.
+    """
+    days = timedelta(days=round(delta.total_seconds() / 86400))
+    update: dict[str, Any] = {}
+    for name, value in record:
+        if isinstance(value, datetime):
+            update[name] = value + delta
+        elif isinstance(value, date):
+            update[name] = value + days
+        elif isinstance(value, list) and value and hasattr(value[0], "model_copy"):
+            update[name] = [_shifted(item, delta) for item in value]
+    return record.model_copy(update=update)
+
+
+def _x_feed_row(post: Mention) -> dict[str, Any]:
+    return {
+        "id": post.external_id, "text": post.text, "username": post.author_handle, "name": post.author_name,
+        "followers": post.author_followers, "created_at": post.created_at.isoformat(),
+        **({"conversation_id": post.thread_id} if post.thread_id else {}),
+        **({"referenced_tweets": [{"type": "replied_to", "id": post.in_reply_to}]} if post.in_reply_to else {}),
+    }
+
+
+def matches_x_queries(text: str, queries: Sequence[str], username: str = "") -> bool:
+    """Whether one of the X listener's search queries finds ``text`` (the emulator's own matcher)."""
+    from listeners.x_emulator import compile_query
+
+    post = {"_lower": text.lower(), "username": username, "referenced_tweets": None, "lang": "en",
+            "conversation_id": "", "_to": ""}
+    return any(compile_query(query)(post) for query in queries)
+
+
+def _write_x_feed(posts: list[Mention], path: Path, count: int, config: Config) -> list[Mention]:
+    """Write every X post to ``path`` (JSONL, the emulator's feed); return the posts to store.
+
+    The newest ``count`` stand-alone customer posts that the configured queries find are held
+    back (not returned): the listener fetches them from the emulator once the demo runs.
+    """
+    queries = list(config.channels.get("x", {}).get("queries", []))
     answered = {p.in_reply_to for p in posts if p.in_reply_to}
     candidates = [
         p for p in posts
         if p.channel == "x" and not p.outbound and p.in_reply_to is None and p.external_id not in answered
-        and p.author_handle
+        and p.author_handle and (not queries or matches_x_queries(p.text, queries, p.author_handle))
     ]
     live = {p.external_id for p in sorted(candidates, key=lambda p: p.created_at)[-count:]} if count > 0 else set()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for p in posts:
-            if p.external_id in live:
-                fh.write(json.dumps({
-                    "id": p.external_id, "text": p.text, "username": p.author_handle, "name": p.author_name,
-                    "followers": p.author_followers, "created_at": p.created_at.isoformat(),
-                }) + "\n")
+            if p.channel == "x":
+                fh.write(json.dumps(_x_feed_row(p)) + "\n")
     return [p for p in posts if p.external_id not in live]
 
 
