@@ -1318,34 +1318,132 @@ def digest(store: Store) -> str:
 
 
 # ---------------------------------------------------------------------- running
-def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
-             x_feed_path: str | Path | None = None, x_port: int = 8765) -> None:
-    """Run the worker and the console on the demo database until Ctrl-C or SIGTERM.
+@dataclass(frozen=True)
+class DemoPorts:
+    """The local ports a running demo needs; each can be changed (``make demo PORT=8600 ...``)."""
 
-    Both run as child processes so a crash in one is visible (the other is then
-    stopped too) and so stopping the demo never leaves a worker polling behind.
+    console: int = 8501
+    x: int = 8765
+    smtp: int = 8025
+    sinks: int = 8767
+
+    def named(self) -> dict[str, int]:
+        return {"console": self.console, "X API emulator": self.x, "SMTP sink": self.smtp, "webhook sink": self.sinks}
+
+
+#: What each port is called on the ``make demo`` and ``doorstep demo`` command lines.
+PORT_SETTINGS = {"console": "PORT= / --port", "X API emulator": "X_PORT= / --x-port",
+                 "SMTP sink": "SMTP_PORT= / --smtp-port", "webhook sink": "SINK_PORT= / --sink-port"}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run; the message says why and what to change."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on ``port`` (on any interface, as a server would bind)."""
+    import socket
+
+    for family, address in ((socket.AF_INET, ""), (socket.AF_INET, host)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                return True
+    return False
+
+
+def check_ports(ports: DemoPorts) -> None:
+    """Refuse to start (DemoError naming the port and the setting) when a port is taken."""
+    seen: dict[int, str] = {}
+    for name, port in ports.named().items():
+        if port in seen:
+            raise DemoError(f"the {name} and the {seen[port]} cannot share port {port}; set {PORT_SETTINGS[name]}")
+        seen[port] = name
+        if not 0 < port < 65536:
+            raise DemoError(f"{port} is not a port number for the {name}; set {PORT_SETTINGS[name]}")
+        if port_in_use(port):
+            raise DemoError(f"port {port} for the demo's {name} is already in use (another demo or program?); "
+                            f"stop it or choose another port: {PORT_SETTINGS[name]}, "
+                            f"e.g. `make demo {PORT_SETTINGS[name].split('=')[0]}={port + 10}`")
+
+
+def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait until ``child`` accepts connections on ``port``; False if it exits or time runs out."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Path, with_x: bool) -> dict[str, str]:
+    """The environment the demo's worker and console run in: everything outbound stays on 127.0.0.1."""
+    sink = f"http://127.0.0.1:{ports.sinks}"
+    env = {
+        **os.environ,
+        "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve()),
+        "DOORSTEP_DEMO_SINK_DIR": str(sink_dir.resolve()),
+        # Mail goes to the local SMTP sink; Slack and courier webhooks to the local HTTP sink.
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(ports.smtp), "SMTP_FROM": "care@larkspur-home.example",
+        "SMTP_SSL": "0", "SMTP_STARTTLS": "0",
+        "SLACK_ALERTS_WEBHOOK": f"{sink}/slack/alerts", "SLACK_TEAM_WEBHOOK": f"{sink}/slack/care-team",
+        "REPORTS_SLACK_WEBHOOK_URL": f"{sink}/slack/reports",
+        "COURIER_WEBHOOK_SECRET": os.environ.get("COURIER_WEBHOOK_SECRET", "demo-courier-webhook-secret"),
+        "DEMO_COURIER_WEBHOOK": f"{sink}/courier",
+    }
+    if with_x:
+        # The demo never talks to the real X: tweepy is pointed at the local emulator.
+        env.update(
+            X_API_BASE_URL=f"http://127.0.0.1:{ports.x}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
+            X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
+        )
+    return env
+
+
+def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
+             x_feed_path: str | Path | None = None, x_port: int = 8765, ports: DemoPorts | None = None,
+             console_timeout_s: float = 120.0) -> int:
+    """Run the sinks, the X emulator, the worker and the console until Ctrl-C or SIGTERM.
+
+    Each runs as a child process so a crash in one is visible (the others are then stopped
+    too) and stopping the demo never leaves a worker polling behind. Returns the exit status:
+    0 after Ctrl-C, 1 when a part stopped or the console never answered (the reason is printed).
     """
+    ports = ports or DemoPorts(console=port, x=x_port)
+    check_ports(ports)
     config = resolve_config_path(config_path)
     app = REPO_ROOT / "app.py"
     if not app.exists():
-        raise SystemExit(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
-    env = {**os.environ, "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve())}
-    commands: dict[str, list[str]] = {}
+        raise DemoError(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
+    sink_dir = Path(str(Path(db_path).resolve()) + ".sent")
+    if sink_dir.exists():
+        for old in sink_dir.iterdir():
+            old.unlink()
+    env = demo_environment(db_path, config, ports, sink_dir, x_feed_path is not None)
+    python = [sys.executable, "-m"]
+    commands: dict[str, list[str]] = {
+        "mail and webhook sinks": [*python, "doorstep.demo_sinks", "--dir", str(sink_dir), "--smtp-port",
+                                   str(ports.smtp), "--http-port", str(ports.sinks)],
+    }
     if x_feed_path is not None:
-        # The demo never talks to the real X: tweepy is pointed at the local emulator.
-        env.update(
-            X_API_BASE_URL=f"http://127.0.0.1:{x_port}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
-            X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
-        )
-        commands["x-emulator"] = [sys.executable, "-m", "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
-                                  "--port", str(x_port), "--me", "LarkspurHelp"]
+        commands["X API emulator"] = [*python, "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
+                                      "--port", str(ports.x), "--me", "LarkspurHelp"]
     commands |= {
-        "worker": [sys.executable, "-m", "doorstep", "--db", str(Path(db_path).resolve()), "--config",
-                   str(config.resolve()), "run"],
+        "worker": [*python, "doorstep", "--db", str(Path(db_path).resolve()), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
-        "console": [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+        "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],
     }
+    waits = {"mail and webhook sinks": ports.sinks, "X API emulator": ports.x}
     children: dict[str, subprocess.Popen[bytes]] = {}
 
     def stop(signum: int, frame: Any) -> None:
@@ -1355,18 +1453,27 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     try:
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
-            if name == "x-emulator":
-                time.sleep(1.0)  # let it bind before the worker's first poll
-        print(f"Doorstep demo console: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
+            if name in waits and not _wait_for_port(waits[name], children[name], 30.0):
+                print(f"error: the demo's {name} did not start on port {waits[name]}; stopping the demo",
+                      file=sys.stderr, flush=True)
+                return 1
+        if not _wait_for_port(ports.console, children["console"], console_timeout_s):
+            code = children["console"].poll()
+            why = f"exited with code {code}" if code is not None else f"did not answer within {console_timeout_s:.0f} s"
+            print(f"error: the console {why} on port {ports.console}; stopping the demo", file=sys.stderr, flush=True)
+            return 1
+        print(f"Doorstep demo console: http://localhost:{ports.console}  (Ctrl-C to stop). Sent e-mail, Slack "
+              f"and webhooks land in {sink_dir} (the console's Sent mail page)", flush=True)
         while True:
             for name, child in children.items():
                 code = child.poll()
                 if code is not None:
-                    print(f"the {name} stopped (exit code {code}); stopping the demo", file=sys.stderr, flush=True)
-                    return
+                    print(f"error: the {name} stopped (exit code {code}); stopping the demo", file=sys.stderr, flush=True)
+                    return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("stopping the demo...", file=sys.stderr, flush=True)
+        return 0
     finally:
         _stop_children(list(children.values()))
         signal.signal(signal.SIGTERM, previous)
