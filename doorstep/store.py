@@ -326,6 +326,19 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m004_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -958,6 +971,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "outbound": int(m.outbound),
         "raw": _json(m.raw),
         "case_id": m.case_id,
+        "account": m.account,
         **_label_columns(m.labels),
         "ingested_at": iso(utcnow()),
     }
@@ -995,6 +1009,7 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         outbound=bool(r["outbound"]),
         raw=_unjson(r["raw"]),
         case_id=r["case_id"],
+        account=r.get("account"),
         labels=labels,
     )
 

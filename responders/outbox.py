@@ -28,7 +28,8 @@ from typing import Any
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
-from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender
+from responders.accounts import choose_account
+from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender, network_of
 from responders.config import responders_settings
 
 __all__ = [
@@ -69,7 +70,7 @@ def list_messages(store: Store, statuses: tuple[str, ...] | None = None, limit: 
 
 def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, idempotency_key: str,
             case_id: int | None = None, target: str | None = None, in_reply_to: str | None = None,
-            not_before: datetime | None = None) -> OutboundMessage:
+            not_before: datetime | None = None, account: str | None = None) -> OutboundMessage:
     """Write one message to the outbox (or return the one already queued under this key)."""
     existing = list(store.db.query("select * from outbound_messages where idempotency_key = ?", [idempotency_key]))
     if existing:
@@ -77,7 +78,7 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
     now = utcnow()
     message = OutboundMessage(kind=kind, channel=channel, target=target, text=text, in_reply_to=in_reply_to,  # type: ignore[arg-type]
                               case_id=case_id, idempotency_key=idempotency_key, created_by=actor, created_at=now,
-                              next_attempt_at=not_before or now)
+                              next_attempt_at=not_before or now, account=account)
     row = message.model_dump(exclude={"id"})
     for key in ("created_at", "sent_at", "next_attempt_at"):
         row[key] = iso(row[key])
@@ -90,7 +91,8 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
             return outbound_from_row(next(iter(store.db.query(
                 "select * from outbound_messages where idempotency_key = ?", [idempotency_key]))))
         store.audit(actor, f"outbox.queue.{kind}", case_id,
-                    {"message_id": cursor.lastrowid, "channel": channel, "target": target})
+                    {"message_id": cursor.lastrowid, "channel": channel, "target": target,
+                     **({"account": account} if account else {})})
     return message.model_copy(update={"id": cursor.lastrowid})
 
 
@@ -127,7 +129,7 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str) -> None:
 
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,
-                idempotency_key: str | None = None) -> OutboundMessage:
+                idempotency_key: str | None = None, account: str | None = None) -> OutboundMessage:
     """Queue a reply to the customer on the case's channel (or ``channel``, e.g. "email").
 
     Raises :class:`ReplyRejected` for an empty or over-long reply, a URL on X when not allowed,
@@ -168,9 +170,12 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             text = f"Subject: Your message{order}\n\n{text}"
     else:
         raise ReplyRejected(f"cannot reply on channel {channel!r}")
+    # The account the customer wrote to (their brand's), or the agent's choice where ambiguous.
+    sender = choose_account(store, config, case, channel, parent, account)
     key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text)
     return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
-                   case_id=case_id, target=target, in_reply_to=in_reply_to)
+                   case_id=case_id, target=target, in_reply_to=in_reply_to,
+                   account=sender.handle if sender else None)
 
 
 def queue_escalation(store: Store, config: Config, case_id: int, target: str, note: str | None,
@@ -239,11 +244,27 @@ class Outbox:
         self.now = now
         self.actor = actor
         self._senders: dict[str, Any] = dict(senders or {})
+        #: Senders a test passed in serve every account of their channel.
+        self._given = frozenset(senders or {})
 
-    def sender(self, channel: str) -> Any:
-        if channel not in self._senders:
-            self._senders[channel] = make_sender(channel, self.config)
-        return self._senders[channel]
+    def sender(self, channel: str, account: str | None = None) -> Any:
+        """The channel's sender, logged in as ``account`` (each account keeps its own client)."""
+        if account is None or channel in self._given:
+            if channel not in self._senders:
+                self._senders[channel] = make_sender(channel, self.config)
+            return self._senders[channel]
+        key = f"{channel}:{account.lower()}"
+        if key not in self._senders:
+            from doorstep.config import brand_accounts, find_account
+
+            ref = find_account(self.config, network_of(channel), account)
+            if ref is None and not brand_accounts(self.config, network_of(channel)):
+                return self.sender(channel)  # no accounts configured at all: the shared credentials
+            if ref is None:
+                raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
+                                retryable=False)
+            self._senders[key] = make_sender(channel, self.config, ref)
+        return self._senders[key]
 
     # ------------------------------------------------------------------ state changes
     def recover_in_doubt(self) -> int:
@@ -326,7 +347,7 @@ class Outbox:
         if message is None:
             return get_message(self.store, message_id).status
         try:
-            sender = self.sender(message.channel)
+            sender = self.sender(message.channel, message.account)
             if before.attempts > 0 and getattr(sender, "can_check", False):
                 existing = sender.find_existing(message)
                 if existing:
