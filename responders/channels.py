@@ -258,19 +258,31 @@ class XDirectMessageSender(XSender):
 
     def send(self, message: OutboundMessage) -> str:
         self.verify_account()
-        if not message.target or not message.target.isdigit():
-            raise SendError("X direct message without the customer's user id", retryable=False)
+        participant = self._participant(message)
         response = self._call(lambda: self.client.create_direct_message(
-            participant_id=message.target, text=message.text, user_auth=True))
+            participant_id=participant, text=message.text, user_auth=True))
         data = response.data if hasattr(response, "data") else response["data"]
         return str(data["dm_event_id"])
+
+    def _participant(self, message: OutboundMessage) -> str:
+        """The customer's user id (``target``), looked up when only their ``@handle`` is known."""
+        target = (message.target or "").strip()
+        if target.isdigit():
+            return target
+        if not target.startswith("@"):
+            raise SendError("X direct message without the customer's user id or handle", retryable=False)
+        user = self._call(lambda: self.client.get_user(username=target[1:], user_auth=True))
+        if not user.data:
+            raise SendError(f"X has no user {target}", retryable=False)
+        return str(user.data.id)
 
     def find_existing(self, message: OutboundMessage) -> str | None:
         """Our message with the same text in the conversation with this customer."""
         self.verify_account()
         uid = self.my_id()
+        participant = self._participant(message)
         page = self._call(lambda: self.client.get_direct_message_events(
-            participant_id=message.target, dm_event_fields=["sender_id", "text"], max_results=100, user_auth=True))
+            participant_id=participant, dm_event_fields=["sender_id", "text"], max_results=100, user_auth=True))
         for event in page.data or []:
             sender = getattr(event, "sender_id", None) or (event.get("sender_id") if isinstance(event, dict) else None)
             text = getattr(event, "text", None) or (event.get("text") if isinstance(event, dict) else "")
