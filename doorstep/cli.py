@@ -19,6 +19,33 @@ from doorstep.config import ConfigError, Config, default_db_path, load_config
 from doorstep.store import Store, mention_export_row
 
 
+#: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
+#: Config and raising ConfigError). Every command runs them once at start, so a bad key is the
+#: same one-line error from ``run``, ``outbox send`` and ``report weekly`` alike.
+CONFIG_CHECKS = [
+    "listeners.config:configured_channels",
+    "responders.config:responders_settings",
+    "responders.config:alert_settings",
+    "doorstep.reports:report_settings",
+]
+
+#: Commands that only read or change what is already stored: without a database they say so
+#: instead of creating an empty ./doorstep.db (matched on the words after ``doorstep``).
+NEEDS_DATABASE = ("user list", "user remove", "user set-role", "user set-email", "user set-password",
+                  "outbox", "reply", "escalate", "export", "report", "proactive")
+
+
+def validate_config(config: Config) -> Config:
+    """Run every package's section checks on ``config`` (ConfigError names file and key)."""
+    from doorstep.worker import optional_attribute
+
+    for spec in CONFIG_CHECKS:
+        check = optional_attribute(spec)
+        if check is not None:
+            check(config)
+    return config
+
+
 class Context:
     """Lazily opened store and config shared by the commands of one invocation."""
 
@@ -27,12 +54,14 @@ class Context:
         self.config_path = config
         self._store: Store | None = None
         self._config: Config | None = None
+        #: --debug: let exceptions through with their traceback.
+        self.debug = False
 
     @property
     def config(self) -> Config:
         if self._config is None:
             try:
-                self._config = load_config(self.config_path)
+                self._config = validate_config(load_config(self.config_path))
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._config
@@ -40,6 +69,10 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
+            if self.db_path != ":memory:" and not Path(self.db_path).exists() and _needs_database():
+                raise click.ClickException(
+                    f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "
+                    "`doorstep demo --build-only` or `doorstep import mentions FILE`")
             self._store = Store(self.db_path)
         return self._store
 
@@ -54,18 +87,113 @@ class Context:
         return Pipeline(self.store, self.config, self.classifier(classifier))
 
 
+def _needs_database() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    words = " ".join(ctx.command_path.split()[1:])
+    return any(words == name or words.startswith(name + " ") for name in NEEDS_DATABASE)
+
+
+#: Options of the ``doorstep`` group that the README lets you write after the subcommand too.
+GLOBAL_OPTIONS = ("--db", "--config")
+GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move ``--db X`` / ``--config X`` (or ``--db=X``) and ``--debug`` written after the subcommand to the front."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+            i += 1
+            continue
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _OptionsAnywhereGroup(click.Group):
+    """Global options anywhere on the line; notes a --help so the config check leaves help alone."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = hoist_global_options(list(args))
+        ctx.meta["doorstep.help"] = any(a in ("--help", "-h") for a in args)
+        return super().parse_args(ctx, args)
+
+
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group()
-@click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db", help="SQLite database file.")
+def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
+    """What a user sees instead of a traceback: what failed, where, and what to do.
+
+    Why here: every command shares it, so no command can leak a traceback for a mistake
+    a user can make (a read-only or full database, a missing file, bad data).
+    """
+    import sqlite3
+
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
+    if isinstance(exc, OSError):
+        where = exc.filename or db_path or ""
+        cause = exc.strerror or str(exc)
+        remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
+                  13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
+        return f"{where}: {cause}" + (f"; {remedy}" if remedy else "")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class DoorstepGroup(_OptionsAnywhereGroup):
+    """The top-level group: turns any unexpected exception into one line (unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            if (obj is not None and obj.debug) or ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line_error(exc, obj.db_path if obj else None)) from None
+
+
+@click.group(cls=DoorstepGroup)
+@click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
+              help="SQLite database file (also accepted after the command).")
 @click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
-              help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults).")
+              help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults; "
+                   "also accepted after the command). A file named here must exist.")
+@click.option("--debug", is_flag=True, envvar="DOORSTEP_DEBUG",
+              help="Show the full traceback of an error instead of the one-line message.")
 @click.version_option(package_name="doorstep")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config_path: str | None) -> None:
+def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = False) -> None:
     """Doorstep: every complaint seen, answered fast, never posted twice."""
     ctx.obj = Context(db, config_path)
+    ctx.obj.debug = debug
+    if not ctx.meta.get("doorstep.help"):
+        ctx.obj.config  # validate the whole file once, before any command does work  # noqa: B018
 
 
 # ------------------------------------------------------------------ import
@@ -135,7 +263,8 @@ def export() -> None:
 
 @export.command("mentions")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write (default: standard output).")
 @pass_ctx
 def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
     """Write one JSON object per stored mention (with labels when present)."""
@@ -145,8 +274,10 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 
 # ---------------------------------------------------------------- classify
 @cli.command()
-@click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-")
-@click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-",
+              help='JSONL file of {"id", "text"} lines (default: standard input).')
+@click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where the labelled JSONL goes (default: standard output).")
 @click.option("--model", default=None, help="baseline, onnx, a local model directory or a Hugging Face model id.")
 @click.option("--batch-size", default=2048, show_default=True,
               help="Posts read and classified together; the model sorts them by length, so larger batches pad less.")

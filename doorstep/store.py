@@ -67,6 +67,47 @@ class StaleCaseError(RuntimeError):
         self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
 
 
+class StoreError(RuntimeError):
+    """The database file cannot be used as asked: names the path, the cause and the remedy."""
+
+    def __init__(self, path: str, cause: str, remedy: str = ""):
+        super().__init__(f"database {path}: {cause}" + (f"; {remedy}" if remedy else ""))
+        self.path, self.cause, self.remedy = path, cause, remedy
+
+    @classmethod
+    def from_sqlite(cls, path: str, exc: sqlite3.Error) -> StoreError:
+        """Translate SQLite's terse messages into what happened and what to do."""
+        text = str(exc)
+        low = text.lower()
+        if "full" in low:
+            return cls(path, "the disk is full (database or disk is full)",
+                       "free some space and run the command again (rows already stored are skipped)")
+        if "unable to open" in low:
+            return cls(path, "cannot be opened (unable to open database file)",
+                       "check that the folder exists and is accessible")
+        if _is_read_only_error(exc):
+            return cls(path, "is read-only (the file, its folder or the file system cannot be written)",
+                       "run this command where the database is writable, or use a read-only command")
+        if "not a database" in low or "malformed" in low:
+            return cls(path, f"is not a usable SQLite database ({text})", "check the --db path or restore a backup")
+        if "locked" in low or "busy" in low:
+            return cls(path, f"is busy ({text})", "another process holds the write lock; try again in a moment")
+        return cls(path, text)
+
+
+def _connect(path: str, params: str = "") -> sqlite3.Connection:
+    """Open the database file; ``params`` are SQLite URI parameters such as ``mode=ro``."""
+    if params:
+        uri = Path(path).resolve().as_uri() + "?" + params
+        return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    return sqlite3.connect(path, timeout=30, check_same_thread=False)
+
+
+def _is_read_only_error(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return "readonly" in low or "read-only" in low or "read only" in low or "unable to open" in low
+
+
 def iso(value: datetime | date | None) -> str | None:
     """Serialise a time the one way the store sorts correctly."""
     if value is None:
@@ -386,10 +427,21 @@ class Store:
 
     def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True):
         self.path = str(path)
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        #: True when the file (or its folder) cannot be written: reads work, writes fail with
+        #: a StoreError naming the path (see _open_read_only).
+        self.read_only = False
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
         self.db = sqlite_utils.Database(conn)
-        if self.path != ":memory:":
-            self.db.enable_wal()
+        try:
+            if self.path != ":memory:":
+                self.db.enable_wal()
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only_error(exc):
+                raise StoreError.from_sqlite(self.path, exc) from exc
+            self._open_read_only()
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
@@ -398,7 +450,68 @@ class Store:
         self._search_memo: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
         self._indexes: set[str] | None = None
         if migrate:
+            self._migrate()
+
+    def _open_read_only(self) -> None:
+        """Reopen without any write: a read-only file system or file still serves reads.
+
+        WAL needs its ``-shm`` file; where that cannot be created either, the database is
+        opened as immutable (no other process can be writing to a read-only file anyway).
+        """
+        self.db.close()
+        self.read_only = True
+        for params in ("mode=ro", "mode=ro&immutable=1"):
+            conn = _connect(self.path, params)
+            try:
+                conn.execute("select count(*) from sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            self.db = sqlite_utils.Database(conn)
+            return
+        raise StoreError(self.path, "cannot be opened, not even for reading", "check the path and its permissions")
+
+    def _migrate(self) -> None:
+        """Apply pending migrations; none pending means no write at all (read-only opening)."""
+        try:
+            pending = MIGRATIONS.pending(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
+        if not pending:
+            return
+        if self.read_only:
+            raise StoreError(self.path, "is read-only and its schema needs upgrading",
+                             "open it once with write access (any doorstep command) to upgrade it")
+        try:
             MIGRATIONS.apply(self.db)
+        except sqlite3.OperationalError as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Store]:
+        """A transaction that takes the write lock when it starts (BEGIN IMMEDIATE).
+
+        Why: a deferred transaction that reads first and writes later fails at once with
+        SQLITE_BUSY when another connection committed in between. Read and classify
+        before entering this block; write inside it. Nested inside another transaction
+        it is a savepoint of that one.
+        """
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield self
+            return
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        else:
+            try:
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.conn.rollback()
+                raise
 
     def close(self) -> None:
         self.db.close()

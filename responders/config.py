@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doorstep.config import Config, ConfigError, secret
+from doorstep.config import Config, ConfigError, config_source, secret
 
 
 class _Section(BaseModel):
@@ -242,7 +242,7 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
     try:
         value = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format(section, exc)) from None
+        raise ConfigError(_format(section, exc, config_source(config))) from None
     _CACHE[key] = (config, copy.deepcopy(raw), value)  # type: ignore[index]
     return value
 
@@ -251,7 +251,7 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
 _KEYED_FIELDS = ("templates", "tracking_urls")
 
 
-def _format(section: str, error: ValidationError) -> str:
+def _format(section: str, error: ValidationError, source: str = "doorstep.toml") -> str:
     """``doorstep.toml: responders.templates.broken: template syntax error ...`` (the full key)."""
     lines = []
     for item in error.errors():
@@ -260,5 +260,5 @@ def _format(section: str, error: ValidationError) -> str:
         match = re.match(r"^([^:\s]+): (.*)$", message)
         if match and item["loc"] and item["loc"][-1] in _KEYED_FIELDS:
             key, message = f"{key}.{match.group(1)}", match.group(2)
-        lines.append(f"doorstep.toml: {key}: {message}")
+        lines.append(f"{source}: {key}: {message}")
     return "\n".join(lines)
