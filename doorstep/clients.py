@@ -139,6 +139,14 @@ def x_client(config: Config | None = None, *, base_url: str | None = None, timeo
         (base_url or x_base_url(config)).rstrip("/"),
         timeout if timeout is not None else _timeout(config, "x", "X_API_TIMEOUT"),
     )
+
+    def keep_rate(response: Any, *args: Any, **kwargs: Any) -> None:
+        # The token's own rate-limit window, for the per-account usage on the Channels page.
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-rate-limit-")}
+        if headers:
+            client._doorstep_last_rate = {k.lower().removeprefix("x-rate-limit-"): v for k, v in headers.items()}
+
+    client.session.hooks["response"].append(keep_rate)
     return client
 
 

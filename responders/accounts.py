@@ -112,3 +112,20 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
         raise ReplyRejected(f"{brand} has no {network} account, so this post is not answered on {network} "
                             "(another brand's account must not answer it)")
     raise ReplyRejected(f"no brand account on {network} is tied to this post; choose the account to reply from")
+
+
+def note_sent(store: Store, channel: str, account: str | None) -> None:
+    """Count a post or message an account sent today (X bills posts; the Channels page shows it)."""
+    if account:
+        from doorstep.accounts import record_account_usage
+
+        record_account_usage(store, network_of(channel), account, posts=1, requests=1)
+
+
+def posting_budget_spent(store: Store, config: Config, channel: str, account: str | None) -> bool:
+    """True when the account's ``max_posts_per_day`` is used up (the message waits for tomorrow)."""
+    if not account:
+        return False
+    from doorstep.accounts import account_usage_allows
+
+    return not account_usage_allows(store, config, network_of(channel), account, "posts")

@@ -28,7 +28,7 @@ from typing import Any
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
-from responders.accounts import choose_account
+from responders.accounts import choose_account, note_sent, posting_budget_spent
 from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender, network_of
 from responders.config import responders_settings
 
@@ -141,6 +141,11 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     channel = channel or case.channel
     if not channel:
         raise ReplyRejected(f"case {case_id} has no channel to reply on; choose one (email or sms)")
+    if channel.endswith("_dm"):  # a direct message: private by construction (responders.private)
+        from responders.private import plan_private, queue_private
+
+        return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
+                             plan=plan_private(store, config, case_id, channel=channel, account=account))
     settings = responders_settings(config)
     text = text.strip()
     _privacy_check(store, case, channel, text)
@@ -347,6 +352,9 @@ class Outbox:
         if message is None:
             return get_message(self.store, message_id).status
         try:
+            if posting_budget_spent(self.store, self.config, message.channel, message.account):
+                raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
+                                retry_after_s=3600.0)
             sender = self.sender(message.channel, message.account)
             if before.attempts > 0 and getattr(sender, "can_check", False):
                 existing = sender.find_existing(message)
@@ -364,6 +372,7 @@ class Outbox:
         if os.environ.get(CRASH_HOOK_ENV):
             os._exit(int(os.environ[CRASH_HOOK_ENV]) if os.environ[CRASH_HOOK_ENV].isdigit() else 86)
         self._mark_sent(message, external_id, recovered=False)
+        note_sent(self.store, message.channel, message.account)
         return "sent"
 
     def send_due(self, limit: int = 50) -> int:

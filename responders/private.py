@@ -54,15 +54,20 @@ def plan_private(store: Store, config: Config, case_id: int, *, channel: str | N
     if channel == "email":
         return _email_plan(store, config, case_id, account)
     network = channel.removesuffix("_dm") if channel else None
-    post = about or _latest_public(store, case_id, network)
+    post = about
+    if post is None and channel and channel.endswith("_dm"):  # answering the customer's own DM
+        dms = [m for m in store.mentions_for_case(case_id) if not m.outbound and m.channel == channel]
+        post = max(dms, key=lambda m: (m.created_at, m.id or 0)) if dms else None
+    post = post or _latest_public(store, case_id, network)
     if post is None:
         return _email_plan(store, config, case_id, account)
-    dm_channel = DM_CHANNELS[post.channel]
+    dm_channel = DM_CHANNELS.get(post.channel, post.channel)
     sender = choose_account(store, config, case, dm_channel, post, account)
-    if post.channel == "x":
+    if post.channel in ("x", "x_dm"):
         recipient = post.author_id if post.author_id and post.author_id.isdigit() else f"@{post.author_handle}"
     else:
-        recipient = post.author_id if post.channel == "bluesky" and post.author_id else f"@{post.author_handle}"
+        bluesky = post.channel in ("bluesky", "bluesky_dm")
+        recipient = post.author_id if bluesky and post.author_id else f"@{post.author_handle}"
     if not post.author_handle and not post.author_id:
         raise ReplyRejected(f"post {post.external_id} has no author to message privately")
     return PrivatePlan(dm_channel, sender.handle if sender else None, recipient, post)
