@@ -1270,9 +1270,12 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
         env.update(
             X_API_BASE_URL=f"http://127.0.0.1:{x_port}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
             X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
+            # Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts).
+            LARKSPUR_X_ACCESS_TOKEN="demo-larkspur", FETTLE_X_ACCESS_TOKEN="demo-fettle",
         )
         commands["x-emulator"] = [sys.executable, "-m", "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
-                                  "--port", str(x_port), "--me", "LarkspurHelp"]
+                                  "--port", str(x_port), "--me", "LarkspurHelp",
+                                  "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
         "worker": [sys.executable, "-m", "doorstep", "--db", str(Path(db_path).resolve()), "--config",
                    str(config.resolve()), "run"],

@@ -27,16 +27,22 @@ class PrivatePlan:
 
     channel: str
     account: str | None
+    #: Where the message is addressed: an X user id, "@acct", a DID, or an e-mail address.
     recipient: str
     about: Mention | None
+    #: How the customer is shown in the preview ("@sienna_l").
+    recipient_name: str = ""
 
     def describe(self) -> str:
         network = {"x_dm": "X direct message", "mastodon_dm": "Mastodon direct message",
                    "bluesky_dm": "Bluesky chat message", "email": "e-mail"}.get(self.channel, self.channel)
         sender = f"from @{self.account}" if self.account and self.channel != "email" else \
             f"from {self.account}" if self.account else "from our shared sender"
-        about = f", about their post {self.about.external_id}" if self.about else ""
-        return f"{network} {sender} to {self.recipient}{about} (private: nothing is posted publicly)"
+        about = ""
+        if self.about is not None:
+            text = self.about.text if len(self.about.text) <= 60 else self.about.text[:59] + "…"
+            about = f", about their post \u201c{text}\u201d"
+        return f"{network} {sender} to {self.recipient_name or self.recipient}{about} (private: nothing is posted publicly)"
 
 
 def _latest_public(store: Store, case_id: int, channel: str | None = None) -> Mention | None:
@@ -70,7 +76,8 @@ def plan_private(store: Store, config: Config, case_id: int, *, channel: str | N
         recipient = post.author_id if bluesky and post.author_id else f"@{post.author_handle}"
     if not post.author_handle and not post.author_id:
         raise ReplyRejected(f"post {post.external_id} has no author to message privately")
-    return PrivatePlan(dm_channel, sender.handle if sender else None, recipient, post)
+    return PrivatePlan(dm_channel, sender.handle if sender else None, recipient, post,
+                       f"@{post.author_handle}" if post.author_handle else recipient)
 
 
 def _email_plan(store: Store, config: Config, case_id: int, account: str | None) -> PrivatePlan:
