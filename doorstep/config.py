@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from doorstep.numbers import DEFAULT_ORDER_PATTERNS
+from doorstep.redaction import register_config_values, register_secret
 
 
 class ConfigError(ValueError):
@@ -140,6 +141,7 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], source: str = "doorstep.toml") -> Config:
+    register_config_values(data)  # a credential written literally in the file is still masked everywhere
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -166,6 +168,13 @@ def secret(name: str, default: str | None = None) -> str | None:
 
     Secrets are never part of doorstep.toml, so the file can be committed and shared.
     """
+    value = _secret_value(name, default)
+    if value is not default:
+        register_secret(value, name)  # whatever we read as a secret is masked in every log, error and audit line
+    return value
+
+
+def _secret_value(name: str, default: str | None) -> str | None:
     if name in os.environ:
         return os.environ[name]
     secrets_file = os.environ.get("DOORSTEP_SECRETS_FILE")

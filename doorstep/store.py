@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from doorstep.redaction import redact_details
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -883,7 +884,7 @@ class Store:
     def audit(self, actor: str, action: str, case_id: int | None = None, details: dict[str, Any] | None = None) -> None:
         self.db.execute(
             "insert into audit_events (at, actor, action, case_id, details) values (?, ?, ?, ?, ?)",
-            [iso(utcnow()), actor, action, case_id, _json(details or {})],
+            [iso(utcnow()), actor, action, case_id, _json(redact_details(details or {}))],
         )
 
     def audit_trail(self, case_id: int | None = None, limit: int = 200) -> list[AuditEvent]:

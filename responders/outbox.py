@@ -27,6 +27,7 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
+from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
 from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender
 from responders.config import responders_settings
@@ -70,7 +71,13 @@ def list_messages(store: Store, statuses: tuple[str, ...] | None = None, limit: 
 def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, idempotency_key: str,
             case_id: int | None = None, target: str | None = None, in_reply_to: str | None = None,
             not_before: datetime | None = None) -> OutboundMessage:
-    """Write one message to the outbox (or return the one already queued under this key)."""
+    """Write one message to the outbox (or return the one already queued under this key).
+
+    A credential-bearing ``target`` is stored as a reference (:func:`doorstep.redaction.stored_target`).
+    """
+    if target is not None:
+        safe = stored_target(target)  # raises SecretTargetError for a credential we could not find again
+        idempotency_key, target = idempotency_key.replace(target, safe or ""), safe
     existing = list(store.db.query("select * from outbound_messages where idempotency_key = ?", [idempotency_key]))
     if existing:
         return outbound_from_row(existing[0])
@@ -314,9 +321,9 @@ class Outbox:
         with self.store.transaction():
             self.store.db.execute(
                 "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
-                [status, str(error)[:500], next_at, message.id])
+                [status, redact(str(error))[:500], next_at, message.id])
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
-                             {"message_id": message.id, "attempts": attempts, "error": str(error)[:300]})
+                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300]})
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:
