@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+POSTS ?= 5000
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ demo: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+# The classifier's throughput on this machine (needs ../shared or $$DOORSTEP_SHARED for the posts).
+bench: install
+	$(BIN)/python bench/classifier_bench.py --posts $(POSTS)
 
 clean:
 	rm -rf $(VENV) *.egg-info doorstep-demo.db*

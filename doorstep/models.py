@@ -40,7 +40,7 @@ TRACKING_STATUSES: tuple[str, ...] = (
 )
 CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated", "resolved")
 OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated")
-OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled")
+OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled", "awaiting_approval")
 
 Sentiment = Literal["negative", "neutral", "positive"]
 Intent = Literal[
@@ -73,6 +73,28 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: Times outside these years are typing or unit mistakes (a year 9999 placeholder, seconds
+#: read as milliseconds), and far-future ones overflow SLA arithmetic: they are rejected.
+EARLIEST_YEAR, LATEST_YEAR = 1990, 2199
+#: More followers than any account has had; larger values are rejected, not stored (SQLite
+#: integers stop at 2**63 - 1).
+MAX_FOLLOWERS = 10**10
+
+
+def sane_time(value: datetime) -> datetime:
+    """``value`` in UTC, or a ValueError naming the accepted range."""
+    value = utc(value)
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"year {value.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}; check the date")
+    return value
+
+
+def sane_date(value: date | None) -> date | None:
+    if value is not None and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"year {value.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}; check the date")
+    return value
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
@@ -100,14 +122,14 @@ class Labels(_Record):
 class Mention(_Record):
     """One public or private post that names a brand or courier, as a listener saw it."""
 
-    channel: str
-    external_id: str
+    channel: str = Field(min_length=1)
+    external_id: str = Field(min_length=1)
     text: str
     created_at: datetime
     author_id: str | None = None
     author_handle: str | None = None
     author_name: str | None = None
-    author_followers: int = 0
+    author_followers: int = Field(default=0, ge=0, le=MAX_FOLLOWERS)
     language: str | None = None
     url: str | None = None
     #: The conversation this post belongs to (X conversation_id, the root post's id otherwise).
@@ -127,7 +149,14 @@ class Mention(_Record):
     @field_validator("created_at")
     @classmethod
     def as_utc(cls, value: datetime) -> datetime:
-        return utc(value)
+        return sane_time(value)
+
+    @field_validator("channel", "external_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
 
     @field_validator("text")
     @classmethod
@@ -160,7 +189,7 @@ class TrackingEvent(_Record):
     @field_validator("time")
     @classmethod
     def as_utc(cls, value: datetime) -> datetime:
-        return utc(value)
+        return sane_time(value)
 
 
 class Shipment(_Record):
@@ -187,7 +216,20 @@ class Order(_Record):
     @field_validator("placed_at")
     @classmethod
     def as_utc(cls, value: datetime) -> datetime:
-        return utc(value)
+        return sane_time(value)
+
+    @field_validator("promised_date")
+    @classmethod
+    def _sane_promise(cls, value: date | None) -> date | None:
+        return sane_date(value)
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _item_names(cls, value: Any) -> Any:
+        """``["lamp"]`` is shorthand for ``[{"name": "lamp"}]``: shops export both."""
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
 
 
 class Link(_Record):
@@ -248,7 +290,8 @@ class OutboundMessage(_Record):
     target: str | None = None
     text: str
     in_reply_to: str | None = None
-    status: Literal["queued", "sending", "sent", "failed", "cancelled"] = "queued"
+    #: ``awaiting_approval``: an automatic message an agent must approve before the worker may send it.
+    status: Literal["queued", "sending", "sent", "failed", "cancelled", "awaiting_approval"] = "queued"
     attempts: int = 0
     last_error: str | None = None
     idempotency_key: str

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doorstep.config import Config, ConfigError, format_validation_error
+from doorstep.config import Config, ConfigError, config_source, format_validation_error
 from doorstep.models import utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.store import Store, iso, outbound_from_row, parse_time
@@ -97,7 +97,8 @@ def report_settings(config: Config) -> ReportSettings:
     try:
         return ReportSettings.model_validate(config.reports or {})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error("doorstep.toml", exc).replace("doorstep.toml: ", "doorstep.toml: reports.")) from None
+        source = config_source(config)
+        raise ConfigError(format_validation_error(source, exc).replace(f"{source}: ", f"{source}: reports.")) from None
 
 
 # ---------------------------------------------------------------------------- weeks

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doorstep.config import Config, ConfigError, secret
+from doorstep.config import Config, ConfigError, config_source, secret
 
 
 class _Section(BaseModel):
@@ -112,7 +112,7 @@ def channel_settings(config: Config, channel: str) -> Any:
         lines = []
         for item in exc.errors():
             key = ".".join(["channels", channel, *(str(part) for part in item["loc"])])
-            lines.append(f"doorstep.toml: {key}: {item['msg']}")
+            lines.append(f"{config_source(config)}: {key}: {item['msg']}")
         raise ConfigError("\n".join(lines)) from None
 
 

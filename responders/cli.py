@@ -18,10 +18,16 @@ from doorstep.cli import Context, pass_ctx
 @click.option("--channel", default=None, help="Reply on this channel instead of the case's (email, sms).")
 @click.option("--as", "actor", default="cli", show_default=True, help="Who the reply is from (audit log).")
 @click.option("--send-now", is_flag=True, help="Also run the outbox once instead of waiting for the worker.")
+@click.option("--force", is_flag=True,
+              help="Queue even if the customer's post already has a reply queued or sent (audited as send anyway).")
 @pass_ctx
 def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None, actor: str,
-          send_now: bool) -> None:
-    """Queue a reply to case CASE (exactly one of --text or --template)."""
+          send_now: bool, force: bool) -> None:
+    """Queue a reply to the case given by --case (exactly one of --text or --template).
+
+    One answer per customer post: a second reply to a post that already has one queued or sent
+    exits with status 1 and says who answered and what, unless --force.
+    """
     from responders.outbox import Outbox, ReplyRejected, queue_reply
     from responders.templates import TemplateError, render_template
 
@@ -29,7 +35,7 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         raise click.UsageError("give exactly one of --text or --template")
     try:
         body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
-        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel)
+        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force)
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"queued message {message.id} ({message.channel}, {message.status})")
@@ -42,11 +48,11 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
 @click.option("--case", "case_id", type=int, required=True)
 @click.option("--to", "target", required=True,
               help="team, lead, courier (or another configured target), email:ADDR, slack:URL, webhook:URL, apprise:URL.")
-@click.option("--note", default=None)
-@click.option("--as", "actor", default="cli", show_default=True)
+@click.option("--note", default=None, help="Why; goes with the escalation and into the audit log.")
+@click.option("--as", "actor", default="cli", show_default=True, help="Who escalates (audit log).")
 @pass_ctx
 def escalate(ctx: Context, case_id: int, target: str, note: str | None, actor: str) -> None:
-    """Escalate case CASE to TARGET; the case becomes "escalated"."""
+    """Escalate the case given by --case to the audience given by --to; the case becomes "escalated"."""
     from responders.escalation import EscalationRejected, escalate as do_escalate
 
     try:
@@ -72,10 +78,12 @@ def outbox() -> None:
 
 @outbox.command("list")
 @click.option("--status", "statuses", multiple=True,
-              type=click.Choice(["queued", "sending", "sent", "failed", "cancelled"]))
-@click.option("--limit", default=50, show_default=True)
+              type=click.Choice(["queued", "sending", "sent", "failed", "cancelled"]),
+              help="Only messages in this state (repeatable).")
+@click.option("--limit", default=50, show_default=True, help="Newest messages at most.")
 @pass_ctx
 def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int) -> None:
+    """List outbound messages: id, status, kind, channel, case, attempts, channel id, last error."""
     from responders.outbox import list_messages
 
     for m in list_messages(ctx.store, statuses or None, limit):
@@ -84,9 +92,10 @@ def outbox_list(ctx: Context, statuses: tuple[str, ...], limit: int) -> None:
 
 @outbox.command("retry")
 @click.argument("message_id", type=int)
-@click.option("--as", "actor", default="cli", show_default=True)
+@click.option("--as", "actor", default="cli", show_default=True, help="Who retries (audit log).")
 @pass_ctx
 def outbox_retry(ctx: Context, message_id: int, actor: str) -> None:
+    """Queue message MESSAGE_ID (failed, cancelled or waiting) to be sent now by the worker or `outbox send`."""
     from responders.outbox import retry
 
     try:
@@ -98,9 +107,10 @@ def outbox_retry(ctx: Context, message_id: int, actor: str) -> None:
 
 @outbox.command("cancel")
 @click.argument("message_id", type=int)
-@click.option("--as", "actor", default="cli", show_default=True)
+@click.option("--as", "actor", default="cli", show_default=True, help="Who cancels (audit log).")
 @pass_ctx
 def outbox_cancel(ctx: Context, message_id: int, actor: str) -> None:
+    """Cancel queued or failed message MESSAGE_ID so it is never sent."""
     from responders.outbox import cancel
 
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doorstep.config import Config, ConfigError, secret
+from doorstep.config import Config, ConfigError, config_source, secret
 
 
 class _Section(BaseModel):
@@ -130,6 +130,30 @@ class Escalation(_Section):
     auto_target: str = "lead"
 
 
+class Approval(_Section):
+    """Which automatic messages wait for an agent's approval (the console's Approvals page).
+
+    A message needs approval when its rule is in ``rules`` *and* it goes out on one of ``channels``
+    (an empty ``channels`` list means every channel). Off by default; the demo turns it on for
+    follow-ups and proactive messages by e-mail and SMS.
+    """
+
+    #: Automatic rules: ``follow_up``, ``outreach`` (proactive messages), ``alert``.
+    rules: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        for rule in value:
+            if rule not in ("follow_up", "outreach", "alert"):
+                raise ValueError(f"unknown rule {rule!r}; expected follow_up, outreach or alert")
+        return value
+
+    def needs(self, rule: str, channel: str) -> bool:
+        return rule in self.rules and (not self.channels or channel in self.channels)
+
+
 class Responders(_Section):
     #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
     allow_urls: bool = False
@@ -145,6 +169,7 @@ class Responders(_Section):
     escalation: Escalation = Field(default_factory=Escalation)
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
+    approval: Approval = Field(default_factory=Approval)
 
     @field_validator("tracking_urls")
     @classmethod
@@ -208,6 +233,8 @@ class Alerts(_Section):
     sla_warn_minutes: float = Field(default=15.0, gt=0)
     listener_unhealthy: bool = True
     listener_stale_minutes: float = Field(default=15.0, gt=0)
+    #: Alert the lead when an escalation has been failing (failed, or retrying after errors) this long.
+    escalation_failed_minutes: float | None = Field(default=30.0, gt=0)
     #: One incident (rule + subject) alerts once, then at most one update per this many minutes.
     cooldown_minutes: float = Field(default=60.0, gt=0)
     #: Hard cap on alerts of all rules per hour (a storm of incidents becomes one summary).
@@ -248,7 +275,7 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
     try:
         value = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format(section, exc)) from None
+        raise ConfigError(_format(section, exc, config_source(config))) from None
     from doorstep.redaction import register_config_values
 
     register_config_values(raw, section)  # a Config built in code never went through parse_config
@@ -260,7 +287,7 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
 _KEYED_FIELDS = ("templates", "tracking_urls")
 
 
-def _format(section: str, error: ValidationError) -> str:
+def _format(section: str, error: ValidationError, source: str = "doorstep.toml") -> str:
     """``doorstep.toml: responders.templates.broken: template syntax error ...`` (the full key)."""
     lines = []
     for item in error.errors():
@@ -269,5 +296,5 @@ def _format(section: str, error: ValidationError) -> str:
         match = re.match(r"^([^:\s]+): (.*)$", message)
         if match and item["loc"] and item["loc"][-1] in _KEYED_FIELDS:
             key, message = f"{key}.{match.group(1)}", match.group(2)
-        lines.append(f"doorstep.toml: {key}: {message}")
+        lines.append(f"{source}: {key}: {message}")
     return "\n".join(lines)
