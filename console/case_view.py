@@ -336,9 +336,11 @@ def reply_channels(store: Store, case: Case) -> list[str]:
 
 
 def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | None:
-    from responders.outbox import _latest_inbound
+    """The post a reply on ``channel`` answers by default (the outbox's own choice)."""
+    from responders.channels import PUBLIC_CHANNELS
+    from responders.outbox import default_parent
 
-    return _latest_inbound(store, case.id, channel) if channel else None  # type: ignore[arg-type]
+    return default_parent(store, case, channel) if channel in PUBLIC_CHANNELS else None
 
 
 def _account_picker(store: Store, config: Any, case: Case, channel: str | None) -> str | None:

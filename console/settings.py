@@ -71,7 +71,8 @@ def _channels(store: Any, config: Any) -> None:
         rows = []
     if rows:
         st.dataframe([{k: r.get(k) for k in ("name", "status", "last_success_at", "last_error_at", "last_error",
-                                              "lag_seconds", "fetched", "stored", "errors")} for r in rows],
+                                              "lag_seconds", "fetched", "stored", "errors", "malformed", "last_warning",
+                                              "rejected")} for r in rows],
                      hide_index=True)
     else:
         st.caption("No listener has run yet.")

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from doorstep.numbers import DEFAULT_ORDER_PATTERNS
+from doorstep.redaction import register_config_values, register_secret
 
 
 class ConfigError(ValueError):
@@ -128,6 +129,18 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Limits(_Section):
+    """Resource limits ([limits] in doorstep.toml), each with a safe default.
+
+    A limit says how long something may wait or how much it may take before Doorstep
+    gives up on it and says so, instead of hanging or exhausting the machine.
+    """
+
+    #: Seconds a writer waits for another writer's lock on the database (SQLite's busy
+    #: timeout) before "database is locked". Writers hold the lock for one bounded batch.
+    busy_timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
 class Imports(_Section):
     """Limits of ``doorstep import`` ([imports] in doorstep.toml)."""
 
@@ -156,6 +169,7 @@ class Config(_Section):
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
+    limits: Limits = Field(default_factory=Limits)
     imports: Imports = Field(default_factory=Imports)
     #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
     _source: str = PrivateAttr(default="doorstep.toml")
@@ -198,6 +212,7 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], source: str = "doorstep.toml") -> Config:
+    register_config_values(data)  # a credential written literally in the file is still masked everywhere
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -233,6 +248,13 @@ def secret(name: str, default: str | None = None) -> str | None:
 
     Secrets are never part of doorstep.toml, so the file can be committed and shared.
     """
+    value = _secret_value(name, default)
+    if value is not default:
+        register_secret(value, name)  # whatever we read as a secret is masked in every log, error and audit line
+    return value
+
+
+def _secret_value(name: str, default: str | None) -> str | None:
     if name in os.environ:
         return os.environ[name]
     secrets_file = os.environ.get("DOORSTEP_SECRETS_FILE")

@@ -40,7 +40,7 @@ TRACKING_STATUSES: tuple[str, ...] = (
 )
 CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated", "resolved")
 OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated")
-OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled")
+OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled", "awaiting_approval")
 
 Sentiment = Literal["negative", "neutral", "positive"]
 Intent = Literal[
@@ -292,7 +292,8 @@ class OutboundMessage(_Record):
     target: str | None = None
     text: str
     in_reply_to: str | None = None
-    status: Literal["queued", "sending", "sent", "failed", "cancelled"] = "queued"
+    #: ``awaiting_approval``: an automatic message an agent must approve before the worker may send it.
+    status: Literal["queued", "sending", "sent", "failed", "cancelled", "awaiting_approval"] = "queued"
     attempts: int = 0
     last_error: str | None = None
     idempotency_key: str

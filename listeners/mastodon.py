@@ -24,7 +24,16 @@ from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.config import MastodonSettings, channel_settings
-from listeners.health import AuthError, Backoff, RoundResult, SourceError, Verdict, call_with_retries, record_round
+from listeners.health import (
+    Backoff,
+    RoundResult,
+    SourceError,
+    Verdict,
+    call_with_retries,
+    parse_reset,
+    poll_sources,
+    record_round,
+)
 
 log = logging.getLogger("doorstep.listeners.mastodon")
 
@@ -119,6 +128,30 @@ def classify_error(exc: BaseException) -> Verdict | None:
     return None
 
 
+def _readable_rate_headers(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """requests response hook: drop an ``X-RateLimit-Reset`` that cannot be read.
+
+    Mastodon.py raises a rate-limit error for *any* response whose reset header it cannot
+    parse (even a 200), which would fail every request of the round. Dates pass as they are,
+    numbers become whole epoch seconds; an unreadable value is removed, so a 429 falls back to
+    the default rate-limit wait.
+    """
+    value = response.headers.get("X-RateLimit-Reset")
+    if value is None or value.strip().isdigit():
+        return response
+    reset = parse_reset(value)
+    if reset is None:
+        log.warning("mastodon: unreadable X-RateLimit-Reset header %r; using the default rate-limit wait", value[:80])
+        del response.headers["X-RateLimit-Reset"]
+    elif not _looks_like_date(value):
+        response.headers["X-RateLimit-Reset"] = str(int(reset + 0.999))  # "30.5" (seconds): epoch, as Mastodon.py reads
+    return response
+
+
+def _looks_like_date(value: str) -> bool:
+    return any(c.isalpha() for c in value) or value.count("-") >= 2
+
+
 class MastodonListener:
     def __init__(self, store: Store, config: Config, pipeline: Pipeline, *, client: Any = None,
                  settings: MastodonSettings | None = None, backoff: Backoff | None = None):
@@ -129,6 +162,11 @@ class MastodonListener:
             from doorstep.clients import mastodon_client
 
             client = mastodon_client(config)
+        session = getattr(client, "session", None)
+        if session is not None and hasattr(session, "hooks"):
+            hooks = session.hooks.setdefault("response", [])
+            if _readable_rate_headers not in hooks:
+                hooks.append(_readable_rate_headers)
         self.client = client
         self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
@@ -150,20 +188,10 @@ class MastodonListener:
         return out
 
     def poll_once(self) -> RoundResult:
+        """Poll every source once; each fails on its own (a token without ``read:notifications``
+        must not stop the hashtag and keyword sources)."""
         result = RoundResult(CHANNEL)
-        try:
-            for source in self.sources():
-                try:
-                    self._poll_source(source, result)
-                except SourceError as exc:
-                    result.errors.append(f"mastodon: {exc}")
-                    log.error("mastodon: %s", exc)
-        except AuthError as exc:
-            result.errors.append(f"mastodon: {exc}")
-            log.error("mastodon: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
-            result.errors.append(f"mastodon: unexpected {type(exc).__name__}: {exc}")
-            log.exception("mastodon: round failed")
+        poll_sources(CHANNEL, self.sources(), lambda source: self._poll_source(source, result), result, log)
         record_round(self.store, result)
         return result
 
@@ -223,7 +251,14 @@ class MastodonListener:
             result.pages += 1
             if not page:
                 return
-            cursor = max((item_id for item_id, _ in page), key=_id_key)
+            newest = max((item_id for item_id, _ in page), key=_id_key)
+            if _id_key(newest) <= _id_key(cursor):
+                # The server answered min_id with items not after it: paging on would fetch the
+                # same page until max_pages is spent, every round.
+                self._commit(source, page, result, None)
+                raise SourceError(f"{source.kind} {source.target!r}: the server returned no item after "
+                                  f"min_id {cursor}; stopped paging this source for this round")
+            cursor = newest
             self._commit(source, page, result, cursor)
             if len(page) < self.settings.limit:
                 return
@@ -236,7 +271,12 @@ class MastodonListener:
             result.pages += 1
             if page:
                 newest = newest or max((i for i, _ in page), key=_id_key)
-                max_id = min((i for i, _ in page), key=_id_key)
+                oldest = min((i for i, _ in page), key=_id_key)
+                if max_id is not None and _id_key(oldest) >= _id_key(max_id):
+                    self._commit(source, page, result, None)
+                    raise SourceError(f"{source.kind} {source.target!r}: the server returned no item before "
+                                      f"max_id {max_id}; stopped paging this source for this round")
+                max_id = oldest
             last = not page or len(page) < self.settings.limit or number == self.settings.max_pages - 1
             self._commit(source, page, result, newest if last else None)
             if last:

@@ -9,9 +9,15 @@ Nothing lost, nothing twice:
   first uncommitted page: committed pages are never fetched again, uncommitted ones are.
 * The pipeline's unique key (channel, external_id) absorbs every other duplicate (two queries,
   stream and poll, a page fetched twice after a crash between fetch and commit).
-* A 429 waits until ``x-rate-limit-reset``; 5xx, network errors and unreadable bodies back off
+* Retries go through :func:`listeners.health.call_with_retries` (tenacity): a 429 waits until
+  ``x-rate-limit-reset`` (a missing or unreadable header means the default rate-limit wait, not
+  a short retry and not a ``ValueError``); 5xx, network errors and unreadable bodies back off
   exponentially (capped, jittered); a 401/403 is an :class:`AuthError` that the health record
   shows ("renew X_BEARER_TOKEN"), never a silent stop.
+* Each source fails on its own: a 403 on search (or one account) leaves the other sources
+  polling, and the round's health lists every failed source. A ``next_token`` the API has
+  already handed out stops that source's paging for the round (an error in health) instead of
+  burning the page budget; malformed posts are skipped, counted and shown as a warning.
 
 Our own posts (authored by a handle in ``config.own_handles("x")``) never open cases: they are
 stored with ``outbound=True`` so threads stay whole. The accounts' own timelines are polled too,
@@ -38,6 +44,10 @@ from listeners.health import (
     ListenerError,
     RoundResult,
     SourceError,
+    Verdict,
+    call_with_retries,
+    parse_reset,
+    poll_sources,
     record_error,
     record_round,
     record_success,
@@ -121,6 +131,9 @@ class XListener:
         # Raw JSON: one malformed tweet must be skippable, and tweepy's model objects would fail
         # on the whole page (and cost time) before we could look at it.
         client.return_type = dict
+        hooks = client.session.hooks.setdefault("response", [])
+        if _readable_rate_headers not in hooks:
+            hooks.append(_readable_rate_headers)
         self.client = client
         self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
@@ -129,21 +142,19 @@ class XListener:
 
     # ------------------------------------------------------------------ round
     def poll_once(self) -> RoundResult:
-        """Poll every source once; record health; never raises for a single failed source."""
+        """Poll every source once; record health; never raises for a single failed source.
+
+        Each source fails on its own (:func:`poll_sources`): a 403 on recent search (an access
+        level without it) must not keep the mentions timeline from being polled.
+        """
         result = self._round = RoundResult(CHANNEL)
         try:
-            for source in self.sources(result):
-                try:
-                    self._poll_source(source, result)
-                except SourceError as exc:
-                    result.errors.append(str(exc))
-                    log.error("%s", exc)
-        except AuthError as exc:
-            result.errors.append(str(exc))
-            log.error("%s", exc)
+            sources = self.sources(result)
         except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
             result.errors.append(f"x: unexpected {type(exc).__name__}: {exc}")
             log.exception("x: round failed")
+            sources = []
+        poll_sources(CHANNEL, sources, lambda source: self._poll_source(source, result), result, log)
         self._round = None
         record_round(self.store, result)
         return result
@@ -157,8 +168,9 @@ class XListener:
         for handle in self.settings.accounts:
             try:
                 user_id = self.resolve_user_id(handle)
-            except SourceError as exc:
+            except ListenerError as exc:  # this account only; the queries and other accounts go on
                 result.errors.append(str(exc))
+                log.error("%s", exc)
                 continue
             ours = handle.lower() in self.own
             # Our own accounts poll with their own token: own rate limits, own budget.
@@ -220,6 +232,7 @@ class XListener:
                               "raise max_reads_per_day or wait for tomorrow")
         state = self._load_cursor(source)
         token: str | None = None
+        seen_tokens: set[str] = set()
         for _ in range(self.settings.max_pages):
             params: dict[str, Any] = {
                 "max_results": max(self.settings.max_results, 5),
@@ -248,6 +261,13 @@ class XListener:
             self._commit(source, mentions, state, result)
             if not next_token:
                 return
+            if next_token in seen_tokens or next_token == token:
+                # The API handed back a token it gave before: following it would fetch the same
+                # pages until the page budget is spent, every round. The cursor keeps the pass
+                # where it is (nothing is skipped); health shows the fault.
+                raise SourceError(f"x: {source.label}: the API repeated next_token {next_token[:40]!r}; "
+                                  "stopped paging this source for this round")
+            seen_tokens.add(next_token)
             token = next_token
         # Page budget spent: the cursor remembers where the pass stopped; the next round goes on.
         log.info("x: %s: page budget of %s reached, continuing next round", source.label, self.settings.max_pages)
@@ -399,47 +419,49 @@ class XListener:
 
     # ------------------------------------------------------------------ retries
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import requests
-        import tweepy
+        return call_with_retries(f"x: {what}", lambda: fn(*args, **kwargs), classify_error, self.backoff, self._round)
 
-        attempt = waits = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except tweepy.TooManyRequests as exc:
-                waits += 1
-                if waits > self.backoff.max_rate_limit_waits:
-                    raise SourceError(f"x: {what}: still rate-limited after {waits - 1} waits") from None
-                delay = self.backoff.rate_limit_delay(getattr(exc, "reset_time", None), attempt)
-                log.warning("x: %s: rate limited (429); waiting %.1f s for the window to reset", what, delay)
-                self._result_note("rate_limited")
-                self.backoff.sleep(delay)
-            except tweepy.Unauthorized:
-                raise AuthError(
-                    f"x: {what}: 401 Unauthorized: the X credentials were refused (expired or revoked "
-                    "X_BEARER_TOKEN / access token); renew them and restart the listener"
-                ) from None
-            except tweepy.Forbidden as exc:
-                raise AuthError(
-                    f"x: {what}: 403 Forbidden: the app lacks permission or access level for this endpoint "
-                    f"({_api_message(exc)})"
-                ) from None
-            except (tweepy.BadRequest, tweepy.NotFound) as exc:
-                raise SourceError(f"x: {what}: {exc.response.status_code}: {_api_message(exc)}") from None
-            except (tweepy.TwitterServerError, requests.RequestException, json.JSONDecodeError) as exc:
-                if isinstance(exc, json.JSONDecodeError):
-                    log.warning("x: %s: malformed response body (%s): %s", what, exc, _excerpt(exc.doc))
-                if attempt >= self.backoff.max_retries:
-                    raise SourceError(f"x: {what}: gave up after {attempt + 1} attempts: {_short(exc)}") from None
-                delay = self.backoff.delay(attempt)
-                attempt += 1
-                log.warning("x: %s: %s; retry %d in %.1f s", what, _short(exc), attempt, delay)
-                self._result_note("retries")
-                self.backoff.sleep(delay)
 
-    def _result_note(self, name: str) -> None:
-        if self._round is not None:
-            setattr(self._round, name, getattr(self._round, name) + 1)
+def classify_error(exc: BaseException) -> Verdict | None:
+    """How the shared retry policy treats a tweepy or requests failure."""
+    import requests
+    import tweepy
+
+    if isinstance(exc, tweepy.TooManyRequests):
+        return ("rate_limit", getattr(exc, "reset_time", None))
+    if isinstance(exc, tweepy.Unauthorized):
+        return ("auth", "401 Unauthorized: the X credentials were refused (expired or revoked X_BEARER_TOKEN / "
+                        "access token); renew them and restart the listener")
+    if isinstance(exc, tweepy.Forbidden):
+        return ("auth", "403 Forbidden: the app lacks permission or access level for this endpoint "
+                        f"({_api_message(exc)})")
+    if isinstance(exc, (tweepy.BadRequest, tweepy.NotFound)):
+        return ("fail", f"{exc.response.status_code}: {_api_message(exc)}")
+    if isinstance(exc, json.JSONDecodeError):
+        log.warning("x: malformed response body (%s): %s", exc, _excerpt(exc.doc))
+        return ("retry", f"malformed response body: {exc}")
+    if isinstance(exc, (tweepy.TwitterServerError, requests.RequestException)):
+        return ("retry", _short(exc))
+    return None
+
+
+def _readable_rate_headers(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """requests response hook: make ``x-rate-limit-reset`` an integer tweepy can read.
+
+    tweepy calls ``int()`` on the header of a 429; a proxy or a broken edge that sends
+    ``"soon"`` or ``"1764.5"`` would end the whole round in a ``ValueError``. Readable values
+    (a float, a date, seconds to wait) become epoch seconds; unreadable ones are dropped, so
+    the rate-limit wait falls back to :attr:`Backoff.rate_limit_default_s`.
+    """
+    value = response.headers.get("x-rate-limit-reset")
+    if value is not None and not value.strip().isdigit():
+        reset = parse_reset(value)
+        if reset is None:
+            log.warning("x: unreadable x-rate-limit-reset header %r; using the default rate-limit wait", value[:80])
+            del response.headers["x-rate-limit-reset"]
+        else:
+            response.headers["x-rate-limit-reset"] = str(int(reset + 0.999))
+    return response
 
 
 def _api_message(exc: Any) -> str:
@@ -558,6 +580,10 @@ class XStream:
             mention = tweet_to_mention(tweet, users, self.own)
         except Exception as exc:  # noqa: BLE001 - a broken post is skipped, never fatal
             log.warning("x: stream: skipping malformed post (%s): %s", exc, _excerpt(tweet))
+            # Counted and shown (status "warning"), not only logged: a stream that drops posts
+            # must not look healthy.
+            record_success(store, self.HEALTH, fetched=1, stored=0, malformed=1,
+                           warning="x: stream: skipped a malformed post (in the listener log with its payload)")
             return
         with store.transaction():
             result = pipeline.ingest([mention])

@@ -53,7 +53,8 @@ from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("doorstep.x_emulator")
 
-FAULTS = ("429", "500", "503", "timeout", "malformed", "slow", "reset", "401", "403")
+FAULTS = ("429", "500", "503", "timeout", "malformed", "slow", "reset", "401", "403",
+          "429-noreset", "429-badreset", "loop-token")
 DEFAULT_ME = {"id": "1000000000000000001", "username": "DoorstepCare", "name": "Doorstep Care"}
 #: Rate limits per 15-minute window, as X documents them for app auth (search/mentions) and user auth.
 RATE_LIMITS = {
@@ -218,6 +219,9 @@ class XEmulator:
     ``"500"``/``"503"``, ``"401"``/``"403"`` (expired token / revoked permission), ``"timeout"``
     (hold the connection ``stall_s`` then drop it), ``"reset"`` (drop it at once), ``"malformed"``
     (a truncated JSON body with status 200) and ``"slow"`` (answer after ``slow_s``).
+    ``"429-noreset"`` is a 429 without ``x-rate-limit-reset``, ``"429-badreset"`` one whose
+    header is not a number (``soon``), and ``"loop-token"`` answers a page asked for with a
+    ``next_token``/``pagination_token`` with that same token again (a paging loop).
     """
 
     def __init__(self, posts: list[dict] | None = None, *, port: int = 0, me: dict | None = None,
@@ -669,6 +673,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
                              "status": 429}, headers)
             return
+        if fault in ("429-noreset", "429-badreset"):
+            headers = {"x-rate-limit-limit": str(RATE_LIMITS.get(family, 300)), "x-rate-limit-remaining": "0"}
+            if fault == "429-badreset":
+                headers["x-rate-limit-reset"] = "soon"
+            self._send(429, {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
+                             "status": 429}, headers)
+            return
         if fault in ("500", "503"):
             status = int(fault)
             title = "Internal Server Error" if status == 500 else "Service Unavailable"
@@ -710,6 +721,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if family in ("search", "mentions", "users_tweets") and em.page_delay_s:
             time.sleep(em.page_delay_s)
+        if fault == "loop-token" and isinstance(body.get("meta"), dict):
+            asked = (query.get("next_token") or query.get("pagination_token") or [None])[0]
+            if asked:
+                body["meta"]["next_token"] = asked
         if fault == "malformed":
             payload = json.dumps(body).encode()
             self._send_bytes(200, payload[: max(len(payload) // 2, 1)], em._rate_headers(family, principal))

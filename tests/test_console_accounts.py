@@ -21,16 +21,24 @@ def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Stor
     case_id = _case_on(db, "x")
     case = db.get_case(case_id)
     assert case is not None
+    if not case.customer_id:  # the case's customer is known (linked); any demo customer will do
+        some = db.db.execute("select id from customers limit 1").fetchone()[0]
+        case = db.update_case(case_id, case.version, "test", customer_id=some)
+    customer = db.get_customer(case.customer_id)  # type: ignore[arg-type]
+    assert customer is not None
+    handle = customer.handles.get("x") or "sienna_l"
+    db.upsert_customers([customer.model_copy(update={"handles": {**customer.handles, "x": handle}})])
+    # The same customer writes on X about the same order: the post joins this case.
     x_post = Mention(channel="x", external_id="1900000000000000001", text="@FettleCare my head torch stopped working",
-                     created_at=utcnow() - timedelta(minutes=3), author_handle="sienna_l", case_id=case_id)
+                     created_at=utcnow() - timedelta(minutes=3), author_handle=handle, case_id=case_id)
     db.insert_mention(x_post)
     at, _ = _open_case(db, "ann", case_id)
     options = at.radio(key=f"reply_channel_{case_id}").options
     assert "x" in options and case.channel in options
     at.radio(key=f"reply_channel_{case_id}").set_value("x").run()
-    at.text_area(key=f"draft_{case_id}").input("@sienna_l sorry! Could you DM us?").run()
+    at.text_area(key=f"draft_{case_id}").input("So sorry! Could you DM us?").run()
     shown = "\n".join(str(t.value) for t in at.text)
-    assert "from @FettleCare, in reply to @sienna_l" in shown
+    assert f"from @FettleCare, in reply to @{handle}" in shown
     at.button(key=f"send_{case_id}").click().run()
     (message,) = [m for m in db.outbound_for_case(case_id) if m.channel == "x"]
     assert message.in_reply_to == "1900000000000000001" and message.account == "FettleCare"
