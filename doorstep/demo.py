@@ -1435,8 +1435,11 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
                                    str(ports.smtp), "--http-port", str(ports.sinks)],
     }
     if x_feed_path is not None:
+        # Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts).
+        env.update(LARKSPUR_X_ACCESS_TOKEN="demo-larkspur", FETTLE_X_ACCESS_TOKEN="demo-fettle")
         commands["X API emulator"] = [*python, "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
-                                      "--port", str(ports.x), "--me", "LarkspurHelp"]
+                                      "--port", str(ports.x), "--me", "LarkspurHelp",
+                                      "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
         "worker": [*python, "doorstep", "--db", str(Path(db_path).resolve()), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.

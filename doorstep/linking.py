@@ -22,7 +22,7 @@ from doorstep.numbers import find_invalid_tracking_candidates, find_order_number
 from doorstep.store import OrderSummary, Store
 
 #: Channels where only the customer can write to us, so a number they give is theirs.
-PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "sms", "chat"})
+PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
 
 #: Shipment states that make an order the likely subject of an unexplained complaint.
 TROUBLE_STATUSES = frozenset({"exception", "attempt_failed", "returned"})
@@ -76,6 +76,10 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
         return _number_link("order_number", order, order.tracking_number, author_customer, private, unmatched)
 
     if thread_case is not None and (thread_case.order_number or thread_case.customer_id):
+        if not _same_author(mention, thread_case, author_customer):
+            # A stranger replying in the customer's thread ("any update on this?") must not
+            # inherit the customer's order: the case keeps its link, this post gets none.
+            return Link(customer_id=author_customer, method="none", unmatched_numbers=unmatched)
         return Link(
             customer_id=thread_case.customer_id,
             order_number=thread_case.order_number,
@@ -104,6 +108,15 @@ def link_mention(mention: Mention, store: Store, config: Config, thread_case: Ca
         confirmed=True,
         unmatched_numbers=unmatched,
     )
+
+
+def _same_author(mention: Mention, case: Case, author_customer: str | None) -> bool:
+    """Whether ``mention`` is by the person the case is about (same handle on the case's channel, or the
+    same known customer)."""
+    handle = (mention.author_handle or "").lstrip("@").casefold()
+    if case.author_handle and mention.channel == case.channel and handle == case.author_handle.lstrip("@").casefold():
+        return True
+    return author_customer is not None and author_customer == case.customer_id
 
 
 def _number_link(
@@ -155,26 +168,54 @@ def rank_open_orders(orders: Iterable[OrderSummary]) -> list[OrderSummary]:
 
 
 def override_link(store: Store, case_id: int, expected_version: int, actor: str, *, order_number: str | None,
-                  customer_id: str | None = None) -> Case:
-    """An agent sets the order (and customer) of a case by hand; it becomes confirmed."""
+                  customer_id: str | None = None, verified_how: str | None = None) -> Case:
+    """An agent sets the order (and customer) of a case by hand.
+
+    The link is confirmed only when the order's customer is the author of the case (their handle
+    is on the customer record) or the agent records how they verified it (``verified_how``, kept in
+    the audit log). Otherwise anyone could be shown, and sent, someone else's order: the link stays
+    unconfirmed until the customer proves it on a private channel.
+    """
     tracking = None
+    order_customer = customer_id
     if order_number:
         order = store.order_summary(order_number)
         if order is None:
             raise KeyError(f"no order {order_number}")
+        order_customer = order.customer_id
         customer_id = customer_id or order.customer_id
         tracking = order.tracking_number
     shipment = store.shipment_brief(tracking) if tracking else None
     current = store.get_case(case_id)
-    return store.update_case(
-        case_id,
-        expected_version,
-        actor,
-        order_number=order_number,
-        customer_id=customer_id,
-        tracking_number=tracking,
-        courier=shipment[1] if shipment else (current.courier if current else None),
-        link_method="agent",
-        link_confidence=1.0,
-        link_confirmed=True,
-    )
+    author_customer = store.customer_id_by_handle(current.channel or "", current.author_handle) if current else None
+    verified = bool(verified_how and verified_how.strip())
+    confirmed = order_customer is None or order_customer == author_customer or verified
+    with store.transaction():
+        updated = store.update_case(
+            case_id,
+            expected_version,
+            actor,
+            order_number=order_number,
+            customer_id=customer_id,
+            tracking_number=tracking,
+            courier=shipment[1] if shipment else (current.courier if current else None),
+            link_method="agent",
+            link_confidence=1.0 if confirmed else 0.5,
+            link_confirmed=confirmed,
+        )
+        if verified:
+            store.audit(actor, "link.verified", case_id, {"order_number": order_number, "how": verified_how.strip()})  # type: ignore[union-attr]
+        elif not confirmed:
+            store.audit(actor, "link.unconfirmed", case_id,
+                        {"order_number": order_number, "why": "the order's customer is not the author of the case"})
+    return updated
+
+
+def order_owner_is_author(store: Store, case: Case) -> bool | None:
+    """Whether the linked order belongs to the case's author (None: no order or no way to tell)."""
+    if not case.order_number:
+        return None
+    order = store.order_summary(case.order_number)
+    if order is None:
+        return None
+    return store.customer_id_by_handle(case.channel or "", case.author_handle) == order.customer_id

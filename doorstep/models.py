@@ -40,7 +40,7 @@ TRACKING_STATUSES: tuple[str, ...] = (
 )
 CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated", "resolved")
 OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated")
-OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled")
+OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled", "awaiting_approval")
 
 Sentiment = Literal["negative", "neutral", "positive"]
 Intent = Literal[
@@ -141,6 +141,8 @@ class Mention(_Record):
     #: True for posts written by our own care handles (they join threads, never open cases).
     outbound: bool = False
     raw: dict[str, Any] | None = None
+    #: Our own account the post reached (the mentions timeline or inbox it came from), if known.
+    account: str | None = None
     # Filled in by the pipeline.
     id: int | None = None
     labels: Labels | None = None
@@ -290,7 +292,8 @@ class OutboundMessage(_Record):
     target: str | None = None
     text: str
     in_reply_to: str | None = None
-    status: Literal["queued", "sending", "sent", "failed", "cancelled"] = "queued"
+    #: ``awaiting_approval``: an automatic message an agent must approve before the worker may send it.
+    status: Literal["queued", "sending", "sent", "failed", "cancelled", "awaiting_approval"] = "queued"
     attempts: int = 0
     last_error: str | None = None
     idempotency_key: str
@@ -299,6 +302,8 @@ class OutboundMessage(_Record):
     created_at: datetime | None = None
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    #: Our account that sends (sent) it, e.g. "FettleCare"; None for alerts and escalations.
+    account: str | None = None
 
 
 class Note(_Record):

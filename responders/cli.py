@@ -18,10 +18,16 @@ from doorstep.cli import Context, pass_ctx
 @click.option("--channel", default=None, help="Reply on this channel instead of the case's (email, sms).")
 @click.option("--as", "actor", default="cli", show_default=True, help="Who the reply is from (audit log).")
 @click.option("--send-now", is_flag=True, help="Also run the outbox once instead of waiting for the worker.")
+@click.option("--force", is_flag=True,
+              help="Queue even if the customer's post already has a reply queued or sent (audited as send anyway).")
 @pass_ctx
 def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None, actor: str,
-          send_now: bool) -> None:
-    """Queue a reply to the case given by --case (exactly one of --text or --template)."""
+          send_now: bool, force: bool) -> None:
+    """Queue a reply to the case given by --case (exactly one of --text or --template).
+
+    One answer per customer post: a second reply to a post that already has one queued or sent
+    exits with status 1 and says who answered and what, unless --force.
+    """
     from responders.outbox import Outbox, ReplyRejected, queue_reply
     from responders.templates import TemplateError, render_template
 
@@ -29,7 +35,7 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         raise click.UsageError("give exactly one of --text or --template")
     try:
         body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
-        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel)
+        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force)
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"queued message {message.id} ({message.channel}, {message.status})")

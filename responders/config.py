@@ -27,9 +27,15 @@ class _Section(BaseModel):
 
 
 def resolve(value: str | None) -> str | None:
-    """``"$NAME"`` -> the secret NAME (None when unset); anything else is returned as written."""
+    """``"$NAME"`` -> the secret NAME (None when unset); ``@config:KEY#FP`` (a credential written
+    literally in doorstep.toml, see :func:`doorstep.redaction.stored_target`) -> that value;
+    anything else is returned as written."""
     if value and value.startswith("$"):
         return secret(value[1:])
+    if value and value.startswith("@config:"):
+        from doorstep.redaction import resolve_reference
+
+        return resolve(resolve_reference(value))
     return value
 
 
@@ -124,6 +130,30 @@ class Escalation(_Section):
     auto_target: str = "lead"
 
 
+class Approval(_Section):
+    """Which automatic messages wait for an agent's approval (the console's Approvals page).
+
+    A message needs approval when its rule is in ``rules`` *and* it goes out on one of ``channels``
+    (an empty ``channels`` list means every channel). Off by default; the demo turns it on for
+    follow-ups and proactive messages by e-mail and SMS.
+    """
+
+    #: Automatic rules: ``follow_up``, ``outreach`` (proactive messages), ``alert``.
+    rules: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        for rule in value:
+            if rule not in ("follow_up", "outreach", "alert"):
+                raise ValueError(f"unknown rule {rule!r}; expected follow_up, outreach or alert")
+        return value
+
+    def needs(self, rule: str, channel: str) -> bool:
+        return rule in self.rules and (not self.channels or channel in self.channels)
+
+
 class Responders(_Section):
     #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
     allow_urls: bool = False
@@ -139,6 +169,7 @@ class Responders(_Section):
     escalation: Escalation = Field(default_factory=Escalation)
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
+    approval: Approval = Field(default_factory=Approval)
 
     @field_validator("tracking_urls")
     @classmethod
@@ -202,6 +233,8 @@ class Alerts(_Section):
     sla_warn_minutes: float = Field(default=15.0, gt=0)
     listener_unhealthy: bool = True
     listener_stale_minutes: float = Field(default=15.0, gt=0)
+    #: Alert the lead when an escalation has been failing (failed, or retrying after errors) this long.
+    escalation_failed_minutes: float | None = Field(default=30.0, gt=0)
     #: One incident (rule + subject) alerts once, then at most one update per this many minutes.
     cooldown_minutes: float = Field(default=60.0, gt=0)
     #: Hard cap on alerts of all rules per hour (a storm of incidents becomes one summary).
@@ -243,6 +276,9 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
         value = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format(section, exc, config_source(config))) from None
+    from doorstep.redaction import register_config_values
+
+    register_config_values(raw, section)  # a Config built in code never went through parse_config
     _CACHE[key] = (config, copy.deepcopy(raw), value)  # type: ignore[index]
     return value
 

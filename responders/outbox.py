@@ -21,18 +21,21 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
+from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
-from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender
+from responders.accounts import choose_account, note_sent, posting_budget_spent
+from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender, network_of
 from responders.config import responders_settings
 
 __all__ = [
-    "Outbox", "ReplyRejected", "SendError", "cancel", "enqueue", "get_message", "list_messages",
+    "AlreadyAnswered", "Outbox", "ReplyRejected", "default_parent", "is_customers_post", "reply_candidates", "SendError", "cancel", "enqueue", "get_message", "list_messages",
     "queue_escalation", "queue_reply", "retry",
 ]
 
@@ -69,15 +72,21 @@ def list_messages(store: Store, statuses: tuple[str, ...] | None = None, limit: 
 
 def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, idempotency_key: str,
             case_id: int | None = None, target: str | None = None, in_reply_to: str | None = None,
-            not_before: datetime | None = None) -> OutboundMessage:
-    """Write one message to the outbox (or return the one already queued under this key)."""
+            not_before: datetime | None = None, account: str | None = None) -> OutboundMessage:
+    """Write one message to the outbox (or return the one already queued under this key).
+
+    A credential-bearing ``target`` is stored as a reference (:func:`doorstep.redaction.stored_target`).
+    """
+    if target is not None:
+        safe = stored_target(target)  # raises SecretTargetError for a credential we could not find again
+        idempotency_key, target = idempotency_key.replace(target, safe or ""), safe
     existing = list(store.db.query("select * from outbound_messages where idempotency_key = ?", [idempotency_key]))
     if existing:
         return outbound_from_row(existing[0])
     now = utcnow()
     message = OutboundMessage(kind=kind, channel=channel, target=target, text=text, in_reply_to=in_reply_to,  # type: ignore[arg-type]
                               case_id=case_id, idempotency_key=idempotency_key, created_by=actor, created_at=now,
-                              next_attempt_at=not_before or now)
+                              next_attempt_at=not_before or now, account=account)
     row = message.model_dump(exclude={"id"})
     for key in ("created_at", "sent_at", "next_attempt_at"):
         row[key] = iso(row[key])
@@ -90,48 +99,238 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
             return outbound_from_row(next(iter(store.db.query(
                 "select * from outbound_messages where idempotency_key = ?", [idempotency_key]))))
         store.audit(actor, f"outbox.queue.{kind}", case_id,
-                    {"message_id": cursor.lastrowid, "channel": channel, "target": target})
+                    {"message_id": cursor.lastrowid, "channel": channel, "target": target,
+                     **({"account": account} if account else {})})
     return message.model_copy(update={"id": cursor.lastrowid})
 
 
 def _latest_inbound(store: Store, case_id: int, channel: str) -> Mention | None:
+    """The newest inbound post of the case on ``channel``, whoever wrote it (private channels only).
+
+    Public replies never use this: they answer :func:`default_parent`, a post by the case's customer.
+    """
     rows = list(store.db.query(
         "select id from mentions where case_id = ? and channel = ? and outbound = 0 order by created_at desc, id desc "
         "limit 1", [case_id, channel]))
     return store.get_mention(rows[0]["id"]) if rows else None
 
 
-def _privacy_check(store: Store, case: Case, channel: str, text: str) -> None:
-    """Refuse order details in a reply while the link is unconfirmed, and contact details in public."""
+#: Reply states that count as "answered": the post has (or will have) our answer.
+ANSWERING_STATUSES = ("queued", "sending", "sent", "awaiting_approval")
+#: A colleague whose draft heartbeat is older than this is no longer counted as drafting.
+DRAFTING_FRESH = timedelta(seconds=30)
+
+
+def is_customers_post(store: Store, case: Case, mention: Mention) -> bool:
+    """Whether ``mention`` was written by the case's customer (not a stranger in the same thread).
+
+    The case's author handle on its own channel is the customer; on another channel, the handle
+    must belong to the case's confirmed customer in the shop's records.
+    """
+    handle = (mention.author_handle or "").lstrip("@").casefold()
+    if not handle:
+        return False
+    if case.author_handle and mention.channel == case.channel and handle == case.author_handle.lstrip("@").casefold():
+        return True
+    if case.customer_id and store.customer_id_by_handle(mention.channel, mention.author_handle) == case.customer_id:
+        return True
+    return False
+
+
+def answered_external_ids(store: Store, case_id: int) -> set[str]:
+    return {r[0] for r in store.db.execute(
+        f"select in_reply_to from outbound_messages where case_id = ? and kind = 'reply' and in_reply_to is not null "
+        f"and status in ({','.join('?' * len(ANSWERING_STATUSES))})", [case_id, *ANSWERING_STATUSES]).fetchall()}
+
+
+def reply_candidates(store: Store, case: Case, channel: str | None = None) -> list[Mention]:
+    """The case's inbound posts a reply can answer, newest first (optionally on one channel)."""
+    posts = [m for m in store.mentions_for_case(case.id) if not m.outbound  # type: ignore[arg-type]
+             and (channel is None or m.channel == channel)]
+    return sorted(posts, key=lambda m: (m.created_at, m.id or 0), reverse=True)
+
+
+def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
+    """The post a reply answers unless the agent chooses another: the newest unanswered post of the
+    case's customer on ``channel`` (never a stranger's post in the same thread)."""
+    answered = answered_external_ids(store, case.id)  # type: ignore[arg-type]
+    own = [m for m in reply_candidates(store, case, channel) if is_customers_post(store, case, m)]
+    for m in own:
+        if m.external_id not in answered:
+            return m
+    return own[0] if own else None
+
+
+class AlreadyAnswered(ReplyRejected):
+    """Someone else answered this post (or a later one) since the agent opened the case, or is drafting.
+
+    ``existing`` are the replies found, ``drafting`` the colleagues typing; the console shows both
+    and offers "Send anyway" (``force=True``), which is audited.
+    """
+
+    def __init__(self, message: str, existing: list[OutboundMessage], drafting: list[str]):
+        super().__init__(message)
+        self.existing = existing
+        self.drafting = drafting
+
+
+def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> list[str]:
+    """Colleagues whose presence heartbeat says they are drafting a reply on this case right now."""
+    import json
+
+    from doorstep.store import parse_time
+
+    raw = store.get_cursor(f"presence:case:{case_id}")
+    try:
+        entries = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for user, entry in (entries.items() if isinstance(entries, dict) else []):
+        if user == actor or not isinstance(entry, dict) or not entry.get("drafting"):
+            continue
+        at = parse_time(entry.get("at"))
+        if at is not None and now - at <= DRAFTING_FRESH:
+            out.append(user)
+    return sorted(out)
+
+
+def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_up_to: int | None) -> list[OutboundMessage]:
+    """Replies to ``parent`` or to a later post of the case (or private ones queued after it was written)."""
+    since = parent.created_at if parent is not None else None
+    later = [m.external_id for m in reply_candidates(store, case)
+             if parent is None or (m.created_at, m.id or 0) >= (parent.created_at, parent.id or 0)]
+    marks = ",".join("?" * len(ANSWERING_STATUSES))
+    params: list[Any] = [case.id, *ANSWERING_STATUSES]
+    clause = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
+    params += later
+    if since is not None:
+        clause = f"({clause} or (in_reply_to is null and created_at >= ?))"
+        params.append(iso(since))
+    else:
+        clause = f"({clause} or in_reply_to is null)"
+    sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) and {clause}")
+    if seen_up_to is not None:
+        sql += " and id > ?"
+        params.append(seen_up_to)
+    return [outbound_from_row(r) for r in store.db.query(sql + " order by id", params)]
+
+
+def latest_message_id(store: Store, case_id: int) -> int:
+    """The newest outbound message id of a case: what an agent has seen when they open it."""
+    return int(store.db.execute("select coalesce(max(id), 0) from outbound_messages where case_id = ?",
+                                [case_id]).fetchone()[0])
+
+
+@contextmanager
+def _write_lock(store: Store) -> Iterator[None]:
+    """One write transaction taken up front (BEGIN IMMEDIATE): the check and the insert see the same state.
+
+    A deferred transaction would let two agents both read "no reply yet" and both insert.
+    """
+    conn = store.db.conn
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def _words_in(value: str, low: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(value.casefold())}(?!\w)", low) is not None
+
+
+def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
+    """What the case knows about its linked customer that a stranger must never read, by kind."""
+    out: dict[str, list[str]] = {"numbers": [], "names": [], "full_names": [], "contact": [], "locations": [],
+                                 "delivery": [], "items": []}
+    order = store.get_order(case.order_number) if case.order_number else None
+    out["numbers"] += [v for v in (case.order_number, case.tracking_number) if v]
+    shipments = list(order.shipments) if order is not None else []
+    if case.tracking_number and not any(s.tracking_number == case.tracking_number for s in shipments):
+        shipment = store.get_shipment(case.tracking_number)
+        if shipment is not None:
+            shipments.append(shipment)
+    for shipment in shipments:
+        out["numbers"].append(shipment.tracking_number)
+        for event in shipment.events:
+            if event.location:
+                out["locations"].append(event.location)
+                if event.status in ("delivered", "attempt_failed", "out_for_delivery"):
+                    out["delivery"].append(event.location)
+    if order is not None:
+        out["items"] += [str(i.get("name")) for i in order.items if i.get("name")]
+    customer_ids = {c for c in (case.customer_id, order.customer_id if order else None) if c}
+    for customer_id in customer_ids:
+        customer = store.get_customer(customer_id)
+        if customer is not None:
+            out["names"] += [w for w in customer.name.split() if len(w) >= 3]
+            out["full_names"].append(customer.name)
+            out["contact"] += [v for v in (customer.email, customer.phone) if v]
+    return out
+
+
+def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None) -> None:
+    """Refuse personal data in a reply that its reader may not see.
+
+    * unconfirmed link: no order or tracking number, no name or contact details of the order's customer;
+    * a post by someone other than the case's customer: none of the customer's data at all;
+    * public: no contact details, no delivery location, no name but the author's own display name.
+    """
     low = text.casefold()
+    secrets_ = _case_secrets(store, case)
+    if parent is not None and not is_customers_post(store, case, parent):
+        named = [v for kind in ("numbers", "names", "contact", "locations", "items") for v in secrets_[kind]
+                 if v and len(v) >= 3 and _words_in(v, low)]
+        if named:
+            raise ReplyRejected(
+                f"@{parent.author_handle} is not this case's customer, so the reply must not mention the customer's "
+                f"details ({', '.join(sorted(set(named)))}). Answer their post without them, or answer the "
+                "customer's own post.")
     if not case.link_confirmed:
-        secrets_ = [case.order_number, case.tracking_number]
-        order = store.get_order(case.order_number) if case.order_number else None
-        if order is not None:
-            secrets_ += [s.tracking_number for s in order.shipments]
-            customer = store.get_customer(order.customer_id)
-            if customer is not None:
-                secrets_ += [customer.name, customer.email, customer.phone]
-        named = [s for s in secrets_ if s and len(s) >= 4 and s.casefold() in low]
+        named = [v for kind in ("numbers", "full_names", "contact") for v in secrets_[kind]
+                 if v and len(v) >= 4 and _words_in(v, low)]
         if named:
             raise ReplyRejected(
                 "this case's link to an order is not confirmed (the number may be someone else's order), so the "
                 f"reply must not mention {', '.join(sorted(set(named)))}. Confirm the order on the case first."
             )
-    if channel in PUBLIC_CHANNELS and case.customer_id:
-        customer = store.get_customer(case.customer_id)
-        if customer is not None:
-            for value in (customer.email, customer.phone):
-                if value and re.sub(r"\s", "", value).casefold() in re.sub(r"\s", "", low):
-                    raise ReplyRejected("a public reply must not contain the customer's email address or phone number")
+    if channel in PUBLIC_CHANNELS:
+        squashed = re.sub(r"\s", "", low)
+        for value in secrets_["contact"]:
+            if value and re.sub(r"\s", "", value).casefold() in squashed:
+                raise ReplyRejected("a public reply must not contain the customer's email address or phone number")
+        places = [v for v in secrets_["delivery"] if len(v) >= 3 and _words_in(v, low)]
+        if places:
+            raise ReplyRejected(f"a public reply must not say where a parcel was delivered ({', '.join(sorted(set(places)))}); "
+                                "send it by DM or e-mail")
+        allowed = {w.casefold() for w in ((parent.author_name or "") if parent else "").split()}
+        allowed |= {w.casefold() for w in re.split(r"[\W_]+", (parent.author_handle or "") if parent else "") if w}
+        names = [v for v in secrets_["names"] if v.casefold() not in allowed and _words_in(v, low)]
+        if names:
+            raise ReplyRejected(
+                f"a public reply may name only the author by their display name; it must not contain "
+                f"{', '.join(sorted(set(names)))} (from the order record). Use the template's author_first_name.")
 
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,
-                idempotency_key: str | None = None) -> OutboundMessage:
+                idempotency_key: str | None = None, parent_id: int | None = None, seen_up_to: int | None = None,
+                force: bool = False, now: datetime | None = None, account: str | None = None) -> OutboundMessage:
     """Queue a reply to the customer on the case's channel (or ``channel``, e.g. "email").
 
+    ``parent_id`` is the post the reply answers (default: :func:`default_parent`). One answer per
+    customer post: if a reply to that post or a later post of the case was queued or sent (since
+    ``seen_up_to``, the newest message id the agent had seen; ``None``: ever), or a colleague is
+    drafting, :class:`AlreadyAnswered` says who and what; ``force=True`` sends anyway, audited.
+
     Raises :class:`ReplyRejected` for an empty or over-long reply, a URL on X when not allowed,
-    order details on an unconfirmed case, contact details in public, or no post to answer.
+    personal data the reader may not see, or no post to answer.
     """
     case = store.get_case(case_id)
     if case is None:
@@ -139,21 +338,34 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     channel = channel or case.channel
     if not channel:
         raise ReplyRejected(f"case {case_id} has no channel to reply on; choose one (email or sms)")
+    if channel.endswith("_dm"):  # a direct message: private by construction (responders.private)
+        from responders.private import plan_private, queue_private
+
+        return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
+                             plan=plan_private(store, config, case_id, channel=channel, account=account))
     settings = responders_settings(config)
     text = text.strip()
-    _privacy_check(store, case, channel, text)
+    parent: Mention | None = None
+    if parent_id is not None:
+        parent = store.get_mention(parent_id)
+        if parent is None or parent.case_id != case_id or parent.outbound:
+            raise ReplyRejected(f"post {parent_id} is not a customer post of case {case_id}")
+        if channel in PUBLIC_CHANNELS and parent.channel != channel:
+            raise ReplyRejected(f"post {parent_id} is on {parent.channel}, not {channel}: answer it on its own channel")
+    elif channel in PUBLIC_CHANNELS:
+        parent = default_parent(store, case, channel)
+    _privacy_check(store, case, channel, text, parent)
     check_limits(channel, text, allow_urls=settings.allow_urls)
     target = in_reply_to = None
     if channel in PUBLIC_CHANNELS:
-        parent = _latest_inbound(store, case_id, channel)
         if parent is None:
-            raise ReplyRejected(f"case {case_id} has no {channel} post to reply to")
+            raise ReplyRejected(f"case {case_id} has no {channel} post by its customer to reply to; choose the post")
         in_reply_to = parent.external_id
         target = parent.author_handle
     elif channel in ("email", "sms"):
-        parent = _latest_inbound(store, case_id, channel)
-        if parent is not None and channel == "email":
-            in_reply_to, target = parent.external_id, parent.author_handle
+        inbound = parent if parent is not None and parent.channel == channel else _latest_inbound(store, case_id, channel)
+        if inbound is not None and channel == "email":
+            in_reply_to, target = inbound.external_id, inbound.author_handle
         else:
             if not case.link_confirmed:
                 raise ReplyRejected("the customer's contact details come from an unconfirmed order: confirm it first")
@@ -168,9 +380,41 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             text = f"Subject: Your message{order}\n\n{text}"
     else:
         raise ReplyRejected(f"cannot reply on channel {channel!r}")
+    # The account the customer wrote to (their brand's), or the agent's choice where ambiguous.
+    sender = choose_account(store, config, case, channel, parent, account)
     key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text)
-    return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
-                   case_id=case_id, target=target, in_reply_to=in_reply_to)
+    now = now or utcnow()
+    with _write_lock(store):
+        # Same transaction as the insert: nobody can queue between this check and ours.
+        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+            return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
+                           case_id=case_id, target=target, in_reply_to=in_reply_to,
+                           account=sender.handle if sender else None)  # a double click: the same message
+        existing = [m for m in _conflicting_replies(store, case, parent, seen_up_to)]
+        drafting = _drafting_others(store, case_id, actor, now)
+        if (existing or drafting) and not force:
+            raise AlreadyAnswered(_answered_words(parent, existing, drafting), existing, drafting)
+        message = enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
+                          case_id=case_id, target=target, in_reply_to=in_reply_to,
+                          account=sender.handle if sender else None)
+        if existing or drafting:
+            store.audit(actor, "reply.send_anyway", case_id,
+                        {"message_id": message.id, "in_reply_to": in_reply_to,
+                         "existing_replies": [m.id for m in existing], "drafting": drafting})
+    return message
+
+
+def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> str:
+    post = f"@{parent.author_handle}'s post" if parent is not None else "this case"
+    parts = []
+    for m in existing[:3]:
+        snippet = " ".join(m.text.split())
+        snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
+        parts.append(f"{m.created_by or 'someone'} already answered {post} ({m.status}, message {m.id}, {m.channel}): "
+                     f"\"{snippet}\"")
+    if drafting:
+        parts.append(f"{', '.join(drafting)} {'is' if len(drafting) == 1 else 'are'} replying right now")
+    return "; ".join(parts) + ". Not queued: one answer per customer post (send anyway only if a second answer is really needed)."
 
 
 def queue_escalation(store: Store, config: Config, case_id: int, target: str, note: str | None,
@@ -239,11 +483,27 @@ class Outbox:
         self.now = now
         self.actor = actor
         self._senders: dict[str, Any] = dict(senders or {})
+        #: Senders a test passed in serve every account of their channel.
+        self._given = frozenset(senders or {})
 
-    def sender(self, channel: str) -> Any:
-        if channel not in self._senders:
-            self._senders[channel] = make_sender(channel, self.config)
-        return self._senders[channel]
+    def sender(self, channel: str, account: str | None = None) -> Any:
+        """The channel's sender, logged in as ``account`` (each account keeps its own client)."""
+        if account is None or channel in self._given:
+            if channel not in self._senders:
+                self._senders[channel] = make_sender(channel, self.config)
+            return self._senders[channel]
+        key = f"{channel}:{account.lower()}"
+        if key not in self._senders:
+            from doorstep.config import brand_accounts, find_account
+
+            ref = find_account(self.config, network_of(channel), account)
+            if ref is None and not brand_accounts(self.config, network_of(channel)):
+                return self.sender(channel)  # no accounts configured at all: the shared credentials
+            if ref is None:
+                raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
+                                retryable=False)
+            self._senders[key] = make_sender(channel, self.config, ref)
+        return self._senders[key]
 
     # ------------------------------------------------------------------ state changes
     def recover_in_doubt(self) -> int:
@@ -314,9 +574,9 @@ class Outbox:
         with self.store.transaction():
             self.store.db.execute(
                 "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
-                [status, str(error)[:500], next_at, message.id])
+                [status, redact(str(error))[:500], next_at, message.id])
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
-                             {"message_id": message.id, "attempts": attempts, "error": str(error)[:300]})
+                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300]})
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:
@@ -326,7 +586,10 @@ class Outbox:
         if message is None:
             return get_message(self.store, message_id).status
         try:
-            sender = self.sender(message.channel)
+            if posting_budget_spent(self.store, self.config, message.channel, message.account):
+                raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
+                                retry_after_s=3600.0)
+            sender = self.sender(message.channel, message.account)
             if before.attempts > 0 and getattr(sender, "can_check", False):
                 existing = sender.find_existing(message)
                 if existing:
@@ -343,6 +606,7 @@ class Outbox:
         if os.environ.get(CRASH_HOOK_ENV):
             os._exit(int(os.environ[CRASH_HOOK_ENV]) if os.environ[CRASH_HOOK_ENV].isdigit() else 86)
         self._mark_sent(message, external_id, recovered=False)
+        note_sent(self.store, message.channel, message.account)
         return "sent"
 
     def send_due(self, limit: int = 50) -> int:

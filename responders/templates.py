@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from doorstep.cases import INTENT_LABELS
 from doorstep.config import Config
-from doorstep.models import DELIVERY_INTENTS, Case, Shipment
+from doorstep.models import DELIVERY_INTENTS, Case, Mention, Shipment
 from doorstep.store import Store
 
 
@@ -40,6 +40,18 @@ PRIVATE_VARIABLES: frozenset[str] = frozenset({
     "tracking_description", "tracking_url", "delivered_at",
 })
 PUBLIC_VARIABLES: frozenset[str] = frozenset({"handle", "brand", "agent", "case_id", "author_name"})
+
+#: Variables a *public* reply may use: what the author shows publicly themselves (their handle and
+#: display name), who we are, and the parcel's state without where it is. Everything else (the
+#: order record's name, items, totals, locations, the courier's free-text description) goes by DM
+#: or e-mail: the renderer refuses it on a public channel.
+PUBLIC_SAFE_VARIABLES: frozenset[str] = frozenset({
+    "handle", "author_name", "author_first_name", "brand", "agent", "case_id", "channel_name", "intent",
+    "courier", "tracking_status", "tracking_time", "promised_date", "delivered_at",
+})
+#: Public only when the author posted the number publicly themselves (in this case's posts);
+#: otherwise they are left out of a public reply's values.
+PUBLIC_IF_POSTED: frozenset[str] = frozenset({"order_number", "tracking_number", "tracking_url"})
 
 STATUS_WORDS: dict[str, str] = {
     "info_received": "label created, waiting for the courier",
@@ -73,44 +85,51 @@ BUILT_IN: dict[str, BuiltIn] = {
         intents=("praise",), needs_order=False,
     ),
     "in_transit": BuiltIn(
-        "Hi {{ first_name }}, your order {{ order_number }} is {{ tracking_status }} with {{ courier }} "
-        "(last scan {{ tracking_location }}, {{ tracking_time }}). It's due by {{ promised_date }}.",
+        "Hi {{ author_first_name }}, your order{% if order_number is defined %} {{ order_number }}{% endif %} is "
+        "{{ tracking_status }} with {{ courier }} (last scan {{ tracking_time }}). It's due by {{ promised_date }}.",
         intents=("where_is_my_order",), statuses=("in_transit", "info_received"),
     ),
     "out_for_delivery": BuiltIn(
-        "Good news {{ first_name }}: {{ courier }} has your order {{ order_number }} out for delivery today "
-        "({{ tracking_location }}, {{ tracking_time }}).",
+        "Good news {{ author_first_name }}: {{ courier }} has your order{% if order_number is defined %} "
+        "{{ order_number }}{% endif %} out for delivery today ({{ tracking_time }}).",
         intents=("where_is_my_order", "late_delivery"), statuses=("out_for_delivery",),
     ),
     "late": BuiltIn(
-        "Hi {{ first_name }}, we're sorry order {{ order_number }} is late: it was due {{ promised_date }}. "
-        "{{ courier }} last scanned it {{ tracking_location }} at {{ tracking_time }}. We're chasing them now.",
+        "Hi {{ author_first_name }}, we're sorry your order{% if order_number is defined %} {{ order_number }}"
+        "{% endif %} is late: it was due {{ promised_date }}. {{ courier }} last scanned it at {{ tracking_time }}. "
+        "We're chasing them now.",
         intents=("late_delivery", "where_is_my_order"), statuses=("in_transit", "info_received"),
     ),
     "failed_attempt": BuiltIn(
-        "Hi {{ first_name }}, {{ courier }} tried to deliver order {{ order_number }} at {{ tracking_time }} "
-        "but couldn't. They'll try again next working day; reply here if you'd like a safe place.",
+        "Hi {{ author_first_name }}, {{ courier }} tried to deliver your order{% if order_number is defined %} "
+        "{{ order_number }}{% endif %} at {{ tracking_time }} but couldn't. They'll try again next working day; reply here if you'd like a safe place.",
         intents=("failed_delivery", "where_is_my_order", "late_delivery"), statuses=("attempt_failed",),
     ),
     "exception": BuiltIn(
-        "Hi {{ first_name }}, sorry: {{ courier }} reports a problem with order {{ order_number }} "
-        "({{ tracking_description }}, {{ tracking_time }}). We've raised it with them and will update you.",
+        "Hi {{ author_first_name }}, sorry: {{ courier }} reports a problem with your order"
+        "{% if order_number is defined %} {{ order_number }}{% endif %} ({{ tracking_status }}, {{ tracking_time }}). "
+        "We've raised it with them and will update you.",
         intents=("late_delivery", "where_is_my_order", "lost_or_missing"), statuses=("exception",),
     ),
     "delivered_but_missing": BuiltIn(
-        "Hi {{ first_name }}, {{ courier }} shows order {{ order_number }} delivered {{ tracking_time }} "
-        "({{ tracking_location }}). Could you check with neighbours or a safe place? If it's not there, "
-        "we'll open a claim today.",
+        "Hi {{ author_first_name }}, {{ courier }} shows your order{% if order_number is defined %} "
+        "{{ order_number }}{% endif %} delivered {{ tracking_time }}. Could you check with neighbours or a safe "
+        "place? If it's not there, we'll open a claim today.",
         intents=("lost_or_missing", "where_is_my_order", "late_delivery"), statuses=("delivered",),
     ),
     "refund": BuiltIn(
-        "Hi {{ first_name }}, sorry about order {{ order_number }}. We've started your refund; it usually "
-        "shows on your statement within 5 working days.",
+        "Hi {{ author_first_name }}, sorry about your order{% if order_number is defined %} {{ order_number }}"
+        "{% endif %}. We've started your refund; it usually shows on your statement within 5 working days.",
         intents=("refund_or_return", "damaged_or_wrong", "lost_or_missing"),
     ),
     "tracking_link": BuiltIn(
-        "Hi {{ first_name }}, you can follow order {{ order_number }} with {{ courier }} here: {{ tracking_url }}",
+        "Hi {{ author_first_name }}, you can follow your parcel with {{ courier }} here: {{ tracking_url }}",
         intents=("where_is_my_order",),
+    ),
+    "follow_up_unsent": BuiltIn(
+        "Hi {{ first_name }}, we saw your message on {{ channel_name }} about order {{ order_number }} but could not "
+        "answer you there, so we're writing here.{% if tracking_status is defined %} {{ courier }} shows it "
+        "{{ tracking_status }} ({{ tracking_time }}).{% endif %} Just reply to this message if you still need help.",
     ),
     "follow_up": BuiltIn(
         "Hi {{ first_name }}, we replied to you on {{ channel_name }} about order {{ order_number }} and wanted "
@@ -199,16 +218,36 @@ def _fmt_date(value: date) -> str:
     return f"{value:%a} {value.day} {value:%b}"
 
 
+def _first_name(display_name: str | None, handle: str | None) -> str | None:
+    """The author's first name as they show it publicly (their display name), else their @handle."""
+    words = [w for w in (display_name or "").split() if any(c.isalpha() for c in w)]
+    if words:
+        return words[0]
+    return f"@{handle.lstrip('@')}" if handle else None
+
+
 def case_variables(store: Store, config: Config, case: Case, *, agent: str | None = None,
-                   shipment: Shipment | None = None) -> dict[str, Any]:
-    """The values a template can use for ``case``; unknown values are absent (so strictly undefined)."""
+                   shipment: Shipment | None = None, parent: Mention | None = None) -> dict[str, Any]:
+    """The values a template can use for ``case``; unknown values are absent (so strictly undefined).
+
+    ``parent`` is the post being answered: its author's handle and display name are used. A post by
+    someone other than the case's customer gets no order, customer or parcel values at all.
+    """
     from responders.config import responders_settings
 
     values: dict[str, Any] = {"case_id": case.id, "handle": case.author_handle, "brand": case.brand, "agent": agent}
-    peak = store.peak_mention(case.id) if case.id else None
+    peak = parent or (store.peak_mention(case.id) if case.id else None)
     if peak is not None:
         values["author_name"] = peak.author_name
+        if parent is not None:
+            values["handle"] = parent.author_handle
         values.setdefault("handle", peak.author_handle)
+    values["author_first_name"] = _first_name(values.get("author_name"), values.get("handle"))
+    if parent is not None:
+        from responders.outbox import is_customers_post
+
+        if not is_customers_post(store, case, parent):
+            case = case.model_copy(update={"order_number": None, "customer_id": None, "tracking_number": None})
     values["channel_name"] = {"x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky", "email": "email"}.get(
         case.channel or "", case.channel)
     order = store.get_order(case.order_number) if case.order_number else None
@@ -248,7 +287,41 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
     return {k: v for k, v in values.items() if v not in (None, "")}
 
 
-def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name: str = "template") -> str:
+def posted_numbers(store: Store, case: Case, parent: Mention | None = None) -> set[str]:
+    """Order and tracking numbers the answered author posted publicly themselves in this case."""
+    from responders.outbox import is_customers_post
+
+    texts = [m.text for m in store.mentions_for_case(case.id) if not m.outbound  # type: ignore[arg-type]
+             and (parent is None or m.author_handle == parent.author_handle) and is_customers_post(store, case, m)]
+    joined = " ".join(texts).casefold()
+    numbers = {n for n in (case.order_number, case.tracking_number) if n}
+    order = store.get_order(case.order_number) if case.order_number else None
+    if order is not None:
+        numbers |= {s.tracking_number for s in order.shipments}
+    return {n for n in numbers if n.casefold() in joined}
+
+
+def public_values(values: dict[str, Any], posted: set[str]) -> dict[str, Any]:
+    """The values a public reply may carry: public-safe ones, and numbers the author posted."""
+    out = {k: v for k, v in values.items() if k in PUBLIC_SAFE_VARIABLES}
+    if values.get("order_number") in posted:
+        out["order_number"] = values["order_number"]
+    if values.get("tracking_number") in posted:
+        out["tracking_number"] = values["tracking_number"]
+        if "tracking_url" in values:
+            out["tracking_url"] = values["tracking_url"]
+    return out
+
+
+def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name: str = "template",
+                  public: bool = False, posted: set[str] | None = None) -> str:
+    """Render ``source`` with ``values``.
+
+    ``public``: the reply goes to a public channel. A template that uses a variable outside
+    :data:`PUBLIC_SAFE_VARIABLES` (and :data:`PUBLIC_IF_POSTED`) is refused, naming it; order and
+    tracking numbers are only filled when the author posted them (``posted``), so a template that
+    needs one says so instead of revealing it.
+    """
     used = variables_of(source)
     private = sorted(used & PRIVATE_VARIABLES)
     if private and not confirmed:
@@ -257,6 +330,18 @@ def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name:
             "confirmed: the number may belong to someone else. Confirm the order on the case, or ask for "
             "details privately."
         )
+    if public:
+        refused = sorted(used - PUBLIC_SAFE_VARIABLES - PUBLIC_IF_POSTED - {"intent"} - _LOCAL_NAMES)
+        if refused:
+            raise TemplateError(
+                f"{name} uses {', '.join(refused)}, which a public reply may not contain (personal data the customer "
+                "did not post publicly). Send it by DM or e-mail, or use a public-safe variable such as "
+                "author_first_name.")
+        values = public_values(values, posted or set())
+        for var in sorted(used & PUBLIC_IF_POSTED):
+            if var not in values and f"{var} is defined" not in source:
+                raise TemplateError(
+                    f"{name}: {var} is not public: the customer did not post it themselves. Send it by DM or e-mail.")
     try:
         text = compile_source(source).render(**values)
     except UndefinedError as exc:
@@ -269,12 +354,21 @@ def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name:
     return text
 
 
-def render_template(store: Store, config: Config, case_id: int, name_or_source: str, *, agent: str | None = None) -> str:
+#: Names a template may set or loop over itself (not case data).
+_LOCAL_NAMES: frozenset[str] = frozenset({"loop", "range", "true", "false", "none"})
+
+
+def render_template(store: Store, config: Config, case_id: int, name_or_source: str, *, agent: str | None = None,
+                    channel: str | None = None, parent_id: int | None = None) -> str:
     """Render a named template (or template source typed by an agent) for a case.
 
-    Raises :class:`TemplateError` naming the missing variable, or the private variables that an
-    unconfirmed case may not use.
+    ``channel`` (default: the case's) decides whether the public-safe rule applies; ``parent_id``
+    is the post being answered (its author is greeted; a stranger's post gets no order values).
+    Raises :class:`TemplateError` naming the missing variable, the private variables that an
+    unconfirmed case may not use, or the variables a public reply may not contain.
     """
+    from responders.channels import PUBLIC_CHANNELS
+
     case = store.get_case(case_id)
     if case is None:
         raise TemplateError(f"no case {case_id}")
@@ -285,5 +379,20 @@ def render_template(store: Store, config: Config, case_id: int, name_or_source: 
         name, source = "template", name_or_source
     else:
         raise TemplateError(f"unknown template {name_or_source!r}; known: {', '.join(sorted(templates))}")
-    values = case_variables(store, config, case, agent=agent)
-    return render_source(source, values, confirmed=case.link_confirmed, name=name)
+    parent = store.get_mention(parent_id) if parent_id is not None else None
+    channel = channel or (parent.channel if parent is not None else case.channel)
+    public = channel in PUBLIC_CHANNELS
+    if public and parent is None:
+        from responders.outbox import default_parent
+
+        parent = default_parent(store, case, channel)  # type: ignore[arg-type]
+    values = case_variables(store, config, case, agent=agent, parent=parent)
+    if not public and values.get("first_name"):
+        values["author_first_name"] = values["first_name"]  # a private message may use the order record's name
+    confirmed = case.link_confirmed
+    if parent is not None:
+        from responders.outbox import is_customers_post
+
+        confirmed = confirmed and is_customers_post(store, case, parent)
+    return render_source(source, values, confirmed=confirmed, name=name, public=public,
+                         posted=posted_numbers(store, case, parent) if public else None)

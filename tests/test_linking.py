@@ -95,7 +95,7 @@ def test_handle_only_ranks_troubled_orders_first(shop, config):
 
 def test_agent_override_confirms_and_is_audited(shop):
     case_id = shop.insert_case(Case(order_number="111111", link_method="order_number", link_confidence=0.3))
-    case = override_link(shop, case_id, 1, "amy", order_number="222222")
+    case = override_link(shop, case_id, 1, "amy", order_number="222222", verified_how="customer confirmed by DM")
     assert (case.order_number, case.customer_id, case.tracking_number, case.link_method, case.link_confirmed) == (
         "222222", "ann", ROYAL_MAIL, "agent", True)
     assert case.courier == "Royal Mail"

@@ -395,7 +395,7 @@ def test_permanent_failure_is_visible_then_retry_and_cancel(store: Store, emulat
     assert len(emulator.posted) == 1
     with pytest.raises(ValueError, match="sent"):
         cancel(store, message.id, "lead")  # type: ignore[arg-type]
-    other = queue_reply(store, config, case_id, "@jane one more thing", "agent1")
+    other = queue_reply(store, config, case_id, "@jane one more thing", "agent1", force=True)
     cancel(store, other.id, "agent1")  # type: ignore[arg-type]
     Outbox(store, config).send_due()
     assert get_message(store, other.id).status == "cancelled"  # type: ignore[arg-type]

@@ -21,10 +21,14 @@ def test_in_transit_template_uses_order_and_tracking_in_local_time(store: Store)
     summer = datetime(2026, 7, 14, 9, 30, tzinfo=timezone.utc)
     order = add_order(store, events=[(summer, "in_transit", "Leeds hub")])
     case_id = make_case(store, config, order=order)
-    text = render_template(store, config, case_id, "in_transit")
+    text = render_template(store, config, case_id, "in_transit", channel="email")
     assert text.startswith("Hi Jane, your order LS-100234 is in transit with UPS")
-    assert "Leeds hub, Tue 14 Jul 10:30" in text
+    assert "last scan Tue 14 Jul 10:30" in text
     assert "Sat 14 Nov" in text  # promised date
+    # In public: the author's own handle, no order number they did not post, no location.
+    public = render_template(store, config, case_id, "in_transit")
+    assert public.startswith("Hi @jane, your order is in transit with UPS (last scan Tue 14 Jul 10:30)")
+    assert "LS-100234" not in public and "Jane" not in public and "Leeds" not in public
 
 
 def test_missing_variable_is_an_error_naming_it(store: Store) -> None:
@@ -34,14 +38,14 @@ def test_missing_variable_is_an_error_naming_it(store: Store) -> None:
     with pytest.raises(TemplateError, match="promised_date is not known for this case"):
         render_template(store, config, case_id, "late")
     with pytest.raises(TemplateError, match="tracking_url is not known"):
-        render_template(store, config, case_id, "tracking_link")  # no tracking URL pattern for UPS configured
+        render_template(store, config, case_id, "tracking_link", channel="email")  # no URL pattern for UPS
 
 
 def test_tracking_url_from_config(store: Store) -> None:
     config = shop_config(tracking_urls={"UPS": "https://www.ups.com/track?tracknum={tracking_number}"})
     order = add_order(store)
     case_id = make_case(store, config, order=order)
-    assert render_template(store, config, case_id, "tracking_link").endswith(
+    assert render_template(store, config, case_id, "tracking_link", channel="email").endswith(
         "https://www.ups.com/track?tracknum=1Z999AA10123456784")
 
 
@@ -78,7 +82,9 @@ def test_templates_from_config_and_their_errors(store: Store) -> None:
     order = add_order(store, events=[(NOW - timedelta(days=1), "delivered", "Porch")])
     case_id = make_case(store, config, order=order, text="@LarkspurHelp my parcel is lost")
     assert "thanks" in list_templates(config) and "in_transit" in list_templates(config)
-    assert render_template(store, config, case_id, "thanks") == f"Thanks Jane! Case {case_id}."
+    assert render_template(store, config, case_id, "thanks", channel="email") == f"Thanks Jane! Case {case_id}."
+    with pytest.raises(TemplateError, match="first_name, which a public reply may not contain"):
+        render_template(store, config, case_id, "thanks")
     suggestions = suggest_templates(store.get_case(case_id), store.get_shipment("1Z999AA10123456784"), config)  # type: ignore[arg-type]
     assert suggestions[:2] == ["claim", "delivered_but_missing"] or suggestions[:2] == ["delivered_but_missing", "claim"]
     assert "in_transit" not in suggestions  # written for another tracking state

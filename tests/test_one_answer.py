@@ -1,0 +1,144 @@
+"""One answer per customer post, to the right post and the right person (issue 13, failures 2 and 7).
+
+Assertions are on what the X emulator received, not on what the outbox believes it sent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from doorstep.linking import link_mention
+from doorstep.models import Mention
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.x_emulator import XEmulator
+from responders.outbox import Outbox, ReplyRejected, queue_reply
+
+from conftest import KeywordClassifier
+from test_outbox import NOW, add_order, emulator, make_case, shop_config  # noqa: F401 - fixtures
+
+
+def test_second_reply_to_the_same_post_is_refused_and_x_holds_one(store: Store, emulator: XEmulator) -> None:
+    """Failure 2: agent and lead both queue a reply to the same post seconds apart."""
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    seen_by_ann = latest_message_id(store, case_id)
+    seen_by_lead = latest_message_id(store, case_id)  # both opened the case before anyone answered
+    queue_reply(store, config, case_id, "@jane sorry! Could you DM us your order number?", "ann", seen_up_to=seen_by_ann)
+    with pytest.raises(AlreadyAnswered, match="ann already answered @jane's post") as refused:
+        queue_reply(store, config, case_id, "@jane we're looking into it now", "lead", seen_up_to=seen_by_lead)
+    assert [m.created_by for m in refused.value.existing] == ["ann"]
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == ["@jane sorry! Could you DM us your order number?"]
+    # "Send anyway" is explicit and audited.
+    forced = queue_reply(store, config, case_id, "@jane we're looking into it now", "lead", seen_up_to=seen_by_lead,
+                         force=True)
+    Outbox(store, config).send_due()
+    assert len(emulator.posted) == 2 and emulator.posted[1]["text"] == "@jane we're looking into it now"
+    event = next(e for e in store.audit_trail(case_id) if e.action == "reply.send_anyway")
+    assert event.actor == "lead" and event.details["message_id"] == forced.id
+
+
+def test_a_new_post_after_the_answer_can_be_answered(store: Store, emulator: XEmulator) -> None:
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    queue_reply(store, config, case_id, "@jane sorry! Could you DM us your order number?", "ann")
+    Outbox(store, config).send_due()
+    make_case(store, config, emulator, text="@LarkspurHelp it's LS-100234, still nothing", created_at=NOW + timedelta(minutes=5))
+    queue_reply(store, config, case_id, "@jane thanks, checking now", "ann")
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == ["@jane sorry! Could you DM us your order number?",
+                                                   "@jane thanks, checking now"]
+    assert emulator.posted[0]["reply"]["in_reply_to_tweet_id"] != emulator.posted[1]["reply"]["in_reply_to_tweet_id"]
+
+
+def test_a_colleague_drafting_blocks_the_reply(store: Store, emulator: XEmulator) -> None:
+    from console import presence
+    from responders.outbox import AlreadyAnswered
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    presence.touch(store, case_id, "bob", drafting=True)
+    with pytest.raises(AlreadyAnswered, match="bob is replying"):
+        queue_reply(store, config, case_id, "@jane on it", "ann", seen_up_to=0)
+    Outbox(store, config).send_due()
+    assert emulator.posted == []
+    presence.touch(store, case_id, "bob", drafting=False)  # bob stopped typing
+    queue_reply(store, config, case_id, "@jane on it", "ann", seen_up_to=0)
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == ["@jane on it"]
+
+
+def test_cli_second_reply_exits_nonzero_unless_force(tmp_path, emulator: XEmulator) -> None:  # noqa: ANN001
+    from doorstep.cli import cli
+
+    db = tmp_path / "d.db"
+    store = Store(db)
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    store.close()
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(case_id), "--text", "@jane on it", "--as", "sam",
+                                "--send-now"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(case_id), "--text", "@jane also this",
+                                 "--as", "kim", "--send-now"])
+    assert second.exit_code != 0 and "sam already answered" in second.output
+    assert [p["text"] for p in emulator.posted] == ["@jane on it"]
+    forced = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(case_id), "--text", "@jane also this",
+                                 "--as", "kim", "--force", "--send-now"])
+    assert forced.exit_code == 0, forced.output
+    assert [p["text"] for p in emulator.posted] == ["@jane on it", "@jane also this"]
+
+
+def _stranger_in_thread(store: Store, emulator: XEmulator) -> tuple[int, Mention, Mention]:
+    """@jane (confirmed, order LS-100234) posts; @eve_attacker replies in the same X thread."""
+    config = shop_config()
+    order = add_order(store)
+    case_id = make_case(store, config, emulator, order=order, text="@LarkspurHelp my Velvet cushion order LS-100234?")
+    jane = store.mentions_for_case(case_id)[0]
+    eve_id = emulator.add_post({"text": "@LarkspurHelp any update on this?", "username": "eve_attacker",
+                                "created_at": (NOW + timedelta(minutes=3)).isoformat(), "in_reply_to": jane.external_id})
+    eve = Mention(channel="x", external_id=eve_id, text="@LarkspurHelp any update on this?",
+                  created_at=NOW + timedelta(minutes=3), author_handle="eve_attacker", in_reply_to=jane.external_id)
+    Pipeline(store, config, KeywordClassifier()).ingest([eve])
+    eve = store.mention_by_external_id("x", eve_id)  # type: ignore[assignment]
+    assert eve.case_id == case_id  # it joins the thread's case
+    return case_id, jane, eve
+
+
+def test_stranger_in_thread_never_inherits_the_confirmed_link(store: Store, emulator: XEmulator) -> None:
+    """Failure 7: a post by someone other than the case's customer is not linked to the customer's order."""
+    config = shop_config()
+    case_id, _, eve = _stranger_in_thread(store, emulator)
+    link = link_mention(eve, store, config, store.get_case(case_id))
+    assert not link.confirmed and link.customer_id is None and link.order_number is None
+
+
+def test_reply_goes_to_the_customers_post_not_the_strangers(store: Store, emulator: XEmulator) -> None:
+    """Failure 7: the default post answered is the customer's newest, never the stranger's newer one."""
+    config = shop_config()
+    case_id, jane, eve = _stranger_in_thread(store, emulator)
+    queue_reply(store, config, case_id, "@jane your order LS-100234 is in transit with UPS", "ann")
+    Outbox(store, config).send_due()
+    assert len(emulator.posted) == 1
+    assert emulator.posted[0]["reply"]["in_reply_to_tweet_id"] == jane.external_id
+
+
+def test_the_strangers_post_never_receives_the_customers_data(store: Store, emulator: XEmulator) -> None:
+    config = shop_config()
+    case_id, _, eve = _stranger_in_thread(store, emulator)
+    for text in ("@eve_attacker order LS-100234 is in transit", "@eve_attacker hi Jane, last scan Leeds hub",
+                 "@eve_attacker tracking 1Z999AA10123456784", "@eve_attacker your Linen shirt is on its way"):
+        with pytest.raises(ReplyRejected, match="not this case's customer"):
+            queue_reply(store, config, case_id, text, "ann", parent_id=eve.id)
+    queue_reply(store, config, case_id, "@eve_attacker hi! If you have an order with us, please DM us.", "ann",
+                parent_id=eve.id)
+    Outbox(store, config).send_due()
+    assert [(p["text"], p["reply"]["in_reply_to_tweet_id"]) for p in emulator.posted] == [
+        ("@eve_attacker hi! If you have an order with us, please DM us.", eve.external_id)]
