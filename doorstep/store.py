@@ -26,6 +26,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from doorstep.redaction import redact_details
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -408,7 +409,6 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @MIGRATIONS()
 def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
     """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
@@ -438,6 +438,19 @@ def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
     for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
         if column not in db["listener_health"].columns_dict:
             db["listener_health"].add_column(column, kind)
+
+
+@MIGRATIONS()
+def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
 
 
 @dataclass(frozen=True)
@@ -1217,7 +1230,7 @@ class Store:
     def audit(self, actor: str, action: str, case_id: int | None = None, details: dict[str, Any] | None = None) -> None:
         self.db.execute(
             "insert into audit_events (at, actor, action, case_id, details) values (?, ?, ?, ?, ?)",
-            [iso(utcnow()), actor, action, case_id, _json(details or {})],
+            [iso(utcnow()), actor, action, case_id, _json(redact_details(details or {}))],
         )
 
     def audit_trail(self, case_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
@@ -1292,6 +1305,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "outbound": int(m.outbound),
         "raw": _json(m.raw),
         "case_id": m.case_id,
+        "account": m.account,
         **_label_columns(m.labels),
         "ingested_at": iso(utcnow()),
     }
@@ -1329,6 +1343,7 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         outbound=bool(r["outbound"]),
         raw=_unjson(r["raw"]),
         case_id=r["case_id"],
+        account=r.get("account"),
         labels=labels,
     )
 
