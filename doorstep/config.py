@@ -85,6 +85,26 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Limits(_Section):
+    """Resource limits ([limits] in doorstep.toml), each with a safe default.
+
+    A limit says how long something may wait or how much it may take before Doorstep
+    gives up on it and says so, instead of hanging or exhausting the machine.
+    """
+
+    #: Largest request body an inbound endpoint (the webhook, later SMS/e-mail replies) reads;
+    #: enforced while the body streams in, larger is 413 (a ``[channels.webhook]
+    #: max_body_bytes`` can only lower it for the webhook).
+    inbound_body_max_bytes: int = Field(default=1_000_000, gt=0, le=100_000_000)
+    #: Seconds a client has to send a request's headers, and then again its whole body;
+    #: a stalled client gets 408 and its connection is closed.
+    inbound_read_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds an idle keep-alive connection to an inbound endpoint stays open.
+    inbound_keep_alive_s: int = Field(default=5, ge=1, le=600)
+    #: Connections (and requests) served at once; more are answered 503 at once.
+    inbound_max_connections: int = Field(default=200, ge=1, le=100_000)
+
+
 class Imports(_Section):
     """Limits of ``doorstep import`` ([imports] in doorstep.toml)."""
 
@@ -114,6 +134,7 @@ class Config(_Section):
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
     imports: Imports = Field(default_factory=Imports)
+    limits: Limits = Field(default_factory=Limits)
     #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
     _source: str = PrivateAttr(default="doorstep.toml")
 
