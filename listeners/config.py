@@ -37,6 +37,8 @@ class XSettings(_Section):
     max_results: int = Field(default=100, ge=10, le=100)
     #: Pages per source per round at most, so one busy query cannot starve the others.
     max_pages: int = Field(default=200, ge=1)
+    #: Read our accounts' direct messages (their own user tokens; dm.read): private answers join their case.
+    direct_messages: bool = False
 
     @field_validator("queries")
     @classmethod
