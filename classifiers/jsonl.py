@@ -89,7 +89,8 @@ def _lines(infile: TextIO) -> Iterator[str | ValueError]:
     """
     raw = getattr(infile, "buffer", None)
     if raw is None:  # already text (io.StringIO, a test): nothing to decode
-        yield from infile
+        for line in infile:  # not "yield from": closing this generator would close the caller's file
+            yield line
         return
     for number, data in enumerate(raw, start=1):
         try:
