@@ -343,36 +343,56 @@ def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_s
 @click.option("--orders", default=2000, show_default=True)
 @click.option("--mentions", default=1000, show_default=True)
 @click.option("--build-only", is_flag=True, help="Build the database and exit (no worker, no console).")
-@click.option("--port", default=8501, show_default=True)
+@click.option("--reference-dates", is_flag=True,
+              help="Keep the reference dates (2026-11-25 14:00 UTC) instead of moving the shop to now.")
+@click.option("--port", default=8501, show_default=True, help="The console's port.")
+@click.option("--x-port", default=8765, show_default=True, help="The X API emulator's port.")
+@click.option("--smtp-port", default=8025, show_default=True, help="The local SMTP sink's port (sent e-mail).")
+@click.option("--sink-port", default=8767, show_default=True, help="The local Slack/webhook sink's port.")
 @pass_ctx
-def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool, port: int) -> None:
+def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool,
+         reference_dates: bool, port: int, x_port: int, smtp_port: int, sink_port: int) -> None:
     """Build a fresh demo shop database, then start the worker and the console."""
-    from doorstep.demo import build_demo, run_demo
+    from datetime import datetime, timezone
 
-    feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
-    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                         config_path=ctx.config_path, x_feed_path=feed)
-    click.echo(summary, err=True)
-    click.echo(f"{sum(1 for _ in feed.open())} newer X posts wait in the X API emulator's feed ({feed})", err=True)
-    _add_demo_users(ctx.db_path)
-    if not build_only:
-        run_demo(ctx.db_path, port=port, config_path=ctx.config_path, x_feed_path=feed)
+    from doorstep.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
+
+    ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port)
+    try:
+        if not build_only:
+            check_ports(ports)  # before minutes of building, not after
+        feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
+        now = None if reference_dates else datetime.now(timezone.utc)
+        summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
+                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now)
+        click.echo(summary, err=True)
+        click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
+                   "X listener", err=True)
+        _add_demo_users(ctx.db_path)
+        if not build_only:
+            sys.exit(run_demo(ctx.db_path, config_path=ctx.config_path, x_feed_path=feed, ports=ports))
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _add_demo_users(db_path: str) -> None:
-    """One user per role, so the demo opens on a login that works (demo data only)."""
+    """One user per role, and one agent login per care-team member the demo assigns cases to."""
     import os
 
     from console.auth import add_user
+    from doorstep.demo import AGENTS
 
     password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
     store = Store(db_path)
     try:
-        for username, role, name in (("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")):
+        people = [("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")]
+        people += [(name.lower(), "agent", name) for name in AGENTS]
+        for username, role, name in people:
             add_user(store, username, password, role=role, name=name, actor="demo", rounds=10)
     finally:
         store.close()
-    click.echo(f"demo logins: agent / lead / admin, password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
+    click.echo(f"demo logins: agent / lead / admin (and the care team: {', '.join(a.lower() for a in AGENTS)}), "
+               f"password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
 
 
 # ---------------------------------------------------------------------- run

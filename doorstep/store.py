@@ -409,7 +409,6 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @MIGRATIONS()
 def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
     """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
@@ -442,7 +441,20 @@ def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m006_security_console_sessions(db: sqlite_utils.Database) -> None:
+def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
+
+
+@MIGRATIONS()
+def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
     """Console logins kept on the server (branch ``security``), checked on every console run.
 
     A browser holds only an HttpOnly cookie with a random token; the table holds its digest, the
@@ -1311,6 +1323,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "outbound": int(m.outbound),
         "raw": _json(m.raw),
         "case_id": m.case_id,
+        "account": m.account,
         **_label_columns(m.labels),
         "ingested_at": iso(utcnow()),
     }
@@ -1348,6 +1361,7 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         outbound=bool(r["outbound"]),
         raw=_unjson(r["raw"]),
         case_id=r["case_id"],
+        account=r.get("account"),
         labels=labels,
     )
 
