@@ -337,13 +337,12 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 @pass_ctx
 def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_size: int) -> None:
     """Label JSONL {"id", "text"} lines with sentiment, complaint, intent and urgency."""
+    from classifiers.cli import classifier_for_cli
     from classifiers.jsonl import classify_jsonl
 
-    spec = model
-    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
-        spec = f"transformers:{model}"
+    classifier = classifier_for_cli(ctx, model)  # a bad --model is one line naming it, never a traceback
     try:
-        classify_jsonl(infile, outfile, ctx.classifier(spec), batch_size=batch_size, progress=sys.stderr.isatty())
+        classify_jsonl(infile, outfile, classifier, batch_size=batch_size, progress=sys.stderr.isatty())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -154,6 +154,20 @@ class Approval(_Section):
         return rule in self.rules and (not self.channels or channel in self.channels)
 
 
+class TemplateLimits(_Section):
+    """Bounds on what one template render may build ([responders.template_limits]).
+
+    A template is code a lead or an agent writes; these keep one from using the worker's memory
+    or time (``{{ 'a' * 10**8 }}``, ``{% for i in range(10**9) %}``). A reply is a few hundred
+    characters; an e-mail a few thousand.
+    """
+
+    #: Longest text a render may produce, and longest string or list an expression may build on the way.
+    max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000)
+    #: Items all ``range()`` calls of one render may produce together.
+    max_loop_iterations: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
 class Responders(_Section):
     #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
     allow_urls: bool = False
@@ -170,6 +184,7 @@ class Responders(_Section):
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
     approval: Approval = Field(default_factory=Approval)
+    template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
 
     @field_validator("tracking_urls")
     @classmethod
