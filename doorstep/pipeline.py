@@ -123,7 +123,9 @@ class Pipeline:
         parent = store.mention_by_external_id(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
         if mention.thread_id is None:
             mention.thread_id = (parent.thread_id if parent else None) or mention.in_reply_to or mention.external_id
-        thread_case = store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
+        # A listener that knows the case (a private answer to our direct message) says so.
+        hinted = store.get_case(mention.case_id) if mention.case_id else None
+        thread_case = hinted or store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
         if thread_case is None and parent is not None and parent.case_id is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = store.get_case(parent.case_id)

@@ -26,6 +26,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from doorstep.redaction import redact_details
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -408,7 +409,6 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @MIGRATIONS()
 def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
     """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
@@ -438,6 +438,37 @@ def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
     for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
         if column not in db["listener_health"].columns_dict:
             db["listener_health"].add_column(column, kind)
+
+
+@MIGRATIONS()
+def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
+
+
+@MIGRATIONS()
+def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
+    """Console logins kept on the server (branch ``security``), checked on every console run.
+
+    A browser holds only an HttpOnly cookie with a random token; the table holds its digest, the
+    digest of the user's password hash and role at login (``stamp``: a change ends the login),
+    the expiry, and when and why it was ended. ``console/auth.py`` owns the rows.
+    """
+    db["console_sessions"].create(
+        {"id": str, "username": str, "method": str, "stamp": str, "created_at": str, "expires_at": str,
+         "token_digest": str, "grant_digest": str, "grant_expires_at": str, "revoked_at": str, "revoked_reason": str},
+        pk="id", if_not_exists=True,
+    )
+    db["console_sessions"].create_index(["token_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["grant_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["username"], if_not_exists=True)
 
 
 @dataclass(frozen=True)
@@ -725,25 +756,60 @@ class Store:
     def upsert_customers(self, customers: Iterable[Customer]) -> int:
         n = 0
         for customer in customers:
-            self.db["customers"].upsert(
-                {
-                    "id": customer.id,
-                    "name": customer.name,
-                    "email": customer.email,
-                    "phone": customer.phone,
-                    "vip": int(customer.vip),
-                    "opt_out": _json(customer.opt_out),
-                },
-                pk="id",
-            )
-            self.db.execute("delete from customer_handles where customer_id = ?", [customer.id])
-            for channel, handle in customer.handles.items():
-                self.db.execute(
-                    "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
-                    [channel, handle.lower().lstrip("@"), customer.id],
-                )
+            self.upsert_customer(customer)
             n += 1
         return n
+
+    def upsert_customer(self, customer: Customer, fields: Iterable[str] | None = None) -> str:
+        """Insert a customer, or update only the ``fields`` given (default: those set on the model).
+
+        Returns "new", "updated" or "unchanged". Why partial: an orders file that names a
+        customer only to say whose order it is must not erase the e-mail, phone or handles
+        another file gave (issue 14). Handles are only ever added (or moved to this
+        customer when the file says so), never deleted by an upsert.
+        """
+        mentioned = set(customer.model_fields_set if fields is None else fields) - {"id"}
+        values = {
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "vip": int(customer.vip),
+            "opt_out": _json(customer.opt_out),
+        }
+        existing = self.db.execute(
+            "select name, email, phone, vip, opt_out from customers where id = ?", [customer.id]
+        ).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into customers (id, name, email, phone, vip, opt_out) values (?, ?, ?, ?, ?, ?)",
+                [customer.id, *values.values()],
+            )
+            changed = True
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update customers set {', '.join(f'{k} = ?' for k in update)} where id = ?",
+                    [*update.values(), customer.id],
+                )
+                changed = True
+        if "handles" in mentioned:
+            for channel, handle in customer.handles.items():
+                handle = handle.lower().lstrip("@")
+                owner = self.db.execute(
+                    "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle]
+                ).fetchone()
+                if owner is None or owner[0] != customer.id:
+                    self.db.execute(
+                        "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
+                        [channel, handle, customer.id],
+                    )
+                    changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def get_customer(self, customer_id: str) -> Customer | None:
         row = self.db.execute("select id, name, email, phone, vip, opt_out from customers where id = ?", [customer_id]).fetchone()
@@ -767,42 +833,89 @@ class Store:
     def upsert_orders(self, orders: Iterable[Order]) -> int:
         n = 0
         for order in orders:
-            self.db["orders"].upsert(
-                {
-                    "number": order.number,
-                    "customer_id": order.customer_id,
-                    "placed_at": iso(order.placed_at),
-                    "brand": order.brand,
-                    "items": _json(order.items),
-                    "total": order.total,
-                    "currency": order.currency,
-                    "promised_date": iso(order.promised_date),
-                    "status": order.status,
-                },
-                pk="number",
-            )
-            for shipment in order.shipments:
-                self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}))
+            self.upsert_order(order)
             n += 1
         return n
 
-    def upsert_shipment(self, shipment: Shipment) -> None:
+    def upsert_order(self, order: Order, fields: Iterable[str] | None = None) -> str:
+        """Insert an order (and its shipments), or update only the fields set on the model.
+
+        Returns "new", "updated" (the order, one of its shipments or their events changed)
+        or "unchanged", so a re-import can say truthfully what it did.
+        """
+        mentioned = set(order.model_fields_set if fields is None else fields)
+        values = {
+            "customer_id": order.customer_id,
+            "placed_at": iso(order.placed_at),
+            "brand": order.brand,
+            "items": _json(order.items),
+            "total": order.total,
+            "currency": order.currency,
+            "promised_date": iso(order.promised_date),
+            "status": order.status,
+        }
+        existing = self.db.execute(f"select {', '.join(values)} from orders where number = ?", [order.number]).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                f"insert into orders (number, {', '.join(values)}) values (?{', ?' * len(values)})",
+                [order.number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update orders set {', '.join(f'{k} = ?' for k in update)} where number = ?",
+                    [*update.values(), order.number],
+                )
+                changed = True
+        for shipment in order.shipments:
+            fields_of = set(shipment.model_fields_set) | {"order_number"}
+            status = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}), fields_of)
+            changed = changed or status != "unchanged"
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def upsert_shipment(self, shipment: Shipment, fields: Iterable[str] | None = None) -> str:
+        """Insert a shipment or update only its given fields; its status follows its events.
+
+        A file that repeats a tracking number without a service must not erase the service
+        (and a status is never cleared by an upsert). Returns "new", "updated" or "unchanged".
+        """
+        mentioned = set(shipment.model_fields_set if fields is None else fields)
+        values = {
+            "order_number": shipment.order_number,
+            "courier": shipment.courier,
+            "service": shipment.service,
+            "status": shipment.status,
+        }
         existing = self.db.execute(
-            "select status, last_event_at from shipments where tracking_number = ?", [shipment.tracking_number]
+            "select order_number, courier, service, status from shipments where tracking_number = ?",
+            [shipment.tracking_number],
         ).fetchone()
-        self.db.execute(
-            "insert or replace into shipments (tracking_number, order_number, courier, service, status, last_event_at) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [
-                shipment.tracking_number,
-                shipment.order_number,
-                shipment.courier,
-                shipment.service,
-                shipment.status or (existing[0] if existing else None),
-                existing[1] if existing else None,
-            ],
-        )
-        self.add_tracking_events(shipment.events)
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into shipments (tracking_number, order_number, courier, service, status) values (?, ?, ?, ?, ?)",
+                [shipment.tracking_number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items()
+                      if k in mentioned and stored[k] != v and not (k == "status" and v is None)}
+            if update:
+                self.db.execute(
+                    f"update shipments set {', '.join(f'{k} = ?' for k in update)} where tracking_number = ?",
+                    [*update.values(), shipment.tracking_number],
+                )
+                changed = True
+        if shipment.events and self.add_tracking_events(shipment.events):
+            changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
         """Store events (idempotent) and keep each shipment's current status = its latest event."""
@@ -1135,7 +1248,7 @@ class Store:
     def audit(self, actor: str, action: str, case_id: int | None = None, details: dict[str, Any] | None = None) -> None:
         self.db.execute(
             "insert into audit_events (at, actor, action, case_id, details) values (?, ?, ?, ?, ?)",
-            [iso(utcnow()), actor, action, case_id, _json(details or {})],
+            [iso(utcnow()), actor, action, case_id, _json(redact_details(details or {}))],
         )
 
     def audit_trail(self, case_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
@@ -1210,6 +1323,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "outbound": int(m.outbound),
         "raw": _json(m.raw),
         "case_id": m.case_id,
+        "account": m.account,
         **_label_columns(m.labels),
         "ingested_at": iso(utcnow()),
     }
@@ -1247,27 +1361,38 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         outbound=bool(r["outbound"]),
         raw=_unjson(r["raw"]),
         case_id=r["case_id"],
+        account=r.get("account"),
         labels=labels,
     )
 
 
 def mention_export_row(m: Mention) -> dict[str, Any]:
-    """The stable JSON shape of ``doorstep export mentions``."""
+    """The stable JSON shape of ``doorstep export mentions``; ``doorstep import mentions`` reads it back.
+
+    Every field of the post and of its labels is written (flat, as the import expects), so
+    an export imports into a new database without loss. ``id`` and ``case_id`` are for
+    reading only: an import assigns them anew (cases are rebuilt by the pipeline).
+    """
     out: dict[str, Any] = {
         "channel": m.channel,
         "external_id": m.external_id,
         "text": m.text,
+        "author_id": m.author_id,
         "author_handle": m.author_handle,
         "author_name": m.author_name,
+        "author_followers": m.author_followers,
+        "language": m.language,
+        "url": m.url,
         "created_at": iso(m.created_at),
         "thread_id": m.thread_id,
         "in_reply_to": m.in_reply_to,
         "outbound": m.outbound,
         "matched": m.matched,
+        "raw": m.raw,
         "case_id": m.case_id,
     }
     if m.labels:
-        out.update(m.labels.model_dump(exclude={"model"}))
+        out.update(m.labels.model_dump())
     return out
 
 

@@ -162,7 +162,7 @@ def test_a_rate_limited_channel_is_paused_until_its_window_not_tried_per_message
         assert len(creates) == 1  # one 429, then X's other replies waited for the window
         assert len(smtp.messages) == 1  # another channel was not held up
         assert sorted(get_message(store, r.id).attempts for r in replies) == [0, 0, 1]  # type: ignore[arg-type]
-        assert "x" in outbox.paused()
+        assert any(lane.startswith("x") for lane in outbox.paused())
         from datetime import timedelta
 
         clock["now"] += timedelta(seconds=50)  # the window has passed
