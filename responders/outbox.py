@@ -551,6 +551,14 @@ class Outbox:
         message = self._claim(message_id)
         if message is None:
             return get_message(self.store, message_id).status
+        if message.kind in ("follow_up", "outreach", "alert"):
+            # Written by a rule, perhaps hours ago: every fact it states is re-checked right now.
+            from responders.automatic import cancel_for, recheck, reply_exists_on_channel
+
+            reason = recheck(self.store, message, reply_exists=reply_exists_on_channel(self))
+            if reason:
+                cancel_for(self.store, message, reason, self.actor)
+                return "cancelled"
         try:
             sender = self.sender(message.channel)
             if before.attempts > 0 and getattr(sender, "can_check", False):
