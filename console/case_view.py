@@ -458,7 +458,7 @@ def _actions(store: Store, case: Case, user: Any) -> None:
         anyway = False
         if pending:
             anyway = st.checkbox(f"Resolve even though {len(pending)} message(s) are not delivered "
-                                 f"({', '.join(p['kind'] + ' ' + p['status'].replace('_', ' ') for p in pending)})",
+                                 f"({', '.join(p['kind'] + ': ' + p['status'].replace('_', ' ') for p in pending)})",
                                  key=f"resolve_anyway_{case.id}_v{case.version}")
         if st.form_submit_button("Set status", disabled=not can(user, "status")):
             if status in ("resolved", "closed") and pending and not anyway:

@@ -335,6 +335,19 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         login(bob, world["url"], "bob")
         open_case(bob, case_id)
         expect(bob.get_by_text("Also on this case", exact=False)).to_be_visible()
+        # One answer per customer post: bob's second reply to the post ann answered is refused,
+        # says who answered, offers an explicit "Send anyway", and X still holds exactly one reply.
+        bob.get_by_role("button", name="Fill template").click()
+        wait_idle(bob)
+        bob.get_by_role("button", name="Queue reply").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("ann already answered", exact=False)).to_be_visible()
+        expect(bob.get_by_role("button", name="Send anyway")).to_be_visible()
+        shot(bob, "06-second-reply-refused")
+        send_outbox(world["db"])
+        assert [p["text"] for p in world["emulator"].posted] == [world["reply"]]
+        bob.get_by_role("button", name="Keep my draft, don't send").click()
+        wait_idle(bob)
         choose(bob, "Status", "pending_customer")
         bob.get_by_role("button", name="Set status").click()
         wait_idle(bob)
