@@ -29,6 +29,10 @@ def main() -> None:
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
         "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),
     }
+    from console import sent_mail
+
+    if sent_mail.available():  # the demo's local mail and webhook sinks
+        pages["sent"] = st.Page(sent_mail.render, title="Sent mail", icon=":material/outbox:", url_path="sent")
     if auth.can(user, "view_settings"):
         pages["settings"] = st.Page(settings.render, title="Settings", icon=":material/settings:", url_path="settings")
     st.session_state["_pages"] = pages

@@ -318,7 +318,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     suggested = suggest_templates(case, shipment, config)
     names = [*suggested, *[n for n in sorted(templates) if n not in suggested]]
     key = f"draft_{case.id}"
-    channel_options = [c for c in dict.fromkeys([case.channel, "email"]) if c]
+    channel_options = reply_channels(store, case)
     channel = st.radio("Reply on", channel_options, horizontal=True, key=f"reply_channel_{case.id}")
     parent_key = f"reply_parent_{case.id}"
     parent: Mention | None = None
@@ -337,6 +337,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             if parent is not None and not own[parent.id]:
                 st.warning(escape_md(f"@{parent.author_handle} is not this case's customer: the reply must not "
                                      "contain the customer's order or personal details."))
+    account = _account_picker(store, config, case, channel, parent)
     cols = st.columns([3, 1])
     with cols[0]:
         name = st.selectbox("Template", names, key=f"tpl_{case.id}",
@@ -361,9 +362,10 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if over:
         st.error(f"Too long for {channel}: {length} > {limit}.")
     if text.strip():
-        where = (f"in reply to @{parent.author_handle}: \"{' '.join(parent.text.split())[:120]}\""
-                 if parent is not None else f"on {channel}")
-        st.caption(escape_md(f"Preview (as the customer will see it), {where}"))
+        st.caption("Preview (as the customer will see it)")
+        route = reply_route_line(store, config, case, channel, account, parent)
+        if route:
+            st.text(route)
         st.text(text.strip())
     error_key = f"reply_error_{case.id}"
     refused_key = f"reply_refused_{case.id}"
@@ -377,7 +379,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         try:
             message = queue_reply(store, config, case.id, st.session_state.get(key, "") if body is None else body,  # type: ignore[arg-type]
                                   user.username, channel=chosen_channel if body is None else None,
-                                  parent_id=parent_id if body is None else None, seen_up_to=seen, force=force)
+                                  parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
+                                  account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
+                                  if body is None else None)
         except AlreadyAnswered as exc:
             st.session_state[refused_key] = str(exc)
             return
@@ -393,12 +397,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _after_own_write(store, case)
 
     def ask_privately() -> None:
-        try:
-            body = render_template(store, config, case.id, "ask_details_privately", agent=user.name)  # type: ignore[arg-type]
-        except TemplateError as exc:
-            st.session_state[error_key] = f"Not queued: {exc}"
-            return
-        queue(body)
+        # Opens a preview of the direct message; nothing is queued until "Send privately".
+        st.session_state[f"askdm_open_{case.id}"] = True
+        st.session_state[f"askdm_text_{case.id}"] = PRIVATE_QUESTION
 
     refused = st.session_state.get(refused_key)
     if refused:
@@ -416,6 +417,102 @@ def _composer(store: Store, case: Case, user: Any) -> None:
               disabled=not text.strip() or over or not can(user, "reply"))
     b2.button("Ask for details privately", key=f"askdm_{case.id}", on_click=ask_privately,
               disabled=not can(user, "reply"))
+    if st.session_state.get(f"askdm_open_{case.id}"):
+        _ask_privately_preview(store, config, case, user)
+
+
+#: The private question's default text: it goes by direct message, so it may ask for details.
+PRIVATE_QUESTION = ("Hi, thanks for getting in touch. Could you reply here with your order number and the e-mail "
+                    "address you ordered with? Then we can look into it straight away.")
+
+
+def reply_channels(store: Store, case: Case) -> list[str]:
+    """Every channel a post of this case came on (each post is answerable on its own), then e-mail."""
+    rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
+                      "group by channel order by last desc", [case.id])
+    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), "email"]) if c]
+
+
+def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | None:
+    """The post a reply on ``channel`` answers by default (the outbox's own choice)."""
+    from responders.channels import PUBLIC_CHANNELS
+    from responders.outbox import default_parent
+
+    return default_parent(store, case, channel) if channel in PUBLIC_CHANNELS else None
+
+
+def _account_picker(store: Store, config: Any, case: Case, channel: str | None,
+                    parent: Mention | None = None) -> str | None:
+    """Where the post reached more than one of our accounts, the agent chooses which one answers."""
+    from responders.accounts import candidate_accounts
+
+    if not channel or channel in ("email", "sms"):
+        return None
+    candidates = candidate_accounts(store, config, case, channel, parent or _reply_parent(store, case, channel))
+    if len(candidates) < 2:
+        return None
+    return st.radio("Reply from (the post reached several of our accounts)", [a.handle for a in candidates],
+                    index=None, horizontal=True, format_func=lambda h: f"@{h}",
+                    key=f"reply_account_{case.id}_{channel}")
+
+
+def reply_route_line(store: Store, config: Any, case: Case, channel: str | None, account: str | None,
+                     parent: Mention | None = None) -> str:
+    """"from @FettleCare, in reply to @sienna_l: 'my head torch…'": who answers what, for the preview."""
+    from responders.accounts import choose_account
+    from responders.channels import ReplyRejected
+
+    parent = parent or _reply_parent(store, case, channel)
+    try:
+        sender = choose_account(store, config, case, channel or "", parent, account) if channel else None
+    except ReplyRejected as exc:
+        return f"not sendable as it stands: {exc.reason}"
+    who = (f"from @{sender.handle}" if channel != "email" else f"from {sender.handle}") if sender else \
+        "from our shared account"
+    if parent is None:
+        return who
+    excerpt = parent.text if len(parent.text) <= 80 else parent.text[:79] + "…"
+    return f"{who}, in reply to @{parent.author_handle or '?'}: \u201c{excerpt}\u201d"
+
+
+def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> None:
+    """The direct message, previewed: network, sending account, recipient and text, then sent or dropped."""
+    from responders.channels import ReplyRejected
+    from responders.private import plan_private, queue_private
+
+    with st.container(border=True):
+        st.markdown("**Ask privately** (a direct message; nothing is posted publicly)")
+        try:
+            plan = plan_private(store, config, case.id)  # type: ignore[arg-type]
+        except ReplyRejected as exc:
+            st.error(escape_md(f"No private route: {exc.reason}"))
+            if st.button("Close", key=f"askdm_close_{case.id}"):
+                st.session_state[f"askdm_open_{case.id}"] = False
+                st.rerun()
+            return
+        st.caption(escape_md(plan.describe()))
+        body = st.text_area("Private message", key=f"askdm_text_{case.id}", height=100)
+        st.caption("Preview (as the customer will see it, privately)")
+        st.text(body.strip())
+
+        def send_private() -> None:
+            try:
+                message = queue_private(store, config, case.id, st.session_state.get(f"askdm_text_{case.id}", ""),  # type: ignore[arg-type]
+                                        user.username, plan=plan)
+            except ReplyRejected as exc:
+                st.session_state[f"reply_error_{case.id}"] = f"Private message not queued: {exc}"
+                return
+            st.session_state[f"askdm_open_{case.id}"] = False
+            flash("success", f"private message queued (message {message.id}, {message.channel}); the worker sends it")
+            _after_own_write(store, case)
+
+        def cancel_private() -> None:
+            st.session_state[f"askdm_open_{case.id}"] = False
+
+        c1, c2 = st.columns(2)
+        c1.button("Send privately", key=f"askdm_send_{case.id}", type="primary", on_click=send_private,
+                  disabled=not body.strip() or not can(user, "reply"))
+        c2.button("Cancel", key=f"askdm_cancel_{case.id}", on_click=cancel_private)
 
 
 def _after_own_write(store: Store, case: Case) -> None:
@@ -507,7 +604,8 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
         st.caption("Nothing sent or queued yet.")
     for m in messages:
         with st.container(border=True):
-            safe_text(f"{m.status} · {m.kind} via {m.channel} to {m.target or '-'} · "
+            sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
+            safe_text(f"{m.status} · {m.kind} via {m.channel}{sender} to {m.target or '-'} · "
                       f"by {m.created_by or '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)

@@ -21,7 +21,16 @@ from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.config import BlueskySettings, channel_settings
-from listeners.health import AuthError, Backoff, RoundResult, SourceError, Verdict, call_with_retries, record_round
+from listeners.health import (
+    Backoff,
+    RoundResult,
+    SourceError,
+    Verdict,
+    call_with_retries,
+    parse_reset,
+    poll_sources,
+    record_round,
+)
 
 log = logging.getLogger("doorstep.listeners.bluesky")
 
@@ -77,7 +86,8 @@ def classify_error(exc: BaseException) -> Verdict | None:
     if isinstance(exc, exceptions.RateLimitExceededError):
         headers = exc.response.headers if exc.response is not None else {}
         reset = headers.get("ratelimit-reset") or headers.get("RateLimit-Reset")
-        return ("rate_limit", float(reset) if reset else None)
+        # parse_reset reads what it can; "soon" or a missing header means the default wait.
+        return ("rate_limit", parse_reset(reset))
     if isinstance(exc, exceptions.UnauthorizedError):
         return ("auth", f"{exc}: the Bluesky session was refused (check BLUESKY_HANDLE / BLUESKY_APP_PASSWORD)")
     if isinstance(exc, exceptions.LoginRequiredError):
@@ -93,6 +103,26 @@ def classify_error(exc: BaseException) -> Verdict | None:
         log.warning("bluesky: malformed response (%s): %.2000s", type(exc).__name__, exc)
         return ("retry", f"malformed response: {type(exc).__name__}")
     return None
+
+
+def _repeated_cursor(cursor: str | None, seen: set[str]) -> bool:
+    """Whether the API handed out this page cursor before in this pass (remembering it if not).
+
+    Following a repeated cursor fetches the same pages until ``max_pages`` is spent, every
+    round; the source stops instead (the page is stored, the pass's cursor stays where it was,
+    so nothing is skipped) and health shows it.
+    """
+    if not cursor:
+        return False
+    if cursor in seen:
+        return True
+    seen.add(cursor)
+    return False
+
+
+def _cursor_loop(what: str, cursor: str) -> SourceError:
+    return SourceError(f"{what}: the API repeated page cursor {str(cursor)[:40]!r}; "
+                       "stopped paging this source for this round")
 
 
 @dataclass
@@ -135,23 +165,17 @@ class BlueskyListener:
         return out
 
     def poll_once(self) -> RoundResult:
+        """Poll every source once; each fails on its own (a refused search must not stop the
+        notifications, and the other way round)."""
         result = RoundResult(CHANNEL)
-        try:
-            for source in self.sources():
-                try:
-                    if source.kind == "search":
-                        self._poll_search(source, result)
-                    else:
-                        self._poll_notifications(source, result)
-                except SourceError as exc:
-                    result.errors.append(f"bluesky: {exc}")
-                    log.error("bluesky: %s", exc)
-        except AuthError as exc:
-            result.errors.append(f"bluesky: {exc}")
-            log.error("bluesky: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
-            result.errors.append(f"bluesky: unexpected {type(exc).__name__}: {exc}")
-            log.exception("bluesky: round failed")
+
+        def poll(source: _Source) -> None:
+            if source.kind == "search":
+                self._poll_search(source, result)
+            else:
+                self._poll_notifications(source, result)
+
+        poll_sources(CHANNEL, self.sources(), poll, result, log)
         record_round(self.store, result)
         return result
 
@@ -164,6 +188,7 @@ class BlueskyListener:
         state = self._state(source)
         newest: str | None = None
         page_cursor: str | None = None
+        seen_cursors: set[str] = set()
         for number in range(self.settings.max_pages):
             params: dict[str, Any] = {"q": source.target, "limit": self.settings.limit, "sort": "latest"}
             if state.get("since"):
@@ -181,10 +206,13 @@ class BlueskyListener:
                     newest = str(indexed)
             page_cursor = _get(response, "cursor")
             last = not posts or not page_cursor or number == self.settings.max_pages - 1
+            looping = not last and _repeated_cursor(page_cursor, seen_cursors)
             new_state = None
             if last and newest:
                 new_state = {"since": (_time(newest) - SINCE_OVERLAP).isoformat().replace("+00:00", "Z")}
             self._commit(source, [(p.uri, p.author, p.record) for p in posts], result, new_state)
+            if looping:
+                raise _cursor_loop(f"search {source.target!r}", page_cursor)
             if last:
                 return
 
@@ -193,6 +221,7 @@ class BlueskyListener:
         seen = _time(state["seen"]) if state.get("seen") else None
         newest: str | None = None
         page_cursor: str | None = None
+        seen_cursors: set[str] = set()
         for number in range(self.settings.max_pages):
             params: dict[str, Any] = {"limit": self.settings.limit}
             if page_cursor:
@@ -214,7 +243,10 @@ class BlueskyListener:
                     fresh.append((item.uri, item.author, item.record))
             page_cursor = _get(response, "cursor")
             last = reached_seen or not items or not page_cursor or number == self.settings.max_pages - 1
+            looping = not last and _repeated_cursor(page_cursor, seen_cursors)
             self._commit(source, fresh, result, {"seen": newest} if last and newest else None)
+            if looping:
+                raise _cursor_loop("notifications", page_cursor)
             if last:
                 return
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,19 +35,29 @@ def _ensure(store: Store, name: str) -> None:
 
 
 def record_success(store: Store, name: str, *, fetched: int, stored: int, lag_seconds: float | None = None,
-                   at: datetime | None = None) -> None:
-    """A round that reached every source: counts add up, the error stays visible until now."""
+                   at: datetime | None = None, malformed: int = 0, warning: str | None = None) -> None:
+    """A round that reached every source: counts add up, the error stays visible until now.
+
+    ``warning`` (with ``malformed``, the posts skipped as unreadable) marks a round that
+    succeeded but dropped something: the console shows it as ``warning``, not ``ok``.
+    """
+    from doorstep.clients import redact
+
     now = _stamp(at)
     _ensure(store, name)
     store.db.execute(
         "update listener_health set last_success_at = ?, lag_seconds = coalesce(?, lag_seconds), "
-        "fetched = fetched + ?, stored = stored + ?, updated_at = ? where name = ?",
-        [now, lag_seconds, fetched, stored, now, name],
+        "fetched = fetched + ?, stored = stored + ?, malformed = coalesce(malformed, 0) + ?, updated_at = ? "
+        "where name = ?",
+        [now, lag_seconds, fetched, stored, malformed, now, name],
     )
+    if warning:
+        store.db.execute("update listener_health set last_warning = ?, last_warning_at = ? where name = ?",
+                         [redact(warning)[:2000], now, name])
 
 
 def record_error(store: Store, name: str, error: str, *, fetched: int = 0, stored: int = 0,
-                 lag_seconds: float | None = None, at: datetime | None = None) -> None:
+                 lag_seconds: float | None = None, at: datetime | None = None, malformed: int = 0) -> None:
     """A round with at least one failed source. ``error`` must not contain secrets."""
     from doorstep.clients import redact
 
@@ -55,24 +65,40 @@ def record_error(store: Store, name: str, error: str, *, fetched: int = 0, store
     _ensure(store, name)
     store.db.execute(
         "update listener_health set last_error_at = ?, last_error = ?, errors = errors + 1, "
-        "lag_seconds = coalesce(?, lag_seconds), fetched = fetched + ?, stored = stored + ?, updated_at = ? "
-        "where name = ?",
-        [now, redact(error)[:2000], lag_seconds, fetched, stored, now, name],
+        "lag_seconds = coalesce(?, lag_seconds), fetched = fetched + ?, stored = stored + ?, "
+        "malformed = coalesce(malformed, 0) + ?, updated_at = ? where name = ?",
+        [now, redact(error)[:2000], lag_seconds, fetched, stored, malformed, now, name],
+    )
+
+
+def record_rejected(store: Store, name: str, count: int = 1) -> None:
+    """Count requests refused before they were trusted (unsigned, badly signed).
+
+    Anyone can send those, so they only add to ``rejected``: they never write ``last_error``
+    (which would flip the listener to ``error`` and fire the listener alert) and nothing about
+    the sender (no address) is stored.
+    """
+    _ensure(store, name)
+    store.db.execute(
+        "update listener_health set rejected = coalesce(rejected, 0) + ?, updated_at = ? where name = ?",
+        [count, _stamp(None), name],
     )
 
 
 def listener_health(store: Store, *, poll_seconds: dict[str, float] | None = None,
                     now: datetime | None = None) -> list[dict[str, Any]]:
-    """One row per listener for the console, with ``status``: ok, error, stale or never.
+    """One row per listener for the console, with ``status``: ok, warning, error, stale or never.
 
     ``error`` when the last error is newer than the last success (the team must act: renew a
     token, restore a permission); ``stale`` when the last success is older than
-    ``STALE_AFTER_INTERVALS`` poll intervals (``poll_seconds`` per name, default 60 s).
+    ``STALE_AFTER_INTERVALS`` poll intervals (``poll_seconds`` per name, default 60 s);
+    ``warning`` when the latest successful round skipped malformed posts (``last_warning``).
     """
     now = now or utcnow()
     rows = [dict(r) for r in store.db.query("select * from listener_health order by name")]
     for row in rows:
         success, error = parse_time(row.get("last_success_at")), parse_time(row.get("last_error_at"))
+        warning = parse_time(row.get("last_warning_at"))
         interval = (poll_seconds or {}).get(row["name"], 60.0)
         if error is not None and (success is None or error >= success):
             row["status"] = "error"
@@ -80,6 +106,8 @@ def listener_health(store: Store, *, poll_seconds: dict[str, float] | None = Non
             row["status"] = "never"
         elif now - success > timedelta(seconds=interval * STALE_AFTER_INTERVALS):
             row["status"] = "stale"
+        elif warning is not None and warning >= success:
+            row["status"] = "warning"
         else:
             row["status"] = "ok"
     return rows
@@ -118,6 +146,14 @@ class RoundResult:
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def warning(self) -> str | None:
+        """What health shows for a round that succeeded but skipped posts."""
+        if not self.malformed:
+            return None
+        return (f"{self.channel}: skipped {self.malformed} malformed post{'s' if self.malformed != 1 else ''} "
+                "(each is in the listener log with its payload)")
+
     def summary(self) -> str:
         text = (f"{self.channel}: {self.fetched} fetched, {self.stored} new, {self.duplicates} already stored, "
                 f"{self.skipped} skipped, {self.malformed} malformed, {self.pages} pages, "
@@ -133,18 +169,87 @@ def record_round(store: Store, result: RoundResult, name: str | None = None) -> 
     """Write one round's outcome to the health table (one row per channel)."""
     lag = result.lag_seconds if result.lag_seconds is not None else (0.0 if result.ok else None)
     if result.ok:
-        record_success(store, name or result.channel, fetched=result.fetched, stored=result.stored, lag_seconds=lag)
+        record_success(store, name or result.channel, fetched=result.fetched, stored=result.stored, lag_seconds=lag,
+                       malformed=result.malformed, warning=result.warning)
     else:
-        record_error(store, name or result.channel, "; ".join(result.errors), fetched=result.fetched,
-                     stored=result.stored, lag_seconds=lag)
+        errors = result.errors + ([result.warning] if result.warning else [])
+        record_error(store, name or result.channel, "; ".join(errors), fetched=result.fetched,
+                     stored=result.stored, lag_seconds=lag, malformed=result.malformed)
+
+
+def poll_sources(channel: str, sources: Iterable[Any], poll: Callable[[Any], None], result: RoundResult,
+                 logger: logging.Logger) -> None:
+    """Poll each source on its own: one failing source (a 403 on one endpoint, a bad query,
+    a broken page) is recorded in ``result.errors`` and the others still run.
+
+    The error is caught *inside* the loop on purpose: an auth error on one endpoint often
+    means only that endpoint lacks a permission (search without the mentions scope, say).
+    """
+    for source in sources:
+        try:
+            poll(source)
+        except ListenerError as exc:
+            message = str(exc) if str(exc).startswith(f"{channel}:") else f"{channel}: {exc}"
+            result.errors.append(message)
+            logger.error("%s", message)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
+            result.errors.append(f"{channel}: {_label(source)}: unexpected {type(exc).__name__}: {exc}")
+            logger.exception("%s: %s failed", channel, _label(source))
+
+
+def _label(source: Any) -> str:
+    return str(getattr(source, "label", None) or f"{getattr(source, 'kind', 'source')} {getattr(source, 'target', '')}"
+               ).strip()
+
+
+def parse_reset(value: Any, *, now: float | None = None) -> float | None:
+    """A rate-limit reset header as an epoch time, or ``None`` when it cannot be read.
+
+    Servers send epoch seconds (X, Bluesky), seconds to wait (``Retry-After``), an ISO 8601 or
+    an HTTP date (Mastodon), and sometimes nonsense; nonsense must mean "use the default
+    backoff", never a ``ValueError`` that ends the round.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    text = str(value).strip()
+    if not text:
+        return None
+    now = time.time() if now is None else now
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number != number or number in (float("inf"), float("-inf")) or number < 0:
+            return None
+        return number if number > 1e9 else now + number  # small numbers are seconds to wait
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            parsed = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:
+        from datetime import timezone
+
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 @dataclass
 class Backoff:
-    """Exponential backoff with a cap and "equal jitter" (half fixed, half random).
+    """The listeners' retry policy: how long to wait, how often to try (tenacity runs the loop).
 
-    Jitter spreads the retries of several workers after a shared outage; the fixed half keeps
-    the wait from collapsing to nothing. ``sleep``, ``clock`` and ``rng`` are injectable so tests
+    Transient failures back off exponentially with a cap and "equal jitter" (half fixed, half
+    random): jitter spreads the retries of several workers after a shared outage; the fixed half
+    keeps the wait from collapsing to nothing. A rate limit waits for its reset; one without a
+    readable reset waits ``rate_limit_default_s`` (doubling per wait), never the short transient
+    delay, so the window is respected. ``sleep``, ``clock`` and ``rng`` are injectable so tests
     assert the delays without waiting.
     """
 
@@ -155,6 +260,8 @@ class Backoff:
     max_rate_limit_waits: int = 3
     #: Longest single wait for a rate-limit reset (X windows are 15 minutes).
     max_rate_limit_wait_s: float = 960.0
+    #: Wait after a 429 that names no (readable) reset time.
+    rate_limit_default_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
@@ -164,9 +271,10 @@ class Backoff:
         ceiling = min(self.cap_s, self.base_s * (2 ** attempt))
         return ceiling / 2 + self.rng() * ceiling / 2
 
-    def rate_limit_delay(self, reset_epoch: float | None, attempt: int) -> float:
+    def rate_limit_delay(self, reset_epoch: float | None, wait: int = 0) -> float:
+        """Delay before rate-limit wait number ``wait`` (0-based)."""
         if reset_epoch is None:
-            return self.delay(attempt)
+            return min(self.rate_limit_default_s * (2 ** wait), self.max_rate_limit_wait_s)
         return min(max(reset_epoch - self.clock() + 1.0, 1.0), self.max_rate_limit_wait_s)
 
 
@@ -175,16 +283,29 @@ class Backoff:
 Verdict = tuple[str, Any]
 
 
+class _Retryable(Exception):
+    """Internal: a classified failure tenacity may retry (``kind`` is rate_limit or retry)."""
+
+    def __init__(self, kind: str, detail: Any, number: int):
+        super().__init__(kind, detail)
+        self.kind, self.detail, self.number = kind, detail, number
+
+
 def call_with_retries(what: str, fn: Callable[[], Any], classify: Callable[[BaseException], Verdict | None],
                       backoff: Backoff, result: RoundResult | None = None) -> Any:
     """Call ``fn`` with the listener retry policy; ``classify`` maps the library's exceptions.
 
-    Rate limits wait until the reset (at most ``max_rate_limit_waits`` times); transient
-    errors back off exponentially; auth errors raise :class:`AuthError` at once; other failures
-    raise :class:`SourceError`. Exceptions that ``classify`` does not know propagate.
+    Every listener goes through here (tenacity does the looping, :class:`Backoff` the
+    arithmetic). Rate limits wait until the reset (at most ``max_rate_limit_waits`` times);
+    transient errors back off exponentially (at most ``max_retries`` retries); auth errors raise
+    :class:`AuthError` at once; other failures raise :class:`SourceError`. Exceptions that
+    ``classify`` does not know propagate.
     """
-    attempt = waits = 0
-    while True:
+    import tenacity
+
+    counts = {"rate_limit": 0, "retry": 0}
+
+    def attempt() -> Any:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
@@ -196,19 +317,44 @@ def call_with_retries(what: str, fn: Callable[[], Any], classify: Callable[[Base
                 raise AuthError(f"{what}: {detail}") from None
             if kind == "fail":
                 raise SourceError(f"{what}: {detail}") from None
-            if kind == "rate_limit":
-                waits += 1
-                if waits > backoff.max_rate_limit_waits:
-                    raise SourceError(f"{what}: still rate-limited after {waits - 1} waits") from None
-                delay = backoff.rate_limit_delay(detail, attempt)
-                if result is not None:
-                    result.rate_limited += 1
-            else:
-                if attempt >= backoff.max_retries:
-                    raise SourceError(f"{what}: gave up after {attempt + 1} attempts: {detail}") from None
-                delay = backoff.delay(attempt)
-                attempt += 1
-                if result is not None:
-                    result.retries += 1
-            logging.getLogger("doorstep.listeners").warning("%s: %s; waiting %.1f s", what, detail, delay)
-            backoff.sleep(delay)
+            kind = "rate_limit" if kind == "rate_limit" else "retry"
+            counts[kind] += 1
+            raise _Retryable(kind, detail, counts[kind]) from None
+
+    def failure(state: tenacity.RetryCallState) -> _Retryable:
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, _Retryable)
+        return exc
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        exc = failure(state)
+        limit = backoff.max_rate_limit_waits if exc.kind == "rate_limit" else backoff.max_retries
+        return exc.number > limit
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = failure(state)
+        if exc.kind == "rate_limit":
+            return backoff.rate_limit_delay(parse_reset(exc.detail, now=backoff.clock()), exc.number - 1)
+        return backoff.delay(exc.number - 1)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = failure(state)
+        delay = state.upcoming_sleep
+        if exc.kind == "rate_limit":
+            if result is not None:
+                result.rate_limited += 1
+            detail = "rate limited (429); waiting for the window to reset"
+        else:
+            if result is not None:
+                result.retries += 1
+            detail = str(exc.detail)
+        logging.getLogger("doorstep.listeners").warning("%s: %s; waiting %.1f s", what, detail, delay)
+
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retryable), stop=stop, wait=wait,
+                                 before_sleep=before_sleep, sleep=backoff.sleep, reraise=True)
+    try:
+        return retrying(attempt)
+    except _Retryable as exc:
+        if exc.kind == "rate_limit":
+            raise SourceError(f"{what}: still rate-limited after {exc.number - 1} waits") from None
+        raise SourceError(f"{what}: gave up after {exc.number} attempts: {exc.detail}") from None

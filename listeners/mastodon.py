@@ -24,11 +24,22 @@ from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.config import MastodonSettings, channel_settings
-from listeners.health import AuthError, Backoff, RoundResult, SourceError, Verdict, call_with_retries, record_round
+from listeners.health import (
+    Backoff,
+    RoundResult,
+    SourceError,
+    Verdict,
+    call_with_retries,
+    parse_reset,
+    poll_sources,
+    record_round,
+)
 
 log = logging.getLogger("doorstep.listeners.mastodon")
 
 CHANNEL = "mastodon"
+#: Direct statuses (visibility "direct"): private messages, answered privately (responders.private).
+DM_CHANNEL = "mastodon_dm"
 _BREAKS = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -51,8 +62,10 @@ def status_to_mention(status: dict[str, Any], own: set[str]) -> Mention:
         created = datetime.fromisoformat(created.replace("Z", "+00:00"))
     text = html_to_text(status.get("content") or "") or (status.get("spoiler_text") or "")
     reply_to = status.get("in_reply_to_id")
+    # A direct status is a private message: it must never be answered by a public post.
+    private = status.get("visibility") == "direct"
     return Mention(
-        channel=CHANNEL,
+        channel=DM_CHANNEL if private else CHANNEL,
         external_id=str(status["id"]),
         text=text,
         created_at=created,
@@ -72,10 +85,17 @@ def status_to_mention(status: dict[str, Any], own: set[str]) -> Mention:
 class _Source:
     kind: str  # notifications | tag | search
     target: str
+    #: Our account whose token reads it (notifications are per account); None: the shared token.
+    account: str | None = None
 
     @property
     def cursor(self) -> str:
         return f"mastodon:{self.kind}:{self.target}" if self.target else f"mastodon:{self.kind}"
+
+
+def _asking_case_sql() -> str:
+    return ("select case_id from outbound_messages where channel = 'mastodon_dm' and case_id is not null and "
+            "(external_id = ? or lower(target) = ?) order by (external_id = ?) desc, id desc limit 1")
 
 
 def classify_error(exc: BaseException) -> Verdict | None:
@@ -108,40 +128,70 @@ def classify_error(exc: BaseException) -> Verdict | None:
     return None
 
 
+def _readable_rate_headers(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """requests response hook: drop an ``X-RateLimit-Reset`` that cannot be read.
+
+    Mastodon.py raises a rate-limit error for *any* response whose reset header it cannot
+    parse (even a 200), which would fail every request of the round. Dates pass as they are,
+    numbers become whole epoch seconds; an unreadable value is removed, so a 429 falls back to
+    the default rate-limit wait.
+    """
+    value = response.headers.get("X-RateLimit-Reset")
+    if value is None or value.strip().isdigit():
+        return response
+    reset = parse_reset(value)
+    if reset is None:
+        log.warning("mastodon: unreadable X-RateLimit-Reset header %r; using the default rate-limit wait", value[:80])
+        del response.headers["X-RateLimit-Reset"]
+    elif not _looks_like_date(value):
+        response.headers["X-RateLimit-Reset"] = str(int(reset + 0.999))  # "30.5" (seconds): epoch, as Mastodon.py reads
+    return response
+
+
+def _looks_like_date(value: str) -> bool:
+    return any(c.isalpha() for c in value) or value.count("-") >= 2
+
+
 class MastodonListener:
     def __init__(self, store: Store, config: Config, pipeline: Pipeline, *, client: Any = None,
                  settings: MastodonSettings | None = None, backoff: Backoff | None = None):
         self.store, self.config, self.pipeline = store, config, pipeline
         self.settings = settings or channel_settings(config, CHANNEL)
+        self._client_given = client is not None
         if client is None:
             from doorstep.clients import mastodon_client
 
             client = mastodon_client(config)
+        session = getattr(client, "session", None)
+        if session is not None and hasattr(session, "hooks"):
+            hooks = session.hooks.setdefault("response", [])
+            if _readable_rate_headers not in hooks:
+                hooks.append(_readable_rate_headers)
         self.client = client
+        self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
         self.own = config.own_handles(CHANNEL) | {a.lower().lstrip("@") for a in self.settings.accounts}
 
     def sources(self) -> list[_Source]:
-        out = [_Source("notifications", "")]
+        from doorstep.config import brand_accounts
+
+        # Each brand account with a token of its own reads its own notifications (mentions and
+        # direct messages to it); without any, the shared token's account is read, as before.
+        own = [a for a in brand_accounts(self.config, CHANNEL) if a.has_own("ACCESS_TOKEN")]
+        if own and not self._client_given:
+            out = [_Source("notifications", a.handle.lower(), a.handle) for a in own]
+        else:
+            mine = self.settings.accounts[0].lstrip("@") if len(self.settings.accounts) == 1 else None
+            out = [_Source("notifications", "", mine)]
         out += [_Source("tag", tag) for tag in self.settings.hashtags]
         out += [_Source("search", word) for word in self.settings.keywords]
         return out
 
     def poll_once(self) -> RoundResult:
+        """Poll every source once; each fails on its own (a token without ``read:notifications``
+        must not stop the hashtag and keyword sources)."""
         result = RoundResult(CHANNEL)
-        try:
-            for source in self.sources():
-                try:
-                    self._poll_source(source, result)
-                except SourceError as exc:
-                    result.errors.append(f"mastodon: {exc}")
-                    log.error("mastodon: %s", exc)
-        except AuthError as exc:
-            result.errors.append(f"mastodon: {exc}")
-            log.error("mastodon: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
-            result.errors.append(f"mastodon: unexpected {type(exc).__name__}: {exc}")
-            log.exception("mastodon: round failed")
+        poll_sources(CHANNEL, self.sources(), lambda source: self._poll_source(source, result), result, log)
         record_round(self.store, result)
         return result
 
@@ -149,7 +199,7 @@ class MastodonListener:
     def _fetch(self, source: _Source, result: RoundResult, **params: Any) -> list[tuple[str, dict[str, Any]]]:
         """(cursor id, status) pairs of one page; notifications carry their own ids."""
         limit = self.settings.limit
-        client = self.client
+        client = self.client_for(source)
         rate_reset = lambda: getattr(client, "ratelimit_reset", None)  # noqa: E731
 
         def classify(exc: BaseException) -> Verdict | None:
@@ -173,6 +223,24 @@ class MastodonListener:
                                   classify, self.backoff, result)
         return [(str(s["id"]), s) for s in (found or {}).get("statuses") or []]
 
+    def _asking_case(self, mention: Mention) -> int | None:
+        """The case whose private question this direct message answers (our status it replies to)."""
+        handle = f"@{(mention.author_handle or '').lower()}"
+        rows = self.store.rows(_asking_case_sql(), [mention.in_reply_to or "", handle, mention.in_reply_to or ""])
+        return rows[0]["case_id"] if rows else None
+
+    def client_for(self, source: _Source) -> Any:
+        """The account's own client for its notifications; the shared one otherwise."""
+        if source.account is None or self._client_given or not source.target:
+            return self.client
+        if source.target not in self._account_clients:
+            from doorstep.clients import mastodon_client
+            from doorstep.config import find_account
+
+            self._account_clients[source.target] = mastodon_client(
+                self.config, account=find_account(self.config, CHANNEL, source.account))
+        return self._account_clients[source.target]
+
     def _poll_source(self, source: _Source, result: RoundResult) -> None:
         cursor = self.store.get_cursor(source.cursor)
         if cursor is None:
@@ -183,7 +251,14 @@ class MastodonListener:
             result.pages += 1
             if not page:
                 return
-            cursor = max((item_id for item_id, _ in page), key=_id_key)
+            newest = max((item_id for item_id, _ in page), key=_id_key)
+            if _id_key(newest) <= _id_key(cursor):
+                # The server answered min_id with items not after it: paging on would fetch the
+                # same page until max_pages is spent, every round.
+                self._commit(source, page, result, None)
+                raise SourceError(f"{source.kind} {source.target!r}: the server returned no item after "
+                                  f"min_id {cursor}; stopped paging this source for this round")
+            cursor = newest
             self._commit(source, page, result, cursor)
             if len(page) < self.settings.limit:
                 return
@@ -196,7 +271,12 @@ class MastodonListener:
             result.pages += 1
             if page:
                 newest = newest or max((i for i, _ in page), key=_id_key)
-                max_id = min((i for i, _ in page), key=_id_key)
+                oldest = min((i for i, _ in page), key=_id_key)
+                if max_id is not None and _id_key(oldest) >= _id_key(max_id):
+                    self._commit(source, page, result, None)
+                    raise SourceError(f"{source.kind} {source.target!r}: the server returned no item before "
+                                      f"max_id {max_id}; stopped paging this source for this round")
+                max_id = oldest
             last = not page or len(page) < self.settings.limit or number == self.settings.max_pages - 1
             self._commit(source, page, result, newest if last else None)
             if last:
@@ -223,7 +303,15 @@ class MastodonListener:
                 continue
             if not mention.outbound:
                 result.note_lag(mention.created_at, now)
+            if source.kind == "notifications" and source.account:
+                mention.account = source.account
+            if mention.channel == DM_CHANNEL and not mention.outbound:
+                mention.case_id = self._asking_case(mention)
             mentions.append(mention)
+        if source.account:
+            from doorstep.accounts import record_account_usage
+
+            record_account_usage(self.store, CHANNEL, source.account, requests=1, reads=len(page))
         with self.store.transaction():
             if mentions:
                 ingested = self.pipeline.ingest(mentions)

@@ -9,9 +9,15 @@ Nothing lost, nothing twice:
   first uncommitted page: committed pages are never fetched again, uncommitted ones are.
 * The pipeline's unique key (channel, external_id) absorbs every other duplicate (two queries,
   stream and poll, a page fetched twice after a crash between fetch and commit).
-* A 429 waits until ``x-rate-limit-reset``; 5xx, network errors and unreadable bodies back off
+* Retries go through :func:`listeners.health.call_with_retries` (tenacity): a 429 waits until
+  ``x-rate-limit-reset`` (a missing or unreadable header means the default rate-limit wait, not
+  a short retry and not a ``ValueError``); 5xx, network errors and unreadable bodies back off
   exponentially (capped, jittered); a 401/403 is an :class:`AuthError` that the health record
   shows ("renew X_BEARER_TOKEN"), never a silent stop.
+* Each source fails on its own: a 403 on search (or one account) leaves the other sources
+  polling, and the round's health lists every failed source. A ``next_token`` the API has
+  already handed out stops that source's paging for the round (an error in health) instead of
+  burning the page budget; malformed posts are skipped, counted and shown as a warning.
 
 Our own posts (authored by a handle in ``config.own_handles("x")``) never open cases: they are
 stored with ``outbound=True`` so threads stay whole. The accounts' own timelines are polled too,
@@ -30,6 +36,7 @@ from doorstep.config import Config
 from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
+from doorstep.accounts import account_usage_allows, record_account_usage
 from listeners.config import XSettings, channel_settings
 from listeners.health import (
     AuthError,
@@ -37,6 +44,10 @@ from listeners.health import (
     ListenerError,
     RoundResult,
     SourceError,
+    Verdict,
+    call_with_retries,
+    parse_reset,
+    poll_sources,
     record_error,
     record_round,
     record_success,
@@ -56,9 +67,11 @@ LOG_PAYLOAD_CHARS = 2000
 class Source:
     """One thing polled each round. ``cursor`` is its row in the store's cursors table."""
 
-    kind: str  # "search" | "mentions" | "tweets"
+    kind: str  # "search" | "mentions" | "tweets" | "dm"
     target: str  # the query, or a user id
     label: str  # for logs and errors: the query or "@handle"
+    #: Our account whose token polls it (its own rate limits and budget); None: the shared client.
+    account: str | None = None
 
     @property
     def cursor(self) -> str:
@@ -109,6 +122,8 @@ class XListener:
         self.config = config
         self.pipeline = pipeline
         self.settings = settings or channel_settings(config, CHANNEL)
+        #: A client a test passes in serves every account; otherwise each account polls with its own token.
+        self._client_given = client is not None
         if client is None:
             from doorstep.clients import x_client
 
@@ -116,28 +131,30 @@ class XListener:
         # Raw JSON: one malformed tweet must be skippable, and tweepy's model objects would fail
         # on the whole page (and cost time) before we could look at it.
         client.return_type = dict
+        hooks = client.session.hooks.setdefault("response", [])
+        if _readable_rate_headers not in hooks:
+            hooks.append(_readable_rate_headers)
         self.client = client
+        self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
         self.own = config.own_handles(CHANNEL)
         self._round: RoundResult | None = None
 
     # ------------------------------------------------------------------ round
     def poll_once(self) -> RoundResult:
-        """Poll every source once; record health; never raises for a single failed source."""
+        """Poll every source once; record health; never raises for a single failed source.
+
+        Each source fails on its own (:func:`poll_sources`): a 403 on recent search (an access
+        level without it) must not keep the mentions timeline from being polled.
+        """
         result = self._round = RoundResult(CHANNEL)
         try:
-            for source in self.sources(result):
-                try:
-                    self._poll_source(source, result)
-                except SourceError as exc:
-                    result.errors.append(str(exc))
-                    log.error("%s", exc)
-        except AuthError as exc:
-            result.errors.append(str(exc))
-            log.error("%s", exc)
+            sources = self.sources(result)
         except Exception as exc:  # noqa: BLE001 - a bug or a broken store must still show in health
             result.errors.append(f"x: unexpected {type(exc).__name__}: {exc}")
             log.exception("x: round failed")
+            sources = []
+        poll_sources(CHANNEL, sources, lambda source: self._poll_source(source, result), result, log)
         self._round = None
         record_round(self.store, result)
         return result
@@ -151,13 +168,36 @@ class XListener:
         for handle in self.settings.accounts:
             try:
                 user_id = self.resolve_user_id(handle)
-            except SourceError as exc:
+            except ListenerError as exc:  # this account only; the queries and other accounts go on
                 result.errors.append(str(exc))
+                log.error("%s", exc)
                 continue
-            sources.append(Source("mentions", user_id, f"@{handle} mentions"))
-            if handle.lower() in self.own:
-                sources.append(Source("tweets", user_id, f"@{handle} own posts"))
+            ours = handle.lower() in self.own
+            # Our own accounts poll with their own token: own rate limits, own budget.
+            account = handle if ours else None
+            sources.append(Source("mentions", user_id, f"@{handle} mentions", account))
+            if ours:
+                sources.append(Source("tweets", user_id, f"@{handle} own posts", account))
+                if self.settings.direct_messages:
+                    sources.append(Source("dm", user_id, f"@{handle} direct messages", handle))
         return sources
+
+    def client_for(self, source: Source) -> Any:
+        """The account's own client (its token) for its sources; the shared one for searches."""
+        if source.account is None or self._client_given:
+            return self.client
+        key = source.account.lower()
+        if key not in self._account_clients:
+            from doorstep.clients import x_client
+            from doorstep.config import find_account
+
+            ref = find_account(self.config, CHANNEL, source.account)
+            if ref is None:
+                return self.client
+            client = x_client(self.config, account=ref)
+            client.return_type = dict
+            self._account_clients[key] = client
+        return self._account_clients[key]
 
     def resolve_user_id(self, handle: str) -> str:
         """Handle -> user id, asked once and cached in the cursors table (ids never change)."""
@@ -184,8 +224,15 @@ class XListener:
         return {"since_id": state.get("since_id"), "newest": state.get("newest"), "until_id": state.get("until_id")}
 
     def _poll_source(self, source: Source, result: RoundResult) -> None:
+        if source.kind == "dm":
+            self._poll_direct_messages(source, result)
+            return
+        if source.account and not account_usage_allows(self.store, self.config, CHANNEL, source.account, "reads"):
+            raise SourceError(f"x: {source.label}: the daily read budget of @{source.account} is spent; "
+                              "raise max_reads_per_day or wait for tomorrow")
         state = self._load_cursor(source)
         token: str | None = None
+        seen_tokens: set[str] = set()
         for _ in range(self.settings.max_pages):
             params: dict[str, Any] = {
                 "max_results": max(self.settings.max_results, 5),
@@ -214,17 +261,25 @@ class XListener:
             self._commit(source, mentions, state, result)
             if not next_token:
                 return
+            if next_token in seen_tokens or next_token == token:
+                # The API handed back a token it gave before: following it would fetch the same
+                # pages until the page budget is spent, every round. The cursor keeps the pass
+                # where it is (nothing is skipped); health shows the fault.
+                raise SourceError(f"x: {source.label}: the API repeated next_token {next_token[:40]!r}; "
+                                  "stopped paging this source for this round")
+            seen_tokens.add(next_token)
             token = next_token
         # Page budget spent: the cursor remembers where the pass stopped; the next round goes on.
         log.info("x: %s: page budget of %s reached, continuing next round", source.label, self.settings.max_pages)
 
     def _fetch(self, source: Source, params: dict[str, Any], state: dict[str, str | None]) -> dict[str, Any]:
+        client = self.client_for(source)
         if source.kind == "search":
-            call, args = self.client.search_recent_tweets, (source.target,)
+            call, args = client.search_recent_tweets, (source.target,)
         elif source.kind == "mentions":
-            call, args = self.client.get_users_mentions, (source.target,)
+            call, args = client.get_users_mentions, (source.target,)
         else:
-            call, args = self.client.get_users_tweets, (source.target,)
+            call, args = client.get_users_tweets, (source.target,)
         try:
             body = self._call(f"{source.kind} {source.label!r}", call, *args, **params)
         except SourceError as exc:
@@ -239,7 +294,97 @@ class XListener:
                 raise
         if not isinstance(body, dict):
             raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
+        if source.account:
+            record_account_usage(self.store, CHANNEL, source.account, reads=len(body.get("data") or []),
+                                 requests=1, rate=self._last_rate(client))
         return body
+
+    @staticmethod
+    def _last_rate(client: Any) -> dict[str, str] | None:
+        """The x-rate-limit-* headers of the client's last answer (tweepy keeps no copy: the session hook does)."""
+        return getattr(client, "_doorstep_last_rate", None)
+
+    # ------------------------------------------------------------------ direct messages
+    def _poll_direct_messages(self, source: Source, result: RoundResult) -> None:
+        """The account's direct messages (``GET /2/dm_events``, newest first, with its own token).
+
+        DM events have no ``since_id``: pages are read newest first until the last event seen
+        (the cursor). A customer's message becomes a mention on ``x_dm`` that joins the case
+        we asked privately from (the newest private message we sent to that customer from this
+        account), so their answer lands where the agent is waiting for it.
+        """
+        client = self.client_for(source)
+        cursor_name = f"x:dm:{source.account.lower() if source.account else source.target}"
+        seen = self.store.get_cursor(cursor_name)
+        newest: str | None = None
+        token: str | None = None
+        events: list[dict[str, Any]] = []
+        users: dict[str, dict[str, Any]] = {}
+        for _ in range(self.settings.max_pages):
+            params: dict[str, Any] = {"max_results": 100, "event_types": "MessageCreate",
+                                      "dm_event_fields": ["id", "text", "created_at", "sender_id", "dm_conversation_id"],
+                                      "expansions": ["sender_id"], "user_fields": USER_FIELDS, "user_auth": True}
+            if token:
+                params["pagination_token"] = token
+            body = self._call(f"direct messages of {source.label}", client.get_direct_message_events, **params)
+            result.pages += 1
+            if not isinstance(body, dict):
+                raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
+            for user in (body.get("includes") or {}).get("users") or []:
+                users[str(user.get("id"))] = user
+            page = body.get("data") or []
+            record_account_usage(self.store, CHANNEL, source.account or "", reads=len(page), requests=1,
+                                 rate=self._last_rate(client))
+            stop = False
+            for event in page:
+                if seen and int(event["id"]) <= int(seen):
+                    stop = True
+                    break
+                newest = newest or str(event["id"])
+                events.append(event)
+            token = (body.get("meta") or {}).get("next_token")
+            if stop or not token:
+                break
+        mentions = []
+        for event in reversed(events):  # oldest first, as the pipeline expects
+            result.fetched += 1
+            if str(event.get("sender_id")) == source.target or event.get("event_type", "MessageCreate") != "MessageCreate":
+                result.skipped += 1  # our own messages are already on the case as outbound messages
+                continue
+            try:
+                mentions.append(self._dm_to_mention(event, users, source))
+            except Exception as exc:  # noqa: BLE001 - a broken event is skipped, never fatal
+                result.malformed += 1
+                log.warning("x: skipping malformed direct message (%s: %s): %s", type(exc).__name__, exc, _excerpt(event))
+        with self.store.transaction():
+            if mentions:
+                ingested = self.pipeline.ingest(mentions)
+                result.stored += ingested.stored
+                result.duplicates += ingested.duplicates
+            if newest:
+                self.store.set_cursor(cursor_name, newest)
+
+    def _dm_to_mention(self, event: dict[str, Any], users: dict[str, dict[str, Any]], source: Source) -> Mention:
+        sender_id = str(event["sender_id"])
+        author = users.get(sender_id, {})
+        handle = author.get("username")
+        rows = self.store.rows(
+            "select case_id from outbound_messages where channel = 'x_dm' and case_id is not null and "
+            "(target = ? or lower(target) = ?) and (account is null or lower(account) = ?) order by id desc limit 1",
+            [sender_id, f"@{(handle or '').lower()}", (source.account or "").lower()])
+        return Mention(
+            channel="x_dm",
+            external_id=str(event["id"]),
+            text=event["text"],
+            created_at=datetime.fromisoformat(str(event["created_at"]).replace("Z", "+00:00")),
+            author_id=sender_id,
+            author_handle=handle,
+            author_name=author.get("name"),
+            thread_id=str(event.get("dm_conversation_id") or sender_id),
+            account=source.account,
+            case_id=rows[0]["case_id"] if rows else None,
+            raw={"id": str(event["id"]), "dm_conversation_id": event.get("dm_conversation_id")},
+        )
 
     def _page_mentions(self, body: dict[str, Any], result: RoundResult) -> list[Mention]:
         users = {}
@@ -274,47 +419,49 @@ class XListener:
 
     # ------------------------------------------------------------------ retries
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import requests
-        import tweepy
+        return call_with_retries(f"x: {what}", lambda: fn(*args, **kwargs), classify_error, self.backoff, self._round)
 
-        attempt = waits = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except tweepy.TooManyRequests as exc:
-                waits += 1
-                if waits > self.backoff.max_rate_limit_waits:
-                    raise SourceError(f"x: {what}: still rate-limited after {waits - 1} waits") from None
-                delay = self.backoff.rate_limit_delay(getattr(exc, "reset_time", None), attempt)
-                log.warning("x: %s: rate limited (429); waiting %.1f s for the window to reset", what, delay)
-                self._result_note("rate_limited")
-                self.backoff.sleep(delay)
-            except tweepy.Unauthorized:
-                raise AuthError(
-                    f"x: {what}: 401 Unauthorized: the X credentials were refused (expired or revoked "
-                    "X_BEARER_TOKEN / access token); renew them and restart the listener"
-                ) from None
-            except tweepy.Forbidden as exc:
-                raise AuthError(
-                    f"x: {what}: 403 Forbidden: the app lacks permission or access level for this endpoint "
-                    f"({_api_message(exc)})"
-                ) from None
-            except (tweepy.BadRequest, tweepy.NotFound) as exc:
-                raise SourceError(f"x: {what}: {exc.response.status_code}: {_api_message(exc)}") from None
-            except (tweepy.TwitterServerError, requests.RequestException, json.JSONDecodeError) as exc:
-                if isinstance(exc, json.JSONDecodeError):
-                    log.warning("x: %s: malformed response body (%s): %s", what, exc, _excerpt(exc.doc))
-                if attempt >= self.backoff.max_retries:
-                    raise SourceError(f"x: {what}: gave up after {attempt + 1} attempts: {_short(exc)}") from None
-                delay = self.backoff.delay(attempt)
-                attempt += 1
-                log.warning("x: %s: %s; retry %d in %.1f s", what, _short(exc), attempt, delay)
-                self._result_note("retries")
-                self.backoff.sleep(delay)
 
-    def _result_note(self, name: str) -> None:
-        if self._round is not None:
-            setattr(self._round, name, getattr(self._round, name) + 1)
+def classify_error(exc: BaseException) -> Verdict | None:
+    """How the shared retry policy treats a tweepy or requests failure."""
+    import requests
+    import tweepy
+
+    if isinstance(exc, tweepy.TooManyRequests):
+        return ("rate_limit", getattr(exc, "reset_time", None))
+    if isinstance(exc, tweepy.Unauthorized):
+        return ("auth", "401 Unauthorized: the X credentials were refused (expired or revoked X_BEARER_TOKEN / "
+                        "access token); renew them and restart the listener")
+    if isinstance(exc, tweepy.Forbidden):
+        return ("auth", "403 Forbidden: the app lacks permission or access level for this endpoint "
+                        f"({_api_message(exc)})")
+    if isinstance(exc, (tweepy.BadRequest, tweepy.NotFound)):
+        return ("fail", f"{exc.response.status_code}: {_api_message(exc)}")
+    if isinstance(exc, json.JSONDecodeError):
+        log.warning("x: malformed response body (%s): %s", exc, _excerpt(exc.doc))
+        return ("retry", f"malformed response body: {exc}")
+    if isinstance(exc, (tweepy.TwitterServerError, requests.RequestException)):
+        return ("retry", _short(exc))
+    return None
+
+
+def _readable_rate_headers(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """requests response hook: make ``x-rate-limit-reset`` an integer tweepy can read.
+
+    tweepy calls ``int()`` on the header of a 429; a proxy or a broken edge that sends
+    ``"soon"`` or ``"1764.5"`` would end the whole round in a ``ValueError``. Readable values
+    (a float, a date, seconds to wait) become epoch seconds; unreadable ones are dropped, so
+    the rate-limit wait falls back to :attr:`Backoff.rate_limit_default_s`.
+    """
+    value = response.headers.get("x-rate-limit-reset")
+    if value is not None and not value.strip().isdigit():
+        reset = parse_reset(value)
+        if reset is None:
+            log.warning("x: unreadable x-rate-limit-reset header %r; using the default rate-limit wait", value[:80])
+            del response.headers["x-rate-limit-reset"]
+        else:
+            response.headers["x-rate-limit-reset"] = str(int(reset + 0.999))
+    return response
 
 
 def _api_message(exc: Any) -> str:
@@ -433,6 +580,10 @@ class XStream:
             mention = tweet_to_mention(tweet, users, self.own)
         except Exception as exc:  # noqa: BLE001 - a broken post is skipped, never fatal
             log.warning("x: stream: skipping malformed post (%s): %s", exc, _excerpt(tweet))
+            # Counted and shown (status "warning"), not only logged: a stream that drops posts
+            # must not look healthy.
+            record_success(store, self.HEALTH, fetched=1, stored=0, malformed=1,
+                           warning="x: stream: skipped a malformed post (in the listener log with its payload)")
             return
         with store.transaction():
             result = pipeline.ingest([mention])

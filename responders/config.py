@@ -27,9 +27,15 @@ class _Section(BaseModel):
 
 
 def resolve(value: str | None) -> str | None:
-    """``"$NAME"`` -> the secret NAME (None when unset); anything else is returned as written."""
+    """``"$NAME"`` -> the secret NAME (None when unset); ``@config:KEY#FP`` (a credential written
+    literally in doorstep.toml, see :func:`doorstep.redaction.stored_target`) -> that value;
+    anything else is returned as written."""
     if value and value.startswith("$"):
         return secret(value[1:])
+    if value and value.startswith("@config:"):
+        from doorstep.redaction import resolve_reference
+
+        return resolve(resolve_reference(value))
     return value
 
 
@@ -270,6 +276,9 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
         value = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format(section, exc, config_source(config))) from None
+    from doorstep.redaction import register_config_values
+
+    register_config_values(raw, section)  # a Config built in code never went through parse_config
     _CACHE[key] = (config, copy.deepcopy(raw), value)  # type: ignore[index]
     return value
 

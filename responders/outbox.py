@@ -28,8 +28,10 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
+from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
-from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender
+from responders.accounts import choose_account, note_sent, posting_budget_spent
+from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender, network_of
 from responders.config import responders_settings
 
 __all__ = [
@@ -70,15 +72,21 @@ def list_messages(store: Store, statuses: tuple[str, ...] | None = None, limit: 
 
 def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, idempotency_key: str,
             case_id: int | None = None, target: str | None = None, in_reply_to: str | None = None,
-            not_before: datetime | None = None) -> OutboundMessage:
-    """Write one message to the outbox (or return the one already queued under this key)."""
+            not_before: datetime | None = None, account: str | None = None) -> OutboundMessage:
+    """Write one message to the outbox (or return the one already queued under this key).
+
+    A credential-bearing ``target`` is stored as a reference (:func:`doorstep.redaction.stored_target`).
+    """
+    if target is not None:
+        safe = stored_target(target)  # raises SecretTargetError for a credential we could not find again
+        idempotency_key, target = idempotency_key.replace(target, safe or ""), safe
     existing = list(store.db.query("select * from outbound_messages where idempotency_key = ?", [idempotency_key]))
     if existing:
         return outbound_from_row(existing[0])
     now = utcnow()
     message = OutboundMessage(kind=kind, channel=channel, target=target, text=text, in_reply_to=in_reply_to,  # type: ignore[arg-type]
                               case_id=case_id, idempotency_key=idempotency_key, created_by=actor, created_at=now,
-                              next_attempt_at=not_before or now)
+                              next_attempt_at=not_before or now, account=account)
     row = message.model_dump(exclude={"id"})
     for key in ("created_at", "sent_at", "next_attempt_at"):
         row[key] = iso(row[key])
@@ -91,7 +99,8 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
             return outbound_from_row(next(iter(store.db.query(
                 "select * from outbound_messages where idempotency_key = ?", [idempotency_key]))))
         store.audit(actor, f"outbox.queue.{kind}", case_id,
-                    {"message_id": cursor.lastrowid, "channel": channel, "target": target})
+                    {"message_id": cursor.lastrowid, "channel": channel, "target": target,
+                     **({"account": account} if account else {})})
     return message.model_copy(update={"id": cursor.lastrowid})
 
 
@@ -314,7 +323,7 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,
                 idempotency_key: str | None = None, parent_id: int | None = None, seen_up_to: int | None = None,
-                force: bool = False, now: datetime | None = None) -> OutboundMessage:
+                force: bool = False, now: datetime | None = None, account: str | None = None) -> OutboundMessage:
     """Queue a reply to the customer on the case's channel (or ``channel``, e.g. "email").
 
     ``parent_id`` is the post the reply answers (default: :func:`default_parent`). One answer per
@@ -331,6 +340,11 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     channel = channel or case.channel
     if not channel:
         raise ReplyRejected(f"case {case_id} has no channel to reply on; choose one (email or sms)")
+    if channel.endswith("_dm"):  # a direct message: private by construction (responders.private)
+        from responders.private import plan_private, queue_private
+
+        return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
+                             plan=plan_private(store, config, case_id, channel=channel, account=account))
     settings = responders_settings(config)
     text = text.strip()
     parent: Mention | None = None
@@ -368,6 +382,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             text = f"Subject: Your message{order}\n\n{text}"
     else:
         raise ReplyRejected(f"cannot reply on channel {channel!r}")
+    # The account the customer wrote to (their brand's), or the agent's choice where ambiguous.
+    sender = choose_account(store, config, case, channel, parent, account)
     # The same agent's double click queues one message; the same words from a colleague are a second answer.
     key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text, actor)
     now = now or utcnow()
@@ -375,13 +391,15 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         # Same transaction as the insert: nobody can queue between this check and ours.
         if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
             return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
-                           case_id=case_id, target=target, in_reply_to=in_reply_to)  # a double click: the same message
+                           case_id=case_id, target=target, in_reply_to=in_reply_to,
+                           account=sender.handle if sender else None)  # a double click: the same message
         existing = [m for m in _conflicting_replies(store, case, parent, seen_up_to)]
         drafting = _drafting_others(store, case_id, actor, now)
         if (existing or drafting) and not force:
             raise AlreadyAnswered(_answered_words(parent, existing, drafting), existing, drafting)
         message = enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
-                          case_id=case_id, target=target, in_reply_to=in_reply_to)
+                          case_id=case_id, target=target, in_reply_to=in_reply_to,
+                          account=sender.handle if sender else None)
         if existing or drafting:
             store.audit(actor, "reply.send_anyway", case_id,
                         {"message_id": message.id, "in_reply_to": in_reply_to,
@@ -468,11 +486,27 @@ class Outbox:
         self.now = now
         self.actor = actor
         self._senders: dict[str, Any] = dict(senders or {})
+        #: Senders a test passed in serve every account of their channel.
+        self._given = frozenset(senders or {})
 
-    def sender(self, channel: str) -> Any:
-        if channel not in self._senders:
-            self._senders[channel] = make_sender(channel, self.config)
-        return self._senders[channel]
+    def sender(self, channel: str, account: str | None = None) -> Any:
+        """The channel's sender, logged in as ``account`` (each account keeps its own client)."""
+        if account is None or channel in self._given:
+            if channel not in self._senders:
+                self._senders[channel] = make_sender(channel, self.config)
+            return self._senders[channel]
+        key = f"{channel}:{account.lower()}"
+        if key not in self._senders:
+            from doorstep.config import brand_accounts, find_account
+
+            ref = find_account(self.config, network_of(channel), account)
+            if ref is None and not brand_accounts(self.config, network_of(channel)):
+                return self.sender(channel)  # no accounts configured at all: the shared credentials
+            if ref is None:
+                raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
+                                retryable=False)
+            self._senders[key] = make_sender(channel, self.config, ref)
+        return self._senders[key]
 
     # ------------------------------------------------------------------ state changes
     def recover_in_doubt(self) -> int:
@@ -543,9 +577,9 @@ class Outbox:
         with self.store.transaction():
             self.store.db.execute(
                 "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
-                [status, str(error)[:500], next_at, message.id])
+                [status, redact(str(error))[:500], next_at, message.id])
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
-                             {"message_id": message.id, "attempts": attempts, "error": str(error)[:300]})
+                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300]})
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:
@@ -563,7 +597,10 @@ class Outbox:
                 cancel_for(self.store, message, reason, self.actor)
                 return "cancelled"
         try:
-            sender = self.sender(message.channel)
+            if posting_budget_spent(self.store, self.config, message.channel, message.account):
+                raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
+                                retry_after_s=3600.0)
+            sender = self.sender(message.channel, message.account)
             if before.attempts > 0 and getattr(sender, "can_check", False):
                 existing = sender.find_existing(message)
                 if existing:
@@ -580,6 +617,7 @@ class Outbox:
         if os.environ.get(CRASH_HOOK_ENV):
             os._exit(int(os.environ[CRASH_HOOK_ENV]) if os.environ[CRASH_HOOK_ENV].isdigit() else 86)
         self._mark_sent(message, external_id, recovered=False)
+        note_sent(self.store, message.channel, message.account)
         return "sent"
 
     def send_due(self, limit: int = 50) -> int:

@@ -48,6 +48,8 @@ class FakeBluesky:
         self.posts: list[dict[str, Any]] = []  # newest last
         self.notifications: list[dict[str, Any]] = []
         self.faults: list[str] = []
+        #: Faults for every request whose path starts with the key (a permission missing on one endpoint).
+        self.path_faults: dict[str, str] = {}
         self.requests: list[str] = []
         self.server: ThreadingHTTPServer | None = None
         self._n = 0
@@ -106,6 +108,12 @@ class FakeBluesky:
                 if not (self.headers.get("Authorization") or "").startswith("Bearer "):
                     return self.send(401, {"error": "AuthenticationRequired", "message": "Authentication Required"})
                 fault = fake.faults.pop(0) if fake.faults else None
+                fault = fault or next((f for p, f in fake.path_faults.items() if url.path.startswith(p)), None)
+                if fault == "403":
+                    return self.send(403, {"error": "Forbidden", "message": "Search is not available to this account"})
+                if fault == "429-badreset":
+                    return self.send(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                                     {"ratelimit-limit": "3000", "ratelimit-remaining": "0", "ratelimit-reset": "soon"})
                 if fault == "429":
                     return self.send(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
                                      {"ratelimit-limit": "3000", "ratelimit-remaining": "0",
@@ -130,6 +138,8 @@ class FakeBluesky:
                 out: dict[str, Any] = {key: page}
                 if start + limit < len(items):
                     out["cursor"] = str(start + limit)
+                    if fault == "loop-cursor" and start:
+                        out["cursor"] = str(start)  # the cursor it was asked with, again
                 self.send(200, out)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -227,3 +237,54 @@ def test_bad_app_password_is_a_visible_error(fake: FakeBluesky, store: Store, co
     assert not result.ok and "401" in result.errors[0]
     health = listener_health(store)
     assert health[0]["status"] == "error" and "wrong" not in health[0]["last_error"]
+
+
+# ------------------------------------------------------------------ issue 14: items 6 and 11
+def test_403_on_search_leaves_notifications_polling(fake: FakeBluesky, store: Store, config: Config) -> None:
+    fake.post("@shophelp.bsky.social parcel late", "jane.bsky.social")
+    fake.post("@shophelp.bsky.social where is it", "bob.bsky.social")
+    fake.path_faults = {"/xrpc/app.bsky.feed.searchPosts": "403"}
+    result = make_listener(store, config).poll_once()
+    assert len(result.errors) == 1 and "search" in result.errors[0]
+    assert len(uris(store)) == 2  # the notifications were still read
+    assert any("listNotifications" in p for p in fake.requests)
+    assert listener_health(store)[0]["status"] == "error"
+
+
+def test_429_with_an_unreadable_reset_waits_the_default_window(fake: FakeBluesky, store: Store,
+                                                               config: Config) -> None:
+    fake.post("parcel gone", "jane.bsky.social")
+    sleeps: list[float] = []
+    fake.faults = ["429-badreset"]
+    result = make_listener(store, config, sleeps, rate_limit_default_s=30.0).poll_once()
+    assert result.ok, result.errors
+    assert result.rate_limited == 1 and sleeps == [30.0]
+    assert len(uris(store)) == 1
+
+
+def test_repeated_page_cursor_stops_the_source(fake: FakeBluesky, store: Store, config: Config) -> None:
+    for i in range(23):
+        fake.post(f"parcel {i} missing", f"user{i}.bsky.social", notify=None)
+    fake.path_faults = {"/xrpc/app.bsky.feed.searchPosts": "loop-cursor"}
+    listener = make_listener(store, config)
+    result = listener.poll_once()
+    searches = [p for p in fake.requests if "searchPosts" in p]
+    assert len(searches) == 2  # the second page repeated its cursor: not max_pages (50) pages
+    assert result.stored == 10  # both pages were stored
+    assert any("repeated page cursor" in e for e in result.errors)
+    fake.path_faults = {}
+    assert listener.poll_once().ok
+    ids = uris(store)
+    assert len(ids) == len(set(ids)) == 23
+
+
+def test_malformed_post_is_counted_and_shown_as_a_health_warning(fake: FakeBluesky, store: Store,
+                                                                 config: Config) -> None:
+    fake.post("parcel fine", "jane.bsky.social", notify=None)
+    fake.post("parcel broken", "bob.bsky.social", notify=None)
+    fake.posts[-1]["record"]["createdAt"] = "not a date"
+    fake.posts[-1]["indexedAt"] = fake.posts[-2]["indexedAt"]
+    result = make_listener(store, config).poll_once()
+    assert result.ok and result.malformed == 1 and len(uris(store)) == 1
+    health = listener_health(store)[0]
+    assert health["status"] == "warning" and health["malformed"] == 1 and "malformed" in health["last_warning"]

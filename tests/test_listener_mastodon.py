@@ -31,6 +31,8 @@ class FakeMastodon:
         self.statuses: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self.faults: list[str] = []
+        #: Faults for every request whose path starts with the key (a permission missing on one endpoint).
+        self.path_faults: dict[str, str] = {}
         self.requests: list[str] = []
         self._next = 1000
         self.lock = threading.Lock()
@@ -83,7 +85,16 @@ class FakeMastodon:
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}" and url.path != "/api/v1/instance":
                     return self.send(401, {"error": "The access token is invalid"})
                 fault = fake.faults.pop(0) if fake.faults and url.path != "/api/v1/instance" else None
+                fault = fault or next((f for p, f in fake.path_faults.items() if url.path.startswith(p)), None)
                 self.malformed = fault == "malformed"
+                if fault == "403":
+                    return self.send(403, {"error": "This action is outside the authorized scopes"})
+                if fault in ("429-noreset", "429-badreset"):
+                    headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0"}
+                    if fault == "429-badreset":
+                        headers["X-RateLimit-Reset"] = "soon"
+                    return self.send(429, {"error": "Too many requests"}, headers)
+                self.stuck = fault == "stuck"
                 if fault == "429":
                     reset = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
                     return self.send(429, {"error": "Too many requests"},
@@ -119,7 +130,9 @@ class FakeMastodon:
                     items = [i for i in items if key(i) < int(q["max_id"][0])]
                 if "since_id" in q:
                     items = [i for i in items if key(i) > int(q["since_id"][0])]
-                if "min_id" in q:  # the oldest items just after min_id
+                if "min_id" in q and getattr(self, "stuck", False):  # a broken server: the page up to min_id
+                    items = [i for i in items if key(i) <= int(q["min_id"][0])][-limit:]
+                elif "min_id" in q:  # the oldest items just after min_id
                     items = [i for i in items if key(i) > int(q["min_id"][0])][:limit]
                 else:  # the newest items
                     items = items[-limit:]
@@ -248,3 +261,57 @@ def test_revoked_token_is_a_visible_error(fake: FakeMastodon, store: Store, conf
     assert TOKEN not in health[0]["last_error"]
     assert make_listener(store, config).poll_once().ok
     assert listener_health(store)[0]["status"] == "ok"
+
+
+# ------------------------------------------------------------------ issue 14: items 6 and 11
+def test_403_on_notifications_leaves_hashtags_and_keywords_polling(fake: FakeMastodon, store: Store,
+                                                                    config: Config) -> None:
+    fake.post("#shopfail parcel lost", "bob", tags=["ShopFail"], mention=False)
+    fake.post("my parcel is late", "carol", mention=False)
+    fake.path_faults = {"/api/v1/notifications": "403"}
+    result = make_listener(store, config).poll_once()
+    assert len(result.errors) == 1 and "403" in result.errors[0] and "notifications" in result.errors[0]
+    assert len(external_ids(store)) == 2  # the tag timeline and the search were still polled
+    assert any(p.startswith("/api/v1/timelines/tag/") for p in fake.requests)
+    assert any(p.startswith("/api/v2/search") for p in fake.requests)
+    assert listener_health(store)[0]["status"] == "error"
+
+
+@pytest.mark.parametrize("fault", ["429-noreset", "429-badreset"])
+def test_429_without_a_readable_reset_waits_the_default_window(fake: FakeMastodon, store: Store, config: Config,
+                                                               fault: str) -> None:
+    fake.post("@shophelp help", "jane")
+    sleeps: list[float] = []
+    fake.faults = [fault]
+    result = make_listener(store, config, sleeps, rate_limit_default_s=45.0).poll_once()
+    assert result.ok, result.errors
+    assert result.rate_limited == 1 and sleeps == [45.0]
+    assert len(external_ids(store)) == 1
+
+
+def test_malformed_status_is_counted_and_shown_as_a_health_warning(fake: FakeMastodon, store: Store,
+                                                                   config: Config) -> None:
+    fake.post("@shophelp help", "jane")
+    broken = fake.post("@shophelp broken", "bob")
+    for item in [*fake.statuses, *(n["status"] for n in fake.notifications)]:
+        if item["id"] == broken:
+            item["created_at"] = "not a date"
+    result = make_listener(store, config).poll_once()
+    assert result.ok and result.malformed >= 1
+    health = listener_health(store)[0]
+    assert health["status"] == "warning" and health["malformed"] >= 1 and "malformed" in health["last_warning"]
+
+
+def test_server_that_ignores_min_id_is_not_paged_forever(fake: FakeMastodon, store: Store, config: Config) -> None:
+    for i in range(12):
+        fake.post(f"@shophelp first {i}", f"user{i}")
+    listener = make_listener(store, config)
+    assert listener.poll_once().ok
+    cursor = store.get_cursor("mastodon:notifications")
+    fake.requests.clear()
+    fake.path_faults = {"/api/v1/notifications": "stuck"}
+    result = listener.poll_once()
+    pages = [p for p in fake.requests if p.startswith("/api/v1/notifications")]
+    assert len(pages) == 1  # not max_pages (50) of the same page
+    assert any("min_id" in e for e in result.errors)
+    assert store.get_cursor("mastodon:notifications") == cursor  # never moved backwards

@@ -76,6 +76,7 @@ def stored_ids(store: Store) -> list[str]:
 
 
 ME = {"username": "ShopHelp", "name": "Shop Help"}
+ME_ID = XEmulator(me=ME).me["id"]
 
 
 # ------------------------------------------------------------------ mapping and threads
@@ -270,6 +271,10 @@ def test_malformed_post_is_skipped_not_fatal(store: Store, caplog: pytest.LogCap
             result = make_listener(store, make_config(accounts=[]), em).poll_once()
     assert result.ok and result.malformed == 2 and result.stored == 5
     assert "no date" in caplog.text and "created_at" in caplog.text
+    # Not only a log line: health counts them and shows the round as a warning (issue 14, item 11).
+    health = listener_health(store)[0]
+    assert health["status"] == "warning" and health["malformed"] == 2
+    assert "skipped 2 malformed posts" in health["last_warning"]
 
 
 @pytest.mark.parametrize(("fault", "words"), [("401", "401 Unauthorized"), ("403", "403 Forbidden")])
@@ -460,3 +465,73 @@ def test_no_sources_is_an_error_not_a_quiet_success(store: Store) -> None:
     with XEmulator(me=ME) as em:
         result = make_listener(store, make_config(queries=[], accounts=[]), em).poll_once()
     assert not result.ok and "nothing is being listened to" in result.errors[0]
+
+
+# ------------------------------------------------------------------ issue 14: items 6 and 11
+@pytest.mark.parametrize("refused", ["/2/tweets/search/recent", "/2/users/"])
+def test_403_on_one_endpoint_leaves_the_other_sources_polling(store: Store, refused: str) -> None:
+    with XEmulator(feed(30), me=ME) as em:
+        if refused == "/2/users/":  # the mentions timeline refused, search allowed
+            store.set_cursor("x:user:shophelp", em.me["id"])
+            refused = f"/2/users/{em.me['id']}/mentions"
+        em.inject("403", count=1000, path=refused)
+        result = make_listener(store, make_config(), em).poll_once()
+        polled = {p.split("?")[0] for _, p in em.requests}
+    assert len(result.errors) == 1 and "403 Forbidden" in result.errors[0]
+    assert len(stored_ids(store)) == 30  # the other source still delivered every post
+    assert "/2/tweets/search/recent" in polled and f"/2/users/{ME_ID}/mentions" in polled
+    health = listener_health(store)[0]
+    assert health["status"] == "error" and "403" in health["last_error"]
+
+
+def test_403_on_account_lookup_leaves_search_polling(store: Store) -> None:
+    with XEmulator(feed(12), me=ME) as em:
+        em.inject("403", count=1000, path="/2/users/by/username/")
+        result = make_listener(store, make_config(), em).poll_once()
+    assert len(result.errors) == 1 and "@ShopHelp" in result.errors[0]
+    assert len(stored_ids(store)) == 12
+
+
+def test_repeated_next_token_stops_paging_instead_of_burning_the_budget(store: Store) -> None:
+    config = make_config(accounts=[], max_results=10)
+    with XEmulator(feed(50), me=ME) as em:
+        em.inject("loop-token", count=10_000, path="/2/tweets/search/recent")
+        listener = make_listener(store, config, em)
+        result = listener.poll_once()
+        pages = [p for _, p in em.requests if p.startswith("/2/tweets/search/recent")]
+        assert len(pages) == 2  # the second page repeated its token: not max_pages (200) requests
+        assert not result.ok and "repeated next_token" in result.errors[0]
+        assert listener_health(store)[0]["status"] == "error"
+        em.clear_faults()
+        assert listener.poll_once().ok
+        ids = stored_ids(store)
+        expected = {p["id"] for p in em.posts}
+    assert len(ids) == len(set(ids)) == 50 and set(ids) == expected  # nothing skipped, nothing twice
+
+
+@pytest.mark.parametrize("fault", ["429-noreset", "429-badreset"])
+def test_429_without_a_readable_reset_waits_the_default_window(store: Store, fault: str) -> None:
+    sleeps = Sleeps()
+    with XEmulator(feed(7), me=ME) as em:
+        em.inject(fault, path="/2/tweets/search/recent")
+        listener = make_listener(store, make_config(accounts=[]), em, Backoff(sleep=sleeps, rate_limit_default_s=75.0))
+        result = listener.poll_once()
+    assert result.ok, result.errors
+    assert result.rate_limited == 1 and sleeps.delays == [75.0]  # the window, not a one-second retry
+    assert result.stored == 7
+
+
+def test_rate_limit_waits_without_reset_grow_and_are_capped() -> None:
+    backoff = Backoff(rate_limit_default_s=60.0, max_rate_limit_wait_s=200.0)
+    assert [backoff.rate_limit_delay(None, n) for n in range(4)] == [60.0, 120.0, 200.0, 200.0]
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("1764000000", 1764000000.0), ("1764000000.5", 1764000000.5), ("30", 1000030.0),
+    ("2026-11-24T16:00:00Z", 1795536000.0), ("Tue, 24 Nov 2026 16:00:00 GMT", 1795536000.0),
+    ("soon", None), ("", None), ("-5", None), ("nan", None), (None, None),
+])
+def test_parse_reset_reads_what_it_can_and_never_raises(header: object, expected: float | None) -> None:
+    from listeners.health import parse_reset
+
+    assert parse_reset(header, now=1_000_000.0) == expected
