@@ -410,12 +410,20 @@ def _add_demo_users(db_path: str) -> None:
 # ---------------------------------------------------------------------- run
 @cli.command()
 @click.option("--once", is_flag=True, help="One round of every job, then exit.")
+@click.option("--job", "only", multiple=True, metavar="NAME",
+              help="Run only this job (repeatable), e.g. --job outbox to run the sender on its own.")
+@click.option("--skip", multiple=True, metavar="NAME", help="Run every job but this one (repeatable).")
 @pass_ctx
-def run(ctx: Context, once: bool) -> None:
-    """Start the long-running worker (listeners, outbox, alerts, scheduled reports)."""
+def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) -> None:
+    """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
     from doorstep.worker import Worker
 
-    Worker(ctx.store, ctx.config, ctx.pipeline()).run(once=once)
+    worker = Worker(ctx.store, ctx.config, ctx.pipeline(), only=set(only) or None, skip=set(skip))
+    unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
+    if unknown:
+        names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"
+        raise click.UsageError(f"no job named {', '.join(sorted(unknown))}; the jobs are: {names}")
+    worker.run(once=once)
 
 
 #: Packages that add commands ("module:attribute" naming a list of click commands). Their
