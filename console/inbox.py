@@ -49,6 +49,11 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
     )
 
 
+def unsearchable(text: str) -> bool:
+    """A search with no letter or digit in it (``!!!``, an emoji): the index cannot look for it."""
+    return bool(text.strip()) and not any(c.isalnum() for c in text)
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def _facet_values(db_path: str, column: str) -> list[str]:
     """The values a filter offers: those on any open case, most cases first (cached a minute).
@@ -172,6 +177,12 @@ def render() -> None:
                   for s in SLA_STATES}
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
 
+    if unsearchable(filters.get("search") or ""):
+        # The search index holds words and numbers only; ignoring such a search would silently list every case.
+        st.warning(escape_md(f"Nothing to search for in “{filters['search']}”: search looks for words, order and "
+                             "tracking numbers and handles, so punctuation and emoji alone match no case. "
+                             "Clear the search box to see every case."))
+        return
     query = _query(filters)
     total = store.inbox_count(query)
     cases = store.inbox(query)

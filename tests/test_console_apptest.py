@@ -132,7 +132,9 @@ def test_role_change_and_removal_take_effect_on_the_next_click(db: Store) -> Non
     at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "bob", PASSWORD)
     assert "settings" not in at.session_state["_pages"]
     set_role(db, "bob", "lead", actor="ada")
-    at.run()
+    at.run()  # a role change ends the login (its session was granted on the old role) ...
+    assert "user" not in at.session_state and [t.value for t in at.title] == ["Doorstep"]
+    log_in(at, "bob", PASSWORD)  # ... and the next one has the new role
     assert "settings" in at.session_state["_pages"] and at.session_state["user"].role == "lead"
     remove_user(db, "bob", actor="ada")
     at.run()

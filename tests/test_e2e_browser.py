@@ -274,10 +274,18 @@ def login(page: Any, url: str, username: str) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Inbox").wait_for()
-    # The first console run stores the login cookie, and the cookie component's answer causes
-    # one more rerun; a click during it can be lost, so wait until the cookie is there.
-    page.wait_for_function("() => document.cookie.includes('doorstep_session=')")
+    # The first console run sends the browser through /auth/session, which sets the login
+    # cookie (HttpOnly: the page's JavaScript cannot see it) and reloads the console.
+    for _ in range(100):
+        cookies = [c for c in page.context.cookies() if c["name"] == "doorstep_session"]
+        if cookies:
+            break
+        page.wait_for_timeout(200)
+    page.get_by_role("heading", name="Inbox").wait_for()
     wait_idle(page)
+    [cookie] = cookies
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert page.evaluate("() => document.cookie.includes('doorstep_session')") is False
 
 
 def open_case(page: Any, case_id: int) -> None:
@@ -468,7 +476,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert kept
         ann.get_by_role("button", name="Log out").click()
         ann.get_by_label("Password", exact=True).wait_for()
-        ann.wait_for_function("() => !document.cookie.includes('doorstep_session=')")
+        ann.wait_for_function("() => true")
+        assert not [c for c in ann.context.cookies() if c["name"] == "doorstep_session"]
         ann.reload()
         ann.get_by_label("Password", exact=True).wait_for()
         elsewhere = browser.new_context()
