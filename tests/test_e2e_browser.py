@@ -266,6 +266,9 @@ def wait_idle(page: Any) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=20000)
+    # Elements of the previous run stay in the page, marked stale, until the new run replaces them
+    # (the live presence fragment reruns every few seconds); wait until none is left.
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=20000)
 
 
 def login(page: Any, url: str, username: str) -> None:
@@ -300,7 +303,10 @@ def open_case(page: Any, case_id: int) -> None:
 
 
 def choose(page: Any, label: str, option: str) -> None:
+    from playwright.sync_api import expect
+
     select = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+    expect(select).to_have_count(1)
     box = select.locator("input")
     box.click()
     box.fill(option)
@@ -352,6 +358,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_text("reply queued", exact=False)).to_be_visible()
 
         # Escalate to the courier by email.
+        expect(ann.get_by_label("Note for them")).to_have_count(1)  # stale elements of the last run are gone
         ann.get_by_label("Note for them").fill("Customer waiting, please check the depot.")
         ann.get_by_role("button", name="Escalate").click()
         wait_idle(ann)
