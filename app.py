@@ -20,7 +20,7 @@ def main() -> None:
     user = login.current_user(store, config)
     if user is None:
         return
-    from console import case_view, dashboard, inbox, reports, settings
+    from console import case_view, dashboard, inbox, reports, review, settings
 
     pages = {
         "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
@@ -28,6 +28,8 @@ def main() -> None:
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
         "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),
     }
+    if auth.can(user, "correct_labels"):
+        pages["review"] = st.Page(review.render, title="Review queue", icon=":material/rule:", url_path="review")
     if auth.can(user, "view_settings"):
         pages["settings"] = st.Page(settings.render, title="Settings", icon=":material/settings:", url_path="settings")
     st.session_state["_pages"] = pages
