@@ -96,8 +96,12 @@ def encode(classifier: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``."""
+             log: Callable[[str], None] = print, cross_validate: bool = True,
+             temperature: float | None = None) -> dict[str, Any]:
+    """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
+
+    ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps
+    ``temperature`` (default: 1.0) instead of fitting one; no ``real_tweet_cv.json`` is written."""
     from classifiers.onnx_backend import OnnxClassifier, prepare_text
 
     model_dir = Path(model_dir)
@@ -120,6 +124,14 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
     def fit(mask: np.ndarray) -> Any:
         return fit_head(pooled[mask], [t for t, m in zip(texts, mask) if m], y[mask], weights[mask], prior=prior[mask])
 
+    if not cross_validate:
+        head = fit(np.ones(len(rows), dtype=bool))
+        head.temperature = temperature or 1.0
+        head.info = {"rows": {s: int(sum(r["source"] == s for r in rows)) for s in SOURCE_WEIGHTS},
+                     "source_weights": SOURCE_WEIGHTS, "cross_validated": False}
+        head.save(model_dir)
+        (model_dir / CV_FILE).unlink(missing_ok=True)
+        return {"temperature": head.temperature, **head.info}
     oof = np.zeros((len(rows), len(INTENTS)))
     for k in range(FOLDS):
         held = labelled & (fold == k)
