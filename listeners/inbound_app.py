@@ -176,12 +176,15 @@ def _protocol_with_header_deadline(timeout_s: float) -> type:
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm_header_deadline()
+            self._arm_header_deadline()  # a client that connects and says nothing
 
         def data_received(self, data: bytes) -> None:
+            # The first bytes of a header block start its deadline; later bytes do not move it,
+            # so a client trickling one byte at a time cannot keep a connection for ever.
+            starts_request = self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]
+            if starts_request:
+                self._arm_header_deadline(restart=True)
             super().data_received(data)
-            if self.conn.their_state is h11.IDLE:  # part of the next request's headers
-                self._arm_header_deadline()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:
@@ -189,16 +192,22 @@ def _protocol_with_header_deadline(timeout_s: float) -> type:
                 self._header_timer = None
             super().connection_lost(exc)
 
-        def _arm_header_deadline(self) -> None:
+        def _arm_header_deadline(self, restart: bool = False) -> None:
+            if self._header_timer is not None and restart:
+                self._header_timer.cancel()
+                self._header_timer = None
             if self._header_timer is None:
                 self._header_timer = self.loop.call_later(timeout_s, self._header_deadline_passed)
 
         def _header_deadline_passed(self) -> None:
             self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                in_flight = self.cycle is not None and not self.cycle.response_complete
-                if not in_flight:
-                    self.transport.close()
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return  # headers complete: the app's body deadline is in charge
+            if self.cycle is not None and not self.cycle.response_complete:
+                return
+            half_headers = bool(self.conn.trailing_data[0])
+            if half_headers or self.cycle is None:  # (an idle keep-alive connection is uvicorn's to close)
+                self.transport.close()
 
     return HeaderDeadlineH11Protocol
 

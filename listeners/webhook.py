@@ -46,6 +46,7 @@ from pydantic import ValidationError
 from doorstep.config import Config, ConfigError
 from doorstep.models import Mention
 from doorstep.pipeline import Pipeline
+from doorstep.redaction import redact
 from doorstep.store import Store
 from listeners.config import WebhookSettings, channel_settings
 from listeners.health import record_error, record_rejected, record_success
@@ -219,7 +220,7 @@ class WebhookEndpoint:
         try:
             counts = await run_in_threadpool(self.accept, body)
         except BadMention as exc:
-            log.warning("webhook: refused a signed body (%s): %s", exc, body[:2000].decode("utf-8", "replace"))
+            log.warning("webhook: refused a signed body (%s): %s", exc, redact(body[:2000].decode("utf-8", "replace")))
             return json_error(exc.status, str(exc))
         except sqlite3.OperationalError as exc:  # busy or locked: worth a retry
             log.warning("webhook: store busy (%s); asked the sender to retry", exc)

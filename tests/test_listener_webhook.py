@@ -199,10 +199,12 @@ def test_stalled_half_bodies_get_408_and_are_let_go(tmp_path: Path) -> None:
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
             sock.sendall(b"POST /mentions HTTP/1.1\r\nHost: hook\r\nContent-Length: 1000\r\n\r\n" + b"{" * 10)
             socks.append(sock)
-        # A few stall inside the headers too: they never reach the app, the header deadline closes them.
-        for _ in range(10):
+        # A few stall inside the headers, or say nothing at all: they never reach the app; the
+        # header deadline closes them.
+        for i in range(10):
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
-            sock.sendall(b"POST /mentions HTTP/1.1\r\nHost: ho")
+            if i % 2:
+                sock.sendall(b"POST /mentions HTTP/1.1\r\nHost: ho")
             socks.append(sock)
         answers = []
         for sock in socks:
@@ -295,3 +297,34 @@ def test_unknown_path_is_json_404_and_empty_body_is_400(server: WebhookServer) -
 def test_limits_are_validated_with_the_key_named() -> None:
     with pytest.raises(ConfigError, match="inbound_read_timeout_s"):
         parse_config({"limits": {"inbound_read_timeout_s": -1}})
+
+
+def test_headers_trickled_a_byte_at_a_time_do_not_keep_the_connection(tmp_path: Path) -> None:
+    config = hook_config(limits={"inbound_read_timeout_s": 0.5})
+    request = b"POST /mentions HTTP/1.1\r\nHost: hook\r\n" + b"X-Padding: " + b"a" * 400
+    with WebhookServer(tmp_path / "trickle.db", config, secret=SECRET) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sent = 0
+            closed = False
+            for byte in request:  # ~40 s of trickling at most: far past the 0.5 s deadline
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                sent += 1
+                time.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1) == b"":
+                        closed = True
+                        break
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                    break
+                finally:
+                    sock.setblocking(True)
+        assert closed and sent < len(request)
+        assert wait_until(lambda: srv.open_connections == 0)
