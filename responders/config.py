@@ -180,6 +180,9 @@ class Responders(_Section):
     backoff_max_s: float = Field(default=3600.0, gt=0)
     #: A message left in "sending" this long is taken to be from a crashed sender and checked.
     sending_lease_s: float = Field(default=120.0, gt=0)
+    #: After a failure that may pass (a timeout, a 5xx), the channel's other messages wait this
+    #: long instead of each waiting out the same timeout. A 429 pauses it until its reset.
+    channel_pause_s: float = Field(default=30.0, ge=0, le=3600)
     escalation: Escalation = Field(default_factory=Escalation)
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
