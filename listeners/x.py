@@ -490,7 +490,7 @@ def _api_message(exc: Any) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    from doorstep.clients import redact
+    from doorstep.redaction import redact
 
     return redact(f"{type(exc).__name__}: {exc}")[:300]
 
