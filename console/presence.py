@@ -5,11 +5,17 @@ The store has no presence table, so presence is one JSON document per case in th
 Entries older than :data:`PRESENCE_TTL` are dropped, so a closed browser tab disappears
 after two minutes without any clean-up job. It is advisory; optimistic locking on the case
 is what actually stops two agents overwriting each other.
+
+So presence is best-effort: when the database is busy (an import is writing, say) a touch
+waits at most :data:`PRESENCE_WAIT_S` and is then skipped, and a failed read shows nobody;
+the page itself never fails because of presence.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +23,10 @@ from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
 PRESENCE_TTL = timedelta(minutes=2)
+#: How long a presence write waits for the database's write lock before it is skipped.
+PRESENCE_WAIT_S = 0.5
+
+log = logging.getLogger("doorstep.console.presence")
 
 
 def _key(case_id: int) -> str:
@@ -42,25 +52,35 @@ def _fresh(entries: dict[str, dict[str, Any]], now: datetime) -> dict[str, dict[
 
 
 def touch(store: Store, case_id: int, username: str, *, drafting: bool = False, now: datetime | None = None) -> None:
-    """Record that ``username`` is looking at (or drafting on) the case now."""
+    """Record that ``username`` is looking at (or drafting on) the case now (skipped if the database is busy)."""
     now = now or utcnow()
-    with store.transaction():
-        entries = _fresh(_load(store, case_id), now)
-        entries[username] = {"at": iso(now), "drafting": drafting}
-        store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+    try:
+        with store.waiting_at_most(PRESENCE_WAIT_S), store.transaction():
+            entries = _fresh(_load(store, case_id), now)
+            entries[username] = {"at": iso(now), "drafting": drafting}
+            store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+    except sqlite3.Error as exc:
+        log.info("presence on case %s not recorded for %s: %s", case_id, username, exc)
 
 
 def leave(store: Store, case_id: int, username: str) -> None:
-    with store.transaction():
-        entries = _load(store, case_id)
-        if entries.pop(username, None) is not None:
-            store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+    try:
+        with store.waiting_at_most(PRESENCE_WAIT_S), store.transaction():
+            entries = _load(store, case_id)
+            if entries.pop(username, None) is not None:
+                store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
+    except sqlite3.Error as exc:
+        log.info("leaving case %s not recorded for %s: %s", case_id, username, exc)
 
 
 def others(store: Store, case_id: int, username: str, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Other people on the case in the last two minutes: [{"user", "at", "drafting"}]."""
     now = now or utcnow()
-    entries = _fresh(_load(store, case_id), now)
+    try:
+        entries = _fresh(_load(store, case_id), now)
+    except sqlite3.Error as exc:
+        log.info("presence on case %s not read: %s", case_id, exc)
+        return []
     return [
         {"user": user, "at": parse_time(entry["at"]), "drafting": bool(entry.get("drafting"))}
         for user, entry in sorted(entries.items())

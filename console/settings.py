@@ -61,6 +61,7 @@ def _channels(store: Any, config: Any) -> None:
                 st.caption(escape_md(" · ".join(states)))
             if name in config.channels:
                 st.json(redact_settings(config.channels[name]))
+    _accounts(store, config)
     st.subheader("Listener health")
     try:
         from listeners.health import listener_health
@@ -75,6 +76,52 @@ def _channels(store: Any, config: Any) -> None:
                      hide_index=True)
     else:
         st.caption("No listener has run yet.")
+
+
+#: Each account's own secrets, by suffix (the names shown are the account's own, e.g. FETTLE_X_ACCESS_TOKEN).
+ACCOUNT_SECRET_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "x": ("ACCESS_TOKEN", "ACCESS_TOKEN_SECRET", "BEARER_TOKEN"),
+    "mastodon": ("ACCESS_TOKEN",),
+    "bluesky": ("APP_PASSWORD",),
+    "email": ("USER", "PASSWORD"),
+}
+
+
+def account_rows(store: Any, config: Any) -> list[dict[str, Any]]:
+    """One row per brand account: its secrets (set / shared / not set, names only) and today's usage."""
+    from doorstep.accounts import account_usage
+    from doorstep.config import brand_accounts
+
+    rows = []
+    for account in brand_accounts(config):
+        states = []
+        for suffix in ACCOUNT_SECRET_SUFFIXES.get(account.channel, ()):
+            own, shared = account.secret_names(suffix)
+            state = "set" if secret(own) else (f"shared {shared}" if secret(shared) else "not set")
+            states.append(f"{own}: {state}")
+        usage = account_usage(store, account.channel, account.handle)
+        rate = usage.get("rate") or {}
+        budget = "/".join(str(v) if v is not None else "∞" for v in (account.max_reads_per_day, account.max_posts_per_day))
+        rows.append({
+            "brand": account.brand, "channel": account.channel, "account": account.label,
+            "secrets": " · ".join(states), "requests today": usage.get("requests", 0),
+            "posts read today": usage.get("reads", 0), "sent today": usage.get("posts", 0),
+            "budget reads/sent per day": budget,
+            "rate limit left": f"{rate.get('remaining')}/{rate.get('limit')}" if rate.get("limit") else "",
+        })
+    return rows
+
+
+def _accounts(store: Any, config: Any) -> None:
+    st.subheader("Accounts")
+    rows = account_rows(store, config)
+    if rows:
+        st.dataframe(rows, hide_index=True)
+        st.caption("Each brand account replies and reads with its own credentials (secret names from "
+                   "[[brands]] accounts in doorstep.toml). 'shared' means the channel's common secret is used: "
+                   "replies are refused if it logs in as another account.")
+    else:
+        st.caption("No brand accounts: add handles or accounts to [[brands]] in doorstep.toml.")
 
 
 def _templates(store: Any, config: Any) -> None:

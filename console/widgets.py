@@ -133,7 +133,7 @@ def get_store() -> Any:
     path = os.environ.get("DOORSTEP_DB") or default_db_path()
     held = st.session_state.get("_store")
     if held is None or held.path != path:
-        held = Store(path)
+        held = Store(path, busy_timeout_s=get_config().limits.busy_timeout_s)
         st.session_state["_store"] = held
     return held
 

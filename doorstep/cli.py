@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from doorstep.config import ConfigError, Config, default_db_path, load_config
-from doorstep.store import Store, mention_export_row
+from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, mention_export_row
 
 
 #: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
@@ -73,7 +73,11 @@ class Context:
                 raise click.ClickException(
                     f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "
                     "`doorstep demo --build-only` or `doorstep import mentions FILE`")
-            self._store = Store(self.db_path)
+            try:
+                busy_timeout_s = self.config.limits.busy_timeout_s
+            except click.ClickException:  # a broken doorstep.toml must not stop `user list` and the like
+                busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
+            self._store = Store(self.db_path, busy_timeout_s=busy_timeout_s)
         return self._store
 
     def classifier(self, spec: str | None = None) -> Any:
@@ -153,7 +157,8 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     if isinstance(exc, sqlite3.Error):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
     if isinstance(exc, OSError):
-        where = exc.filename or db_path or ""
+        # Only the file the error names: an output file's write error is not the database's.
+        where = exc.filename or "a file this command reads or writes"
         cause = exc.strerror or str(exc)
         remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
                   13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
@@ -202,57 +207,106 @@ def import_() -> None:
     """Import mentions, orders or tracking events from a file."""
 
 
-def _report_import(report: Any, strict: bool) -> None:
-    for error in report.errors:
+#: Rejected rows listed by default; more would bury the summary (--all-errors lists every one).
+SHOWN_ERRORS = 100
+
+
+def _report_import(report: Any, strict: bool = False, all_errors: bool = False) -> None:
+    shown = report.errors if all_errors else report.errors[:SHOWN_ERRORS]
+    for error in shown:
         click.echo(f"error: {error}", err=True)
-    click.echo(
-        f"{report.file}: {report.valid} valid {report.kind} rows, {report.stored} new, {len(report.errors)} rejected",
-        err=True,
-    )
-    if report.errors:
+    if len(shown) < len(report.errors):
+        click.echo(f"error: ... and {len(report.errors) - len(shown)} more rejected rows (--all-errors lists them all)",
+                   err=True)
+    click.echo(report.summary(), err=True)
+    if report.stopped:
+        raise click.ClickException(f"{report.file}: {report.stopped}")
+    if report.errors or not report.committed:
         sys.exit(1)
+
+
+def _import_options(fn: Any) -> Any:
+    """Options every import command shares."""
+    fn = click.option("--max-rejected", "max_rejected", type=click.FloatRange(0.0, 1.0), default=None,
+                      help="Share of rejected rows (0-1) above which nothing is written "
+                           "(default: [imports] max_rejected_share, 0.5).")(fn)
+    fn = click.option("--strict", is_flag=True, help="Write nothing if any row is rejected (--max-rejected 0).")(fn)
+    fn = click.option("--all-errors", is_flag=True, help=f"List every rejected row (default: the first {SHOWN_ERRORS}).")(fn)
+    fn = click.option("--encoding", default=None,
+                      help="Text encoding of FILE when it is not UTF-8 (e.g. cp1252, latin-1).")(fn)
+    return fn
+
+
+def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | None, run: Any,
+                all_errors: bool = False) -> None:
+    """Run one import with the configured limits; file-level problems and stops are one line."""
+    from listeners.files import ImportFileError, ImportStopped
+
+    limits = ctx.config.imports
+    share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
+    try:
+        report = run(share, limits.batch_rows)
+    except ImportFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ImportStopped as stop:
+        if ctx.debug:
+            raise stop.cause from stop
+        report = stop.report
+    _report_import(report, strict, all_errors)
 
 
 @import_.command("mentions")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "twcs"]), default=None,
-              help="Default: from the file name (twcs is recognised by its header).")
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv; twcs is recognised by its header).")
 @click.option("--channel", default=None, help="Channel for rows that do not name one.")
 @click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured).")
-@click.option("--strict", is_flag=True, help="Write nothing if any row is rejected.")
+@_import_options
 @pass_ctx
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str | None, classifier: str | None,
-                        strict: bool) -> None:
-    """Import mentions from FILE and run them through the pipeline (classify, link, case)."""
-    from listeners.files import ImportReport, import_mentions, parse_mentions
+                        strict: bool, encoding: str | None, max_rejected: float | None, all_errors: bool) -> None:
+    """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
-    if strict:
-        parsed = parse_mentions(file, fmt, channel)
-        if parsed.errors:
-            _report_import(ImportReport(str(file), "mentions", len(parsed.records), 0, parsed.errors), strict)
-    _report_import(import_mentions(file, ctx.pipeline(classifier), fmt, channel), strict)
+    Rows that carry labels (as `doorstep export mentions` writes them) keep them.
+    """
+    from listeners.files import import_mentions
+
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_mentions(
+        file, ctx.pipeline(classifier), fmt, channel, encoding=encoding, max_rejected_share=share,
+        batch_rows=batch), all_errors)
 
 
 @import_.command("orders")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
+@_import_options
 @pass_ctx
-def import_orders_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
-    """Import orders (with embedded customers and shipments) from FILE."""
+def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
+                      max_rejected: float | None, all_errors: bool) -> None:
+    """Import orders (with embedded customers and shipments) from FILE.
+
+    Only the columns a row gives a value for are written: nothing stored is erased.
+    """
     from listeners.files import import_orders
 
-    _report_import(import_orders(file, ctx.store, fmt), False)
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_orders(
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
 
 
 @import_.command("tracking")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
+@_import_options
 @pass_ctx
-def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None) -> None:
+def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
+                        max_rejected: float | None, all_errors: bool) -> None:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
-    _report_import(import_tracking(file, ctx.store, fmt), False)
+    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_tracking(
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
 
 
 # ------------------------------------------------------------------ export
@@ -284,13 +338,12 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 @pass_ctx
 def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_size: int) -> None:
     """Label JSONL {"id", "text"} lines with sentiment, complaint, intent and urgency."""
+    from classifiers.cli import classifier_for_cli
     from classifiers.jsonl import classify_jsonl
 
-    spec = model
-    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
-        spec = f"transformers:{model}"
+    classifier = classifier_for_cli(ctx, model)  # a bad --model is one line naming it, never a traceback
     try:
-        classify_jsonl(infile, outfile, ctx.classifier(spec), batch_size=batch_size, progress=sys.stderr.isatty())
+        classify_jsonl(infile, outfile, classifier, batch_size=batch_size, progress=sys.stderr.isatty())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -302,47 +355,75 @@ def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_s
 @click.option("--orders", default=2000, show_default=True)
 @click.option("--mentions", default=1000, show_default=True)
 @click.option("--build-only", is_flag=True, help="Build the database and exit (no worker, no console).")
-@click.option("--port", default=8501, show_default=True)
+@click.option("--reference-dates", is_flag=True,
+              help="Keep the reference dates (2026-11-25 14:00 UTC) instead of moving the shop to now.")
+@click.option("--port", default=8501, show_default=True, help="The console's port.")
+@click.option("--x-port", default=8765, show_default=True, help="The X API emulator's port.")
+@click.option("--smtp-port", default=8025, show_default=True, help="The local SMTP sink's port (sent e-mail).")
+@click.option("--sink-port", default=8767, show_default=True, help="The local Slack/webhook sink's port.")
 @pass_ctx
-def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool, port: int) -> None:
+def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool,
+         reference_dates: bool, port: int, x_port: int, smtp_port: int, sink_port: int) -> None:
     """Build a fresh demo shop database, then start the worker and the console."""
-    from doorstep.demo import build_demo, run_demo
+    from datetime import datetime, timezone
 
-    feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
-    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                         config_path=ctx.config_path, x_feed_path=feed)
-    click.echo(summary, err=True)
-    click.echo(f"{sum(1 for _ in feed.open())} newer X posts wait in the X API emulator's feed ({feed})", err=True)
-    _add_demo_users(ctx.db_path)
-    if not build_only:
-        run_demo(ctx.db_path, port=port, config_path=ctx.config_path, x_feed_path=feed)
+    from doorstep.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
+
+    ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port)
+    try:
+        if not build_only:
+            check_ports(ports)  # before minutes of building, not after
+        feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
+        now = None if reference_dates else datetime.now(timezone.utc)
+        summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
+                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now)
+        click.echo(summary, err=True)
+        click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
+                   "X listener", err=True)
+        _add_demo_users(ctx.db_path)
+        if not build_only:
+            sys.exit(run_demo(ctx.db_path, config_path=ctx.config_path, x_feed_path=feed, ports=ports))
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _add_demo_users(db_path: str) -> None:
-    """One user per role, so the demo opens on a login that works (demo data only)."""
+    """One user per role, and one agent login per care-team member the demo assigns cases to."""
     import os
 
     from console.auth import add_user
+    from doorstep.demo import AGENTS
 
     password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
     store = Store(db_path)
     try:
-        for username, role, name in (("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")):
+        people = [("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")]
+        people += [(name.lower(), "agent", name) for name in AGENTS]
+        for username, role, name in people:
             add_user(store, username, password, role=role, name=name, actor="demo", rounds=10)
     finally:
         store.close()
-    click.echo(f"demo logins: agent / lead / admin, password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
+    click.echo(f"demo logins: agent / lead / admin (and the care team: {', '.join(a.lower() for a in AGENTS)}), "
+               f"password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
 
 
 # ---------------------------------------------------------------------- run
 @cli.command()
 @click.option("--once", is_flag=True, help="One round of every job, then exit.")
+@click.option("--job", "only", multiple=True, metavar="NAME",
+              help="Run only this job (repeatable), e.g. --job outbox to run the sender on its own.")
+@click.option("--skip", multiple=True, metavar="NAME", help="Run every job but this one (repeatable).")
 @pass_ctx
-def run(ctx: Context, once: bool) -> None:
-    """Start the long-running worker (listeners, outbox, alerts, scheduled reports)."""
+def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) -> None:
+    """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
     from doorstep.worker import Worker
 
-    Worker(ctx.store, ctx.config, ctx.pipeline()).run(once=once)
+    worker = Worker(ctx.store, ctx.config, ctx.pipeline(), only=set(only) or None, skip=set(skip))
+    unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
+    if unknown:
+        names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"
+        raise click.UsageError(f"no job named {', '.join(sorted(unknown))}; the jobs are: {names}")
+    worker.run(once=once)
 
 
 #: Packages that add commands ("module:attribute" naming a list of click commands). Their

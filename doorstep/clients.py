@@ -14,10 +14,9 @@ on its logger masks them.
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
-from doorstep.config import Config, secret
+from doorstep.config import AccountRef, Config, secret
 
 if TYPE_CHECKING:  # pragma: no cover
     import atproto
@@ -36,18 +35,12 @@ MASTODON_ASSUMED_VERSION = "4.2.0"
 #: timeout, requests (and so tweepy) waits forever on a stalled connection: a silent stop.
 DEFAULT_TIMEOUT_S = 30.0
 
-_SECRET_PATTERNS = [
-    re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE),
-    re.compile(r"(oauth_(?:token|consumer_key|signature)=\")[^\"]+", re.IGNORECASE),
-    re.compile(r"((?:access_token|password|accessJwt|refreshJwt)['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+", re.IGNORECASE),
-]
-
-
 def redact(text: str) -> str:
-    """Mask bearer tokens, OAuth parameters, passwords and session tokens in a log line."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
+    """Mask bearer tokens, OAuth parameters, passwords and session tokens in a log line
+    (kept for its callers: :func:`doorstep.redaction.redact` is the one redaction point)."""
+    from doorstep.redaction import redact as _redact
+
+    return _redact(text)
 
 
 class RedactSecrets(logging.Filter):
@@ -107,7 +100,15 @@ def x_base_url(config: Config | None = None) -> str:
     return (secret("X_API_BASE_URL") or _channel_settings(config, "x").get("base_url") or X_DEFAULT_BASE_URL).rstrip("/")
 
 
-def x_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None) -> tweepy.Client:
+def _secret_of(account: AccountRef | None) -> Any:
+    """Where one client's secrets come from: the account's own names first (see AccountRef.secret)."""
+    if account is None:
+        return lambda stem, suffix: secret(f"{stem}_{suffix}")
+    return lambda stem, suffix: account.secret(suffix)
+
+
+def x_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None,
+             account: AccountRef | None = None) -> tweepy.Client:
     """A tweepy v2 client with app auth (``X_BEARER_TOKEN``) and, when set, OAuth 1.0a user keys.
 
     Reading (search, mentions timeline) uses the bearer token; posting and ``get_me`` need the
@@ -117,12 +118,13 @@ def x_client(config: Config | None = None, *, base_url: str | None = None, timeo
     """
     import tweepy
 
+    get = _secret_of(account)
     client = tweepy.Client(
-        bearer_token=secret("X_BEARER_TOKEN"),
-        consumer_key=secret("X_API_KEY"),
-        consumer_secret=secret("X_API_SECRET"),
-        access_token=secret("X_ACCESS_TOKEN"),
-        access_token_secret=secret("X_ACCESS_TOKEN_SECRET"),
+        bearer_token=get("X", "BEARER_TOKEN"),
+        consumer_key=get("X", "API_KEY"),
+        consumer_secret=get("X", "API_SECRET"),
+        access_token=get("X", "ACCESS_TOKEN"),
+        access_token_secret=get("X", "ACCESS_TOKEN_SECRET"),
         wait_on_rate_limit=False,
     )
     mount_base_url(
@@ -130,6 +132,14 @@ def x_client(config: Config | None = None, *, base_url: str | None = None, timeo
         (base_url or x_base_url(config)).rstrip("/"),
         timeout if timeout is not None else _timeout(config, "x", "X_API_TIMEOUT"),
     )
+
+    def keep_rate(response: Any, *args: Any, **kwargs: Any) -> None:
+        # The token's own rate-limit window, for the per-account usage on the Channels page.
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-rate-limit-")}
+        if headers:
+            client._doorstep_last_rate = {k.lower().removeprefix("x-rate-limit-"): v for k, v in headers.items()}
+
+    client.session.hooks["response"].append(keep_rate)
     return client
 
 
@@ -144,7 +154,8 @@ def x_streaming_client(config: Config | None = None, *, base_url: str | None = N
     return client
 
 
-def mastodon_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None) -> mastodon.Mastodon:
+def mastodon_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None,
+                    account: AccountRef | None = None) -> mastodon.Mastodon:
     """A Mastodon.py client for ``MASTODON_BASE_URL`` with ``MASTODON_ACCESS_TOKEN``.
 
     ``ratelimit_method="throw"``: the listener waits out a 429 itself (with an injectable
@@ -152,9 +163,10 @@ def mastodon_client(config: Config | None = None, *, base_url: str | None = None
     """
     from mastodon import Mastodon
 
+    get = _secret_of(account)
     return Mastodon(
-        access_token=secret("MASTODON_ACCESS_TOKEN"),
-        api_base_url=(base_url or secret("MASTODON_BASE_URL") or _channel_settings(config, "mastodon").get("base_url")
+        access_token=get("MASTODON", "ACCESS_TOKEN"),
+        api_base_url=(base_url or get("MASTODON", "BASE_URL") or _channel_settings(config, "mastodon").get("base_url")
                       or MASTODON_DEFAULT_BASE_URL).rstrip("/"),
         ratelimit_method="throw",
         request_timeout=timeout if timeout is not None else _timeout(config, "mastodon", "MASTODON_TIMEOUT"),
@@ -165,7 +177,8 @@ def mastodon_client(config: Config | None = None, *, base_url: str | None = None
     )
 
 
-def bluesky_client(config: Config | None = None, *, base_url: str | None = None, login: bool = True) -> atproto.Client:
+def bluesky_client(config: Config | None = None, *, base_url: str | None = None, login: bool = True,
+                   account: AccountRef | None = None) -> atproto.Client:
     """An atproto client for ``BLUESKY_BASE_URL``, logged in with ``BLUESKY_HANDLE`` and an app password.
 
     An app password (Settings > App passwords) rather than the account password, so the team
@@ -173,10 +186,13 @@ def bluesky_client(config: Config | None = None, *, base_url: str | None = None,
     """
     from atproto import Client
 
-    url = (base_url or secret("BLUESKY_BASE_URL") or _channel_settings(config, "bluesky").get("base_url")
+    get = _secret_of(account)
+    url = (base_url or get("BLUESKY", "BASE_URL") or _channel_settings(config, "bluesky").get("base_url")
            or BLUESKY_DEFAULT_BASE_URL).rstrip("/")
     client = Client(base_url=url)
-    handle, password = secret("BLUESKY_HANDLE"), secret("BLUESKY_APP_PASSWORD")
+    handle, password = get("BLUESKY", "HANDLE"), get("BLUESKY", "APP_PASSWORD")
+    if account is not None and not account.has_own("HANDLE") and account.has_own("APP_PASSWORD"):
+        handle = account.handle  # the account's own password goes with the account's own handle
     if login and handle and password:
         client.login(handle, password, fetch_bsky_profile=False)
     return client

@@ -9,14 +9,17 @@ missing file still gives a working (demo) configuration.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from doorstep.numbers import DEFAULT_ORDER_PATTERNS
+from doorstep.redaction import register_config_values, register_secret
 
 
 class ConfigError(ValueError):
@@ -27,6 +30,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Channels on which a brand has accounts of its own (e-mail: the address replies come from).
+ACCOUNT_CHANNELS = ("x", "mastodon", "bluesky", "email")
+
+
+class Account(_Section):
+    """One of a brand's own identities on a channel: the handle customers write to and reply from.
+
+    Only the *names* of its secrets are configured (a prefix), never their values: with
+    ``secrets = "FETTLE_X"`` the X credentials are ``FETTLE_X_ACCESS_TOKEN`` and friends, read
+    from the environment or ``$DOORSTEP_SECRETS_FILE``.
+    """
+
+    #: The handle (X/Mastodon), Bluesky handle, or e-mail From address. Defaults to ``handles``.
+    handle: str | None = None
+    #: Prefix of this account's secret names; default ``<CHANNEL>_<HANDLE>`` (e.g. X_FETTLECARE).
+    secrets: str | None = None
+    #: X bills reads and posts: a daily cap on each for this account (None: no cap).
+    max_reads_per_day: int | None = Field(default=None, ge=0)
+    max_posts_per_day: int | None = Field(default=None, ge=0)
+
+
 class Brand(_Section):
     name: str
     #: channel -> our own care handle on that channel, e.g. {"x": "LarkspurHelp"}.
@@ -34,6 +58,26 @@ class Brand(_Section):
     keywords: list[str] = Field(default_factory=list)
     #: Email address customers write to; replies by email come from it.
     email: str | None = None
+    #: channel -> this brand's account there (credentials by secret name); see :class:`Account`.
+    #: A channel listed only in ``handles`` is an account too, with the default secret names.
+    accounts: dict[str, Account] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _accounts_and_handles_agree(self) -> Brand:
+        for channel, account in self.accounts.items():
+            if channel not in ACCOUNT_CHANNELS:
+                raise ValueError(f"accounts.{channel}: unknown channel; expected one of {', '.join(ACCOUNT_CHANNELS)}")
+            known = self.email if channel == "email" else self.handles.get(channel)
+            if account.handle is None:
+                if not known:
+                    raise ValueError(f"accounts.{channel}: give a handle (or set handles.{channel})")
+                account.handle = known
+            account.handle = account.handle.strip().lstrip("@")
+            if channel == "email":
+                self.email = self.email or account.handle
+            else:
+                self.handles.setdefault(channel, account.handle)
+        return self
 
 
 class Courier(_Section):
@@ -85,6 +129,29 @@ class Console(_Section):
     session_hours: float = Field(default=12.0, ge=0, le=24 * 30)
 
 
+class Limits(_Section):
+    """Resource limits ([limits] in doorstep.toml), each with a safe default.
+
+    A limit says how long something may wait or how much it may take before Doorstep
+    gives up on it and says so, instead of hanging or exhausting the machine.
+    """
+
+    #: Seconds a writer waits for another writer's lock on the database (SQLite's busy
+    #: timeout) before "database is locked". Writers hold the lock for one bounded batch.
+    busy_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: Largest request body an inbound endpoint (the webhook, later SMS/e-mail replies) reads;
+    #: enforced while the body streams in, larger is 413 (a ``[channels.webhook]
+    #: max_body_bytes`` can only lower it for the webhook).
+    inbound_body_max_bytes: int = Field(default=1_000_000, gt=0, le=100_000_000)
+    #: Seconds a client has to send a request's headers, and then again its whole body;
+    #: a stalled client gets 408 and its connection is closed.
+    inbound_read_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds an idle keep-alive connection to an inbound endpoint stays open.
+    inbound_keep_alive_s: int = Field(default=5, ge=1, le=600)
+    #: Connections (and requests) served at once; more are answered 503 at once.
+    inbound_max_connections: int = Field(default=200, ge=1, le=100_000)
+
+
 class Imports(_Section):
     """Limits of ``doorstep import`` ([imports] in doorstep.toml)."""
 
@@ -113,6 +180,7 @@ class Config(_Section):
     reports: dict[str, Any] = Field(default_factory=dict)
     classifier: str | None = None
     console: Console = Field(default_factory=Console)
+    limits: Limits = Field(default_factory=Limits)
     imports: Imports = Field(default_factory=Imports)
     #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
     _source: str = PrivateAttr(default="doorstep.toml")
@@ -155,6 +223,7 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], source: str = "doorstep.toml") -> Config:
+    register_config_values(data)  # a credential written literally in the file is still masked everywhere
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -190,6 +259,13 @@ def secret(name: str, default: str | None = None) -> str | None:
 
     Secrets are never part of doorstep.toml, so the file can be committed and shared.
     """
+    value = _secret_value(name, default)
+    if value is not default:
+        register_secret(value, name)  # whatever we read as a secret is masked in every log, error and audit line
+    return value
+
+
+def _secret_value(name: str, default: str | None) -> str | None:
     if name in os.environ:
         return os.environ[name]
     secrets_file = os.environ.get("DOORSTEP_SECRETS_FILE")
@@ -199,6 +275,83 @@ def secret(name: str, default: str | None = None) -> str | None:
             if sep and key.strip() == name and not line.lstrip().startswith("#"):
                 return value.strip().strip('"').strip("'")
     return default
+
+
+# ------------------------------------------------------------------ accounts
+#: Secret-name stem per channel: X_ACCESS_TOKEN, MASTODON_ACCESS_TOKEN, BLUESKY_APP_PASSWORD, SMTP_USER...
+SECRET_STEMS = {"x": "X", "mastodon": "MASTODON", "bluesky": "BLUESKY", "email": "SMTP"}
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """A resolved account: which brand, which channel, which handle, and where its secrets are."""
+
+    brand: str
+    channel: str
+    handle: str
+    #: Prefix of the account's own secret names (``FETTLE_X`` -> ``FETTLE_X_ACCESS_TOKEN``).
+    prefix: str
+    max_reads_per_day: int | None = None
+    max_posts_per_day: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.handle if self.channel == "email" else f"@{self.handle}"
+
+    def secret_names(self, suffix: str) -> tuple[str, str]:
+        """(this account's own name, the channel's shared name) for one secret."""
+        return f"{self.prefix}_{suffix}", f"{SECRET_STEMS[self.channel]}_{suffix}"
+
+    def secret(self, suffix: str) -> str | None:
+        """The account's own secret, else the channel's shared one (single-account configs).
+
+        A shared credential may belong to another brand's account; the senders check who they
+        are logged in as before posting, so a fallback can never make the wrong brand answer.
+        """
+        own, shared = self.secret_names(suffix)
+        return secret(own) or secret(shared)
+
+    def has_own(self, suffix: str) -> bool:
+        return bool(secret(self.secret_names(suffix)[0]))
+
+
+def _secret_prefix(channel: str, handle: str) -> str:
+    return f"{SECRET_STEMS[channel]}_" + re.sub(r"[^A-Z0-9]+", "_", handle.upper()).strip("_")
+
+
+def brand_accounts(config: Config, channel: str | None = None) -> list[AccountRef]:
+    """Every brand's account (per channel), from ``accounts`` and, for old files, ``handles``/``email``."""
+    out: list[AccountRef] = []
+    for brand in config.brands:
+        channels = {c: None for c in ACCOUNT_CHANNELS if (c == "email" and brand.email) or c in brand.handles}
+        for name in (channel,) if channel else ACCOUNT_CHANNELS:
+            if name not in channels and name not in brand.accounts:
+                continue
+            account = brand.accounts.get(name)
+            handle = (account.handle if account else None) or (brand.email if name == "email" else brand.handles.get(name))
+            if not handle:
+                continue
+            handle = handle.lstrip("@")
+            out.append(AccountRef(
+                brand=brand.name, channel=name, handle=handle,
+                prefix=(account.secrets if account and account.secrets else _secret_prefix(name, handle)),
+                max_reads_per_day=account.max_reads_per_day if account else None,
+                max_posts_per_day=account.max_posts_per_day if account else None,
+            ))
+    return out
+
+
+def find_account(config: Config, channel: str, handle: str | None) -> AccountRef | None:
+    """Our account on ``channel`` with this handle (case-insensitive, ``@`` optional)."""
+    if not handle:
+        return None
+    wanted = handle.lower().lstrip("@")
+    return next((a for a in brand_accounts(config, channel) if a.handle.lower() == wanted), None)
+
+
+def brand_account(config: Config, brand: str | None, channel: str) -> AccountRef | None:
+    """The brand's account on ``channel``, or None when the brand has none there."""
+    return next((a for a in brand_accounts(config, channel) if a.brand == brand), None)
 
 
 def default_db_path() -> str:

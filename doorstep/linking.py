@@ -22,7 +22,7 @@ from doorstep.numbers import find_invalid_tracking_candidates, find_order_number
 from doorstep.store import OrderSummary, Store
 
 #: Channels where only the customer can write to us, so a number they give is theirs.
-PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "sms", "chat"})
+PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
 
 #: Shipment states that make an order the likely subject of an unexplained complaint.
 TROUBLE_STATUSES = frozenset({"exception", "attempt_failed", "returned"})

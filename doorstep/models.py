@@ -141,6 +141,8 @@ class Mention(_Record):
     #: True for posts written by our own care handles (they join threads, never open cases).
     outbound: bool = False
     raw: dict[str, Any] | None = None
+    #: Our own account the post reached (the mentions timeline or inbox it came from), if known.
+    account: str | None = None
     # Filled in by the pipeline.
     id: int | None = None
     labels: Labels | None = None
@@ -300,6 +302,8 @@ class OutboundMessage(_Record):
     created_at: datetime | None = None
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    #: Our account that sends (sent) it, e.g. "FettleCare"; None for alerts and escalations.
+    account: str | None = None
 
 
 class Note(_Record):

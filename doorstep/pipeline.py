@@ -4,6 +4,11 @@ Every listener and every import goes through :class:`Pipeline.ingest`, so a post
 that arrives twice (two queries, stream and poll, a re-imported file, a restart in
 the middle of a page) is stored once: the store's unique key (channel, external_id)
 is the single source of truth, and one batch is one transaction.
+
+Concurrency: the classifier, the slow part, runs *before* the batch's write transaction,
+which then takes SQLite's write lock at once (``Store.transaction`` begins IMMEDIATE) and
+checks again which posts are new, so a post that another writer stored meanwhile is a
+duplicate, not a unique-key error.
 """
 
 from __future__ import annotations
@@ -99,6 +104,13 @@ class Pipeline:
         result.timings["classify"] += time.perf_counter() - t0
 
         with self.store.transaction():
+            # Looked up again under the write lock: another import, listener or the webhook may
+            # have stored some of these posts while this batch was being classified.
+            if fresh:
+                raced = self.store.existing_mention_ids((m.channel, m.external_id) for m in fresh)
+                if raced:
+                    fresh = [m for m in fresh if (m.channel, m.external_id) not in raced]
+                    result.duplicates += len(raced)
             for mention in fresh:
                 self._ingest_one(mention, result)
         return result
@@ -111,7 +123,9 @@ class Pipeline:
         parent = store.mention_by_external_id(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
         if mention.thread_id is None:
             mention.thread_id = (parent.thread_id if parent else None) or mention.in_reply_to or mention.external_id
-        thread_case = store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
+        # A listener that knows the case (a private answer to our direct message) says so.
+        hinted = store.get_case(mention.case_id) if mention.case_id else None
+        thread_case = hinted or store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
         if thread_case is None and parent is not None and parent.case_id is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = store.get_case(parent.case_id)

@@ -751,12 +751,11 @@ class WeeklyReportJob:
                     attachments=attachments,
                 )
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
-            from doorstep.clients import redact
+            from doorstep.redaction import redact, register_secret
 
+            # A Slack webhook URL is itself the credential; requests prints its host and path apart.
+            register_secret(self._slack_url(), "slack webhook URL")
             error = redact(f"{type(exc).__name__}: {exc}")
-            url = self._slack_url()
-            if url:  # a Slack webhook URL is itself the credential: never store or log it
-                error = error.replace(url, "[slack webhook URL]")
             retryable = getattr(exc, "retryable", True)
             wait = min(self.settings.retry_minutes * (2 ** (attempts - 1)), 360.0)
             db.execute(

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from doorstep.redaction import redact_details
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -41,8 +44,18 @@ from doorstep.models import (
 
 MIGRATIONS = Migrations("doorstep")
 
+#: How long a connection waits for another connection's write lock before "database is locked"
+#: (SQLite's busy timeout). ``[limits] busy_timeout_s`` in doorstep.toml sets it per deployment.
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+
+#: Starting a write transaction is retried this long when SQLite answers BUSY without waiting
+#: (a WAL recovery or checkpoint in another process), on top of the busy timeout.
+BUSY_RETRY_S = 2.0
+
 #: Full-text search looks at this many of the newest matching posts (see Store.search_mentions).
 SEARCH_MATCH_LIMIT = 2000
+
+T = TypeVar("T")
 
 #: The SQL for "open case"; queries use this exact text so SQLite picks the partial indexes.
 OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
@@ -65,6 +78,28 @@ class StaleCaseError(RuntimeError):
             "the fresh state has been loaded, please review and try again"
         )
         self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock (try again later)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def when_busy(fn: Callable[..., T], *args: Any, seconds: float = BUSY_RETRY_S) -> T:
+    """``fn(*args)``, retried briefly (bounded, with jitter) while SQLite answers BUSY.
+
+    Only for statements that can simply be run again (BEGIN, a pragma, one autocommitted
+    write): a transaction's body is never repeated behind its caller's back.
+    """
+    retrying = Retrying(retry=retry_if_exception(is_busy), stop=stop_after_delay(seconds),
+                        wait=wait_random_exponential(multiplier=0.01, max=0.25), reraise=True)
+    return retrying(fn, *args)
 
 
 class StoreError(RuntimeError):
@@ -96,11 +131,18 @@ class StoreError(RuntimeError):
 
 
 def _connect(path: str, params: str = "") -> sqlite3.Connection:
-    """Open the database file; ``params`` are SQLite URI parameters such as ``mode=ro``."""
+    """Open the database file; ``params`` are SQLite URI parameters such as ``mode=ro``.
+
+    ``isolation_level=None``: the sqlite3 module opens no implicit (deferred) transactions; a
+    statement outside :meth:`Store.transaction` commits by itself, and the transaction says
+    BEGIN IMMEDIATE. The busy timeout (how long a writer waits for another connection's write
+    lock instead of failing at once) is set by the Store, from ``[limits] busy_timeout_s``.
+    """
     if params:
         uri = Path(path).resolve().as_uri() + "?" + params
-        return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-    return sqlite3.connect(path, timeout=30, check_same_thread=False)
+        return sqlite3.connect(uri, uri=True, timeout=DEFAULT_BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+    return sqlite3.connect(path, timeout=DEFAULT_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
 
 
 def _is_read_only_error(exc: BaseException) -> bool:
@@ -367,7 +409,6 @@ def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @MIGRATIONS()
 def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
     """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
@@ -397,6 +438,37 @@ def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
     for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
         if column not in db["listener_health"].columns_dict:
             db["listener_health"].add_column(column, kind)
+
+
+@MIGRATIONS()
+def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
+
+
+@MIGRATIONS()
+def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
+    """Console logins kept on the server (branch ``security``), checked on every console run.
+
+    A browser holds only an HttpOnly cookie with a random token; the table holds its digest, the
+    digest of the user's password hash and role at login (``stamp``: a change ends the login),
+    the expiry, and when and why it was ended. ``console/auth.py`` owns the rows.
+    """
+    db["console_sessions"].create(
+        {"id": str, "username": str, "method": str, "stamp": str, "created_at": str, "expires_at": str,
+         "token_digest": str, "grant_digest": str, "grant_expires_at": str, "revoked_at": str, "revoked_reason": str},
+        pk="id", if_not_exists=True,
+    )
+    db["console_sessions"].create_index(["token_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["grant_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["username"], if_not_exists=True)
 
 
 @dataclass(frozen=True)
@@ -442,52 +514,71 @@ def _fts_query(text: str) -> str:
 
 
 class Store:
-    """All reads and writes of Doorstep's data. One instance per thread or process."""
+    """All reads and writes of Doorstep's data.
 
-    def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True):
+    One instance per thread or process, unless :meth:`share_across_threads` was called (the
+    worker does): then each thread that uses the store gets its own SQLite connection.
+    """
+
+    def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True,
+                 busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
         self.path = str(path)
+        self.busy_timeout_s = busy_timeout_s
         #: True when the file (or its folder) cannot be written: reads work, writes fail with
         #: a StoreError naming the path (see _open_read_only).
         self.read_only = False
-        try:
-            conn = _connect(self.path)
-        except sqlite3.Error as exc:
-            raise StoreError.from_sqlite(self.path, exc) from exc
-        self.db = sqlite_utils.Database(conn)
-        try:
-            if self.path != ":memory:":
-                self.db.enable_wal()
-        except sqlite3.OperationalError as exc:
-            if not _is_read_only_error(exc):
-                raise StoreError.from_sqlite(self.path, exc) from exc
-            self._open_read_only()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
-        self.db.execute("PRAGMA cache_size=-64000")
-        self.db.execute("PRAGMA temp_store=MEMORY")
-        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
+        self._home = self._connect()
+        self._home_thread = threading.get_ident()
+        self._threads: threading.local | None = None
+        self._connections: list[sqlite_utils.Database] = [self._home]
+        self._connections_lock = threading.Lock()
+        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
         self._indexes: set[str] | None = None
         if migrate:
             self._migrate()
 
-    def _open_read_only(self) -> None:
-        """Reopen without any write: a read-only file system or file still serves reads.
+    # ------------------------------------------------------- connections, transactions
+    def _connect(self) -> sqlite_utils.Database:
+        """A connection set up the one way every Doorstep connection is (see :func:`_connect`)."""
+        if self.read_only:
+            return self._open_read_only()
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError.from_sqlite(self.path, exc) from exc
+        conn.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
+        db = sqlite_utils.Database(conn)
+        try:
+            if self.path != ":memory:":
+                when_busy(db.enable_wal)
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only_error(exc):
+                raise StoreError.from_sqlite(self.path, exc) from exc
+            db.close()
+            db = self._open_read_only()
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
+        db.execute("PRAGMA cache_size=-64000")
+        db.execute("PRAGMA temp_store=MEMORY")
+        return db
+
+    def _open_read_only(self) -> sqlite_utils.Database:
+        """Open without any write: a read-only file system or file still serves reads.
 
         WAL needs its ``-shm`` file; where that cannot be created either, the database is
         opened as immutable (no other process can be writing to a read-only file anyway).
         """
-        self.db.close()
         self.read_only = True
         for params in ("mode=ro", "mode=ro&immutable=1"):
             conn = _connect(self.path, params)
             try:
+                conn.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
                 conn.execute("select count(*) from sqlite_master").fetchone()
             except sqlite3.OperationalError:
                 conn.close()
                 continue
-            self.db = sqlite_utils.Database(conn)
-            return
+            return sqlite_utils.Database(conn)
         raise StoreError(self.path, "cannot be opened, not even for reading", "check the path and its permissions")
 
     def _migrate(self) -> None:
@@ -502,44 +593,90 @@ class Store:
             raise StoreError(self.path, "is read-only and its schema needs upgrading",
                              "open it once with write access (any doorstep command) to upgrade it")
         try:
-            MIGRATIONS.apply(self.db)
+            # Under the write lock: two processes opening a new file must not both migrate it.
+            with self.transaction():
+                MIGRATIONS.apply(self.db)
         except sqlite3.OperationalError as exc:
             raise StoreError.from_sqlite(self.path, exc) from exc
 
-    @contextmanager
-    def write_transaction(self) -> Iterator[Store]:
-        """A transaction that takes the write lock when it starts (BEGIN IMMEDIATE).
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (the store's only one unless shared across threads)."""
+        local = self._threads
+        if local is None or threading.get_ident() == self._home_thread:
+            return self._home
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = self._connect()
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
 
-        Why: a deferred transaction that reads first and writes later fails at once with
-        SQLITE_BUSY when another connection committed in between. Read and classify
-        before entering this block; write inside it. Nested inside another transaction
-        it is a savepoint of that one.
+    def share_across_threads(self) -> Store:
+        """Let several threads use this store: each gets its own connection on first use.
+
+        A SQLite connection has one transaction at a time, so threads that shared one would
+        commit or roll back each other's work. The worker calls this before it starts a
+        thread per job; the console keeps one store per browser session instead.
         """
-        if self.db.conn.in_transaction:
-            with self.db.atomic():
-                yield self
-            return
-        self.db.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        else:
-            try:
-                self.db.conn.execute("COMMIT")
-            except BaseException:
-                self.db.conn.rollback()
-                raise
+        if self.path == ":memory:":
+            raise ValueError("an in-memory store cannot be shared across threads (each connection is a new database)")
+        if self._threads is None:
+            self._threads = threading.local()
+        return self
 
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+
+    @contextmanager
+    def waiting_at_most(self, seconds: float) -> Iterator[Store]:
+        """Wait at most ``seconds`` for the write lock inside this block (then "database is locked").
+
+        For writers that must not hold up a page, such as presence: they give up quickly
+        and treat the write as skipped.
+        """
+        db = self.db
+        db.execute(f"pragma busy_timeout = {max(0, int(seconds * 1000))}")
+        try:
+            yield self
+        finally:
+            db.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """Group the writes of one logical operation: all of them land, or none."""
-        with self.db.atomic():
+        """Group the writes of one logical operation: all of them land, or none.
+
+        The outermost transaction begins IMMEDIATE: it takes the write lock before it reads,
+        waiting up to the busy timeout for another writer. A deferred transaction that read
+        first would get "database is locked" at once on its first write whenever another
+        connection had committed meanwhile (SQLite cannot move its snapshot forward), which
+        is how a long import used to fail beside a note writer. Nested transactions are
+        savepoints.
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield self
+            return
+        when_busy(db.conn.execute, "BEGIN IMMEDIATE")
+        try:
             yield self
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+
+    #: The same thing, named for readers who want to see that the write lock is taken first.
+    write_transaction = transaction
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -619,25 +756,60 @@ class Store:
     def upsert_customers(self, customers: Iterable[Customer]) -> int:
         n = 0
         for customer in customers:
-            self.db["customers"].upsert(
-                {
-                    "id": customer.id,
-                    "name": customer.name,
-                    "email": customer.email,
-                    "phone": customer.phone,
-                    "vip": int(customer.vip),
-                    "opt_out": _json(customer.opt_out),
-                },
-                pk="id",
-            )
-            self.db.execute("delete from customer_handles where customer_id = ?", [customer.id])
-            for channel, handle in customer.handles.items():
-                self.db.execute(
-                    "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
-                    [channel, handle.lower().lstrip("@"), customer.id],
-                )
+            self.upsert_customer(customer)
             n += 1
         return n
+
+    def upsert_customer(self, customer: Customer, fields: Iterable[str] | None = None) -> str:
+        """Insert a customer, or update only the ``fields`` given (default: those set on the model).
+
+        Returns "new", "updated" or "unchanged". Why partial: an orders file that names a
+        customer only to say whose order it is must not erase the e-mail, phone or handles
+        another file gave (issue 14). Handles are only ever added (or moved to this
+        customer when the file says so), never deleted by an upsert.
+        """
+        mentioned = set(customer.model_fields_set if fields is None else fields) - {"id"}
+        values = {
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "vip": int(customer.vip),
+            "opt_out": _json(customer.opt_out),
+        }
+        existing = self.db.execute(
+            "select name, email, phone, vip, opt_out from customers where id = ?", [customer.id]
+        ).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into customers (id, name, email, phone, vip, opt_out) values (?, ?, ?, ?, ?, ?)",
+                [customer.id, *values.values()],
+            )
+            changed = True
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update customers set {', '.join(f'{k} = ?' for k in update)} where id = ?",
+                    [*update.values(), customer.id],
+                )
+                changed = True
+        if "handles" in mentioned:
+            for channel, handle in customer.handles.items():
+                handle = handle.lower().lstrip("@")
+                owner = self.db.execute(
+                    "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle]
+                ).fetchone()
+                if owner is None or owner[0] != customer.id:
+                    self.db.execute(
+                        "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
+                        [channel, handle, customer.id],
+                    )
+                    changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def get_customer(self, customer_id: str) -> Customer | None:
         row = self.db.execute("select id, name, email, phone, vip, opt_out from customers where id = ?", [customer_id]).fetchone()
@@ -661,42 +833,89 @@ class Store:
     def upsert_orders(self, orders: Iterable[Order]) -> int:
         n = 0
         for order in orders:
-            self.db["orders"].upsert(
-                {
-                    "number": order.number,
-                    "customer_id": order.customer_id,
-                    "placed_at": iso(order.placed_at),
-                    "brand": order.brand,
-                    "items": _json(order.items),
-                    "total": order.total,
-                    "currency": order.currency,
-                    "promised_date": iso(order.promised_date),
-                    "status": order.status,
-                },
-                pk="number",
-            )
-            for shipment in order.shipments:
-                self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}))
+            self.upsert_order(order)
             n += 1
         return n
 
-    def upsert_shipment(self, shipment: Shipment) -> None:
+    def upsert_order(self, order: Order, fields: Iterable[str] | None = None) -> str:
+        """Insert an order (and its shipments), or update only the fields set on the model.
+
+        Returns "new", "updated" (the order, one of its shipments or their events changed)
+        or "unchanged", so a re-import can say truthfully what it did.
+        """
+        mentioned = set(order.model_fields_set if fields is None else fields)
+        values = {
+            "customer_id": order.customer_id,
+            "placed_at": iso(order.placed_at),
+            "brand": order.brand,
+            "items": _json(order.items),
+            "total": order.total,
+            "currency": order.currency,
+            "promised_date": iso(order.promised_date),
+            "status": order.status,
+        }
+        existing = self.db.execute(f"select {', '.join(values)} from orders where number = ?", [order.number]).fetchone()
+        changed = False
+        if existing is None:
+            self.db.execute(
+                f"insert into orders (number, {', '.join(values)}) values (?{', ?' * len(values)})",
+                [order.number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
+            if update:
+                self.db.execute(
+                    f"update orders set {', '.join(f'{k} = ?' for k in update)} where number = ?",
+                    [*update.values(), order.number],
+                )
+                changed = True
+        for shipment in order.shipments:
+            fields_of = set(shipment.model_fields_set) | {"order_number"}
+            status = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}), fields_of)
+            changed = changed or status != "unchanged"
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def upsert_shipment(self, shipment: Shipment, fields: Iterable[str] | None = None) -> str:
+        """Insert a shipment or update only its given fields; its status follows its events.
+
+        A file that repeats a tracking number without a service must not erase the service
+        (and a status is never cleared by an upsert). Returns "new", "updated" or "unchanged".
+        """
+        mentioned = set(shipment.model_fields_set if fields is None else fields)
+        values = {
+            "order_number": shipment.order_number,
+            "courier": shipment.courier,
+            "service": shipment.service,
+            "status": shipment.status,
+        }
         existing = self.db.execute(
-            "select status, last_event_at from shipments where tracking_number = ?", [shipment.tracking_number]
+            "select order_number, courier, service, status from shipments where tracking_number = ?",
+            [shipment.tracking_number],
         ).fetchone()
-        self.db.execute(
-            "insert or replace into shipments (tracking_number, order_number, courier, service, status, last_event_at) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [
-                shipment.tracking_number,
-                shipment.order_number,
-                shipment.courier,
-                shipment.service,
-                shipment.status or (existing[0] if existing else None),
-                existing[1] if existing else None,
-            ],
-        )
-        self.add_tracking_events(shipment.events)
+        changed = False
+        if existing is None:
+            self.db.execute(
+                "insert into shipments (tracking_number, order_number, courier, service, status) values (?, ?, ?, ?, ?)",
+                [shipment.tracking_number, *values.values()],
+            )
+        else:
+            stored = dict(zip(values, existing))
+            update = {k: v for k, v in values.items()
+                      if k in mentioned and stored[k] != v and not (k == "status" and v is None)}
+            if update:
+                self.db.execute(
+                    f"update shipments set {', '.join(f'{k} = ?' for k in update)} where tracking_number = ?",
+                    [*update.values(), shipment.tracking_number],
+                )
+                changed = True
+        if shipment.events and self.add_tracking_events(shipment.events):
+            changed = True
+        if existing is None:
+            return "new"
+        return "updated" if changed else "unchanged"
 
     def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
         """Store events (idempotent) and keep each shipment's current status = its latest event."""
@@ -937,7 +1156,8 @@ class Store:
         this connection's total_changes (it moves on our own writes, triggers included), so
         a remembered result is always what the query would return now.
         """
-        version = (int(self.db.execute("pragma data_version").fetchone()[0]), self.db.conn.total_changes)
+        db = self.db
+        version = (id(db), int(db.execute("pragma data_version").fetchone()[0]), db.conn.total_changes)
         held = self._search_memo.get((kind, query))
         if held is not None and held[0] == version:
             return held[1]
@@ -1028,7 +1248,7 @@ class Store:
     def audit(self, actor: str, action: str, case_id: int | None = None, details: dict[str, Any] | None = None) -> None:
         self.db.execute(
             "insert into audit_events (at, actor, action, case_id, details) values (?, ?, ?, ?, ?)",
-            [iso(utcnow()), actor, action, case_id, _json(details or {})],
+            [iso(utcnow()), actor, action, case_id, _json(redact_details(details or {}))],
         )
 
     def audit_trail(self, case_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
@@ -1103,6 +1323,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "outbound": int(m.outbound),
         "raw": _json(m.raw),
         "case_id": m.case_id,
+        "account": m.account,
         **_label_columns(m.labels),
         "ingested_at": iso(utcnow()),
     }
@@ -1140,27 +1361,38 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         outbound=bool(r["outbound"]),
         raw=_unjson(r["raw"]),
         case_id=r["case_id"],
+        account=r.get("account"),
         labels=labels,
     )
 
 
 def mention_export_row(m: Mention) -> dict[str, Any]:
-    """The stable JSON shape of ``doorstep export mentions``."""
+    """The stable JSON shape of ``doorstep export mentions``; ``doorstep import mentions`` reads it back.
+
+    Every field of the post and of its labels is written (flat, as the import expects), so
+    an export imports into a new database without loss. ``id`` and ``case_id`` are for
+    reading only: an import assigns them anew (cases are rebuilt by the pipeline).
+    """
     out: dict[str, Any] = {
         "channel": m.channel,
         "external_id": m.external_id,
         "text": m.text,
+        "author_id": m.author_id,
         "author_handle": m.author_handle,
         "author_name": m.author_name,
+        "author_followers": m.author_followers,
+        "language": m.language,
+        "url": m.url,
         "created_at": iso(m.created_at),
         "thread_id": m.thread_id,
         "in_reply_to": m.in_reply_to,
         "outbound": m.outbound,
         "matched": m.matched,
+        "raw": m.raw,
         "case_id": m.case_id,
     }
     if m.labels:
-        out.update(m.labels.model_dump(exclude={"model"}))
+        out.update(m.labels.model_dump())
     return out
 
 

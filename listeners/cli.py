@@ -61,8 +61,16 @@ def listen(ctx: Context, channel: str | None, once: bool, classifier: str | None
         click.echo(f"webhook listening on {server.url}", err=True)
 
     polling = [c for c in channels if c in POLLING_CHANNELS]
+    # A one-off check answers within seconds: an unreachable host is retried twice, briefly,
+    # then reported (the long-running listener keeps the patient policy).
+    once_kwargs: dict[str, Any] = {}
+    if once:
+        from listeners.health import Backoff
+
+        once_kwargs["backoff"] = Backoff(max_retries=2, base_s=1.0, cap_s=5.0, max_rate_limit_waits=1,
+                                         max_rate_limit_wait_s=60.0)
     try:
-        listeners = {name: make_listener(name, ctx.store, ctx.config, pipeline) for name in polling}
+        listeners = {name: make_listener(name, ctx.store, ctx.config, pipeline, **once_kwargs) for name in polling}
     except Exception as exc:  # noqa: BLE001 - missing library, credentials or bad base URL
         raise click.ClickException(f"cannot start listener: {exc}") from None
 
@@ -115,14 +123,23 @@ def listen(ctx: Context, channel: str | None, once: bool, classifier: str | None
 @click.option("--port", default=8765, show_default=True)
 @click.option("--me", "me_handle", default=None, help="Handle of the authenticated account (our care handle).")
 @click.option("--page-delay", default=0.0, show_default=True, help="Seconds added to every timeline page.")
-def emulate(service: str, feed: Path | None, port: int, me_handle: str | None, page_delay: float) -> None:
+@click.option("--account", "accounts", multiple=True, metavar="TOKEN=HANDLE",
+              help="An access token and the account it acts as (repeat for each brand account).")
+def emulate(service: str, feed: Path | None, port: int, me_handle: str | None, page_delay: float,
+            accounts: tuple[str, ...]) -> None:
     """Serve a local X API v2 on 127.0.0.1 (point X_API_BASE_URL at it)."""
     from listeners.x_emulator import XEmulator
 
     me = {"username": me_handle, "name": me_handle} if me_handle else None
+    tokens = {}
+    for item in accounts:
+        token, sep, handle = item.partition("=")
+        if not sep or not token or not handle:
+            raise click.BadParameter(f"{item!r}: expected TOKEN=HANDLE", param_hint="--account")
+        tokens[token] = {"username": handle.lstrip("@")}
     try:
-        emulator = (XEmulator.from_jsonl(feed, port=port, me=me, page_delay_s=page_delay) if feed
-                    else XEmulator(port=port, me=me, page_delay_s=page_delay))
+        emulator = (XEmulator.from_jsonl(feed, port=port, me=me, page_delay_s=page_delay, accounts=tokens) if feed
+                    else XEmulator(port=port, me=me, page_delay_s=page_delay, accounts=tokens))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     emulator.start()

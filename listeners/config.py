@@ -37,6 +37,8 @@ class XSettings(_Section):
     max_results: int = Field(default=100, ge=10, le=100)
     #: Pages per source per round at most, so one busy query cannot starve the others.
     max_pages: int = Field(default=200, ge=1)
+    #: Read our accounts' direct messages (their own user tokens; dm.read): private answers join their case.
+    direct_messages: bool = False
 
     @field_validator("queries")
     @classmethod
@@ -89,6 +91,12 @@ class WebhookSettings(BaseModel):
     max_mentions: int = Field(default=1000, gt=0)
     #: Channel given to mentions that do not name one.
     default_channel: str = "webhook"
+    #: Channels senders may post to (default: just ``default_channel``). Never list a channel a
+    #: listener polls (x, mastodon, ...): a sender could pre-empt a real post's id there.
+    channels: list[str] = Field(default_factory=list)
+    #: Accept ``outbound: true`` (a post by the team, which stops a case's SLA clock): only for
+    #: a trusted relay of the team's own replies.
+    allow_outbound: bool = False
 
     @property
     def secret(self) -> str | None:

@@ -1,16 +1,26 @@
 """The file listener: mentions, orders and tracking events from CSV or JSONL files.
 
-An import never half-happens. Every row is parsed and validated first; the rows
-that fail are reported with file, row number, field and reason; all valid rows are
-then committed in one transaction. Re-importing the same file changes nothing,
-because mentions are keyed by (channel, external_id), orders by number and tracking
-events by (tracking number, time, status).
+An import never half-happens silently. Every row is read and validated before anything is
+written; each rejected row is reported with file, row number (the editor's line), field,
+reason and remedy. When more than ``[imports] max_rejected_share`` of the rows are rejected
+(a wrong file, most likely) nothing is written; otherwise every valid row is written, in
+transactions of ``[imports] batch_rows`` rows so a long import holds the write lock only
+briefly. Each batch is read and classified first and then written under BEGIN IMMEDIATE.
+If an import stops midway (a full disk, a crash), the report says how far it got; running
+it again is safe, because mentions are keyed by (channel, external_id), orders by number,
+shipments by tracking number and tracking events by (tracking number, time, status).
+
+Partial updates never erase: a re-imported order, customer or shipment changes only the
+columns the file gives a value for. An empty cell, a missing column or a JSON ``null``
+leaves what is stored as it is.
 
 Formats (see README "Importing data" for the full column lists):
 
-* mentions ``jsonl``/``csv``: the fields of :class:`doorstep.models.Mention`.
-* mentions ``twcs``: the public "Customer Support on Twitter" layout. Inbound rows
-  are customers; outbound rows are the brands' replies, which join the thread.
+* mentions ``jsonl``/``csv``: the fields of :class:`doorstep.models.Mention`, optionally
+  with the classifier's labels (what ``doorstep export mentions`` writes), so an export
+  imports back without loss.
+* mentions ``twcs``: the public "Customer Support on Twitter" layout. Inbound rows are
+  customers; outbound rows are the brands' replies, which join the thread.
 * orders: one row per order; ``customer_*`` columns embed the customer and
   ``tracking_number``/``courier`` columns embed a shipment (JSONL may instead nest
   ``customer`` and ``shipments`` objects).
@@ -20,9 +30,12 @@ Formats (see README "Importing data" for the full column lists):
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,11 +43,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent
+from doorstep.config import Imports
+from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import Pipeline
-from doorstep.store import Store
+from doorstep.store import Store, StoreError
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
+FORMATS = ("jsonl", "csv", "twcs")
+#: What the CLI suggests when a file is not UTF-8.
+ENCODING_REMEDY = "save the file as UTF-8, or pass --encoding (e.g. --encoding cp1252 for a Windows/Excel export)"
+DEFAULTS = Imports()
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (unknown format, unreadable, bad header): one line."""
 
 
 @dataclass(frozen=True)
@@ -54,96 +76,327 @@ class Parsed:
 
     records: list[Any] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    #: Editor row of each record (same order as ``records``), for reports.
+    rows: list[int] = field(default_factory=list)
+
+    def add(self, number: int, record: Any) -> None:
+        self.records.append(record)
+        self.rows.append(number)
 
 
-def detect_format(path: Path, given: str | None) -> str:
+def detect_format(path: Path, given: str | None, allowed: Sequence[str] = FORMATS) -> str:
     if given:
         return given
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            header = fh.readline()
+        if "twcs" not in allowed:
+            return "csv"
+        try:
+            with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+                header = fh.readline()
+        except OSError as exc:
+            raise ImportFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
         return "twcs" if "inbound" in header and "in_response_to_tweet_id" in header else "csv"
-    raise ValueError(f"{path}: cannot tell the format from the file name; pass --format jsonl, csv or twcs")
+    raise ImportFileError(
+        f"{path}: cannot tell the format from the name {path.name!r} (known: .jsonl, .ndjson, .json, .csv); "
+        f"pass --format {' or '.join(allowed)}"
+    )
 
 
-def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+# ------------------------------------------------------------------ reading
+def _read_text(path: Path, encoding: str | None) -> tuple[str, bool]:
+    """The file's text and whether it is exactly what was asked for.
+
+    Without ``encoding`` the file must be UTF-8; bytes that are not are kept as lone
+    surrogates (``surrogateescape``) so that only the rows holding them are rejected.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if encoding:
+        try:
+            return data.decode(encoding), True
+        except LookupError:
+            raise ImportFileError(f"{path}: unknown --encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"{path}: not valid {encoding} at byte {exc.start}; {ENCODING_REMEDY}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="surrogateescape"), False
+
+
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _bad_bytes(text: str) -> str | None:
+    """A description of the first byte that was not UTF-8, or None."""
+    found = _BAD_BYTE.search(text)
+    if not found:
+        return None
+    byte = ord(found.group()) - 0xDC00
+    return f"not valid UTF-8 (byte 0x{byte:02x} at character {found.start() + 1}); {ENCODING_REMEDY}"
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their endings, split on \\n only (JSON strings may hold U+2028 and friends)."""
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
+def read_rows(path: Path, fmt: str, encoding: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Yield (row number, row dict) — or a RowError for a line that is not even a row.
 
-    Row numbers are what a person sees in an editor: JSONL lines from 1, CSV data rows
-    counted from 2 (row 1 is the header).
+    Row numbers are what a person sees in an editor: JSONL lines from 1, CSV lines from 1
+    (the header), counting the lines inside quoted values, so "row N" is line N.
     """
-    name = str(path)
+    text, _ = _read_text(path, encoding)
     if fmt == "jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, RowError(name, number, "(line)", f"not valid JSON: {exc.msg}")
-                    continue
-                if not isinstance(value, dict):
-                    yield number, RowError(name, number, "(line)", "expected a JSON object")
-                    continue
-                yield number, value
+        yield from _jsonl_rows(str(path), text)
     else:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            for number, row in enumerate(reader, start=2):
-                if None in row:
-                    yield number, RowError(name, number, "(row)", "more values than header columns")
-                    continue
-                yield number, {k: (v if v != "" else None) for k, v in row.items()}
+        yield from _csv_rows(str(path), text)
+
+
+def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    if text.lstrip().startswith("["):
+        raise ImportFileError(
+            f"{name}: row 1: (file): holds a JSON array, but imports read JSON Lines (one object per line); "
+            f"convert it, e.g. jq -c '.[]' {name} > {Path(name).with_suffix('.jsonl').name}"
+        )
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        bad = _bad_bytes(line)
+        if bad:
+            yield number, RowError(name, number, "(line)", bad)
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowError(name, number, "(line)", f"not valid JSON: {exc.msg} at character {exc.pos + 1}")
+            continue
+        if not isinstance(value, dict):
+            yield number, RowError(name, number, "(line)", "expected a JSON object ({...}) on each line")
+            continue
+        yield number, value
+
+
+def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line number, values) per CSV record; (line, message) where quoting is broken.
+
+    The reader is strict, so an unterminated quote is an error rather than a value that
+    silently swallows the rest of the file; reading resumes on the line after the bad
+    record's first line, so the rows that follow are still read.
+    """
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(itertools.islice(lines, start, None), strict=True)
+        row_start = start
+        try:
+            for values in reader:
+                yield row_start + 1, values
+                row_start = start + reader.line_num
+            return
+        except csv.Error as exc:
+            problem = str(exc)
+            if "end of data" in problem or "EOF" in problem:
+                problem = "a quote opened here is never closed (everything after it would be one value)"
+            yield row_start + 1, f"{problem}; close the quote or double it (\"\") inside a quoted value"
+            start = row_start + 1
+
+
+def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    header: list[str] | None = None
+    for number, values in _csv_records(_lines(text)):
+        if isinstance(values, str):
+            if header is None:
+                raise ImportFileError(f"{name}: row {number}: header: {values}")
+            yield number, RowError(name, number, "(row)", values)
+            continue
+        if not values or not any(v.strip() for v in values):
+            continue
+        if header is None:
+            header = [h.strip() for h in values]
+            bad = _bad_bytes(",".join(header))
+            if bad:
+                raise ImportFileError(f"{name}: row {number}: header: {bad}")
+            seen: set[str] = set()
+            for column in header:
+                if not column:
+                    raise ImportFileError(f"{name}: row {number}: header: a column has no name; name it or remove it")
+                if column in seen:
+                    raise ImportFileError(
+                        f"{name}: row {number}: {column}: the column appears twice in the header; rename or remove one"
+                    )
+                seen.add(column)
+            continue
+        bad = _bad_bytes("\x00".join(values))
+        if bad:
+            column = next(h for h, v in zip(header, values) if _BAD_BYTE.search(v)) if len(values) <= len(header) else "(row)"
+            yield number, RowError(name, number, column, bad)
+            continue
+        if len(values) > len(header):
+            yield number, RowError(
+                name, number, "(row)",
+                f"{len(values)} values for {len(header)} header columns; quote values that contain commas",
+            )
+            continue
+        yield number, {k: (v if v != "" else None) for k, v in itertools.zip_longest(header, values)}
+
+
+#: What to do about pydantic's error types, appended to its message (which says what is wrong).
+REMEDIES = {
+    "missing": "add it",
+    "datetime_parsing": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "datetime_from_date_parsing": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "datetime_type": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "date_parsing": "write a date as YYYY-MM-DD",
+    "date_from_datetime_parsing": "write a date as YYYY-MM-DD",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number such as 59.50",
+    "bool_parsing": "write true or false",
+    "extra_forbidden": "remove it or check its spelling",
+    "string_too_short": "give a value",
+}
 
 
 def _errors_from_validation(name: str, number: int, exc: ValidationError) -> RowError:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(row)"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return RowError(name, number, where, first["msg"] + more)
+    message = first["msg"].removeprefix("Value error, ")
+    remedy = REMEDIES.get(first["type"])
+    return RowError(name, number, where, message + (f": {remedy}" if remedy else "") + more)
+
+
+class _FieldError(ValueError):
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(reason)
+        self.field = field_name
+
+
+def _flag(value: Any, field_name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "t"):
+        return True
+    if text in ("0", "false", "no", "n", "f", ""):
+        return False
+    raise _FieldError(field_name, f"expected true or false, got {value!r}")
+
+
+def _json_cell(value: Any, field_name: str, example: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _FieldError(field_name, f"not valid JSON ({exc.msg}); write it like {example}") from None
 
 
 # ---------------------------------------------------------------- mentions
-def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None) -> Parsed:
+#: Columns of the label a classifier gave (flat in exports and CSV, or nested under "labels").
+LABEL_FIELDS = tuple(Labels.model_fields)
+#: Written by ``doorstep export mentions`` but assigned anew on import.
+EXPORT_ONLY_FIELDS = ("id", "case_id")
+
+
+def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None, *,
+                   encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars) -> Parsed:
     path = Path(path)
     fmt = detect_format(path, fmt)
     if fmt == "twcs":
-        return parse_twcs(path)
+        return parse_twcs(path, encoding=encoding, max_post_chars=max_post_chars)
+    name = str(path)
     result = Parsed()
-    for number, row in read_rows(path, fmt):
+    first_row: dict[tuple[str, str], int] = {}
+    for number, row in read_rows(path, fmt, encoding):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
-        row = dict(row)
-        if channel and not row.get("channel"):
-            row["channel"] = channel
-        for key in ("matched",):
-            if isinstance(row.get(key), str):
-                row[key] = [v.strip() for v in row[key].split(",") if v.strip()]
-        if isinstance(row.get("raw"), str):
-            row["raw"] = {"text": row["raw"]}
-        if fmt == "csv" and isinstance(row.get("outbound"), str):
-            row["outbound"] = row["outbound"].strip().lower() in ("1", "true", "yes")
-        row = {k: v for k, v in row.items() if v is not None}
-        unknown = set(row) - set(Mention.model_fields) - {"labels", "id", "case_id"}
-        if unknown:
-            result.errors.append(RowError(str(path), number, ", ".join(sorted(unknown)), "unknown field"))
-            continue
-        row.pop("id", None)
-        row.pop("case_id", None)
-        row.pop("labels", None)
         try:
-            result.records.append(Mention.model_validate(row))
+            mention = _mention(row, channel, max_post_chars)
         except ValidationError as exc:
-            result.errors.append(_errors_from_validation(str(path), number, exc))
+            result.errors.append(_errors_from_validation(name, number, exc))
+            continue
+        except _FieldError as exc:
+            result.errors.append(RowError(name, number, exc.field, str(exc)))
+            continue
+        key = (mention.channel, mention.external_id)
+        if key in first_row:
+            result.errors.append(RowError(
+                name, number, "external_id",
+                f"duplicate of row {first_row[key]} ({mention.channel} {mention.external_id}); keep one row per post",
+            ))
+            continue
+        first_row[key] = number
+        result.add(number, mention)
     return result
 
 
-def parse_twcs(path: Path) -> Parsed:
+def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int) -> Mention:
+    row = {k: v for k, v in row.items() if v is not None}
+    if channel and not row.get("channel"):
+        row["channel"] = channel
+    unknown = set(row) - set(Mention.model_fields) - set(LABEL_FIELDS) - set(EXPORT_ONLY_FIELDS)
+    if unknown:
+        raise _FieldError(", ".join(sorted(unknown)),
+                          f"unknown field (known: {', '.join(f for f in Mention.model_fields if f not in EXPORT_ONLY_FIELDS)}"
+                          f" and the label fields {', '.join(LABEL_FIELDS)})")
+    for key in EXPORT_ONLY_FIELDS:
+        row.pop(key, None)
+    if isinstance(row.get("matched"), str):
+        row["matched"] = [v.strip() for v in row["matched"].split(",") if v.strip()]
+    if isinstance(row.get("raw"), str):
+        try:
+            raw = json.loads(row["raw"])
+        except json.JSONDecodeError:
+            raw = None
+        row["raw"] = raw if isinstance(raw, dict) else {"text": row["raw"]}
+    if isinstance(row.get("outbound"), str):
+        row["outbound"] = _flag(row["outbound"], "outbound")
+    text = row.get("text")
+    if isinstance(text, str) and len(text) > max_post_chars:
+        raise _FieldError("text", f"{len(text):,} characters, more than the limit of {max_post_chars:,} "
+                                  "([imports] max_post_chars in doorstep.toml)")
+    flat = {k: row.pop(k) for k in LABEL_FIELDS if k in row}
+    nested = row.get("labels")
+    if flat and nested is not None:
+        raise _FieldError("labels", "give the labels either nested under 'labels' or as columns, not both")
+    if flat:
+        row["labels"] = _labels(flat)
+    elif isinstance(nested, str):
+        row["labels"] = _json_cell(nested, "labels", '{"sentiment": "negative", ...}')
+    return Mention.model_validate(row)
+
+
+def _labels(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat label columns (as exported, or CSV text) -> the nested dict Labels validates."""
+    missing = [k for k in ("sentiment", "complaint", "intent") if k not in flat]
+    if missing:
+        raise _FieldError(missing[0], "a labelled row needs sentiment, complaint and intent (or no label columns at all)")
+    labels = dict(flat)
+    for key in ("sentiment_scores", "intent_scores"):
+        labels[key] = _json_cell(labels.get(key, {}), key, '{"negative": 0.8, "neutral": 0.1, "positive": 0.1}')
+    for key in ("complaint", "needs_review"):
+        if key in labels:
+            labels[key] = _flag(labels[key], key)
+    labels.setdefault("complaint_score", 1.0 if labels["complaint"] else 0.0)
+    labels.setdefault("urgency", 0.0)
+    try:
+        return Labels.model_validate(labels).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _FieldError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
+
+
+def parse_twcs(path: Path, *, encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars) -> Parsed:
     """Customer Support on Twitter rows -> mentions, with threads resolved within the file.
 
     Threads: each row's ``in_response_to_tweet_id`` is its parent. The thread id is the
@@ -153,7 +406,8 @@ def parse_twcs(path: Path) -> Parsed:
     name = str(path)
     result = Parsed()
     rows: list[tuple[int, dict[str, Any]]] = []
-    for number, row in read_rows(path, "csv"):
+    first_row: dict[str, int] = {}
+    for number, row in read_rows(path, "csv", encoding):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
@@ -161,6 +415,11 @@ def parse_twcs(path: Path) -> Parsed:
         if missing:
             result.errors.append(RowError(name, number, missing[0], "missing value"))
             continue
+        if row["tweet_id"] in first_row:
+            result.errors.append(RowError(name, number, "tweet_id",
+                                          f"duplicate of row {first_row[row['tweet_id']]}; keep one row per tweet"))
+            continue
+        first_row[row["tweet_id"]] = number
         rows.append((number, row))
     parent_of = {row["tweet_id"]: row.get("in_response_to_tweet_id") for _, row in rows}
 
@@ -188,24 +447,26 @@ def parse_twcs(path: Path) -> Parsed:
                 RowError(name, number, "created_at", f"expected like 'Tue Oct 31 22:10:47 +0000 2017', got {row['created_at']!r}")
             )
             continue
+        if len(row["text"]) > max_post_chars:
+            result.errors.append(RowError(name, number, "text", f"{len(row['text']):,} characters, more than the limit "
+                                          f"of {max_post_chars:,} ([imports] max_post_chars in doorstep.toml)"))
+            continue
         inbound = inbound_text == "true"
         author = row["author_id"]
         try:
-            result.records.append(
-                Mention(
-                    channel="x",
-                    external_id=row["tweet_id"],
-                    text=row["text"],
-                    created_at=created,
-                    author_id=author,
-                    author_handle=author,
-                    thread_id=thread_root(row["tweet_id"]),
-                    in_reply_to=row.get("in_response_to_tweet_id"),
-                    outbound=not inbound,
-                    url=f"https://x.com/{author}/status/{row['tweet_id']}",
-                    raw={"response_tweet_id": row.get("response_tweet_id")},
-                )
-            )
+            result.add(number, Mention(
+                channel="x",
+                external_id=row["tweet_id"],
+                text=row["text"],
+                created_at=created,
+                author_id=author,
+                author_handle=author,
+                thread_id=thread_root(row["tweet_id"]),
+                in_reply_to=row.get("in_response_to_tweet_id"),
+                outbound=not inbound,
+                url=f"https://x.com/{author}/status/{row['tweet_id']}",
+                raw={"response_tweet_id": row.get("response_tweet_id")},
+            ))
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(name, number, exc))
     result.errors.sort(key=lambda e: e.row)
@@ -218,85 +479,127 @@ ORDER_COLUMNS = (
     "customer_name, customer_email, customer_phone, customer_vip, customer_x, customer_mastodon, customer_bluesky, "
     "tracking_number, courier, service"
 )
+CUSTOMER_COLUMNS = ("name", "email", "phone", "vip")
+HANDLE_CHANNELS = ("x", "mastodon", "bluesky")
 
 
 @dataclass
 class OrderBundle:
+    """One order row: the order, and the customer as far as the row describes them."""
+
     customer: Customer | None
     order: Order
+    #: Customer fields the row gave a value for: only these are written (never erase the rest).
+    customer_fields: frozenset[str] = frozenset()
 
 
-def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any]) -> Parsed:
-    """Run ``build`` on every row, collecting records and one error per rejected row."""
+def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any],
+                encoding: str | None = None, key: Callable[[Any], Any] | None = None,
+                key_field: str = "(row)") -> Parsed:
+    """Run ``build`` on every row, collecting records and one error per rejected row.
+
+    ``key``: the record's identity; a second row with the same key is rejected (which one
+    should win is the user's call, not ours).
+    """
     path = Path(path)
-    fmt = detect_format(path, fmt)
+    fmt = detect_format(path, fmt, ("jsonl", "csv"))
+    name = str(path)
     result = Parsed()
-    for number, row in read_rows(path, fmt):
+    first_row: dict[Any, int] = {}
+    for number, row in read_rows(path, fmt, encoding):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
         try:
-            result.records.append(build(row))
+            record = build(row)
         except ValidationError as exc:
-            result.errors.append(_errors_from_validation(str(path), number, exc))
+            result.errors.append(_errors_from_validation(name, number, exc))
+            continue
         except (ValueError, TypeError) as exc:
-            result.errors.append(RowError(str(path), number, getattr(exc, "field", "(row)"), str(exc)))
+            result.errors.append(RowError(name, number, getattr(exc, "field", "(row)"), str(exc)))
+            continue
+        if key is not None:
+            k = key(record)
+            if k in first_row:
+                result.errors.append(RowError(name, number, key_field,
+                                              f"duplicate of row {first_row[k]} ({k}); keep one row for it"))
+                continue
+            first_row[k] = number
+        result.add(number, record)
     return result
 
 
-def parse_orders(path: str | Path, fmt: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, _order_bundle)
-
-
-class _FieldError(ValueError):
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(reason)
-        self.field = field_name
+def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
+    return _parse_each(path, fmt, _order_bundle, encoding, key=lambda b: b.order.number, key_field="number")
 
 
 def _order_bundle(row: dict[str, Any]) -> OrderBundle:
-    row = dict(row)
+    row = {k: v for k, v in row.items() if v is not None}
+    customer_id = row.get("customer_id")
     customer: Customer | None = None
-    if isinstance(row.get("customer"), dict):
-        customer = Customer.model_validate(row.pop("customer"))
-        row.setdefault("customer_id", customer.id)
-    elif row.get("customer_name"):
-        handles = {ch: row.pop(f"customer_{ch}") for ch in ("x", "mastodon", "bluesky") if row.get(f"customer_{ch}")}
-        customer = Customer(
-            id=row.get("customer_id") or "",
-            name=row.pop("customer_name"),
-            email=row.pop("customer_email", None),
-            phone=row.pop("customer_phone", None),
-            vip=str(row.pop("customer_vip", "") or "").lower() in ("1", "true", "yes"),
-            handles=handles,
-        )
-    for key in [k for k in row if k.startswith("customer_") and k != "customer_id"]:
-        row.pop(key)
-    if isinstance(row.get("items"), str):
+    fields: set[str] = set()
+    nested = row.pop("customer", None)
+    if isinstance(nested, dict):
+        nested = {k: v for k, v in nested.items() if v is not None}
+        nested_id = nested.get("id")
+        if nested_id is not None and customer_id is not None and str(nested_id) != str(customer_id):
+            raise _FieldError("customer.id", f"{nested_id!r} differs from customer_id {customer_id!r}; "
+                                             "both must name the same customer")
+        nested.setdefault("id", customer_id)
+        fields = set(nested) - {"id"}
+        nested.setdefault("name", "")
         try:
-            row["items"] = json.loads(row["items"])
-        except json.JSONDecodeError as exc:
-            raise _FieldError("items", f"not valid JSON: {exc.msg}") from None
+            customer = Customer.model_validate(nested)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _FieldError("customer." + ".".join(str(p) for p in first["loc"]), first["msg"]) from None
+        row.setdefault("customer_id", customer.id)
+    elif nested is not None:
+        raise _FieldError("customer", "expected an object like {\"id\": \"c1\", \"name\": \"Ann Lee\"}")
+    else:
+        given = {k: row.pop(f"customer_{k}") for k in CUSTOMER_COLUMNS if f"customer_{k}" in row}
+        handles = {ch: str(row.pop(f"customer_{ch}")) for ch in HANDLE_CHANNELS if f"customer_{ch}" in row}
+        if given or handles:
+            if not customer_id:
+                raise _FieldError("customer_id", "required when customer_* columns are given")
+            if "vip" in given:
+                given["vip"] = _flag(given["vip"], "customer_vip")
+            fields = set(given) | ({"handles"} if handles else set())
+            customer = Customer(id=str(customer_id), name=str(given.pop("name", "")),
+                                **{k: (str(v) if k != "vip" else v) for k, v in given.items()}, handles=handles)
+    unknown_customer = [k for k in row if k.startswith("customer_") and k != "customer_id"]
+    if unknown_customer:
+        raise _FieldError(unknown_customer[0], f"unknown column (customer columns: customer_id, "
+                                               f"{', '.join('customer_' + c for c in CUSTOMER_COLUMNS + HANDLE_CHANNELS)})")
+    if "items" in row:
+        row["items"] = _json_cell(row["items"], "items", '["lamp"] or [{"sku": "MUG", "qty": 2}]')
     shipments = row.pop("shipments", None) or []
+    if not isinstance(shipments, list):
+        raise _FieldError("shipments", "expected a list of objects like {\"tracking_number\": ..., \"courier\": ...}")
     tracking, courier, service = row.pop("tracking_number", None), row.pop("courier", None), row.pop("service", None)
     if tracking:
         if not courier:
             raise _FieldError("courier", "required when tracking_number is given")
-        shipments.append({"tracking_number": tracking, "courier": courier, "service": service})
+        shipments.append({k: v for k, v in (("tracking_number", tracking), ("courier", courier), ("service", service))
+                          if v is not None})
+    elif courier or service:
+        raise _FieldError("tracking_number", "required when courier or service is given")
     number = row.get("number")
     row["shipments"] = [
-        Shipment.model_validate({"order_number": number or "", **s}) if isinstance(s, dict) else s for s in shipments
+        Shipment.model_validate({"order_number": number or "", **{k: v for k, v in s.items() if v is not None}})
+        if isinstance(s, dict) else s
+        for s in shipments
     ]
-    row = {k: v for k, v in row.items() if v is not None}
-    return OrderBundle(customer=customer, order=Order.model_validate(row))
+    return OrderBundle(customer=customer, order=Order.model_validate(row), customer_fields=frozenset(fields))
 
 
 # ---------------------------------------------------------------- tracking
 TRACKING_COLUMNS = "tracking_number, time, status, location, description"
 
 
-def parse_tracking(path: str | Path, fmt: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, lambda row: TrackingEvent.model_validate({k: v for k, v in row.items() if v is not None}))
+def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
+    return _parse_each(path, fmt, lambda row: TrackingEvent.model_validate({k: v for k, v in row.items() if v is not None}),
+                       encoding)
 
 
 # ------------------------------------------------------------------ import
@@ -305,39 +608,192 @@ class ImportReport:
     file: str
     kind: str
     valid: int
+    #: Rows written as new records.
     stored: int
     errors: list[RowError]
     #: Seconds per stage (parse, classify, link, store), for benchmarks and logs.
     timings: dict[str, float] = field(default_factory=dict)
+    #: Rows that changed a stored record / that matched a stored record exactly.
+    updated: int = 0
+    unchanged: int = 0
+    #: False when nothing was written because too many rows were rejected.
+    committed: bool = True
+    #: The share of rejected rows above which nothing is written (see [imports]).
+    max_rejected_share: float = DEFAULTS.max_rejected_share
+    #: Why the import stopped before the end (a full disk, ...), with how far it got.
+    stopped: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and self.stopped is None
+
+    @property
+    def rejected_share(self) -> float:
+        total = self.valid + len(self.errors)
+        return len(self.errors) / total if total else 0.0
+
+    def summary(self) -> str:
+        line = (f"{self.file}: {self.valid + len(self.errors)} {self.kind} rows: {self.stored} new, "
+                f"{self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} rejected")
+        if not self.committed:
+            if self.max_rejected_share == 0:
+                line += "; nothing written (--strict: fix the rejected rows, or drop --strict to write the valid ones)"
+            else:
+                line += (f"; nothing written: {self.rejected_share:.0%} of rows were rejected, more than "
+                         f"{self.max_rejected_share:.0%} ([imports] max_rejected_share); fix the rows, check the file "
+                         "and --format, or pass --max-rejected 1 to write the valid rows anyway")
+        return line
 
 
-def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None) -> ImportReport:
-    """Parse a whole file, then run every valid mention through the pipeline in one transaction."""
+def _should_commit(parsed: Parsed, max_rejected_share: float) -> bool:
+    total = len(parsed.records) + len(parsed.errors)
+    if not parsed.errors:
+        return True
+    return total > 0 and len(parsed.errors) / total <= max_rejected_share
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ImportStopped(RuntimeError):
+    """An import stopped between batches; what was written is named, re-running is safe."""
+
+    def __init__(self, report: ImportReport, cause: BaseException):
+        super().__init__(report.stopped)
+        self.report, self.cause = report, cause
+
+
+def _stop(report: ImportReport, store: Store, done_rows: int, next_row: int | None,
+          exc: BaseException) -> ImportStopped:
+    """Say how far the import got and why it stopped (a database fault names the database)."""
+    if isinstance(exc, sqlite3.Error):
+        cause = str(StoreError.from_sqlite(store.path, exc))
+    elif isinstance(exc, StoreError):
+        cause = str(exc)
+    else:
+        cause = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    where = f" at row {next_row}" if next_row else ""
+    report.stopped = (f"stopped{where} after writing {done_rows} of {report.valid} valid rows: {cause}. "
+                      "Running the same import again finishes it (rows already written are skipped)")
+    return ImportStopped(report, exc)
+
+
+def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
+                    encoding: str | None = None, max_rejected_share: float | None = None,
+                    batch_rows: int | None = None) -> ImportReport:
+    """Parse a whole file, then run the valid mentions through the pipeline in bounded batches.
+
+    Each batch is classified before its write transaction opens (BEGIN IMMEDIATE), so the
+    write lock is held for the writes only. Posts are written oldest first, so a reply's
+    parent is stored before it and the reply joins its case.
+    """
+    limits = pipeline.config.imports
+    share = limits.max_rejected_share if max_rejected_share is None else max_rejected_share
+    size = batch_rows or limits.batch_rows
     started = time.perf_counter()
-    parsed = parse_mentions(path, fmt, channel)
-    parse_seconds = time.perf_counter() - started
-    with pipeline.store.transaction():
-        result = pipeline.ingest(parsed.records)
-    timings = {"parse": parse_seconds, **result.timings}
-    return ImportReport(str(path), "mentions", len(parsed.records), result.stored, parsed.errors, timings)
+    parsed = parse_mentions(path, fmt, channel, encoding=encoding, max_post_chars=limits.max_post_chars)
+    timings = {"parse": time.perf_counter() - started, "classify": 0.0, "link": 0.0, "store": 0.0}
+    report = ImportReport(str(path), "mentions", len(parsed.records), 0, parsed.errors, timings,
+                          max_rejected_share=share)
+    if not _should_commit(parsed, share):
+        report.committed = False
+        return report
+    store = pipeline.store
+    order = sorted(range(len(parsed.records)), key=lambda i: parsed.records[i].created_at)
+    done = 0
+    for batch in _batches(order, size):
+        mentions = [parsed.records[i] for i in batch]
+        try:
+            t0 = time.perf_counter()
+            existing = store.existing_mention_ids((m.channel, m.external_id) for m in mentions)
+            fresh = [m for m in mentions if (m.channel, m.external_id) not in existing]
+            to_classify = [m for m in fresh if not m.outbound and m.labels is None]
+            timings["store"] += time.perf_counter() - t0
+            if to_classify and pipeline.classifier is not None:
+                t0 = time.perf_counter()
+                for mention, labels in zip(to_classify, pipeline.classifier.classify([m.text for m in to_classify])):
+                    mention.labels = labels
+                timings["classify"] += time.perf_counter() - t0
+            with store.write_transaction():
+                result = pipeline.ingest(fresh)
+        except Exception as exc:
+            raise _stop(report, store, done, parsed.rows[batch[0]], exc) from exc
+        for key in ("link", "store"):
+            timings[key] += result.timings.get(key, 0.0)
+        report.stored += result.stored
+        report.unchanged += len(mentions) - result.stored
+        done += len(mentions)
+    return report
 
 
-def import_orders(path: str | Path, store: Store, fmt: str | None = None) -> ImportReport:
-    parsed = parse_orders(path, fmt)
-    with store.transaction():
-        customers = [b.customer for b in parsed.records if b.customer is not None]
-        store.upsert_customers(customers)
-        stored = store.upsert_orders(b.order for b in parsed.records)
-    return ImportReport(str(path), "orders", len(parsed.records), stored, parsed.errors)
+def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
+                  max_rejected_share: float = DEFAULTS.max_rejected_share,
+                  batch_rows: int = DEFAULTS.batch_rows) -> ImportReport:
+    """Orders with their customers and shipments; only what a row gives a value for is written."""
+    parsed = parse_orders(path, fmt, encoding=encoding)
+    name = str(path)
+    # A customer new to the store needs a name; known ones may be named by id alone.
+    valid: list[tuple[int, OrderBundle]] = []
+    known: dict[str, bool] = {}
+    for number, bundle in zip(parsed.rows, parsed.records):
+        customer = bundle.customer
+        if customer is not None and "name" not in bundle.customer_fields:
+            if customer.id not in known:
+                known[customer.id] = store.get_customer(customer.id) is not None
+            if not known[customer.id]:
+                parsed.errors.append(RowError(name, number, "customer_name",
+                                              f"customer {customer.id!r} is new: give their name"))
+                continue
+        valid.append((number, bundle))
+    parsed.errors.sort(key=lambda e: e.row)
+    report = ImportReport(name, "orders", len(valid), 0, parsed.errors, max_rejected_share=max_rejected_share)
+    parsed.records = [b for _, b in valid]
+    parsed.rows = [n for n, _ in valid]
+    if not _should_commit(parsed, max_rejected_share):
+        report.committed = False
+        return report
+    done = 0
+    for batch in _batches(valid, batch_rows):
+        try:
+            with store.write_transaction():
+                statuses = []
+                for _, bundle in batch:
+                    changed = "unchanged"
+                    if bundle.customer is not None:
+                        changed = store.upsert_customer(bundle.customer, bundle.customer_fields)
+                    status = store.upsert_order(bundle.order)
+                    if status == "unchanged" and changed != "unchanged":
+                        status = "updated"
+                    statuses.append(status)
+        except Exception as exc:
+            raise _stop(report, store, done, batch[0][0], exc) from exc
+        report.stored += statuses.count("new")
+        report.updated += statuses.count("updated")
+        report.unchanged += statuses.count("unchanged")
+        done += len(batch)
+    return report
 
 
-def import_tracking(path: str | Path, store: Store, fmt: str | None = None) -> ImportReport:
+def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
+                    max_rejected_share: float = DEFAULTS.max_rejected_share,
+                    batch_rows: int = DEFAULTS.batch_rows) -> ImportReport:
     """Events for shipments we do not know yet are kept: the order file may arrive later."""
-    parsed = parse_tracking(path, fmt)
-    with store.transaction():
-        stored = store.add_tracking_events(parsed.records)
-    return ImportReport(str(path), "tracking", len(parsed.records), stored, parsed.errors)
+    parsed = parse_tracking(path, fmt, encoding=encoding)
+    report = ImportReport(str(path), "tracking", len(parsed.records), 0, parsed.errors,
+                          max_rejected_share=max_rejected_share)
+    if not _should_commit(parsed, max_rejected_share):
+        report.committed = False
+        return report
+    done = 0
+    for batch_index, batch in enumerate(_batches(parsed.records, batch_rows)):
+        try:
+            with store.write_transaction():
+                added = store.add_tracking_events(batch)
+        except Exception as exc:
+            raise _stop(report, store, done, parsed.rows[batch_index * batch_rows], exc) from exc
+        report.stored += added
+        report.unchanged += len(batch) - added
+        done += len(batch)
+    return report

@@ -38,6 +38,8 @@ from listeners.health import (
 log = logging.getLogger("doorstep.listeners.mastodon")
 
 CHANNEL = "mastodon"
+#: Direct statuses (visibility "direct"): private messages, answered privately (responders.private).
+DM_CHANNEL = "mastodon_dm"
 _BREAKS = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -60,8 +62,10 @@ def status_to_mention(status: dict[str, Any], own: set[str]) -> Mention:
         created = datetime.fromisoformat(created.replace("Z", "+00:00"))
     text = html_to_text(status.get("content") or "") or (status.get("spoiler_text") or "")
     reply_to = status.get("in_reply_to_id")
+    # A direct status is a private message: it must never be answered by a public post.
+    private = status.get("visibility") == "direct"
     return Mention(
-        channel=CHANNEL,
+        channel=DM_CHANNEL if private else CHANNEL,
         external_id=str(status["id"]),
         text=text,
         created_at=created,
@@ -81,10 +85,17 @@ def status_to_mention(status: dict[str, Any], own: set[str]) -> Mention:
 class _Source:
     kind: str  # notifications | tag | search
     target: str
+    #: Our account whose token reads it (notifications are per account); None: the shared token.
+    account: str | None = None
 
     @property
     def cursor(self) -> str:
         return f"mastodon:{self.kind}:{self.target}" if self.target else f"mastodon:{self.kind}"
+
+
+def _asking_case_sql() -> str:
+    return ("select case_id from outbound_messages where channel = 'mastodon_dm' and case_id is not null and "
+            "(external_id = ? or lower(target) = ?) order by (external_id = ?) desc, id desc limit 1")
 
 
 def classify_error(exc: BaseException) -> Verdict | None:
@@ -146,6 +157,7 @@ class MastodonListener:
                  settings: MastodonSettings | None = None, backoff: Backoff | None = None):
         self.store, self.config, self.pipeline = store, config, pipeline
         self.settings = settings or channel_settings(config, CHANNEL)
+        self._client_given = client is not None
         if client is None:
             from doorstep.clients import mastodon_client
 
@@ -156,11 +168,21 @@ class MastodonListener:
             if _readable_rate_headers not in hooks:
                 hooks.append(_readable_rate_headers)
         self.client = client
+        self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
         self.own = config.own_handles(CHANNEL) | {a.lower().lstrip("@") for a in self.settings.accounts}
 
     def sources(self) -> list[_Source]:
-        out = [_Source("notifications", "")]
+        from doorstep.config import brand_accounts
+
+        # Each brand account with a token of its own reads its own notifications (mentions and
+        # direct messages to it); without any, the shared token's account is read, as before.
+        own = [a for a in brand_accounts(self.config, CHANNEL) if a.has_own("ACCESS_TOKEN")]
+        if own and not self._client_given:
+            out = [_Source("notifications", a.handle.lower(), a.handle) for a in own]
+        else:
+            mine = self.settings.accounts[0].lstrip("@") if len(self.settings.accounts) == 1 else None
+            out = [_Source("notifications", "", mine)]
         out += [_Source("tag", tag) for tag in self.settings.hashtags]
         out += [_Source("search", word) for word in self.settings.keywords]
         return out
@@ -177,7 +199,7 @@ class MastodonListener:
     def _fetch(self, source: _Source, result: RoundResult, **params: Any) -> list[tuple[str, dict[str, Any]]]:
         """(cursor id, status) pairs of one page; notifications carry their own ids."""
         limit = self.settings.limit
-        client = self.client
+        client = self.client_for(source)
         rate_reset = lambda: getattr(client, "ratelimit_reset", None)  # noqa: E731
 
         def classify(exc: BaseException) -> Verdict | None:
@@ -200,6 +222,24 @@ class MastodonListener:
                                                            limit=limit, **params),
                                   classify, self.backoff, result)
         return [(str(s["id"]), s) for s in (found or {}).get("statuses") or []]
+
+    def _asking_case(self, mention: Mention) -> int | None:
+        """The case whose private question this direct message answers (our status it replies to)."""
+        handle = f"@{(mention.author_handle or '').lower()}"
+        rows = self.store.rows(_asking_case_sql(), [mention.in_reply_to or "", handle, mention.in_reply_to or ""])
+        return rows[0]["case_id"] if rows else None
+
+    def client_for(self, source: _Source) -> Any:
+        """The account's own client for its notifications; the shared one otherwise."""
+        if source.account is None or self._client_given or not source.target:
+            return self.client
+        if source.target not in self._account_clients:
+            from doorstep.clients import mastodon_client
+            from doorstep.config import find_account
+
+            self._account_clients[source.target] = mastodon_client(
+                self.config, account=find_account(self.config, CHANNEL, source.account))
+        return self._account_clients[source.target]
 
     def _poll_source(self, source: _Source, result: RoundResult) -> None:
         cursor = self.store.get_cursor(source.cursor)
@@ -263,7 +303,15 @@ class MastodonListener:
                 continue
             if not mention.outbound:
                 result.note_lag(mention.created_at, now)
+            if source.kind == "notifications" and source.account:
+                mention.account = source.account
+            if mention.channel == DM_CHANNEL and not mention.outbound:
+                mention.case_id = self._asking_case(mention)
             mentions.append(mention)
+        if source.account:
+            from doorstep.accounts import record_account_usage
+
+            record_account_usage(self.store, CHANNEL, source.account, requests=1, reads=len(page))
         with self.store.transaction():
             if mentions:
                 ingested = self.pipeline.ingest(mentions)

@@ -36,6 +36,7 @@ from doorstep.config import Config
 from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
+from doorstep.accounts import account_usage_allows, record_account_usage
 from listeners.config import XSettings, channel_settings
 from listeners.health import (
     AuthError,
@@ -66,9 +67,11 @@ LOG_PAYLOAD_CHARS = 2000
 class Source:
     """One thing polled each round. ``cursor`` is its row in the store's cursors table."""
 
-    kind: str  # "search" | "mentions" | "tweets"
+    kind: str  # "search" | "mentions" | "tweets" | "dm"
     target: str  # the query, or a user id
     label: str  # for logs and errors: the query or "@handle"
+    #: Our account whose token polls it (its own rate limits and budget); None: the shared client.
+    account: str | None = None
 
     @property
     def cursor(self) -> str:
@@ -110,6 +113,20 @@ def _excerpt(value: Any) -> str:
     return text[:LOG_PAYLOAD_CHARS]
 
 
+class MissingCredentials(ValueError):
+    """A listener was started without the token it needs; said at once instead of after retries."""
+
+
+def require_x_credentials() -> None:
+    """Reading X needs the app's bearer token: without it every request is a 401 (or a long retry)."""
+    from doorstep.config import secret
+
+    if not secret("X_BEARER_TOKEN"):
+        raise MissingCredentials(
+            "x: X_BEARER_TOKEN is not set: export X_BEARER_TOKEN=... (the app's bearer token from the X developer "
+            "portal) or put it in $DOORSTEP_SECRETS_FILE; for the local emulator any value works")
+
+
 class XListener:
     """Polls X for mentions and runs them through the pipeline. One round: :meth:`poll_once`."""
 
@@ -119,9 +136,12 @@ class XListener:
         self.config = config
         self.pipeline = pipeline
         self.settings = settings or channel_settings(config, CHANNEL)
+        #: A client a test passes in serves every account; otherwise each account polls with its own token.
+        self._client_given = client is not None
         if client is None:
             from doorstep.clients import x_client
 
+            require_x_credentials()
             client = x_client(config)
         # Raw JSON: one malformed tweet must be skippable, and tweepy's model objects would fail
         # on the whole page (and cost time) before we could look at it.
@@ -130,6 +150,7 @@ class XListener:
         if _readable_rate_headers not in hooks:
             hooks.append(_readable_rate_headers)
         self.client = client
+        self._account_clients: dict[str, Any] = {}
         self.backoff = backoff or Backoff()
         self.own = config.own_handles(CHANNEL)
         self._round: RoundResult | None = None
@@ -166,10 +187,32 @@ class XListener:
                 result.errors.append(str(exc))
                 log.error("%s", exc)
                 continue
-            sources.append(Source("mentions", user_id, f"@{handle} mentions"))
-            if handle.lower() in self.own:
-                sources.append(Source("tweets", user_id, f"@{handle} own posts"))
+            ours = handle.lower() in self.own
+            # Our own accounts poll with their own token: own rate limits, own budget.
+            account = handle if ours else None
+            sources.append(Source("mentions", user_id, f"@{handle} mentions", account))
+            if ours:
+                sources.append(Source("tweets", user_id, f"@{handle} own posts", account))
+                if self.settings.direct_messages:
+                    sources.append(Source("dm", user_id, f"@{handle} direct messages", handle))
         return sources
+
+    def client_for(self, source: Source) -> Any:
+        """The account's own client (its token) for its sources; the shared one for searches."""
+        if source.account is None or self._client_given:
+            return self.client
+        key = source.account.lower()
+        if key not in self._account_clients:
+            from doorstep.clients import x_client
+            from doorstep.config import find_account
+
+            ref = find_account(self.config, CHANNEL, source.account)
+            if ref is None:
+                return self.client
+            client = x_client(self.config, account=ref)
+            client.return_type = dict
+            self._account_clients[key] = client
+        return self._account_clients[key]
 
     def resolve_user_id(self, handle: str) -> str:
         """Handle -> user id, asked once and cached in the cursors table (ids never change)."""
@@ -196,6 +239,12 @@ class XListener:
         return {"since_id": state.get("since_id"), "newest": state.get("newest"), "until_id": state.get("until_id")}
 
     def _poll_source(self, source: Source, result: RoundResult) -> None:
+        if source.kind == "dm":
+            self._poll_direct_messages(source, result)
+            return
+        if source.account and not account_usage_allows(self.store, self.config, CHANNEL, source.account, "reads"):
+            raise SourceError(f"x: {source.label}: the daily read budget of @{source.account} is spent; "
+                              "raise max_reads_per_day or wait for tomorrow")
         state = self._load_cursor(source)
         token: str | None = None
         seen_tokens: set[str] = set()
@@ -239,12 +288,13 @@ class XListener:
         log.info("x: %s: page budget of %s reached, continuing next round", source.label, self.settings.max_pages)
 
     def _fetch(self, source: Source, params: dict[str, Any], state: dict[str, str | None]) -> dict[str, Any]:
+        client = self.client_for(source)
         if source.kind == "search":
-            call, args = self.client.search_recent_tweets, (source.target,)
+            call, args = client.search_recent_tweets, (source.target,)
         elif source.kind == "mentions":
-            call, args = self.client.get_users_mentions, (source.target,)
+            call, args = client.get_users_mentions, (source.target,)
         else:
-            call, args = self.client.get_users_tweets, (source.target,)
+            call, args = client.get_users_tweets, (source.target,)
         try:
             body = self._call(f"{source.kind} {source.label!r}", call, *args, **params)
         except SourceError as exc:
@@ -259,7 +309,97 @@ class XListener:
                 raise
         if not isinstance(body, dict):
             raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
+        if source.account:
+            record_account_usage(self.store, CHANNEL, source.account, reads=len(body.get("data") or []),
+                                 requests=1, rate=self._last_rate(client))
         return body
+
+    @staticmethod
+    def _last_rate(client: Any) -> dict[str, str] | None:
+        """The x-rate-limit-* headers of the client's last answer (tweepy keeps no copy: the session hook does)."""
+        return getattr(client, "_doorstep_last_rate", None)
+
+    # ------------------------------------------------------------------ direct messages
+    def _poll_direct_messages(self, source: Source, result: RoundResult) -> None:
+        """The account's direct messages (``GET /2/dm_events``, newest first, with its own token).
+
+        DM events have no ``since_id``: pages are read newest first until the last event seen
+        (the cursor). A customer's message becomes a mention on ``x_dm`` that joins the case
+        we asked privately from (the newest private message we sent to that customer from this
+        account), so their answer lands where the agent is waiting for it.
+        """
+        client = self.client_for(source)
+        cursor_name = f"x:dm:{source.account.lower() if source.account else source.target}"
+        seen = self.store.get_cursor(cursor_name)
+        newest: str | None = None
+        token: str | None = None
+        events: list[dict[str, Any]] = []
+        users: dict[str, dict[str, Any]] = {}
+        for _ in range(self.settings.max_pages):
+            params: dict[str, Any] = {"max_results": 100, "event_types": "MessageCreate",
+                                      "dm_event_fields": ["id", "text", "created_at", "sender_id", "dm_conversation_id"],
+                                      "expansions": ["sender_id"], "user_fields": USER_FIELDS, "user_auth": True}
+            if token:
+                params["pagination_token"] = token
+            body = self._call(f"direct messages of {source.label}", client.get_direct_message_events, **params)
+            result.pages += 1
+            if not isinstance(body, dict):
+                raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
+            for user in (body.get("includes") or {}).get("users") or []:
+                users[str(user.get("id"))] = user
+            page = body.get("data") or []
+            record_account_usage(self.store, CHANNEL, source.account or "", reads=len(page), requests=1,
+                                 rate=self._last_rate(client))
+            stop = False
+            for event in page:
+                if seen and int(event["id"]) <= int(seen):
+                    stop = True
+                    break
+                newest = newest or str(event["id"])
+                events.append(event)
+            token = (body.get("meta") or {}).get("next_token")
+            if stop or not token:
+                break
+        mentions = []
+        for event in reversed(events):  # oldest first, as the pipeline expects
+            result.fetched += 1
+            if str(event.get("sender_id")) == source.target or event.get("event_type", "MessageCreate") != "MessageCreate":
+                result.skipped += 1  # our own messages are already on the case as outbound messages
+                continue
+            try:
+                mentions.append(self._dm_to_mention(event, users, source))
+            except Exception as exc:  # noqa: BLE001 - a broken event is skipped, never fatal
+                result.malformed += 1
+                log.warning("x: skipping malformed direct message (%s: %s): %s", type(exc).__name__, exc, _excerpt(event))
+        with self.store.transaction():
+            if mentions:
+                ingested = self.pipeline.ingest(mentions)
+                result.stored += ingested.stored
+                result.duplicates += ingested.duplicates
+            if newest:
+                self.store.set_cursor(cursor_name, newest)
+
+    def _dm_to_mention(self, event: dict[str, Any], users: dict[str, dict[str, Any]], source: Source) -> Mention:
+        sender_id = str(event["sender_id"])
+        author = users.get(sender_id, {})
+        handle = author.get("username")
+        rows = self.store.rows(
+            "select case_id from outbound_messages where channel = 'x_dm' and case_id is not null and "
+            "(target = ? or lower(target) = ?) and (account is null or lower(account) = ?) order by id desc limit 1",
+            [sender_id, f"@{(handle or '').lower()}", (source.account or "").lower()])
+        return Mention(
+            channel="x_dm",
+            external_id=str(event["id"]),
+            text=event["text"],
+            created_at=datetime.fromisoformat(str(event["created_at"]).replace("Z", "+00:00")),
+            author_id=sender_id,
+            author_handle=handle,
+            author_name=author.get("name"),
+            thread_id=str(event.get("dm_conversation_id") or sender_id),
+            account=source.account,
+            case_id=rows[0]["case_id"] if rows else None,
+            raw={"id": str(event["id"]), "dm_conversation_id": event.get("dm_conversation_id")},
+        )
 
     def _page_mentions(self, body: dict[str, Any], result: RoundResult) -> list[Mention]:
         users = {}
@@ -350,7 +490,7 @@ def _api_message(exc: Any) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    from doorstep.clients import redact
+    from doorstep.redaction import redact
 
     return redact(f"{type(exc).__name__}: {exc}")[:300]
 

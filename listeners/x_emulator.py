@@ -9,8 +9,16 @@ changing ``X_API_BASE_URL`` only.
 
 Endpoints: ``GET /2/tweets/search/recent``, ``GET /2/users/:id/mentions``, ``GET /2/users/me``,
 ``GET /2/users/by/username/:username``, ``GET /2/users/:id/tweets``, ``GET /2/tweets/:id``,
-``POST /2/tweets``, ``DELETE /2/tweets/:id``, and the filtered stream
-(``GET/POST /2/tweets/search/stream/rules``, ``GET /2/tweets/search/stream``).
+``POST /2/tweets``, ``DELETE /2/tweets/:id``, the filtered stream
+(``GET/POST /2/tweets/search/stream/rules``, ``GET /2/tweets/search/stream``) and direct
+messages (``POST /2/dm_conversations/with/:participant_id/messages``, ``GET /2/dm_events``,
+``GET /2/dm_conversations/with/:participant_id/dm_events``), shaped as ``openapi.json`` says
+(``CreateDmEventResponse``, ``Get2DmEventsResponse``).
+
+Several accounts: ``accounts={"<access token>": {"username": "FettleCare"}, ...}`` makes each
+OAuth 1.0a access token act as its own user, as on X: ``/2/users/me``, posts and direct messages
+are that user's, an unknown token gets 401, and each token has its own rate-limit windows.
+``posted`` records which account (``"account"``) created each post.
 
 Posts are plain dicts::
 
@@ -60,6 +68,8 @@ RATE_LIMITS = {
     "delete": 50,
     "rules": 450,
     "stream": 50,
+    "dm_create": 200,
+    "dm_events": 300,
 }
 WINDOW_S = 900
 _EPOCH_MS = 1288834974657  # Twitter's snowflake epoch
@@ -216,10 +226,12 @@ class XEmulator:
 
     def __init__(self, posts: list[dict] | None = None, *, port: int = 0, me: dict | None = None,
                  page_delay_s: float = 0.0, reset_after_s: float = 1.0, slow_s: float = 0.5, stall_s: float = 1.0,
-                 bearer_token: str | None = None):
+                 bearer_token: str | None = None, accounts: dict[str, dict] | None = None):
         self.port = port
         self.me = {**DEFAULT_ME, **(me or {})}
         self.posted: list[dict] = []
+        #: Direct-message events (MessageCreate), oldest first; see :meth:`send_dm`.
+        self.dms: list[dict] = []
         self.requests: list[tuple[str, str]] = []
         #: Delay added to every search/mentions page: lets a test kill a listener mid-round.
         self.page_delay_s = page_delay_s
@@ -245,6 +257,13 @@ class XEmulator:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._add_user(self.me["id"], self.me["username"], self.me["name"], int(self.me.get("followers", 0)))
+        #: access token -> user id of the account it acts as.
+        self._tokens: dict[str, str] = {}
+        for token, account in (accounts or {}).items():
+            username = str(account["username"]).lstrip("@")
+            user_id = str(account.get("id") or user_id_for(username))
+            self._add_user(user_id, username, account.get("name") or username, int(account.get("followers", 0)))
+            self._tokens[token] = user_id
         for post in posts or []:
             self.add_post(post)
 
@@ -425,15 +444,17 @@ class XEmulator:
                     return fault
         return None
 
-    def _rate_headers(self, family: str) -> dict[str, str]:
+    def _rate_headers(self, family: str, principal: str = "") -> dict[str, str]:
+        """Each token (app or user) has its own window per endpoint family, as on X."""
         limit = RATE_LIMITS.get(family, 300)
         now = time.time()
+        key = f"{family}:{principal}" if principal else family
         with self._lock:
-            start, used = self._windows.get(family, (now, 0))
+            start, used = self._windows.get(key, (now, 0))
             if now - start >= WINDOW_S:
                 start, used = now, 0
             used += 1
-            self._windows[family] = (start, used)
+            self._windows[key] = (start, used)
         return {
             "x-rate-limit-limit": str(limit),
             "x-rate-limit-remaining": str(max(limit - used, 0)),
@@ -455,7 +476,58 @@ class XEmulator:
         matched = [{"id": r["id"], "tag": r.get("tag")} for r in self._rules.values() if r["_predicate"](post)]
         return [(matched, q) for q in self._stream_queues] if matched else []
 
-    def _create_tweet(self, body: dict) -> dict:
+    def acting_user(self, authorization: str) -> dict | None:
+        """The user an OAuth 1.0a request acts as (None: app-only or an unknown token)."""
+        match = re.search(r'oauth_token="([^"]*)"', authorization or "")
+        if not match:
+            return None
+        from urllib.parse import unquote
+
+        token = unquote(match.group(1))
+        if not self._tokens:
+            return self._users[self.me["id"]]
+        user_id = self._tokens.get(token)
+        return self._users[user_id] if user_id else None
+
+    def send_dm(self, sender: str, recipient: str, text: str, *, created_at: datetime | None = None) -> str:
+        """A direct message from ``sender`` to ``recipient`` (usernames); returns the event id."""
+        with self._lock:
+            sender_id = self._by_username.get(sender.lower().lstrip("@")) or user_id_for(sender)
+            if sender_id not in self._users:
+                self._add_user(sender_id, sender.lstrip("@"), sender.lstrip("@"), 0)
+            recipient_id = self._by_username.get(recipient.lower().lstrip("@")) or user_id_for(recipient)
+            if recipient_id not in self._users:
+                self._add_user(recipient_id, recipient.lstrip("@"), recipient.lstrip("@"), 0)
+            return self._add_dm(sender_id, recipient_id, text, created_at)
+
+    def _add_dm(self, sender_id: str, recipient_id: str, text: str, created_at: datetime | None = None) -> str:
+        created = created_at or datetime.now(timezone.utc)
+        self._sequence += 1
+        event_id = snowflake(created, self._sequence)
+        low, high = sorted([sender_id, recipient_id], key=int)
+        self.dms.append({"id": event_id, "event_type": "MessageCreate", "text": text, "sender_id": sender_id,
+                         "recipient_id": recipient_id, "dm_conversation_id": f"{low}-{high}", "created_at": created,
+                         "sender": self._users[sender_id]["username"],
+                         "recipient": self._users[recipient_id]["username"]})
+        return event_id
+
+    def _create_dm(self, user: dict, participant_id: str, body: dict) -> dict:
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _ApiError(400, "invalid-request", "Invalid Request", "text: must not be empty")
+        if len(text) > 10000:
+            raise _ApiError(400, "invalid-request", "Invalid Request", "text: longer than 10000 characters")
+        with self._lock:
+            if participant_id not in self._users:
+                raise _ApiError(400, "invalid-request", "Invalid Request",
+                                f"participant_id: user {participant_id} does not exist")
+            if participant_id == user["id"]:
+                raise _ApiError(400, "invalid-request", "Invalid Request", "participant_id: cannot message yourself")
+            event_id = self._add_dm(user["id"], participant_id, text)
+            event = self.dms[-1]
+        return {"data": {"dm_conversation_id": event["dm_conversation_id"], "dm_event_id": event_id}}
+
+    def _create_tweet(self, body: dict, user: dict | None = None) -> dict:
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise _ApiError(400, "invalid-request", "Invalid Request", "text: must not be empty")
@@ -471,12 +543,13 @@ class XEmulator:
             refs = [{"type": "replied_to", "id": str(parent_id)}]
         if body.get("quote_tweet_id"):
             refs = (refs or []) + [{"type": "quoted", "id": str(body["quote_tweet_id"])}]
+        author = user or self.me
         post_id = self.add_post({
-            "text": text, "username": self.me["username"], "author_id": self.me["id"], "name": self.me["name"],
+            "text": text, "username": author["username"], "author_id": author["id"], "name": author["name"],
             "referenced_tweets": refs,
         })
         with self._lock:
-            self.posted.append({**body, "id": post_id})
+            self.posted.append({**body, "id": post_id, "account": author["username"]})
         return {"data": {"id": post_id, "text": text}}
 
 
@@ -554,6 +627,8 @@ def render_user(user: dict, fields: set[str]) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     emulator: XEmulator
+    #: The user an OAuth 1.0a request acts as (None for app-only requests).
+    acting: dict | None = None
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
     # the delayed ACK before the body arrives.
@@ -626,6 +701,13 @@ class _Handler(BaseHTTPRequestHandler):
         if em.bearer_token and auth.startswith("Bearer ") and auth[7:] != em.bearer_token:
             self._send(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
             return
+        self.acting = None
+        if auth.startswith("OAuth "):
+            self.acting = em.acting_user(auth)
+            if self.acting is None:  # an access token X does not know (revoked, or another app's)
+                self._send(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
+                return
+        principal = self.acting["id"] if self.acting else auth[-12:]
         try:
             if method == "GET" and path == "/2/tweets/search/stream":
                 self._stream(query)
@@ -645,9 +727,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body["meta"]["next_token"] = asked
         if fault == "malformed":
             payload = json.dumps(body).encode()
-            self._send_bytes(200, payload[: max(len(payload) // 2, 1)], em._rate_headers(family))
+            self._send_bytes(200, payload[: max(len(payload) // 2, 1)], em._rate_headers(family, principal))
             return
-        self._send(status, body, em._rate_headers(family))
+        self._send(status, body, em._rate_headers(family, principal))
 
     def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(body, ensure_ascii=False).encode(), headers,
@@ -704,7 +786,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ApiError(404, "resource-not-found", "Not Found Error", f"id: user {uid} not found")
             return 200, self._timeline(("tweets", uid), lambda p: p["author_id"] == uid, q, "pagination_token", 5, 100)
         if method == "GET" and path == "/2/users/me":
-            return 200, {"data": render_user(em._users[em.me["id"]], _split(q.get("user.fields")))}
+            me = self.acting or em._users[em.me["id"]]
+            return 200, {"data": render_user(me, _split(q.get("user.fields")))}
+        if path.startswith("/2/dm_"):
+            return self._dm_route(method, parts, q, raw_body)
         if method == "GET" and len(parts) == 5 and parts[1:4] == ["users", "by", "username"]:
             user = em.user(parts[4])
             if user is None:
@@ -728,7 +813,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw_body or b"{}")
             except json.JSONDecodeError as exc:
                 raise _ApiError(400, "invalid-request", "Invalid Request", f"body: not valid JSON: {exc.msg}") from None
-            return 201, em._create_tweet(body)
+            return 201, em._create_tweet(body, self.acting)
         if method == "DELETE" and len(parts) == 3 and parts[1] == "tweets":
             with em._lock:
                 deleted = em._posts.pop(parts[2], None) is not None
@@ -739,6 +824,71 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/2/tweets/search/stream/rules":
             return 200, self._rules(method, q, raw_body)
         raise _ApiError(404, "about:blank", "Not Found", f"no route for {method} {path}")
+
+    def _dm_route(self, method: str, parts: list[str], q: dict[str, list[str]], raw_body: bytes) -> tuple[int, dict]:
+        """Direct messages: user context only (an app bearer token gets 403, as on X)."""
+        em = self.emulator
+        if self.acting is None:
+            raise _ApiError(403, "unsupported-authentication", "Unsupported Authentication",
+                            "Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint. "
+                            "Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].")
+        me = self.acting
+        # /2/dm_conversations/with/:participant_id/messages
+        if method == "POST" and len(parts) == 5 and parts[1:3] == ["dm_conversations", "with"] and parts[4] == "messages":
+            try:
+                body = json.loads(raw_body or b"{}")
+            except json.JSONDecodeError as exc:
+                raise _ApiError(400, "invalid-request", "Invalid Request", f"body: not valid JSON: {exc.msg}") from None
+            return 201, em._create_dm(me, parts[3], body)
+        if method == "GET" and parts[1:] == ["dm_events"]:
+            return 200, self._dm_events(lambda e: me["id"] in (e["sender_id"], e["recipient_id"]), q)
+        if method == "GET" and len(parts) == 5 and parts[1:3] == ["dm_conversations", "with"] and parts[4] == "dm_events":
+            other = parts[3]
+            return 200, self._dm_events(lambda e: {e["sender_id"], e["recipient_id"]} == {me["id"], other}, q)
+        raise _ApiError(404, "about:blank", "Not Found", f"no route for {method} /{'/'.join(parts)}")
+
+    def _dm_events(self, predicate: Callable[[dict], bool], q: dict[str, list[str]]) -> dict:
+        em = self.emulator
+        try:
+            max_results = int((q.get("max_results") or ["100"])[0])
+        except ValueError:
+            raise _ApiError(400, "invalid-request", "Invalid Request", "max_results: must be a number") from None
+        if not 1 <= max_results <= 100:
+            raise _ApiError(400, "invalid-request", "Invalid Request", "max_results: must be between 1 and 100")
+        token = (q.get("pagination_token") or [None])[0]
+        with em._lock:
+            events = sorted((e for e in em.dms if predicate(e)), key=lambda e: int(e["id"]), reverse=True)
+        if token:
+            try:
+                below = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
+            except (ValueError, UnicodeDecodeError):
+                raise _ApiError(400, "invalid-request", "Invalid Request", "pagination_token: invalid token") from None
+            events = [e for e in events if int(e["id"]) < below]
+        page = events[:max_results]
+        if not page:
+            return {"meta": {"result_count": 0}}
+        fields = _split(q.get("dm_event.fields")) | {"id", "event_type", "text"}
+        expansions = _split(q.get("expansions"))
+        data = []
+        for event in page:
+            item: dict[str, Any] = {"id": event["id"], "event_type": event["event_type"], "text": event["text"]}
+            if "created_at" in fields:
+                item["created_at"] = _iso(event["created_at"])
+            if "sender_id" in fields or "sender_id" in expansions:
+                item["sender_id"] = event["sender_id"]
+            if "dm_conversation_id" in fields:
+                item["dm_conversation_id"] = event["dm_conversation_id"]
+            if "participant_ids" in fields:
+                item["participant_ids"] = [event["sender_id"], event["recipient_id"]]
+            data.append(item)
+        out: dict[str, Any] = {"data": data, "meta": {"result_count": len(page)}}
+        if "sender_id" in expansions:
+            users = {e["sender_id"]: None for e in page}
+            out["includes"] = {"users": [render_user(em._users[u], _split(q.get("user.fields"))) for u in users
+                                         if u in em._users]}
+        if len(events) > max_results:
+            out["meta"]["next_token"] = base64.urlsafe_b64encode(page[-1]["id"].encode()).decode().rstrip("=")
+        return out
 
     def _timeline(self, key: Any, predicate: Predicate, q: dict[str, list[str]], token_name: str,
                   min_results: int, max_allowed: int) -> dict:
@@ -885,6 +1035,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _family(method: str, path: str) -> str:
+    if path.startswith("/2/dm_conversations") and method == "POST":
+        return "dm_create"
+    if path.startswith("/2/dm_"):
+        return "dm_events"
     if path.startswith("/2/tweets/search/recent"):
         return "search"
     if path.endswith("/mentions"):

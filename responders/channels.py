@@ -27,11 +27,17 @@ from typing import Any
 import regex
 
 from doorstep.clients import redact
-from doorstep.config import Config, secret
+from doorstep.config import AccountRef, Config, secret
 from doorstep.models import OutboundMessage
 
 #: Channels whose replies are public posts (checked for length, URLs and privacy).
 PUBLIC_CHANNELS = frozenset({"x", "mastodon", "bluesky"})
+#: The private (direct message) channel of each public network: "ask privately" goes there.
+DM_CHANNELS = {"x": "x_dm", "mastodon": "mastodon_dm", "bluesky": "bluesky_dm"}
+#: The network a channel belongs to (its accounts and credentials): x_dm -> x.
+def network_of(channel: str) -> str:
+    return channel[: -len("_dm")] if channel.endswith("_dm") else channel
+
 LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "bluesky": 300, "sms": 1600}
 #: X and Mastodon count every link as 23 characters, whatever its length.
 LINK_WEIGHT = 23
@@ -128,11 +134,24 @@ def _network_error(exc: BaseException) -> SendError:
 
 # ------------------------------------------------------------------ API senders
 class _ClientSender:
-    """A sender that talks through an API client, made on first use (tests pass their own)."""
+    """A sender that talks through an API client, made on first use (tests pass their own).
 
-    def __init__(self, config: Config, client: Any = None):
+    ``account`` is the brand account the message goes out from; its own credentials make the
+    client, and the sender checks who it is logged in as before the first post (a shared or
+    misfiled token must never let one brand answer as another).
+    """
+
+    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None):
         self.config = config
         self._client = client
+        self.account = account
+        self._verified = False
+
+    def _wrong_account(self, actual: str) -> SendError:
+        assert self.account is not None
+        own = self.account.secret_names("ACCESS_TOKEN")[0]
+        return SendError(f"the {self.account.channel} credentials for {self.account.label} are logged in as "
+                         f"{actual}; set {self.account.label}'s own ({own}...) and retry", retryable=False)
 
     @property
     def client(self) -> Any:
@@ -149,14 +168,25 @@ class XSender(_ClientSender):
     channel = "x"
     can_check = True
 
-    def __init__(self, config: Config, client: Any = None):
-        super().__init__(config, client)
+    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None):
+        super().__init__(config, client, account)
         self._me: str | None = None
 
     def _make_client(self) -> Any:
         from doorstep.clients import x_client
 
-        return x_client(self.config)
+        return x_client(self.config, account=self.account)
+
+    def verify_account(self) -> None:
+        """Refuse to post unless the credentials are the account's own (GET /2/users/me)."""
+        if self.account is None or self._verified:
+            return
+        me = self._call(lambda: self.client.get_me(user_auth=True))
+        username = str(me.data.username if hasattr(me.data, "username") else me.data["username"])
+        if username.lower() != self.account.handle.lower():
+            raise self._wrong_account(f"@{username}")
+        self._me = str(me.data.id if hasattr(me.data, "id") else me.data["id"])
+        self._verified = True
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         import requests
@@ -182,6 +212,7 @@ class XSender(_ClientSender):
             raise _network_error(exc) from None
 
     def send(self, message: OutboundMessage) -> str:
+        self.verify_account()
         kwargs: dict[str, Any] = {"text": message.text, "user_auth": True}
         if message.in_reply_to:
             kwargs["in_reply_to_tweet_id"] = message.in_reply_to
@@ -196,6 +227,7 @@ class XSender(_ClientSender):
 
     def find_existing(self, message: OutboundMessage) -> str | None:
         """Our post replying to the same tweet with the same text, among our recent posts."""
+        self.verify_account()
         uid = self.my_id()
         token = None
         for _ in range(5):
@@ -216,6 +248,49 @@ class XSender(_ClientSender):
         return None
 
 
+class XDirectMessageSender(XSender):
+    """A private message on X (``POST /2/dm_conversations/with/:participant_id/messages``).
+
+    ``target`` is the customer's X user id; nothing is posted publicly.
+    """
+
+    channel = "x_dm"
+
+    def send(self, message: OutboundMessage) -> str:
+        self.verify_account()
+        participant = self._participant(message)
+        response = self._call(lambda: self.client.create_direct_message(
+            participant_id=participant, text=message.text, user_auth=True))
+        data = response.data if hasattr(response, "data") else response["data"]
+        return str(data["dm_event_id"])
+
+    def _participant(self, message: OutboundMessage) -> str:
+        """The customer's user id (``target``), looked up when only their ``@handle`` is known."""
+        target = (message.target or "").strip()
+        if target.isdigit():
+            return target
+        if not target.startswith("@"):
+            raise SendError("X direct message without the customer's user id or handle", retryable=False)
+        user = self._call(lambda: self.client.get_user(username=target[1:], user_auth=True))
+        if not user.data:
+            raise SendError(f"X has no user {target}", retryable=False)
+        return str(user.data.id)
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        """Our message with the same text in the conversation with this customer."""
+        self.verify_account()
+        uid = self.my_id()
+        participant = self._participant(message)
+        page = self._call(lambda: self.client.get_direct_message_events(
+            participant_id=participant, dm_event_fields=["sender_id", "text"], max_results=100, user_auth=True))
+        for event in page.data or []:
+            sender = getattr(event, "sender_id", None) or (event.get("sender_id") if isinstance(event, dict) else None)
+            text = getattr(event, "text", None) or (event.get("text") if isinstance(event, dict) else "")
+            if str(sender) == uid and _same_text(text or "", message.text):
+                return str(getattr(event, "id", None) or event["id"])
+        return None
+
+
 # ---------------------------------------------------------------------- Mastodon
 class MastodonSender(_ClientSender):
     channel = "mastodon"
@@ -224,7 +299,16 @@ class MastodonSender(_ClientSender):
     def _make_client(self) -> Any:
         from doorstep.clients import mastodon_client
 
-        return mastodon_client(self.config)
+        return mastodon_client(self.config, account=self.account)
+
+    def verify_account(self) -> dict[str, Any]:
+        me = self._call(lambda: self.client.me())
+        if self.account is not None and not self._verified:
+            acct = str(me.get("acct") or me.get("username") or "")
+            if acct.lower().split("@")[0] != self.account.handle.lower().split("@")[0]:
+                raise self._wrong_account(f"@{acct}")
+            self._verified = True
+        return me
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         import mastodon
@@ -240,20 +324,40 @@ class MastodonSender(_ClientSender):
         except OSError as exc:
             raise _network_error(exc) from None
 
+    #: Mastodon's visibility of what this sender posts ("direct": only the mentioned people see it).
+    visibility: str | None = None
+
     def send(self, message: OutboundMessage) -> str:
+        if self.account is not None:
+            self.verify_account()
+        text = message.text
+        if self.visibility == "direct":
+            if not message.target:
+                raise SendError("Mastodon direct message without the customer's handle", retryable=False)
+            mention = f"@{message.target.lstrip('@')}"
+            if mention.lower() not in text.lower():
+                text = f"{mention} {text}"  # a direct post reaches exactly the accounts it mentions
+        extra = {"visibility": self.visibility} if self.visibility else {}
         # Mastodon honours Idempotency-Key itself: a repeat within an hour returns the first post.
         status = self._call(lambda: self.client.status_post(
-            message.text, in_reply_to_id=message.in_reply_to, idempotency_key=message.idempotency_key))
+            text, in_reply_to_id=message.in_reply_to, idempotency_key=message.idempotency_key, **extra))
         return str(status["id"])
 
     def find_existing(self, message: OutboundMessage) -> str | None:
-        me = self._call(lambda: self.client.me())
+        me = self.verify_account()
         statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=message.in_reply_to, limit=40))
         for status in statuses or []:
             if (not message.in_reply_to or str(status.get("in_reply_to_id")) == str(message.in_reply_to)) and \
                     _same_text(status.get("content") or "", message.text):
                 return str(status["id"])
         return None
+
+
+class MastodonDirectSender(MastodonSender):
+    """A private message on Mastodon: a status with ``visibility="direct"`` mentioning only the customer."""
+
+    channel = "mastodon_dm"
+    visibility = "direct"
 
 
 # ----------------------------------------------------------------------- Bluesky
@@ -264,7 +368,7 @@ class BlueskySender(_ClientSender):
     def _make_client(self) -> Any:
         from doorstep.clients import bluesky_client
 
-        return self._call(lambda: bluesky_client(self.config))
+        return self._call(lambda: bluesky_client(self.config, account=self.account))
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from atproto import exceptions
@@ -295,7 +399,10 @@ class BlueskySender(_ClientSender):
         """Our DID: from the profile when fetched, else from the session (login without profile)."""
         client = self.client
         did = getattr(getattr(client, "me", None), "did", None) or getattr(getattr(client, "_session", None), "did", None)
-        repo = did or secret("BLUESKY_HANDLE")
+        session_handle = getattr(getattr(client, "_session", None), "handle", None)
+        if self.account is not None and session_handle and session_handle.lower() != self.account.handle.lower():
+            raise self._wrong_account(session_handle)
+        repo = did or (self.account.secret("HANDLE") if self.account else secret("BLUESKY_HANDLE"))
         if not repo:
             raise SendError("Bluesky is not logged in (BLUESKY_HANDLE / BLUESKY_APP_PASSWORD)", retryable=False)
         return str(repo)
@@ -329,8 +436,10 @@ class EmailSender:
     channel = "email"
     can_check = False
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, account: AccountRef | None = None):
         self.config = config
+        #: The brand's e-mail account: its address is the From of the message.
+        self.account = account
 
     def send(self, message: OutboundMessage) -> str:
         from responders.email import EmailError, send_email
@@ -339,6 +448,8 @@ class EmailSender:
             raise SendError("email message without a recipient", retryable=False)
         subject, body = split_subject(message.text, "Your message to us")
         headers = {"Message-ID": message_id_for(message)}
+        if self.account is not None:
+            headers["From"] = self.account.handle
         if message.in_reply_to:
             parent = message.in_reply_to if message.in_reply_to.startswith("<") else f"<{message.in_reply_to}>"
             headers.update({"In-Reply-To": parent, "References": parent})
@@ -498,7 +609,9 @@ class AppriseSender:
 
 SENDERS: dict[str, type] = {
     "x": XSender,
+    "x_dm": XDirectMessageSender,
     "mastodon": MastodonSender,
+    "mastodon_dm": MastodonDirectSender,
     "bluesky": BlueskySender,
     "email": EmailSender,
     "sms": SmsSender,
@@ -508,10 +621,13 @@ SENDERS: dict[str, type] = {
 }
 
 
-def make_sender(channel: str, config: Config) -> Any:
+def make_sender(channel: str, config: Config, account: AccountRef | None = None) -> Any:
+    """The sender for ``channel``, logged in as ``account`` (None: the channel's shared credentials)."""
     cls = SENDERS.get(channel)
     if cls is None:
         raise SendError(f"no sender for channel {channel!r}", retryable=False)
+    if account is not None and channel in {*DM_CHANNELS.values(), *PUBLIC_CHANNELS, "email"}:
+        return cls(config, account=account)
     return cls(config)
 
 

@@ -27,9 +27,15 @@ class _Section(BaseModel):
 
 
 def resolve(value: str | None) -> str | None:
-    """``"$NAME"`` -> the secret NAME (None when unset); anything else is returned as written."""
+    """``"$NAME"`` -> the secret NAME (None when unset); ``@config:KEY#FP`` (a credential written
+    literally in doorstep.toml, see :func:`doorstep.redaction.stored_target`) -> that value;
+    anything else is returned as written."""
     if value and value.startswith("$"):
         return secret(value[1:])
+    if value and value.startswith("@config:"):
+        from doorstep.redaction import resolve_reference
+
+        return resolve(resolve_reference(value))
     return value
 
 
@@ -148,6 +154,20 @@ class Approval(_Section):
         return rule in self.rules and (not self.channels or channel in self.channels)
 
 
+class TemplateLimits(_Section):
+    """Bounds on what one template render may build ([responders.template_limits]).
+
+    A template is code a lead or an agent writes; these keep one from using the worker's memory
+    or time (``{{ 'a' * 10**8 }}``, ``{% for i in range(10**9) %}``). A reply is a few hundred
+    characters; an e-mail a few thousand.
+    """
+
+    #: Longest text a render may produce, and longest string or list an expression may build on the way.
+    max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000)
+    #: Items all ``range()`` calls of one render may produce together.
+    max_loop_iterations: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
 class Responders(_Section):
     #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
     allow_urls: bool = False
@@ -160,10 +180,14 @@ class Responders(_Section):
     backoff_max_s: float = Field(default=3600.0, gt=0)
     #: A message left in "sending" this long is taken to be from a crashed sender and checked.
     sending_lease_s: float = Field(default=120.0, gt=0)
+    #: After a failure that may pass (a timeout, a 5xx), the channel's other messages wait this
+    #: long instead of each waiting out the same timeout. A 429 pauses it until its reset.
+    channel_pause_s: float = Field(default=30.0, ge=0, le=3600)
     escalation: Escalation = Field(default_factory=Escalation)
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
     approval: Approval = Field(default_factory=Approval)
+    template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
 
     @field_validator("tracking_urls")
     @classmethod
@@ -270,6 +294,9 @@ def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
         value = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format(section, exc, config_source(config))) from None
+    from doorstep.redaction import register_config_values
+
+    register_config_values(raw, section)  # a Config built in code never went through parse_config
     _CACHE[key] = (config, copy.deepcopy(raw), value)  # type: ignore[index]
     return value
 

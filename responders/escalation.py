@@ -91,6 +91,12 @@ def _routes(config: Config, case: Case, target: str) -> list[tuple[str, str]]:
     """(channel, target reference) pairs for an escalation target."""
     kind, sep, rest = target.partition(":")
     if sep and kind in ("email", "slack", "webhook", "apprise"):
+        from doorstep.redaction import SecretTargetError, stored_target
+
+        try:
+            stored_target(rest)
+        except SecretTargetError as exc:
+            raise EscalationRejected(str(exc)) from None
         return [(kind, rest)]
     if target == "courier":
         courier = config.courier(case.courier)

@@ -116,3 +116,164 @@ def test_a_read_only_database_not_yet_in_wal_mode_opens_without_writing(tmp_path
     assert store.read_only and store.count("cases") == 0
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         store.db.execute("insert into notes (case_id, author, text) values (1, 'a', 'b')")
+
+
+# ------------------------------------------------------- bad bytes and formats (item 8)
+from doorstep.config import parse_config  # noqa: E402
+from doorstep.pipeline import Pipeline  # noqa: E402
+from listeners.files import ImportFileError, import_mentions, import_orders, parse_mentions  # noqa: E402
+
+from conftest import KeywordClassifier  # noqa: E402
+
+
+def row(external_id: str, **fields) -> dict:
+    return {**GOOD, "external_id": external_id, **fields}
+
+
+def jsonl_bytes(*rows) -> bytes:
+    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
+
+
+def test_invalid_utf8_in_jsonl_rejects_that_line_and_keeps_the_others(tmp_path, store, config):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(jsonl_bytes(row("1"), b'{"channel": "x", "external_id": "2", "text": "caf\xe9"}', row("3")))
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    assert [(e.row, e.field) for e in report.errors] == [(2, "(line)")]
+    assert "not valid UTF-8 (byte 0xe9" in str(report.errors[0]) and "--encoding" in str(report.errors[0])
+    assert report.stored == 2 and store.mention_by_external_id("x", "3") is not None
+
+
+def test_invalid_utf8_in_csv_names_the_row_and_column(tmp_path, store, config):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"channel,external_id,text,created_at\n"
+                     b"x,1,fine,2026-11-16T09:00:00Z\n"
+                     b"x,2,caf\xe9 au lait,2026-11-16T09:00:00Z\n"
+                     b"x,3,also fine,2026-11-16T09:00:00Z\n")
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    assert [(e.row, e.field) for e in report.errors] == [(3, "text")]
+    assert report.stored == 2
+
+
+def test_a_latin1_csv_imports_with_encoding_and_says_so_without(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("channel,external_id,text,created_at\nx,1,Où est mon colis?,2026-11-16T09:00:00Z\n"
+                     "x,2,plain,2026-11-16T09:00:00Z\n".encode("latin-1"))
+    db = tmp_path / "l.db"
+    plain = run("--db", str(db), "import", "mentions", str(path), "--classifier", "baseline")
+    assert plain.exit_code == 1 and "Traceback" not in plain.output
+    assert f"{path}: row 2: text: not valid UTF-8" in plain.output and "--encoding" in plain.output
+    fixed = run("--db", str(db), "import", "mentions", str(path), "--classifier", "baseline", "--encoding", "latin-1")
+    assert fixed.exit_code == 0, fixed.output
+    assert Store(db).mention_by_external_id("x", "1").text == "Où est mon colis?"
+
+
+def test_an_unknown_file_name_says_which_formats_and_format_option(tmp_path):
+    path = tmp_path / "mentions.txt"
+    path.write_text(json.dumps(GOOD) + "\n")
+    result = run("--db", str(tmp_path / "t.db"), "import", "mentions", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ".jsonl" in result.output and ".csv" in result.output and "--format jsonl or csv or twcs" in result.output
+    ok = run("--db", str(tmp_path / "t.db"), "import", "mentions", str(path), "--format", "jsonl",
+             "--classifier", "baseline")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_absurd_followers_and_year_9999_are_rows_rejected_not_a_crash(tmp_path, store, config):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(jsonl_bytes(row("1"), row("2", author_followers=10**30), row("3", created_at="9999-12-31T23:59:59Z"),
+                                 row("4"), row("5")))
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    assert [(e.row, e.field) for e in report.errors] == [(2, "author_followers"), (3, "created_at")]
+    assert "outside 1990-2199" in str(report.errors[1])
+    assert report.stored == 3
+
+
+# ------------------------------------------------------------ what imports reject (item 10)
+def test_empty_ids_negative_followers_and_repeated_ids_are_rejected(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(jsonl_bytes(row("1"), row("2", channel=""), row(""), row("4", author_followers=-3), row("1"), row("6")))
+    parsed = parse_mentions(path)
+    assert [(e.row, e.field) for e in parsed.errors] == [
+        (2, "channel"), (3, "external_id"), (4, "author_followers"), (5, "external_id")]
+    assert "duplicate of row 1" in str(parsed.errors[3])
+    assert [m.external_id for m in parsed.records] == ["1", "6"]
+
+
+def test_an_over_long_post_is_rejected_with_the_configured_limit_named(tmp_path, store):
+    config = parse_config({"imports": {"max_post_chars": 100}})
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(jsonl_bytes(row("1"), row("2", text="x" * 101), row("3")))
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    assert [(e.row, e.field) for e in report.errors] == [(2, "text")]
+    assert "limit of 100" in str(report.errors[0]) and "max_post_chars" in str(report.errors[0])
+    assert parse_mentions(tmp_path / "m.jsonl").records[1].text == "x" * 101  # the default limit is higher
+
+
+def test_a_duplicate_csv_header_is_one_line_naming_the_column(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("channel,external_id,text,created_at,text\nx,1,a,2026-11-16T09:00:00Z,b\n")
+    with pytest.raises(ImportFileError, match="row 1: text: the column appears twice"):
+        parse_mentions(path)
+    result = run("--db", str(tmp_path / "h.db"), "import", "orders", str(path))
+    assert result.exit_code == 1 and "appears twice" in result.output and "Traceback" not in result.output
+
+
+def test_a_jsonl_byte_order_mark_does_not_lose_row_1(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + jsonl_bytes(row("1"), row("2")))
+    parsed = parse_mentions(path)
+    assert not parsed.errors and [m.external_id for m in parsed.records] == ["1", "2"]
+
+
+def test_csv_row_numbers_are_editor_lines_after_embedded_newlines(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "channel,external_id,text,created_at\n"        # line 1
+        'x,1,"two\nlines",2026-11-16T09:00:00Z\n'       # lines 2-3
+        'x,2,"three\nmore\nlines",2026-11-16T09:00:00Z\n'  # lines 4-6
+        "x,3,bad date,yesterday\n"                      # line 7
+    )
+    parsed = parse_mentions(path)
+    assert [(e.row, e.field) for e in parsed.errors] == [(7, "created_at")]
+    assert [m.text for m in parsed.records] == ["two\nlines", "three\nmore\nlines"]
+
+
+def test_an_unterminated_quote_is_reported_and_the_rows_after_it_still_import(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "channel,external_id,text,created_at\n"
+        "x,1,fine,2026-11-16T09:00:00Z\n"
+        'x,2,"never closed,2026-11-16T09:00:00Z\n'
+        "x,3,after,2026-11-16T09:00:00Z\n"
+        "x,4,also after,2026-11-16T09:00:00Z\n"
+    )
+    parsed = parse_mentions(path)
+    assert [(e.row, e.field) for e in parsed.errors] == [(3, "(row)")]
+    assert "never closed" in str(parsed.errors[0])
+    assert [m.external_id for m in parsed.records] == ["1", "3", "4"]
+
+
+def test_import_orders_accepts_plain_item_names_in_csv(tmp_path, store):
+    path = tmp_path / "o.csv"
+    path.write_text('number,customer_id,placed_at,items\n1,c1,2026-11-10T10:00:00Z,"[""lamp"", ""mug""]"\n')
+    report = import_orders(path, store)
+    assert report.ok and store.get_order("1").items == [{"name": "lamp"}, {"name": "mug"}]
+
+
+def test_a_json_array_file_is_one_line_saying_how_to_convert_it(tmp_path):
+    path = tmp_path / "mentions.json"
+    path.write_text(json.dumps([GOOD, {**GOOD, "external_id": "2"}], indent=2))
+    result = run("--db", str(tmp_path / "a.db"), "import", "mentions", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "JSON array" in lines[0] and "jq -c" in lines[0]
+
+
+def test_an_os_error_names_its_own_file_not_the_database():
+    from doorstep.cli import one_line_error
+
+    full = OSError(28, "No space left on device")
+    assert one_line_error(full, "/data/doorstep.db") == (
+        "a file this command reads or writes: No space left on device; free some space and run the command again")
+    named = OSError(13, "Permission denied", "/out/x.jsonl")
+    assert one_line_error(named, "/data/doorstep.db") == "/out/x.jsonl: Permission denied; check the file's permissions"

@@ -34,7 +34,11 @@ def test_bad_rows_are_reported_with_file_row_field_and_valid_rows_are_kept(tmp_p
             {"channel": "x", "external_id": "6", "text": "thanks!", "created_at": "2026-11-16T10:00:00+01:00"},
         ],
     )
-    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    # 4 of 6 rows rejected: above the default share (0.5), so nothing is written unless told.
+    refused = import_mentions(path, Pipeline(store, config, KeywordClassifier()))
+    assert not refused.committed and refused.stored == 0 and store.count("mentions") == 0
+    assert "nothing written: 67% of rows were rejected" in refused.summary()
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()), max_rejected_share=1.0)
     assert [(e.row, e.field) for e in report.errors] == [(2, "(line)"), (3, "text"), (4, "created_at"), (5, "colour")]
     assert all(str(path) in str(e) for e in report.errors)
     assert "text is empty" in str(report.errors[1])
@@ -84,7 +88,7 @@ def test_orders_embed_customers_and_shipments_and_tracking_follows(tmp_path, sto
         w.writerow(["1002", "c1", "not a date", "Larkspur", "10", "[]", "Ann Lee", "", "", ""])
         w.writerow(["1003", "c1", "2026-11-10T10:00:00Z", "Larkspur", "10", "[oops", "Ann Lee", "", "", ""])
         w.writerow(["1004", "c1", "2026-11-10T10:00:00Z", "Larkspur", "10", "[]", "Ann Lee", "", "1Z999AA10123456784", ""])
-    report = import_orders(orders, store)
+    report = import_orders(orders, store, max_rejected_share=1.0)  # 3 of 4 rejected: write the good one anyway
     assert [(e.row, e.field) for e in report.errors] == [(3, "placed_at"), (4, "items"), (5, "courier")]
     order = store.get_order("1001")
     assert order.items == [{"sku": "MUG", "qty": 2}] and order.shipments[0].courier == "UPS"

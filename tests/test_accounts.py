@@ -1,0 +1,173 @@
+"""Accounts per brand: a reply goes out from the account the customer wrote to (issue 13, failure 1).
+
+Real tweepy against the X emulator, which acts as a different user for each access token; the
+assertions are on what the emulator recorded (which account created each post), never on what
+the outbox believes it sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from doorstep.config import Config, brand_accounts, parse_config
+from doorstep.models import Customer, Order, Shipment, TrackingEvent
+from doorstep.store import Store
+from listeners.x_emulator import XEmulator
+from responders.accounts import AccountChoiceNeeded
+from responders.outbox import Outbox, ReplyRejected, get_message, queue_reply
+from test_outbox import NOW, later, make_case
+
+TOKENS = {"tok-larkspur": {"username": "LarkspurHelp"}, "tok-fettle": {"username": "FettleCare"}}
+
+
+def two_brand_config(**extra) -> Config:
+    return parse_config({
+        "timezone": "Europe/London",
+        "brands": [
+            {"name": "Larkspur Home", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"],
+             "accounts": {"x": {"secrets": "LARKSPUR_X"}}},
+            {"name": "Fettle Outdoor", "handles": {"x": "FettleCare"}, "keywords": ["fettle"],
+             "accounts": {"x": {"handle": "FettleCare", "secrets": "FETTLE_X"}}},
+            {"name": "Quiet Goods", "keywords": ["quietgoods"]},  # no X account at all
+        ],
+        "couriers": [{"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}],
+        **extra,
+    })
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[XEmulator]:
+    with XEmulator(accounts=TOKENS) as em:
+        monkeypatch.setenv("X_API_BASE_URL", em.base_url)
+        monkeypatch.setenv("X_API_TIMEOUT", "5")
+        # One developer app (shared consumer keys), one user token per brand account.
+        for name in ("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET"):
+            monkeypatch.setenv(name, f"app-{name.lower()}")
+        monkeypatch.setenv("LARKSPUR_X_ACCESS_TOKEN", "tok-larkspur")
+        monkeypatch.setenv("FETTLE_X_ACCESS_TOKEN", "tok-fettle")
+        monkeypatch.delenv("X_ACCESS_TOKEN", raising=False)
+        yield em
+
+
+def add_order(store: Store, number: str, brand: str, customer: str = "C9", handle: str = "sam") -> Order:
+    store.upsert_customers([Customer(id=customer, name="Sam Pole", email="sam@example.com", handles={"x": handle})])
+    tracking = "1Z999AA10123456784"
+    order = Order(number=number, customer_id=customer, placed_at=NOW - timedelta(days=4), brand=brand,
+                  items=[{"name": "Head torch", "quantity": 1}], total=30.0,
+                  shipments=[Shipment(tracking_number=tracking, order_number=number, courier="UPS",
+                                      events=[TrackingEvent(tracking_number=tracking, time=NOW - timedelta(days=1),
+                                                            status="in_transit", location="Leeds")])])
+    store.upsert_orders([order])
+    store.upsert_shipment(order.shipments[0])
+    return order
+
+
+def send_all(store: Store, config: Config) -> None:
+    Outbox(store, config).send_due()
+    Outbox(store, config, now=later(5)).send_due()
+
+
+def test_old_handles_only_config_still_makes_one_account_per_brand_and_channel() -> None:
+    config = parse_config({"brands": [{"name": "Shop", "handles": {"x": "ShopHelp", "mastodon": "shophelp"},
+                                       "email": "care@shop.example"}]})
+    accounts = {(a.channel, a.handle, a.prefix) for a in brand_accounts(config)}
+    assert accounts == {("x", "ShopHelp", "X_SHOPHELP"), ("mastodon", "shophelp", "MASTODON_SHOPHELP"),
+                        ("email", "care@shop.example", "SMTP_CARE_SHOP_EXAMPLE")}
+
+
+def test_each_brand_answers_from_its_own_account(store: Store, emulator: XEmulator) -> None:
+    """Failure 1: one set of X credentials served every brand, so @LarkspurHelp answered a @FettleCare post."""
+    config = two_brand_config()
+    fettle_case = make_case(store, config, emulator, text="@FettleCare my head torch stopped working", handle="sienna_l")
+    larkspur_case = make_case(store, config, emulator, text="@LarkspurHelp my cushion never came", handle="olu")
+    to_fettle = queue_reply(store, config, fettle_case, "@sienna_l sorry! Could you DM us?", "agent")
+    to_larkspur = queue_reply(store, config, larkspur_case, "@olu sorry! Could you DM us?", "lead")
+    assert (to_fettle.account, to_larkspur.account) == ("FettleCare", "LarkspurHelp")
+    send_all(store, config)
+    by_text = {p["text"]: p for p in emulator.posted}
+    assert by_text["@sienna_l sorry! Could you DM us?"]["account"] == "FettleCare"
+    assert by_text["@olu sorry! Could you DM us?"]["account"] == "LarkspurHelp"
+    fettle_post = store.mentions_for_case(fettle_case)[0].external_id
+    assert by_text["@sienna_l sorry! Could you DM us?"]["reply"]["in_reply_to_tweet_id"] == fettle_post
+    assert get_message(store, to_fettle.id).account == "FettleCare"  # type: ignore[arg-type]
+
+
+def test_a_merged_case_answers_each_post_from_the_brand_it_was_written_to(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare my head torch is broken", handle="sienna_l")
+    emulator.add_post({"text": "@LarkspurHelp and where is my UPS parcel?", "username": "sienna_l",
+                       "created_at": (NOW + timedelta(minutes=5)).isoformat()})
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+
+    from conftest import KeywordClassifier
+
+    newest = emulator.posts[0]
+    Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+        channel="x", external_id=newest["id"], text=newest["text"], created_at=NOW + timedelta(minutes=5),
+        author_handle="sienna_l")])
+    assert len(store.mentions_for_case(case_id)) == 2  # the author's two posts share one case
+    message = queue_reply(store, config, case_id, "@sienna_l we're on it", "agent")
+    send_all(store, config)
+    (posted,) = emulator.posted
+    # Whatever post the reply answers, it goes out from the account that post was written to.
+    answered = store.mention_by_external_id("x", posted["reply"]["in_reply_to_tweet_id"])
+    expected = "LarkspurHelp" if "@larkspurhelp" in answered.text.lower() else "FettleCare"  # type: ignore[union-attr]
+    assert posted["account"] == expected == message.account
+
+
+def test_a_post_to_both_brands_makes_the_agent_choose(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare @LarkspurHelp which of you sent this?", handle="kit")
+    with pytest.raises(AccountChoiceNeeded) as refused:
+        queue_reply(store, config, case_id, "@kit looking now", "agent")
+    assert set(refused.value.choices) == {"FettleCare", "LarkspurHelp"}
+    assert not emulator.posted
+    message = queue_reply(store, config, case_id, "@kit looking now", "agent", account="@FettleCare")
+    send_all(store, config)
+    assert [p["account"] for p in emulator.posted] == ["FettleCare"] and message.account == "FettleCare"
+
+
+def test_another_brands_account_is_refused(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
+    with pytest.raises(ReplyRejected, match="another brand"):
+        queue_reply(store, config, case_id, "@kit sorry", "agent", account="LarkspurHelp")
+
+
+def test_courier_page_post_is_answered_by_the_brand_that_owns_the_order(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    order = add_order(store, "ORD-2026-001021", "Fettle Outdoor")
+    case_id = make_case(store, config, emulator, text="@UPSHelp parcel 1Z999AA10123456784 is stuck", handle="sam",
+                        order=order)
+    message = queue_reply(store, config, case_id, "@sam sorry, we're chasing UPS", "agent")
+    send_all(store, config)
+    assert message.account == "FettleCare" and [p["account"] for p in emulator.posted] == ["FettleCare"]
+
+
+def test_courier_page_post_of_a_brand_without_an_account_is_not_answered(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    order = add_order(store, "ORD-2026-001022", "Quiet Goods")
+    case_id = make_case(store, config, emulator, text="@UPSHelp parcel 1Z999AA10123456784 is stuck", handle="sam",
+                        order=order)
+    with pytest.raises(ReplyRejected, match="Quiet Goods has no x account"):
+        queue_reply(store, config, case_id, "@sam sorry", "agent")
+    assert not emulator.posted
+
+
+def test_shared_credentials_of_another_brand_never_post(store: Store, emulator: XEmulator,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old shared X_ACCESS_TOKEN (it is @LarkspurHelp's) must not answer a @FettleCare post."""
+    monkeypatch.delenv("FETTLE_X_ACCESS_TOKEN")
+    monkeypatch.setenv("X_ACCESS_TOKEN", "tok-larkspur")
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
+    message = queue_reply(store, config, case_id, "@kit sorry", "agent")
+    send_all(store, config)
+    failed = get_message(store, message.id)  # type: ignore[arg-type]
+    assert failed.status == "failed" and "logged in as @LarkspurHelp" in (failed.last_error or "")
+    assert "FETTLE_X_ACCESS_TOKEN" in (failed.last_error or "") and "tok-" not in (failed.last_error or "")
+    assert emulator.posted == []

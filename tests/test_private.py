@@ -1,0 +1,235 @@
+"""Private means private (issue 13, failure 5): "ask privately" is a direct message, and the answer comes back.
+
+Real tweepy and Mastodon.py against local stand-ins (the X emulator's DM endpoints follow
+``openapi.json``); assertions are on what the servers received.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from listeners.config import XSettings
+from listeners.x import XListener
+from listeners.x_emulator import XEmulator
+from responders.outbox import Outbox, get_message, queue_reply
+from responders.private import plan_private, queue_private
+from test_accounts import add_order, emulator, later, send_all, two_brand_config  # noqa: F401 - fixture
+from test_outbox import make_case
+
+from conftest import KeywordClassifier
+
+ORDER = "ORD-2026-001021"
+
+
+def test_ask_privately_before_the_fix_went_out_as_a_public_post(store: Store, emulator: XEmulator) -> None:
+    """Failure 5 as reported: the console queued the ask-privately text with queue_reply, a public reply."""
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare where is my head torch?", handle="sienna_l")
+    queue_reply(store, config, case_id, "@sienna_l please DM us your order number", "agent")
+    send_all(store, config)
+    assert len(emulator.posted) == 1 and emulator.dms == []  # public: what the fix must never do for "privately"
+
+
+def test_ask_privately_is_an_x_direct_message_and_the_private_answer_confirms_the_link(
+        store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    add_order(store, ORDER, "Fettle Outdoor", customer="C7", handle="someone_else")
+    # The public post names an order whose customer is not the author: linked, but unconfirmed.
+    case_id = make_case(store, config, emulator, text=f"@FettleCare where is {ORDER}?", handle="sienna_l")
+    case = store.get_case(case_id)
+    assert case is not None and case.order_number == ORDER and not case.link_confirmed
+
+    plan = plan_private(store, config, case_id)
+    assert plan.channel == "x_dm" and plan.account == "FettleCare" and plan.recipient == "@sienna_l"
+    assert "from @FettleCare" in plan.describe() and "private" in plan.describe()
+    message = queue_private(store, config, case_id, "Hi, could you send us the e-mail address you ordered with?",
+                            "agent", plan=plan)
+    send_all(store, config)
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    assert sent.status == "sent", sent.last_error
+    # What X received: one direct message from @FettleCare to @sienna_l, and nothing public.
+    assert emulator.posted == []
+    (dm,) = emulator.dms
+    assert (dm["sender"], dm["recipient"]) == ("FettleCare", "sienna_l") and dm["id"] == sent.external_id
+    assert sent.account == "FettleCare"
+
+    # The customer answers privately; the DM listener (FettleCare's own token) brings it into the case.
+    emulator.send_dm("sienna_l", "FettleCare", f"It's my order {ORDER}, sienna@example.com")
+    listener = XListener(store, config, Pipeline(store, config, KeywordClassifier()),
+                         settings=XSettings(accounts=["FettleCare"], direct_messages=True))
+    result = listener.poll_once()
+    assert result.ok, result.errors
+    answers = [m for m in store.mentions_for_case(case_id) if m.channel == "x_dm"]
+    assert [m.text for m in answers] == [f"It's my order {ORDER}, sienna@example.com"]
+    assert answers[0].account == "FettleCare" and answers[0].author_handle == "sienna_l"
+    case = store.get_case(case_id)
+    assert case is not None and case.link_confirmed and case.order_number == ORDER
+    # Our own DM is not read back as a customer message, and a second round adds nothing.
+    assert listener.poll_once().stored == 0
+    assert len([m for m in store.mentions_for_case(case_id) if m.channel == "x_dm"]) == 1
+
+
+def test_dm_endpoints_need_a_user_token(emulator: XEmulator) -> None:
+    import tweepy
+
+    app_only = tweepy.Client(bearer_token="app-x_bearer_token")
+    from doorstep.clients import mount_base_url
+
+    mount_base_url(app_only.session, emulator.base_url)
+    with pytest.raises(tweepy.Forbidden):
+        app_only.get_direct_message_events(user_auth=False)
+
+
+def test_a_reply_on_the_dm_channel_stays_private(store: Store, emulator: XEmulator) -> None:
+    """An agent answering the customer's DM answers by DM, from the same account."""
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
+    queue_private(store, config, case_id, "Could you DM us your order number?", "agent")
+    send_all(store, config)
+    emulator.send_dm("kit", "FettleCare", "sure, it's ORD-2026-000999")
+    XListener(store, config, Pipeline(store, config, KeywordClassifier()),
+              settings=XSettings(accounts=["FettleCare"], direct_messages=True)).poll_once()
+    message = queue_reply(store, config, case_id, "Thanks, checking now", "agent", channel="x_dm")
+    Outbox(store, config, now=later(10)).send_due()
+    assert get_message(store, message.id).status == "sent"  # type: ignore[arg-type]
+    assert emulator.posted == [] and [d["sender"] for d in emulator.dms] == ["FettleCare", "kit", "FettleCare"]
+
+
+# ----------------------------------------------------------------------------- Mastodon
+class MastodonInstance:
+    """A Mastodon instance for two brand accounts (one token each): statuses with visibility, notifications."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.tokens = tokens  # token -> acct
+        self.statuses: list[dict] = []  # what was posted, with "by" (the token's account) and "visibility"
+        self.notifications: dict[str, list[dict]] = {acct: [] for acct in tokens.values()}
+        self._n = 110000000000000000
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: object) -> None:
+                import json
+
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _who(self) -> str | None:
+                return fake.tokens.get((self.headers.get("Authorization") or "").removeprefix("Bearer "))
+
+            def do_GET(self) -> None:  # noqa: N802
+                who = self._who()
+                if who is None:
+                    return self._send(401, {"error": "The access token is invalid"})
+                if self.path.startswith("/api/v1/accounts/verify_credentials"):
+                    return self._send(200, fake.account(who))
+                if self.path.startswith("/api/v1/notifications"):
+                    return self._send(200, list(reversed(fake.notifications[who])))
+                if self.path.startswith("/api/v1/accounts/"):
+                    return self._send(200, [s for s in reversed(fake.statuses) if s["account"]["acct"] == who])
+                return self._send(404, {"error": "Record not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                import json
+                from urllib.parse import parse_qs
+
+                who = self._who()
+                if who is None:
+                    return self._send(401, {"error": "The access token is invalid"})
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = json.loads(body) if body.startswith(b"{") else {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                return self._send(200, fake.add(who, form["status"], form.get("visibility") or "public",
+                                                form.get("in_reply_to_id")))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def account(self, acct: str) -> dict:
+        return {"id": str(abs(hash(acct)) % 10**9), "username": acct.split("@")[0], "acct": acct,
+                "display_name": acct, "followers_count": 3}
+
+    def add(self, acct: str, text: str, visibility: str, in_reply_to: str | None = None) -> dict:
+        import re
+
+        self._n += 1
+        status = {"id": str(self._n), "uri": f"https://example.social/s/{self._n}", "url": None,
+                  "created_at": "2026-11-16T10:00:00.000Z", "content": f"<p>{text}</p>",
+                  "account": self.account(acct), "in_reply_to_id": in_reply_to, "visibility": visibility,
+                  "language": "en", "reblog": None, "spoiler_text": "", "tags": [], "mentions": []}
+        self.statuses.append(status)
+        for mentioned in re.findall(r"@([\w.]+(?:@[\w.]+)?)", text):
+            local = mentioned.split("@")[0].lower()
+            for ours in self.notifications:
+                if ours.lower() == local:
+                    self._n += 1
+                    self.notifications[ours].append({"id": str(self._n), "type": "mention", "status": status,
+                                                     "account": status["account"],
+                                                     "created_at": status["created_at"]})
+        return status
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mastodon(monkeypatch: pytest.MonkeyPatch):
+    instance = MastodonInstance({"tok-m-fettle": "FettleCare", "tok-m-larkspur": "LarkspurHelp"})
+    monkeypatch.setenv("MASTODON_BASE_URL", instance.url)
+    monkeypatch.setenv("MASTODON_FETTLECARE_ACCESS_TOKEN", "tok-m-fettle")
+    monkeypatch.setenv("MASTODON_LARKSPURHELP_ACCESS_TOKEN", "tok-m-larkspur")
+    monkeypatch.delenv("MASTODON_ACCESS_TOKEN", raising=False)
+    yield instance
+    instance.close()
+
+
+def mastodon_config():
+    config = two_brand_config(channels={"mastodon": {}})
+    for brand, handle in ((config.brands[0], "LarkspurHelp"), (config.brands[1], "FettleCare")):
+        brand.handles["mastodon"] = handle
+    return config
+
+
+def test_ask_privately_on_mastodon_is_a_direct_status_and_the_answer_joins_the_case(
+        store: Store, mastodon: MastodonInstance) -> None:
+    from listeners.mastodon import MastodonListener
+
+    config = mastodon_config()
+    public = mastodon.add("sienna@other.social", f"@FettleCare where is {ORDER}?", "public")
+    listener = MastodonListener(store, config, Pipeline(store, config, KeywordClassifier()))
+    assert listener.poll_once().ok
+    post = store.mention_by_external_id("mastodon", public["id"])
+    assert post is not None and post.account == "FettleCare" and post.case_id is not None
+    add_order(store, ORDER, "Fettle Outdoor", customer="C7", handle="someone_else")
+
+    message = queue_private(store, config, post.case_id, "Could you tell us the e-mail you ordered with?", "agent")
+    send_all(store, config)
+    assert get_message(store, message.id).status == "sent"  # type: ignore[arg-type]
+    (ours,) = [s for s in mastodon.statuses if s["account"]["acct"] == "FettleCare"]
+    assert ours["visibility"] == "direct" and "@sienna@other.social" in ours["content"]
+    assert [s for s in mastodon.statuses if s["visibility"] != "direct" and s["account"]["acct"] != "sienna@other.social"] == []
+
+    # The customer answers with a direct status; it joins the case, privately, and confirms the order.
+    mastodon.add("sienna@other.social", f"@FettleCare it's {ORDER}", "direct", in_reply_to=ours["id"])
+    assert listener.poll_once().ok
+    answer = [m for m in store.mentions_for_case(post.case_id) if m.channel == "mastodon_dm"]
+    assert len(answer) == 1 and answer[0].text == f"@FettleCare it's {ORDER}"
+    case = store.get_case(post.case_id)
+    assert case is not None and case.order_number == ORDER and case.link_confirmed
