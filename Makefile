@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 POSTS ?= 5000
+# The demo's local ports: `make demo PORT=8600 X_PORT=8775` when the defaults are taken.
+PORT ?= 8501
+X_PORT ?= 8765
+SMTP_PORT ?= 8025
+SINK_PORT ?= 8767
 
 .PHONY: demo test bench install install-dev clean
 
@@ -17,7 +22,8 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 demo: install
-	$(BIN)/doorstep --db doorstep-demo.db --config demo/doorstep.toml demo
+	$(BIN)/doorstep --db doorstep-demo.db --config demo/doorstep.toml demo --port $(PORT) --x-port $(X_PORT) \
+		--smtp-port $(SMTP_PORT) --sink-port $(SINK_PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest
@@ -27,4 +33,4 @@ bench: install
 	$(BIN)/python bench/classifier_bench.py --posts $(POSTS)
 
 clean:
-	rm -rf $(VENV) *.egg-info doorstep-demo.db*
+	rm -rf $(VENV) *.egg-info doorstep-demo.db* doorstep-demo.x-feed.jsonl

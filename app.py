@@ -3,6 +3,11 @@
 Nothing is shown before login (``console/login.py``: single sign-on or username + password).
 Pages a role may not open are not in the navigation, and each
 page checks the role again itself (a URL is not a permission).
+
+This file is both the page script and its server: ``streamlit run app.py`` finds the ``st.App``
+below and serves it (uvicorn imports this module as ``app``), with the routes that set the
+HttpOnly login cookie (``console/server.py``); that App runs this same file as its script
+(``__main__``), which draws the console.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ def main() -> None:
     user = login.current_user(store, config)
     if user is None:
         return
-    from console import case_view, dashboard, inbox, reports, settings
+    from console import approvals, case_view, dashboard, inbox, reports, settings
 
     pages = {
         "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
         "case": st.Page(case_view.render, title="Case", icon=":material/assignment:", url_path="case"),
+        "approvals": st.Page(approvals.render, title="Approvals", icon=":material/approval:", url_path="approvals"),
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
         "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),
     }
+    from console import sent_mail
+
+    if sent_mail.available():  # the demo's local mail and webhook sinks
+        pages["sent"] = st.Page(sent_mail.render, title="Sent mail", icon=":material/outbox:", url_path="sent")
     if auth.can(user, "view_settings"):
         pages["settings"] = st.Page(settings.render, title="Settings", icon=":material/settings:", url_path="settings")
     st.session_state["_pages"] = pages
@@ -35,7 +45,20 @@ def main() -> None:
         st.caption(escape_md(f"Signed in as {user.name} ({user.role})"))
         if st.button("Log out", key="logout_button"):
             login.logout(store)
-    st.navigation(list(pages.values())).run()
+    try:
+        st.navigation(list(pages.values())).run()
+    except Exception as exc:  # noqa: BLE001 - logged in full; the agent gets a short note, never a traceback
+        from console.server import on_script_error
+
+        on_script_error(exc)
 
 
-main()
+if __name__ == "__main__":  # the page script (streamlit's script runner, AppTest)
+    main()
+else:  # imported by `streamlit run app.py` (uvicorn): the web server with the login-cookie routes
+    from pathlib import Path
+
+    from console.server import on_script_error, routes
+
+    login.COOKIE_ROUTES = True
+    app = st.App(Path(__file__).resolve(), routes=routes(), on_script_error=on_script_error)

@@ -89,3 +89,29 @@ def _require_train_extra() -> None:
 
 
 commands = [train, evaluate]
+
+
+def classifier_for_cli(ctx: Context, model: str | None) -> object:
+    """The classifier ``--model`` names, or a one-line error naming it and the remedy.
+
+    Why here: a missing directory or an unknown Hugging Face id otherwise ends in a page of
+    ``huggingface_hub`` traceback that never says which option was wrong.
+    """
+    from pathlib import Path
+
+    spec = model
+    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
+        spec = f"transformers:{model}"
+    argument = (spec or "").partition(":")[2].strip()
+    remedy = "give baseline, onnx, a local model directory or a Hugging Face model id"
+    looks_local = argument.startswith(("/", ".", "~")) or "\\" in argument or argument.count("/") > 1
+    if argument and looks_local and not Path(argument).expanduser().exists():
+        raise click.ClickException(f"--model {model}: no such model directory; {remedy}")
+    try:
+        return ctx.classifier(spec)
+    except ValueError as exc:
+        raise click.ClickException(f"--model {model}: {exc}" if model else str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the loaders (transformers, onnxruntime) raise many kinds
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise click.ClickException(f"--model {model or '(configured)'}: could not load the model "
+                                   f"({type(exc).__name__}: {first}); {remedy}") from None

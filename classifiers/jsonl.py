@@ -80,10 +80,34 @@ def output_row(post_id: str | int, labels: Labels) -> dict[str, Any]:
     }
 
 
+def _lines(infile: TextIO) -> Iterator[str | ValueError]:
+    """The lines of ``infile``, each decoded on its own, so a line that is not UTF-8 is reported by
+    number and every line before it is still classified.
+
+    (Decoding the stream as a whole fails a whole read-ahead chunk at once, up to 8 KB of good
+    lines before the bad one, and says nothing of where the bad bytes were.)
+    """
+    raw = getattr(infile, "buffer", None)
+    if raw is None:  # already text (io.StringIO, a test): nothing to decode
+        for line in infile:  # not "yield from": closing this generator would close the caller's file
+            yield line
+        return
+    for number, data in enumerate(raw, start=1):
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield ValueError(f"line {number}: not valid UTF-8 (byte {exc.start + 1} of the line is {data[exc.start]:#04x}); "
+                             "save the file as UTF-8 and rerun")
+            return
+
+
 def _batches(infile: TextIO, batch_size: int) -> Iterator[tuple[list[tuple[str | int, str]], ValueError | None]]:
     """Yield parsed batches; a bad line ends the stream with the lines before it and the error."""
     batch: list[tuple[str | int, str]] = []
-    for number, line in enumerate(infile, start=1):
+    for number, line in enumerate(_lines(infile), start=1):
+        if isinstance(line, ValueError):
+            yield batch, line
+            return
         if number == 1:
             line = line.removeprefix("\ufeff")  # a byte-order mark left by some Windows editors
         if not line.strip():

@@ -33,7 +33,7 @@ How a post becomes :class:`Labels`
   (a third each)), clipped to 0..1.
   A polite "where is my order?" lands near 0.2, "marked delivered but not here!!" near 0.8.
 * **needs_review** is set when the post has nothing to read, looks non-English (the
-  baseline's cheap script/function-word check), or the model is unsure: the calibrated top
+  language identification of :mod:`classifiers.language`), or the model is unsure: the calibrated top
   probability of intent or sentiment is under the thresholds in ``config.json``.
 
 Int8 dynamic quantisation scales activations per batch, so a post's scores can differ in
@@ -146,7 +146,7 @@ def urgency(
 
 
 def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool]:
-    """(has words to read, looks English) with the baseline's cheap language check."""
+    """(has words to read, looks English) with the language check of :mod:`classifiers.language`."""
     words = (rules_view(text) if view is None else view).split()
     readable = any(any(ch.isalpha() for ch in word) for word in words) or any(ch.isalpha() for ch in text)
     return readable, not looks_non_english(text, words)

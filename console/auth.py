@@ -12,15 +12,17 @@ sessions and restarts.
 
 from __future__ import annotations
 
+import hashlib
+import secrets as _secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import bcrypt
 
 from doorstep.models import utcnow
-from doorstep.store import Store, iso
+from doorstep.store import Store, iso, parse_time
 
 ROLES: tuple[str, ...] = ("agent", "lead", "admin")
 
@@ -175,18 +177,21 @@ def set_email(store: Store, username: str, email: str | None, *, actor: str = "c
 def remove_user(store: Store, username: str, *, actor: str = "cli") -> None:
     _change_user(store, username, "delete from users where username = ?", [], actor=actor, action="user.remove",
                  details={})
+    end_sessions(store, username, reason="user removed")
 
 
 def set_role(store: Store, username: str, role: str, *, actor: str = "cli") -> User:
     role_rank(role)
     _change_user(store, username, "update users set role = ? where username = ?", [role],
                  actor=actor, action="user.set_role", details={"role": role})
+    end_sessions(store, username, reason="role changed")
     return get_user(store, username)  # type: ignore[return-value]
 
 
 def set_password(store: Store, username: str, password: str, *, actor: str = "cli", rounds: int = 12) -> None:
     _change_user(store, username, "update users set password_hash = ? where username = ?",
                  [hash_password(password, rounds=rounds)], actor=actor, action="user.set_password", details={})
+    end_sessions(store, username, reason="password changed")
 
 
 def recent_failures(store: Store, *, now: Any = None) -> dict[str, int]:
@@ -243,3 +248,116 @@ def check_password(store: Store, username: str, password: str) -> bool:
         return bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], row[0].encode("ascii"))
     except ValueError:
         return False
+
+
+# ------------------------------------------------------------------ console sessions
+#: Seconds a login grant (the one-time code that turns a login into the browser's HttpOnly cookie) lives.
+GRANT_SECONDS = 120
+
+
+def _digest(token: str) -> str:
+    """Only digests of tokens are stored: a copy of the database logs nobody in."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def credential_stamp(store: Store, username: str) -> str | None:
+    """A digest of what a login was granted on: the user's password hash and role.
+
+    A session remembers the stamp it was opened with and is refused once it differs, so a password
+    change, a role change or the user's removal ends every open login, whichever way it was made
+    (CLI, Settings page, or an edit of the database).
+    """
+    row = store.db.execute("select password_hash, role from users where username = ?",
+                           [username.strip().lower()]).fetchone()
+    if row is None:
+        return None
+    return _digest(f"{row[0] or ''}\0{row[1]}")[:32]
+
+
+@dataclass(frozen=True)
+class Session:
+    """One login: ``id`` names it inside the server (``st.session_state``), never in a browser."""
+
+    id: str
+    username: str
+    method: str
+
+
+def start_session(store: Store, username: str, *, hours: float, method: str = "password",
+                  now: datetime | None = None) -> tuple[Session, str]:
+    """Open a login for ``username`` lasting ``hours``; returns it and a one-time grant code.
+
+    The grant (valid :data:`GRANT_SECONDS`, single use) is what the browser exchanges at
+    ``/auth/session`` for its HttpOnly cookie (``console/server.py``).
+    """
+    now = now or utcnow()
+    session_id = _secrets.token_urlsafe(24)
+    store.db.execute(
+        "insert into console_sessions (id, username, method, stamp, created_at, expires_at) values (?, ?, ?, ?, ?, ?)",
+        [session_id, username, method, credential_stamp(store, username), iso(now), iso(now + timedelta(hours=hours))],
+    )
+    return Session(session_id, username, method), new_grant(store, session_id, now=now)
+
+
+def new_grant(store: Store, session_id: str, *, now: datetime | None = None) -> str:
+    """A fresh one-time code for the browser's cookie exchange of ``session_id`` (replacing any earlier one)."""
+    now = now or utcnow()
+    grant = _secrets.token_urlsafe(24)
+    store.db.execute("update console_sessions set grant_digest = ?, grant_expires_at = ? where id = ?",
+                     [_digest(grant), iso(now + timedelta(seconds=GRANT_SECONDS)), session_id])
+    return grant
+
+
+def redeem_grant(store: Store, grant: str, *, now: datetime | None = None) -> tuple[str, datetime] | None:
+    """Exchange a grant for the browser's session token (and its expiry), once; None if it is not valid."""
+    now = now or utcnow()
+    token = _secrets.token_urlsafe(32)
+    with store.transaction():
+        row = store.db.execute(
+            "select id, expires_at from console_sessions where grant_digest = ? and grant_expires_at > ? "
+            "and revoked_at is null", [_digest(grant), iso(now)]).fetchone()
+        if row is None:
+            return None
+        store.db.execute("update console_sessions set token_digest = ?, grant_digest = null where id = ?",
+                         [_digest(token), row[0]])
+    if _valid_row(store, row[0], now) is None:
+        return None
+    return token, parse_time(row[1])  # type: ignore[return-value]
+
+
+def _valid_row(store: Store, session_id: str, now: datetime) -> Session | None:
+    row = store.db.execute(
+        "select id, username, method, stamp, expires_at, revoked_at from console_sessions where id = ?",
+        [session_id]).fetchone()
+    if row is None or row[5] is not None or row[4] <= iso(now):
+        return None
+    if row[3] != credential_stamp(store, row[1]):
+        return None
+    return Session(row[0], row[1], row[2])
+
+
+def session_by_id(store: Store, session_id: str | None, *, now: datetime | None = None) -> Session | None:
+    """The open login ``session_id`` (checked on every console run), or None once it has ended."""
+    return _valid_row(store, session_id, now or utcnow()) if session_id else None
+
+
+def session_by_token(store: Store, token: str | None, *, now: datetime | None = None) -> Session | None:
+    """The open login a browser's cookie token belongs to, or None (unknown, expired, revoked, stale)."""
+    if not token:
+        return None
+    row = store.db.execute("select id from console_sessions where token_digest = ?", [_digest(token)]).fetchone()
+    return _valid_row(store, row[0], now or utcnow()) if row else None
+
+
+def end_session(store: Store, session_id: str | None, *, reason: str = "logout") -> None:
+    """End one login: its cookie, wherever a copy of it is kept, no longer logs anyone in."""
+    if session_id:
+        store.db.execute("update console_sessions set revoked_at = ?, revoked_reason = ? where id = ? "
+                         "and revoked_at is null", [iso(utcnow()), reason, session_id])
+
+
+def end_sessions(store: Store, username: str, *, reason: str) -> int:
+    """End every login of ``username`` (password or role changed, user removed)."""
+    cursor = store.db.execute("update console_sessions set revoked_at = ?, revoked_reason = ? where username = ? "
+                              "and revoked_at is null", [iso(utcnow()), reason, username.strip().lower()])
+    return cursor.rowcount

@@ -49,6 +49,11 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
     )
 
 
+def unsearchable(text: str) -> bool:
+    """A search with no letter or digit in it (``!!!``, an emoji): the index cannot look for it."""
+    return bool(text.strip()) and not any(c.isalnum() for c in text)
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def _facet_values(db_path: str, column: str) -> list[str]:
     """The values a filter offers: those on any open case, most cases first (cached a minute).
@@ -110,6 +115,21 @@ def _remember_open(case_id: int) -> None:
     st.session_state["_inbox_open"] = int(case_id)
 
 
+def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
+    """Case id -> "reply failed" / "escalation failed" for the listed cases with an undelivered message."""
+    if not case_ids:
+        return {}
+    marks = ",".join("?" * len(case_ids))
+    out: dict[int, str] = {}
+    for row in store.db.execute(
+            f"select case_id, kind, status from outbound_messages where case_id in ({marks}) and kind in "
+            "('reply', 'escalation') and (status = 'failed' or (status in ('queued', 'sending') and last_error is not null)) "
+            "order by id", case_ids).fetchall():
+        word = f"⚠ {row[1]} {'failed' if row[2] == 'failed' else 'retrying'}"
+        out[row[0]] = word if row[0] not in out else out[row[0]] + f", {row[1]}"
+    return out
+
+
 def render() -> None:
     """The inbox page."""
     require("reply")
@@ -157,6 +177,12 @@ def render() -> None:
                   for s in SLA_STATES}
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
 
+    if unsearchable(filters.get("search") or ""):
+        # The search index holds words and numbers only; ignoring such a search would silently list every case.
+        st.warning(escape_md(f"Nothing to search for in “{filters['search']}”: search looks for words, order and "
+                             "tracking numbers and handles, so punctuation and emoji alone match no case. "
+                             "Clear the search box to see every case."))
+        return
     query = _query(filters)
     total = store.inbox_count(query)
     cases = store.inbox(query)
@@ -172,12 +198,14 @@ def render() -> None:
     now = utcnow()
     rows = []
     colours = []
+    failed = _undelivered_cases(store, [c.id for c in cases])  # type: ignore[misc]
     for case in cases:
         colour, words = sla_state(case, now)
         colours.append(colour)
         rows.append({
             "case": case.id,
             "SLA": words,
+            "delivery": failed.get(case.id, ""),  # type: ignore[arg-type]
             "priority": case.priority,
             "status": case.status,
             "intent": case.intent or "",

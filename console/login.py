@@ -1,4 +1,5 @@
-"""Who is at the keyboard: single sign-on or username + password, each through a library.
+"""Who is at the keyboard: single sign-on or username + password, each through a library,
+and a login kept on the server, checked on every run.
 
 * **Single sign-on** is Streamlit's own OIDC login (``st.login``), switched on by an
   ``[auth]`` section in ``.streamlit/secrets.toml`` (client id and secret, the provider's
@@ -6,27 +7,28 @@
   is; the ``users`` table says what they may do: their verified e-mail must belong to a
   Doorstep user (``doorstep user add NAME --email ...``), else they are refused.
 * **Username + password** is streamlit-authenticator's login form, fed with the users from
-  the store (:func:`console.auth.credentials`). It checks the bcrypt hash, keeps the login in
-  a signed cookie for ``[console] session_hours`` and enforces the lockout we seed it with.
-  The cookie is signed with ``DOORSTEP_COOKIE_KEY`` (environment or secrets file); without one a
-  random key is made per server process, so a restart logs everyone out.
+  the store (:func:`console.auth.credentials`). It checks the bcrypt hash and enforces the
+  lockout we seed it with. Its own JavaScript-set cookie is switched off (:class:`_NoCookies`):
+  a cookie JavaScript can write, any injected script can read.
 
-Either way the result is a :class:`console.auth.User` re-read from the store on every run
-(``st.session_state["user"]``), so a removed user or a changed role takes effect at once, and
-every login, failure, lockout and logout is written to the audit log.
+Either way a login is a row in ``console_sessions`` (:mod:`console.auth`), named in this
+browser session's server-side state and, to survive a reload, in an ``HttpOnly`` cookie the
+server sets over plain HTTP (``console/server.py``: ``/auth/session``). Every run re-checks
+that row: a logout (here or in another browser holding a copy of the cookie), a password or
+role change and the user's removal end it on the next click. The user is re-read from the
+store on every run (``st.session_state["user"]``), and every login, failure, lockout and
+logout is written to the audit log.
 """
 
 from __future__ import annotations
 
-import secrets as _secrets
 from typing import Any
 
-import jwt
 import streamlit as st
 
 from console import auth
-from doorstep.config import Config, secret
-from doorstep.store import Store, parse_time
+from doorstep.config import Config
+from doorstep.store import Store
 
 COOKIE_NAME = "doorstep_session"
 #: The login form's labels; the browser test and the console bench find the fields by them.
@@ -41,25 +43,55 @@ def sso_configured() -> bool:
         return False
 
 
-@st.cache_resource(show_spinner=False)
-def _process_cookie_key() -> str:
-    return _secrets.token_urlsafe(32)
+#: Set by app.py when it runs under its own server (``st.App`` with the cookie routes); under
+#: AppTest or a bare ``streamlit run`` of a page, a login lasts as long as the browser session.
+COOKIE_ROUTES = False
+#: Streamlit's URL for the browser's cookie exchange (console/server.py).
+SESSION_ROUTE = "/auth/session"
+LOGOUT_ROUTE = "/auth/logout"
 
 
-def _authenticator(store: Store, config: Config) -> Any:
+class _NoCookies:
+    """Stands in for streamlit-authenticator's cookie model: it reads and writes nothing.
+
+    The library would keep the login in a cookie set by JavaScript (readable by any script on
+    the page) and log in whoever presents a validly signed copy, with no way to end it early.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get_cookie(self) -> None:
+        return None
+
+    def set_cookie(self) -> None:
+        pass
+
+    def delete_cookie(self) -> None:
+        pass
+
+
+def _authenticator(store: Store) -> Any:
     import streamlit_authenticator as stauth
+    from streamlit_authenticator.controllers import cookie_controller
 
-    key = secret("DOORSTEP_COOKIE_KEY") or _process_cookie_key()
+    cookie_controller.CookieModel = _NoCookies  # type: ignore[assignment, misc]
     return stauth.Authenticate(
-        auth.credentials(store), COOKIE_NAME, key, config.console.session_hours / 24,
+        auth.credentials(store), "doorstep_unused", "unused", 0,
         auto_hash=False,  # hashes come from the store; a plain-text password there is a bug, not input
-        login_sleep_time=0,  # cookies are read from the request (st.context), nothing to wait for
+        login_sleep_time=0,
     )
+
+
+def browser_token() -> str | None:
+    """The session token the browser sent (its HttpOnly cookie), if any. Tests replace this."""
+    value = st.context.cookies.get(COOKIE_NAME)
+    return value if isinstance(value, str) else None  # outside a browser (AppTest) cookies are not strings
 
 
 def current_user(store: Store, config: Config) -> auth.User | None:
     """The logged-in user, drawing the login page (and returning None) when there is none."""
-    user = _sso_user(store) if sso_configured() else None
+    user = _sso_user(store, config) if sso_configured() else None
     if user is None and config.console.password_login:
         user = _password_user(store, config)
     if user is None:
@@ -76,7 +108,7 @@ def _login_column() -> Any:
     return st.columns([1, 2, 1])[1]
 
 
-def _sso_user(store: Store) -> auth.User | None:
+def _sso_user(store: Store, config: Config) -> auth.User | None:
     if not st.user.is_logged_in:
         return None
     email = str(st.user.get("email") or "")
@@ -93,44 +125,83 @@ def _sso_user(store: Store) -> auth.User | None:
     if st.session_state.get("_sso_audited") != user.username:
         st.session_state["_sso_audited"] = user.username
         store.audit(user.username, "login", None, {"method": "sso"})
+        _open_session(store, config, user.username, "sso")
+        return user
+    return _session_user(store)  # a role change or removal ends the single sign-on login too
+
+
+def _session_hours(config: Config) -> float:
+    return config.console.session_hours or 12.0  # 0: no cookie, the login lasts this browser session
+
+
+def _open_session(store: Store, config: Config, username: str, method: str) -> None:
+    session, grant = auth.start_session(store, username, hours=_session_hours(config), method=method)
+    st.session_state["_session_id"] = session.id
+    if method == "password" and config.console.session_hours > 0:
+        st.session_state["_grant"] = grant
+
+
+def _session_user(store: Store) -> auth.User | None:
+    """The user of this browser session's open login, re-checked now; ends the session if it ended."""
+    session_id = st.session_state.get("_session_id")
+    if not session_id:
+        return None
+    session = auth.session_by_id(store, session_id)
+    user = auth.get_user(store, session.username) if session else None
+    if user is None:
+        logout(store, reason="session ended (logged out elsewhere, password or role changed, or user removed)",
+               ended=True)
     return user
+
+
+def _send_grant_to_browser(grant: str) -> None:
+    """Send the browser through /auth/session so the server sets the HttpOnly cookie, then back here."""
+    _navigate_top(f"{SESSION_ROUTE}?grant={grant}", keep_path=True)
+
+
+def _navigate_top(url: str, *, keep_path: bool = False) -> None:
+    """Send the whole tab to ``url`` on this server (a component's iframe may not navigate its
+    parent itself, so it adds a refresh to the parent page, which the parent then follows)."""
+    import json
+
+    import streamlit.components.v1 as components
+
+    target = json.dumps(url)
+    suffix = "+ '&next=' + encodeURIComponent(w.location.pathname)" if keep_path else ""
+    components.html(
+        "<script>const w = window.parent; const m = w.document.createElement('meta');"
+        f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
+        "w.document.head.appendChild(m);</script>", height=0)
 
 
 def _password_user(store: Store, config: Config) -> auth.User | None:
     from streamlit_authenticator.utilities.exceptions import LoginError
 
-    authenticator = _authenticator(store, config)
-    st.session_state["_authenticator"] = authenticator
-    if st.session_state.pop("_delete_cookie", False):
-        # After a logout's rerun, so the cookie component's message reaches the browser.
-        authenticator.cookie_controller.delete_cookie()
-    username = st.session_state.get("username") if st.session_state.get("authentication_status") else None
-    if username:
-        user = auth.get_user(store, username)
-        if user is None:
-            logout(store, reason="user removed")  # removed while logged in
-            return None
-        if not st.session_state.get("_login_checked"):
-            if not st.session_state.get("_form_login") and _cookie_revoked(store, user.username, config):
-                logout(store, reason="cookie from before a logout")
-                return None
-            st.session_state["_login_checked"] = True
-        if st.session_state.pop("_set_cookie", False):
-            # Set on the first console run, not the login run: that run ends in st.rerun(),
-            # which could drop the cookie component's message before the browser got it.
-            authenticator.cookie_controller.set_cookie()
+    user = _session_user(store)
+    if user is not None:
+        grant = st.session_state.pop("_grant", None)
+        if grant and COOKIE_ROUTES:
+            _send_grant_to_browser(grant)
+        return user
+    session = auth.session_by_token(store, browser_token())
+    if session is not None and (user := auth.get_user(store, session.username)) is not None:
+        st.session_state["_session_id"] = session.id
         return user
 
+    authenticator = _authenticator(store)
+    st.session_state["_authenticator"] = authenticator
     before = {name: u["failed_login_attempts"] for name, u in authenticator.authentication_controller
               .authentication_model.credentials["usernames"].items()}
     with _login_column():
         st.title("Doorstep")
         st.caption("Social customer care — please log in.")
+        if st.session_state.pop("_ended", None):
+            st.info("Your login ended (logged out elsewhere, or your password or role changed). Please log in again.")
         if not auth.list_users(store):
             st.warning("No users yet. Create one on the server: doorstep user add NAME --role admin")
         try:
             authenticator.login(location="main", max_login_attempts=auth.LOCKOUT_FAILURES, fields=FORM_FIELDS,
-                                key="login", callback=lambda event: _form_login(store, event["username"]))
+                                key="login", callback=lambda event: _form_login(store, config, event["username"]))
         except LoginError as exc:
             if "attempts" in str(exc):
                 st.error("Too many wrong passwords for this user: try again in a few minutes.")
@@ -142,53 +213,31 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
                 store.audit(name, "login.failed", None, {"method": "password"})
         if st.session_state.get("authentication_status") is False:
             st.error("Wrong username or password.")
-    username = st.session_state.get("username") if st.session_state.get("authentication_status") else None
-    if username:
-        st.session_state["_set_cookie"] = True
+    if st.session_state.get("_session_id"):
         st.rerun()  # draw the console instead of the form in this same click
     return None
 
 
-def _form_login(store: Store, username: str) -> None:
-    st.session_state["_form_login"] = True
+def _form_login(store: Store, config: Config, username: str) -> None:
     store.audit(username, "login", None, {"method": "password"})
+    _open_session(store, config, username, "password")
 
 
-def _cookie_revoked(store: Store, username: str, config: Config) -> bool:
-    """Whether this session's login cookie was issued before the user's last logout.
-
-    The cookie is a signed token the browser keeps; logging out deletes it there, and this
-    check makes a copy kept elsewhere (another browser, a stolen token) useless too.
-    """
-    token = st.context.cookies.get(COOKIE_NAME)
-    key = secret("DOORSTEP_COOKIE_KEY") or _process_cookie_key()
-    try:
-        expires = float(jwt.decode(token, key, algorithms=["HS256"])["exp_date"]) if token else None
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-        return True
-    if expires is None:
-        return False
-    issued = expires - config.console.session_hours * 3600
-    row = store.db.execute("select max(at) from audit_events where action = 'logout' and actor = ?",
-                           [username]).fetchone()
-    if not row or not row[0]:
-        return False
-    return issued <= parse_time(row[0]).timestamp()
-
-
-def logout(store: Store, *, reason: str = "button") -> None:
-    """End the session: the library forgets the login and deletes its cookie; SSO logs out."""
+def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None:
+    """End the session: its row is ended (so every copy of its cookie is dead), the browser's
+    cookie is cleared, the library forgets the login, and single sign-on logs out."""
     user = st.session_state.get("user")
-    authenticator = st.session_state.get("_authenticator")
-    if authenticator is not None and st.session_state.get("authentication_status"):
-        authenticator.logout(location="unrendered")
+    auth.end_session(store, st.session_state.get("_session_id"), reason=reason)
     if user is not None:
         store.audit(user.username, "logout", None, {"reason": reason})
-    keep = {"_store", "logout"}  # "logout" stops the library re-reading the old cookie in this session
     for key in list(st.session_state.keys()):
-        if key not in keep:
+        if key != "_store":
             del st.session_state[key]
-    st.session_state["_delete_cookie"] = True
+    if ended:
+        st.session_state["_ended"] = True
     if sso_configured() and st.user.is_logged_in:
         st.logout()
+    if COOKIE_ROUTES and browser_token():
+        _navigate_top(LOGOUT_ROUTE)
+        st.stop()
     st.rerun()

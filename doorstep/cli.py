@@ -157,7 +157,8 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     if isinstance(exc, sqlite3.Error):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
     if isinstance(exc, OSError):
-        where = exc.filename or db_path or ""
+        # Only the file the error names: an output file's write error is not the database's.
+        where = exc.filename or "a file this command reads or writes"
         cause = exc.strerror or str(exc)
         remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
                   13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
@@ -206,9 +207,17 @@ def import_() -> None:
     """Import mentions, orders or tracking events from a file."""
 
 
-def _report_import(report: Any, strict: bool = False) -> None:
-    for error in report.errors:
+#: Rejected rows listed by default; more would bury the summary (--all-errors lists every one).
+SHOWN_ERRORS = 100
+
+
+def _report_import(report: Any, strict: bool = False, all_errors: bool = False) -> None:
+    shown = report.errors if all_errors else report.errors[:SHOWN_ERRORS]
+    for error in shown:
         click.echo(f"error: {error}", err=True)
+    if len(shown) < len(report.errors):
+        click.echo(f"error: ... and {len(report.errors) - len(shown)} more rejected rows (--all-errors lists them all)",
+                   err=True)
     click.echo(report.summary(), err=True)
     if report.stopped:
         raise click.ClickException(f"{report.file}: {report.stopped}")
@@ -222,12 +231,14 @@ def _import_options(fn: Any) -> Any:
                       help="Share of rejected rows (0-1) above which nothing is written "
                            "(default: [imports] max_rejected_share, 0.5).")(fn)
     fn = click.option("--strict", is_flag=True, help="Write nothing if any row is rejected (--max-rejected 0).")(fn)
+    fn = click.option("--all-errors", is_flag=True, help=f"List every rejected row (default: the first {SHOWN_ERRORS}).")(fn)
     fn = click.option("--encoding", default=None,
                       help="Text encoding of FILE when it is not UTF-8 (e.g. cp1252, latin-1).")(fn)
     return fn
 
 
-def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | None, run: Any) -> None:
+def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | None, run: Any,
+                all_errors: bool = False) -> None:
     """Run one import with the configured limits; file-level problems and stops are one line."""
     from listeners.files import ImportFileError, ImportStopped
 
@@ -241,7 +252,7 @@ def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | No
         if ctx.debug:
             raise stop.cause from stop
         report = stop.report
-    _report_import(report, strict)
+    _report_import(report, strict, all_errors)
 
 
 @import_.command("mentions")
@@ -253,7 +264,7 @@ def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | No
 @_import_options
 @pass_ctx
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str | None, classifier: str | None,
-                        strict: bool, encoding: str | None, max_rejected: float | None) -> None:
+                        strict: bool, encoding: str | None, max_rejected: float | None, all_errors: bool) -> None:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
     Rows that carry labels (as `doorstep export mentions` writes them) keep them.
@@ -261,7 +272,8 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str 
     from listeners.files import import_mentions
 
     _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_mentions(
-        file, ctx.pipeline(classifier), fmt, channel, encoding=encoding, max_rejected_share=share, batch_rows=batch))
+        file, ctx.pipeline(classifier), fmt, channel, encoding=encoding, max_rejected_share=share,
+        batch_rows=batch), all_errors)
 
 
 @import_.command("orders")
@@ -271,7 +283,7 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str 
 @_import_options
 @pass_ctx
 def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                      max_rejected: float | None) -> None:
+                      max_rejected: float | None, all_errors: bool) -> None:
     """Import orders (with embedded customers and shipments) from FILE.
 
     Only the columns a row gives a value for are written: nothing stored is erased.
@@ -279,7 +291,7 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, e
     from listeners.files import import_orders
 
     _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_orders(
-        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch))
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
 
 
 @import_.command("tracking")
@@ -289,12 +301,12 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, e
 @_import_options
 @pass_ctx
 def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                        max_rejected: float | None) -> None:
+                        max_rejected: float | None, all_errors: bool) -> None:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
     _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_tracking(
-        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch))
+        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
 
 
 # ------------------------------------------------------------------ export
@@ -326,13 +338,12 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 @pass_ctx
 def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_size: int) -> None:
     """Label JSONL {"id", "text"} lines with sentiment, complaint, intent and urgency."""
+    from classifiers.cli import classifier_for_cli
     from classifiers.jsonl import classify_jsonl
 
-    spec = model
-    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
-        spec = f"transformers:{model}"
+    classifier = classifier_for_cli(ctx, model)  # a bad --model is one line naming it, never a traceback
     try:
-        classify_jsonl(infile, outfile, ctx.classifier(spec), batch_size=batch_size, progress=sys.stderr.isatty())
+        classify_jsonl(infile, outfile, classifier, batch_size=batch_size, progress=sys.stderr.isatty())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -344,47 +355,75 @@ def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_s
 @click.option("--orders", default=2000, show_default=True)
 @click.option("--mentions", default=1000, show_default=True)
 @click.option("--build-only", is_flag=True, help="Build the database and exit (no worker, no console).")
-@click.option("--port", default=8501, show_default=True)
+@click.option("--reference-dates", is_flag=True,
+              help="Keep the reference dates (2026-11-25 14:00 UTC) instead of moving the shop to now.")
+@click.option("--port", default=8501, show_default=True, help="The console's port.")
+@click.option("--x-port", default=8765, show_default=True, help="The X API emulator's port.")
+@click.option("--smtp-port", default=8025, show_default=True, help="The local SMTP sink's port (sent e-mail).")
+@click.option("--sink-port", default=8767, show_default=True, help="The local Slack/webhook sink's port.")
 @pass_ctx
-def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool, port: int) -> None:
+def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool,
+         reference_dates: bool, port: int, x_port: int, smtp_port: int, sink_port: int) -> None:
     """Build a fresh demo shop database, then start the worker and the console."""
-    from doorstep.demo import build_demo, run_demo
+    from datetime import datetime, timezone
 
-    feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
-    summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                         config_path=ctx.config_path, x_feed_path=feed)
-    click.echo(summary, err=True)
-    click.echo(f"{sum(1 for _ in feed.open())} newer X posts wait in the X API emulator's feed ({feed})", err=True)
-    _add_demo_users(ctx.db_path)
-    if not build_only:
-        run_demo(ctx.db_path, port=port, config_path=ctx.config_path, x_feed_path=feed)
+    from doorstep.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
+
+    ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port)
+    try:
+        if not build_only:
+            check_ports(ports)  # before minutes of building, not after
+        feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
+        now = None if reference_dates else datetime.now(timezone.utc)
+        summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
+                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now)
+        click.echo(summary, err=True)
+        click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
+                   "X listener", err=True)
+        _add_demo_users(ctx.db_path)
+        if not build_only:
+            sys.exit(run_demo(ctx.db_path, config_path=ctx.config_path, x_feed_path=feed, ports=ports))
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _add_demo_users(db_path: str) -> None:
-    """One user per role, so the demo opens on a login that works (demo data only)."""
+    """One user per role, and one agent login per care-team member the demo assigns cases to."""
     import os
 
     from console.auth import add_user
+    from doorstep.demo import AGENTS
 
     password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
     store = Store(db_path)
     try:
-        for username, role, name in (("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")):
+        people = [("agent", "agent", "Ann Agent"), ("lead", "lead", "Lee Lead"), ("admin", "admin", "Ada Admin")]
+        people += [(name.lower(), "agent", name) for name in AGENTS]
+        for username, role, name in people:
             add_user(store, username, password, role=role, name=name, actor="demo", rounds=10)
     finally:
         store.close()
-    click.echo(f"demo logins: agent / lead / admin, password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
+    click.echo(f"demo logins: agent / lead / admin (and the care team: {', '.join(a.lower() for a in AGENTS)}), "
+               f"password {password!r} (set DOORSTEP_DEMO_PASSWORD to change)", err=True)
 
 
 # ---------------------------------------------------------------------- run
 @cli.command()
 @click.option("--once", is_flag=True, help="One round of every job, then exit.")
+@click.option("--job", "only", multiple=True, metavar="NAME",
+              help="Run only this job (repeatable), e.g. --job outbox to run the sender on its own.")
+@click.option("--skip", multiple=True, metavar="NAME", help="Run every job but this one (repeatable).")
 @pass_ctx
-def run(ctx: Context, once: bool) -> None:
-    """Start the long-running worker (listeners, outbox, alerts, scheduled reports)."""
+def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) -> None:
+    """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
     from doorstep.worker import Worker
 
-    Worker(ctx.store, ctx.config, ctx.pipeline()).run(once=once)
+    worker = Worker(ctx.store, ctx.config, ctx.pipeline(), only=set(only) or None, skip=set(skip))
+    unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
+    if unknown:
+        names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"
+        raise click.UsageError(f"no job named {', '.join(sorted(unknown))}; the jobs are: {names}")
+    worker.run(once=once)
 
 
 #: Packages that add commands ("module:attribute" naming a list of click commands). Their

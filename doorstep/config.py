@@ -139,6 +139,17 @@ class Limits(_Section):
     #: Seconds a writer waits for another writer's lock on the database (SQLite's busy
     #: timeout) before "database is locked". Writers hold the lock for one bounded batch.
     busy_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: Largest request body an inbound endpoint (the webhook, later SMS/e-mail replies) reads;
+    #: enforced while the body streams in, larger is 413 (a ``[channels.webhook]
+    #: max_body_bytes`` can only lower it for the webhook).
+    inbound_body_max_bytes: int = Field(default=1_000_000, gt=0, le=100_000_000)
+    #: Seconds a client has to send a request's headers, and then again its whole body;
+    #: a stalled client gets 408 and its connection is closed.
+    inbound_read_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds an idle keep-alive connection to an inbound endpoint stays open.
+    inbound_keep_alive_s: int = Field(default=5, ge=1, le=600)
+    #: Connections (and requests) served at once; more are answered 503 at once.
+    inbound_max_connections: int = Field(default=200, ge=1, le=100_000)
 
 
 class Imports(_Section):

@@ -1,8 +1,11 @@
 """The demo shop: a believable week of social customer care, built from one seed.
 
 Why generate instead of shipping a fixture: the console only makes sense when its
-data looks live (SLA clocks ticking, posts from this morning), so every time is
-computed back from ``now``. And the stories have to hang together: a post that says
+data looks live (SLA clocks ticking, posts from this morning). The shop is generated
+at a fixed reference moment (:data:`REFERENCE_NOW`), so the same seed always gives the
+same shop and the figures the README quotes; ``doorstep demo`` then moves every time by
+the same amount to the current hour before storing, which changes no count, share or
+duration, only the dates on the screen. And the stories have to hang together: a post that says
 "the driver never knocked" belongs to a shipment whose tracking shows a failed
 attempt an hour earlier, so linking, priority and the case view can be judged on
 the demo exactly as they would be on a real shop.
@@ -26,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,8 +44,14 @@ DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
 #: Where the demo's posts come from (``webhook`` carries courier tracking-page complaints).
 SOCIAL_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky")
 COURIER_PAGE_CHANNEL = "webhook"
-#: The care team that signs the brand's replies and gets cases assigned.
+#: The care team that signs the brand's replies and gets cases assigned (each is also a demo
+#: login, role agent, so every assignee in the console is a real user).
 AGENTS: tuple[str, ...] = ("Priya", "Sam", "Tom", "Amira", "Jo", "Callum")
+#: The moment the demo shop is generated at (a Wednesday afternoon, so the two weeks before it
+#: are complete ISO weeks with traffic: the weekly report's "last week" and "the week before").
+REFERENCE_NOW = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+#: How many days of posts the demo holds: three full weeks before the reference week.
+DEMO_DAYS = 24.0
 
 FIRST_NAMES = (
     "Olivia Amelia Isla Ava Mia Ivy Lily Grace Freya Emily Sophia Ella Poppy Evie Harper Sienna Ruby Daisy "
@@ -656,10 +665,9 @@ class _Generator:
             delay = timedelta(hours=rng.uniform(0.3, 20) if topic != "praise" else rng.uniform(1, 30))
             at = hook + delay
             if at > self.now - timedelta(minutes=5):
-                room = (self.now - hook).total_seconds() - 300
-                if room < 600:
-                    continue
-                at = hook + timedelta(seconds=rng.uniform(300, room))
+                # They have not written yet. (Squeezing them into the last hours made the last
+                # day look like an outage of its own, at twice the usual volume.)
+                continue
             at = self.awake(at)
             if at < start:
                 continue
@@ -1007,7 +1015,7 @@ def _remove_database(db_path: str) -> None:
             candidate.unlink()
 
 
-def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
+def _mentions(gen: _Generator, total: int, days: float = DEMO_DAYS) -> list[Mention]:
     """About ``total`` posts (exactly ``total`` when it is at least 2) over the last ``days`` days."""
     rng = gen.rng
     posts = _Posts(gen)
@@ -1087,9 +1095,9 @@ def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
             if not with_handles:
                 misses += 1
                 continue
-            written += posts.general(rng.choice(with_handles), gen._recent_time(days, 1.3))
+            written += posts.general(rng.choice(with_handles), gen._recent_time(days))
         elif kind == "unknown":
-            written += posts.stranger(gen._recent_time(days, 1.3))
+            written += posts.stranger(gen._recent_time(days))
         if kind == "noise":
             written += posts.noise(gen._recent_time(days, 1.0))
     for template in HOSTILE_POSTS[:reserved]:
@@ -1109,11 +1117,12 @@ def _mentions(gen: _Generator, total: int, days: float = 10.0) -> list[Mention]:
 
 
 def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
-    """Give older cases the state a working team would have left them in.
+    """Give older cases the state a team that keeps up would have left them in.
 
-    Most cases from a few days ago are answered (publicly or by DM) and resolved, a
-    few are left overdue so the SLA views have something to show, cases waiting on
-    the customer are pending, and some open ones are assigned.
+    Nearly every case is answered within its first-response SLA (publicly or by DM) and
+    resolved before its resolution SLA once the customer's last word is in; a few slip, so the
+    SLA views have something to show. Cases waiting on the customer are pending, praise and
+    chatter are closed, and every open case has an owner from the care team.
     """
     for row in list(store.db.query("select id from cases order by id")):
         case = store.get_case(row["id"])
@@ -1123,21 +1132,30 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         opened = case.opened_at or now
         activity = case.last_activity_at or opened
         changes: dict[str, Any] = {}
-        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
-        answer_p = 0.85 if activity < now - timedelta(days=1) else 0.5 if opened < now - timedelta(hours=2) else 0.0
-        if case.first_response_at is None and rng.random() < answer_p:
-            # Answered by DM or email: the reply is not a public post, but the clock stopped.
-            answered = opened + timedelta(minutes=rng.uniform(10, 240))
-            changes["first_response_at"] = min(answered, now - timedelta(minutes=5)).replace(microsecond=0)
+        # The few the team has not got to in time: only recent ones (older ones were caught up on).
+        slips = rng.random() < 0.08 and opened > now - timedelta(hours=36)
+        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(hours=6)
+        first_due = case.first_response_due or opened + timedelta(hours=4)
+        if case.first_response_at is None and not (slips and first_due < now):
+            # Answered by DM or email within the SLA (the reply is not a public post, but the clock stopped).
+            window = max(60.0, (first_due - opened).total_seconds())
+            answered = opened + timedelta(seconds=window * rng.uniform(0.15, 0.85))
+            if answered <= now - timedelta(minutes=2) and (first_due < now or rng.random() < 0.5):
+                changes["first_response_at"] = answered.replace(microsecond=0)
         answered = case.first_response_at is not None or "first_response_at" in changes
-        if (answered and activity < now - timedelta(days=3) and rng.random() < 0.9) or quiet:
-            resolved_at = min(activity + timedelta(hours=rng.uniform(0.5, 10)), now - timedelta(minutes=10))
-            changes.update(status="resolved", resolved_at=resolved_at.replace(microsecond=0))
+        resolution_due = case.resolution_due or opened + timedelta(days=1)
+        settled = answered and (resolution_due < now or activity < now - timedelta(hours=8)) and not slips
+        caught_up = resolution_due < now - timedelta(days=1)  # old cases are all closed by now
+        if (settled and (caught_up or rng.random() < 0.97)) or quiet:
+            latest = max(activity, changes.get("first_response_at") or case.first_response_at or activity)
+            room = max(0.0, min((resolution_due - latest).total_seconds(), 10 * 3600.0))
+            resolved_at = latest + timedelta(seconds=max(300.0, room * rng.uniform(0.2, 0.9)))
+            changes.update(status="resolved", resolved_at=min(resolved_at, now - timedelta(minutes=1)).replace(microsecond=0))
         elif last is not None and last.outbound:
             changes["status"] = "pending_customer"
         elif answered:
             changes["status"] = "open"
-        if changes.get("status") != "resolved" and rng.random() < 0.45:
+        if changes.get("status") != "resolved" and (rng.random() < 0.8 or answered):
             changes["assignee"] = rng.choice(AGENTS).lower()
         if changes:
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
@@ -1154,22 +1172,27 @@ def build_demo(
     classifier: Any | None = None,
     x_feed_path: str | Path | None = None,
     x_live_posts: int = 40,
+    shift_to: datetime | None = None,
 ) -> str:
     """Replace ``db_path`` with a freshly generated demo shop and return a short summary.
 
-    ``now`` anchors every time (default: the current hour), so the demo always looks
-    live and tests can pin it. ``classifier`` defaults to the configured one.
+    ``now`` is the moment the shop is generated at (default :data:`REFERENCE_NOW`, so the same
+    seed gives the same shop on any day). ``shift_to`` moves every time in it by
+    ``shift_to - now`` before storing (``doorstep demo`` passes the current hour, so the demo
+    looks live): counts, shares and durations do not change, only dates. ``classifier``
+    defaults to the configured one.
 
-    With ``x_feed_path``, the newest ``x_live_posts`` stand-alone X posts are not stored
-    but written there as the X API emulator's feed: the running demo's X listener then
-    fetches them through tweepy, as it would from the real API.
+    With ``x_feed_path``, every X post of the demo is written there as the X API emulator's
+    feed (so a reply to any X case reaches a post the emulator knows), and the newest
+    ``x_live_posts`` stand-alone customer posts that the configured X queries match are not
+    stored: the running demo's X listener fetches them through tweepy, as from the real API.
     """
     from doorstep.pipeline import Pipeline
 
     if customers < 2 or orders < 1:
         raise ValueError("the demo needs at least 2 customers and 1 order")
     config = load_config(resolve_config_path(config_path))
-    now = utc(now) if now else datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = utc(now) if now else REFERENCE_NOW
     if classifier is None:
         from classifiers import load_classifier
 
@@ -1179,8 +1202,13 @@ def build_demo(
     people = gen.make_people(customers)
     shop_orders = gen.make_orders(orders)
     posts = _mentions(gen, mentions)
+    if shift_to is not None:
+        delta = utc(shift_to).replace(second=0, microsecond=0) - now
+        shop_orders = [_shifted(order, delta) for order in shop_orders]
+        posts = [_shifted(post, delta) for post in posts]
+        now += delta
     if x_feed_path is not None:
-        posts = _hold_back_x_feed(posts, Path(x_feed_path), x_live_posts)
+        posts = _write_x_feed(posts, Path(x_feed_path), x_live_posts, config)
 
     _remove_database(db_path)
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
@@ -1197,23 +1225,72 @@ def build_demo(
         store.close()
 
 
-def _hold_back_x_feed(posts: list[Mention], path: Path, count: int) -> list[Mention]:
-    """Write the newest stand-alone inbound X posts to ``path`` (JSONL) and return the rest."""
+def _shifted(record: Any, delta: timedelta) -> Any:
+    """A copy of an order, shipment, event or mention with every time moved by ``delta``.
+
+    Dates (an order's promised day) move by the whole days of ``delta`` rounded, so a promise
+    stays on the same side of its delivery.
+    """
+    days = timedelta(days=round(delta.total_seconds() / 86400))
+    update: dict[str, Any] = {}
+    for name, value in record:
+        if isinstance(value, datetime):
+            update[name] = value + delta
+        elif isinstance(value, date):
+            update[name] = value + days
+        elif isinstance(value, list) and value and hasattr(value[0], "model_copy"):
+            update[name] = [_shifted(item, delta) for item in value]
+    return record.model_copy(update=update)
+
+
+def _x_feed_row(post: Mention) -> dict[str, Any]:
+    return {
+        "id": post.external_id, "text": post.text, "username": post.author_handle, "name": post.author_name,
+        "followers": post.author_followers, "created_at": post.created_at.isoformat(),
+        **({"conversation_id": post.thread_id} if post.thread_id else {}),
+        **({"referenced_tweets": [{"type": "replied_to", "id": post.in_reply_to}]} if post.in_reply_to else {}),
+    }
+
+
+def matches_x_queries(text: str, queries: Sequence[str], username: str = "") -> bool:
+    """Whether one of the X listener's search queries finds ``text`` (the emulator's own matcher)."""
+    from listeners.x_emulator import compile_query
+
+    post = {"_lower": text.lower(), "username": username, "referenced_tweets": None, "lang": "en",
+            "conversation_id": "", "_to": ""}
+    return any(compile_query(query)(post) for query in queries)
+
+
+def _write_x_feed(posts: list[Mention], path: Path, count: int, config: Config) -> list[Mention]:
+    """Write every X post to ``path`` (JSONL, the emulator's feed); return the posts to store.
+
+    The newest ``count`` stand-alone customer posts that the configured queries find are held
+    back (not returned): the listener fetches them from the emulator once the demo runs.
+    """
+    queries = list(config.channels.get("x", {}).get("queries", []))
     answered = {p.in_reply_to for p in posts if p.in_reply_to}
     candidates = [
         p for p in posts
         if p.channel == "x" and not p.outbound and p.in_reply_to is None and p.external_id not in answered
-        and p.author_handle
+        and p.author_handle and (not queries or matches_x_queries(p.text, queries, p.author_handle))
     ]
-    live = {p.external_id for p in sorted(candidates, key=lambda p: p.created_at)[-count:]} if count > 0 else set()
+    newest = sorted(candidates, key=lambda p: p.created_at)[-count:] if count > 0 else []
+    live = {p.external_id for p in newest}
+    # They arrive as the demo starts: written in the last ten minutes (in their order), so the
+    # team meets them fresh, not already past their SLA and escalated at once.
+    now = max((p.created_at for p in posts), default=None)
+    fresh = {}
+    if newest and now is not None:
+        step = timedelta(minutes=10) / len(newest)
+        fresh = {p.external_id: now - timedelta(minutes=10) + step * (i + 1) for i, p in enumerate(newest)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for p in posts:
-            if p.external_id in live:
-                fh.write(json.dumps({
-                    "id": p.external_id, "text": p.text, "username": p.author_handle, "name": p.author_name,
-                    "followers": p.author_followers, "created_at": p.created_at.isoformat(),
-                }) + "\n")
+            if p.channel == "x":
+                row = _x_feed_row(p)
+                if p.external_id in fresh:
+                    row["created_at"] = fresh[p.external_id].replace(microsecond=0).isoformat()
+                fh.write(json.dumps(row) + "\n")
     return [p for p in posts if p.external_id not in live]
 
 
@@ -1252,37 +1329,135 @@ def digest(store: Store) -> str:
 
 
 # ---------------------------------------------------------------------- running
-def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
-             x_feed_path: str | Path | None = None, x_port: int = 8765) -> None:
-    """Run the worker and the console on the demo database until Ctrl-C or SIGTERM.
+@dataclass(frozen=True)
+class DemoPorts:
+    """The local ports a running demo needs; each can be changed (``make demo PORT=8600 ...``)."""
 
-    Both run as child processes so a crash in one is visible (the other is then
-    stopped too) and so stopping the demo never leaves a worker polling behind.
+    console: int = 8501
+    x: int = 8765
+    smtp: int = 8025
+    sinks: int = 8767
+
+    def named(self) -> dict[str, int]:
+        return {"console": self.console, "X API emulator": self.x, "SMTP sink": self.smtp, "webhook sink": self.sinks}
+
+
+#: What each port is called on the ``make demo`` and ``doorstep demo`` command lines.
+PORT_SETTINGS = {"console": "PORT= / --port", "X API emulator": "X_PORT= / --x-port",
+                 "SMTP sink": "SMTP_PORT= / --smtp-port", "webhook sink": "SINK_PORT= / --sink-port"}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run; the message says why and what to change."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on ``port`` (on any interface, as a server would bind)."""
+    import socket
+
+    for family, address in ((socket.AF_INET, ""), (socket.AF_INET, host)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                return True
+    return False
+
+
+def check_ports(ports: DemoPorts) -> None:
+    """Refuse to start (DemoError naming the port and the setting) when a port is taken."""
+    seen: dict[int, str] = {}
+    for name, port in ports.named().items():
+        if port in seen:
+            raise DemoError(f"the {name} and the {seen[port]} cannot share port {port}; set {PORT_SETTINGS[name]}")
+        seen[port] = name
+        if not 0 < port < 65536:
+            raise DemoError(f"{port} is not a port number for the {name}; set {PORT_SETTINGS[name]}")
+        if port_in_use(port):
+            raise DemoError(f"port {port} for the demo's {name} is already in use (another demo or program?); "
+                            f"stop it or choose another port: {PORT_SETTINGS[name]}, "
+                            f"e.g. `make demo {PORT_SETTINGS[name].split('=')[0]}={port + 10}`")
+
+
+def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait until ``child`` accepts connections on ``port``; False if it exits or time runs out."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Path, with_x: bool) -> dict[str, str]:
+    """The environment the demo's worker and console run in: everything outbound stays on 127.0.0.1."""
+    sink = f"http://127.0.0.1:{ports.sinks}"
+    env = {
+        **os.environ,
+        "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve()),
+        "DOORSTEP_DEMO_SINK_DIR": str(sink_dir.resolve()),
+        # Mail goes to the local SMTP sink; Slack and courier webhooks to the local HTTP sink.
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(ports.smtp), "SMTP_FROM": "care@larkspur-home.example",
+        "SMTP_SSL": "0", "SMTP_STARTTLS": "0",
+        "SLACK_ALERTS_WEBHOOK": f"{sink}/slack/alerts", "SLACK_TEAM_WEBHOOK": f"{sink}/slack/care-team",
+        "REPORTS_SLACK_WEBHOOK_URL": f"{sink}/slack/reports",
+        "COURIER_WEBHOOK_SECRET": os.environ.get("COURIER_WEBHOOK_SECRET", "demo-courier-webhook-secret"),
+        "DEMO_COURIER_WEBHOOK": f"{sink}/courier",
+    }
+    if with_x:
+        # The demo never talks to the real X: tweepy is pointed at the local emulator.
+        env.update(
+            X_API_BASE_URL=f"http://127.0.0.1:{ports.x}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
+            X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
+        )
+    return env
+
+
+def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
+             x_feed_path: str | Path | None = None, x_port: int = 8765, ports: DemoPorts | None = None,
+             console_timeout_s: float = 120.0) -> int:
+    """Run the sinks, the X emulator, the worker and the console until Ctrl-C or SIGTERM.
+
+    Each runs as a child process so a crash in one is visible (the others are then stopped
+    too) and stopping the demo never leaves a worker polling behind. Returns the exit status:
+    0 after Ctrl-C, 1 when a part stopped or the console never answered (the reason is printed).
     """
+    ports = ports or DemoPorts(console=port, x=x_port)
+    check_ports(ports)
     config = resolve_config_path(config_path)
     app = REPO_ROOT / "app.py"
     if not app.exists():
-        raise SystemExit(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
-    env = {**os.environ, "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve())}
-    commands: dict[str, list[str]] = {}
+        raise DemoError(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
+    sink_dir = Path(str(Path(db_path).resolve()) + ".sent")
+    if sink_dir.exists():
+        for old in sink_dir.iterdir():
+            old.unlink()
+    env = demo_environment(db_path, config, ports, sink_dir, x_feed_path is not None)
+    python = [sys.executable, "-m"]
+    commands: dict[str, list[str]] = {
+        "mail and webhook sinks": [*python, "doorstep.demo_sinks", "--dir", str(sink_dir), "--smtp-port",
+                                   str(ports.smtp), "--http-port", str(ports.sinks)],
+    }
     if x_feed_path is not None:
-        # The demo never talks to the real X: tweepy is pointed at the local emulator.
-        env.update(
-            X_API_BASE_URL=f"http://127.0.0.1:{x_port}", X_BEARER_TOKEN="demo-bearer", X_API_KEY="demo",
-            X_API_SECRET="demo", X_ACCESS_TOKEN="demo", X_ACCESS_TOKEN_SECRET="demo",
-            # Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts).
-            LARKSPUR_X_ACCESS_TOKEN="demo-larkspur", FETTLE_X_ACCESS_TOKEN="demo-fettle",
-        )
-        commands["x-emulator"] = [sys.executable, "-m", "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
-                                  "--port", str(x_port), "--me", "LarkspurHelp",
-                                  "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
+        # Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts).
+        env.update(LARKSPUR_X_ACCESS_TOKEN="demo-larkspur", FETTLE_X_ACCESS_TOKEN="demo-fettle")
+        commands["X API emulator"] = [*python, "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
+                                      "--port", str(ports.x), "--me", "LarkspurHelp",
+                                      "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
-        "worker": [sys.executable, "-m", "doorstep", "--db", str(Path(db_path).resolve()), "--config",
-                   str(config.resolve()), "run"],
+        "worker": [*python, "doorstep", "--db", str(Path(db_path).resolve()), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
-        "console": [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+        "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],
     }
+    waits = {"mail and webhook sinks": ports.sinks, "X API emulator": ports.x}
     children: dict[str, subprocess.Popen[bytes]] = {}
 
     def stop(signum: int, frame: Any) -> None:
@@ -1292,18 +1467,27 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     try:
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
-            if name == "x-emulator":
-                time.sleep(1.0)  # let it bind before the worker's first poll
-        print(f"Doorstep demo console: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
+            if name in waits and not _wait_for_port(waits[name], children[name], 30.0):
+                print(f"error: the demo's {name} did not start on port {waits[name]}; stopping the demo",
+                      file=sys.stderr, flush=True)
+                return 1
+        if not _wait_for_port(ports.console, children["console"], console_timeout_s):
+            code = children["console"].poll()
+            why = f"exited with code {code}" if code is not None else f"did not answer within {console_timeout_s:.0f} s"
+            print(f"error: the console {why} on port {ports.console}; stopping the demo", file=sys.stderr, flush=True)
+            return 1
+        print(f"Doorstep demo console: http://localhost:{ports.console}  (Ctrl-C to stop). Sent e-mail, Slack "
+              f"and webhooks land in {sink_dir} (the console's Sent mail page)", flush=True)
         while True:
             for name, child in children.items():
                 code = child.poll()
                 if code is not None:
-                    print(f"the {name} stopped (exit code {code}); stopping the demo", file=sys.stderr, flush=True)
-                    return
+                    print(f"error: the {name} stopped (exit code {code}); stopping the demo", file=sys.stderr, flush=True)
+                    return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("stopping the demo...", file=sys.stderr, flush=True)
+        return 0
     finally:
         _stop_children(list(children.values()))
         signal.signal(signal.SIGTERM, previous)

@@ -662,9 +662,10 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
 
     The expected count of each hour comes from the channel's hour-of-day profile over the
     previous 28 days (this window's own profile when there is no history). A run of silent
-    hours is a gap when at least ``min_expected`` mentions were expected in it: by Poisson odds a
-    real lull that long happens less than 1 % of the time, so it is almost always a listener
-    that stopped. ``brand`` is ignored (a dead listener silences every brand).
+    hours is a gap when at least ``min_expected`` mentions were expected in it, and at least
+    ln(100 x the window's expected mentions): a busy week has hundreds of short lulls, and only
+    a silence that healthy traffic would show in under 1 % of weeks is a listener that stopped.
+    ``brand`` is ignored (a dead listener silences every brand).
     """
     lo, hi = _bounds(start, end)
     zone = _zone(tz)
@@ -699,6 +700,12 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
         profile = Counter(t.astimezone(zone).hour for t in profile_source)  # type: ignore[union-attr]
         rate = {h: profile[h] / span_days for h in range(24)}
         busy = Counter(t.replace(minute=0, second=0, microsecond=0) for t in current)  # type: ignore[union-attr]
+        # A week of healthy Poisson traffic with N posts has about N silences between posts, and
+        # each is "a lull worth m expected posts" with odds e^-m: to keep the chance of any false
+        # warning in the window near 1 %, a gap must be worth at least ln(100 N) expected posts
+        # (about 10 for 300 posts a week); a dead listener is worth far more than that.
+        window_expected = sum(rate[h.astimezone(zone).hour] for h in hours)
+        threshold = max(min_expected, math.log(100 * max(1.0, window_expected)))
         run: list[datetime] = []
         for hour in [*hours, None]:
             if hour is not None and busy[hour] == 0:
@@ -706,7 +713,7 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
                 continue
             if run:
                 expected = sum(rate[h.astimezone(zone).hour] for h in run)
-                if expected >= min_expected:
+                if expected >= threshold:
                     out.append(
                         {
                             "channel": channel,

@@ -453,6 +453,24 @@ def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
         db["outbound_messages"].add_column("account", str)
 
 
+@MIGRATIONS()
+def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
+    """Console logins kept on the server (branch ``security``), checked on every console run.
+
+    A browser holds only an HttpOnly cookie with a random token; the table holds its digest, the
+    digest of the user's password hash and role at login (``stamp``: a change ends the login),
+    the expiry, and when and why it was ended. ``console/auth.py`` owns the rows.
+    """
+    db["console_sessions"].create(
+        {"id": str, "username": str, "method": str, "stamp": str, "created_at": str, "expires_at": str,
+         "token_digest": str, "grant_digest": str, "grant_expires_at": str, "revoked_at": str, "revoked_reason": str},
+        pk="id", if_not_exists=True,
+    )
+    db["console_sessions"].create_index(["token_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["grant_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["username"], if_not_exists=True)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""

@@ -1,10 +1,16 @@
-"""The long-running worker: one loop that runs every periodic job.
+"""The long-running worker: every periodic job on its own thread, with its own schedule.
 
 Jobs are small objects with a name, an interval and ``run_once()``. Listeners,
 the outbox sender, alert rules and the report scheduler each provide jobs through a
 ``jobs(store, config, pipeline)`` function in their package; the worker collects
 them from :data:`JOB_PROVIDERS`, so the core never imports those packages at module
 level and a deployment can leave one out.
+
+Why a thread per job: jobs wait on the outside world. A listener waits out a 45-second
+rate-limit window, a channel that does not answer holds a sender for its whole timeout;
+in one shared loop every other job (replies, escalations, SLA alerts) waited with it.
+Now each job only ever waits for itself. The store is shared across the threads
+(:meth:`Store.share_across_threads`), so each thread writes through its own connection.
 
 A job that raises is logged and retried on its next tick: one broken channel must
 not stop the others (its health record makes the failure visible).
@@ -25,6 +31,9 @@ from doorstep.config import Config
 from doorstep.store import Store
 
 log = logging.getLogger("doorstep.worker")
+
+#: Seconds the worker waits, once stopped, for jobs to finish their round.
+STOP_GRACE_S = 10.0
 
 #: "module:function" returning a list of jobs; a module that is not installed is skipped.
 JOB_PROVIDERS: list[str] = [
@@ -59,11 +68,12 @@ class Job(Protocol):
 
 @dataclass
 class FunctionJob:
-    """Wrap a plain function as a job."""
+    """Wrap a plain function as a job (``close``: what to call when the worker stops)."""
 
     name: str
     interval_s: float
     fn: Callable[[], Any]
+    close: Callable[[], Any] | None = None
 
     def run_once(self) -> Any:
         return self.fn()
@@ -76,41 +86,87 @@ class Worker:
     pipeline: Any
     jobs: list[Job] = field(default_factory=list)
     providers: list[str] = field(default_factory=lambda: list(JOB_PROVIDERS))
+    #: Seconds to wait, once stopped, for jobs to finish their round.
+    stop_grace_s: float = STOP_GRACE_S
+    #: Only these jobs (by name), e.g. {"outbox"} for a sender process of its own; None: all.
+    only: set[str] | None = None
+    #: Every job but these.
+    skip: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _failures: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def collect_jobs(self) -> list[Job]:
+    def collect_jobs(self, *, filtered: bool = True) -> list[Job]:
         jobs = list(self.jobs)
         for spec in self.providers:
             provider = optional_attribute(spec)
             if provider is not None:
                 jobs.extend(provider(self.store, self.config, self.pipeline))
+        if filtered:
+            jobs = [j for j in jobs if (self.only is None or j.name in self.only) and j.name not in self.skip]
         return jobs
 
     def run(self, once: bool = False, max_ticks: int | None = None) -> dict[str, int]:
-        """Run every job when it is due. Returns how many times each job failed."""
+        """Run every job on its own thread until stopped. Returns how many times each job failed.
+
+        ``once``: every job runs one round (all at the same time) and the worker returns when
+        the last one finished. ``max_ticks``: each job runs at most that many rounds.
+        """
+        self.store.share_across_threads()
         jobs = self.collect_jobs()
-        failures = {job.name: 0 for job in jobs}
-        next_run = {job.name: 0.0 for job in jobs}
-        if not once:
+        self._failures = {job.name: 0 for job in jobs}
+        if not once and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
         log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
-        ticks = 0
+        rounds = 1 if once else max_ticks
+        threads = [threading.Thread(target=self._loop, args=(job, rounds), name=f"job:{job.name}", daemon=True)
+                   for job in jobs]
+        for thread in threads:
+            thread.start()
+        stopped_at: float | None = None
+        while any(t.is_alive() for t in threads):
+            # Waited for in slices: a plain join() would keep the main thread from handling SIGTERM.
+            next(t for t in threads if t.is_alive()).join(0.5)
+            if self._stop.is_set():
+                stopped_at = stopped_at or time.monotonic()
+                if time.monotonic() - stopped_at > self.stop_grace_s:
+                    # A job stuck in a long wait (a rate-limit window) ends with the process.
+                    log.warning("worker stopped; still busy: %s",
+                                ", ".join(t.name for t in threads if t.is_alive()))
+                    break
+        for job in jobs:
+            # A job may leave work running in the background (the outbox's channel lanes):
+            # close() lets it finish, so a round of ``run --once`` is a whole round.
+            close = getattr(job, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    log.exception("job %s did not close cleanly", job.name)
+        return dict(self._failures)
+
+    def _loop(self, job: Job, rounds: int | None) -> None:
+        """One job's own schedule: run, wait its interval (or until stopped), run again."""
+        done = 0
         while not self._stop.is_set():
-            now = time.monotonic()
-            for job in jobs:
-                if once or now >= next_run[job.name]:
-                    try:
-                        job.run_once()
-                    except Exception:  # noqa: BLE001 - one job must not stop the others
-                        failures[job.name] += 1
-                        log.exception("job %s failed", job.name)
-                    next_run[job.name] = time.monotonic() + job.interval_s
-            ticks += 1
-            if once or (max_ticks is not None and ticks >= max_ticks):
-                break
-            # Waiting on the event (not sleeping) lets SIGTERM stop the worker at once.
-            self._stop.wait(max(0.05, min(next_run.values(), default=now + 1.0) - time.monotonic()))
-        return failures
+            started = time.monotonic()
+            self.run_job(job)
+            done += 1
+            if rounds is not None and done >= rounds:
+                return
+            # Waiting on the event (not sleeping) lets stop() end the wait at once.
+            self._stop.wait(max(0.05, job.interval_s - (time.monotonic() - started)))
+
+    def run_job(self, job: Job) -> bool:
+        """One round of ``job``; a failure is logged and counted, never raised."""
+        try:
+            job.run_once()
+            return True
+        except Exception:  # noqa: BLE001 - one job must not stop the others
+            with self._lock:
+                self._failures[job.name] = self._failures.get(job.name, 0) + 1
+            log.exception("job %s failed", job.name)
+            return False
 
     def stop(self) -> None:
         self._stop.set()

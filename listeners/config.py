@@ -93,6 +93,12 @@ class WebhookSettings(BaseModel):
     max_mentions: int = Field(default=1000, gt=0)
     #: Channel given to mentions that do not name one.
     default_channel: str = "webhook"
+    #: Channels senders may post to (default: just ``default_channel``). Never list a channel a
+    #: listener polls (x, mastodon, ...): a sender could pre-empt a real post's id there.
+    channels: list[str] = Field(default_factory=list)
+    #: Accept ``outbound: true`` (a post by the team, which stops a case's SLA clock): only for
+    #: a trusted relay of the team's own replies.
+    allow_outbound: bool = False
 
     @property
     def secret(self) -> str | None:

@@ -162,6 +162,11 @@ def read_rows(path: Path, fmt: str, encoding: str | None = None) -> Iterator[tup
 
 
 def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    if text.lstrip().startswith("["):
+        raise ImportFileError(
+            f"{name}: row 1: (file): holds a JSON array, but imports read JSON Lines (one object per line); "
+            f"convert it, e.g. jq -c '.[]' {name} > {Path(name).with_suffix('.jsonl').name}"
+        )
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -243,12 +248,30 @@ def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowE
         yield number, {k: (v if v != "" else None) for k, v in itertools.zip_longest(header, values)}
 
 
+#: What to do about pydantic's error types, appended to its message (which says what is wrong).
+REMEDIES = {
+    "missing": "add it",
+    "datetime_parsing": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "datetime_from_date_parsing": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "datetime_type": "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z",
+    "date_parsing": "write a date as YYYY-MM-DD",
+    "date_from_datetime_parsing": "write a date as YYYY-MM-DD",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number such as 59.50",
+    "bool_parsing": "write true or false",
+    "extra_forbidden": "remove it or check its spelling",
+    "string_too_short": "give a value",
+}
+
+
 def _errors_from_validation(name: str, number: int, exc: ValidationError) -> RowError:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(row)"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     message = first["msg"].removeprefix("Value error, ")
-    return RowError(name, number, where, message + more)
+    remedy = REMEDIES.get(first["type"])
+    return RowError(name, number, where, message + (f": {remedy}" if remedy else "") + more)
 
 
 class _FieldError(ValueError):

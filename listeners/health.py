@@ -41,7 +41,7 @@ def record_success(store: Store, name: str, *, fetched: int, stored: int, lag_se
     ``warning`` (with ``malformed``, the posts skipped as unreadable) marks a round that
     succeeded but dropped something: the console shows it as ``warning``, not ``ok``.
     """
-    from doorstep.clients import redact
+    from doorstep.redaction import redact
 
     now = _stamp(at)
     _ensure(store, name)
@@ -59,7 +59,7 @@ def record_success(store: Store, name: str, *, fetched: int, stored: int, lag_se
 def record_error(store: Store, name: str, error: str, *, fetched: int = 0, stored: int = 0,
                  lag_seconds: float | None = None, at: datetime | None = None, malformed: int = 0) -> None:
     """A round with at least one failed source. ``error`` must not contain secrets."""
-    from doorstep.clients import redact
+    from doorstep.redaction import redact
 
     now = _stamp(at)
     _ensure(store, name)

@@ -6,10 +6,20 @@ constant time. The body is one mention object, a list of them, or ``{"mentions":
 the fields of :class:`doorstep.models.Mention` (``external_id``, ``text``, ``created_at`` are
 required; ``channel`` defaults to ``[channels.webhook] default_channel``).
 
-Answers: 202 accepted (also for a repeat: delivery is idempotent, keyed by channel and
-external_id), 401 missing or bad signature, 413 body over ``max_body_bytes``, 411 no
-Content-Length, 400 malformed JSON or an invalid mention (the body names the item and field),
-404/405 for other paths and methods. Nothing is stored unless the whole request is valid.
+A signature proves who sent a request, not that everything in it is theirs to say: a sender
+may only post to the webhook's own channels (``[channels.webhook] channels``, by default just
+``default_channel``; a post "on x" with a made-up id would pre-empt the real tweet), and may not
+mark a post as ours (``outbound``), which would stop a case's SLA clock without any reply sent
+(``allow_outbound = true`` for a trusted relay of the team's own replies).
+
+Answers, all JSON: 202 accepted (also for a repeat: delivery is idempotent, keyed by channel and
+external_id); 400 malformed JSON or an invalid mention (the body names the item and field);
+401 missing or bad signature; 403 a channel or field this sender may not use; 408 body not
+received within ``[limits] inbound_read_timeout_s``; 411 no Content-Length; 413 body over
+``max_body_bytes``; 422 a mention that can never be stored (its reason in one line); 404/405 for
+other paths and methods; 503 the store was busy (retry). Only 5xx ask the sender to retry;
+every 4xx is permanent. Nothing is stored unless the whole request is valid. It is served by
+the inbound ASGI application (:mod:`listeners.inbound_app`) on uvicorn.
 
 Sign a request (shell)::
 
@@ -25,8 +35,9 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +46,30 @@ from pydantic import ValidationError
 from doorstep.config import Config, ConfigError
 from doorstep.models import Mention
 from doorstep.pipeline import Pipeline
+from doorstep.redaction import redact
 from doorstep.store import Store
 from listeners.config import WebhookSettings, channel_settings
-from listeners.health import record_error, record_success
+from listeners.health import record_error, record_rejected, record_success
+from listeners.inbound_app import (
+    BodyTimeout,
+    BodyTooLarge,
+    InboundLimits,
+    InboundServer,
+    declared_length,
+    json_error,
+    read_body,
+)
 
 log = logging.getLogger("doorstep.listeners.webhook")
 
 SIGNATURE_HEADER = "X-Doorstep-Signature"
 PATHS = ("/", "/mentions", "/webhook")
+#: Fields a sender may never set: the store assigns them.
+STORE_FIELDS = {"id", "labels", "case_id"}
+#: At most one log line per this many seconds about refused (unsigned) requests.
+REJECTED_LOG_EVERY_S = 60.0
+#: At most one write of the refused-request count per this many seconds.
+REJECTED_FLUSH_S = 1.0
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -57,14 +84,32 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
 
 
 class BadMention(ValueError):
-    """The request body is not a valid list of mentions; the message names item and field."""
+    """The request body is not a valid list of mentions; the message names item and field.
+
+    ``status`` is the HTTP answer: 400 unreadable or invalid, 403 not this sender's to say,
+    422 valid JSON that can never be stored. All are permanent: the sender must not retry.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
-def parse_body(body: bytes, default_channel: str, max_mentions: int) -> list[Mention]:
+def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels: set[str] | None = None,
+               allow_outbound: bool = False, max_post_chars: int | None = None) -> list[Mention]:
+    """The mentions of one request, all valid, or :class:`BadMention` naming the first problem.
+
+    ``channels`` are the channels this sender may post to (``None``: any, for callers that
+    check themselves); ``outbound`` is refused unless ``allow_outbound``.
+    """
+    if not body.strip():
+        raise BadMention("body: empty; send one mention, a list, or {\"mentions\": [...]} as JSON")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadMention(f"body: not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:
+        raise BadMention("body: JSON nested too deeply") from None
     if isinstance(data, dict) and "mentions" in data:
         data = data["mentions"]
         prefix = "mentions"
@@ -81,21 +126,159 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int) -> list[Men
         if not isinstance(item, dict):
             raise BadMention(f"{where}: expected a JSON object")
         item = {k: v for k, v in item.items() if v is not None}
-        unknown = sorted(set(item) - set(Mention.model_fields) | ({"id", "labels", "case_id"} & set(item)))
+        unknown = sorted(set(item) - set(Mention.model_fields) | (STORE_FIELDS & set(item)))
         if unknown:
             raise BadMention(f"{where}.{unknown[0]}: unknown field")
         item.setdefault("channel", default_channel)
+        if channels is not None and item["channel"] not in channels:
+            raise BadMention(f"{where}.channel: {str(item['channel'])[:40]!r} is not a channel this webhook accepts "
+                             f"(allowed: {', '.join(sorted(channels))}; see [channels.webhook] channels)", 403)
+        if item.get("outbound") is True and not allow_outbound:
+            raise BadMention(f"{where}.outbound: senders cannot mark a post as the team's own reply (it would stop "
+                             "the case's SLA clock); set [channels.webhook] allow_outbound = true for a trusted relay",
+                             403)
+        if max_post_chars is not None and isinstance(item.get("text"), str) and len(item["text"]) > max_post_chars:
+            raise BadMention(f"{where}.text: {len(item['text'])} characters, at most {max_post_chars} "
+                             "([imports] max_post_chars)", 422)
         try:
             mentions.append(Mention.model_validate(item))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(object)"
             raise BadMention(f"{where}.{field}: {first['msg']}") from None
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise BadMention(f"{where}: {type(exc).__name__}: {str(exc)[:200]}", 422) from None
     return mentions
 
 
+class _RejectedLog:
+    """Counts refused requests and logs at most one line per ``every_s`` (never the address).
+
+    Unsigned requests are free to send; a line per request would let anyone flood the log.
+    """
+
+    def __init__(self, every_s: float = REJECTED_LOG_EVERY_S):
+        self.every_s = every_s
+        self._pending = 0
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def note(self, reason: str) -> None:
+        with self._lock:
+            self._pending += 1
+            now = time.monotonic()
+            if now - self._last < self.every_s:
+                return
+            count, self._pending, self._last = self._pending, 0, now
+        log.warning("webhook: refused %d request(s) with a %s %s since the last report", count, reason,
+                    SIGNATURE_HEADER)
+
+
+class WebhookEndpoint:
+    """The ``POST /mentions`` endpoint: checks, then one transaction per request (one store)."""
+
+    def __init__(self, store: Store, pipeline: Pipeline, settings: WebhookSettings, secret: str,
+                 limits: InboundLimits, *, max_post_chars: int | None = None):
+        self.store = store
+        self.pipeline = pipeline
+        self.settings = settings
+        self.secret = secret
+        self.limits = limits
+        self.max_post_chars = max_post_chars
+        self.channels = set(settings.channels or [settings.default_channel])
+        self.max_body_bytes = min(settings.max_body_bytes, limits.body_max_bytes)
+        self._lock = threading.Lock()
+        self._rejected = _RejectedLog()
+        self._counter_lock = threading.Lock()
+        self._rejected_pending = 0
+        self._rejected_flushed_at = float("-inf")
+
+    def routes(self) -> list[Any]:
+        from starlette.routing import Route
+
+        return [Route(path, self.handle, methods=["POST"]) for path in PATHS]
+
+    async def handle(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        length = declared_length(request.headers)
+        if length is None:
+            return json_error(411, "Content-Length required", close=True)
+        too_large = json_error(413, f"body of {length} bytes is over the webhook's limit of {self.max_body_bytes} "
+                                    "bytes ([channels.webhook] max_body_bytes, [limits] inbound_body_max_bytes)",
+                               close=True)
+        if length > self.max_body_bytes:
+            return too_large  # answered without reading it
+        try:
+            body = await read_body(request, self.limits.read_timeout_s, self.max_body_bytes)
+        except BodyTooLarge:
+            return too_large
+        except BodyTimeout:
+            return json_error(408, f"body not received within {self.limits.read_timeout_s:g} s "
+                                   "([limits] inbound_read_timeout_s)", close=True)
+        header = request.headers.get(SIGNATURE_HEADER)
+        if not verify(body, header, self.secret):
+            reason = "missing" if not header else "bad"
+            await run_in_threadpool(self.note_rejected, reason)
+            return json_error(401, f"{reason} signature: send {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 of the body>")
+        try:
+            counts = await run_in_threadpool(self.accept, body)
+        except BadMention as exc:
+            log.warning("webhook: refused a signed body (%s): %s", exc, redact(body[:2000].decode("utf-8", "replace")))
+            return json_error(exc.status, str(exc))
+        except sqlite3.OperationalError as exc:  # busy or locked: worth a retry
+            log.warning("webhook: store busy (%s); asked the sender to retry", exc)
+            return json_error(503, "the store is busy; retry later", headers={"Retry-After": "5"})
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store; the sender retries
+            log.exception("webhook: could not store mentions")
+            await run_in_threadpool(self._note_store_error, exc)
+            return json_error(500, "could not store the mentions; retry later")
+        return JSONResponse({"status": "accepted", **counts}, status_code=202)
+
+    def accept(self, body: bytes) -> dict[str, int]:
+        mentions = parse_body(body, self.settings.default_channel, self.settings.max_mentions, channels=self.channels,
+                              allow_outbound=self.settings.allow_outbound, max_post_chars=self.max_post_chars)
+        with self._lock:
+            try:
+                with self.store.transaction():
+                    result = self.pipeline.ingest(mentions)
+            except (ValidationError, ValueError, OverflowError) as exc:
+                # Valid JSON the pipeline still cannot take (a date beyond the calendar, say):
+                # permanent, so a 4xx, never "retry later".
+                raise BadMention(f"mentions: cannot be stored: {type(exc).__name__}: {str(exc)[:200]}", 422) from None
+            record_success(self.store, "webhook", fetched=len(mentions), stored=result.stored)
+        return {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+
+    def note_rejected(self, reason: str) -> None:
+        """An unsigned or badly signed request: counted apart, never ``last_error``, no address.
+
+        The count reaches the store at most once per ``REJECTED_FLUSH_S`` (and on stop): a flood
+        of strangers' requests must not become a flood of writes competing with real ones.
+        """
+        self._rejected.note(reason)
+        with self._counter_lock:
+            self._rejected_pending += 1
+            now = time.monotonic()
+            if now - self._rejected_flushed_at < REJECTED_FLUSH_S:
+                return
+            self._rejected_flushed_at = now
+        self.flush_rejected()
+
+    def flush_rejected(self) -> None:
+        with self._counter_lock:
+            count, self._rejected_pending = self._rejected_pending, 0
+        if count:
+            with self._lock:
+                record_rejected(self.store, "webhook", count)
+
+    def _note_store_error(self, exc: Exception) -> None:
+        with self._lock:
+            record_error(self.store, "webhook", f"store error: {type(exc).__name__}: {exc}")
+
+
 class WebhookServer:
-    """ThreadingHTTPServer on ``host:port``; requests are ingested one at a time (one store)."""
+    """The webhook on the inbound ASGI application (uvicorn in a background thread)."""
 
     def __init__(self, db: str | Path | Store, config: Config, *, classifier: Any = None,
                  settings: WebhookSettings | None = None, secret: str | None = None,
@@ -107,31 +290,36 @@ class WebhookServer:
         self._owns_store = not isinstance(db, Store)
         self.store = db if isinstance(db, Store) else Store(db)
         self.pipeline = Pipeline(self.store, config, classifier=classifier)
+        self.limits = InboundLimits.from_config(config)
+        imports = getattr(config, "imports", None)
+        self.endpoint = WebhookEndpoint(self.store, self.pipeline, self.settings, self.secret, self.limits,
+                                        max_post_chars=getattr(imports, "max_post_chars", None))
         self.host = host or self.settings.host
         self.port = self.settings.port if port is None else port
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: InboundServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections if self._server is not None else 0
+
     def start(self) -> WebhookServer:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="doorstep-webhook", daemon=True)
-        self._thread.start()
+        self._server = InboundServer(self.endpoint.routes(), self.limits, host=self.host, port=self.port).start()
+        self.port = self._server.port
+        # Listening is the webhook's "round": health shows it up (not "never") before the first
+        # sender, so refused strangers alone cannot make it look broken.
+        with self.endpoint._lock:
+            record_success(self.store, "webhook", fetched=0, stored=0)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
+            self.endpoint.flush_rejected()
         if self._owns_store:
             self.store.close()
             self._owns_store = False
@@ -143,85 +331,4 @@ class WebhookServer:
         self.stop()
 
     def accept(self, body: bytes) -> dict[str, int]:
-        mentions = parse_body(body, self.settings.default_channel, self.settings.max_mentions)
-        with self._lock:
-            with self.store.transaction():
-                result = self.pipeline.ingest(mentions)
-            record_success(self.store, "webhook", fetched=len(mentions), stored=result.stored)
-        return {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
-
-    def note_rejected(self, reason: str) -> None:
-        with self._lock:
-            record_error(self.store, "webhook", reason)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: WebhookServer
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
-    # the delayed ACK before the body arrives.
-    disable_nagle_algorithm = True
-    server_version = "doorstep-webhook"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _reply(self, status: int, body: dict[str, Any], close: bool = False) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/health", "/healthz"):
-            self._reply(200, {"status": "ok"})
-        else:
-            self._reply(404, {"error": f"no such path {self.path}; POST mentions to /mentions"})
-
-    def do_PUT(self) -> None:
-        self._reply(405, {"error": "use POST"}, close=True)
-
-    def do_POST(self) -> None:
-        owner = self.owner
-        path = self.path.split("?")[0]
-        if path.rstrip("/") not in {p.rstrip("/") for p in PATHS}:
-            self._reply(404, {"error": f"no such path {path}; POST mentions to /mentions"}, close=True)
-            return
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self._reply(411, {"error": "Content-Length required"}, close=True)
-            return
-        try:
-            length = int(length_header)
-        except ValueError:
-            self._reply(400, {"error": "Content-Length: not a number"}, close=True)
-            return
-        if length > owner.settings.max_body_bytes:
-            # Do not read it: answer and close, so a huge body cannot tie up the server.
-            self._reply(413, {"error": f"body of {length} bytes exceeds max_body_bytes={owner.settings.max_body_bytes}"},
-                        close=True)
-            return
-        body = self.rfile.read(length)
-        if not verify(body, self.headers.get(SIGNATURE_HEADER), owner.secret):
-            reason = "missing" if not self.headers.get(SIGNATURE_HEADER) else "bad"
-            owner.note_rejected(f"rejected a request with a {reason} {SIGNATURE_HEADER} from {self.client_address[0]}")
-            self._reply(401, {"error": f"{reason} signature: send {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 of the body>"})
-            return
-        try:
-            counts = owner.accept(body)
-        except BadMention as exc:
-            log.warning("webhook: rejected body (%s): %s", exc, body[:2000].decode("utf-8", "replace"))
-            self._reply(400, {"error": str(exc)})
-            return
-        except Exception as exc:  # noqa: BLE001 - the sender must retry; we log the cause
-            log.exception("webhook: could not store mentions")
-            owner.note_rejected(f"store error: {type(exc).__name__}: {exc}")
-            self._reply(500, {"error": "could not store the mentions; retry later"})
-            return
-        self._reply(202, {"status": "accepted", **counts})
+        return self.endpoint.accept(body)

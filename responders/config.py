@@ -154,6 +154,20 @@ class Approval(_Section):
         return rule in self.rules and (not self.channels or channel in self.channels)
 
 
+class TemplateLimits(_Section):
+    """Bounds on what one template render may build ([responders.template_limits]).
+
+    A template is code a lead or an agent writes; these keep one from using the worker's memory
+    or time (``{{ 'a' * 10**8 }}``, ``{% for i in range(10**9) %}``). A reply is a few hundred
+    characters; an e-mail a few thousand.
+    """
+
+    #: Longest text a render may produce, and longest string or list an expression may build on the way.
+    max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000)
+    #: Items all ``range()`` calls of one render may produce together.
+    max_loop_iterations: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
 class Responders(_Section):
     #: X replies may carry a URL only when this is true (a URL makes a pay-per-use post ~13x dearer).
     allow_urls: bool = False
@@ -166,10 +180,14 @@ class Responders(_Section):
     backoff_max_s: float = Field(default=3600.0, gt=0)
     #: A message left in "sending" this long is taken to be from a crashed sender and checked.
     sending_lease_s: float = Field(default=120.0, gt=0)
+    #: After a failure that may pass (a timeout, a 5xx), the channel's other messages wait this
+    #: long instead of each waiting out the same timeout. A 429 pauses it until its reset.
+    channel_pause_s: float = Field(default=30.0, ge=0, le=3600)
     escalation: Escalation = Field(default_factory=Escalation)
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
     approval: Approval = Field(default_factory=Approval)
+    template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
 
     @field_validator("tracking_urls")
     @classmethod

@@ -1,5 +1,7 @@
 """Worker jobs of the responders: the outbox sender, alerts, SLA escalations, follow-ups, proactive cases.
 
+Each runs on its own worker thread (doorstep/worker.py), so alerts and escalations never wait
+for a slow channel's sends, and the sender's channels do not wait for each other either.
 Each job is cheap when there is nothing to do (one indexed query), so short intervals are fine.
 A job that raises is logged by the worker and retried on its next tick; the outbox's rows and
 the alert state live in the store, so a restart loses nothing.
@@ -24,7 +26,10 @@ def jobs(store: Store, config: Config, pipeline: Any) -> list[Job]:
     settings = responders_settings(config)
     alerts = alert_settings(config)
     outbox = Outbox(store, config)
-    out: list[Job] = [FunctionJob("outbox", settings.outbox_interval_s, outbox.send_due)]
+    # wait=False: the job starts one lane per channel and returns; a slow channel's lane keeps
+    # going on its own thread while the next round sends everything else (see Outbox).
+    out: list[Job] = [FunctionJob("outbox", settings.outbox_interval_s, lambda: outbox.send_due(wait=False),
+                                  close=outbox.close)]
     if alerts.enabled:
         out.append(FunctionJob("alerts", alerts.interval_s, AlertEngine(store, config).run_once))
     if settings.escalation.auto_sla_minutes is not None:

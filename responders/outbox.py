@@ -21,7 +21,9 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +42,23 @@ __all__ = [
 ]
 
 log = logging.getLogger("doorstep.outbox")
+
+#: Lanes sent at the same time at most (see Outbox and lane_of).
+MAX_LANES = 16
+
+#: Channels that are one service each (one account, one SMTP server): one lane per channel.
+#: Webhook, Slack and Apprise messages go to many different servers: one lane per target.
+SINGLE_SERVICE_CHANNELS = frozenset({"x", "mastodon", "bluesky", "sms", "email"})
+
+
+def lane_of(channel: str, target: str | None, account: str | None = None) -> str:
+    """The lane a message is sent in: what one slow or rate-limited server or account can hold up.
+
+    Rate limits are per account, so each of our accounts on a channel is a lane of its own.
+    """
+    if channel in SINGLE_SERVICE_CHANNELS or not target:
+        return f"{channel}@{account.lower()}" if account else channel
+    return f"{channel}:{target}"
 
 #: Test hook: exit the process right after the channel accepted a post and before it is recorded.
 CRASH_HOOK_ENV = "DOORSTEP_TEST_CRASH_AFTER_SEND"
@@ -153,11 +172,10 @@ def reply_candidates(store: Store, case: Case, channel: str | None = None) -> li
 def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
     """The post a reply answers unless the agent chooses another: the newest unanswered post of the
     case's customer on ``channel`` (never a stranger's post in the same thread)."""
-    answered = answered_external_ids(store, case.id)  # type: ignore[arg-type]
+    # Posts older than one we answered count as answered too (our answer came after them), so the
+    # newest unanswered post is the customer's newest post, unless it is answered: then there is none
+    # left, and the newest stays the default so that a second answer is refused, not sent to an older post.
     own = [m for m in reply_candidates(store, case, channel) if is_customers_post(store, case, m)]
-    for m in own:
-        if m.external_id not in answered:
-            return m
     return own[0] if own else None
 
 
@@ -196,24 +214,27 @@ def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> l
 
 
 def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_up_to: int | None) -> list[OutboundMessage]:
-    """Replies to ``parent`` or to a later post of the case (or private ones queued after it was written)."""
-    since = parent.created_at if parent is not None else None
+    """Replies that already answer ``parent``: any reply to that very post, whenever it was queued, and
+    replies to a later post of the case (or private ones written after it) queued since ``seen_up_to``."""
     later = [m.external_id for m in reply_candidates(store, case)
-             if parent is None or (m.created_at, m.id or 0) >= (parent.created_at, parent.id or 0)]
+             if parent is None or (m.created_at, m.id or 0) > (parent.created_at, parent.id or 0)]
     marks = ",".join("?" * len(ANSWERING_STATUSES))
     params: list[Any] = [case.id, *ANSWERING_STATUSES]
-    clause = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
+    since = "" if seen_up_to is None else " and id > ?"
+    clause = "in_reply_to = ?" if parent is not None else "0"
+    params += [parent.external_id] if parent is not None else []
+    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
     params += later
-    if since is not None:
-        clause = f"({clause} or (in_reply_to is null and created_at >= ?))"
-        params.append(iso(since))
+    if parent is not None:
+        others = f"({others} or (in_reply_to is null and created_at >= ?))"
+        params.append(iso(parent.created_at))
     else:
-        clause = f"({clause} or in_reply_to is null)"
-    sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) and {clause}")
+        others = f"({others} or in_reply_to is null)"
     if seen_up_to is not None:
-        sql += " and id > ?"
         params.append(seen_up_to)
-    return [outbound_from_row(r) for r in store.db.query(sql + " order by id", params)]
+    sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) "
+           f"and ({clause} or ({others}{since})) order by id")
+    return [outbound_from_row(r) for r in store.db.query(sql, params)]
 
 
 def latest_message_id(store: Store, case_id: int) -> int:
@@ -382,7 +403,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         raise ReplyRejected(f"cannot reply on channel {channel!r}")
     # The account the customer wrote to (their brand's), or the agent's choice where ambiguous.
     sender = choose_account(store, config, case, channel, parent, account)
-    key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text)
+    # The same agent's double click queues one message; the same words from a colleague are a second answer.
+    key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text, actor)
     now = now or utcnow()
     with _write_lock(store):
         # Same transaction as the insert: nobody can queue between this check and ours.
@@ -473,11 +495,19 @@ def update_case_retrying(store: Store, case_id: int, actor: str, change: Callabl
 
 
 class Outbox:
-    """Sends due messages; one instance per worker. ``now`` and ``senders`` are injectable for tests."""
+    """Sends due messages; one instance per worker. ``now`` and ``senders`` are injectable for tests.
+
+    Each channel (each target server, for webhooks, Slack and Apprise: see :func:`lane_of`) is
+    a lane of its own: its messages are sent in order on the lane's thread, and lanes do not
+    wait for each other. A lane that answers 429 is paused until the window it named (its
+    other messages are not even tried, so no attempt is burnt), and one that is unreachable
+    or failing is paused for ``[responders] channel_pause_s``, so it costs one timeout per
+    pause, not one per message, and never delays another lane.
+    """
 
     def __init__(self, store: Store, config: Config, *, now: Callable[[], datetime] = utcnow,
                  senders: dict[str, Any] | None = None, actor: str = "outbox"):
-        self.store = store
+        self.store = store.share_across_threads() if store.path != ":memory:" else store
         self.config = config
         self.settings = responders_settings(config)
         self.now = now
@@ -485,25 +515,47 @@ class Outbox:
         self._senders: dict[str, Any] = dict(senders or {})
         #: Senders a test passed in serve every account of their channel.
         self._given = frozenset(senders or {})
+        self._senders_lock = threading.RLock()
+        #: lane -> (until, why): the lane's messages wait until then.
+        self._paused: dict[str, tuple[datetime, str]] = {}
+        #: lane -> its current run (a future), while one is running.
+        self._lanes: dict[str, Future[int]] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     def sender(self, channel: str, account: str | None = None) -> Any:
         """The channel's sender, logged in as ``account`` (each account keeps its own client)."""
-        if account is None or channel in self._given:
-            if channel not in self._senders:
-                self._senders[channel] = make_sender(channel, self.config)
-            return self._senders[channel]
-        key = f"{channel}:{account.lower()}"
-        if key not in self._senders:
-            from doorstep.config import brand_accounts, find_account
+        with self._senders_lock:  # lanes run on threads of their own
+            if account is None or channel in self._given:
+                if channel not in self._senders:
+                    self._senders[channel] = make_sender(channel, self.config)
+                return self._senders[channel]
+            key = f"{channel}:{account.lower()}"
+            if key not in self._senders:
+                from doorstep.config import brand_accounts, find_account
 
-            ref = find_account(self.config, network_of(channel), account)
-            if ref is None and not brand_accounts(self.config, network_of(channel)):
-                return self.sender(channel)  # no accounts configured at all: the shared credentials
-            if ref is None:
-                raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
-                                retryable=False)
-            self._senders[key] = make_sender(channel, self.config, ref)
-        return self._senders[key]
+                ref = find_account(self.config, network_of(channel), account)
+                if ref is None and not brand_accounts(self.config, network_of(channel)):
+                    return self.sender(channel)  # no accounts configured at all: the shared credentials
+                if ref is None:
+                    raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
+                                    retryable=False)
+                self._senders[key] = make_sender(channel, self.config, ref)
+            return self._senders[key]
+
+    def paused(self) -> dict[str, tuple[datetime, str]]:
+        """Lanes waiting for a rate-limit window or after a failure: lane -> (until, why)."""
+        now = self.now()
+        return {lane: held for lane, held in dict(self._paused).items() if held[0] > now}
+
+    def _pause(self, message: OutboundMessage, seconds: float, why: str) -> None:
+        if seconds <= 0:
+            return
+        lane = lane_of(message.channel, message.target, message.account)
+        until = self.now() + timedelta(seconds=seconds)
+        held = self._paused.get(lane)
+        if held is None or held[0] < until:
+            self._paused[lane] = (until, why)
+        log.warning("outbox: %s paused for %.0f s: %s", lane, seconds, why)
 
     # ------------------------------------------------------------------ state changes
     def recover_in_doubt(self) -> int:
@@ -562,6 +614,10 @@ class Outbox:
         update_case_retrying(self.store, message.case_id, self.actor, change)  # type: ignore[arg-type]
 
     def _mark_error(self, message: OutboundMessage, error: SendError) -> None:
+        if error.retry_after_s:
+            self._pause(message, error.retry_after_s, f"rate limited: {str(error)[:200]}")
+        elif error.retryable:
+            self._pause(message, self.settings.channel_pause_s, str(error)[:200])
         attempts = message.attempts
         permanent = not error.retryable or attempts >= self.settings.max_attempts
         if permanent:
@@ -585,6 +641,14 @@ class Outbox:
         message = self._claim(message_id)
         if message is None:
             return get_message(self.store, message_id).status
+        if message.kind in ("follow_up", "outreach", "alert"):
+            # Written by a rule, perhaps hours ago: every fact it states is re-checked right now.
+            from responders.automatic import cancel_for, recheck, reply_exists_on_channel
+
+            reason = recheck(self.store, message, reply_exists=reply_exists_on_channel(self))
+            if reason:
+                cancel_for(self.store, message, reason, self.actor)
+                return "cancelled"
         try:
             if posting_budget_spent(self.store, self.config, message.channel, message.account):
                 raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
@@ -609,17 +673,68 @@ class Outbox:
         note_sent(self.store, message.channel, message.account)
         return "sent"
 
-    def send_due(self, limit: int = 50) -> int:
-        """Send every message that is due; returns how many were sent (the worker's job)."""
+    def send_due(self, limit: int = 50, *, wait: bool = True) -> int:
+        """Send every message that is due, one lane per channel; returns how many were sent.
+
+        ``wait=False`` (the worker): start the lanes and return at once; a lane still busy from
+        the last call (a slow channel) is left to finish and gets no new work meanwhile, and
+        the return value counts only lanes that have finished. ``wait=True`` (the CLI, tests):
+        return when every lane has finished.
+        """
         self.recover_in_doubt()
+        paused = self.paused()
         rows = list(self.store.db.query(
-            "select id from outbound_messages where status = 'queued' and (next_attempt_at is null or next_attempt_at <= ?) "
-            "and kind != 'report' order by next_attempt_at, id limit ?", [iso(self.now()), limit]))
-        sent = 0
+            "select id, channel, target, account from outbound_messages where status = 'queued' "
+            "and (next_attempt_at is null or next_attempt_at <= ?) and kind != 'report' "
+            "order by next_attempt_at, id limit ?", [iso(self.now()), limit]))
+        by_lane: dict[str, list[int]] = {}
         for row in rows:
-            if self.send_one(row["id"]) == "sent":
-                sent += 1
+            lane = lane_of(row["channel"], row["target"], row["account"])
+            if lane not in paused:
+                by_lane.setdefault(lane, []).append(row["id"])
+        sent = self._collect_finished()
+        started: list[Future[int]] = []
+        for lane, ids in by_lane.items():
+            if lane in self._lanes:  # still busy with an earlier round
+                continue
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="outbox")
+            self._lanes[lane] = future = self._executor.submit(self._send_lane, lane, ids)
+            started.append(future)
+        if wait:
+            for future in started:
+                future.exception()  # waits; the lane logs its own errors
+            sent += self._collect_finished()
         return sent
+
+    def _collect_finished(self) -> int:
+        sent = 0
+        for lane, future in list(self._lanes.items()):
+            if future.done():
+                del self._lanes[lane]
+                if future.exception() is None:
+                    sent += future.result()
+        return sent
+
+    def _send_lane(self, lane: str, ids: list[int]) -> int:
+        """Send one lane's due messages in order, stopping when the lane is paused."""
+        sent = 0
+        try:
+            for message_id in ids:
+                if lane in self.paused():
+                    break
+                if self.send_one(message_id) == "sent":
+                    sent += 1
+        except Exception:  # noqa: BLE001 - a lane must end cleanly; its messages stay queued
+            log.exception("outbox lane %s failed", lane)
+        return sent
+
+    def close(self) -> None:
+        """Wait for running lanes and stop their threads."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._lanes.clear()
 
 
 def _main() -> None:  # pragma: no cover - used by the crash test and by operators

@@ -15,6 +15,8 @@ with a message naming those variables (see :data:`PRIVATE_VARIABLES`).
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -142,7 +144,106 @@ BUILT_IN: dict[str, BuiltIn] = {
     ),
 }
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+@dataclass
+class _Budget:
+    """What one render may still build (see ``responders.config.TemplateLimits``)."""
+
+    max_output_chars: int = 20_000
+    loop_items_left: int = 10_000
+    max_loop_iterations: int = 10_000
+
+
+_BUDGET: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget", default=_Budget())
+_SEQUENCES = (str, list, tuple, bytes)
+
+
+def _too_big(size: int, what: str) -> SecurityError:
+    limit = _BUDGET.get().max_output_chars
+    return SecurityError(f"{what} would build {size:,} characters or items; a template may build at most "
+                         f"{limit:,} (responders.template_limits.max_output_chars)")
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with bounds on size: the stock sandbox stops reaching Python internals, not
+    ``'a' * 10**8`` (100 MB) or ``10 ** 10 ** 8``, and its own ``range`` limit raises OverflowError."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        limit = _BUDGET.get().max_output_chars
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, _SEQUENCES) and isinstance(count, int) and len(seq) * count > limit:
+                    raise _too_big(len(seq) * count, "'*'")
+        elif operator == "**":
+            if (isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
+                    and abs(left).bit_length() * right > 4 * limit):
+                raise _too_big(abs(left).bit_length() * right // 3, "'**'")
+        elif operator == "+":
+            if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES) and len(left) + len(right) > limit:
+                raise _too_big(len(left) + len(right), "'+'")
+        elif operator == "%" and isinstance(left, str):
+            widths = [int(w) for w in re.findall(r"%[-+ #0]*(\d+)", left)] + [0]
+            if max(widths) > limit:
+                raise _too_big(max(widths), "a '%' format width")
+        result = super().call_binop(context, operator, left, right)
+        if isinstance(result, _SEQUENCES) and len(result) > limit:
+            raise _too_big(len(result), f"'{operator}'")
+        return result
+
+
+def _bounded_range(*args: Any) -> range:
+    """``range`` that counts against the render's loop budget (instead of the sandbox's OverflowError)."""
+    items = range(*args)
+    budget = _BUDGET.get()
+    if len(items) > budget.loop_items_left:
+        raise SecurityError(f"range() of {len(items):,} items takes the template's loops past their limit of "
+                            f"{budget.max_loop_iterations:,} items (responders.template_limits.max_loop_iterations)")
+    budget.loop_items_left -= len(items)
+    return items
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    """A filter whose width-like arguments and whose result are held to max_output_chars
+    (``center(10**8)``, ``join`` of a huge list, ``replace`` that multiplies a string)."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        limit = _BUDGET.get().max_output_chars
+        extra = [a for a in args[1:] if isinstance(a, int) and not isinstance(a, bool)]
+        extra += [a for a in kwargs.values() if isinstance(a, int) and not isinstance(a, bool)]
+        if any(a > limit for a in extra):
+            raise _too_big(max(extra), f"the {name} filter")
+        result = function(*args, **kwargs)
+        if isinstance(result, _SEQUENCES) and len(result) > limit:
+            raise _too_big(len(result), f"the {name} filter")
+        return result
+
+    return bounded
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+_ENV.globals["range"] = _bounded_range
+_ENV.filters = {name: _bounded_filter(name, f) for name, f in _ENV.filters.items()}
+
+
+def _render_bounded(template: Any, values: dict[str, Any], limits: Any = None) -> str:
+    """Render ``template`` within ``limits`` (a ``TemplateLimits``; default: its defaults), streaming
+    the output so a loop that writes too much stops at the limit instead of filling memory."""
+    max_chars = getattr(limits, "max_output_chars", _Budget.max_output_chars)
+    max_loops = getattr(limits, "max_loop_iterations", _Budget.max_loop_iterations)
+    token = _BUDGET.set(_Budget(max_chars, max_loops, max_loops))
+    try:
+        parts: list[str] = []
+        size = 0
+        for chunk in template.generate(**values):
+            size += len(chunk)
+            if size > max_chars:
+                raise _too_big(size, "the template's output")
+            parts.append(chunk)
+        return "".join(parts)
+    finally:
+        _BUDGET.reset(token)
 
 
 def compile_source(source: str) -> Any:
@@ -314,7 +415,7 @@ def public_values(values: dict[str, Any], posted: set[str]) -> dict[str, Any]:
 
 
 def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name: str = "template",
-                  public: bool = False, posted: set[str] | None = None) -> str:
+                  public: bool = False, posted: set[str] | None = None, limits: Any = None) -> str:
     """Render ``source`` with ``values``.
 
     ``public``: the reply goes to a public channel. A template that uses a variable outside
@@ -343,13 +444,16 @@ def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name:
                 raise TemplateError(
                     f"{name}: {var} is not public: the customer did not post it themselves. Send it by DM or e-mail.")
     try:
-        text = compile_source(source).render(**values)
+        text = _render_bounded(compile_source(source), values, limits)
     except UndefinedError as exc:
         match = re.match(r"'([^']+)' is undefined", exc.message or "")
         what = match.group(1) if match else (exc.message or "a variable")
         raise TemplateError(f"{name}: {what} is not known for this case") from None
     except SecurityError as exc:
         raise TemplateError(f"{name}: not allowed in a template: {exc}") from None
+    except (OverflowError, MemoryError, RecursionError) as exc:  # what the sandbox itself raises at its limits
+        raise TemplateError(f"{name}: the template builds too much ({type(exc).__name__}); "
+                            "see responders.template_limits") from None
     text = " ".join(text.split()) if "\n" not in source else text.strip()
     return text
 
@@ -394,5 +498,8 @@ def render_template(store: Store, config: Config, case_id: int, name_or_source: 
         from responders.outbox import is_customers_post
 
         confirmed = confirmed and is_customers_post(store, case, parent)
+    from responders.config import responders_settings
+
     return render_source(source, values, confirmed=confirmed, name=name, public=public,
-                         posted=posted_numbers(store, case, parent) if public else None)
+                         posted=posted_numbers(store, case, parent) if public else None,
+                         limits=responders_settings(config).template_limits)

@@ -141,11 +141,12 @@ def test_every_shipment_is_in_time_order_and_its_status_is_its_last_event(demo: 
     assert statuses & {"exception", "attempt_failed"}
 
 
-def test_mentions_span_the_last_ten_days_up_to_the_last_hours(demo: Store):
+def test_mentions_span_three_weeks_up_to_the_last_hours(demo: Store):
+    # Three full weeks before the reference week: the weekly report has a last week and a week before.
     times = [m.created_at for m in _mentions(demo)]
     assert max(times) <= NOW and max(times) > NOW - timedelta(hours=6)
-    assert min(times) >= NOW - timedelta(days=11)
-    assert min(times) < NOW - timedelta(days=5)
+    assert min(times) >= NOW - timedelta(days=25)
+    assert min(times) < NOW - timedelta(days=17)
     assert {m.channel for m in _mentions(demo)} >= {"x", "webhook"}
 
 
@@ -241,15 +242,23 @@ def test_cli_builds_a_small_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     feed = [json.loads(line) for line in db.with_suffix(".x-feed.jsonl").read_text().splitlines()]
     store = Store(db)
     try:
-        # The newest stand-alone X posts wait in the emulator's feed; together nothing is lost.
-        assert feed and store.count("mentions") + len(feed) == 15
+        stored_x = {m.external_id for m in store.iter_mentions() if m.channel == "x"}
+        held_back = [p for p in feed if p["id"] not in stored_x]
+        # Every stored X post is in the emulator too (a reply to any X case finds its tweet), the
+        # newest stand-alone ones wait there for the listener, and together nothing is lost.
+        assert stored_x and stored_x <= {p["id"] for p in feed}
+        assert held_back and store.count("mentions") + len(held_back) == 15
         for post in feed:
-            assert store.mention_by_external_id("x", post["id"]) is None
             assert post["username"] and post["text"]
         stored_replies_to_feed = store.db.execute(
-            f"select count(*) from mentions where in_reply_to in ({','.join('?' * len(feed))})", [p["id"] for p in feed]
+            f"select count(*) from mentions where in_reply_to in ({','.join('?' * len(held_back))})",
+            [p["id"] for p in held_back],
         ).fetchone()[0]
         assert stored_replies_to_feed == 0  # no stored post answers a post that is not there yet
+        # The demo's assignees can log in: every one is a user.
+        users = {r[0] for r in store.db.execute("select username from users")}
+        assignees = {r[0] for r in store.db.execute("select distinct assignee from cases where assignee is not null")}
+        assert assignees <= users and {"agent", "lead", "admin"} <= users
     finally:
         store.close()
 
@@ -258,3 +267,166 @@ def test_stopping_the_demo_ends_its_children():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     _stop_children([child], grace_s=5)
     assert child.returncode is not None  # terminated (not left running behind the demo)
+
+
+# ------------------------------------------------------------------ issue 18: a working day, reproducibly
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo as `make demo` builds it (default sizes and seed), at its reference dates."""
+    path = tmp_path_factory.mktemp("full") / "demo.db"
+    build_demo(str(path), config_path=str(DEFAULT_CONFIG), classifier=_classifier(),
+               x_feed_path=path.with_suffix(".x-feed.jsonl"))
+    return path
+
+
+def test_the_demo_is_built_at_a_fixed_reference_moment_not_today(full: Path):
+    from doorstep.demo import REFERENCE_NOW
+
+    store = Store(full)
+    try:
+        newest = max(m.created_at for m in store.iter_mentions())
+        assert REFERENCE_NOW - timedelta(hours=6) < newest <= REFERENCE_NOW
+    finally:
+        store.close()
+
+
+def test_moving_the_demo_to_now_changes_dates_not_figures(full: Path, tmp_path: Path):
+    from doorstep.demo import REFERENCE_NOW
+    from responders.followup import complaints_after_events
+
+    later = REFERENCE_NOW + timedelta(days=40, hours=5)
+    moved = tmp_path / "moved.db"
+    build_demo(str(moved), config_path=str(DEFAULT_CONFIG), classifier=_classifier(),
+               x_feed_path=moved.with_suffix(".x-feed.jsonl"), shift_to=later)
+    config = load_config(DEFAULT_CONFIG)
+    a, b = Store(full), Store(moved)
+    try:
+        for table in ("customers", "orders", "shipments", "tracking_events", "mentions", "cases"):
+            assert a.count(table) == b.count(table), table
+        assert complaints_after_events(a, config) == complaints_after_events(b, config)
+        newest = max(m.created_at for m in b.iter_mentions())
+        assert later - timedelta(hours=6) < newest <= later
+        statuses = "select status, count(*) from cases group by status order by status"
+        assert a.db.execute(statuses).fetchall() == b.db.execute(statuses).fetchall()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_team_that_keeps_up_few_open_cases_are_overdue(tmp_path: Path):
+    from doorstep.demo import REFERENCE_NOW
+    from doorstep.models import utcnow
+    from doorstep.store import InboxQuery
+
+    path = tmp_path / "live.db"
+    build_demo(str(path), config_path=str(DEFAULT_CONFIG), classifier=_classifier(), shift_to=utcnow())
+    store = Store(path)
+    try:
+        open_cases = store.inbox_count()
+        overdue = store.inbox_count(InboxQuery(sla_state="breached"))
+        assert open_cases >= 30
+        assert overdue <= 0.3 * open_cases, (overdue, open_cases)
+        unassigned_open = store.db.execute(
+            "select count(*) from cases where status in ('open', 'pending_customer') and assignee is null").fetchone()[0]
+        assert unassigned_open == 0
+    finally:
+        store.close()
+    assert REFERENCE_NOW  # built from the reference shop, moved to now
+
+
+def test_the_last_full_week_reports_without_data_gaps_or_a_jump(full: Path):
+    from doorstep import metrics
+    from doorstep.reports import week_bounds
+
+    config = load_config(DEFAULT_CONFIG)
+    store = Store(full)
+    try:
+        counts = []
+        for week in ("2026-W46", "2026-W47"):  # the two full weeks before the reference moment
+            start, end = week_bounds(week, config.tz)
+            assert metrics.data_gaps(store, start, end, config.tz) == [], week
+            counts.append(store.db.execute("select count(*) from mentions where outbound = 0 and created_at >= ? "
+                                           "and created_at < ?", [start.isoformat(), end.isoformat()]).fetchone()[0])
+        assert counts[0] > 150 and 0.7 < counts[1] / counts[0] < 1.4, counts
+    finally:
+        store.close()
+
+
+def test_every_post_the_listener_should_fetch_matches_the_demo_queries(full: Path):
+    from doorstep.demo import matches_x_queries
+
+    queries = load_config(DEFAULT_CONFIG).channels["x"]["queries"]
+    feed = [json.loads(line) for line in full.with_suffix(".x-feed.jsonl").read_text().splitlines()]
+    store = Store(full)
+    try:
+        held_back = [p for p in feed if store.mention_by_external_id("x", p["id"]) is None]
+    finally:
+        store.close()
+    assert len(held_back) == 40
+    assert all(matches_x_queries(p["text"], queries, p["username"]) for p in held_back)
+    assert not matches_x_queries("larkspurs are lovely #LarkspurHome", ["larkspur"])  # the matcher is X's
+
+
+def test_a_taken_port_stops_the_demo_before_it_builds_anything(tmp_path: Path):
+    import socket
+
+    from doorstep.cli import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "never.db"
+        result = CliRunner().invoke(cli, ["--db", str(db), "--config", str(DEFAULT_CONFIG), "demo", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} for the demo's console is already in use" in result.output
+    assert "make demo PORT=" in result.output
+    assert not db.exists()
+
+
+def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The demo's config, its environment and the local sinks: an escalation really arrives."""
+    import socket
+
+    from doorstep.cli import cli
+    from doorstep.demo import DemoPorts, demo_environment
+    from doorstep.demo_sinks import read_sent, serve
+    from responders.config import alert_settings, resolve
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    db = tmp_path / "sink.db"
+    build_demo(str(db), seed=5, customers=40, orders=120, mentions=80, config_path=str(DEFAULT_CONFIG),
+               classifier=_classifier())
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free())
+    folder = tmp_path / "sent"
+    env = demo_environment(str(db), DEFAULT_CONFIG, ports, folder, with_x=False)
+    for key in ("SMTP_HOST", "SMTP_PORT", "SMTP_FROM", "SMTP_SSL", "SMTP_STARTTLS", "SLACK_ALERTS_WEBHOOK",
+                "SLACK_TEAM_WEBHOOK", "COURIER_WEBHOOK_SECRET", "DEMO_COURIER_WEBHOOK"):
+        monkeypatch.setenv(key, env[key])
+    config = load_config(DEFAULT_CONFIG)
+    # Alerts have somewhere to go: no "has no slack_webhook_url" at start-up.
+    assert resolve(alert_settings(config).slack_webhook_url) == f"http://127.0.0.1:{ports.sinks}/slack/alerts"
+    controller, http = serve(folder, ports.smtp, ports.sinks)
+    try:
+        store = Store(db)
+        case_id = store.db.execute("select id from cases order by opened_at desc limit 1").fetchone()[0]
+        store.close()
+        run = CliRunner().invoke
+        result = run(cli, ["--db", str(db), "--config", str(DEFAULT_CONFIG), "escalate", "--case", str(case_id),
+                           "--to", "lead", "--note", "customer waiting since Monday"])
+        assert result.exit_code == 0, result.output
+        result = run(cli, ["--db", str(db), "--config", str(DEFAULT_CONFIG), "outbox", "send"])
+        assert result.exit_code == 0, result.output
+    finally:
+        http.shutdown()
+        controller.stop()
+    sent = read_sent(folder)
+    mail = [s for s in sent if s["kind"] == "e-mail"]
+    slack = [s for s in sent if s["kind"] == "slack"]
+    assert mail and "care-lead@larkspur-home.example" in mail[0]["to"] and f"#{case_id}" in mail[0]["subject"]
+    assert "customer waiting since Monday" in mail[0]["text"]
+    assert slack and slack[0]["to"] == "/slack/care-team" and "customer waiting since Monday" in slack[0]["text"]

@@ -258,3 +258,22 @@ def test_import_orders_accepts_plain_item_names_in_csv(tmp_path, store):
     path.write_text('number,customer_id,placed_at,items\n1,c1,2026-11-10T10:00:00Z,"[""lamp"", ""mug""]"\n')
     report = import_orders(path, store)
     assert report.ok and store.get_order("1").items == [{"name": "lamp"}, {"name": "mug"}]
+
+
+def test_a_json_array_file_is_one_line_saying_how_to_convert_it(tmp_path):
+    path = tmp_path / "mentions.json"
+    path.write_text(json.dumps([GOOD, {**GOOD, "external_id": "2"}], indent=2))
+    result = run("--db", str(tmp_path / "a.db"), "import", "mentions", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "JSON array" in lines[0] and "jq -c" in lines[0]
+
+
+def test_an_os_error_names_its_own_file_not_the_database():
+    from doorstep.cli import one_line_error
+
+    full = OSError(28, "No space left on device")
+    assert one_line_error(full, "/data/doorstep.db") == (
+        "a file this command reads or writes: No space left on device; free some space and run the command again")
+    named = OSError(13, "Permission denied", "/out/x.jsonl")
+    assert one_line_error(named, "/data/doorstep.db") == "/out/x.jsonl: Permission denied; check the file's permissions"

@@ -130,3 +130,16 @@ def test_classifying_happens_outside_the_write_transaction(tmp_path, config):
 
     report = import_mentions(path, Pipeline(store, config, WhileSomeoneWrites()), batch_rows=2)
     assert report.ok and store.count("mentions") == 4
+
+
+def test_thousands_of_rejected_rows_do_not_bury_the_summary(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps({"channel": "x", "external_id": str(i), "text": "hi"}) + "\n" for i in range(150)))
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "e.db"), "import", "mentions", str(path),
+                                      "--classifier", "baseline"])
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 102 and "... and 50 more rejected rows (--all-errors" in lines[-2]
+    assert "0 new" in lines[-1] and "nothing written" in lines[-1]
+    every = CliRunner().invoke(cli, ["--db", str(tmp_path / "e.db"), "import", "mentions", str(path),
+                                     "--classifier", "baseline", "--all-errors"])
+    assert len(every.output.strip().splitlines()) == 151

@@ -535,3 +535,21 @@ def test_parse_reset_reads_what_it_can_and_never_raises(header: object, expected
     from listeners.health import parse_reset
 
     assert parse_reset(header, now=1_000_000.0) == expected
+
+
+def test_stream_counts_malformed_posts_as_a_health_warning(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from listeners.x import XStream
+
+    stream = XStream(str(tmp_path / "stream.db"), make_config(stream=True))
+    user = SimpleNamespace(id="7", data={"id": "7", "username": "jane", "name": "Jane"})
+    good = {"id": "1862200000000000001", "text": "@ShopHelp parcel late", "author_id": "7",
+            "created_at": "2026-11-20T10:00:00.000Z"}
+    broken = {"id": "1862200000000000002", "text": "@ShopHelp no date", "author_id": "7"}
+    for tweet in (good, broken):
+        stream.handle(SimpleNamespace(data=SimpleNamespace(data=tweet), includes={"users": [user]}))
+    store = Store(tmp_path / "stream.db")
+    row = next(r for r in listener_health(store) if r["name"] == "x:stream")
+    assert stream.received == 1 and row["malformed"] == 1 and row["status"] == "warning"
+    assert "malformed" in row["last_warning"]

@@ -1,0 +1,109 @@
+"""The console's HTTP side: the routes that set and clear the HttpOnly login cookie, and the
+handler that keeps tracebacks away from agents.
+
+Why routes at all: a Streamlit script talks to the browser over a websocket and can only set
+cookies through JavaScript, and a cookie JavaScript can write, JavaScript can read (any script
+injected into the page could send it elsewhere). Streamlit's ASGI app (``st.App``, which
+``streamlit run app.py`` serves since app.py defines one) takes ordinary Starlette routes, and
+an HTTP response can set an ``HttpOnly`` cookie. So a login works like this:
+
+1. the login form (in the Streamlit page) checks the password and opens a server-side session
+   (``console_sessions``, :func:`console.auth.start_session`) with a one-time grant;
+2. the page sends the browser to ``/auth/session?grant=...``; this route redeems the grant
+   (once, within two minutes), sets ``doorstep_session`` = a random token, ``HttpOnly``,
+   ``SameSite=Lax``, ``Secure`` when the request came over HTTPS, and redirects back;
+3. every console run checks the token's session row: not expired, not ended, and the user's
+   password hash and role unchanged (:func:`console.auth.session_by_token`).
+
+``/auth/logout`` clears the cookie; the session row is already ended by then, so a copy of the
+cookie kept elsewhere logs nobody in either.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Any
+
+from console import auth
+from console.login import COOKIE_NAME
+
+log = logging.getLogger("doorstep.console")
+
+#: Where the browser may be sent back to after the cookie is set: paths on this server only.
+_SAFE_NEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-")
+
+
+def _store() -> Any:
+    from doorstep.config import default_db_path
+    from doorstep.store import Store
+
+    return Store(default_db_path())
+
+
+def _next_path(value: str | None) -> str:
+    """Only a local path made of plain characters: never another site (no open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or not set(value) <= _SAFE_NEXT:
+        return "/"
+    return value
+
+
+def _secure(request: Any) -> bool:
+    if os.environ.get("DOORSTEP_COOKIE_SECURE", "").lower() in ("1", "true", "yes"):
+        return True
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
+
+
+def session_route(request: Any) -> Any:
+    """``GET /auth/session?grant=...``: turn a fresh login into the browser's HttpOnly cookie."""
+    from starlette.responses import RedirectResponse
+
+    response = RedirectResponse(_next_path(request.query_params.get("next")), status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    grant = request.query_params.get("grant") or ""
+    store = _store()
+    try:
+        redeemed = auth.redeem_grant(store, grant) if grant else None
+    finally:
+        store.close()
+    if redeemed is None:
+        return response  # an old or reused grant: the page asks for the password again
+    token, expires = redeemed
+    from doorstep.models import utcnow
+
+    response.set_cookie(COOKIE_NAME, token, max_age=max(1, int((expires - utcnow()).total_seconds())), path="/",
+                        httponly=True, secure=_secure(request), samesite="lax")
+    return response
+
+
+def logout_route(request: Any) -> Any:
+    """``GET /auth/logout``: clear the cookie (the session it named was ended by the page)."""
+    from starlette.responses import RedirectResponse
+
+    response = RedirectResponse("/", status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, secure=_secure(request), samesite="lax")
+    return response
+
+
+def routes() -> list[Any]:
+    from starlette.routing import Route
+
+    return [Route("/auth/session", session_route, methods=["GET"]),
+            Route("/auth/logout", logout_route, methods=["GET"])]
+
+
+def on_script_error(exc: BaseException) -> bool:
+    """An exception in a page: logged in full (secrets masked), the agent sees a short note.
+
+    Returns True so Streamlit shows nothing of its own (``client.showErrorDetails = "none"`` in
+    ``.streamlit/config.toml`` is the second fence for errors raised outside a page).
+    """
+    import streamlit as st
+
+    reference = secrets.token_hex(4)
+    log.error("console error %s", reference, exc_info=(type(exc), exc, exc.__traceback__))
+    st.error(f"Something went wrong on this page and it was logged (reference {reference}). "
+             "Try again; if it keeps happening, give the reference to your admin.")
+    return True

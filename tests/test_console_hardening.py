@@ -1,0 +1,48 @@
+"""Console hardening (issue 14 item 12): a search with nothing searchable says so instead of
+listing every case; an error in a page is logged, never shown to the agent as a traceback; the
+console listens on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from doorstep.store import Store
+from tests.conftest import REPO
+from tests.test_console_apptest import APP, PASSWORD, db, demo_template, log_in, page  # noqa: F401 - fixtures
+
+
+@pytest.mark.parametrize("search", ["!!!", "😀🙃", " ... ?? "])
+def test_search_of_only_punctuation_or_emoji_shows_no_case(db: Store, search: str) -> None:
+    at = page("inbox", "ann", db)
+    assert at.selectbox(key="inbox_pick").options  # every case, before the search
+    at.text_input(key="inbox_search").input(search).run()
+    assert not at.exception
+    assert any("Nothing to search for" in w.value for w in at.warning)
+    assert not [s for s in at.selectbox if s.key == "inbox_pick"]  # no list of cases
+
+
+def test_page_error_is_logged_not_shown(db: Store, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    from console import inbox
+
+    def broken() -> None:
+        raise RuntimeError(f"boom in {inbox.__file__}")
+
+    monkeypatch.setattr(inbox, "render", broken)
+    caplog.set_level(logging.ERROR)
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert not at.exception  # Streamlit's own exception box (with the traceback) is not drawn
+    shown = " ".join(e.value for e in at.error)
+    assert "Something went wrong" in shown and "reference" in shown
+    assert "console/inbox.py" not in shown and "Traceback" not in shown and "boom" not in shown
+    assert "boom in" in caplog.text and "Traceback" in caplog.text  # the log has all of it
+
+
+def test_streamlit_config_hides_error_details_and_binds_loopback() -> None:
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["server"]["address"] == "127.0.0.1"

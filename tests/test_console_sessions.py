@@ -1,0 +1,125 @@
+"""Console logins are server-side sessions checked on every run: a password change, a role
+change, a removal or a logout elsewhere ends them, an old cookie logs nobody in, and the
+cookie itself is set by the server as HttpOnly (never by JavaScript)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from console import auth, login
+from doorstep.store import Store
+from tests.test_console_apptest import APP, PASSWORD, db, demo_template, log_in  # noqa: F401 - fixtures
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def _browser_with_cookie(monkeypatch: pytest.MonkeyPatch, token: str | None) -> AppTest:
+    """A new browser tab that sends ``token`` as its doorstep_session cookie."""
+    monkeypatch.setattr(login, "browser_token", lambda: token)
+    return AppTest.from_file(APP, default_timeout=30).run()
+
+
+def _cookie_of(at: AppTest, store: Store) -> str:
+    """What /auth/session would put in the browser's cookie for this login."""
+    grant = auth.new_grant(store, at.session_state["_session_id"])
+    redeemed = auth.redeem_grant(store, grant)
+    assert redeemed is not None
+    return redeemed[0]
+
+
+def _logged_in(at: AppTest) -> bool:
+    return "user" in at.session_state and [t.value for t in at.title] != ["Doorstep"]
+
+
+def test_password_change_ends_open_logins_and_old_cookies(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doorstep.cli import cli
+
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert _logged_in(at)
+    token = _cookie_of(at, db)
+    other = _browser_with_cookie(monkeypatch, token)
+    assert _logged_in(other) and other.session_state["user"].username == "ann"  # the cookie works
+
+    result = CliRunner().invoke(cli, ["--db", str(db.path), "user", "set-password", "ann", "--password-stdin"],
+                                input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    at.run()
+    assert not _logged_in(at) and any("login ended" in i.value for i in at.info)
+    other.run()
+    assert not _logged_in(other)  # the open tab with the cookie, on its next click
+    assert not _logged_in(_browser_with_cookie(monkeypatch, token))  # and the old cookie in a new tab
+    monkeypatch.setattr(login, "browser_token", lambda: None)
+    assert _logged_in(log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", NEW_PASSWORD))
+
+
+def test_logout_elsewhere_ends_every_copy_of_the_login(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "bob", PASSWORD)
+    token = _cookie_of(at, db)
+    copy = _browser_with_cookie(monkeypatch, token)
+    assert _logged_in(copy)
+    monkeypatch.setattr(login, "browser_token", lambda: None)
+    at.button(key="logout_button").click().run()
+    assert not _logged_in(at)
+    monkeypatch.setattr(login, "browser_token", lambda: token)
+    copy.run()
+    assert not _logged_in(copy)
+    assert not _logged_in(_browser_with_cookie(monkeypatch, token))
+
+
+def test_role_change_and_removal_end_cookie_logins(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "bob", PASSWORD)
+    token = _cookie_of(at, db)
+    auth.set_role(db, "bob", "lead", actor="ada")
+    assert not _logged_in(_browser_with_cookie(monkeypatch, token))
+    at = log_in(_browser_with_cookie(monkeypatch, None), "bob", PASSWORD)
+    token = _cookie_of(at, db)
+    auth.remove_user(db, "bob", actor="ada")
+    assert not _logged_in(_browser_with_cookie(monkeypatch, token))
+
+
+def test_forged_or_expired_cookie_logs_nobody_in(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from doorstep.models import utcnow
+
+    assert not _logged_in(_browser_with_cookie(monkeypatch, "made-up-token"))
+    session, grant = auth.start_session(db, "ann", hours=1)
+    token, _ = auth.redeem_grant(db, grant)  # type: ignore[misc]
+    assert auth.session_by_token(db, token) == session
+    assert auth.session_by_token(db, token, now=utcnow() + timedelta(hours=2)) is None
+    assert auth.redeem_grant(db, grant) is None  # a grant works once
+    stored = db.db.execute("select * from console_sessions").fetchall()
+    assert token not in str(stored) and grant not in str(stored)  # only digests are kept
+
+
+def test_session_route_sets_an_httponly_cookie_and_only_once(db: Store) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from console.server import routes
+
+    client = TestClient(Starlette(routes=routes()), base_url="https://console.example")
+    _, grant = auth.start_session(db, "ann", hours=1)
+    response = client.get(f"/auth/session?grant={grant}&next=/case", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/case"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("doorstep_session=") and "HttpOnly" in cookie and "Secure" in cookie
+    assert "samesite=lax" in cookie.lower()
+    token = cookie.split(";")[0].split("=", 1)[1]
+    assert auth.session_by_token(db, token) is not None
+    again = client.get(f"/auth/session?grant={grant}", follow_redirects=False)
+    assert "set-cookie" not in again.headers  # replayed grant: nothing
+    evil = client.get(f"/auth/session?grant=x&next=//evil.example/", follow_redirects=False)
+    assert evil.headers["location"] == "/"  # never a redirect to another site
+    out = client.get("/auth/logout", follow_redirects=False)
+    assert 'doorstep_session=""' in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
+
+
+def test_login_never_sets_a_javascript_cookie(db: Store) -> None:
+    """streamlit-authenticator's cookie component (JavaScript) is never drawn."""
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert _logged_in(at)
+    at.run()
+    assert not [c for c in at.get("component_instance") if "cookie" in str(c.proto).lower()]

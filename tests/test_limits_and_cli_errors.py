@@ -1,0 +1,67 @@
+"""Resource limits of templates and the classify command's errors (issue 14 item 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from doorstep.cli import cli
+from doorstep.config import parse_config
+from responders.config import responders_settings
+from responders.templates import TemplateError, render_source
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in range(100001) %}x{% endfor %}",
+    "{% for i in range(9000) %}{% for j in range(9000) %}{% endfor %}{% endfor %}",
+    "{{ 'a' * 10**8 }}",
+    "{{ 'a'|center(100000000) }}",
+    "{{ '%0100000000d' % 1 }}",
+    "{% for i in range(5000) %}0123456789{% endfor %}",
+    "{{ (10 ** 100000) ** 100000 }}",
+])
+def test_template_that_builds_too_much_is_a_template_error(source: str) -> None:
+    with pytest.raises(TemplateError, match="template_limits"):
+        render_source(source, {}, confirmed=True)
+
+
+def test_template_limits_are_configured_in_doorstep_toml() -> None:
+    config = parse_config({"responders": {"template_limits": {"max_output_chars": 100}}})
+    limits = responders_settings(config).template_limits
+    assert limits.max_output_chars == 100 and limits.max_loop_iterations == 10_000  # the safe default
+    assert render_source("{{ 'ab' * 50 }}", {}, confirmed=True, limits=limits) == "ab" * 50
+    with pytest.raises(TemplateError, match="at most 100 "):
+        render_source("{{ 'ab' * 51 }}", {}, confirmed=True, limits=limits)
+    assert render_source("Hi {{ name }}, {{ range(3)|join(',') }}", {"name": "Jo"}, confirmed=True) == "Hi Jo, 0,1,2"
+
+
+def _lines(n: int) -> bytes:
+    return b"".join(json.dumps({"id": i, "text": f"where is my parcel number {i}?"}).encode() + b"\n"
+                    for i in range(1, n + 1))
+
+
+@pytest.mark.parametrize("via_stdin", [False, True])
+def test_classify_bad_utf8_names_the_line_and_keeps_the_good_prefix(tmp_path: Path, via_stdin: bool) -> None:
+    data = _lines(300) + b'{"id": 301, "text": "caf\xe9 au lait"}\n' + _lines(2)
+    source = tmp_path / "posts.jsonl"
+    source.write_bytes(data)
+    out = tmp_path / "labels.jsonl"
+    args = ["classify", "--model", "baseline", "-o", str(out)] + ([] if via_stdin else ["-i", str(source)])
+    result = CliRunner().invoke(cli, args, input=data if via_stdin else None)
+    assert result.exit_code == 1
+    assert "line 301: not valid UTF-8" in result.output and "Traceback" not in result.output
+    written = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert written == list(range(1, 301))  # every good line before it, in order, nothing after
+
+
+def test_classify_missing_model_is_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "posts.jsonl"
+    source.write_bytes(_lines(1))
+    result = CliRunner().invoke(cli, ["classify", "-i", str(source), "--model", "/nonexistent"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: --model /nonexistent: no such model directory; give baseline, onnx, a local model directory "
+        "or a Hugging Face model id"]
