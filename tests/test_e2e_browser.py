@@ -10,15 +10,13 @@ emulator and a local SMTP server standing in for the outside world. An agent log
 top case, sees the order and the tracking timeline, replies with a template (the outbox sends it
 to the emulator), escalates to the courier (email to the SMTP server), and sees both on the case;
 a second agent on the same case triggers the locking conflict; a post full of HTML and Markdown
-is shown as text. Screenshots go to ``test-artifacts/e2e/`` (and the inbox, case and dashboard
-ones to ``docs/screenshots/`` for the README when DOORSTEP_UPDATE_SCREENSHOTS=1, so an
-ordinary test run never changes tracked files).
+is shown as text. Screenshots go to ``test-artifacts/e2e/``; the README's come from the demo
+(``demo/screenshots.py``), so a test run never changes tracked files.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +33,6 @@ from tests.conftest import REPO, labels
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
 DEMO_CONFIG = REPO / "demo" / "doorstep.toml"
 PASSWORD = "correct horse battery"
 XSS_TEXT = "<script>alert('xss')</script> <img src=x onerror=alert(2)> [click me](http://evil.example) ![pic](http://evil.example/p.png)"
@@ -256,9 +253,7 @@ def shot(page: Any, name: str, docs: bool = False) -> None:
     page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
-    if docs and os.environ.get("DOORSTEP_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_SHOTS / f"{name}.png")
+    # The README's console screenshots come from the demo (demo/screenshots.py), not this fixture.
 
 
 def wait_idle(page: Any) -> None:
