@@ -141,6 +141,8 @@ def prepare_db(path: Path) -> dict[str, Any]:
     return {"case_id": top[0], "template": top[1], "reply": top[2], "xss_case": xss_case,
             "courier_email": config.courier(courier).escalation_email,  # type: ignore[union-attr]
             "fettle_case": fettle_case, "top_order": top_case.order_number,  # type: ignore[union-attr]
+            "top_brand": top_case.brand,  # type: ignore[union-attr]
+            "top_account": next(b.handles["x"] for b in config.brands if b.name == top_case.brand),  # type: ignore[union-attr]
             "top_secrets": [w for w in ((owner.name.split() if owner else []) + [top_case.order_number,  # type: ignore[union-attr]
                             top_case.tracking_number] + [e.location for e in (top_shipment.events if top_shipment else [])  # type: ignore[union-attr]
                                                          if e.location]) if w and len(w) >= 3]}
@@ -363,9 +365,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert sent == 2, outbox_rows(world["db"])
         posted = world["emulator"].posted
         assert [p["text"] for p in posted] == [world["reply"]]
-        # From the account the customer wrote to (the emulator records which token posted it).
-        answered = next(p for p in world["emulator"].posts if p["id"] == posted[0]["reply"]["in_reply_to_tweet_id"])
-        assert f"@{posted[0]['account']}".casefold() in answered["text"].casefold(), (posted[0], answered["text"])
+        # From the account of the brand the customer wrote to (the emulator records which token posted it).
+        assert posted[0]["account"] == world["top_account"], (posted[0], world["top_brand"])
         smtp = world["smtp"].messages
         assert [m.envelope_to for m in smtp] == [[world["courier_email"]]]
         assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()
