@@ -78,6 +78,43 @@ def record_label_correction(store: Store, mention: Mention, field: str, old: Any
                     {"mention_id": mention.id, "field": field, "old": str(old), "new": str(new)})
 
 
+# --------------------------------------------------------------------- presence and failures
+def undelivered_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
+    """Replies and escalations of the case that have not reached anyone: failed, retrying after an error,
+    or waiting for approval. Shown in the header, and resolving asks for confirmation while any exist."""
+    return list(store.db.query(
+        "select id, kind, channel, target, status, last_error from outbound_messages where case_id = ? and "
+        "kind in ('reply', 'escalation', 'follow_up', 'outreach') and (status in ('failed', 'awaiting_approval') or "
+        "(status in ('queued', 'sending') and last_error is not null)) order by id", [case_id]))
+
+
+def pending_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
+    """Undelivered ones plus those still queued or being sent."""
+    return list(store.db.query(
+        "select id, kind, channel, status from outbound_messages where case_id = ? and kind in ('reply', 'escalation', "
+        "'follow_up', 'outreach') and status in ('failed', 'awaiting_approval', 'queued', 'sending') order by id",
+        [case_id]))
+
+
+def _presence_live(case_id: int, username: str) -> None:
+    """Heartbeat every few seconds, and who else is here, redrawn without a click (a fragment rerun)."""
+
+    @st.fragment(run_every=timedelta(seconds=PRESENCE_EVERY_S))
+    def live() -> None:
+        store = get_store()
+        drafting = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())
+        presence.touch(store, case_id, username, drafting=drafting)
+        others = presence.others(store, case_id, username)
+        if others:
+            words = ", ".join(f"{o['user']} is replying" if o["drafting"] else f"{o['user']} is viewing" for o in others)
+            st.warning(escape_md(f"Also on this case: {words}"), icon=":material/group:")
+
+    live()
+
+
+PRESENCE_EVERY_S = 3
+
+
 # --------------------------------------------------------------------- sections
 def _header(store: Store, case: Case, user: Any) -> None:
     config = get_config()
@@ -93,10 +130,12 @@ def _header(store: Store, case: Case, user: Any) -> None:
             f"{local_time(case.resolution_due, config)} ({config.timezone})"
         ))
     show_priority(case)
-    others = presence.others(store, case.id, user.username)  # type: ignore[arg-type]
-    if others:
-        words = ", ".join(f"{o['user']} ({'drafting a reply' if o['drafting'] else 'viewing'})" for o in others)
-        st.warning(escape_md(f"Also on this case: {words}"), icon=":material/group:")
+    _presence_live(case.id, user.username)  # type: ignore[arg-type]
+    undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
+    if undelivered:
+        words = "; ".join(f"{m['kind']} via {m['channel']} to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"
+                          + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in undelivered)
+        st.error(escape_md(f"Not delivered: {words}"), icon=":material/error:")
     if held_version(case) != case.version:
         row = store.db.execute("select updated_by from cases where id = ?", [case.id]).fetchone()
         st.info(escape_md(f"This case was changed by {row[0] if row else 'someone'} since you opened it; "
@@ -191,6 +230,13 @@ def _order(store: Store, case: Case) -> None:
     order = store.get_order(case.order_number) if case.order_number else None
     confirmed = "confirmed" if case.link_confirmed else "NOT confirmed: do not share order details publicly"
     safe_text(f"link: {case.link_method} · confidence {case.link_confidence:.0%} · {confirmed}", caption=True)
+    from doorstep.linking import order_owner_is_author
+
+    if order is not None and order_owner_is_author(store, case) is False:
+        owner = store.get_customer(order.customer_id)
+        st.error(escape_md(f"Order {order.number} belongs to {owner.name if owner else order.customer_id}, not to "
+                           f"the author @{case.author_handle or '?'}. Never put its details in a public reply."),
+                 icon=":material/person_alert:")
     if customer:
         safe_text(f"Customer: {customer.name}" + (" (VIP)" if customer.vip else "")
                   + (f" · opted out of {', '.join(customer.opt_out)}" if customer.opt_out else ""))
@@ -215,12 +261,15 @@ def _order(store: Store, case: Case) -> None:
         with st.expander("Change the linked order"):
             with st.form("relink"):
                 number = st.text_input("Order number", value=case.order_number or "", key="relink_number")
+                how = st.text_input("How did you verify it is the author's order? (leave empty if you did not)",
+                                    key="relink_how", help="If the order's customer is not the author, the link stays "
+                                    "unconfirmed unless you record how you verified it (kept in the audit log).")
                 if st.form_submit_button("Link this order"):
                     from doorstep.linking import override_link
 
                     try:
                         updated = override_link(store, case.id, held_version(case), current_user().username,  # type: ignore[arg-type]
-                                                order_number=number.strip() or None)
+                                                order_number=number.strip() or None, verified_how=how.strip() or None)
                     except KeyError:
                         st.error(escape_md(f"No order {number.strip()} in the shop data."))
                     except StaleCaseError as exc:
@@ -231,7 +280,9 @@ def _order(store: Store, case: Case) -> None:
                         st.rerun()
                     else:
                         hold(updated)
-                        flash("success", f"case linked to order {number.strip()} (confirmed by you)")
+                        flash("success", f"case linked to order {number.strip()} "
+                              + ("(confirmed by you)" if updated.link_confirmed else
+                                 "(NOT confirmed: the order's customer is not the author)"))
                         st.rerun()
     if case.customer_id:
         rows = list(store.db.query(
@@ -244,18 +295,49 @@ def _order(store: Store, case: Case) -> None:
                     open_case(r["id"])
 
 
+def _post_label(m: Mention, own: bool) -> str:
+    snippet = " ".join(m.text.split())
+    snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
+    return f"@{m.author_handle or '?'} on {m.channel}: {snippet}" + ("" if own else "  [not this case's customer]")
+
+
 def _composer(store: Store, case: Case, user: Any) -> None:
-    from responders.channels import LIMITS, weighted_length
-    from responders.outbox import ReplyRejected, queue_reply
+    from responders.channels import LIMITS, PUBLIC_CHANNELS, weighted_length
+    from responders.outbox import (
+        AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, queue_reply,
+        reply_candidates,
+    )
     from responders.templates import TemplateError, list_templates, render_template, suggest_templates
 
     config = get_config()
     st.subheader("Reply")
+    # What this agent has seen of the case's outbox: a reply queued by someone else after this is a collision.
+    seen = st.session_state.setdefault("case_seen_outbox", {}).setdefault(case.id, latest_message_id(store, case.id))  # type: ignore[arg-type]
     shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
     templates = list_templates(config)
     suggested = suggest_templates(case, shipment, config)
     names = [*suggested, *[n for n in sorted(templates) if n not in suggested]]
     key = f"draft_{case.id}"
+    channel_options = reply_channels(store, case)
+    channel = st.radio("Reply on", channel_options, horizontal=True, key=f"reply_channel_{case.id}")
+    parent_key = f"reply_parent_{case.id}"
+    parent: Mention | None = None
+    if channel in PUBLIC_CHANNELS:
+        candidates = reply_candidates(store, case, channel)
+        default = default_parent(store, case, channel)
+        if candidates:
+            ids = [m.id for m in candidates]
+            by_id = {m.id: m for m in candidates}
+            own = {m.id: is_customers_post(store, case, m) for m in candidates}
+            if st.session_state.get(parent_key) not in ids:
+                st.session_state[parent_key] = default.id if default is not None else ids[0]
+            chosen = st.selectbox("In reply to", ids, key=parent_key,
+                                  format_func=lambda i: _post_label(by_id[i], own[i]))
+            parent = by_id.get(chosen)
+            if parent is not None and not own[parent.id]:
+                st.warning(escape_md(f"@{parent.author_handle} is not this case's customer: the reply must not "
+                                     "contain the customer's order or personal details."))
+    account = _account_picker(store, config, case, channel, parent)
     cols = st.columns([3, 1])
     with cols[0]:
         name = st.selectbox("Template", names, key=f"tpl_{case.id}",
@@ -264,18 +346,15 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.write("")
         def fill() -> None:
             try:
-                st.session_state[key] = render_template(store, config, case.id, st.session_state[f"tpl_{case.id}"],  # type: ignore[arg-type]
-                                                        agent=user.name)
+                st.session_state[key] = render_template(
+                    store, config, case.id, st.session_state[f"tpl_{case.id}"], agent=user.name,  # type: ignore[arg-type]
+                    channel=st.session_state.get(f"reply_channel_{case.id}"),
+                    parent_id=st.session_state.get(parent_key) if channel in PUBLIC_CHANNELS else None)
             except TemplateError as exc:
                 st.session_state[f"reply_error_{case.id}"] = str(exc)
 
         st.button("Fill template", key=f"fill_{case.id}", on_click=fill)
-    channel_options = reply_channels(store, case)
-    channel = st.radio("Reply on", channel_options, horizontal=True, key=f"reply_channel_{case.id}")
-    account = _account_picker(store, config, case, channel)
     text = st.text_area("Reply text", key=key, height=120)
-    if text.strip():
-        presence.touch(store, case.id, user.username, drafting=True)  # type: ignore[arg-type]
     limit = LIMITS.get(channel or "")
     length = weighted_length(channel or "", text) if channel else len(text)
     over = limit is not None and length > limit
@@ -284,27 +363,35 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.error(f"Too long for {channel}: {length} > {limit}.")
     if text.strip():
         st.caption("Preview (as the customer will see it)")
-        route = reply_route_line(store, config, case, channel, account)
+        route = reply_route_line(store, config, case, channel, account, parent)
         if route:
             st.text(route)
         st.text(text.strip())
     error_key = f"reply_error_{case.id}"
+    refused_key = f"reply_refused_{case.id}"
     if st.session_state.get(error_key):
         st.error(escape_md(st.session_state.pop(error_key)))
 
-    def queue(body: str | None = None) -> None:
+    def queue(body: str | None = None, force: bool = False) -> None:
         # A callback, so the draft can be cleared before the text area is drawn again.
+        chosen_channel = st.session_state.get(f"reply_channel_{case.id}")
+        parent_id = st.session_state.get(parent_key) if chosen_channel in PUBLIC_CHANNELS else None
         try:
-            if body is None:
-                message = queue_reply(store, config, case.id, st.session_state.get(key, ""), user.username,  # type: ignore[arg-type]
-                                      channel=st.session_state.get(f"reply_channel_{case.id}"),
-                                      account=st.session_state.get(f"reply_account_{case.id}_{channel}"))
-            else:
-                message = queue_reply(store, config, case.id, body, user.username)  # type: ignore[arg-type]
+            message = queue_reply(store, config, case.id, st.session_state.get(key, "") if body is None else body,  # type: ignore[arg-type]
+                                  user.username, channel=chosen_channel if body is None else None,
+                                  parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
+                                  account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
+                                  if body is None else None)
+        except AlreadyAnswered as exc:
+            st.session_state[refused_key] = str(exc)
+            return
         except ReplyRejected as exc:
             st.session_state[error_key] = f"Reply not queued: {exc}"
             return
-        flash("success", f"reply queued (message {message.id}); the worker sends it")
+        st.session_state.pop(refused_key, None)
+        flash("success", f"reply queued (message {message.id}); the worker sends it"
+              + (" (sent anyway: recorded in the audit log)" if force else ""))
+        st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
             st.session_state[key] = ""
         _after_own_write(store, case)
@@ -314,6 +401,17 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.session_state[f"askdm_open_{case.id}"] = True
         st.session_state[f"askdm_text_{case.id}"] = PRIVATE_QUESTION
 
+    refused = st.session_state.get(refused_key)
+    if refused:
+        st.error(escape_md(f"Reply not queued: {refused}"), icon=":material/block:")
+        r1, r2 = st.columns(2)
+        r1.button("Send anyway", key=f"send_anyway_{case.id}", on_click=lambda: queue(force=True),
+                  disabled=not text.strip() or over or not can(user, "reply"),
+                  help="Queue this reply as well; recorded in the audit log as sent anyway.")
+        if r2.button("Keep my draft, don't send", key=f"refused_ok_{case.id}"):
+            st.session_state.pop(refused_key, None)
+            st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
+            st.rerun()
     b1, b2 = st.columns(2)
     b1.button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
               disabled=not text.strip() or over or not can(user, "reply"))
@@ -343,13 +441,14 @@ def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | No
     return default_parent(store, case, channel) if channel in PUBLIC_CHANNELS else None
 
 
-def _account_picker(store: Store, config: Any, case: Case, channel: str | None) -> str | None:
+def _account_picker(store: Store, config: Any, case: Case, channel: str | None,
+                    parent: Mention | None = None) -> str | None:
     """Where the post reached more than one of our accounts, the agent chooses which one answers."""
     from responders.accounts import candidate_accounts
 
     if not channel or channel in ("email", "sms"):
         return None
-    candidates = candidate_accounts(store, config, case, channel, _reply_parent(store, case, channel))
+    candidates = candidate_accounts(store, config, case, channel, parent or _reply_parent(store, case, channel))
     if len(candidates) < 2:
         return None
     return st.radio("Reply from (the post reached several of our accounts)", [a.handle for a in candidates],
@@ -357,12 +456,13 @@ def _account_picker(store: Store, config: Any, case: Case, channel: str | None) 
                     key=f"reply_account_{case.id}_{channel}")
 
 
-def reply_route_line(store: Store, config: Any, case: Case, channel: str | None, account: str | None) -> str:
+def reply_route_line(store: Store, config: Any, case: Case, channel: str | None, account: str | None,
+                     parent: Mention | None = None) -> str:
     """"from @FettleCare, in reply to @sienna_l: 'my head torch…'": who answers what, for the preview."""
     from responders.accounts import choose_account
     from responders.channels import ReplyRejected
 
-    parent = _reply_parent(store, case, channel)
+    parent = parent or _reply_parent(store, case, channel)
     try:
         sender = choose_account(store, config, case, channel or "", parent, account) if channel else None
     except ReplyRejected as exc:
@@ -451,7 +551,18 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     st.subheader("Actions")
     with st.form(f"status_{case.id}"):
         status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), key=f"status_sel_{case.id}_v{case.version}")
+        pending = pending_messages(store, case.id)  # type: ignore[arg-type]
+        anyway = False
+        if pending:
+            anyway = st.checkbox(f"Resolve even though {len(pending)} message(s) are not delivered "
+                                 f"({', '.join(p['kind'] + ': ' + p['status'].replace('_', ' ') for p in pending)})",
+                                 key=f"resolve_anyway_{case.id}_v{case.version}")
         if st.form_submit_button("Set status", disabled=not can(user, "status")):
+            if status in ("resolved", "closed") and pending and not anyway:
+                st.session_state["case_conflict"] = (
+                    f"Not {status}: {len(pending)} reply/escalation message(s) are pending or failed. Tick "
+                    "\"Resolve even though...\" to confirm, or retry/cancel them first.")
+                st.rerun()
             changes: dict[str, Any] = {"status": status}
             if status == "resolved" and case.resolved_at is None:
                 changes["resolved_at"] = utcnow()
@@ -556,7 +667,6 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held_version(case)
-    presence.touch(store, case.id, user.username)  # type: ignore[arg-type]
     _header(store, case, user)
     left, right = st.columns([3, 2])
     with left:

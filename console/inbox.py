@@ -115,6 +115,21 @@ def _remember_open(case_id: int) -> None:
     st.session_state["_inbox_open"] = int(case_id)
 
 
+def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
+    """Case id -> "reply failed" / "escalation failed" for the listed cases with an undelivered message."""
+    if not case_ids:
+        return {}
+    marks = ",".join("?" * len(case_ids))
+    out: dict[int, str] = {}
+    for row in store.db.execute(
+            f"select case_id, kind, status from outbound_messages where case_id in ({marks}) and kind in "
+            "('reply', 'escalation') and (status = 'failed' or (status in ('queued', 'sending') and last_error is not null)) "
+            "order by id", case_ids).fetchall():
+        word = f"⚠ {row[1]} {'failed' if row[2] == 'failed' else 'retrying'}"
+        out[row[0]] = word if row[0] not in out else out[row[0]] + f", {row[1]}"
+    return out
+
+
 def render() -> None:
     """The inbox page."""
     require("reply")
@@ -183,12 +198,14 @@ def render() -> None:
     now = utcnow()
     rows = []
     colours = []
+    failed = _undelivered_cases(store, [c.id for c in cases])  # type: ignore[misc]
     for case in cases:
         colour, words = sla_state(case, now)
         colours.append(colour)
         rows.append({
             "case": case.id,
             "SLA": words,
+            "delivery": failed.get(case.id, ""),  # type: ignore[arg-type]
             "priority": case.priority,
             "status": case.status,
             "intent": case.intent or "",

@@ -157,7 +157,8 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     if isinstance(exc, sqlite3.Error):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
     if isinstance(exc, OSError):
-        where = exc.filename or db_path or ""
+        # Only the file the error names: an output file's write error is not the database's.
+        where = exc.filename or "a file this command reads or writes"
         cause = exc.strerror or str(exc)
         remedy = {28: "free some space and run the command again", 30: "run it where the file is writable",
                   13: "check the file's permissions", 2: "check the path"}.get(exc.errno or 0, "")
@@ -175,6 +176,15 @@ class DoorstepGroup(_OptionsAnywhereGroup):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
                 KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`doorstep user list | head -1`): stop quietly, as Unix tools do.
+            import os
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # no real file descriptor (tests): nothing left to flush
+                pass
+            raise SystemExit(141) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             if (obj is not None and obj.debug) or ctx.params.get("debug"):

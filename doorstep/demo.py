@@ -665,10 +665,9 @@ class _Generator:
             delay = timedelta(hours=rng.uniform(0.3, 20) if topic != "praise" else rng.uniform(1, 30))
             at = hook + delay
             if at > self.now - timedelta(minutes=5):
-                room = (self.now - hook).total_seconds() - 300
-                if room < 600:
-                    continue
-                at = hook + timedelta(seconds=rng.uniform(300, room))
+                # They have not written yet. (Squeezing them into the last hours made the last
+                # day look like an outage of its own, at twice the usual volume.)
+                continue
             at = self.awake(at)
             if at < start:
                 continue
@@ -1096,9 +1095,9 @@ def _mentions(gen: _Generator, total: int, days: float = DEMO_DAYS) -> list[Ment
             if not with_handles:
                 misses += 1
                 continue
-            written += posts.general(rng.choice(with_handles), gen._recent_time(days, 1.3))
+            written += posts.general(rng.choice(with_handles), gen._recent_time(days))
         elif kind == "unknown":
-            written += posts.stranger(gen._recent_time(days, 1.3))
+            written += posts.stranger(gen._recent_time(days))
         if kind == "noise":
             written += posts.noise(gen._recent_time(days, 1.0))
     for template in HOSTILE_POSTS[:reserved]:
@@ -1146,7 +1145,8 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         answered = case.first_response_at is not None or "first_response_at" in changes
         resolution_due = case.resolution_due or opened + timedelta(days=1)
         settled = answered and (resolution_due < now or activity < now - timedelta(hours=8)) and not slips
-        if (settled and rng.random() < 0.97) or quiet:
+        caught_up = resolution_due < now - timedelta(days=1)  # old cases are all closed by now
+        if (settled and (caught_up or rng.random() < 0.97)) or quiet:
             latest = max(activity, changes.get("first_response_at") or case.first_response_at or activity)
             room = max(0.0, min((resolution_due - latest).total_seconds(), 10 * 3600.0))
             resolved_at = latest + timedelta(seconds=max(300.0, room * rng.uniform(0.2, 0.9)))
@@ -1274,12 +1274,23 @@ def _write_x_feed(posts: list[Mention], path: Path, count: int, config: Config) 
         if p.channel == "x" and not p.outbound and p.in_reply_to is None and p.external_id not in answered
         and p.author_handle and (not queries or matches_x_queries(p.text, queries, p.author_handle))
     ]
-    live = {p.external_id for p in sorted(candidates, key=lambda p: p.created_at)[-count:]} if count > 0 else set()
+    newest = sorted(candidates, key=lambda p: p.created_at)[-count:] if count > 0 else []
+    live = {p.external_id for p in newest}
+    # They arrive as the demo starts: written in the last ten minutes (in their order), so the
+    # team meets them fresh, not already past their SLA and escalated at once.
+    now = max((p.created_at for p in posts), default=None)
+    fresh = {}
+    if newest and now is not None:
+        step = timedelta(minutes=10) / len(newest)
+        fresh = {p.external_id: now - timedelta(minutes=10) + step * (i + 1) for i, p in enumerate(newest)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for p in posts:
             if p.channel == "x":
-                fh.write(json.dumps(_x_feed_row(p)) + "\n")
+                row = _x_feed_row(p)
+                if p.external_id in fresh:
+                    row["created_at"] = fresh[p.external_id].replace(microsecond=0).isoformat()
+                fh.write(json.dumps(row) + "\n")
     return [p for p in posts if p.external_id not in live]
 
 

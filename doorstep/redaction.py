@@ -114,8 +114,8 @@ def _is_bare_address(value: str) -> bool:
 
 def register_secret(value: str | None, name: str = "secret") -> None:
     """Remember ``value`` (and its credential parts, for a URL) so :func:`redact` masks it everywhere."""
-    if not value or not isinstance(value, str):
-        return
+    if not value or not isinstance(value, str) or _NOT_SECRET_NAME.search(name.upper()):
+        return  # SMTP_HOST, X_API_BASE_URL...: read through secret() but nothing to hide
     value = value.strip()
     if len(value) < MIN_SECRET_LENGTH or _is_bare_address(value):
         return

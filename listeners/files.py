@@ -162,6 +162,11 @@ def read_rows(path: Path, fmt: str, encoding: str | None = None) -> Iterator[tup
 
 
 def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    if text.lstrip().startswith("["):
+        raise ImportFileError(
+            f"{name}: row 1: (file): holds a JSON array, but imports read JSON Lines (one object per line); "
+            f"convert it, e.g. jq -c '.[]' {name} > {Path(name).with_suffix('.jsonl').name}"
+        )
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue

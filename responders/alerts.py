@@ -47,6 +47,7 @@ from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import Alerts, alert_settings
 from responders.escalation import target_routes
+from responders.automatic import record
 from responders.outbox import _key, enqueue
 
 log = logging.getLogger("doorstep.alerts")
@@ -230,6 +231,19 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                                   f"case #{row['id']} ({row['brand'] or 'no brand'}, priority {row['priority']:.0f}): "
                                   f"first response {'overdue since' if overdue else 'due at'} {row['first_response_due']}",
                                   row["id"], level="overdue" if overdue else "due"))
+    if settings.escalation_failed_minutes:
+        # An escalation nobody received is worse than none: the team believes the courier knows.
+        cutoff = iso(now - timedelta(minutes=settings.escalation_failed_minutes))
+        for row in store.db.query(
+                "select id, case_id, channel, target, status, attempts, last_error, created_at from outbound_messages "
+                "where kind = 'escalation' and created_at <= ? and (status = 'failed' or "
+                "(status in ('queued', 'sending') and attempts > 0 and last_error is not null)) order by id limit 200",
+                [cutoff]):
+            firings.append(Firing("escalation_failed", f"message:{row['id']}",
+                                  f"escalation of case #{row['case_id']} by {row['channel']} to {row['target']} is "
+                                  f"undelivered after {row['attempts']} attempt(s) since {row['created_at']} "
+                                  f"({row['status']}): {(row['last_error'] or '')[:200]}",
+                                  row["case_id"], level=row["status"]))
     if settings.listener_unhealthy:
         stale = iso(now - timedelta(minutes=settings.listener_stale_minutes))
         for row in store.db.query("select * from listener_health"):
@@ -337,6 +351,8 @@ class AlertEngine:
             message = enqueue(self.store, kind="alert", channel=channel, text=text, actor=f"alert:{firing.rule}",
                               idempotency_key=_key("alert", firing.incident, iso(now), channel, ref),
                               case_id=firing.case_id, target=ref)
+            if firing.case_id:  # re-checked before sending (the case may be answered or resolved by then)
+                message = record(self.store, self.config, message, f"alert:{firing.rule}")
             ids.append(message.id)  # type: ignore[arg-type]
         self.store.audit(f"alert:{firing.rule}", f"alert.{kind}", firing.case_id,
                          {"rule": firing.rule, "subject": firing.subject, "why": firing.why, "message_ids": ids})

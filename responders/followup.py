@@ -28,6 +28,7 @@ from doorstep.config import Config
 from doorstep.models import Case, Customer, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
+from responders.automatic import record
 from responders.outbox import _key, enqueue
 from responders.templates import TemplateError, case_variables, list_templates, render_source
 
@@ -69,7 +70,8 @@ def _render(store: Store, config: Config, case: Case, template: str) -> str:
 
 
 def _private_message(store: Store, config: Config, case: Case, rule_channels: list[str], template: str, kind: str,
-                     key: str, actor: str, now: datetime, quiet: QuietHours | None, subject: str) -> Any:
+                     key: str, actor: str, now: datetime, quiet: QuietHours | None, subject: str,
+                     reply_message_id: int | None = None) -> Any:
     customer = store.get_customer(case.customer_id) if case.customer_id else None
     contact = _contact(customer, rule_channels)
     if contact is None:
@@ -83,8 +85,10 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
         return None
     if channel == "email":
         text = f"Subject: {subject}\n\n{text}"
-    return enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
-                   target=address, not_before=next_allowed(now, quiet, config))
+    message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
+                      target=address, not_before=next_allowed(now, quiet, config))
+    # The facts it was written from are re-checked immediately before it is sent (responders/automatic.py).
+    return record(store, config, message, kind, reply_message_id=reply_message_id)
 
 
 def _last_public_reply(store: Store, case_id: int) -> dict[str, Any] | None:
@@ -132,8 +136,10 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
         if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
             continue
         subject = f"About your order {case.order_number}" if case.order_number else "Following up"
-        message = _private_message(store, config, case, rule.channels, rule.template, "follow_up", key, "follow-up",
-                                   now, rule.quiet_hours, subject)
+        # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
+        template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
+        message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
+                                   now, rule.quiet_hours, subject, reply_message_id=reply["id"])
         if message is not None:
             store.audit("follow-up", "follow_up.queue", case.id,
                         {"message_id": message.id, "channel": message.channel, "why": why,

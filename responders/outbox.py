@@ -172,11 +172,10 @@ def reply_candidates(store: Store, case: Case, channel: str | None = None) -> li
 def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
     """The post a reply answers unless the agent chooses another: the newest unanswered post of the
     case's customer on ``channel`` (never a stranger's post in the same thread)."""
-    answered = answered_external_ids(store, case.id)  # type: ignore[arg-type]
+    # Posts older than one we answered count as answered too (our answer came after them), so the
+    # newest unanswered post is the customer's newest post, unless it is answered: then there is none
+    # left, and the newest stays the default so that a second answer is refused, not sent to an older post.
     own = [m for m in reply_candidates(store, case, channel) if is_customers_post(store, case, m)]
-    for m in own:
-        if m.external_id not in answered:
-            return m
     return own[0] if own else None
 
 
@@ -215,24 +214,27 @@ def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> l
 
 
 def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_up_to: int | None) -> list[OutboundMessage]:
-    """Replies to ``parent`` or to a later post of the case (or private ones queued after it was written)."""
-    since = parent.created_at if parent is not None else None
+    """Replies that already answer ``parent``: any reply to that very post, whenever it was queued, and
+    replies to a later post of the case (or private ones written after it) queued since ``seen_up_to``."""
     later = [m.external_id for m in reply_candidates(store, case)
-             if parent is None or (m.created_at, m.id or 0) >= (parent.created_at, parent.id or 0)]
+             if parent is None or (m.created_at, m.id or 0) > (parent.created_at, parent.id or 0)]
     marks = ",".join("?" * len(ANSWERING_STATUSES))
     params: list[Any] = [case.id, *ANSWERING_STATUSES]
-    clause = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
+    since = "" if seen_up_to is None else " and id > ?"
+    clause = "in_reply_to = ?" if parent is not None else "0"
+    params += [parent.external_id] if parent is not None else []
+    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
     params += later
-    if since is not None:
-        clause = f"({clause} or (in_reply_to is null and created_at >= ?))"
-        params.append(iso(since))
+    if parent is not None:
+        others = f"({others} or (in_reply_to is null and created_at >= ?))"
+        params.append(iso(parent.created_at))
     else:
-        clause = f"({clause} or in_reply_to is null)"
-    sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) and {clause}")
+        others = f"({others} or in_reply_to is null)"
     if seen_up_to is not None:
-        sql += " and id > ?"
         params.append(seen_up_to)
-    return [outbound_from_row(r) for r in store.db.query(sql + " order by id", params)]
+    sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) "
+           f"and ({clause} or ({others}{since})) order by id")
+    return [outbound_from_row(r) for r in store.db.query(sql, params)]
 
 
 def latest_message_id(store: Store, case_id: int) -> int:
@@ -401,7 +403,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         raise ReplyRejected(f"cannot reply on channel {channel!r}")
     # The account the customer wrote to (their brand's), or the agent's choice where ambiguous.
     sender = choose_account(store, config, case, channel, parent, account)
-    key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text)
+    # The same agent's double click queues one message; the same words from a colleague are a second answer.
+    key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text, actor)
     now = now or utcnow()
     with _write_lock(store):
         # Same transaction as the insert: nobody can queue between this check and ours.
@@ -638,6 +641,14 @@ class Outbox:
         message = self._claim(message_id)
         if message is None:
             return get_message(self.store, message_id).status
+        if message.kind in ("follow_up", "outreach", "alert"):
+            # Written by a rule, perhaps hours ago: every fact it states is re-checked right now.
+            from responders.automatic import cancel_for, recheck, reply_exists_on_channel
+
+            reason = recheck(self.store, message, reply_exists=reply_exists_on_channel(self))
+            if reason:
+                cancel_for(self.store, message, reason, self.actor)
+                return "cancelled"
         try:
             if posting_budget_spent(self.store, self.config, message.channel, message.account):
                 raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",

@@ -358,7 +358,7 @@ def test_presence_shows_who_else_is_on_the_case(db: Store) -> None:
     case_id = db.inbox(InboxQuery(limit=1))[0].id
     presence.touch(db, case_id, "bob", drafting=True)
     at, _ = _open_case(db, "ann", case_id)
-    assert any("bob (drafting a reply)" in w.value.replace("\\", "") for w in at.warning)
+    assert any("bob is replying" in w.value.replace("\\", "") for w in at.warning)
     assert [o["user"] for o in presence.others(db, case_id, "bob")] == ["ann"]
     later = utcnow() + timedelta(minutes=3)
     assert presence.others(db, case_id, "ann", now=later) == []
@@ -400,7 +400,14 @@ def test_relink_to_another_order(db: Store) -> None:
     at.text_input(key="relink_number").input(number)
     at.button(key="FormSubmitter:relink-Link this order").click().run()
     case = db.get_case(case_id)
-    assert case is not None and case.order_number == number and case.link_method == "agent" and case.link_confirmed
+    # Someone else's order (the author is @mallory): linked, but not confirmed, and shown in red.
+    assert case is not None and case.order_number == number and case.link_method == "agent" and not case.link_confirmed
+    assert any(f"Order {number} belongs to" in e.value.replace("\\", "") for e in at.error)
+    at.text_input(key="relink_how").input("customer sent the order e-mail by DM")
+    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    case = db.get_case(case_id)
+    assert case is not None and case.link_confirmed
+    assert any(e.action == "link.verified" for e in db.audit_trail(case_id))
     at.text_input(key="relink_number").input("NOPE-1")
     at.button(key="FormSubmitter:relink-Link this order").click().run()
     assert any("No order NOPE" in e.value.replace("\\", "") for e in at.error)
@@ -420,7 +427,10 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
                 text = render_template(db, config, case_id, name, agent="Ann")
             except TemplateError:
                 continue
-            if number in text:
+            # In public, the order number only when the author posted it (the privacy rule); the
+            # parcel's state and courier always.
+            if number in text or (name not in ("ask_details_privately", "thank_you") and "{{ courier }}" in
+                                  list_templates(config)[name]):
                 fillable.append((case_id, name))
     assert fillable, "the demo has a confirmed case whose order fills a template"
     case_id, name = fillable[0]

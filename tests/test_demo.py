@@ -413,7 +413,7 @@ def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeyp
     controller, http = serve(folder, ports.smtp, ports.sinks)
     try:
         store = Store(db)
-        case_id = store.db.execute("select id from cases where status != 'resolved' order by id limit 1").fetchone()[0]
+        case_id = store.db.execute("select id from cases order by opened_at desc limit 1").fetchone()[0]
         store.close()
         run = CliRunner().invoke
         result = run(cli, ["--db", str(db), "--config", str(DEFAULT_CONFIG), "escalate", "--case", str(case_id),

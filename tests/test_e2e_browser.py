@@ -1,19 +1,22 @@
 """End to end in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
+Two agents and two brands (issue 13): a second agent's reply to a post already answered is
+refused and the emulator holds exactly one; each reply is posted by the brand account the
+customer wrote to (the emulator records the token's account); relinking a Fettle case to another
+customer's order never puts that customer's data in a public post.
+
 The console runs as ``streamlit run app.py`` against a small demo database, with the X API
 emulator and a local SMTP server standing in for the outside world. An agent logs in, opens the
 top case, sees the order and the tracking timeline, replies with a template (the outbox sends it
 to the emulator), escalates to the courier (email to the SMTP server), and sees both on the case;
 a second agent on the same case triggers the locking conflict; a post full of HTML and Markdown
-is shown as text. Screenshots go to ``test-artifacts/e2e/`` (and the inbox, case and dashboard
-ones to ``docs/screenshots/`` for the README when DOORSTEP_UPDATE_SCREENSHOTS=1, so an
-ordinary test run never changes tracked files).
+is shown as text. Screenshots go to ``test-artifacts/e2e/``; the README's come from the demo
+(``demo/screenshots.py``), so a test run never changes tracked files.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,7 +33,6 @@ from tests.conftest import REPO, labels
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
 DEMO_CONFIG = REPO / "demo" / "doorstep.toml"
 PASSWORD = "correct horse battery"
 XSS_TEXT = "<script>alert('xss')</script> <img src=x onerror=alert(2)> [click me](http://evil.example) ![pic](http://evil.example/p.png)"
@@ -119,10 +121,31 @@ def prepare_db(path: Path) -> dict[str, Any]:
     store.insert_mention(Mention(channel="x", external_id="e2e-xss", text=XSS_TEXT, created_at=now,
                                  author_handle="mallory", author_name="<b>Mallory</b>", thread_id="e2e-xss",
                                  case_id=xss_case, labels=labels("customer_service", "negative", True)))
-    courier = store.get_case(top[0]).courier  # type: ignore[union-attr]
+    # The other brand: a post to @FettleCare by someone who is not a customer of the shop. Relinking
+    # it to the top case's order (another customer's) must never put that customer's data in public.
+    fettle_case = store.insert_case(Case(status="new", priority=140.0, priority_reasons=["test (+140)"], channel="x",
+                                         brand="Fettle Outdoor", author_handle="sienna_l", opened_at=now,
+                                         last_activity_at=now, first_response_due=now + timedelta(minutes=30),
+                                         resolution_due=now + timedelta(hours=4), mention_count=1, complaint=True,
+                                         intent="refund_or_return"))
+    store.insert_mention(Mention(channel="x", external_id="1900000000000000777", author_handle="sienna_l",
+                                 text="@FettleCare my head torch never came, I want a refund", created_at=now,
+                                 author_name="Sienna L", thread_id="1900000000000000777", case_id=fettle_case,
+                                 matched=["Fettle Outdoor"],
+                                 labels=labels("refund_or_return", "negative", True)))
+    top_case = store.get_case(top[0])
+    owner = store.get_customer(top_case.customer_id) if top_case and top_case.customer_id else None  # type: ignore[union-attr]
+    top_shipment = store.get_shipment(top_case.tracking_number) if top_case and top_case.tracking_number else None  # type: ignore[union-attr]
+    courier = top_case.courier  # type: ignore[union-attr]
     store.close()
     return {"case_id": top[0], "template": top[1], "reply": top[2], "xss_case": xss_case,
-            "courier_email": config.courier(courier).escalation_email}  # type: ignore[union-attr]
+            "courier_email": config.courier(courier).escalation_email,  # type: ignore[union-attr]
+            "fettle_case": fettle_case, "top_order": top_case.order_number,  # type: ignore[union-attr]
+            "top_brand": top_case.brand,  # type: ignore[union-attr]
+            "top_account": next(b.handles["x"] for b in config.brands if b.name == top_case.brand),  # type: ignore[union-attr]
+            "top_secrets": [w for w in ((owner.name.split() if owner else []) + [top_case.order_number,  # type: ignore[union-attr]
+                            top_case.tracking_number] + [e.location for e in (top_shipment.events if top_shipment else [])  # type: ignore[union-attr]
+                                                         if e.location]) if w and len(w) >= 3]}
 
 
 @pytest.fixture
@@ -137,11 +160,14 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     smtp_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
-    emulator = XEmulator(me={"username": "LarkspurHelp"}).start()
+    # One developer app, one user token per brand account: the emulator records which account posted.
+    emulator = XEmulator(me={"username": "LarkspurHelp"},
+                         accounts={"tok-larkspur": {"username": "LarkspurHelp"},
+                                   "tok-fettle": {"username": "FettleCare"}}).start()
     from doorstep.store import Store, iso
 
     store = Store(db)  # the posts the demo "received" exist on X, so replies can answer them
-    for m in store.mentions_for_case(facts["case_id"]):
+    for m in store.mentions_for_case(facts["case_id"]) + store.mentions_for_case(facts["fettle_case"]):
         if m.channel == "x":
             emulator.add_post({"id": m.external_id, "text": m.text, "username": m.author_handle or "someone",
                                "name": m.author_name or "", "created_at": iso(m.created_at),
@@ -151,9 +177,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         "DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG),
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "SMTP_FROM": "care@larkspur.test", "SMTP_TIMEOUT": "5",
         "X_API_BASE_URL": emulator.base_url, "X_API_TIMEOUT": "5",
-        **{n: f"test-{n.lower()}" for n in ("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN",
-                                            "X_ACCESS_TOKEN_SECRET")},
+        **{n: f"test-{n.lower()}" for n in ("X_BEARER_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET")},
+        "LARKSPUR_X_ACCESS_TOKEN": "tok-larkspur", "FETTLE_X_ACCESS_TOKEN": "tok-fettle",
     }
+    monkeypatch.delenv("X_ACCESS_TOKEN", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     port = free_port()
@@ -228,9 +255,7 @@ def shot(page: Any, name: str, docs: bool = False) -> None:
     page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
-    if docs and os.environ.get("DOORSTEP_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_SHOTS / f"{name}.png")
+    # The README's console screenshots come from the demo (demo/screenshots.py), not this fixture.
 
 
 def wait_idle(page: Any) -> None:
@@ -238,6 +263,9 @@ def wait_idle(page: Any) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=20000)
+    # Elements of the previous run stay in the page, marked stale, until the new run replaces them
+    # (the live presence fragment reruns every few seconds); wait until none is left.
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=20000)
 
 
 def login(page: Any, url: str, username: str) -> None:
@@ -272,7 +300,10 @@ def open_case(page: Any, case_id: int) -> None:
 
 
 def choose(page: Any, label: str, option: str) -> None:
+    from playwright.sync_api import expect
+
     select = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+    expect(select).to_have_count(1)
     box = select.locator("input")
     box.click()
     box.fill(option)
@@ -324,6 +355,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_text("reply queued", exact=False)).to_be_visible()
 
         # Escalate to the courier by email.
+        expect(ann.get_by_label("Note for them")).to_have_count(1)  # stale elements of the last run are gone
         ann.get_by_label("Note for them").fill("Customer waiting, please check the depot.")
         ann.get_by_role("button", name="Escalate").click()
         wait_idle(ann)
@@ -333,6 +365,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert sent == 2, outbox_rows(world["db"])
         posted = world["emulator"].posted
         assert [p["text"] for p in posted] == [world["reply"]]
+        # From the account of the brand the customer wrote to (the emulator records which token posted it).
+        assert posted[0]["account"] == world["top_account"], (posted[0], world["top_brand"])
         smtp = world["smtp"].messages
         assert [m.envelope_to for m in smtp] == [[world["courier_email"]]]
         assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()
@@ -352,6 +386,60 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         login(bob, world["url"], "bob")
         open_case(bob, case_id)
         expect(bob.get_by_text("Also on this case", exact=False)).to_be_visible()
+        # One answer per customer post: bob's second reply to the post ann answered is refused,
+        # says who answered, offers an explicit "Send anyway", and X still holds exactly one reply.
+        expect(bob.get_by_role("button", name="Fill template")).to_have_count(1)
+        bob.get_by_role("button", name="Fill template").click()
+        wait_idle(bob)
+        bob.get_by_role("button", name="Queue reply").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("ann already answered", exact=False)).to_be_visible()
+        expect(bob.get_by_role("button", name="Send anyway")).to_be_visible()
+        shot(bob, "06-second-reply-refused")
+        send_outbox(world["db"])
+        assert [p["text"] for p in world["emulator"].posted] == [world["reply"]]
+        bob.get_by_role("button", name="Keep my draft, don't send").click()
+        wait_idle(bob)
+
+        # The other brand, and another customer's order: bob relinks @sienna_l's Fettle case to the
+        # top case's order. The link stays unconfirmed and the case says in red whose order it is;
+        # templates and replies carrying that customer's data are refused; a safe reply goes out
+        # from @FettleCare and nothing of the other customer reaches X.
+        open_case(bob, world["fettle_case"])
+        bob.get_by_text("Change the linked order").click()
+        bob.get_by_label("Order number").fill(world["top_order"])
+        bob.get_by_role("button", name="Link this order").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("NOT confirmed: the order's customer is not the author", exact=False)).to_be_visible()
+        expect(bob.get_by_text(f"Order {world['top_order']} belongs to", exact=False)).to_be_visible()
+        choose(bob, "Template", "refund")
+        wait_idle(bob)
+        expect(bob.get_by_role("button", name="Fill template")).to_have_count(1)  # the previous case's are gone
+        bob.get_by_role("button", name="Fill template").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("is not confirmed", exact=False).first).to_be_visible()
+        leak = f"Hi {world['top_secrets'][0]}, sorry about order {world['top_order']}, we're refunding it."
+        bob.get_by_label("Reply text").fill(leak)
+        bob.get_by_label("Reply text").press("Control+Enter")  # a text area's value reaches the app on Ctrl+Enter
+        wait_idle(bob)
+        bob.get_by_role("button", name="Queue reply").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("Reply not queued", exact=False).first).to_be_visible()
+        shot(bob, "07-relinked-other-customers-order-refused")
+        bob.get_by_label("Reply text").fill("So sorry @sienna_l! Could you DM us the e-mail address you ordered with?")
+        bob.get_by_label("Reply text").press("Control+Enter")
+        wait_idle(bob)
+        bob.get_by_role("button", name="Queue reply").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("reply queued", exact=False).first).to_be_visible()
+        send_outbox(world["db"])
+        posted = world["emulator"].posted
+        assert [(p["account"], p["reply"]["in_reply_to_tweet_id"]) for p in posted[1:]] == [
+            ("FettleCare", "1900000000000000777")]
+        for post in posted[1:]:
+            leaked = [w for w in world["top_secrets"] if w.casefold() in post["text"].casefold()]
+            assert not leaked, (leaked, post["text"])
+        open_case(bob, world["case_id"])
         choose(bob, "Status", "pending_customer")
         bob.get_by_role("button", name="Set status").click()
         wait_idle(bob)

@@ -195,3 +195,77 @@ def test_audit_details_are_masked(store: Store, monkeypatch: pytest.MonkeyPatch)
     store.audit("worker", "listener.error", None, {"error": "401 for token auditleak0019", "nested": ["auditleak0019"]})
     details = store.audit_trail()[0].details
     assert "auditleak0019" not in json.dumps(details) and "401 for token" in details["error"]
+
+
+def test_failed_sends_of_every_kind_leak_no_secret(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """X (a server that echoes the credentials it got), e-mail, Slack and the courier webhook all
+    fail with fake secrets set; then the database file, the log and the case page are searched."""
+    from test_outbox import RecordingServer, add_order, later, make_case
+
+    from console.auth import add_user
+    from doorstep.config import load_config
+    from responders.outbox import Outbox, queue_escalation, queue_reply
+
+    caplog.set_level(logging.DEBUG)
+    closed = _closed_port()
+    fake = {
+        "X_BEARER_TOKEN": "xbearerleak0101", "X_API_KEY": "xkeyleak0102", "X_API_SECRET": "xsecretleak0103",
+        "X_ACCESS_TOKEN": "1-xaccessleak0104", "X_ACCESS_TOKEN_SECRET": "xaccesssecretleak0105",
+        "SMTP_USER": "care@shop.example", "SMTP_PASSWORD": "smtpleak0106",
+        "COURIER_WEBHOOK_SECRET": "whsecleak0107",
+        "SLACK_TEAM_URL": f"http://127.0.0.1:{closed}/services/T0LEAK/B0LEAK/slackleak0108",
+    }
+    needles = [v for k, v in fake.items() if k != "SMTP_USER"] + ["slackleak0108"]
+
+    def echo(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        return 401, {"title": "Unauthorized", "detail": f"refused {headers.get('Authorization')}"}
+
+    with RecordingServer(routes={"/2/": echo}) as x_api:
+        for key, value in {**fake, "X_API_BASE_URL": x_api.url, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(closed),
+                           "SMTP_FROM": "care@shop.example", "SMTP_TIMEOUT": "2", "X_API_TIMEOUT": "2"}.items():
+            monkeypatch.setenv(key, value)
+        toml = tmp_path / "doorstep.toml"
+        toml.write_text(f'''timezone = "Europe/London"
+[[brands]]
+name = "Larkspur"
+handles = {{x = "LarkspurHelp"}}
+[[couriers]]
+name = "UPS"
+escalation_webhook = "http://127.0.0.1:{closed}/claims"
+[responders.escalation]
+webhook_secret = "$COURIER_WEBHOOK_SECRET"
+[responders.escalation.targets.team]
+slack_webhook_url = "$SLACK_TEAM_URL"
+''', encoding="utf-8")
+        config = load_config(toml)
+        case_id = make_case(store, config, order=add_order(store), text="@LarkspurHelp where is my parcel?")
+        queue_reply(store, config, case_id, "Sorry, we are on it.", "ann")
+        queue_reply(store, config, case_id, "Details by e-mail.", "ann", channel="email", force=True)
+        queue_escalation(store, config, case_id, "team", "please chase", "ann")
+        queue_escalation(store, config, case_id, "courier", "please trace", "ann")
+        Outbox(store, config, now=later(1)).send_due()
+        assert x_api.attempts >= 1  # the X API was reached and answered 401 with the credentials in it
+    errors = [m.last_error or "" for m in store.outbound_for_case(case_id)]
+    assert len(errors) == 4 and all(errors), errors  # every send failed and says why
+    assert not _leaks_of(needles, _database_bytes(store))
+    assert not _leaks_of(needles, caplog.text)
+
+    add_user(store, "ann", "correct horse battery", rounds=4)
+    monkeypatch.setenv("DOORSTEP_DB", str(store.path))
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(toml))
+    at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=30)
+    from console.auth import get_user
+
+    at.session_state["user"] = get_user(store, "ann")
+    at.session_state["case_id"] = case_id
+    at.run()
+    assert not at.exception, at.exception
+    shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "text")
+                      for e in getattr(at, kind))
+    assert "last error" in shown  # the errors are on the page ...
+    assert not _leaks_of(needles, shown)  # ... without a secret
+
+
+def _leaks_of(needles: list[str], text: str) -> list[str]:
+    return [n for n in needles if n in text]

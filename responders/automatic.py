@@ -1,0 +1,215 @@
+"""Automatic messages (follow-ups, proactive messages, alerts): true when they leave, approved when required.
+
+Why: a follow-up is written hours before it goes out (quiet hours, an approval queue, a retry).
+By then the public reply it mentions may have failed or been deleted, the customer may have
+answered, the case may be resolved or its order relinked to someone else. So every automatic
+message records the facts it was written from (:func:`record`), and the outbox calls
+:func:`recheck` immediately before sending; when a fact no longer holds the message is cancelled
+and the reason is put on the case's timeline (``automatic.cancelled``).
+
+Approval: ``[responders.approval]`` names the rules (and channels) whose messages wait for an
+agent (status ``awaiting_approval``, the console's Approvals page). Approving re-checks the facts
+first; rejecting cancels. Both are audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from doorstep.config import Config
+from doorstep.models import OutboundMessage, utcnow
+from doorstep.store import Store, iso, outbound_from_row
+
+log = logging.getLogger("doorstep.automatic")
+
+#: Message kinds that are written by a rule, not by a person.
+AUTOMATIC_KINDS = ("follow_up", "outreach", "alert")
+OPEN_STATUSES = ("new", "open", "pending_customer", "escalated")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What an automatic message says or assumes, as it was when the message was written."""
+
+    message_id: int
+    case_id: int | None
+    rule: str
+    reply_message_id: int | None
+    last_mention_id: int | None
+    order_number: str | None
+    customer_id: str | None
+    approval: str
+
+
+def needs_approval(config: Config, rule: str, channel: str) -> bool:
+    from responders.config import responders_settings
+
+    return responders_settings(config).approval.needs(rule, channel)
+
+
+def last_inbound_id(store: Store, case_id: int) -> int:
+    return int(store.db.execute("select coalesce(max(id), 0) from mentions where case_id = ? and outbound = 0",
+                                [case_id]).fetchone()[0])
+
+
+def record(store: Store, config: Config, message: OutboundMessage, rule: str, *,
+           reply_message_id: int | None = None) -> OutboundMessage:
+    """Keep the facts ``message`` was written from; hold it for approval when its rule requires one."""
+    case = store.get_case(message.case_id) if message.case_id else None
+    approval = "pending" if needs_approval(config, rule.split(":")[0], message.channel) else "none"
+    with store.transaction():
+        store.db.execute(
+            "insert or ignore into automatic_messages (message_id, case_id, rule, reply_message_id, last_mention_id, "
+            "order_number, customer_id, approval) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [message.id, message.case_id, rule, reply_message_id,
+             last_inbound_id(store, case.id) if case is not None and case.id else None,  # type: ignore[arg-type]
+             case.order_number if case else None, case.customer_id if case else None, approval])
+        if approval == "pending":
+            store.db.execute("update outbound_messages set status = 'awaiting_approval' where id = ? and status = 'queued'",
+                             [message.id])
+            store.audit(rule, "automatic.awaiting_approval", message.case_id,
+                        {"message_id": message.id, "channel": message.channel})
+    return _message(store, message.id)  # type: ignore[arg-type]
+
+
+def facts_of(store: Store, message_id: int) -> Facts | None:
+    row = store.db.execute("select message_id, case_id, rule, reply_message_id, last_mention_id, order_number, "
+                           "customer_id, approval from automatic_messages where message_id = ?", [message_id]).fetchone()
+    return Facts(*row) if row else None
+
+
+def _message(store: Store, message_id: int) -> OutboundMessage:
+    return outbound_from_row(next(iter(store.db.query("select * from outbound_messages where id = ?", [message_id]))))
+
+
+def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None) -> str | None:
+    """Why ``message`` must not go out now (None: every fact still holds).
+
+    ``reply_exists(reply_row) -> bool | None`` asks the channel whether our public reply is still
+    there (None: the channel cannot tell).
+    """
+    facts = facts_of(store, message.id)  # type: ignore[arg-type]
+    if facts is None or facts.case_id is None:
+        return None
+    case = store.get_case(facts.case_id)
+    if case is None:
+        return "the case no longer exists"
+    if facts.rule.startswith("alert"):
+        return _recheck_alert(store, facts, case)
+    if case.status not in OPEN_STATUSES:
+        return f"the case is {case.status.replace('_', ' ')}"
+    if not case.link_confirmed or case.order_number != facts.order_number or case.customer_id != facts.customer_id:
+        return (f"the case's order is no longer confirmed as this customer's (now {case.order_number or 'none'}, "
+                f"{'confirmed' if case.link_confirmed else 'unconfirmed'}; was {facts.order_number})")
+    if facts.last_mention_id is not None and last_inbound_id(store, case.id) > facts.last_mention_id:  # type: ignore[arg-type]
+        return "the customer wrote again since this message was written"
+    if facts.reply_message_id is not None:
+        rows = list(store.db.query("select * from outbound_messages where id = ?", [facts.reply_message_id]))
+        row = rows[0] if rows else None
+        mentions_reply = facts.rule == "follow_up" and "replied" in message.text
+        if row is None:
+            return "the reply it mentions no longer exists"
+        if mentions_reply and row["status"] != "sent":
+            return f"the reply it mentions was not sent (it is {row['status']}: {row['last_error'] or 'no error'})"
+        if mentions_reply and reply_exists is not None:
+            try:
+                exists = reply_exists(row)
+            except Exception as exc:  # noqa: BLE001 - a failed check must not send a possibly false message
+                return f"could not check that the reply it mentions still exists: {exc}"
+            if exists is False:
+                return f"the reply it mentions ({row['channel']} post {row['external_id']}) no longer exists"
+    return None
+
+
+def _recheck_alert(store: Store, facts: Facts, case: Any) -> str | None:
+    if facts.rule == "alert:sla_breach":
+        if case.first_response_at is not None:
+            return "the case has been answered since the alert was written"
+        if case.status not in ("new", "open"):
+            return f"the case is {case.status.replace('_', ' ')}"
+    elif facts.rule in ("alert:urgent_complaint", "alert:vip_author") and case.status not in OPEN_STATUSES:
+        return f"the case is {case.status.replace('_', ' ')}"
+    return None
+
+
+def cancel_for(store: Store, message: OutboundMessage, reason: str, actor: str = "outbox") -> None:
+    """Cancel an automatic message whose facts changed, with the reason on the case timeline."""
+    with store.transaction():
+        cursor = store.db.execute(
+            "update outbound_messages set status = 'cancelled', last_error = ?, next_attempt_at = null "
+            "where id = ? and status in ('queued', 'sending', 'awaiting_approval')", [f"cancelled: {reason}", message.id])
+        store.db.execute("update automatic_messages set cancel_reason = ? where message_id = ?", [reason, message.id])
+        if cursor.rowcount:
+            store.audit(actor, "automatic.cancelled", message.case_id,
+                        {"message_id": message.id, "kind": message.kind, "reason": reason})
+
+
+def pending_approval(store: Store, limit: int = 200) -> list[tuple[OutboundMessage, Facts]]:
+    rows = store.db.query(
+        "select o.* from outbound_messages o join automatic_messages a on a.message_id = o.id "
+        "where o.status = 'awaiting_approval' order by o.id limit ?", [limit])
+    out = []
+    for row in rows:
+        message = outbound_from_row(row)
+        facts = facts_of(store, message.id)  # type: ignore[arg-type]
+        if facts is not None:
+            out.append((message, facts))
+    return out
+
+
+class ApprovalError(ValueError):
+    """The message cannot be approved or rejected (already decided, or its facts changed)."""
+
+
+def approve(store: Store, message_id: int, actor: str) -> OutboundMessage:
+    """Release a held message to the outbox, after re-checking its facts (a stale one is cancelled)."""
+    message = _message(store, message_id)
+    if message.status != "awaiting_approval":
+        raise ApprovalError(f"message {message_id} is {message.status}, not awaiting approval")
+    reason = recheck(store, message)
+    if reason:
+        cancel_for(store, message, reason, actor)
+        raise ApprovalError(f"message {message_id} was cancelled instead: {reason}")
+    with store.transaction():
+        cursor = store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = "
+                                  "max(coalesce(next_attempt_at, ?), ?) where id = ? and status = 'awaiting_approval'",
+                                  [iso(utcnow()), iso(utcnow()), message_id])
+        if cursor.rowcount == 0:
+            raise ApprovalError(f"message {message_id} was decided by someone else meanwhile")
+        store.db.execute("update automatic_messages set approval = 'approved', decided_by = ?, decided_at = ? "
+                         "where message_id = ?", [actor, iso(utcnow()), message_id])
+        store.audit(actor, "automatic.approved", message.case_id, {"message_id": message_id, "kind": message.kind})
+    return _message(store, message_id)
+
+
+def reject(store: Store, message_id: int, actor: str, why: str | None = None) -> OutboundMessage:
+    message = _message(store, message_id)
+    if message.status != "awaiting_approval":
+        raise ApprovalError(f"message {message_id} is {message.status}, not awaiting approval")
+    with store.transaction():
+        store.db.execute("update outbound_messages set status = 'cancelled', last_error = ? where id = ? "
+                         "and status = 'awaiting_approval'", [f"rejected by {actor}" + (f": {why}" if why else ""),
+                                                              message_id])
+        store.db.execute("update automatic_messages set approval = 'rejected', decided_by = ?, decided_at = ? "
+                         "where message_id = ?", [actor, iso(utcnow()), message_id])
+        store.audit(actor, "automatic.rejected", message.case_id,
+                    {"message_id": message_id, "kind": message.kind, "why": why})
+    return _message(store, message_id)
+
+
+def reply_exists_on_channel(outbox: Any) -> Any:
+    """A ``reply_exists`` check that asks the channel through the outbox's sender (X: GET /2/tweets/:id)."""
+    def check(row: dict[str, Any]) -> bool | None:
+        if not row.get("external_id"):
+            return False
+        sender = outbox.sender(row["channel"])
+        exists = getattr(sender, "post_exists", None)
+        if exists is not None:
+            return bool(exists(row["external_id"]))
+        if row["channel"] == "x":
+            response = sender._call(lambda: sender.client.get_tweet(row["external_id"], user_auth=True))
+            return getattr(response, "data", None) is not None
+        return None
+    return check
