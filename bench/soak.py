@@ -31,6 +31,7 @@ import hmac
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -473,7 +475,11 @@ class Soak:
                 "by_action": {a: sum(1 for p in pages if p["action"] == a) for a in sorted({p["action"] for p in pages})},
                 "pages_with_exception": sum(1 for p in pages if p["exceptions"]),
                 "pages_with_error": sum(1 for p in pages if p["errors"]),
-                "examples": [p for p in pages if p["exceptions"] or p["errors"]][:5],
+                "examples": [p for p in pages if p["exceptions"]][:5],
+                # st.error boxes are also how the console shows a refused action or a message's
+                # last delivery error: listed by kind, so a reader can tell them from failures.
+                "error_kinds": dict(Counter(re.sub(r"[\\\u2060]", "", e)[:70] for p in pages
+                                            for e in p["errors"]).most_common(10)),
                 "p95_page_s": sorted(p["seconds"] for p in pages)[int(len(pages) * 0.95) - 1] if pages else None,
                 "harness_errors": len(harness),
                 "harness_examples": harness[:3],
