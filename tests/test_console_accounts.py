@@ -46,9 +46,11 @@ def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Stor
 
 def test_ask_privately_opens_a_preview_and_queues_a_direct_message(db: Store) -> None:  # noqa: F811
     """Failure 5: "Ask for details privately" posted publicly in one click, with no preview."""
+    # The case's latest post is the one addressed to @FettleCare (the private question answers it).
     row = db.db.execute("select c.id from cases c join mentions m on m.case_id = c.id where c.status in ('new', 'open') "
                         "and c.channel = 'x' and m.channel = 'x' and m.outbound = 0 and m.text like '%@FettleCare%' "
-                        "order by c.priority desc limit 1").fetchone()
+                        "and m.created_at = (select max(created_at) from mentions l where l.case_id = c.id "
+                        "and l.outbound = 0) order by c.priority desc limit 1").fetchone()
     assert row
     case_id = int(row[0])
     before = len(db.outbound_for_case(case_id))
