@@ -698,6 +698,9 @@ class Outbox:
         for lane, ids in by_lane.items():
             if lane in self._lanes:  # still busy with an earlier round
                 continue
+            if self.store.path == ":memory:":  # one connection only: no threads, lanes one after another
+                sent += self._send_lane(lane, ids)
+                continue
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="outbox")
             self._lanes[lane] = future = self._executor.submit(self._send_lane, lane, ids)
