@@ -176,6 +176,15 @@ class DoorstepGroup(_OptionsAnywhereGroup):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
                 KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`doorstep user list | head -1`): stop quietly, as Unix tools do.
+            import os
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # no real file descriptor (tests): nothing left to flush
+                pass
+            raise SystemExit(141) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             if (obj is not None and obj.debug) or ctx.params.get("debug"):
