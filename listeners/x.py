@@ -265,6 +265,9 @@ class XListener:
             result.pages += 1
             meta = body.get("meta") or {}
             mentions = self._page_mentions(body, result)
+            if source.kind == "mentions" and source.account:
+                for mention in mentions:  # the account it reached answers it (responders.accounts)
+                    mention.account = source.account
             next_token = meta.get("next_token")
             if meta.get("result_count", len(body.get("data") or [])) and meta.get("newest_id"):
                 state["newest"] = state["newest"] or str(meta["newest_id"])
