@@ -25,7 +25,7 @@ def main() -> None:
     user = login.current_user(store, config)
     if user is None:
         return
-    from console import approvals, case_view, dashboard, inbox, reports, settings
+    from console import approvals, case_view, dashboard, inbox, reports, review, settings
 
     pages = {
         "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
@@ -34,6 +34,8 @@ def main() -> None:
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
         "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),
     }
+    if auth.can(user, "correct_labels"):
+        pages["review"] = st.Page(review.render, title="Review queue", icon=":material/rule:", url_path="review")
     from console import sent_mail
 
     if sent_mail.available():  # the demo's local mail and webhook sinks

@@ -37,14 +37,10 @@ How a post is read
   urgency words (:data:`URGENCY_WORDS`: "asap", "today", "again", "third time",
   "still", "5 days", ...), emphatic punctuation ("!!", "?!") and shouting (8+
   capitals making 60%+ of the letters); posts that are not complaints get half.
-* **needs_review** is set when the post has no words to read, looks non-English,
-  or the top two intents or sentiments are within :data:`REVIEW_MARGIN`. The
-  language check is deliberately cheap: a post "looks non-English" when more than
-  30% of its letters are outside ASCII (Arabic, CJK, Cyrillic, Greek, ...), or,
-  for Latin-script posts, when it contains at least two function words of Spanish,
-  French, German, Portuguese, Italian or Dutch and more of those than English
-  function words. Accented words inside English posts ("café") and short English
-  posts with no function words at all ("parcel lost again") stay English.
+* **needs_review** is set when the post has no words to read, looks non-English
+  (:mod:`classifiers.language`: offline language identification with py3langid, plus
+  a non-Latin-script check), or the top two intents or sentiments are within
+  :data:`REVIEW_MARGIN`.
 """
 
 from __future__ import annotations
@@ -299,21 +295,6 @@ URGENCY_WORDS = (
     r"medication|medicine|insulin",
 )
 
-_ENGLISH_FUNCTION_WORDS = frozenset(
-    "the and to of is it my i you for on in this that was with have not be are me your at but what so just "
-    "can has been where why when still no do don't we they get got an hasn't from or will it's i'm how any "
-    "up out there all again our isn't wasn't didn't haven't would could should".split()
-)
-_FOREIGN_FUNCTION_WORDS = frozenset(
-    # Spanish, French, German, Portuguese, Italian, Dutch -- minus words English also uses.
-    "el la los las del que y por para con una unos está esta pero mi mis su sus es muy ya hay "
-    "le les des du et est pas je vous nous une il ne qui avec pour sur mais mon ma où "
-    "der die das und ist nicht ich mit sie ein eine zu den von auf wir mein meine noch bitte "
-    "não um uma com você meu minha ainda "
-    "che non di il per sono della questo "
-    "het een niet ik en van op mijn nog".split()
-)
-
 _TAG = re.compile(r"<[^<>]{0,500}>")
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<!\w)@\w+")
@@ -422,14 +403,11 @@ def rules_view(cleaned: str) -> str:
     return _STRAY_APOSTROPHES.sub(" ", view) if "' " in view or " '" in view else view
 
 
-def looks_non_english(text: str, words: Sequence[str]) -> bool:
-    """Cheap language guess for ``needs_review`` (rules in the module docstring)."""
-    if not text.isascii():
-        letters = sum(1 for ch in text if ch.isalpha())
-        if letters and (letters - len(_ASCII_LETTER.findall(text))) / letters > 0.3:
-            return True
-    foreign = sum(map(_FOREIGN_FUNCTION_WORDS.__contains__, words))
-    return foreign >= 2 and foreign > sum(map(_ENGLISH_FUNCTION_WORDS.__contains__, words))
+def looks_non_english(text: str, words: Sequence[str] = ()) -> bool:
+    """Language check for ``needs_review`` (see :mod:`classifiers.language`); ``words`` is unused."""
+    from classifiers.language import looks_non_english as identified_non_english
+
+    return identified_non_english(text)
 
 
 def sentiment_scores(compound: float) -> dict[str, float]:

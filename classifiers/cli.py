@@ -21,15 +21,18 @@ from doorstep.cli import Context, pass_ctx
 @click.option("--feedback-file", default=None, help="Also fold in corrections from a JSONL or CSV file.")
 @click.option("--cache-dir", default=None, help="Keep the frozen layers' states here between runs.")
 @click.option("--metrics-json", default=None, help="Also write the metrics summary here.")
+@click.option("--head-only", is_flag=True,
+              help="Refit only the care-tweet intent head on the shipped encoder (a minute or two, no torch needed).")
 @pass_ctx
 def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool, feedback_file: str | None,
-          cache_dir: str | None, metrics_json: str | None) -> None:
+          cache_dir: str | None, metrics_json: str | None, head_only: bool) -> None:
     """Rebuild the shipped classifier from the shared data (fixed seed) and print its metrics."""
     import json
     from pathlib import Path
 
-    _require_train_extra()
-    from classifiers.train import TrainConfig, new_model_dir, read_feedback_file
+    if not head_only:
+        _require_train_extra()
+    from classifiers.train import TrainConfig, new_model_dir, read_feedback_file, refit_head
     from classifiers.train import train as run_training
 
     feedback: list[dict] = []
@@ -43,7 +46,10 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
     out = out or new_model_dir()
     click.echo(f"writing the model to {out} (use it with --model {out}, or classifier = \"onnx:{out}\")", err=True)
     try:
-        summary = run_training(shared, out, feedback or None, config, log=lambda m: click.echo(m, err=True))
+        if head_only:
+            summary = refit_head(shared, out, feedback or None, log=lambda m: click.echo(m, err=True))
+        else:
+            summary = run_training(shared, out, feedback or None, config, log=lambda m: click.echo(m, err=True))
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     text = json.dumps(summary, indent=2, default=str)

@@ -33,7 +33,7 @@ How a post becomes :class:`Labels`
   (a third each)), clipped to 0..1.
   A polite "where is my order?" lands near 0.2, "marked delivered but not here!!" near 0.8.
 * **needs_review** is set when the post has nothing to read, looks non-English (the
-  baseline's cheap script/function-word check), or the model is unsure: the calibrated top
+  language identification of :mod:`classifiers.language`), or the model is unsure: the calibrated top
   probability of intent or sentiment is under the thresholds in ``config.json``.
 
 Int8 dynamic quantisation scales activations per batch, so a post's scores can differ in
@@ -55,10 +55,13 @@ import numpy as np
 from doorstep.models import INTENTS, SENTIMENTS, Labels
 
 from classifiers.baseline import looks_non_english, rules_view
+from classifiers.intent_head import HEAD_FILE, IntentHead
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 #: Characters of a post that are read; tweets are 280, so this only bounds pasted e-mails.
 MAX_CHARS = 2000
+#: Width of the encoder's mean-pooled vector (MiniLM: 384).
+POOLED_SIZE = 384
 HEADS: dict[str, tuple[str, ...]] = {
     "sentiment": SENTIMENTS,
     "complaint": ("no", "yes"),
@@ -146,7 +149,7 @@ def urgency(
 
 
 def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool]:
-    """(has words to read, looks English) with the baseline's cheap language check."""
+    """(has words to read, looks English) with the language check of :mod:`classifiers.language`."""
     words = (rules_view(text) if view is None else view).split()
     readable = any(any(ch.isalpha() for ch in word) for word in words) or any(ch.isalpha() for ch in text)
     return readable, not looks_non_english(text, words)
@@ -190,6 +193,15 @@ class OnnxClassifier:
             str(model_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=["SkipLayerNormFusion"]
         )
         self._outputs = [f"{head}_logits" for head in HEADS]
+        # The care-tweet intent head (classifiers/intent_head.py), when the model folder has one:
+        # it reads the encoder's pooled vector, which the model then exposes as a fourth output.
+        self.intent_head = None
+        if (self.model_dir / HEAD_FILE).is_file():
+            output_names = {o.name for o in self.session.get_outputs()}
+            if "pooled" not in output_names:
+                raise ValueError(f"model directory {self.model_dir}: {HEAD_FILE} needs a model.onnx with a 'pooled' output")
+            self.intent_head = IntentHead.load(self.model_dir)
+            self._outputs.append("pooled")
 
     # ------------------------------------------------------------------ raw model
     def logits(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -201,6 +213,10 @@ class OnnxClassifier:
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable")
         out = {head: np.zeros((len(prepared), len(labels)), dtype=np.float32) for head, labels in self.labels.items()}
+        heads = list(HEADS)
+        if len(self._outputs) > len(HEADS):
+            heads.append("pooled")
+            out["pooled"] = np.zeros((len(prepared), POOLED_SIZE), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = int(lengths[idx].max())
@@ -211,7 +227,7 @@ class OnnxClassifier:
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
             results = self.session.run(self._outputs, {"input_ids": ids, "attention_mask": mask})
-            for head, values in zip(HEADS, results):
+            for head, values in zip(heads, results):
                 out[head][idx] = values
         return out
 
@@ -220,7 +236,12 @@ class OnnxClassifier:
         return self._probabilities([prepare_text(t or "") for t in texts])
 
     def _probabilities(self, prepared: Sequence[str]) -> dict[str, np.ndarray]:
-        return {head: softmax(v, self.temperatures[head]) for head, v in self._logits(prepared).items()}
+        logits = self._logits(prepared)
+        pooled = logits.pop("pooled", None)
+        probs = {head: softmax(v, self.temperatures[head]) for head, v in logits.items()}
+        if self.intent_head is not None and pooled is not None:
+            probs["intent"] = self.intent_head.probabilities(pooled, prepared, np.log(np.maximum(probs["intent"], 1e-12)))
+        return probs
 
     # ------------------------------------------------------------------ protocol
     def classify(self, texts: Sequence[str]) -> list[Labels]:

@@ -176,6 +176,15 @@ class DoorstepGroup(_OptionsAnywhereGroup):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
                 KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`doorstep user list | head -1`): stop quietly, as Unix tools do.
+            import os
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # no real file descriptor (tests): nothing left to flush
+                pass
+            raise SystemExit(141) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             if (obj is not None and obj.debug) or ctx.params.get("debug"):
@@ -376,7 +385,7 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
         feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
         now = None if reference_dates else datetime.now(timezone.utc)
         summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now)
+                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now, live=not reference_dates)
         click.echo(summary, err=True)
         click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
                    "X listener", err=True)

@@ -640,10 +640,12 @@ class Store:
         """
         db = self.db
         db.execute(f"pragma busy_timeout = {max(0, int(seconds * 1000))}")
+        db._doorstep_retry_s = 0.0  # type: ignore[attr-defined]  # no retries on top either
         try:
             yield self
         finally:
             db.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            del db._doorstep_retry_s  # type: ignore[attr-defined]
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -661,7 +663,7 @@ class Store:
             with db.atomic():
                 yield self
             return
-        when_busy(db.conn.execute, "BEGIN IMMEDIATE")
+        when_busy(db.conn.execute, "BEGIN IMMEDIATE", seconds=getattr(db, "_doorstep_retry_s", BUSY_RETRY_S))
         try:
             yield self
         except BaseException:

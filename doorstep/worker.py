@@ -112,7 +112,8 @@ class Worker:
         ``once``: every job runs one round (all at the same time) and the worker returns when
         the last one finished. ``max_ticks``: each job runs at most that many rounds.
         """
-        self.store.share_across_threads()
+        if self.store.path != ":memory:":  # (an in-memory test store has one connection only)
+            self.store.share_across_threads()
         jobs = self.collect_jobs()
         self._failures = {job.name: 0 for job in jobs}
         if not once and threading.current_thread() is threading.main_thread():

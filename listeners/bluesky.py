@@ -149,8 +149,12 @@ class BlueskyListener:
         if self._client is None:  # logging in is a request: do it inside a round, with retries
             from doorstep.clients import bluesky_client
 
-            self._client = call_with_retries("bluesky: login", lambda: bluesky_client(self.config), classify_error,
-                                             self.backoff)
+            from doorstep.config import brand_accounts
+
+            # A brand account with an app password of its own logs in as itself; else the shared one.
+            account = next((a for a in brand_accounts(self.config, CHANNEL) if a.has_own("APP_PASSWORD")), None)
+            self._client = call_with_retries("bluesky: login", lambda: bluesky_client(self.config, account=account),
+                                             classify_error, self.backoff)
         return self._client
 
     @property
@@ -162,6 +166,8 @@ class BlueskyListener:
         out = [_Source("search", q) for q in self.settings.queries]
         if self.settings.notifications:
             out.append(_Source("notifications", ""))
+        if self.settings.direct_messages:
+            out.append(_Source("chat", ""))
         return out
 
     def poll_once(self) -> RoundResult:
@@ -172,6 +178,8 @@ class BlueskyListener:
         def poll(source: _Source) -> None:
             if source.kind == "search":
                 self._poll_search(source, result)
+            elif source.kind == "chat":
+                self._poll_chat(source, result)
             else:
                 self._poll_notifications(source, result)
 
@@ -249,6 +257,59 @@ class BlueskyListener:
                 raise _cursor_loop("notifications", page_cursor)
             if last:
                 return
+
+    def _poll_chat(self, source: _Source, result: RoundResult) -> None:
+        """Bluesky chat (``chat.bsky.convo.listConvos`` / ``getMessages`` via the bsky.chat proxy).
+
+        Each conversation keeps the newest message ``rev`` seen; a customer's new messages become
+        posts on ``bluesky_dm`` that join the case we asked privately from (the newest chat message
+        we sent to that DID), where an order number they give confirms the link.
+        """
+        chat = self.client.with_bsky_chat_proxy().chat.bsky.convo
+        state = self._state(source)
+        convos = call_with_retries("chat conversations", lambda: chat.list_convos({"limit": 100}), classify_error,
+                                   self.backoff, result)
+        result.pages += 1
+        own_did = self.own_did
+        handle = _get(getattr(self.client, "_session", None), "handle")  # our account: the one logged in
+        for convo in _get(convos, "convos") or []:
+            convo_id = str(_get(convo, "id"))
+            members = {str(_get(m, "did")): _get(m, "handle") for m in _get(convo, "members") or []}
+            seen = state.get(convo_id)
+            page = call_with_retries("chat messages", lambda: chat.get_messages({"convo_id": convo_id, "limit": 100}),
+                                     classify_error, self.backoff, result)
+            result.pages += 1
+            mentions = []
+            newest = seen
+            for item in reversed(list(_get(page, "messages") or [])):  # oldest first
+                rev = str(_get(item, "rev") or "")
+                if seen and rev <= seen:
+                    continue
+                newest = rev if not newest or rev > newest else newest
+                sender = str(_get(item, "sender", "did") or "")
+                text = _get(item, "text")
+                result.fetched += 1
+                if not text or sender == own_did:
+                    result.skipped += 1  # our own messages are already on the case as outbound messages
+                    continue
+                rows = self.store.rows(
+                    "select case_id from outbound_messages where channel = 'bluesky_dm' and case_id is not null and "
+                    "(target = ? or lower(target) = ?) order by id desc limit 1",
+                    [sender, f"@{(members.get(sender) or '').lower()}"])
+                mentions.append(Mention(
+                    channel="bluesky_dm", external_id=str(_get(item, "id")), text=text,
+                    created_at=_time(_get(item, "sent_at")), author_id=sender, author_handle=members.get(sender),
+                    thread_id=convo_id, account=handle or None, case_id=rows[0]["case_id"] if rows else None,
+                    raw={"convo_id": convo_id, "rev": rev},
+                ))
+            with self.store.transaction():
+                if mentions:
+                    ingested = self.pipeline.ingest(mentions)
+                    result.stored += ingested.stored
+                    result.duplicates += ingested.duplicates
+                if newest and newest != seen:
+                    state[convo_id] = newest
+                    self.store.set_cursor(source.cursor, json.dumps(state))
 
     def _commit(self, source: _Source, items: list[tuple[str, Any, Any]], result: RoundResult,
                 state: dict[str, Any] | None) -> None:

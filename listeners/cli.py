@@ -61,8 +61,16 @@ def listen(ctx: Context, channel: str | None, once: bool, classifier: str | None
         click.echo(f"webhook listening on {server.url}", err=True)
 
     polling = [c for c in channels if c in POLLING_CHANNELS]
+    # A one-off check answers within seconds: an unreachable host is retried twice, briefly,
+    # then reported (the long-running listener keeps the patient policy).
+    once_kwargs: dict[str, Any] = {}
+    if once:
+        from listeners.health import Backoff
+
+        once_kwargs["backoff"] = Backoff(max_retries=2, base_s=1.0, cap_s=5.0, max_rate_limit_waits=1,
+                                         max_rate_limit_wait_s=60.0)
     try:
-        listeners = {name: make_listener(name, ctx.store, ctx.config, pipeline) for name in polling}
+        listeners = {name: make_listener(name, ctx.store, ctx.config, pipeline, **once_kwargs) for name in polling}
     except Exception as exc:  # noqa: BLE001 - missing library, credentials or bad base URL
         raise click.ClickException(f"cannot start listener: {exc}") from None
 

@@ -76,6 +76,8 @@ class BlueskySettings(_Section):
     queries: list[str] = Field(default_factory=list)
     #: Read mention/reply notifications of the logged-in account.
     notifications: bool = True
+    #: Read the account's chat (the app password needs direct-message access): private answers join their case.
+    direct_messages: bool = False
     limit: int = Field(default=100, ge=1, le=100)
     max_pages: int = Field(default=50, ge=1)
 

@@ -68,6 +68,8 @@ PATHS = ("/", "/mentions", "/webhook")
 STORE_FIELDS = {"id", "labels", "case_id"}
 #: At most one log line per this many seconds about refused (unsigned) requests.
 REJECTED_LOG_EVERY_S = 60.0
+#: At most one write of the refused-request count per this many seconds.
+REJECTED_FLUSH_S = 1.0
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -187,6 +189,9 @@ class WebhookEndpoint:
         self.max_body_bytes = min(settings.max_body_bytes, limits.body_max_bytes)
         self._lock = threading.Lock()
         self._rejected = _RejectedLog()
+        self._counter_lock = threading.Lock()
+        self._rejected_pending = 0
+        self._rejected_flushed_at = float("-inf")
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -246,10 +251,26 @@ class WebhookEndpoint:
         return {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
 
     def note_rejected(self, reason: str) -> None:
-        """An unsigned or badly signed request: counted apart, never ``last_error``, no address."""
+        """An unsigned or badly signed request: counted apart, never ``last_error``, no address.
+
+        The count reaches the store at most once per ``REJECTED_FLUSH_S`` (and on stop): a flood
+        of strangers' requests must not become a flood of writes competing with real ones.
+        """
         self._rejected.note(reason)
-        with self._lock:
-            record_rejected(self.store, "webhook")
+        with self._counter_lock:
+            self._rejected_pending += 1
+            now = time.monotonic()
+            if now - self._rejected_flushed_at < REJECTED_FLUSH_S:
+                return
+            self._rejected_flushed_at = now
+        self.flush_rejected()
+
+    def flush_rejected(self) -> None:
+        with self._counter_lock:
+            count, self._rejected_pending = self._rejected_pending, 0
+        if count:
+            with self._lock:
+                record_rejected(self.store, "webhook", count)
 
     def _note_store_error(self, exc: Exception) -> None:
         with self._lock:
@@ -298,6 +319,7 @@ class WebhookServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
+            self.endpoint.flush_rejected()
         if self._owns_store:
             self.store.close()
             self._owns_store = False

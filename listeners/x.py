@@ -113,6 +113,20 @@ def _excerpt(value: Any) -> str:
     return text[:LOG_PAYLOAD_CHARS]
 
 
+class MissingCredentials(ValueError):
+    """A listener was started without the token it needs; said at once instead of after retries."""
+
+
+def require_x_credentials() -> None:
+    """Reading X needs the app's bearer token: without it every request is a 401 (or a long retry)."""
+    from doorstep.config import secret
+
+    if not secret("X_BEARER_TOKEN"):
+        raise MissingCredentials(
+            "x: X_BEARER_TOKEN is not set: export X_BEARER_TOKEN=... (the app's bearer token from the X developer "
+            "portal) or put it in $DOORSTEP_SECRETS_FILE; for the local emulator any value works")
+
+
 class XListener:
     """Polls X for mentions and runs them through the pipeline. One round: :meth:`poll_once`."""
 
@@ -127,6 +141,7 @@ class XListener:
         if client is None:
             from doorstep.clients import x_client
 
+            require_x_credentials()
             client = x_client(config)
         # Raw JSON: one malformed tweet must be skippable, and tweepy's model objects would fail
         # on the whole page (and cost time) before we could look at it.
@@ -250,6 +265,9 @@ class XListener:
             result.pages += 1
             meta = body.get("meta") or {}
             mentions = self._page_mentions(body, result)
+            if source.kind == "mentions" and source.account:
+                for mention in mentions:  # the account it reached answers it (responders.accounts)
+                    mention.account = source.account
             next_token = meta.get("next_token")
             if meta.get("result_count", len(body.get("data") or [])) and meta.get("newest_id"):
                 state["newest"] = state["newest"] or str(meta["newest_id"])

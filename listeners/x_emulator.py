@@ -232,6 +232,8 @@ class XEmulator:
         self.posted: list[dict] = []
         #: Direct-message events (MessageCreate), oldest first; see :meth:`send_dm`.
         self.dms: list[dict] = []
+        #: (method, path, acting username or None, bearer token or None) of every authorised request.
+        self.auth_log: list[tuple[str, str, str | None, str | None]] = []
         self.requests: list[tuple[str, str]] = []
         #: Delay added to every search/mentions page: lets a test kill a listener mid-round.
         self.page_delay_s = page_delay_s
@@ -708,6 +710,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
                 return
         principal = self.acting["id"] if self.acting else auth[-12:]
+        with em._lock:  # who asked: the acting account, or the app's bearer token (tests assert on it)
+            em.auth_log.append((method, path, self.acting["username"] if self.acting else None,
+                                auth[7:] if auth.startswith("Bearer ") else None))
         try:
             if method == "GET" and path == "/2/tweets/search/stream":
                 self._stream(query)

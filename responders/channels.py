@@ -425,6 +425,46 @@ class BlueskySender(_ClientSender):
         return None
 
 
+class BlueskyChatSender(BlueskySender):
+    """A private message on Bluesky: chat (``chat.bsky.convo.*`` through the bsky.chat proxy).
+
+    ``target`` is the customer's DID (or ``@handle``, resolved first). The app password needs
+    the "allow access to your direct messages" permission.
+    """
+
+    channel = "bluesky_dm"
+
+    def _chat(self) -> Any:
+        if getattr(self, "_chat_client", None) is None:
+            self._chat_client = self.client.with_bsky_chat_proxy()
+        return self._chat_client.chat.bsky.convo
+
+    def _convo_id(self, message: OutboundMessage) -> str:
+        target = (message.target or "").strip()
+        if not target:
+            raise SendError("Bluesky chat message without the customer's DID or handle", retryable=False)
+        if target.startswith("@"):
+            target = str(self._call(lambda: self.client.resolve_handle(target[1:])).did)
+        convo = self._call(lambda: self._chat().get_convo_for_members({"members": [target]})).convo
+        return str(convo.id)
+
+    def send(self, message: OutboundMessage) -> str:
+        self._repo()  # logged in, as the right account
+        convo_id = self._convo_id(message)
+        sent = self._call(lambda: self._chat().send_message({"convo_id": convo_id, "message": {"text": message.text}}))
+        return str(sent.id)
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        me = self._repo()
+        convo_id = self._convo_id(message)
+        page = self._call(lambda: self._chat().get_messages({"convo_id": convo_id, "limit": 50}))
+        for item in page.messages:
+            sender = getattr(getattr(item, "sender", None), "did", None)
+            if sender == me and _same_text(getattr(item, "text", "") or "", message.text):
+                return str(item.id)
+        return None
+
+
 # ------------------------------------------------------------------------- email
 def message_id_for(message: OutboundMessage) -> str:
     """A stable Message-ID per outbound message: a re-send after a crash carries the same id."""
@@ -613,6 +653,7 @@ SENDERS: dict[str, type] = {
     "mastodon": MastodonSender,
     "mastodon_dm": MastodonDirectSender,
     "bluesky": BlueskySender,
+    "bluesky_dm": BlueskyChatSender,
     "email": EmailSender,
     "sms": SmsSender,
     "slack": SlackSender,

@@ -363,7 +363,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         from responders.private import plan_private, queue_private
 
         return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
-                             plan=plan_private(store, config, case_id, channel=channel, account=account))
+                             plan=plan_private(store, config, case_id, channel=channel, account=account),
+                             force=force, seen_up_to=seen_up_to)
     settings = responders_settings(config)
     text = text.strip()
     parent: Mention | None = None
@@ -696,6 +697,9 @@ class Outbox:
         started: list[Future[int]] = []
         for lane, ids in by_lane.items():
             if lane in self._lanes:  # still busy with an earlier round
+                continue
+            if self.store.path == ":memory:":  # one connection only: no threads, lanes one after another
+                sent += self._send_lane(lane, ids)
                 continue
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=MAX_LANES, thread_name_prefix="outbox")

@@ -171,3 +171,49 @@ def test_shared_credentials_of_another_brand_never_post(store: Store, emulator: 
     assert failed.status == "failed" and "logged in as @LarkspurHelp" in (failed.last_error or "")
     assert "FETTLE_X_ACCESS_TOKEN" in (failed.last_error or "") and "tok-" not in (failed.last_error or "")
     assert emulator.posted == []
+
+
+def test_each_account_is_polled_with_its_own_token_and_its_usage_is_kept(store: Store, emulator: XEmulator,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from doorstep.accounts import account_usage
+    from doorstep.pipeline import Pipeline
+    from listeners.x import XListener
+
+    from conftest import KeywordClassifier
+
+    monkeypatch.setenv("FETTLE_X_BEARER_TOKEN", "bearer-fettle")
+    monkeypatch.setenv("LARKSPUR_X_BEARER_TOKEN", "bearer-larkspur")
+    config = two_brand_config(channels={"x": {"queries": ["larkspur OR fettle"],
+                                              "accounts": ["FettleCare", "LarkspurHelp"]}})
+    for i in range(3):
+        emulator.add_post({"text": f"@FettleCare torch {i}", "username": f"walker{i}"})
+    emulator.add_post({"text": "@LarkspurHelp cushion", "username": "olu"})
+    listener = XListener(store, config, Pipeline(store, config, KeywordClassifier()))
+    result = listener.poll_once()
+    assert result.ok, result.errors
+    fettle_id, larkspur_id = emulator.user("FettleCare")["id"], emulator.user("LarkspurHelp")["id"]  # type: ignore[index]
+    bearer = {path: token for _, path, _, token in emulator.auth_log}
+    assert bearer[f"/2/users/{fettle_id}/mentions"] == "bearer-fettle"
+    assert bearer[f"/2/users/{larkspur_id}/mentions"] == "bearer-larkspur"
+    assert bearer["/2/tweets/search/recent"] == "app-x_bearer_token"  # searches are the app's, not an account's
+    fettle, larkspur = account_usage(store, "x", "FettleCare"), account_usage(store, "x", "LarkspurHelp")
+    assert (fettle["reads"], larkspur["reads"]) == (3, 1)
+    assert int(fettle["rate"]["remaining"]) < int(fettle["rate"]["limit"])  # the account's own window
+    # Mentions arrive tagged with the account they reached (which then answers them), unless a
+    # search found them first (then the @-mention in the text says which account answers).
+    tagged = {r["author_handle"]: r["account"] for r in store.rows("select author_handle, account from mentions")}
+    assert tagged["olu"] in ("LarkspurHelp", None) and set(tagged.values()) - {None} <= {"FettleCare", "LarkspurHelp"}
+
+
+def test_an_accounts_read_budget_stops_its_polling_visibly(store: Store, emulator: XEmulator) -> None:
+    from doorstep.accounts import record_account_usage
+    from doorstep.pipeline import Pipeline
+    from listeners.x import XListener
+
+    from conftest import KeywordClassifier
+
+    config = two_brand_config(channels={"x": {"accounts": ["FettleCare"]}})
+    config.brands[1].accounts["x"].max_reads_per_day = 10
+    record_account_usage(store, "x", "FettleCare", reads=10)
+    result = XListener(store, config, Pipeline(store, config, KeywordClassifier())).poll_once()
+    assert not result.ok and any("read budget of @FettleCare" in e for e in result.errors)

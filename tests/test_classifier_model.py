@@ -126,8 +126,9 @@ def test_batch_equals_one_by_one(onnx_model) -> None:
         assert (alone.intent, alone.sentiment, alone.complaint) == (together.intent, together.sentiment, together.complaint)
         if text:
             # int8 activations are scaled per batch, so scores move a little with the batch's other posts
+            # (intent up to 0.08: the care-tweet head reads the standardised pooled vector, MODEL_CARD.md)
             for key, value in alone.intent_scores.items():
-                assert together.intent_scores[key] == pytest.approx(value, abs=0.06), (text, key)
+                assert together.intent_scores[key] == pytest.approx(value, abs=0.08), (text, key)
             assert together.complaint_score == pytest.approx(alone.complaint_score, abs=0.06), text
 
 
@@ -366,3 +367,94 @@ def test_recipe_keys_the_config_does_not_know_are_ignored() -> None:
     config = TrainConfig.from_recipe({"epochs": 2.0, "a_future_knob": 1, "cache_dir": "/elsewhere"})
     assert config.epochs == 2.0 and config.cache_dir is None
     assert TrainConfig.from_recipe(None) == TrainConfig()
+
+
+# ---------------------------------------------------------------------- real tweets (issue 15)
+def _real_tweet_intents(onnx_model) -> tuple[dict, list]:
+    """The shipped model's intent scores on the 220 hand-labelled real care tweets, scored as
+    `doorstep evaluate` scores them (out of fold when the intent head was fitted on them)."""
+    from classifiers.evaluate import load_twcs_guide, out_of_fold, score_intent
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    rows = load_twcs_guide(shared)
+    labels = onnx_model.classify([r["text"] for r in rows])
+    oof = out_of_fold(labels, rows, onnx_model.model_dir if onnx_model.intent_head is not None else None)
+    return score_intent(oof or labels, [r["intent"] for r in rows], [r["text"] for r in rows]), rows
+
+
+def test_delivery_posts_in_real_tweets_beat_v6_and_the_delivery_word_regex(onnx_model) -> None:
+    """v6 found 0.67 F1 of delivery posts among the 220 real care tweets (regex 0.59); the shipped
+    model must do clearly better than both, out of fold."""
+    scored, _ = _real_tweet_intents(onnx_model)
+    assert scored["delivery_f1"] >= 0.75
+    assert scored["delivery_f1"] - scored["regex_delivery_f1"] >= 0.10
+    assert scored["ci"]["delivery_f1_minus_regex"][0] > 0  # the bootstrap interval of the gain excludes 0
+
+
+def test_confidence_on_real_tweets_is_honest(onnx_model) -> None:
+    """v6's intent ECE on the real tweets was 0.21 and its >= 0.8-confidence posts were right 70% of the time."""
+    scored, _ = _real_tweet_intents(onnx_model)
+    assert scored["ece"] <= 0.12
+    assert scored["confident_accuracy"] >= 0.8
+
+
+def test_real_tweet_cross_validation_folds_never_split_a_customer() -> None:
+    from classifiers.head_fit import customer_folds, labelled_tweets
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    rows = labelled_tweets(shared)
+    folds = customer_folds(r["author_id"] for r in rows)
+    assert set(folds.values()) == {0, 1, 2, 3, 4}
+    cv = json.loads((MODEL_DIR / "real_tweet_cv.json").read_text(encoding="utf-8"))
+    assert {r["tweet_id"] for r in cv["rows"]} == {str(r["tweet_id"]) for r in rows}
+    assert all(math.isclose(sum(r["intent_scores"]), 1.0, abs_tol=1e-4) for r in cv["rows"])  # stored to 5 decimals
+
+
+def test_intent_head_reads_the_pooled_output_and_keeps_the_contract(onnx_model) -> None:
+    from classifiers.intent_head import EVIDENCE, evidence_features
+
+    assert onnx_model.intent_head is not None and "pooled" in {o.name for o in onnx_model.session.get_outputs()}
+    features = evidence_features(["the parcel was marked delivered but it is not here", "hello there"])
+    assert features.shape == (2, len(EVIDENCE)) and features[0].sum() >= 3 and features[1].sum() == 0
+    for lab in onnx_model.classify(["@UPSHelp driver left my parcel in the rain", "nice weather today"]):
+        assert _sums_to_one(lab.intent_scores) and lab.intent == max(lab.intent_scores, key=lab.intent_scores.get)
+
+
+def test_fit_head_learns_a_toy_problem_and_round_trips(tmp_path: Path) -> None:
+    """The numpy logistic fit behind the head (no torch), and its file format."""
+    import numpy as np
+
+    from classifiers.intent_head import IntentHead, fit_head
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(len(INTENTS), 384)) * 3
+    y = np.repeat(np.arange(len(INTENTS)), 20)
+    pooled = centres[y] + rng.normal(size=(len(y), 384))
+    texts = ["my parcel is late" if i < 5 else "my app crashed" for i in y]
+    head = fit_head(pooled, texts, y, np.ones(len(y)))
+    probs = head.probabilities(pooled, texts)
+    assert np.allclose(probs.sum(axis=1), 1.0) and (probs.argmax(axis=1) == y).mean() > 0.95
+    head.save(tmp_path)
+    again = IntentHead.load(tmp_path)
+    assert np.allclose(again.probabilities(pooled, texts), probs, atol=1e-4)
+
+
+def test_head_only_refit_learns_from_corrections(tmp_path: Path) -> None:
+    """`doorstep train --with-feedback --head-only`: corrections reach the head in seconds (no torch, no rebuild)."""
+    import shutil
+
+    from classifiers.head_fit import fit_into
+    from classifiers.onnx_backend import OnnxClassifier
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    post = "@SkyHelp my sky q box keeps switching itself off every evening"
+    before = OnnxClassifier(MODEL_DIR).classify([post])[0]
+    target = "damaged_or_wrong" if before.intent != "damaged_or_wrong" else "praise"
+    corrections = [{"text": post.replace("evening", when), "intent": target}
+                   for when in ("evening", "night", "morning", "day", "hour", "week")] * 5
+    summary = fit_into(tmp_path, shared, corrections, log=lambda m: None, cross_validate=False, temperature=1.0)
+    assert summary["rows"]["feedback"] == 6  # the same text corrected again counts once, the latest winning
+    after = OnnxClassifier(tmp_path).classify([post])[0]
+    assert after.intent_scores[target] > before.intent_scores[target] + 0.2

@@ -237,3 +237,31 @@ def test_the_busy_timeout_is_a_named_limit_in_doorstep_toml(tmp_path: Path, monk
                                       "user", "list"])
     assert result.exit_code == 0, result.output
     assert seen == [2500]
+
+
+def test_opening_a_case_while_an_import_holds_the_write_lock_shows_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's page during a long write: presence is skipped, the case still shows."""
+    from streamlit.testing.v1 import AppTest
+
+    from console.auth import add_user, get_user
+
+    db = tmp_path / "d.db"
+    store = Store(db)
+    add_user(store, "ann", "a-long-password", role="agent", rounds=4)
+    case_id = store.insert_case(Case(priority=10, status="new", channel="x"))
+    monkeypatch.setenv("DOORSTEP_DB", str(db))
+    monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
+    at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=60)
+    at.session_state["user"] = get_user(store, "ann")
+    at.session_state["case_id"] = case_id
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(db, held, release))
+    holder.start()
+    try:
+        assert held.wait(10)
+        at.run()
+    finally:
+        release.set()
+        holder.join()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == [f"Case #{case_id}"]

@@ -9,26 +9,25 @@ from doorstep.store import Store
 from test_console_apptest import _open_case, db, demo_template, page, texts  # noqa: F401 - fixtures
 
 
-def _case_on(db: Store, channel_not: str) -> int:  # noqa: F811
-    row = db.db.execute("select id from cases where status in ('new', 'open') and channel != ? "
-                        "order by priority desc limit 1", [channel_not]).fetchone()
-    assert row, f"the demo has an open case not on {channel_not}"
-    return int(row[0])
-
-
 def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Store) -> None:  # noqa: F811
     """Failure 8: an X post joined a Bluesky case; the composer offered only Bluesky and e-mail."""
-    case_id = _case_on(db, "x")
-    case = db.get_case(case_id)
-    assert case is not None
-    if not case.customer_id:  # the case's customer is known (linked); any demo customer will do
-        some = db.db.execute("select id from customers limit 1").fetchone()[0]
-        case = db.update_case(case_id, case.version, "test", customer_id=some)
-    customer = db.get_customer(case.customer_id)  # type: ignore[arg-type]
+    from doorstep.config import load_config
+    from doorstep.pipeline import Pipeline
+    from test_console_apptest import DEMO_CONFIG
+
+    # A customer we know on Bluesky and on X opens a case on Bluesky...
+    customer = db.get_customer(db.db.execute("select id from customers order by id limit 1").fetchone()[0])
     assert customer is not None
-    handle = customer.handles.get("x") or "sienna_l"
-    db.upsert_customers([customer.model_copy(update={"handles": {**customer.handles, "x": handle}})])
-    # The same customer writes on X about the same order: the post joins this case.
+    handle = "sienna_l"
+    db.upsert_customers([customer.model_copy(update={"handles": {**customer.handles, "x": handle,
+                                                                 "bluesky": "sienna.bsky.social"}})])
+    Pipeline(db, load_config(DEMO_CONFIG)).ingest([Mention(
+        channel="bluesky", external_id="at://did:plc:sienna/app.bsky.feed.post/3kx", author_handle="sienna.bsky.social",
+        text="@fettleoutdoor.bsky.social my head torch is broken", created_at=utcnow() - timedelta(minutes=10))])
+    case_id = db.mention_by_external_id("bluesky", "at://did:plc:sienna/app.bsky.feed.post/3kx").case_id  # type: ignore[union-attr]
+    case = db.get_case(case_id)  # type: ignore[arg-type]
+    assert case is not None and case.channel == "bluesky" and case.customer_id == customer.id
+    # ...and then writes on X about it: the post joins this case.
     x_post = Mention(channel="x", external_id="1900000000000000001", text="@FettleCare my head torch stopped working",
                      created_at=utcnow() - timedelta(minutes=3), author_handle=handle, case_id=case_id)
     db.insert_mention(x_post)
@@ -46,11 +45,15 @@ def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Stor
 
 def test_ask_privately_opens_a_preview_and_queues_a_direct_message(db: Store) -> None:  # noqa: F811
     """Failure 5: "Ask for details privately" posted publicly in one click, with no preview."""
-    row = db.db.execute("select c.id from cases c join mentions m on m.case_id = c.id where c.status in ('new', 'open') "
-                        "and c.channel = 'x' and m.channel = 'x' and m.outbound = 0 and m.text like '%@FettleCare%' "
-                        "order by c.priority desc limit 1").fetchone()
-    assert row
-    case_id = int(row[0])
+    from doorstep.config import load_config
+    from doorstep.pipeline import Pipeline
+    from test_console_apptest import DEMO_CONFIG
+
+    Pipeline(db, load_config(DEMO_CONFIG)).ingest([Mention(
+        channel="x", external_id="1900000000000000002", author_handle="kit_walker", author_id="4242",
+        text="@FettleCare where is my head torch?", created_at=utcnow() - timedelta(minutes=5))])
+    case_id = db.mention_by_external_id("x", "1900000000000000002").case_id  # type: ignore[union-attr]
+    assert case_id is not None
     before = len(db.outbound_for_case(case_id))
     at, _ = _open_case(db, "ann", case_id)
     at.button(key=f"askdm_{case_id}").click().run()

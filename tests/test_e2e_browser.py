@@ -10,15 +10,13 @@ emulator and a local SMTP server standing in for the outside world. An agent log
 top case, sees the order and the tracking timeline, replies with a template (the outbox sends it
 to the emulator), escalates to the courier (email to the SMTP server), and sees both on the case;
 a second agent on the same case triggers the locking conflict; a post full of HTML and Markdown
-is shown as text. Screenshots go to ``test-artifacts/e2e/`` (and the inbox, case and dashboard
-ones to ``docs/screenshots/`` for the README when DOORSTEP_UPDATE_SCREENSHOTS=1, so an
-ordinary test run never changes tracked files).
+is shown as text. Screenshots go to ``test-artifacts/e2e/``; the README's come from the demo
+(``demo/screenshots.py``), so a test run never changes tracked files.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +33,6 @@ from tests.conftest import REPO, labels
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
 DEMO_CONFIG = REPO / "demo" / "doorstep.toml"
 PASSWORD = "correct horse battery"
 XSS_TEXT = "<script>alert('xss')</script> <img src=x onerror=alert(2)> [click me](http://evil.example) ![pic](http://evil.example/p.png)"
@@ -144,6 +141,8 @@ def prepare_db(path: Path) -> dict[str, Any]:
     return {"case_id": top[0], "template": top[1], "reply": top[2], "xss_case": xss_case,
             "courier_email": config.courier(courier).escalation_email,  # type: ignore[union-attr]
             "fettle_case": fettle_case, "top_order": top_case.order_number,  # type: ignore[union-attr]
+            "top_brand": top_case.brand,  # type: ignore[union-attr]
+            "top_account": next(b.handles["x"] for b in config.brands if b.name == top_case.brand),  # type: ignore[union-attr]
             "top_secrets": [w for w in ((owner.name.split() if owner else []) + [top_case.order_number,  # type: ignore[union-attr]
                             top_case.tracking_number] + [e.location for e in (top_shipment.events if top_shipment else [])  # type: ignore[union-attr]
                                                          if e.location]) if w and len(w) >= 3]}
@@ -256,9 +255,7 @@ def shot(page: Any, name: str, docs: bool = False) -> None:
     page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
-    if docs and os.environ.get("DOORSTEP_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_SHOTS / f"{name}.png")
+    # The README's console screenshots come from the demo (demo/screenshots.py), not this fixture.
 
 
 def wait_idle(page: Any) -> None:
@@ -266,6 +263,9 @@ def wait_idle(page: Any) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=20000)
+    # Elements of the previous run stay in the page, marked stale, until the new run replaces them
+    # (the live presence fragment reruns every few seconds); wait until none is left.
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=20000)
 
 
 def login(page: Any, url: str, username: str) -> None:
@@ -300,7 +300,10 @@ def open_case(page: Any, case_id: int) -> None:
 
 
 def choose(page: Any, label: str, option: str) -> None:
+    from playwright.sync_api import expect
+
     select = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+    expect(select).to_have_count(1)
     box = select.locator("input")
     box.click()
     box.fill(option)
@@ -352,6 +355,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_text("reply queued", exact=False)).to_be_visible()
 
         # Escalate to the courier by email.
+        expect(ann.get_by_label("Note for them")).to_have_count(1)  # stale elements of the last run are gone
         ann.get_by_label("Note for them").fill("Customer waiting, please check the depot.")
         ann.get_by_role("button", name="Escalate").click()
         wait_idle(ann)
@@ -361,9 +365,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert sent == 2, outbox_rows(world["db"])
         posted = world["emulator"].posted
         assert [p["text"] for p in posted] == [world["reply"]]
-        # From the account the customer wrote to (the emulator records which token posted it).
-        answered = next(p for p in world["emulator"].posts if p["id"] == posted[0]["reply"]["in_reply_to_tweet_id"])
-        assert f"@{posted[0]['account']}".casefold() in answered["text"].casefold(), (posted[0], answered["text"])
+        # From the account of the brand the customer wrote to (the emulator records which token posted it).
+        assert posted[0]["account"] == world["top_account"], (posted[0], world["top_brand"])
         smtp = world["smtp"].messages
         assert [m.envelope_to for m in smtp] == [[world["courier_email"]]]
         assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()

@@ -277,3 +277,31 @@ def test_an_os_error_names_its_own_file_not_the_database():
         "a file this command reads or writes: No space left on device; free some space and run the command again")
     named = OSError(13, "Permission denied", "/out/x.jsonl")
     assert one_line_error(named, "/data/doorstep.db") == "/out/x.jsonl: Permission denied; check the file's permissions"
+
+
+def test_a_wal_database_without_its_shm_file_on_a_read_only_disk_opens_immutable(tmp_path, monkeypatch):
+    """SQLite cannot create the -shm file there, so only an immutable opening can read it."""
+    db = tmp_path / "wal.db"
+    Store(db).close()
+    real = store_module._connect
+    opened: list[str] = []
+
+    class NoShm(sqlite3.Connection):
+        """What SQLite answers for a WAL file whose -shm it can neither open nor create."""
+
+        def execute(self, sql, *args, **kwargs):
+            low = sql.lower()
+            if low.startswith("pragma") and "journal_mode" not in low:  # connection settings: no file access
+                return super().execute(sql, *args, **kwargs)
+            raise sqlite3.OperationalError("unable to open database file")
+
+    def connect(path: str, params: str = "") -> sqlite3.Connection:
+        opened.append(params)
+        if "immutable=1" in params:
+            return real(path, params)
+        return sqlite3.connect(":memory:", factory=NoShm)
+
+    monkeypatch.setattr(store_module, "_connect", connect)
+    store = Store(db)
+    assert store.read_only and store.count("mentions") == 0
+    assert opened == ["", "mode=ro", "mode=ro&immutable=1"]

@@ -17,7 +17,7 @@ from listeners.x import XListener
 from listeners.x_emulator import XEmulator
 from responders.outbox import Outbox, get_message, queue_reply
 from responders.private import plan_private, queue_private
-from test_accounts import add_order, emulator, later, send_all, two_brand_config  # noqa: F401 - fixture
+from test_accounts import NOW as NOW_T, add_order, emulator, later, send_all, two_brand_config  # noqa: F401 - fixture
 from test_outbox import make_case
 
 from conftest import KeywordClassifier
@@ -90,7 +90,11 @@ def test_a_reply_on_the_dm_channel_stays_private(store: Store, emulator: XEmulat
     case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
     queue_private(store, config, case_id, "Could you DM us your order number?", "agent")
     send_all(store, config)
-    emulator.send_dm("kit", "FettleCare", "sure, it's ORD-2026-000999")
+    # The customer answers a moment after our question (DM times have millisecond precision).
+    from datetime import datetime, timezone
+
+    emulator.send_dm("kit", "FettleCare", "sure, it's ORD-2026-000999",
+                     created_at=datetime.now(timezone.utc) + timedelta(seconds=2))
     XListener(store, config, Pipeline(store, config, KeywordClassifier()),
               settings=XSettings(accounts=["FettleCare"], direct_messages=True)).poll_once()
     message = queue_reply(store, config, case_id, "Thanks, checking now", "agent", channel="x_dm")
@@ -233,3 +237,157 @@ def test_ask_privately_on_mastodon_is_a_direct_status_and_the_answer_joins_the_c
     assert len(answer) == 1 and answer[0].text == f"@FettleCare it's {ORDER}"
     case = store.get_case(post.case_id)
     assert case is not None and case.order_number == ORDER and case.link_confirmed
+
+
+# ----------------------------------------------------------------------------- Bluesky chat
+class BlueskyChat:
+    """A PDS with the bsky.chat service: log in, resolve a handle, conversations and messages."""
+
+    def __init__(self, handle: str, did: str) -> None:
+        import base64
+        import json as _json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        def b64(data: dict) -> str:
+            return base64.urlsafe_b64encode(_json.dumps(data).encode()).decode().rstrip("=")
+
+        self.handle, self.did = handle, did
+        self.jwt = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': did, 'exp': 4102444800, 'iat': 1700000000, 'scope': 'com.atproto.appPassPrivileged'})}.c2ln"
+        self.users = {did: handle}
+        self.messages: list[dict] = []  # {"id", "rev", "convo", "sender", "text", "sentAt"}
+        self.proxied: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: object) -> None:
+                payload = _json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _route(self, body: dict) -> None:
+                url = urlsplit(self.path)
+                name, q = url.path.removeprefix("/xrpc/"), parse_qs(url.query)
+                if name == "com.atproto.server.createSession":
+                    return self._send(200, {"accessJwt": fake.jwt, "refreshJwt": fake.jwt, "handle": fake.handle,
+                                            "did": fake.did})
+                if name.startswith("chat.bsky."):
+                    fake.proxied.append(self.headers.get("atproto-proxy") or "")
+                    if not (self.headers.get("atproto-proxy") or "").endswith("#bsky_chat"):
+                        return self._send(400, {"error": "InvalidRequest", "message": "chat needs the bsky_chat proxy"})
+                if name == "com.atproto.identity.resolveHandle":
+                    did = next((d for d, h in fake.users.items() if h == q["handle"][0]), None)
+                    return self._send(200, {"did": did}) if did else self._send(400, {"error": "InvalidRequest"})
+                if name == "chat.bsky.convo.getConvoForMembers":
+                    return self._send(200, {"convo": fake.convo(q["members"][0])})
+                if name == "chat.bsky.convo.listConvos":
+                    others = {m["convo"].split("|")[1] for m in fake.messages}
+                    return self._send(200, {"convos": [fake.convo(o) for o in sorted(others)]})
+                if name == "chat.bsky.convo.getMessages":
+                    items = [fake.view(m) for m in reversed(fake.messages) if m["convo"] == q["convoId"][0]]
+                    return self._send(200, {"messages": items})
+                if name == "chat.bsky.convo.sendMessage":
+                    other = body["convoId"].split("|")[1]
+                    return self._send(200, fake.view(fake.add(fake.did, other, body["message"]["text"])))
+                return self._send(404, {"error": "MethodNotImplemented", "message": name})
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._route({})
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._route(_json.loads(raw) if raw else {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def convo(self, other: str) -> dict:
+        return {"id": f"{self.did}|{other}", "rev": "1", "muted": False, "unreadCount": 0,
+                "members": [{"did": d, "handle": self.users.get(d, "someone.test")} for d in (self.did, other)]}
+
+    def view(self, m: dict) -> dict:
+        return {"$type": "chat.bsky.convo.defs#messageView", "id": m["id"], "rev": m["rev"], "text": m["text"],
+                "sender": {"did": m["sender"]}, "sentAt": m["sentAt"]}
+
+    def add(self, sender: str, other: str, text: str) -> dict:
+        n = len(self.messages) + 1
+        message = {"id": f"msg{n:04d}", "rev": f"rev{n:06d}", "convo": f"{self.did}|{other}", "sender": sender,
+                   "text": text, "sentAt": f"2026-11-16T10:{n:02d}:00.000Z"}
+        self.messages.append(message)
+        return message
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ask_privately_on_bluesky_is_a_chat_message_and_the_answer_joins_the_case(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from listeners.bluesky import BlueskyListener
+    from listeners.config import BlueskySettings
+
+    chat = BlueskyChat("fettleoutdoor.bsky.social", "did:plc:fettle0000000000000000000")
+    customer = "did:plc:sienna000000000000000000"
+    chat.users[customer] = "sienna.bsky.social"
+    try:
+        monkeypatch.setenv("BLUESKY_BASE_URL", chat.url)
+        monkeypatch.setenv("BLUESKY_FETTLEOUTDOOR_BSKY_SOCIAL_APP_PASSWORD", "app-pass-fettle")
+        config = two_brand_config()
+        config.brands[1].handles["bluesky"] = "fettleoutdoor.bsky.social"
+        add_order(store, ORDER, "Fettle Outdoor", customer="C7", handle="someone_else")
+        from doorstep.models import Mention
+
+        Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+            channel="bluesky", external_id="at://did:plc:sienna000000000000000000/app.bsky.feed.post/3kaaa",
+            text=f"@fettleoutdoor.bsky.social where is {ORDER}?", created_at=NOW_T, author_id=customer,
+            author_handle="sienna.bsky.social")])
+        case_id = store.mention_by_external_id(
+            "bluesky", "at://did:plc:sienna000000000000000000/app.bsky.feed.post/3kaaa").case_id  # type: ignore[union-attr]
+        plan = plan_private(store, config, case_id)
+        assert (plan.channel, plan.account, plan.recipient) == ("bluesky_dm", "fettleoutdoor.bsky.social", customer)
+        message = queue_private(store, config, case_id, "Could you tell us the e-mail you ordered with?", "agent",
+                                plan=plan)
+        Outbox(store, config).send_due()
+        sent = get_message(store, message.id)  # type: ignore[arg-type]
+        assert sent.status == "sent", sent.last_error
+        assert [(m["sender"], m["text"]) for m in chat.messages] == [
+            (chat.did, "Could you tell us the e-mail you ordered with?")]
+        assert chat.proxied and all(p.endswith("#bsky_chat") for p in chat.proxied)
+
+        chat.add(customer, customer, f"it's {ORDER}")
+        listener = BlueskyListener(store, config, Pipeline(store, config, KeywordClassifier()),
+                                   settings=BlueskySettings(notifications=False, direct_messages=True))
+        result = listener.poll_once()
+        assert result.ok, result.errors
+        answers = [m for m in store.mentions_for_case(case_id) if m.channel == "bluesky_dm"]
+        assert [m.text for m in answers] == [f"it's {ORDER}"] and answers[0].author_handle == "sienna.bsky.social"
+        case = store.get_case(case_id)
+        assert case is not None and case.link_confirmed and case.order_number == ORDER
+        assert listener.poll_once().stored == 0
+        assert listener.own_did == chat.did  # the listener logged in as the brand account
+    finally:
+        chat.close()
+
+
+def test_asking_privately_follows_the_one_answer_rule(store: Store, emulator: XEmulator) -> None:
+    from responders.outbox import AlreadyAnswered
+
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
+    queue_reply(store, config, case_id, "@kit so sorry, we're on it", "lead")
+    with pytest.raises(AlreadyAnswered, match="lead already answered"):
+        queue_private(store, config, case_id, "Could you DM us your order number?", "agent")
+    forced = queue_private(store, config, case_id, "Could you DM us your order number?", "agent", force=True)
+    assert forced.channel == "x_dm"
+    assert any(e.action == "reply.send_anyway" and e.actor == "agent" for e in store.audit_trail(case_id))

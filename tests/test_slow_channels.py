@@ -186,3 +186,14 @@ def test_run_can_start_the_sender_alone_and_names_unknown_jobs(tmp_path: Path) -
     assert wrong.exit_code == 2 and "no job named outbx" in wrong.output and "outbox" in wrong.output
     worker = Worker(Store(db), parse_config({}), None, providers=["responders.jobs:jobs"], skip={"outbox"})
     assert "outbox" not in {j.name for j in worker.collect_jobs()}
+
+
+def test_an_in_memory_store_sends_its_lanes_one_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    with XEmulator(me={"username": "LarkspurHelp"}) as em:
+        x_env(monkeypatch, em)
+        store = Store(":memory:")
+        config = shop_config()
+        case_id = make_case(store, config, em)
+        queue_reply(store, config, case_id, "@jane on it", "sam")
+        assert Outbox(store, config).send_due() == 1
+        assert [p["text"] for p in em.posted] == ["@jane on it"]

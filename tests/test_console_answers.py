@@ -1,0 +1,91 @@
+"""Console side of issue 13 part B: loud failures (case header, inbox row, resolve confirmation),
+the approvals page, and the refused second reply with its explicit "Send anyway" (Streamlit AppTest)."""
+
+from __future__ import annotations
+
+from doorstep.store import Store
+from responders.outbox import enqueue
+
+from test_console_apptest import _open_case, db, demo_template, page, sel, texts, xss_case  # noqa: F401 - fixtures
+
+
+def _failed_escalation(db: Store, case_id: int) -> int:
+    message = enqueue(db, kind="escalation", channel="email", text="Subject: x\n\nplease check", actor="ann",
+                      idempotency_key=f"esc-fail-{case_id}", case_id=case_id, target="courier@ups.test")
+    db.db.execute("update outbound_messages set status = 'failed', attempts = 6, last_error = '451 try again later' "
+                  "where id = ?", [message.id])
+    return message.id  # type: ignore[return-value]
+
+
+def test_failed_escalation_shows_in_the_header_and_resolving_asks_for_confirmation(db: Store) -> None:
+    """Failure 6: the escalation failed six times and the case could be resolved with no warning."""
+    case_id = xss_case(db)
+    _failed_escalation(db, case_id)
+    at, _ = _open_case(db, "ann", case_id)
+    assert any("Not delivered: escalation via email to courier@ups.test is failed" in
+               e.value.replace("\\", "").replace("\u2060", "") for e in at.error), [e.value for e in at.error]
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status != "resolved"  # type: ignore[union-attr]
+    assert "pending or failed" in texts(at)
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    [confirm] = [c for c in at.checkbox if c.key.startswith(f"resolve_anyway_{case_id}")]
+    confirm.check()
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_inbox_row_marks_the_failed_send(db: Store) -> None:
+    case_id = xss_case(db)
+    _failed_escalation(db, case_id)
+    at = page("inbox", "ann", db)
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    frame = table.data if hasattr(table, "data") else table
+    row = frame[frame["case"] == case_id]
+    assert list(row["delivery"]) == ["⚠ escalation failed"]
+
+
+def test_approvals_page_approves_and_rejects(db: Store) -> None:
+    from doorstep.config import load_config
+    from responders.automatic import record
+
+    from test_console_apptest import DEMO_CONFIG
+
+    config = load_config(DEMO_CONFIG)  # approval on for e-mail follow-ups
+    case_id = db.db.execute("select id from cases where link_confirmed = 1 and order_number is not null and status in "
+                            "('new', 'open', 'pending_customer') order by id limit 1").fetchone()[0]
+    ids = []
+    for n in range(2):
+        message = enqueue(db, kind="follow_up", channel="email", text=f"Subject: hi\n\nfollow-up {n}", actor="follow-up",
+                          idempotency_key=f"fu-{n}", case_id=case_id, target="jane@example.com")
+        ids.append(record(db, config, message, "follow_up").id)
+    assert [r[0] for r in db.db.execute("select status from outbound_messages where id in (?, ?)", ids)] == [
+        "awaiting_approval"] * 2
+    at = page("approvals", "ann", db)
+    assert not at.exception, at.exception
+    assert "follow-up 0" in texts(at) and "follow-up 1" in texts(at)
+    at.button(key=f"approve_{ids[0]}").click().run()
+    at.button(key=f"reject_{ids[1]}").click().run()
+    statuses = dict(db.db.execute("select id, status from outbound_messages where id in (?, ?)", ids).fetchall())
+    assert statuses == {ids[0]: "queued", ids[1]: "cancelled"}
+    actions = {(e.actor, e.action) for e in db.audit_trail(case_id)}
+    assert {("ann", "automatic.approved"), ("ann", "automatic.rejected")} <= actions
+    assert "Nothing waits for approval" in texts(at)
+
+
+def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> None:
+    """Failure 2 in the console: bob opened the case, ann answered, bob's reply is refused."""
+    from doorstep.config import load_config
+    from responders.outbox import queue_reply
+
+    case_id = xss_case(db)
+    bob, _ = _open_case(db, "bob", case_id)
+    queue_reply(db, load_config(__import__("test_console_apptest").DEMO_CONFIG), case_id, "@mallory sorry!", "ann")
+    bob.text_area(key=f"draft_{case_id}").input("@mallory we're on it").run()
+    bob.button(key=f"send_{case_id}").click().run()
+    assert "ann already answered @mallory's post" in texts(bob).replace("\u2060", "")
+    assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann"]
+    bob.button(key=f"send_anyway_{case_id}").click().run()
+    assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann", "bob"]
+    assert any(e.action == "reply.send_anyway" and e.actor == "bob" for e in db.audit_trail(case_id))

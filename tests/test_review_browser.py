@@ -1,0 +1,110 @@
+"""The review queue in a real browser (headless Chromium + Playwright): the keyboard alone sets
+intent, sentiment and complaint and confirms, and the corrections land in the database.
+
+AppTest cannot run the shortcut component's JavaScript, so this is the test that the keys work.
+Screenshots go to ``test-artifacts/e2e/`` (``docs/screenshots/review.png`` with
+DOORSTEP_UPDATE_SCREENSHOTS=1).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, KeywordClassifier
+from tests.test_e2e_browser import CHROMIUM, DEMO_CONFIG, PASSWORD, free_port, login, shot, wait_idle
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not found (apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    from console.auth import add_user
+    from doorstep.demo import build_demo
+    from doorstep.store import Store
+
+    db = tmp_path / "review.db"
+    build_demo(str(db), seed=5, customers=20, orders=30, mentions=30, config_path=str(DEMO_CONFIG),
+               classifier=KeywordClassifier())
+    store = Store(db)
+    add_user(store, "ann", PASSWORD, role="agent", name="Ann Agent", rounds=4)
+    from console.review import review_queue
+
+    first = review_queue(store)[0]
+    store.close()
+    port = free_port()
+    env = {**os.environ, "DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG)}
+    log = (tmp_path / "streamlit.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield {"url": f"http://127.0.0.1:{port}", "db": db, "first": first}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_review_queue_is_worked_from_the_keyboard(console: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from doorstep.store import Store
+
+    first = console["first"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        login(page, console["url"], "ann")
+        page.get_by_role("link", name="Review queue").click()
+        page.get_by_role("heading", name="Review queue").wait_for()
+        wait_idle(page)
+        page.get_by_text(first.text[:40]).first.wait_for()
+        shot(page, "review_before")
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        for key in ("2", "s", "c"):  # late_delivery, negative, complaint toggled
+            page.keyboard.press(key)
+            wait_idle(page)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        page.get_by_text("correction(s) saved").or_(page.get_by_text("labels confirmed")).first.wait_for()
+        shot(page, "review", docs=True)  # after one post: the flash, progress and the next post
+        browser.close()
+    store = Store(console["db"])
+    try:
+        rows = store.rows("select mention_id, field, new_value, corrected_by from label_corrections order by id")
+    finally:
+        store.close()
+    assert {(r["field"], r["new_value"]) for r in rows} == {
+        ("intent", "late_delivery"), ("sentiment", "negative"),
+        ("complaint", str(not first.labels.complaint))}
+    assert {r["mention_id"] for r in rows} == {first.id} and {r["corrected_by"] for r in rows} == {"ann"}
