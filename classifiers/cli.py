@@ -22,7 +22,7 @@ from doorstep.cli import Context, pass_ctx
 @click.option("--cache-dir", default=None, help="Keep the frozen layers' states here between runs.")
 @click.option("--metrics-json", default=None, help="Also write the metrics summary here.")
 @click.option("--head-only", is_flag=True,
-              help="Refit only the care-tweet intent head on the shipped encoder (seconds, no torch needed).")
+              help="Refit only the care-tweet intent head on the shipped encoder (a minute or two, no torch needed).")
 @pass_ctx
 def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool, feedback_file: str | None,
           cache_dir: str | None, metrics_json: str | None, head_only: bool) -> None:

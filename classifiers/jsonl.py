@@ -92,7 +92,8 @@ def _lines(infile: TextIO) -> Iterator[str | ValueError]:
         for line in infile:  # not "yield from": closing this generator would close the caller's file
             yield line
         return
-    for number, data in enumerate(raw, start=1):
+    # readline, not iteration: click wraps a piped stdin in a stream proxy that is not iterable.
+    for number, data in enumerate(iter(raw.readline, b""), start=1):
         try:
             yield data.decode("utf-8")
         except UnicodeDecodeError as exc:

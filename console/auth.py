@@ -251,6 +251,8 @@ def check_password(store: Store, username: str, password: str) -> bool:
 
 
 # ------------------------------------------------------------------ console sessions
+#: How long the row of an expired login is kept before the next login deletes it.
+SESSION_ROWS_KEPT = timedelta(days=30)
 #: Seconds a login grant (the one-time code that turns a login into the browser's HttpOnly cookie) lives.
 GRANT_SECONDS = 120
 
@@ -292,6 +294,8 @@ def start_session(store: Store, username: str, *, hours: float, method: str = "p
     """
     now = now or utcnow()
     session_id = _secrets.token_urlsafe(24)
+    # Rows of logins that ended long ago are no use to anyone (the audit log keeps who logged in when).
+    store.db.execute("delete from console_sessions where expires_at < ?", [iso(now - SESSION_ROWS_KEPT)])
     store.db.execute(
         "insert into console_sessions (id, username, method, stamp, created_at, expires_at) values (?, ?, ?, ?, ?, ?)",
         [session_id, username, method, credential_stamp(store, username), iso(now), iso(now + timedelta(hours=hours))],

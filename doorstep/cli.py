@@ -385,7 +385,7 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
         feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
         now = None if reference_dates else datetime.now(timezone.utc)
         summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
-                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now)
+                             config_path=ctx.config_path, x_feed_path=feed, shift_to=now, live=not reference_dates)
         click.echo(summary, err=True)
         click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
                    "X listener", err=True)

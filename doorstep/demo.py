@@ -1015,12 +1015,18 @@ def _remove_database(db_path: str) -> None:
             candidate.unlink()
 
 
-def _mentions(gen: _Generator, total: int, days: float = DEMO_DAYS) -> list[Mention]:
-    """About ``total`` posts (exactly ``total`` when it is at least 2) over the last ``days`` days."""
+def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Mention]:
+    """About ``total`` posts (exactly ``total`` when it is at least 2) over the last ``days`` days.
+
+    ``days`` defaults to about 40 posts a day, at most :data:`DEMO_DAYS` (the full demo's three
+    weeks) and at least a day and a half, so a small demo (tests) is a busy day or two, not a quiet month.
+    """
     rng = gen.rng
     posts = _Posts(gen)
     if total <= 0:
         return []
+    if days is None:
+        days = min(DEMO_DAYS, max(1.5, total / 40))
     trouble, wismo, praise = gen.stories(days)
     pools = {"trouble": trouble, "wismo": wismo, "praise": praise}
     for pool in pools.values():
@@ -1134,7 +1140,7 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         changes: dict[str, Any] = {}
         # The few the team has not got to in time: only recent ones (older ones were caught up on).
         slips = rng.random() < 0.08 and opened > now - timedelta(hours=36)
-        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(hours=6)
+        quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
         first_due = case.first_response_due or opened + timedelta(hours=4)
         if case.first_response_at is None and not (slips and first_due < now):
             # Answered by DM or email within the SLA (the reply is not a public post, but the clock stopped).
@@ -1144,7 +1150,8 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
                 changes["first_response_at"] = answered.replace(microsecond=0)
         answered = case.first_response_at is not None or "first_response_at" in changes
         resolution_due = case.resolution_due or opened + timedelta(days=1)
-        settled = answered and (resolution_due < now or activity < now - timedelta(hours=8)) and not slips
+        # Resolved before the deadline; until then the case is still being worked.
+        settled = answered and not slips and resolution_due < now
         caught_up = resolution_due < now - timedelta(days=1)  # old cases are all closed by now
         if (settled and (caught_up or rng.random() < 0.97)) or quiet:
             latest = max(activity, changes.get("first_response_at") or case.first_response_at or activity)
@@ -1173,14 +1180,15 @@ def build_demo(
     x_feed_path: str | Path | None = None,
     x_live_posts: int = 40,
     shift_to: datetime | None = None,
+    live: bool = True,
 ) -> str:
     """Replace ``db_path`` with a freshly generated demo shop and return a short summary.
 
     ``now`` is the moment the shop is generated at (default :data:`REFERENCE_NOW`, so the same
     seed gives the same shop on any day). ``shift_to`` moves every time in it by
-    ``shift_to - now`` before storing (``doorstep demo`` passes the current hour, so the demo
-    looks live): counts, shares and durations do not change, only dates. ``classifier``
-    defaults to the configured one.
+    ``shift_to - now`` before storing; without ``now`` and ``shift_to``, ``live`` moves it to the
+    current hour, so the demo looks live (``live=False`` keeps the reference dates). Moving
+    changes no count, share or duration, only dates. ``classifier`` defaults to the configured one.
 
     With ``x_feed_path``, every X post of the demo is written there as the X API emulator's
     feed (so a reply to any X case reaches a post the emulator knows), and the newest
@@ -1192,6 +1200,8 @@ def build_demo(
     if customers < 2 or orders < 1:
         raise ValueError("the demo needs at least 2 customers and 1 order")
     config = load_config(resolve_config_path(config_path))
+    if shift_to is None and now is None and live:
+        shift_to = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     now = utc(now) if now else REFERENCE_NOW
     if classifier is None:
         from classifiers import load_classifier

@@ -20,9 +20,11 @@ from doorstep.cli import Context, pass_ctx
 @click.option("--send-now", is_flag=True, help="Also run the outbox once instead of waiting for the worker.")
 @click.option("--force", is_flag=True,
               help="Queue even if the customer's post already has a reply queued or sent (audited as send anyway).")
+@click.option("--account", default=None,
+              help="Our account to reply from, where the post reached several (e.g. @FettleCare).")
 @pass_ctx
 def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None, actor: str,
-          send_now: bool, force: bool) -> None:
+          send_now: bool, force: bool, account: str | None) -> None:
     """Queue a reply to the case given by --case (exactly one of --text or --template).
 
     One answer per customer post: a second reply to a post that already has one queued or sent
@@ -35,10 +37,12 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         raise click.UsageError("give exactly one of --text or --template")
     try:
         body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
-        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force)
+        message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
+                              account=account)
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"queued message {message.id} ({message.channel}, {message.status})")
+    sender = f", from {'@' if message.channel != 'email' else ''}{message.account}" if message.account else ""
+    click.echo(f"queued message {message.id} ({message.channel}{sender}, {message.status})")
     if send_now:
         Outbox(ctx.store, ctx.config).send_due()
         click.echo(_describe(ctx, message.id))
@@ -68,7 +72,9 @@ def _describe(ctx: Context, message_id: int | None) -> str:
 
     m = get_message(ctx.store, message_id or 0)
     error = f"  last error: {m.last_error}" if m.last_error else ""
-    return f"{m.id}\t{m.status}\t{m.kind}\t{m.channel}\tcase {m.case_id}\tattempts {m.attempts}\t{m.external_id or ''}{error}"
+    channel = f"{m.channel} @{m.account}" if m.account and m.channel != "email" else \
+        f"{m.channel} {m.account}" if m.account else m.channel
+    return f"{m.id}\t{m.status}\t{m.kind}\t{channel}\tcase {m.case_id}\tattempts {m.attempts}\t{m.external_id or ''}{error}"
 
 
 @click.group()

@@ -363,7 +363,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         from responders.private import plan_private, queue_private
 
         return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
-                             plan=plan_private(store, config, case_id, channel=channel, account=account))
+                             plan=plan_private(store, config, case_id, channel=channel, account=account),
+                             force=force, seen_up_to=seen_up_to)
     settings = responders_settings(config)
     text = text.strip()
     parent: Mention | None = None

@@ -14,11 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from doorstep.config import Config
-from doorstep.models import Mention, OutboundMessage
+from doorstep.models import Mention, OutboundMessage, utcnow
 from doorstep.store import Store
 from responders.accounts import choose_account
 from responders.channels import DM_CHANNELS, PUBLIC_CHANNELS, ReplyRejected, check_limits
-from responders.outbox import _key, _privacy_check, enqueue, queue_reply
+from responders.outbox import (
+    AlreadyAnswered,
+    _answered_words,
+    _conflicting_replies,
+    _drafting_others,
+    _key,
+    _privacy_check,
+    _write_lock,
+    enqueue,
+    queue_reply,
+)
 
 
 @dataclass(frozen=True)
@@ -94,17 +104,33 @@ def _email_plan(store: Store, config: Config, case_id: int, account: str | None)
 
 
 def queue_private(store: Store, config: Config, case_id: int, text: str, actor: str, *,
-                  plan: PrivatePlan | None = None, idempotency_key: str | None = None) -> OutboundMessage:
-    """Queue ``text`` as a private message to the case's customer (see :func:`plan_private`)."""
+                  plan: PrivatePlan | None = None, idempotency_key: str | None = None, force: bool = False,
+                  seen_up_to: int | None = None) -> OutboundMessage:
+    """Queue ``text`` as a private message to the case's customer (see :func:`plan_private`).
+
+    The one-answer rule of public replies holds here too: if someone answered the post (or a
+    later one) or is drafting, :class:`responders.outbox.AlreadyAnswered` says who, unless ``force``.
+    """
     plan = plan or plan_private(store, config, case_id)
     if plan.channel == "email":
-        return queue_reply(store, config, case_id, text, actor, channel="email", account=plan.account)
+        return queue_reply(store, config, case_id, text, actor, channel="email", account=plan.account, force=force,
+                           seen_up_to=seen_up_to)
     case = store.get_case(case_id)
     assert case is not None
     text = text.strip()
     _privacy_check(store, case, plan.channel, text)
     check_limits(plan.channel, text)
-    in_reply_to = None
     key = idempotency_key or _key("private", case_id, plan.channel, plan.recipient, text)
-    return enqueue(store, kind="reply", channel=plan.channel, text=text, actor=actor, idempotency_key=key,
-                   case_id=case_id, target=plan.recipient, in_reply_to=in_reply_to, account=plan.account)
+    with _write_lock(store):
+        # Same transaction as the insert (see queue_reply): nobody answers in between.
+        if not store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+            existing = _conflicting_replies(store, case, plan.about, seen_up_to)
+            drafting = _drafting_others(store, case_id, actor, utcnow())
+            if (existing or drafting) and not force:
+                raise AlreadyAnswered(_answered_words(plan.about, existing, drafting), existing, drafting)
+            if existing or drafting:
+                store.audit(actor, "reply.send_anyway", case_id, {"channel": plan.channel,
+                                                                 "existing_replies": [m.id for m in existing],
+                                                                 "drafting": drafting})
+        return enqueue(store, kind="reply", channel=plan.channel, text=text, actor=actor, idempotency_key=key,
+                       case_id=case_id, target=plan.recipient, in_reply_to=None, account=plan.account)

@@ -437,3 +437,24 @@ def test_fit_head_learns_a_toy_problem_and_round_trips(tmp_path: Path) -> None:
     head.save(tmp_path)
     again = IntentHead.load(tmp_path)
     assert np.allclose(again.probabilities(pooled, texts), probs, atol=1e-4)
+
+
+def test_head_only_refit_learns_from_corrections(tmp_path: Path) -> None:
+    """`doorstep train --with-feedback --head-only`: corrections reach the head in seconds (no torch, no rebuild)."""
+    import shutil
+
+    from classifiers.head_fit import fit_into
+    from classifiers.onnx_backend import OnnxClassifier
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    post = "@SkyHelp my sky q box keeps switching itself off every evening"
+    before = OnnxClassifier(MODEL_DIR).classify([post])[0]
+    target = "damaged_or_wrong" if before.intent != "damaged_or_wrong" else "praise"
+    corrections = [{"text": post.replace("evening", when), "intent": target}
+                   for when in ("evening", "night", "morning", "day", "hour", "week")] * 5
+    summary = fit_into(tmp_path, shared, corrections, log=lambda m: None, cross_validate=False, temperature=1.0)
+    assert summary["rows"]["feedback"] == 6  # the same text corrected again counts once, the latest winning
+    after = OnnxClassifier(tmp_path).classify([post])[0]
+    assert after.intent_scores[target] > before.intent_scores[target] + 0.2

@@ -276,3 +276,19 @@ def test_project_licence_is_an_spdx_string_and_the_apprise_warning_is_filtered(t
                           "--rootdir", str(REPO), str(probe)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "imghdr" not in run.stdout and "warning" not in run.stdout.lower()
+
+
+def test_the_readme_classify_pipe_works_from_a_real_stdin(tmp_path):
+    """`echo '{...}' | doorstep classify`: a real pipe, not click's test stdin (which hid a crash)."""
+    import json as json_
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    line = '{"id": 1, "text": "Parcel marked delivered but not here @UPSHelp"}\n'
+    run = subprocess.run([sys.executable, "-m", "doorstep", "--db", str(tmp_path / "x.db"), "classify", "--model",
+                          "baseline"], input=line.encode(), capture_output=True, cwd=tmp_path, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    row = json_.loads(run.stdout.decode().splitlines()[0])
+    assert row["id"] == 1 and row["complaint"] is True

@@ -90,7 +90,11 @@ def test_a_reply_on_the_dm_channel_stays_private(store: Store, emulator: XEmulat
     case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
     queue_private(store, config, case_id, "Could you DM us your order number?", "agent")
     send_all(store, config)
-    emulator.send_dm("kit", "FettleCare", "sure, it's ORD-2026-000999")
+    # The customer answers a moment after our question (DM times have millisecond precision).
+    from datetime import datetime, timezone
+
+    emulator.send_dm("kit", "FettleCare", "sure, it's ORD-2026-000999",
+                     created_at=datetime.now(timezone.utc) + timedelta(seconds=2))
     XListener(store, config, Pipeline(store, config, KeywordClassifier()),
               settings=XSettings(accounts=["FettleCare"], direct_messages=True)).poll_once()
     message = queue_reply(store, config, case_id, "Thanks, checking now", "agent", channel="x_dm")
@@ -374,3 +378,16 @@ def test_ask_privately_on_bluesky_is_a_chat_message_and_the_answer_joins_the_cas
         assert listener.own_did == chat.did  # the listener logged in as the brand account
     finally:
         chat.close()
+
+
+def test_asking_privately_follows_the_one_answer_rule(store: Store, emulator: XEmulator) -> None:
+    from responders.outbox import AlreadyAnswered
+
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@FettleCare torch broken", handle="kit")
+    queue_reply(store, config, case_id, "@kit so sorry, we're on it", "lead")
+    with pytest.raises(AlreadyAnswered, match="lead already answered"):
+        queue_private(store, config, case_id, "Could you DM us your order number?", "agent")
+    forced = queue_private(store, config, case_id, "Could you DM us your order number?", "agent", force=True)
+    assert forced.channel == "x_dm"
+    assert any(e.action == "reply.send_anyway" and e.actor == "agent" for e in store.audit_trail(case_id))
