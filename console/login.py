@@ -22,6 +22,7 @@ logout is written to the audit log.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -31,6 +32,9 @@ from doorstep.config import Config
 from doorstep.store import Store
 
 COOKIE_NAME = "doorstep_session"
+#: The tab's icon, a file served by the console itself: a Material or emoji ``page_icon`` makes the
+#: browser fetch the icon from fonts.gstatic.com or a CDN, a request leaving the machine (issue 17).
+FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
 #: The login form's labels; the browser test and the console bench find the fields by them.
 FORM_FIELDS = {"Form name": "Log in", "Username": "Username", "Password": "Password", "Login": "Log in"}
 
