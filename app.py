@@ -19,7 +19,7 @@ from console.widgets import escape_md, get_config, get_store
 
 
 def main() -> None:
-    st.set_page_config(page_title="Doorstep", page_icon=":material/package_2:", layout="wide")
+    st.set_page_config(page_title="Doorstep", page_icon=login.FAVICON, layout="wide")
     store = get_store()
     config = get_config()  # a broken doorstep.toml stops here with the file and key named
     user = login.current_user(store, config)

@@ -194,26 +194,61 @@ def set_password(store: Store, username: str, password: str, *, actor: str = "cl
     end_sessions(store, username, reason="password changed")
 
 
+#: Audit actions that end a run of wrong passwords for a username: its own login, or an admin's unlock.
+_LOCK_RESETS = "(s.actor = f.actor and s.action = 'login') or (s.action = 'user.unlock' and json_extract(s.details, '$.username') = f.actor)"
+
+
+def _failure_times(store: Store, *, now: Any = None, username: str | None = None) -> list[tuple[str, str]]:
+    """(username, time) of each wrong password within LOCKOUT_WINDOW since that username's last
+    login or unlock. Unknown usernames count like known ones, so a lock tells nobody which exist."""
+    since = iso((now or utcnow()) - LOCKOUT_WINDOW)
+    only = "and f.actor = ?" if username is not None else ""
+    return [(r[0], r[1]) for r in store.db.execute(
+        f"""select actor, at from audit_events f
+           where f.action = 'login.failed' and f.at >= ? {only}
+             and f.at > coalesce((select max(s.at) from audit_events s where {_LOCK_RESETS}), '')
+           order by at desc""",
+        [since, *([username.strip().lower()] if username is not None else [])],
+    ).fetchall()]
+
+
 def recent_failures(store: Store, *, now: Any = None) -> dict[str, int]:
     """Wrong passwords per username within LOCKOUT_WINDOW, counted from the audit log.
 
-    Since a successful login, that is: logging in resets the count, as a lockout should.
+    Since a successful login or an admin's unlock, that is: either resets the count, as a lockout should.
     """
-    since = iso((now or utcnow()) - LOCKOUT_WINDOW)
-    rows = store.db.execute(
-        """select actor, count(*) from audit_events f
-           where f.action = 'login.failed' and f.at >= ?
-             and f.at > coalesce((select max(s.at) from audit_events s
-                                  where s.actor = f.actor and s.action = 'login'), '')
-           group by actor""",
-        [since],
-    ).fetchall()
-    return {r[0]: int(r[1]) for r in rows}
+    counts: dict[str, int] = {}
+    for actor, _ in _failure_times(store, now=now):
+        counts[actor] = counts.get(actor, 0) + 1
+    return counts
 
 
 def locked_out(store: Store, username: str, *, now: Any = None) -> bool:
     """True after LOCKOUT_FAILURES wrong passwords for ``username`` within LOCKOUT_WINDOW."""
-    return recent_failures(store, now=now).get(username.strip().lower(), 0) >= LOCKOUT_FAILURES
+    return lock_ends(store, username, now=now) is not None
+
+
+def lock_ends(store: Store, username: str, *, now: Any = None) -> datetime | None:
+    """When ``username``'s lock ends (the LOCKOUT_FAILURES-th newest wrong password leaves the
+    window), or None if it is not locked. Attempts while locked are audited as ``login.locked``,
+    not as failures, so they do not prolong it."""
+    times = _failure_times(store, now=now, username=username)
+    if len(times) < LOCKOUT_FAILURES:
+        return None
+    return parse_time(times[LOCKOUT_FAILURES - 1][1]) + LOCKOUT_WINDOW  # type: ignore[operator]
+
+
+def unlock_user(store: Store, username: str, *, actor: str = "cli") -> bool:
+    """Lift ``username``'s lockout (audited as ``user.unlock``); returns whether it was locked.
+
+    Only existing users: an admin has no business with the names strangers typed.
+    """
+    username = username.strip().lower()
+    if get_user(store, username) is None:
+        raise AuthError(f"no user {username!r}")
+    was_locked = locked_out(store, username)
+    store.audit(actor, "user.unlock", None, {"username": username, "was_locked": was_locked})
+    return was_locked
 
 
 def credentials(store: Store) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``doorstep user add/remove/set-role/set-email/set-password/list``: console users from the command line.
+"""``doorstep user add/remove/set-role/set-email/set-password/unlock/list``: console users from the command line.
 
 Passwords come from ``--password-stdin`` (first line of standard input, for scripts) or an
 interactive prompt with confirmation; they are never a command-line option (shell history,
@@ -110,6 +110,20 @@ def set_password_cmd(ctx: Context, username: str, password_stdin: bool) -> None:
     except AuthError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"password changed for {username}")
+
+
+@user.command("unlock")
+@click.argument("username")
+@pass_ctx
+def unlock_cmd(ctx: Context, username: str) -> None:
+    """Lift a user's lock after too many wrong passwords (as Settings → Users → Unlock; audited)."""
+    from console.auth import AuthError, unlock_user
+
+    try:
+        was_locked = unlock_user(ctx.store, username, actor="cli")
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"unlocked {username.strip().lower()}" if was_locked else f"{username.strip().lower()} was not locked")
 
 
 @user.command("list")

@@ -22,6 +22,7 @@ logout is written to the audit log.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -31,6 +32,9 @@ from doorstep.config import Config
 from doorstep.store import Store
 
 COOKIE_NAME = "doorstep_session"
+#: The tab's icon, a file served by the console itself: a Material or emoji ``page_icon`` makes the
+#: browser fetch the icon from fonts.gstatic.com or a CDN, a request leaving the machine (issue 17).
+FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
 #: The login form's labels; the browser test and the console bench find the fields by them.
 FORM_FIELDS = {"Form name": "Log in", "Username": "Username", "Password": "Password", "Login": "Log in"}
 
@@ -190,8 +194,7 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
 
     authenticator = _authenticator(store)
     st.session_state["_authenticator"] = authenticator
-    before = {name: u["failed_login_attempts"] for name, u in authenticator.authentication_controller
-              .authentication_model.credentials["usernames"].items()}
+    attempt = _watch_attempts(store, authenticator)
     with _login_column():
         st.title("Doorstep")
         st.caption("Social customer care — please log in.")
@@ -203,19 +206,70 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
             authenticator.login(location="main", max_login_attempts=auth.LOCKOUT_FAILURES, fields=FORM_FIELDS,
                                 key="login", callback=lambda event: _form_login(store, config, event["username"]))
         except LoginError as exc:
-            if "attempts" in str(exc):
-                st.error("Too many wrong passwords for this user: try again in a few minutes.")
-            else:
+            if "locked" not in attempt:
                 st.error(str(exc))
-        after = authenticator.authentication_controller.authentication_model.credentials["usernames"]
-        for name, entry in after.items():
-            if entry.get("failed_login_attempts", 0) > before.get(name, 0):
-                store.audit(name, "login.failed", None, {"method": "password"})
-        if st.session_state.get("authentication_status") is False:
+        if "locked" in attempt:
+            st.error(lock_message(attempt["locked"]))
+        elif attempt.get("ok") is False:  # this click's attempt, not a failure left over from an earlier one
             st.error("Wrong username or password.")
     if st.session_state.get("_session_id"):
         st.rerun()  # draw the console instead of the form in this same click
     return None
+
+
+def lock_message(ends: Any) -> str:
+    """The same words for every username, known or not, with how long a lock lasts and how long is left."""
+    from doorstep.models import utcnow
+
+    window = int(auth.LOCKOUT_WINDOW.total_seconds() // 60)
+    left = max(1, -int(-(ends - utcnow()).total_seconds() // 60))
+    return (f"Too many wrong passwords for this username: logins are refused for {window} minutes after "
+            f"{auth.LOCKOUT_FAILURES} wrong ones; try again in {left} minute{'s' if left != 1 else ''}, "
+            "or ask an admin to unlock it.")
+
+
+#: A bcrypt hash checked for usernames that do not exist, so they take as long to refuse as wrong passwords.
+_DUMMY_HASH = b"$2b$12$C6UzMDM.H6dfI/f/IKxGhu4YbsWnC.Yp4AVEkQ7VGeV0dwS3WqVeC"
+
+
+def _watch_attempts(store: Store, authenticator: Any) -> dict[str, Any]:
+    """Put the lockout and its audit in front of the library's check of a typed username + password.
+
+    streamlit-authenticator counts wrong passwords only for usernames it knows, and its own lock
+    would tell a stranger which usernames exist. Here every typed username is treated alike: a
+    locked one is refused before the password is looked at (audited ``login.locked``), and a wrong
+    password for any username is audited ``login.failed``, which is what :func:`auth.locked_out`
+    counts. Returns what this run's attempt came to (``ok``, or ``locked``: when the lock ends).
+    """
+    from streamlit_authenticator.utilities.exceptions import LoginError
+
+    model = authenticator.authentication_controller.authentication_model
+    checked = model.login
+    attempt: dict[str, Any] = {}
+
+    def login(username: str, password: str, *args: Any, **kwargs: Any) -> Any:
+        if not username:
+            return checked(username, password, *args, **kwargs)
+        name = str(username).strip().lower()[:64]
+        ends = auth.lock_ends(store, name)
+        if ends is not None:
+            attempt["locked"] = ends
+            store.audit(name, "login.locked", None, {"method": "password"})
+            raise LoginError("locked")
+        if name not in model.credentials["usernames"]:
+            import bcrypt
+
+            bcrypt.checkpw(str(password or "").encode("utf-8")[:auth.MAX_PASSWORD_BYTES], _DUMMY_HASH)
+        ok = checked(name, password, *args, **kwargs)
+        attempt["ok"] = bool(ok)
+        if not ok:
+            store.audit(name, "login.failed", None, {"method": "password"})
+            if (ends := auth.lock_ends(store, name)) is not None:
+                attempt["locked"] = ends  # that was the last one allowed: say so now
+        return ok
+
+    model.login = login
+    return attempt
 
 
 def _form_login(store: Store, config: Config, username: str) -> None:

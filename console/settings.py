@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from console.auth import ROLES, AuthError, add_user, can, list_users, remove_user, set_role
+from console.auth import ROLES, AuthError, add_user, can, list_users, lock_ends, remove_user, set_role, unlock_user
 from console.widgets import current_user, escape_md, flash, get_config, get_store, require, show_flashes
 from doorstep.config import secret
 
@@ -145,7 +145,9 @@ def _alerts(config: Any) -> None:
 def _users(store: Any) -> None:
     user = current_user()
     st.subheader("Users")
-    st.dataframe([{"username": u.username, "name": u.name, "role": u.role, "e-mail (single sign-on)": u.email}
+    locks = {u.username: lock_ends(store, u.username) for u in list_users(store)}
+    st.dataframe([{"username": u.username, "name": u.name, "role": u.role, "e-mail (single sign-on)": u.email,
+                   "locked until (UTC)": locks[u.username].strftime("%H:%M") if locks[u.username] else ""}
                   for u in list_users(store)], hide_index=True)
     with st.form("user_add", clear_on_submit=True):
         st.markdown("**Add a user**")
@@ -172,7 +174,7 @@ def _users(store: Any) -> None:
             st.markdown("**Change a user**")
             who = st.selectbox("User", others, key="uc_user")
             role = st.selectbox("New role", ROLES, key="uc_role")
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns(3)
             if c1.form_submit_button("Set role"):
                 set_role(store, who, role, actor=user.username)
                 flash("success", f"{who} is now {role}")
@@ -180,6 +182,10 @@ def _users(store: Any) -> None:
             if c2.form_submit_button("Remove user"):
                 remove_user(store, who, actor=user.username)
                 flash("success", f"removed {who}")
+                st.rerun()
+            if c3.form_submit_button("Unlock", help="Lift the lock after too many wrong passwords (audited)."):
+                was_locked = unlock_user(store, who, actor=user.username)
+                flash("success", f"unlocked {who}" if was_locked else f"{who} was not locked")
                 st.rerun()
 
 
