@@ -211,8 +211,9 @@ def render() -> None:
                            format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
         notes["sla_state"] = st.empty()
-    sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
-                        format_func=SORTS.get, key="inbox_sort")
+    with st.columns([1, 3])[0]:
+        sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
+                            format_func=SORTS.get, key="inbox_sort")
     filters["sort"] = sort
     # Another filter, search or order starts the queue at its first page again.
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
@@ -245,7 +246,8 @@ def render() -> None:
     cases = store.inbox(query)
     capped = bool(filters.get("search")) and store.search_is_capped(filters["search"])
     st.caption(escape_md(
-        f"{total} case(s)" + (" — search looked at the newest matching posts only" if capped else "")
+        f"{total} case(s)" + (f", showing {_showing(query.offset, len(cases), total)}" if total > len(cases) else "")
+        + (" — search looked at the newest matching posts only" if capped else "")
         + f"; times in {config.timezone}"
     ))
     _opener(cases)
