@@ -40,6 +40,28 @@ from doorstep.store import StaleCaseError, Store, iso
 SNOOZE_CHOICES = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "Tomorrow (24 h)": timedelta(days=1)}
 
 
+# --------------------------------------------------------------------- the case's address
+def url_case_id() -> int | None:
+    """The case this page shows, kept in its address (``/case?id=123``) and in the session.
+
+    The address wins: it is what a reload, the back button or a shared link brings, and the
+    session (lost on reload) follows it. Opened from the inbox without one, the session's case
+    is written into the address, so the page can be reloaded and linked.
+    """
+    raw = st.query_params.get("id")
+    number = int(raw) if raw and str(raw).strip().isdigit() and int(raw) > 0 else None
+    if number is not None:
+        st.session_state["case_id"] = number
+    else:
+        held = st.session_state.get("case_id")
+        number = int(held) if held else None
+        if number is not None:
+            st.query_params["id"] = str(number)
+    if number is not None and st.session_state.get("case_pick") != number:
+        st.session_state["case_pick"] = number
+    return number
+
+
 # --------------------------------------------------------------------- versions
 def held_version(case: Case) -> int:
     versions: dict[int, int] = st.session_state.setdefault("case_versions", {})
@@ -649,12 +671,12 @@ def render() -> None:
     conflict = st.session_state.pop("case_conflict", None)
     if conflict:
         st.error(escape_md(conflict), icon=":material/warning:")
-    case_id = st.session_state.get("case_id")
-    if case_id and st.session_state.get("case_pick") != case_id:
-        st.session_state["case_pick"] = int(case_id)
+    case_id = url_case_id()
 
     def _picked() -> None:
         st.session_state["case_id"] = st.session_state.get("case_pick")
+        if st.session_state["case_id"]:
+            st.query_params["id"] = str(int(st.session_state["case_id"]))
 
     initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
     st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",

@@ -1,5 +1,10 @@
 """The inbox: open cases, highest priority first, with filters, search and SLA clocks.
 
+A queue over every matching case: pages of PAGE_SIZE with the total ("51–100 of 302"), three
+orders (priority, next due time, newest), and "Case to open" takes any case number, whatever
+its status or page. Search finds words of posts, order and tracking numbers, customers by
+name, e-mail or phone, and an exact handle alone (``Store.search_cases``).
+
 Every filter is pushed down to ``Store.inbox`` (partial indexes over open cases). Under each
 filter a line gives the counts from ``Store.inbox_facets`` under the *other* filters, so an
 agent sees how many cases a click will leave before clicking. The counts are not part of the
@@ -32,6 +37,8 @@ ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
 SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
 PAGE_SIZE = 50
+#: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
+SORTS = {"priority": "priority", "due": "due time (soonest first)", "newest": "newest case"}
 #: Cell backgrounds of the SLA column (red: overdue, amber: due within the hour).
 SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 
@@ -43,6 +50,7 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
         statuses=OPEN_CASE_STATUSES if without == "status" else tuple(statuses),
         search=filters.get("search") or None,
         sla_state=filters.get("sla_state") or None,
+        sort=filters.get("sort") or "priority",
         limit=PAGE_SIZE,
         offset=int(filters.get("offset") or 0),
         **kwargs,
@@ -102,10 +110,48 @@ def _open_from_table() -> None:
         _remember_open(shown[rows[0]])
 
 
+def case_number(value: Any) -> int | None:
+    """The case number in what was picked or typed into "Case to open" (224, "224", "#224"), else None."""
+    if isinstance(value, int):
+        return value
+    digits = str(value or "").strip().lstrip("#").strip()
+    return int(digits) if digits.isdigit() and int(digits) > 0 else None
+
+
+def _open_typed() -> None:
+    """on_change of the case number box (Enter): open that case, any status, any page."""
+    typed = str(st.session_state.get("inbox_number") or "").strip()
+    if not typed:
+        return
+    number = case_number(typed)
+    if number is None:
+        st.session_state["_inbox_pick_error"] = f"“{typed}” is not a case number."
+    elif get_store().get_case(number) is None:
+        st.session_state["_inbox_pick_error"] = f"There is no case #{number}."
+    else:
+        st.session_state["inbox_number"] = ""
+        _remember_open(number)
+
+
 def _open_from_pick() -> None:
-    """on_click of "Open case": open the case chosen in "Case to open"."""
-    if st.session_state.get("inbox_pick") is not None:
+    """on_click of "Open case": the number typed, else the case chosen in "Case to open"."""
+    if "_inbox_open" in st.session_state or "_inbox_pick_error" in st.session_state:
+        return  # the number box's own on_change (it ran first, in this same click) has answered
+    if str(st.session_state.get("inbox_number") or "").strip():
+        _open_typed()
+    elif st.session_state.get("inbox_pick") is not None:
         _remember_open(st.session_state["inbox_pick"])
+
+
+def _page(step: int) -> None:
+    """on_click of "Previous" / "Next": move the queue one page (the offset is kept with the filters)."""
+    filters = st.session_state.setdefault("inbox_filters", {})
+    filters["offset"] = max(0, int(filters.get("offset") or 0) + step * PAGE_SIZE)
+
+
+def _showing(offset: int, shown: int, total: int) -> str:
+    """"51–100 of 302": which cases of all matching ones this page holds."""
+    return f"{offset + 1:,}–{offset + shown:,} of {total:,}" if shown else f"0 of {total:,}"
 
 
 def _remember_open(case_id: int) -> None:
@@ -165,6 +211,14 @@ def render() -> None:
                            format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
         notes["sla_state"] = st.empty()
+    sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
+                        format_func=SORTS.get, key="inbox_sort")
+    filters["sort"] = sort
+    # Another filter, search or order starts the queue at its first page again.
+    signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
+    if st.session_state.get("_inbox_signature") not in (None, signature):
+        filters["offset"] = 0
+    st.session_state["_inbox_signature"] = signature
 
     # Counts under the *other* filters, now that every filter has been read this run.
     status_counts = store.inbox_facets("status", _query(filters, without="status"))
@@ -185,12 +239,16 @@ def render() -> None:
         return
     query = _query(filters)
     total = store.inbox_count(query)
+    if query.offset and query.offset >= total:  # the queue shrank under the agent: last page
+        filters["offset"] = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
+        query = _query(filters)
     cases = store.inbox(query)
     capped = bool(filters.get("search")) and store.search_is_capped(filters["search"])
     st.caption(escape_md(
         f"{total} case(s)" + (" — search looked at the newest matching posts only" if capped else "")
         + f"; times in {config.timezone}"
     ))
+    _opener(cases)
     if not cases:
         st.info("No cases match these filters.")
         return
@@ -230,13 +288,30 @@ def render() -> None:
     if selected:
         open_case(cases[selected[0]].id)
 
-    ids = [c.id for c in cases]
-    pick_cols = st.columns([3, 1])
+    offset = query.offset
+    pager = st.columns([1, 1, 4])
+    pager[0].button("Previous", key="inbox_prev", on_click=_page, args=(-1,), disabled=offset <= 0,
+                    icon=":material/chevron_left:")
+    pager[1].button("Next", key="inbox_next", on_click=_page, args=(1,), disabled=offset + len(cases) >= total,
+                    icon=":material/chevron_right:")
+    pager[2].caption(escape_md(f"Showing {_showing(offset, len(cases), total)} · page {offset // PAGE_SIZE + 1:,} "
+                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}"))
+
+
+def _opener(cases: list[Any]) -> None:
+    """"Case to open": a case of this page, or any case number typed in (whatever its status or page;
+    Enter in the number box opens it too)."""
+    by_id = {c.id: c for c in cases}
+    error = st.session_state.pop("_inbox_pick_error", None)
+    pick_cols = st.columns([3, 2, 1])
     with pick_cols[0]:
-        chosen = st.selectbox("Case to open", ids, key="inbox_pick",
-                              format_func=lambda cid: f"#{cid} — {next(c for c in cases if c.id == cid).intent or 'case'}"
-                              f" @{next(c for c in cases if c.id == cid).author_handle or '-'}")
+        if by_id:
+            st.selectbox("Case to open", list(by_id), key="inbox_pick",
+                         format_func=lambda cid: f"#{cid} — {by_id[cid].intent or 'case'} @{by_id[cid].author_handle or '-'}")
     with pick_cols[1]:
+        st.text_input("…or any case number", key="inbox_number", placeholder="e.g. 224", on_change=_open_typed)
+    with pick_cols[2]:
         st.write("")
-        if st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick):
-            open_case(int(chosen))
+        st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick)
+    if error:
+        st.error(escape_md(error))

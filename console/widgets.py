@@ -176,6 +176,7 @@ def open_case(case_id: int) -> None:
     """Go to the case page for ``case_id`` (from the inbox, the customer's other cases...)."""
     st.session_state["case_id"] = int(case_id)
     pages = st.session_state.get("_pages") or {}
-    if "case" in pages:
-        st.switch_page(pages["case"])
+    if "case" in pages:  # the address carries the case (/case?id=123): reload, back button, a shared link
+        st.switch_page(pages["case"], query_params={"id": str(int(case_id))})
+    st.query_params["id"] = str(int(case_id))
     st.rerun()

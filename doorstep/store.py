@@ -63,6 +63,26 @@ OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
 #: The inbox's equality filters (columns of ``cases`` and fields of ``InboxQuery``).
 INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
 
+#: A case's next due time: first response while unanswered, then resolution. The inbox's "due"
+#: order and its index (m008) use this exact text.
+CASE_DUE_SQL = "(case when first_response_at is null then first_response_due else resolution_due end)"
+
+#: The inbox's orders: priority (the default), next due time first, newest case first. Each
+#: walks a partial index over open cases, so a page stops after its rows.
+INBOX_SORTS = {
+    "priority": "priority desc, id desc",
+    "due": f"{CASE_DUE_SQL}, id",
+    "newest": "opened_at desc, id desc",
+}
+
+#: A customer's phone number with spaces, dashes, brackets, dots and "+" taken out, so "+44 7700
+#: 900434" is found as "447700900434" too (indexed by this exact text, m008).
+PHONE_DIGITS_SQL = ("replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '(', ''), ')', ''), "
+                    "'.', ''), '+', '')")
+
+#: Customers a search by name, e-mail or phone looks at (the newest-created first).
+CUSTOMER_MATCH_LIMIT = 200
+
 #: Full-text results kept per Store (see Store._memo): a console page asks for the same search
 #: once per filter count, and again on every rerun while the agent changes other filters.
 SEARCH_MEMO_SIZE = 32
@@ -471,6 +491,25 @@ def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
     db["console_sessions"].create_index(["username"], if_not_exists=True)
 
 
+@MIGRATIONS()
+def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
+    """The inbox as a queue over every case (branch ``inbox``, issue 17).
+
+    Sorting by due time or by newest walks these partial indexes over open cases (as the
+    priority order walks ``idx_cases_open_priority``), so a page of 50 stops after 50 rows
+    at any offset. Search finds what agents type besides words: a case's tracking number,
+    its author's handle whatever the case, and customers by name, e-mail or phone
+    (``customers_fts``, kept by triggers).
+    """
+    db.execute(f"create index if not exists idx_cases_open_due on cases ({CASE_DUE_SQL}, id) where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
+    db.execute("create index if not exists idx_cases_tracking_number on cases (tracking_number)")
+    db.execute("create index if not exists idx_cases_author_handle_nocase on cases (author_handle collate nocase)")
+    db.execute(f"create index if not exists idx_customers_phone_digits on customers ({PHONE_DIGITS_SQL})")
+    if "customers_fts" not in db.table_names():
+        db["customers"].enable_fts(["name", "email", "phone"], create_triggers=True, tokenize="unicode61")
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -504,6 +543,8 @@ class InboxQuery:
     sla_state: str | None = None
     limit: int = 50
     offset: int = 0
+    #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
+    sort: str = "priority"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1094,10 +1135,22 @@ class Store:
         return None
 
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
-        """Open cases, highest priority first, as the console's queue shows them."""
+        """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
         where, params = self._inbox_where(query or InboxQuery())
         q = query or InboxQuery()
-        sql = f"select * from cases where {where} order by priority desc, id desc limit ? offset ?"
+        if q.sort not in INBOX_SORTS:
+            raise ValueError(f"not an inbox order: {q.sort} (choose {', '.join(INBOX_SORTS)})")
+        # Due and newest walk their own index over open cases and stop after the page; left to
+        # itself (no ANALYZE statistics) SQLite would sort every open case. With a search or a
+        # filter the matching cases are few or indexed by the filter, so the planner chooses.
+        index = ""
+        if (q.sort != "priority" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
+                and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
+            name = {"due": "idx_cases_open_due", "newest": "idx_cases_open_opened"}[q.sort]
+            if self._indexes is None:
+                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
+            index = f" indexed by {name}" if name in self._indexes else ""
+        sql = f"select * from cases{index} where {where} order by {INBOX_SORTS[q.sort]} limit ? offset ?"
         return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
 
     def inbox_count(self, query: InboxQuery | None = None) -> int:
@@ -1170,25 +1223,63 @@ class Store:
         return value
 
     def search_cases(self, text: str) -> list[int]:
-        """Ids of the cases of the newest posts matching ``text`` (SEARCH_MATCH_LIMIT posts at most).
+        """Ids of the cases an agent's search means, by what they typed.
 
-        Searching is for finding a live conversation, so the newest matches are the ones
-        that matter; capping them keeps a search for a common word ("parcel") as fast as
-        a rare one. :meth:`search_is_capped` tells the console when to say so.
+        An exact handle (``hannah_pr`` or ``@hannah_pr``) that some case is from wins alone:
+        the words of a handle would otherwise also find ``@hannah_no``'s posts. Otherwise the
+        cases of: a linked order number or tracking number typed exactly; customers whose
+        name, e-mail or phone matches (their linked cases and the cases from their handles);
+        and the newest posts matching the words (SEARCH_MATCH_LIMIT posts at most: searching
+        is for finding a live conversation, and capping keeps a common word as fast as a rare
+        one; :meth:`search_is_capped` tells the console when to say so). An order number
+        quoted in a post is found by its words. Every lookup is by an index.
         """
         query = _fts_query(text)
         if not query:
             return []
+        typed = text.strip()
 
         def run() -> tuple[int, ...]:
-            rows = self.db.execute(
+            handle = typed.removeprefix("@")
+            if handle and not any(c.isspace() for c in handle):
+                exact = self.db.execute(
+                    "select id from cases where author_handle = ? collate nocase order by id desc", [handle]
+                ).fetchall()
+                if exact:
+                    return tuple(r[0] for r in exact)
+            found: dict[int, None] = {}
+            numbers = list(dict.fromkeys([typed, typed.upper()]))
+            marks = ",".join("?" * len(numbers))
+            for sql in (
+                f"select id from cases where order_number in ({marks})",
+                f"select id from cases where tracking_number in ({marks})",
+                f"select id from cases where order_number in (select order_number from shipments "
+                f"where tracking_number in ({marks}))",
+            ):
+                found.update((r[0], None) for r in self.db.execute(sql, numbers).fetchall())
+            customers = [r[0] for r in self.db.execute(
+                "select id from customers where rowid in (select rowid from customers_fts where customers_fts "
+                "match ? order by rowid desc limit ?)", [query, CUSTOMER_MATCH_LIMIT]).fetchall()]
+            digits = "".join(c for c in typed if c.isdigit())
+            if len(digits) >= 7 and all(c.isdigit() or c in " -().+" for c in typed):
+                customers += [r[0] for r in self.db.execute(
+                    f"select id from customers where {PHONE_DIGITS_SQL} = ? limit ?", [digits, CUSTOMER_MATCH_LIMIT])]
+            if customers:
+                ids = json.dumps(customers)
+                found.update((r[0], None) for r in self.db.execute(
+                    "select id from cases where customer_id in (select value from json_each(?))", [ids]).fetchall())
+                found.update((r[0], None) for r in self.db.execute(
+                    "select c.id from customer_handles h join cases c on c.channel = h.channel and "
+                    "c.author_handle = h.handle where h.customer_id in (select value from json_each(?))",
+                    [ids]).fetchall())
+            found.update((r[0], None) for r in self.db.execute(
                 "select distinct case_id from mentions where case_id is not null and id in "
                 "(select rowid from mentions_fts where mentions_fts match ? order by rowid desc limit ?)",
                 [query, SEARCH_MATCH_LIMIT],
-            ).fetchall()
-            return tuple(r[0] for r in rows)
+            ).fetchall())
+            return tuple(found)
 
-        return list(self._memo("cases", query, run))
+        return list(self._memo("cases", typed, run))
 
     def search_is_capped(self, text: str) -> bool:
         query = _fts_query(text)
