@@ -195,7 +195,8 @@ def set_password(store: Store, username: str, password: str, *, actor: str = "cl
 
 
 #: Audit actions that end a run of wrong passwords for a username: its own login, or an admin's unlock.
-_LOCK_RESETS = "(s.actor = f.actor and s.action = 'login') or (s.action = 'user.unlock' and json_extract(s.details, '$.username') = f.actor)"
+_LOCK_RESETS = ("(s.actor = f.actor and s.action = 'login') "
+                "or (s.action = 'user.unlock' and json_extract(s.details, '$.username') = f.actor)")
 
 
 def _failure_times(store: Store, *, now: Any = None, username: str | None = None) -> list[tuple[str, str]]:
