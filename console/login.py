@@ -171,7 +171,7 @@ def _navigate_top(url: str, *, keep_path: bool = False) -> None:
     import streamlit.components.v1 as components
 
     target = json.dumps(url)
-    suffix = "+ '&next=' + encodeURIComponent(w.location.pathname)" if keep_path else ""
+    suffix = "+ '&next=' + encodeURIComponent(w.location.pathname + w.location.search)" if keep_path else ""
     components.html(
         "<script>const w = window.parent; const m = w.document.createElement('meta');"
         f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"

@@ -32,7 +32,8 @@ from console.login import COOKIE_NAME
 log = logging.getLogger("doorstep.console")
 
 #: Where the browser may be sent back to after the cookie is set: paths on this server only.
-_SAFE_NEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-")
+#: A path and a plain query (``/case?id=224``, so a shared case link survives the login); no ``%``, ``\\`` or ``:``.
+_SAFE_NEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-?=&")
 
 
 def _store() -> Any:

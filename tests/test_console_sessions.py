@@ -117,6 +117,24 @@ def test_session_route_sets_an_httponly_cookie_and_only_once(db: Store) -> None:
     assert 'doorstep_session=""' in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
 
 
+def test_a_shared_case_link_survives_the_login(db: Store) -> None:
+    """Opening /case?id=224 while logged out comes back to case 224 after the login, not to /case."""
+    from urllib.parse import quote
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from console.server import routes
+
+    client = TestClient(Starlette(routes=routes()), base_url="https://console.example")
+    _, grant = auth.start_session(db, "ann", hours=1)
+    response = client.get(f"/auth/session?grant={grant}&next={quote('/case?id=224', safe='')}", follow_redirects=False)
+    assert response.headers["location"] == "/case?id=224"
+    for evil in ("//evil.example/?id=1", "/\\evil.example", "https://evil.example/case?id=1"):
+        out = client.get(f"/auth/session?grant=x&next={quote(evil, safe='')}", follow_redirects=False)
+        assert out.headers["location"] == "/"
+
+
 def test_login_never_sets_a_javascript_cookie(db: Store) -> None:
     """streamlit-authenticator's cookie component (JavaScript) is never drawn."""
     at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
