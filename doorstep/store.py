@@ -803,6 +803,26 @@ class Store:
             n += 1
         return n
 
+    def _insert_or_update(self, table: str, key_column: str, key: str, values: dict[str, Any], mentioned: set[str],
+                          *, never_clear: frozenset[str] = frozenset()) -> str:
+        """The one partial-update rule of customers, orders and shipments: a new row is inserted
+        whole; an existing one gets only the ``mentioned`` columns whose value differs (and never
+        None over a ``never_clear`` column), so a file never erases what it did not mention.
+        Returns "new", "updated" or "unchanged"."""
+        existing = self.db.execute(f"select {', '.join(values)} from {table} where {key_column} = ?", [key]).fetchone()
+        if existing is None:
+            self.db.execute(f"insert into {table} ({key_column}, {', '.join(values)}) values (?{', ?' * len(values)})",
+                            [key, *values.values()])
+            return "new"
+        stored = dict(zip(values, existing))
+        update = {k: v for k, v in values.items()
+                  if k in mentioned and stored[k] != v and not (v is None and k in never_clear)}
+        if not update:
+            return "unchanged"
+        self.db.execute(f"update {table} set {', '.join(f'{k} = ?' for k in update)} where {key_column} = ?",
+                        [*update.values(), key])
+        return "updated"
+
     def upsert_customer(self, customer: Customer, fields: Iterable[str] | None = None) -> str:
         """Insert a customer, or update only the ``fields`` given (default: those set on the model).
 
@@ -819,25 +839,8 @@ class Store:
             "vip": int(customer.vip),
             "opt_out": _json(customer.opt_out),
         }
-        existing = self.db.execute(
-            "select name, email, phone, vip, opt_out from customers where id = ?", [customer.id]
-        ).fetchone()
-        changed = False
-        if existing is None:
-            self.db.execute(
-                "insert into customers (id, name, email, phone, vip, opt_out) values (?, ?, ?, ?, ?, ?)",
-                [customer.id, *values.values()],
-            )
-            changed = True
-        else:
-            stored = dict(zip(values, existing))
-            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
-            if update:
-                self.db.execute(
-                    f"update customers set {', '.join(f'{k} = ?' for k in update)} where id = ?",
-                    [*update.values(), customer.id],
-                )
-                changed = True
+        status = self._insert_or_update("customers", "id", customer.id, values, mentioned)
+        changed = status != "unchanged"
         if "handles" in mentioned:
             for channel, handle in customer.handles.items():
                 handle = handle.lower().lstrip("@")
@@ -850,7 +853,7 @@ class Store:
                         [channel, handle, customer.id],
                     )
                     changed = True
-        if existing is None:
+        if status == "new":
             return "new"
         return "updated" if changed else "unchanged"
 
@@ -897,27 +900,13 @@ class Store:
             "promised_date": iso(order.promised_date),
             "status": order.status,
         }
-        existing = self.db.execute(f"select {', '.join(values)} from orders where number = ?", [order.number]).fetchone()
-        changed = False
-        if existing is None:
-            self.db.execute(
-                f"insert into orders (number, {', '.join(values)}) values (?{', ?' * len(values)})",
-                [order.number, *values.values()],
-            )
-        else:
-            stored = dict(zip(values, existing))
-            update = {k: v for k, v in values.items() if k in mentioned and stored[k] != v}
-            if update:
-                self.db.execute(
-                    f"update orders set {', '.join(f'{k} = ?' for k in update)} where number = ?",
-                    [*update.values(), order.number],
-                )
-                changed = True
+        status = self._insert_or_update("orders", "number", order.number, values, mentioned)
+        changed = status == "updated"
         for shipment in order.shipments:
             fields_of = set(shipment.model_fields_set) | {"order_number"}
-            status = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}), fields_of)
-            changed = changed or status != "unchanged"
-        if existing is None:
+            changed = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}),
+                                           fields_of) != "unchanged" or changed
+        if status == "new":
             return "new"
         return "updated" if changed else "unchanged"
 
@@ -934,29 +923,12 @@ class Store:
             "service": shipment.service,
             "status": shipment.status,
         }
-        existing = self.db.execute(
-            "select order_number, courier, service, status from shipments where tracking_number = ?",
-            [shipment.tracking_number],
-        ).fetchone()
-        changed = False
-        if existing is None:
-            self.db.execute(
-                "insert into shipments (tracking_number, order_number, courier, service, status) values (?, ?, ?, ?, ?)",
-                [shipment.tracking_number, *values.values()],
-            )
-        else:
-            stored = dict(zip(values, existing))
-            update = {k: v for k, v in values.items()
-                      if k in mentioned and stored[k] != v and not (k == "status" and v is None)}
-            if update:
-                self.db.execute(
-                    f"update shipments set {', '.join(f'{k} = ?' for k in update)} where tracking_number = ?",
-                    [*update.values(), shipment.tracking_number],
-                )
-                changed = True
+        status = self._insert_or_update("shipments", "tracking_number", shipment.tracking_number, values, mentioned,
+                                        never_clear=frozenset({"status"}))
+        changed = status == "updated"
         if shipment.events and self.add_tracking_events(shipment.events):
             changed = True
-        if existing is None:
+        if status == "new":
             return "new"
         return "updated" if changed else "unchanged"
 
