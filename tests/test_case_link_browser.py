@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_e2e_browser import CHROMIUM, _needs_chromium, wait_idle, world  # noqa: F401 - fixtures
+from tests.test_e2e_browser import _needs_chromium, launch_chromium, wait_idle, world  # noqa: F401 - fixtures
 from tests.test_e2e_browser import PASSWORD
 
 pytestmark = [pytest.mark.e2e]
@@ -19,9 +19,7 @@ def test_a_shared_case_link_opens_that_case_after_the_login(world: dict[str, Any
 
     case_id = world["case_id"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{world['url']}/case?id={case_id}")

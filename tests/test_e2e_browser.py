@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -183,38 +184,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     monkeypatch.delenv("X_ACCESS_TOKEN", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    console = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"],
-        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if console.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.3)
-        yield {**facts, "url": f"http://127.0.0.1:{port}", "db": db, "emulator": emulator, "smtp": sink}
+        with serve_console(tmp_path, env) as url:
+            yield {**facts, "url": url, "db": db, "emulator": emulator, "smtp": sink}
     finally:
-        console.terminate()
-        try:
-            console.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            console.kill()
         emulator.stop()
         controller.stop()
-        log.close()
 
 
 def send_outbox(db: Path) -> int:
@@ -268,6 +243,48 @@ def wait_idle(page: Any) -> None:
     page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=20000)
 
 
+@contextmanager
+def serve_console(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free 127.0.0.1 port with ``env`` until the block ends; yields its URL."""
+    import urllib.request
+
+    port = free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    console = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"],
+        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if console.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        console.terminate()
+        try:
+            console.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            console.kill()
+        log.close()
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's headless Chromium with the flags this machine needs."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                      args=["--headless", "--no-sandbox", "--disable-gpu",
+                                            "--disable-background-networking"])
+
+
 def login(page: Any, url: str, username: str) -> None:
     page.goto(url)
     page.get_by_label("Username", exact=True).fill(username)
@@ -315,9 +332,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
 
     case_id = world["case_id"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
+        browser = launch_chromium(p)
         alerts: list[str] = []
         ann = browser.new_page(viewport={"width": 1500, "height": 1000})
         ann.set_default_timeout(20000)

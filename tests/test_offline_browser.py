@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.test_e2e_browser import CHROMIUM, _needs_chromium, login, wait_idle, world  # noqa: F401 - fixtures
+from tests.test_e2e_browser import _needs_chromium, launch_chromium, login, wait_idle, world  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.e2e]
 
@@ -22,9 +22,7 @@ def test_no_request_leaves_the_machine(world: dict[str, Any]) -> None:
 
     requested: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.on("request", lambda request: requested.append(request.url))

@@ -8,24 +8,18 @@ DOORSTEP_UPDATE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, KeywordClassifier
-from tests.test_e2e_browser import CHROMIUM, DEMO_CONFIG, PASSWORD, free_port, login, shot, wait_idle
+from tests.conftest import KeywordClassifier
+from tests.test_e2e_browser import (  # noqa: F401 - _needs_chromium is a fixture (fails under CI=true without chromium)
+    DEMO_CONFIG, PASSWORD, _needs_chromium, launch_chromium, login, serve_console, shot, wait_idle,
+)
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not found (apt-get install -y chromium)"),
-]
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture
@@ -43,35 +37,8 @@ def console(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
     first = review_queue(store)[0]
     store.close()
-    port = free_port()
-    env = {**os.environ, "DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG)}
-    log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.3)
-        yield {"url": f"http://127.0.0.1:{port}", "db": db, "first": first}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with serve_console(tmp_path, {"DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG)}) as url:
+        yield {"url": url, "db": db, "first": first}
 
 
 def test_review_queue_is_worked_from_the_keyboard(console: dict[str, Any]) -> None:
@@ -81,8 +48,7 @@ def test_review_queue_is_worked_from_the_keyboard(console: dict[str, Any]) -> No
 
     first = console["first"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         login(page, console["url"], "ann")
         page.get_by_role("link", name="Review queue").click()
