@@ -479,19 +479,36 @@ def _speed_lines() -> list[str]:
     return lines + [""]
 
 
-def _feedback_lines() -> list[str]:
-    if not FEEDBACK_STUDY_PATH.is_file():
+def _study_table(path: Path, title: str, intro: str, columns: list[tuple[str, str]]) -> list[str]:
+    """A recorded feedback run (``bench/*.json``) as a Markdown table: one row per arm (N corrections)."""
+    if not path.is_file():
         return []
-    study = json.loads(FEEDBACK_STUDY_PATH.read_text(encoding="utf-8"))
-    lines = ["### Learning from agents (`python -m classifiers.evaluate --feedback-study`)", "",
-             f"Held-out airline tweets: {study['test_posts']} ({study['test_intents']}); N corrections folded in "
-             "with a full rebuild (`train(feedback_rows=...)`).", "",
-             "| N corrections | airline intent accuracy | airline intent macro-F1 | delivery held-out intent macro-F1 "
-             "| TweetEval sentiment macro-recall |", "|---|---|---|---|---|"]
-    for a in study["arms"]:
-        lines.append(f"| {a['n']} | {a['airline_intent_accuracy']} | {a['airline_intent_macro_f1']} | "
-                     f"{a['delivery_held_out_intent_macro_f1']} | {a['tweeteval_val_sentiment_macro_recall']} |")
+    study = json.loads(path.read_text(encoding="utf-8"))
+    lines = [title, "", intro.format(**study), "",
+             "| " + " | ".join(header for header, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(arm[key]) for _, key in columns) + " |" for arm in study["arms"]]
     return lines + [""]
+
+
+def _feedback_lines() -> list[str]:
+    return _study_table(
+        FEEDBACK_STUDY_PATH, "### Learning from agents (`python -m classifiers.evaluate --feedback-study`)",
+        "Held-out airline tweets: {test_posts} ({test_intents}); N corrections folded in "
+        "with a full rebuild (`train(feedback_rows=...)`).",
+        [("N corrections", "n"), ("airline intent accuracy", "airline_intent_accuracy"),
+         ("airline intent macro-F1", "airline_intent_macro_f1"),
+         ("delivery held-out intent macro-F1", "delivery_held_out_intent_macro_f1"),
+         ("TweetEval sentiment macro-recall", "tweeteval_val_sentiment_macro_recall")])
+
+
+def _feedback_curve_lines() -> list[str]:
+    return _study_table(
+        FEEDBACK_CURVE_PATH, "### Learning from agents, as a curve (`python -m classifiers.evaluate --feedback-curve`)",
+        "A new shop's real posts: airline tweets, {test_posts} held out ({test_intents}); "
+        "N corrections, head-only refit on the shipped encoder.",
+        [("N corrections", "n"), ("shop intent accuracy", "shop_intent_accuracy"),
+         ("shop intent macro-F1", "shop_intent_macro_f1"), ("twcs validation intent accuracy", "twcs_val_intent_accuracy"),
+         ("written delivery posts intent macro-F1", "delivery_held_out_intent_macro_f1"), ("refit s", "refit_seconds")])
 
 
 def _fmt(value: Any, ci: list[float] | None = None) -> str:
@@ -576,21 +593,6 @@ def markdown(results: dict[str, Any]) -> str:
     lines.extend(_feedback_curve_lines())
     lines.extend(_feedback_lines())
     return "\n".join(lines)
-
-
-def _feedback_curve_lines() -> list[str]:
-    if not FEEDBACK_CURVE_PATH.is_file():
-        return []
-    curve = json.loads(FEEDBACK_CURVE_PATH.read_text(encoding="utf-8"))
-    lines = ["### Learning from agents, as a curve (`python -m classifiers.evaluate --feedback-curve`)", "",
-             f"A new shop's real posts: airline tweets, {curve['test_posts']} held out ({curve['test_intents']}); "
-             "N corrections, head-only refit on the shipped encoder.", "",
-             "| N corrections | shop intent accuracy | shop intent macro-F1 | twcs validation intent accuracy "
-             "| written delivery posts intent macro-F1 | refit s |", "|---|---|---|---|---|---|"]
-    for a in curve["arms"]:
-        lines.append(f"| {a['n']} | {a['shop_intent_accuracy']} | {a['shop_intent_macro_f1']} | "
-                     f"{a['twcs_val_intent_accuracy']} | {a['delivery_held_out_intent_macro_f1']} | {a['refit_seconds']} |")
-    return lines + [""]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
