@@ -479,6 +479,23 @@ def _speed_lines() -> list[str]:
     return lines + [""]
 
 
+def _new_shop_split(shared_path: Path, test_size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The airline tweets as "a new shop's real posts": a fixed shuffle (seed 2024) into held-out posts and the
+    pool agents' corrections come from, the same for the feedback study and the curve so they can be compared.
+    Positive posts without another intent count as praise."""
+    import random
+
+    from classifiers.train import load_airline
+
+    rows = [dict(r) for r in load_airline(shared_path)]
+    for r in rows:
+        if r["sentiment"] == "positive":
+            r["intent"] = "praise"
+    pool = [r for r in rows if r["intent"]]
+    random.Random(2024).shuffle(pool)
+    return pool[:test_size], pool[test_size:]
+
+
 def _study_table(path: Path, title: str, intro: str, columns: list[tuple[str, str]]) -> list[str]:
     """A recorded feedback run (``bench/*.json``) as a Markdown table: one row per arm (N corrections)."""
     if not path.is_file():
@@ -648,24 +665,16 @@ def feedback_curve(
     accuracy and macro-F1 on the shop's held-out posts, and what it costs elsewhere (the twcs
     validation split, our held-out delivery posts). N = 0 is the same refit without corrections.
     """
-    import random
     import tempfile
 
     from classifiers.delivery_examples import held_out_examples
     from classifiers.head_fit import fit_into
     from classifiers.intent_head import IntentHead
     from classifiers.onnx_backend import MODEL_DIR, OnnxClassifier
-    from classifiers.train import load_airline, load_twcs_labels, shared_dir
+    from classifiers.train import load_twcs_labels, shared_dir
 
     shared_path = shared_dir(shared)
-    rows = [dict(r) for r in load_airline(shared_path)]
-    for r in rows:
-        if r["sentiment"] == "positive":
-            r["intent"] = "praise"
-    pool = [r for r in rows if r["intent"]]
-    rng = random.Random(2024)
-    rng.shuffle(pool)
-    test, candidates = pool[:test_size], pool[test_size:]
+    test, candidates = _new_shop_split(shared_path, test_size)
     delivery = [(e.text, e.intent) for e in held_out_examples()]
     twcs_val = [(e.text, INTENTS[e.intent]) for e in load_twcs_labels(shared_path, "validation") if e.intent >= 0]
     shipped_temperature = IntentHead.load(MODEL_DIR).temperature
@@ -726,22 +735,14 @@ def feedback_study(
     data is non-commercial and never ships. Also re-measured: our own held-out delivery posts
     and TweetEval sentiment, to see that corrections do not cost elsewhere.
     """
-    import random
     import tempfile
 
     from classifiers.onnx_backend import OnnxClassifier
     from classifiers.delivery_examples import held_out_examples
-    from classifiers.train import TrainConfig, load_airline, load_tweeteval, shared_dir, train
+    from classifiers.train import TrainConfig, load_tweeteval, shared_dir, train
 
     shared_path = shared_dir(shared)
-    rows = [dict(r) for r in load_airline(shared_path)]
-    for r in rows:
-        if r["sentiment"] == "positive":
-            r["intent"] = "praise"
-    pool = [r for r in rows if r["intent"]]
-    rng = random.Random(2024)
-    rng.shuffle(pool)
-    test, candidates = pool[:test_size], pool[test_size:]
+    test, candidates = _new_shop_split(shared_path, test_size)
     delivery = [(e.text, e.intent) for e in held_out_examples()]
     tweeteval = [(e.text, SENTIMENTS[e.sentiment]) for e in load_tweeteval(shared_path, "val")]
 
