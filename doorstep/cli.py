@@ -443,6 +443,7 @@ COMMAND_PROVIDERS = [
     "classifiers.cli:commands",
     "console.cli:commands",
     "doorstep.reports_cli:commands",
+    "commands.queue_cli:commands",
 ]
 
 

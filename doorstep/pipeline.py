@@ -20,7 +20,7 @@ from typing import Protocol
 
 from doorstep.cases import PriorityInputs, absorb, new_case, score_priority, sla_due
 from doorstep.config import Config
-from doorstep.linking import link_mention
+from doorstep.linking import find_numbers, link_mention
 from doorstep.models import Case, Labels, Mention
 from doorstep.store import Store
 
@@ -104,6 +104,11 @@ class Pipeline:
         result.timings["classify"] += time.perf_counter() - t0
 
         with self.store.transaction():
+            # On PostgreSQL several workers write at once: each waits here for the threads, authors
+            # and order/tracking numbers of its posts (released at commit), so two workers never
+            # both open a case for one thread or customer. SQLite's write lock already did that.
+            if fresh:
+                self.store.serialise(lambda: self._case_keys(fresh))
             # Looked up again under the write lock: another import, listener or the webhook may
             # have stored some of these posts while this batch was being classified.
             if fresh:
@@ -114,6 +119,20 @@ class Pipeline:
             for mention in fresh:
                 self._ingest_one(mention, result)
         return result
+
+    def _case_keys(self, mentions: Sequence[Mention]) -> set[str]:
+        """What decides which case a post joins (see Store.open_case_for): its thread, its author on
+        its channel, the order and tracking numbers it names. Posts sharing none of these can be
+        stored side by side; posts sharing one are stored one after the other."""
+        keys: set[str] = set()
+        for m in mentions:
+            keys.add(f"thread:{m.channel}:{m.thread_id or m.in_reply_to or m.external_id}")
+            if m.author_handle:
+                keys.add(f"author:{m.channel}:{m.author_handle.lstrip('@').casefold()}")
+            if not m.outbound:
+                evidence = find_numbers(m.text, self.config)
+                keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers))
+        return keys
 
     def _ingest_one(self, mention: Mention, result: IngestResult) -> None:
         t0 = time.perf_counter()

@@ -721,6 +721,23 @@ class Store:
     #: The same thing, named for readers who want to see that the write lock is taken first.
     write_transaction = transaction
 
+    def serialise(self, keys: Callable[[], Iterable[str]]) -> None:
+        """Inside a transaction: wait until no other transaction holds any of ``keys``; hold them to the end.
+
+        SQLite has one writer at a time already (the transaction's write lock), so ``keys`` is not
+        even computed. PostgreSQL takes a transaction advisory lock per key, in sorted order (two
+        writers wanting the same keys never deadlock); they are released at commit or rollback.
+        """
+        if not getattr(getattr(self, "dialect", None), "postgres", False):
+            return
+        import hashlib
+
+        ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                      for k in keys()})
+        if ids:
+            self.db.execute("select count(pg_advisory_xact_lock(k)) from (select unnest(?::bigint[]) as k "
+                            "order by 1) as ordered", [ids])
+
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Map (channel, external_id) -> stored id for the keys that are already stored."""

@@ -1,0 +1,1 @@
+"""Entry points that compose every package: the CLI, the workers, the demo."""
