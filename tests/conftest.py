@@ -46,9 +46,73 @@ def config() -> Config:
     )
 
 
+#: The PostgreSQL the two-backend tests use; each test gets a schema of its own in it.
+POSTGRES_URL = os.environ.get("DOORSTEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_problem: list[str] = []
+
+
+def postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used for tests (None when it can); asked once per run."""
+    if not _postgres_problem:
+        import psycopg
+
+        try:
+            psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+            _postgres_problem.append("")
+        except psycopg.Error as exc:
+            _postgres_problem.append(
+                f"PostgreSQL is not reachable at {POSTGRES_URL} ({' '.join(str(exc).split())[:200]}): start it with "
+                "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or point "
+                "DOORSTEP_TEST_POSTGRES_URL at one")
+    return _postgres_problem[0] or None
+
+
+def require_postgres() -> None:
+    """Skip (outside CI) or fail (CI=true) the test when PostgreSQL is not there."""
+    problem = postgres_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def _with_schema(url: str, schema: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "test.db")
+def postgres_url() -> str:
+    """A PostgreSQL URL whose connections work in a fresh schema of their own, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    require_postgres()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"create schema {schema}")
+    yield _with_schema(POSTGRES_URL, schema)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        # A connection a test left open (a console thread, say) must not hold the run up.
+        admin.execute("set lock_timeout = '10s'")
+        try:
+            admin.execute(f"drop schema {schema} cascade")
+        except psycopg.Error:
+            pass
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives, once per backend: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "test.db")
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    """A fresh store, on SQLite and on PostgreSQL (the test runs once for each)."""
+    s = Store(db_url)
     yield s
     s.close()
 
