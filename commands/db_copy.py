@@ -95,11 +95,14 @@ def _target_columns(conn: Any, table: str) -> dict[str, str]:
 
 
 def _convert(value: Any, pg_type: str) -> Any:
-    """A SQLite value as the target column wants it (0/1 for a boolean column, text kept as text)."""
+    """A SQLite value as the target column holds it: SQLite lets any column hold any type, so a
+    number in a text column becomes its text, and a whole float in an integer column an int."""
     if value is None:
         return None
     if pg_type == "boolean":
         return bool(value)
+    if pg_type == "text" and not isinstance(value, str):
+        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
     if pg_type in ("bigint", "integer", "smallint") and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -167,7 +170,9 @@ def copy_database(source: str, target: str, *, batch: int = 5000,
                 item.copied += len(rows)
                 say(f"{table}: {item.copied} rows copied (up to rowid {last})")
             _advance_identity(conn, table, target_cols)
-            item.source_count, item.source_checksum = _checksum(iter(src.execute(f'select {quoted} from "{table}"')))
+            # The source as the target holds it (see _convert), so equal sums mean equal rows.
+            item.source_count, item.source_checksum = _checksum(
+                tuple(_convert(v, t) for v, t in zip(r, types)) for r in src.execute(f'select {quoted} from "{table}"'))
             with conn.cursor() as cur:
                 cur.execute(f'select {quoted} from "{table}"')
                 item.target_count, item.target_checksum = _checksum(iter(cur))

@@ -41,6 +41,7 @@ from typing import Any
 import procrastinate
 
 from doorstep.config import Config
+from doorstep.dialect import database_target, is_postgres
 from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, SEND_TASK, defer_job as defer_on
 from doorstep.models import Mention
 from doorstep.pipeline import IngestResult, Pipeline
@@ -64,13 +65,9 @@ PERIODIC_QUEUES = {"alerts": "alerts", "sla-escalation": "alerts", "follow-up": 
 
 
 
-def is_postgres(db: str) -> bool:
-    return str(db).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
-
-
 def conninfo(db: str) -> str:
-    """The libpq connection string of a ``--db`` URL (SQLAlchemy-style driver suffix removed)."""
-    return str(db).replace("postgresql+psycopg://", "postgresql://", 1)
+    """The libpq connection string of a ``--db`` URL."""
+    return database_target(db)
 
 
 def advisory_key(name: str) -> int:

@@ -46,10 +46,11 @@ def worker(ctx: Context, queues: str, concurrency: int, classifier: str | None, 
         raise click.ClickException(
             f"--db {ctx.db_path} is a SQLite file: `doorstep worker` needs PostgreSQL (--db postgresql://...); "
             "on SQLite run `doorstep run`")
+    names = _queues(queues)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.store  # opens and migrates the database first: a bad URL is one line, before any worker starts
-    run_worker(ctx.db_path, ctx.config, queues=_queues(queues), concurrency=concurrency, classifier=classifier,
+    run_worker(ctx.db_path, ctx.config, queues=names, concurrency=concurrency, classifier=classifier,
                name=name, wait=not until_empty)
 
 

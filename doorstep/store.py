@@ -816,18 +816,16 @@ class Store:
         """Inside a transaction: wait until no other transaction holds any of ``keys``; hold them to the end.
 
         SQLite has one writer at a time already (the transaction's write lock), so ``keys`` is not
-        even computed. PostgreSQL takes a transaction advisory lock per key, in sorted order (two
-        writers wanting the same keys never deadlock); they are released at commit or rollback.
+        even computed. PostgreSQL takes a transaction advisory lock per key (hashed with the schema:
+        two shops in one database do not wait for each other), in sorted order so that two writers
+        wanting the same keys never deadlock; they are released at commit or rollback.
         """
         if not self.dialect.postgres:
             return
-        import hashlib
-
-        ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-                      for k in keys()})
-        if ids:
-            self.db.execute("select count(pg_advisory_xact_lock(k)) from (select unnest(?::bigint[]) as k "
-                            "order by 1) as ordered", [ids])
+        wanted = sorted(set(keys()))
+        if wanted:
+            self.db.execute("select count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || k, 0))) "
+                            "from (select unnest(?::text[]) as k order by 1) as ordered", [wanted])
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
