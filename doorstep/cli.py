@@ -148,13 +148,12 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     Why here: every command shares it, so no command can leak a traceback for a mistake
     a user can make (a read-only or full database, a missing file, bad data).
     """
-    import sqlite3
-
+    from doorstep.dialect import DATABASE_ERRORS
     from doorstep.store import StoreError
 
     if isinstance(exc, StoreError):
         return str(exc)
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DATABASE_ERRORS):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
     if isinstance(exc, OSError):
         # Only the file the error names: an output file's write error is not the database's.

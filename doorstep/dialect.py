@@ -27,6 +27,10 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Errors any database call can raise (for the one-line error handlers of commands and pages).
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
 
+#: Errors of the database's operation rather than of the statement (locked, busy, gone away):
+#: worth a retry, unlike a constraint or syntax error.
+OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
 #: PostgreSQL's "try again" conditions: serialisation failure, deadlock, lock timeout
 #: (SET lock_timeout, see Store.waiting_at_most), and a lock that was not available (NOWAIT).
 _PG_BUSY_STATES = {"40001", "40P01", "55P03"}
