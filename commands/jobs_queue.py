@@ -56,12 +56,22 @@ QUEUES = ("listen", "classify", "ingest", "send", "alerts", "reports")
 #: Posts per classify/ingest job: one classifier batch, one ingest transaction.
 BATCH = 500
 
+#: Hours a succeeded job stays in procrastinate_jobs before the hourly clean-up deletes it.
+JOBS_KEPT_HOURS = 24
+
 #: Jobs "doing" on a worker without a heartbeat for this long are retried (procrastinate's heartbeat is 10 s).
 STALLED_AFTER_S = 30.0
 
-#: Worker jobs (by name) that become periodic tasks, and their queue; listeners are "listen:<channel>".
-PERIODIC_QUEUES = {"alerts": "alerts", "sla-escalation": "alerts", "follow-up": "alerts", "proactive": "alerts",
-                   "weekly-report": "reports"}
+#: Listener jobs that are long-running servers (one per deployment), not polling rounds.
+SERVER_JOBS = frozenset({"listen:webhook", "listen:x:stream"})
+
+#: The outbox is not a periodic round here: a job per message, plus the sweep (see sweep_outbox).
+OUTBOX_JOB = "outbox"
+
+
+def periodic_queue(job_name: str) -> str:
+    """The queue of a periodic worker job: the weekly report on ``reports``, alerts and the rest on ``alerts``."""
+    return "reports" if job_name.startswith("reports") else "alerts"
 
 
 
@@ -297,11 +307,13 @@ def build_app(db: str, config: Config) -> procrastinate.App:
     poll = app.task(name="doorstep.poll", queue="listen")(poll_channel)
     periodic = app.task(name="doorstep.periodic", queue="alerts")(run_periodic)
     for job in _configured_jobs(config):
+        if job.name in SERVER_JOBS:
+            continue  # servers, not rounds: run by `doorstep listen webhook` / `doorstep listen x` (see README)
         if job.name.startswith("listen:"):
             app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queueing_lock=f"poll:{job.name}",
                          task_kwargs={"job": job.name})(poll)
-        elif job.name in PERIODIC_QUEUES:
-            app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queue=PERIODIC_QUEUES[job.name],
+        elif job.name != OUTBOX_JOB:
+            app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queue=periodic_queue(job.name),
                          queueing_lock=f"periodic:{job.name}", task_kwargs={"job": job.name})(periodic)
 
     @app.periodic(cron=cron_every(STALLED_AFTER_S))
@@ -312,6 +324,12 @@ def build_app(db: str, config: Config) -> procrastinate.App:
         for job in stalled:
             await app.job_manager.retry_job(job)
         return len(stalled)
+
+    @app.periodic(cron="17 * * * *")
+    @app.task(name="doorstep.remove_old_jobs", queue="alerts", queueing_lock="doorstep.remove_old_jobs")
+    async def remove_old_jobs(timestamp: int) -> None:
+        """Finished jobs are kept a day (what ran, when, on which worker), then deleted; failed ones stay."""
+        await app.job_manager.delete_old_jobs(nb_hours=JOBS_KEPT_HOURS)
 
     return app
 
@@ -357,7 +375,7 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
     log.info("worker %s on queues %s, concurrency %s", name or "", ", ".join(queues or QUEUES), concurrency)
     try:
         app.run_worker(queues=list(queues) if queues else None, concurrency=concurrency, name=name, wait=wait,
-                       delete_jobs="successful", stalled_worker_timeout=STALLED_AFTER_S,
+                       stalled_worker_timeout=STALLED_AFTER_S,
                        fetch_job_polling_interval=1.0)
     finally:
         runtime().close()

@@ -34,6 +34,11 @@ from conftest import REPO, KeywordClassifier
 NOW = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
 #: A test that waits on worker processes gives up after this long (a hang must fail, not wait forever).
 DEADLINE_S = 180.0
+#: Threads of four posts in the big ingest test (20,000 posts, as issue 16 asks); a smaller number
+#: (DOORSTEP_TEST_INGEST_THREADS) only for a quick local check.
+THREADS = int(os.environ.get("DOORSTEP_TEST_INGEST_THREADS", "5000"))
+#: The big ingest test's limit: 40,000 deliveries through four processes on two shared cores.
+INGEST_DEADLINE_S = 1200.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -236,7 +241,7 @@ def _defer_ingest_jobs(url: str, sources: list[list[Mention]], batch: int) -> in
 def test_four_workers_store_each_post_once_and_open_one_case_per_thread(pg: str, tmp_path: Path) -> None:
     """20,000 posts from four overlapping sources (each post in two of them, each thread split
     across jobs), ingested by four worker processes at once: each post stored once, one case per thread."""
-    posts = _thread_posts(5000, 4)
+    posts = _thread_posts(THREADS, 4)
     rng = random.Random(16)
     sources: list[list[Mention]] = [[] for _ in range(4)]
     for post in posts:
@@ -249,15 +254,17 @@ def test_four_workers_store_each_post_once_and_open_one_case_per_thread(pg: str,
     try:
         for _ in range(4):
             workers.start("ingest", args=("--until-empty",))
-        _wait("the ingest jobs", lambda: all(p.poll() is not None for p in workers.procs), procs=workers.procs)
+        _wait("the ingest jobs", lambda: all(p.poll() is not None for p in workers.procs), INGEST_DEADLINE_S,
+              procs=workers.procs)
     finally:
         workers.stop()
     assert all(p.returncode == 0 for p in workers.procs), "".join(_tail(p) for p in workers.procs)
-    assert _count(pg, "select count(*) from procrastinate_jobs where status != 'succeeded'") == 0
-    assert jobs == 800
-    assert _count(pg, "select count(*) from mentions") == 20_000
-    assert _count(pg, "select count(distinct external_id) from mentions") == 20_000
-    assert _count(pg, "select count(*) from cases") == 5000
+    assert _count(pg, "select count(*) from procrastinate_jobs where task_name = 'doorstep.ingest' "
+                      "and status != 'succeeded'") == 0
+    assert jobs >= 8 * THREADS // 50  # each post in two sources, 50 posts a job
+    assert _count(pg, "select count(*) from mentions") == 4 * THREADS
+    assert _count(pg, "select count(distinct external_id) from mentions") == 4 * THREADS
+    assert _count(pg, "select count(*) from cases") == THREADS
     assert _count(pg, "select count(*) from (select case_id from mentions group by case_id "
                       "having count(distinct thread_id) > 1 or count(*) != 4) as bad") == 0
 
@@ -368,3 +375,22 @@ def test_two_pollers_of_one_account_one_polls_at_a_time(pg: str, tmp_path: Path,
         workers.stop()
     assert most[0] == 1, f"{most[0]} polls of the account at once"
     assert _count(pg, "select count(*) from mentions") == 12
+
+
+def test_periodic_work_runs_once_per_period_however_many_workers_run(pg: str, tmp_path: Path) -> None:
+    """Three workers with the alerts queue and alert rules every second: each period's round runs once."""
+    toml = _toml(tmp_path, "[alerts]\nenabled = true\ninterval_s = 1\n")
+    workers = Workers(tmp_path, pg, toml)
+    sql = ("select count(*) from procrastinate_jobs where task_name = 'doorstep.periodic' and status = 'succeeded' "
+           "and args->>'job' = 'alerts'")
+    try:
+        for _ in range(3):
+            workers.start("alerts")
+        _wait("five rounds of the alert rules", lambda: _count(pg, sql) >= 5, timeout_s=90, procs=workers.procs)
+    finally:
+        workers.stop()
+    with psycopg.connect(pg) as conn:
+        per_period = conn.execute("select args->>'timestamp', count(*) from procrastinate_jobs "
+                                  "where task_name = 'doorstep.periodic' and args->>'job' = 'alerts' "
+                                  "group by 1").fetchall()
+    assert len(per_period) >= 5 and all(count == 1 for _, count in per_period), per_period
