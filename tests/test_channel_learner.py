@@ -18,7 +18,7 @@ from doorstep.contact_history import answer_rates, outcomes, record_attempt
 from doorstep.models import Mention
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, iso
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.channel_learner import plan_contact
 from responders.followup import run_followups
 from responders.outbox import Outbox, enqueue

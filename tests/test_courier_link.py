@@ -196,7 +196,7 @@ def test_without_a_signing_key_the_escalation_goes_without_a_link_and_the_page_r
     email = next(m for m in store.outbound_for_case(case_a) if m.kind == "escalation")
     assert "/courier/" not in email.text
     assert any(e.action == "courier.link.unavailable" for e in store.audit_trail(case_a))
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     toml = tmp_path / "doorstep.toml"
     toml.write_text('[responders.courier_link]\nbase_url = "http://couriers.test"\n')
