@@ -203,3 +203,38 @@ def test_without_a_signing_key_the_escalation_goes_without_a_link_and_the_page_r
     result = CliRunner().invoke(cli, ["--db", store.path, "--config", str(toml), "courier-page", "--port", "0"])
     assert result.exit_code == 1 and "set COURIER_LINK_SECRET" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_courier_webhook_carries_the_link_and_its_expiry(store: Store, key: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("COURIER_WEBHOOK_SECRET", "whsec")
+    config = parse_config({
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}],
+        "couriers": [{"name": "UPS", "escalation_webhook": "http://127.0.0.1:9/claims"}],
+        "responders": {"courier_link": {"base_url": "https://couriers.example.com/", "valid_hours": 24}},
+    })
+    case_a, _ = two_shipments(store, config)
+    escalate(store, config, case_a, "courier", "trace please", "sam")
+    hook = next(m for m in store.outbound_for_case(case_a) if m.kind == "escalation" and m.channel == "webhook")
+    body = json.loads(hook.text)
+    assert body["courier_link"].startswith("https://couriers.example.com/courier/1Z999AA10123456784/")
+    expires = datetime.fromisoformat(body["courier_link_expires_at"])
+    assert timedelta(hours=23) < expires - datetime.now(timezone.utc) <= timedelta(hours=24)
+
+
+@pytest.mark.parametrize("key_value, problem", [
+    ("customer_message", "unknown value 'maybe'; expected off, approval or send"),
+    ("base_url", "is not an http(s) URL"),
+])
+def test_a_bad_courier_link_setting_is_one_line_naming_the_key(key_value: str, problem: str) -> None:
+    from doorstep.config import ConfigError
+    from responders.config import responders_settings
+
+    config = parse_config({"responders": {"courier_link": {key_value: "maybe"}}})
+    with pytest.raises(ConfigError) as error:
+        responders_settings(config)
+    message = str(error.value)
+    assert message.startswith(f"doorstep.toml: responders.courier_link.{key_value}: ") and problem in message
+    assert "\n" not in message
