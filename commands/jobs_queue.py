@@ -46,7 +46,8 @@ from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, SEND_TASK, defer_job 
 from doorstep.models import Mention
 from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
-from doorstep.worker import JOB_PROVIDERS, optional_attribute
+from commands.worker import JOB_PROVIDERS
+from doorstep.jobs import optional_attribute
 
 log = logging.getLogger("doorstep.jobs")
 

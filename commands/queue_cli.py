@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 QUEUE_NAMES = ("listen", "classify", "ingest", "send", "alerts", "reports")
 

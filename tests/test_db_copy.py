@@ -22,7 +22,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo shop on SQLite, plus users, sessions, cursors, an outbox row and awkward values."""
     from classifiers import load_classifier
     from console.auth import add_user
-    from doorstep.demo import DEFAULT_CONFIG, build_demo
+    from commands.demo import DEFAULT_CONFIG, build_demo
 
     path = tmp_path_factory.mktemp("copy") / "shop.db"
     build_demo(str(path), seed=3, customers=30, orders=80, mentions=60, now=NOW, config_path=str(DEFAULT_CONFIG),
@@ -88,7 +88,7 @@ def test_checksums_notice_a_row_that_differs(shop: Path, postgres_url: str) -> N
 
 
 def test_db_copy_command_prints_counts_and_checksums(shop: Path, postgres_url: str) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     result = CliRunner().invoke(cli, ["db", "copy", "--from", str(shop), "--to", postgres_url])
     assert result.exit_code == 0, result.output
@@ -98,7 +98,7 @@ def test_db_copy_command_prints_counts_and_checksums(shop: Path, postgres_url: s
 
 
 def test_db_copy_from_a_missing_file_is_one_line(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     result = CliRunner().invoke(cli, ["db", "copy", "--from", str(tmp_path / "nope.db"), "--to", "postgresql://x@h/db"])
     assert result.exit_code != 0 and "no such SQLite file" in result.output and "Traceback" not in result.output

@@ -26,8 +26,8 @@ from click.testing import CliRunner
 
 from doorstep.models import Mention
 from doorstep.store import Store
-from listeners import x_emulator
-from listeners.x_emulator import XEmulator
+from standins import x_emulator
+from standins.x_emulator import XEmulator
 
 from conftest import REPO, KeywordClassifier
 
@@ -78,7 +78,7 @@ class Workers:
         self._started += 1
         log = self.tmp / f"worker-{self._started}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "doorstep", "worker", "--queues", queues, "--name", f"w{self._started}", *args],
+            [sys.executable, "-m", "commands", "worker", "--queues", queues, "--name", f"w{self._started}", *args],
             cwd=self.tmp, env={**self.env, **(extra_env or {})}, stdout=subprocess.DEVNULL,
             stderr=log.open("w"))
         proc.log_path = log  # type: ignore[attr-defined]
@@ -137,7 +137,7 @@ def _x_env(em: XEmulator) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- the command
 def test_worker_on_sqlite_says_to_use_run(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "shop.db"), "worker"])
     assert result.exit_code != 0
@@ -146,7 +146,7 @@ def test_worker_on_sqlite_says_to_use_run(tmp_path: Path) -> None:
 
 
 def test_worker_rejects_an_unknown_queue(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     result = CliRunner().invoke(cli, ["--db", "postgresql://nobody@127.0.0.1:1/none", "worker", "--queues", "send,mail"])
     assert result.exit_code != 0 and "mail" in result.output and "listen, classify" in result.output
