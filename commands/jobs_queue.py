@@ -177,43 +177,82 @@ def set_runtime(value: Runtime | None) -> None:
     _runtime = value
 
 
+def queue_posts(store: Store, mentions: Sequence[Mention], stage: str = "classify", size: int = BATCH) -> list[int]:
+    """Stage posts in batches (``job_batches``) and defer one ``stage`` job per batch, in the store's
+    transaction. ``stage="ingest"``: the posts are labelled already (or stay unlabelled)."""
+    import json
+
+    from doorstep.models import utcnow
+    from doorstep.store import iso
+
+    task = CLASSIFY_TASK if stage == "classify" else INGEST_TASK
+    ids: list[int] = []
+    with store.transaction():
+        for start in range(0, len(mentions), size):
+            posts = json.dumps(mention_payload(mentions[start:start + size]), separators=(",", ":"))
+            cursor = store.db.execute("insert into job_batches (stage, posts, created_at) values (?, ?, ?)",
+                                      [stage, posts, iso(utcnow())])
+            ids.append(int(cursor.lastrowid))
+            defer_on(store, task, queue=stage, batch=ids[-1])
+    return ids
+
+
+def _batch(store: Store, batch: int, stage: str) -> list[Mention] | None:
+    import json
+
+    rows = store.rows("select posts from job_batches where id = ? and stage = ?", [batch, stage])
+    return mentions_from(json.loads(rows[0]["posts"])) if rows else None
+
+
 class QueuedPipeline(Pipeline):
     """What listeners get on PostgreSQL: fetched posts become ``classify`` jobs, not inline work.
 
-    The jobs are deferred on the store's connection, so a listener's page of posts and its
-    cursor commit together (the listener writes both in one transaction): a worker killed
-    between fetch and commit leaves neither, and the page is fetched again.
+    The batches and their jobs are written in the store's transaction, so a listener's page of
+    posts and its cursor commit together (the listener writes both in one transaction): a
+    worker killed between fetch and commit leaves neither, and the page is fetched again.
     """
 
     def ingest(self, mentions: Any) -> IngestResult:
         batch = list(mentions)
-        result = IngestResult(received=len(batch))
-        with self.store.transaction():
-            for start in range(0, len(batch), BATCH):
-                defer_on(self.store, CLASSIFY_TASK, queue="classify",
-                         mentions=mention_payload(batch[start:start + BATCH]))
-        return result
+        queue_posts(self.store, batch, "classify")
+        return IngestResult(received=len(batch))
 
 
 # ------------------------------------------------------------------ the tasks
-def classify_batch(mentions: list[dict[str, Any]]) -> int:
-    """Label a batch with this worker's classifier, then hand it to ``ingest`` (one job)."""
+def classify_batch(batch: int) -> int:
+    """Label a staged batch with this worker's classifier, then hand it to ``ingest`` (same row, one job)."""
+    import json
+
     rt = runtime()
-    batch = mentions_from(mentions)
-    todo = [m for m in batch if not m.outbound and m.labels is None]
+    store = rt.store()
+    mentions = _batch(store, batch, "classify")
+    if mentions is None:
+        return 0  # classified already (this job ran twice: a worker died after committing)
+    todo = [m for m in mentions if not m.outbound and m.labels is None]
     if todo:
         for mention, labels in zip(todo, rt.classifier().classify([m.text for m in todo])):
             mention.labels = labels
-    store = rt.store()
     with store.transaction():
-        defer_on(store, INGEST_TASK, queue="ingest", mentions=mention_payload(batch))
+        moved = store.db.execute("update job_batches set stage = 'ingest', posts = ? where id = ? and stage = 'classify'",
+                                 [json.dumps(mention_payload(mentions), separators=(",", ":")), batch])
+        if moved.rowcount:
+            defer_on(store, INGEST_TASK, queue="ingest", batch=batch)
     return len(todo)
 
 
-def ingest_batch(mentions: list[dict[str, Any]]) -> dict[str, int]:
-    """Store a labelled batch through the pipeline (no classifier here: it ran on ``classify``)."""
+def ingest_batch(batch: int) -> dict[str, int]:
+    """Store a staged batch through the pipeline (no classifier here: it ran on ``classify``).
+
+    The posts and the batch's removal commit together: run twice, the second run finds no batch.
+    """
     rt = runtime()
-    result = Pipeline(rt.store(), rt.config, classifier=None, batch_size=BATCH).ingest(mentions_from(mentions))
+    store = rt.store()
+    with store.transaction():
+        mentions = _batch(store, batch, "ingest")
+        if mentions is None:
+            return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+        result = Pipeline(store, rt.config, classifier=None, batch_size=BATCH).ingest(mentions)
+        store.db.execute("delete from job_batches where id = ?", [batch])
     return {"stored": result.stored, "duplicates": result.duplicates, "cases_opened": result.cases_opened}
 
 

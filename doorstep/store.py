@@ -570,6 +570,19 @@ def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None
     db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
 
 
+@MIGRATIONS()
+def m012_job_queue_batches(db: sqlite_utils.Database) -> None:
+    """Posts waiting between the job queue's stages (PostgreSQL workers, commands/jobs_queue.py).
+
+    A ``classify`` or ``ingest`` job names its batch here instead of carrying 500 posts in its
+    arguments: procrastinate copies and logs a job's arguments several times per job, which cost
+    more than storing the posts. ``stage`` is the job that takes the batch next; the ingest job
+    deletes the row in the transaction that stores the posts.
+    """
+    db["job_batches"].create({"id": int, "stage": str, "posts": str, "created_at": str}, pk="id",
+                             if_not_exists=True)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""

@@ -224,16 +224,10 @@ def _thread_posts(threads: int, per_thread: int) -> list[Mention]:
 
 
 def _defer_ingest_jobs(url: str, sources: list[list[Mention]], batch: int) -> int:
-    from commands.jobs_queue import mention_payload
-    from doorstep.job_queue import INGEST_TASK, defer_job
+    from commands.jobs_queue import queue_posts
 
     store = Store(url)
-    jobs = 0
-    with store.transaction():
-        for source in sources:
-            for start in range(0, len(source), batch):
-                defer_job(store, INGEST_TASK, queue="ingest", mentions=mention_payload(source[start:start + batch]))
-                jobs += 1
+    jobs = sum(len(queue_posts(store, source, "ingest", size=batch)) for source in sources)
     store.close()
     return jobs
 
