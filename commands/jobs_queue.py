@@ -42,7 +42,7 @@ import procrastinate
 
 from doorstep.config import Config
 from doorstep.dialect import database_target, is_postgres
-from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, SEND_TASK, defer_job as defer_on
+from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, SEND_TASK, apply_schema, defer_job as defer_on
 from doorstep.models import Mention
 from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
@@ -387,28 +387,10 @@ def _configured_jobs(config: Config) -> list[Any]:
         store.close()
 
 
-def apply_schema(db: str) -> bool:
-    """Create procrastinate's tables unless they exist; returns whether it did.
-
-    Under an advisory lock, so workers starting together do not both create them.
-    """
-    import psycopg
-
-    with psycopg.connect(conninfo(db), autocommit=True) as conn:
-        conn.execute("select pg_advisory_lock(%s)", [advisory_key("doorstep:procrastinate-schema")])
-        try:
-            if conn.execute("select to_regclass('procrastinate_jobs')").fetchone()[0] is not None:
-                return False
-            conn.execute(procrastinate.schema.SchemaManager.get_schema())
-            return True
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", [advisory_key("doorstep:procrastinate-schema")])
-
-
 def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, concurrency: int = 1,
                classifier: str | None = None, name: str | None = None, wait: bool = True) -> None:
     """Run one worker process until SIGINT/SIGTERM (``wait=False``: until the queues are empty)."""
-    apply_schema(db)
+    apply_schema(conninfo(db))
     set_runtime(Runtime(db, config, classifier))
     app = build_app(db, config)
     started = time.monotonic()

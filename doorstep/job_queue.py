@@ -18,6 +18,11 @@ CLASSIFY_TASK = "doorstep.classify"
 INGEST_TASK = "doorstep.ingest"
 
 _deferrer: Any = None
+#: Databases (URLs) whose procrastinate tables this process has seen.
+_ready: set[str] = set()
+
+#: Advisory lock key under which one process at a time creates procrastinate's tables.
+SCHEMA_LOCK_KEY = 0x600D_D00B
 
 
 def uses_job_queue(store: Any) -> bool:
@@ -35,8 +40,32 @@ def defer_job(store: Any, task: str, *, queue: str, lock: str | None = None, que
     global _deferrer
     import procrastinate
 
+    if store.path not in _ready:
+        apply_schema(store.path)
+        _ready.add(store.path)
     if _deferrer is None:
         # Never opened: it only writes through the connections it is handed.
         _deferrer = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
     _deferrer.configure_task(task, queue=queue, lock=lock, queueing_lock=queueing_lock,
                              schedule_at=schedule_at, connection=store.db.pg).defer(**kwargs)
+
+
+def apply_schema(url: str) -> bool:
+    """Create procrastinate's tables in the database (its current schema) unless they exist; returns whether it did.
+
+    Idempotent and safe to race: under an advisory lock, so workers (or a console queueing the
+    first reply) starting together do not both create them. Called by ``doorstep worker`` on
+    start and before the first job a process defers.
+    """
+    import procrastinate
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", [SCHEMA_LOCK_KEY])
+        try:
+            if conn.execute("select to_regclass('procrastinate_jobs')").fetchone()[0] is not None:
+                return False
+            conn.execute(procrastinate.schema.SchemaManager.get_schema())
+            return True
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", [SCHEMA_LOCK_KEY])

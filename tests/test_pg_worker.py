@@ -184,11 +184,13 @@ def _case(store: Store, config: Any, external_id: str = "1001") -> int:
     return store.mention_by_external_id("x", external_id).case_id  # type: ignore[union-attr]
 
 
-def test_a_reply_and_its_send_job_commit_together(pg: str, config: Any) -> None:
-    """A rolled-back reply leaves no job; a committed one has exactly one, naming its message."""
+def test_a_reply_and_its_send_job_commit_together(postgres_url: str, config: Any) -> None:
+    """A rolled-back reply leaves no job; a committed one has exactly one, naming its message.
+
+    (A fresh database: the first job deferred creates procrastinate's tables.)"""
     from responders.outbox import queue_reply
 
-    store = Store(pg)
+    store = Store(postgres_url)
     case_id = _case(store, config)
     with pytest.raises(RuntimeError, match="agent's transaction failed"):
         with store.transaction():
