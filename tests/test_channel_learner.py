@@ -141,3 +141,14 @@ def test_the_learner_beats_always_email_at_ten_on_the_simulation(seed: int) -> N
     assert run["learner"][9] > run["fixed"][9] + 0.08
     assert sum(run["learner"][2:]) / 8 > sum(run["fixed"][2:]) / 8 + 0.05
     assert run["oracle"][9] > run["learner"][9]
+
+
+def test_with_nothing_learnt_yet_the_rule_decides(store: Store, emulator: XEmulator) -> None:
+    config = shop_config(followup={"after_hours": 24}, channel_learner={"enabled": True, "hours": [18]})
+    case_id = _asked_publicly(store, config, emulator)
+    at = NOW + timedelta(hours=25)
+    [message_id] = run_followups(store, config, at)
+    message = next(m for m in store.outbound_for_case(case_id) if m.id == message_id)
+    assert message.channel == "email" and message.next_attempt_at == at  # the rule: first channel, now
+    assert store.rows("select chosen_by from contact_attempts") == [{"chosen_by": "rule"}]
+    assert not any(e.action == "channel_learner.choice" for e in store.audit_trail(case_id))
