@@ -5,11 +5,9 @@ on a simulation with known true preferences."""
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -127,10 +125,6 @@ def test_a_new_customer_starts_from_what_similar_customers_answer(store: Store) 
     picks = [plan_contact(store, config, store.get_customer(order.customer_id), "Larkspur", ["email", "sms"], None,
                           NOW, rng=rng) for _ in range(60)]
     assert sum(p.channel == "sms" for p in picks if p) >= 42
-
-
-def _mean(runs: list[dict[str, list[float]]], policy: str, k: int) -> float:
-    return statistics.mean(r[policy][k - 1] for r in runs)
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
