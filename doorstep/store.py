@@ -537,6 +537,16 @@ def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None
     db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
 
 
+
+@MIGRATIONS()
+def m010_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
