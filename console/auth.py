@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, str] = {
     "correct_labels": "agent",
     "relink": "agent",
     "retry_message": "agent",
+    "callback": "agent",
     "view_dashboard": "agent",
     "reassign": "lead",
     "edit_templates": "lead",

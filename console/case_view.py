@@ -699,4 +699,7 @@ def render() -> None:
         _order(store, case)
         _actions(store, case, user)
         _escalate(store, case, user)
+        from console.dialogue import case_section
+
+        case_section(store, case, user)
         _timeline(store, case)

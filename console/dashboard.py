@@ -116,6 +116,10 @@ def render() -> None:
     ).properties(height=200)
     st.altair_chart(chart, width="stretch")
 
+    from console.dialogue import answer_rates_section
+
+    answer_rates_section(store, start, end, config)
+
     st.subheader("Listener health")
     try:
         from listeners.health import listener_health

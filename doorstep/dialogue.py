@@ -271,9 +271,17 @@ def mark_breaches(store: Store, now: datetime) -> list[int]:
 
 
 # --------------------------------------------------------------------------- figures
-def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None) -> list[dict[str, Any]]:
+def _brand_filter(brand: str | None, alias: str) -> tuple[str, list[Any]]:
+    if not brand:
+        return "", []
+    return f" and {alias}.case_id in (select id from cases where brand = ?)", [brand]
+
+
+def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None,
+                 brand: str | None = None) -> list[dict[str, Any]]:
     """Per channel: questions asked in ``[start, end)``, how many were answered, the rate, median minutes.
 
+    A question counts once its message was sent (one held for approval or cancelled asked nobody).
     "Answered" is any reply joined to the question (acted on, late, or an opt-out). ``by_hour``
     counts asked/answered per local hour of asking, for the dashboard's "when do they answer".
     """
@@ -281,9 +289,11 @@ def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None) -
 
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     out: dict[str, dict[str, Any]] = {}
+    where, params = _brand_filter(brand, "q")
     for row in store.db.query(
-            "select channel, asked_at, answered_at, status from questions where asked_at >= ? and asked_at < ?",
-            [iso(start), iso(end)]):
+            "select channel, asked_at, answered_at, status from questions q where asked_at >= ? and asked_at < ? "
+            "and (answered_at is not null or message_id in (select id from outbound_messages where status = 'sent'))"
+            + where, [iso(start), iso(end), *params]):
         item = out.setdefault(row["channel"], {"channel": row["channel"], "asked": 0, "answered": 0, "minutes": [],
                                                "by_hour": {}})
         item["asked"] += 1
@@ -306,10 +316,14 @@ def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None) -
     return result
 
 
-def callback_summary(store: Store, start: datetime, end: datetime) -> dict[str, Any]:
-    """Call-backs offered in ``[start, end)``: accepted, outcomes, SLA breaches (the weekly report's figures)."""
-    rows = list(store.db.query("select status, outcome, requested_at, breached_at, due_at, outcome_at from callbacks "
-                               "where offered_at >= ? and offered_at < ?", [iso(start), iso(end)]))
+def callback_summary(store: Store, start: datetime, end: datetime, brand: str | None = None) -> dict[str, Any]:
+    """Call-backs offered in ``[start, end)``: accepted, outcomes, SLA breaches (the weekly report's figures).
+
+    ``sla_breached``: marked breached by the worker, or called (reached/resolved) after the deadline.
+    """
+    where, params = _brand_filter(brand, "b")
+    rows = list(store.db.query("select status, outcome, requested_at, breached_at, due_at, outcome_at from callbacks b "
+                               "where offered_at >= ? and offered_at < ?" + where, [iso(start), iso(end), *params]))
     outcomes = {o: sum(1 for r in rows if r["outcome"] == o) for o in CALLBACK_OUTCOMES}
     breached = sum(1 for r in rows if r["breached_at"] or (r["outcome_at"] and r["due_at"] and r["outcome_at"] > r["due_at"]
                                                            and r["outcome"] in ("reached", "resolved")))

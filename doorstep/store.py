@@ -583,7 +583,7 @@ class InboxQuery:
     offset: int = 0
     #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
     sort: str = "priority"
-    #: "answer" (a question to the customer is open) or "callback" (a call back is due), else None.
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
     waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -1332,7 +1332,8 @@ class Store:
             clauses.append("first_response_at is null and first_response_due between ? and ?")
             params += [now, soon]
         if q.waiting == "answer":
-            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ?)")
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
             params.append(now)
         elif q.waiting == "callback":
             clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "

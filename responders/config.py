@@ -16,7 +16,7 @@ import re
 from datetime import datetime, time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from doorstep.config import Config, ConfigError, config_source, secret
 
@@ -324,6 +324,20 @@ class Responders(_Section):
     dialogue: Dialogue = Field(default_factory=Dialogue)
     callback: CallbackRules = Field(default_factory=CallbackRules)
     template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
+
+    @model_validator(mode="after")
+    def _questions_exist(self) -> Responders:
+        """Every question a rule names must exist, so a typo fails at start-up, not at the first parcel."""
+        known = {*BUILT_IN_QUESTIONS, *self.dialogue.questions}
+        named = {f"proactive.questions.{reason}": name for reason, name in self.proactive.questions.items()}
+        named["callback.question"] = self.callback.question
+        if self.followup.question:
+            named["followup.question"] = self.followup.question
+        for key, name in named.items():
+            if name not in known:
+                raise ValueError(f"{key}: no question rule {name!r}; known: {', '.join(sorted(known))} "
+                                 "(add [responders.dialogue.questions.NAME])")
+        return self
 
     @field_validator("tracking_urls")
     @classmethod

@@ -122,8 +122,9 @@ def test_sms_yes_at_the_inbound_webhook_escalates_to_the_courier_exactly_once(
     store, config, server = inbound["store"], inbound["config"], inbound["server"]
     case_id, question = ask_redelivery(store, config, utcnow())
     assert question.channel == "sms" and question.rule == "redeliver" and question.status == "open"
-    assert store.inbox(InboxQuery(waiting="answer"))[0].id == case_id
+    assert store.inbox(InboxQuery(waiting="answer")) == []  # not asked until the message is sent
     Outbox(store, config, now=later).send_due()
+    assert store.inbox(InboxQuery(waiting="answer"))[0].id == case_id
     [sms] = twilio.sms
     assert sms["to"] == PHONE and "Shall we ask UPS to redeliver it? Reply YES or NO" in sms["body"]
 
@@ -325,6 +326,14 @@ def test_call_back_offered_by_an_agent_scheduled_by_sms_and_breaching_its_sla(in
     summary = rows.callback_summary(store, utcnow() - timedelta(days=1), utcnow() + timedelta(days=1))
     assert summary["offered"] == 1 and summary["accepted"] == 1 and summary["resolved"] == 1
     assert summary["sla_breached"] == 1
+    # ... and the weekly report counts it.
+    from doorstep.reports import build_weekly_report, render_html, week_of
+
+    report = build_weekly_report(store, config, week_of(utcnow(), config.timezone), charts=False)
+    assert report.data["callbacks"]["offered"] == 1 and report.data["callbacks"]["sla_breached"] == 1
+    html = render_html(report)
+    assert "Call backs offered" in html and '<td class="bad">1</td>' in html
+    assert {a["channel"]: a["answered"] for a in report.data["answers"]} == {"sms": 2}
 
 
 def test_call_back_due_shows_in_the_inbox_filter(inbound: dict[str, Any]) -> None:
@@ -363,7 +372,7 @@ def test_rules_offer_call_backs_to_vips_third_contacts_big_orders_and_stuck_parc
     assert run_callback_rules(store, config, now) == []  # once per case
 
 
-def test_answer_rates_by_channel(inbound: dict[str, Any]) -> None:
+def test_answer_rates_by_channel(inbound: dict[str, Any], twilio: TwilioStandIn, smtp: SmtpSink) -> None:  # noqa: F811
     store, config = inbound["store"], inbound["config"]
     now = utcnow()
     ask_redelivery(store, config, now)
@@ -371,6 +380,9 @@ def test_answer_rates_by_channel(inbound: dict[str, Any]) -> None:
                    phone="+447700900456", email="bo@example.com")
     ask_redelivery(store, config, now, number="LS-3", tracking="1Z999AA10123456801", customer_id="C3", phone=None,
                    email="cy@example.com")
+    Outbox(store, config, now=later).send_due()
+    ask_redelivery(store, config, now, number="LS-4", tracking="1Z999AA10123456810", customer_id="C4",
+                   phone="+447700900789")  # queued, never sent: nobody was asked
     handle_reply(store, config, channel="sms", external_id="a", sender=PHONE, text="no", now=now + timedelta(minutes=30))
     rates = {r["channel"]: r for r in rows.answer_rates(store, now - timedelta(hours=1), now + timedelta(hours=1), LONDON)}
     assert rates["sms"]["asked"] == 2 and rates["sms"]["answered"] == 1 and rates["sms"]["rate"] == 0.5
