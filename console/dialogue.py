@@ -23,8 +23,8 @@ SLA_WORDS = {"breached": "🔴 SLA breached", "due": "🟠 due now", "upcoming":
 
 def tel_href(phone: str | None) -> str | None:
     """``tel:+447700900123`` from any way of writing the number; None when there are not enough digits."""
-    if not phone:
-        return None
+    if not phone or not re.fullmatch(r"\+?[\d\s().\-/]+", phone.strip()):
+        return None  # anything but a phone number's characters is not dialled
     digits = re.sub(r"\D", "", phone)
     if len(digits) < 6:
         return None

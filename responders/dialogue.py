@@ -210,7 +210,7 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
                              lambda c: {"status": step.status} if c.status != step.status else {})
         done.append(f"status {step.status}")
     if step.human or needs_person:
-        why = "; ".join(needs_person) or f"the rule hands a “{understood.kind}” answer to a person"
+        why = "; ".join(needs_person) or f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” to a person"
         _hand_to_person(store, case.id, why, answer)  # type: ignore[arg-type]
         done.append(f"handed to a person ({why})")
     return "; ".join(done) or "nothing"
