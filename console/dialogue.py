@@ -160,9 +160,10 @@ def render() -> None:
 
 
 def answer_rates_section(store: Any, start: Any, end: Any, config: Any) -> None:
-    """The dashboard's "answer rates": questions asked and answered per channel and local hour of asking."""
-    import altair as alt
+    """The dashboard's "answers to our questions": asked, answered, rate and time to answer per channel; call backs.
 
+    (Answer rates of every private message by local send hour are the channel learner's chart, above.)
+    """
     rates = rows.answer_rates(store, start, end, config.tz)
     st.subheader("Answers to our questions")
     if not rates:
@@ -172,16 +173,6 @@ def answer_rates_section(store: Any, start: Any, end: Any, config: Any) -> None:
                    "answer rate": "-" if r["rate"] is None else f"{r['rate']:.0%}",
                    "median time to answer": "-" if r["median_minutes"] is None else f"{r['median_minutes']:.0f} min"}
                   for r in rates], hide_index=True, width="stretch")
-    hours = [{"channel": r["channel"], "hour": h, "asked": v["asked"], "answered": v["answered"],
-              "rate": v["answered"] / v["asked"] if v["asked"] else 0.0}
-             for r in rates for h, v in r["by_hour"].items()]
-    chart = alt.Chart(alt.Data(values=hours)).mark_bar().encode(
-        x=alt.X("hour:O", title="local hour the question was sent"), y=alt.Y("rate:Q", title="answer rate",
-                                                                            axis=alt.Axis(format="%")),
-        color=alt.Color("channel:N", legend=alt.Legend(orient="bottom")), xOffset="channel:N",
-        tooltip=["channel:N", "hour:O", "asked:Q", "answered:Q", alt.Tooltip("rate:Q", format=".0%")],
-    ).properties(height=220)
-    st.altair_chart(chart, width="stretch")
     summary = rows.callback_summary(store, start, end)
     st.caption(escape_md(f"Call backs offered {summary['offered']}, accepted {summary['accepted']}, reached "
                          f"{summary['reached']}, no answer {summary['no_answer']}, resolved {summary['resolved']}, "

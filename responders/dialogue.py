@@ -35,6 +35,7 @@ from typing import Any
 
 from doorstep import dialogue as rows
 from doorstep.config import Config, ConfigError
+from doorstep.contact_history import mark_answered, record_attempt
 from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
 from doorstep.store import PHONE_DIGITS_SQL, Store, iso
 from responders.answers import Understanding, understand
@@ -67,7 +68,7 @@ def _contact(customer: Customer | None, channels: list[str]) -> tuple[str, str] 
 
 def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: list[str], actor: str, kind: str,
         key: str, now: datetime | None = None, subject: str | None = None, not_before: datetime | None = None,
-        automatic: bool = True) -> rows.Question | None:
+        automatic: bool = True, quiet: Any = None, learner_cache: dict[Any, Any] | None = None) -> rows.Question | None:
     """Send the question ``rule_name`` on the case's first usable private channel; None when none is usable.
 
     ``kind`` is the outbound kind (``outreach``, ``follow_up`` or ``question`` for an agent's own
@@ -80,12 +81,23 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
     now = now or utcnow()
     rule = question_rule(config, rule_name)
     customer = store.get_customer(case.customer_id) if case.customer_id else None
-    contact = _contact(customer, channels)
+    # With [responders.channel_learner] on, an automatic question goes on the channel and at the
+    # hour this customer answers best (responders/channel_learner.py); else the rule's first channel.
+    plan = None
+    if automatic and responders_settings(config).channel_learner.enabled:
+        from responders.channel_learner import plan_contact
+
+        plan = plan_contact(store, config, customer, case.brand, channels, quiet, now, cache=learner_cache)
+    contact = (plan.channel, plan.address) if plan else _contact(customer, channels)
     if contact is None:
         store.audit(actor, "question.skipped", case.id, {"rule": rule_name,
                                                           "reason": "no contact channel (missing or opted out)"})
         return None
     channel, address = contact
+    if plan is not None:
+        from responders.followup import next_allowed
+
+        not_before = next_allowed(plan.send_at, quiet, config)
     from responders.templates import TemplateError
 
     try:
@@ -99,6 +111,13 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
         text = f"Subject: {head} [ref {token}]\n\n{text}\n\nJust reply to this e-mail."
     message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
                       case_id=case.id, target=address, not_before=not_before)
+    # Every question is a contact attempt: whether and how fast it is answered teaches the learner.
+    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                   brand=case.brand, rule=f"question:{rule_name}", channel=channel, planned_at=not_before or now,
+                   tz=config.tz, chosen_by="learner" if plan else "rule")
+    if plan is not None:
+        store.audit(actor, "channel_learner.choice", case.id,
+                    {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
     if automatic:
         message = record(store, config, message, kind)
     existing = list(store.db.query("select id from questions where message_id = ?", [message.id]))
@@ -236,6 +255,9 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
     customer = (question.customer_id if question else None) or customer_id or (
         customer_by_address(store, channel, sender) if sender else None)
     case = store.get_case(question.case_id) if question else None
+    if case is not None and channel in ("sms", "email"):
+        # (DMs and public replies are posts: the pipeline marked them when it stored them.)
+        mark_answered(store, case.id, now)  # type: ignore[arg-type]
 
     def finish(outcome: str, **extra: Any) -> dict[str, Any]:
         rows.note_reply_outcome(store, reply_id, question_id=question.id if question else None,

@@ -64,7 +64,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from console.auth import add_user
     from doorstep import dialogue as rows
     from doorstep.config import load_config
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from doorstep.models import utcnow
     from doorstep.store import Store
     from listeners.webhook import WebhookServer
