@@ -204,6 +204,10 @@ class Pipeline:
         result.stored += 1
         result.mention_ids.append(mention.id)
 
+    def reprioritise(self, case: Case, newest: Mention) -> None:
+        """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py)."""
+        self._prioritise(case, newest)
+
     def _prioritise(self, case: Case, mention: Mention) -> None:
         """Score the case on its most serious post, in the context of everything we know.
 

@@ -510,6 +510,12 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
         db["customers"].enable_fts(["name", "email", "phone"], create_triggers=True, tokenize="unicode61")
 
 
+@MIGRATIONS()
+def m009_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""

@@ -222,3 +222,58 @@ def test_praise_and_a_complaint_of_the_same_brand_are_separate_cases_unless_in_o
         mention("3", "thank you for finding them!", minutes=2 * HOUR, author_handle="hking12", in_reply_to="1"),
     ])
     assert [_posts(pipeline.store, c) for c in _cases(pipeline.store)] == [["1", "3"], ["2"]]
+
+
+# ----------------------------------------------------------------- agents regroup posts
+def test_an_agent_splits_a_post_into_a_new_case_audited_and_versioned(pipeline: Pipeline, config):
+    from doorstep.regroup import RegroupError, split_post
+    from doorstep.store import StaleCaseError
+
+    store = pipeline.store
+    pipeline.ingest([
+        mention("1", "@FettleCare my boots are lost", author_handle="hking12"),
+        mention("2", "@FettleCare where is my head torch, so late", minutes=HOUR, author_handle="hking12"),
+        mention("r2", "@hking12 sorry, we're on it", minutes=2 * HOUR, author_handle="FettleCare", in_reply_to="2",
+                outbound=True),
+    ])
+    case = _cases(store)[0]
+    assert _posts(store, case) == ["1", "2", "r2"]
+    torch = store.mention_by_external_id("x", "2")
+    with pytest.raises(StaleCaseError):
+        split_post(store, config, case.id, torch.id, case.version - 1, "ann")  # type: ignore[arg-type, union-attr]
+    new = split_post(store, config, case.id, torch.id, case.version, "ann")  # type: ignore[arg-type, union-attr]
+    assert _posts(store, new) == ["2", "r2"] and new.mention_count == 1
+    assert new.first_response_at == torch.created_at + timedelta(hours=1)  # type: ignore[union-attr]
+    left = store.get_case(case.id)  # type: ignore[arg-type]
+    assert _posts(store, left) == ["1"] and left.mention_count == 1 and left.version > case.version  # type: ignore[arg-type, union-attr]
+    assert not any("repeat contact" in r for r in left.priority_reasons)  # type: ignore[union-attr]
+    assert ("ann", "case.split") in [(e.actor, e.action) for e in store.audit_trail(case.id)]
+    with pytest.raises(RegroupError, match="only customer post"):
+        split_post(store, config, case.id, store.mention_by_external_id("x", "1").id, left.version, "ann")  # type: ignore[arg-type, union-attr]
+
+
+def test_an_agent_merges_two_cases_of_the_same_customer_only(pipeline: Pipeline, config):
+    from doorstep.regroup import RegroupError, merge_cases
+    from doorstep.store import StaleCaseError
+
+    store = pipeline.store
+    pipeline.ingest([
+        mention("1", "@FettleCare where are my boots? ORD-2026-000200", author_handle="hking12"),
+        mention("2", "@FettleCare so late, where is it", minutes=3 * DAY, author_handle="hking12"),
+        mention("3", "@FettleCare where is my parcel", minutes=3 * DAY, author_handle="stranger"),
+    ])
+    first, second, strangers = _cases(store)
+    store.add_note(second.id, "ann", "same boots, I think")  # type: ignore[arg-type]
+    with pytest.raises(RegroupError, match="not the same customer"):
+        merge_cases(store, config, first.id, first.version, strangers.id, strangers.version, "ann")  # type: ignore[arg-type]
+    with pytest.raises(StaleCaseError):
+        merge_cases(store, config, first.id, first.version, second.id, second.version - 1, "ann")  # type: ignore[arg-type]
+    kept = merge_cases(store, config, first.id, first.version, second.id, second.version, "ann")  # type: ignore[arg-type]
+    assert _posts(store, kept) == ["1", "2"] and kept.mention_count == 2
+    assert (kept.order_number, kept.link_confirmed) == ("ORD-2026-000200", True)
+    assert [n.text for n in store.notes(kept.id)] == ["same boots, I think"]  # type: ignore[arg-type]
+    gone = store.get_case(second.id)  # type: ignore[arg-type]
+    assert (gone.status, gone.merged_into, gone.mention_count) == ("resolved", first.id, 0)  # type: ignore[union-attr]
+    assert ("ann", "case.merge") in [(e.actor, e.action) for e in store.audit_trail(first.id)]
+    with pytest.raises(RegroupError, match="already merged"):
+        merge_cases(store, config, first.id, kept.version, second.id, gone.version, "ann")  # type: ignore[arg-type, union-attr]
