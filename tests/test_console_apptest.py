@@ -32,7 +32,7 @@ from console import {module}
 
 @pytest.fixture(scope="module")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from tests.conftest import KeywordClassifier
 
     path = tmp_path_factory.mktemp("console") / "demo.db"
@@ -464,7 +464,7 @@ def test_failed_message_can_be_retried(db: Store) -> None:
 
 # ------------------------------------------------------------------------- CLI
 def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = str(tmp_path / "cli.db")
     runner = CliRunner()
