@@ -690,7 +690,10 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held_version(case)
+    from console.case_regroup import merged_notice, regroup_section
+
     _header(store, case, user)
+    merged_notice(case)
     left, right = st.columns([3, 2])
     with left:
         _posts(store, case)
@@ -699,5 +702,6 @@ def render() -> None:
     with right:
         _order(store, case)
         _actions(store, case, user)
+        regroup_section(store, case, user)
         _escalate(store, case, user)
         _timeline(store, case)

@@ -277,3 +277,30 @@ def test_an_agent_merges_two_cases_of_the_same_customer_only(pipeline: Pipeline,
     assert ("ann", "case.merge") in [(e.actor, e.action) for e in store.audit_trail(first.id)]
     with pytest.raises(RegroupError, match="already merged"):
         merge_cases(store, config, first.id, kept.version, second.id, gone.version, "ann")  # type: ignore[arg-type, union-attr]
+
+
+def test_the_cli_shows_splits_and_merges_cases(pipeline: Pipeline, tmp_path):
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    store = pipeline.store
+    pipeline.ingest([
+        mention("1", "@FettleCare my boots are lost", author_handle="hking12"),
+        mention("2", "@FettleCare where is my head torch, so late", minutes=HOUR, author_handle="hking12"),
+    ])
+    case = _cases(store)[0]
+    torch = store.mention_by_external_id("x", "2")
+    db = ["--db", str(tmp_path / "test.db")]
+    shown = CliRunner().invoke(cli, [*db, "case", "show", str(case.id)])
+    assert shown.exit_code == 0 and f"version {case.version}" in shown.output and f"post {torch.id}" in shown.output  # type: ignore[union-attr]
+    stale = CliRunner().invoke(cli, [*db, "case", "split", str(case.id), "--post", str(torch.id),  # type: ignore[union-attr]
+                                     "--version", str(case.version - 1)])
+    assert stale.exit_code == 1 and "changed" in stale.output and "Traceback" not in stale.output
+    split = CliRunner().invoke(cli, [*db, "case", "split", str(case.id), "--post", str(torch.id), "--as", "ann"])  # type: ignore[union-attr]
+    assert split.exit_code == 0, split.output
+    new_id = int(split.output.split("new case ")[1].split()[0])
+    merged = CliRunner().invoke(cli, [*db, "case", "merge", str(case.id), str(new_id), "--as", "ann"])
+    assert merged.exit_code == 0, merged.output
+    assert _posts(store, store.get_case(case.id)) == ["1", "2"]  # type: ignore[arg-type]
+    assert store.get_case(new_id).merged_into == case.id  # type: ignore[union-attr]
