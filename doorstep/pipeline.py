@@ -132,6 +132,9 @@ class Pipeline:
         if thread_case is None and parent is not None and parent.case_id is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = store.get_case(parent.case_id)
+        while thread_case is not None and thread_case.merged_into:
+            # An agent merged the conversation's case into another: its posts live on there.
+            thread_case = store.get_case(thread_case.merged_into)
 
         if mention.outbound:
             # Our own reply: it joins the thread and stops the first-response clock.

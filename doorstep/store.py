@@ -1118,7 +1118,8 @@ class Store:
 
         The author's cases on any channel (by customer) or on this channel (by handle), and the
         cases about ``order_number`` (pass it only for an order the author is known to own): every
-        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen).
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
         """
         probes: list[str] = []
         params: list[Any] = []
@@ -1134,8 +1135,9 @@ class Store:
         if not probes:
             return []
         rows = self.rows(
-            f"select * from cases where ({' or '.join(probes)}) and ({OPEN_CASES_SQL} or (status = 'resolved' and "
-            "coalesce(resolved_at, last_activity_at) >= ?)) order by last_activity_at desc, id desc limit ?",
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
             [*params, iso(resolved_since), limit],
         )
         return [_case_from_row(r) for r in rows]

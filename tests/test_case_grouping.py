@@ -304,3 +304,30 @@ def test_the_cli_shows_splits_and_merges_cases(pipeline: Pipeline, tmp_path):
     assert merged.exit_code == 0, merged.output
     assert _posts(store, store.get_case(case.id)) == ["1", "2"]  # type: ignore[arg-type]
     assert store.get_case(new_id).merged_into == case.id  # type: ignore[union-attr]
+
+
+def test_a_reply_in_the_thread_of_a_merged_case_goes_to_the_case_it_was_merged_into(pipeline: Pipeline, config):
+    from doorstep.regroup import merge_cases
+
+    store = pipeline.store
+    pipeline.ingest([
+        mention("1", "@FettleCare where are my boots? ORD-2026-000200", author_handle="hking12"),
+        mention("2", "@FettleCare so late, where is it", minutes=3 * DAY, author_handle="hking12"),
+    ])
+    first, second = _cases(store)
+    merge_cases(store, config, first.id, first.version, second.id, second.version, "ann")  # type: ignore[arg-type]
+    pipeline.ingest([
+        mention("3", "any news?", minutes=3 * DAY + HOUR, author_handle="hking12", in_reply_to="2"),
+        mention("r3", "@hking12 on its way", minutes=3 * DAY + 2 * HOUR, author_handle="FettleCare",
+                in_reply_to="3", outbound=True),
+        mention("4", "@FettleCare ORD-2026-000200 still nothing", minutes=3 * DAY + 3 * HOUR, author_handle="hking12"),
+    ])
+    assert _posts(store, store.get_case(first.id)) == ["1", "2", "3", "r3", "4"]  # type: ignore[arg-type]
+    assert store.get_case(second.id).mention_count == 0  # type: ignore[union-attr]
+
+
+def test_a_bad_case_window_in_doorstep_toml_names_the_key():
+    from doorstep.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"cases\.join_window_hours"):
+        parse_config({"cases": {"join_window_hours": -1}})
