@@ -116,6 +116,8 @@ def render() -> None:
     ).properties(height=200)
     st.altair_chart(chart, width="stretch")
 
+    answers_by_channel_and_hour(store, config, start, end, brand)
+
     st.subheader("Listener health")
     try:
         from listeners.health import listener_health
@@ -133,3 +135,37 @@ def render() -> None:
         st.caption("Possible data gaps (hours with no posts where some were expected)")
         st.dataframe([{k: g[k] for k in ("channel", "from_local", "to_local", "hours", "expected_mentions")}
                       for g in data["gaps"]], hide_index=True, width="stretch")
+
+
+def answers_by_channel_and_hour(store: Any, config: Any, start: datetime, end: datetime, brand: str | None) -> None:
+    """How often customers answer our e-mails and texts, by channel and local send hour.
+
+    The channel learner's evidence (doorstep/contact_history.py): an attempt counts once it was
+    answered or its answer window passed without one, so the latest hours are not shown as failures.
+    """
+    from doorstep.contact_history import answer_rates
+    from doorstep.models import utcnow
+
+    st.subheader("Answers to our messages by channel and hour")
+    rows = answer_rates(store, config.tz, min(end, utcnow()), since=start, brand=brand)
+    if not rows:
+        st.caption("No follow-up or question in this window has been answered or has waited out its answer window yet.")
+        return
+    for row in rows:
+        row["hour_label"] = f"{row['hour']:02d}:00"
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("hour_label:O", title=f"local send hour ({config.timezone})", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("channel:N", title=None),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("answer_rate:Q", title="answered", scale=alt.Scale(domain=[0, 1], scheme="greens"),
+                        legend=alt.Legend(format=".0%")),
+        tooltip=["channel:N", "hour_label:O", "sent:Q", "answered:Q", alt.Tooltip("answer_rate:Q", format=".0%"),
+                 alt.Tooltip("median_minutes:Q", title="median minutes to answer")],
+    )
+    labels = base.mark_text(fontSize=11).encode(text=alt.Text("sent:Q"))
+    st.altair_chart((heat + labels).properties(height=120), width="stretch")
+    sent = sum(r["sent"] for r in rows)
+    answered = sum(r["answered"] for r in rows)
+    st.caption(escape_md(f"{answered} of {sent} messages answered ({answered / sent:.0%}); the number in each cell is "
+                         "how many were sent then. The channel learner chooses from this history when it is on."))

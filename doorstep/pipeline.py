@@ -23,6 +23,7 @@ from doorstep.cases import (
     PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority, sla_due,
 )
 from doorstep.config import Config
+from doorstep.contact_history import mark_answered
 from doorstep.linking import find_numbers, link_mention
 from doorstep.models import Case, Labels, Link, Mention
 from doorstep.store import Store
@@ -169,6 +170,8 @@ class Pipeline:
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
         self._store_mention(mention, result)
+        # An answer to a follow-up or question we sent privately: the channel learner's evidence.
+        mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier

@@ -511,7 +511,34 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m009_case_merged_into(db: sqlite_utils.Database) -> None:
+def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None:
+    """Courier updates posted through a courier link, and every private question or follow-up's fate.
+
+    ``courier_updates`` holds what a courier posted on its signed link (``responders/courier_link.py``);
+    the unique (tracking_number, update_id) makes a re-posted update a no-op. ``contact_attempts``
+    records, for every follow-up or question we send a customer, the channel, the local send hour
+    and whether (and how fast) they answered: the history the channel learner
+    (``responders/channel_learner.py``) chooses the next channel and hour from.
+    """
+    db["courier_updates"].create(
+        {"id": int, "tracking_number": str, "update_id": str, "case_id": int, "courier": str, "status": str,
+         "text": str, "received_at": str, "message_id": int},
+        pk="id", if_not_exists=True,
+    )
+    db["courier_updates"].create_index(["tracking_number", "update_id"], unique=True, if_not_exists=True)
+    db["courier_updates"].create_index(["tracking_number", "received_at"], if_not_exists=True)
+    db["contact_attempts"].create(
+        {"message_id": int, "case_id": int, "customer_id": str, "brand": str, "rule": str, "channel": str,
+         "send_hour": int, "planned_at": str, "chosen_by": str, "answered_at": str, "answer_minutes": float},
+        pk="message_id", if_not_exists=True,
+    )
+    db["contact_attempts"].create_index(["case_id", "answered_at"], if_not_exists=True)
+    db["contact_attempts"].create_index(["customer_id"], if_not_exists=True)
+    db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
     """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
     db["cases"].add_column("merged_into", int)
 

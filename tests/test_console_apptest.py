@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -520,6 +521,30 @@ def test_dashboard_renders_charts(db: Store) -> None:
     expected = metrics.headline(db, start, end, "Europe/London")
     assert at.metric[0].value == str(expected["mentions"]) and at.metric[1].value == str(expected["complaints"])
     assert len(at.get("vega_lite_chart")) == 5
+
+
+def test_dashboard_shows_answer_rates_by_channel_and_hour(db: Store) -> None:
+    from datetime import datetime, timezone
+
+    from doorstep.contact_history import record_attempt
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    for i, (channel, hours_ago, answered) in enumerate([("sms", 80, True), ("sms", 80, False), ("email", 100, False)]):
+        sent = now - timedelta(hours=hours_ago)
+        cursor = db.db.execute(
+            "insert into outbound_messages (kind, channel, target, text, status, attempts, idempotency_key, created_at, "
+            "sent_at) values ('follow_up', ?, 'x', 'hello', 'sent', 1, ?, ?, ?)",
+            [channel, f"answer-rate-test:{i}", sent.isoformat(), sent.isoformat()])
+        record_attempt(db, message_id=cursor.lastrowid, case_id=None, customer_id=f"A{i}", brand=None,  # type: ignore[arg-type]
+                       rule="follow_up", channel=channel, planned_at=sent, tz=ZoneInfo("Europe/London"))
+        if answered:
+            db.db.execute("update contact_attempts set answered_at = ?, answer_minutes = 12 where message_id = ?",
+                          [(sent + timedelta(minutes=12)).isoformat(), cursor.lastrowid])
+    at = page("dashboard", "lee", db)
+    assert not at.exception, at.exception
+    assert "Answers to our messages by channel and hour" in [s.value for s in at.subheader]
+    assert "1 of 3 messages answered (33%)" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 6
 
 
 def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
