@@ -292,6 +292,8 @@ def fmt_value(key: str, value: Any) -> str:
 
 def fmt_change(key: str, item: dict[str, Any]) -> str:
     change = item.get("change")
+    if item.get("previous_empty"):
+        return "no data the week before"
     if change is None:
         return "no comparison"
     if change_tone(item, key) == "flat":

@@ -538,7 +538,13 @@ def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None
 
 
 @MIGRATIONS()
-def m010_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
+@MIGRATIONS()
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
     """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
 
     ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
@@ -1172,6 +1178,53 @@ class Store:
             if rows:
                 return _case_from_row(rows[0])
         return None
+
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
+        """The cases a new post of this author may join (see cases.choose_case), newest activity first.
+
+        The author's cases on any channel (by customer) or on this channel (by handle), and the
+        cases about ``order_number`` (pass it only for an order the author is known to own): every
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
+        """
+        probes: list[str] = []
+        params: list[Any] = []
+        if customer_id:
+            probes.append("customer_id = ?")
+            params.append(customer_id)
+        if author_handle:
+            probes.append("(channel = ? and author_handle = ?)")
+            params += [channel, author_handle]
+        if order_number:
+            probes.append("order_number = ?")
+            params.append(order_number)
+        if not probes:
+            return []
+        rows = self.rows(
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
+            [*params, iso(resolved_since), limit],
+        )
+        return [_case_from_row(r) for r in rows]
+
+    def case_post_texts(self, case_id: int) -> list[str]:
+        """The texts of the customer's posts in a case (not ours), oldest first."""
+        return [r[0] for r in self.db.execute(
+            "select text from mentions where case_id = ? and outbound = 0 order by created_at, id", [case_id])]
+
+    def contact_count(self, case_id: int) -> int:
+        """The customer's posts in the case that ask for something, for "repeat contact".
+
+        Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
+        thank you!") are not counted: a happy customer writing twice is not a repeat contact.
+        Posts not yet classified count.
+        """
+        row = self.db.execute(
+            "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+        return int(row[0])
 
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
