@@ -399,6 +399,7 @@ COMMAND_PROVIDERS = [
     "classifiers.cli:commands",
     "console.cli:commands",
     "commands.reports_cli:commands",
+    "commands.case_cli:commands",
 ]
 
 

@@ -419,6 +419,13 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     from responders.templates import TemplateError, list_templates, render_template
 
     config = load_config(DEMO_CONFIG)
+    # A guessed order is never confirmed by itself: the agent confirms it by linking it (their own order).
+    from doorstep.linking import override_link
+
+    for case_id, number, version in db.db.execute(
+            "select id, order_number, version from cases where link_method = 'recent_order' and channel = 'x' and "
+            "status != 'resolved'").fetchall():
+        override_link(db, case_id, version, "ann", order_number=number)
     rows = db.db.execute("select id, order_number from cases where link_confirmed = 1 and channel = 'x' and "
                          "status != 'resolved' and order_number is not null order by priority desc").fetchall()
     fillable = []
