@@ -95,8 +95,11 @@ def simulate(seed: int, customers: int = 1000, interactions: int = 10, batch: in
             settled: list[tuple[str, Trial]] = []
             for person in group:
                 prior, size = priors[person.brand]
-                pick = choose(own[person.id], prior, arms, settings, choice_rng, pool_size=size)
-                arm = (pick.channel, pick.hour)
+                if not own[person.id] and size < settings.min_pool:
+                    arm = ("email", 10)  # nothing learnt yet: the rule decides (plan_contact returns None)
+                else:
+                    pick = choose(own[person.id], prior, arms, settings, choice_rng, pool_size=size)
+                    arm = (pick.channel, pick.hour)
                 # One uniform draw per customer and round decides all three policies: common random numbers.
                 u = outcome_rng.random()
                 yes = u < person.truth[arm]

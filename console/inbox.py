@@ -36,6 +36,8 @@ from doorstep.store import InboxQuery
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
 SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
+#: The dialogue filters (``InboxQuery.waiting``): an open question to the customer, a call back to make.
+WAITING = {"answer": "awaiting customer answer", "callback": "call-back due"}
 PAGE_SIZE = 50
 #: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
 SORTS = {"priority": "priority", "due": "due time (soonest first)", "newest": "newest case"}
@@ -51,6 +53,7 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
         search=filters.get("search") or None,
         sla_state=filters.get("sla_state") or None,
         sort=filters.get("sort") or "priority",
+        waiting=filters.get("waiting") or None,
         limit=PAGE_SIZE,
         offset=int(filters.get("offset") or 0),
         **kwargs,
@@ -211,10 +214,18 @@ def render() -> None:
                            format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
         notes["sla_state"] = st.empty()
-    with st.columns([1, 3])[0]:
+    order_cols = st.columns([1, 1, 2])
+    with order_cols[0]:
         sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
                             format_func=SORTS.get, key="inbox_sort")
     filters["sort"] = sort
+    with order_cols[1]:
+        waiting_options = [ANY, *WAITING]
+        waiting = st.selectbox("Waiting for", waiting_options,
+                               index=waiting_options.index(filters["waiting"]) if filters.get("waiting") else 0,
+                               format_func=lambda w: ANY if w == ANY else WAITING[w], key="inbox_waiting")
+        filters["waiting"] = None if waiting == ANY else waiting
+        waiting_note = st.empty()
     # Another filter, search or order starts the queue at its first page again.
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
     if st.session_state.get("_inbox_signature") not in (None, signature):
@@ -231,6 +242,8 @@ def render() -> None:
     sla_counts = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
                   for s in SLA_STATES}
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
+    waiting_note.caption(escape_md(" · ".join(f"{words} {store.inbox_count(_query({**filters, 'waiting': w})):,}"
+                                              for w, words in WAITING.items())))
 
     if unsearchable(filters.get("search") or ""):
         # The search index holds words and numbers only; ignoring such a search would silently list every case.

@@ -13,7 +13,8 @@ Choosing: draw one sample from every allowed arm's belief and send on the arm wi
 draw. Arms we know little about have wide beliefs, so they win now and then (exploration); as
 evidence piles up the draws concentrate on the customer's best arm (exploitation). Allowed arms
 are the rule's channels for which the order record has an address and the customer has not
-opted out, at configured hours outside quiet hours.
+opted out, at configured hours outside quiet hours. Until there is anything to learn from (no
+history of the customer, and fewer than ``min_pool`` settled attempts of anyone) the rule decides.
 
 The pure part (:func:`prior_from_pool`, :func:`choose`) knows nothing of the store so that the
 simulation in ``bench/channel_learner_sim.py`` runs the exact code the follow-ups run.
@@ -162,7 +163,12 @@ def next_at_hour(now: datetime, hour: int, config: Config) -> datetime:
 def plan_contact(store: Store, config: Config, customer: Customer | None, brand: str | None, channels: Sequence[str],
                  quiet: QuietHours | None, now: datetime, *, rng: random.Random | None = None,
                  cache: dict[Any, Any] | None = None) -> Plan | None:
-    """The channel, address and send time for this customer's next message (None: nobody to write to)."""
+    """The channel, address and send time for this customer's next message.
+
+    None leaves the choice to the rule (its first channel, now): nobody to write to, or nothing
+    learnt yet (no history of this customer and fewer than ``min_pool`` settled attempts of anyone,
+    where sampling would only pick a random hour).
+    """
     if customer is None or "all" in customer.opt_out:
         return None
     settings = responders_settings(config).channel_learner
@@ -181,6 +187,8 @@ def plan_contact(store: Store, config: Config, customer: Customer | None, brand:
                 pool = cache[("pool", None)] = _trials(outcomes(store, config.tz, now, window=window))
         cache[("pool", brand)] = pool
     own = _trials(outcomes(store, config.tz, now, customer_id=customer.id, window=window))
+    if not own and len(pool) < settings.min_pool:
+        return None
     arms = [(c, h) for c in usable for h in allowed_hours(settings, quiet, now, config)]
     prior_key = ("prior", brand, tuple(arms))
     prior = cache.get(prior_key)

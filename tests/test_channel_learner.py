@@ -5,11 +5,9 @@ on a simulation with known true preferences."""
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -129,10 +127,6 @@ def test_a_new_customer_starts_from_what_similar_customers_answer(store: Store) 
     assert sum(p.channel == "sms" for p in picks if p) >= 42
 
 
-def _mean(runs: list[dict[str, list[float]]], policy: str, k: int) -> float:
-    return statistics.mean(r[policy][k - 1] for r in runs)
-
-
 @pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
 def test_the_learner_beats_always_email_at_ten_on_the_simulation(seed: int) -> None:
     """Each seed draws a new population and new answers; the margins are several standard deviations
@@ -141,3 +135,14 @@ def test_the_learner_beats_always_email_at_ten_on_the_simulation(seed: int) -> N
     assert run["learner"][9] > run["fixed"][9] + 0.08
     assert sum(run["learner"][2:]) / 8 > sum(run["fixed"][2:]) / 8 + 0.05
     assert run["oracle"][9] > run["learner"][9]
+
+
+def test_with_nothing_learnt_yet_the_rule_decides(store: Store, emulator: XEmulator) -> None:
+    config = shop_config(followup={"after_hours": 24}, channel_learner={"enabled": True, "hours": [18]})
+    case_id = _asked_publicly(store, config, emulator)
+    at = NOW + timedelta(hours=25)
+    [message_id] = run_followups(store, config, at)
+    message = next(m for m in store.outbound_for_case(case_id) if m.id == message_id)
+    assert message.channel == "email" and message.next_attempt_at == at  # the rule: first channel, now
+    assert store.rows("select chosen_by from contact_attempts") == [{"chosen_by": "rule"}]
+    assert not any(e.action == "channel_learner.choice" for e in store.audit_trail(case_id))
