@@ -274,7 +274,18 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         cancelled = opt_out(store, customer, channel=channel, said=text, case_id=case.id if case else None)
         return finish("opted out", cancelled=cancelled)
     if question is None or case is None:
-        return finish("no question to answer")
+        # A reply to a message that asked nothing (a plain follow-up): never lost, a person reads it.
+        replied_case = _case_we_wrote_to(store, channel, sender) if sender and sender_verified else None
+        if replied_case is None:
+            return finish("no question to answer and no message of ours to that address")
+        case = store.get_case(replied_case)
+        update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
+                             if c.status not in ("new", "open", "escalated") else {})
+        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” "
+                                            "(to a message that asked no question).")
+        store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
+                                                                  "answer": text[:300]})
+        return finish("handed to a person (reply to a message without a question)")
     if case.status not in OPEN_CASE_STATUSES:
         rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
                           slot_at=understood.slot_at)
@@ -313,6 +324,19 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
                                                       "answer": text[:300], "understood": understood.kind,
                                                       "why": understood.why, "action": action})
     return finish("answered", action=action)
+
+
+def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
+    """The case of our newest message sent to ``address`` on ``channel`` (SMS: by the number's last ten digits)."""
+    key = rows.address_key(channel, address)
+    if not key:
+        return None
+    for row in store.db.execute(
+            "select case_id, target from outbound_messages where channel = ? and status = 'sent' and case_id is not null "
+            "and kind in ('reply', 'follow_up', 'outreach') order by id desc limit 200", [channel]).fetchall():
+        if rows.address_key(channel, row[1]) == key:
+            return int(row[0])
+    return None
 
 
 # --------------------------------------------------------------------------- DMs and public replies

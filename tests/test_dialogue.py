@@ -388,3 +388,22 @@ def test_answer_rates_by_channel(inbound: dict[str, Any], twilio: TwilioStandIn,
     assert rates["sms"]["asked"] == 2 and rates["sms"]["answered"] == 1 and rates["sms"]["rate"] == 0.5
     assert rates["sms"]["median_minutes"] == 30.0
     assert rates["email"]["asked"] == 1 and rates["email"]["answered"] == 0
+
+
+def test_a_reply_to_a_follow_up_that_asked_nothing_goes_to_a_person(inbound: dict[str, Any],
+                                                                    twilio: TwilioStandIn) -> None:  # noqa: F811
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    from test_outbox import make_case
+    from responders.outbox import queue_reply
+
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    queue_reply(store, config, case_id, "We have asked UPS to look into it.", "ann", channel="sms")
+    Outbox(store, config).send_due()
+    assert twilio.sms and rows.questions_for_case(store, case_id) == []
+    assert post_sms(f"{server.url}/sms", "I will be home all day tomorrow", "SMplain").status_code == 200
+    assert "I will be home all day tomorrow" in store.notes(case_id)[0].text
+    assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))
+    # A stranger's number: nothing to join, nothing written.
+    assert post_sms(f"{server.url}/sms", "hello?", "SMstranger", sender="+15550001111").status_code == 200
+    assert len(store.notes(case_id)) == 1
