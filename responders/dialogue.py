@@ -477,3 +477,38 @@ def run_housekeeping(store: Store, config: Config, now: datetime | None = None) 
             store.audit("callback-sla", "callback.sla_breach", callback.case_id,
                         {"callback_id": callback_id, "due_at": iso(callback.due_at)})
     return {"expired": expired, "breached": breached}
+
+
+def bridge_call(store: Store, config: Config, callback_id: int, actor: str) -> str:
+    """Ring the care desk through Twilio's voice API and connect it to the customer; returns the call's SID.
+
+    Twilio calls ``[responders.callback] bridge_desk_phone`` and, when the desk answers, dials the
+    customer's number from the order record with our number as caller id (TwiML ``<Dial>``). The
+    customer's number goes to Twilio only, never into a log.
+    """
+    from twilio.base.exceptions import TwilioException
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    from doorstep.config import secret
+    from responders.channels import twilio_client
+    from responders.config import resolve
+
+    callback = rows.get_callback(store, callback_id)
+    if callback is None or callback.status != "scheduled":
+        raise DialogueError(f"call back {callback_id} is not waiting for a call")
+    desk = resolve(responders_settings(config).callback.bridge_desk_phone)
+    caller = secret("TWILIO_FROM")
+    if not desk or not caller:
+        raise DialogueError("bridged calls need [responders.callback] bridge_desk_phone and TWILIO_FROM")
+    if not callback.phone:
+        raise DialogueError("the order record has no phone number to call")
+    dial = Dial(caller_id=caller)
+    dial.number(callback.phone)
+    twiml = VoiceResponse()
+    twiml.append(dial)
+    try:
+        call = twilio_client(config).calls.create(to=desk, from_=caller, twiml=str(twiml))
+    except TwilioException as exc:
+        raise DialogueError(f"Twilio refused the call: {getattr(exc, 'msg', exc)}") from None
+    store.audit(actor, "callback.bridge", callback.case_id, {"callback_id": callback_id, "call_sid": str(call.sid)})
+    return str(call.sid)

@@ -407,3 +407,34 @@ def test_a_reply_to_a_follow_up_that_asked_nothing_goes_to_a_person(inbound: dic
     # A stranger's number: nothing to join, nothing written.
     assert post_sms(f"{server.url}/sms", "hello?", "SMstranger", sender="+15550001111").status_code == 200
     assert len(store.notes(case_id)) == 1
+
+
+def test_a_bridged_call_goes_through_twilios_voice_api(inbound: dict[str, Any], twilio: TwilioStandIn,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from urllib.parse import parse_qs
+
+    from responders.dialogue import DialogueError, bridge_call
+
+    calls: list[dict[str, str]] = []
+
+    def voice(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        calls.append(form)
+        return 201, {"sid": "CA" + "0" * 32, "to": form["To"], "from": form["From"], "status": "queued",
+                     "account_sid": SID}
+
+    twilio.server.routes[f"/2010-04-01/Accounts/{SID}/Calls.json"] = voice
+    store, server = inbound["store"], inbound["server"]
+    monkeypatch.setenv("CARE_DESK_PHONE", "+442079460000")
+    config = dialogue_config(callback={"bridge_desk_phone": "$CARE_DESK_PHONE"})
+    case_id, _ = ask_redelivery(store, config, utcnow())
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    with pytest.raises(DialogueError, match="not waiting for a call"):
+        bridge_call(store, config, callback.id, "ann")
+    post_sms(f"{server.url}/sms", "yes", "SMcb")
+    assert bridge_call(store, config, callback.id, "ann") == "CA" + "0" * 32
+    [call] = calls
+    assert call["To"] == "+442079460000" and call["From"] == "+447700900000"
+    assert "<Dial callerId=\"+447700900000\"><Number>+447700900123</Number></Dial>" in call["Twiml"]
+    [audit] = [e for e in store.audit_trail(case_id) if e.action == "callback.bridge"]
+    assert audit.details["call_sid"] == "CA" + "0" * 32 and "+447700900123" not in str(audit.details)
