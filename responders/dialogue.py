@@ -185,6 +185,20 @@ def _note_text(template: str, answer: str, understood: Understanding, config: Co
     return template.replace("{answer}", f"“{answer.strip()[:300]}”").replace("{slot}", slot)
 
 
+def _with_labels(understood: Understanding, text: str, classifier: Any) -> Understanding:
+    """An answer the rules read as "other", with what the classifier reads in it (for the person it goes to)."""
+    from dataclasses import replace
+
+    try:
+        labels = classifier.classify([text])[0]
+    except Exception as exc:  # noqa: BLE001 - the rules' reading stands; the classifier only adds a hint
+        log.warning("classifier could not read an answer: %s", exc)
+        return understood
+    hint = (f"{labels.sentiment}{' complaint' if labels.complaint else ''}, intent {labels.intent}, "
+            f"urgency {labels.urgency:.2f}")
+    return replace(understood, why=f"{understood.why}; the classifier reads: {hint}")
+
+
 def _hand_to_person(store: Store, case_id: int, why: str, answer: str, actor: str = ACTOR) -> None:
     update_case_retrying(store, case_id, actor,
                          lambda c: {"status": "open"} if c.status in ("new", "pending_customer") else {})
@@ -229,7 +243,8 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
                              lambda c: {"status": step.status} if c.status != step.status else {})
         done.append(f"status {step.status}")
     if step.human or needs_person:
-        why = "; ".join(needs_person) or f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” to a person"
+        why = "; ".join(needs_person) or (f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” "
+                                          f"to a person ({understood.why})")
         _hand_to_person(store, case.id, why, answer)  # type: ignore[arg-type]
         done.append(f"handed to a person ({why})")
     return "; ".join(done) or "nothing"
@@ -237,12 +252,14 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
 
 def handle_reply(store: Store, config: Config, *, channel: str, external_id: str, sender: str | None, text: str,
                  now: datetime | None = None, question: rows.Question | None = None,
-                 sender_verified: bool = True, customer_id: str | None = None) -> dict[str, Any]:
+                 sender_verified: bool = True, customer_id: str | None = None,
+                 classifier: Any = None) -> dict[str, Any]:
     """Join one inbound reply to its question and act on it; returns what happened (for the HTTP answer and tests).
 
     ``question``: already matched (a mail's token, a DM on the case); else the newest question sent
     to ``sender`` on ``channel``. ``sender_verified`` False (a mail whose From is not the address we
-    asked) never acts on the answer: a person reads it.
+    asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
+    answer the rules could not, so the person it goes to sees whether it is an angry complaint.
     """
     now = now or utcnow()
     reply_id = rows.remember_reply(store, channel=channel, external_id=external_id, sender=sender, text=text,
@@ -318,6 +335,8 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         return finish("handed to a person (second answer)")
     rule = question_rule(config, question.rule)
     step: Step = getattr(rule, understood.kind if understood.kind in ("yes", "no", "time") else "other")
+    if understood.kind == "other" and classifier is not None:
+        understood = _with_labels(understood, text, classifier)
     action = _apply_step(store, config, case, question, step, text, understood, now)
     rows.set_action(store, question.id, action)
     store.audit(ACTOR, "dialogue.answered", case.id, {"question_id": question.id, "channel": channel,

@@ -438,3 +438,15 @@ def test_a_bridged_call_goes_through_twilios_voice_api(inbound: dict[str, Any], 
     assert "<Dial callerId=\"+447700900000\"><Number>+447700900123</Number></Dial>" in call["Twiml"]
     [audit] = [e for e in store.audit_trail(case_id) if e.action == "callback.bridge"]
     assert audit.details["call_sid"] == "CA" + "0" * 32 and "+447700900123" not in str(audit.details)
+
+
+def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_person(inbound: dict[str, Any]) -> None:
+    from tests.conftest import KeywordClassifier
+
+    store, config = inbound["store"], inbound["config"]
+    case_id, question = ask_redelivery(store, config, utcnow())
+    result = handle_reply(store, config, channel="sms", external_id="w1", sender=PHONE,
+                          text="this is a joke, my parcel is lost and nobody cares", classifier=KeywordClassifier())
+    assert result["kind"] == "other" and "handed to a person" in result["action"]
+    assert "the classifier reads: negative complaint" in result["action"]
+    assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
