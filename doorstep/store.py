@@ -581,6 +581,15 @@ def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
     db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
 
 
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
