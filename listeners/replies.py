@@ -69,7 +69,8 @@ def _body_text(mail: Any) -> str:
 class ReplyEndpoints:
     """``POST /sms`` and ``POST /mail`` on one store (one write at a time, as the webhook)."""
 
-    def __init__(self, store: Store, config: Config, limits: InboundLimits, *, lock: threading.Lock | None = None):
+    def __init__(self, store: Store, config: Config, limits: InboundLimits, *, lock: threading.Lock | None = None,
+                 classifier: Any = None):
         from responders.config import resolve, responders_settings
 
         self.store = store
@@ -78,6 +79,8 @@ class ReplyEndpoints:
         self.settings = responders_settings(config).dialogue
         self.mail_secret = resolve(self.settings.mail_secret)
         self._lock = lock or threading.Lock()
+        #: The pipeline's classifier: reads answers the rules cannot (a hint for the person they go to).
+        self.classifier = classifier
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -172,4 +175,4 @@ class ReplyEndpoints:
         from responders.dialogue import handle_reply
 
         with self._lock:
-            return handle_reply(self.store, self.config, **kwargs)
+            return handle_reply(self.store, self.config, classifier=self.classifier, **kwargs)

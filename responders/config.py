@@ -221,6 +221,9 @@ class CallbackRules(_Section):
     stuck_days: float | None = Field(default=3.0, gt=0)
     #: Only cases active within this many days are considered.
     lookback_days: float = Field(default=7.0, gt=0)
+    #: The care desk's phone for a bridged call through Twilio's voice API (Twilio rings the desk,
+    #: then dials the customer); ``$NAME`` reads the environment. Unset: click-to-call (``tel:``) only.
+    bridge_desk_phone: str | None = None
 
     @field_validator("channels")
     @classmethod

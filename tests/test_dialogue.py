@@ -388,3 +388,65 @@ def test_answer_rates_by_channel(inbound: dict[str, Any], twilio: TwilioStandIn,
     assert rates["sms"]["asked"] == 2 and rates["sms"]["answered"] == 1 and rates["sms"]["rate"] == 0.5
     assert rates["sms"]["median_minutes"] == 30.0
     assert rates["email"]["asked"] == 1 and rates["email"]["answered"] == 0
+
+
+def test_a_reply_to_a_follow_up_that_asked_nothing_goes_to_a_person(inbound: dict[str, Any],
+                                                                    twilio: TwilioStandIn) -> None:  # noqa: F811
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    from test_outbox import make_case
+    from responders.outbox import queue_reply
+
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    queue_reply(store, config, case_id, "We have asked UPS to look into it.", "ann", channel="sms")
+    Outbox(store, config).send_due()
+    assert twilio.sms and rows.questions_for_case(store, case_id) == []
+    assert post_sms(f"{server.url}/sms", "I will be home all day tomorrow", "SMplain").status_code == 200
+    assert "I will be home all day tomorrow" in store.notes(case_id)[0].text
+    assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))
+    # A stranger's number: nothing to join, nothing written.
+    assert post_sms(f"{server.url}/sms", "hello?", "SMstranger", sender="+15550001111").status_code == 200
+    assert len(store.notes(case_id)) == 1
+
+
+def test_a_bridged_call_goes_through_twilios_voice_api(inbound: dict[str, Any], twilio: TwilioStandIn,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from urllib.parse import parse_qs
+
+    from responders.dialogue import DialogueError, bridge_call
+
+    calls: list[dict[str, str]] = []
+
+    def voice(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        calls.append(form)
+        return 201, {"sid": "CA" + "0" * 32, "to": form["To"], "from": form["From"], "status": "queued",
+                     "account_sid": SID}
+
+    twilio.server.routes[f"/2010-04-01/Accounts/{SID}/Calls.json"] = voice
+    store, server = inbound["store"], inbound["server"]
+    monkeypatch.setenv("CARE_DESK_PHONE", "+442079460000")
+    config = dialogue_config(callback={"bridge_desk_phone": "$CARE_DESK_PHONE"})
+    case_id, _ = ask_redelivery(store, config, utcnow())
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    with pytest.raises(DialogueError, match="not waiting for a call"):
+        bridge_call(store, config, callback.id, "ann")
+    post_sms(f"{server.url}/sms", "yes", "SMcb")
+    assert bridge_call(store, config, callback.id, "ann") == "CA" + "0" * 32
+    [call] = calls
+    assert call["To"] == "+442079460000" and call["From"] == "+447700900000"
+    assert "<Dial callerId=\"+447700900000\"><Number>+447700900123</Number></Dial>" in call["Twiml"]
+    [audit] = [e for e in store.audit_trail(case_id) if e.action == "callback.bridge"]
+    assert audit.details["call_sid"] == "CA" + "0" * 32 and "+447700900123" not in str(audit.details)
+
+
+def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_person(inbound: dict[str, Any]) -> None:
+    from tests.conftest import KeywordClassifier
+
+    store, config = inbound["store"], inbound["config"]
+    case_id, question = ask_redelivery(store, config, utcnow())
+    result = handle_reply(store, config, channel="sms", external_id="w1", sender=PHONE,
+                          text="this is a joke, my parcel is lost and nobody cares", classifier=KeywordClassifier())
+    assert result["kind"] == "other" and "handed to a person" in result["action"]
+    assert "the classifier reads: negative complaint" in result["action"]
+    assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
