@@ -73,8 +73,10 @@ def run(url: str, posts: list, workers: int, classifier: str, config: Path) -> d
                  for i in range(workers)]
         # A worker that found the queue empty early (the others hold every job) stops; the last one
         # to stop has drained both queues (classify jobs defer ingest jobs before they finish).
+        errors = []
         for proc in procs:
             _, err = proc.communicate(timeout=3600)
+            errors.append(err)
             if proc.returncode != 0:
                 raise SystemExit(f"worker failed: {err[-2000:]}")
         with psycopg.connect(scoped) as conn:
@@ -88,6 +90,9 @@ def run(url: str, posts: list, workers: int, classifier: str, config: Path) -> d
                                     "and task_name in ('doorstep.classify', 'doorstep.ingest')").fetchone()[0]
             elapsed = time.perf_counter() - started
             stored = conn.execute("select count(*) from mentions").fetchone()[0]
+            failed = conn.execute("select count(*) from procrastinate_jobs where status = 'failed'").fetchone()[0]
+            if failed:
+                raise SystemExit(f"{failed} jobs failed:\n" + "\n".join(e[-3000:] for e in errors if e))
             cases = conn.execute("select count(*) from cases").fetchone()[0]
         return {"workers": workers, "posts": len(posts), "stored": stored, "cases": cases,
                 "seconds": round(elapsed, 1), "posts_per_s": round(stored / elapsed, 1),

@@ -117,7 +117,7 @@ def copy_database(source: str, target: str, *, batch: int = 5000,
     """
     import psycopg
 
-    from commands.jobs_queue import conninfo, is_postgres
+    from doorstep.dialect import database_target as conninfo, is_postgres
     from doorstep.store import Store
 
     say = progress or (lambda line: None)

@@ -41,21 +41,24 @@ from typing import Any
 import procrastinate
 
 from doorstep.config import Config
-from doorstep.dialect import database_target, is_postgres
-from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, SEND_TASK, apply_schema, defer_job as defer_on
+from doorstep.dialect import database_target
+from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, QUEUES, SEND_TASK, apply_schema, defer_job as defer_on
 from doorstep.models import Mention
 from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
-from commands.worker import JOB_PROVIDERS
 from doorstep.jobs import optional_attribute
+from commands.worker import JOB_PROVIDERS
 
 log = logging.getLogger("doorstep.jobs")
 
-#: Every queue, in the order ``--queues`` lists them.
-QUEUES = ("listen", "classify", "ingest", "send", "alerts", "reports")
-
-#: Posts per classify/ingest job: one classifier batch, one ingest transaction.
+#: Posts per classify job (one classifier batch) and per ingest job (one transaction). Ingest
+#: batches are smaller: a batch holds the locks of every thread, author and number it names
+#: until it commits, so smaller batches collide less and wait less for each other.
 BATCH = 500
+INGEST_BATCH = 100
+
+#: Seconds an ingest batch waits for the batches ahead of it that share a thread, author or number.
+INGEST_LOCK_WAIT_S = 300
 
 #: Hours a succeeded job stays in procrastinate_jobs before the hourly clean-up deletes it.
 JOBS_KEPT_HOURS = 24
@@ -73,7 +76,6 @@ OUTBOX_JOB = "outbox"
 def periodic_queue(job_name: str) -> str:
     """The queue of a periodic worker job: the weekly report on ``reports``, alerts and the rest on ``alerts``."""
     return "reports" if job_name.startswith("reports") else "alerts"
-
 
 
 def conninfo(db: str) -> str:
@@ -220,9 +222,7 @@ class QueuedPipeline(Pipeline):
 
 # ------------------------------------------------------------------ the tasks
 def classify_batch(batch: int) -> int:
-    """Label a staged batch with this worker's classifier, then hand it to ``ingest`` (same row, one job)."""
-    import json
-
+    """Label a staged batch with this worker's classifier, then hand it to ``ingest`` in smaller batches."""
     rt = runtime()
     store = rt.store()
     mentions = _batch(store, batch, "classify")
@@ -233,10 +233,9 @@ def classify_batch(batch: int) -> int:
         for mention, labels in zip(todo, rt.classifier().classify([m.text for m in todo])):
             mention.labels = labels
     with store.transaction():
-        moved = store.db.execute("update job_batches set stage = 'ingest', posts = ? where id = ? and stage = 'classify'",
-                                 [json.dumps(mention_payload(mentions), separators=(",", ":")), batch])
-        if moved.rowcount:
-            defer_on(store, INGEST_TASK, queue="ingest", batch=batch)
+        taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])
+        if taken.rowcount:
+            queue_posts(store, mentions, "ingest", size=INGEST_BATCH)
     return len(todo)
 
 
@@ -248,6 +247,9 @@ def ingest_batch(batch: int) -> dict[str, int]:
     rt = runtime()
     store = rt.store()
     with store.transaction():
+        # Batches that share a thread, author or number wait for each other (Store.serialise): a
+        # whole batch ahead may take longer than the store's usual lock timeout (busy_timeout_s).
+        store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
         mentions = _batch(store, batch, "ingest")
         if mentions is None:
             return {"stored": 0, "duplicates": 0, "cases_opened": 0}
@@ -335,8 +337,11 @@ def run_periodic(timestamp: int, job: str) -> None:
 def build_app(db: str, config: Config) -> procrastinate.App:
     """The procrastinate app of this process: every task, and a periodic task per configured job."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(db)))
-    app.task(name=CLASSIFY_TASK, queue="classify")(classify_batch)
-    app.task(name=INGEST_TASK, queue="ingest")(ingest_batch)
+    # A batch whose transaction failed (a lock wait that ran out, a lost connection) rolled back
+    # whole and is still staged: it is simply run again, a little later each time.
+    retry = procrastinate.RetryStrategy(max_attempts=8, linear_wait=2)
+    app.task(name=CLASSIFY_TASK, queue="classify", retry=retry)(classify_batch)
+    app.task(name=INGEST_TASK, queue="ingest", retry=retry)(ingest_batch)
     app.task(name=SEND_TASK, queue="send")(send_message)
 
     from responders.config import responders_settings

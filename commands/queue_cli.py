@@ -9,8 +9,7 @@ from typing import Any
 import click
 
 from doorstep.context import Context, pass_ctx
-
-QUEUE_NAMES = ("listen", "classify", "ingest", "send", "alerts", "reports")
+from doorstep.job_queue import QUEUES as QUEUE_NAMES
 
 
 def _queues(value: str) -> list[str]:
@@ -40,7 +39,8 @@ def worker(ctx: Context, queues: str, concurrency: int, classifier: str | None, 
     work (SLA checks, alerts, follow-ups, the weekly report) runs once per period however
     many workers run. On SQLite use `doorstep run` (one process, a thread per job).
     """
-    from commands.jobs_queue import is_postgres, run_worker
+    from commands.jobs_queue import run_worker
+    from doorstep.dialect import is_postgres
 
     if not is_postgres(ctx.db_path):
         raise click.ClickException(

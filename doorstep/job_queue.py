@@ -12,6 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+#: Every queue, in the order ``doorstep worker --queues`` lists them (see commands/jobs_queue.py).
+QUEUES = ("listen", "classify", "ingest", "send", "alerts", "reports")
+
 #: Task names shared by the code that defers them and commands.jobs_queue, which runs them.
 SEND_TASK = "doorstep.send"
 CLASSIFY_TASK = "doorstep.classify"

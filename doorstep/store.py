@@ -628,7 +628,7 @@ def m012_team_settings(db: sqlite_utils.Database) -> None:
 def m013_job_queue_batches(db: sqlite_utils.Database) -> None:
     """Posts waiting between the job queue's stages (PostgreSQL workers, commands/jobs_queue.py).
 
-    A ``classify`` or ``ingest`` job names its batch here instead of carrying 500 posts in its
+    A ``classify`` or ``ingest`` job names its batch here instead of carrying its posts in its
     arguments: procrastinate copies and logs a job's arguments several times per job, which cost
     more than storing the posts. ``stage`` is the job that takes the batch next; the ingest job
     deletes the row in the transaction that stores the posts.
