@@ -543,6 +543,53 @@ def m010_case_merged_into(db: sqlite_utils.Database) -> None:
     db["cases"].add_column("merged_into", int)
 
 
+@MIGRATIONS()
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+    """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
+
+    ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
+    (``address_key``: the phone's digits or the lower-cased address, so a reply finds it), its
+    reply token, expiry, and once answered the answer, what it was understood as and what it
+    triggered. ``answers``: every inbound reply seen, keyed by channel and the channel's own id,
+    so a reply delivered twice is handled once. ``callbacks``: a call back offered on a case, the
+    slot the customer picked, its SLA deadline and outcome.
+    """
+    db["questions"].create(
+        {"id": int, "case_id": int, "customer_id": str, "rule": str, "channel": str, "target": str,
+         "address_key": str, "message_id": int, "mail_id": str, "token": str, "asked_at": str, "expires_at": str,
+         "status": str, "answer": str, "answer_kind": str, "answer_channel": str, "answered_at": str,
+         "slot_at": str, "action": str},
+        pk="id", if_not_exists=True,
+    )
+    db["questions"].create_index(["case_id"], if_not_exists=True)
+    db["questions"].create_index(["address_key", "status"], if_not_exists=True)
+    db["questions"].create_index(["token"], unique=True, if_not_exists=True)
+    db["questions"].create_index(["status", "expires_at"], if_not_exists=True)
+    db["answers"].create(
+        {"id": int, "channel": str, "external_id": str, "sender": str, "text": str, "received_at": str,
+         "question_id": int, "case_id": int, "kind": str, "outcome": str},
+        pk="id", if_not_exists=True,
+    )
+    db["answers"].create_index(["channel", "external_id"], unique=True, if_not_exists=True)
+    db["callbacks"].create(
+        {"id": int, "case_id": int, "question_id": int, "reason": str, "offered_by": str, "offered_at": str,
+         "status": str, "phone": str, "slot_at": str, "slot_text": str, "requested_at": str, "due_at": str,
+         "breached_at": str, "outcome": str, "outcome_by": str, "outcome_at": str},
+        pk="id", if_not_exists=True,
+    )
+    db["callbacks"].create_index(["case_id"], if_not_exists=True)
+    db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -578,6 +625,8 @@ class InboxQuery:
     offset: int = 0
     #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
     sort: str = "priority"
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
+    waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1371,6 +1420,14 @@ class Store:
             soon = iso(datetime.fromtimestamp(utcnow().timestamp() + 3600, timezone.utc))
             clauses.append("first_response_at is null and first_response_due between ? and ?")
             params += [now, soon]
+        if q.waiting == "answer":
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
+            params.append(now)
+        elif q.waiting == "callback":
+            clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
+                           "and coalesce(slot_at, requested_at) <= ?)")
+            params.append(now)
         if q.search and _fts_query(q.search):
             clauses.append("id in (select value from json_each(?))")
             params.append(json.dumps(self.search_cases(q.search)))
