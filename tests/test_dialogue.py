@@ -468,3 +468,17 @@ def test_after_stop_no_direct_message_is_started(store: Store) -> None:
         plan_private(store, config, case_id)
     with pytest.raises(ReplyRejected, match="opted out of e-mail"):
         plan_private(store, config, case_id, channel="email")
+
+
+def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store: Store, tmp_path: Any) -> None:
+    from responders.jobs import jobs
+
+    config = dialogue_config()
+    names = [job.name for job in jobs(store, config, None)]
+    assert {"dialogue", "callback-rules"} <= set(names)
+    off = dialogue_config(dialogue={"enabled": False})
+    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
+    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
+    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
