@@ -450,3 +450,35 @@ def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_
     assert result["kind"] == "other" and "handed to a person" in result["action"]
     assert "the classifier reads: negative complaint" in result["action"]
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+
+
+def test_after_stop_no_direct_message_is_started(store: Store) -> None:
+    from test_outbox import make_case
+
+    from responders.channels import ReplyRejected
+    from responders.dialogue import opt_out
+    from responders.private import plan_private
+
+    config = dialogue_config()
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    assert plan_private(store, config, case_id).channel == "x_dm"
+    opt_out(store, "C1", channel="sms", said="STOP")
+    with pytest.raises(ReplyRejected, match="opted out of direct messages"):
+        plan_private(store, config, case_id)
+    with pytest.raises(ReplyRejected, match="opted out of e-mail"):
+        plan_private(store, config, case_id, channel="email")
+
+
+def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store: Store, tmp_path: Any) -> None:
+    from responders.jobs import jobs
+
+    config = dialogue_config()
+    names = [job.name for job in jobs(store, config, None)]
+    assert {"dialogue", "callback-rules"} <= set(names)
+    off = dialogue_config(dialogue={"enabled": False})
+    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
+    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
+    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
