@@ -292,6 +292,8 @@ def fmt_value(key: str, value: Any) -> str:
 
 def fmt_change(key: str, item: dict[str, Any]) -> str:
     change = item.get("change")
+    if item.get("previous_empty"):
+        return "no data the week before"
     if change is None:
         return "no comparison"
     if change_tone(item, key) == "flat":
@@ -340,6 +342,10 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
     start, end = week_bounds(week, tz)
     brand = brand or None
     data = metrics.dashboard(store, start, end, tz, brand)
+    from doorstep import dialogue
+
+    data["answers"] = dialogue.answer_rates(store, start, end, tz, brand)
+    data["callbacks"] = dialogue.callback_summary(store, start, end, brand)
     if redact:
         _redact_data(data, Redactor(config))
     else:

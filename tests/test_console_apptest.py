@@ -419,6 +419,13 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     from responders.templates import TemplateError, list_templates, render_template
 
     config = load_config(DEMO_CONFIG)
+    # A guessed order is never confirmed by itself: the agent confirms it by linking it (their own order).
+    from doorstep.linking import override_link
+
+    for case_id, number, version in db.db.execute(
+            "select id, order_number, version from cases where link_method = 'recent_order' and channel = 'x' and "
+            "status != 'resolved'").fetchall():
+        override_link(db, case_id, version, "ann", order_number=number)
     rows = db.db.execute("select id, order_number from cases where link_confirmed = 1 and channel = 'x' and "
                          "status != 'resolved' and order_number is not null order by priority desc").fetchall()
     fillable = []
@@ -552,8 +559,15 @@ def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
     at = page("reports", "ann", db)
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Weekly reports"]
-    weeks = weeks_with_data(db, load_config(DEMO_CONFIG))
-    assert at.selectbox(key="report_week").options == weeks
+    from doorstep.models import utcnow
+    from doorstep.reports import last_complete_week, week_of
+
+    config = load_config(DEMO_CONFIG)
+    weeks = weeks_with_data(db, config)
+    current = week_of(utcnow(), config.tz)
+    assert at.selectbox(key="report_week").options == [f"{w} (in progress)" if w == current else w for w in weeks]
+    # The week a report is about by default is the last complete one, not the one still filling up.
+    assert at.selectbox(key="report_week").value == last_complete_week(utcnow(), config.tz)
     sends = at.dataframe[0].value
     assert list(sends["status"]) == ["failed"] and list(sends["last error"]) == ["SMTP 451 try later"]
     at.button(key="report_render").click().run()

@@ -187,6 +187,22 @@ def test_someone_elses_order_number_is_not_confirmed(demo: Store):
         assert not (case.order_number == order.number and case.link_confirmed)
 
 
+def test_each_case_is_one_issue_with_one_brand_and_an_honest_link(demo: Store):
+    """The full demo once put 13 posts of one author over ten days, to both brands, in one case."""
+    brands = {b.name for b in load_config(DEFAULT_CONFIG).brands}
+    cases = [demo.get_case(r["id"]) for r in demo.db.query("select id from cases")]
+    assert len(cases) > 0
+    for case in cases:
+        assert case is not None
+        posts = [m for m in demo.mentions_for_case(case.id) if not m.outbound]  # type: ignore[arg-type]
+        named = {n for m in posts for n in m.matched if n in brands}
+        assert len(named) <= 1 or len({m.thread_id for m in posts}) == 1, (case.id, named)
+        # A guess is never confirmed; praise and thanks never make "repeat contact".
+        assert not (case.link_method == "recent_order" and case.link_confirmed), case.id
+        if any("repeat contact" in r for r in case.priority_reasons):
+            assert demo.contact_count(case.id) > 1, case.id  # type: ignore[arg-type]
+
+
 def test_complaints_match_the_tracking_of_their_parcel(demo: Store):
     checked = 0
     expected = {"failed": "attempt_failed", "failed_twice": "attempt_failed", "returned": "returned",
