@@ -109,15 +109,14 @@ def test_a_merged_case_answers_each_post_from_the_brand_it_was_written_to(store:
     Pipeline(store, config, KeywordClassifier()).ingest([Mention(
         channel="x", external_id=newest["id"], text=newest["text"], created_at=NOW + timedelta(minutes=5),
         author_handle="sienna_l")])
-    # A post to another brand opens its own case (one issue per case); an agent who sees one issue
-    # merges the two, and the case then holds posts written to both brands.
+    # A post to the other brand opens a case of its own (one brand per case); the agent merges the two.
+    other = store.mention_by_external_id("x", newest["id"]).case_id  # type: ignore[union-attr]
+    assert other != case_id
     from doorstep.regroup import merge_cases
 
-    newest_case = store.mention_by_external_id("x", newest["id"]).case_id  # type: ignore[union-attr]
-    assert newest_case != case_id
-    merge_cases(store, config, case_id, store.get_case(case_id).version, newest_case,  # type: ignore[arg-type, union-attr]
-                store.get_case(newest_case).version, "agent")  # type: ignore[arg-type, union-attr]
-    assert len(store.mentions_for_case(case_id)) == 2  # the author's two posts share one case
+    merge_cases(store, config, case_id, store.get_case(case_id).version, other,  # type: ignore[union-attr]
+                store.get_case(other).version, "agent")  # type: ignore[union-attr]
+    assert len(store.mentions_for_case(case_id)) == 2  # the author's two posts now share one case
     message = queue_reply(store, config, case_id, "@sienna_l we're on it", "agent")
     send_all(store, config)
     (posted,) = emulator.posted
