@@ -35,10 +35,19 @@ from doorstep.store import InboxQuery
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
-SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
+SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)",
+              "snoozed": "snoozed (hidden from the queue)"}
 PAGE_SIZE = 50
 #: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
-SORTS = {"priority": "priority", "due": "due time (soonest first)", "newest": "newest case"}
+SORTS = {"priority": "priority band, then due", "due": "due time (answers owed first)", "newest": "newest case"}
+#: How each order ranks cases, in the words the caption under the queue uses (README "SLA clocks").
+SORT_RULES = {
+    "priority": "P1 first; within a band, cases owing the customer an answer by their answer deadline "
+                "(overdue on top), then cases owing a resolution by its deadline, then paused ones",
+    "due": "cases owing the customer an answer first, soonest deadline on top (overdue first), then cases "
+           "owing a resolution, soonest first, then cases waiting on the customer",
+    "newest": "newest case first",
+}
 #: Cell backgrounds of the SLA column (red: overdue, amber: due within the hour).
 SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 
@@ -46,10 +55,12 @@ SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery:
     statuses = filters.get("status") or OPEN_CASE_STATUSES
     kwargs = {k: v for k, v in filters.items() if k in FACETS and k != without and v}
+    sla_state = filters.get("sla_state") or None
     return InboxQuery(
         statuses=OPEN_CASE_STATUSES if without == "status" else tuple(statuses),
         search=filters.get("search") or None,
-        sla_state=filters.get("sla_state") or None,
+        sla_state=None if sla_state == "snoozed" else sla_state,
+        snoozed="only" if sla_state == "snoozed" else "hide",
         sort=filters.get("sort") or "priority",
         limit=PAGE_SIZE,
         offset=int(filters.get("offset") or 0),
@@ -229,7 +240,7 @@ def render() -> None:
         notes[column].caption(_counts_caption(store.inbox_facets(column, _query(filters, without=column)),
                                               filters.get(column)))
     sla_counts = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
-                  for s in SLA_STATES}
+                  for s in SLA_STATES}  # snoozed cases are counted by the "snoozed" state only
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
 
     if unsearchable(filters.get("search") or ""):
@@ -249,6 +260,7 @@ def render() -> None:
         f"{total} case(s)" + (f", showing {_showing(query.offset, len(cases), total)}" if total > len(cases) else "")
         + (" — search looked at the newest matching posts only" if capped else "")
         + f"; times in {config.timezone}"
+        + ("" if query.snoozed == "only" else "; snoozed cases are hidden until they wake (SLA filter: snoozed)")
     ))
     _opener(cases)
     if not cases:
@@ -266,6 +278,7 @@ def render() -> None:
             "case": case.id,
             "SLA": words,
             "delivery": failed.get(case.id, ""),  # type: ignore[arg-type]
+            "band": (case.priority_band or "").upper(),
             "priority": case.priority,
             "status": case.status,
             "intent": case.intent or "",
@@ -297,7 +310,8 @@ def render() -> None:
     pager[1].button("Next", key="inbox_next", on_click=_page, args=(1,), disabled=offset + len(cases) >= total,
                     icon=":material/chevron_right:")
     pager[2].caption(escape_md(f"Showing {_showing(offset, len(cases), total)} · page {offset // PAGE_SIZE + 1:,} "
-                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}"))
+                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}: "
+                               f"{SORT_RULES[query.sort]}"))
 
 
 def _opener(cases: list[Any]) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from doorstep import sla
 from doorstep.config import Brand, Config, ConfigError, Courier, load_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
 from doorstep.numbers import make_tracking_number
@@ -1122,7 +1123,7 @@ def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Me
     return mentions
 
 
-def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
+def _settle_cases(store: Store, rng: random.Random, now: datetime, config: Config) -> None:
     """Give older cases the state a team that keeps up would have left them in.
 
     Nearly every case is answered within its first-response SLA (publicly or by DM) and
@@ -1165,6 +1166,9 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         if changes.get("status") != "resolved" and (rng.random() < 0.8 or answered):
             changes["assignee"] = rng.choice(AGENTS).lower()
         if changes:
+            # A case handed to the customer by our last reply has been paused since that reply.
+            at = last.created_at if changes.get("status") == "pending_customer" and last is not None else now
+            changes = sla.follow(case, changes, at, config)
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
 
 
@@ -1229,7 +1233,7 @@ def build_demo(
             store.upsert_orders(shop_orders)
         Pipeline(store, config, classifier).ingest(posts)
         with store.transaction():
-            _settle_cases(store, gen.rng, now)
+            _settle_cases(store, gen.rng, now, config)
         return summarise(store, config)
     finally:
         store.close()

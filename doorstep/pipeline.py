@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from doorstep.cases import PriorityInputs, absorb, new_case, score_priority, sla_due
+from doorstep import sla
+from doorstep.cases import PriorityInputs, absorb, new_case, score_priority
 from doorstep.config import Config
 from doorstep.linking import link_mention
 from doorstep.models import Case, Labels, Mention
@@ -131,11 +132,12 @@ class Pipeline:
             thread_case = store.get_case(parent.case_id)
 
         if mention.outbound:
-            # Our own reply: it joins the thread and stops the first-response clock.
+            # Our own reply: it joins the thread and stops the first (or next) response clock.
             mention.case_id = thread_case.id if thread_case else None
             self._store_mention(mention, result)
-            if thread_case is not None and thread_case.first_response_at is None:
-                store.save_case(thread_case.model_copy(update={"first_response_at": mention.created_at}), thread_case)
+            answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
+            if thread_case is not None and answered:
+                store.save_case(thread_case.model_copy(update=answered), thread_case)
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -153,7 +155,7 @@ class Pipeline:
         shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         brand = next((n for n in mention.matched if n in self._brands), None)
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
-        before = case
+        before = old = case
         if case is None:
             case = new_case(mention, link, brand, courier)
             case.id = store.insert_case(case)
@@ -172,6 +174,10 @@ class Pipeline:
         case.brand = case.brand or brand
         case.courier = case.courier or courier
         self._prioritise(case, mention)
+        if old is None or old.status == "resolved":
+            sla.start_clocks(case, mention.created_at, self.config)
+        else:
+            sla.customer_wrote(case, old, mention.created_at, self.config)
         store.save_case(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
 
@@ -212,10 +218,6 @@ class Pipeline:
             ),
             self.config,
         )
-        first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
-        if case.first_response_at is None:
-            case.first_response_due = first_due
-        case.resolution_due = resolution_due
 
 
 def _seriousness(labels: Labels) -> tuple[bool, float]:

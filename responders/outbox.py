@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from doorstep import sla
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
@@ -597,7 +598,8 @@ class Outbox:
             self._after_reply(message, now)
 
     def _after_reply(self, message: OutboundMessage, now: datetime) -> None:
-        """A reply stops the first-response clock; a question hands the case to the customer."""
+        """A reply stops the first (or next) response clock; a question hands the case to the customer,
+        which pauses its clocks until they answer (doorstep/sla.py)."""
         def change(case: Case) -> dict[str, Any]:
             changes: dict[str, Any] = {}
             status = case.status
@@ -610,7 +612,8 @@ class Outbox:
                 status = "open"
             if status != case.status:
                 changes["status"] = status
-            return changes
+            changes = sla.follow(case, changes, now, self.config, answered_at=now if message.kind == "reply" else None)
+            return {k: v for k, v in changes.items() if getattr(case, k) != v}
 
         update_case_retrying(self.store, message.case_id, self.actor, change)  # type: ignore[arg-type]
 
