@@ -33,6 +33,10 @@ from doorstep.business_hours import calendar_for
 from doorstep.config import Config, Priority
 from doorstep.models import Case
 
+#: The fields the clocks move on their own (the audit records what a person changed, not these).
+CLOCK_FIELDS = frozenset({"first_response_due", "next_response_due", "resolution_due", "awaiting_since",
+                          "sla_paused_at", "priority_band"})
+
 #: Statuses whose clocks are stopped for good (until a customer post reopens the case).
 _STOPPED = ("resolved",)
 _DEFAULT_PRIORITY = Priority()
@@ -200,7 +204,7 @@ def follow(before: Case, changes: dict[str, Any], now: datetime, config: Config,
         out.update(answer)
         after = after.model_copy(update=answer)
     if after.status in _STOPPED:
-        return out
+        return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
     was_paused = before.sla_paused_at is not None or before.status == "pending_customer"
     pauses = after.status == "pending_customer"
     old_end = before.snoozed_until if before.snoozed_until and before.snoozed_until > now else now
@@ -223,7 +227,7 @@ def follow(before: Case, changes: dict[str, Any], now: datetime, config: Config,
         priority_changed(moved_case, before.priority, now, config)
         out.update({k: getattr(moved_case, k) for k in ("first_response_due", "next_response_due",
                                                           "resolution_due", "priority_band")})
-    return out
+    return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
 
 
 def _apply(case: Case, changes: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from sqlite_utils.migrations import Migrations
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from doorstep.redaction import redact_details
-from doorstep.sla import queue_fields
+from doorstep.sla import CLOCK_FIELDS, queue_fields
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -1128,7 +1128,8 @@ class Store:
             if cursor.rowcount == 0:
                 current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
                 raise StaleCaseError(case_id, expected_version, current[0], current[1])
-            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items()})
+            # What the person changed; the SLA clocks it moved follow from that (doorstep/sla.py).
+            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS})
         return self._require_case(case_id)
 
     def _require_case(self, case_id: int) -> Case:
