@@ -253,3 +253,33 @@ def test_the_due_order_puts_a_fresh_overdue_answer_above_old_resolution_backlog(
     # priority: P1 first; within a band (all P2 here) the same due order, whatever the score
     assert [c.id for c in store.inbox(InboxQuery(now=now))] == [urgent, waiting, fresh, calm, backlog]
     assert store.inbox_count(InboxQuery(sla_state="breached", now=now)) == 2  # fresh and backlog, not waiting
+
+
+# ----------------------------------------------------------------------- the console
+def test_the_inbox_hides_snoozed_cases_lists_them_under_a_filter_and_states_its_order(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.auth import add_user
+    from doorstep.models import utcnow
+    from tests.test_inbox_queue import DEMO_CONFIG, listed, page, texts
+
+    path = tmp_path / "shop.db"
+    monkeypatch.setenv("DOORSTEP_DB", str(path))
+    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
+    store = Store(path)
+    try:
+        add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
+        now = utcnow()
+        ids = [store.insert_case(Case(status="open", priority=60.0, channel="x", author_handle=f"c{n}",
+                                      opened_at=now, last_activity_at=now, mention_count=1,
+                                      first_response_due=now + timedelta(hours=n + 1),
+                                      resolution_due=now + timedelta(days=2),
+                                      snoozed_until=now + timedelta(hours=3) if n == 1 else None))
+               for n in range(3)]
+        at = page("inbox", store)
+        assert sorted(listed(at)) == [ids[0], ids[2]]
+        assert "snoozed cases are hidden until they wake" in texts(at)
+        assert "within a band, cases owing the customer an answer" in texts(at)
+        at.selectbox(key="inbox_sla").select("snoozed").run()
+        assert listed(at) == [ids[1]]
+    finally:
+        store.close()
