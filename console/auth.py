@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, str] = {
     "snooze": "agent",
     "correct_labels": "agent",
     "relink": "agent",
+    "regroup": "agent",
     "retry_message": "agent",
     "view_dashboard": "agent",
     "reassign": "lead",

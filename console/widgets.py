@@ -187,6 +187,24 @@ def require(action: str) -> Any:
     return user
 
 
+def open_inbox(**filters: str | None) -> None:
+    """Go to the inbox showing the open cases that match ``filters`` (brand, courier, intent...).
+
+    Why: a lead who sees "failed delivery" leading the dashboard wants those cases, not a
+    number. The inbox reads its filters from ``inbox_filters``; the boxes' own widget state is
+    dropped so they show the new choice instead of the last one.
+    """
+    chosen = {k: v for k, v in filters.items() if v}
+    st.session_state["inbox_filters"] = {**chosen, "offset": 0}
+    for key in ("inbox_brand", "inbox_courier", "inbox_channel", "inbox_intent", "inbox_assignee", "inbox_sla",
+                "inbox_search", "inbox_status"):
+        st.session_state.pop(key, None)
+    pages = st.session_state.get("_pages") or {}
+    if "inbox" in pages:
+        st.switch_page(pages["inbox"])
+    st.rerun()
+
+
 def open_case(case_id: int) -> None:
     """Go to the case page for ``case_id`` (from the inbox, the customer's other cases...)."""
     st.session_state["case_id"] = int(case_id)

@@ -288,6 +288,8 @@ class Case(_Record):
     #: "p1".."p4": the SLA band of ``priority`` (the inbox sorts by it, then by due time).
     priority_band: str | None = None
     mention_count: int = 0
+    #: Set when an agent merged this case into another one (its posts are there now).
+    merged_into: int | None = None
     #: Bumped on every update; a write that names an older version is refused.
     version: int = 1
 

@@ -230,6 +230,37 @@ def follow(before: Case, changes: dict[str, Any], now: datetime, config: Config,
     return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
 
 
+def replay(case: Case, posts: list[Any], config: Config) -> None:
+    """Work the clocks out again from the case's posts (after an agent split or merged cases).
+
+    The clocks start at the first customer post with the band the case has now; each of our
+    posts answers, each later customer post starts a next-response clock. A first response
+    recorded without a post of ours (a private answer) is kept. Pauses and snoozes are the
+    case's as they stand (its status and snooze are not changed by regrouping).
+    """
+    events = sorted(posts, key=lambda m: m.created_at)
+    inbound = [m for m in events if not m.outbound]
+    if not inbound:
+        return
+    answered_at, paused, snoozed = case.first_response_at, case.sla_paused_at, case.snoozed_until
+    start_clocks(case, inbound[0].created_at, config)
+    cal, _, target = _calendars(case, config)
+    for post in events:
+        if post.created_at < inbound[0].created_at or post is inbound[0]:
+            continue
+        if post.outbound:
+            _apply(case, we_answered(case, post.created_at))
+        elif case.awaiting_since is None:
+            case.awaiting_since = post.created_at
+            if case.first_response_at is not None:
+                case.next_response_due = cal.add(post.created_at, timedelta(minutes=target.first_response))
+    if answered_at is not None and (case.first_response_at is None or answered_at < case.first_response_at):
+        case.first_response_at = answered_at
+        if case.next_response_due is None and case.awaiting_since is not None and case.awaiting_since <= answered_at:
+            case.awaiting_since = None
+    case.sla_paused_at, case.snoozed_until = paused, snoozed
+
+
 def _apply(case: Case, changes: dict[str, Any]) -> None:
     for name, value in changes.items():
         setattr(case, name, value)

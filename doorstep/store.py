@@ -70,7 +70,7 @@ INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
 CASE_DUE_SQL = "due_key"
 
 #: The inbox's orders: priority (the default: band P1 first, then the due order within the band),
-#: the due order, newest case first. Each walks a partial index over open cases (m009, m008), so
+#: the due order, newest case first. Each walks a partial index over open cases (m011, m008), so
 #: a page stops after its rows.
 INBOX_SORTS = {
     "priority": f"priority_band, {CASE_DUE_SQL}, priority desc, id desc",
@@ -508,7 +508,7 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
     its author's handle whatever the case, and customers by name, e-mail or phone
     (``customers_fts``, kept by triggers).
     """
-    # The due order as it was before m009 replaced it with the stored due_key (this exact text).
+    # The due order as it was before m011 replaced it with the stored due_key (this exact text).
     due = "(case when first_response_at is null then first_response_due else resolution_due end)"
     db.execute(f"create index if not exists idx_cases_open_due on cases ({due}, id) where {OPEN_CASES_SQL}")
     db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
@@ -520,7 +520,40 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m009_sla_clocks(db: sqlite_utils.Database) -> None:
+def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None:
+    """Courier updates posted through a courier link, and every private question or follow-up's fate.
+
+    ``courier_updates`` holds what a courier posted on its signed link (``responders/courier_link.py``);
+    the unique (tracking_number, update_id) makes a re-posted update a no-op. ``contact_attempts``
+    records, for every follow-up or question we send a customer, the channel, the local send hour
+    and whether (and how fast) they answered: the history the channel learner
+    (``responders/channel_learner.py``) chooses the next channel and hour from.
+    """
+    db["courier_updates"].create(
+        {"id": int, "tracking_number": str, "update_id": str, "case_id": int, "courier": str, "status": str,
+         "text": str, "received_at": str, "message_id": int},
+        pk="id", if_not_exists=True,
+    )
+    db["courier_updates"].create_index(["tracking_number", "update_id"], unique=True, if_not_exists=True)
+    db["courier_updates"].create_index(["tracking_number", "received_at"], if_not_exists=True)
+    db["contact_attempts"].create(
+        {"message_id": int, "case_id": int, "customer_id": str, "brand": str, "rule": str, "channel": str,
+         "send_hour": int, "planned_at": str, "chosen_by": str, "answered_at": str, "answer_minutes": float},
+        pk="message_id", if_not_exists=True,
+    )
+    db["contact_attempts"].create_index(["case_id", "answered_at"], if_not_exists=True)
+    db["contact_attempts"].create_index(["customer_id"], if_not_exists=True)
+    db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
+@MIGRATIONS()
+def m011_sla_clocks(db: sqlite_utils.Database) -> None:
     """SLA clocks that pause, restart per unanswered post and count business hours (branch ``sla``).
 
     New case columns (doorstep/sla.py): the oldest unanswered customer post (``awaiting_since``),
@@ -1162,6 +1195,53 @@ class Store:
                 return _case_from_row(rows[0])
         return None
 
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
+        """The cases a new post of this author may join (see cases.choose_case), newest activity first.
+
+        The author's cases on any channel (by customer) or on this channel (by handle), and the
+        cases about ``order_number`` (pass it only for an order the author is known to own): every
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
+        """
+        probes: list[str] = []
+        params: list[Any] = []
+        if customer_id:
+            probes.append("customer_id = ?")
+            params.append(customer_id)
+        if author_handle:
+            probes.append("(channel = ? and author_handle = ?)")
+            params += [channel, author_handle]
+        if order_number:
+            probes.append("order_number = ?")
+            params.append(order_number)
+        if not probes:
+            return []
+        rows = self.rows(
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
+            [*params, iso(resolved_since), limit],
+        )
+        return [_case_from_row(r) for r in rows]
+
+    def case_post_texts(self, case_id: int) -> list[str]:
+        """The texts of the customer's posts in a case (not ours), oldest first."""
+        return [r[0] for r in self.db.execute(
+            "select text from mentions where case_id = ? and outbound = 0 order by created_at, id", [case_id])]
+
+    def contact_count(self, case_id: int) -> int:
+        """The customer's posts in the case that ask for something, for "repeat contact".
+
+        Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
+        thank you!") are not counted: a happy customer writing twice is not a repeat contact.
+        Posts not yet classified count.
+        """
+        row = self.db.execute(
+            "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+        return int(row[0])
+
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
         where, params = self._inbox_where(query or InboxQuery())
@@ -1340,7 +1420,7 @@ class Store:
         now = iso(moment)
         # Listing: the unary + keeps SQLite walking the queue's index (stop at 50) instead of
         # collecting every breached case and sorting. Counting: no +, so the covering facets
-        # index (m009) answers without reading the table.
+        # index (m011) answers without reading the table.
         plus = "" if for_count else "+"
         if q.snoozed not in SNOOZE_VIEWS:
             raise ValueError(f"not a snooze view: {q.snoozed} (choose {', '.join(SNOOZE_VIEWS)})")

@@ -130,6 +130,81 @@ class Escalation(_Section):
     auto_target: str = "lead"
 
 
+class ChannelLearner(_Section):
+    """Choose each follow-up's channel and send hour per customer ([responders.channel_learner]).
+
+    A Beta-Bernoulli Thompson sampler over (channel, local hour) arms, each customer's own
+    answers on top of a prior pooled from the brand's customers (see
+    ``responders/channel_learner.py`` and the README). Off by default: with it on, a follow-up
+    may wait up to a day for the hour the customer answers at.
+    """
+
+    enabled: bool = False
+    #: Local send hours to choose from (those inside the rule's quiet hours are never used).
+    hours: list[int] = Field(default_factory=lambda: [8, 10, 12, 14, 16, 18, 20])
+    #: An answer later than this many hours after the message does not count as answering it.
+    answer_window_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+    #: Pseudo-answers the pooled rate of similar customers is worth in a customer's prior.
+    prior_strength: float = Field(default=2.0, ge=2, le=1000)
+    #: How far (in hours) a customer's answer or silence at one hour counts for the same channel's
+    #: other hours (a Gaussian kernel; 0: each hour learns alone).
+    hour_bandwidth: float = Field(default=2.5, ge=0, le=12)
+    #: A brand's pool needs this many settled attempts; below it the pool of all brands is used.
+    min_pool: int = Field(default=30, ge=0)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one hour (0-23)")
+        for hour in value:
+            if not 0 <= hour <= 23:
+                raise ValueError(f"hour {hour} is not 0-23")
+        return sorted(set(value))
+
+
+class CourierLink(_Section):
+    """The courier's signed, expiring link to one shipment's page ([responders.courier_link])."""
+
+    #: Put a link in every courier escalation (needs the secret below to be set).
+    enabled: bool = True
+    #: Where couriers reach the page (``doorstep courier-page`` serves it); links are BASE/courier/...
+    base_url: str = "http://127.0.0.1:8766"
+    #: Address and port ``doorstep courier-page`` listens on.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+    #: Signing key of the links: ``$NAME`` reads the environment or $DOORSTEP_SECRETS_FILE, never the file.
+    secret: str = "$COURIER_LINK_SECRET"
+    #: How long a link works after the escalation.
+    valid_hours: float = Field(default=72.0, gt=0, le=24 * 90)
+    #: Longest update text a courier may post, in characters; the body limit of a post, in bytes.
+    max_update_chars: int = Field(default=500, ge=10, le=10_000)
+    max_body_bytes: int = Field(default=8192, ge=256, le=1_000_000)
+    #: Updates one link may post per hour (more are answered 429).
+    max_updates_per_hour: int = Field(default=20, ge=1, le=10_000)
+    #: What a courier update does for the customer: "off"; "approval" (a message waits on the
+    #: Approvals page for an agent); "send" (the template goes out without waiting).
+    customer_message: str = "approval"
+    #: Template (name or source) of that message; ``courier_update`` is the courier's text.
+    template: str = "courier_update"
+    #: Channels to reach the customer on, in order (contact data from the order record).
+    channels: list[str] = Field(default_factory=lambda: ["email", "sms"])
+
+    @field_validator("customer_message")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("off", "approval", "send"):
+            raise ValueError(f"unknown value {value!r}; expected off, approval or send")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
 class Approval(_Section):
     """Which automatic messages wait for an agent's approval (the console's Approvals page).
 
@@ -187,6 +262,8 @@ class Responders(_Section):
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
     approval: Approval = Field(default_factory=Approval)
+    channel_learner: ChannelLearner = Field(default_factory=ChannelLearner)
+    courier_link: CourierLink = Field(default_factory=CourierLink)
     template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
 
     @field_validator("tracking_urls")

@@ -1,6 +1,6 @@
 """Worker jobs of the responders: the outbox sender, alerts, SLA escalations, follow-ups, proactive cases.
 
-Each runs on its own worker thread (doorstep/worker.py), so alerts and escalations never wait
+Each runs on its own worker thread (commands/worker.py), so alerts and escalations never wait
 for a slow channel's sends, and the sender's channels do not wait for each other either.
 Each job is cheap when there is nothing to do (one indexed query), so short intervals are fine.
 A job that raises is logged by the worker and retried on its next tick; the outbox's rows and
@@ -13,7 +13,7 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.store import Store
-from doorstep.worker import FunctionJob, Job
+from doorstep.jobs import FunctionJob, Job
 from responders.config import alert_settings, responders_settings
 
 

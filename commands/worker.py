@@ -18,19 +18,18 @@ not stop the others (its health record makes the failure visible).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from doorstep.config import Config
+from doorstep.jobs import FunctionJob, Job, optional_attribute  # noqa: F401 - FunctionJob: re-exported for jobs' tests
 from doorstep.store import Store
 
-log = logging.getLogger("doorstep.worker")
+log = logging.getLogger("commands.worker")
 
 #: Seconds the worker waits, once stopped, for jobs to finish their round.
 STOP_GRACE_S = 10.0
@@ -39,44 +38,8 @@ STOP_GRACE_S = 10.0
 JOB_PROVIDERS: list[str] = [
     "listeners.jobs:jobs",
     "responders.jobs:jobs",
-    "doorstep.reports:jobs",
+    "responders.reports:jobs",
 ]
-
-
-def optional_attribute(spec: str) -> Any:
-    """``"module:attribute"`` of a package that may be left out of a deployment, else None.
-
-    A missing package is skipped; an import error *inside* an installed package is raised,
-    so a broken listener is never silently treated as "not installed".
-    """
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, attribute, None)
-
-
-class Job(Protocol):
-    name: str
-    interval_s: float
-
-    def run_once(self) -> Any: ...
-
-
-@dataclass
-class FunctionJob:
-    """Wrap a plain function as a job (``close``: what to call when the worker stops)."""
-
-    name: str
-    interval_s: float
-    fn: Callable[[], Any]
-    close: Callable[[], Any] | None = None
-
-    def run_once(self) -> Any:
-        return self.fn()
 
 
 @dataclass
