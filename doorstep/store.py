@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -562,8 +562,9 @@ def m011_sla_clocks(db: sqlite_utils.Database) -> None:
     run (``due_at``, ``due_kind``: what the red and amber states and the alerts read) and the
     due order's key (``due_key``). The queue's two orders walk ``idx_cases_open_queue`` (band,
     then due) and ``idx_cases_open_due`` (due); the facet counts' covering index gains the
-    snooze and the next deadline, so hiding snoozed cases and counting overdue ones never reads
-    the table. Existing cases get the old meaning (first response while unanswered, else
+    snooze and the next deadline, so counting overdue ones never reads the table, and
+    ``idx_cases_open_snooze`` finds the (few) snoozed cases: the default queue's counts are
+    "every open case minus the snoozed ones". Existing cases get the old meaning (first response while unanswered, else
     resolution; pending cases paused since their last activity) until their next change.
     """
     for column in ("awaiting_since", "next_response_due", "sla_paused_at", "priority_band", "due_at", "due_kind",
@@ -586,6 +587,7 @@ def m011_sla_clocks(db: sqlite_utils.Database) -> None:
     db.execute(f"create index if not exists idx_cases_open_due on cases (due_key, id) where {OPEN_CASES_SQL}")
     db.execute(f"create index if not exists idx_cases_open_queue on cases (priority_band, due_key, priority desc, id desc) "
                f"where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_snooze on cases (snoozed_until) where {OPEN_CASES_SQL}")
     db.execute("drop index if exists idx_cases_open_facets")
     db.execute(
         "create index if not exists idx_cases_open_facets on cases (resolution_due, brand, courier, intent, channel, "
@@ -1252,7 +1254,11 @@ class Store:
         # itself (no ANALYZE statistics) SQLite would sort every open case. With a search or a
         # filter the matching cases are few or indexed by the filter, so the planner chooses.
         index = ""
-        if (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
+        if q.snoozed == "only" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search:
+            if self._indexes is None:
+                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
+            index = " indexed by idx_cases_open_snooze" if "idx_cases_open_snooze" in self._indexes else ""
+        elif (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
                 and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
             name = {"priority": "idx_cases_open_queue", "due": "idx_cases_open_due",
                     "newest": "idx_cases_open_opened"}[q.sort]
@@ -1264,6 +1270,11 @@ class Store:
 
     def inbox_count(self, query: InboxQuery | None = None) -> int:
         q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:
+            # Every case minus the snoozed ones: each count walks the index made for it (the snoozed
+            # are few), where testing the snooze of every open case would read them all.
+            return (self.inbox_count(replace(q, snoozed="include"))
+                    - self.inbox_count(replace(q, snoozed="only")))
         where, params = self._inbox_where(q, for_count=True)
         index = self._count_index(q)
         return int(self.db.execute(f"select count(*) from cases{index} where {where}", params).fetchone()[0])
@@ -1273,6 +1284,11 @@ class Store:
         if column not in {*INBOX_FILTER_COLUMNS, "status"}:
             raise ValueError(f"not a facet: {column}")
         q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:  # as in inbox_count: all minus the snoozed
+            counts = self.inbox_facets(column, replace(q, snoozed="include"))
+            for value, n in self.inbox_facets(column, replace(q, snoozed="only")).items():
+                counts[value] -= n
+            return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda item: -item[1]))
         where, params = self._inbox_where(q)
         # Grouping by the bare column lets an index in that column's order answer the
         # unfiltered counts without sorting; NULL is named "(none)" here instead of in SQL.
@@ -1303,7 +1319,9 @@ class Store:
         if tuple(q.statuses) != OPEN_CASE_STATUSES:
             return ""
         filters = [column for column in INBOX_FILTER_COLUMNS if getattr(q, column) and column != grouped]
-        if q.sla_state or q.snoozed != "include" or len(filters) > 1 or (grouped and filters):
+        if q.snoozed == "only" and not q.sla_state:
+            name = "idx_cases_open_snooze"  # the few snoozed cases, found by their snooze's end
+        elif q.sla_state or q.snoozed != "include" or len(filters) > 1 or (grouped and filters):
             name = "idx_cases_open_facets"
         elif grouped or filters:
             name = f"idx_cases_open_{grouped or filters[0]}"
@@ -1428,7 +1446,7 @@ class Store:
             clauses.append(f"({plus}snoozed_until is null or {plus}snoozed_until <= ?)")
             params.append(now)
         elif q.snoozed == "only":
-            clauses.append(f"{plus}snoozed_until > ?")
+            clauses.append("snoozed_until > ?")  # a range of idx_cases_open_snooze
             params.append(now)
         if q.sla_state == "breached":
             clauses.append(f"{plus}due_at < ?")

@@ -220,6 +220,8 @@ def test_snoozed_cases_leave_the_queue_and_come_back(store: Store, config: Confi
     queue = [c.id for c in store.inbox(InboxQuery(now=now + timedelta(minutes=1)))]
     assert case.id not in queue and len(queue) == 1
     assert store.inbox_count(InboxQuery(now=now + timedelta(minutes=1))) == 1
+    assert store.inbox_facets("channel", InboxQuery(now=now + timedelta(minutes=1))) == {"x": 1}
+    assert store.inbox_count(InboxQuery(snoozed="only", now=now + timedelta(minutes=1))) == 1
     assert [c.id for c in store.inbox(InboxQuery(snoozed="only", now=now + timedelta(minutes=1)))] == [case.id]
     # it comes back when the snooze ends...
     assert case.id in [c.id for c in store.inbox(InboxQuery(now=until + timedelta(seconds=1)))]
