@@ -379,7 +379,11 @@ def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) 
     """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
     from commands.worker import Worker
 
-    worker = Worker(ctx.store, ctx.config, ctx.pipeline(), only=set(only) or None, skip=set(skip))
+    from doorstep.team_settings import apply_settings, settings_stamp
+
+    store = ctx.store
+    worker = Worker(store, apply_settings(ctx.config, store), ctx.pipeline(), only=set(only) or None, skip=set(skip),
+                    reload_config=lambda: apply_settings(ctx.config, store), settings_stamp=lambda: settings_stamp(store))
     unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
     if unknown:
         names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"

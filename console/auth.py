@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, str] = {
     "relink": "agent",
     "regroup": "agent",
     "retry_message": "agent",
+    "callback": "agent",
     "view_dashboard": "agent",
     "reassign": "lead",
     "edit_templates": "lead",

@@ -707,4 +707,7 @@ def render() -> None:
         _actions(store, case, user)
         regroup_section(store, case, user)
         _escalate(store, case, user)
+        from console.dialogue import case_section
+
+        case_section(store, case, user)
         _timeline(store, case)

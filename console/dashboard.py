@@ -180,6 +180,10 @@ def render() -> None:
 
     answers_by_channel_and_hour(store, config, start, end, brand)
 
+    from console.dialogue import answer_rates_section
+
+    answer_rates_section(store, start, end, config)
+
     st.subheader("Listener health")
     try:
         from listeners.health import listener_health

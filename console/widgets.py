@@ -148,7 +148,7 @@ def get_store() -> Any:
     path = os.environ.get("DOORSTEP_DB") or default_db_path()
     held = st.session_state.get("_store")
     if held is None or held.path != path:
-        held = Store(path, busy_timeout_s=get_config().limits.busy_timeout_s)
+        held = Store(path, busy_timeout_s=file_config().limits.busy_timeout_s)
         st.session_state["_store"] = held
     return held
 
@@ -160,13 +160,35 @@ def _load_config(path: str | None, mtime: float) -> Config:
     return load_config(path)
 
 
-def get_config() -> Config:
+def file_config() -> Config:
+    """doorstep.toml as it is on disk (reloaded when the file changes)."""
     import os
     from pathlib import Path
 
     path = os.environ.get("DOORSTEP_CONFIG") or None
     mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
     return _load_config(path, mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _with_team_settings(_base: Config, _store: Any, base_key: tuple[Any, ...], stamp: int) -> Config:
+    from doorstep.team_settings import apply_settings
+
+    return apply_settings(_base, _store)
+
+
+def get_config() -> Config:
+    """The config in force: doorstep.toml with the templates and alert rules leads saved in the console."""
+    import os
+    from pathlib import Path
+
+    from doorstep.team_settings import settings_stamp
+
+    base = file_config()
+    store = get_store()
+    path = os.environ.get("DOORSTEP_CONFIG") or None
+    mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+    return _with_team_settings(base, store, (path, mtime, str(store.path)), settings_stamp(store))
 
 
 def current_user() -> Any:

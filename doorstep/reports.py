@@ -342,6 +342,10 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
     start, end = week_bounds(week, tz)
     brand = brand or None
     data = metrics.dashboard(store, start, end, tz, brand)
+    from doorstep import dialogue
+
+    data["answers"] = dialogue.answer_rates(store, start, end, tz, brand)
+    data["callbacks"] = dialogue.callback_summary(store, start, end, brand)
     if redact:
         _redact_data(data, Redactor(config))
     else:

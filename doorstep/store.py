@@ -70,7 +70,7 @@ INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
 CASE_DUE_SQL = "due_key"
 
 #: The inbox's orders: priority (the default: band P1 first, then the due order within the band),
-#: the due order, newest case first. Each walks a partial index over open cases (m011, m008), so
+#: the due order, newest case first. Each walks a partial index over open cases (m013, m008), so
 #: a page stops after its rows.
 INBOX_SORTS = {
     "priority": f"priority_band, {CASE_DUE_SQL}, priority desc, id desc",
@@ -508,7 +508,7 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
     its author's handle whatever the case, and customers by name, e-mail or phone
     (``customers_fts``, kept by triggers).
     """
-    # The due order as it was before m011 replaced it with the stored due_key (this exact text).
+    # The due order as it was before m013 replaced it with the stored due_key (this exact text).
     due = "(case when first_response_at is null then first_response_due else resolution_due end)"
     db.execute(f"create index if not exists idx_cases_open_due on cases ({due}, id) where {OPEN_CASES_SQL}")
     db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
@@ -553,7 +553,55 @@ def m010_case_merged_into(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m011_sla_clocks(db: sqlite_utils.Database) -> None:
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+    """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
+
+    ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
+    (``address_key``: the phone's digits or the lower-cased address, so a reply finds it), its
+    reply token, expiry, and once answered the answer, what it was understood as and what it
+    triggered. ``answers``: every inbound reply seen, keyed by channel and the channel's own id,
+    so a reply delivered twice is handled once. ``callbacks``: a call back offered on a case, the
+    slot the customer picked, its SLA deadline and outcome.
+    """
+    db["questions"].create(
+        {"id": int, "case_id": int, "customer_id": str, "rule": str, "channel": str, "target": str,
+         "address_key": str, "message_id": int, "mail_id": str, "token": str, "asked_at": str, "expires_at": str,
+         "status": str, "answer": str, "answer_kind": str, "answer_channel": str, "answered_at": str,
+         "slot_at": str, "action": str},
+        pk="id", if_not_exists=True,
+    )
+    db["questions"].create_index(["case_id"], if_not_exists=True)
+    db["questions"].create_index(["address_key", "status"], if_not_exists=True)
+    db["questions"].create_index(["token"], unique=True, if_not_exists=True)
+    db["questions"].create_index(["status", "expires_at"], if_not_exists=True)
+    db["answers"].create(
+        {"id": int, "channel": str, "external_id": str, "sender": str, "text": str, "received_at": str,
+         "question_id": int, "case_id": int, "kind": str, "outcome": str},
+        pk="id", if_not_exists=True,
+    )
+    db["answers"].create_index(["channel", "external_id"], unique=True, if_not_exists=True)
+    db["callbacks"].create(
+        {"id": int, "case_id": int, "question_id": int, "reason": str, "offered_by": str, "offered_at": str,
+         "status": str, "phone": str, "slot_at": str, "slot_text": str, "requested_at": str, "due_at": str,
+         "breached_at": str, "outcome": str, "outcome_by": str, "outcome_at": str},
+        pk="id", if_not_exists=True,
+    )
+    db["callbacks"].create_index(["case_id"], if_not_exists=True)
+    db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m013_sla_clocks(db: sqlite_utils.Database) -> None:
     """SLA clocks that pause, restart per unanswered post and count business hours (branch ``sla``).
 
     New case columns (doorstep/sla.py): the oldest unanswered customer post (``awaiting_since``),
@@ -634,6 +682,8 @@ class InboxQuery:
     offset: int = 0
     #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
     sort: str = "priority"
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
+    waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1438,7 +1488,7 @@ class Store:
         now = iso(moment)
         # Listing: the unary + keeps SQLite walking the queue's index (stop at 50) instead of
         # collecting every breached case and sorting. Counting: no +, so the covering facets
-        # index (m011) answers without reading the table.
+        # index (m013) answers without reading the table.
         plus = "" if for_count else "+"
         if q.snoozed not in SNOOZE_VIEWS:
             raise ValueError(f"not a snooze view: {q.snoozed} (choose {', '.join(SNOOZE_VIEWS)})")
@@ -1455,6 +1505,14 @@ class Store:
             soon = iso(datetime.fromtimestamp(moment.timestamp() + 3600, timezone.utc))
             clauses.append(f"{plus}due_at >= ? and {plus}due_at <= ?")
             params += [now, soon]
+        if q.waiting == "answer":
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
+            params.append(now)
+        elif q.waiting == "callback":
+            clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
+                           "and coalesce(slot_at, requested_at) <= ?)")
+            params.append(now)
         if q.search and _fts_query(q.search):
             clauses.append("id in (select value from json_each(?))")
             params.append(json.dumps(self.search_cases(q.search)))

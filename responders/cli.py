@@ -36,7 +36,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     if (text is None) == (template is None):
         raise click.UsageError("give exactly one of --text or --template")
     try:
-        body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
+        from doorstep.team_settings import apply_settings
+
+        config = apply_settings(ctx.config, ctx.store)  # templates leads saved in the console count too
+        body = text if text is not None else render_template(ctx.store, config, case_id, template or "", agent=actor)
         message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
                               account=account)
     except (ReplyRejected, TemplateError) as exc:

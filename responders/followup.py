@@ -32,7 +32,7 @@ from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
 from responders.automatic import record
 from responders.channel_learner import plan_contact
-from responders.outbox import _key, enqueue
+from responders.outbox import _key, enqueue, get_message
 from responders.templates import TemplateError, case_variables, list_templates, render_source
 
 log = logging.getLogger("doorstep.followup")
@@ -153,9 +153,17 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
         subject = f"About your order {case.order_number}" if case.order_number else "Following up"
         # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
         template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
-        message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
-                                   now, rule.quiet_hours, subject, reply_message_id=reply["id"],
-                                   learner_cache=learner_cache)
+        if rule.question:
+            from responders.dialogue import ask
+
+            asked = ask(store, config, case, rule.question, channels=rule.channels, actor="follow-up", kind="follow_up",
+                        key=key, now=now, subject=subject, not_before=next_allowed(now, rule.quiet_hours, config),
+                        quiet=rule.quiet_hours, learner_cache=learner_cache)
+            message = get_message(store, asked.message_id) if asked and asked.message_id else None
+        else:
+            message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
+                                       now, rule.quiet_hours, subject, reply_message_id=reply["id"],
+                                       learner_cache=learner_cache)
         if message is not None:
             store.audit("follow-up", "follow_up.queue", case.id,
                         {"message_id": message.id, "channel": message.channel, "why": why,
@@ -219,7 +227,21 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
             store.audit("proactive", "case.open.proactive", case.id,
                         {"reason": reason, "tracking_number": tracking_number, "event_at": iso(event_at)})
         opened.append(case.id)
-        if rule.message:
+        question = rule.questions.get(reason)
+        if question:
+            # A closed question ("Shall we ask UPS to redeliver? Reply YES or NO"): the answer, on
+            # any channel, triggers the rule's next step (responders/dialogue.py).
+            from responders.dialogue import ask
+
+            quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
+            asked = ask(store, config, case, question, channels=rule.channels, actor="proactive", kind="outreach",
+                        key=_key("outreach", case.id, tracking_number, reason), now=now,
+                        subject=f"An update on your order {order.number}", not_before=next_allowed(now, quiet, config),
+                        quiet=quiet)
+            if asked is not None:
+                store.audit("proactive", "outreach.queue", case.id, {"message_id": asked.message_id,
+                                                                     "channel": asked.channel, "question": question})
+        elif rule.message:
             quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
             message = _private_message(store, config, case, rule.channels, "proactive", "outreach",
                                        _key("outreach", case.id, tracking_number, reason), "proactive", now, quiet,
