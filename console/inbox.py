@@ -285,7 +285,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
         rows.append({
             "case": case.id,
             "SLA": short_sla(words),
-            "priority": f"{(case.priority_band or '').upper()} {case.priority:.0f}".strip()
+            "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
                         + (f" · {reason}" if reason else ""),
             "newest post": (f"[{case.channel}] " if case.channel else "") + snippet(text),
             "customer": " · ".join(p for p in (name, handle) if p) or "-",
