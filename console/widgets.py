@@ -77,7 +77,7 @@ def sla_state(case: Case, now: datetime | None = None, amber_minutes: int = 60) 
         return "grey", "resolved"
     if case.snoozed_until and case.snoozed_until > now:
         return "grey", f"snoozed {_human(case.snoozed_until - now)}"
-    if case.status == "pending_customer" or case.sla_paused_at is not None:
+    if case.status == "pending_customer":
         return "grey", "waiting on customer (clock paused)"
     nxt = next_due(case)
     if nxt is None:
@@ -99,7 +99,7 @@ def sla_clock_line(case: Case, config: Config) -> str:
     if case.next_response_due is not None:
         parts.append(f"next response due {local_time(case.next_response_due, config)}")
     parts.append(f"resolution due {local_time(case.resolution_due, config)}")
-    if case.sla_paused_at is not None:
+    if case.status == "pending_customer" and case.sla_paused_at is not None:
         parts.append(f"clocks paused since {local_time(case.sla_paused_at, config)}")
     return " · ".join(parts) + f" ({config.timezone}; business hours)"
 

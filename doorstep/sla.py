@@ -59,7 +59,7 @@ def next_due(case: Case) -> tuple[str, datetime] | None:
 
     What: "first response", "next response" or "resolution". Pure: no calendar, no config.
     """
-    if case.status in _STOPPED or case.sla_paused_at is not None or case.status == "pending_customer":
+    if case.status in _STOPPED or case.status == "pending_customer":
         return None
     due: list[tuple[str, datetime]] = []
     if case.first_response_at is None and case.first_response_due is not None:
@@ -143,13 +143,12 @@ def customer_wrote(case: Case, before: Case, at: datetime, config: Config) -> No
     we waited on the customer, starts the response clock for this post unless an earlier post is
     still unanswered, and applies a priority the post raised.
     """
-    if before.snoozed_until is not None and before.snoozed_until > at and before.sla_paused_at is None \
-            and before.status != "pending_customer":
+    if before.snoozed_until is not None and before.snoozed_until > at and before.status != "pending_customer":
         _apply(case, _shift(case, config, before.snoozed_until, at))
     case.snoozed_until = None
-    if before.sla_paused_at is not None:
+    if before.status == "pending_customer" and before.sla_paused_at is not None:
         _apply(case, _shift(case, config, before.sla_paused_at, max(at, before.sla_paused_at)))
-        case.sla_paused_at = None
+    case.sla_paused_at = None
     cal, _, target = _calendars(case, config)
     if case.awaiting_since is None:
         case.awaiting_since = at
@@ -167,8 +166,9 @@ def priority_changed(case: Case, old_priority: float, at: datetime, config: Conf
     if new_band >= old_band:  # "p1" < "p2": only a more urgent band moves deadlines
         return
     cal, _, target = _calendars(case, config)
-    start = case.sla_paused_at or at
-    if case.snoozed_until is not None and case.snoozed_until > start and case.sla_paused_at is None:
+    paused = case.status == "pending_customer" and case.sla_paused_at is not None
+    start = case.sla_paused_at if paused and case.sla_paused_at else at
+    if case.snoozed_until is not None and case.snoozed_until > start and not paused:
         start = case.snoozed_until  # the snooze's pause is already in the deadlines
     answer_by = cal.add(start, timedelta(minutes=target.first_response))
     if case.first_response_at is None and case.first_response_due is not None:
@@ -205,7 +205,9 @@ def follow(before: Case, changes: dict[str, Any], now: datetime, config: Config,
         after = after.model_copy(update=answer)
     if after.status in _STOPPED:
         return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
-    was_paused = before.sla_paused_at is not None or before.status == "pending_customer"
+    # Paused is the status; a pause left behind by a status change made without these rules (an
+    # older writer) is not resumed twice.
+    was_paused = before.status == "pending_customer"
     pauses = after.status == "pending_customer"
     old_end = before.snoozed_until if before.snoozed_until and before.snoozed_until > now else now
     new_end = after.snoozed_until if after.snoozed_until and after.snoozed_until > now else now

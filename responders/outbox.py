@@ -479,13 +479,20 @@ def cancel(store: Store, message_id: int, actor: str) -> OutboundMessage:
     return get_message(store, message_id)
 
 
-def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]]) -> Case | None:
-    """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile."""
+def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]],
+                         config: Config | None = None) -> Case | None:
+    """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile.
+
+    With ``config``, a status or snooze change moves the SLA clocks too (doorstep/sla.py: paused while
+    waiting on the customer, resumed when that ends).
+    """
     for _ in range(5):
         case = store.get_case(case_id)
         if case is None:
             return None
         changes = change(case)
+        if changes and config is not None:
+            changes = sla.follow(case, changes, utcnow(), config)
         if not changes:
             return case
         try:
