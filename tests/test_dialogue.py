@@ -29,8 +29,10 @@ from responders.dialogue import handle_reply, offer_callback, run_callback_rules
 from responders.followup import run_proactive
 from responders.outbox import Outbox
 
-from test_followup import SID, TwilioStandIn, twilio  # noqa: F401 - fixture
-from test_outbox import SmtpSink, add_order, smtp  # noqa: F401 - fixture
+from standins.smtp import SmtpSink
+from standins.twilio import SID, TwilioStandIn
+from test_followup import twilio  # noqa: F401 - fixture
+from test_outbox import add_order, smtp  # noqa: F401 - fixture
 
 LONDON = ZoneInfo("Europe/London")
 PHONE = "+447700900123"

@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from standins.twilio import SID
 from tests.test_e2e_browser import (
     DEMO_CONFIG, PASSWORD, choose, chromium_or_skip, launch_chromium, login, open_case, serve_console, shot, wait_idle,
 )
 
 pytestmark = [pytest.mark.e2e]
 
-SID = "ACtest0000000000000000000000000000"
 TOKEN = "twilio-auth-token"
 PHONE = "+447700900123"
 OTHER_PHONE = "+447700900456"
@@ -73,7 +73,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from responders.followup import run_proactive
     from responders.outbox import Outbox
     from tests.conftest import KeywordClassifier
-    from tests.test_followup import TwilioStandIn
+    from standins.twilio import TwilioStandIn
 
     db = tmp_path / "dialogue.db"
     build_demo(str(db), seed=5, customers=20, orders=40, mentions=30, config_path=str(DEMO_CONFIG),
