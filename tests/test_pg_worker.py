@@ -286,13 +286,15 @@ def emulator() -> Iterator[XEmulator]:
 
 
 def test_four_senders_killed_at_random_send_every_message_exactly_once(pg: str, tmp_path: Path, config: Any,
-                                                                      emulator: XEmulator) -> None:
+                                                                      emulator: XEmulator,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Four send workers, each killed (kill -9) at random and restarted, the first ones right after
     their first post left (in doubt): every message arrives at X exactly once."""
     from responders.outbox import queue_reply
 
     store = Store(pg)
-    os.environ.update(_x_env(emulator))  # the in-process pipeline run below reads nothing from X; the workers do
+    for name, value in _x_env(emulator).items():
+        monkeypatch.setenv(name, value)
     texts = []
     for i in range(30):
         external_id = emulator.add_post({"text": f"@LarkspurHelp where is parcel {i}?", "username": f"cust{i}",
