@@ -50,16 +50,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from standins.recording import free_port  # noqa: E402 - after the repo is on sys.path
+
 QUERY = "@LarkspurHelp OR @FettleCare OR larkspur OR fettle -is:retweet"
 WEBHOOK_SECRET = "soak-webhook-secret"
 PASSWORD = "soak-password-1"
 PAGE = "from console import {module}\n{module}.render()\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def now_iso() -> str:

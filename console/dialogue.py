@@ -39,6 +39,24 @@ def _call_link(phone: str | None, key: str) -> None:
     st.link_button(f"Call {phone}", href, icon=":material/call:", key=key)
 
 
+def _bridge_button(store: Any, callback: rows.Callback, user: Any, where: str) -> None:
+    """"Ring me and connect" through Twilio's voice API, when the desk's phone is configured."""
+    from responders.config import responders_settings
+    from responders.dialogue import DialogueError, bridge_call
+
+    if not responders_settings(get_config()).callback.bridge_desk_phone:
+        return
+    if st.button("Ring the desk and connect", key=f"cb_bridge_{where}_{callback.id}", icon=":material/call_merge:",
+                 disabled=not can(user, "callback")):
+        try:
+            sid = bridge_call(store, get_config(), callback.id, user.username)
+        except DialogueError as exc:
+            st.error(escape_md(str(exc)))
+        else:
+            flash("success", f"Twilio is ringing the desk, then the customer (call {sid})")
+            st.rerun()
+
+
 def _outcome_buttons(store: Any, callback: rows.Callback, user: Any, where: str) -> None:
     from responders.dialogue import DialogueError, record_outcome
 
@@ -102,6 +120,7 @@ def case_section(store: Any, case: Case, user: Any) -> None:
             safe_text(_callback_line(callback, config, now), caption=True)
             if callback.status == "scheduled":
                 _call_link(callback.phone, key=f"tel_case_{callback.id}")
+                _bridge_button(store, callback, user, "case")
                 _outcome_buttons(store, callback, user, "case")
     if not any(c.status in ("offered", "scheduled") for c in callbacks):
         if st.button("Offer a call back", key=f"offer_callback_{case.id}", icon=":material/phone_callback:",
@@ -154,6 +173,7 @@ def render() -> None:
                                  else "no tracking event"), caption=True)
             with cols[1]:
                 _call_link(task.phone, key=f"tel_page_{task.id}")
+                _bridge_button(store, task, user, "page")
                 _outcome_buttons(store, task, user, "page")
                 if st.button("Open case", key=f"cb_open_{task.id}"):
                     open_case(case.id)  # type: ignore[arg-type]

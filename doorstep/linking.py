@@ -228,29 +228,33 @@ def order_owner_is_author(store: Store, case: Case) -> bool | None:
     return store.customer_id_by_handle(case.channel or "", case.author_handle) == order.customer_id
 
 
-#: How each way of linking reads on the case page.
-METHOD_WORDS = {
-    "tracking_number": "the customer quoted its tracking number",
-    "order_number": "the customer quoted its order number",
+#: How each way of linking reads on the case page, when the link is confirmed.
+CONFIRMED_WORDS = {
+    "tracking_number": "its customer quoted the tracking number",
+    "order_number": "its customer quoted the order number",
     "agent": "linked by an agent",
     "thread": "from the conversation",
     "handle": "the author's handle is on the customer record",
-    "recent_order": "the customer's most likely open order",
 }
 
 
 def describe_link(case: Case) -> str:
     """The case's link in the team's words, never calling a guess confirmed.
 
-    "order ORD-1 · confirmed (the customer quoted its order number)", or
-    "possible order ORD-1 (40 %) — not confirmed (the customer's most likely open order)".
+    "order ORD-1 · confirmed (its customer quoted the order number)";
+    "possible order ORD-1 (40 %) — not confirmed (the customer's most likely open order)";
+    "order ORD-1 quoted — not confirmed: nothing shows the author is its customer".
     """
-    how = METHOD_WORDS.get(case.link_method, case.link_method)
+    method = case.link_method
     if not case.order_number:
         if case.customer_id and case.link_confirmed:
-            return f"customer known, no order linked ({how})"
+            return f"customer known, no order linked ({CONFIRMED_WORDS.get(method, method)})"
         return "no order linked"
     if case.link_confirmed:
-        return f"order {case.order_number} · confirmed ({how})"
-    percent = f"{case.link_confidence * 100:.0f} %"
-    return f"possible order {case.order_number} ({percent}) — not confirmed ({how})"
+        return f"order {case.order_number} · confirmed ({CONFIRMED_WORDS.get(method, method)})"
+    if method in ("tracking_number", "order_number"):
+        return f"order {case.order_number} quoted — not confirmed: nothing shows the author is its customer"
+    if method == "agent":
+        return f"order {case.order_number} linked by an agent — not confirmed: its customer is not the author"
+    why = "the customer's most likely open order" if method == "recent_order" else "from the conversation"
+    return f"possible order {case.order_number} ({case.link_confidence * 100:.0f} %) — not confirmed ({why})"

@@ -28,6 +28,8 @@ Definitions (the tests recompute each with straight SQL):
 - *resolution rate*: cases opened in the window that are resolved (``resolved_at`` set) / cases
   opened in the window.
 - *escalations*: outbound messages of kind ``escalation`` created in the window, not cancelled.
+- A case an agent merged into another (``merged_into`` set) is not a case of its own in any of
+  these figures: its posts and clocks are the kept case's.
 - *active shipments* of a courier: shipments with at least one tracking event in the window.
 """
 
@@ -175,8 +177,9 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
 
     cases = list(
         db.query(
+            # A case merged into another is part of that issue, not one of its own.
             "select id, opened_at, first_response_at, first_response_due, resolved_at from cases c "
-            f"where c.opened_at >= ? and c.opened_at < ?{bclause}",
+            f"where c.opened_at >= ? and c.opened_at < ? and c.merged_into is null{bclause}",
             [lo, hi, *bparams],
         )
     )
@@ -571,7 +574,7 @@ def notable_cases(store: Store, start: datetime, end: datetime, tz: TzLike, bran
             "from cases c left join customers cu on cu.id = c.customer_id "
             "where ((c.opened_at >= ? and c.opened_at < ?) or (c.last_activity_at >= ? and c.last_activity_at < ?)"
             "  or (c.first_response_due >= ? and c.first_response_due < ?)"
-            f"  or (c.resolution_due >= ? and c.resolution_due < ?)){bclause}",
+            f"  or (c.resolution_due >= ? and c.resolution_due < ?)) and c.merged_into is null{bclause}",
             [lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, *bparams],
         )
     )

@@ -242,7 +242,8 @@ class Pipeline:
                 order_total=order.total if order else None,
                 currency=order.currency if order else "GBP",
                 shipment_events=shipment[2] if shipment else frozenset(),
-                contacts=store.contact_count(case.id) if case.id else 1,
+                # One post is never a repeat contact: count (one query) only when there are more.
+                contacts=store.contact_count(case.id) if case.id and case.mention_count > 1 else 1,
             ),
             self.config,
         )

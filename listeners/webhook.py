@@ -306,7 +306,8 @@ class WebhookServer:
         if replies:
             from listeners.replies import ReplyEndpoints
 
-            self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock)
+            self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock,
+                                          classifier=self.pipeline.classifier)
 
     @property
     def url(self) -> str:

@@ -185,6 +185,20 @@ def _note_text(template: str, answer: str, understood: Understanding, config: Co
     return template.replace("{answer}", f"“{answer.strip()[:300]}”").replace("{slot}", slot)
 
 
+def _with_labels(understood: Understanding, text: str, classifier: Any) -> Understanding:
+    """An answer the rules read as "other", with what the classifier reads in it (for the person it goes to)."""
+    from dataclasses import replace
+
+    try:
+        labels = classifier.classify([text])[0]
+    except Exception as exc:  # noqa: BLE001 - the rules' reading stands; the classifier only adds a hint
+        log.warning("classifier could not read an answer: %s", exc)
+        return understood
+    hint = (f"{labels.sentiment}{' complaint' if labels.complaint else ''}, intent {labels.intent}, "
+            f"urgency {labels.urgency:.2f}")
+    return replace(understood, why=f"{understood.why}; the classifier reads: {hint}")
+
+
 def _hand_to_person(store: Store, case_id: int, why: str, answer: str, actor: str = ACTOR) -> None:
     update_case_retrying(store, case_id, actor,
                          lambda c: {"status": "open"} if c.status in ("new", "pending_customer") else {})
@@ -229,7 +243,8 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
                              lambda c: {"status": step.status} if c.status != step.status else {})
         done.append(f"status {step.status}")
     if step.human or needs_person:
-        why = "; ".join(needs_person) or f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” to a person"
+        why = "; ".join(needs_person) or (f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” "
+                                          f"to a person ({understood.why})")
         _hand_to_person(store, case.id, why, answer)  # type: ignore[arg-type]
         done.append(f"handed to a person ({why})")
     return "; ".join(done) or "nothing"
@@ -237,12 +252,14 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
 
 def handle_reply(store: Store, config: Config, *, channel: str, external_id: str, sender: str | None, text: str,
                  now: datetime | None = None, question: rows.Question | None = None,
-                 sender_verified: bool = True, customer_id: str | None = None) -> dict[str, Any]:
+                 sender_verified: bool = True, customer_id: str | None = None,
+                 classifier: Any = None) -> dict[str, Any]:
     """Join one inbound reply to its question and act on it; returns what happened (for the HTTP answer and tests).
 
     ``question``: already matched (a mail's token, a DM on the case); else the newest question sent
     to ``sender`` on ``channel``. ``sender_verified`` False (a mail whose From is not the address we
-    asked) never acts on the answer: a person reads it.
+    asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
+    answer the rules could not, so the person it goes to sees whether it is an angry complaint.
     """
     now = now or utcnow()
     reply_id = rows.remember_reply(store, channel=channel, external_id=external_id, sender=sender, text=text,
@@ -274,7 +291,18 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         cancelled = opt_out(store, customer, channel=channel, said=text, case_id=case.id if case else None)
         return finish("opted out", cancelled=cancelled)
     if question is None or case is None:
-        return finish("no question to answer")
+        # A reply to a message that asked nothing (a plain follow-up): never lost, a person reads it.
+        replied_case = _case_we_wrote_to(store, channel, sender) if sender and sender_verified else None
+        if replied_case is None:
+            return finish("no question to answer and no message of ours to that address")
+        case = store.get_case(replied_case)
+        update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
+                             if c.status not in ("new", "open", "escalated") else {})
+        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” "
+                                            "(to a message that asked no question).")
+        store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
+                                                                  "answer": text[:300]})
+        return finish("handed to a person (reply to a message without a question)")
     if case.status not in OPEN_CASE_STATUSES:
         rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
                           slot_at=understood.slot_at)
@@ -307,12 +335,27 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         return finish("handed to a person (second answer)")
     rule = question_rule(config, question.rule)
     step: Step = getattr(rule, understood.kind if understood.kind in ("yes", "no", "time") else "other")
+    if understood.kind == "other" and classifier is not None:
+        understood = _with_labels(understood, text, classifier)
     action = _apply_step(store, config, case, question, step, text, understood, now)
     rows.set_action(store, question.id, action)
     store.audit(ACTOR, "dialogue.answered", case.id, {"question_id": question.id, "channel": channel,
                                                       "answer": text[:300], "understood": understood.kind,
                                                       "why": understood.why, "action": action})
     return finish("answered", action=action)
+
+
+def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
+    """The case of our newest message sent to ``address`` on ``channel`` (SMS: by the number's last ten digits)."""
+    key = rows.address_key(channel, address)
+    if not key:
+        return None
+    for row in store.db.execute(
+            "select case_id, target from outbound_messages where channel = ? and status = 'sent' and case_id is not null "
+            "and kind in ('reply', 'follow_up', 'outreach') order by id desc limit 200", [channel]).fetchall():
+        if rows.address_key(channel, row[1]) == key:
+            return int(row[0])
+    return None
 
 
 # --------------------------------------------------------------------------- DMs and public replies
@@ -453,3 +496,38 @@ def run_housekeeping(store: Store, config: Config, now: datetime | None = None) 
             store.audit("callback-sla", "callback.sla_breach", callback.case_id,
                         {"callback_id": callback_id, "due_at": iso(callback.due_at)})
     return {"expired": expired, "breached": breached}
+
+
+def bridge_call(store: Store, config: Config, callback_id: int, actor: str) -> str:
+    """Ring the care desk through Twilio's voice API and connect it to the customer; returns the call's SID.
+
+    Twilio calls ``[responders.callback] bridge_desk_phone`` and, when the desk answers, dials the
+    customer's number from the order record with our number as caller id (TwiML ``<Dial>``). The
+    customer's number goes to Twilio only, never into a log.
+    """
+    from twilio.base.exceptions import TwilioException
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    from doorstep.config import secret
+    from responders.channels import twilio_client
+    from responders.config import resolve
+
+    callback = rows.get_callback(store, callback_id)
+    if callback is None or callback.status != "scheduled":
+        raise DialogueError(f"call back {callback_id} is not waiting for a call")
+    desk = resolve(responders_settings(config).callback.bridge_desk_phone)
+    caller = secret("TWILIO_FROM")
+    if not desk or not caller:
+        raise DialogueError("bridged calls need [responders.callback] bridge_desk_phone and TWILIO_FROM")
+    if not callback.phone:
+        raise DialogueError("the order record has no phone number to call")
+    dial = Dial(caller_id=caller)
+    dial.number(callback.phone)
+    twiml = VoiceResponse()
+    twiml.append(dial)
+    try:
+        call = twilio_client(config).calls.create(to=desk, from_=caller, twiml=str(twiml))
+    except TwilioException as exc:
+        raise DialogueError(f"Twilio refused the call: {getattr(exc, 'msg', exc)}") from None
+    store.audit(actor, "callback.bridge", callback.case_id, {"callback_id": callback_id, "call_sid": str(call.sid)})
+    return str(call.sid)

@@ -331,3 +331,32 @@ def test_a_bad_case_window_in_doorstep_toml_names_the_key():
 
     with pytest.raises(ConfigError, match=r"cases\.join_window_hours"):
         parse_config({"cases": {"join_window_hours": -1}})
+
+
+def test_a_merged_case_is_not_counted_as_an_issue_of_its_own_in_the_figures(pipeline: Pipeline, config):
+    from doorstep.metrics import headline, notable_cases
+    from doorstep.regroup import merge_cases
+
+    store = pipeline.store
+    pipeline.ingest([
+        mention("1", "@FettleCare where are my boots? ORD-2026-000200", author_handle="hking12"),
+        mention("2", "@FettleCare so late, where is it", minutes=3 * DAY, author_handle="hking12"),
+    ])
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=7), "Europe/London")
+    assert headline(store, *window)["cases_opened"] == 2
+    first, second = _cases(store)
+    merge_cases(store, config, first.id, first.version, second.id, second.version, "ann")  # type: ignore[arg-type]
+    assert headline(store, *window)["cases_opened"] == 1
+    assert second.id not in {c["case_id"] for c in notable_cases(store, *window)}
+
+
+@pytest.mark.parametrize(("method", "confirmed", "expected"), [
+    ("order_number", True, "order ORD-1 · confirmed (its customer quoted the order number)"),
+    ("agent", True, "order ORD-1 · confirmed (linked by an agent)"),
+    ("recent_order", False, "possible order ORD-1 (40 %) — not confirmed (the customer's most likely open order)"),
+    ("order_number", False, "order ORD-1 quoted — not confirmed: nothing shows the author is its customer"),
+    ("agent", False, "order ORD-1 linked by an agent — not confirmed: its customer is not the author"),
+])
+def test_the_link_reads_honestly(method: str, confirmed: bool, expected: str):
+    case = Case(order_number="ORD-1", link_method=method, link_confidence=0.4, link_confirmed=confirmed)
+    assert describe_link(case) == expected

@@ -29,8 +29,10 @@ from responders.dialogue import handle_reply, offer_callback, run_callback_rules
 from responders.followup import run_proactive
 from responders.outbox import Outbox
 
-from test_followup import SID, TwilioStandIn, twilio  # noqa: F401 - fixture
-from test_outbox import SmtpSink, add_order, smtp  # noqa: F401 - fixture
+from standins.smtp import SmtpSink
+from standins.twilio import SID, TwilioStandIn
+from test_followup import twilio  # noqa: F401 - fixture
+from test_outbox import add_order, smtp  # noqa: F401 - fixture
 
 LONDON = ZoneInfo("Europe/London")
 PHONE = "+447700900123"
@@ -350,7 +352,8 @@ def test_call_back_due_shows_in_the_inbox_filter(inbound: dict[str, Any]) -> Non
 def test_rules_offer_call_backs_to_vips_third_contacts_big_orders_and_stuck_parcels(store: Store) -> None:
     from test_outbox import make_case
 
-    config = dialogue_config(callback={"order_value_over": 100.0, "stuck_days": 3})
+    assert run_callback_rules(store, dialogue_config(), utcnow()) == []  # off unless switched on
+    config = dialogue_config(callback={"enabled": True, "order_value_over": 100.0, "stuck_days": 3})
     now = utcnow()
     vip = add_order(store, number="LS-1", customer_id="C1", vip=True, tracking="1Z999AA10123456784",
                     events=[(now - timedelta(hours=3), "in_transit", "Leeds")])
@@ -388,3 +391,98 @@ def test_answer_rates_by_channel(inbound: dict[str, Any], twilio: TwilioStandIn,
     assert rates["sms"]["asked"] == 2 and rates["sms"]["answered"] == 1 and rates["sms"]["rate"] == 0.5
     assert rates["sms"]["median_minutes"] == 30.0
     assert rates["email"]["asked"] == 1 and rates["email"]["answered"] == 0
+
+
+def test_a_reply_to_a_follow_up_that_asked_nothing_goes_to_a_person(inbound: dict[str, Any],
+                                                                    twilio: TwilioStandIn) -> None:  # noqa: F811
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    from test_outbox import make_case
+    from responders.outbox import queue_reply
+
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    queue_reply(store, config, case_id, "We have asked UPS to look into it.", "ann", channel="sms")
+    Outbox(store, config).send_due()
+    assert twilio.sms and rows.questions_for_case(store, case_id) == []
+    assert post_sms(f"{server.url}/sms", "I will be home all day tomorrow", "SMplain").status_code == 200
+    assert "I will be home all day tomorrow" in store.notes(case_id)[0].text
+    assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))
+    # A stranger's number: nothing to join, nothing written.
+    assert post_sms(f"{server.url}/sms", "hello?", "SMstranger", sender="+15550001111").status_code == 200
+    assert len(store.notes(case_id)) == 1
+
+
+def test_a_bridged_call_goes_through_twilios_voice_api(inbound: dict[str, Any], twilio: TwilioStandIn,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from urllib.parse import parse_qs
+
+    from responders.dialogue import DialogueError, bridge_call
+
+    calls: list[dict[str, str]] = []
+
+    def voice(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        calls.append(form)
+        return 201, {"sid": "CA" + "0" * 32, "to": form["To"], "from": form["From"], "status": "queued",
+                     "account_sid": SID}
+
+    twilio.server.routes[f"/2010-04-01/Accounts/{SID}/Calls.json"] = voice
+    store, server = inbound["store"], inbound["server"]
+    monkeypatch.setenv("CARE_DESK_PHONE", "+442079460000")
+    config = dialogue_config(callback={"bridge_desk_phone": "$CARE_DESK_PHONE"})
+    case_id, _ = ask_redelivery(store, config, utcnow())
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    with pytest.raises(DialogueError, match="not waiting for a call"):
+        bridge_call(store, config, callback.id, "ann")
+    post_sms(f"{server.url}/sms", "yes", "SMcb")
+    assert bridge_call(store, config, callback.id, "ann") == "CA" + "0" * 32
+    [call] = calls
+    assert call["To"] == "+442079460000" and call["From"] == "+447700900000"
+    assert "<Dial callerId=\"+447700900000\"><Number>+447700900123</Number></Dial>" in call["Twiml"]
+    [audit] = [e for e in store.audit_trail(case_id) if e.action == "callback.bridge"]
+    assert audit.details["call_sid"] == "CA" + "0" * 32 and "+447700900123" not in str(audit.details)
+
+
+def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_person(inbound: dict[str, Any]) -> None:
+    from tests.conftest import KeywordClassifier
+
+    store, config = inbound["store"], inbound["config"]
+    case_id, question = ask_redelivery(store, config, utcnow())
+    result = handle_reply(store, config, channel="sms", external_id="w1", sender=PHONE,
+                          text="this is a joke, my parcel is lost and nobody cares", classifier=KeywordClassifier())
+    assert result["kind"] == "other" and "handed to a person" in result["action"]
+    assert "the classifier reads: negative complaint" in result["action"]
+    assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+
+
+def test_after_stop_no_direct_message_is_started(store: Store) -> None:
+    from test_outbox import make_case
+
+    from responders.channels import ReplyRejected
+    from responders.dialogue import opt_out
+    from responders.private import plan_private
+
+    config = dialogue_config()
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    assert plan_private(store, config, case_id).channel == "x_dm"
+    opt_out(store, "C1", channel="sms", said="STOP")
+    with pytest.raises(ReplyRejected, match="opted out of direct messages"):
+        plan_private(store, config, case_id)
+    with pytest.raises(ReplyRejected, match="opted out of e-mail"):
+        plan_private(store, config, case_id, channel="email")
+
+
+def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store: Store, tmp_path: Any) -> None:
+    from responders.jobs import jobs
+
+    config = dialogue_config()
+    names = [job.name for job in jobs(store, config, None)]
+    assert "dialogue" in names and "callback-rules" not in names
+    assert "callback-rules" in [j.name for j in jobs(store, dialogue_config(callback={"enabled": True}), None)]
+    off = dialogue_config(dialogue={"enabled": False})
+    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
+    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
+    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
