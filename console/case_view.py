@@ -33,7 +33,9 @@ from console.widgets import (
     show_flashes,
     show_priority,
     sla_badge,
+    sla_clock_line,
 )
+from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
 from doorstep.store import StaleCaseError, Store, iso
 
@@ -74,7 +76,11 @@ def hold(case: Case) -> None:
 
 
 def write_case(store: Store, case: Case, actor: str, what: str, **changes: Any) -> Case | None:
-    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh."""
+    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh.
+
+    A status or snooze moves the SLA clocks too (paused while waiting on the customer or snoozed).
+    """
+    changes = sla.follow(case, changes, utcnow(), get_config())
     try:
         updated = store.update_case(case.id, held_version(case), actor, **changes)  # type: ignore[arg-type]
     except StaleCaseError as exc:
@@ -147,10 +153,7 @@ def _header(store: Store, case: Case, user: Any) -> None:
     cols[2].metric("Assignee", case.assignee or "nobody")
     with cols[3]:
         sla_badge(case)
-        st.caption(escape_md(
-            f"first response due {local_time(case.first_response_due, config)} · resolution due "
-            f"{local_time(case.resolution_due, config)} ({config.timezone})"
-        ))
+        st.caption(escape_md(sla_clock_line(case, config)))
     show_priority(case)
     _presence_live(case.id, user.username)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
