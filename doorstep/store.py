@@ -206,6 +206,69 @@ def _is_read_only_error(exc: BaseException) -> bool:
     return "readonly" in low or "read-only" in low or "read only" in low or "unable to open" in low
 
 
+def remove_database(target: str | Path) -> None:
+    """Delete a whole database, to build a new one in its place (the demo does).
+
+    A SQLite file goes with its WAL, shared-memory and journal files; on PostgreSQL every
+    table of the URL's schema is dropped (the schema itself, its grants and the other schemas
+    of the database stay).
+    """
+    target = database_target(target)
+    if not is_postgres(target):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            candidate = Path(target + suffix)
+            if candidate.exists():
+                candidate.unlink()
+        return
+    from doorstep.postgres import PgDatabase
+
+    db = PgDatabase(target)
+    try:
+        with db.atomic():
+            for table in db.table_names():
+                db.execute(f'drop table if exists "{table}" cascade')
+    finally:
+        db.close()
+
+
+def database_exists(target: str | Path) -> bool:
+    """Whether ``--db`` names a Doorstep database already (commands that only read must not make one).
+
+    A SQLite file exists or not; a PostgreSQL schema is Doorstep's once its migrations table is
+    there. A server that cannot be reached counts as existing, so the store says why it failed.
+    """
+    target = database_target(target)
+    if not is_postgres(target):
+        return target == ":memory:" or Path(target).exists()
+    import psycopg
+
+    try:
+        with psycopg.connect(target, connect_timeout=10) as conn:
+            return bool(conn.execute("select to_regclass('_sqlite_migrations') is not null").fetchone()[0])
+    except psycopg.Error:
+        return True
+
+
+def files_beside(target: str | Path, suffix: str) -> Path:
+    """Where files that belong with a database go (the demo's X feed, its sent mail): next to a
+    SQLite file (``shop.db`` -> ``shop.x-feed.jsonl``), or in the working folder, named after the
+    database, for PostgreSQL."""
+    target = database_target(target)
+    if is_postgres(target):
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = "doorstep-" + str(conninfo_to_dict(target).get("dbname") or "postgresql")
+        return Path(name).resolve().with_suffix(suffix)
+    return Path(target).resolve().with_suffix(suffix)
+
+
+def database_for_children(target: str | Path) -> str:
+    """``--db``/``DOORSTEP_DB`` as a child process in another folder must be given it: a SQLite
+    path made absolute, a PostgreSQL URL as it is."""
+    target = database_target(target)
+    return target if is_postgres(target) else str(Path(target).resolve())
+
+
 def iso(value: datetime | date | None) -> str | None:
     """Serialise a time the one way the store sorts correctly."""
     if value is None:
@@ -1428,8 +1491,8 @@ class Store:
         index = ""
         if q.snoozed == "only" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search:
             if self._indexes is None:
-                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
-            index = " indexed by idx_cases_open_snooze" if "idx_cases_open_snooze" in self._indexes else ""
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by("idx_cases_open_snooze") if "idx_cases_open_snooze" in self._indexes else ""
         elif (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
                 and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
             name = {"priority": "idx_cases_open_queue", "due": "idx_cases_open_due",
