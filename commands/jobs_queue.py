@@ -29,7 +29,6 @@ documented stalled-jobs recipe); every task is safe to run twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -81,11 +80,6 @@ def periodic_queue(job_name: str) -> str:
 def conninfo(db: str) -> str:
     """The libpq connection string of a ``--db`` URL."""
     return database_target(db)
-
-
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_lock`` from a readable name."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def cron_every(seconds: float) -> str:
@@ -309,7 +303,8 @@ def held_advisory_lock(db: str, name: str) -> Iterator[bool]:
     import psycopg
 
     with psycopg.connect(conninfo(db), autocommit=True) as conn:
-        key = advisory_key(name)
+        # Keyed with the schema too: two shops in one database poll side by side.
+        key = conn.execute("select hashtextextended(current_schema() || ':' || %s, 0)", [name]).fetchone()[0]
         held = bool(conn.execute("select pg_try_advisory_lock(%s)", [key]).fetchone()[0])
         try:
             yield held
