@@ -439,7 +439,7 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     at.button(key=f"fill_{case_id}").click().run()
     draft = at.text_area(key=f"draft_{case_id}").value
     assert draft == render_template(db, config, case_id, name, agent="Ann")
-    assert any("/280 characters on x" in c.value.replace("\\", "") for c in at.caption)
+    assert any("/280 characters as x counts them" in c.value.replace("\\", "") for c in at.caption)
     at.button(key=f"send_{case_id}").click().run()
     messages = db.outbound_for_case(case_id)
     assert [(m.kind, m.status, m.created_by, m.text) for m in messages][-1] == ("reply", "queued", "ann", draft.strip())
