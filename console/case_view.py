@@ -173,9 +173,9 @@ PRESENCE_BEAT = timedelta(seconds=30)
 
 
 # --------------------------------------------------------------------- sections
-def _header(store: Store, case: Case, user: Any) -> None:
+def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) -> None:
     config = get_config()
-    st.title(f"Case #{case.id}")
+    (title_slot or st).title(f"Case #{case.id}")
     cols = st.columns([3, 1.2, 2, 3])
     cols[0].metric("Status", case.status.replace("_", " "))
     cols[1].metric("Priority", f"{case.priority:g}")
@@ -357,10 +357,10 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         st.info("No order linked to this case.")
     if can(current_user(), "relink"):
         with st.expander("Change the linked order"):
-            with st.form("relink"):
-                number = st.text_input("Order number", value=case.order_number or "", key="relink_number")
+            with st.form(f"relink_{case.id}"):
+                number = st.text_input("Order number", value=case.order_number or "", key=f"relink_number_{case.id}")
                 how = st.text_input("How did you verify it is the author's order? (leave empty if you did not)",
-                                    key="relink_how", help="If the order's customer is not the author, the link stays "
+                                    key=f"relink_how_{case.id}", help="If the order's customer is not the author, the link stays "
                                     "unconfirmed unless you record how you verified it (kept in the audit log).")
                 if st.form_submit_button("Link this order"):
                     from doorstep.linking import override_link
@@ -433,7 +433,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         # The box's size limit follows the channel, and a new limit is a new widget: carry the words over.
         st.session_state[f"_draft_keep_{case.id}"] = st.session_state.get(key, "")
 
-    channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft)
+    where, what = st.columns([1, 3])
+    with where:
+        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft)
     parent_key = f"reply_parent_{case.id}"
     parent: Mention | None = None
     if channel in PUBLIC_CHANNELS:
@@ -445,21 +447,24 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             own = {m.id: is_customers_post(store, case, m) for m in candidates}
             if st.session_state.get(parent_key) not in ids:
                 st.session_state[parent_key] = default.id if default is not None else ids[0]
-            chosen = st.selectbox("In reply to", ids, key=parent_key,
-                                  format_func=lambda i: _post_label(by_id[i], own[i]))
+            with what:
+                chosen = st.selectbox("In reply to", ids, key=parent_key,
+                                      format_func=lambda i: _post_label(by_id[i], own[i]))
             parent = by_id.get(chosen)
             if parent is not None and not own[parent.id]:
                 st.warning(escape_md(f"@{parent.author_handle} is not this case's customer: the reply must not "
                                      "contain the customer's order or personal details."))
-    if parent is not None:
-        with st.container(border=True):  # the post being answered, in full, right above the answer
-            safe_text(f"@{parent.author_handle or '?'} · {parent.channel} · {local_time(parent.created_at, config)}",
-                      caption=True)
-            safe_text(parent.text)
     account = _account_picker(store, config, case, channel, parent)
     route = reply_route_line(store, config, case, channel, account, parent)
-    if route:
-        st.text(route)  # who answers what; plain text, the excerpt is the customer's words
+    # Who answers what, and the post being answered in full, right above the answer.
+    with st.container(border=parent is not None):
+        if route:
+            st.text(route)  # plain text: the excerpt is the customer's words
+        if parent is not None:
+            safe_text(f"@{parent.author_handle or '?'} · {parent.channel} · {local_time(parent.created_at, config)}"
+                      + (f" · {parent.author_followers:,} followers" if parent.author_followers else ""), caption=True)
+            if len(parent.text) > 80:  # the route line's excerpt holds shorter posts whole
+                safe_text(parent.text)
     cols = st.columns([3, 1])
     with cols[0]:
         name = st.selectbox("Template", names, key=f"tpl_{case.id}",
@@ -521,12 +526,18 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _after_own_write(store, case)
 
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
-        text = st.text_area("Reply text", key=key, height=140, max_chars=limit,
-                            help=(f"The counter shows characters as typed; {channel} counts "
-                                  + ("links as 23 and some characters as 2" if channel in ("x", "mastodon") else
-                                     "what the reader sees") + ", checked on Queue reply.") if limit else None)
-        st.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
-                              disabled=not can(user, "reply"))
+        text = st.text_area("Reply text", key=key, height=140, max_chars=limit)
+        button, answer = st.columns([1, 3], vertical_alignment="center")
+        button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
+                                  disabled=not can(user, "reply"))
+        with answer:  # the answer to "Queue reply", in the same row as the button
+            if st.session_state.get(error_key):
+                st.error(escape_md(st.session_state.pop(error_key)))
+            show_flashes(at=f"reply:{case.id}")
+    if limit:
+        st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel}); "
+                             + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
+                             + "the exact count is checked on Queue reply."))
     length = weighted_length(channel or "", text or "") if channel else len(text or "")
     if text and text.strip():
         over = limit is not None and length > limit
@@ -538,10 +549,6 @@ def _composer(store: Store, case: Case, user: Any) -> None:
               on_click=lambda: (st.session_state.__setitem__(f"askdm_open_{case.id}", True),
                                 st.session_state.__setitem__(f"askdm_text_{case.id}", PRIVATE_QUESTION)),
               disabled=not can(user, "reply"))
-    # The answer to "Queue reply", right under it.
-    if st.session_state.get(error_key):
-        st.error(escape_md(st.session_state.pop(error_key)))
-    show_flashes(at=f"reply:{case.id}")
     refused = st.session_state.get(refused_key)
     if refused:
         st.error(escape_md(f"Reply not queued: {refused}"), icon=":material/block:")
@@ -814,8 +821,11 @@ def render() -> None:
             st.query_params["id"] = str(int(st.session_state["case_id"]))
 
     initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
-    st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
-                    on_change=_picked, **initial)
+    # The title and the case-number box share one row: the composer starts higher on the page.
+    title_slot, pick = st.columns([5, 1], vertical_alignment="bottom")
+    with pick:
+        st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
+                        on_change=_picked, **initial)
     if not case_id:
         st.info("Open a case from the inbox.")
         return
@@ -824,7 +834,7 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held(store, case)
-    _header(store, case, user)
+    _header(store, case, user, title_slot)
     # The composer first, beside the order: answering is what the page is for. The thread
     # scrolls in its own box below it, newest first, so the page never grows with it.
     left, right = st.columns([3, 2])
