@@ -187,6 +187,8 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
             f"{local_time(case.resolution_due, config)} ({config.timezone})"
         ))
     show_priority(case)
+    st.caption("Keys: J next case · K previous · A assign to me · E escalate · Ctrl+Enter in the reply box "
+               "queues the reply")
     _presence_live(case.id, user.username)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     if undelivered:
@@ -678,7 +680,7 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
         target = st.selectbox("To", targets, key=f"esc_target_{case.id}",
                               format_func=lambda t: f"courier ({case.courier or 'unknown'})" if t == "courier" else t)
         note = st.text_area("Note for them", key=f"esc_note_{case.id}", height=80)
-        if st.form_submit_button("Escalate", disabled=not can(user, "escalate")):
+        if st.form_submit_button("Escalate", disabled=not can(user, "escalate"), shortcut=SHORTCUTS["escalate"]):
             try:
                 message = queue_escalation(store, config, case.id, target, note or None, user.username)  # type: ignore[arg-type]
             except (EscalationRejected, ValueError) as exc:
@@ -732,7 +734,8 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                 write_case(store, case, user.username, f"assigned to {who or 'nobody'}", at="assign", assignee=who or None)
                 st.rerun()
     if case.assignee != user.username and st.button("Assign to me", key=f"assign_me_{case.id}",
-                                                    disabled=not can(user, "assign_self")):
+                                                    disabled=not can(user, "assign_self"),
+                                                    shortcut=SHORTCUTS["assign"]):
         write_case(store, case, user.username, "assigned to you", at="assign", assignee=user.username)
         st.rerun()
     show_flashes(at=f"assign:{case.id}")
@@ -808,6 +811,35 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
 TIMELINE_HEIGHT_PX = 360
 
 
+def neighbour(queue: list[int], case_id: int | None, step: int) -> int | None:
+    """The case ``step`` places from ``case_id`` in the inbox's list (the first one when it is not there)."""
+    if not queue:
+        return None
+    if case_id not in queue:
+        return queue[0]
+    at = queue.index(case_id) + step
+    return queue[at] if 0 <= at < len(queue) else None
+
+
+#: The page's keys (Streamlit's own button shortcuts, which leave text boxes alone; R and C are
+#: Streamlit's own). Ctrl+Enter in the reply box queues the reply (it submits the form).
+SHORTCUTS = {"next": "J", "previous": "K", "assign": "A", "escalate": "E"}
+
+
+def _next_previous(case_id: int | None) -> None:
+    """Previous / Next case in the order the inbox listed them (J / K), without going back to it."""
+    queue = [int(i) for i in st.session_state.get("_inbox_ids") or []]
+    before = neighbour(queue, case_id, -1)
+    after = neighbour(queue, case_id, 1)
+    left, right = st.columns(2)
+    if left.button("Previous", key="case_previous", icon=":material/chevron_left:", disabled=before is None,
+                   shortcut=SHORTCUTS["previous"], help="The case above this one in the inbox"):
+        open_case(before)  # type: ignore[arg-type]
+    if right.button("Next", key="case_next", icon=":material/chevron_right:", disabled=after is None,
+                    shortcut=SHORTCUTS["next"], help="The case below this one in the inbox"):
+        open_case(after)  # type: ignore[arg-type]
+
+
 def render() -> None:
     """The case page."""
     user = require("reply")
@@ -822,7 +854,9 @@ def render() -> None:
 
     initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
     # The title and the case-number box share one row: the composer starts higher on the page.
-    title_slot, pick = st.columns([5, 1], vertical_alignment="bottom")
+    title_slot, nav, pick = st.columns([4, 1.6, 1.2], vertical_alignment="bottom")
+    with nav:
+        _next_previous(case_id)
     with pick:
         st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
                         on_change=_picked, **initial)

@@ -247,3 +247,10 @@ def test_inbox_change_mark_moves_on_a_new_case_and_stays_still_when_idle(db: Sto
     db.insert_case(Case(status="new", priority=500.0, channel="x", author_handle="loud", opened_at=utcnow(),
                         last_activity_at=utcnow()))
     assert change_mark(db)[0] > before[0]
+
+
+def test_next_and_previous_follow_the_inbox_order() -> None:
+    from console.case_view import neighbour
+
+    assert neighbour([5, 9, 2], 9, 1) == 2 and neighbour([5, 9, 2], 9, -1) == 5
+    assert neighbour([5, 9, 2], 2, 1) is None and neighbour([5, 9, 2], 7, 1) == 5 and neighbour([], 1, 1) is None

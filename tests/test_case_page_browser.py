@@ -157,3 +157,35 @@ def test_browser_tests_fail_rather_than_skip_in_ci_without_chromium(monkeypatch:
     with pytest.raises(pytest.fail.Exception):
         chromium_or_skip(Path("/nonexistent/chromium"))
     assert os.environ["CI"] == "true"
+
+
+def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any]) -> None:
+    """J / K walk the inbox's order from the case page; the same letters typed in the reply box are
+    just letters (no escalation, no jump)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        page.get_by_role("button", name="Open case").click()  # the inbox's first case
+        page.get_by_role("heading", name="Case #", exact=False).wait_for()
+        wait_idle(page)
+        first = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        page.locator("body").press("j")
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Case #", exact=False)).not_to_have_text(first)
+        second = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        box = page.get_by_label("Reply text")
+        box.click()
+        page.keyboard.type("jake e k", delay=20)
+        expect(box).to_have_value("jake e k")
+        expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(second)
+        expect(page.get_by_text("escalation queued", exact=False)).to_have_count(0)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.locator("body").press("k")
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(first)
+        viewport_shot(page, "case-page-keys-1440")
+        browser.close()

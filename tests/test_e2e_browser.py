@@ -369,7 +369,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         ann.get_by_role("heading", name=f"Case #{case_id}").wait_for()
         wait_idle(ann)
         expect(ann.get_by_text("Customer, order and parcel")).to_be_visible()
-        expect(ann.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
+        expect(ann.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible(timeout=20000)  # drawn last
         expect(ann.get_by_text("Shipment ", exact=False).first).to_be_visible()
 
         # Reply with the suggested template; the worker's outbox sends it to X.
@@ -419,6 +419,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(bob.get_by_role("button", name="Fill template")).to_have_count(1)
         bob.get_by_role("button", name="Fill template").click()
         wait_idle(bob)
+        expect(bob.get_by_label("Reply text")).not_to_have_value("")  # the filled template is in the box
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
         expect(bob.get_by_text("ann already answered", exact=False)).to_be_visible()
@@ -488,8 +489,9 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
 
         # A post full of markup shows as text.
         open_case(ann, world["xss_case"])
-        expect(ann.get_by_text("<script>alert('xss')</script>", exact=False)).to_be_visible()
-        expect(ann.get_by_text("[click me](http://evil.example)", exact=False)).to_be_visible()
+        # As text wherever it is shown: the post being answered, the reply line's excerpt, the thread.
+        expect(ann.get_by_text("<script>alert('xss')</script>", exact=False).first).to_be_visible()
+        expect(ann.get_by_text("[click me](http://evil.example)", exact=False).first).to_be_visible()
         assert ann.locator("img[src='x']").count() == 0
         assert ann.locator("a[href='http://evil.example']").count() == 0, ann.locator(
             "a[href='http://evil.example']").first.evaluate("e => e.parentElement.parentElement.outerHTML")
