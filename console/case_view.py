@@ -854,7 +854,7 @@ def render() -> None:
 
     initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
     # The title and the case-number box share one row: the composer starts higher on the page.
-    title_slot, nav, pick = st.columns([4, 1.6, 1.2], vertical_alignment="bottom")
+    title_slot, nav, pick = st.columns([3.6, 2.2, 1.2], vertical_alignment="bottom")
     with nav:
         _next_previous(case_id)
     with pick:
