@@ -205,9 +205,9 @@ class Soak:
     def build(self) -> None:
         from classifiers import load_classifier
         from console.auth import add_user
-        from doorstep.demo import build_demo
+        from commands.demo import build_demo
         from doorstep.store import Store
-        from listeners.x_emulator import XEmulator
+        from standins.x_emulator import XEmulator
 
         feed = self.work / "x-feed.jsonl"
         build_demo(self.db, seed=7, customers=300, orders=1200, mentions=800, config_path=str(self.config_path),

@@ -328,9 +328,10 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         getattr(st, kind)(escape_md(words), icon=":material/search_off:")
     customer = store.get_customer(case.customer_id) if case.customer_id else None
     order = store.get_order(case.order_number) if case.order_number else None
-    confirmed = "confirmed" if case.link_confirmed else "NOT confirmed: do not share order details publicly"
-    safe_text(f"link: {case.link_method} · confidence {case.link_confidence:.0%} · {confirmed}", caption=True)
-    from doorstep.linking import order_owner_is_author
+    from doorstep.linking import describe_link, order_owner_is_author
+
+    safe_text(describe_link(case) + ("" if case.link_confirmed or not case.order_number
+                                     else " · do not share order details publicly"), caption=True)
 
     if order is not None and order_owner_is_author(store, case) is False:
         owner = store.get_customer(order.customer_id)
@@ -341,7 +342,7 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         safe_text(f"Customer: {customer.name}" + (" (VIP)" if customer.vip else "")
                   + (f" · opted out of {', '.join(customer.opt_out)}" if customer.opt_out else ""))
     if order:
-        safe_text(f"Order {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
+        safe_text(f"{'Order' if case.link_confirmed else 'Possible order'} {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
                   f"{order.total:.2f} {order.currency} · promised "
                   f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
         st.dataframe([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
@@ -868,7 +869,10 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held(store, case)
+    from console.case_regroup import merged_notice, regroup_section
+
     _header(store, case, user, title_slot)
+    merged_notice(case)
     # The composer first, beside the order: answering is what the page is for. The thread
     # scrolls in its own box below it, newest first, so the page never grows with it.
     left, right = st.columns([3, 2])
@@ -879,5 +883,9 @@ def render() -> None:
     with right:
         _order(store, case, mentions)
         _actions(store, case, user)
+        regroup_section(store, case, user)
         _escalate(store, case, user)
+        from console.dialogue import case_section
+
+        case_section(store, case, user)
         _timeline(store, case, user)

@@ -141,7 +141,7 @@ def get_store() -> Any:
     path = os.environ.get("DOORSTEP_DB") or default_db_path()
     held = st.session_state.get("_store")
     if held is None or held.path != path:
-        held = Store(path, busy_timeout_s=get_config().limits.busy_timeout_s)
+        held = Store(path, busy_timeout_s=file_config().limits.busy_timeout_s)
         st.session_state["_store"] = held
     return held
 
@@ -153,13 +153,35 @@ def _load_config(path: str | None, mtime: float) -> Config:
     return load_config(path)
 
 
-def get_config() -> Config:
+def file_config() -> Config:
+    """doorstep.toml as it is on disk (reloaded when the file changes)."""
     import os
     from pathlib import Path
 
     path = os.environ.get("DOORSTEP_CONFIG") or None
     mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
     return _load_config(path, mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _with_team_settings(_base: Config, _store: Any, base_key: tuple[Any, ...], stamp: int) -> Config:
+    from doorstep.team_settings import apply_settings
+
+    return apply_settings(_base, _store)
+
+
+def get_config() -> Config:
+    """The config in force: doorstep.toml with the templates and alert rules leads saved in the console."""
+    import os
+    from pathlib import Path
+
+    from doorstep.team_settings import settings_stamp
+
+    base = file_config()
+    store = get_store()
+    path = os.environ.get("DOORSTEP_CONFIG") or None
+    mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+    return _with_team_settings(base, store, (path, mtime, str(store.path)), settings_stamp(store))
 
 
 def current_user() -> Any:
@@ -178,6 +200,24 @@ def require(action: str) -> Any:
         st.error(f"Your role ({user.role}) cannot open this page; it needs {PERMISSIONS.get(action, 'admin')} or above.")
         st.stop()
     return user
+
+
+def open_inbox(**filters: str | None) -> None:
+    """Go to the inbox showing the open cases that match ``filters`` (brand, courier, intent...).
+
+    Why: a lead who sees "failed delivery" leading the dashboard wants those cases, not a
+    number. The inbox reads its filters from ``inbox_filters``; the boxes' own widget state is
+    dropped so they show the new choice instead of the last one.
+    """
+    chosen = {k: v for k, v in filters.items() if v}
+    st.session_state["inbox_filters"] = {**chosen, "offset": 0}
+    for key in ("inbox_brand", "inbox_courier", "inbox_channel", "inbox_intent", "inbox_assignee", "inbox_sla",
+                "inbox_search", "inbox_status"):
+        st.session_state.pop(key, None)
+    pages = st.session_state.get("_pages") or {}
+    if "inbox" in pages:
+        st.switch_page(pages["inbox"])
+    st.rerun()
 
 
 def open_case(case_id: int) -> None:

@@ -116,6 +116,20 @@ class Priority(_Section):
     vip_followers: int = 10_000
 
 
+class Cases(_Section):
+    """When a new post joins one of its author's cases ([cases] in doorstep.toml).
+
+    A case is one issue: one brand and, when known, one order. A post joins an open case of
+    its author only when it is in the same conversation, quotes the same order or tracking
+    number, or (quoting no other order) is about the same brand within ``join_window_hours``
+    of the case's last post. A resolved case reopens only for its own thread or order, and
+    only within ``reopen_window_hours`` of its resolution; later, a new case is opened.
+    """
+
+    join_window_hours: float = Field(default=48.0, ge=0, le=24 * 90)
+    reopen_window_hours: float = Field(default=72.0, ge=0, le=24 * 365)
+
+
 class Console(_Section):
     """How people log in to the console ([console] in doorstep.toml).
 
@@ -171,6 +185,7 @@ class Config(_Section):
     order_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER_PATTERNS))
     sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
     priority: Priority = Field(default_factory=Priority)
+    cases: Cases = Field(default_factory=Cases)
     #: Free-form per-channel sections ([channels.x], [channels.mastodon], ...) owned by the
     #: listeners and responders, which validate their own keys.
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -280,6 +280,8 @@ class Case(_Record):
     resolved_at: datetime | None = None
     snoozed_until: datetime | None = None
     mention_count: int = 0
+    #: Set when an agent merged this case into another one (its posts are there now).
+    merged_into: int | None = None
     #: Bumped on every update; a write that names an older version is refused.
     version: int = 1
 

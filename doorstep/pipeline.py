@@ -16,12 +16,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
-from doorstep.cases import PriorityInputs, absorb, new_case, score_priority, sla_due
+from doorstep.cases import (
+    PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority, sla_due,
+)
 from doorstep.config import Config
-from doorstep.linking import link_mention
-from doorstep.models import Case, Labels, Mention
+from doorstep.contact_history import mark_answered
+from doorstep.linking import find_numbers, link_mention
+from doorstep.models import Case, Labels, Link, Mention
 from doorstep.store import Store
 
 
@@ -129,6 +133,9 @@ class Pipeline:
         if thread_case is None and parent is not None and parent.case_id is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = store.get_case(parent.case_id)
+        while thread_case is not None and thread_case.merged_into:
+            # An agent merged the conversation's case into another: its posts live on there.
+            thread_case = store.get_case(thread_case.merged_into)
 
         if mention.outbound:
             # Our own reply: it joins the thread and stops the first-response clock.
@@ -144,14 +151,9 @@ class Pipeline:
         t_link = time.perf_counter() - t1
         result.timings["link"] += t_link
 
-        case = thread_case or store.open_case_for(
-            channel=mention.channel,
-            customer_id=link.customer_id if link.confirmed else None,
-            order_number=link.order_number if link.confirmed else None,
-            author_handle=mention.author_handle,
-        )
-        shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         brand = next((n for n in mention.matched if n in self._brands), None)
+        case = self._choose_case(mention, link, brand, thread_case, hinted is not None)
+        shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
         before = case
         if case is None:
@@ -168,6 +170,8 @@ class Pipeline:
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
         self._store_mention(mention, result)
+        # An answer to a follow-up or question we sent privately: the channel learner's evidence.
+        mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
@@ -175,10 +179,40 @@ class Pipeline:
         store.save_case(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
 
+    def _choose_case(self, mention: Mention, link: Link, brand: str | None, thread_case: Case | None,
+                     hinted: bool) -> Case | None:
+        """The case the post joins (None: it opens one). One case is one issue (see cases.choose_case):
+        the conversation's case, unless it was resolved longer ago than the reopen window, else one
+        of the author's cases about the same order, or the same brand within the join window."""
+        if thread_case is not None and (hinted or may_reopen(thread_case, mention.created_at, self.config)):
+            return thread_case
+        order = quoted_order(link)
+        if brand is None and order:
+            summary = self.store.order_summary(order)
+            brand = summary.brand if summary else None
+        candidates = self.store.author_cases(
+            channel=mention.channel, author_handle=mention.author_handle, customer_id=link.customer_id,
+            order_number=order if link.confirmed else None,
+            resolved_since=mention.created_at - timedelta(hours=self.config.cases.reopen_window_hours))
+        return choose_case(mention, link, brand, candidates, self.config, self._numbers_quoted_in)[0]
+
+    def _numbers_quoted_in(self, case: Case) -> set[str]:
+        """Order and tracking numbers the case's customer posts quoted, matched or not (asked only when
+        a post quoting a number may join a case whose order is not known)."""
+        numbers: set[str] = set()
+        for text in self.store.case_post_texts(case.id):  # type: ignore[arg-type]
+            evidence = find_numbers(text, self.config)
+            numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
+        return numbers
+
     def _store_mention(self, mention: Mention, result: IngestResult) -> None:
         mention.id = self.store.insert_mention(mention)
         result.stored += 1
         result.mention_ids.append(mention.id)
+
+    def reprioritise(self, case: Case, newest: Mention) -> None:
+        """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py)."""
+        self._prioritise(case, newest)
 
     def _prioritise(self, case: Case, mention: Mention) -> None:
         """Score the case on its most serious post, in the context of everything we know.
@@ -208,7 +242,8 @@ class Pipeline:
                 order_total=order.total if order else None,
                 currency=order.currency if order else "GBP",
                 shipment_events=shipment[2] if shipment else frozenset(),
-                mention_count=case.mention_count,
+                # One post is never a repeat contact: count (one query) only when there are more.
+                contacts=store.contact_count(case.id) if case.id and case.mention_count > 1 else 1,
             ),
             self.config,
         )

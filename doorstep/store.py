@@ -510,6 +510,86 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
         db["customers"].enable_fts(["name", "email", "phone"], create_triggers=True, tokenize="unicode61")
 
 
+@MIGRATIONS()
+def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None:
+    """Courier updates posted through a courier link, and every private question or follow-up's fate.
+
+    ``courier_updates`` holds what a courier posted on its signed link (``responders/courier_link.py``);
+    the unique (tracking_number, update_id) makes a re-posted update a no-op. ``contact_attempts``
+    records, for every follow-up or question we send a customer, the channel, the local send hour
+    and whether (and how fast) they answered: the history the channel learner
+    (``responders/channel_learner.py``) chooses the next channel and hour from.
+    """
+    db["courier_updates"].create(
+        {"id": int, "tracking_number": str, "update_id": str, "case_id": int, "courier": str, "status": str,
+         "text": str, "received_at": str, "message_id": int},
+        pk="id", if_not_exists=True,
+    )
+    db["courier_updates"].create_index(["tracking_number", "update_id"], unique=True, if_not_exists=True)
+    db["courier_updates"].create_index(["tracking_number", "received_at"], if_not_exists=True)
+    db["contact_attempts"].create(
+        {"message_id": int, "case_id": int, "customer_id": str, "brand": str, "rule": str, "channel": str,
+         "send_hour": int, "planned_at": str, "chosen_by": str, "answered_at": str, "answer_minutes": float},
+        pk="message_id", if_not_exists=True,
+    )
+    db["contact_attempts"].create_index(["case_id", "answered_at"], if_not_exists=True)
+    db["contact_attempts"].create_index(["customer_id"], if_not_exists=True)
+    db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
+@MIGRATIONS()
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+    """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
+
+    ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
+    (``address_key``: the phone's digits or the lower-cased address, so a reply finds it), its
+    reply token, expiry, and once answered the answer, what it was understood as and what it
+    triggered. ``answers``: every inbound reply seen, keyed by channel and the channel's own id,
+    so a reply delivered twice is handled once. ``callbacks``: a call back offered on a case, the
+    slot the customer picked, its SLA deadline and outcome.
+    """
+    db["questions"].create(
+        {"id": int, "case_id": int, "customer_id": str, "rule": str, "channel": str, "target": str,
+         "address_key": str, "message_id": int, "mail_id": str, "token": str, "asked_at": str, "expires_at": str,
+         "status": str, "answer": str, "answer_kind": str, "answer_channel": str, "answered_at": str,
+         "slot_at": str, "action": str},
+        pk="id", if_not_exists=True,
+    )
+    db["questions"].create_index(["case_id"], if_not_exists=True)
+    db["questions"].create_index(["address_key", "status"], if_not_exists=True)
+    db["questions"].create_index(["token"], unique=True, if_not_exists=True)
+    db["questions"].create_index(["status", "expires_at"], if_not_exists=True)
+    db["answers"].create(
+        {"id": int, "channel": str, "external_id": str, "sender": str, "text": str, "received_at": str,
+         "question_id": int, "case_id": int, "kind": str, "outcome": str},
+        pk="id", if_not_exists=True,
+    )
+    db["answers"].create_index(["channel", "external_id"], unique=True, if_not_exists=True)
+    db["callbacks"].create(
+        {"id": int, "case_id": int, "question_id": int, "reason": str, "offered_by": str, "offered_at": str,
+         "status": str, "phone": str, "slot_at": str, "slot_text": str, "requested_at": str, "due_at": str,
+         "breached_at": str, "outcome": str, "outcome_by": str, "outcome_at": str},
+        pk="id", if_not_exists=True,
+    )
+    db["callbacks"].create_index(["case_id"], if_not_exists=True)
+    db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -545,6 +625,8 @@ class InboxQuery:
     offset: int = 0
     #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
     sort: str = "priority"
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
+    waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1112,6 +1194,53 @@ class Store:
                 return _case_from_row(rows[0])
         return None
 
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
+        """The cases a new post of this author may join (see cases.choose_case), newest activity first.
+
+        The author's cases on any channel (by customer) or on this channel (by handle), and the
+        cases about ``order_number`` (pass it only for an order the author is known to own): every
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
+        """
+        probes: list[str] = []
+        params: list[Any] = []
+        if customer_id:
+            probes.append("customer_id = ?")
+            params.append(customer_id)
+        if author_handle:
+            probes.append("(channel = ? and author_handle = ?)")
+            params += [channel, author_handle]
+        if order_number:
+            probes.append("order_number = ?")
+            params.append(order_number)
+        if not probes:
+            return []
+        rows = self.rows(
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
+            [*params, iso(resolved_since), limit],
+        )
+        return [_case_from_row(r) for r in rows]
+
+    def case_post_texts(self, case_id: int) -> list[str]:
+        """The texts of the customer's posts in a case (not ours), oldest first."""
+        return [r[0] for r in self.db.execute(
+            "select text from mentions where case_id = ? and outbound = 0 order by created_at, id", [case_id])]
+
+    def contact_count(self, case_id: int) -> int:
+        """The customer's posts in the case that ask for something, for "repeat contact".
+
+        Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
+        thank you!") are not counted: a happy customer writing twice is not a repeat contact.
+        Posts not yet classified count.
+        """
+        row = self.db.execute(
+            "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+        return int(row[0])
+
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
         where, params = self._inbox_where(query or InboxQuery())
@@ -1297,6 +1426,14 @@ class Store:
             soon = iso(datetime.fromtimestamp(utcnow().timestamp() + 3600, timezone.utc))
             clauses.append("first_response_at is null and first_response_due between ? and ?")
             params += [now, soon]
+        if q.waiting == "answer":
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
+            params.append(now)
+        elif q.waiting == "callback":
+            clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
+                           "and coalesce(slot_at, requested_at) <= ?)")
+            params.append(now)
         if q.search and _fts_query(q.search):
             clauses.append("id in (select value from json_each(?))")
             params.append(json.dumps(self.search_cases(q.search)))

@@ -15,7 +15,7 @@ import pytest
 from doorstep.config import Config, brand_accounts, parse_config
 from doorstep.models import Customer, Order, Shipment, TrackingEvent
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.accounts import AccountChoiceNeeded
 from responders.outbox import Outbox, ReplyRejected, get_message, queue_reply
 from test_outbox import NOW, later, make_case

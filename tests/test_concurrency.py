@@ -214,7 +214,7 @@ def test_a_post_stored_by_another_writer_while_a_batch_was_classified_is_a_dupli
 def test_the_busy_timeout_is_a_named_limit_in_doorstep_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from doorstep.cli import cli
+    from commands.cli import cli
     from doorstep.config import ConfigError, parse_config
 
     assert parse_config({}).limits.busy_timeout_s == 10.0

@@ -78,7 +78,7 @@ def prepare_db(path: Path) -> dict[str, Any]:
     """A small demo shop, two agents, a fillable top case, and a post full of markup."""
     from console.auth import add_user
     from doorstep.config import load_config
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from doorstep.models import Case, Mention, utcnow
     from doorstep.store import Store
     from responders.templates import TemplateError, render_template, suggest_templates
@@ -153,7 +153,7 @@ def prepare_db(path: Path) -> dict[str, Any]:
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from aiosmtpd.controller import Controller
 
-    from listeners.x_emulator import XEmulator
+    from standins.x_emulator import XEmulator
 
     db = tmp_path / "e2e.db"
     facts = prepare_db(db)

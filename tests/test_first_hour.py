@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from doorstep.cli import cli
+from commands.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from doorstep.store import Store, iso
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.followup import complaints_after_events, run_followups, run_proactive
 from responders.outbox import Outbox, get_message, queue_reply
 
@@ -207,7 +207,7 @@ def test_measure_complaints_after_tracking_events(store: Store) -> None:
 def test_cli_measure(tmp_path: Any) -> None:
     from click.testing import CliRunner
 
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "m.db"
     store = Store(db)

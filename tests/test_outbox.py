@@ -28,7 +28,7 @@ from doorstep.config import Config, parse_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, ReplyRejected, cancel, get_message, list_messages, queue_reply, retry
 
 from conftest import REPO, KeywordClassifier
@@ -449,7 +449,7 @@ def test_send_email_api_with_attachment(smtp: SmtpSink, tmp_path: Path) -> None:
 
 
 def test_cli_reply_and_outbox(tmp_path: Path, emulator: XEmulator) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "cli.db"
     store = Store(db)
@@ -517,7 +517,7 @@ def test_mastodon_reply_once_across_a_timeout(store: Store, monkeypatch: pytest.
 
 
 def test_worker_runs_the_responder_jobs(store: Store, emulator: XEmulator) -> None:
-    from doorstep.worker import Worker
+    from commands.worker import Worker
 
     config = shop_config()
     case_id = make_case(store, config, emulator)

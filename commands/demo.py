@@ -1264,7 +1264,7 @@ def _x_feed_row(post: Mention) -> dict[str, Any]:
 
 def matches_x_queries(text: str, queries: Sequence[str], username: str = "") -> bool:
     """Whether one of the X listener's search queries finds ``text`` (the emulator's own matcher)."""
-    from listeners.x_emulator import compile_query
+    from standins.x_emulator import compile_query
 
     post = {"_lower": text.lower(), "username": username, "referenced_tweets": None, "lang": "en",
             "conversation_id": "", "_to": ""}
@@ -1452,7 +1452,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     env = demo_environment(db_path, config, ports, sink_dir, x_feed_path is not None)
     python = [sys.executable, "-m"]
     commands: dict[str, list[str]] = {
-        "mail and webhook sinks": [*python, "doorstep.demo_sinks", "--dir", str(sink_dir), "--smtp-port",
+        "mail and webhook sinks": [*python, "standins.sinks", "--dir", str(sink_dir), "--smtp-port",
                                    str(ports.smtp), "--http-port", str(ports.sinks)],
     }
     if x_feed_path is not None:
