@@ -846,6 +846,9 @@ def render() -> None:
     user = require("reply")
     store = get_store()
     show_flashes()
+    conflict = st.session_state.pop("case_conflict", None)  # sections that answer at the top (split, merge)
+    if conflict:
+        st.error(escape_md(conflict), icon=":material/warning:")
     case_id = url_case_id()
 
     def _picked() -> None:
