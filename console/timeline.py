@@ -111,6 +111,29 @@ def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[dateti
         state = action.split(".", 1)[1].replace("_", " ")
         return f"Automatic reply {_message_words(d, messages)[0].lower() + _message_words(d, messages)[1:]}: {state}" + (
             f" by {event.actor}" if state in ("approved", "rejected") else "")
+    if action == "case.split":
+        return f"{who} split post {d.get('mention_id', '?')} into a new case #{d.get('new_case', '?')}"
+    if action == "case.split_from":
+        return f"{who} opened this case from post {d.get('mention_id', '?')} of case #{d.get('from_case', '?')}"
+    if action == "case.merge":
+        return f"{who} merged case #{d.get('merged_case', '?')} into this case"
+    if action == "case.merged_into":
+        return f"{who} merged this case into case #{d.get('into_case', '?')}"
+    if action == "question.asked":
+        return f"{who} asked the customer a question on {d.get('channel', '?')} ({str(d.get('rule', '')).replace('_', ' ')})"
+    if action == "dialogue.answered":
+        return (f"The customer answered on {d.get('channel', '?')}: “{str(d.get('answer', ''))[:80]}”, read as "
+                f"{str(d.get('understood', '?')).replace('_', ' ')}")
+    if action == "dialogue.needs_human":
+        return f"Handed to a person: {d.get('why', '')}"
+    if action == "customer.opt_out":
+        return f"The customer opted out of {d.get('channel', 'messages')}"
+    if action == "callback.offered":
+        return f"{who} offered a call back"
+    if action == "callback.outcome":
+        return f"{who} recorded the call back: {str(d.get('outcome', '?')).replace('_', ' ')}"
+    if action == "courier.update":
+        return f"The courier updated parcel {d.get('tracking_number', '?')}: {str(d.get('status', '')).replace('_', ' ')}"
     return f"{who}: {action.replace('.', ' ').replace('_', ' ')}"
 
 

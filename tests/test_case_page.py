@@ -201,6 +201,9 @@ def test_timeline_sentences() -> None:
     assert sentence(_event("case.update", "outbox", status="open", because={"message_by": "ann"}), messages,
                     when) == "The outbox set the status to open (after ann's reply was sent)"
     assert sentence(_event("case.update", "bob", assignee="ann"), messages, when) == "bob assigned the case to ann"
+    assert sentence(_event("case.split", "ann", mention_id=4, new_case=12), messages, when) == \
+        "ann split post 4 into a new case #12"
+    assert sentence(_event("something.new", "ann"), messages, when) == "ann: something new"  # never blank
 
 
 def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: Store) -> None:
