@@ -10,7 +10,7 @@ looking or drafting) warns before that happens.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from zoneinfo import ZoneInfo

@@ -292,7 +292,7 @@ def render() -> None:
     picked = st.session_state.pop("_inbox_open", None)
     if picked is not None:
         open_case(picked)
-    store, config, user = get_store(), get_config(), current_user()
+    store, user = get_store(), current_user()
     show_flashes()
     filters: dict[str, Any] = st.session_state.setdefault("inbox_filters", {})
 
