@@ -187,8 +187,6 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
             f"{local_time(case.resolution_due, config)} ({config.timezone})"
         ))
     show_priority(case)
-    st.caption("Keys: J next case · K previous · A assign to me · E escalate · Ctrl+Enter in the reply box "
-               "queues the reply")
     _presence_live(case.id, user.username)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     if undelivered:
@@ -540,7 +538,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
-                             + "the exact count is checked on Queue reply."))
+                             + "the exact count is checked on Queue reply. Ctrl+Enter queues it; keys: J/K next "
+                             "and previous case, A assign to me, E escalate."))
     length = weighted_length(channel or "", text or "") if channel else len(text or "")
     if text and text.strip():
         over = limit is not None and length > limit
