@@ -33,7 +33,9 @@ from console.widgets import (
     show_flashes,
     show_priority,
     sla_badge,
+    sla_clock_line,
 )
+from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
 from doorstep import case_merge
 from doorstep.case_merge import Held
@@ -92,9 +94,14 @@ def write_case(store: Store, case: Case, actor: str, what: str, at: str = "actio
 
     Only a change by someone else to one of the same fields is a conflict: the agent's own
     earlier changes, and the outbox's after their own reply, are not (``doorstep.case_merge``).
+    A status or snooze moves the SLA clocks too (paused while waiting on the customer or snoozed),
+    computed from the version the change is finally written on.
     """
+    config = get_config()
     try:
-        updated = case_merge.update_case_merging(store, held(store, case), actor, **changes)
+        updated = case_merge.update_case_merging(
+            store, held(store, case), actor, follow=lambda base, person: sla.follow(base, person, utcnow(), config),
+            **changes)
     except StaleCaseError as exc:
         fresh = store.get_case(case.id)  # type: ignore[arg-type]
         if fresh is not None:
@@ -182,10 +189,7 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     cols[2].metric("Assignee", case.assignee or "nobody")
     with cols[3]:
         sla_badge(case)
-        st.caption(escape_md(
-            f"first response due {local_time(case.first_response_due, config)} · resolution due "
-            f"{local_time(case.resolution_due, config)} ({config.timezone})"
-        ))
+        st.caption(escape_md(sla_clock_line(case, config)))
     show_priority(case)
     _presence_live(case.id, user.username)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]

@@ -35,14 +35,23 @@ from doorstep.store import InboxQuery
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
-SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
+SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)",
+              "snoozed": "snoozed (hidden from the queue)"}
 #: The dialogue filters (``InboxQuery.waiting``): an open question to the customer, a call back to make.
 WAITING = {"answer": "awaiting customer answer", "callback": "call-back due"}
 PAGE_SIZE = 50
 #: How often the queue redraws itself (a cheap change check first: see change_mark).
 INBOX_EVERY_S = 5
 #: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
-SORTS = {"priority": "priority", "due": "due time (soonest first)", "newest": "newest case"}
+SORTS = {"priority": "priority band, then due", "due": "due time (answers owed first)", "newest": "newest case"}
+#: How each order ranks cases, in the words the caption under the queue uses (README "SLA clocks").
+SORT_RULES = {
+    "priority": "P1 first; within a band, cases owing the customer an answer by their answer deadline "
+                "(overdue on top), then cases owing a resolution by its deadline, then paused ones",
+    "due": "cases owing the customer an answer first, soonest deadline on top (overdue first), then cases "
+           "owing a resolution, soonest first, then cases waiting on the customer",
+    "newest": "newest case first",
+}
 #: Cell backgrounds of the SLA column (red: overdue, amber: due within the hour).
 SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 
@@ -50,10 +59,12 @@ SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery:
     statuses = filters.get("status") or OPEN_CASE_STATUSES
     kwargs = {k: v for k, v in filters.items() if k in FACETS and k != without and v}
+    sla_state = filters.get("sla_state") or None
     return InboxQuery(
         statuses=OPEN_CASE_STATUSES if without == "status" else tuple(statuses),
         search=filters.get("search") or None,
-        sla_state=filters.get("sla_state") or None,
+        sla_state=None if sla_state == "snoozed" else sla_state,
+        snoozed="only" if sla_state == "snoozed" else "hide",
         sort=filters.get("sort") or "priority",
         waiting=filters.get("waiting") or None,
         limit=PAGE_SIZE,
@@ -223,7 +234,8 @@ def _row_facts(store: Any, cases: list[Any]) -> tuple[dict[int, tuple[str, bool]
 
 
 #: SLA words shortened for a row ("first response overdue 2h" -> "answer overdue 2h").
-_SLA_SHORT = (("first response", "answer"), ("resolution", "resolve"), (" due in ", " in "))
+_SLA_SHORT = (("first response", "answer"), ("next response", "next answer"), ("resolution", "resolve"),
+              (" due in ", " in "), ("waiting on customer (clock paused)", "paused: waiting on customer"))
 #: A reason every complaint has says nothing about why this one is on top.
 _GENERIC_REASONS = ("complaint",)
 
@@ -276,7 +288,8 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
         rows.append({
             "case": case.id,
             "SLA": short_sla(words),
-            "priority": f"{case.priority:.0f}" + (f" · {reason}" if reason else ""),
+            "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
+                        + (f" · {reason}" if reason else ""),
             "newest post": (f"[{case.channel}] " if case.channel else "") + snippet(text),
             "customer": " · ".join(p for p in (name, handle) if p) or "-",
             "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
@@ -347,7 +360,7 @@ def render() -> None:
         notes[column].caption(_counts_caption(store.inbox_facets(column, _query(filters, without=column)),
                                               filters.get(column)))
     sla_counts = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
-                  for s in SLA_STATES}
+                  for s in SLA_STATES}  # snoozed cases are counted by the "snoozed" state only
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
     waiting_note.caption(escape_md(" · ".join(f"{words} {store.inbox_count(_query({**filters, 'waiting': w})):,}"
                                               for w, words in WAITING.items())))
@@ -416,6 +429,7 @@ def _live_list() -> None:
         f"{total} case(s)" + (f", showing {_showing(query.offset, len(cases), total)}" if total > len(cases) else "")
         + (" — search looked at the newest matching posts only" if capped else "")
         + f"; times in {config.timezone}; updates by itself every {INBOX_EVERY_S} s"
+        + ("" if query.snoozed == "only" else "; snoozed cases are hidden until they wake (SLA filter: snoozed)")
     ))
     if fresh:
         st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
@@ -447,7 +461,8 @@ def _live_list() -> None:
     pager[1].button("Next", key="inbox_next", on_click=_page, args=(1,), disabled=offset + len(cases) >= total,
                     icon=":material/chevron_right:")
     pager[2].caption(escape_md(f"Showing {_showing(offset, len(cases), total)} · page {offset // PAGE_SIZE + 1:,} "
-                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}"))
+                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}: "
+                               f"{SORT_RULES[query.sort]}"))
 
 
 def _opener(cases: list[Any]) -> None:

@@ -12,11 +12,16 @@ changing that same field; otherwise the change is written on top of the newer ve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from doorstep.models import Case
+from doorstep.sla import CLOCK_FIELDS
 from doorstep.store import StaleCaseError, Store
+
+#: Computes a person's change against the case it is written on (the SLA clocks a status moves).
+Follow = Callable[[Case, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ def conflicting_fields(store: Store, held: Held, current: Case, username: str, w
     """The fields of ``wanted`` that someone other than ``username`` changed since ``held``."""
     own, others, _ = changes_since(store, held, username)
     out = set()
-    for field in wanted:
+    for field in set(wanted) - set(CLOCK_FIELDS):  # clocks follow the status; they are recomputed, not compared
         if getattr(current, field) == getattr(held.case, field):
             continue  # unchanged (or changed and changed back)
         if field in others or field not in own:  # another person, or a change with no audit (a new post)
@@ -84,24 +89,33 @@ def only_own_changes(store: Store, held: Held, current: Case, username: str) -> 
     own, others, _ = changes_since(store, held, username)
     if others:
         return False
-    differing = {f for f in Case.model_fields if f not in ("version", "updated_by")
+    # Clocks (and the queue's sort fields the store derives) follow the changes that moved them.
+    differing = {f for f in Case.model_fields if f not in ("version", "updated_by") and f not in CLOCK_FIELDS
                  and getattr(current, f) != getattr(held.case, f)}
     return differing <= own
 
 
-def update_case_merging(store: Store, held: Held, actor: str, **changes: Any) -> Case:
+def update_case_merging(store: Store, held: Held, actor: str, follow: Follow | None = None, **changes: Any) -> Case:
     """``store.update_case`` from the held version; on a newer version, written on top of it when no
-    one else touched the same fields, else ``StaleCaseError`` as before."""
+    one else touched the same fields, else ``StaleCaseError`` as before.
+
+    ``follow`` adds what the change does to the case's other fields (the SLA clocks), computed
+    against the version it is written on, so a retry on a newer version never writes clocks
+    worked out from an older one.
+    """
     assert held.case.id is not None
+    wanted = set(changes)
     try:
-        return store.update_case(held.case.id, held.case.version, actor, **changes)
+        return store.update_case(held.case.id, held.case.version, actor,
+                                 **(follow(held.case, changes) if follow else changes))
     except StaleCaseError as refused:
         for _ in range(3):
             current = store.get_case(held.case.id)
-            if current is None or conflicting_fields(store, held, current, actor, set(changes)):
+            if current is None or conflicting_fields(store, held, current, actor, wanted):
                 raise refused
             try:
-                return store.update_case(held.case.id, current.version, actor, **changes)
+                return store.update_case(held.case.id, current.version, actor,
+                                         **(follow(current, changes) if follow else changes))
             except StaleCaseError as again:
                 refused = again
         raise refused

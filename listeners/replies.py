@@ -37,6 +37,8 @@ log = logging.getLogger("doorstep.listeners.replies")
 
 TWILIO_SIGNATURE = "X-Twilio-Signature"
 MAIL_SIGNATURE = "X-Doorstep-Signature"
+#: At most one log line per this many seconds about refused (unsigned) replies, per path.
+REFUSED_LOG_EVERY_S = 60.0
 #: Longest e-mail accepted (a reply with a big attachment is cut off by the app's own limit first).
 MAX_MAIL_BYTES = 1_000_000
 TOKEN = re.compile(r"\[ref ([0-9a-f]{10})\]")
@@ -81,6 +83,9 @@ class ReplyEndpoints:
         self._lock = lock or threading.Lock()
         #: The pipeline's classifier: reads answers the rules cannot (a hint for the person they go to).
         self.classifier = classifier
+        #: Refused (unsigned) requests: at most one log line a minute, never the sender's address.
+        self._refused: dict[str, list[float]] = {}
+        self._refused_lock = threading.Lock()
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -115,7 +120,7 @@ class ReplyEndpoints:
         url = self.settings.sms_webhook_url or str(request.url)
         signature = request.headers.get(TWILIO_SIGNATURE, "")
         if not signature or not RequestValidator(token).validate(url, params, signature):
-            log.warning("SMS reply refused: %s X-Twilio-Signature", "missing" if not signature else "bad")
+            self._note_refused("/sms", "missing" if not signature else "bad")
             return json_error(401, f"{'missing' if not signature else 'bad'} {TWILIO_SIGNATURE}")
         sender, text, sid = params.get("From", ""), params.get("Body", ""), params.get("MessageSid", "")
         if not sender or not sid:
@@ -139,6 +144,7 @@ class ReplyEndpoints:
             return body
         header = request.headers.get(MAIL_SIGNATURE)
         if not verify(body, header, self.mail_secret):
+            self._note_refused("/mail", "missing" if not header else "bad")
             return json_error(401, f"{'missing' if not header else 'bad'} signature: send {MAIL_SIGNATURE}: "
                                    "sha256=<HMAC-SHA256 of the raw message>")
         try:
@@ -170,6 +176,20 @@ class ReplyEndpoints:
         text = reply_text(_body_text(mail))
         return self._handle(channel="email", external_id=message_id, sender=sender, text=text, question=question,
                             sender_verified=verified)
+
+    def _note_refused(self, path: str, reason: str) -> None:
+        """Strangers may post unsigned requests at will: count them, log at most once a minute per path."""
+        import time
+
+        with self._refused_lock:
+            count, last = self._refused.get(path, [0, float("-inf")])
+            count += 1
+            now = time.monotonic()
+            if now - last < REFUSED_LOG_EVERY_S:
+                self._refused[path] = [count, last]
+                return
+            self._refused[path] = [0, now]
+        log.warning("%s: refused %d request(s) with a %s signature since the last report", path, count, reason)
 
     def _handle(self, **kwargs: Any) -> dict[str, Any]:
         from responders.dialogue import handle_reply

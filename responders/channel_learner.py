@@ -35,6 +35,9 @@ from doorstep.models import Customer
 from doorstep.store import Store
 from responders.config import ChannelLearner, QuietHours, responders_settings
 
+#: The pooled prior looks back this far: what the brand's customers answered recently, and a bounded query.
+POOL_DAYS = 180
+
 Arm = tuple[str, int]
 #: (channel, local hour, answered) - what the pure functions learn from.
 Trial = tuple[str, int, bool]
@@ -180,11 +183,12 @@ def plan_contact(store: Store, config: Config, customer: Customer | None, brand:
     cache = {} if cache is None else cache
     pool = cache.get(("pool", brand))
     if pool is None:
-        pool = _trials(outcomes(store, config.tz, now, brand=brand, window=window)) if brand else []
+        since = now - timedelta(days=POOL_DAYS)
+        pool = _trials(outcomes(store, config.tz, now, brand=brand, since=since, window=window)) if brand else []
         if len(pool) < settings.min_pool:
             pool = cache.get(("pool", None))
             if pool is None:
-                pool = cache[("pool", None)] = _trials(outcomes(store, config.tz, now, window=window))
+                pool = cache[("pool", None)] = _trials(outcomes(store, config.tz, now, since=since, window=window))
         cache[("pool", brand)] = pool
     own = _trials(outcomes(store, config.tz, now, customer_id=customer.id, window=window))
     if not own and len(pool) < settings.min_pool:

@@ -204,7 +204,9 @@ BUILT_IN_QUESTIONS: dict[str, dict[str, Any]] = {
 class CallbackRules(_Section):
     """When Doorstep offers a call back by itself, and the call-back task's SLA."""
 
-    enabled: bool = True
+    #: The rules below offer call backs by themselves (off by default: it writes to customers unasked).
+    #: An agent's "Offer a call back" works either way.
+    enabled: bool = False
     #: How the offer is sent (the customer's contact data comes from the order record).
     channels: list[str] = Field(default_factory=lambda: ["sms", "email"])
     #: The question rule that offers it.

@@ -195,7 +195,7 @@ def post_update(store: Store, config: Config, claims: Claims, update_id: Any, te
     if existing:
         return existing[0], True
     status = status or "other"
-    if status not in UPDATE_STATUSES:
+    if not isinstance(status, str) or status not in UPDATE_STATUSES:
         raise UpdateRejected(422, f"status: unknown {str(status)[:40]!r}; expected one of {', '.join(UPDATE_STATUSES)}")
     if not isinstance(text, str):
         raise UpdateRejected(422, "text: give the update as text")

@@ -23,7 +23,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from doorstep.cases import PriorityInputs, score_priority, sla_due
+from doorstep import sla
+from doorstep.cases import PriorityInputs, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import record_attempt
 from doorstep.models import Case, Customer, utcnow
@@ -220,7 +221,7 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
                            currency=order.currency, shipment_events=frozenset(e.status for e in shipment.events)),
             config)
         case.priority, case.priority_reasons = score, [f"proactive: {PROACTIVE_REASON[reason]}", *reasons]
-        case.first_response_due, case.resolution_due = sla_due(score, now, config)
+        sla.start_clocks(case, now, config)
         with store.transaction():
             case.id = store.insert_case(case)
             store.audit("proactive", "case.open.proactive", case.id,

@@ -161,6 +161,7 @@ def test_size_rate_and_shape_limits(store: Store, key: str) -> None:
         big_body = post(None, content=b'{"update_id": "b", "text": "' + b"y" * 600 + b'"}')
         bad_id = post({"update_id": "no spaces please", "text": "hi"})
         bad_status = post({"update_id": "c", "status": "teleported", "text": "hi"})
+        list_status = post({"update_id": "d", "status": ["found_at_depot"], "text": "hi"})
         not_json = post(None, content=b"<xml/>")
         ok = [post({"update_id": f"ok{i}", "text": "on the van"}).status_code for i in range(2)]
         third = post({"update_id": "ok3", "text": "and again"})
@@ -169,6 +170,7 @@ def test_size_rate_and_shape_limits(store: Store, key: str) -> None:
     assert big_body.status_code == 413 and "max_body_bytes" in big_body.json()["error"]
     assert bad_id.status_code == 422 and bad_id.json()["error"].startswith("update_id:")
     assert bad_status.status_code == 422 and "teleported" in bad_status.json()["error"]
+    assert list_status.status_code == 422 and list_status.json()["error"].startswith("status: unknown")
     assert not_json.status_code == 400
     assert ok == [201, 201] and third.status_code == 429 and "max_updates_per_hour" in third.json()["error"]
     assert repeat.status_code == 200  # a re-post is answered even when the hour's quota is used up

@@ -29,8 +29,10 @@ from responders.dialogue import handle_reply, offer_callback, run_callback_rules
 from responders.followup import run_proactive
 from responders.outbox import Outbox
 
-from test_followup import SID, TwilioStandIn, twilio  # noqa: F401 - fixture
-from test_outbox import SmtpSink, add_order, smtp  # noqa: F401 - fixture
+from standins.smtp import SmtpSink
+from standins.twilio import SID, TwilioStandIn
+from test_followup import twilio  # noqa: F401 - fixture
+from test_outbox import add_order, smtp  # noqa: F401 - fixture
 
 LONDON = ZoneInfo("Europe/London")
 PHONE = "+447700900123"
@@ -350,7 +352,8 @@ def test_call_back_due_shows_in_the_inbox_filter(inbound: dict[str, Any]) -> Non
 def test_rules_offer_call_backs_to_vips_third_contacts_big_orders_and_stuck_parcels(store: Store) -> None:
     from test_outbox import make_case
 
-    config = dialogue_config(callback={"order_value_over": 100.0, "stuck_days": 3})
+    assert run_callback_rules(store, dialogue_config(), utcnow()) == []  # off unless switched on
+    config = dialogue_config(callback={"enabled": True, "order_value_over": 100.0, "stuck_days": 3})
     now = utcnow()
     vip = add_order(store, number="LS-1", customer_id="C1", vip=True, tracking="1Z999AA10123456784",
                     events=[(now - timedelta(hours=3), "in_transit", "Leeds")])
@@ -450,3 +453,36 @@ def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_
     assert result["kind"] == "other" and "handed to a person" in result["action"]
     assert "the classifier reads: negative complaint" in result["action"]
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+
+
+def test_after_stop_no_direct_message_is_started(store: Store) -> None:
+    from test_outbox import make_case
+
+    from responders.channels import ReplyRejected
+    from responders.dialogue import opt_out
+    from responders.private import plan_private
+
+    config = dialogue_config()
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    assert plan_private(store, config, case_id).channel == "x_dm"
+    opt_out(store, "C1", channel="sms", said="STOP")
+    with pytest.raises(ReplyRejected, match="opted out of direct messages"):
+        plan_private(store, config, case_id)
+    with pytest.raises(ReplyRejected, match="opted out of e-mail"):
+        plan_private(store, config, case_id, channel="email")
+
+
+def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store: Store, tmp_path: Any) -> None:
+    from responders.jobs import jobs
+
+    config = dialogue_config()
+    names = [job.name for job in jobs(store, config, None)]
+    assert "dialogue" in names and "callback-rules" not in names
+    assert "callback-rules" in [j.name for j in jobs(store, dialogue_config(callback={"enabled": True}), None)]
+    off = dialogue_config(dialogue={"enabled": False})
+    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
+    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
+    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
+        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404

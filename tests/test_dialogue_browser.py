@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from standins.twilio import SID
 from tests.test_e2e_browser import (
     DEMO_CONFIG, PASSWORD, choose, chromium_or_skip, launch_chromium, login, open_case, serve_console, shot, wait_idle,
 )
 
 pytestmark = [pytest.mark.e2e]
 
-SID = "ACtest0000000000000000000000000000"
 TOKEN = "twilio-auth-token"
 PHONE = "+447700900123"
 OTHER_PHONE = "+447700900456"
@@ -73,7 +73,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from responders.followup import run_proactive
     from responders.outbox import Outbox
     from tests.conftest import KeywordClassifier
-    from tests.test_followup import TwilioStandIn
+    from standins.twilio import TwilioStandIn
 
     db = tmp_path / "dialogue.db"
     build_demo(str(db), seed=5, customers=20, orders=40, mentions=30, config_path=str(DEMO_CONFIG),
@@ -104,12 +104,15 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         # The other customer: no answer yet to the redelivery question; an agent offers a call back.
         callback = offer_callback(store, config, other_case, "ann", "agent")
         assert outbox.send_one(rows.get_question(store, callback.question_id).message_id) == "sent"  # type: ignore[arg-type,union-attr]
+    # The courier's escalation carries its signed link to the shipment's page (responders/courier_link.py).
+    monkeypatch.setenv("COURIER_LINK_SECRET", "courier-link-signing-key-for-the-test")
     with WebhookServer(db, config, secret="hook-secret", port=0) as server:
         assert _sms(f"{server.url}/sms", "YES", "SMe2e1", PHONE).status_code == 200
         assert _sms(f"{server.url}/sms", "YES", "SMe2e1", PHONE).status_code == 200  # Twilio's redelivery
         assert _sms(f"{server.url}/sms", "Thursday after 2 is fine", "SMe2e2", OTHER_PHONE).status_code == 200
     escalations = [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
     assert len(escalations) == 1 and escalations[0].target == "uk-claims@ups.example"
+    assert "See this shipment and post updates" in escalations[0].text
     assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
     from doorstep.store import InboxQuery
 

@@ -41,5 +41,11 @@ def test_no_package_imports_the_entry_points_that_compose_it():
 
 
 def test_the_stand_ins_for_outside_services_live_together():
-    assert (ROOT / "standins" / "x_emulator.py").exists()
+    assert {p.stem for p in (ROOT / "standins").glob("*.py")} >= {"x_emulator", "mastodon", "bluesky", "twilio", "smtp",
+                                                                   "recording", "sinks"}
     assert not list((ROOT / "listeners").glob("*emulator*.py"))
+    # No test file defines a stand-in of its own any more.
+    for path in (ROOT / "tests").glob("test_*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        assert not {n for n in names if n.endswith("StandIn") or n in ("SmtpSink", "RecordingServer")}, path.name
