@@ -531,7 +531,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _after_own_write(store, case)
 
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
-        text = st.text_area("Reply text", key=key, height=140, max_chars=limit)
+        text = st.text_area("Reply text", key=key, height=120, max_chars=limit)
         button, answer = st.columns([1, 3], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
                                   disabled=not can(user, "reply"))

@@ -348,7 +348,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_label("Password", exact=True)).to_have_count(0)
         shot(ann, "inbox", docs=True)
 
-        # The top case: order and tracking timeline.
+        # The fixture's case (the queue's order puts the cases due soonest first): order and tracking timeline.
+        ann.get_by_label("…or any case number").fill(str(case_id))
         ann.get_by_role("button", name="Open case").click()
         ann.get_by_role("heading", name=f"Case #{case_id}").wait_for()
         wait_idle(ann)
