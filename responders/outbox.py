@@ -112,7 +112,7 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
         row[key] = iso(row[key])
     with store.transaction():
         cursor = store.db.execute(
-            f"insert or ignore into outbound_messages ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+            f"insert into outbound_messages ({', '.join(row)}) values ({', '.join('?' * len(row))}) on conflict do nothing",
             list(row.values()),
         )
         if cursor.rowcount == 0:  # a concurrent writer queued the same key first
@@ -222,9 +222,9 @@ def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_
     marks = ",".join("?" * len(ANSWERING_STATUSES))
     params: list[Any] = [case.id, *ANSWERING_STATUSES]
     since = "" if seen_up_to is None else " and id > ?"
-    clause = "in_reply_to = ?" if parent is not None else "0"
+    clause = "in_reply_to = ?" if parent is not None else "1 = 0"  # (a boolean on both databases)
     params += [parent.external_id] if parent is not None else []
-    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
+    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "1 = 0"
     params += later
     if parent is not None:
         others = f"({others} or (in_reply_to is null and created_at >= ?))"
@@ -246,22 +246,15 @@ def latest_message_id(store: Store, case_id: int) -> int:
 
 @contextmanager
 def _write_lock(store: Store) -> Iterator[None]:
-    """One write transaction taken up front (BEGIN IMMEDIATE): the check and the insert see the same state.
+    """One write transaction taken up front (Store.write_transaction): the check and the insert see the same state.
 
     A deferred transaction would let two agents both read "no reply yet" and both insert.
     """
-    conn = store.db.conn
-    if conn.in_transaction:
+    if store.db.conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.write_transaction():
         yield
-    except BaseException:
-        conn.rollback()
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 def _words_in(value: str, low: str) -> bool:

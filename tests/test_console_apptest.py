@@ -3,7 +3,6 @@ actions with audit, the optimistic-locking conflict path, and user text shown li
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +17,7 @@ from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
 from doorstep.models import Case, Mention, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import REPO, labels
+from tests.conftest import REPO, copy_of, labels, template_target
 
 APP = str(REPO / "app.py")
 DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
@@ -31,12 +30,13 @@ from console import {module}
 """
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def demo_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo shop with four users and a hostile post, on SQLite and on PostgreSQL."""
     from commands.demo import build_demo
     from tests.conftest import KeywordClassifier
 
-    path = tmp_path_factory.mktemp("console") / "demo.db"
+    path = template_target(request, tmp_path_factory.mktemp("console"), "demo.db")
     build_demo(str(path), seed=11, customers=30, orders=60, mentions=60, config_path=DEMO_CONFIG,
                classifier=KeywordClassifier())
     store = Store(path)
@@ -56,10 +56,9 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def db(demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    path = tmp_path / "console.db"
-    shutil.copy(demo_template, path)
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
+def db(demo_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
+    path = copy_of(demo_template, tmp_path / "console.db", request)
+    monkeypatch.setenv("DOORSTEP_DB", path)
     monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
     store = Store(path)
     yield store
