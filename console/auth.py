@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, str] = {
     "edit_templates": "lead",
     "edit_alerts": "lead",
     "view_settings": "lead",
+    "view_audit": "lead",
     "manage_users": "admin",
     "manage_channels": "admin",
     "manage_brands": "admin",

@@ -1349,11 +1349,14 @@ class Store:
         )
         return case.model_copy(update={"version": row["version"]})
 
-    def update_case(self, case_id: int, expected_version: int, actor: str, **changes: Any) -> Case:
+    def update_case(self, case_id: int, expected_version: int, actor: str, *, because: dict[str, Any] | None = None,
+                    **changes: Any) -> Case:
         """Change a case on behalf of a person, refusing to overwrite a newer version silently.
 
         The version check and the write happen in one UPDATE, so two agents who read
-        version 3 cannot both write version 4.
+        version 3 cannot both write version 4. ``because`` (kept in the audit event beside the
+        changed fields) says on whose behalf a machine made the change, e.g. the outbox setting
+        the status after ann's reply was sent, so it counts as ann's own (``doorstep.case_merge``).
         """
         allowed = set(Case.model_fields) - {"id", "version"}
         unknown = set(changes) - allowed
@@ -1370,8 +1373,12 @@ class Store:
             if cursor.rowcount == 0:
                 current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
                 raise StaleCaseError(case_id, expected_version, current[0], current[1])
-            # What the person changed; the SLA clocks it moved follow from that (doorstep/sla.py).
-            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS})
+            # What the person changed (and on whose behalf); the SLA clocks it moved follow from that
+            # (doorstep/sla.py).
+            details = {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS}
+            if because:
+                details["because"] = because
+            self.audit(actor, "case.update", case_id, details)
         return self._require_case(case_id)
 
     def _require_case(self, case_id: int) -> Case:

@@ -473,11 +473,11 @@ def cancel(store: Store, message_id: int, actor: str) -> OutboundMessage:
 
 
 def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]],
-                         config: Config | None = None) -> Case | None:
+                         config: Config | None = None, because: dict[str, Any] | None = None) -> Case | None:
     """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile.
 
     With ``config``, a status or snooze change moves the SLA clocks too (doorstep/sla.py: paused while
-    waiting on the customer, resumed when that ends).
+    waiting on the customer, resumed when that ends). ``because`` says on whose behalf (the audit keeps it).
     """
     for _ in range(5):
         case = store.get_case(case_id)
@@ -489,7 +489,7 @@ def update_case_retrying(store: Store, case_id: int, actor: str, change: Callabl
         if not changes:
             return case
         try:
-            return store.update_case(case_id, case.version, actor, **changes)
+            return store.update_case(case_id, case.version, actor, because=because, **changes)
         except StaleCaseError:
             continue
     log.warning("case %s kept changing; gave up recording %s", case_id, actor)
@@ -615,7 +615,9 @@ class Outbox:
             changes = sla.follow(case, changes, now, self.config, answered_at=now if message.kind == "reply" else None)
             return {k: v for k, v in changes.items() if getattr(case, k) != v}
 
-        update_case_retrying(self.store, message.case_id, self.actor, change)  # type: ignore[arg-type]
+        # On behalf of whoever wrote the reply: their next action on the case is not refused for it.
+        update_case_retrying(self.store, message.case_id, self.actor, change,  # type: ignore[arg-type]
+                             because={"message_id": message.id, "message_by": message.created_by})
 
     def _mark_error(self, message: OutboundMessage, error: SendError) -> None:
         if error.retry_after_s:
@@ -636,7 +638,9 @@ class Outbox:
                 "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
                 [status, redact(str(error))[:500], next_at, message.id])
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
-                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300]})
+                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300],
+                              **({"retry_at": next_at} if next_at else {}),
+                              **({"rate_limited": True} if error.retry_after_s else {})})
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:

@@ -397,19 +397,19 @@ def test_label_correction_is_stored_for_retraining(db: Store) -> None:
 def test_relink_to_another_order(db: Store) -> None:
     at, case_id = _open_case(db, "ann", xss_case(db))
     number = db.db.execute("select number from orders limit 1").fetchone()[0]
-    at.text_input(key="relink_number").input(number)
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_number_{case_id}").input(number)
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     case = db.get_case(case_id)
     # Someone else's order (the author is @mallory): linked, but not confirmed, and shown in red.
     assert case is not None and case.order_number == number and case.link_method == "agent" and not case.link_confirmed
     assert any(f"Order {number} belongs to" in e.value.replace("\\", "") for e in at.error)
-    at.text_input(key="relink_how").input("customer sent the order e-mail by DM")
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_how_{case_id}").input("customer sent the order e-mail by DM")
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     case = db.get_case(case_id)
     assert case is not None and case.link_confirmed
     assert any(e.action == "link.verified" for e in db.audit_trail(case_id))
-    at.text_input(key="relink_number").input("NOPE-1")
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_number_{case_id}").input("NOPE-1")
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     assert any("No order NOPE" in e.value.replace("\\", "") for e in at.error)
 
 
@@ -446,7 +446,7 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     at.button(key=f"fill_{case_id}").click().run()
     draft = at.text_area(key=f"draft_{case_id}").value
     assert draft == render_template(db, config, case_id, name, agent="Ann")
-    assert any("/280 characters on x" in c.value.replace("\\", "") for c in at.caption)
+    assert any("/280 characters as x counts them" in c.value.replace("\\", "") for c in at.caption)
     at.button(key=f"send_{case_id}").click().run()
     messages = db.outbound_for_case(case_id)
     assert [(m.kind, m.status, m.created_by, m.text) for m in messages][-1] == ("reply", "queued", "ann", draft.strip())
