@@ -6,11 +6,15 @@ one indexed query each: about ten per mention, most of the import's time. A batc
 share authors, orders and conversations, so these lookups are made for the whole batch in a
 few queries (``in (...)`` lists) and remembered for the batch.
 
+The batch's new posts are written together when it ends (:meth:`BatchPosts.flush`), several
+rows per INSERT: SQLite's full-text index flushes once per statement, and one-row inserts made
+that flush the largest single cost of an import.
+
 Why this changes nothing the pipeline decides: everything here lives for one batch only, and
 a batch is written in one transaction that holds the write lock, so nobody else changes the
-shop, the posts or the cases meanwhile. The pipeline's own writes go to the database as before
-(every later query sees them) and are also told to these memos (:meth:`BatchCases.written`,
-:meth:`BatchPosts.stored`), so what they answer is what the database would answer.
+shop, the posts or the cases meanwhile. Cases are written as before, post by post (every later
+query sees them), and are also told to :meth:`BatchCases.written`; the pending posts count in
+what :class:`BatchPosts` answers; so each answer is what the database would have given.
 """
 
 from __future__ import annotations
@@ -105,14 +109,20 @@ def _handle_key(handle: str) -> str:
 
 
 class BatchPosts:
-    """The posts a batch's replies answer, and each case's most serious post, kept up to date
-    as the batch stores its posts."""
+    """The batch's new posts, written together when the batch ends (:meth:`flush`), with what
+    the pipeline asks of posts meanwhile: the post a reply answers and each case's most
+    serious post, both counting the posts not yet written.
+
+    Anything else that reads posts from the database during a batch must :meth:`flush` first.
+    """
 
     def __init__(self, store: Store):
         self.store = store
         #: (channel, external id) -> (thread id, case id) of stored posts (None: not stored).
         self._threads: dict[tuple[str, str], tuple[str | None, int | None] | None] = {}
         self._peaks: dict[int, Mention | None] = {}
+        self._pending: list[Mention] = []
+        self._pending_by_case: dict[int, list[Mention]] = {}
 
     def prefetch_parents(self, mentions: Iterable[Mention]) -> None:
         """Read the stored posts these mentions reply to, in one query per channel and chunk."""
@@ -134,22 +144,38 @@ class BatchPosts:
         return self._threads[key]
 
     def peak(self, case_id: int) -> Mention | None:
-        """:meth:`Store.peak_mention`: the case's most serious inbound post (complaint first, then
-        urgency, the earliest of equals)."""
+        """:meth:`Store.peak_mention` over the stored and the pending posts: the case's most
+        serious inbound post (complaint first, then urgency, the earliest of equals)."""
         if case_id not in self._peaks:
             self._peaks[case_id] = self.store.peak_mention(case_id)
+            for mention in self._pending_by_case.get(case_id, ()):
+                self._fold_peak(case_id, mention)
         return self._peaks[case_id]
 
     def new_case(self, case_id: int) -> None:
         """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it."""
         self._peaks[case_id] = None
 
-    def stored(self, mention: Mention) -> None:
-        """The pipeline stored ``mention`` (with its case): later replies and peaks see it."""
+    def add(self, mention: Mention) -> None:
+        """Keep ``mention`` (with its case) for :meth:`flush`: later replies and peaks see it now."""
+        self._pending.append(mention)
         self._threads[(mention.channel, mention.external_id)] = (mention.thread_id, mention.case_id)
         case_id = mention.case_id
-        if mention.outbound or case_id is None or case_id not in self._peaks:
+        if mention.outbound or case_id is None:
             return
+        self._pending_by_case.setdefault(case_id, []).append(mention)
+        if case_id in self._peaks:
+            self._fold_peak(case_id, mention)
+
+    def flush(self) -> list[int]:
+        """Write the pending posts (oldest handled first, as one at a time would) and set their ids."""
+        pending, self._pending, self._pending_by_case = self._pending, [], {}
+        ids = self.store.insert_mentions(pending)
+        for mention, mention_id in zip(pending, ids):
+            mention.id = mention_id
+        return ids
+
+    def _fold_peak(self, case_id: int, mention: Mention) -> None:
         peak = self._peaks[case_id]
         # Strictly more serious: of equals, the earlier post (lower id) stays the peak.
         if peak is None or _seriousness(mention) > _seriousness(peak):

@@ -12,8 +12,8 @@ duplicate, not a unique-key error.
 
 Speed: what a batch's posts read (their authors, orders, shipments, the posts they answer,
 their conversations' cases) is read for the whole batch at once under the write lock and
-remembered for the batch (doorstep/lookups.py); every write still goes to the database as
-the post is handled, so each post sees exactly what it saw when it asked one query at a time.
+remembered for the batch, and its new posts are written together at its end
+(doorstep/lookups.py); each post still sees exactly what it saw one query at a time.
 """
 
 from __future__ import annotations
@@ -122,6 +122,9 @@ class Pipeline:
                 result.timings["link"] += batch.numbers_seconds
                 for mention in fresh:
                     self._ingest_one(mention, result, batch)
+                t0 = time.perf_counter()
+                result.mention_ids += batch.posts.flush()
+                result.timings["store"] += time.perf_counter() - t0
         return result
 
     def _read_ahead(self, fresh: list[Mention]) -> _Batch:
@@ -222,10 +225,9 @@ class Pipeline:
         result.timings["store"] += time.perf_counter() - t0 - t_link
 
     def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
-        mention.id = self.store.insert_mention(mention)
-        batch.posts.stored(mention)
+        """Written with the rest of the batch when it ends (Store.insert_mentions), in this order."""
+        batch.posts.add(mention)
         result.stored += 1
-        result.mention_ids.append(mention.id)
 
     def _prioritise(self, case: Case, mention: Mention, batch: _Batch) -> None:
         """Score the case on its most serious post, in the context of everything we know.

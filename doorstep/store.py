@@ -747,6 +747,30 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
+    def insert_mentions(self, mentions: Sequence[Mention]) -> list[int]:
+        """Store new posts, many rows per INSERT, and return their ids in the same order.
+
+        Why not one INSERT per post: SQLite's full-text index flushes its pending terms at
+        every statement that writes it (a statement savepoint), so one-row inserts wrote a tiny
+        index segment per post and merged them again, most of an import's write time.
+        """
+        if not mentions:
+            return []
+        rows = [_mention_row(m) for m in mentions]
+        for row in rows:
+            row.pop("id", None)
+        columns = list(rows[0])
+        per_statement = max(1, MAX_PARAMETERS // len(columns))
+        one = f"({_marks(columns)})"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            self.db.execute(
+                f"insert into mentions ({', '.join(columns)}) values {', '.join([one] * len(chunk))}",
+                [value for row in chunk for value in row.values()],
+            )
+        ids = self.existing_mention_ids((m.channel, m.external_id) for m in mentions)
+        return [ids[(m.channel, m.external_id)] for m in mentions]
+
     def set_mention_case(self, mention_id: int, case_id: int) -> None:
         self.db.execute("update mentions set case_id = ? where id = ?", [case_id, mention_id])
 
@@ -1416,6 +1440,8 @@ class Store:
 
 #: Values per ``in (?, ?, ...)`` list: below SQLite's old limit of 999 parameters with room for the others.
 IN_CHUNK = 500
+#: Parameters one statement may carry (SQLite before 3.32 allowed 999).
+MAX_PARAMETERS = 999
 
 
 def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from doorstep.config import Config
-from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent
+from doorstep.models import Case, Customer, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
 
@@ -170,19 +170,19 @@ def test_a_failed_batch_writes_nothing_and_a_retry_stores_it_whole(tmp_path: Pat
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     before = _stored(store)
     hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
-    real_insert, calls = store.insert_mention, []
+    real_insert, calls = store.insert_case, []
 
-    def insert_then_fail(m: Mention) -> int:
-        calls.append(m.external_id)
-        if len(calls) == 12:
+    def insert_then_fail(case: Case) -> int:
+        calls.append(case.thread_id)
+        if len(calls) == 4:  # the batch's fourth new case, three written before it
             raise sqlite3.OperationalError("disk I/O error")
-        return real_insert(m)
+        return real_insert(case)
 
-    monkeypatch.setattr(store, "insert_mention", insert_then_fail)
+    monkeypatch.setattr(store, "insert_case", insert_then_fail)
     pipeline = Pipeline(store, config, KeywordClassifier())
     with pytest.raises(sqlite3.OperationalError):
         pipeline.ingest(_batch(hint))
     assert _stored(store) == before  # nothing of the batch: no post, no case, no audit line
-    monkeypatch.setattr(store, "insert_mention", real_insert)
+    monkeypatch.setattr(store, "insert_case", real_insert)
     pipeline.ingest(_batch(hint))
     assert _stored(store) == expected
