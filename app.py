@@ -25,11 +25,13 @@ def main() -> None:
     user = login.current_user(store, config)
     if user is None:
         return
-    from console import approvals, case_view, dashboard, inbox, reports, review, settings
+    from console import approvals, case_view, dashboard, dialogue, inbox, reports, review, settings
 
     pages = {
         "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
         "case": st.Page(case_view.render, title="Case", icon=":material/assignment:", url_path="case"),
+        "callbacks": st.Page(dialogue.render, title="Call-backs", icon=":material/phone_callback:",
+                             url_path="callbacks"),
         "approvals": st.Page(approvals.render, title="Approvals", icon=":material/approval:", url_path="approvals"),
         "dashboard": st.Page(dashboard.render, title="Dashboard", icon=":material/monitoring:", url_path="dashboard"),
         "reports": st.Page(reports.render, title="Reports", icon=":material/summarize:", url_path="reports"),

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from console.auth import add_user, get_user  # noqa: E402
 from console.inbox import FACETS, SLA_STATES, _query  # noqa: E402
 from doorstep.models import INTENTS, OPEN_CASE_STATUSES  # noqa: E402
 from doorstep.store import Store  # noqa: E402
+from standins.recording import free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CONFIG = REPO / "demo" / "doorstep.toml"
@@ -197,10 +197,6 @@ def server_ms(store: Store, filters: dict[str, Any], user: str = USERNAME) -> fl
 
 
 # ---------------------------------------------------------------------------- console
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_console(db: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:

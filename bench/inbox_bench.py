@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from doorstep.models import INTENTS
+from doorstep.sla import band_of
 from doorstep.store import InboxQuery, Store
 
 # Tweets use a large vocabulary with a long tail: a Zipf-weighted pool of 20,000 words, in
@@ -34,14 +35,24 @@ COURIERS = ["UPS", "DPD", "Evri", "Royal Mail", None]
 STATUSES = ["new", "open", "pending_customer", "escalated", "resolved", "resolved", "resolved"]
 
 
+def _with_queue_columns(row: tuple) -> tuple:
+    """The row plus the columns the store derives on every write (doorstep.sla.queue_fields):
+    unanswered cases, so the next deadline is the first response (none while pending)."""
+    status, priority, first_due = row[1], row[2], row[9]
+    running = status in ("new", "open", "escalated")
+    return (*row, band_of(priority), first_due if running else None, "first response" if running else None,
+            f"1 {first_due}" if running else "3")
+
+
 def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
     rng = random.Random(seed)
     db = store.db
     with store.transaction():
         db.conn.executemany(
             "insert into cases (id, status, priority, brand, courier, channel, intent, complaint, opened_at, "
-            "first_response_due, resolution_due, version, mention_count) values (?,?,?,?,?,?,?,?,?,?,?,1,5)",
-            (
+            "first_response_due, resolution_due, version, mention_count, priority_band, due_at, due_kind, due_key) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,1,5,?,?,?,?)",
+            (_with_queue_columns(
                 (
                     i,
                     rng.choice(STATUSES),
@@ -54,7 +65,7 @@ def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
                     "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
                     "2026-11-%02dT11:00:00+00:00" % rng.randint(1, 28),
                     "2026-11-%02dT18:00:00+00:00" % rng.randint(1, 28),
-                )
+                ))
                 for i in range(1, n_cases + 1)
             ),
         )
@@ -113,6 +124,8 @@ def main() -> None:
         "search 'rain tent'": InboxQuery(search="rain tent"),
         "search + courier": InboxQuery(search="driver", courier="UPS"),
         "sla breached": InboxQuery(sla_state="breached"),
+        "due order": InboxQuery(sort="due"),
+        "snoozed": InboxQuery(snoozed="only"),
     }
     results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
     print(json.dumps({

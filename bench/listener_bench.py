@@ -28,7 +28,7 @@ from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
 from listeners.health import Backoff
 from listeners.x import XListener
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = [

@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from classifiers import load_classifier
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
 
     workdir = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
     db = args.db or str(workdir / "bench.db")

@@ -50,16 +50,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from standins.recording import free_port  # noqa: E402 - after the repo is on sys.path
+
 QUERY = "@LarkspurHelp OR @FettleCare OR larkspur OR fettle -is:retweet"
 WEBHOOK_SECRET = "soak-webhook-secret"
 PASSWORD = "soak-password-1"
 PAGE = "from console import {module}\n{module}.render()\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def now_iso() -> str:
@@ -205,9 +203,9 @@ class Soak:
     def build(self) -> None:
         from classifiers import load_classifier
         from console.auth import add_user
-        from doorstep.demo import build_demo
+        from commands.demo import build_demo
         from doorstep.store import Store
-        from listeners.x_emulator import XEmulator
+        from standins.x_emulator import XEmulator
 
         feed = self.work / "x-feed.jsonl"
         build_demo(self.db, seed=7, customers=300, orders=1200, mentions=800, config_path=str(self.config_path),
@@ -237,11 +235,11 @@ class Soak:
         return child
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        return self.start("worker", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        return self.start("worker", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                           "run", "--skip", "outbox")
 
     def start_sender(self) -> subprocess.Popen[bytes]:
-        return self.start("sender", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        return self.start("sender", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                           "run", "--job", "outbox")
 
     def wait_for_webhook(self, timeout: float = 120) -> None:
@@ -329,7 +327,7 @@ class Soak:
     def run_import(self, index: int) -> None:
         entry = self.imports[index]
         started = time.monotonic()
-        child = self.start(f"import-{index + 1}", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        child = self.start(f"import-{index + 1}", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                            "import", "mentions", entry["file"], "--classifier", "baseline")
         entry["exit_code"] = child.wait()
         entry["seconds"] = round(time.monotonic() - started, 1)

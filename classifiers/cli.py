@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 
 @click.command()

@@ -33,7 +33,9 @@ from console.widgets import (
     show_flashes,
     show_priority,
     sla_badge,
+    sla_clock_line,
 )
+from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
 from doorstep.store import StaleCaseError, Store, iso
 
@@ -74,7 +76,11 @@ def hold(case: Case) -> None:
 
 
 def write_case(store: Store, case: Case, actor: str, what: str, **changes: Any) -> Case | None:
-    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh."""
+    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh.
+
+    A status or snooze moves the SLA clocks too (paused while waiting on the customer or snoozed).
+    """
+    changes = sla.follow(case, changes, utcnow(), get_config())
     try:
         updated = store.update_case(case.id, held_version(case), actor, **changes)  # type: ignore[arg-type]
     except StaleCaseError as exc:
@@ -147,10 +153,7 @@ def _header(store: Store, case: Case, user: Any) -> None:
     cols[2].metric("Assignee", case.assignee or "nobody")
     with cols[3]:
         sla_badge(case)
-        st.caption(escape_md(
-            f"first response due {local_time(case.first_response_due, config)} · resolution due "
-            f"{local_time(case.resolution_due, config)} ({config.timezone})"
-        ))
+        st.caption(escape_md(sla_clock_line(case, config)))
     show_priority(case)
     _presence_live(case.id, user.username)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
@@ -250,9 +253,10 @@ def _order(store: Store, case: Case) -> None:
     st.subheader("Customer, order and parcel")
     customer = store.get_customer(case.customer_id) if case.customer_id else None
     order = store.get_order(case.order_number) if case.order_number else None
-    confirmed = "confirmed" if case.link_confirmed else "NOT confirmed: do not share order details publicly"
-    safe_text(f"link: {case.link_method} · confidence {case.link_confidence:.0%} · {confirmed}", caption=True)
-    from doorstep.linking import order_owner_is_author
+    from doorstep.linking import describe_link, order_owner_is_author
+
+    safe_text(describe_link(case) + ("" if case.link_confirmed or not case.order_number
+                                     else " · do not share order details publicly"), caption=True)
 
     if order is not None and order_owner_is_author(store, case) is False:
         owner = store.get_customer(order.customer_id)
@@ -263,7 +267,7 @@ def _order(store: Store, case: Case) -> None:
         safe_text(f"Customer: {customer.name}" + (" (VIP)" if customer.vip else "")
                   + (f" · opted out of {', '.join(customer.opt_out)}" if customer.opt_out else ""))
     if order:
-        safe_text(f"Order {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
+        safe_text(f"{'Order' if case.link_confirmed else 'Possible order'} {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
                   f"{order.total:.2f} {order.currency} · promised "
                   f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
         st.dataframe([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
@@ -689,7 +693,10 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held_version(case)
+    from console.case_regroup import merged_notice, regroup_section
+
     _header(store, case, user)
+    merged_notice(case)
     left, right = st.columns([3, 2])
     with left:
         _posts(store, case)
@@ -698,5 +705,9 @@ def render() -> None:
     with right:
         _order(store, case)
         _actions(store, case, user)
+        regroup_section(store, case, user)
         _escalate(store, case, user)
+        from console.dialogue import case_section
+
+        case_section(store, case, user)
         _timeline(store, case)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 
 def _read_password(password_stdin: bool) -> str:

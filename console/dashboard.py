@@ -8,7 +8,8 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from console.widgets import escape_md, get_config, get_store, require
+from console.widgets import escape_md, get_config, get_store, local_time, open_inbox, require
+from doorstep.store import parse_time
 
 WINDOWS = {"Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
 
@@ -28,6 +29,54 @@ def _delta(entry: dict[str, Any]) -> str | None:
     if change is None:
         return None
     return f"{change:+.0%}" if isinstance(entry.get("value"), float) and abs(entry["value"]) <= 1 else f"{change:+g}"
+
+
+def chart_findings(data: dict[str, Any]) -> dict[str, str]:
+    """Each chart's title as what it shows ("Complaints peaked on Wed 02 Dec (21)"), not what it is.
+
+    Why: a lead glancing at the page reads the titles; a label ("Complaints per day") makes them
+    read every chart, a finding tells them which one to look at.
+    """
+    daily = data["daily"]
+    per_day: dict[str, dict[str, float]] = {}
+    for row in daily:
+        day = per_day.setdefault(row["day"], {"mentions": 0, "complaints": 0})
+        day["mentions"] += row.get("mentions") or 0
+        day["complaints"] += row.get("complaints") or 0
+    out = {"mentions": "Mentions per day", "complaints": "Complaints per day", "sentiment": "Net sentiment per day",
+           "intents": "Complaints by intent", "couriers": "Couriers: complaints per 1,000 shipments"}
+    if per_day and any(d["mentions"] for d in per_day.values()):
+        busiest = max(per_day, key=lambda k: (per_day[k]["mentions"], k))
+        out["mentions"] = f"Busiest day: {_day(busiest)} with {per_day[busiest]['mentions']:.0f} mentions"
+    if per_day and any(d["complaints"] for d in per_day.values()):
+        worst = max(per_day, key=lambda k: (per_day[k]["complaints"], k))
+        out["complaints"] = f"Complaints peaked on {_day(worst)} ({per_day[worst]['complaints']:.0f})"
+    net = [r["net_sentiment"] for r in daily if r.get("net_sentiment") is not None]
+    if net:
+        mean = sum(net) / len(net)
+        mood = "negative" if mean < -0.05 else "positive" if mean > 0.05 else "mixed"
+        out["sentiment"] = f"Sentiment {mood} on average ({mean:+.2f})"
+    if data["intents"]:
+        top = data["intents"][0]
+        out["intents"] = f"Most complaints are about {top['label']} ({100 * (top['share'] or 0):.0f} %)"
+    league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
+    if league:
+        out["couriers"] = (f"{league[0]['courier']} has the most complaints per 1,000 shipments "
+                           f"({league[0]['complaints_per_1000']:.0f})")
+    return out
+
+
+def _day(iso_day: str) -> str:
+    return datetime.fromisoformat(iso_day).strftime("%a %d %b")
+
+
+def _picked(event: Any, name: str, field: str) -> str | None:
+    """The value a click on an Altair chart picked (``on_select``), if any."""
+    selection = (getattr(event, "selection", None) or (event or {}).get("selection") or {}) if event else {}
+    points = selection.get(name) or []
+    if points and isinstance(points, list):
+        return points[0].get(field)
+    return None
 
 
 def window(days: int, tz: Any) -> tuple[datetime, datetime]:
@@ -54,6 +103,7 @@ def render() -> None:
     data = metrics.dashboard(store, start, end, config.timezone, brand)
     head, counts = data["headline"], data["counts"]
 
+    titles = chart_findings(data)
     m = st.columns(6)
     m[0].metric("Mentions", counts["mentions"], _delta(head["mentions"]), delta_color="off")
     m[1].metric("Complaints", counts["complaints"], _delta(head["complaints"]), delta_color="inverse")
@@ -64,21 +114,24 @@ def render() -> None:
     st.caption(escape_md(
         f"{start.astimezone(config.tz):%a %d %b} – {(end - timedelta(seconds=1)).astimezone(config.tz):%a %d %b} "
         f"({config.timezone}); first response p90 {_minutes(counts['first_response_p90_min'])}; "
-        f"escalations: {counts.get('escalations', 0)}; changes against the previous window"
+        f"escalations: {counts.get('escalations', 0)}; "
+        + ("no data in the previous window, so no change is shown" if head["mentions"].get("previous_empty")
+           else "changes against the previous window")
+        + ". Click a bar of the intent or courier chart for its open cases."
     ))
 
     daily = [dict(r) for r in data["daily"]]
     whole = alt.Axis(tickMinStep=1, format="d")
     left, right = st.columns(2)
     with left:
-        st.subheader("Mentions per day")
+        st.subheader(escape_md(titles["mentions"]))
         chart = alt.Chart(alt.Data(values=daily)).mark_bar().encode(
             x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("sum(mentions):Q", title="mentions", axis=whole),
             color=alt.Color("brand:N", legend=alt.Legend(orient="bottom")), tooltip=["day:O", "brand:N", "mentions:Q"],
         ).properties(height=260)
         st.altair_chart(chart, width="stretch")
     with right:
-        st.subheader("Complaints per day")
+        st.subheader(escape_md(titles["complaints"]))
         chart = alt.Chart(alt.Data(values=daily)).mark_line(point=True).encode(
             x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("complaints:Q", axis=whole),
             color=alt.Color("brand:N", legend=alt.Legend(orient="bottom")), tooltip=["day:O", "brand:N", "complaints:Q"],
@@ -87,7 +140,7 @@ def render() -> None:
 
     left, right = st.columns(2)
     with left:
-        st.subheader("Net sentiment per day")
+        st.subheader(escape_md(titles["sentiment"]))
         sentiment = [r for r in daily if r.get("net_sentiment") is not None]
         chart = alt.Chart(alt.Data(values=sentiment)).mark_line(point=True).encode(
             x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)),
@@ -99,22 +152,37 @@ def render() -> None:
         rule = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(color="#bbb").encode(y="y:Q")
         st.altair_chart(chart + rule, width="stretch")
     with right:
-        st.subheader("Complaints by intent")
-        chart = alt.Chart(alt.Data(values=data["intents"])).mark_bar().encode(
-            x=alt.X("complaints:Q", axis=whole), y=alt.Y("label:N", sort="-x", title=None),
+        st.subheader(escape_md(titles["intents"]))
+        pick_intent = alt.selection_point(name="intent", fields=["intent"])
+        chart = alt.Chart(alt.Data(values=data["intents"])).mark_bar(cursor="pointer").encode(
+            x=alt.X("complaints:Q", axis=whole),
+            y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
             tooltip=["label:N", "complaints:Q", alt.Tooltip("share:Q", format=".0%")],
-        ).properties(height=260)
-        st.altair_chart(chart, width="stretch")
+        ).add_params(pick_intent).properties(height=260)
+        event = st.altair_chart(chart, width="stretch", on_select="rerun", key="dash_intent_pick")
+        intent = _picked(event, "intent", "intent")
+        if intent:
+            open_inbox(intent=intent, brand=brand)
 
-    st.subheader("Couriers: complaints per 1,000 shipments")
-    chart = alt.Chart(alt.Data(values=data["couriers"])).mark_bar().encode(
+    st.subheader(escape_md(titles["couriers"]))
+    pick_courier = alt.selection_point(name="courier", fields=["courier"])
+    chart = alt.Chart(alt.Data(values=data["couriers"])).mark_bar(cursor="pointer").encode(
         x=alt.X("complaints_per_1000:Q", title="complaints per 1,000 active shipments"),
-        y=alt.Y("courier:N", sort="-x", title=None),
+        y=alt.Y("courier:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
         color=alt.Color("failed_attempt_rate:Q", title="failed delivery attempts",
                         scale=alt.Scale(scheme="oranges"), legend=alt.Legend(format=".0%")),
         tooltip=["courier:N", "shipments:Q", "complaints:Q", "failed_attempts:Q", "exceptions:Q"],
-    ).properties(height=200)
-    st.altair_chart(chart, width="stretch")
+    ).add_params(pick_courier).properties(height=200)
+    event = st.altair_chart(chart, width="stretch", on_select="rerun", key="dash_courier_pick")
+    courier = _picked(event, "courier", "courier")
+    if courier:
+        open_inbox(courier=courier, brand=brand)
+
+    answers_by_channel_and_hour(store, config, start, end, brand)
+
+    from console.dialogue import answer_rates_section
+
+    answer_rates_section(store, start, end, config)
 
     st.subheader("Listener health")
     try:
@@ -124,12 +192,48 @@ def render() -> None:
     except ImportError:  # pragma: no cover - listeners package absent
         health = []
     if health:
-        st.dataframe([{"listener": h["name"], "status": h["status"], "last success": h.get("last_success_at") or "",
+        st.dataframe([{"listener": h["name"], "status": h["status"],
+                       "last success": local_time(parse_time(h.get("last_success_at")), config),
                        "last error": h.get("last_error") or "", "lag (s)": h.get("lag_seconds"), "stored": h.get("stored")}
                       for h in health], hide_index=True, width="stretch")
+        st.caption(escape_md(f"Times in {config.timezone}."))
     else:
         st.caption("No listener has run yet.")
     if data["gaps"]:
-        st.caption("Possible data gaps (hours with no posts where some were expected)")
+        st.caption("Possible data gaps: hours already past with no posts where the usual traffic would have brought some")
         st.dataframe([{k: g[k] for k in ("channel", "from_local", "to_local", "hours", "expected_mentions")}
                       for g in data["gaps"]], hide_index=True, width="stretch")
+
+
+def answers_by_channel_and_hour(store: Any, config: Any, start: datetime, end: datetime, brand: str | None) -> None:
+    """How often customers answer our e-mails and texts, by channel and local send hour.
+
+    The channel learner's evidence (doorstep/contact_history.py): an attempt counts once it was
+    answered or its answer window passed without one, so the latest hours are not shown as failures.
+    """
+    from doorstep.contact_history import answer_rates
+    from doorstep.models import utcnow
+
+    st.subheader("Answers to our messages by channel and hour")
+    rows = answer_rates(store, config.tz, min(end, utcnow()), since=start, brand=brand)
+    if not rows:
+        st.caption("No follow-up or question in this window has been answered or has waited out its answer window yet.")
+        return
+    for row in rows:
+        row["hour_label"] = f"{row['hour']:02d}:00"
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("hour_label:O", title=f"local send hour ({config.timezone})", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("channel:N", title=None),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("answer_rate:Q", title="answered", scale=alt.Scale(domain=[0, 1], scheme="greens"),
+                        legend=alt.Legend(format=".0%")),
+        tooltip=["channel:N", "hour_label:O", "sent:Q", "answered:Q", alt.Tooltip("answer_rate:Q", format=".0%"),
+                 alt.Tooltip("median_minutes:Q", title="median minutes to answer")],
+    )
+    labels = base.mark_text(fontSize=11).encode(text=alt.Text("sent:Q"))
+    st.altair_chart((heat + labels).properties(height=120), width="stretch")
+    sent = sum(r["sent"] for r in rows)
+    answered = sum(r["answered"] for r in rows)
+    st.caption(escape_md(f"{answered} of {sent} messages answered ({answered / sent:.0%}); the number in each cell is "
+                         "how many were sent then. The channel learner chooses from this history when it is on."))

@@ -24,7 +24,6 @@ from console.widgets import (
     escape_md,
     get_config,
     get_store,
-    local_time,
     open_case,
     require,
     show_flashes,
@@ -35,10 +34,21 @@ from doorstep.store import InboxQuery
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
-SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)"}
+SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amber)",
+              "snoozed": "snoozed (hidden from the queue)"}
+#: The dialogue filters (``InboxQuery.waiting``): an open question to the customer, a call back to make.
+WAITING = {"answer": "awaiting customer answer", "callback": "call-back due"}
 PAGE_SIZE = 50
 #: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
-SORTS = {"priority": "priority", "due": "due time (soonest first)", "newest": "newest case"}
+SORTS = {"priority": "priority band, then due", "due": "due time (answers owed first)", "newest": "newest case"}
+#: How each order ranks cases, in the words the caption under the queue uses (README "SLA clocks").
+SORT_RULES = {
+    "priority": "P1 first; within a band, cases owing the customer an answer by their answer deadline "
+                "(overdue on top), then cases owing a resolution by its deadline, then paused ones",
+    "due": "cases owing the customer an answer first, soonest deadline on top (overdue first), then cases "
+           "owing a resolution, soonest first, then cases waiting on the customer",
+    "newest": "newest case first",
+}
 #: Cell backgrounds of the SLA column (red: overdue, amber: due within the hour).
 SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 
@@ -46,11 +56,14 @@ SLA_COLOURS = {"red": "#f8c4c4", "amber": "#fde2b3", "green": "", "grey": ""}
 def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery:
     statuses = filters.get("status") or OPEN_CASE_STATUSES
     kwargs = {k: v for k, v in filters.items() if k in FACETS and k != without and v}
+    sla_state = filters.get("sla_state") or None
     return InboxQuery(
         statuses=OPEN_CASE_STATUSES if without == "status" else tuple(statuses),
         search=filters.get("search") or None,
-        sla_state=filters.get("sla_state") or None,
+        sla_state=None if sla_state == "snoozed" else sla_state,
+        snoozed="only" if sla_state == "snoozed" else "hide",
         sort=filters.get("sort") or "priority",
+        waiting=filters.get("waiting") or None,
         limit=PAGE_SIZE,
         offset=int(filters.get("offset") or 0),
         **kwargs,
@@ -176,6 +189,113 @@ def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
     return out
 
 
+#: Widths that fit a row at 1366 px without scrolling sideways: the post and the reason get the room.
+ROW_COLUMNS: dict[str, Any] = {
+    "case": st.column_config.NumberColumn(width=45, format="%d"),
+    "SLA": st.column_config.TextColumn(width=112),
+    "priority": st.column_config.TextColumn("priority · why", width=140),
+    "newest post": st.column_config.TextColumn(width=230),
+    "customer": st.column_config.TextColumn(width=115),
+    "brand · courier": st.column_config.TextColumn(width=95),
+    "flags": st.column_config.TextColumn(width=90),
+    "assignee": st.column_config.TextColumn(width=60),
+}
+
+#: Statuses that need no word in a row (the status filter above says which are listed).
+PLAIN_STATUSES = ("new", "open")
+
+#: Characters of the newest customer post shown in a row.
+SNIPPET_CHARS = 90
+
+
+def _row_facts(store: Any, cases: list[Any]) -> tuple[dict[int, tuple[str, bool]], dict[str, tuple[str, bool]]]:
+    """For a page of cases, in two queries: each case's newest customer post and whether any of its
+    posts awaits review; each linked customer's name and VIP flag."""
+    ids = [c.id for c in cases]
+    posts: dict[int, tuple[str, bool]] = {}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for case_id, text, review in store.db.execute(
+                f"select case_id, text, needs_review from mentions where case_id in ({marks}) and outbound = 0 "
+                "order by created_at, id", ids).fetchall():
+            flagged = bool(review) or (posts[case_id][1] if case_id in posts else False)
+            posts[case_id] = (text or "", flagged)
+    customer_ids = sorted({c.customer_id for c in cases if c.customer_id})
+    customers: dict[str, tuple[str, bool]] = {}
+    if customer_ids:
+        marks = ",".join("?" * len(customer_ids))
+        for cid, name, vip in store.db.execute(
+                f"select id, name, vip from customers where id in ({marks})", customer_ids).fetchall():
+            customers[cid] = (name or "", bool(vip))
+    return posts, customers
+
+
+#: SLA words shortened for a row ("first response overdue 2h" -> "answer overdue 2h").
+_SLA_SHORT = (("first response", "answer"), ("next response", "next answer"), ("resolution", "resolve"),
+              (" due in ", " in "), ("waiting on customer (clock paused)", "paused: waiting on customer"))
+#: A reason every complaint has says nothing about why this one is on top.
+_GENERIC_REASONS = ("complaint",)
+
+
+def short_sla(words: str) -> str:
+    for long, short in _SLA_SHORT:
+        words = words.replace(long, short)
+    return words
+
+
+def top_reason(reasons: list[str]) -> str:
+    """The first reason that tells this case apart ("failed delivery (+14)"), else the first."""
+    telling = [r for r in reasons if r.split(" (")[0] not in _GENERIC_REASONS]
+    return (telling or reasons or [""])[0]
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """One line of a post: leading @handles dropped, whitespace folded, cut at a word with an ellipsis."""
+    words = text.split()
+    while len(words) > 1 and words[0].startswith("@"):
+        words.pop(0)
+    line = " ".join(words)
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else line[: limit - 1]) + "…"
+
+
+def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The inbox table's rows (and each row's SLA colour): what an agent needs to pick the next case.
+
+    Why these columns: the words of the newest post, who wrote it (name, VIP), what needs care
+    (a post awaiting review, a failed send), who has it and why it is high, all readable at 1366 px
+    without scrolling sideways. Text is shown by st.dataframe as text, never as HTML.
+    """
+    posts, customers = _row_facts(store, cases)
+    failed = _undelivered_cases(store, [c.id for c in cases])
+    rows: list[dict[str, Any]] = []
+    colours: list[str] = []
+    for case in cases:
+        colour, words = sla_state(case, now)
+        colours.append(colour)
+        text, review = posts.get(case.id, ("", False))
+        name, vip = customers.get(case.customer_id or "", ("", False))
+        handle = f"@{case.author_handle}" if case.author_handle else ""
+        status = "" if case.status in PLAIN_STATUSES else case.status.replace("_", " ")
+        flags = [f for f in ("★ VIP" if vip else "", "needs review" if review else "", failed.get(case.id, ""), status)
+                 if f]
+        reason = top_reason(list(case.priority_reasons))
+        rows.append({
+            "case": case.id,
+            "SLA": short_sla(words),
+            "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
+                        + (f" · {reason}" if reason else ""),
+            "newest post": (f"[{case.channel}] " if case.channel else "") + snippet(text),
+            "customer": " · ".join(p for p in (name, handle) if p) or "-",
+            "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
+            "flags": ", ".join(flags),
+            "assignee": case.assignee or "",
+        })
+    return rows, colours
+
+
 def render() -> None:
     """The inbox page."""
     require("reply")
@@ -211,10 +331,18 @@ def render() -> None:
                            format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
         notes["sla_state"] = st.empty()
-    with st.columns([1, 3])[0]:
+    order_cols = st.columns([1, 1, 2])
+    with order_cols[0]:
         sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
                             format_func=SORTS.get, key="inbox_sort")
     filters["sort"] = sort
+    with order_cols[1]:
+        waiting_options = [ANY, *WAITING]
+        waiting = st.selectbox("Waiting for", waiting_options,
+                               index=waiting_options.index(filters["waiting"]) if filters.get("waiting") else 0,
+                               format_func=lambda w: ANY if w == ANY else WAITING[w], key="inbox_waiting")
+        filters["waiting"] = None if waiting == ANY else waiting
+        waiting_note = st.empty()
     # Another filter, search or order starts the queue at its first page again.
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
     if st.session_state.get("_inbox_signature") not in (None, signature):
@@ -229,8 +357,10 @@ def render() -> None:
         notes[column].caption(_counts_caption(store.inbox_facets(column, _query(filters, without=column)),
                                               filters.get(column)))
     sla_counts = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
-                  for s in SLA_STATES}
+                  for s in SLA_STATES}  # snoozed cases are counted by the "snoozed" state only
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
+    waiting_note.caption(escape_md(" · ".join(f"{words} {store.inbox_count(_query({**filters, 'waiting': w})):,}"
+                                              for w, words in WAITING.items())))
 
     if unsearchable(filters.get("search") or ""):
         # The search index holds words and numbers only; ignoring such a search would silently list every case.
@@ -249,34 +379,14 @@ def render() -> None:
         f"{total} case(s)" + (f", showing {_showing(query.offset, len(cases), total)}" if total > len(cases) else "")
         + (" — search looked at the newest matching posts only" if capped else "")
         + f"; times in {config.timezone}"
+        + ("" if query.snoozed == "only" else "; snoozed cases are hidden until they wake (SLA filter: snoozed)")
     ))
     _opener(cases)
     if not cases:
         st.info("No cases match these filters.")
         return
 
-    now = utcnow()
-    rows = []
-    colours = []
-    failed = _undelivered_cases(store, [c.id for c in cases])  # type: ignore[misc]
-    for case in cases:
-        colour, words = sla_state(case, now)
-        colours.append(colour)
-        rows.append({
-            "case": case.id,
-            "SLA": words,
-            "delivery": failed.get(case.id, ""),  # type: ignore[arg-type]
-            "priority": case.priority,
-            "status": case.status,
-            "intent": case.intent or "",
-            "brand": case.brand or "",
-            "courier": case.courier or "",
-            "channel": case.channel or "",
-            "author": f"@{case.author_handle}" if case.author_handle else "",
-            "assignee": case.assignee or "",
-            "why it is high": ", ".join(case.priority_reasons[:3]),
-            "last activity": local_time(case.last_activity_at, config),
-        })
+    rows, colours = inbox_rows(store, config, cases, utcnow())
     styled = pd.DataFrame(rows).style.apply(
         lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
         subset=["SLA"],
@@ -284,8 +394,7 @@ def render() -> None:
     st.session_state["_inbox_ids"] = [c.id for c in cases]
     event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
                          on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
-                         column_config={"priority": st.column_config.NumberColumn(format="%.0f")},
-                         width="stretch")
+                         column_config=ROW_COLUMNS, width="stretch")
     selected = getattr(getattr(event, "selection", None), "rows", None) if event is not None else None
     if selected:
         open_case(cases[selected[0]].id)
@@ -297,7 +406,8 @@ def render() -> None:
     pager[1].button("Next", key="inbox_next", on_click=_page, args=(1,), disabled=offset + len(cases) >= total,
                     icon=":material/chevron_right:")
     pager[2].caption(escape_md(f"Showing {_showing(offset, len(cases), total)} · page {offset // PAGE_SIZE + 1:,} "
-                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}"))
+                               f"of {max(1, -(-total // PAGE_SIZE)):,} · sorted by {SORTS[query.sort]}: "
+                               f"{SORT_RULES[query.sort]}"))
 
 
 def _opener(cases: list[Any]) -> None:

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from console.widgets import escape_md, get_config, get_store, local_time, require
+from doorstep.models import utcnow
 from doorstep.store import parse_time
 
 
@@ -29,7 +29,12 @@ def render() -> None:
         st.info("No mentions yet, so there is no week to report on.")
         return
     cols = st.columns([1, 1, 1])
-    week = cols[0].selectbox("Week", weeks, key="report_week")
+    # The last complete week by default: the current one is still filling up, and its "drop"
+    # in complaints or its "silent" coming hours are not findings.
+    complete = reports.last_complete_week(utcnow(), config.tz)
+    current = reports.week_of(utcnow(), config.tz)
+    week = cols[0].selectbox("Week", weeks, index=weeks.index(complete) if complete in weeks else 0, key="report_week",
+                             format_func=lambda w: f"{w} (in progress)" if w == current else w)
     brands = ["(all brands)", *[b.name for b in config.brands]]
     brand_choice = cols[1].selectbox("Brand", brands, key="report_brand")
     brand = None if brand_choice == brands[0] else brand_choice
@@ -51,7 +56,7 @@ def render() -> None:
         d[0].download_button("Download HTML", html, file_name=f"{stem}.html", mime="text/html", key="report_dl_html")
         d[1].download_button("Download PDF", pdf, file_name=f"{stem}.pdf", mime="application/pdf", key="report_dl_pdf")
         # Our own template with autoescaping: customer text inside it is escaped and masked.
-        components.html(html, height=900, scrolling=True)
+        st.iframe(html, height=900)
 
     st.subheader("Sent and scheduled")
     deliveries = reports.report_deliveries(store)

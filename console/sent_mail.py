@@ -1,7 +1,7 @@
 """Sent mail (demo only): what the demo's local SMTP and Slack/webhook sinks received.
 
 On a real deployment e-mail and Slack messages leave for real servers and this page does
-not exist. The demo (``doorstep demo``) runs local sinks instead (``doorstep/demo_sinks.py``)
+not exist. The demo (``doorstep demo``) runs local sinks instead (``standins/sinks.py``)
 and names their folder in ``DOORSTEP_DEMO_SINK_DIR``, so escalations, alerts, follow-ups and
 reports can be seen arriving. Everything is shown as plain text, never as HTML or Markdown.
 """
@@ -23,7 +23,7 @@ def available() -> bool:
 
 def render() -> None:
     require("view_dashboard")
-    from doorstep.demo_sinks import read_sent
+    from standins.sinks import read_sent
 
     st.title("Sent mail (demo)")
     st.caption("The demo's e-mail, Slack and courier webhooks go to local sinks on this machine, not to anyone.")

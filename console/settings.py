@@ -1,7 +1,9 @@
 """Settings, per role: leads see templates and alert rules; admins also brands, channels and users.
 
-Brands, couriers, channels, templates and alert rules live in doorstep.toml (reviewed like code,
-validated at start-up); the console shows what is in force and where to change it. Users live in
+Brands, couriers and channels live in doorstep.toml (reviewed like code, validated at start-up);
+the console shows what is in force and where to change it. Reply templates and alert rules start
+from doorstep.toml too, and a lead may change them here: checked like the file, previewed on a
+real case, kept with every earlier version and audited (doorstep/team_settings.py). Users live in
 the store and are managed here by admins. Secrets (API tokens, SMTP password) are read from the
 environment and only ever shown as "set" / "not set"; a password typed here is hashed and the
 field is cleared.
@@ -14,8 +16,8 @@ from typing import Any
 import streamlit as st
 
 from console.auth import ROLES, AuthError, add_user, can, list_users, lock_ends, remove_user, set_role, unlock_user
-from console.widgets import current_user, escape_md, flash, get_config, get_store, require, show_flashes
-from doorstep.config import secret
+from console.widgets import current_user, escape_md, flash, get_config, get_store, local_time, require, show_flashes
+from doorstep.config import ConfigError, secret
 
 #: Secrets each channel needs, by name only.
 CHANNEL_SECRETS: dict[str, tuple[str, ...]] = {
@@ -125,21 +127,110 @@ def _accounts(store: Any, config: Any) -> None:
 
 
 def _templates(store: Any, config: Any) -> None:
-    from responders.templates import list_templates
+    """Reply templates: read by every lead; changed, previewed on a real case and versioned by leads."""
+    from doorstep.team_settings import history, save_setting
+    from responders.templates import TemplateError, list_templates, render_template
+    from responders.team_settings import check_template
 
+    user = current_user()
+    editable = can(user, "edit_templates")
     st.subheader("Reply templates")
-    for name, source in sorted(list_templates(config).items()):
-        with st.expander(name):
-            st.code(source, language=None)
-    st.caption("Add or override templates under [responders.templates] in doorstep.toml.")
+    templates = list_templates(config)
+    new = "(new template)"
+    names = sorted(templates) + ([new] if editable else [])
+    name = st.selectbox("Template", names, key="tpl_name")
+    if name == new:
+        name = st.text_input("Name of the new template (letters, digits and _)", key="tpl_new_name").strip()
+    source = templates.get(name, "") if name else ""
+    text = st.text_area("Template text (Jinja: {{ first_name }}, {{ order_number }}...)", value=source,
+                        key=f"tpl_text_{name}", height=140, disabled=not editable)
+    case_id = st.number_input("Preview on case", min_value=1, step=1, value=None, key="tpl_preview_case",
+                              placeholder="a case number", help="Rendered exactly as the case page would fill it, "
+                              "including the public-reply rules.")
+    if case_id and name and text.strip():
+        candidate = config.model_copy(update={"responders": {**config.responders, "templates": {
+            **(config.responders.get("templates") or {}), name: text}}})
+        try:
+            check_template(config, name, text)
+            st.text(render_template(store, candidate, int(case_id), name, agent=user.username))
+        except (TemplateError, ConfigError) as exc:
+            st.warning(escape_md(f"On case {int(case_id)}: {exc}"))
+    if editable and name:
+        cols = st.columns([1, 1, 3])
+        if cols[0].button("Save template", key="tpl_save", type="primary", disabled=text == source):
+            try:
+                check_template(config, name, text)
+            except ConfigError as exc:  # one line naming the key
+                st.error(escape_md(str(exc)))
+            else:
+                version = save_setting(store, "template", name, text, user.username)
+                flash("success", f"template {name} saved (version {version}); replies use it from now on")
+                st.rerun()
+        versions = history(store, "template", name)
+        if versions and versions[0].value is not None:
+            sure = cols[2].checkbox(f"Yes, put {name} back as doorstep.toml has it", key="tpl_reset_sure")
+            if cols[1].button("Back to file version", key="tpl_reset", disabled=not sure):
+                version = save_setting(store, "template", name, None, user.username)
+                flash("success", f"template {name} is doorstep.toml's again (version {version})")
+                st.rerun()
+        if versions:
+            st.caption("Saved in the console")
+            st.dataframe([{"version": v.id, "by": v.author, "when": local_time(v.created_at, config),
+                           "text": "(doorstep.toml's)" if v.value is None else " ".join(str(v.value).split())[:80]}
+                          for v in versions], hide_index=True)
+    st.caption("Templates saved here are checked like doorstep.toml's, kept with every earlier version and audited; "
+               "the file's templates are the base.")
 
 
-def _alerts(config: Any) -> None:
+def _alerts(store: Any, config: Any) -> None:
+    """Alert rules: thresholds and switches a lead may change; destinations stay in doorstep.toml."""
+    from doorstep.team_settings import save_setting
+    from responders.config import alert_settings
+    from responders.team_settings import EDITABLE_ALERT_RULES, check_alert_rules
+
+    user = current_user()
+    editable = can(user, "edit_alerts")
     st.subheader("Alert rules")
-    if config.alerts:
-        st.json(redact_settings(config.alerts))
-    else:
-        st.caption("No alert rules configured ([alerts] in doorstep.toml).")
+    rules = alert_settings(config)
+    current: dict[str, Any] = {}
+    for rule in EDITABLE_ALERT_RULES:
+        value: Any = rules
+        for part in rule.key.split("."):
+            value = getattr(value, part)
+        current[rule.key] = value
+    with st.form("alert_rules"):
+        chosen: dict[str, Any] = {}
+        for rule in EDITABLE_ALERT_RULES:
+            key = f"alert_{rule.key}"
+            if rule.kind is bool:
+                chosen[rule.key] = st.checkbox(rule.label, value=bool(current[rule.key]), key=key, disabled=not editable)
+            elif rule.kind is int:
+                chosen[rule.key] = st.number_input(rule.label, value=current[rule.key], step=1, key=key,
+                                                   disabled=not editable)
+            else:
+                chosen[rule.key] = st.number_input(rule.label, value=None if current[rule.key] is None
+                                                   else float(current[rule.key]), key=key, disabled=not editable)
+        submitted = st.form_submit_button("Save alert rules", disabled=not editable)
+    if submitted:
+        changes = {k: (int(v) if isinstance(current[k], int) and not isinstance(current[k], bool) and v is not None else v)
+                   for k, v in chosen.items() if v != current[k]}
+        if not changes:
+            st.info("Nothing changed.")
+        else:
+            try:
+                check_alert_rules(config, changes)
+            except ConfigError as exc:  # one line naming the key
+                st.error(escape_md(str(exc)))
+            else:
+                for key, value in changes.items():
+                    save_setting(store, "alert_rule", key, value, user.username)
+                flash("success", "alert rules saved: " + ", ".join(f"{k} = {v}" for k, v in changes.items())
+                      + " (the worker picks them up within a minute)")
+                st.rerun()
+    destinations = {"slack": "set" if rules.slack_webhook_url else "not set", "e-mail": len(rules.email),
+                    "apprise": len(rules.apprise)}
+    st.caption(escape_md("Where alerts go (doorstep.toml and the environment only): "
+                         + " · ".join(f"{k}: {v}" for k, v in destinations.items())))
 
 
 def _users(store: Any) -> None:
@@ -179,10 +270,14 @@ def _users(store: Any) -> None:
                 set_role(store, who, role, actor=user.username)
                 flash("success", f"{who} is now {role}")
                 st.rerun()
+            sure = st.checkbox("Yes, remove this user (their open logins end at once)", key="uc_remove_sure")
             if c2.form_submit_button("Remove user"):
-                remove_user(store, who, actor=user.username)
-                flash("success", f"removed {who}")
-                st.rerun()
+                if not sure:
+                    st.error("Tick \"Yes, remove this user\" first: removing a user cannot be undone here.")
+                else:
+                    remove_user(store, who, actor=user.username)
+                    flash("success", f"removed {who}")
+                    st.rerun()
             if c3.form_submit_button("Unlock", help="Lift the lock after too many wrong passwords (audited)."):
                 was_locked = unlock_user(store, who, actor=user.username)
                 flash("success", f"unlocked {who}" if was_locked else f"{who} was not locked")
@@ -197,11 +292,12 @@ def render() -> None:
     sections = ["Templates", "Alert rules"]
     if can(user, "manage_brands"):
         sections = ["Brands and couriers", "Channels", *sections, "Users"]
-    tabs = dict(zip(sections, st.tabs(sections)))
+    # Keyed: after a save (a rerun) the lead stays on the tab they were working in.
+    tabs = dict(zip(sections, st.tabs(sections, key="settings_tab", on_change="rerun")))
     with tabs["Templates"]:
         _templates(store, config)
     with tabs["Alert rules"]:
-        _alerts(config)
+        _alerts(store, config)
     if "Users" in tabs:
         with tabs["Brands and couriers"]:
             _brands(config)

@@ -16,6 +16,7 @@ import streamlit as st
 
 from doorstep.config import Config
 from doorstep.models import Case, utcnow
+from doorstep.sla import next_due
 
 # Every ASCII punctuation character can be backslash-escaped in CommonMark; Streamlit adds
 # its own syntax on top (:color[...], :material/icon:, $math$), all built from these.
@@ -66,27 +67,41 @@ def _human(delta: timedelta) -> str:
 def sla_state(case: Case, now: datetime | None = None, amber_minutes: int = 60) -> tuple[str, str]:
     """("red" | "amber" | "green" | "grey", words) for the case's next SLA deadline.
 
-    Red: a due time has passed. Amber: the next one is within ``amber_minutes``.
+    Red: the next deadline of a running clock has passed. Amber: it is within ``amber_minutes``.
+    Grey: resolved, snoozed, or waiting on the customer (clocks paused, doorstep/sla.py).
+    "Overdue 16m" and "due in 2h" are wall-clock time; the deadlines themselves count
+    business hours.
     """
     now = now or utcnow()
     if case.status == "resolved":
         return "grey", "resolved"
     if case.snoozed_until and case.snoozed_until > now:
         return "grey", f"snoozed {_human(case.snoozed_until - now)}"
-    due: list[tuple[str, datetime]] = []
-    if case.first_response_at is None and case.first_response_due:
-        due.append(("first response", case.first_response_due))
-    if case.resolution_due:
-        due.append(("resolution", case.resolution_due))
-    if not due:
+    if case.status == "pending_customer":
+        return "grey", "waiting on customer (clock paused)"
+    nxt = next_due(case)
+    if nxt is None:
         return "grey", "no SLA"
-    overdue = [(what, at) for what, at in due if at < now]
-    if overdue:
-        what, at = min(overdue, key=lambda d: d[1])
+    what, at = nxt
+    if at < now:
         return "red", f"{what} overdue {_human(now - at)}"
-    what, at = min(due, key=lambda d: d[1])
     colour = "amber" if at - now <= timedelta(minutes=amber_minutes) else "green"
     return colour, f"{what} due in {_human(at - now)}"
+
+
+def sla_clock_line(case: Case, config: Config) -> str:
+    """The case's deadlines in the team's time zone, for the case header."""
+    parts = []
+    if case.first_response_at is None:
+        parts.append(f"first response due {local_time(case.first_response_due, config)}")
+    else:
+        parts.append(f"first response {local_time(case.first_response_at, config)}")
+    if case.next_response_due is not None:
+        parts.append(f"next response due {local_time(case.next_response_due, config)}")
+    parts.append(f"resolution due {local_time(case.resolution_due, config)}")
+    if case.status == "pending_customer" and case.sla_paused_at is not None:
+        parts.append(f"clocks paused since {local_time(case.sla_paused_at, config)}")
+    return " · ".join(parts) + f" ({config.timezone}; business hours)"
 
 
 _BADGE_COLOURS = {"red": "red", "amber": "orange", "green": "green", "grey": "gray"}
@@ -133,7 +148,7 @@ def get_store() -> Any:
     path = os.environ.get("DOORSTEP_DB") or default_db_path()
     held = st.session_state.get("_store")
     if held is None or held.path != path:
-        held = Store(path, busy_timeout_s=get_config().limits.busy_timeout_s)
+        held = Store(path, busy_timeout_s=file_config().limits.busy_timeout_s)
         st.session_state["_store"] = held
     return held
 
@@ -145,13 +160,35 @@ def _load_config(path: str | None, mtime: float) -> Config:
     return load_config(path)
 
 
-def get_config() -> Config:
+def file_config() -> Config:
+    """doorstep.toml as it is on disk (reloaded when the file changes)."""
     import os
     from pathlib import Path
 
     path = os.environ.get("DOORSTEP_CONFIG") or None
     mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
     return _load_config(path, mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _with_team_settings(_base: Config, _store: Any, base_key: tuple[Any, ...], stamp: int) -> Config:
+    from doorstep.team_settings import apply_settings
+
+    return apply_settings(_base, _store)
+
+
+def get_config() -> Config:
+    """The config in force: doorstep.toml with the templates and alert rules leads saved in the console."""
+    import os
+    from pathlib import Path
+
+    from doorstep.team_settings import settings_stamp
+
+    base = file_config()
+    store = get_store()
+    path = os.environ.get("DOORSTEP_CONFIG") or None
+    mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+    return _with_team_settings(base, store, (path, mtime, str(store.path)), settings_stamp(store))
 
 
 def current_user() -> Any:
@@ -170,6 +207,24 @@ def require(action: str) -> Any:
         st.error(f"Your role ({user.role}) cannot open this page; it needs {PERMISSIONS.get(action, 'admin')} or above.")
         st.stop()
     return user
+
+
+def open_inbox(**filters: str | None) -> None:
+    """Go to the inbox showing the open cases that match ``filters`` (brand, courier, intent...).
+
+    Why: a lead who sees "failed delivery" leading the dashboard wants those cases, not a
+    number. The inbox reads its filters from ``inbox_filters``; the boxes' own widget state is
+    dropped so they show the new choice instead of the last one.
+    """
+    chosen = {k: v for k, v in filters.items() if v}
+    st.session_state["inbox_filters"] = {**chosen, "offset": 0}
+    for key in ("inbox_brand", "inbox_courier", "inbox_channel", "inbox_intent", "inbox_assignee", "inbox_sla",
+                "inbox_search", "inbox_status"):
+        st.session_state.pop(key, None)
+    pages = st.session_state.get("_pages") or {}
+    if "inbox" in pages:
+        st.switch_page(pages["inbox"])
+    st.rerun()
 
 
 def open_case(case_id: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from doorstep.config import Config
@@ -49,7 +50,9 @@ class PriorityInputs:
     currency: str = "GBP"
     #: Every tracking status the case's shipment has had (e.g. {"in_transit", "exception"}).
     shipment_events: frozenset[str] = frozenset()
-    mention_count: int = 1
+    #: The customer's posts in the case that ask for something: praise and thanks are not
+    #: counted (see Store.contact_count), so a happy customer is never "repeat contact".
+    contacts: int = 1
 
 
 def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[str]]:
@@ -67,8 +70,8 @@ def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[
             factors.append((INTENT_LABELS[labels.intent], severity))
         if labels.urgency > 0.5:
             factors.append(("urgent wording", round(10.0 * labels.urgency, 1)))
-    if inputs.mention_count > 1:
-        factors.append(("repeat contact", min(16.0, 8.0 * (inputs.mention_count - 1))))
+    if inputs.contacts > 1:
+        factors.append(("repeat contact", min(16.0, 8.0 * (inputs.contacts - 1))))
     if inputs.followers >= config.priority.vip_followers:
         factors.append((f"{inputs.followers:,} followers", 12.0))
     elif inputs.followers >= 1000:
@@ -111,10 +114,15 @@ def band(score: float, config: Config) -> str:
     return "p4"
 
 
-def sla_due(score: float, start: datetime, config: Config) -> tuple[datetime, datetime]:
-    """(first response due, resolution due) for a case of this priority opened at ``start``."""
-    target = config.sla[band(score, config)]
-    return start + timedelta(minutes=target.first_response), start + timedelta(minutes=target.resolution)
+def sla_due(score: float, start: datetime, config: Config, brand: str | None = None) -> tuple[datetime, datetime]:
+    """(first response due, resolution due) for clocks of this priority started at ``start``,
+    counted in the brand's business hours (see doorstep/sla.py for pauses and later changes)."""
+    from doorstep.business_hours import calendar_for
+
+    target = config.sla_target(band(score, config), brand)
+    cal = calendar_for(config, brand, target.business_hours)
+    return (cal.add(start, timedelta(minutes=target.first_response)),
+            cal.add(start, timedelta(minutes=target.resolution)))
 
 
 def new_case(mention: Mention, link: Link, brand: str | None, courier: str | None) -> Case:
@@ -167,3 +175,80 @@ def absorb(case: Case, mention: Mention, link: Link) -> Case:
             link_confirmed=link.confirmed,
         )
     return case.model_copy(update=update)
+
+
+# ----------------------------------------------------------------- which case a post joins
+#: Link methods that name the order for certain: a number the customer quoted, or an agent's choice.
+#: A ``recent_order`` link is a guess and says nothing about which order the case is about.
+KNOWN_ORDER_METHODS = frozenset({"tracking_number", "order_number", "agent"})
+
+
+def known_order(case: Case) -> str | None:
+    """The order the case is about, if it is known (quoted or set by an agent), not guessed."""
+    return case.order_number if case.link_method in KNOWN_ORDER_METHODS else None
+
+
+def quoted_order(link: Link) -> str | None:
+    """The order a post names by quoting its order or tracking number (matched in the shop data)."""
+    return link.order_number if link.method in {"tracking_number", "order_number"} else None
+
+
+def may_reopen(case: Case, at: datetime, config: Config) -> bool:
+    """A resolved case takes a later post only within ``[cases] reopen_window_hours`` of its resolution."""
+    if case.status != "resolved":
+        return True
+    resolved = case.resolved_at or case.last_activity_at or case.opened_at
+    return resolved is not None and at - resolved <= timedelta(hours=config.cases.reopen_window_hours)
+
+
+def choose_case(mention: Mention, link: Link, brand: str | None, candidates: Sequence[Case], config: Config,
+                numbers_quoted_in: Callable[[Case], set[str]] | None = None) -> tuple[Case | None, str]:
+    """The case of its author that a post outside any known thread joins, and why (None: open a new one).
+
+    A case is one issue: one brand and, when known, one order. ``candidates`` are the author's
+    recent cases (by customer or handle) and, for a post that quotes a confirmed order, the
+    cases about that order. In order:
+
+    1. the same order or tracking number (open, or resolved within the reopen window);
+    2. otherwise an open case of the same brand (or a post naming no brand) whose last post is
+       within ``[cases] join_window_hours``, unless the post quotes a number (even one that matches
+       no order) that is not the case's known order nor one its posts quoted
+       (``numbers_quoted_in``), or one of the two is praise and the other not.
+
+    A post to another brand, or quoting another order, opens a new case; a post that is neither
+    in a resolved case's thread nor about its order never reopens it.
+    """
+    at = mention.created_at
+    post_order = quoted_order(link)
+    newest_first = sorted(candidates, key=lambda c: (c.last_activity_at or c.opened_at or at, c.id or 0), reverse=True)
+    if post_order:
+        for case in newest_first:
+            # A case's guessed order does not count: a guess must not pull a post into a case days later.
+            if post_order == known_order(case) and may_reopen(case, at, config):
+                return case, "same order"
+    window = timedelta(hours=config.cases.join_window_hours)
+    quoted = {n for n in (post_order, link.tracking_number if post_order else None, *link.unmatched_numbers) if n}
+    praise = _is_praise(mention)
+    for case in newest_first:
+        if case.status == "resolved":
+            continue
+        if brand and case.brand and brand != case.brand:
+            continue
+        # Praise is its own topic: "the lamp is gorgeous" is not part of a lost-parcel case.
+        if praise != (case.intent == "praise"):
+            continue
+        case_order = known_order(case)
+        if quoted and case_order and not quoted & {case_order, case.tracking_number}:
+            continue  # the post quotes a number, and not the case's order: another order
+        if quoted and not case_order and numbers_quoted_in is not None:
+            earlier = numbers_quoted_in(case)
+            if earlier and not quoted & earlier:
+                continue  # the case's posts quoted other numbers (none of them a known order)
+        last = case.last_activity_at or case.opened_at
+        if last is not None and abs(at - last) <= window:
+            return case, "same brand within the window"
+    return None, "new issue"
+
+
+def _is_praise(mention: Mention) -> bool:
+    return mention.labels is not None and mention.labels.intent == "praise"

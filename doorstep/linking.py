@@ -9,6 +9,11 @@ Privacy rule: anyone can type someone else's order number. A link made from a
 number alone is ``confirmed=False`` until the author's handle belongs to the order's
 customer or the post came through a private channel; the console and the reply
 templates must not reveal an unconfirmed order's details to the author.
+
+Honesty rule: a link is *confirmed* only by a number the order's own customer quoted (or
+sent privately) or by an agent who checked. The customer's most likely open order is a
+guess (``recent_order``, 40-70 %): it is shown as "possible order … — not confirmed" and
+treated like any unconfirmed link until confirmed.
 """
 
 from __future__ import annotations
@@ -103,6 +108,8 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
         return Link(customer_id=author_customer, method="handle", confidence=0.9, confirmed=True, unmatched_numbers=unmatched)
     best = candidates[0]
     # One open order is very likely the one; several make it a guess the agent should check.
+    # Either way it is a guess, never confirmed: only the number quoted by its customer, or an
+    # agent who checked, confirms an order (until then replies may not carry its details).
     confidence = 0.7 if len(candidates) == 1 else 0.4
     return Link(
         customer_id=author_customer,
@@ -110,7 +117,7 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
         tracking_number=best.tracking_number,
         method="recent_order",
         confidence=confidence,
-        confirmed=True,
+        confirmed=False,
         unmatched_numbers=unmatched,
     )
 
@@ -224,3 +231,35 @@ def order_owner_is_author(store: Store, case: Case) -> bool | None:
     if order is None:
         return None
     return store.customer_id_by_handle(case.channel or "", case.author_handle) == order.customer_id
+
+
+#: How each way of linking reads on the case page, when the link is confirmed.
+CONFIRMED_WORDS = {
+    "tracking_number": "its customer quoted the tracking number",
+    "order_number": "its customer quoted the order number",
+    "agent": "linked by an agent",
+    "thread": "from the conversation",
+    "handle": "the author's handle is on the customer record",
+}
+
+
+def describe_link(case: Case) -> str:
+    """The case's link in the team's words, never calling a guess confirmed.
+
+    "order ORD-1 · confirmed (its customer quoted the order number)";
+    "possible order ORD-1 (40 %) — not confirmed (the customer's most likely open order)";
+    "order ORD-1 quoted — not confirmed: nothing shows the author is its customer".
+    """
+    method = case.link_method
+    if not case.order_number:
+        if case.customer_id and case.link_confirmed:
+            return f"customer known, no order linked ({CONFIRMED_WORDS.get(method, method)})"
+        return "no order linked"
+    if case.link_confirmed:
+        return f"order {case.order_number} · confirmed ({CONFIRMED_WORDS.get(method, method)})"
+    if method in ("tracking_number", "order_number"):
+        return f"order {case.order_number} quoted — not confirmed: nothing shows the author is its customer"
+    if method == "agent":
+        return f"order {case.order_number} linked by an agent — not confirmed: its customer is not the author"
+    why = "the customer's most likely open order" if method == "recent_order" else "from the conversation"
+    return f"possible order {case.order_number} ({case.link_confidence * 100:.0f} %) — not confirmed ({why})"

@@ -28,10 +28,6 @@ from doorstep.store import OrderSummary, Store
 #: What :meth:`Store.shipment_brief` gives: (order number, courier, every tracking status it has had).
 ShipmentBrief = tuple[str, str, frozenset[str]]
 
-#: Case fields that hold a time (the store keeps them as UTC, to the second).
-CASE_TIMES = ("opened_at", "last_activity_at", "first_response_due", "resolution_due", "first_response_at",
-              "resolved_at", "snoozed_until")
-
 
 class ShopLookups:
     """Customers, orders and shipments as :func:`doorstep.linking.link_mention` and the priority
@@ -123,6 +119,7 @@ class BatchPosts:
         self._peaks: dict[int, Mention | None] = {}
         self._pending: list[Mention] = []
         self._pending_by_case: dict[int, list[Mention]] = {}
+        self._contacts: dict[int, int] = {}
 
     def prefetch_parents(self, mentions: Iterable[Mention]) -> None:
         """Read the stored posts these mentions reply to, in one query per channel and chunk."""
@@ -152,6 +149,18 @@ class BatchPosts:
                 self._fold_peak(case_id, mention)
         return self._peaks[case_id]
 
+    def case_texts(self, case_id: int) -> list[str]:
+        """:meth:`Store.case_post_texts` with the pending posts (those last, whatever their time)."""
+        pending = [m.text for m in self._pending_by_case.get(case_id, ())]
+        return self.store.case_post_texts(case_id) + pending
+
+    def contacts(self, case_id: int) -> int:
+        """:meth:`Store.contact_count` with the pending posts: the case's posts that ask for something."""
+        if case_id not in self._contacts:
+            self._contacts[case_id] = self.store.contact_count(case_id) + sum(
+                1 for m in self._pending_by_case.get(case_id, ()) if asks_for_something(m))
+        return self._contacts[case_id]
+
     def new_case(self, case_id: int) -> None:
         """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it."""
         self._peaks[case_id] = None
@@ -166,6 +175,8 @@ class BatchPosts:
         self._pending_by_case.setdefault(case_id, []).append(mention)
         if case_id in self._peaks:
             self._fold_peak(case_id, mention)
+        if case_id in self._contacts and asks_for_something(mention):
+            self._contacts[case_id] += 1
 
     def flush(self) -> list[int]:
         """Write the pending posts (oldest handled first, as one at a time would) and set their ids."""
@@ -180,6 +191,17 @@ class BatchPosts:
         # Strictly more serious: of equals, the earlier post (lower id) stays the peak.
         if peak is None or _seriousness(mention) > _seriousness(peak):
             self._peaks[case_id] = mention
+
+
+def asks_for_something(mention: Mention) -> bool:
+    """What :meth:`Store.contact_count` counts: an inbound post that is neither praise nor thanks
+    (positive and no complaint); a post without labels counts."""
+    labels = mention.labels
+    if mention.outbound:
+        return False
+    if labels is None:
+        return True
+    return labels.intent != "praise" and not (labels.sentiment == "positive" and not labels.complaint)
 
 
 def _seriousness(mention: Mention) -> tuple[int, float]:
@@ -265,9 +287,8 @@ def _rank(case: Case) -> tuple[bool, int]:
 def as_stored(case: Case) -> Case:
     """A copy of ``case`` as reading it back from the store gives it: times in UTC, to the whole second."""
     update = {}
-    for name in CASE_TIMES:
-        value = getattr(case, name)
-        if value is not None:
+    for name, value in case.__dict__.items():
+        if isinstance(value, datetime):
             stored = _stored_time(value)
             if stored != value or stored.tzinfo is not value.tzinfo:
                 update[name] = stored

@@ -28,6 +28,8 @@ Definitions (the tests recompute each with straight SQL):
 - *resolution rate*: cases opened in the window that are resolved (``resolved_at`` set) / cases
   opened in the window.
 - *escalations*: outbound messages of kind ``escalation`` created in the window, not cancelled.
+- A case an agent merged into another (``merged_into`` set) is not a case of its own in any of
+  these figures: its posts and clocks are the kept case's.
 - *active shipments* of a courier: shipments with at least one tracking event in the window.
 """
 
@@ -175,8 +177,9 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
 
     cases = list(
         db.query(
+            # A case merged into another is part of that issue, not one of its own.
             "select id, opened_at, first_response_at, first_response_due, resolved_at from cases c "
-            f"where c.opened_at >= ? and c.opened_at < ?{bclause}",
+            f"where c.opened_at >= ? and c.opened_at < ? and c.merged_into is null{bclause}",
             [lo, hi, *bparams],
         )
     )
@@ -235,11 +238,15 @@ def headline_comparison(store: Store, start: datetime, end: datetime, tz: TzLike
     now = headline(store, start, end, tz, brand)
     prev_start, prev_end = previous_window(start, end, tz)
     before = headline(store, prev_start, prev_end, tz, brand)
+    # A previous window without a single mention is no baseline (the shop was not listening
+    # yet): "+737 mentions" against it would read as a surge. No change is stated then.
+    empty_before = before["mentions"] == 0
     out: dict[str, dict[str, Any]] = {}
     for key in HEADLINE_KEYS:
-        value, previous = now[key], before[key]
+        value, previous = now[key], (None if empty_before else before[key])
         change = None if value is None or previous is None else value - previous
-        entry = {"value": value, "previous": previous, "change": change, "lower_is_better": key in LOWER_IS_BETTER}
+        entry = {"value": value, "previous": previous, "change": change, "lower_is_better": key in LOWER_IS_BETTER,
+                 "previous_empty": empty_before}
         if key in ("mentions", "complaints", "escalations"):
             entry["change_pct"] = _ratio(change or 0, previous) if previous else None
         out[key] = entry
@@ -567,7 +574,7 @@ def notable_cases(store: Store, start: datetime, end: datetime, tz: TzLike, bran
             "from cases c left join customers cu on cu.id = c.customer_id "
             "where ((c.opened_at >= ? and c.opened_at < ?) or (c.last_activity_at >= ? and c.last_activity_at < ?)"
             "  or (c.first_response_due >= ? and c.first_response_due < ?)"
-            f"  or (c.resolution_due >= ? and c.resolution_due < ?)){bclause}",
+            f"  or (c.resolution_due >= ? and c.resolution_due < ?)) and c.merged_into is null{bclause}",
             [lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, *bparams],
         )
     )
@@ -657,7 +664,7 @@ def listener_status(store: Store, start: datetime, end: datetime, tz: TzLike, br
 
 
 def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: str | None = None,
-              min_expected: float = 5.0) -> list[dict[str, Any]]:
+              min_expected: float = 5.0, now: datetime | None = None) -> list[dict[str, Any]]:
     """Stretches of local hours with no mentions on a channel that normally has traffic.
 
     The expected count of each hour comes from the channel's hour-of-day profile over the
@@ -665,10 +672,12 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
     hours is a gap when at least ``min_expected`` mentions were expected in it, and at least
     ln(100 x the window's expected mentions): a busy week has hundreds of short lulls, and only
     a silence that healthy traffic would show in under 1 % of weeks is a listener that stopped.
-    ``brand`` is ignored (a dead listener silences every brand).
+    ``brand`` is ignored (a dead listener silences every brand). Only hours that have passed
+    by ``now`` count: tomorrow's hours are not silent, they have not happened.
     """
     lo, hi = _bounds(start, end)
     zone = _zone(tz)
+    passed_by = min(end, now or utcnow())
     base_start = start - timedelta(days=28)
     db = store.db
     channels = [r[0] for r in db.execute(
@@ -677,7 +686,7 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
     ).fetchall()]
     hours: list[datetime] = []
     cursor = start
-    while cursor < end:
+    while cursor + timedelta(hours=1) <= passed_by:
         hours.append(cursor)
         cursor += timedelta(hours=1)
     out = []

@@ -21,13 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
-from doorstep.cases import PriorityInputs, absorb, new_case, score_priority, sla_due
+from doorstep import sla
+from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
+from doorstep.contact_history import mark_answered
 from doorstep.linking import Evidence, find_numbers, link_mention
 from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
-from doorstep.models import Case, Labels, Mention
+from doorstep.models import Case, Labels, Link, Mention
 from doorstep.store import Store
 
 
@@ -129,8 +132,7 @@ class Pipeline:
 
     def _read_ahead(self, fresh: list[Mention]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
-        store = self.store
-        batch = _Batch(ShopLookups(store), BatchPosts(store), BatchCases(store))
+        batch = self._new_batch()
         t0 = time.perf_counter()
         for mention in fresh:
             if not mention.outbound:
@@ -153,6 +155,9 @@ class Pipeline:
         batch.cases.prefetch_threads(threads)
         return batch
 
+    def _new_batch(self) -> _Batch:
+        return _Batch(ShopLookups(self.store), BatchPosts(self.store), BatchCases(self.store))
+
     def _ingest_one(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
         t0 = time.perf_counter()
         store = self.store
@@ -167,14 +172,17 @@ class Pipeline:
         if thread_case is None and parent is not None and parent[1] is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = batch.cases.get(parent[1])
+        while thread_case is not None and thread_case.merged_into:
+            # An agent merged the conversation's case into another: its posts live on there.
+            thread_case = batch.cases.get(thread_case.merged_into)
 
         if mention.outbound:
-            # Our own reply: it joins the thread and stops the first-response clock.
+            # Our own reply: it joins the thread and stops the first (or next) response clock.
             mention.case_id = thread_case.id if thread_case else None
             self._store_mention(mention, result, batch)
-            if thread_case is not None and thread_case.first_response_at is None:
-                batch.cases.written(store.save_case(
-                    thread_case.model_copy(update={"first_response_at": mention.created_at}), thread_case))
+            answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
+            if thread_case is not None and answered:
+                batch.cases.written(store.save_case(thread_case.model_copy(update=answered), thread_case))
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -183,22 +191,18 @@ class Pipeline:
         t_link = time.perf_counter() - t1
         result.timings["link"] += t_link
 
-        case = thread_case or store.open_case_for(
-            channel=mention.channel,
-            customer_id=link.customer_id if link.confirmed else None,
-            order_number=link.order_number if link.confirmed else None,
-            author_handle=mention.author_handle,
-        )
-        shipment = batch.shop.shipment_brief(link.tracking_number) if link.tracking_number else None
         brand = next((n for n in mention.matched if n in self._brands), None)
+        case = self._choose_case(mention, link, brand, thread_case, hinted is not None, batch)
+        shipment = batch.shop.shipment_brief(link.tracking_number) if link.tracking_number else None
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
         if case is None:
-            # A new case is written once, whole: scored before its insert (its one post is its
-            # peak), then the post is stored into it. Version 2, as when it was inserted and then
-            # saved, so nothing reading versions sees a difference.
+            # A new case is written once, whole: scored and its clocks started before its insert
+            # (its one post is its peak), then the post is stored into it. Version 2, as when it
+            # was inserted and then saved, so nothing reading versions sees a difference.
             case = new_case(mention, link, brand, courier)
             case.mention_count = 1
             self._prioritise(case, mention, batch)
+            sla.start_clocks(case, mention.created_at, self.config)
             case.version += 1
             case.id = store.insert_case(case)
             batch.cases.written(case)
@@ -207,9 +211,10 @@ class Pipeline:
             store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id
             self._store_mention(mention, result, batch)
+            mark_answered(store, case.id, mention.created_at)
             result.timings["store"] += time.perf_counter() - t0 - t_link
             return
-        before = case
+        before = old = case
         if case.status == "resolved":
             store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
         case = absorb(case, mention, link)
@@ -217,17 +222,57 @@ class Pipeline:
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
         self._store_mention(mention, result, batch)
+        # An answer to a follow-up or question we sent privately: the channel learner's evidence.
+        mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
         self._prioritise(case, mention, batch)
+        if old.status == "resolved":
+            sla.start_clocks(case, mention.created_at, self.config)
+        else:
+            sla.customer_wrote(case, old, mention.created_at, self.config)
         batch.cases.written(store.save_case(case, before))
         result.timings["store"] += time.perf_counter() - t0 - t_link
+
+    def _choose_case(self, mention: Mention, link: Link, brand: str | None, thread_case: Case | None,
+                     hinted: bool, batch: _Batch) -> Case | None:
+        """The case the post joins (None: it opens one). One case is one issue (see cases.choose_case):
+        the conversation's case, unless it was resolved longer ago than the reopen window, else one
+        of the author's cases about the same order, or the same brand within the join window."""
+        if thread_case is not None and (hinted or may_reopen(thread_case, mention.created_at, self.config)):
+            return thread_case
+        order = quoted_order(link)
+        if brand is None and order:
+            summary = batch.shop.order_summary(order)
+            brand = summary.brand if summary else None
+        candidates = self.store.author_cases(
+            channel=mention.channel, author_handle=mention.author_handle, customer_id=link.customer_id,
+            order_number=order if link.confirmed else None,
+            resolved_since=mention.created_at - timedelta(hours=self.config.cases.reopen_window_hours))
+
+        def numbers_quoted_in(case: Case) -> set[str]:
+            """Order and tracking numbers the case's customer posts quoted, matched or not (asked only
+            when a post quoting a number may join a case whose order is not known)."""
+            numbers: set[str] = set()
+            for text in batch.posts.case_texts(case.id):  # type: ignore[arg-type]
+                evidence = find_numbers(text, self.config)
+                numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
+            return numbers
+
+        return choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]
 
     def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
         """Written with the rest of the batch when it ends (Store.insert_mentions), in this order."""
         batch.posts.add(mention)
         result.stored += 1
+
+    def reprioritise(self, case: Case, newest: Mention) -> None:
+        """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py), and
+        work its SLA clocks out again from the posts it now holds."""
+        self._prioritise(case, newest, self._new_batch())
+        if case.id is not None:
+            sla.replay(case, self.store.mentions_for_case(case.id), self.config)
 
     def _prioritise(self, case: Case, mention: Mention, batch: _Batch) -> None:
         """Score the case on its most serious post, in the context of everything we know.
@@ -257,14 +302,11 @@ class Pipeline:
                 order_total=order.total if order else None,
                 currency=order.currency if order else "GBP",
                 shipment_events=shipment[2] if shipment else frozenset(),
-                mention_count=case.mention_count,
+                # One post is never a repeat contact: count (one query) only when there are more.
+                contacts=batch.posts.contacts(case.id) if case.id and case.mention_count > 1 else 1,
             ),
             self.config,
         )
-        first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
-        if case.first_response_at is None:
-            case.first_response_due = first_due
-        case.resolution_due = resolution_due
 
 
 @dataclass

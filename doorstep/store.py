@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from sqlite_utils.migrations import Migrations
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from doorstep.redaction import redact_details
+from doorstep.sla import CLOCK_FIELDS, queue_fields
 from doorstep.models import (
     OPEN_CASE_STATUSES,
     AuditEvent,
@@ -63,17 +64,23 @@ OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
 #: The inbox's equality filters (columns of ``cases`` and fields of ``InboxQuery``).
 INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
 
-#: A case's next due time: first response while unanswered, then resolution. The inbox's "due"
-#: order and its index (m008) use this exact text.
-CASE_DUE_SQL = "(case when first_response_at is null then first_response_due else resolution_due end)"
+#: The inbox's due order (doorstep.sla.queue_fields, stored on every write): cases owing the customer
+#: an answer first, soonest answer deadline first; then cases owing a resolution, soonest first;
+#: then cases whose clocks are paused (waiting on the customer) or stopped.
+CASE_DUE_SQL = "due_key"
 
-#: The inbox's orders: priority (the default), next due time first, newest case first. Each
-#: walks a partial index over open cases, so a page stops after its rows.
+#: The inbox's orders: priority (the default: band P1 first, then the due order within the band),
+#: the due order, newest case first. Each walks a partial index over open cases (m013, m008), so
+#: a page stops after its rows.
 INBOX_SORTS = {
-    "priority": "priority desc, id desc",
+    "priority": f"priority_band, {CASE_DUE_SQL}, priority desc, id desc",
     "due": f"{CASE_DUE_SQL}, id",
     "newest": "opened_at desc, id desc",
 }
+
+#: Which snoozed cases the inbox lists: "hide" (the default queue: they come back when the
+#: snooze ends or the customer writes), "only" (the "snoozed" filter) or "include".
+SNOOZE_VIEWS = ("hide", "only", "include")
 
 #: A customer's phone number with spaces, dashes, brackets, dots and "+" taken out, so "+44 7700
 #: 900434" is found as "447700900434" too (indexed by this exact text, m008).
@@ -501,13 +508,139 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
     its author's handle whatever the case, and customers by name, e-mail or phone
     (``customers_fts``, kept by triggers).
     """
-    db.execute(f"create index if not exists idx_cases_open_due on cases ({CASE_DUE_SQL}, id) where {OPEN_CASES_SQL}")
+    # The due order as it was before m013 replaced it with the stored due_key (this exact text).
+    due = "(case when first_response_at is null then first_response_due else resolution_due end)"
+    db.execute(f"create index if not exists idx_cases_open_due on cases ({due}, id) where {OPEN_CASES_SQL}")
     db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
     db.execute("create index if not exists idx_cases_tracking_number on cases (tracking_number)")
     db.execute("create index if not exists idx_cases_author_handle_nocase on cases (author_handle collate nocase)")
     db.execute(f"create index if not exists idx_customers_phone_digits on customers ({PHONE_DIGITS_SQL})")
     if "customers_fts" not in db.table_names():
         db["customers"].enable_fts(["name", "email", "phone"], create_triggers=True, tokenize="unicode61")
+
+
+@MIGRATIONS()
+def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None:
+    """Courier updates posted through a courier link, and every private question or follow-up's fate.
+
+    ``courier_updates`` holds what a courier posted on its signed link (``responders/courier_link.py``);
+    the unique (tracking_number, update_id) makes a re-posted update a no-op. ``contact_attempts``
+    records, for every follow-up or question we send a customer, the channel, the local send hour
+    and whether (and how fast) they answered: the history the channel learner
+    (``responders/channel_learner.py``) chooses the next channel and hour from.
+    """
+    db["courier_updates"].create(
+        {"id": int, "tracking_number": str, "update_id": str, "case_id": int, "courier": str, "status": str,
+         "text": str, "received_at": str, "message_id": int},
+        pk="id", if_not_exists=True,
+    )
+    db["courier_updates"].create_index(["tracking_number", "update_id"], unique=True, if_not_exists=True)
+    db["courier_updates"].create_index(["tracking_number", "received_at"], if_not_exists=True)
+    db["contact_attempts"].create(
+        {"message_id": int, "case_id": int, "customer_id": str, "brand": str, "rule": str, "channel": str,
+         "send_hour": int, "planned_at": str, "chosen_by": str, "answered_at": str, "answer_minutes": float},
+        pk="message_id", if_not_exists=True,
+    )
+    db["contact_attempts"].create_index(["case_id", "answered_at"], if_not_exists=True)
+    db["contact_attempts"].create_index(["customer_id"], if_not_exists=True)
+    db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
+@MIGRATIONS()
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+    """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
+
+    ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
+    (``address_key``: the phone's digits or the lower-cased address, so a reply finds it), its
+    reply token, expiry, and once answered the answer, what it was understood as and what it
+    triggered. ``answers``: every inbound reply seen, keyed by channel and the channel's own id,
+    so a reply delivered twice is handled once. ``callbacks``: a call back offered on a case, the
+    slot the customer picked, its SLA deadline and outcome.
+    """
+    db["questions"].create(
+        {"id": int, "case_id": int, "customer_id": str, "rule": str, "channel": str, "target": str,
+         "address_key": str, "message_id": int, "mail_id": str, "token": str, "asked_at": str, "expires_at": str,
+         "status": str, "answer": str, "answer_kind": str, "answer_channel": str, "answered_at": str,
+         "slot_at": str, "action": str},
+        pk="id", if_not_exists=True,
+    )
+    db["questions"].create_index(["case_id"], if_not_exists=True)
+    db["questions"].create_index(["address_key", "status"], if_not_exists=True)
+    db["questions"].create_index(["token"], unique=True, if_not_exists=True)
+    db["questions"].create_index(["status", "expires_at"], if_not_exists=True)
+    db["answers"].create(
+        {"id": int, "channel": str, "external_id": str, "sender": str, "text": str, "received_at": str,
+         "question_id": int, "case_id": int, "kind": str, "outcome": str},
+        pk="id", if_not_exists=True,
+    )
+    db["answers"].create_index(["channel", "external_id"], unique=True, if_not_exists=True)
+    db["callbacks"].create(
+        {"id": int, "case_id": int, "question_id": int, "reason": str, "offered_by": str, "offered_at": str,
+         "status": str, "phone": str, "slot_at": str, "slot_text": str, "requested_at": str, "due_at": str,
+         "breached_at": str, "outcome": str, "outcome_by": str, "outcome_at": str},
+        pk="id", if_not_exists=True,
+    )
+    db["callbacks"].create_index(["case_id"], if_not_exists=True)
+    db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m013_sla_clocks(db: sqlite_utils.Database) -> None:
+    """SLA clocks that pause, restart per unanswered post and count business hours (branch ``sla``).
+
+    New case columns (doorstep/sla.py): the oldest unanswered customer post (``awaiting_since``),
+    the "next response" deadline, when the clocks paused (waiting on the customer), the
+    priority band, and, derived from those on every write, the next deadline while the clocks
+    run (``due_at``, ``due_kind``: what the red and amber states and the alerts read) and the
+    due order's key (``due_key``). The queue's two orders walk ``idx_cases_open_queue`` (band,
+    then due) and ``idx_cases_open_due`` (due); the facet counts' covering index gains the
+    snooze and the next deadline, so counting overdue ones never reads the table, and
+    ``idx_cases_open_snooze`` finds the (few) snoozed cases: the default queue's counts are
+    "every open case minus the snoozed ones". Existing cases get the old meaning (first response while unanswered, else
+    resolution; pending cases paused since their last activity) until their next change.
+    """
+    for column in ("awaiting_since", "next_response_due", "sla_paused_at", "priority_band", "due_at", "due_kind",
+                   "due_key"):
+        if column not in db["cases"].columns_dict:
+            db["cases"].add_column(column, str)
+    db.execute("update cases set priority_band = case when priority >= 70 then 'p1' when priority >= 50 then 'p2' "
+               "when priority >= 30 then 'p3' else 'p4' end")
+    db.execute("update cases set sla_paused_at = coalesce(last_activity_at, opened_at) where status = 'pending_customer'")
+    answer_owed = "first_response_at is null and first_response_due is not null"
+    db.execute(
+        f"update cases set due_at = case when {answer_owed} and (resolution_due is null or first_response_due "
+        "<= resolution_due) then first_response_due else resolution_due end, "
+        f"due_kind = case when {answer_owed} and (resolution_due is null or first_response_due <= resolution_due) "
+        "then 'first response' when resolution_due is not null then 'resolution' end, "
+        f"due_key = case when {answer_owed} then '1 ' || first_response_due when resolution_due is not null "
+        "then '2 ' || resolution_due else '3' end where status in ('new', 'open', 'escalated')")
+    db.execute("update cases set due_key = '3' where due_key is null")
+    db.execute("drop index if exists idx_cases_open_due")
+    db.execute(f"create index if not exists idx_cases_open_due on cases (due_key, id) where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_queue on cases (priority_band, due_key, priority desc, id desc) "
+               f"where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_snooze on cases (snoozed_until) where {OPEN_CASES_SQL}")
+    db.execute("drop index if exists idx_cases_open_facets")
+    db.execute(
+        "create index if not exists idx_cases_open_facets on cases (resolution_due, brand, courier, intent, channel, "
+        f"assignee, status, first_response_at, first_response_due, snoozed_until, due_at) where {OPEN_CASES_SQL}"
+    )
 
 
 @dataclass(frozen=True)
@@ -539,12 +672,18 @@ class InboxQuery:
     intent: str | None = None
     assignee: str | None = None
     search: str | None = None
-    #: "breached" (due time passed), "due_soon" (within the hour) or None.
+    #: "breached" (a running clock's deadline passed), "due_soon" (within the hour) or None.
     sla_state: str | None = None
+    #: Snoozed cases: "hide" (default), "only" or "include" (see SNOOZE_VIEWS).
+    snoozed: str = "hide"
+    #: The moment "overdue", "due soon" and "snoozed" are judged at (default: now); tests pass a fake clock.
+    now: datetime | None = None
     limit: int = 50
     offset: int = 0
     #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
     sort: str = "priority"
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
+    waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1145,7 +1284,8 @@ class Store:
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown case fields: {', '.join(sorted(unknown))}")
-        row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items() if k in changes}
+        row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items()
+               if k in changes or k in _QUEUE_COLUMNS}
         with self.transaction():
             cursor = self.db.execute(
                 f"update cases set {', '.join(f'{k} = ?' for k in row)}{',' if row else ''} version = version + 1, "
@@ -1155,7 +1295,8 @@ class Store:
             if cursor.rowcount == 0:
                 current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
                 raise StaleCaseError(case_id, expected_version, current[0], current[1])
-            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items()})
+            # What the person changed; the SLA clocks it moved follow from that (doorstep/sla.py).
+            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS})
         return self._require_case(case_id)
 
     def _require_case(self, case_id: int) -> Case:
@@ -1199,6 +1340,53 @@ class Store:
                 f"and status in ({_marks(statuses)})", [channel, *chunk, *statuses])]
         return found
 
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
+        """The cases a new post of this author may join (see cases.choose_case), newest activity first.
+
+        The author's cases on any channel (by customer) or on this channel (by handle), and the
+        cases about ``order_number`` (pass it only for an order the author is known to own): every
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
+        """
+        probes: list[str] = []
+        params: list[Any] = []
+        if customer_id:
+            probes.append("customer_id = ?")
+            params.append(customer_id)
+        if author_handle:
+            probes.append("(channel = ? and author_handle = ?)")
+            params += [channel, author_handle]
+        if order_number:
+            probes.append("order_number = ?")
+            params.append(order_number)
+        if not probes:
+            return []
+        rows = self.rows(
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
+            [*params, iso(resolved_since), limit],
+        )
+        return [_case_from_row(r) for r in rows]
+
+    def case_post_texts(self, case_id: int) -> list[str]:
+        """The texts of the customer's posts in a case (not ours), oldest first."""
+        return [r[0] for r in self.db.execute(
+            "select text from mentions where case_id = ? and outbound = 0 order by created_at, id", [case_id])]
+
+    def contact_count(self, case_id: int) -> int:
+        """The customer's posts in the case that ask for something, for "repeat contact".
+
+        Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
+        thank you!") are not counted: a happy customer writing twice is not a repeat contact.
+        Posts not yet classified count.
+        """
+        row = self.db.execute(
+            "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+        return int(row[0])
+
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
         where, params = self._inbox_where(query or InboxQuery())
@@ -1209,9 +1397,14 @@ class Store:
         # itself (no ANALYZE statistics) SQLite would sort every open case. With a search or a
         # filter the matching cases are few or indexed by the filter, so the planner chooses.
         index = ""
-        if (q.sort != "priority" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
+        if q.snoozed == "only" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search:
+            if self._indexes is None:
+                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
+            index = " indexed by idx_cases_open_snooze" if "idx_cases_open_snooze" in self._indexes else ""
+        elif (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
                 and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
-            name = {"due": "idx_cases_open_due", "newest": "idx_cases_open_opened"}[q.sort]
+            name = {"priority": "idx_cases_open_queue", "due": "idx_cases_open_due",
+                    "newest": "idx_cases_open_opened"}[q.sort]
             if self._indexes is None:
                 self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
             index = f" indexed by {name}" if name in self._indexes else ""
@@ -1220,6 +1413,11 @@ class Store:
 
     def inbox_count(self, query: InboxQuery | None = None) -> int:
         q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:
+            # Every case minus the snoozed ones: each count walks the index made for it (the snoozed
+            # are few), where testing the snooze of every open case would read them all.
+            return (self.inbox_count(replace(q, snoozed="include"))
+                    - self.inbox_count(replace(q, snoozed="only")))
         where, params = self._inbox_where(q, for_count=True)
         index = self._count_index(q)
         return int(self.db.execute(f"select count(*) from cases{index} where {where}", params).fetchone()[0])
@@ -1229,6 +1427,11 @@ class Store:
         if column not in {*INBOX_FILTER_COLUMNS, "status"}:
             raise ValueError(f"not a facet: {column}")
         q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:  # as in inbox_count: all minus the snoozed
+            counts = self.inbox_facets(column, replace(q, snoozed="include"))
+            for value, n in self.inbox_facets(column, replace(q, snoozed="only")).items():
+                counts[value] -= n
+            return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda item: -item[1]))
         where, params = self._inbox_where(q)
         # Grouping by the bare column lets an index in that column's order answer the
         # unfiltered counts without sorting; NULL is named "(none)" here instead of in SQL.
@@ -1259,7 +1462,9 @@ class Store:
         if tuple(q.statuses) != OPEN_CASE_STATUSES:
             return ""
         filters = [column for column in INBOX_FILTER_COLUMNS if getattr(q, column) and column != grouped]
-        if q.sla_state or len(filters) > 1 or (grouped and filters):
+        if q.snoozed == "only" and not q.sla_state:
+            name = "idx_cases_open_snooze"  # the few snoozed cases, found by their snooze's end
+        elif q.sla_state or q.snoozed != "include" or len(filters) > 1 or (grouped and filters):
             name = "idx_cases_open_facets"
         elif grouped or filters:
             name = f"idx_cases_open_{grouped or filters[0]}"
@@ -1372,18 +1577,35 @@ class Store:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        now = iso(utcnow())
-        # Listing: the unary + keeps SQLite walking the open-by-priority index (stop at 50)
-        # instead of collecting every breached case and sorting. Counting: no +, so the
-        # covering SLA index answers without reading the table.
+        moment = q.now or utcnow()
+        now = iso(moment)
+        # Listing: the unary + keeps SQLite walking the queue's index (stop at 50) instead of
+        # collecting every breached case and sorting. Counting: no +, so the covering facets
+        # index (m013) answers without reading the table.
         plus = "" if for_count else "+"
+        if q.snoozed not in SNOOZE_VIEWS:
+            raise ValueError(f"not a snooze view: {q.snoozed} (choose {', '.join(SNOOZE_VIEWS)})")
+        if q.snoozed == "hide":
+            clauses.append(f"({plus}snoozed_until is null or {plus}snoozed_until <= ?)")
+            params.append(now)
+        elif q.snoozed == "only":
+            clauses.append("snoozed_until > ?")  # a range of idx_cases_open_snooze
+            params.append(now)
         if q.sla_state == "breached":
-            clauses.append(f"((first_response_at is null and {plus}first_response_due < ?) or {plus}resolution_due < ?)")
-            params += [now, now]
+            clauses.append(f"{plus}due_at < ?")
+            params.append(now)
         elif q.sla_state == "due_soon":
-            soon = iso(datetime.fromtimestamp(utcnow().timestamp() + 3600, timezone.utc))
-            clauses.append("first_response_at is null and first_response_due between ? and ?")
+            soon = iso(datetime.fromtimestamp(moment.timestamp() + 3600, timezone.utc))
+            clauses.append(f"{plus}due_at >= ? and {plus}due_at <= ?")
             params += [now, soon]
+        if q.waiting == "answer":
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
+            params.append(now)
+        elif q.waiting == "callback":
+            clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
+                           "and coalesce(slot_at, requested_at) <= ?)")
+            params.append(now)
         if q.search and _fts_query(q.search):
             clauses.append("id in (select value from json_each(?))")
             params.append(json.dumps(self.search_cases(q.search)))
@@ -1605,7 +1827,13 @@ _CASE_TIMES = (
     "first_response_at",
     "resolved_at",
     "snoozed_until",
+    "awaiting_since",
+    "next_response_due",
+    "sla_paused_at",
 )
+
+#: Columns derived from a case on every write (doorstep.sla.queue_fields): the inbox's orders and SLA states.
+_QUEUE_COLUMNS = ("due_at", "due_kind", "due_key", "priority_band")
 
 
 def _case_row(c: Case) -> dict[str, Any]:
@@ -1615,6 +1843,7 @@ def _case_row(c: Case) -> dict[str, Any]:
     row["priority_reasons"] = _json(c.priority_reasons)
     row["complaint"] = int(c.complaint)
     row["link_confirmed"] = int(c.link_confirmed)
+    row.update(queue_fields(c, iso))
     return row
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 CHANNELS = ("x", "mastodon", "bluesky", "webhook")
 
@@ -128,7 +128,7 @@ def listen(ctx: Context, channel: str | None, once: bool, classifier: str | None
 def emulate(service: str, feed: Path | None, port: int, me_handle: str | None, page_delay: float,
             accounts: tuple[str, ...]) -> None:
     """Serve a local X API v2 on 127.0.0.1 (point X_API_BASE_URL at it)."""
-    from listeners.x_emulator import XEmulator
+    from standins.x_emulator import XEmulator
 
     me = {"username": me_handle, "name": me_handle} if me_handle else None
     tokens = {}

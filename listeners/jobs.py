@@ -1,6 +1,6 @@
 """Worker jobs of the listeners: one polling job per configured channel, plus the webhook server.
 
-The worker (doorstep/worker.py) calls ``run_once`` every ``interval_s``. A round that failed
+The worker (commands/worker.py) calls ``run_once`` every ``interval_s``. A round that failed
 raises :class:`ListenerError` after its health record is written, so the worker logs it too;
 the next tick tries again.
 """

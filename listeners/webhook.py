@@ -282,7 +282,7 @@ class WebhookServer:
 
     def __init__(self, db: str | Path | Store, config: Config, *, classifier: Any = None,
                  settings: WebhookSettings | None = None, secret: str | None = None,
-                 host: str | None = None, port: int | None = None):
+                 host: str | None = None, port: int | None = None, replies: bool | None = None):
         self.settings = settings or channel_settings(config, "webhook")
         self.secret = secret or self.settings.secret
         if not self.secret:
@@ -297,6 +297,17 @@ class WebhookServer:
         self.host = host or self.settings.host
         self.port = self.settings.port if port is None else port
         self._server: InboundServer | None = None
+        # Customers' SMS and e-mail replies (POST /sms, POST /mail) on the same application.
+        self.replies: Any = None
+        if replies is None:
+            from responders.config import responders_settings
+
+            replies = responders_settings(config).dialogue.enabled
+        if replies:
+            from listeners.replies import ReplyEndpoints
+
+            self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock,
+                                          classifier=self.pipeline.classifier)
 
     @property
     def url(self) -> str:
@@ -307,7 +318,8 @@ class WebhookServer:
         return self._server.open_connections if self._server is not None else 0
 
     def start(self) -> WebhookServer:
-        self._server = InboundServer(self.endpoint.routes(), self.limits, host=self.host, port=self.port).start()
+        routes = [*self.endpoint.routes(), *(self.replies.routes() if self.replies is not None else [])]
+        self._server = InboundServer(routes, self.limits, host=self.host, port=self.port).start()
         self.port = self._server.port
         # Listening is the webhook's "round": health shows it up (not "never") before the first
         # sender, so refused strangers alone cannot make it look broken.

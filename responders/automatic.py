@@ -125,7 +125,8 @@ def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None)
 
 def _recheck_alert(store: Store, facts: Facts, case: Any) -> str | None:
     if facts.rule == "alert:sla_breach":
-        if case.first_response_at is not None:
+        if case.first_response_at is not None and case.awaiting_since is None:
+            # answered: no first response and no next response owed (doorstep/sla.py)
             return "the case has been answered since the alert was written"
         if case.status not in ("new", "open"):
             return f"the case is {case.status.replace('_', ' ')}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 
 @click.command()
@@ -36,7 +36,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     if (text is None) == (template is None):
         raise click.UsageError("give exactly one of --text or --template")
     try:
-        body = text if text is not None else render_template(ctx.store, ctx.config, case_id, template or "", agent=actor)
+        from doorstep.team_settings import apply_settings
+
+        config = apply_settings(ctx.config, ctx.store)  # templates leads saved in the console count too
+        body = text if text is not None else render_template(ctx.store, config, case_id, template or "", agent=actor)
         message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
                               account=account)
     except (ReplyRejected, TemplateError) as exc:
@@ -154,4 +157,33 @@ def proactive(ctx: Context, measure: bool, window_days: float) -> None:
     click.echo(f"opened {len(opened)} proactive case(s): {', '.join(map(str, opened)) or '-'}")
 
 
-commands: list[click.Command] = [reply, escalate, outbox, proactive]
+@click.command("courier-page")
+@click.option("--host", default=None, help="Address to listen on (default: [responders.courier_link] host).")
+@click.option("--port", type=int, default=None, help="Port (default: [responders.courier_link] port).")
+@pass_ctx
+def courier_page(ctx: Context, host: str | None, port: int | None) -> None:
+    """Serve the couriers' pages: the signed links in courier escalations open them (Ctrl-C stops)."""
+    import time
+
+    from doorstep.config import ConfigError
+    from responders.courier_link import LinkUnavailable, _key, settings_of
+    from responders.courier_page import CourierPageServer
+
+    try:
+        _key(ctx.config)
+    except (LinkUnavailable, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        server = CourierPageServer(ctx.store, ctx.config, host=host, port=port).start()
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"courier pages on {server.url}/courier/... (links point at base_url "
+               f"{settings_of(ctx.config).base_url})", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+commands: list[click.Command] = [reply, escalate, outbox, proactive, courier_page]

@@ -16,7 +16,7 @@ import re
 from datetime import datetime, time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from doorstep.config import Config, ConfigError, config_source, secret
 
@@ -86,6 +86,8 @@ class FollowUpRule(_Section):
     quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
     #: Template (name or source) for the follow-up text.
     template: str = "follow_up"
+    #: A question rule (``[responders.dialogue.questions.NAME]``) the follow-up asks instead of the template.
+    question: str | None = None
 
     @field_validator("channels")
     @classmethod
@@ -108,6 +110,9 @@ class FollowUp(FollowUpRule):
 
 class Proactive(_Section):
     enabled: bool = True
+    #: Proactive reason (``attempt_failed``, ``exception``, ``no_scan``) -> the question rule its
+    #: message asks (``[responders.dialogue.questions.NAME]``); with one, ``message`` is implied.
+    questions: dict[str, str] = Field(default_factory=dict)
     #: Tracking statuses that open a proactive case.
     statuses: list[str] = Field(default_factory=lambda: ["attempt_failed", "exception"])
     #: A shipment in transit with no scan for this many days opens a proactive case too.
@@ -119,6 +124,140 @@ class Proactive(_Section):
     lookback_days: float = Field(default=7.0, gt=0)
 
 
+class Step(_Section):
+    """What one kind of answer triggers; every key that is set is done, in this order."""
+
+    #: Escalate to this target (``courier``, a named audience, ``email:ADDR`` ...), once per question.
+    escalate: str | None = None
+    #: Schedule the case's call back at the slot the customer proposed ("yes": as soon as possible).
+    callback: bool = False
+    #: An internal note on the case; ``{answer}`` and ``{slot}`` are filled in.
+    note: str | None = None
+    #: Set the case's status.
+    status: str | None = None
+    #: Hand the case to a person: it goes back to ``open`` and the timeline says why.
+    human: bool = False
+
+    @field_validator("status")
+    @classmethod
+    def _known_status(cls, value: str | None) -> str | None:
+        from doorstep.models import CASE_STATUSES
+
+        if value is not None and value not in CASE_STATUSES:
+            raise ValueError(f"unknown case status {value!r}; expected one of {', '.join(CASE_STATUSES)}")
+        return value
+
+    def describe(self) -> str:
+        parts = [f"escalate to {self.escalate}"] if self.escalate else []
+        parts += ["schedule the call back"] if self.callback else []
+        parts += [f"note “{self.note}”"] if self.note else []
+        parts += [f"status {self.status}"] if self.status else []
+        parts += ["hand to a person"] if self.human else []
+        return ", ".join(parts) or "nothing"
+
+
+class QuestionRule(_Section):
+    """A closed question a message may ask, and the next step for each kind of answer."""
+
+    #: The message (a template: Jinja2, the case's variables), e.g. "... Reply YES or NO".
+    text: str
+    #: An unanswered question stops waiting after this many hours (a late answer goes to a person).
+    expires_hours: float = Field(default=72.0, gt=0)
+    yes: Step = Field(default_factory=lambda: Step(human=True))
+    no: Step = Field(default_factory=lambda: Step(human=True))
+    time: Step = Field(default_factory=lambda: Step(human=True))
+    other: Step = Field(default_factory=lambda: Step(human=True))
+
+    @field_validator("text")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        from responders.templates import TemplateError, compile_source
+
+        try:
+            compile_source(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+#: The questions Doorstep knows without configuration (doorstep.toml may override or add).
+BUILT_IN_QUESTIONS: dict[str, dict[str, Any]] = {
+    "redeliver": {
+        "text": "Hi {{ first_name }}, {{ courier }} could not deliver your order {{ order_number }}. Shall we ask "
+                "{{ courier }} to redeliver it? Reply YES or NO (or tell us a day that suits you).",
+        "yes": {"escalate": "courier", "note": "The customer asked for a redelivery ({answer})."},
+        "no": {"note": "The customer does not want a redelivery ({answer}).", "status": "open"},
+        "time": {"note": "The customer proposed {slot} for the redelivery ({answer}).", "human": True},
+        "other": {"human": True},
+    },
+    "callback": {
+        "text": "Hi {{ first_name }}, would you like us to call you about your order {{ order_number }}? Reply with "
+                "a day and time that suits you (e.g. \"Thursday after 2\"), YES for as soon as we can, or NO.",
+        "yes": {"callback": True},
+        "time": {"callback": True},
+        "no": {"note": "The customer does not want a call back ({answer})."},
+        "other": {"human": True},
+    },
+}
+
+
+class CallbackRules(_Section):
+    """When Doorstep offers a call back by itself, and the call-back task's SLA."""
+
+    #: The rules below offer call backs by themselves (off by default: it writes to customers unasked).
+    #: An agent's "Offer a call back" works either way.
+    enabled: bool = False
+    #: How the offer is sent (the customer's contact data comes from the order record).
+    channels: list[str] = Field(default_factory=lambda: ["sms", "email"])
+    #: The question rule that offers it.
+    question: str = "callback"
+    #: The call must be made within this many minutes of the slot the customer picked.
+    sla_minutes: float = Field(default=120.0, gt=0)
+    #: Offer to VIP customers.
+    vip: bool = True
+    #: Offer when the customer has written this many times on one case (None: never).
+    contacts: int | None = Field(default=3, ge=2)
+    #: Offer when the order is worth more than this (None: never).
+    order_value_over: float | None = Field(default=None, gt=0)
+    #: Offer when the parcel has had no scan for this many days (None: never).
+    stuck_days: float | None = Field(default=3.0, gt=0)
+    #: Only cases active within this many days are considered.
+    lookback_days: float = Field(default=7.0, gt=0)
+    #: The care desk's phone for a bridged call through Twilio's voice API (Twilio rings the desk,
+    #: then dials the customer); ``$NAME`` reads the environment. Unset: click-to-call (``tel:``) only.
+    bridge_desk_phone: str | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for channel in value:
+            if channel not in ("email", "sms"):
+                raise ValueError(f"unknown call-back channel {channel!r}; expected email or sms")
+        return value
+
+
+class Dialogue(_Section):
+    """Questions customers can answer (``[responders.dialogue]``)."""
+
+    enabled: bool = True
+    #: Extra or overriding question rules: ``[responders.dialogue.questions.NAME]``.
+    questions: dict[str, QuestionRule] = Field(default_factory=dict)
+    #: The public URL Twilio posts SMS replies to (its signature covers the URL); default: as received.
+    sms_webhook_url: str | None = None
+    #: Secret for the inbound mail endpoint's HMAC (``X-Doorstep-Signature``); ``$NAME`` reads the env.
+    mail_secret: str = "$DOORSTEP_MAIL_SECRET"
+    #: How often the worker reads new DMs and public replies for answers.
+    interval_s: float = Field(default=30.0, gt=0)
+
+    def rule(self, name: str) -> QuestionRule:
+        if name in self.questions:
+            return self.questions[name]
+        if name in BUILT_IN_QUESTIONS:
+            return QuestionRule.model_validate(BUILT_IN_QUESTIONS[name])
+        known = ", ".join(sorted({*BUILT_IN_QUESTIONS, *self.questions}))
+        raise ConfigError(f"no question rule {name!r}; known: {known} ([responders.dialogue.questions.NAME])")
+
+
 class Escalation(_Section):
     #: Named audiences: ``[responders.escalation.targets.team]``, ``...targets.lead``.
     targets: dict[str, Target] = Field(default_factory=dict)
@@ -128,6 +267,81 @@ class Escalation(_Section):
     auto_sla_minutes: float | None = Field(default=15.0, gt=0)
     #: The audience of automatic escalations.
     auto_target: str = "lead"
+
+
+class ChannelLearner(_Section):
+    """Choose each follow-up's channel and send hour per customer ([responders.channel_learner]).
+
+    A Beta-Bernoulli Thompson sampler over (channel, local hour) arms, each customer's own
+    answers on top of a prior pooled from the brand's customers (see
+    ``responders/channel_learner.py`` and the README). Off by default: with it on, a follow-up
+    may wait up to a day for the hour the customer answers at.
+    """
+
+    enabled: bool = False
+    #: Local send hours to choose from (those inside the rule's quiet hours are never used).
+    hours: list[int] = Field(default_factory=lambda: [8, 10, 12, 14, 16, 18, 20])
+    #: An answer later than this many hours after the message does not count as answering it.
+    answer_window_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+    #: Pseudo-answers the pooled rate of similar customers is worth in a customer's prior.
+    prior_strength: float = Field(default=2.0, ge=2, le=1000)
+    #: How far (in hours) a customer's answer or silence at one hour counts for the same channel's
+    #: other hours (a Gaussian kernel; 0: each hour learns alone).
+    hour_bandwidth: float = Field(default=2.5, ge=0, le=12)
+    #: A brand's pool needs this many settled attempts; below it the pool of all brands is used.
+    min_pool: int = Field(default=30, ge=0)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one hour (0-23)")
+        for hour in value:
+            if not 0 <= hour <= 23:
+                raise ValueError(f"hour {hour} is not 0-23")
+        return sorted(set(value))
+
+
+class CourierLink(_Section):
+    """The courier's signed, expiring link to one shipment's page ([responders.courier_link])."""
+
+    #: Put a link in every courier escalation (needs the secret below to be set).
+    enabled: bool = True
+    #: Where couriers reach the page (``doorstep courier-page`` serves it); links are BASE/courier/...
+    base_url: str = "http://127.0.0.1:8766"
+    #: Address and port ``doorstep courier-page`` listens on.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+    #: Signing key of the links: ``$NAME`` reads the environment or $DOORSTEP_SECRETS_FILE, never the file.
+    secret: str = "$COURIER_LINK_SECRET"
+    #: How long a link works after the escalation.
+    valid_hours: float = Field(default=72.0, gt=0, le=24 * 90)
+    #: Longest update text a courier may post, in characters; the body limit of a post, in bytes.
+    max_update_chars: int = Field(default=500, ge=10, le=10_000)
+    max_body_bytes: int = Field(default=8192, ge=256, le=1_000_000)
+    #: Updates one link may post per hour (more are answered 429).
+    max_updates_per_hour: int = Field(default=20, ge=1, le=10_000)
+    #: What a courier update does for the customer: "off"; "approval" (a message waits on the
+    #: Approvals page for an agent); "send" (the template goes out without waiting).
+    customer_message: str = "approval"
+    #: Template (name or source) of that message; ``courier_update`` is the courier's text.
+    template: str = "courier_update"
+    #: Channels to reach the customer on, in order (contact data from the order record).
+    channels: list[str] = Field(default_factory=lambda: ["email", "sms"])
+
+    @field_validator("customer_message")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("off", "approval", "send"):
+            raise ValueError(f"unknown value {value!r}; expected off, approval or send")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
 
 
 class Approval(_Section):
@@ -187,7 +401,25 @@ class Responders(_Section):
     followup: FollowUp = Field(default_factory=FollowUp)
     proactive: Proactive = Field(default_factory=Proactive)
     approval: Approval = Field(default_factory=Approval)
+    dialogue: Dialogue = Field(default_factory=Dialogue)
+    callback: CallbackRules = Field(default_factory=CallbackRules)
+    channel_learner: ChannelLearner = Field(default_factory=ChannelLearner)
+    courier_link: CourierLink = Field(default_factory=CourierLink)
     template_limits: TemplateLimits = Field(default_factory=TemplateLimits)
+
+    @model_validator(mode="after")
+    def _questions_exist(self) -> Responders:
+        """Every question a rule names must exist, so a typo fails at start-up, not at the first parcel."""
+        known = {*BUILT_IN_QUESTIONS, *self.dialogue.questions}
+        named = {f"proactive.questions.{reason}": name for reason, name in self.proactive.questions.items()}
+        named["callback.question"] = self.callback.question
+        if self.followup.question:
+            named["followup.question"] = self.followup.question
+        for key, name in named.items():
+            if name not in known:
+                raise ValueError(f"{key}: no question rule {name!r}; known: {', '.join(sorted(known))} "
+                                 "(add [responders.dialogue.questions.NAME])")
+        return self
 
     @field_validator("tracking_urls")
     @classmethod

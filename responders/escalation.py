@@ -5,7 +5,8 @@ Targets:
 * a named audience from ``[responders.escalation.targets.NAME]`` (``team``, ``lead``, ...) with
   any of ``slack_webhook_url`` (Slack incoming webhook, via slack_sdk), ``email`` and ``apprise``;
 * ``courier``: the case's courier, by ``escalation_email`` and/or ``escalation_webhook`` from its
-  ``[[couriers]]`` entry. The webhook body is JSON with the order, tracking number, the customer's
+  ``[[couriers]]`` entry, each with a signed, expiring link to the shipment's courier page
+  (responders/courier_link.py). The webhook body is JSON with the order, tracking number, the customer's
   complaint and the tracking timeline, signed with HMAC-SHA256 (``X-Doorstep-Signature:
   sha256=HEX`` over ``TIMESTAMP.BODY``, ``X-Doorstep-Timestamp``) using ``webhook_secret``;
 * ad hoc: ``email:ADDRESS``, ``slack:$ENV_OR_URL``, ``webhook:URL``, ``apprise:URL``.
@@ -138,12 +139,20 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
     routes = _routes(config, case, target)
     brief = case_brief(store, config, case)
     text = _text(brief, note, actor, config, target)
+    link = _courier_link(store, config, case, actor) if target == "courier" else None
+    if link is not None:
+        from responders.courier_link import expires_text
+
+        text += (f"\n\nSee this shipment and post updates (this link shows this parcel only and works until "
+                 f"{expires_text(link[1], config)}):\n{link[0]}")
     base = key or _key("escalation", case_id, target, note, actor, iso(utcnow()))
     messages = []
     for channel, ref in routes:
         if channel == "webhook":
             body = webhook_payload({"event": "case.escalated", "escalated_by": actor, "note": note,
-                                    "reason": reason, **brief})
+                                    "reason": reason, **brief,
+                                    **({"courier_link": link[0], "courier_link_expires_at": iso(link[1])}
+                                       if link else {})})
         else:
             body = text
         messages.append(enqueue(store, kind="escalation", channel=channel, text=body, actor=actor,
@@ -153,6 +162,20 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
     update_case_retrying(store, case_id, actor,
                          lambda c: {"status": "escalated"} if c.status != "escalated" else {})
     return messages
+
+
+def _courier_link(store: Store, config: Config, case: Case, actor: str) -> tuple[str, datetime] | None:
+    """A signed link to the courier page for this case's shipment (None when switched off or not possible)."""
+    from responders.courier_link import LinkUnavailable, make_link
+
+    if not responders_settings(config).courier_link.enabled or not case.tracking_number or case.id is None:
+        return None
+    try:
+        return make_link(config, case.id, case.tracking_number)
+    except LinkUnavailable as exc:
+        store.audit(actor, "courier.link.unavailable", case.id, {"reason": str(exc)})
+        log.warning("courier escalation of case %s goes without a link: %s", case.id, exc)
+        return None
 
 
 def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None) -> list[int]:
@@ -165,16 +188,13 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
         return []
     now = now or utcnow()
     horizon = iso(now + timedelta(minutes=settings.auto_sla_minutes))
+    # due_at is the next deadline of a running clock (doorstep/sla.py): none while the case
+    # waits on the customer, and a snoozed case's deadlines already lie after its snooze.
     rows = list(store.db.query(
-        "select id, first_response_due, resolution_due, first_response_at from cases "
-        "where status in ('new', 'open') and ("
-        "(first_response_at is null and first_response_due <= ?) or resolution_due <= ?)",
-        [horizon, horizon]))
+        "select id, due_at, due_kind from cases where status in ('new', 'open') and due_at <= ?", [horizon]))
     escalated = []
     for row in rows:
-        which = "first response" if row["first_response_at"] is None and row["first_response_due"] and \
-            row["first_response_due"] <= horizon else "resolution"
-        due = row["first_response_due"] if which == "first response" else row["resolution_due"]
+        which, due = row["due_kind"] or "resolution", row["due_at"]
         key = _key("auto-sla", row["id"], which, due)
         if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
             continue

@@ -23,13 +23,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from doorstep.cases import PriorityInputs, score_priority, sla_due
+from doorstep import sla
+from doorstep.cases import PriorityInputs, score_priority
 from doorstep.config import Config
+from doorstep.contact_history import record_attempt
 from doorstep.models import Case, Customer, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
 from responders.automatic import record
-from responders.outbox import _key, enqueue
+from responders.channel_learner import plan_contact
+from responders.outbox import _key, enqueue, get_message
 from responders.templates import TemplateError, case_variables, list_templates, render_source
 
 log = logging.getLogger("doorstep.followup")
@@ -71,9 +74,13 @@ def _render(store: Store, config: Config, case: Case, template: str) -> str:
 
 def _private_message(store: Store, config: Config, case: Case, rule_channels: list[str], template: str, kind: str,
                      key: str, actor: str, now: datetime, quiet: QuietHours | None, subject: str,
-                     reply_message_id: int | None = None) -> Any:
+                     reply_message_id: int | None = None, learner_cache: dict[Any, Any] | None = None) -> Any:
     customer = store.get_customer(case.customer_id) if case.customer_id else None
-    contact = _contact(customer, rule_channels)
+    # With [responders.channel_learner] on, the customer's own history picks channel and hour.
+    plan = None
+    if responders_settings(config).channel_learner.enabled:
+        plan = plan_contact(store, config, customer, case.brand, rule_channels, quiet, now, cache=learner_cache)
+    contact = (plan.channel, plan.address) if plan else _contact(customer, rule_channels)
     if contact is None:
         store.audit(actor, f"{kind}.skipped", case.id, {"reason": "no contact channel (missing or opted out)"})
         return None
@@ -85,8 +92,15 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
         return None
     if channel == "email":
         text = f"Subject: {subject}\n\n{text}"
+    not_before = next_allowed(plan.send_at if plan else now, quiet, config)
     message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
-                      target=address, not_before=next_allowed(now, quiet, config))
+                      target=address, not_before=not_before)
+    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                   brand=case.brand, rule=kind, channel=channel, planned_at=not_before, tz=config.tz,
+                   chosen_by="learner" if plan else "rule")
+    if plan:
+        store.audit(actor, "channel_learner.choice", case.id,
+                    {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
     # The facts it was written from are re-checked immediately before it is sent (responders/automatic.py).
     return record(store, config, message, kind, reply_message_id=reply_message_id)
 
@@ -103,6 +117,7 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
     settings = responders_settings(config).followup
     now = now or utcnow()
     queued: list[int] = []
+    learner_cache: dict[Any, Any] = {}
     candidates = store.db.query(
         "select distinct c.id from cases c join outbound_messages o on o.case_id = c.id "
         "where o.kind = 'reply' and o.channel in ('x', 'mastodon', 'bluesky') and c.status in ('new', 'open', "
@@ -138,8 +153,17 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
         subject = f"About your order {case.order_number}" if case.order_number else "Following up"
         # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
         template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
-        message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
-                                   now, rule.quiet_hours, subject, reply_message_id=reply["id"])
+        if rule.question:
+            from responders.dialogue import ask
+
+            asked = ask(store, config, case, rule.question, channels=rule.channels, actor="follow-up", kind="follow_up",
+                        key=key, now=now, subject=subject, not_before=next_allowed(now, rule.quiet_hours, config),
+                        quiet=rule.quiet_hours, learner_cache=learner_cache)
+            message = get_message(store, asked.message_id) if asked and asked.message_id else None
+        else:
+            message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
+                                       now, rule.quiet_hours, subject, reply_message_id=reply["id"],
+                                       learner_cache=learner_cache)
         if message is not None:
             store.audit("follow-up", "follow_up.queue", case.id,
                         {"message_id": message.id, "channel": message.channel, "why": why,
@@ -197,13 +221,27 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
                            currency=order.currency, shipment_events=frozenset(e.status for e in shipment.events)),
             config)
         case.priority, case.priority_reasons = score, [f"proactive: {PROACTIVE_REASON[reason]}", *reasons]
-        case.first_response_due, case.resolution_due = sla_due(score, now, config)
+        sla.start_clocks(case, now, config)
         with store.transaction():
             case.id = store.insert_case(case)
             store.audit("proactive", "case.open.proactive", case.id,
                         {"reason": reason, "tracking_number": tracking_number, "event_at": iso(event_at)})
         opened.append(case.id)
-        if rule.message:
+        question = rule.questions.get(reason)
+        if question:
+            # A closed question ("Shall we ask UPS to redeliver? Reply YES or NO"): the answer, on
+            # any channel, triggers the rule's next step (responders/dialogue.py).
+            from responders.dialogue import ask
+
+            quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
+            asked = ask(store, config, case, question, channels=rule.channels, actor="proactive", kind="outreach",
+                        key=_key("outreach", case.id, tracking_number, reason), now=now,
+                        subject=f"An update on your order {order.number}", not_before=next_allowed(now, quiet, config),
+                        quiet=quiet)
+            if asked is not None:
+                store.audit("proactive", "outreach.queue", case.id, {"message_id": asked.message_id,
+                                                                     "channel": asked.channel, "question": question})
+        elif rule.message:
             quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
             message = _private_message(store, config, case, rule.channels, "proactive", "outreach",
                                        _key("outreach", case.id, tracking_number, reason), "proactive", now, quiet,

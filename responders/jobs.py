@@ -1,6 +1,6 @@
 """Worker jobs of the responders: the outbox sender, alerts, SLA escalations, follow-ups, proactive cases.
 
-Each runs on its own worker thread (doorstep/worker.py), so alerts and escalations never wait
+Each runs on its own worker thread (commands/worker.py), so alerts and escalations never wait
 for a slow channel's sends, and the sender's channels do not wait for each other either.
 Each job is cheap when there is nothing to do (one indexed query), so short intervals are fine.
 A job that raises is logged by the worker and retried on its next tick; the outbox's rows and
@@ -13,7 +13,7 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.store import Store
-from doorstep.worker import FunctionJob, Job
+from doorstep.jobs import FunctionJob, Job
 from responders.config import alert_settings, responders_settings
 
 
@@ -38,4 +38,12 @@ def jobs(store: Store, config: Config, pipeline: Any) -> list[Job]:
         out.append(FunctionJob("follow-up", 300.0, lambda: run_followups(store, config)))
     if settings.proactive.enabled:
         out.append(FunctionJob("proactive", 900.0, lambda: run_proactive(store, config)))
+    if settings.dialogue.enabled:
+        from responders.dialogue import run_callback_rules, run_housekeeping, scan_mentions
+
+        # Answers by DM or public reply, expired questions, call-back SLA breaches.
+        out.append(FunctionJob("dialogue", settings.dialogue.interval_s,
+                               lambda: (scan_mentions(store, config), run_housekeeping(store, config))))
+        if settings.callback.enabled:
+            out.append(FunctionJob("callback-rules", 300.0, lambda: run_callback_rules(store, config)))
     return out

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from doorstep import sla
 from doorstep.config import Config
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
@@ -478,13 +479,20 @@ def cancel(store: Store, message_id: int, actor: str) -> OutboundMessage:
     return get_message(store, message_id)
 
 
-def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]]) -> Case | None:
-    """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile."""
+def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]],
+                         config: Config | None = None) -> Case | None:
+    """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile.
+
+    With ``config``, a status or snooze change moves the SLA clocks too (doorstep/sla.py: paused while
+    waiting on the customer, resumed when that ends).
+    """
     for _ in range(5):
         case = store.get_case(case_id)
         if case is None:
             return None
         changes = change(case)
+        if changes and config is not None:
+            changes = sla.follow(case, changes, utcnow(), config)
         if not changes:
             return case
         try:
@@ -597,7 +605,8 @@ class Outbox:
             self._after_reply(message, now)
 
     def _after_reply(self, message: OutboundMessage, now: datetime) -> None:
-        """A reply stops the first-response clock; a question hands the case to the customer."""
+        """A reply stops the first (or next) response clock; a question hands the case to the customer,
+        which pauses its clocks until they answer (doorstep/sla.py)."""
         def change(case: Case) -> dict[str, Any]:
             changes: dict[str, Any] = {}
             status = case.status
@@ -610,7 +619,8 @@ class Outbox:
                 status = "open"
             if status != case.status:
                 changes["status"] = status
-            return changes
+            changes = sla.follow(case, changes, now, self.config, answered_at=now if message.kind == "reply" else None)
+            return {k: v for k, v in changes.items() if getattr(case, k) != v}
 
         update_case_retrying(self.store, message.case_id, self.actor, change)  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ given privately confirms the link (``doorstep.linking``: a private channel prove
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Mention, OutboundMessage, utcnow
@@ -78,6 +79,9 @@ def plan_private(store: Store, config: Config, case_id: int, *, channel: str | N
     if post is None:
         return _email_plan(store, config, case_id, account)
     dm_channel = DM_CHANNELS.get(post.channel, post.channel)
+    if post.channel in PUBLIC_CHANNELS and _opted_out(store, case, "dm"):
+        # Answering a DM the customer sent us is a conversation; a DM we start after STOP is not.
+        raise ReplyRejected("the customer opted out of direct messages (STOP): answer them publicly or where they write")
     sender = choose_account(store, config, case, dm_channel, post, account)
     if post.channel in ("x", "x_dm"):
         recipient = post.author_id if post.author_id and post.author_id.isdigit() else f"@{post.author_handle}"
@@ -90,6 +94,14 @@ def plan_private(store: Store, config: Config, case_id: int, *, channel: str | N
                        f"@{post.author_handle}" if post.author_handle else recipient)
 
 
+def _opted_out(store: Store, case: Any, channel: str) -> bool:
+    """Whether the case's (confirmed) customer asked us not to write to them on ``channel``."""
+    if not case.link_confirmed or not case.customer_id:
+        return False
+    customer = store.get_customer(case.customer_id)
+    return customer is not None and (channel in customer.opt_out or "all" in customer.opt_out)
+
+
 def _email_plan(store: Store, config: Config, case_id: int, account: str | None) -> PrivatePlan:
     case = store.get_case(case_id)
     assert case is not None
@@ -99,6 +111,8 @@ def _email_plan(store: Store, config: Config, case_id: int, account: str | None)
     customer = store.get_customer(case.customer_id)
     if customer is None or not customer.email:
         raise ReplyRejected("no e-mail address on the order record")
+    if _opted_out(store, case, "email"):
+        raise ReplyRejected("the customer opted out of e-mail")
     sender = choose_account(store, config, case, "email", None, account)
     return PrivatePlan("email", sender.handle if sender else None, customer.email, None)
 

@@ -15,7 +15,7 @@ import pytest
 from doorstep.config import Config, brand_accounts, parse_config
 from doorstep.models import Customer, Order, Shipment, TrackingEvent
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.accounts import AccountChoiceNeeded
 from responders.outbox import Outbox, ReplyRejected, get_message, queue_reply
 from test_outbox import NOW, later, make_case
@@ -109,7 +109,14 @@ def test_a_merged_case_answers_each_post_from_the_brand_it_was_written_to(store:
     Pipeline(store, config, KeywordClassifier()).ingest([Mention(
         channel="x", external_id=newest["id"], text=newest["text"], created_at=NOW + timedelta(minutes=5),
         author_handle="sienna_l")])
-    assert len(store.mentions_for_case(case_id)) == 2  # the author's two posts share one case
+    # A post to the other brand opens a case of its own (one brand per case); the agent merges the two.
+    other = store.mention_by_external_id("x", newest["id"]).case_id  # type: ignore[union-attr]
+    assert other != case_id
+    from doorstep.regroup import merge_cases
+
+    merge_cases(store, config, case_id, store.get_case(case_id).version, other,  # type: ignore[union-attr]
+                store.get_case(other).version, "agent")  # type: ignore[union-attr]
+    assert len(store.mentions_for_case(case_id)) == 2  # the author's two posts now share one case
     message = queue_reply(store, config, case_id, "@sienna_l we're on it", "agent")
     send_all(store, config)
     (posted,) = emulator.posted

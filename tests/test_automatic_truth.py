@@ -9,7 +9,7 @@ import pytest
 
 from doorstep.models import Mention
 from doorstep.store import Store, iso
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.automatic import ApprovalError, approve, pending_approval, reject
 from responders.followup import run_followups
 from responders.outbox import Outbox, get_message, queue_reply

@@ -43,7 +43,7 @@ def test_inbox_row_marks_the_failed_send(db: Store) -> None:
     table = at.dataframe[0].value
     frame = table.data if hasattr(table, "data") else table
     row = frame[frame["case"] == case_id]
-    assert list(row["delivery"]) == ["⚠ escalation failed"]
+    assert "⚠ escalation failed" in list(row["flags"])[0]
 
 
 def test_approvals_page_approves_and_rejects(db: Store) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -32,7 +33,7 @@ from console import {module}
 
 @pytest.fixture(scope="module")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from tests.conftest import KeywordClassifier
 
     path = tmp_path_factory.mktemp("console") / "demo.db"
@@ -418,6 +419,13 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     from responders.templates import TemplateError, list_templates, render_template
 
     config = load_config(DEMO_CONFIG)
+    # A guessed order is never confirmed by itself: the agent confirms it by linking it (their own order).
+    from doorstep.linking import override_link
+
+    for case_id, number, version in db.db.execute(
+            "select id, order_number, version from cases where link_method = 'recent_order' and channel = 'x' and "
+            "status != 'resolved'").fetchall():
+        override_link(db, case_id, version, "ann", order_number=number)
     rows = db.db.execute("select id, order_number from cases where link_confirmed = 1 and channel = 'x' and "
                          "status != 'resolved' and order_number is not null order by priority desc").fetchall()
     fillable = []
@@ -464,7 +472,7 @@ def test_failed_message_can_be_retried(db: Store) -> None:
 
 # ------------------------------------------------------------------------- CLI
 def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = str(tmp_path / "cli.db")
     runner = CliRunner()
@@ -515,6 +523,30 @@ def test_dashboard_renders_charts(db: Store) -> None:
     assert len(at.get("vega_lite_chart")) == 5
 
 
+def test_dashboard_shows_answer_rates_by_channel_and_hour(db: Store) -> None:
+    from datetime import datetime, timezone
+
+    from doorstep.contact_history import record_attempt
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    for i, (channel, hours_ago, answered) in enumerate([("sms", 80, True), ("sms", 80, False), ("email", 100, False)]):
+        sent = now - timedelta(hours=hours_ago)
+        cursor = db.db.execute(
+            "insert into outbound_messages (kind, channel, target, text, status, attempts, idempotency_key, created_at, "
+            "sent_at) values ('follow_up', ?, 'x', 'hello', 'sent', 1, ?, ?, ?)",
+            [channel, f"answer-rate-test:{i}", sent.isoformat(), sent.isoformat()])
+        record_attempt(db, message_id=cursor.lastrowid, case_id=None, customer_id=f"A{i}", brand=None,  # type: ignore[arg-type]
+                       rule="follow_up", channel=channel, planned_at=sent, tz=ZoneInfo("Europe/London"))
+        if answered:
+            db.db.execute("update contact_attempts set answered_at = ?, answer_minutes = 12 where message_id = ?",
+                          [(sent + timedelta(minutes=12)).isoformat(), cursor.lastrowid])
+    at = page("dashboard", "lee", db)
+    assert not at.exception, at.exception
+    assert "Answers to our messages by channel and hour" in [s.value for s in at.subheader]
+    assert "1 of 3 messages answered (33%)" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 6
+
+
 def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
     from doorstep.reports import weeks_with_data
     from doorstep.config import load_config
@@ -527,8 +559,15 @@ def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
     at = page("reports", "ann", db)
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Weekly reports"]
-    weeks = weeks_with_data(db, load_config(DEMO_CONFIG))
-    assert at.selectbox(key="report_week").options == weeks
+    from doorstep.models import utcnow
+    from doorstep.reports import last_complete_week, week_of
+
+    config = load_config(DEMO_CONFIG)
+    weeks = weeks_with_data(db, config)
+    current = week_of(utcnow(), config.tz)
+    assert at.selectbox(key="report_week").options == [f"{w} (in progress)" if w == current else w for w in weeks]
+    # The week a report is about by default is the last complete one, not the one still filling up.
+    assert at.selectbox(key="report_week").value == last_complete_week(utcnow(), config.tz)
     sends = at.dataframe[0].value
     assert list(sends["status"]) == ["failed"] and list(sends["last error"]) == ["SMTP 451 try later"]
     at.button(key="report_render").click().run()

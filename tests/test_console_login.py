@@ -85,7 +85,7 @@ def test_admin_unlocks_a_user_in_settings(db: Store) -> None:
 
 
 def test_cli_user_unlock_mirrors_settings(db: Store) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     _lock("bob")
     result = CliRunner().invoke(cli, ["--db", str(db.path), "user", "unlock", "bob"])

@@ -34,7 +34,7 @@ def _logged_in(at: AppTest) -> bool:
 
 
 def test_password_change_ends_open_logins_and_old_cookies(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
     assert _logged_in(at)

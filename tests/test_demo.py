@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from doorstep.config import load_config
-from doorstep.demo import DEFAULT_CONFIG, _Generator, _stop_children, build_demo, digest, resolve_config_path
-from doorstep.demo import _mentions as _generate_mentions
+from commands.demo import DEFAULT_CONFIG, _Generator, _stop_children, build_demo, digest, resolve_config_path
+from commands.demo import _mentions as _generate_mentions
 from doorstep.models import Mention
 from doorstep.store import Store
 
@@ -66,7 +66,7 @@ def test_same_seed_same_shop_even_in_another_process(built: tuple[Path, str], de
     code = (
         "from datetime import datetime\n"
         "from classifiers import load_classifier\n"
-        "from doorstep.demo import build_demo\n"
+        "from commands.demo import build_demo\n"
         f"build_demo({str(again)!r}, seed=11, now=datetime.fromisoformat({NOW.isoformat()!r}), "
         f"config_path={str(DEFAULT_CONFIG)!r}, classifier=load_classifier('baseline'), **{SIZE!r})\n"
     )
@@ -151,7 +151,7 @@ def test_mentions_span_the_last_days_up_to_the_last_hours(demo: Store):
 
 def test_the_full_demo_spans_three_weeks(full: Path):
     # Three full weeks before the reference week: the weekly report has a last week and a week before.
-    from doorstep.demo import REFERENCE_NOW
+    from commands.demo import REFERENCE_NOW
 
     store = Store(full)
     try:
@@ -185,6 +185,22 @@ def test_someone_elses_order_number_is_not_confirmed(demo: Store):
         assert demo.customer_id_by_handle(mention.channel, mention.author_handle) != order.customer_id
         case = demo.get_case(mention.case_id)
         assert not (case.order_number == order.number and case.link_confirmed)
+
+
+def test_each_case_is_one_issue_with_one_brand_and_an_honest_link(demo: Store):
+    """The full demo once put 13 posts of one author over ten days, to both brands, in one case."""
+    brands = {b.name for b in load_config(DEFAULT_CONFIG).brands}
+    cases = [demo.get_case(r["id"]) for r in demo.db.query("select id from cases")]
+    assert len(cases) > 0
+    for case in cases:
+        assert case is not None
+        posts = [m for m in demo.mentions_for_case(case.id) if not m.outbound]  # type: ignore[arg-type]
+        named = {n for m in posts for n in m.matched if n in brands}
+        assert len(named) <= 1 or len({m.thread_id for m in posts}) == 1, (case.id, named)
+        # A guess is never confirmed; praise and thanks never make "repeat contact".
+        assert not (case.link_method == "recent_order" and case.link_confirmed), case.id
+        if any("repeat contact" in r for r in case.priority_reasons):
+            assert demo.contact_count(case.id) > 1, case.id  # type: ignore[arg-type]
 
 
 def test_complaints_match_the_tracking_of_their_parcel(demo: Store):
@@ -241,7 +257,7 @@ def test_config_path_comes_from_argument_then_environment_then_repo(monkeypatch:
 
 
 def test_cli_builds_a_small_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     monkeypatch.setenv("DOORSTEP_CLASSIFIER", "baseline")
     db = tmp_path / "cli.db"
@@ -292,7 +308,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_demo_is_built_at_a_fixed_reference_moment_not_today(full: Path):
-    from doorstep.demo import REFERENCE_NOW
+    from commands.demo import REFERENCE_NOW
 
     store = Store(full)
     try:
@@ -303,7 +319,7 @@ def test_the_demo_is_built_at_a_fixed_reference_moment_not_today(full: Path):
 
 
 def test_moving_the_demo_to_now_changes_dates_not_figures(full: Path, tmp_path: Path):
-    from doorstep.demo import REFERENCE_NOW
+    from commands.demo import REFERENCE_NOW
     from responders.followup import complaints_after_events
 
     later = REFERENCE_NOW + timedelta(days=40, hours=5)
@@ -326,7 +342,7 @@ def test_moving_the_demo_to_now_changes_dates_not_figures(full: Path, tmp_path: 
 
 
 def test_a_team_that_keeps_up_few_open_cases_are_overdue(tmp_path: Path):
-    from doorstep.demo import REFERENCE_NOW
+    from commands.demo import REFERENCE_NOW
     from doorstep.models import utcnow
     from doorstep.store import InboxQuery
 
@@ -365,7 +381,7 @@ def test_the_last_full_week_reports_without_data_gaps_or_a_jump(full: Path):
 
 
 def test_every_post_the_listener_should_fetch_matches_the_demo_queries(full: Path):
-    from doorstep.demo import matches_x_queries
+    from commands.demo import matches_x_queries
 
     queries = load_config(DEFAULT_CONFIG).channels["x"]["queries"]
     feed = [json.loads(line) for line in full.with_suffix(".x-feed.jsonl").read_text().splitlines()]
@@ -382,7 +398,7 @@ def test_every_post_the_listener_should_fetch_matches_the_demo_queries(full: Pat
 def test_a_taken_port_stops_the_demo_before_it_builds_anything(tmp_path: Path):
     import socket
 
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -400,9 +416,9 @@ def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeyp
     """The demo's config, its environment and the local sinks: an escalation really arrives."""
     import socket
 
-    from doorstep.cli import cli
-    from doorstep.demo import DemoPorts, demo_environment
-    from doorstep.demo_sinks import read_sent, serve
+    from commands.cli import cli
+    from commands.demo import DemoPorts, demo_environment
+    from standins.sinks import read_sent, serve
     from responders.config import alert_settings, resolve
 
     def free() -> int:

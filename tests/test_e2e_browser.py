@@ -17,19 +17,20 @@ is shown as text. Screenshots go to ``test-artifacts/e2e/``; the README's come f
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from email import message_from_bytes, policy
+from email import policy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from standins.recording import free_port
+from standins.smtp import SmtpSink
 from tests.conftest import REPO, labels
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,28 +58,11 @@ def _needs_chromium() -> None:
     chromium_or_skip()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SmtpSink:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content, policy=policy.default)
-        msg.envelope_to = list(envelope.rcpt_tos)  # type: ignore[attr-defined]
-        self.messages.append(msg)
-        return "250 OK"
-
-
 def prepare_db(path: Path) -> dict[str, Any]:
     """A small demo shop, two agents, a fillable top case, and a post full of markup."""
     from console.auth import add_user
     from doorstep.config import load_config
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from doorstep.models import Case, Mention, utcnow
     from doorstep.store import Store
     from responders.templates import TemplateError, render_template, suggest_templates
@@ -153,11 +137,11 @@ def prepare_db(path: Path) -> dict[str, Any]:
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from aiosmtpd.controller import Controller
 
-    from listeners.x_emulator import XEmulator
+    from standins.x_emulator import XEmulator
 
     db = tmp_path / "e2e.db"
     facts = prepare_db(db)
-    sink = SmtpSink()
+    sink = SmtpSink(policy=policy.default)
     smtp_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()

@@ -133,7 +133,7 @@ def test_automatic_escalation_when_sla_is_about_to_breach(store: Store, smtp: Sm
 
 
 def test_cli_escalate(tmp_path, smtp: SmtpSink) -> None:  # noqa: F811
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "esc.db"
     store = Store(db)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from doorstep.store import Store, iso
-from listeners.x_emulator import XEmulator
+from standins.twilio import SID, TwilioStandIn  # noqa: F401 - other tests import them from here
+from standins.x_emulator import XEmulator
 from responders.followup import complaints_after_events, run_followups, run_proactive
 from responders.outbox import Outbox, get_message, queue_reply
 
@@ -18,30 +18,10 @@ from test_outbox import (  # noqa: F401 - fixtures
     NOW, RecordingServer, SmtpSink, add_order, emulator, make_case, shop_config, smtp,
 )
 
-SID = "ACtest0000000000000000000000000000"
 
 
 def _body(mail: Any) -> str:
     return mail.get_payload(decode=True).decode()
-
-
-class TwilioStandIn:
-    """Answers the two Twilio REST calls the SMS sender makes: create and list messages."""
-
-    def __init__(self) -> None:
-        self.sms: list[dict[str, str]] = []
-        self.server = RecordingServer({f"/2010-04-01/Accounts/{SID}/Messages.json": self.route})
-
-    def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        if method == "POST":
-            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-            record = {"sid": f"SM{len(self.sms):032d}", "to": form["To"], "from": form["From"], "body": form["Body"],
-                      "status": "queued", "account_sid": SID}
-            self.sms.append(record)
-            return 201, record
-        query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
-        found = [m for m in self.sms if m["to"] == query.get("To")]
-        return 200, {"messages": found, "next_page_uri": None, "page": 0, "page_size": 50, "uri": path}
 
 
 @pytest.fixture
@@ -207,7 +187,7 @@ def test_measure_complaints_after_tracking_events(store: Store) -> None:
 def test_cli_measure(tmp_path: Any) -> None:
     from click.testing import CliRunner
 
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "m.db"
     store = Store(db)

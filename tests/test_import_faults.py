@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 import doorstep.store as store_module
 from doorstep.cases import sla_due
-from doorstep.cli import cli
+from commands.cli import cli
 from doorstep.models import Mention, Order
 from doorstep.store import Store
 
@@ -270,7 +270,7 @@ def test_a_json_array_file_is_one_line_saying_how_to_convert_it(tmp_path):
 
 
 def test_an_os_error_names_its_own_file_not_the_database():
-    from doorstep.cli import one_line_error
+    from commands.cli import one_line_error
 
     full = OSError(28, "No space left on device")
     assert one_line_error(full, "/data/doorstep.db") == (

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from doorstep.cli import cli
-from doorstep.demo import DEFAULT_CONFIG, build_demo
+from commands.cli import cli
+from commands.demo import DEFAULT_CONFIG, build_demo
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.files import ImportStopped, import_mentions

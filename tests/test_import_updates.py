@@ -13,7 +13,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from doorstep.cli import cli
+from commands.cli import cli
 from doorstep.models import Customer, Order, Shipment
 from doorstep.store import Store
 from listeners.files import import_orders

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from doorstep.cli import cli
+from commands.cli import cli
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.files import import_mentions, import_orders, import_tracking, parse_mentions, parse_twcs

@@ -26,7 +26,7 @@ OPEN = 302
 
 @pytest.fixture(scope="module")
 def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """302 open cases (priorities 1..302, so case #224 sits on the second page of 50 by priority,
+    """302 open cases (priorities 1..302, so case #224 is off the first page of 50 by priority band and due,
     and on the fifth by id), one resolved case, one customer with an order and a parcel."""
     path = tmp_path_factory.mktemp("queue") / "shop.db"
     store = Store(path)
@@ -107,8 +107,15 @@ def test_every_open_case_is_reachable_page_by_page(shop: Store) -> None:
 
 
 def test_three_orders_priority_due_newest(shop: Store) -> None:
-    by_priority = [c.id for c in shop.inbox(InboxQuery(limit=OPEN))]
-    assert by_priority == list(range(OPEN, 0, -1))
+    # Priority: band P1 first; within a band the due order (doorstep/sla.py), then the higher score.
+    queue = shop.inbox(InboxQuery(limit=OPEN))
+    by_priority = [c.id for c in queue]
+    assert len(set(by_priority)) == OPEN
+    assert [c.priority_band for c in queue] == sorted(c.priority_band for c in queue)  # type: ignore[type-var]
+    assert queue[0].priority_band == "p1" and queue[-1].priority_band == "p4"
+    for band in ("p1", "p2", "p3", "p4"):
+        dues = [c.first_response_due for c in queue if c.priority_band == band]
+        assert dues == sorted(dues)  # type: ignore[type-var]
     due = shop.inbox(InboxQuery(limit=OPEN, sort="due"))
     times = [c.first_response_due for c in due]
     assert times == sorted(times) and len(due) == OPEN and [c.id for c in due] != by_priority
@@ -145,15 +152,19 @@ def test_search_finds_linked_order_tracking_customer_and_exact_handle(shop: Stor
 
 # ----------------------------------------------------------------------- the console
 def test_inbox_pages_through_all_302_with_the_total(shop: Store) -> None:
+    order = [c.id for c in shop.inbox(InboxQuery(limit=OPEN))]
     at = page("inbox", shop)
-    assert listed(at) == list(range(302, 252, -1))
+    assert listed(at) == order[:50]
     assert "1–50 of 302" in texts(at)
     at.button(key="inbox_next").click().run()
     assert "51–100 of 302" in texts(at)
-    assert 224 in listed(at)
+    assert listed(at) == order[50:100]
+    seen = set(order[:100])
     for _ in range(5):
         at.button(key="inbox_next").click().run()
-    assert "301–302 of 302" in texts(at) and listed(at) == [2, 1]
+        seen |= set(listed(at))
+    assert 224 in seen and len(seen) == OPEN
+    assert "301–302 of 302" in texts(at) and listed(at) == order[300:]
     assert at.button(key="inbox_next").disabled
     at.button(key="inbox_prev").click().run()
     assert "251–300 of 302" in texts(at)

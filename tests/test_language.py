@@ -48,7 +48,7 @@ def test_short_english_posts_are_not_flagged(text: str) -> None:
 
 @pytest.mark.parametrize("model", ["baseline", "onnx"])
 def test_the_spanish_complaint_from_the_issue_goes_to_review(model: str, tmp_path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     line = json.dumps({"id": 1, "text": "Mi paquete nunca llegó, pésimo servicio"}, ensure_ascii=False)
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "classify", "--model", model], input=line + "\n")
@@ -58,7 +58,7 @@ def test_the_spanish_complaint_from_the_issue_goes_to_review(model: str, tmp_pat
 
 def test_no_post_of_the_english_demo_shop_is_taken_for_another_language() -> None:
     from doorstep.config import load_config
-    from doorstep.demo import DEFAULT_CONFIG, REFERENCE_NOW, _Generator, _mentions
+    from commands.demo import DEFAULT_CONFIG, REFERENCE_NOW, _Generator, _mentions
     from classifiers.baseline import clean
 
     gen = _Generator(load_config(DEFAULT_CONFIG), 7, REFERENCE_NOW)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from doorstep.cli import cli
+from commands.cli import cli
 from doorstep.config import parse_config
 from responders.config import responders_settings
 from responders.templates import TemplateError, render_source

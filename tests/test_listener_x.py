@@ -23,7 +23,7 @@ from doorstep.store import Store
 from listeners.config import channel_settings
 from listeners.health import Backoff, listener_health
 from listeners.x import XListener
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 
 TOKEN = "test-bearer-token-SECRET123"
 QUERY = "@ShopHelp -is:retweet"
@@ -331,7 +331,7 @@ def _write_config(path: Path) -> Path:
 
 
 def test_cli_listen_once_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     config = _write_config(tmp_path / "doorstep.toml")
     db = tmp_path / "cli.db"
@@ -352,9 +352,9 @@ def test_sigkill_mid_round_then_restart_loses_and_duplicates_nothing(tmp_path: P
     db = tmp_path / "kill.db"
     Store(db).close()  # migrate before the race, so the reader below sees the table
     env = {**os.environ, "PYTHONPATH": str(REPO), "DOORSTEP_CONFIG": str(config), "DOORSTEP_DB": str(db)}
-    # Not "-m doorstep.cli": that loads the module twice (as __main__), and plugin commands would
+    # Not "-m commands.cli": that loads the module twice (as __main__), and plugin commands would
     # get the other copy's context class.
-    command = [sys.executable, "-c", "from doorstep.cli import main; main()", "listen", "x", "--once",
+    command = [sys.executable, "-c", "from commands.cli import main; main()", "listen", "x", "--once",
                "--classifier", "none"]
     total = 600
     with XEmulator(feed(total), me=ME, page_delay_s=0.15) as em:

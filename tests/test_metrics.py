@@ -463,3 +463,28 @@ def test_bad_windows_are_refused(fixture_store: Store) -> None:
         metrics.headline(fixture_store, datetime(2026, 11, 16), END, LONDON)
     with pytest.raises(ValueError, match="empty window"):
         metrics.headline(fixture_store, END, START, LONDON)
+
+
+def test_hours_that_have_not_happened_are_never_a_gap(fixture_store: Store) -> None:
+    # Mid-week, the window still runs to Sunday night: the mastodon gap ends now, not at the window's end,
+    # and the quiet x channel has no "gap" in hours still to come.
+    now = MASTODON_DIES + timedelta(days=2, hours=5, minutes=30)
+    gaps = metrics.data_gaps(fixture_store, START, END, LONDON, now=now)
+    assert gaps and all(g["to"] <= iso(now) for g in gaps), gaps
+    assert max(g["to"] for g in gaps if g["channel"] == "mastodon") == iso(now.replace(minute=0))
+    before_the_window = metrics.data_gaps(fixture_store, START, END, LONDON, now=START)
+    assert before_the_window == []
+
+
+def test_an_empty_previous_window_is_no_baseline(tmp_path: Path) -> None:
+    store = Store(tmp_path / "new-shop.db")
+    for i in range(30):  # the shop's first week with Doorstep: nothing before it
+        store.insert_mention(Mention(channel="x", external_id=str(i), text="where is my parcel",
+                                     created_at=START + timedelta(hours=5 * i)))
+    head = metrics.headline_comparison(store, START, END, LONDON)
+    assert head["mentions"]["value"] == 30
+    assert head["mentions"]["change"] is None and head["mentions"]["previous_empty"] is True
+    from doorstep.reports import fmt_change
+
+    assert fmt_change("mentions", head["mentions"]) == "no data the week before"
+    store.close()

@@ -14,7 +14,7 @@ from doorstep.linking import link_mention
 from doorstep.models import Mention
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, ReplyRejected, queue_reply
 
 from conftest import KeywordClassifier
@@ -75,7 +75,7 @@ def test_a_colleague_drafting_blocks_the_reply(store: Store, emulator: XEmulator
 
 
 def test_cli_second_reply_exits_nonzero_unless_force(tmp_path, emulator: XEmulator) -> None:  # noqa: ANN001
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "d.db"
     store = Store(db)

@@ -7,17 +7,12 @@ emulator, an aiosmtpd SMTP server and a small recording HTTP server. Assertions 
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,11 @@ from doorstep.config import Config, parse_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.bluesky import BlueskyStandIn
+from standins.mastodon import MastodonStandIn
+from standins.recording import RecordingServer, free_port  # noqa: F401 - other tests import them from here
+from standins.smtp import SmtpSink
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, ReplyRejected, cancel, get_message, list_messages, queue_reply, retry
 
 from conftest import REPO, KeywordClassifier
@@ -37,116 +36,8 @@ NOW = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
 
 
 # ----------------------------------------------------------------------------- local servers
-class RecordingServer:
-    """An HTTP server on 127.0.0.1 that records every request it *processed* and can misbehave.
-
-    ``fail(kind, count)``: the next requests get ``"500"``/``"503"``/``"429"`` (recorded as failed,
-    not as arrived), ``"reset"`` (connection dropped before any processing) or ``"slow"`` (processed,
-    answered after 1 s).
-    ``routes``: path prefix -> function(method, path, headers, body) -> (status, json-able body).
-    """
-
-    def __init__(self, routes: dict[str, Callable[..., tuple[int, Any]]] | None = None):
-        self.routes = routes or {}
-        self.received: list[dict[str, Any]] = []
-        self.attempts = 0
-        self._faults: list[str] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with server._lock:
-                    server.attempts += 1
-                    fault = server._faults.pop(0) if server._faults else None
-                if fault == "reset":
-                    self.close_connection = True
-                    import struct
-
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    return
-                if fault in ("500", "503", "429"):
-                    self._reply(int(fault), {"error": "injected"})
-                    return
-                record = {"method": method, "path": self.path, "headers": dict(self.headers), "body": body}
-                route = next((fn for prefix, fn in server.routes.items() if self.path.startswith(prefix)), None)
-                status, payload = route(method, self.path, dict(self.headers), body) if route else (200, "ok")
-                if status < 300:
-                    with server._lock:
-                        server.received.append(record)
-                if fault == "slow":  # processed, but the answer comes after the client gave up
-                    time.sleep(1.0)
-                self._reply(status, payload)
-
-            def _reply(self, status: int, payload: Any) -> None:
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def fail(self, kind: str, count: int = 1) -> None:
-        with self._lock:
-            self._faults += [kind] * count
-
-    def json_bodies(self) -> list[Any]:
-        return [json.loads(r["body"]) for r in self.received]
-
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SmtpSink:
-    """aiosmtpd on 127.0.0.1 that records delivered messages; ``refuse(n)`` answers 451 to the next n."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-        self._refuse = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self._refuse:
-            self._refuse -= 1
-            return "451 4.3.0 try again later"
-        msg = message_from_bytes(envelope.content)
-        msg.envelope_to = list(envelope.rcpt_tos)  # type: ignore[attr-defined]
-        self.messages.append(msg)
-        return "250 OK"
-
-    def refuse(self, count: int = 1) -> None:
-        self._refuse = count
-
-
+# The stand-ins live in standins/ (shared with the demo and the other tests); imported here too
+# because other test modules import them from this one.
 @pytest.fixture
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
     from aiosmtpd.controller import Controller
@@ -449,7 +340,7 @@ def test_send_email_api_with_attachment(smtp: SmtpSink, tmp_path: Path) -> None:
 
 
 def test_cli_reply_and_outbox(tmp_path: Path, emulator: XEmulator) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "cli.db"
     store = Store(db)
@@ -466,31 +357,6 @@ def test_cli_reply_and_outbox(tmp_path: Path, emulator: XEmulator) -> None:
     assert bad.exit_code != 0 and "over the x limit" in bad.output
     listing = runner.invoke(cli, ["--db", str(db), "outbox", "list"])
     assert listing.exit_code == 0 and "\tsent\treply\tx\t" in listing.output
-
-
-class MastodonStandIn:
-    """The three Mastodon endpoints the sender uses: post a status, who am I, my statuses."""
-
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, Any]] = []
-        self.idempotency_keys: list[str] = []
-        self.server = RecordingServer({"/api/v1/statuses": self.post, "/api/v1/accounts/": self.accounts})
-
-    def post(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        from urllib.parse import parse_qs
-
-        form = json.loads(body) if body.startswith(b"{") else {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        self.idempotency_keys.append(headers.get("Idempotency-Key", ""))
-        status = {"id": str(110000000000000000 + len(self.statuses) + 1), "content": f"<p>{form['status']}</p>",
-                  "in_reply_to_id": form.get("in_reply_to_id"), "created_at": "2026-11-16T10:00:00.000Z",
-                  "account": {"id": "42", "username": "LarkspurHelp", "acct": "LarkspurHelp"}, "visibility": "public"}
-        self.statuses.append(status)
-        return 200, status
-
-    def accounts(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        if path.startswith("/api/v1/accounts/verify_credentials"):
-            return 200, {"id": "42", "username": "LarkspurHelp", "acct": "LarkspurHelp"}
-        return 200, list(reversed(self.statuses))
 
 
 def test_mastodon_reply_once_across_a_timeout(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -517,7 +383,7 @@ def test_mastodon_reply_once_across_a_timeout(store: Store, monkeypatch: pytest.
 
 
 def test_worker_runs_the_responder_jobs(store: Store, emulator: XEmulator) -> None:
-    from doorstep.worker import Worker
+    from commands.worker import Worker
 
     config = shop_config()
     case_id = make_case(store, config, emulator)
@@ -527,51 +393,6 @@ def test_worker_runs_the_responder_jobs(store: Store, emulator: XEmulator) -> No
     assert names[0] == "outbox" and {"alerts", "sla-escalation", "follow-up", "proactive"} <= set(names)
     assert worker.run(once=True) == dict.fromkeys(names, 0)
     assert len(emulator.posted) == 1
-
-
-class BlueskyStandIn:
-    """The XRPC calls of the Bluesky sender: log in, read a post, create a record, our author feed."""
-
-    DID = "did:plc:larkspurhelp000000000000"
-    CID = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
-
-    def __init__(self) -> None:
-        import base64
-
-        def b64(data: dict) -> str:
-            return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-        self.jwt = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': self.DID, 'exp': 4102444800, 'iat': 1700000000, 'scope': 'com.atproto.access'})}.c2ln"
-        self.posts: dict[str, dict[str, Any]] = {}
-        self.created: list[dict[str, Any]] = []
-        self.server = RecordingServer({"/xrpc/": self.xrpc})
-
-    def add(self, uri: str, text: str, author: str, reply: dict | None = None) -> None:
-        record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-16T10:00:00.000Z"}
-        if reply:
-            record["reply"] = reply
-        self.posts[uri] = {"uri": uri, "cid": self.CID, "author": {"did": author, "handle": author.split(":")[-1] + ".bsky.social"},
-                           "record": record, "indexedAt": "2026-11-16T10:00:00.000Z"}
-
-    def xrpc(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        from urllib.parse import parse_qs, urlsplit
-
-        name = urlsplit(path).path.removeprefix("/xrpc/")
-        query = parse_qs(urlsplit(path).query)
-        if name == "com.atproto.server.createSession":
-            return 200, {"accessJwt": self.jwt, "refreshJwt": self.jwt, "handle": "larkspurhelp.bsky.social", "did": self.DID}
-        if name == "app.bsky.feed.getPosts":
-            return 200, {"posts": [self.posts[u] for u in query.get("uris", []) if u in self.posts]}
-        if name == "com.atproto.repo.createRecord":
-            data = json.loads(body)
-            uri = f"at://{self.DID}/app.bsky.feed.post/3k{len(self.created):011d}"
-            self.created.append(data)
-            self.add(uri, data["record"]["text"], self.DID, data["record"].get("reply"))
-            return 200, {"uri": uri, "cid": self.CID}
-        if name == "app.bsky.feed.getAuthorFeed":
-            mine = [{"post": p} for p in reversed(list(self.posts.values())) if p["author"]["did"] == self.DID]
-            return 200, {"feed": mine}
-        return 404, {"error": "MethodNotImplemented", "message": name}
 
 
 def test_bluesky_reply_with_reply_ref_once_across_a_5xx(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,12 +90,12 @@ def test_our_own_reply_joins_the_thread_and_stops_the_first_response_clock(pipel
     assert case.first_response_at == T0 + timedelta(minutes=12)
 
 
-def test_a_new_mention_reopens_a_resolved_case(pipeline: Pipeline):
+def test_a_reply_in_its_thread_reopens_a_resolved_case(pipeline: Pipeline):
     pipeline.ingest([mention("1", "where is my order", author_handle="bobroe")])
     case = pipeline.store.inbox()[0]
-    pipeline.store.update_case(case.id, case.version, "amy", status="resolved")
+    pipeline.store.update_case(case.id, case.version, "amy", status="resolved", resolved_at=T0 + timedelta(minutes=30))
     assert pipeline.store.inbox() == []
-    pipeline.ingest([mention("2", "it is still late!", minutes=60, author_handle="bobroe")])
+    pipeline.ingest([mention("2", "it is still late!", minutes=60, author_handle="bobroe", in_reply_to="1")])
     reopened = pipeline.store.inbox()
     assert [c.id for c in reopened] == [case.id] and reopened[0].status == "open"
     assert "case.reopen" in [e.action for e in pipeline.store.audit_trail(case.id)]
@@ -134,9 +134,9 @@ def test_priority_stays_below_100_and_more_reasons_still_rank_higher(config):
     from conftest import labels
 
     bad = PriorityInputs(labels=labels("lost_or_missing", "negative", True, 0.9), followers=50_000, vip=True,
-                         order_total=300, shipment_events=frozenset({"exception"}), mention_count=2)
+                         order_total=300, shipment_events=frozenset({"exception"}), contacts=2)
     worse = PriorityInputs(labels=labels("lost_or_missing", "negative", True, 0.9), followers=50_000, vip=True,
-                           order_total=300, shipment_events=frozenset({"exception"}), mention_count=3)
+                           order_total=300, shipment_events=frozenset({"exception"}), contacts=3)
     calm = PriorityInputs(labels=labels("praise", "positive", False, 0.0))
     s_bad, s_worse, s_calm = (score_priority(i, config)[0] for i in (bad, worse, calm))
     assert s_calm == 10.0  # nothing but the base

@@ -13,7 +13,7 @@ import pytest
 from doorstep.linking import override_link
 from doorstep.models import Customer
 from doorstep.store import Store
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, ReplyRejected, queue_reply
 from responders.templates import TemplateError, render_source, render_template
 

@@ -14,7 +14,7 @@ from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.config import XSettings
 from listeners.x import XListener
-from listeners.x_emulator import XEmulator
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, get_message, queue_reply
 from responders.private import plan_private, queue_private
 from test_accounts import NOW as NOW_T, add_order, emulator, later, send_all, two_brand_config  # noqa: F401 - fixture

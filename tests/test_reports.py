@@ -19,16 +19,9 @@ from doorstep import reports
 from doorstep.config import ConfigError
 from doorstep.models import Case, Customer, Labels, Mention
 from doorstep.numbers import make_tracking_number
-from doorstep.reports import (
-    Redactor,
-    WeeklyReportJob,
-    build_weekly_report,
-    jobs,
-    render_html,
-    render_pdf,
-    report_deliveries,
-)
+from doorstep.reports import Redactor, build_weekly_report, render_html, render_pdf, report_deliveries
 from doorstep.store import Store, iso
+from responders.reports import WeeklyReportJob, jobs
 from test_metrics import START, fixture_config
 
 UPS = make_tracking_number("ups", random.Random(3))
@@ -178,7 +171,7 @@ def test_week_without_listener_problems_says_data_is_complete(store: Store) -> N
 
 # ------------------------------------------------------------------------------ CLI
 def test_cli_writes_html_and_pdf_and_audits_no_redact(tmp_path: Path) -> None:
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     small_store(tmp_path / "cli.db").close()
     config = tmp_path / "doorstep.toml"

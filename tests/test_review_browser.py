@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e]
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[dict[str, Any]]:
     from console.auth import add_user
-    from doorstep.demo import build_demo
+    from commands.demo import build_demo
     from doorstep.store import Store
 
     db = tmp_path / "review.db"

@@ -17,8 +17,8 @@ import pytest
 
 from doorstep.config import parse_config
 from doorstep.store import Store
-from doorstep.worker import FunctionJob, Worker
-from listeners.x_emulator import XEmulator
+from commands.worker import FunctionJob, Worker
+from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, get_message, queue_reply
 
 from test_outbox import MastodonStandIn, SmtpSink, add_order, make_case, shop_config, smtp, x_env  # noqa: F401
@@ -175,7 +175,7 @@ def test_a_rate_limited_channel_is_paused_until_its_window_not_tried_per_message
 def test_run_can_start_the_sender_alone_and_names_unknown_jobs(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from doorstep.cli import cli
+    from commands.cli import cli
 
     db = tmp_path / "d.db"
     Store(db).close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from listeners.x_emulator import XEmulator, compile_query
+from standins.x_emulator import XEmulator, compile_query
 from conftest import require_shared
 
 TWEET_FIELDS = "created_at,conversation_id,lang,referenced_tweets,in_reply_to_user_id,public_metrics"
@@ -274,7 +274,7 @@ def test_doorstep_emulate_x_serves_a_feed_that_listen_ingests_with_threads(tmp_p
     config = tmp_path / "doorstep.toml"
     config.write_text('[[brands]]\nname = "Shop"\nhandles = { x = "ShopHelp" }\n\n'
                       '[channels.x]\nqueries = ["@ShopHelp -is:retweet"]\naccounts = ["ShopHelp"]\n', encoding="utf-8")
-    main = [sys.executable, "-c", "from doorstep.cli import main; main()"]
+    main = [sys.executable, "-c", "from commands.cli import main; main()"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "X_BEARER_TOKEN": "any"}
     emulator = subprocess.Popen([*main, "emulate", "x", "--feed", str(feed), "--port", "0", "--me", "ShopHelp"],
                                 env=env, stderr=subprocess.PIPE, text=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from doorstep.cli import Context, pass_ctx
+from doorstep.context import Context, pass_ctx
 
 
 @click.group()

@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from doorstep.config import ConfigError, Config, default_db_path, load_config
-from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, mention_export_row
+from doorstep.config import Config, default_db_path
+from doorstep.context import Context, pass_ctx
+from doorstep.store import Store, mention_export_row
 
 
 #: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
@@ -35,68 +36,21 @@ NEEDS_DATABASE = ("user list", "user remove", "user set-role", "user set-email",
                   "outbox", "reply", "escalate", "export", "report", "proactive")
 
 
+def _load_classifier(spec: str) -> Any:
+    from classifiers import load_classifier
+
+    return load_classifier(spec)
+
+
 def validate_config(config: Config) -> Config:
     """Run every package's section checks on ``config`` (ConfigError names file and key)."""
-    from doorstep.worker import optional_attribute
+    from doorstep.jobs import optional_attribute
 
     for spec in CONFIG_CHECKS:
         check = optional_attribute(spec)
         if check is not None:
             check(config)
     return config
-
-
-class Context:
-    """Lazily opened store and config shared by the commands of one invocation."""
-
-    def __init__(self, db: str, config: str | None):
-        self.db_path = db
-        self.config_path = config
-        self._store: Store | None = None
-        self._config: Config | None = None
-        #: --debug: let exceptions through with their traceback.
-        self.debug = False
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = validate_config(load_config(self.config_path))
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._config
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            if self.db_path != ":memory:" and not Path(self.db_path).exists() and _needs_database():
-                raise click.ClickException(
-                    f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "
-                    "`doorstep demo --build-only` or `doorstep import mentions FILE`")
-            try:
-                busy_timeout_s = self.config.limits.busy_timeout_s
-            except click.ClickException:  # a broken doorstep.toml must not stop `user list` and the like
-                busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
-            self._store = Store(self.db_path, busy_timeout_s=busy_timeout_s)
-        return self._store
-
-    def classifier(self, spec: str | None = None) -> Any:
-        from classifiers import load_classifier
-
-        return load_classifier(spec or self.config.classifier)
-
-    def pipeline(self, classifier: str | None = None) -> Any:
-        from doorstep.pipeline import Pipeline
-
-        return Pipeline(self.store, self.config, self.classifier(classifier))
-
-
-def _needs_database() -> bool:
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return False
-    words = " ".join(ctx.command_path.split()[1:])
-    return any(words == name or words.startswith(name + " ") for name in NEEDS_DATABASE)
 
 
 #: Options of the ``doorstep`` group that the README lets you write after the subcommand too.
@@ -137,9 +91,6 @@ class _OptionsAnywhereGroup(click.Group):
         args = hoist_global_options(list(args))
         ctx.meta["doorstep.help"] = any(a in ("--help", "-h") for a in args)
         return super().parse_args(ctx, args)
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
@@ -204,7 +155,8 @@ class DoorstepGroup(_OptionsAnywhereGroup):
 @click.pass_context
 def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = False) -> None:
     """Doorstep: every complaint seen, answered fast, never posted twice."""
-    ctx.obj = Context(db, config_path)
+    ctx.obj = Context(db, config_path, checks=[validate_config], needs_database=NEEDS_DATABASE,
+                      load_classifier=_load_classifier)
     ctx.obj.debug = debug
     if not ctx.meta.get("doorstep.help"):
         ctx.obj.config  # validate the whole file once, before any command does work  # noqa: B018
@@ -376,7 +328,7 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
     """Build a fresh demo shop database, then start the worker and the console."""
     from datetime import datetime, timezone
 
-    from doorstep.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
+    from commands.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
 
     ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port)
     try:
@@ -401,7 +353,7 @@ def _add_demo_users(db_path: str) -> None:
     import os
 
     from console.auth import add_user
-    from doorstep.demo import AGENTS
+    from commands.demo import AGENTS
 
     password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
     store = Store(db_path)
@@ -425,9 +377,13 @@ def _add_demo_users(db_path: str) -> None:
 @pass_ctx
 def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) -> None:
     """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
-    from doorstep.worker import Worker
+    from commands.worker import Worker
 
-    worker = Worker(ctx.store, ctx.config, ctx.pipeline(), only=set(only) or None, skip=set(skip))
+    from doorstep.team_settings import apply_settings, settings_stamp
+
+    store = ctx.store
+    worker = Worker(store, apply_settings(ctx.config, store), ctx.pipeline(), only=set(only) or None, skip=set(skip),
+                    reload_config=lambda: apply_settings(ctx.config, store), settings_stamp=lambda: settings_stamp(store))
     unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
     if unknown:
         names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"
@@ -442,12 +398,13 @@ COMMAND_PROVIDERS = [
     "responders.cli:commands",
     "classifiers.cli:commands",
     "console.cli:commands",
-    "doorstep.reports_cli:commands",
+    "commands.reports_cli:commands",
+    "commands.case_cli:commands",
 ]
 
 
 def _add_provided_commands() -> None:
-    from doorstep.worker import optional_attribute
+    from commands.worker import optional_attribute
 
     for spec in COMMAND_PROVIDERS:
         for command in optional_attribute(spec) or []:

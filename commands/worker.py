@@ -18,19 +18,19 @@ not stop the others (its health record makes the failure visible).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from doorstep.config import Config
+from doorstep.jobs import FunctionJob, Job, optional_attribute  # noqa: F401 - FunctionJob: re-exported for jobs' tests
 from doorstep.store import Store
 
-log = logging.getLogger("doorstep.worker")
+log = logging.getLogger("commands.worker")
 
 #: Seconds the worker waits, once stopped, for jobs to finish their round.
 STOP_GRACE_S = 10.0
@@ -39,44 +39,8 @@ STOP_GRACE_S = 10.0
 JOB_PROVIDERS: list[str] = [
     "listeners.jobs:jobs",
     "responders.jobs:jobs",
-    "doorstep.reports:jobs",
+    "responders.reports:jobs",
 ]
-
-
-def optional_attribute(spec: str) -> Any:
-    """``"module:attribute"`` of a package that may be left out of a deployment, else None.
-
-    A missing package is skipped; an import error *inside* an installed package is raised,
-    so a broken listener is never silently treated as "not installed".
-    """
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, attribute, None)
-
-
-class Job(Protocol):
-    name: str
-    interval_s: float
-
-    def run_once(self) -> Any: ...
-
-
-@dataclass
-class FunctionJob:
-    """Wrap a plain function as a job (``close``: what to call when the worker stops)."""
-
-    name: str
-    interval_s: float
-    fn: Callable[[], Any]
-    close: Callable[[], Any] | None = None
-
-    def run_once(self) -> Any:
-        return self.fn()
 
 
 @dataclass
@@ -92,7 +56,14 @@ class Worker:
     only: set[str] | None = None
     #: Every job but these.
     skip: set[str] = field(default_factory=set)
+    #: The config in force now (doorstep.toml + the console's saved settings) and a stamp that
+    #: changes when a lead saves one: the worker restarts its jobs with the new config.
+    reload_config: Callable[[], Config] | None = None
+    settings_stamp: Callable[[], Any] | None = None
+    #: Seconds between looks at the stamp.
+    reload_check_s: float = 30.0
     _stop: threading.Event = field(default_factory=threading.Event)
+    _reloading: bool = False
     _failures: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,10 +85,26 @@ class Worker:
         """
         if self.store.path != ":memory:":  # (an in-memory test store has one connection only)
             self.store.share_across_threads()
-        jobs = self.collect_jobs()
-        self._failures = {job.name: 0 for job in jobs}
         if not once and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        self._failures = {}
+        while True:
+            failures = self._run_jobs(once, max_ticks)
+            if once or not self._reloading:
+                return failures
+            # A lead saved a template or an alert rule: every job starts again with the config in force.
+            self._reloading = False
+            self._stop.clear()
+            if self.reload_config is not None:
+                self.config = self.reload_config()
+            log.info("settings changed in the console: jobs restarted with the new config")
+
+    def _run_jobs(self, once: bool, max_ticks: int | None) -> dict[str, int]:
+        jobs = self.collect_jobs()
+        for job in jobs:
+            self._failures.setdefault(job.name, 0)
+        stamp = self.settings_stamp() if self.settings_stamp is not None else None
+        looked_at = time.monotonic()
         log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
         rounds = 1 if once else max_ticks
         threads = [threading.Thread(target=self._loop, args=(job, rounds), name=f"job:{job.name}", daemon=True)
@@ -128,6 +115,14 @@ class Worker:
         while any(t.is_alive() for t in threads):
             # Waited for in slices: a plain join() would keep the main thread from handling SIGTERM.
             next(t for t in threads if t.is_alive()).join(0.5)
+            if (not once and self.settings_stamp is not None and not self._stop.is_set()
+                    and time.monotonic() - looked_at >= self.reload_check_s):
+                looked_at = time.monotonic()
+                if self.settings_stamp() != stamp:
+                    self._reloading = True
+                    self._stop.set()
+            if self._stop.is_set() and self._reloading:
+                continue  # a restart waits for every job to finish its round: never two copies of a job
             if self._stop.is_set():
                 stopped_at = stopped_at or time.monotonic()
                 if time.monotonic() - stopped_at > self.stop_grace_s:

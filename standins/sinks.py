@@ -121,7 +121,7 @@ def serve(folder: Path, smtp_port: int, http_port: int) -> tuple[Any, ThreadingH
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m doorstep.demo_sinks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m standins.sinks", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", required=True, help="folder for sent-mail.mbox and sent-webhooks.jsonl")
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument("--http-port", type=int, default=8767)

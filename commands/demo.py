@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from doorstep import sla
 from doorstep.config import Brand, Config, ConfigError, Courier, load_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
 from doorstep.numbers import make_tracking_number
@@ -1122,13 +1123,19 @@ def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Me
     return mentions
 
 
-def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
+def _settle_cases(store: Store, rng: random.Random, now: datetime, config: Config) -> None:
     """Give older cases the state a team that keeps up would have left them in.
 
     Nearly every case is answered within its first-response SLA (publicly or by DM) and
     resolved before its resolution SLA once the customer's last word is in; a few slip, so the
     SLA views have something to show. Cases waiting on the customer are pending, praise and
     chatter are closed, and every open case has an owner from the care team.
+
+    The team's pace is in calendar time (the band's first-response minutes; three calendar
+    minutes per resolution minute, since a working day of 8 hours passes in at most 24), not in
+    the business-hours deadlines, so moving the shop to another weekday changes its deadlines but
+    not one status or count; and at most 8 open hours pass per calendar day, so a case handled at
+    this pace is always within its business-hours SLA.
     """
     for row in list(store.db.query("select id from cases order by id")):
         case = store.get_case(row["id"])
@@ -1141,7 +1148,8 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         # The few the team has not got to in time: only recent ones (older ones were caught up on).
         slips = rng.random() < 0.08 and opened > now - timedelta(hours=36)
         quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
-        first_due = case.first_response_due or opened + timedelta(hours=4)
+        target = config.sla_target(sla.band_of(case.priority, config.priority), case.brand)
+        first_due = opened + timedelta(minutes=target.first_response)
         if case.first_response_at is None and not (slips and first_due < now):
             # Answered by DM or email within the SLA (the reply is not a public post, but the clock stopped).
             window = max(60.0, (first_due - opened).total_seconds())
@@ -1149,7 +1157,7 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
             if answered <= now - timedelta(minutes=2) and (first_due < now or rng.random() < 0.5):
                 changes["first_response_at"] = answered.replace(microsecond=0)
         answered = case.first_response_at is not None or "first_response_at" in changes
-        resolution_due = case.resolution_due or opened + timedelta(days=1)
+        resolution_due = opened + timedelta(minutes=3 * target.resolution)
         # Resolved before the deadline; until then the case is still being worked.
         settled = answered and not slips and resolution_due < now
         caught_up = resolution_due < now - timedelta(days=1)  # old cases are all closed by now
@@ -1165,6 +1173,9 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         if changes.get("status") != "resolved" and (rng.random() < 0.8 or answered):
             changes["assignee"] = rng.choice(AGENTS).lower()
         if changes:
+            # A case handed to the customer by our last reply has been paused since that reply.
+            at = last.created_at if changes.get("status") == "pending_customer" and last is not None else now
+            changes = sla.follow(case, changes, at, config)
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
 
 
@@ -1229,7 +1240,7 @@ def build_demo(
             store.upsert_orders(shop_orders)
         Pipeline(store, config, classifier).ingest(posts)
         with store.transaction():
-            _settle_cases(store, gen.rng, now)
+            _settle_cases(store, gen.rng, now, config)
         return summarise(store, config)
     finally:
         store.close()
@@ -1264,7 +1275,7 @@ def _x_feed_row(post: Mention) -> dict[str, Any]:
 
 def matches_x_queries(text: str, queries: Sequence[str], username: str = "") -> bool:
     """Whether one of the X listener's search queries finds ``text`` (the emulator's own matcher)."""
-    from listeners.x_emulator import compile_query
+    from standins.x_emulator import compile_query
 
     post = {"_lower": text.lower(), "username": username, "referenced_tweets": None, "lang": "en",
             "conversation_id": "", "_to": ""}
@@ -1452,7 +1463,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     env = demo_environment(db_path, config, ports, sink_dir, x_feed_path is not None)
     python = [sys.executable, "-m"]
     commands: dict[str, list[str]] = {
-        "mail and webhook sinks": [*python, "doorstep.demo_sinks", "--dir", str(sink_dir), "--smtp-port",
+        "mail and webhook sinks": [*python, "standins.sinks", "--dir", str(sink_dir), "--smtp-port",
                                    str(ports.smtp), "--http-port", str(ports.sinks)],
     }
     if x_feed_path is not None:

@@ -1,0 +1,1 @@
+"""Entry points that compose every package: the ``doorstep`` command line, the worker, the demo."""

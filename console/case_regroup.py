@@ -1,0 +1,107 @@
+"""The case page's "Split or merge" section: an agent corrects which posts make one case.
+
+Why its own module: the grouping rules (doorstep/cases.py) guess, and an agent who sees two
+issues in one case, or one issue in two, must be able to fix it where they read the case.
+Both actions are role-checked (``can(user, "regroup")``), written with the case version the
+agent opened (a change made meanwhile is refused, as for every other case action), and
+audited by doorstep/regroup.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from console.auth import can
+from console.widgets import escape_md, flash, get_config, local_time, open_case
+from doorstep.models import Case
+from doorstep.store import StaleCaseError, Store
+
+
+def merged_notice(case: Case) -> None:
+    """A merged case says where its posts went, with a way there."""
+    if case.merged_into:
+        st.info(f"This case was merged into case #{case.merged_into}; its posts, notes and messages are there.",
+                icon=":material/call_merge:")
+        if st.button(f"Open case #{case.merged_into}", key=f"merged_open_{case.id}"):
+            open_case(case.merged_into)
+
+
+def _conflict(store: Store, case: Case, exc: StaleCaseError) -> None:
+    from console.case_view import hold
+
+    fresh = store.get_case(case.id)  # type: ignore[arg-type]
+    if fresh is not None:
+        hold(fresh)
+    st.session_state["case_conflict"] = str(exc)
+    st.rerun()
+
+
+def other_cases_of_customer(store: Store, case: Case) -> list[Case]:
+    """The same customer's other cases that could be merged into this one (not merged ones), newest first."""
+    from doorstep.regroup import same_customer
+
+    if case.customer_id:
+        rows = store.rows("select * from cases where customer_id = ? and id != ? and merged_into is null "
+                          "order by id desc limit 20", [case.customer_id, case.id])
+    else:
+        rows = store.rows("select * from cases where channel = ? and author_handle = ? and id != ? and "
+                          "merged_into is null order by id desc limit 20",
+                          [case.channel, case.author_handle, case.id])
+    found = [store.get_case(int(r["id"])) for r in rows]
+    return [c for c in found if c is not None and same_customer(case, c)]
+
+
+def regroup_section(store: Store, case: Case, user: Any) -> None:
+    """Split a post out into a new case; merge another case of the same customer into this one."""
+    from console.case_view import held_version, hold
+    from doorstep.regroup import RegroupError, merge_cases, split_post
+
+    if case.merged_into or not can(user, "regroup"):
+        return
+    config = get_config()
+    posts = [m for m in store.mentions_for_case(case.id) if not m.outbound]  # type: ignore[arg-type]
+    others = other_cases_of_customer(store, case)
+    if len(posts) < 2 and not others:
+        return
+    with st.expander("Split or merge"):
+        if len(posts) >= 2:
+            with st.form(f"split_{case.id}"):
+                by_id = {m.id: m for m in posts}
+                chosen = st.selectbox(
+                    "Post about another issue", list(by_id), key=f"split_sel_{case.id}_v{case.version}",
+                    format_func=lambda i: f"{local_time(by_id[i].created_at, config)} · "
+                                          f"{' '.join(by_id[i].text.split())[:60]}")
+                if st.form_submit_button("Split into a new case"):
+                    try:
+                        new = split_post(store, config, case.id, int(chosen), held_version(case),  # type: ignore[arg-type]
+                                         user.username)
+                    except StaleCaseError as exc:
+                        _conflict(store, case, exc)
+                    except RegroupError as exc:
+                        st.error(escape_md(str(exc)))
+                    else:
+                        hold(store.get_case(case.id))  # type: ignore[arg-type]
+                        flash("success", f"post moved into new case #{new.id}")
+                        st.rerun()
+        if others:
+            with st.form(f"merge_{case.id}"):
+                by_case = {c.id: c for c in others}
+                chosen_case = st.selectbox(
+                    "The customer's case about the same issue", list(by_case), key=f"merge_sel_{case.id}_v{case.version}",
+                    format_func=lambda i: f"#{i} · {by_case[i].status} · {by_case[i].brand or '-'} · "
+                                          f"{by_case[i].intent or '-'} · {by_case[i].mention_count} post(s)")
+                if st.form_submit_button("Merge that case into this one"):
+                    other = by_case[chosen_case]
+                    try:
+                        merge_cases(store, config, case.id, held_version(case), other.id, other.version,  # type: ignore[arg-type]
+                                    user.username)
+                    except StaleCaseError as exc:
+                        _conflict(store, case, exc)
+                    except RegroupError as exc:
+                        st.error(escape_md(str(exc)))
+                    else:
+                        hold(store.get_case(case.id))  # type: ignore[arg-type]
+                        flash("success", f"case #{other.id} merged into this case")
+                        st.rerun()

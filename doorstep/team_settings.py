@@ -1,0 +1,104 @@
+"""Settings a lead changes in the console: reply templates and alert rules, versioned and audited.
+
+doorstep.toml stays the base (reviewed like code, validated at start). On top of it, a lead may
+edit a template or an alert rule in the console; each save is a new row in ``team_settings``
+(who, when, what), never an update, so every earlier version can be read back and restored,
+and each save is in the audit log. ``None`` as a value means "back to what doorstep.toml says".
+
+The core stores and applies them; it does not validate them: templates and alert rules belong to
+``responders``, whose checks (the same ones the file goes through) the console runs before
+calling :func:`save_setting`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from doorstep.config import Config, config_source
+from doorstep.models import utcnow
+from doorstep.store import Store, iso, parse_time
+
+#: What a lead may change here, and where in the config it lands.
+KINDS = ("template", "alert_rule")
+
+
+@dataclass(frozen=True)
+class SettingVersion:
+    id: int
+    kind: str
+    name: str
+    value: Any
+    author: str
+    created_at: datetime
+    note: str | None = None
+
+
+def save_setting(store: Store, kind: str, name: str, value: Any, actor: str, note: str | None = None) -> int:
+    """Record a new version of one setting (``value`` None: back to doorstep.toml); returns its id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown setting kind {kind!r} (known: {', '.join(KINDS)})")
+    with store.transaction():
+        version = int(store.db["team_settings"].insert(
+            {"kind": kind, "name": name, "value": json.dumps(value), "author": actor, "created_at": iso(utcnow()),
+             "note": note}).last_pk)
+        store.audit(actor, f"settings.{kind}_saved" if value is not None else f"settings.{kind}_reset", None,
+                    {"name": name, "version": version})
+    return version
+
+
+def history(store: Store, kind: str, name: str, limit: int = 50) -> list[SettingVersion]:
+    """Versions of one setting, newest first."""
+    rows = store.db.execute(
+        "select id, kind, name, value, author, created_at, note from team_settings where kind = ? and name = ? "
+        "order by id desc limit ?", [kind, name, limit]).fetchall()
+    return [SettingVersion(r[0], r[1], r[2], json.loads(r[3]), r[4], parse_time(r[5]), r[6]) for r in rows]  # type: ignore[arg-type]
+
+
+def current_settings(store: Store) -> dict[tuple[str, str], Any]:
+    """The latest value of every setting ever saved (None where it was reset to doorstep.toml)."""
+    rows = store.db.execute(
+        "select t.kind, t.name, t.value from team_settings t join "
+        "(select kind, name, max(id) as id from team_settings group by kind, name) last on last.id = t.id").fetchall()
+    return {(r[0], r[1]): json.loads(r[2]) for r in rows}
+
+
+def settings_stamp(store: Store) -> int:
+    """Changes whenever a setting is saved: the console and the worker reload their config on a new stamp."""
+    row = store.db.execute("select coalesce(max(id), 0) from team_settings").fetchone()
+    return int(row[0])
+
+
+def apply_settings(config: Config, store: Store) -> Config:
+    """``config`` with the console's templates and alert rules on top (a copy; ``config`` is untouched)."""
+    saved = current_settings(store)
+    if not saved:
+        return config
+    responders = dict(config.responders)
+    templates = dict(responders.get("templates") or {})
+    alerts = dict(config.alerts)
+    for (kind, name), value in saved.items():
+        if kind == "template":
+            if value is None:
+                continue  # reset: doorstep.toml's (or the built-in) template applies
+            templates[name] = value
+        elif kind == "alert_rule" and value is not None:
+            _set_path(alerts, name, value)
+    if templates:
+        responders["templates"] = templates
+    updated = config.model_copy(update={"responders": responders, "alerts": alerts})
+    updated._source = config_source(config)
+    return updated
+
+
+def _set_path(section: dict[str, Any], dotted: str, value: Any) -> None:
+    """``spike.min_count`` = 10 inside the [alerts] dict (nested tables copied, never shared)."""
+    *parents, leaf = dotted.split(".")
+    node = section
+    for part in parents:
+        child = dict(node.get(part) or {})
+        node[part] = child
+        node = child
+    node[leaf] = value

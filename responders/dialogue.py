@@ -1,0 +1,533 @@
+"""Dialogue, not monologue: closed questions in our messages, the customer's answer, and the next step.
+
+Asking (:func:`ask`): a proactive message, a follow-up or a call-back offer may ask a question
+rule from ``[responders.dialogue.questions.NAME]`` (built in: ``redeliver``, ``callback``). The
+message goes through the outbox like any other (quiet hours, approval, re-check before sending)
+and a ``questions`` row remembers the case, the channel, the address it went to, a reply token
+(in the e-mail's subject) and when it expires.
+
+Answering (:func:`handle_reply`): an SMS reply (``POST /sms``, Twilio's signature checked), an
+e-mail reply (``POST /mail``, a raw RFC 822 message matched by the token or ``In-Reply-To``),
+a DM or a public reply (read from the stored mentions by the worker) is joined to the question,
+read by :func:`responders.answers.understand` and acted on:
+
+* the rule's step for yes / no / a proposed time / anything else runs **exactly once**: the
+  answer is claimed with one conditional UPDATE, every escalation has an idempotency key derived
+  from the question, and a reply redelivered with the same channel id is dropped before that;
+* STOP and its kin opt the customer out of SMS, e-mail and DM messages on every channel,
+  cancel what was queued for them, close their open questions, and are audited;
+* an answer to a question whose case was closed since reopens the case for a person instead of
+  acting, and so does an answer after the question expired or was already answered differently.
+
+Call backs (:func:`offer_callback`): an agent (the case's button) or a rule (VIP, the third
+contact on one case, an order above a value, a parcel stuck for days; ``[responders.callback]``)
+offers a call back by asking the ``callback`` question; the customer's slot makes a call-back task
+(``callbacks``) with its own SLA, listed on the console's Call-backs page with a ``tel:`` link.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep import dialogue as rows
+from doorstep.config import Config, ConfigError
+from doorstep.contact_history import mark_answered, record_attempt
+from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
+from doorstep.store import PHONE_DIGITS_SQL, Store, iso
+from responders.answers import Understanding, understand
+from responders.config import QuestionRule, Step, responders_settings
+from responders.outbox import _key, enqueue, update_case_retrying
+
+log = logging.getLogger("doorstep.dialogue")
+
+ACTOR = "dialogue"
+#: Opting out covers every private channel we could write to unasked.
+OPT_OUT_CHANNELS = ("all", "dm", "email", "sms")
+#: Automatic messages that are cancelled when the customer opts out.
+UNASKED_KINDS = ("follow_up", "outreach")
+
+
+class DialogueError(ValueError):
+    """A question or call back cannot be made as asked; the message says why."""
+
+
+# --------------------------------------------------------------------------- asking
+def question_rule(config: Config, name: str) -> QuestionRule:
+    return responders_settings(config).dialogue.rule(name)
+
+
+def _contact(customer: Customer | None, channels: list[str]) -> tuple[str, str] | None:
+    from responders.followup import _contact as first_contact
+
+    return first_contact(customer, channels)
+
+
+def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: list[str], actor: str, kind: str,
+        key: str, now: datetime | None = None, subject: str | None = None, not_before: datetime | None = None,
+        automatic: bool = True, quiet: Any = None, learner_cache: dict[Any, Any] | None = None) -> rows.Question | None:
+    """Send the question ``rule_name`` on the case's first usable private channel; None when none is usable.
+
+    ``kind`` is the outbound kind (``outreach``, ``follow_up`` or ``question`` for an agent's own
+    offer); ``automatic`` messages are re-checked before sending and may wait for approval.
+    """
+    from responders.automatic import record
+    from responders.channels import message_id_for
+    from responders.followup import _render
+
+    now = now or utcnow()
+    rule = question_rule(config, rule_name)
+    customer = store.get_customer(case.customer_id) if case.customer_id else None
+    # With [responders.channel_learner] on, an automatic question goes on the channel and at the
+    # hour this customer answers best (responders/channel_learner.py); else the rule's first channel.
+    plan = None
+    if automatic and responders_settings(config).channel_learner.enabled:
+        from responders.channel_learner import plan_contact
+
+        plan = plan_contact(store, config, customer, case.brand, channels, quiet, now, cache=learner_cache)
+    contact = (plan.channel, plan.address) if plan else _contact(customer, channels)
+    if contact is None:
+        store.audit(actor, "question.skipped", case.id, {"rule": rule_name,
+                                                          "reason": "no contact channel (missing or opted out)"})
+        return None
+    channel, address = contact
+    if plan is not None:
+        from responders.followup import next_allowed
+
+        not_before = next_allowed(plan.send_at, quiet, config)
+    from responders.templates import TemplateError
+
+    try:
+        text = _render(store, config, case, rule.text)
+    except TemplateError as exc:
+        store.audit(actor, "question.skipped", case.id, {"rule": rule_name, "reason": str(exc)})
+        return None
+    token = secrets.token_hex(5)
+    if channel == "email":
+        head = subject or (f"About your order {case.order_number}" if case.order_number else "A question from us")
+        text = f"Subject: {head} [ref {token}]\n\n{text}\n\nJust reply to this e-mail."
+    message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
+                      case_id=case.id, target=address, not_before=not_before)
+    # Every question is a contact attempt: whether and how fast it is answered teaches the learner.
+    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                   brand=case.brand, rule=f"question:{rule_name}", channel=channel, planned_at=not_before or now,
+                   tz=config.tz, chosen_by="learner" if plan else "rule")
+    if plan is not None:
+        store.audit(actor, "channel_learner.choice", case.id,
+                    {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
+    if automatic:
+        message = record(store, config, message, kind)
+    existing = list(store.db.query("select id from questions where message_id = ?", [message.id]))
+    if existing:
+        return rows.get_question(store, existing[0]["id"])
+    with store.transaction():
+        question_id = rows.insert_question(
+            store, case_id=case.id, customer_id=case.customer_id, rule=rule_name, channel=channel,  # type: ignore[arg-type]
+            target=address, message_id=message.id, token=token, asked_at=now,
+            expires_at=(not_before or now) + timedelta(hours=rule.expires_hours),
+            mail_id=message_id_for(message) if channel == "email" else None)
+        store.audit(actor, "question.asked", case.id, {"question_id": question_id, "rule": rule_name,
+                                                       "channel": channel, "message_id": message.id})
+    return rows.get_question(store, question_id)
+
+
+# --------------------------------------------------------------------------- answering
+def customer_by_address(store: Store, channel: str, address: str) -> str | None:
+    """The customer whose phone (SMS) or e-mail matches ``address``, for a reply with no question."""
+    if channel == "sms":
+        digits = re.sub(r"\D", "", address)[-10:]
+        if not digits:
+            return None
+        row = store.db.execute(f"select id from customers where {PHONE_DIGITS_SQL} like ? limit 1",
+                               [f"%{digits}"]).fetchone()
+    else:
+        row = store.db.execute("select id from customers where lower(email) = ? limit 1",
+                               [address.strip().lower()]).fetchone()
+    return row[0] if row else None
+
+
+def opt_out(store: Store, customer_id: str, *, channel: str, said: str, actor: str = ACTOR,
+            case_id: int | None = None) -> list[int]:
+    """Opt the customer out of every private channel, cancel what was queued for them; returns the ids cancelled."""
+    customer = store.get_customer(customer_id)
+    if customer is None:
+        return []
+    before = list(customer.opt_out)
+    after = sorted(set(before) | set(OPT_OUT_CHANNELS))
+    with store.transaction():
+        if after != sorted(before):
+            store.upsert_customer(customer.model_copy(update={"opt_out": after}), fields=["opt_out"])
+        cancelled = [r[0] for r in store.db.execute(
+            f"select o.id from outbound_messages o join cases c on c.id = o.case_id where c.customer_id = ? and "
+            f"o.kind in ({','.join('?' * len(UNASKED_KINDS))}) and o.status in ('queued', 'awaiting_approval')",
+            [customer_id, *UNASKED_KINDS]).fetchall()]
+        for message_id in cancelled:
+            store.db.execute("update outbound_messages set status = 'cancelled', next_attempt_at = null, last_error = "
+                             "'cancelled: the customer opted out' where id = ? and status in ('queued', "
+                             "'awaiting_approval')", [message_id])
+        store.db.execute("update questions set status = 'opted_out' where customer_id = ? and status = 'open'",
+                         [customer_id])
+        cases = [r[0] for r in store.db.execute("select id from cases where customer_id = ? and "
+                                                "status in ('new', 'open', 'pending_customer', 'escalated')",
+                                                [customer_id]).fetchall()]
+        for cid in sorted({*cases, *([case_id] if case_id else [])}) or [None]:
+            store.audit(actor, "customer.opt_out", cid, {"customer_id": customer_id, "channel": channel,
+                                                         "said": said[:200], "opt_out": after,
+                                                         "cancelled_messages": cancelled})
+    return cancelled
+
+
+def _note_text(template: str, answer: str, understood: Understanding, config: Config) -> str:
+    slot = understood.slot_at.astimezone(config.tz).strftime("%a %d %b %H:%M") if understood.slot_at else "-"
+    return template.replace("{answer}", f"“{answer.strip()[:300]}”").replace("{slot}", slot)
+
+
+def _with_labels(understood: Understanding, text: str, classifier: Any) -> Understanding:
+    """An answer the rules read as "other", with what the classifier reads in it (for the person it goes to)."""
+    from dataclasses import replace
+
+    try:
+        labels = classifier.classify([text])[0]
+    except Exception as exc:  # noqa: BLE001 - the rules' reading stands; the classifier only adds a hint
+        log.warning("classifier could not read an answer: %s", exc)
+        return understood
+    hint = (f"{labels.sentiment}{' complaint' if labels.complaint else ''}, intent {labels.intent}, "
+            f"urgency {labels.urgency:.2f}")
+    return replace(understood, why=f"{understood.why}; the classifier reads: {hint}")
+
+
+def _hand_to_person(store: Store, case_id: int, why: str, answer: str, actor: str = ACTOR) -> None:
+    update_case_retrying(store, case_id, actor,
+                         lambda c: {"status": "open"} if c.status in ("new", "pending_customer") else {})
+    store.audit(actor, "dialogue.needs_human", case_id, {"why": why, "answer": answer[:300]})
+
+
+def _apply_step(store: Store, config: Config, case: Case, question: rows.Question, step: Step, answer: str,
+                understood: Understanding, now: datetime) -> str:
+    """Do what the rule says for this kind of answer; returns what was done, for the case page."""
+    done: list[str] = []
+    needs_person: list[str] = []
+    if step.escalate:
+        from responders.escalation import EscalationRejected, escalate
+
+        note = _note_text(step.note or "The customer answered {answer} to our question.", answer, understood, config)
+        try:
+            messages = escalate(store, config, case.id, step.escalate, note, ACTOR,  # type: ignore[arg-type]
+                                reason=f"answer:{question.rule}", key=_key("dialogue", question.id, "escalate"))
+        except EscalationRejected as exc:
+            needs_person.append(f"could not escalate to {step.escalate}: {exc}")
+        else:
+            done.append(f"escalated to {step.escalate} (message {', '.join(str(m.id) for m in messages)})")
+    if step.callback:
+        callback = rows.callback_for_question(store, question.id)
+        if callback is None:
+            needs_person.append("no call back was offered with this question")
+        elif not callback.phone:
+            needs_person.append("no phone number on the order record for the call back")
+        else:
+            sla = timedelta(minutes=responders_settings(config).callback.sla_minutes)
+            rows.schedule_callback(store, callback.id, requested_at=now, slot_at=understood.slot_at,
+                                   slot_text=understood.slot_text, sla=sla)
+            when = (understood.slot_at.astimezone(config.tz).strftime("%a %d %b %H:%M") if understood.slot_at
+                    else "as soon as possible")
+            store.audit(ACTOR, "callback.scheduled", case.id, {"callback_id": callback.id, "slot": when})
+            done.append(f"call back scheduled for {when}")
+    if step.note:
+        store.add_note(case.id, ACTOR, _note_text(step.note, answer, understood, config))  # type: ignore[arg-type]
+        done.append("note added")
+    if step.status:
+        update_case_retrying(store, case.id, ACTOR,  # type: ignore[arg-type]
+                             lambda c: {"status": step.status} if c.status != step.status else {}, config)
+        done.append(f"status {step.status}")
+    if step.human or needs_person:
+        why = "; ".join(needs_person) or (f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” "
+                                          f"to a person ({understood.why})")
+        _hand_to_person(store, case.id, why, answer)  # type: ignore[arg-type]
+        done.append(f"handed to a person ({why})")
+    return "; ".join(done) or "nothing"
+
+
+def handle_reply(store: Store, config: Config, *, channel: str, external_id: str, sender: str | None, text: str,
+                 now: datetime | None = None, question: rows.Question | None = None,
+                 sender_verified: bool = True, customer_id: str | None = None,
+                 classifier: Any = None) -> dict[str, Any]:
+    """Join one inbound reply to its question and act on it; returns what happened (for the HTTP answer and tests).
+
+    ``question``: already matched (a mail's token, a DM on the case); else the newest question sent
+    to ``sender`` on ``channel``. ``sender_verified`` False (a mail whose From is not the address we
+    asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
+    answer the rules could not, so the person it goes to sees whether it is an angry complaint.
+    """
+    now = now or utcnow()
+    reply_id = rows.remember_reply(store, channel=channel, external_id=external_id, sender=sender, text=text,
+                                   received_at=now)
+    if reply_id is None:
+        return {"outcome": "duplicate"}
+    understood = understand(text, now, config.tz)
+    if question is None and sender:
+        question = rows.latest_question_to(store, channel, sender)
+    customer = (question.customer_id if question else None) or customer_id or (
+        customer_by_address(store, channel, sender) if sender else None)
+    case = store.get_case(question.case_id) if question else None
+    if case is not None and channel in ("sms", "email"):
+        # (DMs and public replies are posts: the pipeline marked them when it stored them.)
+        mark_answered(store, case.id, now)  # type: ignore[arg-type]
+
+    def finish(outcome: str, **extra: Any) -> dict[str, Any]:
+        rows.note_reply_outcome(store, reply_id, question_id=question.id if question else None,
+                                case_id=case.id if case else None, kind=understood.kind, outcome=outcome)
+        return {"outcome": outcome, "kind": understood.kind, "question_id": question.id if question else None,
+                "case_id": case.id if case else None, **extra}
+
+    if understood.kind == "opt_out" and sender_verified:
+        if question is not None:
+            rows.claim_answer(store, question.id, status="opted_out", answer=text, kind="opt_out", channel=channel, at=now)
+            rows.set_action(store, question.id, "opted out of SMS, e-mail and DM messages")
+        if customer is None:
+            return finish("opt-out from an unknown sender (nothing to opt out)")
+        cancelled = opt_out(store, customer, channel=channel, said=text, case_id=case.id if case else None)
+        return finish("opted out", cancelled=cancelled)
+    if question is None or case is None:
+        # A reply to a message that asked nothing (a plain follow-up): never lost, a person reads it.
+        replied_case = _case_we_wrote_to(store, channel, sender) if sender and sender_verified else None
+        if replied_case is None:
+            return finish("no question to answer and no message of ours to that address")
+        case = store.get_case(replied_case)
+        update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
+                             if c.status not in ("new", "open", "escalated") else {}, config)
+        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” "
+                                            "(to a message that asked no question).")
+        store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
+                                                                  "answer": text[:300]})
+        return finish("handed to a person (reply to a message without a question)")
+    if case.status not in OPEN_CASE_STATUSES:
+        rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
+                          slot_at=understood.slot_at)
+        update_case_retrying(store, case.id, ACTOR, lambda c: {"status": "open", "resolved_at": None}  # type: ignore[arg-type]
+                             if c.status not in OPEN_CASE_STATUSES else {}, config)
+        store.audit(ACTOR, "dialogue.reopened", case.id, {"question_id": question.id, "answer": text[:300],
+                                                          "why": "answer after the case was closed: not acted on"})
+        store.add_note(case.id, ACTOR, f"The customer answered “{text.strip()[:300]}” on {channel} to a question "  # type: ignore[arg-type]
+                                       f"asked {question.asked_at:%d %b}, after the case was closed. Not acted on: "
+                                       "please read it and decide.")
+        if question.status in ("open", "late"):
+            rows.set_action(store, question.id, "reopened the case for a person (case was closed)")
+        return finish("reopened")
+    if not sender_verified:
+        _hand_to_person(store, case.id, "the reply came from another address than the one we asked", text)  # type: ignore[arg-type]
+        return finish("handed to a person (unverified sender)")
+    if question.status == "open" and question.expires_at <= now:
+        rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
+                          slot_at=understood.slot_at)
+        rows.set_action(store, question.id, "handed to a person (answered after the question expired)")
+        _hand_to_person(store, case.id, "answered after the question expired", text)  # type: ignore[arg-type]
+        return finish("late")
+    if not rows.claim_answer(store, question.id, status="answered", answer=text, kind=understood.kind,
+                             channel=channel, at=now, slot_at=understood.slot_at):
+        fresh = rows.get_question(store, question.id)
+        if fresh is not None and fresh.answer_kind == understood.kind:
+            store.audit(ACTOR, "dialogue.repeat", case.id, {"question_id": question.id, "answer": text[:300]})
+            return finish("repeat (already acted on)")
+        _hand_to_person(store, case.id, f"a second, different answer to question {question.id}", text)  # type: ignore[arg-type]
+        return finish("handed to a person (second answer)")
+    rule = question_rule(config, question.rule)
+    step: Step = getattr(rule, understood.kind if understood.kind in ("yes", "no", "time") else "other")
+    if understood.kind == "other" and classifier is not None:
+        understood = _with_labels(understood, text, classifier)
+    action = _apply_step(store, config, case, question, step, text, understood, now)
+    rows.set_action(store, question.id, action)
+    store.audit(ACTOR, "dialogue.answered", case.id, {"question_id": question.id, "channel": channel,
+                                                      "answer": text[:300], "understood": understood.kind,
+                                                      "why": understood.why, "action": action})
+    return finish("answered", action=action)
+
+
+def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
+    """The case of our newest message sent to ``address`` on ``channel`` (SMS: by the number's last ten digits)."""
+    key = rows.address_key(channel, address)
+    if not key:
+        return None
+    for row in store.db.execute(
+            "select case_id, target from outbound_messages where channel = ? and status = 'sent' and case_id is not null "
+            "and kind in ('reply', 'follow_up', 'outreach') order by id desc limit 200", [channel]).fetchall():
+        if rows.address_key(channel, row[1]) == key:
+            return int(row[0])
+    return None
+
+
+# --------------------------------------------------------------------------- DMs and public replies
+MENTIONS_CURSOR = "dialogue.mentions"
+
+
+def scan_mentions(store: Store, config: Config, now: datetime | None = None, batch: int = 500) -> int:
+    """Read new inbound posts (DMs, public replies) for answers to open questions and opt-outs; returns how many."""
+    cursor = store.get_cursor(MENTIONS_CURSOR)
+    if cursor is None:  # first run: only what arrives from now on
+        store.set_cursor(MENTIONS_CURSOR, str(store.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0]))
+        return 0
+    handled = 0
+    last = int(cursor)
+    for row in list(store.db.query(
+            "select m.id, m.channel, m.external_id, m.text, m.author_handle, m.case_id, c.customer_id, c.link_confirmed "
+            "from mentions m left join cases c on c.id = m.case_id where m.id > ? and m.outbound = 0 order by m.id limit ?",
+            [last, batch])):
+        last = row["id"]
+        if row["case_id"] is None:
+            continue
+        question = rows.open_question_on_case(store, row["case_id"], now) or next(
+            iter(reversed(rows.questions_for_case(store, row["case_id"]))), None)
+        understood = understand(row["text"], now or utcnow(), config.tz)
+        if question is None and not (understood.kind == "opt_out" and row["customer_id"] and row["link_confirmed"]):
+            continue
+        handle_reply(store, config, channel=row["channel"], external_id=row["external_id"], sender=row["author_handle"],
+                     text=row["text"], now=now, question=question,
+                     customer_id=row["customer_id"] if row["link_confirmed"] else None)
+        handled += 1
+    store.set_cursor(MENTIONS_CURSOR, str(last))
+    return handled
+
+
+# --------------------------------------------------------------------------- call backs
+def offer_callback(store: Store, config: Config, case_id: int, actor: str, reason: str, *,
+                   now: datetime | None = None, automatic: bool = False) -> rows.Callback:
+    """Offer a call back on the case: ask the ``callback`` question and open an ``offered`` task."""
+    settings = responders_settings(config).callback
+    now = now or utcnow()
+    case = store.get_case(case_id)
+    if case is None:
+        raise DialogueError(f"no case {case_id}")
+    if not case.link_confirmed or not case.customer_id:
+        raise DialogueError("confirm the case's order first: the phone number comes from the order record")
+    customer = store.get_customer(case.customer_id)
+    if customer is None or not customer.phone:
+        raise DialogueError("the order record has no phone number to call")
+    open_offer = [c for c in rows.callbacks_for_case(store, case_id) if c.status in ("offered", "scheduled")]
+    if open_offer:
+        return open_offer[-1]
+    key = _key("callback-offer", case_id, reason, iso(now) if not automatic else "rule")
+    question = ask(store, config, case, settings.question, channels=settings.channels, actor=actor,
+                   kind="outreach", key=key, now=now, automatic=automatic,
+                   subject=f"Shall we call you about order {case.order_number}?")
+    if question is None:
+        raise DialogueError("the customer cannot be asked: no e-mail or phone on the order record, or they opted out")
+    with store.transaction():
+        callback_id = rows.insert_callback(store, case_id=case_id, question_id=question.id, reason=reason,
+                                           offered_by=actor, offered_at=now, phone=customer.phone)
+        store.audit(actor, "callback.offered", case_id, {"callback_id": callback_id, "reason": reason,
+                                                         "question_id": question.id, "channel": question.channel})
+    return rows.get_callback(store, callback_id)  # type: ignore[return-value]
+
+
+def callback_candidates(store: Store, config: Config, now: datetime) -> dict[int, str]:
+    """Open cases a rule says deserve a call back, with the rule's reason (none already offered one)."""
+    settings = responders_settings(config).callback
+    since = iso(now - timedelta(days=settings.lookback_days))
+    base = ("from cases c join customers cu on cu.id = c.customer_id where c.status in ('new', 'open', "
+            "'pending_customer', 'escalated') and c.link_confirmed = 1 and cu.phone is not null and cu.phone != '' "
+            "and c.last_activity_at >= ? and not exists (select 1 from callbacks b where b.case_id = c.id)")
+    out: dict[int, str] = {}
+    if settings.vip:
+        for r in store.db.execute(f"select c.id {base} and cu.vip = 1", [since]).fetchall():
+            out.setdefault(r[0], "VIP customer")
+    if settings.contacts:
+        for r in store.db.execute(f"select c.id {base} and (select count(*) from mentions m where m.case_id = c.id "
+                                  "and m.outbound = 0) >= ?", [since, settings.contacts]).fetchall():
+            out.setdefault(r[0], f"{settings.contacts} or more contacts on one case")
+    if settings.order_value_over:
+        for r in store.db.execute(f"select c.id {base} and c.order_number in (select number from orders "
+                                  "where total > ?)", [since, settings.order_value_over]).fetchall():
+            out.setdefault(r[0], f"order worth more than {settings.order_value_over:g}")
+    if settings.stuck_days:
+        stuck = iso(now - timedelta(days=settings.stuck_days))
+        for r in store.db.execute(f"select c.id {base} and c.tracking_number in (select tracking_number from shipments "
+                                  "where status in ('info_received', 'in_transit', 'exception') and last_event_at <= ?)",
+                                  [since, stuck]).fetchall():
+            out.setdefault(r[0], f"parcel without a scan for {settings.stuck_days:g} days")
+    return out
+
+
+def run_callback_rules(store: Store, config: Config, now: datetime | None = None) -> list[int]:
+    """Offer call backs where a rule says so; returns the call-back ids offered."""
+    settings = responders_settings(config).callback
+    if not settings.enabled:
+        return []
+    now = now or utcnow()
+    offered = []
+    for case_id, reason in sorted(callback_candidates(store, config, now).items()):
+        try:
+            callback = offer_callback(store, config, case_id, "callback-rule", reason, now=now, automatic=True)
+        except (DialogueError, ConfigError) as exc:
+            log.info("no call back offered on case %s: %s", case_id, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one case must not stop the others (a template the case cannot fill)
+            log.warning("no call back offered on case %s: %s", case_id, exc)
+            continue
+        offered.append(callback.id)
+    return offered
+
+
+def record_outcome(store: Store, callback_id: int, outcome: str, actor: str, now: datetime | None = None) -> None:
+    """An agent's call: reached, no answer (the task stays), or resolved (the case is resolved too)."""
+    now = now or utcnow()
+    callback = rows.get_callback(store, callback_id)
+    if callback is None:
+        raise DialogueError(f"no call back {callback_id}")
+    if not rows.record_callback_outcome(store, callback_id, outcome, actor, now):
+        raise DialogueError(f"call back {callback_id} is {callback.status}, not waiting for a call")
+    store.audit(actor, "callback.outcome", callback.case_id, {"callback_id": callback_id, "outcome": outcome})
+    if outcome == "resolved":
+        update_case_retrying(store, callback.case_id, actor, lambda c: {"status": "resolved", "resolved_at": now}
+                             if c.status != "resolved" else {})
+
+
+def run_housekeeping(store: Store, config: Config, now: datetime | None = None) -> dict[str, list[int]]:
+    """Expire unanswered questions, drop those whose message was cancelled, and flag call-back SLA breaches."""
+    now = now or utcnow()
+    store.db.execute("update questions set status = 'cancelled' where status = 'open' and message_id in "
+                     "(select id from outbound_messages where status = 'cancelled')")
+    expired = rows.expire_questions(store, now)
+    breached = rows.mark_breaches(store, now)
+    for callback_id in breached:
+        callback = rows.get_callback(store, callback_id)
+        if callback is not None:
+            store.audit("callback-sla", "callback.sla_breach", callback.case_id,
+                        {"callback_id": callback_id, "due_at": iso(callback.due_at)})
+    return {"expired": expired, "breached": breached}
+
+
+def bridge_call(store: Store, config: Config, callback_id: int, actor: str) -> str:
+    """Ring the care desk through Twilio's voice API and connect it to the customer; returns the call's SID.
+
+    Twilio calls ``[responders.callback] bridge_desk_phone`` and, when the desk answers, dials the
+    customer's number from the order record with our number as caller id (TwiML ``<Dial>``). The
+    customer's number goes to Twilio only, never into a log.
+    """
+    from twilio.base.exceptions import TwilioException
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    from doorstep.config import secret
+    from responders.channels import twilio_client
+    from responders.config import resolve
+
+    callback = rows.get_callback(store, callback_id)
+    if callback is None or callback.status != "scheduled":
+        raise DialogueError(f"call back {callback_id} is not waiting for a call")
+    desk = resolve(responders_settings(config).callback.bridge_desk_phone)
+    caller = secret("TWILIO_FROM")
+    if not desk or not caller:
+        raise DialogueError("bridged calls need [responders.callback] bridge_desk_phone and TWILIO_FROM")
+    if not callback.phone:
+        raise DialogueError("the order record has no phone number to call")
+    dial = Dial(caller_id=caller)
+    dial.number(callback.phone)
+    twiml = VoiceResponse()
+    twiml.append(dial)
+    try:
+        call = twilio_client(config).calls.create(to=desk, from_=caller, twiml=str(twiml))
+    except TwilioException as exc:
+        raise DialogueError(f"Twilio refused the call: {getattr(exc, 'msg', exc)}") from None
+    store.audit(actor, "callback.bridge", callback.case_id, {"callback_id": callback_id, "call_sid": str(call.sid)})
+    return str(call.sid)

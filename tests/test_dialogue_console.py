@@ -1,0 +1,103 @@
+"""The dialogue on the console, through Streamlit's AppTest: the case's questions and answers shown as
+text, the "Offer a call back" button, the Call-backs page's outcome buttons and ``tel:`` links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from console.auth import add_user, get_user
+from console.dialogue import tel_href
+from doorstep import dialogue as rows
+from doorstep.config import load_config
+from doorstep.models import Customer, Order, Shipment, TrackingEvent, utcnow
+from doorstep.store import Store
+from responders.dialogue import handle_reply
+from responders.followup import run_proactive
+from tests.conftest import REPO
+
+DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
+PAGE = """
+from console import {module}
+{module}.render()
+"""
+MARKUP = "<img src=x onerror=alert(1)> **yes** [click](http://evil.example)"
+
+
+@pytest.fixture
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
+    path = tmp_path / "console.db"
+    monkeypatch.setenv("DOORSTEP_DB", str(path))
+    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
+    store = Store(path)
+    add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
+    now = utcnow()
+    store.upsert_customers([Customer(id="C1", name="Jane Doe", email="jane@example.com", phone="+44 7700 900123")])
+    events = [TrackingEvent(tracking_number="1Z999AA10123456784", time=now - timedelta(hours=2), status="attempt_failed",
+                            location="Bath")]
+    order = Order(number="LH-1", customer_id="C1", placed_at=now - timedelta(days=3), brand="Larkspur Home", total=40.0,
+                  shipments=[Shipment(tracking_number="1Z999AA10123456784", order_number="LH-1", courier="UPS",
+                                      events=events)])
+    store.upsert_orders([order])
+    store.upsert_shipment(order.shipments[0])
+    [case_id] = run_proactive(store, load_config(DEMO_CONFIG), now)
+    yield store, case_id
+    store.close()
+
+
+def page(module: str, store: Store, **state: object) -> AppTest:
+    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
+    at.session_state["user"] = get_user(store, "ann")
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_the_customers_answer_is_shown_as_text_with_what_it_triggered(shop: tuple[Store, int]) -> None:
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text=MARKUP)
+    at = page("case_view", store, case_id=case_id)
+    assert not at.exception, at.exception
+    assert MARKUP in [t.value for t in at.text]  # st.text: no Markdown, no HTML
+    from markdown_it import MarkdownIt
+
+    captions = [c.value for c in at.caption]
+    plain = [c.replace("\\", "") for c in captions]
+    assert any("question “redeliver” by sms" in c for c in plain)
+    assert any("Triggered: handed to a person" in c for c in plain)
+    md = MarkdownIt("commonmark")
+    for caption in captions:  # the timeline quotes the answer too: escaped, never markup
+        html = md.render(caption)
+        assert "<img" not in html and "<a " not in html and "<strong>" not in html
+
+
+def test_offer_a_call_back_from_the_case_and_record_the_outcome_on_the_call_backs_page(shop: tuple[Store, int]) -> None:
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    at = page("case_view", store, case_id=case_id)
+    at.button(key=f"offer_callback_{case_id}").click().run()
+    assert not at.exception, at.exception
+    [callback] = rows.callbacks_for_case(store, case_id)
+    assert callback.status == "offered" and callback.offered_by == "ann"
+    assert any(e.action == "callback.offered" and e.actor == "ann" for e in store.audit_trail(case_id))
+    handle_reply(store, config, channel="sms", external_id="s2", sender="07700 900123", text="yes please")
+    assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
+    at = page("dialogue", store)
+    assert not at.exception, at.exception
+    assert "Call-backs" in [t.value for t in at.title]
+    at.button(key=f"cb_page_{callback.id}_reached").click().run()
+    assert rows.get_callback(store, callback.id).outcome == "reached"  # type: ignore[union-attr]
+    assert any(e.action == "callback.outcome" and e.actor == "ann" for e in store.audit_trail(case_id))
+
+
+@pytest.mark.parametrize(("phone", "href"), [
+    ("+44 7700 900123", "tel:+447700900123"), ("(020) 7946-0018", "tel:02079460018"),
+    ("javascript:alert(1)", None), ("+44 7700\"><script>", None), (None, None),
+    ("0800 123 456 <b>x</b>", None), ("12", None),
+])
+def test_tel_links_are_digits_only(phone: str | None, href: str | None) -> None:
+    assert tel_href(phone) == href

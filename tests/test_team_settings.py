@@ -1,0 +1,160 @@
+"""Templates and alert rules a lead changes in the console: checked like the file, versioned, audited, in force.
+
+Reported: leads could not edit templates or alert rules (read-only code blocks); removing a user had
+no confirmation; the settings tabs jumped back to the first one after saving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from doorstep.config import ConfigError, parse_config
+from doorstep.jobs import FunctionJob
+from doorstep.store import Store
+from doorstep.team_settings import apply_settings, current_settings, history, save_setting, settings_stamp
+from responders.config import alert_settings
+from responders.team_settings import check_alert_rules, check_template
+from responders.templates import list_templates
+
+CONFIG = parse_config({"alerts": {"urgency_threshold": 0.8, "slack_webhook_url": "https://hooks.example/T/B/x"},
+                       "responders": {"templates": {"late": "Hi {{ author_first_name }}, sorry it is late."}}})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "t.db")
+    yield s
+    s.close()
+
+
+def test_a_saved_template_is_in_force_versioned_audited_and_can_go_back_to_the_file(store: Store) -> None:
+    assert "Hi {{ author_first_name }}, sorry it is late." == list_templates(apply_settings(CONFIG, store))["late"]
+    first = save_setting(store, "template", "late", "Hi {{ author_first_name }}, we are on it.", "lee")
+    second = save_setting(store, "template", "welcome", "Thanks for writing to us!", "lee")
+    assert list_templates(apply_settings(CONFIG, store))["late"] == "Hi {{ author_first_name }}, we are on it."
+    assert list_templates(apply_settings(CONFIG, store))["welcome"] == "Thanks for writing to us!"
+    assert list_templates(CONFIG)["late"] == "Hi {{ author_first_name }}, sorry it is late."  # the base is untouched
+    reset = save_setting(store, "template", "late", None, "lee")
+    assert list_templates(apply_settings(CONFIG, store))["late"] == "Hi {{ author_first_name }}, sorry it is late."
+    assert [v.id for v in history(store, "template", "late")] == [reset, first]
+    assert settings_stamp(store) == reset > second > first
+    actions = [(e.action, e.details["name"]) for e in store.audit_trail() if e.action.startswith("settings.")]
+    assert sorted(actions) == [("settings.template_reset", "late"), ("settings.template_saved", "late"),
+                               ("settings.template_saved", "welcome")]
+
+
+def test_console_edits_pass_the_checks_the_file_passes(store: Store) -> None:
+    with pytest.raises(ConfigError, match=r"responders\.templates\.late"):
+        check_template(CONFIG, "late", "Hi {{ first_name ")  # a syntax error
+    with pytest.raises(ConfigError, match="letters, digits and _"):
+        check_template(CONFIG, "my template!", "hello")
+    check_template(CONFIG, "late", "Hi {{ author_first_name }}")
+    with pytest.raises(ConfigError, match=r"alerts\.urgency_threshold"):
+        check_alert_rules(CONFIG, {"urgency_threshold": 1.5})
+    with pytest.raises(ConfigError, match="slack_webhook_url cannot be changed in the console"):
+        check_alert_rules(CONFIG, {"slack_webhook_url": "https://evil.example/hook"})
+    check_alert_rules(CONFIG, {"urgency_threshold": 0.6, "spike.min_count": 12})
+
+
+def test_saved_alert_rules_apply_on_top_of_the_file_keeping_its_destinations(store: Store) -> None:
+    save_setting(store, "alert_rule", "urgency_threshold", 0.6, "lee")
+    save_setting(store, "alert_rule", "spike.min_count", 12, "lee")
+    rules = alert_settings(apply_settings(CONFIG, store))
+    assert (rules.urgency_threshold, rules.spike.min_count) == (0.6, 12)
+    assert rules.slack_webhook_url == "https://hooks.example/T/B/x"
+    assert rules.spike.min_ratio == alert_settings(CONFIG).spike.min_ratio  # the rest of [alerts.spike] is kept
+    assert current_settings(store) == {("alert_rule", "urgency_threshold"): 0.6, ("alert_rule", "spike.min_count"): 12}
+
+
+def test_the_worker_restarts_its_jobs_with_the_new_config_when_a_lead_saves(store: Store) -> None:
+    from commands.worker import Worker
+
+    seen: list[float] = []
+
+    def provider(s: Store, config, pipeline):  # type: ignore[no-untyped-def]
+        threshold = alert_settings(config).urgency_threshold
+        return [FunctionJob("probe", 0.05, lambda: seen.append(threshold))]
+
+    worker = Worker(store, apply_settings(CONFIG, store), None, providers=[], reload_check_s=0.1,
+                    reload_config=lambda: apply_settings(CONFIG, store), settings_stamp=lambda: settings_stamp(store))
+    import commands.worker as worker_module
+
+    worker_module.PROBE_PROVIDER = provider  # type: ignore[attr-defined]
+    worker.providers = ["commands.worker:PROBE_PROVIDER"]
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    save_setting(store, "alert_rule", "urgency_threshold", 0.55, "lee")
+    while 0.55 not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    runner.join(20)
+    del worker_module.PROBE_PROVIDER  # type: ignore[attr-defined]
+    assert seen[0] == 0.8 and 0.55 in seen
+    # Never two copies of a job: once the new config is seen, the old one never comes back.
+    assert 0.8 not in seen[seen.index(0.55):]
+
+
+# ------------------------------------------------------------------ the console (AppTest on the demo shop)
+from test_console_apptest import db, demo_template, page, texts  # noqa: E402,F401 - fixtures
+
+
+def test_a_lead_edits_previews_and_saves_a_template_and_an_agent_cannot(db: Store) -> None:  # noqa: F811
+    from console.auth import get_user
+
+    at = page("settings", "lee", db)
+    at.selectbox(key="tpl_name").select("in_transit").run()
+    case_id = db.db.execute("select id from cases where link_confirmed = 1 and channel = 'x' limit 1").fetchone()[0]
+    new_text = "Hello {{ author_first_name }}, we are looking into it right now."
+    at.text_area(key="tpl_text_in_transit").input(new_text).run()
+    at.number_input(key="tpl_preview_case").set_value(case_id).run()
+    assert not at.exception, at.exception
+    assert any(t.value.startswith("Hello ") and "looking into it right now" in t.value for t in at.text), texts(at)
+    # A public reply may not carry the customer's e-mail: the preview says so before anything is saved.
+    at.text_area(key="tpl_text_in_transit").input("We wrote to {{ email }}").run()
+    assert f"On case {case_id}" in texts(at)
+    at.text_area(key="tpl_text_in_transit").input(new_text).run()
+    at.button(key="tpl_save").click().run()
+    assert not at.exception, at.exception
+    assert [v.value for v in history(db, "template", "in_transit")] == [new_text]
+    assert at.tabs[0].label == "Templates"
+    # A broken template is refused with the key named, and nothing is saved.
+    at.text_area(key="tpl_text_in_transit").input("Hello {{ first_name ").run()
+    at.button(key="tpl_save").click().run()
+    assert "responders.templates.in_transit" in texts(at)
+    assert len(history(db, "template", "in_transit")) == 1
+    # An agent sees the templates but cannot change them (the page is closed to agents altogether).
+    assert get_user(db, "ann").role == "agent"
+    agent = page("settings", "ann", db)
+    assert "cannot open this page" in texts(agent)
+
+
+def test_a_lead_changes_an_alert_rule_in_the_console(db: Store) -> None:  # noqa: F811
+    at = page("settings", "lee", db)
+    at.number_input(key="alert_spike.min_count").set_value(15)
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    assert not at.exception, at.exception
+    assert current_settings(db)[("alert_rule", "spike.min_count")] == 15
+    assert "alert rules saved" in texts(at)
+    at.number_input(key="alert_urgency_threshold").set_value(3.0)
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    assert "alerts.urgency_threshold" in texts(at)
+    assert ("alert_rule", "urgency_threshold") not in current_settings(db)
+
+
+def test_removing_a_user_needs_a_confirmation(db: Store) -> None:  # noqa: F811
+    from console.auth import get_user
+
+    at = page("settings", "ada", db)
+    at.selectbox(key="uc_user").select("bob")
+    at.button(key="FormSubmitter:user_change-Remove user").click().run()
+    assert get_user(db, "bob") is not None and "Tick" in texts(at)
+    at.checkbox(key="uc_remove_sure").check()
+    at.button(key="FormSubmitter:user_change-Remove user").click().run()
+    assert get_user(db, "bob") is None
