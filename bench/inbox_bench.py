@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from doorstep.models import INTENTS
+from doorstep.sla import band_of
 from doorstep.store import InboxQuery, Store
 
 # Tweets use a large vocabulary with a long tail: a Zipf-weighted pool of 20,000 words, in
@@ -34,14 +35,58 @@ COURIERS = ["UPS", "DPD", "Evri", "Royal Mail", None]
 STATUSES = ["new", "open", "pending_customer", "escalated", "resolved", "resolved", "resolved"]
 
 
+def _with_queue_columns(row: tuple) -> tuple:
+    """The row plus the columns the store derives on every write (doorstep.sla.queue_fields):
+    unanswered cases, so the next deadline is the first response (none while pending)."""
+    status, priority, first_due = row[1], row[2], row[9]
+    running = status in ("new", "open", "escalated")
+    return (*row, band_of(priority), first_due if running else None, "first response" if running else None,
+            f"1 {first_due}" if running else "3")
+
+
+def _case_rows(rng: random.Random, n_cases: int):
+    for i in range(1, n_cases + 1):
+        yield (i, rng.choice(STATUSES), round(rng.random() * 100, 1), rng.choice(BRANDS), rng.choice(COURIERS),
+               rng.choice(["x", "x", "mastodon", "bluesky", "webhook"]), rng.choice(INTENTS), int(rng.random() < 0.5),
+               "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), "2026-11-%02dT11:00:00+00:00" % rng.randint(1, 28),
+               "2026-11-%02dT18:00:00+00:00" % rng.randint(1, 28))
+
+
+def _mention_rows(rng: random.Random, n_mentions: int, n_cases: int):
+    for i in range(n_mentions):
+        yield (str(i), " ".join(rng.choices(WORDS, cum_weights=CUM_WEIGHTS, k=12)),
+               "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), rng.randint(1, n_cases))
+
+
+def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+    """The same rows as :func:`fill`, written with COPY (PostgreSQL's bulk load)."""
+    rng = random.Random(seed)
+    pg = store.db.pg
+    with pg.transaction(), pg.cursor() as cur:
+        with cur.copy("copy cases (id, status, priority, brand, courier, channel, intent, complaint, opened_at, "
+                      "first_response_due, resolution_due, priority_band, due_at, due_kind, due_key, version, "
+                      "mention_count) from stdin") as copy:
+            for row in _case_rows(rng, n_cases):
+                copy.write_row((*_with_queue_columns(row), 1, 5))
+        with cur.copy("copy mentions (channel, external_id, text, created_at, case_id) from stdin") as copy:
+            for row in _mention_rows(rng, n_mentions, n_cases):
+                copy.write_row(("x", *row))
+        cur.execute("select setval(pg_get_serial_sequence('cases', 'id'), %s)", [n_cases])
+    pg.execute("analyze")
+
+
 def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+    if store.dialect.postgres:
+        fill_postgres(store, n_mentions, n_cases, seed)
+        return
     rng = random.Random(seed)
     db = store.db
     with store.transaction():
         db.conn.executemany(
             "insert into cases (id, status, priority, brand, courier, channel, intent, complaint, opened_at, "
-            "first_response_due, resolution_due, version, mention_count) values (?,?,?,?,?,?,?,?,?,?,?,1,5)",
-            (
+            "first_response_due, resolution_due, version, mention_count, priority_band, due_at, due_kind, due_key) "
+            "values (?,?,?,?,?,?,?,?,?,?,?,1,5,?,?,?,?)",
+            (_with_queue_columns(
                 (
                     i,
                     rng.choice(STATUSES),
@@ -54,7 +99,7 @@ def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
                     "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
                     "2026-11-%02dT11:00:00+00:00" % rng.randint(1, 28),
                     "2026-11-%02dT18:00:00+00:00" % rng.randint(1, 28),
-                )
+                ))
                 for i in range(1, n_cases + 1)
             ),
         )
@@ -94,7 +139,8 @@ def main() -> None:
     parser.add_argument("--mentions", type=int, default=1_000_000)
     parser.add_argument("--cases", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=40)
-    parser.add_argument("--db", default=None)
+    parser.add_argument("--db", default=None, help="a SQLite file (default: a new temporary one) or a "
+                        "postgresql:// URL (its schema is filled when it holds no cases)")
     args = parser.parse_args()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="doorstep-inbox-")) / "inbox.db")
     store = Store(db)
@@ -113,10 +159,13 @@ def main() -> None:
         "search 'rain tent'": InboxQuery(search="rain tent"),
         "search + courier": InboxQuery(search="driver", courier="UPS"),
         "sla breached": InboxQuery(sla_state="breached"),
+        "due order": InboxQuery(sort="due"),
+        "snoozed": InboxQuery(snoozed="only"),
     }
     results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
     print(json.dumps({
         "mentions": store.count("mentions"), "cases": store.count("cases"),
+        "database": "postgresql" if store.dialect.postgres else "sqlite",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": "top50 = Store.inbox() (the queue); count = Store.inbox_count() (the total beside it)",
         "results": results,

@@ -235,11 +235,11 @@ class Soak:
         return child
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        return self.start("worker", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        return self.start("worker", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                           "run", "--skip", "outbox")
 
     def start_sender(self) -> subprocess.Popen[bytes]:
-        return self.start("sender", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        return self.start("sender", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                           "run", "--job", "outbox")
 
     def wait_for_webhook(self, timeout: float = 120) -> None:
@@ -327,7 +327,7 @@ class Soak:
     def run_import(self, index: int) -> None:
         entry = self.imports[index]
         started = time.monotonic()
-        child = self.start(f"import-{index + 1}", "-m", "doorstep", "--db", self.db, "--config", str(self.config_path),
+        child = self.start(f"import-{index + 1}", "-m", "commands", "--db", self.db, "--config", str(self.config_path),
                            "import", "mentions", entry["file"], "--classifier", "baseline")
         entry["exit_code"] = child.wait()
         entry["seconds"] = round(time.monotonic() - started, 1)

@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from doorstep import sla
 from doorstep.config import Brand, Config, ConfigError, Courier, load_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
 from doorstep.numbers import make_tracking_number
-from doorstep.store import InboxQuery, Store
+from doorstep.dialect import is_postgres
+from doorstep.store import InboxQuery, Store, database_for_children, files_beside, remove_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
@@ -1009,10 +1011,7 @@ def resolve_config_path(config_path: str | os.PathLike[str] | None = None) -> Pa
 
 
 def _remove_database(db_path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        candidate = Path(db_path + suffix)
-        if candidate.exists():
-            candidate.unlink()
+    remove_database(db_path)
 
 
 def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Mention]:
@@ -1122,13 +1121,19 @@ def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Me
     return mentions
 
 
-def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
+def _settle_cases(store: Store, rng: random.Random, now: datetime, config: Config) -> None:
     """Give older cases the state a team that keeps up would have left them in.
 
     Nearly every case is answered within its first-response SLA (publicly or by DM) and
     resolved before its resolution SLA once the customer's last word is in; a few slip, so the
     SLA views have something to show. Cases waiting on the customer are pending, praise and
     chatter are closed, and every open case has an owner from the care team.
+
+    The team's pace is in calendar time (the band's first-response minutes; three calendar
+    minutes per resolution minute, since a working day of 8 hours passes in at most 24), not in
+    the business-hours deadlines, so moving the shop to another weekday changes its deadlines but
+    not one status or count; and at most 8 open hours pass per calendar day, so a case handled at
+    this pace is always within its business-hours SLA.
     """
     for row in list(store.db.query("select id from cases order by id")):
         case = store.get_case(row["id"])
@@ -1141,7 +1146,8 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         # The few the team has not got to in time: only recent ones (older ones were caught up on).
         slips = rng.random() < 0.08 and opened > now - timedelta(hours=36)
         quiet = not case.complaint and case.intent in (None, "other", "praise") and activity < now - timedelta(days=1)
-        first_due = case.first_response_due or opened + timedelta(hours=4)
+        target = config.sla_target(sla.band_of(case.priority, config.priority), case.brand)
+        first_due = opened + timedelta(minutes=target.first_response)
         if case.first_response_at is None and not (slips and first_due < now):
             # Answered by DM or email within the SLA (the reply is not a public post, but the clock stopped).
             window = max(60.0, (first_due - opened).total_seconds())
@@ -1149,7 +1155,7 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
             if answered <= now - timedelta(minutes=2) and (first_due < now or rng.random() < 0.5):
                 changes["first_response_at"] = answered.replace(microsecond=0)
         answered = case.first_response_at is not None or "first_response_at" in changes
-        resolution_due = case.resolution_due or opened + timedelta(days=1)
+        resolution_due = opened + timedelta(minutes=3 * target.resolution)
         # Resolved before the deadline; until then the case is still being worked.
         settled = answered and not slips and resolution_due < now
         caught_up = resolution_due < now - timedelta(days=1)  # old cases are all closed by now
@@ -1165,6 +1171,9 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime) -> None:
         if changes.get("status") != "resolved" and (rng.random() < 0.8 or answered):
             changes["assignee"] = rng.choice(AGENTS).lower()
         if changes:
+            # A case handed to the customer by our last reply has been paused since that reply.
+            at = last.created_at if changes.get("status") == "pending_customer" and last is not None else now
+            changes = sla.follow(case, changes, at, config)
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
 
 
@@ -1221,7 +1230,8 @@ def build_demo(
         posts = _write_x_feed(posts, Path(x_feed_path), x_live_posts, config)
 
     _remove_database(db_path)
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    if not is_postgres(db_path):
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     store = Store(db_path)
     try:
         with store.transaction():
@@ -1229,7 +1239,7 @@ def build_demo(
             store.upsert_orders(shop_orders)
         Pipeline(store, config, classifier).ingest(posts)
         with store.transaction():
-            _settle_cases(store, gen.rng, now)
+            _settle_cases(store, gen.rng, now, config)
         return summarise(store, config)
     finally:
         store.close()
@@ -1411,7 +1421,7 @@ def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Pat
     sink = f"http://127.0.0.1:{ports.sinks}"
     env = {
         **os.environ,
-        "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve()),
+        "DOORSTEP_DB": database_for_children(db_path), "DOORSTEP_CONFIG": str(config.resolve()),
         "DOORSTEP_DEMO_SINK_DIR": str(sink_dir.resolve()),
         # Mail goes to the local SMTP sink; Slack and courier webhooks to the local HTTP sink.
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(ports.smtp), "SMTP_FROM": "care@larkspur-home.example",
@@ -1445,7 +1455,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     app = REPO_ROOT / "app.py"
     if not app.exists():
         raise DemoError(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
-    sink_dir = Path(str(Path(db_path).resolve()) + ".sent")
+    sink_dir = files_beside(db_path, ".sent") if is_postgres(db_path) else Path(str(Path(db_path).resolve()) + ".sent")
     if sink_dir.exists():
         for old in sink_dir.iterdir():
             old.unlink()
@@ -1462,7 +1472,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
                                       "--port", str(ports.x), "--me", "LarkspurHelp",
                                       "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
-        "worker": [*python, "doorstep", "--db", str(Path(db_path).resolve()), "--config", str(config.resolve()), "run"],
+        "worker": [*python, "doorstep", "--db", database_for_children(db_path), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
         "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],

@@ -16,6 +16,7 @@ import streamlit as st
 
 from doorstep.config import Config
 from doorstep.models import Case, utcnow
+from doorstep.sla import next_due
 
 # Every ASCII punctuation character can be backslash-escaped in CommonMark; Streamlit adds
 # its own syntax on top (:color[...], :material/icon:, $math$), all built from these.
@@ -66,27 +67,41 @@ def _human(delta: timedelta) -> str:
 def sla_state(case: Case, now: datetime | None = None, amber_minutes: int = 60) -> tuple[str, str]:
     """("red" | "amber" | "green" | "grey", words) for the case's next SLA deadline.
 
-    Red: a due time has passed. Amber: the next one is within ``amber_minutes``.
+    Red: the next deadline of a running clock has passed. Amber: it is within ``amber_minutes``.
+    Grey: resolved, snoozed, or waiting on the customer (clocks paused, doorstep/sla.py).
+    "Overdue 16m" and "due in 2h" are wall-clock time; the deadlines themselves count
+    business hours.
     """
     now = now or utcnow()
     if case.status == "resolved":
         return "grey", "resolved"
     if case.snoozed_until and case.snoozed_until > now:
         return "grey", f"snoozed {_human(case.snoozed_until - now)}"
-    due: list[tuple[str, datetime]] = []
-    if case.first_response_at is None and case.first_response_due:
-        due.append(("first response", case.first_response_due))
-    if case.resolution_due:
-        due.append(("resolution", case.resolution_due))
-    if not due:
+    if case.status == "pending_customer":
+        return "grey", "waiting on customer (clock paused)"
+    nxt = next_due(case)
+    if nxt is None:
         return "grey", "no SLA"
-    overdue = [(what, at) for what, at in due if at < now]
-    if overdue:
-        what, at = min(overdue, key=lambda d: d[1])
+    what, at = nxt
+    if at < now:
         return "red", f"{what} overdue {_human(now - at)}"
-    what, at = min(due, key=lambda d: d[1])
     colour = "amber" if at - now <= timedelta(minutes=amber_minutes) else "green"
     return colour, f"{what} due in {_human(at - now)}"
+
+
+def sla_clock_line(case: Case, config: Config) -> str:
+    """The case's deadlines in the team's time zone, for the case header."""
+    parts = []
+    if case.first_response_at is None:
+        parts.append(f"first response due {local_time(case.first_response_due, config)}")
+    else:
+        parts.append(f"first response {local_time(case.first_response_at, config)}")
+    if case.next_response_due is not None:
+        parts.append(f"next response due {local_time(case.next_response_due, config)}")
+    parts.append(f"resolution due {local_time(case.resolution_due, config)}")
+    if case.status == "pending_customer" and case.sla_paused_at is not None:
+        parts.append(f"clocks paused since {local_time(case.sla_paused_at, config)}")
+    return " · ".join(parts) + f" ({config.timezone}; business hours)"
 
 
 _BADGE_COLOURS = {"red": "red", "amber": "orange", "green": "green", "grey": "gray"}
@@ -107,13 +122,21 @@ def show_priority(case: Case) -> None:
     st.caption(escape_md(priority_line(case)))
 
 
-def flash(kind: str, message: str) -> None:
-    """Queue a message to show after the next rerun (st.rerun would otherwise swallow it)."""
-    st.session_state.setdefault("_flash", []).append((kind, message))
+def flash(kind: str, message: str, at: str = "top") -> None:
+    """Queue a message to show after the next rerun (st.rerun would otherwise swallow it).
+
+    ``at`` names the place it is shown (:func:`show_flashes` there): beside the button that
+    caused it, so the agent sees the answer where they are looking, not at the page's top.
+    """
+    st.session_state.setdefault("_flash", []).append((kind, message, at))
 
 
-def show_flashes() -> None:
-    for kind, message in st.session_state.pop("_flash", []):
+def show_flashes(at: str = "top") -> None:
+    """Show (once) the messages queued for ``at``; the others wait for their own place."""
+    queued = st.session_state.get("_flash") or []
+    mine = [m for m in queued if (m[2] if len(m) > 2 else "top") == at]
+    st.session_state["_flash"] = [m for m in queued if m not in mine]
+    for kind, message, *_ in mine:
         getattr(st, kind)(escape_md(message))
 
 

@@ -114,10 +114,15 @@ def band(score: float, config: Config) -> str:
     return "p4"
 
 
-def sla_due(score: float, start: datetime, config: Config) -> tuple[datetime, datetime]:
-    """(first response due, resolution due) for a case of this priority opened at ``start``."""
-    target = config.sla[band(score, config)]
-    return start + timedelta(minutes=target.first_response), start + timedelta(minutes=target.resolution)
+def sla_due(score: float, start: datetime, config: Config, brand: str | None = None) -> tuple[datetime, datetime]:
+    """(first response due, resolution due) for clocks of this priority started at ``start``,
+    counted in the brand's business hours (see doorstep/sla.py for pauses and later changes)."""
+    from doorstep.business_hours import calendar_for
+
+    target = config.sla_target(band(score, config), brand)
+    cal = calendar_for(config, brand, target.business_hours)
+    return (cal.add(start, timedelta(minutes=target.first_response)),
+            cal.add(start, timedelta(minutes=target.resolution)))
 
 
 def new_case(mention: Mention, link: Link, brand: str | None, courier: str | None) -> Case:

@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +52,127 @@ class Account(_Section):
     max_posts_per_day: int | None = Field(default=None, ge=0)
 
 
+class SlaTarget(_Section):
+    """Minutes allowed until first response and until resolution.
+
+    Counted in business hours (see :class:`BusinessHours`) unless ``business_hours = false``
+    (a P1 a team answers around the clock). The resolution target may equal the first-response
+    target only when configured so; it can never be shorter (that would make the first answer
+    due after the case should be resolved).
+    """
+
+    first_response: int = Field(gt=0)
+    resolution: int = Field(gt=0)
+    business_hours: bool = True
+
+    @model_validator(mode="after")
+    def _resolution_not_before_first_response(self) -> SlaTarget:
+        if self.resolution < self.first_response:
+            raise ValueError(f"resolution ({self.resolution} min) is shorter than first_response "
+                             f"({self.first_response} min)")
+        return self
+
+
+#: The days of a week as the [business_hours] keys name them (Monday first, as date.weekday()).
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_day_hours(text: str) -> list[tuple[int, int]]:
+    """"09:00-17:00" or "08:00-12:00, 13:00-18:00" or "closed" -> [(start, end) minutes after midnight].
+
+    "24:00" ends a day; ranges must be in order and not overlap, so a typo cannot silently
+    give the team a 30-hour day.
+    """
+    text = text.strip().lower()
+    if text in ("closed", ""):
+        return []
+    out: list[tuple[int, int]] = []
+    for part in text.split(","):
+        start_text, sep, end_text = part.strip().partition("-")
+        if not sep:
+            raise ValueError(f"{part.strip()!r}: write hours as HH:MM-HH:MM (e.g. 09:00-17:30) or \"closed\"")
+        start, end = _minute_of_day(start_text), _minute_of_day(end_text)
+        if end <= start:
+            raise ValueError(f"{part.strip()!r}: the end must be after the start")
+        if out and start < out[-1][1]:
+            raise ValueError(f"{part.strip()!r}: ranges must be in order and must not overlap")
+        out.append((start, end))
+    return out
+
+
+def _minute_of_day(text: str) -> int:
+    hours, sep, minutes = text.strip().partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(f"{text.strip()!r} is not a time of day (HH:MM)")
+    value = int(hours) * 60 + int(minutes)
+    if int(minutes) > 59 or value > 24 * 60:
+        raise ValueError(f"{text.strip()!r} is not a time of day (00:00 to 24:00)")
+    return value
+
+
+class BusinessHours(_Section):
+    """When the care team works ([business_hours], and per brand [brands.business_hours]).
+
+    SLA clocks count only these hours (unless a band says ``business_hours = false``): a post
+    on Saturday night is due on Monday morning, not "overdue 1d" when the team arrives.
+    Public holidays come from the ``holidays`` package for ``country`` / ``subdivision``
+    (e.g. "GB" / "ENG", "DE" / "BY", "US" / "NY"); ``country = ""`` counts none. A brand's
+    section only needs the keys that differ from the default section.
+    """
+
+    #: IANA zone the hours are in; default: the top-level ``timezone``.
+    timezone: str | None = None
+    monday: str = "09:00-17:00"
+    tuesday: str = "09:00-17:00"
+    wednesday: str = "09:00-17:00"
+    thursday: str = "09:00-17:00"
+    friday: str = "09:00-17:00"
+    saturday: str = "closed"
+    sunday: str = "closed"
+    #: ISO 3166 country code whose public holidays close the team ("" for none).
+    country: str = "GB"
+    #: Subdivision (state, nation) of ``country`` for regional holidays; "" for the whole country
+    #: (ignored when ``country`` is "").
+    subdivision: str = "ENG"
+    #: Further days the team is closed (company shutdown), as dates: ["2026-12-24"].
+    closed_dates: list[date] = Field(default_factory=list)
+
+    @field_validator(*WEEKDAYS)
+    @classmethod
+    def _hours_of_a_day(cls, value: str) -> str:
+        parse_day_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/London)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _open_some_time_and_known_holidays(self) -> BusinessHours:
+        if not any(parse_day_hours(getattr(self, day)) for day in WEEKDAYS):
+            raise ValueError("every day is closed: SLA clocks would never run; open at least one day "
+                             "(or set business_hours = false on the SLA bands)")
+        if self.country:
+            import holidays
+
+            try:
+                holidays.country_holidays(self.country, subdiv=self.subdivision or None)
+            except NotImplementedError as exc:
+                raise ValueError(f"public holidays: {exc} (see the country and subdivision codes of the "
+                                 "holidays package)") from None
+        return self
+
+    def week(self) -> list[list[tuple[int, int]]]:
+        """Open ranges per weekday (Monday first), in minutes after local midnight."""
+        return [parse_day_hours(getattr(self, day)) for day in WEEKDAYS]
+
+
 class Brand(_Section):
     name: str
     #: channel -> our own care handle on that channel, e.g. {"x": "LarkspurHelp"}.
@@ -61,6 +183,29 @@ class Brand(_Section):
     #: channel -> this brand's account there (credentials by secret name); see :class:`Account`.
     #: A channel listed only in ``handles`` is an account too, with the default secret names.
     accounts: dict[str, Account] = Field(default_factory=dict)
+    #: This brand's team hours, where they differ from [business_hours] (only the keys that differ).
+    business_hours: dict[str, Any] | None = None
+    #: This brand's SLA targets for some bands, where they differ from [sla] (e.g. [brands.sla.p1]).
+    sla: dict[str, SlaTarget] = Field(default_factory=dict)
+
+    @field_validator("business_hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                BusinessHours.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'business_hours'}: {e['msg']}"
+                                           for e in exc.errors())) from None
+        return value
+
+    @field_validator("sla")
+    @classmethod
+    def _known_bands(cls, value: dict[str, SlaTarget]) -> dict[str, SlaTarget]:
+        unknown = set(value) - {"p1", "p2", "p3", "p4"}
+        if unknown:
+            raise ValueError(f"unknown SLA bands: {', '.join(sorted(unknown))} (bands are p1, p2, p3, p4)")
+        return value
 
     @model_validator(mode="after")
     def _accounts_and_handles_agree(self) -> Brand:
@@ -89,13 +234,6 @@ class Courier(_Section):
     #: Where escalations to this courier go (email address or signed webhook URL).
     escalation_email: str | None = None
     escalation_webhook: str | None = None
-
-
-class SlaTarget(_Section):
-    """Minutes allowed until first response and until resolution."""
-
-    first_response: int = Field(gt=0)
-    resolution: int = Field(gt=0)
 
 
 def _default_sla() -> dict[str, SlaTarget]:
@@ -184,6 +322,9 @@ class Config(_Section):
     couriers: list[Courier] = Field(default_factory=list)
     order_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER_PATTERNS))
     sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
+    #: When the team works: SLA clocks count these hours only (defaults: Mon-Fri 09:00-17:00,
+    #: public holidays of England); brands may differ ([brands.business_hours]).
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
     priority: Priority = Field(default_factory=Priority)
     cases: Cases = Field(default_factory=Cases)
     #: Free-form per-channel sections ([channels.x], [channels.mastodon], ...) owned by the
@@ -199,6 +340,9 @@ class Config(_Section):
     imports: Imports = Field(default_factory=Imports)
     #: The file this configuration came from, so errors found later name it (not always doorstep.toml).
     _source: str = PrivateAttr(default="doorstep.toml")
+    _hours: dict[str | None, BusinessHours] = PrivateAttr(default_factory=dict)
+    #: Working calendars built from the hours (doorstep.business_hours), one per brand and kind.
+    _calendars: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -216,6 +360,29 @@ class Config(_Section):
         if missing:
             raise ValueError(f"missing SLA bands: {', '.join(sorted(missing))}")
         return value
+
+    @model_validator(mode="after")
+    def _brand_hours(self) -> Config:
+        """Each brand's hours: the default [business_hours] with the brand's own keys over it."""
+        hours: dict[str | None, BusinessHours] = {None: self.business_hours}
+        for brand in self.brands:
+            if brand.business_hours:
+                try:
+                    hours[brand.name] = BusinessHours.model_validate(
+                        {**self.business_hours.model_dump(exclude_unset=True), **brand.business_hours})
+                except ValidationError as exc:
+                    raise ValueError(f"brand {brand.name!r}: business_hours: {exc.errors()[0]['msg']}") from None
+        self._hours = hours
+        return self
+
+    def hours_for(self, brand: str | None) -> BusinessHours:
+        """The business hours of ``brand``'s team (the default section when it has none of its own)."""
+        return self._hours.get(brand) or self.business_hours
+
+    def sla_target(self, band: str, brand: str | None = None) -> SlaTarget:
+        """The SLA target of a priority band for ``brand`` (its own [brands.sla.pN], else [sla.pN])."""
+        own = next((b.sla.get(band) for b in self.brands if b.name == brand), None)
+        return own or self.sla[band]
 
     @property
     def tz(self) -> ZoneInfo:

@@ -279,6 +279,14 @@ class Case(_Record):
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
     snoozed_until: datetime | None = None
+    #: The customer's oldest post we have not answered yet (None: nothing unanswered); see doorstep/sla.py.
+    awaiting_since: datetime | None = None
+    #: When our answer to a post written after our first answer is due (the "next response" clock).
+    next_response_due: datetime | None = None
+    #: When the clocks paused because the case waits on the customer (None while they run).
+    sla_paused_at: datetime | None = None
+    #: "p1".."p4": the SLA band of ``priority`` (the inbox sorts by it, then by due time).
+    priority_band: str | None = None
     mention_count: int = 0
     #: Set when an agent merged this case into another one (its posts are there now).
     merged_into: int | None = None

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
-from doorstep.cases import (
-    PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority, sla_due,
-)
+from doorstep import sla
+from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import mark_answered
 from doorstep.linking import find_numbers, link_mention
@@ -138,11 +137,12 @@ class Pipeline:
             thread_case = store.get_case(thread_case.merged_into)
 
         if mention.outbound:
-            # Our own reply: it joins the thread and stops the first-response clock.
+            # Our own reply: it joins the thread and stops the first (or next) response clock.
             mention.case_id = thread_case.id if thread_case else None
             self._store_mention(mention, result)
-            if thread_case is not None and thread_case.first_response_at is None:
-                store.save_case(thread_case.model_copy(update={"first_response_at": mention.created_at}), thread_case)
+            answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
+            if thread_case is not None and answered:
+                store.save_case(thread_case.model_copy(update=answered), thread_case)
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -155,7 +155,7 @@ class Pipeline:
         case = self._choose_case(mention, link, brand, thread_case, hinted is not None)
         shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
-        before = case
+        before = old = case
         if case is None:
             case = new_case(mention, link, brand, courier)
             case.id = store.insert_case(case)
@@ -176,6 +176,10 @@ class Pipeline:
         case.brand = case.brand or brand
         case.courier = case.courier or courier
         self._prioritise(case, mention)
+        if old is None or old.status == "resolved":
+            sla.start_clocks(case, mention.created_at, self.config)
+        else:
+            sla.customer_wrote(case, old, mention.created_at, self.config)
         store.save_case(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
 
@@ -211,8 +215,11 @@ class Pipeline:
         result.mention_ids.append(mention.id)
 
     def reprioritise(self, case: Case, newest: Mention) -> None:
-        """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py)."""
+        """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py), and
+        work its SLA clocks out again from the posts it now holds."""
         self._prioritise(case, newest)
+        if case.id is not None:
+            sla.replay(case, self.store.mentions_for_case(case.id), self.config)
 
     def _prioritise(self, case: Case, mention: Mention) -> None:
         """Score the case on its most serious post, in the context of everything we know.
@@ -247,10 +254,6 @@ class Pipeline:
             ),
             self.config,
         )
-        first_due, resolution_due = sla_due(case.priority, case.opened_at or mention.created_at, self.config)
-        if case.first_response_at is None:
-            case.first_response_due = first_due
-        case.resolution_due = resolution_due
 
 
 def _seriousness(labels: Labels) -> tuple[bool, float]:

@@ -158,7 +158,8 @@ def _recount(pipeline: Pipeline, case: Case, posts: list[Mention]) -> Case:
 
 #: The fields ``_recount`` works out.
 RECOUNTED = ("mention_count", "opened_at", "last_activity_at", "priority", "priority_reasons", "intent", "sentiment",
-             "complaint", "first_response_due", "resolution_due", "brand")
+             "complaint", "first_response_due", "resolution_due", "brand", "first_response_at", "next_response_due",
+             "awaiting_since", "priority_band")
 
 
 def _recount_changes(pipeline: Pipeline, case: Case, posts: list[Mention]) -> dict[str, object]:

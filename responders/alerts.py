@@ -7,7 +7,7 @@ Rules (each can be switched off):
   ``followers_threshold`` followers (default ``[priority] vip_followers``);
 * ``spike``: the last hour's complaint volume per brand, courier or intent is far above its
   seasonal baseline (method below);
-* ``sla_breach``: an open case's first response is due within ``sla_warn_minutes`` (or overdue);
+* ``sla_breach``: an open case's first (or next) response is due within ``sla_warn_minutes`` (or overdue);
 * ``listener_unhealthy``: a listener has not succeeded for ``listener_stale_minutes`` or its
   last round failed.
 
@@ -139,9 +139,11 @@ def _facet_sql(dimension: str) -> str:
 
 def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, complaints_only: bool) -> dict[str, int]:
     complaint = " and m.complaint = 1" if complaints_only else ""
+    facet = _facet_sql(dimension)
     rows = store.db.execute(
-        f"select {_facet_sql(dimension)} as v, count(*) from mentions m left join cases c on c.id = m.case_id "
-        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and v is not null group by v",
+        f"select {facet} as v, count(*) from mentions m left join cases c on c.id = m.case_id "
+        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and {facet} is not null "
+        f"group by {facet}",
         [iso(start), iso(end)]).fetchall()
     return {r[0]: r[1] for r in rows}
 
@@ -223,13 +225,13 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
     if settings.sla_breach:
         horizon = iso(now + timedelta(minutes=settings.sla_warn_minutes))
         for row in store.db.query(
-                "select id, first_response_due, brand, priority from cases where status in ('new', 'open') "
-                "and first_response_at is null and first_response_due <= ? order by first_response_due limit 200",
+                "select id, due_at, due_kind, brand, priority from cases where status in ('new', 'open') "
+                "and due_kind in ('first response', 'next response') and due_at <= ? order by due_at limit 200",
                 [horizon]):
-            overdue = row["first_response_due"] <= iso(now)
+            overdue = row["due_at"] <= iso(now)
             firings.append(Firing("sla_breach", f"case:{row['id']}",
                                   f"case #{row['id']} ({row['brand'] or 'no brand'}, priority {row['priority']:.0f}): "
-                                  f"first response {'overdue since' if overdue else 'due at'} {row['first_response_due']}",
+                                  f"{row['due_kind']} {'overdue since' if overdue else 'due at'} {row['due_at']}",
                                   row["id"], level="overdue" if overdue else "due"))
     if settings.escalation_failed_minutes:
         # An escalation nobody received is worse than none: the team believes the courier knows.

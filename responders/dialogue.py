@@ -240,7 +240,7 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
         done.append("note added")
     if step.status:
         update_case_retrying(store, case.id, ACTOR,  # type: ignore[arg-type]
-                             lambda c: {"status": step.status} if c.status != step.status else {})
+                             lambda c: {"status": step.status} if c.status != step.status else {}, config)
         done.append(f"status {step.status}")
     if step.human or needs_person:
         why = "; ".join(needs_person) or (f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” "
@@ -299,7 +299,7 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
             return finish("no question to answer and no message of ours to that address")
         case = store.get_case(replied_case)
         update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
-                             if c.status not in ("new", "open", "escalated") else {})
+                             if c.status not in ("new", "open", "escalated") else {}, config)
         store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” "
                                             "(to a message that asked no question).")
         store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
@@ -309,7 +309,7 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
                           slot_at=understood.slot_at)
         update_case_retrying(store, case.id, ACTOR, lambda c: {"status": "open", "resolved_at": None}  # type: ignore[arg-type]
-                             if c.status not in OPEN_CASE_STATUSES else {})
+                             if c.status not in OPEN_CASE_STATUSES else {}, config)
         store.audit(ACTOR, "dialogue.reopened", case.id, {"question_id": question.id, "answer": text[:300],
                                                           "why": "answer after the case was closed: not acted on"})
         store.add_note(case.id, ACTOR, f"The customer answered “{text.strip()[:300]}” on {channel} to a question "  # type: ignore[arg-type]

@@ -188,16 +188,13 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
         return []
     now = now or utcnow()
     horizon = iso(now + timedelta(minutes=settings.auto_sla_minutes))
+    # due_at is the next deadline of a running clock (doorstep/sla.py): none while the case
+    # waits on the customer, and a snoozed case's deadlines already lie after its snooze.
     rows = list(store.db.query(
-        "select id, first_response_due, resolution_due, first_response_at from cases "
-        "where status in ('new', 'open') and ("
-        "(first_response_at is null and first_response_due <= ?) or resolution_due <= ?)",
-        [horizon, horizon]))
+        "select id, due_at, due_kind from cases where status in ('new', 'open') and due_at <= ?", [horizon]))
     escalated = []
     for row in rows:
-        which = "first response" if row["first_response_at"] is None and row["first_response_due"] and \
-            row["first_response_due"] <= horizon else "resolution"
-        due = row["first_response_due"] if which == "first response" else row["resolution_due"]
+        which, due = row["due_kind"] or "resolution", row["due_at"]
         key = _key("auto-sla", row["id"], which, due)
         if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
             continue

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from doorstep.config import parse_config
+from doorstep.config import WEEKDAYS, parse_config
 from doorstep.models import Case, Mention
 from doorstep.store import Store, iso
 from responders.alerts import AlertEngine, detect_spikes, evaluate, poisson_tail, spike_test
@@ -27,9 +27,12 @@ def alert_config(**alerts: object):
     rules = {"urgent_complaint": False, "vip_author": False, "sla_breach": False, "listener_unhealthy": False,
              "spike": {"enabled": False}}
     rules.update(alerts)
+    # A team that works around the clock: these tests run at today's time, and SLA alerts must not
+    # depend on whether that is a weekend (business hours have their own tests, test_sla_clock.py).
+    always = {day: "00:00-24:00" for day in WEEKDAYS}
     return parse_config({"brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}},
                                     {"name": "Fettle", "handles": {"x": "FettleCare"}}],
-                         "alerts": rules})
+                         "alerts": rules, "business_hours": {**always, "country": ""}})
 
 
 # ------------------------------------------------------------------ statistics

@@ -43,7 +43,7 @@ def _import(db: Path, file: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("DOORSTEP_CONFIG", "DOORSTEP_DB")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(  # cwd has no doorstep.toml: the built-in defaults apply
-        [sys.executable, "-m", "doorstep", "--db", str(db), "import", "mentions", str(file), "--classifier", "baseline"],
+        [sys.executable, "-m", "commands", "--db", str(db), "import", "mentions", str(file), "--classifier", "baseline"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -222,7 +222,7 @@ def test_the_busy_timeout_is_a_named_limit_in_doorstep_toml(tmp_path: Path, monk
         parse_config({"limits": {"busy_timeout_s": -1}})
     (tmp_path / "doorstep.toml").write_text("[limits]\nbusy_timeout_s = 2.5\n")
     Store(tmp_path / "d.db").close()
-    from doorstep import cli as cli_module
+    from doorstep import context as cli_module  # Context opens the store
 
     seen: list[float] = []
     original = cli_module.Store

@@ -287,7 +287,7 @@ def test_the_readme_classify_pipe_works_from_a_real_stdin(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     line = '{"id": 1, "text": "Parcel marked delivered but not here @UPSHelp"}\n'
-    run = subprocess.run([sys.executable, "-m", "doorstep", "--db", str(tmp_path / "x.db"), "classify", "--model",
+    run = subprocess.run([sys.executable, "-m", "commands", "--db", str(tmp_path / "x.db"), "classify", "--model",
                           "baseline"], input=line.encode(), capture_output=True, cwd=tmp_path, env=env, timeout=120)
     assert run.returncode == 0, run.stderr.decode()
     row = json_.loads(run.stdout.decode().splitlines()[0])
