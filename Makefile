@@ -8,6 +8,8 @@ PORT ?= 8501
 X_PORT ?= 8765
 SMTP_PORT ?= 8025
 SINK_PORT ?= 8767
+# Where the demo shop lives: a SQLite file, or `make demo DB=postgresql://postgres@127.0.0.1/test`.
+DB ?= doorstep-demo.db
 
 .PHONY: demo test bench install install-dev clean
 
@@ -22,7 +24,7 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 demo: install
-	$(BIN)/doorstep --db doorstep-demo.db --config demo/doorstep.toml demo --port $(PORT) --x-port $(X_PORT) \
+	$(BIN)/doorstep --db '$(DB)' --config demo/doorstep.toml demo --port $(PORT) --x-port $(X_PORT) \
 		--smtp-port $(SMTP_PORT) --sink-port $(SINK_PORT)
 
 test: install-dev

@@ -44,7 +44,41 @@ def _with_queue_columns(row: tuple) -> tuple:
             f"1 {first_due}" if running else "3")
 
 
+def _case_rows(rng: random.Random, n_cases: int):
+    for i in range(1, n_cases + 1):
+        yield (i, rng.choice(STATUSES), round(rng.random() * 100, 1), rng.choice(BRANDS), rng.choice(COURIERS),
+               rng.choice(["x", "x", "mastodon", "bluesky", "webhook"]), rng.choice(INTENTS), int(rng.random() < 0.5),
+               "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), "2026-11-%02dT11:00:00+00:00" % rng.randint(1, 28),
+               "2026-11-%02dT18:00:00+00:00" % rng.randint(1, 28))
+
+
+def _mention_rows(rng: random.Random, n_mentions: int, n_cases: int):
+    for i in range(n_mentions):
+        yield (str(i), " ".join(rng.choices(WORDS, cum_weights=CUM_WEIGHTS, k=12)),
+               "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), rng.randint(1, n_cases))
+
+
+def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+    """The same rows as :func:`fill`, written with COPY (PostgreSQL's bulk load)."""
+    rng = random.Random(seed)
+    pg = store.db.pg
+    with pg.transaction(), pg.cursor() as cur:
+        with cur.copy("copy cases (id, status, priority, brand, courier, channel, intent, complaint, opened_at, "
+                      "first_response_due, resolution_due, priority_band, due_at, due_kind, due_key, version, "
+                      "mention_count) from stdin") as copy:
+            for row in _case_rows(rng, n_cases):
+                copy.write_row((*_with_queue_columns(row), 1, 5))
+        with cur.copy("copy mentions (channel, external_id, text, created_at, case_id) from stdin") as copy:
+            for row in _mention_rows(rng, n_mentions, n_cases):
+                copy.write_row(("x", *row))
+        cur.execute("select setval(pg_get_serial_sequence('cases', 'id'), %s)", [n_cases])
+    pg.execute("analyze")
+
+
 def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+    if store.dialect.postgres:
+        fill_postgres(store, n_mentions, n_cases, seed)
+        return
     rng = random.Random(seed)
     db = store.db
     with store.transaction():
@@ -105,7 +139,8 @@ def main() -> None:
     parser.add_argument("--mentions", type=int, default=1_000_000)
     parser.add_argument("--cases", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=40)
-    parser.add_argument("--db", default=None)
+    parser.add_argument("--db", default=None, help="a SQLite file (default: a new temporary one) or a "
+                        "postgresql:// URL (its schema is filled when it holds no cases)")
     args = parser.parse_args()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="doorstep-inbox-")) / "inbox.db")
     store = Store(db)
@@ -130,6 +165,7 @@ def main() -> None:
     results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
     print(json.dumps({
         "mentions": store.count("mentions"), "cases": store.count("cases"),
+        "database": "postgresql" if store.dialect.postgres else "sqlite",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": "top50 = Store.inbox() (the queue); count = Store.inbox_count() (the total beside it)",
         "results": results,

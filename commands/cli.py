@@ -17,7 +17,7 @@ import click
 
 from doorstep.config import Config, default_db_path
 from doorstep.context import Context, pass_ctx
-from doorstep.store import Store, mention_export_row
+from doorstep.store import Store, files_beside, mention_export_row
 
 
 #: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
@@ -99,13 +99,12 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     Why here: every command shares it, so no command can leak a traceback for a mistake
     a user can make (a read-only or full database, a missing file, bad data).
     """
-    import sqlite3
-
+    from doorstep.dialect import DATABASE_ERRORS
     from doorstep.store import StoreError
 
     if isinstance(exc, StoreError):
         return str(exc)
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DATABASE_ERRORS):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))
     if isinstance(exc, OSError):
         # Only the file the error names: an output file's write error is not the database's.
@@ -145,7 +144,8 @@ class DoorstepGroup(_OptionsAnywhereGroup):
 
 @click.group(cls=DoorstepGroup)
 @click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
-              help="SQLite database file (also accepted after the command).")
+              help="SQLite database file (or sqlite:///PATH), or a postgresql://user@host/db URL (also accepted "
+                   "after the command).")
 @click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
               help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults; "
                    "also accepted after the command). A file named here must exist.")
@@ -334,7 +334,7 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
     try:
         if not build_only:
             check_ports(ports)  # before minutes of building, not after
-        feed = Path(ctx.db_path).with_suffix(".x-feed.jsonl")
+        feed = files_beside(ctx.db_path, ".x-feed.jsonl")
         now = None if reference_dates else datetime.now(timezone.utc)
         summary = build_demo(ctx.db_path, seed=seed, customers=customers, orders=orders, mentions=mentions,
                              config_path=ctx.config_path, x_feed_path=feed, shift_to=now, live=not reference_dates)

@@ -38,7 +38,8 @@ from doorstep import sla
 from doorstep.config import Brand, Config, ConfigError, Courier, load_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
 from doorstep.numbers import make_tracking_number
-from doorstep.store import InboxQuery, Store
+from doorstep.dialect import is_postgres
+from doorstep.store import InboxQuery, Store, database_for_children, files_beside, remove_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
@@ -1010,10 +1011,7 @@ def resolve_config_path(config_path: str | os.PathLike[str] | None = None) -> Pa
 
 
 def _remove_database(db_path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        candidate = Path(db_path + suffix)
-        if candidate.exists():
-            candidate.unlink()
+    remove_database(db_path)
 
 
 def _mentions(gen: _Generator, total: int, days: float | None = None) -> list[Mention]:
@@ -1232,7 +1230,8 @@ def build_demo(
         posts = _write_x_feed(posts, Path(x_feed_path), x_live_posts, config)
 
     _remove_database(db_path)
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    if not is_postgres(db_path):
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     store = Store(db_path)
     try:
         with store.transaction():
@@ -1422,7 +1421,7 @@ def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Pat
     sink = f"http://127.0.0.1:{ports.sinks}"
     env = {
         **os.environ,
-        "DOORSTEP_DB": str(Path(db_path).resolve()), "DOORSTEP_CONFIG": str(config.resolve()),
+        "DOORSTEP_DB": database_for_children(db_path), "DOORSTEP_CONFIG": str(config.resolve()),
         "DOORSTEP_DEMO_SINK_DIR": str(sink_dir.resolve()),
         # Mail goes to the local SMTP sink; Slack and courier webhooks to the local HTTP sink.
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(ports.smtp), "SMTP_FROM": "care@larkspur-home.example",
@@ -1456,7 +1455,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     app = REPO_ROOT / "app.py"
     if not app.exists():
         raise DemoError(f"{app}: the console app is missing; run the demo from a full Doorstep checkout")
-    sink_dir = Path(str(Path(db_path).resolve()) + ".sent")
+    sink_dir = files_beside(db_path, ".sent") if is_postgres(db_path) else Path(str(Path(db_path).resolve()) + ".sent")
     if sink_dir.exists():
         for old in sink_dir.iterdir():
             old.unlink()
@@ -1473,7 +1472,7 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
                                       "--port", str(ports.x), "--me", "LarkspurHelp",
                                       "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
-        "worker": [*python, "doorstep", "--db", str(Path(db_path).resolve()), "--config", str(config.resolve()), "run"],
+        "worker": [*python, "doorstep", "--db", database_for_children(db_path), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
         "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],

@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, str] = {
     "edit_templates": "lead",
     "edit_alerts": "lead",
     "view_settings": "lead",
+    "view_audit": "lead",
     "manage_users": "admin",
     "manage_channels": "admin",
     "manage_brands": "admin",
@@ -196,9 +197,10 @@ def set_password(store: Store, username: str, password: str, *, actor: str = "cl
     end_sessions(store, username, reason="password changed")
 
 
-#: Audit actions that end a run of wrong passwords for a username: its own login, or an admin's unlock.
-_LOCK_RESETS = ("(s.actor = f.actor and s.action = 'login') "
-                "or (s.action = 'user.unlock' and json_extract(s.details, '$.username') = f.actor)")
+def _lock_resets(store: Store) -> str:
+    """Audit actions that end a run of wrong passwords for a username: its own login, or an admin's unlock."""
+    return ("(s.actor = f.actor and s.action = 'login') "
+            f"or (s.action = 'user.unlock' and {store.dialect.json_field('s.details', 'username')} = f.actor)")
 
 
 def _failure_times(store: Store, *, now: Any = None, username: str | None = None) -> list[tuple[str, str]]:
@@ -209,7 +211,7 @@ def _failure_times(store: Store, *, now: Any = None, username: str | None = None
     return [(r[0], r[1]) for r in store.db.execute(
         f"""select actor, at from audit_events f
            where f.action = 'login.failed' and f.at >= ? {only}
-             and f.at > coalesce((select max(s.at) from audit_events s where {_LOCK_RESETS}), '')
+             and f.at > coalesce((select max(s.at) from audit_events s where {_lock_resets(store)}), '')
            order by at desc""",
         [since, *([username.strip().lower()] if username is not None else [])],
     ).fetchall()]

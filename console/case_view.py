@@ -10,7 +10,7 @@ looking or drafting) warns before that happens.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from zoneinfo import ZoneInfo
@@ -37,6 +37,8 @@ from console.widgets import (
 )
 from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
+from doorstep import case_merge
+from doorstep.case_merge import Held
 from doorstep.store import StaleCaseError, Store, iso
 
 SNOOZE_CHOICES = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "Tomorrow (24 h)": timedelta(days=1)}
@@ -65,32 +67,51 @@ def url_case_id() -> int | None:
 
 
 # --------------------------------------------------------------------- versions
-def held_version(case: Case) -> int:
-    versions: dict[int, int] = st.session_state.setdefault("case_versions", {})
+def _held_map() -> dict[int, Held]:
+    return st.session_state.setdefault("case_held", {})
+
+
+def held(store: Store, case: Case) -> Held:
+    """The case as this agent is working from it (first seen on opening it)."""
     assert case.id is not None
-    return versions.setdefault(case.id, case.version)
+    cases = _held_map()
+    if case.id not in cases:
+        cases[case.id] = case_merge.hold(store, case)
+    return cases[case.id]
+
+
+def held_version(case: Case) -> int:
+    found = _held_map().get(case.id)  # type: ignore[arg-type]
+    return found.case.version if found is not None else held(get_store(), case).case.version
 
 
 def hold(case: Case) -> None:
-    st.session_state.setdefault("case_versions", {})[case.id] = case.version
+    _held_map()[case.id] = case_merge.hold(get_store(), case)  # type: ignore[index]
 
 
-def write_case(store: Store, case: Case, actor: str, what: str, **changes: Any) -> Case | None:
-    """Write ``changes`` with the version the agent is working from; on conflict, explain and load fresh.
+def write_case(store: Store, case: Case, actor: str, what: str, at: str = "actions", **changes: Any) -> Case | None:
+    """Write ``changes`` from the version the agent is working from; on conflict, explain and load fresh.
 
-    A status or snooze moves the SLA clocks too (paused while waiting on the customer or snoozed).
+    Only a change by someone else to one of the same fields is a conflict: the agent's own
+    earlier changes, and the outbox's after their own reply, are not (``doorstep.case_merge``).
+    A status or snooze moves the SLA clocks too (paused while waiting on the customer or snoozed),
+    computed from the version the change is finally written on.
     """
-    changes = sla.follow(case, changes, utcnow(), get_config())
+    config = get_config()
     try:
-        updated = store.update_case(case.id, held_version(case), actor, **changes)  # type: ignore[arg-type]
+        updated = case_merge.update_case_merging(
+            store, held(store, case), actor, follow=lambda base, person: sla.follow(base, person, utcnow(), config),
+            **changes)
     except StaleCaseError as exc:
         fresh = store.get_case(case.id)  # type: ignore[arg-type]
         if fresh is not None:
             hold(fresh)
-        st.session_state["case_conflict"] = str(exc)
+        flash("error", str(exc), at=f"{at}:{case.id}")
+        _next_form_round(case)
         return None
     hold(updated)
-    flash("success", what)
+    flash("success", what, at=f"{at}:{case.id}")
+    _next_form_round(case)
     return updated
 
 
@@ -125,13 +146,25 @@ def pending_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
 
 
 def _presence_live(case_id: int, username: str) -> None:
-    """Heartbeat every few seconds, and who else is here, redrawn without a click (a fragment rerun)."""
+    """Who else is here, redrawn every few seconds without a click (a fragment rerun).
+
+    Each tick only *reads* presence; the heartbeat is written when this agent's entry is
+    about to age (every :data:`PRESENCE_BEAT`) or their drafting state changed, so an open
+    case costs one small write a half-minute, not one every few seconds. Fragment reruns and
+    the agent's own clicks never run side by side: ``runner.fastReruns = false`` in
+    ``.streamlit/config.toml`` (see the README, "Live parts and lost clicks").
+    """
 
     @st.fragment(run_every=timedelta(seconds=PRESENCE_EVERY_S))
     def live() -> None:
         store = get_store()
         drafting = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())
-        presence.touch(store, case_id, username, drafting=drafting)
+        beat_key = f"_presence_beat_{case_id}"
+        last = st.session_state.get(beat_key)
+        now = utcnow()
+        if last is None or last[1] != drafting or now - last[0] >= PRESENCE_BEAT:
+            presence.touch(store, case_id, username, drafting=drafting, now=now)
+            st.session_state[beat_key] = (now, drafting)
         others = presence.others(store, case_id, username)
         if others:
             words = ", ".join(f"{o['user']} is replying" if o["drafting"] else f"{o['user']} is viewing" for o in others)
@@ -140,13 +173,16 @@ def _presence_live(case_id: int, username: str) -> None:
     live()
 
 
-PRESENCE_EVERY_S = 3
+#: How often the "Also on this case" line is redrawn.
+PRESENCE_EVERY_S = 5
+#: How often this agent's own presence is written (well inside presence.PRESENCE_TTL).
+PRESENCE_BEAT = timedelta(seconds=30)
 
 
 # --------------------------------------------------------------------- sections
-def _header(store: Store, case: Case, user: Any) -> None:
+def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) -> None:
     config = get_config()
-    st.title(f"Case #{case.id}")
+    (title_slot or st).title(f"Case #{case.id}")
     cols = st.columns([3, 1.2, 2, 3])
     cols[0].metric("Status", case.status.replace("_", " "))
     cols[1].metric("Priority", f"{case.priority:g}")
@@ -161,16 +197,23 @@ def _header(store: Store, case: Case, user: Any) -> None:
         words = "; ".join(f"{m['kind']} via {m['channel']} to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"
                           + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in undelivered)
         st.error(escape_md(f"Not delivered: {words}"), icon=":material/error:")
-    if held_version(case) != case.version:
-        row = store.db.execute("select updated_by from cases where id = ?", [case.id]).fetchone()
-        st.info(escape_md(f"This case was changed by {row[0] if row else 'someone'} since you opened it; "
-                          "the page shows the latest state."))
-        if st.button("Work from the latest version", key="case_reload"):
-            hold(case)
-            st.rerun()
+    mine = held(store, case)
+    if mine.case.version != case.version:
+        if case_merge.only_own_changes(store, mine, case, user.username):
+            hold(case)  # the agent's own change, or the outbox's after their own reply: nothing to review
+        else:
+            _, _, who = case_merge.changes_since(store, mine, user.username)
+            st.info(escape_md(f"This case was changed by {', '.join(who) or 'a new post'} since you opened it; "
+                              "the page shows the latest state. Your next change is refused only if it touches "
+                              "a field they changed."))
+            if st.button("Work from the latest version", key="case_reload"):
+                hold(case)
+                st.rerun()
 
 
 def _posts(store: Store, case: Case) -> list[Mention]:
+    """The case's posts and their threads, newest first, in a box of its own height: the page
+    stays short enough that the composer (above it) is on screen when the case opens."""
     config = get_config()
     mentions = store.mentions_for_case(case.id)  # type: ignore[arg-type]
     thread_ids = {(m.channel, m.thread_id) for m in mentions if m.thread_id}
@@ -178,19 +221,24 @@ def _posts(store: Store, case: Case) -> list[Mention]:
     thread: list[Mention] = list(mentions)
     for channel, thread_id in thread_ids:
         thread += [m for m in store.thread(channel, thread_id) if m.id not in seen and not seen.add(m.id)]  # type: ignore[func-returns-value]
-    thread.sort(key=lambda m: (m.created_at, m.id or 0))
-    st.subheader("Posts and thread")
-    for m in thread:
-        with st.container(border=True):
-            who = f"{m.author_name or ''} @{m.author_handle or '?'}".strip()
-            safe_text(f"{who} · {m.author_followers:,} followers · {m.channel} · "
-                      f"{local_time(m.created_at, config)}" + (" · our reply" if m.outbound else ""), caption=True)
-            safe_text(m.text)
-            if m.url and m.url.startswith(("https://", "http://")):
-                st.link_button("Open original", m.url)
-            if m.labels and not m.outbound:
-                _labels(store, m)
+    thread.sort(key=lambda m: (m.created_at, m.id or 0), reverse=True)
+    with st.expander(f"Posts and thread ({len(thread)}, newest first)", expanded=True):
+        with st.container(height=THREAD_HEIGHT_PX if len(thread) > 2 else "content", border=False):
+            for m in thread:
+                with st.container(border=True):
+                    who = f"{m.author_name or ''} @{m.author_handle or '?'}".strip()
+                    safe_text(f"{who} · {m.author_followers:,} followers · {m.channel} · "
+                              f"{local_time(m.created_at, config)}" + (" · our reply" if m.outbound else ""), caption=True)
+                    safe_text(m.text)
+                    if m.url and m.url.startswith(("https://", "http://")):
+                        st.link_button("Open original", m.url)
+                    if m.labels and not m.outbound:
+                        _labels(store, m)
     return mentions
+
+
+#: The thread's box: long threads scroll inside it instead of pushing the page down.
+THREAD_HEIGHT_PX = 560
 
 
 def _labels(store: Store, m: Mention) -> None:
@@ -219,8 +267,10 @@ def _labels(store: Store, m: Mention) -> None:
                     if old != new:
                         record_label_correction(store, m, field, old, new, user.username)
                         changed += 1
-                flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change")
+                flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change",
+                      at=f"labels:{m.id}")
                 st.rerun()
+        show_flashes(at=f"labels:{m.id}")
 
 
 def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
@@ -248,9 +298,36 @@ def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
     return (line + points).properties(height=220)
 
 
-def _order(store: Store, case: Case) -> None:
+def quoted_numbers(store: Store, config: Any, mentions: list[Mention]) -> list[tuple[str, str]]:
+    """("warning" | "info", words) for each order or tracking number the customer wrote that we
+    cannot find, or that is not the one linked: "customer quoted ORD-2026-001291: no such order"."""
+    from doorstep.linking import find_numbers
+
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for m in mentions:
+        if m.outbound:
+            continue
+        evidence = find_numbers(m.text, config)
+        for number in evidence.order_numbers:
+            if number not in seen and not seen.add(number) and store.get_order(number) is None:  # type: ignore[func-returns-value]
+                out.append(("warning", f"customer quoted {number}: no such order (check it with them; "
+                                       "a typo or another shop's order?)"))
+        for number in evidence.tracking_numbers:
+            if number not in seen and not seen.add(number) and store.get_shipment(number) is None:  # type: ignore[func-returns-value]
+                out.append(("warning", f"customer quoted tracking number {number}: no such parcel in our shipments"))
+        for number in evidence.malformed:
+            if number not in seen and not seen.add(number):  # type: ignore[func-returns-value]
+                out.append(("info", f"customer wrote {number}: shaped like a tracking number but its check digit "
+                                    "is wrong (a typo?)"))
+    return out
+
+
+def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> None:
     config = get_config()
     st.subheader("Customer, order and parcel")
+    for kind, words in quoted_numbers(store, config, mentions or []):
+        getattr(st, kind)(escape_md(words), icon=":material/search_off:")
     customer = store.get_customer(case.customer_id) if case.customer_id else None
     order = store.get_order(case.order_number) if case.order_number else None
     from doorstep.linking import describe_link, order_owner_is_author
@@ -285,10 +362,10 @@ def _order(store: Store, case: Case) -> None:
         st.info("No order linked to this case.")
     if can(current_user(), "relink"):
         with st.expander("Change the linked order"):
-            with st.form("relink"):
-                number = st.text_input("Order number", value=case.order_number or "", key="relink_number")
+            with st.form(f"relink_{case.id}"):
+                number = st.text_input("Order number", value=case.order_number or "", key=f"relink_number_{case.id}")
                 how = st.text_input("How did you verify it is the author's order? (leave empty if you did not)",
-                                    key="relink_how", help="If the order's customer is not the author, the link stays "
+                                    key=f"relink_how_{case.id}", help="If the order's customer is not the author, the link stays "
                                     "unconfirmed unless you record how you verified it (kept in the audit log).")
                 if st.form_submit_button("Link this order"):
                     from doorstep.linking import override_link
@@ -302,14 +379,15 @@ def _order(store: Store, case: Case) -> None:
                         fresh = store.get_case(case.id)  # type: ignore[arg-type]
                         if fresh:
                             hold(fresh)
-                        st.session_state["case_conflict"] = str(exc)
+                        flash("error", str(exc), at=f"order:{case.id}")
                         st.rerun()
                     else:
                         hold(updated)
                         flash("success", f"case linked to order {number.strip()} "
                               + ("(confirmed by you)" if updated.link_confirmed else
-                                 "(NOT confirmed: the order's customer is not the author)"))
+                                 "(NOT confirmed: the order's customer is not the author)"), at=f"order:{case.id}")
                         st.rerun()
+    show_flashes(at=f"order:{case.id}")
     if case.customer_id:
         rows = list(store.db.query(
             "select id, status, intent, opened_at from cases where customer_id = ? and id != ? order by id desc limit 20",
@@ -328,6 +406,15 @@ def _post_label(m: Mention, own: bool) -> str:
 
 
 def _composer(store: Store, case: Case, user: Any) -> None:
+    """Answer the case: the post being answered, then the reply form right under it.
+
+    The text and "Queue reply" are one form, so the click and the words reach the server
+    together (a text box outside a form sends its words on blur, and the click that caused
+    the blur used to land on a button drawn disabled for an empty draft). The box counts
+    characters as the agent types (``max_chars``: the channel's limit), and the exact count
+    the channel uses (links 23 on X and Mastodon, graphemes on Bluesky) is checked on
+    "Queue reply", with the answer shown under the button.
+    """
     from responders.channels import LIMITS, PUBLIC_CHANNELS, weighted_length
     from responders.outbox import (
         AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, queue_reply,
@@ -344,8 +431,16 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     suggested = suggest_templates(case, shipment, config)
     names = [*suggested, *[n for n in sorted(templates) if n not in suggested]]
     key = f"draft_{case.id}"
+    channel_key = f"reply_channel_{case.id}"
     channel_options = reply_channels(store, case)
-    channel = st.radio("Reply on", channel_options, horizontal=True, key=f"reply_channel_{case.id}")
+
+    def keep_draft() -> None:
+        # The box's size limit follows the channel, and a new limit is a new widget: carry the words over.
+        st.session_state[f"_draft_keep_{case.id}"] = st.session_state.get(key, "")
+
+    where, what = st.columns([1, 3])
+    with where:
+        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft)
     parent_key = f"reply_parent_{case.id}"
     parent: Mention | None = None
     if channel in PUBLIC_CHANNELS:
@@ -357,53 +452,66 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             own = {m.id: is_customers_post(store, case, m) for m in candidates}
             if st.session_state.get(parent_key) not in ids:
                 st.session_state[parent_key] = default.id if default is not None else ids[0]
-            chosen = st.selectbox("In reply to", ids, key=parent_key,
-                                  format_func=lambda i: _post_label(by_id[i], own[i]))
+            with what:
+                chosen = st.selectbox("In reply to", ids, key=parent_key,
+                                      format_func=lambda i: _post_label(by_id[i], own[i]))
             parent = by_id.get(chosen)
             if parent is not None and not own[parent.id]:
                 st.warning(escape_md(f"@{parent.author_handle} is not this case's customer: the reply must not "
                                      "contain the customer's order or personal details."))
     account = _account_picker(store, config, case, channel, parent)
+    route = reply_route_line(store, config, case, channel, account, parent)
+    # Who answers what, and the post being answered in full, right above the answer.
+    with st.container(border=parent is not None):
+        if route:
+            st.text(route)  # plain text: the excerpt is the customer's words
+        if parent is not None:
+            safe_text(f"@{parent.author_handle or '?'} · {parent.channel} · {local_time(parent.created_at, config)}"
+                      + (f" · {parent.author_followers:,} followers" if parent.author_followers else ""), caption=True)
+            if len(parent.text) > 80:  # the route line's excerpt holds shorter posts whole
+                safe_text(parent.text)
     cols = st.columns([3, 1])
     with cols[0]:
         name = st.selectbox("Template", names, key=f"tpl_{case.id}",
                             format_func=lambda n: f"{n} (suggested)" if n in suggested else n)
-    with cols[1]:
-        st.write("")
-        def fill() -> None:
-            try:
-                st.session_state[key] = render_template(
-                    store, config, case.id, st.session_state[f"tpl_{case.id}"], agent=user.name,  # type: ignore[arg-type]
-                    channel=st.session_state.get(f"reply_channel_{case.id}"),
-                    parent_id=st.session_state.get(parent_key) if channel in PUBLIC_CHANNELS else None)
-            except TemplateError as exc:
-                st.session_state[f"reply_error_{case.id}"] = str(exc)
-
-        st.button("Fill template", key=f"fill_{case.id}", on_click=fill)
-    text = st.text_area("Reply text", key=key, height=120)
     limit = LIMITS.get(channel or "")
-    length = weighted_length(channel or "", text) if channel else len(text)
-    over = limit is not None and length > limit
-    st.caption(escape_md(f"{length}/{limit} characters on {channel}" if limit else f"{length} characters"))
-    if over:
-        st.error(f"Too long for {channel}: {length} > {limit}.")
-    if text.strip():
-        st.caption("Preview (as the customer will see it)")
-        route = reply_route_line(store, config, case, channel, account, parent)
-        if route:
-            st.text(route)
-        st.text(text.strip())
     error_key = f"reply_error_{case.id}"
     refused_key = f"reply_refused_{case.id}"
-    if st.session_state.get(error_key):
-        st.error(escape_md(st.session_state.pop(error_key)))
+    with cols[1]:
+        st.write("")
+
+        def fill() -> None:
+            try:
+                text = render_template(
+                    store, config, case.id, st.session_state[f"tpl_{case.id}"], agent=user.name,  # type: ignore[arg-type]
+                    channel=st.session_state.get(channel_key),
+                    parent_id=st.session_state.get(parent_key) if channel in PUBLIC_CHANNELS else None)
+            except TemplateError as exc:
+                st.session_state[error_key] = str(exc)
+                return
+            if limit is not None and len(text) > limit:
+                # The box would cut it at the limit without a word; say so and leave the draft alone.
+                st.session_state[error_key] = (f"Template {st.session_state[f'tpl_{case.id}']} fills to {len(text)} "
+                                               f"characters, over the {channel} limit of {limit}: shorten the template "
+                                               "or answer on another channel.")
+                return
+            st.session_state[key] = text
+
+        st.button("Fill template", key=f"fill_{case.id}", on_click=fill)
+    kept = st.session_state.pop(f"_draft_keep_{case.id}", None)
+    if kept is not None:
+        st.session_state[key] = kept[:limit] if limit is not None else kept
 
     def queue(body: str | None = None, force: bool = False) -> None:
         # A callback, so the draft can be cleared before the text area is drawn again.
-        chosen_channel = st.session_state.get(f"reply_channel_{case.id}")
+        chosen_channel = st.session_state.get(channel_key)
         parent_id = st.session_state.get(parent_key) if chosen_channel in PUBLIC_CHANNELS else None
+        text = st.session_state.get(key, "") if body is None else body
+        if not str(text).strip():
+            st.session_state[error_key] = "Nothing to send: write the reply (or fill a template) first."
+            return
         try:
-            message = queue_reply(store, config, case.id, st.session_state.get(key, "") if body is None else body,  # type: ignore[arg-type]
+            message = queue_reply(store, config, case.id, text,  # type: ignore[arg-type]
                                   user.username, channel=chosen_channel if body is None else None,
                                   parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
                                   account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
@@ -416,33 +524,48 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             return
         st.session_state.pop(refused_key, None)
         flash("success", f"reply queued (message {message.id}); the worker sends it"
-              + (" (sent anyway: recorded in the audit log)" if force else ""))
+              + (" (sent anyway: recorded in the audit log)" if force else ""), at=f"reply:{case.id}")
         st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
             st.session_state[key] = ""
         _after_own_write(store, case)
 
-    def ask_privately() -> None:
-        # Opens a preview of the direct message; nothing is queued until "Send privately".
-        st.session_state[f"askdm_open_{case.id}"] = True
-        st.session_state[f"askdm_text_{case.id}"] = PRIVATE_QUESTION
-
+    with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
+        text = st.text_area("Reply text", key=key, height=120, max_chars=limit)
+        button, answer = st.columns([1, 3], vertical_alignment="center")
+        button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
+                                  disabled=not can(user, "reply"))
+        with answer:  # the answer to "Queue reply", in the same row as the button
+            if st.session_state.get(error_key):
+                st.error(escape_md(st.session_state.pop(error_key)))
+            show_flashes(at=f"reply:{case.id}")
+    if limit:
+        st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel}); "
+                             + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
+                             + "the exact count is checked on Queue reply. Ctrl+Enter queues it; keys: J/K next "
+                             "and previous case, A assign to me, E escalate."))
+    length = weighted_length(channel or "", text or "") if channel else len(text or "")
+    if text and text.strip():
+        over = limit is not None and length > limit
+        st.caption(escape_md(f"{length}/{limit} characters as {channel} counts them" if limit else
+                             f"{length} characters"))
+        if over:
+            st.error(escape_md(f"Too long for {channel}: {length} > {limit}."))
+    st.button("Ask for details privately", key=f"askdm_{case.id}",
+              on_click=lambda: (st.session_state.__setitem__(f"askdm_open_{case.id}", True),
+                                st.session_state.__setitem__(f"askdm_text_{case.id}", PRIVATE_QUESTION)),
+              disabled=not can(user, "reply"))
     refused = st.session_state.get(refused_key)
     if refused:
         st.error(escape_md(f"Reply not queued: {refused}"), icon=":material/block:")
         r1, r2 = st.columns(2)
         r1.button("Send anyway", key=f"send_anyway_{case.id}", on_click=lambda: queue(force=True),
-                  disabled=not text.strip() or over or not can(user, "reply"),
+                  disabled=not str(text or "").strip() or not can(user, "reply"),
                   help="Queue this reply as well; recorded in the audit log as sent anyway.")
         if r2.button("Keep my draft, don't send", key=f"refused_ok_{case.id}"):
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             st.rerun()
-    b1, b2 = st.columns(2)
-    b1.button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
-              disabled=not text.strip() or over or not can(user, "reply"))
-    b2.button("Ask for details privately", key=f"askdm_{case.id}", on_click=ask_privately,
-              disabled=not can(user, "reply"))
     if st.session_state.get(f"askdm_open_{case.id}"):
         _ask_privately_preview(store, config, case, user)
 
@@ -529,7 +652,8 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
                 st.session_state[f"reply_error_{case.id}"] = f"Private message not queued: {exc}"
                 return
             st.session_state[f"askdm_open_{case.id}"] = False
-            flash("success", f"private message queued (message {message.id}, {message.channel}); the worker sends it")
+            flash("success", f"private message queued (message {message.id}, {message.channel}); the worker sends it",
+                  at=f"reply:{case.id}")
             _after_own_write(store, case)
 
         def cancel_private() -> None:
@@ -560,64 +684,80 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
         target = st.selectbox("To", targets, key=f"esc_target_{case.id}",
                               format_func=lambda t: f"courier ({case.courier or 'unknown'})" if t == "courier" else t)
         note = st.text_area("Note for them", key=f"esc_note_{case.id}", height=80)
-        if st.form_submit_button("Escalate", disabled=not can(user, "escalate")):
+        if st.form_submit_button("Escalate", disabled=not can(user, "escalate"), shortcut=SHORTCUTS["escalate"]):
             try:
                 message = queue_escalation(store, config, case.id, target, note or None, user.username)  # type: ignore[arg-type]
             except (EscalationRejected, ValueError) as exc:
                 st.error(escape_md(f"Not escalated: {exc}"))
             else:
-                flash("success", f"escalation queued to {message.target} (message {message.id})")
+                flash("success", f"escalation queued to {message.target} (message {message.id})",
+                      at=f"escalate:{case.id}")
                 _after_own_write(store, case)
                 st.rerun()
+    show_flashes(at=f"escalate:{case.id}")
+
+
+def form_round(case: Case) -> int:
+    """Part of the action forms' widget keys: moved on after each write and each conflict, so the
+    choices then start again from the fresh state. Not the case version: a change by the
+    outbox or a colleague to *another* field must not throw away what the agent is choosing."""
+    return int(st.session_state.get(f"_case_form_round_{case.id}", 0))
+
+
+def _next_form_round(case: Case) -> None:
+    st.session_state[f"_case_form_round_{case.id}"] = form_round(case) + 1
 
 
 def _actions(store: Store, case: Case, user: Any) -> None:
-    # Widget keys carry the case version, so after a conflict (or anyone's change) the
-    # choices start again from the fresh state instead of the agent's stale selection.
     st.subheader("Actions")
     with st.form(f"status_{case.id}"):
-        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), key=f"status_sel_{case.id}_v{case.version}")
+        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), key=f"status_sel_{case.id}_g{form_round(case)}")
         pending = pending_messages(store, case.id)  # type: ignore[arg-type]
         anyway = False
         if pending:
             anyway = st.checkbox(f"Resolve even though {len(pending)} message(s) are not delivered "
                                  f"({', '.join(p['kind'] + ': ' + p['status'].replace('_', ' ') for p in pending)})",
-                                 key=f"resolve_anyway_{case.id}_v{case.version}")
+                                 key=f"resolve_anyway_{case.id}_g{form_round(case)}")
         if st.form_submit_button("Set status", disabled=not can(user, "status")):
             if status in ("resolved", "closed") and pending and not anyway:
-                st.session_state["case_conflict"] = (
-                    f"Not {status}: {len(pending)} reply/escalation message(s) are pending or failed. Tick "
-                    "\"Resolve even though...\" to confirm, or retry/cancel them first.")
+                flash("error", f"Not {status}: {len(pending)} reply/escalation message(s) are pending or failed. "
+                      "Tick \"Resolve even though...\" to confirm, or retry/cancel them first.", at=f"status:{case.id}")
                 st.rerun()
             changes: dict[str, Any] = {"status": status}
             if status == "resolved" and case.resolved_at is None:
                 changes["resolved_at"] = utcnow()
-            write_case(store, case, user.username, f"status set to {status}", **changes)
+            write_case(store, case, user.username, f"status set to {status}", at="status", **changes)
             st.rerun()
+    show_flashes(at=f"status:{case.id}")
     assignees = [""] + [u[0] for u in store.db.execute("select username from users order by username").fetchall()]
     if can(user, "reassign"):
         with st.form(f"assign_{case.id}"):
             who = st.selectbox("Assign to", assignees, index=assignees.index(case.assignee) if case.assignee in assignees
-                               else 0, format_func=lambda u: u or "(nobody)", key=f"assign_sel_{case.id}_v{case.version}")
+                               else 0, format_func=lambda u: u or "(nobody)", key=f"assign_sel_{case.id}_g{form_round(case)}")
             if st.form_submit_button("Assign"):
-                write_case(store, case, user.username, f"assigned to {who or 'nobody'}", assignee=who or None)
+                write_case(store, case, user.username, f"assigned to {who or 'nobody'}", at="assign", assignee=who or None)
                 st.rerun()
     if case.assignee != user.username and st.button("Assign to me", key=f"assign_me_{case.id}",
-                                                    disabled=not can(user, "assign_self")):
-        write_case(store, case, user.username, "assigned to you", assignee=user.username)
+                                                    disabled=not can(user, "assign_self"),
+                                                    shortcut=SHORTCUTS["assign"]):
+        write_case(store, case, user.username, "assigned to you", at="assign", assignee=user.username)
         st.rerun()
+    show_flashes(at=f"assign:{case.id}")
     with st.form(f"snooze_{case.id}"):
         choice = st.selectbox("Snooze for", list(SNOOZE_CHOICES), key=f"snooze_sel_{case.id}")
         if st.form_submit_button("Snooze", disabled=not can(user, "snooze")):
             until = utcnow() + SNOOZE_CHOICES[choice]
-            write_case(store, case, user.username, f"snoozed until {local_time(until, get_config())}", snoozed_until=until)
+            write_case(store, case, user.username, f"snoozed until {local_time(until, get_config())}", at="snooze",
+                       snoozed_until=until)
             st.rerun()
+    show_flashes(at=f"snooze:{case.id}")
     with st.form(f"note_{case.id}", clear_on_submit=True):
         text = st.text_area("Internal note (never sent to the customer)", key=f"note_text_{case.id}", height=80)
         if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
             store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
-            flash("success", "note added")
+            flash("success", "note added", at=f"note:{case.id}")
             st.rerun()
+    show_flashes(at=f"note:{case.id}")
 
 
 def _outbound(store: Store, case: Case, user: Any) -> None:
@@ -641,7 +781,7 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
             if m.status in ("failed", "cancelled") and st.button("Retry", key=f"retry_{m.id}",
                                                                   disabled=not can(user, "retry_message")):
                 retry(store, m.id, user.username)  # type: ignore[arg-type]
-                flash("success", f"message {m.id} queued again")
+                flash("success", f"message {m.id} queued again", at=f"outbound:{case.id}")
                 st.rerun()
             if m.status in ("queued", "failed") and st.button("Cancel", key=f"cancel_{m.id}"):
                 try:
@@ -652,19 +792,56 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
                     st.rerun()
 
 
-def _timeline(store: Store, case: Case) -> None:
+def _timeline(store: Store, case: Case, user: Any) -> None:
+    """The case's history as sentences, newest first; the raw audit events for leads in an expander."""
+    from console import timeline
+
     config = get_config()
     st.subheader("Timeline")
-    items: list[tuple[datetime, str]] = []
-    for note in store.notes(case.id):  # type: ignore[arg-type]
-        items.append((note.created_at or utcnow(), f"note by {note.author}: {note.text}"))
-    for event in store.audit_trail(case.id):
-        if event.action == "case.note":
-            continue
-        details = ", ".join(f"{k}={v}" for k, v in event.details.items())
-        items.append((event.at or utcnow(), f"{event.actor}: {event.action}" + (f" ({details})" if details else "")))
-    for when, words in sorted(items, key=lambda i: i[0]):
-        safe_text(f"{local_time(when, config)} — {words}", caption=True)
+    events = store.audit_trail(case.id)  # type: ignore[arg-type]
+    messages = {m.id: m for m in store.outbound_for_case(case.id)}  # type: ignore[arg-type]
+    items = timeline.lines(events, store.notes(case.id), messages, config,  # type: ignore[arg-type]
+                           lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
+                                                "%a %d %b %H:%M"))
+    with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
+        for when, words in reversed(items):
+            safe_text(f"{local_time(when, config)} — {words}", caption=True)
+    if can(user, "view_audit"):
+        with st.expander("Raw audit events (for leads)"):
+            for event in events:
+                safe_text(f"{local_time(event.at, config, '%Y-%m-%d %H:%M:%S')} {timeline.raw(event)}", caption=True)
+
+
+TIMELINE_HEIGHT_PX = 360
+
+
+def neighbour(queue: list[int], case_id: int | None, step: int) -> int | None:
+    """The case ``step`` places from ``case_id`` in the inbox's list (the first one when it is not there)."""
+    if not queue:
+        return None
+    if case_id not in queue:
+        return queue[0]
+    at = queue.index(case_id) + step
+    return queue[at] if 0 <= at < len(queue) else None
+
+
+#: The page's keys (Streamlit's own button shortcuts, which leave text boxes alone; R and C are
+#: Streamlit's own). Ctrl+Enter in the reply box queues the reply (it submits the form).
+SHORTCUTS = {"next": "J", "previous": "K", "assign": "A", "escalate": "E"}
+
+
+def _next_previous(case_id: int | None) -> None:
+    """Previous / Next case in the order the inbox listed them (J / K), without going back to it."""
+    queue = [int(i) for i in st.session_state.get("_inbox_ids") or []]
+    before = neighbour(queue, case_id, -1)
+    after = neighbour(queue, case_id, 1)
+    left, right = st.columns(2)
+    if left.button("Previous", key="case_previous", icon=":material/chevron_left:", disabled=before is None,
+                   shortcut=SHORTCUTS["previous"], help="The case above this one in the inbox"):
+        open_case(before)  # type: ignore[arg-type]
+    if right.button("Next", key="case_next", icon=":material/chevron_right:", disabled=after is None,
+                    shortcut=SHORTCUTS["next"], help="The case below this one in the inbox"):
+        open_case(after)  # type: ignore[arg-type]
 
 
 def render() -> None:
@@ -672,7 +849,7 @@ def render() -> None:
     user = require("reply")
     store = get_store()
     show_flashes()
-    conflict = st.session_state.pop("case_conflict", None)
+    conflict = st.session_state.pop("case_conflict", None)  # sections that answer at the top (split, merge)
     if conflict:
         st.error(escape_md(conflict), icon=":material/warning:")
     case_id = url_case_id()
@@ -683,8 +860,13 @@ def render() -> None:
             st.query_params["id"] = str(int(st.session_state["case_id"]))
 
     initial: dict[str, Any] = {} if "case_pick" in st.session_state else {"value": None}
-    st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
-                    on_change=_picked, **initial)
+    # The title and the case-number box share one row: the composer starts higher on the page.
+    title_slot, nav, pick = st.columns([3.6, 2.2, 1.2], vertical_alignment="bottom")
+    with nav:
+        _next_previous(case_id)
+    with pick:
+        st.number_input("Case number", min_value=1, step=1, key="case_pick", placeholder="type a case number",
+                        on_change=_picked, **initial)
     if not case_id:
         st.info("Open a case from the inbox.")
         return
@@ -692,22 +874,24 @@ def render() -> None:
     if case is None:
         st.error(f"No case {int(case_id)}.")
         return
-    held_version(case)
+    held(store, case)
     from console.case_regroup import merged_notice, regroup_section
 
-    _header(store, case, user)
+    _header(store, case, user, title_slot)
     merged_notice(case)
+    # The composer first, beside the order: answering is what the page is for. The thread
+    # scrolls in its own box below it, newest first, so the page never grows with it.
     left, right = st.columns([3, 2])
     with left:
-        _posts(store, case)
         _composer(store, case, user)
+        mentions = _posts(store, case)
         _outbound(store, case, user)
     with right:
-        _order(store, case)
+        _order(store, case, mentions)
         _actions(store, case, user)
         regroup_section(store, case, user)
         _escalate(store, case, user)
         from console.dialogue import case_section
 
         case_section(store, case, user)
-        _timeline(store, case)
+        _timeline(store, case, user)

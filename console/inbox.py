@@ -14,6 +14,7 @@ click would drop the agent's choice.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -39,6 +40,8 @@ SLA_STATES = {"breached": "overdue (red)", "due_soon": "due within the hour (amb
 #: The dialogue filters (``InboxQuery.waiting``): an open question to the customer, a call back to make.
 WAITING = {"answer": "awaiting customer answer", "callback": "call-back due"}
 PAGE_SIZE = 50
+#: How often the queue redraws itself (a cheap change check first: see change_mark).
+INBOX_EVERY_S = 5
 #: The queue's orders (``Store`` INBOX_SORTS), as the "Sort by" box names them.
 SORTS = {"priority": "priority band, then due", "due": "due time (answers owed first)", "newest": "newest case"}
 #: How each order ranks cases, in the words the caption under the queue uses (README "SLA clocks").
@@ -302,7 +305,7 @@ def render() -> None:
     picked = st.session_state.pop("_inbox_open", None)
     if picked is not None:
         open_case(picked)
-    store, config, user = get_store(), get_config(), current_user()
+    store, user = get_store(), current_user()
     show_flashes()
     filters: dict[str, Any] = st.session_state.setdefault("inbox_filters", {})
 
@@ -374,30 +377,82 @@ def render() -> None:
         filters["offset"] = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
         query = _query(filters)
     cases = store.inbox(query)
+    _opener(cases)
+    # What this agent has seen: cases newer than this are marked new on the live list below.
+    st.session_state["_inbox_seen_max_id"] = change_mark(store)[0]
+    st.session_state["_inbox_live"] = {"mark": _live_mark(store), "query": query, "total": total, "cases": cases}
+    _live_list()
+
+
+def change_mark(store: Any) -> tuple[int, int, int]:
+    """(newest case, newest post, newest audit event): three primary-key lookups, whatever the size of
+    the data. New cases, new posts (which change cases) and every change made through the store's
+    audited writes (status, assignment, outbox state) move it; an idle inbox leaves it still."""
+    row = store.db.execute("select (select max(id) from cases), (select max(id) from mentions), "
+                           "(select max(id) from audit_events)").fetchone()
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+
+def _live_mark(store: Any) -> tuple[Any, ...]:
+    # The minute too: SLA colours and "due in" move with the clock, snoozed cases wake.
+    return (*change_mark(store), utcnow().replace(second=0, microsecond=0))
+
+
+@st.fragment(run_every=timedelta(seconds=INBOX_EVERY_S))
+def _live_list() -> None:
+    """The queue itself, redrawn every few seconds without a click.
+
+    Each tick first compares :func:`change_mark` (three key lookups) with the last one and
+    queries the page again only when something changed; otherwise it redraws the rows it
+    holds. Filters, search and the case-number box sit outside this fragment, so a tick never
+    touches what the agent is typing or choosing; clicks and ticks never run at the same time
+    (``runner.fastReruns = false``).
+    """
+    store, config = get_store(), get_config()
+    live = st.session_state.get("_inbox_live")
+    filters = st.session_state.get("inbox_filters") or {}
+    if live is None:
+        return
+    if _query(filters) != live["query"]:
+        st.rerun()  # "Next"/"Previous" inside this fragment changed the page: the whole inbox follows
+    mark = _live_mark(store)
+    if mark != live["mark"]:
+        query = _query(filters)
+        total = store.inbox_count(query)
+        live = {"mark": mark, "query": query, "total": total, "cases": store.inbox(query)}
+        st.session_state["_inbox_live"] = live
+    query, total, cases = live["query"], live["total"], live["cases"]
+    seen_max = int(st.session_state.get("_inbox_seen_max_id") or 0)
+    fresh = [c for c in cases if (c.id or 0) > seen_max]
     capped = bool(filters.get("search")) and store.search_is_capped(filters["search"])
     st.caption(escape_md(
         f"{total} case(s)" + (f", showing {_showing(query.offset, len(cases), total)}" if total > len(cases) else "")
         + (" — search looked at the newest matching posts only" if capped else "")
-        + f"; times in {config.timezone}"
+        + f"; times in {config.timezone}; updates by itself every {INBOX_EVERY_S} s"
         + ("" if query.snoozed == "only" else "; snoozed cases are hidden until they wake (SLA filter: snoozed)")
     ))
-    _opener(cases)
+    if fresh:
+        st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
+                          + ", ".join(f"#{c.id}" for c in fresh[:8])), icon=":material/fiber_new:")
     if not cases:
         st.info("No cases match these filters.")
         return
 
     rows, colours = inbox_rows(store, config, cases, utcnow())
+    for row, case in zip(rows, cases):  # cases that arrived since the agent last looked
+        if (case.id or 0) > seen_max:
+            row["flags"] = ("● NEW " + str(row.get("flags") or "")).strip()
     styled = pd.DataFrame(rows).style.apply(
         lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
         subset=["SLA"],
     )
     st.session_state["_inbox_ids"] = [c.id for c in cases]
-    event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
-                         on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
-                         column_config=ROW_COLUMNS, width="stretch")
-    selected = getattr(getattr(event, "selection", None), "rows", None) if event is not None else None
-    if selected:
-        open_case(cases[selected[0]].id)
+    st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
+                 on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
+                 column_config=ROW_COLUMNS, width="stretch")
+    picked = st.session_state.pop("_inbox_open", None)
+    if picked is not None:
+        open_case(picked)  # a row picked in the table: leave the fragment for the case page
 
     offset = query.offset
     pager = st.columns([1, 1, 4])

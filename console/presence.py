@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
+from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
@@ -59,7 +59,7 @@ def touch(store: Store, case_id: int, username: str, *, drafting: bool = False, 
             entries = _fresh(_load(store, case_id), now)
             entries[username] = {"at": iso(now), "drafting": drafting}
             store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         log.info("presence on case %s not recorded for %s: %s", case_id, username, exc)
 
 
@@ -69,7 +69,7 @@ def leave(store: Store, case_id: int, username: str) -> None:
             entries = _load(store, case_id)
             if entries.pop(username, None) is not None:
                 store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         log.info("leaving case %s not recorded for %s: %s", case_id, username, exc)
 
 
@@ -78,7 +78,7 @@ def others(store: Store, case_id: int, username: str, *, now: datetime | None = 
     now = now or utcnow()
     try:
         entries = _fresh(_load(store, case_id), now)
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         log.info("presence on case %s not read: %s", case_id, exc)
         return []
     return [

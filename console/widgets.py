@@ -122,13 +122,21 @@ def show_priority(case: Case) -> None:
     st.caption(escape_md(priority_line(case)))
 
 
-def flash(kind: str, message: str) -> None:
-    """Queue a message to show after the next rerun (st.rerun would otherwise swallow it)."""
-    st.session_state.setdefault("_flash", []).append((kind, message))
+def flash(kind: str, message: str, at: str = "top") -> None:
+    """Queue a message to show after the next rerun (st.rerun would otherwise swallow it).
+
+    ``at`` names the place it is shown (:func:`show_flashes` there): beside the button that
+    caused it, so the agent sees the answer where they are looking, not at the page's top.
+    """
+    st.session_state.setdefault("_flash", []).append((kind, message, at))
 
 
-def show_flashes() -> None:
-    for kind, message in st.session_state.pop("_flash", []):
+def show_flashes(at: str = "top") -> None:
+    """Show (once) the messages queued for ``at``; the others wait for their own place."""
+    queued = st.session_state.get("_flash") or []
+    mine = [m for m in queued if (m[2] if len(m) > 2 else "top") == at]
+    st.session_state["_flash"] = [m for m in queued if m not in mine]
+    for kind, message, *_ in mine:
         getattr(st, kind)(escape_md(message))
 
 

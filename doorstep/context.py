@@ -8,13 +8,12 @@ layer hands in what only it knows: each package's config checks and how to load 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from doorstep.config import Config, ConfigError, load_config
-from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store
+from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, database_exists
 
 
 class Context:
@@ -49,7 +48,7 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            if self.db_path != ":memory:" and not Path(self.db_path).exists() and _needs_database(self.needs_database):
+            if _needs_database(self.needs_database) and not database_exists(self.db_path):
                 raise click.ClickException(
                     f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "
                     "`doorstep demo --build-only` or `doorstep import mentions FILE`")

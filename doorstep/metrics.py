@@ -165,10 +165,10 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
     db = store.db
     row = db.execute(
         "select count(*), "
-        "coalesce(sum(m.complaint = 1), 0), "
-        "coalesce(sum(m.sentiment = 'negative'), 0), "
-        "coalesce(sum(m.sentiment = 'positive'), 0), "
-        "coalesce(sum(m.sentiment is not null), 0) "
+        "count(case when m.complaint = 1 then 1 end), "
+        "count(case when m.sentiment = 'negative' then 1 end), "
+        "count(case when m.sentiment = 'positive' then 1 end), "
+        "count(m.sentiment) "
         "from mentions m left join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{bclause}",
         [lo, hi, *bparams],
@@ -371,7 +371,7 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         r.update(shipments=shipments, failed_attempts=failed, exceptions=exceptions)
 
     for courier, complaints, negative in db.execute(
-        "select c.courier, coalesce(sum(m.complaint = 1), 0), coalesce(sum(m.sentiment = 'negative'), 0) "
+        "select c.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
         "from mentions m join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and c.courier is not null and m.created_at >= ? and m.created_at < ?{bclause} "
         "group by c.courier",

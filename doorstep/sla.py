@@ -205,6 +205,12 @@ def follow(before: Case, changes: dict[str, Any], now: datetime, config: Config,
         after = after.model_copy(update=answer)
     if after.status in _STOPPED:
         return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
+    if before.status in _STOPPED:
+        # Reopened by a person (or an answer to our question): the resolution clock starts again now.
+        cal, _, target = _calendars(after, config)
+        out["resolution_due"] = cal.add(now, timedelta(minutes=target.resolution))
+        out["sla_paused_at"] = now if after.status == "pending_customer" else None
+        return {k: v for k, v in out.items() if k in changes or getattr(before, k) != v}
     # Paused is the status; a pause left behind by a status change made without these rules (an
     # older writer) is not resumed twice.
     was_paused = before.status == "pending_customer"

@@ -1,10 +1,13 @@
-"""The embedded store: one SQLite file through sqlite-utils.
+"""The store: one SQLite file through sqlite-utils, or a PostgreSQL database (issue 16).
 
-Why SQLite: a care team of a few dozen people produces at most a few thousand writes
-a minute, and one file is trivial to back up, copy and inspect with Datasette. WAL
-mode lets the console read while the worker writes. The schema evolves through
-``sqlite_utils.migrations``; add a new function to ``MIGRATIONS``, never edit an
-applied one.
+Why SQLite by default: a care team of a few dozen people produces at most a few thousand
+writes a minute, and one file is trivial to back up, copy and inspect with Datasette. WAL
+mode lets the console read while the worker writes. A shop that outgrows one machine points
+``--db``/``DOORSTEP_DB`` at ``postgresql://...`` instead: :mod:`doorstep.postgres` gives
+PostgreSQL the face of the sqlite-utils ``Database`` used here, and :mod:`doorstep.dialect`
+holds the SQL that differs (``store.dialect``). The schema evolves through
+``sqlite_utils.migrations``, one list for both databases; add a new function to
+``MIGRATIONS``, never edit an applied one.
 
 Conventions: times are stored as ISO 8601 UTC text (``2026-11-23T06:44:28+00:00``)
 so they sort lexicographically; lists and dicts are stored as JSON text.
@@ -26,6 +29,17 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from doorstep.dialect import (
+    DATABASE_ERRORS,
+    POSTGRES,
+    SQLITE,
+    Dialect,
+    database_target,
+    describe_target,
+    dialect_of,
+    is_busy,
+    is_postgres,
+)
 from doorstep.redaction import redact_details
 from doorstep.sla import CLOCK_FIELDS, queue_fields
 from doorstep.models import (
@@ -107,15 +121,16 @@ class StaleCaseError(RuntimeError):
         self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
 
 
-def is_busy(exc: BaseException) -> bool:
-    """Whether ``exc`` is SQLite saying another connection holds the lock (try again later)."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc)
-    return "database is locked" in text or "database table is locked" in text or "busy" in text
+#: The key of PostgreSQL's transaction-level advisory lock that :meth:`Store.write_transaction`
+#: takes: the one "write lock first" SQLite's BEGIN IMMEDIATE gives, for check-then-insert work.
+PG_WRITE_LOCK_KEY = 0x600D_D008
+
+#: The advisory lock key under which one process at a time migrates a PostgreSQL schema.
+PG_MIGRATE_LOCK_KEY = 0x600D_D009
+
+#: The columns each full-text index covers (m001, m008); search queries name the same ones.
+MENTION_FTS_COLUMNS = ("text",)
+CUSTOMER_FTS_COLUMNS = ("name", "email", "phone")
 
 
 def when_busy(fn: Callable[..., T], *args: Any, seconds: float = BUSY_RETRY_S) -> T:
@@ -137,8 +152,10 @@ class StoreError(RuntimeError):
         self.path, self.cause, self.remedy = path, cause, remedy
 
     @classmethod
-    def from_sqlite(cls, path: str, exc: sqlite3.Error) -> StoreError:
-        """Translate SQLite's terse messages into what happened and what to do."""
+    def from_sqlite(cls, path: str, exc: BaseException) -> StoreError:
+        """Translate SQLite's (or PostgreSQL's) terse messages into what happened and what to do."""
+        if is_postgres(path):
+            return cls.from_postgres(path, exc)
         text = str(exc)
         low = text.lower()
         if "full" in low:
@@ -155,6 +172,18 @@ class StoreError(RuntimeError):
         if "locked" in low or "busy" in low:
             return cls(path, f"is busy ({text})", "another process holds the write lock; try again in a moment")
         return cls(path, text)
+
+    @classmethod
+    def from_postgres(cls, url: str, exc: BaseException) -> StoreError:
+        where = describe_target(url)
+        text = " ".join(str(exc).split())
+        if isinstance(exc, __import__("psycopg").OperationalError) and ("connect" in text or "connection" in text):
+            return cls(where, f"cannot connect ({text})",
+                       "start PostgreSQL (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) "
+                       "or check the --db / DOORSTEP_DB URL")
+        if is_busy(exc):
+            return cls(where, f"is busy ({text})", "another connection holds the lock; try again in a moment")
+        return cls(where, text)
 
 
 def _connect(path: str, params: str = "") -> sqlite3.Connection:
@@ -175,6 +204,69 @@ def _connect(path: str, params: str = "") -> sqlite3.Connection:
 def _is_read_only_error(exc: BaseException) -> bool:
     low = str(exc).lower()
     return "readonly" in low or "read-only" in low or "read only" in low or "unable to open" in low
+
+
+def remove_database(target: str | Path) -> None:
+    """Delete a whole database, to build a new one in its place (the demo does).
+
+    A SQLite file goes with its WAL, shared-memory and journal files; on PostgreSQL every
+    table of the URL's schema is dropped (the schema itself, its grants and the other schemas
+    of the database stay).
+    """
+    target = database_target(target)
+    if not is_postgres(target):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            candidate = Path(target + suffix)
+            if candidate.exists():
+                candidate.unlink()
+        return
+    from doorstep.postgres import PgDatabase
+
+    db = PgDatabase(target)
+    try:
+        with db.atomic():
+            for table in db.table_names():
+                db.execute(f'drop table if exists "{table}" cascade')
+    finally:
+        db.close()
+
+
+def database_exists(target: str | Path) -> bool:
+    """Whether ``--db`` names a Doorstep database already (commands that only read must not make one).
+
+    A SQLite file exists or not; a PostgreSQL schema is Doorstep's once its migrations table is
+    there. A server that cannot be reached counts as existing, so the store says why it failed.
+    """
+    target = database_target(target)
+    if not is_postgres(target):
+        return target == ":memory:" or Path(target).exists()
+    import psycopg
+
+    try:
+        with psycopg.connect(target, connect_timeout=10) as conn:
+            return bool(conn.execute("select to_regclass('_sqlite_migrations') is not null").fetchone()[0])
+    except psycopg.Error:
+        return True
+
+
+def files_beside(target: str | Path, suffix: str) -> Path:
+    """Where files that belong with a database go (the demo's X feed, its sent mail): next to a
+    SQLite file (``shop.db`` -> ``shop.x-feed.jsonl``), or in the working folder, named after the
+    database, for PostgreSQL."""
+    target = database_target(target)
+    if is_postgres(target):
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = "doorstep-" + str(conninfo_to_dict(target).get("dbname") or "postgresql")
+        return Path(name).resolve().with_suffix(suffix)
+    return Path(target).resolve().with_suffix(suffix)
+
+
+def database_for_children(target: str | Path) -> str:
+    """``--db``/``DOORSTEP_DB`` as a child process in another folder must be given it: a SQLite
+    path made absolute, a PostgreSQL URL as it is."""
+    target = database_target(target)
+    return target if is_postgres(target) else str(Path(target).resolve())
 
 
 def iso(value: datetime | date | None) -> str | None:
@@ -241,15 +333,17 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["mentions"].create_index(["case_id"])
     db["mentions"].create_index(["channel", "author_handle"])
     db["mentions"].create_index(["created_at"])
-    db["mentions"].enable_fts(["text"], create_triggers=True, tokenize="unicode61")
+    db["mentions"].enable_fts(list(MENTION_FTS_COLUMNS), create_triggers=True, tokenize="unicode61")
     # Re-index only when the text changes: the pipeline and the console update case_id and
     # labels all the time, and re-indexing the post each time would double the write cost.
-    db.execute("drop trigger mentions_au")
-    db.execute(
-        'create trigger mentions_au after update of text on mentions begin '
-        "insert into mentions_fts (mentions_fts, rowid, text) values ('delete', old.rowid, old.text); "
-        "insert into mentions_fts (rowid, text) values (new.rowid, new.text); end"
-    )
+    # (PostgreSQL's GIN index is kept by PostgreSQL itself: no triggers there.)
+    if dialect_of(db) is SQLITE:
+        db.execute("drop trigger mentions_au")
+        db.execute(
+            'create trigger mentions_au after update of text on mentions begin '
+            "insert into mentions_fts (mentions_fts, rowid, text) values ('delete', old.rowid, old.text); "
+            "insert into mentions_fts (rowid, text) values (new.rowid, new.text); end"
+        )
 
     db["customers"].create(
         {"id": str, "name": str, "email": str, "phone": str, "vip": int, "opt_out": str}, pk="id"
@@ -513,10 +607,12 @@ def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
     db.execute(f"create index if not exists idx_cases_open_due on cases ({due}, id) where {OPEN_CASES_SQL}")
     db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
     db.execute("create index if not exists idx_cases_tracking_number on cases (tracking_number)")
-    db.execute("create index if not exists idx_cases_author_handle_nocase on cases (author_handle collate nocase)")
+    dialect = dialect_of(db)
+    db.execute("create index if not exists idx_cases_author_handle_nocase on cases "
+               f"{dialect.nocase_index('author_handle')}")
     db.execute(f"create index if not exists idx_customers_phone_digits on customers ({PHONE_DIGITS_SQL})")
-    if "customers_fts" not in db.table_names():
-        db["customers"].enable_fts(["name", "email", "phone"], create_triggers=True, tokenize="unicode61")
+    if dialect.postgres or "customers_fts" not in db.table_names():
+        db["customers"].enable_fts(list(CUSTOMER_FTS_COLUMNS), create_triggers=True, tokenize="unicode61")
 
 
 @MIGRATIONS()
@@ -689,21 +785,25 @@ class InboxQuery:
 
 def _fts_query(text: str) -> str:
     """Turn what an agent types into a safe FTS5 query: every word must appear (prefix match)."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
-    return " ".join(f'"{w}"*' for w in words)
+    return SQLITE.fts_query(text)
 
 
 class Store:
     """All reads and writes of Doorstep's data.
 
     One instance per thread or process, unless :meth:`share_across_threads` was called (the
-    worker does): then each thread that uses the store gets its own SQLite connection.
+    worker does): then each thread that uses the store gets its own connection.
+
+    ``path`` is a SQLite file (or ``sqlite:///path``) or a ``postgresql://`` URL; ``dialect``
+    says which SQL the database speaks where the two differ.
     """
 
     def __init__(self, path: str | Path = "doorstep.db", *, migrate: bool = True,
                  busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
-        self.path = str(path)
+        self.path = database_target(path)
         self.busy_timeout_s = busy_timeout_s
+        #: The SQL spelling of this store's database (see doorstep.dialect).
+        self.dialect: Dialect = POSTGRES if is_postgres(self.path) else SQLITE
         #: True when the file (or its folder) cannot be written: reads work, writes fail with
         #: a StoreError naming the path (see _open_read_only).
         self.read_only = False
@@ -720,6 +820,8 @@ class Store:
     # ------------------------------------------------------- connections, transactions
     def _connect(self) -> sqlite_utils.Database:
         """A connection set up the one way every Doorstep connection is (see :func:`_connect`)."""
+        if self.dialect.postgres:
+            return self._connect_postgres()
         if self.read_only:
             return self._open_read_only()
         try:
@@ -741,6 +843,20 @@ class Store:
         # A 64 MB page cache (default 2 MB) keeps the inbox and linking indexes in memory.
         db.execute("PRAGMA cache_size=-64000")
         db.execute("PRAGMA temp_store=MEMORY")
+        return db
+
+    def _connect_postgres(self) -> Any:
+        """A PostgreSQL connection (autocommit, like the SQLite ones) that waits at most the busy
+        timeout for a row or table lock, then fails as busy, as SQLite's busy timeout does."""
+        import psycopg
+
+        from doorstep.postgres import PgDatabase
+
+        try:
+            db = PgDatabase(self.path)
+            db.execute(f"set lock_timeout = {int(self.busy_timeout_s * 1000)}")
+        except psycopg.Error as exc:
+            raise StoreError.from_postgres(self.path, exc) from exc
         return db
 
     def _open_read_only(self) -> sqlite_utils.Database:
@@ -765,9 +881,15 @@ class Store:
         """Apply pending migrations; none pending means no write at all (read-only opening)."""
         try:
             pending = MIGRATIONS.pending(self.db)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, *DATABASE_ERRORS) as exc:
             raise StoreError.from_sqlite(self.path, exc) from exc
         if not pending:
+            return
+        if self.dialect.postgres:
+            # One process at a time migrates a schema; the next one finds nothing pending.
+            with self.db.atomic():
+                self.db.execute("select pg_advisory_xact_lock(?)", [PG_MIGRATE_LOCK_KEY])
+                MIGRATIONS.apply(self.db)
             return
         if self.read_only:
             raise StoreError(self.path, "is read-only and its schema needs upgrading",
@@ -799,7 +921,7 @@ class Store:
         commit or roll back each other's work. The worker calls this before it starts a
         thread per job; the console keeps one store per browser session instead.
         """
-        if self.path == ":memory:":
+        if self.path in (":memory:", ""):
             raise ValueError("an in-memory store cannot be shared across threads (each connection is a new database)")
         if self._threads is None:
             self._threads = threading.local()
@@ -819,12 +941,14 @@ class Store:
         and treat the write as skipped.
         """
         db = self.db
-        db.execute(f"pragma busy_timeout = {max(0, int(seconds * 1000))}")
+        setting = "set lock_timeout =" if self.dialect.postgres else "pragma busy_timeout ="
+        # (PostgreSQL reads lock_timeout 0 as "wait for ever": 1 ms is its "do not wait".)
+        db.execute(f"{setting} {max(1 if self.dialect.postgres else 0, int(seconds * 1000))}")
         db._doorstep_retry_s = 0.0  # type: ignore[attr-defined]  # no retries on top either
         try:
             yield self
         finally:
-            db.execute(f"pragma busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            db.execute(f"{setting} {int(self.busy_timeout_s * 1000)}")
             del db._doorstep_retry_s  # type: ignore[attr-defined]
 
     @contextmanager
@@ -837,7 +961,40 @@ class Store:
         connection had committed meanwhile (SQLite cannot move its snapshot forward), which
         is how a long import used to fail beside a note writer. Nested transactions are
         savepoints.
+
+        On PostgreSQL it is a READ COMMITTED transaction (savepoints inside); rows are locked
+        as they are written, so writers run side by side. :meth:`write_transaction` also
+        takes the one write lock first, as BEGIN IMMEDIATE does on SQLite.
         """
+        if self.dialect.postgres:
+            with self.db.atomic():
+                yield self
+            return
+        with self._sqlite_transaction():
+            yield self
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Store]:
+        """A transaction that holds the write lock from its start, before its first read.
+
+        For check-then-write work (has a reply been queued? then queue one) that must see the
+        state it writes into. SQLite's transactions all do (BEGIN IMMEDIATE); on PostgreSQL the
+        outermost one takes a transaction-level advisory lock that every write_transaction waits
+        for, and that is released at commit or rollback.
+        """
+        if not self.dialect.postgres:
+            with self._sqlite_transaction():
+                yield self
+            return
+        db = self.db
+        outer = not db.in_transaction
+        with db.atomic():
+            if outer:
+                db.execute("select pg_advisory_xact_lock(?)", [PG_WRITE_LOCK_KEY])
+            yield self
+
+    @contextmanager
+    def _sqlite_transaction(self) -> Iterator[Store]:
         db = self.db
         if db.conn.in_transaction:
             with db.atomic():
@@ -856,9 +1013,6 @@ class Store:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
-
-    #: The same thing, named for readers who want to see that the write lock is taken first.
-    write_transaction = transaction
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -1024,7 +1178,8 @@ class Store:
                 ).fetchone()
                 if owner is None or owner[0] != customer.id:
                     self.db.execute(
-                        "insert or replace into customer_handles (channel, handle, customer_id) values (?, ?, ?)",
+                        "insert into customer_handles (channel, handle, customer_id) values (?, ?, ?) "
+                        "on conflict (channel, handle) do update set customer_id = excluded.customer_id",
                         [channel, handle, customer.id],
                     )
                     changed = True
@@ -1129,8 +1284,8 @@ class Store:
         touched: set[str] = set()
         for event in events:
             cursor = self.db.execute(
-                "insert or ignore into tracking_events (tracking_number, time, status, location, description) "
-                "values (?, ?, ?, ?, ?)",
+                "insert into tracking_events (tracking_number, time, status, location, description) "
+                "values (?, ?, ?, ?, ?) on conflict do nothing",
                 [event.tracking_number, iso(event.time), event.status, event.location, event.description],
             )
             added += cursor.rowcount
@@ -1173,11 +1328,12 @@ class Store:
         return found
 
     def _order_summaries(self, where: str, params: Sequence[Any]) -> list[OrderSummary]:
+        concat = self.dialect.group_concat
         sql = f"""
             select o.number, o.customer_id, o.placed_at, o.status, o.brand, o.total, o.currency,
               (select tracking_number from shipments where order_number = o.number order by rowid desc limit 1),
-              (select group_concat(status) from shipments where order_number = o.number),
-              (select group_concat(distinct e.status) from shipments s join tracking_events e
+              (select {concat('status')} from shipments where order_number = o.number),
+              (select {concat('e.status', distinct=True)} from shipments s join tracking_events e
                  on e.tracking_number = s.tracking_number where s.order_number = o.number),
               (select max(last_event_at) from shipments where order_number = o.number)
             from orders o where {where}"""
@@ -1209,8 +1365,8 @@ class Store:
 
     def _shipment_briefs(self, where: str, params: Sequence[Any]) -> dict[str, tuple[str, str, frozenset[str]]]:
         rows = self.db.conn.execute(
-            "select tracking_number, order_number, courier, (select group_concat(distinct status) from tracking_events "
-            f"where tracking_number = s.tracking_number) from shipments s where {where}",
+            f"select tracking_number, order_number, courier, (select {self.dialect.group_concat('status', distinct=True)} "
+            f"from tracking_events where tracking_number = s.tracking_number) from shipments s where {where}",
             list(params),
         ).fetchall()
         return {r[0]: (r[1], r[2], frozenset(filter(None, (r[3] or "").split(",")))) for r in rows}
@@ -1274,11 +1430,14 @@ class Store:
         )
         return case.model_copy(update={"version": row["version"]})
 
-    def update_case(self, case_id: int, expected_version: int, actor: str, **changes: Any) -> Case:
+    def update_case(self, case_id: int, expected_version: int, actor: str, *, because: dict[str, Any] | None = None,
+                    **changes: Any) -> Case:
         """Change a case on behalf of a person, refusing to overwrite a newer version silently.
 
         The version check and the write happen in one UPDATE, so two agents who read
-        version 3 cannot both write version 4.
+        version 3 cannot both write version 4. ``because`` (kept in the audit event beside the
+        changed fields) says on whose behalf a machine made the change, e.g. the outbox setting
+        the status after ann's reply was sent, so it counts as ann's own (``doorstep.case_merge``).
         """
         allowed = set(Case.model_fields) - {"id", "version"}
         unknown = set(changes) - allowed
@@ -1295,8 +1454,12 @@ class Store:
             if cursor.rowcount == 0:
                 current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
                 raise StaleCaseError(case_id, expected_version, current[0], current[1])
-            # What the person changed; the SLA clocks it moved follow from that (doorstep/sla.py).
-            self.audit(actor, "case.update", case_id, {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS})
+            # What the person changed (and on whose behalf); the SLA clocks it moved follow from that
+            # (doorstep/sla.py).
+            details = {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS}
+            if because:
+                details["because"] = because
+            self.audit(actor, "case.update", case_id, details)
         return self._require_case(case_id)
 
     def _require_case(self, case_id: int) -> Case:
@@ -1399,15 +1562,15 @@ class Store:
         index = ""
         if q.snoozed == "only" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search:
             if self._indexes is None:
-                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
-            index = " indexed by idx_cases_open_snooze" if "idx_cases_open_snooze" in self._indexes else ""
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by("idx_cases_open_snooze") if "idx_cases_open_snooze" in self._indexes else ""
         elif (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
                 and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
             name = {"priority": "idx_cases_open_queue", "due": "idx_cases_open_due",
                     "newest": "idx_cases_open_opened"}[q.sort]
             if self._indexes is None:
-                self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
-            index = f" indexed by {name}" if name in self._indexes else ""
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by(name) if name in self._indexes else ""
         sql = f"select * from cases{index} where {where} order by {INBOX_SORTS[q.sort]} limit ? offset ?"
         return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
 
@@ -1457,8 +1620,8 @@ class Store:
         rowid; without statistics the planner would scan an index instead). Status sets
         other than "open", which the partial indexes do not cover, are left to the planner.
         """
-        if q.search and _fts_query(q.search):
-            return " not indexed"
+        if q.search and self.dialect.fts_query(q.search):
+            return self.dialect.indexed_by(None)
         if tuple(q.statuses) != OPEN_CASE_STATUSES:
             return ""
         filters = [column for column in INBOX_FILTER_COLUMNS if getattr(q, column) and column != grouped]
@@ -1471,18 +1634,24 @@ class Store:
         else:
             name = "idx_cases_open_status"
         if self._indexes is None:
-            self._indexes = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'index'")}
-        return f" indexed by {name}" if name in self._indexes else ""
+            self._indexes = self.dialect.index_names(self.db)
+        return self.dialect.indexed_by(name) if name in self._indexes else ""
 
     def _memo(self, kind: str, query: str, compute: Any) -> Any:
         """``compute()``, remembered while the database is unchanged.
 
         The key holds SQLite's data_version (it moves when another connection commits) and
         this connection's total_changes (it moves on our own writes, triggers included), so
-        a remembered result is always what the query would return now.
+        a remembered result is always what the query would return now. On PostgreSQL the
+        snapshot (which transactions have finished) stands in for data_version: it stays the
+        same exactly while no other transaction commits.
         """
         db = self.db
-        version = (id(db), int(db.execute("pragma data_version").fetchone()[0]), db.conn.total_changes)
+        if self.dialect.postgres:
+            seen = db.execute("select cast(pg_current_snapshot() as text)").fetchone()[0]
+        else:
+            seen = int(db.execute("pragma data_version").fetchone()[0])
+        version = (id(db), seen, db.conn.total_changes)
         held = self._search_memo.get((kind, query))
         if held is not None and held[0] == version:
             return held[1]
@@ -1504,7 +1673,8 @@ class Store:
         one; :meth:`search_is_capped` tells the console when to say so). An order number
         quoted in a post is found by its words. Every lookup is by an index.
         """
-        query = _fts_query(text)
+        dialect = self.dialect
+        query = dialect.fts_query(text)
         if not query:
             return []
         typed = text.strip()
@@ -1513,7 +1683,7 @@ class Store:
             handle = typed.removeprefix("@")
             if handle and not any(c.isspace() for c in handle):
                 exact = self.db.execute(
-                    "select id from cases where author_handle = ? collate nocase order by id desc", [handle]
+                    f"select id from cases where {dialect.nocase_equals('author_handle')} order by id desc", [handle]
                 ).fetchall()
                 if exact:
                     return tuple(r[0] for r in exact)
@@ -1528,8 +1698,8 @@ class Store:
             ):
                 found.update((r[0], None) for r in self.db.execute(sql, numbers).fetchall())
             customers = [r[0] for r in self.db.execute(
-                "select id from customers where rowid in (select rowid from customers_fts where customers_fts "
-                "match ? order by rowid desc limit ?)", [query, CUSTOMER_MATCH_LIMIT]).fetchall()]
+                f"select id from customers where rowid in ({dialect.fts_ids('customers', CUSTOMER_FTS_COLUMNS)})",
+                [query, CUSTOMER_MATCH_LIMIT]).fetchall()]
             digits = "".join(c for c in typed if c.isdigit())
             if len(digits) >= 7 and all(c.isdigit() or c in " -().+" for c in typed):
                 customers += [r[0] for r in self.db.execute(
@@ -1537,14 +1707,14 @@ class Store:
             if customers:
                 ids = json.dumps(customers)
                 found.update((r[0], None) for r in self.db.execute(
-                    "select id from cases where customer_id in (select value from json_each(?))", [ids]).fetchall())
+                    f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall())
                 found.update((r[0], None) for r in self.db.execute(
                     "select c.id from customer_handles h join cases c on c.channel = h.channel and "
-                    "c.author_handle = h.handle where h.customer_id in (select value from json_each(?))",
+                    f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})",
                     [ids]).fetchall())
             found.update((r[0], None) for r in self.db.execute(
                 "select distinct case_id from mentions where case_id is not null and id in "
-                "(select rowid from mentions_fts where mentions_fts match ? order by rowid desc limit ?)",
+                f"({dialect.fts_ids('mentions', MENTION_FTS_COLUMNS, key='id')})",
                 [query, SEARCH_MATCH_LIMIT],
             ).fetchall())
             return tuple(found)
@@ -1552,13 +1722,13 @@ class Store:
         return list(self._memo("cases", typed, run))
 
     def search_is_capped(self, text: str) -> bool:
-        query = _fts_query(text)
+        query = self.dialect.fts_query(text)
         if not query:
             return False
 
         def run() -> bool:
             row = self.db.execute(
-                "select count(*) from (select rowid from mentions_fts where mentions_fts match ? limit ?)",
+                f"select count(*) from ({self.dialect.fts_ids('mentions', MENTION_FTS_COLUMNS, key='id')}) as hits",
                 [query, SEARCH_MATCH_LIMIT + 1],
             ).fetchone()
             return bool(row[0] > SEARCH_MATCH_LIMIT)
@@ -1582,7 +1752,7 @@ class Store:
         # Listing: the unary + keeps SQLite walking the queue's index (stop at 50) instead of
         # collecting every breached case and sorting. Counting: no +, so the covering facets
         # index (m013) answers without reading the table.
-        plus = "" if for_count else "+"
+        plus = "" if for_count or self.dialect.postgres else "+"
         if q.snoozed not in SNOOZE_VIEWS:
             raise ValueError(f"not a snooze view: {q.snoozed} (choose {', '.join(SNOOZE_VIEWS)})")
         if q.snoozed == "hide":
@@ -1606,8 +1776,8 @@ class Store:
             clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
                            "and coalesce(slot_at, requested_at) <= ?)")
             params.append(now)
-        if q.search and _fts_query(q.search):
-            clauses.append("id in (select value from json_each(?))")
+        if q.search and self.dialect.fts_query(q.search):
+            clauses.append(f"id in ({self.dialect.json_values('int')})")
             params.append(json.dumps(self.search_cases(q.search)))
         return " and ".join(clauses), params
 
@@ -1644,7 +1814,8 @@ class Store:
 
     def set_cursor(self, name: str, value: str) -> None:
         self.db.execute(
-            "insert or replace into cursors (name, value, updated_at) values (?, ?, ?)", [name, value, iso(utcnow())]
+            "insert into cursors (name, value, updated_at) values (?, ?, ?) on conflict (name) do update set "
+            "value = excluded.value, updated_at = excluded.updated_at", [name, value, iso(utcnow())]
         )
 
     # ---------------------------------------------------------------- outbound

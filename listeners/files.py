@@ -33,7 +33,6 @@ import csv
 import itertools
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from doorstep.config import Imports
+from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
@@ -668,7 +668,7 @@ class ImportStopped(RuntimeError):
 def _stop(report: ImportReport, store: Store, done_rows: int, next_row: int | None,
           exc: BaseException) -> ImportStopped:
     """Say how far the import got and why it stopped (a database fault names the database)."""
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DATABASE_ERRORS):
         cause = str(StoreError.from_sqlite(store.path, exc))
     elif isinstance(exc, StoreError):
         cause = str(exc)

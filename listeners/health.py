@@ -30,7 +30,7 @@ def _stamp(at: datetime | None) -> str:
 
 def _ensure(store: Store, name: str) -> None:
     store.db.execute(
-        "insert or ignore into listener_health (name, fetched, stored, errors) values (?, 0, 0, 0)", [name]
+        "insert into listener_health (name, fetched, stored, errors) values (?, 0, 0, 0) on conflict do nothing", [name]
     )
 
 

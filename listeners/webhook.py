@@ -35,7 +35,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from doorstep.config import Config, ConfigError
+from doorstep.dialect import OPERATIONAL_ERRORS
 from doorstep.models import Mention
 from doorstep.pipeline import Pipeline
 from doorstep.redaction import redact
@@ -227,7 +227,7 @@ class WebhookEndpoint:
         except BadMention as exc:
             log.warning("webhook: refused a signed body (%s): %s", exc, redact(body[:2000].decode("utf-8", "replace")))
             return json_error(exc.status, str(exc))
-        except sqlite3.OperationalError as exc:  # busy or locked: worth a retry
+        except OPERATIONAL_ERRORS as exc:  # busy or locked: worth a retry
             log.warning("webhook: store busy (%s); asked the sender to retry", exc)
             return json_error(503, "the store is busy; retry later", headers={"Retry-After": "5"})
         except Exception as exc:  # noqa: BLE001 - a bug or a broken store; the sender retries

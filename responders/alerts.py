@@ -139,9 +139,11 @@ def _facet_sql(dimension: str) -> str:
 
 def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, complaints_only: bool) -> dict[str, int]:
     complaint = " and m.complaint = 1" if complaints_only else ""
+    facet = _facet_sql(dimension)
     rows = store.db.execute(
-        f"select {_facet_sql(dimension)} as v, count(*) from mentions m left join cases c on c.id = m.case_id "
-        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and v is not null group by v",
+        f"select {facet} as v, count(*) from mentions m left join cases c on c.id = m.case_id "
+        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and {facet} is not null "
+        f"group by {facet}",
         [iso(start), iso(end)]).fetchall()
     return {r[0]: r[1] for r in rows}
 

@@ -61,8 +61,8 @@ def record(store: Store, config: Config, message: OutboundMessage, rule: str, *,
     approval = "pending" if needs_approval(config, rule.split(":")[0], message.channel) else "none"
     with store.transaction():
         store.db.execute(
-            "insert or ignore into automatic_messages (message_id, case_id, rule, reply_message_id, last_mention_id, "
-            "order_number, customer_id, approval) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into automatic_messages (message_id, case_id, rule, reply_message_id, last_mention_id, "
+            "order_number, customer_id, approval) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
             [message.id, message.case_id, rule, reply_message_id,
              last_inbound_id(store, case.id) if case is not None and case.id else None,  # type: ignore[arg-type]
              case.order_number if case else None, case.customer_id if case else None, approval])
@@ -174,8 +174,9 @@ def approve(store: Store, message_id: int, actor: str) -> OutboundMessage:
         cancel_for(store, message, reason, actor)
         raise ApprovalError(f"message {message_id} was cancelled instead: {reason}")
     with store.transaction():
-        cursor = store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = "
-                                  "max(coalesce(next_attempt_at, ?), ?) where id = ? and status = 'awaiting_approval'",
+        later = store.dialect.greatest("coalesce(next_attempt_at, ?)", "?")
+        cursor = store.db.execute(f"update outbound_messages set status = 'queued', next_attempt_at = {later} "
+                                  "where id = ? and status = 'awaiting_approval'",
                                   [iso(utcnow()), iso(utcnow()), message_id])
         if cursor.rowcount == 0:
             raise ApprovalError(f"message {message_id} was decided by someone else meanwhile")

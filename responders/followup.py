@@ -262,13 +262,14 @@ def complaints_after_events(store: Store, config: Config, *, window_days: float 
     events: dict[str, tuple[str, datetime]] = {}
     marks = ",".join("?" * len(rule.statuses)) or "''"
     for row in store.db.query(
-            f"select tracking_number, status, min(time) as t from tracking_events where status in ({marks}) "
-            "group by tracking_number", list(rule.statuses)):
+            "select tracking_number, status, time as t from (select tracking_number, status, time, row_number() "
+            "over (partition by tracking_number order by time, id) as n from tracking_events "
+            f"where status in ({marks})) as firsts where n = 1", list(rule.statuses)):
         events[row["tracking_number"]] = (row["status"], parse_time(row["t"]))  # type: ignore[assignment]
     gap_s = rule.no_scan_days * 86400
     for row in store.db.query(
             "select tracking_number, prev, time from (select tracking_number, time, lag(time) over "
-            "(partition by tracking_number order by time) as prev from tracking_events) where prev is not null"):
+            "(partition by tracking_number order by time) as prev from tracking_events) as gaps where prev is not null"):
         gap = (parse_time(row["time"]) - parse_time(row["prev"])).total_seconds()  # type: ignore[operator]
         if gap >= gap_s and row["tracking_number"] not in events:
             events[row["tracking_number"]] = ("no_scan", parse_time(row["prev"]) + timedelta(seconds=gap_s))  # type: ignore[operator]

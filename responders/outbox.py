@@ -112,7 +112,7 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
         row[key] = iso(row[key])
     with store.transaction():
         cursor = store.db.execute(
-            f"insert or ignore into outbound_messages ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+            f"insert into outbound_messages ({', '.join(row)}) values ({', '.join('?' * len(row))}) on conflict do nothing",
             list(row.values()),
         )
         if cursor.rowcount == 0:  # a concurrent writer queued the same key first
@@ -222,9 +222,9 @@ def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_
     marks = ",".join("?" * len(ANSWERING_STATUSES))
     params: list[Any] = [case.id, *ANSWERING_STATUSES]
     since = "" if seen_up_to is None else " and id > ?"
-    clause = "in_reply_to = ?" if parent is not None else "0"
+    clause = "in_reply_to = ?" if parent is not None else "1 = 0"  # (a boolean on both databases)
     params += [parent.external_id] if parent is not None else []
-    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "0"
+    others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "1 = 0"
     params += later
     if parent is not None:
         others = f"({others} or (in_reply_to is null and created_at >= ?))"
@@ -246,22 +246,15 @@ def latest_message_id(store: Store, case_id: int) -> int:
 
 @contextmanager
 def _write_lock(store: Store) -> Iterator[None]:
-    """One write transaction taken up front (BEGIN IMMEDIATE): the check and the insert see the same state.
+    """One write transaction taken up front (Store.write_transaction): the check and the insert see the same state.
 
     A deferred transaction would let two agents both read "no reply yet" and both insert.
     """
-    conn = store.db.conn
-    if conn.in_transaction:
+    if store.db.conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.write_transaction():
         yield
-    except BaseException:
-        conn.rollback()
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 def _words_in(value: str, low: str) -> bool:
@@ -480,11 +473,11 @@ def cancel(store: Store, message_id: int, actor: str) -> OutboundMessage:
 
 
 def update_case_retrying(store: Store, case_id: int, actor: str, change: Callable[[Case], dict[str, Any]],
-                         config: Config | None = None) -> Case | None:
+                         config: Config | None = None, because: dict[str, Any] | None = None) -> Case | None:
     """Apply a change computed from the fresh case, retrying when an agent changed it meanwhile.
 
     With ``config``, a status or snooze change moves the SLA clocks too (doorstep/sla.py: paused while
-    waiting on the customer, resumed when that ends).
+    waiting on the customer, resumed when that ends). ``because`` says on whose behalf (the audit keeps it).
     """
     for _ in range(5):
         case = store.get_case(case_id)
@@ -496,7 +489,7 @@ def update_case_retrying(store: Store, case_id: int, actor: str, change: Callabl
         if not changes:
             return case
         try:
-            return store.update_case(case_id, case.version, actor, **changes)
+            return store.update_case(case_id, case.version, actor, because=because, **changes)
         except StaleCaseError:
             continue
     log.warning("case %s kept changing; gave up recording %s", case_id, actor)
@@ -622,7 +615,9 @@ class Outbox:
             changes = sla.follow(case, changes, now, self.config, answered_at=now if message.kind == "reply" else None)
             return {k: v for k, v in changes.items() if getattr(case, k) != v}
 
-        update_case_retrying(self.store, message.case_id, self.actor, change)  # type: ignore[arg-type]
+        # On behalf of whoever wrote the reply: their next action on the case is not refused for it.
+        update_case_retrying(self.store, message.case_id, self.actor, change,  # type: ignore[arg-type]
+                             because={"message_id": message.id, "message_by": message.created_by})
 
     def _mark_error(self, message: OutboundMessage, error: SendError) -> None:
         if error.retry_after_s:
@@ -643,7 +638,9 @@ class Outbox:
                 "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
                 [status, redact(str(error))[:500], next_at, message.id])
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
-                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300]})
+                             {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300],
+                              **({"retry_at": next_at} if next_at else {}),
+                              **({"rate_limited": True} if error.retry_after_s else {})})
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:

@@ -110,9 +110,9 @@ class WeeklyReportJob:
             channel, target = keys[key]
             if key not in existing:
                 cursor = self.store.db.execute(
-                    "insert or ignore into outbound_messages (kind, channel, target, text, status, attempts, "
+                    "insert into outbound_messages (kind, channel, target, text, status, attempts, "
                     "idempotency_key, created_by, created_at, next_attempt_at) "
-                    "values ('report', ?, ?, ?, 'sending', 1, ?, 'reports', ?, ?)",
+                    "values ('report', ?, ?, ?, 'sending', 1, ?, 'reports', ?, ?) on conflict do nothing",
                     [channel, target, report.summary_text(), key, iso(now), lease],
                 )
                 if not cursor.rowcount:

@@ -46,9 +46,132 @@ def config() -> Config:
     )
 
 
+#: The PostgreSQL the two-backend tests use; each test gets a schema of its own in it.
+POSTGRES_URL = os.environ.get("DOORSTEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_problem: list[str] = []
+
+
+def postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used for tests (None when it can); asked once per run."""
+    if not _postgres_problem:
+        import psycopg
+
+        try:
+            psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+            _postgres_problem.append("")
+        except psycopg.Error as exc:
+            _postgres_problem.append(
+                f"PostgreSQL is not reachable at {POSTGRES_URL} ({' '.join(str(exc).split())[:200]}): start it with "
+                "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or point "
+                "DOORSTEP_TEST_POSTGRES_URL at one")
+    return _postgres_problem[0] or None
+
+
+def require_postgres() -> None:
+    """Skip (outside CI) or fail (CI=true) the test when PostgreSQL is not there."""
+    problem = postgres_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def _with_schema(url: str, schema: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+
+
+def new_postgres_schema() -> str:
+    """The URL of a new, empty schema in the test PostgreSQL (see :func:`drop_postgres_schema`)."""
+    import uuid
+
+    import psycopg
+
+    require_postgres()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"create schema {schema}")
+    return _with_schema(POSTGRES_URL, schema)
+
+
+def _schema_of(url: str) -> str:
+    return url.rsplit("search_path%3D", 1)[1].split("&")[0]
+
+
+def drop_postgres_schema(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        # A connection a test left open (a console thread, say) must not hold the run up.
+        admin.execute("set lock_timeout = '10s'")
+        try:
+            admin.execute(f"drop schema {_schema_of(url)} cascade")
+        except psycopg.Error:
+            pass
+
+
+def copy_postgres_schema(source: str, target: str) -> None:
+    """Copy every table of one test schema into another (as tests copy a template SQLite file)."""
+    import psycopg
+
+    src, dst = _schema_of(source), _schema_of(target)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin, admin.transaction():
+        tables = [r[0] for r in admin.execute(
+            "select table_name from information_schema.tables where table_schema = %s and table_type = 'BASE TABLE'",
+            [src]).fetchall()]
+        for table in tables:
+            admin.execute(f'create table {dst}."{table}" (like {src}."{table}" including all)')
+            admin.execute(f'insert into {dst}."{table}" overriding system value select * from {src}."{table}"')
+            for (column,) in admin.execute(
+                    "select column_name from information_schema.columns where table_schema = %s and table_name = %s "
+                    "and is_identity = 'YES'", [dst, table]).fetchall():
+                admin.execute(f"select setval(pg_get_serial_sequence('{dst}.\"{table}\"', '{column}'), "
+                              f'coalesce((select max({column}) from {dst}."{table}"), 0) + 1, false)')
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "test.db")
+def postgres_url() -> str:
+    """A PostgreSQL URL whose connections work in a fresh schema of their own, dropped afterwards."""
+    url = new_postgres_schema()
+    yield url
+    drop_postgres_schema(url)
+
+
+def template_target(request: pytest.FixtureRequest, folder: Path, name: str) -> str:
+    """For a parametrised (``"sqlite"``/``"postgresql"``) template fixture: where to build the
+    template, a file in ``folder`` or a new PostgreSQL schema (dropped when the fixture ends)."""
+    if request.param == "postgresql":
+        url = new_postgres_schema()
+        request.addfinalizer(lambda: drop_postgres_schema(url))
+        return url
+    return str(folder / name)
+
+
+def copy_of(template: str, path: Path, request: pytest.FixtureRequest) -> str:
+    """A test's own copy of a template database: the file copied to ``path``, or the schema
+    copied into a new one (dropped after the test)."""
+    if template.startswith("postgresql://"):
+        url = new_postgres_schema()
+        request.addfinalizer(lambda: drop_postgres_schema(url))
+        copy_postgres_schema(template, url)
+        return url
+    import shutil
+
+    shutil.copy(template, path)
+    return str(path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives, once per backend: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "test.db")
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    """A fresh store, on SQLite and on PostgreSQL (the test runs once for each)."""
+    s = Store(db_url)
     yield s
     s.close()
 

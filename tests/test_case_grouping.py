@@ -291,7 +291,7 @@ def test_the_cli_shows_splits_and_merges_cases(pipeline: Pipeline, tmp_path):
     ])
     case = _cases(store)[0]
     torch = store.mention_by_external_id("x", "2")
-    db = ["--db", str(tmp_path / "test.db")]
+    db = ["--db", store.path]
     shown = CliRunner().invoke(cli, [*db, "case", "show", str(case.id)])
     assert shown.exit_code == 0 and f"version {case.version}" in shown.output and f"post {torch.id}" in shown.output  # type: ignore[union-attr]
     stale = CliRunner().invoke(cli, [*db, "case", "split", str(case.id), "--post", str(torch.id),  # type: ignore[union-attr]

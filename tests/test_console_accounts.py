@@ -35,9 +35,10 @@ def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Stor
     options = at.radio(key=f"reply_channel_{case_id}").options
     assert "x" in options and case.channel in options
     at.radio(key=f"reply_channel_{case_id}").set_value("x").run()
-    at.text_area(key=f"draft_{case_id}").input("So sorry! Could you DM us?").run()
     shown = "\n".join(str(t.value) for t in at.text)
-    assert f"from @FettleCare, in reply to @{handle}" in shown
+    assert f"from @FettleCare, in reply to @{handle}" in shown  # who answers what, before a word is typed
+    # The reply box and "Queue reply" are one form: the words arrive with the click.
+    at.text_area(key=f"draft_{case_id}").input("So sorry! Could you DM us?")
     at.button(key=f"send_{case_id}").click().run()
     (message,) = [m for m in db.outbound_for_case(case_id) if m.channel == "x"]
     assert message.in_reply_to == "1900000000000000001" and message.account == "FettleCare"

@@ -82,7 +82,7 @@ def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> 
     case_id = xss_case(db)
     bob, _ = _open_case(db, "bob", case_id)
     queue_reply(db, load_config(__import__("test_console_apptest").DEMO_CONFIG), case_id, "@mallory sorry!", "ann")
-    bob.text_area(key=f"draft_{case_id}").input("@mallory we're on it").run()
+    bob.text_area(key=f"draft_{case_id}").input("@mallory we're on it")  # one form: sent with the click
     bob.button(key=f"send_{case_id}").click().run()
     assert "ann already answered @mallory's post" in texts(bob).replace("\u2060", "")
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann"]

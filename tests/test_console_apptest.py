@@ -3,7 +3,6 @@ actions with audit, the optimistic-locking conflict path, and user text shown li
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +17,7 @@ from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
 from doorstep.models import Case, Mention, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import REPO, labels
+from tests.conftest import REPO, copy_of, labels, template_target
 
 APP = str(REPO / "app.py")
 DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
@@ -31,12 +30,13 @@ from console import {module}
 """
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def demo_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo shop with four users and a hostile post, on SQLite and on PostgreSQL."""
     from commands.demo import build_demo
     from tests.conftest import KeywordClassifier
 
-    path = tmp_path_factory.mktemp("console") / "demo.db"
+    path = template_target(request, tmp_path_factory.mktemp("console"), "demo.db")
     build_demo(str(path), seed=11, customers=30, orders=60, mentions=60, config_path=DEMO_CONFIG,
                classifier=KeywordClassifier())
     store = Store(path)
@@ -56,10 +56,9 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def db(demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    path = tmp_path / "console.db"
-    shutil.copy(demo_template, path)
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
+def db(demo_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
+    path = copy_of(demo_template, tmp_path / "console.db", request)
+    monkeypatch.setenv("DOORSTEP_DB", path)
     monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
     store = Store(path)
     yield store
@@ -398,19 +397,19 @@ def test_label_correction_is_stored_for_retraining(db: Store) -> None:
 def test_relink_to_another_order(db: Store) -> None:
     at, case_id = _open_case(db, "ann", xss_case(db))
     number = db.db.execute("select number from orders limit 1").fetchone()[0]
-    at.text_input(key="relink_number").input(number)
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_number_{case_id}").input(number)
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     case = db.get_case(case_id)
     # Someone else's order (the author is @mallory): linked, but not confirmed, and shown in red.
     assert case is not None and case.order_number == number and case.link_method == "agent" and not case.link_confirmed
     assert any(f"Order {number} belongs to" in e.value.replace("\\", "") for e in at.error)
-    at.text_input(key="relink_how").input("customer sent the order e-mail by DM")
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_how_{case_id}").input("customer sent the order e-mail by DM")
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     case = db.get_case(case_id)
     assert case is not None and case.link_confirmed
     assert any(e.action == "link.verified" for e in db.audit_trail(case_id))
-    at.text_input(key="relink_number").input("NOPE-1")
-    at.button(key="FormSubmitter:relink-Link this order").click().run()
+    at.text_input(key=f"relink_number_{case_id}").input("NOPE-1")
+    at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     assert any("No order NOPE" in e.value.replace("\\", "") for e in at.error)
 
 
@@ -447,7 +446,7 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     at.button(key=f"fill_{case_id}").click().run()
     draft = at.text_area(key=f"draft_{case_id}").value
     assert draft == render_template(db, config, case_id, name, agent="Ann")
-    assert any("/280 characters on x" in c.value.replace("\\", "") for c in at.caption)
+    assert any("/280 characters as x counts them" in c.value.replace("\\", "") for c in at.caption)
     at.button(key=f"send_{case_id}").click().run()
     messages = db.outbound_for_case(case_id)
     assert [(m.kind, m.status, m.created_by, m.text) for m in messages][-1] == ("reply", "queued", "ann", draft.strip())

@@ -199,6 +199,17 @@ def outbox_rows(db: Path) -> list[tuple[Any, ...]]:
         store.close()
 
 
+def linked_order(db: Path, case_id: int) -> str | None:
+    from doorstep.store import Store
+
+    store = Store(db)
+    try:
+        case = store.get_case(case_id)
+        return case.order_number if case else None
+    finally:
+        store.close()
+
+
 def shot(page: Any, name: str, docs: bool = False) -> None:
     """Screenshot of the whole page: Streamlit scrolls inside its main section, so grow the viewport to fit."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -337,12 +348,13 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_label("Password", exact=True)).to_have_count(0)
         shot(ann, "inbox", docs=True)
 
-        # The top case: order and tracking timeline.
+        # The fixture's case (the queue's order puts the cases due soonest first): order and tracking timeline.
+        ann.get_by_label("…or any case number").fill(str(case_id))
         ann.get_by_role("button", name="Open case").click()
         ann.get_by_role("heading", name=f"Case #{case_id}").wait_for()
         wait_idle(ann)
         expect(ann.get_by_text("Customer, order and parcel")).to_be_visible()
-        expect(ann.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
+        expect(ann.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible(timeout=20000)  # drawn last
         expect(ann.get_by_text("Shipment ", exact=False).first).to_be_visible()
 
         # Reply with the suggested template; the worker's outbox sends it to X.
@@ -373,10 +385,12 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         open_case(ann, case_id)  # reload: both now sent, on the case's timeline
         expect(ann.get_by_text("reply via x", exact=False)).to_contain_text("sent")
         expect(ann.get_by_text("escalation via email", exact=False)).to_contain_text("sent")
-        expect(ann.get_by_text("outbox.queue.escalation", exact=False).first).to_be_visible()
-        if ann.get_by_role("button", name="Work from the latest version").count():
-            ann.get_by_role("button", name="Work from the latest version").click()
-            wait_idle(ann)
+        # The timeline in the team's words, not the audit log's.
+        expect(ann.get_by_text("ann queued: escalation to", exact=False).first).to_be_visible()
+        expect(ann.get_by_text("outbox.queue.escalation", exact=False)).to_have_count(0)
+        # Her own reply, sent by the outbox, changed the case: that is not someone else's change.
+        expect(ann.get_by_text("changed by outbox", exact=False)).to_have_count(0)
+        expect(ann.get_by_role("button", name="Work from the latest version")).to_have_count(0)
         shot(ann, "case", docs=True)
 
         # A second agent on the same case changes it first: ann gets the conflict message.
@@ -390,6 +404,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(bob.get_by_role("button", name="Fill template")).to_have_count(1)
         bob.get_by_role("button", name="Fill template").click()
         wait_idle(bob)
+        expect(bob.get_by_label("Reply text")).not_to_have_value("")  # the filled template is in the box
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
         expect(bob.get_by_text("ann already answered", exact=False)).to_be_visible()
@@ -406,10 +421,15 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         # from @FettleCare and nothing of the other customer reaches X.
         open_case(bob, world["fettle_case"])
         bob.get_by_text("Change the linked order").click()
-        bob.get_by_label("Order number").fill(world["top_order"])
+        number_box = bob.get_by_label("Order number")
+        expect(number_box).to_have_value("")  # this case's own box, not the last case's order
+        number_box.fill(world["top_order"])
+        expect(number_box).to_have_value(world["top_order"])
+        # One click, while the presence line ticks every few seconds: it must land the first time.
         bob.get_by_role("button", name="Link this order").click()
         wait_idle(bob)
         expect(bob.get_by_text("NOT confirmed: the order's customer is not the author", exact=False)).to_be_visible()
+        assert linked_order(world["db"], world["fettle_case"]) == world["top_order"]
         expect(bob.get_by_text(f"Order {world['top_order']} belongs to", exact=False)).to_be_visible()
         choose(bob, "Template", "refund")
         wait_idle(bob)
@@ -418,16 +438,13 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         wait_idle(bob)
         expect(bob.get_by_text("is not confirmed", exact=False).first).to_be_visible()
         leak = f"Hi {world['top_secrets'][0]}, sorry about order {world['top_order']}, we're refunding it."
+        # Typed, then one click: the reply box and its button are one form, the words go with the click.
         bob.get_by_label("Reply text").fill(leak)
-        bob.get_by_label("Reply text").press("Control+Enter")  # a text area's value reaches the app on Ctrl+Enter
-        wait_idle(bob)
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
         expect(bob.get_by_text("Reply not queued", exact=False).first).to_be_visible()
         shot(bob, "07-relinked-other-customers-order-refused")
         bob.get_by_label("Reply text").fill("So sorry @sienna_l! Could you DM us the e-mail address you ordered with?")
-        bob.get_by_label("Reply text").press("Control+Enter")
-        wait_idle(bob)
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
         expect(bob.get_by_text("reply queued", exact=False).first).to_be_visible()
@@ -457,8 +474,9 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
 
         # A post full of markup shows as text.
         open_case(ann, world["xss_case"])
-        expect(ann.get_by_text("<script>alert('xss')</script>", exact=False)).to_be_visible()
-        expect(ann.get_by_text("[click me](http://evil.example)", exact=False)).to_be_visible()
+        # As text wherever it is shown: the post being answered, the reply line's excerpt, the thread.
+        expect(ann.get_by_text("<script>alert('xss')</script>", exact=False).first).to_be_visible()
+        expect(ann.get_by_text("[click me](http://evil.example)", exact=False).first).to_be_visible()
         assert ann.locator("img[src='x']").count() == 0
         assert ann.locator("a[href='http://evil.example']").count() == 0, ann.locator(
             "a[href='http://evil.example']").first.evaluate("e => e.parentElement.parentElement.outerHTML")

@@ -93,6 +93,10 @@ def _closed_port() -> int:
 
 
 def _database_bytes(store: Store) -> str:
+    """Everything the database holds, as text: the SQLite file's bytes, or every PostgreSQL row."""
+    if store.dialect.postgres:
+        return " ".join(str(r[0]) for t in store.db.table_names()
+                        for r in store.db.execute(f'select cast(t as text) from "{t}" as t'))
     store.db.execute("pragma wal_checkpoint(truncate)")
     path = Path(store.db.conn.execute("pragma database_list").fetchone()[2])
     data = path.read_bytes()

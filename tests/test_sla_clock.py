@@ -285,3 +285,31 @@ def test_the_inbox_hides_snoozed_cases_lists_them_under_a_filter_and_states_its_
         assert listed(at) == [ids[1]]
     finally:
         store.close()
+
+
+def test_a_status_changed_by_the_worker_resumes_the_clocks_and_a_reopened_case_gets_a_new_resolution_clock(
+        store: Store, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import responders.outbox as outbox
+    from responders.outbox import update_case_retrying
+
+    pipeline = Pipeline(store, config)
+    pipeline.ingest([post("1", MONDAY, LATE), our_reply("2", MONDAY + timedelta(minutes=20))])
+    case = only_case(store)
+    due_before = case.resolution_due
+    asked = MONDAY + timedelta(hours=1)
+    store.update_case(case.id, case.version, "ann",  # type: ignore[arg-type]
+                      **sla.follow(case, {"status": "pending_customer"}, asked, config))
+    # the customer answers our question by SMS (dialogue): the worker sets the case open again
+    answered_at = MONDAY + timedelta(days=1)  # Tuesday 09:00
+    monkeypatch.setattr(outbox, "utcnow", lambda: answered_at)
+    case = update_case_retrying(store, case.id, "dialogue", lambda c: {"status": "open"}, config)  # type: ignore[arg-type,assignment]
+    assert case is not None and case.status == "open"
+    # paused Monday 10:00-17:00 (then closed until Tuesday 09:00): seven open hours later
+    assert case.resolution_due == london().add(due_before, timedelta(hours=7))  # type: ignore[arg-type]
+    assert sla.next_due(case) == ("resolution", case.resolution_due)
+    # resolved, then reopened by an agent: a fresh resolution clock from the reopening
+    case = store.update_case(case.id, case.version, "ann", **sla.follow(case, {"status": "resolved"}, answered_at,  # type: ignore[arg-type]
+                                                                         config))
+    reopened = answered_at + timedelta(hours=2)
+    case = store.update_case(case.id, case.version, "ann", **sla.follow(case, {"status": "open"}, reopened, config))  # type: ignore[arg-type]
+    assert case.resolution_due == london().add(reopened, timedelta(minutes=2880))

@@ -147,7 +147,7 @@ def test_search_results_follow_new_posts_from_any_connection(store: Store, tmp_p
     assert store.search_cases("rain") == [first]  # remembered while nothing changes
     store.set_mention_case(store.insert_mention(mention("2", "more rain, still no parcel")), second)
     assert sorted(store.search_cases("rain")) == [first, second]
-    other = Store(tmp_path / "test.db")  # the worker writes through its own connection
+    other = Store(store.path)  # the worker writes through its own connection
     other.set_mention_case(other.insert_mention(mention("3", "rain again")), third)
     other.close()
     assert sorted(store.search_cases("rain")) == [first, second, third]

@@ -1,0 +1,180 @@
+"""Where SQLite and PostgreSQL differ: the one place that knows (issue 16).
+
+Doorstep's SQL is written once, with ``?`` placeholders and portable statements (``insert ...
+on conflict do nothing``, ``coalesce``, ``case when``), and runs on both databases. What has no
+portable spelling has one function or constant here, and call sites ask ``store.dialect`` for
+it: full-text search (FTS5 ``match`` against a GIN-indexed ``tsvector``), case-insensitive
+equality (``collate nocase`` against ``lower()``), JSON (``json_each``/``json_extract`` against
+``json_array_elements_text``/``->>``), ``group_concat`` against ``string_agg``, the planner hints
+SQLite needs (``indexed by``) and PostgreSQL has no use for, and the database errors that mean
+"busy, try again".
+
+Which database: :func:`database_target` reads what ``--db``/``DOORSTEP_DB`` says. A path or
+``sqlite:///path`` is SQLite (the embedded default); ``postgresql://user@host/db`` is PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+#: The URL schemes that mean PostgreSQL.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+#: Errors any database call can raise (for the one-line error handlers of commands and pages).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
+
+#: Errors of the database's operation rather than of the statement (locked, busy, gone away):
+#: worth a retry, unlike a constraint or syntax error.
+OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+
+#: PostgreSQL's "try again" conditions: serialisation failure, deadlock, lock timeout
+#: (SET lock_timeout, see Store.waiting_at_most), and a lock that was not available (NOWAIT).
+_PG_BUSY_STATES = {"40001", "40P01", "55P03"}
+
+
+def is_postgres(target: str | Any) -> bool:
+    """Whether ``--db``/``DOORSTEP_DB`` names a PostgreSQL database (a URL) rather than a file."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def database_target(target: str | Any) -> str:
+    """What to open for ``--db``: a PostgreSQL URL as given, else the SQLite file path.
+
+    ``sqlite:///doorstep.db`` is the relative file ``doorstep.db`` and ``sqlite:////srv/d.db``
+    the absolute ``/srv/d.db`` (SQLAlchemy's spelling, which operators already know).
+    """
+    text = str(target)
+    if text.startswith("sqlite:///"):
+        return text[len("sqlite:///"):] or ":memory:"
+    if text.startswith("sqlite://"):
+        return ":memory:"
+    return text
+
+
+def describe_target(target: str) -> str:
+    """The database for messages and logs: a URL without its password."""
+    if not is_postgres(target):
+        return target
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(target)
+    except psycopg.Error:
+        return "postgresql://(unreadable URL)"
+    host = parts.get("host", "localhost")
+    port = f":{parts['port']}" if parts.get("port") else ""
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname', '')}"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another connection holds a lock (or won a race): try again later."""
+    if isinstance(exc, psycopg.Error):
+        return getattr(exc, "sqlstate", None) in _PG_BUSY_STATES
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def _words(text: str) -> list[str]:
+    """What an agent typed, as the words a full-text index holds (letters and digits)."""
+    return [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The SQL that differs between the two databases, one method or constant per difference."""
+
+    name: str
+
+    @property
+    def postgres(self) -> bool:
+        return self.name == "postgresql"
+
+    # --------------------------------------------------------------- full-text search
+    def fts_query(self, text: str) -> str:
+        """What an agent types as a safe full-text query: every word must appear, as a prefix.
+
+        SQLite: an FTS5 query of quoted prefix terms. PostgreSQL: a ``to_tsquery`` of quoted
+        prefix lexemes joined by ``&``. Empty when nothing searchable was typed.
+        """
+        words = _words(text)
+        if self.postgres:
+            return " & ".join("'" + w.lower().replace("'", "''") + "':*" for w in words)
+        return " ".join(f'"{w}"*' for w in words)
+
+    def fts_document(self, columns: tuple[str, ...] | list[str]) -> str:
+        """PostgreSQL: the indexed ``tsvector`` of ``columns``, split into words the way FTS5's
+        unicode61 tokenizer splits (on anything but letters and digits), so an e-mail address
+        or a handle is found by its parts, as on SQLite. Queries and the GIN index use this text."""
+        joined = " || ' ' || ".join(f"coalesce({c}, '')" for c in columns)
+        return f"to_tsvector('simple', regexp_replace({joined}, '[^[:alnum:]]+', ' ', 'g'))"
+
+    def fts_ids(self, table: str, columns: tuple[str, ...], key: str = "rowid") -> str:
+        """SQL for the keys of ``table``'s rows matching the full-text query ``?``, newest
+        (highest key) first, at most ``?`` of them."""
+        if self.postgres:
+            return (f"select {key} from {table} where {self.fts_document(columns)} @@ to_tsquery('simple', ?) "
+                    f"order by {key} desc limit ?")
+        return f"select rowid from {table}_fts where {table}_fts match ? order by rowid desc limit ?"
+
+    # ---------------------------------------------------------------- text and JSON
+    def nocase_equals(self, column: str) -> str:
+        """``column`` equals ``?`` ignoring case (ASCII), answered by :meth:`nocase_index`."""
+        return f"lower({column}) = lower(?)" if self.postgres else f"{column} = ? collate nocase"
+
+    def nocase_index(self, column: str) -> str:
+        """The index expression that answers :meth:`nocase_equals`."""
+        return f"(lower({column}))" if self.postgres else f"({column} collate nocase)"
+
+    def json_values(self, kind: str = "text") -> str:
+        """A subquery of the values of the JSON array ``?`` (``kind`` "int" for ids)."""
+        if self.postgres:
+            cast = "::bigint" if kind == "int" else ""
+            return f"select value{cast} from json_array_elements_text(cast(? as json))"
+        return "select value from json_each(?)"
+
+    def json_field(self, column: str, key: str) -> str:
+        """The text of ``key`` in the JSON object stored in ``column``."""
+        if self.postgres:
+            return f"(cast({column} as json) ->> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
+
+    def group_concat(self, expr: str, *, distinct: bool = False) -> str:
+        """The comma-joined values of ``expr`` in a group (NULL when none)."""
+        inner = f"distinct {expr}" if distinct else expr
+        return f"string_agg({inner}, ',')" if self.postgres else f"group_concat({inner})"
+
+    def greatest(self, a: str, b: str) -> str:
+        """The larger of two values (SQLite's two-argument ``max``)."""
+        return f"greatest({a}, {b})" if self.postgres else f"max({a}, {b})"
+
+    # ------------------------------------------------------------------- the planner
+    def indexed_by(self, index: str | None) -> str:
+        """SQLite's ``indexed by`` hint (``None``: ``not indexed``); PostgreSQL plans with statistics."""
+        if self.postgres:
+            return ""
+        return " not indexed" if index is None else f" indexed by {index}"
+
+    def index_names(self, db: Any) -> set[str]:
+        """The names of the indexes in this database (schema)."""
+        if self.postgres:
+            return {r[0] for r in db.execute("select indexname from pg_indexes where schemaname = current_schema()")}
+        return {r[0] for r in db.execute("select name from sqlite_master where type = 'index'")}
+
+
+SQLITE = Dialect("sqlite")
+POSTGRES = Dialect("postgresql")
+
+
+def dialect_of(db: Any) -> Dialect:
+    """The dialect of a database object (a migration's ``db``: sqlite-utils or ours)."""
+    return getattr(db, "dialect", SQLITE)

@@ -1,0 +1,259 @@
+"""The case page built for answering (issue 17): the composer first and one form with its button,
+feedback beside the button pressed, own writes never conflicting, quoted numbers that match
+nothing, the timeline in the team's words, and the live parts never racing a click."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from doorstep.models import AuditEvent, Mention, utcnow
+from doorstep.store import StaleCaseError, Store
+from test_console_apptest import (  # noqa: F401 - fixtures
+    DEMO_CONFIG, REPO, _open_case, db, demo_template, page, sel, texts, xss_case,
+)
+
+
+class _Posted:
+    """A channel that accepts every post (the outbox's sender interface)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def find_existing(self, message: Any) -> None:
+        return None
+
+    def send(self, message: Any) -> str:
+        self.n += 1
+        return f"posted-{self.n}"
+
+
+def _send_all(db: Store) -> int:
+    from doorstep.config import load_config
+    from responders.outbox import Outbox
+
+    sender = _Posted()
+    return Outbox(db, load_config(DEMO_CONFIG), senders={c: sender for c in ("x", "email", "mastodon", "bluesky")},
+                  now=lambda: datetime.now(timezone.utc) + timedelta(minutes=5)).send_due()
+
+
+# ------------------------------------------------------------------ item 3: own writes
+def test_own_reply_sent_by_the_outbox_does_not_refuse_the_agents_next_action(db: Store) -> None:
+    """Before: ann's reply was sent, the outbox set first response and status, and ann's next
+    "Set status" failed with "case was changed by outbox since you opened it"."""
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.text_area(key=f"draft_{case_id}").input("@mallory so sorry, we're looking into it.")
+    at.button(key=f"send_{case_id}").click().run()
+    assert "reply queued" in texts(at)
+    assert _send_all(db) == 1
+    after_send = db.get_case(case_id)
+    assert after_send is not None and after_send.first_response_at is not None  # the outbox changed the case
+    assert any(e.actor == "outbox" and e.action == "case.update" for e in db.audit_trail(case_id))
+    at.run()
+    assert "changed by outbox" not in texts(at)
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "resolved", texts(at)  # type: ignore[union-attr]
+    assert "status set to resolved" in texts(at) and "changed by" not in texts(at)
+
+
+def test_another_agents_change_to_the_same_field_is_still_a_conflict(db: Store) -> None:
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    current = db.get_case(case_id)
+    assert current is not None
+    db.update_case(case_id, current.version, "bob", status="pending_customer")
+    sel(at, f"status_sel_{case_id}").select("resolved")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "pending_customer"  # type: ignore[union-attr]
+    assert "changed by bob" in texts(at)
+
+
+def test_another_agents_change_to_another_field_does_not_block(db: Store) -> None:
+    """bob assigned the case; ann's status change touches another field and goes through."""
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    current = db.get_case(case_id)
+    assert current is not None
+    db.update_case(case_id, current.version, "bob", assignee="bob")
+    sel(at, f"status_sel_{case_id}").select("pending_customer")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    after = db.get_case(case_id)
+    assert after is not None and after.status == "pending_customer" and after.assignee == "bob"
+
+
+def test_merge_rules_in_the_core(db: Store) -> None:
+    from doorstep import case_merge
+
+    case_id = xss_case(db)
+    case = db.get_case(case_id)
+    assert case is not None
+    held = case_merge.hold(db, case)
+    # The outbox on ann's behalf, then a new post written by the pipeline (no audit) changing the priority.
+    db.update_case(case_id, case.version, "outbox", because={"message_id": 1, "message_by": "ann"}, status="open")
+    db.db.execute("update cases set priority = priority + 5, version = version + 1 where id = ?", [case_id])
+    assert case_merge.update_case_merging(db, held, "ann", assignee="ann").assignee == "ann"
+    assert case_merge.update_case_merging(db, held, "ann", status="resolved").status == "resolved"
+    for field, value in (("priority", 1.0),):
+        try:
+            case_merge.update_case_merging(db, held, "ann", **{field: value})
+        except StaleCaseError:
+            pass
+        else:  # pragma: no cover - the assertion message is the point
+            raise AssertionError("a field changed with no audit event (a new post) must still conflict")
+    try:
+        case_merge.update_case_merging(db, held, "bob", status="open")
+    except StaleCaseError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("ann's changes are bob's conflict")
+
+
+# ------------------------------------------------------------------ item 1: the composer
+def test_composer_comes_before_the_thread_and_is_one_form_with_its_button(db: Store) -> None:
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    [left] = [c for c in at.columns if any(getattr(e, "label", None) == "Reply text" for e in c)]
+    order = [str(getattr(e, "label", "") or "") for e in left]
+    assert order.index("Reply text") < next(i for i, v in enumerate(order) if v.startswith("Posts and thread"))
+    box = at.text_area(key=f"draft_{case_id}")
+    assert box.proto.max_chars == 280  # the browser counts as the agent types (X)
+    assert box.proto.form_id  # in a form: the words arrive with the click on "Queue reply"
+    [send] = [b for b in at.button if b.key == f"send_{case_id}"]
+    assert send.proto.form_id == box.proto.form_id and not send.disabled  # never drawn disabled for an empty draft
+
+
+def test_queue_reply_with_nothing_written_says_so_beside_the_button(db: Store) -> None:
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"send_{case_id}").click().run()
+    assert "Nothing to send" in " ".join(e.value for e in at.error).replace("\\", "")
+    assert db.outbound_for_case(case_id) == []
+
+
+def test_confirmations_are_drawn_next_to_the_action(db: Store) -> None:
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.text_area(key=f"draft_{case_id}").input("@mallory we're on it")
+    at.button(key=f"send_{case_id}").click().run()
+    flat = [str(getattr(e, "value", "")) for e in at.main]
+    queued = next(i for i, v in enumerate(flat) if "reply queued" in v)
+    title = next(i for i, v in enumerate(flat) if v == f"Case #{case_id}")
+    reply_box = next(i for i, e in enumerate(at.main) if getattr(e, "label", None) == "Reply text")
+    assert queued > reply_box > title  # under the composer, not at the page's top
+    sel(at, f"status_sel_{case_id}").select("pending_customer")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    flat = [str(getattr(e, "value", "")) for e in at.main]
+    status_msg = next(i for i, v in enumerate(flat) if "status set to pending" in v.replace("\\", ""))
+    status_box = next(i for i, e in enumerate(at.main) if getattr(e, "label", None) == "Status")
+    snooze_box = next(i for i, e in enumerate(at.main) if getattr(e, "label", None) == "Snooze for")
+    assert status_box < status_msg < snooze_box  # between "Set status" and the next form
+
+
+def test_a_template_longer_than_the_channel_limit_is_not_cut_silently(db: Store, monkeypatch: Any) -> None:
+    import responders.templates as templates
+
+    monkeypatch.setattr(templates, "render_template", lambda *a, **k: "x" * 300)
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"fill_{case_id}").click().run()
+    assert "over the x limit of 280" in " ".join(e.value for e in at.error).replace("\\", "")
+    assert at.text_area(key=f"draft_{case_id}").value == ""
+
+
+# ------------------------------------------------------------------ item 4: quoted numbers
+def test_an_order_number_the_customer_quotes_that_matches_nothing_is_shown(db: Store) -> None:
+    case_id = xss_case(db)
+    db.insert_mention(Mention(channel="x", external_id="quote-1", created_at=utcnow(), author_handle="mallory",
+                              text="@LarkspurHelp it's order ORD-2026-001291, still nothing", case_id=case_id))
+    known = db.db.execute("select number from orders where number like 'ORD-%' limit 1").fetchone()
+    if known:
+        db.insert_mention(Mention(channel="x", external_id="quote-2", created_at=utcnow(), author_handle="mallory",
+                                  text=f"and {known[0]} too", case_id=case_id))
+    at, _ = _open_case(db, "ann", case_id)
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "customer quoted ORD-2026-001291: no such order" in warnings
+    if known:
+        assert f"quoted {known[0]}" not in warnings  # an order we have is not flagged
+
+
+# ------------------------------------------------------------------ item 5: the timeline
+def _event(action: str, actor: str = "outbox", **details: Any) -> AuditEvent:
+    return AuditEvent(id=1, at=utcnow(), actor=actor, action=action, case_id=1, details=details)
+
+
+def test_timeline_sentences() -> None:
+    from console.timeline import sentence
+    from responders.outbox import OutboundMessage
+
+    message = OutboundMessage(id=9, kind="reply", channel="x", target="sienna_l", text="hi", status="queued",
+                              idempotency_key="t-1")
+    when = lambda t: "14:05"  # noqa: E731
+    messages = {9: message}
+    assert sentence(_event("outbox.retry_later", message_id=9, attempts=2, error="429", rate_limited=True,
+                           retry_at="2026-12-04T14:05:00+00:00"), messages, when) == \
+        "Reply to @sienna_l on x failed (rate limited), will retry at 14:05"
+    assert sentence(_event("link.unconfirmed", "ann", order_number="ORD-2026-000101"), messages, when).startswith(
+        "ann linked order ORD-2026-000101")
+    assert sentence(_event("outbox.sent", message_id=9), messages, when) == "Reply to @sienna_l on x sent"
+    assert sentence(_event("case.update", "outbox", status="open", because={"message_by": "ann"}), messages,
+                    when) == "The outbox set the status to open (after ann's reply was sent)"
+    assert sentence(_event("case.update", "bob", assignee="ann"), messages, when) == "bob assigned the case to ann"
+    assert sentence(_event("case.split", "ann", mention_id=4, new_case=12), messages, when) == \
+        "ann split post 4 into a new case #12"
+    assert sentence(_event("something.new", "ann"), messages, when) == "ann: something new"  # never blank
+
+
+def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: Store) -> None:
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.text_area(key=f"draft_{case_id}").input("@mallory we're on it")
+    at.button(key=f"send_{case_id}").click().run()
+    shown = texts(at).replace("\u2060", "")
+    assert "ann queued: reply to @mallory on x" in shown
+    assert "outbox.queue.reply" not in shown  # no raw log for an agent
+    assert not [e for e in at.expander if e.label.startswith("Raw audit events")]
+    lead, _ = _open_case(db, "lee", case_id)
+    [raw] = [e for e in lead.expander if e.label.startswith("Raw audit events")]
+    assert "outbox.queue.reply" in " ".join(c.value for c in raw.caption).replace("\\", "")
+
+
+# ------------------------------------------------------------------ items 2 and 6: live parts
+def test_live_parts_never_run_beside_a_click() -> None:
+    """Fragment ticks (presence, inbox) and clicks must not run on two script threads at once: with
+    fast reruns a finishing tick's end-of-run trigger reset can swallow the click's submit."""
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["runner"]["fastReruns"] is False
+
+
+def test_presence_heartbeat_is_written_every_half_minute_not_every_tick(db: Store, monkeypatch: Any) -> None:
+    from console import presence
+
+    case_id = xss_case(db)
+    writes: list[str] = []
+    real = presence.touch
+    monkeypatch.setattr(presence, "touch", lambda store, cid, user, **kw: (writes.append(user), real(store, cid, user, **kw)))
+    at, _ = _open_case(db, "ann", case_id)
+    for _ in range(3):
+        at.run()
+    assert writes == ["ann"]
+
+
+def test_inbox_change_mark_moves_on_a_new_case_and_stays_still_when_idle(db: Store) -> None:
+    from console.inbox import change_mark
+    from doorstep.models import Case
+
+    before = change_mark(db)
+    assert change_mark(db) == before
+    db.insert_case(Case(status="new", priority=500.0, channel="x", author_handle="loud", opened_at=utcnow(),
+                        last_activity_at=utcnow()))
+    assert change_mark(db)[0] > before[0]
+
+
+def test_next_and_previous_follow_the_inbox_order() -> None:
+    from console.case_view import neighbour
+
+    assert neighbour([5, 9, 2], 9, 1) == 2 and neighbour([5, 9, 2], 9, -1) == 5
+    assert neighbour([5, 9, 2], 2, 1) is None and neighbour([5, 9, 2], 7, 1) == 5 and neighbour([], 1, 1) is None

@@ -1,0 +1,191 @@
+"""The case page and the live inbox as an agent uses them, in headless Chromium at 1440×900 (issue 17).
+
+- the composer is on screen when a case opens (no scrolling), the counter counts while typing,
+  and the first click on "Queue reply" after typing queues the reply, with the answer right
+  under the button;
+- "Link this order" lands on the first click, again and again, while the presence line ticks;
+- an urgent case that arrives while the inbox is open appears by itself, marked new.
+
+Screenshots (viewport only, as the agent sees it) go to ``test-artifacts/e2e/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_e2e_browser import (
+    ARTIFACTS, DEMO_CONFIG, _needs_chromium, launch_chromium, linked_order, login, open_case, prepare_db,  # noqa: F401
+    serve_console, wait_idle,
+)
+
+pytestmark = [pytest.mark.e2e]
+
+VIEWPORT = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    db = tmp_path / "case.db"
+    facts = prepare_db(db)
+    env = {"DOORSTEP_DB": str(db), "DOORSTEP_CONFIG": str(DEMO_CONFIG)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with serve_console(tmp_path, env) as url:
+        yield {**facts, "url": url, "db": db}
+
+
+def viewport_shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    wait_idle(page)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=20000)
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_composer_on_screen_live_counter_and_first_click_queues(console: dict[str, Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = console["case_id"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        open_case(page, case_id)
+        viewport_shot(page, "case-page-1440")
+        box = page.get_by_label("Reply text")
+        top = box.bounding_box()
+        assert top is not None and top["y"] + top["height"] <= VIEWPORT["height"], top  # no scrolling to answer
+        words = "So sorry about the wait, we're chasing the courier now."
+        box.click()
+        page.keyboard.type(words, delay=5)
+        # Counted while typing, before the box loses focus.
+        expect(page.get_by_text(f"{len(words)}/280", exact=False)).to_be_visible()
+        viewport_shot(page, "case-page-typing-1440")
+        page.get_by_role("button", name="Queue reply").click()  # once: the blur does not swallow it
+        wait_idle(page)
+        done = page.get_by_text("reply queued", exact=False)
+        expect(done).to_be_visible()
+        button = page.get_by_role("button", name="Queue reply").bounding_box()
+        said = done.bounding_box()
+        assert button is not None and said is not None
+        assert abs(said["y"] - button["y"]) < 60 and said["x"] > button["x"], (button, said)  # beside the button
+        assert said["y"] + said["height"] <= VIEWPORT["height"], said  # in view, no scrolling
+        viewport_shot(page, "case-page-queued-1440")
+        browser.close()
+    from doorstep.store import Store
+
+    store = Store(console["db"])
+    try:
+        assert [m.text for m in store.outbound_for_case(case_id)] == [words]
+    finally:
+        store.close()
+
+
+def test_link_this_order_lands_every_time_while_presence_ticks(console: dict[str, Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from doorstep.store import Store
+
+    store = Store(console["db"])
+    numbers = [r[0] for r in store.db.execute("select number from orders order by number limit 4").fetchall()]
+    store.close()
+    case_id = console["fettle_case"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "bob")
+        open_case(page, case_id)
+        for i, number in enumerate(numbers * 2):
+            box = page.get_by_label("Order number")
+            if not box.is_visible():  # the expander closes when the order section above it changes
+                page.get_by_text("Change the linked order").click()
+            box.fill(number)
+            expect(box).to_have_value(number)
+            page.wait_for_timeout(700 * (i % 4))  # at different moments of the presence line's ticks
+            page.get_by_role("button", name="Link this order").click()
+            wait_idle(page)
+            # No retry: a click lost is a failure.
+            expect(page.get_by_text(f"case linked to order {number}", exact=False)).to_be_visible()
+            assert linked_order(console["db"], case_id) == number, (i, number)
+        viewport_shot(page, "case-page-relinked-1440")
+        browser.close()
+
+
+def test_an_urgent_case_appears_in_the_open_inbox_without_a_click(console: dict[str, Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from doorstep.models import Case, Mention, utcnow
+    from doorstep.store import Store
+    from tests.conftest import labels
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        search = page.get_by_label("Search posts")
+        search.fill("half typed")  # not committed: the live list must not disturb it
+        store = Store(console["db"])
+        now = utcnow()
+        case_id = store.insert_case(Case(status="new", priority=900.0, priority_reasons=["50k followers (+500)"],
+                                         channel="x", brand="Larkspur Home", author_handle="loud_voice",
+                                         opened_at=now, last_activity_at=now, mention_count=1))
+        store.insert_mention(Mention(channel="x", external_id="urgent-1", text="@LarkspurHelp my sofa arrived broken!",
+                                     created_at=now, author_handle="loud_voice", author_followers=50_000,
+                                     case_id=case_id, labels=labels("damaged_or_wrong", "negative", True)))
+        store.close()
+        # No click: the list redraws itself (every few seconds) and marks the case new.
+        expect(page.get_by_text("new case(s) since you looked", exact=False)).to_be_visible(timeout=30000)
+        expect(page.get_by_text(f"#{case_id}", exact=False).first).to_be_visible()
+        expect(search).to_have_value("half typed")  # the agent's half-typed search is untouched
+        viewport_shot(page, "inbox-live-1440")
+        browser.close()
+
+
+def test_browser_tests_fail_rather_than_skip_in_ci_without_chromium(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_e2e_browser import chromium_or_skip
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        chromium_or_skip(Path("/nonexistent/chromium"))
+    assert os.environ["CI"] == "true"
+
+
+def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any]) -> None:
+    """J / K walk the inbox's order from the case page; the same letters typed in the reply box are
+    just letters (no escalation, no jump)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        page.get_by_role("button", name="Open case").click()  # the inbox's first case
+        page.get_by_role("heading", name="Case #", exact=False).wait_for()
+        wait_idle(page)
+        first = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        page.locator("body").press("j")
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Case #", exact=False)).not_to_have_text(first)
+        second = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        box = page.get_by_label("Reply text")
+        box.click()
+        page.keyboard.type("jake e k", delay=20)
+        expect(box).to_have_value("jake e k")
+        expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(second)
+        expect(page.get_by_text("escalation queued", exact=False)).to_have_count(0)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.locator("body").press("k")
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(first)
+        viewport_shot(page, "case-page-keys-1440")
+        browser.close()
