@@ -4,7 +4,6 @@ corrections stored as the case page stores them (label_corrections + audit), rea
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
