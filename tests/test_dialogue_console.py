@@ -116,3 +116,16 @@ def test_offer_a_call_back_from_the_case_and_record_the_outcome_on_the_call_back
 ])
 def test_tel_links_are_digits_only(phone: str | None, href: str | None) -> None:
     assert tel_href(phone) == href
+
+
+def test_stop_and_a_late_answer_read_as_sentences_on_the_timeline(shop: tuple[Store, int]) -> None:
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="yes")
+    case = store.get_case(case_id)
+    store.update_case(case_id, case.version, "ann", status="resolved", resolved_at=utcnow())  # type: ignore[union-attr]
+    handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="STOP")
+    at = page("case_view", store, case_id=case_id)
+    plain = " ".join(c.value.replace("\\", "") for c in at.caption)
+    assert "The customer answered on sms: “yes”, read as yes" in plain
+    assert "The customer opted out of SMS, e-mail and direct messages (wrote “STOP” on sms)" in plain
