@@ -1468,11 +1468,11 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     if x_feed_path is not None:
         # Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts).
         env.update(LARKSPUR_X_ACCESS_TOKEN="demo-larkspur", FETTLE_X_ACCESS_TOKEN="demo-fettle")
-        commands["X API emulator"] = [*python, "doorstep", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
+        commands["X API emulator"] = [*python, "commands", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
                                       "--port", str(ports.x), "--me", "LarkspurHelp",
                                       "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
     commands |= {
-        "worker": [*python, "doorstep", "--db", database_for_children(db_path), "--config", str(config.resolve()), "run"],
+        "worker": [*python, "commands", "--db", database_for_children(db_path), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
         "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],

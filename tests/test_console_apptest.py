@@ -470,10 +470,10 @@ def test_failed_message_can_be_retried(db: Store) -> None:
 
 
 # ------------------------------------------------------------------------- CLI
-def test_user_cli_add_list_set_role_remove(tmp_path: Path) -> None:
+def test_user_cli_add_list_set_role_remove(db_url: str) -> None:
     from commands.cli import cli
 
-    db = str(tmp_path / "cli.db")
+    db = db_url  # a SQLite file, then a postgresql:// URL: --db switches the command's database
     runner = CliRunner()
     result = runner.invoke(cli, ["--db", db, "user", "add", "zoe", "--role", "lead", "--name", "Zoe",
                                  "--password-stdin"], input="s3cret-passphrase\n")
