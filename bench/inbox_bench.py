@@ -72,7 +72,7 @@ def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1) ->
             for row in _mention_rows(rng, n_mentions, n_cases):
                 copy.write_row(("x", *row))
         cur.execute("select setval(pg_get_serial_sequence('cases', 'id'), %s)", [n_cases])
-    pg.execute("analyze")
+    pg.execute("vacuum analyze")  # what autovacuum does soon after a bulk load: visibility map, statistics
 
 
 def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:

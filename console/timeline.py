@@ -127,9 +127,20 @@ def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[dateti
     if action == "dialogue.needs_human":
         return f"Handed to a person: {d.get('why', '')}"
     if action == "customer.opt_out":
-        return f"The customer opted out of {d.get('channel', 'messages')}"
+        return (f"The customer opted out of SMS, e-mail and direct messages (wrote “{str(d.get('said', ''))[:40]}” "
+                f"on {d.get('channel', '?')})")
+    if action == "dialogue.reopened":
+        return f"The customer answered “{str(d.get('answer', ''))[:80]}” after the case was closed: reopened, not acted on"
+    if action == "dialogue.repeat":
+        return f"The customer answered again: “{str(d.get('answer', ''))[:80]}” (already acted on, nothing more done)"
     if action == "callback.offered":
         return f"{who} offered a call back"
+    if action == "callback.scheduled":
+        return f"The customer asked for a call back: {d.get('slot', '?')}"
+    if action == "callback.sla_breach":
+        return "The call back is overdue (its SLA has passed)"
+    if action == "callback.bridge":
+        return f"{who} started a bridged call through Twilio"
     if action == "callback.outcome":
         return f"{who} recorded the call back: {str(d.get('outcome', '?')).replace('_', ' ')}"
     if action == "courier.update":

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from doorstep.config import Config
 from doorstep.models import Case, Labels, Link, Mention
+from doorstep.sla import band_of
 
 #: How much each delivery problem adds: a lost parcel outranks a "where is it?".
 INTENT_SEVERITY: dict[str, float] = {
@@ -103,23 +104,12 @@ def _squash(points: float) -> float:
     return 90.0 + 10.0 * (1.0 - math.exp(-(points - 90.0) / 30.0))
 
 
-def band(score: float, config: Config) -> str:
-    p = config.priority
-    if score >= p.p1:
-        return "p1"
-    if score >= p.p2:
-        return "p2"
-    if score >= p.p3:
-        return "p3"
-    return "p4"
-
-
 def sla_due(score: float, start: datetime, config: Config, brand: str | None = None) -> tuple[datetime, datetime]:
     """(first response due, resolution due) for clocks of this priority started at ``start``,
     counted in the brand's business hours (see doorstep/sla.py for pauses and later changes)."""
     from doorstep.business_hours import calendar_for
 
-    target = config.sla_target(band(score, config), brand)
+    target = config.sla_target(band_of(score, config.priority), brand)
     cal = calendar_for(config, brand, target.business_hours)
     return (cal.add(start, timedelta(minutes=target.first_response)),
             cal.add(start, timedelta(minutes=target.resolution)))

@@ -104,20 +104,30 @@ def question_by_mail_id(store: Store, mail_id: str) -> Question | None:
     return _question(rows[0]) if rows else None
 
 
+#: A question counts as asked once its message went out (one held for approval asked nobody yet).
+ASKED_SQL = "message_id in (select id from outbound_messages where status = 'sent')"
+
+
 def latest_question_to(store: Store, channel: str, address: str) -> Question | None:
-    """The question a reply from ``address`` answers: the newest open one, else the newest of any status."""
+    """The question a reply from ``address`` answers: the newest open one that was sent, else the newest sent one."""
     key = address_key(channel, address)
     if not key:
         return None
     rows = list(store.db.query(
-        "select * from questions where address_key = ? and channel = ? order by status = 'open' desc, id desc limit 1",
-        [key, channel]))
+        f"select * from questions where address_key = ? and channel = ? and {ASKED_SQL} "
+        "order by status = 'open' desc, id desc limit 1", [key, channel]))
     return _question(rows[0]) if rows else None
 
 
+def was_asked(store: Store, question: Question) -> bool:
+    """Whether the question's message went out (a reply cannot answer a question still held back)."""
+    return store.db.execute(f"select 1 from questions where id = ? and {ASKED_SQL}", [question.id]).fetchone() is not None
+
+
 def open_question_on_case(store: Store, case_id: int, now: datetime | None = None) -> Question | None:
+    """The case's newest question that was sent and is still waiting for an answer."""
     rows = list(store.db.query("select * from questions where case_id = ? and status = 'open' and expires_at > ? "
-                               "order by id desc limit 1", [case_id, iso(now or utcnow())]))
+                               f"and {ASKED_SQL} order by id desc limit 1", [case_id, iso(now or utcnow())]))
     return _question(rows[0]) if rows else None
 
 

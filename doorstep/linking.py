@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from doorstep.config import Config
+from doorstep.lookups import ShopLookups
 from doorstep.models import Case, Link, Mention
 from doorstep.numbers import find_invalid_tracking_candidates, find_order_numbers, find_tracking_numbers
 from doorstep.store import OrderSummary, Store
@@ -53,13 +54,17 @@ def find_numbers(text: str, config: Config) -> Evidence:
     return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
 
 
-def link_mention(mention: Mention, store: Store, config: Config, thread_case: Case | None = None) -> Link:
+def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, thread_case: Case | None = None,
+                 evidence: Evidence | None = None) -> Link:
     """Work out who wrote ``mention`` and which order it is about.
 
     ``thread_case`` is the case of the conversation the post belongs to, if any: a
-    reply in a thread inherits the order that thread is already linked to.
+    reply in a thread inherits the order that thread is already linked to. The pipeline
+    passes its batch's :class:`ShopLookups` as ``store`` and the ``evidence`` it already
+    found (the numbers in the text), so a batch reads each customer and order once.
     """
-    evidence = find_numbers(mention.text, config)
+    if evidence is None:
+        evidence = find_numbers(mention.text, config)
     author_customer = store.customer_id_by_handle(mention.channel, mention.author_handle)
     private = mention.channel in PRIVATE_CHANNELS
     # Numbers we could not use stay visible to the agent ("the number you gave looks wrong").

@@ -9,6 +9,11 @@ Concurrency: the classifier, the slow part, runs *before* the batch's write tran
 which then takes SQLite's write lock at once (``Store.transaction`` begins IMMEDIATE) and
 checks again which posts are new, so a post that another writer stored meanwhile is a
 duplicate, not a unique-key error.
+
+Speed: what a batch's posts read (their authors, orders, shipments, the posts they answer,
+their conversations' cases) is read for the whole batch at once under the write lock and
+remembered for the batch, and its new posts are written together at its end
+(doorstep/lookups.py); each post still sees exactly what it saw one query at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from doorstep import sla
 from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import mark_answered
-from doorstep.linking import find_numbers, link_mention
+from doorstep.linking import Evidence, find_numbers, link_mention
+from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
 from doorstep.models import Case, Labels, Link, Mention
 from doorstep.store import Store
 
@@ -119,8 +125,14 @@ class Pipeline:
                 if raced:
                     fresh = [m for m in fresh if (m.channel, m.external_id) not in raced]
                     result.duplicates += len(raced)
-            for mention in fresh:
-                self._ingest_one(mention, result)
+            if fresh:
+                batch = self._read_ahead(fresh)
+                result.timings["link"] += batch.numbers_seconds
+                for mention in fresh:
+                    self._ingest_one(mention, result, batch)
+                t0 = time.perf_counter()
+                result.mention_ids += batch.posts.flush()
+                result.timings["store"] += time.perf_counter() - t0
         return result
 
     def _case_keys(self, mentions: Sequence[Mention]) -> set[str]:
@@ -137,73 +149,113 @@ class Pipeline:
                 keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers))
         return keys
 
-    def _ingest_one(self, mention: Mention, result: IngestResult) -> None:
+    def _read_ahead(self, fresh: list[Mention]) -> _Batch:
+        """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
+        batch = self._new_batch()
+        t0 = time.perf_counter()
+        for mention in fresh:
+            if not mention.outbound:
+                batch.evidence[id(mention)] = find_numbers(mention.text, self.config)
+        batch.numbers_seconds = time.perf_counter() - t0
+        found = list(batch.evidence.values())
+        batch.shop.prefetch(
+            ((m.channel, m.author_handle) for m in fresh if not m.outbound),
+            (n for e in found for n in e.order_numbers),
+            (n for e in found for n in e.tracking_numbers),
+        )
+        batch.posts.prefetch_parents(fresh)
+        threads: set[tuple[str, str]] = set()
+        for mention in fresh:
+            # Every id the post's conversation may carry: its own, the one it answers, the answered one's.
+            parent = batch.posts.parent(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
+            for thread_id in (mention.thread_id, parent[0] if parent else None, mention.in_reply_to, mention.external_id):
+                if thread_id:
+                    threads.add((mention.channel, thread_id))
+        batch.cases.prefetch_threads(threads)
+        return batch
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(ShopLookups(self.store), BatchPosts(self.store), BatchCases(self.store))
+
+    def _ingest_one(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
         t0 = time.perf_counter()
         store = self.store
         if not mention.matched:
             mention.matched = match_names(mention.text, mention.author_handle, self.config)
-        parent = store.mention_by_external_id(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
+        parent = batch.posts.parent(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
         if mention.thread_id is None:
-            mention.thread_id = (parent.thread_id if parent else None) or mention.in_reply_to or mention.external_id
+            mention.thread_id = (parent[0] if parent else None) or mention.in_reply_to or mention.external_id
         # A listener that knows the case (a private answer to our direct message) says so.
-        hinted = store.get_case(mention.case_id) if mention.case_id else None
-        thread_case = hinted or store.open_case_for(channel=mention.channel, thread_id=mention.thread_id)
-        if thread_case is None and parent is not None and parent.case_id is not None:
+        hinted = batch.cases.get(mention.case_id) if mention.case_id else None
+        thread_case = hinted or batch.cases.in_thread(mention.channel, mention.thread_id)
+        if thread_case is None and parent is not None and parent[1] is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
-            thread_case = store.get_case(parent.case_id)
+            thread_case = batch.cases.get(parent[1])
         while thread_case is not None and thread_case.merged_into:
             # An agent merged the conversation's case into another: its posts live on there.
-            thread_case = store.get_case(thread_case.merged_into)
+            thread_case = batch.cases.get(thread_case.merged_into)
 
         if mention.outbound:
             # Our own reply: it joins the thread and stops the first (or next) response clock.
             mention.case_id = thread_case.id if thread_case else None
-            self._store_mention(mention, result)
+            self._store_mention(mention, result, batch)
             answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
             if thread_case is not None and answered:
-                store.save_case(thread_case.model_copy(update=answered), thread_case)
+                batch.cases.written(store.save_case(thread_case.model_copy(update=answered), thread_case))
             result.timings["store"] += time.perf_counter() - t0
             return
 
         t1 = time.perf_counter()
-        link = link_mention(mention, store, self.config, thread_case)
+        link = link_mention(mention, batch.shop, self.config, thread_case, batch.evidence.get(id(mention)))
         t_link = time.perf_counter() - t1
         result.timings["link"] += t_link
 
         brand = next((n for n in mention.matched if n in self._brands), None)
-        case = self._choose_case(mention, link, brand, thread_case, hinted is not None)
-        shipment = store.shipment_brief(link.tracking_number) if link.tracking_number else None
+        case = self._choose_case(mention, link, brand, thread_case, hinted is not None, batch)
+        shipment = batch.shop.shipment_brief(link.tracking_number) if link.tracking_number else None
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
-        before = old = case
         if case is None:
+            # A new case is written once, whole: scored and its clocks started before its insert
+            # (its one post is its peak), then the post is stored into it. Version 2, as when it
+            # was inserted and then saved, so nothing reading versions sees a difference.
             case = new_case(mention, link, brand, courier)
+            case.mention_count = 1
+            self._prioritise(case, mention, batch)
+            sla.start_clocks(case, mention.created_at, self.config)
+            case.version += 1
             case.id = store.insert_case(case)
-            before = case.model_copy()
+            batch.cases.written(case)
+            batch.posts.new_case(case.id)
             result.cases_opened += 1
             store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
-        else:
-            if case.status == "resolved":
-                store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
-            case = absorb(case, mention, link)
-            result.cases_updated += 1
+            mention.case_id = case.id
+            self._store_mention(mention, result, batch)
+            mark_answered(store, case.id, mention.created_at)
+            result.timings["store"] += time.perf_counter() - t0 - t_link
+            return
+        before = old = case
+        if case.status == "resolved":
+            store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
+        case = absorb(case, mention, link)
+        result.cases_updated += 1
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
-        self._store_mention(mention, result)
+        self._store_mention(mention, result, batch)
         # An answer to a follow-up or question we sent privately: the channel learner's evidence.
         mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
-        self._prioritise(case, mention)
-        if old is None or old.status == "resolved":
+        self._prioritise(case, mention, batch)
+        if old.status == "resolved":
             sla.start_clocks(case, mention.created_at, self.config)
         else:
             sla.customer_wrote(case, old, mention.created_at, self.config)
-        store.save_case(case, before)
+        batch.cases.written(store.save_case(case, before))
         result.timings["store"] += time.perf_counter() - t0 - t_link
 
     def _choose_case(self, mention: Mention, link: Link, brand: str | None, thread_case: Case | None,
-                     hinted: bool) -> Case | None:
+                     hinted: bool, batch: _Batch) -> Case | None:
         """The case the post joins (None: it opens one). One case is one issue (see cases.choose_case):
         the conversation's case, unless it was resolved longer ago than the reopen window, else one
         of the author's cases about the same order, or the same brand within the join window."""
@@ -211,44 +263,45 @@ class Pipeline:
             return thread_case
         order = quoted_order(link)
         if brand is None and order:
-            summary = self.store.order_summary(order)
+            summary = batch.shop.order_summary(order)
             brand = summary.brand if summary else None
         candidates = self.store.author_cases(
             channel=mention.channel, author_handle=mention.author_handle, customer_id=link.customer_id,
             order_number=order if link.confirmed else None,
             resolved_since=mention.created_at - timedelta(hours=self.config.cases.reopen_window_hours))
-        return choose_case(mention, link, brand, candidates, self.config, self._numbers_quoted_in)[0]
 
-    def _numbers_quoted_in(self, case: Case) -> set[str]:
-        """Order and tracking numbers the case's customer posts quoted, matched or not (asked only when
-        a post quoting a number may join a case whose order is not known)."""
-        numbers: set[str] = set()
-        for text in self.store.case_post_texts(case.id):  # type: ignore[arg-type]
-            evidence = find_numbers(text, self.config)
-            numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
-        return numbers
+        def numbers_quoted_in(case: Case) -> set[str]:
+            """Order and tracking numbers the case's customer posts quoted, matched or not (asked only
+            when a post quoting a number may join a case whose order is not known)."""
+            numbers: set[str] = set()
+            for text in batch.posts.case_texts(case.id):  # type: ignore[arg-type]
+                evidence = find_numbers(text, self.config)
+                numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
+            return numbers
 
-    def _store_mention(self, mention: Mention, result: IngestResult) -> None:
-        mention.id = self.store.insert_mention(mention)
+        return choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]
+
+    def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
+        """Written with the rest of the batch when it ends (Store.insert_mentions), in this order."""
+        batch.posts.add(mention)
         result.stored += 1
-        result.mention_ids.append(mention.id)
 
     def reprioritise(self, case: Case, newest: Mention) -> None:
         """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py), and
         work its SLA clocks out again from the posts it now holds."""
-        self._prioritise(case, newest)
+        self._prioritise(case, newest, self._new_batch())
         if case.id is not None:
             sla.replay(case, self.store.mentions_for_case(case.id), self.config)
 
-    def _prioritise(self, case: Case, mention: Mention) -> None:
+    def _prioritise(self, case: Case, mention: Mention, batch: _Batch) -> None:
         """Score the case on its most serious post, in the context of everything we know.
 
         A calmer follow-up ("any news?") must not lower the priority the complaint earned,
         so the labels used are those of the case's most serious inbound post.
         """
-        store = self.store
+        shop = batch.shop
         labels, followers = mention.labels, mention.author_followers
-        peak = store.peak_mention(case.id) if case.id else None
+        peak = batch.posts.peak(case.id) if case.id else None
         if peak is not None:
             followers = max(followers, peak.author_followers)
             if peak.labels and (labels is None or _seriousness(peak.labels) > _seriousness(labels)):
@@ -256,23 +309,35 @@ class Pipeline:
         if labels is not None:
             # The case shows the reading its priority rests on, so intent and reasons agree.
             case.intent, case.sentiment, case.complaint = labels.intent, labels.sentiment, labels.complaint
-        order = store.order_summary(case.order_number) if case.order_number else None
-        shipment = store.shipment_brief(case.tracking_number) if case.tracking_number else None
+        order = shop.order_summary(case.order_number) if case.order_number else None
+        shipment = shop.shipment_brief(case.tracking_number) if case.tracking_number else None
         if order is not None and not case.brand:
             case.brand = order.brand
         case.priority, case.priority_reasons = score_priority(
             PriorityInputs(
                 labels=labels,
                 followers=followers,
-                vip=store.customer_is_vip(case.customer_id) if case.customer_id else False,
+                vip=shop.customer_is_vip(case.customer_id) if case.customer_id else False,
                 order_total=order.total if order else None,
                 currency=order.currency if order else "GBP",
                 shipment_events=shipment[2] if shipment else frozenset(),
                 # One post is never a repeat contact: count (one query) only when there are more.
-                contacts=store.contact_count(case.id) if case.id and case.mention_count > 1 else 1,
+                contacts=batch.posts.contacts(case.id) if case.id and case.mention_count > 1 else 1,
             ),
             self.config,
         )
+
+
+@dataclass
+class _Batch:
+    """What one batch's posts read, read ahead and kept for the batch (doorstep/lookups.py)."""
+
+    shop: ShopLookups
+    posts: BatchPosts
+    cases: BatchCases
+    #: The numbers found in each inbound post's text, by id() of the post.
+    evidence: dict[int, Evidence] = field(default_factory=dict)
+    numbers_seconds: float = 0.0
 
 
 def _seriousness(labels: Labels) -> tuple[bool, float]:

@@ -1068,6 +1068,30 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
+    def insert_mentions(self, mentions: Sequence[Mention]) -> list[int]:
+        """Store new posts, many rows per INSERT, and return their ids in the same order.
+
+        Why not one INSERT per post: SQLite's full-text index flushes its pending terms at
+        every statement that writes it (a statement savepoint), so one-row inserts wrote a tiny
+        index segment per post and merged them again, most of an import's write time.
+        """
+        if not mentions:
+            return []
+        rows = [_mention_row(m) for m in mentions]
+        for row in rows:
+            row.pop("id", None)
+        columns = list(rows[0])
+        per_statement = max(1, MAX_PARAMETERS // len(columns))
+        one = f"({_marks(columns)})"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            self.db.execute(
+                f"insert into mentions ({', '.join(columns)}) values {', '.join([one] * len(chunk))}",
+                [value for row in chunk for value in row.values()],
+            )
+        ids = self.existing_mention_ids((m.channel, m.external_id) for m in mentions)
+        return [ids[(m.channel, m.external_id)] for m in mentions]
+
     def set_mention_case(self, mention_id: int, case_id: int) -> None:
         self.db.execute("update mentions set case_id = ? where id = ?", [case_id, mention_id])
 
@@ -1084,6 +1108,18 @@ class Store:
     def mention_by_external_id(self, channel: str, external_id: str) -> Mention | None:
         rows = self.rows("select * from mentions where channel = ? and external_id = ?", [channel, external_id])
         return _mention_from_row(rows[0]) if rows else None
+
+    def mention_threads(self, channel: str, external_ids: Iterable[str]) -> dict[str, tuple[str | None, int | None]]:
+        """external id -> (thread id, case id) of the stored posts among ``external_ids``: what a
+        reply needs of the post it answers, for a whole batch in one query per chunk."""
+        found: dict[str, tuple[str | None, int | None]] = {}
+        for chunk in _chunks(external_ids):
+            for external_id, thread_id, case_id in self.db.conn.execute(
+                "select external_id, thread_id, case_id from mentions where channel = ? and external_id in "
+                f"({_marks(chunk)})", [channel, *chunk],
+            ).fetchall():
+                found[external_id] = (thread_id, case_id)
+        return found
 
     def mentions_for_case(self, case_id: int) -> list[Mention]:
         rows = self.db.query("select * from mentions where case_id = ? order by created_at, id", [case_id])
@@ -1198,6 +1234,22 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def customer_ids_by_handles(self, channel: str, handles: Iterable[str | None]) -> dict[str, str]:
+        """handle as given -> customer id, for the handles on ``channel`` that belong to a customer
+        (matched as :meth:`customer_id_by_handle` does: any case, with or without the @)."""
+        given: dict[str, list[str]] = {}
+        for handle in handles:
+            if handle:
+                given.setdefault(handle.lower().lstrip("@"), []).append(handle)
+        found: dict[str, str] = {}
+        for chunk in _chunks(given):
+            for handle, customer_id in self.db.conn.execute(
+                f"select handle, customer_id from customer_handles where channel = ? and handle in ({_marks(chunk)})",
+                [channel, *chunk],
+            ).fetchall():
+                found.update(dict.fromkeys(given[handle], customer_id))
+        return found
+
     def upsert_orders(self, orders: Iterable[Order]) -> int:
         n = 0
         for order in orders:
@@ -1292,6 +1344,18 @@ class Store:
         recent order, and a heavy buyer's history must not slow every mention down.
         """
         where, param = ("o.customer_id = ?", customer_id) if customer_id is not None else ("o.number = ?", number)
+        return self._order_summaries(f"{where} order by o.placed_at desc limit ?", [param, limit])
+
+    def order_summaries_by_numbers(self, numbers: Iterable[str]) -> dict[str, OrderSummary]:
+        """The summaries of these orders (those that exist), in one query per chunk: a batch of
+        mentions quotes many order numbers, and asking once per number was most of linking's time."""
+        found: dict[str, OrderSummary] = {}
+        for chunk in _chunks(numbers):
+            for summary in self._order_summaries(f"o.number in ({_marks(chunk)})", chunk):
+                found[summary.number] = summary
+        return found
+
+    def _order_summaries(self, where: str, params: Sequence[Any]) -> list[OrderSummary]:
         concat = self.dialect.group_concat
         sql = f"""
             select o.number, o.customer_id, o.placed_at, o.status, o.brand, o.total, o.currency,
@@ -1300,7 +1364,7 @@ class Store:
               (select {concat('e.status', distinct=True)} from shipments s join tracking_events e
                  on e.tracking_number = s.tracking_number where s.order_number = o.number),
               (select max(last_event_at) from shipments where order_number = o.number)
-            from orders o where {where} order by o.placed_at desc limit ?"""
+            from orders o where {where}"""
         return [
             OrderSummary(
                 number=r[0], customer_id=r[1], placed_at=parse_time(r[2]), status=r[3] or "placed", brand=r[4],
@@ -1309,7 +1373,7 @@ class Store:
                 event_statuses=frozenset(filter(None, (r[9] or "").split(","))),
                 last_event_at=parse_time(r[10]),
             )
-            for r in self.db.conn.execute(sql, [param, limit]).fetchall()
+            for r in self.db.conn.execute(sql, list(params)).fetchall()
         ]
 
     def order_summary(self, number: str) -> OrderSummary | None:
@@ -1318,17 +1382,34 @@ class Store:
 
     def shipment_brief(self, tracking_number: str) -> tuple[str, str, frozenset[str]] | None:
         """(order number, courier, every tracking status it has had) of a shipment."""
-        row = self.db.conn.execute(
-            f"select order_number, courier, (select {self.dialect.group_concat('status', distinct=True)} "
-            "from tracking_events "
-            "where tracking_number = s.tracking_number) from shipments s where tracking_number = ?",
-            [tracking_number],
-        ).fetchone()
-        return (row[0], row[1], frozenset(filter(None, (row[2] or "").split(",")))) if row else None
+        return self._shipment_briefs("tracking_number = ?", [tracking_number]).get(tracking_number)
+
+    def shipment_briefs(self, tracking_numbers: Iterable[str]) -> dict[str, tuple[str, str, frozenset[str]]]:
+        """:meth:`shipment_brief` of many shipments (those that exist), in one query per chunk."""
+        found: dict[str, tuple[str, str, frozenset[str]]] = {}
+        for chunk in _chunks(tracking_numbers):
+            found.update(self._shipment_briefs(f"tracking_number in ({_marks(chunk)})", chunk))
+        return found
+
+    def _shipment_briefs(self, where: str, params: Sequence[Any]) -> dict[str, tuple[str, str, frozenset[str]]]:
+        rows = self.db.conn.execute(
+            f"select tracking_number, order_number, courier, (select {self.dialect.group_concat('status', distinct=True)} "
+            f"from tracking_events where tracking_number = s.tracking_number) from shipments s where {where}",
+            list(params),
+        ).fetchall()
+        return {r[0]: (r[1], r[2], frozenset(filter(None, (r[3] or "").split(",")))) for r in rows}
 
     def customer_is_vip(self, customer_id: str) -> bool:
         row = self.db.conn.execute("select vip from customers where id = ?", [customer_id]).fetchone()
         return bool(row and row[0])
+
+    def vip_customer_ids(self, customer_ids: Iterable[str]) -> set[str]:
+        """Which of these customers are VIPs, in one query per chunk (see :meth:`customer_is_vip`)."""
+        found: set[str] = set()
+        for chunk in _chunks(customer_ids):
+            found.update(r[0] for r in self.db.conn.execute(
+                f"select id from customers where id in ({_marks(chunk)}) and vip = 1", chunk).fetchall())
+        return found
 
     def get_shipment(self, tracking_number: str) -> Shipment | None:
         rows = list(self.db.query("select * from shipments where tracking_number = ?", [tracking_number]))
@@ -1438,6 +1519,17 @@ class Store:
             if rows:
                 return _case_from_row(rows[0])
         return None
+
+    def cases_in_threads(self, channel: str, thread_ids: Iterable[str]) -> list[Case]:
+        """Every case (open or resolved) of these conversations on ``channel``: what
+        :meth:`open_case_for` chooses from by thread, for a whole batch in one query per chunk."""
+        statuses = ("new", "open", "pending_customer", "escalated", "resolved")
+        found: list[Case] = []
+        for chunk in _chunks(thread_ids):
+            found += [_case_from_row(r) for r in self.rows(
+                f"select * from cases where channel = ? and thread_id in ({_marks(chunk)}) "
+                f"and status in ({_marks(statuses)})", [channel, *chunk, *statuses])]
+        return found
 
     def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
                      order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
@@ -1767,6 +1859,23 @@ class Store:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+#: Values per ``in (?, ?, ...)`` list: below SQLite's old limit of 999 parameters with room for the others.
+IN_CHUNK = 500
+#: Parameters one statement may carry (SQLite before 3.32 allowed 999).
+MAX_PARAMETERS = 999
+
+
+def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """Distinct values in lists short enough for one ``in (...)`` each (empty input: none)."""
+    distinct = list(dict.fromkeys(values))
+    for start in range(0, len(distinct), size):
+        yield distinct[start : start + size]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return iso(value)
@@ -1937,9 +2046,14 @@ def _case_row(c: Case) -> dict[str, Any]:
     return row
 
 
+#: The columns a Case is read from. A plain set: asking the model class for its fields on every
+#: column of every row was a third of an import's time (pydantic builds that mapping per access).
+_CASE_FIELDS = frozenset(Case.model_fields)
+
+
 def _case_from_row(r: dict[str, Any]) -> Case:
     # NULL columns take the model's defaults (rows written by hand or by older versions).
-    data = {k: v for k, v in r.items() if k in Case.model_fields and v is not None}
+    data = {k: v for k, v in r.items() if k in _CASE_FIELDS and v is not None}
     for key in _CASE_TIMES:
         data[key] = parse_time(data.get(key))
     data["priority_reasons"] = _unjson(r["priority_reasons"], [])

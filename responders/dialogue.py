@@ -269,6 +269,8 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
     understood = understand(text, now, config.tz)
     if question is None and sender:
         question = rows.latest_question_to(store, channel, sender)
+    if question is not None and not rows.was_asked(store, question):
+        question = None  # still held for approval or queued: the customer is answering something else
     customer = (question.customer_id if question else None) or customer_id or (
         customer_by_address(store, channel, sender) if sender else None)
     case = store.get_case(question.case_id) if question else None
@@ -377,8 +379,9 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
         last = row["id"]
         if row["case_id"] is None:
             continue
-        question = rows.open_question_on_case(store, row["case_id"], now) or next(
-            iter(reversed(rows.questions_for_case(store, row["case_id"]))), None)
+        # Only a question that went out and is still open is answered by a post on its case; a later
+        # post on a case whose question was answered is an ordinary post (the inbox shows it).
+        question = rows.open_question_on_case(store, row["case_id"], now)
         understood = understand(row["text"], now or utcnow(), config.tz)
         if question is None and not (understood.kind == "opt_out" and row["customer_id"] and row["link_confirmed"]):
             continue

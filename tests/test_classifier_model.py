@@ -15,7 +15,7 @@ import pytest
 
 from doorstep.models import DELIVERY_INTENTS, INTENTS, SENTIMENTS, Labels
 
-from conftest import require_shared
+from conftest import REPO, require_shared
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "classifiers" / "model"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "classifier_recorded.json"
@@ -458,3 +458,13 @@ def test_head_only_refit_learns_from_corrections(tmp_path: Path) -> None:
     assert summary["rows"]["feedback"] == 6  # the same text corrected again counts once, the latest winning
     after = OnnxClassifier(tmp_path).classify([post])[0]
     assert after.intent_scores[target] > before.intent_scores[target] + 0.2
+
+
+def test_the_shipped_model_cannot_overflow_on_cpus_without_vnni() -> None:
+    """Reported on an AVX2 machine: the recorded predictions and batch-vs-single agreement failed, because
+    int8 weights make onnxruntime use a saturating 16-bit multiply there. The weights ship as uint8."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(REPO / "classifiers" / "model" / "model.onnx"))
+    initializers = {t.name: t.data_type for t in model.graph.initializer}
+    weights = [n.input[1] for n in model.graph.node if n.op_type in ("MatMulInteger", "QAttention")]
+    assert weights and {initializers[w] for w in weights} == {onnx.TensorProto.UINT8}

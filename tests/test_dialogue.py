@@ -92,6 +92,20 @@ def post_mail(url: str, mail: EmailMessage, secret: str = MAIL_SECRET) -> httpx.
                       timeout=10)
 
 
+class Accepting:
+    """A sender that accepts every message (for tests about answers, not about the channel)."""
+
+    can_check = False
+
+    def send(self, message: Any) -> str:
+        return f"accepted-{message.id}"
+
+
+def deliver(store: Store, config: Any) -> int:
+    """Send what is queued, so the questions are asked (a reply cannot answer a question not yet sent)."""
+    return Outbox(store, config, now=later, senders={"sms": Accepting(), "email": Accepting()}).send_due()
+
+
 def ask_redelivery(store: Store, config: Any, now: datetime, **order: Any) -> tuple[int, rows.Question]:
     failed_delivery(store, now, **order)
     [case_id] = run_proactive(store, config, now)
@@ -169,6 +183,7 @@ def test_no_and_proposed_time_follow_the_rule(inbound: dict[str, Any], twilio: T
     no_case, _ = ask_redelivery(store, config, utcnow())
     time_case, _ = ask_redelivery(store, config, utcnow(), number="LS-2", tracking="1Z999AA10123456792",
                                   customer_id="C2", phone="+447700900456", email="bo@example.com")
+    deliver(store, config)
     assert post_sms(f"{server.url}/sms", "no thanks", "SMno").status_code == 200
     assert post_sms(f"{server.url}/sms", "not tomorrow, friday?", "SMtime", sender="+447700900456").status_code == 200
     assert [n.text for n in store.notes(no_case)] == ["The customer does not want a redelivery (“no thanks”)."]
@@ -228,6 +243,7 @@ def test_an_answer_after_the_case_closed_reopens_it_instead_of_acting(inbound: d
                                                                       twilio: TwilioStandIn) -> None:  # noqa: F811
     store, config, server = inbound["store"], inbound["config"], inbound["server"]
     case_id, question = ask_redelivery(store, config, utcnow())
+    deliver(store, config)
     case = store.get_case(case_id)
     store.update_case(case_id, case.version, "ann", status="resolved", resolved_at=utcnow())  # type: ignore[union-attr]
     assert post_sms(f"{server.url}/sms", "yes", "SMlate").status_code == 200
@@ -243,6 +259,7 @@ def test_an_answer_after_the_question_expired_goes_to_a_person(inbound: dict[str
     store, config = inbound["store"], inbound["config"]
     asked = utcnow() - timedelta(days=4)
     case_id, question = ask_redelivery(store, config, asked, phone=None)
+    deliver(store, config)
     result = handle_reply(store, config, channel="email", external_id="m1", sender="jane@example.com", text="yes")
     assert result["outcome"] == "late"
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
@@ -288,6 +305,7 @@ def test_a_dm_answer_on_the_case_is_understood(inbound: dict[str, Any]) -> None:
     now = utcnow()
     scan_mentions(store, config, now)
     case_id, question = ask_redelivery(store, config, now)
+    deliver(store, config)
     store.insert_mention(Mention(channel="x_dm", external_id="dm-yes", text="yep", created_at=now,
                                  author_handle="jane", case_id=case_id))
     assert scan_mentions(store, config, now) == 1
@@ -300,6 +318,7 @@ def test_call_back_offered_by_an_agent_scheduled_by_sms_and_breaching_its_sla(in
                                                                               twilio: TwilioStandIn) -> None:  # noqa: F811
     store, config, server = inbound["store"], inbound["config"], inbound["server"]
     case_id, question = ask_redelivery(store, config, utcnow())
+    Outbox(store, config, now=later).send_due()
     post_sms(f"{server.url}/sms", "yes", "SMy")  # the redelivery question is answered first
     callback = offer_callback(store, config, case_id, "ann", "agent")
     assert callback.status == "offered" and callback.phone == PHONE
@@ -342,6 +361,7 @@ def test_call_back_due_shows_in_the_inbox_filter(inbound: dict[str, Any]) -> Non
     store, config = inbound["store"], inbound["config"]
     case_id, _ = ask_redelivery(store, config, utcnow())
     callback = offer_callback(store, config, case_id, "ann", "agent")
+    deliver(store, config)
     assert store.inbox(InboxQuery(waiting="callback")) == []
     handle_reply(store, config, channel="sms", external_id="s1", sender=PHONE, text="yes please")
     assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
@@ -434,6 +454,7 @@ def test_a_bridged_call_goes_through_twilios_voice_api(inbound: dict[str, Any], 
     callback = offer_callback(store, config, case_id, "ann", "agent")
     with pytest.raises(DialogueError, match="not waiting for a call"):
         bridge_call(store, config, callback.id, "ann")
+    deliver(store, config)
     post_sms(f"{server.url}/sms", "yes", "SMcb")
     assert bridge_call(store, config, callback.id, "ann") == "CA" + "0" * 32
     [call] = calls
@@ -448,6 +469,7 @@ def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_
 
     store, config = inbound["store"], inbound["config"]
     case_id, question = ask_redelivery(store, config, utcnow())
+    deliver(store, config)
     result = handle_reply(store, config, channel="sms", external_id="w1", sender=PHONE,
                           text="this is a joke, my parcel is lost and nobody cares", classifier=KeywordClassifier())
     assert result["kind"] == "other" and "handed to a person" in result["action"]
@@ -486,3 +508,13 @@ def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store:
         assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
     with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
         assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
+
+
+def test_a_question_not_yet_sent_is_never_answered(inbound: dict[str, Any]) -> None:
+    """Held for approval (or queued for the morning): a "yes" by SMS answers something else, so a person reads it."""
+    store, config = inbound["store"], inbound["config"]
+    case_id, question = ask_redelivery(store, config, utcnow())
+    result = handle_reply(store, config, channel="sms", external_id="early", sender=PHONE, text="YES")
+    assert result["outcome"] == "no question to answer and no message of ours to that address"
+    assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
+    assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]

@@ -27,6 +27,14 @@ from console import {module}
 MARKUP = "<img src=x onerror=alert(1)> **yes** [click](http://evil.example)"
 
 
+def deliver(store: Store, config: object) -> None:
+    from tests.test_dialogue import Accepting
+    from responders.outbox import Outbox
+
+    Outbox(store, config, now=lambda: utcnow() + timedelta(hours=14),  # type: ignore[arg-type]
+           senders={"sms": Accepting(), "email": Accepting()}).send_due()
+
+
 @pytest.fixture
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
     path = tmp_path / "console.db"
@@ -43,7 +51,13 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
                                       events=events)])
     store.upsert_orders([order])
     store.upsert_shipment(order.shipments[0])
-    [case_id] = run_proactive(store, load_config(DEMO_CONFIG), now)
+    config = load_config(DEMO_CONFIG)
+    [case_id] = run_proactive(store, config, now)
+    from responders.automatic import approve
+
+    [question] = rows.questions_for_case(store, case_id)
+    approve(store, question.message_id, "ann")  # type: ignore[arg-type]
+    deliver(store, config)
     yield store, case_id
     store.close()
 
@@ -84,6 +98,7 @@ def test_offer_a_call_back_from_the_case_and_record_the_outcome_on_the_call_back
     [callback] = rows.callbacks_for_case(store, case_id)
     assert callback.status == "offered" and callback.offered_by == "ann"
     assert any(e.action == "callback.offered" and e.actor == "ann" for e in store.audit_trail(case_id))
+    deliver(store, config)
     handle_reply(store, config, channel="sms", external_id="s2", sender="07700 900123", text="yes please")
     assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
     at = page("dialogue", store)
@@ -101,3 +116,16 @@ def test_offer_a_call_back_from_the_case_and_record_the_outcome_on_the_call_back
 ])
 def test_tel_links_are_digits_only(phone: str | None, href: str | None) -> None:
     assert tel_href(phone) == href
+
+
+def test_stop_and_a_late_answer_read_as_sentences_on_the_timeline(shop: tuple[Store, int]) -> None:
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="yes")
+    case = store.get_case(case_id)
+    store.update_case(case_id, case.version, "ann", status="resolved", resolved_at=utcnow())  # type: ignore[union-attr]
+    handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="STOP")
+    at = page("case_view", store, case_id=case_id)
+    plain = " ".join(c.value.replace("\\", "") for c in at.caption)
+    assert "The customer answered on sms: “yes”, read as yes" in plain
+    assert "The customer opted out of SMS, e-mail and direct messages (wrote “STOP” on sms)" in plain

@@ -51,7 +51,7 @@ def _labels(complaint: bool) -> Labels:
                   intent_scores={}, urgency=0.9 if complaint else 0.1, model="t")
 
 
-def small_store(path: Path) -> Store:
+def small_store(path: Path | str) -> Store:
     """A week with a few complaints about parcels left in the rain, one of them full of personal data."""
     store = Store(path)
     store.upsert_customers([Customer(id="C1", name=PII["name"], email=PII["email"], vip=True, handles={"x": PII["handle"]})])
@@ -73,8 +73,9 @@ def small_store(path: Path) -> Store:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = small_store(tmp_path / "r.db")
+def store(db_url: str) -> Store:
+    """The small shop, on SQLite and on PostgreSQL."""
+    s = small_store(db_url)
     yield s
     s.close()
 

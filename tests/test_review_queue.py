@@ -4,7 +4,6 @@ corrections stored as the case page stores them (label_corrections + audit), rea
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -29,9 +28,9 @@ def _labels(intent: str, p: float, needs_review: bool = False) -> Labels:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    path = tmp_path / "review.db"
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
+    path = db_url  # on SQLite and on PostgreSQL
+    monkeypatch.setenv("DOORSTEP_DB", path)
     s = Store(path)
     add_user(s, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
     now = utcnow()

@@ -37,8 +37,8 @@ def eventually(condition: Callable[[], Any], timeout: float = ARRIVAL_TIMEOUT_S)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "d.db")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)  # on SQLite and on PostgreSQL
     yield s
     s.close()
 

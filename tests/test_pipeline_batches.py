@@ -1,0 +1,188 @@
+"""A batch of posts is linked and grouped exactly as the same posts one at a time, with far fewer reads.
+
+The pipeline reads what a batch needs (authors, orders, shipments, answered posts, conversations'
+cases) once per batch and remembers it for the batch (doorstep/lookups.py). These tests run a
+mixed batch - threads, repeat authors, quoted order and tracking numbers, duplicates inside the
+batch and against the store, our own reply, a resolved case that reopens, a listener's case hint -
+through one batch and through batches of one post (every read fresh from the database), and
+compare everything stored: posts, cases with their posts, links, priorities, versions and audit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from doorstep.config import Config
+from doorstep.models import Case, Customer, Mention, Order, Shipment, TrackingEvent
+from doorstep.pipeline import IngestResult, Pipeline
+from doorstep.store import Store
+
+from conftest import T0, KeywordClassifier, mention
+
+UPS = "1Z999AA10123456784"
+
+
+def _shop(path: Path) -> Store:
+    store = Store(path)
+    store.upsert_customers([
+        Customer(id="c-ann", name="Ann Lee", handles={"x": "ann_lee"}),
+        Customer(id="c-bob", name="Bob Roe", handles={"x": "bobroe"}, vip=True),
+        Customer(id="c-cat", name="Cat Day", handles={"x": "catday"}),
+    ])
+    events = [
+        TrackingEvent(tracking_number=UPS, time=T0 - timedelta(days=3), status="info_received"),
+        TrackingEvent(tracking_number=UPS, time=T0 - timedelta(days=1), status="attempt_failed"),
+    ]
+    store.upsert_orders([
+        Order(number="123456", customer_id="c-ann", placed_at=T0 - timedelta(days=4), brand="Larkspur", total=250,
+              shipments=[Shipment(tracking_number=UPS, order_number="123456", courier="UPS", events=events)]),
+        Order(number="654321", customer_id="c-bob", placed_at=T0 - timedelta(days=2), brand="Fettle", total=40),
+        Order(number="777777", customer_id="c-cat", placed_at=T0 - timedelta(days=1), brand="Fettle", total=120),
+        Order(number="777778", customer_id="c-cat", placed_at=T0 - timedelta(days=9), brand="Larkspur", total=15),
+    ])
+    return store
+
+
+def _history(pipeline: Pipeline) -> None:
+    """What the store holds before the batch: a conversation to answer, a resolved case, a known case."""
+    pipeline.ingest([mention("h1", "where is my order??", author_handle="bobroe")])
+    pipeline.ingest([mention("h2", f"parcel {UPS} lost", minutes=1, author_handle="ann_lee")])
+    pipeline.ingest([mention("h3", "thank you for the help", minutes=2, author_handle="fan")])
+    fan = pipeline.store.open_case_for(channel="x", thread_id="h3")
+    assert fan is not None
+    pipeline.store.update_case(fan.id, fan.version, "amy", status="resolved")  # type: ignore[arg-type]
+
+
+def _batch(hint: int) -> list[Mention]:
+    """Out of time order on purpose: the pipeline writes oldest first."""
+    return [
+        mention("b2", "any news?? still late", minutes=62, author_handle="bobroe", in_reply_to="b1"),
+        mention("b1", "my order #654321 is late", minutes=61, author_handle="bobroe"),
+        mention("b1", "my order #654321 is late (sent twice)", minutes=61, author_handle="bobroe"),
+        mention("h1", "where is my order?? (delivered again)", author_handle="bobroe"),
+        mention("b3", "Sorry! DM us please", minutes=63, author_handle="FettleCare", in_reply_to="b1",
+                outbound=True),
+        mention("b4", "still nothing, where is it", minutes=64, author_handle="ann_lee", in_reply_to="h2"),
+        mention("b5", "order #123456 where?? lost", minutes=65, author_handle="zed"),
+        mention("b6", "order #123456 where is it", minutes=66, author_handle="zed"),
+        mention("b7", "thanks again, lovely", minutes=67, author_handle="fan"),
+        mention("b8", "where is my stuff, so late", minutes=68, author_handle="catday"),
+        mention("b9", "it's late, order 777777", minutes=69, author_handle="catday"),
+        mention("b10", "order #999999 missing, lost", minutes=70, author_handle="nobody"),
+        mention("b11", "LOST: my parcel, no reply", minutes=71, author_handle="CatDay"),
+        mention("b12", "my parcel was lost", minutes=72, author_handle="fan", in_reply_to="h3"),
+        mention("b13", f"tracking {UPS} where??", minutes=73, channel="email", author_handle="x@example.org"),
+        mention("b14", "reply to a later post", minutes=74, author_handle="zed", in_reply_to="b15"),
+        mention("b15", "the later post", minutes=75, author_handle="zed"),
+        mention("b16", "about my earlier case", minutes=76, author_handle="someone", case_id=hint),
+        mention("b17", "no handle at all, lost", minutes=77, author_handle=None),
+        mention("b18", "where is it", minutes=78, author_handle="bobroe", author_followers=50_000),
+        mention("b19", "Thanks, we are on it", minutes=79, author_handle="LarkspurHelp", in_reply_to="b4",
+                outbound=True),
+        mention("b20", "still waiting", minutes=80, author_handle="ann_lee", in_reply_to="b19"),
+    ]
+
+
+def _stored(store: Store) -> dict[str, list[tuple]]:
+    """Every row the pipeline writes, without the wall-clock stamps."""
+    out = {}
+    for table, skip in (("mentions", {"ingested_at"}), ("cases", set()), ("audit_events", {"at"})):
+        columns = [r[1] for r in store.db.execute(f"pragma table_info({table})").fetchall() if r[1] not in skip]
+        out[table] = [tuple(r) for r in store.db.execute(f"select {', '.join(columns)} from {table} order by id")]
+    return out
+
+
+def _run(path: Path, config: Config, batch_size: int) -> tuple[Store, IngestResult, list[Mention]]:
+    store = _shop(path)
+    _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
+    hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
+    posts = _batch(hint)
+    if batch_size == 1:
+        posts.sort(key=lambda m: m.created_at)  # the order a batch writes in (oldest first)
+    result = Pipeline(store, config, KeywordClassifier(), batch_size=batch_size).ingest(posts)
+    return store, result, posts
+
+
+def test_one_batch_stores_what_one_post_at_a_time_stores(tmp_path: Path, config: Config):
+    batched, together, posts = _run(tmp_path / "batched.db", config, batch_size=500)
+    single, apart, _ = _run(tmp_path / "single.db", config, batch_size=1)
+
+    assert _stored(batched) == _stored(single)
+    counts = ("received", "stored", "duplicates", "cases_opened", "cases_updated", "mention_ids")
+    assert [getattr(together, n) for n in counts] == [getattr(apart, n) for n in counts]
+    # The batch had everything the comparison is meant to cover.
+    assert (together.stored, together.duplicates) == (20, 2)
+    actions = [r[0] for r in batched.db.execute("select action from audit_events where actor = 'pipeline'")]
+    assert "case.reopen" in actions
+    cases = {c.thread_id: c for c in batched.inbox()}
+    # A reply joins its parent's case, whose conversation already held the author's order.
+    assert [m.external_id for m in batched.mentions_for_case(cases["h1"].id)] == ["h1", "b1", "b2", "b3", "b18"]  # type: ignore[arg-type]
+    assert cases["h1"].first_response_at == T0 + timedelta(minutes=63)
+    # The hinted post (b16) and the answer to our reply (b20) join the conversation's case.
+    assert [m.external_id for m in batched.mentions_for_case(cases["h2"].id)] == ["h2", "b4", "b16", "b19", "b20"]  # type: ignore[arg-type]
+    # A reply to a post later in the batch: both end in one case.
+    assert batched.mention_by_external_id("x", "b14").case_id == batched.mention_by_external_id("x", "b15").case_id  # type: ignore[union-attr]
+    # The posts carry their stored id and case, as before.
+    stored = {m.external_id: m for m in posts if m.id is not None}
+    assert stored["b2"].case_id == stored["b1"].case_id and stored["b2"].id == batched.mention_by_external_id("x", "b2").id  # type: ignore[union-attr]
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    seen: list[str] = []
+    conn: sqlite3.Connection = store.db.conn
+    conn.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        conn.set_trace_callback(None)
+
+
+def test_a_batch_reads_the_shop_once_not_once_per_post(tmp_path: Path, config: Config):
+    store = _shop(tmp_path / "shop.db")
+    posts = [mention(f"p{i}", f"order #{n} is late, where is it", minutes=i, author_handle=h)
+             for i, (n, h) in enumerate([("123456", "ann_lee"), ("654321", "bobroe"), ("777777", "catday")] * 20)]
+    with _statements(store) as seen:
+        result = Pipeline(store, config, KeywordClassifier()).ingest(posts)
+    assert result.stored == 60
+    handles = [s for s in seen if "from customer_handles" in s]
+    orders = [s for s in seen if "from orders o" in s]
+    vips = [s for s in seen if "from customers" in s]
+    # One query each for the whole batch (it used to be one or two per post).
+    assert (len(handles), len(orders), len(vips)) == (1, 1, 1), (handles, orders, vips)
+    # What is left per post: the cases it may join and the follow-ups it may answer (about ten before).
+    reads = [s for s in seen if s.lstrip().lower().startswith("select")]
+    assert len(reads) < 2.5 * len(posts), len(reads)
+
+
+def test_a_failed_batch_writes_nothing_and_a_retry_stores_it_whole(tmp_path: Path, config: Config,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    store, _, _ = _run(tmp_path / "reference.db", config, batch_size=500)
+    expected = _stored(store)
+
+    store = _shop(tmp_path / "failing.db")
+    _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
+    before = _stored(store)
+    hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
+    real_insert, calls = store.insert_case, []
+
+    def insert_then_fail(case: Case) -> int:
+        calls.append(case.thread_id)
+        if len(calls) == 4:  # the batch's fourth new case, three written before it
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_insert(case)
+
+    monkeypatch.setattr(store, "insert_case", insert_then_fail)
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    with pytest.raises(sqlite3.OperationalError):
+        pipeline.ingest(_batch(hint))
+    assert _stored(store) == before  # nothing of the batch: no post, no case, no audit line
+    monkeypatch.setattr(store, "insert_case", real_insert)
+    pipeline.ingest(_batch(hint))
+    assert _stored(store) == expected
