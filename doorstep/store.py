@@ -870,6 +870,11 @@ class Store:
         try:
             db = PgDatabase(self.path)
             db.execute(f"set lock_timeout = {int(self.busy_timeout_s * 1000)}")
+            if db.execute("select current_schema()").fetchone()[0] is None:
+                # The URL names a schema (options=-csearch_path=...) that is not there yet: make it,
+                # as a SQLite file is made on first use.
+                first = db.execute("show search_path").fetchone()[0].split(",")[0].strip().strip('"')
+                db.execute(f'create schema if not exists "{first}"')
         except psycopg.Error as exc:
             raise StoreError.from_postgres(self.path, exc) from exc
         return db

@@ -166,3 +166,17 @@ def test_postgres_counts_overdue_cases_from_an_index(postgres_url: str) -> None:
         assert "idx_cases_open_due_at" in plan, plan
     finally:
         store.close()
+
+
+def test_a_schema_named_in_the_url_is_made_on_first_use(postgres_url: str) -> None:
+    """As a SQLite file is: `--db 'postgresql://...?options=-csearch_path%3Dshop_b'` just works."""
+    from tests.conftest import drop_postgres_schema
+
+    url = postgres_url.replace("search_path%3Dtest_", "search_path%3Dmade_")
+    try:
+        store = Store(url)
+        assert store.count("cases") == 0
+        assert store.db.execute("select current_schema()").fetchone()[0].startswith("made_")
+        store.close()
+    finally:
+        drop_postgres_schema(url)
