@@ -400,6 +400,7 @@ COMMAND_PROVIDERS = [
     "console.cli:commands",
     "commands.reports_cli:commands",
     "commands.case_cli:commands",
+    "commands.queue_cli:commands",
 ]
 
 

@@ -71,7 +71,14 @@ def take(url: str, out: Path, case_id: int, username: str = "lead", chromium: st
         page.get_by_label("Password", exact=True).fill(password)
         page.get_by_role("button", name="Log in").click()
         page.get_by_role("heading", name="Inbox").wait_for(timeout=60000)
-        page.wait_for_function("() => document.cookie.includes('doorstep_session=')")
+        # The login cookie is HttpOnly (scripts cannot read it): wait until the browser holds it,
+        # after the round trip through /auth/session, then for the inbox drawn again.
+        deadline = time.monotonic() + 60
+        while not any(c["name"] == "doorstep_session" for c in page.context.cookies()):
+            if time.monotonic() > deadline:
+                raise SystemExit("no login cookie after 60 s: is the console behind a proxy that drops it?")
+            page.wait_for_timeout(250)
+        page.get_by_role("heading", name="Inbox").wait_for(timeout=60000)
         _idle(page)
         paths.append(_shot(page, "inbox", out))
 

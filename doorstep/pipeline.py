@@ -113,6 +113,11 @@ class Pipeline:
         result.timings["classify"] += time.perf_counter() - t0
 
         with self.store.transaction():
+            # On PostgreSQL several workers write at once: each waits here for the threads, authors
+            # and order/tracking numbers of its posts (released at commit), so two workers never
+            # both open a case for one thread or customer. SQLite's write lock already did that.
+            if fresh:
+                self.store.serialise(lambda: self._case_keys(fresh))
             # Looked up again under the write lock: another import, listener or the webhook may
             # have stored some of these posts while this batch was being classified.
             if fresh:
@@ -129,6 +134,20 @@ class Pipeline:
                 result.mention_ids += batch.posts.flush()
                 result.timings["store"] += time.perf_counter() - t0
         return result
+
+    def _case_keys(self, mentions: Sequence[Mention]) -> set[str]:
+        """What decides which case a post joins (see Store.open_case_for): its thread, its author on
+        its channel, the order and tracking numbers it names. Posts sharing none of these can be
+        stored side by side; posts sharing one are stored one after the other."""
+        keys: set[str] = set()
+        for m in mentions:
+            keys.add(f"thread:{m.channel}:{m.thread_id or m.in_reply_to or m.external_id}")
+            if m.author_handle:
+                keys.add(f"author:{m.channel}:{m.author_handle.lstrip('@').casefold()}")
+            if not m.outbound:
+                evidence = find_numbers(m.text, self.config)
+                keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers))
+        return keys
 
     def _read_ahead(self, fresh: list[Mention]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""

@@ -739,6 +739,34 @@ def m013_sla_clocks(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m014_job_queue_batches(db: sqlite_utils.Database) -> None:
+    """Posts waiting between the job queue's stages (PostgreSQL workers, commands/jobs_queue.py).
+
+    A ``classify`` or ``ingest`` job names its batch here instead of carrying its posts in its
+    arguments: procrastinate copies and logs a job's arguments several times per job, which cost
+    more than storing the posts. ``stage`` is the job that takes the batch next; the ingest job
+    deletes the row in the transaction that stores the posts.
+    """
+    db["job_batches"].create({"id": int, "stage": str, "posts": str, "created_at": str}, pk="id",
+                             if_not_exists=True)
+
+
+@MIGRATIONS()
+def m015_postgres_sla_count_index(db: sqlite_utils.Database) -> None:
+    """PostgreSQL counts overdue open cases from an index of their deadlines (issue 16).
+
+    SQLite is told to count from the covering facets index (``Store._count_index``); PostgreSQL
+    chooses by statistics and, with no index leading with ``due_at``, scanned the table: 73 ms
+    for 85k overdue cases of 200k, 17 ms with this index (bench/RESULTS.md). SQLite would never
+    use it and would pay for it on every case write, so it is made on PostgreSQL only.
+    (m015: m014 is taken on the pg-worker branch.)
+    """
+    if dialect_of(db).postgres:
+        db.execute(f"create index if not exists idx_cases_open_due_at on cases (due_at, snoozed_until) "
+                   f"where {OPEN_CASES_SQL}")
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -855,6 +883,11 @@ class Store:
         try:
             db = PgDatabase(self.path)
             db.execute(f"set lock_timeout = {int(self.busy_timeout_s * 1000)}")
+            if db.execute("select current_schema()").fetchone()[0] is None:
+                # The URL names a schema (options=-csearch_path=...) that is not there yet: make it,
+                # as a SQLite file is made on first use.
+                first = db.execute("show search_path").fetchone()[0].split(",")[0].strip().strip('"')
+                db.execute(f'create schema if not exists "{first}"')
         except psycopg.Error as exc:
             raise StoreError.from_postgres(self.path, exc) from exc
         return db
@@ -1013,6 +1046,21 @@ class Store:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
+
+    def serialise(self, keys: Callable[[], Iterable[str]]) -> None:
+        """Inside a transaction: wait until no other transaction holds any of ``keys``; hold them to the end.
+
+        SQLite has one writer at a time already (the transaction's write lock), so ``keys`` is not
+        even computed. PostgreSQL takes a transaction advisory lock per key (hashed with the schema:
+        two shops in one database do not wait for each other), in sorted order so that two writers
+        wanting the same keys never deadlock; they are released at commit or rollback.
+        """
+        if not self.dialect.postgres:
+            return
+        wanted = sorted(set(keys()))
+        if wanted:
+            self.db.execute("select count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || k, 0))) "
+                            "from (select unnest(?::text[]) as k order by 1) as ordered", [wanted])
 
     # ----------------------------------------------------------------- mentions
     def existing_mention_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -30,6 +30,7 @@ from typing import Any
 
 from doorstep import sla
 from doorstep.config import Config
+from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
@@ -121,6 +122,9 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
         store.audit(actor, f"outbox.queue.{kind}", case_id,
                     {"message_id": cursor.lastrowid, "channel": channel, "target": target,
                      **({"account": account} if account else {})})
+        if uses_job_queue(store) and kind != "report":
+            # On PostgreSQL the send job commits with the message (or neither does); see doorstep.job_queue.
+            defer_job(store, SEND_TASK, queue="send", message_id=cursor.lastrowid, schedule_at=not_before)
     return message.model_copy(update={"id": cursor.lastrowid})
 
 

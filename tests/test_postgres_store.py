@@ -151,3 +151,32 @@ def test_dialect_names_each_difference() -> None:
     assert POSTGRES.fts_query("Parcel lost!") == "'parcel':* & 'lost':*"
     assert SQLITE.indexed_by("idx") == " indexed by idx" and POSTGRES.indexed_by("idx") == ""
     assert POSTGRES.group_concat("status", distinct=True) == "string_agg(distinct status, ',')"
+
+
+def test_postgres_counts_overdue_cases_from_an_index(postgres_url: str) -> None:
+    """m015: the overdue count can be answered from idx_cases_open_due_at (an index-only scan on a
+    big backlog, bench/RESULTS.md); told not to scan the table, PostgreSQL takes that index."""
+    from doorstep.store import InboxQuery
+
+    store = Store(postgres_url)
+    try:
+        where, params = store._inbox_where(InboxQuery(sla_state="breached"), for_count=True)
+        store.db.execute("set enable_seqscan = off")
+        plan = " ".join(r[0] for r in store.db.execute(f"explain select count(*) from cases where {where}", params))
+        assert "idx_cases_open_due_at" in plan, plan
+    finally:
+        store.close()
+
+
+def test_a_schema_named_in_the_url_is_made_on_first_use(postgres_url: str) -> None:
+    """As a SQLite file is: `--db 'postgresql://...?options=-csearch_path%3Dshop_b'` just works."""
+    from tests.conftest import drop_postgres_schema
+
+    url = postgres_url.replace("search_path%3Dtest_", "search_path%3Dmade_")
+    try:
+        store = Store(url)
+        assert store.count("cases") == 0
+        assert store.db.execute("select current_schema()").fetchone()[0].startswith("made_")
+        store.close()
+    finally:
+        drop_postgres_schema(url)

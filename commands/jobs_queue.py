@@ -1,0 +1,405 @@
+"""Work as jobs on PostgreSQL: procrastinate's queues and tasks, run by ``doorstep worker``.
+
+On SQLite, ``doorstep run`` keeps one process with a thread per job (commands.worker). On
+PostgreSQL any number of ``doorstep worker`` processes, on any number of machines, share the
+work through procrastinate (a maintained task queue that keeps its jobs in PostgreSQL), so a
+reply, its outbox row and its send job commit in one transaction.
+
+The queues, and why each is its own:
+
+``listen``   one job per polling channel per period. A session advisory lock per channel (its
+             accounts and cursors) makes a second worker skip a round another one is polling,
+             and is released by PostgreSQL itself when a worker dies.
+``classify`` posts the listeners fetched, in batches: the classifier (the CPU-heavy part) runs on
+             whichever workers have this queue; the labelled batch goes on to ``ingest``.
+``ingest``   labelled batches through the pipeline: stored once (unique key), one case per
+             thread and customer (per-thread/customer ``pg_advisory_xact_lock``, see
+             :meth:`doorstep.store.Store.serialise`).
+``send``     one job per outbox message, deferred in the transaction that wrote the message
+             (responders.outbox); a sweep re-defers what is due (retries after a backoff, and
+             messages left *in doubt* by a worker killed after the network call, which the
+             outbox checks on the channel before any re-send).
+``alerts``   alert rules, SLA escalations, follow-ups, proactive cases: procrastinate periodic
+             tasks, deferred once per period however many workers run (a unique row per period).
+``reports``  the weekly report, periodic likewise.
+
+Jobs left "doing" by a worker that died are retried by a periodic task (procrastinate's
+documented stalled-jobs recipe); every task is safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import procrastinate
+
+from doorstep.config import Config
+from doorstep.dialect import database_target
+from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, QUEUES, SEND_TASK, apply_schema, defer_job as defer_on
+from doorstep.models import Mention
+from doorstep.pipeline import IngestResult, Pipeline
+from doorstep.store import Store
+from doorstep.jobs import optional_attribute
+from commands.worker import JOB_PROVIDERS
+
+log = logging.getLogger("doorstep.jobs")
+
+#: Posts per classify job (one classifier batch) and per ingest job (one transaction). Ingest
+#: batches are smaller: a batch holds the locks of every thread, author and number it names
+#: until it commits, so smaller batches collide less and wait less for each other.
+BATCH = 500
+INGEST_BATCH = 100
+
+#: Seconds an ingest batch waits for the batches ahead of it that share a thread, author or number.
+INGEST_LOCK_WAIT_S = 300
+
+#: Hours a succeeded job stays in procrastinate_jobs before the hourly clean-up deletes it.
+JOBS_KEPT_HOURS = 24
+
+#: Jobs "doing" on a worker without a heartbeat for this long are retried (procrastinate's heartbeat is 10 s).
+STALLED_AFTER_S = 30.0
+
+#: Listener jobs that are long-running servers (one per deployment), not polling rounds.
+SERVER_JOBS = frozenset({"listen:webhook", "listen:x:stream"})
+
+#: The outbox is not a periodic round here: a job per message, plus the sweep (see sweep_outbox).
+OUTBOX_JOB = "outbox"
+
+
+def periodic_queue(job_name: str) -> str:
+    """The queue of a periodic worker job: the weekly report on ``reports``, alerts and the rest on ``alerts``."""
+    return "reports" if job_name.startswith("reports") else "alerts"
+
+
+def conninfo(db: str) -> str:
+    """The libpq connection string of a ``--db`` URL."""
+    return database_target(db)
+
+
+def cron_every(seconds: float) -> str:
+    """A procrastinate cron (6th column: seconds) that fires about every ``seconds``.
+
+    Periods run on the wall clock (every 30 s: at :00 and :30) so that every worker agrees
+    on which period a run belongs to; that is what makes it once per period.
+    """
+    s = max(1, int(round(seconds)))
+    if s < 60:
+        return f"* * * * * */{s}"
+    minutes = max(1, s // 60)
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = max(1, minutes // 60)
+    if hours < 24:
+        return f"0 */{hours} * * *"
+    return "0 0 * * *"
+
+
+def mention_payload(mentions: Sequence[Mention]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude={"id", "case_id"} if m.case_id is None else {"id"}) for m in mentions]
+
+
+def mentions_from(payload: Sequence[dict[str, Any]]) -> list[Mention]:
+    return [Mention.model_validate(p) for p in payload]
+
+
+# ------------------------------------------------------------------ the process's runtime
+@dataclass
+class Runtime:
+    """What the tasks of one worker process use: the database, the config, the classifier.
+
+    Procrastinate runs synchronous tasks on a pool of threads; each thread keeps its own Store
+    (its own connection: a connection has one transaction at a time) and its own worker jobs.
+    """
+
+    db: str
+    config: Config
+    classifier_spec: str | None = None
+    _local: threading.local = field(default_factory=threading.local)
+    _classifier: Any = None
+    _classifier_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stores: list[Store] = field(default_factory=list)
+
+    def store(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store(self.db)
+            self._stores.append(store)
+        return store
+
+    def classifier(self) -> Any:
+        with self._classifier_lock:
+            if self._classifier is None:
+                from classifiers import load_classifier
+
+                self._classifier = load_classifier(self.classifier_spec or self.config.classifier)
+            return self._classifier
+
+    def jobs(self) -> dict[str, Any]:
+        """This thread's worker jobs by name (the same objects ``doorstep run`` ticks)."""
+        jobs = getattr(self._local, "jobs", None)
+        if jobs is None:
+            store = self.store()
+            pipeline = QueuedPipeline(store, self.config)
+            jobs = {}
+            for spec in JOB_PROVIDERS:
+                provider = optional_attribute(spec)
+                for job in provider(store, self.config, pipeline) if provider is not None else []:
+                    jobs[job.name] = job
+            self._local.jobs = jobs
+        return jobs
+
+    def close(self) -> None:
+        for store in self._stores:
+            store.close()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the job queue's runtime is not set up; start it with `doorstep worker`")
+    return _runtime
+
+
+def set_runtime(value: Runtime | None) -> None:
+    global _runtime
+    _runtime = value
+
+
+def queue_posts(store: Store, mentions: Sequence[Mention], stage: str = "classify", size: int = BATCH) -> list[int]:
+    """Stage posts in batches (``job_batches``) and defer one ``stage`` job per batch, in the store's
+    transaction. ``stage="ingest"``: the posts are labelled already (or stay unlabelled)."""
+    import json
+
+    from doorstep.models import utcnow
+    from doorstep.store import iso
+
+    task = CLASSIFY_TASK if stage == "classify" else INGEST_TASK
+    ids: list[int] = []
+    with store.transaction():
+        for start in range(0, len(mentions), size):
+            posts = json.dumps(mention_payload(mentions[start:start + size]), separators=(",", ":"))
+            cursor = store.db.execute("insert into job_batches (stage, posts, created_at) values (?, ?, ?)",
+                                      [stage, posts, iso(utcnow())])
+            ids.append(int(cursor.lastrowid))
+            defer_on(store, task, queue=stage, batch=ids[-1])
+    return ids
+
+
+def _batch(store: Store, batch: int, stage: str) -> list[Mention] | None:
+    import json
+
+    rows = store.rows("select posts from job_batches where id = ? and stage = ?", [batch, stage])
+    return mentions_from(json.loads(rows[0]["posts"])) if rows else None
+
+
+class QueuedPipeline(Pipeline):
+    """What listeners get on PostgreSQL: fetched posts become ``classify`` jobs, not inline work.
+
+    The batches and their jobs are written in the store's transaction, so a listener's page of
+    posts and its cursor commit together (the listener writes both in one transaction): a
+    worker killed between fetch and commit leaves neither, and the page is fetched again.
+    """
+
+    def ingest(self, mentions: Any) -> IngestResult:
+        batch = list(mentions)
+        queue_posts(self.store, batch, "classify")
+        return IngestResult(received=len(batch))
+
+
+# ------------------------------------------------------------------ the tasks
+def classify_batch(batch: int) -> int:
+    """Label a staged batch with this worker's classifier, then hand it to ``ingest`` in smaller batches."""
+    rt = runtime()
+    store = rt.store()
+    mentions = _batch(store, batch, "classify")
+    if mentions is None:
+        return 0  # classified already (this job ran twice: a worker died after committing)
+    todo = [m for m in mentions if not m.outbound and m.labels is None]
+    if todo:
+        for mention, labels in zip(todo, rt.classifier().classify([m.text for m in todo])):
+            mention.labels = labels
+    with store.transaction():
+        taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])
+        if taken.rowcount:
+            queue_posts(store, mentions, "ingest", size=INGEST_BATCH)
+    return len(todo)
+
+
+def ingest_batch(batch: int) -> dict[str, int]:
+    """Store a staged batch through the pipeline (no classifier here: it ran on ``classify``).
+
+    The posts and the batch's removal commit together: run twice, the second run finds no batch.
+    """
+    rt = runtime()
+    store = rt.store()
+    with store.transaction():
+        # Batches that share a thread, author or number wait for each other (Store.serialise): a
+        # whole batch ahead may take longer than the store's usual lock timeout (busy_timeout_s).
+        store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
+        mentions = _batch(store, batch, "ingest")
+        if mentions is None:
+            return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+        result = Pipeline(store, rt.config, classifier=None, batch_size=BATCH).ingest(mentions)
+        store.db.execute("delete from job_batches where id = ?", [batch])
+    return {"stored": result.stored, "duplicates": result.duplicates, "cases_opened": result.cases_opened}
+
+
+def send_message(message_id: int) -> str:
+    """Send one outbox message (claimed in one UPDATE: two jobs for one message send it once)."""
+    return _outbox_of(runtime()).send_one(message_id)
+
+
+def _outbox_of(rt: Runtime) -> Any:
+    outbox = getattr(rt._local, "outbox", None)
+    if outbox is None:
+        from responders.outbox import Outbox
+
+        outbox = rt._local.outbox = Outbox(rt.store(), rt.config)
+    return outbox
+
+
+def sweep_outbox(timestamp: int) -> int:
+    """Re-queue messages in doubt (lease run out) and defer a send job for every due message.
+
+    A message's job is deferred with its transaction; this catches the rest: retries after a
+    backoff, and messages whose worker was killed (their jobs stay "doing" until retried).
+    The queueing lock keeps one waiting job per message.
+    """
+    from doorstep.models import utcnow
+    from doorstep.store import iso
+
+    rt = runtime()
+    outbox = _outbox_of(rt)
+    outbox.recover_in_doubt()
+    store = rt.store()
+    rows = store.rows("select id from outbound_messages where status = 'queued' and kind != 'report' "
+                      "and (next_attempt_at is null or next_attempt_at <= ?) order by id", [iso(utcnow())])
+    deferred = 0
+    for row in rows:
+        try:
+            with store.transaction():
+                defer_on(store, SEND_TASK, queue="send", queueing_lock=f"send:{row['id']}", message_id=row["id"])
+            deferred += 1
+        except procrastinate.exceptions.AlreadyEnqueued:
+            continue
+    return deferred
+
+
+@contextmanager
+def held_advisory_lock(db: str, name: str) -> Iterator[bool]:
+    """Try to take a session advisory lock on a connection of its own; yields whether we hold it.
+
+    Session-level, not transaction-level: a poll commits page by page. If the process dies,
+    PostgreSQL ends the session and releases the lock, so no poller is ever locked out for good.
+    """
+    import psycopg
+
+    with psycopg.connect(conninfo(db), autocommit=True) as conn:
+        # Keyed with the schema too: two shops in one database poll side by side.
+        key = conn.execute("select hashtextextended(current_schema() || ':' || %s, 0)", [name]).fetchone()[0]
+        held = bool(conn.execute("select pg_try_advisory_lock(%s)", [key]).fetchone()[0])
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute("select pg_advisory_unlock(%s)", [key])
+
+
+def poll_channel(timestamp: int, job: str) -> str:
+    """One round of a listener, by exactly one worker at a time (the others skip the round)."""
+    rt = runtime()
+    with held_advisory_lock(rt.db, f"doorstep:{job}") as held:
+        if not held:
+            log.info("%s: another worker is polling; skipped this round", job)
+            return "skipped"
+        rt.jobs()[job].run_once()
+        return "polled"
+
+
+def run_periodic(timestamp: int, job: str) -> None:
+    """One round of a periodic worker job (alerts, SLA escalations, follow-ups, the weekly report)."""
+    runtime().jobs()[job].run_once()
+
+
+def build_app(db: str, config: Config) -> procrastinate.App:
+    """The procrastinate app of this process: every task, and a periodic task per configured job."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(db)))
+    # A batch whose transaction failed (a lock wait that ran out, a lost connection) rolled back
+    # whole and is still staged: it is simply run again, a little later each time.
+    retry = procrastinate.RetryStrategy(max_attempts=8, linear_wait=2)
+    app.task(name=CLASSIFY_TASK, queue="classify", retry=retry)(classify_batch)
+    app.task(name=INGEST_TASK, queue="ingest", retry=retry)(ingest_batch)
+    app.task(name=SEND_TASK, queue="send")(send_message)
+
+    from responders.config import responders_settings
+
+    sweep = app.task(name="doorstep.outbox_sweep", queue="send", queueing_lock="doorstep.outbox_sweep")(sweep_outbox)
+    app.periodic(cron=cron_every(responders_settings(config).outbox_interval_s))(sweep)
+
+    poll = app.task(name="doorstep.poll", queue="listen")(poll_channel)
+    periodic = app.task(name="doorstep.periodic", queue="alerts")(run_periodic)
+    for job in _configured_jobs(config):
+        if job.name in SERVER_JOBS:
+            continue  # servers, not rounds: run by `doorstep listen webhook` / `doorstep listen x` (see README)
+        if job.name.startswith("listen:"):
+            app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queueing_lock=f"poll:{job.name}",
+                         task_kwargs={"job": job.name})(poll)
+        elif job.name != OUTBOX_JOB:
+            app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queue=periodic_queue(job.name),
+                         queueing_lock=f"periodic:{job.name}", task_kwargs={"job": job.name})(periodic)
+
+    @app.periodic(cron=cron_every(STALLED_AFTER_S))
+    @app.task(name="doorstep.retry_stalled", queue="send", queueing_lock="doorstep.retry_stalled")
+    async def retry_stalled_jobs(timestamp: int) -> int:
+        """Jobs left "doing" by a worker that stopped sending heartbeats: run them again."""
+        stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
+        for job in stalled:
+            await app.job_manager.retry_job(job)
+        return len(stalled)
+
+    @app.periodic(cron="17 * * * *")
+    @app.task(name="doorstep.remove_old_jobs", queue="alerts", queueing_lock="doorstep.remove_old_jobs")
+    async def remove_old_jobs(timestamp: int) -> None:
+        """Finished jobs are kept a day (what ran, when, on which worker), then deleted; failed ones stay."""
+        await app.job_manager.delete_old_jobs(nb_hours=JOBS_KEPT_HOURS)
+
+    return app
+
+
+def _configured_jobs(config: Config) -> list[Any]:
+    """The worker jobs configured in doorstep.toml (built on a throwaway store only for their names)."""
+    store = Store(":memory:")
+    try:
+        jobs: list[Any] = []
+        for spec in JOB_PROVIDERS:
+            provider = optional_attribute(spec)
+            jobs.extend(provider(store, config, None) if provider is not None else [])
+        return jobs
+    finally:
+        store.close()
+
+
+def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, concurrency: int = 1,
+               classifier: str | None = None, name: str | None = None, wait: bool = True) -> None:
+    """Run one worker process until SIGINT/SIGTERM (``wait=False``: until the queues are empty)."""
+    apply_schema(conninfo(db))
+    set_runtime(Runtime(db, config, classifier))
+    app = build_app(db, config)
+    started = time.monotonic()
+    log.info("worker %s on queues %s, concurrency %s", name or "", ", ".join(queues or QUEUES), concurrency)
+    try:
+        app.run_worker(queues=list(queues) if queues else None, concurrency=concurrency, name=name, wait=wait,
+                       stalled_worker_timeout=STALLED_AFTER_S,
+                       fetch_job_polling_interval=1.0)
+    finally:
+        runtime().close()
+        set_runtime(None)
+        log.info("worker stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,86 @@
+"""``doorstep worker`` (PostgreSQL: procrastinate workers) and ``doorstep db copy`` (SQLite -> PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from doorstep.context import Context, pass_ctx
+from doorstep.job_queue import QUEUES as QUEUE_NAMES
+
+
+def _queues(value: str) -> list[str]:
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUE_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or '(none)'}: the queues are {', '.join(QUEUE_NAMES)}",
+                                 param_hint="--queues")
+    return names
+
+
+@click.command()
+@click.option("--queues", default=",".join(QUEUE_NAMES), show_default=True,
+              help="Comma-separated queues this worker takes jobs from.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs this process runs at the same time (threads).")
+@click.option("--classifier", default=None, help="Classifier of the classify queue (default: configured).")
+@click.option("--name", default=None, help="This worker's name in logs and in procrastinate's tables.")
+@click.option("--until-empty", is_flag=True, help="Stop once the queues are empty (tests, benchmarks, backfills).")
+@click.option("--verbose", "-v", is_flag=True, help="Log every job.")
+@pass_ctx
+def worker(ctx: Context, queues: str, concurrency: int, classifier: str | None, name: str | None,
+           until_empty: bool, verbose: bool) -> None:
+    """Run a job-queue worker on PostgreSQL; start as many as you like, on as many machines.
+
+    Each listener account is polled by one worker at a time, sends go out once, and periodic
+    work (SLA checks, alerts, follow-ups, the weekly report) runs once per period however
+    many workers run. On SQLite use `doorstep run` (one process, a thread per job).
+    """
+    from commands.jobs_queue import run_worker
+    from doorstep.dialect import is_postgres
+
+    if not is_postgres(ctx.db_path):
+        raise click.ClickException(
+            f"--db {ctx.db_path} is a SQLite file: `doorstep worker` needs PostgreSQL (--db postgresql://...); "
+            "on SQLite run `doorstep run`")
+    names = _queues(queues)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.store  # opens and migrates the database first: a bad URL is one line, before any worker starts
+    run_worker(ctx.db_path, ctx.config, queues=names, concurrency=concurrency, classifier=classifier,
+               name=name, wait=not until_empty)
+
+
+@click.group()
+def db() -> None:
+    """The database itself: copy a shop from SQLite to PostgreSQL."""
+
+
+@db.command(name="copy")
+@click.option("--from", "source", required=True, metavar="SQLITE_FILE", help="The SQLite database to copy.")
+@click.option("--to", "target", required=True, metavar="POSTGRESQL_URL", help="postgresql://user@host/db")
+@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Rows per transaction (a rerun continues after the last committed batch).")
+def copy_cmd(source: str, target: str, batch: int) -> None:
+    """Copy every table losslessly and resumably, then print per-table counts and checksums of both sides."""
+    from commands.db_copy import CopyError, copy_database
+
+    try:
+        report = copy_database(source, target, batch=batch, progress=lambda line: click.echo(line, err=True))
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    width = max((len(t.table) for t in report.tables), default=5)
+    click.echo(f"{'table':<{width}}  {'sqlite':>9}  {'postgresql':>10}  {'copied now':>10}  checksum")
+    for t in report.tables:
+        same = "same" if t.source_checksum == t.target_checksum and t.source_count == t.target_count else "DIFFERENT"
+        click.echo(f"{t.table:<{width}}  {t.source_count:>9}  {t.target_count:>10}  {t.copied:>10}  "
+                   f"{t.source_checksum[:16]} {same}")
+    if not report.identical:
+        raise click.ClickException("the copy differs from the source (see the table above); run the copy again")
+    click.echo("every table copied; counts and checksums match")
+
+
+commands: list[Any] = [worker, db]
