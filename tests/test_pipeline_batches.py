@@ -23,13 +23,13 @@ from doorstep.models import Case, Customer, Mention, Order, Shipment, TrackingEv
 from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
 
-from conftest import T0, KeywordClassifier, mention
+from conftest import T0, KeywordClassifier, drop_postgres_schema, mention, new_postgres_schema
 
 UPS = "1Z999AA10123456784"
 
 
-def _shop(path: Path) -> Store:
-    store = Store(path)
+def _shop(where: Path | str) -> Store:
+    store = Store(where)
     store.upsert_customers([
         Customer(id="c-ann", name="Ann Lee", handles={"x": "ann_lee"}),
         Customer(id="c-bob", name="Bob Roe", handles={"x": "bobroe"}, vip=True),
@@ -93,13 +93,13 @@ def _stored(store: Store) -> dict[str, list[tuple]]:
     """Every row the pipeline writes, without the wall-clock stamps."""
     out = {}
     for table, skip in (("mentions", {"ingested_at"}), ("cases", set()), ("audit_events", {"at"})):
-        columns = [r[1] for r in store.db.execute(f"pragma table_info({table})").fetchall() if r[1] not in skip]
-        out[table] = [tuple(r) for r in store.db.execute(f"select {', '.join(columns)} from {table} order by id")]
+        out[table] = [tuple(v for k, v in row.items() if k not in skip)
+                      for row in store.rows(f"select * from {table} order by id")]
     return out
 
 
-def _run(path: Path, config: Config, batch_size: int) -> tuple[Store, IngestResult, list[Mention]]:
-    store = _shop(path)
+def _run(where: Path | str, config: Config, batch_size: int) -> tuple[Store, IngestResult, list[Mention]]:
+    store = _shop(where)
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
     posts = _batch(hint)
@@ -109,9 +109,21 @@ def _run(path: Path, config: Config, batch_size: int) -> tuple[Store, IngestResu
     return store, result, posts
 
 
-def test_one_batch_stores_what_one_post_at_a_time_stores(tmp_path: Path, config: Config):
-    batched, together, posts = _run(tmp_path / "batched.db", config, batch_size=500)
-    single, apart, _ = _run(tmp_path / "single.db", config, batch_size=1)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path | str, Path | str]]:
+    """Where to build the batched and the one-at-a-time store, on each backend."""
+    if request.param == "sqlite":
+        yield tmp_path / "batched.db", tmp_path / "single.db"
+        return
+    urls = (new_postgres_schema(), new_postgres_schema())
+    yield urls
+    for url in urls:
+        drop_postgres_schema(url)
+
+
+def test_one_batch_stores_what_one_post_at_a_time_stores(two_stores: tuple[Path | str, Path | str], config: Config):
+    batched, together, posts = _run(two_stores[0], config, batch_size=500)
+    single, apart, _ = _run(two_stores[1], config, batch_size=1)
 
     assert _stored(batched) == _stored(single)
     counts = ("received", "stored", "duplicates", "cases_opened", "cases_updated", "mention_ids")
