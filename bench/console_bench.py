@@ -383,19 +383,32 @@ def one_round(run: Run, i: int) -> None:
     paged = {**run.filters, "offset": 50}
     run.timed("next page (51-100)", lambda: None, lambda: run.page.get_by_role("button", name="Next").click(),
               expected(run.store, paged), paged)
-    # A different row each round, and a case nobody has answered yet (a repeated reply would be
-    # the same message again, or refused as already answered).
-    # Cases on x only: fill() writes every post on x but gives cases random channels, and the
-    # composer offers a webhook case's own channel first, which takes no replies.
-    rows = [(r, c.id) for r, c in enumerate(run.store.inbox(_query(paged))[:15]) if c.channel == "x"]
+    # A different row each round (of the 18 the table shows without scrolling), and a case nobody
+    # has answered yet (a repeated reply would be the same message again, or refused as answered).
+    rows = list(enumerate(c.id for c in run.store.inbox(_query(paged))[:18]))
     start = (i + 1) % len(rows)
     row, case_id = next((r, cid) for r, cid in [*rows[start:], *rows[:start]]
                         if not run.store.db.execute("select 1 from outbound_messages where case_id = ?",
                                                     [cid]).fetchone())
-    run.timed("open case (row click, to its heading)", lambda: None, lambda: click_row(run.page, row),
-              {"kind": "case", "id": case_id})
+    grid = run.page.locator('[data-testid="stDataFrame"]')
+    run.timed("open case (row click, to its heading)", grid.scroll_into_view_if_needed,
+              lambda: click_row(run.page, row), {"kind": "case", "id": case_id})
     box = run.page.get_by_label("Reply text")
-    run.timed("queue reply (to 'reply queued')", lambda: box.fill(REPLY_TEXT),
+
+    def write_reply() -> None:
+        # Reply on x: fill() writes every post on x but gives cases random channels, and the
+        # composer offers the case's own channel first (a webhook takes no replies).
+        x = run.page.get_by_role("radiogroup", name="Reply on").get_by_text("x", exact=True)
+        if not run.page.get_by_role("radio", name="x", exact=True).is_checked():
+            x.click()
+            run.page.wait_for_timeout(300)
+            run.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"], "
+                                       "[data-stale=\"true\"]') && document.querySelectorAll('textarea').length "
+                                       "&& [...document.querySelectorAll('label')].filter(l => "
+                                       "l.innerText.trim() === 'Reply text').length === 1")
+        box.fill(REPLY_TEXT)
+
+    run.timed("queue reply (to 'reply queued')", write_reply,
               lambda: run.page.get_by_role("button", name="Queue reply").click(),
               {"kind": "reply", "id": case_id})
     link = run.page.get_by_role("link", name="Inbox")
@@ -554,7 +567,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], fill_s: float | None,
         "(opening a case, queueing a reply) are not replayed (`-`): their figure is in the end-to-end time only. "
         "Search by order number types an open case's linked order number (another case each round); next page "
         "clicks Next under the table (cases 51-100); open case clicks a row of that page (another row each round, "
-        "a case on x nobody has answered) and waits for its heading and posts; queue reply types a reply into "
+        "a case nobody has answered) and waits for its heading and posts; queue reply picks x under \"Reply on\" (untimed), types a reply into "
         "the composer and clicks Queue reply, until \"reply queued\" shows; first load after login runs until the "
         "page reloaded from /auth/session (the HttpOnly cookie) shows the inbox.",
         "",
