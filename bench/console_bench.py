@@ -402,10 +402,11 @@ def one_round(run: Run, i: int) -> None:
         if not run.page.get_by_role("radio", name="x", exact=True).is_checked():
             x.click()
             run.page.wait_for_timeout(300)
-            run.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"], "
+        # One reply box, nothing stale or running (a redraw of the case page can hold two for a moment).
+        run.page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"], "
                                        "[data-stale=\"true\"]') && document.querySelectorAll('textarea').length "
                                        "&& [...document.querySelectorAll('label')].filter(l => "
-                                       "l.innerText.trim() === 'Reply text').length === 1")
+                                       "l.innerText.trim() === 'Reply text').length === 1", timeout=20000)
         box.fill(REPLY_TEXT)
 
     run.timed("queue reply (to 'reply queued')", write_reply,
