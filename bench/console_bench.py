@@ -55,7 +55,7 @@ from inbox_bench import fill  # noqa: E402  (bench/ is on sys.path when this fil
 
 from classifiers.evaluate import write_section  # noqa: E402
 from console.auth import add_user, get_user  # noqa: E402
-from console.inbox import FACETS, SLA_STATES, _query  # noqa: E402
+from console.inbox import FACETS, SLA_STATES, WAITING, _query  # noqa: E402
 from doorstep.models import INTENTS, OPEN_CASE_STATUSES  # noqa: E402
 from doorstep.store import Store  # noqa: E402
 from standins.recording import free_port  # noqa: E402
@@ -216,7 +216,8 @@ def expected(store: Store, filters: dict[str, Any]) -> dict[str, Any]:
 
 
 def server_ms(store: Store, filters: dict[str, Any], user: str = USERNAME) -> float:
-    """The Store calls of console.inbox.render() for ``filters``, in its order, in ms.
+    """The Store calls of console.inbox.render() for ``filters``, in its order, in ms (facets, SLA and
+    "waiting for" counts, total, page, search cap).
 
     The store remembers search results while the database is unchanged; ``expected()`` has
     just run this search, so forget it first: the figure includes the full-text query, as
@@ -229,6 +230,8 @@ def server_ms(store: Store, filters: dict[str, Any], user: str = USERNAME) -> fl
         store.inbox_facets(column, _query(filters, without=column))
     for state in SLA_STATES:
         store.inbox_count(_query({**filters, "sla_state": state}))
+    for waiting in WAITING:  # the "Waiting for" counts
+        store.inbox_count(_query({**filters, "waiting": waiting}))
     query = _query(filters)
     store.inbox_count(query)
     store.inbox(query)
