@@ -1,4 +1,4 @@
-"""Console inbox latency end to end in a real browser at 1M mentions / 200k cases (issue 6).
+"""Console inbox latency end to end in a real browser at 1M mentions / 200k cases (issues 6, 17).
 
     .venv/bin/python bench/console_bench.py --db /tmp/console-bench.db --repeat 20 \
         --before bench/console_bench-f4767de.json --write
@@ -7,8 +7,8 @@ Builds the database with ``fill()`` from bench/inbox_bench.py (or reuses ``--db`
 already holds cases), adds what the inbox and case pages show beyond it (author handles,
 priority reasons, last activity, some assignees, threads and post labels), creates the agent
 ``bench``, starts ``streamlit run app.py`` on a free local port and drives Debian's headless
-Chromium through Playwright's sync API: log in, then filter, search, clear and open cases the
-way an agent does.
+Chromium through Playwright's sync API: log in, then filter, search by words and by order number,
+clear, go to the next page, open a case from the table and queue a reply, the way an agent does.
 
 Each interaction is timed from the user's action (the click, or Enter in a select box or the
 search box) until the page has finished re-rendering: Streamlit's running indicator
