@@ -497,7 +497,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                 return
             st.session_state[key] = text
 
-        st.button("Fill template", key=f"fill_{case.id}", on_click=fill)
+        st.button("Fill template", key=f"fill_{case.id}", on_click=fill, shortcut=SHORTCUTS["fill"])
     kept = st.session_state.pop(f"_draft_keep_{case.id}", None)
     if kept is not None:
         st.session_state[key] = kept[:limit] if limit is not None else kept
@@ -534,7 +534,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         text = st.text_area("Reply text", key=key, height=120, max_chars=limit)
         button, answer = st.columns([1, 3], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
-                                  disabled=not can(user, "reply"))
+                                  disabled=not can(user, "reply"), shortcut=SHORTCUTS["queue"])
         with answer:  # the answer to "Queue reply", in the same row as the button
             if st.session_state.get(error_key):
                 st.error(escape_md(st.session_state.pop(error_key)))
@@ -542,8 +542,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
-                             + "the exact count is checked on Queue reply. Ctrl+Enter queues it; keys: J/K next "
-                             "and previous case, A assign to me, E escalate."))
+                             + "the exact count is checked on Queue reply."))
+    st.caption(KEYS_HELP)
     length = weighted_length(channel or "", text or "") if channel else len(text or "")
     if text and text.strip():
         over = limit is not None and length > limit
@@ -704,6 +704,26 @@ def form_round(case: Case) -> int:
     return int(st.session_state.get(f"_case_form_round_{case.id}", 0))
 
 
+def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
+    """X: resolve (never past an undelivered reply or escalation), then the next case of the queue."""
+    pending = pending_messages(store, case.id)  # type: ignore[arg-type]
+    if pending:
+        flash("error", f"Not resolved: {len(pending)} reply/escalation message(s) are pending or failed. Use "
+              "\"Resolve even though...\" under Status to confirm, or retry/cancel them first.", at=f"status:{case.id}")
+        st.rerun()
+    changes: dict[str, Any] = {"status": "resolved"}
+    if case.resolved_at is None:
+        changes["resolved_at"] = utcnow()
+    if write_case(store, case, user.username, "resolved", at="status", **changes) is None:
+        st.rerun()  # someone else changed the status: the conflict is shown, nothing moves on
+    queue = [int(i) for i in st.session_state.get("_inbox_ids") or []]
+    after = neighbour(queue, case.id, 1)
+    if after is not None:
+        flash("success", f"case #{case.id} resolved")
+        open_case(after)
+    st.rerun()
+
+
 def _next_form_round(case: Case) -> None:
     st.session_state[f"_case_form_round_{case.id}"] = form_round(case) + 1
 
@@ -728,6 +748,9 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                 changes["resolved_at"] = utcnow()
             write_case(store, case, user.username, f"status set to {status}", at="status", **changes)
             st.rerun()
+    if st.button("Resolve and go to the next case", key=f"resolve_next_{case.id}", disabled=not can(user, "status"),
+                 shortcut=SHORTCUTS["resolve"], help="Resolve this case, then open the next one in the inbox's order"):
+        _resolve_and_next(store, case, user)
     show_flashes(at=f"status:{case.id}")
     assignees = [""] + [u[0] for u in store.db.execute("select username from users order by username").fetchall()]
     if can(user, "reassign"):
@@ -745,7 +768,7 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     show_flashes(at=f"assign:{case.id}")
     with st.form(f"snooze_{case.id}"):
         choice = st.selectbox("Snooze for", list(SNOOZE_CHOICES), key=f"snooze_sel_{case.id}")
-        if st.form_submit_button("Snooze", disabled=not can(user, "snooze")):
+        if st.form_submit_button("Snooze", disabled=not can(user, "snooze"), shortcut=SHORTCUTS["snooze"]):
             until = utcnow() + SNOOZE_CHOICES[choice]
             write_case(store, case, user.username, f"snoozed until {local_time(until, get_config())}", at="snooze",
                        snoozed_until=until)
@@ -827,7 +850,11 @@ def neighbour(queue: list[int], case_id: int | None, step: int) -> int | None:
 
 #: The page's keys (Streamlit's own button shortcuts, which leave text boxes alone; R and C are
 #: Streamlit's own). Ctrl+Enter in the reply box queues the reply (it submits the form).
-SHORTCUTS = {"next": "J", "previous": "K", "assign": "A", "escalate": "E"}
+SHORTCUTS = {"next": "J", "previous": "K", "assign": "A", "escalate": "E", "fill": "T", "queue": "Q", "snooze": "S",
+             "resolve": "X"}
+#: What the keys do, as the page lists them (Streamlit cannot bind "?", so the list is always shown).
+KEYS_HELP = ("Keys (outside a text box): J / K next and previous case · A assign to me · T fill the suggested "
+             "template · Q or Ctrl+Enter queue the reply · E escalate · S snooze · X resolve and go to the next case")
 
 
 def _next_previous(case_id: int | None) -> None:

@@ -479,6 +479,7 @@ def _opener(cases: list[Any]) -> None:
         st.text_input("…or any case number", key="inbox_number", placeholder="e.g. 224", on_change=_open_typed)
     with pick_cols[2]:
         st.write("")
-        st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick)
+        st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick, shortcut="Enter",
+                  help="Enter opens the chosen case (the top one unless you pick another)")
     if error:
         st.error(escape_md(error))

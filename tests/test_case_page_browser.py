@@ -177,6 +177,10 @@ def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any])
         wait_idle(page)
         expect(page.get_by_role("heading", name="Case #", exact=False)).not_to_have_text(first)
         second = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        # The new case's page replaces the old one element by element (each case keys its own
+        # composer): wait until the old composer is gone, then type into the one that is left.
+        wait_idle(page)
+        expect(page.get_by_label("Reply text")).to_have_count(1)
         box = page.get_by_label("Reply text")
         box.click()
         page.keyboard.type("jake e k", delay=20)

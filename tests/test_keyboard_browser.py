@@ -1,0 +1,102 @@
+"""A case worked with the keyboard alone, in headless Chromium (issue 17: "the e2e test works a case by keyboard only").
+
+After logging in, no mouse: Enter opens the inbox's chosen case; on the case page A assigns it to
+me, T fills the suggested template, Q queues the reply, E escalates, S snoozes and X resolves and
+moves to the next case. Each key's effect is checked where it lands: the store, the X emulator and
+the mail sink.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.test_e2e_browser import (  # noqa: F401 - fixtures
+    _needs_chromium, launch_chromium, login, send_outbox, shot, wait_idle, world,
+)
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _case(db: Any, case_id: int) -> Any:
+    from doorstep.store import Store
+
+    store = Store(db)
+    try:
+        return store.get_case(case_id)
+    finally:
+        store.close()
+
+
+def _kinds(db: Any, case_id: int) -> list[str]:
+    from doorstep.store import Store
+
+    store = Store(db)
+    try:
+        return [r[0] for r in store.db.execute("select kind from outbound_messages where case_id = ?", [case_id])]
+    finally:
+        store.close()
+
+
+def _wait_for(check: Any, what: str, seconds: float = 10.0) -> None:
+    """The store is where a key's effect lands; the page's note of it may be redrawn away by a live tick."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not done: {what}"
+        time.sleep(0.2)
+
+
+def test_an_agent_works_a_case_by_keyboard_only(world: dict[str, Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+
+        # Enter on the inbox opens the chosen case (the queue's first unless another is picked).
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Case #", exact=False).wait_for()
+        wait_idle(page)
+        expect(page.get_by_text("Keys (outside a text box)", exact=False)).to_be_visible()
+
+        # The fixture's case, by its shared address (typed, as a link is), then keys only.
+        page.goto(f"{world['url']}/case?id={case_id}")
+        page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
+        wait_idle(page)
+        page.locator("body").press("a")
+        wait_idle(page)
+        _wait_for(lambda: _case(world["db"], case_id).assignee == "ann", "A assigned the case to ann")
+
+        page.locator("body").press("t")
+        wait_idle(page)
+        expect(page.get_by_label("Reply text")).to_have_value(world["reply"])
+        page.locator("body").press("q")
+        wait_idle(page)
+        _wait_for(lambda: _kinds(world["db"], case_id).count("reply") == 1, "Q queued the reply")
+        send_outbox(world["db"])
+        assert [post["text"] for post in world["emulator"].posted] == [world["reply"]]
+
+        page.locator("body").press("e")
+        wait_idle(page)
+        _wait_for(lambda: "escalation" in _kinds(world["db"], case_id), "E queued the escalation")
+        send_outbox(world["db"])
+        assert world["smtp"].messages, "the escalation e-mail reached the mail server"
+
+        page.locator("body").press("s")
+        wait_idle(page)
+        _wait_for(lambda: _case(world["db"], case_id).snoozed_until is not None, "S snoozed the case")
+
+        page.locator("body").press("x")
+        wait_idle(page)
+        _wait_for(lambda: _case(world["db"], case_id).status == "resolved", "X resolved the case")
+        # ...and the page moved on to the next case of the queue (or stayed, if this was the last).
+        heading = page.get_by_role("heading", name="Case #", exact=False).inner_text()
+        shot(page, "keyboard-only-after-resolve")
+        assert heading != f"Case #{case_id}" or "resolved" in page.content()
+        browser.close()
