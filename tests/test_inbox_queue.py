@@ -218,3 +218,29 @@ def test_case_address_holds_the_case_and_survives_reload(shop: Store) -> None:
     fresh.query_params["id"] = "17"
     fresh.run()
     assert "Case #17" in texts(fresh)
+
+
+def test_next_page_reuses_the_filter_counts_until_something_changes(shop: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counts beside the filters (~14 queries over every open case) are not queried again for
+    another page of the same filters; a new case or another filter queries them again."""
+    calls: list[str] = []
+    facets = Store.inbox_facets
+
+    def counted(self: Store, column: str, query: InboxQuery | None = None) -> dict[str, int]:
+        calls.append(column)
+        return facets(self, column, query)
+
+    monkeypatch.setattr(Store, "inbox_facets", counted)
+    at = page("inbox", shop)
+    first = len(calls)
+    assert first >= 6 and "302" in texts(at)
+    at.button(key="inbox_next").click().run()
+    assert "51–100 of 302" in texts(at)
+    assert len(calls) == first  # the same counts, not queried again
+    assert "302: Larkspur Home 302" in texts(at)  # and still shown
+    shop.insert_case(Case(status="new", priority=5.0, channel="x", brand="Larkspur Home", author_handle="newcomer",
+                          opened_at=utcnow(), last_activity_at=utcnow(), mention_count=0))
+    at.button(key="inbox_next").click().run()
+    assert len(calls) > first  # the data changed: counted again
+    assert "303: Larkspur Home 303" in texts(at)
