@@ -39,6 +39,34 @@ def _kinds(db: Any, case_id: int) -> list[str]:
         store.close()
 
 
+def _ready(page: Any, button: str) -> None:
+    """A key works once its button is drawn and live (not a stale copy from the previous run)."""
+    from playwright.sync_api import expect
+
+    wait_idle(page)
+    expect(page.get_by_role("button", name=button, exact=False).first).to_be_enabled()
+    page.locator("body").focus()
+
+
+def _press(page: Any, key: str, button: str, done: Any, what: str) -> None:
+    """Press ``key`` once its button is live, and wait for its effect in the store.
+
+    A key pressed while Streamlit is still swapping the page's elements can be lost (seen in two
+    of three full-suite runs on a loaded machine, never alone): the key is pressed once more then,
+    and a second loss fails the test. Known limit, in the README's keys paragraph.
+    """
+    for attempt in (1, 2):
+        _ready(page, button)
+        page.locator("body").press(key)
+        wait_idle(page)
+        try:
+            _wait_for(done, what, seconds=6.0)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
 def _wait_for(check: Any, what: str, seconds: float = 10.0) -> None:
     """The store is where a key's effect lands; the page's note of it may be redrawn away by a live tick."""
     import time
@@ -69,32 +97,23 @@ def test_an_agent_works_a_case_by_keyboard_only(world: dict[str, Any]) -> None:
         page.goto(f"{world['url']}/case?id={case_id}")
         page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
         wait_idle(page)
-        page.locator("body").press("a")
-        wait_idle(page)
-        _wait_for(lambda: _case(world["db"], case_id).assignee == "ann", "A assigned the case to ann")
+        _press(page, "a", "Assign to me", lambda: _case(world["db"], case_id).assignee == "ann", "A assigned the case to ann")
 
+        _ready(page, "Fill template")
         page.locator("body").press("t")
         wait_idle(page)
         expect(page.get_by_label("Reply text")).to_have_value(world["reply"])
-        page.locator("body").press("q")
-        wait_idle(page)
-        _wait_for(lambda: _kinds(world["db"], case_id).count("reply") == 1, "Q queued the reply")
+        _press(page, "q", "Queue reply", lambda: _kinds(world["db"], case_id).count("reply") == 1, "Q queued the reply")
         send_outbox(world["db"])
         assert [post["text"] for post in world["emulator"].posted] == [world["reply"]]
 
-        page.locator("body").press("e")
-        wait_idle(page)
-        _wait_for(lambda: "escalation" in _kinds(world["db"], case_id), "E queued the escalation")
+        _press(page, "e", "Escalate", lambda: "escalation" in _kinds(world["db"], case_id), "E queued the escalation")
         send_outbox(world["db"])
         assert world["smtp"].messages, "the escalation e-mail reached the mail server"
 
-        page.locator("body").press("s")
-        wait_idle(page)
-        _wait_for(lambda: _case(world["db"], case_id).snoozed_until is not None, "S snoozed the case")
+        _press(page, "s", "Snooze", lambda: _case(world["db"], case_id).snoozed_until is not None, "S snoozed the case")
 
-        page.locator("body").press("x")
-        wait_idle(page)
-        _wait_for(lambda: _case(world["db"], case_id).status == "resolved", "X resolved the case")
+        _press(page, "x", "Resolve and go to the next case", lambda: _case(world["db"], case_id).status == "resolved", "X resolved the case")
         # ...and the page moved on to the next case of the queue (or stayed, if this was the last).
         heading = page.get_by_role("heading", name="Case #", exact=False).inner_text()
         shot(page, "keyboard-only-after-resolve")
