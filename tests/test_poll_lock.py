@@ -183,3 +183,24 @@ def test_a_failing_source_releases_its_lock(db_url: str) -> None:
     assert "unexpected RuntimeError" in result.errors[0]
     assert _free(store.path, "poll:x:mentions:1001")
     store.close()
+
+
+# ----------------------------------------------------------------------------- periodic rounds
+def test_a_periodic_round_is_skipped_while_the_last_one_still_runs(postgres_url: str, config: Any) -> None:
+    """Procrastinate defers one alerts job per period; a round that outlasts its period must not
+    run beside the next one on another worker: that period's round is skipped, the next one runs."""
+    from commands.jobs_queue import Runtime, run_periodic, set_runtime
+    from doorstep.jobs import FunctionJob
+
+    rounds: list[int] = []
+    rt = Runtime(postgres_url, config)
+    rt._local.jobs = {"alerts": FunctionJob("alerts", 1.0, lambda: rounds.append(1))}
+    set_runtime(rt)
+    try:
+        with exclusive(postgres_url, "periodic:alerts") as held:  # the last round, on another worker
+            assert held
+            assert run_periodic(1, "alerts") == "skipped" and rounds == []
+        assert run_periodic(2, "alerts") == "ran" and rounds == [1]
+    finally:
+        set_runtime(None)
+        rt.close()
