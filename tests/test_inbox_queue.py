@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import console.inbox
-from console.auth import add_user
+from console.auth import add_user, get_user
 from doorstep.models import Case, Customer, Mention, Order, Shipment, utcnow
 from doorstep.store import InboxQuery, Store
 from tests.conftest import DEMO_CONFIG, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
