@@ -95,7 +95,7 @@ def test_summary_counts_equal_the_per_filter_counts(store: Store) -> None:
 
 def test_summary_splits_open_cases_by_sla_state_and_snooze(store: Store) -> None:
     now = utcnow()
-    common = dict(brand="Larkspur", channel="x", priority=50.0)
+    common = {"brand": "Larkspur", "channel": "x", "priority": 50.0}
     store.insert_case(Case(status="new", first_response_due=now - timedelta(minutes=5), **common))  # overdue
     store.insert_case(Case(status="new", first_response_due=now + timedelta(minutes=20), **common))  # due soon
     store.insert_case(Case(status="open", first_response_due=now + timedelta(hours=3), **common))  # later
