@@ -15,13 +15,8 @@ import console.inbox
 from console.auth import add_user, get_user
 from doorstep.models import Case, Customer, Mention, Order, Shipment, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import REPO, copy_of, labels, template_target
+from tests.conftest import DEMO_CONFIG, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
 
-DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
-PAGE = """
-from console import {module}
-{module}.render()
-"""
 OPEN = 302
 
 
@@ -62,29 +57,11 @@ def shop_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def shop(shop_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
-    path = copy_of(shop_template, tmp_path / "shop.db", request)
-    monkeypatch.setenv("DOORSTEP_DB", path)
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    store = Store(path)
-    yield store
-    store.close()
+    return console_copy(shop_template, request, monkeypatch, tmp_path, "shop.db")
 
 
 def page(module: str, store: Store, query: dict[str, str] | None = None, **state: object) -> AppTest:
-    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
-    at.session_state["user"] = get_user(store, "ann")
-    for key, value in state.items():
-        at.session_state[key] = value
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts).replace("\\", "")
+    return run_page(module, store, "ann", query, **state)
 
 
 def listed(at: AppTest) -> list[int]:
