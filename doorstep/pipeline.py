@@ -27,7 +27,7 @@ from typing import Protocol
 from doorstep import sla
 from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
-from doorstep.contact_history import mark_answered
+from doorstep.contact_history import AnswerWatch
 from doorstep.linking import Evidence, find_numbers, link_mention
 from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
 from doorstep.models import Case, Labels, Link, Mention
@@ -131,6 +131,7 @@ class Pipeline:
                 for mention in fresh:
                     self._ingest_one(mention, result, batch)
                 t0 = time.perf_counter()
+                batch.cases.flush()
                 result.mention_ids += batch.posts.flush()
                 result.timings["store"] += time.perf_counter() - t0
         return result
@@ -172,6 +173,19 @@ class Pipeline:
                 if thread_id:
                     threads.add((mention.channel, thread_id))
         batch.cases.prefetch_threads(threads)
+        inbound = [m for m in fresh if not m.outbound]
+        if inbound:
+            # The cases these posts may join outside their conversations (Store.author_cases): by
+            # author, by the customers and orders found above, by the conversations' customers.
+            customers, orders = batch.shop.known()
+            for case in batch.cases.read():
+                customers.add(case.customer_id or "")
+            first, last = min(m.created_at for m in inbound), max(m.created_at for m in inbound)
+            batch.cases.prefetch_authors(
+                handles=((m.channel, m.author_handle) for m in inbound if m.author_handle),
+                customer_ids=customers, order_numbers=orders,
+                resolved_since=first - timedelta(hours=self.config.cases.reopen_window_hours))
+            batch.answers = AnswerWatch(self.store, first, last)
         return batch
 
     def _new_batch(self) -> _Batch:
@@ -201,7 +215,7 @@ class Pipeline:
             self._store_mention(mention, result, batch)
             answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
             if thread_case is not None and answered:
-                batch.cases.written(store.save_case(thread_case.model_copy(update=answered), thread_case))
+                batch.cases.save(thread_case.model_copy(update=answered), thread_case)
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -230,7 +244,7 @@ class Pipeline:
             store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id
             self._store_mention(mention, result, batch)
-            mark_answered(store, case.id, mention.created_at)
+            self._mark_answered(batch, case.id, mention)
             result.timings["store"] += time.perf_counter() - t0 - t_link
             return
         before = old = case
@@ -242,7 +256,7 @@ class Pipeline:
         mention.case_id = case.id
         self._store_mention(mention, result, batch)
         # An answer to a follow-up or question we sent privately: the channel learner's evidence.
-        mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
+        self._mark_answered(batch, case.id, mention)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
@@ -251,8 +265,14 @@ class Pipeline:
             sla.start_clocks(case, mention.created_at, self.config)
         else:
             sla.customer_wrote(case, old, mention.created_at, self.config)
-        batch.cases.written(store.save_case(case, before))
+        batch.cases.save(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
+
+    def _mark_answered(self, batch: _Batch, case_id: int, mention: Mention) -> None:
+        """Contact attempts this post answers (see doorstep/contact_history.py)."""
+        if batch.answers is None:
+            batch.answers = AnswerWatch(self.store, mention.created_at, mention.created_at)
+        batch.answers.mark(case_id, mention.created_at)
 
     def _choose_case(self, mention: Mention, link: Link, brand: str | None, thread_case: Case | None,
                      hinted: bool, batch: _Batch) -> Case | None:
@@ -265,7 +285,7 @@ class Pipeline:
         if brand is None and order:
             summary = batch.shop.order_summary(order)
             brand = summary.brand if summary else None
-        candidates = self.store.author_cases(
+        candidates = batch.cases.author_cases(
             channel=mention.channel, author_handle=mention.author_handle, customer_id=link.customer_id,
             order_number=order if link.confirmed else None,
             resolved_since=mention.created_at - timedelta(hours=self.config.cases.reopen_window_hours))
@@ -279,7 +299,9 @@ class Pipeline:
                 numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
             return numbers
 
-        return choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]
+        # Views of the candidates (doorstep/lookups.py): the chosen one is read whole.
+        chosen = choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]  # type: ignore[arg-type]
+        return batch.cases.get(chosen.id) if chosen is not None else None
 
     def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
         """Written with the rest of the batch when it ends (Store.insert_mentions), in this order."""
@@ -337,6 +359,8 @@ class _Batch:
     cases: BatchCases
     #: The numbers found in each inbound post's text, by id() of the post.
     evidence: dict[int, Evidence] = field(default_factory=dict)
+    #: The contact attempts the batch's posts may answer (read ahead with the rest).
+    answers: AnswerWatch | None = None
     numbers_seconds: float = 0.0
 
 
