@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from doorstep.models import OPEN_CASE_STATUSES, Case, Mention
-from doorstep.store import (OPEN_CASES_SQL, OrderSummary, Store, _case_from_row as case_from_row, _case_row, _chunks,
+from doorstep.store import (OPEN_CASES_SQL, OrderSummary, Store, _CASE_TIMES, _case_row, _chunks,
                             _marks, iso, parse_time)
 
 #: What :meth:`Store.shipment_brief` gives: (order number, courier, every tracking status it has had).
@@ -240,8 +240,6 @@ class BatchCases:
         self._threads: dict[tuple[str, str], int | None] = {}
         #: What author_cases filters, sorts and chooses on, for every case read or written in the batch.
         self._views: dict[int, CaseView] = {}
-        #: Rows read for author_cases and not yet built into a Case (most are only looked at).
-        self._raw: dict[int, dict[str, Any]] = {}
         #: Cases inserted or changed in this batch, and under which author keys they were seen.
         self._written: set[int] = set()
         self._written_by_key: dict[tuple[str, ...], set[int]] = {}
@@ -290,8 +288,7 @@ class BatchCases:
     def get(self, case_id: int) -> Case | None:
         """:meth:`Store.get_case` (a copy: change it, then report it through :meth:`written`)."""
         if case_id not in self._cases:
-            raw = self._raw.pop(case_id, None)
-            self._cases[case_id] = case_from_row(raw) if raw is not None else self.store.get_case(case_id)
+            self._cases[case_id] = self.store.get_case(case_id)
         case = self._cases[case_id]
         return case.model_copy() if case is not None else None
 
@@ -370,13 +367,13 @@ class BatchCases:
         if not values or since is None:
             return
         found: dict[str, list[tuple[int, int]]] = {v: [] for v in values}
+        at = VIEW_COLUMNS.index(column)
+        views = self._views
         for row in author_case_rows(self.store, column, values, since, per_key, channel):
-            case_id = row["id"]
-            found.setdefault(row[column], []).append((row["pick_rank"], case_id))
-            if case_id not in self._written:
-                self._views[case_id] = CaseView.from_row(row)
-                if case_id not in self._cases:
-                    self._raw[case_id] = row
+            case_id = row[0]
+            found.setdefault(row[at], []).append((row[-1], case_id))
+            if case_id not in views:  # else known already: as read before, or as the batch wrote it
+                views[case_id] = CaseView.from_row(row)
         for value, ranked in found.items():
             key = (column, channel, value) if column == "author_handle" else (column, value)
             ranked.sort()
@@ -385,7 +382,6 @@ class BatchCases:
     def _remember(self, case: Case) -> None:
         """A case read from the store (not changed in this batch)."""
         self._cases[case.id] = case  # type: ignore[index]
-        self._raw.pop(case.id, None)  # type: ignore[arg-type]
         self._views[case.id] = CaseView.from_case(case)  # type: ignore[index]
 
     def save(self, case: Case, before: Case) -> None:
@@ -408,7 +404,6 @@ class BatchCases:
         case = as_stored(case)
         previous = self._cases.get(case.id)  # type: ignore[arg-type]
         self._cases[case.id] = case  # type: ignore[index]
-        self._raw.pop(case.id, None)  # type: ignore[arg-type]
         self._views[case.id] = view = CaseView.from_case(case)  # type: ignore[index]
         self._written.add(case.id)  # type: ignore[arg-type]
         for key in view.keys():
@@ -470,18 +465,14 @@ class CaseView:
     resolved_text: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> CaseView:
-        """As :func:`case_from_row` would read it (NULL columns take the model's defaults)."""
+    def from_row(cls, row: Sequence[Any]) -> CaseView:
+        """From :data:`VIEW_COLUMNS`, as reading the Case would give it (NULL columns take the model's defaults)."""
         view = cls()
-        view.id = row["id"]
-        view.stored_status = row["status"]
-        view.status = row["status"] or "new"
-        view.link_method = row["link_method"] or "none"
-        for name in ("brand", "intent", "channel", "author_handle", "customer_id", "order_number", "tracking_number",
-                     "merged_into"):
-            setattr(view, name, row[name])
-        view.last_text, view.resolved_text = row["last_activity_at"], row["resolved_at"]
-        view.opened_at = parse_time(row["opened_at"])
+        (view.id, status, view.brand, view.intent, view.channel, view.author_handle, view.customer_id,
+         view.order_number, view.tracking_number, link_method, opened, view.last_text, view.resolved_text,
+         view.merged_into) = row[:14]
+        view.stored_status, view.status, view.link_method = status, status or "new", link_method or "none"
+        view.opened_at = parse_time(opened)
         view.last_activity_at = parse_time(view.last_text)
         view.resolved_at = parse_time(view.resolved_text)
         return view
@@ -522,19 +513,26 @@ class CaseView:
 _OPEN = frozenset(OPEN_CASE_STATUSES)
 
 
+#: The columns of a case :class:`CaseView` holds, in the order :func:`author_case_rows` reads them.
+VIEW_COLUMNS = ("id", "status", "brand", "intent", "channel", "author_handle", "customer_id", "order_number",
+                "tracking_number", "link_method", "opened_at", "last_activity_at", "resolved_at", "merged_into")
+
+
 def author_case_rows(store: Store, column: str, values: Iterable[str], since: str, per_key: int,
-                     channel: str | None = None) -> list[dict[str, Any]]:
+                     channel: str | None = None) -> list[tuple[Any, ...]]:
     """For each value of ``column`` (for author_handle: on ``channel``), the first ``per_key`` cases
-    Store.author_cases would give by that key alone (newest activity first; ``pick_rank`` 1, 2, ...)."""
-    rows: list[dict[str, Any]] = []
+    Store.author_cases would give by that key alone (newest activity first): :data:`VIEW_COLUMNS`
+    and the rank (1, 2, ...) last."""
+    rows: list[tuple[Any, ...]] = []
     scope = "channel = ? and " if channel is not None else ""
+    columns = ", ".join(VIEW_COLUMNS)
     for chunk in _chunks(values):
-        rows += store.rows(
-            f"select * from (select c.*, row_number() over (partition by {column} "
+        rows += store.db.conn.execute(
+            f"select * from (select {columns}, row_number() over (partition by {column} "
             "order by last_activity_at desc, id desc) as pick_rank from cases c "
             f"where {scope}{column} in ({_marks(chunk)}) and merged_into is null and ({OPEN_CASES_SQL} or "
             "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?))) as ranked where pick_rank <= ?",
-            [*([channel] if channel is not None else []), *chunk, since, per_key])
+            [*([channel] if channel is not None else []), *chunk, since, per_key]).fetchall()
     return rows
 
 
@@ -555,14 +553,17 @@ def _rank(case: Case) -> tuple[bool, int]:
 
 
 def as_stored(case: Case) -> Case:
-    """A copy of ``case`` as reading it back from the store gives it: times in UTC, to the whole second."""
+    """``case`` as reading it back from the store gives it: times in UTC, to the whole second (a
+    copy if that changes anything; ``case`` itself otherwise)."""
     update = {}
-    for name, value in case.__dict__.items():
-        if isinstance(value, datetime):
+    fields = case.__dict__
+    for name in _CASE_TIMES:
+        value = fields[name]
+        if value is not None:
             stored = _stored_time(value)
             if stored != value or stored.tzinfo is not value.tzinfo:
                 update[name] = stored
-    return case.model_copy(update=update)
+    return case.model_copy(update=update) if update else case
 
 
 def _stored_time(value: datetime) -> datetime:
