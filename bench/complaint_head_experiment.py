@@ -13,20 +13,16 @@ under /tmp/triage-cache. Run from the repo root with PYTHONPATH=$PWD.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from classifiers.head_fit import FOLDS, add_pooled_output, customer_folds, labelled_tweets
+from _common import CACHE, paired, pooled_classifier, resamples, shared_dir
+from classifiers.head_fit import FOLDS, customer_folds, labelled_tweets
 from classifiers.intent_head import fit_logistic, balanced_weights
-from classifiers.onnx_backend import OnnxClassifier, prepare_text, softmax
+from classifiers.onnx_backend import prepare_text, softmax
 from classifiers.train import load_airline, load_twcs_labels
-
-CACHE = Path("/tmp/triage-cache")
 
 
 def sets(shared: Path) -> dict[str, list[dict]]:
@@ -46,13 +42,7 @@ def encoded(name: str, rows: list[dict], clf_box: list) -> tuple[np.ndarray, np.
         z = np.load(path)
         return z["pooled"], z["score"]
     if not clf_box:
-        tmp = Path(tempfile.mkdtemp(dir=CACHE))
-        for f in ("model.onnx", "config.json", "tokenizer.json", "calibration.json"):
-            shutil.copy(Path("classifiers/model") / f, tmp / f)
-        add_pooled_output(tmp / "model.onnx")
-        clf = OnnxClassifier(tmp)
-        clf._outputs.append("pooled")
-        clf_box.append(clf)
+        clf_box.append(pooled_classifier())
     clf = clf_box[0]
     logits = clf._logits([prepare_text(r["text"] or "") for r in rows])
     complaint = softmax(logits["complaint"], clf.temperatures["complaint"])
@@ -86,8 +76,7 @@ def macro_f1(g: np.ndarray, p: np.ndarray) -> float:
 
 
 def main() -> None:
-    shared = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
-    data = sets(shared)
+    data = sets(shared_dir())
     box: list = []
     enc = {k: encoded(k, v, box) for k, v in data.items()}
     y = {k: np.array([r["y"] for r in v]) for k, v in data.items()}
@@ -111,13 +100,9 @@ def main() -> None:
     report = {}
     rng = np.random.default_rng(7)
     for name, g in gold.items():
-        n = len(g); idx = [rng.integers(0, n, n) for _ in range(1000)]
-        a, b = pred_old[name], pred_new[name]
-        ci = lambda f: np.round(np.percentile([f(i) for i in idx], [2.5, 97.5]), 3).tolist()
-        report[name] = {"n": n, "complaints": int(g.sum()),
-                        "today": [round(macro_f1(g, a), 3), *ci(lambda i: macro_f1(g[i], a[i]))],
-                        "refit": [round(macro_f1(g, b), 3), *ci(lambda i: macro_f1(g[i], b[i]))],
-                        "refit-today": [round(macro_f1(g, b) - macro_f1(g, a), 3), *ci(lambda i: macro_f1(g[i], b[i]) - macro_f1(g[i], a[i]))]}
+        report[name] = {"n": len(g), "complaints": int(g.sum()),
+                        **paired({"": macro_f1}, g, pred_old[name], pred_new[name], ("today", "refit", "refit-today"),
+                                 idx=resamples(len(g), rng))}
         print(name, json.dumps(report[name]), flush=True)
     (CACHE / "complaint-report.json").write_text(json.dumps(report, indent=1))
 

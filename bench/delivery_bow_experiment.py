@@ -13,20 +13,17 @@ bench/head_mask_experiment.py. Run from the repo root with PYTHONPATH=$PWD.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from itertools import product
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import head_mask_experiment as H  # noqa: E402
-from classifiers.head_fit import FOLDS, SOURCE_WEIGHTS, customer_folds, head_rows  # noqa: E402
-from classifiers.intent_head import (EVIDENCE_SCALE, N_DELIVERY, _softmax, balanced_weights, evidence_features,  # noqa: E402
+from _common import CACHE, f1, head_arrays, head_data, paired, print_report
+from classifiers.head_fit import FOLDS, customer_folds
+from classifiers.intent_head import (EVIDENCE_SCALE, N_DELIVERY, _softmax, balanced_weights, evidence_features,
                                      fit_head, fit_logistic)
-from classifiers.onnx_backend import prepare_text  # noqa: E402
+from classifiers.onnx_backend import prepare_text
+from head_mask_experiment import METRICS
 
 _TOKEN = re.compile(r"@?\w+")
 GRID = list(product((0.0, 0.5, 1.5), (0.01, 0.1)))
@@ -59,23 +56,12 @@ def fit_delivery(x, ev, gs, y, w, scale, l2):
     return lambda x2, ev2, gs2: _softmax(np.hstack([x2, ev2 * EVIDENCE_SCALE, bow(gs2, vocab) * scale]) @ wd + bd)[:, 1]
 
 
-def f1(g, p):
-    tp = np.sum(g & p); fp = np.sum(~g & p); fn = np.sum(g & ~p)
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-
-
 def main() -> None:
-    shared = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
-    rows = head_rows(shared)
-    pooled, prior = H.embeddings(rows, "plain")
+    rows, pooled, prior = head_data()
     texts = [prepare_text(r["text"]) for r in rows]
     ev = evidence_features(texts)
     gs = [grams(t) for t in texts]
-    y = np.array([r["intent"] for r in rows])
-    w = np.array([SOURCE_WEIGHTS[r["source"]] for r in rows])
-    lab = np.array([r["source"] == "twcs-labelled" for r in rows])
-    folds = customer_folds(r["group"] for r in rows if r["source"] == "twcs-labelled")
-    fold = np.array([folds[r["group"]] if r["source"] == "twcs-labelled" else -1 for r in rows])
+    y, w, lab, fold = head_arrays(rows)
     groups = np.array([r["group"] for r in rows])
     base = np.zeros((len(rows), 10)); cand = np.zeros((len(rows), 10)); chosen = []
     for k in range(FOLDS):
@@ -103,17 +89,11 @@ def main() -> None:
         p = _softmax(head._x(pooled[held]) @ head.intent_w + head.intent_b + prior[held])
         d = p[:, :N_DELIVERY] / p[:, :N_DELIVERY].sum(1, keepdims=True); r = p[:, N_DELIVERY:] / p[:, N_DELIVERY:].sum(1, keepdims=True)
         cand[held] = np.hstack([q * d, (1 - q) * r])
-    gold = y[lab]; a = base[lab].argmax(1); b = cand[lab].argmax(1)
-    rng = np.random.default_rng(7); n = len(gold); idx = [rng.integers(0, n, n) for _ in range(1000)]
-    report = {"folds": chosen}
-    for name, m in H.METRICS.items():
-        for v, p in (("v7 recipe", a), ("word evidence", b)):
-            report[f"{v} {name}"] = [round(m(gold, p), 3), *np.round(np.percentile([m(gold[i], p[i]) for i in idx], [2.5, 97.5]), 3).tolist()]
-        report[f"diff {name}"] = [round(m(gold, b) - m(gold, a), 3), *np.round(np.percentile([m(gold[i], b[i]) - m(gold[i], a[i]) for i in idx], [2.5, 97.5]), 3).tolist()]
-    for k, v in report.items():
-        if k != "folds":
-            print(f"{k:30s} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
-    (H.CACHE / "bow-report.json").write_text(json.dumps(report, indent=1, default=str))
+    gold = y[lab]
+    report = {"folds": chosen,
+              **paired(METRICS, gold, base[lab].argmax(1), cand[lab].argmax(1), ("v7 recipe", "word evidence", "diff"))}
+    print_report(report, 30)
+    (CACHE / "bow-report.json").write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ reply, its outbox row and its send job commit in one transaction.
 
 The queues, and why each is its own:
 
-``listen``   one job per polling channel per period. A session advisory lock per channel (its
-             accounts and cursors) makes a second worker skip a round another one is polling,
-             and is released by PostgreSQL itself when a worker dies.
+``listen``   one job per polling channel per period. A session advisory lock per source (an
+             account and its cursor: :func:`doorstep.dialect.exclusive`) makes a second worker
+             leave an account another one is polling to it, and is released by PostgreSQL
+             itself when a worker dies.
 ``classify`` posts the listeners fetched, in batches: the classifier (the CPU-heavy part) runs on
              whichever workers have this queue; the labelled batch goes on to ``ingest``.
 ``ingest``   labelled batches through the pipeline: stored once (unique key), one case per
@@ -20,7 +21,8 @@ The queues, and why each is its own:
              messages left *in doubt* by a worker killed after the network call, which the
              outbox checks on the channel before any re-send).
 ``alerts``   alert rules, SLA escalations, follow-ups, proactive cases: procrastinate periodic
-             tasks, deferred once per period however many workers run (a unique row per period).
+             tasks, deferred once per period however many workers run (a unique row per period),
+             each round under a lock of its own, so a slow round never overlaps the next.
 ``reports``  the weekly report, periodic likewise.
 
 Jobs left "doing" by a worker that died are retried by a periodic task (procrastinate's
@@ -32,15 +34,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import procrastinate
 
 from doorstep.config import Config
-from doorstep.dialect import database_target
+from doorstep.dialect import database_target, exclusive
 from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, QUEUES, SEND_TASK, apply_schema, defer_job as defer_on
 from doorstep.models import Mention
 from doorstep.pipeline import IngestResult, Pipeline
@@ -293,40 +294,31 @@ def sweep_outbox(timestamp: int) -> int:
     return deferred
 
 
-@contextmanager
-def held_advisory_lock(db: str, name: str) -> Iterator[bool]:
-    """Try to take a session advisory lock on a connection of its own; yields whether we hold it.
-
-    Session-level, not transaction-level: a poll commits page by page. If the process dies,
-    PostgreSQL ends the session and releases the lock, so no poller is ever locked out for good.
-    """
-    import psycopg
-
-    with psycopg.connect(conninfo(db), autocommit=True) as conn:
-        # Keyed with the schema too: two shops in one database poll side by side.
-        key = conn.execute("select hashtextextended(current_schema() || ':' || %s, 0)", [name]).fetchone()[0]
-        held = bool(conn.execute("select pg_try_advisory_lock(%s)", [key]).fetchone()[0])
-        try:
-            yield held
-        finally:
-            if held:
-                conn.execute("select pg_advisory_unlock(%s)", [key])
-
-
 def poll_channel(timestamp: int, job: str) -> str:
-    """One round of a listener, by exactly one worker at a time (the others skip the round)."""
+    """One round of a listener. Each of its sources (an account and cursor) is polled under its
+    own lock (:func:`listeners.health.poll_sources`): a round that outlasts the period runs
+    beside the next period's round on another worker, which polls every *other* account and
+    leaves the busy one to its holder, so one slow account (a rate-limit wait) holds up no other."""
     rt = runtime()
-    with held_advisory_lock(rt.db, f"doorstep:{job}") as held:
+    rt.jobs()[job].run_once()
+    return "polled"
+
+
+def run_periodic(timestamp: int, job: str) -> str:
+    """One round of a periodic worker job (alerts, SLA escalations, follow-ups, the weekly report).
+
+    Procrastinate defers one job per period however many workers run; the lock keeps a round
+    that outlasts its period from running beside the next period's round on another worker
+    (that round is skipped: the running one is looking at the same state). A worker that dies
+    mid-round frees the lock with its session, so the next period runs as usual.
+    """
+    rt = runtime()
+    with exclusive(rt.db, f"periodic:{job}") as held:
         if not held:
-            log.info("%s: another worker is polling; skipped this round", job)
+            log.info("%s: the previous round is still running on another worker; skipped this period", job)
             return "skipped"
         rt.jobs()[job].run_once()
-        return "polled"
-
-
-def run_periodic(timestamp: int, job: str) -> None:
-    """One round of a periodic worker job (alerts, SLA escalations, follow-ups, the weekly report)."""
-    runtime().jobs()[job].run_once()
+        return "ran"
 
 
 def build_app(db: str, config: Config) -> procrastinate.App:

@@ -9,6 +9,7 @@ audited by doorstep/regroup.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -55,8 +56,8 @@ def other_cases_of_customer(store: Store, case: Case) -> list[Case]:
 
 def regroup_section(store: Store, case: Case, user: Any) -> None:
     """Split a post out into a new case; merge another case of the same customer into this one."""
-    from console.case_view import held_version, hold
-    from doorstep.regroup import RegroupError, merge_cases, split_post
+    from console.case_view import held_version
+    from doorstep.regroup import merge_cases, split_post
 
     if case.merged_into or not can(user, "regroup"):
         return
@@ -65,43 +66,44 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
     others = other_cases_of_customer(store, case)
     if len(posts) < 2 and not others:
         return
+    def split(chosen: int) -> str:
+        new = split_post(store, config, case.id, int(chosen), held_version(case), user.username)  # type: ignore[arg-type]
+        return f"post moved into new case #{new.id}"
+
+    def merge(chosen: int) -> str:
+        other = by_case[chosen]
+        merge_cases(store, config, case.id, held_version(case), other.id, other.version, user.username)  # type: ignore[arg-type]
+        return f"case #{other.id} merged into this case"
+
+    by_id = {m.id: m for m in posts}
+    by_case = {c.id: c for c in others}
     with st.expander("Split or merge"):
         if len(posts) >= 2:
-            with st.form(f"split_{case.id}"):
-                by_id = {m.id: m for m in posts}
-                chosen = st.selectbox(
-                    "Post about another issue", list(by_id), key=f"split_sel_{case.id}_v{case.version}",
-                    format_func=lambda i: f"{local_time(by_id[i].created_at, config)} · "
-                                          f"{' '.join(by_id[i].text.split())[:60]}")
-                if st.form_submit_button("Split into a new case"):
-                    try:
-                        new = split_post(store, config, case.id, int(chosen), held_version(case),  # type: ignore[arg-type]
-                                         user.username)
-                    except StaleCaseError as exc:
-                        _conflict(store, case, exc)
-                    except RegroupError as exc:
-                        st.error(escape_md(str(exc)))
-                    else:
-                        hold(store.get_case(case.id))  # type: ignore[arg-type]
-                        flash("success", f"post moved into new case #{new.id}")
-                        st.rerun()
+            _form(store, case, "split", "Post about another issue", list(by_id), "Split into a new case", split,
+                  lambda i: f"{local_time(by_id[i].created_at, config)} · {' '.join(by_id[i].text.split())[:60]}")
         if others:
-            with st.form(f"merge_{case.id}"):
-                by_case = {c.id: c for c in others}
-                chosen_case = st.selectbox(
-                    "The customer's case about the same issue", list(by_case), key=f"merge_sel_{case.id}_v{case.version}",
-                    format_func=lambda i: f"#{i} · {by_case[i].status} · {by_case[i].brand or '-'} · "
-                                          f"{by_case[i].intent or '-'} · {by_case[i].mention_count} post(s)")
-                if st.form_submit_button("Merge that case into this one"):
-                    other = by_case[chosen_case]
-                    try:
-                        merge_cases(store, config, case.id, held_version(case), other.id, other.version,  # type: ignore[arg-type]
-                                    user.username)
-                    except StaleCaseError as exc:
-                        _conflict(store, case, exc)
-                    except RegroupError as exc:
-                        st.error(escape_md(str(exc)))
-                    else:
-                        hold(store.get_case(case.id))  # type: ignore[arg-type]
-                        flash("success", f"case #{other.id} merged into this case")
-                        st.rerun()
+            _form(store, case, "merge", "The customer's case about the same issue", list(by_case),
+                  "Merge that case into this one", merge,
+                  lambda i: f"#{i} · {by_case[i].status} · {by_case[i].brand or '-'} · {by_case[i].intent or '-'} · "
+                            f"{by_case[i].mention_count} post(s)")
+
+
+def _form(store: Store, case: Case, name: str, label: str, options: list[Any], button: str,
+          act: Callable[[Any], str], format_func: Callable[[Any], str]) -> None:
+    """One regroup form: choose, press, ``act`` (its words are the flash); a stale case or a refusal is said."""
+    from console.case_view import hold
+    from doorstep.regroup import RegroupError
+
+    with st.form(f"{name}_{case.id}"):
+        chosen = st.selectbox(label, options, key=f"{name}_sel_{case.id}_v{case.version}", format_func=format_func)
+        if st.form_submit_button(button):
+            try:
+                done = act(chosen)
+            except StaleCaseError as exc:
+                _conflict(store, case, exc)
+            except RegroupError as exc:
+                st.error(escape_md(str(exc)))
+            else:
+                hold(store.get_case(case.id))  # type: ignore[arg-type]
+                flash("success", done)
+                st.rerun()

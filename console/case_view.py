@@ -432,7 +432,15 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     names = [*suggested, *[n for n in sorted(templates) if n not in suggested]]
     key = f"draft_{case.id}"
     channel_key = f"reply_channel_{case.id}"
-    channel_options = reply_channels(store, case)
+    channel_options, refused = answerable_channels(store, case)
+    if not channel_options:
+        st.warning(escape_md("No reply can be sent on this case: " + "; ".join(refused.values()) + "."))
+        return
+    whys = {c: why[:1].upper() + why[1:] for c, why in refused.items()}
+    if case.channel in whys:  # the case's own channel takes no replies: say why, and which one is used
+        st.info(escape_md(f"{whys.pop(case.channel)}; replying by {channel_name(channel_options[0])}"))
+    if whys:
+        st.caption(escape_md("Not offered: " + "; ".join(whys.values()) + "."))
 
     def keep_draft() -> None:
         # The box's size limit follows the channel, and a new limit is a new widget: carry the words over.
@@ -580,6 +588,19 @@ def reply_channels(store: Store, case: Case) -> list[str]:
     rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
                       "group by channel order by last desc", [case.id])
     return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), "email"]) if c]
+
+
+def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, str]]:
+    """:func:`reply_channels` split in two: those a reply can be queued on, in order, and why not on the others."""
+    from responders.outbox import reply_refusal
+
+    channels = reply_channels(store, case)
+    refused = {c: why for c in channels if (why := reply_refusal(store, case, c))}
+    return [c for c in channels if c not in refused], refused
+
+
+def channel_name(channel: str) -> str:
+    return {"email": "e-mail", "sms": "SMS", "x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky"}.get(channel, channel)
 
 
 def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | None:

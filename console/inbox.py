@@ -429,6 +429,11 @@ def _live_list() -> None:
     touches what the agent is typing or choosing; clicks and ticks never run at the same time
     (``runner.fastReruns = false``).
     """
+    picked = st.session_state.pop("_inbox_open", None)
+    if picked is not None:
+        # a row picked in the table (its on_select ran just before this rerun): straight to the
+        # case page, without querying and drawing the rows once more on the way out
+        open_case(picked)
     store, config = get_store(), get_config()
     live = st.session_state.get("_inbox_live")
     filters = st.session_state.get("inbox_filters") or {}
@@ -471,9 +476,6 @@ def _live_list() -> None:
     st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
                  on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
                  column_config=ROW_COLUMNS, width="stretch")
-    picked = st.session_state.pop("_inbox_open", None)
-    if picked is not None:
-        open_case(picked)  # a row picked in the table: leave the fragment for the case page
 
     offset = query.offset
     pager = st.columns([1, 1, 4])

@@ -8,6 +8,7 @@ without one still reads as "who did what", and the raw events stay one click awa
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -50,102 +51,108 @@ def _value(field: str, value: Any, when: Callable[[datetime | None], str]) -> st
     return str(value).replace("_", " ")
 
 
+#: A sentence made by code: (the event's details, what a template would see, ``when``) -> words.
+Said = Callable[[dict[str, Any], dict[str, Any], Callable[[datetime | None], str]], str]
+
+
+def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
+    fields = set(d) - {"because"}
+    if fields == {"status"}:
+        text = f"{c['who']} set the status to {_value('status', d['status'], when)}"
+    elif fields == {"assignee"}:
+        text = f"{c['who']} assigned the case to {_value('assignee', d['assignee'], when)}"
+    else:
+        text = f"{c['who']} set " + ", ".join(f"{FIELD_WORDS.get(k, k.replace('_', ' '))} to {_value(k, v, when)}"
+                                              for k, v in d.items() if k != "because")
+    because = d.get("because") if isinstance(d.get("because"), dict) else None
+    return text + (f" (after {because['message_by']}'s reply was sent)" if because and because.get("message_by") else "")
+
+
+def _retry_later(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
+    at = parse_time(d["retry_at"]) if d.get("retry_at") else None
+    return (f"{c['message']} failed ({'rate limited' if d.get('rate_limited') else str(d.get('error') or 'error')[:80]})"
+            ", will retry" + (f" at {when(at)}" if at else ""))
+
+
+class _Words(string.Formatter):
+    """Fills a template from the event's details ("?", or :data:`MISSING`'s word, for one it lacks), ``{who}``,
+    ``{message}``, ``{the_message}``. ``{x!w}``: underscores as spaces; ``{x:.80}``: cut at 80 characters;
+    ``{x:? (%s)}``: the words after ``?`` with the detail for ``%s``, nothing when the detail is empty."""
+
+    def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
+        return kwargs[key] if key in kwargs else MISSING.get(key, "?")
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        return str(value).replace("_", " ") if conversion == "w" else super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, spec: str) -> str:
+        if spec.startswith("?"):
+            return spec[1:].replace("%s", str(value)) if value else ""
+        return format(str(value), spec)
+
+
+#: What a template says for a detail the event lacks (any other reads "?").
+MISSING = {"how": "", "why": "", "reason": "", "answer": "", "said": "", "rule": "", "status": "", "field": "label",
+           "old": None, "new": None, "recovered": "", "note": "", "link": "", "account": ""}
+
+#: Each audit action's sentence: a template for :class:`_Words`, or a :data:`Said` function.
+SENTENCES: dict[str, str | Said] = {
+    "case.update": _case_update,
+    "outbox.sent": "{message} sent{recovered:? (found already posted, not sent twice)}",
+    "outbox.retry_later": _retry_later,
+    "outbox.failed": lambda d, c, when: f"{c['message']} failed for good: {str(d.get('error') or '')[:120]} — retry it "
+                                       "from Outbound messages",
+    "outbox.in_doubt": "{message}: sending was interrupted; checked before any retry so it is not sent twice",
+    "outbox.retry": "{who} sent {the_message} again",
+    "outbox.cancel": "{who} cancelled {the_message}",
+    "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
+    "case.open": "A new post opened this case{link:? (matched by %s)}",
+    "case.open.proactive": "{who} opened this case proactively",
+    "case.reopen": "A new post reopened this resolved case",
+    "link.verified": "{who} linked order {order_number}, verified: {how}",
+    "link.unconfirmed": "{who} linked order {order_number}, NOT confirmed (its customer is not the author)",
+    "label.correct": "{who} corrected the {field} of post {mention_id} from {old} to {new}",
+    "reply.send_anyway": "{who} sent a reply anyway, although the post was already answered",
+    "follow_up.queue": "{who} queued a follow up",
+    "outreach.queue": "{who} queued a outreach",
+    "case.split": "{who} split post {mention_id} into a new case #{new_case}",
+    "case.split_from": "{who} opened this case from post {mention_id} of case #{from_case}",
+    "case.merge": "{who} merged case #{merged_case} into this case",
+    "case.merged_into": "{who} merged this case into case #{into_case}",
+    "question.asked": "{who} asked the customer a question on {channel} ({rule!w})",
+    "dialogue.answered": "The customer answered on {channel}: “{answer:.80}”, read as {understood!w}",
+    "dialogue.needs_human": "Handed to a person: {why}",
+    "customer.opt_out": "The customer opted out of SMS, e-mail and direct messages (wrote “{said:.40}” on {channel})",
+    "dialogue.reopened": "The customer answered “{answer:.80}” after the case was closed: reopened, not acted on",
+    "dialogue.repeat": "The customer answered again: “{answer:.80}” (already acted on, nothing more done)",
+    "callback.offered": "{who} offered a call back",
+    "callback.scheduled": "The customer asked for a call back: {slot}",
+    "callback.sla_breach": "The call back is overdue (its SLA has passed)",
+    "callback.bridge": "{who} started a bridged call through Twilio",
+    "callback.outcome": "{who} recorded the call back: {outcome!w}",
+    "courier.update": "The courier updated parcel {tracking_number}: {status!w}",
+}
+
+#: Families of actions, by how the name starts or ends, for those :data:`SENTENCES` does not name.
+FAMILIES: list[tuple[Callable[[str], bool], str | Said]] = [
+    (lambda a: a.startswith("outbox.queue."), "{who} queued: {the_message}{account:? from @%s}"),
+    (lambda a: a.endswith(".skipped"), lambda d, c, when: f"{c['action'].rsplit('.', 1)[0].replace('_', ' ').capitalize()}"
+                                                          f" not sent: {d.get('reason', '')}"),
+    (lambda a: a.startswith("automatic."), lambda d, c, when: f"Automatic reply {c['the_message']}: {c['state']}" + (
+        f" by {c['actor']}" if c["state"] in ("approved", "rejected") else "")),
+]
+
+
 def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[datetime | None], str]) -> str:
     """One audit event as the team says it. ``when`` formats a time in the team's zone."""
-    d = event.details or {}
-    who = _who(event.actor)
-    action = event.action
-    if action == "case.update":
-        because = d.get("because") if isinstance(d.get("because"), dict) else None
-        parts = [f"{FIELD_WORDS.get(k, k.replace('_', ' '))} to {_value(k, v, when)}"
-                 for k, v in d.items() if k != "because"]
-        if set(d) - {"because"} == {"status"}:
-            text = f"{who} set the status to {_value('status', d['status'], when)}"
-        elif set(d) - {"because"} == {"assignee"}:
-            text = f"{who} assigned the case to {_value('assignee', d['assignee'], when)}"
-        else:
-            text = f"{who} set " + ", ".join(parts)
-        if because and because.get("message_by"):
-            text += f" (after {because['message_by']}'s reply was sent)"
-        return text
-    if action.startswith("outbox.queue."):
-        message = _message_words(d, messages)
-        return f"{who} queued: {message[0].lower() + message[1:]}" + (f" from @{d['account']}" if d.get("account") else "")
-    if action == "outbox.sent":
-        return f"{_message_words(d, messages)} sent" + (" (found already posted, not sent twice)" if d.get("recovered") else "")
-    if action == "outbox.retry_later":
-        why = "rate limited" if d.get("rate_limited") else (str(d.get("error") or "error")[:80])
-        at = parse_time(d["retry_at"]) if d.get("retry_at") else None
-        return f"{_message_words(d, messages)} failed ({why}), will retry" + (f" at {when(at)}" if at else "")
-    if action == "outbox.failed":
-        return f"{_message_words(d, messages)} failed for good: {str(d.get('error') or '')[:120]} — retry it from Outbound messages"
-    if action == "outbox.in_doubt":
-        return f"{_message_words(d, messages)}: sending was interrupted; checked before any retry so it is not sent twice"
-    if action == "outbox.retry":
-        return f"{who} sent {_message_words(d, messages)[0].lower() + _message_words(d, messages)[1:]} again"
-    if action == "outbox.cancel":
-        return f"{who} cancelled {_message_words(d, messages)[0].lower() + _message_words(d, messages)[1:]}"
-    if action == "case.escalate":
-        return f"{who} escalated to {d.get('target', '?')}" + (f": “{d['note']}”" if d.get("note") else "") + (
-            f" ({d['reason']})" if d.get("reason") else "")
-    if action == "case.open":
-        return "A new post opened this case" + (f" (matched by {d['link']})" if d.get("link") else "")
-    if action == "case.open.proactive":
-        return f"{who} opened this case proactively"
-    if action == "case.reopen":
-        return "A new post reopened this resolved case"
-    if action == "link.verified":
-        return f"{who} linked order {d.get('order_number', '?')}, verified: {d.get('how', '')}"
-    if action == "link.unconfirmed":
-        return f"{who} linked order {d.get('order_number', '?')}, NOT confirmed (its customer is not the author)"
-    if action == "label.correct":
-        return f"{who} corrected the {d.get('field', 'label')} of post {d.get('mention_id', '?')} from {d.get('old')} to {d.get('new')}"
-    if action == "reply.send_anyway":
-        return f"{who} sent a reply anyway, although the post was already answered"
-    if action.endswith(".skipped"):
-        kind = action.rsplit(".", 1)[0].replace("_", " ")
-        return f"{kind.capitalize()} not sent: {d.get('reason', '')}"
-    if action in ("follow_up.queue", "outreach.queue"):
-        return f"{who} queued a {action.split('.')[0].replace('_', ' ')}"
-    if action.startswith("automatic."):
-        state = action.split(".", 1)[1].replace("_", " ")
-        return f"Automatic reply {_message_words(d, messages)[0].lower() + _message_words(d, messages)[1:]}: {state}" + (
-            f" by {event.actor}" if state in ("approved", "rejected") else "")
-    if action == "case.split":
-        return f"{who} split post {d.get('mention_id', '?')} into a new case #{d.get('new_case', '?')}"
-    if action == "case.split_from":
-        return f"{who} opened this case from post {d.get('mention_id', '?')} of case #{d.get('from_case', '?')}"
-    if action == "case.merge":
-        return f"{who} merged case #{d.get('merged_case', '?')} into this case"
-    if action == "case.merged_into":
-        return f"{who} merged this case into case #{d.get('into_case', '?')}"
-    if action == "question.asked":
-        return f"{who} asked the customer a question on {d.get('channel', '?')} ({str(d.get('rule', '')).replace('_', ' ')})"
-    if action == "dialogue.answered":
-        return (f"The customer answered on {d.get('channel', '?')}: “{str(d.get('answer', ''))[:80]}”, read as "
-                f"{str(d.get('understood', '?')).replace('_', ' ')}")
-    if action == "dialogue.needs_human":
-        return f"Handed to a person: {d.get('why', '')}"
-    if action == "customer.opt_out":
-        return (f"The customer opted out of SMS, e-mail and direct messages (wrote “{str(d.get('said', ''))[:40]}” "
-                f"on {d.get('channel', '?')})")
-    if action == "dialogue.reopened":
-        return f"The customer answered “{str(d.get('answer', ''))[:80]}” after the case was closed: reopened, not acted on"
-    if action == "dialogue.repeat":
-        return f"The customer answered again: “{str(d.get('answer', ''))[:80]}” (already acted on, nothing more done)"
-    if action == "callback.offered":
-        return f"{who} offered a call back"
-    if action == "callback.scheduled":
-        return f"The customer asked for a call back: {d.get('slot', '?')}"
-    if action == "callback.sla_breach":
-        return "The call back is overdue (its SLA has passed)"
-    if action == "callback.bridge":
-        return f"{who} started a bridged call through Twilio"
-    if action == "callback.outcome":
-        return f"{who} recorded the call back: {str(d.get('outcome', '?')).replace('_', ' ')}"
-    if action == "courier.update":
-        return f"The courier updated parcel {d.get('tracking_number', '?')}: {str(d.get('status', '')).replace('_', ' ')}"
-    return f"{who}: {action.replace('.', ' ').replace('_', ' ')}"
+    d, who = event.details or {}, _who(event.actor)
+    words = SENTENCES.get(event.action) or next((w for match, w in FAMILIES if match(event.action)), None)
+    if words is None:
+        return f"{who}: {event.action.replace('.', ' ').replace('_', ' ')}"
+    message = _message_words(d, messages)
+    c = {**d, "who": who, "message": message, "the_message": message[0].lower() + message[1:],
+         "action": event.action, "actor": event.actor, "state": event.action.split(".", 1)[-1].replace("_", " ")}
+    return words(d, c, when) if callable(words) else _Words().vformat(words, (), c)
 
 
 def raw(event: AuditEvent) -> str:

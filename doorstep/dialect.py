@@ -7,7 +7,8 @@ it: full-text search (FTS5 ``match`` against a GIN-indexed ``tsvector``), case-i
 equality (``collate nocase`` against ``lower()``), JSON (``json_each``/``json_extract`` against
 ``json_array_elements_text``/``->>``), ``group_concat`` against ``string_agg``, the planner hints
 SQLite needs (``indexed by``) and PostgreSQL has no use for, and the database errors that mean
-"busy, try again".
+"busy, try again", and :func:`exclusive`: one holder of a named lock (a listener's
+account and cursor, a periodic round) across every process that shares the database.
 
 Which database: :func:`database_target` reads what ``--db``/``DOORSTEP_DB`` says. A path or
 ``sqlite:///path`` is SQLite (the embedded default); ``postgresql://user@host/db`` is PostgreSQL.
@@ -15,7 +16,12 @@ Which database: :func:`database_target` reads what ``--db``/``DOORSTEP_DB`` says
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,3 +184,100 @@ POSTGRES = Dialect("postgresql")
 def dialect_of(db: Any) -> Dialect:
     """The dialect of a database object (a migration's ``db``: sqlite-utils or ours)."""
     return getattr(db, "dialect", SQLITE)
+
+
+# ------------------------------------------------------------------ one holder at a time
+_local_locks: dict[tuple[str, str], threading.Lock] = {}
+_local_guard = threading.Lock()
+#: SQLite: database file -> the open descriptor of its lock file (kept open: closing any
+#: descriptor of a file drops every POSIX lock this process holds on it).
+_lock_files: dict[str, int | None] = {}
+
+
+@contextmanager
+def exclusive(target: str, name: str) -> Iterator[bool]:
+    """Try to become the one holder of the lock ``name`` in the database ``target``; yields
+    whether we are, and keeps it until the block ends. Never waits.
+
+    What it is for: a listener polls each account and cursor (``poll:x:mentions:123``) under
+    one, so two workers (or a worker and ``doorstep listen``) never poll the same account at
+    once; a periodic round (``periodic:alerts``) likewise. Why skip rather than wait: whoever
+    holds it is doing this very work now; a waiter would poll the account again the moment the
+    holder finished (the same ``since_id``, a request of the account's rate limit spent for
+    nothing, a worker thread parked meanwhile), and the next period comes anyway.
+
+    PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a connection of its own,
+    keyed by a stable 64-bit hash (``hashtextextended``) of the schema and ``name``, so two
+    shops in one database do not block each other. Session-level, not transaction-level: a poll
+    commits page by page. When the holder dies (``kill -9``, a lost machine), PostgreSQL ends
+    its session and frees the lock, so nobody is locked out for good; the connection's
+    ``application_name`` names the process and the lock (``pg_stat_activity`` shows who polls).
+
+    SQLite (one machine): a lock within the process (threads) and a POSIX record lock on a byte
+    of ``<database>-locks`` beside the file, keyed by a hash of ``name``, for a second process
+    (``doorstep listen`` beside ``doorstep run``); the kernel frees it when the process dies. An
+    in-memory database, or a system without ``fcntl``, has the in-process lock only.
+    """
+    if is_postgres(target):
+        with _postgres_exclusive(target, name) as held:
+            yield held
+    else:
+        with _sqlite_exclusive(database_target(target), name) as held:
+            yield held
+
+
+@contextmanager
+def _postgres_exclusive(url: str, name: str) -> Iterator[bool]:
+    with psycopg.connect(url, autocommit=True, application_name=f"doorstep {os.getpid()} {name}"[:63]) as conn:
+        key = conn.execute("select hashtextextended(current_schema() || ':' || %s, 0)", [name]).fetchone()[0]
+        held = bool(conn.execute("select pg_try_advisory_lock(%s)", [key]).fetchone()[0])
+        try:
+            yield held
+        finally:
+            if held and not conn.closed:
+                try:
+                    conn.execute("select pg_advisory_unlock(%s)", [key])
+                except psycopg.Error:
+                    pass  # the session is gone, and its lock with it
+
+
+@contextmanager
+def _sqlite_exclusive(path: str, name: str) -> Iterator[bool]:
+    memory = path == ":memory:" or path.startswith("file::memory:")
+    where = path if memory else os.path.abspath(path)
+    with _local_guard:
+        local = _local_locks.setdefault((where, name), threading.Lock())
+    if not local.acquire(blocking=False):
+        yield False
+        return
+    try:
+        fd = None if memory else _lock_file(where)
+        if fd is None:
+            yield True
+            return
+        import fcntl
+
+        offset = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") % (1 << 40)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+    finally:
+        local.release()
+
+
+def _lock_file(path: str) -> int | None:
+    with _local_guard:
+        if path not in _lock_files:
+            try:
+                import fcntl  # noqa: F401 - POSIX only
+
+                _lock_files[path] = os.open(f"{path}-locks", os.O_RDWR | os.O_CREAT, 0o600)
+            except (ImportError, OSError):
+                _lock_files[path] = None
+        return _lock_files[path]

@@ -183,7 +183,7 @@ class BlueskyListener:
             else:
                 self._poll_notifications(source, result)
 
-        poll_sources(CHANNEL, self.sources(), poll, result, log)
+        poll_sources(CHANNEL, self.sources(), poll, result, log, store=self.store)
         record_round(self.store, result)
         return result
 

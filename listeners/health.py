@@ -2,7 +2,8 @@
 
 The worst failure of a care tool is a channel that stops without anyone noticing (an expired
 token, a revoked permission, a stream that keeps dropping). Every polling round therefore ends
-in exactly one write here, success or error, and the console shows :func:`listener_health`,
+in exactly one write here, success or error (a round whose every source another worker was
+polling leaves it to that worker's round), and the console shows :func:`listener_health`,
 including channels that have not succeeded for a while (``stale``).
 """
 
@@ -12,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,6 +143,8 @@ class RoundResult:
     pages: int = 0
     lag_seconds: float | None = None
     errors: list[str] = field(default_factory=list)
+    #: Sources left this round to another poller that holds their lock (see :func:`poll_sources`).
+    busy: int = 0
 
     @property
     def ok(self) -> bool:
@@ -158,6 +162,8 @@ class RoundResult:
         text = (f"{self.channel}: {self.fetched} fetched, {self.stored} new, {self.duplicates} already stored, "
                 f"{self.skipped} skipped, {self.malformed} malformed, {self.pages} pages, "
                 f"{self.rate_limited} rate-limit waits, {self.retries} retries")
+        if self.busy:
+            text += f", {self.busy} source{'s' if self.busy != 1 else ''} left to another poller"
         return text + ("; errors: " + "; ".join(self.errors) if self.errors else "")
 
     def note_lag(self, created_at: datetime, now: datetime) -> None:
@@ -166,7 +172,12 @@ class RoundResult:
 
 
 def record_round(store: Store, result: RoundResult, name: str | None = None) -> None:
-    """Write one round's outcome to the health table (one row per channel)."""
+    """Write one round's outcome to the health table (one row per channel).
+
+    A round that polled nothing because another poller held every source writes nothing: the
+    holder writes its own round (this one would only overwrite its lag with zero)."""
+    if result.busy and not result.pages and not result.fetched and result.ok:
+        return
     lag = result.lag_seconds if result.lag_seconds is not None else (0.0 if result.ok else None)
     if result.ok:
         record_success(store, name or result.channel, fetched=result.fetched, stored=result.stored, lag_seconds=lag,
@@ -178,16 +189,30 @@ def record_round(store: Store, result: RoundResult, name: str | None = None) -> 
 
 
 def poll_sources(channel: str, sources: Iterable[Any], poll: Callable[[Any], None], result: RoundResult,
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, store: Store | None = None) -> None:
     """Poll each source on its own: one failing source (a 403 on one endpoint, a bad query,
     a broken page) is recorded in ``result.errors`` and the others still run.
 
     The error is caught *inside* the loop on purpose: an auth error on one endpoint often
     means only that endpoint lacks a permission (search without the mentions scope, say).
+
+    With ``store``, each source (an account's mentions, a query: one cursor) is polled under
+    its lock ``poll:<cursor>`` (:func:`doorstep.dialect.exclusive`): however many workers poll
+    the channel, one polls a given account and cursor at a time. A source whose lock another
+    poller holds is left to it for this round (``result.busy``), not waited for; the others go on.
     """
+    from doorstep.dialect import exclusive
+
     for source in sources:
+        cursor = getattr(source, "cursor", None)
         try:
-            poll(source)
+            with exclusive(store.path, f"poll:{cursor}") if store is not None and cursor else nullcontext(True) as held:
+                if not held:
+                    result.busy += 1
+                    logger.info("%s: %s is being polled by another worker; left to it this round", channel,
+                                _label(source))
+                    continue
+                poll(source)
         except ListenerError as exc:
             message = str(exc) if str(exc).startswith(f"{channel}:") else f"{channel}: {exc}"
             result.errors.append(message)

@@ -191,7 +191,8 @@ class MastodonListener:
         """Poll every source once; each fails on its own (a token without ``read:notifications``
         must not stop the hashtag and keyword sources)."""
         result = RoundResult(CHANNEL)
-        poll_sources(CHANNEL, self.sources(), lambda source: self._poll_source(source, result), result, log)
+        poll_sources(CHANNEL, self.sources(), lambda source: self._poll_source(source, result), result, log,
+                     store=self.store)
         record_round(self.store, result)
         return result
 

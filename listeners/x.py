@@ -169,7 +169,8 @@ class XListener:
             result.errors.append(f"x: unexpected {type(exc).__name__}: {exc}")
             log.exception("x: round failed")
             sources = []
-        poll_sources(CHANNEL, sources, lambda source: self._poll_source(source, result), result, log)
+        poll_sources(CHANNEL, sources, lambda source: self._poll_source(source, result), result, log,
+                     store=self.store)
         self._round = None
         record_round(self.store, result)
         return result

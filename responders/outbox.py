@@ -383,18 +383,7 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
         in_reply_to = parent.external_id
         target = parent.author_handle
     elif channel in ("email", "sms"):
-        inbound = parent if parent is not None and parent.channel == channel else _latest_inbound(store, case_id, channel)
-        if inbound is not None and channel == "email":
-            in_reply_to, target = inbound.external_id, inbound.author_handle
-        else:
-            if not case.link_confirmed:
-                raise ReplyRejected("the customer's contact details come from an unconfirmed order: confirm it first")
-            customer = store.get_customer(case.customer_id) if case.customer_id else None
-            target = (customer.email if channel == "email" else customer.phone) if customer else None
-            if customer is not None and (channel in customer.opt_out or "all" in customer.opt_out):
-                raise ReplyRejected(f"the customer opted out of {channel}")
-        if not target:
-            raise ReplyRejected(f"no {channel} address known for case {case_id}")
+        target, in_reply_to = _contact(store, case, channel, parent)
         if channel == "email" and not text.startswith("Subject: "):
             order = f" about order {case.order_number}" if case.order_number and case.link_confirmed else ""
             text = f"Subject: Your message{order}\n\n{text}"
@@ -423,6 +412,42 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
                         {"message_id": message.id, "in_reply_to": in_reply_to,
                          "existing_replies": [m.id for m in existing], "drafting": drafting})
     return message
+
+
+def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:
+    """Where an e-mail or SMS reply goes, and the message it answers: the customer's own post on that
+    channel, else the confirmed customer's address. Raises :class:`ReplyRejected` saying why not."""
+    inbound = parent if parent is not None and parent.channel == channel else _latest_inbound(store, case.id, channel)  # type: ignore[arg-type]
+    in_reply_to = target = None
+    if inbound is not None and channel == "email":
+        in_reply_to, target = inbound.external_id, inbound.author_handle
+    else:
+        if case.customer_id and not case.link_confirmed:
+            raise ReplyRejected("the customer's contact details come from an unconfirmed order: confirm it first")
+        customer = store.get_customer(case.customer_id) if case.customer_id else None
+        target = (customer.email if channel == "email" else customer.phone) if customer else None
+        if customer is not None and (channel in customer.opt_out or "all" in customer.opt_out):
+            raise ReplyRejected(f"the customer opted out of {channel}")
+    if not target:
+        raise ReplyRejected(f"no {channel} address known for case {case.id}")
+    return target, in_reply_to
+
+
+def reply_refusal(store: Store, case: Case, channel: str) -> str | None:
+    """Why no reply on ``channel`` can be queued for ``case``, whatever its words (None: one can).
+
+    Public posts and direct messages are answered on their own network; e-mail and SMS need an
+    address (:func:`_contact`); any other channel (a webhook, an import) takes no replies.
+    """
+    if channel in PUBLIC_CHANNELS or channel.endswith("_dm"):
+        return None
+    if channel in ("email", "sms"):
+        try:
+            _contact(store, case, channel, None)
+        except ReplyRejected as exc:
+            return exc.reason
+        return None
+    return f"{channel} posts cannot be answered there"
 
 
 def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> str:

@@ -257,3 +257,46 @@ def test_next_and_previous_follow_the_inbox_order() -> None:
 
     assert neighbour([5, 9, 2], 9, 1) == 2 and neighbour([5, 9, 2], 9, -1) == 5
     assert neighbour([5, 9, 2], 2, 1) is None and neighbour([5, 9, 2], 7, 1) == 5 and neighbour([], 1, 1) is None
+
+
+# --------------------------------------------- the composer's channel (issue 17, defect)
+def _webhook_case(db: Store, customer_id: str | None) -> int:
+    """A case opened by a post that came in by the webhook (no reply goes back that way)."""
+    from doorstep.models import Case
+
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=50.0, channel="webhook", author_handle="wh_customer",
+                                  opened_at=now, last_activity_at=now, first_response_due=now + timedelta(hours=1),
+                                  resolution_due=now + timedelta(days=1), mention_count=1, customer_id=customer_id,
+                                  link_confirmed=customer_id is not None))
+    db.insert_mention(Mention(channel="webhook", external_id=f"wh-{case_id}", text="my parcel never came",
+                              created_at=now, author_handle="wh_customer", case_id=case_id))
+    return case_id
+
+
+def test_a_webhook_case_is_answered_by_e_mail_and_the_composer_says_why(db: Store) -> None:
+    """Before: the composer defaulted to "webhook", and Queue reply failed with "cannot reply on channel"."""
+    from doorstep.models import Customer
+
+    db.upsert_customers([Customer(id="C-wh", name="Wren Hale", email="wren@example.com")])
+    case_id = _webhook_case(db, "C-wh")
+    at, _ = _open_case(db, "ann", case_id)
+    radio = at.radio(key=f"reply_channel_{case_id}")
+    assert radio.options == ["email"] and radio.value == "email"
+    assert "Webhook posts cannot be answered there; replying by e-mail" in texts(at)
+    at.text_area(key=f"draft_{case_id}").input("So sorry, we are on it.")
+    at.button(key=f"send_{case_id}").click().run()
+    assert "reply queued" in texts(at), texts(at)
+    [message] = db.outbound_for_case(case_id)
+    assert message.channel == "email" and message.target == "wren@example.com"
+
+
+def test_a_case_no_channel_can_answer_offers_no_send(db: Store) -> None:
+    """No customer, so no e-mail address: the composer says so instead of a Queue reply that fails."""
+    case_id = _webhook_case(db, None)
+    at, _ = _open_case(db, "ann", case_id)
+    assert not [r for r in at.radio if r.key == f"reply_channel_{case_id}"]
+    assert not [b for b in at.button if b.key == f"send_{case_id}"]
+    shown = texts(at)
+    assert "No reply can be sent on this case" in shown
+    assert "webhook posts cannot be answered there" in shown and "no email address known" in shown

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-import doorstep.store as store_module
+import doorstep.store.base as store_module  # where the connection is made
 from doorstep.cases import sla_due
 from commands.cli import cli
 from doorstep.models import Mention, Order

@@ -249,3 +249,32 @@ def test_next_page_reuses_the_filter_counts_until_something_changes(shop: Store,
     at.button(key="inbox_next").click().run()
     assert len(calls) > first  # the data changed: counted again
     assert "303: Larkspur Home 303" in texts(at)
+
+
+def test_a_row_picked_in_the_table_opens_its_case_without_drawing_the_rows_again(
+        shop: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 at 1M, "open case": the table's on_select reruns only the live queue (a fragment),
+    which drew every row once more before leaving for the case page. Here the queue's fragment
+    runs alone, as it does after a row click; the case page stands in for where open_case leads."""
+    script = """
+import streamlit as st
+from console import inbox
+if st.session_state.get("case_id"):
+    st.title(f"Case #{st.session_state['case_id']}")
+elif st.session_state.get("_fragment_only"):
+    inbox._live_list()
+else:
+    inbox.render()
+"""
+    at = AppTest.from_string(script, default_timeout=30)
+    at.session_state["user"] = get_user(shop, "ann")
+    at.run()
+    ids = at.session_state["_inbox_ids"]
+    drawn: list[int] = []
+    rows = console.inbox.inbox_rows
+    monkeypatch.setattr(console.inbox, "inbox_rows", lambda *a, **k: drawn.append(1) or rows(*a, **k))
+    at.session_state["_fragment_only"] = True
+    at.session_state["_inbox_open"] = ids[3]  # what the table's on_select leaves for the rerun
+    at.run()
+    assert f"Case #{ids[3]}" in texts(at)
+    assert drawn == []

@@ -334,45 +334,134 @@ def store_statuses(url: str) -> list[str]:
         return [r[0] for r in conn.execute("select status from outbound_messages order by id")]
 
 
+class SlowMentions:
+    """The emulator's mentions timeline made slower than the poll period (a round outlasts it), and
+    how many of its requests were in flight at once (the emulator's ``requests`` log counts them all)."""
+
+    ROUND_S = 1.5
+
+    def __init__(self, em: XEmulator, monkeypatch: pytest.MonkeyPatch):
+        self.em = em
+        self.in_flight = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        route = x_emulator._Handler._route
+        watch = self
+
+        def slow_route(handler: Any, method: str, path: str, *args: Any) -> Any:
+            watched = method == "GET" and "/mentions" in path
+            if watched:
+                with watch._lock:
+                    watch.in_flight += 1
+                    watch.most = max(watch.most, watch.in_flight)
+                time.sleep(watch.ROUND_S)  # longer than the 1 s poll period
+            try:
+                return route(handler, method, path, *args)
+            finally:
+                if watched:
+                    with watch._lock:
+                        watch.in_flight -= 1
+
+        monkeypatch.setattr(x_emulator._Handler, "_route", slow_route)
+
+    @property
+    def polls(self) -> int:
+        """Requests for the account's mentions the emulator received (``XEmulator.requests``)."""
+        with self.em._lock:
+            return sum(1 for method, path in self.em.requests if method == "GET" and "/mentions" in path)
+
+
+def _add_posts(em: XEmulator, first: int, count: int, minutes_ago: float) -> None:
+    for i in range(first, first + count):
+        em.add_post({"text": f"@LarkspurHelp where is parcel {i}?", "username": f"cust{i}",
+                     "created_at": (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()})
+
+
+#: One account polled every second, one page a round.
+_ONE_ACCOUNT = "[channels.x]\naccounts = [\"LarkspurHelp\"]\npoll_seconds = 1\nmax_pages = 1\n"
+
+#: What a worker logs (with --verbose) when it leaves an account to the worker that is polling it.
+_LEFT = "is being polled by another worker"
+
+
+def _poll_rounds(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select args->>'timestamp', count(*) from procrastinate_jobs where task_name = "
+                            "'doorstep.poll' and status in ('doing', 'succeeded', 'failed') group by 1").fetchall()
+
+
+def _mentions_holders(url: str, pids: set[int]) -> list[int]:
+    """OS pids of our workers that hold an account's mentions lock now (its application_name says)."""
+    with psycopg.connect(url) as conn:
+        names = [r[0] for r in conn.execute(
+            "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+            "where l.locktype = 'advisory' and l.granted and a.application_name like 'doorstep % poll:x:mentions:%'")]
+    return [pid for pid in (int(n.split()[1]) for n in names) if pid in pids]
+
+
 def test_two_pollers_of_one_account_one_polls_at_a_time(pg: str, tmp_path: Path, emulator: XEmulator,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers with the listen queue, rounds slower than the poll period: never two polls of the
-    account at once (the advisory lock), yet it is polled, and every post is stored once."""
-    for i in range(12):
-        emulator.add_post({"text": f"@LarkspurHelp where is parcel {i}?", "username": f"cust{i}",
-                           "created_at": (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()})
-    in_flight, most, polls = [0], [0], [0]
-    lock = threading.Lock()
-    route = x_emulator._Handler._route
-
-    def slow_route(self: Any, method: str, path: str, *args: Any) -> Any:
-        watched = method == "GET" and "/mentions" in path
-        if watched:
-            with lock:
-                in_flight[0] += 1
-                polls[0] += 1
-                most[0] = max(most[0], in_flight[0])
-            time.sleep(1.5)  # a round takes longer than the 1 s poll period
-        try:
-            return route(self, method, path, *args)
-        finally:
-            if watched:
-                with lock:
-                    in_flight[0] -= 1
-
-    monkeypatch.setattr(x_emulator._Handler, "_route", slow_route)
-    toml = _toml(tmp_path, "[channels.x]\naccounts = [\"LarkspurHelp\"]\npoll_seconds = 1\nmax_pages = 1\n")
-    workers = Workers(tmp_path, pg, toml, env=_x_env(emulator))
+    account at once (the lock per account and cursor: the second worker leaves it to the first and
+    says so), at most one poll per period at the emulator, and every post stored once."""
+    _add_posts(emulator, 0, 12, minutes_ago=5)
+    slow = SlowMentions(emulator, monkeypatch)
+    workers = Workers(tmp_path, pg, _toml(tmp_path, _ONE_ACCOUNT), env=_x_env(emulator))
     try:
         for _ in range(2):
-            workers.start("listen,classify,ingest")
-        _wait("several polls", lambda: polls[0] >= 4, timeout_s=60, procs=workers.procs)
+            workers.start("listen,classify,ingest", args=("--verbose",))
+        _wait("several polls and a round left to the other worker",
+              lambda: slow.polls >= 4 and any(_LEFT in Path(p.log_path).read_text() for p in workers.procs),
+              timeout_s=90, procs=workers.procs)
         _wait("the posts", lambda: _count(pg, "select count(*) from mentions") >= 12, timeout_s=60,
               procs=workers.procs)
     finally:
         workers.stop()
-    assert most[0] == 1, f"{most[0]} polls of the account at once"
+    assert slow.most == 1, f"{slow.most} polls of the account at once"
+    rounds = _poll_rounds(pg)
+    assert all(count == 1 for _, count in rounds), rounds  # one round per period...
+    assert slow.polls <= len(rounds), f"{slow.polls} polls of the account in {len(rounds)} periods"  # ...one poll in it
     assert _count(pg, "select count(*) from mentions") == 12
+    assert _count(pg, "select count(distinct external_id) from mentions") == 12
+
+
+def test_a_killed_pollers_account_is_taken_over(pg: str, tmp_path: Path, emulator: XEmulator,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker polling the account is killed (kill -9) mid-poll: PostgreSQL ends its session and
+    with it the lock, and the other worker polls the account from the next period on: the posts
+    that arrive afterwards are stored, each once."""
+    _add_posts(emulator, 0, 12, minutes_ago=5)
+    slow = SlowMentions(emulator, monkeypatch)
+    workers = Workers(tmp_path, pg, _toml(tmp_path, _ONE_ACCOUNT), env=_x_env(emulator))
+    try:
+        procs = {w.pid: w for w in (workers.start("listen,classify,ingest") for _ in range(2))}
+        _wait("the first posts", lambda: _count(pg, "select count(*) from mentions") >= 12, timeout_s=90,
+              procs=workers.procs)
+        holders: list[int] = []
+
+        def polling_now() -> bool:
+            holders[:] = _mentions_holders(pg, set(procs))
+            return bool(holders) and slow.in_flight == 1
+
+        _wait("a worker in the middle of a poll", polling_now, timeout_s=30, procs=workers.procs)
+        assert slow.most == 1 and len(holders) == 1, (slow.most, holders)
+        victim = procs.pop(holders[0])
+        victim.kill()
+        victim.wait(15)
+        survivor = next(iter(procs.values()))
+        polls_at_kill = slow.polls
+        _wait("the killed worker's lock to go", lambda: not _mentions_holders(pg, {victim.pid}), timeout_s=15,
+              procs=workers.procs)
+        _add_posts(emulator, 12, 5, minutes_ago=0)
+        _wait("the survivor to poll the account", lambda: slow.polls >= polls_at_kill + 2, timeout_s=60,
+              procs=workers.procs)
+        _wait("the posts that came after the kill", lambda: _count(pg, "select count(*) from mentions") >= 17,
+              timeout_s=90, procs=workers.procs)
+        assert survivor.poll() is None, _tail(survivor)
+    finally:
+        workers.stop()
+    assert _count(pg, "select count(*) from mentions") == 17
+    assert _count(pg, "select count(distinct external_id) from mentions") == 17
 
 
 def test_periodic_work_runs_once_per_period_however_many_workers_run(pg: str, tmp_path: Path) -> None:

@@ -1,0 +1,224 @@
+"""Cases: one customer's issue with one brand, versioned writes (optimistic locking)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from doorstep.models import OPEN_CASE_STATUSES, Case
+from doorstep.sla import CLOCK_FIELDS, queue_fields
+from doorstep.store.base import StoreBase, _chunks, _json, _marks, _plain, _unjson, iso, parse_time
+from doorstep.store.migrations import OPEN_CASES_SQL
+
+
+class StaleCaseError(RuntimeError):
+    """Someone else changed the case since it was read: reload and try again."""
+
+    def __init__(self, case_id: int, expected: int, actual: int, changed_by: str | None):
+        who = f" by {changed_by}" if changed_by else ""
+        super().__init__(
+            f"case {case_id} was changed{who} since you opened it (your version {expected}, now {actual}); "
+            "the fresh state has been loaded, please review and try again"
+        )
+        self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
+
+
+_CASE_TIMES = (
+    "opened_at",
+    "last_activity_at",
+    "first_response_due",
+    "resolution_due",
+    "first_response_at",
+    "resolved_at",
+    "snoozed_until",
+    "awaiting_since",
+    "next_response_due",
+    "sla_paused_at",
+)
+
+#: Columns derived from a case on every write (doorstep.sla.queue_fields): the inbox's orders and SLA states.
+_QUEUE_COLUMNS = ("due_at", "due_kind", "due_key", "priority_band")
+
+
+def _case_row(c: Case) -> dict[str, Any]:
+    row = c.model_dump()
+    for key in _CASE_TIMES:
+        row[key] = iso(row[key])
+    row["priority_reasons"] = _json(c.priority_reasons)
+    row["complaint"] = int(c.complaint)
+    row["link_confirmed"] = int(c.link_confirmed)
+    row.update(queue_fields(c, iso))
+    return row
+
+
+#: The columns a Case is read from. A plain set: asking the model class for its fields on every
+#: column of every row was a third of an import's time (pydantic builds that mapping per access).
+_CASE_FIELDS = frozenset(Case.model_fields)
+
+
+def _case_from_row(r: dict[str, Any]) -> Case:
+    # NULL columns take the model's defaults (rows written by hand or by older versions).
+    data = {k: v for k, v in r.items() if k in _CASE_FIELDS and v is not None}
+    for key in _CASE_TIMES:
+        data[key] = parse_time(data.get(key))
+    data["priority_reasons"] = _unjson(r["priority_reasons"], [])
+    data["complaint"] = bool(r["complaint"])
+    data["link_confirmed"] = bool(r["link_confirmed"])
+    return Case(**data)
+
+
+class CaseStore(StoreBase):
+    """Reads and writes of ``cases``."""
+
+    # -------------------------------------------------------------------- cases
+    def insert_case(self, case: Case) -> int:
+        row = _case_row(case)
+        row.pop("id", None)
+        cursor = self.db.execute(
+            f"insert into cases ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def get_case(self, case_id: int) -> Case | None:
+        rows = self.rows("select * from cases where id = ?", [case_id])
+        return _case_from_row(rows[0]) if rows else None
+
+    def save_case(self, case: Case, before: Case | None = None) -> Case:
+        """Write a case the pipeline changed (no lock check: the pipeline owns new mentions).
+
+        With ``before`` (the case as it was read), only the changed columns are written, so
+        SQLite leaves the indexes of unchanged columns alone.
+        """
+        assert case.id is not None
+        row = _case_row(case)
+        if before is not None:
+            old = _case_row(before)
+            row = {k: v for k, v in row.items() if old.get(k) != v}
+        row.pop("id", None)
+        row["version"] = case.version + 1
+        self.db.conn.execute(
+            f"update cases set {', '.join(f'{k} = ?' for k in row)} where id = ?", [*row.values(), case.id]
+        )
+        return case.model_copy(update={"version": row["version"]})
+
+    def update_case(self, case_id: int, expected_version: int, actor: str, *, because: dict[str, Any] | None = None,
+                    **changes: Any) -> Case:
+        """Change a case on behalf of a person, refusing to overwrite a newer version silently.
+
+        The version check and the write happen in one UPDATE, so two agents who read
+        version 3 cannot both write version 4. ``because`` (kept in the audit event beside the
+        changed fields) says on whose behalf a machine made the change, e.g. the outbox setting
+        the status after ann's reply was sent, so it counts as ann's own (``doorstep.case_merge``).
+        """
+        allowed = set(Case.model_fields) - {"id", "version"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown case fields: {', '.join(sorted(unknown))}")
+        row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items()
+               if k in changes or k in _QUEUE_COLUMNS}
+        with self.transaction():
+            cursor = self.db.execute(
+                f"update cases set {', '.join(f'{k} = ?' for k in row)}{',' if row else ''} version = version + 1, "
+                "updated_by = ? where id = ? and version = ?",
+                [*row.values(), actor, case_id, expected_version],
+            )
+            if cursor.rowcount == 0:
+                current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
+                raise StaleCaseError(case_id, expected_version, current[0], current[1])
+            # What the person changed (and on whose behalf); the SLA clocks it moved follow from that
+            # (doorstep/sla.py).
+            details = {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS}
+            if because:
+                details["because"] = because
+            self.audit(actor, "case.update", case_id, details)
+        return self._require_case(case_id)
+
+    def _require_case(self, case_id: int) -> Case:
+        case = self.get_case(case_id)
+        if case is None:
+            raise KeyError(f"no case {case_id}")
+        return case
+
+    def open_case_for(self, *, channel: str | None = None, thread_id: str | None = None,
+                      customer_id: str | None = None, order_number: str | None = None,
+                      author_handle: str | None = None, include_resolved: bool = True) -> Case | None:
+        """The case a new mention belongs to: same thread first, then same order, then same customer."""
+        statuses = ("new", "open", "pending_customer", "escalated", "resolved") if include_resolved else OPEN_CASE_STATUSES
+        marks = ",".join("?" * len(statuses))
+        probes: list[tuple[str, list[Any]]] = []
+        if thread_id and channel:
+            probes.append(("channel = ? and thread_id = ?", [channel, thread_id]))
+        if order_number:
+            probes.append(("order_number = ?", [order_number]))
+        if customer_id:
+            probes.append(("customer_id = ? and order_number is null", [customer_id]))
+        elif author_handle and channel:
+            probes.append(("channel = ? and author_handle = ? and order_number is null and customer_id is null", [channel, author_handle]))
+        for where, params in probes:
+            rows = self.rows(
+                f"select * from cases where {where} and status in ({marks}) order by (status = 'resolved'), id desc limit 1",
+                [*params, *statuses],
+            )
+            if rows:
+                return _case_from_row(rows[0])
+        return None
+
+    def cases_in_threads(self, channel: str, thread_ids: Iterable[str]) -> list[Case]:
+        """Every case (open or resolved) of these conversations on ``channel``: what
+        :meth:`open_case_for` chooses from by thread, for a whole batch in one query per chunk."""
+        statuses = ("new", "open", "pending_customer", "escalated", "resolved")
+        found: list[Case] = []
+        for chunk in _chunks(thread_ids):
+            found += [_case_from_row(r) for r in self.rows(
+                f"select * from cases where channel = ? and thread_id in ({_marks(chunk)}) "
+                f"and status in ({_marks(statuses)})", [channel, *chunk, *statuses])]
+        return found
+
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[Case]:
+        """The cases a new post of this author may join (see cases.choose_case), newest activity first.
+
+        The author's cases on any channel (by customer) or on this channel (by handle), and the
+        cases about ``order_number`` (pass it only for an order the author is known to own): every
+        open one, and resolved ones resolved since ``resolved_since`` (older ones never reopen);
+        never a case merged into another.
+        """
+        probes: list[str] = []
+        params: list[Any] = []
+        if customer_id:
+            probes.append("customer_id = ?")
+            params.append(customer_id)
+        if author_handle:
+            probes.append("(channel = ? and author_handle = ?)")
+            params += [channel, author_handle]
+        if order_number:
+            probes.append("order_number = ?")
+            params.append(order_number)
+        if not probes:
+            return []
+        rows = self.rows(
+            f"select * from cases where ({' or '.join(probes)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?)) "
+            "order by last_activity_at desc, id desc limit ?",
+            [*params, iso(resolved_since), limit],
+        )
+        return [_case_from_row(r) for r in rows]
+
+    def case_post_texts(self, case_id: int) -> list[str]:
+        """The texts of the customer's posts in a case (not ours), oldest first."""
+        return [r[0] for r in self.db.execute(
+            "select text from mentions where case_id = ? and outbound = 0 order by created_at, id", [case_id])]
+
+    def contact_count(self, case_id: int) -> int:
+        """The customer's posts in the case that ask for something, for "repeat contact".
+
+        Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
+        thank you!") are not counted: a happy customer writing twice is not a repeat contact.
+        Posts not yet classified count.
+        """
+        row = self.db.execute(
+            "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+        return int(row[0])
+

@@ -1,0 +1,313 @@
+"""The inbox: the queue's filters, orders, counts and search over open cases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from doorstep.dialect import SQLITE
+from doorstep.models import OPEN_CASE_STATUSES, Case, utcnow
+from doorstep.store.base import StoreBase, iso
+from doorstep.store.cases import _case_from_row
+from doorstep.store.migrations import CUSTOMER_FTS_COLUMNS, MENTION_FTS_COLUMNS, OPEN_CASES_SQL, PHONE_DIGITS_SQL
+
+#: Full-text search looks at this many of the newest matching posts (see Store.search_mentions).
+SEARCH_MATCH_LIMIT = 2000
+
+#: The inbox's equality filters (columns of ``cases`` and fields of ``InboxQuery``).
+INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
+
+#: The inbox's due order (doorstep.sla.queue_fields, stored on every write): cases owing the customer
+#: an answer first, soonest answer deadline first; then cases owing a resolution, soonest first;
+#: then cases whose clocks are paused (waiting on the customer) or stopped.
+CASE_DUE_SQL = "due_key"
+
+#: The inbox's orders: priority (the default: band P1 first, then the due order within the band),
+#: the due order, newest case first. Each walks a partial index over open cases (m013, m008), so
+#: a page stops after its rows.
+INBOX_SORTS = {
+    "priority": f"priority_band, {CASE_DUE_SQL}, priority desc, id desc",
+    "due": f"{CASE_DUE_SQL}, id",
+    "newest": "opened_at desc, id desc",
+}
+
+#: Which snoozed cases the inbox lists: "hide" (the default queue: they come back when the
+#: snooze ends or the customer writes), "only" (the "snoozed" filter) or "include".
+SNOOZE_VIEWS = ("hide", "only", "include")
+
+#: Customers a search by name, e-mail or phone looks at (the newest-created first).
+CUSTOMER_MATCH_LIMIT = 200
+
+#: Full-text results kept per Store (see Store._memo): a console page asks for the same search
+#: once per filter count, and again on every rerun while the agent changes other filters.
+SEARCH_MEMO_SIZE = 32
+
+
+@dataclass
+class InboxQuery:
+    """Filters of the console's inbox; ``None`` means "any"."""
+
+    statuses: Sequence[str] = OPEN_CASE_STATUSES
+    brand: str | None = None
+    courier: str | None = None
+    channel: str | None = None
+    intent: str | None = None
+    assignee: str | None = None
+    search: str | None = None
+    #: "breached" (a running clock's deadline passed), "due_soon" (within the hour) or None.
+    sla_state: str | None = None
+    #: Snoozed cases: "hide" (default), "only" or "include" (see SNOOZE_VIEWS).
+    snoozed: str = "hide"
+    #: The moment "overdue", "due soon" and "snoozed" are judged at (default: now); tests pass a fake clock.
+    now: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+    #: "priority" (default), "due" (next due time first) or "newest" (see INBOX_SORTS).
+    sort: str = "priority"
+    #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
+    waiting: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fts_query(text: str) -> str:
+    """Turn what an agent types into a safe FTS5 query: every word must appear (prefix match)."""
+    return SQLITE.fts_query(text)
+
+
+class InboxStore(StoreBase):
+    """The console's queue over ``cases`` (and full-text search over posts and customers)."""
+
+    def inbox(self, query: InboxQuery | None = None) -> list[Case]:
+        """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
+        where, params = self._inbox_where(query or InboxQuery())
+        q = query or InboxQuery()
+        if q.sort not in INBOX_SORTS:
+            raise ValueError(f"not an inbox order: {q.sort} (choose {', '.join(INBOX_SORTS)})")
+        # Due and newest walk their own index over open cases and stop after the page; left to
+        # itself (no ANALYZE statistics) SQLite would sort every open case. With a search or a
+        # filter the matching cases are few or indexed by the filter, so the planner chooses.
+        index = ""
+        if q.snoozed == "only" and tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search:
+            if self._indexes is None:
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by("idx_cases_open_snooze") if "idx_cases_open_snooze" in self._indexes else ""
+        elif (tuple(q.statuses) == OPEN_CASE_STATUSES and not q.search
+                and not any(getattr(q, c) for c in INBOX_FILTER_COLUMNS)):
+            name = {"priority": "idx_cases_open_queue", "due": "idx_cases_open_due",
+                    "newest": "idx_cases_open_opened"}[q.sort]
+            if self._indexes is None:
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by(name) if name in self._indexes else ""
+        sql = f"select * from cases{index} where {where} order by {INBOX_SORTS[q.sort]} limit ? offset ?"
+        return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
+
+    def inbox_count(self, query: InboxQuery | None = None) -> int:
+        q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:
+            # Every case minus the snoozed ones: each count walks the index made for it (the snoozed
+            # are few), where testing the snooze of every open case would read them all.
+            return (self.inbox_count(replace(q, snoozed="include"))
+                    - self.inbox_count(replace(q, snoozed="only")))
+        where, params = self._inbox_where(q, for_count=True)
+        index = self._count_index(q)
+        return int(self.db.execute(f"select count(*) from cases{index} where {where}", params).fetchone()[0])
+
+    def inbox_facets(self, column: str, query: InboxQuery | None = None) -> dict[str, int]:
+        """Counts per value of one filter column, for the filter widgets (most cases first)."""
+        if column not in {*INBOX_FILTER_COLUMNS, "status"}:
+            raise ValueError(f"not a facet: {column}")
+        q = query or InboxQuery()
+        if q.snoozed == "hide" and not q.sla_state:  # as in inbox_count: all minus the snoozed
+            counts = self.inbox_facets(column, replace(q, snoozed="include"))
+            for value, n in self.inbox_facets(column, replace(q, snoozed="only")).items():
+                counts[value] -= n
+            return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda item: -item[1]))
+        where, params = self._inbox_where(q)
+        # Grouping by the bare column lets an index in that column's order answer the
+        # unfiltered counts without sorting; NULL is named "(none)" here instead of in SQL.
+        rows = self.db.execute(
+            f"select {column}, count(*) from cases{self._count_index(q, column)} where {where} group by {column}", params
+        ).fetchall()
+        counts: dict[str, int] = {}
+        for value, n in rows:
+            key = "(none)" if value is None else value
+            counts[key] = counts.get(key, 0) + n
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+    def _count_index(self, q: InboxQuery, grouped: str | None = None) -> str:
+        """The ``indexed by`` clause for counting open cases: the index that answers it alone.
+
+        Left to itself, SQLite's planner takes a one-column index that matches a filter (or
+        the grouped column's order) and then reads every matching case row: 50-350 ms at
+        114k open cases, worst in databases without ANALYZE statistics, which is every
+        database Doorstep writes. Counting needs no case row: the one-column partial indexes
+        of m001 answer a count with at most one filter, or a grouping without filters, in
+        the column's order; the covering index of m003 answers everything else (2-40 ms).
+        A search's few hundred cases are looked up by id (``not indexed`` still uses the
+        rowid; without statistics the planner would scan an index instead). Status sets
+        other than "open", which the partial indexes do not cover, are left to the planner.
+        """
+        if q.search and self.dialect.fts_query(q.search):
+            return self.dialect.indexed_by(None)
+        if tuple(q.statuses) != OPEN_CASE_STATUSES:
+            return ""
+        filters = [column for column in INBOX_FILTER_COLUMNS if getattr(q, column) and column != grouped]
+        if q.snoozed == "only" and not q.sla_state:
+            name = "idx_cases_open_snooze"  # the few snoozed cases, found by their snooze's end
+        elif q.sla_state or q.snoozed != "include" or len(filters) > 1 or (grouped and filters):
+            name = "idx_cases_open_facets"
+        elif grouped or filters:
+            name = f"idx_cases_open_{grouped or filters[0]}"
+        else:
+            name = "idx_cases_open_status"
+        if self._indexes is None:
+            self._indexes = self.dialect.index_names(self.db)
+        return self.dialect.indexed_by(name) if name in self._indexes else ""
+
+    def _memo(self, kind: str, query: str, compute: Any) -> Any:
+        """``compute()``, remembered while the database is unchanged.
+
+        The key holds SQLite's data_version (it moves when another connection commits) and
+        this connection's total_changes (it moves on our own writes, triggers included), so
+        a remembered result is always what the query would return now. On PostgreSQL the
+        snapshot (which transactions have finished) stands in for data_version: it stays the
+        same exactly while no other transaction commits.
+        """
+        db = self.db
+        if self.dialect.postgres:
+            seen = db.execute("select cast(pg_current_snapshot() as text)").fetchone()[0]
+        else:
+            seen = int(db.execute("pragma data_version").fetchone()[0])
+        version = (id(db), seen, db.conn.total_changes)
+        held = self._search_memo.get((kind, query))
+        if held is not None and held[0] == version:
+            return held[1]
+        value = compute()
+        if len(self._search_memo) >= SEARCH_MEMO_SIZE:
+            self._search_memo.pop(next(iter(self._search_memo)))
+        self._search_memo[(kind, query)] = (version, value)
+        return value
+
+    def search_cases(self, text: str) -> list[int]:
+        """Ids of the cases an agent's search means, by what they typed.
+
+        An exact handle (``hannah_pr`` or ``@hannah_pr``) that some case is from wins alone:
+        the words of a handle would otherwise also find ``@hannah_no``'s posts. Otherwise the
+        cases of: a linked order number or tracking number typed exactly; customers whose
+        name, e-mail or phone matches (their linked cases and the cases from their handles);
+        and the newest posts matching the words (SEARCH_MATCH_LIMIT posts at most: searching
+        is for finding a live conversation, and capping keeps a common word as fast as a rare
+        one; :meth:`search_is_capped` tells the console when to say so). An order number
+        quoted in a post is found by its words. Every lookup is by an index.
+        """
+        dialect = self.dialect
+        query = dialect.fts_query(text)
+        if not query:
+            return []
+        typed = text.strip()
+
+        def run() -> tuple[int, ...]:
+            handle = typed.removeprefix("@")
+            if handle and not any(c.isspace() for c in handle):
+                exact = self.db.execute(
+                    f"select id from cases where {dialect.nocase_equals('author_handle')} order by id desc", [handle]
+                ).fetchall()
+                if exact:
+                    return tuple(r[0] for r in exact)
+            found: dict[int, None] = {}
+            numbers = list(dict.fromkeys([typed, typed.upper()]))
+            marks = ",".join("?" * len(numbers))
+            for sql in (
+                f"select id from cases where order_number in ({marks})",
+                f"select id from cases where tracking_number in ({marks})",
+                f"select id from cases where order_number in (select order_number from shipments "
+                f"where tracking_number in ({marks}))",
+            ):
+                found.update((r[0], None) for r in self.db.execute(sql, numbers).fetchall())
+            customers = [r[0] for r in self.db.execute(
+                f"select id from customers where rowid in ({dialect.fts_ids('customers', CUSTOMER_FTS_COLUMNS)})",
+                [query, CUSTOMER_MATCH_LIMIT]).fetchall()]
+            digits = "".join(c for c in typed if c.isdigit())
+            if len(digits) >= 7 and all(c.isdigit() or c in " -().+" for c in typed):
+                customers += [r[0] for r in self.db.execute(
+                    f"select id from customers where {PHONE_DIGITS_SQL} = ? limit ?", [digits, CUSTOMER_MATCH_LIMIT])]
+            if customers:
+                ids = json.dumps(customers)
+                found.update((r[0], None) for r in self.db.execute(
+                    f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall())
+                found.update((r[0], None) for r in self.db.execute(
+                    "select c.id from customer_handles h join cases c on c.channel = h.channel and "
+                    f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})",
+                    [ids]).fetchall())
+            found.update((r[0], None) for r in self.db.execute(
+                "select distinct case_id from mentions where case_id is not null and id in "
+                f"({dialect.fts_ids('mentions', MENTION_FTS_COLUMNS, key='id')})",
+                [query, SEARCH_MATCH_LIMIT],
+            ).fetchall())
+            return tuple(found)
+
+        return list(self._memo("cases", typed, run))
+
+    def search_is_capped(self, text: str) -> bool:
+        query = self.dialect.fts_query(text)
+        if not query:
+            return False
+
+        def run() -> bool:
+            row = self.db.execute(
+                f"select count(*) from ({self.dialect.fts_ids('mentions', MENTION_FTS_COLUMNS, key='id')}) as hits",
+                [query, SEARCH_MATCH_LIMIT + 1],
+            ).fetchone()
+            return bool(row[0] > SEARCH_MATCH_LIMIT)
+
+        return bool(self._memo("capped", query, run))
+
+    def _inbox_where(self, q: InboxQuery, for_count: bool = False) -> tuple[str, list[Any]]:
+        params: list[Any] = []
+        if tuple(q.statuses) == OPEN_CASE_STATUSES:
+            clauses = [OPEN_CASES_SQL]
+        else:
+            clauses = [f"status in ({','.join('?' * len(q.statuses))})"]
+            params += list(q.statuses)
+        for column in INBOX_FILTER_COLUMNS:
+            value = getattr(q, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        moment = q.now or utcnow()
+        now = iso(moment)
+        # Listing: the unary + keeps SQLite walking the queue's index (stop at 50) instead of
+        # collecting every breached case and sorting. Counting: no +, so the covering facets
+        # index (m013) answers without reading the table.
+        plus = "" if for_count or self.dialect.postgres else "+"
+        if q.snoozed not in SNOOZE_VIEWS:
+            raise ValueError(f"not a snooze view: {q.snoozed} (choose {', '.join(SNOOZE_VIEWS)})")
+        if q.snoozed == "hide":
+            clauses.append(f"({plus}snoozed_until is null or {plus}snoozed_until <= ?)")
+            params.append(now)
+        elif q.snoozed == "only":
+            clauses.append("snoozed_until > ?")  # a range of idx_cases_open_snooze
+            params.append(now)
+        if q.sla_state == "breached":
+            clauses.append(f"{plus}due_at < ?")
+            params.append(now)
+        elif q.sla_state == "due_soon":
+            soon = iso(datetime.fromtimestamp(moment.timestamp() + 3600, timezone.utc))
+            clauses.append(f"{plus}due_at >= ? and {plus}due_at <= ?")
+            params += [now, soon]
+        if q.waiting == "answer":
+            clauses.append("id in (select case_id from questions where status = 'open' and expires_at > ? and message_id in "
+                           "(select id from outbound_messages where status = 'sent'))")
+            params.append(now)
+        elif q.waiting == "callback":
+            clauses.append("id in (select case_id from callbacks where status = 'scheduled' and due_at is not null "
+                           "and coalesce(slot_at, requested_at) <= ?)")
+            params.append(now)
+        if q.search and self.dialect.fts_query(q.search):
+            clauses.append(f"id in ({self.dialect.json_values('int')})")
+            params.append(json.dumps(self.search_cases(q.search)))
+        return " and ".join(clauses), params
+

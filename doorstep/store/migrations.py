@@ -1,0 +1,502 @@
+"""The schema history: one list of migrations run on SQLite and PostgreSQL alike.
+
+Add a new function at the end; never edit an applied one."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from doorstep.dialect import SQLITE, dialect_of
+
+MIGRATIONS = Migrations("doorstep")
+
+#: The SQL for "open case"; queries use this exact text so SQLite picks the partial indexes.
+OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
+
+#: A customer's phone number with spaces, dashes, brackets, dots and "+" taken out, so "+44 7700
+#: 900434" is found as "447700900434" too (indexed by this exact text, m008).
+PHONE_DIGITS_SQL = ("replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '(', ''), ')', ''), "
+                    "'.', ''), '+', '')")
+
+#: The advisory lock key under which one process at a time migrates a PostgreSQL schema.
+PG_MIGRATE_LOCK_KEY = 0x600D_D009
+
+#: The columns each full-text index covers (m001, m008); search queries name the same ones.
+MENTION_FTS_COLUMNS = ("text",)
+CUSTOMER_FTS_COLUMNS = ("name", "email", "phone")
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["mentions"].create(
+        {
+            "id": int,
+            "channel": str,
+            "external_id": str,
+            "text": str,
+            "created_at": str,
+            "author_id": str,
+            "author_handle": str,
+            "author_name": str,
+            "author_followers": int,
+            "language": str,
+            "url": str,
+            "thread_id": str,
+            "in_reply_to": str,
+            "matched": str,
+            "outbound": int,
+            "raw": str,
+            "case_id": int,
+            "sentiment": str,
+            "sentiment_scores": str,
+            "complaint": int,
+            "complaint_score": float,
+            "intent": str,
+            "intent_scores": str,
+            "urgency": float,
+            "needs_review": int,
+            "model": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={"channel", "external_id", "text", "created_at"},
+        defaults={"author_followers": 0, "outbound": 0},
+    )
+    db["mentions"].create_index(["channel", "external_id"], unique=True)
+    db["mentions"].create_index(["channel", "thread_id"])
+    db["mentions"].create_index(["case_id"])
+    db["mentions"].create_index(["channel", "author_handle"])
+    db["mentions"].create_index(["created_at"])
+    db["mentions"].enable_fts(list(MENTION_FTS_COLUMNS), create_triggers=True, tokenize="unicode61")
+    # Re-index only when the text changes: the pipeline and the console update case_id and
+    # labels all the time, and re-indexing the post each time would double the write cost.
+    # (PostgreSQL's GIN index is kept by PostgreSQL itself: no triggers there.)
+    if dialect_of(db) is SQLITE:
+        db.execute("drop trigger mentions_au")
+        db.execute(
+            'create trigger mentions_au after update of text on mentions begin '
+            "insert into mentions_fts (mentions_fts, rowid, text) values ('delete', old.rowid, old.text); "
+            "insert into mentions_fts (rowid, text) values (new.rowid, new.text); end"
+        )
+
+    db["customers"].create(
+        {"id": str, "name": str, "email": str, "phone": str, "vip": int, "opt_out": str}, pk="id"
+    )
+    db["customer_handles"].create(
+        {"channel": str, "handle": str, "customer_id": str}, pk=("channel", "handle")
+    )
+    db["customer_handles"].create_index(["customer_id"])
+    db["orders"].create(
+        {
+            "number": str,
+            "customer_id": str,
+            "placed_at": str,
+            "brand": str,
+            "items": str,
+            "total": float,
+            "currency": str,
+            "promised_date": str,
+            "status": str,
+        },
+        pk="number",
+    )
+    db["orders"].create_index(["customer_id", "placed_at"])
+    db["shipments"].create(
+        {
+            "tracking_number": str,
+            "order_number": str,
+            "courier": str,
+            "service": str,
+            "status": str,
+            "last_event_at": str,
+        },
+        pk="tracking_number",
+    )
+    db["shipments"].create_index(["order_number"])
+    db["tracking_events"].create(
+        {"id": int, "tracking_number": str, "time": str, "status": str, "location": str, "description": str},
+        pk="id",
+    )
+    db["tracking_events"].create_index(["tracking_number", "time", "status"], unique=True)
+
+    db["cases"].create(
+        {
+            "id": int,
+            "status": str,
+            "priority": float,
+            "priority_reasons": str,
+            "brand": str,
+            "courier": str,
+            "channel": str,
+            "intent": str,
+            "sentiment": str,
+            "complaint": int,
+            "author_handle": str,
+            "thread_id": str,
+            "customer_id": str,
+            "order_number": str,
+            "tracking_number": str,
+            "link_method": str,
+            "link_confidence": float,
+            "link_confirmed": int,
+            "assignee": str,
+            "opened_at": str,
+            "last_activity_at": str,
+            "first_response_due": str,
+            "resolution_due": str,
+            "first_response_at": str,
+            "resolved_at": str,
+            "snoozed_until": str,
+            "mention_count": int,
+            "version": int,
+            "updated_by": str,
+        },
+        pk="id",
+        defaults={"version": 1, "mention_count": 0, "complaint": 0, "link_confirmed": 0},
+    )
+    # The inbox reads "open cases by priority", maybe filtered by one facet. Partial indexes
+    # over open cases only, in priority order, let it stop after the first 50 rows instead
+    # of sorting every open case. The WHERE text must match OPEN_CASES_SQL exactly.
+    db.execute(f"create index idx_cases_open_priority on cases (priority, id) where {OPEN_CASES_SQL}")
+    for column in ("brand", "courier", "intent", "channel", "assignee", "status"):
+        db.execute(f"create index idx_cases_open_{column} on cases ({column}, priority, id) where {OPEN_CASES_SQL}")
+    # Covers the SLA-state filter, so counting breached cases never reads the table.
+    db.execute(
+        "create index idx_cases_open_sla on cases (status, first_response_at, first_response_due, resolution_due) "
+        f"where {OPEN_CASES_SQL}"
+    )
+    db["cases"].create_index(["status", "priority"])
+    db["cases"].create_index(["customer_id", "status"])
+    db["cases"].create_index(["channel", "thread_id"])
+    db["cases"].create_index(["channel", "author_handle"])
+    db["cases"].create_index(["order_number"])
+    db["cases"].create_index(["opened_at"])
+
+    db["outbound_messages"].create(
+        {
+            "id": int,
+            "case_id": int,
+            "kind": str,
+            "channel": str,
+            "target": str,
+            "text": str,
+            "in_reply_to": str,
+            "status": str,
+            "attempts": int,
+            "last_error": str,
+            "idempotency_key": str,
+            "external_id": str,
+            "created_by": str,
+            "created_at": str,
+            "sent_at": str,
+            "next_attempt_at": str,
+        },
+        pk="id",
+        defaults={"attempts": 0, "status": "queued"},
+    )
+    db["outbound_messages"].create_index(["idempotency_key"], unique=True)
+    db["outbound_messages"].create_index(["status", "next_attempt_at"])
+    db["outbound_messages"].create_index(["case_id"])
+    db["notes"].create({"id": int, "case_id": int, "author": str, "text": str, "created_at": str}, pk="id")
+    db["notes"].create_index(["case_id"])
+    db["audit_events"].create(
+        {"id": int, "at": str, "actor": str, "action": str, "case_id": int, "details": str}, pk="id"
+    )
+    db["audit_events"].create_index(["case_id"])
+    db["audit_events"].create_index(["at"])
+    db["cursors"].create({"name": str, "value": str, "updated_at": str}, pk="name")
+    db["listener_health"].create(
+        {
+            "name": str,
+            "last_success_at": str,
+            "last_error_at": str,
+            "last_error": str,
+            "lag_seconds": float,
+            "fetched": int,
+            "stored": int,
+            "errors": int,
+            "updated_at": str,
+        },
+        pk="name",
+    )
+    db["label_corrections"].create(
+        {
+            "id": int,
+            "mention_id": int,
+            "text": str,
+            "field": str,
+            "old_value": str,
+            "new_value": str,
+            "corrected_by": str,
+            "at": str,
+        },
+        pk="id",
+    )
+    db["users"].create({"username": str, "name": str, "role": str, "password_hash": str, "created_at": str}, pk="username")
+
+
+@MIGRATIONS()
+def m002_user_email(db: sqlite_utils.Database) -> None:
+    """Console users get an e-mail address: single sign-on identifies people by it.
+
+    The audit index serves the login lockout, which counts each user's recent failures.
+    """
+    db["users"].add_column("email", str)
+    db["users"].create_index(["email"], unique=True, if_not_exists=True)
+    db["audit_events"].create_index(["action", "actor", "at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m003_inbox_facet_index(db: sqlite_utils.Database) -> None:
+    """The counts beside the inbox's filters, read from one covering index over open cases.
+
+    Each filter's count is taken under the *other* filters (brand and SLA state, say), which
+    the one-column indexes of m001 can only answer by reading every matching case row
+    (~130 ms at 114k open cases). This index holds every facet and the SLA columns, so such
+    counts scan index entries only (``Store._count_index`` asks for it by name). It leads
+    with resolution_due, which no query compares for equality and the listing only ever
+    writes as ``+resolution_due``, so the planner never takes it for the queue itself,
+    where the priority-ordered indexes of m001 stop after 50 rows.
+    """
+    db.execute(
+        "create index if not exists idx_cases_open_facets on cases (resolution_due, brand, courier, intent, channel, "
+        f"assignee, status, first_response_at, first_response_due) where {OPEN_CASES_SQL}"
+    )
+
+
+@MIGRATIONS()
+def m004_answers_automatic_messages(db: sqlite_utils.Database) -> None:
+    """The facts an automatic message (follow-up, outreach, alert) was written from, and its approval.
+
+    The outbox re-checks these facts immediately before sending (``responders/recheck.py``) and
+    cancels the message with the reason when one is no longer true; a rule that needs an agent's
+    approval keeps its message ``awaiting_approval`` until someone decides on the approvals page.
+    """
+    db["automatic_messages"].create(
+        {"message_id": int, "case_id": int, "rule": str, "reply_message_id": int, "last_mention_id": int,
+         "order_number": str, "customer_id": str, "approval": str, "decided_by": str, "decided_at": str,
+         "cancel_reason": str},
+        pk="message_id", if_not_exists=True,
+    )
+    db["automatic_messages"].create_index(["approval"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m005_inbound_listener_health_warnings(db: sqlite_utils.Database) -> None:
+    """Listener health keeps warnings apart from errors (branch ``inbound``).
+
+    ``malformed`` counts posts a round skipped as unreadable and ``last_warning`` says which
+    round and why, so a listener that drops posts is visible without calling its round failed.
+    ``rejected`` counts unsigned or badly signed webhook requests: strangers can send those at
+    will, so they must not write ``last_error`` (that would flip health and page the team).
+    """
+    for column, kind in (("malformed", int), ("rejected", int), ("last_warning", str), ("last_warning_at", str)):
+        if column not in db["listener_health"].columns_dict:
+            db["listener_health"].add_column(column, kind)
+
+
+@MIGRATIONS()
+def m006_accounts_per_brand(db: sqlite_utils.Database) -> None:
+    """Which of our accounts a post reached, and which account sent each message.
+
+    A reply goes out from the account the customer wrote to (their brand's, never another
+    brand's), and the outbound row records it so the team can see who answered as whom.
+    """
+    if "account" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("account", str)
+    if "account" not in db["outbound_messages"].columns_dict:
+        db["outbound_messages"].add_column("account", str)
+
+
+@MIGRATIONS()
+def m007_security_console_sessions(db: sqlite_utils.Database) -> None:
+    """Console logins kept on the server (branch ``security``), checked on every console run.
+
+    A browser holds only an HttpOnly cookie with a random token; the table holds its digest, the
+    digest of the user's password hash and role at login (``stamp``: a change ends the login),
+    the expiry, and when and why it was ended. ``console/auth.py`` owns the rows.
+    """
+    db["console_sessions"].create(
+        {"id": str, "username": str, "method": str, "stamp": str, "created_at": str, "expires_at": str,
+         "token_digest": str, "grant_digest": str, "grant_expires_at": str, "revoked_at": str, "revoked_reason": str},
+        pk="id", if_not_exists=True,
+    )
+    db["console_sessions"].create_index(["token_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["grant_digest"], if_not_exists=True)
+    db["console_sessions"].create_index(["username"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m008_inbox_queue_sort_and_search(db: sqlite_utils.Database) -> None:
+    """The inbox as a queue over every case (branch ``inbox``, issue 17).
+
+    Sorting by due time or by newest walks these partial indexes over open cases (as the
+    priority order walks ``idx_cases_open_priority``), so a page of 50 stops after 50 rows
+    at any offset. Search finds what agents type besides words: a case's tracking number,
+    its author's handle whatever the case, and customers by name, e-mail or phone
+    (``customers_fts``, kept by triggers).
+    """
+    # The due order as it was before m013 replaced it with the stored due_key (this exact text).
+    due = "(case when first_response_at is null then first_response_due else resolution_due end)"
+    db.execute(f"create index if not exists idx_cases_open_due on cases ({due}, id) where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_opened on cases (opened_at, id) where {OPEN_CASES_SQL}")
+    db.execute("create index if not exists idx_cases_tracking_number on cases (tracking_number)")
+    dialect = dialect_of(db)
+    db.execute("create index if not exists idx_cases_author_handle_nocase on cases "
+               f"{dialect.nocase_index('author_handle')}")
+    db.execute(f"create index if not exists idx_customers_phone_digits on customers ({PHONE_DIGITS_SQL})")
+    if dialect.postgres or "customers_fts" not in db.table_names():
+        db["customers"].enable_fts(list(CUSTOMER_FTS_COLUMNS), create_triggers=True, tokenize="unicode61")
+
+
+@MIGRATIONS()
+def m009_courier_updates_and_contact_attempts(db: sqlite_utils.Database) -> None:
+    """Courier updates posted through a courier link, and every private question or follow-up's fate.
+
+    ``courier_updates`` holds what a courier posted on its signed link (``responders/courier_link.py``);
+    the unique (tracking_number, update_id) makes a re-posted update a no-op. ``contact_attempts``
+    records, for every follow-up or question we send a customer, the channel, the local send hour
+    and whether (and how fast) they answered: the history the channel learner
+    (``responders/channel_learner.py``) chooses the next channel and hour from.
+    """
+    db["courier_updates"].create(
+        {"id": int, "tracking_number": str, "update_id": str, "case_id": int, "courier": str, "status": str,
+         "text": str, "received_at": str, "message_id": int},
+        pk="id", if_not_exists=True,
+    )
+    db["courier_updates"].create_index(["tracking_number", "update_id"], unique=True, if_not_exists=True)
+    db["courier_updates"].create_index(["tracking_number", "received_at"], if_not_exists=True)
+    db["contact_attempts"].create(
+        {"message_id": int, "case_id": int, "customer_id": str, "brand": str, "rule": str, "channel": str,
+         "send_hour": int, "planned_at": str, "chosen_by": str, "answered_at": str, "answer_minutes": float},
+        pk="message_id", if_not_exists=True,
+    )
+    db["contact_attempts"].create_index(["case_id", "answered_at"], if_not_exists=True)
+    db["contact_attempts"].create_index(["customer_id"], if_not_exists=True)
+    db["contact_attempts"].create_index(["brand", "planned_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m010_case_merged_into(db: sqlite_utils.Database) -> None:
+    """A case an agent merged into another one points to it (doorstep/regroup.py, issue 17)."""
+    db["cases"].add_column("merged_into", int)
+
+
+@MIGRATIONS()
+def m011_dialogue_questions_callbacks(db: sqlite_utils.Database) -> None:
+    """Questions customers can answer, their answers, and call-back tasks (branch ``dialogue``, issue 19).
+
+    ``questions``: one closed question asked on a case (by SMS or e-mail), where it went
+    (``address_key``: the phone's digits or the lower-cased address, so a reply finds it), its
+    reply token, expiry, and once answered the answer, what it was understood as and what it
+    triggered. ``answers``: every inbound reply seen, keyed by channel and the channel's own id,
+    so a reply delivered twice is handled once. ``callbacks``: a call back offered on a case, the
+    slot the customer picked, its SLA deadline and outcome.
+    """
+    db["questions"].create(
+        {"id": int, "case_id": int, "customer_id": str, "rule": str, "channel": str, "target": str,
+         "address_key": str, "message_id": int, "mail_id": str, "token": str, "asked_at": str, "expires_at": str,
+         "status": str, "answer": str, "answer_kind": str, "answer_channel": str, "answered_at": str,
+         "slot_at": str, "action": str},
+        pk="id", if_not_exists=True,
+    )
+    db["questions"].create_index(["case_id"], if_not_exists=True)
+    db["questions"].create_index(["address_key", "status"], if_not_exists=True)
+    db["questions"].create_index(["token"], unique=True, if_not_exists=True)
+    db["questions"].create_index(["status", "expires_at"], if_not_exists=True)
+    db["answers"].create(
+        {"id": int, "channel": str, "external_id": str, "sender": str, "text": str, "received_at": str,
+         "question_id": int, "case_id": int, "kind": str, "outcome": str},
+        pk="id", if_not_exists=True,
+    )
+    db["answers"].create_index(["channel", "external_id"], unique=True, if_not_exists=True)
+    db["callbacks"].create(
+        {"id": int, "case_id": int, "question_id": int, "reason": str, "offered_by": str, "offered_at": str,
+         "status": str, "phone": str, "slot_at": str, "slot_text": str, "requested_at": str, "due_at": str,
+         "breached_at": str, "outcome": str, "outcome_by": str, "outcome_at": str},
+        pk="id", if_not_exists=True,
+    )
+    db["callbacks"].create_index(["case_id"], if_not_exists=True)
+    db["callbacks"].create_index(["status", "due_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m012_team_settings(db: sqlite_utils.Database) -> None:
+    """Templates and alert rules a lead edits in the console, one row per saved version (doorstep/team_settings.py)."""
+    db["team_settings"].create(
+        {"id": int, "kind": str, "name": str, "value": str, "author": str, "created_at": str, "note": str},
+        pk="id", if_not_exists=True,
+    )
+    db["team_settings"].create_index(["kind", "name", "id"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m013_sla_clocks(db: sqlite_utils.Database) -> None:
+    """SLA clocks that pause, restart per unanswered post and count business hours (branch ``sla``).
+
+    New case columns (doorstep/sla.py): the oldest unanswered customer post (``awaiting_since``),
+    the "next response" deadline, when the clocks paused (waiting on the customer), the
+    priority band, and, derived from those on every write, the next deadline while the clocks
+    run (``due_at``, ``due_kind``: what the red and amber states and the alerts read) and the
+    due order's key (``due_key``). The queue's two orders walk ``idx_cases_open_queue`` (band,
+    then due) and ``idx_cases_open_due`` (due); the facet counts' covering index gains the
+    snooze and the next deadline, so counting overdue ones never reads the table, and
+    ``idx_cases_open_snooze`` finds the (few) snoozed cases: the default queue's counts are
+    "every open case minus the snoozed ones". Existing cases get the old meaning (first response while unanswered, else
+    resolution; pending cases paused since their last activity) until their next change.
+    """
+    for column in ("awaiting_since", "next_response_due", "sla_paused_at", "priority_band", "due_at", "due_kind",
+                   "due_key"):
+        if column not in db["cases"].columns_dict:
+            db["cases"].add_column(column, str)
+    db.execute("update cases set priority_band = case when priority >= 70 then 'p1' when priority >= 50 then 'p2' "
+               "when priority >= 30 then 'p3' else 'p4' end")
+    db.execute("update cases set sla_paused_at = coalesce(last_activity_at, opened_at) where status = 'pending_customer'")
+    answer_owed = "first_response_at is null and first_response_due is not null"
+    db.execute(
+        f"update cases set due_at = case when {answer_owed} and (resolution_due is null or first_response_due "
+        "<= resolution_due) then first_response_due else resolution_due end, "
+        f"due_kind = case when {answer_owed} and (resolution_due is null or first_response_due <= resolution_due) "
+        "then 'first response' when resolution_due is not null then 'resolution' end, "
+        f"due_key = case when {answer_owed} then '1 ' || first_response_due when resolution_due is not null "
+        "then '2 ' || resolution_due else '3' end where status in ('new', 'open', 'escalated')")
+    db.execute("update cases set due_key = '3' where due_key is null")
+    db.execute("drop index if exists idx_cases_open_due")
+    db.execute(f"create index if not exists idx_cases_open_due on cases (due_key, id) where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_queue on cases (priority_band, due_key, priority desc, id desc) "
+               f"where {OPEN_CASES_SQL}")
+    db.execute(f"create index if not exists idx_cases_open_snooze on cases (snoozed_until) where {OPEN_CASES_SQL}")
+    db.execute("drop index if exists idx_cases_open_facets")
+    db.execute(
+        "create index if not exists idx_cases_open_facets on cases (resolution_due, brand, courier, intent, channel, "
+        f"assignee, status, first_response_at, first_response_due, snoozed_until, due_at) where {OPEN_CASES_SQL}"
+    )
+
+
+@MIGRATIONS()
+def m014_job_queue_batches(db: sqlite_utils.Database) -> None:
+    """Posts waiting between the job queue's stages (PostgreSQL workers, commands/jobs_queue.py).
+
+    A ``classify`` or ``ingest`` job names its batch here instead of carrying its posts in its
+    arguments: procrastinate copies and logs a job's arguments several times per job, which cost
+    more than storing the posts. ``stage`` is the job that takes the batch next; the ingest job
+    deletes the row in the transaction that stores the posts.
+    """
+    db["job_batches"].create({"id": int, "stage": str, "posts": str, "created_at": str}, pk="id",
+                             if_not_exists=True)
+
+
+@MIGRATIONS()
+def m015_postgres_sla_count_index(db: sqlite_utils.Database) -> None:
+    """PostgreSQL counts overdue open cases from an index of their deadlines (issue 16).
+
+    SQLite is told to count from the covering facets index (``Store._count_index``); PostgreSQL
+    chooses by statistics and, with no index leading with ``due_at``, scanned the table: 73 ms
+    for 85k overdue cases of 200k, 17 ms with this index (bench/RESULTS.md). SQLite would never
+    use it and would pay for it on every case write, so it is made on PostgreSQL only.
+    (m015: m014 is taken on the pg-worker branch.)
+    """
+    if dialect_of(db).postgres:
+        db.execute(f"create index if not exists idx_cases_open_due_at on cases (due_at, snoozed_until) "
+                   f"where {OPEN_CASES_SQL}")

@@ -1,0 +1,335 @@
+"""Customers, orders, shipments and tracking events: what linking and the case page read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from doorstep.models import Customer, Order, Shipment, TrackingEvent
+from doorstep.store.base import StoreBase, _chunks, _json, _marks, _unjson, iso, parse_time
+
+
+@dataclass(frozen=True)
+class OrderSummary:
+    """An order as linking and priority see it: no items, no event list."""
+
+    number: str
+    customer_id: str
+    placed_at: datetime
+    status: str
+    brand: str | None
+    total: float
+    currency: str
+    #: The latest shipment's tracking number (the one a vague complaint is most likely about).
+    tracking_number: str | None
+    shipment_statuses: frozenset[str]
+    event_statuses: frozenset[str]
+    last_event_at: datetime | None
+
+
+def _order_from_row(r: dict[str, Any], shipments: list[Shipment]) -> Order:
+    return Order(
+        number=r["number"],
+        customer_id=r["customer_id"],
+        placed_at=parse_time(r["placed_at"]),
+        brand=r["brand"],
+        items=_unjson(r["items"], []),
+        total=r["total"] or 0.0,
+        currency=r["currency"] or "GBP",
+        promised_date=date.fromisoformat(r["promised_date"]) if r["promised_date"] else None,
+        status=r["status"] or "placed",
+        shipments=shipments,
+    )
+
+
+def _shipment_from_row(r: dict[str, Any], events: list[TrackingEvent]) -> Shipment:
+    return Shipment(
+        tracking_number=r["tracking_number"],
+        order_number=r["order_number"],
+        courier=r["courier"],
+        service=r["service"],
+        status=r["status"],
+        events=events,
+    )
+
+
+class OrderStore(StoreBase):
+    """Reads and writes of ``customers``, ``orders``, ``shipments`` and ``tracking_events``."""
+
+    # --------------------------------------------------------------- shop data
+    def upsert_customers(self, customers: Iterable[Customer]) -> int:
+        n = 0
+        for customer in customers:
+            self.upsert_customer(customer)
+            n += 1
+        return n
+
+    def _insert_or_update(self, table: str, key_column: str, key: str, values: dict[str, Any], mentioned: set[str],
+                          *, never_clear: frozenset[str] = frozenset()) -> str:
+        """The one partial-update rule of customers, orders and shipments: a new row is inserted
+        whole; an existing one gets only the ``mentioned`` columns whose value differs (and never
+        None over a ``never_clear`` column), so a file never erases what it did not mention.
+        Returns "new", "updated" or "unchanged"."""
+        existing = self.db.execute(f"select {', '.join(values)} from {table} where {key_column} = ?", [key]).fetchone()
+        if existing is None:
+            self.db.execute(f"insert into {table} ({key_column}, {', '.join(values)}) values (?{', ?' * len(values)})",
+                            [key, *values.values()])
+            return "new"
+        stored = dict(zip(values, existing))
+        update = {k: v for k, v in values.items()
+                  if k in mentioned and stored[k] != v and not (v is None and k in never_clear)}
+        if not update:
+            return "unchanged"
+        self.db.execute(f"update {table} set {', '.join(f'{k} = ?' for k in update)} where {key_column} = ?",
+                        [*update.values(), key])
+        return "updated"
+
+    def upsert_customer(self, customer: Customer, fields: Iterable[str] | None = None) -> str:
+        """Insert a customer, or update only the ``fields`` given (default: those set on the model).
+
+        Returns "new", "updated" or "unchanged". Why partial: an orders file that names a
+        customer only to say whose order it is must not erase the e-mail, phone or handles
+        another file gave (issue 14). Handles are only ever added (or moved to this
+        customer when the file says so), never deleted by an upsert.
+        """
+        mentioned = set(customer.model_fields_set if fields is None else fields) - {"id"}
+        values = {
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "vip": int(customer.vip),
+            "opt_out": _json(customer.opt_out),
+        }
+        status = self._insert_or_update("customers", "id", customer.id, values, mentioned)
+        changed = status != "unchanged"
+        if "handles" in mentioned:
+            for channel, handle in customer.handles.items():
+                handle = handle.lower().lstrip("@")
+                owner = self.db.execute(
+                    "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle]
+                ).fetchone()
+                if owner is None or owner[0] != customer.id:
+                    self.db.execute(
+                        "insert into customer_handles (channel, handle, customer_id) values (?, ?, ?) "
+                        "on conflict (channel, handle) do update set customer_id = excluded.customer_id",
+                        [channel, handle, customer.id],
+                    )
+                    changed = True
+        if status == "new":
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        row = self.db.execute("select id, name, email, phone, vip, opt_out from customers where id = ?", [customer_id]).fetchone()
+        if not row:
+            return None
+        handles = dict(
+            self.db.execute("select channel, handle from customer_handles where customer_id = ?", [customer_id]).fetchall()
+        )
+        return Customer(
+            id=row[0], name=row[1], email=row[2], phone=row[3], vip=bool(row[4]), opt_out=_unjson(row[5], []), handles=handles
+        )
+
+    def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
+        if not handle:
+            return None
+        row = self.db.execute(
+            "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle.lower().lstrip("@")]
+        ).fetchone()
+        return row[0] if row else None
+
+    def customer_ids_by_handles(self, channel: str, handles: Iterable[str | None]) -> dict[str, str]:
+        """handle as given -> customer id, for the handles on ``channel`` that belong to a customer
+        (matched as :meth:`customer_id_by_handle` does: any case, with or without the @)."""
+        given: dict[str, list[str]] = {}
+        for handle in handles:
+            if handle:
+                given.setdefault(handle.lower().lstrip("@"), []).append(handle)
+        found: dict[str, str] = {}
+        for chunk in _chunks(given):
+            for handle, customer_id in self.db.conn.execute(
+                f"select handle, customer_id from customer_handles where channel = ? and handle in ({_marks(chunk)})",
+                [channel, *chunk],
+            ).fetchall():
+                found.update(dict.fromkeys(given[handle], customer_id))
+        return found
+
+    def upsert_orders(self, orders: Iterable[Order]) -> int:
+        n = 0
+        for order in orders:
+            self.upsert_order(order)
+            n += 1
+        return n
+
+    def upsert_order(self, order: Order, fields: Iterable[str] | None = None) -> str:
+        """Insert an order (and its shipments), or update only the fields set on the model.
+
+        Returns "new", "updated" (the order, one of its shipments or their events changed)
+        or "unchanged", so a re-import can say truthfully what it did.
+        """
+        mentioned = set(order.model_fields_set if fields is None else fields)
+        values = {
+            "customer_id": order.customer_id,
+            "placed_at": iso(order.placed_at),
+            "brand": order.brand,
+            "items": _json(order.items),
+            "total": order.total,
+            "currency": order.currency,
+            "promised_date": iso(order.promised_date),
+            "status": order.status,
+        }
+        status = self._insert_or_update("orders", "number", order.number, values, mentioned)
+        changed = status == "updated"
+        for shipment in order.shipments:
+            fields_of = set(shipment.model_fields_set) | {"order_number"}
+            changed = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}),
+                                           fields_of) != "unchanged" or changed
+        if status == "new":
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def upsert_shipment(self, shipment: Shipment, fields: Iterable[str] | None = None) -> str:
+        """Insert a shipment or update only its given fields; its status follows its events.
+
+        A file that repeats a tracking number without a service must not erase the service
+        (and a status is never cleared by an upsert). Returns "new", "updated" or "unchanged".
+        """
+        mentioned = set(shipment.model_fields_set if fields is None else fields)
+        values = {
+            "order_number": shipment.order_number,
+            "courier": shipment.courier,
+            "service": shipment.service,
+            "status": shipment.status,
+        }
+        status = self._insert_or_update("shipments", "tracking_number", shipment.tracking_number, values, mentioned,
+                                        never_clear=frozenset({"status"}))
+        changed = status == "updated"
+        if shipment.events and self.add_tracking_events(shipment.events):
+            changed = True
+        if status == "new":
+            return "new"
+        return "updated" if changed else "unchanged"
+
+    def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
+        """Store events (idempotent) and keep each shipment's current status = its latest event."""
+        added = 0
+        touched: set[str] = set()
+        for event in events:
+            cursor = self.db.execute(
+                "insert into tracking_events (tracking_number, time, status, location, description) "
+                "values (?, ?, ?, ?, ?) on conflict do nothing",
+                [event.tracking_number, iso(event.time), event.status, event.location, event.description],
+            )
+            added += cursor.rowcount
+            touched.add(event.tracking_number)
+        for tracking_number in touched:
+            self.db.execute(
+                "update shipments set (status, last_event_at) = (select status, time from tracking_events "
+                "where tracking_number = ?1 order by time desc, id desc limit 1) where tracking_number = ?1",
+                [tracking_number],
+            )
+        return added
+
+    def get_order(self, number: str) -> Order | None:
+        rows = list(self.db.query("select * from orders where number = ?", [number]))
+        if not rows:
+            return None
+        return _order_from_row(rows[0], self.shipments_for_order(number))
+
+    def orders_for_customer(self, customer_id: str) -> list[Order]:
+        rows = self.db.query("select * from orders where customer_id = ? order by placed_at desc", [customer_id])
+        return [_order_from_row(r, self.shipments_for_order(r["number"])) for r in rows]
+
+    def order_summaries(self, *, customer_id: str | None = None, number: str | None = None,
+                        limit: int = 20) -> list[OrderSummary]:
+        """Orders with what linking and priority need, in one query (no per-order round trips).
+
+        For a customer, only the ``limit`` most recent orders: a complaint is about a
+        recent order, and a heavy buyer's history must not slow every mention down.
+        """
+        where, param = ("o.customer_id = ?", customer_id) if customer_id is not None else ("o.number = ?", number)
+        return self._order_summaries(f"{where} order by o.placed_at desc limit ?", [param, limit])
+
+    def order_summaries_by_numbers(self, numbers: Iterable[str]) -> dict[str, OrderSummary]:
+        """The summaries of these orders (those that exist), in one query per chunk: a batch of
+        mentions quotes many order numbers, and asking once per number was most of linking's time."""
+        found: dict[str, OrderSummary] = {}
+        for chunk in _chunks(numbers):
+            for summary in self._order_summaries(f"o.number in ({_marks(chunk)})", chunk):
+                found[summary.number] = summary
+        return found
+
+    def _order_summaries(self, where: str, params: Sequence[Any]) -> list[OrderSummary]:
+        concat = self.dialect.group_concat
+        sql = f"""
+            select o.number, o.customer_id, o.placed_at, o.status, o.brand, o.total, o.currency,
+              (select tracking_number from shipments where order_number = o.number order by rowid desc limit 1),
+              (select {concat('status')} from shipments where order_number = o.number),
+              (select {concat('e.status', distinct=True)} from shipments s join tracking_events e
+                 on e.tracking_number = s.tracking_number where s.order_number = o.number),
+              (select max(last_event_at) from shipments where order_number = o.number)
+            from orders o where {where}"""
+        return [
+            OrderSummary(
+                number=r[0], customer_id=r[1], placed_at=parse_time(r[2]), status=r[3] or "placed", brand=r[4],
+                total=r[5] or 0.0, currency=r[6] or "GBP", tracking_number=r[7],
+                shipment_statuses=frozenset(filter(None, (r[8] or "").split(","))),
+                event_statuses=frozenset(filter(None, (r[9] or "").split(","))),
+                last_event_at=parse_time(r[10]),
+            )
+            for r in self.db.conn.execute(sql, list(params)).fetchall()
+        ]
+
+    def order_summary(self, number: str) -> OrderSummary | None:
+        found = self.order_summaries(number=number)
+        return found[0] if found else None
+
+    def shipment_brief(self, tracking_number: str) -> tuple[str, str, frozenset[str]] | None:
+        """(order number, courier, every tracking status it has had) of a shipment."""
+        return self._shipment_briefs("tracking_number = ?", [tracking_number]).get(tracking_number)
+
+    def shipment_briefs(self, tracking_numbers: Iterable[str]) -> dict[str, tuple[str, str, frozenset[str]]]:
+        """:meth:`shipment_brief` of many shipments (those that exist), in one query per chunk."""
+        found: dict[str, tuple[str, str, frozenset[str]]] = {}
+        for chunk in _chunks(tracking_numbers):
+            found.update(self._shipment_briefs(f"tracking_number in ({_marks(chunk)})", chunk))
+        return found
+
+    def _shipment_briefs(self, where: str, params: Sequence[Any]) -> dict[str, tuple[str, str, frozenset[str]]]:
+        rows = self.db.conn.execute(
+            f"select tracking_number, order_number, courier, (select {self.dialect.group_concat('status', distinct=True)} "
+            f"from tracking_events where tracking_number = s.tracking_number) from shipments s where {where}",
+            list(params),
+        ).fetchall()
+        return {r[0]: (r[1], r[2], frozenset(filter(None, (r[3] or "").split(",")))) for r in rows}
+
+    def customer_is_vip(self, customer_id: str) -> bool:
+        row = self.db.conn.execute("select vip from customers where id = ?", [customer_id]).fetchone()
+        return bool(row and row[0])
+
+    def vip_customer_ids(self, customer_ids: Iterable[str]) -> set[str]:
+        """Which of these customers are VIPs, in one query per chunk (see :meth:`customer_is_vip`)."""
+        found: set[str] = set()
+        for chunk in _chunks(customer_ids):
+            found.update(r[0] for r in self.db.conn.execute(
+                f"select id from customers where id in ({_marks(chunk)}) and vip = 1", chunk).fetchall())
+        return found
+
+    def get_shipment(self, tracking_number: str) -> Shipment | None:
+        rows = list(self.db.query("select * from shipments where tracking_number = ?", [tracking_number]))
+        return _shipment_from_row(rows[0], self.tracking_events(tracking_number)) if rows else None
+
+    def shipments_for_order(self, order_number: str) -> list[Shipment]:
+        rows = self.db.query("select * from shipments where order_number = ?", [order_number])
+        return [_shipment_from_row(r, self.tracking_events(r["tracking_number"])) for r in rows]
+
+    def tracking_events(self, tracking_number: str) -> list[TrackingEvent]:
+        rows = self.db.query(
+            "select tracking_number, time, status, location, description from tracking_events "
+            "where tracking_number = ? order by time, id",
+            [tracking_number],
+        )
+        return [TrackingEvent(**{**r, "time": parse_time(r["time"])}) for r in rows]
+
