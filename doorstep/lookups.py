@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from doorstep.models import OPEN_CASE_STATUSES, Case, Mention
-from doorstep.store import (OPEN_CASES_SQL, OrderSummary, Store, _CASE_TIMES, _case_row, _chunks,
-                            _marks, iso, parse_time)
+from doorstep.store import OrderSummary, Store, iso, parse_time
+from doorstep.store.cases import _CASE_TIMES, CASE_VIEW_COLUMNS
 
 #: What :meth:`Store.shipment_brief` gives: (order number, courier, every tracking status it has had).
 ShipmentBrief = tuple[str, str, frozenset[str]]
@@ -68,10 +68,30 @@ class ShopLookups:
         for number in wanted:
             self._orders[number] = summaries.get(number)
         customers.update(s.customer_id for s in summaries.values())
+        # The authors' recent orders (a post without a number is linked to one of them), and with
+        # them their summaries and shipments, which the cases' priorities look at.
+        wanted = [c for c in customers if c not in self._customer_orders]
+        recent = self.store.order_summaries_for_customers(wanted)
+        self._customer_orders.update(recent)
+        for summaries in recent.values():
+            for summary in summaries:
+                self._orders.setdefault(summary.number, summary)
+        self.prefetch_numbers((), (s.tracking_number for found in recent.values() for s in found if s.tracking_number))
         wanted_vips = [c for c in customers if c not in self._vips]
         vips = self.store.vip_customer_ids(wanted_vips)
         for customer_id in wanted_vips:
             self._vips[customer_id] = customer_id in vips
+
+    def prefetch_numbers(self, order_numbers: Iterable[str], tracking_numbers: Iterable[str]) -> None:
+        """Read the orders and shipments not read yet (the numbers the batch's known cases are about)."""
+        tracking = [t for t in dict.fromkeys(tracking_numbers) if t and t not in self._shipments]
+        briefs = self.store.shipment_briefs(tracking)
+        for number in tracking:
+            self._shipments[number] = briefs.get(number)
+        wanted = [n for n in dict.fromkeys(order_numbers) if n and n not in self._orders]
+        summaries = self.store.order_summaries_by_numbers(wanted)
+        for number in wanted:
+            self._orders[number] = summaries.get(number)
 
     def known(self) -> tuple[set[str], set[str]]:
         """(customers, order numbers) read so far: the authors found and the orders quoted."""
@@ -141,6 +161,21 @@ class BatchPosts:
             found = self.store.mention_threads(channel, external_ids)
             for external_id in external_ids:
                 self._threads[(channel, external_id)] = found.get(external_id)
+
+    def prefetch_cases(self, case_ids: Iterable[int]) -> None:
+        """Read the most serious post and the contact count of these cases, one query each per chunk."""
+        wanted = [i for i in dict.fromkeys(case_ids) if i not in self._peaks or i not in self._contacts]
+        if not wanted:
+            return
+        peaks, contacts = self.store.peak_mentions(wanted), self.store.contact_counts(wanted)
+        for case_id in wanted:
+            if case_id not in self._peaks:
+                self._peaks[case_id] = peaks.get(case_id)
+                for mention in self._pending_by_case.get(case_id, ()):
+                    self._fold_peak(case_id, mention)
+            if case_id not in self._contacts:
+                self._contacts[case_id] = contacts[case_id] + sum(
+                    1 for m in self._pending_by_case.get(case_id, ()) if asks_for_something(m))
 
     def parent(self, channel: str, external_id: str) -> tuple[str | None, int | None] | None:
         """(thread id, case id) of the stored post ``external_id``, or None if it is not stored."""
@@ -367,9 +402,9 @@ class BatchCases:
         if not values or since is None:
             return
         found: dict[str, list[tuple[int, int]]] = {v: [] for v in values}
-        at = VIEW_COLUMNS.index(column)
+        at = CASE_VIEW_COLUMNS.index(column)
         views = self._views
-        for row in author_case_rows(self.store, column, values, since, per_key, channel):
+        for row in self.store.author_case_views(column, values, since, per_key, channel):
             case_id = row[0]
             found.setdefault(row[at], []).append((row[-1], case_id))
             if case_id not in views:  # else known already: as read before, or as the batch wrote it
@@ -397,7 +432,7 @@ class BatchCases:
         if not self._stored:
             return
         stored, self._stored = self._stored, {}
-        save_cases(self.store, [(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
+        self.store.save_cases([(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
 
     def written(self, case: Case) -> None:
         """The pipeline inserted or saved ``case`` (as given, with its new version)."""
@@ -466,7 +501,7 @@ class CaseView:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> CaseView:
-        """From :data:`VIEW_COLUMNS`, as reading the Case would give it (NULL columns take the model's defaults)."""
+        """From the store's CASE_VIEW_COLUMNS, as reading the Case would give it (NULL columns take the model's defaults)."""
         view = cls()
         (view.id, status, view.brand, view.intent, view.channel, view.author_handle, view.customer_id,
          view.order_number, view.tracking_number, link_method, opened, view.last_text, view.resolved_text,
@@ -511,40 +546,6 @@ class CaseView:
 
 
 _OPEN = frozenset(OPEN_CASE_STATUSES)
-
-
-#: The columns of a case :class:`CaseView` holds, in the order :func:`author_case_rows` reads them.
-VIEW_COLUMNS = ("id", "status", "brand", "intent", "channel", "author_handle", "customer_id", "order_number",
-                "tracking_number", "link_method", "opened_at", "last_activity_at", "resolved_at", "merged_into")
-
-
-def author_case_rows(store: Store, column: str, values: Iterable[str], since: str, per_key: int,
-                     channel: str | None = None) -> list[tuple[Any, ...]]:
-    """For each value of ``column`` (for author_handle: on ``channel``), the first ``per_key`` cases
-    Store.author_cases would give by that key alone (newest activity first): :data:`VIEW_COLUMNS`
-    and the rank (1, 2, ...) last."""
-    rows: list[tuple[Any, ...]] = []
-    scope = "channel = ? and " if channel is not None else ""
-    columns = ", ".join(VIEW_COLUMNS)
-    for chunk in _chunks(values):
-        rows += store.db.conn.execute(
-            f"select * from (select {columns}, row_number() over (partition by {column} "
-            "order by last_activity_at desc, id desc) as pick_rank from cases c "
-            f"where {scope}{column} in ({_marks(chunk)}) and merged_into is null and ({OPEN_CASES_SQL} or "
-            "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?))) as ranked where pick_rank <= ?",
-            [*([channel] if channel is not None else []), *chunk, since, per_key]).fetchall()
-    return rows
-
-
-def save_cases(store: Store, changes: Sequence[tuple[Case, Case]]) -> None:
-    """Write cases the pipeline changed: (the case as it is now, with its version; as the store holds it)."""
-    for case, before in changes:
-        old = _case_row(before)
-        row = {k: v for k, v in _case_row(case).items() if old.get(k) != v}
-        row.pop("id", None)
-        row["version"] = case.version
-        store.db.conn.execute(f"update cases set {', '.join(f'{k} = ?' for k in row)} where id = ?",
-                              [*row.values(), case.id])
 
 
 def _rank(case: Case) -> tuple[bool, int]:

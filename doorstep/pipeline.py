@@ -30,8 +30,8 @@ from doorstep.config import Config
 from doorstep.contact_history import AnswerWatch
 from doorstep.linking import Evidence, find_numbers, link_mention
 from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
-from doorstep.models import Case, Labels, Link, Mention
-from doorstep.store import Store
+from doorstep.models import Case, Labels, Link, Mention, utcnow
+from doorstep.store import Store, iso
 
 
 class Classifier(Protocol):
@@ -132,6 +132,7 @@ class Pipeline:
                     self._ingest_one(mention, result, batch)
                 t0 = time.perf_counter()
                 batch.cases.flush()
+                self.store.audit_many(batch.events)
                 result.mention_ids += batch.posts.flush()
                 result.timings["store"] += time.perf_counter() - t0
         return result
@@ -173,13 +174,18 @@ class Pipeline:
                 if thread_id:
                     threads.add((mention.channel, thread_id))
         batch.cases.prefetch_threads(threads)
+        # What the priorities of the conversations' cases look at: their orders, shipments, most
+        # serious posts and contact counts.
+        known = batch.cases.read()
+        batch.shop.prefetch_numbers((c.order_number for c in known if c.order_number),
+                                    (c.tracking_number for c in known if c.tracking_number))
+        batch.posts.prefetch_cases(c.id for c in known if c.id is not None)
         inbound = [m for m in fresh if not m.outbound]
         if inbound:
             # The cases these posts may join outside their conversations (Store.author_cases): by
             # author, by the customers and orders found above, by the conversations' customers.
             customers, orders = batch.shop.known()
-            for case in batch.cases.read():
-                customers.add(case.customer_id or "")
+            customers.update(c.customer_id for c in known if c.customer_id)
             first, last = min(m.created_at for m in inbound), max(m.created_at for m in inbound)
             batch.cases.prefetch_authors(
                 handles=((m.channel, m.author_handle) for m in inbound if m.author_handle),
@@ -241,7 +247,7 @@ class Pipeline:
             batch.cases.written(case)
             batch.posts.new_case(case.id)
             result.cases_opened += 1
-            store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
+            batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id
             self._store_mention(mention, result, batch)
             self._mark_answered(batch, case.id, mention)
@@ -249,7 +255,7 @@ class Pipeline:
             return
         before = old = case
         if case.status == "resolved":
-            store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
+            batch.audit("case.reopen", case.id, {"external_id": mention.external_id})
         case = absorb(case, mention, link)
         result.cases_updated += 1
         # Stored with its case already set: one insert, no update of the new row.
@@ -361,6 +367,12 @@ class _Batch:
     evidence: dict[int, Evidence] = field(default_factory=dict)
     #: The contact attempts the batch's posts may answer (read ahead with the rest).
     answers: AnswerWatch | None = None
+    #: The batch's audit events, written together when it ends (Store.audit_many), in this order.
+    events: list[tuple[str, str, str, int | None, dict]] = field(default_factory=list)
+
+    def audit(self, action: str, case_id: int | None, details: dict) -> None:
+        """Store.audit by the pipeline, stamped now, written with the batch."""
+        self.events.append((iso(utcnow()), "pipeline", action, case_id, details))  # type: ignore[arg-type]
     numbers_seconds: float = 0.0
 
 
