@@ -207,8 +207,10 @@ class BatchPosts:
         return self._contacts[case_id]
 
     def new_case(self, case_id: int) -> None:
-        """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it."""
+        """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it
+        and its contacts are those of its posts to come."""
         self._peaks[case_id] = None
+        self._contacts[case_id] = 0
 
     def add(self, mention: Mention) -> None:
         """Keep ``mention`` (with its case) for :meth:`flush`: later replies and peaks see it now."""
