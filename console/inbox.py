@@ -32,6 +32,7 @@ from console.widgets import (
 )
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
+from doorstep.store.inbox import INBOX_SUMMARY_GROUPS
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
@@ -353,7 +354,7 @@ def render() -> None:
     st.session_state["_inbox_signature"] = signature
 
     # Counts under the *other* filters, now that every filter has been read this run.
-    counts = _filter_counts(store, filters, signature)
+    counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
     status_counts = counts["status"]
     status_note.caption(escape_md(" · ".join(f"{s} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
                                              if status_counts.get(s))))
@@ -382,26 +383,83 @@ def render() -> None:
     _live_list()
 
 
-def _filter_counts(store: Any, filters: dict[str, Any], signature: str) -> dict[str, Any]:
-    """The counts beside the filters, kept for this session while the filters (not the page), the
-    data (:func:`change_mark`) and the minute stay the same.
+def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
+    """The counts beside the filters: each facet's under the *other* filters, the SLA states' and the
+    "Waiting for" views' under all the others (what ``Store.inbox_facets`` and ``Store.inbox_count``
+    return for them), summed from :meth:`Store.inbox_summary` rows.
 
-    Why: they are ~14 counting queries over every matching open case (0.25-0.9 s at 114k open
-    cases, bench/RESULTS.md issue 17), and "Next", "Previous" and coming back from a case change
-    none of them; only the queue's page and total are queried again then.
+    Why: they were ~14 counting queries per run, each a walk of every matching open case
+    (0.16-0.6 s at 114k open cases, bench/RESULTS.md issue 17). A summary holds every
+    combination of the facets for one status set, search and waiting view, so a run needs at
+    most three (the waiting view shown, and one per other "Waiting for" count), and the
+    summaries are kept in ``held`` (the session's) while the data (:func:`change_mark`) and the
+    minute stay the same: another brand, courier, channel, intent, assignee or SLA state, another
+    page, or coming back from an unchanged case query nothing; a new search or status set asks
+    again. Within that minute the counts are those of the moment the summary was taken, as the
+    counts kept for the next page always were.
     """
-    key = (signature, change_mark(store), utcnow().replace(second=0, microsecond=0))
-    held = st.session_state.get("_inbox_counts")
-    if held is not None and held[0] == key:
-        return held[1]
-    counts: dict[str, Any] = {"status": store.inbox_facets("status", _query(filters, without="status"))}
-    for column in FACETS:
-        counts[column] = store.inbox_facets(column, _query(filters, without=column))
+    mark = (change_mark(store), utcnow().replace(second=0, microsecond=0))
+    for key in [k for k, (m, _) in held.items() if m != mark]:
+        del held[key]
+    statuses = _summary_statuses(filters)
+    search = filters.get("search") or None
+
+    def summary(waiting: str | None) -> list[tuple[Any, ...]]:
+        key = (statuses, search, waiting)
+        if key not in held:
+            if len(held) >= SUMMARIES_KEPT:
+                del held[next(iter(held))]
+            held[key] = (mark, store.inbox_summary(InboxQuery(statuses=statuses, search=search, waiting=waiting)))
+        return held[key][1]
+
+    counts = counts_from_summary(summary(filters.get("waiting") or None), filters)
+    counts["waiting"] = {w: counts_from_summary(summary(w), filters, total_only=True) for w in WAITING}
+    return counts
+
+
+#: Summaries kept per session (one per status set, search and waiting view seen this minute).
+SUMMARIES_KEPT = 8
+#: Summary row positions (``Store.inbox_summary``): the grouping columns, then the counts per SLA view.
+_GROUP_AT = {column: at for at, column in enumerate(INBOX_SUMMARY_GROUPS)}
+_COUNT_AT = {view: len(INBOX_SUMMARY_GROUPS) + at for at, view in enumerate((None, "breached", "due_soon", "snoozed"))}
+
+
+def _summary_statuses(filters: dict[str, Any]) -> tuple[str, ...]:
+    """The statuses one summary must hold: the open ones (the status filter's own counts) and the chosen."""
+    chosen = [s for s in (filters.get("status") or OPEN_CASE_STATUSES) if s not in OPEN_CASE_STATUSES]
+    return tuple(OPEN_CASE_STATUSES) + tuple(dict.fromkeys(chosen))
+
+
+def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
+                        total_only: bool = False) -> Any:
+    """The counts beside the filters from one summary (its search and waiting view already applied):
+    each facet's values under the other filters (most cases first, as ``Store.inbox_facets``
+    orders them; "(none)" for no value), the SLA states under every filter; with ``total_only``,
+    the number of cases under every filter (``Store.inbox_count``)."""
+    chosen = {column: filters.get(column) for column in FACETS if filters.get(column)}
+    statuses = set(filters.get("status") or OPEN_CASE_STATUSES)
+    sla = filters.get("sla_state") or None
+    at = _COUNT_AT[sla]
+
+    def keeps(row: tuple[Any, ...], without: str | None) -> bool:
+        if row[_GROUP_AT["status"]] not in (OPEN_CASE_STATUSES if without == "status" else statuses):
+            return False
+        return all(row[_GROUP_AT[c]] == v for c, v in chosen.items() if c != without)
+
+    if total_only:
+        return sum(row[at] for row in rows if keeps(row, None))
+    counts: dict[str, Any] = {}
+    for column in ("status", *FACETS):
+        by_value: dict[Any, int] = {}
+        for row in rows:
+            if row[at] and keeps(row, column):
+                by_value[row[_GROUP_AT[column]]] = by_value.get(row[_GROUP_AT[column]], 0) + row[at]
+        # in the database's order of values (no value first), then most cases first
+        ordered = sorted(by_value.items(), key=lambda item: (item[0] is not None, item[0] or ""))
+        counts[column] = {("(none)" if v is None else v): n for v, n in sorted(ordered, key=lambda item: -item[1])}
     # snoozed cases are counted by the "snoozed" state only
-    counts["sla_state"] = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
+    counts["sla_state"] = {SLA_STATES[s].split(" (")[0]: sum(row[_COUNT_AT[s]] for row in rows if keeps(row, None))
                            for s in SLA_STATES}
-    counts["waiting"] = {w: store.inbox_count(_query({**filters, "waiting": w})) for w in WAITING}
-    st.session_state["_inbox_counts"] = (key, counts)
     return counts
 
 
