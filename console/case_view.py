@@ -436,11 +436,13 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if not channel_options:
         st.warning(escape_md("No reply can be sent on this case: " + "; ".join(refused.values()) + "."))
         return
-    whys = {c: why[:1].upper() + why[1:] for c, why in refused.items()}
+    whys = dict(refused)
     if case.channel in whys:  # the case's own channel takes no replies: say why, and which one is used
-        st.info(escape_md(f"{whys.pop(case.channel)}; replying by {channel_name(channel_options[0])}"))
-    if whys:
-        st.caption(escape_md("Not offered: " + "; ".join(whys.values()) + "."))
+        why = whys.pop(case.channel)
+        st.info(escape_md(f"{why[:1].upper() + why[1:]}; replying by {channel_name(channel_options[0])}"))
+    if whys:  # each channel left out, by name, and why
+        st.caption(escape_md("Not offered: " + "; ".join(f"{channel_name(c)} ({why})" for c, why in whys.items())
+                             + "."))
 
     def keep_draft() -> None:
         # The box's size limit follows the channel, and a new limit is a new widget: carry the words over.
