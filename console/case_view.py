@@ -700,21 +700,30 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
 
     config = get_config()
     targets = ["courier", *sorted(responders_settings(config).escalation.targets)]
-    with st.form(f"escalate_{case.id}", clear_on_submit=True):
+    note_key, error_key = f"esc_note_{case.id}", f"esc_error_{case.id}"
+
+    def escalate() -> None:
+        # A callback, so the note is cleared only once the escalation is queued: a refusal keeps
+        # what the agent wrote (the form does not clear itself on submit).
+        try:
+            message = queue_escalation(store, config, case.id, st.session_state[f"esc_target_{case.id}"],  # type: ignore[arg-type]
+                                       st.session_state.get(note_key) or None, user.username)
+        except (EscalationRejected, ValueError) as exc:
+            st.session_state[error_key] = f"Not escalated: {exc}"
+            return
+        st.session_state[note_key] = ""
+        flash("success", f"escalation queued to {message.target} (message {message.id})", at=f"escalate:{case.id}")
+        _after_own_write(store, case)
+
+    with st.form(f"escalate_{case.id}"):
         st.markdown("**Escalate**")
-        target = st.selectbox("To", targets, key=f"esc_target_{case.id}",
-                              format_func=lambda t: f"courier ({case.courier or 'unknown'})" if t == "courier" else t)
-        note = st.text_area("Note for them", key=f"esc_note_{case.id}", height=80)
-        if st.form_submit_button("Escalate", disabled=not can(user, "escalate"), shortcut=SHORTCUTS["escalate"]):
-            try:
-                message = queue_escalation(store, config, case.id, target, note or None, user.username)  # type: ignore[arg-type]
-            except (EscalationRejected, ValueError) as exc:
-                st.error(escape_md(f"Not escalated: {exc}"))
-            else:
-                flash("success", f"escalation queued to {message.target} (message {message.id})",
-                      at=f"escalate:{case.id}")
-                _after_own_write(store, case)
-                st.rerun()
+        st.selectbox("To", targets, key=f"esc_target_{case.id}",
+                     format_func=lambda t: f"courier ({case.courier or 'unknown'})" if t == "courier" else t)
+        st.text_area("Note for them", key=note_key, height=80)
+        st.form_submit_button("Escalate", disabled=not can(user, "escalate"), shortcut=SHORTCUTS["escalate"],
+                              on_click=escalate)
+        if st.session_state.get(error_key):
+            st.error(escape_md(st.session_state.pop(error_key)))
     show_flashes(at=f"escalate:{case.id}")
 
 

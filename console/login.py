@@ -186,6 +186,10 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
         grant = st.session_state.pop("_grant", None)
         if grant and COOKIE_ROUTES:
             _send_grant_to_browser(grant)
+            # The tab reloads with its cookie now and draws the console in its new session; drawing
+            # it here too only competed with that for the server (issue 17: first load at 1M).
+            st.caption("Logging you in…")
+            st.stop()
         return user
     session = auth.session_by_token(store, browser_token())
     if session is not None and (user := auth.get_user(store, session.username)) is not None:

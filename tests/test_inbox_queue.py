@@ -259,6 +259,11 @@ def test_filters_are_counted_from_the_summary_without_counting_again(shop: Store
     at.text_input(key="inbox_search").set_value("lamp").run()
     assert calls.count("inbox_summary") == 1 + len(console.inbox.WAITING)
     assert "1 of 1: Larkspur Home 1" in texts(at)
+    for word in ("parcel", "question", "number"):
+        at.text_input(key="inbox_search").set_value(word).run()
+    calls.clear()
+    at.text_input(key="inbox_search").set_value("").run()  # back to the whole queue: still held
+    assert "inbox_summary" not in calls and "302 of 302: Larkspur Home 302" in texts(at)
 
 
 def test_a_row_picked_in_the_table_opens_its_case_without_drawing_the_rows_again(
