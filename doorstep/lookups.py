@@ -1,30 +1,39 @@
 """What one batch of mentions reads, read once per batch instead of once per mention.
 
 Linking and scoring a post used to ask the database about its author, its order, its
-shipment, the post it answers, its conversation's case and the case's most serious post,
-one indexed query each: about ten per mention, most of the import's time. A batch's posts
-share authors, orders and conversations, so these lookups are made for the whole batch in a
-few queries (``in (...)`` lists) and remembered for the batch.
+shipment, the post it answers, its conversation's case, the cases of its author it may join
+and the case's most serious post, one indexed query each: about ten per mention, most of the
+import's time. A batch's posts share authors, orders and conversations, so these lookups are
+made for the whole batch in a few queries (``in (...)`` lists) and remembered for the batch:
+the batch's reads are the same few statements whatever its size (tests/test_pipeline_batches.py).
 
-The batch's new posts are written together when it ends (:meth:`BatchPosts.flush`), several
-rows per INSERT: SQLite's full-text index flushes once per statement, and one-row inserts made
-that flush the largest single cost of an import.
+The batch's writes are made when it ends, each row once: its new posts, several rows per
+INSERT (SQLite's full-text index flushes once per statement, and one-row inserts made that
+flush the largest single cost of an import); the cases it opened, inserted as they are at the
+end, under the ids they were given when opened (:meth:`Store.case_ids`); the cases it changed,
+one UPDATE each however many posts joined them (:meth:`BatchCases.flush`).
 
 Why this changes nothing the pipeline decides: everything here lives for one batch only, and
-a batch is written in one transaction that holds the write lock, so nobody else changes the
-shop, the posts or the cases meanwhile. Cases are written as before, post by post (every later
-query sees them), and are also told to :meth:`BatchCases.written`; the pending posts count in
-what :class:`BatchPosts` answers; so each answer is what the database would have given.
+a batch is written in one transaction that holds the write lock (on PostgreSQL, the advisory
+locks of its threads, authors and numbers), so nobody else changes the shop, the posts or the
+cases it looks at meanwhile. The cases it opens or changes are kept as the database would hold
+them (:meth:`BatchCases.written`), the pending posts count in what :class:`BatchPosts` answers,
+and anything that must still ask the database writes what is pending first; so each answer is
+what the database would have given one post at a time (bench/pipeline_same.py compares whole
+imports row for row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doorstep.models import OPEN_CASE_STATUSES, Case, Mention
+
+if TYPE_CHECKING:
+    from doorstep.linking import Evidence
 from doorstep.store import OrderSummary, Store, iso, parse_time
 from doorstep.store.cases import _CASE_TIMES, CASE_VIEW_COLUMNS
 
@@ -68,19 +77,29 @@ class ShopLookups:
         for number in wanted:
             self._orders[number] = summaries.get(number)
         customers.update(s.customer_id for s in summaries.values())
-        # The authors' recent orders (a post without a number is linked to one of them), and with
-        # them their summaries and shipments, which the cases' priorities look at.
-        wanted = [c for c in customers if c not in self._customer_orders]
+        wanted_vips = [c for c in customers if c not in self._vips]
+        vips = self.store.vip_customer_ids(wanted_vips)
+        for customer_id in wanted_vips:
+            self._vips[customer_id] = customer_id in vips
+
+    def prefetch_recent_orders(self, customer_ids: Iterable[str]) -> None:
+        """Read these customers' recent orders (a post that quotes no known number is linked to one
+        of them), and with them their summaries and shipments, which the cases' priorities look at."""
+        wanted = [c for c in dict.fromkeys(customer_ids) if c and c not in self._customer_orders]
         recent = self.store.order_summaries_for_customers(wanted)
         self._customer_orders.update(recent)
         for summaries in recent.values():
             for summary in summaries:
                 self._orders.setdefault(summary.number, summary)
         self.prefetch_numbers((), (s.tracking_number for found in recent.values() for s in found if s.tracking_number))
-        wanted_vips = [c for c in customers if c not in self._vips]
-        vips = self.store.vip_customer_ids(wanted_vips)
-        for customer_id in wanted_vips:
-            self._vips[customer_id] = customer_id in vips
+
+    def quotes_known_order(self, evidence: Evidence) -> bool:
+        """Whether a post with these numbers is linked by one of them (see linking.link_mention)."""
+        for number in evidence.tracking_numbers:
+            shipment = self.shipment_brief(number)
+            if shipment and self.order_summary(shipment[0]) is not None:
+                return True
+        return any(self.order_summary(number) is not None for number in evidence.order_numbers)
 
     def prefetch_numbers(self, order_numbers: Iterable[str], tracking_numbers: Iterable[str]) -> None:
         """Read the orders and shipments not read yet (the numbers the batch's known cases are about)."""
@@ -286,6 +305,9 @@ class BatchCases:
         self._since: str | None = None
         #: Cases changed and not yet written -> the case as the database holds it.
         self._stored: dict[int, Case] = {}
+        #: Cases opened and not yet inserted, and where their ids come from.
+        self._new: set[int] = set()
+        self._ids: Iterator[int] | None = None
         self._nulls_first = store.dialect.postgres  # where "order by ... desc" puts NULL
 
     def prefetch_threads(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -421,20 +443,31 @@ class BatchCases:
         self._cases[case.id] = case  # type: ignore[index]
         self._views[case.id] = CaseView.from_case(case)  # type: ignore[index]
 
+    def open(self, case: Case) -> int:
+        """:meth:`Store.insert_case`, kept for :meth:`flush` (the id is the one it would get)."""
+        if self._ids is None:
+            self._ids = self.store.case_ids()
+        case.id = next(self._ids)
+        self._new.add(case.id)
+        self.written(case)
+        return case.id
+
     def save(self, case: Case, before: Case) -> None:
         """:meth:`Store.save_case` (``case`` changed from ``before``, its version bumped), kept for
         :meth:`flush`: the case is written once, however many posts of the batch change it."""
         assert case.id is not None
-        self._stored.setdefault(case.id, before)
+        if case.id not in self._new:
+            self._stored.setdefault(case.id, before)
         self.written(case.model_copy(update={"version": case.version + 1}))
 
     def flush(self) -> None:
-        """Write the cases changed since the last flush, each once: the columns that differ from
-        the stored row, and the version each save bumped."""
-        if not self._stored:
-            return
-        stored, self._stored = self._stored, {}
-        self.store.save_cases([(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
+        """Write the cases opened or changed since the last flush, each once: a new case as it is
+        now, a changed one's columns that differ from its stored row, and the versions saves bumped."""
+        new, self._new = self._new, set()
+        self.store.insert_cases([self._cases[i] for i in sorted(new)])  # type: ignore[misc]
+        if self._stored:
+            stored, self._stored = self._stored, {}
+            self.store.save_cases([(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
 
     def written(self, case: Case) -> None:
         """The pipeline inserted or saved ``case`` (as given, with its new version)."""

@@ -11,9 +11,11 @@ checks again which posts are new, so a post that another writer stored meanwhile
 duplicate, not a unique-key error.
 
 Speed: what a batch's posts read (their authors, orders, shipments, the posts they answer,
-their conversations' cases) is read for the whole batch at once under the write lock and
-remembered for the batch, and its new posts are written together at its end
-(doorstep/lookups.py); each post still sees exactly what it saw one query at a time.
+their conversations' cases, the cases of their authors they may join, the contact attempts
+they may answer) is read for the whole batch at once under the write lock and remembered for
+the batch, and what it writes (posts, new and changed cases, audit events) is written together
+at its end, each row once (doorstep/lookups.py); each post still sees exactly what it saw one
+query at a time.
 """
 
 from __future__ import annotations
@@ -165,6 +167,9 @@ class Pipeline:
             (n for e in found for n in e.order_numbers),
             (n for e in found for n in e.tracking_numbers),
         )
+        batch.shop.prefetch_recent_orders(
+            batch.shop.customer_id_by_handle(m.channel, m.author_handle) for m in fresh
+            if not m.outbound and m.author_handle and not batch.shop.quotes_known_order(batch.evidence[id(m)]))
         batch.posts.prefetch_parents(fresh)
         threads: set[tuple[str, str]] = set()
         for mention in fresh:
@@ -243,9 +248,8 @@ class Pipeline:
             self._prioritise(case, mention, batch)
             sla.start_clocks(case, mention.created_at, self.config)
             case.version += 1
-            case.id = store.insert_case(case)
-            batch.cases.written(case)
-            batch.posts.new_case(case.id)
+            batch.cases.open(case)  # inserted with the batch's other writes, under the id it would get now
+            batch.posts.new_case(case.id)  # type: ignore[arg-type]
             result.cases_opened += 1
             batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id

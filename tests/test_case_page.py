@@ -300,3 +300,46 @@ def test_a_case_no_channel_can_answer_offers_no_send(db: Store) -> None:
     shown = texts(at)
     assert "No reply can be sent on this case" in shown
     assert "webhook posts cannot be answered there" in shown and "no email address known" in shown
+
+
+# --------------------------------------------- a proactive case names no author (uxcheck)
+def test_a_proactive_case_does_not_say_its_own_customers_order_belongs_to_someone_else(db: Store) -> None:
+    """Before: a case we opened ourselves (a troubled parcel, no post, so no author) showed "Order N
+    belongs to <its customer>, not to the author @?. Never put its details in a public reply." on
+    its confirmed order: an alarm about a stranger where there is none."""
+    from doorstep.linking import order_owner_is_author
+    from doorstep.models import Case
+
+    number, customer_id = db.db.execute("select number, customer_id from orders order by number limit 1").fetchone()
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=40.0, channel=None, customer_id=customer_id,
+                                  order_number=number, link_method="tracking_number", link_confidence=1.0,
+                                  link_confirmed=True, opened_at=now, last_activity_at=now,
+                                  first_response_due=now + timedelta(hours=1), resolution_due=now + timedelta(days=1)))
+    case = db.get_case(case_id)
+    assert case is not None and order_owner_is_author(db, case) is None  # no author: no way to tell
+    at, _ = _open_case(db, "ann", case_id)
+    assert "not to the author" not in texts(at) and "Never put its details" not in texts(at)
+    # A post by someone else about that order still raises the alarm.
+    stranger = case.model_copy(update={"channel": "x", "author_handle": "not_the_customer_42"})
+    assert order_owner_is_author(db, stranger) is False
+
+
+def test_the_composer_names_the_channel_it_does_not_offer(db: Store) -> None:
+    """Before: "Not offered: The customer's contact details come from an unconfirmed order: confirm it
+    first." left the agent to guess what was not offered (e-mail) and why the radio had one choice."""
+    from doorstep.models import Case
+
+    number, customer_id = db.db.execute("select number, customer_id from orders order by number limit 1").fetchone()
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=60.0, channel="x", author_handle="guessed_buyer",
+                                  customer_id=customer_id, order_number=number, link_method="recent_order",
+                                  link_confidence=0.4, link_confirmed=False, opened_at=now, last_activity_at=now,
+                                  first_response_due=now + timedelta(hours=1), resolution_due=now + timedelta(days=1),
+                                  mention_count=1))
+    db.insert_mention(Mention(channel="x", external_id=f"nf-{case_id}", text="@LarkspurHelp where is my parcel?",
+                              created_at=now, author_handle="guessed_buyer", case_id=case_id))
+    at, _ = _open_case(db, "ann", case_id)
+    assert at.radio(key=f"reply_channel_{case_id}").options == ["x"]
+    assert ("Not offered: e-mail (the customer's contact details come from an unconfirmed order: confirm it first)."
+            in texts(at)), texts(at)

@@ -166,9 +166,8 @@ def test_a_batch_reads_the_shop_once_not_once_per_post(tmp_path: Path, config: C
     handles = [s for s in seen if "from customer_handles" in s]
     orders = [s for s in seen if "from orders o" in s]
     vips = [s for s in seen if "from customers" in s]
-    # One query each for the whole batch (it used to be one or two per post); orders twice: the
-    # quoted ones, and the authors' recent ones.
-    assert (len(handles), len(orders), len(vips)) == (1, 2, 1), (handles, orders, vips)
+    # One query each for the whole batch (it used to be one or two per post).
+    assert (len(handles), len(orders), len(vips)) == (1, 1, 1), (handles, orders, vips)
     # What is left per post: the cases it may join and the follow-ups it may answer (about ten before).
     reads = [s for s in seen if s.lstrip().lower().startswith("select")]
     assert len(reads) < 2.5 * len(posts), len(reads)
@@ -183,20 +182,18 @@ def test_a_failed_batch_writes_nothing_and_a_retry_stores_it_whole(tmp_path: Pat
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     before = _stored(store)
     hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
-    real_insert, calls = store.insert_case, []
+    real_insert = store.insert_cases
 
-    def insert_then_fail(case: Case) -> int:
-        calls.append(case.thread_id)
-        if len(calls) == 4:  # the batch's fourth new case, three written before it
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_insert(case)
+    def insert_then_fail(cases: list[Case]) -> None:
+        real_insert(cases[:3])  # the batch's fourth new case fails, three written before it
+        raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store, "insert_case", insert_then_fail)
+    monkeypatch.setattr(store, "insert_cases", insert_then_fail)
     pipeline = Pipeline(store, config, KeywordClassifier())
     with pytest.raises(sqlite3.OperationalError):
         pipeline.ingest(_batch(hint))
     assert _stored(store) == before  # nothing of the batch: no post, no case, no audit line
-    monkeypatch.setattr(store, "insert_case", real_insert)
+    monkeypatch.setattr(store, "insert_cases", real_insert)
     pipeline.ingest(_batch(hint))
     assert _stored(store) == expected
 
@@ -263,9 +260,10 @@ def test_a_batchs_statements_do_not_grow_with_its_posts(tmp_path: Path, k: int):
         counts[size] = _kinds(seen)
     small, large = counts[k], counts[3 * k]
     assert small["select"] == large["select"], (small, large)  # no read per post, per case or per author
-    # Each case is written once after it is read or opened, however many posts join it: the old
-    # cases (two posts join each) and the strangers' new ones (their reply joins).
-    assert (small["update cases"], large["update cases"]) == (2 * k, 6 * k), (small, large)
+    # Each case is written once, however many posts join it: the old cases (two posts join each)
+    # are updated once, the strangers' new ones (their reply joins) inserted as they end the batch.
+    assert (small["update cases"], large["update cases"]) == (k, 3 * k), (small, large)
+    assert large["insert cases"] <= -(-3 * k // 20), large
     # Posts and audit events go in multi-row inserts (30 rows or more each), not one per row.
     posts = 4 * 3 * k
     assert large["insert mentions"] <= -(-posts // 30) and large["insert audit_events"] == 1, large
