@@ -343,3 +343,20 @@ def test_the_composer_names_the_channel_it_does_not_offer(db: Store) -> None:
     assert at.radio(key=f"reply_channel_{case_id}").options == ["x"]
     assert ("Not offered: e-mail (the customer's contact details come from an unconfirmed order: confirm it first)."
             in texts(at)), texts(at)
+
+
+def test_timeline_puts_no_handle_sign_on_a_slack_or_webhook_target() -> None:
+    """Before: "Alert to @$SLACK_ALERTS_WEBHOOK on slack sent": a Slack webhook read as an X handle."""
+    from console.timeline import sentence
+    from responders.outbox import OutboundMessage
+
+    when = lambda t: "14:05"  # noqa: E731
+    messages = {n: OutboundMessage(id=n, kind="alert", channel=channel, target=target, text="hi", status="sent",
+                                   idempotency_key=f"t-{n}")
+                for n, channel, target in [(1, "slack", "$SLACK_ALERTS_WEBHOOK"), (2, "apprise", "$CARE_APPRISE"),
+                                           (3, "webhook", "https://hooks.example/c"), (4, "mastodon", "ann@social.ex"),
+                                           (5, "x_dm", "sienna_l")]}
+    said = [sentence(_event("outbox.sent", message_id=n), messages, when) for n in sorted(messages)]
+    assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on slack sent", "Alert to $CARE_APPRISE on apprise sent",
+                    "Alert to https://hooks.example/c on webhook sent", "Alert to @ann@social.ex on mastodon sent",
+                    "Alert to @sienna_l on x_dm sent"]
