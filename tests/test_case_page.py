@@ -360,3 +360,19 @@ def test_timeline_puts_no_handle_sign_on_a_slack_or_webhook_target() -> None:
     assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on slack sent", "Alert to $CARE_APPRISE on apprise sent",
                     "Alert to https://hooks.example/c on webhook sent", "Alert to @ann@social.ex on mastodon sent",
                     "Alert to @sienna_l on x_dm sent"]
+
+
+def test_a_post_without_handle_or_followers_says_neither() -> None:
+    """Before: a courier tracking page's post (by the webhook: a name, no handle, no followers) read
+    "Amelia Fraser @? · 0 followers · webhook · ..." in the thread."""
+    from console.case_view import post_byline
+
+    when = lambda t: "Sat 05 Dec 01:18"  # noqa: E731
+    page_post = Mention(channel="webhook", external_id="wh-1", text="parcel not delivered", created_at=utcnow(),
+                        author_name="Amelia Fraser")
+    assert post_byline(page_post, when) == "Amelia Fraser · webhook · Sat 05 Dec 01:18"
+    x_post = Mention(channel="x", external_id="1", text="hi", created_at=utcnow(), author_name="Alice Stewart",
+                     author_handle="astewart17", author_followers=1292)
+    assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:18"
+    ours = x_post.model_copy(update={"outbound": True, "author_followers": 0})
+    assert post_byline(ours, when) == "Alice Stewart @astewart17 · x · Sat 05 Dec 01:18 · our reply"
