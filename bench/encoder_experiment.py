@@ -41,12 +41,13 @@ SHARED = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
 N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 
-def train_candidate(out: str, twcs_weight: float, cache_dir: str | None) -> None:
+def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
     config.cache_dir = cache_dir
+    config.epochs = epochs
     started = time.time()
     summary = train(str(SHARED), out, None, config, log=lambda m: print(m, flush=True), evaluate_after=False)
     summary["wall_seconds"] = round(time.time() - started, 1)
@@ -88,10 +89,24 @@ def _label_sets() -> dict[str, list[dict]]:
     return sets
 
 
-def predict(model_dir: Path, sets: dict[str, list[dict]]) -> dict[str, dict[str, np.ndarray]]:
+def predict(model_dir: Path, sets: dict[str, list[dict]], cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Labels of every set through ``classify`` (kept in ``cache``, an .npz, when given: same model, same answers)."""
     from classifiers.onnx_backend import OnnxClassifier
 
-    clf = OnnxClassifier(model_dir)
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        out = {name: {f: z[f"{name}/{f}"] for f in ("intent", "complaint", "sentiment")} for name in sets}
+    else:
+        out = _classify(OnnxClassifier(model_dir), sets)
+        if cache is not None:
+            np.savez(cache, **{f"{name}/{f}": v for name, d in out.items() for f, v in d.items()})
+    cv = json.loads((model_dir / "real_tweet_cv.json").read_text())
+    oof = {r["tweet_id"]: int(np.argmax(r["intent_scores"])) for r in cv["rows"]}
+    out["twcs_guide"]["intent"] = np.array([oof[r["tweet_id"]] for r in sets["twcs_guide"]])  # out of fold
+    return out
+
+
+def _classify(clf, sets: dict[str, list[dict]]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, rows in sets.items():
         labels = []
@@ -100,9 +115,6 @@ def predict(model_dir: Path, sets: dict[str, list[dict]]) -> dict[str, dict[str,
         out[name] = {"intent": np.array([INTENTS.index(l.intent) for l in labels]),
                      "complaint": np.array([int(l.complaint) for l in labels]),
                      "sentiment": np.array([SENTIMENTS.index(l.sentiment) for l in labels])}
-    cv = json.loads((model_dir / "real_tweet_cv.json").read_text())
-    oof = {r["tweet_id"]: int(np.argmax(r["intent_scores"])) for r in cv["rows"]}
-    out["twcs_guide"]["intent"] = np.array([oof[r["tweet_id"]] for r in sets["twcs_guide"]])  # out of fold
     return out
 
 
@@ -122,9 +134,10 @@ def measures(sets: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     return out
 
 
-def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: int = 1000) -> dict:
+def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: int = 1000,
+            baseline_cache: Path | None = None) -> dict:
     sets = _label_sets()
-    preds = {"v7": predict(baseline, sets), "candidate": predict(candidate, sets)}
+    preds = {"v7": predict(baseline, sets, baseline_cache), "candidate": predict(candidate, sets)}
     report = {}
     for name, s, field, metric in measures(sets):
         rows = sets[s]
@@ -160,15 +173,18 @@ def main() -> None:
     t.add_argument("--out", required=True)
     t.add_argument("--twcs-weight", type=float, default=4.0)
     t.add_argument("--cache-dir", default=None)
+    t.add_argument("--epochs", type=float, default=3.0)
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
     c.add_argument("--json", default=None)
+    c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
     args = parser.parse_args()
     if args.cmd == "train":
-        train_candidate(args.out, args.twcs_weight, args.cache_dir)
+        train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs)
     else:
-        compare(Path(args.candidate), Path(args.baseline), args.json)
+        compare(Path(args.candidate), Path(args.baseline), args.json,
+                baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None)
 
 
 if __name__ == "__main__":
