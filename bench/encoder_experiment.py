@@ -1,19 +1,23 @@
 """Issue 15, third round: retrain the encoder's tuned top layers with more weight on the real care
 tweets, fit v7's head recipe on top (out of fold on the 220 guide tweets), compare with v7 on real tweets.
 
-Two steps, run from the repository root (the first needs the ``train`` extras, ~30-60 min on 2 shared cores):
+Two steps, run from the repository root (the first needs the ``train`` extras):
 
-    python bench/encoder_experiment.py train   --out /tmp/encoder/cand [--twcs-weight 4]
+    python bench/encoder_experiment.py train --out /tmp/encoder/cand --twcs-weight 4 \
+        [--epochs 1.5 --tweeteval-per-class 4000] [--cache-dir /tmp/encoder/cache]
     python bench/encoder_experiment.py compare --candidate /tmp/encoder/cand [--json bench/encoder_experiment.json]
 
 What is trained on (honesty rules of issue 15): v6's recipe (``TrainConfig`` defaults: TweetEval train,
 Bitext 90%, CESAMARD 85%, the written delivery posts, the twcs *train* split of
-``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4. The 220
-guide-labelled tweets of ``../shared/data/twcs-labelled`` are **not** in the encoder's data (one encoder
-per fold would be needed to score them honestly); they enter only v7's head recipe
-(``classifiers.head_fit.fit_into``), which scores them out of fold, five folds by customer, exactly as
-for v7. The twcs validation and test splits and the airline tweets are never trained on. Nothing
-else is tuned: the candidate is one configuration, chosen before any figure was seen.
+``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4 (the real care
+tweets count twice as much). ``--epochs`` / ``--tweeteval-per-class`` shrink the run where the shared
+cores cannot do v6's 3 epochs over all 45,583 TweetEval tweets in time (MODEL_CARD.md, "Third round",
+says which run was measured). The 220 guide-labelled tweets of ``../shared/data/twcs-labelled`` are
+**not** in the encoder's data (one encoder per fold would be needed to score them honestly); they enter
+only v7's head recipe (``classifiers.head_fit.fit_into``, run by ``train``), which scores them out of
+fold, five folds by customer, exactly as for v7. The twcs validation and test splits and the airline
+tweets are never trained on. Nothing is tuned on the figures: each run is one configuration, fixed
+before it was scored.
 
 ``compare`` scores v7 (``classifiers/model``) and the candidate through ``Classifier.classify`` on the
 same posts and bootstraps both on the same 1,000 resamples (95% intervals of each figure and of the
@@ -41,13 +45,14 @@ SHARED = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
 N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 
-def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float) -> None:
+def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
     config.cache_dir = cache_dir
     config.epochs = epochs
+    config.tweeteval_per_class = tweeteval_per_class
     started = time.time()
     summary = train(str(SHARED), out, None, config, log=lambda m: print(m, flush=True), evaluate_after=False)
     summary["wall_seconds"] = round(time.time() - started, 1)
@@ -174,6 +179,7 @@ def main() -> None:
     t.add_argument("--twcs-weight", type=float, default=4.0)
     t.add_argument("--cache-dir", default=None)
     t.add_argument("--epochs", type=float, default=3.0)
+    t.add_argument("--tweeteval-per-class", type=int, default=25000)
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
@@ -181,7 +187,7 @@ def main() -> None:
     c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
     args = parser.parse_args()
     if args.cmd == "train":
-        train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs)
+        train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None)
