@@ -171,6 +171,25 @@ def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: in
     return report
 
 
+def table(paths: list[str]) -> str:
+    """Markdown rows of ``compare`` reports (``LABEL=path.json`` each), for bench/RESULTS.md."""
+    out = ["| measure (n) | comparison | baseline | candidate | candidate − baseline |", "|---|---|---|---|---|"]
+    reports = [(p.split("=", 1)[0], json.loads(Path(p.split("=", 1)[1]).read_text())) for p in paths]
+    fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
+    names = [k for k, v in reports[0][1].items() if isinstance(v, dict)]
+    for name in names:
+        for label, rep in reports:
+            r = rep[name]
+            d = r["candidate-v7"]
+            out.append(f"| {name} ({r['n']}) | {label} | {fmt(r['v7'])} | {fmt(r['candidate'])} | "
+                       f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] |")
+    for label, rep in reports:
+        miss = {k: v for k, v in rep.items() if k.endswith("missed/false alarms")}
+        out.append(f"\n{label}: twcs_guide delivery posts missed / false alarms: "
+                   + "; ".join(f"{k.split()[0]} {v[0]} / {v[1]}" for k, v in miss.items()))
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -184,9 +203,13 @@ def main() -> None:
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
     c.add_argument("--json", default=None)
+    tb = sub.add_parser("table", help="markdown of compare reports: LABEL=report.json ...")
+    tb.add_argument("reports", nargs="+")
     c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
     args = parser.parse_args()
-    if args.cmd == "train":
+    if args.cmd == "table":
+        print(table(args.reports))
+    elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
