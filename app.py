@@ -12,6 +12,8 @@ HttpOnly login cookie (``console/server.py``); that App runs this same file as i
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from console import auth, login
@@ -50,15 +52,46 @@ def main() -> None:
         if st.button("Log out", key="logout_button"):
             login.logout(store)
     try:
-        st.navigation(list(pages.values())).run()
+        _run_page(st.navigation(list(pages.values())))
     except Exception as exc:  # noqa: BLE001 - logged in full; the agent gets a short note, never a traceback
         from console.server import on_script_error
 
         on_script_error(exc)
 
 
+#: The page this run of the script drew (named in DOORSTEP_PROFILE's files).
+_page_name = "login"
+
+
+def _run_page(page: Any) -> None:
+    global _page_name
+    _page_name = page.url_path or "inbox"
+    page.run()
+
+
+def profiled(run: Any) -> None:
+    """``run()``; with DOORSTEP_PROFILE=<folder>, under cProfile, one .prof file per script run named
+    after its page and the moment it ended (bench/RESULTS.md: where a page's time goes at scale)."""
+    import os
+
+    folder = os.environ.get("DOORSTEP_PROFILE")
+    if not folder:
+        run()
+        return
+    import cProfile
+    import time
+    from pathlib import Path
+
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(run)
+    finally:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(str(Path(folder) / f"{_page_name}-{time.time():.3f}.prof"))
+
+
 if __name__ == "__main__":  # the page script (streamlit's script runner, AppTest)
-    main()
+    profiled(main)
 else:  # imported by `streamlit run app.py` (uvicorn): the web server with the login-cookie routes
     from pathlib import Path
 

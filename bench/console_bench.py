@@ -22,8 +22,8 @@ agent's browser). Chromium, the Streamlit server and this script share the machi
 they would not in production: the figures are pessimistic.
 
 The server-side column replays, in this process, the Store calls the inbox page makes for
-the same filters (facet counts under the other filters, SLA counts, total, top 50, search cap),
-against the same file.
+the same filters (the summaries behind the counts beside the filters that the tab's session does
+not hold yet, total, top 50, search cap), against the same file.
 
 ``--write`` replaces the marked section of bench/RESULTS.md. The raw figures go to
 test-artifacts/console_bench/results.json (with the Streamlit log and screenshots of the inbox);
@@ -55,7 +55,7 @@ from inbox_bench import fill  # noqa: E402  (bench/ is on sys.path when this fil
 
 from classifiers.evaluate import write_section  # noqa: E402
 from console.auth import add_user, get_user  # noqa: E402
-from console.inbox import FACETS, SLA_STATES, WAITING, _query  # noqa: E402
+from console.inbox import _query, filter_counts  # noqa: E402
 from doorstep.models import INTENTS, OPEN_CASE_STATUSES  # noqa: E402
 from doorstep.store import Store  # noqa: E402
 from standins.recording import free_port  # noqa: E402
@@ -215,23 +215,20 @@ def expected(store: Store, filters: dict[str, Any]) -> dict[str, Any]:
             "offset": query.offset}
 
 
-def server_ms(store: Store, filters: dict[str, Any], user: str = USERNAME) -> float:
-    """The Store calls of console.inbox.render() for ``filters``, in its order, in ms (facets, SLA and
-    "waiting for" counts, total, page, search cap).
+def server_ms(store: Store, filters: dict[str, Any], held: dict[Any, Any]) -> float:
+    """The Store calls of console.inbox.render() for ``filters``, in its order, in ms: the counts beside
+    the filters (``filter_counts``: the summaries it does not hold yet), the total, the page, the
+    search cap.
 
-    The store remembers search results while the database is unchanged; ``expected()`` has
-    just run this search, so forget it first: the figure includes the full-text query, as
-    the page's first run with a new search does.
+    ``held`` plays the browser session's kept summaries (one dict per logged-in tab, as the page
+    keeps them in its session), so a figure is what the page's run asks the database, not what a
+    page that kept nothing would. The store remembers search results while the database is
+    unchanged; ``expected()`` has just run this search, so forget it first: the figure includes
+    the full-text query, as the page's first run with a new search does.
     """
     getattr(store, "_search_memo", {}).clear()  # (absent in stores older than the memo)
     t0 = time.perf_counter()
-    store.inbox_facets("status", _query(filters, without="status"))
-    for column in FACETS:
-        store.inbox_facets(column, _query(filters, without=column))
-    for state in SLA_STATES:
-        store.inbox_count(_query({**filters, "sla_state": state}))
-    for waiting in WAITING:  # the "Waiting for" counts
-        store.inbox_count(_query({**filters, "waiting": waiting}))
+    filter_counts(store, filters, held)
     query = _query(filters)
     store.inbox_count(query)
     store.inbox(query)
@@ -331,6 +328,8 @@ class Run:
         self.state: dict[str, Any] | None = None
         self.times: dict[str, list[float]] = {name: [] for name in INTERACTIONS}
         self.server: dict[str, list[float]] = {name: [] for name in INTERACTIONS}
+        #: The summaries this tab's session holds (console.inbox.filter_counts), replayed by server_ms.
+        self.held: dict[Any, Any] = {}
 
     def timed(self, name: str, prepare: Callable[[], None], act: Callable[[], None], state: dict[str, Any],
               filters: dict[str, Any] | None = None) -> None:
@@ -349,7 +348,7 @@ class Run:
         self.state = state
         if filters is not None:
             self.filters = filters
-            self.server[name].append(server_ms(self.store, filters))
+            self.server[name].append(server_ms(self.store, filters, self.held))
 
     def choose(self, name: str, label: str, typed: str, column: str, value: str | None) -> None:
         filters = {**self.filters, column: value, "offset": 0}  # another filter starts at the first page
@@ -570,7 +569,9 @@ def report(args: argparse.Namespace, info: dict[str, Any], fill_s: float | None,
         "Filters and searches alternate values between rounds (2 brands, 4 couriers, 4 intents); the page caches "
         "only its filters' option lists (a minute), and the two search words repeat each round, so SQLite's page "
         "cache is warm for them, as it is for an agent working all day. `server queries` replays the page's "
-        "Store calls for the same filters in the bench process (no Streamlit, no rendering); the case page's calls "
+        "Store calls for the same filters in the bench process (no Streamlit, no rendering), keeping the count "
+        "summaries per tab as the page keeps them in its session (a new tab, new data or a new minute takes them "
+        "again: `Store.inbox_summary`, one per \"Waiting for\" view); the case page's calls "
         "(opening a case, queueing a reply) are not replayed (`-`): their figure is in the end-to-end time only. "
         "Search by order number types an open case's linked order number (another case each round); next page "
         "clicks Next under the table (cases 51-100); open case clicks a row of that page (another row each round, "

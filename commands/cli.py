@@ -8,8 +8,10 @@ on them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,79 +200,82 @@ def _import_options(fn: Any) -> Any:
     return fn
 
 
-def _run_import(ctx: Context, file: Path, strict: bool, max_rejected: float | None, run: Any,
-                all_errors: bool = False) -> None:
-    """Run one import with the configured limits; file-level problems and stops are one line."""
-    from listeners.files import ImportFileError, ImportStopped
-
-    limits = ctx.config.imports
-    share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
-    try:
-        report = run(share, limits.batch_rows)
-    except ImportFileError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ImportStopped as stop:
-        if ctx.debug:
-            raise stop.cause from stop
-        report = stop.report
-    _report_import(report, strict, all_errors)
+#: An import, given the share of rejected rows allowed and the rows per batch, returns its report.
+ImportRun = Callable[[float, int], Any]
 
 
-@import_.command("mentions")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "twcs"]), default=None,
-              help="Default: from the file name (.jsonl/.ndjson/.json or .csv; twcs is recognised by its header).")
-@click.option("--channel", default=None, help="Channel for rows that do not name one.")
-@click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured).")
-@_import_options
-@pass_ctx
-def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, channel: str | None, classifier: str | None,
-                        strict: bool, encoding: str | None, max_rejected: float | None, all_errors: bool) -> None:
+def import_command(name: str, formats: list[str], format_help: str, *options: Any) -> Callable[..., Any]:
+    """``doorstep import NAME FILE``: FILE, ``--format``, then ``options``, then the options every import
+    shares. The decorated function gets (ctx, file, fmt, encoding, and ``options``' values) and returns
+    the import to run; it runs with the configured limits, its errors and summary reported alike."""
+    def register(make_run: Callable[..., ImportRun]) -> click.Command:
+        @functools.wraps(make_run)
+        def command(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
+                    max_rejected: float | None, all_errors: bool, **extra: Any) -> None:
+            from listeners.files import ImportFileError, ImportStopped
+
+            limits = ctx.config.imports
+            share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
+            try:
+                report = make_run(ctx, file, fmt, encoding, **extra)(share, limits.batch_rows)
+            except ImportFileError as exc:
+                raise click.ClickException(str(exc)) from None
+            except ImportStopped as stop:
+                if ctx.debug:
+                    raise stop.cause from stop
+                report = stop.report
+            _report_import(report, strict, all_errors)
+
+        decorated: Any = command
+        for option in reversed([
+                click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+                click.option("--format", "fmt", type=click.Choice(formats), default=None, help=format_help),
+                *options, _import_options, pass_ctx]):
+            decorated = option(decorated)
+        return import_.command(name)(decorated)
+    return register
+
+
+_BY_NAME = "Default: from the file name (.jsonl/.ndjson/.json or .csv"
+
+
+@import_command(
+    "mentions", ["jsonl", "csv", "twcs"], f"{_BY_NAME}; twcs is recognised by its header).",
+    click.option("--channel", default=None, help="Channel for rows that do not name one."),
+    click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured)."))
+def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, channel: str | None,
+                        classifier: str | None) -> ImportRun:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
     Rows that carry labels (as `doorstep export mentions` writes them) keep them.
     """
     from listeners.files import import_mentions
 
-    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_mentions(
-        file, ctx.pipeline(classifier), fmt, channel, encoding=encoding, max_rejected_share=share,
-        batch_rows=batch), all_errors)
+    return lambda share, batch: import_mentions(file, ctx.pipeline(classifier), fmt, channel, encoding=encoding,
+                                                max_rejected_share=share, batch_rows=batch)
 
 
-@import_.command("orders")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
-@_import_options
-@pass_ctx
-def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                      max_rejected: float | None, all_errors: bool) -> None:
+@import_command("orders", ["jsonl", "csv"], f"{_BY_NAME}).")
+def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None) -> ImportRun:
     """Import orders (with embedded customers and shipments) from FILE.
 
     Only the columns a row gives a value for are written: nothing stored is erased.
     """
     from listeners.files import import_orders
 
-    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_orders(
-        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
+    return lambda share, batch: import_orders(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
+                                              batch_rows=batch)
 
 
-@import_.command("tracking")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="Default: from the file name (.jsonl/.ndjson/.json or .csv).")
-@_import_options
-@pass_ctx
-def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                        max_rejected: float | None, all_errors: bool) -> None:
+@import_command("tracking", ["jsonl", "csv"], f"{_BY_NAME}).")
+def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None) -> ImportRun:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
-    _run_import(ctx, file, strict, max_rejected, lambda share, batch: import_tracking(
-        file, ctx.store, fmt, encoding=encoding, max_rejected_share=share, batch_rows=batch), all_errors)
+    return lambda share, batch: import_tracking(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
+                                                batch_rows=batch)
 
 
-# ------------------------------------------------------------------ export
 @cli.group()
 def export() -> None:
     """Export stored data."""

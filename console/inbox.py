@@ -32,6 +32,7 @@ from console.widgets import (
 )
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
+from doorstep.store.inbox import INBOX_SUMMARY_GROUPS
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
@@ -353,7 +354,7 @@ def render() -> None:
     st.session_state["_inbox_signature"] = signature
 
     # Counts under the *other* filters, now that every filter has been read this run.
-    counts = _filter_counts(store, filters, signature)
+    counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
     status_counts = counts["status"]
     status_note.caption(escape_md(" · ".join(f"{s} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
                                              if status_counts.get(s))))
@@ -382,27 +383,110 @@ def render() -> None:
     _live_list()
 
 
-def _filter_counts(store: Any, filters: dict[str, Any], signature: str) -> dict[str, Any]:
-    """The counts beside the filters, kept for this session while the filters (not the page), the
-    data (:func:`change_mark`) and the minute stay the same.
+def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
+    """The counts beside the filters: each facet's under the *other* filters, the SLA states' and the
+    "Waiting for" views' under all the others (what ``Store.inbox_facets`` and ``Store.inbox_count``
+    return for them), summed from :meth:`Store.inbox_summary` rows.
 
-    Why: they are ~14 counting queries over every matching open case (0.25-0.9 s at 114k open
-    cases, bench/RESULTS.md issue 17), and "Next", "Previous" and coming back from a case change
-    none of them; only the queue's page and total are queried again then.
+    Why: they were ~14 counting queries per run, each a walk of every matching open case
+    (0.16-0.6 s at 114k open cases, bench/RESULTS.md issue 17). A summary holds every
+    combination of the facets for one status set, search and waiting view, so a run needs at
+    most three (the waiting view shown, and one per other "Waiting for" count), and the
+    summaries are kept in ``held`` (the session's) while the data (:func:`change_mark`) and the
+    minute stay the same: another brand, courier, channel, intent, assignee or SLA state, another
+    page, or coming back from an unchanged case query nothing; a new search or status set asks
+    again. Within that minute the counts are those of the moment the summary was taken, as the
+    counts kept for the next page always were.
     """
-    key = (signature, change_mark(store), utcnow().replace(second=0, microsecond=0))
-    held = st.session_state.get("_inbox_counts")
-    if held is not None and held[0] == key:
-        return held[1]
-    counts: dict[str, Any] = {"status": store.inbox_facets("status", _query(filters, without="status"))}
-    for column in FACETS:
-        counts[column] = store.inbox_facets(column, _query(filters, without=column))
-    # snoozed cases are counted by the "snoozed" state only
-    counts["sla_state"] = {SLA_STATES[s].split(" (")[0]: store.inbox_count(_query({**filters, "sla_state": s}))
-                           for s in SLA_STATES}
-    counts["waiting"] = {w: store.inbox_count(_query({**filters, "waiting": w})) for w in WAITING}
-    st.session_state["_inbox_counts"] = (key, counts)
+    mark = (change_mark(store), utcnow().replace(second=0, microsecond=0))
+    for key in [k for k, (m, _) in held.items() if m != mark]:
+        del held[key]
+    statuses = _summary_statuses(filters)
+    search = filters.get("search") or None
+
+    def summary(waiting: str | None) -> list[tuple[Any, ...]]:
+        key = (statuses, search, waiting)
+        if key in held:
+            held[key] = held.pop(key)  # the most recently used last: the least recently used goes first
+        else:
+            if len(held) >= SUMMARIES_KEPT:  # the least recently used search's first: the whole queue is asked most
+                del held[next((k for k in held if k[1] is not None), next(iter(held)))]
+            held[key] = (mark, store.inbox_summary(InboxQuery(statuses=statuses, search=search, waiting=waiting)))
+        return held[key][1]
+
+    counts = counts_from_summary(summary(filters.get("waiting") or None), filters)
+    counts["waiting"] = {w: counts_from_summary(summary(w), filters, total_only=True) for w in WAITING}
     return counts
+
+
+#: Summaries kept per session (three per status set and search seen this minute): a few searches,
+#: and back to the whole queue without asking again (searches' summaries go first).
+SUMMARIES_KEPT = 12
+#: Summary row positions (``Store.inbox_summary``): the grouping columns, then the counts per SLA view.
+_GROUP_AT = {column: at for at, column in enumerate(INBOX_SUMMARY_GROUPS)}
+_COUNT_AT = {view: len(INBOX_SUMMARY_GROUPS) + at for at, view in enumerate((None, "breached", "due_soon", "snoozed"))}
+
+
+def _summary_statuses(filters: dict[str, Any]) -> tuple[str, ...]:
+    """The statuses one summary must hold: the open ones (the status filter's own counts) and the chosen."""
+    chosen = [s for s in (filters.get("status") or OPEN_CASE_STATUSES) if s not in OPEN_CASE_STATUSES]
+    return tuple(OPEN_CASE_STATUSES) + tuple(dict.fromkeys(chosen))
+
+
+def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
+                        total_only: bool = False) -> Any:
+    """The counts beside the filters from one summary (its search and waiting view already applied):
+    each facet's values under the other filters (most cases first, as ``Store.inbox_facets``
+    orders them; "(none)" for no value), the SLA states under every filter; with ``total_only``,
+    the number of cases under every filter (``Store.inbox_count``).
+
+    One pass over the rows (thousands at 1M cases: every combination of the facets): a row that
+    meets every filter counts for each facet and state, a row that misses one filter counts only
+    for that filter's own values, a row that misses two counts for nothing.
+    """
+    chosen = [(_GROUP_AT[column], filters[column]) for column in FACETS if filters.get(column)]
+    statuses = frozenset(filters.get("status") or OPEN_CASE_STATUSES)
+    open_statuses = frozenset(OPEN_CASE_STATUSES)
+    at, status_at = _COUNT_AT[filters.get("sla_state") or None], _GROUP_AT["status"]
+    facet_at = [_GROUP_AT[column] for column in FACETS]
+    by_value: dict[int, dict[Any, int]] = {i: {} for i in (status_at, *facet_at)}
+    states = [0] * len(SLA_STATES)
+    state_at = [_COUNT_AT[s] for s in SLA_STATES]
+    total = 0
+    for row in rows:
+        missed = -1
+        for i, value in chosen:
+            if row[i] != value:
+                if missed >= 0:
+                    break
+                missed = i
+        else:
+            n = row[at]
+            if missed < 0:
+                if n and row[status_at] in open_statuses:  # the status filter's own counts: open cases
+                    counts = by_value[status_at]
+                    counts[row[status_at]] = counts.get(row[status_at], 0) + n
+                if row[status_at] in statuses:
+                    total += n
+                    for k, j in enumerate(state_at):
+                        states[k] += row[j]
+                    if n:
+                        for i in facet_at:
+                            counts = by_value[i]
+                            counts[row[i]] = counts.get(row[i], 0) + n
+            elif n and row[status_at] in statuses:
+                counts = by_value[missed]
+                counts[row[missed]] = counts.get(row[missed], 0) + n
+    if total_only:
+        return total
+    out: dict[str, Any] = {}
+    for column, i in (("status", status_at), *zip(FACETS, facet_at)):
+        # in the database's order of values (no value first), then most cases first
+        ordered = sorted(by_value[i].items(), key=lambda item: (item[0] is not None, item[0] or ""))
+        out[column] = {("(none)" if v is None else v): n for v, n in sorted(ordered, key=lambda item: -item[1])}
+    # snoozed cases are counted by the "snoozed" state only
+    out["sla_state"] = {SLA_STATES[s].split(" (")[0]: states[k] for k, s in enumerate(SLA_STATES)}
+    return out
 
 
 def change_mark(store: Any) -> tuple[int, int, int]:
@@ -429,6 +513,11 @@ def _live_list() -> None:
     touches what the agent is typing or choosing; clicks and ticks never run at the same time
     (``runner.fastReruns = false``).
     """
+    picked = st.session_state.pop("_inbox_open", None)
+    if picked is not None:
+        # a row picked in the table (its on_select ran just before this rerun): straight to the
+        # case page, without querying and drawing the rows once more on the way out
+        open_case(picked)
     store, config = get_store(), get_config()
     live = st.session_state.get("_inbox_live")
     filters = st.session_state.get("inbox_filters") or {}
@@ -471,9 +560,6 @@ def _live_list() -> None:
     st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
                  on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
                  column_config=ROW_COLUMNS, width="stretch")
-    picked = st.session_state.pop("_inbox_open", None)
-    if picked is not None:
-        open_case(picked)  # a row picked in the table: leave the fragment for the case page
 
     offset = query.offset
     pager = st.columns([1, 1, 4])

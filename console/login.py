@@ -168,14 +168,17 @@ def _navigate_top(url: str, *, keep_path: bool = False) -> None:
     parent itself, so it adds a refresh to the parent page, which the parent then follows)."""
     import json
 
-    import streamlit.components.v1 as components
-
     target = json.dumps(url)
     suffix = "+ '&next=' + encodeURIComponent(w.location.pathname + w.location.search)" if keep_path else ""
-    components.html(
-        "<script>const w = window.parent; const m = w.document.createElement('meta');"
-        f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
-        "w.document.head.appendChild(m);</script>", height=0)
+    script = ("<script>const w = window.parent; const m = w.document.createElement('meta');"
+              f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
+              "w.document.head.appendChild(m);</script>")
+    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
+        st.iframe(script, height="content")
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(script, height=0)
 
 
 def _password_user(store: Store, config: Config) -> auth.User | None:
@@ -186,6 +189,10 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
         grant = st.session_state.pop("_grant", None)
         if grant and COOKIE_ROUTES:
             _send_grant_to_browser(grant)
+            # The tab reloads with its cookie now and draws the console in its new session; drawing
+            # it here too only competed with that for the server (issue 17: first load at 1M).
+            st.caption("Logging you in…")
+            st.stop()
         return user
     session = auth.session_by_token(store, browser_token())
     if session is not None and (user := auth.get_user(store, session.username)) is not None:

@@ -240,25 +240,34 @@ def _users(store: Any) -> None:
     st.dataframe([{"username": u.username, "name": u.name, "role": u.role, "e-mail (single sign-on)": u.email,
                    "locked until (UTC)": locks[u.username].strftime("%H:%M") if locks[u.username] else ""}
                   for u in list_users(store)], hide_index=True)
-    with st.form("user_add", clear_on_submit=True):
+    boxes = ("ua_username", "ua_name", "ua_email", "ua_password")
+
+    def add() -> None:
+        # A callback, so the boxes are emptied only once the user is added: a refusal ("user 'bob'
+        # already exists") keeps what the admin typed (the form does not clear itself on submit).
+        get = st.session_state.get
+        try:
+            if not get("ua_password") and not get("ua_email"):
+                raise AuthError("give a password, or an e-mail for single sign-on")
+            add_user(store, get("ua_username") or "", get("ua_password") or None, role=get("ua_role") or "agent",
+                     name=get("ua_name") or None, email=get("ua_email") or None, actor=user.username)
+        except AuthError as exc:
+            st.session_state["ua_error"] = str(exc)
+            return
+        flash("success", f"added {get('ua_username')} ({get('ua_role')})")
+        for key in boxes:
+            st.session_state[key] = ""
+
+    with st.form("user_add"):
         st.markdown("**Add a user**")
-        username = st.text_input("Username", key="ua_username")
-        name = st.text_input("Name", key="ua_name")
-        role = st.selectbox("Role", ROLES, key="ua_role")
-        email = st.text_input("E-mail (for single sign-on; optional)", key="ua_email")
-        password = st.text_input("Password (leave empty for single sign-on only)", type="password",
-                                 key="ua_password")
-        if st.form_submit_button("Add user"):
-            try:
-                if not password and not email:
-                    raise AuthError("give a password, or an e-mail for single sign-on")
-                add_user(store, username, password or None, role=role, name=name or None, email=email or None,
-                         actor=user.username)
-            except AuthError as exc:
-                st.error(escape_md(str(exc)))
-            else:
-                flash("success", f"added {username} ({role})")
-                st.rerun()
+        st.text_input("Username", key="ua_username")
+        st.text_input("Name", key="ua_name")
+        st.selectbox("Role", ROLES, key="ua_role")
+        st.text_input("E-mail (for single sign-on; optional)", key="ua_email")
+        st.text_input("Password (leave empty for single sign-on only)", type="password", key="ua_password")
+        st.form_submit_button("Add user", on_click=add)
+        if st.session_state.get("ua_error"):
+            st.error(escape_md(st.session_state.pop("ua_error")))
     others = [u.username for u in list_users(store) if u.username != user.username]
     if others:
         with st.form("user_change"):

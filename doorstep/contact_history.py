@@ -66,6 +66,35 @@ def mark_answered(store: Store, case_id: int, at: datetime, window: timedelta = 
     return len(rows)
 
 
+class AnswerWatch:
+    """:func:`mark_answered` for a batch of posts written between ``first`` and ``last``: the
+    attempts any of them may answer are read once, not once per post (the pipeline's batches)."""
+
+    def __init__(self, store: Store, first: datetime, last: datetime, window: timedelta = DEFAULT_WINDOW):
+        self.store, self.window = store, window
+        self._open: dict[int, list[tuple[int, str]]] = {}
+        for message_id, case_id, sent_at in store.db.execute(
+                "select a.message_id, a.case_id, o.sent_at from contact_attempts a join outbound_messages o "
+                "on o.id = a.message_id where a.answered_at is null and o.status = 'sent' and o.sent_at <= ? "
+                "and o.sent_at >= ?", [iso(last), iso(first - window)]).fetchall():
+            if case_id is not None:
+                self._open.setdefault(case_id, []).append((message_id, sent_at))
+
+    def mark(self, case_id: int, at: datetime) -> int:
+        """What ``mark_answered(store, case_id, at)`` does, for ``at`` between the batch's first and last post."""
+        attempts = self._open.get(case_id)
+        if not attempts:
+            return 0
+        until, since = iso(at), iso(at - self.window)
+        answered = [(m, sent) for m, sent in attempts if since <= sent <= until]  # type: ignore[operator]
+        for message_id, sent_at in answered:
+            minutes = round((at - parse_time(sent_at)).total_seconds() / 60, 1)  # type: ignore[operator]
+            self.store.db.execute("update contact_attempts set answered_at = ?, answer_minutes = ? where message_id = ? "
+                                  "and answered_at is null", [iso(at), minutes, message_id])
+        self._open[case_id] = [a for a in attempts if a not in answered]
+        return len(answered)
+
+
 def outcomes(store: Store, tz: ZoneInfo, now: datetime, *, customer_id: str | None = None, brand: str | None = None,
              since: datetime | None = None, window: timedelta = DEFAULT_WINDOW) -> list[Outcome]:
     """Settled attempts (answered, or sent more than ``window`` ago), optionally for one customer or brand.

@@ -105,6 +105,13 @@ class Dialect:
     def postgres(self) -> bool:
         return self.name == "postgresql"
 
+    def next_id_sql(self, table: str) -> str | None:
+        """PostgreSQL: the SQL that takes ``table``'s next identity value (the id its next insert
+        would get). SQLite: None, the next rowid is one above the largest (under the write lock)."""
+        if self.postgres:
+            return f"select nextval(pg_get_serial_sequence('{table}', 'id'))"
+        return None
+
     # --------------------------------------------------------------- full-text search
     def fts_query(self, text: str) -> str:
         """What an agent types as a safe full-text query: every word must appear, as a prefix.

@@ -1,29 +1,41 @@
 """What one batch of mentions reads, read once per batch instead of once per mention.
 
 Linking and scoring a post used to ask the database about its author, its order, its
-shipment, the post it answers, its conversation's case and the case's most serious post,
-one indexed query each: about ten per mention, most of the import's time. A batch's posts
-share authors, orders and conversations, so these lookups are made for the whole batch in a
-few queries (``in (...)`` lists) and remembered for the batch.
+shipment, the post it answers, its conversation's case, the cases of its author it may join
+and the case's most serious post, one indexed query each: about ten per mention, most of the
+import's time. A batch's posts share authors, orders and conversations, so these lookups are
+made for the whole batch in a few queries (``in (...)`` lists) and remembered for the batch:
+the batch's reads are the same few statements whatever its size (tests/test_pipeline_batches.py).
 
-The batch's new posts are written together when it ends (:meth:`BatchPosts.flush`), several
-rows per INSERT: SQLite's full-text index flushes once per statement, and one-row inserts made
-that flush the largest single cost of an import.
+The batch's writes are made when it ends, each row once: its new posts, several rows per
+INSERT (SQLite's full-text index flushes once per statement, and one-row inserts made that
+flush the largest single cost of an import); the cases it opened, inserted as they are at the
+end, under the ids they were given when opened (:meth:`Store.case_ids`); the cases it changed,
+one UPDATE each however many posts joined them (:meth:`BatchCases.flush`).
 
 Why this changes nothing the pipeline decides: everything here lives for one batch only, and
-a batch is written in one transaction that holds the write lock, so nobody else changes the
-shop, the posts or the cases meanwhile. Cases are written as before, post by post (every later
-query sees them), and are also told to :meth:`BatchCases.written`; the pending posts count in
-what :class:`BatchPosts` answers; so each answer is what the database would have given.
+a batch is written in one transaction that holds the write lock (on PostgreSQL, the advisory
+locks of its threads, authors and numbers), so nobody else changes the shop, the posts or the
+cases it looks at meanwhile. The cases it opens or changes are kept as the database would hold
+them (:meth:`BatchCases.written`), the pending posts count in what :class:`BatchPosts` answers,
+and anything that must still ask the database writes what is pending first; so each answer is
+what the database would have given one post at a time (bench/pipeline_same.py compares whole
+imports row for row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
-from doorstep.models import Case, Mention
-from doorstep.store import OrderSummary, Store
+from doorstep.models import OPEN_CASE_STATUSES, Case, Mention
+
+if TYPE_CHECKING:
+    from doorstep.linking import Evidence
+from doorstep.store import OrderSummary, Store, iso, parse_time
+from doorstep.store.cases import _CASE_TIMES, CASE_VIEW_COLUMNS
 
 #: What :meth:`Store.shipment_brief` gives: (order number, courier, every tracking status it has had).
 ShipmentBrief = tuple[str, str, frozenset[str]]
@@ -69,6 +81,43 @@ class ShopLookups:
         vips = self.store.vip_customer_ids(wanted_vips)
         for customer_id in wanted_vips:
             self._vips[customer_id] = customer_id in vips
+
+    def prefetch_recent_orders(self, customer_ids: Iterable[str]) -> None:
+        """Read these customers' recent orders (a post that quotes no known number is linked to one
+        of them), and with them their summaries and shipments, which the cases' priorities look at."""
+        wanted = [c for c in dict.fromkeys(customer_ids) if c and c not in self._customer_orders]
+        recent = self.store.order_summaries_for_customers(wanted)
+        self._customer_orders.update(recent)
+        for summaries in recent.values():
+            for summary in summaries:
+                self._orders.setdefault(summary.number, summary)
+        self.prefetch_numbers((), (s.tracking_number for found in recent.values() for s in found if s.tracking_number))
+
+    def quotes_known_order(self, evidence: Evidence) -> bool:
+        """Whether a post with these numbers is linked by one of them (see linking.link_mention)."""
+        for number in evidence.tracking_numbers:
+            shipment = self.shipment_brief(number)
+            if shipment and self.order_summary(shipment[0]) is not None:
+                return True
+        return any(self.order_summary(number) is not None for number in evidence.order_numbers)
+
+    def prefetch_numbers(self, order_numbers: Iterable[str], tracking_numbers: Iterable[str]) -> None:
+        """Read the orders and shipments not read yet (the numbers the batch's known cases are about)."""
+        tracking = [t for t in dict.fromkeys(tracking_numbers) if t and t not in self._shipments]
+        briefs = self.store.shipment_briefs(tracking)
+        for number in tracking:
+            self._shipments[number] = briefs.get(number)
+        wanted = [n for n in dict.fromkeys(order_numbers) if n and n not in self._orders]
+        summaries = self.store.order_summaries_by_numbers(wanted)
+        for number in wanted:
+            self._orders[number] = summaries.get(number)
+
+    def known(self) -> tuple[set[str], set[str]]:
+        """(customers, order numbers) read so far: the authors found and the orders quoted."""
+        customers = {c for c in self._handles.values() if c}
+        orders = {number for number, summary in self._orders.items() if summary is not None}
+        customers.update(s.customer_id for s in self._orders.values() if s is not None)
+        return customers, orders
 
     def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
         if not handle:
@@ -132,6 +181,21 @@ class BatchPosts:
             for external_id in external_ids:
                 self._threads[(channel, external_id)] = found.get(external_id)
 
+    def prefetch_cases(self, case_ids: Iterable[int]) -> None:
+        """Read the most serious post and the contact count of these cases, one query each per chunk."""
+        wanted = [i for i in dict.fromkeys(case_ids) if i not in self._peaks or i not in self._contacts]
+        if not wanted:
+            return
+        peaks, contacts = self.store.peak_mentions(wanted), self.store.contact_counts(wanted)
+        for case_id in wanted:
+            if case_id not in self._peaks:
+                self._peaks[case_id] = peaks.get(case_id)
+                for mention in self._pending_by_case.get(case_id, ()):
+                    self._fold_peak(case_id, mention)
+            if case_id not in self._contacts:
+                self._contacts[case_id] = contacts[case_id] + sum(
+                    1 for m in self._pending_by_case.get(case_id, ()) if asks_for_something(m))
+
     def parent(self, channel: str, external_id: str) -> tuple[str | None, int | None] | None:
         """(thread id, case id) of the stored post ``external_id``, or None if it is not stored."""
         key = (channel, external_id)
@@ -162,8 +226,10 @@ class BatchPosts:
         return self._contacts[case_id]
 
     def new_case(self, case_id: int) -> None:
-        """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it."""
+        """``case_id`` was just opened: it has no post yet, so its peak is the first post stored into it
+        and its contacts are those of its posts to come."""
         self._peaks[case_id] = None
+        self._contacts[case_id] = 0
 
     def add(self, mention: Mention) -> None:
         """Keep ``mention`` (with its case) for :meth:`flush`: later replies and peaks see it now."""
@@ -214,14 +280,35 @@ def _seriousness(mention: Mention) -> tuple[int, float]:
 
 
 class BatchCases:
-    """Cases by id and each conversation's case (what :meth:`Store.open_case_for` finds by
-    thread), as stored: the pipeline reports every case it writes through :meth:`written`."""
+    """Cases by id, each conversation's case (what :meth:`Store.open_case_for` finds by thread) and
+    the cases a post of an author may join (what :meth:`Store.author_cases` gives), as the pipeline
+    leaves them: it reports every case it writes through :meth:`written` or :meth:`save`.
+
+    Changes to existing cases (:meth:`save`) are kept and written once per case when the batch
+    ends (:meth:`flush`): a case that three posts of the batch join is updated once, not three
+    times. Anything that reads cases from the database during a batch must :meth:`flush` first.
+    """
 
     def __init__(self, store: Store):
         self.store = store
         self._cases: dict[int, Case | None] = {}
         #: (channel, thread id) -> id of the case open_case_for(thread) answers (None: no case).
         self._threads: dict[tuple[str, str], int | None] = {}
+        #: What author_cases filters, sorts and chooses on, for every case read or written in the batch.
+        self._views: dict[int, CaseView] = {}
+        #: Cases inserted or changed in this batch, and under which author keys they were seen.
+        self._written: set[int] = set()
+        self._written_by_key: dict[tuple[str, ...], set[int]] = {}
+        #: Author key -> the store's first cases for it (see _Keyed).
+        self._keyed: dict[tuple[str, ...], _Keyed] = {}
+        #: The resolved_since (stored form) the batch's author cases were read with.
+        self._since: str | None = None
+        #: Cases changed and not yet written -> the case as the database holds it.
+        self._stored: dict[int, Case] = {}
+        #: Cases opened and not yet inserted, and where their ids come from.
+        self._new: set[int] = set()
+        self._ids: Iterator[int] | None = None
+        self._nulls_first = store.dialect.postgres  # where "order by ... desc" puts NULL
 
     def prefetch_threads(self, keys: Iterable[tuple[str, str]]) -> None:
         """Read the cases of these conversations, in one query per channel and chunk."""
@@ -233,11 +320,29 @@ class BatchCases:
             for thread_id in thread_ids:
                 self._threads[(channel, thread_id)] = None
             for case in self.store.cases_in_threads(channel, thread_ids):
-                self._cases[case.id] = case  # type: ignore[index]
+                self._remember(case)
                 key = (channel, case.thread_id or "")
                 best = self._threads[key]
                 if best is None or _rank(case) > _rank(self._cases[best]):  # type: ignore[arg-type]
                     self._threads[key] = case.id
+
+    def prefetch_authors(self, *, handles: Iterable[tuple[str, str]], customer_ids: Iterable[str],
+                         order_numbers: Iterable[str], resolved_since: datetime) -> None:
+        """Read the cases the batch's posts may join (:meth:`author_cases`), a few queries for the
+        batch: each author's (by handle and by customer) and each quoted order's first cases."""
+        self._since = since = iso(resolved_since)
+        by_channel: dict[str, set[str]] = {}
+        for channel, handle in handles:
+            if channel and handle:
+                by_channel.setdefault(channel, set()).add(handle)
+        for channel, names in by_channel.items():
+            self._load("author_handle", names, since, PER_KEY, channel)
+        self._load("customer_id", set(filter(None, customer_ids)), since, PER_KEY)
+        self._load("order_number", set(filter(None, order_numbers)), since, PER_KEY)
+
+    def read(self) -> list[Case]:
+        """The cases read (or written) so far."""
+        return [c for c in self._cases.values() if c is not None]
 
     def get(self, case_id: int) -> Case | None:
         """:meth:`Store.get_case` (a copy: change it, then report it through :meth:`written`)."""
@@ -252,25 +357,134 @@ class BatchCases:
             return None
         key = (channel, thread_id)
         if key not in self._threads:
+            self.flush()  # the database must hold what the batch changed before it is asked
             found = self.store.open_case_for(channel=channel, thread_id=thread_id)
             if found is not None:
-                self._cases[found.id] = found  # type: ignore[index]
+                self._remember(found)
             self._threads[key] = found.id if found is not None else None
         best = self._threads[key]
         return self.get(best) if best is not None else None
+
+    def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
+                     order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[CaseView]:
+        """What :meth:`Store.author_cases` gives with the batch's changes, as :class:`CaseView`s
+        (enough for :func:`doorstep.cases.choose_case`; :meth:`get` the one chosen).
+
+        Exact, not a guess: every case that query could give is either one the batch wrote (kept
+        by key in memory) or one the store gave for one of the post's keys when the batch began,
+        unchanged since; a key whose first cases are not known to hold the ``limit`` first ones
+        still (too many of them changed or fell out of the window) is read again."""
+        keys: list[tuple[str, ...]] = []
+        if customer_id:
+            keys.append(("customer_id", customer_id))
+        if author_handle:
+            keys.append(("author_handle", channel, author_handle))
+        if order_number:
+            keys.append(("order_number", order_number))
+        if not keys:
+            return []
+        since = iso(resolved_since)
+        assert since is not None
+        pool: set[int] = set()
+        for key in keys:
+            pool.update(self._first_cases(key, since, limit))
+            pool.update(self._written_by_key.get(key, ()))
+        views = self._views
+        found = []
+        for case_id in pool:
+            view = views[case_id]
+            if view.merged_into is None and view.joinable(since) and (
+                    (customer_id and view.customer_id == customer_id)
+                    or (author_handle and view.author_handle == author_handle and view.channel == channel)
+                    or (order_number and view.order_number == order_number)):
+                found.append(view)
+        nulls_first = self._nulls_first
+        found.sort(key=lambda v: ((v.last_text is None) == nulls_first, v.last_text or "", v.id), reverse=True)
+        return found[:limit]
+
+    def _first_cases(self, key: tuple[str, ...], since: str, limit: int) -> list[int]:
+        """The ids of the key's cases read from the store that still hold its ``limit`` first ones
+        (see :meth:`author_cases`), reading the key (again) when they may not."""
+        entry = self._keyed.get(key)
+        if entry is not None and since >= entry.since:
+            if entry.complete:
+                return entry.ids
+            # Cases not read rank below every one read; they stay out if ``limit`` read cases,
+            # unchanged since (so still in the same order), still qualify.
+            unchanged = sum(1 for i in entry.ids if i not in self._written and self._views[i].joinable(since))
+            if unchanged >= limit:
+                return entry.ids
+        per_key = max(PER_KEY, 2 * len(entry.ids) if entry is not None else 0, 2 * limit)
+        column, *rest = key
+        if column == "author_handle":
+            self._load(column, {rest[1]}, min(since, self._since or since), per_key, rest[0])
+        else:
+            self._load(column, {rest[0]}, min(since, self._since or since), per_key)
+        return self._keyed[key].ids
+
+    def _load(self, column: str, values: set[str], since: str | None, per_key: int, channel: str | None = None) -> None:
+        if not values or since is None:
+            return
+        found: dict[str, list[tuple[int, int]]] = {v: [] for v in values}
+        at = CASE_VIEW_COLUMNS.index(column)
+        views = self._views
+        for row in self.store.author_case_views(column, values, since, per_key, channel):
+            case_id = row[0]
+            found.setdefault(row[at], []).append((row[-1], case_id))
+            if case_id not in views:  # else known already: as read before, or as the batch wrote it
+                views[case_id] = CaseView.from_row(row)
+        for value, ranked in found.items():
+            key = (column, channel, value) if column == "author_handle" else (column, value)
+            ranked.sort()
+            self._keyed[key] = _Keyed([i for _, i in ranked], len(ranked) < per_key, since)  # type: ignore[arg-type]
+
+    def _remember(self, case: Case) -> None:
+        """A case read from the store (not changed in this batch)."""
+        self._cases[case.id] = case  # type: ignore[index]
+        self._views[case.id] = CaseView.from_case(case)  # type: ignore[index]
+
+    def open(self, case: Case) -> int:
+        """:meth:`Store.insert_case`, kept for :meth:`flush` (the id is the one it would get)."""
+        if self._ids is None:
+            self._ids = self.store.case_ids()
+        case.id = next(self._ids)
+        self._new.add(case.id)
+        self.written(case)
+        return case.id
+
+    def save(self, case: Case, before: Case) -> None:
+        """:meth:`Store.save_case` (``case`` changed from ``before``, its version bumped), kept for
+        :meth:`flush`: the case is written once, however many posts of the batch change it."""
+        assert case.id is not None
+        if case.id not in self._new:
+            self._stored.setdefault(case.id, before)
+        self.written(case.model_copy(update={"version": case.version + 1}))
+
+    def flush(self) -> None:
+        """Write the cases opened or changed since the last flush, each once: a new case as it is
+        now, a changed one's columns that differ from its stored row, and the versions saves bumped."""
+        new, self._new = self._new, set()
+        self.store.insert_cases([self._cases[i] for i in sorted(new)])  # type: ignore[misc]
+        if self._stored:
+            stored, self._stored = self._stored, {}
+            self.store.save_cases([(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
 
     def written(self, case: Case) -> None:
         """The pipeline inserted or saved ``case`` (as given, with its new version)."""
         case = as_stored(case)
         previous = self._cases.get(case.id)  # type: ignore[arg-type]
         self._cases[case.id] = case  # type: ignore[index]
+        self._views[case.id] = view = CaseView.from_case(case)  # type: ignore[index]
+        self._written.add(case.id)  # type: ignore[arg-type]
+        for key in view.keys():
+            self._written_by_key.setdefault(key, set()).add(case.id)  # type: ignore[arg-type]
         if previous is not None and (previous.channel, previous.thread_id) != (case.channel, case.thread_id):
             self._threads.pop((previous.channel or "", previous.thread_id or ""), None)
         if not (case.channel and case.thread_id):
             return
         key = (case.channel, case.thread_id)
         if key not in self._threads:
-            return  # never asked: a later question goes to the database, which has this write
+            return  # never asked: a later question goes to the database (flushed first)
         best = self._threads[key]
         if best == case.id:
             if previous is not None and _rank(case) < _rank(previous):
@@ -279,20 +493,113 @@ class BatchCases:
             self._threads[key] = case.id
 
 
+#: How many of each author's (and order's) cases a batch reads at first: Store.author_cases gives
+#: at most 50, and the rest leaves room for the batch's own changes before a key is read again.
+PER_KEY = 100
+
+
+@dataclass
+class _Keyed:
+    """The first ``per_key`` cases of one author key, as the store ordered them (newest activity
+    first), read with resolved_since ``since``; ``complete`` when there were no more."""
+
+    ids: list[int]
+    complete: bool
+    since: str
+
+
+class CaseView:
+    """A case as :meth:`Store.author_cases` filters and sorts it and :func:`doorstep.cases.choose_case`
+    looks at it: the same attribute names as :class:`Case`, without building one per candidate."""
+
+    __slots__ = ("id", "status", "stored_status", "brand", "intent", "channel", "author_handle", "customer_id",
+                 "order_number", "tracking_number", "link_method", "opened_at", "last_activity_at", "resolved_at",
+                 "merged_into", "last_text", "resolved_text")
+
+    id: int
+    status: str
+    stored_status: str | None
+    brand: str | None
+    intent: str | None
+    channel: str | None
+    author_handle: str | None
+    customer_id: str | None
+    order_number: str | None
+    tracking_number: str | None
+    link_method: str
+    opened_at: datetime | None
+    last_activity_at: datetime | None
+    resolved_at: datetime | None
+    merged_into: int | None
+    last_text: str | None
+    resolved_text: str | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> CaseView:
+        """From the store's CASE_VIEW_COLUMNS, as reading the Case would give it (NULL columns take the model's defaults)."""
+        view = cls()
+        (view.id, status, view.brand, view.intent, view.channel, view.author_handle, view.customer_id,
+         view.order_number, view.tracking_number, link_method, opened, view.last_text, view.resolved_text,
+         view.merged_into) = row[:14]
+        view.stored_status, view.status, view.link_method = status, status or "new", link_method or "none"
+        view.opened_at = parse_time(opened)
+        view.last_activity_at = parse_time(view.last_text)
+        view.resolved_at = parse_time(view.resolved_text)
+        return view
+
+    @classmethod
+    def from_case(cls, case: Case) -> CaseView:
+        view = cls()
+        view.id = case.id  # type: ignore[assignment]
+        view.stored_status = view.status = case.status
+        for name in ("brand", "intent", "channel", "author_handle", "customer_id", "order_number", "tracking_number",
+                     "link_method", "opened_at", "last_activity_at", "resolved_at", "merged_into"):
+            setattr(view, name, getattr(case, name))
+        view.last_text, view.resolved_text = iso(case.last_activity_at), iso(case.resolved_at)
+        return view
+
+    def joinable(self, since: str) -> bool:
+        """Store.author_cases' condition: open, or resolved since ``since`` (stored form)."""
+        status = self.stored_status
+        if status in _OPEN:
+            return True
+        if status != "resolved":
+            return False
+        when = self.resolved_text if self.resolved_text is not None else self.last_text
+        return when is not None and when >= since
+
+    def keys(self) -> list[tuple[str, ...]]:
+        """The author keys this case answers to (see BatchCases.author_cases)."""
+        keys: list[tuple[str, ...]] = []
+        if self.customer_id:
+            keys.append(("customer_id", self.customer_id))
+        if self.author_handle and self.channel:
+            keys.append(("author_handle", self.channel, self.author_handle))
+        if self.order_number:
+            keys.append(("order_number", self.order_number))
+        return keys
+
+
+_OPEN = frozenset(OPEN_CASE_STATUSES)
+
+
 def _rank(case: Case) -> tuple[bool, int]:
     """The order of :meth:`Store.open_case_for`: open before resolved, then the newest."""
     return (case.status != "resolved", case.id or 0)
 
 
 def as_stored(case: Case) -> Case:
-    """A copy of ``case`` as reading it back from the store gives it: times in UTC, to the whole second."""
+    """``case`` as reading it back from the store gives it: times in UTC, to the whole second (a
+    copy if that changes anything; ``case`` itself otherwise)."""
     update = {}
-    for name, value in case.__dict__.items():
-        if isinstance(value, datetime):
+    fields = case.__dict__
+    for name in _CASE_TIMES:
+        value = fields[name]
+        if value is not None:
             stored = _stored_time(value)
             if stored != value or stored.tzinfo is not value.tzinfo:
                 update[name] = stored
-    return case.model_copy(update=update)
+    return case.model_copy(update=update) if update else case
 
 
 def _stored_time(value: datetime) -> datetime:

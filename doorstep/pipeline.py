@@ -11,9 +11,11 @@ checks again which posts are new, so a post that another writer stored meanwhile
 duplicate, not a unique-key error.
 
 Speed: what a batch's posts read (their authors, orders, shipments, the posts they answer,
-their conversations' cases) is read for the whole batch at once under the write lock and
-remembered for the batch, and its new posts are written together at its end
-(doorstep/lookups.py); each post still sees exactly what it saw one query at a time.
+their conversations' cases, the cases of their authors they may join, the contact attempts
+they may answer) is read for the whole batch at once under the write lock and remembered for
+the batch, and what it writes (posts, new and changed cases, audit events) is written together
+at its end, each row once (doorstep/lookups.py); each post still sees exactly what it saw one
+query at a time.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from typing import Protocol
 from doorstep import sla
 from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
-from doorstep.contact_history import mark_answered
+from doorstep.contact_history import AnswerWatch
 from doorstep.linking import Evidence, find_numbers, link_mention
 from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
-from doorstep.models import Case, Labels, Link, Mention
-from doorstep.store import Store
+from doorstep.models import Case, Labels, Link, Mention, utcnow
+from doorstep.store import Store, iso
 
 
 class Classifier(Protocol):
@@ -131,6 +133,8 @@ class Pipeline:
                 for mention in fresh:
                     self._ingest_one(mention, result, batch)
                 t0 = time.perf_counter()
+                batch.cases.flush()
+                self.store.audit_many(batch.events)
                 result.mention_ids += batch.posts.flush()
                 result.timings["store"] += time.perf_counter() - t0
         return result
@@ -163,6 +167,9 @@ class Pipeline:
             (n for e in found for n in e.order_numbers),
             (n for e in found for n in e.tracking_numbers),
         )
+        batch.shop.prefetch_recent_orders(
+            batch.shop.customer_id_by_handle(m.channel, m.author_handle) for m in fresh
+            if not m.outbound and m.author_handle and not batch.shop.quotes_known_order(batch.evidence[id(m)]))
         batch.posts.prefetch_parents(fresh)
         threads: set[tuple[str, str]] = set()
         for mention in fresh:
@@ -172,6 +179,24 @@ class Pipeline:
                 if thread_id:
                     threads.add((mention.channel, thread_id))
         batch.cases.prefetch_threads(threads)
+        # What the priorities of the conversations' cases look at: their orders, shipments, most
+        # serious posts and contact counts.
+        known = batch.cases.read()
+        batch.shop.prefetch_numbers((c.order_number for c in known if c.order_number),
+                                    (c.tracking_number for c in known if c.tracking_number))
+        batch.posts.prefetch_cases(c.id for c in known if c.id is not None)
+        inbound = [m for m in fresh if not m.outbound]
+        if inbound:
+            # The cases these posts may join outside their conversations (Store.author_cases): by
+            # author, by the customers and orders found above, by the conversations' customers.
+            customers, orders = batch.shop.known()
+            customers.update(c.customer_id for c in known if c.customer_id)
+            first, last = min(m.created_at for m in inbound), max(m.created_at for m in inbound)
+            batch.cases.prefetch_authors(
+                handles=((m.channel, m.author_handle) for m in inbound if m.author_handle),
+                customer_ids=customers, order_numbers=orders,
+                resolved_since=first - timedelta(hours=self.config.cases.reopen_window_hours))
+            batch.answers = AnswerWatch(self.store, first, last)
         return batch
 
     def _new_batch(self) -> _Batch:
@@ -201,7 +226,7 @@ class Pipeline:
             self._store_mention(mention, result, batch)
             answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
             if thread_case is not None and answered:
-                batch.cases.written(store.save_case(thread_case.model_copy(update=answered), thread_case))
+                batch.cases.save(thread_case.model_copy(update=answered), thread_case)
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -223,26 +248,25 @@ class Pipeline:
             self._prioritise(case, mention, batch)
             sla.start_clocks(case, mention.created_at, self.config)
             case.version += 1
-            case.id = store.insert_case(case)
-            batch.cases.written(case)
-            batch.posts.new_case(case.id)
+            batch.cases.open(case)  # inserted with the batch's other writes, under the id it would get now
+            batch.posts.new_case(case.id)  # type: ignore[arg-type]
             result.cases_opened += 1
-            store.audit("pipeline", "case.open", case.id, {"external_id": mention.external_id, "link": link.method})
+            batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id
             self._store_mention(mention, result, batch)
-            mark_answered(store, case.id, mention.created_at)
+            self._mark_answered(batch, case.id, mention)
             result.timings["store"] += time.perf_counter() - t0 - t_link
             return
         before = old = case
         if case.status == "resolved":
-            store.audit("pipeline", "case.reopen", case.id, {"external_id": mention.external_id})
+            batch.audit("case.reopen", case.id, {"external_id": mention.external_id})
         case = absorb(case, mention, link)
         result.cases_updated += 1
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
         self._store_mention(mention, result, batch)
         # An answer to a follow-up or question we sent privately: the channel learner's evidence.
-        mark_answered(store, case.id, mention.created_at)  # type: ignore[arg-type]
+        self._mark_answered(batch, case.id, mention)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
         case.courier = case.courier or courier
@@ -251,8 +275,14 @@ class Pipeline:
             sla.start_clocks(case, mention.created_at, self.config)
         else:
             sla.customer_wrote(case, old, mention.created_at, self.config)
-        batch.cases.written(store.save_case(case, before))
+        batch.cases.save(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
+
+    def _mark_answered(self, batch: _Batch, case_id: int, mention: Mention) -> None:
+        """Contact attempts this post answers (see doorstep/contact_history.py)."""
+        if batch.answers is None:
+            batch.answers = AnswerWatch(self.store, mention.created_at, mention.created_at)
+        batch.answers.mark(case_id, mention.created_at)
 
     def _choose_case(self, mention: Mention, link: Link, brand: str | None, thread_case: Case | None,
                      hinted: bool, batch: _Batch) -> Case | None:
@@ -265,7 +295,7 @@ class Pipeline:
         if brand is None and order:
             summary = batch.shop.order_summary(order)
             brand = summary.brand if summary else None
-        candidates = self.store.author_cases(
+        candidates = batch.cases.author_cases(
             channel=mention.channel, author_handle=mention.author_handle, customer_id=link.customer_id,
             order_number=order if link.confirmed else None,
             resolved_since=mention.created_at - timedelta(hours=self.config.cases.reopen_window_hours))
@@ -279,7 +309,9 @@ class Pipeline:
                 numbers.update(evidence.order_numbers, evidence.tracking_numbers, evidence.malformed)
             return numbers
 
-        return choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]
+        # Views of the candidates (doorstep/lookups.py): the chosen one is read whole.
+        chosen = choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]  # type: ignore[arg-type]
+        return batch.cases.get(chosen.id) if chosen is not None else None
 
     def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:
         """Written with the rest of the batch when it ends (Store.insert_mentions), in this order."""
@@ -337,6 +369,14 @@ class _Batch:
     cases: BatchCases
     #: The numbers found in each inbound post's text, by id() of the post.
     evidence: dict[int, Evidence] = field(default_factory=dict)
+    #: The contact attempts the batch's posts may answer (read ahead with the rest).
+    answers: AnswerWatch | None = None
+    #: The batch's audit events, written together when it ends (Store.audit_many), in this order.
+    events: list[tuple[str, str, str, int | None, dict]] = field(default_factory=list)
+
+    def audit(self, action: str, case_id: int | None, details: dict) -> None:
+        """Store.audit by the pipeline, stamped now, written with the batch."""
+        self.events.append((iso(utcnow()), "pipeline", action, case_id, details))  # type: ignore[arg-type]
     numbers_seconds: float = 0.0
 
 

@@ -216,3 +216,57 @@ def mention(external_id: str, text: str, minutes: int = 0, **fields) -> Mention:
     fields.setdefault("channel", "x")
     fields.setdefault("author_handle", "someone")
     return Mention(external_id=external_id, text=text, created_at=T0 + timedelta(minutes=minutes), **fields)
+
+
+# ------------------------------------------------------------------ console pages under AppTest
+#: The demo shop's configuration, which the console's pages read in these tests.
+DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
+#: A page module run on its own, as Streamlit's AppTest runs a script.
+PAGE = """
+from console import {module}
+{module}.render()
+"""
+
+
+def console_store(path: str | Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                  config: str | None = DEMO_CONFIG) -> Store:
+    """The store at ``path`` (a file or a PostgreSQL URL), where the console's pages will open it
+    (DOORSTEP_DB; DOORSTEP_CONFIG too unless ``config`` is None); closed when the test ends."""
+    monkeypatch.setenv("DOORSTEP_DB", str(path))
+    if config is not None:
+        monkeypatch.setenv("DOORSTEP_CONFIG", config)
+    store = Store(path)
+    request.addfinalizer(store.close)
+    return store
+
+
+def console_copy(template: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                 name: str = "console.db") -> Store:
+    """A test's own copy of a template database (:func:`copy_of`, on either backend), opened by
+    :func:`console_store` for the console's pages."""
+    return console_store(copy_of(template, tmp_path / name, request), request, monkeypatch)
+
+
+def run_page(module: str, store: Store, username: str = "ann", query: dict[str, str] | None = None,
+             **state: object) -> "AppTest":
+    """``console.<module>`` run once through AppTest as ``username``, with ``state`` in the session and
+    ``query`` in the address."""
+    from streamlit.testing.v1 import AppTest
+
+    from console.auth import get_user
+
+    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
+    at.session_state["user"] = get_user(store, username)
+    for key, value in state.items():
+        at.session_state[key] = value
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def texts(at: "AppTest") -> str:
+    """Every text a page shows (Markdown escapes taken out), one element a line."""
+    parts = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts).replace("\\", "")

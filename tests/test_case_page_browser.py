@@ -36,7 +36,7 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with serve_console(tmp_path, env) as url:
-        yield {**facts, "url": url, "db": db}
+        yield {**facts, "url": url, "db": db, "log": tmp_path / "streamlit.log"}
 
 
 def viewport_shot(page: Any, name: str) -> Path:
@@ -193,3 +193,89 @@ def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any])
         expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(first)
         viewport_shot(page, "case-page-keys-1440")
         browser.close()
+
+
+# ---------------------------------------------- what the agent typed survives a refusal (uxcheck)
+def test_a_refused_escalation_keeps_the_note_and_a_queued_one_clears_it(console: dict[str, Any]) -> None:
+    """Before: the escalation form cleared itself on every submit, so "Not escalated: ..." came with
+    the agent's note for the courier wiped; only a queued escalation may empty the box."""
+    from playwright.sync_api import expect, sync_playwright
+
+    note = "Third failed attempt; please rebook for Saturday."
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        open_case(page, console["xss_case"])  # no courier known: escalating to the courier is refused
+        box = page.get_by_label("Note for them")
+        box.fill(note)
+        page.get_by_role("button", name="Escalate").click()
+        wait_idle(page)
+        expect(page.get_by_text("Not escalated", exact=False)).to_be_visible()
+        expect(page.get_by_label("Note for them")).to_have_value(note)
+        viewport_shot(page, "case-page-escalation-refused-1440")
+        open_case(page, console["case_id"])  # a confirmed order and its courier: this one is queued
+        page.get_by_label("Note for them").fill(note)
+        page.get_by_role("button", name="Escalate").click()
+        wait_idle(page)
+        expect(page.get_by_text("escalation queued", exact=False)).to_be_visible()
+        expect(page.get_by_label("Note for them")).to_have_value("")
+        browser.close()
+
+
+def test_a_refused_new_user_keeps_what_the_admin_typed(console: dict[str, Any]) -> None:
+    """Before: "Add a user" cleared every box on submit, so "user 'bob' already exists" left the admin
+    to type the name, e-mail and password again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from console.auth import add_user
+    from doorstep.store import Store
+    from tests.test_e2e_browser import PASSWORD
+
+    store = Store(console["db"])
+    try:
+        add_user(store, "ada", PASSWORD, role="admin", name="Ada Admin", rounds=4)
+    finally:
+        store.close()
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ada")
+        page.get_by_role("link", name="Settings").click()
+        wait_idle(page)
+        page.get_by_role("tab", name="Users").click()
+        form = page.get_by_test_id("stForm").filter(has=page.get_by_text("Add a user"))
+        form.get_by_label("Username", exact=True).fill("bob")
+        form.get_by_label("Name", exact=True).fill("Bob Builder")
+        form.get_by_label("E-mail (for single sign-on; optional)").fill("bob.b@example.com")
+        form.get_by_role("button", name="Add user").click()
+        wait_idle(page)
+        expect(page.get_by_text("already exists", exact=False)).to_be_visible()
+        expect(form.get_by_label("Name", exact=True)).to_have_value("Bob Builder")
+        expect(form.get_by_label("E-mail (for single sign-on; optional)")).to_have_value("bob.b@example.com")
+        form.get_by_label("Username", exact=True).fill("bobb")
+        form.get_by_role("button", name="Add user").click()
+        wait_idle(page)
+        expect(page.get_by_text("added bobb", exact=False)).to_be_visible()
+        expect(form.get_by_label("Username", exact=True)).to_have_value("")
+        browser.close()
+
+
+def test_logging_in_and_out_leaves_no_deprecation_warning_in_the_consoles_log(console: dict[str, Any]) -> None:
+    """Before: every login and logout printed "`st.components.v1.html` will be removed after 2026-06-01.
+    Please replace `st.components.v1.html` with `st.iframe`" to the terminal running the console
+    (28 times in a short demo session), a removal date already past."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")  # through /auth/session: the cookie is set, the tab comes back
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("Username", exact=True).wait_for()
+        browser.close()
+    log = console["log"].read_text(errors="replace")
+    assert "components.v1.html" not in log and "will be removed" not in log, log[-2000:]

@@ -8,23 +8,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.auth import add_user, get_user
+from console.auth import add_user
 from doorstep.models import Customer, Order
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store
-from tests.conftest import REPO, T0, KeywordClassifier, mention
-
-DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
-PAGE = """
-from console import case_view
-case_view.render()
-"""
+from tests.conftest import T0, KeywordClassifier, console_store, mention, run_page, texts
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config) -> Store:
-    path = tmp_path / "console.db"
-    store = Store(path)
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, config) -> Store:
+    store = console_store(tmp_path / "console.db", request, monkeypatch)
     store.upsert_customers([Customer(id="c-hk", name="Harriet King", handles={"x": "hking12"})])
     store.upsert_orders([
         Order(number="ORD-2026-000200", customer_id="c-hk", placed_at=T0 - timedelta(days=4), brand="Fettle"),
@@ -35,24 +28,16 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config) -> Store:
         mention("2", "@FettleCare where is my head torch, so late", minutes=60, author_handle="hking12"),
     ])
     add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    yield store
-    store.close()
+    return store
 
 
 def _page(store: Store, case_id: int) -> AppTest:
-    at = AppTest.from_string(PAGE, default_timeout=30)
-    at.session_state["user"] = get_user(store, "ann")
-    at.session_state["case_id"] = case_id
-    at.run()
+    at = run_page("case_view", store, case_id=case_id)
     assert not at.exception, at.exception
     return at
 
 
-def _texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("caption", "error", "info", "success", "markdown", "text")
-                     for e in getattr(at, kind)).replace("\\", "")
+_texts = texts
 
 
 def test_a_guessed_order_reads_as_a_guess_on_the_case_page(db: Store):

@@ -17,17 +17,12 @@ from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
 from doorstep.models import Case, Mention, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import REPO, copy_of, labels, template_target
+from tests.conftest import DEMO_CONFIG, PAGE, REPO, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
 
 APP = str(REPO / "app.py")
-DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
 PASSWORD = "correct horse battery"
 XSS_TEXT = ("<script>alert(1)</script> <img src=x onerror=alert(2)> [click me](http://evil.example) "
             "![pic](http://evil.example/x.png) **bold** :red[colour] $x^2$ @LarkspurHelp")
-PAGE = """
-from console import {module}
-{module}.render()
-"""
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -57,27 +52,11 @@ def demo_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def db(demo_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
-    path = copy_of(demo_template, tmp_path / "console.db", request)
-    monkeypatch.setenv("DOORSTEP_DB", path)
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    store = Store(path)
-    yield store
-    store.close()
+    return console_copy(demo_template, request, monkeypatch, tmp_path)
 
 
 def page(module: str, username: str, store: Store, **state: object) -> AppTest:
-    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
-    at.session_state["user"] = get_user(store, username)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts).replace("\\", "")
+    return run_page(module, store, username, **state)
 
 
 def sel(at: AppTest, prefix: str):  # type: ignore[no-untyped-def]

@@ -141,3 +141,16 @@ def test_login_never_sets_a_javascript_cookie(db: Store) -> None:
     assert _logged_in(at)
     at.run()
     assert not [c for c in at.get("component_instance") if "cookie" in str(c.proto).lower()]
+
+
+def test_the_login_run_that_sends_the_cookie_does_not_draw_the_console(db: Store,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served by `streamlit run app.py`, the run after the password sends the tab through
+    /auth/session, which reloads it as a new session that draws the console; drawing the inbox in
+    the leaving page as well doubled the first load's work (issue 17, at 1M cases)."""
+    monkeypatch.setattr(login, "COOKIE_ROUTES", True)
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert "_session_id" in at.session_state
+    assert "Inbox" not in [t.value for t in at.title] and any("Logging you in" in c.value for c in at.caption)
+    at.run()  # the page as it comes back (here: the same session, its grant already sent)
+    assert "Inbox" in [t.value for t in at.title]

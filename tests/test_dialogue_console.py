@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.auth import add_user, get_user
+from console.auth import add_user
 from console.dialogue import tel_href
 from doorstep import dialogue as rows
 from doorstep.config import load_config
@@ -17,13 +17,7 @@ from doorstep.models import Customer, Order, Shipment, TrackingEvent, utcnow
 from doorstep.store import Store
 from responders.dialogue import handle_reply
 from responders.followup import run_proactive
-from tests.conftest import REPO
-
-DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
-PAGE = """
-from console import {module}
-{module}.render()
-"""
+from tests.conftest import DEMO_CONFIG, console_store, run_page
 MARKUP = "<img src=x onerror=alert(1)> **yes** [click](http://evil.example)"
 
 
@@ -36,11 +30,8 @@ def deliver(store: Store, config: object) -> None:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
-    path = tmp_path / "console.db"
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    store = Store(path)
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> tuple[Store, int]:
+    store = console_store(tmp_path / "console.db", request, monkeypatch)
     add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
     now = utcnow()
     store.upsert_customers([Customer(id="C1", name="Jane Doe", email="jane@example.com", phone="+44 7700 900123")])
@@ -58,16 +49,10 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, int]:
     [question] = rows.questions_for_case(store, case_id)
     approve(store, question.message_id, "ann")  # type: ignore[arg-type]
     deliver(store, config)
-    yield store, case_id
-    store.close()
+    return store, case_id
 
 
-def page(module: str, store: Store, **state: object) -> AppTest:
-    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
-    at.session_state["user"] = get_user(store, "ann")
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
+page = run_page
 
 
 def test_the_customers_answer_is_shown_as_text_with_what_it_triggered(shop: tuple[Store, int]) -> None:

@@ -15,13 +15,8 @@ import console.inbox
 from console.auth import add_user, get_user
 from doorstep.models import Case, Customer, Mention, Order, Shipment, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import REPO, copy_of, labels, template_target
+from tests.conftest import DEMO_CONFIG, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
 
-DEMO_CONFIG = str(REPO / "demo" / "doorstep.toml")
-PAGE = """
-from console import {module}
-{module}.render()
-"""
 OPEN = 302
 
 
@@ -62,29 +57,11 @@ def shop_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def shop(shop_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
-    path = copy_of(shop_template, tmp_path / "shop.db", request)
-    monkeypatch.setenv("DOORSTEP_DB", path)
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    store = Store(path)
-    yield store
-    store.close()
+    return console_copy(shop_template, request, monkeypatch, tmp_path, "shop.db")
 
 
 def page(module: str, store: Store, query: dict[str, str] | None = None, **state: object) -> AppTest:
-    at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
-    at.session_state["user"] = get_user(store, "ann")
-    for key, value in state.items():
-        at.session_state[key] = value
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts).replace("\\", "")
+    return run_page(module, store, "ann", query, **state)
 
 
 def listed(at: AppTest) -> list[int]:
@@ -221,25 +198,31 @@ def test_case_address_holds_the_case_and_survives_reload(shop: Store) -> None:
     assert "Case #17" in texts(fresh)
 
 
+def _count_calls(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
+    """The names of the Store methods called, in order, while the test runs."""
+    calls: list[str] = []
+    for name in names:
+        def counted(self: Store, *args: object, _name: str = name, _real: object = getattr(Store, name),
+                    **kwargs: object) -> object:
+            calls.append(_name)
+            return _real(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(Store, name, counted)
+    return calls
+
+
 def test_next_page_reuses_the_filter_counts_until_something_changes(shop: Store,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The counts beside the filters (~14 queries over every open case) are not queried again for
-    another page of the same filters; a new case or another filter queries them again."""
-    calls: list[str] = []
-    facets = Store.inbox_facets
-
-    def counted(self: Store, column: str, query: InboxQuery | None = None) -> dict[str, int]:
-        calls.append(column)
-        return facets(self, column, query)
-
-    monkeypatch.setattr(Store, "inbox_facets", counted)
+    """The counts beside the filters (one summary of the cases per "Waiting for" view) are not
+    queried again for another page of the same filters; a new case queries them again."""
+    calls = _count_calls(monkeypatch, "inbox_summary")
     # the counts are also kept only within one minute; under load the three runs below can
     # straddle a minute's turn (CI, stop 20), so the page's clock stands still here
     now = utcnow()
     monkeypatch.setattr(console.inbox, "utcnow", lambda: now)
     at = page("inbox", shop)
     first = len(calls)
-    assert first >= 6 and "302" in texts(at)
+    assert first == 1 + len(console.inbox.WAITING) and "302" in texts(at)
     at.button(key="inbox_next").click().run()
     assert "51–100 of 302" in texts(at)
     assert len(calls) == first  # the same counts, not queried again
@@ -249,3 +232,64 @@ def test_next_page_reuses_the_filter_counts_until_something_changes(shop: Store,
     at.button(key="inbox_next").click().run()
     assert len(calls) > first  # the data changed: counted again
     assert "303: Larkspur Home 303" in texts(at)
+
+
+def test_filters_are_counted_from_the_summary_without_counting_again(shop: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 at 1M: each inbox run counted ~14 times over every matching open case (6 facets, 3 SLA
+    states, 2 waiting views, each case counted twice where snoozed cases are left out). Now a run
+    takes one summary per "Waiting for" view, and another brand, SLA state or page takes none
+    while the data and the minute stay the same; a new search takes its own."""
+    console.inbox._facet_values.clear()  # the filters' option lists: counted once a minute, apart
+    calls = _count_calls(monkeypatch, "inbox_summary", "inbox_facets", "inbox_count")
+    now = utcnow()
+    monkeypatch.setattr(console.inbox, "utcnow", lambda: now)
+    at = page("inbox", shop)
+    assert calls.count("inbox_summary") == 1 + len(console.inbox.WAITING)
+    # the option lists only: each all open cases minus the snoozed ones (three calls)
+    assert calls.count("inbox_facets") == 3 * len(console.inbox.FACETS)
+    assert "302 of 302" not in texts(at) and "302: Larkspur Home 302" in texts(at)
+    calls.clear()
+    at.selectbox(key="inbox_brand").select("Larkspur Home").run()
+    at.selectbox(key="inbox_sla").select("breached").run()
+    at.selectbox(key="inbox_sla").select("(any)").run()
+    assert "302 of 302: Larkspur Home 302" in texts(at)
+    assert "inbox_summary" not in calls and "inbox_facets" not in calls
+    assert calls.count("inbox_count") <= 3 * 3  # only each run's total (open cases minus the snoozed)
+    at.text_input(key="inbox_search").set_value("lamp").run()
+    assert calls.count("inbox_summary") == 1 + len(console.inbox.WAITING)
+    assert "1 of 1: Larkspur Home 1" in texts(at)
+    for word in ("parcel", "question", "number"):
+        at.text_input(key="inbox_search").set_value(word).run()
+    calls.clear()
+    at.text_input(key="inbox_search").set_value("").run()  # back to the whole queue: still held
+    assert "inbox_summary" not in calls and "302 of 302: Larkspur Home 302" in texts(at)
+
+
+def test_a_row_picked_in_the_table_opens_its_case_without_drawing_the_rows_again(
+        shop: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 at 1M, "open case": the table's on_select reruns only the live queue (a fragment),
+    which drew every row once more before leaving for the case page. Here the queue's fragment
+    runs alone, as it does after a row click; the case page stands in for where open_case leads."""
+    script = """
+import streamlit as st
+from console import inbox
+if st.session_state.get("case_id"):
+    st.title(f"Case #{st.session_state['case_id']}")
+elif st.session_state.get("_fragment_only"):
+    inbox._live_list()
+else:
+    inbox.render()
+"""
+    at = AppTest.from_string(script, default_timeout=30)
+    at.session_state["user"] = get_user(shop, "ann")
+    at.run()
+    ids = at.session_state["_inbox_ids"]
+    drawn: list[int] = []
+    rows = console.inbox.inbox_rows
+    monkeypatch.setattr(console.inbox, "inbox_rows", lambda *a, **k: drawn.append(1) or rows(*a, **k))
+    at.session_state["_fragment_only"] = True
+    at.session_state["_inbox_open"] = ids[3]  # what the table's on_select leaves for the rerun
+    at.run()
+    assert f"Case #{ids[3]}" in texts(at)
+    assert drawn == []

@@ -182,19 +182,88 @@ def test_a_failed_batch_writes_nothing_and_a_retry_stores_it_whole(tmp_path: Pat
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     before = _stored(store)
     hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
-    real_insert, calls = store.insert_case, []
+    real_insert = store.insert_cases
 
-    def insert_then_fail(case: Case) -> int:
-        calls.append(case.thread_id)
-        if len(calls) == 4:  # the batch's fourth new case, three written before it
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_insert(case)
+    def insert_then_fail(cases: list[Case]) -> None:
+        real_insert(cases[:3])  # the batch's fourth new case fails, three written before it
+        raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store, "insert_case", insert_then_fail)
+    monkeypatch.setattr(store, "insert_cases", insert_then_fail)
     pipeline = Pipeline(store, config, KeywordClassifier())
     with pytest.raises(sqlite3.OperationalError):
         pipeline.ingest(_batch(hint))
     assert _stored(store) == before  # nothing of the batch: no post, no case, no audit line
-    monkeypatch.setattr(store, "insert_case", real_insert)
+    monkeypatch.setattr(store, "insert_cases", real_insert)
     pipeline.ingest(_batch(hint))
     assert _stored(store) == expected
+
+
+def _people(store: Store, k: int) -> Pipeline:
+    """``k`` customers, each with an order and a conversation already open about it."""
+    store.upsert_customers([Customer(id=f"c{i}", name=f"Customer {i}", handles={"x": f"cust{i}"}) for i in range(k)])
+    store.upsert_orders([Order(number=f"{500000 + i}", customer_id=f"c{i}", placed_at=T0 - timedelta(days=2),
+                               brand="Larkspur", total=80) for i in range(k)])
+    pipeline = Pipeline(store, Config.model_validate(_config_dict()), KeywordClassifier())
+    pipeline.ingest([mention(f"old{i}", f"order #{500000 + i} is late", minutes=i, author_handle=f"cust{i}")
+                     for i in range(k)])
+    return pipeline
+
+
+def _config_dict() -> dict:
+    return {"timezone": "Europe/London", "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"},
+                                                     "keywords": ["larkspur"]}]}
+
+
+def _busy_batch(k: int) -> list[Mention]:
+    """Four posts per customer: a reply in the old conversation, a new post about the same order
+    (it joins the old case through the author's cases), a stranger's new post and its reply."""
+    posts = []
+    for i in range(k):
+        posts += [
+            mention(f"r{i}", "still late, where is it", minutes=100 + i, author_handle=f"cust{i}", in_reply_to=f"old{i}"),
+            mention(f"n{i}", f"about order {500000 + i}: lost?", minutes=200 + i, author_handle=f"cust{i}"),
+            mention(f"s{i}", "where is my parcel", minutes=300 + i, author_handle=f"stranger{i}"),
+            mention(f"t{i}", "hello? still late", minutes=400 + i, author_handle=f"stranger{i}", in_reply_to=f"s{i}"),
+        ]
+    return posts
+
+
+def _kinds(statements: list[str]) -> dict[str, int]:
+    """Statements by kind (``select``, ``insert mentions``, ``update cases``...). SQLite's trace
+    repeats a statement each time one of its triggers (the full-text index) runs, and shows the
+    trigger's own steps as ``--`` comments: those are one statement."""
+    counts: dict[str, int] = {}
+    previous = None
+    for sql in statements:
+        if sql.startswith("--") or sql == previous:
+            continue
+        previous = sql
+        words = sql.split()
+        verb = words[0].lower()
+        if verb in ("insert", "update"):
+            table = words[2] if verb == "insert" else words[1]
+            verb = f"{verb} {table}"
+        counts[verb] = counts.get(verb, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("k", [5, 20])
+def test_a_batchs_statements_do_not_grow_with_its_posts(tmp_path: Path, k: int):
+    """The reads of a batch are a fixed few whatever its size; each case it changes is written once."""
+    counts = {}
+    for size in (k, 3 * k):
+        store = Store(tmp_path / f"busy{size}.db")
+        pipeline = _people(store, size)
+        with _statements(store) as seen:
+            result = pipeline.ingest(_busy_batch(size))
+        assert (result.stored, result.cases_opened, result.cases_updated) == (4 * size, size, 3 * size)
+        counts[size] = _kinds(seen)
+    small, large = counts[k], counts[3 * k]
+    assert small["select"] == large["select"], (small, large)  # no read per post, per case or per author
+    # Each case is written once, however many posts join it: the old cases (two posts join each)
+    # are updated once, the strangers' new ones (their reply joins) inserted as they end the batch.
+    assert (small["update cases"], large["update cases"]) == (k, 3 * k), (small, large)
+    assert large["insert cases"] <= -(-3 * k // 20), large
+    # Posts and audit events go in multi-row inserts (30 rows or more each), not one per row.
+    posts = 4 * 3 * k
+    assert large["insert mentions"] <= -(-posts // 30) and large["insert audit_events"] == 1, large

@@ -8,15 +8,11 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.auth import add_user, get_user
+from console.auth import add_user
 from console.review import INTENT_KEYS, review_queue, save_review
 from doorstep.models import INTENTS, Labels, Mention, utcnow
 from doorstep.store import Store
-
-PAGE = """
-from console import review
-review.render()
-"""
+from tests.conftest import PAGE, console_store, run_page
 
 
 def _labels(intent: str, p: float, needs_review: bool = False) -> Labels:
@@ -28,10 +24,8 @@ def _labels(intent: str, p: float, needs_review: bool = False) -> Labels:
 
 
 @pytest.fixture
-def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
-    path = db_url  # on SQLite and on PostgreSQL
-    monkeypatch.setenv("DOORSTEP_DB", path)
-    s = Store(path)
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Store:
+    s = console_store(db_url, request, monkeypatch, config=None)  # on SQLite and on PostgreSQL
     add_user(s, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
     now = utcnow()
     for ext, text, labels in (
@@ -43,8 +37,7 @@ def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
                                  labels=labels))
     s.insert_mention(Mention(channel="x", external_id="ours", text="our reply", created_at=now, outbound=True,
                              labels=_labels("other", 0.3, True)))
-    yield s
-    s.close()
+    return s
 
 
 def test_queue_puts_needs_review_first_then_least_confident(store: Store) -> None:
@@ -68,9 +61,7 @@ def test_a_reviewed_post_is_stored_as_corrections_and_leaves_the_queue(store: St
 
 
 def test_review_page_sets_labels_with_the_shortcut_buttons_and_confirms(store: Store) -> None:
-    at = AppTest.from_string(PAGE, default_timeout=30)
-    at.session_state["user"] = get_user(store, "ann")
-    at.run()
+    at = run_page("review", store)
     assert not at.exception
     assert [t.value for t in at.title] == ["Review queue"]
     assert "still not here" in "\n".join(str(t.value) for t in at.text)  # st.text: shown literally
@@ -91,6 +82,6 @@ def test_review_page_sets_labels_with_the_shortcut_buttons_and_confirms(store: S
 
 
 def test_review_page_needs_a_logged_in_user(store: Store) -> None:
-    at = AppTest.from_string(PAGE, default_timeout=30).run()
+    at = AppTest.from_string(PAGE.format(module="review"), default_timeout=30).run()
     assert any("Please log in" in e.value for e in at.error)
     assert store.rows("select count(*) as n from label_corrections")[0]["n"] == 0

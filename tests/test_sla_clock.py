@@ -259,32 +259,27 @@ def test_the_due_order_puts_a_fresh_overdue_answer_above_old_resolution_backlog(
 
 # ----------------------------------------------------------------------- the console
 def test_the_inbox_hides_snoozed_cases_lists_them_under_a_filter_and_states_its_order(
-        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     from console.auth import add_user
     from doorstep.models import utcnow
-    from tests.test_inbox_queue import DEMO_CONFIG, listed, page, texts
+    from tests.conftest import console_store
+    from tests.test_inbox_queue import listed, page, texts
 
-    path = tmp_path / "shop.db"
-    monkeypatch.setenv("DOORSTEP_DB", str(path))
-    monkeypatch.setenv("DOORSTEP_CONFIG", DEMO_CONFIG)
-    store = Store(path)
-    try:
-        add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
-        now = utcnow()
-        ids = [store.insert_case(Case(status="open", priority=60.0, channel="x", author_handle=f"c{n}",
-                                      opened_at=now, last_activity_at=now, mention_count=1,
-                                      first_response_due=now + timedelta(hours=n + 1),
-                                      resolution_due=now + timedelta(days=2),
-                                      snoozed_until=now + timedelta(hours=3) if n == 1 else None))
-               for n in range(3)]
-        at = page("inbox", store)
-        assert sorted(listed(at)) == [ids[0], ids[2]]
-        assert "snoozed cases are hidden until they wake" in texts(at)
-        assert "within a band, cases owing the customer an answer" in texts(at)
-        at.selectbox(key="inbox_sla").select("snoozed").run()
-        assert listed(at) == [ids[1]]
-    finally:
-        store.close()
+    store = console_store(tmp_path / "shop.db", request, monkeypatch)
+    add_user(store, "ann", "correct horse battery", role="agent", name="Ann", rounds=4)
+    now = utcnow()
+    ids = [store.insert_case(Case(status="open", priority=60.0, channel="x", author_handle=f"c{n}",
+                                  opened_at=now, last_activity_at=now, mention_count=1,
+                                  first_response_due=now + timedelta(hours=n + 1),
+                                  resolution_due=now + timedelta(days=2),
+                                  snoozed_until=now + timedelta(hours=3) if n == 1 else None))
+           for n in range(3)]
+    at = page("inbox", store)
+    assert sorted(listed(at)) == [ids[0], ids[2]]
+    assert "snoozed cases are hidden until they wake" in texts(at)
+    assert "within a band, cases owing the customer an answer" in texts(at)
+    at.selectbox(key="inbox_sla").select("snoozed").run()
+    assert listed(at) == [ids[1]]
 
 
 def test_a_status_changed_by_the_worker_resumes_the_clocks_and_a_reopened_case_gets_a_new_resolution_clock(

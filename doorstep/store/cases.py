@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from doorstep.models import OPEN_CASE_STATUSES, Case
 from doorstep.sla import CLOCK_FIELDS, queue_fields
-from doorstep.store.base import StoreBase, _chunks, _json, _marks, _plain, _unjson, iso, parse_time
+from doorstep.store.base import MAX_PARAMETERS, StoreBase, _chunks, _json, _marks, _plain, _unjson, iso, parse_time
 from doorstep.store.migrations import OPEN_CASES_SQL
 
 
@@ -36,6 +36,10 @@ _CASE_TIMES = (
     "next_response_due",
     "sla_paused_at",
 )
+
+#: The columns of a case that choosing a post's case looks at (doorstep.lookups.CaseView).
+CASE_VIEW_COLUMNS = ("id", "status", "brand", "intent", "channel", "author_handle", "customer_id", "order_number",
+                     "tracking_number", "link_method", "opened_at", "last_activity_at", "resolved_at", "merged_into")
 
 #: Columns derived from a case on every write (doorstep.sla.queue_fields): the inbox's orders and SLA states.
 _QUEUE_COLUMNS = ("due_at", "due_kind", "due_key", "priority_band")
@@ -79,6 +83,32 @@ class CaseStore(StoreBase):
             f"insert into cases ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
         )
         return int(cursor.lastrowid or 0)
+
+    def case_ids(self) -> Iterator[int]:
+        """Ids for cases this transaction will insert with :meth:`insert_cases`, in the order one
+        :meth:`insert_case` after another would have given them (SQLite: one above the largest, the
+        write lock being held; PostgreSQL: the identity's next values)."""
+        sql = self.dialect.next_id_sql("cases")
+        if sql is not None:
+            while True:
+                yield int(self.db.execute(sql).fetchone()[0])
+        last = int(self.db.execute("select coalesce(max(id), 0) from cases").fetchone()[0])
+        while True:
+            last += 1
+            yield last
+
+    def insert_cases(self, cases: Sequence[Case]) -> None:
+        """Insert cases with their ids (from :meth:`case_ids`), many rows per INSERT."""
+        if not cases:
+            return
+        rows = [_case_row(c) for c in cases]
+        columns = list(rows[0])
+        per_statement = max(1, MAX_PARAMETERS // len(columns))
+        one = f"({_marks(columns)})"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            self.db.execute(f"insert into cases ({', '.join(columns)}) values {', '.join([one] * len(chunk))}",
+                            [row[c] for row in chunk for c in columns])
 
     def get_case(self, case_id: int) -> Case | None:
         rows = self.rows("select * from cases where id = ?", [case_id])
@@ -205,6 +235,36 @@ class CaseStore(StoreBase):
         )
         return [_case_from_row(r) for r in rows]
 
+    def author_case_views(self, column: str, values: Iterable[str], resolved_since: str, per_key: int,
+                          channel: str | None = None) -> list[tuple[Any, ...]]:
+        """:meth:`author_cases` for a whole batch of posts, one key at a time: for each value of
+        ``column`` (``customer_id``, ``order_number``, or ``author_handle`` on ``channel``), the first
+        ``per_key`` cases :meth:`author_cases` would give by that key alone, in its order, as
+        :data:`CASE_VIEW_COLUMNS` with the rank (1, 2, ...) last. ``resolved_since`` in stored form."""
+        assert column in ("customer_id", "order_number", "author_handle")
+        rows: list[tuple[Any, ...]] = []
+        scope = "channel = ? and " if channel is not None else ""
+        for chunk in _chunks(values):
+            rows += self.db.conn.execute(
+                f"select * from (select {', '.join(CASE_VIEW_COLUMNS)}, row_number() over (partition by {column} "
+                "order by last_activity_at desc, id desc) as pick_rank from cases "
+                f"where {scope}{column} in ({_marks(chunk)}) and merged_into is null and ({OPEN_CASES_SQL} or "
+                "(status = 'resolved' and coalesce(resolved_at, last_activity_at) >= ?))) as ranked "
+                "where pick_rank <= ?",
+                [*([channel] if channel is not None else []), *chunk, resolved_since, per_key]).fetchall()
+        return rows
+
+    def save_cases(self, changes: Sequence[tuple[Case, Case]]) -> None:
+        """Write cases the pipeline changed, each once: (the case now, with its version; the case as
+        stored). Only the changed columns are written, as :meth:`save_case` does."""
+        for case, before in changes:
+            old = _case_row(before)
+            row = {k: v for k, v in _case_row(case).items() if old.get(k) != v}
+            row.pop("id", None)
+            row["version"] = case.version
+            self.db.conn.execute(f"update cases set {', '.join(f'{k} = ?' for k in row)} where id = ?",
+                                 [*row.values(), case.id])
+
     def case_post_texts(self, case_id: int) -> list[str]:
         """The texts of the customer's posts in a case (not ours), oldest first."""
         return [r[0] for r in self.db.execute(
@@ -222,3 +282,13 @@ class CaseStore(StoreBase):
             "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
         return int(row[0])
 
+    def contact_counts(self, case_ids: Iterable[int]) -> dict[int, int]:
+        """:meth:`contact_count` of many cases, in one query per chunk (cases without such posts: 0)."""
+        found: dict[int, int] = {}
+        for chunk in _chunks(case_ids):
+            found.update(dict.fromkeys(chunk, 0))
+            found.update((r[0], int(r[1])) for r in self.db.execute(
+                f"select case_id, count(*) from mentions where case_id in ({_marks(chunk)}) and outbound = 0 "
+                "and coalesce(intent, '') != 'praise' and not (coalesce(sentiment, '') = 'positive' "
+                "and coalesce(complaint, 0) = 0) group by case_id", chunk).fetchall())
+        return found

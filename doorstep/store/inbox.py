@@ -34,6 +34,9 @@ INBOX_SORTS = {
     "newest": "opened_at desc, id desc",
 }
 
+#: The columns one row of ``Store.inbox_summary`` stands for, in the order of idx_cases_open_facets (m016).
+INBOX_SUMMARY_GROUPS = ("brand", "courier", "channel", "intent", "assignee", "status")
+
 #: Which snoozed cases the inbox lists: "hide" (the default queue: they come back when the
 #: snooze ends or the customer writes), "only" (the "snoozed" filter) or "include".
 SNOOZE_VIEWS = ("hide", "only", "include")
@@ -136,6 +139,47 @@ class InboxStore(StoreBase):
             key = "(none)" if value is None else value
             counts[key] = counts.get(key, 0) + n
         return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+    def inbox_summary(self, query: InboxQuery | None = None) -> list[tuple[Any, ...]]:
+        """Every count beside the inbox's filters, from one pass over the cases.
+
+        The cases of ``query.statuses`` that match its search and its waiting filter (its other
+        filters, SLA state and snooze view are left out), counted per combination of
+        :data:`INBOX_SUMMARY_GROUPS` and split at ``query.now`` (default: now) by SLA state. A row
+        is ``(brand, courier, channel, intent, assignee, status, awake, breached, due_soon,
+        snoozed)``: ``awake`` are the cases not snoozed (the default queue), ``breached`` and
+        ``due_soon`` those of them overdue and due within the hour (as ``sla_state`` counts them),
+        ``snoozed`` the rest. Any count of :meth:`inbox_count` or :meth:`inbox_facets` under
+        these statuses, search and waiting filter is a sum over these rows.
+
+        Why: the inbox's counts under the other filters were ~14 such queries per run, each a
+        walk of every matching open case (0.16-0.6 s at 114k open cases, bench/RESULTS.md issue
+        17). Grouped in the order of the facets index (m016) this is one walk that sorts
+        nothing; a search or a waiting filter looks its few cases up by id.
+        """
+        q = query or InboxQuery()
+        moment = q.now or utcnow()
+        q = replace(q, snoozed="include", sla_state=None, now=moment, **{c: None for c in INBOX_FILTER_COLUMNS})
+        where, params = self._inbox_where(q, for_count=True)
+        now = iso(moment)
+        soon = iso(datetime.fromtimestamp(moment.timestamp() + 3600, timezone.utc))
+        if (q.search and self.dialect.fts_query(q.search)) or q.waiting:
+            index = self.dialect.indexed_by(None)  # the few matching cases, by id
+        elif tuple(q.statuses) != OPEN_CASE_STATUSES:
+            index = ""  # closed cases are in no partial index: the planner chooses
+        else:
+            if self._indexes is None:
+                self._indexes = self.dialect.index_names(self.db)
+            index = self.dialect.indexed_by("idx_cases_open_facets") if "idx_cases_open_facets" in self._indexes else ""
+        groups = ", ".join(INBOX_SUMMARY_GROUPS)
+        awake = "(snoozed_until is null or snoozed_until <= ?)"
+        sql = (f"select {groups}, sum(case when {awake} then 1 else 0 end), "
+               f"sum(case when {awake} and due_at < ? then 1 else 0 end), "
+               f"sum(case when {awake} and due_at >= ? and due_at <= ? then 1 else 0 end), "
+               f"sum(case when snoozed_until > ? then 1 else 0 end) "
+               f"from cases{index} where {where} group by {groups}")
+        rows = self.db.execute(sql, [now, now, now, now, now, soon, now, *params]).fetchall()
+        return [(*row[:6], *(int(n) for n in row[6:])) for row in rows]
 
     def _count_index(self, q: InboxQuery, grouped: str | None = None) -> str:
         """The ``indexed by`` clause for counting open cases: the index that answers it alone.

@@ -213,6 +213,17 @@ class MentionStore(StoreBase):
         )
         return _mention_from_row(rows[0]) if rows else None
 
+    def peak_mentions(self, case_ids: Iterable[int]) -> dict[int, Mention]:
+        """:meth:`peak_mention` of many cases (those with an inbound post), in one query per chunk."""
+        found: dict[int, Mention] = {}
+        for chunk in _chunks(case_ids):
+            for r in self.rows(
+                    "select * from (select m.*, row_number() over (partition by case_id "
+                    "order by complaint desc, urgency desc, id) as peak_rank from mentions m "
+                    f"where case_id in ({_marks(chunk)}) and outbound = 0) as ranked where peak_rank = 1", chunk):
+                found[r["case_id"]] = _mention_from_row(r)
+        return found
+
     def thread(self, channel: str, thread_id: str) -> list[Mention]:
         rows = self.db.query(
             "select * from mentions where channel = ? and thread_id = ? order by created_at, id", [channel, thread_id]

@@ -250,7 +250,23 @@ class OrderStore(StoreBase):
         recent order, and a heavy buyer's history must not slow every mention down.
         """
         where, param = ("o.customer_id = ?", customer_id) if customer_id is not None else ("o.number = ?", number)
-        return self._order_summaries(f"{where} order by o.placed_at desc limit ?", [param, limit])
+        # The number breaks ties (two orders placed in the same second), as order_summaries_for_customers does.
+        return self._order_summaries(f"{where} order by o.placed_at desc, o.number desc limit ?", [param, limit])
+
+    def order_summaries_for_customers(self, customer_ids: Iterable[str], limit: int = 20) -> dict[str, list[OrderSummary]]:
+        """:meth:`order_summaries` of many customers (each one's ``limit`` most recent orders, in the
+        same order; a customer without orders: an empty list), in one query per chunk."""
+        found: dict[str, list[OrderSummary]] = {}
+        for chunk in _chunks(customer_ids):
+            for customer_id in chunk:
+                found[customer_id] = []
+            recent = (f"select number from (select number, row_number() over (partition by customer_id "
+                      f"order by placed_at desc, number desc) as recent from orders where customer_id in "
+                      f"({_marks(chunk)})) as ranked where recent <= ?")
+            for summary in self._order_summaries(
+                    f"o.number in ({recent}) order by o.customer_id, o.placed_at desc, o.number desc", [*chunk, limit]):
+                found[summary.customer_id].append(summary)
+        return found
 
     def order_summaries_by_numbers(self, numbers: Iterable[str]) -> dict[str, OrderSummary]:
         """The summaries of these orders (those that exist), in one query per chunk: a batch of
