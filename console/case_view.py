@@ -226,9 +226,7 @@ def _posts(store: Store, case: Case) -> list[Mention]:
         with st.container(height=THREAD_HEIGHT_PX if len(thread) > 2 else "content", border=False):
             for m in thread:
                 with st.container(border=True):
-                    who = f"{m.author_name or ''} @{m.author_handle or '?'}".strip()
-                    safe_text(f"{who} · {m.author_followers:,} followers · {m.channel} · "
-                              f"{local_time(m.created_at, config)}" + (" · our reply" if m.outbound else ""), caption=True)
+                    safe_text(post_byline(m, lambda t: local_time(t, config)), caption=True)
                     safe_text(m.text)
                     if m.url and m.url.startswith(("https://", "http://")):
                         st.link_button("Open original", m.url)
@@ -399,6 +397,14 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
                     open_case(r["id"])
 
 
+def post_byline(m: Mention, when: Any) -> str:
+    """Who wrote a post, where and when: "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:46".
+    A handle and followers only where the post has them (a courier page's post by the webhook has a name only)."""
+    who = " ".join(p for p in (m.author_name, f"@{m.author_handle}" if m.author_handle else None) if p) or "?"
+    followers = f" · {m.author_followers:,} followers" if m.author_followers else ""
+    return f"{who}{followers} · {m.channel} · {when(m.created_at)}" + (" · our reply" if m.outbound else "")
+
+
 def _post_label(m: Mention, own: bool) -> str:
     snippet = " ".join(m.text.split())
     snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
@@ -436,11 +442,13 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if not channel_options:
         st.warning(escape_md("No reply can be sent on this case: " + "; ".join(refused.values()) + "."))
         return
-    whys = {c: why[:1].upper() + why[1:] for c, why in refused.items()}
+    whys = dict(refused)
     if case.channel in whys:  # the case's own channel takes no replies: say why, and which one is used
-        st.info(escape_md(f"{whys.pop(case.channel)}; replying by {channel_name(channel_options[0])}"))
-    if whys:
-        st.caption(escape_md("Not offered: " + "; ".join(whys.values()) + "."))
+        why = whys.pop(case.channel)
+        st.info(escape_md(f"{why[:1].upper() + why[1:]}; replying by {channel_name(channel_options[0])}"))
+    if whys:  # each channel left out, by name, and why
+        st.caption(escape_md("Not offered: " + "; ".join(f"{channel_name(c)} ({why})" for c, why in whys.items())
+                             + "."))
 
     def keep_draft() -> None:
         # The box's size limit follows the channel, and a new limit is a new widget: carry the words over.

@@ -168,14 +168,17 @@ def _navigate_top(url: str, *, keep_path: bool = False) -> None:
     parent itself, so it adds a refresh to the parent page, which the parent then follows)."""
     import json
 
-    import streamlit.components.v1 as components
-
     target = json.dumps(url)
     suffix = "+ '&next=' + encodeURIComponent(w.location.pathname + w.location.search)" if keep_path else ""
-    components.html(
-        "<script>const w = window.parent; const m = w.document.createElement('meta');"
-        f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
-        "w.document.head.appendChild(m);</script>", height=0)
+    script = ("<script>const w = window.parent; const m = w.document.createElement('meta');"
+              f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
+              "w.document.head.appendChild(m);</script>")
+    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
+        st.iframe(script, height="content")
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(script, height=0)
 
 
 def _password_user(store: Store, config: Config) -> auth.User | None:

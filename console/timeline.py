@@ -37,7 +37,8 @@ def _message_words(details: dict[str, Any], messages: dict[int, Any]) -> str:
         kind = details.get("kind") or "message"
         return f"{str(kind).replace('_', ' ').capitalize()} {details.get('message_id', '')}".strip()
     target = message.target or "-"
-    if message.channel not in ("email", "webhook", "sms") and not target.startswith("@"):
+    social = message.channel in ("x", "mastodon", "bluesky") or message.channel.endswith("_dm")
+    if social and target != "-" and not target.startswith("@"):  # a handle; not a Slack or webhook target
         target = f"@{target}"
     return f"{message.kind.replace('_', ' ').capitalize()} to {target} on {message.channel}"
 

@@ -224,8 +224,11 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
 
 
 def order_owner_is_author(store: Store, case: Case) -> bool | None:
-    """Whether the linked order belongs to the case's author (None: no order or no way to tell)."""
-    if not case.order_number:
+    """Whether the linked order belongs to the case's author (None: no order or no way to tell).
+
+    A case we opened ourselves (a proactive case about a troubled parcel) has no author: no way
+    to tell, never "someone else's order"."""
+    if not case.order_number or not case.author_handle:
         return None
     order = store.order_summary(case.order_number)
     if order is None:

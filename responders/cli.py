@@ -11,6 +11,10 @@ import click
 from doorstep.context import Context, pass_ctx
 
 
+#: How a channel is named in a sentence.
+_CHANNEL_NAMES = {"email": "e-mail", "sms": "SMS"}
+
+
 @click.command()
 @click.option("--case", "case_id", type=int, required=True, help="Case id.")
 @click.option("--text", default=None, help="Reply text.")
@@ -30,11 +34,20 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     One answer per customer post: a second reply to a post that already has one queued or sent
     exits with status 1 and says who answered and what, unless --force.
     """
-    from responders.outbox import Outbox, ReplyRejected, queue_reply
+    from responders.outbox import Outbox, ReplyRejected, queue_reply, reply_refusal
     from responders.templates import TemplateError, render_template
 
     if (text is None) == (template is None):
         raise click.UsageError("give exactly one of --text or --template")
+    case = ctx.store.get_case(case_id) if channel is None else None
+    why = reply_refusal(ctx.store, case, case.channel) if case is not None and case.channel else None
+    if why:  # the case's own channel takes no replies (a webhook post): say which one does, as the console does
+        others = {c: reply_refusal(ctx.store, case, c) for c in ("email", "sms") if c != case.channel}  # type: ignore[union-attr]
+        usable = [c for c, no in others.items() if no is None]
+        raise click.ClickException(
+            f"case {case_id}: {why}; " + (" or ".join(f"reply by {_CHANNEL_NAMES[c]} with --channel {c}" for c in usable)
+                                          if usable else "no other channel takes a reply either ("
+                                          + "; ".join(f"{c}: {no}" for c, no in others.items()) + ")"))
     try:
         from doorstep.team_settings import apply_settings
 

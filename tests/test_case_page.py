@@ -300,3 +300,79 @@ def test_a_case_no_channel_can_answer_offers_no_send(db: Store) -> None:
     shown = texts(at)
     assert "No reply can be sent on this case" in shown
     assert "webhook posts cannot be answered there" in shown and "no email address known" in shown
+
+
+# --------------------------------------------- a proactive case names no author (uxcheck)
+def test_a_proactive_case_does_not_say_its_own_customers_order_belongs_to_someone_else(db: Store) -> None:
+    """Before: a case we opened ourselves (a troubled parcel, no post, so no author) showed "Order N
+    belongs to <its customer>, not to the author @?. Never put its details in a public reply." on
+    its confirmed order: an alarm about a stranger where there is none."""
+    from doorstep.linking import order_owner_is_author
+    from doorstep.models import Case
+
+    number, customer_id = db.db.execute("select number, customer_id from orders order by number limit 1").fetchone()
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=40.0, channel=None, customer_id=customer_id,
+                                  order_number=number, link_method="tracking_number", link_confidence=1.0,
+                                  link_confirmed=True, opened_at=now, last_activity_at=now,
+                                  first_response_due=now + timedelta(hours=1), resolution_due=now + timedelta(days=1)))
+    case = db.get_case(case_id)
+    assert case is not None and order_owner_is_author(db, case) is None  # no author: no way to tell
+    at, _ = _open_case(db, "ann", case_id)
+    assert "not to the author" not in texts(at) and "Never put its details" not in texts(at)
+    # A post by someone else about that order still raises the alarm.
+    stranger = case.model_copy(update={"channel": "x", "author_handle": "not_the_customer_42"})
+    assert order_owner_is_author(db, stranger) is False
+
+
+def test_the_composer_names_the_channel_it_does_not_offer(db: Store) -> None:
+    """Before: "Not offered: The customer's contact details come from an unconfirmed order: confirm it
+    first." left the agent to guess what was not offered (e-mail) and why the radio had one choice."""
+    from doorstep.models import Case
+
+    number, customer_id = db.db.execute("select number, customer_id from orders order by number limit 1").fetchone()
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=60.0, channel="x", author_handle="guessed_buyer",
+                                  customer_id=customer_id, order_number=number, link_method="recent_order",
+                                  link_confidence=0.4, link_confirmed=False, opened_at=now, last_activity_at=now,
+                                  first_response_due=now + timedelta(hours=1), resolution_due=now + timedelta(days=1),
+                                  mention_count=1))
+    db.insert_mention(Mention(channel="x", external_id=f"nf-{case_id}", text="@LarkspurHelp where is my parcel?",
+                              created_at=now, author_handle="guessed_buyer", case_id=case_id))
+    at, _ = _open_case(db, "ann", case_id)
+    assert at.radio(key=f"reply_channel_{case_id}").options == ["x"]
+    assert ("Not offered: e-mail (the customer's contact details come from an unconfirmed order: confirm it first)."
+            in texts(at)), texts(at)
+
+
+def test_timeline_puts_no_handle_sign_on_a_slack_or_webhook_target() -> None:
+    """Before: "Alert to @$SLACK_ALERTS_WEBHOOK on slack sent": a Slack webhook read as an X handle."""
+    from console.timeline import sentence
+    from responders.outbox import OutboundMessage
+
+    when = lambda t: "14:05"  # noqa: E731
+    messages = {n: OutboundMessage(id=n, kind="alert", channel=channel, target=target, text="hi", status="sent",
+                                   idempotency_key=f"t-{n}")
+                for n, channel, target in [(1, "slack", "$SLACK_ALERTS_WEBHOOK"), (2, "apprise", "$CARE_APPRISE"),
+                                           (3, "webhook", "https://hooks.example/c"), (4, "mastodon", "ann@social.ex"),
+                                           (5, "x_dm", "sienna_l")]}
+    said = [sentence(_event("outbox.sent", message_id=n), messages, when) for n in sorted(messages)]
+    assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on slack sent", "Alert to $CARE_APPRISE on apprise sent",
+                    "Alert to https://hooks.example/c on webhook sent", "Alert to @ann@social.ex on mastodon sent",
+                    "Alert to @sienna_l on x_dm sent"]
+
+
+def test_a_post_without_handle_or_followers_says_neither() -> None:
+    """Before: a courier tracking page's post (by the webhook: a name, no handle, no followers) read
+    "Amelia Fraser @? · 0 followers · webhook · ..." in the thread."""
+    from console.case_view import post_byline
+
+    when = lambda t: "Sat 05 Dec 01:18"  # noqa: E731
+    page_post = Mention(channel="webhook", external_id="wh-1", text="parcel not delivered", created_at=utcnow(),
+                        author_name="Amelia Fraser")
+    assert post_byline(page_post, when) == "Amelia Fraser · webhook · Sat 05 Dec 01:18"
+    x_post = Mention(channel="x", external_id="1", text="hi", created_at=utcnow(), author_name="Alice Stewart",
+                     author_handle="astewart17", author_followers=1292)
+    assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:18"
+    ours = x_post.model_copy(update={"outbound": True, "author_followers": 0})
+    assert post_byline(ours, when) == "Alice Stewart @astewart17 · x · Sat 05 Dec 01:18 · our reply"

@@ -36,7 +36,7 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with serve_console(tmp_path, env) as url:
-        yield {**facts, "url": url, "db": db}
+        yield {**facts, "url": url, "db": db, "log": tmp_path / "streamlit.log"}
 
 
 def viewport_shot(page: Any, name: str) -> Path:
@@ -261,3 +261,21 @@ def test_a_refused_new_user_keeps_what_the_admin_typed(console: dict[str, Any]) 
         expect(page.get_by_text("added bobb", exact=False)).to_be_visible()
         expect(form.get_by_label("Username", exact=True)).to_have_value("")
         browser.close()
+
+
+def test_logging_in_and_out_leaves_no_deprecation_warning_in_the_consoles_log(console: dict[str, Any]) -> None:
+    """Before: every login and logout printed "`st.components.v1.html` will be removed after 2026-06-01.
+    Please replace `st.components.v1.html` with `st.iframe`" to the terminal running the console
+    (28 times in a short demo session), a removal date already past."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")  # through /auth/session: the cookie is set, the tab comes back
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("Username", exact=True).wait_for()
+        browser.close()
+    log = console["log"].read_text(errors="replace")
+    assert "components.v1.html" not in log and "will be removed" not in log, log[-2000:]

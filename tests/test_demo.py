@@ -458,3 +458,18 @@ def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeyp
     assert mail and "care-lead@larkspur-home.example" in mail[0]["to"] and f"#{case_id}" in mail[0]["subject"]
     assert "customer waiting since Monday" in mail[0]["text"]
     assert slack and slack[0]["to"] == "/slack/care-team" and "customer waiting since Monday" in slack[0]["text"]
+
+
+def test_what_make_demo_writes_is_ignored_by_git() -> None:
+    """Before: after `make demo` a fresh clone's `git status` listed doorstep-demo.db.sent/ (the demo's
+    sent mail and webhooks) as untracked, inviting a newcomer to commit it."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["doorstep-demo.db", "doorstep-demo.db-wal", "doorstep-demo.db-locks", "doorstep-demo.x-feed.jsonl",
+               "doorstep-demo.db.sent/0001-mail.eml", "doorstep-test.sent/0001-mail.eml"]  # SQLite, then PostgreSQL
+    for path in written:
+        result = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=repo)
+        assert result.returncode == 0, f"{path} is not ignored by .gitignore"

@@ -417,3 +417,37 @@ def test_bluesky_reply_with_reply_ref_once_across_a_5xx(store: Store, monkeypatc
         reply = stand_in.created[0]["record"]["reply"]
         assert reply["parent"]["uri"] == parent and reply["root"]["uri"] == parent
         assert sent.external_id.startswith(f"at://{BlueskyStandIn.DID}/")  # type: ignore[union-attr]
+
+
+def test_cli_reply_on_a_webhook_case_says_which_channel_to_use(tmp_path: Path) -> None:
+    """Before: `doorstep reply --case N --text ...` on a case that came in by the webhook failed with
+    "cannot reply on channel 'webhook'" and no way forward, where the console's composer says why and
+    replies by e-mail."""
+    from commands.cli import cli
+    from doorstep.models import Case, utcnow
+
+    db = tmp_path / "cli.db"
+    store = Store(db)
+    store.upsert_customers([Customer(id="C-wh", name="Wren Hale", email="wren@example.com")])
+    now = utcnow()
+    ids = []
+    for customer in ("C-wh", None):
+        case_id = store.insert_case(Case(status="new", priority=50.0, channel="webhook", author_handle="wh",
+                                         customer_id=customer, link_confirmed=customer is not None, opened_at=now,
+                                         last_activity_at=now, mention_count=1))
+        store.insert_mention(Mention(channel="webhook", external_id=f"wh-{case_id}", text="my parcel never came",
+                                     created_at=now, author_handle="wh", case_id=case_id))
+        ids.append(case_id)
+    store.close()
+    runner = CliRunner()
+    known, unknown = (runner.invoke(cli, ["--db", str(db), "reply", "--case", str(i), "--text", "So sorry, on it."])
+                      for i in ids)
+    assert known.exit_code == 1 and unknown.exit_code == 1
+    assert known.output.strip() == (f"Error: case {ids[0]}: webhook posts cannot be answered there; "
+                                    "reply by e-mail with --channel email"), known.output
+    line = unknown.output.strip()
+    assert "\n" not in line and "webhook posts cannot be answered there" in line and "no email address known" in line
+    assert "Traceback" not in known.output + unknown.output
+    sent = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(ids[0]), "--text", "So sorry, on it.",
+                               "--channel", "email"])
+    assert sent.exit_code == 0 and "(email" in sent.output, sent.output
