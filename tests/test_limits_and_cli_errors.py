@@ -65,3 +65,16 @@ def test_classify_missing_model_is_one_line(tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == [
         "Error: --model /nonexistent: no such model directory; give baseline, onnx, a local model directory "
         "or a Hugging Face model id"]
+
+
+def test_classify_bad_line_names_the_file(tmp_path: Path) -> None:
+    """Before: "Error: line 1: not valid JSON (...)" left out which file (a CSV given by mistake, here)."""
+    source = tmp_path / "posts.csv"
+    source.write_text("id,text\n1,where is my parcel\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["classify", "-i", str(source), "-o", str(tmp_path / "out.jsonl"),
+                                      "--model", "baseline"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {source}: line 1: not valid JSON (Expecting value at column 1)"], result.output
+    piped = CliRunner().invoke(cli, ["classify", "--model", "baseline"], input="not json\n")
+    assert piped.output.strip() == "Error: standard input: line 1: not valid JSON (Expecting value at column 1)"
