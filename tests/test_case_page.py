@@ -376,3 +376,19 @@ def test_a_post_without_handle_or_followers_says_neither() -> None:
     assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:18"
     ours = x_post.model_copy(update={"outbound": True, "author_followers": 0})
     assert post_byline(ours, when) == "Alice Stewart @astewart17 · x · Sat 05 Dec 01:18 · our reply"
+
+
+def test_sent_mail_page_says_when_in_the_teams_words(db: Store, tmp_path: Any, monkeypatch: Any) -> None:
+    """Before: the demo's Sent mail page titled each message "e-mail · 2026-12-05T02:03:45+00:00 · to ...",
+    where every other page says "Sat 05 Dec 02:03" in the team's time zone."""
+    import json
+
+    from test_console_apptest import page
+
+    (tmp_path / "sent-webhooks.jsonl").write_text(json.dumps(
+        {"at": "2026-12-05T02:03:45+00:00", "path": "/slack/alerts", "body": {"text": "hello"}}) + "\n")
+    monkeypatch.setenv("DOORSTEP_DEMO_SINK_DIR", str(tmp_path))
+    at = page("sent_mail", "ann", db)
+    assert not at.exception, at.exception
+    [title] = [e.label for e in at.expander]
+    assert title.replace("\\", "") == "slack · Sat 05 Dec 02:03:45 · to /slack/alerts", title  # Europe/London
