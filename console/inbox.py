@@ -519,12 +519,21 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
     return out
 
 
+#: Audited actions that change no case (console/login.py): they do not move :func:`change_mark`.
+_NO_CASE_CHANGE = ("login", "logout", "login.failed", "login.locked", "login.refused")
+
+
 def change_mark(store: Any) -> tuple[int, int, int]:
     """(newest case, newest post, newest audit event): three primary-key lookups, whatever the size of
     the data. New cases, new posts (which change cases) and every change made through the store's
-    audited writes (status, assignment, outbox state) move it; an idle inbox leaves it still."""
-    row = store.db.execute("select (select max(id) from cases), (select max(id) from mentions), "
-                           "(select max(id) from audit_events)").fetchone()
+    audited writes (status, assignment, outbox state) move it; an idle inbox leaves it still. Logins
+    and logouts are audited but change no case: they leave it still, so a login's first inbox can use
+    the summaries another session took (issue 17); the newest other event is found walking back from
+    the newest (a key walk that stops at the first, as the rest)."""
+    row = store.db.execute(
+        "select (select max(id) from cases), (select max(id) from mentions), "
+        "(select id from audit_events where action not in (" + ", ".join("?" * len(_NO_CASE_CHANGE)) + ") "
+        "order by id desc limit 1)", list(_NO_CASE_CHANGE)).fetchone()
     return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
 

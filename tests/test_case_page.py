@@ -415,3 +415,17 @@ def test_a_long_thread_opens_with_its_newest_posts_and_shows_the_older_on_reques
     older.click().run()
     drawn = [n for n in range(THREAD_SHOWN + 3) if f"long thread post {n}\n" in texts(at) + "\n"]
     assert drawn == list(range(THREAD_SHOWN + 3)) and not [b for b in at.button if b.key == f"older_posts_{case_id}"]
+
+
+def test_inbox_change_mark_stays_still_on_a_login_and_moves_on_an_audited_case_change(db: Store) -> None:
+    """Issue 17, first load after login: the login's own audit event moved the mark, so the new session
+    could not use the count summaries another session had just taken for the same cases."""
+    from console.inbox import change_mark
+
+    before = change_mark(db)
+    for action in ("login", "logout", "login.failed"):
+        db.audit("ann", action, None, {"method": "password"})
+    assert change_mark(db) == before
+    case_id = xss_case(db)
+    db.audit("ann", "case.update", case_id, {"status": "open"})
+    assert change_mark(db)[2] > before[2]
