@@ -392,3 +392,26 @@ def test_sent_mail_page_says_when_in_the_teams_words(db: Store, tmp_path: Any, m
     assert not at.exception, at.exception
     [title] = [e.label for e in at.expander]
     assert title.replace("\\", "") == "slack · Sat 05 Dec 02:03:45 · to /slack/alerts", title  # Europe/London
+
+
+# ------------------------------------------------------------------ issue 17: opening a case draws less
+def test_a_long_thread_opens_with_its_newest_posts_and_shows_the_older_on_request(db: Store) -> None:
+    """Issue 17, open case: every post (with its label-correction form) was drawn before the page first
+    showed; now the newest THREAD_SHOWN are, and "Show N older post(s)" draws the rest."""
+    from conftest import mention
+
+    from console.case_view import THREAD_SHOWN
+    from doorstep.models import Case
+
+    case_id = db.insert_case(Case(status="new", priority=50, channel="x", author_handle="longthread"))
+    for n in range(THREAD_SHOWN + 3):
+        db.set_mention_case(db.insert_mention(mention(f"long-{n}", f"long thread post {n}", minutes=n,
+                                                     author_handle="longthread")), case_id)
+    at, _ = _open_case(db, "ann", case_id)
+    drawn = [n for n in range(THREAD_SHOWN + 3) if f"long thread post {n}\n" in texts(at) + "\n"]
+    assert drawn == [3, 4, 5], texts(at)  # the newest three (the composer quotes none: they are short)
+    [older] = [b for b in at.button if b.key == f"older_posts_{case_id}"]
+    assert older.label == "Show 3 older post(s)"
+    older.click().run()
+    drawn = [n for n in range(THREAD_SHOWN + 3) if f"long thread post {n}\n" in texts(at) + "\n"]
+    assert drawn == list(range(THREAD_SHOWN + 3)) and not [b for b in at.button if b.key == f"older_posts_{case_id}"]
