@@ -4,6 +4,8 @@
     PYTHONPATH=<checkout B> .venv/bin/python bench/pipeline_same.py --out /tmp/b.jsonl [--mentions 6000]
     cmp /tmp/a.jsonl /tmp/b.jsonl   # or: diff
 
+``--db postgresql://...`` (an empty schema, e.g. ``?options=-csearch_path%3Dsame_a``) runs it on PostgreSQL.
+
 The shop is the demo's (reference dates, so both runs see the same history: open, resolved and
 answered cases over three weeks), plus contact attempts sent on some of its cases so that posts
 answer them. The feed is bench/pipeline_bench.py's synthetic one, written in the demo's last days
@@ -52,12 +54,14 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=3000, help="demo posts before the import")
     parser.add_argument("--batch", type=int, default=None, help="rows per import batch (default: the config's)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--db", default=None, help="where to build it (default: a new SQLite file); an empty "
+                        "PostgreSQL schema's URL runs the comparison on PostgreSQL")
     args = parser.parse_args()
 
     from commands.demo import REFERENCE_NOW, build_demo
 
     workdir = Path(tempfile.mkdtemp(prefix="doorstep-same-"))
-    db = str(workdir / "same.db")
+    db = args.db or str(workdir / "same.db")
     config_path = str(REPO / "demo" / "doorstep.toml")
     build_demo(db, seed=5, customers=300, orders=1200, mentions=args.history, config_path=config_path,
                live=False, x_live_posts=0)
@@ -66,15 +70,15 @@ def main() -> None:
     rng = random.Random(11)
     # Follow-ups sent on some cases the day before the feed: the feed's posts answer some of them.
     cases = [r[0] for r in store.db.execute("select id from cases order by id").fetchall()]
-    for n, case_id in enumerate(sorted(rng.sample(cases, min(120, len(cases))))):
-        sent = start - timedelta(hours=rng.uniform(1, 80))
-        message_id = store.db.execute(
-            "insert into outbound_messages (case_id, kind, channel, text, status, idempotency_key, created_at, sent_at) "
-            "values (?, 'follow_up', 'email', 'any news?', 'sent', ?, ?, ?)",
-            [case_id, f"same-{n}", iso(sent), iso(sent)]).lastrowid
-        record_attempt(store, message_id=message_id, case_id=case_id, customer_id=None, brand=None, rule="bench",
-                       channel="email", planned_at=sent, tz=start.tzinfo)  # type: ignore[arg-type]
-    store.db.conn.commit()
+    with store.transaction():
+        for n, case_id in enumerate(sorted(rng.sample(cases, min(120, len(cases))))):
+            sent = start - timedelta(hours=rng.uniform(1, 80))
+            message_id = store.db.execute(
+                "insert into outbound_messages (case_id, kind, channel, text, status, idempotency_key, created_at, "
+                "sent_at) values (?, 'follow_up', 'email', 'any news?', 'sent', ?, ?, ?)",
+                [case_id, f"same-{n}", iso(sent), iso(sent)]).lastrowid
+            record_attempt(store, message_id=message_id, case_id=case_id, customer_id=None, brand=None, rule="bench",
+                           channel="email", planned_at=sent, tz=start.tzinfo)  # type: ignore[arg-type]
     people = [
         (r[0], r[1], r[2] or f"guest{i}")
         for i, r in enumerate(store.db.execute(

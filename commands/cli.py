@@ -310,8 +310,9 @@ def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_s
     classifier = classifier_for_cli(ctx, model)  # a bad --model is one line naming it, never a traceback
     try:
         classify_jsonl(infile, outfile, classifier, batch_size=batch_size, progress=sys.stderr.isatty())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:  # "line 3: ...": say which file
+        source = "standard input" if getattr(infile, "name", "-") in ("-", "<stdin>") else infile.name
+        raise click.ClickException(f"{source}: {exc}") from None
 
 
 # --------------------------------------------------------------------- demo

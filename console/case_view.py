@@ -222,9 +222,11 @@ def _posts(store: Store, case: Case) -> list[Mention]:
     for channel, thread_id in thread_ids:
         thread += [m for m in store.thread(channel, thread_id) if m.id not in seen and not seen.add(m.id)]  # type: ignore[func-returns-value]
     thread.sort(key=lambda m: (m.created_at, m.id or 0), reverse=True)
+    every_key = f"_case_all_posts_{case.id}"
+    shown = thread if st.session_state.get(every_key) else thread[:THREAD_SHOWN]
     with st.expander(f"Posts and thread ({len(thread)}, newest first)", expanded=True):
-        with st.container(height=THREAD_HEIGHT_PX if len(thread) > 2 else "content", border=False):
-            for m in thread:
+        with st.container(height=THREAD_HEIGHT_PX if len(shown) > 2 else "content", border=False):
+            for m in shown:
                 with st.container(border=True):
                     safe_text(post_byline(m, lambda t: local_time(t, config)), caption=True)
                     safe_text(m.text)
@@ -232,7 +234,15 @@ def _posts(store: Store, case: Case) -> list[Mention]:
                         st.link_button("Open original", m.url)
                     if m.labels and not m.outbound:
                         _labels(store, m)
+            if len(shown) < len(thread):
+                st.button(f"Show {len(thread) - len(shown)} older post(s)", key=f"older_posts_{case.id}",
+                          on_click=lambda: st.session_state.__setitem__(every_key, True))
     return mentions
+
+
+#: Posts drawn when a case opens (the newest; the older behind "Show N older posts"): each post is
+#: 5-11 elements (its label-correction form among them), all drawn before the page first shows.
+THREAD_SHOWN = 3
 
 
 #: The thread's box: long threads scroll inside it instead of pushing the page down.

@@ -14,6 +14,7 @@ click would drop the agent's choice.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -411,13 +412,42 @@ def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...
         else:
             if len(held) >= SUMMARIES_KEPT:  # the least recently used search's first: the whole queue is asked most
                 del held[next((k for k in held if k[1] is not None), next(iter(held)))]
-            held[key] = (mark, store.inbox_summary(InboxQuery(statuses=statuses, search=search, waiting=waiting)))
+            held[key] = (mark, _shared_summary(store, mark, key, lambda: store.inbox_summary(
+                InboxQuery(statuses=statuses, search=search, waiting=waiting))))
         return held[key][1]
 
     counts = counts_from_summary(summary(filters.get("waiting") or None), filters)
     counts["waiting"] = {w: counts_from_summary(summary(w), filters, total_only=True) for w in WAITING}
     return counts
 
+
+def _shared_summary(store: Any, mark: Any, key: tuple[Any, ...], take: Any) -> list[tuple[Any, ...]]:
+    """The summary for ``key`` at ``mark`` that another session of this server already took, or ``take()``.
+
+    Why: a new session (every login, every new tab) held none, and the first inbox after login took
+    the whole queue's summary again (70-450 ms at 1M under load, bench/RESULTS.md issue 17) although
+    the colleague's session beside it had just taken the same one: the summaries hold no user's data
+    (every case, grouped), so sessions on the same database, data and minute share them.
+    """
+    shared = (getattr(store, "path", None), *key)
+    with _SHARED_LOCK:
+        found = _SHARED.get(shared)
+        if found is not None and found[0] == mark:
+            return found[1]
+    rows = take()
+    with _SHARED_LOCK:
+        for old in [k for k, (m, _) in _SHARED.items() if m != mark]:
+            del _SHARED[old]  # the data or the minute moved on: nobody asks for those again
+        while len(_SHARED) >= SUMMARIES_KEPT * 4:
+            del _SHARED[next(iter(_SHARED))]
+        _SHARED[shared] = (mark, rows)
+    return rows
+
+
+#: Summaries every session of this server shares, by (database, statuses, search, waiting view):
+#: only those of the current data and minute are kept.
+_SHARED: dict[tuple[Any, ...], tuple[Any, list[tuple[Any, ...]]]] = {}
+_SHARED_LOCK = threading.Lock()
 
 #: Summaries kept per session (three per status set and search seen this minute): a few searches,
 #: and back to the whole queue without asking again (searches' summaries go first).

@@ -12,7 +12,7 @@ import os
 
 import streamlit as st
 
-from console.widgets import escape_md, require, safe_text
+from console.widgets import escape_md, get_config, local_time, require, safe_text
 
 SINK_ENV = "DOORSTEP_DEMO_SINK_DIR"
 
@@ -39,7 +39,12 @@ def render() -> None:
     if not sent:
         st.info("Nothing sent yet: escalate a case, or wait for the worker's alerts and follow-ups.")
         return
+    from doorstep.store import parse_time
+
+    config = get_config()
     for item in sent:
-        title = f"{item['kind']} · {item['at']} · to {item['to']}" + (f" · {item['subject']}" if item["subject"] else "")
+        received = parse_time(item["at"]) if item["at"] else None  # stored in UTC; read in the team's zone
+        at = local_time(received, config, "%a %d %b %H:%M:%S") if received else item["at"] or "-"
+        title = f"{item['kind']} · {at} · to {item['to']}" + (f" · {item['subject']}" if item["subject"] else "")
         with st.expander(escape_md(title)):
             safe_text(item["text"])

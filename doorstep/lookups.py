@@ -411,9 +411,12 @@ class BatchCases:
                 return entry.ids
             # Cases not read rank below every one read; they stay out if ``limit`` read cases,
             # unchanged since (so still in the same order), still qualify.
-            unchanged = sum(1 for i in entry.ids if i not in self._written and self._views[i].joinable(since))
-            if unchanged >= limit:
-                return entry.ids
+            unchanged, written, views = 0, self._written, self._views
+            for i in entry.ids:
+                if i not in written and views[i].joinable(since):
+                    unchanged += 1
+                    if unchanged >= limit:
+                        return entry.ids
         per_key = max(PER_KEY, 2 * len(entry.ids) if entry is not None else 0, 2 * limit)
         column, *rest = key
         if column == "author_handle":

@@ -61,15 +61,22 @@ class IngestResult:
             self.timings[key] = self.timings.get(key, 0.0) + value
 
 
-def match_names(text: str, author_handle: str | None, config: Config) -> list[str]:
-    """Brands and couriers a post names by handle or keyword (case-insensitive)."""
+def match_names(text: str, author_handle: str | None, config: Config,
+                names: list[tuple[str, list[str]]] | None = None) -> list[str]:
+    """Brands and couriers a post names by handle or keyword (case-insensitive); ``names`` is
+    :func:`name_words` of ``config`` when the caller keeps it."""
     lowered = text.lower()
-    found = []
+    return [name for name, words in (names if names is not None else name_words(config))
+            if any(w in lowered for w in words)]
+
+
+def name_words(config: Config) -> list[tuple[str, list[str]]]:
+    """Each brand and courier with the lower-cased ``@handles`` and keywords that name it."""
+    out = []
     for entity in [*config.brands, *config.couriers]:
         words = [f"@{h.lower()}" for h in entity.handles.values()] + [k.lower() for k in entity.keywords]
-        if any(w and w in lowered for w in words):
-            found.append(entity.name)
-    return found
+        out.append((entity.name, [w for w in words if w]))
+    return out
 
 
 class Pipeline:
@@ -82,6 +89,7 @@ class Pipeline:
         self.batch_size = batch_size
         self._brands = {b.name for b in config.brands}
         self._couriers = {c.name for c in config.couriers}
+        self._names = name_words(config)
 
     def ingest(self, mentions: Iterable[Mention]) -> IngestResult:
         total = IngestResult()
@@ -206,7 +214,7 @@ class Pipeline:
         t0 = time.perf_counter()
         store = self.store
         if not mention.matched:
-            mention.matched = match_names(mention.text, mention.author_handle, self.config)
+            mention.matched = match_names(mention.text, mention.author_handle, self.config, self._names)
         parent = batch.posts.parent(mention.channel, mention.in_reply_to) if mention.in_reply_to else None
         if mention.thread_id is None:
             mention.thread_id = (parent[0] if parent else None) or mention.in_reply_to or mention.external_id

@@ -268,7 +268,8 @@ REMEDIES = {
 def _errors_from_validation(name: str, number: int, exc: ValidationError) -> RowError:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(row)"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    others = list(dict.fromkeys(".".join(str(p) for p in e["loc"]) or "(row)" for e in exc.errors()[1:]))
+    more = f" (and {len(exc.errors()) - 1} more: {', '.join(others)})" if others else ""
     message = first["msg"].removeprefix("Value error, ")
     remedy = REMEDIES.get(first["type"])
     return RowError(name, number, where, message + (f": {remedy}" if remedy else "") + more)

@@ -376,3 +376,42 @@ def test_a_post_without_handle_or_followers_says_neither() -> None:
     assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:18"
     ours = x_post.model_copy(update={"outbound": True, "author_followers": 0})
     assert post_byline(ours, when) == "Alice Stewart @astewart17 · x · Sat 05 Dec 01:18 · our reply"
+
+
+def test_sent_mail_page_says_when_in_the_teams_words(db: Store, tmp_path: Any, monkeypatch: Any) -> None:
+    """Before: the demo's Sent mail page titled each message "e-mail · 2026-12-05T02:03:45+00:00 · to ...",
+    where every other page says "Sat 05 Dec 02:03" in the team's time zone."""
+    import json
+
+    from test_console_apptest import page
+
+    (tmp_path / "sent-webhooks.jsonl").write_text(json.dumps(
+        {"at": "2026-12-05T02:03:45+00:00", "path": "/slack/alerts", "body": {"text": "hello"}}) + "\n")
+    monkeypatch.setenv("DOORSTEP_DEMO_SINK_DIR", str(tmp_path))
+    at = page("sent_mail", "ann", db)
+    assert not at.exception, at.exception
+    [title] = [e.label for e in at.expander]
+    assert title.replace("\\", "") == "slack · Sat 05 Dec 02:03:45 · to /slack/alerts", title  # Europe/London
+
+
+# ------------------------------------------------------------------ issue 17: opening a case draws less
+def test_a_long_thread_opens_with_its_newest_posts_and_shows_the_older_on_request(db: Store) -> None:
+    """Issue 17, open case: every post (with its label-correction form) was drawn before the page first
+    showed; now the newest THREAD_SHOWN are, and "Show N older post(s)" draws the rest."""
+    from conftest import mention
+
+    from console.case_view import THREAD_SHOWN
+    from doorstep.models import Case
+
+    case_id = db.insert_case(Case(status="new", priority=50, channel="x", author_handle="longthread"))
+    for n in range(THREAD_SHOWN + 3):
+        db.set_mention_case(db.insert_mention(mention(f"long-{n}", f"long thread post {n}", minutes=n,
+                                                     author_handle="longthread")), case_id)
+    at, _ = _open_case(db, "ann", case_id)
+    drawn = [n for n in range(THREAD_SHOWN + 3) if f"long thread post {n}\n" in texts(at) + "\n"]
+    assert drawn == [3, 4, 5], texts(at)  # the newest three (the composer quotes none: they are short)
+    [older] = [b for b in at.button if b.key == f"older_posts_{case_id}"]
+    assert older.label == "Show 3 older post(s)"
+    older.click().run()
+    drawn = [n for n in range(THREAD_SHOWN + 3) if f"long thread post {n}\n" in texts(at) + "\n"]
+    assert drawn == list(range(THREAD_SHOWN + 3)) and not [b for b in at.button if b.key == f"older_posts_{case_id}"]

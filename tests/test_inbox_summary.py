@@ -130,3 +130,25 @@ def test_summary_walks_the_facets_index_without_sorting(store: Store) -> None:
     assert store.inbox_summary(InboxQuery())[0][:6] == ("Larkspur", None, "x", None, None, "new")
     [plan] = plans
     assert "idx_cases_open_facets" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_new_session_takes_the_summaries_another_session_took_for_the_same_data(store: Store, monkeypatch) -> None:
+    """Issue 17, first load after login: a new session (every login) held no summary and took the whole
+    queue's again although another session had just taken it for the same data and minute; now the
+    sessions of one server share them, and a change to the data (a new case) takes them anew."""
+    from console import inbox
+
+    _shop(store)
+    monkeypatch.setattr(inbox, "utcnow", lambda: utcnow().replace(hour=3, minute=0))  # one minute for the test
+    inbox._SHARED.clear()
+    taken: list[InboxQuery] = []
+    real = Store.inbox_summary
+    monkeypatch.setattr(Store, "inbox_summary", lambda self, q=None: taken.append(q) or real(self, q))
+    first = inbox.filter_counts(store, {"brand": "Fettle"}, {})  # one session (its own `held`)
+    assert len(taken) == 1 + len(WAITING)
+    second = inbox.filter_counts(store, {"brand": "Fettle"}, {})  # a colleague's new session, same data
+    assert len(taken) == 1 + len(WAITING) and second == first
+    store.insert_case(Case(status="new", priority=50, brand="Fettle"))  # the data changed: counted again
+    third = inbox.filter_counts(store, {"brand": "Fettle"}, {})
+    assert len(taken) == 2 * (1 + len(WAITING))
+    assert third["brand"] != first["brand"]

@@ -65,3 +65,27 @@ def test_classify_missing_model_is_one_line(tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == [
         "Error: --model /nonexistent: no such model directory; give baseline, onnx, a local model directory "
         "or a Hugging Face model id"]
+
+
+def test_classify_bad_line_names_the_file(tmp_path: Path) -> None:
+    """Before: "Error: line 1: not valid JSON (...)" left out which file (a CSV given by mistake, here)."""
+    source = tmp_path / "posts.csv"
+    source.write_text("id,text\n1,where is my parcel\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["classify", "-i", str(source), "-o", str(tmp_path / "out.jsonl"),
+                                      "--model", "baseline"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {source}: line 1: not valid JSON (Expecting value at column 1)"], result.output
+    piped = CliRunner().invoke(cli, ["classify", "--model", "baseline"], input="not json\n")
+    assert piped.output.strip() == "Error: standard input: line 1: not valid JSON (Expecting value at column 1)"
+
+
+def test_an_import_row_with_several_faults_names_every_field(tmp_path: Path) -> None:
+    """Before: "row 2: text: Field required: add it (and 1 more)": the second fault (a created_at that is
+    no time) was only found on the next run."""
+    source = tmp_path / "posts.jsonl"
+    source.write_text('{"channel": "x", "external_id": "2", "created_at": "yesterday"}\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "import", "mentions", str(source)])
+    assert result.exit_code == 1
+    [line] = [l for l in result.output.splitlines() if ": row 1:" in l]
+    assert line.endswith("text: Field required: add it (and 1 more: created_at)"), line
