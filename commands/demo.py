@@ -1507,6 +1507,10 @@ def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Pat
         "REPORTS_SLACK_WEBHOOK_URL": f"{sink}/slack/reports",
         "COURIER_WEBHOOK_SECRET": os.environ.get("COURIER_WEBHOOK_SECRET", "demo-courier-webhook-secret"),
         "DEMO_COURIER_WEBHOOK": f"{sink}/courier",
+        # Text messages: the twilio client talks to the same HTTP sink (its /twilio/ answers Twilio's
+        # REST API), so an approved SMS shows on the Sent mail page and never reaches api.twilio.com.
+        "TWILIO_BASE_URL": f"{sink}/twilio", "TWILIO_ACCOUNT_SID": "ACdemo00000000000000000000000000",
+        "TWILIO_AUTH_TOKEN": "demo-twilio-auth-token", "TWILIO_FROM": "+447700900000",
     }
     # Mastodon.py and atproto talk to the local stand-ins, never mastodon.social or bsky.social.
     env.update(_standin_environment(config, ports))

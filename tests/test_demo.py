@@ -563,3 +563,38 @@ def test_demo_replies_on_mastodon_and_bluesky_reach_local_stand_ins_from_the_bra
                 assert message.in_reply_to in bluesky.posts and made[0]["repo"] == sent.external_id.split("/")[2]
     finally:
         store.close()
+
+
+def test_demo_text_messages_go_to_the_local_sink_not_twilio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Before: the demo left Twilio unset, so an approved SMS went wherever the shell's TWILIO_* said
+    (api.twilio.com by default). Now the twilio client talks to the demo's HTTP sink."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from commands.demo import DemoPorts, demo_environment
+    from responders.channels import twilio_client
+    from standins.sinks import read_sent, serve
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "ACreal")  # a real account in the shell is not used
+    folder = tmp_path / "sent"
+    env = demo_environment(str(tmp_path / "d.db"), DEFAULT_CONFIG, ports, folder, with_x=False)
+    assert urlsplit(env["TWILIO_BASE_URL"]).hostname == "127.0.0.1" and env["TWILIO_ACCOUNT_SID"] != "ACreal"
+    for key in ("TWILIO_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"):
+        monkeypatch.setenv(key, env[key])
+    controller, http = serve(folder, ports.smtp, ports.sinks)
+    try:
+        client = twilio_client(load_config(DEFAULT_CONFIG))
+        sms = client.messages.create(to="+447700900123", from_=env["TWILIO_FROM"], body="Shall we rebook it? YES/NO")
+        listed = client.messages.list(to="+447700900123", limit=50)
+    finally:
+        http.shutdown()
+        controller.stop()
+    assert sms.sid and [m.sid for m in listed] == [sms.sid] and listed[0].body == "Shall we rebook it? YES/NO"
+    sent = read_sent(folder)
+    assert [(s["kind"], s["to"], s["text"]) for s in sent] == [("sms", "+447700900123", "Shall we rebook it? YES/NO")]
