@@ -47,6 +47,8 @@ class BlueskyStandIn:
             self.dids.setdefault(post["handle"].lower(), did)
             self.add(post["uri"], post.get("text", ""), did, post.get("reply"), handle=post["handle"],
                      created_at=post.get("created_at"))
+        #: Chat (``chat.bsky.convo.*``, the private replies): convo id -> {"members": [did], "messages": [...]}.
+        self.convos: dict[str, dict[str, Any]] = {}
         self.jwt = self._token(self.DID)
         self.server = RecordingServer({"/xrpc/": self.xrpc}, port=port)
 
@@ -121,7 +123,52 @@ class BlueskyStandIn:
             mine = [{"post": p} for p in reversed(list(self.posts.values()))
                     if actor in (p["author"]["did"].lower(), p["author"]["handle"].lower())]
             return 200, {"feed": mine}
+        if name == "com.atproto.identity.resolveHandle":
+            handle = (query.get("handle") or [""])[0].lower()
+            known = self.dids.get(handle) or next((p["author"]["did"] for p in self.posts.values()
+                                                   if p["author"]["handle"].lower() == handle), None)
+            return (200, {"did": known}) if known else (400, {"error": "InvalidRequest", "message": "Unable to resolve handle"})
+        if name.startswith("chat.bsky.convo."):
+            return self._chat(name.removeprefix("chat.bsky.convo."), query, body, session)
         return 404, {"error": "MethodNotImplemented", "message": name}
+
+    def _handle_of(self, did: str) -> str:
+        mine = next((h for h, d in self.dids.items() if d == did), None)
+        return mine or next((p["author"]["handle"] for p in self.posts.values() if p["author"]["did"] == did),
+                            "handle.invalid")
+
+    def _chat(self, name: str, query: dict[str, list[str]], body: bytes, session: tuple[str, str] | None) -> tuple[int, Any]:
+        """The chat calls of the private sender: the convo with a member, send a message, read them."""
+        if session is None:
+            return 401, {"error": "AuthenticationRequired", "message": "Authentication Required"}
+        did, handle = session
+        if name == "getConvoForMembers":
+            members = sorted({did, *query.get("members", [])})
+            convo_id = hashlib.sha256(" ".join(members).encode()).hexdigest()[:16]
+            convo = self.convos.setdefault(convo_id, {"members": members, "messages": []})
+            return 200, {"convo": self._convo_view(convo_id, convo)}
+        data = json.loads(body) if body else {}
+        convo_id = data.get("convoId") or (query.get("convoId") or [""])[0]
+        convo = self.convos.get(convo_id)
+        if convo is None or did not in convo["members"]:
+            return 400, {"error": "InvalidConvo", "message": "Convo not found"}
+        if name == "sendMessage":
+            message = {"id": f"msg{sum(len(c['messages']) for c in self.convos.values()) + 1:09d}", "rev": "1",
+                       "text": data["message"]["text"], "sender": {"did": did},
+                       "sentAt": "2026-11-16T10:00:00.000Z"}
+            convo["messages"].append(message)
+            if self.passwords is not None:  # the demo's child: say what arrived
+                other = ", ".join(self._handle_of(m) for m in convo["members"] if m != did)
+                print(f"bluesky stand-in: @{handle} sent a chat message to {other}: {message['text'][:60]!r}",
+                      file=sys.stderr, flush=True)
+            return 200, message
+        if name == "getMessages":
+            return 200, {"messages": list(reversed(convo["messages"]))}
+        return 404, {"error": "MethodNotImplemented", "message": f"chat.bsky.convo.{name}"}
+
+    def _convo_view(self, convo_id: str, convo: dict[str, Any]) -> dict[str, Any]:
+        return {"id": convo_id, "rev": str(len(convo["messages"]) + 1), "muted": False, "unreadCount": 0,
+                "members": [{"did": m, "handle": self._handle_of(m)} for m in convo["members"]]}
 
 
 if __name__ == "__main__":

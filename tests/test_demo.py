@@ -598,3 +598,56 @@ def test_demo_text_messages_go_to_the_local_sink_not_twilio(tmp_path: Path, monk
     assert sms.sid and [m.sid for m in listed] == [sms.sid] and listed[0].body == "Shall we rebook it? YES/NO"
     sent = read_sent(folder)
     assert [(s["kind"], s["to"], s["text"]) for s in sent] == [("sms", "+447700900123", "Shall we rebook it? YES/NO")]
+
+
+def test_demo_private_replies_on_mastodon_and_bluesky_reach_the_stand_ins(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    """"Ask privately" on a demo Mastodon or Bluesky case: a direct status, a Bluesky chat message, both
+    to the local stand-ins from the brand's account (the Bluesky stand-in knew no chat before)."""
+    import socket
+
+    from commands.demo import DemoPorts, demo_environment, standin_accounts, standin_feed_path
+    from responders.outbox import Outbox, get_message, queue_reply
+    from standins.bluesky import BlueskyStandIn
+    from standins.mastodon import MastodonStandIn, read_posts
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    db = tmp_path / "dm.db"
+    feed = tmp_path / "dm.x-feed.jsonl"
+    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
+               classifier=_classifier(), x_feed_path=feed)
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    env = demo_environment(str(db), DEFAULT_CONFIG, ports, tmp_path / "sent", with_x=True)
+    for key in [k for k in os.environ if k.startswith(("MASTODON_", "BLUESKY_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.endswith(("_BASE_URL", "_ACCESS_TOKEN", "_APP_PASSWORD", "_HANDLE")):
+            monkeypatch.setenv(key, value)
+    accounts = standin_accounts(DEFAULT_CONFIG)
+    mastodon = MastodonStandIn(accounts["mastodon"], read_posts(standin_feed_path(feed, "mastodon")), port=ports.mastodon)
+    bluesky = BlueskyStandIn(accounts["bluesky"], read_posts(standin_feed_path(feed, "bluesky")), port=ports.bluesky)
+    config = load_config(DEFAULT_CONFIG)
+    store = Store(db)
+    try:
+        queued = {}
+        for channel in ("mastodon", "bluesky"):
+            case_id = store.db.execute("select id from cases where channel = ? and brand is not null order by id desc "
+                                       "limit 1", [channel]).fetchone()[0]
+            queued[channel] = queue_reply(store, config, case_id, "Could you send us your order number here?", "sam",
+                                          channel=f"{channel}_dm", force=True)
+        with mastodon.server, bluesky.server:
+            Outbox(store, config).send_due()
+        for channel, message in queued.items():
+            sent = get_message(store, message.id)
+            assert sent.status == "sent", (channel, sent.last_error)
+        [status] = [s for s in mastodon.statuses if s["visibility"] == "direct"]
+        assert status["account"]["acct"].lower() == queued["mastodon"].account.lower()
+        [convo] = bluesky.convos.values()
+        assert [m["text"] for m in convo["messages"]] == ["Could you send us your order number here?"]
+        assert bluesky._did_of(queued["bluesky"].account) in convo["members"]
+    finally:
+        store.close()
