@@ -8,6 +8,8 @@ PORT ?= 8501
 X_PORT ?= 8765
 SMTP_PORT ?= 8025
 SINK_PORT ?= 8767
+MASTODON_PORT ?= 8768
+BLUESKY_PORT ?= 8769
 # Where the demo shop lives: a SQLite file, or `make demo DB=postgresql://postgres@127.0.0.1/test`.
 DB ?= doorstep-demo.db
 
@@ -25,7 +27,7 @@ install-dev: $(BIN)/python
 
 demo: install
 	$(BIN)/doorstep --db '$(DB)' --config demo/doorstep.toml demo --port $(PORT) --x-port $(X_PORT) \
-		--smtp-port $(SMTP_PORT) --sink-port $(SINK_PORT)
+		--smtp-port $(SMTP_PORT) --sink-port $(SINK_PORT) --mastodon-port $(MASTODON_PORT) --bluesky-port $(BLUESKY_PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest
@@ -35,4 +37,5 @@ bench: install
 	$(BIN)/python bench/classifier_bench.py --posts $(POSTS)
 
 clean:
-	rm -rf $(VENV) *.egg-info doorstep-demo.db* doorstep-demo.x-feed.jsonl
+	rm -rf $(VENV) *.egg-info doorstep-demo.db* doorstep-demo.x-feed.jsonl doorstep-demo.mastodon-feed.jsonl \
+		doorstep-demo.bluesky-feed.jsonl

@@ -328,15 +328,19 @@ def classify(ctx: Context, infile: Any, outfile: Any, model: str | None, batch_s
 @click.option("--x-port", default=8765, show_default=True, help="The X API emulator's port.")
 @click.option("--smtp-port", default=8025, show_default=True, help="The local SMTP sink's port (sent e-mail).")
 @click.option("--sink-port", default=8767, show_default=True, help="The local Slack/webhook sink's port.")
+@click.option("--mastodon-port", default=8768, show_default=True, help="The local Mastodon stand-in's port.")
+@click.option("--bluesky-port", default=8769, show_default=True, help="The local Bluesky stand-in's port.")
 @pass_ctx
 def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, build_only: bool,
-         reference_dates: bool, port: int, x_port: int, smtp_port: int, sink_port: int) -> None:
+         reference_dates: bool, port: int, x_port: int, smtp_port: int, sink_port: int, mastodon_port: int,
+         bluesky_port: int) -> None:
     """Build a fresh demo shop database, then start the worker and the console."""
     from datetime import datetime, timezone
 
-    from commands.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo
+    from commands.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo, standin_feed_path
 
-    ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port)
+    ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port, mastodon=mastodon_port,
+                      bluesky=bluesky_port)
     try:
         if not build_only:
             check_ports(ports)  # before minutes of building, not after
@@ -346,7 +350,8 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
                              config_path=ctx.config_path, x_feed_path=feed, shift_to=now, live=not reference_dates)
         click.echo(summary, err=True)
         click.echo(f"the X API emulator serves the demo's X posts ({feed}); the newest wait there for the "
-                   "X listener", err=True)
+                   "X listener; the local Mastodon and Bluesky stand-ins serve theirs "
+                   f"({standin_feed_path(feed, 'mastodon').name}, {standin_feed_path(feed, 'bluesky').name})", err=True)
         _add_demo_users(ctx.db_path)
         if not build_only:
             sys.exit(run_demo(ctx.db_path, config_path=ctx.config_path, x_feed_path=feed, ports=ports))

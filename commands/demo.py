@@ -1203,6 +1203,9 @@ def build_demo(
     feed (so a reply to any X case reaches a post the emulator knows), and the newest
     ``x_live_posts`` stand-alone customer posts that the configured X queries match are not
     stored: the running demo's X listener fetches them through tweepy, as from the real API.
+    Every Mastodon and Bluesky post goes beside it (:func:`standin_feed_path`), the feeds of the
+    local Mastodon and Bluesky stand-ins, so a reply to any case on those networks answers a
+    post the stand-in knows.
     """
     from doorstep.pipeline import Pipeline
 
@@ -1228,6 +1231,7 @@ def build_demo(
         now += delta
     if x_feed_path is not None:
         posts = _write_x_feed(posts, Path(x_feed_path), x_live_posts, config)
+        _write_standin_feeds(posts, Path(x_feed_path))
 
     _remove_database(db_path)
     if not is_postgres(db_path):
@@ -1314,6 +1318,33 @@ def _write_x_feed(posts: list[Mention], path: Path, count: int, config: Config) 
     return [p for p in posts if p.external_id not in live]
 
 
+def standin_feed_path(x_feed_path: str | Path, channel: str) -> Path:
+    """Where the posts of the ``channel`` stand-in go: beside the X feed (``demo.x-feed.jsonl`` ->
+    ``demo.mastodon-feed.jsonl``)."""
+    path = Path(x_feed_path)
+    stem = path.name.removesuffix(".x-feed.jsonl") if path.name.endswith(".x-feed.jsonl") else path.name
+    return path.with_name(f"{stem}.{channel}-feed.jsonl")
+
+
+def _write_standin_feeds(posts: list[Mention], x_feed_path: Path) -> None:
+    """Every stored Mastodon and Bluesky post (customers' and the brands'), as the stand-ins' feeds."""
+    rows: dict[str, list[dict[str, Any]]] = {"mastodon": [], "bluesky": []}
+    for p in posts:
+        if p.channel == "mastodon":
+            rows["mastodon"].append({
+                "id": p.external_id, "text": p.text, "username": p.author_handle or "someone",
+                "created_at": p.created_at.isoformat(), **({"in_reply_to_id": p.in_reply_to} if p.in_reply_to else {})})
+        elif p.channel == "bluesky" and p.external_id.startswith("at://"):
+            reply = {"root": p.thread_id or p.in_reply_to, "parent": p.in_reply_to} if p.in_reply_to else None
+            rows["bluesky"].append({
+                "uri": p.external_id, "text": p.text, "handle": p.author_handle or "someone.bsky.social",
+                "created_at": p.created_at.isoformat(), **({"reply": reply} if reply else {})})
+    for channel, lines in rows.items():
+        with standin_feed_path(x_feed_path, channel).open("w", encoding="utf-8") as fh:
+            for row in lines:
+                fh.write(json.dumps(row) + "\n")
+
+
 def summarise(store: Store, config: Config) -> str:
     counts = {t: store.count(t) for t in ("customers", "orders", "shipments", "tracking_events", "mentions", "cases")}
     open_cases = store.inbox_count()
@@ -1357,14 +1388,19 @@ class DemoPorts:
     x: int = 8765
     smtp: int = 8025
     sinks: int = 8767
+    mastodon: int = 8768
+    bluesky: int = 8769
 
     def named(self) -> dict[str, int]:
-        return {"console": self.console, "X API emulator": self.x, "SMTP sink": self.smtp, "webhook sink": self.sinks}
+        return {"console": self.console, "X API emulator": self.x, "SMTP sink": self.smtp, "webhook sink": self.sinks,
+                "Mastodon stand-in": self.mastodon, "Bluesky stand-in": self.bluesky}
 
 
 #: What each port is called on the ``make demo`` and ``doorstep demo`` command lines.
 PORT_SETTINGS = {"console": "PORT= / --port", "X API emulator": "X_PORT= / --x-port",
-                 "SMTP sink": "SMTP_PORT= / --smtp-port", "webhook sink": "SINK_PORT= / --sink-port"}
+                 "SMTP sink": "SMTP_PORT= / --smtp-port", "webhook sink": "SINK_PORT= / --sink-port",
+                 "Mastodon stand-in": "MASTODON_PORT= / --mastodon-port",
+                 "Bluesky stand-in": "BLUESKY_PORT= / --bluesky-port"}
 
 
 class DemoError(RuntimeError):
@@ -1416,6 +1452,47 @@ def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout_s: float) 
     return False
 
 
+def standin_accounts(config: Path | Config) -> dict[str, dict[str, str]]:
+    """The brand accounts the demo's Mastodon and Bluesky stand-ins know: channel -> {secret: handle}.
+
+    Each brand answers from its own account (demo/doorstep.toml [[brands]] accounts): a Mastodon
+    access token, a Bluesky app password, made up here and known only to the local stand-ins.
+    """
+    from doorstep.config import brand_accounts
+
+    loaded = config if isinstance(config, Config) else load_config(config)
+    out: dict[str, dict[str, str]] = {"mastodon": {}, "bluesky": {}}
+    for channel in out:
+        for account in brand_accounts(loaded, channel):
+            slug = account.prefix.lower().replace("_", "-")
+            out[channel][f"demo-{slug}"] = account.handle
+    return out
+
+
+def _standin_environment(config: Path, ports: DemoPorts) -> dict[str, str]:
+    """Mastodon and Bluesky pointed at the local stand-ins, with each brand account's credentials.
+
+    The per-account names (``LARKSPUR_MASTODON_ACCESS_TOKEN``, ``..._BASE_URL``) are set as well as
+    the shared ones, so a real credential or instance in the shell that starts the demo is never used.
+    """
+    from doorstep.config import brand_accounts
+
+    loaded = load_config(config)
+    urls = {"mastodon": f"http://127.0.0.1:{ports.mastodon}", "bluesky": f"http://127.0.0.1:{ports.bluesky}"}
+    env = {"MASTODON_BASE_URL": urls["mastodon"], "BLUESKY_BASE_URL": urls["bluesky"]}
+    secrets = {channel: {handle: secret for secret, handle in accounts.items()}
+               for channel, accounts in standin_accounts(loaded).items()}
+    for channel in ("mastodon", "bluesky"):
+        for account in brand_accounts(loaded, channel):
+            env[f"{account.prefix}_BASE_URL"] = urls[channel]
+            if channel == "mastodon":
+                env[f"{account.prefix}_ACCESS_TOKEN"] = secrets[channel][account.handle]
+            else:
+                env[f"{account.prefix}_HANDLE"] = account.handle
+                env[f"{account.prefix}_APP_PASSWORD"] = secrets[channel][account.handle]
+    return env
+
+
 def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Path, with_x: bool) -> dict[str, str]:
     """The environment the demo's worker and console run in: everything outbound stays on 127.0.0.1."""
     sink = f"http://127.0.0.1:{ports.sinks}"
@@ -1430,7 +1507,15 @@ def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Pat
         "REPORTS_SLACK_WEBHOOK_URL": f"{sink}/slack/reports",
         "COURIER_WEBHOOK_SECRET": os.environ.get("COURIER_WEBHOOK_SECRET", "demo-courier-webhook-secret"),
         "DEMO_COURIER_WEBHOOK": f"{sink}/courier",
+        # Text messages: the twilio client talks to the same HTTP sink (its /twilio/ answers Twilio's
+        # REST API), so an approved SMS shows on the Sent mail page and never reaches api.twilio.com.
+        "TWILIO_BASE_URL": f"{sink}/twilio", "TWILIO_ACCOUNT_SID": "ACdemo00000000000000000000000000",
+        "TWILIO_AUTH_TOKEN": "demo-twilio-auth-token", "TWILIO_FROM": "+447700900000",
     }
+    # Mastodon.py and atproto talk to the local stand-ins, never mastodon.social or bsky.social.
+    env.update(_standin_environment(config, ports))
+    for shared in ("MASTODON_ACCESS_TOKEN", "BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD"):
+        env.pop(shared, None)  # a real account of the shell's never stands in for a brand's demo one
     if with_x:
         # The demo never talks to the real X: tweepy is pointed at the local emulator.
         env.update(
@@ -1443,7 +1528,8 @@ def demo_environment(db_path: str, config: Path, ports: DemoPorts, sink_dir: Pat
 def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doorstep.toml",
              x_feed_path: str | Path | None = None, x_port: int = 8765, ports: DemoPorts | None = None,
              console_timeout_s: float = 120.0) -> int:
-    """Run the sinks, the X emulator, the worker and the console until Ctrl-C or SIGTERM.
+    """Run the sinks, the X emulator, the Mastodon and Bluesky stand-ins, the worker and the console
+    until Ctrl-C or SIGTERM.
 
     Each runs as a child process so a crash in one is visible (the others are then stopped
     too) and stopping the demo never leaves a worker polling behind. Returns the exit status:
@@ -1471,13 +1557,15 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
         commands["X API emulator"] = [*python, "commands", "emulate", "x", "--feed", str(Path(x_feed_path).resolve()),
                                       "--port", str(ports.x), "--me", "LarkspurHelp",
                                       "--account", "demo-larkspur=LarkspurHelp", "--account", "demo-fettle=FettleCare"]
+    commands |= standin_commands(config, ports, x_feed_path)
     commands |= {
         "worker": [*python, "commands", "--db", database_for_children(db_path), "--config", str(config.resolve()), "run"],
         # No usage statistics: the demo must not talk to anything beyond this machine.
         "console": [*python, "streamlit", "run", str(app), "--server.port", str(ports.console),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false"],
     }
-    waits = {"mail and webhook sinks": ports.sinks, "X API emulator": ports.x}
+    waits = {"mail and webhook sinks": ports.sinks, "X API emulator": ports.x,
+             "Mastodon stand-in": ports.mastodon, "Bluesky stand-in": ports.bluesky}
     children: dict[str, subprocess.Popen[bytes]] = {}
 
     def stop(signum: int, frame: Any) -> None:
@@ -1511,6 +1599,21 @@ def run_demo(db_path: str, port: int = 8501, config_path: str | None = "demo/doo
     finally:
         _stop_children(list(children.values()))
         signal.signal(signal.SIGTERM, previous)
+
+
+def standin_commands(config: Path, ports: DemoPorts, x_feed_path: str | Path | None) -> dict[str, list[str]]:
+    """The command lines of the Mastodon and Bluesky stand-ins: their port, the demo's posts, the brand accounts."""
+    accounts = standin_accounts(config)
+    out: dict[str, list[str]] = {}
+    for channel, name, port in (("mastodon", "Mastodon stand-in", ports.mastodon),
+                                ("bluesky", "Bluesky stand-in", ports.bluesky)):
+        command = [sys.executable, "-m", f"standins.{channel}", "--port", str(port)]
+        if x_feed_path is not None:
+            command += ["--feed", str(standin_feed_path(Path(x_feed_path).resolve(), channel))]
+        for secret, handle in accounts[channel].items():
+            command += ["--account", f"{secret}={handle}"]
+        out[name] = command
+    return out
 
 
 def _stop_children(children: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:

@@ -26,14 +26,15 @@ def render() -> None:
     from standins.sinks import read_sent
 
     st.title("Sent mail (demo)")
-    st.caption("The demo's e-mail, Slack and courier webhooks go to local sinks on this machine, not to anyone.")
+    st.caption("The demo's e-mail, text messages, Slack and courier webhooks go to local sinks on this machine, "
+               "not to anyone.")
     folder = os.environ.get(SINK_ENV, "")
     sent = read_sent(folder) if folder else []
-    kinds = ["e-mail", "slack", "webhook"]
+    kinds = ["e-mail", "sms", "slack", "webhook"]
     counts = {k: sum(1 for s in sent if s["kind"] == k) for k in kinds}
-    cols = st.columns(3)
+    cols = st.columns(len(kinds))
     for col, kind in zip(cols, kinds):
-        col.metric(kind.capitalize() if kind != "slack" else "Slack", counts[kind])
+        col.metric({"slack": "Slack", "sms": "SMS"}.get(kind, kind.capitalize()), counts[kind])
     if st.button("Refresh", key="sent_refresh"):
         st.rerun()
     if not sent:

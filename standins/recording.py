@@ -22,9 +22,10 @@ class RecordingServer:
     not as arrived), ``"reset"`` (connection dropped before any processing) or ``"slow"`` (processed,
     answered after 1 s).
     ``routes``: path prefix -> function(method, path, headers, body) -> (status, json-able body).
+    ``port``: 0 (tests) picks a free one; the demo gives its fixed, settable ports.
     """
 
-    def __init__(self, routes: dict[str, Callable[..., tuple[int, Any]]] | None = None):
+    def __init__(self, routes: dict[str, Callable[..., tuple[int, Any]]] | None = None, port: int = 0):
         self.routes = routes or {}
         self.received: list[dict[str, Any]] = []
         self.attempts = 0
@@ -78,7 +79,7 @@ class RecordingServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

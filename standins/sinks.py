@@ -6,7 +6,9 @@ server or Slack workspace, so ``doorstep demo`` starts this module as a child pr
 
 * an SMTP server (aiosmtpd) on 127.0.0.1 that files every message it receives in an mbox;
 * an HTTP server on 127.0.0.1 that accepts any POST (a Slack incoming webhook answers "ok",
-  a courier webhook gets 200) and files it as one JSON line.
+  a courier webhook gets 200) and files it as one JSON line; under ``/twilio`` it answers
+  Twilio's REST API for SMS (create a message, list them), so the demo's text messages go
+  through the twilio client to here (``TWILIO_BASE_URL``), never to api.twilio.com.
 
 The worker talks to them through its ordinary senders (``SMTP_HOST``/``SMTP_PORT``, the
 ``$SLACK_...`` webhook URLs), so the demo exercises the real sending code. The console's
@@ -57,9 +59,46 @@ def _hook_handler(folder: Path) -> type[BaseHTTPRequestHandler]:
     path = folder / HOOKS_FILE
 
     class Handler(BaseHTTPRequestHandler):
+        def _json(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            from urllib.parse import parse_qs, urlsplit
+
+            if not self.path.startswith(TWILIO_PREFIX):
+                self._json(404, {"error": "not found"})
+                return
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            with _lock:
+                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+                    if path.exists() else []
+            found = [_twilio_message(r["body"]) for r in rows if r["path"].startswith(TWILIO_PREFIX)
+                     and (not query.get("To") or r["body"].get("to") == query["To"])]
+            self._json(200, {"messages": found, "next_page_uri": None, "page": 0, "page_size": 50,
+                             "uri": urlsplit(self.path).path})
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            from urllib.parse import parse_qs
+
             length = min(int(self.headers.get("Content-Length") or 0), 1_000_000)
             body = self.rfile.read(length).decode("utf-8", "replace")
+            if self.path.startswith(TWILIO_PREFIX):  # an SMS through the twilio client
+                form = {k: v[0] for k, v in parse_qs(body).items()}
+                with _lock:
+                    count = sum(1 for _ in path.open(encoding="utf-8")) if path.exists() else 0
+                sms = {"sid": f"SM{count + 1:032d}", "to": form.get("To", ""), "from": form.get("From", ""),
+                       "text": form.get("Body", "")}
+                row = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "path": self.path,
+                       "signed": False, "body": sms}
+                with _lock, path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self._json(201, _twilio_message(sms))
+                return
             try:
                 payload: Any = json.loads(body)
             except json.JSONDecodeError:
@@ -77,6 +116,15 @@ def _hook_handler(folder: Path) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+#: Where the sink answers Twilio's REST API (the demo's TWILIO_BASE_URL is the sink's URL plus this).
+TWILIO_PREFIX = "/twilio/"
+
+
+def _twilio_message(sms: dict[str, str]) -> dict[str, Any]:
+    return {"sid": sms["sid"], "to": sms["to"], "from": sms["from"], "body": sms["text"], "status": "queued",
+            "direction": "outbound-api", "num_segments": "1"}
 
 
 def read_sent(folder: str | Path, limit: int = 200) -> list[dict[str, Any]]:
@@ -101,6 +149,10 @@ def read_sent(folder: str | Path, limit: int = 200) -> list[dict[str, Any]]:
                 continue
             row = json.loads(line)
             body = row["body"]
+            if row["path"].startswith(TWILIO_PREFIX):
+                out.append({"kind": "sms", "at": row["at"], "to": body.get("to", ""), "subject": "",
+                            "text": str(body.get("text", ""))})
+                continue
             kind = "slack" if row["path"].startswith("/slack") else "webhook"
             text = body.get("text") if isinstance(body, dict) and "text" in body else json.dumps(body, indent=1)
             out.append({"kind": kind, "at": row["at"], "to": row["path"], "subject": "", "text": str(text)})

@@ -469,7 +469,185 @@ def test_what_make_demo_writes_is_ignored_by_git() -> None:
     if shutil.which("git") is None or not (repo / ".git").exists():
         pytest.skip("not a git checkout")
     written = ["doorstep-demo.db", "doorstep-demo.db-wal", "doorstep-demo.db-locks", "doorstep-demo.x-feed.jsonl",
+               "doorstep-demo.mastodon-feed.jsonl", "doorstep-demo.bluesky-feed.jsonl",
                "doorstep-demo.db.sent/0001-mail.eml", "doorstep-test.sent/0001-mail.eml"]  # SQLite, then PostgreSQL
     for path in written:
         result = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=repo)
         assert result.returncode == 0, f"{path} is not ignored by .gitignore"
+
+
+def test_demo_replies_on_mastodon_and_bluesky_reach_local_stand_ins_from_the_brand_account(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Before: `make demo` ran no Mastodon or Bluesky stand-in; a Mastodon reply went to mastodon.social
+    (a name-resolution error) and Bluesky was not logged in at all, so both replies failed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from commands.demo import DemoPorts, demo_environment, standin_commands, standin_feed_path
+    from doorstep.config import find_account
+    from responders.outbox import Outbox, get_message, queue_reply
+    from standins.bluesky import BlueskyStandIn
+    from standins.mastodon import MastodonStandIn, read_posts
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    db = tmp_path / "social.db"
+    feed = tmp_path / "social.x-feed.jsonl"
+    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
+               classifier=_classifier(), x_feed_path=feed)
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    # The shell that starts the demo may hold real credentials: they must not be used.
+    monkeypatch.setenv("MASTODON_ACCESS_TOKEN", "a-real-token")
+    monkeypatch.setenv("BLUESKY_HANDLE", "someone.bsky.social")
+    env = demo_environment(str(db), DEFAULT_CONFIG, ports, tmp_path / "sent", with_x=True)
+    added = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    urls = {k: v for k, v in added.items() if v.startswith(("http://", "https://")) or k.endswith(("_URL", "_HOST"))}
+    assert {"MASTODON_BASE_URL", "BLUESKY_BASE_URL", "X_API_BASE_URL"} <= set(urls)
+    for key, value in urls.items():  # every outbound address of the demo stays on this machine
+        assert (urlsplit(value).hostname if "//" in value else value) == "127.0.0.1", (key, value)
+    assert "MASTODON_ACCESS_TOKEN" not in env and "BLUESKY_HANDLE" not in env
+    for key in [k for k in os.environ if k.startswith(("MASTODON_", "BLUESKY_"))]:
+        monkeypatch.delenv(key)
+    for key, value in added.items():
+        monkeypatch.setenv(key, value)
+
+    # The stand-ins exactly as the demo starts them: their ports, the demo's posts, the brand accounts.
+    commands = standin_commands(DEFAULT_CONFIG, ports, feed)
+
+    def argument(command: list[str], name: str) -> list[str]:
+        return [command[i + 1] for i, a in enumerate(command) if a == name]
+
+    def accounts(command: list[str]) -> dict[str, str]:
+        return dict(a.split("=", 1) for a in argument(command, "--account"))
+
+    mastodon_cmd, bluesky_cmd = commands["Mastodon stand-in"], commands["Bluesky stand-in"]
+    assert argument(mastodon_cmd, "--port") == [str(ports.mastodon)]
+    assert argument(bluesky_cmd, "--port") == [str(ports.bluesky)]
+    mastodon = MastodonStandIn(accounts(mastodon_cmd), read_posts(Path(argument(mastodon_cmd, "--feed")[0])),
+                               port=ports.mastodon)
+    bluesky = BlueskyStandIn(accounts(bluesky_cmd), read_posts(Path(argument(bluesky_cmd, "--feed")[0])),
+                             port=ports.bluesky)
+    assert mastodon.known and bluesky.posts
+    assert Path(argument(mastodon_cmd, "--feed")[0]) == standin_feed_path(feed.resolve(), "mastodon")
+
+    config = load_config(DEFAULT_CONFIG)
+    store = Store(db)
+    try:
+        picked = {}
+        for channel in ("mastodon", "bluesky"):
+            for brand in ("Larkspur Home", "Fettle Outdoor"):
+                row = store.db.execute("select id from cases where channel = ? and brand = ? order by id desc limit 1",
+                                       [channel, brand]).fetchone()
+                if row:
+                    picked[(channel, brand)] = row[0]
+        assert {c for c, _ in picked} == {"mastodon", "bluesky"}, picked
+        queued = {key: queue_reply(store, config, case_id, "Sorry about this, we're on it.", "sam", force=True)
+                  for key, case_id in picked.items()}
+        with mastodon.server, bluesky.server:
+            Outbox(store, config).send_due()
+        for (channel, brand), message in queued.items():
+            sent = get_message(store, message.id)
+            assert sent.status == "sent", (channel, brand, sent.last_error)
+            handle = find_account(config, channel, next(b for b in config.brands if b.name == brand).handles[channel]).handle
+            if channel == "mastodon":
+                status = next(s for s in mastodon.statuses if s["id"] == sent.external_id)
+                assert status["account"]["acct"] == handle
+                assert status["in_reply_to_id"] == message.in_reply_to and status["in_reply_to_id"] in mastodon.known
+            else:
+                made = [r for r in bluesky.created if r["_account"] == handle
+                        and r["record"]["reply"]["parent"]["uri"] == message.in_reply_to]
+                assert len(made) == 1, (handle, bluesky.created)
+                assert message.in_reply_to in bluesky.posts and made[0]["repo"] == sent.external_id.split("/")[2]
+    finally:
+        store.close()
+
+
+def test_demo_text_messages_go_to_the_local_sink_not_twilio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Before: the demo left Twilio unset, so an approved SMS went wherever the shell's TWILIO_* said
+    (api.twilio.com by default). Now the twilio client talks to the demo's HTTP sink."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from commands.demo import DemoPorts, demo_environment
+    from responders.channels import twilio_client
+    from standins.sinks import read_sent, serve
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "ACreal")  # a real account in the shell is not used
+    folder = tmp_path / "sent"
+    env = demo_environment(str(tmp_path / "d.db"), DEFAULT_CONFIG, ports, folder, with_x=False)
+    assert urlsplit(env["TWILIO_BASE_URL"]).hostname == "127.0.0.1" and env["TWILIO_ACCOUNT_SID"] != "ACreal"
+    for key in ("TWILIO_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"):
+        monkeypatch.setenv(key, env[key])
+    controller, http = serve(folder, ports.smtp, ports.sinks)
+    try:
+        client = twilio_client(load_config(DEFAULT_CONFIG))
+        sms = client.messages.create(to="+447700900123", from_=env["TWILIO_FROM"], body="Shall we rebook it? YES/NO")
+        listed = client.messages.list(to="+447700900123", limit=50)
+    finally:
+        http.shutdown()
+        controller.stop()
+    assert sms.sid and [m.sid for m in listed] == [sms.sid] and listed[0].body == "Shall we rebook it? YES/NO"
+    sent = read_sent(folder)
+    assert [(s["kind"], s["to"], s["text"]) for s in sent] == [("sms", "+447700900123", "Shall we rebook it? YES/NO")]
+
+
+def test_demo_private_replies_on_mastodon_and_bluesky_reach_the_stand_ins(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    """"Ask privately" on a demo Mastodon or Bluesky case: a direct status, a Bluesky chat message, both
+    to the local stand-ins from the brand's account (the Bluesky stand-in knew no chat before)."""
+    import socket
+
+    from commands.demo import DemoPorts, demo_environment, standin_accounts, standin_feed_path
+    from responders.outbox import Outbox, get_message, queue_reply
+    from standins.bluesky import BlueskyStandIn
+    from standins.mastodon import MastodonStandIn, read_posts
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    db = tmp_path / "dm.db"
+    feed = tmp_path / "dm.x-feed.jsonl"
+    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
+               classifier=_classifier(), x_feed_path=feed)
+    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    env = demo_environment(str(db), DEFAULT_CONFIG, ports, tmp_path / "sent", with_x=True)
+    for key in [k for k in os.environ if k.startswith(("MASTODON_", "BLUESKY_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.endswith(("_BASE_URL", "_ACCESS_TOKEN", "_APP_PASSWORD", "_HANDLE")):
+            monkeypatch.setenv(key, value)
+    accounts = standin_accounts(DEFAULT_CONFIG)
+    mastodon = MastodonStandIn(accounts["mastodon"], read_posts(standin_feed_path(feed, "mastodon")), port=ports.mastodon)
+    bluesky = BlueskyStandIn(accounts["bluesky"], read_posts(standin_feed_path(feed, "bluesky")), port=ports.bluesky)
+    config = load_config(DEFAULT_CONFIG)
+    store = Store(db)
+    try:
+        queued = {}
+        for channel in ("mastodon", "bluesky"):
+            case_id = store.db.execute("select id from cases where channel = ? and brand is not null order by id desc "
+                                       "limit 1", [channel]).fetchone()[0]
+            queued[channel] = queue_reply(store, config, case_id, "Could you send us your order number here?", "sam",
+                                          channel=f"{channel}_dm", force=True)
+        with mastodon.server, bluesky.server:
+            Outbox(store, config).send_due()
+        for channel, message in queued.items():
+            sent = get_message(store, message.id)
+            assert sent.status == "sent", (channel, sent.last_error)
+        [status] = [s for s in mastodon.statuses if s["visibility"] == "direct"]
+        assert status["account"]["acct"].lower() == queued["mastodon"].account.lower()
+        [convo] = bluesky.convos.values()
+        assert [m["text"] for m in convo["messages"]] == ["Could you send us your order number here?"]
+        assert bluesky._did_of(queued["bluesky"].account) in convo["members"]
+    finally:
+        store.close()

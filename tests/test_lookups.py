@@ -91,3 +91,38 @@ def test_the_batch_answers_what_the_store_answers_as_it_changes_cases(store: Sto
         same(T0, author_handle="nobody", customer_id=None, order_number=None)
         # Versions as the store would have them: one bump per save.
         assert [store.get_case(i).version for i in (ids[0], ids[7], ids[2], ids[8])] == [2, 2, 2, 2]  # type: ignore[union-attr]
+
+
+def test_a_batchs_answer_watch_marks_what_mark_answered_marks(store: Store):
+    """Follow-ups sent at various times on two cases (and one still queued), answered by posts in
+    time order: the batch's AnswerWatch (one read) marks the same attempts, with the same times."""
+    from zoneinfo import ZoneInfo
+
+    from doorstep.contact_history import AnswerWatch, mark_answered, record_attempt
+    from doorstep.store import iso
+
+    cases = [store.insert_case(_case(n)) for n in (1, 2)]
+    sent = [(cases[0], -100), (cases[0], -30), (cases[0], 5), (cases[1], -80 * 60), (cases[1], -10), (cases[1], 50)]
+    for n, (case_id, minutes) in enumerate(sent):
+        at = T0 + timedelta(minutes=minutes)
+        message_id = store.db.execute(
+            "insert into outbound_messages (case_id, kind, channel, text, status, idempotency_key, created_at, sent_at) "
+            "values (?, 'follow_up', 'email', 'any news?', ?, ?, ?, ?)",
+            [case_id, "queued" if n == 2 else "sent", f"k{n}", iso(at), iso(at)]).lastrowid
+        record_attempt(store, message_id=message_id, case_id=case_id, customer_id=None, brand=None, rule="test",
+                       channel="email", planned_at=at, tz=ZoneInfo("UTC"))
+    posts = [(cases[0], 0), (cases[1], 0), (cases[0], 20), (cases[1], 60), (cases[1], 61)]
+
+    def answered() -> list[tuple]:
+        return [tuple(r) for r in store.db.execute(
+            "select message_id, answered_at, answer_minutes from contact_attempts order by message_id").fetchall()]
+
+    with store.transaction():
+        watch = AnswerWatch(store, T0, T0 + timedelta(minutes=61))
+        counts = [watch.mark(case_id, T0 + timedelta(minutes=m)) for case_id, m in posts]
+    batched = answered()
+    store.db.execute("update contact_attempts set answered_at = null, answer_minutes = null")
+    with store.transaction():
+        singly = [mark_answered(store, case_id, T0 + timedelta(minutes=m)) for case_id, m in posts]
+    assert (counts, batched) == (singly, answered())
+    assert counts == [2, 1, 0, 1, 0]  # the queued one and the one sent 80 hours before never count
