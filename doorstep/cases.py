@@ -149,6 +149,11 @@ def absorb(case: Case, mention: Mention, link: Link) -> Case:
         "mention_count": case.mention_count,
         "last_activity_at": max(case.last_activity_at or mention.created_at, mention.created_at),
     }
+    if case.channel is None:
+        # A case we opened ourselves (proactive: no post yet): the customer's first post gives it the
+        # channel, author and conversation a reply goes to, as a case opened by that post would have.
+        update.update(channel=mention.channel, author_handle=mention.author_handle,
+                      thread_id=mention.thread_id or mention.external_id)
     if case.status == "resolved":
         update.update(status="open", resolved_at=None, first_response_at=None, opened_at=mention.created_at)
     elif case.status == "pending_customer":

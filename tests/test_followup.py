@@ -160,6 +160,24 @@ def test_proactive_cases_for_failed_attempts_exceptions_and_scan_gaps(store: Sto
     assert complained not in opened
 
 
+def test_a_proactive_case_takes_the_channel_author_and_thread_of_the_customers_first_post(store: Store,
+                                                                                        smtp: SmtpSink) -> None:
+    """Found by a user check of the demo: the customer's post joined the case we had opened, yet the
+    case kept no channel and no author (the inbox's Channel filter listed "(none)", the row no [x])."""
+    config = shop_config(proactive={"message": True})
+    add_order(store, number="LS-1", tracking="T1", customer_id="C1",
+              events=[(NOW - timedelta(days=1), "in_transit", "Leeds"), (NOW - timedelta(hours=2), "attempt_failed", "Bath")])
+    [opened] = run_proactive(store, config, NOW)
+    assert store.get_case(opened).channel is None  # type: ignore[union-attr]
+    joined = make_case(store, config, text="@LarkspurHelp you say nobody was in, I was home all day", handle="jane",
+                       external_id="9001", created_at=NOW + timedelta(minutes=30))
+    assert joined == opened
+    case = store.get_case(opened)
+    assert case is not None
+    assert (case.channel, case.author_handle, case.thread_id) == ("x", "jane", "9001")
+    assert store.inbox_facets("channel").get("x") == 1
+
+
 def test_measure_complaints_after_tracking_events(store: Store) -> None:
     config = shop_config()
     for n, events in enumerate([
