@@ -145,7 +145,7 @@ def pending_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
         [case_id]))
 
 
-def _presence_live(case_id: int, username: str) -> None:
+def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
     """Who else is here, redrawn every few seconds without a click (a fragment rerun).
 
     Each tick only *reads* presence; the heartbeat is written when this agent's entry is
@@ -169,8 +169,39 @@ def _presence_live(case_id: int, username: str) -> None:
         if others:
             words = ", ".join(f"{o['user']} is replying" if o["drafting"] else f"{o['user']} is viewing" for o in others)
             st.warning(escape_md(f"Also on this case: {words}"), icon=":material/group:")
+        _changed_by_others(store, case_id, username, drawn_version)
 
     live()
+
+
+def changed_by_others(store: Store, case_id: int, username: str,
+                      drawn_version: int) -> tuple[list[str], list[str]] | None:
+    """(who, which fields) when someone else changed the case after this page was drawn.
+
+    A user check found a colleague's assignment invisible on an open case for as long as the agent
+    stayed on it: they learnt of it only when their own change was refused. One key lookup per
+    tick; the audit trail is read only when the stored version has moved on. The agent's own
+    changes and those made on their behalf (``doorstep.case_merge.is_own``) are not news.
+    """
+    mine = _held_map().get(case_id)
+    row = store.db.execute("select version from cases where id = ?", [case_id]).fetchone()
+    if mine is None or row is None or int(row[0]) == drawn_version:
+        return None
+    _own, fields, who = case_merge.changes_since(store, mine, username)
+    if not who:
+        return None
+    return who, sorted(f for f in fields if f not in ("version", "updated_by"))
+
+
+def _changed_by_others(store: Store, case_id: int, username: str, drawn_version: int) -> None:
+    found = changed_by_others(store, case_id, username, drawn_version)
+    if found is None:
+        return
+    who, fields = found
+    what = ", ".join(f.replace("_", " ") for f in fields) or "the case"
+    st.info(escape_md(f"{' and '.join(who)} changed {what} since this page was drawn."), icon=":material/update:")
+    if st.button("Show their changes", key=f"show_changes_{case_id}"):
+        st.rerun(scope="app")  # the page redraws from the stored case (the header then says what to review)
 
 
 #: How often the "Also on this case" line is redrawn.
@@ -191,7 +222,7 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
         sla_badge(case)
         st.caption(escape_md(sla_clock_line(case, config)))
     show_priority(case)
-    _presence_live(case.id, user.username)  # type: ignore[arg-type]
+    _presence_live(case.id, user.username, case.version)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     if undelivered:
         words = "; ".join(f"{m['kind']} via {m['channel']} to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"

@@ -71,6 +71,27 @@ def test_another_agents_change_to_the_same_field_is_still_a_conflict(db: Store) 
     assert "changed by bob" in texts(at)
 
 
+def test_the_open_page_learns_of_a_colleagues_change_but_not_of_its_own(db: Store,
+                                                                         monkeypatch: Any) -> None:
+    """What the presence line's tick asks (console.case_view.changed_by_others): nothing while the
+    stored case is the one drawn or changed only by the agent; who and which fields when bob changed it."""
+    from console import case_view
+    from doorstep import case_merge
+
+    case_id = xss_case(db)
+    case = db.get_case(case_id)
+    assert case is not None
+    held = {case_id: case_merge.hold(db, case)}
+    monkeypatch.setattr(case_view, "_held_map", lambda: held)
+    assert case_view.changed_by_others(db, case_id, "ann", case.version) is None
+    own = db.update_case(case_id, case.version, "ann", status="open")
+    assert case_view.changed_by_others(db, case_id, "ann", case.version) is None  # ann's own change
+    db.update_case(case_id, own.version, "bob", assignee="bob")
+    assert case_view.changed_by_others(db, case_id, "ann", case.version) == (["bob"], ["assignee"])
+    drawn = db.get_case(case_id)
+    assert drawn is not None and case_view.changed_by_others(db, case_id, "ann", drawn.version) is None
+
+
 def test_another_agents_change_to_another_field_does_not_block(db: Store) -> None:
     """bob assigned the case; ann's status change touches another field and goes through."""
     case_id = xss_case(db)

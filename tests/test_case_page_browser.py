@@ -150,6 +150,36 @@ def test_an_urgent_case_appears_in_the_open_inbox_without_a_click(console: dict[
         browser.close()
 
 
+def test_a_colleagues_change_shows_on_the_open_case_without_a_click(console: dict[str, Any]) -> None:
+    """Found by a user check: after agent assigned a case, priya's open page still said "nobody" 12 s
+    later; she learnt of it only when her own change was refused."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from doorstep.store import Store
+
+    case_id = console["case_id"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        open_case(page, case_id)
+        store = Store(console["db"])
+        case = store.get_case(case_id)
+        assert case is not None
+        store.update_case(case_id, case.version, "bob", assignee="bob")
+        store.close()
+        # No click: the presence line's tick says who changed what.
+        expect(page.get_by_text("bob changed assignee since this page was drawn", exact=False)).to_be_visible(
+            timeout=30000)
+        page.get_by_role("button", name="Show their changes").click()
+        wait_idle(page)
+        expect(page.get_by_text("This case was changed by bob", exact=False)).to_be_visible()
+        expect(page.get_by_text("since this page was drawn", exact=False)).to_have_count(0)
+        viewport_shot(page, "case-page-colleague-changed-1440")
+        browser.close()
+
+
 def test_browser_tests_fail_rather_than_skip_in_ci_without_chromium(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_e2e_browser import chromium_or_skip
 
