@@ -104,6 +104,11 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
         return Link(method="none", unmatched_numbers=unmatched)
 
     candidates = rank_open_orders(store.order_summaries(customer_id=author_customer))
+    named = {b.name.casefold() for b in config.brands if b.name in mention.matched}
+    if named:
+        # A post to one brand is not about another brand's order: a user check found a post to
+        # @FettleCare guessed as a returned Larkspur Home order. Orders without a brand stay.
+        candidates = [o for o in candidates if not o.brand or o.brand.casefold() in named]
     if not candidates:
         return Link(customer_id=author_customer, method="handle", confidence=0.9, confirmed=True, unmatched_numbers=unmatched)
     best = candidates[0]

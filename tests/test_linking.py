@@ -93,6 +93,25 @@ def test_handle_only_ranks_troubled_orders_first(shop, config):
     assert [o.number for o in rank_open_orders(shop.order_summaries(customer_id="ann"))] == ["111111", "222222"]
 
 
+def test_a_guess_is_never_another_brands_order(shop, config):
+    """Found by a user check of the demo: a post to @FettleCare was guessed as a returned Larkspur order."""
+    shop.upsert_orders([Order(number="333333", customer_id="bob", placed_at=T0 - timedelta(days=1), brand="Larkspur")])
+    to_fettle = link_mention(mention("1", "@FettleCare still nothing", author_handle="bobroe", matched=["Fettle"]),
+                             shop, config)
+    # bob's newest order is Larkspur's; his order with no brand recorded stays a candidate
+    assert (to_fettle.method, to_fettle.order_number, to_fettle.customer_id) == ("recent_order", "ORD-2026-000333", "bob")
+    to_larkspur = link_mention(mention("2", "@LarkspurHelp still nothing", author_handle="bobroe",
+                                       matched=["Larkspur"]), shop, config)
+    assert (to_larkspur.method, to_larkspur.order_number) == ("recent_order", "333333")
+    unnamed = link_mention(mention("3", "still nothing", author_handle="bobroe"), shop, config)
+    assert unnamed.order_number == "333333"  # no brand named: every open order is a candidate, as before
+    shop.upsert_orders([Order(number="ORD-2026-000333", customer_id="bob", placed_at=T0 - timedelta(days=2),
+                              brand="Larkspur")])
+    only_larkspur = link_mention(mention("4", "@FettleCare hello?", author_handle="bobroe", matched=["Fettle"]),
+                                 shop, config)
+    assert (only_larkspur.method, only_larkspur.order_number, only_larkspur.customer_id) == ("handle", None, "bob")
+
+
 def test_agent_override_confirms_and_is_audited(shop):
     case_id = shop.insert_case(Case(order_number="111111", link_method="order_number", link_confidence=0.3))
     case = override_link(shop, case_id, 1, "amy", order_number="222222", verified_how="customer confirmed by DM")
