@@ -429,7 +429,9 @@ def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> 
         if customer is not None and (channel in customer.opt_out or "all" in customer.opt_out):
             raise ReplyRejected(f"the customer opted out of {channel}")
     if not target:
-        raise ReplyRejected(f"no {channel} address known for case {case.id}")
+        where = "e-mail address" if channel == "email" else "phone number"
+        raise ReplyRejected(f"no {channel} address known for case {case.id}: link the case to the customer's "
+                            f"order (Change the linked order) or add their {where} to the customer record")
     return target, in_reply_to
 
 
