@@ -431,7 +431,7 @@ def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> 
     if not target:
         where = "e-mail address" if channel == "email" else "phone number"
         raise ReplyRejected(f"no {channel} address known for case {case.id}: link the case to the customer's "
-                            f"order (Change the linked order) or add their {where} to the customer record")
+                            f"order or add their {where} to the customer record")
     return target, in_reply_to
 
 
