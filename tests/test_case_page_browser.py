@@ -39,6 +39,15 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         yield {**facts, "url": url, "db": db, "log": tmp_path / "streamlit.log"}
 
 
+def logged_in(p: Any, console: dict[str, Any], username: str) -> tuple[Any, Any]:
+    """Chromium at 1440×900 (20 s per step), ``username`` logged in to the console: (browser, page)."""
+    browser = launch_chromium(p)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(20000)
+    login(page, console["url"], username)
+    return browser, page
+
+
 def viewport_shot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -53,10 +62,7 @@ def test_composer_on_screen_live_counter_and_first_click_queues(console: dict[st
 
     case_id = console["case_id"]
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")
+        browser, page = logged_in(p, console, "ann")
         open_case(page, case_id)
         viewport_shot(page, "case-page-1440")
         box = page.get_by_label("Reply text")
@@ -98,10 +104,7 @@ def test_link_this_order_lands_every_time_while_presence_ticks(console: dict[str
     store.close()
     case_id = console["fettle_case"]
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "bob")
+        browser, page = logged_in(p, console, "bob")
         open_case(page, case_id)
         for i, number in enumerate(numbers * 2):
             box = page.get_by_label("Order number")
@@ -127,10 +130,7 @@ def test_an_urgent_case_appears_in_the_open_inbox_without_a_click(console: dict[
     from tests.conftest import labels
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")
+        browser, page = logged_in(p, console, "ann")
         search = page.get_by_label("Search posts")
         search.fill("half typed")  # not committed: the live list must not disturb it
         store = Store(console["db"])
@@ -159,10 +159,7 @@ def test_a_colleagues_change_shows_on_the_open_case_without_a_click(console: dic
 
     case_id = console["case_id"]
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")
+        browser, page = logged_in(p, console, "ann")
         open_case(page, case_id)
         store = Store(console["db"])
         case = store.get_case(case_id)
@@ -195,10 +192,7 @@ def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any])
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")
+        browser, page = logged_in(p, console, "ann")
         page.get_by_role("button", name="Open case").click()  # the inbox's first case
         page.get_by_role("heading", name="Case #", exact=False).wait_for()
         wait_idle(page)
@@ -233,10 +227,7 @@ def test_a_refused_escalation_keeps_the_note_and_a_queued_one_clears_it(console:
 
     note = "Third failed attempt; please rebook for Saturday."
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")
+        browser, page = logged_in(p, console, "ann")
         open_case(page, console["xss_case"])  # no courier known: escalating to the courier is refused
         box = page.get_by_label("Note for them")
         box.fill(note)
@@ -269,10 +260,7 @@ def test_a_refused_new_user_keeps_what_the_admin_typed(console: dict[str, Any]) 
     finally:
         store.close()
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ada")
+        browser, page = logged_in(p, console, "ada")
         page.get_by_role("link", name="Settings").click()
         wait_idle(page)
         page.get_by_role("tab", name="Users").click()
@@ -300,10 +288,7 @@ def test_logging_in_and_out_leaves_no_deprecation_warning_in_the_consoles_log(co
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(20000)
-        login(page, console["url"], "ann")  # through /auth/session: the cookie is set, the tab comes back
+        browser, page = logged_in(p, console, "ann")  # through /auth/session: the cookie is set, the tab comes back
         page.get_by_role("button", name="Log out").click()
         page.get_by_label("Username", exact=True).wait_for()
         browser.close()
