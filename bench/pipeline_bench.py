@@ -76,6 +76,7 @@ def main() -> None:
 
     from classifiers import load_classifier
     from classifiers.process import ClassifierProcesses, default_processes
+    from doorstep.linking import numbers_in
     from commands.demo import build_demo
 
     workdir = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
@@ -102,7 +103,8 @@ def main() -> None:
 
     started, cpu_started, children_started = time.perf_counter(), time.process_time(), children_cpu()
     if processes:
-        with ClassifierProcesses(functools.partial(load_classifier, args.classifier), processes) as ahead:
+        with ClassifierProcesses(functools.partial(load_classifier, args.classifier), processes,
+                                 also=functools.partial(numbers_in, config=pipeline.config)) as ahead:
             report = import_mentions(feed, pipeline, classify_ahead=ahead)
     else:
         report = import_mentions(feed, pipeline)

@@ -107,8 +107,10 @@ def main() -> None:
         import functools
 
         from classifiers.process import ClassifierProcesses
+        from doorstep.linking import numbers_in
 
-        with ClassifierProcesses(functools.partial(load_classifier, "baseline"), args.classify_processes) as ahead:
+        with ClassifierProcesses(functools.partial(load_classifier, "baseline"), args.classify_processes,
+                                 also=functools.partial(numbers_in, config=pipeline.config)) as ahead:
             report = import_mentions(feed, pipeline, batch_rows=args.batch, classify_ahead=ahead)
             sent = ahead.batches_sent
     else:

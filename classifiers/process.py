@@ -29,6 +29,8 @@ from typing import Any
 
 from doorstep.models import Labels
 
+#: A post classified once when a process starts, so that what loads on first use is loaded.
+WARM_UP = "where is my parcel? it was due on Monday and the tracking has not moved"
 #: Seconds to wait for a process to leave after it is told to (then it is terminated).
 STOP_TIMEOUT_S = 5.0
 
@@ -47,10 +49,14 @@ def default_processes() -> int:
     return 1 if cores >= 2 else 0
 
 
-def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
-    """A classifier process: build the classifier, say so, then label each batch it is sent."""
+def _serve(conn: Connection, factory: Callable[[], Any], also: Callable[[list[str]], list[Any]] | None) -> None:
+    """A classifier process: build the classifier, say so, then label each batch it is sent (and
+    work ``also`` out for it)."""
     try:
         classifier = factory()
+        # Loaded before the process says it is ready (the baseline's language model loads on first
+        # use, ~0.7 s): until then the import classifies in its own process rather than wait.
+        classifier.classify([WARM_UP])
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as one line
         conn.send(("error", _one_line(exc)))
         return
@@ -66,10 +72,11 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
             labels = classifier.classify(texts)
             if len(labels) != len(texts):
                 raise ClassifierProcessError(f"{len(labels)} labels for {len(texts)} posts")
+            extra = also(texts) if also is not None else None
         except BaseException as exc:  # noqa: BLE001
             conn.send(("error", _one_line(exc)))
             continue
-        conn.send(("labels", labels))
+        conn.send(("labels", (labels, extra)))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -79,9 +86,9 @@ def _one_line(exc: BaseException) -> str:
 class _Worker:
     """One classifier process, its end of the pipe and what it has in hand."""
 
-    def __init__(self, context: Any, factory: Callable[[], Any]):
+    def __init__(self, context: Any, factory: Callable[[], Any], also: Callable[[list[str]], list[Any]] | None):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, factory), daemon=True,
+        self.process = context.Process(target=_serve, args=(child, factory, also), daemon=True,
                                        name="doorstep-classifier")
         self.process.start()
         child.close()
@@ -122,6 +129,8 @@ class Pending:
     def __init__(self, worker: _Worker | None, count: int, error: str | None = None, remedy: str = ""):
         self._worker, self._count, self._error, self._remedy = worker, count, error, remedy
         self._labels: list[Labels] | None = None
+        #: What ``also`` gave for the same texts (None without it), once :meth:`result` has returned.
+        self.also: list[Any] | None = None
 
     def result(self) -> list[Labels]:
         if self._labels is None:
@@ -130,14 +139,14 @@ class Pending:
                 kind, value = worker.receive()
                 worker.busy = False
                 if kind == "labels":
-                    self._labels = value
+                    self._labels, self.also = value
                 elif kind == "dead":
                     self._error, worker.reported = value + self._remedy, True
                 else:
                     self._error = value
             if self._labels is None:
                 raise ClassifierProcessError(f"classifier process: {self._error}")
-        if len(self._labels) != self._count:
+        if len(self._labels) != self._count or (self.also is not None and len(self.also) != self._count):
             raise ClassifierProcessError(f"classifier process: {len(self._labels)} labels for {self._count} posts")
         return self._labels
 
@@ -149,10 +158,14 @@ class ClassifierProcesses:
     terminated if they do not. They are daemons, so they never outlive the command either way.
     """
 
-    def __init__(self, factory: Callable[[], Any], processes: int = 1, remedy: str = ""):
+    def __init__(self, factory: Callable[[], Any], processes: int = 1, remedy: str = "", *,
+                 also: Callable[[list[str]], list[Any]] | None = None):
         if processes < 1:
             raise ValueError("a ClassifierProcesses needs at least one process")
         self.factory = factory
+        #: Other work on the same texts, done in the process too (picklable; one result per text):
+        #: the import has it find the order and tracking numbers (doorstep.linking.numbers_in).
+        self.also = also
         #: Appended to a process's own failures (not the classifier's): how to do without processes.
         self.remedy = f"; {remedy}" if remedy else ""
         self.processes = processes
@@ -168,7 +181,7 @@ class ClassifierProcesses:
         """Spawn the processes (they start in the background; nothing waits for them here)."""
         if not self._workers:
             context = multiprocessing.get_context("spawn")
-            self._workers = [_Worker(context, self.factory) for _ in range(self.processes)]
+            self._workers = [_Worker(context, self.factory, self.also) for _ in range(self.processes)]
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Start the processes and wait until each has built its classifier (tests, benchmarks: an

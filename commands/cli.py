@@ -254,6 +254,7 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
     """
     from classifiers import load_classifier
     from classifiers.process import ClassifierProcesses, default_processes
+    from doorstep.linking import numbers_in
     from listeners.files import import_mentions
 
     def run(share: float, batch: int) -> Any:
@@ -263,10 +264,11 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
                                    batch_rows=batch)
         # Each process builds the same classifier from the same spec (started only for an import
-        # of more than one batch; see classifiers/process.py).
+        # of more than one batch; see classifiers/process.py), and finds the numbers in the texts.
         spec = classifier or ctx.config.classifier
         remedy = "--classify-processes 0 classifies in the import's own process"
-        with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy) as ahead:
+        also = functools.partial(numbers_in, config=ctx.config)
+        with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy, also=also) as ahead:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
                                    batch_rows=batch, classify_ahead=ahead)
 

@@ -685,6 +685,10 @@ def _stop(report: ImportReport, store: Store, done_rows: int, next_row: int | No
 class LabelsPending(Protocol):
     """A batch being classified elsewhere: ``result()`` waits for its labels (or raises why not)."""
 
+    #: After ``result()``: what else was worked out for the same posts, if anything: the numbers in
+    #: each text (doorstep.linking.numbers_in with the pipeline's config), handed to the pipeline.
+    also: list[Any] | None
+
     def result(self) -> list[Labels]: ...
 
 
@@ -709,6 +713,8 @@ class _Prepared:
     fresh: list[Mention] = field(default_factory=list)
     to_classify: list[Mention] = field(default_factory=list)
     pending: LabelsPending | None = None
+    #: The numbers in the posts' texts, by (channel, external_id), when worked out with the labels.
+    numbers: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: What went wrong preparing it, raised when its turn to be written comes (so the stop names it).
     error: Exception | None = None
 
@@ -772,6 +778,9 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
                 t0 = time.perf_counter()
                 if prepared.pending is not None:
                     labels = prepared.pending.result()
+                    if prepared.pending.also is not None:
+                        prepared.numbers = {(m.channel, m.external_id): found for m, found
+                                            in zip(prepared.to_classify, prepared.pending.also, strict=True)}
                 else:
                     labels = pipeline.classifier.classify([m.text for m in prepared.to_classify])
                 for mention, label in zip(prepared.to_classify, labels, strict=True):
@@ -782,7 +791,7 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
                 while len(queued) < ahead.processes and number + 1 + len(queued) < len(batches):
                     queued.append(prepare(batches[number + 1 + len(queued)]))
             with store.write_transaction():
-                result = pipeline.ingest(prepared.fresh)
+                result = pipeline.ingest(prepared.fresh, prepared.numbers)
         except Exception as exc:
             raise _stop(report, store, done, parsed.rows[batch[0]], exc) from exc
         for key in ("link", "store"):

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import doorstep.pipeline
 from classifiers import load_classifier
 from classifiers.process import ClassifierProcessError, ClassifierProcesses
 from commands.cli import cli
+from doorstep import linking
 from doorstep.config import Config
 from doorstep.models import Labels
 from doorstep.pipeline import Pipeline
@@ -54,32 +56,43 @@ def _feed(path: Path, hint: int) -> Path:
     return path
 
 
-def _import(where: Path | str, config: Config, feed_dir: Path, processes: int) -> tuple[Store, Counting, int]:
+def _import(where: Path | str, config: Config, feed_dir: Path, processes: int,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Counting, int, int]:
     store = _shop(where)
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
     feed = _feed(feed_dir / f"feed{processes}.jsonl", hint)  # type: ignore[arg-type]
     own = Counting(load_classifier("baseline"))
     pipeline = Pipeline(store, config, own)
+    searched: list[str] = []  # texts the import's own process looked for numbers in
+
+    def find_numbers(text: str, config: Config) -> object:
+        searched.append(text)
+        return linking.find_numbers(text, config)
+
+    monkeypatch.setattr(doorstep.pipeline, "find_numbers", find_numbers)
     if not processes:
         report = import_mentions(feed, pipeline, batch_rows=4, max_rejected_share=1)
         sent = 0
     else:
-        with ClassifierProcesses(BASELINE, processes) as ahead:
+        with ClassifierProcesses(BASELINE, processes, also=functools.partial(linking.numbers_in, config=config)) as ahead:
             ahead.wait_ready()
             report = import_mentions(feed, pipeline, batch_rows=4, max_rejected_share=1, classify_ahead=ahead)
             sent = ahead.batches_sent
     assert report.stored == 20 and report.stopped is None
-    return store, own, sent
+    return store, own, sent, len(searched)
 
 
-def test_labels_from_a_second_process_write_exactly_the_same_rows(two_stores, config: Config, tmp_path: Path):  # noqa: F811
-    here, own_here, _ = _import(two_stores[0], config, tmp_path, processes=0)
-    there, own_there, sent = _import(two_stores[1], config, tmp_path, processes=1)
+def test_labels_from_a_second_process_write_exactly_the_same_rows(two_stores, config: Config, tmp_path: Path,  # noqa: F811
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    here, own_here, _, searched_here = _import(two_stores[0], config, tmp_path, 0, monkeypatch)
+    there, own_there, sent, searched_there = _import(two_stores[1], config, tmp_path, 1, monkeypatch)
     assert _stored(there) == _stored(here)
     assert [m.labels for m in there.iter_mentions()] == [m.labels for m in here.iter_mentions()]
     # Every batch (6 of up to 4 rows) went to the process; the import labelled none itself.
     assert (own_here.batches, own_there.batches, sent) == (6, 0, 6)
+    # ... and found the numbers in their texts: the import searched only older posts of cases (if any).
+    assert searched_here >= 18 and searched_there < searched_here - 17
 
 
 class RaisesOnBoom:
