@@ -99,6 +99,7 @@ def test_a_no_to_a_doorstep_toml_rule_takes_its_note_and_status(inbound: dict[st
     ({"followup": {"question": "safe_place"}}, "followup.question"),
     ({"proactive": {"questions": {"attempt_failed": "redelivr"}}}, "proactive.questions.attempt_failed"),
     ({"callback": {"question": "ring_me"}}, "callback.question"),
+    ({"followup": {"brands": {"Larkspur": {"question": "safe_plac"}}}}, "followup.brands.Larkspur.question"),
 ])
 def test_a_question_rule_that_does_not_exist_is_a_start_up_error_naming_the_key(responders: dict[str, Any],
                                                                                 key: str) -> None:
@@ -162,3 +163,32 @@ def test_stop_by_sms_cancels_the_queued_email_and_refuses_later_messages_on_ever
     for channel in ("email", "sms"):
         with pytest.raises(ReplyRejected, match=f"opted out of {channel}"):
             queue_reply(store, config, case_id, "Hello again", "ann", channel=channel)
+
+
+@pytest.mark.parametrize(("responders", "key"), [
+    ({"proactive": {"questions": {"attempt_failed": "redeliver"}}}, "proactive.questions.attempt_failed"),
+    ({"followup": {"question": "redeliver"}}, "followup.question"),
+    ({"callback": {"enabled": True}}, "callback.enabled"),
+])
+def test_a_question_with_the_dialogue_switched_off_is_a_start_up_error(responders: dict[str, Any], key: str) -> None:
+    """With ``[responders.dialogue] enabled = false`` nothing serves POST /sms or reads the answers:
+    a "Reply YES or NO" sent then would lose every answer, so the setting that asks is refused."""
+    from doorstep.config import parse_config
+
+    with pytest.raises(ConfigError) as error:
+        responders_settings(parse_config({"responders": {"dialogue": {"enabled": False}, **responders}}))
+    message = str(error.value)
+    assert message.startswith("doorstep.toml: responders") and key in message and "dialogue" in message
+    assert "\n" not in message
+    responders_settings(parse_config({"responders": {"dialogue": {"enabled": False}}}))  # asking nothing is fine
+
+
+def test_an_agent_cannot_offer_a_call_back_with_the_dialogue_switched_off(store: Store) -> None:
+    from responders.dialogue import DialogueError, offer_callback
+
+    config = dialogue_config(dialogue={"enabled": False}, proactive={})
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    with pytest.raises(DialogueError, match=r"\[responders.dialogue\] enabled = false"):
+        offer_callback(store, config, case_id, "ann", "agent")
+    assert rows.callbacks_for_case(store, case_id) == [] and store.outbound_for_case(case_id) == []
