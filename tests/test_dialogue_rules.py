@@ -192,3 +192,31 @@ def test_an_agent_cannot_offer_a_call_back_with_the_dialogue_switched_off(store:
     with pytest.raises(DialogueError, match=r"\[responders.dialogue\] enabled = false"):
         offer_callback(store, config, case_id, "ann", "agent")
     assert rows.callbacks_for_case(store, case_id) == [] and store.outbound_for_case(case_id) == []
+
+
+def test_with_the_dialogue_switched_off_stop_is_still_honoured_and_no_answer_is_acted_on(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """``enabled = false`` stops questions and acting on answers, never opt-outs: a plain SMS follow-up
+    can still go out, so the customer's STOP to it must still reach POST /sms and be honoured."""
+    from responders.jobs import jobs
+
+    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
+    db = tmp_path / "off.db"
+    store = Store(db)
+    on = dialogue_config()
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})
+    from test_dialogue import ask_redelivery, deliver
+
+    case_id, question = ask_redelivery(store, on, utcnow())  # asked while it was on
+    deliver(store, on)
+    assert "dialogue" in [job.name for job in jobs(store, off, None)]  # DMs saying STOP are still read
+    with WebhookServer(db, off, secret="hook-secret", port=0) as server:
+        yes = post_sms(f"{server.url}/sms", "YES", "SMoff1")
+        assert yes.status_code == 200
+        assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]  # not acted on
+        assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))  # a person reads it
+        assert "not acted on: [responders.dialogue] is switched off" in store.notes(case_id)[0].text
+        assert post_sms(f"{server.url}/sms", "STOP", "SMoff2").status_code == 200
+    assert {"all", "sms", "email", "dm"} <= set(store.get_customer("C1").opt_out)  # type: ignore[union-attr]
+    assert rows.get_question(store, question.id).status == "opted_out"  # type: ignore[union-attr]
+    store.close()
