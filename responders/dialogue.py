@@ -397,6 +397,9 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
 def offer_callback(store: Store, config: Config, case_id: int, actor: str, reason: str, *,
                    now: datetime | None = None, automatic: bool = False) -> rows.Callback:
     """Offer a call back on the case: ask the ``callback`` question and open an ``offered`` task."""
+    if not responders_settings(config).dialogue.enabled:
+        raise DialogueError("the customer's answer picks the slot, and with [responders.dialogue] enabled = false "
+                            "no answer is read: call them from the order record's number instead")
     settings = responders_settings(config).callback
     now = now or utcnow()
     case = store.get_case(case_id)

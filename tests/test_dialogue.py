@@ -502,7 +502,7 @@ def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store:
     names = [job.name for job in jobs(store, config, None)]
     assert "dialogue" in names and "callback-rules" not in names
     assert "callback-rules" in [j.name for j in jobs(store, dialogue_config(callback={"enabled": True}), None)]
-    off = dialogue_config(dialogue={"enabled": False})
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})  # asking nothing (a question would be refused)
     assert "dialogue" not in [job.name for job in jobs(store, off, None)]
     with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
         assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
