@@ -502,12 +502,11 @@ def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store:
     names = [job.name for job in jobs(store, config, None)]
     assert "dialogue" in names and "callback-rules" not in names
     assert "callback-rules" in [j.name for j in jobs(store, dialogue_config(callback={"enabled": True}), None)]
-    off = dialogue_config(dialogue={"enabled": False})
-    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
-    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
-        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
-    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
-        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})  # asking nothing (a question would be refused)
+    assert "dialogue" in [job.name for job in jobs(store, off, None)]  # STOP by DM is read even then
+    for db, settings in (("w.db", config), ("w2.db", off)):  # (test_dialogue_rules.py: STOP with it off)
+        with WebhookServer(tmp_path / db, settings, secret="s", port=0) as server:
+            assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
 
 
 def test_a_question_not_yet_sent_is_never_answered(inbound: dict[str, Any]) -> None:

@@ -1,0 +1,222 @@
+"""Issue 19 re-checked against the README: the dialogue settings it shows, tried as written.
+
+Each test here covers a README claim no earlier test exercised: a follow-up that asks a question
+(``[responders.followup] question``), a question rule written in doorstep.toml
+(``[responders.dialogue.questions.NAME]``), a rule name that does not exist failing at start-up,
+the call-back rule for an order above a value, and STOP by SMS reaching what is queued on the
+customer's other cases and channels. Against the same real clients and local servers as
+tests/test_dialogue.py: the twilio library to the Twilio stand-in, aiosmtpd, and the inbound
+application on uvicorn receiving the customer's SMS signed as Twilio signs it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from doorstep import dialogue as rows
+from doorstep.config import ConfigError
+from doorstep.models import utcnow
+from doorstep.store import Store
+from listeners.webhook import WebhookServer
+from responders.config import responders_settings
+from responders.followup import run_followups
+from responders.outbox import Outbox
+
+from standins.smtp import SmtpSink
+from standins.twilio import TwilioStandIn
+from standins.x_emulator import XEmulator
+from test_dialogue import MAIL_SECRET, PHONE, dialogue_config, later, post_sms
+from test_followup import _asked_publicly, twilio  # noqa: F401 - fixture
+from test_outbox import add_order, emulator, make_case, smtp  # noqa: F401 - fixtures
+
+#: A question rule as a lead would write it in doorstep.toml (README, "Dialogue"): its own words and steps.
+SAFE_PLACE = {
+    "text": "Hi {{ first_name }}, may {{ courier }} leave order {{ order_number }} in a safe place? Reply YES or NO.",
+    "expires_hours": 48,
+    "yes": {"escalate": "courier", "note": "The customer agreed to a safe place ({answer})."},
+    "no": {"note": "No safe place, please ({answer}).", "status": "pending_customer"},
+}
+
+
+def followup_config(**extra: Any) -> Any:
+    return dialogue_config(followup={"after_hours": 24, "channels": ["sms", "email"], "question": "safe_place"},
+                           dialogue={"questions": {"safe_place": SAFE_PLACE}}, **extra)
+
+
+@pytest.fixture
+def inbound(tmp_path: Any, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
+    db = tmp_path / "shop.db"
+    store = Store(db)
+    config = followup_config()
+    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
+        yield {"store": store, "config": config, "server": server}
+    store.close()
+
+
+def test_a_follow_up_asks_a_question_rule_from_doorstep_toml_and_the_sms_answer_acts_on_it(
+        inbound: dict[str, Any], emulator: XEmulator, twilio: TwilioStandIn, smtp: SmtpSink) -> None:  # noqa: F811
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    case_id = _asked_publicly(store, config, emulator, sent_at=utcnow() - timedelta(hours=25))
+    [message_id] = run_followups(store, config, utcnow())
+    [question] = rows.questions_for_case(store, case_id)
+    assert question.rule == "safe_place" and question.channel == "sms" and question.message_id == message_id
+    from responders.outbox import get_message
+
+    send_at = get_message(store, message_id).next_attempt_at  # after quiet hours, when it is asked  # type: ignore[union-attr]
+    assert question.expires_at == send_at + timedelta(hours=48)  # the rule's expires_hours  # type: ignore[operator]
+    Outbox(store, config, now=later).send_due()
+    [sms] = twilio.sms
+    assert sms["to"] == PHONE and sms["body"] == ("Hi Jane, may UPS leave order LS-100234 in a safe place? "
+                                                  "Reply YES or NO.")
+    assert post_sms(f"{server.url}/sms", "yep", "SMsafe1").status_code == 200
+    assert post_sms(f"{server.url}/sms", "yep", "SMsafe1").status_code == 200  # Twilio's redelivery
+    answered = rows.get_question(store, question.id)
+    assert answered.status == "answered" and answered.answer_kind == "yes"  # type: ignore[union-attr]
+    escalations = [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+    assert len(escalations) == 1 and "The customer agreed to a safe place (“yep”)." in escalations[0].text
+    Outbox(store, config, now=later).send_due()
+    assert [m.envelope_to for m in smtp.messages] == [["depot@ups.test"]]
+
+
+def test_a_no_to_a_doorstep_toml_rule_takes_its_note_and_status(inbound: dict[str, Any], emulator: XEmulator,
+                                                                 twilio: TwilioStandIn) -> None:  # noqa: F811
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    case_id = _asked_publicly(store, config, emulator, sent_at=utcnow() - timedelta(hours=25))
+    run_followups(store, config, utcnow())
+    store.update_case(case_id, store.get_case(case_id).version, "ann", status="open")  # type: ignore[union-attr]
+    Outbox(store, config, now=later).send_due()
+    assert post_sms(f"{server.url}/sms", "no thanks", "SMsafe2").status_code == 200
+    assert [n.text for n in store.notes(case_id)] == ["No safe place, please (“no thanks”)."]
+    assert store.get_case(case_id).status == "pending_customer"  # type: ignore[union-attr]
+    assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+
+
+@pytest.mark.parametrize(("responders", "key"), [
+    ({"followup": {"question": "safe_place"}}, "followup.question"),
+    ({"proactive": {"questions": {"attempt_failed": "redelivr"}}}, "proactive.questions.attempt_failed"),
+    ({"callback": {"question": "ring_me"}}, "callback.question"),
+    ({"followup": {"brands": {"Larkspur": {"question": "safe_plac"}}}}, "followup.brands.Larkspur.question"),
+])
+def test_a_question_rule_that_does_not_exist_is_a_start_up_error_naming_the_key(responders: dict[str, Any],
+                                                                                key: str) -> None:
+    from doorstep.config import parse_config
+
+    with pytest.raises(ConfigError) as error:
+        responders_settings(parse_config({"responders": responders}))
+    message = str(error.value)
+    assert message.startswith("doorstep.toml: responders") and key in message and "no question rule" in message
+    assert "\n" not in message and "known: callback, redeliver" in message
+
+
+def test_a_bad_step_in_a_question_rule_names_the_key() -> None:
+    from doorstep.config import parse_config
+
+    rule = {**SAFE_PLACE, "no": {"status": "teleported"}}
+    with pytest.raises(ConfigError) as error:
+        responders_settings(parse_config({"responders": {"dialogue": {"questions": {"safe_place": rule}}}}))
+    message = str(error.value)
+    assert "responders.dialogue.questions.safe_place.no.status" in message and "teleported" in message
+    assert "\n" not in message
+
+
+def test_the_order_value_rule_offers_a_call_back_on_a_big_order_only(store: Store) -> None:
+    config = dialogue_config(callback={"enabled": True, "vip": False, "contacts": None, "stuck_days": None,
+                                       "order_value_over": 250.0})
+    now = utcnow()
+    big = add_order(store, number="LS-1", customer_id="C1", tracking="1Z999AA10123456784",
+                    events=[(now - timedelta(hours=3), "in_transit", "Leeds")])
+    small = add_order(store, number="LS-2", customer_id="C2", phone="+447700900002", tracking="1Z999AA10123456792",
+                      events=[(now - timedelta(hours=3), "in_transit", "Leeds")])
+    store.db.execute("update orders set total = 300 where number = 'LS-1'")
+    store.db.execute("update orders set total = 250 where number = 'LS-2'")  # not more than 250
+    big_case = make_case(store, config, order=big, handle="jane", created_at=now)
+    make_case(store, config, order=small, handle="bob", created_at=now)
+    from responders.dialogue import run_callback_rules
+
+    [offered] = run_callback_rules(store, config, now)
+    callback = rows.get_callback(store, offered)
+    assert callback.case_id == big_case and callback.reason == "order worth more than 250"  # type: ignore[union-attr]
+
+
+def test_stop_by_sms_cancels_the_queued_email_and_refuses_later_messages_on_every_channel(
+        inbound: dict[str, Any], emulator: XEmulator, twilio: TwilioStandIn, smtp: SmtpSink) -> None:  # noqa: F811
+    """A STOP texted from the customer's number: the e-mail follow-up already queued for them never
+    reaches the SMTP server, no new follow-up is queued, and an agent's e-mail or SMS reply is refused."""
+    from responders.channels import ReplyRejected
+    from responders.outbox import queue_reply
+
+    store, server = inbound["store"], inbound["server"]
+    config = dialogue_config(followup={"after_hours": 24, "channels": ["email"]})
+    case_id = _asked_publicly(store, config, emulator, sent_at=utcnow() - timedelta(hours=25))
+    [email_follow_up] = run_followups(store, config, utcnow())  # queued on e-mail, not sent yet
+    assert smtp.messages == [] and twilio.sms == []
+    assert post_sms(f"{server.url}/sms", "STOP", "SMstop2").status_code == 200
+    assert "cancelled" == next(m for m in store.outbound_for_case(case_id) if m.id == email_follow_up).status
+    Outbox(store, config, now=later).send_due()
+    assert smtp.messages == [] and twilio.sms == []  # nothing reached either server
+    store.db.execute("delete from outbound_messages where kind = 'follow_up'")  # as if never followed up
+    assert run_followups(store, config, utcnow()) == []
+    for channel in ("email", "sms"):
+        with pytest.raises(ReplyRejected, match=f"opted out of {channel}"):
+            queue_reply(store, config, case_id, "Hello again", "ann", channel=channel)
+
+
+@pytest.mark.parametrize(("responders", "key"), [
+    ({"proactive": {"questions": {"attempt_failed": "redeliver"}}}, "proactive.questions.attempt_failed"),
+    ({"followup": {"question": "redeliver"}}, "followup.question"),
+    ({"callback": {"enabled": True}}, "callback.enabled"),
+])
+def test_a_question_with_the_dialogue_switched_off_is_a_start_up_error(responders: dict[str, Any], key: str) -> None:
+    """With ``[responders.dialogue] enabled = false`` nothing serves POST /sms or reads the answers:
+    a "Reply YES or NO" sent then would lose every answer, so the setting that asks is refused."""
+    from doorstep.config import parse_config
+
+    with pytest.raises(ConfigError) as error:
+        responders_settings(parse_config({"responders": {"dialogue": {"enabled": False}, **responders}}))
+    message = str(error.value)
+    assert message.startswith("doorstep.toml: responders") and key in message and "dialogue" in message
+    assert "\n" not in message
+    responders_settings(parse_config({"responders": {"dialogue": {"enabled": False}}}))  # asking nothing is fine
+
+
+def test_an_agent_cannot_offer_a_call_back_with_the_dialogue_switched_off(store: Store) -> None:
+    from responders.dialogue import DialogueError, offer_callback
+
+    config = dialogue_config(dialogue={"enabled": False}, proactive={})
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, created_at=utcnow())
+    with pytest.raises(DialogueError, match=r"\[responders.dialogue\] enabled = false"):
+        offer_callback(store, config, case_id, "ann", "agent")
+    assert rows.callbacks_for_case(store, case_id) == [] and store.outbound_for_case(case_id) == []
+
+
+def test_with_the_dialogue_switched_off_stop_is_still_honoured_and_no_answer_is_acted_on(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """``enabled = false`` stops questions and acting on answers, never opt-outs: a plain SMS follow-up
+    can still go out, so the customer's STOP to it must still reach POST /sms and be honoured."""
+    from responders.jobs import jobs
+
+    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
+    db = tmp_path / "off.db"
+    store = Store(db)
+    on = dialogue_config()
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})
+    from test_dialogue import ask_redelivery, deliver
+
+    case_id, question = ask_redelivery(store, on, utcnow())  # asked while it was on
+    deliver(store, on)
+    assert "dialogue" in [job.name for job in jobs(store, off, None)]  # DMs saying STOP are still read
+    with WebhookServer(db, off, secret="hook-secret", port=0) as server:
+        yes = post_sms(f"{server.url}/sms", "YES", "SMoff1")
+        assert yes.status_code == 200
+        assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]  # not acted on
+        assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))  # a person reads it
+        assert "not acted on: [responders.dialogue] is switched off" in store.notes(case_id)[0].text
+        assert post_sms(f"{server.url}/sms", "STOP", "SMoff2").status_code == 200
+    assert {"all", "sms", "email", "dm"} <= set(store.get_customer("C1").opt_out)  # type: ignore[union-attr]
+    assert rows.get_question(store, question.id).status == "opted_out"  # type: ignore[union-attr]
+    store.close()
