@@ -139,3 +139,24 @@ def test_the_open_question_and_a_scheduled_call_back_show_with_order_tracking_an
         assert link.proto.url == "tel:+447700900123"
     assert "Order LH-1 · 40.00 GBP · Jane Doe" in plain
     assert any(c.startswith("UPS 1Z999AA10123456784: attempt_failed at Bath") for c in plain), plain
+
+
+def test_the_inbox_waiting_for_filter_lists_the_case_whose_call_back_is_due(shop: tuple[Store, int]) -> None:
+    from responders.dialogue import offer_callback
+
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="no thanks")
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    deliver(store, config)
+    at = page("inbox", store)
+    assert "awaiting customer answer 1 · call-back due 0" in [c.value.replace("\\", "") for c in at.caption]
+    at.selectbox(key="inbox_waiting").select("answer").run()
+    assert [int(o.split("#")[1].split()[0]) for o in at.selectbox(key="inbox_pick").options] == [case_id]
+    handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="yes please")
+    assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]  # as soon as we can
+    at = page("inbox", store)
+    assert not at.exception, at.exception
+    assert "awaiting customer answer 0 · call-back due 1" in [c.value.replace("\\", "") for c in at.caption]
+    at.selectbox(key="inbox_waiting").select("callback").run()
+    assert [int(o.split("#")[1].split()[0]) for o in at.selectbox(key="inbox_pick").options] == [case_id]
