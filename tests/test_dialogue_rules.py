@@ -220,3 +220,27 @@ def test_with_the_dialogue_switched_off_stop_is_still_honoured_and_no_answer_is_
     assert {"all", "sms", "email", "dm"} <= set(store.get_customer("C1").opt_out)  # type: ignore[union-attr]
     assert rows.get_question(store, question.id).status == "opted_out"  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_public_reply_by_the_customer_answers_the_question_asked_by_sms(inbound: dict[str, Any]) -> None:
+    """The customer answers our SMS question in public on X: the pipeline joins the post to the
+    proactive case (the customer's handle on the order record) and the dialogue job acts on it once."""
+    from conftest import KeywordClassifier
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from responders.dialogue import scan_mentions
+    from test_dialogue import ask_redelivery, deliver
+
+    store, config = inbound["store"], inbound["config"]
+    now = utcnow()
+    scan_mentions(store, config, now)
+    case_id, question = ask_redelivery(store, config, now)
+    deliver(store, config)
+    posts = [Mention(channel="x", external_id=f"pub-{i}", text=text, created_at=now + timedelta(minutes=5 + i),
+                     author_handle="jane") for i, text in enumerate(["@LarkspurHelp yes please", "@LarkspurHelp yes!"])]
+    Pipeline(store, config, KeywordClassifier()).ingest(posts)
+    assert {r["case_id"] for r in store.rows("select case_id from mentions where external_id like 'pub-%'")} == {case_id}
+    assert scan_mentions(store, config, now + timedelta(minutes=10)) == 1  # the second is an ordinary post
+    answered = rows.get_question(store, question.id)
+    assert answered.answer_kind == "yes" and answered.answer_channel == "x"  # type: ignore[union-attr]
+    assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
