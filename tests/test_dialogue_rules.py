@@ -244,3 +244,21 @@ def test_a_public_reply_by_the_customer_answers_the_question_asked_by_sms(inboun
     answered = rows.get_question(store, question.id)
     assert answered.answer_kind == "yes" and answered.answer_channel == "x"  # type: ignore[union-attr]
     assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
+
+
+def test_the_readme_writes_out_the_built_in_question_rules_as_they_are() -> None:
+    """README's "Dialogue" section shows each built-in rule as doorstep.toml would write it: the same rule."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from responders.config import BUILT_IN_QUESTIONS, QuestionRule
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    written: dict[str, Any] = {}
+    for block in re.findall(r"```toml\n(.*?)```", readme, re.S):
+        if "[responders.dialogue.questions." in block:
+            written |= tomllib.loads(block)["responders"]["dialogue"]["questions"]
+    assert sorted(written) == sorted(BUILT_IN_QUESTIONS)
+    for name, rule in written.items():
+        assert QuestionRule.model_validate(rule) == QuestionRule.model_validate(BUILT_IN_QUESTIONS[name]), name
