@@ -298,3 +298,33 @@ def test_yes_by_sms_gives_the_courier_a_link_and_after_stop_their_update_message
     Outbox(store, config, now=later).send_due()
     assert len(twilio.sms) == 1 and len(smtp.messages) == 1  # the question and the courier's e-mail, nothing after
     store.close()
+
+
+def test_behind_a_proxy_the_sms_signature_is_checked_over_sms_webhook_url(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """Twilio signs the public URL it called; the request reaches us on another one (a proxy)."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from standins.twilio import SID
+    from test_dialogue import ask_redelivery, deliver
+
+    public = "https://care.example.com/sms"
+    db = tmp_path / "proxy.db"
+    store = Store(db)
+    config = dialogue_config(dialogue={"sms_webhook_url": public})
+    case_id, question = ask_redelivery(store, config, utcnow())
+    deliver(store, config)
+    params = {"MessageSid": "SMproxy", "AccountSid": SID, "From": PHONE, "To": "+447700900000", "Body": "yes"}
+    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
+        local = f"{server.url}/sms"
+        signed_locally = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(local, params)})
+        assert signed_locally.status_code == 401
+        assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
+        signed_publicly = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(public, params)})
+        assert signed_publicly.status_code == 200
+    assert rows.get_question(store, question.id).answer_kind == "yes"  # type: ignore[union-attr]
+    assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
+    store.close()
