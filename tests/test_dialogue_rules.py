@@ -328,3 +328,38 @@ def test_behind_a_proxy_the_sms_signature_is_checked_over_sms_webhook_url(
     assert rows.get_question(store, question.id).answer_kind == "yes"  # type: ignore[union-attr]
     assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
     store.close()
+
+
+def test_an_email_answer_is_joined_by_plus_address_by_in_reply_to_or_by_the_sender(
+        inbound: dict[str, Any], smtp: SmtpSink) -> None:  # noqa: F811
+    """Each way README names for joining an e-mail answer, one customer each: a care+TOKEN@ address,
+    In-Reply-To alone (the subject rewritten), and only the sender's address (a new e-mail)."""
+    from email.message import EmailMessage
+
+    from test_dialogue import ask_redelivery, post_mail
+
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    now = utcnow()
+    people = [("C1", "LS-1", "1Z999AA10123456784", "ann@example.com"), ("C2", "LS-2", "1Z999AA10123456792", "bo@example.com"),
+              ("C3", "LS-3", "1Z999AA10123456801", "cy@example.com")]
+    questions = [ask_redelivery(store, config, now, customer_id=c, number=n, tracking=t, email=e, phone=None)[1]
+                 for c, n, t, e in people]
+    Outbox(store, config, now=later).send_due()
+    sent = {m.envelope_to[0]: m for m in smtp.messages}
+
+    def answer(sender: str, text: str, **headers: str) -> str:
+        mail = EmailMessage()
+        mail["From"], mail["Message-ID"] = sender, f"<{sender}-answer@example.com>"
+        for name, value in headers.items():
+            mail[name.replace("_", "-")] = value
+        mail.set_content(text)
+        response = post_mail(f"{server.url}/mail", mail)
+        assert response.status_code == 202, response.text
+        return response.json()["outcome"]
+
+    assert answer("ann@example.com", "yes please", To=f"care+{questions[0].token}@larkspur.test",
+                  Subject="my parcel") == "answered"
+    assert answer("bo@example.com", "no thanks", To="care@larkspur.test", Subject="re: delivery",
+                  In_Reply_To=sent["bo@example.com"]["Message-ID"]) == "answered"
+    assert answer("cy@example.com", "nope", To="care@larkspur.test", Subject="hello") == "answered"
+    assert [rows.get_question(store, q.id).answer_kind for q in questions] == ["yes", "no", "no"]  # type: ignore[union-attr]
