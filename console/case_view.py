@@ -636,10 +636,14 @@ PRIVATE_QUESTION = ("Hi, thanks for getting in touch. Could you reply here with 
 
 
 def reply_channels(store: Store, case: Case) -> list[str]:
-    """Every channel a post of this case came on (each post is answerable on its own), then e-mail."""
+    """Every channel a post of this case came on (each post is answerable on its own), then those the
+    customer answered our questions on (an SMS answer is answered by SMS), then e-mail."""
     rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
                       "group by channel order by last desc", [case.id])
-    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), "email"]) if c]
+    answered = store.rows("select channel, max(received_at) as last from answers where case_id = ? and channel in "
+                          "('sms', 'email') group by channel order by last desc", [case.id])
+    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), *(r["channel"] for r in answered),
+                                      "email"]) if c]
 
 
 def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, str]]:

@@ -160,3 +160,19 @@ def test_the_inbox_waiting_for_filter_lists_the_case_whose_call_back_is_due(shop
     assert "awaiting customer answer 0 · call-back due 1" in [c.value.replace("\\", "") for c in at.caption]
     at.selectbox(key="inbox_waiting").select("callback").run()
     assert [int(o.split("#")[1].split()[0]) for o in at.selectbox(key="inbox_pick").options] == [case_id]
+
+
+def test_a_customer_who_answered_by_sms_can_be_replied_to_by_sms(shop: tuple[Store, int]) -> None:
+    """A time the rules hand to a person arrives by SMS: the agent answers where the customer wrote."""
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    at = page("case_view", store, case_id=case_id)
+    assert list(at.radio(key=f"reply_channel_{case_id}").options) == ["e-mail"]
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="not tomorrow, friday?")
+    at = page("case_view", store, case_id=case_id)
+    assert not at.exception, at.exception
+    assert list(at.radio(key=f"reply_channel_{case_id}").options) == ["SMS", "e-mail"]
+    from responders.outbox import queue_reply
+
+    message = queue_reply(store, config, case_id, "Friday it is: we have asked UPS.", "ann", channel="sms")
+    assert message.channel == "sms" and message.target == "+44 7700 900123"  # the order record's number

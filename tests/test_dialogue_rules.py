@@ -298,3 +298,68 @@ def test_yes_by_sms_gives_the_courier_a_link_and_after_stop_their_update_message
     Outbox(store, config, now=later).send_due()
     assert len(twilio.sms) == 1 and len(smtp.messages) == 1  # the question and the courier's e-mail, nothing after
     store.close()
+
+
+def test_behind_a_proxy_the_sms_signature_is_checked_over_sms_webhook_url(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """Twilio signs the public URL it called; the request reaches us on another one (a proxy)."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from standins.twilio import SID
+    from test_dialogue import ask_redelivery, deliver
+
+    public = "https://care.example.com/sms"
+    db = tmp_path / "proxy.db"
+    store = Store(db)
+    config = dialogue_config(dialogue={"sms_webhook_url": public})
+    case_id, question = ask_redelivery(store, config, utcnow())
+    deliver(store, config)
+    params = {"MessageSid": "SMproxy", "AccountSid": SID, "From": PHONE, "To": "+447700900000", "Body": "yes"}
+    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
+        local = f"{server.url}/sms"
+        signed_locally = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(local, params)})
+        assert signed_locally.status_code == 401
+        assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
+        signed_publicly = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(public, params)})
+        assert signed_publicly.status_code == 200
+    assert rows.get_question(store, question.id).answer_kind == "yes"  # type: ignore[union-attr]
+    assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
+    store.close()
+
+
+def test_an_email_answer_is_joined_by_plus_address_by_in_reply_to_or_by_the_sender(
+        inbound: dict[str, Any], smtp: SmtpSink) -> None:  # noqa: F811
+    """Each way README names for joining an e-mail answer, one customer each: a care+TOKEN@ address,
+    In-Reply-To alone (the subject rewritten), and only the sender's address (a new e-mail)."""
+    from email.message import EmailMessage
+
+    from test_dialogue import ask_redelivery, post_mail
+
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    now = utcnow()
+    people = [("C1", "LS-1", "1Z999AA10123456784", "ann@example.com"), ("C2", "LS-2", "1Z999AA10123456792", "bo@example.com"),
+              ("C3", "LS-3", "1Z999AA10123456801", "cy@example.com")]
+    questions = [ask_redelivery(store, config, now, customer_id=c, number=n, tracking=t, email=e, phone=None)[1]
+                 for c, n, t, e in people]
+    Outbox(store, config, now=later).send_due()
+    sent = {m.envelope_to[0]: m for m in smtp.messages}
+
+    def answer(sender: str, text: str, **headers: str) -> str:
+        mail = EmailMessage()
+        mail["From"], mail["Message-ID"] = sender, f"<{sender}-answer@example.com>"
+        for name, value in headers.items():
+            mail[name.replace("_", "-")] = value
+        mail.set_content(text)
+        response = post_mail(f"{server.url}/mail", mail)
+        assert response.status_code == 202, response.text
+        return response.json()["outcome"]
+
+    assert answer("ann@example.com", "yes please", To=f"care+{questions[0].token}@larkspur.test",
+                  Subject="my parcel") == "answered"
+    assert answer("bo@example.com", "no thanks", To="care@larkspur.test", Subject="re: delivery",
+                  In_Reply_To=sent["bo@example.com"]["Message-ID"]) == "answered"
+    assert answer("cy@example.com", "nope", To="care@larkspur.test", Subject="hello") == "answered"
+    assert [rows.get_question(store, q.id).answer_kind for q in questions] == ["yes", "no", "no"]  # type: ignore[union-attr]
