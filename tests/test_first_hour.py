@@ -278,6 +278,49 @@ def test_project_licence_is_an_spdx_string_and_the_apprise_warning_is_filtered(t
     assert "imghdr" not in run.stdout and "warning" not in run.stdout.lower()
 
 
+def test_make_installs_the_project_without_a_build_warning(tmp_path):
+    """Before: every `make demo` / `make test` on a fresh clone printed setuptools' boxed
+    "BuildBackendWarning: Editable installation ... Please be careful with folders in your working
+    directory" (its meta-path-finder mode, chosen for a flat layout without a package-dir). The
+    editable install the Makefile runs (`pip install -e .`, built in isolation as there) must be quiet."""
+    import re
+    import subprocess
+    import sys
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        local = int(version("setuptools").split(".")[0]) >= 77  # pyproject's build requirement
+    except PackageNotFoundError:
+        local = False
+    target = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
+    if local:  # the build backend's editable hook, as pip calls it (seconds, not a minute of pip)
+        run = subprocess.run([sys.executable, "-W", "always", "-c", "import sys; from setuptools import build_meta; "
+                              "print(build_meta.build_editable(sys.argv[1]))", str(tmp_path)],
+                             capture_output=True, text=True, cwd=REPO, timeout=600)
+    else:  # what the Makefile runs: pip, building in isolation with a fetched setuptools>=77
+        run = subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install",
+                              "--quiet", "--no-deps", "-e", str(REPO)], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # pip's own "WARNING: ..." lines are about this machine's pip settings; a Python warning
+    # ("FILE.py:LINE: CATEGORY: ...", pip calls setuptools' InformationOnly a BuildBackendWarning)
+    # is the build backend's, about the project.
+    assert not re.search(r"\.py:\d+: \w+: ", run.stdout + run.stderr), run.stdout + run.stderr
+    if local:
+        import zipfile
+
+        [wheel] = tmp_path.glob("doorstep-*.whl")
+        with zipfile.ZipFile(wheel) as whl:  # installed as pip would: unpacked into site-packages
+            whl.extractall(target / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages")
+    packages = ["doorstep", "listeners", "classifiers", "responders", "console", "commands", "standins"]
+    check = subprocess.run([str(target / "bin" / "python"), "-c", "import importlib.util, sys; "
+                            "print(*(importlib.util.find_spec(p).origin for p in sys.argv[1:]))", *packages],
+                           capture_output=True, text=True, cwd=tmp_path)  # found, not imported: no dependencies here
+    assert check.stdout.split() == [str(REPO / p / "__init__.py") for p in packages], check.stdout + check.stderr
+
+
 def test_the_readme_classify_pipe_works_from_a_real_stdin(tmp_path):
     """`echo '{...}' | doorstep classify`: a real pipe, not click's test stdin (which hid a crash)."""
     import json as json_
