@@ -51,6 +51,7 @@ def main() -> None:
         st.caption(escape_md(f"Signed in as {user.name} ({user.role})"))
         if st.button("Log out", key="logout_button"):
             login.logout(store)
+        login.send_cookie()  # after a password login: the HttpOnly cookie, fetched without a reload
     try:
         _run_page(st.navigation(list(pages.values())))
     except Exception as exc:  # noqa: BLE001 - logged in full; the agent gets a short note, never a traceback
