@@ -245,7 +245,34 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
             st.error("Wrong username or password.")
     if st.session_state.get("_session_id"):
         st.rerun()  # draw the console instead of the form in this same click
+    _load_table_code()
     return None
+
+
+#: The key of the hidden container that makes the login page load the table's code (see below).
+TABLE_CODE_KEY = "table_code"
+
+
+def _load_table_code() -> None:
+    """An empty table, select boxes, a button and a frame in a hidden container on the login page, so
+    the browser loads the code the inbox draws with (Streamlit's data grid alone is ~30 JavaScript
+    modules, loaded on a page's first table; 12 more for its other elements) while the agent types
+    the password, not after the login, when the inbox is waiting for it.
+
+    Why: the console is drawn in the same page after the login (:func:`send_cookie`); loading and
+    compiling those modules when the inbox arrived was a large part of the first load after login
+    on two busy cores (issue 17). Nothing of it is seen, read out or used: the container is not
+    displayed and its widgets are disabled.
+    """
+    import pandas as pd
+
+    with st.container(key=TABLE_CODE_KEY):
+        st.html(f"<style>.st-key-{TABLE_CODE_KEY} {{ display: none; }}</style>")
+        st.dataframe(pd.DataFrame({"": []}), hide_index=True)
+        st.selectbox("table code", ["-"], key=f"{TABLE_CODE_KEY}_select", disabled=True, label_visibility="collapsed")
+        st.multiselect("table code", ["-"], key=f"{TABLE_CODE_KEY}_multi", disabled=True, label_visibility="collapsed")
+        st.button("table code", key=f"{TABLE_CODE_KEY}_button", disabled=True)
+        _html("")
 
 
 def lock_message(ends: Any) -> str:

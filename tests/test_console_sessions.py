@@ -171,3 +171,20 @@ def test_logout_clears_a_cookie_the_tab_fetched(db: Store, monkeypatch: pytest.M
     at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
     at.button(key="logout_button").click().run()
     assert [e for e in at.get("iframe") if login.LOGOUT_ROUTE in e.proto.srcdoc]
+
+
+def test_the_login_page_loads_the_inboxs_code_out_of_sight(db: Store) -> None:
+    """Issue 17: with the console drawn in the same page after the login, the browser loaded the data
+    grid's and the select boxes' code only when the inbox arrived. The login page now holds one of
+    each (table, select box, multiselect, button, frame) in a container that is not displayed, with
+    every widget disabled; the console does not."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    key = login.TABLE_CODE_KEY
+    assert [s.disabled for s in at.selectbox if s.key == f"{key}_select"] == [True]
+    assert [m.disabled for m in at.multiselect if m.key == f"{key}_multi"] == [True]
+    assert [b.disabled for b in at.button if b.key == f"{key}_button"] == [True]
+    assert len(at.dataframe) == 1 and at.get("iframe")
+    assert any(f".st-key-{key} {{ display: none; }}" in h.proto.body for h in at.get("html"))
+    at = log_in(at, "ann", PASSWORD)
+    assert not [s for s in at.selectbox if s.key and s.key.startswith(key)]
+    assert not [h for h in at.get("html") if key in h.proto.body]
