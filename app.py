@@ -51,13 +51,14 @@ def main() -> None:
         st.caption(escape_md(f"Signed in as {user.name} ({user.role})"))
         if st.button("Log out", key="logout_button"):
             login.logout(store)
-        login.send_cookie()  # after a password login: the HttpOnly cookie, fetched without a reload
     try:
         _run_page(st.navigation(list(pages.values())))
     except Exception as exc:  # noqa: BLE001 - logged in full; the agent gets a short note, never a traceback
         from console.server import on_script_error
 
         on_script_error(exc)
+    with st.sidebar:  # after a password login: the HttpOnly cookie, fetched once the page is drawn (so the
+        login.send_cookie()  # request does not compete with drawing it; a run cut short sends it next run)
 
 
 #: The page this run of the script drew (named in DOORSTEP_PROFILE's files).
