@@ -158,6 +158,29 @@ def _session_user(store: Store) -> auth.User | None:
     return user
 
 
+def _remember_page_asked() -> None:
+    """Note the page the login form stands in front of (a shared link such as ``/case?id=224``)."""
+    from urllib.parse import urlparse
+
+    url = st.context.url
+    st.session_state[PAGE_ASKED] = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
+
+
+#: Session state: the page the browser asked for when the login form was shown (its URL path's last part).
+PAGE_ASKED = "_page_asked"
+
+
+def page_asked_before_login() -> str | None:
+    """The page (``url_path``) a login form stood in front of, once, after the login; else None.
+
+    Why: the console is drawn in the same page after the login (no reload through /auth/session, which
+    used to carry the address back), and the run after the login form opens the default page: a
+    shared case link (``/case?id=224``) must still open that case (issue 17). The query (``id=224``)
+    stays with the session by itself.
+    """
+    return st.session_state.pop(PAGE_ASKED, None) or None
+
+
 #: Session state: this tab was sent its login cookie without a reload (logout must clear it).
 COOKIE_SENT = "_cookie_sent"
 
@@ -223,6 +246,7 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
         st.session_state["_session_id"] = session.id
         return user
 
+    _remember_page_asked()
     authenticator = _authenticator(store)
     st.session_state["_authenticator"] = authenticator
     attempt = _watch_attempts(store, authenticator)
