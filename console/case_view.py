@@ -22,6 +22,7 @@ from console import presence
 from console.auth import can
 from console.timeline import channel_name, recipient
 from console.widgets import (
+    busy_message,
     current_user,
     escape_md,
     flash,
@@ -859,9 +860,17 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     with st.form(f"note_{case.id}", clear_on_submit=True):
         text = st.text_area("Internal note (never sent to the customer)", key=f"note_text_{case.id}", height=80)
         if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
-            store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
-            flash("success", "note added", at=f"note:{case.id}")
-            st.rerun()
+            try:
+                store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - only a busy database is answered here
+                refused = busy_message(exc, "Your note")
+                if refused is None:
+                    raise
+                # The form has cleared the box: the agent gets their words back with the reason.
+                st.error(escape_md(f"{refused} Your note: {text.strip()}"))
+            else:
+                flash("success", "note added", at=f"note:{case.id}")
+                st.rerun()
     show_flashes(at=f"note:{case.id}")
 
 
