@@ -400,8 +400,8 @@ def one_round(run: Run, i: int) -> None:
     def write_reply() -> None:
         # Reply on x: fill() writes every post on x but gives cases random channels, and the
         # composer offers the case's own channel first (a webhook takes no replies).
-        x = run.page.get_by_role("radiogroup", name="Reply on").get_by_text("x", exact=True)
-        if not run.page.get_by_role("radio", name="x", exact=True).is_checked():
+        x = run.page.get_by_role("radiogroup", name="Reply on").get_by_text("X", exact=True)
+        if not run.page.get_by_role("radio", name="X", exact=True).is_checked():
             x.click()
             run.page.wait_for_timeout(300)
         # One reply box, nothing stale or running (a redraw of the case page can hold two for a moment).

@@ -20,6 +20,7 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
+from console.timeline import channel_name, recipient
 from console.widgets import (
     current_user,
     escape_md,
@@ -286,7 +287,8 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     _presence_live(case.id, user.username, case.version)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     if undelivered:
-        words = "; ".join(f"{m['kind']} via {m['channel']} to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"
+        words = "; ".join(f"{m['kind']} via {channel_name(m['channel'])} to {m['target'] or '-'} is "
+                          f"{m['status'].replace('_', ' ')}"
                           + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in undelivered)
         st.error(escape_md(f"Not delivered: {words}"), icon=":material/error:")
     mine = held(store, case)
@@ -558,7 +560,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
 
     where, what = st.columns([1, 3])
     with where:
-        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft)
+        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft,
+                           format_func=channel_name)
     parent_key = f"reply_parent_{case.id}"
     parent: Mention | None = None
     if channel in PUBLIC_CHANNELS:
@@ -694,10 +697,14 @@ PRIVATE_QUESTION = ("Hi, thanks for getting in touch. Could you reply here with 
 
 
 def reply_channels(store: Store, case: Case) -> list[str]:
-    """Every channel a post of this case came on (each post is answerable on its own), then e-mail."""
+    """Every channel a post of this case came on (each post is answerable on its own), then those the
+    customer answered our questions on (an SMS answer is answered by SMS), then e-mail."""
     rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
                       "group by channel order by last desc", [case.id])
-    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), "email"]) if c]
+    answered = store.rows("select channel, max(received_at) as last from answers where case_id = ? and channel in "
+                          "('sms', 'email') group by channel order by last desc", [case.id])
+    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), *(r["channel"] for r in answered),
+                                      "email"]) if c]
 
 
 def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, str]]:
@@ -707,10 +714,6 @@ def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, 
     channels = reply_channels(store, case)
     refused = {c: why for c in channels if (why := reply_refusal(store, case, c))}
     return [c for c in channels if c not in refused], refused
-
-
-def channel_name(channel: str) -> str:
-    return {"email": "e-mail", "sms": "SMS", "x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky"}.get(channel, channel)
 
 
 def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | None:
@@ -923,18 +926,28 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     show_flashes(at=f"note:{case.id}")
 
 
+def _dm_handles(store: Store, case: Case, messages: list[Any]) -> dict[str, str]:
+    """Author id -> handle of the case's posts, read only when a direct message names its recipient
+    by network id (an X user id, a Bluesky DID), so the page can say "@janev" instead."""
+    if not any(m.channel.endswith("_dm") and m.target and not m.target.startswith("@") for m in messages):
+        return {}
+    return {m.author_id: m.author_handle for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
+            if m.author_id and m.author_handle}
+
+
 def _outbound(store: Store, case: Case, user: Any) -> None:
     from responders.outbox import cancel, retry
 
     config = get_config()
     messages = store.outbound_for_case(case.id)  # type: ignore[arg-type]
+    handles = _dm_handles(store, case, messages)
     st.subheader("Outbound messages")
     if not messages:
         st.caption("Nothing sent or queued yet.")
     for m in messages:
         with st.container(border=True):
             sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
-            safe_text(f"{m.status} · {m.kind} via {m.channel}{sender} to {m.target or '-'} · "
+            safe_text(f"{m.status} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
                       f"by {m.created_by or '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)
@@ -965,7 +978,7 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
     messages = {m.id: m for m in store.outbound_for_case(case.id)}  # type: ignore[arg-type]
     items = timeline.lines(events, store.notes(case.id), messages, config,  # type: ignore[arg-type]
                            lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
-                                                "%a %d %b %H:%M"))
+                                                "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())))
     with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)

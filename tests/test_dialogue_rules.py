@@ -192,3 +192,174 @@ def test_an_agent_cannot_offer_a_call_back_with_the_dialogue_switched_off(store:
     with pytest.raises(DialogueError, match=r"\[responders.dialogue\] enabled = false"):
         offer_callback(store, config, case_id, "ann", "agent")
     assert rows.callbacks_for_case(store, case_id) == [] and store.outbound_for_case(case_id) == []
+
+
+def test_with_the_dialogue_switched_off_stop_is_still_honoured_and_no_answer_is_acted_on(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """``enabled = false`` stops questions and acting on answers, never opt-outs: a plain SMS follow-up
+    can still go out, so the customer's STOP to it must still reach POST /sms and be honoured."""
+    from responders.jobs import jobs
+
+    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
+    db = tmp_path / "off.db"
+    store = Store(db)
+    on = dialogue_config()
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})
+    from test_dialogue import ask_redelivery, deliver
+
+    case_id, question = ask_redelivery(store, on, utcnow())  # asked while it was on
+    deliver(store, on)
+    assert "dialogue" in [job.name for job in jobs(store, off, None)]  # DMs saying STOP are still read
+    with WebhookServer(db, off, secret="hook-secret", port=0) as server:
+        yes = post_sms(f"{server.url}/sms", "YES", "SMoff1")
+        assert yes.status_code == 200
+        assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]  # not acted on
+        assert any(e.action == "dialogue.needs_human" for e in store.audit_trail(case_id))  # a person reads it
+        assert "not acted on: [responders.dialogue] is switched off" in store.notes(case_id)[0].text
+        assert post_sms(f"{server.url}/sms", "STOP", "SMoff2").status_code == 200
+    assert {"all", "sms", "email", "dm"} <= set(store.get_customer("C1").opt_out)  # type: ignore[union-attr]
+    assert rows.get_question(store, question.id).status == "opted_out"  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_public_reply_by_the_customer_answers_the_question_asked_by_sms(inbound: dict[str, Any]) -> None:
+    """The customer answers our SMS question in public on X: the pipeline joins the post to the
+    proactive case (the customer's handle on the order record) and the dialogue job acts on it once."""
+    from conftest import KeywordClassifier
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from responders.dialogue import scan_mentions
+    from test_dialogue import ask_redelivery, deliver
+
+    store, config = inbound["store"], inbound["config"]
+    now = utcnow()
+    scan_mentions(store, config, now)
+    case_id, question = ask_redelivery(store, config, now)
+    deliver(store, config)
+    posts = [Mention(channel="x", external_id=f"pub-{i}", text=text, created_at=now + timedelta(minutes=5 + i),
+                     author_handle="jane") for i, text in enumerate(["@LarkspurHelp yes please", "@LarkspurHelp yes!"])]
+    Pipeline(store, config, KeywordClassifier()).ingest(posts)
+    assert {r["case_id"] for r in store.rows("select case_id from mentions where external_id like 'pub-%'")} == {case_id}
+    assert scan_mentions(store, config, now + timedelta(minutes=10)) == 1  # the second is an ordinary post
+    answered = rows.get_question(store, question.id)
+    assert answered.answer_kind == "yes" and answered.answer_channel == "x"  # type: ignore[union-attr]
+    assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
+
+
+def test_the_readme_writes_out_the_built_in_question_rules_as_they_are() -> None:
+    """README's "Dialogue" section shows each built-in rule as doorstep.toml would write it: the same rule."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from responders.config import BUILT_IN_QUESTIONS, QuestionRule
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    written: dict[str, Any] = {}
+    for block in re.findall(r"```toml\n(.*?)```", readme, re.S):
+        if "[responders.dialogue.questions." in block:
+            written |= tomllib.loads(block)["responders"]["dialogue"]["questions"]
+    assert sorted(written) == sorted(BUILT_IN_QUESTIONS)
+    for name, rule in written.items():
+        assert QuestionRule.model_validate(rule) == QuestionRule.model_validate(BUILT_IN_QUESTIONS[name]), name
+
+
+def test_yes_by_sms_gives_the_courier_a_link_and_after_stop_their_update_messages_nobody(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn, smtp: SmtpSink) -> None:  # noqa: F811
+    """The whole loop on real servers: YES at POST /sms, the courier's e-mail (aiosmtpd) carries the
+    shipment's link, the courier posts an update on the courier page (uvicorn) and it lands on the
+    case; after the customer's STOP no message about it goes to them (``customer_message = "send"``)."""
+    import httpx
+
+    from responders.courier_page import CourierPageServer
+    from test_courier_link import path_of
+    from test_dialogue import ask_redelivery
+
+    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
+    monkeypatch.setenv("COURIER_LINK_SECRET", "dialogue-courier-link-key-0123")
+    db = tmp_path / "loop.db"
+    store = Store(db)
+    config = dialogue_config(courier_link={"base_url": "http://couriers.larkspur.test", "customer_message": "send"})
+    case_id, _ = ask_redelivery(store, config, utcnow())
+    Outbox(store, config, now=later).send_due()
+    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
+        assert post_sms(f"{server.url}/sms", "YES", "SMloop1").status_code == 200
+        Outbox(store, config, now=later).send_due()
+        [mail] = smtp.messages
+        body = mail.get_payload(decode=True).decode()
+        link = next(w for w in body.split() if w.startswith("http://couriers.larkspur.test/courier/"))
+        assert post_sms(f"{server.url}/sms", "STOP", "SMloop2").status_code == 200
+    with CourierPageServer(store, config, port=0) as page:
+        posted = httpx.post(page.url + path_of(link) + "/updates",
+                            json={"update_id": "ups-1", "status": "redelivery_booked", "text": "Booked for Friday"})
+    assert posted.status_code == 201
+    assert "Courier update (redelivery booked): Booked for Friday" in [n.text for n in store.notes(case_id)]
+    assert any(e.action == "courier.update.no_message" for e in store.audit_trail(case_id))
+    Outbox(store, config, now=later).send_due()
+    assert len(twilio.sms) == 1 and len(smtp.messages) == 1  # the question and the courier's e-mail, nothing after
+    store.close()
+
+
+def test_behind_a_proxy_the_sms_signature_is_checked_over_sms_webhook_url(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, twilio: TwilioStandIn) -> None:  # noqa: F811
+    """Twilio signs the public URL it called; the request reaches us on another one (a proxy)."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from standins.twilio import SID
+    from test_dialogue import ask_redelivery, deliver
+
+    public = "https://care.example.com/sms"
+    db = tmp_path / "proxy.db"
+    store = Store(db)
+    config = dialogue_config(dialogue={"sms_webhook_url": public})
+    case_id, question = ask_redelivery(store, config, utcnow())
+    deliver(store, config)
+    params = {"MessageSid": "SMproxy", "AccountSid": SID, "From": PHONE, "To": "+447700900000", "Body": "yes"}
+    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
+        local = f"{server.url}/sms"
+        signed_locally = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(local, params)})
+        assert signed_locally.status_code == 401
+        assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
+        signed_publicly = httpx.post(local, data=params, timeout=10, headers={
+            "X-Twilio-Signature": RequestValidator("secret-token").compute_signature(public, params)})
+        assert signed_publicly.status_code == 200
+    assert rows.get_question(store, question.id).answer_kind == "yes"  # type: ignore[union-attr]
+    assert len([m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]) == 1
+    store.close()
+
+
+def test_an_email_answer_is_joined_by_plus_address_by_in_reply_to_or_by_the_sender(
+        inbound: dict[str, Any], smtp: SmtpSink) -> None:  # noqa: F811
+    """Each way README names for joining an e-mail answer, one customer each: a care+TOKEN@ address,
+    In-Reply-To alone (the subject rewritten), and only the sender's address (a new e-mail)."""
+    from email.message import EmailMessage
+
+    from test_dialogue import ask_redelivery, post_mail
+
+    store, config, server = inbound["store"], inbound["config"], inbound["server"]
+    now = utcnow()
+    people = [("C1", "LS-1", "1Z999AA10123456784", "ann@example.com"), ("C2", "LS-2", "1Z999AA10123456792", "bo@example.com"),
+              ("C3", "LS-3", "1Z999AA10123456801", "cy@example.com")]
+    questions = [ask_redelivery(store, config, now, customer_id=c, number=n, tracking=t, email=e, phone=None)[1]
+                 for c, n, t, e in people]
+    Outbox(store, config, now=later).send_due()
+    sent = {m.envelope_to[0]: m for m in smtp.messages}
+
+    def answer(sender: str, text: str, **headers: str) -> str:
+        mail = EmailMessage()
+        mail["From"], mail["Message-ID"] = sender, f"<{sender}-answer@example.com>"
+        for name, value in headers.items():
+            mail[name.replace("_", "-")] = value
+        mail.set_content(text)
+        response = post_mail(f"{server.url}/mail", mail)
+        assert response.status_code == 202, response.text
+        return response.json()["outcome"]
+
+    assert answer("ann@example.com", "yes please", To=f"care+{questions[0].token}@larkspur.test",
+                  Subject="my parcel") == "answered"
+    assert answer("bo@example.com", "no thanks", To="care@larkspur.test", Subject="re: delivery",
+                  In_Reply_To=sent["bo@example.com"]["Message-ID"]) == "answered"
+    assert answer("cy@example.com", "nope", To="care@larkspur.test", Subject="hello") == "answered"
+    assert [rows.get_question(store, q.id).answer_kind for q in questions] == ["yes", "no", "no"]  # type: ignore[union-attr]

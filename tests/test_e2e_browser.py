@@ -434,8 +434,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()
 
         open_case(ann, case_id)  # reload: both now sent, on the case's timeline
-        expect(ann.get_by_text("reply via x", exact=False)).to_contain_text("sent")
-        expect(ann.get_by_text("escalation via email", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("reply via X", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("escalation via e-mail", exact=False)).to_contain_text("sent")
         # The timeline in the team's words, not the audit log's.
         expect(ann.get_by_text("ann queued: escalation to", exact=False).first).to_be_visible()
         expect(ann.get_by_text("outbox.queue.escalation", exact=False)).to_have_count(0)
