@@ -104,6 +104,13 @@ def on_script_error(exc: BaseException) -> bool:
     """
     import streamlit as st
 
+    from console.widgets import busy_message, escape_md
+
+    busy = busy_message(exc)
+    if busy is not None:  # a write that waited out the busy timeout: nothing was written; say so
+        log.warning("console: %s (%s)", busy, exc)
+        st.error(escape_md(busy))
+        return True
     reference = secrets.token_hex(4)
     log.error("console error %s", reference, exc_info=(type(exc), exc, exc.__traceback__))
     st.error(f"Something went wrong on this page and it was logged (reference {reference}). "
