@@ -18,7 +18,9 @@ How a post becomes :class:`Labels`
   only the first :data:`MAX_CHARS` characters read.
 * Posts are tokenised, sorted by length and run :attr:`OnnxClassifier.batch_size` at a time
   with padding only to the longest post of the batch (dynamic padding), then put back in
-  input order.
+  input order. ``threads`` batches run at once, each on a single-threaded worker, while the
+  calling thread reads the texts for what needs no model (word view, urgency signals, language,
+  delivery evidence).
 * Scores are ``softmax(logits / T)`` per head (temperature scaling), so they are calibrated
   probabilities that sum to 1.
 * **complaint_score** = max(complaint head, negative sentiment probability). The complaint head
@@ -175,6 +177,11 @@ def readable(text: str) -> bool:
 
 class OnnxClassifier:
     """Fine-tuned multi-task MiniLM (int8 ONNX). ``model_dir`` defaults to ``classifiers/model/``."""
+
+    #: :meth:`classify` may run in two threads at once (onnxruntime sessions and tokenizers are
+    #: thread-safe; nothing here changes after loading but the worker pool, made under a lock), so
+    #: :func:`classifiers.jsonl.classify_jsonl` starts the next batch while it labels this one.
+    concurrent_calls = True
 
     def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int = 2, batch_size: int = 64):
         import onnxruntime as ort

@@ -149,3 +149,75 @@ def test_classify_output_does_not_depend_on_the_worker_threads(model) -> None:
     single = OnnxClassifier(threads=1)
     assert [output_row(i, lab) for i, lab in enumerate(single.classify(texts))] == \
         [output_row(i, lab) for i, lab in enumerate(model.classify(texts))]
+
+
+# ------------------------------------------------------------------- two batches in flight
+class _Concurrent:
+    """The baseline, declaring it may be called from two threads at once; later batches answer
+    sooner (so a writer that took results as they came would put them out of order); ``drop``
+    loses one label of the batch that holds that text."""
+
+    concurrent_calls = True
+    name = "concurrent-baseline"
+
+    def __init__(self, drop: str | None = None) -> None:
+        from classifiers.baseline import BaselineClassifier
+
+        self.inner = BaselineClassifier()
+        self.drop = drop
+        self.calls = 0
+
+    def classify(self, texts):
+        import time
+
+        self.calls += 1
+        time.sleep(0.05 / self.calls)
+        labels = self.inner.classify(texts)
+        return labels[:-1] if self.drop in texts else labels
+
+
+def _jsonl(lines: list[str], classifier, **kwargs) -> tuple[str, Exception | None]:
+    import io
+
+    from classifiers.jsonl import classify_jsonl
+
+    out = io.StringIO()
+    try:
+        classify_jsonl(io.StringIO("".join(lines)), out, classifier, **kwargs)
+    except (ValueError, RuntimeError) as error:
+        return out.getvalue(), error
+    return out.getvalue(), None
+
+
+def test_jsonl_with_two_batches_in_flight_writes_what_one_at_a_time_writes() -> None:
+    import json
+
+    from classifiers.baseline import BaselineClassifier
+
+    lines = [json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(_posts(23))]
+    alone, _ = _jsonl(lines, BaselineClassifier(), batch_size=3)
+    together, error = _jsonl(lines, _Concurrent(), batch_size=3)
+    assert error is None and together == alone and together.count("\n") == 23
+
+
+def test_jsonl_with_two_batches_in_flight_keeps_the_complete_prefix_on_a_bad_line() -> None:
+    import json
+
+    from classifiers.baseline import BaselineClassifier
+
+    lines = [json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(_posts(12))]
+    lines.insert(10, '{"id": 99}\n')
+    alone, first = _jsonl(lines, BaselineClassifier(), batch_size=3)
+    together, second = _jsonl(lines, _Concurrent(), batch_size=3)
+    assert str(first) == str(second) == 'line 11: missing "text"'
+    assert together == alone and together.count("\n") == 10
+
+
+def test_jsonl_with_two_batches_in_flight_stops_at_a_batch_that_lost_a_label() -> None:
+    import json
+
+    texts = _posts(12)
+    lines = [json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(texts)]
+    out, error = _jsonl(lines, _Concurrent(drop=texts[7]), batch_size=3)
+    assert isinstance(error, RuntimeError) and "returned 2 labels for 3 texts" in str(error)
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [0, 1, 2, 3, 4, 5]
