@@ -1,9 +1,12 @@
 """Import + pipeline throughput: N synthetic mentions through parse -> classify -> link -> case.
 
-    .venv/bin/python bench/pipeline_bench.py --mentions 100000 [--classifier baseline]
+    .venv/bin/python bench/pipeline_bench.py --mentions 100000 [--classifier baseline] [--classify-processes N]
 
 Reports mentions/s overall (and per CPU second of this process, which shared cores disturb
-less) and the split between storage, linking and classification. Run it against another
+less) and the split between storage, linking and classification. ``--classify-processes N`` (default:
+what ``doorstep import mentions`` does on this machine) classifies in N spawned processes while the
+import writes (classifiers/process.py); their start is inside the timed import, their CPU is
+reported apart (``classifier_processes_cpu_seconds``). Run it against another
 checkout by putting that first on PYTHONPATH (the bench takes doorstep/ and listeners/ from it).
 The shop (customers, orders, shipments) comes from the demo generator so linking has
 real work to do: a third of the posts cite an order or tracking number.
@@ -64,9 +67,16 @@ def main() -> None:
     parser.add_argument("--mentions", type=int, default=100_000)
     parser.add_argument("--classifier", default="baseline")
     parser.add_argument("--db", default=None)
+    parser.add_argument("--classify-processes", type=int, default=None,
+                        help="classifier processes beside the import (default: as doorstep import mentions; 0: none)")
     args = parser.parse_args()
 
+    import functools
+    import resource
+
     from classifiers import load_classifier
+    from classifiers.process import ClassifierProcesses, default_processes
+    from doorstep.linking import numbers_in
     from commands.demo import build_demo
 
     workdir = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
@@ -85,9 +95,21 @@ def main() -> None:
     synth_file(feed, args.mentions, orders)
 
     pipeline = Pipeline(store, load_config(config_path), load_classifier(args.classifier))
-    started, cpu_started = time.perf_counter(), time.process_time()
-    report = import_mentions(feed, pipeline)
+    processes = default_processes() if args.classify_processes is None else args.classify_processes
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    started, cpu_started, children_started = time.perf_counter(), time.process_time(), children_cpu()
+    if processes:
+        with ClassifierProcesses(functools.partial(load_classifier, args.classifier), processes,
+                                 also=functools.partial(numbers_in, config=pipeline.config)) as ahead:
+            report = import_mentions(feed, pipeline, classify_ahead=ahead)
+    else:
+        report = import_mentions(feed, pipeline)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    children = children_cpu() - children_started
     assert report.stored == args.mentions, report
     print(json.dumps({
         "mentions": args.mentions,
@@ -97,6 +119,9 @@ def main() -> None:
         # CPU seconds of this process: on shared cores the wall time mostly measures the neighbours.
         "cpu_seconds": round(cpu, 1),
         "mentions_per_cpu_s": round(args.mentions / cpu),
+        "classify_processes": processes,
+        # CPU of the classifier processes (start-up included), on the other core.
+        "classifier_processes_cpu_seconds": round(children, 1),
         "load_average": [round(x, 2) for x in __import__("os").getloadavg()],
         "cases": store.count("cases"),
         "split_seconds": {k: round(v, 1) for k, v in report.timings.items()},

@@ -2,6 +2,7 @@
 
     PYTHONPATH=<checkout A> .venv/bin/python bench/pipeline_same.py --out /tmp/a.jsonl [--mentions 6000]
     PYTHONPATH=<checkout B> .venv/bin/python bench/pipeline_same.py --out /tmp/b.jsonl [--mentions 6000]
+    .venv/bin/python bench/pipeline_same.py --out /tmp/c.jsonl --classify-processes 1   # labels from a second process
     cmp /tmp/a.jsonl /tmp/b.jsonl   # or: diff
 
 ``--db postgresql://...`` (an empty schema, e.g. ``?options=-csearch_path%3Dsame_a``) runs it on PostgreSQL.
@@ -45,6 +46,8 @@ def main() -> None:
     parser.add_argument("--mentions", type=int, default=6000)
     parser.add_argument("--history", type=int, default=3000, help="demo posts before the import")
     parser.add_argument("--batch", type=int, default=None, help="rows per import batch (default: the config's)")
+    parser.add_argument("--classify-processes", type=int, default=0,
+                        help="classifier processes beside the import (classifiers/process.py); 0: in this process")
     parser.add_argument("--out", required=True)
     parser.add_argument("--db", default=None, help="where to build it (default: a new SQLite file); an empty "
                         "PostgreSQL schema's URL runs the comparison on PostgreSQL")
@@ -100,7 +103,19 @@ def main() -> None:
     from classifiers import load_classifier
 
     pipeline.classifier = load_classifier("baseline")
-    report = import_mentions(feed, pipeline, batch_rows=args.batch)
+    if args.classify_processes:
+        import functools
+
+        from classifiers.process import ClassifierProcesses
+        from doorstep.linking import numbers_in
+
+        with ClassifierProcesses(functools.partial(load_classifier, "baseline"), args.classify_processes,
+                                 also=functools.partial(numbers_in, config=pipeline.config)) as ahead:
+            report = import_mentions(feed, pipeline, batch_rows=args.batch, classify_ahead=ahead)
+            sent = ahead.batches_sent
+    else:
+        report = import_mentions(feed, pipeline, batch_rows=args.batch)
+        sent = 0
     digest = hashlib.sha256()
     with open(args.out, "w", encoding="utf-8") as out:
         for table in ("mentions", "cases", "audit_events", "contact_attempts"):
@@ -111,7 +126,8 @@ def main() -> None:
                 digest.update(line.encode())
     answered = store.db.execute("select count(*) from contact_attempts where answered_at is not null").fetchone()[0]
     print(json.dumps({"stored": report.stored, "cases": store.count("cases"), "audit": store.count("audit_events"),
-                      "attempts_answered": answered, "sha256": digest.hexdigest()}))
+                      "attempts_answered": answered,
+                      "batches_classified_by_processes": sent, "sha256": digest.hexdigest()}))
 
 
 if __name__ == "__main__":

@@ -242,17 +242,37 @@ _BY_NAME = "Default: from the file name (.jsonl/.ndjson/.json or .csv"
 @import_command(
     "mentions", ["jsonl", "csv", "twcs"], f"{_BY_NAME}; twcs is recognised by its header).",
     click.option("--channel", default=None, help="Channel for rows that do not name one."),
-    click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured)."))
+    click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured)."),
+    click.option("--classify-processes", "classify_processes", type=click.IntRange(0, 64), default=None,
+                 help="Classifier processes that label the next batches while one is written (0: classify in "
+                      "this process). Default: 1 on a machine with two or more cores, else 0."))
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, channel: str | None,
-                        classifier: str | None) -> ImportRun:
+                        classifier: str | None, classify_processes: int | None) -> ImportRun:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
     Rows that carry labels (as `doorstep export mentions` writes them) keep them.
     """
+    from classifiers import load_classifier
+    from classifiers.process import ClassifierProcesses, default_processes
+    from doorstep.linking import numbers_in
     from listeners.files import import_mentions
 
-    return lambda share, batch: import_mentions(file, ctx.pipeline(classifier), fmt, channel, encoding=encoding,
-                                                max_rejected_share=share, batch_rows=batch)
+    def run(share: float, batch: int) -> Any:
+        pipeline = ctx.pipeline(classifier)
+        processes = default_processes() if classify_processes is None else classify_processes
+        if processes == 0:
+            return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
+                                   batch_rows=batch)
+        # Each process builds the same classifier from the same spec (started only for an import
+        # of more than one batch; see classifiers/process.py), and finds the numbers in the texts.
+        spec = classifier or ctx.config.classifier
+        remedy = "--classify-processes 0 classifies in the import's own process"
+        also = functools.partial(numbers_in, config=ctx.config)
+        with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy, also=also) as ahead:
+            return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
+                                   batch_rows=batch, classify_ahead=ahead)
+
+    return run
 
 
 @import_command("orders", ["jsonl", "csv"], f"{_BY_NAME}).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console.auth import can
+from console.timeline import channel_name
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
 
 
@@ -31,7 +32,7 @@ def render() -> None:
         return
     for message, facts in held:
         with st.container(border=True):
-            safe_text(f"{message.kind} via {message.channel} to {message.target or '-'} · rule {facts.rule} · "
+            safe_text(f"{message.kind} via {channel_name(message.channel)} to {message.target or '-'} · rule {facts.rule} · "
                       f"case #{message.case_id} · written {local_time(message.created_at, config)} · "
                       f"not before {local_time(message.next_attempt_at, config)}", caption=True)
             safe_text(message.text)

@@ -20,7 +20,9 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
+from console.timeline import channel_name, recipient
 from console.widgets import (
+    busy_message,
     current_user,
     escape_md,
     flash,
@@ -158,7 +160,10 @@ def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
     @st.fragment(run_every=timedelta(seconds=PRESENCE_EVERY_S))
     def live() -> None:
         store = get_store()
-        drafting = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())
+        # The reply box is in a form, so its words reach the server only with "Queue reply": the
+        # browser says whether it holds any (issue 13: "bob is replying" showed only after a click).
+        on_server = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())  # a filled template, a kept draft
+        drafting = _reply_box_typing(case_id, known=on_server) or on_server
         beat_key = f"_presence_beat_{case_id}"
         last = st.session_state.get(beat_key)
         now = utcnow()
@@ -204,6 +209,64 @@ def _changed_by_others(store: Store, case_id: int, username: str, drawn_version:
         st.rerun(scope="app")  # the page redraws from the stored case (the header then says what to review)
 
 
+#: In the browser: whether this case's reply box holds words the server has not seen yet. It looks
+#: on every keystroke and every 2 s (the box is emptied by a send or by the agent), and reports only
+#: a change, which reruns the presence fragment alone; the form and the words typed are untouched.
+REPLY_TYPING_JS = """
+export default function(component) {
+  const { data, setStateValue } = component;
+  const selector = '.st-key-draft_' + data.case_id + ' textarea';
+  let last = Boolean(data.typing);
+  const check = () => {
+    const box = document.querySelector(selector);
+    const typing = Boolean(box && box.value.trim());
+    if (typing !== last) {
+      last = typing;
+      setStateValue('typing', typing);
+    }
+  };
+  document.addEventListener('input', check, true);
+  const timer = setInterval(check, 2000);
+  check();
+  return () => {
+    document.removeEventListener('input', check, true);
+    clearInterval(timer);
+  };
+}
+"""
+#: On several lines: Streamlit reads a one-line string with "[" or "*" in it as a file glob.
+TYPING_CSS = """
+[class*="st-key-reply_typing_"] { display: none !important; }
+[data-testid="stLayoutWrapper"]:has(> [data-testid="stVerticalBlock"] > [class*="st-key-reply_typing_"]:only-child) {
+  display: none !important;
+}
+"""
+_typing_component: Any = None
+
+
+def _reply_box_typing(case_id: int, known: bool = False) -> bool:
+    """Whether the agent's reply box on this case holds words (typed, not yet queued).
+
+    ``known``: the server already has words for the box (a filled template), so the browser seeing
+    them is no news and costs no extra rerun (one between "T" and "Q" could swallow the key).
+    """
+    global _typing_component
+    components = getattr(getattr(st, "components", None), "v2", None)
+    if components is None:  # Streamlit before components v2: drafting is known from a filled template only
+        return False
+    if _typing_component is None:
+        # It draws nothing and must take no room either: nor may the presence line's block, when it
+        # holds nothing else (an empty block still takes the page's gap and moved the composer down).
+        _typing_component = components.component("doorstep_reply_typing", js=REPLY_TYPING_JS, css=TYPING_CSS,
+                                                  isolate_styles=False)
+    key = f"reply_typing_{case_id}"
+    last = st.session_state.get(key)
+    typing = bool(last.get("typing")) if isinstance(last, dict) else False
+    result = _typing_component(key=key, data={"case_id": case_id, "typing": typing or known}, default={"typing": False},
+                               on_typing_change=lambda: None)
+    return bool(result.get("typing")) if result is not None else False
+
+
 #: How often the "Also on this case" line is redrawn.
 PRESENCE_EVERY_S = 5
 #: How often this agent's own presence is written (well inside presence.PRESENCE_TTL).
@@ -225,7 +288,8 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     _presence_live(case.id, user.username, case.version)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     if undelivered:
-        words = "; ".join(f"{m['kind']} via {m['channel']} to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"
+        words = "; ".join(f"{m['kind']} via {channel_name(m['channel'])} to {m['target'] or '-'} is "
+                          f"{m['status'].replace('_', ' ')}"
                           + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in undelivered)
         st.error(escape_md(f"Not delivered: {words}"), icon=":material/error:")
     mine = held(store, case)
@@ -497,7 +561,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
 
     where, what = st.columns([1, 3])
     with where:
-        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft)
+        channel = st.radio("Reply on", channel_options, horizontal=True, key=channel_key, on_change=keep_draft,
+                           format_func=channel_name)
     parent_key = f"reply_parent_{case.id}"
     parent: Mention | None = None
     if channel in PUBLIC_CHANNELS:
@@ -633,10 +698,14 @@ PRIVATE_QUESTION = ("Hi, thanks for getting in touch. Could you reply here with 
 
 
 def reply_channels(store: Store, case: Case) -> list[str]:
-    """Every channel a post of this case came on (each post is answerable on its own), then e-mail."""
+    """Every channel a post of this case came on (each post is answerable on its own), then those the
+    customer answered our questions on (an SMS answer is answered by SMS), then e-mail."""
     rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
                       "group by channel order by last desc", [case.id])
-    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), "email"]) if c]
+    answered = store.rows("select channel, max(received_at) as last from answers where case_id = ? and channel in "
+                          "('sms', 'email') group by channel order by last desc", [case.id])
+    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), *(r["channel"] for r in answered),
+                                      "email"]) if c]
 
 
 def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, str]]:
@@ -646,10 +715,6 @@ def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, 
     channels = reply_channels(store, case)
     refused = {c: why for c in channels if (why := reply_refusal(store, case, c))}
     return [c for c in channels if c not in refused], refused
-
-
-def channel_name(channel: str) -> str:
-    return {"email": "e-mail", "sms": "SMS", "x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky"}.get(channel, channel)
 
 
 def _reply_parent(store: Store, case: Case, channel: str | None) -> Mention | None:
@@ -856,10 +921,27 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     with st.form(f"note_{case.id}", clear_on_submit=True):
         text = st.text_area("Internal note (never sent to the customer)", key=f"note_text_{case.id}", height=80)
         if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
-            store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
-            flash("success", "note added", at=f"note:{case.id}")
-            st.rerun()
+            try:
+                store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - only a busy database is answered here
+                refused = busy_message(exc, "Your note")
+                if refused is None:
+                    raise
+                # The form has cleared the box: the agent gets their words back with the reason.
+                st.error(escape_md(f"{refused} Your note: {text.strip()}"))
+            else:
+                flash("success", "note added", at=f"note:{case.id}")
+                st.rerun()
     show_flashes(at=f"note:{case.id}")
+
+
+def _dm_handles(store: Store, case: Case, messages: list[Any]) -> dict[str, str]:
+    """Author id -> handle of the case's posts, read only when a direct message names its recipient
+    by network id (an X user id, a Bluesky DID), so the page can say "@janev" instead."""
+    if not any(m.channel.endswith("_dm") and m.target and not m.target.startswith("@") for m in messages):
+        return {}
+    return {m.author_id: m.author_handle for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
+            if m.author_id and m.author_handle}
 
 
 def _outbound(store: Store, case: Case, user: Any) -> None:
@@ -867,13 +949,14 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
 
     config = get_config()
     messages = store.outbound_for_case(case.id)  # type: ignore[arg-type]
+    handles = _dm_handles(store, case, messages)
     st.subheader("Outbound messages")
     if not messages:
         st.caption("Nothing sent or queued yet.")
     for m in messages:
         with st.container(border=True):
             sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
-            safe_text(f"{m.status} · {m.kind} via {m.channel}{sender} to {m.target or '-'} · "
+            safe_text(f"{m.status} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
                       f"by {m.created_by or '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)
@@ -904,7 +987,7 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
     messages = {m.id: m for m in store.outbound_for_case(case.id)}  # type: ignore[arg-type]
     items = timeline.lines(events, store.notes(case.id), messages, config,  # type: ignore[arg-type]
                            lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
-                                                "%a %d %b %H:%M"))
+                                                "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())))
     with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)

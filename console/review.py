@@ -10,7 +10,8 @@ intent confidence; each post shows the model's labels, and the keys set them:
     Enter    confirm and go to the next post   (also: the Confirm button)
 
 Shortcuts come from the maintained ``streamlit-shortcuts`` component (buttons with keys, so
-mouse users get the same buttons). Corrections are stored exactly as on the case page
+mouse users get the same buttons), its script drawn with ``st.iframe`` (see :func:`add_shortcuts`).
+Streamlit's own ``shortcut=`` cannot stand in: it reserves C, the complaint key. Corrections are stored exactly as on the case page
 (``label_corrections`` + audit log, :func:`console.case_view.record_label_correction`); a
 confirmed post's labels are updated and it leaves ``needs_review``, but stays in its case and
 in the inbox as before.
@@ -81,10 +82,30 @@ def _draft(m: Mention) -> dict[str, Any]:
                                     "complaint": m.labels.complaint})
 
 
+class _IframeComponents:
+    """What streamlit-shortcuts calls as ``components.html``, drawn with ``st.iframe`` instead."""
+
+    @staticmethod
+    def html(script: str, height: int = 0, width: int = 0) -> None:
+        st.iframe(script, height="content")
+
+
+def add_shortcuts(**shortcuts: str) -> None:
+    """streamlit-shortcuts' ``add_shortcuts`` (element key -> key), its script drawn with ``st.iframe``.
+
+    Why: the library draws it with ``st.components.v1.html``, which Streamlit deprecated (removal
+    announced for 2026-06-01): every draw of this page printed that deprecation to the terminal
+    running the console (``make demo``). The script is the library's, unchanged; only the iframe
+    it runs in differs (same-origin, as before, so it still reaches the page)."""
+    import streamlit_shortcuts
+
+    if hasattr(st, "iframe"):  # Streamlit before st.iframe keeps the library's own call
+        streamlit_shortcuts.components = _IframeComponents  # the module global its functions call
+    streamlit_shortcuts.add_shortcuts(**shortcuts)
+
+
 def render() -> None:
     """The review page (agents and leads: ``correct_labels``)."""
-    from streamlit_shortcuts import add_shortcuts
-
     user = require("correct_labels")
     store = get_store()
     st.title("Review queue")

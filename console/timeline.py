@@ -1,7 +1,7 @@
 """The case's history in the care team's words.
 
 The audit log is written for auditors (``outbox.retry_later (message_id=9, attempts=2)``);
-agents read sentences: "Reply to @sienna_l on x failed (rate limited), will retry at 14:05",
+agents read sentences: "Reply to @sienna_l on X failed (rate limited), will retry at 14:05",
 "ann linked order ORD-2026-000101". Each audit action has one sentence here; an action
 without one still reads as "who did what", and the raw events stay one click away for leads.
 """
@@ -9,7 +9,7 @@ without one still reads as "who did what", and the raw events stay one click awa
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,17 +30,49 @@ def _who(actor: str) -> str:
     return {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
 
 
-def _message_words(details: dict[str, Any], messages: dict[int, Any]) -> str:
-    """"Reply to @sienna_l on x" (or "Message 9" when the message is unknown)."""
+#: Channels as the team says them ("on X", "by X direct message"), not as the database keys them.
+CHANNEL_WORDS = {
+    "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
+    "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
+    "apprise": "Apprise", "webhook": "webhook",
+}
+
+
+def channel_name(channel: str | None) -> str:
+    """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
+    return CHANNEL_WORDS.get(channel or "", channel or "-")
+
+
+def by_channel(channel: str | None) -> str:
+    """"on X" for a network or Slack, where a message is posted; "by e-mail", "by X direct message" otherwise."""
+    posted = channel in ("x", "mastodon", "bluesky", "slack")
+    return f"{'on' if posted else 'by'} {channel_name(channel)}"
+
+
+def recipient(message: Any, handles: Mapping[str, str] | None = None) -> str:
+    """Who a message goes to, as the team reads it.
+
+    An X direct message is addressed to the customer's numeric user id and a Bluesky chat to their
+    DID, because that is what the networks take; the team knows the customer by handle, so ``handles``
+    (author id -> handle, from the case's posts) turns the id back into "@handle". A Slack, Apprise or
+    webhook target is shown as itself, without an @.
+    """
+    target = message.target or "-"
+    social = message.channel in ("x", "mastodon", "bluesky") or message.channel.endswith("_dm")
+    if social and handles and target in handles:
+        target = handles[target]
+    if social and target != "-" and not target.startswith("@"):  # a handle; not a Slack or webhook target
+        target = f"@{target}"
+    return target
+
+
+def _message_words(details: dict[str, Any], messages: dict[int, Any], handles: Mapping[str, str] | None = None) -> str:
+    """"Reply to @sienna_l on X", "Escalation to ups@example.com by e-mail" (or "Message 9" when the message is unknown)."""
     message = messages.get(int(details.get("message_id") or 0))
     if message is None:
         kind = details.get("kind") or "message"
         return f"{str(kind).replace('_', ' ').capitalize()} {details.get('message_id', '')}".strip()
-    target = message.target or "-"
-    social = message.channel in ("x", "mastodon", "bluesky") or message.channel.endswith("_dm")
-    if social and target != "-" and not target.startswith("@"):  # a handle; not a Slack or webhook target
-        target = f"@{target}"
-    return f"{message.kind.replace('_', ' ').capitalize()} to {target} on {message.channel}"
+    return f"{message.kind.replace('_', ' ').capitalize()} to {recipient(message, handles)} {by_channel(message.channel)}"
 
 
 def _value(field: str, value: Any, when: Callable[[datetime | None], str]) -> str:
@@ -144,13 +176,15 @@ FAMILIES: list[tuple[Callable[[str], bool], str | Said]] = [
 ]
 
 
-def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[datetime | None], str]) -> str:
-    """One audit event as the team says it. ``when`` formats a time in the team's zone."""
+def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[datetime | None], str],
+             handles: Mapping[str, str] | None = None) -> str:
+    """One audit event as the team says it. ``when`` formats a time in the team's zone; ``handles``
+    (author id -> handle) names a direct message's recipient (see :func:`recipient`)."""
     d, who = event.details or {}, _who(event.actor)
     words = SENTENCES.get(event.action) or next((w for match, w in FAMILIES if match(event.action)), None)
     if words is None:
         return f"{who}: {event.action.replace('.', ' ').replace('_', ' ')}"
-    message = _message_words(d, messages)
+    message = _message_words(d, messages, handles)
     c = {**d, "who": who, "message": message, "the_message": message[0].lower() + message[1:],
          "action": event.action, "actor": event.actor, "state": event.action.split(".", 1)[-1].replace("_", " ")}
     return words(d, c, when) if callable(words) else _Words().vformat(words, (), c)
@@ -163,10 +197,10 @@ def raw(event: AuditEvent) -> str:
 
 
 def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], config: Config,
-          when: Callable[[datetime | None], str]) -> list[tuple[datetime, str]]:
+          when: Callable[[datetime | None], str], handles: Mapping[str, str] | None = None) -> list[tuple[datetime, str]]:
     """(time, sentence) for the notes and events, oldest first."""
     from doorstep.models import utcnow
 
     items: list[tuple[datetime, str]] = [(n.created_at or utcnow(), f"{n.author} noted: {n.text}") for n in notes]
-    items += [(e.at or utcnow(), sentence(e, messages, when)) for e in events if e.action != "case.note"]
+    items += [(e.at or utcnow(), sentence(e, messages, when, handles)) for e in events if e.action != "case.note"]
     return sorted(items, key=lambda i: i[0])

@@ -18,7 +18,7 @@ treated like any unconfirmed link until confirmed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from doorstep.config import Config
@@ -52,6 +52,12 @@ def find_numbers(text: str, config: Config) -> Evidence:
     tracking = list(dict.fromkeys(t.number for t in find_tracking_numbers(text, formats) if t.number not in orders))
     malformed = find_invalid_tracking_candidates(text, formats)
     return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
+
+
+def numbers_in(texts: Sequence[str], config: Config) -> list[Evidence]:
+    """:func:`find_numbers` of each text: what a classifier process also works out for an import's
+    next batch (classifiers/process.py), so the import's own process only looks the numbers up."""
+    return [find_numbers(text, config) for text in texts]
 
 
 def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, thread_case: Case | None = None,

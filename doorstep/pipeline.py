@@ -21,7 +21,7 @@ query at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -91,20 +91,24 @@ class Pipeline:
         self._couriers = {c.name for c in config.couriers}
         self._names = name_words(config)
 
-    def ingest(self, mentions: Iterable[Mention]) -> IngestResult:
+    def ingest(self, mentions: Iterable[Mention],
+               numbers: Mapping[tuple[str, str], Evidence] | None = None) -> IngestResult:
+        """Store ``mentions`` (new ones only), batch by batch. ``numbers`` may give, by (channel,
+        external_id), what :func:`find_numbers` finds in a post's text with this pipeline's config,
+        worked out elsewhere (an import's classifier process); posts it does not name are read here."""
         total = IngestResult()
         batch: list[Mention] = []
         for mention in mentions:
             batch.append(mention)
             if len(batch) >= self.batch_size:
-                total.add(self._ingest_batch(batch))
+                total.add(self._ingest_batch(batch, numbers or {}))
                 batch = []
         if batch:
-            total.add(self._ingest_batch(batch))
+            total.add(self._ingest_batch(batch, numbers or {}))
         return total
 
     # ------------------------------------------------------------------ batch
-    def _ingest_batch(self, batch: list[Mention]) -> IngestResult:
+    def _ingest_batch(self, batch: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> IngestResult:
         result = IngestResult(received=len(batch))
         t0 = time.perf_counter()
         unique: dict[tuple[str, str], Mention] = {}
@@ -127,7 +131,7 @@ class Pipeline:
             # and order/tracking numbers of its posts (released at commit), so two workers never
             # both open a case for one thread or customer. SQLite's write lock already did that.
             if fresh:
-                self.store.serialise(lambda: self._case_keys(fresh))
+                self.store.serialise(lambda: self._case_keys(fresh, numbers))
             # Looked up again under the write lock: another import, listener or the webhook may
             # have stored some of these posts while this batch was being classified.
             if fresh:
@@ -136,7 +140,7 @@ class Pipeline:
                     fresh = [m for m in fresh if (m.channel, m.external_id) not in raced]
                     result.duplicates += len(raced)
             if fresh:
-                batch = self._read_ahead(fresh)
+                batch = self._read_ahead(fresh, numbers)
                 result.timings["link"] += batch.numbers_seconds
                 for mention in fresh:
                     self._ingest_one(mention, result, batch)
@@ -147,7 +151,12 @@ class Pipeline:
                 result.timings["store"] += time.perf_counter() - t0
         return result
 
-    def _case_keys(self, mentions: Sequence[Mention]) -> set[str]:
+    def _evidence(self, mention: Mention, numbers: Mapping[tuple[str, str], Evidence]) -> Evidence:
+        """The numbers in the post's text: given, or found now."""
+        found = numbers.get((mention.channel, mention.external_id))
+        return found if found is not None else find_numbers(mention.text, self.config)
+
+    def _case_keys(self, mentions: Sequence[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> set[str]:
         """What decides which case a post joins (see Store.open_case_for): its thread, its author on
         its channel, the order and tracking numbers it names. Posts sharing none of these can be
         stored side by side; posts sharing one are stored one after the other."""
@@ -157,17 +166,17 @@ class Pipeline:
             if m.author_handle:
                 keys.add(f"author:{m.channel}:{m.author_handle.lstrip('@').casefold()}")
             if not m.outbound:
-                evidence = find_numbers(m.text, self.config)
+                evidence = self._evidence(m, numbers)
                 keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers))
         return keys
 
-    def _read_ahead(self, fresh: list[Mention]) -> _Batch:
+    def _read_ahead(self, fresh: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
         batch = self._new_batch()
         t0 = time.perf_counter()
         for mention in fresh:
             if not mention.outbound:
-                batch.evidence[id(mention)] = find_numbers(mention.text, self.config)
+                batch.evidence[id(mention)] = self._evidence(mention, numbers)
         batch.numbers_seconds = time.perf_counter() - t0
         found = list(batch.evidence.values())
         batch.shop.prefetch(

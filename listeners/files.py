@@ -29,6 +29,7 @@ Formats (see README "Importing data" for the full column lists):
 
 from __future__ import annotations
 
+import collections
 import csv
 import itertools
 import json
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -681,14 +682,58 @@ def _stop(report: ImportReport, store: Store, done_rows: int, next_row: int | No
     return ImportStopped(report, exc)
 
 
+class LabelsPending(Protocol):
+    """A batch being classified elsewhere: ``result()`` waits for its labels (or raises why not)."""
+
+    #: After ``result()``: what else was worked out for the same posts, if anything: the numbers in
+    #: each text (doorstep.linking.numbers_in with the pipeline's config), handed to the pipeline.
+    also: list[Any] | None
+
+    def result(self) -> list[Labels]: ...
+
+
+class ClassifyAhead(Protocol):
+    """Classifies batches in other processes while the import writes (classifiers/process.py's
+    ClassifierProcesses, composed by the command line: this package never loads a classifier)."""
+
+    #: How many batches it can classify at once (the import prepares that many ahead).
+    processes: int
+
+    def submit(self, texts: Sequence[str]) -> LabelsPending | None:
+        """None: nothing free to take them now (still starting); the import classifies them itself."""
+        ...
+
+
+@dataclass
+class _Prepared:
+    """A batch read ahead: its posts, those still to classify, and their labels on the way."""
+
+    rows: Sequence[int]
+    mentions: list[Mention] = field(default_factory=list)
+    fresh: list[Mention] = field(default_factory=list)
+    to_classify: list[Mention] = field(default_factory=list)
+    pending: LabelsPending | None = None
+    #: The numbers in the posts' texts, by (channel, external_id), when worked out with the labels.
+    numbers: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: What went wrong preparing it, raised when its turn to be written comes (so the stop names it).
+    error: Exception | None = None
+
+
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
                     encoding: str | None = None, max_rejected_share: float | None = None,
-                    batch_rows: int | None = None) -> ImportReport:
+                    batch_rows: int | None = None, classify_ahead: ClassifyAhead | None = None) -> ImportReport:
     """Parse a whole file, then run the valid mentions through the pipeline in bounded batches.
 
     Each batch is classified before its write transaction opens (BEGIN IMMEDIATE), so the
     write lock is held for the writes only. Posts are written oldest first, so a reply's
     parent is stored before it and the reply joins its case.
+
+    With ``classify_ahead`` (and more than one batch), the next batches' posts are sent to be
+    classified elsewhere before this batch is written, so classifying and writing overlap; a batch
+    whose labels are not on their way (the processes are still starting) is classified here with
+    ``pipeline.classifier``. What is written is the same either way: the same labels, in the same
+    batches, through the same ``pipeline.ingest``; a batch whose classification fails is not
+    written, and the import stops there as it would on any other error.
     """
     limits = pipeline.config.imports
     share = limits.max_rejected_share if max_rejected_share is None else max_rejected_share
@@ -703,29 +748,57 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
         return report
     store = pipeline.store
     order = sorted(range(len(parsed.records)), key=lambda i: parsed.records[i].created_at)
-    done = 0
-    for batch in _batches(order, size):
-        mentions = [parsed.records[i] for i in batch]
+    batches = list(_batches(order, size))
+    ahead = classify_ahead if classify_ahead is not None and pipeline.classifier is not None and len(batches) > 1 \
+        else None
+
+    def prepare(batch: Sequence[int]) -> _Prepared:
+        """Which of the batch's posts are new, and their labels asked for (errors kept for its turn)."""
+        prepared = _Prepared(batch, [parsed.records[i] for i in batch])
         try:
             t0 = time.perf_counter()
-            existing = store.existing_mention_ids((m.channel, m.external_id) for m in mentions)
-            fresh = [m for m in mentions if (m.channel, m.external_id) not in existing]
-            to_classify = [m for m in fresh if not m.outbound and m.labels is None]
+            existing = store.existing_mention_ids((m.channel, m.external_id) for m in prepared.mentions)
+            prepared.fresh = [m for m in prepared.mentions if (m.channel, m.external_id) not in existing]
+            prepared.to_classify = [m for m in prepared.fresh if not m.outbound and m.labels is None]
             timings["store"] += time.perf_counter() - t0
-            if to_classify and pipeline.classifier is not None:
+            if ahead is not None and prepared.to_classify:
+                prepared.pending = ahead.submit([m.text for m in prepared.to_classify])
+        except Exception as exc:  # noqa: BLE001 - raised when the batch's turn comes
+            prepared.error = exc
+        return prepared
+
+    queued: collections.deque[_Prepared] = collections.deque()
+    done = 0
+    for number, batch in enumerate(batches):
+        try:
+            prepared = queued.popleft() if queued else prepare(batch)
+            if prepared.error is not None:
+                raise prepared.error
+            if prepared.to_classify and pipeline.classifier is not None:
                 t0 = time.perf_counter()
-                for mention, labels in zip(to_classify, pipeline.classifier.classify([m.text for m in to_classify])):
-                    mention.labels = labels
+                if prepared.pending is not None:
+                    labels = prepared.pending.result()
+                    if prepared.pending.also is not None:
+                        prepared.numbers = {(m.channel, m.external_id): found for m, found
+                                            in zip(prepared.to_classify, prepared.pending.also, strict=True)}
+                else:
+                    labels = pipeline.classifier.classify([m.text for m in prepared.to_classify])
+                for mention, label in zip(prepared.to_classify, labels, strict=True):
+                    mention.labels = label
                 timings["classify"] += time.perf_counter() - t0
+            if ahead is not None:
+                # The next batches go to be classified while this one is written.
+                while len(queued) < ahead.processes and number + 1 + len(queued) < len(batches):
+                    queued.append(prepare(batches[number + 1 + len(queued)]))
             with store.write_transaction():
-                result = pipeline.ingest(fresh)
+                result = pipeline.ingest(prepared.fresh, prepared.numbers)
         except Exception as exc:
             raise _stop(report, store, done, parsed.rows[batch[0]], exc) from exc
         for key in ("link", "store"):
             timings[key] += result.timings.get(key, 0.0)
         report.stored += result.stored
-        report.unchanged += len(mentions) - result.stored
-        done += len(mentions)
+        report.unchanged += len(prepared.mentions) - result.stored
+        done += len(prepared.mentions)
     return report
 
 

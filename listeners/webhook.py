@@ -298,12 +298,10 @@ class WebhookServer:
         self.port = self.settings.port if port is None else port
         self._server: InboundServer | None = None
         # Customers' SMS and e-mail replies (POST /sms, POST /mail) on the same application.
+        # Served even with [responders.dialogue] enabled = false: no answer is acted on then, but a
+        # STOP to one of our texts or e-mails is still an opt-out.
         self.replies: Any = None
-        if replies is None:
-            from responders.config import responders_settings
-
-            replies = responders_settings(config).dialogue.enabled
-        if replies:
+        if replies is None or replies:
             from listeners.replies import ReplyEndpoints
 
             self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock,

@@ -6,13 +6,16 @@ anything they cannot read with confidence is ``other``, which hands the case to 
 matters and is tested on real-style answers (tests/test_dialogue.py):
 
 1. **opt-out**: the whole message is a carrier keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
-   QUIT, OPTOUT, REVOKE) or says so ("stop texting me", "unsubscribe me", "don't contact me").
-   It wins over everything: "STOP" is never read as "no".
+   QUIT, OPTOUT, REVOKE), perhaps beside a yes or no ("YES STOP"), or says so ("stop texting
+   me", "stop calling me", "unsubscribe me", "don't contact me"). It wins over everything:
+   "STOP" is never read as "no".
 2. **time**: a day (today, tomorrow, a weekday) or a time of day ("after 2", "2pm", "14:00",
-   "morning"). A day after "not" is skipped ("not tomorrow, friday?" proposes Friday); if every
-   day named is negated, nothing is proposed and a human reads it.
+   "morning"). A day or time in a clause that says no to it is skipped ("not tomorrow, friday?"
+   proposes Friday; "I am not at home tomorrow", "tomorrow is no good" propose nothing, and a
+   human reads them); "not before 2" means after 2.
 3. **no** / **yes**: the answer starts with a no-word ("no thanks", "nah", "nope") or a yes-word
-   ("yep", "Yes please!", "y", "sure", "ok").
+   ("yep", "Yes please!", "y", "sure", "ok"). A yes with a condition ("ok but I am not home") and
+   an idiom that starts with no without saying it ("no problem", "no idea") go to a human.
 4. **other**: everything else ("what?", a question, a complaint).
 
 Times are read in the shop's time zone and returned in UTC; "after 2" means 14:00 (care
@@ -29,9 +32,17 @@ from datetime import datetime, time, timedelta, timezone, tzinfo
 OPT_OUT_WORDS = frozenset({"stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit", "optout",
                            "opt out", "opt-out", "revoke", "stop please", "please stop"})
 OPT_OUT_PHRASES = re.compile(
-    r"\b(?:stop|quit|no more)\s+(?:texting|messaging|emailing|e-mailing|mailing|contacting|sending|texts|messages|emails)"
+    r"\b(?:stop|quit|no more)\s+(?:texting|messaging|emailing|e-mailing|mailing|contacting|sending|calling|ringing|"
+    r"texts|messages|emails|calls)"
     r"|\bunsubscribe\b|\bopt[\s-]?out\b|\b(?:don'?t|do not|never)\s+(?:text|message|email|e-mail|contact|call)\s+me"
     r"|\bremove me from\b")
+
+#: Words that may stand beside an opt-out keyword without changing it ("YES STOP", "no. STOP").
+BESIDE_OPT_OUT = frozenset({"y", "yes", "ok", "okay", "n", "no", "nope", "please", "just", "now"})
+#: Words that make a yes conditional ("ok but I am not home"): a person reads it, nothing is booked.
+CONDITION = re.compile(r"\b(?:but|however|except|although|though|unless|only if|as long as)\b")
+#: Idioms that start with "no" and do not say no ("no problem", "no idea"): a person reads them.
+NOT_A_NO = re.compile(r"^no (?:problem|probs|prob|worries|bother|idea|clue|rush|hurry|doubt)\b")
 
 YES = re.compile(r"^(?:y|yes+|yeah|yea|yep|yup|ya|ye|yass?|sure|ok|okay|k|kk|please|please do|go ahead|absolutely|"
                  r"definitely|of course|certainly|sounds good|perfect|great|correct|that'?s fine|fine|👍)(?:\b|$)")
@@ -45,7 +56,22 @@ DAY_WORD = re.compile(r"\b(today|tonight|tomorrow|tmrw|tmr|" + "|".join(sorted(D
 PARTS_OF_DAY = {"morning": time(9), "lunchtime": time(12), "noon": time(12), "midday": time(12),
                 "afternoon": time(14), "evening": time(18), "tonight": time(18)}
 CLOCK = re.compile(r"\b(?:(after|before|at|from|around|by)\s+)?(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?(?!\d)")
-NEGATION = re.compile(r"\b(?:not|no|never|can'?t|cannot|won'?t)\s+(?:on\s+|be\s+)?$")
+#: A negation anywhere in the clause of a day or time ("not tomorrow", "I am not at home tomorrow",
+#: "tomorrow is no good", "friday won't work"): that day or time is not proposed.
+NEGATION = re.compile(r"\b(?:not|no|never|cannot|can'?t|won'?t|don'?t|doesn'?t|isn'?t|aren'?t|wouldn'?t|"
+                      r"couldn'?t|shan'?t)\b")
+CLAUSE_BREAK = re.compile(r"[,;.!?]|\b(?:but|though|although|however|instead)\b")
+
+
+def _negated(plain: str, start: int, end: int) -> bool:
+    """Whether the clause around ``plain[start:end]`` says no to it."""
+    breaks = [m for m in CLAUSE_BREAK.finditer(plain)]
+    left = max((m.end() for m in breaks if m.end() <= start), default=0)
+    right = min((m.start() for m in breaks if m.start() >= end), default=len(plain))
+    return bool(NEGATION.search(plain[left:start]) or NEGATION.search(plain[end:right]))
+
+
+NEGATED = "every day or time named is negated: "
 
 
 @dataclass(frozen=True)
@@ -68,8 +94,13 @@ def normalise(text: str) -> str:
 
 
 def _is_opt_out(plain: str) -> bool:
-    bare = re.sub(r"[^\w\s-]", "", plain).strip()
-    return bare in OPT_OUT_WORDS or bool(OPT_OUT_PHRASES.search(plain))
+    bare = re.sub(r"[^\w\s-]", " ", plain)
+    bare = re.sub(r"\s+", " ", bare).strip()
+    if bare in OPT_OUT_WORDS or OPT_OUT_PHRASES.search(plain):
+        return True
+    words = bare.split()
+    keywords = [w for w in words if w in OPT_OUT_WORDS]
+    return bool(keywords) and len(words) <= 4 and all(w in OPT_OUT_WORDS or w in BESIDE_OPT_OUT for w in words)
 
 
 def _slot(plain: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, str | None, str]:
@@ -80,7 +111,7 @@ def _slot(plain: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, str
     negated: list[str] = []
     for match in DAY_WORD.finditer(plain):
         word = match.group(1)
-        if NEGATION.search(plain[:match.start()][-20:]):
+        if _negated(plain, match.start(), match.end()):
             negated.append(word)
             continue
         if word in ("today", "tonight"):
@@ -100,6 +131,10 @@ def _slot(plain: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, str
             continue  # a bare number ("2 parcels", an order number) is not a time
         if hour > 23 or minute > 59:
             continue
+        not_before = prep == "before" and re.search(r"\bnot\s+$", plain[:match.start()])  # = after
+        if not not_before and _negated(plain, match.start(), match.end()):
+            negated.append(match.group(0).strip())
+            continue
         if meridiem and meridiem.startswith("p") and hour < 12:
             hour += 12
         elif meridiem and meridiem.startswith("a") and hour == 12:
@@ -110,11 +145,14 @@ def _slot(plain: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, str
         break
     if at is None:
         for word, when in PARTS_OF_DAY.items():
-            if re.search(rf"\b{word}\b", plain):
+            part = re.search(rf"\b{word}\b", plain)
+            if part and _negated(plain, part.start(), part.end()):
+                negated.append(word)
+            elif part:
                 at, time_words = when, word
                 break
     if day is None and at is None:
-        return None, None, ("every day named is negated: " + ", ".join(negated)) if negated else "no day or time"
+        return None, None, (NEGATED + ", ".join(negated)) if negated else "no day or time"
     if day is None:
         day = 0 if at is not None and at > local_now.time() else 1
     date = (local_now + timedelta(days=day)).date()
@@ -133,10 +171,14 @@ def understand(text: str, now: datetime, zone: tzinfo) -> Understanding:
     slot, words, why = _slot(plain, now, zone)
     if slot is not None:
         return Understanding("time", slot_at=slot, slot_text=words, why=why)
-    if "every day named is negated" in why:
+    if why.startswith(NEGATED):
         return Understanding("other", why=why)
+    if NOT_A_NO.search(plain):
+        return Understanding("other", why="an idiom that starts with no but does not say no")
     if NO.search(plain):
         return Understanding("no", why="starts with a no-word")
     if YES.search(plain):
+        if CONDITION.search(plain):
+            return Understanding("other", why="a yes with a condition")
         return Understanding("yes", why="starts with a yes-word")
     return Understanding("other", why="neither yes, no nor a time")

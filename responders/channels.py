@@ -173,8 +173,16 @@ class XSender(_ClientSender):
         self._me: str | None = None
 
     def _make_client(self) -> Any:
-        from doorstep.clients import x_client
+        from doorstep.clients import missing_x_user_keys, x_client
 
+        # Missing user keys are a named, permanent error, not tweepy's TypeError ("Consumer key
+        # must be string or bytes, not NoneType") with a traceback and a retry that cannot succeed.
+        missing = missing_x_user_keys(self.account)
+        if missing:
+            who = self.account.label if self.account is not None else "X"
+            raise SendError(f"cannot post to X as {who}: {', '.join(missing)} not set (the account's user keys; "
+                            "set them in the environment or $DOORSTEP_SECRETS_FILE, then `doorstep outbox retry ID`)",
+                            retryable=False)
         return x_client(self.config, account=self.account)
 
     def verify_account(self) -> None:

@@ -415,10 +415,23 @@ class Responders(_Section):
         named["callback.question"] = self.callback.question
         if self.followup.question:
             named["followup.question"] = self.followup.question
+        for brand, override in self.followup.brands.items():
+            if isinstance(override, dict) and override.get("question"):
+                named[f"followup.brands.{brand}.question"] = str(override["question"])
         for key, name in named.items():
             if name not in known:
                 raise ValueError(f"{key}: no question rule {name!r}; known: {', '.join(sorted(known))} "
                                  "(add [responders.dialogue.questions.NAME])")
+        if not self.dialogue.enabled:
+            # Nothing would read the answers (no POST /sms or /mail, no dialogue job): a "Reply YES
+            # or NO" sent now would lose every answer, STOP included.
+            asking = [key for key in named if key != "callback.question"]
+            if self.callback.enabled:
+                asking.append("callback.enabled")
+            if asking:
+                raise ValueError(f"{asking[0]}: asks customers a question, but [responders.dialogue] enabled = false, "
+                                 "so no answer would be read; set [responders.dialogue] enabled = true or remove "
+                                 f"{asking[0]}")
         return self
 
     @field_validator("tracking_urls")

@@ -271,6 +271,11 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         question = rows.latest_question_to(store, channel, sender)
     if question is not None and not rows.was_asked(store, question):
         question = None  # still held for approval or queued: the customer is answering something else
+    unread = "to a message that asked no question"
+    if question is not None and not responders_settings(config).dialogue.enabled:
+        # Switched off since it was asked: nothing is acted on, a person reads it (STOP still counts).
+        customer_id = customer_id or question.customer_id
+        question, unread = None, "not acted on: [responders.dialogue] is switched off"
     customer = (question.customer_id if question else None) or customer_id or (
         customer_by_address(store, channel, sender) if sender else None)
     case = store.get_case(question.case_id) if question else None
@@ -300,8 +305,7 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         case = store.get_case(replied_case)
         update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
                              if c.status not in ("new", "open", "escalated") else {}, config)
-        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” "
-                                            "(to a message that asked no question).")
+        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” ({unread}).")
         store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
                                                                   "answer": text[:300]})
         return finish("handed to a person (reply to a message without a question)")
@@ -372,6 +376,7 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
         return 0
     handled = 0
     last = int(cursor)
+    enabled = responders_settings(config).dialogue.enabled  # off: only opt-outs are read
     for row in list(store.db.query(
             "select m.id, m.channel, m.external_id, m.text, m.author_handle, m.case_id, c.customer_id, c.link_confirmed "
             "from mentions m left join cases c on c.id = m.case_id where m.id > ? and m.outbound = 0 order by m.id limit ?",
@@ -381,7 +386,7 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
             continue
         # Only a question that went out and is still open is answered by a post on its case; a later
         # post on a case whose question was answered is an ordinary post (the inbox shows it).
-        question = rows.open_question_on_case(store, row["case_id"], now)
+        question = rows.open_question_on_case(store, row["case_id"], now) if enabled else None
         understood = understand(row["text"], now or utcnow(), config.tz)
         if question is None and not (understood.kind == "opt_out" and row["customer_id"] and row["link_confirmed"]):
             continue
@@ -397,6 +402,9 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
 def offer_callback(store: Store, config: Config, case_id: int, actor: str, reason: str, *,
                    now: datetime | None = None, automatic: bool = False) -> rows.Callback:
     """Offer a call back on the case: ask the ``callback`` question and open an ``offered`` task."""
+    if not responders_settings(config).dialogue.enabled:
+        raise DialogueError("the customer's answer picks the slot, and with [responders.dialogue] enabled = false "
+                            "no answer is read: call them from the order record's number instead")
     settings = responders_settings(config).callback
     now = now or utcnow()
     case = store.get_case(case_id)

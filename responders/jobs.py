@@ -38,12 +38,13 @@ def jobs(store: Store, config: Config, pipeline: Any) -> list[Job]:
         out.append(FunctionJob("follow-up", 300.0, lambda: run_followups(store, config)))
     if settings.proactive.enabled:
         out.append(FunctionJob("proactive", 900.0, lambda: run_proactive(store, config)))
-    if settings.dialogue.enabled:
-        from responders.dialogue import run_callback_rules, run_housekeeping, scan_mentions
+    from responders.dialogue import run_callback_rules, run_housekeeping, scan_mentions
 
-        # Answers by DM or public reply, expired questions, call-back SLA breaches.
-        out.append(FunctionJob("dialogue", settings.dialogue.interval_s,
-                               lambda: (scan_mentions(store, config), run_housekeeping(store, config))))
-        if settings.callback.enabled:
-            out.append(FunctionJob("callback-rules", 300.0, lambda: run_callback_rules(store, config)))
+    # Answers by DM or public reply, expired questions, call-back SLA breaches. Always: with
+    # [responders.dialogue] enabled = false no question is asked or acted on, but a DM saying STOP
+    # is still an opt-out.
+    out.append(FunctionJob("dialogue", settings.dialogue.interval_s,
+                           lambda: (scan_mentions(store, config), run_housekeeping(store, config))))
+    if settings.callback.enabled:  # (which needs the dialogue on: responders/config.py)
+        out.append(FunctionJob("callback-rules", 300.0, lambda: run_callback_rules(store, config)))
     return out

@@ -180,6 +180,28 @@ def test_shared_credentials_of_another_brand_never_post(store: Store, emulator: 
     assert emulator.posted == []
 
 
+@pytest.mark.parametrize("unset", ["X_API_KEY", "LARKSPUR_X_ACCESS_TOKEN"])
+def test_missing_user_keys_fail_the_message_naming_them_without_a_traceback(
+        store: Store, emulator: XEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        unset: str) -> None:
+    """Before: `doorstep outbox send` (and the worker) without X user keys printed tweepy's
+    traceback ("TypeError: Consumer key must be string or bytes, not NoneType") and paused the
+    lane, retrying a message that could never go (found walking the README, issue 18)."""
+    import logging
+
+    monkeypatch.delenv(unset)
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp my cushion never came", handle="olu")
+    message = queue_reply(store, config, case_id, "@olu sorry! Could you DM us?", "agent")
+    with caplog.at_level(logging.WARNING):
+        send_all(store, config)
+    failed = get_message(store, message.id)  # type: ignore[arg-type]
+    assert failed.status == "failed", failed
+    assert unset in (failed.last_error or "") and "@LarkspurHelp" in (failed.last_error or "")
+    assert "TypeError" not in (failed.last_error or "") and not [r for r in caplog.records if r.exc_info]
+    assert emulator.posted == []
+
+
 def test_each_account_is_polled_with_its_own_token_and_its_usage_is_kept(store: Store, emulator: XEmulator,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from doorstep.accounts import account_usage

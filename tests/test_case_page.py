@@ -215,10 +215,10 @@ def test_timeline_sentences() -> None:
     messages = {9: message}
     assert sentence(_event("outbox.retry_later", message_id=9, attempts=2, error="429", rate_limited=True,
                            retry_at="2026-12-04T14:05:00+00:00"), messages, when) == \
-        "Reply to @sienna_l on x failed (rate limited), will retry at 14:05"
+        "Reply to @sienna_l on X failed (rate limited), will retry at 14:05"
     assert sentence(_event("link.unconfirmed", "ann", order_number="ORD-2026-000101"), messages, when).startswith(
         "ann linked order ORD-2026-000101")
-    assert sentence(_event("outbox.sent", message_id=9), messages, when) == "Reply to @sienna_l on x sent"
+    assert sentence(_event("outbox.sent", message_id=9), messages, when) == "Reply to @sienna_l on X sent"
     assert sentence(_event("case.update", "outbox", status="open", because={"message_by": "ann"}), messages,
                     when) == "The outbox set the status to open (after ann's reply was sent)"
     assert sentence(_event("case.update", "bob", assignee="ann"), messages, when) == "bob assigned the case to ann"
@@ -233,7 +233,7 @@ def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: 
     at.text_area(key=f"draft_{case_id}").input("@mallory we're on it")
     at.button(key=f"send_{case_id}").click().run()
     shown = texts(at).replace("\u2060", "")
-    assert "ann queued: reply to @mallory on x" in shown
+    assert "ann queued: reply to @mallory on X" in shown
     assert "outbox.queue.reply" not in shown  # no raw log for an agent
     assert not [e for e in at.expander if e.label.startswith("Raw audit events")]
     lead, _ = _open_case(db, "lee", case_id)
@@ -303,7 +303,7 @@ def test_a_webhook_case_is_answered_by_e_mail_and_the_composer_says_why(db: Stor
     case_id = _webhook_case(db, "C-wh")
     at, _ = _open_case(db, "ann", case_id)
     radio = at.radio(key=f"reply_channel_{case_id}")
-    assert radio.options == ["email"] and radio.value == "email"
+    assert radio.options == ["e-mail"] and radio.value == "email"  # the team's word; the value stays the key
     assert "Webhook posts cannot be answered there; replying by e-mail" in texts(at)
     at.text_area(key=f"draft_{case_id}").input("So sorry, we are on it.")
     at.button(key=f"send_{case_id}").click().run()
@@ -361,7 +361,7 @@ def test_the_composer_names_the_channel_it_does_not_offer(db: Store) -> None:
     db.insert_mention(Mention(channel="x", external_id=f"nf-{case_id}", text="@LarkspurHelp where is my parcel?",
                               created_at=now, author_handle="guessed_buyer", case_id=case_id))
     at, _ = _open_case(db, "ann", case_id)
-    assert at.radio(key=f"reply_channel_{case_id}").options == ["x"]
+    assert at.radio(key=f"reply_channel_{case_id}").options == ["X"]
     assert ("Not offered: e-mail (the customer's contact details come from an unconfirmed order: confirm it first)."
             in texts(at)), texts(at)
 
@@ -378,9 +378,26 @@ def test_timeline_puts_no_handle_sign_on_a_slack_or_webhook_target() -> None:
                                            (3, "webhook", "https://hooks.example/c"), (4, "mastodon", "ann@social.ex"),
                                            (5, "x_dm", "sienna_l")]}
     said = [sentence(_event("outbox.sent", message_id=n), messages, when) for n in sorted(messages)]
-    assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on slack sent", "Alert to $CARE_APPRISE on apprise sent",
-                    "Alert to https://hooks.example/c on webhook sent", "Alert to @ann@social.ex on mastodon sent",
-                    "Alert to @sienna_l on x_dm sent"]
+    assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on Slack sent", "Alert to $CARE_APPRISE by Apprise sent",
+                    "Alert to https://hooks.example/c by webhook sent", "Alert to @ann@social.ex on Mastodon sent",
+                    "Alert to @sienna_l by X direct message sent"]
+
+
+def test_a_direct_message_names_the_customer_by_handle_not_by_network_id() -> None:
+    """Before: an X direct message goes to the customer's numeric user id (what the X API takes) and
+    the timeline read "Reply to @1849302 on x_dm sent": nobody on the team knows a customer by that."""
+    from console.timeline import recipient, sentence
+    from responders.outbox import OutboundMessage
+
+    when = lambda t: "14:05"  # noqa: E731
+    x_dm = OutboundMessage(id=1, kind="reply", channel="x_dm", target="1849302", text="hi", status="sent",
+                           idempotency_key="dm-1")
+    chat = OutboundMessage(id=2, kind="reply", channel="bluesky_dm", target="did:plc:sienna", text="hi",
+                           status="sent", idempotency_key="dm-2")
+    handles = {"1849302": "janev", "did:plc:sienna": "sienna.bsky.social"}
+    said = [sentence(_event("outbox.sent", message_id=n), {1: x_dm, 2: chat}, when, handles) for n in (1, 2)]
+    assert said == ["Reply to @janev by X direct message sent", "Reply to @sienna.bsky.social by Bluesky chat sent"]
+    assert recipient(x_dm, {}) == "@1849302"  # no post of theirs on the case: the id, not a guess
 
 
 def test_a_post_without_handle_or_followers_says_neither() -> None:

@@ -22,7 +22,7 @@ def test_failed_escalation_shows_in_the_header_and_resolving_asks_for_confirmati
     case_id = xss_case(db)
     _failed_escalation(db, case_id)
     at, _ = _open_case(db, "ann", case_id)
-    assert any("Not delivered: escalation via email to courier@ups.test is failed" in
+    assert any("Not delivered: escalation via e-mail to courier@ups.test is failed" in
                e.value.replace("\\", "").replace("\u2060", "") for e in at.error), [e.value for e in at.error]
     sel(at, f"status_sel_{case_id}").select("resolved")
     at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()

@@ -429,7 +429,7 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     at.button(key=f"send_{case_id}").click().run()
     messages = db.outbound_for_case(case_id)
     assert [(m.kind, m.status, m.created_by, m.text) for m in messages][-1] == ("reply", "queued", "ann", draft.strip())
-    assert "reply via x" in texts(at)
+    assert "reply via X" in texts(at)
     assert at.text_area(key=f"draft_{case_id}").value == ""  # the draft is cleared once queued
 
 

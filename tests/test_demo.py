@@ -297,6 +297,58 @@ def test_stopping_the_demo_ends_its_children():
     assert child.returncode is not None  # terminated (not left running behind the demo)
 
 
+@pytest.mark.parametrize("module", ["standins.mastodon", "standins.bluesky"])
+def test_ctrl_c_then_the_demos_sigterm_stops_a_stand_in_without_a_traceback(module: str, tmp_path: Path):
+    """Before: Ctrl-C on `make demo` reaches every child (one process group); the demo then sends
+    each SIGTERM, which struck the stand-in while it was shutting down, and the terminal showed a
+    KeyboardInterrupt traceback from standins/mastodon.py (found stopping a fresh clone's demo)."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=Path(__file__).parent.parent,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "stand-in on" in child.stderr.readline()
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and "Traceback" not in err, (child.returncode, err)
+
+
+def test_a_stand_in_started_with_ctrl_c_ignored_keeps_ignoring_it():
+    """A demo started in the background (Ctrl-C ignored, as a shell does for `make demo &`) keeps
+    its stand-ins through a SIGINT, as it keeps itself: else they stop and the demo reports them dead."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "standins.mastodon", "--port", str(port)],
+                             cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert "stand-in on" in child.stderr.readline()
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.6)
+        assert child.poll() is None
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and "Traceback" not in err, (child.returncode, err)
+
+
 # ------------------------------------------------------------------ issue 18: a working day, reproducibly
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -458,6 +510,56 @@ def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeyp
     assert mail and "care-lead@larkspur-home.example" in mail[0]["to"] and f"#{case_id}" in mail[0]["subject"]
     assert "customer waiting since Monday" in mail[0]["text"]
     assert slack and slack[0]["to"] == "/slack/care-team" and "customer waiting since Monday" in slack[0]["text"]
+
+
+@pytest.fixture(scope="module")
+def as_make_demo_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo exactly as `make demo` builds it (default seed, sizes and classifier, the shipped
+    model), at its reference dates: what the README's figures must come from. The baseline
+    classifier gives other complaint and status counts, so ``full`` cannot stand in for it."""
+    path = tmp_path_factory.mktemp("as-built") / "demo.db"
+    build_demo(str(path), config_path=str(DEFAULT_CONFIG), x_feed_path=path.with_suffix(".x-feed.jsonl"), live=False)
+    return path
+
+
+def test_the_readme_quotes_the_demo_it_builds(as_make_demo_builds: Path) -> None:
+    """Before: the README said 67 open cases, 1 due within the hour, 37 waiting on the customer and
+    "108 of them (27%) ... 18.4 hours" for proactive outreach, while `make demo` built 70, 2, 39 and
+    109 (28%), 18.1 h: figures from an older demo, which nothing re-checked (issue 18, item 3)."""
+    from dataclasses import replace
+
+    from commands.demo import REFERENCE_NOW
+    from doorstep.store import InboxQuery
+    from responders.followup import complaints_after_events
+
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").split())
+    store = Store(as_make_demo_builds)
+    try:
+        n = {t: store.count(t) for t in ("customers", "orders", "shipments", "tracking_events", "mentions", "cases")}
+        at_reference = InboxQuery(now=REFERENCE_NOW)
+        open_cases = store.inbox_count(at_reference)
+        overdue = store.inbox_count(replace(at_reference, sla_state="breached"))
+        due_soon = store.inbox_count(replace(at_reference, sla_state="due_soon"))
+        waiting = store.inbox_count(replace(at_reference, statuses=("pending_customer",)))
+        measured = complaints_after_events(store, load_config(DEFAULT_CONFIG))
+        feed = as_make_demo_builds.with_suffix(".x-feed.jsonl").read_text(encoding="utf-8").splitlines()
+        held_back = sum(1 for line in feed if store.mention_by_external_id("x", json.loads(line)["id"]) is None)
+    finally:
+        store.close()
+    quoted = [
+        f"{n['customers']:,} customers, {n['orders']:,} orders, {n['shipments']:,} shipments with "
+        f"{n['tracking_events']:,} tracking events",
+        f"{n['mentions'] + held_back:,} posts over three weeks",
+        f"({n['mentions']:,} stored, {n['cases']:,} cases; the newest {held_back} X posts wait",
+        f"at the reference moment {open_cases} cases are open, {overdue} of them overdue",
+        f"and {due_soon} due within the hour, and {waiting} wait on the customer",
+        f"{measured['shipments_with_event']} shipments had such an event, and {measured['complained_after_event']} "
+        f"of them ({measured['complained_after_event'] / measured['shipments_with_event']:.0%}) drew a complaint",
+        f"{measured['share_of_complaint_orders_preceded_by_event']:.0%} of the orders with complaints had the event first",
+        f"The median time from event to complaint was {measured['median_hours_event_to_complaint']} hours",
+    ]
+    missing = [q for q in quoted if q not in readme]
+    assert not missing, "the README does not say what `make demo` builds: " + " | ".join(missing)
 
 
 def test_what_make_demo_writes_is_ignored_by_git() -> None:

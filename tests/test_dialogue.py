@@ -123,6 +123,16 @@ def ask_redelivery(store: Store, config: Any, now: datetime, **order: Any) -> tu
     ("unsubscribe", "opt_out", None), ("please don't contact me again", "opt_out", None),
     ("what?", "other", None), ("not tomorrow", "other", None), ("I have 2 parcels missing", "other", None),
     ("@LarkspurHelp yes", "yes", None),
+    # Found by re-checking issue 19 on more real-style answers: a wrong yes or a wrong slot acts for the customer.
+    ("Yes - stop calling me", "opt_out", None), ("YES STOP", "opt_out", None), ("no. STOP", "opt_out", None),
+    ("ok but I am not home", "other", None), ("Yes. But the parcel is damaged", "other", None),
+    ("no problem", "other", None), ("no idea", "other", None), ("no worries", "other", None),
+    ("I am not at home tomorrow", "other", None), ("can't do tomorrow", "other", None),
+    ("tomorrow is no good", "other", None), ("friday won't work", "other", None),
+    ("not in the morning", "other", None), ("not tomorrow, friday afternoon", "time", "Fri 14:00"),
+    ("no, friday is better", "time", "Fri 09:00"), ("yes please, thursday", "time", "Thu 09:00"),
+    ("the van didn't stop", "other", None), ("no thanks, I'll collect it", "no", None),
+    ("Friday is fine but not before 2", "time", "Fri 14:00"), ("no, not tomorrow", "other", None),
 ])
 def test_answers_are_understood(text: str, kind: str, slot: str | None) -> None:
     monday = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
@@ -502,12 +512,11 @@ def test_the_worker_runs_the_dialogue_jobs_and_the_webhook_serves_replies(store:
     names = [job.name for job in jobs(store, config, None)]
     assert "dialogue" in names and "callback-rules" not in names
     assert "callback-rules" in [j.name for j in jobs(store, dialogue_config(callback={"enabled": True}), None)]
-    off = dialogue_config(dialogue={"enabled": False})
-    assert "dialogue" not in [job.name for job in jobs(store, off, None)]
-    with WebhookServer(tmp_path / "w.db", config, secret="s", port=0) as server:
-        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
-    with WebhookServer(tmp_path / "w2.db", off, secret="s", port=0) as server:
-        assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code == 404
+    off = dialogue_config(dialogue={"enabled": False}, proactive={})  # asking nothing (a question would be refused)
+    assert "dialogue" in [job.name for job in jobs(store, off, None)]  # STOP by DM is read even then
+    for db, settings in (("w.db", config), ("w2.db", off)):  # (test_dialogue_rules.py: STOP with it off)
+        with WebhookServer(tmp_path / db, settings, secret="s", port=0) as server:
+            assert httpx.post(f"{server.url}/sms", data={"Body": "yes"}, timeout=10).status_code in (401, 503)
 
 
 def test_a_question_not_yet_sent_is_never_answered(inbound: dict[str, Any]) -> None:

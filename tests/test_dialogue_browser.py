@@ -144,7 +144,7 @@ def test_proactive_question_answered_by_sms_shows_the_courier_escalation_on_the_
                                 exact=False)).to_be_visible()
         expect(main.get_by_text("The customer answered again: “YES”", exact=False)).to_have_count(0)
         # The outbound message to the courier's address is on the case too.
-        expect(main.get_by_text("escalation via email", exact=False).first).to_be_visible()
+        expect(main.get_by_text("escalation via e-mail", exact=False).first).to_be_visible()
         shot(page, "dialogue-case-sms-yes-escalated")
 
         # The inbox: "Waiting for" call-back due lists the other customer's case once its slot has come;

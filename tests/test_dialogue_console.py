@@ -114,3 +114,65 @@ def test_stop_and_a_late_answer_read_as_sentences_on_the_timeline(shop: tuple[St
     plain = " ".join(c.value.replace("\\", "") for c in at.caption)
     assert "The customer answered on sms: “yes”, read as yes" in plain
     assert "The customer opted out of SMS, e-mail and direct messages (wrote “STOP” on sms)" in plain
+
+
+def test_the_open_question_and_a_scheduled_call_back_show_with_order_tracking_and_phone(shop: tuple[Store, int]) -> None:
+    """The case shows the question still waiting; once the customer picks a slot, the case and the
+    Call-backs page show the task with the order, the parcel's last scan and the order record's phone."""
+    from responders.dialogue import offer_callback
+
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    at = page("case_view", store, case_id=case_id)
+    plain = [c.value.replace("\\", "") for c in at.caption]
+    assert any(c.startswith("⏳ awaiting the customer’s answer · question “redeliver” by sms") for c in plain), plain
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="no thanks")
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    deliver(store, config)
+    handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="Thursday after 2 is fine")
+    assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
+    for at in (page("case_view", store, case_id=case_id), page("dialogue", store)):
+        assert not at.exception, at.exception
+        plain = [c.value.replace("\\", "") for c in at.caption]
+        assert any(f"call back #{callback.id} · scheduled" in c and "slot: Thu" in c for c in plain), plain
+        [link] = [b for b in at.get("link_button") if b.proto.url.startswith("tel:")]
+        assert link.proto.url == "tel:+447700900123"
+    assert "Order LH-1 · 40.00 GBP · Jane Doe" in plain
+    assert any(c.startswith("UPS 1Z999AA10123456784: attempt_failed at Bath") for c in plain), plain
+
+
+def test_the_inbox_waiting_for_filter_lists_the_case_whose_call_back_is_due(shop: tuple[Store, int]) -> None:
+    from responders.dialogue import offer_callback
+
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="no thanks")
+    callback = offer_callback(store, config, case_id, "ann", "agent")
+    deliver(store, config)
+    at = page("inbox", store)
+    assert "awaiting customer answer 1 · call-back due 0" in [c.value.replace("\\", "") for c in at.caption]
+    at.selectbox(key="inbox_waiting").select("answer").run()
+    assert [int(o.split("#")[1].split()[0]) for o in at.selectbox(key="inbox_pick").options] == [case_id]
+    handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="yes please")
+    assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]  # as soon as we can
+    at = page("inbox", store)
+    assert not at.exception, at.exception
+    assert "awaiting customer answer 0 · call-back due 1" in [c.value.replace("\\", "") for c in at.caption]
+    at.selectbox(key="inbox_waiting").select("callback").run()
+    assert [int(o.split("#")[1].split()[0]) for o in at.selectbox(key="inbox_pick").options] == [case_id]
+
+
+def test_a_customer_who_answered_by_sms_can_be_replied_to_by_sms(shop: tuple[Store, int]) -> None:
+    """A time the rules hand to a person arrives by SMS: the agent answers where the customer wrote."""
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    at = page("case_view", store, case_id=case_id)
+    assert list(at.radio(key=f"reply_channel_{case_id}").options) == ["e-mail"]
+    handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="not tomorrow, friday?")
+    at = page("case_view", store, case_id=case_id)
+    assert not at.exception, at.exception
+    assert list(at.radio(key=f"reply_channel_{case_id}").options) == ["SMS", "e-mail"]
+    from responders.outbox import queue_reply
+
+    message = queue_reply(store, config, case_id, "Friday it is: we have asked UPS.", "ann", channel="sms")
+    assert message.channel == "sms" and message.target == "+44 7700 900123"  # the order record's number

@@ -3,7 +3,10 @@
 Two agents and two brands (issue 13): a second agent's reply to a post already answered is
 refused and the emulator holds exactly one; each reply is posted by the brand account the
 customer wrote to (the emulator records the token's account); relinking a Fettle case to another
-customer's order never puts that customer's data in a public post.
+customer's order never puts that customer's data in a public post. A reply that fails on X is
+followed by no message that says we replied (the follow-up waits on the Approvals page and the
+customer's mail server receives the truthful one), and "Ask for details privately" reaches X as
+a direct message whose answer comes back into the case.
 
 The console runs as ``streamlit run app.py`` against a small demo database, with the X API
 emulator and a local SMTP server standing in for the outside world. An agent logs in, opens the
@@ -38,6 +41,10 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 DEMO_CONFIG = REPO / "demo" / "doorstep.toml"
 PASSWORD = "correct horse battery"
 XSS_TEXT = "<script>alert('xss')</script> <img src=x onerror=alert(2)> [click me](http://evil.example) ![pic](http://evil.example/p.png)"
+
+FAIL_ORDER = "LS-E2E-0001"
+FAIL_POST = "1900000000000000888"
+DM_POST = "1900000000000000999"
 
 pytestmark = [pytest.mark.e2e]
 
@@ -133,6 +140,48 @@ def prepare_db(path: Path) -> dict[str, Any]:
                                                          if e.location]) if w and len(w) >= 3]}
 
 
+def add_failed_reply_and_private_cases(path: Path) -> dict[str, Any]:
+    """Two more cases, one per brand, for the failed-reply and ask-privately paths (issue 13, failures 3 and 5)."""
+    from doorstep.models import Case, Customer, Mention, Order, utcnow
+    from doorstep.store import Store
+
+    store = Store(path)
+    now = utcnow()
+    # Failure 3 of issue 13: a Larkspur customer whose post is gone from X when we answer (the
+    # fixture never puts it on the emulator), so the reply fails ("tweet ... does not exist").
+    store.upsert_customers([Customer(id="E2E-OLU", name="Olu Adebayo", email="olu.adebayo@example.com",
+                                     handles={"x": "olu_a"})])
+    store.upsert_orders([Order(number=FAIL_ORDER, customer_id="E2E-OLU", placed_at=now - timedelta(days=6),
+                               brand="Larkspur Home", items=[{"name": "Linen throw", "quantity": 1}], total=45.0)])
+    fail_case = store.insert_case(Case(status="open", priority=130.0, priority_reasons=["test (+130)"], channel="x",
+                                       brand="Larkspur Home", author_handle="olu_a", customer_id="E2E-OLU",
+                                       order_number=FAIL_ORDER, link_method="handle", link_confidence=1.0,
+                                       link_confirmed=True, opened_at=now, last_activity_at=now,
+                                       first_response_due=now + timedelta(minutes=30),
+                                       resolution_due=now + timedelta(hours=4), mention_count=1, complaint=True,
+                                       intent="late_delivery"))
+    store.insert_mention(Mention(channel="x", external_id=FAIL_POST, author_handle="olu_a", author_name="Olu A",
+                                 text="@LarkspurHelp my linen throw is a week late", created_at=now,
+                                 thread_id=FAIL_POST, case_id=fail_case, matched=["Larkspur Home"],
+                                 labels=labels("late_delivery", "negative", True)))
+    # Failure 5: a Fettle case nobody can link yet; "ask privately" must be a direct message.
+    dm_case = store.insert_case(Case(status="new", priority=120.0, priority_reasons=["test (+120)"], channel="x",
+                                     brand="Fettle Outdoor", author_handle="kit_walker", opened_at=now,
+                                     last_activity_at=now, first_response_due=now + timedelta(minutes=30),
+                                     resolution_due=now + timedelta(hours=4), mention_count=1,
+                                     intent="where_is_my_order"))
+    store.insert_mention(Mention(channel="x", external_id=DM_POST, author_handle="kit_walker", author_name="Kit Walker",
+                                 text="@FettleCare where is my tent? Ordered it ages ago", created_at=now,
+                                 thread_id=DM_POST, case_id=dm_case, matched=["Fettle Outdoor"],
+                                 labels=labels("where_is_my_order", "negative", True)))
+    dm_order = "ORD-2026-009901"  # Kit's own order, which the demo's posts never mention
+    store.upsert_customers([Customer(id="E2E-KIT", name="Kit Walker", email="kit.walker@example.com")])
+    store.upsert_orders([Order(number=dm_order, customer_id="E2E-KIT", placed_at=now - timedelta(days=9),
+                               brand="Fettle Outdoor", items=[{"name": "Two-person tent", "quantity": 1}], total=249.0)])
+    store.close()
+    return {"fail_case": fail_case, "dm_case": dm_case, "dm_order": dm_order}
+
+
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from aiosmtpd.controller import Controller
@@ -140,7 +189,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     from standins.x_emulator import XEmulator
 
     db = tmp_path / "e2e.db"
-    facts = prepare_db(db)
+    facts = {**prepare_db(db), **add_failed_reply_and_private_cases(db)}
     sink = SmtpSink(policy=policy.default)
     smtp_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
@@ -152,7 +201,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     from doorstep.store import Store, iso
 
     store = Store(db)  # the posts the demo "received" exist on X, so replies can answer them
-    for m in store.mentions_for_case(facts["case_id"]) + store.mentions_for_case(facts["fettle_case"]):
+    # (fail_case's post is left off: it was deleted before the reply went out.)
+    for m in [*store.mentions_for_case(facts["case_id"]), *store.mentions_for_case(facts["fettle_case"]),
+              *store.mentions_for_case(facts["dm_case"])]:
         if m.channel == "x":
             emulator.add_post({"id": m.external_id, "text": m.text, "username": m.author_handle or "someone",
                                "name": m.author_name or "", "created_at": iso(m.created_at),
@@ -383,8 +434,8 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         assert "please check the depot" in smtp[0].get_body(preferencelist=("plain",)).get_content()
 
         open_case(ann, case_id)  # reload: both now sent, on the case's timeline
-        expect(ann.get_by_text("reply via x", exact=False)).to_contain_text("sent")
-        expect(ann.get_by_text("escalation via email", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("reply via X", exact=False)).to_contain_text("sent")
+        expect(ann.get_by_text("escalation via e-mail", exact=False)).to_contain_text("sent")
         # The timeline in the team's words, not the audit log's.
         expect(ann.get_by_text("ann queued: escalation to", exact=False).first).to_be_visible()
         expect(ann.get_by_text("outbox.queue.escalation", exact=False)).to_have_count(0)
@@ -506,4 +557,113 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         thief.goto(world["url"])
         thief.get_by_label("Password", exact=True).wait_for()
         expect(thief.get_by_text("Signed in as", exact=False)).to_have_count(0)
+        browser.close()
+
+
+def test_two_agents_a_failed_reply_and_asking_privately(world: dict[str, Any]) -> None:
+    """Issue 13's other browser paths, two agents and both brands, asserted on what the servers received.
+
+    Failure 3: bob's reply to a Larkspur customer fails on X ("tweet ... does not exist"); the case
+    says so, and the follow-up the worker writes waits for approval, never says "we replied", and
+    is what the customer's mail server receives once ann approves it. Failure 5: ann asks a Fettle
+    customer privately; X receives a direct message from @FettleCare and no public post, and the
+    customer's direct answer comes back into the case, where bob sees it and it confirms the order.
+    """
+    from datetime import datetime, timezone
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from doorstep.config import load_config
+    from doorstep.models import utcnow
+    from doorstep.pipeline import Pipeline
+    from doorstep.store import Store
+    from listeners.config import XSettings
+    from listeners.x import XListener
+    from responders.followup import run_followups
+    from responders.outbox import Outbox, get_message
+    from tests.conftest import KeywordClassifier
+
+    emulator, db, config = world["emulator"], world["db"], load_config(DEMO_CONFIG)
+    fail_case, dm_case = world["fail_case"], world["dm_case"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        ann = browser.new_page(viewport={"width": 1500, "height": 1000})
+        ann.set_default_timeout(20000)
+        login(ann, world["url"], "ann")
+        bob = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()  # his own cookies
+        bob.set_default_timeout(20000)
+        login(bob, world["url"], "bob")
+
+        # Failure 3: the reply fails on X, and the case header says so.
+        open_case(bob, fail_case)
+        reply = "@olu_a so sorry it's late, we're looking into it now."
+        bob.get_by_label("Reply text").fill(reply)
+        bob.get_by_role("button", name="Queue reply").click()
+        wait_idle(bob)
+        expect(bob.get_by_text("reply queued", exact=False).first).to_be_visible()
+        send_outbox(db)
+        assert emulator.posted == []  # X holds nothing: the post it answers is gone
+        store = Store(db)
+        try:
+            [failed] = [m for m in store.outbound_for_case(fail_case) if m.kind == "reply"]
+            assert failed.status == "failed" and "does not exist" in (failed.last_error or ""), failed
+            [follow_up] = [i for i in run_followups(store, config) if get_message(store, i).case_id == fail_case]
+            held = get_message(store, follow_up)
+        finally:
+            store.close()
+        open_case(bob, fail_case)
+        expect(bob.get_by_text("Not delivered: reply via X", exact=False).first).to_be_visible()
+        # The worker's follow-up by e-mail waits for an agent (the demo's approval rule) and tells the truth.
+        assert held.status == "awaiting_approval" and held.channel == "email", held
+        assert "we replied" not in held.text.casefold() and "could not answer you there" in held.text
+        ann.get_by_role("link", name="Approvals").click()
+        ann.get_by_role("heading", name="Approvals").wait_for()
+        wait_idle(ann)
+        expect(ann.locator(f".st-key-approve_{follow_up} button")).to_have_count(1)
+        expect(ann.get_by_text("could not answer you there", exact=False)).to_have_count(1)  # what ann approves
+        expect(ann.get_by_text("we replied", exact=False)).to_have_count(0)
+        shot(ann, "08-approvals-follow-up-of-a-failed-reply")
+        ann.locator(f".st-key-approve_{follow_up} button").click()
+        wait_idle(ann)
+        expect(ann.get_by_text(f"message {follow_up} approved", exact=False)).to_be_visible()
+        store = Store(db)
+        try:  # a day on: past any quiet hours the follow-up waits for
+            Outbox(store, config, now=lambda: utcnow() + timedelta(days=1)).send_due()
+        finally:
+            store.close()
+        [mail] = [m for m in world["smtp"].messages if m.envelope_to == ["olu.adebayo@example.com"]]
+        body = mail.get_body(preferencelist=("plain",)).get_content()
+        assert "we replied" not in body.casefold() and "could not answer you there" in body, body
+        assert emulator.posted == []
+
+        # Failure 5: ann asks @kit_walker privately: a preview first, then an X direct message from @FettleCare.
+        open_case(ann, dm_case)
+        ann.get_by_role("button", name="Ask for details privately").click()
+        wait_idle(ann)
+        expect(ann.get_by_text("nothing is posted publicly", exact=False).first).to_be_visible()
+        expect(ann.get_by_text("from @FettleCare", exact=False).first).to_be_visible()
+        assert emulator.dms == []  # the preview sends nothing
+        shot(ann, "09-ask-privately-preview")
+        ann.get_by_role("button", name="Send privately").click()
+        wait_idle(ann)
+        expect(ann.get_by_text("private message queued", exact=False).first).to_be_visible()
+        send_outbox(db)
+        assert emulator.posted == []  # nothing public
+        [asked] = emulator.dms
+        assert (asked["sender"], asked["recipient"]) == ("FettleCare", "kit_walker"), asked
+        # The customer answers by direct message; FettleCare's DM listener brings it into the case.
+        answer = f"It's order {world['dm_order']}, thanks for checking"
+        emulator.send_dm("kit_walker", "FettleCare", answer, created_at=datetime.now(timezone.utc) + timedelta(seconds=2))
+        store = Store(db)
+        try:
+            result = XListener(store, config, Pipeline(store, config, KeywordClassifier()),
+                               settings=XSettings(accounts=["FettleCare"], direct_messages=True)).poll_once()
+            assert result.ok, result.errors
+            case = store.get_case(dm_case)
+            assert case is not None and case.order_number == world["dm_order"] and case.link_confirmed, case
+        finally:
+            store.close()
+        open_case(bob, dm_case)  # the second agent sees the private answer on the case
+        expect(bob.get_by_text(answer, exact=False).first).to_be_visible()
+        shot(bob, "10-private-answer-in-the-case")
         browser.close()

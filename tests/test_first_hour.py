@@ -245,6 +245,35 @@ def test_listen_x_once_against_an_unreachable_host_gives_up_after_a_short_bounde
         server.close()
 
 
+def test_listen_x_once_with_only_the_bearer_token_names_the_user_keys_direct_messages_need(tmp_path, monkeypatch,
+                                                                                          caplog):
+    """Before: the README's emulator recipe (X_API_BASE_URL, X_BEARER_TOKEN=any) against a config
+    with direct_messages = true printed tweepy's traceback, "TypeError: Consumer key must be string
+    or bytes, not NoneType", for each account's direct messages (found walking the README)."""
+    import logging
+
+    from standins.x_emulator import XEmulator
+
+    config = tmp_path / "x.toml"
+    config.write_text('[[brands]]\nname = "Larkspur Home"\nhandles = { x = "LarkspurHelp" }\n'
+                      '[channels.x]\nqueries = ["larkspur"]\naccounts = ["LarkspurHelp"]\ndirect_messages = true\n',
+                      encoding="utf-8")
+    monkeypatch.delenv("DOORSTEP_SECRETS_FILE", raising=False)
+    for name in ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET"):
+        monkeypatch.delenv(f"X_{name}", raising=False)
+        monkeypatch.delenv(f"X_LARKSPURHELP_{name}", raising=False)
+    with XEmulator(accounts={"tok": {"username": "LarkspurHelp"}}) as emulator:
+        monkeypatch.setenv("X_API_BASE_URL", emulator.base_url)
+        monkeypatch.setenv("X_BEARER_TOKEN", "any")
+        with caplog.at_level(logging.WARNING):
+            result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "--config", str(config), "listen", "x",
+                                              "--once", "--classifier", "none"])
+    assert result.exit_code == 1, result.output
+    assert "@LarkspurHelp direct messages" in result.output and "ACCESS_TOKEN" in result.output, result.output
+    assert "TypeError" not in result.output and "Traceback" not in result.output, result.output
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 # ------------------------------------------------------------------ item 10: CI and install hygiene
 def test_ci_waits_for_the_dpkg_lock_installs_chromium_and_not_poppler():
     script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
@@ -276,6 +305,49 @@ def test_project_licence_is_an_spdx_string_and_the_apprise_warning_is_filtered(t
                           "--rootdir", str(REPO), str(probe)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "imghdr" not in run.stdout and "warning" not in run.stdout.lower()
+
+
+def test_make_installs_the_project_without_a_build_warning(tmp_path):
+    """Before: every `make demo` / `make test` on a fresh clone printed setuptools' boxed
+    "BuildBackendWarning: Editable installation ... Please be careful with folders in your working
+    directory" (its meta-path-finder mode, chosen for a flat layout without a package-dir). The
+    editable install the Makefile runs (`pip install -e .`, built in isolation as there) must be quiet."""
+    import re
+    import subprocess
+    import sys
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        local = int(version("setuptools").split(".")[0]) >= 77  # pyproject's build requirement
+    except PackageNotFoundError:
+        local = False
+    target = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
+    if local:  # the build backend's editable hook, as pip calls it (seconds, not a minute of pip)
+        run = subprocess.run([sys.executable, "-W", "always", "-c", "import sys; from setuptools import build_meta; "
+                              "print(build_meta.build_editable(sys.argv[1]))", str(tmp_path)],
+                             capture_output=True, text=True, cwd=REPO, timeout=600)
+    else:  # what the Makefile runs: pip, building in isolation with a fetched setuptools>=77
+        run = subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install",
+                              "--quiet", "--no-deps", "-e", str(REPO)], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # pip's own "WARNING: ..." lines are about this machine's pip settings; a Python warning
+    # ("FILE.py:LINE: CATEGORY: ...", pip calls setuptools' InformationOnly a BuildBackendWarning)
+    # is the build backend's, about the project.
+    assert not re.search(r"\.py:\d+: \w+: ", run.stdout + run.stderr), run.stdout + run.stderr
+    if local:
+        import zipfile
+
+        [wheel] = tmp_path.glob("doorstep-*.whl")
+        with zipfile.ZipFile(wheel) as whl:  # installed as pip would: unpacked into site-packages
+            whl.extractall(target / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages")
+    packages = ["doorstep", "listeners", "classifiers", "responders", "console", "commands", "standins"]
+    check = subprocess.run([str(target / "bin" / "python"), "-c", "import importlib.util, sys; "
+                            "print(*(importlib.util.find_spec(p).origin for p in sys.argv[1:]))", *packages],
+                           capture_output=True, text=True, cwd=tmp_path)  # found, not imported: no dependencies here
+    assert check.stdout.split() == [str(REPO / p / "__init__.py") for p in packages], check.stdout + check.stderr
 
 
 def test_the_readme_classify_pipe_works_from_a_real_stdin(tmp_path):

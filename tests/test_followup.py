@@ -178,6 +178,33 @@ def test_a_proactive_case_takes_the_channel_author_and_thread_of_the_customers_f
     assert store.inbox_facets("channel").get("x") == 1
 
 
+def test_a_proactive_case_joined_before_the_fix_takes_its_channel_when_the_database_upgrades(store: Store) -> None:
+    """A database written before the fix above holds proactive cases that the customer's post joined
+    but that kept no channel: the composer offered no public reply and the inbox listed "(none)".
+    Upgrading fills them from the customer's first post, and leaves a case nobody wrote on alone."""
+    from doorstep.store import MIGRATIONS
+
+    config = shop_config(proactive={"message": True})
+    add_order(store, number="LS-1", tracking="T1", customer_id="C1",
+              events=[(NOW - timedelta(days=1), "in_transit", "Leeds"), (NOW - timedelta(hours=2), "attempt_failed", "Bath")])
+    add_order(store, number="LS-2", tracking="T2", customer_id="C2",
+              events=[(NOW - timedelta(days=1), "in_transit", "Leeds"), (NOW - timedelta(hours=2), "attempt_failed", "Bath")])
+    opened = run_proactive(store, config, NOW)
+    joined = make_case(store, config, text="@LarkspurHelp you say nobody was in, I was home all day", handle="jane",
+                       external_id="9001", created_at=NOW + timedelta(minutes=30))
+    [silent] = set(opened) - {joined}
+    with store.transaction():  # as a database written before the fix holds it
+        store.db.execute("update cases set channel = null, author_handle = null, thread_id = null where id = ?", [joined])
+    version = store.get_case(joined).version  # type: ignore[union-attr]
+    store.db.execute("delete from _sqlite_migrations where name = 'm017_proactive_cases_take_their_first_post'")
+    MIGRATIONS.apply(store.db)
+    case, untouched = store.get_case(joined), store.get_case(silent)
+    assert case is not None and untouched is not None
+    assert (case.channel, case.author_handle, case.thread_id) == ("x", "jane", "9001")
+    assert case.version == version + 1  # a page open on it sees the change
+    assert (untouched.channel, untouched.author_handle) == (None, None)
+
+
 def test_measure_complaints_after_tracking_events(store: Store) -> None:
     config = shop_config()
     for n, events in enumerate([

@@ -152,3 +152,35 @@ def test_a_new_session_takes_the_summaries_another_session_took_for_the_same_dat
     third = inbox.filter_counts(store, {"brand": "Fettle"}, {})
     assert len(taken) == 2 * (1 + len(WAITING))
     assert third["brand"] != first["brand"]
+
+
+def test_a_new_session_takes_the_counts_another_session_summed_for_the_same_filters(store: Store, monkeypatch) -> None:
+    """Issue 17, first load after login: with the summary shared, summing its rows (a Python pass over
+    every combination of the facets, the largest part of a login's first inbox run at 1M cases) was
+    still done again by every new session for the same, unfiltered view. Now the sums are shared too:
+    the same summary and filters are summed once; other filters, or new data, are summed anew, and
+    each session's counts equal what summing afresh gives."""
+    from console import inbox
+
+    _shop(store)
+    monkeypatch.setattr(inbox, "utcnow", lambda: utcnow().replace(hour=3, minute=0))  # one minute for the test
+    inbox._SHARED.clear()
+    inbox._COUNTS.clear()
+    summed: list[bool] = []
+    real = inbox.counts_from_summary
+    monkeypatch.setattr(inbox, "counts_from_summary",
+                        lambda rows, filters, total_only=False: summed.append(total_only) or real(rows, filters,
+                                                                                              total_only=total_only))
+    first = inbox.filter_counts(store, {}, {})
+    assert len(summed) == 1 + len(WAITING)
+    second = inbox.filter_counts(store, {}, {})  # a colleague's login, same data and minute
+    assert len(summed) == 1 + len(WAITING) and second == first
+    second["brand"] = {}  # a session's counts are its own to change
+    assert inbox.filter_counts(store, {}, {})["brand"] == first["brand"]
+    fettle = inbox.filter_counts(store, {"brand": "Fettle"}, {})  # another filter: summed for it
+    assert len(summed) == 2 * (1 + len(WAITING)) and fettle != first
+    rows = store.inbox_summary(InboxQuery(statuses=_summary_statuses({})))
+    assert fettle["brand"] == real(rows, {"brand": "Fettle"})["brand"]
+    store.insert_case(Case(status="new", priority=50, brand="Fettle"))  # the data changed: summed again
+    third = inbox.filter_counts(store, {}, {})
+    assert len(summed) == 3 * (1 + len(WAITING)) and third["brand"] != first["brand"]

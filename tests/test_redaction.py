@@ -273,3 +273,93 @@ slack_webhook_url = "$SLACK_TEAM_URL"
 
 def _leaks_of(needles: list[str], text: str) -> list[str]:
     return [n for n in needles if n in text]
+
+
+def test_failed_sends_and_polls_on_mastodon_bluesky_and_sms_leak_no_secret(store: Store, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The kinds the test above leaves out: Mastodon's token, Bluesky's app password and Twilio's
+    auth token, each refused by a server that echoes back everything it got (headers and body),
+    on a reply and on a listener's poll; then the database, the log and the case page are searched."""
+    import base64
+
+    from test_outbox import RecordingServer, add_order, later, make_case
+
+    from console.auth import add_user, get_user
+    from doorstep.clients import mastodon_client
+    from doorstep.pipeline import Pipeline
+    from listeners.bluesky import BlueskyListener
+    from listeners.health import Backoff, listener_health
+    from listeners.mastodon import MastodonListener
+    from responders.outbox import Outbox, queue_reply
+
+    caplog.set_level(logging.DEBUG)
+    fake = {
+        "MASTODON_ACCESS_TOKEN": "mastodonleak0201",
+        "BLUESKY_HANDLE": "larkspurhelp.bsky.social", "BLUESKY_APP_PASSWORD": "blueskyleak0202",
+        "TWILIO_ACCOUNT_SID": "ACleak00000000000000000000000203", "TWILIO_AUTH_TOKEN": "twilioleak0204",
+        "TWILIO_FROM": "+447700900000",
+    }
+    needles = ["mastodonleak0201", "blueskyleak0202", "twilioleak0204",
+               base64.b64encode(f"{fake['TWILIO_ACCOUNT_SID']}:{fake['TWILIO_AUTH_TOKEN']}".encode()).decode()]
+
+    def echo(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        """Says back the bare credential, in no shape a pattern would know (decoded, unquoted)."""
+        scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
+        if scheme == "Basic":
+            credential = base64.b64decode(credential).decode()
+        try:
+            sent = " ".join(str(v) for v in json.loads(body).values())
+        except ValueError:
+            sent = body.decode("utf-8", "replace")
+        said = f"refused {credential} with {sent}"
+        return 401, {"error": said, "message": said, "code": 20003, "status": 401}
+
+    with RecordingServer(routes={"/": echo}) as server:
+        for key, value in {**fake, "MASTODON_BASE_URL": server.url, "BLUESKY_BASE_URL": server.url,
+                           "TWILIO_BASE_URL": server.url, "MASTODON_TIMEOUT": "5", "TWILIO_TIMEOUT": "5"}.items():
+            monkeypatch.setenv(key, value)
+        config = parse_config({
+            "timezone": "Europe/London",
+            "brands": [{"name": "Larkspur", "keywords": ["larkspur"],
+                        "handles": {"x": "LarkspurHelp", "mastodon": "larkspurhelp",
+                                    "bluesky": "larkspurhelp.bsky.social"}}],
+            "channels": {"mastodon": {"hashtags": ["#Larkspur"], "keywords": ["parcel"]},
+                         "bluesky": {"queries": ["parcel"]}},
+        })
+        toot = make_case(store, config, channel="mastodon", handle="jane@mastodon.social",
+                         external_id="109999999999999999", text="@larkspurhelp where is my parcel?")
+        skeet = make_case(store, config, channel="bluesky", handle="jane.bsky.social",
+                          external_id="at://did:plc:jane000000000000000000000/app.bsky.feed.post/3kparent0001",
+                          text="@larkspurhelp.bsky.social where is my parcel?")
+        texted = make_case(store, config, order=add_order(store), text="@LarkspurHelp my order never came")
+        queue_reply(store, config, toot, "@jane@mastodon.social sorry! Checking now.", "ann")
+        queue_reply(store, config, skeet, "Sorry Jane, checking now.", "ann")
+        queue_reply(store, config, texted, "Your parcel is on its way.", "ann", channel="sms", force=True)
+        Outbox(store, config, now=later(1)).send_due()
+        for listener in (MastodonListener(store, config, Pipeline(store, config, classifier=None),
+                                          client=mastodon_client(config), backoff=Backoff(sleep=lambda s: None)),
+                         BlueskyListener(store, config, Pipeline(store, config, classifier=None),
+                                         backoff=Backoff(sleep=lambda s: None))):
+            assert not listener.poll_once().ok
+        assert server.attempts >= 5  # every one of them reached the server and was refused
+    errors = [m.last_error or "" for case_id in (toot, skeet, texted) for m in store.outbound_for_case(case_id)]
+    assert len(errors) == 3 and all(errors), errors  # every send failed and says why
+    health = {h["name"]: h for h in listener_health(store)}
+    assert health["mastodon"]["last_error"] and health["bluesky"]["last_error"]
+    assert not _leaks_of(needles, _database_bytes(store))
+    assert not _leaks_of(needles, caplog.text)
+
+    add_user(store, "ann", "correct horse battery", rounds=4)
+    monkeypatch.setenv("DOORSTEP_DB", str(store.path))
+    monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
+    for case_id in (toot, skeet, texted):
+        at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=30)
+        at.session_state["user"] = get_user(store, "ann")
+        at.session_state["case_id"] = case_id
+        at.run()
+        assert not at.exception, at.exception
+        shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "text")
+                          for e in getattr(at, kind))
+        assert "last error" in shown  # the error is on the page ...
+        assert not _leaks_of(needles, shown)  # ... without a secret

@@ -527,3 +527,21 @@ def m016_inbox_summary_index(db: sqlite_utils.Database) -> None:
         # A database with ANALYZE statistics keeps them for the new index: without them SQLite takes
         # it for a brand-filtered queue and sorts every such case (0.9 -> 270 ms at 1M, measured).
         db.execute("analyze idx_cases_open_facets")
+
+
+@MIGRATIONS()
+def m017_proactive_cases_take_their_first_post(db: sqlite_utils.Database) -> None:
+    """A proactive case the customer's post joined before ``cases.absorb`` gave it that post's channel,
+    author and thread kept none (a user check of the demo): the composer offered no public reply and
+    the inbox's channel filter listed it under "(none)". Fill them from the customer's first post, as
+    a case joined today gets them; cases nobody wrote on stay without. The version moves on, so a
+    page open on such a case sees the change.
+    """
+    first = ("(select {col} from mentions m where m.case_id = cases.id and m.outbound = 0 "
+             "order by m.created_at, m.id limit 1)")
+    db.execute(
+        f"update cases set channel = {first.format(col='m.channel')}, "
+        f"author_handle = {first.format(col='m.author_handle')}, "
+        f"thread_id = {first.format(col='coalesce(m.thread_id, m.external_id)')}, version = version + 1 "
+        "where channel is null and exists (select 1 from mentions m where m.case_id = cases.id and m.outbound = 0)"
+    )
