@@ -132,7 +132,8 @@ def serve(argv: list[str] | None = None, name: str = "Mastodon", make: Any = Non
     # there printed a traceback when the demo was stopped).
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # started in the background: Ctrl-C is not ours
+        signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     with stand_in.server:
         print(f"{name} stand-in on {stand_in.server.url} ({len(posts)} posts, accounts: "
               f"{', '.join(sorted(accounts.values())) or '-'})", file=sys.stderr, flush=True)
