@@ -274,6 +274,34 @@ def test_listen_x_once_with_only_the_bearer_token_names_the_user_keys_direct_mes
     assert not [r for r in caplog.records if r.exc_info]
 
 
+@pytest.mark.parametrize("failure", ["missing", "round"])
+def test_the_worker_says_a_listeners_named_failure_in_one_line(failure, caplog):
+    """Before: `doorstep run --once` without X_BEARER_TOKEN printed a traceback ending in
+    "listeners.x.MissingCredentials: x: X_BEARER_TOKEN is not set ...", and every listener round
+    with an error a ListenerError traceback: the message already says what and why (item 5)."""
+    import logging
+
+    from commands.worker import Worker
+    from listeners.health import ListenerError
+    from listeners.x import MissingCredentials
+
+    error = (MissingCredentials("x: X_BEARER_TOKEN is not set: export X_BEARER_TOKEN=...") if failure == "missing"
+             else ListenerError("x: 0 fetched ...; errors: x: search: 401"))
+
+    class Failing:
+        name = "listen:x"
+        interval_s = 60.0
+
+        def run_once(self) -> None:
+            raise error
+
+    worker = Worker(store=None, config=None, pipeline=None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        assert worker.run_job(Failing()) is False
+    [record] = caplog.records
+    assert record.exc_info is None and str(error) in record.getMessage() and "listen:x" in record.getMessage()
+
+
 # ------------------------------------------------------------------ item 10: CI and install hygiene
 def test_ci_waits_for_the_dpkg_lock_installs_chromium_and_not_poppler():
     script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
