@@ -57,6 +57,8 @@ def main() -> None:
         from console.server import on_script_error
 
         on_script_error(exc)
+    with st.sidebar:  # after a password login: the HttpOnly cookie, fetched once the page is drawn (so the
+        login.send_cookie()  # request does not compete with drawing it; a run cut short sends it next run)
 
 
 #: The page this run of the script drew (named in DOORSTEP_PROFILE's files).
@@ -65,6 +67,11 @@ _page_name = "login"
 
 def _run_page(page: Any) -> None:
     global _page_name
+    asked = login.page_asked_before_login()
+    pages = st.session_state.get("_pages") or {}
+    wanted = next((p for p in pages.values() if asked and p.url_path == asked), None)
+    if wanted is not None and wanted.url_path != page.url_path:
+        st.switch_page(wanted, query_params=st.query_params.to_dict())  # the link the login stood in front of
     _page_name = page.url_path or "inbox"
     page.run()
 

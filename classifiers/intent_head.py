@@ -125,11 +125,14 @@ class IntentHead:
     def _x(self, pooled: np.ndarray) -> np.ndarray:
         return (pooled.astype(np.float64) - self.mean) / self.scale
 
-    def raw_probabilities(self, pooled: np.ndarray, texts: Sequence[str], prior: np.ndarray | None = None) -> np.ndarray:
+    def raw_probabilities(self, pooled: np.ndarray, texts: Sequence[str], prior: np.ndarray | None = None,
+                          evidence: np.ndarray | None = None) -> np.ndarray:
         """The mixed distribution before calibration (rows sum to 1).
 
         ``prior``: the encoder's own calibrated intent log-probabilities; with :attr:`use_prior`
-        the 10-way head learns a correction to them (L2 pulls towards the encoder's head, not to 0)."""
+        the 10-way head learns a correction to them (L2 pulls towards the encoder's head, not to 0).
+        ``evidence``: :meth:`evidence` of ``texts`` when the caller already has it (the classifier
+        reads it while the encoder runs on other threads)."""
         x = self._x(pooled)
         z = x @ self.intent_w + self.intent_b
         if self.use_prior:
@@ -137,14 +140,19 @@ class IntentHead:
                 raise ValueError("this intent head needs the encoder's intent log-probabilities")
             z = z + prior
         p = _softmax(z)
-        xe = np.hstack([x, evidence_features(texts, self.patterns) * EVIDENCE_SCALE])
+        xe = np.hstack([x, (self.evidence(texts) if evidence is None else evidence) * EVIDENCE_SCALE])
         q = _softmax(xe @ self.delivery_w + self.delivery_b)[:, 1:2]
         delivery = p[:, :N_DELIVERY] / np.maximum(p[:, :N_DELIVERY].sum(axis=1, keepdims=True), 1e-12)
         rest = p[:, N_DELIVERY:] / np.maximum(p[:, N_DELIVERY:].sum(axis=1, keepdims=True), 1e-12)
         return np.hstack([q * delivery, (1 - q) * rest])
 
-    def probabilities(self, pooled: np.ndarray, texts: Sequence[str], prior: np.ndarray | None = None) -> np.ndarray:
-        return temper(self.raw_probabilities(pooled, texts, prior), self.temperature)
+    def probabilities(self, pooled: np.ndarray, texts: Sequence[str], prior: np.ndarray | None = None,
+                      evidence: np.ndarray | None = None) -> np.ndarray:
+        return temper(self.raw_probabilities(pooled, texts, prior, evidence), self.temperature)
+
+    def evidence(self, texts: Sequence[str]) -> np.ndarray:
+        """The 0/1 evidence features of ``texts`` with this head's own patterns."""
+        return evidence_features(texts, self.patterns)
 
     # ------------------------------------------------------------------ files
     def save(self, model_dir: str | Path) -> Path:

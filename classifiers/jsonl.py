@@ -21,7 +21,10 @@ line N. Stopping beats writing error objects because a downstream loader that
 expects labels on every row would otherwise fail later and further from the cause.
 
 Lines are read and classified ``batch_size`` at a time, so memory stays flat
-however large the file.
+however large the file. A classifier that says it may be called from two threads at once
+(``concurrent_calls = True``, as the ONNX one does) gets the next batch while it finishes the
+current one, so the model never waits for the labelling of the batch before; batches are still
+written in input order, and each is the same batch, so the output is the same.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
 from classifiers import Classifier
@@ -137,24 +142,43 @@ def classify_jsonl(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     written = 0
     started = last_report = time.monotonic()
-    for batch, error in _batches(infile, batch_size):
-        if batch:
-            labels = classifier.classify([text for _, text in batch])
-            if len(labels) != len(batch):
-                raise RuntimeError(
-                    f"classifier {classifier.name!r} returned {len(labels)} labels for {len(batch)} texts"
-                )
-            rows = (output_row(post_id, lab) for (post_id, _), lab in zip(batch, labels))
-            outfile.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            written += len(batch)
-        if error is not None:
-            outfile.flush()
-            if progress:
-                _report(written, time.monotonic() - started, final=True)
-            raise error
+    # At most two batches in flight: the one being finished and the next; results are taken in order.
+    ahead = 2 if getattr(classifier, "concurrent_calls", False) else 0
+    pool = ThreadPoolExecutor(ahead, thread_name_prefix="classify-batch") if ahead else None
+    pending: deque[tuple[list[tuple[str | int, str]], Future[list[Labels]] | list[Labels]]] = deque()
+
+    def classify(batch: list[tuple[str | int, str]]) -> list[Labels]:
+        return classifier.classify([text for _, text in batch])
+
+    def write_oldest() -> None:
+        nonlocal written, last_report
+        batch, job = pending.popleft()
+        labels = job.result() if isinstance(job, Future) else job
+        if len(labels) != len(batch):
+            raise RuntimeError(f"classifier {classifier.name!r} returned {len(labels)} labels for {len(batch)} texts")
+        rows = (output_row(post_id, lab) for (post_id, _), lab in zip(batch, labels))
+        outfile.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        written += len(batch)
         if progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
             _report(written, last_report - started, final=False)
+
+    try:
+        for batch, error in _batches(infile, batch_size):
+            if batch:
+                pending.append((batch, pool.submit(classify, batch) if pool else classify(batch)))
+            while pending and (error is not None or len(pending) >= max(ahead, 1)):
+                write_oldest()
+            if error is not None:
+                outfile.flush()
+                if progress:
+                    _report(written, time.monotonic() - started, final=True)
+                raise error
+        while pending:
+            write_oldest()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     outfile.flush()
     if progress:
         _report(written, time.monotonic() - started, final=True)

@@ -18,7 +18,9 @@ How a post becomes :class:`Labels`
   only the first :data:`MAX_CHARS` characters read.
 * Posts are tokenised, sorted by length and run :attr:`OnnxClassifier.batch_size` at a time
   with padding only to the longest post of the batch (dynamic padding), then put back in
-  input order.
+  input order. ``threads`` batches run at once, each on a single-threaded worker, while the
+  calling thread reads the texts for what needs no model (word view, urgency signals, language,
+  delivery evidence).
 * Scores are ``softmax(logits / T)`` per head (temperature scaling), so they are calibrated
   probabilities that sum to 1.
 * **complaint_score** = max(complaint head, negative sentiment probability). The complaint head
@@ -46,7 +48,9 @@ import html
 import json
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +58,9 @@ import numpy as np
 
 from doorstep.models import INTENTS, SENTIMENTS, Labels
 
-from classifiers.baseline import looks_non_english, rules_view
+from classifiers.baseline import looks_non_english as _non_english_words, rules_view
 from classifiers.intent_head import HEAD_FILE, IntentHead
+from classifiers.language import looks_non_english
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 #: Characters of a post that are read; tweets are 280, so this only bounds pasted e-mails.
@@ -134,16 +139,19 @@ def urgency_signals(text: str, view: str | None = None) -> float:
 
 
 def urgency(
-    probs: dict[str, dict[str, float]], text: str, weights: dict[str, float] | None = None, view: str | None = None
+    probs: dict[str, dict[str, float]], text: str, weights: dict[str, float] | None = None, view: str | None = None,
+    signals: float | None = None,
 ) -> float:
-    """Urgency from the calibrated heads and the raw text (formula in the module docstring)."""
+    """Urgency from the calibrated heads and the raw text (formula in the module docstring).
+
+    ``signals`` is :func:`urgency_signals` of ``text`` when the caller already has it."""
     w = weights or URGENCY_WEIGHTS
     severity = sum(p * SEVERITY.get(intent, 0.0) for intent, p in probs["intent"].items())
     value = (
         w["complaint"] * probs["complaint"]["yes"]
         + w["negative"] * probs["sentiment"]["negative"]
         + w["severity"] * severity
-        + w["signals"] * urgency_signals(text, view)
+        + w["signals"] * (urgency_signals(text, view) if signals is None else signals)
     )
     return float(min(1.0, max(0.0, value)))
 
@@ -152,11 +160,28 @@ def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool
     """(has words to read, looks English) with the language check of :mod:`classifiers.language`."""
     words = (rules_view(text) if view is None else view).split()
     readable = any(any(ch.isalpha() for ch in word) for word in words) or any(ch.isalpha() for ch in text)
-    return readable, not looks_non_english(text, words)
+    return readable, not _non_english_words(text, words)
+
+
+def readable(text: str) -> bool:
+    """Whether ``text`` has a letter: the same answer as :func:`readable_and_english`'s first value.
+
+    That one also looks for letters in the words of :func:`rules_view` (the text lower-cased,
+    separators dropped), but no character that is not a letter lower-cases to one (checked over
+    every code point in tests/test_classify_same.py), so the text alone decides. ASCII text is
+    searched with a regex instead of a loop in Python: there, letters are exactly A-Z and a-z."""
+    if text.isascii():
+        return _ASCII_LETTERS.search(text) is not None
+    return any(ch.isalpha() for ch in text)
 
 
 class OnnxClassifier:
     """Fine-tuned multi-task MiniLM (int8 ONNX). ``model_dir`` defaults to ``classifiers/model/``."""
+
+    #: :meth:`classify` may run in two threads at once (onnxruntime sessions and tokenizers are
+    #: thread-safe; nothing here changes after loading but the worker pool, made under a lock), so
+    #: :func:`classifiers.jsonl.classify_jsonl` starts the next batch while it labels this one.
+    concurrent_calls = True
 
     def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int = 2, batch_size: int = 64):
         import onnxruntime as ort
@@ -182,8 +207,17 @@ class OnnxClassifier:
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_len)
+        # ``threads`` model batches run at once, each on one thread of its own (a pool below), not
+        # one batch on ``threads`` threads: a batch of 64 tweets is too small a job to split, and
+        # onnxruntime's threads spin while they wait for each other. Every batch is the same
+        # batch with the same padding as before, and a batch's result does not depend on how many
+        # threads computed it (tests/test_classify_same.py), so the output is the same.
+        self.threads = max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # The model is exported with residual Add + LayerNormalization unfused; onnxruntime would
@@ -209,14 +243,31 @@ class OnnxClassifier:
         return self._logits([prepare_text(t or "") for t in texts])
 
     def _logits(self, prepared: Sequence[str]) -> dict[str, np.ndarray]:
+        return self._start(prepared)()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The worker threads that run model batches, made on first use (again in a forked child,
+        which inherits the pool but none of its threads)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-batch")
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    def _start(self, prepared: Sequence[str]) -> Callable[[], dict[str, np.ndarray]]:
+        """Tokenise ``prepared`` and start its model batches on the worker threads; the function
+        returned waits for them and gives the logits per head, rows in input order.
+
+        The caller's thread is free in between (onnxruntime releases the GIL while it runs), so
+        :meth:`classify` reads the texts meanwhile. Posts are sorted by length and cut into
+        batches of :attr:`batch_size` padded to their longest post, always the same way for the
+        same input: int8 dynamic quantisation scales each batch as a whole, so a post's scores
+        depend on its batch (module docstring)."""
         encodings = self.tokenizer.encode_batch(prepared)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable")
-        out = {head: np.zeros((len(prepared), len(labels)), dtype=np.float32) for head, labels in self.labels.items()}
-        heads = list(HEADS)
-        if len(self._outputs) > len(HEADS):
-            heads.append("pooled")
-            out["pooled"] = np.zeros((len(prepared), POOLED_SIZE), dtype=np.float32)
+        pool = self._executor() if self.threads > 1 and len(order) > self.batch_size else None
+        batches: list[tuple[np.ndarray, Any]] = []
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = int(lengths[idx].max())
@@ -226,21 +277,38 @@ class OnnxClassifier:
                 n = lengths[i]
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            results = self.session.run(self._outputs, {"input_ids": ids, "attention_mask": mask})
-            for head, values in zip(heads, results):
-                out[head][idx] = values
-        return out
+            feed = {"input_ids": ids, "attention_mask": mask}
+            batches.append((idx, pool.submit(self.session.run, self._outputs, feed) if pool else feed))
+
+        def wait() -> dict[str, np.ndarray]:
+            out = {head: np.zeros((len(prepared), len(labels)), dtype=np.float32) for head, labels in self.labels.items()}
+            heads = list(HEADS)
+            if len(self._outputs) > len(HEADS):
+                heads.append("pooled")
+                out["pooled"] = np.zeros((len(prepared), POOLED_SIZE), dtype=np.float32)
+            for idx, job in batches:
+                results = job.result() if pool else self.session.run(self._outputs, job)
+                for head, values in zip(heads, results):
+                    out[head][idx] = values
+            return out
+
+        return wait
 
     def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities per head (temperature-scaled softmax)."""
         return self._probabilities([prepare_text(t or "") for t in texts])
 
     def _probabilities(self, prepared: Sequence[str]) -> dict[str, np.ndarray]:
-        logits = self._logits(prepared)
+        return self._calibrated(self._logits(prepared), prepared)
+
+    def _calibrated(self, logits: dict[str, np.ndarray], prepared: Sequence[str],
+                    evidence: np.ndarray | None = None) -> dict[str, np.ndarray]:
         pooled = logits.pop("pooled", None)
         probs = {head: softmax(v, self.temperatures[head]) for head, v in logits.items()}
         if self.intent_head is not None and pooled is not None:
-            probs["intent"] = self.intent_head.probabilities(pooled, prepared, np.log(np.maximum(probs["intent"], 1e-12)))
+            probs["intent"] = self.intent_head.probabilities(
+                pooled, prepared, np.log(np.maximum(probs["intent"], 1e-12)), evidence
+            )
         return probs
 
     # ------------------------------------------------------------------ protocol
@@ -248,13 +316,23 @@ class OnnxClassifier:
         if not texts:
             return []
         prepared = [prepare_text(t or "") for t in texts]
-        probs = self._probabilities(prepared)
-        return [self._labels(text, {h: probs[h][i] for h in HEADS}) for i, text in enumerate(prepared)]
+        finish = self._start(prepared)
+        # While the model runs, read what the texts alone say (none of it needs the model).
+        views = [rules_view(text) for text in prepared]
+        signals = [urgency_signals(text, view) for text, view in zip(prepared, views)]
+        has_letters = [readable(text) for text in prepared]
+        # A post with no letters goes to review whatever its language, so only the others are identified.
+        english = [not looks_non_english(text) if letters else True for text, letters in zip(prepared, has_letters)]
+        evidence = self.intent_head.evidence(prepared) if self.intent_head is not None else None
+        probs = self._calibrated(finish(), prepared, evidence)
+        return [
+            self._labels(text, {h: probs[h][i] for h in HEADS}, views[i], signals[i], has_letters[i], english[i])
+            for i, text in enumerate(prepared)
+        ]
 
-    def _labels(self, prepared: str, row: dict[str, np.ndarray]) -> Labels:
+    def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
+                english: bool) -> Labels:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
-        view = rules_view(prepared)
-        readable, english = readable_and_english(prepared, view)
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = max(scores["complaint"]["yes"], scores["sentiment"]["negative"])
@@ -270,7 +348,7 @@ class OnnxClassifier:
             complaint_score=min(1.0, max(0.0, complaint_score)),
             intent=intent,
             intent_scores=scores["intent"],
-            urgency=urgency(scores, prepared, self.config.get("urgency_weights"), view),
-            needs_review=not readable or not english or unsure,
+            urgency=urgency(scores, prepared, self.config.get("urgency_weights"), view, signals),
+            needs_review=not has_letters or not english or unsure,
             model=self.name,
         )

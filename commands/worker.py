@@ -43,6 +43,15 @@ JOB_PROVIDERS: list[str] = [
 ]
 
 
+def _named(exc: BaseException) -> bool:
+    """A failure whose message is the whole story: a listener's missing credential or its round's
+    named errors (already in listener health). Anything else keeps its traceback for a developer."""
+    from listeners.health import ListenerError
+    from listeners.x import MissingCredentials
+
+    return isinstance(exc, (ListenerError, MissingCredentials))
+
+
 @dataclass
 class Worker:
     store: Store
@@ -158,10 +167,13 @@ class Worker:
         try:
             job.run_once()
             return True
-        except Exception:  # noqa: BLE001 - one job must not stop the others
+        except Exception as exc:  # noqa: BLE001 - one job must not stop the others
             with self._lock:
                 self._failures[job.name] = self._failures.get(job.name, 0) + 1
-            log.exception("job %s failed", job.name)
+            if _named(exc):  # its message says what failed and what to do: one line, no traceback
+                log.error("job %s failed: %s", job.name, exc)
+            else:
+                log.exception("job %s failed", job.name)
             return False
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ from console import presence
 from console.auth import can
 from console.timeline import channel_name, recipient
 from console.widgets import (
+    busy_message,
     current_user,
     escape_md,
     flash,
@@ -159,7 +160,10 @@ def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
     @st.fragment(run_every=timedelta(seconds=PRESENCE_EVERY_S))
     def live() -> None:
         store = get_store()
-        drafting = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())
+        # The reply box is in a form, so its words reach the server only with "Queue reply": the
+        # browser says whether it holds any (issue 13: "bob is replying" showed only after a click).
+        on_server = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())  # a filled template, a kept draft
+        drafting = _reply_box_typing(case_id, known=on_server) or on_server
         beat_key = f"_presence_beat_{case_id}"
         last = st.session_state.get(beat_key)
         now = utcnow()
@@ -203,6 +207,64 @@ def _changed_by_others(store: Store, case_id: int, username: str, drawn_version:
     st.info(escape_md(f"{' and '.join(who)} changed {what} since this page was drawn."), icon=":material/update:")
     if st.button("Show their changes", key=f"show_changes_{case_id}"):
         st.rerun(scope="app")  # the page redraws from the stored case (the header then says what to review)
+
+
+#: In the browser: whether this case's reply box holds words the server has not seen yet. It looks
+#: on every keystroke and every 2 s (the box is emptied by a send or by the agent), and reports only
+#: a change, which reruns the presence fragment alone; the form and the words typed are untouched.
+REPLY_TYPING_JS = """
+export default function(component) {
+  const { data, setStateValue } = component;
+  const selector = '.st-key-draft_' + data.case_id + ' textarea';
+  let last = Boolean(data.typing);
+  const check = () => {
+    const box = document.querySelector(selector);
+    const typing = Boolean(box && box.value.trim());
+    if (typing !== last) {
+      last = typing;
+      setStateValue('typing', typing);
+    }
+  };
+  document.addEventListener('input', check, true);
+  const timer = setInterval(check, 2000);
+  check();
+  return () => {
+    document.removeEventListener('input', check, true);
+    clearInterval(timer);
+  };
+}
+"""
+#: On several lines: Streamlit reads a one-line string with "[" or "*" in it as a file glob.
+TYPING_CSS = """
+[class*="st-key-reply_typing_"] { display: none !important; }
+[data-testid="stLayoutWrapper"]:has(> [data-testid="stVerticalBlock"] > [class*="st-key-reply_typing_"]:only-child) {
+  display: none !important;
+}
+"""
+_typing_component: Any = None
+
+
+def _reply_box_typing(case_id: int, known: bool = False) -> bool:
+    """Whether the agent's reply box on this case holds words (typed, not yet queued).
+
+    ``known``: the server already has words for the box (a filled template), so the browser seeing
+    them is no news and costs no extra rerun (one between "T" and "Q" could swallow the key).
+    """
+    global _typing_component
+    components = getattr(getattr(st, "components", None), "v2", None)
+    if components is None:  # Streamlit before components v2: drafting is known from a filled template only
+        return False
+    if _typing_component is None:
+        # It draws nothing and must take no room either: nor may the presence line's block, when it
+        # holds nothing else (an empty block still takes the page's gap and moved the composer down).
+        _typing_component = components.component("doorstep_reply_typing", js=REPLY_TYPING_JS, css=TYPING_CSS,
+                                                  isolate_styles=False)
+    key = f"reply_typing_{case_id}"
+    last = st.session_state.get(key)
+    typing = bool(last.get("typing")) if isinstance(last, dict) else False
+    result = _typing_component(key=key, data={"case_id": case_id, "typing": typing or known}, default={"typing": False},
+                               on_typing_change=lambda: None)
+    return bool(result.get("typing")) if result is not None else False
 
 
 #: How often the "Also on this case" line is redrawn.
@@ -859,9 +921,17 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     with st.form(f"note_{case.id}", clear_on_submit=True):
         text = st.text_area("Internal note (never sent to the customer)", key=f"note_text_{case.id}", height=80)
         if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
-            store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
-            flash("success", "note added", at=f"note:{case.id}")
-            st.rerun()
+            try:
+                store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - only a busy database is answered here
+                refused = busy_message(exc, "Your note")
+                if refused is None:
+                    raise
+                # The form has cleared the box: the agent gets their words back with the reason.
+                st.error(escape_md(f"{refused} Your note: {text.strip()}"))
+            else:
+                flash("success", "note added", at=f"note:{case.id}")
+                st.rerun()
     show_flashes(at=f"note:{case.id}")
 
 

@@ -158,21 +158,75 @@ def _session_user(store: Store) -> auth.User | None:
     return user
 
 
-def _send_grant_to_browser(grant: str) -> None:
-    """Send the browser through /auth/session so the server sets the HttpOnly cookie, then back here."""
-    _navigate_top(f"{SESSION_ROUTE}?grant={grant}", keep_path=True)
+def _remember_page_asked() -> None:
+    """Note the page the login form stands in front of (a shared link such as ``/case?id=224``)."""
+    from urllib.parse import urlparse
+
+    url = st.context.url
+    st.session_state[PAGE_ASKED] = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
 
 
-def _navigate_top(url: str, *, keep_path: bool = False) -> None:
+#: Session state: the page the browser asked for when the login form was shown (its URL path's last part).
+PAGE_ASKED = "_page_asked"
+
+
+def page_asked_before_login() -> str | None:
+    """The page (``url_path``) a login form stood in front of, once, after the login; else None.
+
+    Why: the console is drawn in the same page after the login (no reload through /auth/session, which
+    used to carry the address back), and the run after the login form opens the default page: a
+    shared case link (``/case?id=224``) must still open that case (issue 17). The query (``id=224``)
+    stays with the session by itself.
+    """
+    return st.session_state.pop(PAGE_ASKED, None) or None
+
+
+#: Session state: this tab was sent its login cookie without a reload (logout must clear it).
+COOKIE_SENT = "_cookie_sent"
+
+
+def send_cookie() -> None:
+    """After a password login (the grant :func:`_open_session` kept), have the browser fetch
+    /auth/session so the server sets the HttpOnly cookie, without leaving the page. Called by
+    app.py at the foot of the sidebar, once the console is drawn around it.
+
+    Why a fetch and not a page load: the cookie only has to outlive this tab (a reload, a new tab);
+    this tab's session already knows its login (``_session_id``, re-checked on every run). Sending
+    the whole tab through /auth/session and back made every login load the console twice, a new
+    page and a new websocket session that drew the inbox again (1.2-1.4 s of the 1.6-2.0 s first
+    load at 1M cases, bench/RESULTS.md issue 17). The cookie is still set only by the server's
+    HTTP response (``HttpOnly``: no script can read it). If the fetch fails, the tab goes through
+    /auth/session as before.
+    """
+    import json
+
+    grant = st.session_state.pop("_grant", None)
+    if not grant or not COOKIE_ROUTES:
+        return
+    target = json.dumps(f"{SESSION_ROUTE}?grant={grant}")
+    st.session_state[COOKIE_SENT] = True
+    script = ("<script>const w = window.parent; const go = () => { const m = w.document.createElement('meta');"
+              f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} + '&next=' + "
+              "encodeURIComponent(w.location.pathname + w.location.search); w.document.head.appendChild(m); };"
+              f"w.fetch({target}, {{credentials: 'same-origin', redirect: 'manual', cache: 'no-store'}})"
+              ".then(r => { if (r.type !== 'opaqueredirect' && !r.ok) go(); }, go);</script>")
+    _html(script)
+
+
+def _navigate_top(url: str) -> None:
     """Send the whole tab to ``url`` on this server (a component's iframe may not navigate its
     parent itself, so it adds a refresh to the parent page, which the parent then follows)."""
     import json
 
     target = json.dumps(url)
-    suffix = "+ '&next=' + encodeURIComponent(w.location.pathname + w.location.search)" if keep_path else ""
     script = ("<script>const w = window.parent; const m = w.document.createElement('meta');"
-              f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target} {suffix};"
+              f"m.httpEquiv = 'refresh'; m.content = '0;url=' + {target};"
               "w.document.head.appendChild(m);</script>")
+    _html(script)
+
+
+def _html(script: str) -> None:
+    """A script run in a component's frame (same origin: it may act on the page around it)."""
     if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
         st.iframe(script, height="content")
     else:  # Streamlit before st.iframe
@@ -186,19 +240,13 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
 
     user = _session_user(store)
     if user is not None:
-        grant = st.session_state.pop("_grant", None)
-        if grant and COOKIE_ROUTES:
-            _send_grant_to_browser(grant)
-            # The tab reloads with its cookie now and draws the console in its new session; drawing
-            # it here too only competed with that for the server (issue 17: first load at 1M).
-            st.caption("Logging you in…")
-            st.stop()
-        return user
+        return user  # the console is drawn in this same run; send_cookie() then asks for the cookie
     session = auth.session_by_token(store, browser_token())
     if session is not None and (user := auth.get_user(store, session.username)) is not None:
         st.session_state["_session_id"] = session.id
         return user
 
+    _remember_page_asked()
     authenticator = _authenticator(store)
     st.session_state["_authenticator"] = authenticator
     attempt = _watch_attempts(store, authenticator)
@@ -221,7 +269,34 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
             st.error("Wrong username or password.")
     if st.session_state.get("_session_id"):
         st.rerun()  # draw the console instead of the form in this same click
+    _load_table_code()
     return None
+
+
+#: The key of the hidden container that makes the login page load the table's code (see below).
+TABLE_CODE_KEY = "table_code"
+
+
+def _load_table_code() -> None:
+    """An empty table, select boxes, a button and a frame in a hidden container on the login page, so
+    the browser loads the code the inbox draws with (Streamlit's data grid alone is ~30 JavaScript
+    modules, loaded on a page's first table; 12 more for its other elements) while the agent types
+    the password, not after the login, when the inbox is waiting for it.
+
+    Why: the console is drawn in the same page after the login (:func:`send_cookie`); loading and
+    compiling those modules when the inbox arrived was a large part of the first load after login
+    on two busy cores (issue 17). Nothing of it is seen, read out or used: the container is not
+    displayed and its widgets are disabled.
+    """
+    import pandas as pd
+
+    with st.container(key=TABLE_CODE_KEY):
+        st.html(f"<style>.st-key-{TABLE_CODE_KEY} {{ display: none; }}</style>")
+        st.dataframe(pd.DataFrame({"": []}), hide_index=True)
+        st.selectbox("table code", ["-"], key=f"{TABLE_CODE_KEY}_select", disabled=True, label_visibility="collapsed")
+        st.multiselect("table code", ["-"], key=f"{TABLE_CODE_KEY}_multi", disabled=True, label_visibility="collapsed")
+        st.button("table code", key=f"{TABLE_CODE_KEY}_button", disabled=True)
+        _html("")
 
 
 def lock_message(ends: Any) -> str:
@@ -288,6 +363,7 @@ def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None
     """End the session: its row is ended (so every copy of its cookie is dead), the browser's
     cookie is cleared, the library forgets the login, and single sign-on logs out."""
     user = st.session_state.get("user")
+    cookie_sent = bool(st.session_state.get(COOKIE_SENT))
     auth.end_session(store, st.session_state.get("_session_id"), reason=reason)
     if user is not None:
         store.audit(user.username, "logout", None, {"reason": reason})
@@ -298,7 +374,7 @@ def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None
         st.session_state["_ended"] = True
     if sso_configured() and st.user.is_logged_in:
         st.logout()
-    if COOKIE_ROUTES and browser_token():
+    if COOKIE_ROUTES and (browser_token() or cookie_sent):  # a cookie this tab came with, or was sent
         _navigate_top(LOGOUT_ROUTE)
         st.stop()
     st.rerun()

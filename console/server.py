@@ -9,8 +9,9 @@ an HTTP response can set an ``HttpOnly`` cookie. So a login works like this:
 
 1. the login form (in the Streamlit page) checks the password and opens a server-side session
    (``console_sessions``, :func:`console.auth.start_session`) with a one-time grant;
-2. the page sends the browser to ``/auth/session?grant=...``; this route redeems the grant
-   (once, within two minutes), sets ``doorstep_session`` = a random token, ``HttpOnly``,
+2. the page has the browser fetch ``/auth/session?grant=...`` while it draws the console (no
+   reload; a failed fetch sends the tab there instead); this route redeems the grant (once,
+   within two minutes), sets ``doorstep_session`` = a random token, ``HttpOnly``,
    ``SameSite=Lax``, ``Secure`` when the request came over HTTPS, and redirects back;
 3. every console run checks the token's session row: not expired, not ended, and the user's
    password hash and role unchanged (:func:`console.auth.session_by_token`).
@@ -103,6 +104,13 @@ def on_script_error(exc: BaseException) -> bool:
     """
     import streamlit as st
 
+    from console.widgets import busy_message, escape_md
+
+    busy = busy_message(exc)
+    if busy is not None:  # a write that waited out the busy timeout: nothing was written; say so
+        log.warning("console: %s (%s)", busy, exc)
+        st.error(escape_md(busy))
+        return True
     reference = secrets.token_hex(4)
     log.error("console error %s", reference, exc_info=(type(exc), exc, exc.__traceback__))
     st.error(f"Something went wrong on this page and it was logged (reference {reference}). "

@@ -161,6 +161,22 @@ def get_store() -> Any:
     return held
 
 
+def busy_message(exc: BaseException, what: str = "What you just did") -> str | None:
+    """The one line an agent reads when the database stayed locked past the busy timeout, or None.
+
+    Why not an exception: a long write elsewhere (an import's batch on a loaded machine) can hold
+    SQLite's write lock longer than ``[limits] busy_timeout_s``; the page must say so and keep
+    working (issue 14 item 4), and nothing was written (the transaction never began).
+    """
+    from doorstep.dialect import is_busy
+
+    if not is_busy(exc):
+        return None
+    return (f"{what} was not saved: the database was busy for over {file_config().limits.busy_timeout_s:g} s "
+            "(another writer, such as an import, held it; [limits] busy_timeout_s in doorstep.toml). "
+            "Try again in a moment.")
+
+
 @st.cache_resource(show_spinner=False)
 def _load_config(path: str | None, mtime: float) -> Config:
     from doorstep.config import load_config

@@ -107,6 +107,19 @@ def _secret_of(account: AccountRef | None) -> Any:
     return lambda stem, suffix: account.secret(suffix)
 
 
+#: The OAuth 1.0a user keys that posting, ``get_me`` and direct messages need (the bearer token only reads).
+X_USER_KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET")
+
+
+def missing_x_user_keys(account: AccountRef | None = None) -> list[str]:
+    """The X user keys that are not set, by the names that would set them ("LARKSPUR_X_API_KEY or
+    X_API_KEY"): tweepy would otherwise fail with "Consumer key must be string or bytes, not
+    NoneType", which names nothing a person can set."""
+    if account is None:
+        return [f"X_{key}" for key in X_USER_KEYS if not secret(f"X_{key}")]
+    return [" or ".join(account.secret_names(key)) for key in X_USER_KEYS if not account.secret(key)]
+
+
 def x_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None,
              account: AccountRef | None = None) -> tweepy.Client:
     """A tweepy v2 client with app auth (``X_BEARER_TOKEN``) and, when set, OAuth 1.0a user keys.

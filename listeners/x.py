@@ -332,6 +332,15 @@ class XListener:
         we asked privately from (the newest private message we sent to that customer from this
         account), so their answer lands where the agent is waiting for it.
         """
+        if not self._client_given:
+            from doorstep.clients import missing_x_user_keys
+            from doorstep.config import find_account
+
+            missing = missing_x_user_keys(find_account(self.config, CHANNEL, source.account) if source.account else None)
+            if missing:  # named here: tweepy would fail with "Consumer key must be string or bytes, not NoneType"
+                raise SourceError(f"x: {source.label}: {', '.join(missing)} not set (direct_messages = true reads "
+                                  "each account's direct messages with its user keys; set them, or direct_messages "
+                                  "= false)")
         client = self.client_for(source)
         cursor_name = f"x:dm:{source.account.lower() if source.account else source.target}"
         seen = self.store.get_cursor(cursor_name)

@@ -172,28 +172,18 @@ class XSender(_ClientSender):
         super().__init__(config, client, account)
         self._me: str | None = None
 
-    #: The OAuth 1.0a user keys posting needs (the bearer token only reads).
-    USER_KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET")
-
     def _make_client(self) -> Any:
-        from doorstep.clients import x_client
+        from doorstep.clients import missing_x_user_keys, x_client
 
-        self._require_user_keys()
-        return x_client(self.config, account=self.account)
-
-    def _require_user_keys(self) -> None:
-        """Missing user keys are a named, permanent error, not tweepy's TypeError ("Consumer key
-        must be string or bytes, not NoneType") with a traceback and a retry that cannot succeed."""
-        if self.account is not None:
-            missing = [" or ".join(self.account.secret_names(k)) for k in self.USER_KEYS if not self.account.secret(k)]
-            who = self.account.label
-        else:
-            missing = [f"X_{k}" for k in self.USER_KEYS if not secret(f"X_{k}")]
-            who = "X"
+        # Missing user keys are a named, permanent error, not tweepy's TypeError ("Consumer key
+        # must be string or bytes, not NoneType") with a traceback and a retry that cannot succeed.
+        missing = missing_x_user_keys(self.account)
         if missing:
+            who = self.account.label if self.account is not None else "X"
             raise SendError(f"cannot post to X as {who}: {', '.join(missing)} not set (the account's user keys; "
                             "set them in the environment or $DOORSTEP_SECRETS_FILE, then `doorstep outbox retry ID`)",
                             retryable=False)
+        return x_client(self.config, account=self.account)
 
     def verify_account(self) -> None:
         """Refuse to post unless the credentials are the account's own (GET /2/users/me)."""

@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -126,17 +127,18 @@ def serve(argv: list[str] | None = None, name: str = "Mastodon", make: Any = Non
     posts = read_posts(args.feed) if args.feed else []
     stand_in = (make or (lambda a, p, port: MastodonStandIn(a, p, port)))(accounts, posts, args.port)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C reaches the whole `make demo` process group and the demo then sends SIGTERM: either
+    # asks the stand-in to stop; neither may interrupt its shutdown (a KeyboardInterrupt raised
+    # there printed a traceback when the demo was stopped).
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # started in the background: Ctrl-C is not ours
+        signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     with stand_in.server:
         print(f"{name} stand-in on {stand_in.server.url} ({len(posts)} posts, accounts: "
               f"{', '.join(sorted(accounts.values())) or '-'})", file=sys.stderr, flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+        while not stopping:
+            time.sleep(0.2)
     return 0
 
 

@@ -177,6 +177,44 @@ def test_a_colleagues_change_shows_on_the_open_case_without_a_click(console: dic
         browser.close()
 
 
+def test_a_colleague_typing_a_reply_shows_as_replying_without_a_click(console: dict[str, Any]) -> None:
+    """Issue 13, failure 2: presence said a colleague was drafting only after a rerun. The reply box
+    is in a form, so the words reach the server only with "Queue reply": bob typing (no click, no
+    template) left ann's page saying "bob is viewing", and ann's reply was not held back."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from doorstep.config import load_config
+    from doorstep.store import Store
+    from responders.outbox import AlreadyAnswered, latest_message_id, queue_reply
+
+    case_id = console["case_id"]
+    with sync_playwright() as p:
+        browser, ann = logged_in(p, console, "ann")
+        bob = browser.new_context(viewport=VIEWPORT).new_page()
+        bob.set_default_timeout(20000)
+        login(bob, console["url"], "bob")
+        open_case(bob, case_id)
+        open_case(ann, case_id)
+        expect(ann.get_by_text("bob is viewing", exact=False)).to_be_visible(timeout=30000)
+        box = bob.get_by_label("Reply text")
+        box.click()
+        box.press_sequentially("So sorry about this, looking now", delay=20)
+        # No click: within a few presence ticks ann's page says bob is replying.
+        expect(ann.get_by_text("bob is replying", exact=False)).to_be_visible(timeout=30000)
+        viewport_shot(ann, "case-page-colleague-replying-1440")
+        store = Store(console["db"])
+        try:  # and ann's own reply waits for him (the one-answer rule's drafting check)
+            with pytest.raises(AlreadyAnswered, match="bob is replying"):
+                queue_reply(store, load_config(DEMO_CONFIG), case_id, "We're on it", "ann",
+                            seen_up_to=latest_message_id(store, case_id))
+        finally:
+            store.close()
+        box.fill("")  # he gives up: the box is empty again
+        expect(ann.get_by_text("bob is viewing", exact=False)).to_be_visible(timeout=30000)
+        expect(bob.get_by_label("Reply text")).to_have_value("")
+        browser.close()
+
+
 def test_browser_tests_fail_rather_than_skip_in_ci_without_chromium(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_e2e_browser import chromium_or_skip
 

@@ -323,3 +323,44 @@ def test_signed_webhook_posts_while_agents_write_are_all_accepted_once(tmp_path:
     assert notes[0] > 0  # the agents really wrote meanwhile
     assert {s: statuses.count(s) for s in set(statuses)} == {202: requests_sent}
     assert sorted(ids) == sorted(f"page-{i}" for i in range(requests_sent))  # each exactly once
+
+
+def test_a_note_that_cannot_get_the_write_lock_is_refused_on_the_page_not_a_crash(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The soak at f489dbe: 3 of 97 'Add note' clicks raised 'database is locked' out of the case page
+    when an import's batch held the write lock longer than [limits] busy_timeout_s. The page must say
+    so in one line, naming the setting, and give the agent their words back; nothing half-written."""
+    from streamlit.testing.v1 import AppTest
+
+    from console.auth import add_user, get_user
+
+    db = tmp_path / "d.db"
+    store = Store(db)
+    add_user(store, "ann", "a-long-password", role="agent", rounds=4)
+    case_id = store.insert_case(Case(priority=10, status="new", channel="x"))
+    toml = tmp_path / "doorstep.toml"
+    toml.write_text("[limits]\nbusy_timeout_s = 0.2\n", encoding="utf-8")
+    monkeypatch.setenv("DOORSTEP_DB", str(db))
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(toml))
+    at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=60)
+    at.session_state["user"] = get_user(store, "ann")
+    at.session_state["case_id"] = case_id
+    at.run()
+    words = "Called UPS: parcel 1Z999 is at the Leeds depot"
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(db, held, release))
+    holder.start()
+    try:
+        assert held.wait(10)
+        at.text_area(key=f"note_text_{case_id}").input(words)
+        at.button(key=f"FormSubmitter:note_{case_id}-Add note").click().run()
+    finally:
+        release.set()
+        holder.join()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(e.value for e in at.error).replace("\\", "")  # as read (Markdown escapes removed)
+    assert "busy" in shown and "busy_timeout_s" in shown and "not saved" in shown and words in shown
+    assert store.notes(case_id) == []
+    at.text_area(key=f"note_text_{case_id}").input(words)  # once the lock is free, the same click works
+    at.button(key=f"FormSubmitter:note_{case_id}-Add note").click().run()
+    assert not at.exception and [n.text for n in store.notes(case_id)] == [words]

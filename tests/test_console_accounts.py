@@ -9,7 +9,7 @@ from doorstep.store import Store
 from test_console_apptest import _open_case, db, demo_template, page, texts  # noqa: F401 - fixtures
 
 
-def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Store) -> None:  # noqa: F811
+def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Store, monkeypatch) -> None:  # noqa: F811, ANN001
     """Failure 8: an X post joined a Bluesky case; the composer offered only Bluesky and e-mail."""
     from doorstep.config import load_config
     from doorstep.pipeline import Pipeline
@@ -42,6 +42,23 @@ def test_a_post_from_another_channel_can_be_answered_on_its_own_channel(db: Stor
     at.button(key=f"send_{case_id}").click().run()
     (message,) = [m for m in db.outbound_for_case(case_id) if m.channel == "x"]
     assert message.in_reply_to == "1900000000000000001" and message.account == "FettleCare"
+    # What X receives: the answer to the X post, on X, from @FettleCare (the emulator records the token's account).
+    from responders.outbox import Outbox
+    from standins.x_emulator import XEmulator
+
+    with XEmulator(accounts={"tok-fettle": {"username": "FettleCare"},
+                             "tok-larkspur": {"username": "LarkspurHelp"}}) as emulator:
+        emulator.add_post({"id": "1900000000000000001", "text": x_post.text, "username": handle,
+                           "created_at": x_post.created_at.isoformat()})
+        for name, value in {"X_API_BASE_URL": emulator.base_url, "X_API_TIMEOUT": "5", "X_BEARER_TOKEN": "app-bearer",
+                            "X_API_KEY": "app-key", "X_API_SECRET": "app-secret", "X_ACCESS_TOKEN_SECRET": "app-secret",
+                            "FETTLE_X_ACCESS_TOKEN": "tok-fettle", "LARKSPUR_X_ACCESS_TOKEN": "tok-larkspur"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("X_ACCESS_TOKEN", raising=False)
+        Outbox(db, load_config(DEMO_CONFIG)).send_due()
+        answers = [p for p in emulator.posted if (p.get("reply") or {}).get("in_reply_to_tweet_id") == x_post.external_id]
+        assert [(p["account"], p["text"]) for p in answers] == [("FettleCare", "So sorry! Could you DM us?")], \
+            emulator.posted
 
 
 def test_ask_privately_opens_a_preview_and_queues_a_direct_message(db: Store) -> None:  # noqa: F811

@@ -46,3 +46,18 @@ def test_streamlit_config_hides_error_details_and_binds_loopback() -> None:
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["client"]["showErrorDetails"] == "none"
     assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_a_page_that_found_the_database_busy_says_so_not_something_went_wrong(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Any write of any page (status, assign, reply...) that waited out [limits] busy_timeout_s reaches
+    app.py's handler: the agent reads what happened and what to do, not 'Something went wrong'."""
+    monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
+    caplog.set_level(logging.WARNING)
+    at = AppTest.from_string("import sqlite3\nfrom console.server import on_script_error\n"
+                             "on_script_error(sqlite3.OperationalError('database is locked'))\n", default_timeout=30).run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "was not saved" in shown and "busy for over 10 s" in shown and "busy_timeout_s" in shown
+    assert "Something went wrong" not in shown
+    assert "database is locked" in caplog.text  # still logged

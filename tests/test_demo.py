@@ -297,6 +297,58 @@ def test_stopping_the_demo_ends_its_children():
     assert child.returncode is not None  # terminated (not left running behind the demo)
 
 
+@pytest.mark.parametrize("module", ["standins.mastodon", "standins.bluesky"])
+def test_ctrl_c_then_the_demos_sigterm_stops_a_stand_in_without_a_traceback(module: str, tmp_path: Path):
+    """Before: Ctrl-C on `make demo` reaches every child (one process group); the demo then sends
+    each SIGTERM, which struck the stand-in while it was shutting down, and the terminal showed a
+    KeyboardInterrupt traceback from standins/mastodon.py (found stopping a fresh clone's demo)."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=Path(__file__).parent.parent,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "stand-in on" in child.stderr.readline()
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and "Traceback" not in err, (child.returncode, err)
+
+
+def test_a_stand_in_started_with_ctrl_c_ignored_keeps_ignoring_it():
+    """A demo started in the background (Ctrl-C ignored, as a shell does for `make demo &`) keeps
+    its stand-ins through a SIGINT, as it keeps itself: else they stop and the demo reports them dead."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "standins.mastodon", "--port", str(port)],
+                             cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert "stand-in on" in child.stderr.readline()
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.6)
+        assert child.poll() is None
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0 and "Traceback" not in err, (child.returncode, err)
+
+
 # ------------------------------------------------------------------ issue 18: a working day, reproducibly
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -612,7 +612,7 @@ def test_two_agents_a_failed_reply_and_asking_privately(world: dict[str, Any]) -
         finally:
             store.close()
         open_case(bob, fail_case)
-        expect(bob.get_by_text("Not delivered: reply via x", exact=False).first).to_be_visible()
+        expect(bob.get_by_text("Not delivered: reply via X", exact=False).first).to_be_visible()
         # The worker's follow-up by e-mail waits for an agent (the demo's approval rule) and tells the truth.
         assert held.status == "awaiting_approval" and held.channel == "email", held
         assert "we replied" not in held.text.casefold() and "could not answer you there" in held.text

@@ -245,6 +245,63 @@ def test_listen_x_once_against_an_unreachable_host_gives_up_after_a_short_bounde
         server.close()
 
 
+def test_listen_x_once_with_only_the_bearer_token_names_the_user_keys_direct_messages_need(tmp_path, monkeypatch,
+                                                                                          caplog):
+    """Before: the README's emulator recipe (X_API_BASE_URL, X_BEARER_TOKEN=any) against a config
+    with direct_messages = true printed tweepy's traceback, "TypeError: Consumer key must be string
+    or bytes, not NoneType", for each account's direct messages (found walking the README)."""
+    import logging
+
+    from standins.x_emulator import XEmulator
+
+    config = tmp_path / "x.toml"
+    config.write_text('[[brands]]\nname = "Larkspur Home"\nhandles = { x = "LarkspurHelp" }\n'
+                      '[channels.x]\nqueries = ["larkspur"]\naccounts = ["LarkspurHelp"]\ndirect_messages = true\n',
+                      encoding="utf-8")
+    monkeypatch.delenv("DOORSTEP_SECRETS_FILE", raising=False)
+    for name in ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET"):
+        monkeypatch.delenv(f"X_{name}", raising=False)
+        monkeypatch.delenv(f"X_LARKSPURHELP_{name}", raising=False)
+    with XEmulator(accounts={"tok": {"username": "LarkspurHelp"}}) as emulator:
+        monkeypatch.setenv("X_API_BASE_URL", emulator.base_url)
+        monkeypatch.setenv("X_BEARER_TOKEN", "any")
+        with caplog.at_level(logging.WARNING):
+            result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "--config", str(config), "listen", "x",
+                                              "--once", "--classifier", "none"])
+    assert result.exit_code == 1, result.output
+    assert "@LarkspurHelp direct messages" in result.output and "ACCESS_TOKEN" in result.output, result.output
+    assert "TypeError" not in result.output and "Traceback" not in result.output, result.output
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("failure", ["missing", "round"])
+def test_the_worker_says_a_listeners_named_failure_in_one_line(failure, caplog):
+    """Before: `doorstep run --once` without X_BEARER_TOKEN printed a traceback ending in
+    "listeners.x.MissingCredentials: x: X_BEARER_TOKEN is not set ...", and every listener round
+    with an error a ListenerError traceback: the message already says what and why (item 5)."""
+    import logging
+
+    from commands.worker import Worker
+    from listeners.health import ListenerError
+    from listeners.x import MissingCredentials
+
+    error = (MissingCredentials("x: X_BEARER_TOKEN is not set: export X_BEARER_TOKEN=...") if failure == "missing"
+             else ListenerError("x: 0 fetched ...; errors: x: search: 401"))
+
+    class Failing:
+        name = "listen:x"
+        interval_s = 60.0
+
+        def run_once(self) -> None:
+            raise error
+
+    worker = Worker(store=None, config=None, pipeline=None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        assert worker.run_job(Failing()) is False
+    [record] = caplog.records
+    assert record.exc_info is None and str(error) in record.getMessage() and "listen:x" in record.getMessage()
+
+
 # ------------------------------------------------------------------ item 10: CI and install hygiene
 def test_ci_waits_for_the_dpkg_lock_installs_chromium_and_not_poppler():
     script = (REPO / ".ci" / "run").read_text(encoding="utf-8")

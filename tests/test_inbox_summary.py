@@ -87,6 +87,10 @@ def test_summary_counts_equal_the_per_filter_counts(store: Store) -> None:
                 filters = {**dict(chosen), "sla_state": sla, "waiting": waiting, "status": statuses, "search": search}
                 got, want = _from_summary(store, filters), _expected(store, filters)
                 assert got == want, filters
+                # the queue's total, which the page takes from the summary too (issue 17)
+                assert counts_from_summary(store.inbox_summary(InboxQuery(
+                    statuses=_summary_statuses(filters), search=search, waiting=waiting)), filters,
+                    total_only=True) == store.inbox_count(_query(filters)), filters
                 for column in ("status", *FACETS):  # most cases first, as the filters list them
                     assert list(got[column].values()) == sorted(got[column].values(), reverse=True)
                 checked += 1
@@ -152,3 +156,36 @@ def test_a_new_session_takes_the_summaries_another_session_took_for_the_same_dat
     third = inbox.filter_counts(store, {"brand": "Fettle"}, {})
     assert len(taken) == 2 * (1 + len(WAITING))
     assert third["brand"] != first["brand"]
+
+
+def test_a_new_session_takes_the_counts_another_session_summed_for_the_same_filters(store: Store, monkeypatch) -> None:
+    """Issue 17, first load after login: with the summary shared, summing its rows (a Python pass over
+    every combination of the facets, the largest part of a login's first inbox run at 1M cases) was
+    still done again by every new session for the same, unfiltered view. Now the sums are shared too:
+    the same summary and filters are summed once; other filters, or new data, are summed anew, and
+    each session's counts equal what summing afresh gives."""
+    from console import inbox
+
+    _shop(store)
+    monkeypatch.setattr(inbox, "utcnow", lambda: utcnow().replace(hour=3, minute=0))  # one minute for the test
+    inbox._SHARED.clear()
+    inbox._COUNTS.clear()
+    summed: list[bool] = []
+    real = inbox.counts_from_summary
+    monkeypatch.setattr(inbox, "counts_from_summary",
+                        lambda rows, filters, total_only=False: summed.append(total_only) or real(rows, filters,
+                                                                                              total_only=total_only))
+    per = 1 + len(WAITING) + 1  # the counts, each "Waiting for" view's total, the queue's total
+    first = inbox.filter_counts(store, {}, {})
+    assert len(summed) == per
+    second = inbox.filter_counts(store, {}, {})  # a colleague's login, same data and minute
+    assert len(summed) == per and second == first
+    second["brand"] = {}  # a session's counts are its own to change
+    assert inbox.filter_counts(store, {}, {})["brand"] == first["brand"]
+    fettle = inbox.filter_counts(store, {"brand": "Fettle"}, {})  # another filter: summed for it
+    assert len(summed) == 2 * per and fettle != first
+    rows = store.inbox_summary(InboxQuery(statuses=_summary_statuses({})))
+    assert fettle["brand"] == real(rows, {"brand": "Fettle"})["brand"]
+    store.insert_case(Case(status="new", priority=50, brand="Fettle"))  # the data changed: summed again
+    third = inbox.filter_counts(store, {}, {})
+    assert len(summed) == 3 * per and third["brand"] != first["brand"]

@@ -155,6 +155,29 @@ def test_search_results_follow_new_posts_from_any_connection(store: Store, tmp_p
     assert store.search_is_capped("rain") is False
 
 
+def test_a_search_past_the_cap_keeps_the_newest_posts_cases_and_says_it_is_capped(store: Store, monkeypatch):
+    """Search looks at the newest SEARCH_MATCH_LIMIT matching posts and says when there were more. Issue 17:
+    the "more?" answer now comes from the search's own full-text query (one post past the cap) instead of
+    a second query for the same words; the cases found and the answer are the same as before."""
+    import doorstep.store.inbox as store_inbox
+
+    monkeypatch.setattr(store_inbox, "SEARCH_MATCH_LIMIT", 3)
+    cases = [_case(store, priority=10 + n) for n in range(5)]
+    for n, case_id in enumerate(cases[:4]):
+        store.set_mention_case(store.insert_mention(mention(str(n), f"smashed mug number {n}")), case_id)
+    store.set_mention_case(store.insert_mention(mention("x", "a parcel, all fine")), cases[4])
+    assert sorted(store.search_cases("smashed")) == sorted(cases[1:4])  # the newest three posts' cases
+    assert store.search_is_capped("smashed") is True
+    assert sorted(store.search_cases("parcel")) == [cases[4]] and store.search_is_capped("parcel") is False
+    store.set_mention_case(store.insert_mention(mention("y", "parcel smashed too")), cases[0])
+    assert sorted(store.search_cases("parcel")) == [cases[0], cases[4]] and store.search_is_capped("parcel") is False
+    monkeypatch.setattr(store_inbox, "SEARCH_MATCH_LIMIT", 2)
+    store._search_memo.clear()
+    assert sorted(store.search_cases("parcel")) == [cases[0], cases[4]] and store.search_is_capped("parcel") is False
+    store._search_memo.clear()
+    assert store.search_is_capped("parcel") is False and store.search_cases("parcel")  # asked in either order
+
+
 def test_second_writer_with_stale_version_is_refused_with_a_clear_message(store: Store):
     case_id = _case(store, priority=10)
     seen_by_both = store.get_case(case_id).version
