@@ -217,8 +217,8 @@ def expected(store: Store, filters: dict[str, Any]) -> dict[str, Any]:
 
 def server_ms(store: Store, filters: dict[str, Any], held: dict[Any, Any]) -> float:
     """The Store calls of console.inbox.render() for ``filters``, in its order, in ms: the counts beside
-    the filters (``filter_counts``: the summaries it does not hold yet), the total, the page, the
-    search cap.
+    the filters and the queue's total (``filter_counts``: the summaries it does not hold yet), the page,
+    the search cap.
 
     ``held`` plays the browser session's kept summaries (one dict per logged-in tab, as the page
     keeps them in its session), so a figure is what the page's run asks the database, not what a
@@ -228,9 +228,8 @@ def server_ms(store: Store, filters: dict[str, Any], held: dict[Any, Any]) -> fl
     """
     getattr(store, "_search_memo", {}).clear()  # (absent in stores older than the memo)
     t0 = time.perf_counter()
-    filter_counts(store, filters, held)
+    filter_counts(store, filters, held)  # the counts and the queue's total (since issue 17's fourth round)
     query = _query(filters)
-    store.inbox_count(query)
     store.inbox(query)
     if filters.get("search"):
         store.search_is_capped(filters["search"])

@@ -7,7 +7,8 @@ made and how sure we are, so an agent can see it and override it.
 
 Privacy rule: anyone can type someone else's order number. A link made from a
 number alone is ``confirmed=False`` until the author's handle belongs to the order's
-customer or the post came through a private channel; the console and the reply
+customer or the post came through a private channel from an author not known to be someone
+else (a known other customer's DM quoting it stays unconfirmed); the console and the reply
 templates must not reveal an unconfirmed order's details to the author.
 
 Honesty rule: a link is *confirmed* only by a number the order's own customer quoted (or
@@ -145,7 +146,9 @@ def _same_author(mention: Mention, case: Case, author_customer: str | None) -> b
 def _number_link(
     method: str, order: OrderSummary, tracking: str | None, author_customer: str | None, private: bool, unmatched: list[str]
 ) -> Link:
-    if author_customer == order.customer_id or private:
+    # A private channel hides who else reads a number, not who wrote it: from an author we know to
+    # be another customer, a quoted number stays a suggestion, private or not.
+    if author_customer == order.customer_id or (private and author_customer is None):
         return Link(
             customer_id=order.customer_id,
             order_number=order.number,

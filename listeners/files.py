@@ -699,6 +699,10 @@ class ClassifyAhead(Protocol):
     #: How many batches it can classify at once (the import prepares that many ahead).
     processes: int
 
+    def start(self) -> None:
+        """Begin starting up (in the background) before the import needs it."""
+        ...
+
     def submit(self, texts: Sequence[str]) -> LabelsPending | None:
         """None: nothing free to take them now (still starting); the import classifies them itself."""
         ...
@@ -717,6 +721,18 @@ class _Prepared:
     numbers: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: What went wrong preparing it, raised when its turn to be written comes (so the stop names it).
     error: Exception | None = None
+
+
+#: Fewer bytes than a row of any import file takes (channel, id, text and time, as JSON or CSV).
+MIN_ROW_BYTES = 48
+
+
+def _may_hold(path: str | Path, rows: int) -> bool:
+    """Could the file hold ``rows`` rows? (From its size: cheaper than reading it.)"""
+    try:
+        return Path(path).stat().st_size >= rows * MIN_ROW_BYTES
+    except OSError:
+        return False
 
 
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
@@ -739,6 +755,9 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
     share = limits.max_rejected_share if max_rejected_share is None else max_rejected_share
     size = batch_rows or limits.batch_rows
     started = time.perf_counter()
+    if classify_ahead is not None and pipeline.classifier is not None and _may_hold(path, size + 1):
+        # Started while the file is read, so that it is ready for the first batch.
+        classify_ahead.start()
     parsed = parse_mentions(path, fmt, channel, encoding=encoding, max_post_chars=limits.max_post_chars)
     timings = {"parse": time.perf_counter() - started, "classify": 0.0, "link": 0.0, "store": 0.0}
     report = ImportReport(str(path), "mentions", len(parsed.records), 0, parsed.errors, timings,

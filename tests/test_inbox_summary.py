@@ -68,6 +68,7 @@ def _from_summary(store: Store, filters: dict) -> dict:
         InboxQuery(statuses=statuses, search=search, waiting=filters.get("waiting"))), filters)
     counts["waiting"] = {w: counts_from_summary(store.inbox_summary(
         InboxQuery(statuses=statuses, search=search, waiting=w)), filters, total_only=True) for w in WAITING}
+    assert counts.pop("total") == store.inbox_count(_query(filters)), filters  # the queue's total (issue 17)
     return counts
 
 
@@ -87,6 +88,10 @@ def test_summary_counts_equal_the_per_filter_counts(store: Store) -> None:
                 filters = {**dict(chosen), "sla_state": sla, "waiting": waiting, "status": statuses, "search": search}
                 got, want = _from_summary(store, filters), _expected(store, filters)
                 assert got == want, filters
+                # the queue's total alone, as the "Waiting for" counts take it (issue 17)
+                assert counts_from_summary(store.inbox_summary(InboxQuery(
+                    statuses=_summary_statuses(filters), search=search, waiting=waiting)), filters,
+                    total_only=True) == store.inbox_count(_query(filters)), filters
                 for column in ("status", *FACETS):  # most cases first, as the filters list them
                     assert list(got[column].values()) == sorted(got[column].values(), reverse=True)
                 checked += 1
@@ -171,16 +176,17 @@ def test_a_new_session_takes_the_counts_another_session_summed_for_the_same_filt
     monkeypatch.setattr(inbox, "counts_from_summary",
                         lambda rows, filters, total_only=False: summed.append(total_only) or real(rows, filters,
                                                                                               total_only=total_only))
+    per = 1 + len(WAITING)  # the counts (the queue's total among them), each "Waiting for" view's total
     first = inbox.filter_counts(store, {}, {})
-    assert len(summed) == 1 + len(WAITING)
+    assert len(summed) == per
     second = inbox.filter_counts(store, {}, {})  # a colleague's login, same data and minute
-    assert len(summed) == 1 + len(WAITING) and second == first
+    assert len(summed) == per and second == first
     second["brand"] = {}  # a session's counts are its own to change
     assert inbox.filter_counts(store, {}, {})["brand"] == first["brand"]
     fettle = inbox.filter_counts(store, {"brand": "Fettle"}, {})  # another filter: summed for it
-    assert len(summed) == 2 * (1 + len(WAITING)) and fettle != first
+    assert len(summed) == 2 * per and fettle != first
     rows = store.inbox_summary(InboxQuery(statuses=_summary_statuses({})))
     assert fettle["brand"] == real(rows, {"brand": "Fettle"})["brand"]
     store.insert_case(Case(status="new", priority=50, brand="Fettle"))  # the data changed: summed again
     third = inbox.filter_counts(store, {}, {})
-    assert len(summed) == 3 * (1 + len(WAITING)) and third["brand"] != first["brand"]
+    assert len(summed) == 3 * per and third["brand"] != first["brand"]

@@ -71,6 +71,25 @@ def test_a_private_channel_confirms_a_number(shop, config):
     assert link.confirmed and link.customer_id == "ann"
 
 
+def test_a_private_message_from_another_known_customer_does_not_confirm_their_order_number(shop, config):
+    """Found by the issue-13 re-check in the browser: @bobroe, known as customer Bob, sent a direct
+    message quoting Ann's order number; the link became "confirmed (its customer quoted the order
+    number)" beside the red "belongs to Ann, not the author", and private replies could then carry
+    Ann's details to Bob. A private channel hides who else reads a number, not who wrote it: from
+    someone we know to be another customer it stays a suggestion."""
+    for channel in ("x_dm", "email"):
+        handle = "bobroe" if channel == "x_dm" else "bob@example.org"
+        if channel == "email":
+            shop.upsert_customers([Customer(id="bob", name="Bob", email="bob@example.org",
+                                            handles={"x": "bobroe", "email": "bob@example.org"})])
+        link = link_mention(mention("1", "it's order #111111, where is it?", channel=channel, author_handle=handle),
+                            shop, config)
+        assert (link.order_number, link.confirmed, link.customer_id) == ("111111", False, "bob"), channel
+    # Ann's own DM still confirms, and so does one from someone we do not know yet (as before).
+    assert link_mention(mention("2", "order #111111?", channel="x_dm", author_handle="ann_lee"), shop, config).confirmed
+    assert link_mention(mention("3", "order #111111?", channel="x_dm", author_handle="newcomer"), shop, config).confirmed
+
+
 def test_unknown_numbers_are_kept_for_the_agent(shop, config):
     link = link_mention(mention("1", "order #999999 missing", author_handle="ann_lee"), shop, config)
     assert "999999" in link.unmatched_numbers

@@ -11,6 +11,11 @@ from doorstep.models import Customer, Order, Shipment, TrackingEvent
 from doorstep.store.base import StoreBase, _chunks, _json, _marks, _unjson, iso, parse_time
 
 
+#: A direct message's author has the handle they post under on that network: a customer known as
+#: @bobroe on X is @bobroe in an X direct message too (customer records keep handles per network).
+HANDLE_CHANNEL = {"x_dm": "x", "mastodon_dm": "mastodon", "bluesky_dm": "bluesky"}
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     """An order as linking and priority see it: no items, no event list."""
@@ -133,10 +138,13 @@ class OrderStore(StoreBase):
         )
 
     def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
+        """The customer whose handle on ``channel`` this is; a direct message's author is looked up on
+        its network (see :data:`HANDLE_CHANNEL`)."""
         if not handle:
             return None
         row = self.db.execute(
-            "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle.lower().lstrip("@")]
+            "select customer_id from customer_handles where channel = ? and handle = ?",
+            [HANDLE_CHANNEL.get(channel, channel), handle.lower().lstrip("@")],
         ).fetchone()
         return row[0] if row else None
 
@@ -151,7 +159,7 @@ class OrderStore(StoreBase):
         for chunk in _chunks(given):
             for handle, customer_id in self.db.conn.execute(
                 f"select handle, customer_id from customer_handles where channel = ? and handle in ({_marks(chunk)})",
-                [channel, *chunk],
+                [HANDLE_CHANNEL.get(channel, channel), *chunk],
             ).fetchall():
                 found.update(dict.fromkeys(given[handle], customer_id))
         return found
