@@ -21,9 +21,12 @@ with its exit code. The caller decides what a failed batch means (the import sto
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -83,6 +86,25 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split()) or '(no message)'}"
 
 
+@contextlib.contextmanager
+def _no_main_script() -> Iterator[None]:
+    """Start a spawned process without it running the caller's main script first.
+
+    ``spawn`` re-runs the parent's ``__main__`` file in the child so that functions defined there
+    can be found. Ours are imported by name, and the caller's main may be anything: after a
+    Streamlit page ran in this process (the console, AppTest) it is that page, which the child ran
+    and died of ("exit code 1 before it answered"). A plain ``__main__`` while the child starts
+    spares it that; the caller's is put back at once.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class _Worker:
     """One classifier process, its end of the pipe and what it has in hand."""
 
@@ -90,7 +112,8 @@ class _Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, factory, also), daemon=True,
                                        name="doorstep-classifier")
-        self.process.start()
+        with _no_main_script():
+            self.process.start()
         child.close()
         self.ready = False
         self.busy = False
@@ -115,7 +138,8 @@ class _Worker:
         """Has the process finished starting? (Never waits.)"""
         if self.ready or self.failed or self.busy:
             return
-        if self.conn.poll() or not self.process.is_alive():
+        # The sentinel, not is_alive(): a process that has just died may not be reaped yet.
+        if self.conn.poll() or wait([self.process.sentinel], 0):
             kind, value = self.receive()
             if kind == "ready":
                 self.ready = True

@@ -46,8 +46,7 @@ JOB_PROVIDERS: list[str] = [
 def _named(exc: BaseException) -> bool:
     """A failure whose message is the whole story: a listener's missing credential or its round's
     named errors (already in listener health). Anything else keeps its traceback for a developer."""
-    from listeners.health import ListenerError
-    from listeners.x import MissingCredentials
+    from listeners.health import ListenerError, MissingCredentials
 
     return isinstance(exc, (ListenerError, MissingCredentials))
 

@@ -424,7 +424,6 @@ def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...
 
     counts = dict(counted(filters.get("waiting") or None))
     counts["waiting"] = {w: counted(w, total_only=True) for w in WAITING}
-    counts["total"] = counted(filters.get("waiting") or None, total_only=True)
     return counts
 
 
@@ -554,6 +553,7 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
         out[column] = {("(none)" if v is None else v): n for v, n in sorted(ordered, key=lambda item: -item[1])}
     # snoozed cases are counted by the "snoozed" state only
     out["sla_state"] = {SLA_STATES[s].split(" (")[0]: states[k] for k, s in enumerate(SLA_STATES)}
+    out["total"] = total  # the queue's own total (what total_only returns), from the same pass
     return out
 
 

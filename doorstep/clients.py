@@ -120,6 +120,32 @@ def missing_x_user_keys(account: AccountRef | None = None) -> list[str]:
     return [" or ".join(account.secret_names(key)) for key in X_USER_KEYS if not account.secret(key)]
 
 
+def missing_mastodon_token(config: Config) -> list[str]:
+    """When no Mastodon token is set at all, the names that would set one (the shared
+    MASTODON_ACCESS_TOKEN, then each brand account's own); empty when one is. Without it every
+    request is a 401, or, with no MASTODON_BASE_URL, a round of retries against mastodon.social."""
+    from doorstep.config import brand_accounts
+
+    accounts = brand_accounts(config, "mastodon")
+    if secret("MASTODON_ACCESS_TOKEN") or any(a.has_own("ACCESS_TOKEN") for a in accounts):
+        return []
+    return ["MASTODON_ACCESS_TOKEN", *(a.secret_names("ACCESS_TOKEN")[0] for a in accounts)]
+
+
+def missing_bluesky_login(config: Config) -> list[str]:
+    """When the Bluesky listener could not log in, the names that would let it (the shared
+    BLUESKY_HANDLE / BLUESKY_APP_PASSWORD it lacks, then each brand account's own app password);
+    empty when it can. Without a login atproto sends anonymous requests that fail, on
+    bsky.social's default host, with an empty "network error: "."""
+    from doorstep.config import brand_accounts
+
+    accounts = brand_accounts(config, "bluesky")
+    shared = [name for name in ("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD") if not secret(name)]
+    if not shared or any(a.has_own("APP_PASSWORD") for a in accounts):
+        return []
+    return [*shared, *(a.secret_names("APP_PASSWORD")[0] for a in accounts)]
+
+
 def x_client(config: Config | None = None, *, base_url: str | None = None, timeout: float | None = None,
              account: AccountRef | None = None) -> tweepy.Client:
     """A tweepy v2 client with app auth (``X_BEARER_TOKEN``) and, when set, OAuth 1.0a user keys.

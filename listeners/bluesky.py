@@ -23,6 +23,7 @@ from doorstep.store import Store
 from listeners.config import BlueskySettings, channel_settings
 from listeners.health import (
     Backoff,
+    MissingCredentials,
     RoundResult,
     SourceError,
     Verdict,
@@ -93,7 +94,7 @@ def classify_error(exc: BaseException) -> Verdict | None:
     if isinstance(exc, exceptions.LoginRequiredError):
         return ("auth", "not logged in: set BLUESKY_HANDLE and BLUESKY_APP_PASSWORD")
     if isinstance(exc, exceptions.NetworkError):
-        return ("retry", f"network error: {exc or type(exc).__name__}")
+        return ("retry", f"network error: {_network_reason(exc)}")
     if isinstance(exc, exceptions.BadRequestError):
         return ("fail", f"400 {exc}")
     if isinstance(exc, exceptions.RequestException):
@@ -103,6 +104,20 @@ def classify_error(exc: BaseException) -> Verdict | None:
         log.warning("bluesky: malformed response (%s): %.2000s", type(exc).__name__, exc)
         return ("retry", f"malformed response: {type(exc).__name__}")
     return None
+
+
+def _network_reason(exc: BaseException) -> str:
+    """atproto raises ``NetworkError()`` from httpx's error with no text of its own, so the
+    reason read "network error: " (nothing): name the type, what caused it and the host."""
+    cause = exc.__cause__ or exc.__context__
+    what = f"{type(exc).__name__}" + (f" ({type(cause).__name__}{': ' + str(cause) if str(cause) else ''})"
+                                      if cause is not None else "")
+    try:
+        url = cause.request.url if cause is not None else None  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx: ".request property has not been set"
+        url = None
+    host = f" reaching {url.host}{':' + str(url.port) if url.port else ''}" if url is not None else ""
+    return f"{exc}: {what}{host}" if str(exc) else f"{what}{host}"
 
 
 def _repeated_cursor(cursor: str | None, seen: set[str]) -> bool:
@@ -143,6 +158,18 @@ class BlueskyListener:
         self.backoff = backoff or Backoff()
         self._client = client
         self.own = config.own_handles(CHANNEL)
+        if client is None:
+            from doorstep.clients import missing_bluesky_login
+
+            missing = missing_bluesky_login(config)
+            shared = [name for name in missing if name in ("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD")]
+            if missing:
+                own = missing[len(shared):]
+                raise MissingCredentials(
+                    f"bluesky: {' and '.join(shared)} {'is' if len(shared) == 1 else 'are'} not set"
+                    + (f", nor a brand account's own app password ({', '.join(own)})" if own else "")
+                    + ": export them (an app password from Settings > App passwords) or put them in "
+                    "$DOORSTEP_SECRETS_FILE")
 
     @property
     def client(self) -> Any:

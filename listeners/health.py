@@ -120,6 +120,11 @@ class ListenerError(RuntimeError):
     """A polling round did not reach every source; the message says which and why."""
 
 
+class MissingCredentials(ValueError):
+    """A listener was started without the credentials it needs; said at once, by the names that
+    would set them, instead of after a round of requests that cannot succeed."""
+
+
 class AuthError(ListenerError):
     """Credentials expired or a permission was revoked: retrying will not help, a person must act."""
 

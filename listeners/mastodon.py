@@ -26,6 +26,7 @@ from doorstep.store import Store
 from listeners.config import MastodonSettings, channel_settings
 from listeners.health import (
     Backoff,
+    MissingCredentials,
     RoundResult,
     SourceError,
     Verdict,
@@ -159,8 +160,15 @@ class MastodonListener:
         self.settings = settings or channel_settings(config, CHANNEL)
         self._client_given = client is not None
         if client is None:
-            from doorstep.clients import mastodon_client
+            from doorstep.clients import mastodon_client, missing_mastodon_token
 
+            missing = missing_mastodon_token(config)
+            if missing:
+                shared, *own = missing
+                raise MissingCredentials(
+                    f"mastodon: {shared} is not set" + (f", nor a brand account's own ({', '.join(own)})" if own else "")
+                    + ": export it (a token with scopes read:notifications read:statuses, from the instance's "
+                    "Preferences > Development) or put it in $DOORSTEP_SECRETS_FILE")
             client = mastodon_client(config)
         session = getattr(client, "session", None)
         if session is not None and hasattr(session, "hooks"):

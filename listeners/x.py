@@ -41,6 +41,7 @@ from listeners.config import XSettings, channel_settings
 from listeners.health import (
     AuthError,
     Backoff,
+    MissingCredentials,
     ListenerError,
     RoundResult,
     SourceError,
@@ -111,10 +112,6 @@ def _is_retweet(tweet: dict[str, Any]) -> bool:
 def _excerpt(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text[:LOG_PAYLOAD_CHARS]
-
-
-class MissingCredentials(ValueError):
-    """A listener was started without the token it needs; said at once instead of after retries."""
 
 
 def require_x_credentials() -> None:

@@ -159,6 +159,28 @@ def test_a_classifier_that_cannot_be_built_in_the_process_says_why():
             ahead.wait_ready()
 
 
+def test_a_classifier_process_starts_whatever_script_runs_as_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Found by the full suite: after a Streamlit page had run in the same process (AppTest, or a
+    console page), ``__main__`` was that page's script, and every spawned classifier process ran
+    the page again as its own main and died ("exit code 1 before it answered"). The processes
+    need nothing of the caller's main: they import the classifier by name."""
+    import sys
+    import types
+
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a page script, not a classifier')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with ClassifierProcesses(BASELINE, 1) as ahead:
+        ahead.wait_ready()
+        pending = ahead.submit(["my parcel never came"])
+        assert pending is not None
+        assert [label.intent for label in pending.result()] == [label.intent for label in
+                                                                 load_classifier("baseline").classify(["my parcel never came"])]
+    assert sys.modules["__main__"] is main  # put back as it was
+
+
 def test_the_command_labels_alike_with_and_without_a_classifier_process(tmp_path: Path):
     """Through the command line, a file of five batches: the labels and cases stored with a classifier
     process are those of --classify-processes 0."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
@@ -62,16 +63,19 @@ def failed_delivery(store: Store, now: datetime, **kwargs: Any) -> Any:
                                     (now - timedelta(hours=2), "attempt_failed", "Bath")], **kwargs)
 
 
-@pytest.fixture
-def inbound(tmp_path: Any, monkeypatch: pytest.MonkeyPatch):
-    """The inbound application (webhook + /sms + /mail) on uvicorn, on a store of its own."""
+def inbound_app(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, config: Any) -> Iterator[dict[str, Any]]:
+    """The inbound application (webhook + /sms + /mail) on uvicorn with ``config``, on a store of its own."""
     monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
     db = tmp_path / "shop.db"
     store = Store(db)
-    config = dialogue_config()
     with WebhookServer(db, config, secret="hook-secret", port=0) as server:
         yield {"store": store, "config": config, "server": server}
     store.close()
+
+
+@pytest.fixture
+def inbound(tmp_path: Any, monkeypatch: pytest.MonkeyPatch):
+    yield from inbound_app(tmp_path, monkeypatch, dialogue_config())
 
 
 def post_sms(url: str, body: str, sid: str, *, sender: str = PHONE, token: str = "secret-token",

@@ -28,7 +28,7 @@ from responders.outbox import Outbox
 from standins.smtp import SmtpSink
 from standins.twilio import TwilioStandIn
 from standins.x_emulator import XEmulator
-from test_dialogue import MAIL_SECRET, PHONE, dialogue_config, later, post_sms
+from test_dialogue import MAIL_SECRET, PHONE, dialogue_config, inbound_app, later, post_sms
 from test_followup import _asked_publicly, twilio  # noqa: F401 - fixture
 from test_outbox import add_order, emulator, make_case, smtp  # noqa: F401 - fixtures
 
@@ -48,13 +48,7 @@ def followup_config(**extra: Any) -> Any:
 
 @pytest.fixture
 def inbound(tmp_path: Any, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DOORSTEP_MAIL_SECRET", MAIL_SECRET)
-    db = tmp_path / "shop.db"
-    store = Store(db)
-    config = followup_config()
-    with WebhookServer(db, config, secret="hook-secret", port=0) as server:
-        yield {"store": store, "config": config, "server": server}
-    store.close()
+    yield from inbound_app(tmp_path, monkeypatch, followup_config())
 
 
 def test_a_follow_up_asks_a_question_rule_from_doorstep_toml_and_the_sms_answer_acts_on_it(

@@ -274,6 +274,81 @@ def test_listen_x_once_with_only_the_bearer_token_names_the_user_keys_direct_mes
     assert not [r for r in caplog.records if r.exc_info]
 
 
+def _without_channel_secrets(monkeypatch, stem: str) -> None:
+    """No shared or per-account secret of this channel (nor any brand prefix) in the environment."""
+    import os
+
+    monkeypatch.delenv("DOORSTEP_SECRETS_FILE", raising=False)
+    for name in list(os.environ):
+        if name.startswith((f"{stem}_", "LARKSPUR_", "FETTLE_")) or f"_{stem}_" in name:
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("channel, names", [
+    ("mastodon", ["MASTODON_ACCESS_TOKEN", "LARKSPUR_MASTODON_ACCESS_TOKEN", "FETTLE_MASTODON_ACCESS_TOKEN"]),
+    ("bluesky", ["BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD", "LARKSPUR_BLUESKY_APP_PASSWORD",
+                 "FETTLE_BLUESKY_APP_PASSWORD"]),
+])
+def test_listen_mastodon_or_bluesky_once_without_credentials_names_them_and_contacts_nobody(
+        tmp_path, monkeypatch, caplog, channel, names):
+    """Before: with the demo config and no credentials, `listen mastodon --once` / `listen bluesky
+    --once` went to mastodon.social / bsky.social, retried, and never said a token was missing
+    (Bluesky's reason was empty: "network error: ")."""
+    import logging
+
+    server = _CountingServer()
+    try:
+        _without_channel_secrets(monkeypatch, channel.upper())
+        monkeypatch.setenv(f"{channel.upper()}_BASE_URL", f"http://127.0.0.1:{server.port}")
+        with caplog.at_level(logging.INFO):
+            result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), "--config",
+                                              str(REPO / "demo" / "doorstep.toml"), "listen", channel, "--once",
+                                              "--classifier", "none"])
+        assert result.exit_code == 1, result.output
+        [line] = result.output.strip().splitlines()
+        assert line.startswith("Error: ") and "not set" in line, line
+        assert all(name in line for name in names), line
+        assert "DOORSTEP_SECRETS_FILE" in line, line  # the remedy: where to set them
+        assert "Traceback" not in result.output and not [r for r in caplog.records if r.exc_info]
+        assert server.connections == 0
+    finally:
+        server.close()
+
+
+def test_a_bluesky_network_error_without_a_message_names_its_type_and_host():
+    """atproto raises NetworkError() with no text: the reason read "network error: " (nothing)."""
+    import socket
+
+    import httpx
+    from atproto_client import exceptions
+
+    from doorstep.clients import bluesky_client
+    from listeners.bluesky import classify_error
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens: the connection is refused
+    try:
+        bluesky_client(base_url=f"http://127.0.0.1:{port}", login=False).app.bsky.feed.search_posts(params={"q": "x"})
+    except exceptions.NetworkError as exc:
+        refused = exc
+    assert str(refused) == ""  # what atproto gives: no text of its own
+    try:
+        try:
+            raise httpx.ConnectError("", request=httpx.Request("GET", "https://bsky.social/xrpc/app.bsky.feed.searchPosts"))
+        except httpx.ConnectError as cause:
+            raise exceptions.NetworkError from cause
+    except exceptions.NetworkError as exc:
+        silent = exc
+    for exc, host in ((refused, f"127.0.0.1:{port}"), (silent, "bsky.social")):
+        verdict = classify_error(exc)
+        assert verdict is not None and verdict[0] == "retry"
+        reason = verdict[1]
+        assert "NetworkError" in reason and host in reason, reason
+        assert not reason.rstrip().endswith(":"), reason
+
+
 @pytest.mark.parametrize("failure", ["missing", "round"])
 def test_the_worker_says_a_listeners_named_failure_in_one_line(failure, caplog):
     """Before: `doorstep run --once` without X_BEARER_TOKEN printed a traceback ending in

@@ -16,7 +16,7 @@ from doorstep import redaction
 from doorstep.config import parse_config, secret
 from doorstep.redaction import SecretTargetError, redact, stored_target
 from doorstep.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, run_page, texts
 
 #: One fake value of every kind of secret Doorstep is configured with (environment or secrets file).
 FAKE_SECRETS = {
@@ -258,15 +258,9 @@ slack_webhook_url = "$SLACK_TEAM_URL"
     add_user(store, "ann", "correct horse battery", rounds=4)
     monkeypatch.setenv("DOORSTEP_DB", str(store.path))
     monkeypatch.setenv("DOORSTEP_CONFIG", str(toml))
-    at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=30)
-    from console.auth import get_user
-
-    at.session_state["user"] = get_user(store, "ann")
-    at.session_state["case_id"] = case_id
-    at.run()
+    at = run_page("case_view", store, "ann", case_id=case_id)
     assert not at.exception, at.exception
-    shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "text")
-                      for e in getattr(at, kind))
+    shown = texts(at)
     assert "last error" in shown  # the errors are on the page ...
     assert not _leaks_of(needles, shown)  # ... without a secret
 
@@ -285,7 +279,7 @@ def test_failed_sends_and_polls_on_mastodon_bluesky_and_sms_leak_no_secret(store
 
     from test_outbox import RecordingServer, add_order, later, make_case
 
-    from console.auth import add_user, get_user
+    from console.auth import add_user
     from doorstep.clients import mastodon_client
     from doorstep.pipeline import Pipeline
     from listeners.bluesky import BlueskyListener
@@ -354,12 +348,8 @@ def test_failed_sends_and_polls_on_mastodon_bluesky_and_sms_leak_no_secret(store
     monkeypatch.setenv("DOORSTEP_DB", str(store.path))
     monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
     for case_id in (toot, skeet, texted):
-        at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=30)
-        at.session_state["user"] = get_user(store, "ann")
-        at.session_state["case_id"] = case_id
-        at.run()
+        at = run_page("case_view", store, "ann", case_id=case_id)
         assert not at.exception, at.exception
-        shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "error", "warning", "info", "text")
-                          for e in getattr(at, kind))
+        shown = texts(at)
         assert "last error" in shown  # the error is on the page ...
         assert not _leaks_of(needles, shown)  # ... without a secret

