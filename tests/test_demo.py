@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -27,6 +29,24 @@ def _classifier():
     from classifiers import load_classifier
 
     return load_classifier("baseline")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _small_demo_with_standins(tmp_path: Path, name: str) -> tuple[Path, Path, Any]:
+    """A small demo shop with its X feed, and free ports for the console and every stand-in."""
+    from commands.demo import DemoPorts
+
+    db, feed = tmp_path / f"{name}.db", tmp_path / f"{name}.x-feed.jsonl"
+    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
+               classifier=_classifier(), x_feed_path=feed)
+    ports = DemoPorts(console=_free_port(), x=_free_port(), smtp=_free_port(), sinks=_free_port(),
+                      mastodon=_free_port(), bluesky=_free_port())
+    return db, feed, ports
 
 
 @pytest.fixture(scope="module")
@@ -466,22 +486,15 @@ def test_a_taken_port_stops_the_demo_before_it_builds_anything(tmp_path: Path):
 
 def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The demo's config, its environment and the local sinks: an escalation really arrives."""
-    import socket
-
     from commands.cli import cli
     from commands.demo import DemoPorts, demo_environment
     from standins.sinks import read_sent, serve
     from responders.config import alert_settings, resolve
 
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
     db = tmp_path / "sink.db"
     build_demo(str(db), seed=5, customers=40, orders=120, mentions=80, config_path=str(DEFAULT_CONFIG),
                classifier=_classifier())
-    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free())
+    ports = DemoPorts(console=_free_port(), x=_free_port(), smtp=_free_port(), sinks=_free_port())
     folder = tmp_path / "sent"
     env = demo_environment(str(db), DEFAULT_CONFIG, ports, folder, with_x=False)
     for key in ("SMTP_HOST", "SMTP_PORT", "SMTP_FROM", "SMTP_SSL", "SMTP_STARTTLS", "SLACK_ALERTS_WEBHOOK",
@@ -582,25 +595,15 @@ def test_demo_replies_on_mastodon_and_bluesky_reach_local_stand_ins_from_the_bra
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Before: `make demo` ran no Mastodon or Bluesky stand-in; a Mastodon reply went to mastodon.social
     (a name-resolution error) and Bluesky was not logged in at all, so both replies failed."""
-    import socket
     from urllib.parse import urlsplit
 
-    from commands.demo import DemoPorts, demo_environment, standin_commands, standin_feed_path
+    from commands.demo import demo_environment, standin_commands, standin_feed_path
     from doorstep.config import find_account
     from responders.outbox import Outbox, get_message, queue_reply
     from standins.bluesky import BlueskyStandIn
     from standins.mastodon import MastodonStandIn, read_posts
 
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    db = tmp_path / "social.db"
-    feed = tmp_path / "social.x-feed.jsonl"
-    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
-               classifier=_classifier(), x_feed_path=feed)
-    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    db, feed, ports = _small_demo_with_standins(tmp_path, "social")
     # The shell that starts the demo may hold real credentials: they must not be used.
     monkeypatch.setenv("MASTODON_ACCESS_TOKEN", "a-real-token")
     monkeypatch.setenv("BLUESKY_HANDLE", "someone.bsky.social")
@@ -670,19 +673,13 @@ def test_demo_replies_on_mastodon_and_bluesky_reach_local_stand_ins_from_the_bra
 def test_demo_text_messages_go_to_the_local_sink_not_twilio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Before: the demo left Twilio unset, so an approved SMS went wherever the shell's TWILIO_* said
     (api.twilio.com by default). Now the twilio client talks to the demo's HTTP sink."""
-    import socket
     from urllib.parse import urlsplit
 
     from commands.demo import DemoPorts, demo_environment
     from responders.channels import twilio_client
     from standins.sinks import read_sent, serve
 
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    ports = DemoPorts(console=_free_port(), x=_free_port(), smtp=_free_port(), sinks=_free_port(), mastodon=_free_port(), bluesky=_free_port())
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "ACreal")  # a real account in the shell is not used
     folder = tmp_path / "sent"
     env = demo_environment(str(tmp_path / "d.db"), DEFAULT_CONFIG, ports, folder, with_x=False)
@@ -706,23 +703,13 @@ def test_demo_private_replies_on_mastodon_and_bluesky_reach_the_stand_ins(tmp_pa
                                                                            monkeypatch: pytest.MonkeyPatch):
     """"Ask privately" on a demo Mastodon or Bluesky case: a direct status, a Bluesky chat message, both
     to the local stand-ins from the brand's account (the Bluesky stand-in knew no chat before)."""
-    import socket
 
-    from commands.demo import DemoPorts, demo_environment, standin_accounts, standin_feed_path
+    from commands.demo import demo_environment, standin_accounts, standin_feed_path
     from responders.outbox import Outbox, get_message, queue_reply
     from standins.bluesky import BlueskyStandIn
     from standins.mastodon import MastodonStandIn, read_posts
 
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    db = tmp_path / "dm.db"
-    feed = tmp_path / "dm.x-feed.jsonl"
-    build_demo(str(db), seed=5, customers=60, orders=150, mentions=150, config_path=str(DEFAULT_CONFIG),
-               classifier=_classifier(), x_feed_path=feed)
-    ports = DemoPorts(console=free(), x=free(), smtp=free(), sinks=free(), mastodon=free(), bluesky=free())
+    db, feed, ports = _small_demo_with_standins(tmp_path, "dm")
     env = demo_environment(str(db), DEFAULT_CONFIG, ports, tmp_path / "sent", with_x=True)
     for key in [k for k in os.environ if k.startswith(("MASTODON_", "BLUESKY_"))]:
         monkeypatch.delenv(key)
