@@ -545,9 +545,10 @@ class CaseView:
          view.order_number, view.tracking_number, link_method, opened, view.last_text, view.resolved_text,
          view.merged_into) = row[:14]
         view.stored_status, view.status, view.link_method = status, status or "new", link_method or "none"
-        view.opened_at = parse_time(opened)
-        view.last_activity_at = parse_time(view.last_text)
-        view.resolved_at = parse_time(view.resolved_text)
+        # parse_time, inlined: a batch reads thousands of these rows.
+        view.opened_at = _fromiso(opened) if opened else None
+        view.last_activity_at = _fromiso(view.last_text) if view.last_text else None
+        view.resolved_at = _fromiso(view.resolved_text) if view.resolved_text else None
         return view
 
     @classmethod
@@ -584,6 +585,7 @@ class CaseView:
 
 
 _OPEN = frozenset(OPEN_CASE_STATUSES)
+_fromiso = datetime.fromisoformat
 
 
 def _rank(case: Case) -> tuple[bool, int]:

@@ -183,6 +183,8 @@ def iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
+        if value.tzinfo is timezone.utc:  # most times (the import's millions): nothing to convert
+            return value.isoformat(timespec="seconds")
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc).isoformat(timespec="seconds")
@@ -193,8 +195,13 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, without building an encoder per
+#: call as ``dumps`` does for any non-default option (several per stored post and case).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _encode(value)
 
 
 def _unjson(value: str | None, default: Any = None) -> Any:
