@@ -470,6 +470,21 @@ class StoreBase:
             self.db.execute("select count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || k, 0))) "
                             "from (select unnest(?::text[]) as k order by 1) as ordered", [wanted])
 
+    def change_mark(self) -> Any:
+        """A value that stays equal exactly while nothing is written to the database, or None where
+        there is none as cheap (PostgreSQL: callers read again).
+
+        SQLite: this connection (the object itself, so its id cannot be reused), its ``data_version``
+        (moves when any other connection, in any process, commits) and its ``total_changes`` (moves
+        on its own writes, triggers included). An import keeps what it read about the shop from one
+        batch to the next while the mark taken after a batch's writes is still the mark at the next
+        batch's start (doorstep/pipeline.py).
+        """
+        if self.dialect.postgres:
+            return None
+        conn = self.db.conn
+        return (conn, conn.execute("pragma data_version").fetchone()[0], conn.total_changes)
+
     def count(self, table: str) -> int:
         return int(self.db.execute(f"select count(*) from [{table}]").fetchone()[0])
 
