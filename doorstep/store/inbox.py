@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from doorstep.dialect import SQLITE
+from doorstep.dialect import SQLITE, _words
 from doorstep.models import OPEN_CASE_STATUSES, Case, utcnow
 from doorstep.store.base import StoreBase, iso
 from doorstep.store.cases import _case_from_row
@@ -73,6 +73,19 @@ class InboxQuery:
     #: "answer" (our question was sent and is still open) or "callback" (a call back is due), else None.
     waiting: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: More terms than this starting with a searched word: the word is asked as a prefix (see _post_hits_sql).
+PREFIX_TERMS_MAX = 30
+
+#: The per-connection (temp) fts5vocab table over the posts' full-text index: its terms, in order.
+FTS_TERMS = "mentions_fts_terms"
+
+
+def _as_terms(word: str) -> bool:
+    """A word whose prefix query can be asked as its terms: ASCII letters and digits (which FTS5's
+    unicode61 folds exactly as ``str.lower``), three or more of them (shorter ones start too many terms)."""
+    return len(word) >= 3 and word.isascii() and word.isalnum()
 
 
 def _fts_query(text: str) -> str:
@@ -289,8 +302,8 @@ class InboxStore(StoreBase):
                     [ids]).fetchall())
             # One full-text query, one post past the cap: it answers search_is_capped too (a second
             # query for the same words was 10-60 ms of a search's first run at 1M posts, issue 17).
-            hits = [r[0] for r in self.db.execute(dialect.fts_ids("mentions", MENTION_FTS_COLUMNS, key="id"),
-                                                  [query, SEARCH_MATCH_LIMIT + 1]).fetchall()]
+            sql, params = self._post_hits_sql(text, query)
+            hits = [r[0] for r in self.db.execute(sql, [*params, SEARCH_MATCH_LIMIT + 1]).fetchall()]
             capped = len(hits) > SEARCH_MATCH_LIMIT
             self._memo("capped", query, lambda: capped)
             found.update((r[0], None) for r in self.db.execute(
@@ -301,16 +314,55 @@ class InboxStore(StoreBase):
 
         return list(self._memo("cases", typed, run))
 
+    def _post_hits_sql(self, text: str, query: str) -> tuple[str, list[Any]]:
+        """SQL (and its parameters, the cap's ``?`` last) for the ids of the newest posts whose words
+        match what was typed: every word as a prefix, as ``fts_query`` asks.
+
+        On SQLite each ASCII word of three or more characters is asked as its own term OR every
+        longer term of the index that starts with it (``("parcel" OR "parcels")`` for ``"parcel"*``),
+        listed from the index's vocabulary in the same statement (so from the same snapshot of the
+        index). Those are exactly the terms the prefix matches, so the posts are the same, but FTS5
+        walks such a query lazily, newest first, and stops at the cap, where a prefix query first
+        merges the whole posting list of every matching term (15-100 ms for a frequent word at 1M
+        posts, 0.5-1.5 ms this way; bench/RESULTS.md issue 17, fifth round). The vocabulary is read
+        from the first term after the word itself (a word's own posting list is not walked); more
+        than PREFIX_TERMS_MAX longer terms, a word under three characters or one with other
+        characters (whose folding only FTS5 knows) is asked as the prefix, as before.
+        PostgreSQL: the prefix query (its GIN index has no such cost).
+        """
+        if self.dialect.postgres:
+            return self.dialect.fts_ids("mentions", MENTION_FTS_COLUMNS, key="id"), [query]
+        words = _words(text)
+        if not any(_as_terms(w) for w in words):
+            return self.dialect.fts_ids("mentions", MENTION_FTS_COLUMNS, key="id"), [query]
+        self.db.execute(f"create virtual table if not exists temp.{FTS_TERMS} using fts5vocab(main, 'mentions_fts', 'row')")
+        parts: list[str] = []
+        params: list[Any] = []
+        for word in words:
+            if not _as_terms(word):
+                parts.append("?")
+                params.append(f'"{word}"*')
+                continue
+            term = word.lower()
+            after = term[:-1] + chr(ord(term[-1]) + 1)  # every term that starts with ``term`` sorts below this
+            parts.append(
+                f"(select case when count(*) = 0 then ? when count(*) <= {PREFIX_TERMS_MAX} then "
+                "'(' || ? || ' OR ' || group_concat('\"' || replace(term, '\"', '\"\"') || '\"', ' OR ') || ')' "
+                f"else ? end from (select term from temp.{FTS_TERMS} where term >= ? || char(1) and term < ? "
+                f"limit {PREFIX_TERMS_MAX + 1}))")
+            params += [f'"{term}"', f'"{term}"', f'"{term}"*', term, after]
+        match = " || ' AND ' || ".join(parts)
+        return (f"select rowid from mentions_fts where mentions_fts match ({match}) order by rowid desc limit ?",
+                params)
+
     def search_is_capped(self, text: str) -> bool:
         query = self.dialect.fts_query(text)
         if not query:
             return False
 
         def run() -> bool:
-            row = self.db.execute(
-                f"select count(*) from ({self.dialect.fts_ids('mentions', MENTION_FTS_COLUMNS, key='id')}) as hits",
-                [query, SEARCH_MATCH_LIMIT + 1],
-            ).fetchone()
+            sql, params = self._post_hits_sql(text, query)
+            row = self.db.execute(f"select count(*) from ({sql}) as hits", [*params, SEARCH_MATCH_LIMIT + 1]).fetchone()
             return bool(row[0] > SEARCH_MATCH_LIMIT)
 
         return bool(self._memo("capped", query, run))
