@@ -545,3 +545,41 @@ def m017_proactive_cases_take_their_first_post(db: sqlite_utils.Database) -> Non
         f"thread_id = {first.format(col='coalesce(m.thread_id, m.external_id)')}, version = version + 1 "
         "where channel is null and exists (select 1 from mentions m where m.case_id = cases.id and m.outbound = 0)"
     )
+
+
+#: The case columns the inbox's summary counts by (``Store.inbox_summary``): a change to any of them is
+#: logged in ``case_changes`` (m018), old and new values, so the summary follows without re-counting.
+SUMMARY_CHANGE_COLUMNS = ("brand", "courier", "channel", "intent", "assignee", "status", "snoozed_until", "due_at")
+#: How many of the newest changes ``case_changes`` keeps (a summary older than that is taken again).
+CASE_CHANGES_KEPT = 50_000
+
+
+@MIGRATIONS()
+def m018_case_changes_for_the_inbox_summary(db: sqlite_utils.Database) -> None:
+    """SQLite logs every change to a case's summary columns, old and new values (issue 17, fifth round).
+
+    The counts beside the inbox's filters are one summary of every open case (``Store.inbox_summary``,
+    60-190 ms at 1M mentions / 200k cases); it was taken again whenever anything changed (every reply)
+    or the minute turned. With this log a summary follows the data from the changes since it was
+    taken (``Store.inbox_summary_live``): a few rows, whoever wrote them (the worker, the pipeline, a
+    migration or a hand-written UPDATE: triggers, not the store's write methods). Only changes to the
+    columns the summary counts by are logged; the newest CASE_CHANGES_KEPT are kept (every 1,000th
+    insert drops the oldest). PostgreSQL takes its summary again as before: no log there.
+    """
+    if dialect_of(db).postgres:
+        return
+    columns = SUMMARY_CHANGE_COLUMNS
+    db.execute("create table if not exists case_changes (seq integer primary key autoincrement, case_id integer, "
+               + ", ".join(f"old_{c}" for c in columns) + ", "  # no type: the values exactly as the case held them
+               + ", ".join(f"new_{c}" for c in columns) + ")")
+    olds, news = ", ".join(f"old_{c}" for c in columns), ", ".join(f"new_{c}" for c in columns)
+    db.execute(f"create trigger if not exists cases_summary_ai after insert on cases begin "
+               f"insert into case_changes (case_id, {news}) values (new.id, {', '.join(f'new.{c}' for c in columns)}); end")
+    changed = " or ".join(f"old.{c} is not new.{c}" for c in columns)
+    db.execute(f"create trigger if not exists cases_summary_au after update on cases when {changed} "
+               f"begin insert into case_changes (case_id, {olds}, {news}) values (new.id, "
+               f"{', '.join(f'old.{c}' for c in columns)}, {', '.join(f'new.{c}' for c in columns)}); end")
+    db.execute(f"create trigger if not exists cases_summary_ad after delete on cases begin "
+               f"insert into case_changes (case_id, {olds}) values (old.id, {', '.join(f'old.{c}' for c in columns)}); end")
+    db.execute(f"create trigger if not exists case_changes_keep after insert on case_changes when new.seq % 1000 = 0 "
+               f"begin delete from case_changes where seq <= new.seq - {CASE_CHANGES_KEPT}; end")
