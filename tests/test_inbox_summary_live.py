@@ -158,3 +158,22 @@ def test_counts_beside_the_filters_after_changes_equal_the_per_filter_counts(sto
         assert inbox._LIVE  # the whole queue's summary was followed, not taken each time
     assert counts_from_summary(store.inbox_summary(InboxQuery(statuses=OPEN_CASE_STATUSES)), {})["sla_state"].keys() \
         == {SLA_STATES[s].split(" (")[0] for s in SLA_STATES} and WAITING
+
+
+def test_a_live_summary_of_another_database_at_the_same_path_is_taken_afresh(tmp_path) -> None:
+    """The server keeps one live summary per database path; a file replaced under it (a restore, a
+    copy) has another log, so the summary is counted again, never followed with the other's changes."""
+    path = tmp_path / "shop.db"
+    first = Store(path)
+    _shop(first)
+    now = utcnow().replace(microsecond=0)
+    _, state = first.inbox_summary_live(None, now)
+    first.close()
+    for extra in (path, tmp_path / "shop.db-wal", tmp_path / "shop.db-shm"):
+        extra.unlink(missing_ok=True)
+    second = Store(path)  # a new database there: its log starts at 1 again
+    for n in range(state.seq + 3 if state else 3):
+        second.insert_case(Case(status="new", priority=50, brand="Larkspur" if n % 2 else "Fettle"))
+    rows, _ = second.inbox_summary_live(state, now + timedelta(seconds=30))
+    assert sorted(rows, key=repr) == _fresh(second, now + timedelta(seconds=30))
+    second.close()

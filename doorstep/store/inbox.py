@@ -61,6 +61,9 @@ SUMMARY_HORIZON = timedelta(minutes=30)
 #: More logged changes than this since a live summary was brought up to date: it is taken afresh.
 SUMMARY_CHANGES_MAX = 20_000
 _OPEN = frozenset(OPEN_CASE_STATUSES)
+#: One ``case_changes`` row as the live summary reads it: seq, case, old values, new values.
+_CHANGE_ROW = ("seq, case_id, " + ", ".join(f"old_{c}" for c in SUMMARY_CHANGE_COLUMNS) + ", "
+               + ", ".join(f"new_{c}" for c in SUMMARY_CHANGE_COLUMNS))
 
 
 def _due_state(values: Sequence[Any], now: str, soon: str) -> tuple[int, int, int, int] | None:
@@ -93,6 +96,9 @@ class LiveSummary:
     counts: dict[tuple[Any, ...], list[int]]
     #: Open cases whose state can change with the clock before ``until``: id -> SUMMARY_CHANGE_COLUMNS
     watch: dict[int, tuple[Any, ...]]
+    #: The log's row ``seq`` as it was applied (None: none): found unchanged next time, or the log is
+    #: not this summary's (pruned past it, or another database at the same path) and it is taken afresh.
+    last: tuple[Any, ...] | None = None
 
     def rows(self) -> list[tuple[Any, ...]]:
         return [(*group, *n) for group, n in self.counts.items() if any(n)]
@@ -282,17 +288,20 @@ class InboxStore(StoreBase):
         if self._indexes is None:
             self._indexes = self.dialect.index_names(self.db)
         now_s = iso(moment)
-        if held is None or held.path != str(self.path) or not held.taken_at <= now_s <= held.until:
+        if (held is None or held.path != str(self.path) or self.path in (":memory:", "")
+                or not held.taken_at <= now_s <= held.until):
             return self._take_live_summary(moment)
-        columns = SUMMARY_CHANGE_COLUMNS
-        changes = self.db.execute(
-            f"select seq, case_id, {', '.join(f'old_{c}' for c in columns)}, {', '.join(f'new_{c}' for c in columns)} "
-            "from case_changes where seq > ? "
-            "order by seq limit ?", [held.seq, SUMMARY_CHANGES_MAX + 1]).fetchall()
+        changes = [tuple(r) for r in self.db.execute(
+            f"select {_CHANGE_ROW} from case_changes where seq >= ? order by seq limit ?",
+            [held.seq, SUMMARY_CHANGES_MAX + 2]).fetchall()]
+        if held.seq and (not changes or changes[0] != held.last):
+            return self._take_live_summary(moment)  # the log no longer holds what it applied: not its log
+        changes = changes[1:] if held.seq else changes
         if len(changes) > SUMMARY_CHANGES_MAX or (changes and changes[0][0] != held.seq + 1):
             return self._take_live_summary(moment)  # too many to apply, or the log no longer reaches back
         if not changes and self._changes_seq() != held.seq:
             return self._take_live_summary(moment)  # changes it cannot read, or another database at this path
+        columns = SUMMARY_CHANGE_COLUMNS
         width = len(columns)
         try:
             then = iso(held.moment)
@@ -306,7 +315,7 @@ class InboxStore(StoreBase):
                 else:
                     held.watch.pop(change[1], None)
             if changes:
-                held.seq = changes[-1][0]
+                held.seq, held.last = changes[-1][0], changes[-1]
             if moment != held.moment:
                 soon = iso(datetime.fromtimestamp(moment.timestamp() + 3600, timezone.utc))
                 for values in held.watch.values():
@@ -340,6 +349,8 @@ class InboxStore(StoreBase):
             state = LiveSummary(path=str(self.path), taken_at=taken_at, until=until, due_until=due_until,
                                 moment=moment, seq=seq, counts={tuple(r[:6]): list(r[6:10]) for r in rows}, watch={})
             index = self.dialect.indexed_by("idx_cases_open_facets") if "idx_cases_open_facets" in self._indexes else ""
+            found = db.execute(f"select {_CHANGE_ROW} from case_changes where seq = ?", [seq]).fetchone()
+            state.last = tuple(found) if found else None
             for r in db.execute(
                     f"select id, {', '.join(SUMMARY_CHANGE_COLUMNS)} from cases{index} where {OPEN_CASES_SQL} and "
                     "((due_at >= ? and due_at <= ?) or (snoozed_until > ? and snoozed_until <= ?))",
