@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -511,7 +512,10 @@ class InboxStore(StoreBase):
         words = _words(text)
         if not any(_as_terms(w) for w in words):
             return self.dialect.fts_ids("mentions", MENTION_FTS_COLUMNS, key="id"), [query]
-        self.db.execute(f"create virtual table if not exists temp.{FTS_TERMS} using fts5vocab(main, 'mentions_fts', 'row')")
+        try:
+            self.db.execute(f"create virtual table if not exists temp.{FTS_TERMS} using fts5vocab(main, 'mentions_fts', 'row')")
+        except sqlite3.Error:  # (a connection that may not even make a temp table): the prefix, as before
+            return self.dialect.fts_ids("mentions", MENTION_FTS_COLUMNS, key="id"), [query]
         parts: list[str] = []
         params: list[Any] = []
         for word in words:
