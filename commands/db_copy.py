@@ -30,7 +30,7 @@ from typing import Any
 #: Our own bookkeeping on the target, and SQLite's (never copied).
 PROGRESS_TABLE = "doorstep_copy_progress"
 SKIP_PREFIXES = ("sqlite_", "_", "procrastinate_")
-#: Tables each database keeps for itself: the search mark (m018) counts that database's own writes.
+#: Tables each database keeps for itself: the search mark (m019) counts that database's own writes.
 OWN_TABLES = ("change_marks", "change_marks_pending")
 #: Full-text shadow tables (SQLite FTS5/FTS4): PostgreSQL has its own index.
 FTS_SUFFIXES = ("_fts", "_fts_data", "_fts_idx", "_fts_docsize", "_fts_config", "_fts_content", "_fts_segments",

@@ -1,4 +1,4 @@
-"""The search memo and the mark it is kept by (m018, issue 16).
+"""The search memo and the mark it is kept by (m019, issue 16).
 
 ``Store.search_cases`` remembers a search's cases (the console asks for the same search once per
 count and again on every rerun). It used to be kept while SQLite's data_version and PostgreSQL's

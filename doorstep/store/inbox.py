@@ -222,7 +222,7 @@ class InboxStore(StoreBase):
     def _search_mark(self) -> Any:
         """What a remembered search result is valid for, or None when nothing may be remembered now.
 
-        The mark is ``change_marks``' search row (m018): triggers move it on every write that can
+        The mark is ``change_marks``' search row (m019): triggers move it on every write that can
         change a search's answer (a post, a case's handle, order, tracking number or customer, a
         customer, a handle, a shipment; :data:`~doorstep.store.migrations.SEARCH_SOURCES`), in the
         writer's own transaction on SQLite and when it commits on PostgreSQL, whichever process or

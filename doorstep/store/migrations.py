@@ -547,6 +547,28 @@ def m017_proactive_cases_take_their_first_post(db: sqlite_utils.Database) -> Non
     )
 
 
+@MIGRATIONS()
+def m018_author_cases_by_activity(db: sqlite_utils.Database) -> None:
+    """Each author's, customer's and order's cases in order of last activity, so that an import reads
+    an author's first cases without reading all of them (issue 16).
+
+    A batch of posts reads the first 100 cases of each of its authors (by handle and by customer) and
+    quoted orders, newest activity first (``Store.author_case_views``). Over the old indexes, which
+    stop at the author, SQLite read every case of the author and sorted them: a frequent author's
+    1,500 cases on every batch, so an import's time grew with the square of the store (100k posts:
+    36 of 166 profiled seconds, bench/RESULTS.md). These indexes end with ``last_activity_at, id``:
+    the read walks the author's newest cases and stops at 100. The old (channel, author_handle) and
+    (order_number) indexes are prefixes of the new ones and go, so a case write keeps as many index
+    entries to update; (customer_id, status) stays for the other readers of a customer's cases.
+    """
+    db.execute("create index if not exists idx_cases_author_activity on cases "
+               "(channel, author_handle, last_activity_at, id)")
+    db.execute("create index if not exists idx_cases_customer_activity on cases (customer_id, last_activity_at, id)")
+    db.execute("create index if not exists idx_cases_order_activity on cases (order_number, last_activity_at, id)")
+    db.execute("drop index if exists idx_cases_channel_author_handle")
+    db.execute("drop index if exists idx_cases_order_number")
+
+
 #: What a search's answer is read from (``Store.search_cases``): per table, the columns whose update
 #: can change it (a new or deleted row always can). A write to any of them moves the search mark.
 SEARCH_SOURCES = {
@@ -623,7 +645,7 @@ def install_search_mark_triggers(db: sqlite_utils.Database) -> None:
 
 
 @MIGRATIONS()
-def m018_search_mark(db: sqlite_utils.Database) -> None:
+def m019_search_mark(db: sqlite_utils.Database) -> None:
     """A change mark of Doorstep's own that moves exactly when a search's answer may change (issue 16).
 
     ``Store.search_cases`` remembers a search's cases while the data is unchanged. It judged that by
