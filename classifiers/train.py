@@ -708,39 +708,17 @@ def export_onnx(bert: Any, top: Any, frozen_layers: int, out_path: Path, workdir
 def unsigned_weights(src: Path, dst: Path) -> int:
     """Store the int8 matmul weights as uint8 + 128 (and their zero points + 128); returns tensors changed.
 
-    Why: the same arithmetic, done by a kernel that cannot overflow. With int8 weights onnxruntime
-    multiplies uint8 activations by int8 weights with VPMADDUBSW on CPUs without AVX-512 VNNI
-    (most AVX2 machines), which saturates pairs of products at 16 bits: the model then answered
-    differently there (intent scores off by up to 0.08, batch and single posts disagreeing) than
-    on VNNI machines. (w + 128) - (zp + 128) = w - zp, so uint8 weights give exactly the VNNI
-    results on every CPU, and measured here they cost no speed (76 vs 77 posts per CPU-second).
+    Why: the same arithmetic, done by a kernel that cannot overflow on CPUs without AVX-512 VNNI
+    (classifiers/int8_weights.py, which gives VNNI CPUs the faster int8 form back at load).
     """
     import onnx
-    from onnx import numpy_helper
+
+    from classifiers.int8_weights import flip_weights
 
     model = onnx.load(str(src))
-    initializers = {t.name: t for t in model.graph.initializer}
-    changed: set[str] = set()
-
-    def flip(name: str) -> None:
-        tensor = initializers.get(name)
-        if tensor is None or name in changed or tensor.data_type != onnx.TensorProto.INT8:
-            return
-        values = numpy_helper.to_array(tensor).astype(np.int16) + 128
-        tensor.CopyFrom(numpy_helper.from_array(values.astype(np.uint8), name))
-        changed.add(name)
-
-    for node in model.graph.node:
-        # Only where the weights carry their zero point (the quantizer always writes one): without
-        # it the default 0 would have to become 128, a change of graph rather than of values.
-        if node.op_type == "MatMulInteger" and len(node.input) > 3 and node.input[3]:  # A, B, a_zp, b_zp
-            flip(node.input[1])
-            flip(node.input[3])
-        elif node.op_type == "QAttention" and len(node.input) > 7 and node.input[7]:  # ..., weight_zp
-            flip(node.input[1])
-            flip(node.input[7])
+    changed = flip_weights(model, "unsigned")
     onnx.save(model, str(dst))
-    return len(changed)
+    return changed
 
 
 # ---------------------------------------------------------------------- calibration

@@ -419,7 +419,12 @@ def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) 
     if unknown:
         names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"
         raise click.UsageError(f"no job named {', '.join(sorted(unknown))}; the jobs are: {names}")
-    worker.run(once=once)
+    failures = worker.run(once=once)
+    failed = [name for name, count in (failures or {}).items() if count]
+    if once and failed:
+        # A cron line or a deploy check runs ``run --once``: a failed job must not read as success.
+        raise click.ClickException(f"{len(failed)} job{'s' if len(failed) != 1 else ''} failed in this round: "
+                                   f"{', '.join(failed)} (see the log above); the other jobs ran")
 
 
 #: Packages that add commands ("module:attribute" naming a list of click commands). Their

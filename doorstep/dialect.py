@@ -20,7 +20,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +111,24 @@ class Dialect:
         if self.postgres:
             return f"select nextval(pg_get_serial_sequence('{table}', 'id'))"
         return None
+
+    def first_rows_per_value(self, columns: Sequence[str], table: str, key: str, where: str, order: str,
+                             limit: int) -> str:
+        """SQL for the first ``limit`` rows of ``table`` in ``order`` for each value of the JSON array
+        ``?`` in its column ``key``, among the rows matching ``where`` (``?`` parameters after the
+        array's). ``where`` and ``order`` name the table's columns as ``x.column``.
+
+        Each value's rows are walked in an index that ends with ``order`` and the walk stops at
+        ``limit``, however many rows the value has. PostgreSQL: a LATERAL subquery per value.
+        SQLite (no LATERAL): the rowids of a correlated ``limit`` subquery, one statement whatever
+        the number of values, so it is prepared once, not once per list length.
+        """
+        picked = ", ".join(f"c.{c}" for c in columns)
+        first = f"from {table} x where x.{key} = k.value and {where} order by {order} limit {int(limit)}"
+        if self.postgres:
+            return (f"select {picked} from json_array_elements_text(cast(? as json)) as k(value) "
+                    f"cross join lateral (select x.* {first}) as c")
+        return f"select {picked} from json_each(?) as k join {table} c on c.rowid in (select x.rowid {first})"
 
     # --------------------------------------------------------------- full-text search
     def fts_query(self, text: str) -> str:

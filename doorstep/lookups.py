@@ -43,40 +43,58 @@ ShipmentBrief = tuple[str, str, frozenset[str]]
 
 class ShopLookups:
     """Customers, orders and shipments as :func:`doorstep.linking.link_mention` and the priority
-    score ask for them (the same method names as :class:`Store`), each read at most once."""
+    score ask for them (the same method names as :class:`Store`), each read at most once.
 
-    def __init__(self, store: Store):
+    ``kept``: the lookups of an earlier batch whose answers still hold (nothing has been written to
+    the database since it read them, see :meth:`Store.change_mark`); what they read is not read
+    again. An import's batches ask about the same customers and orders over and over.
+    """
+
+    def __init__(self, store: Store, kept: ShopLookups | None = None):
         self.store = store
-        self._handles: dict[tuple[str, str], str | None] = {}
-        self._orders: dict[str, OrderSummary | None] = {}
-        self._shipments: dict[str, ShipmentBrief | None] = {}
-        self._customer_orders: dict[str, list[OrderSummary]] = {}
-        self._vips: dict[str, bool] = {}
+        self._handles: dict[tuple[str, str], str | None] = kept._handles if kept else {}
+        self._orders: dict[str, OrderSummary | None] = kept._orders if kept else {}
+        self._shipments: dict[str, ShipmentBrief | None] = kept._shipments if kept else {}
+        self._customer_orders: dict[str, list[OrderSummary]] = kept._customer_orders if kept else {}
+        self._vips: dict[str, bool] = kept._vips if kept else {}
+        #: The handles and order numbers this batch asked about (:meth:`known`), kept or read.
+        self._asked_handles: set[tuple[str, str]] = set()
+        self._asked_orders: set[str] = set()
+
+    def size(self) -> int:
+        """How many answers are kept (a long-lived pipeline starts afresh above a bound)."""
+        return len(self._handles) + len(self._orders) + len(self._shipments) + len(self._customer_orders)
 
     def prefetch(self, handles: Iterable[tuple[str, str | None]], order_numbers: Iterable[str],
                  tracking_numbers: Iterable[str]) -> None:
         """Read, in a few queries, what a batch's posts will ask for: their authors' customers, the
-        orders and shipments they quote, the orders of those shipments and who of them is a VIP."""
+        orders and shipments they quote, the orders of those shipments and who of them is a VIP
+        (what is known already is not read again)."""
         by_channel: dict[str, set[str]] = {}
         for channel, handle in handles:
             if handle:
                 by_channel.setdefault(channel, set()).add(handle)
         customers: set[str] = set()
         for channel, names in by_channel.items():
-            found = self.store.customer_ids_by_handles(channel, names)
-            for handle in names:
-                self._handles[(channel, _handle_key(handle))] = found.get(handle)
-            customers.update(found.values())
-        tracking = [t for t in dict.fromkeys(tracking_numbers) if t not in self._shipments]
+            keys = {handle: (channel, _handle_key(handle)) for handle in names}
+            self._asked_handles.update(keys.values())
+            unknown = [handle for handle, key in keys.items() if key not in self._handles]
+            found = self.store.customer_ids_by_handles(channel, unknown) if unknown else {}
+            for handle in unknown:
+                self._handles[keys[handle]] = found.get(handle)
+            customers.update(c for c in (self._handles[key] for key in keys.values()) if c)
+        given = list(dict.fromkeys(tracking_numbers))
+        tracking = [t for t in given if t not in self._shipments]
         briefs = self.store.shipment_briefs(tracking)
         for number in tracking:
             self._shipments[number] = briefs.get(number)
-        numbers = {*order_numbers, *(brief[0] for brief in briefs.values())}
+        numbers = {*order_numbers, *(brief[0] for brief in map(self._shipments.get, given) if brief)}
+        self._asked_orders.update(numbers)
         wanted = [n for n in numbers if n not in self._orders]
         summaries = self.store.order_summaries_by_numbers(wanted)
         for number in wanted:
             self._orders[number] = summaries.get(number)
-        customers.update(s.customer_id for s in summaries.values())
+        customers.update(s.customer_id for s in map(self._orders.get, numbers) if s is not None)
         wanted_vips = [c for c in customers if c not in self._vips]
         vips = self.store.vip_customer_ids(wanted_vips)
         for customer_id in wanted_vips:
@@ -85,13 +103,16 @@ class ShopLookups:
     def prefetch_recent_orders(self, customer_ids: Iterable[str]) -> None:
         """Read these customers' recent orders (a post that quotes no known number is linked to one
         of them), and with them their summaries and shipments, which the cases' priorities look at."""
-        wanted = [c for c in dict.fromkeys(customer_ids) if c and c not in self._customer_orders]
+        given = [c for c in dict.fromkeys(customer_ids) if c]
+        wanted = [c for c in given if c not in self._customer_orders]
         recent = self.store.order_summaries_for_customers(wanted)
         self._customer_orders.update(recent)
         for summaries in recent.values():
             for summary in summaries:
                 self._orders.setdefault(summary.number, summary)
-        self.prefetch_numbers((), (s.tracking_number for found in recent.values() for s in found if s.tracking_number))
+        asked = [s for c in given for s in self._customer_orders[c]]
+        self._asked_orders.update(s.number for s in asked)
+        self.prefetch_numbers((), (s.tracking_number for s in asked if s.tracking_number))
 
     def quotes_known_order(self, evidence: Evidence) -> bool:
         """Whether a post with these numbers is linked by one of them (see linking.link_mention)."""
@@ -107,27 +128,32 @@ class ShopLookups:
         briefs = self.store.shipment_briefs(tracking)
         for number in tracking:
             self._shipments[number] = briefs.get(number)
-        wanted = [n for n in dict.fromkeys(order_numbers) if n and n not in self._orders]
+        given = [n for n in dict.fromkeys(order_numbers) if n]
+        self._asked_orders.update(given)
+        wanted = [n for n in given if n not in self._orders]
         summaries = self.store.order_summaries_by_numbers(wanted)
         for number in wanted:
             self._orders[number] = summaries.get(number)
 
     def known(self) -> tuple[set[str], set[str]]:
-        """(customers, order numbers) read so far: the authors found and the orders quoted."""
-        customers = {c for c in self._handles.values() if c}
-        orders = {number for number, summary in self._orders.items() if summary is not None}
-        customers.update(s.customer_id for s in self._orders.values() if s is not None)
+        """(customers, order numbers) this batch has asked about and found: its authors and the
+        orders quoted (with those orders' customers)."""
+        customers = {c for c in map(self._handles.get, self._asked_handles) if c}
+        orders = {n for n in self._asked_orders if self._orders.get(n) is not None}
+        customers.update(self._orders[n].customer_id for n in orders)  # type: ignore[union-attr]
         return customers, orders
 
     def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
         if not handle:
             return None
         key = (channel, _handle_key(handle))
+        self._asked_handles.add(key)
         if key not in self._handles:
             self._handles[key] = self.store.customer_id_by_handle(channel, handle)
         return self._handles[key]
 
     def order_summary(self, number: str) -> OrderSummary | None:
+        self._asked_orders.add(number)
         if number not in self._orders:
             self._orders[number] = self.store.order_summary(number)
         return self._orders[number]
@@ -545,9 +571,10 @@ class CaseView:
          view.order_number, view.tracking_number, link_method, opened, view.last_text, view.resolved_text,
          view.merged_into) = row[:14]
         view.stored_status, view.status, view.link_method = status, status or "new", link_method or "none"
-        view.opened_at = parse_time(opened)
-        view.last_activity_at = parse_time(view.last_text)
-        view.resolved_at = parse_time(view.resolved_text)
+        # parse_time, inlined: a batch reads thousands of these rows.
+        view.opened_at = _fromiso(opened) if opened else None
+        view.last_activity_at = _fromiso(view.last_text) if view.last_text else None
+        view.resolved_at = _fromiso(view.resolved_text) if view.resolved_text else None
         return view
 
     @classmethod
@@ -584,6 +611,7 @@ class CaseView:
 
 
 _OPEN = frozenset(OPEN_CASE_STATUSES)
+_fromiso = datetime.fromisoformat
 
 
 def _rank(case: Case) -> tuple[bool, int]:

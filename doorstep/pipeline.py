@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from doorstep import sla
 from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
@@ -34,6 +34,11 @@ from doorstep.linking import Evidence, find_numbers, link_mention
 from doorstep.lookups import BatchCases, BatchPosts, ShopLookups
 from doorstep.models import Case, Labels, Link, Mention, utcnow
 from doorstep.store import Store, iso
+
+
+#: Answers about the shop a pipeline keeps from batch to batch at most (then it reads afresh): a
+#: listener's pipeline lives for days.
+SHOP_KEPT_LIMIT = 200_000
 
 
 class Classifier(Protocol):
@@ -90,6 +95,8 @@ class Pipeline:
         self._brands = {b.name for b in config.brands}
         self._couriers = {c.name for c in config.couriers}
         self._names = name_words(config)
+        #: The last batch's shop lookups and the store's change mark after its writes (see _shop_lookups).
+        self._kept_shop: tuple[ShopLookups, Any] | None = None
 
     def ingest(self, mentions: Iterable[Mention],
                numbers: Mapping[tuple[str, str], Evidence] | None = None) -> IngestResult:
@@ -148,8 +155,22 @@ class Pipeline:
                 batch.cases.flush()
                 self.store.audit_many(batch.events)
                 result.mention_ids += batch.posts.flush()
+                mark = self.store.change_mark()
+                self._kept_shop = (batch.shop, mark) if mark is not None else None
                 result.timings["store"] += time.perf_counter() - t0
         return result
+
+    def _shop_lookups(self) -> ShopLookups:
+        """The batch's customers, orders and shipments: what the previous batch read of them, when
+        nothing at all has been written to the database since its writes (the store's change mark,
+        taken under this batch's write lock, is the one taken then: no other connection committed and
+        this one wrote nothing else; the pipeline itself never writes the shop), else read afresh.
+        Exact, like the rest of a batch's memory: an import's batches read the shop once, not each."""
+        kept = self._kept_shop
+        if kept is not None and kept[0].size() <= SHOP_KEPT_LIMIT and kept[1] == self.store.change_mark():
+            return ShopLookups(self.store, kept[0])
+        self._kept_shop = None
+        return ShopLookups(self.store)
 
     def _evidence(self, mention: Mention, numbers: Mapping[tuple[str, str], Evidence]) -> Evidence:
         """The numbers in the post's text: given, or found now."""
@@ -172,7 +193,7 @@ class Pipeline:
 
     def _read_ahead(self, fresh: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
-        batch = self._new_batch()
+        batch = _Batch(self._shop_lookups(), BatchPosts(self.store), BatchCases(self.store))
         t0 = time.perf_counter()
         for mention in fresh:
             if not mention.outbound:

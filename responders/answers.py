@@ -15,7 +15,8 @@ matters and is tested on real-style answers (tests/test_dialogue.py):
    human reads them); "not before 2" means after 2.
 3. **no** / **yes**: the answer starts with a no-word ("no thanks", "nah", "nope") or a yes-word
    ("yep", "Yes please!", "y", "sure", "ok"). A yes with a condition ("ok but I am not home") and
-   an idiom that starts with no without saying it ("no problem", "no idea") go to a human.
+   an idiom that starts with no without saying it ("no problem", "no idea") go to a human, and so
+   does an answer that says both ("No, yes", "yes... no actually").
 4. **other**: everything else ("what?", a question, a complaint).
 
 Times are read in the shop's time zone and returned in UTC; "after 2" means 14:00 (care
@@ -48,6 +49,11 @@ YES = re.compile(r"^(?:y|yes+|yeah|yea|yep|yup|ya|ye|yass?|sure|ok|okay|k|kk|ple
                  r"definitely|of course|certainly|sounds good|perfect|great|correct|that'?s fine|fine|👍)(?:\b|$)")
 NO = re.compile(r"^(?:n|no+|nope|nah|na|no thanks|no thank you|not really|not needed|don'?t|do not|never mind|"
                 r"nevermind|👎)(?:\b|$)")
+
+#: A plain yes or no later in an answer that started with the other ("No, yes", "yes... no actually"):
+#: the customer changed their mind mid-message, so a person reads it. Idioms ("no problem") do not count.
+LATER_YES = re.compile(r"\b(?:yes+|yeah|yea|yep|yup)\b")
+LATER_NO = re.compile(r"\b(?:no+|nope|nah)\b(?!\s+(?:problem|probs|prob|worries|bother|idea|clue|rush|hurry|doubt)\b)")
 
 DAYS = {"monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2, "weds": 2,
         "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5,
@@ -175,9 +181,13 @@ def understand(text: str, now: datetime, zone: tzinfo) -> Understanding:
         return Understanding("other", why=why)
     if NOT_A_NO.search(plain):
         return Understanding("other", why="an idiom that starts with no but does not say no")
-    if NO.search(plain):
+    if no := NO.search(plain):
+        if LATER_YES.search(plain, no.end()):
+            return Understanding("other", why="says no, then yes")
         return Understanding("no", why="starts with a no-word")
-    if YES.search(plain):
+    if yes := YES.search(plain):
+        if LATER_NO.search(plain, yes.end()):
+            return Understanding("other", why="says yes, then no")
         if CONDITION.search(plain):
             return Understanding("other", why="a yes with a condition")
         return Understanding("yes", why="starts with a yes-word")

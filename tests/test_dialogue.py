@@ -137,6 +137,10 @@ def ask_redelivery(store: Store, config: Any, now: datetime, **order: Any) -> tu
     ("no, friday is better", "time", "Fri 09:00"), ("yes please, thursday", "time", "Thu 09:00"),
     ("the van didn't stop", "other", None), ("no thanks, I'll collect it", "no", None),
     ("Friday is fine but not before 2", "time", "Fri 14:00"), ("no, not tomorrow", "other", None),
+    # An answer that says both is read by a person: "No, yes" was read as no.
+    ("No, yes", "other", None), ("no wait, yes please", "other", None), ("yes... no actually", "other", None),
+    ("nope, yeah go ahead", "other", None), ("Yes, no problem", "yes", None), ("yes please, no rush", "yes", None),
+    ("no no no", "no", None), ("yes yes", "yes", None), ("no thanks, that's fine", "no", None),
 ])
 def test_answers_are_understood(text: str, kind: str, slot: str | None) -> None:
     monday = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)

@@ -467,3 +467,21 @@ def test_the_readme_classify_pipe_works_from_a_real_stdin(tmp_path):
     assert run.returncode == 0, run.stderr.decode()
     row = json_.loads(run.stdout.decode().splitlines()[0])
     assert row["id"] == 1 and row["complaint"] is True
+
+
+def test_run_once_with_a_failed_job_exits_non_zero_and_names_it(tmp_path, monkeypatch):
+    """`doorstep run --once` is what a cron line or a deploy check runs: a job that failed must not
+    read as success (it exited 0 with the failure only in the log)."""
+    config = tmp_path / "x.toml"
+    config.write_text(X_CONFIG, encoding="utf-8")
+    monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
+    monkeypatch.delenv("DOORSTEP_SECRETS_FILE", raising=False)
+    monkeypatch.setenv("X_API_BASE_URL", "http://127.0.0.1:9")
+    db = ["--db", str(tmp_path / "x.db"), "--config", str(config)]
+    failed = CliRunner().invoke(cli, [*db, "run", "--once"])
+    assert failed.exit_code == 1, failed.output
+    assert failed.output.splitlines()[-1] == (
+        "Error: 1 job failed in this round: listen:x (see the log above); the other jobs ran")
+    assert "Traceback" not in failed.output
+    ran = CliRunner().invoke(cli, [*db, "run", "--once", "--skip", "listen:x"])
+    assert ran.exit_code == 0, ran.output

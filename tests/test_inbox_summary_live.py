@@ -1,5 +1,5 @@
 """Issue 17, fifth round: the whole queue's summary (the counts beside the inbox's filters) follows the
-data and the clock from what changed (``Store.inbox_summary_live``: m018's log of case changes, and the
+data and the clock from what changed (``Store.inbox_summary_live``: m020's log of case changes, and the
 cases whose deadline or snooze end is near) instead of walking every open case again after each reply
 and each minute. Whatever changed, its rows must be exactly what a fresh ``Store.inbox_summary`` counts
 at the same moment, and so every count beside the filters exactly what the per-filter counts give."""

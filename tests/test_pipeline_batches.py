@@ -267,3 +267,39 @@ def test_a_batchs_statements_do_not_grow_with_its_posts(tmp_path: Path, k: int):
     # Posts and audit events go in multi-row inserts (30 rows or more each), not one per row.
     posts = 4 * 3 * k
     assert large["insert mentions"] <= -(-posts // 30) and large["insert audit_events"] == 1, large
+
+
+def _late(i: int, number: str, handle: str) -> Mention:
+    return mention(f"p{i}", f"order #{number} is late", minutes=i, author_handle=handle)
+
+
+def test_an_imports_next_batch_does_not_read_again_the_shop_it_read(tmp_path: Path, config: Config):
+    """Nothing was written between two batches: the second one asks the store nothing about the
+    customers, orders and shipments the first one read (Pipeline._shop_lookups)."""
+    store = _shop(tmp_path / "shop.db")
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    posts = [_late(i, n, h) for i, (n, h) in enumerate([("123456", "ann_lee"), ("654321", "bobroe"),
+                                                         ("777777", "catday")] * 4)]
+    pipeline.ingest(posts[:6])
+    with _statements(store) as seen:
+        pipeline.ingest(posts[6:])
+    shop = [s for s in seen if any(f"from {t}" in s for t in ("customer_handles", "orders", "shipments", "customers"))]
+    assert shop == []
+    assert all(store.mention_by_external_id("x", p.external_id).case_id for p in posts)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("writer", ["another connection", "the same connection"])
+def test_a_shop_change_between_batches_is_seen_by_the_next_batch(tmp_path: Path, config: Config, writer: str):
+    """What one batch read of the shop is kept for the next only while nothing was written: a
+    customer added meanwhile, by another connection or by the import's own, links the next post."""
+    store = _shop(tmp_path / "shop.db")
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    pipeline.ingest([_late(0, "999999", "newbie")])
+    first = store.get_case(store.mention_by_external_id("x", "p0").case_id)  # type: ignore[union-attr, arg-type]
+    assert first is not None and first.customer_id is None
+    other = Store(tmp_path / "shop.db") if writer == "another connection" else store
+    other.upsert_customers([Customer(id="c-new", name="New Bie", handles={"x": "newbie"}, vip=True)])
+    pipeline.ingest([mention("q1", "hello? parcel still missing", minutes=600, author_handle="newbie")])
+    case = store.get_case(store.mention_by_external_id("x", "q1").case_id)  # type: ignore[union-attr, arg-type]
+    assert case is not None and case.customer_id == "c-new"
+    assert "VIP customer (+10)" in case.priority_reasons

@@ -183,6 +183,8 @@ def iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
+        if value.tzinfo is timezone.utc:  # most times (the import's millions): nothing to convert
+            return value.isoformat(timespec="seconds")
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc).isoformat(timespec="seconds")
@@ -193,8 +195,13 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, without building an encoder per
+#: call as ``dumps`` does for any non-default option (several per stored post and case).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _encode(value)
 
 
 def _unjson(value: str | None, default: Any = None) -> Any:
@@ -241,7 +248,9 @@ class StoreBase:
         self._threads: threading.local | None = None
         self._connections: list[sqlite_utils.Database] = [self._home]
         self._connections_lock = threading.Lock()
-        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
+        self._search_memo: dict[tuple[str, str], tuple[Any, Any]] = {}
+        #: Whether this database has the triggers that keep the search mark (checked once; see _search_mark).
+        self._search_marked: bool | None = None
         self._indexes: set[str] | None = None
         if migrate:
             self._migrate()
@@ -462,6 +471,21 @@ class StoreBase:
         if wanted:
             self.db.execute("select count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || k, 0))) "
                             "from (select unnest(?::text[]) as k order by 1) as ordered", [wanted])
+
+    def change_mark(self) -> Any:
+        """A value that stays equal exactly while nothing is written to the database, or None where
+        there is none as cheap (PostgreSQL: callers read again).
+
+        SQLite: this connection (the object itself, so its id cannot be reused), its ``data_version``
+        (moves when any other connection, in any process, commits) and its ``total_changes`` (moves
+        on its own writes, triggers included). An import keeps what it read about the shop from one
+        batch to the next while the mark taken after a batch's writes is still the mark at the next
+        batch's start (doorstep/pipeline.py).
+        """
+        if self.dialect.postgres:
+            return None
+        conn = self.db.conn
+        return (conn, conn.execute("pragma data_version").fetchone()[0], conn.total_changes)
 
     def count(self, table: str) -> int:
         return int(self.db.execute(f"select count(*) from [{table}]").fetchone()[0])

@@ -18,7 +18,9 @@ from doorstep.store.migrations import (
     MENTION_FTS_COLUMNS,
     OPEN_CASES_SQL,
     PHONE_DIGITS_SQL,
+    SEARCH_MARK_SQL,
     SUMMARY_CHANGE_COLUMNS,
+    search_mark_trigger_names,
 )
 
 #: Full-text search looks at this many of the newest matching posts (see Store.search_mentions).
@@ -51,7 +53,7 @@ SNOOZE_VIEWS = ("hide", "only", "include")
 #: Customers a search by name, e-mail or phone looks at (the newest-created first).
 CUSTOMER_MATCH_LIMIT = 200
 
-#: Full-text results kept per Store (see Store._memo): a console page asks for the same search
+#: Full-text results kept per Store (see Store._search_mark): a console page asks for the same search
 #: once per filter count, and again on every rerun while the agent changes other filters.
 SEARCH_MEMO_SIZE = 32
 
@@ -281,7 +283,7 @@ class InboxStore(StoreBase):
         to pass back next time: ``held`` brought up to date instead of counting every case again.
 
         The rows are exactly what :meth:`inbox_summary` returns at ``now`` (in another order). From
-        ``held``, only what moved since: the changes to cases' summary columns logged by m018's
+        ``held``, only what moved since: the changes to cases' summary columns logged by m020's
         triggers (old and new values, so a change takes its case out of its old row and puts it in
         the new one, whoever wrote it), then the clock: only cases whose deadline or snooze end falls
         between ``held``'s take and SUMMARY_HORIZON after it (plus the hour of "due soon") change SLA
@@ -402,29 +404,55 @@ class InboxStore(StoreBase):
             self._indexes = self.dialect.index_names(self.db)
         return self.dialect.indexed_by(name) if name in self._indexes else ""
 
-    def _memo(self, kind: str, query: str, compute: Any) -> Any:
-        """``compute()``, remembered while the database is unchanged.
+    def _search_mark(self) -> Any:
+        """What a remembered search result is valid for, or None when nothing may be remembered now.
 
-        The key holds SQLite's data_version (it moves when another connection commits) and
-        this connection's total_changes (it moves on our own writes, triggers included), so
-        a remembered result is always what the query would return now. On PostgreSQL the
-        snapshot (which transactions have finished) stands in for data_version: it stays the
-        same exactly while no other transaction commits.
+        The mark is ``change_marks``' search row (m019): triggers move it on every write that can
+        change a search's answer (a post, a case's handle, order, tracking number or customer, a
+        customer, a handle, a shipment; :data:`~doorstep.store.migrations.SEARCH_SOURCES`), in the
+        writer's own transaction on SQLite and when it commits on PostgreSQL, whichever process or
+        connection writes. Writes to other tables, schemas or databases leave it still (it was
+        SQLite's data_version and PostgreSQL's ``pg_current_snapshot()``, which any commit in the
+        cluster moved: issue 16). It is read *before* the search runs, so a result is never older
+        than its mark. Inside a transaction nothing is remembered: the transaction's own writes are
+        not in the mark yet (PostgreSQL) or may be rolled back (both). A database whose triggers are
+        missing (a schema copied table by table) remembers nothing either.
         """
         db = self.db
+        if db.conn.in_transaction:
+            return None
+        if self._search_marked is None:
+            self._search_marked = self._has_search_mark_triggers()
+        if not self._search_marked:
+            return None
+        row = db.execute(SEARCH_MARK_SQL).fetchone()
+        return None if row is None else (id(db), row[0])
+
+    def _has_search_mark_triggers(self) -> bool:
+        names = search_mark_trigger_names()
         if self.dialect.postgres:
-            seen = db.execute("select cast(pg_current_snapshot() as text)").fetchone()[0]
+            found = {r[0] for r in self.db.execute(
+                "select tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid "
+                "where c.relnamespace = current_schema()::regnamespace and not t.tgisinternal").fetchall()}
+            names.append("change_marks_bump")
         else:
-            seen = int(db.execute("pragma data_version").fetchone()[0])
-        version = (id(db), seen, db.conn.total_changes)
+            found = {r[0] for r in self.db.execute("select name from sqlite_master where type = 'trigger'").fetchall()}
+        return set(names) <= found
+
+    def _memo_get(self, mark: Any, kind: str, query: str) -> Any:
+        """The result remembered for ``(kind, query)`` at ``mark`` (see :meth:`_search_mark`), or None."""
+        if mark is None:
+            return None
         held = self._search_memo.get((kind, query))
-        if held is not None and held[0] == version:
-            return held[1]
-        value = compute()
+        return held[1] if held is not None and held[0] == mark else None
+
+    def _memo_put(self, mark: Any, kind: str, query: str, value: Any) -> None:
+        if mark is None:
+            return
+        self._search_memo.pop((kind, query), None)
         if len(self._search_memo) >= SEARCH_MEMO_SIZE:
             self._search_memo.pop(next(iter(self._search_memo)))
-        self._search_memo[(kind, query)] = (version, value)
-        return value
+        self._search_memo[(kind, query)] = (mark, value)
 
     def search_cases(self, text: str) -> list[int]:
         """Ids of the cases an agent's search means, by what they typed.
@@ -443,6 +471,10 @@ class InboxStore(StoreBase):
         if not query:
             return []
         typed = text.strip()
+        mark = self._search_mark()  # before the search: the result is at least as new as its mark
+        held = self._memo_get(mark, "cases", typed)
+        if held is not None:
+            return list(held)
 
         def run() -> tuple[int, ...]:
             handle = typed.removeprefix("@")
@@ -482,14 +514,16 @@ class InboxStore(StoreBase):
             sql, params = self._post_hits_sql(text, query)
             hits = [r[0] for r in self.db.execute(sql, [*params, SEARCH_MATCH_LIMIT + 1]).fetchall()]
             capped = len(hits) > SEARCH_MATCH_LIMIT
-            self._memo("capped", query, lambda: capped)
+            self._memo_put(mark, "capped", query, capped)
             found.update((r[0], None) for r in self.db.execute(
                 "select distinct case_id from mentions where case_id is not null and id in "
                 f"({dialect.json_values('int')})", [json.dumps(hits[:SEARCH_MATCH_LIMIT])],
             ).fetchall())
             return tuple(found)
 
-        return list(self._memo("cases", typed, run))
+        found = run()
+        self._memo_put(mark, "cases", typed, found)
+        return list(found)
 
     def _post_hits_sql(self, text: str, query: str) -> tuple[str, list[Any]]:
         """SQL (and its parameters, the cap's ``?`` last) for the ids of the newest posts whose words
@@ -539,13 +573,15 @@ class InboxStore(StoreBase):
         query = self.dialect.fts_query(text)
         if not query:
             return False
-
-        def run() -> bool:
-            sql, params = self._post_hits_sql(text, query)
-            row = self.db.execute(f"select count(*) from ({sql}) as hits", [*params, SEARCH_MATCH_LIMIT + 1]).fetchone()
-            return bool(row[0] > SEARCH_MATCH_LIMIT)
-
-        return bool(self._memo("capped", query, run))
+        mark = self._search_mark()
+        held = self._memo_get(mark, "capped", query)
+        if held is not None:
+            return bool(held)
+        sql, params = self._post_hits_sql(text, query)
+        row = self.db.execute(f"select count(*) from ({sql}) as hits", [*params, SEARCH_MATCH_LIMIT + 1]).fetchone()
+        capped = bool(row[0] > SEARCH_MATCH_LIMIT)
+        self._memo_put(mark, "capped", query, capped)
+        return capped
 
     def _inbox_where(self, q: InboxQuery, for_count: bool = False) -> tuple[str, list[Any]]:
         params: list[Any] = []

@@ -27,7 +27,8 @@ def _label_columns(labels: Labels | None) -> dict[str, Any]:
     }
 
 
-def _mention_row(m: Mention) -> dict[str, Any]:
+def _mention_row(m: Mention, ingested_at: str | None = None) -> dict[str, Any]:
+    """The post's columns; ``ingested_at`` (stored form) is now unless given (one time for a batch's rows)."""
     return {
         "id": m.id,
         "channel": m.channel,
@@ -48,7 +49,7 @@ def _mention_row(m: Mention) -> dict[str, Any]:
         "case_id": m.case_id,
         "account": m.account,
         **_label_columns(m.labels),
-        "ingested_at": iso(utcnow()),
+        "ingested_at": ingested_at or iso(utcnow()),
     }
 
 
@@ -157,7 +158,8 @@ class MentionStore(StoreBase):
         """
         if not mentions:
             return []
-        rows = [_mention_row(m) for m in mentions]
+        now = iso(utcnow())  # written together: one ingestion time (to the second) for the statement's posts
+        rows = [_mention_row(m, now) for m in mentions]
         for row in rows:
             row.pop("id", None)
         columns = list(rows[0])
