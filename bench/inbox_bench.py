@@ -5,6 +5,13 @@
 Rows are written straight through SQL (not the pipeline) because this measures the
 read path the console uses: Store.inbox() and Store.inbox_count() with brand /
 courier / intent filters and full-text search, top 50 by priority.
+
+    .venv/bin/python bench/inbox_bench.py --db 'postgresql://...?options=-csearch_path%3Dbench_1m' \
+        --writer-elsewhere 5
+
+adds a second process that commits one small row every 5 ms (as fast as it can after that) into a
+table of another schema of the same PostgreSQL database (``bench_elsewhere``) while the queries run:
+another shop, another application or a test run sharing the server. Its commits/s are printed.
 """
 
 from __future__ import annotations
@@ -134,6 +141,22 @@ def measure(store: Store, query: InboxQuery, repeat: int) -> dict[str, float]:
     return {"top50_p50_ms": l50, "top50_p95_ms": l95, "count_p50_ms": c50, "count_p95_ms": c95}
 
 
+def _write_elsewhere(url: str, pause_ms: float, stop, commits) -> None:
+    """Commit one row at a time into another schema until ``stop`` is set (see the docstring)."""
+    import psycopg
+
+    from doorstep.dialect import database_target
+
+    with psycopg.connect(database_target(url).split("options=")[0].rstrip("?&"), autocommit=True) as pg:
+        pg.execute("create schema if not exists bench_elsewhere")
+        pg.execute("create table if not exists bench_elsewhere.events (id bigserial primary key, at text)")
+        while not stop.is_set():
+            pg.execute("insert into bench_elsewhere.events (at) values (now()::text)")
+            with commits.get_lock():
+                commits.value += 1
+            time.sleep(pause_ms / 1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mentions", type=int, default=1_000_000)
@@ -141,6 +164,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--db", default=None, help="a SQLite file (default: a new temporary one) or a "
                         "postgresql:// URL (its schema is filled when it holds no cases)")
+    parser.add_argument("--writer-elsewhere", type=float, default=None, metavar="MS",
+                        help="PostgreSQL: a second process commits into another schema every MS ms meanwhile")
     args = parser.parse_args()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="doorstep-inbox-")) / "inbox.db")
     store = Store(db)
@@ -162,8 +187,25 @@ def main() -> None:
         "due order": InboxQuery(sort="due"),
         "snoozed": InboxQuery(snoozed="only"),
     }
+    writer = None
+    if args.writer_elsewhere is not None:
+        import multiprocessing
+
+        stop, commits = multiprocessing.Event(), multiprocessing.Value("q", 0)
+        writer = multiprocessing.Process(target=_write_elsewhere, args=(db, args.writer_elsewhere, stop, commits))
+        writer.start()
+        while commits.value == 0 and writer.is_alive():
+            time.sleep(0.05)
+        started, first = time.perf_counter(), commits.value
     results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
+    elsewhere = None
+    if writer is not None:
+        rate = (commits.value - first) / (time.perf_counter() - started)
+        stop.set()
+        writer.join()
+        elsewhere = f"{rate:.0f} commits/s into another schema while measuring"
     print(json.dumps({
+        "writer_elsewhere": elsewhere,
         "mentions": store.count("mentions"), "cases": store.count("cases"),
         "database": "postgresql" if store.dialect.postgres else "sqlite",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

@@ -30,6 +30,8 @@ from typing import Any
 #: Our own bookkeeping on the target, and SQLite's (never copied).
 PROGRESS_TABLE = "doorstep_copy_progress"
 SKIP_PREFIXES = ("sqlite_", "_", "procrastinate_")
+#: Tables each database keeps for itself: the search mark (m019) counts that database's own writes.
+OWN_TABLES = ("change_marks", "change_marks_pending")
 #: Full-text shadow tables (SQLite FTS5/FTS4): PostgreSQL has its own index.
 FTS_SUFFIXES = ("_fts", "_fts_data", "_fts_idx", "_fts_docsize", "_fts_config", "_fts_content", "_fts_segments",
                 "_fts_segdir", "_fts_stat")
@@ -84,7 +86,8 @@ def _checksum(rows: Iterator[tuple[Any, ...]]) -> tuple[int, str]:
 def _source_tables(src: sqlite3.Connection) -> list[str]:
     names = [r[0] for r in src.execute("select name from sqlite_master where type = 'table' order by rowid")]
     fts = {r[0] for r in src.execute("select name from sqlite_master where type = 'table' and sql like '%VIRTUAL TABLE%'")}
-    return [n for n in names if n not in fts and not n.startswith(SKIP_PREFIXES) and not n.endswith(FTS_SUFFIXES)]
+    return [n for n in names if n not in fts and n not in OWN_TABLES and not n.startswith(SKIP_PREFIXES)
+            and not n.endswith(FTS_SUFFIXES)]
 
 
 def _target_columns(conn: Any, table: str) -> dict[str, str]:

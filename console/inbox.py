@@ -415,8 +415,11 @@ def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...
         else:
             if len(held) >= SUMMARIES_KEPT:  # the least recently used search's first: the whole queue is asked most
                 del held[next((k for k in held if k[1] is not None), next(iter(held)))]
-            held[key] = (mark, _shared_summary(store, mark, key, lambda: store.inbox_summary(
-                InboxQuery(statuses=statuses, search=search, waiting=waiting))))
+            if key == (tuple(OPEN_CASE_STATUSES), None, None):  # the whole queue: brought up to date
+                take = lambda: _live_summary(store)  # noqa: E731
+            else:
+                take = lambda: store.inbox_summary(InboxQuery(statuses=statuses, search=search, waiting=waiting))  # noqa: E731
+            held[key] = (mark, _shared_summary(store, mark, key, take))
         return held[key][1]
 
     def counted(waiting: str | None, total_only: bool = False) -> Any:
@@ -476,6 +479,25 @@ def _shared_summary(store: Any, mark: Any, key: tuple[Any, ...], take: Any) -> l
         _SHARED[shared] = (mark, rows)
     return rows
 
+
+def _live_summary(store: Any) -> list[tuple[Any, ...]]:
+    """The whole open queue's summary now, brought up to date from the one this server took last
+    (``Store.inbox_summary_live``: the cases changed since, and those the clock moved), instead of
+    walking every open case after each reply and each minute (60-190 ms at 1M, issue 17 fifth round).
+    One at a time: a session waits for another's update rather than walking the cases beside it."""
+    path = str(getattr(store, "path", ""))
+    with _LIVE_LOCK:
+        rows, state = store.inbox_summary_live(_LIVE.get(path))
+        if state is None:
+            _LIVE.pop(path, None)
+        else:
+            _LIVE[path] = state
+    return rows
+
+
+#: The whole queue's live summary per database (see _live_summary).
+_LIVE: dict[str, Any] = {}
+_LIVE_LOCK = threading.Lock()
 
 #: Summaries every session of this server shares, by (database, statuses, search, waiting view):
 #: only those of the current data and minute are kept.

@@ -126,6 +126,17 @@ def copy_postgres_schema(source: str, target: str) -> None:
                     "and is_identity = 'YES'", [dst, table]).fetchall():
                 admin.execute(f"select setval(pg_get_serial_sequence('{dst}.\"{table}\"', '{column}'), "
                               f'coalesce((select max({column}) from {dst}."{table}"), 0) + 1, false)')
+    if "change_marks" in tables:
+        # ``like ... including all`` copies no triggers: those that keep the search mark (m019) again
+        from doorstep.postgres import PgDatabase
+        from doorstep.store.migrations import install_search_mark_triggers
+
+        db = PgDatabase(target)
+        try:
+            with db.atomic():
+                install_search_mark_triggers(db)
+        finally:
+            db.close()
 
 
 @pytest.fixture

@@ -146,6 +146,7 @@ def test_a_new_session_takes_the_summaries_another_session_took_for_the_same_dat
     _shop(store)
     monkeypatch.setattr(inbox, "utcnow", lambda: utcnow().replace(hour=3, minute=0))  # one minute for the test
     inbox._SHARED.clear()
+    inbox._LIVE.clear()
     taken: list[InboxQuery] = []
     real = Store.inbox_summary
     monkeypatch.setattr(Store, "inbox_summary", lambda self, q=None: taken.append(q) or real(self, q))
@@ -155,7 +156,8 @@ def test_a_new_session_takes_the_summaries_another_session_took_for_the_same_dat
     assert len(taken) == 1 + len(WAITING) and second == first
     store.insert_case(Case(status="new", priority=50, brand="Fettle"))  # the data changed: counted again
     third = inbox.filter_counts(store, {"brand": "Fettle"}, {})
-    assert len(taken) == 2 * (1 + len(WAITING))
+    # (the whole queue's summary on SQLite: brought up to date from the change, not taken again; fifth round)
+    assert len(taken) == 2 * (1 + len(WAITING)) - (0 if store.dialect.postgres else 1)
     assert third["brand"] != first["brand"]
 
 
@@ -171,6 +173,7 @@ def test_a_new_session_takes_the_counts_another_session_summed_for_the_same_filt
     monkeypatch.setattr(inbox, "utcnow", lambda: utcnow().replace(hour=3, minute=0))  # one minute for the test
     inbox._SHARED.clear()
     inbox._COUNTS.clear()
+    inbox._LIVE.clear()
     summed: list[bool] = []
     real = inbox.counts_from_summary
     monkeypatch.setattr(inbox, "counts_from_summary",

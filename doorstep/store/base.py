@@ -248,7 +248,9 @@ class StoreBase:
         self._threads: threading.local | None = None
         self._connections: list[sqlite_utils.Database] = [self._home]
         self._connections_lock = threading.Lock()
-        self._search_memo: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
+        self._search_memo: dict[tuple[str, str], tuple[Any, Any]] = {}
+        #: Whether this database has the triggers that keep the search mark (checked once; see _search_mark).
+        self._search_marked: bool | None = None
         self._indexes: set[str] | None = None
         if migrate:
             self._migrate()

@@ -567,3 +567,132 @@ def m018_author_cases_by_activity(db: sqlite_utils.Database) -> None:
     db.execute("create index if not exists idx_cases_order_activity on cases (order_number, last_activity_at, id)")
     db.execute("drop index if exists idx_cases_channel_author_handle")
     db.execute("drop index if exists idx_cases_order_number")
+
+
+#: What a search's answer is read from (``Store.search_cases``): per table, the columns whose update
+#: can change it (a new or deleted row always can). A write to any of them moves the search mark.
+SEARCH_SOURCES = {
+    "mentions": (*MENTION_FTS_COLUMNS, "case_id"),
+    "cases": ("author_handle", "order_number", "tracking_number", "customer_id", "channel"),
+    "customers": CUSTOMER_FTS_COLUMNS,
+    "customer_handles": ("channel", "handle", "customer_id"),
+    "shipments": ("tracking_number", "order_number"),
+}
+
+#: The search mark's row in ``change_marks`` and the statement that reads it (``Store._search_mark``).
+SEARCH_MARK = "search"
+SEARCH_MARK_SQL = f"select n from change_marks where name = '{SEARCH_MARK}'"
+
+#: PostgreSQL: the trigger functions that keep the search mark (see install_search_mark_triggers).
+_PG_SEARCH_MARK_FUNCTIONS = (
+    # Any write to a search's tables notes, once per transaction and schema, that the mark must move...
+    "create or replace function doorstep_search_changed() returns trigger language plpgsql as $$ "
+    "begin "
+    "if current_setting('doorstep.search_changed', true) is distinct from TG_TABLE_SCHEMA then "
+    "perform set_config('doorstep.search_changed', TG_TABLE_SCHEMA, true); "
+    "execute 'insert into ' || quote_ident(TG_TABLE_SCHEMA) || '.change_marks_pending (name) values (''search'')'; "
+    "end if; "
+    "return null; "
+    "end $$",
+    # ...and the mark moves when the transaction commits (a deferred trigger on that note), so the
+    # mark's row is locked only while the commit itself runs, not from the first write on.
+    "create or replace function doorstep_search_bump() returns trigger language plpgsql as $$ "
+    "begin "
+    "execute 'update ' || quote_ident(TG_TABLE_SCHEMA) || '.change_marks set n = n + 1 where name = $1' "
+    "using NEW.name; "
+    "execute 'delete from ' || quote_ident(TG_TABLE_SCHEMA) || '.change_marks_pending'; "
+    "return null; "
+    "end $$",
+)
+
+
+def search_mark_trigger_names() -> list[str]:
+    """The names of the triggers that keep the search mark (both databases)."""
+    names = []
+    for table in SEARCH_SOURCES:
+        names += [f"search_mark_{table}_ins", f"search_mark_{table}_del", f"search_mark_{table}_upd"]
+    return names
+
+
+def install_search_mark_triggers(db: sqlite_utils.Database) -> None:
+    """Create (again) the mark's table, row and the triggers that move it; safe to run twice.
+
+    Also run by tests that copy a PostgreSQL schema table by table (``create table ... like``
+    copies no triggers).
+    """
+    db.execute("create table if not exists change_marks (name text primary key, n bigint not null default 0)")
+    db.execute(f"insert into change_marks (name, n) select '{SEARCH_MARK}', 0 "
+               f"where not exists (select 1 from change_marks where name = '{SEARCH_MARK}')")
+    if dialect_of(db).postgres:
+        db.execute("create table if not exists change_marks_pending (name text not null)")
+        for sql in _PG_SEARCH_MARK_FUNCTIONS:
+            db.execute(sql)
+        db.execute("drop trigger if exists change_marks_bump on change_marks_pending")
+        db.execute("create constraint trigger change_marks_bump after insert on change_marks_pending "
+                   "deferrable initially deferred for each row execute function doorstep_search_bump()")
+        for table, columns in SEARCH_SOURCES.items():
+            for name, event in (("ins", "insert"), ("del", "delete or truncate"),
+                                ("upd", f"update of {', '.join(columns)}")):
+                db.execute(f"drop trigger if exists search_mark_{table}_{name} on {table}")
+                db.execute(f"create trigger search_mark_{table}_{name} after {event} on {table} "
+                           "for each statement execute function doorstep_search_changed()")
+        return
+    bump = f"update change_marks set n = n + 1 where name = '{SEARCH_MARK}';"
+    for table, columns in SEARCH_SOURCES.items():
+        for name, event in (("ins", "insert"), ("del", "delete"), ("upd", f"update of {', '.join(columns)}")):
+            db.execute(f"drop trigger if exists search_mark_{table}_{name}")
+            db.execute(f"create trigger search_mark_{table}_{name} after {event} on {table} begin {bump} end")
+
+
+@MIGRATIONS()
+def m019_search_mark(db: sqlite_utils.Database) -> None:
+    """A change mark of Doorstep's own that moves exactly when a search's answer may change (issue 16).
+
+    ``Store.search_cases`` remembers a search's cases while the data is unchanged. It judged that by
+    SQLite's data_version and PostgreSQL's ``pg_current_snapshot()``, which any commit moves: on
+    PostgreSQL any commit in the cluster (another schema, another database, an unrelated table), so
+    under other writers every inbox query ran the full-text search again (searches 97-1,607 ms p95
+    at 1M mentions, bench/RESULTS.md). The mark is a counter row (``change_marks``) that triggers
+    move on every insert or delete of the tables a search reads, and on updates of the columns it
+    reads (:data:`SEARCH_SOURCES`): in the writer's transaction on SQLite, at its commit on
+    PostgreSQL (a deferred trigger, so concurrent writers do not wait on the row while they work).
+    """
+    install_search_mark_triggers(db)
+
+
+#: The case columns the inbox's summary counts by (``Store.inbox_summary``): a change to any of them is
+#: logged in ``case_changes`` (m020), old and new values, so the summary follows without re-counting.
+SUMMARY_CHANGE_COLUMNS = ("brand", "courier", "channel", "intent", "assignee", "status", "snoozed_until", "due_at")
+#: How many of the newest changes ``case_changes`` keeps (a summary older than that is taken again).
+CASE_CHANGES_KEPT = 50_000
+
+
+@MIGRATIONS()
+def m020_case_changes_for_the_inbox_summary(db: sqlite_utils.Database) -> None:
+    """SQLite logs every change to a case's summary columns, old and new values (issue 17, fifth round).
+
+    The counts beside the inbox's filters are one summary of every open case (``Store.inbox_summary``,
+    60-190 ms at 1M mentions / 200k cases); it was taken again whenever anything changed (every reply)
+    or the minute turned. With this log a summary follows the data from the changes since it was
+    taken (``Store.inbox_summary_live``): a few rows, whoever wrote them (the worker, the pipeline, a
+    migration or a hand-written UPDATE: triggers, not the store's write methods). Only changes to the
+    columns the summary counts by are logged; the newest CASE_CHANGES_KEPT are kept (every 1,000th
+    insert drops the oldest). PostgreSQL takes its summary again as before: no log there.
+    """
+    if dialect_of(db).postgres:
+        return
+    columns = SUMMARY_CHANGE_COLUMNS
+    db.execute("create table if not exists case_changes (seq integer primary key autoincrement, case_id integer, "
+               + ", ".join(f"old_{c}" for c in columns) + ", "  # no type: the values exactly as the case held them
+               + ", ".join(f"new_{c}" for c in columns) + ")")
+    olds, news = ", ".join(f"old_{c}" for c in columns), ", ".join(f"new_{c}" for c in columns)
+    db.execute(f"create trigger if not exists cases_summary_ai after insert on cases begin "
+               f"insert into case_changes (case_id, {news}) values (new.id, {', '.join(f'new.{c}' for c in columns)}); end")
+    changed = " or ".join(f"old.{c} is not new.{c}" for c in columns)
+    db.execute(f"create trigger if not exists cases_summary_au after update on cases when {changed} "
+               f"begin insert into case_changes (case_id, {olds}, {news}) values (new.id, "
+               f"{', '.join(f'old.{c}' for c in columns)}, {', '.join(f'new.{c}' for c in columns)}); end")
+    db.execute(f"create trigger if not exists cases_summary_ad after delete on cases begin "
+               f"insert into case_changes (case_id, {olds}) values (old.id, {', '.join(f'old.{c}' for c in columns)}); end")
+    db.execute(f"create trigger if not exists case_changes_keep after insert on case_changes when new.seq % 1000 = 0 "
+               f"begin delete from case_changes where seq <= new.seq - {CASE_CHANGES_KEPT}; end")
