@@ -324,18 +324,22 @@ class BatchCases:
     times. Anything that reads cases from the database during a batch must :meth:`flush` first.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, kept: BatchCases | None = None):
         self.store = store
-        self._cases: dict[int, Case | None] = {}
+        assert kept is None or not (kept._new or kept._stored)
+        self._cases: dict[int, Case | None] = kept._cases if kept else {}
         #: (channel, thread id) -> id of the case open_case_for(thread) answers (None: no case).
-        self._threads: dict[tuple[str, str], int | None] = {}
-        #: What author_cases filters, sorts and chooses on, for every case read or written in the batch.
-        self._views: dict[int, CaseView] = {}
-        #: Cases inserted or changed in this batch, and under which author keys they were seen.
-        self._written: set[int] = set()
-        self._written_by_key: dict[tuple[str, ...], set[int]] = {}
+        self._threads: dict[tuple[str, str], int | None] = kept._threads if kept else {}
+        #: What author_cases filters, sorts and chooses on, for every case read or written so far.
+        self._views: dict[int, CaseView] = kept._views if kept else {}
+        #: Cases inserted or changed -> when last (a count of writes); under which author keys they were seen.
+        self._written: dict[int, int] = kept._written if kept else {}
+        self._written_by_key: dict[tuple[str, ...], set[int]] = kept._written_by_key if kept else {}
+        #: Writes so far, and how many of them the database holds (made before the last flush).
+        self._writes: int = kept._writes if kept else 0
+        self._flushed: int = kept._flushed if kept else 0
         #: Author key -> the store's first cases for it (see _Keyed).
-        self._keyed: dict[tuple[str, ...], _Keyed] = {}
+        self._keyed: dict[tuple[str, ...], _Keyed] = kept._keyed if kept else {}
         #: The resolved_since (stored form) the batch's author cases were read with.
         self._since: str | None = None
         #: Cases changed and not yet written -> the case as the database holds it.
@@ -344,6 +348,10 @@ class BatchCases:
         self._new: set[int] = set()
         self._ids: Iterator[int] | None = None
         self._nulls_first = store.dialect.postgres  # where "order by ... desc" puts NULL
+
+    def size(self) -> int:
+        """How many cases and conversations are kept (a long-lived pipeline starts afresh above a bound)."""
+        return len(self._views) + len(self._threads)
 
     def prefetch_threads(self, keys: Iterable[tuple[str, str]]) -> None:
         """Read the cases of these conversations, in one query per channel and chunk."""
@@ -370,10 +378,16 @@ class BatchCases:
         for channel, handle in handles:
             if channel and handle:
                 by_channel.setdefault(channel, set()).add(handle)
+        # Keys an earlier batch read (kept, see Pipeline._kept_lookups) whose first cases still
+        # hold what author_cases needs are not read again.
+        keyed, holds = self._keyed, self._holds
         for channel, names in by_channel.items():
-            self._load("author_handle", names, since, PER_KEY, channel)
-        self._load("customer_id", set(filter(None, customer_ids)), since, PER_KEY)
-        self._load("order_number", set(filter(None, order_numbers)), since, PER_KEY)
+            self._load("author_handle", {n for n in names if not holds(keyed.get(("author_handle", channel, n)), since)},
+                       since, PER_KEY, channel)
+        self._load("customer_id", {v for v in filter(None, customer_ids) if not holds(keyed.get(("customer_id", v)), since)},
+                   since, PER_KEY)
+        self._load("order_number", {v for v in filter(None, order_numbers)
+                                    if not holds(keyed.get(("order_number", v)), since)}, since, PER_KEY)
 
     def read(self) -> list[Case]:
         """The cases read (or written) so far."""
@@ -423,7 +437,9 @@ class BatchCases:
         pool: set[int] = set()
         for key in keys:
             pool.update(self._first_cases(key, since, limit))
-            pool.update(self._written_by_key.get(key, ()))
+            # Cases written since the key was read (those written before are in what it read, in order).
+            read_at, written = self._keyed[key].writes, self._written
+            pool.update(i for i in self._written_by_key.get(key, ()) if written[i] > read_at)
         views = self._views
         found = []
         for case_id in pool:
@@ -441,17 +457,8 @@ class BatchCases:
         """The ids of the key's cases read from the store that still hold its ``limit`` first ones
         (see :meth:`author_cases`), reading the key (again) when they may not."""
         entry = self._keyed.get(key)
-        if entry is not None and since >= entry.since:
-            if entry.complete:
-                return entry.ids
-            # Cases not read rank below every one read; they stay out if ``limit`` read cases,
-            # unchanged since (so still in the same order), still qualify.
-            unchanged, written, views = 0, self._written, self._views
-            for i in entry.ids:
-                if i not in written and views[i].joinable(since):
-                    unchanged += 1
-                    if unchanged >= limit:
-                        return entry.ids
+        if self._holds(entry, since, limit):
+            return entry.ids  # type: ignore[union-attr]
         per_key = max(PER_KEY, 2 * len(entry.ids) if entry is not None else 0, 2 * limit)
         column, *rest = key
         if column == "author_handle":
@@ -459,6 +466,24 @@ class BatchCases:
         else:
             self._load(column, {rest[0]}, min(since, self._since or since), per_key)
         return self._keyed[key].ids
+
+    def _holds(self, entry: _Keyed | None, since: str, limit: int = 50) -> bool:
+        """Whether ``entry`` (a key's first cases, read with resolved_since ``entry.since`` when the
+        database held the first ``entry.writes`` writes) still holds the key's ``limit`` first cases
+        for ``since``, with the cases written since: complete, or ``limit`` of its cases unchanged
+        since it was read still qualify (cases it did not read rank below every one it read, and
+        unchanged ones keep their order; changed ones are known as written)."""
+        if entry is None or since < entry.since:
+            return False
+        if entry.complete:
+            return True
+        unchanged, written, views, read_at = 0, self._written, self._views, entry.writes
+        for i in entry.ids:
+            if written.get(i, 0) <= read_at and views[i].joinable(since):
+                unchanged += 1
+                if unchanged >= limit:
+                    return True
+        return False
 
     def _load(self, column: str, values: set[str], since: str | None, per_key: int, channel: str | None = None) -> None:
         if not values or since is None:
@@ -474,7 +499,11 @@ class BatchCases:
         for value, ranked in found.items():
             key = (column, channel, value) if column == "author_handle" else (column, value)
             ranked.sort()
-            self._keyed[key] = _Keyed([i for _, i in ranked], len(ranked) < per_key, since)  # type: ignore[arg-type]
+            self._keyed[key] = _Keyed([i for _, i in ranked], len(ranked) < per_key, since, self._flushed)  # type: ignore[arg-type]
+            # What was written under the key before it was read is in what it read.
+            mine = self._written_by_key.get(key)
+            if mine:
+                self._written_by_key[key] = {i for i in mine if self._written[i] > self._flushed}
 
     def _remember(self, case: Case) -> None:
         """A case read from the store (not changed in this batch)."""
@@ -506,6 +535,7 @@ class BatchCases:
         if self._stored:
             stored, self._stored = self._stored, {}
             self.store.save_cases([(self._cases[i], stored[i]) for i in sorted(stored)])  # type: ignore[misc]
+        self._flushed = self._writes
 
     def written(self, case: Case) -> None:
         """The pipeline inserted or saved ``case`` (as given, with its new version)."""
@@ -513,7 +543,8 @@ class BatchCases:
         previous = self._cases.get(case.id)  # type: ignore[arg-type]
         self._cases[case.id] = case  # type: ignore[index]
         self._views[case.id] = view = CaseView.from_case(case)  # type: ignore[index]
-        self._written.add(case.id)  # type: ignore[arg-type]
+        self._writes += 1
+        self._written[case.id] = self._writes  # type: ignore[index]
         for key in view.keys():
             self._written_by_key.setdefault(key, set()).add(case.id)  # type: ignore[arg-type]
         if previous is not None and (previous.channel, previous.thread_id) != (case.channel, case.thread_id):
@@ -544,6 +575,8 @@ class _Keyed:
     ids: list[int]
     complete: bool
     since: str
+    #: How many of BatchCases' writes the database held when it was read (those after changed cases).
+    writes: int
 
 
 class CaseView:

@@ -95,9 +95,9 @@ class Pipeline:
         self._brands = {b.name for b in config.brands}
         self._couriers = {c.name for c in config.couriers}
         self._names = name_words(config)
-        #: The last batch's shop lookups and posts, the store's change mark after its writes and the id
-        #: of the last post it wrote (see _kept_lookups).
-        self._kept: tuple[ShopLookups, BatchPosts, Any, int] | None = None
+        #: The last batch's shop lookups, posts and cases, the store's change mark after its writes and
+        #: the id of the last post it wrote (see _kept_lookups).
+        self._kept: tuple[ShopLookups, BatchPosts, BatchCases, Any, int] | None = None
 
     def ingest(self, mentions: Iterable[Mention],
                numbers: Mapping[tuple[str, str], Evidence] | None = None) -> IngestResult:
@@ -158,18 +158,19 @@ class Pipeline:
                 written = batch.posts.flush()
                 result.mention_ids += written
                 mark = self.store.change_mark()
-                self._kept = (batch.shop, batch.posts, mark, max(written)) if mark is not None else None
+                self._kept = (batch.shop, batch.posts, batch.cases, mark, max(written)) if mark is not None else None
                 result.timings["store"] += time.perf_counter() - t0
         return result
 
-    def _kept_lookups(self) -> tuple[ShopLookups | None, BatchPosts | None]:
-        """What the previous batch read of the shop and of posts (each post's thread and case, the
-        peaks and contact counts of the cases it touched), when nothing at all has been written to
+    def _kept_lookups(self) -> tuple[ShopLookups | None, BatchPosts | None, BatchCases | None]:
+        """What the previous batch read of the shop, of posts (each post's thread and case, the
+        peaks and contact counts of the cases it touched) and of cases (the conversations' cases,
+        each author key's first cases, the cases as it read or wrote them), when nothing at all has been written to
         the database since its writes: the store's change mark, taken under this batch's write lock,
         is the one taken then (no other connection committed, this one wrote nothing else; the
         pipeline never writes the shop, and what it wrote of posts those lookups hold as written).
-        Else (None, None): read afresh. Exact, like the rest of a batch's memory: an import's
-        batches read the shop and their posts' history once, not each.
+        Else (None, None, None): read afresh. Exact, like the rest of a batch's memory: an import's
+        batches read the shop, their posts' history and their authors' cases once, not each.
 
         It also needs the previous batch's transaction to have been committed (its last post is
         stored): a rollback moves neither part of the mark, and takes back the batch's posts and
@@ -177,10 +178,10 @@ class Pipeline:
         """
         kept = self._kept
         self._kept = None
-        if (kept is None or kept[0].size() + kept[1].size() > KEPT_LIMIT or kept[2] != self.store.change_mark()
-                or self.store.get_mention(kept[3]) is None):
-            return None, None
-        return kept[0], kept[1]
+        if (kept is None or kept[0].size() + kept[1].size() + kept[2].size() > KEPT_LIMIT
+                or kept[3] != self.store.change_mark() or self.store.get_mention(kept[4]) is None):
+            return None, None, None
+        return kept[0], kept[1], kept[2]
 
     def _evidence(self, mention: Mention, numbers: Mapping[tuple[str, str], Evidence]) -> Evidence:
         """The numbers in the post's text: given, or found now."""
@@ -203,8 +204,8 @@ class Pipeline:
 
     def _read_ahead(self, fresh: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
-        shop, posts = self._kept_lookups()
-        batch = _Batch(ShopLookups(self.store, shop), BatchPosts(self.store, posts), BatchCases(self.store))
+        shop, posts, cases = self._kept_lookups()
+        batch = _Batch(ShopLookups(self.store, shop), BatchPosts(self.store, posts), BatchCases(self.store, cases))
         t0 = time.perf_counter()
         for mention in fresh:
             if not mention.outbound:

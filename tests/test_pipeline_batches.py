@@ -342,3 +342,81 @@ def test_a_batch_rolled_back_is_not_remembered_by_the_next(tmp_path: Path, confi
     Pipeline(reference, config, KeywordClassifier()).ingest(second)
     assert _stored(store) == _stored(reference)
     assert store.mention_by_external_id("x", "p2").thread_id == "p1"  # type: ignore[union-attr]
+
+
+
+def test_the_next_batch_does_not_read_again_the_cases_of_authors_the_last_one_read(tmp_path: Path, config: Config):
+    """Nothing was written between two batches: the second one does not read again the cases its
+    authors, customers and orders may join, nor the cases chosen among them, that the first one
+    read or wrote (their views are kept with the rest, Pipeline._kept_lookups)."""
+    store = _shop(tmp_path / "shop.db")
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    pipeline.ingest([_late(0, "123456", "ann_lee"), _late(1, "654321", "bobroe"), _late(2, "777777", "catday")])
+    later = [_late(10 + i, n, h) for i, (n, h) in enumerate([("123456", "ann_lee"), ("654321", "bobroe"),
+                                                              ("777777", "catday")])]
+    with _statements(store) as seen:
+        pipeline.ingest(later)
+    author_reads = [s for s in seen if "pick_rank" in s]
+    case_reads = [s for s in seen if s.startswith("select * from cases where id")]
+    assert (author_reads, case_reads) == ([], [])
+    for old, new in zip(["p0", "p1", "p2"], ["p10", "p11", "p12"]):
+        assert store.mention_by_external_id("x", new).case_id == store.mention_by_external_id("x", old).case_id  # type: ignore[union-attr]
+
+
+def _crowd(start: int, n: int, seed: int) -> list[Mention]:
+    """Posts of a few busy authors quoting many orders (each author ends with many cases), replies,
+    thanks and our own answers: what keeps, re-reads and re-ranks an author's cases across batches."""
+    import random
+    rnd = random.Random(seed)
+    posts: list[Mention] = []
+    for i in range(start, start + n):
+        handle = rnd.choice(["ann_lee", "bobroe", "catday", "nobody", "nobody", "dot"])
+        kind = rnd.random()
+        if kind < 0.45:
+            text = f"order #{rnd.choice(['123456', '654321', '777777', '777778', str(200000 + rnd.randrange(60))])} is late"
+        elif kind < 0.6:
+            text = "thank you so much, all sorted"
+        elif kind < 0.75 and posts:
+            parent = rnd.choice(posts)
+            posts.append(mention(f"p{i}", "still nothing?", minutes=i, author_handle=parent.author_handle,
+                                 in_reply_to=parent.external_id))
+            continue
+        elif kind < 0.8 and posts:
+            parent = rnd.choice(posts)
+            posts.append(mention(f"p{i}", "We are on it", minutes=i, author_handle="larkspur", outbound=True,
+                                 in_reply_to=parent.external_id))
+            continue
+        else:
+            text = f"where is my parcel {UPS}" if rnd.random() < 0.3 else "where is my parcel??"
+        posts.append(mention(f"p{i}", text, minutes=i, author_handle=handle))
+    return posts
+
+
+@pytest.mark.parametrize("per_key", [2, 100])
+def test_batches_that_keep_their_cases_store_what_batches_read_afresh_store(tmp_path: Path, config: Config,
+                                                                             monkeypatch: pytest.MonkeyPatch, per_key: int):
+    """Many batches of busy authors, a case resolved by an agent (another connection) between two of
+    them: a pipeline that keeps its batches' cases (and reads a key again when what it kept may no
+    longer hold, here after 2 cases per key) stores row for row what one that reads every batch afresh stores."""
+    import doorstep.lookups
+    monkeypatch.setattr(doorstep.lookups, "PER_KEY", per_key)
+    stores = {}
+    for name in ("kept", "afresh"):
+        store = _shop(tmp_path / f"{name}.db")
+        if name == "afresh":
+            monkeypatch.setattr(store, "change_mark", lambda: None)
+        pipeline = Pipeline(store, config, KeywordClassifier(), batch_size=7)
+        reads_before = []
+        for round_ in range(4):
+            with _statements(store) as seen:
+                pipeline.ingest(_crowd(60 * round_, 60, seed=round_))
+            reads_before.append(sum(1 for s in seen if "pick_rank" in s))
+            agent = Store(tmp_path / f"{name}.db")
+            case = agent.get_case(agent.mention_by_external_id("x", f"p{60 * round_ + 3}").case_id)  # type: ignore[union-attr, arg-type]
+            if case is not None and case.status != "resolved" and round_ % 2 == 0:
+                agent.update_case(case.id, case.version, "amy", status="resolved")  # type: ignore[arg-type]
+        stores[name] = (store, reads_before)
+    kept, afresh = stores["kept"], stores["afresh"]
+    assert _stored(kept[0]) == _stored(afresh[0])
+    assert kept[0].count("cases") > 20
+    assert sum(kept[1]) < sum(afresh[1])
