@@ -348,6 +348,8 @@ class BatchCases:
         self._new: set[int] = set()
         self._ids: Iterator[int] | None = None
         self._nulls_first = store.dialect.postgres  # where "order by ... desc" puts NULL
+        #: The ids of the cases of this batch's conversations (see read).
+        self._read: set[int] = set()
 
     def size(self) -> int:
         """How many cases and conversations are kept (a long-lived pipeline starts afresh above a bound)."""
@@ -357,13 +359,17 @@ class BatchCases:
         """Read the cases of these conversations, in one query per channel and chunk."""
         by_channel: dict[str, set[str]] = {}
         for channel, thread_id in keys:
-            if channel and thread_id and (channel, thread_id) not in self._threads:
-                by_channel.setdefault(channel, set()).add(thread_id)
+            if channel and thread_id:
+                if (channel, thread_id) not in self._threads:
+                    by_channel.setdefault(channel, set()).add(thread_id)
+                elif self._threads[(channel, thread_id)] is not None:  # known from an earlier batch (kept)
+                    self._read.add(self._threads[(channel, thread_id)])  # type: ignore[arg-type]
         for channel, thread_ids in by_channel.items():
             for thread_id in thread_ids:
                 self._threads[(channel, thread_id)] = None
             for case in self.store.cases_in_threads(channel, thread_ids):
                 self._remember(case)
+                self._read.add(case.id)  # type: ignore[arg-type]
                 key = (channel, case.thread_id or "")
                 best = self._threads[key]
                 if best is None or _rank(case) > _rank(self._cases[best]):  # type: ignore[arg-type]
@@ -379,19 +385,27 @@ class BatchCases:
             if channel and handle:
                 by_channel.setdefault(channel, set()).add(handle)
         # Keys an earlier batch read (kept, see Pipeline._kept_lookups) whose first cases still
-        # hold what author_cases needs are not read again.
-        keyed, holds = self._keyed, self._holds
+        # hold what author_cases needs are not read again, unless what it would choose among has
+        # grown (more than PER_KEY cases read, or written since): read again, it is PER_KEY cases.
+        keyed, holds, written = self._keyed, self._holds, self._written_by_key
+
+        def kept(key: tuple[str, ...]) -> bool:
+            entry = keyed.get(key)
+            return (entry is not None and len(entry.ids) <= PER_KEY and len(written.get(key, ())) <= PER_KEY
+                    and holds(entry, since))
+
         for channel, names in by_channel.items():
-            self._load("author_handle", {n for n in names if not holds(keyed.get(("author_handle", channel, n)), since)},
+            self._load("author_handle", {n for n in names if not kept(("author_handle", channel, n))},
                        since, PER_KEY, channel)
-        self._load("customer_id", {v for v in filter(None, customer_ids) if not holds(keyed.get(("customer_id", v)), since)},
+        self._load("customer_id", {v for v in filter(None, customer_ids) if not kept(("customer_id", v))},
                    since, PER_KEY)
-        self._load("order_number", {v for v in filter(None, order_numbers)
-                                    if not holds(keyed.get(("order_number", v)), since)}, since, PER_KEY)
+        self._load("order_number", {v for v in filter(None, order_numbers) if not kept(("order_number", v))},
+                   since, PER_KEY)
 
     def read(self) -> list[Case]:
-        """The cases read (or written) so far."""
-        return [c for c in self._cases.values() if c is not None]
+        """The cases of the batch's conversations (:meth:`prefetch_threads`): those it read, and
+        each conversation's case kept from an earlier batch."""
+        return [c for c in (self._cases[i] for i in sorted(self._read)) if c is not None]
 
     def get(self, case_id: int) -> Case | None:
         """:meth:`Store.get_case` (a copy: change it, then report it through :meth:`written`)."""
