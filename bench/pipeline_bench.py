@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--db", default=None)
     parser.add_argument("--classify-processes", type=int, default=None,
                         help="classifier processes beside the import (default: as doorstep import mentions; 0: none)")
+    parser.add_argument("--without-change-triggers", action="store_true",
+                        help="SQLite: drop the search mark's (m019) and the inbox summary's change log's (m020) "
+                        "triggers before the import, to measure what they cost it")
     args = parser.parse_args()
 
     import functools
@@ -84,6 +87,11 @@ def main() -> None:
     config_path = str(REPO / "demo" / "doorstep.toml")
     build_demo(db, seed=3, customers=500, orders=2000, mentions=0, config_path=config_path)
     store = Store(db)
+    if args.without_change_triggers and not store.dialect.postgres:
+        from doorstep.store.migrations import search_mark_trigger_names
+        for name in [*search_mark_trigger_names(), "cases_summary_ai", "cases_summary_au", "cases_summary_ad",
+                     "case_changes_keep"]:
+            store.db.execute(f"drop trigger if exists {name}")
     orders = [
         (r[0], r[1], r[2] or "nobody")
         for r in store.db.execute(
