@@ -185,16 +185,25 @@ class BatchPosts:
     serious post, both counting the posts not yet written.
 
     Anything else that reads posts from the database during a batch must :meth:`flush` first.
+
+    ``kept``: an earlier batch's, flushed, whose answers still hold (nothing has been written to the
+    database since, see :meth:`Store.change_mark`): its answers are the store's, so they are not
+    read again (the posts a reply answers, the peaks and contact counts of the cases it touched).
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, kept: BatchPosts | None = None):
         self.store = store
+        assert kept is None or not kept._pending
         #: (channel, external id) -> (thread id, case id) of stored posts (None: not stored).
-        self._threads: dict[tuple[str, str], tuple[str | None, int | None] | None] = {}
-        self._peaks: dict[int, Mention | None] = {}
+        self._threads: dict[tuple[str, str], tuple[str | None, int | None] | None] = kept._threads if kept else {}
+        self._peaks: dict[int, Mention | None] = kept._peaks if kept else {}
         self._pending: list[Mention] = []
         self._pending_by_case: dict[int, list[Mention]] = {}
-        self._contacts: dict[int, int] = {}
+        self._contacts: dict[int, int] = kept._contacts if kept else {}
+
+    def size(self) -> int:
+        """How many answers are kept (a long-lived pipeline starts afresh above a bound)."""
+        return len(self._threads) + len(self._peaks) + len(self._contacts)
 
     def prefetch_parents(self, mentions: Iterable[Mention]) -> None:
         """Read the stored posts these mentions reply to, in one query per channel and chunk."""

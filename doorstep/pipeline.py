@@ -36,9 +36,9 @@ from doorstep.models import Case, Labels, Link, Mention, utcnow
 from doorstep.store import Store, iso
 
 
-#: Answers about the shop a pipeline keeps from batch to batch at most (then it reads afresh): a
-#: listener's pipeline lives for days.
-SHOP_KEPT_LIMIT = 200_000
+#: Answers about the shop and posts a pipeline keeps from batch to batch at most (then it reads
+#: afresh): a listener's pipeline lives for days.
+KEPT_LIMIT = 500_000
 
 
 class Classifier(Protocol):
@@ -95,8 +95,9 @@ class Pipeline:
         self._brands = {b.name for b in config.brands}
         self._couriers = {c.name for c in config.couriers}
         self._names = name_words(config)
-        #: The last batch's shop lookups and the store's change mark after its writes (see _shop_lookups).
-        self._kept_shop: tuple[ShopLookups, Any] | None = None
+        #: The last batch's shop lookups and posts, the store's change mark after its writes and the id
+        #: of the last post it wrote (see _kept_lookups).
+        self._kept: tuple[ShopLookups, BatchPosts, Any, int] | None = None
 
     def ingest(self, mentions: Iterable[Mention],
                numbers: Mapping[tuple[str, str], Evidence] | None = None) -> IngestResult:
@@ -154,23 +155,32 @@ class Pipeline:
                 t0 = time.perf_counter()
                 batch.cases.flush()
                 self.store.audit_many(batch.events)
-                result.mention_ids += batch.posts.flush()
+                written = batch.posts.flush()
+                result.mention_ids += written
                 mark = self.store.change_mark()
-                self._kept_shop = (batch.shop, mark) if mark is not None else None
+                self._kept = (batch.shop, batch.posts, mark, max(written)) if mark is not None else None
                 result.timings["store"] += time.perf_counter() - t0
         return result
 
-    def _shop_lookups(self) -> ShopLookups:
-        """The batch's customers, orders and shipments: what the previous batch read of them, when
-        nothing at all has been written to the database since its writes (the store's change mark,
-        taken under this batch's write lock, is the one taken then: no other connection committed and
-        this one wrote nothing else; the pipeline itself never writes the shop), else read afresh.
-        Exact, like the rest of a batch's memory: an import's batches read the shop once, not each."""
-        kept = self._kept_shop
-        if kept is not None and kept[0].size() <= SHOP_KEPT_LIMIT and kept[1] == self.store.change_mark():
-            return ShopLookups(self.store, kept[0])
-        self._kept_shop = None
-        return ShopLookups(self.store)
+    def _kept_lookups(self) -> tuple[ShopLookups | None, BatchPosts | None]:
+        """What the previous batch read of the shop and of posts (each post's thread and case, the
+        peaks and contact counts of the cases it touched), when nothing at all has been written to
+        the database since its writes: the store's change mark, taken under this batch's write lock,
+        is the one taken then (no other connection committed, this one wrote nothing else; the
+        pipeline never writes the shop, and what it wrote of posts those lookups hold as written).
+        Else (None, None): read afresh. Exact, like the rest of a batch's memory: an import's
+        batches read the shop and their posts' history once, not each.
+
+        It also needs the previous batch's transaction to have been committed (its last post is
+        stored): a rollback moves neither part of the mark, and takes back the batch's posts and
+        whatever the caller wrote before it in that transaction (which the batch may have read).
+        """
+        kept = self._kept
+        self._kept = None
+        if (kept is None or kept[0].size() + kept[1].size() > KEPT_LIMIT or kept[2] != self.store.change_mark()
+                or self.store.get_mention(kept[3]) is None):
+            return None, None
+        return kept[0], kept[1]
 
     def _evidence(self, mention: Mention, numbers: Mapping[tuple[str, str], Evidence]) -> Evidence:
         """The numbers in the post's text: given, or found now."""
@@ -193,7 +203,8 @@ class Pipeline:
 
     def _read_ahead(self, fresh: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> _Batch:
         """Read what these posts will ask for in a few queries (see doorstep/lookups.py)."""
-        batch = _Batch(self._shop_lookups(), BatchPosts(self.store), BatchCases(self.store))
+        shop, posts = self._kept_lookups()
+        batch = _Batch(ShopLookups(self.store, shop), BatchPosts(self.store, posts), BatchCases(self.store))
         t0 = time.perf_counter()
         for mention in fresh:
             if not mention.outbound:

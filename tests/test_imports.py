@@ -72,6 +72,46 @@ def test_an_import_that_fails_midway_writes_nothing(tmp_path, store, config):
     assert store.count("mentions") == 0 and store.count("cases") == 0
 
 
+def test_an_import_gives_back_to_the_collector_what_it_kept_out_of_it(tmp_path, store, config, monkeypatch):
+    """import_mentions keeps the parsed records and written batches out of full collections while it
+    runs (gc.freeze) and gives them back when it ends, finished or stopped; objects a process froze
+    itself stay frozen."""
+    import gc
+
+    rows = [{"channel": "x", "external_id": str(i), "text": "where is it", "created_at": "2026-11-16T09:00:00Z"}
+            for i in range(5)]
+    frozen_while_writing = []
+    pipeline = Pipeline(store, config, KeywordClassifier(), batch_size=2)
+    real_ingest = pipeline.ingest
+
+    def ingest(*args, **kwargs):
+        frozen_while_writing.append(gc.get_freeze_count())
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ingest", ingest)
+    assert gc.get_freeze_count() == 0
+    assert import_mentions(write_jsonl(tmp_path / "m.jsonl", rows), pipeline, batch_rows=2).stored == 5
+    assert len(frozen_while_writing) == 3 and all(frozen_while_writing)
+    assert gc.get_freeze_count() == 0
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "ingest", explode)
+    rows.append({"channel": "x", "external_id": "9", "text": "new", "created_at": "2026-11-16T09:00:00Z"})
+    with pytest.raises(Exception):
+        import_mentions(write_jsonl(tmp_path / "m2.jsonl", rows), pipeline, batch_rows=2)
+    assert gc.get_freeze_count() == 0
+
+    monkeypatch.setattr(pipeline, "ingest", real_ingest)
+    gc.freeze()
+    try:
+        import_mentions(write_jsonl(tmp_path / "m3.jsonl", rows), pipeline, batch_rows=2)
+        assert gc.get_freeze_count() > 0  # not unfrozen by the import (objects freed meanwhile leave it)
+    finally:
+        gc.unfreeze()
+
+
 def test_csv_mentions_import(tmp_path, store, config):
     path = tmp_path / "m.csv"
     path.write_text("channel,external_id,text,created_at,author_handle\nmastodon,a1,\"lost, again\",2026-11-16T09:00:00Z,ann\n")

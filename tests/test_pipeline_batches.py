@@ -275,7 +275,7 @@ def _late(i: int, number: str, handle: str) -> Mention:
 
 def test_an_imports_next_batch_does_not_read_again_the_shop_it_read(tmp_path: Path, config: Config):
     """Nothing was written between two batches: the second one asks the store nothing about the
-    customers, orders and shipments the first one read (Pipeline._shop_lookups)."""
+    customers, orders and shipments the first one read (Pipeline._kept_lookups)."""
     store = _shop(tmp_path / "shop.db")
     pipeline = Pipeline(store, config, KeywordClassifier())
     posts = [_late(i, n, h) for i, (n, h) in enumerate([("123456", "ann_lee"), ("654321", "bobroe"),
@@ -303,3 +303,42 @@ def test_a_shop_change_between_batches_is_seen_by_the_next_batch(tmp_path: Path,
     case = store.get_case(store.mention_by_external_id("x", "q1").case_id)  # type: ignore[union-attr, arg-type]
     assert case is not None and case.customer_id == "c-new"
     assert "VIP customer (+10)" in case.priority_reasons
+
+
+def test_the_next_batch_does_not_read_again_the_posts_and_cases_the_last_one_wrote(tmp_path: Path, config: Config):
+    """Replies to the last batch's posts and posts joining its cases: their threads, the cases' most
+    serious posts and contact counts are known from that batch, not read again."""
+    store = _shop(tmp_path / "shop.db")
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    pipeline.ingest([_late(0, "123456", "ann_lee"), _late(1, "654321", "bobroe")])
+    later = [mention("r0", "any news?", minutes=5, author_handle="ann_lee", in_reply_to="p0"),
+             mention("r1", "order #654321 still late", minutes=6, author_handle="bobroe")]
+    with _statements(store) as seen:
+        pipeline.ingest(later)
+    history = [s for s in seen if "from mentions" in s and ("case_id" in s or "thread_id" in s)]
+    assert history == []
+    first = store.mention_by_external_id("x", "p0")
+    assert first is not None and store.mention_by_external_id("x", "r0").case_id == first.case_id  # type: ignore[union-attr]
+    case = store.get_case(first.case_id)  # type: ignore[arg-type]
+    assert case is not None and case.mention_count == 2
+
+
+def test_a_batch_rolled_back_is_not_remembered_by_the_next(tmp_path: Path, config: Config):
+    """The caller's transaction around a batch failed after the batch was written: the next batch
+    reads the store again (the mark does not move on a rollback), and stores what a new pipeline would."""
+    reference = _shop(tmp_path / "reference.db")
+    store = _shop(tmp_path / "shop.db")
+    pipeline = Pipeline(store, config, KeywordClassifier())
+    first = [_late(0, "123456", "ann_lee"), mention("p1", "hello??", minutes=1, author_handle="ann_lee", in_reply_to="p0"),
+             mention("n0", "where is my parcel", author_handle="newbie")]
+    with pytest.raises(RuntimeError), store.write_transaction():
+        store.upsert_customers([Customer(id="c-new", name="New Bie", handles={"x": "newbie"})])  # taken back too
+        pipeline.ingest(first)
+        raise RuntimeError("disk full")
+    assert store.count("mentions") == 0 and store.get_customer("c-new") is None
+    second = [mention("p2", "still nothing", minutes=2, author_handle="ann_lee", in_reply_to="p1"),
+              mention("n1", "hello? where is my parcel", minutes=3, author_handle="newbie")]
+    pipeline.ingest(second)
+    Pipeline(reference, config, KeywordClassifier()).ingest(second)
+    assert _stored(store) == _stored(reference)
+    assert store.mention_by_external_id("x", "p2").thread_id == "p1"  # type: ignore[union-attr]
