@@ -1006,9 +1006,11 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)
     if can(user, "view_audit"):
-        with st.expander("Raw audit events (for leads)"):
-            for event in events:
-                safe_text(f"{local_time(event.at, config, '%Y-%m-%d %H:%M:%S')} {timeline.raw(event)}", caption=True)
+        box, is_open = lazy_expander(f"Raw audit events (for leads, {len(events)})", key=f"raw_audit_open_{case.id}")
+        with box:
+            if is_open:  # one line per event: drawn only when a lead opens it
+                for event in events:
+                    safe_text(f"{local_time(event.at, config, '%Y-%m-%d %H:%M:%S')} {timeline.raw(event)}", caption=True)
 
 
 TIMELINE_HEIGHT_PX = 360
