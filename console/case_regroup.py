@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from console.auth import can
-from console.widgets import escape_md, flash, get_config, local_time, open_case
+from console.widgets import escape_md, flash, get_config, lazy_expander, local_time, open_case
 from doorstep.models import Case
 from doorstep.store import StaleCaseError, Store
 
@@ -77,11 +77,12 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
 
     by_id = {m.id: m for m in posts}
     by_case = {c.id: c for c in others}
-    with st.expander("Split or merge"):
-        if len(posts) >= 2:
+    box, is_open = lazy_expander("Split or merge", key=f"regroup_open_{case.id}")  # drawn when opened
+    with box:
+        if is_open and len(posts) >= 2:
             _form(store, case, "split", "Post about another issue", list(by_id), "Split into a new case", split,
                   lambda i: f"{local_time(by_id[i].created_at, config)} · {' '.join(by_id[i].text.split())[:60]}")
-        if others:
+        if is_open and others:
             _form(store, case, "merge", "The customer's case about the same issue", list(by_case),
                   "Merge that case into this one", merge,
                   lambda i: f"#{i} · {by_case[i].status} · {by_case[i].brand or '-'} · {by_case[i].intent or '-'} · "

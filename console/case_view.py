@@ -28,9 +28,11 @@ from console.widgets import (
     flash,
     get_config,
     get_store,
+    lazy_expander,
     local_time,
     open_case,
     require,
+    safe_table,
     safe_text,
     show_flashes,
     show_priority,
@@ -357,22 +359,24 @@ def _labels(store: Store, m: Mention) -> None:
     user = current_user()
     if not can(user, "correct_labels"):
         return
-    with st.expander("Correct labels"):
-        with st.form(f"labels_{m.id}"):
-            intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}")
-            sentiment = st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
-                                     key=f"lab_sent_{m.id}")
-            complaint = st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
-            if st.form_submit_button("Save correction"):
-                changed = 0
-                for field, old, new in (("intent", labels.intent, intent), ("sentiment", labels.sentiment, sentiment),
-                                        ("complaint", labels.complaint, complaint)):
-                    if old != new:
-                        record_label_correction(store, m, field, old, new, user.username)
-                        changed += 1
-                flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change",
-                      at=f"labels:{m.id}")
-                st.rerun()
+    box, is_open = lazy_expander("Correct labels", key=f"labels_open_{m.id}")  # drawn when opened
+    with box:
+        if is_open:
+            with st.form(f"labels_{m.id}"):
+                intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}")
+                sentiment = st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
+                                         key=f"lab_sent_{m.id}")
+                complaint = st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
+                if st.form_submit_button("Save correction"):
+                    changed = 0
+                    for field, old, new in (("intent", labels.intent, intent), ("sentiment", labels.sentiment, sentiment),
+                                            ("complaint", labels.complaint, complaint)):
+                        if old != new:
+                            record_label_correction(store, m, field, old, new, user.username)
+                            changed += 1
+                    flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change",
+                          at=f"labels:{m.id}")
+                    st.rerun()
         show_flashes(at=f"labels:{m.id}")
 
 
@@ -450,46 +454,27 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         safe_text(f"{'Order' if case.link_confirmed else 'Possible order'} {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
                   f"{order.total:.2f} {order.currency} · promised "
                   f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
-        st.dataframe([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
-                       "price": i.get("price", "")} for i in order.items], hide_index=True)
+        if order.items:  # a few rows of text: a static table, not a data grid to mount
+            safe_table([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
+                         "price": i.get("price", "")} for i in order.items])
+        else:
+            st.caption("No items listed on the order.")
         for shipment in order.shipments:
             safe_text(f"Shipment {shipment.tracking_number} · {shipment.courier} {shipment.service or ''} · "
                       f"status {shipment.status or '-'}")
             if shipment.events:
                 st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
-                st.dataframe([{"time": local_time(e.time, config), "status": e.status, "location": e.location or "",
-                               "courier says": e.description or ""} for e in shipment.events], hide_index=True)
+                safe_table([{"time": local_time(e.time, config), "status": e.status, "location": e.location or "",
+                             "courier says": e.description or ""} for e in shipment.events])
             else:
                 st.caption("No tracking events yet.")
     else:
         st.info("No order linked to this case.")
     if can(current_user(), "relink"):
-        with st.expander("Change the linked order"):
-            with st.form(f"relink_{case.id}"):
-                number = st.text_input("Order number", value=case.order_number or "", key=f"relink_number_{case.id}")
-                how = st.text_input("How did you verify it is the author's order? (leave empty if you did not)",
-                                    key=f"relink_how_{case.id}", help="If the order's customer is not the author, the link stays "
-                                    "unconfirmed unless you record how you verified it (kept in the audit log).")
-                if st.form_submit_button("Link this order"):
-                    from doorstep.linking import override_link
-
-                    try:
-                        updated = override_link(store, case.id, held_version(case), current_user().username,  # type: ignore[arg-type]
-                                                order_number=number.strip() or None, verified_how=how.strip() or None)
-                    except KeyError:
-                        st.error(escape_md(f"No order {number.strip()} in the shop data."))
-                    except StaleCaseError as exc:
-                        fresh = store.get_case(case.id)  # type: ignore[arg-type]
-                        if fresh:
-                            hold(fresh)
-                        flash("error", str(exc), at=f"order:{case.id}")
-                        st.rerun()
-                    else:
-                        hold(updated)
-                        flash("success", f"case linked to order {number.strip()} "
-                              + ("(confirmed by you)" if updated.link_confirmed else
-                                 "(NOT confirmed: the order's customer is not the author)"), at=f"order:{case.id}")
-                        st.rerun()
+        box, is_open = lazy_expander("Change the linked order", key=f"relink_open_{case.id}")  # drawn when opened
+        with box:
+            if is_open:
+                _relink_form(store, case)
     show_flashes(at=f"order:{case.id}")
     if case.customer_id:
         rows = list(store.db.query(
@@ -500,6 +485,35 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
             for r in rows:
                 if st.button(f"#{r['id']} · {r['status']} · {r['intent'] or '-'}", key=f"other_{r['id']}"):
                     open_case(r["id"])
+
+
+def _relink_form(store: Store, case: Case) -> None:
+    """"Change the linked order": the order number and how it was verified (drawn only while open)."""
+    with st.form(f"relink_{case.id}"):
+        number = st.text_input("Order number", value=case.order_number or "", key=f"relink_number_{case.id}")
+        how = st.text_input("How did you verify it is the author's order? (leave empty if you did not)",
+                            key=f"relink_how_{case.id}", help="If the order's customer is not the author, the link stays "
+                            "unconfirmed unless you record how you verified it (kept in the audit log).")
+        if st.form_submit_button("Link this order"):
+            from doorstep.linking import override_link
+
+            try:
+                updated = override_link(store, case.id, held_version(case), current_user().username,  # type: ignore[arg-type]
+                                        order_number=number.strip() or None, verified_how=how.strip() or None)
+            except KeyError:
+                st.error(escape_md(f"No order {number.strip()} in the shop data."))
+            except StaleCaseError as exc:
+                fresh = store.get_case(case.id)  # type: ignore[arg-type]
+                if fresh:
+                    hold(fresh)
+                flash("error", str(exc), at=f"order:{case.id}")
+                st.rerun()
+            else:
+                hold(updated)
+                flash("success", f"case linked to order {number.strip()} "
+                      + ("(confirmed by you)" if updated.link_confirmed else
+                         "(NOT confirmed: the order's customer is not the author)"), at=f"order:{case.id}")
+                st.rerun()
 
 
 def post_byline(m: Mention, when: Any) -> str:
@@ -992,9 +1006,11 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)
     if can(user, "view_audit"):
-        with st.expander("Raw audit events (for leads)"):
-            for event in events:
-                safe_text(f"{local_time(event.at, config, '%Y-%m-%d %H:%M:%S')} {timeline.raw(event)}", caption=True)
+        box, is_open = lazy_expander(f"Raw audit events (for leads, {len(events)})", key=f"raw_audit_open_{case.id}")
+        with box:
+            if is_open:  # one line per event: drawn only when a lead opens it
+                for event in events:
+                    safe_text(f"{local_time(event.at, config, '%Y-%m-%d %H:%M:%S')} {timeline.raw(event)}", caption=True)
 
 
 TIMELINE_HEIGHT_PX = 360

@@ -259,3 +259,23 @@ def open_case(case_id: int) -> None:
         st.switch_page(pages["case"], query_params={"id": str(int(case_id))})
     st.query_params["id"] = str(int(case_id))
     st.rerun()
+
+
+def lazy_expander(label: str, key: str) -> tuple[Any, bool]:
+    """A collapsed expander whose contents are drawn only while it is open: (the expander, open?).
+
+    Streamlit draws a plain expander's contents even while it is closed (issue 17, sixth round: on a
+    case page the closed "Correct labels", "Change the linked order" and "Split or merge" held about
+    a third of its elements, drawn on every open). Opening it reruns the page, which then draws them;
+    it stays open across reruns (its state is kept under ``key``).
+    """
+    box = st.expander(label, key=key, on_change="rerun")
+    return box, bool(box.open)
+
+
+def safe_table(rows: list[dict[str, Any]]) -> None:
+    """A few rows as a static table (``st.table``: no data grid to mount), every cell shown literally.
+
+    ``st.table`` reads its cells as Markdown, so each is escaped like any other text from outside
+    (an item's name, a courier's words)."""
+    st.table([{column: escape_md(str(value)) for column, value in row.items()} for row in rows], hide_index=True)

@@ -31,9 +31,14 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureR
     return store
 
 
-def _page(store: Store, case_id: int) -> AppTest:
+def _page(store: Store, case_id: int, regroup: bool = False) -> AppTest:
+    """The case page; ``regroup``: with "Split or merge" opened (its forms are drawn only while open)."""
     at = run_page("case_view", store, case_id=case_id)
     assert not at.exception, at.exception
+    if regroup:
+        at.session_state[f"regroup_open_{case_id}"] = True
+        at.run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -51,7 +56,7 @@ def test_an_agent_splits_a_post_out_and_merges_it_back_on_the_case_page(db: Stor
     case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
     torch = db.mention_by_external_id("x", "2")
     assert torch.case_id == case_id  # type: ignore[union-attr]
-    at = _page(db, case_id)  # type: ignore[arg-type]
+    at = _page(db, case_id, regroup=True)  # type: ignore[arg-type]
     [split_box] = [s for s in at.selectbox if s.key.startswith(f"split_sel_{case_id}_")]
     split_box.select(torch.id)  # type: ignore[union-attr]
     at.button(key=f"FormSubmitter:split_{case_id}-Split into a new case").click().run()
@@ -60,7 +65,7 @@ def test_an_agent_splits_a_post_out_and_merges_it_back_on_the_case_page(db: Stor
     assert new_id != case_id
     assert ("ann", "case.split") in [(e.actor, e.action) for e in db.audit_trail(case_id)]
     # On the new case, the customer's first case is offered for merging.
-    at = _page(db, new_id)  # type: ignore[arg-type]
+    at = _page(db, new_id, regroup=True)  # type: ignore[arg-type]
     [merge_box] = [s for s in at.selectbox if s.key.startswith(f"merge_sel_{new_id}_")]
     merge_box.select(case_id)
     at.button(key=f"FormSubmitter:merge_{new_id}-Merge that case into this one").click().run()
@@ -72,7 +77,7 @@ def test_an_agent_splits_a_post_out_and_merges_it_back_on_the_case_page(db: Stor
 def test_a_split_on_a_case_changed_meanwhile_is_refused_and_moves_nothing(db: Store):
     case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
     torch = db.mention_by_external_id("x", "2")
-    at = _page(db, case_id)  # type: ignore[arg-type]
+    at = _page(db, case_id, regroup=True)  # type: ignore[arg-type]
     case = db.get_case(case_id)  # type: ignore[arg-type]
     db.update_case(case_id, case.version, "bob", assignee="bob")  # type: ignore[arg-type, union-attr]
     [split_box] = [s for s in at.selectbox if s.key.startswith(f"split_sel_{case_id}_")]
@@ -80,3 +85,59 @@ def test_a_split_on_a_case_changed_meanwhile_is_refused_and_moves_nothing(db: St
     at.button(key=f"FormSubmitter:split_{case_id}-Split into a new case").click().run()
     assert "changed by bob" in _texts(at)
     assert db.get_mention(torch.id).case_id == case_id  # type: ignore[arg-type, union-attr]
+
+
+# ------------------------------------------------------------------ issue 17, sixth round: what a case opens with
+def _keys(at: AppTest) -> set[str]:
+    return {w.key for kind in ("selectbox", "text_input", "checkbox") for w in getattr(at, kind) if w.key}
+
+
+def test_closed_sections_are_drawn_when_opened_and_work_as_before(db: Store):
+    """"Correct labels", "Change the linked order" and "Split or merge" were drawn (forms, select boxes)
+    while closed, on every case opened; now each is drawn when the agent opens it, and stays open."""
+    case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
+    posts = [m for m in db.mentions_for_case(case_id) if m.labels is not None]  # type: ignore[arg-type]
+    assert posts
+    at = _page(db, case_id)  # type: ignore[arg-type]
+    labels = [e.label for e in at.expander]
+    assert labels.count("Correct labels") == len(posts)
+    assert "Change the linked order" in labels and "Split or merge" in labels
+    keys = _keys(at)
+    assert not [k for k in keys if k.startswith(("lab_int_", "lab_sent_", "relink_number_", "split_sel_", "merge_sel_"))]
+    for m in posts:
+        at.session_state[f"labels_open_{m.id}"] = True
+    at.session_state[f"relink_open_{case_id}"] = True
+    at.session_state[f"regroup_open_{case_id}"] = True
+    at.run()
+    assert not at.exception, at.exception
+    keys = _keys(at)
+    assert {f"lab_int_{m.id}" for m in posts} | {f"relink_number_{case_id}"} <= keys
+    assert any(k.startswith(f"split_sel_{case_id}_") for k in keys)
+    # opened, it works: a label correction is saved, and the section is still open afterwards
+    m = posts[0]
+    at.selectbox(key=f"lab_sent_{m.id}").select("negative" if m.labels.sentiment != "negative" else "positive")  # type: ignore[union-attr]
+    at.button(key=f"FormSubmitter:labels_{m.id}-Save correction").click().run()
+    assert not at.exception, at.exception
+    assert db.db.execute("select count(*) from label_corrections where mention_id = ?", [m.id]).fetchone()[0] == 1
+    assert f"lab_int_{m.id}" in _keys(at)
+    assert "correction(s) saved for retraining" in _texts(at)
+
+
+def test_the_orders_items_are_a_static_table_shown_literally(db: Store):
+    """The order's few items were a data grid (a heavy component to mount on every case opened): now a
+    static table, every cell escaped (``st.table`` reads Markdown), and no grid on the case page."""
+    from console.widgets import escape_md
+
+    case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
+    at = _page(db, case_id)  # type: ignore[arg-type]
+    assert not at.dataframe and not at.table  # an order without items says so instead of an empty grid
+    assert "No items listed on the order." in _texts(at)
+    name = "[click me](http://evil.example) **boots**"
+    db.upsert_orders([Order(number="ORD-2026-000300", customer_id="c-hk", placed_at=T0 - timedelta(days=3),
+                            brand="Fettle", items=[{"name": name, "quantity": 2, "price": "59.50"}])])
+    at = _page(db, case_id)  # type: ignore[arg-type]
+    assert not at.dataframe
+    [table] = at.table
+    shown = table.value
+    assert list(shown.columns) == ["item", "qty", "price"]
+    assert list(shown.iloc[0]) == [escape_md(name), "2", escape_md("59.50")]

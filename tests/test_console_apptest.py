@@ -366,6 +366,8 @@ def test_label_correction_is_stored_for_retraining(db: Store) -> None:
     at, case_id = _open_case(db, "ann", xss_case(db))
     mention = db.mention_by_external_id("x", "xss-1")
     assert mention is not None
+    at.session_state[f"labels_open_{mention.id}"] = True  # "Correct labels" opened: its form is drawn now
+    at.run()
     at.selectbox(key=f"lab_int_{mention.id}").select("lost_or_missing")
     at.button(key=f"FormSubmitter:labels_{mention.id}-Save correction").click().run()
     rows = list(db.db.query("select * from label_corrections"))
@@ -376,6 +378,8 @@ def test_label_correction_is_stored_for_retraining(db: Store) -> None:
 def test_relink_to_another_order(db: Store) -> None:
     at, case_id = _open_case(db, "ann", xss_case(db))
     number = db.db.execute("select number from orders limit 1").fetchone()[0]
+    at.session_state[f"relink_open_{case_id}"] = True  # "Change the linked order" opened: its form is drawn now
+    at.run()
     at.text_input(key=f"relink_number_{case_id}").input(number)
     at.button(key=f"FormSubmitter:relink_{case_id}-Link this order").click().run()
     case = db.get_case(case_id)
