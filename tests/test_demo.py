@@ -323,16 +323,10 @@ def test_ctrl_c_then_the_demos_sigterm_stops_a_stand_in_without_a_traceback(modu
     each SIGTERM, which struck the stand-in while it was shutting down, and the terminal showed a
     KeyboardInterrupt traceback from standins/mastodon.py (found stopping a fresh clone's demo)."""
     import signal
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    child = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=Path(__file__).parent.parent,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = _start_stand_in(module)
     try:
-        assert "stand-in on" in child.stderr.readline()
         child.send_signal(signal.SIGINT)
         time.sleep(0.002)
         child.send_signal(signal.SIGTERM)
@@ -343,21 +337,25 @@ def test_ctrl_c_then_the_demos_sigterm_stops_a_stand_in_without_a_traceback(modu
     assert child.returncode == 0 and "Traceback" not in err, (child.returncode, err)
 
 
+def _start_stand_in(module: str, **popen: Any) -> subprocess.Popen:
+    """A stand-in (``python -m <module>``) on a free port, returned once it says it is listening."""
+    child = subprocess.Popen([sys.executable, "-m", module, "--port", str(_free_port())], cwd=Path(__file__).parent.parent,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    first = child.stderr.readline()
+    if "stand-in on" not in first:
+        child.kill()
+    assert "stand-in on" in first, first
+    return child
+
+
 def test_a_stand_in_started_with_ctrl_c_ignored_keeps_ignoring_it():
     """A demo started in the background (Ctrl-C ignored, as a shell does for `make demo &`) keeps
     its stand-ins through a SIGINT, as it keeps itself: else they stop and the demo reports them dead."""
     import signal
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    child = subprocess.Popen([sys.executable, "-m", "standins.mastodon", "--port", str(port)],
-                             cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    child = _start_stand_in("standins.mastodon", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        assert "stand-in on" in child.stderr.readline()
         child.send_signal(signal.SIGINT)
         time.sleep(0.6)
         assert child.poll() is None
