@@ -95,9 +95,14 @@ def browser_token() -> str | None:
 
 def current_user(store: Store, config: Config) -> auth.User | None:
     """The logged-in user, drawing the login page (and returning None) when there is none."""
+    # The page's first element in every run, logged in or not: the login form is drawn in it, and the
+    # run whose click logs in empties it and draws the console below it. Were it there only in that
+    # run, every element of the console would sit one place lower than in the next run, and the
+    # browser would build the whole page again on the agent's first click (300 ms, issue 17).
+    slot = st.empty()
     user = _sso_user(store, config) if sso_configured() else None
     if user is None and config.console.password_login:
-        user = _password_user(store, config)
+        user = _password_user(store, config, slot)
     if user is None:
         st.session_state.pop("user", None)
         if sso_configured() and not st.user.is_logged_in:
@@ -235,7 +240,7 @@ def _html(script: str) -> None:
         components.html(script, height=0)
 
 
-def _password_user(store: Store, config: Config) -> auth.User | None:
+def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:
     from streamlit_authenticator.utilities.exceptions import LoginError
 
     user = _session_user(store)
@@ -250,8 +255,7 @@ def _password_user(store: Store, config: Config) -> auth.User | None:
     authenticator = _authenticator(store)
     st.session_state["_authenticator"] = authenticator
     attempt = _watch_attempts(store, authenticator)
-    form = st.empty()  # the login page, taken away again when this run's click logs in (below)
-    with form.container(), _login_column():
+    with form.container(), _login_column():  # taken away again when this run's click logs in (below)
         st.title("Doorstep")
         st.caption("Social customer care — please log in.")
         if st.session_state.pop("_ended", None):

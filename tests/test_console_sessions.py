@@ -182,6 +182,21 @@ def test_the_login_click_draws_the_console_in_one_run_without_the_form(
     assert "Inbox" in [t.value for t in at.title] and not [t for t in at.text_input if t.label == "Password"]
 
 
+def test_the_console_keeps_its_places_from_the_login_click_to_the_next_click(db: Store) -> None:
+    """The login click's run draws the console below the emptied form; the next run must put every
+    element in the same place (the same delta path), or the browser builds the whole page again on the
+    agent's first click: the brand filter after login took 742 ms instead of 431 at 1M cases."""
+    def places(at: AppTest) -> list[tuple[int, str]]:
+        return [(i, type(node).__name__ + ":" + str(getattr(node, "value", "")))
+                for i, node in sorted(at.main.children.items())]
+
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    after_login = places(at)
+    at.run()
+    assert places(at) == after_login
+    assert any("Inbox" in name for _, name in after_login)
+
+
 def test_logout_clears_a_cookie_the_tab_fetched(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tab that fetched its cookie never saw it come in (its session began without it): logging
     out still sends it through /auth/logout, so no dead cookie is left in the browser."""
