@@ -59,6 +59,10 @@ def main() -> None:
         on_script_error(exc)
     with st.sidebar:  # after a password login: the HttpOnly cookie, fetched once the page is drawn (so the
         login.send_cookie()  # request does not compete with drawing it; a run cut short sends it next run)
+    if login.COOKIE_ROUTES:  # served by `streamlit run app.py`: the start-up objects out of the collector's way
+        from console.server import freeze_after_first_console_run
+
+        freeze_after_first_console_run()
 
 
 #: The page this run of the script drew (named in DOORSTEP_PROFILE's files).

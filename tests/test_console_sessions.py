@@ -197,6 +197,32 @@ def test_the_console_keeps_its_places_from_the_login_click_to_the_next_click(db:
     assert any("Inbox" in name for _, name in after_login)
 
 
+def test_the_served_console_freezes_its_start_up_objects_once_after_its_first_console_run(
+        db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full garbage collections in the served console walked every object of Streamlit, pandas and
+    the console, 70-500 ms every ~2 s at 1M cases (issue 17): the first run that draws the console
+    freezes what is alive then, once per process; the login page alone, and tests' AppTest runs
+    (not served), freeze nothing."""
+    import gc
+
+    from console import server
+
+    monkeypatch.setattr(server, "_frozen", False)
+    monkeypatch.setattr(login, "COOKIE_ROUTES", True)
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_count()))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert frozen == []  # the login page: the console's modules are not even imported yet
+    at = log_in(at, "ann", PASSWORD)
+    assert len(frozen) == 1 and "Inbox" in [t.value for t in at.title]
+    at.run()
+    assert len(frozen) == 1  # once per process
+    monkeypatch.setattr(server, "_frozen", False)
+    monkeypatch.setattr(login, "COOKIE_ROUTES", False)
+    log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    assert len(frozen) == 1  # not served: nothing frozen
+
+
 def test_logout_clears_a_cookie_the_tab_fetched(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tab that fetched its cookie never saw it come in (its session began without it): logging
     out still sends it through /auth/logout, so no dead cookie is left in the browser."""
