@@ -129,8 +129,8 @@ def freeze_after_first_console_run() -> None:
     Why: Python's full garbage collections walk every object the process holds. In the served
     console at 1M cases they came every ~2 s under use and took 70-500 ms each (measured with
     ``gc.callbacks`` during bench/console_firstpaint.py), stalling whichever agent's run was under
-    way: a first load after login or a filter now and then took 0.1-0.5 s longer. With the
-    start-up objects frozen they take 17-30 ms. Only what exists after that first run is frozen
+    way: a first load after login or a filter now and then took 0.1-0.5 s longer. With what the
+    first console run left alive frozen (~196k objects) they took 0.6-5 ms. Only what exists then is frozen
     (live modules and caches, none of it garbage: ``gc.collect()`` runs first); later objects are
     collected as before. Not done in tests (AppTest) or the CLI: app.py calls it when served.
     """
