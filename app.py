@@ -59,10 +59,9 @@ def main() -> None:
         on_script_error(exc)
     with st.sidebar:  # after a password login: the HttpOnly cookie, fetched once the page is drawn (so the
         login.send_cookie()  # request does not compete with drawing it; a run cut short sends it next run)
-    if login.COOKIE_ROUTES:  # served by `streamlit run app.py`: the start-up objects out of the collector's way
-        from console.server import freeze_after_first_console_run
+    from console.server import freeze_after_first_console_run
 
-        freeze_after_first_console_run()
+    freeze_after_first_console_run()  # served: what this first run left alive, out of the collector's way
 
 
 #: The page this run of the script drew (named in DOORSTEP_PROFILE's files).
@@ -106,7 +105,9 @@ if __name__ == "__main__":  # the page script (streamlit's script runner, AppTes
 else:  # imported by `streamlit run app.py` (uvicorn): the web server with the login-cookie routes
     from pathlib import Path
 
+    from console import server
     from console.server import on_script_error, routes
 
     login.COOKIE_ROUTES = True
+    server.SERVED = True
     app = st.App(Path(__file__).resolve(), routes=routes(), on_script_error=on_script_error)

@@ -118,6 +118,10 @@ def on_script_error(exc: BaseException) -> bool:
     return True
 
 
+#: True in the process that `streamlit run app.py` serves (app.py sets it when uvicorn imports it);
+#: False in tests (AppTest) and the CLI, whose objects are not the console's to freeze.
+SERVED = False
+
 #: Set once this server process has frozen what the console's first run left alive (see below).
 _frozen = False
 
@@ -132,10 +136,10 @@ def freeze_after_first_console_run() -> None:
     way: a first load after login or a filter now and then took 0.1-0.5 s longer. With what the
     first console run left alive frozen (~196k objects) they took 0.6-5 ms. Only what exists then is frozen
     (live modules and caches, none of it garbage: ``gc.collect()`` runs first); later objects are
-    collected as before. Not done in tests (AppTest) or the CLI: app.py calls it when served.
+    collected as before. Only when :data:`SERVED`: never in tests (AppTest) or the CLI.
     """
     global _frozen
-    if _frozen:
+    if _frozen or not SERVED:
         return
     _frozen = True
     import gc

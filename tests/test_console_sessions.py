@@ -208,7 +208,7 @@ def test_the_served_console_freezes_its_start_up_objects_once_after_its_first_co
     from console import server
 
     monkeypatch.setattr(server, "_frozen", False)
-    monkeypatch.setattr(login, "COOKIE_ROUTES", True)
+    monkeypatch.setattr(server, "SERVED", True)
     frozen = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_count()))
     at = AppTest.from_file(APP, default_timeout=30).run()
@@ -218,7 +218,8 @@ def test_the_served_console_freezes_its_start_up_objects_once_after_its_first_co
     at.run()
     assert len(frozen) == 1  # once per process
     monkeypatch.setattr(server, "_frozen", False)
-    monkeypatch.setattr(login, "COOKIE_ROUTES", False)
+    monkeypatch.setattr(server, "SERVED", False)
+    monkeypatch.setattr(login, "COOKIE_ROUTES", True)  # as tests of the cookie routes set it
     log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
     assert len(frozen) == 1  # not served: nothing frozen
 
