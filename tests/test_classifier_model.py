@@ -468,3 +468,26 @@ def test_the_shipped_model_cannot_overflow_on_cpus_without_vnni() -> None:
     initializers = {t.name: t.data_type for t in model.graph.initializer}
     weights = [n.input[1] for n in model.graph.node if n.op_type in ("MatMulInteger", "QAttention")]
     assert weights and {initializers[w] for w in weights} == {onnx.TensorProto.UINT8}
+
+
+def test_written_training_posts_follow_the_labelling_guide() -> None:
+    """LABELLING_GUIDE.md wins over our written labels: a late food order is late_delivery (sections 1, 3-4),
+    flight and train delays and ride fees are product_or_account (section 5), never `other`."""
+    from classifiers.delivery_examples import training_examples
+
+    intents = {e.text: e.intent for e in training_examples(copies=1)}
+    assert intents["my deliveroo order took 90 mins and the chips were cold lol never again"] == "late_delivery"
+    for text in ("my flight to Dublin is delayed 3 hours, brilliant start to the holiday",
+                 "@VirginTrains the 8:15 is cancelled again, what's going on",
+                 "@Uber_Support my driver cancelled three times and charged me"):
+        assert intents[text] == "product_or_account", text
+
+
+def test_bags_and_luggage_are_not_counter_evidence() -> None:
+    """The guide puts airline lost baggage in lost_or_missing and damaged luggage in damaged_or_wrong; flights,
+    trains and rides stay counter-evidence (the last evidence pattern)."""
+    from classifiers.intent_head import EVIDENCE, evidence_features
+
+    counter = evidence_features(["@Delta you lost my baggage", "my luggage arrived smashed", "the sauce was missing from my bag",
+                                 "my flight is delayed", "the train is late", "my uber ride"], EVIDENCE[-1:])[:, 0]
+    assert counter.tolist() == [0, 0, 0, 1, 1, 1]
