@@ -659,16 +659,45 @@ _HELD_OUT: dict[str, list[_Row]] = {
 _SENTIMENT_CODE = {"n": "negative", "u": "neutral", "p": "positive"}
 
 
-def _expand(rows: dict[str, list[_Row]], seed: int) -> list[DeliveryExample]:
-    """Fill placeholders with a seeded choice of handles and order numbers.
+#: Written training posts whose first label contradicted ../shared/data/twcs-labelled/LABELLING_GUIDE.md
+#: (the taxonomy's definition; the guide wins): post -> (label it had, the guide's label, guide section).
+#: Relabelled here rather than moved to another list so that every post keeps its seeded handle fill
+#: (moving one shifts the fills of all that follow). Measured by bench/head_written_relabel_experiment.py.
+GUIDE_RELABELS: dict[str, tuple[str, str, str]] = {
+    "my deliveroo order took 90 mins and the chips were cold lol never again":
+        ("other", "late_delivery", "1 ('80 minutes for my delivery?!' is late_delivery); 3-4 (food orders are deliveries)"),
+    "my flight to Dublin is delayed 3 hours, brilliant start to the holiday":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "the train is late again, every single day":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "@British_Airways my flight is delayed 2 hours, will I make my connection?":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "@VirginTrains the 8:15 is cancelled again, what's going on":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "@SouthernRailUK delivery of the new timetable has been a disaster, trains late every day this week":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "@AmericanAir stuck on the tarmac for 2 hours, what is going on":
+        ("other", "product_or_account", "5 (transport service disruptions and delays)"),
+    "@Uber_Support my driver cancelled three times and charged me":
+        ("other", "product_or_account", "5 (billing and fees: cancellation fees)"),
+}
+
+
+def _expand(rows: dict[str, list[_Row]], seed: int,
+            relabels: dict[str, tuple[str, str, str]] | None = None) -> list[DeliveryExample]:
+    """Fill placeholders with a seeded choice of handles and order numbers; ``relabels``: post -> (old, new, why).
 
     Why seeded: ``doorstep train`` must rebuild the same model from the same data.
     """
     rng = random.Random(seed)
     out: list[DeliveryExample] = []
-    for intent, items in rows.items():
-        assert intent in INTENTS, intent
+    for listed, items in rows.items():
+        assert listed in INTENTS, listed
         for text, complaint, code in items:
+            intent = listed
+            if relabels and text in relabels:
+                old, intent, _ = relabels[text]
+                assert old == listed and intent in INTENTS, text
             filled = text.format(
                 brand=rng.choice(_BRANDS),
                 courier=rng.choice(_COURIERS),
@@ -684,7 +713,7 @@ def training_examples(copies: int = 2) -> list[DeliveryExample]:
     """The written training posts, each filled ``copies`` times with different handles/numbers."""
     out: list[DeliveryExample] = []
     for copy in range(copies):
-        out.extend(_expand(_TRAIN, seed=1000 + copy))
+        out.extend(_expand(_TRAIN, seed=1000 + copy, relabels=GUIDE_RELABELS))
     return out
 
 

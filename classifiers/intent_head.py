@@ -56,7 +56,10 @@ EVIDENCE: tuple[str, ...] = (
     r"\b(late|delay(ed)?|overdue|estimated|expected|due (on|by)?|yesterday|days?)\b",
     r"\b(refund\w*|return\w*|money back|replacement|cancel\w*)\b",
     r"\b(order(ed|s)?)\b",
-    r"\b(flight|train|bag(gage)?|luggage|uber|lyft|ride)\b",
+    # Counter-evidence: flights, trains and rides are not deliveries (guide sections 5 and 7). Bags and
+    # luggage are not counter-evidence: airline lost baggage is lost_or_missing, damaged luggage
+    # damaged_or_wrong (sections 3-4), and "bag" is also a grocery or food-order bag (v7.1).
+    r"\b(flight|train|uber|lyft|ride)\b",
 )
 #: Scale of the 0/1 evidence features next to the standardised pooled vector.
 EVIDENCE_SCALE = 3.0
@@ -195,9 +198,10 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_head(pooled: np.ndarray, texts: Sequence[str], intents: np.ndarray, source_weights: np.ndarray,
              *, prior: np.ndarray | None = None, l2_intent: float = 0.1, l2_delivery: float = 0.01,
-             power: float = 0.5) -> IntentHead:
+             power: float = 0.5, patterns: Sequence[str] = EVIDENCE) -> IntentHead:
     """Fit both heads on rows with a known intent (``intents`` >= 0); ``prior`` (the encoder's
-    intent log-probabilities) makes the 10-way head a correction of the encoder's own."""
+    intent log-probabilities) makes the 10-way head a correction of the encoder's own;
+    ``patterns``: the delivery head's evidence (stored in the head, which reads them at inference)."""
     keep = intents >= 0
     pooled, y, sw = pooled[keep].astype(np.float64), intents[keep], source_weights[keep]
     offset = None if prior is None else prior[keep]
@@ -207,9 +211,9 @@ def fit_head(pooled: np.ndarray, texts: Sequence[str], intents: np.ndarray, sour
     x = (pooled - mean) / scale
     w_i, b_i = fit_logistic(x, y, sw * balanced_weights(y, len(INTENTS), power), len(INTENTS), l2_intent, offset=offset)
     yd = (y < N_DELIVERY).astype(int)
-    xe = np.hstack([x, evidence_features(texts) * EVIDENCE_SCALE])
+    xe = np.hstack([x, evidence_features(texts, patterns) * EVIDENCE_SCALE])
     w_d, b_d = fit_logistic(xe, yd, sw * balanced_weights(yd, 2, 1.0), 2, l2_delivery)
-    return IntentHead(mean, scale, w_i, b_i, w_d, b_d, use_prior=prior is not None)
+    return IntentHead(mean, scale, w_i, b_i, w_d, b_d, use_prior=prior is not None, patterns=tuple(patterns))
 
 
 def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
