@@ -26,7 +26,8 @@ out = {}
 for name, rows in sets.items():
     texts = [r["text"] for r in rows]; gold = np.array([r["intent"] for r in rows])
     a = v6.classify(texts); b = v7.classify(texts)
-    if name == "twcs_guide":
+    if name == "twcs_guide":  # each model's intent out of fold when its head was fitted on these tweets
+        a = out_of_fold(a, rows, v6.model_dir if v6.intent_head is not None else None) or a
         b = out_of_fold(b, rows, v7.model_dir if v7.intent_head is not None else None) or b
     pa = np.array([l.intent for l in a]); pb = np.array([l.intent for l in b]); rx = np.array(regex_delivery(texts))
     gd = np.isin(gold, list(DELIVERY_INTENTS)); da = np.isin(pa, list(DELIVERY_INTENTS)); db = np.isin(pb, list(DELIVERY_INTENTS))
