@@ -61,6 +61,7 @@ from doorstep.models import INTENTS, SENTIMENTS, Labels
 from classifiers.baseline import looks_non_english as _non_english_words, rules_view
 from classifiers.int8_weights import model_for_this_cpu
 from classifiers.intent_head import HEAD_FILE, IntentHead
+from classifiers import language
 from classifiers.language import looks_non_english
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -240,6 +241,7 @@ class OnnxClassifier:
                 raise ValueError(f"model directory {self.model_dir}: {HEAD_FILE} needs a model.onnx with a 'pooled' output")
             self.intent_head = IntentHead.load(self.model_dir)
             self._outputs.append("pooled")
+        language.load()  # part of loading, not of the first post's time
 
     # ------------------------------------------------------------------ raw model
     def logits(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -19,7 +19,6 @@ import click
 
 from doorstep.config import Config, default_db_path
 from doorstep.context import Context, pass_ctx
-from doorstep.store import Store, files_beside, mention_export_row
 
 
 #: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
@@ -29,7 +28,7 @@ CONFIG_CHECKS = [
     "listeners.config:configured_channels",
     "responders.config:responders_settings",
     "responders.config:alert_settings",
-    "doorstep.reports:report_settings",
+    "doorstep.report_settings:report_settings",
 ]
 
 #: Commands that only read or change what is already stored: without a database they say so
@@ -308,6 +307,8 @@ def export() -> None:
 @pass_ctx
 def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
     """Write one JSON object per stored mention (with labels when present)."""
+    from doorstep.store import mention_export_row
+
     for mention in ctx.store.iter_mentions():
         output.write(json.dumps(mention_export_row(mention), ensure_ascii=False) + "\n")
 
@@ -358,6 +359,7 @@ def demo(ctx: Context, seed: int, customers: int, orders: int, mentions: int, bu
     from datetime import datetime, timezone
 
     from commands.demo import DemoError, DemoPorts, build_demo, check_ports, run_demo, standin_feed_path
+    from doorstep.store import files_beside
 
     ports = DemoPorts(console=port, x=x_port, smtp=smtp_port, sinks=sink_port, mastodon=mastodon_port,
                       bluesky=bluesky_port)
@@ -385,6 +387,7 @@ def _add_demo_users(db_path: str) -> None:
 
     from console.auth import add_user
     from commands.demo import AGENTS
+    from doorstep.store import Store
 
     password = os.environ.get("DOORSTEP_DEMO_PASSWORD", "doorstep-demo")
     store = Store(db_path)
@@ -441,7 +444,7 @@ COMMAND_PROVIDERS = [
 
 
 def _add_provided_commands() -> None:
-    from commands.worker import optional_attribute
+    from doorstep.jobs import optional_attribute
 
     for spec in COMMAND_PROVIDERS:
         for command in optional_attribute(spec) or []:

@@ -8,12 +8,14 @@ layer hands in what only it knows: each package's config checks and how to load 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from doorstep.config import Config, ConfigError, load_config
-from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, database_exists
+
+if TYPE_CHECKING:
+    from doorstep.store import Store
 
 
 class Context:
@@ -48,6 +50,10 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
+            # Imported here, not at the top: the store brings sqlite-utils and pandas (~90 MB, 0.4 s),
+            # which `doorstep classify` never needs (its peak memory is an issue-15 goal).
+            from doorstep.store import DEFAULT_BUSY_TIMEOUT_S, Store, database_exists
+
             if _needs_database(self.needs_database) and not database_exists(self.db_path):
                 raise click.ClickException(
                     f"no database at {self.db_path}: pass --db PATH (or set DOORSTEP_DB), or make one with "

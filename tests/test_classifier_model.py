@@ -331,6 +331,32 @@ def test_twcs_labels_are_valid_and_split_by_customer() -> None:
     assert sizes["test"] == 104 and sizes["train"] > 400
 
 
+def test_every_relabel_in_the_log_is_applied_to_the_labels() -> None:
+    """The guide wins (issue 15): a tweet re-read with LABELLING_GUIDE.md carries its newest reading.
+
+    ``classifiers/twcs_relabels.csv`` is the log of those re-readings (oldest first: old and new
+    labels, the guide section, who and when); ``twcs_labels.csv`` must hold the last one of each.
+    On 2026-12-04 thirty were recorded and not applied, which left evaluation gold that the guide
+    contradicts."""
+    import csv
+
+    from classifiers.train import TWCS_LABELS_PATH
+
+    with TWCS_LABELS_PATH.open(encoding="utf-8", newline="") as handle:
+        labels = {r["tweet_id"]: r for r in csv.DictReader(handle)}
+    with (TWCS_LABELS_PATH.parent / "twcs_relabels.csv").open(encoding="utf-8", newline="") as handle:
+        newest = {r["tweet_id"]: r for r in csv.DictReader(handle)}
+    assert len(newest) > 300
+    for tweet_id, relabel in newest.items():
+        row = labels[tweet_id]
+        assert row["split"] == relabel["split"], tweet_id
+        assert row["intent"] == relabel["new_intent"], tweet_id
+        assert row["complaint"] == relabel["new_complaint"], tweet_id
+        if relabel["new_sentiment"]:
+            assert row["sentiment"] == relabel["new_sentiment"], tweet_id
+        assert relabel["by"] and relabel["on"], tweet_id
+
+
 def test_a_bad_twcs_label_names_file_row_and_column(tmp_path: Path) -> None:
     from classifiers.train import load_twcs_labels
 
