@@ -52,7 +52,10 @@ def embeddings(rows: Sequence[dict], variant: str) -> tuple[np.ndarray, np.ndarr
     """Pooled vectors and intent priors of ``rows`` (texts as they are, or ``masked``), cached per variant."""
     from classifiers.head_fit import encode
 
-    path = CACHE / f"pooled-{variant}.npz"
+    import hashlib
+
+    digest = hashlib.sha1("\x00".join(r["text"] for r in rows).encode("utf-8")).hexdigest()[:12]
+    path = CACHE / f"pooled-{variant}-{digest}.npz"  # keyed by the texts: a relabel that adds or drops rows is a new file
     if path.exists():
         z = np.load(path)
         return z["pooled"], z["prior"]

@@ -83,7 +83,9 @@ def split_data(split: str) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarra
 
     examples = [e for e in load_twcs_labels(shared_dir(), split) if e.intent >= 0]
     texts = [e.text for e in examples]
-    path = CACHE / f"pooled-twcs-{split}.npz"
+    import hashlib
+
+    path = CACHE / f"pooled-twcs-{split}-{hashlib.sha1(chr(0).join(texts).encode('utf-8')).hexdigest()[:12]}.npz"
     if path.exists():
         z = np.load(path)
         pooled, prior = z["pooled"], z["prior"]

@@ -787,7 +787,7 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 
 # ---------------------------------------------------------------------- entry points
 #: The name a rebuild writes into config.json (v7 = v6's encoder recipe + the care-tweet intent head).
-MODEL_NAME = "doorstep-minilm-mt-v7.1"
+MODEL_NAME = "doorstep-minilm-mt-v7"
 
 
 def refit_head(
