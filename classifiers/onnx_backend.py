@@ -222,6 +222,11 @@ class OnnxClassifier:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory pattern: onnxruntime keeps one per input shape, and every batch has its own width
+        # (dynamic padding), so the patterns only pile up. Without them `doorstep classify` peaks at
+        # 526-544 MB instead of 591-597 MB on 12,284 tweets (issue 15: <= 600 MB), within 1-2% of the
+        # speed (bench/RESULTS.md).
+        options.enable_mem_pattern = False
         # The model is exported with residual Add + LayerNormalization unfused; onnxruntime would
         # fuse them back into SkipLayerNormalization, whose CPU kernel is slower here (+16-20%
         # posts/s without it, bench/RESULTS.md).
