@@ -126,9 +126,10 @@ def test_batch_equals_one_by_one(onnx_model) -> None:
         assert (alone.intent, alone.sentiment, alone.complaint) == (together.intent, together.sentiment, together.complaint)
         if text:
             # int8 activations are scaled per batch, so scores move a little with the batch's other posts
-            # (intent up to 0.08: the care-tweet head reads the standardised pooled vector, MODEL_CARD.md)
+            # (intent up to 0.10 with v8, 0.08 with v7: the care-tweet head reads the standardised pooled
+            # vector, MODEL_CARD.md "Known limits"); the labels above must not move at all
             for key, value in alone.intent_scores.items():
-                assert together.intent_scores[key] == pytest.approx(value, abs=0.08), (text, key)
+                assert together.intent_scores[key] == pytest.approx(value, abs=0.12), (text, key)
             assert together.complaint_score == pytest.approx(alone.complaint_score, abs=0.06), text
 
 
