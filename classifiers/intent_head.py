@@ -58,7 +58,7 @@ EVIDENCE: tuple[str, ...] = (
     r"\b(order(ed|s)?)\b",
     # Counter-evidence: flights, trains and rides are not deliveries (guide sections 5 and 7). Bags and
     # luggage are not counter-evidence: airline lost baggage is lost_or_missing, damaged luggage
-    # damaged_or_wrong (sections 3-4), and "bag" is also a grocery or food-order bag (v7.1).
+    # damaged_or_wrong (sections 3-4), and "bag" is also a grocery or food-order bag (issue 15, fourth round).
     r"\b(flight|train|uber|lyft|ride)\b",
 )
 #: Scale of the 0/1 evidence features next to the standardised pooled vector.

@@ -786,8 +786,9 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 
 
 # ---------------------------------------------------------------------- entry points
-#: The name a rebuild writes into config.json (v7 = v6's encoder recipe + the care-tweet intent head).
-MODEL_NAME = "doorstep-minilm-mt-v7"
+#: The name a rebuild writes into config.json (v8 = v6's encoder recipe on the twcs labels re-read with
+#: LABELLING_GUIDE.md + v7's care-tweet intent head; MODEL_CARD.md).
+MODEL_NAME = "doorstep-minilm-mt-v8"
 
 
 def refit_head(
