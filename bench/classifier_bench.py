@@ -125,17 +125,7 @@ def main() -> int:
                         help="time the `doorstep classify` command itself on TweetEval-length tweets instead")
     args = parser.parse_args()
     if args.command:
-        result = command_bench(args) | {
-            "loadavg_1m_after": round(os.getloadavg()[0], 2),
-            "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
-            "command": "python bench/classifier_bench.py " + " ".join(sys.argv[1:]),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        print(json.dumps(result, indent=2))
-        if args.append:
-            with open(args.append, "a", encoding="utf-8") as f:
-                f.write(json.dumps(result) + "\n")
-        return 0
+        return report(command_bench(args), args.append)
 
     texts, source = sample_posts(args.posts)
     payload = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
@@ -169,14 +159,21 @@ def main() -> int:
         "classify_cpu_s": round(cpu, 2),
         "posts_per_cpu_s": round(len(texts) / cpu, 1),
         "peak_rss_mb": round(peak_mb, 1),
+    }
+    return report(result, args.append)
+
+
+def report(result: dict[str, object], append: str | None) -> int:
+    """Add where and when it ran, print it as JSON, and append it as one line to ``append``."""
+    result = result | {
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
         "command": "python bench/classifier_bench.py " + " ".join(sys.argv[1:]),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(result, indent=2))
-    if args.append:
-        with open(args.append, "a", encoding="utf-8") as f:
+    if append:
+        with open(append, "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")
     return 0
 
