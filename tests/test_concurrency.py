@@ -222,17 +222,17 @@ def test_the_busy_timeout_is_a_named_limit_in_doorstep_toml(tmp_path: Path, monk
         parse_config({"limits": {"busy_timeout_s": -1}})
     (tmp_path / "doorstep.toml").write_text("[limits]\nbusy_timeout_s = 2.5\n")
     Store(tmp_path / "d.db").close()
-    from doorstep import context as cli_module  # Context opens the store
+    from doorstep import store as store_module  # Context imports Store from here when it opens the store
 
     seen: list[float] = []
-    original = cli_module.Store
+    original = store_module.Store
 
     class Recording(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             seen.append(self.db.execute("pragma busy_timeout").fetchone()[0])
 
-    monkeypatch.setattr(cli_module, "Store", Recording)
+    monkeypatch.setattr(store_module, "Store", Recording)
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), "--config", str(tmp_path / "doorstep.toml"),
                                       "user", "list"])
     assert result.exit_code == 0, result.output
