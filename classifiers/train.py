@@ -305,6 +305,42 @@ def load_twcs_labels(shared: Path, split: str, labels_path: Path = TWCS_LABELS_P
     return out
 
 
+#: Complaint labels we gave random tweets of TweetEval (issue 15: "random tweets that are merely negative"
+#: were called complaints): ids only, the text stays in ../shared. ``tweeteval_val`` rows are
+#: evaluation only; ``tweeteval_train`` rows may be fitted on.
+RANDOM_COMPLAINTS_PATH = Path(__file__).resolve().parent / "random_tweet_complaints.csv"
+RANDOM_COMPLAINT_SETS = {"tweeteval_val": ("val", "row"), "tweeteval_train": ("train", "tweet_id")}
+
+
+def load_random_complaints(shared: Path, which: str, labels_path: Path = RANDOM_COMPLAINTS_PATH) -> list[dict[str, Any]]:
+    """Random (not care) tweets with our complaint label: rows of ``text``, ``complaint`` (0/1),
+    ``unsure`` (0/1), ``kind`` and the TweetEval ``sentiment``.
+
+    Labelled with the guide's definition (a breach of the writer's expectations), read strictly for
+    tweets that are not addressed to a care handle (MODEL_CARD.md, "Complaints on random tweets").
+    """
+    if which not in RANDOM_COMPLAINT_SETS:
+        raise ValueError(f"unknown random-tweet set {which!r}; expected one of {tuple(RANDOM_COMPLAINT_SETS)}")
+    split, id_column = RANDOM_COMPLAINT_SETS[which]
+    source = shared / "data" / "tweeteval-sentiment" / f"{split}.tsv"
+    tweets = {r[id_column]: r for r in _read_csv(source, "\t")}
+    out = []
+    for n, row in enumerate(_read_csv(labels_path), start=2):
+        if _require(labels_path, n, row, "set", tuple(RANDOM_COMPLAINT_SETS)) != which:
+            continue
+        tweet = tweets.get(_require(labels_path, n, row, "id"))
+        if tweet is None:
+            raise ValueError(f"{labels_path}: row {n}: id {row['id']} is not in {source}")
+        out.append({
+            "text": tweet["text"],
+            "complaint": int(_require(labels_path, n, row, "complaint", ("0", "1"))),
+            "unsure": int(_require(labels_path, n, row, "unsure", ("0", "1"))),
+            "kind": row.get("kind", ""),
+            "sentiment": tweet["label"],
+        })
+    return out
+
+
 def feedback_examples(rows: Iterable[dict[str, Any]], weight: float) -> list[Example]:
     """Agents' corrections as training examples.
 

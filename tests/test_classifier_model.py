@@ -371,6 +371,36 @@ def test_a_bad_twcs_label_names_file_row_and_column(tmp_path: Path) -> None:
         load_twcs_labels(tweets.parents[2], "train", bad)
 
 
+def test_random_tweet_complaint_labels_load_and_were_read_twice_where_claimed(tmp_path: Path) -> None:
+    """Complaint labels of random TweetEval tweets (issue 15, "merely negative" tweets called complaints):
+    ids only, every id found in ../shared, the evaluation (validation) tweets apart from the training
+    ones, and the second reading (kappa quoted in MODEL_CARD.md) recorded beside the first."""
+    import csv
+
+    from classifiers.train import RANDOM_COMPLAINTS_PATH, load_random_complaints
+
+    val = require_shared("data/tweeteval-sentiment/val.tsv")
+    shared = val.parents[2]
+    with RANDOM_COMPLAINTS_PATH.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len({(r["set"], r["id"]) for r in rows}) == len(rows)
+    loaded = {w: load_random_complaints(shared, w) for w in ("tweeteval_val", "tweeteval_train")}
+    assert len(loaded["tweeteval_val"]) + len(loaded["tweeteval_train"]) == len(rows)
+    # every negative validation tweet is labelled, so precision on merely negative tweets is measured on all of them
+    assert sum(r["sentiment"] == "negative" for r in loaded["tweeteval_val"]) == 312
+    second = [r for r in rows if r["second_complaint"]]
+    assert len(second) >= 150 and all(r["set"] == "tweeteval_val" and r["second_by"] != r["by"] for r in second)
+    agree = sum(r["complaint"] == r["second_complaint"] for r in second) / len(second)
+    assert agree > 0.95
+    bad = tmp_path / "labels.csv"
+    bad.write_text("set,id,complaint,unsure,kind\ntweeteval_val,1,2,0,mood\n")
+    with pytest.raises(ValueError, match=r"labels.csv: row 2: column 'complaint' has unexpected value '2'"):
+        load_random_complaints(shared, "tweeteval_val", bad)
+    bad.write_text("set,id,complaint,unsure,kind\ntweeteval_val,99999,1,0,mood\n")
+    with pytest.raises(ValueError, match="row 2: id 99999 is not in"):
+        load_random_complaints(shared, "tweeteval_val", bad)
+
+
 def test_evaluation_holds_out_what_the_shipped_model_did_not_train_on() -> None:
     """The Bitext/CESAMARD splits depend on the recipe, so evaluation reads it from config.json."""
     from classifiers.train import TrainConfig, build_datasets
