@@ -548,3 +548,18 @@ def test_bags_and_luggage_are_not_counter_evidence() -> None:
     counter = evidence_features(["@Delta you lost my baggage", "my luggage arrived smashed", "the sauce was missing from my bag",
                                  "my flight is delayed", "the train is late", "my uber ride"], EVIDENCE[-1:])[:, 0]
     assert counter.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_doorstep_evaluate_scores_complaints_on_random_tweets() -> None:
+    """The merely negative random tweets of issue 15's finding are a real-tweet set of `doorstep evaluate`,
+    with the count of negative tweets called complaints beside the count that are."""
+    from classifiers.evaluate import REAL_SETS, _negative_called, _sets
+
+    val = require_shared("data/tweeteval-sentiment/val.tsv")
+    rows = _sets(val.parents[2])["random_complaints"]
+    assert "random_complaints" in REAL_SETS
+    assert len(rows) == 562 and sum(r["negative"] for r in rows) == 312
+    assert all(r["sentiment"] is None and r["intent"] is None for r in rows)  # sentiment is tweeteval_val's
+    scored = {"random_complaints": {"complaint": {"negative_called": 234, "negative_n": 312, "negative_complaints": 34}}}
+    assert _negative_called(scored) == "234 of the 312 negative tweets called complaints; 34 are"
+    assert _negative_called({}) == "not measured"
