@@ -67,3 +67,29 @@ def test_no_post_of_the_english_demo_shop_is_taken_for_another_language() -> Non
     posts = [clean(m.text) for m in _mentions(gen, 400)]
     flagged = [p for p in posts if looks_non_english(p)]
     assert flagged == []
+
+
+BATCH = [*NON_ENGLISH.values(), *ENGLISH, "", "12345 !!", "Ünïcödé only", "ǅ", "\u0130stanbul", "123 ⅷ ⓐ",
+         "PAKET NICHT DA SEIT EINER WOCHE", "ok merci beaucoup", "Hinglish mein bolo na yaar, parcel kab aayega?",
+         "@user le colis est arrivé cassé http", "Gracias por nada, sigo esperando mi pedido desde el lunes"]
+
+
+def test_the_batched_check_gives_every_post_the_one_by_one_verdict(monkeypatch) -> None:
+    """``non_english`` scores a whole batch at once (issue 15's speed goal); its verdicts must be exactly
+    ``looks_non_english``'s, on the fast path, when every post is re-read near the threshold, and where
+    py3langid's internals are not the ones it was written against."""
+    import classifiers.language as language
+
+    expected = [looks_non_english(t) for t in BATCH]
+    assert any(expected) and not all(expected)
+    assert language.non_english(BATCH) == expected
+    many = language.detect_many([t for t in BATCH if language._script_verdict(t) is None])
+    one = [detect(t) for t in BATCH if language._script_verdict(t) is None]
+    assert [lang for lang, _ in many] == [lang for lang, _ in one]
+    assert max(abs(a - b) for (_, a), (_, b) in zip(many, one)) < 1e-4
+    monkeypatch.setattr(language, "_RECHECK", 2.0)  # every post read again by py3langid itself
+    assert language.detect_many(["Il mio pacco non è mai arrivato"]) == [detect("Il mio pacco non è mai arrivato")]
+    assert language.non_english(BATCH) == expected
+    monkeypatch.setattr(language, "_automaton", lambda: None)  # other py3langid internals: one by one
+    assert language.non_english(BATCH) == expected
+    assert language.non_english([]) == []
