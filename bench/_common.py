@@ -101,6 +101,11 @@ def f1(gold: np.ndarray, pred: np.ndarray) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def binary_macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    """Macro-F1 over the two classes of 0/1 arrays (complaint or not)."""
+    return float(np.mean([f1(gold == c, pred == c) for c in (0, 1)]))
+
+
 def resamples(n: int, rng: np.random.Generator, times: int = 1000) -> list[np.ndarray]:
     """``times`` bootstrap resamples of ``n`` indices."""
     return [rng.integers(0, n, n) for _ in range(times)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, paired, pooled_classifier, resamples, shared_dir
+from _common import CACHE, binary_macro_f1, paired, pooled_classifier, resamples, shared_dir
 from classifiers.head_fit import FOLDS, customer_folds, labelled_tweets
 from classifiers.intent_head import fit_logistic, balanced_weights
 from classifiers.onnx_backend import prepare_text, softmax
@@ -67,12 +67,7 @@ def fit_predict(xp_tr, s_tr, y_tr, xp_te, s_te) -> np.ndarray:
     return softmax(z)[:, 1]
 
 
-def macro_f1(g: np.ndarray, p: np.ndarray) -> float:
-    out = []
-    for c in (0, 1):
-        tp = np.sum((g == c) & (p == c)); fp = np.sum((g != c) & (p == c)); fn = np.sum((g == c) & (p != c))
-        out.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(out))
+macro_f1 = binary_macro_f1
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, paired, pooled_classifier, resamples, shared_dir
+from _common import CACHE, binary_macro_f1, paired, pooled_classifier, resamples, shared_dir
 from classifiers.head_fit import FOLDS, customer_folds, labelled_tweets
 from classifiers.intent_head import balanced_weights, fit_logistic
 from classifiers.onnx_backend import prepare_text, softmax
@@ -144,12 +144,7 @@ def join(*es: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([e[k] for e in es]) for k in es[0]}
 
 
-def macro_f1(g: np.ndarray, p: np.ndarray) -> float:
-    out = []
-    for c in (0, 1):
-        tp = np.sum((g == c) & (p == c)); fp = np.sum((g != c) & (p == c)); fn = np.sum((g == c) & (p != c))
-        out.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(out))
+macro_f1 = binary_macro_f1
 
 
 def main() -> None:
