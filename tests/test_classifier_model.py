@@ -358,6 +358,34 @@ def test_every_relabel_in_the_log_is_applied_to_the_labels() -> None:
         assert relabel["by"] and relabel["on"], tweet_id
 
 
+def test_every_evaluation_tweet_was_read_twice_and_every_disagreement_adjudicated() -> None:
+    """The twcs validation and test gold judges every model (issue 15: "evaluation that cannot flatter").
+    Each of its tweets was read a second time, blind (``classifiers/twcs_second_reading.csv``); wherever the
+    two readings differ, an adjudicator decided by the guide and the log's newest reading of the tweet says
+    so (``twcs_relabels.csv``), so the gold is never one reader's word where two readers disagreed."""
+    import csv
+
+    from doorstep.models import INTENTS, SENTIMENTS
+
+    from classifiers.train import TWCS_LABELS_PATH
+
+    with TWCS_LABELS_PATH.open(encoding="utf-8", newline="") as handle:
+        gold = {r["tweet_id"]: r for r in csv.DictReader(handle) if r["split"] in ("validation", "test")}
+    with (TWCS_LABELS_PATH.parent / "twcs_second_reading.csv").open(encoding="utf-8", newline="") as handle:
+        second = {r["tweet_id"]: r for r in csv.DictReader(handle)}
+    with (TWCS_LABELS_PATH.parent / "twcs_relabels.csv").open(encoding="utf-8", newline="") as handle:
+        newest = {r["tweet_id"]: r for r in csv.DictReader(handle)}
+    assert set(second) == set(gold)
+    for tweet_id, row in second.items():
+        assert row["intent"] in INTENTS and row["complaint"] in ("0", "1") and row["sentiment"] in SENTIMENTS, tweet_id
+        assert "blind second reading" in row["by"], tweet_id
+    fields = ("intent", "complaint", "sentiment")
+    disputed = [t for t in gold if any(gold[t][f] != second[t][f] for f in fields)]
+    assert disputed, "a second reading that always agrees is not a second reading"
+    for tweet_id in disputed:
+        assert newest[tweet_id]["note"].startswith("adjudicated"), tweet_id
+
+
 def test_a_bad_twcs_label_names_file_row_and_column(tmp_path: Path) -> None:
     from classifiers.train import load_twcs_labels
 
