@@ -358,11 +358,13 @@ def test_every_relabel_in_the_log_is_applied_to_the_labels() -> None:
         assert relabel["by"] and relabel["on"], tweet_id
 
 
-def test_every_evaluation_tweet_was_read_twice_and_every_disagreement_adjudicated() -> None:
-    """The twcs validation and test gold judges every model (issue 15: "evaluation that cannot flatter").
-    Each of its tweets was read a second time, blind (``classifiers/twcs_second_reading.csv``); wherever the
-    two readings differ, an adjudicator decided by the guide and the log's newest reading of the tweet says
-    so (``twcs_relabels.csv``), so the gold is never one reader's word where two readers disagreed."""
+def test_every_twcs_tweet_was_read_twice_and_every_disagreement_adjudicated() -> None:
+    """The twcs validation and test gold judges every model (issue 15: "evaluation that cannot flatter"), and
+    the train split teaches it, so both must follow the guide the same way. Every labelled tweet was read a
+    second time, blind (``classifiers/twcs_second_reading.csv``: validation and test first, the train split
+    a round later); wherever the two readings differ, an adjudicator decided by the guide and the log's newest
+    reading of the tweet says so (``twcs_relabels.csv``), so no label is one reader's word where two readers
+    disagreed."""
     import csv
 
     from doorstep.models import INTENTS, SENTIMENTS
@@ -370,7 +372,7 @@ def test_every_evaluation_tweet_was_read_twice_and_every_disagreement_adjudicate
     from classifiers.train import TWCS_LABELS_PATH
 
     with TWCS_LABELS_PATH.open(encoding="utf-8", newline="") as handle:
-        gold = {r["tweet_id"]: r for r in csv.DictReader(handle) if r["split"] in ("validation", "test")}
+        gold = {r["tweet_id"]: r for r in csv.DictReader(handle)}
     with (TWCS_LABELS_PATH.parent / "twcs_second_reading.csv").open(encoding="utf-8", newline="") as handle:
         second = {r["tweet_id"]: r for r in csv.DictReader(handle)}
     with (TWCS_LABELS_PATH.parent / "twcs_relabels.csv").open(encoding="utf-8", newline="") as handle:
