@@ -143,11 +143,25 @@ def _automaton() -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     return nextmove, rowbase, output
 
 
+#: Posts scored together by :func:`detect_many`: its table is (features of these posts x 97 languages),
+#: ~20 kB a post, and `doorstep classify` checks 2,048 posts at a time, two batches at once (issue 15:
+#: <= 600 MB). A few hundred posts already make each numpy call long enough that Python's share is small.
+CHUNK = 256
+
+
 def detect_many(texts: Sequence[str]) -> list[tuple[str, float]]:
-    """:func:`detect` of every text (the same answers; see :func:`non_english`)."""
+    """:func:`detect` of every text (the same answers; see :func:`non_english`), :data:`CHUNK` posts
+    at a time (each post's score depends on its own bytes only, so the chunks change nothing)."""
     automaton = _automaton()
     if automaton is None or not texts:
         return [detect(t) for t in texts]
+    out: list[tuple[str, float]] = []
+    for start in range(0, len(texts), CHUNK):
+        out.extend(_detect_chunk(texts[start : start + CHUNK], automaton))
+    return out
+
+
+def _detect_chunk(texts: Sequence[str], automaton: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[str, float]]:
     nextmove, rowbase, output = automaton
     identifier = _identifier()
     encoded = [identifier._encode(t) for t in texts]
