@@ -94,15 +94,17 @@ def _label_sets() -> dict[str, list[dict]]:
     return sets
 
 
-def predict(model_dir: Path, sets: dict[str, list[dict]], cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Labels of every set through ``classify`` (kept in ``cache``, an .npz, when given: same model, same answers)."""
+def predict(model_dir: Path, sets: dict[str, list[dict]], cache: Path | None = None,
+            model_batch: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Labels of every set through ``classify`` (kept in ``cache``, an .npz, when given: same model, same answers);
+    ``model_batch`` = posts per onnxruntime call (the classifier's default when None)."""
     from classifiers.onnx_backend import OnnxClassifier
 
     if cache is not None and cache.is_file():
         z = np.load(cache)
         out = {name: {f: z[f"{name}/{f}"] for f in ("intent", "complaint", "sentiment")} for name in sets}
     else:
-        out = _classify(OnnxClassifier(model_dir), sets)
+        out = _classify(OnnxClassifier(model_dir, **({"batch_size": model_batch} if model_batch else {})), sets)
         if cache is not None:
             np.savez(cache, **{f"{name}/{f}": v for name, d in out.items() for f, v in d.items()})
     cv = json.loads((model_dir / "real_tweet_cv.json").read_text())
@@ -140,9 +142,9 @@ def measures(sets: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
 
 
 def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: int = 1000,
-            baseline_cache: Path | None = None) -> dict:
+            baseline_cache: Path | None = None, candidate_batch: int | None = None) -> dict:
     sets = _label_sets()
-    preds = {"v7": predict(baseline, sets, baseline_cache), "candidate": predict(candidate, sets)}
+    preds = {"v7": predict(baseline, sets, baseline_cache), "candidate": predict(candidate, sets, model_batch=candidate_batch)}
     report = {}
     for name, s, field, metric in measures(sets):
         rows = sets[s]
@@ -205,6 +207,8 @@ def main() -> None:
     c.add_argument("--json", default=None)
     tb = sub.add_parser("table", help="markdown of compare reports: LABEL=report.json ...")
     tb.add_argument("reports", nargs="+")
+    c.add_argument("--candidate-batch", type=int, default=None,
+                   help="posts per onnxruntime call for the candidate (the same model at another batch size)")
     c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
     args = parser.parse_args()
     if args.cmd == "table":
@@ -213,7 +217,8 @@ def main() -> None:
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
-                baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None)
+                baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,
+                candidate_batch=args.candidate_batch)
 
 
 if __name__ == "__main__":
