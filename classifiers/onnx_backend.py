@@ -67,6 +67,11 @@ from classifiers.language import non_english
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 #: Characters of a post that are read; tweets are 280, so this only bounds pasted e-mails.
 MAX_CHARS = 2000
+#: Posts per onnxruntime call. Int8 activations get one scale per call, and the activations of a call
+#: stay in cache: at 16 instead of 64 `doorstep classify` ran 30% faster and peaked 150 MB lower on an
+#: AMX host (602-676 MB at 64, over issue 15's 600 MB), with every real-tweet figure within noise of 64
+#: (bench/RESULTS.md, "Posts per onnxruntime call").
+MODEL_BATCH = 16
 #: Width of the encoder's mean-pooled vector (MiniLM: 384).
 POOLED_SIZE = 384
 HEADS: dict[str, tuple[str, ...]] = {
@@ -185,7 +190,8 @@ class OnnxClassifier:
     #: :func:`classifiers.jsonl.classify_jsonl` starts the next batch while it labels this one.
     concurrent_calls = True
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int = 2, batch_size: int = 64):
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int = 2,
+                 batch_size: int = MODEL_BATCH):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -210,7 +216,7 @@ class OnnxClassifier:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_len)
         # ``threads`` model batches run at once, each on one thread of its own (a pool below), not
-        # one batch on ``threads`` threads: a batch of 64 tweets is too small a job to split, and
+        # one batch on ``threads`` threads: a batch of 16 tweets is too small a job to split, and
         # onnxruntime's threads spin while they wait for each other. Every batch is the same
         # batch with the same padding as before, and a batch's result does not depend on how many
         # threads computed it (tests/test_classify_same.py), so the output is the same.

@@ -221,3 +221,24 @@ def test_jsonl_with_two_batches_in_flight_stops_at_a_batch_that_lost_a_label() -
     out, error = _jsonl(lines, _Concurrent(drop=texts[7]), batch_size=3)
     assert isinstance(error, RuntimeError) and "returned 2 labels for 3 texts" in str(error)
     assert [json.loads(line)["id"] for line in out.splitlines()] == [0, 1, 2, 3, 4, 5]
+
+
+def test_onnxruntime_is_called_with_at_most_16_posts(model) -> None:
+    """Int8 activations are quantised with one scale per onnxruntime call. At 64 posts a call
+    `doorstep classify` peaked at 602-676 MB on an AMX host (issue 15: <= 600 MB) and ran 30% slower
+    than at 16 posts, whose labels held up on every real-tweet set (bench/RESULTS.md, "Posts per
+    onnxruntime call"). Every post is still run exactly once, in calls of at most 16."""
+    calls: list[int] = []
+    run = model.session.run
+
+    def counting(outputs, feed):
+        calls.append(len(feed["input_ids"]))
+        return run(outputs, feed)
+
+    model.session.run = counting
+    try:
+        labels = model.classify(_posts(100))
+    finally:
+        model.session.run = run
+    assert len(labels) == 100 and sum(calls) == 100
+    assert max(calls) <= 16
