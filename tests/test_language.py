@@ -98,8 +98,9 @@ def test_the_batched_check_gives_every_post_the_one_by_one_verdict(monkeypatch) 
 def test_the_batched_check_holds_little_memory_on_a_classify_batch() -> None:
     """Issue 15: `doorstep classify` peaks at <= 600 MB. It checks the language of 2,048 posts at a time,
     two batches at once; scoring them all in one go held a (features x languages) table of ~40 MB per
-    batch, which took the command to 610-646 MB. Checked a few hundred posts at a time, the same verdicts
-    cost a fraction of that (numpy's allocations are traced by tracemalloc, so this counts them)."""
+    batch (37 MB here), the largest allocation of classify outside the model. Checked a few hundred posts
+    at a time, the same verdicts cost a fraction of that (numpy's allocations are traced by tracemalloc,
+    so this counts them)."""
     import tracemalloc
 
     import classifiers.language as language
