@@ -205,11 +205,11 @@ def main() -> None:
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
     c.add_argument("--json", default=None)
-    tb = sub.add_parser("table", help="markdown of compare reports: LABEL=report.json ...")
-    tb.add_argument("reports", nargs="+")
     c.add_argument("--candidate-batch", type=int, default=None,
                    help="posts per onnxruntime call for the candidate (the same model at another batch size)")
     c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
+    tb = sub.add_parser("table", help="markdown of compare reports: LABEL=report.json ...")
+    tb.add_argument("reports", nargs="+")
     args = parser.parse_args()
     if args.cmd == "table":
         print(table(args.reports))

@@ -225,7 +225,7 @@ def test_jsonl_with_two_batches_in_flight_stops_at_a_batch_that_lost_a_label() -
 
 def test_onnxruntime_is_called_with_at_most_16_posts(model) -> None:
     """Int8 activations are quantised with one scale per onnxruntime call. At 64 posts a call
-    `doorstep classify` peaked at 602-676 MB on an AMX host (issue 15: <= 600 MB) and ran 30% slower
+    `doorstep classify` peaked at 583-676 MB on an AMX host (issue 15: <= 600 MB) and ran 30% slower
     than at 16 posts, whose labels held up on every real-tweet set (bench/RESULTS.md, "Posts per
     onnxruntime call"). Every post is still run exactly once, in calls of at most 16."""
     calls: list[int] = []
