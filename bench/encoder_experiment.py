@@ -7,6 +7,10 @@ Two steps, run from the repository root (the first needs the ``train`` extras):
         [--epochs 1.5 --tweeteval-per-class 4000] [--cache-dir /tmp/encoder/cache]
     python bench/encoder_experiment.py compare --candidate /tmp/encoder/cand [--json bench/encoder_experiment.json]
 
+Eighth round: ``train --review-intents`` adds our intent labels of CESAMARD's packaging and service
+reviews to the encoder and the head; ``head --out DIR [--reviews]`` refits only the intent head on the
+shipped encoder (seconds).
+
 What is trained on (honesty rules of issue 15): v6's recipe (``TrainConfig`` defaults: TweetEval train,
 Bitext 90%, CESAMARD 85%, the written delivery posts, the twcs *train* split of
 ``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4 (the real care
@@ -45,11 +49,13 @@ SHARED = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
 N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 
-def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int) -> None:
+def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
+                    review_intents: bool = False) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
+    config.review_intents = review_intents
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -57,6 +63,19 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     summary = train(str(SHARED), out, None, config, log=lambda m: print(m, flush=True), evaluate_after=False)
     summary["wall_seconds"] = round(time.time() - started, 1)
     Path(out, "train-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def head_candidate(out: str, base: str, reviews: bool) -> None:
+    """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews too)."""
+    import shutil
+
+    from classifiers.head_fit import fit_into
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
+        shutil.copy(Path(base, name), Path(out, name))
+    summary = fit_into(out, SHARED, None, lambda m: print(m, flush=True), reviews=reviews)
+    Path(out, "head-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------- metrics
@@ -201,6 +220,11 @@ def main() -> None:
     t.add_argument("--cache-dir", default=None)
     t.add_argument("--epochs", type=float, default=3.0)
     t.add_argument("--tweeteval-per-class", type=int, default=25000)
+    t.add_argument("--review-intents", action="store_true", help="train on our intent labels of CESAMARD reviews too")
+    h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
+    h.add_argument("--out", required=True)
+    h.add_argument("--base", default="classifiers/model")
+    h.add_argument("--reviews", action="store_true", help="fit on our intent labels of CESAMARD reviews too")
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
@@ -214,7 +238,10 @@ def main() -> None:
     if args.cmd == "table":
         print(table(args.reports))
     elif args.cmd == "train":
-        train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class)
+        train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
+                        args.review_intents)
+    elif args.cmd == "head":
+        head_candidate(args.out, args.base, args.reviews)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,

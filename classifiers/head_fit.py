@@ -10,7 +10,9 @@ Training rows (intent labels only):
 * the 220 hand-labelled real care tweets of ``../shared/data/twcs-labelled`` (labelled with its
   LABELLING_GUIDE.md), weight 1;
 * the team's written delivery posts (one fill each), weight 1;
-* agents' corrections, weight 3.
+* agents' corrections, weight 3;
+* with ``reviews`` on, our intent labels of CESAMARD's packaging and service reviews
+  (:func:`classifiers.train.load_review_intents`), weight 1.
 
 Bitext's synthetic requests are left out: the encoder's own intent head (the head's prior) has
 learnt them already, and its held-out tenth must stay unseen for ``doorstep evaluate``.
@@ -40,7 +42,9 @@ CV_FILE = "real_tweet_cv.json"
 FOLDS = 5
 FOLD_SEED = 0
 #: Per-source weights of the head's training rows (chosen by out-of-fold scores, MODEL_CARD.md).
-SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0}
+SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0, "review": 1.0}
+#: Whether the head is fitted on the labelled reviews by default (see MODEL_CARD.md, eighth round).
+REVIEWS = False
 
 
 def labelled_tweets(shared: Path) -> list[dict[str, Any]]:
@@ -65,10 +69,11 @@ def customer_folds(authors: Iterable[str], folds: int = FOLDS, seed: int = FOLD_
     return {a: i % folds for i, a in enumerate(unique)}
 
 
-def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
+              reviews: bool | None = None) -> list[dict[str, Any]]:
     """Every row the head is fitted on: text, intent index, source, group (customer, for the folds)."""
     from classifiers.delivery_examples import training_examples
-    from classifiers.train import feedback_examples, load_twcs_labels
+    from classifiers.train import feedback_examples, load_review_intents, load_twcs_labels
 
     rows: list[dict[str, Any]] = []
     for e in load_twcs_labels(shared, "train"):
@@ -79,6 +84,9 @@ def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = Non
                      "group": str(r["author_id"]), "tweet_id": str(r["tweet_id"])})
     for d in training_examples(copies=1):
         rows.append({"text": d.text, "intent": INTENTS.index(d.intent), "source": "delivery", "group": ""})
+    if REVIEWS if reviews is None else reviews:
+        for e in load_review_intents(shared):
+            rows.append({"text": e.text, "intent": e.intent, "source": "review", "group": ""})
     if feedback_rows is not None:
         for e in feedback_examples(feedback_rows, SOURCE_WEIGHTS["feedback"]):
             if e.intent >= 0:
@@ -97,7 +105,7 @@ def encode(classifier: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
              log: Callable[[str], None] = print, cross_validate: bool = True,
-             temperature: float | None = None) -> dict[str, Any]:
+             temperature: float | None = None, reviews: bool | None = None) -> dict[str, Any]:
     """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
 
     ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps
@@ -111,7 +119,7 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         head_path.unlink()  # encode with the encoder alone
     classifier = OnnxClassifier(model_dir)
     classifier._outputs.append("pooled")
-    rows = head_rows(shared, feedback_rows)
+    rows = head_rows(shared, feedback_rows, reviews)
     texts = [prepare_text(r["text"]) for r in rows]
     pooled, prior = encode(classifier, [r["text"] for r in rows])
     y = np.array([r["intent"] for r in rows])

@@ -129,6 +129,9 @@ class TrainConfig:
     tweeteval_as_other: int = 1500
     tweeteval_as_non_complaint: int = 4000
     delivery_copies: int = 3
+    #: Also teach the encoder's intent head our intent labels of CESAMARD's packaging and service
+    #: reviews (:func:`load_review_intents`; off in v8's recipe).
+    review_intents: bool = False
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -219,6 +222,30 @@ def load_cesamard(shared: Path) -> list[Example]:
         text = cesamard_text(row)
         if text:
             out.append(Example(text, complaint=int(label), source="cesamard"))
+    return out
+
+
+#: Our intent labels for CESAMARD reviews that touch packaging or service (issue 15: the only real
+#: customer text about parcels in ../shared besides the 220 guide tweets): CSV record numbers only,
+#: the text stays in ../shared. Columns ``record,intent,sure,labeller`` (record 1 is the header).
+REVIEW_INTENTS_PATH = Path(__file__).resolve().parent / "cesamard_intents.csv"
+
+
+def load_review_intents(shared: Path, labels_path: Path = REVIEW_INTENTS_PATH) -> list[Example]:
+    """CESAMARD reviews with the intent we gave them by the guide (read as if posted to the care team).
+
+    The text is :func:`cesamard_text`, the same string :func:`load_cesamard` yields, so a review that
+    CESAMARD's complaint split holds out can be recognised and left out by the caller.
+    """
+    path = shared / "data" / "cesamard-reviews" / "cesamard_aspect.csv"
+    reviews = _read_csv(path)
+    out = []
+    for n, row in enumerate(_read_csv(labels_path), start=2):
+        record = int(_require(labels_path, n, row, "record"))
+        if not 2 <= record < len(reviews) + 2:
+            raise ValueError(f"{labels_path}: row {n}: record {record} is not in {path}")
+        intent = _require(labels_path, n, row, "intent", INTENTS)
+        out.append(Example(cesamard_text(reviews[record - 2]), intent=INTENTS.index(intent), source="cesamard-intent"))
     return out
 
 
@@ -423,6 +450,10 @@ def build_datasets(
     # CESAMARD repeats some reviews word for word; a copy on both sides would be scored as unseen.
     cesamard_seen = {e.text for e in cesamard_train}
     cesamard_val = [e for e in cesamard_val if e.text not in cesamard_seen]
+    if config.review_intents:
+        intents = {e.text: e.intent for e in load_review_intents(shared)}
+        for e in cesamard_train:  # held-out reviews stay unlabelled: they are never trained on
+            e.intent = intents.get(e.text, -1)
 
     for d in training_examples(copies=config.delivery_copies):
         train.append(
@@ -931,7 +962,7 @@ def train(
         # The care-tweet intent head on top (classifiers/head_fit.py): fitted on real care tweets.
         from classifiers.head_fit import fit_into
 
-        head_summary = fit_into(staging, shared_path, feedback_rows, log)
+        head_summary = fit_into(staging, shared_path, feedback_rows, log, reviews=config.review_intents or None)
 
         out.mkdir(parents=True, exist_ok=True)
         for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json", "intent_head.json",
