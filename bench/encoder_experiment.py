@@ -65,8 +65,9 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     Path(out, "train-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def head_candidate(out: str, base: str, reviews: bool) -> None:
-    """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews too)."""
+def head_candidate(out: str, base: str, reviews: bool | list[str]) -> None:
+    """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews
+    too, all of them or those of the intents named)."""
     import shutil
 
     from classifiers.head_fit import fit_into
@@ -225,6 +226,8 @@ def main() -> None:
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
     h.add_argument("--reviews", action="store_true", help="fit on our intent labels of CESAMARD reviews too")
+    h.add_argument("--review-intents", default=None,
+                   help="with --reviews: only the reviews of these intents (comma-separated)")
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
@@ -241,7 +244,8 @@ def main() -> None:
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
                         args.review_intents)
     elif args.cmd == "head":
-        head_candidate(args.out, args.base, args.reviews)
+        kinds = args.review_intents.split(",") if args.review_intents else None
+        head_candidate(args.out, args.base, (kinds or True) if args.reviews else False)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,

@@ -12,7 +12,8 @@ Training rows (intent labels only):
 * the team's written delivery posts (one fill each), weight 1;
 * agents' corrections, weight 3;
 * with ``reviews`` on, our intent labels of CESAMARD's packaging and service reviews
-  (:func:`classifiers.train.load_review_intents`), weight 1.
+  (:func:`classifiers.train.load_review_intents`), weight 1; ``reviews`` may instead name the
+  intents whose reviews are fitted on (the others are left out).
 
 Bitext's synthetic requests are left out: the encoder's own intent head (the head's prior) has
 learnt them already, and its held-out tenth must stay unseen for ``doorstep evaluate``.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def customer_folds(authors: Iterable[str], folds: int = FOLDS, seed: int = FOLD_
 
 
 def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
-              reviews: bool | None = None) -> list[dict[str, Any]]:
+              reviews: bool | Collection[str] | None = None) -> list[dict[str, Any]]:
     """Every row the head is fitted on: text, intent index, source, group (customer, for the folds)."""
     from classifiers.delivery_examples import training_examples
     from classifiers.train import feedback_examples, load_review_intents, load_twcs_labels
@@ -84,9 +85,12 @@ def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = Non
                      "group": str(r["author_id"]), "tweet_id": str(r["tweet_id"])})
     for d in training_examples(copies=1):
         rows.append({"text": d.text, "intent": INTENTS.index(d.intent), "source": "delivery", "group": ""})
-    if REVIEWS if reviews is None else reviews:
+    reviews = REVIEWS if reviews is None else reviews
+    if reviews:
+        kept = set(INTENTS) if reviews is True else set(reviews)
         for e in load_review_intents(shared):
-            rows.append({"text": e.text, "intent": e.intent, "source": "review", "group": ""})
+            if INTENTS[e.intent] in kept:
+                rows.append({"text": e.text, "intent": e.intent, "source": "review", "group": ""})
     if feedback_rows is not None:
         for e in feedback_examples(feedback_rows, SOURCE_WEIGHTS["feedback"]):
             if e.intent >= 0:
@@ -105,7 +109,7 @@ def encode(classifier: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
              log: Callable[[str], None] = print, cross_validate: bool = True,
-             temperature: float | None = None, reviews: bool | None = None) -> dict[str, Any]:
+             temperature: float | None = None, reviews: bool | Collection[str] | None = None) -> dict[str, Any]:
     """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
 
     ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps

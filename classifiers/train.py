@@ -241,9 +241,10 @@ def load_review_intents(shared: Path, labels_path: Path = REVIEW_INTENTS_PATH) -
     reviews = _read_csv(path)
     out = []
     for n, row in enumerate(_read_csv(labels_path), start=2):
-        record = int(_require(labels_path, n, row, "record"))
+        record_text = _require(labels_path, n, row, "record")
+        record = int(record_text) if record_text.isdigit() else -1
         if not 2 <= record < len(reviews) + 2:
-            raise ValueError(f"{labels_path}: row {n}: record {record} is not in {path}")
+            raise ValueError(f"{labels_path}: row {n}: record {record_text} is not in {path}")
         intent = _require(labels_path, n, row, "intent", INTENTS)
         out.append(Example(cesamard_text(reviews[record - 2]), intent=INTENTS.index(intent), source="cesamard-intent"))
     return out

@@ -431,6 +431,39 @@ def test_random_tweet_complaint_labels_load_and_were_read_twice_where_claimed(tm
         load_random_complaints(shared, "tweeteval_val", bad)
 
 
+def test_review_intent_labels_name_packaging_or_service_reviews_and_bad_rows_name_the_row(tmp_path: Path) -> None:
+    """Our intents for CESAMARD reviews (issue 15, eighth round): record numbers only, each one a
+    review CESAMARD marks as touching packaging or service, every intent in the taxonomy, the
+    second reading recorded where there was one; a wrong row is named, not a traceback."""
+    import csv
+
+    from classifiers.train import REVIEW_INTENTS_PATH, _read_csv, load_review_intents
+
+    source = require_shared("data/cesamard-reviews/cesamard_aspect.csv")
+    shared = source.parents[2]
+    with REVIEW_INTENTS_PATH.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len({r["record"] for r in rows}) == len(rows) == 996
+    with source.open(encoding="utf-8", newline="") as handle:
+        aspects = [[a.strip().lower() for a in row[12:20:2]] for row in list(csv.reader(handle))[1:]]
+    assert all({"packaging", "service"} & set(aspects[int(r["record"]) - 2]) for r in rows)
+    reviews = _read_csv(source)
+    loaded = load_review_intents(shared)
+    assert len(loaded) == len(rows) and all(e.intent >= 0 for e in loaded)
+    first = int(rows[0]["record"])
+    assert reviews[first - 2]["Title"].strip() in loaded[0].text  # the record number points at the review read
+    second = [r for r in rows if r["second_reading"]]
+    assert len(second) >= 100
+    assert sum(r["intent"] == r["second_reading"] for r in second) / len(second) > 0.85
+    bad = tmp_path / "intents.csv"
+    bad.write_text("record,intent,sure,labeller,second_reading\n5,parcel,1,x,\n")
+    with pytest.raises(ValueError, match=r"intents.csv: row 2: column 'intent' has unexpected value 'parcel'"):
+        load_review_intents(shared, bad)
+    bad.write_text("record,intent,sure,labeller,second_reading\n99999,praise,1,x,\n")
+    with pytest.raises(ValueError, match="row 2: record 99999 is not in"):
+        load_review_intents(shared, bad)
+
+
 def test_evaluation_holds_out_what_the_shipped_model_did_not_train_on() -> None:
     """The Bitext/CESAMARD splits depend on the recipe, so evaluation reads it from config.json."""
     from classifiers.train import TrainConfig, build_datasets
