@@ -65,7 +65,7 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     Path(out, "train-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def head_candidate(out: str, base: str, reviews: bool | list[str]) -> None:
+def head_candidate(out: str, base: str, reviews: bool | list[str] | None) -> None:
     """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews
     too, all of them or those of the intents named)."""
     import shutil
@@ -225,7 +225,8 @@ def main() -> None:
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
-    h.add_argument("--reviews", action="store_true", help="fit on our intent labels of CESAMARD reviews too")
+    h.add_argument("--reviews", action="store_true",
+                   help="fit on our intent labels of CESAMARD reviews too (default: as the base's recipe says)")
     h.add_argument("--review-intents", default=None,
                    help="with --reviews: only the reviews of these intents (comma-separated)")
     c = sub.add_parser("compare")
@@ -245,7 +246,7 @@ def main() -> None:
                         args.review_intents)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
-        head_candidate(args.out, args.base, (kinds or True) if args.reviews else False)
+        head_candidate(args.out, args.base, (kinds or True) if args.reviews else None)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,

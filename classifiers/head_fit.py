@@ -44,8 +44,6 @@ FOLDS = 5
 FOLD_SEED = 0
 #: Per-source weights of the head's training rows (chosen by out-of-fold scores, MODEL_CARD.md).
 SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0, "review": 1.0}
-#: Whether the head is fitted on the labelled reviews by default (see MODEL_CARD.md, eighth round).
-REVIEWS = False
 
 
 def labelled_tweets(shared: Path) -> list[dict[str, Any]]:
@@ -71,7 +69,7 @@ def customer_folds(authors: Iterable[str], folds: int = FOLDS, seed: int = FOLD_
 
 
 def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
-              reviews: bool | Collection[str] | None = None) -> list[dict[str, Any]]:
+              reviews: bool | Collection[str] = False) -> list[dict[str, Any]]:
     """Every row the head is fitted on: text, intent index, source, group (customer, for the folds)."""
     from classifiers.delivery_examples import training_examples
     from classifiers.train import feedback_examples, load_review_intents, load_twcs_labels
@@ -85,7 +83,6 @@ def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = Non
                      "group": str(r["author_id"]), "tweet_id": str(r["tweet_id"])})
     for d in training_examples(copies=1):
         rows.append({"text": d.text, "intent": INTENTS.index(d.intent), "source": "delivery", "group": ""})
-    reviews = REVIEWS if reviews is None else reviews
     if reviews:
         kept = set(INTENTS) if reviews is True else set(reviews)
         for e in load_review_intents(shared):
@@ -113,7 +110,9 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
     """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
 
     ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps
-    ``temperature`` (default: 1.0) instead of fitting one; no ``real_tweet_cv.json`` is written."""
+    ``temperature`` (default: 1.0) instead of fitting one; no ``real_tweet_cv.json`` is written.
+    ``reviews`` (the labelled CESAMARD reviews, see :func:`head_rows`) defaults to what the model's
+    recipe says (``review_intents`` in its ``config.json``), so a refit keeps the rows it was built with."""
     from classifiers.onnx_backend import OnnxClassifier, prepare_text
 
     model_dir = Path(model_dir)
@@ -123,6 +122,9 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         head_path.unlink()  # encode with the encoder alone
     classifier = OnnxClassifier(model_dir)
     classifier._outputs.append("pooled")
+    if reviews is None:
+        recipe = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("recipe") or {}
+        reviews = bool(recipe.get("review_intents", False))
     rows = head_rows(shared, feedback_rows, reviews)
     texts = [prepare_text(r["text"]) for r in rows]
     pooled, prior = encode(classifier, [r["text"] for r in rows])

@@ -129,9 +129,9 @@ class TrainConfig:
     tweeteval_as_other: int = 1500
     tweeteval_as_non_complaint: int = 4000
     delivery_copies: int = 3
-    #: Also teach the encoder's intent head our intent labels of CESAMARD's packaging and service
-    #: reviews (:func:`load_review_intents`; off in v8's recipe).
-    review_intents: bool = False
+    #: Also teach the encoder and the care-tweet head our intent labels of CESAMARD's packaging and
+    #: service reviews (:func:`load_review_intents`; new in v9, MODEL_CARD.md "Eighth round").
+    review_intents: bool = True
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -856,7 +856,7 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 # ---------------------------------------------------------------------- entry points
 #: The name a rebuild writes into config.json (v8 = v6's encoder recipe on the twcs labels re-read with
 #: LABELLING_GUIDE.md + v7's care-tweet intent head; MODEL_CARD.md).
-MODEL_NAME = "doorstep-minilm-mt-v8"
+MODEL_NAME = "doorstep-minilm-mt-v9"
 
 
 def refit_head(
@@ -963,7 +963,7 @@ def train(
         # The care-tweet intent head on top (classifiers/head_fit.py): fitted on real care tweets.
         from classifiers.head_fit import fit_into
 
-        head_summary = fit_into(staging, shared_path, feedback_rows, log, reviews=config.review_intents or None)
+        head_summary = fit_into(staging, shared_path, feedback_rows, log)  # reviews as the recipe says
 
         out.mkdir(parents=True, exist_ok=True)
         for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json", "intent_head.json",

@@ -125,11 +125,13 @@ def test_batch_equals_one_by_one(onnx_model) -> None:
         alone = onnx_model.classify([text])[0]
         assert (alone.intent, alone.sentiment, alone.complaint) == (together.intent, together.sentiment, together.complaint)
         if text:
-            # int8 activations are scaled per batch, so scores move a little with the batch's other posts
-            # (intent up to 0.10 with v8, 0.08 with v7: the care-tweet head reads the standardised pooled
-            # vector, MODEL_CARD.md "Known limits"); the labels above must not move at all
+            # int8 activations are scaled per batch, so scores move with the batch's other posts (the
+            # care-tweet head reads the standardised pooled vector, MODEL_CARD.md "Known limits"): on these
+            # posts up to 0.19 with v9 (v8 0.10, v7 0.08); on 653 real tweets alone vs in calls of 16 the
+            # 95th percentile is 0.09 for v8 and v9 alike. A row mix-up moves them by far more; the labels
+            # of these clear posts must not move at all
             for key, value in alone.intent_scores.items():
-                assert together.intent_scores[key] == pytest.approx(value, abs=0.12), (text, key)
+                assert together.intent_scores[key] == pytest.approx(value, abs=0.22), (text, key)
             assert together.complaint_score == pytest.approx(alone.complaint_score, abs=0.06), text
 
 
@@ -462,6 +464,33 @@ def test_review_intent_labels_name_packaging_or_service_reviews_and_bad_rows_nam
     bad.write_text("record,intent,sure,labeller,second_reading\n99999,praise,1,x,\n")
     with pytest.raises(ValueError, match="row 2: record 99999 is not in"):
         load_review_intents(shared, bad)
+
+
+def test_the_head_is_fitted_on_the_reviews_its_recipe_names(tmp_path: Path) -> None:
+    """v9's recipe trains on our review intents, so its care-tweet head holds all 996 labelled reviews, and
+    a head-only refit (``fit_into`` with no ``reviews`` given) reads that from the model's config.json
+    rather than silently dropping them; a recipe without the key (v8 and older) gets none."""
+    from classifiers.head_fit import head_rows
+
+    shared = require_shared("data/cesamard-reviews/cesamard_aspect.csv").parents[2]
+    recipe = json.loads((MODEL_DIR / "config.json").read_text(encoding="utf-8"))["recipe"]
+    info = json.loads((MODEL_DIR / "intent_head.json").read_text(encoding="utf-8"))["info"]
+    assert recipe["review_intents"] is True and info["rows"]["review"] == 996
+    kinds = {"damaged_or_wrong", "lost_or_missing"}
+    picked = [r for r in head_rows(shared, reviews=sorted(kinds)) if r["source"] == "review"]
+    assert picked and {INTENTS[r["intent"]] for r in picked} == kinds
+    assert not [r for r in head_rows(shared) if r["source"] == "review"]
+    import shutil
+
+    from classifiers.head_fit import fit_into
+
+    for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    assert fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]["review"] == 996
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    del config["recipe"]["review_intents"]
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]["review"] == 0
 
 
 def test_evaluation_holds_out_what_the_shipped_model_did_not_train_on() -> None:
