@@ -19,7 +19,8 @@ Recipe (why each choice is in MODEL_CARD.md, with measurements)
 * **Data** (:func:`build_datasets`): TweetEval sentiment (class-balanced subsample; a random
   part also labelled intent ``other``, and positive/neutral tweets labelled non-complaint),
   Bitext requests mapped to our intents (:data:`BITEXT_INTENTS`), CESAMARD complaint labels
-  (title + review), the team's own delivery posts (:mod:`classifiers.delivery_examples`), the
+  (title + review; its packaging and service reviews also with our intent labels,
+  :func:`load_review_intents`), the team's own delivery posts (:mod:`classifiers.delivery_examples`), the
   train split of the real care tweets we labelled (:func:`load_twcs_labels`, weighted up) and,
   with ``--with-feedback``, agents' corrections (weighted up). The airline set is never read
   here: its licence is non-commercial and it is kept for evaluation.
@@ -854,8 +855,9 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 
 
 # ---------------------------------------------------------------------- entry points
-#: The name a rebuild writes into config.json (v8 = v6's encoder recipe on the twcs labels re-read with
-#: LABELLING_GUIDE.md + v7's care-tweet intent head; MODEL_CARD.md).
+#: The name a rebuild writes into config.json (v9 = v6's encoder recipe on the twcs labels read twice with
+#: LABELLING_GUIDE.md and our intent labels of CESAMARD's packaging/service reviews, + v7's care-tweet
+#: intent head fitted on both; MODEL_CARD.md).
 MODEL_NAME = "doorstep-minilm-mt-v9"
 
 
