@@ -228,7 +228,9 @@ def load_cesamard(shared: Path) -> list[Example]:
 
 #: Our intent labels for CESAMARD reviews that touch packaging or service (issue 15: the only real
 #: customer text about parcels in ../shared besides the 220 guide tweets): CSV record numbers only,
-#: the text stays in ../shared. Columns ``record,intent,sure,labeller`` (record 1 is the header).
+#: the text stays in ../shared. Columns ``record,intent,sure,labeller,second_reading`` (``record`` counts
+#: CESAMARD's CSV records, its header being 1; ``second_reading`` is a blind second reader's intent, where
+#: there was one).
 REVIEW_INTENTS_PATH = Path(__file__).resolve().parent / "cesamard_intents.csv"
 
 
