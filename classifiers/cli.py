@@ -107,7 +107,9 @@ def classifier_for_cli(ctx: Context, model: str | None) -> object:
 
     spec = model
     if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
-        spec = f"transformers:{model}"
+        # a folder `doorstep train` wrote holds model.onnx; anything else is a Hugging Face model
+        onnx_folder = (Path(model).expanduser() / "model.onnx").is_file()
+        spec = f"{'onnx' if onnx_folder else 'transformers'}:{model}"
     argument = (spec or "").partition(":")[2].strip()
     remedy = "give baseline, onnx, a local model directory or a Hugging Face model id"
     looks_local = argument.startswith(("/", ".", "~")) or "\\" in argument or argument.count("/") > 1

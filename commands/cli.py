@@ -319,7 +319,9 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
               help='JSONL file of {"id", "text"} lines (default: standard input).')
 @click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-",
               help="Where the labelled JSONL goes (default: standard output).")
-@click.option("--model", default=None, help="baseline, onnx, a local model directory or a Hugging Face model id.")
+@click.option("--model", default=None,
+              help="baseline, onnx, a model directory (one `doorstep train` wrote, or a Hugging Face one) "
+                   "or a Hugging Face model id.")
 @click.option("--batch-size", default=2048, show_default=True,
               help="Posts read and classified together; the model sorts them by length, so larger batches pad less.")
 @pass_ctx

@@ -67,6 +67,26 @@ def test_classify_missing_model_is_one_line(tmp_path: Path) -> None:
         "or a Hugging Face model id"]
 
 
+def test_classify_takes_the_folder_doorstep_train_wrote(tmp_path: Path) -> None:
+    """`doorstep train` ends with "use it with --model <folder>"; before, that folder was read as a Hugging
+    Face model and failed ("Unrecognized model ... Should have a `model_type` key"). A folder holding
+    model.onnx is an ONNX model, as ``onnx:<folder>`` is."""
+    import shutil
+
+    from classifiers import MODEL_DIR
+
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip("the shipped model is not in classifiers/model/")
+    folder = tmp_path / "doorstep-model-20261205T180000"
+    shutil.copytree(MODEL_DIR, folder)
+    source = tmp_path / "posts.jsonl"
+    source.write_text(json.dumps({"id": 1, "text": "@AmazonHelp my parcel arrived smashed"}) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "classify", "-i", str(source),
+                                      "--model", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["intent"] == "damaged_or_wrong"
+
+
 def test_classify_bad_line_names_the_file(tmp_path: Path) -> None:
     """Before: "Error: line 1: not valid JSON (...)" left out which file (a CSV given by mistake, here)."""
     source = tmp_path / "posts.csv"
