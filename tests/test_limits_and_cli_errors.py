@@ -87,6 +87,21 @@ def test_classify_takes_the_folder_doorstep_train_wrote(tmp_path: Path) -> None:
     assert json.loads(result.output.strip().splitlines()[-1])["intent"] == "damaged_or_wrong"
 
 
+def test_classify_folder_without_a_model_is_one_line(tmp_path: Path) -> None:
+    """Before: a folder with no model in it was handed to transformers, whose five-line tokenizer error
+    ("... You need to have sentencepiece or tiktoken installed ...") never said the folder was empty."""
+    source = tmp_path / "posts.jsonl"
+    source.write_bytes(_lines(1))
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "classify", "-i", str(source),
+                                      "--model", str(empty)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: --model {empty}: no model in this directory (a folder from `doorstep train` holds model.onnx, "
+        "a Hugging Face one config.json); give baseline, onnx, a local model directory or a Hugging Face model id"]
+
+
 def test_classify_bad_line_names_the_file(tmp_path: Path) -> None:
     """Before: "Error: line 1: not valid JSON (...)" left out which file (a CSV given by mistake, here)."""
     source = tmp_path / "posts.csv"
