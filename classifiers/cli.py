@@ -112,19 +112,22 @@ def classifier_for_cli(ctx: Context, model: str | None) -> object:
         spec = f"{'onnx' if onnx_folder else 'transformers'}:{model}"
     argument = (spec or "").partition(":")[2].strip()
     remedy = "give baseline, onnx, a local model directory or a Hugging Face model id"
-    looks_local = argument.startswith(("/", ".", "~")) or "\\" in argument or argument.count("/") > 1
-    if argument and looks_local and not Path(argument).expanduser().exists():
-        raise click.ClickException(f"--model {model}: no such model directory; {remedy}")
     folder = Path(argument).expanduser() if argument else None
+    looks_local = argument.startswith(("/", ".", "~")) or "\\" in argument or argument.count("/") > 1
+    if folder is not None and looks_local and not folder.exists():
+        raise click.ClickException(f"--model {model}: no such model directory; {remedy}")
     if folder is not None and folder.is_dir() and not any((folder / f).is_file() for f in ("model.onnx", "config.json")):
         raise click.ClickException(f"--model {model}: no model in this directory (a folder from `doorstep train` "
                                    f"holds model.onnx, a Hugging Face one config.json); {remedy}")
     try:
         return ctx.classifier(spec)
-    except ValueError as exc:  # the first line: some loaders' messages run to a paragraph
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise click.ClickException(f"--model {model}: {first}" if model else first) from None
+    except ValueError as exc:  # some loaders' messages run to a paragraph: their first line
+        raise click.ClickException(f"--model {model}: {_first_line(exc)}" if model else _first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the loaders (transformers, onnxruntime) raise many kinds
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = _first_line(exc)[:200]
         raise click.ClickException(f"--model {model or '(configured)'}: could not load the model "
                                    f"({type(exc).__name__}: {first}); {remedy}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
