@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -286,20 +287,36 @@ def test_signed_webhook_posts_while_agents_write_are_all_accepted_once(tmp_path:
     stop = threading.Event()
     agent_errors: list[BaseException] = []
     notes = [0]
+    writing = [threading.Event(), threading.Event()]  # each agent has written at least one note
+    notes_when_sending_began = [0]
 
-    def agent(name: str) -> None:
+    def agent(n: int) -> None:
         other = Store(db)
-        case_id = other.insert_case(Case(priority=10))
         try:
+            case_id = other.insert_case(Case(priority=10))
             while not stop.is_set():
-                other.add_note(case_id, name, "called the courier")
+                other.add_note(case_id, f"agent{n}", "called the courier")
                 notes[0] += 1
+                writing[n].set()
         except BaseException as exc:  # noqa: BLE001 - what the agent would see
             agent_errors.append(exc)
         finally:
+            writing[n].set()  # never leave the sender waiting on an agent that failed
             other.close()
 
+    def agents_write_again(timeout_s: float = 60) -> bool:
+        """Half-way through, wait until the agents have written since sending began: the overlap the
+        test is about is then certain, not left to thread scheduling (CI once sent all 300 first)."""
+        give_up = time.monotonic() + timeout_s
+        while time.monotonic() < give_up:
+            if notes[0] > notes_when_sending_began[0] or agent_errors:
+                return True
+            time.sleep(0.01)
+        return False
+
     def send(i: int) -> int:
+        if i == requests_sent // 2:
+            assert agents_write_again(), "the agents wrote no note while the webhook was being posted to"
         body = json.dumps({"external_id": f"page-{i}", "text": f"Parcel {i} for shop left in the rain",
                            "author_handle": f"user{i % 37}", "created_at": "2026-11-20T10:00:00Z"}).encode()
         response = requests.post(url, data=body, timeout=60, headers={
@@ -308,10 +325,12 @@ def test_signed_webhook_posts_while_agents_write_are_all_accepted_once(tmp_path:
 
     with WebhookServer(db, config, secret=secret) as srv:
         url = srv.url + "/mentions"
-        agents = [threading.Thread(target=agent, args=(f"agent{n}",)) for n in range(2)]
+        agents = [threading.Thread(target=agent, args=(n,)) for n in range(2)]
         for a in agents:
             a.start()
         try:
+            assert all(w.wait(60) for w in writing), "an agent never wrote its first note"
+            notes_when_sending_began[0] = notes[0]
             with ThreadPoolExecutor(8) as pool:
                 statuses = list(pool.map(send, range(requests_sent)))
         finally:
@@ -320,7 +339,7 @@ def test_signed_webhook_posts_while_agents_write_are_all_accepted_once(tmp_path:
                 a.join()
         ids = [r[0] for r in srv.store.db.execute("select external_id from mentions").fetchall()]
     assert agent_errors == []
-    assert notes[0] > 0  # the agents really wrote meanwhile
+    assert notes[0] > notes_when_sending_began[0] > 0  # the agents really wrote meanwhile
     assert {s: statuses.count(s) for s in set(statuses)} == {202: requests_sent}
     assert sorted(ids) == sorted(f"page-{i}" for i in range(requests_sent))  # each exactly once
 
