@@ -11,6 +11,9 @@ Eighth round: ``train --review-intents`` adds our intent labels of CESAMARD's pa
 reviews to the encoder and the head; ``head --out DIR [--reviews]`` refits only the intent head on the
 shipped encoder (seconds).
 
+Ninth round: ``--parcel-tweets`` (``train`` and ``head``) adds our intent and complaint labels of the
+TweetEval training tweets that mention parcels (``classifiers.train.load_parcel_tweets``).
+
 What is trained on (honesty rules of issue 15): v6's recipe (``TrainConfig`` defaults: TweetEval train,
 Bitext 90%, CESAMARD 85%, the written delivery posts, the twcs *train* split of
 ``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4 (the real care
@@ -50,12 +53,13 @@ N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 
 def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
-                    review_intents: bool = False) -> None:
+                    review_intents: bool = False, parcel_tweets: bool = False) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
     config.review_intents = review_intents
+    config.parcel_tweets = parcel_tweets
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -65,7 +69,7 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     Path(out, "train-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def head_candidate(out: str, base: str, reviews: bool | list[str] | None) -> None:
+def head_candidate(out: str, base: str, reviews: bool | list[str] | None, parcel_tweets: bool | None = None) -> None:
     """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews
     too, all of them or those of the intents named)."""
     import shutil
@@ -75,7 +79,8 @@ def head_candidate(out: str, base: str, reviews: bool | list[str] | None) -> Non
     Path(out).mkdir(parents=True, exist_ok=True)
     for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
         shutil.copy(Path(base, name), Path(out, name))
-    summary = fit_into(out, SHARED, None, lambda m: print(m, flush=True), reviews=reviews)
+    summary = fit_into(out, SHARED, None, lambda m: print(m, flush=True), reviews=reviews,
+                       parcel_tweets=parcel_tweets)
     Path(out, "head-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
@@ -222,6 +227,7 @@ def main() -> None:
     t.add_argument("--epochs", type=float, default=3.0)
     t.add_argument("--tweeteval-per-class", type=int, default=25000)
     t.add_argument("--review-intents", action="store_true", help="train on our intent labels of CESAMARD reviews too")
+    t.add_argument("--parcel-tweets", action="store_true", help="train on our labels of TweetEval's parcel tweets too")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -229,6 +235,8 @@ def main() -> None:
                    help="fit on our intent labels of CESAMARD reviews too (default: as the base's recipe says)")
     h.add_argument("--review-intents", default=None,
                    help="with --reviews: only the reviews of these intents (comma-separated)")
+    h.add_argument("--parcel-tweets", action="store_true", default=None,
+                   help="fit on our labels of TweetEval's parcel tweets too (default: as the base's recipe says)")
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
@@ -243,10 +251,10 @@ def main() -> None:
         print(table(args.reports))
     elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
-                        args.review_intents)
+                        args.review_intents, args.parcel_tweets)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
-        head_candidate(args.out, args.base, (kinds or True) if args.reviews else None)
+        head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,

@@ -13,7 +13,9 @@ Training rows (intent labels only):
 * agents' corrections, weight 3;
 * with ``reviews`` on, our intent labels of CESAMARD's packaging and service reviews
   (:func:`classifiers.train.load_review_intents`), weight 1; ``reviews`` may instead name the
-  intents whose reviews are fitted on (the others are left out).
+  intents whose reviews are fitted on (the others are left out);
+* with ``parcel_tweets`` on, our labels of the TweetEval training tweets that mention parcels
+  (:func:`classifiers.train.load_parcel_tweets`), weight 1.
 
 Bitext's synthetic requests are left out: the encoder's own intent head (the head's prior) has
 learnt them already, and its held-out tenth must stay unseen for ``doorstep evaluate``.
@@ -43,7 +45,8 @@ CV_FILE = "real_tweet_cv.json"
 FOLDS = 5
 FOLD_SEED = 0
 #: Per-source weights of the head's training rows (chosen by out-of-fold scores, MODEL_CARD.md).
-SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0, "review": 1.0}
+SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0, "review": 1.0,
+                  "parcel-tweet": 1.0}
 
 
 def labelled_tweets(shared: Path) -> list[dict[str, Any]]:
@@ -69,10 +72,10 @@ def customer_folds(authors: Iterable[str], folds: int = FOLDS, seed: int = FOLD_
 
 
 def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
-              reviews: bool | Collection[str] = False) -> list[dict[str, Any]]:
+              reviews: bool | Collection[str] = False, parcel_tweets: bool = False) -> list[dict[str, Any]]:
     """Every row the head is fitted on: text, intent index, source, group (customer, for the folds)."""
     from classifiers.delivery_examples import training_examples
-    from classifiers.train import feedback_examples, load_review_intents, load_twcs_labels
+    from classifiers.train import feedback_examples, load_parcel_tweets, load_review_intents, load_twcs_labels
 
     rows: list[dict[str, Any]] = []
     for e in load_twcs_labels(shared, "train"):
@@ -88,6 +91,9 @@ def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = Non
         for e in load_review_intents(shared):
             if INTENTS[e.intent] in kept:
                 rows.append({"text": e.text, "intent": e.intent, "source": "review", "group": ""})
+    if parcel_tweets:
+        for e in load_parcel_tweets(shared):
+            rows.append({"text": e.text, "intent": e.intent, "source": "parcel-tweet", "group": ""})
     if feedback_rows is not None:
         for e in feedback_examples(feedback_rows, SOURCE_WEIGHTS["feedback"]):
             if e.intent >= 0:
@@ -106,13 +112,15 @@ def encode(classifier: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
              log: Callable[[str], None] = print, cross_validate: bool = True,
-             temperature: float | None = None, reviews: bool | Collection[str] | None = None) -> dict[str, Any]:
+             temperature: float | None = None, reviews: bool | Collection[str] | None = None,
+             parcel_tweets: bool | None = None) -> dict[str, Any]:
     """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
 
     ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps
     ``temperature`` (default: 1.0) instead of fitting one; no ``real_tweet_cv.json`` is written.
     ``reviews`` (the labelled CESAMARD reviews, see :func:`head_rows`) defaults to what the model's
-    recipe says (``review_intents`` in its ``config.json``), so a refit keeps the rows it was built with."""
+    recipe says (``review_intents`` in its ``config.json``), so a refit keeps the rows it was built with;
+    ``parcel_tweets`` likewise (``parcel_tweets`` in the recipe)."""
     from classifiers.onnx_backend import OnnxClassifier, prepare_text
 
     model_dir = Path(model_dir)
@@ -122,10 +130,12 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         head_path.unlink()  # encode with the encoder alone
     classifier = OnnxClassifier(model_dir)
     classifier._outputs.append("pooled")
+    recipe = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("recipe") or {}
     if reviews is None:
-        recipe = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("recipe") or {}
         reviews = bool(recipe.get("review_intents", False))
-    rows = head_rows(shared, feedback_rows, reviews)
+    if parcel_tweets is None:
+        parcel_tweets = bool(recipe.get("parcel_tweets", False))
+    rows = head_rows(shared, feedback_rows, reviews, parcel_tweets)
     texts = [prepare_text(r["text"]) for r in rows]
     pooled, prior = encode(classifier, [r["text"] for r in rows])
     y = np.array([r["intent"] for r in rows])

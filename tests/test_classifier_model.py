@@ -466,6 +466,59 @@ def test_review_intent_labels_name_packaging_or_service_reviews_and_bad_rows_nam
         load_review_intents(shared, bad)
 
 
+def test_parcel_tweet_labels_name_training_tweets_and_bad_rows_name_the_row(tmp_path: Path) -> None:
+    """Our labels of TweetEval's parcel-word tweets (issue 15, ninth round): tweet ids of the *train*
+    split only (validation and test are evaluation), every intent in the taxonomy, the late, failed and
+    lost parcels the care tweets lack among them, a blind second reading of 100 that mostly agrees; a
+    wrong row is named, not a traceback."""
+    import csv
+
+    from classifiers.train import PARCEL_TWEETS_PATH, load_parcel_tweets
+
+    source = require_shared("data/tweeteval-sentiment/train.tsv")
+    shared = source.parents[2]
+    with PARCEL_TWEETS_PATH.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len({r["tweet_id"] for r in rows}) == len(rows) >= 500
+    loaded = load_parcel_tweets(shared)
+    assert len(loaded) == len(rows) and all(e.intent >= 0 and e.complaint in (0, 1) for e in loaded)
+    intents = {INTENTS[e.intent] for e in loaded}
+    assert {"late_delivery", "lost_or_missing", "other"} <= intents
+    with (shared / "data" / "tweeteval-sentiment" / "val.tsv").open(encoding="utf-8") as handle:
+        validation_texts = {line.split("\t", 2)[-1].strip() for line in handle}
+    assert not {e.text for e in loaded} & validation_texts
+    second = [r for r in rows if r["second_intent"]]
+    assert len(second) >= 100
+    assert sum(r["intent"] == r["second_intent"] for r in second) / len(second) > 0.75
+    bad = tmp_path / "parcel.csv"
+    bad.write_text("tweet_id,intent,complaint,sure,labeller,second_intent,second_complaint,second_labeller\n"
+                   f"{rows[0]['tweet_id']},parcel,1,1,x,,,\n")
+    with pytest.raises(ValueError, match=r"parcel.csv: row 2: column 'intent' has unexpected value 'parcel'"):
+        load_parcel_tweets(shared, bad)
+    bad.write_text("tweet_id,intent,complaint,sure,labeller,second_intent,second_complaint,second_labeller\n"
+                   "1,praise,0,1,x,,,\n")
+    with pytest.raises(ValueError, match="row 2: tweet_id 1 is not in"):
+        load_parcel_tweets(shared, bad)
+
+
+def test_training_data_carries_the_parcel_tweet_labels_only_when_the_recipe_says_so() -> None:
+    """``parcel_tweets`` on: each labelled tweet enters training once with our intent and complaint, weighted
+    like the real care tweets; off (v9 and older): none of those labels, so an old recipe rebuilds the same data."""
+    from classifiers.train import TrainConfig, build_datasets, load_parcel_tweets
+
+    shared = require_shared("data/tweeteval-sentiment/train.tsv").parents[2]
+    labels = {e.text: e for e in load_parcel_tweets(shared)}
+    on = TrainConfig(parcel_tweets=True)
+    train_on, _ = build_datasets(shared, on)
+    hits = [e for e in train_on if e.text in labels and e.source.startswith("tweeteval")]
+    assert {e.text for e in hits} == set(labels)
+    assert all(e.intent == labels[e.text].intent and e.complaint == labels[e.text].complaint
+               and e.weight == on.twcs_weight for e in hits)
+    train_off, _ = build_datasets(shared, TrainConfig(parcel_tweets=False))
+    late = INTENTS.index("late_delivery")
+    assert not [e for e in train_off if e.text in labels and e.source.startswith("tweeteval") and e.intent == late]
+
+
 def test_the_head_is_fitted_on_the_reviews_its_recipe_names(tmp_path: Path) -> None:
     """v9's recipe trains on our review intents, so its care-tweet head holds all 996 labelled reviews, and
     a head-only refit (``fit_into`` with no ``reviews`` given) reads that from the model's config.json
