@@ -17,7 +17,8 @@ Recipe (why each choice is in MODEL_CARD.md, with measurements)
   unknown); each head's cross-entropy is averaged over the posts that have its label, with
   class weights ``(n/count)^0.75`` so rare intents and the negative class count.
 * **Data** (:func:`build_datasets`): TweetEval sentiment (class-balanced subsample; a random
-  part also labelled intent ``other``, and positive/neutral tweets labelled non-complaint),
+  part also labelled intent ``other``, and positive/neutral tweets labelled non-complaint; the
+  tweets a parcel-word net caught carry our intent and complaint labels, :func:`load_parcel_tweets`),
   Bitext requests mapped to our intents (:data:`BITEXT_INTENTS`), CESAMARD complaint labels
   (title + review; its packaging and service reviews also with our intent labels,
   :func:`load_review_intents`), the team's own delivery posts (:mod:`classifiers.delivery_examples`), the
@@ -134,8 +135,9 @@ class TrainConfig:
     #: service reviews (:func:`load_review_intents`; new in v9, MODEL_CARD.md "Eighth round").
     review_intents: bool = True
     #: Also teach the encoder and the care-tweet head our labels of the TweetEval training tweets
-    #: that mention parcels (:func:`load_parcel_tweets`), weighted like the real care tweets.
-    parcel_tweets: bool = False
+    #: that mention parcels (:func:`load_parcel_tweets`), weighted like the real care tweets (new in v10,
+    #: MODEL_CARD.md "Ninth round").
+    parcel_tweets: bool = True
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -893,10 +895,11 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 
 
 # ---------------------------------------------------------------------- entry points
-#: The name a rebuild writes into config.json (v9 = v6's encoder recipe on the twcs labels read twice with
-#: LABELLING_GUIDE.md and our intent labels of CESAMARD's packaging/service reviews, + v7's care-tweet
-#: intent head fitted on both; MODEL_CARD.md).
-MODEL_NAME = "doorstep-minilm-mt-v9"
+#: The name a rebuild writes into config.json (v10 = v6's encoder recipe on the twcs labels read twice with
+#: LABELLING_GUIDE.md, our intent labels of CESAMARD's packaging/service reviews and our intent and
+#: complaint labels of TweetEval's parcel-word tweets, + v7's care-tweet intent head fitted on all of
+#: them; MODEL_CARD.md).
+MODEL_NAME = "doorstep-minilm-mt-v10"
 
 
 def refit_head(

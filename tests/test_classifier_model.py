@@ -520,15 +520,17 @@ def test_training_data_carries_the_parcel_tweet_labels_only_when_the_recipe_says
 
 
 def test_the_head_is_fitted_on_the_reviews_its_recipe_names(tmp_path: Path) -> None:
-    """v9's recipe trains on our review intents, so its care-tweet head holds all 996 labelled reviews, and
-    a head-only refit (``fit_into`` with no ``reviews`` given) reads that from the model's config.json
-    rather than silently dropping them; a recipe without the key (v8 and older) gets none."""
+    """v9's recipe trains on our review intents (and v10's on the parcel tweets too), so its care-tweet head
+    holds all 996 labelled reviews and the 548 tweets, and a head-only refit (``fit_into`` with neither
+    given) reads that from the model's config.json rather than silently dropping them; a recipe without
+    the keys (v8 and older) gets none."""
     from classifiers.head_fit import head_rows
 
     shared = require_shared("data/cesamard-reviews/cesamard_aspect.csv").parents[2]
     recipe = json.loads((MODEL_DIR / "config.json").read_text(encoding="utf-8"))["recipe"]
     info = json.loads((MODEL_DIR / "intent_head.json").read_text(encoding="utf-8"))["info"]
     assert recipe["review_intents"] is True and info["rows"]["review"] == 996
+    assert recipe["parcel_tweets"] is True and info["rows"]["parcel-tweet"] == 548
     kinds = {"damaged_or_wrong", "lost_or_missing"}
     picked = [r for r in head_rows(shared, reviews=sorted(kinds)) if r["source"] == "review"]
     assert picked and {INTENTS[r["intent"]] for r in picked} == kinds
@@ -539,11 +541,13 @@ def test_the_head_is_fitted_on_the_reviews_its_recipe_names(tmp_path: Path) -> N
 
     for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
         shutil.copy(MODEL_DIR / name, tmp_path / name)
-    assert fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]["review"] == 996
+    rows = fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]
+    assert (rows["review"], rows["parcel-tweet"]) == (996, 548)
     config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
-    del config["recipe"]["review_intents"]
+    del config["recipe"]["review_intents"], config["recipe"]["parcel_tweets"]
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    assert fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]["review"] == 0
+    rows = fit_into(tmp_path, shared, log=lambda m: None, cross_validate=False)["rows"]
+    assert (rows.get("review", 0), rows.get("parcel-tweet", 0)) == (0, 0)
 
 
 def test_evaluation_holds_out_what_the_shipped_model_did_not_train_on() -> None:
