@@ -14,6 +14,10 @@ shipped encoder (seconds).
 Ninth round: ``--parcel-tweets`` (``train`` and ``head``) adds our intent and complaint labels of the
 TweetEval training tweets that mention parcels (``classifiers.train.load_parcel_tweets``).
 
+Tenth round: ``train --random-complaints --complaint-transfer mentions`` adds our complaint labels of random
+TweetEval training tweets to the encoder's complaint task and keeps the sentiment transfer of
+``complaint_score`` for posts with an @mention only (``classifiers.onnx_backend.COMPLAINT_TRANSFERS``).
+
 What is trained on (honesty rules of issue 15): v6's recipe (``TrainConfig`` defaults: TweetEval train,
 Bitext 90%, CESAMARD 85%, the written delivery posts, the twcs *train* split of
 ``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4 (the real care
@@ -53,13 +57,16 @@ N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 
 def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
-                    review_intents: bool = False, parcel_tweets: bool = False) -> None:
+                    review_intents: bool = False, parcel_tweets: bool = False, random_complaints: bool = False,
+                    complaint_transfer: str = "all") -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
     config.review_intents = review_intents
     config.parcel_tweets = parcel_tweets
+    config.random_complaints = random_complaints
+    config.complaint_transfer = complaint_transfer
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -102,7 +109,8 @@ def macro_recall(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
 def _label_sets() -> dict[str, list[dict]]:
     """Every real-tweet set scored: rows of text + gold labels (None = not labelled)."""
     from classifiers.head_fit import labelled_tweets
-    from classifiers.train import load_airline, load_tweeteval, load_twcs_labels
+    from classifiers.onnx_backend import MENTION
+    from classifiers.train import load_airline, load_random_complaints, load_tweeteval, load_twcs_labels
 
     sets: dict[str, list[dict]] = {}
     sets["twcs_guide"] = [{"text": r["text"], "tweet_id": str(r["tweet_id"]), "intent": INTENTS.index(r["intent"]),
@@ -116,6 +124,13 @@ def _label_sets() -> dict[str, list[dict]]:
     sets["tweeteval_val"] = [{"text": e.text, "sentiment": e.sentiment} for e in load_tweeteval(SHARED, "val")]
     sets["airline"] = [{"text": r["text"], "complaint": r["complaint"]} for r in load_airline(SHARED)
                        if r["complaint"] is not None]
+    # Tenth round: random tweets (our complaint labels; evaluation only) and the real care tweets written to nobody,
+    # the posts a narrower sentiment transfer (complaint_transfer = "mentions") reads differently.
+    sets["random"] = [{"text": r["text"], "complaint": r["complaint"]}
+                      for r in load_random_complaints(SHARED, "tweeteval_val")]
+    sets["care_no_mention"] = [{"text": r["text"], "complaint": r["complaint"]}
+                               for s in ("twcs_guide", "twcs_validation", "twcs_test") for r in sets[s]
+                               if r.get("complaint") is not None and not MENTION.search(r["text"])]
     return sets
 
 
@@ -161,8 +176,11 @@ def measures(sets: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     for s in ("twcs_guide", "twcs_validation", "twcs_test"):
         out += [(f"{s} delivery F1", s, "intent", deliv), (f"{s} intent macro-F1", s, "intent", mf_i),
                 (f"{s} intent accuracy", s, "intent", acc), (f"{s} complaint macro-F1", s, "complaint", mf_c)]
+    found = lambda g, p: float(np.sum((g == 1) & (p == 1)))  # noqa: E731
     out += [("tweeteval_val sentiment macro-recall", "tweeteval_val", "sentiment", mr_s),
-            ("airline complaint macro-F1", "airline", "complaint", mf_c)]
+            ("airline complaint macro-F1", "airline", "complaint", mf_c),
+            ("random complaint macro-F1", "random", "complaint", mf_c),
+            ("care tweets with no @mention: complaints found", "care_no_mention", "complaint", found)]
     return out
 
 
@@ -228,6 +246,10 @@ def main() -> None:
     t.add_argument("--tweeteval-per-class", type=int, default=25000)
     t.add_argument("--review-intents", action="store_true", help="train on our intent labels of CESAMARD reviews too")
     t.add_argument("--parcel-tweets", action="store_true", help="train on our labels of TweetEval's parcel tweets too")
+    t.add_argument("--random-complaints", action="store_true",
+                   help="train the complaint head on our labels of random TweetEval training tweets too")
+    t.add_argument("--complaint-transfer", default="all", choices=("all", "mentions"),
+                   help="written to config.json: which posts get complaint_score = max(head, P(negative))")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -251,7 +273,7 @@ def main() -> None:
         print(table(args.reports))
     elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
-                        args.review_intents, args.parcel_tweets)
+                        args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
         head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets)

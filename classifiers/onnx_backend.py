@@ -27,7 +27,10 @@ How a post becomes :class:`Labels`
   learnt from reviews and our own posts is cautious on real tweets; a negative post to a care
   handle is nearly always a complaint (sentiment transfer). On 104 real care tweets we
   labelled, macro-F1 went from 0.75 (head alone) to 0.83, unchanged on CESAMARD (0.93) and our
-  held-out delivery posts (0.86). ``complaint`` is ``complaint_score >= 0.5``.
+  held-out delivery posts (0.86). ``complaint`` is ``complaint_score >= 0.5``. A model whose
+  config.json says ``"complaint_transfer": "mentions"`` keeps the transfer only for posts with an
+  @mention: a merely negative post written to nobody ("ugh, Mondays") is read by the complaint head
+  alone (issue 15, tenth round); ``"all"`` (the default) transfers for every post.
 * **Urgency** (0..1) = 0.40 x complaint probability + 0.20 x negative probability
   + 0.25 x expected severity of the intent (sum over intents of probability x
   :data:`SEVERITY`) + 0.15 x urgency signals (each of: urgency words such as "asap", "still",
@@ -74,6 +77,12 @@ MAX_CHARS = 2000
 MODEL_BATCH = 16
 #: Width of the encoder's mean-pooled vector (MiniLM: 384).
 POOLED_SIZE = 384
+#: How far the sentiment transfer of ``complaint_score`` reaches (``complaint_transfer`` in config.json):
+#: every post, or only posts with an @mention (:data:`MENTION`).
+COMPLAINT_TRANSFERS = ("all", "mentions")
+#: An @mention of any account (X, Mastodon ``@a@b.social``, Bluesky ``@a.bsky.social``); a numeric
+#: handle is ``@user`` after :func:`prepare_text`, still a mention.
+MENTION = re.compile(r"@\w")
 HEADS: dict[str, tuple[str, ...]] = {
     "sentiment": SENTIMENTS,
     "complaint": ("no", "yes"),
@@ -211,6 +220,10 @@ class OnnxClassifier:
         self.review = {"intent": 0.4, "sentiment": 0.4, **self.config.get("review_below", {})}
         self.batch_size = batch_size
         self.name = str(self.config.get("name", "onnx-minilm"))
+        self.complaint_transfer = str(self.config.get("complaint_transfer", "all"))
+        if self.complaint_transfer not in COMPLAINT_TRANSFERS:
+            raise ValueError(f"{self.model_dir / 'config.json'}: complaint_transfer {self.complaint_transfer!r} is not one of "
+                             + ", ".join(repr(t) for t in COMPLAINT_TRANSFERS))
 
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -356,7 +369,9 @@ class OnnxClassifier:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
-        complaint_score = max(scores["complaint"]["yes"], scores["sentiment"]["negative"])
+        complaint_score = scores["complaint"]["yes"]
+        if self.complaint_transfer == "all" or MENTION.search(prepared):
+            complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
         unsure = (
             scores["intent"][intent] < self.review["intent"]

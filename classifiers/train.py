@@ -138,6 +138,13 @@ class TrainConfig:
     #: that mention parcels (:func:`load_parcel_tweets`), weighted like the real care tweets (new in v10,
     #: MODEL_CARD.md "Ninth round").
     parcel_tweets: bool = True
+    #: Also teach the encoder's complaint head our complaint labels of random TweetEval training tweets
+    #: (:func:`load_random_complaints`, ``tweeteval_train``; most are merely negative, not complaints),
+    #: weighted like the real care tweets (issue 15, tenth round).
+    random_complaints: bool = False
+    #: Written to config.json: how far the sentiment transfer of ``complaint_score`` reaches, "all" posts
+    #: or only "mentions" (posts with an @mention; :data:`classifiers.onnx_backend.COMPLAINT_TRANSFERS`).
+    complaint_transfer: str = "all"
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -464,7 +471,12 @@ def build_datasets(
     calm = [ex for ex in chosen if ex.sentiment != SENTIMENTS.index("negative")]
     for ex in calm[: config.tweeteval_as_non_complaint]:
         ex.complaint = 0
-    if config.parcel_tweets:  # every training tweet is in ``chosen`` (see tweeteval_per_class)
+    if config.random_complaints:  # every training tweet is in ``chosen`` (see tweeteval_per_class)
+        judged = {r["text"]: r["complaint"] for r in load_random_complaints(shared, "tweeteval_train")}
+        for ex in chosen:
+            if ex.text in judged:
+                ex.complaint, ex.weight = judged[ex.text], config.twcs_weight
+    if config.parcel_tweets:
         labelled = {e.text: e for e in load_parcel_tweets(shared)}
         for ex in chosen:
             if ex.text in labelled:
@@ -992,6 +1004,7 @@ def train(
             "pooling": "mean",
             "review_below": config.review_below,
             "urgency_weights": None,
+            "complaint_transfer": config.complaint_transfer,
             "recipe": {k: v for k, v in asdict(config).items() if k not in ("review_below", "cache_dir")},
             "trained_on": dict(Counter(e.source for e in examples)),
             "feedback_rows": sum(1 for e in examples if e.source == "feedback"),

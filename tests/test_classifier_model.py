@@ -703,6 +703,61 @@ def test_bags_and_luggage_are_not_counter_evidence() -> None:
     assert counter.tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def _model_copy(tmp_path: Path, **config_changes: object) -> Path:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(config_changes)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def test_complaint_transfer_mentions_reads_posts_written_to_nobody_by_the_complaint_head(tmp_path: Path) -> None:
+    """Issue 15, tenth round: a merely negative post written to nobody ("ugh, Mondays") was a complaint because
+    complaint_score = max(complaint head, P(negative)). With ``complaint_transfer = "mentions"`` in config.json the
+    transfer stays for posts with an @mention (posts to a care handle) and a post with none is read by the
+    complaint head alone; ``"all"`` (and no key: every model before) keeps today's rule; anything else is a
+    one-line error naming the setting."""
+    from classifiers.onnx_backend import OnnxClassifier
+
+    texts = ["ugh, Mondays. everything is awful today", "@ShopHelp ugh, everything is awful today"]
+    default = OnnxClassifier(_model_copy(tmp_path / "a", complaint_transfer="all"))
+    gated = OnnxClassifier(_model_copy(tmp_path / "b", complaint_transfer="mentions"))
+    probs = default.probabilities(texts)
+    head, negative = probs["complaint"][:, 1], probs["sentiment"][:, default.labels["sentiment"].index("negative")]
+    before, after = default.classify(texts), gated.classify(texts)
+    assert [b.complaint_score for b in before] == pytest.approx([max(h, n) for h, n in zip(head, negative)], abs=1e-4)
+    assert after[0].complaint_score == pytest.approx(float(head[0]), abs=1e-4)  # written to nobody: the head alone
+    assert after[1].complaint_score == pytest.approx(before[1].complaint_score, abs=1e-6)  # to a handle: unchanged
+    assert after[0].complaint == (after[0].complaint_score >= 0.5)
+    assert after[0].sentiment == before[0].sentiment and after[0].intent == before[0].intent
+    with pytest.raises(ValueError, match=r"config.json: complaint_transfer 'some' is not one of 'all', 'mentions'"):
+        OnnxClassifier(_model_copy(tmp_path / "c", complaint_transfer="some"))
+
+
+def test_training_data_carries_the_random_complaint_labels_only_when_the_recipe_says_so() -> None:
+    """``random_complaints`` on: each labelled random training tweet keeps our complaint label (most of them
+    merely negative, not complaints), weighted like the real care tweets; the validation ones never enter."""
+    from classifiers.train import TrainConfig, build_datasets, load_random_complaints
+
+    shared = require_shared("data/tweeteval-sentiment/train.tsv").parents[2]
+    labels = {r["text"]: r["complaint"] for r in load_random_complaints(shared, "tweeteval_train")}
+    on = TrainConfig(random_complaints=True, parcel_tweets=False)
+    train_on, _ = build_datasets(shared, on)
+    hits = [e for e in train_on if e.text in labels and e.source.startswith("tweeteval")]
+    assert {e.text for e in hits} == set(labels)
+    assert all(e.complaint == labels[e.text] and e.weight == on.twcs_weight for e in hits)
+    negatives_not_complaints = [e for e in hits if e.sentiment == SENTIMENTS.index("negative") and e.complaint == 0]
+    assert len(negatives_not_complaints) > 1000
+    validation = {r["text"] for r in load_random_complaints(shared, "tweeteval_val")}
+    assert not [e for e in train_on if e.text in validation and e.complaint >= 0 and e.source.startswith("tweeteval")]
+    train_off, _ = build_datasets(shared, TrainConfig(random_complaints=False, parcel_tweets=False))
+    assert not [e for e in train_off if e.text in labels and e.sentiment == SENTIMENTS.index("negative")
+                and e.complaint >= 0 and e.source.startswith("tweeteval")]
+
+
 def test_doorstep_evaluate_scores_complaints_on_random_tweets() -> None:
     """The merely negative random tweets of issue 15's finding are a real-tweet set of `doorstep evaluate`,
     with the count of negative tweets called complaints beside the count that are."""
