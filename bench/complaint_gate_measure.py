@@ -11,7 +11,6 @@ on random tweets").
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -22,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import encoder_experiment as experiment  # noqa: E402
 
-from classifiers.onnx_backend import OnnxClassifier, prepare_text  # noqa: E402
+from classifiers.onnx_backend import MENTION, OnnxClassifier, prepare_text  # noqa: E402
 from classifiers.train import load_random_complaints  # noqa: E402
 
-MENTION = re.compile(r"@\w")
 
 
 def head_scores(classifier: OnnxClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

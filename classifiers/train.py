@@ -471,17 +471,18 @@ def build_datasets(
     calm = [ex for ex in chosen if ex.sentiment != SENTIMENTS.index("negative")]
     for ex in calm[: config.tweeteval_as_non_complaint]:
         ex.complaint = 0
-    if config.random_complaints:  # every training tweet is in ``chosen`` (see tweeteval_per_class)
-        judged = {r["text"]: r["complaint"] for r in load_random_complaints(shared, "tweeteval_train")}
-        for ex in chosen:
-            if ex.text in judged:
-                ex.complaint, ex.weight = judged[ex.text], config.twcs_weight
+    # Our labels of TweetEval training tweets: text -> (intent or -1 to keep, complaint). Every training tweet
+    # is in ``chosen`` (see tweeteval_per_class); where both files label a tweet, the parcel reading wins.
+    ours: dict[str, tuple[int, int]] = {}
+    if config.random_complaints:
+        ours.update((r["text"], (-1, r["complaint"])) for r in load_random_complaints(shared, "tweeteval_train"))
     if config.parcel_tweets:
-        labelled = {e.text: e for e in load_parcel_tweets(shared)}
-        for ex in chosen:
-            if ex.text in labelled:
-                ex.intent, ex.complaint = labelled[ex.text].intent, labelled[ex.text].complaint
-                ex.weight = config.twcs_weight
+        ours.update((e.text, (e.intent, e.complaint)) for e in load_parcel_tweets(shared))
+    for ex in chosen:
+        if ex.text in ours:
+            intent, ex.complaint = ours[ex.text]
+            ex.intent = intent if intent >= 0 else ex.intent
+            ex.weight = config.twcs_weight
     train.extend(chosen)
 
     bitext = load_bitext(shared)
