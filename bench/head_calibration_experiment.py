@@ -1,0 +1,131 @@
+"""Eleventh round (issue 15): the care head's calibration power fitted on the 220 guide tweets *and* the
+twcs validation split, judged by the rule in bench/RESULTS.md ("Honest confidence again").
+
+Why a script and not a retrain: the power is one number applied to the head's mixed distribution, so every
+figure can be computed from the shipped model's own outputs. The head's raw distribution is recovered from
+the calibrated one (p_raw ∝ p_cal ** T); the 220's out-of-fold probabilities come from ``real_tweet_cv.json``.
+
+    DOORSTEP_SHARED=../shared .venv/bin/python bench/head_calibration_experiment.py --json bench/head_calibration-c1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from classifiers.evaluate import ece  # noqa: E402
+from classifiers.head_fit import CV_FILE, customer_folds, labelled_tweets  # noqa: E402
+from classifiers.intent_head import HEAD_FILE, fit_temperature, temper  # noqa: E402
+from classifiers.train import MODEL_DIR, TWCS_LABELS_PATH, shared_dir  # noqa: E402
+from doorstep.models import INTENTS  # noqa: E402
+
+REVIEW_BELOW = 0.4  # config.json's review_below.intent for v10
+
+
+def twcs_split(shared: Path, split: str) -> list[dict[str, Any]]:
+    """The split's labelled tweets with their customer (twcs_labels.csv + the sample)."""
+    with (shared / "data" / "twcs-sample" / "twcs_sample.csv").open(encoding="utf-8", newline="") as f:
+        sample = {r["tweet_id"]: r for r in csv.DictReader(f)}
+    with TWCS_LABELS_PATH.open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split and r["intent"]]
+    return [{"text": sample[r["tweet_id"]]["text"], "intent": INTENTS.index(r["intent"]),
+             "customer": sample[r["tweet_id"]]["author_id"]} for r in rows]
+
+
+def raw(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Undo the shipped power: the head's distribution before calibration."""
+    return temper(probs, 1.0 / temperature)
+
+
+def figures(probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == gold
+    high = conf >= 0.8
+    return {"n": int(len(gold)), "ece": round(ece(conf, right), 4), "confident_share": round(float(high.mean()), 3),
+            "confident_accuracy": round(float(right[high].mean()), 3) if high.any() else None,
+            "needs_review_share": round(float((conf < REVIEW_BELOW).mean()), 3),
+            "accuracy": round(float(right.mean()), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(MODEL_DIR))
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    from classifiers.onnx_backend import OnnxClassifier
+
+    shared = shared_dir(None)
+    model = Path(args.model)
+    t_shipped = json.loads((model / HEAD_FILE).read_text(encoding="utf-8"))["temperature"]
+    classifier = OnnxClassifier(model)
+
+    def calibrated(texts: list[str]) -> np.ndarray:
+        return np.array([[lab.intent_scores[i] for i in INTENTS] for lab in classifier.classify(texts)])
+
+    val, test = twcs_split(shared, "validation"), twcs_split(shared, "test")
+    val_raw, test_raw = (raw(calibrated([r["text"] for r in s]), t_shipped) for s in (val, test))
+    val_y, test_y = (np.array([r["intent"] for r in s]) for s in (val, test))
+    guide = labelled_tweets(shared)
+    cv = {r["tweet_id"]: r["intent_scores"] for r in json.loads((model / CV_FILE).read_text(encoding="utf-8"))["rows"]}
+    guide_raw = raw(np.array([cv[str(r["tweet_id"])] for r in guide]), t_shipped)
+    guide_y = np.array([INTENTS.index(r["intent"]) for r in guide])
+    guide_fold = np.array([customer_folds(str(r["author_id"]) for r in guide)[str(r["author_id"])] for r in guide])
+    customers = sorted({r["customer"] for r in val})
+    half_of = dict(zip(customers, np.random.default_rng(0).permutation(len(customers)) % 2))
+    val_half = np.array([half_of[r["customer"]] for r in val])
+
+    def fit(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return fit_temperature(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]))
+
+    # C1, cross-fitted as the rule says.
+    val_c1 = np.zeros_like(val_raw)
+    val_t = []
+    for h in (0, 1):
+        t = fit([(guide_raw, guide_y), (val_raw[val_half != h], val_y[val_half != h])])
+        val_t.append(t)
+        val_c1[val_half == h] = temper(val_raw[val_half == h], t)
+    guide_c1 = np.zeros_like(guide_raw)
+    guide_t = []
+    for k in sorted(set(guide_fold)):
+        t = fit([(guide_raw[guide_fold != k], guide_y[guide_fold != k]), (val_raw, val_y)])
+        guide_t.append(t)
+        guide_c1[guide_fold == k] = temper(guide_raw[guide_fold == k], t)
+    t_all = fit([(guide_raw, guide_y), (val_raw, val_y)])
+    test_c1 = temper(test_raw, t_all)
+    unchanged = all(np.array_equal(a.argmax(1), temper(b, t_shipped).argmax(1))
+                    for a, b in ((val_c1, val_raw), (guide_c1, guide_raw), (test_c1, test_raw)))
+    result = {
+        "shipped_temperature": t_shipped, "c1_temperature": t_all,
+        "c1_temperature_validation_halves": val_t, "c1_temperature_guide_folds": guide_t,
+        "v10": {"validation": figures(temper(val_raw, t_shipped), val_y),
+                "guide_220_oof": figures(temper(guide_raw, t_shipped), guide_y),
+                "test": figures(temper(test_raw, t_shipped), test_y)},
+        "c1": {"validation": figures(val_c1, val_y), "guide_220_oof": figures(guide_c1, guide_y),
+               "test": figures(test_c1, test_y)},
+        "labels_unchanged": bool(unchanged),
+    }
+    v, c = result["v10"], result["c1"]
+    result["rule"] = {
+        "1_validation": c["validation"]["ece"] < v["validation"]["ece"]
+        and (c["validation"]["confident_accuracy"] or 0) > (v["validation"]["confident_accuracy"] or 0),
+        "2_guide": c["guide_220_oof"]["ece"] <= v["guide_220_oof"]["ece"] + 0.02
+        and (c["guide_220_oof"]["confident_accuracy"] or 0) >= (v["guide_220_oof"]["confident_accuracy"] or 0) - 0.02,
+        "3_test": c["test"]["ece"] <= v["test"]["ece"],
+        "4_labels_unchanged": bool(unchanged),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
