@@ -1,11 +1,13 @@
-"""Eleventh round (issue 15): the care head's calibration power fitted on the 220 guide tweets *and* the
-twcs validation split, judged by the rule in bench/RESULTS.md ("Honest confidence again").
+"""Eleventh round (issue 15): the care head's calibration judged by the rules in bench/RESULTS.md ("Honest
+confidence again"): C1, the power fitted on the 220 guide tweets *and* the twcs validation split; C2, a prior
+correction (vector scaling: one scale, one bias per intent) fitted on the 220's out-of-fold probabilities.
 
 Why a script and not a retrain: the power is one number applied to the head's mixed distribution, so every
 figure can be computed from the shipped model's own outputs. The head's raw distribution is recovered from
 the calibrated one (p_raw ∝ p_cal ** T); the 220's out-of-fold probabilities come from ``real_tweet_cv.json``.
 
     DOORSTEP_SHARED=../shared .venv/bin/python bench/head_calibration_experiment.py --json bench/head_calibration-c1.json
+    DOORSTEP_SHARED=../shared .venv/bin/python bench/head_calibration_experiment.py --candidate c2 --json bench/head_calibration-c2.json
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classifiers.evaluate import ece  # noqa: E402
+from classifiers.evaluate import binary_f1, bootstrap_ci, ece, macro_f1  # noqa: E402
 from classifiers.head_fit import CV_FILE, customer_folds, labelled_tweets  # noqa: E402
 from classifiers.intent_head import HEAD_FILE, fit_temperature, temper  # noqa: E402
 from classifiers.train import MODEL_DIR, TWCS_LABELS_PATH, shared_dir  # noqa: E402
@@ -55,9 +57,94 @@ def figures(probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
             "accuracy": round(float(right.mean()), 4)}
 
 
+def fit_vector_scaling(probs: np.ndarray, gold: np.ndarray, l2: float = 0.01, steps: int = 3000,
+                       lr: float = 0.5) -> tuple[float, np.ndarray]:
+    """C2: scale ``a`` and per-intent bias ``b`` minimising mean NLL of softmax(a·log p + b) + l2·Σb² (convex;
+    plain gradient descent is enough for 11 numbers)."""
+    logp = np.log(np.maximum(probs, 1e-12))
+    onehot = np.eye(probs.shape[1])[gold]
+    a, b = 1.0, np.zeros(probs.shape[1])
+    for _ in range(steps):
+        z = a * logp + b
+        z -= z.max(axis=1, keepdims=True)
+        q = np.exp(z)
+        q /= q.sum(axis=1, keepdims=True)
+        dz = (q - onehot) / len(gold)
+        a -= lr * float((dz * logp).sum())
+        b -= lr * (dz.sum(axis=0) + 2 * l2 * b)
+    return a, b
+
+
+def vector_scale(probs: np.ndarray, a: float, b: np.ndarray) -> np.ndarray:
+    z = a * np.log(np.maximum(probs, 1e-12)) + b
+    z -= z.max(axis=1, keepdims=True)
+    q = np.exp(z)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def label_figures(probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """Intent macro-F1 / accuracy / delivery F1 and false alarms, as ``doorstep evaluate`` counts them."""
+    pred = probs.argmax(axis=1)
+    names_gold, names_pred = [INTENTS[i] for i in gold], [INTENTS[i] for i in pred]
+    g_del, p_del = gold < 5, pred < 5
+    return {"macro_f1": round(macro_f1(names_gold, names_pred, INTENTS), 4),
+            "accuracy": round(float((pred == gold).mean()), 4),
+            "delivery_f1": round(binary_f1(g_del, p_del), 4) if g_del.any() else None,
+            "delivery_false_alarms": int((p_del & ~g_del).sum())}
+
+
+def paired(base: np.ndarray, cand: np.ndarray, gold: np.ndarray) -> dict[str, list[float]]:
+    """Candidate − base with 95% paired bootstrap intervals."""
+    bp, cp = base.argmax(1), cand.argmax(1)
+    names = lambda idx, p: ([INTENTS[i] for i in gold[idx]], [INTENTS[i] for i in p[idx]])  # noqa: E731
+    out = {
+        "macro_f1": lambda i: macro_f1(*names(i, cp), INTENTS) - macro_f1(*names(i, bp), INTENTS),
+        "accuracy": lambda i: float((cp[i] == gold[i]).mean() - (bp[i] == gold[i]).mean()),
+    }
+    if (gold < 5).any():
+        out["delivery_f1"] = lambda i: binary_f1(gold[i] < 5, cp[i] < 5) - binary_f1(gold[i] < 5, bp[i] < 5)
+    full = np.arange(len(gold))
+    return {k: [round(f(full), 4), *bootstrap_ci(f, len(gold))] for k, f in out.items()}
+
+
+def c2(t_shipped: float, guide: tuple[np.ndarray, np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+       test: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """The rule's C2 measurements: the 220 cross-fitted by fold; validation and test with the fit on all 220."""
+    guide_raw, guide_y, guide_fold = guide
+    guide_c2 = np.zeros_like(guide_raw)
+    fits = []
+    for k in sorted(set(guide_fold)):
+        a, b = fit_vector_scaling(guide_raw[guide_fold != k], guide_y[guide_fold != k])
+        fits.append({"a": round(a, 4), "b": [round(float(x), 3) for x in b]})
+        guide_c2[guide_fold == k] = vector_scale(guide_raw[guide_fold == k], a, b)
+    a, b = fit_vector_scaling(guide_raw, guide_y)
+    result: dict[str, Any] = {"fit_on_all_220": {"a": round(a, 4), "b": dict(zip(INTENTS, (round(float(x), 3) for x in b)))},
+                              "fits_by_fold": fits, "v10": {}, "c2": {}, "c2_minus_v10": {}}
+    for name, raw_probs, gold, cand in (("guide_220_oof", guide_raw, guide_y, guide_c2),
+                                        ("validation", *val, vector_scale(val[0], a, b)),
+                                        ("test", *test, vector_scale(test[0], a, b))):
+        base = temper(raw_probs, t_shipped)
+        result["v10"][name] = {**figures(base, gold), **label_figures(base, gold)}
+        result["c2"][name] = {**figures(cand, gold), **label_figures(cand, gold)}
+        result["c2_minus_v10"][name] = paired(base, cand, gold)
+    v, c = result["v10"], result["c2"]
+    result["rule"] = {k: bool(x) for k, x in {
+        "1_guide_macro_f1_up": c["guide_220_oof"]["macro_f1"] > v["guide_220_oof"]["macro_f1"],
+        "2_validation_labels": c["validation"]["macro_f1"] >= v["validation"]["macro_f1"]
+        and c["validation"]["accuracy"] >= v["validation"]["accuracy"] - 0.01,
+        "3_delivery": c["guide_220_oof"]["delivery_f1"] >= v["guide_220_oof"]["delivery_f1"] - 0.01
+        and c["validation"]["delivery_false_alarms"] <= v["validation"]["delivery_false_alarms"] + 2,
+        "4_validation_confidence": c["validation"]["ece"] <= v["validation"]["ece"]
+        and (c["validation"]["confident_accuracy"] or 0) >= (v["validation"]["confident_accuracy"] or 0),
+        "5_test_accuracy": c["test"]["accuracy"] >= v["test"]["accuracy"] - 0.03,
+    }.items()}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(MODEL_DIR))
+    parser.add_argument("--candidate", choices=("c1", "c2"), default="c1")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     from classifiers.onnx_backend import OnnxClassifier
@@ -78,6 +165,13 @@ def main() -> None:
     guide_raw = raw(np.array([cv[str(r["tweet_id"])] for r in guide]), t_shipped)
     guide_y = np.array([INTENTS.index(r["intent"]) for r in guide])
     guide_fold = np.array([customer_folds(str(r["author_id"]) for r in guide)[str(r["author_id"])] for r in guide])
+    if args.candidate == "c2":
+        result = c2(t_shipped, (guide_raw, guide_y, guide_fold), (val_raw, val_y), (test_raw, test_y))
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        return
     customers = sorted({r["customer"] for r in val})
     half_of = dict(zip(customers, np.random.default_rng(0).permutation(len(customers)) % 2))
     val_half = np.array([half_of[r["customer"]] for r in val])
