@@ -18,6 +18,10 @@ Tenth round: ``train --random-complaints --complaint-transfer mentions`` adds ou
 TweetEval training tweets to the encoder's complaint task and keeps the sentiment transfer of
 ``complaint_score`` for posts with an @mention only (``classifiers.onnx_backend.COMPLAINT_TRANSFERS``).
 
+Twelfth round: ``train --guide-tweets [--guide-holdout-fold K]`` adds the 220 guide tweets to the encoder
+(all of them, or all but customer fold K); ``compare --guide-folds /tmp/encoder/r13-{k}`` then scores the 220
+with the five fold models, each on the fold it never saw (``score_guide_by_fold``).
+
 What is trained on (honesty rules of issue 15): v6's recipe (``TrainConfig`` defaults: TweetEval train,
 Bitext 90%, CESAMARD 85%, the written delivery posts, the twcs *train* split of
 ``classifiers/twcs_labels.csv``) with one pre-declared change, ``twcs_weight`` 2 -> 4 (the real care
@@ -58,7 +62,8 @@ N_DELIVERY = 5  # the five delivery intents come first in INTENTS
 
 def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
                     review_intents: bool = False, parcel_tweets: bool = False, random_complaints: bool = False,
-                    complaint_transfer: str = "all") -> None:
+                    complaint_transfer: str = "all", guide_tweets: bool = False,
+                    guide_holdout_fold: int | None = None) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
@@ -67,6 +72,8 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     config.parcel_tweets = parcel_tweets
     config.random_complaints = random_complaints
     config.complaint_transfer = complaint_transfer
+    config.guide_tweets = guide_tweets
+    config.guide_holdout_fold = guide_holdout_fold
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -153,6 +160,58 @@ def predict(model_dir: Path, sets: dict[str, list[dict]], cache: Path | None = N
     return out
 
 
+def score_guide_by_fold(out: dict[str, dict[str, np.ndarray]], sets: dict[str, list[dict]], fold_dirs: list[Path]) -> None:
+    """Twelfth round: a candidate whose encoder trained on the 220 guide tweets gets every figure on them from
+    encoder *k* (trained without customer fold *k*) for the tweets of fold *k*: intent from its out-of-fold
+    ``real_tweet_cv.json`` (head fitted without fold *k* too), complaint and sentiment from its ``classify``.
+    The care tweets with no @mention that are guide tweets are replaced the same way."""
+    from classifiers.head_fit import customer_folds, labelled_tweets
+    from classifiers.onnx_backend import OnnxClassifier
+
+    guide = labelled_tweets(SHARED)
+    folds = customer_folds(str(r["author_id"]) for r in guide)
+    fold_of = {str(r["tweet_id"]): folds[str(r["author_id"])] for r in guide}
+    rows = sets["twcs_guide"]
+    by_text: dict[str, tuple[int, int]] = {}
+    for k, model_dir in enumerate(fold_dirs):
+        idx = [i for i, r in enumerate(rows) if fold_of[r["tweet_id"]] == k]
+        labels = OnnxClassifier(model_dir).classify([rows[i]["text"] for i in idx])
+        cv = {r["tweet_id"]: int(np.argmax(r["intent_scores"]))
+              for r in json.loads((model_dir / "real_tweet_cv.json").read_text())["rows"]}
+        for i, lab in zip(idx, labels):
+            out["twcs_guide"]["intent"][i] = cv[rows[i]["tweet_id"]]
+            out["twcs_guide"]["complaint"][i] = int(lab.complaint)
+            out["twcs_guide"]["sentiment"][i] = SENTIMENTS.index(lab.sentiment)
+            by_text[rows[i]["text"]] = (int(lab.complaint), SENTIMENTS.index(lab.sentiment))
+    for i, r in enumerate(sets["care_no_mention"]):
+        if r["text"] in by_text:
+            out["care_no_mention"]["complaint"][i] = by_text[r["text"]][0]
+
+
+def write_guide_cv(fold_dirs: list[Path], out: Path) -> None:
+    """The ``real_tweet_cv.json`` of a model whose encoder trained on the 220: every tweet of customer fold *k*
+    scored by fold model *k* (intent from its own out-of-fold file, complaint and sentiment from its classify),
+    marked ``"scored_by": "encoder folds"`` so ``doorstep evaluate`` takes all three heads from it."""
+    from classifiers.head_fit import customer_folds, labelled_tweets
+    from classifiers.onnx_backend import OnnxClassifier
+
+    guide = labelled_tweets(SHARED)
+    folds = customer_folds(str(r["author_id"]) for r in guide)
+    rows: dict[str, dict] = {}
+    for k, model_dir in enumerate(fold_dirs):
+        mine = [r for r in guide if folds[str(r["author_id"])] == k]
+        cv = {r["tweet_id"]: r["intent_scores"] for r in json.loads((model_dir / "real_tweet_cv.json").read_text())["rows"]}
+        for r, lab in zip(mine, OnnxClassifier(model_dir).classify([r["text"] for r in mine])):
+            rows[str(r["tweet_id"])] = {"tweet_id": str(r["tweet_id"]), "fold": k, "intent_scores": cv[str(r["tweet_id"])],
+                                        "complaint_score": round(lab.complaint_score, 5),
+                                        "sentiment_scores": [round(lab.sentiment_scores[x], 5) for x in SENTIMENTS]}
+    body = {"what": "intent, complaint and sentiment of the 220 hand-labelled twcs tweets, each from the model whose "
+                    "encoder and head were trained without its customer fold (5 folds by customer)",
+            "scored_by": "encoder folds", "labels": list(INTENTS),
+            "rows": [rows[str(r["tweet_id"])] for r in guide]}
+    out.write_text(json.dumps(body) + "\n")
+
+
 def _classify(clf, sets: dict[str, list[dict]]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, rows in sets.items():
@@ -185,9 +244,12 @@ def measures(sets: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
 
 
 def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: int = 1000,
-            baseline_cache: Path | None = None, candidate_batch: int | None = None) -> dict:
+            baseline_cache: Path | None = None, candidate_batch: int | None = None,
+            guide_folds: list[Path] | None = None) -> dict:
     sets = _label_sets()
     preds = {"v7": predict(baseline, sets, baseline_cache), "candidate": predict(candidate, sets, model_batch=candidate_batch)}
+    if guide_folds:
+        score_guide_by_fold(preds["candidate"], sets, guide_folds)
     report = {}
     for name, s, field, metric in measures(sets):
         rows = sets[s]
@@ -250,6 +312,9 @@ def main() -> None:
                    help="train the complaint head on our labels of random TweetEval training tweets too")
     t.add_argument("--complaint-transfer", default="all", choices=("all", "mentions"),
                    help="written to config.json: which posts get complaint_score = max(head, P(negative))")
+    t.add_argument("--guide-tweets", action="store_true", help="train the encoder on the 220 guide tweets too")
+    t.add_argument("--guide-holdout-fold", type=int, default=None,
+                   help="leave out the guide tweets of this customer fold (one encoder per fold scores them)")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -266,21 +331,30 @@ def main() -> None:
     c.add_argument("--candidate-batch", type=int, default=None,
                    help="posts per onnxruntime call for the candidate (the same model at another batch size)")
     c.add_argument("--baseline-cache", default=None, help="keep the baseline's labels in this .npz between runs")
+    c.add_argument("--guide-folds", default=None,
+                   help="score the 220 guide tweets with one model per customer fold: a path with {k} (0-4)")
+    g = sub.add_parser("guide-cv", help="write real_tweet_cv.json scoring the 220 with one model per customer fold")
+    g.add_argument("--folds", required=True, help="a path with {k} (0-4)")
+    g.add_argument("--out", required=True)
     tb = sub.add_parser("table", help="markdown of compare reports: LABEL=report.json ...")
     tb.add_argument("reports", nargs="+")
     args = parser.parse_args()
     if args.cmd == "table":
         print(table(args.reports))
+    elif args.cmd == "guide-cv":
+        write_guide_cv([Path(args.folds.format(k=k)) for k in range(5)], Path(args.out))
     elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
-                        args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer)
+                        args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer,
+                        args.guide_tweets, args.guide_holdout_fold)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
         head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,
-                candidate_batch=args.candidate_batch)
+                candidate_batch=args.candidate_batch,
+                guide_folds=[Path(args.guide_folds.format(k=k)) for k in range(5)] if args.guide_folds else None)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ can be compared on equal terms. Metrics:
 **Real tweets first** (issue 15): the figures that count are on real care tweets the model did
 not fit: the 220 tweets of ``../shared/data/twcs-labelled`` hand-labelled with its guide
 (``twcs_guide``; when the model's intent head was fitted on them, its intent is scored *out of
-fold*, five folds by customer, from ``real_tweet_cv.json``), the twcs validation and test splits
+fold*, five folds by customer, from ``real_tweet_cv.json``; when its encoder trained on them too, every head is
+scored from that file, written by one encoder per fold, or the set is not scored), the twcs validation and test splits
 we labelled, the airline tweets, and random (not care) tweets of TweetEval's validation split with our
 complaint labels (``random_complaints``: every negative one and 250 others; "merely negative" tweets are
 not complaints). Every figure on fewer than 1,000 posts carries a 95%
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -128,23 +130,44 @@ def load_twcs_guide(shared: Path) -> list[dict[str, Any]]:
              "tweet_id": str(r["tweet_id"])} for r in labelled_tweets(shared)]
 
 
-def out_of_fold(labels: list[Labels], rows: Sequence[dict[str, Any]], model_dir: Path | None) -> list[Labels] | None:
-    """The intents of ``rows`` as predicted by heads fitted without them, when the model's intent head was
-    fitted on them (``real_tweet_cv.json`` beside it); None when the model never saw them."""
+def out_of_fold(labels: list[Labels], rows: Sequence[dict[str, Any]], model_dir: Path | None,
+                encoder_trained_on_them: bool = False) -> tuple[list[Labels], bool] | None:
+    """The labels of ``rows`` as predicted by models fitted without them, when the model was fitted on them
+    (``real_tweet_cv.json`` beside it), and whether every head (not only intent) comes from there; None when
+    the model never saw them.
+
+    Why two kinds: a head fitted on the 220 is scored by its own five folds (intent only: the encoder that
+    reads complaint and sentiment never saw them); an encoder trained on them (recipe ``guide_tweets``) must
+    be scored by one encoder per fold for all three heads (``"scored_by": "encoder folds"``, written by
+    ``bench/encoder_experiment.py guide-cv``). Anything else raises ValueError: no flattering figure."""
     from classifiers.head_fit import CV_FILE
 
     if model_dir is None or not (model_dir / CV_FILE).is_file():
+        if encoder_trained_on_them:
+            raise ValueError(f"{model_dir}: the encoder trained on the 220 guide tweets and there is no {CV_FILE} "
+                             "scoring them with one encoder per fold (bench/encoder_experiment.py guide-cv)")
         return None
     cv = json.loads((model_dir / CV_FILE).read_text(encoding="utf-8"))
-    by_id = {r["tweet_id"]: r["intent_scores"] for r in cv["rows"]}
+    every_head = cv.get("scored_by") == "encoder folds"
+    if encoder_trained_on_them and not every_head:
+        raise ValueError(f"{model_dir / CV_FILE}: the encoder trained on the 220 guide tweets but these scores come "
+                         "from the head's folds alone; write them with one encoder per fold "
+                         "(bench/encoder_experiment.py guide-cv)")
+    by_id = {r["tweet_id"]: r for r in cv["rows"]}
     out = []
     for lab, row in zip(labels, rows):
-        scores = by_id.get(row.get("tweet_id", ""))
-        if scores is None:
+        scored = by_id.get(row.get("tweet_id", ""))
+        if scored is None:
             raise ValueError(f"{model_dir / CV_FILE}: no out-of-fold prediction for tweet {row.get('tweet_id')}")
-        intent_scores = {i: float(p) for i, p in zip(cv["labels"], scores)}
-        out.append(lab.model_copy(update={"intent": max(intent_scores, key=intent_scores.__getitem__), "intent_scores": intent_scores}))
-    return out
+        intent_scores = {i: float(p) for i, p in zip(cv["labels"], scored["intent_scores"])}
+        update: dict[str, Any] = {"intent": max(intent_scores, key=intent_scores.__getitem__), "intent_scores": intent_scores}
+        if every_head:
+            sentiment_scores = {s: float(p) for s, p in zip(SENTIMENTS, scored["sentiment_scores"])}
+            update.update(sentiment=max(sentiment_scores, key=sentiment_scores.__getitem__),
+                          sentiment_scores=sentiment_scores, complaint=scored["complaint_score"] >= 0.5,
+                          complaint_score=float(scored["complaint_score"]))
+        out.append(lab.model_copy(update=update))
+    return out, every_head
 
 
 # ---------------------------------------------------------------------- metrics
@@ -355,10 +378,18 @@ def evaluate(
                                   "needs_review_rate": round(float(np.mean([lab.needs_review for lab in labels])), 3)}
         intent_labels = labels
         if name == "twcs_guide":
-            oof = out_of_fold(labels, rows, Path(head_dir) if head_dir else None)
+            try:
+                oof = out_of_fold(labels, rows, Path(head_dir) if head_dir else None,
+                                  bool((recipe or {}).get("guide_tweets")))
+            except ValueError as exc:
+                print(f"twcs_guide: not scored: {exc}", file=sys.stderr)
+                continue
             if oof is not None:
-                intent_labels = oof
+                intent_labels = oof[0]
                 scored["intent_out_of_fold"] = True
+                if oof[1]:
+                    labels = intent_labels
+                    scored["every_head_out_of_fold"] = True
         for task, scorer in (("sentiment", score_sentiment), ("complaint", score_complaint), ("intent", score_intent)):
             keep = [i for i, r in enumerate(rows) if r[task] is not None]
             if keep:

@@ -142,6 +142,12 @@ class TrainConfig:
     #: (:func:`load_random_complaints`, ``tweeteval_train``; most are merely negative, not complaints),
     #: weighted like the real care tweets (issue 15, tenth round).
     random_complaints: bool = False
+    #: Also teach the encoder the 220 hand-labelled care tweets of ``../shared/data/twcs-labelled`` (intent,
+    #: complaint, sentiment), weighted like the real care tweets (issue 15, twelfth round). They are scored out
+    #: of fold, so an honest figure needs one encoder per customer fold: ``guide_holdout_fold`` k leaves out
+    #: every tweet of fold k (:func:`classifiers.head_fit.customer_folds`); None keeps all of them.
+    guide_tweets: bool = False
+    guide_holdout_fold: int | None = None
     #: Written to config.json: how far the sentiment transfer of ``complaint_score`` reaches, "all" posts
     #: or only "mentions" (posts with an @mention; :data:`classifiers.onnx_backend.COMPLAINT_TRANSFERS`).
     complaint_transfer: str = "all"
@@ -411,6 +417,17 @@ def load_random_complaints(shared: Path, which: str, labels_path: Path = RANDOM_
     return out
 
 
+def guide_examples(shared: Path, weight: float, holdout_fold: int | None = None) -> list[Example]:
+    """The 220 hand-labelled care tweets as training examples, without customer fold ``holdout_fold``."""
+    from classifiers.head_fit import customer_folds, labelled_tweets
+
+    rows = labelled_tweets(shared)
+    folds = customer_folds(str(r["author_id"]) for r in rows)
+    return [Example(r["text"], sentiment=SENTIMENTS.index(r["sentiment"]), complaint=int(bool(r["complaint"])),
+                    intent=INTENTS.index(r["intent"]), source="twcs-guide", weight=weight)
+            for r in rows if holdout_fold is None or folds[str(r["author_id"])] != holdout_fold]
+
+
 def feedback_examples(rows: Iterable[dict[str, Any]], weight: float) -> list[Example]:
     """Agents' corrections as training examples.
 
@@ -524,6 +541,8 @@ def build_datasets(
             ex.sentiment = -1
         if max(ex.sentiment, ex.complaint, ex.intent) >= 0:
             train.append(ex)
+    if config.guide_tweets:
+        train.extend(guide_examples(shared, config.twcs_weight, config.guide_holdout_fold))
     if feedback_rows is not None:
         train.extend(feedback_examples(feedback_rows, config.feedback_weight))
 

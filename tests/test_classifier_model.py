@@ -523,6 +523,30 @@ def test_training_data_carries_the_parcel_tweet_labels_only_when_the_recipe_says
     assert not [e for e in train_off if e.text in labels and e.source.startswith("tweeteval") and e.intent == late]
 
 
+def test_training_data_carries_the_guide_tweets_only_when_the_recipe_says_so_and_never_the_held_fold() -> None:
+    """``guide_tweets`` on: the 220 hand-labelled care tweets enter the encoder's training with all three labels,
+    weighted like the real care tweets; ``guide_holdout_fold`` k leaves out every tweet of customer fold k (the
+    head's own folds), so encoder k can score fold k honestly; off (v10 and older): none of them."""
+    from classifiers.head_fit import customer_folds, labelled_tweets
+    from classifiers.train import TrainConfig, build_datasets
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    guide = labelled_tweets(shared)
+    folds = customer_folds(str(r["author_id"]) for r in guide)
+    fold_of = {r["text"]: folds[str(r["author_id"])] for r in guide}
+    on = TrainConfig(guide_tweets=True)
+    hits = [e for e in build_datasets(shared, on)[0] if e.source == "twcs-guide"]
+    assert {e.text for e in hits} == set(fold_of)
+    by_text = {r["text"]: r for r in guide}
+    assert all(INTENTS[e.intent] == by_text[e.text]["intent"] and e.complaint == int(by_text[e.text]["complaint"])
+               and e.weight == on.twcs_weight for e in hits)
+    held = [e for e in build_datasets(shared, TrainConfig(guide_tweets=True, guide_holdout_fold=2))[0]
+            if e.source == "twcs-guide"]
+    assert held and {fold_of[e.text] for e in held} == {0, 1, 3, 4}
+    assert len(held) == sum(1 for f in fold_of.values() if f != 2)
+    assert not [e for e in build_datasets(shared, TrainConfig())[0] if e.source == "twcs-guide"]
+
+
 def test_the_head_is_fitted_on_the_reviews_its_recipe_names(tmp_path: Path) -> None:
     """v9's recipe trains on our review intents (and v10's on the parcel tweets too), so its care-tweet head
     holds all 996 labelled reviews and the 548 tweets, and a head-only refit (``fit_into`` with neither
@@ -588,8 +612,44 @@ def _real_tweet_intents(onnx_model) -> tuple[dict, list]:
     shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
     rows = load_twcs_guide(shared)
     labels = onnx_model.classify([r["text"] for r in rows])
-    oof = out_of_fold(labels, rows, onnx_model.model_dir if onnx_model.intent_head is not None else None)
-    return score_intent(oof or labels, [r["intent"] for r in rows], [r["text"] for r in rows]), rows
+    recipe = onnx_model.config.get("recipe") or {}
+    oof = out_of_fold(labels, rows, onnx_model.model_dir if onnx_model.intent_head is not None else None,
+                      bool(recipe.get("guide_tweets")))
+    return score_intent(oof[0] if oof else labels, [r["intent"] for r in rows], [r["text"] for r in rows]), rows
+
+
+def test_guide_tweets_an_encoder_trained_on_are_scored_only_by_encoders_that_did_not(tmp_path: Path) -> None:
+    """Twelfth round: once the encoder itself trains on the 220, a head-only out-of-fold file would flatter them
+    (and say nothing of complaint or sentiment): evaluation refuses it with a one-line reason naming the file, and
+    takes every head from a file written by one encoder per fold."""
+    from classifiers.evaluate import out_of_fold
+    from classifiers.head_fit import CV_FILE
+
+    rows = [{"tweet_id": "1", "text": "still no parcel"}, {"tweet_id": "2", "text": "thanks!"}]
+    before = [Labels(sentiment="neutral", sentiment_scores={"negative": 0.2, "neutral": 0.6, "positive": 0.2},
+                     complaint=False, complaint_score=0.1, intent="other",
+                     intent_scores={i: (0.91 if i == "other" else 0.01) for i in INTENTS}, urgency=0.1, model="m")
+              for _ in rows]
+    late = [0.9 if i == "late_delivery" else 0.1 / 9 for i in INTENTS]
+    praise = [0.8 if i == "praise" else 0.2 / 9 for i in INTENTS]
+    head_only = {"labels": list(INTENTS), "rows": [{"tweet_id": "1", "intent_scores": late},
+                                                    {"tweet_id": "2", "intent_scores": praise}]}
+    (tmp_path / CV_FILE).write_text(json.dumps(head_only), encoding="utf-8")
+    labels, every_head = out_of_fold(before, rows, tmp_path)
+    assert [lab.intent for lab in labels] == ["late_delivery", "praise"] and not every_head
+    assert labels[0].complaint is False  # complaint still the encoder's: it never saw these tweets
+    with pytest.raises(ValueError, match=r"real_tweet_cv\.json: the encoder trained on the 220 .* one encoder per fold"):
+        out_of_fold(before, rows, tmp_path, encoder_trained_on_them=True)
+    by_encoder_folds = {**head_only, "scored_by": "encoder folds",
+                        "rows": [{**head_only["rows"][0], "complaint_score": 0.8, "sentiment_scores": [0.7, 0.2, 0.1]},
+                                 {**head_only["rows"][1], "complaint_score": 0.05, "sentiment_scores": [0.0, 0.1, 0.9]}]}
+    (tmp_path / CV_FILE).write_text(json.dumps(by_encoder_folds), encoding="utf-8")
+    labels, every_head = out_of_fold(before, rows, tmp_path, encoder_trained_on_them=True)
+    assert every_head and [lab.complaint for lab in labels] == [True, False]
+    assert [lab.sentiment for lab in labels] == ["negative", "positive"] and labels[0].complaint_score == 0.8
+    (tmp_path / CV_FILE).unlink()
+    with pytest.raises(ValueError, match="no real_tweet_cv.json"):
+        out_of_fold(before, rows, tmp_path, encoder_trained_on_them=True)
 
 
 def test_delivery_posts_in_real_tweets_beat_v6_and_the_delivery_word_regex(onnx_model) -> None:
