@@ -160,38 +160,10 @@ def predict(model_dir: Path, sets: dict[str, list[dict]], cache: Path | None = N
     return out
 
 
-def score_guide_by_fold(out: dict[str, dict[str, np.ndarray]], sets: dict[str, list[dict]], fold_dirs: list[Path]) -> None:
-    """Twelfth round: a candidate whose encoder trained on the 220 guide tweets gets every figure on them from
-    encoder *k* (trained without customer fold *k*) for the tweets of fold *k*: intent from its out-of-fold
-    ``real_tweet_cv.json`` (head fitted without fold *k* too), complaint and sentiment from its ``classify``.
-    The care tweets with no @mention that are guide tweets are replaced the same way."""
-    from classifiers.head_fit import customer_folds, labelled_tweets
-    from classifiers.onnx_backend import OnnxClassifier
-
-    guide = labelled_tweets(SHARED)
-    folds = customer_folds(str(r["author_id"]) for r in guide)
-    fold_of = {str(r["tweet_id"]): folds[str(r["author_id"])] for r in guide}
-    rows = sets["twcs_guide"]
-    by_text: dict[str, tuple[int, int]] = {}
-    for k, model_dir in enumerate(fold_dirs):
-        idx = [i for i, r in enumerate(rows) if fold_of[r["tweet_id"]] == k]
-        labels = OnnxClassifier(model_dir).classify([rows[i]["text"] for i in idx])
-        cv = {r["tweet_id"]: int(np.argmax(r["intent_scores"]))
-              for r in json.loads((model_dir / "real_tweet_cv.json").read_text())["rows"]}
-        for i, lab in zip(idx, labels):
-            out["twcs_guide"]["intent"][i] = cv[rows[i]["tweet_id"]]
-            out["twcs_guide"]["complaint"][i] = int(lab.complaint)
-            out["twcs_guide"]["sentiment"][i] = SENTIMENTS.index(lab.sentiment)
-            by_text[rows[i]["text"]] = (int(lab.complaint), SENTIMENTS.index(lab.sentiment))
-    for i, r in enumerate(sets["care_no_mention"]):
-        if r["text"] in by_text:
-            out["care_no_mention"]["complaint"][i] = by_text[r["text"]][0]
-
-
-def write_guide_cv(fold_dirs: list[Path], out: Path) -> None:
-    """The ``real_tweet_cv.json`` of a model whose encoder trained on the 220: every tweet of customer fold *k*
-    scored by fold model *k* (intent from its own out-of-fold file, complaint and sentiment from its classify),
-    marked ``"scored_by": "encoder folds"`` so ``doorstep evaluate`` takes all three heads from it."""
+def guide_fold_scores(fold_dirs: list[Path]) -> dict[str, dict]:
+    """Twelfth round: every one of the 220 guide tweets scored by the model that never saw it. Model *k* (encoder and
+    head) trained without customer fold *k*; a tweet of fold *k* gets its intent from model *k*'s out-of-fold
+    ``real_tweet_cv.json`` and its complaint and sentiment from model *k*'s ``classify``. Rows by tweet id."""
     from classifiers.head_fit import customer_folds, labelled_tweets
     from classifiers.onnx_backend import OnnxClassifier
 
@@ -205,10 +177,35 @@ def write_guide_cv(fold_dirs: list[Path], out: Path) -> None:
             rows[str(r["tweet_id"])] = {"tweet_id": str(r["tweet_id"]), "fold": k, "intent_scores": cv[str(r["tweet_id"])],
                                         "complaint_score": round(lab.complaint_score, 5),
                                         "sentiment_scores": [round(lab.sentiment_scores[x], 5) for x in SENTIMENTS]}
+    return rows
+
+
+def score_guide_by_fold(out: dict[str, dict[str, np.ndarray]], sets: dict[str, list[dict]], fold_dirs: list[Path]) -> None:
+    """``compare --guide-folds``: the candidate's labels of the 220 (and of the care tweets with no @mention among
+    them) replaced by :func:`guide_fold_scores`."""
+    scores = guide_fold_scores(fold_dirs)
+    by_text = {}
+    for i, r in enumerate(sets["twcs_guide"]):
+        s = scores[r["tweet_id"]]
+        out["twcs_guide"]["intent"][i] = int(np.argmax(s["intent_scores"]))
+        out["twcs_guide"]["complaint"][i] = int(s["complaint_score"] >= 0.5)
+        out["twcs_guide"]["sentiment"][i] = int(np.argmax(s["sentiment_scores"]))
+        by_text[r["text"]] = int(s["complaint_score"] >= 0.5)
+    for i, r in enumerate(sets["care_no_mention"]):
+        if r["text"] in by_text:
+            out["care_no_mention"]["complaint"][i] = by_text[r["text"]]
+
+
+def write_guide_cv(fold_dirs: list[Path], out: Path) -> None:
+    """The ``real_tweet_cv.json`` of a model whose encoder trained on the 220 (:func:`guide_fold_scores`), marked
+    ``"scored_by": "encoder folds"`` so ``doorstep evaluate`` takes all three heads from it."""
+    from classifiers.head_fit import labelled_tweets
+
+    scores = guide_fold_scores(fold_dirs)
     body = {"what": "intent, complaint and sentiment of the 220 hand-labelled twcs tweets, each from the model whose "
                     "encoder and head were trained without its customer fold (5 folds by customer)",
             "scored_by": "encoder folds", "labels": list(INTENTS),
-            "rows": [rows[str(r["tweet_id"])] for r in guide]}
+            "rows": [scores[str(r["tweet_id"])] for r in labelled_tweets(SHARED)]}
     out.write_text(json.dumps(body) + "\n")
 
 
