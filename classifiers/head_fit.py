@@ -162,6 +162,9 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         head = fit(~held)
         oof[held] = head.raw_probabilities(pooled[held], [t for t, m in zip(texts, held) if m], prior[held])
     temperature = fit_temperature(oof[labelled], y[labelled])
+    if recipe.get("guide_tweets"):
+        log("intent head: warning: the encoder trained on the 220 guide tweets, so this calibration power (fitted on "
+            "them) is overconfident; score them with one encoder per fold (bench/encoder_experiment.py guide-cv)")
     head = fit(np.ones(len(rows), dtype=bool))
     head.temperature = temperature
     head.info = {"rows": {s: int(sum(r["source"] == s for r in rows)) for s in SOURCE_WEIGHTS},

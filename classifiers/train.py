@@ -145,7 +145,9 @@ class TrainConfig:
     #: Also teach the encoder the 220 hand-labelled care tweets of ``../shared/data/twcs-labelled`` (intent,
     #: complaint, sentiment), weighted like the real care tweets (issue 15, twelfth round). They are scored out
     #: of fold, so an honest figure needs one encoder per customer fold: ``guide_holdout_fold`` k leaves out
-    #: every tweet of fold k (:func:`classifiers.head_fit.customer_folds`); None keeps all of them.
+    #: every tweet of fold k (:func:`classifiers.head_fit.customer_folds`); None keeps all of them. Off: the
+    #: twelfth round measured no gain, and the care head's calibration power, fitted on the 220's out-of-fold
+    #: predictions, comes out overconfident once the encoder has seen them (bench/RESULTS.md, twelfth round).
     guide_tweets: bool = False
     guide_holdout_fold: int | None = None
     #: Written to config.json: how far the sentiment transfer of ``complaint_score`` reaches, "all" posts
