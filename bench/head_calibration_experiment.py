@@ -107,6 +107,58 @@ def paired(base: np.ndarray, cand: np.ndarray, gold: np.ndarray) -> dict[str, li
     return {k: [round(f(full), 4), *bootstrap_ci(f, len(gold))] for k, f in out.items()}
 
 
+def c1(t_shipped: float, guide: tuple[np.ndarray, np.ndarray, np.ndarray],
+       val: tuple[np.ndarray, np.ndarray, list[str]], test: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """The rule's C1 measurements: validation cross-fitted by customer halves, the 220 by fold, test with the fit on all."""
+    guide_raw, guide_y, guide_fold = guide
+    val_raw, val_y, val_customers = val
+    test_raw, test_y = test
+    customers = sorted(set(val_customers))
+    half_of = dict(zip(customers, np.random.default_rng(0).permutation(len(customers)) % 2))
+    val_half = np.array([half_of[c] for c in val_customers])
+
+    def fit(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return fit_temperature(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]))
+
+    # C1, cross-fitted as the rule says.
+    val_c1 = np.zeros_like(val_raw)
+    val_t = []
+    for h in (0, 1):
+        t = fit([(guide_raw, guide_y), (val_raw[val_half != h], val_y[val_half != h])])
+        val_t.append(t)
+        val_c1[val_half == h] = temper(val_raw[val_half == h], t)
+    guide_c1 = np.zeros_like(guide_raw)
+    guide_t = []
+    for k in sorted(set(guide_fold)):
+        t = fit([(guide_raw[guide_fold != k], guide_y[guide_fold != k]), (val_raw, val_y)])
+        guide_t.append(t)
+        guide_c1[guide_fold == k] = temper(guide_raw[guide_fold == k], t)
+    t_all = fit([(guide_raw, guide_y), (val_raw, val_y)])
+    test_c1 = temper(test_raw, t_all)
+    unchanged = all(np.array_equal(a.argmax(1), temper(b, t_shipped).argmax(1))
+                    for a, b in ((val_c1, val_raw), (guide_c1, guide_raw), (test_c1, test_raw)))
+    result = {
+        "shipped_temperature": t_shipped, "c1_temperature": t_all,
+        "c1_temperature_validation_halves": val_t, "c1_temperature_guide_folds": guide_t,
+        "v10": {"validation": figures(temper(val_raw, t_shipped), val_y),
+                "guide_220_oof": figures(temper(guide_raw, t_shipped), guide_y),
+                "test": figures(temper(test_raw, t_shipped), test_y)},
+        "c1": {"validation": figures(val_c1, val_y), "guide_220_oof": figures(guide_c1, guide_y),
+               "test": figures(test_c1, test_y)},
+        "labels_unchanged": bool(unchanged),
+    }
+    v, c = result["v10"], result["c1"]
+    result["rule"] = {
+        "1_validation": c["validation"]["ece"] < v["validation"]["ece"]
+        and (c["validation"]["confident_accuracy"] or 0) > (v["validation"]["confident_accuracy"] or 0),
+        "2_guide": c["guide_220_oof"]["ece"] <= v["guide_220_oof"]["ece"] + 0.02
+        and (c["guide_220_oof"]["confident_accuracy"] or 0) >= (v["guide_220_oof"]["confident_accuracy"] or 0) - 0.02,
+        "3_test": c["test"]["ece"] <= v["test"]["ece"],
+        "4_labels_unchanged": bool(unchanged),
+    }
+    return result
+
+
 def c2(t_shipped: float, guide: tuple[np.ndarray, np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
        test: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
     """The rule's C2 measurements: the 220 cross-fitted by fold; validation and test with the fit on all 220."""
@@ -165,61 +217,15 @@ def main() -> None:
     guide_raw = raw(np.array([cv[str(r["tweet_id"])] for r in guide]), t_shipped)
     guide_y = np.array([INTENTS.index(r["intent"]) for r in guide])
     guide_fold = np.array([customer_folds(str(r["author_id"]) for r in guide)[str(r["author_id"])] for r in guide])
+    guide_set = (guide_raw, guide_y, guide_fold)
     if args.candidate == "c2":
-        result = c2(t_shipped, (guide_raw, guide_y, guide_fold), (val_raw, val_y), (test_raw, test_y))
-        text = json.dumps(result, indent=2)
-        print(text)
-        if args.json:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-        return
-    customers = sorted({r["customer"] for r in val})
-    half_of = dict(zip(customers, np.random.default_rng(0).permutation(len(customers)) % 2))
-    val_half = np.array([half_of[r["customer"]] for r in val])
-
-    def fit(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
-        return fit_temperature(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]))
-
-    # C1, cross-fitted as the rule says.
-    val_c1 = np.zeros_like(val_raw)
-    val_t = []
-    for h in (0, 1):
-        t = fit([(guide_raw, guide_y), (val_raw[val_half != h], val_y[val_half != h])])
-        val_t.append(t)
-        val_c1[val_half == h] = temper(val_raw[val_half == h], t)
-    guide_c1 = np.zeros_like(guide_raw)
-    guide_t = []
-    for k in sorted(set(guide_fold)):
-        t = fit([(guide_raw[guide_fold != k], guide_y[guide_fold != k]), (val_raw, val_y)])
-        guide_t.append(t)
-        guide_c1[guide_fold == k] = temper(guide_raw[guide_fold == k], t)
-    t_all = fit([(guide_raw, guide_y), (val_raw, val_y)])
-    test_c1 = temper(test_raw, t_all)
-    unchanged = all(np.array_equal(a.argmax(1), temper(b, t_shipped).argmax(1))
-                    for a, b in ((val_c1, val_raw), (guide_c1, guide_raw), (test_c1, test_raw)))
-    result = {
-        "shipped_temperature": t_shipped, "c1_temperature": t_all,
-        "c1_temperature_validation_halves": val_t, "c1_temperature_guide_folds": guide_t,
-        "v10": {"validation": figures(temper(val_raw, t_shipped), val_y),
-                "guide_220_oof": figures(temper(guide_raw, t_shipped), guide_y),
-                "test": figures(temper(test_raw, t_shipped), test_y)},
-        "c1": {"validation": figures(val_c1, val_y), "guide_220_oof": figures(guide_c1, guide_y),
-               "test": figures(test_c1, test_y)},
-        "labels_unchanged": bool(unchanged),
-    }
-    v, c = result["v10"], result["c1"]
-    result["rule"] = {
-        "1_validation": c["validation"]["ece"] < v["validation"]["ece"]
-        and (c["validation"]["confident_accuracy"] or 0) > (v["validation"]["confident_accuracy"] or 0),
-        "2_guide": c["guide_220_oof"]["ece"] <= v["guide_220_oof"]["ece"] + 0.02
-        and (c["guide_220_oof"]["confident_accuracy"] or 0) >= (v["guide_220_oof"]["confident_accuracy"] or 0) - 0.02,
-        "3_test": c["test"]["ece"] <= v["test"]["ece"],
-        "4_labels_unchanged": bool(unchanged),
-    }
+        result = c2(t_shipped, guide_set, (val_raw, val_y), (test_raw, test_y))
+    else:
+        result = c1(t_shipped, guide_set, (val_raw, val_y, [r["customer"] for r in val]), (test_raw, test_y))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
-
 
 if __name__ == "__main__":
     main()
