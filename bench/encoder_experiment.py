@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ from doorstep.models import INTENTS, SENTIMENTS  # noqa: E402
 
 SHARED = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
 N_DELIVERY = 5  # the five delivery intents come first in INTENTS
+HANDLE = re.compile(r"@\w+")  # an @handle, removed from a care tweet to read it as a keyword hit
 
 
 def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
@@ -120,13 +122,16 @@ def _label_sets() -> dict[str, list[dict]]:
     from classifiers.train import load_airline, load_random_complaints, load_tweeteval, load_twcs_labels
 
     sets: dict[str, list[dict]] = {}
+    # "addressed": the tweet answers another in its thread (in_response_to_tweet_id), as the pipeline marks a reply
+    # (Mention.addressed; thirteenth round). Sets with no thread fact leave it False: their @mentions still count.
     sets["twcs_guide"] = [{"text": r["text"], "tweet_id": str(r["tweet_id"]), "intent": INTENTS.index(r["intent"]),
-                           "complaint": (int(r["complaint"]) if r.get("complaint") not in (None, "") else None)}
+                           "complaint": (int(r["complaint"]) if r.get("complaint") not in (None, "") else None),
+                           "addressed": r.get("in_response_to_tweet_id") is not None}
                           for r in labelled_tweets(SHARED)]
     for split in ("validation", "test"):
         sets[f"twcs_{split}"] = [{"text": e.text, "intent": e.intent if e.intent >= 0 else None,
                                   "complaint": e.complaint if e.complaint >= 0 else None,
-                                  "sentiment": e.sentiment if e.sentiment >= 0 else None}
+                                  "sentiment": e.sentiment if e.sentiment >= 0 else None, "addressed": e.addressed}
                                  for e in load_twcs_labels(SHARED, split)]
     sets["tweeteval_val"] = [{"text": e.text, "sentiment": e.sentiment} for e in load_tweeteval(SHARED, "val")]
     sets["airline"] = [{"text": r["text"], "complaint": r["complaint"]} for r in load_airline(SHARED)
@@ -135,9 +140,14 @@ def _label_sets() -> dict[str, list[dict]]:
     # the posts a narrower sentiment transfer (complaint_transfer = "mentions") reads differently.
     sets["random"] = [{"text": r["text"], "complaint": r["complaint"]}
                       for r in load_random_complaints(SHARED, "tweeteval_val")]
-    sets["care_no_mention"] = [{"text": r["text"], "complaint": r["complaint"]}
+    sets["care_no_mention"] = [{"text": r["text"], "complaint": r["complaint"], "addressed": r["addressed"]}
                                for s in ("twcs_guide", "twcs_validation", "twcs_test") for r in sets[s]
                                if r.get("complaint") is not None and not MENTION.search(r["text"])]
+    # Thirteenth round: the real care complaints as a listener's keyword search would meet them, written to nobody
+    # (every @handle removed from the text, no thread fact).
+    sets["care_keyword_hits"] = [{"text": " ".join(HANDLE.sub(" ", r["text"]).split()), "complaint": 1, "addressed": False}
+                                 for s in ("twcs_guide", "twcs_validation", "twcs_test") for r in sets[s]
+                                 if r.get("complaint") == 1]
     return sets
 
 
@@ -210,11 +220,14 @@ def write_guide_cv(fold_dirs: list[Path], out: Path) -> None:
 
 
 def _classify(clf, sets: dict[str, list[dict]]) -> dict[str, dict[str, np.ndarray]]:
+    from classifiers import classify
+
     out = {}
     for name, rows in sets.items():
         labels = []
         for i in range(0, len(rows), 512):
-            labels.extend(clf.classify([r["text"] for r in rows[i:i + 512]]))
+            batch = rows[i:i + 512]
+            labels.extend(classify([r["text"] for r in batch], clf, addressed=[bool(r.get("addressed")) for r in batch]))
         out[name] = {"intent": np.array([INTENTS.index(l.intent) for l in labels]),
                      "complaint": np.array([int(l.complaint) for l in labels]),
                      "sentiment": np.array([SENTIMENTS.index(l.sentiment) for l in labels])}
@@ -236,7 +249,8 @@ def measures(sets: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     out += [("tweeteval_val sentiment macro-recall", "tweeteval_val", "sentiment", mr_s),
             ("airline complaint macro-F1", "airline", "complaint", mf_c),
             ("random complaint macro-F1", "random", "complaint", mf_c),
-            ("care tweets with no @mention: complaints found", "care_no_mention", "complaint", found)]
+            ("care tweets with no @mention: complaints found", "care_no_mention", "complaint", found),
+            ("care complaints as keyword hits (handles removed): found", "care_keyword_hits", "complaint", found)]
     return out
 
 
@@ -264,6 +278,9 @@ def compare(candidate: Path, baseline: Path, json_out: str | None, resamples: in
         d = report[name]["candidate-v7"]
         print(f"{name:40s} n={len(gold):5d}  v7 {pa:.3f} [{ci(ba)[0]:.3f}, {ci(ba)[1]:.3f}]  "
               f"cand {pb:.3f} [{ci(bb)[0]:.3f}, {ci(bb)[1]:.3f}]  diff {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]", flush=True)
+    report["labels changed (intent, sentiment)"] = {
+        s: [int(np.sum(preds["v7"][s][f] != preds["candidate"][s][f])) for f in ("intent", "sentiment")] for s in sets}
+    print("labels changed (intent, sentiment):", report["labels changed (intent, sentiment)"], flush=True)
     g = sets["twcs_guide"]
     gold = np.array([r["intent"] for r in g])
     for who in preds:
@@ -280,7 +297,7 @@ def table(paths: list[str]) -> str:
     out = ["| measure (n) | comparison | baseline | candidate | candidate − baseline |", "|---|---|---|---|---|"]
     reports = [(p.split("=", 1)[0], json.loads(Path(p.split("=", 1)[1]).read_text())) for p in paths]
     fmt = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
-    names = [k for k, v in reports[0][1].items() if isinstance(v, dict)]
+    names = [k for k, v in reports[0][1].items() if isinstance(v, dict) and "n" in v]
     for name in names:
         for label, rep in reports:
             r = rep[name]

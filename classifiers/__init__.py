@@ -55,6 +55,10 @@ class Classifier(Protocol):
 
     def classify(self, texts: Sequence[str]) -> list[Labels]: ...
 
+    # Optional: ``reads_addressed = True`` says ``classify`` also takes ``addressed=[bool, ...]``, one per
+    # text: the post is written to someone (a reply in a thread, a private message) even where its text has
+    # no @mention. Callers pass it through :func:`classify` (or ``doorstep.pipeline.classify_mentions``).
+
 
 Factory = Callable[..., Classifier]
 
@@ -152,11 +156,18 @@ def load_classifier(spec: str | None = None) -> Classifier:
 _default: Classifier | None = None
 
 
-def classify(texts: Sequence[str], classifier: Classifier | None = None) -> list[Labels]:
-    """Label ``texts`` with ``classifier``, or with the default one (built once, then reused)."""
+def classify(texts: Sequence[str], classifier: Classifier | None = None,
+             addressed: Sequence[bool] | None = None) -> list[Labels]:
+    """Label ``texts`` with ``classifier``, or with the default one (built once, then reused).
+
+    ``addressed`` (one per text, optional) says which posts are written to someone whether or not their
+    text shows an @mention (a reply in a thread, a private message); it reaches only a classifier that
+    says ``reads_addressed = True``, so every other classifier keeps the one-argument ``classify``."""
     global _default
     if classifier is None:
         if _default is None:
             _default = load_classifier()
         classifier = _default
+    if addressed is not None and getattr(classifier, "reads_addressed", False):
+        return classifier.classify(texts, addressed=addressed)  # type: ignore[call-arg]
     return classifier.classify(texts)

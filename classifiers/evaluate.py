@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from doorstep.models import DELIVERY_INTENTS, INTENTS, SENTIMENTS, Labels
+from classifiers import classify
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 RESULTS_PATH = REPO_DIR / "bench" / "RESULTS.md"
@@ -103,6 +104,7 @@ def rows_of(examples: Sequence[Any]) -> list[dict[str, Any]]:
             "sentiment": SENTIMENTS[e.sentiment] if e.sentiment >= 0 else None,
             "complaint": bool(e.complaint) if e.complaint >= 0 else None,
             "intent": INTENTS[e.intent] if e.intent >= 0 else None,
+            "addressed": e.addressed,
         }
         for e in examples
     ]
@@ -127,7 +129,8 @@ def load_twcs_guide(shared: Path) -> list[dict[str, Any]]:
     from classifiers.head_fit import labelled_tweets
 
     return [{"text": r["text"], "sentiment": r["sentiment"], "complaint": bool(r["complaint"]), "intent": r["intent"],
-             "tweet_id": str(r["tweet_id"])} for r in labelled_tweets(shared)]
+             "tweet_id": str(r["tweet_id"]), "addressed": r.get("in_response_to_tweet_id") is not None}
+            for r in labelled_tweets(shared)]
 
 
 def out_of_fold(labels: list[Labels], rows: Sequence[dict[str, Any]], model_dir: Path | None,
@@ -372,7 +375,8 @@ def evaluate(
     for name in order:
         rows = sets[name]
         started = time.perf_counter()
-        labels = classifier.classify([r["text"] for r in rows])
+        # A twcs tweet in a thread is marked written to someone, as the pipeline marks a reply (Mention.addressed).
+        labels = classify([r["text"] for r in rows], classifier, addressed=[bool(r.get("addressed")) for r in rows])
         seconds = time.perf_counter() - started
         scored: dict[str, Any] = {"n": len(rows), "seconds": round(seconds, 1), "real": name in REAL_SETS,
                                   "needs_review_rate": round(float(np.mean([lab.needs_review for lab in labels])), 3)}

@@ -3,6 +3,12 @@
 Input, one JSON object per line (blank lines are skipped, other keys ignored)::
 
     {"id": "1723", "text": "Where is my parcel?"}
+    {"id": "1724", "text": "still nothing, this is a joke", "addressed": true}
+
+``addressed`` (optional, true or false) says the post is written to someone even where its text has
+no @mention: a reply in a thread, a private message. A model that reads it keeps the sentiment
+transfer of ``complaint_score`` for such posts (classifiers/onnx_backend.py); without it, the text
+alone decides. The output is the same contract either way.
 
 Output, one JSON object per input line, in input order::
 
@@ -37,7 +43,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
-from classifiers import Classifier
+from classifiers import Classifier, classify
 from doorstep.models import Labels
 
 #: Decimal places kept for every score in the output.
@@ -46,7 +52,11 @@ SCORE_DIGITS = 4
 PROGRESS_EVERY_S = 1.0
 
 
-def _parse_line(number: int, line: str) -> tuple[str | int, str]:
+#: One parsed input line: its id, its text and whether it is marked written to someone.
+Post = tuple[str | int, str, bool]
+
+
+def _parse_line(number: int, line: str) -> Post:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -63,7 +73,10 @@ def _parse_line(number: int, line: str) -> tuple[str | int, str]:
     text = record["text"]
     if not isinstance(text, str):
         raise ValueError(f"line {number}: \"text\" must be a string, got {type(text).__name__}")
-    return post_id, text
+    addressed = record.get("addressed", False)
+    if not isinstance(addressed, bool):
+        raise ValueError(f"line {number}: \"addressed\" must be true or false, got {json.dumps(addressed)}")
+    return post_id, text, addressed
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:
@@ -107,9 +120,9 @@ def _lines(infile: TextIO) -> Iterator[str | ValueError]:
             return
 
 
-def _batches(infile: TextIO, batch_size: int) -> Iterator[tuple[list[tuple[str | int, str]], ValueError | None]]:
+def _batches(infile: TextIO, batch_size: int) -> Iterator[tuple[list[Post], ValueError | None]]:
     """Yield parsed batches; a bad line ends the stream with the lines before it and the error."""
-    batch: list[tuple[str | int, str]] = []
+    batch: list[Post] = []
     for number, line in enumerate(_lines(infile), start=1):
         if isinstance(line, ValueError):
             yield batch, line
@@ -145,10 +158,10 @@ def classify_jsonl(
     # At most two batches in flight: the one being finished and the next; results are taken in order.
     ahead = 2 if getattr(classifier, "concurrent_calls", False) else 0
     pool = ThreadPoolExecutor(ahead, thread_name_prefix="classify-batch") if ahead else None
-    pending: deque[tuple[list[tuple[str | int, str]], Future[list[Labels]] | list[Labels]]] = deque()
+    pending: deque[tuple[list[Post], Future[list[Labels]] | list[Labels]]] = deque()
 
-    def classify(batch: list[tuple[str | int, str]]) -> list[Labels]:
-        return classifier.classify([text for _, text in batch])
+    def classify_batch(batch: list[Post]) -> list[Labels]:
+        return classify([text for _, text, _ in batch], classifier, addressed=[to for _, _, to in batch])
 
     def write_oldest() -> None:
         nonlocal written, last_report
@@ -156,7 +169,7 @@ def classify_jsonl(
         labels = job.result() if isinstance(job, Future) else job
         if len(labels) != len(batch):
             raise RuntimeError(f"classifier {classifier.name!r} returned {len(labels)} labels for {len(batch)} texts")
-        rows = (output_row(post_id, lab) for (post_id, _), lab in zip(batch, labels))
+        rows = (output_row(post_id, lab) for (post_id, _, _), lab in zip(batch, labels))
         outfile.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         written += len(batch)
         if progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
@@ -166,7 +179,7 @@ def classify_jsonl(
     try:
         for batch, error in _batches(infile, batch_size):
             if batch:
-                pending.append((batch, pool.submit(classify, batch) if pool else classify(batch)))
+                pending.append((batch, pool.submit(classify_batch, batch) if pool else classify_batch(batch)))
             while pending and (error is not None or len(pending) >= max(ahead, 1)):
                 write_oldest()
             if error is not None:

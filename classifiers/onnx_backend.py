@@ -28,9 +28,11 @@ How a post becomes :class:`Labels`
   handle is nearly always a complaint (sentiment transfer). On 104 real care tweets we
   labelled, macro-F1 went from 0.75 (head alone) to 0.83, unchanged on CESAMARD (0.93) and our
   held-out delivery posts (0.86). ``complaint`` is ``complaint_score >= 0.5``. A model whose
-  config.json says ``"complaint_transfer": "mentions"`` keeps the transfer only for posts with an
-  @mention: a merely negative post written to nobody ("ugh, Mondays") is read by the complaint head
-  alone (issue 15, tenth round); ``"all"`` (the default) transfers for every post.
+  config.json says ``"complaint_transfer": "mentions"`` keeps the transfer only for posts written to
+  someone: an @mention in the text, or marked ``addressed`` by the caller (a reply in a thread whose
+  text dropped the handle, a private message; issue 15, thirteenth round). A merely negative post
+  written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round); ``"all"``
+  (the default) transfers for every post.
 * **Urgency** (0..1) = 0.40 x complaint probability + 0.20 x negative probability
   + 0.25 x expected severity of the intent (sum over intents of probability x
   :data:`SEVERITY`) + 0.15 x urgency signals (each of: urgency words such as "asap", "still",
@@ -198,6 +200,8 @@ class OnnxClassifier:
     #: thread-safe; nothing here changes after loading but the worker pool, made under a lock), so
     #: :func:`classifiers.jsonl.classify_jsonl` starts the next batch while it labels this one.
     concurrent_calls = True
+    #: :meth:`classify` takes ``addressed`` (:func:`classifiers.classify`).
+    reads_addressed = True
 
     def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int = 2,
                  batch_size: int = MODEL_BATCH):
@@ -342,7 +346,12 @@ class OnnxClassifier:
         return probs
 
     # ------------------------------------------------------------------ protocol
-    def classify(self, texts: Sequence[str]) -> list[Labels]:
+    def classify(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> list[Labels]:
+        """One :class:`Labels` per text. ``addressed`` (one per text) marks posts written to someone whose text
+        may show no @mention (a reply in a thread, a private message): with ``complaint_transfer = "mentions"``
+        they keep the sentiment transfer as posts with an @mention do."""
+        if addressed is not None and len(addressed) != len(texts):
+            raise ValueError(f"addressed has {len(addressed)} values for {len(texts)} texts; give one per text")
         if not texts:
             return []
         prepared = [prepare_text(t or "") for t in texts]
@@ -360,17 +369,18 @@ class OnnxClassifier:
         evidence = self.intent_head.evidence(prepared) if self.intent_head is not None else None
         probs = self._calibrated(finish(), prepared, evidence)
         return [
-            self._labels(text, {h: probs[h][i] for h in HEADS}, views[i], signals[i], has_letters[i], english[i])
+            self._labels(text, {h: probs[h][i] for h in HEADS}, views[i], signals[i], has_letters[i], english[i],
+                         bool(addressed[i]) if addressed is not None else False)
             for i, text in enumerate(prepared)
         ]
 
     def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
-                english: bool) -> Labels:
+                english: bool, addressed: bool = False) -> Labels:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = scores["complaint"]["yes"]
-        if self.complaint_transfer == "all" or MENTION.search(prepared):
+        if self.complaint_transfer == "all" or addressed or MENTION.search(prepared):
             complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
         unsure = (

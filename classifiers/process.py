@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from classifiers import classify
 from doorstep.models import Labels
 
 #: A post classified once when a process starts, so that what loads on first use is loaded.
@@ -66,13 +67,14 @@ def _serve(conn: Connection, factory: Callable[[], Any], also: Callable[[list[st
     conn.send(("ready", getattr(classifier, "name", type(classifier).__name__)))
     while True:
         try:
-            texts = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):  # the parent went away
             return
-        if texts is None:
+        if message is None:
             return
+        texts, addressed = message
         try:
-            labels = classifier.classify(texts)
+            labels = classify(texts, classifier, addressed=addressed)
             if len(labels) != len(texts):
                 raise ClassifierProcessError(f"{len(labels)} labels for {len(texts)} posts")
             extra = also(texts) if also is not None else None
@@ -218,10 +220,10 @@ class ClassifierProcesses:
             if worker.failed:
                 raise ClassifierProcessError(f"classifier process: {worker.failed}{self.remedy}")
 
-    def submit(self, texts: Sequence[str]) -> Pending | None:
+    def submit(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> Pending | None:
         """Send ``texts`` to a process that has started and has nothing in hand; None when there is
-        none (the caller classifies them itself). A process that failed to start, or died, is
-        reported by the batch it was (or would have been) sent."""
+        none (the caller classifies them itself). ``addressed`` goes with them (:func:`classifiers.classify`).
+        A process that failed to start, or died, is reported by the batch it was (or would have been) sent."""
         self.start()
         for worker in self._workers:
             worker.poll_ready()
@@ -232,7 +234,7 @@ class ClassifierProcesses:
                 continue
             if worker.ready and not worker.busy:
                 try:
-                    worker.conn.send(list(texts))
+                    worker.conn.send((list(texts), None if addressed is None else list(addressed)))
                 except (OSError, ValueError) as exc:  # a dead process's pipe
                     worker.failed, worker.reported = f"the classifier process cannot be reached ({_one_line(exc)})", True
                     return Pending(None, len(texts), worker.failed + self.remedy)

@@ -107,6 +107,9 @@ class Example:
     intent: int = -1
     source: str = ""
     weight: float = 1.0
+    #: Written to someone though the text may show no @mention (a reply in a thread): what the pipeline tells
+    #: the classifier (``Mention.addressed``), so evaluation reads real tweets as the product would.
+    addressed: bool = False
 
 
 @dataclass
@@ -362,7 +365,8 @@ def load_twcs_labels(shared: Path, split: str, labels_path: Path = TWCS_LABELS_P
     if split not in TWCS_SPLITS:
         raise ValueError(f"unknown twcs split {split!r}; expected one of {TWCS_SPLITS}")
     tweets = shared / "data" / "twcs-sample" / "twcs_sample.csv"
-    texts = {r["tweet_id"]: r["text"] for r in _read_csv(tweets)}
+    sample = {r["tweet_id"]: r for r in _read_csv(tweets)}
+    texts = {tweet_id: r["text"] for tweet_id, r in sample.items()}
     out = []
     for n, row in enumerate(_read_csv(labels_path), start=2):
         if _require(labels_path, n, row, "split", TWCS_SPLITS) != split:
@@ -379,6 +383,7 @@ def load_twcs_labels(shared: Path, split: str, labels_path: Path = TWCS_LABELS_P
             complaint=int(complaint) if complaint else -1,
             intent=INTENTS.index(intent) if intent else -1,
             source=f"twcs-{split}",
+            addressed=bool(sample[tweet_id].get("in_response_to_tweet_id")),
         ))
     return out
 

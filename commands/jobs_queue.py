@@ -44,7 +44,7 @@ from doorstep.config import Config
 from doorstep.dialect import database_target, exclusive
 from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, QUEUES, SEND_TASK, apply_schema, defer_job as defer_on
 from doorstep.models import Mention
-from doorstep.pipeline import IngestResult, Pipeline
+from doorstep.pipeline import IngestResult, Pipeline, classify_mentions
 from doorstep.store import Store
 from doorstep.jobs import optional_attribute
 from commands.worker import JOB_PROVIDERS
@@ -225,7 +225,7 @@ def classify_batch(batch: int) -> int:
         return 0  # classified already (this job ran twice: a worker died after committing)
     todo = [m for m in mentions if not m.outbound and m.labels is None]
     if todo:
-        for mention, labels in zip(todo, rt.classifier().classify([m.text for m in todo])):
+        for mention, labels in zip(todo, classify_mentions(rt.classifier(), todo)):
             mention.labels = labels
     with store.transaction():
         taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])

@@ -24,12 +24,9 @@ from dataclasses import dataclass
 
 from doorstep.config import Config
 from doorstep.lookups import ShopLookups
-from doorstep.models import Case, Link, Mention
+from doorstep.models import PRIVATE_CHANNELS, Case, Link, Mention
 from doorstep.numbers import find_invalid_tracking_candidates, find_order_numbers, find_tracking_numbers
 from doorstep.store import OrderSummary, Store
-
-#: Channels where only the customer can write to us, so a number they give is theirs.
-PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
 
 #: Shipment states that make an order the likely subject of an unexplained complaint.
 TROUBLE_STATUSES = frozenset({"exception", "attempt_failed", "returned"})

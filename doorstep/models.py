@@ -14,6 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
+#: Channels where only the customer can write to us, so a number they give is theirs (linking) and every
+#: post is written to us (:attr:`Mention.addressed`).
+PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
 INTENTS: tuple[str, ...] = (
     "where_is_my_order",
     "late_delivery",
@@ -147,6 +150,16 @@ class Mention(_Record):
     id: int | None = None
     labels: Labels | None = None
     case_id: int | None = None
+
+    @property
+    def addressed(self) -> bool:
+        """Written to someone, whether or not its text shows an @mention: a reply in a thread, a private
+        message, or a post that reached one of our accounts (a mentions timeline, an inbox).
+
+        Why the classifier is told: a negative post written to someone is nearly always a complaint, one
+        written to nobody ("ugh, Mondays") may be mood; replies drop the handle from their text, so the text
+        alone cannot say which (issue 15, thirteenth round)."""
+        return self.in_reply_to is not None or self.account is not None or self.channel in PRIVATE_CHANNELS
 
     @field_validator("created_at")
     @classmethod

@@ -42,9 +42,21 @@ KEPT_LIMIT = 500_000
 
 
 class Classifier(Protocol):
+    """What the pipeline needs of a classifier (``classifiers.Classifier``; the core cannot import it). One that
+    says ``reads_addressed = True`` also takes ``classify(texts, addressed=[...])``."""
+
     name: str
 
     def classify(self, texts: Sequence[str]) -> list[Labels]: ...
+
+
+def classify_mentions(classifier: Classifier, mentions: Sequence[Mention]) -> list[Labels]:
+    """The labels of ``mentions``, one each, in order. A classifier that reads the thread (``reads_addressed``)
+    is told which posts are written to someone (:attr:`Mention.addressed`), which their text may not show."""
+    texts = [m.text for m in mentions]
+    if getattr(classifier, "reads_addressed", False):
+        return classifier.classify(texts, addressed=[m.addressed for m in mentions])  # type: ignore[call-arg]
+    return classifier.classify(texts)
 
 
 @dataclass
@@ -130,7 +142,7 @@ class Pipeline:
         t0 = time.perf_counter()
         to_classify = [m for m in fresh if not m.outbound and m.labels is None]
         if to_classify and self.classifier is not None:
-            for mention, labels in zip(to_classify, self.classifier.classify([m.text for m in to_classify])):
+            for mention, labels in zip(to_classify, classify_mentions(self.classifier, to_classify)):
                 mention.labels = labels
         result.timings["classify"] += time.perf_counter() - t0
 

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from doorstep.config import Imports
 from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
-from doorstep.pipeline import Pipeline
+from doorstep.pipeline import Pipeline, classify_mentions
 from doorstep.store import Store, StoreError
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
@@ -704,8 +704,9 @@ class ClassifyAhead(Protocol):
         """Begin starting up (in the background) before the import needs it."""
         ...
 
-    def submit(self, texts: Sequence[str]) -> LabelsPending | None:
-        """None: nothing free to take them now (still starting); the import classifies them itself."""
+    def submit(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> LabelsPending | None:
+        """None: nothing free to take them now (still starting); the import classifies them itself.
+        ``addressed``: which posts are written to someone (:attr:`Mention.addressed`), for a classifier that reads it."""
         ...
 
 
@@ -816,7 +817,8 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
             prepared.to_classify = [m for m in prepared.fresh if not m.outbound and m.labels is None]
             timings["store"] += time.perf_counter() - t0
             if ahead is not None and prepared.to_classify:
-                prepared.pending = ahead.submit([m.text for m in prepared.to_classify])
+                prepared.pending = ahead.submit([m.text for m in prepared.to_classify],
+                                                [m.addressed for m in prepared.to_classify])
         except Exception as exc:  # noqa: BLE001 - raised when the batch's turn comes
             prepared.error = exc
         return prepared
@@ -836,7 +838,7 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
                         prepared.numbers = {(m.channel, m.external_id): found for m, found
                                             in zip(prepared.to_classify, prepared.pending.also, strict=True)}
                 else:
-                    labels = pipeline.classifier.classify([m.text for m in prepared.to_classify])
+                    labels = classify_mentions(pipeline.classifier, prepared.to_classify)
                 for mention, label in zip(prepared.to_classify, labels, strict=True):
                     mention.labels = label
                 timings["classify"] += time.perf_counter() - t0

@@ -797,6 +797,45 @@ def test_complaint_transfer_mentions_reads_posts_written_to_nobody_by_the_compla
         OnnxClassifier(_model_copy(tmp_path / "c", complaint_transfer="some"))
 
 
+def test_a_post_marked_written_to_someone_keeps_the_transfer_without_an_at_mention(tmp_path: Path) -> None:
+    """Issue 15, thirteenth round: a reply in a thread often drops the handle ("Finally got a radio broadcast of it
+    but I'm still mad"), so with ``complaint_transfer = "mentions"`` the caller may mark a post ``addressed`` and it
+    keeps the transfer; unmarked, the text decides as before; the marks must be one per text."""
+    from classifiers.onnx_backend import OnnxClassifier
+
+    texts = ["ugh, everything is awful today and nobody cares", "ugh, everything is awful today and nobody cares"]
+    default = OnnxClassifier(_model_copy(tmp_path / "a", complaint_transfer="all"))
+    gated = OnnxClassifier(_model_copy(tmp_path / "b", complaint_transfer="mentions"))
+    probs = gated.probabilities(texts[:1])
+    head, negative = float(probs["complaint"][0, 1]), float(probs["sentiment"][0, gated.labels["sentiment"].index("negative")])
+    assert negative > head  # the post this is about: the transfer changes its score
+    marked = gated.classify(texts, addressed=[True, False])
+    assert marked[0].complaint_score == pytest.approx(negative, abs=1e-4)  # written to someone: the transfer
+    assert marked[1].complaint_score == pytest.approx(head, abs=1e-4)  # written to nobody: the head alone
+    assert [lab.complaint_score for lab in gated.classify(texts)] == pytest.approx([head, head], abs=1e-4)
+    assert [lab.complaint_score for lab in default.classify(texts, addressed=[False, False])] == pytest.approx(
+        [negative, negative], abs=1e-4)  # "all": every post, marked or not
+    assert marked[0].intent == marked[1].intent and marked[0].sentiment == marked[1].sentiment
+    with pytest.raises(ValueError, match=r"^addressed has 1 values for 2 texts; give one per text$"):
+        gated.classify(texts, addressed=[True])
+
+
+def test_twcs_tweets_in_a_thread_are_scored_as_written_to_someone() -> None:
+    """Evaluation reads a real tweet as the pipeline would: one that answers another (``in_response_to_tweet_id``
+    in ../shared's twcs data) is marked addressed, one that opens a thread is not."""
+    from classifiers.evaluate import load_twcs_guide
+    from classifiers.train import load_twcs_labels
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    require_shared("data/twcs-sample/twcs_sample.csv")
+    guide = load_twcs_guide(shared)
+    assert {r["addressed"] for r in guide} == {True, False}
+    text = "Finally got a radio broadcast of it but I'm still mad."
+    validation = {e.text: e.addressed for e in load_twcs_labels(shared, "validation")}
+    assert validation[text] is True
+    assert validation["whats wrong w/ amazon leavin shit outside like ups...🤔"] is False
+
+
 def test_training_data_carries_the_random_complaint_labels_only_when_the_recipe_says_so() -> None:
     """``random_complaints`` on: each labelled random training tweet keeps our complaint label (most of them
     merely negative, not complaints), weighted like the real care tweets; the validation ones never enter."""
