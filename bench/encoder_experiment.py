@@ -324,7 +324,7 @@ def main() -> None:
     t.add_argument("--parcel-tweets", action="store_true", help="train on our labels of TweetEval's parcel tweets too")
     t.add_argument("--random-complaints", action="store_true",
                    help="train the complaint head on our labels of random TweetEval training tweets too")
-    t.add_argument("--complaint-transfer", default="all", choices=("all", "mentions"),
+    t.add_argument("--complaint-transfer", default="all", choices=("all", "mentions", "service"),
                    help="written to config.json: which posts get complaint_score = max(head, P(negative))")
     t.add_argument("--guide-tweets", action="store_true", help="train the encoder on the 220 guide tweets too")
     t.add_argument("--guide-holdout-fold", type=int, default=None,

@@ -31,8 +31,10 @@ How a post becomes :class:`Labels`
   config.json says ``"complaint_transfer": "mentions"`` keeps the transfer only for posts written to
   someone: an @mention in the text, or marked ``addressed`` by the caller (a reply in a thread whose
   text dropped the handle, a private message; issue 15, thirteenth round). A merely negative post
-  written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round); ``"all"``
-  (the default) transfers for every post.
+  written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round). ``"service"``
+  also keeps it for a post written to nobody whose intent reads as about an order, a delivery, a
+  refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round).
+  ``"all"`` (the default) transfers for every post.
 * **Urgency** (0..1) = 0.40 x complaint probability + 0.20 x negative probability
   + 0.25 x expected severity of the intent (sum over intents of probability x
   :data:`SEVERITY`) + 0.15 x urgency signals (each of: urgency words such as "asap", "still",
@@ -80,8 +82,12 @@ MODEL_BATCH = 16
 #: Width of the encoder's mean-pooled vector (MiniLM: 384).
 POOLED_SIZE = 384
 #: How far the sentiment transfer of ``complaint_score`` reaches (``complaint_transfer`` in config.json):
-#: every post, or only posts with an @mention (:data:`MENTION`).
-COMPLAINT_TRANSFERS = ("all", "mentions")
+#: every post; only posts written to someone (an @mention, :data:`MENTION`, or marked ``addressed``); or those
+#: and posts about an order, a delivery or a service (the intent is not ``other`` or ``praise``, :data:`OFF_TOPIC`).
+COMPLAINT_TRANSFERS = ("all", "mentions", "service")
+#: Intents of a post about nothing a shop sells or does: under ``"service"``, a post written to nobody whose
+#: probability of these is 0.5 or more gets no transfer ("ugh, Mondays").
+OFF_TOPIC = ("other", "praise")
 #: An @mention of any account (X, Mastodon ``@a@b.social``, Bluesky ``@a.bsky.social``); a numeric
 #: handle is ``@user`` after :func:`prepare_text`, still a mention.
 MENTION = re.compile(r"@\w")
@@ -380,7 +386,8 @@ class OnnxClassifier:
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = scores["complaint"]["yes"]
-        if self.complaint_transfer == "all" or addressed or MENTION.search(prepared):
+        if (self.complaint_transfer == "all" or addressed or MENTION.search(prepared)
+                or (self.complaint_transfer == "service" and sum(scores["intent"][i] for i in OFF_TOPIC) < 0.5)):
             complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
         unsure = (

@@ -820,6 +820,29 @@ def test_a_post_marked_written_to_someone_keeps_the_transfer_without_an_at_menti
         gated.classify(texts, addressed=[True])
 
 
+def test_complaint_transfer_service_keeps_it_for_posts_about_an_order_or_a_service_written_to_nobody(
+        tmp_path: Path) -> None:
+    """Issue 15, fourteenth round: ``complaint_transfer = "service"`` keeps the transfer for a post written to someone
+    (as ``"mentions"``) and for one whose intent reads as about an order, a delivery, a refund, a product, an account
+    or a service (P(other) + P(praise) < 0.5); a mood post about nothing a shop sells gets the complaint head alone."""
+    from classifiers.onnx_backend import OnnxClassifier
+
+    texts = ["rest in peace grandad, miss you so much", "my parcel never arrived, this is awful",
+             "@ShopHelp rest in peace grandad, miss you so much"]
+    gated = OnnxClassifier(_model_copy(tmp_path / "a", complaint_transfer="service"))
+    probs = gated.probabilities(texts)
+    neg = gated.labels["sentiment"].index("negative")
+    head, negative = probs["complaint"][:, 1], probs["sentiment"][:, neg]
+    off_topic = probs["intent"][:, INTENTS.index("other")] + probs["intent"][:, INTENTS.index("praise")]
+    assert off_topic[0] >= 0.5 > off_topic[1]  # the two posts this is about
+    got = gated.classify(texts, addressed=[False, False, False])
+    assert got[0].complaint_score == pytest.approx(float(head[0]), abs=1e-4)  # grief, to nobody: the head alone
+    assert got[1].complaint_score == pytest.approx(max(float(head[1]), float(negative[1])), abs=1e-4)  # a parcel
+    assert got[2].complaint_score == pytest.approx(max(float(head[2]), float(negative[2])), abs=1e-4)  # to a handle
+    marked = gated.classify(texts, addressed=[True, False, False])[0]  # same batch: int8 scales per batch
+    assert marked.complaint_score == pytest.approx(max(float(head[0]), float(negative[0])), abs=1e-4)
+
+
 def test_twcs_tweets_in_a_thread_are_scored_as_written_to_someone() -> None:
     """Evaluation reads a real tweet as the pipeline would: one that answers another (``in_response_to_tweet_id``
     in ../shared's twcs data) is marked addressed, one that opens a thread is not."""
