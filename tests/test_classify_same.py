@@ -113,7 +113,7 @@ def test_a_batch_gives_the_same_bits_on_one_thread_or_two(model) -> None:
 def _one_step_labels(model, texts: list[str]) -> list[Labels]:
     """What OnnxClassifier.classify built before the speed-up: the model first, then each post read
     on its own with readable_and_english and urgency (its own word view, its own signals)."""
-    from classifiers.onnx_backend import HEADS, prepare_text, readable_and_english, rules_view, urgency
+    from classifiers.onnx_backend import MENTION, HEADS, prepare_text, readable_and_english, rules_view, urgency
 
     prepared = [prepare_text(t or "") for t in texts]
     probs = model._probabilities(prepared)
@@ -124,7 +124,12 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
         readable, english = readable_and_english(text, view)
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
-        complaint_score = max(scores["complaint"]["yes"], scores["sentiment"]["negative"])
+        complaint_score = scores["complaint"]["yes"]
+        # The sentiment transfer, where the model's complaint_transfer keeps it (a post written to nobody, about
+        # nothing a shop sells, gets the head alone under "service").
+        if (model.complaint_transfer == "all" or MENTION.search(text) or (model.complaint_transfer == "service" and
+                                                                         scores["intent"]["other"] + scores["intent"]["praise"] < 0.5)):
+            complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
         unsure = scores["intent"][intent] < model.review["intent"] or scores["sentiment"][sentiment] < model.review["sentiment"]
         out.append(Labels(
