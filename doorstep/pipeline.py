@@ -50,13 +50,17 @@ class Classifier(Protocol):
     def classify(self, texts: Sequence[str]) -> list[Labels]: ...
 
 
-def classify_mentions(classifier: Classifier, mentions: Sequence[Mention]) -> list[Labels]:
-    """The labels of ``mentions``, one each, in order. A classifier that reads the thread (``reads_addressed``)
-    is told which posts are written to someone (:attr:`Mention.addressed`), which their text may not show."""
-    texts = [m.text for m in mentions]
+def classify_texts(classifier: Classifier, texts: Sequence[str], addressed: Sequence[bool]) -> list[Labels]:
+    """The labels of ``texts``, one each, in order. A classifier that reads the thread (``reads_addressed``) is told
+    which posts are written to someone (``addressed``), which their text may not show; any other gets the texts."""
     if getattr(classifier, "reads_addressed", False):
-        return classifier.classify(texts, addressed=[m.addressed for m in mentions])  # type: ignore[call-arg]
+        return classifier.classify(texts, addressed=addressed)  # type: ignore[call-arg]
     return classifier.classify(texts)
+
+
+def classify_mentions(classifier: Classifier, mentions: Sequence[Mention]) -> list[Labels]:
+    """:func:`classify_texts` for posts a listener collected (:attr:`Mention.addressed`)."""
+    return classify_texts(classifier, [m.text for m in mentions], [m.addressed for m in mentions])
 
 
 @dataclass

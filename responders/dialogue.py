@@ -38,6 +38,7 @@ from doorstep.config import Config, ConfigError
 from doorstep.contact_history import mark_answered, record_attempt
 from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
 from doorstep.store import PHONE_DIGITS_SQL, Store, iso
+from doorstep.pipeline import classify_texts
 from responders.answers import Understanding, understand
 from responders.config import QuestionRule, Step, responders_settings
 from responders.outbox import _key, enqueue, update_case_retrying
@@ -190,7 +191,7 @@ def _with_labels(understood: Understanding, text: str, classifier: Any) -> Under
     from dataclasses import replace
 
     try:
-        labels = classifier.classify([text])[0]
+        labels = classify_texts(classifier, [text], addressed=[True])[0]  # an answer to our question
     except Exception as exc:  # noqa: BLE001 - the rules' reading stands; the classifier only adds a hint
         log.warning("classifier could not read an answer: %s", exc)
         return understood

@@ -495,6 +495,21 @@ def test_an_answer_the_rules_cannot_read_carries_the_classifiers_reading_to_the_
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
 
 
+def test_the_classifier_is_told_an_answer_is_written_to_us(inbound: dict[str, Any]) -> None:
+    """An answer to our question is a reply, whatever its text: a classifier that reads the thread is told so
+    (issue 15, thirteenth round), so a negative answer keeps the complaint reading of a post written to someone."""
+    from tests.test_addressed import ReadsAddressed
+
+    store, config = inbound["store"], inbound["config"]
+    ask_redelivery(store, config, utcnow())
+    deliver(store, config)
+    reader = ReadsAddressed()
+    result = handle_reply(store, config, channel="sms", external_id="w2", sender=PHONE,
+                          text="honestly this is just awful", classifier=reader)
+    assert reader.told == [[True]]
+    assert "the classifier reads: negative complaint" in result["action"]
+
+
 def test_after_stop_no_direct_message_is_started(store: Store) -> None:
     from test_outbox import make_case
 
