@@ -85,7 +85,8 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     Path(out, "train-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def head_candidate(out: str, base: str, reviews: bool | list[str] | None, parcel_tweets: bool | None = None) -> None:
+def head_candidate(out: str, base: str, reviews: bool | list[str] | None, parcel_tweets: bool | None = None,
+                   random_other: bool | None = None) -> None:
     """The base model's encoder with the intent head refitted (``reviews``: on the labelled reviews
     too, all of them or those of the intents named)."""
     import shutil
@@ -96,7 +97,7 @@ def head_candidate(out: str, base: str, reviews: bool | list[str] | None, parcel
     for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
         shutil.copy(Path(base, name), Path(out, name))
     summary = fit_into(out, SHARED, None, lambda m: print(m, flush=True), reviews=reviews,
-                       parcel_tweets=parcel_tweets)
+                       parcel_tweets=parcel_tweets, random_other=random_other)
     Path(out, "head-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
@@ -338,6 +339,8 @@ def main() -> None:
                    help="with --reviews: only the reviews of these intents (comma-separated)")
     h.add_argument("--parcel-tweets", action="store_true", default=None,
                    help="fit on our labels of TweetEval's parcel tweets too (default: as the base's recipe says)")
+    h.add_argument("--random-other", action="store_true", default=None,
+                   help="fit on the negative random tweets labelled not a complaint too, as other")
     c = sub.add_parser("compare")
     c.add_argument("--candidate", required=True)
     c.add_argument("--baseline", default="classifiers/model")
@@ -363,7 +366,8 @@ def main() -> None:
                         args.guide_tweets, args.guide_holdout_fold)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
-        head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets)
+        head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets,
+                       args.random_other)
     else:
         compare(Path(args.candidate), Path(args.baseline), args.json,
                 baseline_cache=Path(args.baseline_cache) if args.baseline_cache else None,

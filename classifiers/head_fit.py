@@ -46,7 +46,7 @@ FOLDS = 5
 FOLD_SEED = 0
 #: Per-source weights of the head's training rows (chosen by out-of-fold scores, MODEL_CARD.md).
 SOURCE_WEIGHTS = {"twcs-train": 1.0, "twcs-labelled": 1.0, "delivery": 1.0, "feedback": 3.0, "review": 1.0,
-                  "parcel-tweet": 1.0}
+                  "parcel-tweet": 1.0, "random-other": 1.0}
 
 
 def labelled_tweets(shared: Path) -> list[dict[str, Any]]:
@@ -72,10 +72,16 @@ def customer_folds(authors: Iterable[str], folds: int = FOLDS, seed: int = FOLD_
 
 
 def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
-              reviews: bool | Collection[str] = False, parcel_tweets: bool = False) -> list[dict[str, Any]]:
-    """Every row the head is fitted on: text, intent index, source, group (customer, for the folds)."""
+              reviews: bool | Collection[str] = False, parcel_tweets: bool = False,
+              random_other: bool = False) -> list[dict[str, Any]]:
+    """Every row the head is fitted on: text, intent index, source, group (customer, for the folds).
+
+    ``random_other``: the negative random training tweets we labelled not a complaint, as ``other`` (guide section 8:
+    mood, news, generic anger with no stated issue), so a post about nothing a shop does is not read as about a
+    service (issue 15, fifteenth round). A parcel tweet keeps its own label."""
     from classifiers.delivery_examples import training_examples
-    from classifiers.train import feedback_examples, load_parcel_tweets, load_review_intents, load_twcs_labels
+    from classifiers.train import (feedback_examples, load_parcel_tweets, load_random_complaints, load_review_intents,
+                                   load_twcs_labels)
 
     rows: list[dict[str, Any]] = []
     for e in load_twcs_labels(shared, "train"):
@@ -94,6 +100,11 @@ def head_rows(shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = Non
     if parcel_tweets:
         for e in load_parcel_tweets(shared):
             rows.append({"text": e.text, "intent": e.intent, "source": "parcel-tweet", "group": ""})
+    if random_other:
+        parcel = {e.text for e in load_parcel_tweets(shared)}
+        for r in load_random_complaints(shared, "tweeteval_train"):
+            if r["complaint"] == 0 and r["sentiment"] == "negative" and r["text"] not in parcel:
+                rows.append({"text": r["text"], "intent": INTENTS.index("other"), "source": "random-other", "group": ""})
     if feedback_rows is not None:
         for e in feedback_examples(feedback_rows, SOURCE_WEIGHTS["feedback"]):
             if e.intent >= 0:
@@ -113,14 +124,14 @@ def encode(classifier: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Iterable[dict[str, Any]] | None = None,
              log: Callable[[str], None] = print, cross_validate: bool = True,
              temperature: float | None = None, reviews: bool | Collection[str] | None = None,
-             parcel_tweets: bool | None = None) -> dict[str, Any]:
+             parcel_tweets: bool | None = None, random_other: bool | None = None) -> dict[str, Any]:
     """Fit the head on the model in ``model_dir``, write ``intent_head.json`` and ``real_tweet_cv.json``.
 
     ``cross_validate=False`` (the feedback study) skips the five out-of-fold fits and keeps
     ``temperature`` (default: 1.0) instead of fitting one; no ``real_tweet_cv.json`` is written.
     ``reviews`` (the labelled CESAMARD reviews, see :func:`head_rows`) defaults to what the model's
     recipe says (``review_intents`` in its ``config.json``), so a refit keeps the rows it was built with;
-    ``parcel_tweets`` likewise (``parcel_tweets`` in the recipe)."""
+    ``parcel_tweets`` and ``random_other`` likewise (the same names in the recipe)."""
     from classifiers.onnx_backend import OnnxClassifier, prepare_text
 
     model_dir = Path(model_dir)
@@ -135,7 +146,9 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         reviews = bool(recipe.get("review_intents", False))
     if parcel_tweets is None:
         parcel_tweets = bool(recipe.get("parcel_tweets", False))
-    rows = head_rows(shared, feedback_rows, reviews, parcel_tweets)
+    if random_other is None:
+        random_other = bool(recipe.get("random_other", False))
+    rows = head_rows(shared, feedback_rows, reviews, parcel_tweets, random_other)
     texts = [prepare_text(r["text"]) for r in rows]
     pooled, prior = encode(classifier, [r["text"] for r in rows])
     y = np.array([r["intent"] for r in rows])

@@ -153,6 +153,9 @@ class TrainConfig:
     #: predictions, comes out overconfident once the encoder has seen them (bench/RESULTS.md, twelfth round).
     guide_tweets: bool = False
     guide_holdout_fold: int | None = None
+    #: Fit the care-tweet intent head on the negative random training tweets labelled not a complaint too, as
+    #: ``other`` (:func:`classifiers.head_fit.head_rows`; issue 15, fifteenth round).
+    random_other: bool = False
     #: Written to config.json: how far the sentiment transfer of ``complaint_score`` reaches: "all" posts, only
     #: "mentions" (posts written to someone), or "service" (those and posts about an order, a delivery or a
     #: service; :data:`classifiers.onnx_backend.COMPLAINT_TRANSFERS`). "service" since v11 (issue 15, fourteenth

@@ -843,6 +843,28 @@ def test_complaint_transfer_service_keeps_it_for_posts_about_an_order_or_a_servi
     assert marked.complaint_score == pytest.approx(max(float(head[0]), float(negative[0])), abs=1e-4)
 
 
+def test_the_care_head_learns_mood_as_other_only_when_the_recipe_says_so() -> None:
+    """Issue 15, fifteenth round: the negative random training tweets we labelled not a complaint are `other` by the
+    guide (section 8), rows of the care head only with ``random_other``; none of them is a complaint, a tweet that is
+    not negative, an evaluation (validation) tweet or one of the parcel tweets (those keep their own label)."""
+    from classifiers.head_fit import SOURCE_WEIGHTS, head_rows
+    from classifiers.train import TrainConfig, load_parcel_tweets, load_random_complaints
+
+    shared = require_shared("data/tweeteval-sentiment/train.tsv").parents[2]
+    require_shared("data/twcs-labelled/twcs_labelled.jsonl")
+    assert TrainConfig().random_other is False and SOURCE_WEIGHTS["random-other"] == 1.0
+    plain = head_rows(shared)
+    taught = head_rows(shared, random_other=True)
+    added = [r for r in taught if r["source"] == "random-other"]
+    assert not [r for r in plain if r["source"] == "random-other"] and len(taught) == len(plain) + len(added)
+    assert len(added) > 1000 and {r["intent"] for r in added} == {INTENTS.index("other")}
+    train = {r["text"]: r for r in load_random_complaints(shared, "tweeteval_train")}
+    assert all(train[r["text"]]["complaint"] == 0 and train[r["text"]]["sentiment"] == "negative" for r in added)
+    evaluation = {r["text"] for r in load_random_complaints(shared, "tweeteval_val")}
+    parcel = {e.text for e in load_parcel_tweets(shared)}
+    assert not {r["text"] for r in added} & (evaluation | parcel)
+
+
 def test_twcs_tweets_in_a_thread_are_scored_as_written_to_someone() -> None:
     """Evaluation reads a real tweet as the pipeline would: one that answers another (``in_response_to_tweet_id``
     in ../shared's twcs data) is marked addressed, one that opens a thread is not."""
