@@ -153,8 +153,9 @@ class TrainConfig:
     #: predictions, comes out overconfident once the encoder has seen them (bench/RESULTS.md, twelfth round).
     guide_tweets: bool = False
     guide_holdout_fold: int | None = None
-    #: Fit the care-tweet intent head on the negative random training tweets labelled not a complaint too, as
-    #: ``other`` (:func:`classifiers.head_fit.head_rows`; issue 15, fifteenth round).
+    #: The negative random training tweets labelled not a complaint as intent ``other`` (and complaint no), in the
+    #: encoder's data (:func:`build_datasets`) and the care-tweet head's (:func:`classifiers.head_fit.head_rows`);
+    #: issue 15, fifteenth round.
     random_other: bool = False
     #: Written to config.json: how far the sentiment transfer of ``complaint_score`` reaches: "all" posts, only
     #: "mentions" (posts written to someone), or "service" (those and posts about an order, a delivery or a
@@ -505,6 +506,9 @@ def build_datasets(
     ours: dict[str, tuple[int, int]] = {}
     if config.random_complaints:
         ours.update((r["text"], (-1, r["complaint"])) for r in load_random_complaints(shared, "tweeteval_train"))
+    if config.random_other:  # mood is not a service: negative, not a complaint -> intent other (guide section 8)
+        ours.update((r["text"], (INTENTS.index("other"), 0)) for r in load_random_complaints(shared, "tweeteval_train")
+                    if r["complaint"] == 0 and r["sentiment"] == "negative")
     if config.parcel_tweets:
         ours.update((e.text, (e.intent, e.complaint)) for e in load_parcel_tweets(shared))
     for ex in chosen:

@@ -902,6 +902,26 @@ def test_training_data_carries_the_random_complaint_labels_only_when_the_recipe_
                 and e.complaint >= 0 and e.source.startswith("tweeteval")]
 
 
+def test_training_data_carries_mood_as_other_only_when_the_recipe_says_so() -> None:
+    """``random_other`` on (issue 15, fifteenth round): each negative random training tweet we labelled not a
+    complaint is intent ``other`` and complaint no in the encoder's data, weighted like our other labels; a parcel
+    tweet keeps its own label; off, none of them carries that intent from us."""
+    from classifiers.train import TrainConfig, build_datasets, load_parcel_tweets, load_random_complaints
+
+    shared = require_shared("data/tweeteval-sentiment/train.tsv").parents[2]
+    parcel = {e.text: e.intent for e in load_parcel_tweets(shared)}
+    mood = {r["text"] for r in load_random_complaints(shared, "tweeteval_train")
+            if r["complaint"] == 0 and r["sentiment"] == "negative"}
+    on = TrainConfig(random_other=True, parcel_tweets=True)
+    train_on, _ = build_datasets(shared, on)
+    hits = [e for e in train_on if e.text in mood and e.source.startswith("tweeteval")]
+    assert {e.text for e in hits} == mood and len(mood) > 1000
+    assert all(e.complaint == 0 and e.weight == on.twcs_weight for e in hits)
+    assert all(e.intent == (parcel[e.text] if e.text in parcel else INTENTS.index("other")) for e in hits)
+    train_off, _ = build_datasets(shared, TrainConfig(random_other=False, parcel_tweets=False))
+    assert not [e for e in train_off if e.text in mood and e.weight == on.twcs_weight and e.source.startswith("tweeteval")]
+
+
 def test_doorstep_evaluate_scores_complaints_on_random_tweets() -> None:
     """The merely negative random tweets of issue 15's finding are a real-tweet set of `doorstep evaluate`,
     with the count of negative tweets called complaints beside the count that are."""
