@@ -316,8 +316,8 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 # ---------------------------------------------------------------- classify
 @cli.command()
 @click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-",
-              help='JSONL file of {"id", "text"} lines, each with an optional "addressed": true for a reply or a '
-                   'private message whose text has no @mention (default: standard input).')
+              help='JSONL file of {"id", "text"} lines (default: standard input). An optional "addressed": true '
+                   'marks a reply or a private message whose text has no @mention.')
 @click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-",
               help="Where the labelled JSONL goes (default: standard output).")
 @click.option("--model", default=None,
