@@ -33,8 +33,9 @@ How a post becomes :class:`Labels`
   text dropped the handle, a private message; issue 15, thirteenth round). A merely negative post
   written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round). ``"service"``
   also keeps it for a post written to nobody whose intent reads as about an order, a delivery, a
-  refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round).
-  ``"all"`` (the default) transfers for every post.
+  refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round; the
+  shipped v11 says so). ``"all"`` (a config.json without the key: every model before v11) transfers
+  for every post.
 * **Urgency** (0..1) = 0.40 x complaint probability + 0.20 x negative probability
   + 0.25 x expected severity of the intent (sum over intents of probability x
   :data:`SEVERITY`) + 0.15 x urgency signals (each of: urgency words such as "asap", "still",
@@ -86,7 +87,8 @@ POOLED_SIZE = 384
 #: and posts about an order, a delivery or a service (the intent is not ``other`` or ``praise``, :data:`OFF_TOPIC`).
 COMPLAINT_TRANSFERS = ("all", "mentions", "service")
 #: Intents of a post about nothing a shop sells or does: under ``"service"``, a post written to nobody whose
-#: probability of these is 0.5 or more gets no transfer ("ugh, Mondays").
+#: probability of these is 0.5 or more gets no transfer (grief, news; v11 still reads much mood, "ugh mondays",
+#: as about a service, so that keeps it: MODEL_CARD.md, v11).
 OFF_TOPIC = ("other", "praise")
 #: An @mention of any account (X, Mastodon ``@a@b.social``, Bluesky ``@a.bsky.social``); a numeric
 #: handle is ``@user`` after :func:`prepare_text`, still a mention.
