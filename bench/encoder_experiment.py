@@ -176,6 +176,7 @@ def guide_fold_scores(fold_dirs: list[Path]) -> dict[str, dict]:
     """Twelfth round: every one of the 220 guide tweets scored by the model that never saw it. Model *k* (encoder and
     head) trained without customer fold *k*; a tweet of fold *k* gets its intent from model *k*'s out-of-fold
     ``real_tweet_cv.json`` and its complaint and sentiment from model *k*'s ``classify``. Rows by tweet id."""
+    from classifiers import classify
     from classifiers.head_fit import customer_folds, labelled_tweets
     from classifiers.onnx_backend import OnnxClassifier
 
@@ -185,7 +186,10 @@ def guide_fold_scores(fold_dirs: list[Path]) -> dict[str, dict]:
     for k, model_dir in enumerate(fold_dirs):
         mine = [r for r in guide if folds[str(r["author_id"])] == k]
         cv = {r["tweet_id"]: r["intent_scores"] for r in json.loads((model_dir / "real_tweet_cv.json").read_text())["rows"]}
-        for r, lab in zip(mine, OnnxClassifier(model_dir).classify([r["text"] for r in mine])):
+        # Thread facts as for every other set (thirteenth round), so a model whose transfer reads them is scored alike.
+        labels = classify([r["text"] for r in mine], OnnxClassifier(model_dir),
+                          addressed=[r.get("in_response_to_tweet_id") is not None for r in mine])
+        for r, lab in zip(mine, labels):
             rows[str(r["tweet_id"])] = {"tweet_id": str(r["tweet_id"]), "fold": k, "intent_scores": cv[str(r["tweet_id"])],
                                         "complaint_score": round(lab.complaint_score, 5),
                                         "sentiment_scores": [round(lab.sentiment_scores[x], 5) for x in SENTIMENTS]}
