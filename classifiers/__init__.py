@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from doorstep.classifying import classify_texts
 from doorstep.models import Labels
 
 __all__ = [
@@ -57,7 +58,7 @@ class Classifier(Protocol):
 
     # Optional: ``reads_addressed = True`` says ``classify`` also takes ``addressed=[bool, ...]``, one per
     # text: the post is written to someone (a reply in a thread, a private message) even where its text has
-    # no @mention. Callers pass it through :func:`classify` (or ``doorstep.pipeline.classify_mentions``).
+    # no @mention. Callers pass it through :func:`classify` (or ``doorstep.classifying.classify_mentions``).
 
 
 Factory = Callable[..., Classifier]
@@ -168,6 +169,4 @@ def classify(texts: Sequence[str], classifier: Classifier | None = None,
         if _default is None:
             _default = load_classifier()
         classifier = _default
-    if addressed is not None and getattr(classifier, "reads_addressed", False):
-        return classifier.classify(texts, addressed=addressed)  # type: ignore[call-arg]
-    return classifier.classify(texts)
+    return classify_texts(classifier, texts, addressed)

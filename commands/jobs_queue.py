@@ -44,7 +44,8 @@ from doorstep.config import Config
 from doorstep.dialect import database_target, exclusive
 from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK, QUEUES, SEND_TASK, apply_schema, defer_job as defer_on
 from doorstep.models import Mention
-from doorstep.pipeline import IngestResult, Pipeline, classify_mentions
+from doorstep.classifying import classify_mentions
+from doorstep.pipeline import IngestResult, Pipeline
 from doorstep.store import Store
 from doorstep.jobs import optional_attribute
 from commands.worker import JOB_PROVIDERS

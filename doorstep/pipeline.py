@@ -24,9 +24,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from doorstep import sla
+from doorstep.classifying import Classifier, classify_mentions
 from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import AnswerWatch
@@ -39,28 +40,6 @@ from doorstep.store import Store, iso
 #: Answers about the shop and posts a pipeline keeps from batch to batch at most (then it reads
 #: afresh): a listener's pipeline lives for days.
 KEPT_LIMIT = 500_000
-
-
-class Classifier(Protocol):
-    """What the pipeline needs of a classifier (``classifiers.Classifier``; the core cannot import it). One that
-    says ``reads_addressed = True`` also takes ``classify(texts, addressed=[...])``."""
-
-    name: str
-
-    def classify(self, texts: Sequence[str]) -> list[Labels]: ...
-
-
-def classify_texts(classifier: Classifier, texts: Sequence[str], addressed: Sequence[bool]) -> list[Labels]:
-    """The labels of ``texts``, one each, in order. A classifier that reads the thread (``reads_addressed``) is told
-    which posts are written to someone (``addressed``), which their text may not show; any other gets the texts."""
-    if getattr(classifier, "reads_addressed", False):
-        return classifier.classify(texts, addressed=addressed)  # type: ignore[call-arg]
-    return classifier.classify(texts)
-
-
-def classify_mentions(classifier: Classifier, mentions: Sequence[Mention]) -> list[Labels]:
-    """:func:`classify_texts` for posts a listener collected (:attr:`Mention.addressed`)."""
-    return classify_texts(classifier, [m.text for m in mentions], [m.addressed for m in mentions])
 
 
 @dataclass

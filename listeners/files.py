@@ -47,7 +47,8 @@ from pydantic import ValidationError
 from doorstep.config import Imports
 from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
-from doorstep.pipeline import Pipeline, classify_mentions
+from doorstep.classifying import classify_mentions
+from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"

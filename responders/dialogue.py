@@ -38,7 +38,7 @@ from doorstep.config import Config, ConfigError
 from doorstep.contact_history import mark_answered, record_attempt
 from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
 from doorstep.store import PHONE_DIGITS_SQL, Store, iso
-from doorstep.pipeline import classify_texts
+from doorstep.classifying import classify_texts
 from responders.answers import Understanding, understand
 from responders.config import QuestionRule, Step, responders_settings
 from responders.outbox import _key, enqueue, update_case_retrying

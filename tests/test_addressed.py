@@ -20,7 +20,8 @@ from classifiers.jsonl import classify_jsonl
 from classifiers.process import ClassifierProcesses
 from doorstep.config import Config
 from doorstep.models import Labels
-from doorstep.pipeline import Pipeline, classify_mentions
+from doorstep.classifying import classify_mentions
+from doorstep.pipeline import Pipeline
 from doorstep.store import Store
 from listeners.files import import_mentions
 
