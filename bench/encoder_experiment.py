@@ -65,7 +65,8 @@ HANDLE = re.compile(r"@\w+")  # an @handle, removed from a care tweet to read it
 def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs: float, tweeteval_per_class: int,
                     review_intents: bool = False, parcel_tweets: bool = False, random_complaints: bool = False,
                     complaint_transfer: str = "all", guide_tweets: bool = False,
-                    guide_holdout_fold: int | None = None, random_other: bool = False) -> None:
+                    guide_holdout_fold: int | None = None, random_other: bool = False,
+                    contrastive: float = 0.0) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
@@ -77,6 +78,7 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     config.guide_tweets = guide_tweets
     config.guide_holdout_fold = guide_holdout_fold
     config.random_other = random_other
+    config.contrastive = contrastive
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -337,6 +339,8 @@ def main() -> None:
                    help="the negative random tweets labelled not a complaint as intent other, encoder and head")
     t.add_argument("--guide-holdout-fold", type=int, default=None,
                    help="leave out the guide tweets of this customer fold (one encoder per fold scores them)")
+    t.add_argument("--contrastive", type=float, default=0.0,
+                   help="weight of the supervised contrastive loss on posts we labelled with an intent (SetFit-style)")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -370,7 +374,7 @@ def main() -> None:
     elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
                         args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer,
-                        args.guide_tweets, args.guide_holdout_fold, args.random_other)
+                        args.guide_tweets, args.guide_holdout_fold, args.random_other, args.contrastive)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
         head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets,

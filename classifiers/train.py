@@ -162,6 +162,15 @@ class TrainConfig:
     #: service; :data:`classifiers.onnx_backend.COMPLAINT_TRANSFERS`). "service" since v11 (issue 15, fourteenth
     #: round: random-tweet complaint macro-F1 +0.14, nothing else moved on our real-tweet sets).
     complaint_transfer: str = "service"
+    #: SetFit-style tuning (issue 15, sixteenth round): weight of a supervised contrastive loss on the pooled vector,
+    #: every ``contrastive_every`` steps, over a class-balanced batch of posts we labelled with an intent
+    #: (:func:`contrastive_pool`, :func:`contrastive_batch`), so posts of one intent sit together where the care-tweet
+    #: head (a linear head on that vector) reads them. 0 = off.
+    contrastive: float = 0.0
+    contrastive_every: int = 4
+    contrastive_classes: int = 8
+    contrastive_per_class: int = 4
+    contrastive_temperature: float = 0.1
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -705,13 +714,16 @@ def _build_top(bert: Any, frozen_layers: int, dropout: float) -> Any:
             self.dropout = nn.Dropout(dropout)
             self.heads = nn.ModuleDict({h: nn.Linear(hidden, len(labels)) for h, labels in HEADS.items()})
 
-        def forward(self, hidden: Any, mask: Any) -> dict[str, Any]:
+        def pool(self, hidden: Any, mask: Any) -> Any:
+            """The mean-pooled vector the heads read (and the care-tweet head, from the ONNX ``pooled`` output)."""
             extended = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
             for layer in self.layers:
                 hidden = layer(hidden, extended)
             weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            pooled = self.dropout(pooled)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+        def forward(self, hidden: Any, mask: Any) -> dict[str, Any]:
+            pooled = self.dropout(self.pool(hidden, mask))
             return {h: head(pooled) for h, head in self.heads.items()}
 
     return Top()
@@ -723,6 +735,53 @@ def _class_weights(examples: Sequence[Example], head: str, power: float) -> np.n
     total = sum(counts.values())
     weights = np.array([(total / (n * max(1, counts.get(i, 0)))) ** power for i in range(n)], dtype=np.float32)
     return weights / weights.mean()
+
+
+#: Sources the contrastive batches never draw on: Bitext's requests are generated, not written by customers.
+CONTRASTIVE_SKIP = ("bitext",)
+
+
+def contrastive_pool(examples: Sequence[Example]) -> dict[int, list[int]]:
+    """Indices of the posts with an intent, by intent, for the contrastive batches: what we labelled (real tweets,
+    reviews, written posts) and not Bitext's generated requests; an intent with a single post has no partner and is
+    left out."""
+    pool: dict[int, list[int]] = {}
+    for i, e in enumerate(examples):
+        if e.intent >= 0 and e.source not in CONTRASTIVE_SKIP:
+            pool.setdefault(e.intent, []).append(i)
+    return {intent: idx for intent, idx in pool.items() if len(idx) >= 2}
+
+
+def contrastive_batch(pool: dict[int, list[int]], rng: np.random.Generator, classes: int = 8,
+                      per_class: int = 4) -> np.ndarray:
+    """A class-balanced batch: ``classes`` intents drawn at random, ``per_class`` distinct posts of each (fewer when
+    an intent has fewer), so every post in it has others of its intent (what the contrastive loss needs)."""
+    intents = sorted(pool)
+    chosen = rng.choice(intents, size=min(classes, len(intents)), replace=False)
+    parts = [rng.choice(pool[int(c)], size=min(per_class, len(pool[int(c)])), replace=False) for c in chosen]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def supervised_contrastive_loss(vectors: Any, labels: Any, temperature: float) -> Any:
+    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised ``vectors``: for each post with at least one
+    other of its label in the batch, minus the mean log-probability of picking those others among all the rest. Posts
+    with no partner are skipped; 0 when none has one."""
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(vectors, dim=1)
+    logits = z @ z.T / temperature
+    n = len(labels)
+    self_mask = torch.eye(n, dtype=torch.bool)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    counts = positive.sum(1)
+    has = counts > 0
+    if not bool(has.any()):
+        return torch.zeros(())
+    mean_positive = log_prob.masked_fill(~positive, 0.0).sum(1)[has] / counts[has]
+    return -mean_positive.mean()
 
 
 def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -770,6 +829,9 @@ def train_top(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total_steps - s) / max(1, total_steps - warmup))
     )
+    # The contrastive batches draw from their own generator, so the main batches are the same with it on or off.
+    contrastive_rng = np.random.default_rng(config.seed + 1)
+    pool = contrastive_pool(examples) if config.contrastive > 0 else {}
     top.train()
     step, started, running = 0, time.perf_counter(), Counter()
     while step < total_steps:
@@ -790,6 +852,16 @@ def train_top(
                     loss = loss + head_loss
                     running[h] += head_loss.item()
                     running[h + "_n"] += 1
+            if pool and step % config.contrastive_every == 0:
+                batch = contrastive_batch(pool, contrastive_rng, config.contrastive_classes, config.contrastive_per_class)
+                c_hidden, c_mask = _pad(states, batch)
+                c_loss = supervised_contrastive_loss(
+                    top.dropout(top.pool(c_hidden, c_mask)), labels["intent"][torch.from_numpy(batch)],
+                    config.contrastive_temperature,
+                )
+                loss = loss + config.contrastive * c_loss
+                running["contrastive"] += c_loss.item()
+                running["contrastive_n"] += 1
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(top.parameters(), 1.0)
@@ -797,7 +869,8 @@ def train_top(
             scheduler.step()
             step += 1
             if step % 100 == 0 or step == total_steps:
-                parts = " ".join(f"{h}={running[h] / max(1, running[h + '_n']):.3f}" for h in HEADS)
+                parts = " ".join(f"{h}={running[h] / max(1, running[h + '_n']):.3f}"
+                                 for h in (*HEADS, "contrastive") if running[h + "_n"])
                 elapsed = time.perf_counter() - started
                 log(f"  step {step}/{total_steps} loss {parts} ({elapsed:.0f}s, {step * config.batch_size / elapsed:.0f} posts/s)")
                 running.clear()

@@ -935,3 +935,47 @@ def test_doorstep_evaluate_scores_complaints_on_random_tweets() -> None:
     scored = {"random_complaints": {"complaint": {"negative_called": 234, "negative_n": 312, "negative_complaints": 34}}}
     assert _negative_called(scored) == "234 of the 312 negative tweets called complaints; 34 are"
     assert _negative_called({}) == "not measured"
+
+
+# ---------------------------------------------------------------------- issue 15, sixteenth round: contrastive
+def test_supervised_contrastive_loss_is_low_when_each_intent_sits_together() -> None:
+    """SetFit-style tuning (issue 15, sixteenth round): the loss pulls posts of one intent together and pushes the
+    others apart, so it must be lower for vectors grouped by intent than for the same vectors with the labels
+    shuffled, ignore a post that has no other post of its intent in the batch, and be zero when none has."""
+    torch = pytest.importorskip("torch", reason="torch is an optional 'train' extra")
+    from classifiers.train import supervised_contrastive_loss
+
+    centres = torch.eye(4)[:, :3] * 5.0 + 0.01
+    grouped = torch.cat([centres[c].repeat(4, 1) + 0.05 * torch.randn(4, 3) for c in range(3)])
+    labels = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)
+    shuffled = labels[torch.tensor([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11])]
+    assert supervised_contrastive_loss(grouped, labels, 0.1) < supervised_contrastive_loss(grouped, shuffled, 0.1) - 1
+    lone = torch.cat([grouped, torch.tensor([[0.0, 0.0, 5.0]])])
+    with_lone = supervised_contrastive_loss(lone, torch.cat([labels, torch.tensor([9])]), 0.1)
+    assert torch.isfinite(with_lone) and with_lone > 0
+    assert float(supervised_contrastive_loss(grouped[:3], torch.tensor([0, 1, 2]), 0.1)) == 0.0
+
+
+def test_contrastive_batches_come_class_balanced_from_posts_with_an_intent_and_never_from_bitext() -> None:
+    """The contrastive batches draw on what we labelled (real tweets and reviews, written posts), a few posts of each
+    of several intents, so every post has others of its intent; Bitext's generated requests are left out, as is any
+    post without an intent. Off unless the recipe asks (``TrainConfig.contrastive``)."""
+    import numpy as np
+
+    from classifiers.train import Example, TrainConfig, contrastive_batch, contrastive_pool
+
+    assert TrainConfig().contrastive == 0.0 and TrainConfig.from_recipe({"contrastive": 0.5}).contrastive == 0.5
+    examples = ([Example(f"late {i}", intent=1, source="twcs-train") for i in range(6)]
+                + [Example(f"other {i}", intent=9, source="tweeteval-train") for i in range(6)]
+                + [Example(f"bitext {i}", intent=0, source="bitext") for i in range(6)]
+                + [Example(f"lost {i}", intent=3, source="delivery") for i in range(3)]
+                + [Example("lone", intent=4, source="delivery"), Example("no intent", sentiment=0, source="twcs-train")])
+    pool = contrastive_pool(examples)
+    assert set(pool) == {1, 9, 3}  # a single damaged post cannot have a partner; bitext and unlabelled are out
+    assert sorted(pool[1]) == list(range(6)) and sorted(pool[3]) == [18, 19, 20]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        batch = contrastive_batch(pool, rng, classes=2, per_class=4)
+        intents = [examples[i].intent for i in batch]
+        assert len(batch) == len(set(batch)) and len(set(intents)) == 2
+        assert all(intents.count(c) >= 2 for c in set(intents))
