@@ -149,7 +149,9 @@ def _label_sets() -> dict[str, list[dict]]:
                                if r.get("complaint") is not None and not MENTION.search(r["text"])]
     # Thirteenth round: the real care complaints as a listener's keyword search would meet them, written to nobody
     # (every @handle removed from the text, no thread fact).
-    sets["care_keyword_hits"] = [{"text": " ".join(HANDLE.sub(" ", r["text"]).split()), "complaint": 1, "addressed": False}
+    # A guide tweet's row keeps its tweet id, so `compare --guide-folds` can score it by the model that never saw it.
+    sets["care_keyword_hits"] = [{"text": " ".join(HANDLE.sub(" ", r["text"]).split()), "complaint": 1, "addressed": False,
+                                  **({"tweet_id": r["tweet_id"]} if s == "twcs_guide" else {})}
                                  for s in ("twcs_guide", "twcs_validation", "twcs_test") for r in sets[s]
                                  if r.get("complaint") == 1]
     return sets
@@ -198,9 +200,30 @@ def guide_fold_scores(fold_dirs: list[Path]) -> dict[str, dict]:
     return rows
 
 
+def guide_fold_keyword_hits(fold_dirs: list[Path], rows: list[dict]) -> dict[int, int]:
+    """The complaint flag of each keyword-hit row that is one of the 220 (it has a ``tweet_id``), from the fold model
+    that never saw that tweet, read as the set reads it (handles removed, written to nobody). By row index."""
+    from classifiers import classify
+    from classifiers.head_fit import customer_folds, labelled_tweets
+    from classifiers.onnx_backend import OnnxClassifier
+
+    guide = labelled_tweets(SHARED)
+    folds = customer_folds(str(r["author_id"]) for r in guide)
+    fold_of = {str(r["tweet_id"]): folds[str(r["author_id"])] for r in guide}
+    out: dict[int, int] = {}
+    for k, model_dir in enumerate(fold_dirs):
+        mine = [i for i, r in enumerate(rows) if r.get("tweet_id") is not None and fold_of[r["tweet_id"]] == k]
+        if mine:
+            labels = classify([rows[i]["text"] for i in mine], OnnxClassifier(model_dir), addressed=[False] * len(mine))
+            out.update((i, int(lab.complaint)) for i, lab in zip(mine, labels))
+    return out
+
+
 def score_guide_by_fold(out: dict[str, dict[str, np.ndarray]], sets: dict[str, list[dict]], fold_dirs: list[Path]) -> None:
-    """``compare --guide-folds``: the candidate's labels of the 220 (and of the care tweets with no @mention among
-    them) replaced by :func:`guide_fold_scores`."""
+    """``compare --guide-folds``: the candidate's labels of the 220 (and of the care tweets with no @mention or read as
+    keyword hits among them) replaced by the fold models' (:func:`guide_fold_scores`, :func:`guide_fold_keyword_hits`)."""
+    for i, complaint in guide_fold_keyword_hits(fold_dirs, sets["care_keyword_hits"]).items():
+        out["care_keyword_hits"]["complaint"][i] = complaint
     scores = guide_fold_scores(fold_dirs)
     by_text = {}
     for i, r in enumerate(sets["twcs_guide"]):
