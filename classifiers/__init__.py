@@ -158,7 +158,7 @@ _default: Classifier | None = None
 
 
 def classify(texts: Sequence[str], classifier: Classifier | None = None,
-             addressed: Sequence[bool] | None = None) -> list[Labels]:
+             addressed: Sequence[bool | None] | None = None) -> list[Labels]:
     """Label ``texts`` with ``classifier``, or with the default one (built once, then reused).
 
     ``addressed`` (one per text, optional) says which posts are written to someone whether or not their

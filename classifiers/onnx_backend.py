@@ -34,8 +34,11 @@ How a post becomes :class:`Labels`
   written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round). ``"service"``
   also keeps it for a post written to nobody whose intent reads as about an order, a delivery, a
   refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round; the
-  shipped v11 says so). ``"all"`` (a config.json without the key: every model before v11) transfers
-  for every post.
+  shipped v11 says so). ``"addressed"`` is ``"service"`` with the caller trusted over the text: a post the
+  caller marks ``addressed=False`` (it neither reached us nor names one of our handles) gets no transfer
+  for an @mention of someone else; one the caller says nothing about (``None``) falls back on the
+  @mention (eighteenth round). ``"all"`` (a config.json without the key: every model before v11)
+  transfers for every post.
 * **Urgency** (0..1) = 0.40 x complaint probability + 0.20 x negative probability
   + 0.25 x expected severity of the intent (sum over intents of probability x
   :data:`SEVERITY`) + 0.15 x urgency signals (each of: urgency words such as "asap", "still",
@@ -84,8 +87,9 @@ MODEL_BATCH = 16
 POOLED_SIZE = 384
 #: How far the sentiment transfer of ``complaint_score`` reaches (``complaint_transfer`` in config.json):
 #: every post; only posts written to someone (an @mention, :data:`MENTION`, or marked ``addressed``); or those
-#: and posts about an order, a delivery or a service (the intent is not ``other`` or ``praise``, :data:`OFF_TOPIC`).
-COMPLAINT_TRANSFERS = ("all", "mentions", "service")
+#: and posts about an order, a delivery or a service (the intent is not ``other`` or ``praise``, :data:`OFF_TOPIC`);
+#: or, ``"addressed"``, as ``"service"`` with the caller's ``addressed`` (where given) in place of the @mention.
+COMPLAINT_TRANSFERS = ("all", "mentions", "service", "addressed")
 #: Intents of a post about nothing a shop sells or does: under ``"service"``, a post written to nobody whose
 #: probability of these is 0.5 or more gets no transfer (grief, news; v11 still reads much mood, "ugh mondays",
 #: as about a service, so that keeps it: MODEL_CARD.md, v11).
@@ -354,10 +358,11 @@ class OnnxClassifier:
         return probs
 
     # ------------------------------------------------------------------ protocol
-    def classify(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> list[Labels]:
+    def classify(self, texts: Sequence[str], addressed: Sequence[bool | None] | None = None) -> list[Labels]:
         """One :class:`Labels` per text. ``addressed`` (one per text) marks posts written to someone whose text
         may show no @mention (a reply in a thread, a private message): with ``complaint_transfer = "mentions"``
-        they keep the sentiment transfer as posts with an @mention do."""
+        they keep the sentiment transfer as posts with an @mention do. ``None`` for a post = not told; only
+        ``"addressed"`` tells False from None (False: an @mention of someone else does not count)."""
         if addressed is not None and len(addressed) != len(texts):
             raise ValueError(f"addressed has {len(addressed)} values for {len(texts)} texts; give one per text")
         if not texts:
@@ -378,18 +383,23 @@ class OnnxClassifier:
         probs = self._calibrated(finish(), prepared, evidence)
         return [
             self._labels(text, {h: probs[h][i] for h in HEADS}, views[i], signals[i], has_letters[i], english[i],
-                         bool(addressed[i]) if addressed is not None else False)
+                         addressed[i] if addressed is not None else None)
             for i, text in enumerate(prepared)
         ]
 
     def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
-                english: bool, addressed: bool = False) -> Labels:
+                english: bool, addressed: bool | None = None) -> Labels:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = scores["complaint"]["yes"]
-        if (self.complaint_transfer == "all" or addressed or MENTION.search(prepared)
-                or (self.complaint_transfer == "service" and sum(scores["intent"][i] for i in OFF_TOPIC) < 0.5)):
+        if self.complaint_transfer == "addressed" and addressed is not None:
+            written = addressed  # the caller knows whether it reached us; an @mention of someone else does not count
+        else:
+            written = bool(addressed) or bool(MENTION.search(prepared))
+        if (self.complaint_transfer == "all" or written
+                or (self.complaint_transfer in ("service", "addressed")
+                    and sum(scores["intent"][i] for i in OFF_TOPIC) < 0.5)):
             complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
         unsure = (

@@ -27,7 +27,7 @@ class Classifier(Protocol):
 
 
 def classify_texts(classifier: Classifier, texts: Sequence[str],
-                   addressed: Sequence[bool] | None) -> list[Labels]:
+                   addressed: Sequence[bool | None] | None) -> list[Labels]:
     """The labels of ``texts``, one each, in order. A classifier that reads the thread
     (``reads_addressed``) is told which posts are written to someone (``addressed``, one per text);
     any other, or any call without ``addressed``, gets the texts alone."""

@@ -843,6 +843,34 @@ def test_complaint_transfer_service_keeps_it_for_posts_about_an_order_or_a_servi
     assert marked.complaint_score == pytest.approx(max(float(head[0]), float(negative[0])), abs=1e-4)
 
 
+def test_complaint_transfer_addressed_trusts_the_caller_over_an_at_mention(tmp_path: Path) -> None:
+    """Issue 15, eighteenth round: under ``"service"`` any @mention keeps the transfer, so a merely negative tweet to a
+    friend ("@bestie rest in peace grandad") is a complaint. ``"addressed"`` trusts the caller, who knows whether the post
+    reached us or names one of our handles: told False, an @mention of someone else no longer keeps it; told True it
+    does; not told (None, e.g. a `doorstep classify` line without the key) the @mention stands in, as before. Posts
+    about an order or a service keep it either way."""
+    from classifiers.onnx_backend import COMPLAINT_TRANSFERS, OnnxClassifier
+
+    assert "addressed" in COMPLAINT_TRANSFERS
+    texts = ["@bestie rest in peace grandad, miss you so much", "@bestie my parcel never arrived, this is awful"]
+    model = OnnxClassifier(_model_copy(tmp_path / "a", complaint_transfer="addressed"))
+    service = OnnxClassifier(_model_copy(tmp_path / "b", complaint_transfer="service"))
+    probs = model.probabilities(texts)
+    neg = model.labels["sentiment"].index("negative")
+    head, negative = probs["complaint"][:, 1], probs["sentiment"][:, neg]
+    off_topic = probs["intent"][:, INTENTS.index("other")] + probs["intent"][:, INTENTS.index("praise")]
+    assert off_topic[0] >= 0.5 > off_topic[1] and negative[0] > head[0]  # the posts this is about
+    transfer = [max(float(h), float(n)) for h, n in zip(head, negative)]
+    assert [x.complaint_score for x in model.classify(texts, addressed=[False, False])] == pytest.approx(
+        [float(head[0]), transfer[1]], abs=1e-4)  # to a friend: the head alone; about a parcel: the transfer
+    assert [x.complaint_score for x in model.classify(texts, addressed=[True, True])] == pytest.approx(transfer, abs=1e-4)
+    assert [x.complaint_score for x in model.classify(texts, addressed=[None, None])] == pytest.approx(transfer, abs=1e-4)
+    assert [x.complaint_score for x in model.classify(texts)] == pytest.approx(transfer, abs=1e-4)
+    # "service" reads None and False alike, and keeps the transfer for any @mention.
+    assert [x.complaint_score for x in service.classify(texts, addressed=[False, None])] == pytest.approx(
+        transfer, abs=1e-4)
+
+
 def test_the_care_head_learns_mood_as_other_only_when_the_recipe_says_so() -> None:
     """Issue 15, fifteenth round: the negative random training tweets we labelled not a complaint are `other` by the
     guide (section 8), rows of the care head only with ``random_other``; none of them is a complaint, a tweet that is

@@ -53,3 +53,13 @@ def test_keyword_hits_among_the_220_are_scored_by_the_fold_model_that_never_saw_
         assert model_dir == f"fold-{fold_of[text.split()[1]]}" and addressed is False
     assert {found[i] for i, r in enumerate(complaints) if fold_of[str(r["tweet_id"])] == 0} == {1}
     assert {found[i] for i, r in enumerate(complaints) if fold_of[str(r["tweet_id"])] != 0} == {0}
+
+
+def test_twcs_and_airline_tweets_naming_a_brand_count_as_written_to_the_shop_and_customer_numbers_do_not() -> None:
+    """Eighteenth round: the harness marks a care tweet addressed when it names a brand's handle, as the pipeline marks
+    a post naming one of the shop's handles; twcs anonymises customers' handles to numbers, which name no brand."""
+    import encoder_experiment as ex
+
+    assert ex.names_a_brand("@AmazonHelp where is my parcel") and ex.names_a_brand("thanks @united for nothing")
+    assert not ex.names_a_brand("@115712 we are sorry to hear that") and not ex.names_a_brand("no handle at all")
+    assert ex.names_a_brand("@115712 @Tesco_1 still nothing")
