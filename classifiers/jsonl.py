@@ -5,10 +5,12 @@ Input, one JSON object per line (blank lines are skipped, other keys ignored)::
     {"id": "1723", "text": "Where is my parcel?"}
     {"id": "1724", "text": "still nothing, this is a joke", "addressed": true}
 
-``addressed`` (optional, true or false) says the post is written to someone even where its text has
-no @mention: a reply in a thread, a private message. A model that reads it keeps the sentiment
-transfer of ``complaint_score`` for such posts (classifiers/onnx_backend.py); without it, the text
-alone decides. The output is the same contract either way.
+``addressed`` (optional, true or false) says whether the post is written to you: true for a reply
+in a thread or a private message whose text has no @mention; false for a post that reached you
+only through a keyword search and names none of your handles, where an @mention of someone else
+("@bestie ugh") should not count. A model that reads it keeps the sentiment transfer of
+``complaint_score`` for posts written to you (classifiers/onnx_backend.py); without the key, the
+text alone decides (an @mention counts). The output is the same contract either way.
 
 Output, one JSON object per input line, in input order::
 
@@ -53,7 +55,7 @@ PROGRESS_EVERY_S = 1.0
 
 
 #: One parsed input line: its id, its text and whether it is marked written to someone.
-Post = tuple[str | int, str, bool]
+Post = tuple[str | int, str, bool | None]
 
 
 def _parse_line(number: int, line: str) -> Post:
@@ -73,8 +75,8 @@ def _parse_line(number: int, line: str) -> Post:
     text = record["text"]
     if not isinstance(text, str):
         raise ValueError(f"line {number}: \"text\" must be a string, got {type(text).__name__}")
-    addressed = record.get("addressed", False)
-    if not isinstance(addressed, bool):
+    addressed = record.get("addressed")  # absent: not told (None), so the text's @mention may stand in
+    if addressed is not None and not isinstance(addressed, bool):
         raise ValueError(f"line {number}: \"addressed\" must be true or false, got {json.dumps(addressed)}")
     return post_id, text, addressed
 

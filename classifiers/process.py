@@ -220,7 +220,7 @@ class ClassifierProcesses:
             if worker.failed:
                 raise ClassifierProcessError(f"classifier process: {worker.failed}{self.remedy}")
 
-    def submit(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> Pending | None:
+    def submit(self, texts: Sequence[str], addressed: Sequence[bool | None] | None = None) -> Pending | None:
         """Send ``texts`` to a process that has started and has nothing in hand; None when there is
         none (the caller classifies them itself). ``addressed`` goes with them (:func:`classifiers.classify`).
         A process that failed to start, or died, is reported by the batch it was (or would have been) sent."""

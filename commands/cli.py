@@ -317,7 +317,8 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 @cli.command()
 @click.option("--input", "-i", "infile", type=click.File("r", encoding="utf-8"), default="-",
               help='JSONL file of {"id", "text"} lines (default: standard input). An optional "addressed": true '
-                   'marks a reply or a private message whose text has no @mention.')
+                   'marks a reply or a private message whose text has no @mention; false, a post not written to '
+                   'you whatever it @mentions.')
 @click.option("--output", "-o", "outfile", type=click.File("w", encoding="utf-8"), default="-",
               help="Where the labelled JSONL goes (default: standard output).")
 @click.option("--model", default=None,

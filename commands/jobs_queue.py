@@ -226,7 +226,7 @@ def classify_batch(batch: int) -> int:
         return 0  # classified already (this job ran twice: a worker died after committing)
     todo = [m for m in mentions if not m.outbound and m.labels is None]
     if todo:
-        for mention, labels in zip(todo, classify_mentions(rt.classifier(), todo)):
+        for mention, labels in zip(todo, classify_mentions(rt.classifier(), todo, rt.config)):
             mention.labels = labels
     with store.transaction():
         taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])

@@ -11,10 +11,17 @@ nothing heavier than :mod:`doorstep.models`, so ``doorstep classify`` starts as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from doorstep.models import Labels, Mention
+
+if TYPE_CHECKING:  # typing only: importing the config would slow `doorstep classify`'s start
+    from doorstep.config import Config
+
+#: A handle named in a post: ``@name``, Mastodon's ``@name@server``, Bluesky's ``@name.bsky.social``.
+HANDLE_IN_TEXT = re.compile(r"@([\w.-]+(?:@[\w.-]+)?)")
 
 
 class Classifier(Protocol):
@@ -36,6 +43,25 @@ def classify_texts(classifier: Classifier, texts: Sequence[str],
     return classifier.classify(texts)
 
 
-def classify_mentions(classifier: Classifier, mentions: Sequence[Mention]) -> list[Labels]:
-    """:func:`classify_texts` for posts a listener collected (:attr:`Mention.addressed`)."""
-    return classify_texts(classifier, [m.text for m in mentions], [m.addressed for m in mentions])
+def written_to_us(mention: Mention, config: Config | None = None) -> bool:
+    """Whether a post is written to us: :attr:`Mention.addressed` (a reply, a private message, a post that reached one of
+    our accounts) or its text names one of our brand or courier handles on its channel
+    (:meth:`Config.listened_handles`), so a keyword-search hit "@OurShopHelp still nothing" counts and "@bestie ugh"
+    does not, whichever listener found it (issue 15, eighteenth round)."""
+    if mention.addressed:
+        return True
+    if config is None:
+        return False
+    ours = config.listened_handles(mention.channel)
+    return bool(ours) and any(name.lower().rstrip(".-") in ours for name in HANDLE_IN_TEXT.findall(mention.text or ""))
+
+
+def addressed_flags(mentions: Sequence[Mention], config: Config | None = None) -> list[bool]:
+    """:func:`written_to_us` for each post, in order (what a classifier that reads it is told)."""
+    return [written_to_us(m, config) for m in mentions]
+
+
+def classify_mentions(classifier: Classifier, mentions: Sequence[Mention], config: Config | None = None) -> list[Labels]:
+    """:func:`classify_texts` for posts a listener collected, told which are written to us (:func:`written_to_us`;
+    without ``config`` only :attr:`Mention.addressed`)."""
+    return classify_texts(classifier, [m.text for m in mentions], addressed_flags(mentions, config))

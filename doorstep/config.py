@@ -392,6 +392,13 @@ class Config(_Section):
         """Our care handles on a channel (lower-case), so our replies never count as mentions."""
         return {b.handles[channel].lower().lstrip("@") for b in self.brands if channel in b.handles}
 
+    def listened_handles(self, channel: str) -> set[str]:
+        """Every handle of ours on a channel, brands' and couriers' (lower-case, no leading @; a Mastodon handle also by
+        its local part), so a post that names one is written to us whichever listener found it
+        (:func:`doorstep.classifying.written_to_us`)."""
+        handles = {h.handles[channel].lower().lstrip("@") for h in [*self.brands, *self.couriers] if channel in h.handles}
+        return handles | {h.split("@", 1)[0] for h in handles}
+
     def courier(self, name: str | None) -> Courier | None:
         return next((c for c in self.couriers if c.name == name), None)
 

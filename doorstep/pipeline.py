@@ -125,7 +125,7 @@ class Pipeline:
         t0 = time.perf_counter()
         to_classify = [m for m in fresh if not m.outbound and m.labels is None]
         if to_classify and self.classifier is not None:
-            for mention, labels in zip(to_classify, classify_mentions(self.classifier, to_classify)):
+            for mention, labels in zip(to_classify, classify_mentions(self.classifier, to_classify, self.config)):
                 mention.labels = labels
         result.timings["classify"] += time.perf_counter() - t0
 

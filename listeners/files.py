@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from doorstep.config import Imports
 from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
-from doorstep.classifying import classify_mentions
+from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
 
@@ -705,7 +705,7 @@ class ClassifyAhead(Protocol):
         """Begin starting up (in the background) before the import needs it."""
         ...
 
-    def submit(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> LabelsPending | None:
+    def submit(self, texts: Sequence[str], addressed: Sequence[bool | None] | None = None) -> LabelsPending | None:
         """None: nothing free to take them now (still starting); the import classifies them itself.
         ``addressed``: which posts are written to someone (:attr:`Mention.addressed`), for a classifier that reads it."""
         ...
@@ -819,7 +819,7 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
             timings["store"] += time.perf_counter() - t0
             if ahead is not None and prepared.to_classify:
                 prepared.pending = ahead.submit([m.text for m in prepared.to_classify],
-                                                [m.addressed for m in prepared.to_classify])
+                                                addressed_flags(prepared.to_classify, pipeline.config))
         except Exception as exc:  # noqa: BLE001 - raised when the batch's turn comes
             prepared.error = exc
         return prepared
@@ -839,7 +839,7 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
                         prepared.numbers = {(m.channel, m.external_id): found for m, found
                                             in zip(prepared.to_classify, prepared.pending.also, strict=True)}
                 else:
-                    labels = classify_mentions(pipeline.classifier, prepared.to_classify)
+                    labels = classify_mentions(pipeline.classifier, prepared.to_classify, pipeline.config)
                 for mention, label in zip(prepared.to_classify, labels, strict=True):
                     mention.labels = label
                 timings["classify"] += time.perf_counter() - t0

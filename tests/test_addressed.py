@@ -37,10 +37,10 @@ class ReadsAddressed:
     def __init__(self) -> None:
         self.told: list[list[bool] | None] = []
 
-    def classify(self, texts: Sequence[str], addressed: Sequence[bool] | None = None) -> list[Labels]:
+    def classify(self, texts: Sequence[str], addressed: Sequence[bool | None] | None = None) -> list[Labels]:
         self.told.append(None if addressed is None else list(addressed))
         flags = list(addressed) if addressed is not None else [False] * len(texts)
-        return [labels("other", "negative", complaint=flag) for flag in flags]
+        return [labels("other", "negative", complaint=bool(flag)) for flag in flags]
 
 
 def test_a_post_is_written_to_someone_when_it_replies_is_private_or_reached_our_account() -> None:
@@ -111,3 +111,30 @@ def test_doorstep_classify_reads_an_optional_addressed_key_and_names_a_bad_one()
     out = io.StringIO()
     classify_jsonl(io.StringIO('{"id": 1, "text": "where is it", "addressed": true}\n'), out, KeywordClassifier())
     assert json.loads(out.getvalue())["intent"] == "late_delivery"
+
+
+def test_a_post_naming_one_of_our_handles_is_written_to_us_whichever_listener_found_it(store: Store,
+                                                                                     config: Config) -> None:
+    """Issue 15, eighteenth round: with ``complaint_transfer = "addressed"`` the classifier trusts what it is told over
+    any @mention in the text, so the pipeline must say so for a keyword-search hit that names one of the shop's brand or
+    courier handles on its channel (not only for posts from the mentions timeline); a tweet to a friend is not to us."""
+    reader = ReadsAddressed()
+    Pipeline(store, config, reader).ingest([
+        mention("a", "@LarkspurHelp my parcel never came", minutes=0, author_handle="ann"),  # a search hit
+        mention("b", "@bestie ugh mondays, everything is awful", minutes=1, author_handle="bob"),
+        mention("c", "hey @upshelp where is it?", minutes=2, author_handle="cat"),  # a courier, any case
+        mention("d", "still waiting on @FettleCare.", minutes=3, author_handle="dan"),
+        mention("e", "@LarkspurHelpers fan club meets today", minutes=4, author_handle="eve"),  # a longer handle
+    ])
+    assert reader.told == [[True, False, True, True, False]]
+    assert config.listened_handles("x") == {"larkspurhelp", "fettlecare", "upshelp", "royalmailhelp"}
+    assert config.listened_handles("mastodon") == set()  # none configured there: no post on it names us
+
+
+def test_doorstep_classify_tells_a_line_without_the_key_as_not_told() -> None:
+    """A `doorstep classify` line without "addressed" says nothing (None), so a model whose transfer trusts the caller
+    falls back on the @mention in the text; false says the post is not written to us."""
+    reader = ReadsAddressed()
+    lines = [{"id": 1, "text": "@bestie ugh"}, {"id": 2, "text": "@bestie ugh", "addressed": False}]
+    classify_jsonl(io.StringIO("".join(json.dumps(x) + "\n" for x in lines)), io.StringIO(), reader)
+    assert reader.told == [[None, False]]
