@@ -55,6 +55,7 @@ import numpy as np
 
 sys.path.insert(0, os.getcwd())
 
+from classifiers.evaluate import names_a_brand  # noqa: E402  (what `doorstep evaluate` tells a model, eighteenth round)
 from doorstep.models import INTENTS, SENTIMENTS  # noqa: E402
 
 SHARED = Path(os.environ.get("DOORSTEP_SHARED", "/work/shared"))
@@ -117,15 +118,6 @@ def macro_f1(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
 
 def macro_recall(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
     return float(np.mean([np.mean(pred[gold == c] == c) for c in range(k) if np.any(gold == c)]))
-
-
-#: An @handle that is not one of twcs's anonymised customer numbers (``@115712``): a brand's care handle.
-BRAND_HANDLE = re.compile(r"@(?!\d+\b)\w+")
-
-
-def names_a_brand(text: str) -> bool:
-    """Whether a twcs or airline tweet names a brand's handle (customers' handles there are numbers)."""
-    return bool(BRAND_HANDLE.search(text or ""))
 
 
 def _label_sets() -> dict[str, list[dict]]:

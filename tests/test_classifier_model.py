@@ -909,6 +909,26 @@ def test_twcs_tweets_in_a_thread_are_scored_as_written_to_someone() -> None:
     assert validation["whats wrong w/ amazon leavin shit outside like ups...🤔"] is False
 
 
+def test_evaluation_tells_the_model_which_real_tweets_reach_the_shop_and_leaves_the_rest_untold() -> None:
+    """Eighteenth round: `doorstep evaluate` tells a model what the pipeline would. A twcs or airline tweet that names a
+    brand's handle was written to that brand's shop, whose place the set takes (True; twcs customers' handles are
+    numbers and name no brand); a random tweet reached no shop of ours (False, so "@bestie ugh" is not to us); the
+    written, review and sentiment sets carry no such fact (None: the text decides, as before)."""
+    from classifiers.evaluate import _sets, names_a_brand
+
+    shared = require_shared("data/twcs-labelled/twcs_labelled.jsonl").parents[2]
+    require_shared("data/tweeteval-sentiment/val.tsv")
+    sets = _sets(shared)
+    for name in ("twcs_guide", "twcs_val", "twcs_test"):
+        assert all(r["addressed"] for r in sets[name] if names_a_brand(r["text"]))
+        assert {r["addressed"] for r in sets[name]} == {True, False}
+    assert all(r["addressed"] == names_a_brand(r["text"]) for r in sets["airline_eval_only"])
+    assert {r["addressed"] for r in sets["random_complaints"]} == {False}
+    assert any("@" in r["text"] for r in sets["random_complaints"])
+    for name in ("tweeteval_val", "delivery_held_out", "bitext_val", "cesamard_val"):
+        assert {r["addressed"] for r in sets[name]} == {None}, name
+
+
 def test_training_data_carries_the_random_complaint_labels_only_when_the_recipe_says_so() -> None:
     """``random_complaints`` on: each labelled random training tweet keeps our complaint label (most of them
     merely negative, not complaints), weighted like the real care tweets; the validation ones never enter."""
