@@ -127,7 +127,7 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
         complaint_score = scores["complaint"]["yes"]
         # The sentiment transfer, where the model's complaint_transfer keeps it (a post written to nobody, about
         # nothing a shop sells, gets the head alone under "service").
-        if (model.complaint_transfer == "all" or MENTION.search(text) or (model.complaint_transfer == "service" and
+        if (model.complaint_transfer == "all" or MENTION.search(text) or (model.complaint_transfer in ("service", "addressed") and
                                                                          scores["intent"]["other"] + scores["intent"]["praise"] < 0.5)):
             complaint_score = max(complaint_score, scores["sentiment"]["negative"])
         scores["complaint"] = {"no": 1.0 - complaint_score, "yes": complaint_score}
