@@ -966,7 +966,7 @@ def test_training_data_carries_mood_as_other_only_when_the_recipe_says_so() -> N
     assert {e.text for e in hits} == mood and len(mood) > 1000
     assert all(e.complaint == 0 and e.weight == on.twcs_weight for e in hits)
     assert all(e.intent == (parcel[e.text] if e.text in parcel else INTENTS.index("other")) for e in hits)
-    train_off, _ = build_datasets(shared, TrainConfig(random_other=False, parcel_tweets=False))
+    train_off, _ = build_datasets(shared, TrainConfig(random_other=False, parcel_tweets=False, random_complaints=False))
     assert not [e for e in train_off if e.text in mood and e.weight == on.twcs_weight and e.source.startswith("tweeteval")]
 
 
