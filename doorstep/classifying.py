@@ -48,17 +48,32 @@ def written_to_us(mention: Mention, config: Config | None = None) -> bool:
     our accounts) or its text names one of our brand or courier handles on its channel
     (:meth:`Config.listened_handles`), so a keyword-search hit "@OurShopHelp still nothing" counts and "@bestie ugh"
     does not, whichever listener found it (issue 15, eighteenth round)."""
-    if mention.addressed:
-        return True
-    if config is None:
-        return False
-    ours = config.listened_handles(mention.channel)
-    return bool(ours) and any(name.lower().rstrip(".-") in ours for name in HANDLE_IN_TEXT.findall(mention.text or ""))
+    return addressed_flags([mention], config)[0]
+
+
+def names_one_of(text: str, ours: set[str]) -> bool:
+    """Whether ``text`` names one of the handles ``ours`` (lower-case, no leading @): ``@name``, or Mastodon's
+    ``@name@server`` by its full form or its local part."""
+    for name in HANDLE_IN_TEXT.findall(text or ""):
+        name = name.lower().rstrip(".-")
+        if name in ours or name.split("@", 1)[0] in ours:
+            return True
+    return False
 
 
 def addressed_flags(mentions: Sequence[Mention], config: Config | None = None) -> list[bool]:
-    """:func:`written_to_us` for each post, in order (what a classifier that reads it is told)."""
-    return [written_to_us(m, config) for m in mentions]
+    """:func:`written_to_us` for each post, in order (what a classifier that reads it is told); our handles are looked
+    up once per channel."""
+    handles: dict[str, set[str]] = {}
+    flags = []
+    for m in mentions:
+        if m.addressed or config is None:
+            flags.append(m.addressed)
+            continue
+        if m.channel not in handles:
+            handles[m.channel] = config.listened_handles(m.channel)
+        flags.append(bool(handles[m.channel]) and names_one_of(m.text, handles[m.channel]))
+    return flags
 
 
 def classify_mentions(classifier: Classifier, mentions: Sequence[Mention], config: Config | None = None) -> list[Labels]:

@@ -138,3 +138,18 @@ def test_doorstep_classify_tells_a_line_without_the_key_as_not_told() -> None:
     lines = [{"id": 1, "text": "@bestie ugh"}, {"id": 2, "text": "@bestie ugh", "addressed": False}]
     classify_jsonl(io.StringIO("".join(json.dumps(x) + "\n" for x in lines)), io.StringIO(), reader)
     assert reader.told == [[None, False]]
+
+
+def test_handles_are_matched_as_each_network_writes_them() -> None:
+    """Mastodon writes a handle with its server (@LarkspurHelp@mastodon.social), Bluesky as a domain
+    (@larkspurhome.bsky.social); both name our account. A handle of ours on another network is not ours there."""
+    from doorstep.classifying import addressed_flags
+    from doorstep.config import load_config
+
+    shop = load_config(Path(__file__).resolve().parents[1] / "demo" / "doorstep.toml")
+    posts = [mention("m1", "@LarkspurHelp@mastodon.social where is my order?", channel="mastodon"),
+             mention("m2", "@someone@mastodon.social ugh mondays", channel="mastodon"),
+             mention("b1", "@larkspurhome.bsky.social still nothing.", channel="bluesky"),
+             mention("b2", "@LarkspurHelp on bluesky? nobody here", channel="bluesky")]
+    assert addressed_flags(posts, shop) == [True, False, True, False]
+    assert addressed_flags(posts) == [False, False, False, False]  # without the config: only Mention.addressed
