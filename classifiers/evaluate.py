@@ -103,7 +103,7 @@ BRAND_HANDLE = re.compile(r"@(?!\d+\b)\w+")
 def names_a_brand(text: str) -> bool:
     """Whether a twcs or airline tweet names a brand's handle (customers' handles there are numbers): such a tweet was
     written to that brand's shop, which the set stands for, as the pipeline marks a post naming one of our handles
-    (``doorstep.classifying.written_to_us``; issue 15, eighteenth round)."""
+    (``doorstep.classifying.addressed_flags``; issue 15, eighteenth round)."""
     return bool(BRAND_HANDLE.search(text or ""))
 
 

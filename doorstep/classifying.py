@@ -43,14 +43,6 @@ def classify_texts(classifier: Classifier, texts: Sequence[str],
     return classifier.classify(texts)
 
 
-def written_to_us(mention: Mention, config: Config | None = None) -> bool:
-    """Whether a post is written to us: :attr:`Mention.addressed` (a reply, a private message, a post that reached one of
-    our accounts) or its text names one of our brand or courier handles on its channel
-    (:meth:`Config.listened_handles`), so a keyword-search hit "@OurShopHelp still nothing" counts and "@bestie ugh"
-    does not, whichever listener found it (issue 15, eighteenth round)."""
-    return addressed_flags([mention], config)[0]
-
-
 def names_one_of(text: str, ours: set[str]) -> bool:
     """Whether ``text`` names one of the handles ``ours`` (lower-case, no leading @): ``@name``, or Mastodon's
     ``@name@server`` by its full form or its local part."""
@@ -62,8 +54,11 @@ def names_one_of(text: str, ours: set[str]) -> bool:
 
 
 def addressed_flags(mentions: Sequence[Mention], config: Config | None = None) -> list[bool]:
-    """:func:`written_to_us` for each post, in order (what a classifier that reads it is told); our handles are looked
-    up once per channel."""
+    """Whether each post is written to us, in order (what a classifier that reads it is told): :attr:`Mention.addressed`
+    (a reply, a private message, a post that reached one of our accounts) or its text names one of our brand or
+    courier handles on its channel (:meth:`Config.listened_handles`, looked up once per channel), so a keyword-search
+    hit "@OurShopHelp still nothing" counts and "@bestie ugh" does not, whichever listener found it (issue 15,
+    eighteenth round). Without ``config``, only :attr:`Mention.addressed`."""
     handles: dict[str, set[str]] = {}
     flags = []
     for m in mentions:
@@ -77,6 +72,5 @@ def addressed_flags(mentions: Sequence[Mention], config: Config | None = None) -
 
 
 def classify_mentions(classifier: Classifier, mentions: Sequence[Mention], config: Config | None = None) -> list[Labels]:
-    """:func:`classify_texts` for posts a listener collected, told which are written to us (:func:`written_to_us`;
-    without ``config`` only :attr:`Mention.addressed`)."""
+    """:func:`classify_texts` for posts a listener collected, told which are written to us (:func:`addressed_flags`)."""
     return classify_texts(classifier, [m.text for m in mentions], addressed_flags(mentions, config))

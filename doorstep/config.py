@@ -395,7 +395,7 @@ class Config(_Section):
     def listened_handles(self, channel: str) -> set[str]:
         """Every handle of ours on a channel, brands' and couriers' (lower-case, no leading @; a Mastodon handle also by
         its local part), so a post that names one is written to us whichever listener found it
-        (:func:`doorstep.classifying.written_to_us`)."""
+        (:func:`doorstep.classifying.addressed_flags`)."""
         handles = {h.handles[channel].lower().lstrip("@") for h in [*self.brands, *self.couriers] if channel in h.handles}
         return handles | {h.split("@", 1)[0] for h in handles}
 

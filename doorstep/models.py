@@ -159,7 +159,7 @@ class Mention(_Record):
         Why the classifier is told: a negative post written to someone is nearly always a complaint, one
         written to nobody ("ugh, Mondays") may be mood; replies drop the handle from their text, so the text
         alone cannot say which (issue 15, thirteenth round). A post that names one of our handles is written to us
-        too; that needs the config, so :func:`doorstep.classifying.written_to_us` adds it (eighteenth round)."""
+        too; that needs the config, so :func:`doorstep.classifying.addressed_flags` adds it (eighteenth round)."""
         return self.in_reply_to is not None or self.account is not None or self.channel in PRIVATE_CHANNELS
 
     @field_validator("created_at")
