@@ -33,8 +33,8 @@ How a post becomes :class:`Labels`
   text dropped the handle, a private message; issue 15, thirteenth round). A merely negative post
   written to nobody ("ugh, Mondays") is read by the complaint head alone (tenth round). ``"service"``
   also keeps it for a post written to nobody whose intent reads as about an order, a delivery, a
-  refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round; the
-  v11 said so). ``"addressed"`` (v12 and the shipped v13) is ``"service"`` with the caller trusted over the text: a post the
+  refund, a product, an account or a service (P(other) + P(praise) < 0.5; fourteenth round; v11
+  said so). ``"addressed"`` (v12 and the shipped v13) is ``"service"`` with the caller trusted over the text: a post the
   caller marks ``addressed=False`` (it neither reached us nor names one of our handles) gets no transfer
   for an @mention of someone else; one the caller says nothing about (``None``) falls back on the
   @mention (eighteenth round). ``"all"`` (a config.json without the key: every model before v11)
