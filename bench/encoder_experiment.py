@@ -18,6 +18,9 @@ Tenth round: ``train --random-complaints --complaint-transfer mentions`` adds ou
 TweetEval training tweets to the encoder's complaint task and keeps the sentiment transfer of
 ``complaint_score`` for posts with an @mention only (``classifiers.onnx_backend.COMPLAINT_TRANSFERS``).
 
+Twentieth round: ``train --soup 3`` trains three members of the recipe in their own post orders and keeps the
+average of their weights (``classifiers.train.train_soup``).
+
 Twelfth round: ``train --guide-tweets [--guide-holdout-fold K]`` adds the 220 guide tweets to the encoder
 (all of them, or all but customer fold K); ``compare --guide-folds /tmp/encoder/r13-{k}`` then scores the 220
 with the five fold models, each on the fold it never saw (``score_guide_by_fold``).
@@ -67,7 +70,7 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
                     review_intents: bool = False, parcel_tweets: bool = False, random_complaints: bool = False,
                     complaint_transfer: str = "all", guide_tweets: bool = False,
                     guide_holdout_fold: int | None = None, random_other: bool = False,
-                    contrastive: float = 0.0) -> None:
+                    contrastive: float = 0.0, soup: int = 1) -> None:
     from classifiers.train import TrainConfig, train
 
     config = TrainConfig()
@@ -80,6 +83,7 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
     config.guide_holdout_fold = guide_holdout_fold
     config.random_other = random_other
     config.contrastive = contrastive
+    config.soup = soup
     config.cache_dir = cache_dir
     config.epochs = epochs
     config.tweeteval_per_class = tweeteval_per_class
@@ -374,6 +378,8 @@ def main() -> None:
                    help="leave out the guide tweets of this customer fold (one encoder per fold scores them)")
     t.add_argument("--contrastive", type=float, default=0.0,
                    help="weight of the supervised contrastive loss on posts we labelled with an intent (SetFit-style)")
+    t.add_argument("--soup", type=int, default=1,
+                   help="members of a uniform model soup: trained in their own post orders, their weights averaged")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -407,7 +413,8 @@ def main() -> None:
     elif args.cmd == "train":
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
                         args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer,
-                        args.guide_tweets, args.guide_holdout_fold, args.random_other, args.contrastive)
+                        args.guide_tweets, args.guide_holdout_fold, args.random_other, args.contrastive,
+                        args.soup)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
         head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets,

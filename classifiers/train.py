@@ -173,6 +173,10 @@ class TrainConfig:
     contrastive_classes: int = 8
     contrastive_per_class: int = 4
     contrastive_temperature: float = 0.1
+    #: A uniform model soup (issue 15, twentieth round; Wortsman et al. 2022): train this many members from the
+    #: same starting weights, each reading the posts in its own order (:func:`member_seeds`), and ship the average
+    #: of their tuned weights (:func:`average_weights`): one encoder, so no cost per post. 1 = one member, today's.
+    soup: int = 1
     #: Weight of the real care tweets we labelled (few next to ~30k others, and the closest to production).
     twcs_weight: float = 2.0
     #: Train on our sentiment labels of those tweets too (turning them off did not bring TweetEval's
@@ -807,14 +811,65 @@ def _pad(states: Sequence[np.ndarray], idx: np.ndarray) -> tuple[Any, Any]:
     return torch.from_numpy(hidden), torch.from_numpy(mask)
 
 
-def train_top(
+def member_seeds(config: TrainConfig) -> list[int]:
+    """The seed of each soup member's post order and dropout. Member 0 uses :attr:`TrainConfig.seed`, so a soup of
+    one trains exactly as before the soup existed; the others are far from it so no two members share a stream."""
+    return [config.seed + 1000 * member for member in range(max(1, config.soup))]
+
+
+def average_weights(members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The uniform soup of ``members`` (state dicts of one architecture): each floating-point tensor averaged, any
+    other (a counter) taken from the first member. Raises ValueError when the members' weights do not match, rather
+    than averaging half a model."""
+    if not members:
+        raise ValueError("a soup needs members: no members given")
+    keys = list(members[0])
+    for other in members[1:]:
+        if set(other) != set(keys):
+            raise ValueError(f"soup members differ in their weights: {sorted(set(keys) ^ set(other))}")
+    mean: dict[str, Any] = {}
+    for key in keys:
+        first = members[0][key]
+        if first.is_floating_point():
+            mean[key] = sum(m[key].detach() for m in members) / len(members)  # a new tensor; members untouched
+        else:
+            mean[key] = first.detach().clone()
+    return mean
+
+
+def train_soup(
     top: Any, examples: Sequence[Example], states: Sequence[np.ndarray], config: TrainConfig, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Train :attr:`TrainConfig.soup` members of ``top`` from its present weights (one per :func:`member_seeds`) and
+    leave ``top`` holding their average. With one member this is :func:`train_top`, unchanged."""
+    import copy
+
+    seeds = member_seeds(config)
+    if len(seeds) == 1:
+        return train_top(top, examples, states, config, log)
+    start = copy.deepcopy(top.state_dict())
+    tuned, fits = [], []
+    for member, seed in enumerate(seeds):
+        top.load_state_dict(start)
+        log(f"soup member {member + 1}/{len(seeds)} (order seed {seed})")
+        fits.append(train_top(top, examples, states, config, log, order_seed=seed))
+        tuned.append(copy.deepcopy(top.state_dict()))
+    top.load_state_dict(average_weights(tuned))
+    top.eval()
+    return {"steps": sum(f["steps"] for f in fits), "train_seconds": round(sum(f["train_seconds"] for f in fits), 1),
+            "soup_members": len(seeds)}
+
+
+def train_top(
+    top: Any, examples: Sequence[Example], states: Sequence[np.ndarray], config: TrainConfig, log: Callable[[str], None],
+    order_seed: int | None = None,
 ) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    seed = config.seed if order_seed is None else order_seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     labels = {h: torch.tensor([getattr(e, h) for e in examples]) for h in HEADS}
     sample_weight = torch.tensor([e.weight for e in examples], dtype=torch.float32)
     class_weights = {h: torch.from_numpy(_class_weights(examples, h, config.class_weight_power)) for h in HEADS}
@@ -832,7 +887,7 @@ def train_top(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total_steps - s) / max(1, total_steps - warmup))
     )
     # The contrastive batches draw from their own generator, so the main batches are the same with it on or off.
-    contrastive_rng = np.random.default_rng(config.seed + 1)
+    contrastive_rng = np.random.default_rng(seed + 1)
     pool = contrastive_pool(examples) if config.contrastive > 0 else {}
     top.train()
     step, started, running = 0, time.perf_counter(), Counter()
@@ -1100,7 +1155,7 @@ def train(
         cached_at = time.perf_counter()
         top = _build_top(bert, config.frozen_layers, config.dropout)
         log(f"training top {len(top.layers)} layers + heads for {config.epochs} epoch(s)")
-        fit = train_top(top, examples, states, config, log)
+        fit = train_soup(top, examples, states, config, log)
         del states
 
         staging = workdir / "model"

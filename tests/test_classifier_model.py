@@ -1027,3 +1027,31 @@ def test_contrastive_batches_come_class_balanced_from_posts_with_an_intent_and_n
         intents = [examples[i].intent for i in batch]
         assert len(batch) == len(set(batch)) and len(set(intents)) == 2
         assert all(intents.count(c) >= 2 for c in set(intents))
+
+
+# ---------------------------------------------------------------------- issue 15, twentieth round: a model soup
+def test_a_soup_averages_its_members_weights_and_a_soup_of_one_trains_as_before() -> None:
+    """A uniform model soup (Wortsman et al. 2022): the members start from the same weights and differ only in the
+    order they read the posts (and their dropout), and the shipped encoder is the average of their tuned weights, at
+    no cost per post. Member 0 reads in today's order, so ``soup = 1`` (the default) is today's training exactly; a
+    member whose weights do not match the others' is an error, not a silent half-average."""
+    torch = pytest.importorskip("torch", reason="torch is an optional 'train' extra")
+    from classifiers.train import TrainConfig, average_weights, member_seeds
+
+    config = TrainConfig()
+    assert config.soup == 1 and member_seeds(config) == [config.seed]
+    config.soup = 3
+    seeds = member_seeds(config)
+    assert seeds[0] == config.seed and len(set(seeds)) == 3
+    assert TrainConfig.from_recipe({"soup": 3}).soup == 3
+
+    a = {"w": torch.tensor([1.0, 2.0]), "steps": torch.tensor(4)}
+    b = {"w": torch.tensor([3.0, 6.0]), "steps": torch.tensor(9)}
+    mean = average_weights([a, b])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0]))
+    assert int(mean["steps"]) == 4  # a counter is not averaged: the first member's is kept
+    assert torch.equal(a["w"], torch.tensor([1.0, 2.0]))  # the members are left as they were
+    with pytest.raises(ValueError, match="w2"):
+        average_weights([a, {"w2": torch.tensor([1.0, 2.0]), "steps": torch.tensor(1)}])
+    with pytest.raises(ValueError, match="no members"):
+        average_weights([])
