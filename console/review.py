@@ -19,6 +19,8 @@ in the inbox as before.
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import streamlit as st
@@ -83,11 +85,21 @@ def _draft(m: Mention) -> dict[str, Any]:
 
 
 class _IframeComponents:
-    """What streamlit-shortcuts calls as ``components.html``, drawn with ``st.iframe`` instead."""
+    """What streamlit-shortcuts calls as ``components.html``, drawn with ``st.iframe`` instead, its script run in
+    the page's own window rather than the iframe's.
+
+    Why the page's window: the library's script adds its keydown listener to the page once (a flag on the page
+    says so), but creates that listener inside the iframe. A rerun that moves the iframe (the "labels confirmed"
+    note above it, after every Enter) replaces it, and a browser never calls a listener whose iframe is gone; the
+    flag still says "added", so no key worked after the first post. Made by the page's own ``Function``, the
+    listener lives as long as the page does. The script is the library's, unchanged."""
 
     @staticmethod
     def html(script: str, height: int = 0, width: int = 0) -> None:
-        st.iframe(script, height="content")
+        body = script.strip().removeprefix("<script>").removesuffix("</script>")
+        # json.dumps makes it a JavaScript string literal; "</" is escaped so the text cannot close the tag.
+        code = json.dumps(body).replace("</", "<\\/")
+        st.iframe(f"<script>new window.parent.Function({code})();</script>", height="content")
 
 
 def add_shortcuts(**shortcuts: str) -> None:
