@@ -70,8 +70,12 @@ def train_candidate(out: str, twcs_weight: float, cache_dir: str | None, epochs:
                     review_intents: bool = False, parcel_tweets: bool = False, random_complaints: bool = False,
                     complaint_transfer: str = "all", guide_tweets: bool = False,
                     guide_holdout_fold: int | None = None, random_other: bool = False,
-                    contrastive: float = 0.0, soup: int = 1) -> None:
+                    contrastive: float = 0.0, soup: int = 1, order_seed: int | None = None) -> None:
+    from classifiers import train as train_module
     from classifiers.train import TrainConfig, train
+
+    if order_seed is not None:  # one training that differs from the recipe's only in the order it reads the posts
+        train_module.member_seeds = lambda config: [order_seed]
 
     config = TrainConfig()
     config.twcs_weight = twcs_weight
@@ -380,6 +384,8 @@ def main() -> None:
                    help="weight of the supervised contrastive loss on posts we labelled with an intent (SetFit-style)")
     t.add_argument("--soup", type=int, default=1,
                    help="members of a uniform model soup: trained in their own post orders, their weights averaged")
+    t.add_argument("--order-seed", type=int, default=None,
+                   help="read the posts in this seed's order (data, head start and all else as the recipe)")
     h = sub.add_parser("head", help="refit only the intent head on a built model's encoder")
     h.add_argument("--out", required=True)
     h.add_argument("--base", default="classifiers/model")
@@ -414,7 +420,7 @@ def main() -> None:
         train_candidate(args.out, args.twcs_weight, args.cache_dir, args.epochs, args.tweeteval_per_class,
                         args.review_intents, args.parcel_tweets, args.random_complaints, args.complaint_transfer,
                         args.guide_tweets, args.guide_holdout_fold, args.random_other, args.contrastive,
-                        args.soup)
+                        args.soup, args.order_seed)
     elif args.cmd == "head":
         kinds = args.review_intents.split(",") if args.review_intents else None
         head_candidate(args.out, args.base, (kinds or True) if args.reviews else None, args.parcel_tweets,

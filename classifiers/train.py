@@ -846,7 +846,7 @@ def train_soup(
 
     seeds = member_seeds(config)
     if len(seeds) == 1:
-        return train_top(top, examples, states, config, log)
+        return train_top(top, examples, states, config, log, order_seed=seeds[0])
     start = copy.deepcopy(top.state_dict())
     tuned, fits = [], []
     for member, seed in enumerate(seeds):
