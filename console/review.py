@@ -20,7 +20,6 @@ in the inbox as before.
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import streamlit as st
