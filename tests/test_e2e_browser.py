@@ -472,14 +472,22 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         # from @FettleCare and nothing of the other customer reaches X.
         open_case(bob, world["fettle_case"])
         bob.get_by_text("Change the linked order").click()
+        wait_idle(bob)  # the run that draws the form has finished, as it has before a person types in it
         number_box = bob.get_by_label("Order number")
         expect(number_box).to_have_value("")  # this case's own box, not the last case's order
         number_box.fill(world["top_order"])
         expect(number_box).to_have_value(world["top_order"])
-        # One click, while the presence line ticks every few seconds: it must land the first time.
+        # One click, while the presence line ticks every few seconds: it must land the first time (no retry).
+        # The answer gets 20 s, not 5: this step once failed in CI after 5 s with the case unlinked, and
+        # 40 runs here did not show whether the click was lost or the two runs it starts were slow.
         bob.get_by_role("button", name="Link this order").click()
         wait_idle(bob)
-        expect(bob.get_by_text("NOT confirmed: the order's customer is not the author", exact=False)).to_be_visible()
+        landed = bob.get_by_text("NOT confirmed: the order's customer is not the author", exact=False)
+        try:
+            expect(landed).to_be_visible(timeout=20000)
+        except AssertionError as exc:
+            raise AssertionError(f"Link this order: no answer in 20 s; the case's order in the database is "
+                                 f"{linked_order(world['db'], world['fettle_case'])!r}") from exc
         assert linked_order(world["db"], world["fettle_case"]) == world["top_order"]
         expect(bob.get_by_text(f"Order {world['top_order']} belongs to", exact=False)).to_be_visible()
         choose(bob, "Template", "refund")
