@@ -200,12 +200,64 @@ def changed_by_others(store: Store, case_id: int, username: str,
     return who, sorted(f for f in fields if f not in ("version", "updated_by"))
 
 
+_LINK_FIELDS = frozenset({"order_number", "link_method", "link_confidence", "link_confirmed"})
+#: The case's fields in the team's words, in the order they are told. One relink changes seven fields
+#: (order, customer, tracking number, courier and how the link was made): to the agent it is one change.
+_CHANGE_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("the status", frozenset({"status"})),
+    ("the assignee", frozenset({"assignee"})),
+    ("the snooze", frozenset({"snoozed_until"})),
+    ("the priority", frozenset({"priority", "priority_band", "priority_reasons"})),
+    ("the labels", frozenset({"intent", "sentiment", "complaint"})),
+    ("the linked order", _LINK_FIELDS),
+    ("the customer", frozenset({"customer_id", "author_handle"})),
+    ("the tracking number", frozenset({"tracking_number"})),
+    ("the courier", frozenset({"courier"})),
+    ("the brand", frozenset({"brand"})),
+    ("the channel", frozenset({"channel", "thread_id"})),
+    ("the merge", frozenset({"merged_into"})),
+    ("its posts", frozenset({"mention_count", "last_activity_at"})),
+)
+#: A relinked order brings its customer, parcel and courier with it: not told apart.
+_CAME_WITH_THE_ORDER = frozenset({"customer_id", "tracking_number", "courier"})
+#: Clocks follow the status (and the SLA rules): told only when nothing else changed.
+_CLOCKS = frozenset({"opened_at", "first_response_due", "resolution_due", "next_response_due", "first_response_at",
+                     "resolved_at", "awaiting_since", "sla_paused_at"})
+
+
+def changed_words(fields: list[str] | set[str]) -> str:
+    """Which parts of the case changed, as an agent says it: "the assignee and the linked order"."""
+    left = set(fields) - {"id", "version", "updated_by"}
+    phrases: list[str] = []
+    if left & _LINK_FIELDS:
+        left -= _CAME_WITH_THE_ORDER
+    for phrase, names in _CHANGE_WORDS:
+        if left & names:
+            phrases.append(phrase)
+            left -= names
+    if left & _CLOCKS and not phrases:
+        phrases.append("the SLA clocks")
+    phrases += sorted(f.replace("_", " ") for f in left - _CLOCKS)
+    if not phrases:
+        return "the case"
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def changed_since_note(who: list[str], fields: set[str] | list[str]) -> str:
+    """The header's note once the page shows a colleague's change: who changed what, and what that means for
+    the agent's next click."""
+    if not who:
+        return "A new post came in since you opened this case; the page shows the latest state."
+    return (f"{' and '.join(who)} changed {changed_words(fields)} since you opened this case; the page shows the "
+            "latest state. Your next change is refused only if it touches what they changed.")
+
+
 def _changed_by_others(store: Store, case_id: int, username: str, drawn_version: int) -> None:
     found = changed_by_others(store, case_id, username, drawn_version)
     if found is None:
         return
     who, fields = found
-    what = ", ".join(f.replace("_", " ") for f in fields) or "the case"
+    what = changed_words(fields)
     st.info(escape_md(f"{' and '.join(who)} changed {what} since this page was drawn."), icon=":material/update:")
     if st.button("Show their changes", key=f"show_changes_{case_id}"):
         st.rerun(scope="app")  # the page redraws from the stored case (the header then says what to review)
@@ -299,10 +351,8 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
         if case_merge.only_own_changes(store, mine, case, user.username):
             hold(case)  # the agent's own change, or the outbox's after their own reply: nothing to review
         else:
-            _, _, who = case_merge.changes_since(store, mine, user.username)
-            st.info(escape_md(f"This case was changed by {', '.join(who) or 'a new post'} since you opened it; "
-                              "the page shows the latest state. Your next change is refused only if it touches "
-                              "a field they changed."))
+            _, fields, who = case_merge.changes_since(store, mine, user.username)
+            st.info(escape_md(changed_since_note(who, fields)))
             if st.button("Work from the latest version", key="case_reload"):
                 hold(case)
                 st.rerun()

@@ -84,6 +84,23 @@ def _value(field: str, value: Any, when: Callable[[datetime | None], str]) -> st
     return str(value).replace("_", " ")
 
 
+#: The fields an agent's relink writes (``doorstep.linking.override_link``): the order brings its customer,
+#: parcel and courier; the link's method, confidence and confirmation say how it was made.
+LINK_FIELDS = frozenset({"order_number", "customer_id", "tracking_number", "courier", "link_method", "link_confidence",
+                         "link_confirmed"})
+#: The audit actions that say a relink in words (written in the same transaction as its update).
+LINK_ACTIONS = ("link.verified", "link.unconfirmed")
+
+
+def _relink_words(d: dict[str, Any]) -> str:
+    """"linked order 104210 (parcel 1Z... with UPS), confirmed" or "removed the linked order"."""
+    if not d.get("order_number"):
+        return "removed the linked order"
+    parcel = f" (parcel {d['tracking_number']}" + (f" with {d['courier']})" if d.get("courier") else ")") \
+        if d.get("tracking_number") else ""
+    return f"linked order {d['order_number']}{parcel}" + (", confirmed" if d.get("link_confirmed") else "")
+
+
 #: A sentence made by code: (the event's details, what a template would see, ``when``) -> words.
 Said = Callable[[dict[str, Any], dict[str, Any], Callable[[datetime | None], str]], str]
 
@@ -95,8 +112,11 @@ def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime 
     elif fields == {"assignee"}:
         text = f"{c['who']} assigned the case to {_value('assignee', d['assignee'], when)}"
     else:
-        text = f"{c['who']} set " + ", ".join(f"{FIELD_WORDS.get(k, k.replace('_', ' '))} to {_value(k, v, when)}"
-                                              for k, v in d.items() if k != "because")
+        relinked = "order_number" in fields  # one relink changes seven fields: said as one change
+        rest = [f"{FIELD_WORDS.get(k, k.replace('_', ' '))} to {_value(k, v, when)}" for k, v in d.items()
+                if k != "because" and not (relinked and k in LINK_FIELDS)]
+        said = ([_relink_words(d)] if relinked else []) + (["set " + ", ".join(rest)] if rest else [])
+        text = f"{c['who']} " + "; ".join(said)
     because = d.get("because") if isinstance(d.get("because"), dict) else None
     return text + (f" (after {because['message_by']}'s reply was sent)" if because and because.get("message_by") else "")
 
@@ -202,5 +222,18 @@ def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], 
     from doorstep.models import utcnow
 
     items: list[tuple[datetime, str]] = [(n.created_at or utcnow(), f"{n.author} noted: {n.text}") for n in notes]
-    items += [(e.at or utcnow(), sentence(e, messages, when, handles)) for e in events if e.action != "case.note"]
+    link_events = [e for e in events if e.action in LINK_ACTIONS]
+    items += [(e.at or utcnow(), sentence(e, messages, when, handles)) for e in events if e.action != "case.note"
+              and not _said_by_its_link_event(e, link_events)]
     return sorted(items, key=lambda i: i[0])
+
+
+def _said_by_its_link_event(event: AuditEvent, link_events: list[AuditEvent]) -> bool:
+    """A relink's field update when its link event already says it: "ann linked order X, verified: ..." or
+    "..., NOT confirmed"; the update would repeat it with the store's field names. The two are written in one
+    transaction, each stamped to the second when written: a second boundary may fall between them."""
+    d = event.details or {}
+    if event.action != "case.update" or "order_number" not in d or not set(d) <= LINK_FIELDS or event.at is None:
+        return False
+    return any(e.actor == event.actor and str((e.details or {}).get("order_number")) == str(d["order_number"])
+               and e.at is not None and abs((e.at - event.at).total_seconds()) <= 2 for e in link_events)

@@ -92,6 +92,31 @@ def test_the_open_page_learns_of_a_colleagues_change_but_not_of_its_own(db: Stor
     assert drawn is not None and case_view.changed_by_others(db, case_id, "ann", drawn.version) is None
 
 
+def test_a_colleagues_change_is_told_in_the_teams_words_not_the_fields_names() -> None:
+    """A user check (two agents on one case, 2026-12-06): after priya relinked the order, sam's page said
+    "priya changed courier, customer id, link confidence, link confirmed, link method, order number,
+    tracking number". One relink is one change to the agent: the linked order."""
+    from console.case_view import changed_words
+
+    relink = ["courier", "customer_id", "link_confidence", "link_confirmed", "link_method", "order_number",
+              "tracking_number"]
+    assert changed_words(relink) == "the linked order"
+    assert changed_words(["assignee"]) == "the assignee"
+    assert changed_words(["status", "first_response_at", "resolution_due", "resolved_at"]) == "the status"
+    assert changed_words(["priority", "priority_band", "priority_reasons"]) == "the priority"
+    assert changed_words(["complaint", "intent", "sentiment"]) == "the labels"
+    assert changed_words(["assignee", "order_number", "link_method"]) == "the assignee and the linked order"
+    assert changed_words(["snoozed_until", "status"]) == "the status and the snooze"
+    assert changed_words([]) == "the case"
+    assert changed_words(["some_new_field"]) == "some new field"  # a field added later still says something
+    # After "Show their changes", the header says the same (it said "This case was changed by priya").
+    from console.case_view import changed_since_note
+
+    assert changed_since_note(["priya"], {"assignee", *relink}).startswith(
+        "priya changed the assignee and the linked order since you opened this case;")
+    assert changed_since_note([], {"mention_count"}).startswith("A new post came in")
+
+
 def test_another_agents_change_to_another_field_does_not_block(db: Store) -> None:
     """bob assigned the case; ann's status change touches another field and goes through."""
     case_id = xss_case(db)
@@ -225,6 +250,44 @@ def test_timeline_sentences() -> None:
     assert sentence(_event("case.split", "ann", mention_id=4, new_case=12), messages, when) == \
         "ann split post 4 into a new case #12"
     assert sentence(_event("something.new", "ann"), messages, when) == "ann: something new"  # never blank
+
+
+def test_a_relink_reads_as_one_sentence_on_the_timeline(db: Store) -> None:
+    """A user check (2026-12-06): a relink showed "priya linked order 104210, NOT confirmed (...)" and under it
+    "priya set order to 104210, customer to C00444, tracking number to 1Z..., courier to UPS, link method to agent,
+    link confidence to 0.5, order link confirmed to False": the store's fields and an internal customer id."""
+    from console.timeline import lines, sentence
+    from doorstep.config import load_config
+    from doorstep.linking import override_link
+
+    when = lambda t: "10:12"  # noqa: E731
+    case_id = xss_case(db)
+    case = db.get_case(case_id)
+    assert case is not None
+    number = db.db.execute("select number from orders where customer_id is not null and customer_id != ? "
+                           "order by number limit 1", [case.customer_id or ""]).fetchone()[0]
+    override_link(db, case_id, case.version, "priya", order_number=number)  # another customer's order
+    said = [text for _, text in lines(db.audit_trail(case_id), [], {}, load_config(DEMO_CONFIG), when)]
+    told = [text for text in said if number in text]
+    assert told == [f"priya linked order {number}, NOT confirmed (its customer is not the author)"], said
+    assert not [text for text in said if "link method" in text or "link confidence" in text], said
+    # Stamped to the second each: the link event may fall in the next second; it still says the relink.
+    update, link = [e for e in db.audit_trail(case_id) if e.action in ("case.update", "link.unconfirmed")][-2:]
+    link = link.model_copy(update={"at": update.at + timedelta(seconds=1)})  # type: ignore[operator]
+    again = [text for _, text in lines([update, link], [], {}, load_config(DEMO_CONFIG), when)]
+    assert again == [f"priya linked order {number}, NOT confirmed (its customer is not the author)"], again
+    relink = {"order_number": "104210", "customer_id": "C00444", "tracking_number": "1Z3UWMKL6696368396",
+              "courier": "UPS", "link_method": "agent", "link_confidence": 0.5, "link_confirmed": False}
+    # The author's own order: no link event, so the update says it, in words.
+    confirmed = {**relink, "link_confidence": 1.0, "link_confirmed": True}
+    assert sentence(_event("case.update", "priya", **confirmed), {}, when) == \
+        "priya linked order 104210 (parcel 1Z3UWMKL6696368396 with UPS), confirmed"
+    assert sentence(_event("case.update", "priya", order_number=None, customer_id=None, tracking_number=None,
+                           link_method="agent", link_confidence=1.0, link_confirmed=True), {}, when) == \
+        "priya removed the linked order"
+    # Other fields changed with it are still told.
+    assert sentence(_event("case.update", "priya", status="open", **confirmed), {}, when) == \
+        "priya linked order 104210 (parcel 1Z3UWMKL6696368396 with UPS), confirmed; set status to open"
 
 
 def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: Store) -> None:

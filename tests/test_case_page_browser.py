@@ -167,11 +167,11 @@ def test_a_colleagues_change_shows_on_the_open_case_without_a_click(console: dic
         store.update_case(case_id, case.version, "bob", assignee="bob")
         store.close()
         # No click: the presence line's tick says who changed what.
-        expect(page.get_by_text("bob changed assignee since this page was drawn", exact=False)).to_be_visible(
+        expect(page.get_by_text("bob changed the assignee since this page was drawn", exact=False)).to_be_visible(
             timeout=30000)
         page.get_by_role("button", name="Show their changes").click()
         wait_idle(page)
-        expect(page.get_by_text("This case was changed by bob", exact=False)).to_be_visible()
+        expect(page.get_by_text("bob changed the assignee since you opened this case", exact=False)).to_be_visible()
         expect(page.get_by_text("since this page was drawn", exact=False)).to_have_count(0)
         viewport_shot(page, "case-page-colleague-changed-1440")
         browser.close()
