@@ -14,6 +14,16 @@ from doorstep.models import INTENTS, Labels, Mention
 from doorstep.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
+
+try:
+    from playwright.sync_api import expect as _browser_expect
+except ImportError:  # the browser tests skip (or fail under CI=true) on their own
+    pass
+else:
+    # A browser test's assertion waits up to 15 s for the console's answer, not Playwright's default 5: on a CI
+    # host with busy neighbours a click's two script runs (the action, then the redraw) once took longer.
+    # A click that is lost still fails, 10 s later.
+    _browser_expect.set_options(timeout=15_000)
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=timezone.utc)
 
 
