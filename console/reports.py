@@ -45,8 +45,10 @@ def render() -> None:
             report = reports.build_weekly_report(store, config, week=week, brand=brand,
                                                  actor=getattr(user, "username", "console"))
             html = reports.render_html(report)
-            pdf_path = reports.render_pdf(report, Path(tempfile.mkdtemp(prefix="doorstep-report-")) / "report.pdf")
-            st.session_state["report_rendered"] = (week, brand, html, pdf_path.read_bytes())
+            # The PDF is kept in the session for the download button; its file goes with the folder.
+            with tempfile.TemporaryDirectory(prefix="doorstep-report-") as folder:
+                pdf = reports.render_pdf(report, Path(folder) / "report.pdf").read_bytes()
+            st.session_state["report_rendered"] = (week, brand, html, pdf)
 
     rendered = st.session_state.get("report_rendered")
     if rendered and rendered[:2] == (week, brand):

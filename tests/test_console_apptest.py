@@ -529,7 +529,9 @@ def test_dashboard_shows_answer_rates_by_channel_and_hour(db: Store) -> None:
     assert len(at.get("vega_lite_chart")) == 6
 
 
-def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
+def test_reports_page_renders_a_week_and_lists_sends(db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
     from doorstep.reports import weeks_with_data
     from doorstep.config import load_config
 
@@ -552,6 +554,12 @@ def test_reports_page_renders_a_week_and_lists_sends(db: Store) -> None:
     assert at.selectbox(key="report_week").value == last_complete_week(utcnow(), config.tz)
     sends = at.dataframe[0].value
     assert list(sends["status"]) == ["failed"] and list(sends["last error"]) == ["SMTP 451 try later"]
+    # Each render wrote its PDF to a new folder in the system's temp folder and left it there: every report
+    # anyone rendered stayed on the server's disk (found in /tmp, 2026-12-06).
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     at.button(key="report_render").click().run()
     assert not at.exception, at.exception
     assert [b.label for b in at.get("download_button")] == ["Download HTML", "Download PDF"]
+    assert list(temp.iterdir()) == []
