@@ -513,7 +513,8 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
             safe_text(f"Shipment {shipment.tracking_number} · {shipment.courier} {shipment.service or ''} · "
                       f"status {shipment.status or '-'}")
             if shipment.events:
-                st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
+                if len(shipment.events) > 1:  # one scan is a dot over a meaningless axis: the table says it
+                    st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
                 safe_table([{"time": local_time(e.time, config), "status": e.status, "location": e.location or "",
                              "courier says": e.description or ""} for e in shipment.events])
             else:
@@ -567,17 +568,17 @@ def _relink_form(store: Store, case: Case) -> None:
 
 
 def post_byline(m: Mention, when: Any) -> str:
-    """Who wrote a post, where and when: "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:46".
+    """Who wrote a post, where and when: "Alice Stewart @astewart17 · 1,292 followers · X · Sat 05 Dec 01:46".
     A handle and followers only where the post has them (a courier page's post by the webhook has a name only)."""
     who = " ".join(p for p in (m.author_name, f"@{m.author_handle}" if m.author_handle else None) if p) or "?"
     followers = f" · {m.author_followers:,} followers" if m.author_followers else ""
-    return f"{who}{followers} · {m.channel} · {when(m.created_at)}" + (" · our reply" if m.outbound else "")
+    return f"{who}{followers} · {channel_name(m.channel)} · {when(m.created_at)}" + (" · our reply" if m.outbound else "")
 
 
 def _post_label(m: Mention, own: bool) -> str:
     snippet = " ".join(m.text.split())
     snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
-    return f"@{m.author_handle or '?'} on {m.channel}: {snippet}" + ("" if own else "  [not this case's customer]")
+    return f"@{m.author_handle or '?'} on {channel_name(m.channel)}: {snippet}" + ("" if own else "  [not this case's customer]")
 
 
 def _composer(store: Store, case: Case, user: Any) -> None:

@@ -25,8 +25,16 @@ FIELD_WORDS = {
 }
 
 
+#: The alert rules (``responders.alerts``) as the team names them.
+ALERT_WORDS = {"urgent_complaint": "urgent complaint", "vip_author": "VIP customer", "spike": "spike",
+               "sla_breach": "SLA", "escalation_failed": "failed escalation", "listener_unhealthy": "listener health"}
+
+
 def _who(actor: str) -> str:
-    """"outbox" and "pipeline" are machines; say what they are."""
+    """"outbox" and "pipeline" are machines; say what they are. An alert rule acts as "alert:<rule>"."""
+    if actor.startswith("alert:"):
+        rule = actor.removeprefix("alert:")
+        return f"The {ALERT_WORDS.get(rule, rule.replace('_', ' '))} alert"
     return {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
 
 
@@ -184,6 +192,8 @@ SENTENCES: dict[str, str | Said] = {
     "callback.bridge": "{who} started a bridged call through Twilio",
     "callback.outcome": "{who} recorded the call back: {outcome!w}",
     "courier.update": "The courier updated parcel {tracking_number}: {status!w}",
+    "alert.new": "{who} fired",
+    "alert.update": "{who} fired again",
 }
 
 #: Families of actions, by how the name starts or ends, for those :data:`SENTENCES` does not name.

@@ -290,6 +290,24 @@ def test_a_relink_reads_as_one_sentence_on_the_timeline(db: Store) -> None:
         "priya linked order 104210 (parcel 1Z3UWMKL6696368396 with UPS), confirmed; set status to open"
 
 
+def test_an_alert_on_the_timeline_is_said_in_words() -> None:
+    """A user check (2026-12-06): a VIP's complaint showed "alert:vip_author: alert new" and
+    "alert:vip_author queued: alert to ... by e-mail" on the case's timeline: the rule's key and the action's."""
+    from console.timeline import sentence
+    from responders.outbox import OutboundMessage
+
+    when = lambda t: "10:34"  # noqa: E731
+    email = OutboundMessage(id=7, kind="alert", channel="email", target="care-lead@shop.example", text="x",
+                            status="queued", idempotency_key="a-1")
+    fired = sentence(_event("alert.new", "alert:vip_author", rule="vip_author", subject="s", why="w"), {7: email}, when)
+    assert fired == "The VIP customer alert fired"
+    assert sentence(_event("alert.update", "alert:sla_breach", rule="sla_breach"), {}, when) == \
+        "The SLA alert fired again"
+    assert sentence(_event("outbox.queue.alert", "alert:vip_author", message_id=7), {7: email}, when) == \
+        "The VIP customer alert queued: alert to care-lead@shop.example by e-mail"
+    assert sentence(_event("alert.new", "alert:some_new_rule"), {}, when) == "The some new rule alert fired"
+
+
 def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: Store) -> None:
     case_id = xss_case(db)
     at, _ = _open_case(db, "ann", case_id)
@@ -478,9 +496,38 @@ def test_a_post_without_handle_or_followers_says_neither() -> None:
     assert post_byline(page_post, when) == "Amelia Fraser · webhook · Sat 05 Dec 01:18"
     x_post = Mention(channel="x", external_id="1", text="hi", created_at=utcnow(), author_name="Alice Stewart",
                      author_handle="astewart17", author_followers=1292)
-    assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · x · Sat 05 Dec 01:18"
+    # The network as the team names it ("X", "Bluesky", "X direct message"), not its key ("x", "x_dm").
+    assert post_byline(x_post, when) == "Alice Stewart @astewart17 · 1,292 followers · X · Sat 05 Dec 01:18"
     ours = x_post.model_copy(update={"outbound": True, "author_followers": 0})
-    assert post_byline(ours, when) == "Alice Stewart @astewart17 · x · Sat 05 Dec 01:18 · our reply"
+    assert post_byline(ours, when) == "Alice Stewart @astewart17 · X · Sat 05 Dec 01:18 · our reply"
+    dm = x_post.model_copy(update={"channel": "x_dm", "author_followers": 0})
+    assert post_byline(dm, when) == "Alice Stewart @astewart17 · X direct message · Sat 05 Dec 01:18"
+
+
+def test_the_post_to_answer_names_its_network_in_the_teams_words() -> None:
+    """A user check (2026-12-06): the "In reply to" choice read "@astewart17 on x: @FettleCare ..."."""
+    from console.case_view import _post_label
+
+    post = Mention(channel="bluesky", external_id="b-1", text="where is it", created_at=utcnow(), author_handle="sam.bsky")
+    assert _post_label(post, own=True) == "@sam.bsky on Bluesky: where is it"
+
+
+def test_a_parcel_with_one_scan_gets_its_table_and_no_chart(db: Store) -> None:
+    """A user check (2026-12-06): a parcel with one scan ("info_received") drew a chart of one dot over an
+    axis labelled ":07". A journey needs two scans to be a line; one is read from the table."""
+    from test_console_apptest import _open_case
+
+    one_scan = db.db.execute(
+        "select c.id from cases c join tracking_events e on e.tracking_number = c.tracking_number "
+        "group by c.id having count(*) = 1 order by c.id limit 1").fetchone()[0]
+    several = db.db.execute(
+        "select c.id from cases c join tracking_events e on e.tracking_number = c.tracking_number "
+        "group by c.id having count(*) > 2 order by c.id limit 1").fetchone()[0]
+    at, _ = _open_case(db, case_id=one_scan)
+    assert len(at.get("vega_lite_chart")) == 0
+    assert any(len(t.value) == 1 and "status" in t.value.columns for t in at.table), "the scan's table is shown"
+    at, _ = _open_case(db, case_id=several)
+    assert len(at.get("vega_lite_chart")) == 1
 
 
 def test_sent_mail_page_says_when_in_the_teams_words(db: Store, tmp_path: Any, monkeypatch: Any) -> None:
