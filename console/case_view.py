@@ -20,7 +20,7 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
-from console.timeline import channel_name, recipient
+from console.timeline import actor_name, channel_name, recipient
 from console.widgets import (
     busy_message,
     current_user,
@@ -653,7 +653,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         if route:
             st.text(route)  # plain text: the excerpt is the customer's words
         if parent is not None:
-            safe_text(f"@{parent.author_handle or '?'} · {parent.channel} · {local_time(parent.created_at, config)}"
+            safe_text(f"@{parent.author_handle or '?'} · {channel_name(parent.channel)} · {local_time(parent.created_at, config)}"
                       + (f" · {parent.author_followers:,} followers" if parent.author_followers else ""), caption=True)
             if len(parent.text) > 80:  # the route line's excerpt holds shorter posts whole
                 safe_text(parent.text)
@@ -940,7 +940,10 @@ def _next_form_round(case: Case) -> None:
 def _actions(store: Store, case: Case, user: Any) -> None:
     st.subheader("Actions")
     with st.form(f"status_{case.id}"):
-        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), key=f"status_sel_{case.id}_g{form_round(case)}")
+        # Keyed by the stored status too: when the outbox (after the agent's reply) or a colleague moves it, the
+        # choice starts again from it, and "Set status" can never quietly put back the status the page opened with.
+        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status),
+                              key=f"status_sel_{case.id}_g{form_round(case)}_{case.status}")
         pending = pending_messages(store, case.id)  # type: ignore[arg-type]
         anyway = False
         if pending:
@@ -1022,7 +1025,7 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
         with st.container(border=True):
             sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
             safe_text(f"{m.status} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
-                      f"by {m.created_by or '-'} · {local_time(m.created_at, config)}"
+                      f"by {actor_name(m.created_by, start=False) if m.created_by else '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)
             safe_text(m.text)

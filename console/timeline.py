@@ -30,12 +30,15 @@ ALERT_WORDS = {"urgent_complaint": "urgent complaint", "vip_author": "VIP custom
                "sla_breach": "SLA", "escalation_failed": "failed escalation", "listener_unhealthy": "listener health"}
 
 
-def _who(actor: str) -> str:
-    """"outbox" and "pipeline" are machines; say what they are. An alert rule acts as "alert:<rule>"."""
+def actor_name(actor: str, start: bool = True) -> str:
+    """Who did something, as the team says it: "outbox" and "pipeline" are machines, an alert rule acts as
+    "alert:<rule>". ``start``: at the start of a sentence ("The outbox ..."), else "... by the outbox"."""
     if actor.startswith("alert:"):
         rule = actor.removeprefix("alert:")
-        return f"The {ALERT_WORDS.get(rule, rule.replace('_', ' '))} alert"
-    return {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
+        words = f"The {ALERT_WORDS.get(rule, rule.replace('_', ' '))} alert"
+    else:
+        words = {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
+    return words if start or not words.startswith("The ") else "the" + words.removeprefix("The")
 
 
 #: Channels as the team says them ("on X", "by X direct message"), not as the database keys them.
@@ -210,7 +213,7 @@ def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[dateti
              handles: Mapping[str, str] | None = None) -> str:
     """One audit event as the team says it. ``when`` formats a time in the team's zone; ``handles``
     (author id -> handle) names a direct message's recipient (see :func:`recipient`)."""
-    d, who = event.details or {}, _who(event.actor)
+    d, who = event.details or {}, actor_name(event.actor)
     words = SENTENCES.get(event.action) or next((w for match, w in FAMILIES if match(event.action)), None)
     if words is None:
         return f"{who}: {event.action.replace('.', ' ').replace('_', ' ')}"

@@ -59,6 +59,23 @@ def test_own_reply_sent_by_the_outbox_does_not_refuse_the_agents_next_action(db:
     assert "status set to resolved" in texts(at) and "changed by" not in texts(at)
 
 
+def test_the_status_choice_follows_the_stored_status_after_the_outbox_moved_it(db: Store) -> None:
+    """A user check (2026-12-06): after ann's reply was sent the header said "open" and the Status choice
+    under Actions still said "new" (the status when she opened the case); "Set status" without a look
+    would have put the case back to new."""
+    case_id = xss_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    assert sel(at, f"status_sel_{case_id}").value == "new"
+    at.text_area(key=f"draft_{case_id}").input("@mallory so sorry, we're looking into it.")
+    at.button(key=f"send_{case_id}").click().run()
+    assert _send_all(db) == 1
+    assert db.get_case(case_id).status == "open"  # type: ignore[union-attr]
+    at.run()
+    assert sel(at, f"status_sel_{case_id}").value == "open"
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert db.get_case(case_id).status == "open", texts(at)  # type: ignore[union-attr]
+
+
 def test_another_agents_change_to_the_same_field_is_still_a_conflict(db: Store) -> None:
     case_id = xss_case(db)
     at, _ = _open_case(db, "ann", case_id)
@@ -306,6 +323,11 @@ def test_an_alert_on_the_timeline_is_said_in_words() -> None:
     assert sentence(_event("outbox.queue.alert", "alert:vip_author", message_id=7), {7: email}, when) == \
         "The VIP customer alert queued: alert to care-lead@shop.example by e-mail"
     assert sentence(_event("alert.new", "alert:some_new_rule"), {}, when) == "The some new rule alert fired"
+    # Outbound messages say who queued each: "by the VIP customer alert", not "by alert:vip_author".
+    from console.timeline import actor_name
+
+    assert actor_name("alert:vip_author", start=False) == "the VIP customer alert"
+    assert actor_name("outbox", start=False) == "the outbox" and actor_name("ann", start=False) == "ann"
 
 
 def test_case_page_timeline_reads_as_sentences_and_raw_events_are_for_leads(db: Store) -> None:
