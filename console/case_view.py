@@ -727,7 +727,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                 st.error(escape_md(st.session_state.pop(error_key)))
             show_flashes(at=f"reply:{case.id}")
     if limit:
-        st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel}); "
+        st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
                              + "the exact count is checked on Queue reply."))
     st.caption(KEYS_HELP)

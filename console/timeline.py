@@ -170,7 +170,8 @@ SENTENCES: dict[str, str | Said] = {
     "outbox.retry": "{who} sent {the_message} again",
     "outbox.cancel": "{who} cancelled {the_message}",
     "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
-    "case.open": "A new post opened this case{link:? (matched by %s)}",
+    "case.open": lambda d, c, when: "A new post opened this case" + (
+        f" (matched by {str(d['link']).replace('_', ' ')})" if d.get("link") not in (None, "", "none") else ""),
     "case.open.proactive": "{who} opened this case proactively",
     "case.reopen": "A new post reopened this resolved case",
     "link.verified": "{who} linked order {order_number}, verified: {how}",

@@ -267,6 +267,10 @@ def test_timeline_sentences() -> None:
     assert sentence(_event("case.split", "ann", mention_id=4, new_case=12), messages, when) == \
         "ann split post 4 into a new case #12"
     assert sentence(_event("something.new", "ann"), messages, when) == "ann: something new"  # never blank
+    # A post matched to no order (the linker's method "none") read "(matched by none)"; a match says how.
+    assert sentence(_event("case.open", "pipeline", link="none"), messages, when) == "A new post opened this case"
+    assert sentence(_event("case.open", "pipeline", link="order_number"), messages, when) == \
+        "A new post opened this case (matched by order number)"
 
 
 def test_a_relink_reads_as_one_sentence_on_the_timeline(db: Store) -> None:
