@@ -20,7 +20,7 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
-from console.timeline import actor_name, channel_name, recipient
+from console.timeline import LINK_FIELDS, actor_name, channel_name, recipient
 from console.widgets import (
     busy_message,
     current_user,
@@ -200,7 +200,10 @@ def changed_by_others(store: Store, case_id: int, username: str,
     return who, sorted(f for f in fields if f not in ("version", "updated_by"))
 
 
-_LINK_FIELDS = frozenset({"order_number", "link_method", "link_confidence", "link_confirmed"})
+#: A relinked order brings its customer, parcel and courier with it: not told apart.
+_CAME_WITH_THE_ORDER = frozenset({"customer_id", "tracking_number", "courier"})
+#: The order and how it was linked (the rest of a relink's fields, :data:`console.timeline.LINK_FIELDS`).
+_LINK_FIELDS = LINK_FIELDS - _CAME_WITH_THE_ORDER
 #: The case's fields in the team's words, in the order they are told. One relink changes seven fields
 #: (order, customer, tracking number, courier and how the link was made): to the agent it is one change.
 _CHANGE_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -218,8 +221,6 @@ _CHANGE_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
     ("the merge", frozenset({"merged_into"})),
     ("its posts", frozenset({"mention_count", "last_activity_at"})),
 )
-#: A relinked order brings its customer, parcel and courier with it: not told apart.
-_CAME_WITH_THE_ORDER = frozenset({"customer_id", "tracking_number", "courier"})
 #: Clocks follow the status (and the SLA rules): told only when nothing else changed.
 _CLOCKS = frozenset({"opened_at", "first_response_due", "resolution_due", "next_response_due", "first_response_at",
                      "resolved_at", "awaiting_since", "sla_paused_at"})
