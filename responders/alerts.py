@@ -57,6 +57,26 @@ STATE_CURSOR = "alerts.state"
 MIN_HISTORY_HOURS = 6
 
 
+#: The rules as a care team names them: alert subjects, and the case timeline ("The VIP customer alert fired").
+RULE_WORDS = {"urgent_complaint": "urgent complaint", "vip_author": "VIP customer", "spike": "spike",
+              "sla_breach": "SLA", "escalation_failed": "failed escalation", "listener_unhealthy": "listener health"}
+
+
+def subject_words(rule: str, subject: str, case_id: int | None = None) -> str:
+    """"Urgent complaint: case #608" for (urgent_complaint, case:608); "Spike: courier UPS"; a failed
+    escalation (subject message:12) names its case, which is what the lead opens.
+
+    Why words: the lead reads the subject in a mail list or a Slack channel. The rule's key stays in
+    the body ("Rule: urgent_complaint"), where a mail filter can still find it.
+    """
+    kind, _, value = subject.partition(":")
+    if kind == "message" and case_id:
+        kind, value = "case", str(case_id)
+    what = f"{kind} #{value}" if kind in ("case", "message") else f"{kind} {value}".strip()
+    words = RULE_WORDS.get(rule, rule.replace("_", " "))
+    return f"{words[:1].upper()}{words[1:]}: {what}"
+
+
 @dataclass(frozen=True)
 class Firing:
     """One rule firing on one subject, with the human reason."""
@@ -336,7 +356,7 @@ class AlertEngine:
 
     def _deliver(self, firing: Firing, kind: str, held: int, now: datetime) -> list[int]:
         label = "UPDATE" if kind == "update" else "ALERT"
-        lines = [f"Subject: [Doorstep {label}] {firing.rule}: {firing.subject}", "",
+        lines = [f"Subject: [Doorstep {label}] {subject_words(firing.rule, firing.subject, firing.case_id)}", "",
                  f"Rule: {firing.rule}", f"Why: {firing.why}"]
         if firing.case_id:
             lines.append(f"Case: #{firing.case_id}")

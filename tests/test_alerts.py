@@ -109,7 +109,7 @@ def test_spike_alert_fires_once_for_one_incident(store: Store) -> None:
     first = engine.run_once()
     assert len(first) == 1
     text = list_messages(store, kind="alert")[0].text
-    assert "spike: brand:Fettle" in text and "Rule: spike" in text and "20 complaints about brand Fettle" in text
+    assert "[Doorstep ALERT] Spike: brand Fettle" in text and "Rule: spike" in text and "20 complaints about brand Fettle" in text
     assert AlertEngine(store, config, now=lambda: NOW + timedelta(minutes=5)).run_once() == []
 
 
@@ -132,8 +132,10 @@ def test_urgent_and_vip_complaints_alert_once_through_apprise_and_slack(store: S
         assert len(hook.received) == 2 and len(slack.received) == 2
         bodies = hook.json_bodies()
         titles = sorted(b["title"] for b in bodies)
-        assert titles == [f"[Doorstep ALERT] urgent_complaint: case:{case_id}", f"[Doorstep ALERT] vip_author: case:{case_id}"]
-        vip = next(b for b in bodies if "vip_author" in b["title"])
+        # The subject in the team's words; the rule's key stays in the body ("Rule: vip_author") for mail filters.
+        assert titles == [f"[Doorstep ALERT] Urgent complaint: case #{case_id}", f"[Doorstep ALERT] VIP customer: case #{case_id}"]
+        vip = next(b for b in bodies if "VIP customer" in b["title"])
+        assert "Rule: vip_author" in vip["message"]
         assert "120,000 followers >= 5,000" in vip["message"] and "lost AGAIN" in vip["message"]
         assert "urgency 0.80 >= 0.8" in json.loads(slack.received[0]["body"])["text"] + \
             json.loads(slack.received[1]["body"])["text"]

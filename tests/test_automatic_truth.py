@@ -171,5 +171,7 @@ def test_a_failing_escalation_alerts_the_lead_after_n_minutes(store: Store, smtp
     store.db.execute("update outbound_messages set status = 'cancelled' where id = ?", [message.id])  # leave the alert
     Outbox(store, config, now=lambda: late + timedelta(hours=2)).send_due()
     to_lead = [m for m in smtp.messages if m.envelope_to == ["lead@larkspur.test"]]
-    assert len(to_lead) == 1 and "escalation_failed" in to_lead[0]["Subject"]
+    case_id = message.case_id
+    assert len(to_lead) == 1 and to_lead[0]["Subject"] == f"[Doorstep ALERT] Failed escalation: case #{case_id}"
+    assert "Rule: escalation_failed" in _body(to_lead[0])
     assert "courier@ups.test" in _body(to_lead[0])
