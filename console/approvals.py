@@ -11,8 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from console.auth import can
-from console.timeline import channel_name
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
+from console.words import channel_name
 
 
 def render() -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, lazy_expander, local_time, open_case
+from console.words import intent_name, status_name
 from doorstep.models import Case
 from doorstep.store import StaleCaseError, Store
 
@@ -85,7 +86,8 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
         if is_open and others:
             _form(store, case, "merge", "The customer's case about the same issue", list(by_case),
                   "Merge that case into this one", merge,
-                  lambda i: f"#{i} · {by_case[i].status} · {by_case[i].brand or '-'} · {by_case[i].intent or '-'} · "
+                  lambda i: f"#{i} · {status_name(by_case[i].status)} · {by_case[i].brand or '-'} · "
+                            f"{intent_name(by_case[i].intent) if by_case[i].intent else '-'} · "
                             f"{by_case[i].mention_count} post(s)")
 
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
-from console.timeline import LINK_FIELDS, actor_name, channel_name, recipient
+from console.timeline import LINK_FIELDS, actor_name, recipient
 from console.widgets import (
     busy_message,
     current_user,
@@ -39,6 +39,7 @@ from console.widgets import (
     sla_badge,
     sla_clock_line,
 )
+from console.words import channel_name, intent_name, status_name, template_name, tracking_name
 from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
 from doorstep import case_merge
@@ -333,7 +334,7 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     config = get_config()
     (title_slot or st).title(f"Case #{case.id}")
     cols = st.columns([3, 1.2, 2, 3])
-    cols[0].metric("Status", case.status.replace("_", " "))
+    cols[0].metric("Status", status_name(case.status))
     cols[1].metric("Priority", f"{case.priority:g}")
     cols[2].metric("Assignee", case.assignee or "nobody")
     with cols[3]:
@@ -403,7 +404,7 @@ def _labels(store: Store, m: Mention) -> None:
     intent_p = labels.intent_scores.get(labels.intent, 0.0)
     sent_p = labels.sentiment_scores.get(labels.sentiment, 0.0)
     st.caption(escape_md(
-        f"labels: {labels.intent} ({intent_p:.0%}) · {labels.sentiment} ({sent_p:.0%}) · "
+        f"labels: {intent_name(labels.intent)} ({intent_p:.0%}) · {labels.sentiment} ({sent_p:.0%}) · "
         f"complaint {'yes' if labels.complaint else 'no'} ({labels.complaint_score:.0%}) · urgency {labels.urgency:.2f}"
         + (" · needs review" if labels.needs_review else "") + (f" · model {labels.model}" if labels.model else "")
     ))
@@ -414,7 +415,8 @@ def _labels(store: Store, m: Mention) -> None:
     with box:
         if is_open:
             with st.form(f"labels_{m.id}"):
-                intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}")
+                intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}",
+                                      format_func=intent_name)
                 sentiment = st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
                                          key=f"lab_sent_{m.id}")
                 complaint = st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
@@ -431,24 +433,29 @@ def _labels(store: Store, m: Mention) -> None:
         show_flashes(at=f"labels:{m.id}")
 
 
+#: The scans in their natural order, in words (the chart's axis).
+SCAN_ORDER = [tracking_name(s) for s in TRACKING_STATUSES]
+
+
 def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
     """The parcel's journey: one point per scan, statuses in their natural order."""
     zone = ZoneInfo(tz)
     # Wall-clock times in the team's zone, without offset: Vega-Lite shows them as written,
     # whatever zone the browser is in.
     data = [
-        {"time": e.time.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"), "status": e.status, "location": e.location or "",
+        {"time": e.time.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"), "status": tracking_name(e.status),
+         "location": e.location or "",
          "description": e.description or "", "step": TRACKING_STATUSES.index(e.status)}
         for e in events
     ]
     base = alt.Chart(alt.Data(values=data))
-    y = alt.Y("status:N", sort=list(TRACKING_STATUSES), title=None)
+    y = alt.Y("status:N", sort=SCAN_ORDER, title=None)
     x = alt.X("time:T", title=f"time ({tz})")
     line = base.mark_line(color="#999").encode(x=x, y=y)
     points = base.mark_circle(size=120).encode(
         x=x, y=y,
-        color=alt.Color("status:N", sort=list(TRACKING_STATUSES), legend=None,
-                        scale=alt.Scale(domain=list(TRACKING_STATUSES),
+        color=alt.Color("status:N", sort=SCAN_ORDER, legend=None,
+                        scale=alt.Scale(domain=SCAN_ORDER,
                                         range=["#9e9e9e", "#1e88e5", "#43a047", "#fb8c00", "#e53935", "#2e7d32",
                                                "#8e24aa"])),
         tooltip=["time:T", "status:N", "location:N", "description:N"],
@@ -512,11 +519,11 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
             st.caption("No items listed on the order.")
         for shipment in order.shipments:
             safe_text(f"Shipment {shipment.tracking_number} · {shipment.courier} {shipment.service or ''} · "
-                      f"status {shipment.status or '-'}")
+                      f"status {tracking_name(shipment.status) if shipment.status else '-'}")
             if shipment.events:
                 if len(shipment.events) > 1:  # one scan is a dot over a meaningless axis: the table says it
                     st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
-                safe_table([{"time": local_time(e.time, config), "status": e.status, "location": e.location or "",
+                safe_table([{"time": local_time(e.time, config), "status": tracking_name(e.status), "location": e.location or "",
                              "courier says": e.description or ""} for e in shipment.events])
             else:
                 st.caption("No tracking events yet.")
@@ -535,7 +542,8 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         if rows:
             st.caption("The customer's other cases")
             for r in rows:
-                if st.button(f"#{r['id']} · {r['status']} · {r['intent'] or '-'}", key=f"other_{r['id']}"):
+                if st.button(f"#{r['id']} · {status_name(r['status'])} · {intent_name(r['intent']) if r['intent'] else '-'}",
+                             key=f"other_{r['id']}"):
                     open_case(r["id"])
 
 
@@ -661,7 +669,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     cols = st.columns([3, 1])
     with cols[0]:
         name = st.selectbox("Template", names, key=f"tpl_{case.id}",
-                            format_func=lambda n: f"{n} (suggested)" if n in suggested else n)
+                            format_func=lambda n: template_name(n) + (" (suggested)" if n in suggested else ""))
     limit = LIMITS.get(channel or "")
     error_key = f"reply_error_{case.id}"
     refused_key = f"reply_refused_{case.id}"
@@ -943,7 +951,7 @@ def _actions(store: Store, case: Case, user: Any) -> None:
     with st.form(f"status_{case.id}"):
         # Keyed by the stored status too: when the outbox (after the agent's reply) or a colleague moves it, the
         # choice starts again from it, and "Set status" can never quietly put back the status the page opened with.
-        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status),
+        status = st.selectbox("Status", CASE_STATUSES, index=CASE_STATUSES.index(case.status), format_func=status_name,
                               key=f"status_sel_{case.id}_g{form_round(case)}_{case.status}")
         pending = pending_messages(store, case.id)  # type: ignore[arg-type]
         anyway = False
@@ -953,13 +961,13 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                                  key=f"resolve_anyway_{case.id}_g{form_round(case)}")
         if st.form_submit_button("Set status", disabled=not can(user, "status")):
             if status in ("resolved", "closed") and pending and not anyway:
-                flash("error", f"Not {status}: {len(pending)} reply/escalation message(s) are pending or failed. "
+                flash("error", f"Not {status_name(status)}: {len(pending)} reply/escalation message(s) are pending or failed. "
                       "Tick \"Resolve even though...\" to confirm, or retry/cancel them first.", at=f"status:{case.id}")
                 st.rerun()
             changes: dict[str, Any] = {"status": status}
             if status == "resolved" and case.resolved_at is None:
                 changes["resolved_at"] = utcnow()
-            write_case(store, case, user.username, f"status set to {status}", at="status", **changes)
+            write_case(store, case, user.username, f"status set to {status_name(status)}", at="status", **changes)
             st.rerun()
     if st.button("Resolve and go to the next case", key=f"resolve_next_{case.id}", disabled=not can(user, "status"),
                  shortcut=SHORTCUTS["resolve"], help="Resolve this case, then open the next one in the inbox's order"):
@@ -1025,7 +1033,7 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
     for m in messages:
         with st.container(border=True):
             sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
-            safe_text(f"{m.status} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
+            safe_text(f"{m.status.replace('_', ' ')} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
                       f"by {actor_name(m.created_by, start=False) if m.created_by else '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)

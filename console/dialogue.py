@@ -14,6 +14,7 @@ import streamlit as st
 
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
+from console.words import intent_name, status_name
 from doorstep import dialogue as rows
 from doorstep.models import Case, utcnow
 
@@ -154,8 +155,9 @@ def render() -> None:
         with st.container(border=True):
             cols = st.columns([3, 2])
             with cols[0]:
-                st.markdown(f"**Case #{case.id}** · " + escape_md(f"{case.brand or '-'} · {case.intent or 'case'} · "
-                                                                   f"{case.status}"))
+                st.markdown(f"**Case #{case.id}** · " + escape_md(f"{case.brand or '-'} · "
+                                                                   f"{intent_name(case.intent) if case.intent else 'case'} · "
+                                                                   f"{status_name(case.status)}"))
                 safe_text(_callback_line(task, config, now), caption=True)
                 peak = store.peak_mention(case.id)
                 if peak is not None:

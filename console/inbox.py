@@ -31,6 +31,7 @@ from console.widgets import (
     show_flashes,
     sla_state,
 )
+from console.words import channel_name, facet_name, intent_name, status_name
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
 from doorstep.store.inbox import INBOX_SUMMARY_GROUPS
@@ -104,16 +105,17 @@ def _facet_select(store: Any, column: str, filters: dict[str, Any], label: str, 
     current = filters.get(column)
     if current and current not in options:
         options.append(current)
-    choice = st.selectbox(label, options, index=options.index(current) if current else 0, key=f"inbox_{column}")
+    choice = st.selectbox(label, options, index=options.index(current) if current else 0, key=f"inbox_{column}",
+                          format_func=lambda value: value if value == ANY else facet_name(column, value))
     if choice == ANY:
         return None
     return choice
 
 
-def _counts_caption(counts: dict[str, int], chosen: str | None = None, top: int = 4) -> str:
-    """"12 of 57: Larkspur Home 30 · Fettle Outdoor 27": the counts behind one filter."""
+def _counts_caption(counts: dict[str, int], chosen: str | None = None, top: int = 4, column: str = "") -> str:
+    """"12 of 57: Larkspur Home 30 · Fettle Outdoor 27": the counts behind one filter (``column``'s values in words)."""
     total = sum(counts.values())
-    shown = " · ".join(f"{value} {n:,}" for value, n in list(counts.items())[:top])
+    shown = " · ".join(f"{facet_name(column, value)} {n:,}" for value, n in list(counts.items())[:top])
     more = f" · +{len(counts) - top} more" if len(counts) > top else ""
     head = f"{counts.get(chosen, 0):,} of {total:,}" if chosen else f"{total:,}"
     return escape_md(f"{head}: {shown}{more}" if counts else "0")
@@ -283,7 +285,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
         text, review = posts.get(case.id, ("", False))
         name, vip = customers.get(case.customer_id or "", ("", False))
         handle = f"@{case.author_handle}" if case.author_handle else ""
-        status = "" if case.status in PLAIN_STATUSES else case.status.replace("_", " ")
+        status = "" if case.status in PLAIN_STATUSES else status_name(case.status)
         flags = [f for f in ("★ VIP" if vip else "", "needs review" if review else "", failed.get(case.id, ""), status)
                  if f]
         reason = top_reason(list(case.priority_reasons))
@@ -292,7 +294,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
             "SLA": short_sla(words),
             "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
                         + (f" · {reason}" if reason else ""),
-            "newest post": (f"[{case.channel}] " if case.channel else "") + snippet(text),
+            "newest post": (f"[{channel_name(case.channel)}] " if case.channel else "") + snippet(text),
             "customer": " · ".join(p for p in (name, handle) if p) or "-",
             "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
             "flags": ", ".join(flags),
@@ -319,7 +321,7 @@ def render() -> None:
     filters["search"] = search.strip()
     with top[1]:
         statuses = st.multiselect("Status", list(CASE_STATUSES), default=filters.get("status") or list(OPEN_CASE_STATUSES),
-                                  key="inbox_status")
+                                  format_func=status_name, key="inbox_status")
         filters["status"] = statuses or list(OPEN_CASE_STATUSES)
         status_note = st.empty()
     cols = st.columns(6)
@@ -357,10 +359,10 @@ def render() -> None:
     # Counts under the *other* filters, now that every filter has been read this run.
     counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
     status_counts = counts["status"]
-    status_note.caption(escape_md(" · ".join(f"{s} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
+    status_note.caption(escape_md(" · ".join(f"{status_name(s)} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
                                              if status_counts.get(s))))
     for column in FACETS:
-        notes[column].caption(_counts_caption(counts[column], filters.get(column)))
+        notes[column].caption(_counts_caption(counts[column], filters.get(column), column=column))
     sla_counts = counts["sla_state"]
     notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
     waiting_note.caption(escape_md(" · ".join(f"{words} {counts['waiting'][w]:,}" for w, words in WAITING.items())))
@@ -680,7 +682,8 @@ def _opener(cases: list[Any]) -> None:
     with pick_cols[0]:
         if by_id:
             st.selectbox("Case to open", list(by_id), key="inbox_pick",
-                         format_func=lambda cid: f"#{cid} — {by_id[cid].intent or 'case'} @{by_id[cid].author_handle or '-'}")
+                         format_func=lambda cid: f"#{cid} — {intent_name(by_id[cid].intent) if by_id[cid].intent else 'case'} "
+                                                 f"@{by_id[cid].author_handle or '-'}")
     with pick_cols[1]:
         st.text_input("…or any case number", key="inbox_number", placeholder="e.g. 224", on_change=_open_typed)
     with pick_cols[2]:

@@ -25,6 +25,7 @@ from typing import Any
 import streamlit as st
 
 from console.widgets import escape_md, flash, get_store, require, safe_text, show_flashes
+from console.words import channel_name, intent_name
 from doorstep.models import INTENTS, SENTIMENTS, Mention
 from doorstep.store import Store
 
@@ -135,11 +136,11 @@ def render() -> None:
     st.progress(min(1.0, done / max(1, done + len(queue))), text=f"reviewed this session: {done} · in queue: {len(queue)}"
                 + ("+" if len(queue) == 50 else ""))
     with st.container(border=True):
-        safe_text(f"@{m.author_handle or '?'} · {m.channel} · case {m.case_id or '-'}"
+        safe_text(f"@{m.author_handle or '?'} · {channel_name(m.channel)} · case {m.case_id or '-'}"
                   + (" · needs review" if m.labels.needs_review else ""), caption=True)
         safe_text(m.text)
         model_p = m.labels.intent_scores.get(m.labels.intent, 0.0)
-        st.caption(escape_md(f"model: {m.labels.intent} ({model_p:.0%}) · {m.labels.sentiment} · "
+        st.caption(escape_md(f"model: {intent_name(m.labels.intent)} ({model_p:.0%}) · {m.labels.sentiment} · "
                              f"complaint {'yes' if m.labels.complaint else 'no'}"))
 
     def set_value(field: str, value: Any) -> None:
@@ -149,7 +150,7 @@ def render() -> None:
     cols = st.columns(5)
     for i, (intent, key) in enumerate(zip(INTENTS, INTENT_KEYS)):
         chosen = draft["intent"] == intent
-        cols[i % 5].button(f"{key} · {intent.replace('_', ' ')}", key=f"rv_intent_{key}",
+        cols[i % 5].button(f"{key} · {intent_name(intent)}", key=f"rv_intent_{key}",
                            type="primary" if chosen else "secondary", on_click=set_value, args=("intent", intent),
                            use_container_width=True)
     left, right = st.columns([3, 2])

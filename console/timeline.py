@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from console.words import by_channel, channel_name
 from doorstep.config import Config
 from doorstep.models import AuditEvent
 from doorstep.store import parse_time
+from responders.alerts import RULE_WORDS
 
 #: Words for case fields an update can change.
 FIELD_WORDS = {
@@ -25,9 +27,8 @@ FIELD_WORDS = {
 }
 
 
-#: The alert rules (``responders.alerts``) as the team names them.
-ALERT_WORDS = {"urgent_complaint": "urgent complaint", "vip_author": "VIP customer", "spike": "spike",
-               "sla_breach": "SLA", "escalation_failed": "failed escalation", "listener_unhealthy": "listener health"}
+#: The alert rules as the team names them (kept with the rules, in ``responders.alerts``).
+ALERT_WORDS = RULE_WORDS
 
 
 def actor_name(actor: str, start: bool = True) -> str:
@@ -39,25 +40,6 @@ def actor_name(actor: str, start: bool = True) -> str:
     else:
         words = {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
     return words if start or not words.startswith("The ") else "the" + words.removeprefix("The")
-
-
-#: Channels as the team says them ("on X", "by X direct message"), not as the database keys them.
-CHANNEL_WORDS = {
-    "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
-    "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
-    "apprise": "Apprise", "webhook": "webhook",
-}
-
-
-def channel_name(channel: str | None) -> str:
-    """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
-    return CHANNEL_WORDS.get(channel or "", channel or "-")
-
-
-def by_channel(channel: str | None) -> str:
-    """"on X" for a network or Slack, where a message is posted; "by e-mail", "by X direct message" otherwise."""
-    posted = channel in ("x", "mastodon", "bluesky", "slack")
-    return f"{'on' if posted else 'by'} {channel_name(channel)}"
 
 
 def recipient(message: Any, handles: Mapping[str, str] | None = None) -> str:

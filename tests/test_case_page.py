@@ -607,3 +607,29 @@ def test_inbox_change_mark_stays_still_on_a_login_and_moves_on_an_audited_case_c
     case_id = xss_case(db)
     db.audit("ann", "case.update", case_id, {"status": "open"})
     assert change_mark(db)[2] > before[2]
+
+
+def test_the_case_page_names_intents_statuses_scans_and_templates_in_words(db: Store) -> None:
+    """A user check (2026-12-06): the case page said "labels: lost_or_missing (33%)", offered the template
+    "ask_details_privately (suggested)", listed scans as "attempt_failed" and the status "pending_customer"."""
+    import json
+
+    case_id = db.db.execute(
+        "select c.id from cases c join tracking_events e on e.tracking_number = c.tracking_number "
+        "where c.intent is not null group by c.id having count(*) > 2 order by c.id limit 1").fetchone()[0]
+    at, _ = _open_case(db, case_id=case_id)
+    keys = ("where_is_my_order", "late_delivery", "failed_delivery", "lost_or_missing", "damaged_or_wrong",
+            "refund_or_return", "customer_service", "product_or_account", "pending_customer", "info_received",
+            "in_transit", "out_for_delivery", "attempt_failed", "ask_details_privately")
+    shown = texts(at)
+    assert "labels: " in shown
+    assert not [k for k in keys if k in shown], [k for k in keys if k in shown]
+    assert "pending customer" in sel(at, f"status_sel_{case_id}").options
+    templates = at.selectbox(key=f"tpl_{case_id}").options
+    assert templates and not [t for t in templates if "_" in t], templates
+    scans = [s for t in at.table if "status" in t.value.columns for s in t.value["status"]]
+    assert scans and not [s for s in scans if "_" in s], scans
+    chart = at.get("vega_lite_chart")[0].proto
+    axis = json.loads(chart.spec)["layer"][0]["encoding"]["y"]["sort"]
+    assert "delivery attempt failed" in axis and not [s for s in axis if "_" in s], axis
+    assert b"in transit" in chart.data.data and b"in_transit" not in chart.data.data  # the scans drawn

@@ -563,3 +563,26 @@ def test_reports_page_renders_a_week_and_lists_sends(db: Store, tmp_path: Path, 
     assert not at.exception, at.exception
     assert [b.label for b in at.get("download_button")] == ["Download HTML", "Download PDF"]
     assert list(temp.iterdir()) == []
+
+
+def test_inbox_names_statuses_channels_and_intents_in_words(db: Store) -> None:
+    """The filters, their counts and the rows say "where is my order", "pending customer", "X", not keys."""
+    at = page("inbox", "ann", db)
+    intents = at.selectbox(key="inbox_intent").options
+    assert "late delivery" in intents and "no post yet" in intents, intents
+    assert not [o for o in intents if "_" in o or o == "(none)"], intents
+    channels = at.selectbox(key="inbox_channel").options
+    assert "X" in channels and "x" not in channels, channels
+    statuses = at.multiselect(key="inbox_status").options
+    assert "pending customer" in statuses and "pending_customer" not in statuses, statuses
+    shown = texts(at)
+    x_cases = db.inbox_count(InboxQuery(channel="x"))
+    assert f"X {x_cases:,}" in shown and f"x {x_cases:,}" not in shown
+    for key in ("late_delivery", "(none)"):
+        assert key not in shown, key
+    networks = at.dataframe[0].value["newest post"].str.extract(r"^\[([^\]]+)\]")[0].dropna().tolist()
+    assert "X" in networks and not {"x", "bluesky", "mastodon"} & set(networks), networks  # "[Bluesky]", not "[bluesky]"
+    # choosing by the words filters by the key
+    at.selectbox(key="inbox_intent").select("late_delivery").run()
+    assert _listed(at) == [c.id for c in db.inbox(InboxQuery(limit=50, intent="late_delivery"))]
+    assert all("late delivery" in o for o in at.selectbox(key="inbox_pick").options)

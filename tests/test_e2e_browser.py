@@ -515,10 +515,10 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
             leaked = [w for w in world["top_secrets"] if w.casefold() in post["text"].casefold()]
             assert not leaked, (leaked, post["text"])
         open_case(bob, world["case_id"])
-        choose(bob, "Status", "pending_customer")
+        choose(bob, "Status", "pending customer")
         bob.get_by_role("button", name="Set status").click()
         wait_idle(bob)
-        expect(bob.get_by_text("status set to pending_customer")).to_be_visible()
+        expect(bob.get_by_text("status set to pending customer")).to_be_visible()
         choose(ann, "Status", "resolved")
         ann.get_by_role("button", name="Set status").click()
         wait_idle(ann)

@@ -1,0 +1,82 @@
+"""The words the console shows for what the database stores as keys.
+
+An agent reads "lost or missing parcel", "pending customer", "X direct message" and "delivery
+attempt failed", not ``lost_or_missing``, ``pending_customer``, ``x_dm`` or ``attempt_failed``.
+Why one module: every page (inbox, case, review queue, approvals) names a status, channel,
+intent, parcel scan or template the same way, and the keys stay what filters, URLs and the
+database use: only what is *shown* changes. A key without a word reads as itself with spaces
+(a shop's own template ``late_apology`` reads "late apology").
+"""
+
+from __future__ import annotations
+
+from doorstep.cases import INTENT_LABELS
+
+#: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
+NONE = "(none)"
+
+#: Channels as the team says them ("on X", "by X direct message").
+CHANNEL_WORDS = {
+    "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
+    "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
+    "apprise": "Apprise", "webhook": "webhook",
+}
+
+#: A courier's scans as a customer would read them on a tracking page.
+TRACKING_WORDS = {
+    "info_received": "details received", "in_transit": "in transit", "out_for_delivery": "out for delivery",
+    "attempt_failed": "delivery attempt failed", "exception": "problem reported", "delivered": "delivered",
+    "returned": "returned to sender",
+}
+
+#: What a filter's "(none)" means, column by column: a case nobody has, or one opened before any post.
+NONE_WORDS = {"assignee": "nobody", "channel": "no post yet", "intent": "no post yet", "brand": "no brand",
+              "courier": "no courier", "status": "no status"}
+
+
+def _spaced(key: str | None) -> str:
+    return (key or "-").replace("_", " ")
+
+
+def channel_name(channel: str | None) -> str:
+    """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
+    return CHANNEL_WORDS.get(channel or "", channel or "-")
+
+
+def by_channel(channel: str | None) -> str:
+    """"on X" for a network or Slack, where a message is posted; "by e-mail", "by X direct message" otherwise."""
+    posted = channel in ("x", "mastodon", "bluesky", "slack")
+    return f"{'on' if posted else 'by'} {channel_name(channel)}"
+
+
+def intent_name(intent: str | None) -> str:
+    """"lost_or_missing" reads "lost or missing parcel" (``doorstep.cases.INTENT_LABELS``)."""
+    return INTENT_LABELS.get(intent or "", _spaced(intent))
+
+
+def status_name(status: str | None) -> str:
+    """A case's status: "pending_customer" reads "pending customer"."""
+    return _spaced(status)
+
+
+def tracking_name(status: str | None) -> str:
+    """A parcel scan: "attempt_failed" reads "delivery attempt failed"."""
+    return TRACKING_WORDS.get(status or "", _spaced(status))
+
+
+def template_name(name: str) -> str:
+    """A reply template: "ask_details_privately" reads "ask details privately"."""
+    return _spaced(name)
+
+
+def facet_name(column: str, value: str | None) -> str:
+    """A value of an inbox filter (brand, courier, channel, intent, assignee, status) as the team says it."""
+    if value is None or value == NONE:
+        return NONE_WORDS.get(column, "none")
+    if column == "channel":
+        return channel_name(value)
+    if column == "intent":
+        return intent_name(value)
+    if column == "status":
+        return status_name(value)
+    return value
