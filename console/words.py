@@ -11,16 +11,13 @@ database use: only what is *shown* changes. A key without a word reads as itself
 from __future__ import annotations
 
 from doorstep.cases import INTENT_LABELS
+from doorstep.models import CHANNEL_WORDS, channel_name
+
+__all__ = ["CHANNEL_WORDS", "NONE", "by_channel", "channel_name", "facet_name", "intent_name", "status_name",
+           "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
 NONE = "(none)"
-
-#: Channels as the team says them ("on X", "by X direct message").
-CHANNEL_WORDS = {
-    "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
-    "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
-    "apprise": "Apprise", "webhook": "webhook",
-}
 
 #: A courier's scans as a customer would read them on a tracking page.
 TRACKING_WORDS = {
@@ -36,11 +33,6 @@ NONE_WORDS = {"assignee": "nobody", "channel": "no post yet", "intent": "no post
 
 def _spaced(key: str | None) -> str:
     return (key or "-").replace("_", " ")
-
-
-def channel_name(channel: str | None) -> str:
-    """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
-    return CHANNEL_WORDS.get(channel or "", channel or "-")
 
 
 def by_channel(channel: str | None) -> str:

@@ -17,6 +17,18 @@ SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
 #: Channels where only the customer can write to us, so a number they give is theirs (linking) and every
 #: post is written to us (:attr:`Mention.addressed`).
 PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
+#: Channels as the team says them ("on X", "by X direct message"): pages, alerts and reports share them.
+CHANNEL_WORDS = {
+    "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
+    "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
+    "apprise": "Apprise", "webhook": "webhook",
+}
+
+
+def channel_name(channel: str | None) -> str:
+    """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
+    return CHANNEL_WORDS.get(channel or "", channel or "-")
+
 INTENTS: tuple[str, ...] = (
     "where_is_my_order",
     "late_delivery",

@@ -43,7 +43,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.config import Config
-from doorstep.models import utcnow
+from doorstep.cases import INTENT_LABELS
+from doorstep.models import channel_name, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import Alerts, alert_settings
 from responders.escalation import target_routes
@@ -62,6 +63,11 @@ RULE_WORDS = {"urgent_complaint": "urgent complaint", "vip_author": "VIP custome
               "sla_breach": "SLA", "escalation_failed": "failed escalation", "listener_unhealthy": "listener health"}
 
 
+def facet_words(facet: str, value: str) -> str:
+    """"intent failed delivery", "courier UPS": what a spike (or another subject) is about, in words."""
+    return f"{facet} {INTENT_LABELS.get(value, value) if facet == 'intent' else value}".strip()
+
+
 def subject_words(rule: str, subject: str, case_id: int | None = None) -> str:
     """"Urgent complaint: case #608" for (urgent_complaint, case:608); "Spike: courier UPS"; a failed
     escalation (subject message:12) names its case, which is what the lead opens.
@@ -72,7 +78,7 @@ def subject_words(rule: str, subject: str, case_id: int | None = None) -> str:
     kind, _, value = subject.partition(":")
     if kind == "message" and case_id:
         kind, value = "case", str(case_id)
-    what = f"{kind} #{value}" if kind in ("case", "message") else f"{kind} {value}".strip()
+    what = f"{kind} #{value}" if kind in ("case", "message") else facet_words(kind, value)
     words = RULE_WORDS.get(rule, rule.replace("_", " "))
     return f"{words[:1].upper()}{words[1:]}: {what}"
 
@@ -128,7 +134,7 @@ class SpikeResult:
     spike: bool
 
     def why(self, facet: str, value: str) -> str:
-        return (f"{self.observed} complaints about {facet} {value} in the last hour vs {self.expected:.1f} expected "
+        return (f"{self.observed} complaints about {facet_words(facet, value)} in the last hour vs {self.expected:.1f} expected "
                 f"({self.method}); Poisson P(X>={self.observed}) = {self.p_value:.2g}")
 
 
@@ -223,7 +229,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
             if settings.urgent_complaint and (row["urgency"] or 0) >= settings.urgency_threshold:
                 firings.append(Firing("urgent_complaint", f"case:{row['case_id']}",
                                       f"complaint with urgency {row['urgency']:.2f} >= {settings.urgency_threshold} "
-                                      f"from @{row['author_handle']} on {row['channel']}: \"{snippet}\"",
+                                      f"from @{row['author_handle']} on {channel_name(row['channel'])}: \"{snippet}\"",
                                       row["case_id"]))
             if settings.vip_author:
                 customer = store.get_customer(row["customer_id"]) if row["customer_id"] else None
@@ -234,7 +240,8 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                     reasons.append(f"{row['author_followers']:,} followers >= {followers_threshold:,}")
                 if reasons:
                     firings.append(Firing("vip_author", f"case:{row['case_id']}",
-                                          f"complaint from @{row['author_handle']} ({', '.join(reasons)}): \"{snippet}\"",
+                                          f"complaint from @{row['author_handle']} on {channel_name(row['channel'])} "
+                                          f"({', '.join(reasons)}): \"{snippet}\"",
                                           row["case_id"]))
     if settings.spike.enabled:
         for dimension, value, result in detect_spikes(store, config, now):
@@ -262,7 +269,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                 "(status in ('queued', 'sending') and attempts > 0 and last_error is not null)) order by id limit 200",
                 [cutoff]):
             firings.append(Firing("escalation_failed", f"message:{row['id']}",
-                                  f"escalation of case #{row['case_id']} by {row['channel']} to {row['target']} is "
+                                  f"escalation of case #{row['case_id']} by {channel_name(row['channel'])} to {row['target']} is "
                                   f"undelivered after {row['attempts']} attempt(s) since {row['created_at']} "
                                   f"({row['status']}): {(row['last_error'] or '')[:200]}",
                                   row["case_id"], level=row["status"]))

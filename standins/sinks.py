@@ -155,7 +155,10 @@ def read_sent(folder: str | Path, limit: int = 200) -> list[dict[str, Any]]:
                 continue
             kind = "slack" if row["path"].startswith("/slack") else "webhook"
             text = body.get("text") if isinstance(body, dict) and "text" in body else json.dumps(body, indent=1)
-            out.append({"kind": kind, "at": row["at"], "to": row["path"], "subject": "", "text": str(text)})
+            # A Slack message's title is its bold first line (responders.channels posts "*subject*\nbody").
+            first = str(text).split("\n", 1)[0]
+            title = first[1:-1] if kind == "slack" and len(first) > 2 and first[0] == first[-1] == "*" else ""
+            out.append({"kind": kind, "at": row["at"], "to": row["path"], "subject": title, "text": str(text)})
     out.sort(key=lambda r: r["at"], reverse=True)
     return out[:limit]
 

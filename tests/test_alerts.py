@@ -102,6 +102,15 @@ def test_detect_spikes_on_synthetic_traffic(store: Store) -> None:
     assert "same hour of week, 4-week mean" in results["Larkspur"].method
 
 
+def test_an_intent_spike_is_named_in_words() -> None:
+    """A user check (2026-12-06): the demo's lead got "[Doorstep ALERT] Spike: intent failed_delivery"."""
+    from responders.alerts import subject_words
+
+    assert subject_words("spike", "intent:failed_delivery") == "Spike: intent failed delivery"
+    assert "about intent failed delivery in the last hour" in spike_test(20, [1] * 4, []).why("intent", "failed_delivery")
+    assert subject_words("spike", "courier:Royal Mail") == "Spike: courier Royal Mail"
+
+
 def test_spike_alert_fires_once_for_one_incident(store: Store) -> None:
     config = alert_config(spike={"dimensions": ["brand"]}, apprise="json://127.0.0.1:9/unused")
     synthetic_traffic(store, NOW, {"Larkspur": 24, "Fettle": 20})
@@ -137,6 +146,7 @@ def test_urgent_and_vip_complaints_alert_once_through_apprise_and_slack(store: S
         vip = next(b for b in bodies if "VIP customer" in b["title"])
         assert "Rule: vip_author" in vip["message"]
         assert "120,000 followers >= 5,000" in vip["message"] and "lost AGAIN" in vip["message"]
+        assert "@bigvoice on X (" in vip["message"]  # the network in words, not its key "x"
         assert "urgency 0.80 >= 0.8" in json.loads(slack.received[0]["body"])["text"] + \
             json.loads(slack.received[1]["body"])["text"]
         # The same case complaining again is the same incident: no new alert.

@@ -521,6 +521,7 @@ def test_escalations_and_alerts_arrive_in_the_demo_sinks(tmp_path: Path, monkeyp
     assert mail and "care-lead@larkspur-home.example" in mail[0]["to"] and f"#{case_id}" in mail[0]["subject"]
     assert "customer waiting since Monday" in mail[0]["text"]
     assert slack and slack[0]["to"] == "/slack/care-team" and "customer waiting since Monday" in slack[0]["text"]
+    assert slack[0]["subject"].startswith(f"Escalation: case #{case_id} (")  # the Sent mail page lists it by its title
 
 
 @pytest.fixture(scope="module")
