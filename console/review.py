@@ -150,7 +150,8 @@ def render() -> None:
     cols = st.columns(5)
     for i, (intent, key) in enumerate(zip(INTENTS, INTENT_KEYS)):
         chosen = draft["intent"] == intent
-        cols[i % 5].button(f"{key} · {intent_name(intent)}", key=f"rv_intent_{key}",
+        # the short key words: "damaged or wrong item" does not fit a fifth of the page
+        cols[i % 5].button(f"{key} · {intent.replace('_', ' ')}", key=f"rv_intent_{key}",
                            type="primary" if chosen else "secondary", on_click=set_value, args=("intent", intent),
                            use_container_width=True)
     left, right = st.columns([3, 2])
