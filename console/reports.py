@@ -34,7 +34,8 @@ def render() -> None:
     complete = reports.last_complete_week(utcnow(), config.tz)
     current = reports.week_of(utcnow(), config.tz)
     week = cols[0].selectbox("Week", weeks, index=weeks.index(complete) if complete in weeks else 0, key="report_week",
-                             format_func=lambda w: f"{w} (in progress)" if w == current else w)
+                             format_func=lambda w: f"{w} · {reports.week_dates(w, config.tz)}"
+                             + (" (in progress)" if w == current else ""))
     brands = ["(all brands)", *[b.name for b in config.brands]]
     brand_choice = cols[1].selectbox("Brand", brands, key="report_brand")
     brand = None if brand_choice == brands[0] else brand_choice

@@ -53,6 +53,14 @@ def week_bounds(week: str, tz: Any) -> tuple[datetime, datetime]:
     return metrics.week_window(week, tz)
 
 
+def week_dates(week: str, tz: Any) -> str:
+    """"Mon 23 Nov – Sun 29 Nov 2026" for "2026-W48": how a lead names a week (the ISO key alone is not)."""
+    start, end = week_bounds(week, tz)
+    zone = metrics._zone(tz)
+    first, last = start.astimezone(zone).date(), (end - timedelta(seconds=1)).astimezone(zone).date()
+    return f"{first:%a %d %b}{'' if first.year == last.year else f' {first.year}'} – {last:%a %d %b %Y}"
+
+
 def week_of(moment: datetime, tz: Any) -> str:
     year, number, _ = moment.astimezone(metrics._zone(tz)).isocalendar()
     return f"{year}-W{number:02d}"

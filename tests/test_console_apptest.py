@@ -549,7 +549,13 @@ def test_reports_page_renders_a_week_and_lists_sends(db: Store, tmp_path: Path, 
     config = load_config(DEMO_CONFIG)
     weeks = weeks_with_data(db, config)
     current = week_of(utcnow(), config.tz)
-    assert at.selectbox(key="report_week").options == [f"{w} (in progress)" if w == current else w for w in weeks]
+    # Each week says its days: a lead knows "the week of 23 November", not "2026-W48".
+    from doorstep.reports import week_dates
+
+    assert week_dates("2026-W48", "Europe/London") == "Mon 23 Nov – Sun 29 Nov 2026"
+    assert week_dates("2026-W53", "Europe/London") == "Mon 28 Dec 2026 – Sun 03 Jan 2027"
+    assert at.selectbox(key="report_week").options == [
+        f"{w} · {week_dates(w, config.tz)}" + (" (in progress)" if w == current else "") for w in weeks]
     # The week a report is about by default is the last complete one, not the one still filling up.
     assert at.selectbox(key="report_week").value == last_complete_week(utcnow(), config.tz)
     sends = at.dataframe[0].value
