@@ -199,9 +199,9 @@ def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
 #: Widths that fit a row at 1366 px without scrolling sideways: the post and the reason get the room.
 ROW_COLUMNS: dict[str, Any] = {
     "case": st.column_config.NumberColumn(width=45, format="%d"),
-    "SLA": st.column_config.TextColumn(width=112),
-    "priority": st.column_config.TextColumn("priority · why", width=140),
-    "newest post": st.column_config.TextColumn(width=230),
+    "SLA": st.column_config.TextColumn(width=104),
+    "priority": st.column_config.TextColumn("priority · why", width=134),
+    "newest post": st.column_config.TextColumn(width=222),
     "customer": st.column_config.TextColumn(width=115),
     "brand · courier": st.column_config.TextColumn(width=95),
     "flags": st.column_config.TextColumn(width=90),

@@ -215,6 +215,26 @@ def test_a_colleague_typing_a_reply_shows_as_replying_without_a_click(console: d
         browser.close()
 
 
+def test_the_inbox_table_fits_a_1366_px_screen_without_scrolling_sideways(console: dict[str, Any]) -> None:
+    """A user check (2026-12-06): at 1366 px the table's last column ("assignee") was cut off; the grid scrolled
+    15 px sideways although the widths' sum had been checked against an estimate of the page's padding."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20000)
+        login(page, console["url"], "ann")
+        page.locator('[data-testid="stDataFrame"] .dvn-scroller').wait_for()
+        wait_idle(page)
+        wide, shown = page.evaluate("""() => {
+            const s = document.querySelector('[data-testid="stDataFrame"] .dvn-scroller');
+            return [s.scrollWidth, s.clientWidth]; }""")
+        viewport_shot(page, "inbox-1366")
+        browser.close()
+    assert wide <= shown, f"the inbox table is {wide} px wide in a {shown} px frame"
+
+
 def test_browser_tests_fail_rather_than_skip_in_ci_without_chromium(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_e2e_browser import chromium_or_skip
 
