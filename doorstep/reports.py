@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from doorstep.config import Config
-from doorstep.models import utcnow
+from doorstep.models import channel_name, utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.report_settings import ReportSettings, parse_weekly_at, report_settings  # noqa: F401 - re-exported
 from doorstep.store import Store, iso, parse_time
@@ -336,14 +336,14 @@ def _warnings(data: dict[str, Any]) -> list[str]:
         if listener["state"] == "down":
             since = listener["last_success_at"] or "never"
             err = f" (last error: {listener['last_error']})" if listener["last_error"] else ""
-            out.append(f"Listener {listener['name']} was down: no successful poll since {since[:16].replace('T', ' ')} UTC{err}. "
+            out.append(f"Listener {channel_name(listener['name'])} was down: no successful poll since {since[:16].replace('T', ' ')} UTC{err}. "
                        "Figures for this week undercount its channel.")
         elif listener["state"] == "errors":
-            out.append(f"Listener {listener['name']} reported errors during the week (last: {listener['last_error']}); "
+            out.append(f"Listener {channel_name(listener['name'])} reported errors during the week (last: {listener['last_error']}); "
                        "it has polled successfully since.")
     for gap in data["gaps"]:
         span = "the whole week" if gap["whole_window"] else f"{gap['from_local']} to {gap['to_local']}"
-        out.append(f"Possible data gap on {gap['channel']}: no mentions for {gap['hours']} h ({span}) where about "
+        out.append(f"Possible data gap on {channel_name(gap['channel'])}: no mentions for {gap['hours']} h ({span}) where about "
                    f"{gap['expected_mentions']:.0f} were expected from the usual traffic.")
     return out
 
@@ -478,6 +478,7 @@ def _environment() -> Any:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["value"] = lambda value, key: fmt_value(key, value)
     env.filters["minutes"] = fmt_minutes
+    env.filters["channel"] = channel_name  # "X", "Bluesky": a reader knows the networks, not our keys
     env.filters["pct"] = lambda v, digits=1: "n/a" if v is None else f"{100 * v:.{digits}f} %"
     env.filters["num"] = lambda v, digits=1: "n/a" if v is None else f"{v:,.{digits}f}"
     env.filters["local"] = lambda v, tz, fmt="%a %d %b %H:%M": "" if not v else parse_time(v).astimezone(  # type: ignore[union-attr]

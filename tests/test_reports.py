@@ -167,7 +167,7 @@ def test_week_without_listener_problems_says_data_is_complete(store: Store) -> N
     store.db.execute("insert into listener_health (name, last_success_at, last_error_at, last_error, errors) "
                      "values ('x', ?, ?, 'token expired', 9)", [iso(START + timedelta(days=1)), iso(START + timedelta(days=2))])
     html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
-    assert "figures are incomplete" in html and "Listener x was down" in html
+    assert "figures are incomplete" in html and "Listener X was down" in html
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -405,3 +405,14 @@ def test_manual_retry_of_a_report_is_sent_by_the_report_job(store: Store, smtp: 
     store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = ? where id = ?",
                      [iso(clock.now), message_id])
     assert job.run_once() == 1 and len(smtp.messages) == 1
+
+
+def test_the_report_names_networks_in_words(store: Store) -> None:
+    """A user check (2026-12-06): the demo's report said "x · Wed 25 Nov" and "bluesky @[handle]" under quoted posts
+    and "x" for the listener; a reader who never opens the console knows X and Bluesky, not our keys."""
+    import re
+
+    html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
+    bylines = re.findall(r'<span class="muted">([^<&@]+?)\s*(?:&middot;|@)', html)
+    assert bylines, "posts are quoted with their network"
+    assert not [b for b in bylines if b.strip() in ("x", "bluesky", "mastodon", "x_dm", "email")], bylines
