@@ -10,6 +10,7 @@ import streamlit as st
 
 from console.widgets import escape_md, get_config, get_store, local_time, open_inbox, require
 from doorstep.store import parse_time
+from doorstep.models import channel_name
 
 WINDOWS = {"Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
 
@@ -192,7 +193,7 @@ def render() -> None:
     except ImportError:  # pragma: no cover - listeners package absent
         health = []
     if health:
-        st.dataframe([{"listener": h["name"], "status": h["status"],
+        st.dataframe([{"listener": channel_name(h["name"]), "status": h["status"],
                        "last success": local_time(parse_time(h.get("last_success_at")), config),
                        "last error": h.get("last_error") or "", "lag (s)": h.get("lag_seconds"), "stored": h.get("stored")}
                       for h in health], hide_index=True, width="stretch")
@@ -201,8 +202,10 @@ def render() -> None:
         st.caption("No listener has run yet.")
     if data["gaps"]:
         st.caption("Possible data gaps: hours already past with no posts where the usual traffic would have brought some")
-        st.dataframe([{k: g[k] for k in ("channel", "from_local", "to_local", "hours", "expected_mentions")}
-                      for g in data["gaps"]], hide_index=True, width="stretch")
+        st.dataframe([{**{k: g[k] for k in ("from_local", "to_local", "hours", "expected_mentions")},
+                       "channel": channel_name(g["channel"])} for g in data["gaps"]],
+                     column_order=("channel", "from_local", "to_local", "hours", "expected_mentions"),
+                     hide_index=True, width="stretch")
 
 
 def answers_by_channel_and_hour(store: Any, config: Any, start: datetime, end: datetime, brand: str | None) -> None:
@@ -221,6 +224,7 @@ def answers_by_channel_and_hour(store: Any, config: Any, start: datetime, end: d
         return
     for row in rows:
         row["hour_label"] = f"{row['hour']:02d}:00"
+        row["channel"] = channel_name(row["channel"])
     base = alt.Chart(alt.Data(values=rows)).encode(
         x=alt.X("hour_label:O", title=f"local send hour ({config.timezone})", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("channel:N", title=None),

@@ -527,6 +527,8 @@ def test_dashboard_shows_answer_rates_by_channel_and_hour(db: Store) -> None:
     assert "Answers to our messages by channel and hour" in [s.value for s in at.subheader]
     assert "1 of 3 messages answered (33%)" in texts(at)
     assert len(at.get("vega_lite_chart")) == 6
+    heat = next(c.proto for c in at.get("vega_lite_chart") if b"hour_label" in c.proto.data.data)
+    assert b"SMS" in heat.data.data and b"e-mail" in heat.data.data  # the rows name the channels in words
 
 
 def test_reports_page_renders_a_week_and_lists_sends(db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
