@@ -27,7 +27,7 @@ TRACKING_WORDS = {
 }
 
 #: What a filter's "(none)" means, column by column: a case nobody has, or one opened before any post.
-NONE_WORDS = {"assignee": "nobody", "channel": "no post yet", "intent": "no post yet", "brand": "no brand",
+NONE_WORDS = {"assignee": "nobody", "channel": "no post yet", "intent": "none yet", "brand": "no brand",
               "courier": "no courier", "status": "no status"}
 
 

@@ -577,7 +577,7 @@ def test_inbox_names_statuses_channels_and_intents_in_words(db: Store) -> None:
     """The filters, their counts and the rows say "where is my order", "pending customer", "X", not keys."""
     at = page("inbox", "ann", db)
     intents = at.selectbox(key="inbox_intent").options
-    assert "late delivery" in intents and "no post yet" in intents, intents
+    assert "late delivery" in intents and "none yet" in intents, intents
     assert not [o for o in intents if "_" in o or o == "(none)"], intents
     channels = at.selectbox(key="inbox_channel").options
     assert "X" in channels and "x" not in channels, channels
