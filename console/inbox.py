@@ -673,6 +673,12 @@ def _live_list() -> None:
                                f"{SORT_RULES[query.sort]}"))
 
 
+def _pick_name(case: Any) -> str:
+    """"#614 — lost or missing parcel @astewart17"; a case we opened ourselves has no author to name."""
+    return (f"#{case.id} — {intent_name(case.intent) if case.intent else 'case'}"
+            + (f" @{case.author_handle}" if case.author_handle else ""))
+
+
 def _opener(cases: list[Any]) -> None:
     """"Case to open": a case of this page, or any case number typed in (whatever its status or page;
     Enter in the number box opens it too)."""
@@ -681,9 +687,7 @@ def _opener(cases: list[Any]) -> None:
     pick_cols = st.columns([3, 2, 1])
     with pick_cols[0]:
         if by_id:
-            st.selectbox("Case to open", list(by_id), key="inbox_pick",
-                         format_func=lambda cid: f"#{cid} — {intent_name(by_id[cid].intent) if by_id[cid].intent else 'case'} "
-                                                 f"@{by_id[cid].author_handle or '-'}")
+            st.selectbox("Case to open", list(by_id), key="inbox_pick", format_func=lambda cid: _pick_name(by_id[cid]))
     with pick_cols[1]:
         st.text_input("…or any case number", key="inbox_number", placeholder="e.g. 224", on_change=_open_typed)
     with pick_cols[2]:

@@ -594,3 +594,10 @@ def test_inbox_names_statuses_channels_and_intents_in_words(db: Store) -> None:
     at.selectbox(key="inbox_intent").select("late_delivery").run()
     assert _listed(at) == [c.id for c in db.inbox(InboxQuery(limit=50, intent="late_delivery"))]
     assert all("late delivery" in o for o in at.selectbox(key="inbox_pick").options)
+    # a case we opened ourselves (a stuck parcel, no post yet) has no author: no "@-" in its name
+    now = utcnow()
+    own = db.insert_case(Case(status="new", priority=500.0, brand="Larkspur Home", intent="late_delivery", opened_at=now,
+                              last_activity_at=now, first_response_due=now + timedelta(hours=1),
+                              resolution_due=now + timedelta(hours=8)))
+    at = page("inbox", "ann", db)
+    assert f"#{own} — late delivery" in at.selectbox(key="inbox_pick").options
