@@ -373,6 +373,10 @@ def _posts(store: Store, case: Case) -> list[Mention]:
     thread.sort(key=lambda m: (m.created_at, m.id or 0), reverse=True)
     every_key = f"_case_all_posts_{case.id}"
     shown = thread if st.session_state.get(every_key) else thread[:THREAD_SHOWN]
+    if not thread:  # a case we opened ourselves for a parcel in trouble, or one whose posts were moved
+        ours = not case.author_handle and not case.channel
+        st.caption("No post on this case" + (" yet: Doorstep opened it for the customer's parcel." if ours else "."))
+        return mentions
     with st.expander(f"Posts and thread ({len(thread)}, newest first)", expanded=True):
         with st.container(height=THREAD_HEIGHT_PX if len(shown) > 2 else "content", border=False):
             for m in shown:
@@ -449,7 +453,7 @@ def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
         for e in events
     ]
     base = alt.Chart(alt.Data(values=data))
-    y = alt.Y("status:N", sort=SCAN_ORDER, title=None)
+    y = alt.Y("status:N", sort=SCAN_ORDER, title=None, axis=alt.Axis(labelLimit=200))  # "delivery attempt failed" whole
     x = alt.X("time:T", title=f"time ({tz})")
     line = base.mark_line(color="#999").encode(x=x, y=y)
     points = base.mark_circle(size=120).encode(

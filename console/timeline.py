@@ -18,6 +18,7 @@ from doorstep.config import Config
 from doorstep.models import AuditEvent
 from doorstep.store import parse_time
 from responders.alerts import RULE_WORDS
+from responders.followup import PROACTIVE_REASON
 
 #: Words for case fields an update can change.
 FIELD_WORDS = {
@@ -154,7 +155,9 @@ SENTENCES: dict[str, str | Said] = {
     "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
     "case.open": lambda d, c, when: "A new post opened this case" + (
         f" (matched by {str(d['link']).replace('_', ' ')})" if d.get("link") not in (None, "", "none") else ""),
-    "case.open.proactive": "{who} opened this case proactively",
+    "case.open.proactive": lambda d, c, when: f"Doorstep opened this case for parcel {d.get('tracking_number') or '?'}"
+                                              + (f" ({PROACTIVE_REASON.get(d['reason'], d['reason'])})"
+                                                 if d.get("reason") else ""),
     "case.reopen": "A new post reopened this resolved case",
     "link.verified": "{who} linked order {order_number}, verified: {how}",
     "link.unconfirmed": "{who} linked order {order_number}, NOT confirmed (its customer is not the author)",

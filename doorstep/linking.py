@@ -269,6 +269,8 @@ def describe_link(case: Case) -> str:
         if case.customer_id and case.link_confirmed:
             return f"customer known, no order linked ({CONFIRMED_WORDS.get(method, method)})"
         return "no order linked"
+    if case.link_confirmed and not case.author_handle and not case.channel:  # no post yet: we opened it
+        return f"order {case.order_number} · confirmed (we opened this case for its parcel)"
     if case.link_confirmed:
         return f"order {case.order_number} · confirmed ({CONFIRMED_WORDS.get(method, method)})"
     if method in ("tracking_number", "order_number"):

@@ -273,6 +273,34 @@ def test_timeline_sentences() -> None:
         "A new post opened this case (matched by order number)"
 
 
+
+def test_a_case_we_opened_for_a_parcel_says_so() -> None:
+    """A user check (2026-12-06): a proactive case (a parcel with two failed attempts, no post yet) said
+    "confirmed (its customer quoted the tracking number)", and its timeline "proactive opened this case proactively"."""
+    from console.timeline import sentence
+    from doorstep.linking import describe_link
+    from doorstep.models import Case
+
+    case = Case(id=645, status="new", channel=None, order_number="105100", tracking_number="1Z0V", customer_id="C1",
+                link_method="tracking_number", link_confidence=1.0, link_confirmed=True)
+    assert describe_link(case) == "order 105100 · confirmed (we opened this case for its parcel)"
+    opened = _event("case.open.proactive", "proactive", reason="attempt_failed", tracking_number="1Z0V",
+                    event_at="2026-12-01T13:46:00+00:00")
+    assert sentence(opened, {}, lambda t: "13:46") == "Doorstep opened this case for parcel 1Z0V (failed delivery attempt)"
+
+
+
+def test_a_proactive_case_page_says_no_post_yet_instead_of_an_empty_thread(db: Store) -> None:
+    from doorstep.models import Case
+
+    now = utcnow()
+    case_id = db.insert_case(Case(status="new", priority=40.0, brand="Larkspur Home", intent="late_delivery",
+                                  opened_at=now, last_activity_at=now))
+    at, _ = _open_case(db, case_id=case_id)
+    assert "No post on this case yet: Doorstep opened it for the customer's parcel." in texts(at)
+    assert not [e for e in at.expander if e.label.startswith("Posts and thread")]
+
+
 def test_a_relink_reads_as_one_sentence_on_the_timeline(db: Store) -> None:
     """A user check (2026-12-06): a relink showed "priya linked order 104210, NOT confirmed (...)" and under it
     "priya set order to 104210, customer to C00444, tracking number to 1Z..., courier to UPS, link method to agent,
