@@ -358,5 +358,7 @@ def test_a_merged_case_is_not_counted_as_an_issue_of_its_own_in_the_figures(pipe
     ("agent", False, "order ORD-1 linked by an agent — not confirmed: its customer is not the author"),
 ])
 def test_the_link_reads_honestly(method: str, confirmed: bool, expected: str):
-    case = Case(order_number="ORD-1", link_method=method, link_confidence=0.4, link_confirmed=confirmed)
+    # a case a post opened has its network and author (one Doorstep opened for a parcel has neither, and says so)
+    case = Case(order_number="ORD-1", link_method=method, link_confidence=0.4, link_confirmed=confirmed, channel="x",
+                author_handle="hannah_pr")
     assert describe_link(case) == expected
