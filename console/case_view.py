@@ -540,15 +540,32 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
                 _relink_form(store, case)
     show_flashes(at=f"order:{case.id}")
     if case.customer_id:
-        rows = list(store.db.query(
-            "select id, status, intent, opened_at from cases where customer_id = ? and id != ? order by id desc limit 20",
-            [case.customer_id, case.id]))
-        if rows:
-            st.caption("The customer's other cases")
-            for r in rows:
-                if st.button(f"#{r['id']} · {status_name(r['status'])} · {intent_name(r['intent']) if r['intent'] else '-'}",
-                             key=f"other_{r['id']}"):
-                    open_case(r["id"])
+        _other_cases(store, case)
+
+
+#: The customer's other cases listed before "Show N more": the open ones come first.
+OTHER_CASES_SHOWN = 5
+
+
+def _other_cases(store: Store, case: Case) -> None:
+    """The customer's other cases, open ones first, then the newest; a long history (a VIP's sixteen cases)
+    stays one click away instead of pushing the actions a screen down."""
+    rows = list(store.db.query(
+        "select id, status, intent from cases where customer_id = ? and id != ? "
+        "order by case when status = 'resolved' then 1 else 0 end, id desc limit 50", [case.customer_id, case.id]))
+    if not rows:
+        return
+    every_key = f"_other_all_{case.id}"
+    shown = rows if st.session_state.get(every_key) else rows[:OTHER_CASES_SHOWN]
+    still_open = sum(1 for r in rows if r["status"] != "resolved")
+    st.caption(f"The customer's other cases ({still_open} open, {len(rows)}{'+' if len(rows) == 50 else ''} in all)")
+    for r in shown:
+        if st.button(f"#{r['id']} · {status_name(r['status'])} · {intent_name(r['intent']) if r['intent'] else '-'}",
+                     key=f"other_{r['id']}"):
+            open_case(r["id"])
+    if len(shown) < len(rows):
+        st.button(f"Show {len(rows) - len(shown)} more", key=f"other_all_{case.id}",
+                  on_click=lambda: st.session_state.__setitem__(every_key, True))
 
 
 def _relink_form(store: Store, case: Case) -> None:

@@ -661,3 +661,23 @@ def test_the_case_page_names_intents_statuses_scans_and_templates_in_words(db: S
     axis = json.loads(chart.spec)["layer"][0]["encoding"]["y"]["sort"]
     assert "delivery attempt failed" in axis and not [s for s in axis if "_" in s], axis
     assert b"in transit" in chart.data.data and b"in_transit" not in chart.data.data  # the scans drawn
+
+
+def test_the_customers_other_cases_show_open_ones_first_and_the_rest_on_request(db: Store) -> None:
+    """A user check (2026-12-06): a VIP's case listed 16 other cases, one button each, pushing Actions a screen
+    down; the open ones (what the agent must know about) were among the resolved ones."""
+    from doorstep.models import Case
+
+    at, case_id = _open_case(db)
+    customer = db.get_case(case_id).customer_id or "C-OTHER"  # type: ignore[union-attr]
+    db.db.execute("update cases set customer_id = ? where id = ?", [customer, case_id])
+    now = utcnow()
+    others = [db.insert_case(Case(status="open" if i == 0 else "resolved", priority=1.0, customer_id=customer,
+                                  intent="praise", opened_at=now, last_activity_at=now)) for i in range(8)]
+    at, _ = _open_case(db, case_id=case_id)
+    listed = [b.label for b in at.button if b.key.startswith("other_") and b.key != f"other_all_{case_id}"]
+    assert len(listed) <= 5 and listed[0].startswith(f"#{others[0]} · open"), listed  # the oldest, but open
+    more = [b for b in at.button if b.key == f"other_all_{case_id}"]
+    assert more and more[0].label.startswith("Show ")
+    more[0].click().run()
+    assert len([b for b in at.button if b.key.startswith("other_") and b.key != f"other_all_{case_id}"]) >= 8
