@@ -11,20 +11,13 @@ database use: only what is *shown* changes. A key without a word reads as itself
 from __future__ import annotations
 
 from doorstep.cases import INTENT_LABELS
-from doorstep.models import CHANNEL_WORDS, channel_name
+from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
 
-__all__ = ["CHANNEL_WORDS", "NONE", "by_channel", "channel_name", "facet_name", "intent_name", "status_name",
+__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "channel_name", "facet_name", "intent_name", "status_name",
            "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
 NONE = "(none)"
-
-#: A courier's scans as a customer would read them on a tracking page.
-TRACKING_WORDS = {
-    "info_received": "details received", "in_transit": "in transit", "out_for_delivery": "out for delivery",
-    "attempt_failed": "delivery attempt failed", "exception": "problem reported", "delivered": "delivered",
-    "returned": "returned to sender",
-}
 
 #: What a filter's "(none)" means, column by column: a case nobody has, or one opened before any post.
 NONE_WORDS = {"assignee": "nobody", "channel": "no post yet", "intent": "none yet", "brand": "no brand",
@@ -49,11 +42,6 @@ def intent_name(intent: str | None) -> str:
 def status_name(status: str | None) -> str:
     """A case's status: "pending_customer" reads "pending customer"."""
     return _spaced(status)
-
-
-def tracking_name(status: str | None) -> str:
-    """A parcel scan: "attempt_failed" reads "delivery attempt failed"."""
-    return TRACKING_WORDS.get(status or "", _spaced(status))
 
 
 def template_name(name: str) -> str:

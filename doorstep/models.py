@@ -53,6 +53,19 @@ TRACKING_STATUSES: tuple[str, ...] = (
     "delivered",
     "returned",
 )
+#: A courier's scans as a customer would read them on a tracking page (pages, escalation e-mails).
+TRACKING_WORDS = {
+    "info_received": "details received", "in_transit": "in transit", "out_for_delivery": "out for delivery",
+    "attempt_failed": "delivery attempt failed", "exception": "problem reported", "delivered": "delivered",
+    "returned": "returned to sender",
+}
+
+
+def tracking_name(status: str | None) -> str:
+    """A parcel scan: "attempt_failed" reads "delivery attempt failed"."""
+    return TRACKING_WORDS.get(status or "", (status or "-").replace("_", " "))
+
+
 CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated", "resolved")
 OPEN_CASE_STATUSES: tuple[str, ...] = ("new", "open", "pending_customer", "escalated")
 OUTBOUND_STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "failed", "cancelled", "awaiting_approval")

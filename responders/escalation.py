@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.config import Config
-from doorstep.models import Case, OutboundMessage, utcnow
+from doorstep.models import Case, OutboundMessage, tracking_name, utcnow
 from doorstep.store import Store, iso
 from responders.channels import webhook_payload
 from responders.config import Target, responders_settings
@@ -67,6 +67,11 @@ def case_brief(store: Store, config: Config, case: Case) -> dict[str, Any]:
     }
 
 
+def _local(moment: str | None, config: Config) -> str:
+    """"Mon 16 Nov 10:30" in the team's time zone: the brief's ISO times are for machines (the webhook's JSON)."""
+    return datetime.fromisoformat(moment).astimezone(config.tz).strftime("%a %d %b %H:%M") if moment else "-"
+
+
 def _text(brief: dict[str, Any], note: str | None, actor: str, config: Config, target: str) -> str:
     lines = [f"Subject: Escalation: case #{brief['case_id']}"
              + (f" - order {brief['order_number']}" if brief.get("order_number") else "")
@@ -77,14 +82,16 @@ def _text(brief: dict[str, Any], note: str | None, actor: str, config: Config, t
         lines.append(f"Note: {note}")
     if brief.get("complaint"):
         c = brief["complaint"]
-        lines.append(f"Customer ({c['author']}, {c['at']}): {c['text']}")
+        who = f"@{c['author'].lstrip('@')}" if c.get("author") else "no handle"  # a courier-page post has none
+        lines.append(f"Customer ({who}, {_local(c['at'], config)}): {c['text']}")
     if brief.get("tracking_number"):
         lines.append(f"Courier: {brief.get('courier')}  Tracking: {brief['tracking_number']}")
     for event in brief.get("timeline", [])[-6:]:
         when = datetime.fromisoformat(event["time"]).astimezone(config.tz).strftime("%a %d %b %H:%M")
-        lines.append(f"  {when}  {event['status']}  {event.get('location') or ''}  {event.get('description') or ''}".rstrip())
+        lines.append(f"  {when}  {tracking_name(event['status'])}  {event.get('location') or ''}  {event.get('description') or ''}".rstrip())
     if brief.get("first_response_due"):
-        lines.append(f"First response due: {brief['first_response_due']}; resolution due: {brief['resolution_due']}")
+        lines.append(f"First response due: {_local(brief['first_response_due'], config)}; resolution due: "
+                     f"{_local(brief['resolution_due'], config)} ({config.timezone})")
     return "\n".join(lines)
 
 

@@ -113,7 +113,11 @@ def test_courier_escalation_by_email(store: Store, smtp: SmtpSink) -> None:
     Outbox(store, config).send_due()
     assert len(smtp.messages) == 1 and smtp.messages[0].envelope_to == ["claims@ups.test"]
     body = smtp.messages[0].get_payload(decode=True).decode()
-    assert "Tracking: 1Z999AA10123456784" in body and "in_transit" in body and "lost parcel" in body
+    assert "Tracking: 1Z999AA10123456784" in body and "lost parcel" in body
+    # People read it: scans and deadlines in words and the team's time zone (the webhook's JSON keeps the keys)
+    assert "in transit" in body and "in_transit" not in body
+    due = next(line for line in body.splitlines() if line.startswith("First response due: "))
+    assert "+00:00" not in due and "T" not in due.split(": ", 1)[1][:11] and config.timezone in due, due
 
 
 def test_automatic_escalation_when_sla_is_about_to_breach(store: Store, smtp: SmtpSink) -> None:
@@ -149,3 +153,16 @@ def test_cli_escalate(tmp_path, smtp: SmtpSink) -> None:  # noqa: F811
     assert len(smtp.messages) == 1 and "Note: VIP" in smtp.messages[0].get_payload(decode=True).decode()
     bad = runner.invoke(cli, ["--db", str(db), "escalate", "--case", str(case_id), "--to", "nobody"])
     assert bad.exit_code != 0 and "unknown escalation target" in bad.output
+
+
+def test_an_escalation_of_a_post_without_a_handle_does_not_say_none() -> None:
+    """A user check (2026-12-06): a courier-page post's escalation read "Customer (None, ...)"."""
+    from doorstep.config import Config
+    from responders.escalation import _text
+
+    brief = {"case_id": 575, "complaint": {"text": "Nobody came to the door.", "author": None,
+                                           "at": "2026-12-06T09:45:00+00:00", "url": None}}
+    text = _text(brief, None, "ann", Config(), "lead")
+    assert "Customer (no handle, Sun 06 Dec 09:45): Nobody came to the door." in text
+    assert "Customer (@jane, " in _text({**brief, "complaint": {**brief["complaint"], "author": "jane"}}, None, "ann",
+                                         Config(), "lead")
