@@ -172,6 +172,9 @@ def test_sla_incident_updates_after_cooldown_only_when_it_changes(store: Store) 
     messages = list_messages(store, kind="alert")
     assert "[Doorstep UPDATE]" in messages[0].text and "overdue since" in messages[0].text
     assert "[Doorstep ALERT]" in messages[1].text and "due at" in messages[1].text
+    # the lead reads the time in the team's zone, not an ISO stamp in UTC
+    assert f"due at {due.astimezone(config.tz):%a %d %b %H:%M} ({config.timezone})" in messages[1].text
+    assert "+00:00" not in messages[1].text
     assert at(-200) == []
 
 
