@@ -5,7 +5,9 @@ attempt failed", not ``lost_or_missing``, ``pending_customer``, ``x_dm`` or ``at
 Why one module: every page (inbox, case, review queue, approvals) names a status, channel,
 intent, parcel scan or template the same way, and the keys stay what filters, URLs and the
 database use: only what is *shown* changes. A key without a word reads as itself with spaces
-(a shop's own template ``late_apology`` reads "late apology").
+(a shop's own template ``late_apology`` reads "late apology"). The channel and scan words live
+in ``doorstep.models`` and the intent words in ``doorstep.cases``, because alerts, escalations
+and reports use them too.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
 
-__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "channel_name", "facet_name", "intent_name", "status_name",
-           "template_name", "tracking_name"]
+__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "channel_name", "facet_name", "intent_name",
+           "status_name", "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
 NONE = "(none)"

@@ -29,6 +29,7 @@ def channel_name(channel: str | None) -> str:
     """"x_dm" reads "X direct message"; a channel without a word keeps its key."""
     return CHANNEL_WORDS.get(channel or "", channel or "-")
 
+
 INTENTS: tuple[str, ...] = (
     "where_is_my_order",
     "late_delivery",
