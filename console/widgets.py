@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import streamlit as st
 
@@ -48,10 +47,8 @@ def safe_text(text: str | None, *, caption: bool = False) -> None:
 
 
 def local_time(value: datetime | None, config: Config, fmt: str = "%a %d %b %H:%M") -> str:
-    """A time as the team reads it: in the configured zone."""
-    if value is None:
-        return "-"
-    return value.astimezone(ZoneInfo(config.timezone)).strftime(fmt)
+    """A time as the team reads it: in the configured zone (:meth:`Config.local_time`)."""
+    return config.local_time(value, fmt)
 
 
 def _human(delta: timedelta) -> str:

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -387,6 +387,15 @@ class Config(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def local_time(self, value: datetime | str | None, fmt: str = "%a %d %b %H:%M", *, zone: bool = False) -> str:
+        """A time as the team reads it, in the configured zone ("Mon 07 Dec 09:30", with ``zone``
+        "... (Europe/London)"); a stored ISO string is read first. Pages, alerts and escalation
+        e-mails share it, so a person never meets a UTC ISO stamp."""
+        if value is None or value == "":
+            return "-"
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.astimezone(self.tz).strftime(fmt) + (f" ({self.timezone})" if zone else "")
 
     def own_handles(self, channel: str) -> set[str]:
         """Our care handles on a channel (lower-case), so our replies never count as mentions."""

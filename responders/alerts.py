@@ -218,12 +218,6 @@ def _new_complaints(store: Store, after_id: int) -> list[dict[str, Any]]:
         "where m.id > ? and m.outbound = 0 and m.complaint = 1 order by m.id", [after_id]))
 
 
-def _when(stamp: str, config: Config) -> str:
-    """"Mon 07 Dec 09:30 (Europe/London)": a stored UTC time as the lead reads it in an alert."""
-    moment = parse_time(stamp)
-    return f"{moment.astimezone(config.tz):%a %d %b %H:%M} ({config.timezone})" if moment else stamp
-
-
 def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_mention_id: int = 0) -> list[Firing]:
     """Every rule's firings now. ``last_mention_id``: mentions up to it were already looked at."""
     settings = alert_settings(config)
@@ -265,7 +259,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
             overdue = row["due_at"] <= iso(now)
             firings.append(Firing("sla_breach", f"case:{row['id']}",
                                   f"case #{row['id']} ({row['brand'] or 'no brand'}, priority {row['priority']:.0f}): "
-                                  f"{row['due_kind']} {'overdue since' if overdue else 'due at'} {_when(row['due_at'], config)}",
+                                  f"{row['due_kind']} {'overdue since' if overdue else 'due at'} {config.local_time(row['due_at'], zone=True)}",
                                   row["id"], level="overdue" if overdue else "due"))
     if settings.escalation_failed_minutes:
         # An escalation nobody received is worse than none: the team believes the courier knows.
@@ -277,7 +271,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                 [cutoff]):
             firings.append(Firing("escalation_failed", f"message:{row['id']}",
                                   f"escalation of case #{row['case_id']} by {channel_name(row['channel'])} to {row['target']} is "
-                                  f"undelivered after {row['attempts']} attempt(s) since {_when(row['created_at'], config)} "
+                                  f"undelivered after {row['attempts']} attempt(s) since {config.local_time(row['created_at'], zone=True)} "
                                   f"({row['status']}): {(row['last_error'] or '')[:200]}",
                                   row["case_id"], level=row["status"]))
     if settings.listener_unhealthy:
@@ -285,10 +279,10 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
         for row in store.db.query("select * from listener_health"):
             problems = []
             if not row["last_success_at"] or row["last_success_at"] < stale:
-                since = _when(row["last_success_at"], config) if row["last_success_at"] else "ever"
+                since = config.local_time(row["last_success_at"], zone=True) if row["last_success_at"] else "ever"
                 problems.append(f"no successful round since {since}")
             if row["last_error_at"] and (not row["last_success_at"] or row["last_error_at"] > row["last_success_at"]):
-                problems.append(f"last error at {_when(row['last_error_at'], config)}: {(row['last_error'] or '')[:200]}")
+                problems.append(f"last error at {config.local_time(row['last_error_at'], zone=True)}: {(row['last_error'] or '')[:200]}")
             if problems:
                 firings.append(Firing("listener_unhealthy", f"listener:{row['name']}",
                                       f"listener {channel_name(row['name'])}: {'; '.join(problems)}",

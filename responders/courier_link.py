@@ -287,5 +287,5 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
 
 
 def expires_text(expires: datetime, config: Config) -> str:
-    return f"{expires.astimezone(config.tz):%a %d %b %H:%M} ({config.timezone})"
+    return config.local_time(expires, zone=True)
 

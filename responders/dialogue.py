@@ -182,7 +182,7 @@ def opt_out(store: Store, customer_id: str, *, channel: str, said: str, actor: s
 
 
 def _note_text(template: str, answer: str, understood: Understanding, config: Config) -> str:
-    slot = understood.slot_at.astimezone(config.tz).strftime("%a %d %b %H:%M") if understood.slot_at else "-"
+    slot = config.local_time(understood.slot_at)
     return template.replace("{answer}", f"“{answer.strip()[:300]}”").replace("{slot}", slot)
 
 
@@ -232,8 +232,7 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
             sla = timedelta(minutes=responders_settings(config).callback.sla_minutes)
             rows.schedule_callback(store, callback.id, requested_at=now, slot_at=understood.slot_at,
                                    slot_text=understood.slot_text, sla=sla)
-            when = (understood.slot_at.astimezone(config.tz).strftime("%a %d %b %H:%M") if understood.slot_at
-                    else "as soon as possible")
+            when = config.local_time(understood.slot_at) if understood.slot_at else "as soon as possible"
             store.audit(ACTOR, "callback.scheduled", case.id, {"callback_id": callback.id, "slot": when})
             done.append(f"call back scheduled for {when}")
     if step.note:

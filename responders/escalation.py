@@ -67,11 +67,6 @@ def case_brief(store: Store, config: Config, case: Case) -> dict[str, Any]:
     }
 
 
-def _local(moment: str | None, config: Config) -> str:
-    """"Mon 16 Nov 10:30" in the team's time zone: the brief's ISO times are for machines (the webhook's JSON)."""
-    return datetime.fromisoformat(moment).astimezone(config.tz).strftime("%a %d %b %H:%M") if moment else "-"
-
-
 def _text(brief: dict[str, Any], note: str | None, actor: str, config: Config, target: str) -> str:
     lines = [f"Subject: Escalation: case #{brief['case_id']}"
              + (f" - order {brief['order_number']}" if brief.get("order_number") else "")
@@ -83,15 +78,15 @@ def _text(brief: dict[str, Any], note: str | None, actor: str, config: Config, t
     if brief.get("complaint"):
         c = brief["complaint"]
         who = f"@{c['author'].lstrip('@')}" if c.get("author") else "no handle"  # a courier-page post has none
-        lines.append(f"Customer ({who}, {_local(c['at'], config)}): {c['text']}")
+        lines.append(f"Customer ({who}, {config.local_time(c['at'])}): {c['text']}")
     if brief.get("tracking_number"):
         lines.append(f"Courier: {brief.get('courier')}  Tracking: {brief['tracking_number']}")
     for event in brief.get("timeline", [])[-6:]:
-        when = datetime.fromisoformat(event["time"]).astimezone(config.tz).strftime("%a %d %b %H:%M")
+        when = config.local_time(event["time"])
         lines.append(f"  {when}  {tracking_name(event['status'])}  {event.get('location') or ''}  {event.get('description') or ''}".rstrip())
     if brief.get("first_response_due"):
-        lines.append(f"First response due: {_local(brief['first_response_due'], config)}; resolution due: "
-                     f"{_local(brief['resolution_due'], config)} ({config.timezone})")
+        lines.append(f"First response due: {config.local_time(brief['first_response_due'])}; resolution due: "
+                     f"{config.local_time(brief['resolution_due'])} ({config.timezone})")
     return "\n".join(lines)
 
 
