@@ -28,18 +28,15 @@ FIELD_WORDS = {
 }
 
 
-#: The alert rules as the team names them (kept with the rules, in ``responders.alerts``).
-ALERT_WORDS = RULE_WORDS
-
-
 def actor_name(actor: str, start: bool = True) -> str:
     """Who did something, as the team says it: "outbox" and "pipeline" are machines, an alert rule acts as
     "alert:<rule>". ``start``: at the start of a sentence ("The outbox ..."), else "... by the outbox"."""
     if actor.startswith("alert:"):
         rule = actor.removeprefix("alert:")
-        words = f"The {ALERT_WORDS.get(rule, rule.replace('_', ' '))} alert"
+        words = f"The {RULE_WORDS.get(rule, rule.replace('_', ' '))} alert"
     else:
-        words = {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker"}.get(actor, actor)
+        words = {"outbox": "The outbox", "pipeline": "Doorstep", "worker": "The worker", "proactive": "Doorstep",
+                 "dialogue": "Doorstep", "follow-up": "The follow-up"}.get(actor, actor)
     return words if start or not words.startswith("The ") else "the" + words.removeprefix("The")
 
 
@@ -130,6 +127,8 @@ class _Words(string.Formatter):
         return kwargs[key] if key in kwargs else MISSING.get(key, "?")
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion == "b":  # a channel as "on X" / "by SMS"
+            return by_channel(str(value))
         return str(value).replace("_", " ") if conversion == "w" else super().convert_field(value, conversion)
 
     def format_field(self, value: Any, spec: str) -> str:
@@ -169,10 +168,10 @@ SENTENCES: dict[str, str | Said] = {
     "case.split_from": "{who} opened this case from post {mention_id} of case #{from_case}",
     "case.merge": "{who} merged case #{merged_case} into this case",
     "case.merged_into": "{who} merged this case into case #{into_case}",
-    "question.asked": "{who} asked the customer a question on {channel} ({rule!w})",
-    "dialogue.answered": "The customer answered on {channel}: “{answer:.80}”, read as {understood!w}",
+    "question.asked": "{who} asked the customer a question {channel!b} ({rule!w})",
+    "dialogue.answered": "The customer answered {channel!b}: “{answer:.80}”, read as {understood!w}",
     "dialogue.needs_human": "Handed to a person: {why}",
-    "customer.opt_out": "The customer opted out of SMS, e-mail and direct messages (wrote “{said:.40}” on {channel})",
+    "customer.opt_out": "The customer opted out of SMS, e-mail and direct messages (wrote “{said:.40}” {channel!b})",
     "dialogue.reopened": "The customer answered “{answer:.80}” after the case was closed: reopened, not acted on",
     "dialogue.repeat": "The customer answered again: “{answer:.80}” (already acted on, nothing more done)",
     "callback.offered": "{who} offered a call back",

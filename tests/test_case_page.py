@@ -287,6 +287,12 @@ def test_a_case_we_opened_for_a_parcel_says_so() -> None:
     opened = _event("case.open.proactive", "proactive", reason="attempt_failed", tracking_number="1Z0V",
                     event_at="2026-12-01T13:46:00+00:00")
     assert sentence(opened, {}, lambda t: "13:46") == "Doorstep opened this case for parcel 1Z0V (failed delivery attempt)"
+    assert sentence(_event("dialogue.answered", "dialogue", channel="sms", answer="YES", understood="yes"), {},
+                    lambda t: "") == "The customer answered by SMS: “YES”, read as yes"  # not "on sms"
+    # its outreach message is "by Doorstep", not "by proactive"
+    from console.timeline import actor_name
+
+    assert actor_name("proactive", start=False) == "Doorstep" and actor_name("follow-up", start=False) == "the follow-up"
 
 
 

@@ -139,8 +139,8 @@ def test_proactive_question_answered_by_sms_shows_the_courier_escalation_on_the_
         expect(main.get_by_text("Answer (sms,", exact=False)).to_contain_text("read as yes")
         expect(main.get_by_text("Triggered: escalated to courier", exact=False)).to_be_visible()
         # The timeline: the answer and the escalation it triggered, in the team's words.
-        expect(main.get_by_text("The customer answered on sms: “YES”, read as yes", exact=False)).to_be_visible()
-        expect(main.get_by_text("dialogue escalated to courier: “The customer asked for a redelivery",
+        expect(main.get_by_text("The customer answered by SMS: “YES”, read as yes", exact=False)).to_be_visible()
+        expect(main.get_by_text("Doorstep escalated to courier: “The customer asked for a redelivery",
                                 exact=False)).to_be_visible()
         expect(main.get_by_text("The customer answered again: “YES”", exact=False)).to_have_count(0)
         # The outbound message to the courier's address is on the case too.

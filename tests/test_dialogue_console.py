@@ -112,8 +112,8 @@ def test_stop_and_a_late_answer_read_as_sentences_on_the_timeline(shop: tuple[St
     handle_reply(store, config, channel="sms", external_id="s2", sender="+447700900123", text="STOP")
     at = page("case_view", store, case_id=case_id)
     plain = " ".join(c.value.replace("\\", "") for c in at.caption)
-    assert "The customer answered on sms: “yes”, read as yes" in plain
-    assert "The customer opted out of SMS, e-mail and direct messages (wrote “STOP” on sms)" in plain
+    assert "The customer answered by SMS: “yes”, read as yes" in plain
+    assert "The customer opted out of SMS, e-mail and direct messages (wrote “STOP” by SMS)" in plain
 
 
 def test_the_open_question_and_a_scheduled_call_back_show_with_order_tracking_and_phone(shop: tuple[Store, int]) -> None:
