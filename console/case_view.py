@@ -20,6 +20,7 @@ import streamlit as st
 
 from console import presence
 from console.auth import can
+from console.login import acting_user, signed_in
 from console.timeline import LINK_FIELDS, actor_name, recipient
 from console.widgets import (
     busy_message,
@@ -163,6 +164,8 @@ def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
     @st.fragment(run_every=timedelta(seconds=PRESENCE_EVERY_S))
     def live() -> None:
         store = get_store()
+        if not signed_in(store):  # a tick runs without app.py: a login that ended shows nothing more
+            st.rerun(scope="app")
         # The reply box is in a form, so its words reach the server only with "Queue reply": the
         # browser says whether it holds any (issue 13: "bob is replying" showed only after a click).
         on_server = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())  # a filled template, a kept draft
@@ -698,9 +701,12 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.write("")
 
         def fill() -> None:
+            actor = acting_user(store, "reply")  # a callback runs before app.py's login check
+            if actor is None:
+                return
             try:
                 text = render_template(
-                    store, config, case.id, st.session_state[f"tpl_{case.id}"], agent=user.name,  # type: ignore[arg-type]
+                    store, config, case.id, st.session_state[f"tpl_{case.id}"], agent=actor.name,  # type: ignore[arg-type]
                     channel=st.session_state.get(channel_key),
                     parent_id=st.session_state.get(parent_key) if channel in PUBLIC_CHANNELS else None)
             except TemplateError as exc:
@@ -720,7 +726,11 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.session_state[key] = kept[:limit] if limit is not None else kept
 
     def queue(body: str | None = None, force: bool = False) -> None:
-        # A callback, so the draft can be cleared before the text area is drawn again.
+        # A callback, so the draft can be cleared before the text area is drawn again. It runs before
+        # app.py's login check, so it checks the login itself.
+        actor = acting_user(store, "reply")
+        if actor is None:
+            return
         chosen_channel = st.session_state.get(channel_key)
         parent_id = st.session_state.get(parent_key) if chosen_channel in PUBLIC_CHANNELS else None
         text = st.session_state.get(key, "") if body is None else body
@@ -729,7 +739,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             return
         try:
             message = queue_reply(store, config, case.id, text,  # type: ignore[arg-type]
-                                  user.username, channel=chosen_channel if body is None else None,
+                                  actor.username, channel=chosen_channel if body is None else None,
                                   parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
                                   account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
                                   if body is None else None)
@@ -875,9 +885,12 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
         st.text(body.strip())
 
         def send_private() -> None:
+            actor = acting_user(store, "reply")  # a callback runs before app.py's login check
+            if actor is None:
+                return
             try:
                 message = queue_private(store, config, case.id, st.session_state.get(f"askdm_text_{case.id}", ""),  # type: ignore[arg-type]
-                                        user.username, plan=plan)
+                                        actor.username, plan=plan)
             except ReplyRejected as exc:
                 st.session_state[f"reply_error_{case.id}"] = f"Private message not queued: {exc}"
                 return
@@ -913,10 +926,14 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
 
     def escalate() -> None:
         # A callback, so the note is cleared only once the escalation is queued: a refusal keeps
-        # what the agent wrote (the form does not clear itself on submit).
+        # what the agent wrote (the form does not clear itself on submit). It runs before app.py's
+        # login check, so it checks the login itself.
+        actor = acting_user(store, "escalate")
+        if actor is None:
+            return
         try:
             message = queue_escalation(store, config, case.id, st.session_state[f"esc_target_{case.id}"],  # type: ignore[arg-type]
-                                       st.session_state.get(note_key) or None, user.username)
+                                       st.session_state.get(note_key) or None, actor.username)
         except (EscalationRejected, ValueError) as exc:
             st.session_state[error_key] = f"Not escalated: {exc}"
             return

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from console.login import signed_in
 from console.widgets import (
     current_user,
     escape_md,
@@ -306,6 +307,9 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
 def render() -> None:
     """The inbox page."""
     require("reply")
+    store, config = get_store(), get_config()
+    if not signed_in(store):  # a tick runs without app.py: a login that ended gets no more cases
+        st.rerun(scope="app")
     picked = st.session_state.pop("_inbox_open", None)
     if picked is not None:
         open_case(picked)
@@ -614,12 +618,14 @@ def _live_list() -> None:
     touches what the agent is typing or choosing; clicks and ticks never run at the same time
     (``runner.fastReruns = false``).
     """
+    store, config = get_store(), get_config()
+    if not signed_in(store):  # a tick runs without app.py: a login that ended gets no more cases
+        st.rerun(scope="app")
     picked = st.session_state.pop("_inbox_open", None)
     if picked is not None:
         # a row picked in the table (its on_select ran just before this rerun): straight to the
         # case page, without querying and drawing the rows once more on the way out
         open_case(picked)
-    store, config = get_store(), get_config()
     live = st.session_state.get("_inbox_live")
     filters = st.session_state.get("inbox_filters") or {}
     if live is None:

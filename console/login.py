@@ -163,6 +163,27 @@ def _session_user(store: Store) -> auth.User | None:
     return user
 
 
+def acting_user(store: Store, action: str) -> auth.User | None:
+    """The user a click acts for, re-checked against the store as it acts; None if they may not.
+
+    Streamlit runs a widget's callback (``on_click``, ``on_change``) *before* the script, so before
+    app.py checks the login: without this, a page drawn while someone could still act would act
+    for them after they were removed, demoted or had their password changed (a removed admin's
+    open Settings page added a new admin). Every callback that writes or reads customer data asks
+    here first and does nothing when refused; the run that follows ends the login and draws the
+    login page.
+    """
+    session = auth.session_by_id(store, st.session_state.get("_session_id"))
+    user = auth.get_user(store, session.username) if session is not None else None
+    return user if auth.can(user, action) else None
+
+
+def signed_in(store: Store) -> bool:
+    """Whether this browser session's login still holds (for the live parts, which run without app.py)."""
+    session = auth.session_by_id(store, st.session_state.get("_session_id"))
+    return session is not None and auth.get_user(store, session.username) is not None
+
+
 def _remember_page_asked() -> None:
     """Note the page the login form stands in front of (a shared link such as ``/case?id=224``)."""
     from urllib.parse import urlparse

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from console.auth import ROLES, AuthError, add_user, can, list_users, lock_ends, remove_user, set_role, unlock_user
+from console.login import acting_user
 from console.widgets import current_user, escape_md, flash, get_config, get_store, local_time, require, show_flashes
 from doorstep.config import ConfigError, secret
 
@@ -246,11 +247,14 @@ def _users(store: Any) -> None:
         # A callback, so the boxes are emptied only once the user is added: a refusal ("user 'bob'
         # already exists") keeps what the admin typed (the form does not clear itself on submit).
         get = st.session_state.get
+        actor = acting_user(store, "manage_users")
+        if actor is None:
+            return  # removed, demoted or signed out since this page was drawn: the next run shows the login
         try:
             if not get("ua_password") and not get("ua_email"):
                 raise AuthError("give a password, or an e-mail for single sign-on")
             add_user(store, get("ua_username") or "", get("ua_password") or None, role=get("ua_role") or "agent",
-                     name=get("ua_name") or None, email=get("ua_email") or None, actor=user.username)
+                     name=get("ua_name") or None, email=get("ua_email") or None, actor=actor.username)
         except AuthError as exc:
             st.session_state["ua_error"] = str(exc)
             return

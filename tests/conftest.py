@@ -268,16 +268,23 @@ def console_copy(template: str, request: pytest.FixtureRequest, monkeypatch: pyt
     return console_store(copy_of(template, tmp_path / name, request), request, monkeypatch)
 
 
+def sign_in(at: "AppTest", store: Store, username: str) -> None:
+    """Log ``username`` in to ``at`` as the login page would: the user and an open login (a
+    ``console_sessions`` row), which the live parts and every click's action check again."""
+    from console.auth import get_user, start_session
+
+    at.session_state["user"] = get_user(store, username)
+    at.session_state["_session_id"] = start_session(store, username, hours=1)[0].id
+
+
 def run_page(module: str, store: Store, username: str = "ann", query: dict[str, str] | None = None,
              **state: object) -> "AppTest":
     """``console.<module>`` run once through AppTest as ``username``, with ``state`` in the session and
     ``query`` in the address."""
     from streamlit.testing.v1 import AppTest
 
-    from console.auth import get_user
-
     at = AppTest.from_string(PAGE.format(module=module), default_timeout=30)
-    at.session_state["user"] = get_user(store, username)
+    sign_in(at, store, username)
     for key, value in state.items():
         at.session_state[key] = value
     for key, value in (query or {}).items():

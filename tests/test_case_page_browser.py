@@ -150,6 +150,40 @@ def test_an_urgent_case_appears_in_the_open_inbox_without_a_click(console: dict[
         browser.close()
 
 
+def test_an_open_inbox_stops_showing_cases_once_its_login_ended(console: dict[str, Any]) -> None:
+    """The live list redraws itself without app.py's login check: a removed agent's open tab got
+    each new case (handle, post text) every 5 s until their next click (security audit, 2026-12-06)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from console import auth
+    from doorstep.models import Case, Mention, utcnow
+    from doorstep.store import Store
+    from tests.conftest import labels
+
+    with sync_playwright() as p:
+        browser, page = logged_in(p, console, "ann")
+        received: list[bytes] = []
+        page.on("websocket", lambda ws: ws.on(
+            "framereceived", lambda frame: received.append(frame if isinstance(frame, bytes) else frame.encode())))
+        expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+        store = Store(console["db"])
+        auth.remove_user(store, "ann", actor="lee")
+        received.clear()
+        now = utcnow()
+        case_id = store.insert_case(Case(status="new", priority=900.0, priority_reasons=["50k followers (+500)"],
+                                         channel="x", brand="Larkspur Home", author_handle="after_removal",
+                                         opened_at=now, last_activity_at=now, mention_count=1))
+        store.insert_mention(Mention(channel="x", external_id="after-removal-1", text="my address is 1 Private Road",
+                                     created_at=now, author_handle="after_removal", case_id=case_id,
+                                     labels=labels("damaged_or_wrong", "negative", True)))
+        store.close()
+        # No click: the next tick finds the login ended and the whole page turns to the login form.
+        expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=30000)
+        page.wait_for_timeout(6000)  # a further tick's worth
+        assert not [f for f in received if b"after_removal" in f or b"Private Road" in f]
+        browser.close()
+
+
 def test_a_colleagues_change_shows_on_the_open_case_without_a_click(console: dict[str, Any]) -> None:
     """Found by a user check: after agent assigned a case, priya's open page still said "nobody" 12 s
     later; she learnt of it only when her own change was refused."""

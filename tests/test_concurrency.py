@@ -23,7 +23,7 @@ import pytest
 from doorstep.models import Case
 from doorstep.store import Store
 
-from conftest import REPO
+from conftest import REPO, sign_in
 
 #: Generous bound for a subprocess import in tests (a hang must fail, not wait forever).
 IMPORT_TIMEOUT_S = 300
@@ -244,7 +244,7 @@ def test_opening_a_case_while_an_import_holds_the_write_lock_shows_no_error(tmp_
     """The agent's page during a long write: presence is skipped, the case still shows."""
     from streamlit.testing.v1 import AppTest
 
-    from console.auth import add_user, get_user
+    from console.auth import add_user
 
     db = tmp_path / "d.db"
     store = Store(db)
@@ -253,7 +253,7 @@ def test_opening_a_case_while_an_import_holds_the_write_lock_shows_no_error(tmp_
     monkeypatch.setenv("DOORSTEP_DB", str(db))
     monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
     at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=60)
-    at.session_state["user"] = get_user(store, "ann")
+    sign_in(at, store, "ann")
     at.session_state["case_id"] = case_id
     held, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_write_lock, args=(db, held, release))
@@ -351,7 +351,7 @@ def test_a_note_that_cannot_get_the_write_lock_is_refused_on_the_page_not_a_cras
     so in one line, naming the setting, and give the agent their words back; nothing half-written."""
     from streamlit.testing.v1 import AppTest
 
-    from console.auth import add_user, get_user
+    from console.auth import add_user
 
     db = tmp_path / "d.db"
     store = Store(db)
@@ -362,7 +362,7 @@ def test_a_note_that_cannot_get_the_write_lock_is_refused_on_the_page_not_a_cras
     monkeypatch.setenv("DOORSTEP_DB", str(db))
     monkeypatch.setenv("DOORSTEP_CONFIG", str(toml))
     at = AppTest.from_string("from console import case_view\ncase_view.render()\n", default_timeout=60)
-    at.session_state["user"] = get_user(store, "ann")
+    sign_in(at, store, "ann")
     at.session_state["case_id"] = case_id
     at.run()
     words = "Called UPS: parcel 1Z999 is at the Leeds depot"

@@ -249,3 +249,66 @@ def test_the_login_page_loads_the_inboxs_code_out_of_sight(db: Store) -> None:
     at = log_in(at, "ann", PASSWORD)
     assert not [s for s in at.selectbox if s.key and s.key.startswith(key)]
     assert not [h for h in at.get("html") if key in h.proto.body]
+
+
+# ---------------------------------------------------------------- a click on a page drawn before the login ended
+# Streamlit runs a button's callback before the script, so before app.py checks the login: a page
+# drawn while the user could still act must not act for them once they were removed, demoted or had
+# their password changed (security audit, 2026-12-06: a removed admin's open Settings page added a
+# new admin).
+ENDINGS = {
+    "removed": lambda store, name: auth.remove_user(store, name, actor="ada"),
+    "demoted": lambda store, name: auth.set_role(store, name, "agent", actor="ada"),
+    "password changed": lambda store, name: auth.set_password(store, name, NEW_PASSWORD, actor="ada", rounds=4),
+}
+
+
+def _on_page(username: str, page: str, **query: str) -> AppTest:
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), username, PASSWORD)
+    at.session_state[login.PAGE_ASKED] = page
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+@pytest.mark.parametrize("ending", ["removed", "demoted", "password changed"])
+def test_a_page_drawn_before_the_login_ended_adds_no_user(db: Store, ending: str) -> None:
+    auth.add_user(db, "root", PASSWORD, role="admin", rounds=4)  # someone left to remove the first admin
+    at = _on_page("ada", "settings")
+    assert [t.value for t in at.title] == ["Settings"]
+    at.text_input(key="ua_username").input("mallory")
+    at.text_input(key="ua_password").input("mallory-password")
+    at.selectbox(key="ua_role").select("admin")
+    ENDINGS[ending](db, "ada")
+    at.button(key="FormSubmitter:user_add-Add user").click().run()
+    assert auth.get_user(db, "mallory") is None
+    assert not [e for e in db.audit_trail(limit=20) if e.action == "user.add" and "mallory" in str(e.details)]
+    assert [t.value for t in at.title] == ["Doorstep"]  # and the login page is what they see
+
+
+@pytest.mark.parametrize("ending", ["removed", "password changed"])
+def test_a_case_page_drawn_before_the_login_ended_sends_and_escalates_nothing(db: Store, ending: str) -> None:
+    from doorstep.store import InboxQuery
+
+    case_id = db.inbox(InboxQuery(limit=1, statuses=("new", "open")))[0].id
+    before = len(db.outbound_for_case(case_id))
+    at = _on_page("ann", "case", id=str(case_id))
+    assert [t.value for t in at.title] == [f"Case #{case_id}"]
+    at.text_area(key=f"draft_{case_id}").input("We are on it")
+    at.text_area(key=f"esc_note_{case_id}").input("please look")
+    ENDINGS[ending](db, "ann")
+    at.button(key=f"send_{case_id}").click().run()
+    assert len(db.outbound_for_case(case_id)) == before
+    assert [t.value for t in at.title] == ["Doorstep"]
+
+    at = _on_page("bob", "case", id=str(case_id))  # the same with Escalate and Ask privately
+    at.text_area(key=f"esc_note_{case_id}").input("please look")
+    ENDINGS[ending](db, "bob")
+    at.button(key=f"FormSubmitter:escalate_{case_id}-Escalate").click().run()
+    assert len(db.outbound_for_case(case_id)) == before
+    at = _on_page("lee", "case", id=str(case_id))
+    at.button(key=f"askdm_{case_id}").click().run()
+    if f"askdm_send_{case_id}" in [b.key for b in at.button]:  # a case with a private route
+        ENDINGS[ending](db, "lee")
+        at.button(key=f"askdm_send_{case_id}").click().run()
+        assert len(db.outbound_for_case(case_id)) == before

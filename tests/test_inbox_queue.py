@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import console.inbox
-from console.auth import add_user, get_user
+from console.auth import add_user
 from doorstep.models import Case, Customer, Mention, Order, Shipment, utcnow
 from doorstep.store import InboxQuery, Store
-from tests.conftest import DEMO_CONFIG, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
+from tests.conftest import DEMO_CONFIG, console_copy, labels, run_page, sign_in, template_target, texts  # noqa: F401 - shared
 
 OPEN = 302
 
@@ -282,7 +282,7 @@ else:
     inbox.render()
 """
     at = AppTest.from_string(script, default_timeout=30)
-    at.session_state["user"] = get_user(shop, "ann")
+    sign_in(at, shop, "ann")
     at.run()
     ids = at.session_state["_inbox_ids"]
     drawn: list[int] = []
