@@ -128,15 +128,20 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
     return message.model_copy(update={"id": cursor.lastrowid})
 
 
-def _latest_inbound(store: Store, case_id: int, channel: str) -> Mention | None:
-    """The newest inbound post of the case on ``channel``, whoever wrote it (private channels only).
+def _latest_inbound(store: Store, case: Case, channel: str) -> Mention | None:
+    """The customer's newest inbound post of the case on ``channel`` (e-mail, SMS).
 
-    Public replies never use this: they answer :func:`default_parent`, a post by the case's customer.
+    Someone else who answered in the customer's e-mail thread joins the case, but a reply to the
+    case goes to its customer: "whoever wrote last" sent a customer's order details to a stranger.
     """
     rows = list(store.db.query(
-        "select id from mentions where case_id = ? and channel = ? and outbound = 0 order by created_at desc, id desc "
-        "limit 1", [case_id, channel]))
-    return store.get_mention(rows[0]["id"]) if rows else None
+        "select id from mentions where case_id = ? and channel = ? and outbound = 0 order by created_at desc, id desc",
+        [case.id, channel]))
+    for row in rows:
+        post = store.get_mention(row["id"])
+        if post is not None and is_customers_post(store, case, post):
+            return post
+    return None
 
 
 #: Reply states that count as "answered": the post has (or will have) our answer.
@@ -148,13 +153,15 @@ DRAFTING_FRESH = timedelta(seconds=30)
 def is_customers_post(store: Store, case: Case, mention: Mention) -> bool:
     """Whether ``mention`` was written by the case's customer (not a stranger in the same thread).
 
-    The case's author handle on its own channel is the customer; on another channel, the handle
+    The case's author handle on its own network is the customer (their public posts and their
+    direct messages there: ``x`` and ``x_dm`` are one account); on another network, the handle
     must belong to the case's confirmed customer in the shop's records.
     """
     handle = (mention.author_handle or "").lstrip("@").casefold()
     if not handle:
         return False
-    if case.author_handle and mention.channel == case.channel and handle == case.author_handle.lstrip("@").casefold():
+    same_network = mention.channel.removesuffix("_dm") == (case.channel or "").removesuffix("_dm")
+    if case.author_handle and same_network and handle == case.author_handle.lstrip("@").casefold():
         return True
     if case.customer_id and store.customer_id_by_handle(mention.channel, mention.author_handle) == case.customer_id:
         return True
@@ -295,12 +302,27 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
     return out
 
 
+#: Digits that may sit inside a phone number as people write it: "07700 900123", "+44-7700-900-123", "(07700) 900.123".
+_PHONE_RUN = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+
+
+def _same_phone_in(phone: str, text: str) -> bool:
+    """Whether ``text`` writes ``phone`` in any format: its last nine digits (the number without the
+    country or trunk prefix, "+44 7700 900123" = "07700 900123") in a run of digits and separators."""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 7:
+        return False
+    tail = digits[-9:]
+    return any(tail in re.sub(r"\D", "", run) for run in _PHONE_RUN.findall(text))
+
+
 def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None) -> None:
     """Refuse personal data in a reply that its reader may not see.
 
     * unconfirmed link: no order or tracking number, no name or contact details of the order's customer;
     * a post by someone other than the case's customer: none of the customer's data at all;
-    * public: no contact details, no delivery location, no name but the author's own display name.
+    * public: no contact details (a phone in any format), no delivery location, no name but the author's
+      own display name, and no order or tracking number or ordered item the customer did not post here.
     """
     low = text.casefold()
     secrets_ = _case_secrets(store, case)
@@ -323,8 +345,23 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
     if channel in PUBLIC_CHANNELS:
         squashed = re.sub(r"\s", "", low)
         for value in secrets_["contact"]:
-            if value and re.sub(r"\s", "", value).casefold() in squashed:
+            if value and (re.sub(r"\s", "", value).casefold() in squashed or _same_phone_in(value, text)):
                 raise ReplyRejected("a public reply must not contain the customer's email address or phone number")
+        # Typed words follow the templates' rule (responders.templates.PUBLIC_IF_POSTED): an order or
+        # tracking number, or what was ordered, only where the customer posted it in this case.
+        from responders.templates import posted_numbers
+
+        posted = posted_numbers(store, case, parent)
+        numbers = [v for v in secrets_["numbers"] if v not in posted and len(v) >= 4 and _words_in(v, low)]
+        if numbers:
+            raise ReplyRejected(f"a public reply may quote an order or tracking number only where the customer posted it "
+                                f"here; {', '.join(sorted(set(numbers)))} they did not: send it by DM or e-mail")
+        own_words = " ".join(m.text for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
+                             if not m.outbound and is_customers_post(store, case, m)).casefold()
+        items = [v for v in secrets_["items"] if len(v) >= 3 and _words_in(v, low) and not _words_in(v, own_words)]
+        if items:
+            raise ReplyRejected(f"a public reply must not say what was ordered ({', '.join(sorted(set(items)))}) unless "
+                                "the customer said it: send it by DM or e-mail")
         places = [v for v in secrets_["delivery"] if len(v) >= 3 and _words_in(v, low)]
         if places:
             raise ReplyRejected(f"a public reply must not say where a parcel was delivered ({', '.join(sorted(set(places)))}); "
@@ -417,7 +454,7 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
 def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:
     """Where an e-mail or SMS reply goes, and the message it answers: the customer's own post on that
     channel, else the confirmed customer's address. Raises :class:`ReplyRejected` saying why not."""
-    inbound = parent if parent is not None and parent.channel == channel else _latest_inbound(store, case.id, channel)  # type: ignore[arg-type]
+    inbound = parent if parent is not None and parent.channel == channel else _latest_inbound(store, case, channel)
     in_reply_to = target = None
     if inbound is not None and channel == "email":
         in_reply_to, target = inbound.external_id, inbound.author_handle

@@ -12,6 +12,7 @@ given privately confirms the link (``doorstep.linking``: a private channel prove
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from doorstep.config import Config
@@ -28,6 +29,7 @@ from responders.outbox import (
     _privacy_check,
     _write_lock,
     enqueue,
+    is_customers_post,
     queue_reply,
 )
 
@@ -56,9 +58,12 @@ class PrivatePlan:
         return f"{network} {sender} to {self.recipient_name or self.recipient}{about} (private: nothing is posted publicly)"
 
 
-def _latest_public(store: Store, case_id: int, channel: str | None = None) -> Mention | None:
-    posts = [m for m in store.mentions_for_case(case_id) if not m.outbound and m.channel in PUBLIC_CHANNELS
-             and (channel is None or m.channel == channel)]
+def _latest_own(store: Store, case: Any, channels: Iterable[str]) -> Mention | None:
+    """The customer's newest post of the case on ``channels``; a stranger who answered in the
+    customer's thread joins the case, but a private message goes to the customer, not to them."""
+    wanted = set(channels)
+    posts = [m for m in store.mentions_for_case(case.id) if not m.outbound and m.channel in wanted
+             and is_customers_post(store, case, m)]
     return max(posts, key=lambda m: (m.created_at, m.id or 0)) if posts else None
 
 
@@ -71,11 +76,10 @@ def plan_private(store: Store, config: Config, case_id: int, *, channel: str | N
     if channel == "email":
         return _email_plan(store, config, case_id, account)
     network = channel.removesuffix("_dm") if channel else None
-    post = about
+    post = about  # the agent's choice (their own post, or a stranger's: then without the customer's details)
     if post is None and channel and channel.endswith("_dm"):  # answering the customer's own DM
-        dms = [m for m in store.mentions_for_case(case_id) if not m.outbound and m.channel == channel]
-        post = max(dms, key=lambda m: (m.created_at, m.id or 0)) if dms else None
-    post = post or _latest_public(store, case_id, network)
+        post = _latest_own(store, case, [channel])
+    post = post or _latest_own(store, case, [network] if network else PUBLIC_CHANNELS)
     if post is None:
         return _email_plan(store, config, case_id, account)
     dm_channel = DM_CHANNELS.get(post.channel, post.channel)
@@ -132,7 +136,7 @@ def queue_private(store: Store, config: Config, case_id: int, text: str, actor: 
     case = store.get_case(case_id)
     assert case is not None
     text = text.strip()
-    _privacy_check(store, case, plan.channel, text)
+    _privacy_check(store, case, plan.channel, text, plan.about)  # to a stranger: none of the customer's details
     check_limits(plan.channel, text)
     key = idempotency_key or _key("private", case_id, plan.channel, plan.recipient, text)
     with _write_lock(store):

@@ -92,3 +92,86 @@ def test_agent_verified_link_is_audited_and_still_never_public(store: Store, emu
     assert len(emulator.posted) == 2
     for post in emulator.posted:
         assert not any(word in post["text"] for word in ("Euan", "Watson", "104233", "Oxford", "euan@"))
+
+
+# ---------------------------------------------------------------- a stranger in the thread (security audit, 2026-12-06)
+JANES_DETAILS = ("Hi Jane, order LS-100234 (Linen shirt) tracking 1Z999AA10123456784 will be redelivered; "
+                 "we have jane@example.com / +447700900123")
+
+
+def _stranger_joins(store: Store, config, case_id: int, channel: str, handle: str, external_id: str) -> None:  # noqa: ANN001
+    """``handle`` answers the case's first post in its thread: the post joins the case."""
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from conftest import KeywordClassifier
+
+    root = store.get_mention(min(m.id for m in store.mentions_for_case(case_id)))  # type: ignore[type-var]
+    Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+        channel=channel, external_id=external_id, text="same here, mine never came either @LarkspurHelp",
+        created_at=NOW + timedelta(minutes=5), author_handle=handle, thread_id=root.thread_id or root.external_id,
+        in_reply_to=root.external_id)])
+    assert store.mention_by_external_id(channel, external_id).case_id == case_id  # type: ignore[union-attr]
+
+
+def test_asking_privately_goes_to_the_customer_not_to_a_stranger_who_answered_in_the_thread(
+        store: Store, emulator: XEmulator) -> None:
+    from responders.private import plan_private, queue_private
+
+    config = shop_config()
+    order = add_order(store)
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel? order LS-100234",
+                        handle="jane", order=order, confirmed=True)
+    _stranger_joins(store, config, case_id, "x", "mallory", "stranger-1")
+    plan = plan_private(store, config, case_id)
+    assert plan.about is not None and plan.about.author_handle == "jane"
+    assert plan.recipient_name == "@jane"
+    message = queue_private(store, config, case_id, JANES_DETAILS, "ann", plan=plan)
+    assert message.target != "@mallory"
+    # The agent may still write to the stranger about their own post, without the customer's details.
+    stranger = store.mention_by_external_id("x", "stranger-1")
+    to_mallory = plan_private(store, config, case_id, about=stranger)
+    with pytest.raises(ReplyRejected, match="not this case's customer"):
+        queue_private(store, config, case_id, JANES_DETAILS, "bob", plan=to_mallory, force=True)
+
+
+def test_an_email_reply_goes_to_the_customer_not_to_a_stranger_who_answered_in_the_thread(store: Store) -> None:
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from conftest import KeywordClassifier
+
+    config = shop_config()
+    add_order(store)
+    Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+        channel="email", external_id="<m1@example.com>", text="Larkspur: where is my order LS-100234?", created_at=NOW,
+        author_handle="jane@example.com", thread_id="<m1@example.com>")])
+    case_id = store.mention_by_external_id("email", "<m1@example.com>").case_id  # type: ignore[union-attr]
+    case = store.get_case(case_id)
+    store.update_case(case_id, case.version, "agent", customer_id="C1", order_number="LS-100234",  # type: ignore[union-attr]
+                      tracking_number="1Z999AA10123456784", link_method="agent", link_confirmed=True)
+    _stranger_joins(store, config, case_id, "email", "mallory@evil.test", "<m2@evil.test>")
+    message = queue_reply(store, config, case_id, JANES_DETAILS, "ann", channel="email")
+    assert message.target == "jane@example.com" and message.in_reply_to == "<m1@example.com>"
+
+
+def test_a_typed_public_reply_follows_the_templates_rule_for_numbers_items_and_phone(
+        store: Store, emulator: XEmulator) -> None:
+    """The template path refused the order number the customer never posted; typed words went out
+    to X with it, the item and the phone written another way (security audit, 2026-12-06)."""
+    config = shop_config()
+    order = add_order(store)  # Jane Doe, LS-100234, 1Z999AA10123456784, "Linen shirt", +447700900123
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel?", handle="jane", order=order,
+                        confirmed=True)
+    for text, named in (("@jane your order LS-100234 is on its way", "LS-100234"),
+                        ("@jane tracking 1Z999AA10123456784 shows it moving", "1Z999AA10123456784"),
+                        ("@jane your linen shirt is on its way", "Linen shirt"),
+                        ("@jane we'll call you on 07700 900123", "phone"),
+                        ("@jane we'll call you on +44-7700-900-123", "phone"),
+                        ("@jane we'll call you on (07700) 900.123", "phone")):
+        with pytest.raises(ReplyRejected, match=named):
+            queue_reply(store, config, case_id, text, "ann")
+    Outbox(store, config).send_due()
+    assert emulator.posted == []
+    # What the customer posted themselves may be said back to them in public.
+    own = make_case(store, config, emulator, text="@LarkspurHelp where is LS-100234? my linen shirt is late",
+                    handle="jane", order=order, confirmed=True)
+    queue_reply(store, config, own, "@jane your linen shirt (LS-100234) left the Leeds hub yesterday", "ann")
