@@ -308,10 +308,10 @@ class CourierLink(_Section):
     #: Put a link in every courier escalation (needs the secret below to be set).
     enabled: bool = True
     #: Where couriers reach the page (``doorstep courier-page`` serves it); links are BASE/courier/...
-    base_url: str = "http://127.0.0.1:8766"
-    #: Address and port ``doorstep courier-page`` listens on.
+    base_url: str = "http://127.0.0.1:8770"
+    #: Address and port ``doorstep courier-page`` listens on (its own process; the webhook has 8766).
     host: str = "127.0.0.1"
-    port: int = Field(default=8766, ge=0, le=65535)
+    port: int = Field(default=8770, ge=0, le=65535)
     #: Signing key of the links: ``$NAME`` reads the environment or $DOORSTEP_SECRETS_FILE, never the file.
     secret: str = "$COURIER_LINK_SECRET"
     #: How long a link works after the escalation.

@@ -240,3 +240,14 @@ def test_a_bad_courier_link_setting_is_one_line_naming_the_key(key_value: str, p
     message = str(error.value)
     assert message.startswith(f"doorstep.toml: responders.courier_link.{key_value}: ") and problem in message
     assert "\n" not in message
+
+
+def test_the_couriers_page_and_the_webhook_can_both_run_with_their_default_ports() -> None:
+    """Both defaulted to 127.0.0.1:8766: `doorstep courier-page` beside `doorstep listen webhook` (or
+    the worker with a webhook) stopped with "address already in use" (docs audit, 2026-12-06)."""
+    from listeners.config import WebhookSettings
+    from responders.config import CourierLink
+
+    page = CourierLink()
+    assert page.port != WebhookSettings().port
+    assert page.base_url.endswith(f":{page.port}")  # a link points where the page listens
