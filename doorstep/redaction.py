@@ -53,8 +53,9 @@ _NOT_SECRET_NAME = re.compile(r"(_HANDLE|_BASE_URL|_TIMEOUT|_VERSION|_FROM|_HOST
 _WEB_SCHEMES = {"http", "https"}
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # Authorization headers and their reprs.
-    (re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE), r"\1" + MASK),
+    # Authorization headers and their reprs. A token is 8 characters or more: "bearer token from the
+    # X developer portal" (a hint saying where to get one) keeps its words.
+    (re.compile(r"(Bearer\s+)[^\s'\",}]{8,}", re.IGNORECASE), r"\1" + MASK),
     (re.compile(r"(Basic\s+)[A-Za-z0-9+/=]{8,}", re.IGNORECASE), r"\1" + MASK),
     # OAuth 1.0a header parameters.
     (re.compile(r"(oauth_(?:token|consumer_key|signature)=\")[^\"]+", re.IGNORECASE), r"\1" + MASK),

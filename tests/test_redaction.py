@@ -353,3 +353,13 @@ def test_failed_sends_and_polls_on_mastodon_bluesky_and_sms_leak_no_secret(store
         shown = texts(at)
         assert "last error" in shown  # the error is on the page ...
         assert not _leaks_of(needles, shown)  # ... without a secret
+
+
+def test_words_after_bearer_are_not_taken_for_a_token() -> None:
+    """The worker's log turned "the app's bearer token from the X developer portal" into "bearer ***
+    from": the hint that says where to get the token lost its word (docs audit, 2026-12-06)."""
+    hint = "x: X_BEARER_TOKEN is not set: export X_BEARER_TOKEN=... (the app's bearer token from the X developer portal)"
+    assert redact(hint) == hint
+    assert "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid" not in redact(
+        "Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid")
+    assert "s3cr3t-t0k" not in redact("{'Authorization': 'Bearer s3cr3t-t0k'}")
