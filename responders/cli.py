@@ -20,6 +20,8 @@ _CHANNEL_NAMES = {"email": "e-mail", "sms": "SMS"}
 @click.option("--text", default=None, help="Reply text.")
 @click.option("--template", default=None, help="Template name (see the console) or template source.")
 @click.option("--channel", default=None, help="Reply on this channel instead of the case's (email, sms).")
+@click.option("--in-reply-to", "parent_id", type=int, default=None, metavar="POST",
+              help="The post to answer (an id from `doorstep case show`); default: the customer's newest unanswered post.")
 @click.option("--as", "actor", default="cli", show_default=True, help="Who the reply is from (audit log).")
 @click.option("--send-now", is_flag=True, help="Also run the outbox once instead of waiting for the worker.")
 @click.option("--force", is_flag=True,
@@ -27,8 +29,8 @@ _CHANNEL_NAMES = {"email": "e-mail", "sms": "SMS"}
 @click.option("--account", default=None,
               help="Our account to reply from, where the post reached several (e.g. @FettleCare).")
 @pass_ctx
-def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None, actor: str,
-          send_now: bool, force: bool, account: str | None) -> None:
+def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None,
+          parent_id: int | None, actor: str, send_now: bool, force: bool, account: str | None) -> None:
     """Queue a reply to the case given by --case (exactly one of --text or --template).
 
     One answer per customer post: a second reply to a post that already has one queued or sent
@@ -52,9 +54,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         from doorstep.team_settings import apply_settings
 
         config = apply_settings(ctx.config, ctx.store)  # templates leads saved in the console count too
-        body = text if text is not None else render_template(ctx.store, config, case_id, template or "", agent=actor)
+        body = text if text is not None else render_template(ctx.store, config, case_id, template or "", agent=actor,
+                                                             channel=channel, parent_id=parent_id)
         message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
-                              account=account)
+                              account=account, parent_id=parent_id)
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
     sender = f", from {'@' if message.channel != 'email' else ''}{message.account}" if message.account else ""

@@ -142,3 +142,23 @@ def test_the_strangers_post_never_receives_the_customers_data(store: Store, emul
     Outbox(store, config).send_due()
     assert [(p["text"], p["reply"]["in_reply_to_tweet_id"]) for p in emulator.posted] == [
         ("@eve_attacker hi! If you have an order with us, please DM us.", eve.external_id)]
+
+
+def test_cli_reply_answers_the_post_in_reply_to_names(store: Store, emulator: XEmulator) -> None:
+    """The console's "In reply to" had no CLI twin: `doorstep reply` always answered the default post
+    (docs audit, 2026-12-06). --in-reply-to POST (an id of `doorstep case show`) chooses it, with the
+    same checks: the stranger's post may be answered, never with the customer's details."""
+    from commands.cli import cli
+
+    case_id, _, eve = _stranger_in_thread(store, emulator)
+    runner = CliRunner()
+    leak = runner.invoke(cli, ["--db", str(store.path), "reply", "--case", str(case_id), "--in-reply-to", str(eve.id),
+                               "--text", "@eve_attacker order LS-100234 is in transit"])
+    assert leak.exit_code == 1 and "not this case's customer" in leak.output
+    sent = runner.invoke(cli, ["--db", str(store.path), "reply", "--case", str(case_id), "--in-reply-to", str(eve.id),
+                               "--text", "@eve_attacker please DM us your order number", "--send-now"])
+    assert sent.exit_code == 0, sent.output
+    assert [p["reply"]["in_reply_to_tweet_id"] for p in emulator.posted] == [eve.external_id]
+    unknown = runner.invoke(cli, ["--db", str(store.path), "reply", "--case", str(case_id), "--in-reply-to", "999999",
+                                  "--text", "hello"])
+    assert unknown.exit_code == 1 and "post 999999 is not a customer post of case" in unknown.output
