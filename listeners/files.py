@@ -34,6 +34,7 @@ import csv
 import gc
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -113,7 +114,9 @@ def _read_text(path: Path, encoding: str | None) -> tuple[str, bool]:
     """The file's text and whether it is exactly what was asked for.
 
     Without ``encoding`` the file must be UTF-8; bytes that are not are kept as lone
-    surrogates (``surrogateescape``) so that only the rows holding them are rejected.
+    surrogates (``surrogateescape``) so that only the rows holding them are rejected. A leading
+    byte-order mark is dropped either way: ``--encoding utf-8`` keeps it as U+FEFF, which would
+    become part of the first column's name (or make the first JSON line unreadable).
     """
     try:
         data = path.read_bytes()
@@ -121,7 +124,7 @@ def _read_text(path: Path, encoding: str | None) -> tuple[str, bool]:
         raise ImportFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if encoding:
         try:
-            return data.decode(encoding), True
+            return data.decode(encoding).removeprefix("\ufeff"), True
         except LookupError:
             raise ImportFileError(f"{path}: unknown --encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
         except UnicodeDecodeError as exc:
@@ -188,8 +191,40 @@ def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | Ro
         yield number, value
 
 
-def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | str]]:
-    """(first line number, values) per CSV record; (line, message) where quoting is broken.
+@dataclass(frozen=True)
+class _CsvProblem:
+    """A CSV record that cannot be read: why, and which of its values (0-based), when known."""
+
+    reason: str
+    value_index: int | None = None
+
+
+def _value_over(lines: list[str], start: int, limit: int) -> int | None:
+    """The index of the first value longer than ``limit`` in the record starting at line ``start``.
+
+    The csv module stops at such a value without saying which; this scans the record the way it
+    reads it (quotes, doubled quotes, newlines inside quotes), so the error can name the column.
+    """
+    index = length = 0
+    quoted = False
+    for line in itertools.islice(lines, start, None):
+        for char in line:
+            if char == '"':
+                quoted = not quoted
+                continue
+            if char == "," and not quoted:
+                index, length = index + 1, 0
+                continue
+            if char in "\r\n" and not quoted:
+                return None
+            length += 1
+            if length > limit:
+                return index
+    return None
+
+
+def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | _CsvProblem]]:
+    """(first line number, values) per CSV record; (line, problem) where it cannot be read.
 
     The reader is strict, so an unterminated quote is an error rather than a value that
     silently swallows the rest of the file; reading resumes on the line after the bad
@@ -206,19 +241,29 @@ def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | str]]:
             return
         except csv.Error as exc:
             problem = str(exc)
-            if "end of data" in problem or "EOF" in problem:
-                problem = "a quote opened here is never closed (everything after it would be one value)"
-            yield row_start + 1, f"{problem}; close the quote or double it (\"\") inside a quoted value"
+            if "field larger than field limit" in problem:
+                # Not a quoting fault: the value is longer than the csv module reads (a process-wide
+                # setting we leave alone); only a shorter value or another format helps.
+                limit = csv.field_size_limit()
+                yield row_start + 1, _CsvProblem(
+                    f"value longer than {limit:,} characters, the most a CSV value may hold; shorten it, "
+                    "or write the file as JSON Lines", _value_over(lines, row_start, limit))
+            else:
+                if "end of data" in problem or "EOF" in problem:
+                    problem = "a quote opened here is never closed (everything after it would be one value)"
+                yield row_start + 1, _CsvProblem(f"{problem}; close the quote or double it (\"\") inside a quoted value")
             start = row_start + 1
 
 
 def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     header: list[str] | None = None
     for number, values in _csv_records(_lines(text)):
-        if isinstance(values, str):
+        if isinstance(values, _CsvProblem):
             if header is None:
-                raise ImportFileError(f"{name}: row {number}: header: {values}")
-            yield number, RowError(name, number, "(row)", values)
+                raise ImportFileError(f"{name}: row {number}: header: {values.reason}")
+            index = values.value_index
+            column = header[index] if index is not None and index < len(header) else "(row)"
+            yield number, RowError(name, number, column, values.reason)
             continue
         if not values or not any(v.strip() for v in values):
             continue
@@ -537,14 +582,29 @@ def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | No
     return _parse_each(path, fmt, _order_bundle, encoding, key=lambda b: b.order.number, key_field="number")
 
 
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The values a row gives: a JSON null, ``""`` or a cell holding only spaces is "not given".
+
+    Why: a re-import updates only what a row gives, and a blank-looking value is an export's way of
+    saying "unknown", never "erase the e-mail we have" (nor "add an empty handle").
+    """
+    return {k: v for k, v in values.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+
+
+#: Why an order total is refused (NaN would be stored as NULL and read back as 0.0; inf counts as "over 250").
+TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
+
+
 def _order_bundle(row: dict[str, Any]) -> OrderBundle:
-    row = {k: v for k, v in row.items() if v is not None}
+    row = _given(row)
     customer_id = row.get("customer_id")
     customer: Customer | None = None
     fields: set[str] = set()
     nested = row.pop("customer", None)
     if isinstance(nested, dict):
-        nested = {k: v for k, v in nested.items() if v is not None}
+        if isinstance(nested.get("handles"), dict):
+            nested["handles"] = _given(nested["handles"]) or None
+        nested = _given(nested)
         nested_id = nested.get("id")
         if nested_id is not None and customer_id is not None and str(nested_id) != str(customer_id):
             raise _FieldError("customer.id", f"{nested_id!r} differs from customer_id {customer_id!r}; "
@@ -569,8 +629,12 @@ def _order_bundle(row: dict[str, Any]) -> OrderBundle:
             if "vip" in given:
                 given["vip"] = _flag(given["vip"], "customer_vip")
             fields = set(given) | ({"handles"} if handles else set())
-            customer = Customer(id=str(customer_id), name=str(given.pop("name", "")),
-                                **{k: (str(v) if k != "vip" else v) for k, v in given.items()}, handles=handles)
+            try:
+                customer = Customer(id=str(customer_id), name=str(given.pop("name", "")),
+                                    **{k: (str(v) if k != "vip" else v) for k, v in given.items()}, handles=handles)
+            except ValidationError as exc:  # named by the row's column, e.g. customer_name or customer_x
+                first = exc.errors()[0]
+                raise _FieldError("customer_" + str(first["loc"][-1]), first["msg"]) from None
     unknown_customer = [k for k in row if k.startswith("customer_") and k != "customer_id"]
     if unknown_customer:
         raise _FieldError(unknown_customer[0], f"unknown column (customer columns: customer_id, "
@@ -584,17 +648,18 @@ def _order_bundle(row: dict[str, Any]) -> OrderBundle:
     if tracking:
         if not courier:
             raise _FieldError("courier", "required when tracking_number is given")
-        shipments.append({k: v for k, v in (("tracking_number", tracking), ("courier", courier), ("service", service))
-                          if v is not None})
+        shipments.append(_given({"tracking_number": tracking, "courier": courier, "service": service}))
     elif courier or service:
         raise _FieldError("tracking_number", "required when courier or service is given")
     number = row.get("number")
     row["shipments"] = [
-        Shipment.model_validate({"order_number": number or "", **{k: v for k, v in s.items() if v is not None}})
-        if isinstance(s, dict) else s
+        Shipment.model_validate({"order_number": number or "", **_given(s)}) if isinstance(s, dict) else s
         for s in shipments
     ]
-    return OrderBundle(customer=customer, order=Order.model_validate(row), customer_fields=frozenset(fields))
+    order = Order.model_validate(row)
+    if not (math.isfinite(order.total) and order.total >= 0):
+        raise _FieldError("total", TOTAL_REASON)
+    return OrderBundle(customer=customer, order=order, customer_fields=frozenset(fields))
 
 
 # ---------------------------------------------------------------- tracking
@@ -681,6 +746,14 @@ def _stop(report: ImportReport, store: Store, done_rows: int, next_row: int | No
     where = f" at row {next_row}" if next_row else ""
     report.stopped = (f"stopped{where} after writing {done_rows} of {report.valid} valid rows: {cause}. "
                       "Running the same import again finishes it (rows already written are skipped)")
+    return ImportStopped(report, exc)
+
+
+def _interrupted(report: ImportReport, done_rows: int, exc: KeyboardInterrupt) -> ImportStopped:
+    """Ctrl-C between or during batches: the batch being written is rolled back, the earlier ones
+    are kept, so say how many and that the same import finishes the job (else only "Aborted!")."""
+    report.stopped = (f"interrupted (Ctrl-C) after writing {done_rows} of {report.valid} valid rows; running the "
+                      "same import again finishes it (rows already written are skipped)")
     return ImportStopped(report, exc)
 
 

@@ -145,7 +145,9 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(object)"
-            raise BadMention(f"{where}.{field}: {first['msg']}") from None
+            # A lone surrogate is well-formed JSON that no store can ever hold: 422, and never a 500 later.
+            status = 422 if first["type"] == "lone_surrogate" else 400
+            raise BadMention(f"{where}.{field}: {first['msg']}", status) from None
         except (ValueError, OverflowError, TypeError) as exc:
             raise BadMention(f"{where}: {type(exc).__name__}: {str(exc)[:200]}", 422) from None
     return mentions

@@ -121,7 +121,9 @@ def test_a_read_only_database_not_yet_in_wal_mode_opens_without_writing(tmp_path
 # ------------------------------------------------------- bad bytes and formats (item 8)
 from doorstep.config import parse_config  # noqa: E402
 from doorstep.pipeline import Pipeline  # noqa: E402
-from listeners.files import ImportFileError, import_mentions, import_orders, parse_mentions  # noqa: E402
+from listeners.files import (  # noqa: E402
+    ImportFileError, import_mentions, import_orders, import_tracking, parse_mentions,
+)
 
 from conftest import KeywordClassifier  # noqa: E402
 
@@ -305,3 +307,68 @@ def test_a_wal_database_without_its_shm_file_on_a_read_only_disk_opens_immutable
     store = Store(db)
     assert store.read_only and store.count("mentions") == 0
     assert opened == ["", "mode=ro", "mode=ro&immutable=1"]
+
+
+# ------------------------------------------------- audit: surrogates, BOMs, limits, totals
+def test_a_lone_surrogate_rejects_its_own_row_at_parse_time_and_the_others_are_written(tmp_path, store, config):
+    # json.dumps writes "\ud83d" as the escape a cut-off emoji leaves in an export.
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(jsonl_bytes(row("1"), row("2", text="cut emoji \ud83d"), row("3"),
+                                 row("4", author_handle="ann\udc00"), row("5", raw={"note": ["x\ud800"]}), row("6")))
+    report = import_mentions(path, Pipeline(store, config, KeywordClassifier()), batch_rows=2)
+    assert report.stopped is None
+    assert [(e.row, e.field) for e in report.errors] == [(2, "text"), (4, "author_handle"), (5, "raw")]
+    assert str(report.errors[0]) == (f"{path}: row 2: text: holds a lone surrogate \\ud83d (half of an emoji cut "
+                                     "in two); remove it or fix the export")
+    assert report.stored == 3 and store.mention_by_external_id("x", "6") is not None
+    # Orders and tracking, JSONL and the JSON in a CSV cell alike; the CLI says it in one line.
+    orders = tmp_path / "o.jsonl"
+    orders.write_bytes(jsonl_bytes(*({"number": n, "customer_id": "c1", "placed_at": "2026-11-10T10:00:00Z",
+                                      "customer_name": name} for n, name in (("1", "Bo"), ("2", "Bo \ud83d"), ("3", "Bo")))))
+    result = run("--db", str(tmp_path / "o.db"), "import", "orders", str(orders))
+    assert result.exit_code == 1 and "Traceback" not in result.output and "stopped" not in result.output
+    assert f"{orders}: row 2: customer_name: holds a lone surrogate \\ud83d" in result.output
+    assert "2 new, 0 updated, 0 unchanged, 1 rejected" in result.output
+    cells = tmp_path / "o.csv"
+    cells.write_text('number,customer_id,placed_at,customer_name,items\n1,c1,2026-11-10T10:00:00Z,Bo,"[""mug""]"\n'
+                     '2,c1,2026-11-10T10:00:00Z,Bo,"[""lamp \\ud83d""]"\n')
+    report = import_orders(cells, store)
+    assert [(e.row, e.field) for e in report.errors] == [(3, "items")] and report.stored == 1
+    events = tmp_path / "t.jsonl"
+    events.write_bytes(jsonl_bytes(*({"tracking_number": "T1", "time": f"2026-11-1{i}T10:00:00Z", "status": "in_transit",
+                                      "location": place} for i, place in enumerate(("Leeds", "Y\ud83dork", "Hull")))))
+    report = import_tracking(events, store)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "location")] and report.stored == 2
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "UTF8", "utf_8", "utf-8-sig"])
+def test_encoding_utf8_on_a_file_with_a_byte_order_mark_reads_as_without_it(tmp_path, store, encoding):
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbftracking_number,time,status,location,description\n"
+                         b"1Z999AA10123456784,2026-11-05T10:00:00Z,in_transit,Leeds,Depart\n")
+    jsonl_path = tmp_path / "t.jsonl"
+    jsonl_path.write_bytes(b"\xef\xbb\xbf" + jsonl_bytes({"tracking_number": "1Z999AA10123456785",
+                                                          "time": "2026-11-05T10:00:00Z", "status": "in_transit"}))
+    for path in (csv_path, jsonl_path):
+        report = import_tracking(path, store, encoding=encoding)
+        assert report.ok and report.stored == 1, [str(e) for e in report.errors]
+
+
+def test_a_csv_value_over_the_field_limit_names_the_row_and_the_limit_not_quotes(tmp_path, store):
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,customer_name,items\n1,c1,2026-11-01T10:00:00Z,Ann,\n"
+                    f'2,c1,2026-11-01T10:00:00Z,Ann,"[""{"x" * 140_000}""]"\n3,c1,2026-11-01T10:00:00Z,Ann,\n')
+    report = import_orders(path, store)
+    assert [(e.row, e.field) for e in report.errors] == [(3, "items")] and report.stored == 2
+    message = str(report.errors[0])
+    assert "longer than 131,072 characters" in message and "quote" not in message
+
+
+def test_an_order_total_must_be_a_finite_amount_of_zero_or_more(tmp_path, store):
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,customer_name,total\n" + "".join(
+        f"A{i},c1,2026-11-01T10:00:00Z,Ann,{total}\n" for i, total in enumerate(("nan", "inf", "-inf", "-5", "59.50", "0"))))
+    report = import_orders(path, store, max_rejected_share=1)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "total"), (3, "total"), (4, "total"), (5, "total")]
+    assert str(report.errors[0]) == f"{path}: row 2: total: not a finite amount ≥ 0; write an amount such as 59.50"
+    assert report.stored == 2 and store.get_order("A4").total == 59.5

@@ -142,3 +142,34 @@ def test_a_new_customer_needs_a_name_but_a_known_one_does_not(tmp_path, store):
     assert [(e.row, e.field) for e in report.errors] == [(3, "customer_name")]
     ann = store.get_customer("c1")
     assert (ann.name, ann.phone, ann.email) == ("Ann Lee", "+447700900999", "ann@example.com")
+
+
+def test_json_empty_strings_and_blank_cells_are_not_given_and_add_no_empty_handle(tmp_path, store):
+    import_orders(full_file(tmp_path), store)
+    blank = {"number": "1001", "customer_id": "c1", "placed_at": "2026-11-10T10:00:00Z", "brand": "", "total": "",
+             "currency": " ", "status": "", "items": "", "customer_name": "", "customer_email": "", "customer_phone": "",
+             "customer_x": "", "customer_mastodon": " ", "tracking_number": "", "courier": "", "service": ""}
+    nested = {"number": "1002", "customer_id": "c2", "placed_at": "2026-11-11T10:00:00Z", "brand": " ",
+              "customer": {"id": "c2", "name": " ", "email": "", "vip": "", "handles": {"x": "", "bluesky": " "}}}
+    jsonl = tmp_path / "blank.jsonl"
+    jsonl.write_text(json.dumps(blank) + "\n" + json.dumps(nested) + "\n")
+    spaces = write_csv(tmp_path / "spaces.csv", FULL, [
+        ["1001", "c1", "2026-11-10T10:00:00Z", " ", "  ", " ", "\t", " ", " ", " ", " ", " ", " ", "1Z999AA10123456784",
+         "UPS", " "],
+    ])
+    for path in (jsonl, spaces):
+        report = import_orders(path, store)
+        assert report.ok and (report.stored, report.updated, report.unchanged) == (0, 0, report.valid), \
+            (path.name, [str(e) for e in report.errors], report.summary())
+        order = store.get_order("1001")
+        assert (order.brand, order.total, order.currency, order.status, order.items) == \
+            ("Larkspur", 59.5, "GBP", "placed", [{"name": "lamp"}])
+        assert order.shipments[0].service == "Express"
+        ann, bo = store.get_customer("c1"), store.get_customer("c2")
+        assert (ann.name, ann.email, ann.phone) == ("Ann Lee", "ann@example.com", "+447700900123")
+        assert ann.handles == {"x": "ann_lee", "mastodon": "ann@mastodon.social"}
+        assert (bo.name, bo.email) == ("Bo Chen", "bo@example.com") and bo.handles == {"x": "bochen"}
+    assert store.db.execute("select count(*) from customer_handles where trim(handle) = ''").fetchone()[0] == 0
+    # Nor through the store: "@" or spaces are no handle at all.
+    assert store.upsert_customer(Customer(id="c1", name="Ann Lee", handles={"x": " @ "}), {"handles"}) == "unchanged"
+    assert store.db.execute("select count(*) from customer_handles where trim(handle, ' @') = ''").fetchone()[0] == 0

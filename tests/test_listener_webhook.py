@@ -17,6 +17,8 @@ from doorstep.store import Store
 from listeners.health import listener_health
 from listeners.webhook import SIGNATURE_HEADER, WebhookServer, sign
 
+from conftest import KeywordClassifier
+
 SECRET = "webhook-shared-SECRET"
 
 
@@ -331,3 +333,28 @@ def test_headers_trickled_a_byte_at_a_time_do_not_keep_the_connection(tmp_path: 
                     sock.setblocking(True)
         assert closed and sent < len(request)
         assert wait_until(lambda: srv.open_connections == 0)
+
+
+class TokenizerLikeClassifier(KeywordClassifier):
+    """Raises on a lone surrogate as the ONNX model's tokenizer does (a TypeError: "retry later" before)."""
+
+    def classify(self, texts):
+        if any("\ud800" <= c <= "\udfff" for text in texts for c in text):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        return super().classify(texts)
+
+
+@pytest.mark.parametrize("item", [
+    mention(1, text="cut emoji \ud83d"),
+    mention(1, author_handle="user\udc00"),
+    mention(1, raw={"note": "x\ud800"}),
+])
+def test_a_lone_surrogate_is_422_naming_the_field_not_retry_later(tmp_path: Path, item: dict) -> None:
+    field = next(k for k, v in item.items() if "\\ud" in json.dumps(v))
+    body = json.dumps({"mentions": [mention(2), item]}).encode()  # json.dumps writes the "\ud83d" escape
+    with WebhookServer(tmp_path / "s.db", hook_config(), secret=SECRET, classifier=TokenizerLikeClassifier()) as srv:
+        response = post(srv, body)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error.startswith(f"mentions[1].{field}: holds a lone surrogate \\u") and "\n" not in error
+        assert stored(srv) == [] and listener_health(srv.store)[0]["last_error"] is None

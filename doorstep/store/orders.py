@@ -111,7 +111,9 @@ class OrderStore(StoreBase):
         changed = status != "unchanged"
         if "handles" in mentioned:
             for channel, handle in customer.handles.items():
-                handle = handle.lower().lstrip("@")
+                handle = handle.strip().lower().lstrip("@")
+                if not handle:  # "" or "@": no handle at all, and it must not link every blank author
+                    continue
                 owner = self.db.execute(
                     "select customer_id from customer_handles where channel = ? and handle = ?", [channel, handle]
                 ).fetchone()
