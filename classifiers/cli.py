@@ -119,6 +119,11 @@ def classifier_for_cli(ctx: Context, model: str | None) -> object:
     if folder is not None and folder.is_dir() and not any((folder / f).is_file() for f in ("model.onnx", "config.json")):
         raise click.ClickException(f"--model {model}: no model in this directory (a folder from `doorstep train` "
                                    f"holds model.onnx, a Hugging Face one config.json); {remedy}")
+    if spec and spec.startswith("transformers:") and folder is not None and not folder.exists():
+        hub = _unreachable_hub()
+        if hub:
+            raise click.ClickException(f"--model {model}: not a local model directory, and the Hugging Face Hub "
+                                       f"({hub}) cannot be reached to look it up; {remedy}")
     try:
         return ctx.classifier(spec)
     except ValueError as exc:  # some loaders' messages run to a paragraph: their first line
@@ -127,6 +132,29 @@ def classifier_for_cli(ctx: Context, model: str | None) -> object:
         first = _first_line(exc)[:200]
         raise click.ClickException(f"--model {model or '(configured)'}: could not load the model "
                                    f"({type(exc).__name__}: {first}); {remedy}") from None
+
+
+def _unreachable_hub(timeout_s: float = 3.0) -> str | None:
+    """The Hugging Face Hub's address when it cannot be reached from here (else None).
+
+    Why: a name that is no local folder is looked up on the Hub, and without a way there
+    huggingface_hub retries with back-off for about 45 s, printing a line each time, before the
+    error; a misspelt ``--model`` on an offline machine should say so at once.
+    """
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None  # offline on purpose: the Hub's cache answers, and says so itself
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return endpoint
+    return None
 
 
 def _first_line(exc: Exception) -> str:

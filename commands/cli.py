@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from doorstep.config import Config, default_db_path
+from doorstep.config import Config, database_location, default_db_path
 from doorstep.context import Context, pass_ctx
 
 
@@ -25,6 +25,7 @@ from doorstep.context import Context, pass_ctx
 #: Config and raising ConfigError). Every command runs them once at start, so a bad key is the
 #: same one-line error from ``run``, ``outbox send`` and ``report weekly`` alike.
 CONFIG_CHECKS = [
+    "listeners.config:known_channel_sections",
     "listeners.config:configured_channels",
     "responders.config:responders_settings",
     "responders.config:alert_settings",
@@ -34,7 +35,7 @@ CONFIG_CHECKS = [
 #: Commands that only read or change what is already stored: without a database they say so
 #: instead of creating an empty ./doorstep.db (matched on the words after ``doorstep``).
 NEEDS_DATABASE = ("user list", "user remove", "user set-role", "user set-email", "user set-password",
-                  "outbox", "reply", "escalate", "export", "report", "proactive")
+                  "user unlock", "case", "outbox", "reply", "escalate", "export", "report", "proactive")
 
 
 def _load_classifier(spec: str) -> Any:
@@ -143,6 +144,24 @@ class DoorstepGroup(_OptionsAnywhereGroup):
             raise click.ClickException(one_line_error(exc, obj.db_path if obj else None)) from None
 
 
+def check_db_option(db: str, from_env: bool) -> None:
+    """Refuse a ``--db`` that names no file before any command runs.
+
+    SQLite opens a throwaway in-memory database for "", ``sqlite:///`` and ``:memory:``: an
+    import would say "1 new" and keep nothing, and the worker would run against a database that
+    is gone when it exits. An unset shell variable (``--db "$DB"``) or a ``DOORSTEP_DB=`` line is
+    enough to get there, so the message says where the value came from.
+    """
+    try:
+        problem = "':memory:' keeps nothing once the command ends" if database_location(db) == ":memory:" else None
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        where = " (from $DOORSTEP_DB)" if from_env else ""
+        raise click.ClickException(f"--db: {problem}{where}; give a file path (e.g. ./doorstep.db) or a "
+                                   "postgresql:// URL")
+
+
 @click.group(cls=DoorstepGroup)
 @click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
               help="SQLite database file (or sqlite:///PATH), or a postgresql://user@host/db URL (also accepted "
@@ -160,6 +179,7 @@ def cli(ctx: click.Context, db: str, config_path: str | None, debug: bool = Fals
                       load_classifier=_load_classifier)
     ctx.obj.debug = debug
     if not ctx.meta.get("doorstep.help"):
+        check_db_option(db, from_env=ctx.get_parameter_source("db") is click.core.ParameterSource.DEFAULT)
         ctx.obj.config  # validate the whole file once, before any command does work  # noqa: B018
 
 
@@ -223,6 +243,13 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
                 if ctx.debug:
                     raise stop.cause from stop
                 report = stop.report
+            except KeyboardInterrupt:
+                # Ctrl-C outside a batch's write (reading the file, starting the classifiers): the
+                # import's own count is not at hand, but what is written stays and a re-run skips it.
+                if ctx.debug:
+                    raise
+                raise click.ClickException(f"{file}: interrupted (Ctrl-C); rows already written are kept, and "
+                                           "running the same import again finishes it") from None
             _report_import(report, strict, all_errors)
 
         decorated: Any = command

@@ -14,12 +14,13 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
-from doorstep.numbers import DEFAULT_ORDER_PATTERNS
+from doorstep.numbers import DEFAULT_ORDER_PATTERNS, TRACKING_FORMATS
 from doorstep.redaction import register_config_values, register_secret
 
 
@@ -29,6 +30,23 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _regular_expression(pattern: str) -> str:
+    """An order pattern must compile now: else every import and webhook post fails on it later,
+    reported as a data problem (and answered 422, so senders drop valid mentions)."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return pattern
+
+
+def _tracking_format(name: str) -> str:
+    """A courier's tracking format must be one doorstep.numbers reads, checked at load for the same reason."""
+    if name not in TRACKING_FORMATS:
+        raise ValueError(f"unknown format {name!r}; known: {', '.join(TRACKING_FORMATS)}")
+    return name
 
 
 #: Channels on which a brand has accounts of its own (e-mail: the address replies come from).
@@ -230,7 +248,7 @@ class Courier(_Section):
     handles: dict[str, str] = Field(default_factory=dict)
     keywords: list[str] = Field(default_factory=list)
     #: Tracking-number formats this courier uses (keys of doorstep.numbers.TRACKING_FORMATS).
-    tracking_formats: list[str] = Field(default_factory=list)
+    tracking_formats: list[Annotated[str, AfterValidator(_tracking_format)]] = Field(default_factory=list)
     #: Where escalations to this courier go (email address or signed webhook URL).
     escalation_email: str | None = None
     escalation_webhook: str | None = None
@@ -320,7 +338,8 @@ class Config(_Section):
     timezone: str = "Europe/London"
     brands: list[Brand] = Field(default_factory=list)
     couriers: list[Courier] = Field(default_factory=list)
-    order_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER_PATTERNS))
+    order_patterns: list[Annotated[str, AfterValidator(_regular_expression)]] = Field(
+        default_factory=lambda: list(DEFAULT_ORDER_PATTERNS))
     sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
     #: When the team works: SLA clocks count these hours only (defaults: Mon-Fri 09:00-17:00,
     #: public holidays of England); brands may differ ([brands.business_hours]).
@@ -437,6 +456,7 @@ def config_source(config: Config | None) -> str:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Load ``path``, else ``$DOORSTEP_CONFIG``, else ``./doorstep.toml``, else built-in defaults."""
+    check_secrets_file()
     explicit = path is not None or "DOORSTEP_CONFIG" in os.environ
     candidate = Path(path or os.environ.get("DOORSTEP_CONFIG") or "doorstep.toml")
     if not candidate.exists():
@@ -445,11 +465,27 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{candidate}: file not found (named by {how}; leave it out to use ./doorstep.toml "
                               "or the built-in defaults)")
         return Config()
+    raw = candidate.read_bytes()
     try:
-        data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")  # an editor's byte-order mark is not TOML, but is no mistake either
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{candidate}: not UTF-8 (byte 0x{raw[exc.start]:02x} at line {line}, column {column}); "
+                          "save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{candidate}: {exc}") from None
     return parse_config(data, str(candidate))
+
+
+def check_secrets_file() -> None:
+    """A ``$DOORSTEP_SECRETS_FILE`` that names no file is an error, not "no secrets": ignored, it made
+    every secret read as unset, and the message then blamed the secret instead of the path."""
+    secrets_file = os.environ.get("DOORSTEP_SECRETS_FILE")
+    if secrets_file and not Path(secrets_file).is_file():
+        raise ConfigError(f"DOORSTEP_SECRETS_FILE={secrets_file}: file not found; fix the path or unset the variable")
 
 
 def secret(name: str, default: str | None = None) -> str | None:
@@ -467,7 +503,8 @@ def _secret_value(name: str, default: str | None) -> str | None:
     if name in os.environ:
         return os.environ[name]
     secrets_file = os.environ.get("DOORSTEP_SECRETS_FILE")
-    if secrets_file and Path(secrets_file).exists():
+    if secrets_file:
+        check_secrets_file()
         for line in Path(secrets_file).read_text(encoding="utf-8").splitlines():
             key, sep, value = line.partition("=")
             if sep and key.strip() == name and not line.lstrip().startswith("#"):
@@ -554,3 +591,25 @@ def brand_account(config: Config, brand: str | None, channel: str) -> AccountRef
 
 def default_db_path() -> str:
     return os.environ.get("DOORSTEP_DB", "doorstep.db")
+
+
+def database_location(target: str) -> str:
+    """What ``--db``/``DOORSTEP_DB`` names: a PostgreSQL URL as given, else the SQLite file path.
+
+    ``sqlite:///doorstep.db`` is the relative file ``doorstep.db`` and ``sqlite:////srv/d.db``
+    the absolute ``/srv/d.db`` (SQLAlchemy's spelling, which operators already know). A target
+    that names no file (empty, ``sqlite:///``, ``sqlite://``) is a ValueError: SQLite would open a
+    throwaway in-memory database, and an import would report success and keep nothing. Only
+    ``:memory:`` itself (or ``sqlite:///:memory:``) asks for one. It lives here, not in
+    doorstep.dialect, so that every command can check ``--db`` at start without importing psycopg.
+    """
+    text = str(target)
+    if text.startswith("sqlite:///"):
+        path = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        path = ""  # SQLAlchemy's in-memory spelling, or a URL missing its third slash
+    else:
+        path = text
+    if not path.strip():
+        raise ValueError(f"{text!r} names no file" if text.strip() else "empty")
+    return path

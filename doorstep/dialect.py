@@ -27,6 +27,8 @@ from typing import Any
 
 import psycopg
 
+from doorstep.config import database_location
+
 #: The URL schemes that mean PostgreSQL.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -48,17 +50,9 @@ def is_postgres(target: str | Any) -> bool:
 
 
 def database_target(target: str | Any) -> str:
-    """What to open for ``--db``: a PostgreSQL URL as given, else the SQLite file path.
-
-    ``sqlite:///doorstep.db`` is the relative file ``doorstep.db`` and ``sqlite:////srv/d.db``
-    the absolute ``/srv/d.db`` (SQLAlchemy's spelling, which operators already know).
-    """
-    text = str(target)
-    if text.startswith("sqlite:///"):
-        return text[len("sqlite:///"):] or ":memory:"
-    if text.startswith("sqlite://"):
-        return ":memory:"
-    return text
+    """What to open for ``--db``: a PostgreSQL URL as given, else the SQLite file path
+    (:func:`doorstep.config.database_location`, which refuses a target that names no file)."""
+    return database_location(str(target))
 
 
 def describe_target(target: str) -> str:

@@ -92,6 +92,12 @@ def _zone(tz: TzLike) -> tzinfo:
     return ZoneInfo(tz) if isinstance(tz, str) else tz
 
 
+#: The years a report week may be in: a week of year 9999 (or 1) runs past what a datetime holds once
+#: the following Monday or the week before (for the comparison) is counted, an OverflowError
+#: instead of a message; before 1970 can only be a typo.
+FIRST_REPORT_YEAR, LAST_REPORT_YEAR = 1970, 9998
+
+
 def week_window(week: str, tz: TzLike) -> tuple[datetime, datetime]:
     """``"2026-W47"`` -> [Monday 00:00 local, next Monday 00:00 local) as UTC datetimes.
 
@@ -103,6 +109,8 @@ def week_window(week: str, tz: TzLike) -> tuple[datetime, datetime]:
     if not match:
         raise ValueError(f"week {week!r}: expected an ISO week like 2026-W47")
     year, number = int(match.group(1)), int(match.group(2))
+    if not FIRST_REPORT_YEAR <= year <= LAST_REPORT_YEAR:
+        raise ValueError(f"week {week!r}: outside the supported years {FIRST_REPORT_YEAR} to {LAST_REPORT_YEAR}")
     try:
         monday = date.fromisocalendar(year, number, 1)
     except ValueError as exc:

@@ -8,6 +8,7 @@ stable. Credentials are never here; they come from the environment (see doorstep
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -129,3 +130,22 @@ def channel_settings(config: Config, channel: str) -> Any:
 def configured_channels(config: Config) -> list[str]:
     """Listener channels that have a section in the file and are enabled."""
     return [name for name in SECTIONS if name in config.channels and channel_settings(config, name).enabled]
+
+
+def known_channel_sections(config: Config) -> None:
+    """Refuse a ``[channels.NAME]`` section no package reads (``[channels.mastadon]``).
+
+    The core keeps ``channels`` free-form, and :func:`configured_channels` looks only at the
+    names it knows, so a misspelt section was ignored: that network's listener never ran and
+    nothing said so. These are every channel section there is: the responders post through the
+    same sections' clients (doorstep.clients) and have none of their own.
+    """
+    lines = []
+    for name in config.channels:
+        if name not in SECTIONS:
+            near = difflib.get_close_matches(name, SECTIONS, n=1)
+            hint = f"; did you mean {near[0]}?" if near else "; check its spelling"
+            lines.append(f"{config_source(config)}: channels.{name}: unknown channel "
+                         f"(known: {', '.join(SECTIONS)}){hint}")
+    if lines:
+        raise ConfigError("\n".join(lines))

@@ -922,6 +922,8 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
                     queued.append(prepare(batches[number + 1 + len(queued)]))
             with store.write_transaction():
                 result = pipeline.ingest(prepared.fresh, prepared.numbers)
+        except KeyboardInterrupt as exc:
+            raise _interrupted(report, done, exc) from exc
         except Exception as exc:
             raise _stop(report, store, done, parsed.rows[batch[0]], exc) from exc
         for key in ("link", "store"):
@@ -972,6 +974,8 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
                     if status == "unchanged" and changed != "unchanged":
                         status = "updated"
                     statuses.append(status)
+        except KeyboardInterrupt as exc:
+            raise _interrupted(report, done, exc) from exc
         except Exception as exc:
             raise _stop(report, store, done, batch[0][0], exc) from exc
         report.stored += statuses.count("new")
@@ -996,6 +1000,8 @@ def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, e
         try:
             with store.write_transaction():
                 added = store.add_tracking_events(batch)
+        except KeyboardInterrupt as exc:
+            raise _interrupted(report, done, exc) from exc
         except Exception as exc:
             raise _stop(report, store, done, parsed.rows[batch_index * batch_rows], exc) from exc
         report.stored += added

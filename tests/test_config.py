@@ -29,6 +29,11 @@ def test_explicit_missing_file_is_an_error(tmp_path):
         ("timezone = ", "Invalid value"),
         ("[console]\nsession_hours = -1", "console.session_hours: Input should be greater than or equal to 0"),
         ("[console]\npassword_login = \"maybe\"", "console.password_login"),
+        # Before: both passed the start-up check and failed every import (and the webhook's 422) later.
+        ('order_patterns = ["#(\\\\d+)", "(ORD-\\\\d+"]',
+         "order_patterns.1: Value error, not a valid regular expression: missing ), unterminated subpattern"),
+        ('[[couriers]]\nname = "UPS"\ntracking_formats = ["ups", "UPS"]',
+         "couriers.0.tracking_formats.1: Value error, unknown format 'UPS'; known: ups, usps, fedex"),
     ],
 )
 def test_invalid_config_names_file_key_and_problem(tmp_path, toml, message):
@@ -48,3 +53,36 @@ def test_secrets_come_from_environment_then_secrets_file(tmp_path, monkeypatch):
     monkeypatch.setenv("X_BEARER_TOKEN", "from-env")
     assert secret("X_BEARER_TOKEN") == "from-env"
     assert secret("MISSING", "default") == "default"
+
+
+def test_config_that_is_not_utf8_names_the_file_and_the_remedy(tmp_path):
+    """Before: "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 ..." named neither file nor remedy."""
+    path = tmp_path / "cfg.toml"
+    path.write_bytes(b'timezone = "Europe/London" # caf\xe9\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: not UTF-8 (byte 0xe9 at line 1, column 33); save it as UTF-8"
+
+
+def test_config_with_a_byte_order_mark_loads(tmp_path):
+    """Before: "cfg.toml: Invalid statement (at line 1, column 1)", which never mentioned the BOM."""
+    path = tmp_path / "cfg.toml"
+    path.write_bytes(b'\xef\xbb\xbftimezone = "Europe/Paris"\n')
+    assert load_config(path).timezone == "Europe/Paris"
+
+
+def test_a_secrets_file_that_is_not_there_is_an_error_naming_the_variable(tmp_path, monkeypatch):
+    """Before: a DOORSTEP_SECRETS_FILE naming no file was ignored, so every secret read as "not set"."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
+    missing = tmp_path / "nosecrets.env"
+    monkeypatch.setenv("DOORSTEP_SECRETS_FILE", str(missing))
+    monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
+    expected = f"DOORSTEP_SECRETS_FILE={missing}: file not found; fix the path or unset the variable"
+    with pytest.raises(ConfigError) as err:
+        load_config()  # checked at start, with or without a doorstep.toml
+    assert str(err.value) == expected
+    with pytest.raises(ConfigError, match="DOORSTEP_SECRETS_FILE=.*file not found"):
+        secret("X_BEARER_TOKEN")
+    monkeypatch.setenv("X_BEARER_TOKEN", "from-env")
+    assert secret("X_BEARER_TOKEN") == "from-env"  # the environment still wins without reading the file

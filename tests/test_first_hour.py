@@ -117,7 +117,10 @@ def test_db_and_config_are_accepted_after_the_subcommand(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["user", "list"], ["outbox", "list"], ["export", "mentions"],
-                                     ["report", "weekly", "--week", "2026-W47", "--out", "r"]])
+                                     ["report", "weekly", "--week", "2026-W47", "--out", "r"],
+                                     # Before: these four made an empty ./doorstep.db, then said "no case 1".
+                                     ["case", "show", "1"], ["case", "split", "1", "--post", "2"],
+                                     ["case", "merge", "1", "2"], ["user", "unlock", "ana"]])
 def test_read_only_commands_do_not_create_a_database(tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DOORSTEP_DB", raising=False)
