@@ -166,7 +166,7 @@ def check_db_option(db: str, from_env: bool) -> None:
 @click.option("--db", default=default_db_path, show_default="$DOORSTEP_DB or ./doorstep.db",
               help="SQLite database file (or sqlite:///PATH), or a postgresql://user@host/db URL (also accepted "
                    "after the command).")
-@click.option("--config", "config_path", default=None, envvar="DOORSTEP_CONFIG",
+@click.option("--config", "config_path", default=None,  # $DOORSTEP_CONFIG is read by load_config, which names it
               help="doorstep.toml (default $DOORSTEP_CONFIG, else ./doorstep.toml, else built-in defaults; "
                    "also accepted after the command). A file named here must exist.")
 @click.option("--debug", is_flag=True, envvar="DOORSTEP_DEBUG",

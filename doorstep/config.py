@@ -375,10 +375,13 @@ class Config(_Section):
     @field_validator("sla")
     @classmethod
     def _all_bands(cls, value: dict[str, SlaTarget]) -> dict[str, SlaTarget]:
-        missing = {"p1", "p2", "p3", "p4"} - set(value)
-        if missing:
-            raise ValueError(f"missing SLA bands: {', '.join(sorted(missing))}")
-        return value
+        """A band the file leaves out keeps its built-in times (a lead changes one band with one
+        section, as a brand's [brands.sla.pN] does); a band that does not exist is a typo."""
+        defaults = _default_sla()
+        unknown = sorted(set(value) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown SLA band {', '.join(unknown)}: the bands are {', '.join(defaults)}")
+        return {band: value.get(band, target) for band, target in defaults.items()}
 
     @model_validator(mode="after")
     def _brand_hours(self) -> Config:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from doorstep.config import ConfigError, load_config, secret
+from doorstep.config import Config, ConfigError, load_config, secret
 
 
 def test_missing_default_file_gives_working_defaults(tmp_path, monkeypatch):
@@ -25,7 +25,7 @@ def test_explicit_missing_file_is_an_error(tmp_path):
         ('timezone = "Mars/Olympus"', "timezone: Value error, unknown time zone 'Mars/Olympus'"),
         ("[sla.p1]\nfirst_response = \"soon\"\nresolution = 10", "sla.p1.first_response"),
         ("[[brands]]\nname = \"A\"\nhandle = \"typo\"", "brands.0.handle: Extra inputs are not permitted"),
-        ("[sla.p1]\nfirst_response = 5\nresolution = 10", "sla: Value error, missing SLA bands: p2, p3, p4"),
+        ("[sla.p5]\nfirst_response = 5\nresolution = 10", "sla: Value error, unknown SLA band p5: the bands are p1, p2, p3, p4"),
         ("timezone = ", "Invalid value"),
         ("[console]\nsession_hours = -1", "console.session_hours: Input should be greater than or equal to 0"),
         ("[console]\npassword_login = \"maybe\"", "console.password_login"),
@@ -86,3 +86,31 @@ def test_a_secrets_file_that_is_not_there_is_an_error_naming_the_variable(tmp_pa
         secret("X_BEARER_TOKEN")
     monkeypatch.setenv("X_BEARER_TOKEN", "from-env")
     assert secret("X_BEARER_TOKEN") == "from-env"  # the environment still wins without reading the file
+
+
+def test_an_sla_band_left_out_keeps_its_built_in_times(tmp_path):
+    """A lead who changed only [sla.p1] was refused ("missing SLA bands: p2, p3, p4"), and the README
+    gave neither the rule nor the built-in times (docs audit, 2026-12-06). The others keep theirs."""
+    path = tmp_path / "doorstep.toml"
+    path.write_text("[sla.p1]\nfirst_response = 60\nresolution = 90\n")
+    config = load_config(path)
+    assert (config.sla["p1"].first_response, config.sla["p1"].resolution) == (60, 90)
+    defaults = Config().sla
+    assert {band: (config.sla[band].first_response, config.sla[band].resolution) for band in ("p2", "p3", "p4")} == \
+        {band: (defaults[band].first_response, defaults[band].resolution) for band in ("p2", "p3", "p4")}
+
+
+def test_a_missing_doorstep_config_file_is_blamed_on_the_variable_not_on_config(tmp_path, monkeypatch):
+    """`DOORSTEP_CONFIG=nonexist.toml doorstep user list` said "named by --config", an option the
+    newcomer never typed (docs audit, 2026-12-06)."""
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(tmp_path / "nonexist.toml"))
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), "user", "list"])
+    assert result.exit_code == 1
+    assert "named by $DOORSTEP_CONFIG" in result.output and "--config" not in result.output
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), "--config", str(tmp_path / "other.toml"),
+                                      "user", "list"])
+    assert "other.toml: file not found (named by --config" in result.output
