@@ -2,8 +2,8 @@
 intent, sentiment and complaint and confirms, and the corrections land in the database.
 
 AppTest cannot run the shortcut component's JavaScript, so this is the test that the keys work.
-Screenshots go to ``test-artifacts/e2e/`` (``docs/screenshots/review.png`` with
-DOORSTEP_UPDATE_SCREENSHOTS=1).
+Screenshots go to ``test-artifacts/e2e/``; the README's ``docs/screenshots/review.png`` is a copy of
+its ``review.png`` (looked at before it is committed).
 """
 
 from __future__ import annotations
