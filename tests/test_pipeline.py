@@ -141,3 +141,19 @@ def test_priority_stays_below_100_and_more_reasons_still_rank_higher(config):
     s_bad, s_worse, s_calm = (score_priority(i, config)[0] for i in (bad, worse, calm))
     assert s_calm == 10.0  # nothing but the base
     assert 90 < s_bad < s_worse < 100
+
+
+def test_a_post_with_a_nul_character_is_stored_without_it_on_either_store(store: Store, config) -> None:  # noqa: ANN001
+    """PostgreSQL's text cannot hold NUL: one post with "\\x00" failed its whole ingest batch on every
+    retry, and the posts around it were lost (listener audit, 2026-12-06). The NUL goes; the post stays."""
+    from doorstep.models import Mention
+
+    posts = [mention("ok-1", "@LarkspurHelp where is my parcel?"),
+             Mention(channel="x", external_id="nul-1", text="@LarkspurHelp my parcel\x00 is lost", created_at=T0,
+                     author_handle="nul\x00user", raw={"data": {"text": "my parcel\x00 is lost"}}),
+             mention("ok-2", "@LarkspurHelp still nothing")]
+    Pipeline(store, config, KeywordClassifier()).ingest(posts)
+    stored = store.mention_by_external_id("x", "nul-1")
+    assert stored is not None and stored.text == "@LarkspurHelp my parcel is lost" and stored.author_handle == "nuluser"
+    assert stored.raw == {"data": {"text": "my parcel is lost"}}
+    assert store.mention_by_external_id("x", "ok-1") is not None and store.mention_by_external_id("x", "ok-2") is not None
