@@ -63,15 +63,19 @@ def candidate_accounts(store: Store, config: Config, case: Case, channel: str, p
             ours = find_account(config, network, answered.author_handle) if answered and answered.outbound else None
             if ours:
                 return [ours]
+    brand = _deciding_brand(store, config, case, parent)
+    account = brand_account(config, brand, network) if brand else None
+    return [account] if account else []
+
+
+def _deciding_brand(store: Store, config: Config, case: Case, parent: Mention | None) -> str | None:
+    """The brand a post belongs to when no account of ours is named on it: the order's, else a brand
+    the post names, else the case's."""
     brands = [_order_brand(store, case)]
     if parent is not None:
         brands += [n for n in parent.matched if any(b.name == n for b in config.brands)]
     brands.append(case.brand)
-    for brand in brands:
-        if brand:
-            account = brand_account(config, brand, network)
-            return [account] if account else []
-    return []
+    return next((brand for brand in brands if brand), None)
 
 
 def _order_brand(store: Store, case: Case) -> str | None:
@@ -98,6 +102,10 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
         if candidates and chosen not in candidates:
             wrote_to = " or ".join(a.label for a in candidates)
             raise ReplyRejected(f"the customer wrote to {wrote_to}; a reply from {chosen.label} would be another brand's")
+        owner = None if candidates or network == "email" else _deciding_brand(store, config, case, parent)
+        if owner:  # the post is that brand's, and it has no account here: no other brand answers it either
+            raise ReplyRejected(f"{owner} has no {network} account, so this post is not answered on {network} "
+                                "(another brand's account must not answer it)")
         return chosen
     if len(candidates) == 1:
         return candidates[0]
@@ -107,7 +115,7 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
                                   [a.handle for a in candidates])
     if not configured or network == "email":
         return None  # an old single-account file (or no brand address): the channel's shared sender
-    brand = _order_brand(store, case) or case.brand
+    brand = _deciding_brand(store, config, case, parent)
     if brand:
         raise ReplyRejected(f"{brand} has no {network} account, so this post is not answered on {network} "
                             "(another brand's account must not answer it)")

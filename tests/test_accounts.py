@@ -162,6 +162,10 @@ def test_courier_page_post_of_a_brand_without_an_account_is_not_answered(store: 
                         order=order)
     with pytest.raises(ReplyRejected, match="Quiet Goods has no x account"):
         queue_reply(store, config, case_id, "@sam sorry", "agent")
+    # Nor when the agent picks another brand's account (outbound audit, 2026-12-06: @FettleCare answered).
+    with pytest.raises(ReplyRejected, match="Quiet Goods has no x account"):
+        queue_reply(store, config, case_id, "@sam sorry, we're chasing UPS", "agent", account="@FettleCare")
+    send_all(store, config)
     assert not emulator.posted
 
 
