@@ -166,3 +166,25 @@ def test_an_escalation_of_a_post_without_a_handle_does_not_say_none() -> None:
     assert "Customer (no handle, Sun 06 Dec 09:45): Nobody came to the door." in text
     assert "Customer (@jane, " in _text({**brief, "complaint": {**brief["complaint"], "author": "jane"}}, None, "ann",
                                          Config(), "lead")
+
+
+def test_the_brief_quotes_the_customer_not_a_stranger_who_answered_in_their_thread(store: Store) -> None:
+    """A courier escalation named @eve_stranger, who only replied in the customer's thread, as
+    "Customer" and sent the courier her words (outbound audit, 2026-12-06)."""
+    from conftest import KeywordClassifier
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from responders.escalation import case_brief
+
+    config = parse_config({"timezone": "Europe/London",
+                           "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"]}],
+                           "couriers": [{"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}]})
+    order = add_order(store)
+    case_id = make_case(store, config, text="@LarkspurHelp where is my order LS-100234?", order=order,
+                        external_id="jane-1")
+    Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+        channel="x", external_id="eve-1", text="@LarkspurHelp lost my parcel too, you lot are useless",
+        created_at=NOW + timedelta(minutes=3), author_handle="eve_stranger", in_reply_to="jane-1")])
+    assert store.mention_by_external_id("x", "eve-1").case_id == case_id  # type: ignore[union-attr]
+    brief = case_brief(store, config, store.get_case(case_id))  # type: ignore[arg-type]
+    assert brief["complaint"]["author"] == "jane" and "LS-100234" in brief["complaint"]["text"]
