@@ -149,7 +149,7 @@ SENTENCES: dict[str, str | Said] = {
     "outbox.failed": lambda d, c, when: f"{c['message']} failed for good: {str(d.get('error') or '')[:120]} — retry it "
                                        "from Outbound messages",
     "outbox.in_doubt": "{message}: sending was interrupted; checked before any retry so it is not sent twice",
-    "outbox.retry": "{who} sent {the_message} again",
+    "outbox.retry": "{who} queued {the_message} again, to be sent",  # a retry queues; "sent" comes with outbox.sent
     "outbox.cancel": "{who} cancelled {the_message}",
     "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
     "case.open": lambda d, c, when: "A new post opened this case" + (

@@ -261,6 +261,9 @@ def test_timeline_sentences() -> None:
     assert sentence(_event("link.unconfirmed", "ann", order_number="ORD-2026-000101"), messages, when).startswith(
         "ann linked order ORD-2026-000101")
     assert sentence(_event("outbox.sent", message_id=9), messages, when) == "Reply to @sienna_l on X sent"
+    # A retry only queues the message again (outbound audit, 2026-12-06: "ann sent the reply again", then it failed).
+    assert sentence(_event("outbox.retry", "ann", message_id=9), messages, when) == \
+        "ann queued reply to @sienna_l on X again, to be sent"
     assert sentence(_event("case.update", "outbox", status="open", because={"message_by": "ann"}), messages,
                     when) == "The outbox set the status to open (after ann's reply was sent)"
     assert sentence(_event("case.update", "bob", assignee="ann"), messages, when) == "bob assigned the case to ann"
