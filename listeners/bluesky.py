@@ -2,10 +2,14 @@
 
 Search has no ``since_id``: each pass pages newest-first (``sort=latest``) with the API's
 ``cursor`` and ``since`` = the newest ``indexedAt`` of the last finished pass minus a minute
-(late-indexed posts are caught; the overlap is absorbed by the pipeline's unique key). The
-cursor moves only in the transaction of the pass's last page, so a crash repeats the pass
-instead of skipping it. Notifications (reasons mention, reply, quote) are paged until the first
-one already seen. Notifications are never marked read: the team may use the app too.
+(late-indexed posts are caught; the overlap is absorbed by the pipeline's unique key).
+Notifications (reasons mention, reply, quote) are paged until the first one already seen.
+As for the X timelines, a pass may take several rounds: while it is under way the stored
+cursor keeps, next to ``since`` / ``seen``, the newest item of the pass and the API's page
+cursor to go on from, written in the transaction of each page, so a pass cut by the page
+budget (``max_pages``) or a crash resumes where it stopped; ``since`` / ``seen`` move to the
+newest only when the pass is complete. Notifications are never marked read: the team may use
+the app too.
 """
 
 from __future__ import annotations
@@ -219,10 +223,30 @@ class BlueskyListener:
         raw = self.store.get_cursor(source.cursor)
         return json.loads(raw) if raw else {}
 
+    def _pass_request(self, what: str, call: Any, params: dict[str, Any], state: dict[str, Any],
+                      resumed: bool, result: RoundResult) -> Any:
+        """One page request. A pass resumed from a page cursor stored last round whose cursor the
+        API now refuses (a 400) starts again from the top (its ``since`` / ``seen`` kept): the pages
+        committed already come again and the pipeline's unique key absorbs them."""
+        try:
+            return call_with_retries(what, lambda: call(params=params), classify_error, self.backoff, result)
+        except SourceError as exc:
+            if not resumed:
+                raise
+            log.warning("bluesky: %s: the stored page cursor was refused (%s); starting the pass again", what, exc)
+            state["cursor"] = None
+            params.pop("cursor", None)
+            return call_with_retries(what, lambda: call(params=params), classify_error, self.backoff, result)
+
     def _poll_search(self, source: _Source, result: RoundResult) -> None:
+        """One pass runs newest first from ``since`` down to the end of the results, over as many
+        rounds as the page budget needs: while it is under way the cursor keeps the API's page
+        cursor to go on from and the newest post of the pass (as the X timelines keep
+        ``until_id`` and ``newest``); ``since`` moves only when the pass is complete."""
         state = self._state(source)
-        newest: str | None = None
-        page_cursor: str | None = None
+        newest: str | None = state.get("newest")
+        page_cursor: str | None = state.get("cursor")
+        resumed = bool(page_cursor)
         seen_cursors: set[str] = set()
         for number in range(self.settings.max_pages):
             params: dict[str, Any] = {"q": source.target, "limit": self.settings.limit, "sort": "latest"}
@@ -230,40 +254,50 @@ class BlueskyListener:
                 params["since"] = state["since"]
             if page_cursor:
                 params["cursor"] = page_cursor
-            response = call_with_retries(f"search {source.target!r}",
-                                         lambda: self.client.app.bsky.feed.search_posts(params=params),
-                                         classify_error, self.backoff, result)
+            response = self._pass_request(f"search {source.target!r}", self.client.app.bsky.feed.search_posts,
+                                          params, state, resumed and number == 0, result)
             result.pages += 1
             posts = list(_get(response, "posts") or [])
             for post in posts:
                 indexed = _get(post, "indexed_at")
                 if indexed and (newest is None or _time(indexed) > _time(newest)):
                     newest = str(indexed)
-            page_cursor = _get(response, "cursor")
-            last = not posts or not page_cursor or number == self.settings.max_pages - 1
-            looping = not last and _repeated_cursor(page_cursor, seen_cursors)
-            new_state = None
-            if last and newest:
-                new_state = {"since": (_time(newest) - SINCE_OVERLAP).isoformat().replace("+00:00", "Z")}
+            asked, page_cursor = params.get("cursor"), _get(response, "cursor")
+            complete = not posts or not page_cursor
+            looping = not complete and _repeated_cursor(page_cursor, seen_cursors)
+            new_state: dict[str, Any] | None = None
+            if complete:  # everything newer than since is stored: the next pass starts from the newest
+                if newest:
+                    new_state = {"since": (_time(newest) - SINCE_OVERLAP).isoformat().replace("+00:00", "Z")}
+                elif state.get("cursor"):  # a pass that found nothing more: close it
+                    new_state = {"since": state.get("since")}
+            else:  # the pass goes on (this round or the next) from the page after this one
+                new_state = {"since": state.get("since"), "newest": newest,
+                             "cursor": asked if looping else page_cursor}
             self._commit(source, [(p.uri, p.author, p.record) for p in posts], result, new_state)
             if looping:
                 raise _cursor_loop(f"search {source.target!r}", page_cursor)
-            if last:
+            if complete:
                 return
+        log.info("bluesky: search %r: page budget of %s reached, continuing next round", source.target,
+                 self.settings.max_pages)
 
     def _poll_notifications(self, source: _Source, result: RoundResult) -> None:
+        """Paged newest first until the first notification already seen; a pass cut by the page
+        budget keeps its page cursor and its newest notification and goes on next round, and
+        ``seen`` moves only when the pass reached it (as :meth:`_poll_search`)."""
         state = self._state(source)
         seen = _time(state["seen"]) if state.get("seen") else None
-        newest: str | None = None
-        page_cursor: str | None = None
+        newest: str | None = state.get("newest")
+        page_cursor: str | None = state.get("cursor")
+        resumed = bool(page_cursor)
         seen_cursors: set[str] = set()
         for number in range(self.settings.max_pages):
             params: dict[str, Any] = {"limit": self.settings.limit}
             if page_cursor:
                 params["cursor"] = page_cursor
-            response = call_with_retries("notifications",
-                                         lambda: self.client.app.bsky.notification.list_notifications(params=params),
-                                         classify_error, self.backoff, result)
+            response = self._pass_request("notifications", self.client.app.bsky.notification.list_notifications,
+                                          params, state, resumed and number == 0, result)
             result.pages += 1
             items = list(_get(response, "notifications") or [])
             fresh = []
@@ -276,14 +310,23 @@ class BlueskyListener:
                 newest = newest if newest and _time(newest) >= indexed else str(_get(item, "indexed_at"))
                 if _get(item, "reason") in MENTION_REASONS:
                     fresh.append((item.uri, item.author, item.record))
-            page_cursor = _get(response, "cursor")
-            last = reached_seen or not items or not page_cursor or number == self.settings.max_pages - 1
-            looping = not last and _repeated_cursor(page_cursor, seen_cursors)
-            self._commit(source, fresh, result, {"seen": newest} if last and newest else None)
+            asked, page_cursor = params.get("cursor"), _get(response, "cursor")
+            complete = reached_seen or not items or not page_cursor
+            looping = not complete and _repeated_cursor(page_cursor, seen_cursors)
+            new_state: dict[str, Any] | None = None
+            if complete:  # the pass reached what was seen before: the next one stops at its newest
+                if newest:
+                    new_state = {"seen": newest}
+                elif state.get("cursor"):  # a pass that found nothing more: close it
+                    new_state = {"seen": state.get("seen")}
+            else:
+                new_state = {"seen": state.get("seen"), "newest": newest, "cursor": asked if looping else page_cursor}
+            self._commit(source, fresh, result, new_state)
             if looping:
                 raise _cursor_loop("notifications", page_cursor)
-            if last:
+            if complete:
                 return
+        log.info("bluesky: notifications: page budget of %s reached, continuing next round", self.settings.max_pages)
 
     def _poll_chat(self, source: _Source, result: RoundResult) -> None:
         """Bluesky chat (``chat.bsky.convo.listConvos`` / ``getMessages`` via the bsky.chat proxy).

@@ -227,14 +227,19 @@ class XListener:
         return str(user["id"])
 
     # ------------------------------------------------------------------ one source
-    def _load_cursor(self, source: Source) -> dict[str, str | None]:
-        raw = self.store.get_cursor(source.cursor)
+    def _load_cursor(self, source: Source, name: str | None = None,
+                     extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+        """The pass state of a source (row ``name``, else ``source.cursor``): ``since_id``,
+        ``newest``, ``until_id`` and the ``extra`` keys (direct messages: ``next_token``)."""
+        raw = self.store.get_cursor(name or source.cursor)
+        state: dict[str, str | None] = {key: None for key in ("since_id", "newest", "until_id", *extra)}
         if not raw:
-            return {"since_id": None, "newest": None, "until_id": None}
+            return state
         if raw.isdigit():  # a plain since_id (older format, or set by hand)
-            return {"since_id": raw, "newest": None, "until_id": None}
-        state = json.loads(raw)
-        return {"since_id": state.get("since_id"), "newest": state.get("newest"), "until_id": state.get("until_id")}
+            state["since_id"] = raw
+            return state
+        stored = json.loads(raw)
+        return {key: stored.get(key) for key in state}
 
     def _poll_source(self, source: Source, result: RoundResult) -> None:
         if source.kind == "dm":
@@ -325,9 +330,12 @@ class XListener:
         """The account's direct messages (``GET /2/dm_events``, newest first, with its own token).
 
         DM events have no ``since_id``: pages are read newest first until the last event seen
-        (the cursor). A customer's message becomes a mention on ``x_dm`` that joins the case
-        we asked privately from (the newest private message we sent to that customer from this
-        account), so their answer lands where the agent is waiting for it.
+        (``since_id`` in the cursor). A pass keeps the timelines' state (the newest event of the
+        pass, the oldest committed) plus the ``next_token`` to go on from, written with each page,
+        so a pass cut by the page budget goes on next round and ``since_id`` moves to the newest
+        only when the pass reached it. A customer's message becomes a mention on ``x_dm`` that
+        joins the case we asked privately from (the newest private message we sent to that
+        customer from this account), so their answer lands where the agent is waiting for it.
         """
         if not self._client_given:
             from doorstep.clients import missing_x_user_keys
@@ -339,19 +347,32 @@ class XListener:
                                   "each account's direct messages with its user keys; set them, or direct_messages "
                                   "= false)")
         client = self.client_for(source)
+        # The pass state of the timelines (since_id, newest, until_id; see _poll_source), plus the
+        # page token to go on from: dm_events has no since_id / until_id, only pagination_token.
+        # A cursor of earlier versions (the plain id of the newest event seen) reads as since_id.
         cursor_name = f"x:dm:{source.account.lower() if source.account else source.target}"
-        seen = self.store.get_cursor(cursor_name)
-        newest: str | None = None
-        token: str | None = None
-        events: list[dict[str, Any]] = []
+        state = self._load_cursor(source, cursor_name, ("next_token",))
         users: dict[str, dict[str, Any]] = {}
-        for _ in range(self.settings.max_pages):
+        seen_tokens: set[str] = set()
+        for number in range(self.settings.max_pages):
             params: dict[str, Any] = {"max_results": 100, "event_types": "MessageCreate",
                                       "dm_event_fields": ["id", "text", "created_at", "sender_id", "dm_conversation_id"],
                                       "expansions": ["sender_id"], "user_fields": USER_FIELDS, "user_auth": True}
+            token = state["next_token"]
             if token:
                 params["pagination_token"] = token
-            body = self._call(f"direct messages of {source.label}", client.get_direct_message_events, **params)
+            what = f"direct messages of {source.label}"
+            try:
+                body = self._call(what, client.get_direct_message_events, **params)
+            except SourceError as exc:
+                # A token stored last round that the API no longer takes: start the pass again from
+                # the newest (since_id kept); the events committed already are absorbed as duplicates.
+                if not (number == 0 and token):
+                    raise
+                log.warning("x: %s: stored pagination_token refused (%s); starting the pass again", source.label, exc)
+                state.update(newest=None, until_id=None, next_token=None)
+                params.pop("pagination_token")
+                body = self._call(what, client.get_direct_message_events, **params)
             result.pages += 1
             if not isinstance(body, dict):
                 raise SourceError(f"x: {source.label}: unexpected response {_excerpt(body)[:200]}")
@@ -360,16 +381,37 @@ class XListener:
             page = body.get("data") or []
             record_account_usage(self.store, CHANNEL, source.account or "", reads=len(page), requests=1,
                                  rate=self._last_rate(client))
-            stop = False
+            events: list[dict[str, Any]] = []
+            reached = False
             for event in page:
-                if seen and int(event["id"]) <= int(seen):
-                    stop = True
+                if state["since_id"] and int(event["id"]) <= int(state["since_id"]):
+                    reached = True
                     break
-                newest = newest or str(event["id"])
+                state["newest"] = state["newest"] or str(event["id"])
+                state["until_id"] = str(event["id"])
                 events.append(event)
-            token = (body.get("meta") or {}).get("next_token")
-            if stop or not token:
-                break
+            next_token = (body.get("meta") or {}).get("next_token")
+            complete = reached or not next_token
+            if complete:  # the pass reached the last event seen: everything newer is stored
+                if state["newest"]:
+                    state["since_id"] = state["newest"]
+                state["newest"] = state["until_id"] = state["next_token"] = None
+            elif next_token not in seen_tokens and next_token != token:
+                state["next_token"] = next_token
+            self._commit_dms(source, cursor_name, events, users, state, result)
+            if complete:
+                return
+            if next_token in seen_tokens or next_token == token:
+                # As for the timelines: the cursor keeps the pass where it is; health shows the fault.
+                raise SourceError(f"x: {source.label}: the API repeated next_token {next_token[:40]!r}; "
+                                  "stopped paging this source for this round")
+            seen_tokens.add(next_token)
+        # Page budget spent: the cursor remembers where the pass stopped; the next round goes on.
+        log.info("x: %s: page budget of %s reached, continuing next round", source.label, self.settings.max_pages)
+
+    def _commit_dms(self, source: Source, cursor_name: str, events: list[dict[str, Any]],
+                    users: dict[str, dict[str, Any]], state: dict[str, str | None], result: RoundResult) -> None:
+        """One page of DM events and the pass state, in one transaction (as :meth:`_commit`)."""
         mentions = []
         for event in reversed(events):  # oldest first, as the pipeline expects
             result.fetched += 1
@@ -381,13 +423,7 @@ class XListener:
             except Exception as exc:  # noqa: BLE001 - a broken event is skipped, never fatal
                 result.malformed += 1
                 log.warning("x: skipping malformed direct message (%s: %s): %s", type(exc).__name__, exc, _excerpt(event))
-        with self.store.transaction():
-            if mentions:
-                ingested = self.pipeline.ingest(mentions)
-                result.stored += ingested.stored
-                result.duplicates += ingested.duplicates
-            if newest:
-                self.store.set_cursor(cursor_name, newest)
+        self._commit(source, mentions, state, result, cursor_name)
 
     def _dm_to_mention(self, event: dict[str, Any], users: dict[str, dict[str, Any]], source: Source) -> Mention:
         sender_id = str(event["sender_id"])
@@ -434,10 +470,11 @@ class XListener:
             mentions.append(mention)
         return mentions
 
-    def _commit(self, source: Source, mentions: list[Mention], state: dict[str, str | None], result: RoundResult) -> None:
+    def _commit(self, source: Source, mentions: list[Mention], state: dict[str, str | None], result: RoundResult,
+                name: str | None = None) -> None:
         with self.store.transaction():
             ingested = self.pipeline.ingest(mentions) if mentions else None
-            self.store.set_cursor(source.cursor, json.dumps(state, separators=(",", ":")))
+            self.store.set_cursor(name or source.cursor, json.dumps(state, separators=(",", ":")))
         if ingested is not None:
             result.stored += ingested.stored
             result.duplicates += ingested.duplicates

@@ -123,6 +123,8 @@ class FakeBluesky:
                 if fault == "expired":
                     return self.send(400, {"error": "ExpiredToken", "message": "Token has expired"})
                 limit = int((q.get("limit") or ["25"])[0])
+                if not (q.get("cursor") or ["0"])[0].isdigit():  # one it never handed out (or expired)
+                    return self.send(400, {"error": "InvalidRequest", "message": "invalid cursor"})
                 start = int((q.get("cursor") or ["0"])[0])
                 if url.path == "/xrpc/app.bsky.feed.searchPosts":
                     word = q["q"][0].lower()
@@ -288,3 +290,71 @@ def test_malformed_post_is_counted_and_shown_as_a_health_warning(fake: FakeBlues
     assert result.ok and result.malformed == 1 and len(uris(store)) == 1
     health = listener_health(store)[0]
     assert health["status"] == "warning" and health["malformed"] == 1 and "malformed" in health["last_warning"]
+
+
+# ------------------------------------------------------------------ audit (listen) finding 2
+def _spread(fake: FakeBluesky) -> None:
+    """Posts (and their notifications) five minutes apart, as in real life: the 60 s overlap of
+    ``since`` then covers one post, not the whole burst."""
+    for i, p in enumerate(fake.posts):
+        p["indexedAt"] = p["record"]["createdAt"] = (T0 + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z")
+    for n in fake.notifications:
+        n["indexedAt"] = next(p["indexedAt"] for p in fake.posts if p["uri"] == n["uri"])
+
+
+@pytest.mark.parametrize("kind", ["search", "notifications"])
+def test_burst_beyond_the_page_budget_resumes_next_round_without_loss(fake: FakeBluesky, store: Store,
+                                                                      kind: str) -> None:
+    config = parse_config({
+        "brands": [{"name": "Shop", "handles": {"bluesky": HANDLE}}],
+        "channels": {"bluesky": {"queries": ["parcel"] if kind == "search" else [],
+                                 "notifications": kind == "notifications", "limit": 5, "max_pages": 2}},
+    })
+    cursor = "bluesky:search:parcel" if kind == "search" else "bluesky:notifications"
+    listener = make_listener(store, config)
+    for i in range(3):
+        fake.post(f"parcel {i} missing @shophelp", f"u{i}.bsky.social")
+    _spread(fake)
+    assert listener.poll_once().ok
+    # A cursor in the format of earlier versions (a finished pass only) must still be read.
+    finished = json.loads(store.get_cursor(cursor) or "{}")
+    store.set_cursor(cursor, json.dumps({k: v for k, v in finished.items() if k in ("since", "seen")}))
+    for i in range(3, 23):  # a burst of 20 (4 pages of 5) while the worker was down: more than 2 pages
+        fake.post(f"parcel {i} missing @shophelp", f"u{i}.bsky.social")
+    _spread(fake)
+    first = listener.poll_once()
+    assert first.ok and first.pages == 2
+    cut = json.loads(store.get_cursor(cursor) or "{}")
+    for i in range(23, 25):  # more arrive while the pass is under way
+        fake.post(f"parcel {i} missing @shophelp", f"u{i}.bsky.social")
+    _spread(fake)
+    for _ in range(5):
+        assert listener.poll_once().ok
+    ids = uris(store)
+    assert len(ids) == len(set(ids)) and set(ids) == {p["uri"] for p in fake.posts}  # all 25, each once
+    assert cut.get("cursor"), cut  # the pass cut by the budget stayed open (it did not jump to the newest)
+    assert not json.loads(store.get_cursor(cursor) or "{}").get("cursor")  # the pass finished
+    assert listener_health(store)[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("kind", ["search", "notifications"])
+def test_a_refused_stored_page_cursor_starts_the_pass_again(fake: FakeBluesky, store: Store, kind: str) -> None:
+    config = parse_config({
+        "brands": [{"name": "Shop", "handles": {"bluesky": HANDLE}}],
+        "channels": {"bluesky": {"queries": ["parcel"] if kind == "search" else [],
+                                 "notifications": kind == "notifications", "limit": 5, "max_pages": 2}},
+    })
+    cursor = "bluesky:search:parcel" if kind == "search" else "bluesky:notifications"
+    for i in range(14):
+        fake.post(f"parcel {i} missing @shophelp", f"u{i}.bsky.social")
+    _spread(fake)
+    listener = make_listener(store, config)
+    assert listener.poll_once().ok
+    state = json.loads(store.get_cursor(cursor) or "{}")
+    assert state.get("cursor") and state.get("newest")  # cut by the budget: the pass is open
+    store.set_cursor(cursor, json.dumps({**state, "cursor": "expired"}))
+    for _ in range(3):
+        assert listener.poll_once().ok
+    ids = uris(store)
+    assert len(ids) == len(set(ids)) and set(ids) == {p["uri"] for p in fake.posts}
+    assert not json.loads(store.get_cursor(cursor) or "{}").get("cursor")

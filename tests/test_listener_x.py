@@ -553,3 +553,44 @@ def test_stream_counts_malformed_posts_as_a_health_warning(tmp_path: Path) -> No
     row = next(r for r in listener_health(store) if r["name"] == "x:stream")
     assert stream.received == 1 and row["malformed"] == 1 and row["status"] == "warning"
     assert "malformed" in row["last_warning"]
+
+
+# ------------------------------------------------------------------ audit (listen) finding 4
+def test_direct_messages_beyond_the_page_budget_resume_next_round_without_loss(store: Store) -> None:
+    config = make_config(queries=[], direct_messages=True, max_pages=1)  # one DM page (100 events) a round
+    with XEmulator(me=ME) as em:
+        em.send_dm("jane", "ShopHelp", "hello, first message")
+        listener = make_listener(store, config, em)
+        assert listener.poll_once().ok
+        # A cursor in the format of earlier versions (the newest event id seen) must still be read.
+        assert store.get_cursor("x:dm:shophelp") is not None
+        store.set_cursor("x:dm:shophelp", em.dms[-1]["id"])
+        for i in range(150):
+            em.send_dm(f"cust{i}", "ShopHelp", f"my order #{i} has not arrived")
+        first = listener.poll_once()
+        assert first.ok and first.fetched == 100
+        em.send_dm("late", "ShopHelp", "still waiting")  # arrives while the pass is under way
+        for _ in range(4):
+            assert listener.poll_once().ok
+        got = [r[0] for r in store.db.execute("select external_id from mentions where channel = 'x_dm'").fetchall()]
+        expected = {e["id"] for e in em.dms if e["sender_id"] != ME_ID}
+    assert len(got) == len(set(got)) and set(got) == expected  # all 152, each once
+    assert listener_health(store)[0]["status"] == "ok"
+
+
+def test_direct_messages_pass_with_a_refused_stored_token_starts_again(store: Store) -> None:
+    config = make_config(queries=[], direct_messages=True, max_pages=1)
+    with XEmulator(me=ME) as em:
+        for i in range(120):
+            em.send_dm(f"cust{i}", "ShopHelp", f"my order #{i} has not arrived")
+        listener = make_listener(store, config, em)
+        assert listener.poll_once().ok
+        state = json.loads(store.get_cursor("x:dm:shophelp") or "{}")
+        assert state["next_token"] and state["since_id"] is None  # the pass is open
+        store.set_cursor("x:dm:shophelp", json.dumps({**state, "next_token": "not a token!"}))
+        assert listener.poll_once().ok  # refused: the pass starts again from the newest
+        assert listener.poll_once().ok
+        got = [r[0] for r in store.db.execute("select external_id from mentions where channel = 'x_dm'").fetchall()]
+        expected = {e["id"] for e in em.dms}
+    assert len(got) == len(set(got)) and set(got) == expected
+    assert json.loads(store.get_cursor("x:dm:shophelp") or "{}")["since_id"] == max(expected, key=int)
