@@ -27,6 +27,13 @@ log = logging.getLogger("doorstep.automatic")
 #: Message kinds that are written by a rule, not by a person.
 AUTOMATIC_KINDS = ("follow_up", "outreach", "alert")
 OPEN_STATUSES = ("new", "open", "pending_customer", "escalated")
+#: The rule of a follow-up written while the public reply it follows had not been sent ("we could
+#: not answer you there"): cancelled if that reply is posted before the follow-up leaves.
+UNSENT_RULE = "follow_up:unsent"
+#: How such a cancellation's reason starts (responders/followup.py then writes the follow-up again,
+#: from the reply's new state): the reply was posted, or is being sent again (an agent's retry).
+REPLY_SENT_SINCE = "the reply it calls unsent has been posted since"
+REPLY_RETRYING = "the reply it calls unsent is being sent again"
 
 
 @dataclass(frozen=True)
@@ -108,9 +115,17 @@ def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None)
     if facts.reply_message_id is not None:
         rows = list(store.db.query("select * from outbound_messages where id = ?", [facts.reply_message_id]))
         row = rows[0] if rows else None
-        mentions_reply = facts.rule == "follow_up" and "replied" in message.text
+        mentions_reply = facts.rule in ("follow_up", UNSENT_RULE) and "replied" in message.text
         if row is None:
             return "the reply it mentions no longer exists"
+        if facts.rule == UNSENT_RULE and row["status"] == "sent":
+            # Written when the reply could not be posted; it is on the channel now, so "we could not
+            # answer you there" would be false. The ordinary follow-up takes over if they do not answer.
+            return f"{REPLY_SENT_SINCE} ({row['channel']} post {row['external_id']})"
+        if facts.rule == UNSENT_RULE and row["status"] not in ("failed", "cancelled"):
+            # Retried and not yet settled: it may be on the channel in a moment. Written again from
+            # whatever it becomes (posted: the ordinary follow-up; failed again: this one).
+            return f"{REPLY_RETRYING} (it is {row['status']})"
         if mentions_reply and row["status"] != "sent":
             return f"the reply it mentions was not sent (it is {row['status']}: {row['last_error'] or 'no error'})"
         if mentions_reply and reply_exists is not None:
@@ -206,7 +221,7 @@ def reply_exists_on_channel(outbox: Any) -> Any:
     def check(row: dict[str, Any]) -> bool | None:
         if not row.get("external_id"):
             return False
-        sender = outbox.sender(row["channel"])
+        sender = outbox.sender(row["channel"], row.get("account"))  # the account that posted it (its own token)
         exists = getattr(sender, "post_exists", None)
         if exists is not None:
             return bool(exists(row["external_id"]))

@@ -486,7 +486,8 @@ class EmailSender:
 
     def __init__(self, config: Config, account: AccountRef | None = None):
         self.config = config
-        #: The brand's e-mail account: its address is the From of the message.
+        #: The brand's e-mail account: its address is the From of the message, and its
+        #: ``<PREFIX>_USER``/``<PREFIX>_PASSWORD`` log in to the SMTP server (else the shared SMTP_*).
         self.account = account
 
     def send(self, message: OutboundMessage) -> str:
@@ -496,16 +497,15 @@ class EmailSender:
             raise SendError("email message without a recipient", retryable=False)
         subject, body = split_subject(message.text, "Your message to us")
         headers = {"Message-ID": message_id_for(message)}
-        if self.account is not None:
-            headers["From"] = self.account.handle
         if message.in_reply_to:
             parent = message.in_reply_to if message.in_reply_to.startswith("<") else f"<{message.in_reply_to}>"
             headers.update({"In-Reply-To": parent, "References": parent})
             if not subject.lower().startswith("re:"):
                 subject = f"Re: {subject}"
         try:
+            # From the brand's address, logged in to its own mailbox (shared SMTP_* where it has none).
             return send_email(self.config, [a.strip() for a in message.target.split(",")], subject, body,
-                              headers=headers)
+                              headers=headers, account=self.account)
         except EmailError as exc:
             raise SendError(str(exc), retryable=exc.retryable) from None
 

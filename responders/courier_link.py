@@ -238,7 +238,8 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
     """Queue the customer's message about the update (per ``customer_message``); its id, or None."""
     from responders.automatic import record
     from responders.channel_learner import plan_contact
-    from responders.followup import _contact, next_allowed
+    from responders.channels import ReplyRejected
+    from responders.followup import _contact, next_allowed, sending_account
     from responders.outbox import enqueue
     from responders.templates import TemplateError, case_variables, list_templates, render_source
 
@@ -266,12 +267,17 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
         store.audit(actor, "courier.update.no_message", case.id, {"reason": str(exc)})
         return None
     channel, address = contact
+    try:  # the case brand's own account (its e-mail address), chosen as for an agent's reply
+        account = sending_account(store, config, case, channel)
+    except ReplyRejected as exc:
+        store.audit(actor, "courier.update.no_message", case.id, {"reason": str(exc)})
+        return None
     if channel == "email":
         body = f"Subject: An update on your order {case.order_number or ''}".rstrip() + f"\n\n{body}"
     not_before = next_allowed(plan.send_at if plan else now, quiet, config)
     message = enqueue(store, kind="follow_up", channel=channel, text=body, actor=actor,
                       idempotency_key=f"courier-update:{claims.tracking_number}:{update_id}", case_id=case.id,
-                      target=address, not_before=not_before)
+                      target=address, not_before=not_before, account=account)
     message = record(store, config, message, "follow_up:courier_update")
     if settings.customer_message == "approval" and message.status == "queued":
         with store.transaction():

@@ -76,8 +76,8 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
     offer); ``automatic`` messages are re-checked before sending and may wait for approval.
     """
     from responders.automatic import record
-    from responders.channels import message_id_for
-    from responders.followup import _render
+    from responders.channels import ReplyRejected, message_id_for
+    from responders.followup import _render, sending_account
 
     now = now or utcnow()
     rule = question_rule(config, rule_name)
@@ -106,12 +106,17 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
     except TemplateError as exc:
         store.audit(actor, "question.skipped", case.id, {"rule": rule_name, "reason": str(exc)})
         return None
+    try:  # the case brand's own account (its e-mail address), chosen as for an agent's reply
+        account = sending_account(store, config, case, channel)
+    except ReplyRejected as exc:
+        store.audit(actor, "question.skipped", case.id, {"rule": rule_name, "reason": str(exc)})
+        return None
     token = secrets.token_hex(5)
     if channel == "email":
         head = subject or (f"About your order {case.order_number}" if case.order_number else "A question from us")
         text = f"Subject: {head} [ref {token}]\n\n{text}\n\nJust reply to this e-mail."
     message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
-                      case_id=case.id, target=address, not_before=not_before)
+                      case_id=case.id, target=address, not_before=not_before, account=account)
     # Every question is a contact attempt: whether and how fast it is answered teaches the learner.
     record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
                    brand=case.brand, rule=f"question:{rule_name}", channel=channel, planned_at=not_before or now,

@@ -21,7 +21,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from doorstep.config import Config, secret
+from doorstep.config import AccountRef, Config, secret
 
 
 
@@ -33,14 +33,19 @@ class EmailError(RuntimeError):
         self.retryable = retryable
 
 
-def smtp_settings() -> dict[str, Any]:
+def smtp_settings(account: AccountRef | None = None) -> dict[str, Any]:
+    """The SMTP settings; with a brand's e-mail ``account``, its address and its own mailbox login.
+
+    The account logs in with ``<PREFIX>_USER``/``<PREFIX>_PASSWORD`` (README, "Accounts per brand and
+    channel"); a secret it does not have falls back to the shared ``SMTP_USER``/``SMTP_PASSWORD``.
+    """
     port = int(secret("SMTP_PORT") or 25)
     return {
         "host": secret("SMTP_HOST") or "localhost",
         "port": port,
-        "user": secret("SMTP_USER"),
-        "password": secret("SMTP_PASSWORD"),
-        "sender": secret("SMTP_FROM") or "care@localhost",
+        "user": account.secret("USER") if account is not None else secret("SMTP_USER"),
+        "password": account.secret("PASSWORD") if account is not None else secret("SMTP_PASSWORD"),
+        "sender": (account.handle if account is not None else None) or secret("SMTP_FROM") or "care@localhost",
         "ssl": (secret("SMTP_SSL") or ("1" if port == 465 else "0")) in ("1", "true", "yes"),
         "starttls": (secret("SMTP_STARTTLS") or ("1" if port == 587 else "0")) in ("1", "true", "yes"),
         "timeout": float(secret("SMTP_TIMEOUT") or 30),
@@ -76,13 +81,17 @@ def build_message(sender: str, to: str | Sequence[str], subject: str, text: str,
 
 
 def send_email(config: Config | None, to: str | Sequence[str], subject: str, text: str, html: str | None = None,
-               headers: Mapping[str, str] | None = None, attachments: Sequence[Any] | None = None) -> str:
+               headers: Mapping[str, str] | None = None, attachments: Sequence[Any] | None = None,
+               account: AccountRef | None = None) -> str:
     """Send one email and return its Message-ID.
+
+    ``account`` (a brand's e-mail account) is the From address and the mailbox that logs in
+    (:func:`smtp_settings`); None: the shop-wide ``SMTP_FROM`` and ``SMTP_USER``.
 
     Raises :class:`EmailError` (``retryable`` False when the server refused the message or the
     recipients for good, e.g. a 550).
     """
-    settings = smtp_settings()
+    settings = smtp_settings(account)
     msg = build_message(settings["sender"], to, subject, text, html, headers, attachments)
     try:
         if settings["ssl"]:

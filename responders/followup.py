@@ -30,8 +30,9 @@ from doorstep.contact_history import record_attempt
 from doorstep.models import Case, Customer, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
-from responders.automatic import record
+from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, record
 from responders.channel_learner import plan_contact
+from responders.channels import ReplyRejected
 from responders.outbox import _key, enqueue, get_message
 from responders.templates import TemplateError, case_variables, list_templates, render_source
 
@@ -66,6 +67,20 @@ def _contact(customer: Customer | None, channels: list[str]) -> tuple[str, str] 
     return None
 
 
+def sending_account(store: Store, config: Config, case: Case, channel: str) -> str | None:
+    """The account an automatic message to the case's customer on ``channel`` goes out from.
+
+    Chosen exactly as for an agent's reply to the case (:func:`responders.accounts.choose_account`,
+    no post to answer): the e-mail account of the brand that owns the case's order, else of the
+    case's brand. None: that brand has no account there (the channel's shared sender, e.g. SMS).
+    Raises ``ReplyRejected`` when no account of ours may write there.
+    """
+    from responders.accounts import choose_account
+
+    account = choose_account(store, config, case, channel, None)
+    return account.handle if account else None
+
+
 def _render(store: Store, config: Config, case: Case, template: str) -> str:
     templates = list_templates(config)
     source = templates.get(template, template)
@@ -74,7 +89,8 @@ def _render(store: Store, config: Config, case: Case, template: str) -> str:
 
 def _private_message(store: Store, config: Config, case: Case, rule_channels: list[str], template: str, kind: str,
                      key: str, actor: str, now: datetime, quiet: QuietHours | None, subject: str,
-                     reply_message_id: int | None = None, learner_cache: dict[Any, Any] | None = None) -> Any:
+                     reply_message_id: int | None = None, learner_cache: dict[Any, Any] | None = None,
+                     rule: str | None = None) -> Any:
     customer = store.get_customer(case.customer_id) if case.customer_id else None
     # With [responders.channel_learner] on, the customer's own history picks channel and hour.
     plan = None
@@ -90,11 +106,16 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
     except TemplateError as exc:
         store.audit(actor, f"{kind}.skipped", case.id, {"reason": str(exc)})
         return None
+    try:
+        account = sending_account(store, config, case, channel)
+    except ReplyRejected as exc:
+        store.audit(actor, f"{kind}.skipped", case.id, {"reason": str(exc)})
+        return None
     if channel == "email":
         text = f"Subject: {subject}\n\n{text}"
     not_before = next_allowed(plan.send_at if plan else now, quiet, config)
     message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
-                      target=address, not_before=not_before)
+                      target=address, not_before=not_before, account=account)
     record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
                    brand=case.brand, rule=kind, channel=channel, planned_at=not_before, tz=config.tz,
                    chosen_by="learner" if plan else "rule")
@@ -102,7 +123,7 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
         store.audit(actor, "channel_learner.choice", case.id,
                     {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
     # The facts it was written from are re-checked immediately before it is sent (responders/automatic.py).
-    return record(store, config, message, kind, reply_message_id=reply_message_id)
+    return record(store, config, message, rule or kind, reply_message_id=reply_message_id)
 
 
 def _last_public_reply(store: Store, case_id: int) -> dict[str, Any] | None:
@@ -110,6 +131,14 @@ def _last_public_reply(store: Store, case_id: int) -> dict[str, Any] | None:
         "select * from outbound_messages where case_id = ? and kind = 'reply' and channel in ('x', 'mastodon', 'bluesky') "
         "and status in ('sent', 'failed') order by id desc limit 1", [case_id]))
     return rows[0] if rows else None
+
+
+def _unsent_follow_up_overtaken(store: Store, key: str) -> bool:
+    """True when the follow-up under ``key`` was written about an unsent reply and cancelled because it was retried."""
+    row = store.db.execute(
+        "select a.cancel_reason from outbound_messages o join automatic_messages a on a.message_id = o.id "
+        "where o.idempotency_key = ? and o.status = 'cancelled' and a.rule = ?", [key, UNSENT_RULE]).fetchone()
+    return bool(row and (row[0] or "").startswith((REPLY_SENT_SINCE, REPLY_RETRYING)))
 
 
 def run_followups(store: Store, config: Config, now: datetime | None = None) -> list[int]:
@@ -149,7 +178,13 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
             why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
         key = _key("follow_up", case.id, reply["id"])
         if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-            continue
+            # One follow-up per reply; but one written while the reply had failed ("could not answer you
+            # there") and cancelled because the reply was retried is written once more from its new state.
+            if not _unsent_follow_up_overtaken(store, key):
+                continue
+            key = _key("follow_up", case.id, reply["id"], reply["status"])
+            if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+                continue
         subject = f"About your order {case.order_number}" if case.order_number else "Following up"
         # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
         template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
@@ -161,9 +196,11 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
                         quiet=rule.quiet_hours, learner_cache=learner_cache)
             message = get_message(store, asked.message_id) if asked and asked.message_id else None
         else:
+            # Written from a reply that was not sent: re-checked before sending (responders/automatic.py).
             message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
                                        now, rule.quiet_hours, subject, reply_message_id=reply["id"],
-                                       learner_cache=learner_cache)
+                                       learner_cache=learner_cache,
+                                       rule=UNSENT_RULE if reply["status"] != "sent" else None)
         if message is not None:
             store.audit("follow-up", "follow_up.queue", case.id,
                         {"message_id": message.id, "channel": message.channel, "why": why,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -250,3 +251,162 @@ def test_an_accounts_read_budget_stops_its_polling_visibly(store: Store, emulato
     record_account_usage(store, "x", "FettleCare", reads=10)
     result = XListener(store, config, Pipeline(store, config, KeywordClassifier())).poll_once()
     assert not result.ok and any("read budget of @FettleCare" in e for e in result.errors)
+
+
+# ------------------------------------------------------------------ e-mail from the brand's own mailbox
+def email_brand_config(**extra) -> Config:
+    """Both brands answer by e-mail from their own address; Fettle's mailbox has its own login."""
+    return parse_config({
+        "timezone": "Europe/London",
+        "brands": [
+            {"name": "Larkspur Home", "handles": {"x": "LarkspurHelp"}, "email": "care@larkspur.test",
+             "accounts": {"x": {"secrets": "LARKSPUR_X"}}},
+            {"name": "Fettle Outdoor", "handles": {"x": "FettleCare"}, "email": "care@fettle.test",
+             "accounts": {"x": {"secrets": "FETTLE_X"}, "email": {"secrets": "FETTLE_SMTP"}}},
+        ],
+        "couriers": [{"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}],
+        "responders": {"followup": {"after_hours": 24}},
+        **extra,
+    })
+
+
+class LoginSink:
+    """The SMTP stand-in with AUTH: the mail it took, and the login of the session that sent each one."""
+
+    def __init__(self) -> None:
+        from standins.smtp import SmtpSink
+
+        self.sink = SmtpSink()
+        self.logins: dict[int, str] = {}  # session id -> login
+        self.mail: list[tuple[Any, str | None]] = []
+
+        outer = self
+
+        class Handler(SmtpSink):
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                answer = await outer.sink.handle_DATA(server, session, envelope)
+                outer.mail.append((outer.sink.messages[-1], outer.logins.get(id(session))))
+                return answer
+
+        self.handler = Handler()
+
+    def authenticator(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.logins[id(session)] = auth_data.login.decode()
+        return AuthResult(success=True)
+
+    def sent(self) -> list[tuple[str, str, str | None]]:
+        """(From, Subject, SMTP login) of every delivered mail."""
+        return [(str(m["From"]), str(m["Subject"]), login) for m, login in self.mail]
+
+
+@pytest.fixture
+def smtp_auth(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoginSink]:
+    from aiosmtpd.controller import Controller
+    from standins.recording import free_port
+
+    sink = LoginSink()
+    port = free_port()
+    controller = Controller(sink.handler, hostname="127.0.0.1", port=port, authenticator=sink.authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    monkeypatch.setenv("SMTP_TIMEOUT", "5")
+    # The shop-wide mailbox is Larkspur's; Fettle has its own (README "Accounts per brand": <PREFIX>_USER).
+    monkeypatch.setenv("SMTP_FROM", "care@larkspur.test")
+    monkeypatch.setenv("SMTP_USER", "larkspur-mailbox")
+    monkeypatch.setenv("SMTP_PASSWORD", "pw-larkspur")
+    monkeypatch.setenv("FETTLE_SMTP_USER", "fettle-mailbox")
+    monkeypatch.setenv("FETTLE_SMTP_PASSWORD", "pw-fettle")
+    yield sink
+    controller.stop()
+
+
+def _fettle_case_asked_on_x(store: Store, config: Config, emulator: XEmulator) -> int:
+    """A confirmed Fettle case: our X reply (from @FettleCare) asked something and got no answer."""
+    from doorstep.store import iso
+
+    order = add_order(store, "ORD-2026-001021", "Fettle Outdoor")
+    case_id = make_case(store, config, emulator, text="@FettleCare where is my head torch?", handle="sam",
+                        order=order, created_at=NOW - timedelta(hours=1))
+    reply = queue_reply(store, config, case_id, "@sam sorry! Is there a safe place to leave it?", "agent")
+    Outbox(store, config).send_due()
+    assert get_message(store, reply.id).status == "sent"  # type: ignore[arg-type]
+    assert [p["account"] for p in emulator.posted] == ["FettleCare"]
+    store.db.execute("update outbound_messages set sent_at = ? where id = ?", [iso(NOW), reply.id])
+    return case_id
+
+
+def test_every_email_of_a_brand_goes_from_its_address_and_logs_in_to_its_own_mailbox(
+        store: Store, emulator: XEmulator, smtp_auth: LoginSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit (outbound) finding 2: the follow-up went From the shop-wide SMTP_FROM (Larkspur's address),
+    and every e-mail logged in with the shared SMTP_USER (Larkspur's mailbox), never FETTLE_SMTP_USER."""
+    from responders.followup import run_followups
+
+    monkeypatch.setenv("X_ACCESS_TOKEN", "tok-larkspur")  # an old shared token: finding 3 is not in the way here
+    config = email_brand_config()
+    case_id = _fettle_case_asked_on_x(store, config, emulator)
+    agent_mail = queue_reply(store, config, case_id, "Hello Sam, we are on it.", "agent", channel="email", force=True)
+    Outbox(store, config).send_due()
+    at = NOW + timedelta(hours=26)
+    [follow_up] = run_followups(store, config, at)
+    Outbox(store, config, now=lambda: at).send_due()
+    assert smtp_auth.sent() == [
+        ("care@fettle.test", "Your message about order ORD-2026-001021", "fettle-mailbox"),
+        ("care@fettle.test", "About your order ORD-2026-001021", "fettle-mailbox"),
+    ]
+    assert get_message(store, agent_mail.id).status == "sent"  # type: ignore[arg-type]
+    assert get_message(store, follow_up).status == "sent"
+    assert get_message(store, follow_up).account == "care@fettle.test"  # shown on the case
+
+
+def test_a_brand_without_its_own_mailbox_login_uses_the_shared_one(store: Store, emulator: XEmulator,
+                                                                   smtp_auth: LoginSink) -> None:
+    """Larkspur's e-mail account has no LARKSPUR SMTP secrets: the shared SMTP_USER logs in, From is its address."""
+    config = email_brand_config()
+    order = add_order(store, "ORD-2026-000007", "Larkspur Home", customer="C7", handle="olu")
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp my cushion never came", handle="olu", order=order)
+    message = queue_reply(store, config, case_id, "Hello, we are on it.", "agent", channel="email")
+    assert message.account == "care@larkspur.test"
+    send_all(store, config)
+    assert smtp_auth.sent() == [("care@larkspur.test", "Your message about order ORD-2026-000007", "larkspur-mailbox")]
+
+
+def test_a_dialogue_question_goes_from_the_case_brands_mailbox(store: Store, emulator: XEmulator,
+                                                               smtp_auth: LoginSink) -> None:
+    """Finding 2, responders/dialogue.py: a question was queued with no account (shop-wide From and login)."""
+    from responders.dialogue import ask
+
+    config = email_brand_config()
+    order = add_order(store, "ORD-2026-001021", "Fettle Outdoor")
+    case_id = make_case(store, config, emulator, text="@FettleCare where is my head torch?", handle="sam", order=order)
+    question = ask(store, config, store.get_case(case_id), "redeliver", channels=["email"], actor="t",  # type: ignore[arg-type]
+                   kind="outreach", key="fettle-question")
+    assert question is not None and get_message(store, question.message_id).account == "care@fettle.test"  # type: ignore[arg-type]
+    send_all(store, config)
+    [(sender, subject, login)] = smtp_auth.sent()
+    assert (sender, login) == ("care@fettle.test", "fettle-mailbox") and "ORD-2026-001021" in subject
+
+
+def test_a_follow_up_that_says_we_replied_is_checked_with_the_replys_own_x_account(
+        store: Store, emulator: XEmulator, smtp_auth: LoginSink) -> None:
+    """Audit (outbound) finding 3: with per-brand X tokens and no shared X_ACCESS_TOKEN (this file's
+    setup), the pre-send check that our reply still exists used the shared token, failed, and cancelled
+    every "we replied" follow-up."""
+    from responders.followup import run_followups
+
+    config = email_brand_config()
+    case_id = _fettle_case_asked_on_x(store, config, emulator)
+    reply = next(m for m in store.outbound_for_case(case_id) if m.kind == "reply")
+    at = NOW + timedelta(hours=26)
+    [follow_up] = run_followups(store, config, at)
+    Outbox(store, config, now=lambda: at).send_due()
+    message = get_message(store, follow_up)
+    assert message.status == "sent", message.last_error
+    [(sender, subject, _)] = smtp_auth.sent()
+    assert sender == "care@fettle.test" and subject == "About your order ORD-2026-001021"
+    assert "we replied to you on X" in smtp_auth.mail[0][0].get_payload(decode=True).decode()
+    # The existence check asked X as the account that posted the reply.
+    assert ("GET", f"/2/tweets/{reply.external_id}", "FettleCare", None) in emulator.auth_log

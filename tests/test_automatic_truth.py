@@ -175,3 +175,67 @@ def test_a_failing_escalation_alerts_the_lead_after_n_minutes(store: Store, smtp
     assert len(to_lead) == 1 and to_lead[0]["Subject"] == f"[Doorstep ALERT] Failed escalation: case #{case_id}"
     assert "Rule: escalation_failed" in _body(to_lead[0])
     assert "courier@ups.test" in _body(to_lead[0])
+
+
+def test_a_follow_up_saying_we_could_not_answer_is_cancelled_once_the_retried_reply_is_posted(
+        store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
+    """Audit (outbound) finding 6: written while our X reply had failed ("could not answer you there"),
+    the follow-up still went out after the agent's retry got the reply posted; only "replied" was re-checked."""
+    from datetime import datetime as dt
+
+    from responders.outbox import retry
+
+    config = shop_config(followup={"after_hours": 24})
+    order = add_order(store)
+    case_id = make_case(store, config, emulator, order=order, text="@LarkspurHelp where is my parcel?")
+    asked = "@jane sorry! Is there a safe place we can ask UPS to leave it?"
+    reply = queue_reply(store, config, case_id, asked, "ann")
+    emulator.inject("403", 1, "/2/tweets")
+    Outbox(store, config).send_due()
+    assert get_message(store, reply.id).status == "failed"  # type: ignore[arg-type]
+    [unsent] = run_followups(store, config, NOW + timedelta(hours=1))
+    assert "could not answer you there" in get_message(store, unsent).text
+    # It waits (quiet hours, an approval, a busy lane) while the agent retries and X takes the reply.
+    store.db.execute("update outbound_messages set next_attempt_at = ? where id = ?",
+                     [iso(dt.now(timezone.utc) + timedelta(hours=1)), unsent])
+    retry(store, reply.id, "ann")  # type: ignore[arg-type]
+    Outbox(store, config).send_due()
+    assert get_message(store, reply.id).status == "sent"  # type: ignore[arg-type]
+    assert [p["text"] for p in emulator.posted] == [asked]
+    _send(store, config, dt.now(timezone.utc) + timedelta(hours=2))
+    assert smtp.messages == []  # nothing says "we could not answer you there" about a reply that is on X
+    assert get_message(store, unsent).status == "cancelled"
+    assert "has been posted since" in _cancel_reason(store, case_id)
+    # The ordinary follow-up still comes when the posted reply gets no answer, worded as a reply we posted.
+    sent_at = get_message(store, reply.id).sent_at  # type: ignore[arg-type]
+    assert sent_at is not None
+    [second] = run_followups(store, config, sent_at + timedelta(hours=25))
+    _send(store, config, sent_at + timedelta(hours=40))
+    assert get_message(store, second).status == "sent"
+    assert len(smtp.messages) == 1 and "we replied to you on X" in _body(smtp.messages[0])
+
+
+def test_a_could_not_answer_follow_up_due_with_the_retried_reply_does_not_go_out(
+        store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
+    """Finding 6 as the audit ran it (r9): the follow-up, queued in quiet hours for 08:00, and the agent's
+    retry are due in the same round; the reply gets posted, the "could not answer you there" mail must not."""
+    from datetime import datetime as dt
+
+    from responders.outbox import retry
+
+    config = shop_config(followup={"quiet_hours": {"start": "21:00", "end": "08:00"}})
+    order = add_order(store)
+    case_id = make_case(store, config, emulator, order=order, text="@LarkspurHelp where is my parcel?")
+    reply = queue_reply(store, config, case_id, "@jane sorry! We're checking with UPS now.", "ann")
+    emulator.inject("403", 1, "/2/tweets")
+    Outbox(store, config).send_due()
+    [unsent] = run_followups(store, config, dt(2026, 11, 17, 23, 30, tzinfo=timezone.utc))
+    assert get_message(store, unsent).next_attempt_at == dt(2026, 11, 18, 8, 0, tzinfo=timezone.utc)
+    retry(store, reply.id, "ann")  # type: ignore[arg-type]
+    Outbox(store, config).send_due()  # both are due now: the reply and the follow-up, in lanes of their own
+    Outbox(store, config, now=lambda: dt.now(timezone.utc) + timedelta(hours=2)).send_due()
+    assert get_message(store, reply.id).status == "sent"  # type: ignore[arg-type]
+    assert [p["text"] for p in emulator.posted] == ["@jane sorry! We're checking with UPS now."]
+    assert smtp.messages == []
+    assert get_message(store, unsent).status == "cancelled"
+    assert "the reply it calls unsent" in _cancel_reason(store, case_id)

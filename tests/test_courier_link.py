@@ -18,7 +18,7 @@ from responders.courier_link import make_link
 from responders.courier_page import CourierPageServer
 from responders.escalation import escalate
 
-from test_outbox import NOW, add_order, make_case
+from test_outbox import NOW, add_order, make_case, smtp  # noqa: F401 - fixture
 
 KEY = "courier-link-test-key-0123456789"
 
@@ -251,3 +251,28 @@ def test_the_couriers_page_and_the_webhook_can_both_run_with_their_default_ports
     page = CourierLink()
     assert page.port != WebhookSettings().port
     assert page.base_url.endswith(f":{page.port}")  # a link points where the page listens
+
+
+def test_the_customers_update_message_goes_from_the_case_brands_mailbox(store: Store, key: str, smtp: Any) -> None:
+    """Audit (outbound) finding 2, responders/courier_link.py: the update message was queued with no
+    account, so it went From the shop-wide SMTP_FROM instead of the brand's own address."""
+    from responders.automatic import approve
+    from responders.outbox import Outbox
+
+    config = parse_config({
+        "timezone": "Europe/London",
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "email": "help@larkspur-home.test"}],
+        "couriers": [{"name": "UPS", "escalation_email": "claims@ups.test"}],
+        "responders": {"courier_link": {"base_url": "http://couriers.larkspur.test"},
+                       "escalation": {"auto_sla_minutes": None}},
+    })
+    case_a, _ = two_shipments(store, config)
+    url, _ = make_link(config, case_a, "1Z999AA10123456784")
+    update = {"update_id": "ups-78", "status": "redelivery_booked", "text": "Redelivery booked for Friday"}
+    with CourierPageServer(store, config, port=0) as server:
+        assert httpx.post(server.url + path_of(url) + "/updates", json=update).status_code == 201
+    [message] = [m for m in store.outbound_for_case(case_a) if m.kind == "follow_up"]
+    approve(store, message.id, "ann")  # type: ignore[arg-type]
+    Outbox(store, config).send_due()
+    mail = [m for m in smtp.messages if m["To"] == "jane@example.com"]
+    assert [m["From"] for m in mail] == ["help@larkspur-home.test"]  # SMTP_FROM is care@larkspur.test
