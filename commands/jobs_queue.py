@@ -64,6 +64,22 @@ INGEST_LOCK_WAIT_S = 300
 #: Hours a succeeded job stays in procrastinate_jobs before the hourly clean-up deletes it.
 JOBS_KEPT_HOURS = 24
 
+
+class _IngestRetry(procrastinate.RetryStrategy):
+    """Retries a batch whose transaction failed; not one that was stored post by post already
+    (:class:`BatchNotStored`: what is left would fail the same way until someone fixes the cause)."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Any) -> Any:
+        if isinstance(exception, BatchNotStored):
+            return None
+        return super().get_retry_decision(exception=exception, job=job)
+
+
+#: A batch whose transaction failed (a lock wait that ran out, a lost connection) rolled back
+#: whole and is still staged: it is simply run again, a little later each time.
+RETRY = procrastinate.RetryStrategy(max_attempts=8, linear_wait=2)
+INGEST_RETRY = _IngestRetry(max_attempts=8, linear_wait=2)
+
 #: Jobs "doing" on a worker without a heartbeat for this long are retried (procrastinate's heartbeat is 10 s).
 STALLED_AFTER_S = 30.0
 
@@ -235,23 +251,139 @@ def classify_batch(batch: int) -> int:
     return len(todo)
 
 
-def ingest_batch(batch: int) -> dict[str, int]:
+class BatchNotStored(RuntimeError):
+    """Some posts of an ingest batch could not be stored, one by one either: they stay staged in
+    ``job_batches`` (the job ends ``failed``; retrying it stores them once the cause is fixed) and
+    the listener's health says how many and why."""
+
+
+def listener_of(channel: str) -> str:
+    """The listener health row of a post's channel (``x_dm`` posts come from the ``x`` listener)."""
+    return channel.removesuffix("_dm")
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """A failure a later try of the whole batch may not meet: a lock wait that ran out, a deadlock,
+    a serialization failure, a lost connection. Anything else (a value PostgreSQL refuses, a bug)
+    would fail every try the same way."""
+    import psycopg
+
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _count_stored(store: Store, mention_ids: Sequence[int]) -> None:
+    """Add the posts this batch stored to their listeners' ``stored`` (in the batch's transaction, so
+    once however often the job runs). On PostgreSQL the listener only queued them: its round counts 0."""
+    from listeners.health import add_stored
+
+    if not mention_ids:
+        return
+    marks = ", ".join("?" for _ in mention_ids)
+    counts: dict[str, int] = {}
+    for row in store.rows(f"select channel, count(*) as n from mentions where id in ({marks}) group by channel",
+                          list(mention_ids)):
+        counts[listener_of(row["channel"])] = counts.get(listener_of(row["channel"]), 0) + int(row["n"])
+    for name in sorted(counts):  # the same order in every batch: no deadlock between batches
+        add_stored(store, name, counts[name])
+
+
+def ingest_batch(batch: int, *, last_try: bool = False) -> dict[str, int]:
     """Store a staged batch through the pipeline (no classifier here: it ran on ``classify``).
 
     The posts and the batch's removal commit together: run twice, the second run finds no batch.
+    A batch that fails in a way a later try would not change (a value PostgreSQL refuses), or on
+    its ``last_try``, is stored post by post instead (:func:`_ingest_one_by_one`): one bad post
+    must not keep the others out, nor be lost without a word.
     """
     rt = runtime()
     store = rt.store()
-    with store.transaction():
-        # Batches that share a thread, author or number wait for each other (Store.serialise): a
-        # whole batch ahead may take longer than the store's usual lock timeout (busy_timeout_s).
-        store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
-        mentions = _batch(store, batch, "ingest")
-        if mentions is None:
-            return {"stored": 0, "duplicates": 0, "cases_opened": 0}
-        result = Pipeline(store, rt.config, classifier=None, batch_size=BATCH).ingest(mentions)
-        store.db.execute("delete from job_batches where id = ?", [batch])
+    try:
+        with store.transaction():
+            # Batches that share a thread, author or number wait for each other (Store.serialise): a
+            # whole batch ahead may take longer than the store's usual lock timeout (busy_timeout_s).
+            store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
+            mentions = _batch(store, batch, "ingest")
+            if mentions is None:
+                return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+            result = Pipeline(store, rt.config, classifier=None, batch_size=BATCH).ingest(mentions)
+            _count_stored(store, result.mention_ids)
+            store.db.execute("delete from job_batches where id = ?", [batch])
+    except Exception as exc:  # noqa: BLE001 - sorted out below; re-raised when a retry may pass
+        if _may_pass(exc) and not last_try:
+            raise
+        log.warning("ingest batch %s failed (%s: %s); storing its posts one by one", batch, type(exc).__name__, exc)
+        return _ingest_one_by_one(store, rt.config, batch, exc)
     return {"stored": result.stored, "duplicates": result.duplicates, "cases_opened": result.cases_opened}
+
+
+def _ingest_one_by_one(store: Store, config: Config, batch: int, cause: BaseException) -> dict[str, int]:
+    """Each post of a failed batch in a savepoint of its own: those that can be stored are; those
+    that cannot stay staged in the batch (for a retry) and are named in their listener's health."""
+    import json
+
+    from listeners.health import record_error
+
+    total = IngestResult()
+    failed: list[tuple[Mention, BaseException]] = []
+    try:
+        with store.transaction():
+            store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
+            mentions = _batch(store, batch, "ingest")
+            if mentions is None:
+                return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+            for mention in mentions:
+                try:
+                    with store.transaction():  # a savepoint: a refused post leaves the others alone
+                        total.add(Pipeline(store, config, classifier=None).ingest([mention]))
+                except Exception as exc:  # noqa: BLE001 - kept and reported below
+                    failed.append((mention, exc))
+            _count_stored(store, total.mention_ids)
+            if failed:
+                kept = [m for m, _ in failed]
+                store.db.execute("update job_batches set posts = ? where id = ?",
+                                 [json.dumps(mention_payload(kept), separators=(",", ":")), batch])
+                _record_not_stored(store, batch, len(mentions), failed)
+            else:
+                store.db.execute("delete from job_batches where id = ?", [batch])
+    except Exception as exc:  # noqa: BLE001 - not even that: say so in health, then fail the job
+        try:
+            with store.transaction():
+                mentions = _batch(store, batch, "ingest") or []
+                names = sorted({listener_of(m.channel) for m in mentions}) or ["ingest"]
+                for name in names:
+                    record_error(store, name, f"{name}: a batch of {len(mentions)} posts could not be stored "
+                                 f"({type(cause).__name__}: {cause}; then {type(exc).__name__}: {exc}); "
+                                 f"they are kept for a retry (job_batches id {batch})")
+        except Exception:  # noqa: BLE001
+            log.exception("ingest batch %s: could not write listener health", batch)
+        raise
+    if failed:
+        raise BatchNotStored(f"{len(failed)} of {len(mentions)} posts in ingest batch {batch} could not be stored "
+                             f"({type(failed[0][1]).__name__}: {failed[0][1]}); they are kept for a retry")
+    return {"stored": total.stored, "duplicates": total.duplicates, "cases_opened": total.cases_opened}
+
+
+def _record_not_stored(store: Store, batch: int, size: int, failed: list[tuple[Mention, BaseException]]) -> None:
+    from listeners.health import record_error
+
+    by_listener: dict[str, list[tuple[Mention, BaseException]]] = {}
+    for mention, exc in failed:
+        by_listener.setdefault(listener_of(mention.channel), []).append((mention, exc))
+    for name in sorted(by_listener):
+        posts = by_listener[name]
+        first = posts[0][1]
+        ids = ", ".join(f"{m.channel} {m.external_id}" for m, _ in posts[:5]) + (", ..." if len(posts) > 5 else "")
+        message = (f"{name}: {len(posts)} of {size} posts in ingest batch {batch} could not be stored "
+                   f"({type(first).__name__}: {first}; posts {ids}); they are kept for a retry "
+                   f"(job_batches id {batch}, job doorstep.ingest)")
+        record_error(store, name, message)
+        log.error("%s", message)
+
+
+def _ingest_job(context: procrastinate.JobContext, batch: int) -> dict[str, int]:
+    """``ingest_batch`` as procrastinate runs it: the job's last try stores what it can, post by post."""
+    attempts = context.job.attempts if context.job is not None else 0
+    return ingest_batch(batch, last_try=attempts >= INGEST_RETRY.max_attempts)
 
 
 def send_message(message_id: int) -> str:
@@ -300,8 +432,19 @@ def poll_channel(timestamp: int, job: str) -> str:
     own lock (:func:`listeners.health.poll_sources`): a round that outlasts the period runs
     beside the next period's round on another worker, which polls every *other* account and
     leaves the busy one to its holder, so one slow account (a rate-limit wait) holds up no other."""
+    from commands.worker import _named
+
     rt = runtime()
-    rt.jobs()[job].run_once()
+    try:
+        rt.jobs()[job].run_once()
+    except Exception as exc:
+        if not _named(exc):
+            raise  # a bug: a failed job, with its traceback
+        # A source that failed (its error is in listener health already) or a missing credential
+        # (likewise): one line, as `doorstep run` logs it, and the job ends; the next period tries again.
+        # As a failed job it would add a job row and a traceback every poll.
+        log.error("job %s failed: %s", job, exc)
+        return "failed"
     return "polled"
 
 
@@ -325,11 +468,8 @@ def run_periodic(timestamp: int, job: str) -> str:
 def build_app(db: str, config: Config) -> procrastinate.App:
     """The procrastinate app of this process: every task, and a periodic task per configured job."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(db)))
-    # A batch whose transaction failed (a lock wait that ran out, a lost connection) rolled back
-    # whole and is still staged: it is simply run again, a little later each time.
-    retry = procrastinate.RetryStrategy(max_attempts=8, linear_wait=2)
-    app.task(name=CLASSIFY_TASK, queue="classify", retry=retry)(classify_batch)
-    app.task(name=INGEST_TASK, queue="ingest", retry=retry)(ingest_batch)
+    app.task(name=CLASSIFY_TASK, queue="classify", retry=RETRY)(classify_batch)
+    app.task(name=INGEST_TASK, queue="ingest", retry=INGEST_RETRY, pass_context=True)(_ingest_job)
     app.task(name=SEND_TASK, queue="send")(send_message)
 
     from responders.config import responders_settings
@@ -361,8 +501,11 @@ def build_app(db: str, config: Config) -> procrastinate.App:
     @app.periodic(cron="17 * * * *")
     @app.task(name="doorstep.remove_old_jobs", queue="alerts", queueing_lock="doorstep.remove_old_jobs")
     async def remove_old_jobs(timestamp: int) -> None:
-        """Finished jobs are kept a day (what ran, when, on which worker), then deleted; failed ones stay."""
+        """Finished jobs are kept a day (what ran, when, on which worker), then deleted. Failed polling
+        rounds go too (their errors are in listener health); other failed jobs stay for a person
+        (a failed ingest job's posts are still staged: retrying the job stores them)."""
         await app.job_manager.delete_old_jobs(nb_hours=JOBS_KEPT_HOURS)
+        await app.job_manager.delete_old_jobs(nb_hours=JOBS_KEPT_HOURS, queue="listen", include_failed=True)
 
     return app
 

@@ -49,9 +49,9 @@ def record_success(store: Store, name: str, *, fetched: int, stored: int, lag_se
     _ensure(store, name)
     store.db.execute(
         "update listener_health set last_success_at = ?, lag_seconds = coalesce(?, lag_seconds), "
-        "fetched = fetched + ?, stored = stored + ?, malformed = coalesce(malformed, 0) + ?, updated_at = ? "
-        "where name = ?",
-        [now, lag_seconds, fetched, stored, malformed, now, name],
+        "fetched = fetched + ?, stored = stored + ?, malformed = coalesce(malformed, 0) + ?, updated_at = ?, "
+        "last_outcome = ? where name = ?",
+        [now, lag_seconds, fetched, stored, malformed, now, "warning" if warning else "ok", name],
     )
     if warning:
         store.db.execute("update listener_health set last_warning = ?, last_warning_at = ? where name = ?",
@@ -68,9 +68,31 @@ def record_error(store: Store, name: str, error: str, *, fetched: int = 0, store
     store.db.execute(
         "update listener_health set last_error_at = ?, last_error = ?, errors = errors + 1, "
         "lag_seconds = coalesce(?, lag_seconds), fetched = fetched + ?, stored = stored + ?, "
-        "malformed = coalesce(malformed, 0) + ?, updated_at = ? where name = ?",
+        "malformed = coalesce(malformed, 0) + ?, updated_at = ?, last_outcome = 'error' where name = ?",
         [now, redact(error)[:2000], lag_seconds, fetched, stored, malformed, now, name],
     )
+
+
+def add_stored(store: Store, name: str, stored: int) -> None:
+    """Posts a listener fetched that were stored later, by another job (PostgreSQL's ``ingest``
+    jobs): they count in ``stored`` like the posts a round stores itself. Not a round: the
+    listener's outcome and times stay as its last round left them."""
+    if stored:
+        _ensure(store, name)
+        store.db.execute("update listener_health set stored = stored + ? where name = ?", [stored, name])
+
+
+def failing(row: dict[str, Any]) -> bool:
+    """Whether a health row's last outcome was an error (its latest write, success or error, decides).
+
+    The order of the writes, not their timestamps: after the wall clock stepped back, an error
+    written later may carry an earlier time than the last success. Rows written before
+    ``last_outcome`` existed compare their timestamps."""
+    outcome = row.get("last_outcome")
+    if outcome:
+        return outcome == "error"
+    success, error = parse_time(row.get("last_success_at")), parse_time(row.get("last_error_at"))
+    return error is not None and (success is None or error >= success)
 
 
 def record_rejected(store: Store, name: str, count: int = 1) -> None:
@@ -91,24 +113,30 @@ def listener_health(store: Store, *, poll_seconds: dict[str, float] | None = Non
                     now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per listener for the console, with ``status``: ok, warning, error, stale or never.
 
-    ``error`` when the last error is newer than the last success (the team must act: renew a
+    ``error`` when the last write was an error, not a success (the team must act: renew a
     token, restore a permission); ``stale`` when the last success is older than
     ``STALE_AFTER_INTERVALS`` poll intervals (``poll_seconds`` per name, default 60 s);
     ``warning`` when the latest successful round skipped malformed posts (``last_warning``).
+    Which write was last is the order of the writes (``last_outcome``), not their timestamps,
+    which a wall clock stepped back puts out of order.
     """
     now = now or utcnow()
     rows = [dict(r) for r in store.db.query("select * from listener_health order by name")]
     for row in rows:
-        success, error = parse_time(row.get("last_success_at")), parse_time(row.get("last_error_at"))
+        success = parse_time(row.get("last_success_at"))
         warning = parse_time(row.get("last_warning_at"))
         interval = (poll_seconds or {}).get(row["name"], 60.0)
-        if error is not None and (success is None or error >= success):
+        if row.get("last_outcome"):
+            warned = row["last_outcome"] == "warning"
+        else:
+            warned = warning is not None and success is not None and warning >= success
+        if failing(row):
             row["status"] = "error"
         elif success is None:
             row["status"] = "never"
         elif now - success > timedelta(seconds=interval * STALE_AFTER_INTERVALS):
             row["status"] = "stale"
-        elif warning is not None and warning >= success:
+        elif warned:
             row["status"] = "warning"
         else:
             row["status"] = "ok"

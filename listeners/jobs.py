@@ -14,7 +14,7 @@ from typing import Any
 from doorstep.config import Config
 from doorstep.store import Store
 from listeners.config import channel_settings, configured_channels
-from listeners.health import ListenerError, RoundResult
+from listeners.health import ListenerError, RoundResult, record_error
 
 log = logging.getLogger("doorstep.listeners")
 
@@ -52,7 +52,18 @@ class ListenerJob:
         # Built on first use, so a missing credential is a job failure on the first tick (and a
         # health error), not a crash of the worker at start-up.
         if self._listener is None:
-            self._listener = make_listener(self.channel, self.store, self.config, self.pipeline)
+            try:
+                self._listener = make_listener(self.channel, self.store, self.config, self.pipeline)
+            except Exception as exc:
+                # Written to health, or the console says "no listener has run yet" and no alert fires
+                # for a channel that stopped (a secrets file lost in a redeploy). Tried again next tick.
+                message = str(exc) if str(exc).startswith(f"{self.channel}:") else (
+                    f"{self.channel}: cannot start the listener: {type(exc).__name__}: {exc}")
+                try:
+                    record_error(self.store, self.channel, message)
+                except Exception:  # noqa: BLE001 - the start-up error is the one to report
+                    log.exception("%s: could not write listener health", self.channel)
+                raise
         result = self._listener.poll_once()
         log.info("%s", result.summary())
         if not result.ok:

@@ -281,7 +281,11 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
             if not row["last_success_at"] or row["last_success_at"] < stale:
                 since = config.local_time(row["last_success_at"], zone=True) if row["last_success_at"] else "ever"
                 problems.append(f"no successful round since {since}")
-            if row["last_error_at"] and (not row["last_success_at"] or row["last_error_at"] > row["last_success_at"]):
+            # Failing when the last write was an error (the order of the writes, as listeners.health.failing:
+            # timestamps compare wrongly after the wall clock stepped back); older rows compare their times.
+            outcome = row.get("last_outcome")
+            if row["last_error_at"] and (outcome == "error" if outcome else
+                                         (not row["last_success_at"] or row["last_error_at"] > row["last_success_at"])):
                 problems.append(f"last error at {config.local_time(row['last_error_at'], zone=True)}: {(row['last_error'] or '')[:200]}")
             if problems:
                 firings.append(Firing("listener_unhealthy", f"listener:{row['name']}",

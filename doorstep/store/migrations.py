@@ -696,3 +696,16 @@ def m020_case_changes_for_the_inbox_summary(db: sqlite_utils.Database) -> None:
                f"insert into case_changes (case_id, {olds}) values (old.id, {', '.join(f'old.{c}' for c in columns)}); end")
     db.execute(f"create trigger if not exists case_changes_keep after insert on case_changes when new.seq % 1000 = 0 "
                f"begin delete from case_changes where seq <= new.seq - {CASE_CHANGES_KEPT}; end")
+
+
+@MIGRATIONS()
+def m021_listener_health_last_outcome(db: sqlite_utils.Database) -> None:
+    """Listener health remembers the outcome of its last write: ``ok``, ``warning`` or ``error``.
+
+    Whether a listener is failing was read from ``last_error_at >= last_success_at``; after the wall
+    clock stepped back (an NTP correction) the errors written since compared as older than the last
+    success, and a failing listener read ``ok``. The order of the writes is what counts
+    (listeners/health.py). Rows written before this migration keep the timestamp comparison.
+    """
+    if "last_outcome" not in db["listener_health"].columns_dict:
+        db["listener_health"].add_column("last_outcome", str)
