@@ -284,18 +284,54 @@ class XDirectMessageSender(XSender):
             raise SendError(f"X has no user {target}", retryable=False)
         return str(user.data.id)
 
+    #: How far X's clock may be behind ours: a DM stamped this much before the message was queued
+    #: can still be its own. (Ours with the same words sent before that are another message's.)
+    clock_skew = timedelta(minutes=2)
+
     def find_existing(self, message: OutboundMessage) -> str | None:
-        """Our message with the same text in the conversation with this customer."""
+        """The DM this message posted, if any: ours, in the conversation with its customer, created
+        since the message was queued, with its text.
+
+        An older DM of ours with the same words (last week's "could you send us your order
+        number?") is another message's: taking it for this one recorded a DM lost to a 503 as sent.
+        """
         self.verify_account()
         uid = self.my_id()
         participant = self._participant(message)
+        since = message.created_at - self.clock_skew if message.created_at is not None else None
         page = self._call(lambda: self.client.get_direct_message_events(
-            participant_id=participant, dm_event_fields=["sender_id", "text"], max_results=100, user_auth=True))
+            participant_id=participant, dm_event_fields=["sender_id", "text", "created_at"], max_results=100,
+            user_auth=True))
         for event in page.data or []:
-            sender = getattr(event, "sender_id", None) or (event.get("sender_id") if isinstance(event, dict) else None)
-            text = getattr(event, "text", None) or (event.get("text") if isinstance(event, dict) else "")
-            if str(sender) == uid and _same_text(text or "", message.text):
-                return str(getattr(event, "id", None) or event["id"])
+            sender = self._field(event, "sender_id")
+            event_id = str(self._field(event, "id"))
+            if str(sender) != uid or not _same_text(self._field(event, "text") or "", message.text):
+                continue
+            if since is not None:
+                created = self._created_at(self._field(event, "created_at"), event_id)
+                if created is None or created < since:
+                    continue
+            return event_id
+        return None
+
+    @staticmethod
+    def _field(event: Any, name: str) -> Any:
+        return getattr(event, name, None) if not isinstance(event, dict) else event.get(name)
+
+    @staticmethod
+    def _created_at(value: Any, event_id: str) -> Any:
+        """When X created the event: its ``created_at``, else the time in its (snowflake) id."""
+        from datetime import datetime, timezone
+
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                value = None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if event_id.isdigit() and int(event_id) >> 22:
+            return datetime.fromtimestamp(((int(event_id) >> 22) + 1288834974657) / 1000, timezone.utc)
         return None
 
 
@@ -366,6 +402,78 @@ class MastodonDirectSender(MastodonSender):
 
     channel = "mastodon_dm"
     visibility = "direct"
+    #: How far the instance's clock may be behind ours (see XDirectMessageSender.clock_skew).
+    clock_skew = timedelta(minutes=2)
+    #: A mention as the instance renders it (a link of class "mention") or as we wrote it (@user@host).
+    _MENTION_LINK = re.compile(r"<a\s[^>]*class=\"[^\"]*\bmention\b[^\"]*\"[^>]*>.*?</a>", re.S | re.I)
+    _MENTION_TEXT = re.compile(r"(?<![\w@])@[\w.-]+(?:@[\w-]+(?:\.[\w-]+)+)?")
+
+    @staticmethod
+    def _recipient(message: OutboundMessage) -> str:
+        """The customer's account (``jane@mastodon.social``): a direct status reaches whom it mentions."""
+        recipient = (message.target or "").strip().lstrip("@")
+        if not recipient:
+            raise SendError("Mastodon direct message without the customer's handle", retryable=False)
+        return recipient
+
+    def _posted_text(self, message: OutboundMessage) -> str:
+        """The status text as it is posted: the customer's @mention first, unless the text has it."""
+        mention = f"@{self._recipient(message)}"
+        return message.text if mention.lower() in message.text.lower() else f"{mention} {message.text}"
+
+    def send(self, message: OutboundMessage) -> str:
+        return super().send(message.model_copy(update={"text": self._posted_text(message)}))
+
+    def find_existing(self, message: OutboundMessage) -> str | None:
+        """The direct status this message posted, if any: ours, to its customer, created since the message
+        was queued, with the text as it was posted (the @mention included).
+
+        Comparing the stored text (no mention) never matched, so a DM that timed out after the
+        instance created it was posted again; and an older DM with the same words is another message's.
+        """
+        me = self.verify_account()
+        posted = self._posted_text(message)
+        recipient = self._recipient(message).casefold()
+        since = message.created_at - self.clock_skew if message.created_at is not None else None
+        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=message.in_reply_to, limit=40))
+        for status in statuses or []:
+            if (status.get("visibility") or "direct") != "direct":
+                continue
+            if message.in_reply_to and str(status.get("in_reply_to_id")) != str(message.in_reply_to):
+                continue
+            if since is not None:
+                created = self._created_at(status.get("created_at"))
+                if created is None or created < since:
+                    continue
+            content = status.get("content") or ""
+            mentioned = [str(m.get("acct") or "").casefold() for m in status.get("mentions") or []
+                         if isinstance(m, dict)]
+            if mentioned:
+                # As an instance renders it: the mention is a link to the account, the accounts are listed.
+                to_customer = any(a == recipient or ("@" not in a and a == recipient.split("@")[0]) for a in mentioned)
+                same = _same_text(self._without_mentions(content), self._without_mentions(posted))
+            else:
+                to_customer, same = True, _same_text(content, posted)  # the @mention is in the compared text
+            if to_customer and same:
+                return str(status["id"])
+        return None
+
+    @classmethod
+    def _without_mentions(cls, text: str) -> str:
+        return cls._MENTION_TEXT.sub(" ", cls._MENTION_LINK.sub(" ", text))
+
+    @staticmethod
+    def _created_at(value: Any) -> Any:
+        from datetime import datetime, timezone
+
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return None
 
 
 # ----------------------------------------------------------------------- Bluesky

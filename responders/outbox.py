@@ -6,7 +6,8 @@ can ``retry`` or ``cancel`` a failed or queued one. Nothing is posted from the c
 CLI directly, so every reply, escalation, alert and follow-up is visible on its case.
 
 Exactly-once: a sender claims a message by moving it to ``sending`` in one UPDATE (so two
-workers never both send it) with a lease in ``next_attempt_at``. If the process dies between
+workers never both send it) with a lease in ``next_attempt_at``, renewed while the send runs (a slow
+send stays its sender's); only that claim's attempt may then record the result. If the process dies between
 the channel's "created" and our "sent" write, the message stays in ``sending``; once the lease
 has run out it is treated as *in doubt*. Before *any* re-send of a message that was attempted
 before (in doubt, timed out, 5xx), the sender asks the channel whether the post is already
@@ -646,24 +647,100 @@ class Outbox:
         return len(rows)
 
     def _claim(self, message_id: int) -> OutboundMessage | None:
-        lease = iso(self.now() + timedelta(seconds=self.settings.sending_lease_s))
+        """Take a queued message for this attempt: ``sending``, ``attempts`` one up, a lease in ``next_attempt_at``.
+
+        The claim is the pair (``sending``, this ``attempts``): every claim adds one and nothing
+        ever lowers it, so a later claim (after the sweep re-queued the message) is another
+        attempt, and this one's writes (:meth:`_owned`) no longer touch the row.
+        """
+        lease = self._lease_until()
         cursor = self.store.db.execute(
             "update outbound_messages set status = 'sending', attempts = attempts + 1, next_attempt_at = ? "
             "where id = ? and status = 'queued'", [lease, message_id])
         return get_message(self.store, message_id) if cursor.rowcount else None
 
-    def _mark_sent(self, message: OutboundMessage, external_id: str, recovered: bool) -> None:
+    def _lease_until(self) -> str | None:
+        """``sending_lease_s`` from now, rounded up to the whole second (the store keeps seconds: rounded
+        down, a lease of a few seconds renewed every third of it could run out between renewals)."""
+        until = self.now() + timedelta(seconds=self.settings.sending_lease_s)
+        if until.microsecond:
+            until = until.replace(microsecond=0) + timedelta(seconds=1)
+        return iso(until)
+
+    #: The rows an attempt may still write: its own claim, or the same attempt re-queued by the sweep
+    #: and not claimed again since (its result is then still the newest word on the message).
+    _OWNED = "id = ? and attempts = ? and status in ('sending', 'queued')"
+
+    @staticmethod
+    def _owned(message: OutboundMessage) -> list[Any]:
+        return [message.id, message.attempts]
+
+    @contextmanager
+    def _keeping_claim(self, message: OutboundMessage) -> Iterator[None]:
+        """Renew the claim's lease while this attempt runs (every third of ``sending_lease_s``).
+
+        Only a sender that stopped (a crash, a killed worker) lets its lease run out; a slow
+        send (a tarpitting relay, timeouts in a row) is still its sender's, and the sweep of
+        another worker must not take it for in doubt and send it again meanwhile. The renewals
+        run on a thread of their own, on a connection of their own, opened only when a send
+        outlasts the first interval. (An in-memory store is one process's only: no other
+        worker can sweep it, so there is nothing to renew.)
+        """
+        if self.store.path in (":memory:", ""):
+            yield
+            return
+        stop = threading.Event()
+        keeper = threading.Thread(target=self._renew_lease, args=(message, stop), daemon=True,
+                                  name=f"outbox-lease-{message.id}")
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
+
+    def _renew_lease(self, message: OutboundMessage, stop: threading.Event) -> None:
+        lease_s = self.settings.sending_lease_s
+        store: Store | None = None
+        try:
+            while not stop.wait(lease_s / 3):
+                if store is None:
+                    store = Store(self.store.path, migrate=False)
+                cursor = store.db.execute(
+                    "update outbound_messages set next_attempt_at = ? where id = ? and attempts = ? and status = 'sending'",
+                    [self._lease_until(), *self._owned(message)])
+                if not cursor.rowcount:
+                    log.warning("outbox: message %s is no longer claimed by this attempt (%s); its lease is not renewed",
+                                message.id, message.attempts)
+                    return
+        except Exception:  # noqa: BLE001 - a failed renewal must not end the send; the lease then runs out
+            log.exception("outbox: could not renew the lease of message %s", message.id)
+        finally:
+            if store is not None:
+                store.close()
+
+    def _lost_claim(self, message: OutboundMessage, what: str) -> None:
+        log.warning("outbox: message %s (attempt %s) %s, but another attempt has taken it over since; "
+                    "not recorded", message.id, message.attempts, what)
+
+    def _mark_sent(self, message: OutboundMessage, external_id: str, recovered: bool) -> bool:
+        """Record the message as sent, if this attempt still holds it; returns whether it did."""
         now = self.now()
         with self.store.transaction():
-            self.store.db.execute(
+            cursor = self.store.db.execute(
                 "update outbound_messages set status = 'sent', external_id = ?, sent_at = ?, next_attempt_at = null, "
-                "last_error = ? where id = ?",
-                [external_id, iso(now), "found already posted; not sent again" if recovered else None, message.id])
+                f"last_error = ? where {self._OWNED}",
+                [external_id, iso(now), "found already posted; not sent again" if recovered else None,
+                 *self._owned(message)])
+            if not cursor.rowcount:
+                self._lost_claim(message, f"was sent ({external_id})")
+                return False
             self.store.audit(self.actor, "outbox.sent", message.case_id,
                              {"message_id": message.id, "external_id": external_id, "recovered": recovered,
                               "kind": message.kind, "channel": message.channel})
         if message.case_id and message.kind in ("reply", "follow_up", "outreach"):
             self._after_reply(message, now)
+        return True
 
     def _after_reply(self, message: OutboundMessage, now: datetime) -> None:
         """A reply stops the first (or next) response clock; a question hands the case to the customer,
@@ -702,9 +779,12 @@ class Outbox:
                 delay = max(delay, error.retry_after_s)
             status, next_at = "queued", iso(self.now() + timedelta(seconds=delay))
         with self.store.transaction():
-            self.store.db.execute(
-                "update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where id = ?",
-                [status, redact(str(error))[:500], next_at, message.id])
+            cursor = self.store.db.execute(
+                f"update outbound_messages set status = ?, last_error = ?, next_attempt_at = ? where {self._OWNED}",
+                [status, redact(str(error))[:500], next_at, *self._owned(message)])
+            if not cursor.rowcount:
+                self._lost_claim(message, f"failed ({redact(str(error))[:200]})")
+                return
             self.store.audit(self.actor, "outbox.failed" if permanent else "outbox.retry_later", message.case_id,
                              {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300],
                               **({"retry_at": next_at} if next_at else {}),
@@ -726,16 +806,17 @@ class Outbox:
                 cancel_for(self.store, message, reason, self.actor)
                 return "cancelled"
         try:
-            if posting_budget_spent(self.store, self.config, message.channel, message.account):
-                raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
-                                retry_after_s=3600.0)
-            sender = self.sender(message.channel, message.account)
-            if before.attempts > 0 and getattr(sender, "can_check", False):
-                existing = sender.find_existing(message)
-                if existing:
-                    self._mark_sent(message, existing, recovered=True)
-                    return "sent"
-            external_id = sender.send(message)
+            with self._keeping_claim(message):
+                if posting_budget_spent(self.store, self.config, message.channel, message.account):
+                    raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
+                                    retry_after_s=3600.0)
+                sender = self.sender(message.channel, message.account)
+                if before.attempts > 0 and getattr(sender, "can_check", False):
+                    existing = sender.find_existing(message)
+                    if existing and not self._recorded_for_another(message, existing):
+                        return "sent" if self._mark_sent(message, existing, recovered=True) else \
+                            get_message(self.store, message_id).status
+                external_id = sender.send(message)
         except SendError as exc:
             self._mark_error(message, exc)
             return get_message(self.store, message_id).status
@@ -745,9 +826,15 @@ class Outbox:
             return get_message(self.store, message_id).status
         if os.environ.get(CRASH_HOOK_ENV):
             os._exit(int(os.environ[CRASH_HOOK_ENV]) if os.environ[CRASH_HOOK_ENV].isdigit() else 86)
-        self._mark_sent(message, external_id, recovered=False)
-        note_sent(self.store, message.channel, message.account)
-        return "sent"
+        recorded = self._mark_sent(message, external_id, recovered=False)
+        note_sent(self.store, message.channel, message.account)  # posted either way: it counts against the budget
+        return "sent" if recorded else get_message(self.store, message_id).status
+
+    def _recorded_for_another(self, message: OutboundMessage, external_id: str) -> bool:
+        """Whether the post the channel found is already another message's (the same words, sent before)."""
+        return bool(list(self.store.db.query(
+            "select 1 from outbound_messages where channel = ? and external_id = ? and id != ? limit 1",
+            [message.channel, external_id, message.id])))
 
     def send_due(self, limit: int = 50, *, wait: bool = True) -> int:
         """Send every message that is due, one lane per channel; returns how many were sent.

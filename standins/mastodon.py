@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +88,13 @@ class MastodonStandIn:
                 all(s["id"] != str(reply_to) for s in self.statuses):
             return 404, {"error": "Record not found"}
         self.idempotency_keys.append(headers.get("Idempotency-Key", ""))
+        # Stamped with the time it was created, and listing whom it mentions, as an instance does (the
+        # outbox's check before a re-send looks at both).
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        mentions = [{"acct": acct, "username": acct.split("@")[0]}
+                    for acct in dict.fromkeys(re.findall(r"(?<![\w@])@([\w.-]+(?:@[\w-]+(?:\.[\w-]+)+)?)", form["status"]))]
         status = {"id": str(110000000000000000 + len(self.statuses) + 1), "content": f"<p>{form['status']}</p>",
-                  "in_reply_to_id": reply_to, "created_at": "2026-11-16T10:00:00.000Z",
+                  "in_reply_to_id": reply_to, "created_at": now, "mentions": mentions,
                   "account": dict(account), "visibility": form.get("visibility") or "public"}
         self.statuses.append(status)
         if sys.stderr and self.known is not None:  # the demo's child: say what arrived

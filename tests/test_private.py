@@ -391,3 +391,161 @@ def test_asking_privately_follows_the_one_answer_rule(store: Store, emulator: XE
     forced = queue_private(store, config, case_id, "Could you DM us your order number?", "agent", force=True)
     assert forced.channel == "x_dm"
     assert any(e.action == "reply.send_anyway" and e.actor == "agent" for e in store.audit_trail(case_id))
+
+
+# ----------------------------------------------------------------------------- re-sending a direct message
+# Before any re-send the outbox asks the channel "is this message already there?". For a direct
+# message only what *this* message could have posted counts: ours, in the conversation with its
+# customer, created since it was queued, with the text as it was posted (audit 2026-12, finding 4).
+ASK = "Could you send us your order number here, please?"
+
+
+def test_a_dm_lost_to_a_503_is_sent_again_although_last_weeks_dm_said_the_same(
+        store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    # Last week: a first complaint, and our DM asking for the order number (delivered, case resolved).
+    first_case = make_case(store, config, emulator, text="@LarkspurHelp my cushion never came", handle="olu",
+                           created_at=NOW_T - timedelta(days=7))
+    first = queue_reply(store, config, first_case, ASK, "ann", channel="x_dm")
+    Outbox(store, config).send_due()
+    assert get_message(store, first.id).status == "sent"  # type: ignore[arg-type]
+    store.db.execute("update cases set status = 'resolved' where id = ?", [first_case])
+    # Today: a new case, and the same question by DM. X refuses the first POST (nothing is created).
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp now my lamp is missing too", handle="olu")
+    message = queue_reply(store, config, case_id, ASK, "bob", channel="x_dm", force=True)
+    emulator.inject("503", count=1, path="/2/dm_conversations")
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    Outbox(store, config, now=later(10)).send_due()
+
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    # X has two DMs to @olu: last week's, and today's (the re-send), which the message records.
+    assert [(d["sender"], d["recipient"], d["text"]) for d in emulator.dms] == [("LarkspurHelp", "olu", ASK)] * 2
+    assert sent.status == "sent" and sent.last_error is None
+    assert sent.external_id == emulator.dms[1]["id"] != get_message(store, first.id).external_id  # type: ignore[arg-type]
+
+
+def test_a_dm_that_reached_x_before_the_timeout_is_found_not_sent_twice(
+        store: Store, emulator: XEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp my lamp is missing", handle="olu")
+    message = queue_reply(store, config, case_id, ASK, "bob", channel="x_dm")
+    monkeypatch.setenv("X_API_TIMEOUT", "0.2")
+    emulator.inject("slow", count=1, path="/2/dm_conversations")  # created, answered after our timeout
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    import time
+
+    time.sleep(0.6)  # the emulator has created it by now
+    monkeypatch.setenv("X_API_TIMEOUT", "5")
+    Outbox(store, config, now=later(10)).send_due()
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    (dm,) = emulator.dms
+    assert sent.status == "sent" and sent.external_id == dm["id"]
+    assert sent.last_error == "found already posted; not sent again"
+
+
+def _mastodon_dm_case(store: Store, config, handle: str = "jane@mastodon.social") -> int:  # type: ignore[no-untyped-def]
+    return make_case(store, config, channel="mastodon", handle=handle, external_id=f"1099{time_ns()}"[:18],
+                     text="@LarkspurHelp where is my parcel?")
+
+
+def time_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+@pytest.fixture
+def mastodon_stand_in(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from standins.mastodon import MastodonStandIn
+
+    stand_in = MastodonStandIn()
+    with stand_in.server:
+        monkeypatch.setenv("MASTODON_BASE_URL", stand_in.server.url)
+        monkeypatch.setenv("MASTODON_ACCESS_TOKEN", "token")
+        monkeypatch.setenv("MASTODON_TIMEOUT", "0.3")
+        yield stand_in
+
+
+def test_a_mastodon_dm_that_timed_out_after_the_instance_created_it_is_not_posted_again(
+        store: Store, mastodon_stand_in) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from test_outbox import shop_config
+
+    config = shop_config()
+    case_id = _mastodon_dm_case(store, config)
+    message = queue_reply(store, config, case_id, "Sorry! Could you send us your order number?", "sam",
+                          channel="mastodon_dm")
+    mastodon_stand_in.server.fail("slow")  # the instance creates the status but answers after our timeout
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    time.sleep(1.0)
+    Outbox(store, config, now=later(10)).send_due()
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    (status,) = mastodon_stand_in.statuses  # posted once, with the mention that addresses it
+    assert status["visibility"] == "direct"
+    assert status["content"] == "<p>@jane@mastodon.social Sorry! Could you send us your order number?</p>"
+    assert sent.status == "sent" and sent.external_id == status["id"]
+    assert sent.last_error == "found already posted; not sent again"
+
+
+def test_a_mastodon_dm_is_not_taken_for_an_older_one_with_the_same_words(
+        store: Store, mastodon_stand_in) -> None:  # type: ignore[no-untyped-def]
+    from test_outbox import shop_config
+
+    config = shop_config()
+    text = "Sorry! Could you send us your order number?"
+    # Last week an agent asked @jane the same from the Mastodon app (no message of ours records it).
+    mastodon_stand_in.statuses.append({
+        "id": "109000000000000001", "content": f"<p>@jane@mastodon.social {text}</p>", "in_reply_to_id": None,
+        "created_at": "2026-11-16T10:00:00.000Z", "mentions": [{"acct": "jane@mastodon.social", "username": "jane"}],
+        "account": dict(mastodon_stand_in.accounts["larkspurhelp"]), "visibility": "direct"})
+    message = queue_reply(store, config, _mastodon_dm_case(store, config), text, "sam", channel="mastodon_dm")
+    mastodon_stand_in.server.fail("503")  # the first POST is refused: nothing is created
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    Outbox(store, config, now=later(10)).send_due()
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    assert [s["content"] for s in mastodon_stand_in.statuses] == [f"<p>@jane@mastodon.social {text}</p>"] * 2
+    assert sent.status == "sent" and sent.external_id == mastodon_stand_in.statuses[1]["id"] != "109000000000000001"
+    assert sent.last_error is None
+
+
+def test_an_x_dm_is_not_taken_for_an_older_one_with_the_same_words(store: Store, emulator: XEmulator) -> None:
+    config = two_brand_config()
+    # Last week an agent asked @olu the same from the X app (no message of ours records it).
+    emulator.send_dm("LarkspurHelp", "olu", ASK, created_at=NOW_T - timedelta(days=7))
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp my lamp is missing", handle="olu")
+    message = queue_reply(store, config, case_id, ASK, "bob", channel="x_dm")
+    emulator.inject("503", count=1, path="/2/dm_conversations")
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    Outbox(store, config, now=later(10)).send_due()
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    assert [(d["sender"], d["recipient"], d["text"]) for d in emulator.dms] == [("LarkspurHelp", "olu", ASK)] * 2
+    assert sent.status == "sent" and sent.external_id == emulator.dms[1]["id"] and sent.last_error is None
+
+
+def test_a_mastodon_dm_as_an_instance_renders_it_is_found_before_a_re_send(
+        store: Store, mastodon_stand_in) -> None:  # type: ignore[no-untyped-def]
+    """A real instance renders the mention as a link to @jane (short name): the check compares the words
+    around it, and takes the customer from the status's mentions."""
+    import time
+
+    from test_outbox import shop_config
+
+    config = shop_config()
+    text = "Sorry! Could you send us your order number?"
+    message = queue_reply(store, config, _mastodon_dm_case(store, config), text, "sam", channel="mastodon_dm")
+    mastodon_stand_in.server.fail("slow")
+    Outbox(store, config).send_due()
+    time.sleep(1.0)
+    (status,) = mastodon_stand_in.statuses
+    status["content"] = ('<p><span class="h-card" translate="no"><a href="https://mastodon.social/@jane" '
+                         f'class="u-url mention">@<span>jane</span></a></span> {text}</p>')
+    Outbox(store, config, now=later(10)).send_due()
+    sent = get_message(store, message.id)  # type: ignore[arg-type]
+    assert len(mastodon_stand_in.statuses) == 1
+    assert sent.status == "sent" and sent.external_id == status["id"]
