@@ -127,11 +127,37 @@ def _accounts(store: Any, config: Any) -> None:
         st.caption("No brand accounts: add handles or accounts to [[brands]] in doorstep.toml.")
 
 
+def _template_check(config: Any, name: str, text: str) -> dict[str, str]:
+    """Raise ConfigError (one line, naming the key) unless ``text`` may be saved as template ``name``:
+    the file's check (syntax), then its variables and a fill with sample values on every kind of
+    channel (responders.templates.check_template_source); returns the sample texts."""
+    from responders.team_settings import check_template
+    from responders.templates import TemplateError, check_template_source
+
+    check_template(config, name, text)
+    try:
+        return check_template_source(config, name, text)
+    except TemplateError as exc:
+        raise ConfigError(" ".join(f"console: responders.templates.{exc}".split())) from None
+
+
+def _over_limit(text: str, channel: str | None) -> str | None:
+    """The case page's refusal of a filled template too long for ``channel``, or None."""
+    from responders.channels import LIMITS
+
+    limit = LIMITS.get(channel or "")
+    if limit is None or len(text) <= limit:
+        return None
+    return (f"fills to {len(text)} characters, over the {channel} limit of {limit}: the case page would refuse it "
+            "(shorten the template or answer on another channel)")
+
+
 def _templates(store: Any, config: Any) -> None:
     """Reply templates: read by every lead; changed, previewed on a real case and versioned by leads."""
+    from console.widgets import file_config
     from doorstep.team_settings import history, save_setting
-    from responders.templates import TemplateError, list_templates, render_template
-    from responders.team_settings import check_template
+    from responders.config import responders_settings
+    from responders.templates import TemplateError, list_templates, render_template, rules_naming
 
     user = current_user()
     editable = can(user, "edit_templates")
@@ -143,6 +169,15 @@ def _templates(store: Any, config: Any) -> None:
     if name == new:
         name = st.text_input("Name of the new template (letters, digits and _)", key="tpl_new_name").strip()
     source = templates.get(name, "") if name else ""
+    users = rules_naming(config, name) if name else []
+    if users:
+        st.caption(escape_md(f"Used by {', '.join(users)} in doorstep.toml: automatic messages are written with it."))
+    spec = responders_settings(config).templates.get(name) if name else None
+    if spec is not None and not isinstance(spec, str) and (spec.intents or spec.statuses):
+        st.caption(escape_md("Suggested to agents for " + "; ".join(
+            part for part in (f"intents {', '.join(spec.intents)}" if spec.intents else "",
+                              f"statuses {', '.join(spec.statuses)}" if spec.statuses else "") if part)
+            + " (doorstep.toml; kept when the text is saved here)."))
     text = st.text_area("Template text (Jinja: {{ first_name }}, {{ order_number }}...)", value=source,
                         key=f"tpl_text_{name}", height=140, disabled=not editable)
     case_id = st.number_input("Preview on case", min_value=1, step=1, value=None, key="tpl_preview_case",
@@ -152,34 +187,54 @@ def _templates(store: Any, config: Any) -> None:
         candidate = config.model_copy(update={"responders": {**config.responders, "templates": {
             **(config.responders.get("templates") or {}), name: text}}})
         try:
-            check_template(config, name, text)
-            st.text(render_template(store, candidate, int(case_id), name, agent=user.username))
+            _template_check(config, name, text)
+            filled = render_template(store, candidate, int(case_id), name, agent=user.username)
         except (TemplateError, ConfigError) as exc:
             st.warning(escape_md(f"On case {int(case_id)}: {exc}"))
+        else:
+            st.text(filled)
+            case = store.get_case(int(case_id))
+            too_long = _over_limit(filled, case.channel if case is not None else None)
+            if too_long:
+                st.warning(escape_md(f"On case {int(case_id)}: {name} {too_long}."))
     if editable and name:
         cols = st.columns([1, 1, 3])
         if cols[0].button("Save template", key="tpl_save", type="primary", disabled=text == source):
             try:
-                check_template(config, name, text)
+                samples = _template_check(config, name, text)
             except ConfigError as exc:  # one line naming the key
-                st.error(escape_md(str(exc)))
+                st.error(escape_md(" ".join(str(exc).split())))
             else:
                 version = save_setting(store, "template", name, text, user.username)
                 flash("success", f"template {name} saved (version {version}); replies use it from now on")
+                too_long = _over_limit(samples.get("public", ""), "x")
+                if too_long:
+                    flash("warning", f"With sample values {name} {too_long}; it still fits an e-mail.")
                 st.rerun()
         versions = history(store, "template", name)
         if versions and versions[0].value is not None:
-            sure = cols[2].checkbox(f"Yes, put {name} back as doorstep.toml has it", key="tpl_reset_sure")
+            # Back to the file removes a template created here: a rule that names it would have no text.
+            removes = name not in list_templates(file_config())
+            label = f"Yes, put {name} back as doorstep.toml has it"
+            if users:
+                label += f" (used by {', '.join(users)})"
+            sure = cols[2].checkbox(label, key="tpl_reset_sure")
             if cols[1].button("Back to file version", key="tpl_reset", disabled=not sure):
-                version = save_setting(store, "template", name, None, user.username)
-                flash("success", f"template {name} is doorstep.toml's again (version {version})")
-                st.rerun()
+                if removes and users:
+                    st.error(escape_md(f"{name} is not in doorstep.toml, so going back to the file would remove it, "
+                                       f"but {', '.join(users)} names it: those messages would have no text. "
+                                       "Point the rule at another template in doorstep.toml first."))
+                else:
+                    version = save_setting(store, "template", name, None, user.username)
+                    flash("success", f"template {name} is doorstep.toml's again (version {version})")
+                    st.rerun()
         if versions:
             st.caption("Saved in the console")
             st.dataframe([{"version": v.id, "by": v.author, "when": local_time(v.created_at, config),
                            "text": "(doorstep.toml's)" if v.value is None else " ".join(str(v.value).split())[:80]}
                           for v in versions], hide_index=True)
-    st.caption("Templates saved here are checked like doorstep.toml's, kept with every earlier version and audited; "
+    st.caption("Templates saved here are checked like doorstep.toml's (syntax, known variables, and a fill with "
+               "sample values for e-mail, SMS and public replies), kept with every earlier version and audited; "
                "the file's templates are the base.")
 
 

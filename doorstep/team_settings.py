@@ -83,6 +83,13 @@ def apply_settings(config: Config, store: Store) -> Config:
         if kind == "template":
             if value is None:
                 continue  # reset: doorstep.toml's (or the built-in) template applies
+            base = templates.get(name)
+            if hasattr(base, "model_dump"):
+                base = base.model_dump()
+            if isinstance(value, str) and isinstance(base, dict):
+                # A file template with intents/statuses ({ text = ..., intents = [...] }): the console
+                # edits its text; it stays suggested for the same cases.
+                value = {**base, "text": value}
             templates[name] = value
         elif kind == "alert_rule" and value is not None:
             _set_path(alerts, name, value)

@@ -241,7 +241,7 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
     from responders.channels import ReplyRejected
     from responders.followup import _contact, next_allowed, sending_account
     from responders.outbox import enqueue
-    from responders.templates import TemplateError, case_variables, list_templates, render_source
+    from responders.templates import TemplateError, case_variables, render_source, resolve_template
 
     settings = settings_of(config)
     if settings.customer_message == "off":
@@ -256,13 +256,12 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
     if contact is None:
         store.audit(actor, "courier.update.no_message", case.id, {"reason": "no contact channel (missing or opted out)"})
         return None
-    source = list_templates(config).get(settings.template)
-    if source is None:
-        source = DEFAULT_TEMPLATE if settings.template == "courier_update" else settings.template
     values = {**case_variables(store, config, case), "courier_update": text,
               "courier_status": UPDATE_STATUSES[status]}
-    try:
-        body = render_source(source, values, confirmed=case.link_confirmed, name=settings.template)
+    try:  # a name that is no template is refused here, never sent as the text
+        name, source = resolve_template(config, settings.template, defaults={"courier_update": DEFAULT_TEMPLATE})
+        body = render_source(source, values, confirmed=case.link_confirmed, name=name,
+                             limits=responders_settings(config).template_limits)
     except TemplateError as exc:
         store.audit(actor, "courier.update.no_message", case.id, {"reason": str(exc)})
         return None

@@ -102,7 +102,7 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
     from responders.templates import TemplateError
 
     try:
-        text = _render(store, config, case, rule.text)
+        text = _render(store, config, case, rule.text, source=True)  # a question's text is its source
     except TemplateError as exc:
         store.audit(actor, "question.skipped", case.id, {"rule": rule_name, "reason": str(exc)})
         return None

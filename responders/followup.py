@@ -34,7 +34,7 @@ from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, 
 from responders.channel_learner import plan_contact
 from responders.channels import ReplyRejected
 from responders.outbox import _key, enqueue, get_message
-from responders.templates import TemplateError, case_variables, list_templates, render_source
+from responders.templates import TemplateError, case_variables, render_source, resolve_template
 
 log = logging.getLogger("doorstep.followup")
 
@@ -81,10 +81,16 @@ def sending_account(store: Store, config: Config, case: Case, channel: str) -> s
     return account.handle if account else None
 
 
-def _render(store: Store, config: Config, case: Case, template: str) -> str:
-    templates = list_templates(config)
-    source = templates.get(template, template)
-    return render_source(source, case_variables(store, config, case), confirmed=case.link_confirmed, name=template)
+def _render(store: Store, config: Config, case: Case, template: str, *, source: bool = False) -> str:
+    """``template`` (a name or source; ``source``: always source) filled for ``case``.
+
+    A name that is no template raises :class:`TemplateError` (the caller skips the message and says why).
+    """
+    name, text = ("template", template) if source else resolve_template(config, template)
+    from responders.config import responders_settings
+
+    return render_source(text, case_variables(store, config, case), confirmed=case.link_confirmed, name=name,
+                         limits=responders_settings(config).template_limits)
 
 
 def _private_message(store: Store, config: Config, case: Case, rule_channels: list[str], template: str, kind: str,
@@ -104,7 +110,8 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
     try:
         text = _render(store, config, case, template)
     except TemplateError as exc:
-        store.audit(actor, f"{kind}.skipped", case.id, {"reason": str(exc)})
+        log.warning("%s on case %s not sent: %s", kind, case.id, exc)
+        store.audit(actor, f"{kind}.skipped", case.id, {"reason": str(exc), "template": template})
         return None
     try:
         account = sending_account(store, config, case, channel)
@@ -153,60 +160,78 @@ def run_followups(store: Store, config: Config, now: datetime | None = None) -> 
         "'pending_customer', 'escalated') and c.link_confirmed = 1 and "
         "((c.status = 'pending_customer' and o.status = 'sent') or o.status = 'failed')")
     for row in list(candidates):
-        case = store.get_case(row["id"])
-        if case is None:
+        try:
+            message_id = _follow_up_case(store, config, settings, row["id"], now, learner_cache)
+        except Exception as exc:  # noqa: BLE001 - one case must not stop the follow-ups of all the others
+            log.exception("follow-up of case %s failed", row["id"])
+            try:
+                store.audit("follow-up", "follow_up.skipped", row["id"],
+                            {"reason": f"failed: {type(exc).__name__}: {exc}"})
+            except Exception:  # noqa: BLE001 - the log has it
+                log.exception("could not record the failed follow-up of case %s", row["id"])
             continue
-        rule: FollowUpRule = settings.for_brand(case.brand)
-        if not rule.enabled:
-            continue
-        reply = _last_public_reply(store, case.id)  # type: ignore[arg-type]
-        if reply is None:
-            continue
-        if reply["status"] == "sent":
-            if case.status != "pending_customer":
-                continue
-            sent_at = parse_time(reply["sent_at"])
-            if sent_at is None or now - sent_at < timedelta(hours=rule.after_hours):
-                continue
-            answered = store.db.execute(
-                "select 1 from mentions where case_id = ? and outbound = 0 and created_at > ? limit 1",
-                [case.id, reply["sent_at"]]).fetchone()
-            if answered:
-                continue
-            why = f"no answer {rule.after_hours:g} h after our {reply['channel']} reply"
-        else:
-            why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
-        key = _key("follow_up", case.id, reply["id"])
-        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-            # One follow-up per reply; but one written while the reply had failed ("could not answer you
-            # there") and cancelled because the reply was retried is written once more from its new state.
-            if not _unsent_follow_up_overtaken(store, key):
-                continue
-            key = _key("follow_up", case.id, reply["id"], reply["status"])
-            if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-                continue
-        subject = f"About your order {case.order_number}" if case.order_number else "Following up"
-        # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
-        template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
-        if rule.question:
-            from responders.dialogue import ask
-
-            asked = ask(store, config, case, rule.question, channels=rule.channels, actor="follow-up", kind="follow_up",
-                        key=key, now=now, subject=subject, not_before=next_allowed(now, rule.quiet_hours, config),
-                        quiet=rule.quiet_hours, learner_cache=learner_cache)
-            message = get_message(store, asked.message_id) if asked and asked.message_id else None
-        else:
-            # Written from a reply that was not sent: re-checked before sending (responders/automatic.py).
-            message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
-                                       now, rule.quiet_hours, subject, reply_message_id=reply["id"],
-                                       learner_cache=learner_cache,
-                                       rule=UNSENT_RULE if reply["status"] != "sent" else None)
-        if message is not None:
-            store.audit("follow-up", "follow_up.queue", case.id,
-                        {"message_id": message.id, "channel": message.channel, "why": why,
-                         "not_before": iso(message.next_attempt_at)})
-            queued.append(message.id)
+        if message_id is not None:
+            queued.append(message_id)
     return queued
+
+
+def _follow_up_case(store: Store, config: Config, settings: Any, case_id: int, now: datetime,
+                    learner_cache: dict[Any, Any]) -> int | None:
+    """The follow-up of one candidate case, if it is due; the queued message's id."""
+    case = store.get_case(case_id)
+    if case is None:
+        return None
+    rule: FollowUpRule = settings.for_brand(case.brand)
+    if not rule.enabled:
+        return None
+    reply = _last_public_reply(store, case.id)  # type: ignore[arg-type]
+    if reply is None:
+        return None
+    if reply["status"] == "sent":
+        if case.status != "pending_customer":
+            return None
+        sent_at = parse_time(reply["sent_at"])
+        if sent_at is None or now - sent_at < timedelta(hours=rule.after_hours):
+            return None
+        answered = store.db.execute(
+            "select 1 from mentions where case_id = ? and outbound = 0 and created_at > ? limit 1",
+            [case.id, reply["sent_at"]]).fetchone()
+        if answered:
+            return None
+        why = f"no answer {rule.after_hours:g} h after our {reply['channel']} reply"
+    else:
+        why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
+    key = _key("follow_up", case.id, reply["id"])
+    if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+        # One follow-up per reply; but one written while the reply had failed ("could not answer you
+        # there") and cancelled because the reply was retried is written once more from its new state.
+        if not _unsent_follow_up_overtaken(store, key):
+            return None
+        key = _key("follow_up", case.id, reply["id"], reply["status"])
+        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+            return None
+    subject = f"About your order {case.order_number}" if case.order_number else "Following up"
+    # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
+    template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
+    if rule.question:
+        from responders.dialogue import ask
+
+        asked = ask(store, config, case, rule.question, channels=rule.channels, actor="follow-up", kind="follow_up",
+                    key=key, now=now, subject=subject, not_before=next_allowed(now, rule.quiet_hours, config),
+                    quiet=rule.quiet_hours, learner_cache=learner_cache)
+        message = get_message(store, asked.message_id) if asked and asked.message_id else None
+    else:
+        # Written from a reply that was not sent: re-checked before sending (responders/automatic.py).
+        message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
+                                   now, rule.quiet_hours, subject, reply_message_id=reply["id"],
+                                   learner_cache=learner_cache,
+                                   rule=UNSENT_RULE if reply["status"] != "sent" else None)
+    if message is None:
+        return None
+    store.audit("follow-up", "follow_up.queue", case.id,
+                {"message_id": message.id, "channel": message.channel, "why": why,
+                 "not_before": iso(message.next_attempt_at)})
+    return message.id
 
 
 # ------------------------------------------------------------------ proactive outreach

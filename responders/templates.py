@@ -271,6 +271,49 @@ def list_templates(config: Config) -> dict[str, str]:
     return out
 
 
+#: What a template *name* looks like (``[responders.templates]`` keys, ``template = "late_apology"``).
+_NAME = re.compile(r"^\w+$")
+
+
+def resolve_template(config: Config, name_or_source: str, *,
+                     defaults: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(name, source)`` of a setting or choice that is a template's name or its source.
+
+    The one place where "name or source" is decided, for the case page, ``doorstep reply``, the
+    follow-up, proactive and courier-update messages: a known name (``defaults``, e.g. the courier
+    link's own wording, then the built-in and configured templates) gives that template; text
+    with Jinja markup, or text that cannot be a name (words, punctuation), is the source itself.
+    A name that is no template (misspelled, or removed in the console) raises
+    :class:`TemplateError`: it is never sent to a customer as the message.
+    """
+    templates = {**(defaults or {}), **list_templates(config)}
+    if name_or_source in templates:
+        return name_or_source, templates[name_or_source]
+    if "{{" in name_or_source or "{%" in name_or_source or not _NAME.match(name_or_source.strip()):
+        return "template", name_or_source
+    raise TemplateError(f"unknown template {name_or_source.strip()!r}: no template has that name (misspelled, or "
+                        f"removed in the console?); known: {', '.join(sorted(templates))}")
+
+
+def rules_naming(config: Config, name: str) -> list[str]:
+    """The automatic rules whose message is the template ``name`` (the keys, as doorstep.toml spells them)."""
+    from responders.config import responders_settings
+
+    settings = responders_settings(config)
+    out = []
+    if settings.followup.template == name or (name == "follow_up_unsent" and settings.followup.template == "follow_up"):
+        out.append("[responders.followup] template")
+    for brand, override in settings.followup.brands.items():
+        template = override.get("template") if isinstance(override, dict) else None
+        if template == name or (name == "follow_up_unsent" and template == "follow_up"):
+            out.append(f'[responders.followup.brands."{brand}"] template')
+    if settings.courier_link.template == name:
+        out.append("[responders.courier_link] template")
+    if name == "proactive" and settings.proactive.message:
+        out.append("[responders.proactive] message")
+    return out
+
+
 def suggest_templates(case: Case, shipment: Shipment | None, config: Config | None = None) -> list[str]:
     """Templates that fit the case's intent and the parcel's latest tracking state, best first.
 
@@ -454,6 +497,10 @@ def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name:
     except (OverflowError, MemoryError, RecursionError) as exc:  # what the sandbox itself raises at its limits
         raise TemplateError(f"{name}: the template builds too much ({type(exc).__name__}); "
                             "see responders.template_limits") from None
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - {{ order_total + 5 }}, {{ x / 0 }}: the template's fault, not ours
+        raise TemplateError(f"{name}: the template fails while filling: {_one_line(exc)}") from None
     text = " ".join(text.split()) if "\n" not in source else text.strip()
     return text
 
@@ -476,13 +523,7 @@ def render_template(store: Store, config: Config, case_id: int, name_or_source: 
     case = store.get_case(case_id)
     if case is None:
         raise TemplateError(f"no case {case_id}")
-    templates = list_templates(config)
-    if name_or_source in templates:
-        name, source = name_or_source, templates[name_or_source]
-    elif "{{" in name_or_source or "{%" in name_or_source:
-        name, source = "template", name_or_source
-    else:
-        raise TemplateError(f"unknown template {name_or_source!r}; known: {', '.join(sorted(templates))}")
+    name, source = resolve_template(config, name_or_source)
     parent = store.get_mention(parent_id) if parent_id is not None else None
     channel = channel or (parent.channel if parent is not None else case.channel)
     public = channel in PUBLIC_CHANNELS
@@ -503,3 +544,83 @@ def render_template(store: Store, config: Config, case_id: int, name_or_source: 
     return render_source(source, values, confirmed=confirmed, name=name, public=public,
                          posted=posted_numbers(store, case, parent) if public else None,
                          limits=responders_settings(config).template_limits)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+#: Every variable a template may use: the case's values (see :func:`case_variables`).
+KNOWN_VARIABLES: frozenset[str] = PRIVATE_VARIABLES | PUBLIC_SAFE_VARIABLES | PUBLIC_VARIABLES | PUBLIC_IF_POSTED
+#: Only in the courier update's message (``[responders.courier_link] template``).
+COURIER_UPDATE_VARIABLES: frozenset[str] = frozenset({"courier_update", "courier_status"})
+
+#: Made-up values of the right types, for filling a template when it is saved (no case needed).
+SAMPLE_VALUES: dict[str, Any] = {
+    "case_id": 4242, "handle": "jane_doe", "author_name": "Jane Doe", "author_first_name": "Jane",
+    "brand": "Larkspur", "agent": "Sam", "channel_name": "X", "intent": "where is my order",
+    "first_name": "Jane", "customer_name": "Jane Doe", "order_number": "LS-100234",
+    "items": "Linen shirt, Canvas tote x2",
+    "item_list": [{"name": "Linen shirt", "sku": "LS-1", "quantity": 1}, {"name": "Canvas tote", "sku": "CT-2",
+                                                                          "quantity": 2}],
+    "promised_date": "Sat 14 Nov", "order_total": "60.00 GBP", "courier": "UPS",
+    "tracking_number": "1Z999AA10123456784", "tracking_status": "in transit", "tracking_location": "Leeds hub",
+    "tracking_time": "Thu 12 Nov 10:30", "tracking_description": "Arrived at the Leeds hub",
+    "tracking_url": "https://tracking.example/1Z999AA10123456784", "delivered_at": "Fri 13 Nov 14:02",
+    "courier_update": "Redelivery booked for Friday morning", "courier_status": "a new delivery is booked",
+}
+#: Values every case has, whatever is linked to it.
+_ALWAYS: frozenset[str] = frozenset({"case_id", "handle", "brand", "agent", "channel_name", "author_first_name"})
+
+
+def template_variables(config: Config, name: str) -> frozenset[str]:
+    """The variables the template ``name`` may use (the courier update's template also has its own two)."""
+    from responders.config import responders_settings
+
+    known = KNOWN_VARIABLES | _LOCAL_NAMES | frozenset(_ENV.globals)
+    if name in ("courier_update", responders_settings(config).courier_link.template):
+        known |= COURIER_UPDATE_VARIABLES
+    return known
+
+
+def check_template_source(config: Config, name: str, source: str) -> dict[str, str]:
+    """Raise :class:`TemplateError` (one line, naming the template) unless ``source`` can be saved as ``name``.
+
+    Checked as the README promises: the syntax, the variables (each must be a known one), and a
+    trial fill with :data:`SAMPLE_VALUES` as a private message (e-mail, SMS, DM: every value), as a
+    public reply (X, Mastodon, Bluesky: only public-safe values, with and without the numbers the
+    author posted) and for a case that knows nothing but itself. A value a case lacks is not an
+    error here (the case page says so for that case); an expression that fails on a value of the
+    right type (``{{ order_total + 5 }}``) is. Returns the sample texts by kind ("private", "public").
+    """
+    from responders.config import responders_settings
+
+    limits = responders_settings(config).template_limits
+    used = variables_of(source)
+    unknown = sorted(used - template_variables(config, name))
+    if unknown:
+        raise TemplateError(f"{name}: unknown variable{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(KNOWN_VARIABLES))})")
+    values = {k: v for k, v in SAMPLE_VALUES.items() if k in template_variables(config, name)}
+    samples: dict[str, str] = {}
+    trials = (
+        ("private", "an e-mail, SMS or DM", values, False),
+        ("public", "a public reply (X, Mastodon, Bluesky)", public_values(values, {"LS-100234", "1Z999AA10123456784"}),
+         True),
+        ("public", "a public reply (X, Mastodon, Bluesky)", public_values(values, set()), True),
+        ("bare", "a case with no order", {k: v for k, v in values.items() if k in _ALWAYS}, True),
+    )
+    for kind, where, trial, may_lack in trials:
+        try:
+            text = _render_bounded(compile_source(source), trial, limits)
+        except UndefinedError:
+            if may_lack:
+                continue  # that case lacks a value: the case page names it for that case
+            raise TemplateError(f"{name}: fails when filled with sample values for {where}: "
+                                "a value has no such attribute or item") from None
+        except TemplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the template's own expressions
+            raise TemplateError(f"{name}: fails when filled with sample values for {where}: {_one_line(exc)}") from None
+        samples.setdefault(kind, " ".join(text.split()) if "\n" not in source else text.strip())
+    return samples

@@ -276,3 +276,16 @@ def test_the_customers_update_message_goes_from_the_case_brands_mailbox(store: S
     Outbox(store, config).send_due()
     mail = [m for m in smtp.messages if m["To"] == "jane@example.com"]
     assert [m["From"] for m in mail] == ["help@larkspur-home.test"]  # SMTP_FROM is care@larkspur.test
+
+
+def test_a_template_name_that_is_no_template_sends_nothing_and_says_why(store: Store, key: str) -> None:
+    """Audit (settings) finding 1: ``template = "courier_updte"`` (a typo) was sent as the message text."""
+    config = courier_config(template="courier_updte")
+    case_a, _ = two_shipments(store, config)
+    url, _ = make_link(config, case_a, "1Z999AA10123456784")
+    update = {"update_id": "ups-79", "status": "redelivery_booked", "text": "Redelivery booked for Friday"}
+    with CourierPageServer(store, config, port=0) as server:
+        assert httpx.post(server.url + path_of(url) + "/updates", json=update).status_code == 201
+    assert [m for m in store.outbound_for_case(case_a) if m.kind == "follow_up"] == []
+    [why] = [e.details for e in store.audit_trail(case_a) if e.action == "courier.update.no_message"]
+    assert "unknown template 'courier_updte'" in why["reason"]

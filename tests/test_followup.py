@@ -35,11 +35,13 @@ def twilio(monkeypatch: pytest.MonkeyPatch):
         yield stand_in
 
 
-def _asked_publicly(store: Store, config: Any, em: XEmulator, *, sent_at: datetime = NOW, **order_kwargs: Any) -> int:
+def _asked_publicly(store: Store, config: Any, em: XEmulator, *, sent_at: datetime = NOW, handle: str = "jane",
+                    **order_kwargs: Any) -> int:
     """A confirmed case where our X reply asked the customer something at ``sent_at``."""
     order = add_order(store, **order_kwargs)
-    case_id = make_case(store, config, em, order=order, created_at=sent_at - timedelta(hours=1))
-    message = queue_reply(store, config, case_id, "@jane sorry! Is there a safe place we can ask UPS to leave it?", "sam")
+    case_id = make_case(store, config, em, order=order, created_at=sent_at - timedelta(hours=1), handle=handle)
+    message = queue_reply(store, config, case_id, f"@{handle} sorry! Is there a safe place we can ask UPS to leave it?",
+                          "sam")
     Outbox(store, config).send_due()
     assert get_message(store, message.id).status == "sent"  # type: ignore[arg-type]
     store.db.execute("update outbound_messages set sent_at = ? where id = ?", [iso(sent_at), message.id])
@@ -241,3 +243,30 @@ def test_cli_measure(tmp_path: Any) -> None:
     result = CliRunner().invoke(cli, ["--db", str(db), "proactive", "--measure"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["shipments_with_event"] == 1
+
+
+# ------------------------------------------------------------------ audit (settings) findings 1 and 2
+def test_a_follow_up_template_name_that_is_no_template_is_skipped_not_sent_as_text(
+        store: Store, emulator: XEmulator) -> None:
+    """Audit (settings) finding 1: ``template = "gentle_nudge"`` with no such template sent "gentle_nudge"."""
+    config = shop_config(followup={"after_hours": 24, "template": "gentle_nudge"})
+    case_id = _asked_publicly(store, config, emulator)
+    assert run_followups(store, config, NOW + timedelta(hours=25)) == []
+    assert [m.kind for m in store.outbound_for_case(case_id)] == ["reply"]
+    [skipped] = [e.details for e in store.audit_trail(case_id) if e.action == "follow_up.skipped"]
+    assert "unknown template 'gentle_nudge'" in skipped["reason"]
+
+
+def test_a_template_that_fails_while_filling_skips_that_case_and_the_others_go_out(
+        store: Store, emulator: XEmulator) -> None:
+    """Audit (settings) finding 2: ``{{ order_total + 5 }}`` made run_followups raise TypeError every round."""
+    config = shop_config(followup={"after_hours": 24, "template": "nudge"}, templates={
+        "nudge": "Hi {{ first_name }}, {% if order_number == 'LS-100234' %}{{ order_total + 5 }}{% endif %} ok?"})
+    broken = _asked_publicly(store, config, emulator)
+    fine = _asked_publicly(store, config, emulator, number="LS-200999", tracking="1Z999AA10000000001",
+                           customer_id="C2", name="Bob Other", email="bob@example.com", handle="bob")
+    assert broken != fine
+    queued = run_followups(store, config, NOW + timedelta(hours=25))
+    assert [get_message(store, i).case_id for i in queued] == [fine]  # type: ignore[union-attr]
+    [skipped] = [e.details for e in store.audit_trail(broken) if e.action == "follow_up.skipped"]
+    assert "nudge" in skipped["reason"] and "concatenate" in skipped["reason"]

@@ -158,3 +158,75 @@ def test_removing_a_user_needs_a_confirmation(db: Store) -> None:  # noqa: F811
     at.checkbox(key="uc_remove_sure").check()
     at.button(key="FormSubmitter:user_change-Remove user").click().run()
     assert get_user(db, "bob") is None
+
+
+# ------------------------------------------------------------------ audit (settings) findings 1, 2, 3, 4, 6
+def test_a_console_edit_of_a_file_template_keeps_its_intents_and_statuses(store: Store) -> None:
+    """Audit (settings) finding 4: saving the text dropped intents/statuses, so it was no longer suggested."""
+    from responders.config import responders_settings
+
+    config = parse_config({"timezone": "Europe/London", "brands": [{"name": "Larkspur"}], "responders": {"templates": {
+        "claim": {"text": "We've opened a claim with {{ courier }}.", "intents": ["lost_or_missing"],
+                  "statuses": ["delivered"]}}}})
+    save_setting(store, "template", "claim", "We have opened a claim with {{ courier }}.", "lee")
+    spec = responders_settings(apply_settings(config, store)).templates["claim"]
+    assert not isinstance(spec, str)
+    assert (spec.text, spec.intents, spec.statuses) == ("We have opened a claim with {{ courier }}.",
+                                                         ["lost_or_missing"], ["delivered"])
+
+
+def test_rules_that_name_a_template_are_known() -> None:
+    """Audit (settings) finding 1: the console reset a template a rule names without a word."""
+    from responders.templates import rules_naming
+
+    config = parse_config({"timezone": "Europe/London", "brands": [{"name": "Larkspur"}], "responders": {
+        "followup": {"template": "gentle_nudge", "brands": {"Larkspur": {"template": "lark_nudge"}}},
+        "courier_link": {"template": "gentle_nudge"}, "proactive": {"message": True}}})
+    assert rules_naming(config, "gentle_nudge") == ["[responders.followup] template",
+                                                    "[responders.courier_link] template"]
+    assert rules_naming(config, "lark_nudge") == ['[responders.followup.brands."Larkspur"] template']
+    assert rules_naming(config, "proactive") == ["[responders.proactive] message"]
+    assert rules_naming(config, "late") == []
+
+
+def test_the_console_refuses_a_template_that_fails_to_fill_or_names_unknown_variables(db: Store) -> None:  # noqa: F811
+    """Audit (settings) findings 2, 3 and 6, on the Settings page."""
+    at = page("settings", "lee", db)
+    at.selectbox(key="tpl_name").select("in_transit").run()
+    case_id = db.db.execute("select id from cases where link_confirmed = 1 and channel = 'x' limit 1").fetchone()[0]
+    broken = "Hi {{ author_first_name }}, we add {{ case_id + ' days' }} to your wait."
+    at.text_area(key="tpl_text_in_transit").input(broken).run()
+    at.number_input(key="tpl_preview_case").set_value(case_id).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "unsupported operand" in texts(at)
+    at.button(key="tpl_save").click().run()
+    assert not at.exception and history(db, "template", "in_transit") == []
+    errors = [str(e.value).replace("\\", "") for e in at.error]
+    assert any("responders.templates.in_transit" in e and "unsupported operand" in e and "\n" not in e
+               for e in errors), texts(at)
+    at.text_area(key="tpl_text_in_transit").input("Hi {{ frist_name }}, it is {{ trackng_status }}.").run()
+    at.button(key="tpl_save").click().run()
+    assert history(db, "template", "in_transit") == []
+    assert any("frist_name, trackng_status" in str(e.value).replace("\\", "") for e in at.error), texts(at)
+    # A reply over the X limit: the preview says so, as the case page would.
+    long = "Hi {{ author_first_name }}, thank you so much for getting in touch with {{ brand }} about this. " * 4
+    at.text_area(key="tpl_text_in_transit").input(long).run()
+    assert any("over the x limit of 280" in str(w.value).replace("\\", "") for w in at.warning), texts(at)
+
+
+def test_the_console_will_not_remove_a_template_a_rule_names(db: Store, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                             tmp_path: Path) -> None:
+    """Audit (settings) finding 1: "Back to file version" removed the follow-up's template without a word."""
+    from tests.conftest import DEMO_CONFIG
+
+    named = tmp_path / "doorstep.toml"
+    named.write_text(Path(DEMO_CONFIG).read_text() + '\n[responders.followup]\ntemplate = "gentle_nudge"\n')
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(named))
+    save_setting(db, "template", "gentle_nudge", "Hi {{ first_name }}, did you see our reply?", "lee")
+    at = page("settings", "lee", db)
+    at.selectbox(key="tpl_name").select("gentle_nudge").run()
+    assert "[responders.followup] template" in texts(at)
+    at.checkbox(key="tpl_reset_sure").check().run()
+    at.button(key="tpl_reset").click().run()
+    assert history(db, "template", "gentle_nudge")[0].value is not None  # not removed
+    assert any("[responders.followup] template" in str(e.value).replace("\\", "") for e in at.error), texts(at)

@@ -138,3 +138,55 @@ def test_a_non_parcel_post_on_a_delivered_order_gets_no_parcel_template(store: S
     assert case is not None and case.intent not in ("praise", "lost_or_missing", "where_is_my_order", "late_delivery")
     suggestions = suggest_templates(case, store.get_shipment("1Z999AA10123456784"), config)
     assert "delivered_but_missing" not in suggestions
+
+
+# ------------------------------------------------------------------ audit (settings) findings 1-3
+def test_a_name_that_is_no_template_is_refused_never_used_as_the_text() -> None:
+    """Audit (settings) finding 1: an unknown template *name* was used as the template's source."""
+    from responders.templates import resolve_template
+
+    config = shop_config(templates={"gentle_nudge": "Hi {{ first_name }}, did you see our reply?"})
+    assert resolve_template(config, "gentle_nudge") == ("gentle_nudge", "Hi {{ first_name }}, did you see our reply?")
+    assert resolve_template(config, "follow_up")[1] == BUILT_IN["follow_up"].text
+    with pytest.raises(TemplateError, match="unknown template 'gentel_nudge'"):
+        resolve_template(config, "gentel_nudge")
+    # A default the caller knows (the courier link's built-in wording) counts as a template.
+    assert resolve_template(config, "courier_update", defaults={"courier_update": "Hi {{ courier }}"}) == (
+        "courier_update", "Hi {{ courier }}")
+    # Source (Jinja, or words that cannot be a name) is still source.
+    assert resolve_template(config, "Hi {{ first_name }}!") == ("template", "Hi {{ first_name }}!")
+    assert resolve_template(config, "Thanks, we are on it.") == ("template", "Thanks, we are on it.")
+
+
+def test_rendering_turns_any_error_into_a_template_error() -> None:
+    """Audit (settings) finding 2: ``{{ order_total + 5 }}`` raised a bare TypeError out of render_source."""
+    from responders.templates import render_source
+
+    with pytest.raises(TemplateError, match=r"refund: .*can only concatenate str"):
+        render_source("{{ order_total + 5 }}", {"order_total": "60.00 GBP"}, confirmed=True, name="refund")
+    with pytest.raises(TemplateError, match="refund: .*division by zero"):
+        render_source("{{ case_id / 0 }}", {"case_id": 4}, confirmed=True, name="refund")
+
+
+def test_the_save_check_fills_the_template_with_sample_values_and_knows_its_variables() -> None:
+    """Audit (settings) findings 2 and 3: the save check only compiled the template."""
+    from responders.templates import check_template_source
+
+    config = shop_config()
+    with pytest.raises(TemplateError, match=r"order_total \+ 5|can only concatenate str"):
+        check_template_source(config, "follow_up", "Hi {{ first_name }}, {{ order_total + 5 }} is on its way.")
+    with pytest.raises(TemplateError, match=r"unsupported operand"):
+        check_template_source(config, "in_transit", "Hi {{ author_first_name }}, {{ case_id + ' days' }}.")
+    # Only on a public reply (order_number is left out there): still found.
+    with pytest.raises(TemplateError, match="public"):
+        check_template_source(config, "late", "{% if order_number is defined %}ok{% else %}{{ case_id + 'x' }}{% endif %}")
+    with pytest.raises(TemplateError, match="frist_name, trackng_status"):
+        check_template_source(config, "in_transit", "Hi {{ frist_name }}, it is {{ trackng_status }}.")
+    # Good ones pass: every built-in, local names, loops, and the courier update's own variables.
+    for name, template in BUILT_IN.items():
+        check_template_source(config, name, template.text)
+    check_template_source(config, "items", "{% set n = 2 %}{% for i in item_list %}{{ loop.index }} {{ i.name }}"
+                                           "{% endfor %}{{ n }}")
+    check_template_source(config, "courier_update", "{{ courier_status }}: {{ courier_update }}")
+    with pytest.raises(TemplateError, match="courier_update"):
+        check_template_source(config, "thanks", "{{ courier_update }}")  # only the courier link's template has it
