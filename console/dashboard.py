@@ -49,21 +49,26 @@ def chart_findings(data: dict[str, Any]) -> dict[str, str]:
     if per_day and any(d["mentions"] for d in per_day.values()):
         busiest = max(per_day, key=lambda k: (per_day[k]["mentions"], k))
         out["mentions"] = f"Busiest day: {_day(busiest)} with {per_day[busiest]['mentions']:.0f} mentions"
-    if per_day and any(d["complaints"] for d in per_day.values()):
-        worst = max(per_day, key=lambda k: (per_day[k]["complaints"], k))
+    if per_day and any(d["complaints"] for d in per_day.values()):  # no "peak" in a week without complaints
+        worst = max(per_day, key=lambda k: (per_day[k]["complaints"], k))  # a tie names the latest day
         out["complaints"] = f"Complaints peaked on {_day(worst)} ({per_day[worst]['complaints']:.0f})"
-    net = [r["net_sentiment"] for r in daily if r.get("net_sentiment") is not None]
-    if net:
-        mean = sum(net) / len(net)
+    # The headline's net sentiment over the window: (positive - negative) / labelled posts, every post
+    # weighing the same (an average of per-brand daily ratios would let one post outweigh twenty).
+    labelled = sum(r.get("labelled") or 0 for r in daily)
+    if labelled:
+        mean = (sum(r.get("positive") or 0 for r in daily) - sum(r.get("negative") or 0 for r in daily)) / labelled
         mood = "negative" if mean < -0.05 else "positive" if mean > 0.05 else "mixed"
         out["sentiment"] = f"Sentiment {mood} on average ({mean:+.2f})"
     if data["intents"]:
         top = data["intents"][0]
         out["intents"] = f"Most complaints are about {top['label']} ({100 * (top['share'] or 0):.0f} %)"
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
-    if league:
+    if league and league[0].get("stands_out"):  # beyond noise: doorstep.metrics.standout_courier
         out["couriers"] = (f"{league[0]['courier']} has the most complaints per 1,000 shipments "
                            f"({league[0]['complaints_per_1000']:.0f})")
+    elif len(league) > 1:
+        rates = [r["complaints_per_1000"] for r in league]
+        out["couriers"] = f"No courier stands out: {min(rates):.0f} to {max(rates):.0f} complaints per 1,000 shipments"
     return out
 
 
@@ -168,11 +173,12 @@ def render() -> None:
     st.subheader(escape_md(titles["couriers"]))
     pick_courier = alt.selection_point(name="courier", fields=["courier"])
     chart = alt.Chart(alt.Data(values=data["couriers"])).mark_bar(cursor="pointer").encode(
-        x=alt.X("complaints_per_1000:Q", title="complaints per 1,000 active shipments"),
+        x=alt.X("complaints_per_1000:Q", title="complaints per 1,000 shipments (active, or complained about)"),
         y=alt.Y("courier:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
         color=alt.Color("failed_attempt_rate:Q", title="failed delivery attempts",
                         scale=alt.Scale(scheme="oranges"), legend=alt.Legend(format=".0%")),
-        tooltip=["courier:N", "shipments:Q", "complaints:Q", "failed_attempts:Q", "exceptions:Q"],
+        tooltip=["courier:N", "shipments:Q", "active_shipments:Q", "complaints:Q", "unlinked_complaints:Q",
+                 "failed_attempts:Q", "exceptions:Q"],
     ).add_params(pick_courier).properties(height=200)
     event = st.altair_chart(chart, width="stretch", on_select="rerun", key="dash_courier_pick")
     courier = _picked(event, "courier", "courier")
@@ -183,7 +189,7 @@ def render() -> None:
 
     from console.dialogue import answer_rates_section
 
-    answer_rates_section(store, start, end, config)
+    answer_rates_section(store, start, end, config, brand)
 
     st.subheader("Listener health")
     try:

@@ -181,12 +181,13 @@ def render() -> None:
                     open_case(case.id)  # type: ignore[arg-type]
 
 
-def answer_rates_section(store: Any, start: Any, end: Any, config: Any) -> None:
+def answer_rates_section(store: Any, start: Any, end: Any, config: Any, brand: str | None = None) -> None:
     """The dashboard's "answers to our questions": asked, answered, rate and time to answer per channel; call backs.
 
+    ``brand``: the dashboard's Brand filter (questions and call backs on that brand's cases).
     (Answer rates of every private message by local send hour are the channel learner's chart, above.)
     """
-    rates = rows.answer_rates(store, start, end, config.tz)
+    rates = rows.answer_rates(store, start, end, config.tz, brand=brand)
     st.subheader("Answers to our questions")
     if not rates:
         st.caption("No question was asked in this window.")
@@ -195,7 +196,7 @@ def answer_rates_section(store: Any, start: Any, end: Any, config: Any) -> None:
                    "answer rate": "-" if r["rate"] is None else f"{r['rate']:.0%}",
                    "median time to answer": "-" if r["median_minutes"] is None else f"{r['median_minutes']:.0f} min"}
                   for r in rates], hide_index=True, width="stretch")
-    summary = rows.callback_summary(store, start, end)
+    summary = rows.callback_summary(store, start, end, brand=brand)
     st.caption(escape_md(f"Call backs offered {summary['offered']}, accepted {summary['accepted']}, reached "
                          f"{summary['reached']}, no answer {summary['no_answer']}, resolved {summary['resolved']}, "
                          f"SLA breached {summary['sla_breached']}"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from doorstep.metrics import percentile
 from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
@@ -320,7 +321,8 @@ def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None,
         item = out[channel]
         minutes = sorted(item.pop("minutes"))
         item["rate"] = round(item["answered"] / item["asked"], 3) if item["asked"] else None
-        item["median_minutes"] = round(minutes[len(minutes) // 2], 1) if minutes else None
+        median = percentile(minutes, 50)  # interpolated, as every median in the reports
+        item["median_minutes"] = None if median is None else round(median, 1)
         item["by_hour"] = {h: {"asked": a, "answered": n} for h, (a, n) in sorted(item["by_hour"].items())}
         result.append(item)
     return result

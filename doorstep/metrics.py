@@ -31,6 +31,9 @@ Definitions (the tests recompute each with straight SQL):
 - A case an agent merged into another (``merged_into`` set) is not a case of its own in any of
   these figures: its posts and clocks are the kept case's.
 - *active shipments* of a courier: shipments with at least one tracking event in the window.
+- *shipments of the week* (the courier league's base): active shipments plus the shipments that
+  a complaint or negative post of the window is about; complaints per 1,000 shipments count only
+  complaints about those shipments (see :func:`courier_league`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "daily_trend",
     "complaints_by_intent",
     "courier_league",
+    "standout_courier",
     "tracking_problem_complaints",
     "top_themes",
     "notable_cases",
@@ -344,14 +348,22 @@ def complaints_by_intent(store: Store, start: datetime, end: datetime, tz: TzLik
 # ---------------------------------------------------------------------------- couriers
 def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
                    brand: str | None = None) -> list[dict[str, Any]]:
-    """Couriers compared fairly: complaints and negative mentions per 1,000 active shipments.
+    """Couriers compared fairly: complaints and negative mentions per 1,000 shipments of the week.
 
-    Raw complaint counts punish the courier that carries most parcels; dividing by the
-    shipments it actually moved in the week (a tracking event in the window) does not.
+    Raw complaint counts punish the courier that carries most parcels, so each count is divided
+    by the courier's shipments of the week; and the shipments divided by are the shipments the
+    posts are about. ``shipments``: those with a tracking event in the window (``active_shipments``)
+    plus those that a complaint or negative post of the window is about (through its case's
+    tracking number), which are often parcels that did *not* move: lost or stuck. ``complaints`` /
+    ``negative_mentions``: complaint / negative posts of the window about one of those shipments,
+    counted for the shipment's courier (the carrier of the parcel, even where the case names another).
+    A complaint on a case that names the courier but links no known shipment is not about any
+    of them: it is counted apart as ``unlinked_complaints`` and is in no rate.
     Also: failed-attempt and exception rates (share of active shipments with such an event in
     the window) and complaints that followed a tracking problem on the linked shipment.
-    Sorted by complaints per 1,000 shipments, worst first; couriers with complaints but no
-    active shipments come last with ``None`` rates.
+    Sorted by complaints per 1,000 shipments, worst first; couriers with only unlinked complaints
+    come last with ``None`` rates. ``stands_out`` is true on the first row only when
+    :func:`standout_courier` says its rate is beyond noise.
     """
     lo, hi = _bounds(start, end)
     bclause, bparams = _brand_clause(brand)
@@ -362,8 +374,8 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
     def row_for(courier: str) -> dict[str, Any]:
         return stats.setdefault(
             courier,
-            {"courier": courier, "shipments": 0, "failed_attempts": 0, "exceptions": 0, "complaints": 0,
-             "negative_mentions": 0, "complaints_after_tracking_problem": 0},
+            {"courier": courier, "shipments": 0, "active_shipments": 0, "failed_attempts": 0, "exceptions": 0,
+             "complaints": 0, "negative_mentions": 0, "unlinked_complaints": 0, "complaints_after_tracking_problem": 0},
         )
 
     for courier, shipments, failed, exceptions in db.execute(
@@ -376,33 +388,86 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         [lo, hi, *oparams],
     ).fetchall():
         r = row_for(courier)
-        r.update(shipments=shipments, failed_attempts=failed, exceptions=exceptions)
+        r.update(active_shipments=shipments, failed_attempts=failed, exceptions=exceptions)
+
+    # The base: active shipments (of the brand's orders) plus the shipments the window's complaint and
+    # negative posts (on the brand's cases) are about.
+    active = (
+        "select e.tracking_number from tracking_events e join shipments s on s.tracking_number = e.tracking_number "
+        f"left join orders o on o.number = s.order_number where e.time >= ? and e.time < ?{oclause}"
+    )
+    talked_about = (
+        "select c.tracking_number from mentions m join cases c on c.id = m.case_id "
+        "where m.outbound = 0 and (m.complaint = 1 or m.sentiment = 'negative') "
+        f"and m.created_at >= ? and m.created_at < ?{bclause}"
+    )
+    for courier, shipments in db.execute(
+        f"select s.courier, count(*) from shipments s where s.tracking_number in ({active}) "
+        f"or s.tracking_number in ({talked_about}) group by s.courier",
+        [lo, hi, *oparams, lo, hi, *bparams],
+    ).fetchall():
+        row_for(courier)["shipments"] = shipments
 
     for courier, complaints, negative in db.execute(
-        "select c.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
-        "from mentions m join cases c on c.id = m.case_id "
-        f"where m.outbound = 0 and c.courier is not null and m.created_at >= ? and m.created_at < ?{bclause} "
-        "group by c.courier",
+        "select s.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
+        "from mentions m join cases c on c.id = m.case_id join shipments s on s.tracking_number = c.tracking_number "
+        f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{bclause} group by s.courier",
         [lo, hi, *bparams],
     ).fetchall():
-        if complaints or negative or courier in stats:
-            r = row_for(courier)
-            r.update(complaints=complaints, negative_mentions=negative)
+        if complaints or negative:
+            row_for(courier).update(complaints=complaints, negative_mentions=negative)
+
+    for courier, unlinked in db.execute(
+        "select c.courier, count(*) from mentions m join cases c on c.id = m.case_id "
+        "where m.outbound = 0 and m.complaint = 1 and c.courier is not null "
+        "and (c.tracking_number is null or c.tracking_number not in (select tracking_number from shipments)) "
+        f"and m.created_at >= ? and m.created_at < ?{bclause} group by c.courier",
+        [lo, hi, *bparams],
+    ).fetchall():
+        row_for(courier)["unlinked_complaints"] = unlinked
 
     for item in tracking_problem_complaints(store, start, end, tz, brand):
         if item["courier"]:
             row_for(item["courier"])["complaints_after_tracking_problem"] += 1
 
     for r in stats.values():
-        n = r["shipments"]
+        n, active_n = r["shipments"], r["active_shipments"]
         r["complaints_per_1000"] = None if not n else 1000.0 * r["complaints"] / n
         r["negative_per_1000"] = None if not n else 1000.0 * r["negative_mentions"] / n
-        r["failed_attempt_rate"] = _ratio(r["failed_attempts"], n)
-        r["exception_rate"] = _ratio(r["exceptions"], n)
-    return sorted(
+        r["failed_attempt_rate"] = _ratio(r["failed_attempts"], active_n)
+        r["exception_rate"] = _ratio(r["exceptions"], active_n)
+        r["stands_out"] = False
+    league = sorted(
         stats.values(),
         key=lambda r: (r["complaints_per_1000"] is None, -(r["complaints_per_1000"] or 0.0), -r["complaints"], r["courier"]),
     )
+    worst = standout_courier(league)
+    if worst is not None:
+        worst["stands_out"] = True
+    return league
+
+
+def standout_courier(league: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The courier of ``league`` (sorted worst first) whose complaint rate is beyond noise, or None.
+
+    The rule: complaints are counts of rare events, so roughly Poisson, give or take the square
+    root of the count expected. The worst courier stands out when its complaints exceed the
+    number the *other* couriers' combined rate (their complaints / their shipments) predicts for
+    its own shipments by more than two standard deviations (2 x sqrt(expected), at least 2) *and*
+    by at least 3 complaints. With one rated courier, or couriers within that band, nobody is
+    named "most complaints" (the demo's 2026-W47: UPS's 33 complaints on 122 shipments against
+    28.6 expected from the others' rate, 4.4 more where noise is +-10.7).
+    """
+    rated = [r for r in league if r.get("complaints_per_1000") is not None and r.get("shipments")]
+    if len(rated) < 2:
+        return None
+    worst, rest = rated[0], rated[1:]
+    rest_shipments = sum(r["shipments"] for r in rest)
+    expected = worst["shipments"] * sum(r["complaints"] for r in rest) / rest_shipments
+    excess = worst["complaints"] - expected
+    if excess >= 3 and excess > 2 * math.sqrt(max(expected, 1.0)):
+        return worst
+    return None
 
 
 def tracking_problem_complaints(store: Store, start: datetime, end: datetime, tz: TzLike,
@@ -716,7 +781,9 @@ def data_gaps(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
             profile_source = current
         profile = Counter(t.astimezone(zone).hour for t in profile_source)  # type: ignore[union-attr]
         rate = {h: profile[h] / span_days for h in range(24)}
-        busy = Counter(t.replace(minute=0, second=0, microsecond=0) for t in current)  # type: ignore[union-attr]
+        # Each post goes to the hour of ``hours`` it falls in (``start`` + whole hours elapsed), the same
+        # boundaries as the list: in a zone with a :30 or :45 offset these are not whole UTC hours.
+        busy = Counter(start + timedelta(hours=(t - start) // timedelta(hours=1)) for t in current)  # type: ignore[operator]
         # A week of healthy Poisson traffic with N posts has about N silences between posts, and
         # each is "a lull worth m expected posts" with odds e^-m: to keep the chance of any false
         # warning in the window near 1 %, a gap must be worth at least ln(100 N) expected posts

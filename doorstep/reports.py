@@ -10,9 +10,11 @@ Why the design is as it is:
   and a mail client that blocks images still shows the numbers. The PDF is rendered from the same
   HTML by xhtml2pdf (pure Python wheels on top of ReportLab: no system libraries, unlike
   WeasyPrint which needs Pango).
-- **Private by default.** Quoted posts and case rows have handles, names, emails, phone numbers,
-  postcodes and street addresses, order and tracking numbers masked; an unredacted report is for
-  internal use and is written to the audit log.
+- **Private by default.** Quoted posts and case rows have handles, emails, phone numbers, postcodes,
+  street addresses, bank details, order and tracking numbers masked, and the names and addresses a
+  post introduces ("my name is", "I'm", "deliver to", "my address:"); patterns, so a name written in
+  passing can stay, which the report's header says. An unredacted report is for internal use and is
+  written to the audit log.
 - **Exactly once.** A send is an ``outbound_messages`` row (kind ``report``) whose idempotency key
   ``report:{week}:{recipient}`` is unique, so restarts and concurrent workers cannot send a week
   twice; a refused send is retried with backoff and stays visible as ``failed`` with its error.
@@ -72,38 +74,126 @@ def last_complete_week(now: datetime, tz: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- privacy
+# Regular expressions, not a named-entity model: the report must mask the same way on every machine, offline, in
+# milliseconds, and no such model is a dependency. They mask what a post introduces as personal ("my name is ...",
+# "I'm ...", "deliver to ...", "my address: ...") and what has a shape (emails, phones, postcodes, street numbers,
+# bank details); a name or a place dropped into free text with no such cue can still pass, which the report's
+# header says. Ordinary complaint words stay: a quote must still say what went wrong.
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 #: @name, @name.bsky.social (Bluesky), @name@instance.social (Mastodon).
 _HANDLE = re.compile(r"(?<![\w@])@(\w[\w.\-]{0,80}?(?:@[\w\-]+(?:\.[\w\-]+)+)?)(?=[.\-]?(?![\w.\-@]))")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d(?:[\s.\-]?\d){6,12}|0\d(?:[\s.\-]?\d){8,10}|\(\d{3}\)\s?\d{3}[\s.\-]?\d{4})(?!\w)"
+    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d(?:[\s.\-]?\d){6,12}|0\d(?:[\s.\-]?\d){8,10}|\(\d{3}\)\s?\d{3}[\s.\-]?\d{4}"
+    r"|\(0\d{2,4}\)\s?\d{3,4}[\s.\-]?\d{3,4})(?!\w)"
 )
 _POSTCODE = re.compile(r"\b(?:GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})\b", re.IGNORECASE)
+#: "10 Downing Street", "5 The Green": capitalised words, then a street word.
 _STREET = re.compile(
     r"\b\d{1,4}[A-Za-z]?,?\s+(?:[A-Z][\w'\-]*\s+){1,3}"
     r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Close|Drive|Dr|Way|Court|Ct|Place|Pl|Crescent|Cres|Terrace|"
-    r"Gardens|Grove|Hill|Park|Square|Sq|Row|Mews|Walk|Parade|Boulevard|Blvd)\b\.?"
+    r"Gardens|Grove|Hill|Park|Square|Sq|Row|Mews|Walk|Parade|Boulevard|Blvd|Green|Rise|Gate|Vale|View|Wharf|Quay|"
+    r"Yard|Meadows?|Cottages|Villas|Heights|Chase)\b\.?"
 )
-_NAME_INTRO = re.compile(r"\b((?:my name is|name's|this is|regards,?|cheers,?|thanks,?|signed,?)\s+)([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
+#: "22 acacia avenue", "14 high st": any case, but only street words that are not also everyday words ("way",
+#: "row", "park"), and no everyday word between the number and the street word ("3 days down the road").
+_STREET_ANY_CASE = re.compile(
+    r"\b\d{1,4}[a-z]?,?\s+((?:[^\W\d_][\w'\-]*\s+){1,3})"
+    r"(?:street|st|road|rd|avenue|ave|lane|ln|crescent|cres|terrace|gardens|grove|mews|boulevard|blvd|square|sq|"
+    r"parade|close|drive)\b\.?",
+    re.IGNORECASE,
+)
+#: Between a house number and a street word, these say it is not an address ("3 parcels on the drive").
+_NOT_STREET = frozenset(
+    "the a an of on in at to for by from up down along across over around into onto off near past and or but my your "
+    "our their his her its this that it i we they he she you me us them was were is are been still not no left "
+    "day days week weeks hour hours min mins minute minutes time times mile miles year years month months "
+    "parcel parcels item items box boxes door doors house houses star stars pound pounds quid pm am".split()
+)
+#: Bank details: an IBAN (valid check digits, or said to be one) and the numbers after "account", "card"...
+_IBAN = re.compile(r"(?<![\w])([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30})(?![\w])", re.IGNORECASE)
+_IBAN_SAID = re.compile(r"\biban\W{0,3}$", re.IGNORECASE)
+_ACCOUNT = re.compile(
+    r"(\b(?:account|acct|a/c|card|sort\s*code|bank|membership|customer|reference|ref|policy)"
+    r"(?:\s*(?:no\.?|nr\.?|number|num|#|ending(?:\s+in)?|ends\s+in|is|:|-))*\s*)(\d(?:[\s\-]?\d){2,})(?!\w)",
+    re.IGNORECASE,
+)
 _LONG_NUMBER = re.compile(r"(?<![\w£$€])#?\d(?:[\s\-]?\d){5,}(?![\w])")
-_MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]")
+
+# Names. A name word is capitalised ("Sarah", "O'Neill", "Anna-Maria"), except after "my name is", where a
+# lowercase "jane doe" is a name too.
+_WORD = re.compile(r"\s*([^\W\d_](?:[\w\-]|['’](?=[^\W\d_]))*)")
+_CAPITALISED = re.compile(r"[A-Z](?:[a-z]+|['’][A-Z][a-z]+)(?:[\-'’][A-Z]?[a-z]+)*$")
+#: Words that follow "I'm", "my name is", "deliver to" and are not a name or a place.
+_NOT_NAME = frozenset(
+    "not so very really still just the a an absolutely totally completely literally honestly seriously sorry afraid "
+    "sure done fed sick tired annoyed angry furious livid gutted disappointed frustrated confused upset cross "
+    "waiting going getting trying hoping writing here there back again also now never always ever only all no yes ok "
+    "okay fine good great happy unhappy glad pleased ridiculous unacceptable appalling awful terrible shocking "
+    "disgusting outrageous useless hopeless pathetic about at in on with from for by to of my your our his her "
+    "their its it this that what why how when where who which is was were be been being have has had do does did "
+    "can could will would should may might must nobody somebody someone anyone everyone nothing something anything "
+    "everything same another other one two three first second third last next day week today tomorrow yesterday "
+    "tonight morning monday tuesday wednesday thursday friday saturday sunday january february march april june "
+    "july august september october november december please thanks thank cheers hi hello hey dear customer "
+    "customers parcel parcels order orders delivery driver courier team support care help service shop store "
+    "company and or but if i me we us they them he she you spelt spelled wrong correct right missing misspelt "
+    "definitely clearly written printed shown listed different also incomplete again".split()
+)
+_STRONG_NAME_INTRO = re.compile(r"\b(?:my\s+name\s+is|my\s+name['’]s|name['’]s|my\s+name\s*:|name\s*:)\s*", re.IGNORECASE)
+_NAME_INTRO = re.compile(r"\b(?:i['’]?m|i\s+am|this\s+is|regards|kind\s+regards|best\s+wishes|cheers|thanks|"
+                         r"many\s+thanks|signed|love|from)\s*,?\s+", re.IGNORECASE)
+_NAME_HERE = re.compile(r"(^|[.!?]\s+|\b(?:hi|hello|hey|morning)\b,?\s+)((?:[A-Z][\w'’\-]*\s+){1,3})(?=here\b)",
+                        re.IGNORECASE)
+# Addresses that a post introduces: whatever follows, up to the end of the sentence.
+_ADDRESS_COLON = re.compile(r"\b(?:(?:my|our|home|new|delivery|full|correct|the)\s+)?address\s*(?:is\s*)?[:\-–]\s*",
+                            re.IGNORECASE)
+_ADDRESS_IS = re.compile(r"\b(?:my|our|home|new|full|correct)\s+address\s+is\s+", re.IGNORECASE)
+_DELIVER_TO = re.compile(r"\b(?:deliver(?:ed)?|send|sent|post(?:ed)?|ship(?:ped)?|bring|forward(?:ed)?|redirect(?:ed)?)"
+                         r"(?:\s+(?:it|them|this|that|(?:the|my)\s+(?:parcel|order|package|item)))?\s+to\s+",
+                         re.IGNORECASE)
+_HOUSE_WORD = re.compile(r"\b(?:cottage|house|farm|barn|lodge|manor|mill|rectory|vicarage|hall|court|flat|apartment|"
+                         r"street|st|road|rd|avenue|ave|lane|ln|close|drive|way|crescent|terrace|gardens|grove|mews|"
+                         r"green|place|square|row|walk|parade)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(
+    r"[.!?](?=\s|$)|[!?;\n()]|\s+[-–]\s+|\s+(?:and|but|please|pls|plz|instead|asap|because|thanks|thank|cheers|if|"
+    r"when|so|or|as|since|not|which|where)\b",
+    re.IGNORECASE,
+)
+_MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]",
+          "[bank details]")
+
+
+def _iban_valid(candidate: str) -> bool:
+    """The ISO 13616 check: move the first four characters to the end, letters to 10..35, mod 97 == 1."""
+    text = candidate.replace(" ", "").upper()
+    if not 15 <= len(text) <= 34 or not text.isalnum():
+        return False
+    digits = "".join(str(int(ch, 36)) for ch in text[4:] + text[:4])
+    return int(digits) % 97 == 1
 
 
 class Redactor:
     """Masks personal data in text quoted by a report.
 
     Patterns: emails, links, tracking numbers (the linker's own recogniser, valid or mistyped),
-    order numbers (the configured patterns), phone numbers, UK postcodes, street addresses,
-    handles (our own brand and courier handles stay: they are public accounts), names the post
-    is known to carry (author display name, linked customer) or introduces ("my name is ..."),
-    and any other run of six or more digits.
+    order numbers (the configured patterns), phone numbers, UK postcodes, street addresses (any
+    case) and whatever a post gives as its address ("my address: ...", "deliver to ...", to the
+    end of the sentence), IBANs and account or card numbers, handles (our own brand and courier
+    handles stay: they are public accounts), names the post is known to carry (author display
+    name, linked customer) or introduces ("my name is ...", "I'm ...", "Thanks, ..."), and any
+    other run of six or more digits. Free text can still carry a name or place with no such cue.
     """
 
     def __init__(self, config: Config):
         self.order_patterns = [re.compile(p) for p in config.order_patterns]
         self.public_handles = {
             h.lower().lstrip("@") for entity in [*config.brands, *config.couriers] for h in entity.handles.values()
+        }
+        #: Our brands and the couriers are named in complaints all the time ("this is Royal Mail's fault").
+        self.public_words = {
+            w.lower() for entity in [*config.brands, *config.couriers]
+            for phrase in [entity.name, *getattr(entity, "keywords", [])] for w in re.findall(r"\w+", phrase)
         }
 
     def handle(self, handle: str | None) -> str | None:
@@ -116,10 +206,12 @@ class Redactor:
         ``handles`` the author's handles, masked also where written without the @."""
         if not text:
             return text
+        out = _IBAN.sub(lambda m: "[bank details]" if _iban_valid(m.group(1)) or _IBAN_SAID.search(text[: m.start()])
+                        else m.group(0), text)
         spans: list[tuple[int, int, str]] = []
-        for number in find_tracking_numbers(text):
+        for number in find_tracking_numbers(out):
             spans.append((number.start, number.end, "[tracking no.]"))
-        out = _apply(text, spans)
+        out = _apply(out, spans)
         for candidate in find_invalid_tracking_candidates(out):
             out = out.replace(candidate, "[tracking no.]")
         out = _HANDLE.sub(lambda m: m.group(0) if m.group(1).lower() in self.public_handles else "@[handle]", out)
@@ -127,11 +219,15 @@ class Redactor:
         out = _URL.sub("[link]", out)
         for pattern in self.order_patterns:
             out = pattern.sub("[order no.]", out)
+        out = _ACCOUNT.sub(lambda m: m.group(1) + "[number]", out)
+        out = self._introduced_addresses(out)
         out = _STREET.sub("[address]", out)
+        out = _STREET_ANY_CASE.sub(
+            lambda m: m.group(0) if {w.lower() for w in m.group(1).split()} & _NOT_STREET else "[address]", out)
         out = _POSTCODE.sub("[postcode]", out)
         out = _PHONE.sub("[phone]", out)
         out = _LONG_NUMBER.sub("[number]", out)
-        out = _NAME_INTRO.sub(lambda m: m.group(1) + "[name]", out)
+        out = self._introduced_names(out)
         for handle in handles:
             bare = (handle or "").lstrip("@")
             if len(bare) >= 3 and bare.lower() not in self.public_handles:
@@ -140,6 +236,89 @@ class Redactor:
             for part in _name_parts(name):
                 out = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", "[name]", out, flags=re.IGNORECASE)
         return out
+
+    # -- what a post introduces
+    def _ordinary(self, word: str) -> bool:
+        bare = re.sub(r"['’]s$", "", word).lower()
+        return bare in _NOT_NAME or bare in self.public_words or word.startswith("[")
+
+    def _name_end(self, text: str, pos: int, any_case: bool) -> int:
+        """Where a name starting at ``pos`` ends (``pos``: none there). Capitalised words, up to three; after
+        "my name is" also lowercase ones, up to two."""
+        end, taken, lowercase = pos, 0, False
+        while taken < 3:
+            m = _WORD.match(text, end)
+            if not m or (taken and text[end] not in " \t") or self._ordinary(m.group(1)):
+                break
+            capitalised = bool(_CAPITALISED.match(m.group(1)))
+            if not capitalised and not (any_case and (taken == 0 or lowercase)):
+                break
+            lowercase = lowercase or not capitalised
+            if lowercase and taken == 2:
+                break
+            end, taken = m.end(), taken + 1
+        return end
+
+    def _introduced_names(self, text: str) -> str:
+        for intro, any_case in ((_STRONG_NAME_INTRO, True), (_NAME_INTRO, False)):
+            pieces, last = [], 0
+            for m in intro.finditer(text):
+                if m.start() < last:
+                    continue
+                end = self._name_end(text, m.end(), any_case)
+                if end > m.end():
+                    pieces += [text[last:m.end()], "[name]"]
+                    last = end
+            text = "".join(pieces) + text[last:]
+
+        def here(m: re.Match[str]) -> str:
+            words = m.group(2).split()
+            if all(_CAPITALISED.match(w) and not self._ordinary(w) for w in words):
+                return m.group(1) + "[name] "
+            return m.group(0)
+
+        return _NAME_HERE.sub(here, text)
+
+    def _looks_like_a_place(self, text: str, pos: int, any_case: bool) -> bool:
+        """Does what starts at ``pos`` look like an address: a house number, a capitalised name ("Rose
+        Cottage", "The Old Rectory"), or with ``any_case`` any word that is not an everyday one?"""
+        rest = text[pos:]
+        if re.match(r"(?:no\.?\s*|number\s+|flat\s+|unit\s+|apt\.?\s+)?\d", rest, re.IGNORECASE):
+            return True
+        words = [w.group(1) for w in re.finditer(r"([^\W\d_][\w'’\-]*)", rest[:60])][:2]
+        if not words:
+            return False
+        first = words[0]
+        if first.lower() == "the" and len(words) > 1:
+            first = words[1]
+            if not _CAPITALISED.match(first):
+                return False
+        if self._ordinary(first):
+            return False
+        return bool(_CAPITALISED.match(first)) or any_case
+
+    def _introduced_addresses(self, text: str) -> str:
+        for intro, any_case in ((_ADDRESS_COLON, True), (_ADDRESS_IS, True), (_DELIVER_TO, False)):
+            pieces, last = [], 0
+            for m in intro.finditer(text):
+                if m.start() < last:
+                    continue
+                if intro is not _ADDRESS_COLON and not self._looks_like_a_place(text, m.end(), any_case):
+                    continue
+                stop = _SENTENCE_END.search(text, m.end())
+                end = stop.start() if stop else len(text)
+                while end > m.end() and text[end - 1] in " ,":
+                    end -= 1
+                # "Do you deliver to Jersey?" names a place, not someone's address: after "deliver to" an address
+                # has a house number, a house or street word, or several parts.
+                if intro is _DELIVER_TO and not (re.match(r"\W*(?:no\.?\s*|number\s+|flat\s+)?\d", text[m.end():end], re.I)
+                                                 or "," in text[m.end():end] or _HOUSE_WORD.search(text, m.end(), end)):
+                    continue
+                if end > m.end():
+                    pieces += [text[last:m.end()], "[address]"]
+                    last = end
+            text = "".join(pieces) + text[last:]
+        return text
 
 
 def _name_parts(name: str | None) -> list[str]:
@@ -184,6 +363,9 @@ class WeeklyReport:
     #: Plain-language lines for the top of the report and the Slack summary.
     findings: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The data-quality line of a week without warnings, after "Data quality: " (which listeners polled, or that
+    #: none ran).
+    quality_note: str = ""
     charts: list[Chart] = field(default_factory=list)
 
     @property
@@ -298,6 +480,7 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
     data = metrics.dashboard(store, start, end, tz, brand)
     from doorstep import dialogue
 
+    data["listeners"] = _with_configured_listeners(data["listeners"], config)
     data["answers"] = dialogue.answer_rates(store, start, end, tz, brand)
     data["callbacks"] = dialogue.callback_summary(store, start, end, brand)
     if redact:
@@ -307,6 +490,7 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
     report = WeeklyReport(week=week, brand=brand, tz=tz, start=start, end=end, generated_at=now, redacted=redact,
                           data=data)
     report.warnings = _warnings(data)
+    report.quality_note = _quality_note(data)
     report.findings = _findings(data)
     if charts:
         report.charts = build_charts(report)
@@ -314,19 +498,70 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
 
 
 def _redact_data(data: dict[str, Any], redactor: Redactor) -> None:
+    masked: set[str] = set()  # words the masking took out of a quoted post
+
+    def text(raw: str | None, names: list[str | None], handles: list[str | None]) -> str | None:
+        out = redactor.text(raw, names, handles)
+        masked.update(_words(raw) - _words(out))
+        return out
+
     for theme in data["themes"]:
         for post in theme["examples"]:
-            post["text"] = redactor.text(post["text"], [post.get("author_name")], [post.get("author_handle")])
+            post["text"] = text(post["text"], [post.get("author_name")], [post.get("author_handle")])
             post["author_handle"] = redactor.handle(post["author_handle"])
             post["author_name"] = "[name]" if post.get("author_name") else None
     for case in data["notable_cases"]:
-        case["text"] = redactor.text(case["text"], [case.get("author_name"), case.get("customer_name")],
-                                     [case.get("author_handle")])
+        case["text"] = text(case["text"], [case.get("author_name"), case.get("customer_name")],
+                            [case.get("author_handle")])
         case["author_handle"] = redactor.handle(case["author_handle"])
         case["author_name"] = "[name]" if case.get("author_name") else None
         case["customer_name"] = "[name]" if case.get("customer_name") else None
         case["order_number"] = "[order no.]" if case.get("order_number") else None
         case["tracking_number"] = "[tracking no.]" if case.get("tracking_number") else None
+    # Themes are counted on the posts' own words (metrics), so a name or street that several complaints repeat
+    # ("acacia avenue", with: "jane") would head a theme: a theme or a related word that the masking took out of
+    # a quoted post is left out.
+    data["themes"] = [t for t in data["themes"] if not _words(t["term"]) & masked]
+    for theme in data["themes"]:
+        theme["related"] = [w for w in theme.get("related") or [] if not _words(w) & masked]
+
+
+def _words(text: str | None) -> set[str]:
+    return set(re.findall(r"[^\W_]+", (text or "").lower()))
+
+
+#: Channel sections that run a listener (``listeners.config.SECTIONS``; the core does not import the listeners).
+LISTENER_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky", "webhook")
+NEVER_POLLED = "never polled"
+
+
+def _with_configured_listeners(listeners: list[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
+    """The listeners with a health record (metrics) and, as ``never polled``, each configured one without.
+
+    The health table gets a row at a listener's first round, so a listener that never ran has none and
+    ``metrics.listener_status`` cannot see it: "every listener polled" would be said of no listener at all.
+    """
+    seen = {row["name"] for row in listeners}
+    configured = [name for name in LISTENER_CHANNELS if name in config.channels
+                  and (config.channels.get(name) or {}).get("enabled", True) is not False]
+    never = [{"name": name, "state": NEVER_POLLED, "last_success_at": None, "last_error_at": None, "last_error": None,
+              "errors": 0} for name in configured if name not in seen]
+    return sorted([*listeners, *never], key=lambda row: row["name"])
+
+
+def _quality_note(data: dict[str, Any]) -> str:
+    """What a week without warnings can truly say about its listeners."""
+    never = [channel_name(row["name"]) for row in data["listeners"] if row["state"] == NEVER_POLLED]
+    polled = [row for row in data["listeners"] if row["state"] != NEVER_POLLED]
+    silence = "No channel went silent unexpectedly."
+    if not data["listeners"]:
+        return f"no listener ran (none is configured), so this week's posts came from imports. {silence}"
+    if not polled:
+        return f"no listener ran ({_join(never)} never polled), so this week's posts came from imports. {silence}"
+    if never:
+        return (f"{_join([channel_name(row['name']) for row in polled])} polled successfully; {_join(never)} never "
+                f"polled, so {'its' if len(never) == 1 else 'their'} posts came from imports only. {silence}")
+    return "every listener polled successfully and no channel went silent unexpectedly."
 
 
 def _warnings(data: dict[str, Any]) -> list[str]:
@@ -358,9 +593,16 @@ def _findings(data: dict[str, Any]) -> list[str]:
         top = data["intents"][0]
         out.append(f"Most complaints were about {top['label']} ({100 * (top['share'] or 0):.0f} %).")
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
-    if league:
+    if league and league[0]["stands_out"]:  # beyond noise: metrics.standout_courier
         worst = league[0]
         out.append(f"{worst['courier']} had the most complaints per 1,000 shipments ({worst['complaints_per_1000']:.1f}).")
+    elif len(league) > 1:
+        rates = [r["complaints_per_1000"] for r in league]
+        out.append(f"No courier stood out: {min(rates):.1f} to {max(rates):.1f} complaints per 1,000 shipments.")
+    unlinked = sum(r["unlinked_complaints"] for r in data["couriers"])
+    if unlinked:
+        out.append(f"{unlinked} complaint{'' if unlinked == 1 else 's'} named a courier but no shipment we know "
+                   "(not in the rates).")
     if data["tracking_problem_complaints"]:
         out.append(f"{data['tracking_problem_complaints']} complaints followed a courier exception or failed attempt.")
     sla = h["sla_attainment"]
@@ -395,23 +637,22 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
         brands = sorted(daily["brand"].unique())
         colours = alt.Scale(domain=brands, range=PALETTE[: len(brands)])
         per_day = daily.groupby("day")["complaints"].sum()
-        peak_day = per_day.idxmax()
-        title = f"Complaints peaked on {date.fromisoformat(peak_day):%a %d %b} ({per_day.max():,})"
+        title, subtitle = extreme_title({d: int(n) for d, n in per_day.items()}, highest=True)
         chart = alt.Chart(daily).mark_bar().encode(
             x=alt.X("yearmonthdate(date):O", title="Day (local time)", axis=alt.Axis(format="%a %d", labelAngle=0)),
             y=alt.Y("sum(complaints):Q", title="Complaints (posts)"),
             color=alt.Color("brand:N", scale=colours, title="Brand"),
             xOffset="brand:N",
         ).properties(width=620, height=220)
-        render("daily_complaints", title, title + ". " + "; ".join(
-            f"{date.fromisoformat(d):%a}: {int(n)}" for d, n in per_day.items()), chart)
+        render("daily_complaints", title, title + ". " + (f"{subtitle}. " if subtitle else "") + "; ".join(
+            f"{date.fromisoformat(d):%a}: {int(n)}" for d, n in per_day.items()), chart, subtitle)
 
         labelled = daily.dropna(subset=["net_sentiment"])
         if not labelled.empty:
             overall = daily.groupby("day")[["positive", "negative", "labelled"]].sum()
             net = ((overall["positive"] - overall["negative"]) / overall["labelled"].where(overall["labelled"] > 0)).dropna()
-            low_day = net.idxmin()
-            title = f"Net sentiment was lowest on {date.fromisoformat(low_day):%a %d %b} ({net.min():+.2f})"
+            title, subtitle = extreme_title({d: float(v) for d, v in net.items()}, highest=False,
+                                            days=daily["day"].nunique())
             base = alt.Chart(labelled).encode(
                 x=alt.X("yearmonthdate(date):O", title="Day (local time)", axis=alt.Axis(format="%a %d", labelAngle=0)),
                 y=alt.Y("net_sentiment:Q", title="Net sentiment (-1 to +1)", scale=alt.Scale(domain=[-1, 1])),
@@ -424,9 +665,9 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
                                           scale=alt.Scale(domain=brands, range=(dashes * 4)[: len(brands)])),
             )
             zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(color="#888", strokeDash=[2, 2]).encode(y="y:Q")
-            render("daily_sentiment", title, title + ". " + "; ".join(
+            render("daily_sentiment", title, title + ". " + (f"{subtitle}. " if subtitle else "") + "; ".join(
                 f"{date.fromisoformat(d):%a}: {v:+.2f}" for d, v in net.items()),
-                alt.layer(line, zero).properties(width=620, height=220))
+                alt.layer(line, zero).properties(width=620, height=220), subtitle)
 
     intents = pd.DataFrame(data["intents"])
     if not intents.empty:
@@ -445,17 +686,60 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
         frame = pd.DataFrame(league)
         worst = league[0]
         rest = [r["complaints_per_1000"] for r in league[1:]]
-        title = f"{worst['courier']} had the most complaints per 1,000 shipments"
+        title = (f"{worst['courier']} had the most complaints per 1,000 shipments" if worst["stands_out"]
+                 else "No courier stood out in complaints per 1,000 shipments")
         subtitle = f"{worst['complaints_per_1000']:.1f} per 1,000" + (
             f", vs {rest[0]:.1f} for {league[1]['courier']}" if rest else "")
         chart = alt.Chart(frame).mark_bar(color=PALETTE[5]).encode(
             y=alt.Y("courier:N", sort="-x", title=None),
-            x=alt.X("complaints_per_1000:Q", title="Complaints per 1,000 active shipments", axis=alt.Axis(tickCount=6)),
+            x=alt.X("complaints_per_1000:Q", title="Complaints per 1,000 shipments (active or complained about)", axis=alt.Axis(tickCount=6)),
         ).properties(width=560, height=max(60, 30 * len(frame)))
         text = chart.mark_text(align="left", dx=4, fontSize=12).encode(text=alt.Text("complaints_per_1000:Q", format=".1f"))
         render("couriers", title, f"{title}: " + "; ".join(
             f"{r['courier']}: {r['complaints_per_1000']:.1f}" for r in league), alt.layer(chart, text), subtitle)
     return out
+
+
+def extreme_title(values: dict[str, float], *, highest: bool, days: int | None = None) -> tuple[str, str | None]:
+    """The title (and subtitle) of a daily chart: the day with the most complaints (``highest``) or the lowest
+    net sentiment. ``values``: ISO day -> value, for the days that have one; ``days``: days in the window.
+
+    Nothing is said of a peak in a week without complaints, nor of a lowest day when every day is the same.
+    Days equal as shown (whole complaints, sentiment to two places) are a tie, and a tie names the latest
+    of them, as the console's dashboard does (``console/dashboard.py`` ``chart_findings``), with the others
+    in the subtitle, so the two screens name the same day.
+    """
+    if highest:
+        shown: dict[str, float] = {d: round(v) for d, v in values.items()}
+        fmt, what = (lambda v: f"{v:,.0f}"), "Complaints"
+    else:
+        shown = {d: round(v, 2) + 0.0 for d, v in values.items()}
+        fmt, what = (lambda v: f"{v:+.2f}"), "Net sentiment"
+    if not shown:
+        return (f"{what} per day", None)
+    best = max(shown.values()) if highest else min(shown.values())
+    if highest and best <= 0:
+        return "No complaints this week", None
+    tied = sorted(d for d, v in shown.items() if v == best)
+    if not highest and len(shown) == 1:
+        return f"Net sentiment was {fmt(best)} on {_day_label(tied[0])}, the only day with labelled posts", None
+    if len(shown) > 1 and len(tied) == len(shown):
+        every = "every day" if days is None or len(shown) >= days else "every day with labelled posts"
+        return f"{what} {'were' if highest else 'was'} the same {every} ({fmt(best)})", None
+    latest = tied[-1]
+    title = (f"Complaints peaked on {_day_label(latest)} ({fmt(best)})" if highest
+             else f"Net sentiment was lowest on {_day_label(latest)} ({fmt(best)})")
+    others = tied[:-1]
+    subtitle = f"Also {fmt(best)} on {_join([_day_label(d) for d in others])}" if others else None
+    return title, subtitle
+
+
+def _day_label(day: str) -> str:
+    return f"{date.fromisoformat(day):%a %d %b}"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _small_png(png: bytes) -> bytes:
@@ -512,8 +796,36 @@ def render_html(report: WeeklyReport, *, for_pdf: bool = False) -> str:
         change_tone=change_tone,
         for_pdf=for_pdf,
         colours={"good": GOOD, "bad": BAD, "flat": NEUTRAL},
-        notable_shown=15,
+        notable_shown=NOTABLE_QUOTED,
+        notable_more=more_notable(report.data["notable_cases"][NOTABLE_QUOTED:]),
     )
+
+
+#: Notable cases quoted in full; the others are listed by number (a mail of 50 quoted posts is not read).
+NOTABLE_QUOTED = 15
+
+
+def more_notable(cases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The notable cases not quoted, by number, grouped by why they are notable, with their statuses.
+
+    Why here and not "in the console": the console's Reports page shows this same report, and the inbox
+    lists open cases and today's deadlines, so last week's resolved breaches are found nowhere else.
+    """
+    if not cases:
+        return None
+    groups: dict[str, list[int]] = {}
+    for case in cases:
+        groups.setdefault(", ".join(case["reasons"]), []).append(case["case_id"])
+    statuses: dict[str, int] = {}
+    for case in cases:
+        label = str(case["status"] or "unknown").replace("_", " ")
+        statuses[label] = statuses.get(label, 0) + 1
+    if len(statuses) == 1:
+        status = ("all " if len(cases) > 1 else "") + next(iter(statuses))
+    else:
+        status = ", ".join(f"{n} {label}" for label, n in sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"count": len(cases), "status": status,
+            "groups": [{"why": why, "ids": sorted(ids)} for why, ids in groups.items()]}
 
 
 def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:

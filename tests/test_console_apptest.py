@@ -3,7 +3,7 @@ actions with audit, the optimistic-locking conflict path, and user text shown li
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -529,6 +529,32 @@ def test_dashboard_shows_answer_rates_by_channel_and_hour(db: Store) -> None:
     assert len(at.get("vega_lite_chart")) == 6
     heat = next(c.proto for c in at.get("vega_lite_chart") if b"hour_label" in c.proto.data.data)
     assert b"SMS" in heat.data.data and b"e-mail" in heat.data.data  # the rows name the channels in words
+
+
+def test_dashboard_answers_to_our_questions_follow_the_brand_filter(db: Store) -> None:
+    from console.dashboard import window
+
+    now = utcnow().replace(microsecond=0)
+    for i, (brand, minutes) in enumerate([("Larkspur Home", 10), ("Larkspur Home", 50), ("Fettle Outdoor", 30),
+                                          ("Fettle Outdoor", 40)]):
+        case_id = db.insert_case(Case(status="open", brand=brand, channel="x", author_handle=f"q{i}", opened_at=now,
+                                      last_activity_at=now, mention_count=1))
+        asked = now - timedelta(hours=3, minutes=i)
+        db.db.execute("insert into questions (case_id, rule, channel, target, token, asked_at, status, answered_at) "
+                      "values (?, 'safe_place', 'email', 'a@example.com', ?, ?, 'answered', ?)",
+                      [case_id, f"dash-brand-{i}", asked.isoformat(), (asked + timedelta(minutes=minutes)).isoformat()])
+    start, end = window(7, ZoneInfo("Europe/London"))
+    asked = db.db.execute(
+        "select count(*) from questions q join cases c on c.id = q.case_id where c.brand = 'Larkspur Home' "
+        "and q.channel = 'email' and q.asked_at >= ? and q.asked_at < ? and q.answered_at is not null",
+        [start.astimezone(timezone.utc).isoformat(), end.astimezone(timezone.utc).isoformat()]).fetchone()[0]
+    assert asked == 2
+    at = page("dashboard", "lee", db, dash_brand="Larkspur Home")
+    assert not at.exception, at.exception
+    [answers] = [d.value for d in at.dataframe if "asked" in d.value.columns]
+    email = answers[answers["channel"] == "email"].iloc[0]
+    assert (email["asked"], email["answered"]) == (2, 2)  # Larkspur's two, not all four
+    assert email["median time to answer"] == "30 min"  # (10 + 50) / 2
 
 
 def test_reports_page_renders_a_week_and_lists_sends(db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

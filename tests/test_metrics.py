@@ -351,38 +351,119 @@ def test_complaints_by_intent_matches_sql(fixture_store: Store) -> None:
 
 
 def test_courier_league_matches_sql(fixture_store: Store) -> None:
+    # One population for every rate: a courier's shipments of the week are those with a tracking event in
+    # it plus those a complaint or negative post of the week was about; complaints on cases with the
+    # courier but no known shipment are counted apart, never divided by shipments they are not among.
     s = fixture_store
     league = {r["courier"]: r for r in metrics.courier_league(s, START, END, LONDON)}
     assert set(league) == set(COURIERS)
+    talked_about = ("select c.tracking_number from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
+                    "and (m.complaint = 1 or m.sentiment = 'negative') and m.created_at >= ? and m.created_at < ?")
     for courier in COURIERS:
         active = q(s, "select count(distinct e.tracking_number) from tracking_events e join shipments sh "
                       "on sh.tracking_number = e.tracking_number where sh.courier = ? and e.time >= ? and e.time < ?", courier, *W)
+        base = q(s, "select count(*) from shipments sh where sh.courier = ? and (exists (select 1 from tracking_events e "
+                    "where e.tracking_number = sh.tracking_number and e.time >= ? and e.time < ?) "
+                    f"or sh.tracking_number in ({talked_about}))", courier, *W, *W)
         failed = q(s, "select count(distinct e.tracking_number) from tracking_events e join shipments sh "
                       "on sh.tracking_number = e.tracking_number where sh.courier = ? and e.status = 'attempt_failed' "
                       "and e.time >= ? and e.time < ?", courier, *W)
         exceptions = q(s, "select count(distinct e.tracking_number) from tracking_events e join shipments sh "
                           "on sh.tracking_number = e.tracking_number where sh.courier = ? and e.status = 'exception' "
                           "and e.time >= ? and e.time < ?", courier, *W)
-        complaints = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
-                          "and m.complaint = 1 and c.courier = ? and m.created_at >= ? and m.created_at < ?", courier, *W)
-        negative = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
-                        "and m.sentiment = 'negative' and c.courier = ? and m.created_at >= ? and m.created_at < ?", courier, *W)
+        complaints = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id join shipments sh "
+                          "on sh.tracking_number = c.tracking_number where m.outbound = 0 and m.complaint = 1 "
+                          "and sh.courier = ? and m.created_at >= ? and m.created_at < ?", courier, *W)
+        unlinked = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
+                        "and m.complaint = 1 and c.courier = ? and m.created_at >= ? and m.created_at < ? and "
+                        "(c.tracking_number is null or c.tracking_number not in (select tracking_number from shipments))",
+                     courier, *W)
+        negative = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id join shipments sh "
+                        "on sh.tracking_number = c.tracking_number where m.outbound = 0 and m.sentiment = 'negative' "
+                        "and sh.courier = ? and m.created_at >= ? and m.created_at < ?", courier, *W)
         after = q(s, "select count(*) from mentions m join cases c on c.id = m.case_id where m.outbound = 0 "
                      "and m.complaint = 1 and c.courier = ? and m.created_at >= ? and m.created_at < ? and exists ("
                      "select 1 from tracking_events e where e.tracking_number = c.tracking_number "
                      "and e.status in ('exception', 'attempt_failed') and e.time <= m.created_at)", courier, *W)
         row = league[courier]
-        assert active > 0 and complaints > 0
-        assert row["shipments"] == active
-        assert row["complaints_per_1000"] == pytest.approx(1000 * complaints / active)
-        assert row["negative_per_1000"] == pytest.approx(1000 * negative / active)
+        assert active > 0 and complaints > 0 and base > active  # the fixture has complaints about parcels idle this week
+        assert row["active_shipments"] == active and row["shipments"] == base
+        assert row["complaints"] == complaints and row["unlinked_complaints"] == unlinked
+        assert row["complaints_per_1000"] == pytest.approx(1000 * complaints / base)
+        assert row["negative_per_1000"] == pytest.approx(1000 * negative / base)
         assert row["failed_attempt_rate"] == pytest.approx(failed / active)
         assert row["exception_rate"] == pytest.approx(exceptions / active)
         assert row["complaints_after_tracking_problem"] == after
+    assert sum(r["unlinked_complaints"] for r in league.values()) > 0
     rates = [r["complaints_per_1000"] for r in metrics.courier_league(s, START, END, LONDON)]
     assert rates == sorted(rates, reverse=True)
     total_after = len(metrics.tracking_problem_complaints(s, START, END, LONDON))
     assert total_after == sum(r["complaints_after_tracking_problem"] for r in league.values()) > 0
+
+
+def _courier_shop(tmp_path: Path, spec: dict[str, tuple[int, int, int, int]]) -> Store:
+    """Per courier: (active shipments, complaints on active ones, complaints on shipments idle this week,
+    complaints on cases that name the courier but link no shipment)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    store = Store(tmp_path / "couriers.db")
+    rng = random.Random(3)
+    formats = {"UPS": "ups", "Royal Mail": "royal_mail", "DPD": "dpd"}
+    n = 0
+    with store.transaction():
+        for courier, (active, on_active, on_idle, unlinked) in spec.items():
+            orders = []
+            for i in range(active + on_idle):
+                tracking = make_tracking_number(formats[courier], rng)
+                when = START + timedelta(hours=10 + i) if i < active else START - timedelta(days=9)  # idle: last scan before
+                orders.append(Order(number=f"{courier[:2]}{i}", customer_id="C1", placed_at=when - timedelta(days=1),
+                                    brand="Larkspur", total=10, shipments=[Shipment(
+                                        tracking_number=tracking, order_number=f"{courier[:2]}{i}", courier=courier,
+                                        events=[TrackingEvent(tracking_number=tracking, time=when, status="in_transit")])]))
+            store.upsert_orders(orders)
+            targets = ([o.shipments[0] for o in orders[:on_active]] + [o.shipments[0] for o in orders[active:]]
+                       + [None] * unlinked)
+            for shipment in targets:
+                n += 1
+                at = START + timedelta(days=2, minutes=7 * n)
+                mention_id = store.insert_mention(Mention(
+                    channel="x", external_id=str(n), text="where is my parcel", created_at=at, author_handle=f"c{n}",
+                    labels=_labels("negative", True, "where_is_my_order", 0.5)))
+                case_id = store.insert_case(Case(
+                    status="new", brand="Larkspur", courier=courier, channel="x", complaint=True, author_handle=f"c{n}",
+                    tracking_number=shipment.tracking_number if shipment else None, opened_at=at, last_activity_at=at,
+                    first_response_due=at + timedelta(hours=1), resolution_due=at + timedelta(days=1), mention_count=1))
+                store.set_mention_case(mention_id, case_id)
+    return store
+
+
+def test_courier_league_counts_and_divides_the_same_parcels(tmp_path: Path) -> None:
+    # UPS: 12 complaints about its 100 parcels moving this week, 10 about parcels stuck since last week and
+    # 5 that name UPS but no parcel. Dividing all 27 by the 100 moving parcels made UPS "worst" (270 vs 200).
+    store = _courier_shop(tmp_path, {"UPS": (100, 12, 10, 5), "DPD": (100, 20, 0, 0)})
+    league = {r["courier"]: r for r in metrics.courier_league(store, START, END, LONDON)}
+    for courier, (shipments, complaints) in {"UPS": (110, 22), "DPD": (100, 20)}.items():
+        assert q(store, "select count(*) from shipments where courier = ?", courier) == shipments
+        assert league[courier]["shipments"] == shipments and league[courier]["complaints"] == complaints
+        assert league[courier]["complaints_per_1000"] == pytest.approx(1000 * complaints / shipments)
+    assert league["UPS"]["active_shipments"] == 100 and league["UPS"]["unlinked_complaints"] == 5
+    assert league["DPD"]["unlinked_complaints"] == 0
+    assert metrics.standout_courier(list(league.values())) is None  # 200 vs 200 per 1,000: nobody stands out
+    store.close()
+
+
+def test_a_courier_stands_out_only_beyond_noise(tmp_path: Path) -> None:
+    # DPD 14 vs UPS 10 complaints on 100 parcels each: 4 more than the others' rate predicts, under two
+    # Poisson standard deviations (2 x sqrt(10) = 6.3): noise. 40 vs 10 is not.
+    close = _courier_shop(tmp_path / "close", {"UPS": (100, 10, 0, 0), "DPD": (100, 14, 0, 0)})
+    league = metrics.courier_league(close, START, END, LONDON)
+    assert [r["courier"] for r in league] == ["DPD", "UPS"] and metrics.standout_courier(league) is None
+    close.close()
+    far = _courier_shop(tmp_path / "far", {"UPS": (100, 10, 0, 0), "DPD": (100, 40, 0, 0), "Royal Mail": (50, 6, 0, 0)})
+    league = metrics.courier_league(far, START, END, LONDON)
+    worst = metrics.standout_courier(league)
+    assert worst is not None and worst["courier"] == "DPD" and worst is league[0]
+    assert [r["stands_out"] for r in league] == [True, False, False]
+    far.close()
 
 
 def test_top_themes_find_this_weeks_story_with_examples(fixture_store: Store) -> None:
@@ -487,4 +568,29 @@ def test_an_empty_previous_window_is_no_baseline(tmp_path: Path) -> None:
     from doorstep.reports import fmt_change
 
     assert fmt_change("mentions", head["mentions"]) == "no data the week before"
+    store.close()
+
+
+def test_half_hour_zone_busy_channel_has_no_gap(tmp_path: Path) -> None:
+    # Asia/Kolkata is UTC+05:30: its local midnight is hh:30 UTC, so the hours to check start at :30
+    # and a post at 10:45 UTC belongs to the hour that began at 10:30 UTC, not to "10:00 UTC".
+    kolkata = ZoneInfo("Asia/Kolkata")
+    start, end = metrics.week_window("2026-W46", kolkata)
+    assert start.astimezone(timezone.utc).minute == 30
+    store = Store(tmp_path / "kolkata.db")
+    outage = (start + timedelta(days=3), start + timedelta(days=3, hours=12))  # the listener down for 12 h
+    at, n = start - timedelta(days=28), 0
+    with store.transaction():
+        while at < end:
+            for minute in (5, 25, 45):  # three X posts an hour, every hour
+                t = at + timedelta(minutes=minute)
+                if not outage[0] <= t < outage[1]:
+                    n += 1
+                    store.insert_mention(Mention(channel="x", external_id=str(n), text="where is my parcel", created_at=t))
+            at += timedelta(hours=1)
+    in_week = q(store, "select count(*) from mentions where created_at >= ? and created_at < ?", iso(start), iso(end))
+    assert in_week == 3 * 168 - 3 * 12
+    gaps = metrics.data_gaps(store, start, end, kolkata, now=end)
+    assert [(g["channel"], g["from"], g["to"], g["hours"]) for g in gaps] == [("x", iso(outage[0]), iso(outage[1]), 12)]
+    assert gaps[0]["from_local"] == "Thu 12 Nov 00:00"
     store.close()

@@ -162,8 +162,11 @@ def test_redactor_keeps_ordinary_words_and_prices() -> None:
 
 
 def test_week_without_listener_problems_says_data_is_complete(store: Store) -> None:
+    store.db.execute("insert into listener_health (name, last_success_at, errors) values ('x', ?, 0)",
+                     [iso(datetime.now(timezone.utc))])
     html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
     assert "every listener polled successfully" in html
+    store.db.execute("delete from listener_health")
     store.db.execute("insert into listener_health (name, last_success_at, last_error_at, last_error, errors) "
                      "values ('x', ?, ?, 'token expired', 9)", [iso(START + timedelta(days=1)), iso(START + timedelta(days=2))])
     html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
@@ -416,3 +419,172 @@ def test_the_report_names_networks_in_words(store: Store) -> None:
     bylines = re.findall(r'<span class="muted">([^<&@]+?)\s*(?:&middot;|@)', html)
     assert bylines, "posts are quoted with their network"
     assert not [b for b in bylines if b.strip() in ("x", "bluesky", "mastodon", "x_dm", "email")], bylines
+
+
+# ------------------------------------------------------------------------------ audit of the weekly report (2026-12)
+# Finding 2: the header promised masked names and addresses; lowercase names and streets, "I'm ...", house names and
+# bank details went out whole (shops/pii.jsonl of the audit: the same text in the HTML and in the PDF).
+@pytest.mark.parametrize(
+    "text, leaked",
+    [
+        ("My name is jane doe, deliver to 22 acacia avenue, Leeds LS1 4AP", ["jane", "doe", "acacia"]),
+        ("I'm Sarah Jones, parcel lost, it was for 5 The Green, Little Snoring", ["Sarah", "Jones", "The Green"]),
+        ("I'm Sarah Jones and my parcel is lost", ["Sarah", "Jones"]),
+        ("hi, i am Tom O'Neill, still no parcel", ["Tom", "Neill"]),
+        ("This is Anna-Maria Lopez again, where is it", ["Anna", "Lopez"]),
+        ("my name's priya, nothing came", ["priya"]),
+        ("My name is jane doe, 14 high st, Bath BA1 1AA", ["jane", "high st"]),
+        ("Flat 3b, 22 acacia avenue, Leeds LS1 4AP", ["acacia"]),
+        ("my address is 5 The Green, Little Snoring NR21 0AA", ["Green", "Snoring"]),
+        ("my address: Rose Cottage, Mill Lane, Ambridge", ["Rose", "Mill", "Ambridge"]),
+        ("Address - the old rectory, church road", ["rectory", "church"]),
+        ("please send it to Rose Cottage, Ambridge. Thanks", ["Rose", "Ambridge"]),
+        ("could you deliver to 7 station road instead", ["station"]),
+        ("IBAN GB29NWBK60161331926819", ["NWBK", "6016"]),
+        ("iban: GB29 NWBK 6016 1331 9268 19 for the refund", ["NWBK", "6016", "9268"]),
+        ("Account no 12345, card ending 4242, sort code 12-34-56", ["12345", "4242", "34-56"]),
+        ("refund to acct number 87654321", ["87654321"]),
+        ("tel (020) 7946 0018", ["7946"]),
+    ],
+)
+def test_redactor_masks_lowercase_intros_streets_house_names_and_bank_details(text: str, leaked: list[str]) -> None:
+    out = Redactor(fixture_config()).text(text) or ""
+    assert not [word for word in leaked if word.lower() in out.lower()], out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm still waiting, this is ridiculous",
+        "I am so fed up. This is the third time!",
+        "I'm Not impressed and this is Royal Mail's fault",
+        "waited 3 days in a row and the driver left it on the road",
+        "2 weeks down the line and nothing, 3 parcels on the drive",
+        "they tried to deliver to the wrong house again",
+        "the driver couldn't deliver to my door, it's not hard",
+        "parcel not delivered because of an 'address issue'. The driver just couldn't find the house.",
+        "the address is correct on the label",
+        "thanks for nothing, DPD. Cheers for the 5 day wait",
+        "Ordered this for my mum on Tuesday, order total £54.20",
+        "Nobody came to the door. Absolute joke.",
+    ],
+)
+def test_redactor_leaves_ordinary_complaints_readable(text: str) -> None:
+    assert Redactor(fixture_config()).text(text) == text
+
+
+def test_report_quotes_mask_the_audits_posts_and_the_header_is_honest(tmp_path: Path) -> None:
+    store = Store(tmp_path / "pii.db")
+    texts = ["@FettleCare parcel lost again. My name is jane doe, deliver to 22 acacia avenue, Leeds LS1 4AP",
+             "@FettleCare I'm Sarah Jones, parcel lost, it was for 5 The Green, Little Snoring"]
+    for i, text in enumerate(texts * 3):
+        at = START + timedelta(days=1, hours=10 + i)
+        mid = store.insert_mention(Mention(channel="x", external_id=f"p{i}", text=text, created_at=at,
+                                           author_handle=f"u{i}", labels=_labels(True)))
+        case_id = store.insert_case(Case(status="escalated", brand="Fettle", channel="x", complaint=True,
+                                         author_handle=f"u{i}", opened_at=at, last_activity_at=at, mention_count=1))
+        store.set_mention_case(mid, case_id)
+    html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
+    store.close()
+    import re
+
+    assert "parcel lost" in html  # still quoted
+    # Nor as a theme ("acacia avenue", with: jane, doe): themes are counted on the posts' own words.
+    for word in ("jane", "doe", "acacia", "sarah", "jones", "the green"):
+        assert not re.search(rf"\b{word}\b", html, re.IGNORECASE), word
+    # The header promises no more than the patterns keep: free text can still hold a name or an address.
+    header = html.split("<h2>", 1)[0]
+    assert "Personal data in quoted posts is masked (handles, names" not in header
+    assert "may still" in header
+
+
+# Finding 6: "Complaints peaked on Mon 16 Nov (0)" in a week without complaints; on ties the first day was named
+# where the dashboard names the latest.
+def _posts_store(path: Path, days: dict[int, tuple[int, int]]) -> Store:
+    """``days``: day of the week (0 = Monday) -> (complaints, praise posts)."""
+    store = Store(path)
+    n = 0
+    for day, (complaints, praise) in days.items():
+        for complaint in [True] * complaints + [False] * praise:
+            at = START + timedelta(days=day, hours=9, minutes=n)
+            store.insert_mention(Mention(channel="x", external_id=f"m{n}", text="parcel late" if complaint else "love it",
+                                         created_at=at, author_handle=f"u{n}", labels=_labels(complaint)))
+            n += 1
+    return store
+
+
+def _titles(store: Store) -> dict[str, str]:
+    return {c.name: c.title for c in build_weekly_report(store, fixture_config(), "2026-W47").charts}
+
+
+def test_no_peak_is_named_in_a_week_without_complaints(tmp_path: Path) -> None:
+    store = _posts_store(tmp_path / "none.db", {d: (0, 1) for d in range(7)})
+    titles = _titles(store)
+    store.close()
+    assert "peaked" not in titles["daily_complaints"] and "(0)" not in titles["daily_complaints"], titles
+    assert "No complaints" in titles["daily_complaints"]
+
+
+def test_ties_name_the_latest_day_as_the_dashboard_does(tmp_path: Path) -> None:
+    store = _posts_store(tmp_path / "tie.db", {0: (3, 1), 2: (3, 1), 4: (1, 3)})
+    titles = _titles(store)
+    store.close()
+    assert titles["daily_complaints"] == "Complaints peaked on Wed 18 Nov (3)", titles
+    # Mon and Wed: net -0.50 each, Fri +0.50: the latest of the lowest.
+    assert titles["daily_sentiment"] == "Net sentiment was lowest on Wed 18 Nov (-0.50)", titles
+
+
+def test_no_lowest_day_when_every_day_is_equal(tmp_path: Path) -> None:
+    store = _posts_store(tmp_path / "flat.db", {d: (1, 1) for d in range(7)})
+    titles = _titles(store)
+    store.close()
+    assert "lowest" not in titles["daily_sentiment"] and "peaked" not in titles["daily_complaints"], titles
+    assert titles["daily_sentiment"] == "Net sentiment was the same every day (+0.00)"
+    assert titles["daily_complaints"] == "Complaints were the same every day (1)"
+
+
+# Finding 7: "Every listener polled successfully" when no listener had ever polled.
+def test_no_listener_ran_is_said_not_every_listener_polled(store: Store) -> None:
+    config = fixture_config()
+    html = render_html(build_weekly_report(store, config, "2026-W47"))
+    assert "every listener polled successfully" not in html
+    assert "no listener ran" in html
+    # A configured listener without a health record is listed as never polled.
+    config = config.model_copy(update={"channels": {"x": {"queries": ["larkspur"]}, "mastodon": {}}})
+    html = render_html(build_weekly_report(store, config, "2026-W47"))
+    assert "every listener polled successfully" not in html
+    assert "no listener ran" in html and "never polled" in html and "Mastodon" in html
+    # X polls, Mastodon never has: neither sentence may claim every listener polled.
+    store.db.execute("insert into listener_health (name, last_success_at, errors) values ('x', ?, 0)",
+                     [iso(datetime.now(timezone.utc))])
+    html = render_html(build_weekly_report(store, config, "2026-W47"))
+    assert "every listener polled successfully" not in html and "no listener ran" not in html
+    assert "Mastodon never polled" in html
+
+
+# Finding 8: "33 more in the console (Reports page, or the inbox filtered by SLA breached)": the Reports page shows the
+# same 15, the inbox lists open cases only. The cases left out are all resolved.
+def test_notable_cases_beyond_the_first_fifteen_are_named_not_pointed_to_nowhere(store: Store) -> None:
+    ids = []
+    for i in range(20):
+        at = START + timedelta(days=2, hours=i % 9 + 1)
+        ids.append(store.insert_case(Case(
+            status="resolved", brand="Larkspur", channel="x", complaint=True, author_handle=f"late{i}", opened_at=at,
+            last_activity_at=at, first_response_due=at + timedelta(hours=1), first_response_at=at + timedelta(hours=3),
+            resolved_at=at + timedelta(hours=5), priority=10, mention_count=1)))
+    report = build_weekly_report(store, fixture_config(), "2026-W47")
+    assert len(report.data["notable_cases"]) > 15 and set(ids) <= {c["case_id"] for c in report.data["notable_cases"]}
+    html = render_html(report)
+    assert "Reports page, or the inbox filtered by SLA breached" not in html
+    import re
+
+    section = html.split("<h2>Notable cases</h2>", 1)[1].split("<h2>", 1)[0]
+    assert set(ids) <= {int(n) for n in re.findall(r"#(\d+)(?!\w)", section)}, section[-800:]
+
+
+def test_one_day_of_sentiment_is_not_called_the_lowest(tmp_path: Path) -> None:
+    store = _posts_store(tmp_path / "one.db", {1: (2, 0)})
+    titles = _titles(store)
+    store.close()
+    assert titles["daily_sentiment"] == "Net sentiment was -1.00 on Tue 17 Nov, the only day with labelled posts"
+    assert titles["daily_complaints"] == "Complaints peaked on Tue 17 Nov (2)"
