@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from doorstep.metrics import percentile
 from doorstep.store import Store, iso, parse_time
 
 #: An answer more than this long after the message is not counted as an answer to it.
@@ -141,8 +142,7 @@ def answer_rates(store: Store, tz: ZoneInfo, now: datetime, *, since: datetime |
                 cell[2].append(o.minutes)
     rows = []
     for (channel, hour), (sent, answered, minutes) in sorted(cells.items()):
-        minutes.sort()
         rows.append({"channel": channel, "hour": hour, "sent": sent, "answered": answered,
                      "answer_rate": round(answered / sent, 3),
-                     "median_minutes": minutes[len(minutes) // 2] if minutes else None})
+                     "median_minutes": percentile(minutes, 50)})
     return rows

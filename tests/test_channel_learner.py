@@ -146,3 +146,13 @@ def test_with_nothing_learnt_yet_the_rule_decides(store: Store, emulator: XEmula
     assert message.channel == "email" and message.next_attempt_at == at  # the rule: first channel, now
     assert store.rows("select chosen_by from contact_attempts") == [{"chosen_by": "rule"}]
     assert not any(e.action == "channel_learner.choice" for e in store.audit_trail(case_id))
+
+
+def test_the_answer_rate_charts_median_is_the_median(store: Store) -> None:
+    """The dashboard's answer-rate cells took the upper middle value as the median (reports audit,
+    2026-12-06, found the same in doorstep/dialogue.py): 30 and 90 minutes gave 90, not 60."""
+    seed_history(store, "C1", [("email", 10, True), ("email", 10, True)])
+    store.db.execute("update contact_attempts set answer_minutes = 90 where message_id = "
+                     "(select max(message_id) from contact_attempts)")
+    [cell] = answer_rates(store, LONDON, datetime(2026, 11, 30, tzinfo=LONDON))
+    assert cell["median_minutes"] == 60.0
