@@ -49,6 +49,11 @@ def _tracking_format(name: str) -> str:
     return name
 
 
+#: The ``[channels.NAME]`` sections, each of which runs a listener: the core names them (the weekly
+#: report lists one that never polled), ``listeners.config.SECTIONS`` holds their settings models
+#: (tests/test_layout.py checks that the two agree).
+LISTENER_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky", "webhook")
+
 #: Channels on which a brand has accounts of its own (e-mail: the address replies come from).
 ACCOUNT_CHANNELS = ("x", "mastodon", "bluesky", "email")
 

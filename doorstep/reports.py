@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from doorstep.config import Config
+from doorstep.config import LISTENER_CHANNELS, Config
 from doorstep.models import channel_name, utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.report_settings import ReportSettings, parse_weekly_at, report_settings  # noqa: F401 - re-exported
@@ -530,8 +530,6 @@ def _words(text: str | None) -> set[str]:
     return set(re.findall(r"[^\W_]+", (text or "").lower()))
 
 
-#: Channel sections that run a listener (``listeners.config.SECTIONS``; the core does not import the listeners).
-LISTENER_CHANNELS: tuple[str, ...] = ("x", "mastodon", "bluesky", "webhook")
 NEVER_POLLED = "never polled"
 
 

@@ -49,3 +49,12 @@ def test_the_stand_ins_for_outside_services_live_together():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
         assert not {n for n in names if n.endswith("StandIn") or n in ("SmtpSink", "RecordingServer")}, path.name
+
+
+def test_the_core_and_the_listeners_name_the_same_channel_sections() -> None:
+    """The core cannot import the listeners, so the section names live in doorstep.config and the
+    models in listeners.config: one list each, kept equal here."""
+    from doorstep.config import LISTENER_CHANNELS
+    from listeners.config import SECTIONS
+
+    assert tuple(SECTIONS) == LISTENER_CHANNELS
