@@ -16,7 +16,8 @@ from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
 from console.words import intent_name, status_name
 from doorstep import dialogue as rows
-from doorstep.models import Case, utcnow
+from doorstep.models import Case, tracking_name, utcnow
+from responders.outbox import customers_peak
 
 OUTCOME_WORDS = {"reached": "Reached", "no_answer": "No answer", "resolved": "Resolved"}
 SLA_WORDS = {"breached": "🔴 SLA breached", "due": "🟠 due now", "upcoming": "upcoming"}
@@ -159,7 +160,7 @@ def render() -> None:
                                                                    f"{intent_name(case.intent) if case.intent else 'case'} · "
                                                                    f"{status_name(case.status)}"))
                 safe_text(_callback_line(task, config, now), caption=True)
-                peak = store.peak_mention(case.id)
+                peak = customers_peak(store, case)  # not a stranger who answered in their thread
                 if peak is not None:
                     safe_text(f"Customer wrote ({local_time(peak.created_at, config)}): {peak.text}", caption=True)
                 order = store.get_order(case.order_number) if case.order_number else None
@@ -171,8 +172,8 @@ def render() -> None:
                 if shipment is not None:
                     last = shipment.events[-1] if shipment.events else None
                     safe_text(f"{shipment.courier} {shipment.tracking_number}: "
-                              + (f"{last.status} at {last.location or '-'}, {local_time(last.time, config)}" if last
-                                 else "no tracking event"), caption=True)
+                              + (f"{tracking_name(last.status)} at {last.location or '-'}, "
+                                 f"{local_time(last.time, config)}" if last else "no tracking event"), caption=True)
             with cols[1]:
                 _call_link(task.phone, key=f"tel_page_{task.id}")
                 _bridge_button(store, task, user, "page")

@@ -23,32 +23,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.config import Config
-from doorstep.models import Case, Mention, OutboundMessage, tracking_name, utcnow
+from doorstep.models import Case, OutboundMessage, tracking_name, utcnow
 from doorstep.store import Store, iso
 from responders.channels import webhook_payload
 from responders.config import Target, responders_settings
-from responders.outbox import _key, enqueue, is_customers_post, update_case_retrying
+from responders.outbox import _key, customers_peak, enqueue, update_case_retrying
 
 log = logging.getLogger("doorstep.escalation")
 
 
 class EscalationRejected(ValueError):
     """The escalation cannot be made as asked; the message says why."""
-
-
-def customers_peak(store: Store, case: Case) -> Mention | None:
-    """The customer's most serious post on the case (complaint first, then urgency, then the oldest).
-
-    Not :meth:`Store.peak_mention`, which takes anyone's: someone who answered in the customer's
-    thread joins the case, and the brief named them "Customer" and sent their words to the courier.
-    A post without a handle (a courier's page) is the customer's: strangers there have no thread.
-    """
-    if case.id is None:
-        return None
-    own = [m for m in store.mentions_for_case(case.id) if not m.outbound
-           and (not m.author_handle or is_customers_post(store, case, m))]
-    return min(own, key=lambda m: (-(m.labels.complaint if m.labels else 0), -(m.labels.urgency if m.labels else 0),
-                                   m.id or 0), default=None)
 
 
 def case_brief(store: Store, config: Config, case: Case) -> dict[str, Any]:

@@ -169,6 +169,22 @@ def is_customers_post(store: Store, case: Case, mention: Mention) -> bool:
     return False
 
 
+def customers_peak(store: Store, case: Case) -> Mention | None:
+    """The customer's most serious post on the case (complaint first, then urgency, then the oldest).
+
+    Not :meth:`Store.peak_mention`, which takes anyone's: someone who answered in the customer's
+    thread joins the case, and an escalation's brief named them "Customer" and sent their words
+    to the courier (the Call-backs page quoted them too).
+    A post without a handle (a courier's page) is the customer's: strangers there have no thread.
+    """
+    if case.id is None:
+        return None
+    own = [m for m in store.mentions_for_case(case.id) if not m.outbound
+           and (not m.author_handle or is_customers_post(store, case, m))]
+    return min(own, key=lambda m: (-(m.labels.complaint if m.labels else 0), -(m.labels.urgency if m.labels else 0),
+                                   m.id or 0), default=None)
+
+
 def answered_external_ids(store: Store, case_id: int) -> set[str]:
     return {r[0] for r in store.db.execute(
         f"select in_reply_to from outbound_messages where case_id = ? and kind = 'reply' and in_reply_to is not null "

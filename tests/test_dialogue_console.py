@@ -138,7 +138,7 @@ def test_the_open_question_and_a_scheduled_call_back_show_with_order_tracking_an
         [link] = [b for b in at.get("link_button") if b.proto.url.startswith("tel:")]
         assert link.proto.url == "tel:+447700900123"
     assert "Order LH-1 · 40.00 GBP · Jane Doe" in plain
-    assert any(c.startswith("UPS 1Z999AA10123456784: attempt_failed at Bath") for c in plain), plain
+    assert any(c.startswith("UPS 1Z999AA10123456784: delivery attempt failed at Bath") for c in plain), plain
 
 
 def test_the_inbox_waiting_for_filter_lists_the_case_whose_call_back_is_due(shop: tuple[Store, int]) -> None:
@@ -176,3 +176,24 @@ def test_a_customer_who_answered_by_sms_can_be_replied_to_by_sms(shop: tuple[Sto
 
     message = queue_reply(store, config, case_id, "Friday it is: we have asked UPS.", "ann", channel="sms")
     assert message.channel == "sms" and message.target == "+44 7700 900123"  # the order record's number
+
+
+def test_the_call_backs_page_quotes_the_customer_and_names_the_scan_in_words(shop: tuple[Store, int]) -> None:
+    """The Call-backs page quoted the case's most serious post by anyone as "Customer wrote" (a
+    stranger who answered in the thread is on the case too) and the parcel's scan as a key
+    ("attempt_failed at Bath")."""
+    from doorstep.models import Mention
+    from tests.conftest import labels
+
+    store, case_id = shop
+    config = load_config(DEMO_CONFIG)
+    at = page("case_view", store, case_id=case_id)
+    at.button(key=f"offer_callback_{case_id}").click().run()
+    deliver(store, config)
+    handle_reply(store, config, channel="sms", external_id="s3", sender="07700 900123", text="yes please")
+    store.insert_mention(Mention(channel="x", external_id="stranger-1", text="you lot are useless, lost mine too",
+                                 created_at=utcnow(), author_handle="mallory", case_id=case_id,
+                                 labels=labels("lost_or_missing", "negative", True, urgency=0.99)))
+    shown = "\n".join(c.value for c in page("dialogue", store).caption).replace("\\", "")
+    assert "you lot are useless" not in shown
+    assert "delivery attempt failed at Bath" in shown and "attempt_failed" not in shown
