@@ -380,7 +380,9 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
     from responders.config import responders_settings
 
     values: dict[str, Any] = {"case_id": case.id, "handle": case.author_handle, "brand": case.brand, "agent": agent}
-    peak = parent or (store.peak_mention(case.id) if case.id else None)
+    from responders.outbox import customers_peak, is_customers_post
+
+    peak = parent or customers_peak(store, case)  # no post answered: the customer's own, never a stranger's
     if peak is not None:
         values["author_name"] = peak.author_name
         if parent is not None:
@@ -388,8 +390,6 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
         values.setdefault("handle", peak.author_handle)
     values["author_first_name"] = _first_name(values.get("author_name"), values.get("handle"))
     if parent is not None:
-        from responders.outbox import is_customers_post
-
         if not is_customers_post(store, case, parent):
             case = case.model_copy(update={"order_number": None, "customer_id": None, "tracking_number": None})
     values["channel_name"] = {"x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky", "email": "email"}.get(

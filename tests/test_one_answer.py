@@ -162,3 +162,20 @@ def test_cli_reply_answers_the_post_in_reply_to_names(store: Store, emulator: XE
     unknown = runner.invoke(cli, ["--db", str(store.path), "reply", "--case", str(case_id), "--in-reply-to", "999999",
                                   "--text", "hello"])
     assert unknown.exit_code == 1 and "post 999999 is not a customer post of case" in unknown.output
+
+
+def test_a_template_with_no_post_to_answer_greets_the_customer_not_a_stranger(store: Store, emulator: XEmulator) -> None:
+    """Without a post to answer (a direct message, a follow-up), the author's name came from the
+    case's most serious post by anyone: "Hi Eve" to Jane when a stranger's angrier post joined her thread."""
+    from responders.templates import render_template
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel?", confirmed=False)
+    jane = store.mentions_for_case(case_id)[0]
+    Pipeline(store, config, KeywordClassifier()).ingest([Mention(
+        channel="x", external_id="eve-angry", text="@LarkspurHelp useless, lost mine too!!", author_handle="eve_attacker",
+        author_name="Eve Attacker", created_at=NOW + timedelta(minutes=3), in_reply_to=jane.external_id)])
+    store.db.execute("update mentions set author_name = ? where id = ?", ["Jane Doe", jane.id])
+    store.db.execute("update mentions set complaint = ?, urgency = ? where external_id = ?", [True, 0.99, "eve-angry"])
+    assert store.peak_mention(case_id).author_handle == "eve_attacker"  # type: ignore[union-attr]
+    assert render_template(store, config, case_id, "Hi {{ author_first_name }}", channel="x_dm") == "Hi Jane"
