@@ -205,7 +205,8 @@ def _templates(store: Any, config: Any) -> None:
             except ConfigError as exc:  # one line naming the key
                 st.error(escape_md(" ".join(str(exc).split())))
             else:
-                version = save_setting(store, "template", name, text, user.username)
+                version = save_setting(store, "template", name, text, user.username,
+                                       before=templates.get(name), after=text)
                 flash("success", f"template {name} saved (version {version}); replies use it from now on")
                 too_long = _over_limit(samples.get("public", ""), "x")
                 if too_long:
@@ -214,7 +215,8 @@ def _templates(store: Any, config: Any) -> None:
         versions = history(store, "template", name)
         if versions and versions[0].value is not None:
             # Back to the file removes a template created here: a rule that names it would have no text.
-            removes = name not in list_templates(file_config())
+            file_text = list_templates(file_config()).get(name)
+            removes = file_text is None
             label = f"Yes, put {name} back as doorstep.toml has it"
             if users:
                 label += f" (used by {', '.join(users)})"
@@ -225,7 +227,8 @@ def _templates(store: Any, config: Any) -> None:
                                        f"but {', '.join(users)} names it: those messages would have no text. "
                                        "Point the rule at another template in doorstep.toml first."))
                 else:
-                    version = save_setting(store, "template", name, None, user.username)
+                    version = save_setting(store, "template", name, None, user.username,
+                                           before=templates.get(name), after=file_text)
                     flash("success", f"template {name} is doorstep.toml's again (version {version})")
                     st.rerun()
         if versions:
@@ -238,9 +241,25 @@ def _templates(store: Any, config: Any) -> None:
                "the file's templates are the base.")
 
 
+def _rule_value(rules: Any, key: str) -> Any:
+    """The value of alert rule ``key`` (``spike.min_count``) in an [alerts] model."""
+    value: Any = rules
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
 def _alerts(store: Any, config: Any) -> None:
-    """Alert rules: thresholds and switches a lead may change; destinations stay in doorstep.toml."""
-    from doorstep.team_settings import save_setting
+    """Alert rules: thresholds and switches a lead may change; destinations stay in doorstep.toml.
+
+    A rule saved here overrides doorstep.toml until it is put back ("Back to file version", or an
+    emptied number box), so the page names every such rule with the file's value beside it."""
+    from console.widgets import file_config
+    from doorstep.team_settings import current_settings, history, save_setting
     from responders.config import alert_settings
     from responders.team_settings import EDITABLE_ALERT_RULES, check_alert_rules
 
@@ -248,29 +267,47 @@ def _alerts(store: Any, config: Any) -> None:
     editable = can(user, "edit_alerts")
     st.subheader("Alert rules")
     rules = alert_settings(config)
-    current: dict[str, Any] = {}
-    for rule in EDITABLE_ALERT_RULES:
-        value: Any = rules
-        for part in rule.key.split("."):
-            value = getattr(value, part)
-        current[rule.key] = value
+    from_file = alert_settings(file_config())
+    current = {rule.key: _rule_value(rules, rule.key) for rule in EDITABLE_ALERT_RULES}
+    in_file = {rule.key: _rule_value(from_file, rule.key) for rule in EDITABLE_ALERT_RULES}
+    kinds = {rule.key: rule.kind for rule in EDITABLE_ALERT_RULES}
+    overrides = {name: value for (kind, name), value in current_settings(store).items()
+                 if kind == "alert_rule" and value is not None and name in current}
+    # The boxes show the value in force. Streamlit keeps a keyed widget's own state across runs, so
+    # when that value changes (a save, a reset, doorstep.toml edited) the box is set to it again;
+    # number boxes start empty-able, so that emptying one can mean "doorstep.toml's value".
+    shown = st.session_state.setdefault("alert_rules_shown", {})
+    for key, value in current.items():
+        if shown.get(key, ...) != value:
+            st.session_state[f"alert_{key}"] = (bool(value) if kinds[key] is bool else value if value is None
+                                               else int(value) if kinds[key] is int else float(value))
+            shown[key] = value
     with st.form("alert_rules"):
         chosen: dict[str, Any] = {}
         for rule in EDITABLE_ALERT_RULES:
             key = f"alert_{rule.key}"
             if rule.kind is bool:
-                chosen[rule.key] = st.checkbox(rule.label, value=bool(current[rule.key]), key=key, disabled=not editable)
-            elif rule.kind is int:
-                chosen[rule.key] = st.number_input(rule.label, value=current[rule.key], step=1, key=key,
-                                                   disabled=not editable)
+                chosen[rule.key] = st.checkbox(rule.label, key=key, disabled=not editable)
             else:
-                chosen[rule.key] = st.number_input(rule.label, value=None if current[rule.key] is None
-                                                   else float(current[rule.key]), key=key, disabled=not editable)
+                empty = f"empty: doorstep.toml's ({_shown(in_file[rule.key])})"
+                chosen[rule.key] = st.number_input(rule.label, value=None, step=1 if rule.kind is int else None,
+                                                   key=key, disabled=not editable, placeholder=empty,
+                                                   help=f"Empty the box to go back to doorstep.toml's value "
+                                                        f"({_shown(in_file[rule.key])}).")
         submitted = st.form_submit_button("Save alert rules", disabled=not editable)
     if submitted:
-        changes = {k: (int(v) if isinstance(current[k], int) and not isinstance(current[k], bool) and v is not None else v)
-                   for k, v in chosen.items() if v != current[k]}
-        if not changes:
+        changes: dict[str, Any] = {}
+        resets: list[str] = []
+        for key, value in chosen.items():
+            if value is None and kinds[key] is not bool:
+                if key in overrides:
+                    resets.append(key)  # an emptied box: back to doorstep.toml's (or the built-in) value
+                continue
+            if kinds[key] is int:
+                value = int(value)
+            if value != current[key]:
+                changes[key] = value
+        if not changes and not resets:
             st.info("Nothing changed.")
         else:
             try:
@@ -279,9 +316,34 @@ def _alerts(store: Any, config: Any) -> None:
                 st.error(escape_md(str(exc)))
             else:
                 for key, value in changes.items():
-                    save_setting(store, "alert_rule", key, value, user.username)
-                flash("success", "alert rules saved: " + ", ".join(f"{k} = {v}" for k, v in changes.items())
+                    save_setting(store, "alert_rule", key, value, user.username, before=current[key], after=value)
+                for key in resets:
+                    save_setting(store, "alert_rule", key, None, user.username, before=current[key],
+                                 after=in_file[key])
+                flash("success", "alert rules saved: " + ", ".join(
+                    [f"{k} = {v}" for k, v in changes.items()]
+                    + [f"{k} back to doorstep.toml's ({_shown(in_file[k])})" for k in resets])
                       + " (the worker picks them up within a minute)")
+                st.rerun()
+    if overrides:
+        st.caption("Saved in the console, in force instead of doorstep.toml's value (doorstep.toml edits to these "
+                   "rules do not apply until they are put back):")
+        for key in sorted(overrides, key=list(current).index):
+            latest = history(store, "alert_rule", key, limit=1)[0]
+            st.caption(escape_md(f"{key} = {_shown(overrides[key])} overrides doorstep.toml's "
+                                 f"{_shown(in_file[key])} (saved by {latest.author}, "
+                                 f"{local_time(latest.created_at, config)})"))
+        if editable:
+            cols = st.columns([2, 1, 3])
+            back = cols[0].selectbox("Rule", sorted(overrides, key=list(current).index), key="alert_reset_rule")
+            sure = cols[2].checkbox(f"Yes, put {back} back as doorstep.toml has it ({_shown(in_file[back])})",
+                                    key="alert_reset_sure")
+            if cols[1].button("Back to file version", key="alert_reset", disabled=not sure):
+                version = save_setting(store, "alert_rule", back, None, user.username, before=current[back],
+                                       after=in_file[back])
+                st.session_state.pop("alert_reset_sure", None)
+                flash("success", f"alert rule {back} is doorstep.toml's again: {_shown(in_file[back])} "
+                                 f"(version {version}; the worker picks it up within a minute)")
                 st.rerun()
     destinations = {"slack": "set" if rules.slack_webhook_url else "not set", "e-mail": len(rules.email),
                     "apprise": len(rules.apprise)}

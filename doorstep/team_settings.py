@@ -36,16 +36,52 @@ class SettingVersion:
     note: str | None = None
 
 
-def save_setting(store: Store, kind: str, name: str, value: Any, actor: str, note: str | None = None) -> int:
-    """Record a new version of one setting (``value`` None: back to doorstep.toml); returns its id."""
+#: "Not given" for :func:`save_setting`'s ``before``/``after`` (None is a value: "none", or doorstep.toml's).
+_UNSET: Any = object()
+#: How much of a template's text an audit event keeps, before and after (the full text is in ``team_settings``).
+AUDIT_TEXT_CHARS = 400
+#: Alert-rule names whose values are never written to the audit log (none is editable in the console today).
+_SECRET_WORDS = ("token", "secret", "password", "key", "webhook", "url", "email", "apprise")
+
+
+def audit_value(kind: str, name: str, value: Any) -> Any:
+    """``value`` as a settings audit event records it: a long text cut to :data:`AUDIT_TEXT_CHARS`
+    characters (saying how long it was), nothing for a rule whose name says it may carry a secret."""
+    if kind != "template" and any(word in name.lower() for word in _SECRET_WORDS):
+        return "(not recorded)"
+    if isinstance(value, str) and len(value) > AUDIT_TEXT_CHARS:
+        return f"{value[:AUDIT_TEXT_CHARS]}… [{len(value)} characters in all]"
+    return value
+
+
+def save_setting(store: Store, kind: str, name: str, value: Any, actor: str, note: str | None = None, *,
+                 before: Any = _UNSET, after: Any = _UNSET) -> int:
+    """Record a new version of one setting (``value`` None: back to doorstep.toml); returns its id.
+
+    The audit event (``settings.KIND_saved``, or ``settings.KIND_reset`` for None) records the name,
+    the version and the value in force ``before`` and ``after`` the change, as the caller (which knows
+    doorstep.toml's and the built-in values) gives them. Not given: ``before`` is the console version
+    this one replaces (left out where there is none, or it was a reset), ``after`` is ``value``
+    (left out for a reset). Long texts are cut (:func:`audit_value`).
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r} (known: {', '.join(KINDS)})")
     with store.transaction():
+        if before is _UNSET:
+            earlier = history(store, kind, name, limit=1)
+            if earlier and earlier[0].value is not None:
+                before = earlier[0].value
+        if after is _UNSET and value is not None:
+            after = value
         version = int(store.db["team_settings"].insert(
             {"kind": kind, "name": name, "value": json.dumps(value), "author": actor, "created_at": iso(utcnow()),
              "note": note}).last_pk)
-        store.audit(actor, f"settings.{kind}_saved" if value is not None else f"settings.{kind}_reset", None,
-                    {"name": name, "version": version})
+        details: dict[str, Any] = {"name": name, "version": version}
+        if before is not _UNSET:
+            details["before"] = audit_value(kind, name, before)
+        if after is not _UNSET:
+            details["after"] = audit_value(kind, name, after)
+        store.audit(actor, f"settings.{kind}_saved" if value is not None else f"settings.{kind}_reset", None, details)
     return version
 
 

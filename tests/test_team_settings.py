@@ -230,3 +230,107 @@ def test_the_console_will_not_remove_a_template_a_rule_names(db: Store, monkeypa
     at.button(key="tpl_reset").click().run()
     assert history(db, "template", "gentle_nudge")[0].value is not None  # not removed
     assert any("[responders.followup] template" in str(e.value).replace("\\", "") for e in at.error), texts(at)
+
+
+# ------------------------------------------------------------------ audit (settings): rules back to the file, audit values
+def _file_with_alerts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: str) -> Path:
+    """The demo's doorstep.toml with ``lines`` added under [alerts], where the console reads it."""
+    from tests.conftest import DEMO_CONFIG
+
+    path = tmp_path / "doorstep.toml"
+    text = Path(DEMO_CONFIG).read_text()
+    assert "[alerts]\n" in text
+    path.write_text(text.replace("[alerts]\n", f"[alerts]\n{lines}\n", 1))
+    monkeypatch.setenv("DOORSTEP_CONFIG", str(path))
+    return path
+
+
+def _settings_events(store: Store) -> list[tuple[str, dict]]:
+    """The settings audit events, oldest first."""
+    events = [(e.action, e.details) for e in store.audit_trail() if e.action.startswith("settings.")]
+    return sorted(events, key=lambda event: event[1]["version"])
+
+
+def test_an_alert_rule_saved_in_the_console_can_go_back_to_the_file(
+        db: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: F811
+    """Audit (settings): the console's 0.6 stayed in force although doorstep.toml said 0.95, with no way back."""
+    _file_with_alerts(tmp_path, monkeypatch, "urgency_threshold = 0.95")
+    save_setting(db, "alert_rule", "urgency_threshold", 0.6, "lee")
+    at = page("settings", "lee", db)
+    assert not at.exception, at.exception
+    assert at.number_input(key="alert_urgency_threshold").value == 0.6
+    # The page says which rule the console overrides, and what doorstep.toml says.
+    shown = texts(at)
+    assert any("urgency_threshold" in line and "0.6" in line and "overrides doorstep.toml" in line and "0.95" in line
+               for line in shown.splitlines()), shown
+    # Back to the file needs a confirmation, as for templates.
+    at.selectbox(key="alert_reset_rule").select("urgency_threshold").run()
+    assert at.button(key="alert_reset").disabled
+    at.checkbox(key="alert_reset_sure").check().run()
+    at.button(key="alert_reset").click().run()
+    assert not at.exception, at.exception
+    assert current_settings(db)[("alert_rule", "urgency_threshold")] is None
+    assert "urgency_threshold is doorstep.toml's again: 0.95" in texts(at)
+    assert at.number_input(key="alert_urgency_threshold").value == 0.95
+    assert "overrides doorstep.toml" not in texts(at)
+
+
+def test_emptying_an_optional_alert_rule_box_means_the_files_value(db: Store) -> None:  # noqa: F811
+    """Audit (settings): emptying "Followers... (empty: the priority setting)" said "Nothing changed"."""
+    at = page("settings", "lee", db)
+    at.number_input(key="alert_followers_threshold").set_value(5000)
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    assert current_settings(db)[("alert_rule", "followers_threshold")] == 5000
+    assert at.number_input(key="alert_followers_threshold").value == 5000
+    at.number_input(key="alert_followers_threshold").set_value(None)
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    assert not at.exception, at.exception
+    assert "Nothing changed" not in texts(at)
+    assert current_settings(db)[("alert_rule", "followers_threshold")] is None
+    assert at.number_input(key="alert_followers_threshold").value is None
+    # An emptied box that overrides nothing is already the file's value: nothing to save.
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    assert "Nothing changed" in texts(at)
+    assert len(history(db, "alert_rule", "followers_threshold")) == 2
+
+
+def test_settings_audit_events_record_the_value_before_and_after(
+        db: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: F811
+    """Audit (settings): the events held only the setting's name and version, never what changed."""
+    _file_with_alerts(tmp_path, monkeypatch, "urgency_threshold = 0.95")
+    at = page("settings", "lee", db)
+    at.number_input(key="alert_urgency_threshold").set_value(0.6)
+    at.button(key="FormSubmitter:alert_rules-Save alert rules").click().run()
+    at.selectbox(key="alert_reset_rule").select("urgency_threshold").run()
+    at.checkbox(key="alert_reset_sure").check().run()
+    at.button(key="alert_reset").click().run()
+    assert not at.exception, at.exception
+    rules = [(a, {k: d.get(k) for k in ("name", "before", "after")}) for a, d in _settings_events(db)]
+    assert rules == [("settings.alert_rule_saved", {"name": "urgency_threshold", "before": 0.95, "after": 0.6}),
+                     ("settings.alert_rule_reset", {"name": "urgency_threshold", "before": 0.6, "after": 0.95})]
+
+    at.selectbox(key="tpl_name").select("in_transit").run()
+    file_text = at.text_area(key="tpl_text_in_transit").value
+    new_text = "Hello {{ author_first_name }}, we are looking into it right now."
+    at.text_area(key="tpl_text_in_transit").input(new_text).run()
+    at.button(key="tpl_save").click().run()
+    at.checkbox(key="tpl_reset_sure").check().run()
+    at.button(key="tpl_reset").click().run()
+    assert not at.exception, at.exception
+    templates = [(a, {k: d.get(k) for k in ("name", "before", "after")}) for a, d in _settings_events(db)
+                 if a.startswith("settings.template")]
+    assert templates == [("settings.template_saved", {"name": "in_transit", "before": file_text, "after": new_text}),
+                         ("settings.template_reset", {"name": "in_transit", "before": new_text, "after": file_text})]
+
+
+def test_audited_template_texts_are_truncated_and_the_core_knows_the_earlier_version(store: Store) -> None:
+    long = "Hi {{ author_first_name }}, " + "we are so sorry about this. " * 60
+    save_setting(store, "template", "late", long, "lee", before="Hi, sorry it is late.")
+    save_setting(store, "template", "late", "Short again.", "lee")  # no before given: the version it replaces
+    save_setting(store, "alert_rule", "spike.min_count", 12, "lee", before=10)
+    first, second, rule = [d for _, d in _settings_events(store)]
+    assert first["before"] == "Hi, sorry it is late."
+    assert len(first["after"]) < 600 and first["after"].startswith(long[:200])
+    assert f"{len(long)} characters" in first["after"]
+    assert second["before"] == first["after"] and second["after"] == "Short again."
+    assert (rule["before"], rule["after"]) == (10, 12)
