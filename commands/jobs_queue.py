@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,6 +288,23 @@ def _count_stored(store: Store, mention_ids: Sequence[int]) -> None:
         add_stored(store, name, counts[name])
 
 
+#: What an ingest job returns for a batch that is no longer staged (a second run of a finished job).
+NOTHING_STORED = {"stored": 0, "duplicates": 0, "cases_opened": 0}
+
+
+@contextmanager
+def _staged_batch(store: Store, batch: int) -> Iterator[list[Mention] | None]:
+    """The staged posts of ``batch`` (None once stored), inside the transaction that stores them.
+
+    Batches that share a thread, author or number wait for each other (Store.serialise): a whole
+    batch ahead may take longer than the store's usual lock timeout (busy_timeout_s), hence the
+    longer wait for locks here.
+    """
+    with store.transaction():
+        store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
+        yield _batch(store, batch, "ingest")
+
+
 def ingest_batch(batch: int, *, last_try: bool = False) -> dict[str, int]:
     """Store a staged batch through the pipeline (no classifier here: it ran on ``classify``).
 
@@ -298,13 +316,9 @@ def ingest_batch(batch: int, *, last_try: bool = False) -> dict[str, int]:
     rt = runtime()
     store = rt.store()
     try:
-        with store.transaction():
-            # Batches that share a thread, author or number wait for each other (Store.serialise): a
-            # whole batch ahead may take longer than the store's usual lock timeout (busy_timeout_s).
-            store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
-            mentions = _batch(store, batch, "ingest")
+        with _staged_batch(store, batch) as mentions:
             if mentions is None:
-                return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+                return dict(NOTHING_STORED)
             result = Pipeline(store, rt.config, classifier=None, batch_size=BATCH).ingest(mentions)
             _count_stored(store, result.mention_ids)
             store.db.execute("delete from job_batches where id = ?", [batch])
@@ -326,11 +340,9 @@ def _ingest_one_by_one(store: Store, config: Config, batch: int, cause: BaseExce
     total = IngestResult()
     failed: list[tuple[Mention, BaseException]] = []
     try:
-        with store.transaction():
-            store.db.execute(f"set local lock_timeout = '{INGEST_LOCK_WAIT_S}s'")
-            mentions = _batch(store, batch, "ingest")
+        with _staged_batch(store, batch) as mentions:
             if mentions is None:
-                return {"stored": 0, "duplicates": 0, "cases_opened": 0}
+                return dict(NOTHING_STORED)
             for mention in mentions:
                 try:
                     with store.transaction():  # a savepoint: a refused post leaves the others alone

@@ -38,20 +38,26 @@ NOW = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
 # ----------------------------------------------------------------------------- local servers
 # The stand-ins live in standins/ (shared with the demo and the other tests); imported here too
 # because other test modules import them from this one.
-@pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+def serve_smtp(monkeypatch: pytest.MonkeyPatch, sink: SmtpSink, timeout_s: int = 5) -> Iterator[SmtpSink]:
+    """``sink`` as the shop's SMTP relay on a free 127.0.0.1 port (SMTP_* set) until the generator ends."""
     from aiosmtpd.controller import Controller
 
-    sink = SmtpSink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(port))
     monkeypatch.setenv("SMTP_FROM", "care@larkspur.test")
-    monkeypatch.setenv("SMTP_TIMEOUT", "5")
-    yield sink
-    controller.stop()
+    monkeypatch.setenv("SMTP_TIMEOUT", str(timeout_s))
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    yield from serve_smtp(monkeypatch, SmtpSink())
 
 
 def x_env(monkeypatch: pytest.MonkeyPatch, em: XEmulator) -> None:

@@ -21,10 +21,9 @@ import pytest
 from doorstep.config import Config, parse_config
 from doorstep.store import Store
 from responders.outbox import Outbox, enqueue, get_message
-from standins.recording import free_port
 from standins.smtp import SmtpSink
 
-from test_outbox import later
+from test_outbox import later, serve_smtp
 
 
 class SlowRelay(SmtpSink):
@@ -48,30 +47,14 @@ class SlowRelay(SmtpSink):
         return await super().handle_DATA(server, session, envelope)
 
 
-def _relay(monkeypatch: pytest.MonkeyPatch, sink: SmtpSink) -> Iterator[SmtpSink]:
-    from aiosmtpd.controller import Controller
-
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(port))
-    monkeypatch.setenv("SMTP_FROM", "care@larkspur.test")
-    monkeypatch.setenv("SMTP_TIMEOUT", "10")
-    try:
-        yield sink
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def slow_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    yield from _relay(monkeypatch, SlowRelay(delay_s=3.0))
+    yield from serve_smtp(monkeypatch, SlowRelay(delay_s=3.0), timeout_s=10)
 
 
 @pytest.fixture
 def refusing_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    yield from _relay(monkeypatch, SlowRelay(delay_s=2.0, refuse_first=True))
+    yield from serve_smtp(monkeypatch, SlowRelay(delay_s=2.0, refuse_first=True), timeout_s=10)
 
 
 def lease_config(lease_s: float) -> Config:

@@ -400,6 +400,14 @@ def test_asking_privately_follows_the_one_answer_rule(store: Store, emulator: XE
 ASK = "Could you send us your order number here, please?"
 
 
+def _send_after_a_503(store: Store, config, emulator: XEmulator, message) -> None:  # noqa: ANN001
+    """X refuses the DM's first POST with a 503 (nothing is created); the retry a moment later is the re-send."""
+    emulator.inject("503", count=1, path="/2/dm_conversations")
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
+    Outbox(store, config, now=later(10)).send_due()
+
+
 def test_a_dm_lost_to_a_503_is_sent_again_although_last_weeks_dm_said_the_same(
         store: Store, emulator: XEmulator) -> None:
     config = two_brand_config()
@@ -413,10 +421,7 @@ def test_a_dm_lost_to_a_503_is_sent_again_although_last_weeks_dm_said_the_same(
     # Today: a new case, and the same question by DM. X refuses the first POST (nothing is created).
     case_id = make_case(store, config, emulator, text="@LarkspurHelp now my lamp is missing too", handle="olu")
     message = queue_reply(store, config, case_id, ASK, "bob", channel="x_dm", force=True)
-    emulator.inject("503", count=1, path="/2/dm_conversations")
-    Outbox(store, config).send_due()
-    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
-    Outbox(store, config, now=later(10)).send_due()
+    _send_after_a_503(store, config, emulator, message)
 
     sent = get_message(store, message.id)  # type: ignore[arg-type]
     # X has two DMs to @olu: last week's, and today's (the re-send), which the message records.
@@ -519,10 +524,7 @@ def test_an_x_dm_is_not_taken_for_an_older_one_with_the_same_words(store: Store,
     emulator.send_dm("LarkspurHelp", "olu", ASK, created_at=NOW_T - timedelta(days=7))
     case_id = make_case(store, config, emulator, text="@LarkspurHelp my lamp is missing", handle="olu")
     message = queue_reply(store, config, case_id, ASK, "bob", channel="x_dm")
-    emulator.inject("503", count=1, path="/2/dm_conversations")
-    Outbox(store, config).send_due()
-    assert get_message(store, message.id).status == "queued"  # type: ignore[arg-type]
-    Outbox(store, config, now=later(10)).send_due()
+    _send_after_a_503(store, config, emulator, message)
     sent = get_message(store, message.id)  # type: ignore[arg-type]
     assert [(d["sender"], d["recipient"], d["text"]) for d in emulator.dms] == [("LarkspurHelp", "olu", ASK)] * 2
     assert sent.status == "sent" and sent.external_id == emulator.dms[1]["id"] and sent.last_error is None
