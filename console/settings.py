@@ -289,11 +289,13 @@ def _alerts(store: Any, config: Any) -> None:
             if rule.kind is bool:
                 chosen[rule.key] = st.checkbox(rule.label, key=key, disabled=not editable)
             else:
-                empty = f"empty: doorstep.toml's ({_shown(in_file[rule.key])})"
+                base = _shown(in_file[rule.key])
+                if in_file[rule.key] is None and rule.key == "followers_threshold":  # what the alert then uses
+                    base = f"none: the priority setting, {config.priority.vip_followers:,}"
                 chosen[rule.key] = st.number_input(rule.label, value=None, step=1 if rule.kind is int else None,
-                                                   key=key, disabled=not editable, placeholder=empty,
-                                                   help=f"Empty the box to go back to doorstep.toml's value "
-                                                        f"({_shown(in_file[rule.key])}).")
+                                                   key=key, disabled=not editable,
+                                                   placeholder=f"empty: doorstep.toml's ({base})",
+                                                   help=f"Empty the box to go back to doorstep.toml's value ({base}).")
         submitted = st.form_submit_button("Save alert rules", disabled=not editable)
     if submitted:
         changes: dict[str, Any] = {}

@@ -334,3 +334,11 @@ def test_audited_template_texts_are_truncated_and_the_core_knows_the_earlier_ver
     assert f"{len(long)} characters" in first["after"]
     assert second["before"] == first["after"] and second["after"] == "Short again."
     assert (rule["before"], rule["after"]) == (10, 12)
+
+
+def test_an_empty_followers_box_says_which_value_the_alert_then_uses(db: Store) -> None:  # noqa: F811
+    """The box said "empty: doorstep.toml's (none)", but with none in the file the alert uses the
+    priority setting's vip_followers: the placeholder names it."""
+    at = page("settings", "lee", db)
+    [box] = [b for b in at.number_input if b.key == "alert_followers_threshold"]
+    assert "the priority setting" in (box.placeholder or "") and "(none)" not in (box.placeholder or "")
