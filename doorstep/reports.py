@@ -686,8 +686,9 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
         rest = [r["complaints_per_1000"] for r in league[1:]]
         title = (f"{worst['courier']} had the most complaints per 1,000 shipments" if worst["stands_out"]
                  else "No courier stood out in complaints per 1,000 shipments")
-        subtitle = f"{worst['complaints_per_1000']:.1f} per 1,000" + (
-            f", vs {rest[0]:.1f} for {league[1]['courier']}" if rest else "")
+        subtitle = f"{worst['courier']} {worst['complaints_per_1000']:.1f} per 1,000" + (
+            f", {league[1]['courier']} next at {rest[0]:.1f}" if rest else "") + (
+            "" if worst["stands_out"] or not rest else ": a gap within what chance gives")
         chart = alt.Chart(frame).mark_bar(color=PALETTE[5]).encode(
             y=alt.Y("courier:N", sort="-x", title=None),
             x=alt.X("complaints_per_1000:Q", title="Complaints per 1,000 shipments (active or complained about)", axis=alt.Axis(tickCount=6)),

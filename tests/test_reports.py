@@ -588,3 +588,21 @@ def test_one_day_of_sentiment_is_not_called_the_lowest(tmp_path: Path) -> None:
     store.close()
     assert titles["daily_sentiment"] == "Net sentiment was -1.00 on Tue 17 Nov, the only day with labelled posts"
     assert titles["daily_complaints"] == "Complaints peaked on Tue 17 Nov (2)"
+
+
+def test_the_report_names_a_worst_courier_only_when_it_stands_out() -> None:
+    """Reports audit, 2026-12-06: "UPS had the most complaints per 1,000 shipments (280.7)" when the four
+    couriers were within 2 % of each other (metrics.standout_courier decides; the report says so)."""
+    from doorstep.reports import _findings
+
+    def data(stands_out: bool) -> dict:
+        league = [{"courier": "UPS", "complaints_per_1000": 270.5, "stands_out": stands_out, "unlinked_complaints": 0},
+                  {"courier": "DPD", "complaints_per_1000": 248.1, "stands_out": False, "unlinked_complaints": 9}]
+        return {"headline": {"complaints": {"value": None}, "sla_attainment": {"value": None}}, "intents": [], "couriers": league,
+                "tracking_problem_complaints": 0, "sla": {}}
+
+    within = _findings(data(False))
+    assert "No courier stood out: 248.1 to 270.5 complaints per 1,000 shipments." in within
+    assert not any("had the most" in line for line in within)
+    assert "9 complaints named a courier but no shipment we know (not in the rates)." in within
+    assert "UPS had the most complaints per 1,000 shipments (270.5)." in _findings(data(True))
