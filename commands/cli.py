@@ -434,6 +434,40 @@ def _add_demo_users(db_path: str) -> None:
 
 
 # ---------------------------------------------------------------------- run
+def config_reloader(config_path: str | None, store: Any) -> tuple[Callable[[], Config], Callable[[], Any]]:
+    """The worker's ``reload_config`` and ``settings_stamp``: doorstep.toml as it is now, with the
+    console's saved settings on top, and a stamp that moves when either changes.
+
+    Why the file too: the worker kept the doorstep.toml it started with until someone restarted it,
+    and nothing said so. A file that no longer loads or validates is logged in one line and the
+    config in force is kept, so a half-saved edit never stops the worker.
+    """
+    import logging
+    import os
+
+    from doorstep.config import ConfigError, config_source, load_config
+    from doorstep.team_settings import apply_settings, settings_stamp
+
+    log = logging.getLogger("doorstep.worker")
+    in_force: list[Config] = [validate_config(load_config(config_path))]
+
+    def file_stamp() -> tuple[int, int] | None:
+        try:
+            found = os.stat(config_source(in_force[0]))
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    def reload_config() -> Config:
+        try:
+            in_force[0] = validate_config(load_config(config_path))
+        except ConfigError as exc:
+            log.error("doorstep.toml changed but cannot be used, so the worker keeps the config in force: %s", exc)
+        return apply_settings(in_force[0], store)
+
+    return reload_config, lambda: (settings_stamp(store), file_stamp())
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="One round of every job, then exit.")
 @click.option("--job", "only", multiple=True, metavar="NAME",
@@ -444,11 +478,12 @@ def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) 
     """Start the long-running worker (listeners, outbox, alerts, scheduled reports), each job on its own thread."""
     from commands.worker import Worker
 
-    from doorstep.team_settings import apply_settings, settings_stamp
+    from doorstep.team_settings import apply_settings
 
     store = ctx.store
+    reload_config, stamp = config_reloader(ctx.config_path, store)
     worker = Worker(store, apply_settings(ctx.config, store), ctx.pipeline(), only=set(only) or None, skip=set(skip),
-                    reload_config=lambda: apply_settings(ctx.config, store), settings_stamp=lambda: settings_stamp(store))
+                    reload_config=reload_config, settings_stamp=stamp)
     unknown = (set(only) | set(skip)) - {job.name for job in worker.collect_jobs(filtered=False)}
     if unknown:
         names = ", ".join(job.name for job in worker.collect_jobs(filtered=False)) or "(none configured)"

@@ -342,3 +342,45 @@ def test_an_empty_followers_box_says_which_value_the_alert_then_uses(db: Store) 
     at = page("settings", "lee", db)
     [box] = [b for b in at.number_input if b.key == "alert_followers_threshold"]
     assert "the priority setting" in (box.placeholder or "") and "(none)" not in (box.placeholder or "")
+
+
+def test_the_worker_takes_up_an_edited_doorstep_toml_and_keeps_the_old_one_if_the_edit_is_broken(
+        store: Store, tmp_path) -> None:  # noqa: ANN001
+    """Settings audit, 2026-12-06: the worker kept the doorstep.toml it started with until it was
+    restarted, and nothing said so. It now restarts its jobs with the file as edited, within
+    reload_check_s; a file that no longer validates is logged and the config in force is kept."""
+    import os
+
+    from commands.cli import config_reloader
+    from commands.worker import Worker
+
+    path = tmp_path / "doorstep.toml"
+    path.write_text("[alerts]\nurgency_threshold = 0.8\n", encoding="utf-8")
+    reload_config, stamp = config_reloader(str(path), store)
+    seen: list[float] = []
+
+    def provider(s: Store, config, pipeline):  # type: ignore[no-untyped-def]
+        threshold = alert_settings(config).urgency_threshold
+        return [FunctionJob("probe", 0.05, lambda: seen.append(threshold))]
+
+    import commands.worker as worker_module
+
+    worker_module.PROBE_PROVIDER = provider  # type: ignore[attr-defined]
+    worker = Worker(store, reload_config(), None, providers=["commands.worker:PROBE_PROVIDER"], reload_check_s=0.1,
+                    reload_config=reload_config, settings_stamp=stamp)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    path.write_text("[alerts]\nurgency_threshold = 0.65\n", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns() + 2_000_000_000,) * 2)  # a later modification time, whatever the clock's grain
+    while 0.65 not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    path.write_text("[alerts]\nurgency_threshold = \"high\"\n", encoding="utf-8")  # a broken edit
+    os.utime(path, ns=(time.time_ns() + 4_000_000_000,) * 2)
+    time.sleep(0.6)
+    worker.stop()
+    runner.join(20)
+    del worker_module.PROBE_PROVIDER  # type: ignore[attr-defined]
+    assert seen[0] == 0.8 and 0.65 in seen and seen[-1] == 0.65
