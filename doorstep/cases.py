@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from doorstep.config import Config
 from doorstep.models import Case, Labels, Link, Mention
@@ -139,8 +140,49 @@ def new_case(mention: Mention, link: Link, brand: str | None, courier: str | Non
     )
 
 
-def absorb(case: Case, mention: Mention, link: Link) -> Case:
+class HandleLookup(Protocol):
+    """What :func:`is_customers_post` asks of the shop data (a Store or a batch's ShopLookups)."""
+
+    def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None: ...
+
+
+def is_customers_post(store: HandleLookup, case: Case, mention: Mention) -> bool:
+    """Whether ``mention`` was written by the case's customer (not a stranger in the same thread).
+
+    The case's author handle on its own network is the customer (their public posts and their
+    direct messages there: ``x`` and ``x_dm`` are one account); on another network, the handle
+    must belong to the case's confirmed customer in the shop's records.
+    """
+    handle = (mention.author_handle or "").lstrip("@").casefold()
+    if not handle:
+        return False
+    same_network = mention.channel.removesuffix("_dm") == (case.channel or "").removesuffix("_dm")
+    if case.author_handle and same_network and handle == case.author_handle.lstrip("@").casefold():
+        return True
+    if case.customer_id and store.customer_id_by_handle(mention.channel, mention.author_handle) == case.customer_id:
+        return True
+    return False
+
+
+def by_customer(store: HandleLookup, case: Case, mention: Mention) -> bool:
+    """Whether a post speaks for the case's customer, so it may set the case's link, priority and
+    "waiting on the customer" state: :func:`is_customers_post`, or a post without a handle (a
+    courier's page: strangers there have no thread), or the first post of a case we opened
+    ourselves (no author yet: that post gives it its author, see :func:`absorb`)."""
+    if mention.outbound:
+        return False
+    if not mention.author_handle or (case.channel is None and not case.author_handle):
+        return True
+    return is_customers_post(store, case, mention)
+
+
+def absorb(case: Case, mention: Mention, link: Link, customers: bool = True) -> Case:
     """Fold a later mention into its case: a resolved case reopens, a stronger link wins.
+
+    ``customers``: whether the post is the case's customer's (:func:`by_customer`). Only theirs
+    ends a "waiting on the customer" pause or changes the case's link (customer, order,
+    tracking): another customer answering in the thread with their own order number must not
+    make the case theirs.
 
     The case's intent and sentiment are set afterwards from its most serious post
     (see Pipeline._prioritise).
@@ -156,9 +198,9 @@ def absorb(case: Case, mention: Mention, link: Link) -> Case:
                       thread_id=mention.thread_id or mention.external_id)
     if case.status == "resolved":
         update.update(status="open", resolved_at=None, first_response_at=None, opened_at=mention.created_at)
-    elif case.status == "pending_customer":
+    elif case.status == "pending_customer" and customers:
         update["status"] = "open"
-    if case.link_method != "agent" and link.method != "none" and (
+    if customers and case.link_method != "agent" and link.method != "none" and (
         link.confidence > case.link_confidence or (link.confirmed and not case.link_confirmed)
     ):
         update.update(
@@ -196,8 +238,20 @@ def may_reopen(case: Case, at: datetime, config: Config) -> bool:
     return resolved is not None and at - resolved <= timedelta(hours=config.cases.reopen_window_hours)
 
 
+def authors_case(mention: Mention, link: Link, case: Case) -> bool:
+    """Whether ``case`` is one of the post's author's own (what Store.author_cases finds by customer or
+    by handle), not one it was offered only for being about the order the post quotes. A case with
+    neither an author nor a customer is nobody else's."""
+    if not case.author_handle and not case.customer_id:
+        return True
+    if link.customer_id and case.customer_id == link.customer_id:
+        return True
+    return bool(mention.author_handle) and case.author_handle == mention.author_handle and case.channel == mention.channel
+
+
 def choose_case(mention: Mention, link: Link, brand: str | None, candidates: Sequence[Case], config: Config,
-                numbers_quoted_in: Callable[[Case], set[str]] | None = None) -> tuple[Case | None, str]:
+                numbers_quoted_in: Callable[[Case], set[str]] | None = None,
+                link_confirmed: Callable[[Case], bool] | None = None) -> tuple[Case | None, str]:
     """The case of its author that a post outside any known thread joins, and why (None: open a new one).
 
     A case is one issue: one brand and, when known, one order. ``candidates`` are the author's
@@ -212,20 +266,27 @@ def choose_case(mention: Mention, link: Link, brand: str | None, candidates: Seq
 
     A post to another brand, or quoting another order, opens a new case; a post that is neither
     in a resolved case's thread nor about its order never reopens it.
+
+    Another author's case takes the post only by its order, and only when that case's link to the
+    order is confirmed (``link_confirmed``, default ``case.link_confirmed``): anyone can type an
+    order number, and the order's customer quoting it later must not join, and confirm, the case of
+    the stranger who typed it first (the reply would go to the stranger).
     """
+    confirmed = link_confirmed or (lambda c: c.link_confirmed)
     at = mention.created_at
     post_order = quoted_order(link)
     newest_first = sorted(candidates, key=lambda c: (c.last_activity_at or c.opened_at or at, c.id or 0), reverse=True)
     if post_order:
         for case in newest_first:
             # A case's guessed order does not count: a guess must not pull a post into a case days later.
-            if post_order == known_order(case) and may_reopen(case, at, config):
+            if post_order == known_order(case) and may_reopen(case, at, config) and (
+                    authors_case(mention, link, case) or confirmed(case)):
                 return case, "same order"
     window = timedelta(hours=config.cases.join_window_hours)
     quoted = {n for n in (post_order, link.tracking_number if post_order else None, *link.unmatched_numbers) if n}
     praise = _is_praise(mention)
     for case in newest_first:
-        if case.status == "resolved":
+        if case.status == "resolved" or not authors_case(mention, link, case):
             continue
         if brand and case.brand and brand != case.brand:
             continue

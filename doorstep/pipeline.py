@@ -28,7 +28,7 @@ from typing import Any
 
 from doorstep import sla
 from doorstep.classifying import Classifier, classify_mentions
-from doorstep.cases import PriorityInputs, absorb, choose_case, may_reopen, new_case, quoted_order, score_priority
+from doorstep.cases import PriorityInputs, absorb, by_customer, choose_case, may_reopen, new_case, quoted_order, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import AnswerWatch
 from doorstep.linking import Evidence, find_numbers, link_mention
@@ -305,7 +305,10 @@ class Pipeline:
         before = old = case
         if case.status == "resolved":
             batch.audit("case.reopen", case.id, {"external_id": mention.external_id})
-        case = absorb(case, mention, link)
+        # Only the case's customer's post may change its link or end a wait for the customer: someone
+        # else answering in the thread is shown there, nothing more (see cases.by_customer).
+        customers = by_customer(batch.shop, case, mention)
+        case = absorb(case, mention, link, customers)
         result.cases_updated += 1
         # Stored with its case already set: one insert, no update of the new row.
         mention.case_id = case.id
@@ -314,11 +317,12 @@ class Pipeline:
         self._mark_answered(batch, case.id, mention)  # type: ignore[arg-type]
         case.mention_count += 1
         case.brand = case.brand or brand
-        case.courier = case.courier or courier
+        if customers:
+            case.courier = case.courier or courier
         self._prioritise(case, mention, batch)
         if old.status == "resolved":
             sla.start_clocks(case, mention.created_at, self.config)
-        else:
+        elif customers:
             sla.customer_wrote(case, old, mention.created_at, self.config)
         batch.cases.save(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
@@ -355,7 +359,13 @@ class Pipeline:
             return numbers
 
         # Views of the candidates (doorstep/lookups.py): the chosen one is read whole.
-        chosen = choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in)[0]  # type: ignore[arg-type]
+        def link_confirmed(view: Case) -> bool:
+            """Whether another author's case (a view) is confirmed about its order: read whole, as the batch leaves it."""
+            case = batch.cases.get(view.id)  # type: ignore[arg-type]
+            return case is not None and case.link_confirmed
+
+        chosen = choose_case(mention, link, brand, candidates, self.config, numbers_quoted_in,  # type: ignore[arg-type]
+                             link_confirmed)[0]
         return batch.cases.get(chosen.id) if chosen is not None else None
 
     def _store_mention(self, mention: Mention, result: IngestResult, batch: _Batch) -> None:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep import sla
+from doorstep.cases import is_customers_post
 from doorstep.config import Config
 from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
@@ -149,24 +150,6 @@ def _latest_inbound(store: Store, case: Case, channel: str) -> Mention | None:
 ANSWERING_STATUSES = ("queued", "sending", "sent", "awaiting_approval")
 #: A colleague whose draft heartbeat is older than this is no longer counted as drafting.
 DRAFTING_FRESH = timedelta(seconds=30)
-
-
-def is_customers_post(store: Store, case: Case, mention: Mention) -> bool:
-    """Whether ``mention`` was written by the case's customer (not a stranger in the same thread).
-
-    The case's author handle on its own network is the customer (their public posts and their
-    direct messages there: ``x`` and ``x_dm`` are one account); on another network, the handle
-    must belong to the case's confirmed customer in the shop's records.
-    """
-    handle = (mention.author_handle or "").lstrip("@").casefold()
-    if not handle:
-        return False
-    same_network = mention.channel.removesuffix("_dm") == (case.channel or "").removesuffix("_dm")
-    if case.author_handle and same_network and handle == case.author_handle.lstrip("@").casefold():
-        return True
-    if case.customer_id and store.customer_id_by_handle(mention.channel, mention.author_handle) == case.customer_id:
-        return True
-    return False
 
 
 def customers_peak(store: Store, case: Case) -> Mention | None:

@@ -136,8 +136,12 @@ def test_one_batch_stores_what_one_post_at_a_time_stores(two_stores: tuple[Path 
     # A reply joins its parent's case, whose conversation already held the author's order.
     assert [m.external_id for m in batched.mentions_for_case(cases["h1"].id)] == ["h1", "b1", "b2", "b3", "b18"]  # type: ignore[arg-type]
     assert cases["h1"].first_response_at == T0 + timedelta(minutes=63)
-    # The hinted post (b16) and the answer to our reply (b20) join the conversation's case.
-    assert [m.external_id for m in batched.mentions_for_case(cases["h2"].id)] == ["h2", "b4", "b16", "b19", "b20"]  # type: ignore[arg-type]
+    # The hinted post (b16) and the answer to our reply (b20) join the conversation's case, and so does
+    # the private e-mail quoting Ann's tracking number (b13), by its order: not zed's newer case, whose
+    # link to that order is only a suggestion (zed typed Ann's order number).
+    assert [m.external_id for m in batched.mentions_for_case(cases["h2"].id)] == ["h2", "b4", "b13", "b16", "b19", "b20"]  # type: ignore[arg-type]
+    zed = batched.mention_by_external_id("x", "b5").case_id  # type: ignore[union-attr]
+    assert "b13" not in [m.external_id for m in batched.mentions_for_case(zed)]  # type: ignore[arg-type]
     # A reply to a post later in the batch: both end in one case.
     assert batched.mention_by_external_id("x", "b14").case_id == batched.mention_by_external_id("x", "b15").case_id  # type: ignore[union-attr]
     # The posts carry their stored id and case, as before.
