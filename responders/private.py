@@ -110,8 +110,8 @@ def _email_plan(store: Store, config: Config, case_id: int, account: str | None)
     case = store.get_case(case_id)
     assert case is not None
     if not case.link_confirmed or not case.customer_id:
-        raise ReplyRejected("no private route: the post's network has no direct messages here and the order "
-                            "record's e-mail is only used once the order is confirmed as the customer's")
+        raise ReplyRejected("the post's network has no direct messages here, and the order record's e-mail is "
+                            "only used once the order is confirmed as the customer's")
     customer = store.get_customer(case.customer_id)
     if customer is None or not customer.email:
         raise ReplyRejected("no e-mail address on the order record")

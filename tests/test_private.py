@@ -551,3 +551,14 @@ def test_a_mastodon_dm_as_an_instance_renders_it_is_found_before_a_re_send(
     sent = get_message(store, message.id)  # type: ignore[arg-type]
     assert len(mastodon_stand_in.statuses) == 1
     assert sent.status == "sent" and sent.external_id == status["id"]
+
+
+def test_no_private_route_says_so_once(store: Store) -> None:
+    """Agents audit, 2026-12-06: the case page read "No private route: no private route: …"."""
+    from doorstep.models import Case
+    from responders.outbox import ReplyRejected
+
+    case_id = store.insert_case(Case(status="new", priority=10, channel="webhook", brand="Larkspur"))
+    with pytest.raises(ReplyRejected) as refused:
+        plan_private(store, two_brand_config(), case_id)
+    assert not str(refused.value).lower().startswith("no private route")
