@@ -725,6 +725,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     if kept is not None:
         st.session_state[key] = kept[:limit] if limit is not None else kept
 
+    ack_key = f"reply_refused_ack_{case.id}"
+
     def queue(body: str | None = None, force: bool = False) -> None:
         # A callback, so the draft can be cleared before the text area is drawn again. It runs before
         # app.py's login check, so it checks the login itself.
@@ -742,16 +744,22 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                   actor.username, channel=chosen_channel if body is None else None,
                                   parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
                                   account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
-                                  if body is None else None)
+                                  if body is None else None,
+                                  **(st.session_state.get(ack_key, {}) if force else
+                                     {"seen_status": held(store, case).case.status}))
         except AlreadyAnswered as exc:
             st.session_state[refused_key] = str(exc)
+            # What this refusal showed: "Send anyway" overrides that and nothing newer.
+            st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
             return
         except ReplyRejected as exc:
             st.session_state[error_key] = f"Reply not queued: {exc}"
             return
         st.session_state.pop(refused_key, None)
+        reopened = force and (st.session_state.pop(ack_key, None) or {}).get("seen_status") == "resolved"
         flash("success", f"reply queued (message {message.id}); the worker sends it"
-              + (" (sent anyway: recorded in the audit log)" if force else ""), at=f"reply:{case.id}")
+              + (" (sent anyway: recorded in the audit log)" if force else "")
+              + ("; the case is open again so someone follows it up" if reopened else ""), at=f"reply:{case.id}")
         st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
             st.session_state[key] = ""
@@ -1185,6 +1193,8 @@ def render() -> None:
 
     _header(store, case, user, title_slot)
     merged_notice(case)
+    if case.merged_into:  # read-only: its posts, notes and messages are on the case it went into
+        return
     # The composer first, beside the order: answering is what the page is for. The thread
     # scrolls in its own box below it, newest first, so the page never grows with it.
     left, right = st.columns([3, 2])

@@ -18,7 +18,7 @@ from typing import Any
 
 from doorstep.models import Case
 from doorstep.sla import CLOCK_FIELDS
-from doorstep.store import StaleCaseError, Store
+from doorstep.store import CaseMergedError, StaleCaseError, Store
 
 #: Computes a person's change against the case it is written on (the SLA clocks a status moves).
 Follow = Callable[[Case, dict[str, Any]], dict[str, Any]]
@@ -108,6 +108,8 @@ def update_case_merging(store: Store, held: Held, actor: str, follow: Follow | N
     try:
         return store.update_case(held.case.id, held.case.version, actor,
                                  **(follow(held.case, changes) if follow else changes))
+    except CaseMergedError:
+        raise  # a merged case takes no change, on any version
     except StaleCaseError as refused:
         for _ in range(3):
             current = store.get_case(held.case.id)
@@ -116,6 +118,8 @@ def update_case_merging(store: Store, held: Held, actor: str, follow: Follow | N
             try:
                 return store.update_case(held.case.id, current.version, actor,
                                          **(follow(current, changes) if follow else changes))
+            except CaseMergedError:
+                raise
             except StaleCaseError as again:
                 refused = again
         raise refused

@@ -194,14 +194,21 @@ def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
 class AlreadyAnswered(ReplyRejected):
     """Someone else answered this post (or a later one) since the agent opened the case, or is drafting.
 
-    ``existing`` are the replies found, ``drafting`` the colleagues typing; the console shows both
-    and offers "Send anyway" (``force=True``), which is audited.
+    ``existing`` are the replies found, ``drafting`` the colleagues typing, ``resolved`` who resolved
+    the case since the agent opened it and when; the console shows them and offers "Send anyway"
+    (``force=True``), which is audited. ``latest`` (the newest message id of the case) and ``status``
+    (the case's status) are what this refusal accounted for: "Send anyway" passes them back
+    (``acknowledged_up_to``, ``seen_status``) so it overrides only what the agent was shown.
     """
 
-    def __init__(self, message: str, existing: list[OutboundMessage], drafting: list[str]):
+    def __init__(self, message: str, existing: list[OutboundMessage], drafting: list[str], *, latest: int = 0,
+                 status: str | None = None, resolved: str | None = None):
         super().__init__(message)
         self.existing = existing
         self.drafting = drafting
+        self.latest = latest
+        self.status = status
+        self.resolved = resolved
 
 
 def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> list[str]:
@@ -377,13 +384,21 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,
                 idempotency_key: str | None = None, parent_id: int | None = None, seen_up_to: int | None = None,
-                force: bool = False, now: datetime | None = None, account: str | None = None) -> OutboundMessage:
+                force: bool = False, now: datetime | None = None, account: str | None = None,
+                acknowledged_up_to: int | None = None, seen_status: str | None = None) -> OutboundMessage:
     """Queue a reply to the customer on the case's channel (or ``channel``, e.g. "email").
 
     ``parent_id`` is the post the reply answers (default: :func:`default_parent`). One answer per
     customer post: if a reply to that post or a later post of the case was queued or sent (since
     ``seen_up_to``, the newest message id the agent had seen; ``None``: ever), or a colleague is
     drafting, :class:`AlreadyAnswered` says who and what; ``force=True`` sends anyway, audited.
+    With ``acknowledged_up_to`` (the refusal's ``latest``: what the agent was shown), ``force`` covers
+    only that: a reply queued after it is refused again, naming it. Without it, ``force`` is the CLI's
+    ``--force``.
+
+    ``seen_status`` is the case's status as the agent saw it: a case resolved since then is refused
+    the same way (who resolved it, and when); a reply queued anyway on a resolved case reopens it.
+    A case merged into another takes no reply at all (:class:`ReplyRejected` names where to answer).
 
     Raises :class:`ReplyRejected` for an empty or over-long reply, a URL on X when not allowed,
     personal data the reader may not see, or no post to answer.
@@ -391,6 +406,9 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     case = store.get_case(case_id)
     if case is None:
         raise ReplyRejected(f"no case {case_id}")
+    if case.merged_into:  # its posts went there: nothing is left to answer here, even "anyway"
+        raise ReplyRejected(f"case {case_id} was merged into case #{case.merged_into}: answer on case "
+                            f"#{case.merged_into}")
     channel = channel or case.channel
     if not channel:
         raise ReplyRejected(f"case {case_id} has no channel to reply on; choose one (email or sms)")
@@ -437,18 +455,47 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
                            case_id=case_id, target=target, in_reply_to=in_reply_to,
                            account=sender.handle if sender else None)  # a double click: the same message
+        current = store.get_case(case_id) or case  # as it is now, under the write lock
+        if current.merged_into:
+            raise ReplyRejected(f"case {case_id} was merged into case #{current.merged_into}: answer on case "
+                                f"#{current.merged_into}")
+        resolved = (_resolved_words(store, current) if current.status == "resolved" and seen_status is not None
+                    and seen_status != "resolved" else None)
         existing = [m for m in _conflicting_replies(store, case, parent, seen_up_to)]
         drafting = _drafting_others(store, case_id, actor, now)
-        if (existing or drafting) and not force:
-            raise AlreadyAnswered(_answered_words(parent, existing, drafting), existing, drafting)
+        # "Send anyway" covers what its refusal showed, not a reply queued since (a colleague's "anyway").
+        newer = [m for m in existing if acknowledged_up_to is not None and (m.id or 0) > acknowledged_up_to]
+        if resolved or ((existing or drafting) and (not force or newer)):
+            shown, typing = (newer, []) if force and newer else (existing, drafting)
+            words = _answered_words(parent, shown, typing) if shown or typing else (
+                "Not queued: a reply on a resolved case reopens it (send anyway only if the customer needs one).")
+            raise AlreadyAnswered(f"{resolved}; {words}" if resolved else words, shown, typing,
+                                  latest=latest_message_id(store, case_id), status=current.status, resolved=resolved)
         message = enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
                           case_id=case_id, target=target, in_reply_to=in_reply_to,
                           account=sender.handle if sender else None)
-        if existing or drafting:
+        reopen = force and current.status == "resolved"
+        if existing or drafting or reopen:
             store.audit(actor, "reply.send_anyway", case_id,
                         {"message_id": message.id, "in_reply_to": in_reply_to,
-                         "existing_replies": [m.id for m in existing], "drafting": drafting})
+                         "existing_replies": [m.id for m in existing], "drafting": drafting,
+                         **({"reopened": True} if reopen else {})})
+    if reopen:  # someone must follow up what the reply promises: the case goes back to the inbox
+        update_case_retrying(store, case_id, actor,
+                             lambda c: {"status": "open", "resolved_at": None} if c.status == "resolved" else {},
+                             config=config)
     return message
+
+
+def _resolved_words(store: Store, case: Case) -> str:
+    """Who resolved ``case`` and when, in one line (from its newest ``case.update`` to resolved)."""
+    assert case.id is not None
+    event = next((e for e in reversed(store.audit_trail(case.id, limit=10_000))
+                  if e.action == "case.update" and e.details.get("status") == "resolved"), None)
+    who = event.actor if event else (case.updated_by or "someone")
+    at = event.at if event else case.resolved_at
+    when = f" at {at:%H:%M} UTC on {at:%d %b}" if at else ""
+    return f"{who} resolved this case{when} since you opened it"
 
 
 def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:

@@ -141,3 +141,47 @@ def test_the_orders_items_are_a_static_table_shown_literally(db: Store):
     shown = table.value
     assert list(shown.columns) == ["item", "qty", "price"]
     assert list(shown.iloc[0]) == [escape_md(name), "2", escape_md("59.50")]
+
+
+def _merged_pair(db: Store, config) -> tuple[int, int]:  # noqa: ANN001
+    """Post 2 split out of the customer's case, then that case merged into the new one: (merged, kept)."""
+    from doorstep.regroup import merge_cases, split_post
+
+    case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
+    torch = db.mention_by_external_id("x", "2")
+    case = db.get_case(case_id)  # type: ignore[arg-type]
+    new = split_post(db, config, case_id, torch.id, case.version, "ann")  # type: ignore[arg-type, union-attr]
+    merge_cases(db, config, new.id, new.version, case_id, db.get_case(case_id).version, "ann")  # type: ignore[arg-type, union-attr]
+    return case_id, new.id  # type: ignore[return-value]
+
+
+def test_a_merged_case_refuses_every_change_and_names_the_case_it_went_into(db: Store, config) -> None:  # noqa: ANN001
+    """Audit (two agents) finding 1: assign, resolve and reopen all went through on a merged case."""
+    from doorstep.case_merge import hold, update_case_merging
+    from doorstep.store import StaleCaseError
+    from responders.outbox import ReplyRejected, queue_reply
+
+    merged, kept = _merged_pair(db, config)
+    before = db.get_case(merged)
+    for change in ({"assignee": "sam"}, {"status": "open"}, {"status": "resolved"}):
+        with pytest.raises(StaleCaseError, match=f"case {merged} was merged into case #{kept}"):
+            db.update_case(merged, before.version, "sam", **change)  # type: ignore[union-attr]
+        with pytest.raises(StaleCaseError, match=f"merged into case #{kept}"):
+            update_case_merging(db, hold(db, before), "sam", **change)  # type: ignore[arg-type]
+    after = db.get_case(merged)
+    assert (after.status, after.assignee, after.version) == (before.status, before.assignee, before.version)  # type: ignore[union-attr]
+    # A reply there is refused too, naming where to answer (no "send anyway": nothing is left to answer).
+    with pytest.raises(ReplyRejected, match=f"merged into case #{kept}: answer on case #{kept}"):
+        queue_reply(db, config, merged, "@hking12 sorry, looking now", "sam")
+    with pytest.raises(ReplyRejected, match=f"answer on case #{kept}"):
+        queue_reply(db, config, merged, "@hking12 sorry, looking now", "sam", force=True)
+
+
+def test_the_page_of_a_merged_case_links_to_where_it_went_and_offers_no_actions(db: Store, config) -> None:  # noqa: ANN001
+    merged, kept = _merged_pair(db, config)
+    at = _page(db, merged)
+    assert f"merged into case #{kept}" in _texts(at)
+    labels = [b.label for b in at.button]
+    assert f"Open case #{kept}" in labels
+    assert set(labels) <= {f"Open case #{kept}", "Previous", "Next"}, labels  # moving between cases only
+    assert not at.text_area and not at.selectbox and not at.radio

@@ -627,3 +627,20 @@ def test_inbox_names_statuses_channels_and_intents_in_words(db: Store) -> None:
                               resolution_due=now + timedelta(hours=8)))
     at = page("inbox", "ann", db)
     assert f"#{own} — late delivery" in at.selectbox(key="inbox_pick").options
+
+
+def test_a_reply_on_a_case_resolved_meanwhile_is_refused_and_send_anyway_reopens_it(db: Store) -> None:
+    """Audit (two agents) finding 2, on the page: the reply went out silently and the case stayed resolved."""
+    at, case_id = _open_case(db, "ann")
+    before = db.get_case(case_id)
+    db.update_case(case_id, before.version, "bob", status="resolved", resolved_at=utcnow())  # type: ignore[union-attr]
+    at.text_area(key=f"draft_{case_id}").input("Sorry for the wait, we will update you today.")
+    at.button(key=f"send_{case_id}").click().run()
+    assert not at.exception, at.exception
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "bob resolved this case" in shown, shown
+    assert db.rows("select id from outbound_messages where case_id = ? and kind = 'reply'", [case_id]) == []
+    at.button(key=f"send_anyway_{case_id}").click().run()
+    assert not at.exception, at.exception
+    assert len(db.rows("select id from outbound_messages where case_id = ? and kind = 'reply'", [case_id])) == 1
+    assert db.get_case(case_id).status == "open"  # type: ignore[union-attr]

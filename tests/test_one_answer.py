@@ -179,3 +179,77 @@ def test_a_template_with_no_post_to_answer_greets_the_customer_not_a_stranger(st
     store.db.execute("update mentions set complaint = ?, urgency = ? where external_id = ?", [True, 0.99, "eve-angry"])
     assert store.peak_mention(case_id).author_handle == "eve_attacker"  # type: ignore[union-attr]
     assert render_template(store, config, case_id, "Hi {{ author_first_name }}", channel="x_dm") == "Hi Jane"
+
+
+def test_send_anyway_overrides_only_the_refusal_the_agent_saw(store: Store, emulator: XEmulator) -> None:
+    """Audit (two agents) finding 3: both refused while the other drafted; both pressed Send anyway; X got two."""
+    from console import presence
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    seen = latest_message_id(store, case_id)
+    presence.touch(store, case_id, "priya", drafting=True)
+    presence.touch(store, case_id, "sam", drafting=True)
+    with pytest.raises(AlreadyAnswered, match="sam is replying") as priyas:
+        queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen)
+    with pytest.raises(AlreadyAnswered, match="priya is replying") as sams:
+        queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen)
+    first = queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen, force=True,
+                        acknowledged_up_to=priyas.value.latest)
+    # sam's page still shows "priya is replying": his Send anyway does not cover her queued reply.
+    with pytest.raises(AlreadyAnswered, match=f"priya already answered @jane's post \\(queued, message {first.id}") as again:
+        queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen, force=True,
+                    acknowledged_up_to=sams.value.latest)
+    assert [m.id for m in again.value.existing] == [first.id]
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == ["@jane priya here, on it"]
+    # Having now seen her reply, he may still send anyway (audited), as may the CLI's --force.
+    queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen, force=True,
+                acknowledged_up_to=again.value.latest)
+    Outbox(store, config).send_due()
+    assert len(emulator.posted) == 2
+
+
+def test_a_reply_on_a_case_resolved_since_it_was_opened_is_refused_and_send_anyway_reopens_it(
+        store: Store, emulator: XEmulator) -> None:
+    """Audit (two agents) finding 2: a reply went out on a case a colleague had just resolved; it stayed resolved."""
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    opened = store.get_case(case_id)
+    seen = latest_message_id(store, case_id)
+    store.update_case(case_id, opened.version, "priya", status="resolved", resolved_at=NOW)  # type: ignore[union-attr]
+    with pytest.raises(AlreadyAnswered, match="priya resolved this case") as refused:
+        queue_reply(store, config, case_id, "@jane we'll update you today", "sam", seen_up_to=seen,
+                    seen_status=opened.status)  # type: ignore[union-attr]
+    assert "Not queued" in str(refused.value)
+    Outbox(store, config).send_due()
+    assert emulator.posted == []
+    assert store.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+    # Send anyway, having seen the refusal: queued, and the case reopens so someone follows up.
+    queue_reply(store, config, case_id, "@jane we'll update you today", "sam", seen_up_to=seen, force=True,
+                acknowledged_up_to=refused.value.latest, seen_status=refused.value.status)
+    after = store.get_case(case_id)
+    assert after.status == "open" and after.resolved_at is None  # type: ignore[union-attr]
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == ["@jane we'll update you today"]
+
+
+def test_send_anyway_after_a_drafting_refusal_does_not_cover_a_resolve_since(store: Store, emulator: XEmulator) -> None:
+    from console import presence
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    opened = store.get_case(case_id)
+    seen = latest_message_id(store, case_id)
+    presence.touch(store, case_id, "priya", drafting=True)
+    with pytest.raises(AlreadyAnswered, match="priya is replying") as refused:
+        queue_reply(store, config, case_id, "@jane on it", "sam", seen_up_to=seen, seen_status=opened.status)  # type: ignore[union-attr]
+    store.update_case(case_id, opened.version, "priya", status="resolved", resolved_at=NOW)  # type: ignore[union-attr]
+    with pytest.raises(AlreadyAnswered, match="priya resolved this case"):
+        queue_reply(store, config, case_id, "@jane on it", "sam", seen_up_to=seen, force=True,
+                    acknowledged_up_to=refused.value.latest, seen_status=refused.value.status)
+    assert store.get_case(case_id).status == "resolved"  # type: ignore[union-attr]

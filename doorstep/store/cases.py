@@ -25,6 +25,15 @@ class StaleCaseError(RuntimeError):
         self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
 
 
+class CaseMergedError(StaleCaseError):
+    """The case was merged into another: it takes no more changes; the work goes on there."""
+
+    def __init__(self, case_id: int, merged_into: int, expected: int, actual: int, changed_by: str | None):
+        RuntimeError.__init__(self, f"case {case_id} was merged into case #{merged_into}: work there")
+        self.case_id, self.expected, self.actual, self.changed_by = case_id, expected, actual, changed_by
+        self.merged_into = merged_into
+
+
 _CASE_TIMES = (
     "opened_at",
     "last_activity_at",
@@ -151,11 +160,14 @@ class CaseStore(StoreBase):
         with self.transaction():
             cursor = self.db.execute(
                 f"update cases set {', '.join(f'{k} = ?' for k in row)}{',' if row else ''} version = version + 1, "
-                "updated_by = ? where id = ? and version = ?",
+                "updated_by = ? where id = ? and version = ? and merged_into is null",
                 [*row.values(), actor, case_id, expected_version],
             )
             if cursor.rowcount == 0:
-                current = self.db.execute("select version, updated_by from cases where id = ?", [case_id]).fetchone()
+                current = self.db.execute("select version, updated_by, merged_into from cases where id = ?",
+                                          [case_id]).fetchone()
+                if current[2] is not None:
+                    raise CaseMergedError(case_id, int(current[2]), expected_version, current[0], current[1])
                 raise StaleCaseError(case_id, expected_version, current[0], current[1])
             # What the person changed (and on whose behalf); the SLA clocks it moved follow from that
             # (doorstep/sla.py).
