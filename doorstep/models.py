@@ -130,46 +130,38 @@ def sane_date(value: date | None) -> date | None:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def lone_surrogate(value: Any) -> str | None:
-    """The first lone surrogate in ``value`` (a string, or the keys and values of JSON-like dicts and
-    lists), written as its escape ("\\ud83d"), or None.
+def whole_characters(value: Any) -> tuple[Any, str | None]:
+    """``value`` (a string, or JSON-like dicts and lists of them) without NUL characters (the same
+    object when it holds none), and its first lone surrogate written as its escape ("\\ud83d"), or None.
 
-    Why: ``json.loads`` accepts such an escape, but no database, classifier or terminal can encode
-    the result, so a record holding one would fail wherever it is used next, far from its row.
+    Why both, in one walk over the value: PostgreSQL's text cannot hold NUL, so one post with a stray
+    ``\\x00`` failed the write of its whole batch on every retry, and the posts around it were lost
+    with it (a NUL carries no meaning in a post, an order or a name: dropping it keeps the post); and
+    ``json.loads`` accepts a lone surrogate, but no database, classifier or terminal can encode it, so
+    a record holding one would fail wherever it is used next, far from its row.
     """
     if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
         if value.isascii():  # most values: no surrogate possible, and checked in C
-            return None
+            return value, None
         found = _LONE_SURROGATE.search(value)
-        return f"\\u{ord(found.group()):04x}" if found else None
+        return value, (f"\\u{ord(found.group()):04x}" if found else None)
     if isinstance(value, dict):
-        return next((c for item in value.items() for part in item if (c := lone_surrogate(part))), None)
+        pairs, first, same = [], None, True
+        for key, item in value.items():
+            (clean_key, in_key), (clean_item, in_item) = whole_characters(key), whole_characters(item)
+            first = first or in_key or in_item
+            same = same and clean_key is key and clean_item is item
+            pairs.append((clean_key, clean_item))
+        return (value if same else dict(pairs)), first
     if isinstance(value, (list, tuple)):
-        return next((c for part in value if (c := lone_surrogate(part))), None)
-    return None
-
-
-def without_nul(value: Any) -> Any:
-    """``value`` with every NUL character taken out of its strings (dict keys and values, lists), the
-    same object when it holds none.
-
-    Why: PostgreSQL's text cannot hold NUL, so one post with a stray ``\x00`` failed the write of
-    its whole batch on every retry, and the posts around it were lost with it. A NUL carries no
-    meaning in a post, an order or a name: dropping it keeps the post.
-    """
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, dict):
-        pairs = [(without_nul(k), without_nul(v)) for k, v in value.items()]
-        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items())):
-            return value
-        return dict(pairs)
-    if isinstance(value, (list, tuple)):
-        cleaned_list = [without_nul(v) for v in value]
-        if all(a is b for a, b in zip(cleaned_list, value)):
-            return value
-        return type(value)(cleaned_list)
-    return value
+        parts = [whole_characters(part) for part in value]
+        first = next((char for _, char in parts if char), None)
+        if all(clean is part for (clean, _), part in zip(parts, value)):
+            return value, first
+        return type(value)(clean for clean, _ in parts), first
+    return value, None
 
 
 class _Record(BaseModel):
@@ -182,7 +174,7 @@ class _Inbound(_Record):
     Every value is checked for lone surrogates here, the one place files, the webhook and the
     listeners share, so the row (or request) holding one is rejected naming its field (error type
     ``lone_surrogate``) instead of stopping the write of every row after it; NUL characters, which
-    no PostgreSQL text can hold, are taken out (:func:`without_nul`). One check of the whole input (not one
+    no PostgreSQL text can hold, are taken out (:func:`whole_characters`). One check of the whole input (not one
     validator per field: that made every Mention 4-6 times slower to build, reads included).
     """
 
@@ -191,9 +183,9 @@ class _Inbound(_Record):
     def _whole_characters(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = without_nul(data)
+        cleaned: dict[str, Any] = {}
         for field, value in data.items():
-            char = lone_surrogate(value)
+            cleaned[field], char = whole_characters(value)
             if char:
                 raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
                     type=PydanticCustomError(
@@ -201,7 +193,7 @@ class _Inbound(_Record):
                         "holds a lone surrogate {char} (half of an emoji cut in two); remove it or fix the export",
                         {"char": char}),
                     loc=(field,), input=value)])
-        return data
+        return cleaned
 
 
 class Labels(_Inbound):
