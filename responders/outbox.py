@@ -152,6 +152,14 @@ ANSWERING_STATUSES = ("queued", "sending", "sent", "awaiting_approval")
 DRAFTING_FRESH = timedelta(seconds=30)
 
 
+def customers_text(store: Store, case: Case, author: str | None = None) -> str:
+    """What the case's customer wrote in its posts (joined, casefolded), only as ``author`` when given:
+    what a public reply may say back to them (a number or an item they posted themselves)."""
+    return " ".join(m.text for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
+                    if not m.outbound and (author is None or m.author_handle == author)
+                    and is_customers_post(store, case, m)).casefold()
+
+
 def customers_peak(store: Store, case: Case) -> Mention | None:
     """The customer's most serious post on the case (complaint first, then urgency, then the oldest).
 
@@ -363,8 +371,7 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
         if numbers:
             raise ReplyRejected(f"a public reply may quote an order or tracking number only where the customer posted it "
                                 f"here; {', '.join(sorted(set(numbers)))} they did not: send it by DM or e-mail")
-        own_words = " ".join(m.text for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
-                             if not m.outbound and is_customers_post(store, case, m)).casefold()
+        own_words = customers_text(store, case)
         items = [v for v in secrets_["items"] if len(v) >= 3 and _words_in(v, low) and not _words_in(v, own_words)]
         if items:
             raise ReplyRejected(f"a public reply must not say what was ordered ({', '.join(sorted(set(items)))}) unless "

@@ -433,11 +433,9 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
 
 def posted_numbers(store: Store, case: Case, parent: Mention | None = None) -> set[str]:
     """Order and tracking numbers the answered author posted publicly themselves in this case."""
-    from responders.outbox import is_customers_post
+    from responders.outbox import customers_text
 
-    texts = [m.text for m in store.mentions_for_case(case.id) if not m.outbound  # type: ignore[arg-type]
-             and (parent is None or m.author_handle == parent.author_handle) and is_customers_post(store, case, m)]
-    joined = " ".join(texts).casefold()
+    joined = customers_text(store, case, (parent.author_handle or "") if parent is not None else None)
     numbers = {n for n in (case.order_number, case.tracking_number) if n}
     order = store.get_order(case.order_number) if case.order_number else None
     if order is not None:
