@@ -875,6 +875,7 @@ def reply_route_line(store: Store, config: Any, case: Case, channel: str | None,
 def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> None:
     """The direct message, previewed: network, sending account, recipient and text, then sent or dropped."""
     from responders.channels import ReplyRejected
+    from responders.outbox import AlreadyAnswered, latest_message_id
     from responders.private import plan_private, queue_private
 
     with st.container(border=True):
@@ -892,24 +893,48 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
         st.caption("Preview (as the customer will see it, privately)")
         st.text(body.strip())
 
-        def send_private() -> None:
+        refused_key, ack_key = f"askdm_refused_{case.id}", f"askdm_ack_{case.id}"
+
+        def send_private(force: bool = False) -> None:
             actor = acting_user(store, "reply")  # a callback runs before app.py's login check
             if actor is None:
                 return
+            # The one-answer rule as for "Queue reply": what this page had seen, and "Send anyway"
+            # overriding only the refusal it showed.
+            seen = st.session_state.get("case_seen_outbox", {}).get(case.id)
             try:
                 message = queue_private(store, config, case.id, st.session_state.get(f"askdm_text_{case.id}", ""),  # type: ignore[arg-type]
-                                        actor.username, plan=plan)
+                                        actor.username, plan=plan, seen_up_to=seen, force=force,
+                                        **(st.session_state.get(ack_key, {}) if force else
+                                           {"seen_status": held(store, case).case.status}))
+            except AlreadyAnswered as exc:
+                st.session_state[refused_key] = str(exc)
+                st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
+                return
             except ReplyRejected as exc:
                 st.session_state[f"reply_error_{case.id}"] = f"Private message not queued: {exc}"
                 return
+            st.session_state.pop(refused_key, None)
+            reopened = force and (st.session_state.pop(ack_key, None) or {}).get("seen_status") == "resolved"
             st.session_state[f"askdm_open_{case.id}"] = False
-            flash("success", f"private message queued (message {message.id}, {message.channel}); the worker sends it",
+            flash("success", f"private message queued (message {message.id}, {message.channel}); the worker sends it"
+                  + (" (sent anyway: recorded in the audit log)" if force else "")
+                  + ("; the case is open again so someone follows it up" if reopened else ""),
                   at=f"reply:{case.id}")
+            st.session_state.setdefault("case_seen_outbox", {})[case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             _after_own_write(store, case)
 
         def cancel_private() -> None:
             st.session_state[f"askdm_open_{case.id}"] = False
+            st.session_state.pop(refused_key, None)
+            st.session_state.pop(ack_key, None)
 
+        refused = st.session_state.get(refused_key)
+        if refused:
+            st.error(escape_md(f"Private message not queued: {refused}"), icon=":material/block:")
+            st.button("Send anyway", key=f"askdm_send_anyway_{case.id}", on_click=lambda: send_private(force=True),
+                      disabled=not body.strip() or not can(user, "reply"),
+                      help="Queue this private message as well; recorded in the audit log as sent anyway.")
         c1, c2 = st.columns(2)
         c1.button("Send privately", key=f"askdm_send_{case.id}", type="primary", on_click=send_private,
                   disabled=not body.strip() or not can(user, "reply"))

@@ -36,7 +36,7 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     One answer per customer post: a second reply to a post that already has one queued or sent
     exits with status 1 and says who answered and what, unless --force.
     """
-    from responders.outbox import Outbox, ReplyRejected, queue_reply, reply_refusal
+    from responders.outbox import Outbox, ReplyRejected, queue_reply, reply_refusal, resolved_words
     from responders.templates import TemplateError, render_template
 
     if (text is None) == (template is None):
@@ -56,8 +56,15 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         config = apply_settings(ctx.config, ctx.store)  # templates leads saved in the console count too
         body = text if text is not None else render_template(ctx.store, config, case_id, template or "", agent=actor,
                                                              channel=channel, parent_id=parent_id)
+        # As the console refuses a reply on a case resolved since the page showed it: the command's
+        # "page" is the case as it is now. A reply reopens it, so that needs --force.
+        current = ctx.store.get_case(case_id)
+        if current is not None and current.status == "resolved" and not force:
+            raise click.ClickException(f"case {case_id}: {resolved_words(ctx.store, current, since_seen=False)}; "
+                                       "a reply reopens it: add --force to send it anyway")
         message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
-                              account=account, parent_id=parent_id)
+                              account=account, parent_id=parent_id,
+                              seen_status=None if force or current is None else current.status)
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
     sender = f", from {'@' if message.channel != 'email' else ''}{message.account}" if message.account else ""

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -424,7 +425,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
 
         return queue_private(store, config, case_id, text, actor, idempotency_key=idempotency_key,
                              plan=plan_private(store, config, case_id, channel=channel, account=account),
-                             force=force, seen_up_to=seen_up_to)
+                             force=force, seen_up_to=seen_up_to, acknowledged_up_to=acknowledged_up_to,
+                             seen_status=seen_status)
     settings = responders_settings(config)
     text = text.strip()
     parent: Mention | None = None
@@ -462,47 +464,80 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
                            case_id=case_id, target=target, in_reply_to=in_reply_to,
                            account=sender.handle if sender else None)  # a double click: the same message
-        current = store.get_case(case_id) or case  # as it is now, under the write lock
-        if current.merged_into:
-            raise ReplyRejected(f"case {case_id} was merged into case #{current.merged_into}: answer on case "
-                                f"#{current.merged_into}")
-        resolved = (_resolved_words(store, current) if current.status == "resolved" and seen_status is not None
-                    and seen_status != "resolved" else None)
-        existing = [m for m in _conflicting_replies(store, case, parent, seen_up_to)]
-        drafting = _drafting_others(store, case_id, actor, now)
-        # "Send anyway" covers what its refusal showed, not a reply queued since (a colleague's "anyway").
-        newer = [m for m in existing if acknowledged_up_to is not None and (m.id or 0) > acknowledged_up_to]
-        if resolved or ((existing or drafting) and (not force or newer)):
-            shown, typing = (newer, []) if force and newer else (existing, drafting)
-            words = _answered_words(parent, shown, typing) if shown or typing else (
-                "Not queued: a reply on a resolved case reopens it (send anyway only if the customer needs one).")
-            raise AlreadyAnswered(f"{resolved}; {words}" if resolved else words, shown, typing,
-                                  latest=latest_message_id(store, case_id), status=current.status, resolved=resolved)
+        answered = check_one_answer(store, case, parent, actor, seen_up_to=seen_up_to, force=force, now=now,
+                                    acknowledged_up_to=acknowledged_up_to, seen_status=seen_status)
         message = enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
                           case_id=case_id, target=target, in_reply_to=in_reply_to,
                           account=sender.handle if sender else None)
-        reopen = force and current.status == "resolved"
-        if existing or drafting or reopen:
-            store.audit(actor, "reply.send_anyway", case_id,
-                        {"message_id": message.id, "in_reply_to": in_reply_to,
-                         "existing_replies": [m.id for m in existing], "drafting": drafting,
-                         **({"reopened": True} if reopen else {})})
-    if reopen:  # someone must follow up what the reply promises: the case goes back to the inbox
-        update_case_retrying(store, case_id, actor,
-                             lambda c: {"status": "open", "resolved_at": None} if c.status == "resolved" else {},
-                             config=config)
+        answered.record(store, actor, message, {"in_reply_to": in_reply_to})
+    answered.reopen_if_needed(store, config, actor)
     return message
 
 
-def _resolved_words(store: Store, case: Case) -> str:
-    """Who resolved ``case`` and when, in one line (from its newest ``case.update`` to resolved)."""
+@dataclass
+class AnswerCheck:
+    """What :func:`check_one_answer` let through: the answers and colleagues a "send anyway" overrode,
+    and whether the message reopens a resolved case. :meth:`record` (in the transaction of the
+    insert) and :meth:`reopen_if_needed` (after it) finish what a send anyway started."""
+
+    case_id: int
+    existing: list[OutboundMessage]
+    drafting: list[str]
+    reopen: bool
+
+    def record(self, store: Store, actor: str, message: OutboundMessage, details: dict[str, Any]) -> None:
+        """The audit event of a send anyway (nothing when nothing was overridden)."""
+        if self.existing or self.drafting or self.reopen:
+            store.audit(actor, "reply.send_anyway", self.case_id,
+                        {"message_id": message.id, **details, "existing_replies": [m.id for m in self.existing],
+                         "drafting": self.drafting, **({"reopened": True} if self.reopen else {})})
+
+    def reopen_if_needed(self, store: Store, config: Config, actor: str) -> None:
+        """Someone must follow up what a reply on a resolved case promises: the case goes back to the inbox."""
+        if self.reopen:
+            update_case_retrying(store, self.case_id, actor,
+                                 lambda c: {"status": "open", "resolved_at": None} if c.status == "resolved" else {},
+                                 config=config)
+
+
+def check_one_answer(store: Store, case: Case, parent: Mention | None, actor: str, *, seen_up_to: int | None,
+                     force: bool, now: datetime, acknowledged_up_to: int | None = None,
+                     seen_status: str | None = None) -> AnswerCheck:
+    """The one-answer rule for a reply or a private message about ``parent``, inside the write
+    transaction of its insert (so nobody answers in between): raises :class:`AlreadyAnswered` when
+    someone answered (since ``seen_up_to``), a colleague is drafting, or the case was resolved since
+    the agent saw it as ``seen_status``, unless ``force`` covers it (see :func:`queue_reply`);
+    :class:`ReplyRejected` when the case was merged away."""
+    assert case.id is not None
+    current = store.get_case(case.id) or case  # as it is now, under the write lock
+    if current.merged_into:
+        raise ReplyRejected(f"case {case.id} was merged into case #{current.merged_into}: answer on case "
+                            f"#{current.merged_into}")
+    resolved = (resolved_words(store, current) if current.status == "resolved" and seen_status is not None
+                and seen_status != "resolved" else None)
+    existing = _conflicting_replies(store, case, parent, seen_up_to)
+    drafting = _drafting_others(store, case.id, actor, now)
+    # "Send anyway" covers what its refusal showed, not a reply queued since (a colleague's "anyway").
+    newer = [m for m in existing if acknowledged_up_to is not None and (m.id or 0) > acknowledged_up_to]
+    if resolved or ((existing or drafting) and (not force or newer)):
+        shown, typing = (newer, []) if force and newer else (existing, drafting)
+        words = _answered_words(parent, shown, typing) if shown or typing else (
+            "Not queued: a reply on a resolved case reopens it (send anyway only if the customer needs one).")
+        raise AlreadyAnswered(f"{resolved}; {words}" if resolved else words, shown, typing,
+                              latest=latest_message_id(store, case.id), status=current.status, resolved=resolved)
+    return AnswerCheck(case.id, existing, drafting, force and current.status == "resolved")
+
+
+def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:
+    """Who resolved ``case`` and when, in one line (from its newest ``case.update`` to resolved);
+    ``since_seen``: said to an agent whose page showed it open."""
     assert case.id is not None
     event = next((e for e in reversed(store.audit_trail(case.id, limit=10_000))
                   if e.action == "case.update" and e.details.get("status") == "resolved"), None)
     who = event.actor if event else (case.updated_by or "someone")
     at = event.at if event else case.resolved_at
     when = f" at {at:%H:%M} UTC on {at:%d %b}" if at else ""
-    return f"{who} resolved this case{when} since you opened it"
+    return f"{who} resolved this case{when}" + (" since you opened it" if since_seen else "")
 
 
 def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:

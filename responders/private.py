@@ -21,13 +21,10 @@ from doorstep.store import Store
 from responders.accounts import choose_account
 from responders.channels import DM_CHANNELS, PUBLIC_CHANNELS, ReplyRejected, check_limits
 from responders.outbox import (
-    AlreadyAnswered,
-    _answered_words,
-    _conflicting_replies,
-    _drafting_others,
     _key,
     _privacy_check,
     _write_lock,
+    check_one_answer,
     enqueue,
     is_customers_post,
     queue_reply,
@@ -123,16 +120,20 @@ def _email_plan(store: Store, config: Config, case_id: int, account: str | None)
 
 def queue_private(store: Store, config: Config, case_id: int, text: str, actor: str, *,
                   plan: PrivatePlan | None = None, idempotency_key: str | None = None, force: bool = False,
-                  seen_up_to: int | None = None) -> OutboundMessage:
+                  seen_up_to: int | None = None, acknowledged_up_to: int | None = None,
+                  seen_status: str | None = None) -> OutboundMessage:
     """Queue ``text`` as a private message to the case's customer (see :func:`plan_private`).
 
-    The one-answer rule of public replies holds here too: if someone answered the post (or a
-    later one) or is drafting, :class:`responders.outbox.AlreadyAnswered` says who, unless ``force``.
+    The one-answer rule of public replies holds here too, checked the same way
+    (:func:`responders.outbox.check_one_answer`): if someone answered the post (or a later one), is
+    drafting, or resolved the case since the agent saw it as ``seen_status``,
+    :class:`responders.outbox.AlreadyAnswered` says who, unless ``force`` (limited to what the agent
+    was shown by ``acknowledged_up_to``); sent anyway on a resolved case, it reopens the case.
     """
     plan = plan or plan_private(store, config, case_id)
     if plan.channel == "email":
         return queue_reply(store, config, case_id, text, actor, channel="email", account=plan.account, force=force,
-                           seen_up_to=seen_up_to)
+                           seen_up_to=seen_up_to, acknowledged_up_to=acknowledged_up_to, seen_status=seen_status)
     case = store.get_case(case_id)
     assert case is not None
     text = text.strip()
@@ -141,14 +142,15 @@ def queue_private(store: Store, config: Config, case_id: int, text: str, actor: 
     key = idempotency_key or _key("private", case_id, plan.channel, plan.recipient, text)
     with _write_lock(store):
         # Same transaction as the insert (see queue_reply): nobody answers in between.
-        if not store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-            existing = _conflicting_replies(store, case, plan.about, seen_up_to)
-            drafting = _drafting_others(store, case_id, actor, utcnow())
-            if (existing or drafting) and not force:
-                raise AlreadyAnswered(_answered_words(plan.about, existing, drafting), existing, drafting)
-            if existing or drafting:
-                store.audit(actor, "reply.send_anyway", case_id, {"channel": plan.channel,
-                                                                 "existing_replies": [m.id for m in existing],
-                                                                 "drafting": drafting})
-        return enqueue(store, kind="reply", channel=plan.channel, text=text, actor=actor, idempotency_key=key,
-                       case_id=case_id, target=plan.recipient, in_reply_to=None, account=plan.account)
+        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
+            answered = None  # a double click: enqueue gives back the message already queued
+        else:
+            answered = check_one_answer(store, case, plan.about, actor, seen_up_to=seen_up_to, force=force,
+                                        now=utcnow(), acknowledged_up_to=acknowledged_up_to, seen_status=seen_status)
+        message = enqueue(store, kind="reply", channel=plan.channel, text=text, actor=actor, idempotency_key=key,
+                          case_id=case_id, target=plan.recipient, in_reply_to=None, account=plan.account)
+        if answered is not None:
+            answered.record(store, actor, message, {"channel": plan.channel})
+    if answered is not None:
+        answered.reopen_if_needed(store, config, actor)
+    return message

@@ -101,3 +101,66 @@ def test_channels_page_shows_each_accounts_secrets_by_name_and_usage(db: Store, 
     assert "LARKSPUR_X_ACCESS_TOKEN: not set" in larkspur["secrets"] or "shared" in larkspur["secrets"]
     shown = texts(at) + "\n".join(str(f.to_dict()) for f in frames)
     assert "sekrit-fettle-token" not in shown
+
+
+def _dm_case(db: Store, external_id: str = "1900000000000000003") -> int:
+    from doorstep.config import load_config
+    from doorstep.pipeline import Pipeline
+    from test_console_apptest import DEMO_CONFIG
+
+    Pipeline(db, load_config(DEMO_CONFIG)).ingest([Mention(
+        channel="x", external_id=external_id, author_handle="kit_walker", author_id="4242",
+        text="@FettleCare where is my head torch?", created_at=utcnow() - timedelta(minutes=5))])
+    case_id = db.mention_by_external_id("x", external_id).case_id  # type: ignore[union-attr]
+    assert case_id is not None
+    return case_id
+
+
+def _dms(db: Store, case_id: int) -> list[str]:
+    return [m.text for m in db.outbound_for_case(case_id) if m.channel == "x_dm"]
+
+
+def test_a_private_message_on_a_case_resolved_meanwhile_is_refused_and_send_anyway_reopens_it(db: Store) -> None:  # noqa: F811
+    """Agents audit, left open last round: "Send privately" went out on a case a colleague had just
+    resolved, and the case stayed resolved (the public reply had the check, the direct message not)."""
+    case_id = _dm_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"askdm_{case_id}").click().run()
+    before = db.get_case(case_id)
+    db.update_case(case_id, before.version, "bob", status="resolved", resolved_at=utcnow())  # type: ignore[union-attr]
+    at.text_area(key=f"askdm_text_{case_id}").input("Could you send us your order number here?")
+    at.button(key=f"askdm_send_{case_id}").click().run()
+    assert not at.exception, at.exception
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "bob resolved this case" in shown, shown
+    assert _dms(db, case_id) == []
+    at.button(key=f"askdm_send_anyway_{case_id}").click().run()
+    assert not at.exception, at.exception
+    assert _dms(db, case_id) == ["Could you send us your order number here?"]
+    assert db.get_case(case_id).status == "open"  # type: ignore[union-attr]
+    assert any(e.action == "reply.send_anyway" and e.actor == "ann" for e in db.audit_trail(case_id))
+
+
+def test_a_private_message_refused_for_a_colleagues_answer_can_be_sent_anyway(db: Store) -> None:  # noqa: F811
+    """A colleague answered the post publicly while ann wrote her direct message: she is told who and
+    what, and "Send anyway" (audited) covers that answer only, as for public replies."""
+    from responders.outbox import queue_reply
+
+    from doorstep.config import load_config
+    from test_console_apptest import DEMO_CONFIG
+
+    case_id = _dm_case(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"askdm_{case_id}").click().run()
+    queue_reply(db, load_config(DEMO_CONFIG), case_id, "@kit_walker so sorry, we're on it", "bob")
+    at.text_area(key=f"askdm_text_{case_id}").input("Could you send us your order number here?")
+    at.button(key=f"askdm_send_{case_id}").click().run()
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "bob already answered" in shown, shown
+    assert _dms(db, case_id) == []
+    queue_reply(db, load_config(DEMO_CONFIG), case_id, "@kit_walker a second thought", "cy", force=True)
+    at.button(key=f"askdm_send_anyway_{case_id}").click().run()  # shown bob's answer, not cy's
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "cy already answered" in shown and _dms(db, case_id) == [], shown
+    at.button(key=f"askdm_send_anyway_{case_id}").click().run()
+    assert _dms(db, case_id) == ["Could you send us your order number here?"]

@@ -253,3 +253,31 @@ def test_send_anyway_after_a_drafting_refusal_does_not_cover_a_resolve_since(sto
         queue_reply(store, config, case_id, "@jane on it", "sam", seen_up_to=seen, force=True,
                     acknowledged_up_to=refused.value.latest, seen_status=refused.value.status)
     assert store.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_cli_reply_on_a_resolved_case_is_refused_unless_force_which_reopens_it(tmp_path, emulator: XEmulator) -> None:  # noqa: ANN001
+    """Agents audit, left open last round: `doorstep reply` went out on a resolved case, which stayed
+    resolved, so nobody followed up what the reply promised (the console refuses it and reopens on
+    "Send anyway")."""
+    from commands.cli import cli
+
+    db = tmp_path / "d.db"
+    store = Store(db)
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    case = store.get_case(case_id)
+    store.update_case(case_id, case.version, "priya", status="resolved", resolved_at=NOW)  # type: ignore[union-attr]
+    store.close()
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(case_id), "--text", "@jane we'll check",
+                                  "--as", "sam", "--send-now"])
+    assert refused.exit_code == 1 and "priya resolved this case" in refused.output, refused.output
+    assert "--force" in refused.output and "Traceback" not in refused.output
+    assert emulator.posted == []
+    forced = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(case_id), "--text", "@jane we'll check",
+                                 "--as", "sam", "--force", "--send-now"])
+    assert forced.exit_code == 0, forced.output
+    assert [p["text"] for p in emulator.posted] == ["@jane we'll check"]
+    store = Store(db)
+    assert store.get_case(case_id).status == "open"  # type: ignore[union-attr]
+    assert any(e.action == "reply.send_anyway" and e.details.get("reopened") for e in store.audit_trail(case_id))
