@@ -626,8 +626,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     """
     from responders.channels import LIMITS, PUBLIC_CHANNELS, weighted_length
     from responders.outbox import (
-        AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, queue_reply,
-        reply_candidates,
+        AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, moved_words,
+        queue_reply, reply_candidates,
     )
     from responders.templates import TemplateError, list_templates, render_template, suggest_templates
 
@@ -670,8 +670,15 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             ids = [m.id for m in candidates]
             by_id = {m.id: m for m in candidates}
             own = {m.id: is_customers_post(store, case, m) for m in candidates}
-            if st.session_state.get(parent_key) not in ids:
+            chosen_before = st.session_state.get(parent_key)
+            if chosen_before not in ids:
                 st.session_state[parent_key] = default.id if default is not None else ids[0]
+                gone = store.get_mention(chosen_before) if isinstance(chosen_before, int) else None
+                if gone is not None and gone.case_id not in (None, case.id):
+                    # A colleague split it off: say so, rather than answer another post with these words.
+                    st.warning(escape_md(f"The post you were answering is no longer in this case: "
+                                         f"{moved_words(store, gone, case.id).replace(f'post {gone.id}', 'it')}. "
+                                         "\"In reply to\" now shows another post: check your reply fits it."))
             with what:
                 chosen = st.selectbox("In reply to", ids, key=parent_key,
                                       format_func=lambda i: _post_label(by_id[i], own[i]))

@@ -432,6 +432,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     parent: Mention | None = None
     if parent_id is not None:
         parent = store.get_mention(parent_id)
+        if parent is not None and not parent.outbound and parent.case_id != case_id and parent.case_id is not None:
+            raise ReplyRejected(f"{moved_words(store, parent, case_id)}: answer it there, or choose another post")
         if parent is None or parent.case_id != case_id or parent.outbound:
             raise ReplyRejected(f"post {parent_id} is not a customer post of case {case_id}")
         if channel in PUBLIC_CHANNELS and parent.channel != channel:
@@ -526,6 +528,14 @@ def check_one_answer(store: Store, case: Case, parent: Mention | None, actor: st
         raise AlreadyAnswered(f"{resolved}; {words}" if resolved else words, shown, typing,
                               latest=latest_message_id(store, case.id), status=current.status, resolved=resolved)
     return AnswerCheck(case.id, existing, drafting, force and current.status == "resolved")
+
+
+def moved_words(store: Store, post: Mention, case_id: int) -> str:
+    """Where a post that left ``case_id`` went, and who moved it ("bob moved post 12 to case #40"),
+    from the case's ``case.split`` event (an agent answering it must know it is no longer here)."""
+    event = next((e for e in reversed(store.audit_trail(case_id, limit=10_000))
+                  if e.action == "case.split" and e.details.get("mention_id") == post.id), None)
+    return f"{event.actor if event else 'someone'} moved post {post.id} to case #{post.case_id}"
 
 
 def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:

@@ -432,8 +432,6 @@ def test_a_strangers_post_does_not_end_the_wait_for_the_customer(pipeline: Pipel
     assert store.get_case(case.id).status == "open"
 
 
-@pytest.mark.xfail(strict=True, reason="audit cases.md #4, not fixed yet: Pipeline._prioritise takes anyone's peak, "
-                   "followers and contact count (BatchPosts.peak/contacts, Store.peak_mention/contact_count)")
 def test_strangers_posts_in_the_thread_do_not_set_the_customers_priority(pipeline: Pipeline):
     store = pipeline.store
     pipeline.ingest([mention("h1", "@LarkspurHelp my lamp has not come yet", author_handle="hking12",

@@ -185,3 +185,24 @@ def test_the_page_of_a_merged_case_links_to_where_it_went_and_offers_no_actions(
     assert f"Open case #{kept}" in labels
     assert set(labels) <= {f"Open case #{kept}", "Previous", "Next"}, labels  # moving between cases only
     assert not at.text_area and not at.selectbox and not at.radio
+
+
+def test_the_post_being_answered_split_off_by_a_colleague_is_said_not_switched_silently(db: Store, config) -> None:  # noqa: ANN001
+    """Agents audit, left open last round: ann chose to answer the boots post; bob split it off into a
+    new case; "In reply to" quietly showed the torch post instead, and the refusal read "post 969 is
+    not a customer post of case 538", naming neither the new case nor who moved it."""
+    from doorstep.regroup import split_post
+    from responders.outbox import ReplyRejected, queue_reply
+
+    case_id = db.mention_by_external_id("x", "1").case_id  # type: ignore[union-attr]
+    boots = db.mention_by_external_id("x", "1")
+    at = _page(db, case_id)  # type: ignore[arg-type]
+    at.selectbox(key=f"reply_parent_{case_id}").select(boots.id).run()  # type: ignore[union-attr]
+    at.text_area(key=f"draft_{case_id}").input("Sorry about your boots, we are on it.")
+    moved = split_post(db, config, case_id, boots.id, db.get_case(case_id).version, "bob")  # type: ignore[arg-type, union-attr]
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert f"bob moved it to case #{moved.id}" in shown, shown
+    with pytest.raises(ReplyRejected, match=f"bob moved post {boots.id} to case #{moved.id}"):  # type: ignore[union-attr]
+        queue_reply(db, config, case_id, "Sorry about your boots", "ann", parent_id=boots.id)  # type: ignore[arg-type, union-attr]
