@@ -1007,6 +1007,14 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
         flash("error", f"Not resolved: {len(pending)} reply/escalation message(s) are pending or failed. Use "
               "\"Resolve even though...\" under Status to confirm, or retry/cancel them first.", at=f"status:{case.id}")
         st.rerun()
+    from console import presence
+
+    typing = [o["user"] for o in presence.others(store, case.id, user.username) if o["drafting"]]  # type: ignore[arg-type]
+    if typing:  # resolved under them, their reply would be refused as "resolved since you opened it"
+        flash("error", f"Not resolved: {', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right now. "
+              "Resolve after their reply, or choose Resolved under Status and press \"Set status\" to resolve anyway.",
+              at=f"status:{case.id}")
+        st.rerun()
     changes: dict[str, Any] = {"status": "resolved"}
     if case.resolved_at is None:
         changes["resolved_at"] = utcnow()

@@ -644,3 +644,20 @@ def test_a_reply_on_a_case_resolved_meanwhile_is_refused_and_send_anyway_reopens
     assert not at.exception, at.exception
     assert len(db.rows("select id from outbound_messages where case_id = ? and kind = 'reply'", [case_id])) == 1
     assert db.get_case(case_id).status == "open"  # type: ignore[union-attr]
+
+
+def test_resolve_and_next_waits_for_a_colleague_who_is_replying(db: Store) -> None:
+    """Agents audit, left open last round: "Resolve and go to the next case" resolved the case under a
+    colleague typing a reply (their reply was then refused as "resolved since you opened it")."""
+    from console import presence
+
+    at, case_id = _open_case(db, "ann")
+    presence.touch(db, case_id, "bob", drafting=True)
+    at.button(key=f"resolve_next_{case_id}").click().run()
+    assert not at.exception, at.exception
+    assert db.get_case(case_id).status != "resolved"  # type: ignore[union-attr]
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "bob is replying" in shown and "Set status" in shown, shown
+    presence.touch(db, case_id, "bob", drafting=False)  # bob sent or stopped
+    at.button(key=f"resolve_next_{case_id}").click().run()
+    assert db.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
