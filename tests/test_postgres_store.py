@@ -180,3 +180,28 @@ def test_a_schema_named_in_the_url_is_made_on_first_use(postgres_url: str) -> No
         store.close()
     finally:
         drop_postgres_schema(url)
+
+
+@pytest.mark.parametrize("path, cause, remedy", [
+    ("/doorstep_no_such_database", 'database "doorstep_no_such_database" does not exist',
+     "createdb -h 127.0.0.1 -p 5432 -U postgres doorstep_no_such_database"),
+    ("/test?user=doorstep_no_such_role", "role", "check the user name and password in the --db / DOORSTEP_DB URL"),
+    ("/test?sslmode=bogus", "sslmode", "correct the --db / DOORSTEP_DB URL"),
+])
+def test_a_postgres_failure_names_the_remedy_for_its_cause(path: str, cause: str, remedy: str) -> None:
+    """Scale audit finding 1: every connection failure said "start PostgreSQL", also when the server
+    runs and the database, the role or a URL setting is what is wrong."""
+    from conftest import POSTGRES_URL, require_postgres
+
+    require_postgres()
+    server = POSTGRES_URL.rsplit("/", 1)[0]
+    with pytest.raises(StoreError) as failed:
+        Store(server + path)
+    text = str(failed.value)
+    assert cause in text and remedy in text and "pg_ctlcluster" not in text, text
+
+
+def test_a_postgres_server_that_is_not_running_is_told_to_start() -> None:
+    with pytest.raises(StoreError) as failed:
+        Store("postgresql://ann@127.0.0.1:1/care?connect_timeout=2")
+    assert "start PostgreSQL" in str(failed.value)

@@ -86,13 +86,38 @@ class StoreError(RuntimeError):
     def from_postgres(cls, url: str, exc: BaseException) -> StoreError:
         where = describe_target(url)
         text = " ".join(str(exc).split())
-        if isinstance(exc, __import__("psycopg").OperationalError) and ("connect" in text or "connection" in text):
-            return cls(where, f"cannot connect ({text})",
-                       "start PostgreSQL (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) "
-                       "or check the --db / DOORSTEP_DB URL")
+        if isinstance(exc, __import__("psycopg").OperationalError) and ("connect" in text or "connection" in text
+                                                                        or "invalid" in text):
+            return cls(where, f"cannot connect ({text})", _postgres_remedy(url, text))
         if is_busy(exc):
             return cls(where, f"is busy ({text})", "another connection holds the lock; try again in a moment")
         return cls(where, text)
+
+
+def _postgres_remedy(url: str, text: str) -> str:
+    """The fix that matches why PostgreSQL refused: the server is running when it names a missing
+    database or role, so "start PostgreSQL" is only for a refused or timed-out connection."""
+    import re
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    missing = re.search(r'database "([^"]+)" does not exist', text)
+    if missing:
+        try:
+            params = conninfo_to_dict(url)
+        except Exception:  # noqa: BLE001 - only for the words of the remedy
+            params = {}
+        where = "".join(f" {flag} {params[key]}" for flag, key in (("-h", "host"), ("-p", "port"), ("-U", "user"))
+                        if params.get(key))
+        return f"create the database first (createdb{where} {missing.group(1)}); Doorstep creates its tables on first use"
+    if re.search(r'role "[^"]+" does not exist|password authentication failed|no password supplied', text):
+        return "check the user name and password in the --db / DOORSTEP_DB URL"
+    if "invalid" in text and ("value" in text or "option" in text or "URI" in text or "conninfo" in text):
+        return "correct the --db / DOORSTEP_DB URL (see the setting the error names)"
+    if "translate host name" in text or "Name or service not known" in text:
+        return "check the host name in the --db / DOORSTEP_DB URL"
+    return ("start PostgreSQL (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) "
+            "or check the --db / DOORSTEP_DB URL")
 
 
 def _connect(path: str, params: str = "") -> sqlite3.Connection:
