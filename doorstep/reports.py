@@ -567,9 +567,11 @@ def _warnings(data: dict[str, Any]) -> list[str]:
     out = []
     for listener in data["listeners"]:
         if listener["state"] == "down":
-            since = listener["last_success_at"] or "never"
+            since = listener["last_success_at"]
             err = f" (last error: {listener['last_error']})" if listener["last_error"] else ""
-            out.append(f"Listener {channel_name(listener['name'])} was down: no successful poll since {since[:16].replace('T', ' ')} UTC{err}. "
+            state = (f"was down: no successful poll since {since[:16].replace('T', ' ')} UTC" if since else
+                     "has never polled successfully")
+            out.append(f"Listener {channel_name(listener['name'])} {state}{err}. "
                        "Figures for this week undercount its channel.")
         elif listener["state"] == "errors":
             out.append(f"Listener {channel_name(listener['name'])} reported errors during the week (last: {listener['last_error']}); "

@@ -173,6 +173,14 @@ def test_week_without_listener_problems_says_data_is_complete(store: Store) -> N
     assert "figures are incomplete" in html and "Listener X was down" in html
 
 
+def test_a_listener_that_never_polled_is_not_down_since_never(store: Store) -> None:
+    """Scale audit finding 2: "no successful poll since never UTC"."""
+    store.db.execute("insert into listener_health (name, last_error_at, last_error, errors) "
+                     "values ('x', ?, 'X_BEARER_TOKEN is not set', 3)", [iso(START + timedelta(days=2))])
+    html = render_html(build_weekly_report(store, fixture_config(), "2026-W47"))
+    assert "since never" not in html and "Listener X has never polled successfully" in html, html
+
+
 # ------------------------------------------------------------------------------ CLI
 def test_cli_writes_html_and_pdf_and_audits_no_redact(tmp_path: Path) -> None:
     from commands.cli import cli
