@@ -5,8 +5,8 @@ answer rates and the weekly report's call-back figures read these tables, and th
 imports ``responders/``. Asking, understanding answers and acting on them is
 ``responders/dialogue.py``; this module only keeps the rows honest:
 
-* :func:`claim_answer` moves a question from ``open`` to its answer in one conditional UPDATE,
-  so a reply delivered twice (or on two channels at once) acts exactly once;
+* :func:`claim_answer` moves a question from ``open`` (or ``expired``) to its answer in one
+  conditional UPDATE, so a reply delivered twice (or on two channels at once) acts exactly once;
 * :func:`remember_reply` records every inbound reply by channel and the channel's own id
   (Twilio's ``MessageSid``, a mail's ``Message-ID``), so a redelivered webhook is dropped whole.
 """
@@ -22,8 +22,9 @@ from doorstep.metrics import percentile
 from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
-#: A question's life: open -> answered (acted on) | late (the case was closed: a human looks) |
-#: expired (no answer in time) | opted_out (the customer said STOP) | cancelled.
+#: A question's life: open -> answered (acted on) | late (the case was closed, or it expired: a human looks) |
+#: expired (no answer in time; a first answer after it still makes it late) | opted_out (the customer said
+#: STOP) | cancelled.
 QUESTION_STATUSES = ("open", "answered", "late", "expired", "opted_out", "cancelled")
 #: A call back's life: offered -> scheduled (the customer picked a slot) -> done | declined | cancelled.
 CALLBACK_STATUSES = ("offered", "scheduled", "done", "declined", "cancelled")
@@ -31,13 +32,60 @@ CALLBACK_OUTCOMES = ("reached", "no_answer", "resolved")
 
 
 def address_key(channel: str, address: str | None) -> str:
-    """How a reply's sender is matched to the address we asked: phone digits, or the lower-cased e-mail."""
+    """A coarse key to find the questions sent to an address: a phone's last ten digits, or the
+    lower-cased e-mail. Stored on each question (``questions.address_key``, indexed); two phones
+    with one key may still be different phones, so :func:`same_address` decides."""
     if not address:
         return ""
     if channel == "sms":
         digits = re.sub(r"\D", "", address)
         return digits[-10:]  # "+44 7700 900123", "07700900123" and "447700900123" agree on the last ten
     return address.strip().lower()
+
+
+def phone_digits(number: str | None) -> tuple[str, bool]:
+    """A phone number's digits and whether they begin with its country code.
+
+    "+44 7700 900123", "+44 (0)7700 900123" and "0044 7700 900123" carry it ("447700900123",
+    True). A number written without one ("07700 900123", "(770) 090-0123") is the national number:
+    its trunk zeros are dropped ("7700900123", False), since the same phone is "+44 7700 900123" abroad.
+    """
+    text = (number or "").strip().replace("(0)", "")
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("+"):
+        return digits, True
+    if digits.startswith("00"):
+        return digits[2:], True
+    return digits.lstrip("0"), False
+
+
+#: The fewest digits a number written without its country code must have to match another by its ending.
+MIN_NATIONAL_DIGITS = 7
+
+
+def phones_match(a: str | None, b: str | None) -> str:
+    """How two phone numbers match: "exact" (both carry a country code and all digits agree),
+    "national" (one has no country code and its national digits end the other) or "" (different).
+
+    Two numbers with country codes must agree in full: "+1 770-090-0123" and "+44 7700 900123"
+    share their last ten digits but are two phones in two countries. Matching by the ending is
+    left only for a number stored without a country code, where it cannot be told apart.
+    """
+    da, ia = phone_digits(a)
+    db, ib = phone_digits(b)
+    if not da or not db:
+        return ""
+    if ia and ib:
+        return "exact" if da == db else ""
+    short, long = sorted((da, db), key=len)
+    return "national" if len(short) >= MIN_NATIONAL_DIGITS and long.endswith(short) else ""
+
+
+def same_address(channel: str, a: str | None, b: str | None) -> bool:
+    """Whether a reply from ``b`` comes from the address ``a`` we wrote to (see :func:`phones_match` for SMS)."""
+    if channel == "sms":
+        return bool(phones_match(a, b))
+    return bool(a and b) and address_key(channel, a) == address_key(channel, b)
 
 
 @dataclass
@@ -114,10 +162,14 @@ def latest_question_to(store: Store, channel: str, address: str) -> Question | N
     key = address_key(channel, address)
     if not key:
         return None
-    rows = list(store.db.query(
-        f"select * from questions where address_key = ? and channel = ? and {ASKED_SQL} "
-        "order by status = 'open' desc, id desc limit 1", [key, channel]))
-    return _question(rows[0]) if rows else None
+    # The key finds the candidates; only a question sent to this very address is answered by it
+    # (a UK number never answers the question we sent a US number with the same last ten digits).
+    for row in store.db.query(
+            f"select * from questions where address_key = ? and channel = ? and {ASKED_SQL} "
+            "order by status = 'open' desc, id desc limit 200", [key, channel]):
+        if same_address(channel, row["target"], address):
+            return _question(row)
+    return None
 
 
 def was_asked(store: Store, question: Question) -> bool:
@@ -126,22 +178,60 @@ def was_asked(store: Store, question: Question) -> bool:
 
 
 def open_question_on_case(store: Store, case_id: int, now: datetime | None = None) -> Question | None:
-    """The case's newest question that was sent and is still waiting for an answer."""
-    rows = list(store.db.query("select * from questions where case_id = ? and status = 'open' and expires_at > ? "
-                               f"and {ASKED_SQL} order by id desc limit 1", [case_id, iso(now or utcnow())]))
-    return _question(rows[0]) if rows else None
+    """The case's newest question that was sent and is still waiting for an answer (see :class:`OpenQuestions`)."""
+    return OpenQuestions(store, now or utcnow()).on_case(case_id)
+
+
+def case_now(store: Store, case_id: int) -> int:
+    """The case ``case_id`` went into, however many merges ago (itself when it was never merged)."""
+    seen = {case_id}
+    while True:
+        row = store.db.execute("select merged_into from cases where id = ?", [case_id]).fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            return case_id
+        case_id = int(row[0])
+        seen.add(case_id)
+
+
+class OpenQuestions:
+    """The questions that were sent and still wait for an answer, by the case they are on now.
+
+    Read once for a batch of posts (the open questions are few: one indexed range), not once per
+    post. A question asked on a case since merged into another is listed under the case it went
+    into: the customer answers it on the case the team works on now.
+    """
+
+    def __init__(self, store: Store, now: datetime):
+        self.store, self.now = store, now
+        self._by_case: dict[int, list[int]] = {}
+        for question_id, case_id, merged_into in store.db.execute(
+                "select q.id, q.case_id, c.merged_into from questions q join cases c on c.id = q.case_id "
+                f"where q.status = 'open' and q.expires_at > ? and q.{ASKED_SQL} order by q.id desc",
+                [iso(now)]).fetchall():
+            home = case_now(store, case_id) if merged_into is not None else case_id
+            self._by_case.setdefault(home, []).append(question_id)
+
+    def on_case(self, case_id: int) -> Question | None:
+        """The newest open question on the case, read again: an earlier post of the batch may have answered it."""
+        for question_id in self._by_case.get(case_id, []):
+            question = get_question(self.store, question_id)
+            if question is not None and question.is_open(self.now):
+                return question
+        return None
 
 
 def claim_answer(store: Store, question_id: int, *, status: str, answer: str, kind: str, channel: str,
                  at: datetime, slot_at: datetime | None = None) -> bool:
-    """Record the answer if the question is still open; True only for the one caller that did.
+    """Record the answer if the question is still unanswered; True only for the one caller that did.
 
     One conditional UPDATE: two deliveries of the same "YES" racing each other both try, and
-    only one sees ``rowcount == 1`` and goes on to act.
+    only one sees ``rowcount == 1`` and goes on to act. A question housekeeping marked
+    ``expired`` is unanswered too: its first answer is recorded (as a late one, by the caller),
+    exactly as when housekeeping had not run yet, and counts in the answer rates.
     """
     cursor = store.db.execute(
         "update questions set status = ?, answer = ?, answer_kind = ?, answer_channel = ?, answered_at = ?, "
-        "slot_at = ? where id = ? and status = 'open'",
+        "slot_at = ? where id = ? and status in ('open', 'expired')",
         [status, answer[:2000], kind, channel, iso(at), iso(slot_at), question_id])
     return cursor.rowcount == 1
 
@@ -247,12 +337,17 @@ def scheduled_callbacks(store: Store, limit: int = 200) -> list[Callback]:
 
 
 def schedule_callback(store: Store, callback_id: int, *, requested_at: datetime, slot_at: datetime | None,
-                      slot_text: str | None, sla: timedelta) -> bool:
-    """The customer picked a slot (or said "yes": as soon as possible); the SLA runs from the slot."""
+                      slot_text: str | None, sla: timedelta, case_id: int | None = None) -> bool:
+    """The customer picked a slot (or said "yes": as soon as possible); the SLA runs from the slot.
+
+    ``case_id``: the case the offer's case was merged into, so the task is listed (and called) on
+    the case the team works on now.
+    """
     due = (slot_at or requested_at) + sla
     cursor = store.db.execute(
-        "update callbacks set status = 'scheduled', requested_at = ?, slot_at = ?, slot_text = ?, due_at = ? "
-        "where id = ? and status = 'offered'", [iso(requested_at), iso(slot_at), slot_text, iso(due), callback_id])
+        "update callbacks set status = 'scheduled', requested_at = ?, slot_at = ?, slot_text = ?, due_at = ?, "
+        "case_id = coalesce(?, case_id) where id = ? and status = 'offered'",
+        [iso(requested_at), iso(slot_at), slot_text, iso(due), case_id, callback_id])
     return cursor.rowcount == 1
 
 

@@ -17,7 +17,11 @@ read by :func:`responders.answers.understand` and acted on:
 * STOP and its kin opt the customer out of SMS, e-mail and DM messages on every channel,
   cancel what was queued for them, close their open questions, and are audited;
 * an answer to a question whose case was closed since reopens the case for a person instead of
-  acting, and so does an answer after the question expired or was already answered differently.
+  acting, and so does an answer after the question expired (recorded as late, even once
+  housekeeping marked it expired) or was already answered differently;
+* only the customer we asked answers: a post in their thread by someone else is a post, never an
+  answer or a STOP for them, and an SMS answers only a question sent to the same full number;
+* a question whose case was merged into another is answered on the case it went into.
 
 Call backs (:func:`offer_callback`): an agent (the case's button) or a rule (VIP, the third
 contact on one case, an order above a value, a parcel stuck for days; ``[responders.callback]``)
@@ -28,12 +32,13 @@ offers a call back by asking the ``callback`` question; the customer's slot make
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep import dialogue as rows
+from doorstep import sla
+from doorstep.cases import by_customer
 from doorstep.config import Config, ConfigError
 from doorstep.contact_history import mark_answered, record_attempt
 from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
@@ -142,13 +147,24 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
 
 # --------------------------------------------------------------------------- answering
 def customer_by_address(store: Store, channel: str, address: str) -> str | None:
-    """The customer whose phone (SMS) or e-mail matches ``address``, for a reply with no question."""
+    """The customer whose phone (SMS) or e-mail matches ``address``, for a reply with no question.
+
+    A phone stored with its country code matches only the same full number; one stored without
+    (matched by its national digits) only when no other customer's number matches as well: a STOP
+    acts for one customer, never for whichever of two it found first. None when unsure.
+    """
     if channel == "sms":
-        digits = re.sub(r"\D", "", address)[-10:]
+        digits = rows.address_key(channel, address)
         if not digits:
             return None
-        row = store.db.execute(f"select id from customers where {PHONE_DIGITS_SQL} like ? limit 1",
-                               [f"%{digits}"]).fetchone()
+        found: dict[str, list[str]] = {"exact": [], "national": []}
+        for customer_id, phone in store.db.execute(
+                f"select id, phone from customers where {PHONE_DIGITS_SQL} like ? limit 50", [f"%{digits}"]).fetchall():
+            match = rows.phones_match(phone, address)
+            if match:
+                found[match].append(customer_id)
+        matches = found["exact"] or found["national"]
+        return matches[0] if len(matches) == 1 else None
     else:
         row = store.db.execute("select id from customers where lower(email) = ? limit 1",
                                [address.strip().lower()]).fetchone()
@@ -205,9 +221,26 @@ def _with_labels(understood: Understanding, text: str, classifier: Any) -> Under
     return replace(understood, why=f"{understood.why}; the classifier reads: {hint}")
 
 
-def _hand_to_person(store: Store, case_id: int, why: str, answer: str, actor: str = ACTOR) -> None:
-    update_case_retrying(store, case_id, actor,
-                         lambda c: {"status": "open"} if c.status in ("new", "pending_customer") else {})
+def live_case(store: Store, case_id: int) -> Case | None:
+    """The case as the team works on it now: ``case_id``, or the case it was merged into (however many
+    merges ago). A merged case takes no changes, so an answer is acted on and recorded there."""
+    return store.get_case(rows.case_now(store, case_id))
+
+
+def _back_to_team(store: Store, config: Config, case_id: int, now: datetime, from_statuses: tuple[str, ...],
+                  actor: str = ACTOR) -> None:
+    """The customer answered: a case in ``from_statuses`` goes back to the team (``open``).
+
+    A case that waited on the customer gets its clocks back with the time they had left, as a
+    customer's post gives them back (``doorstep.sla``: the pause ends when the customer answered).
+    """
+    update_case_retrying(store, case_id, actor, lambda c: sla.follow(c, {"status": "open"}, now, config)
+                         if c.status in from_statuses else {})
+
+
+def _hand_to_person(store: Store, config: Config, case_id: int, why: str, answer: str, now: datetime,
+                    actor: str = ACTOR) -> None:
+    _back_to_team(store, config, case_id, now, ("new", "pending_customer"), actor)
     store.audit(actor, "dialogue.needs_human", case_id, {"why": why, "answer": answer[:300]})
 
 
@@ -234,11 +267,13 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
         elif not callback.phone:
             needs_person.append("no phone number on the order record for the call back")
         else:
-            sla = timedelta(minutes=responders_settings(config).callback.sla_minutes)
+            within = timedelta(minutes=responders_settings(config).callback.sla_minutes)
             rows.schedule_callback(store, callback.id, requested_at=now, slot_at=understood.slot_at,
-                                   slot_text=understood.slot_text, sla=sla)
+                                   slot_text=understood.slot_text, sla=within, case_id=case.id)
             when = config.local_time(understood.slot_at) if understood.slot_at else "as soon as possible"
             store.audit(ACTOR, "callback.scheduled", case.id, {"callback_id": callback.id, "slot": when})
+            # The customer answered and we owe the call: the case no longer waits on them.
+            _back_to_team(store, config, case.id, now, ("pending_customer",))  # type: ignore[arg-type]
             done.append(f"call back scheduled for {when}")
     if step.note:
         store.add_note(case.id, ACTOR, _note_text(step.note, answer, understood, config))  # type: ignore[arg-type]
@@ -250,7 +285,7 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
     if step.human or needs_person:
         why = "; ".join(needs_person) or (f"the rule hands an answer read as “{understood.kind.replace('_', ' ')}” "
                                           f"to a person ({understood.why})")
-        _hand_to_person(store, case.id, why, answer)  # type: ignore[arg-type]
+        _hand_to_person(store, config, case.id, why, answer, now)  # type: ignore[arg-type]
         done.append(f"handed to a person ({why})")
     return "; ".join(done) or "nothing"
 
@@ -262,8 +297,9 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
     """Join one inbound reply to its question and act on it; returns what happened (for the HTTP answer and tests).
 
     ``question``: already matched (a mail's token, a DM on the case); else the newest question sent
-    to ``sender`` on ``channel``. ``sender_verified`` False (a mail whose From is not the address we
-    asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
+    to ``sender`` on ``channel`` (an SMS: the same full number). A question whose case was merged
+    since is answered on the case it went into (:func:`live_case`). ``sender_verified`` False (a
+    mail whose From is not the address we asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
     answer the rules could not, so the person it goes to sees whether it is an angry complaint.
     """
     now = now or utcnow()
@@ -283,10 +319,11 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         question, unread = None, "not acted on: [responders.dialogue] is switched off"
     customer = (question.customer_id if question else None) or customer_id or (
         customer_by_address(store, channel, sender) if sender else None)
-    case = store.get_case(question.case_id) if question else None
+    case = live_case(store, question.case_id) if question else None
     if case is not None and channel in ("sms", "email"):
         # (DMs and public replies are posts: the pipeline marked them when it stored them.)
-        mark_answered(store, case.id, now)  # type: ignore[arg-type]
+        for answered_case in sorted({question.case_id, case.id}):  # type: ignore[union-attr]
+            mark_answered(store, answered_case, now)  # type: ignore[arg-type]
 
     def finish(outcome: str, **extra: Any) -> dict[str, Any]:
         rows.note_reply_outcome(store, reply_id, question_id=question.id if question else None,
@@ -315,8 +352,8 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
                                                                   "answer": text[:300]})
         return finish("handed to a person (reply to a message without a question)")
     if case.status not in OPEN_CASE_STATUSES:
-        rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
-                          slot_at=understood.slot_at)
+        claimed = rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind,
+                                    channel=channel, at=now, slot_at=understood.slot_at)
         update_case_retrying(store, case.id, ACTOR, lambda c: {"status": "open", "resolved_at": None}  # type: ignore[arg-type]
                              if c.status not in OPEN_CASE_STATUSES else {}, config)
         store.audit(ACTOR, "dialogue.reopened", case.id, {"question_id": question.id, "answer": text[:300],
@@ -324,26 +361,29 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         store.add_note(case.id, ACTOR, f"The customer answered “{text.strip()[:300]}” on {channel} to a question "  # type: ignore[arg-type]
                                        f"asked {question.asked_at:%d %b}, after the case was closed. Not acted on: "
                                        "please read it and decide.")
-        if question.status in ("open", "late"):
+        if claimed or question.status == "late":
             rows.set_action(store, question.id, "reopened the case for a person (case was closed)")
         return finish("reopened")
     if not sender_verified:
-        _hand_to_person(store, case.id, "the reply came from another address than the one we asked", text)  # type: ignore[arg-type]
+        _hand_to_person(store, config, case.id, "the reply came from another address than the one we asked",  # type: ignore[arg-type]
+                        text, now)
         return finish("handed to a person (unverified sender)")
-    if question.status == "open" and question.expires_at <= now:
-        rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind, channel=channel, at=now,
-                          slot_at=understood.slot_at)
-        rows.set_action(store, question.id, "handed to a person (answered after the question expired)")
-        _hand_to_person(store, case.id, "answered after the question expired", text)  # type: ignore[arg-type]
-        return finish("late")
-    if not rows.claim_answer(store, question.id, status="answered", answer=text, kind=understood.kind,
-                             channel=channel, at=now, slot_at=understood.slot_at):
+    # Past its expiry the first answer is late, whether or not housekeeping has marked the question
+    # expired yet: recorded (it counts in the answer rates) and read by a person, never acted on.
+    late = question.status in ("open", "expired") and question.expires_at <= now
+    if not rows.claim_answer(store, question.id, status="late" if late else "answered", answer=text,
+                             kind=understood.kind, channel=channel, at=now, slot_at=understood.slot_at):
         fresh = rows.get_question(store, question.id)
         if fresh is not None and fresh.answer_kind == understood.kind:
             store.audit(ACTOR, "dialogue.repeat", case.id, {"question_id": question.id, "answer": text[:300]})
             return finish("repeat (already acted on)")
-        _hand_to_person(store, case.id, f"a second, different answer to question {question.id}", text)  # type: ignore[arg-type]
+        _hand_to_person(store, config, case.id, f"a second, different answer to question {question.id}",  # type: ignore[arg-type]
+                        text, now)
         return finish("handed to a person (second answer)")
+    if late:
+        rows.set_action(store, question.id, "handed to a person (answered after the question expired)")
+        _hand_to_person(store, config, case.id, "answered after the question expired", text, now)  # type: ignore[arg-type]
+        return finish("late")
     rule = question_rule(config, question.rule)
     step: Step = getattr(rule, understood.kind if understood.kind in ("yes", "no", "time") else "other")
     if understood.kind == "other" and classifier is not None:
@@ -357,15 +397,16 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
 
 
 def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
-    """The case of our newest message sent to ``address`` on ``channel`` (SMS: by the number's last ten digits)."""
-    key = rows.address_key(channel, address)
-    if not key:
+    """The case (as it is now, after any merge) of our newest message sent to ``address`` on ``channel``
+    (SMS: the same number, see :func:`doorstep.dialogue.same_address`)."""
+    if not rows.address_key(channel, address):
         return None
     for row in store.db.execute(
             "select case_id, target from outbound_messages where channel = ? and status = 'sent' and case_id is not null "
             "and kind in ('reply', 'follow_up', 'outreach') order by id desc limit 200", [channel]).fetchall():
-        if rows.address_key(channel, row[1]) == key:
-            return int(row[0])
+        if rows.same_address(channel, row[1], address):
+            case = live_case(store, int(row[0]))
+            return case.id if case is not None else None
     return None
 
 
@@ -382,6 +423,7 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
     handled = 0
     last = int(cursor)
     enabled = responders_settings(config).dialogue.enabled  # off: only opt-outs are read
+    open_questions: rows.OpenQuestions | None = None  # read once, when the first post on a case comes
     for row in list(store.db.query(
             "select m.id, m.channel, m.external_id, m.text, m.author_handle, m.case_id, c.customer_id, c.link_confirmed "
             "from mentions m left join cases c on c.id = m.case_id where m.id > ? and m.outbound = 0 order by m.id limit ?",
@@ -391,9 +433,16 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
             continue
         # Only a question that went out and is still open is answered by a post on its case; a later
         # post on a case whose question was answered is an ordinary post (the inbox shows it).
-        question = rows.open_question_on_case(store, row["case_id"], now) if enabled else None
+        if enabled and open_questions is None:
+            open_questions = rows.OpenQuestions(store, now or utcnow())
+        question = open_questions.on_case(row["case_id"]) if open_questions is not None else None
         understood = understand(row["text"], now or utcnow(), config.tz)
         if question is None and not (understood.kind == "opt_out" and row["customer_id"] and row["link_confirmed"]):
+            continue
+        # Only the case's customer answers for the customer: a stranger's "STOP" or "yes" in her
+        # thread stays a post the inbox shows, and opts nobody out and books nothing.
+        case, mention = store.get_case(row["case_id"]), store.get_mention(row["id"])
+        if case is None or mention is None or not by_customer(store, case, mention):
             continue
         handle_reply(store, config, channel=row["channel"], external_id=row["external_id"], sender=row["author_handle"],
                      text=row["text"], now=now, question=question,
