@@ -162,7 +162,7 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
     store.audit(actor, "case.escalate", case_id,
                 {"target": target, "note": note, "reason": reason, "message_ids": [m.id for m in messages]})
     update_case_retrying(store, case_id, actor,
-                         lambda c: {"status": "escalated"} if c.status != "escalated" else {})
+                         lambda c: {"status": "escalated"} if c.status != "escalated" else {}, config=config)
     return messages
 
 

@@ -188,3 +188,20 @@ def test_the_brief_quotes_the_customer_not_a_stranger_who_answered_in_their_thre
     assert store.mention_by_external_id("x", "eve-1").case_id == case_id  # type: ignore[union-attr]
     brief = case_brief(store, config, store.get_case(case_id))  # type: ignore[arg-type]
     assert brief["complaint"]["author"] == "jane" and "LS-100234" in brief["complaint"]["text"]
+
+
+def test_escalating_a_case_that_waits_on_the_customer_resumes_its_clocks(store: Store) -> None:
+    """Dialogue fix report: escalate moved a pending_customer case to escalated without its config, so
+    its SLA clocks stayed paused (sla_paused_at set) and it dropped out of the due order for good."""
+    from doorstep import sla
+    from doorstep.models import utcnow
+
+    config = courier_config(email="depot@ups.test")
+    case_id = make_case(store, config, order=add_order(store), text="@LarkspurHelp my parcel is lost")
+    case = store.get_case(case_id)
+    changes = sla.follow(case, {"status": "pending_customer"}, utcnow(), config)  # type: ignore[arg-type]
+    store.update_case(case_id, case.version, "sam", **changes)  # type: ignore[union-attr]
+    assert store.get_case(case_id).sla_paused_at is not None  # type: ignore[union-attr]
+    escalate(store, config, case_id, "lead", "customer waiting for a refund decision", "sam")
+    after = store.get_case(case_id)
+    assert after.status == "escalated" and after.sla_paused_at is None  # type: ignore[union-attr]
