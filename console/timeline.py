@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from console.words import by_channel, channel_name
+from console.words import by_channel, channel_name, intent_name
 from doorstep.config import Config
 from doorstep.models import AuditEvent
 from doorstep.store import parse_time
@@ -97,6 +97,8 @@ Said = Callable[[dict[str, Any], dict[str, Any], Callable[[datetime | None], str
 
 
 def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
+    if isinstance(d.get("because"), dict) and "review_of" in d["because"]:
+        return _rescored(d, c)
     fields = set(d) - {"because"}
     if fields == {"status"}:
         text = f"{c['who']} set the status to {_value('status', d['status'], when)}"
@@ -110,6 +112,59 @@ def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime 
         text = f"{c['who']} " + "; ".join(said)
     because = d.get("because") if isinstance(d.get("because"), dict) else None
     return text + (f" (after {because['message_by']}'s reply was sent)" if because and because.get("message_by") else "")
+
+
+def _label_value(field: str, value: Any) -> str:
+    """A label as the team says it: "failed delivery", "negative", "yes"."""
+    if field == "intent":
+        return intent_name(str(value))
+    if field == "complaint":
+        return "yes" if str(value).lower() in ("true", "1", "yes") else "no"
+    return str(value).replace("_", " ")
+
+
+def _and(words: list[str]) -> str:
+    """"sentiment and complaint", "intent, sentiment and complaint"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _review(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
+    """One review (doorstep.corrections): "ann reviewed post 847: intent product or account → failed
+    delivery; sentiment and complaint confirmed"."""
+    changed = d.get("changed") if isinstance(d.get("changed"), dict) else {}
+    said = [f"{field} {_label_value(field, pair[0])} → {_label_value(field, pair[1])}"
+            for field, pair in changed.items() if isinstance(pair, (list, tuple)) and len(pair) == 2]
+    confirmed = [str(f) for f in d.get("confirmed") or []]
+    if confirmed:
+        said.append(f"{_and(confirmed)} confirmed")
+    return f"{c['who']} reviewed post {d.get('mention_id', '?')}" + (f": {'; '.join(said)}" if said else "")
+
+
+def _correction(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
+    """One field of a review, as reviews were logged before one event said the whole review."""
+    field, old, new = str(d.get("field") or "label"), d.get("old"), d.get("new")
+    if old == new:
+        return f"{c['who']} confirmed the {field} of post {d.get('mention_id', '?')} ({_label_value(field, new)})"
+    return (f"{c['who']} corrected the {field} of post {d.get('mention_id', '?')} from {_label_value(field, old)} "
+            f"to {_label_value(field, new)}")
+
+
+#: What the timeline names of a re-score after a review (the reasons are on the case page).
+RESCORED_WORDS = ("intent", "sentiment", "complaint", "priority")
+
+
+def _rescored(d: dict[str, Any], c: dict[str, Any]) -> str:
+    """The case scored again after a review: "ann's review of post 847 scored the case again: intent
+    failed delivery, priority 57 (was 43)"."""
+    because = d["because"]
+    said = [f"{field} {_label_value(field, d[field])}" for field in RESCORED_WORDS[:3] if field in d]
+    if "priority" in d:
+        was = because.get("priority_was")
+        said.append(f"priority {float(d['priority']):g}" + (f" (was {float(was):g})" if was is not None else ""))
+    elif "priority_reasons" in d:
+        said.append("its priority reasons")
+    return f"{c['who']}'s review of post {because.get('review_of', '?')} scored the case again" + (
+        f": {', '.join(said)}" if said else "")
 
 
 def _retry_later(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
@@ -160,7 +215,8 @@ SENTENCES: dict[str, str | Said] = {
     "case.reopen": "A new post reopened this resolved case",
     "link.verified": "{who} linked order {order_number}, verified: {how}",
     "link.unconfirmed": "{who} linked order {order_number}, NOT confirmed (its customer is not the author)",
-    "label.correct": "{who} corrected the {field} of post {mention_id} from {old} to {new}",
+    "label.review": _review,
+    "label.correct": _correction,
     "reply.send_anyway": "{who} sent a reply anyway, although the post was already answered",
     "follow_up.queue": "{who} queued a follow up",
     "outreach.queue": "{who} queued a outreach",

@@ -57,7 +57,7 @@ def test_a_reviewed_post_is_stored_as_corrections_and_leaves_the_queue(store: St
     after = store.get_mention(flagged.id)  # type: ignore[arg-type]
     assert after.labels.intent == "late_delivery" and not after.labels.needs_review  # type: ignore[union-attr]
     assert [m.external_id for m in review_queue(store)] == ["unsure", "sure"]
-    assert any(e.action == "label.correct" and e.actor == "ann" for e in store.audit_trail())
+    assert any(e.action == "label.review" and e.actor == "ann" for e in store.audit_trail())
 
 
 def test_review_page_sets_labels_with_the_shortcut_buttons_and_confirms(store: Store) -> None:
