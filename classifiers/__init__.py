@@ -11,6 +11,7 @@ Specs understood by :func:`load_classifier`::
     baseline                     keyword rules + VADER, no model files
     onnx                         the fine-tuned model shipped in classifiers/model/
     onnx:<dir>                   an exported ONNX model in another directory
+    <dir>                        the same, for a folder holding model.onnx (what ``doorstep train`` writes)
     transformers:<dir-or-hf-id>  a Hugging Face model (needs the ``train`` extras)
     <name>[:<arg>]               anything registered with :func:`register`
 """
@@ -100,12 +101,16 @@ def _describe_known() -> str:
     return ", ".join(f"{n}:<model>" if n in _NEEDS_ARGUMENT else n for n in known_names())
 
 
+#: Said with an unknown name: a lead who has just retrained holds a folder, not a backend name.
+_FOLDER_FORMS = "or give a model folder from `doorstep train` (one holding model.onnx), or onnx:<model folder>"
+
+
 def _resolve(name: str) -> Factory:
     if name in _registry:
         return _registry[name]
     target = _BUILTINS.get(name)
     if target is None:
-        raise ValueError(f"unknown classifier {name!r}: known names are {_describe_known()}")
+        raise ValueError(f"unknown classifier {name!r}: known names are {_describe_known()}; {_FOLDER_FORMS}")
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -145,6 +150,8 @@ def load_classifier(spec: str | None = None) -> Classifier:
     missing, or the backend's optional dependencies are not installed.
     """
     spec = (spec or "").strip() or default_spec()
+    if spec.partition(":")[0].strip() not in known_names() and (Path(spec).expanduser() / "model.onnx").is_file():
+        spec = f"onnx:{spec}"  # the folder `doorstep train` wrote, as `doorstep classify --model DIR` takes it
     name, colon, argument = spec.partition(":")
     name = name.strip()
     argument = argument.strip()

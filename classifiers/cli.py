@@ -32,34 +32,83 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
 
     if not head_only:
         _require_train_extra()
-    from classifiers.train import TrainConfig, new_model_dir, read_feedback_file, refit_head
+    from classifiers.head_fit import SOURCE_WEIGHTS
+    from classifiers.train import TrainConfig, feedback_examples, new_model_dir, read_feedback_file, refit_head
     from classifiers.train import train as run_training
 
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
     feedback: list[dict] = []
-    if with_feedback:
-        feedback += ctx.store.rows("select text, field, new_value from label_corrections order by id")
-        click.echo(f"folding in {len(feedback)} agent corrections from {ctx.db_path}", err=True)
-    if feedback_file:
-        feedback += read_feedback_file(feedback_file)
-    config = TrainConfig()
-    config.cache_dir = cache_dir
-    out = out or new_model_dir()
-    click.echo(f"writing the model to {out} (use it with --model {out}, or classifier = \"onnx:{out}\")", err=True)
     try:
+        if with_feedback:
+            corrections = ctx.store.rows("select * from label_corrections order by id")
+            feedback += [{"text": r.get("text"), "field": r.get("field"), "new_value": r.get("new_value"),
+                          "_where": f"label correction {r.get('id')} (post {r.get('mention_id')})"}
+                         for r in corrections]
+            counted, left_out = describe_corrections(corrections, head_only)
+            say(f"folding in {counted} from {ctx.db_path}")
+            if left_out:
+                say(left_out)
+        if feedback_file:
+            rows = read_feedback_file(feedback_file)
+            feedback += rows
+            say(f"folding in {_count(len(rows), 'row')} of corrections from {feedback_file}")
+        # every correction checked before anything is built: a bad one stops here, with its file and row
+        feedback_examples(feedback, SOURCE_WEIGHTS["feedback"])
+        config = TrainConfig()
+        config.cache_dir = cache_dir
+        out = out or new_model_dir()
+        say(f"building the model for {out}")
         if head_only:
-            summary = refit_head(shared, out, feedback or None, log=lambda m: click.echo(m, err=True))
+            summary = refit_head(shared, out, feedback or None, log=say)
         else:
-            summary = run_training(shared, out, feedback or None, config, log=lambda m: click.echo(m, err=True))
+            summary = run_training(shared, out, feedback or None, config, log=say)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     text = json.dumps(summary, indent=2, default=str)
     click.echo(text)
     if metrics_json:
         Path(metrics_json).write_text(text + "\n", encoding="utf-8")
+    say(f"wrote the model to {out}: use it with `doorstep classify --model {out}`, `doorstep evaluate --model {out}`, "
+        f"or classifier = \"onnx:{out}\" in doorstep.toml")
+
+
+def describe_corrections(corrections: list[dict], head_only: bool) -> tuple[str, str | None]:
+    """What ``--with-feedback`` folds in, in the team's terms: posts corrected, the labels changed on them,
+    and posts only confirmed (they train too: a confirmed label is a label).
+
+    Why not the row count: the store keeps one row per field an agent saved (a confirmation may store
+    a row for an unchanged field too), so "13 agent corrections" meant 2 changed labels on 5 posts.
+    A head-only refit learns intents only, so it says which corrections it leaves out. Tolerant of
+    rows without ``old_value`` (counted as a change) or without a field."""
+
+    def post(r: dict) -> str:
+        return str(r.get("text") or "").strip()
+
+    changed = [r for r in corrections if r.get("old_value") is None or str(r.get("old_value")) != str(r.get("new_value"))]
+    corrected = {post(r) for r in changed} - {""}
+    confirmed = {post(r) for r in corrections} - corrected - {""}
+    counted = f"{_count(len(corrected), 'post')} corrected by the team ({_count(len(changed), 'label change')})"
+    if confirmed:
+        counted += f" and {len(confirmed)} confirmed as the model read {'it' if len(confirmed) == 1 else 'them'}"
+    unused = [r for r in changed if r.get("field") in ("sentiment", "complaint")]
+    if not (head_only and unused):
+        return counted, None
+    with_intent = {post(r) for r in corrections if r.get("field") == "intent"} - {""}
+    return counted, (f"a head-only refit learns intents only: it uses the intent of {_count(len(with_intent), 'post')} "
+                     f"and leaves out {_count(len(unused), 'sentiment or complaint change')} "
+                     "(a full `doorstep train --with-feedback` uses them)")
+
+
+def _count(n: int, one: str) -> str:
+    return f"{n} {one}{'' if n == 1 else 's'}"
 
 
 @click.command()
-@click.option("--model", default=None, help="Classifier spec (default: the shipped ONNX model).")
+@click.option("--model", default=None,
+              help="baseline, onnx, a model folder from `doorstep train` (or onnx:DIR), or transformers:DIR-OR-ID "
+                   "(default: the shipped ONNX model).")
 @click.option("--shared", default=None, help="Shared data folder (default $DOORSTEP_SHARED or ../shared).")
 @click.option("--write", is_flag=True, help="Also rewrite the classifier section of bench/RESULTS.md (default: print only).")
 @click.option("--feedback-study", is_flag=True, help="Measure how 50/100/200 corrections change intent accuracy (slow).")
@@ -68,7 +117,8 @@ def evaluate(model: str | None, shared: str | None, write: bool, feedback_study:
     """Per-task metrics on the validation sets (macro-recall, macro-F1, confusion matrices, ECE)."""
     from classifiers.evaluate import main as evaluate_main
 
-    args = [*(["--model", model] if model else []), *(["--shared", shared] if shared else [])]
+    spec = model_spec(model)  # the folder `train` wrote, as `classify` takes it; a bad one is one line
+    args = [*(["--model", spec] if spec else []), *(["--shared", shared] if shared else [])]
     args += ["--write"] if write else []
     args += ["--feedback-study"] if feedback_study else []
     args += ["--cache-dir", cache_dir] if cache_dir else []
@@ -98,20 +148,40 @@ commands = [train, evaluate]
 
 
 def classifier_for_cli(ctx: Context, model: str | None) -> object:
-    """The classifier ``--model`` names, or a one-line error naming it and the remedy.
+    """The classifier ``--model`` names (see :func:`model_spec`), or a one-line error naming it and the remedy."""
+    spec = model_spec(model)
+    try:
+        return ctx.classifier(spec)
+    except ValueError as exc:  # some loaders' messages run to a paragraph: their first line
+        raise click.ClickException(f"--model {model}: {_first_line(exc)}" if model else _first_line(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the loaders (transformers, onnxruntime) raise many kinds
+        first = _first_line(exc)[:200]
+        raise click.ClickException(f"--model {model or '(configured)'}: could not load the model "
+                                   f"({type(exc).__name__}: {first}); {MODEL_REMEDY}") from None
+
+
+#: The forms ``--model`` takes, said in every error about it.
+MODEL_REMEDY = "give baseline, onnx, a local model directory or a Hugging Face model id"
+
+
+def model_spec(model: str | None) -> str | None:
+    """The classifier spec ``--model`` means (a bare folder holding model.onnx is ``onnx:<folder>``), or a
+    one-line error naming it and the forms accepted; what ``classify`` and ``evaluate`` both take.
 
     Why here: a missing directory or an unknown Hugging Face id otherwise ends in a page of
     ``huggingface_hub`` traceback that never says which option was wrong.
     """
     from pathlib import Path
 
+    from classifiers import known_names
+
     spec = model
-    if model and model not in ("baseline", "onnx") and not model.startswith(("transformers:", "onnx:")):
+    if model and model.partition(":")[0] not in known_names():
         # a folder `doorstep train` wrote holds model.onnx; anything else is a Hugging Face model
         onnx_folder = (Path(model).expanduser() / "model.onnx").is_file()
         spec = f"{'onnx' if onnx_folder else 'transformers'}:{model}"
     argument = (spec or "").partition(":")[2].strip()
-    remedy = "give baseline, onnx, a local model directory or a Hugging Face model id"
+    remedy = MODEL_REMEDY
     folder = Path(argument).expanduser() if argument else None
     looks_local = argument.startswith(("/", ".", "~")) or "\\" in argument or argument.count("/") > 1
     if folder is not None and looks_local and not folder.exists():
@@ -124,14 +194,7 @@ def classifier_for_cli(ctx: Context, model: str | None) -> object:
         if hub:
             raise click.ClickException(f"--model {model}: not a local model directory, and the Hugging Face Hub "
                                        f"({hub}) cannot be reached to look it up; {remedy}")
-    try:
-        return ctx.classifier(spec)
-    except ValueError as exc:  # some loaders' messages run to a paragraph: their first line
-        raise click.ClickException(f"--model {model}: {_first_line(exc)}" if model else _first_line(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - the loaders (transformers, onnxruntime) raise many kinds
-        first = _first_line(exc)[:200]
-        raise click.ClickException(f"--model {model or '(configured)'}: could not load the model "
-                                   f"({type(exc).__name__}: {first}); {remedy}") from None
+    return spec
 
 
 def _unreachable_hub(timeout_s: float = 3.0) -> str | None:

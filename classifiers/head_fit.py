@@ -135,12 +135,6 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
     from classifiers.onnx_backend import OnnxClassifier, prepare_text
 
     model_dir = Path(model_dir)
-    add_pooled_output(model_dir / "model.onnx")
-    head_path = model_dir / HEAD_FILE
-    if head_path.exists():
-        head_path.unlink()  # encode with the encoder alone
-    classifier = OnnxClassifier(model_dir)
-    classifier._outputs.append("pooled")
     recipe = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("recipe") or {}
     if reviews is None:
         reviews = bool(recipe.get("review_intents", False))
@@ -148,7 +142,15 @@ def fit_into(model_dir: str | os.PathLike[str], shared: Path, feedback_rows: Ite
         parcel_tweets = bool(recipe.get("parcel_tweets", False))
     if random_other is None:
         random_other = bool(recipe.get("random_other", False))
+    # Every row read (and the corrections checked) before the folder is touched: a bad correction must not
+    # leave a model without its head (review audit, finding 4).
     rows = head_rows(shared, feedback_rows, reviews, parcel_tweets, random_other)
+    add_pooled_output(model_dir / "model.onnx")
+    head_path = model_dir / HEAD_FILE
+    if head_path.exists():
+        head_path.unlink()  # encode with the encoder alone
+    classifier = OnnxClassifier(model_dir)
+    classifier._outputs.append("pooled")
     texts = [prepare_text(r["text"]) for r in rows]
     pooled, prior = encode(classifier, [r["text"] for r in rows])
     y = np.array([r["intent"] for r in rows])

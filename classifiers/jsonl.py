@@ -21,8 +21,10 @@ Output, one JSON object per input line, in input order::
 ``id`` is echoed exactly as given (a string or an integer). Scores are rounded to
 4 decimals, so a score dict sums to 1 within about 1e-3.
 
-Bad input stops the run with ``ValueError("line N: <reason>")`` (N counts every
-line of the file, blank ones included, from 1). Every good line *before* line N
+Bad input (invalid JSON, a missing field, bytes that are not UTF-8, a lone surrogate such as
+a cut-off emoji ``"\\ud83d"`` in ``id`` or ``text``) stops the run with
+``ValueError("line N: <reason>")`` (N counts every line of the file, blank ones
+included, from 1). Every good line *before* line N
 has already been classified and written, and nothing after it, so the output is
 always a complete prefix of the answer: fix the line and rerun, or resume from
 line N. Stopping beats writing error objects because a downstream loader that
@@ -38,6 +40,7 @@ written in input order, and each is the same batch, so the output is the same.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections import deque
@@ -57,6 +60,22 @@ PROGRESS_EVERY_S = 1.0
 #: One parsed input line: its id, its text and whether it is marked written to someone.
 Post = tuple[str | int, str, bool | None]
 
+#: Half of a UTF-16 pair with no other half: JSON's "\ud83d" escape of an emoji cut off by an export.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_surrogates(number: int, key: str, value: str) -> None:
+    """Refuse a lone surrogate by line and field, as any other bad line.
+
+    Why: JSON lets it through, but the tokenizer refuses it for the whole batch (a TypeError naming no
+    line, and no line of the batch written) and an ``id`` holding one cannot be written as UTF-8."""
+    if value.isascii():
+        return
+    found = _LONE_SURROGATE.search(value)
+    if found is not None:
+        raise ValueError(f"line {number}: \"{key}\" holds a lone surrogate (a cut-off emoji) at character "
+                         f"{found.start() + 1}; remove it or export the posts again")
+
 
 def _parse_line(number: int, line: str) -> Post:
     try:
@@ -70,11 +89,14 @@ def _parse_line(number: int, line: str) -> Post:
     post_id = record["id"]
     if isinstance(post_id, bool) or not isinstance(post_id, (str, int)):
         raise ValueError(f"line {number}: \"id\" must be a string or an integer, got {type(post_id).__name__}")
+    if isinstance(post_id, str):
+        _check_surrogates(number, "id", post_id)
     if "text" not in record:
         raise ValueError(f"line {number}: missing \"text\"")
     text = record["text"]
     if not isinstance(text, str):
         raise ValueError(f"line {number}: \"text\" must be a string, got {type(text).__name__}")
+    _check_surrogates(number, "text", text)
     addressed = record.get("addressed")  # absent: not told (None), so the text's @mention may stand in
     if addressed is not None and not isinstance(addressed, bool):
         raise ValueError(f"line {number}: \"addressed\" must be true or false, got {json.dumps(addressed)}")

@@ -127,11 +127,16 @@ _TAG = re.compile(r"<[^>]{0,200}>")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _NUMERIC_HANDLE = re.compile(r"@\d+\b")
 _SPACE = re.compile(r"\s+")
+#: Half of a UTF-16 pair with no other half (an emoji cut off by an export or an API); the tokenizer
+#: refuses a batch holding one.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def prepare_text(text: str) -> str:
     """The text the model reads; training uses the same function so both see the same input."""
     text = text[: MAX_CHARS * 4]
+    if not text.isascii():  # a cut-off emoji reads as the replacement character, not a failed batch
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     if "&" in text:
         text = html.unescape(text)
     if "<" in text:

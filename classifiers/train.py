@@ -456,40 +456,50 @@ def guide_examples(shared: Path, weight: float, holdout_fold: int | None = None)
             for r in rows if holdout_fold is None or folds[str(r["author_id"])] != holdout_fold]
 
 
+#: The labels a correction may change that training reads (``urgency`` and the like are not trained on).
+FEEDBACK_FIELDS = ("sentiment", "intent", "complaint")
+#: How a complaint flag may be written in a correction (the store keeps ``True``/``False``).
+COMPLAINT_WORDS = {"1": 1, "true": 1, "yes": 1, "0": 0, "false": 0, "no": 0}
+
+
 def feedback_examples(rows: Iterable[dict[str, Any]], weight: float) -> list[Example]:
     """Agents' corrections as training examples.
 
     Accepts the store's ``label_corrections`` rows (``text``, ``field``, ``new_value``) or
     rows with ``text`` plus any of ``sentiment``/``intent``/``complaint``; corrections of the
-    same text are merged, the latest winning.
+    same text are merged, the latest winning. A row may say where it came from in ``_where``
+    (``fb.csv: row 3``, as :func:`read_feedback_file` sets it), so an error names the file and row
+    the lead must fix rather than a position in the merged list.
     """
     merged: dict[str, Example] = {}
     for n, row in enumerate(rows, start=1):
+        where = str(row.get("_where") or f"feedback row {n}")
         text = str(row.get("text") or "").strip()
         if not text:
-            raise ValueError(f"feedback row {n}: field 'text' is empty")
-        values = {k: row[k] for k in ("sentiment", "intent", "complaint") if row.get(k) not in (None, "")}
+            raise ValueError(f"{where}: field 'text' is empty; give the post's text or delete the row")
+        values = {k: row[k] for k in FEEDBACK_FIELDS if row.get(k) not in (None, "")}
         if row.get("field"):
             values[str(row["field"])] = row.get("new_value")
         example = merged.setdefault(text, Example(text, source="feedback", weight=weight))
         for key, value in values.items():
+            if key in ("sentiment", "intent") and isinstance(value, str):
+                value = value.strip().lower().replace(" ", "_")  # a spreadsheet's "Late delivery", the console's words
             if key == "sentiment":
                 if value not in SENTIMENTS:
-                    raise ValueError(f"feedback row {n}: field 'sentiment' has unknown value {value!r}")
+                    raise ValueError(f"{where}: field 'sentiment' has unknown value {value!r}; "
+                                     f"use one of {', '.join(SENTIMENTS)}")
                 example.sentiment = SENTIMENTS.index(value)
             elif key == "intent":
                 if value not in INTENTS:
-                    raise ValueError(f"feedback row {n}: field 'intent' has unknown value {value!r}")
+                    raise ValueError(f"{where}: field 'intent' has unknown value {value!r}; use one of {', '.join(INTENTS)}")
                 example.intent = INTENTS.index(value)
             elif key == "complaint":
-                truthy = {"1", "true", "yes", "True"}
-                falsy = {"0", "false", "no", "False"}
                 if isinstance(value, bool):
                     example.complaint = int(value)
-                elif str(value) in truthy | falsy:
-                    example.complaint = int(str(value) in truthy)
+                elif str(value).strip().lower() in COMPLAINT_WORDS:
+                    example.complaint = COMPLAINT_WORDS[str(value).strip().lower()]
                 else:
-                    raise ValueError(f"feedback row {n}: field 'complaint' has unknown value {value!r}")
+                    raise ValueError(f"{where}: field 'complaint' has unknown value {value!r}; use true or false")
             # other fields (e.g. urgency) are not trained on
     return [e for e in merged.values() if max(e.sentiment, e.intent, e.complaint) >= 0]
 
@@ -1080,6 +1090,61 @@ def calibrate(classifier: Any, validation: dict[str, list[Example]]) -> dict[str
 MODEL_NAME = "doorstep-minilm-mt-v13"
 
 
+#: The files of a model folder, as ``doorstep train`` writes them.
+MODEL_FILES = ("model.onnx", "tokenizer.json", "config.json", "calibration.json", "intent_head.json",
+               "real_tweet_cv.json")
+#: What a head-only refit copies from its base model (the head and its out-of-fold file are fitted anew).
+BASE_FILES = ("model.onnx", "tokenizer.json", "config.json", "calibration.json")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` a finished model could not replace, before minutes of work.
+
+    A model is built beside ``out`` and put in its place whole (:func:`install_model`); a folder that
+    holds other things and no model (``--out .``, a reports folder) must not be taken for one."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder; give a new folder or a model folder to replace")
+    if out.is_dir() and not (out / "model.onnx").is_file() and any(out.iterdir()):
+        raise ValueError(f"--out {out}: a folder that holds no model; give a new folder or a model folder to replace")
+
+
+def staging_dir(out: Path) -> Path:
+    """A new hidden folder beside ``out`` to build in: on the same disk, so putting it in place is a rename."""
+    import secrets
+
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.building-{os.getpid()}-{secrets.token_hex(3)}"
+    staging.mkdir()
+    return staging
+
+
+def install_model(staging: Path, out: Path) -> None:
+    """Put the model built in ``staging`` at ``out`` in one rename, keeping any other files ``out`` held.
+
+    Why whole: ``classifiers/model`` is what the pipeline and ``classify`` load; until the new model is
+    complete the old one must stay as it was, and a failed run must leave no half-built folder that
+    loads without complaint (review audit, finding 4)."""
+    out = out.resolve()
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for extra in out.iterdir():  # notes or anything else kept beside the model
+        if not (staging / extra.name).exists():
+            if extra.is_dir():
+                shutil.copytree(extra, staging / extra.name, symlinks=True)
+            else:
+                shutil.copy2(extra, staging / extra.name, follow_symlinks=False)
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def refit_head(
     shared: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -1089,24 +1154,38 @@ def refit_head(
 ) -> dict[str, Any]:
     """Copy the model in ``base_dir`` (default: the shipped one) to ``out_dir`` and refit only its
     care-tweet intent head, with ``feedback_rows`` folded in: seconds instead of a rebuild, and no
-    torch needed. What ``doorstep train --head-only`` runs."""
-    from classifiers.head_fit import fit_into
+    torch needed. What ``doorstep train --head-only`` runs.
+
+    Every input is checked before any model file is touched, the model is built beside ``out_dir`` and
+    moved into place only when complete: a failure leaves ``out_dir`` as it was (``--out
+    classifiers/model`` included) and no partial folder."""
+    from classifiers.head_fit import SOURCE_WEIGHTS, fit_into
 
     base = Path(base_dir) if base_dir else MODEL_DIR
     out = Path(out_dir) if out_dir else MODEL_DIR
-    if out.resolve() != base.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json"):
-            if not (base / name).is_file():
-                raise ValueError(f"model directory {base}: missing {name} (run `doorstep train`)")
-            shutil.copy(base / name, out / name)
+    shared_path = shared_dir(shared)
     rows = list(feedback_rows or [])
-    summary = fit_into(out, shared_dir(shared), rows or None, log)
-    config_path = out / "config.json"
-    model_config = json.loads(config_path.read_text(encoding="utf-8"))
-    model_config["name"] = MODEL_NAME
-    model_config["head_feedback_rows"] = len(rows)
-    config_path.write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
+    used = feedback_examples(rows, SOURCE_WEIGHTS["feedback"])
+    for name in BASE_FILES:
+        if not (base / name).is_file():
+            raise ValueError(f"model directory {base}: missing {name} (run `doorstep train`)")
+    check_out_dir(out)
+    staging = staging_dir(out)
+    try:
+        for name in BASE_FILES:
+            shutil.copy(base / name, staging / name)
+        summary = fit_into(staging, shared_path, rows or None, log)
+        config_path = staging / "config.json"
+        model_config = json.loads(config_path.read_text(encoding="utf-8"))
+        model_config["name"] = MODEL_NAME
+        # posts the head learnt from (a head reads intents only), not correction rows (one per field)
+        model_config["head_feedback_rows"] = int(summary.get("rows", {}).get(
+            "feedback", sum(1 for e in used if e.intent >= 0)))
+        config_path.write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
+        install_model(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return {"out_dir": str(out), "intent_head": summary}
 
 
@@ -1132,6 +1211,7 @@ def train(
     torch.set_num_threads(int(os.environ.get("DOORSTEP_TRAIN_THREADS", "2")))
     shared_path = shared_dir(shared)
     out = Path(out_dir) if out_dir else MODEL_DIR
+    check_out_dir(out)  # before minutes of training, not after
     started = time.perf_counter()
 
     examples, validation = build_datasets(shared_path, config, feedback_rows)
@@ -1187,10 +1267,15 @@ def train(
 
         head_summary = fit_into(staging, shared_path, feedback_rows, log)  # reviews as the recipe says
 
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("model.onnx", "tokenizer.json", "config.json", "calibration.json", "intent_head.json",
-                     "real_tweet_cv.json"):
-            shutil.copy(staging / name, out / name)
+        # beside ``out`` first (the temporary folder may be on another disk), then into place whole
+        beside = staging_dir(out)
+        try:
+            for name in MODEL_FILES:
+                shutil.copy(staging / name, beside / name)
+            install_model(beside, out)
+        except BaseException:
+            shutil.rmtree(beside, ignore_errors=True)
+            raise
 
     if out.resolve() == MODEL_DIR.resolve():
         record_predictions(out)  # the shipped artifact changed: re-record the test fixture
@@ -1247,17 +1332,80 @@ def record_predictions(model_dir: str | os.PathLike[str] | None = None, path: st
 
 
 def read_feedback_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Corrections from a JSONL or CSV file (columns as in :func:`feedback_examples`)."""
+    """Corrections from a JSONL or CSV file (columns as in :func:`feedback_examples`), checked whole.
+
+    Why every check is here, before anything is built: a lead hands this file to a refit that
+    replaces a model; a file in the wrong shape must stop at once with one line naming the file, the
+    row or line, the field and the remedy, never fold in nothing and report success. Column names
+    and JSON keys are read whatever their case (a spreadsheet's ``Text,Intent``); each row keeps
+    where it came from in ``_where`` for :func:`feedback_examples`' messages.
+    """
     p = Path(path)
-    if p.suffix == ".csv":
-        return _read_csv(p)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: not found; check the path")
+    if not p.is_file():
+        raise ValueError(f"{p}: not a file; give a JSONL or CSV file of corrections")
+    text = _utf8_text(p, p.read_bytes())
+    rows = _feedback_csv(p, text) if p.suffix.lower() == ".csv" else _feedback_jsonl(p, text)
+    for row in rows:
+        if row.get("field"):
+            continue  # the store's own shape (text, field, new_value)
+        if not any(row.get(k) not in (None, "") for k in FEEDBACK_FIELDS):
+            raise ValueError(f"{row['_where']}: no intent, sentiment or complaint given; fill one in or delete the row")
+    feedback_examples(rows, 1.0)  # every value checked now, with the file's row numbers
+    return rows
+
+
+def _utf8_text(path: Path, data: bytes) -> str:
+    """``data`` decoded as UTF-8 (a byte-order mark dropped), or an error naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte {column} of the line is {data[exc.start]:#04x}); "
+                         "save the file as UTF-8 and rerun") from None
+
+
+def _feedback_csv(path: Path, text: str) -> list[dict[str, Any]]:
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"{path}: empty; the first row names the columns, e.g. text,intent")
+    columns = [c.strip().lower() for c in header]
+    has = ", ".join(c.strip() for c in header)
+    if "text" not in columns:
+        raise ValueError(f"{path}: no text column (it has {has}); name the post's column text, e.g. text,intent")
+    if not {"field", "new_value"} <= set(columns) and not set(FEEDBACK_FIELDS) & set(columns):
+        raise ValueError(f"{path}: no intent, sentiment or complaint column (it has {has}); name the corrected "
+                         "labels' columns so, e.g. text,intent")
     rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}: line {n}: not valid JSON ({exc.msg})") from None
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        row: dict[str, Any] = {c: v.strip() for c, v in zip(columns, values) if c}
+        row["_where"] = f"{path}: row {reader.line_num}"
+        rows.append(row)
+    return rows
+
+
+def _feedback_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may stand inside a string
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {n}: expected a JSON object with \"text\" and an intent, sentiment or "
+                             f"complaint, got {type(record).__name__}")
+        row = {str(k).strip().lower(): v for k, v in record.items()}
+        row["_where"] = f"{path}: line {n}"
+        rows.append(row)
     return rows
 
 
