@@ -240,7 +240,7 @@ class BatchPosts:
         return self._threads[key]
 
     def peak(self, case_id: int) -> Mention | None:
-        """:meth:`Store.peak_mention` over the stored and the pending posts: the case's most
+        """:meth:`Store.peak_mention` over the stored and the pending posts: the case's customer's most
         serious inbound post (complaint first, then urgency, the earliest of equals)."""
         if case_id not in self._peaks:
             self._peaks[case_id] = self.store.peak_mention(case_id)
@@ -254,7 +254,7 @@ class BatchPosts:
         return self.store.case_post_texts(case_id) + pending
 
     def contacts(self, case_id: int) -> int:
-        """:meth:`Store.contact_count` with the pending posts: the case's posts that ask for something."""
+        """:meth:`Store.contact_count` with the pending posts: the customer's posts that ask for something."""
         if case_id not in self._contacts:
             self._contacts[case_id] = self.store.contact_count(case_id) + sum(
                 1 for m in self._pending_by_case.get(case_id, ()) if asks_for_something(m))
@@ -288,6 +288,9 @@ class BatchPosts:
         return ids
 
     def _fold_peak(self, case_id: int, mention: Mention) -> None:
+        # As Store.peak_mention: a stranger's post in the customer's thread is never the case's peak.
+        if mention.by_customer is False:
+            return
         peak = self._peaks[case_id]
         # Strictly more serious: of equals, the earlier post (lower id) stays the peak.
         if peak is None or _seriousness(mention) > _seriousness(peak):
@@ -295,10 +298,11 @@ class BatchPosts:
 
 
 def asks_for_something(mention: Mention) -> bool:
-    """What :meth:`Store.contact_count` counts: an inbound post that is neither praise nor thanks
+    """What :meth:`Store.contact_count` counts: an inbound post of the case's customer (not a
+    stranger's in their thread, see ``Mention.by_customer``) that is neither praise nor thanks
     (positive and no complaint); a post without labels counts."""
     labels = mention.labels
-    if mention.outbound:
+    if mention.outbound or mention.by_customer is False:
         return False
     if labels is None:
         return True
@@ -315,7 +319,7 @@ def _seriousness(mention: Mention) -> tuple[int, float]:
 
 
 class BatchCases:
-    """Cases by id, each conversation's case (what :meth:`Store.open_case_for` finds by thread) and
+    """Cases by id, each conversation's cases (what :meth:`Store.cases_in_threads` finds) and
     the cases a post of an author may join (what :meth:`Store.author_cases` gives), as the pipeline
     leaves them: it reports every case it writes through :meth:`written` or :meth:`save`.
 
@@ -328,8 +332,11 @@ class BatchCases:
         self.store = store
         assert kept is None or not (kept._new or kept._stored)
         self._cases: dict[int, Case | None] = kept._cases if kept else {}
-        #: (channel, thread id) -> id of the case open_case_for(thread) answers (None: no case).
-        self._threads: dict[tuple[str, str], int | None] = kept._threads if kept else {}
+        #: (channel, thread id) -> the ids of every case of that conversation (open or resolved; empty:
+        #: none). All of them, not only the one open_case_for(thread) would answer: a conversation may hold
+        #: its customer's case and the case of someone who answered in it after it was resolved, and
+        #: each one's posts go to their own (see :meth:`thread_cases`).
+        self._threads: dict[tuple[str, str], set[int]] = kept._threads if kept else {}
         #: What author_cases filters, sorts and chooses on, for every case read or written so far.
         self._views: dict[int, CaseView] = kept._views if kept else {}
         #: Cases inserted or changed -> when last (a count of writes); under which author keys they were seen.
@@ -362,18 +369,15 @@ class BatchCases:
             if channel and thread_id:
                 if (channel, thread_id) not in self._threads:
                     by_channel.setdefault(channel, set()).add(thread_id)
-                elif self._threads[(channel, thread_id)] is not None:  # known from an earlier batch (kept)
-                    self._read.add(self._threads[(channel, thread_id)])  # type: ignore[arg-type]
+                else:  # known from an earlier batch (kept)
+                    self._read.update(self._threads[(channel, thread_id)])
         for channel, thread_ids in by_channel.items():
             for thread_id in thread_ids:
-                self._threads[(channel, thread_id)] = None
+                self._threads[(channel, thread_id)] = set()
             for case in self.store.cases_in_threads(channel, thread_ids):
                 self._remember(case)
                 self._read.add(case.id)  # type: ignore[arg-type]
-                key = (channel, case.thread_id or "")
-                best = self._threads[key]
-                if best is None or _rank(case) > _rank(self._cases[best]):  # type: ignore[arg-type]
-                    self._threads[key] = case.id
+                self._threads[(channel, case.thread_id or "")].add(case.id)  # type: ignore[arg-type]
 
     def prefetch_authors(self, *, handles: Iterable[tuple[str, str]], customer_ids: Iterable[str],
                          order_numbers: Iterable[str], resolved_since: datetime) -> None:
@@ -416,17 +420,24 @@ class BatchCases:
 
     def in_thread(self, channel: str, thread_id: str | None) -> Case | None:
         """:meth:`Store.open_case_for` by thread: the conversation's open case, else its latest resolved one."""
+        cases = self.thread_cases(channel, thread_id)
+        return cases[0] if cases else None
+
+    def thread_cases(self, channel: str, thread_id: str | None) -> list[Case]:
+        """Every case of the conversation (copies, see :meth:`get`) in :meth:`Store.open_case_for`'s
+        order: open before resolved, then the newest. The first is the conversation's case; the
+        pipeline looks further for the case of the post's own author (doorstep/pipeline.py)."""
         if not (channel and thread_id):
-            return None
+            return []
         key = (channel, thread_id)
         if key not in self._threads:
             self.flush()  # the database must hold what the batch changed before it is asked
-            found = self.store.open_case_for(channel=channel, thread_id=thread_id)
-            if found is not None:
-                self._remember(found)
-            self._threads[key] = found.id if found is not None else None
-        best = self._threads[key]
-        return self.get(best) if best is not None else None
+            found = self.store.cases_in_threads(channel, [thread_id])
+            for case in found:
+                self._remember(case)
+            self._threads[key] = {c.id for c in found}  # type: ignore[misc]
+        ranked = sorted((c for c in map(self._cases.get, self._threads[key]) if c is not None), key=_rank, reverse=True)
+        return [c.model_copy() for c in ranked]
 
     def author_cases(self, *, channel: str, author_handle: str | None, customer_id: str | None,
                      order_number: str | None, resolved_since: datetime, limit: int = 50) -> list[CaseView]:
@@ -565,15 +576,12 @@ class BatchCases:
             self._threads.pop((previous.channel or "", previous.thread_id or ""), None)
         if not (case.channel and case.thread_id):
             return
-        key = (case.channel, case.thread_id)
-        if key not in self._threads:
-            return  # never asked: a later question goes to the database (flushed first)
-        best = self._threads[key]
-        if best == case.id:
-            if previous is not None and _rank(case) < _rank(previous):
-                del self._threads[key]  # it fell behind others we have not read: ask again
-        elif best is None or _rank(case) > _rank(self._cases[best]):  # type: ignore[arg-type]
-            self._threads[key] = case.id
+        # A conversation asked about knows all its cases (kept as written): one more, or the same one
+        # changed (thread_cases ranks them as they are now). One never asked about is read when asked
+        # (flushed first).
+        known = self._threads.get((case.channel, case.thread_id))
+        if known is not None:
+            known.add(case.id)  # type: ignore[arg-type]
 
 
 #: How many of each author's (and order's) cases a batch reads at first: Store.author_cases gives

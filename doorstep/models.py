@@ -244,6 +244,11 @@ class Mention(_Inbound):
     id: int | None = None
     labels: Labels | None = None
     case_id: int | None = None
+    #: Whether the post speaks for its case's customer (doorstep.cases.by_customer), set when it is
+    #: stored into its case: a stranger's post in the customer's thread is shown there but never sets
+    #: the case's priority (its peak and contact count count only these). None: not known (our own
+    #: posts, posts stored before this was recorded), which counts as the customer's, as it always did.
+    by_customer: bool | None = None
 
     @property
     def addressed(self) -> bool:

@@ -28,7 +28,8 @@ from typing import Any
 
 from doorstep import sla
 from doorstep.classifying import Classifier, classify_mentions
-from doorstep.cases import PriorityInputs, absorb, by_customer, choose_case, may_reopen, new_case, quoted_order, score_priority
+from doorstep.cases import (PriorityInputs, absorb, by_customer, choose_case, is_customers_post, may_reopen, new_case,
+                            quoted_order, score_priority)
 from doorstep.config import Config
 from doorstep.contact_history import AnswerWatch
 from doorstep.linking import Evidence, find_numbers, link_mention
@@ -257,7 +258,7 @@ class Pipeline:
             mention.thread_id = (parent[0] if parent else None) or mention.in_reply_to or mention.external_id
         # A listener that knows the case (a private answer to our direct message) says so.
         hinted = batch.cases.get(mention.case_id) if mention.case_id else None
-        thread_case = hinted or batch.cases.in_thread(mention.channel, mention.thread_id)
+        thread_case = hinted or self._thread_case(mention, parent, batch)
         if thread_case is None and parent is not None and parent[1] is not None:
             # The parent joined an older case (same order or customer) opened by another thread.
             thread_case = batch.cases.get(parent[1])
@@ -275,13 +276,20 @@ class Pipeline:
             result.timings["store"] += time.perf_counter() - t0
             return
 
+        # Someone other than the customer writing in the thread of a resolved case has an issue of
+        # their own, and nobody watches a resolved case: their post opens their own case (in this
+        # conversation), linked from what it says and who wrote it, not from the customer's case.
+        # Only the customer's post reopens the customer's case.
+        own_issue = (thread_case is not None and hinted is None and thread_case.status == "resolved"
+                     and not by_customer(batch.shop, thread_case, mention))
         t1 = time.perf_counter()
-        link = link_mention(mention, batch.shop, self.config, thread_case, batch.evidence.get(id(mention)))
+        link = link_mention(mention, batch.shop, self.config, None if own_issue else thread_case,
+                            batch.evidence.get(id(mention)))
         t_link = time.perf_counter() - t1
         result.timings["link"] += t_link
 
         brand = next((n for n in mention.matched if n in self._brands), None)
-        case = self._choose_case(mention, link, brand, thread_case, hinted is not None, batch)
+        case = None if own_issue else self._choose_case(mention, link, brand, thread_case, hinted is not None, batch)
         shipment = batch.shop.shipment_brief(link.tracking_number) if link.tracking_number else None
         courier = shipment[1] if shipment else next((n for n in mention.matched if n in self._couriers), None)
         if case is None:
@@ -290,7 +298,7 @@ class Pipeline:
             # was inserted and then saved, so nothing reading versions sees a difference.
             case = new_case(mention, link, brand, courier)
             case.mention_count = 1
-            self._prioritise(case, mention, batch)
+            self._prioritise(case, mention, batch, customers=True)
             sla.start_clocks(case, mention.created_at, self.config)
             case.version += 1
             batch.cases.open(case)  # inserted with the batch's other writes, under the id it would get now
@@ -298,6 +306,7 @@ class Pipeline:
             result.cases_opened += 1
             batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method})
             mention.case_id = case.id
+            mention.by_customer = True  # its author is the new case's customer
             self._store_mention(mention, result, batch)
             self._mark_answered(batch, case.id, mention)
             result.timings["store"] += time.perf_counter() - t0 - t_link
@@ -310,8 +319,9 @@ class Pipeline:
         customers = by_customer(batch.shop, case, mention)
         case = absorb(case, mention, link, customers)
         result.cases_updated += 1
-        # Stored with its case already set: one insert, no update of the new row.
-        mention.case_id = case.id
+        # Stored with its case already set, and whether it speaks for the case's customer (what the
+        # case's peak and contact count look at, see _prioritise): one insert, no update of the new row.
+        mention.case_id, mention.by_customer = case.id, customers
         self._store_mention(mention, result, batch)
         # An answer to a follow-up or question we sent privately: the channel learner's evidence.
         self._mark_answered(batch, case.id, mention)  # type: ignore[arg-type]
@@ -319,13 +329,32 @@ class Pipeline:
         case.brand = case.brand or brand
         if customers:
             case.courier = case.courier or courier
-        self._prioritise(case, mention, batch)
+        self._prioritise(case, mention, batch, customers)
         if old.status == "resolved":
             sla.start_clocks(case, mention.created_at, self.config)
         elif customers:
             sla.customer_wrote(case, old, mention.created_at, self.config)
         batch.cases.save(case, before)
         result.timings["store"] += time.perf_counter() - t0 - t_link
+
+    def _thread_case(self, mention: Mention, parent: tuple[str | None, int | None] | None,
+                     batch: _Batch) -> Case | None:
+        """The case of the post's conversation: the one its author is the customer of, else the
+        conversation's case (open before resolved, the newest first, as Store.open_case_for).
+
+        A conversation holds more than one case when someone answered in it after its case was
+        resolved (they got a case of their own, see _ingest_one) or a post came after the reopen
+        window: each author's later posts go to their own case, whichever is newer or open. Our own
+        reply goes to the case of the post it answers, when that post is in one of them.
+        """
+        cases = batch.cases.thread_cases(mention.channel, mention.thread_id)
+        if len(cases) < 2:
+            return cases[0] if cases else None
+        if mention.outbound:
+            answered = parent[1] if parent is not None else None
+            return next((c for c in cases if c.id == answered), cases[0])
+        shop = batch.shop
+        return next((c for c in cases if is_customers_post(shop, c, mention)), cases[0])
 
     def _mark_answered(self, batch: _Batch, case_id: int, mention: Mention) -> None:
         """Contact attempts this post answers (see doorstep/contact_history.py)."""
@@ -375,19 +404,44 @@ class Pipeline:
 
     def reprioritise(self, case: Case, newest: Mention) -> None:
         """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py), and
-        work its SLA clocks out again from the posts it now holds."""
-        self._prioritise(case, newest, self._new_batch())
-        if case.id is not None:
-            sla.replay(case, self.store.mentions_for_case(case.id), self.config)
+        work its SLA clocks out again from the posts it now holds.
 
-    def _prioritise(self, case: Case, mention: Mention, batch: _Batch) -> None:
-        """Score the case on its most serious post, in the context of everything we know.
+        Whether each post speaks for the case's customer is worked out again first, against the case
+        as it now is: a stranger's post split out into a case of its own is that case's customer's,
+        and the peak and contact count the score reads must not keep the flags of the case it left.
+        Strangers' posts start no clock here either, as they start none when they arrive."""
+        posts = self.store.mentions_for_case(case.id) if case.id is not None else []
+        self._recheck_customers(case, posts)
+        self._prioritise(case, newest, self._new_batch(), by_customer(self.store, case, newest))
+        if case.id is not None:
+            sla.replay(case, [m for m in posts if m.outbound or m.by_customer is not False], self.config)
+
+    def _recheck_customers(self, case: Case, posts: list[Mention]) -> None:
+        """Set ``by_customer`` of the case's inbound ``posts`` (stored, and in place) as
+        :func:`by_customer` answers for ``case`` now; our own posts keep theirs."""
+        changed: list[tuple[int, bool]] = []
+        for post in posts:
+            if post.outbound or post.id is None:
+                continue
+            flag = by_customer(self.store, case, post)
+            if post.by_customer is not flag:
+                post.by_customer = flag
+                changed.append((post.id, flag))
+        if changed:
+            self.store.set_mentions_by_customer(changed)
+
+    def _prioritise(self, case: Case, mention: Mention, batch: _Batch, customers: bool) -> None:
+        """Score the case on its customer's most serious post, in the context of everything we know.
 
         A calmer follow-up ("any news?") must not lower the priority the complaint earned,
-        so the labels used are those of the case's most serious inbound post.
+        so the labels used are those of the case's most serious inbound post. ``customers``:
+        whether ``mention`` speaks for the case's customer (cases.by_customer); a stranger's post
+        in the thread ("disgrace, lost, urgent", 250,000 followers) is shown there but its labels
+        and followers do not count, and neither do its posts in the peak and contact count
+        (``Mention.by_customer``): the case stays scored on what its customer wrote.
         """
         shop = batch.shop
-        labels, followers = mention.labels, mention.author_followers
+        labels, followers = (mention.labels, mention.author_followers) if customers else (None, 0)
         peak = batch.posts.peak(case.id) if case.id else None
         if peak is not None:
             followers = max(followers, peak.author_followers)

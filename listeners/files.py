@@ -353,7 +353,7 @@ def _json_cell(value: Any, field_name: str, example: str) -> Any:
 #: Columns of the label a classifier gave (flat in exports and CSV, or nested under "labels").
 LABEL_FIELDS = tuple(Labels.model_fields)
 #: Written by ``doorstep export mentions`` but assigned anew on import.
-EXPORT_ONLY_FIELDS = ("id", "case_id")
+EXPORT_ONLY_FIELDS = ("id", "case_id", "by_customer")
 
 
 def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None, *,

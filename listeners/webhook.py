@@ -65,7 +65,7 @@ log = logging.getLogger("doorstep.listeners.webhook")
 SIGNATURE_HEADER = "X-Doorstep-Signature"
 PATHS = ("/", "/mentions", "/webhook")
 #: Fields a sender may never set: the store assigns them.
-STORE_FIELDS = {"id", "labels", "case_id"}
+STORE_FIELDS = {"id", "labels", "case_id", "by_customer"}
 #: At most one log line per this many seconds about refused (unsigned) requests.
 REJECTED_LOG_EVERY_S = 60.0
 #: At most one write of the refused-request count per this many seconds.

@@ -447,3 +447,127 @@ def test_strangers_posts_in_the_thread_do_not_set_the_customers_priority(pipelin
     assert _posts(store, after) == ["h1", "z1", "z2"]
     assert (after.priority, after.priority_reasons, after.intent, after.complaint) == (
         before.priority, before.priority_reasons, before.intent, before.complaint)
+    # Each post records whether it speaks for the case's customer; the case's peak and contact count
+    # are the customer's.
+    flags = {m.external_id: m.by_customer for m in store.mentions_for_case(after.id)}  # type: ignore[arg-type]
+    assert flags == {"h1": True, "z1": False, "z2": False}
+    assert store.peak_mention(after.id).external_id == "h1"  # type: ignore[arg-type, union-attr]
+    assert store.contact_count(after.id) == 1  # type: ignore[arg-type]
+    # The customer's own follow-up still counts, as before.
+    pipeline.ingest([mention("h2", "still nothing, where is it? so late", minutes=30, author_handle="hking12",
+                             in_reply_to="z2", thread_id="h1")])
+    again = store.get_case(before.id)
+    assert again.complaint and "repeat contact (+8)" in again.priority_reasons  # type: ignore[union-attr]
+    assert not any("followers" in r for r in again.priority_reasons)  # type: ignore[union-attr]
+
+
+def test_a_post_stored_before_the_flag_was_recorded_counts_as_the_customers(pipeline: Pipeline):
+    """Rows written before m022 hold NULL: they count in the peak and contact count, as they always did."""
+    store = pipeline.store
+    pipeline.ingest([
+        mention("h1", "@LarkspurHelp my lamp has not come yet", author_handle="hking12"),
+        mention("z1", "this is a disgrace, my parcel is lost!! urgent", minutes=10, author_handle="loud",
+                in_reply_to="h1", thread_id="h1"),
+    ])
+    case = _cases(store)[0]
+    assert store.peak_mention(case.id).external_id == "h1"  # type: ignore[arg-type, union-attr]
+    store.db.execute("update mentions set by_customer = null")
+    assert store.get_mention(store.mention_by_external_id("x", "z1").id).by_customer is None  # type: ignore[union-attr, arg-type]
+    assert store.peak_mention(case.id).external_id == "z1"  # type: ignore[arg-type, union-attr]
+    assert store.peak_mentions([case.id])[case.id].external_id == "z1"  # type: ignore[index, list-item]
+    assert store.contact_count(case.id) == 2 and store.contact_counts([case.id]) == {case.id: 2}  # type: ignore[arg-type, dict-item, list-item]
+
+
+def test_a_strangers_post_split_out_of_the_customers_case_is_its_new_cases_customers(pipeline: Pipeline, config):
+    """Splitting and merging works out again whose each post is: a stranger's post split into a case of
+    its own is that case's customer's, and scores it; the case it left stays scored on its customer."""
+    from doorstep.regroup import merge_cases, split_post
+
+    store = pipeline.store
+    pipeline.ingest([mention("h1", "@LarkspurHelp my lamp has not come yet", author_handle="hking12",
+                             author_followers=12)])
+    before = _cases(store)[0]
+    pipeline.ingest([mention("z1", "this is a disgrace, my parcel is lost!! urgent", minutes=10, author_handle="loud",
+                             author_followers=250_000, in_reply_to="h1", thread_id="h1")])
+    case = store.get_case(before.id)
+    loud = store.mention_by_external_id("x", "z1")
+    assert loud.by_customer is False  # type: ignore[union-attr]
+    new = split_post(store, config, case.id, loud.id, case.version, "ann")  # type: ignore[arg-type, union-attr]
+    assert store.get_mention(loud.id).by_customer is True  # type: ignore[arg-type, union-attr]
+    assert store.peak_mention(new.id).external_id == "z1" and store.contact_count(new.id) == 1  # type: ignore[arg-type, union-attr]
+    assert new.complaint and new.intent == "lost_or_missing" and "250,000 followers (+12)" in new.priority_reasons
+    left = store.get_case(case.id)  # type: ignore[arg-type]
+    assert (left.priority, left.priority_reasons, left.intent, left.complaint) == (  # type: ignore[union-attr]
+        before.priority, before.priority_reasons, before.intent, before.complaint)
+    # Merged back (an agent's mistake undone by hand, the same customer's cases only): the stranger's
+    # post is a stranger's again in the customer's case.
+    pipeline.ingest([mention("h2", "@LarkspurHelp any news on the lamp?", minutes=4 * DAY, author_handle="hking12")])
+    first, _, second = _cases(store)
+    assert _posts(store, second) == ["h2"]
+    store.set_mention_case(loud.id, second.id)  # type: ignore[arg-type, union-attr]
+    kept = merge_cases(store, config, first.id, first.version, second.id, second.version, "ann")  # type: ignore[arg-type]
+    assert store.get_mention(loud.id).by_customer is False  # type: ignore[arg-type, union-attr]
+    assert not kept.complaint and not any("followers" in r for r in kept.priority_reasons)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_a_strangers_post_on_a_resolved_case_opens_their_own_case_in_that_thread(pipeline: Pipeline, batch_size: int):
+    """Nobody watches a resolved case: someone else answering in its thread gets a case of their own
+    (in that conversation), their later posts there join it, and only the customer's post reopens the
+    customer's case. Our replies go to the case of the post they answer. A batch decides as posts one at
+    a time do."""
+    store = pipeline.store
+    pipeline.batch_size = batch_size
+    pipeline.ingest([mention("h1", "@FettleCare my boots are lost", author_handle="hking12")])
+    customers = _cases(store)[0]
+    store.update_case(customers.id, customers.version, "amy", status="resolved",  # type: ignore[arg-type]
+                      resolved_at=T0 + timedelta(hours=1))
+    pipeline.ingest([
+        mention("z1", "where is my parcel, so late", minutes=2 * HOUR, author_handle="loud", in_reply_to="h1",
+                thread_id="h1", author_followers=250_000),
+        mention("z2", "any news on mine?", minutes=3 * HOUR, author_handle="loud", in_reply_to="h1", thread_id="h1"),
+        mention("h2", "the boots are still lost", minutes=4 * HOUR, author_handle="hking12", in_reply_to="h1",
+                thread_id="h1"),
+        mention("z3", "still nothing for me", minutes=5 * HOUR, author_handle="loud", in_reply_to="z1",
+                thread_id="h1"),
+        mention("r1", "@loud sorry, we are on it", minutes=6 * HOUR, author_handle="FettleCare", in_reply_to="z1",
+                thread_id="h1", outbound=True),
+        mention("r2", "@hking12 sorry, we are on it", minutes=7 * HOUR, author_handle="FettleCare", in_reply_to="h2",
+                thread_id="h1", outbound=True),
+    ])
+    first, own = _cases(store)
+    assert first.id == customers.id
+    assert (_posts(store, first), first.status, first.author_handle) == (["h1", "h2", "r2"], "open", "hking12")
+    assert (_posts(store, own), own.status, own.author_handle, own.channel, own.thread_id) == (
+        ["z1", "z2", "z3", "r1"], "new", "loud", "x", "h1")
+    assert own.intent == "late_delivery" and "250,000 followers (+12)" in own.priority_reasons
+    assert not any("followers" in r for r in first.priority_reasons)
+    assert {m.external_id: m.by_customer for m in store.mentions_for_case(own.id) if not m.outbound} == {  # type: ignore[arg-type]
+        "z1": True, "z2": True, "z3": True}
+    assert own.first_response_at == T0 + timedelta(hours=6) and first.first_response_at == T0 + timedelta(hours=7)
+    actions = [(e.action, e.case_id) for e in store.audit_trail(first.id)]  # type: ignore[arg-type]
+    assert actions.count(("case.reopen", first.id)) == 1
+
+
+def test_a_database_from_before_the_flag_keeps_its_posts_counting(pipeline: Pipeline):
+    """m022 adds ``mentions.by_customer`` to a database that has posts (SQLite and PostgreSQL alike):
+    they stay NULL, which counts, so the old database's cases read as they did until posts are regrouped."""
+    store = pipeline.store
+    pipeline.ingest([
+        mention("h1", "@LarkspurHelp my lamp has not come yet", author_handle="hking12"),
+        mention("z1", "this is a disgrace, my parcel is lost!! urgent", minutes=10, author_handle="loud",
+                in_reply_to="h1", thread_id="h1"),
+    ])
+    # The database as it was before m022: no column, the migration not applied.
+    store.db.execute("alter table mentions drop column by_customer")
+    store.db.execute("delete from _sqlite_migrations where name = 'm022_mentions_by_customer'")
+    if not store.dialect.postgres:
+        store.db.conn.commit()
+    assert "by_customer" not in store.db["mentions"].columns_dict
+    reopened = Store(store.path)
+    try:
+        assert "by_customer" in reopened.db["mentions"].columns_dict
+        assert [m.by_customer for m in reopened.mentions_for_case(_cases(reopened)[0].id)] == [None, None]  # type: ignore[arg-type]
+        assert reopened.peak_mention(_cases(reopened)[0].id).external_id == "z1"  # type: ignore[arg-type, union-attr]
+    finally:
+        reopened.close()

@@ -176,7 +176,9 @@ def test_a_template_with_no_post_to_answer_greets_the_customer_not_a_stranger(st
         channel="x", external_id="eve-angry", text="@LarkspurHelp useless, lost mine too!!", author_handle="eve_attacker",
         author_name="Eve Attacker", created_at=NOW + timedelta(minutes=3), in_reply_to=jane.external_id)])
     store.db.execute("update mentions set author_name = ? where id = ?", ["Jane Doe", jane.id])
-    store.db.execute("update mentions set complaint = ?, urgency = ? where external_id = ?", [True, 0.99, "eve-angry"])
+    # A row stored before posts recorded whose they are (by_customer null counts): the stranger's is the peak.
+    store.db.execute("update mentions set complaint = ?, urgency = ?, by_customer = null where external_id = ?",
+                     [True, 0.99, "eve-angry"])
     assert store.peak_mention(case_id).author_handle == "eve_attacker"  # type: ignore[union-attr]
     assert render_template(store, config, case_id, "Hi {{ author_first_name }}", channel="x_dm") == "Hi Jane"
 

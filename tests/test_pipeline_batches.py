@@ -149,6 +149,51 @@ def test_one_batch_stores_what_one_post_at_a_time_stores(two_stores: tuple[Path 
     assert stored["b2"].case_id == stored["b1"].case_id and stored["b2"].id == batched.mention_by_external_id("x", "b2").id  # type: ignore[union-attr]
 
 
+def _strangers() -> list[Mention]:
+    """Strangers in the customers' threads (after _history): someone else in the thread of the resolved
+    case h3 gets a case of their own there, which their next posts join, while the customer's later
+    post (b12) still reopens hers and our answer to it goes there; a stranger with 250,000 followers in
+    the thread of Ann's open case h2 joins it without setting its priority. Out of time order on purpose."""
+    return [
+        mention("b22", "any news?", minutes=81, author_handle="dot", in_reply_to="h3"),
+        mention("b21", "my parcel is lost too, urgent", minutes=60, author_handle="dot", in_reply_to="h3",
+                author_followers=250_000),
+        mention("b12", "my parcel was lost", minutes=72, author_handle="fan", in_reply_to="h3"),
+        mention("b23", "this is a disgrace, lost!! urgent", minutes=82, author_handle="loud", in_reply_to="h2",
+                author_followers=250_000),
+        mention("b24", "Sorry! DM us please", minutes=83, author_handle="LarkspurHelp", in_reply_to="b12",
+                outbound=True),
+        mention("b25", "and mine??", minutes=84, author_handle="dot", in_reply_to="b12"),
+        mention("b26", "still nothing, where is it", minutes=85, author_handle="ann_lee", in_reply_to="b23"),
+    ]
+
+
+def test_strangers_in_the_customers_threads_are_decided_in_a_batch_as_one_at_a_time(
+        two_stores: tuple[Path | str, Path | str], config: Config):
+    runs = []
+    for where, batch_size in zip(two_stores, (500, 1)):
+        store = _shop(where)
+        _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
+        posts = _strangers()
+        if batch_size == 1:
+            posts.sort(key=lambda m: m.created_at)
+        Pipeline(store, config, KeywordClassifier(), batch_size=batch_size).ingest(posts)
+        runs.append(store)
+    batched, single = runs
+    assert _stored(batched) == _stored(single)
+
+    def case_of(external_id: str) -> Case:
+        return batched.get_case(batched.mention_by_external_id("x", external_id).case_id)  # type: ignore[arg-type, union-attr, return-value]
+
+    fan, dot, ann = case_of("h3"), case_of("b21"), case_of("h2")
+    assert [m.external_id for m in batched.mentions_for_case(fan.id)] == ["h3", "b12", "b24"]  # type: ignore[arg-type]
+    assert [m.external_id for m in batched.mentions_for_case(dot.id)] == ["b21", "b22", "b25"]  # type: ignore[arg-type]
+    assert (fan.status, dot.author_handle, dot.thread_id) == ("open", "dot", "h3")
+    assert [m.external_id for m in batched.mentions_for_case(ann.id)] == ["h2", "b23", "b26"]  # type: ignore[arg-type]
+    assert not any("followers" in r for r in ann.priority_reasons) and "repeat contact (+8)" in ann.priority_reasons
+    assert "250,000 followers (+12)" in dot.priority_reasons
+
+
 @contextmanager
 def _statements(store: Store) -> Iterator[list[str]]:
     seen: list[str] = []

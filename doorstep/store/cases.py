@@ -10,6 +10,7 @@ from typing import Any
 from doorstep.models import OPEN_CASE_STATUSES, Case
 from doorstep.sla import CLOCK_FIELDS, queue_fields
 from doorstep.store.base import MAX_PARAMETERS, StoreBase, _chunks, _json, _marks, _plain, _unjson, iso, parse_time
+from doorstep.store.mentions import CUSTOMERS_POSTS_SQL
 from doorstep.store.migrations import OPEN_CASES_SQL
 
 
@@ -295,11 +296,14 @@ class CaseStore(StoreBase):
 
         Our own posts, praise, and thanks (a positive post that is no complaint: "it's arrived,
         thank you!") are not counted: a happy customer writing twice is not a repeat contact.
-        Posts not yet classified count.
+        Posts not yet classified count. A stranger's posts in the customer's thread do not
+        (``Mention.by_customer`` false): five people saying "same here" is not the customer writing
+        five times.
         """
         row = self.db.execute(
             "select count(*) from mentions where case_id = ? and outbound = 0 and coalesce(intent, '') != 'praise' "
-            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0)", [case_id]).fetchone()
+            "and not (coalesce(sentiment, '') = 'positive' and coalesce(complaint, 0) = 0) "
+            f"and {CUSTOMERS_POSTS_SQL}", [case_id]).fetchone()
         return int(row[0])
 
     def contact_counts(self, case_ids: Iterable[int]) -> dict[int, int]:
@@ -310,5 +314,5 @@ class CaseStore(StoreBase):
             found.update((r[0], int(r[1])) for r in self.db.execute(
                 f"select case_id, count(*) from mentions where case_id in ({_marks(chunk)}) and outbound = 0 "
                 "and coalesce(intent, '') != 'praise' and not (coalesce(sentiment, '') = 'positive' "
-                "and coalesce(complaint, 0) = 0) group by case_id", chunk).fetchall())
+                f"and coalesce(complaint, 0) = 0) and {CUSTOMERS_POSTS_SQL} group by case_id", chunk).fetchall())
         return found

@@ -48,6 +48,7 @@ def _mention_row(m: Mention, ingested_at: str | None = None) -> dict[str, Any]:
         "raw": _json(m.raw),
         "case_id": m.case_id,
         "account": m.account,
+        "by_customer": None if m.by_customer is None else int(m.by_customer),
         **_label_columns(m.labels),
         "ingested_at": ingested_at or iso(utcnow()),
     }
@@ -87,6 +88,7 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
         case_id=r["case_id"],
         account=r.get("account"),
         labels=labels,
+        by_customer=None if r.get("by_customer") is None else bool(r["by_customer"]),
     )
 
 
@@ -118,6 +120,11 @@ def mention_export_row(m: Mention) -> dict[str, Any]:
     if m.labels:
         out.update(m.labels.model_dump())
     return out
+
+
+#: The posts that speak for their case's customer (``Mention.by_customer`` not false): what a case's
+#: peak and contact count look at. NULL (posts stored before it was recorded, our own posts) counts.
+CUSTOMERS_POSTS_SQL = "coalesce(by_customer, 1) = 1"
 
 
 class MentionStore(StoreBase):
@@ -177,6 +184,12 @@ class MentionStore(StoreBase):
     def set_mention_case(self, mention_id: int, case_id: int) -> None:
         self.db.execute("update mentions set case_id = ? where id = ?", [case_id, mention_id])
 
+    def set_mentions_by_customer(self, flags: Iterable[tuple[int, bool]]) -> None:
+        """Record again whether posts (by id) speak for their case's customer: after an agent moved
+        posts between cases (doorstep/regroup.py), the case they are in may have another customer."""
+        for mention_id, flag in flags:
+            self.db.execute("update mentions set by_customer = ? where id = ?", [int(flag), mention_id])
+
     def set_mention_labels(self, mention_id: int, labels: Labels) -> None:
         row = _label_columns(labels)
         self.db.execute(
@@ -208,9 +221,14 @@ class MentionStore(StoreBase):
         return [_mention_from_row(r) for r in rows]
 
     def peak_mention(self, case_id: int) -> Mention | None:
-        """The case's most serious inbound post (complaint first, then urgency)."""
+        """The case's most serious inbound post of its customer (complaint first, then urgency).
+
+        Posts flagged as not the customer's (a stranger answering in the thread, see
+        ``Mention.by_customer``) are left out: they must not set the customer's priority. Posts
+        stored before the flag was recorded (NULL) count, as they always did."""
         rows = self.rows(
-            "select * from mentions where case_id = ? and outbound = 0 order by complaint desc, urgency desc, id limit 1",
+            f"select * from mentions where case_id = ? and outbound = 0 and {CUSTOMERS_POSTS_SQL} "
+            "order by complaint desc, urgency desc, id limit 1",
             [case_id],
         )
         return _mention_from_row(rows[0]) if rows else None
@@ -222,7 +240,8 @@ class MentionStore(StoreBase):
             for r in self.rows(
                     "select * from (select m.*, row_number() over (partition by case_id "
                     "order by complaint desc, urgency desc, id) as peak_rank from mentions m "
-                    f"where case_id in ({_marks(chunk)}) and outbound = 0) as ranked where peak_rank = 1", chunk):
+                    f"where case_id in ({_marks(chunk)}) and outbound = 0 and {CUSTOMERS_POSTS_SQL}) as ranked "
+                    "where peak_rank = 1", chunk):
                 found[r["case_id"]] = _mention_from_row(r)
         return found
 

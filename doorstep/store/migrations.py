@@ -709,3 +709,18 @@ def m021_listener_health_last_outcome(db: sqlite_utils.Database) -> None:
     """
     if "last_outcome" not in db["listener_health"].columns_dict:
         db["listener_health"].add_column("last_outcome", str)
+
+
+@MIGRATIONS()
+def m022_mentions_by_customer(db: sqlite_utils.Database) -> None:
+    """Each post records whether it speaks for its case's customer (``Mention.by_customer``).
+
+    A stranger who answered in the customer's public thread joined the case, and the case's priority
+    was taken from its most serious post and its contact count, whoever wrote them: a stranger with
+    250,000 followers writing "disgrace, lost, urgent" turned a calm customer's case P1 (audit
+    cases.md #4). The pipeline now sets the flag as it stores a post into its case (regrouping sets it
+    again) and the case's peak and contact count count only posts whose flag is not false. Rows stored
+    before stay NULL, which counts, so an old database's priorities read as they did.
+    """
+    if "by_customer" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("by_customer", int)
