@@ -18,8 +18,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from doorstep.cases import by_customer
 from doorstep.config import Config
-from doorstep.models import OutboundMessage, utcnow
+from doorstep.models import Case, OutboundMessage, utcnow
 from doorstep.store import Store, iso, outbound_from_row
 
 log = logging.getLogger("doorstep.automatic")
@@ -61,6 +62,38 @@ def last_inbound_id(store: Store, case_id: int) -> int:
                                 [case_id]).fetchone()[0])
 
 
+def _customer_posted_after(store: Store, case: Case, mention_id: int) -> bool:
+    """Whether the case's customer posted on it after post ``mention_id``: a stranger's post in their
+    thread ("same here") is not them writing, and must not cancel what we owe them."""
+    for row in store.db.query("select id from mentions where case_id = ? and outbound = 0 and id > ? order by id",
+                              [case.id, mention_id]):
+        post = store.get_mention(row["id"])
+        if post is not None and by_customer(store, case, post):
+            return True
+    return False
+
+
+def answered_since(store: Store, case_id: int, since: str | None) -> str | None:
+    """The channel of the customer's first answer on ``case_id`` received after ``since`` (an ISO time),
+    None when there is none. SMS and e-mail answers to our questions (and replies to our messages)
+    are kept in ``answers``, not among the case's posts: they count as the customer having written."""
+    if since is None:
+        return None
+    row = store.db.execute("select channel from answers where case_id = ? and received_at > ? "
+                           "order by received_at, id limit 1", [case_id, since]).fetchone()
+    return row[0] if row else None
+
+
+def current_case(store: Store, case_id: int) -> Case | None:
+    """The case ``case_id`` or, when it was merged, the case it was merged into (where its messages went)."""
+    case = store.get_case(case_id)
+    for _ in range(20):
+        if case is None or not case.merged_into:
+            break
+        case = store.get_case(case.merged_into)
+    return case
+
+
 def record(store: Store, config: Config, message: OutboundMessage, rule: str, *,
            reply_message_id: int | None = None) -> OutboundMessage:
     """Keep the facts ``message`` was written from; hold it for approval when its rule requires one."""
@@ -100,17 +133,19 @@ def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None)
     facts = facts_of(store, message.id)  # type: ignore[arg-type]
     if facts is None or facts.case_id is None:
         return None
-    case = store.get_case(facts.case_id)
+    if facts.rule.startswith("alert"):
+        case = store.get_case(facts.case_id)
+        return "the case no longer exists" if case is None else _recheck_alert(store, facts, case)
+    # A merge moves the message (and the reply it follows) to the kept case: the facts are checked there.
+    case = current_case(store, message.case_id or facts.case_id)
     if case is None:
         return "the case no longer exists"
-    if facts.rule.startswith("alert"):
-        return _recheck_alert(store, facts, case)
     if case.status not in OPEN_STATUSES:
         return f"the case is {case.status.replace('_', ' ')}"
     if not case.link_confirmed or case.order_number != facts.order_number or case.customer_id != facts.customer_id:
         return (f"the case's order is no longer confirmed as this customer's (now {case.order_number or 'none'}, "
                 f"{'confirmed' if case.link_confirmed else 'unconfirmed'}; was {facts.order_number})")
-    if facts.last_mention_id is not None and last_inbound_id(store, case.id) > facts.last_mention_id:  # type: ignore[arg-type]
+    if facts.last_mention_id is not None and _customer_posted_after(store, case, facts.last_mention_id):
         return "the customer wrote again since this message was written"
     if facts.reply_message_id is not None:
         rows = list(store.db.query("select * from outbound_messages where id = ?", [facts.reply_message_id]))
@@ -118,6 +153,10 @@ def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None)
         mentions_reply = facts.rule in ("follow_up", UNSENT_RULE) and "replied" in message.text
         if row is None:
             return "the reply it mentions no longer exists"
+        answered = answered_since(store, case.id, row["sent_at"] or row["created_at"])
+        if answered:
+            how = {"sms": "by SMS", "email": "by e-mail"}.get(answered, f"on {answered}")
+            return f"the customer answered {how} since our reply"
         if facts.rule == UNSENT_RULE and row["status"] == "sent":
             # Written when the reply could not be posted; it is on the channel now, so "we could not
             # answer you there" would be false. The ordinary follow-up takes over if they do not answer.

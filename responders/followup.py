@@ -19,21 +19,22 @@ arrive on shipments that had such an event first: the case for doing this at all
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep import sla
-from doorstep.cases import PriorityInputs, score_priority
+from doorstep.cases import PriorityInputs, by_customer, score_priority
 from doorstep.config import Config
 from doorstep.contact_history import record_attempt
 from doorstep.models import Case, Customer, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
-from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, record
+from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, answered_since, record
 from responders.channel_learner import plan_contact
 from responders.channels import ReplyRejected
-from responders.outbox import _key, enqueue, get_message
+from responders.outbox import _key, enqueue, get_message, replied_to_customer
 from responders.templates import TemplateError, case_variables, render_source, resolve_template
 
 log = logging.getLogger("doorstep.followup")
@@ -133,19 +134,85 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
     return record(store, config, message, rule or kind, reply_message_id=reply_message_id)
 
 
-def _last_public_reply(store: Store, case_id: int) -> dict[str, Any] | None:
-    rows = list(store.db.query(
-        "select * from outbound_messages where case_id = ? and kind = 'reply' and channel in ('x', 'mastodon', 'bluesky') "
-        "and status in ('sent', 'failed') order by id desc limit 1", [case_id]))
-    return rows[0] if rows else None
+def _last_public_reply(store: Store, case: Case) -> dict[str, Any] | None:
+    """Our newest public reply to the case's customer (sent, or failed for good): what a follow-up follows.
+
+    A reply to a stranger's post in their thread is not one (responders.outbox.replied_to_customer):
+    the follow-up would tell the customer "we replied to you on X" when we had not.
+    """
+    for row in store.db.query(
+            "select * from outbound_messages where case_id = ? and kind = 'reply' and channel in ('x', 'mastodon', "
+            "'bluesky') and status in ('sent', 'failed') order by id desc", [case.id]):
+        if replied_to_customer(store, case, row["channel"], row["in_reply_to"]):
+            return row
+    return None
 
 
-def _unsent_follow_up_overtaken(store: Store, key: str) -> bool:
-    """True when the follow-up under ``key`` was written about an unsent reply and cancelled because it was retried."""
-    row = store.db.execute(
-        "select a.cancel_reason from outbound_messages o join automatic_messages a on a.message_id = o.id "
-        "where o.idempotency_key = ? and o.status = 'cancelled' and a.rule = ?", [key, UNSENT_RULE]).fetchone()
-    return bool(row and (row[0] or "").startswith((REPLY_SENT_SINCE, REPLY_RETRYING)))
+def _follow_up_key(reply_id: int, *more: Any) -> str:
+    """The idempotency key of the follow-up of our public reply ``reply_id``: the reply alone names it, so
+    it is written once whichever case holds the reply (a merge or a split moves replies to another case)."""
+    return _key("follow_up", "reply", reply_id, *more)
+
+
+def _cases_the_reply_was_on(store: Store, case_id: int) -> list[int]:
+    """``case_id``, the cases merged into it (and into those) and the case it was split from: where a
+    reply now on ``case_id`` may have been when a follow-up of it was written."""
+    found, todo = [case_id], [case_id]
+    while todo and len(found) < 100:
+        current = todo.pop()
+        later = [int(r[0]) for r in store.db.execute("select id from cases where merged_into = ?", [current]).fetchall()]
+        for row in store.db.execute("select details from audit_events where case_id = ? and action = 'case.split_from'",
+                                    [current]).fetchall():
+            try:
+                source = json.loads(row[0] or "{}").get("from_case")
+            except (ValueError, AttributeError):
+                source = None
+            if isinstance(source, int):
+                later.append(source)
+        for other in later:
+            if other not in found:
+                found.append(other)
+                todo.append(other)
+    return found
+
+
+#: What a follow-up's key adds when it is written again from its reply's new state (see _follow_up_case).
+_KEY_SUFFIXES: tuple[tuple[str, ...], ...] = ((), ("sent",), ("failed",))
+
+
+def _follow_ups_of(store: Store, case: Case, reply_id: int) -> list[dict[str, Any]]:
+    """The follow-ups already written about reply ``reply_id``: under its own keys, or, in a database
+    written before the key named the reply alone, under (case, reply) for a case the reply was on
+    (this one; else, looked up only then, a case merged into it or the one it was split from)."""
+    def under(keys: list[str]) -> list[dict[str, Any]]:
+        return list(store.db.query(
+            "select o.id, o.idempotency_key, o.status, a.rule, a.cancel_reason from outbound_messages o left join "
+            f"automatic_messages a on a.message_id = o.id where o.idempotency_key in ({','.join('?' * len(keys))}) "
+            "order by o.id", keys))
+
+    found = under([_follow_up_key(reply_id, *more) for more in _KEY_SUFFIXES]
+                  + [_key("follow_up", case.id, reply_id, *more) for more in _KEY_SUFFIXES])
+    former = [] if found else _cases_the_reply_was_on(store, case.id)[1:]  # type: ignore[arg-type]
+    return found or (under([_key("follow_up", c, reply_id, *more) for c in former for more in _KEY_SUFFIXES])
+                     if former else [])
+
+
+def _unsent_follow_up_overtaken(row: dict[str, Any]) -> bool:
+    """True when the follow-up ``row`` was written about an unsent reply and cancelled because it was retried."""
+    return (row["status"] == "cancelled" and row["rule"] == UNSENT_RULE
+            and (row["cancel_reason"] or "").startswith((REPLY_SENT_SINCE, REPLY_RETRYING)))
+
+
+def _customer_wrote_since(store: Store, case: Case, since: str) -> bool:
+    """Whether the customer wrote since ``since`` (our reply): a post of theirs on the case (a stranger's
+    post in their thread is not them), or an answer on any channel (an SMS or e-mail answer to one of
+    our questions lives in ``answers``, not among the posts)."""
+    for row in store.db.query("select id from mentions where case_id = ? and outbound = 0 and created_at > ? "
+                              "order by id", [case.id, since]):
+        post = store.get_mention(row["id"])
+        if post is not None and by_customer(store, case, post):
+            return True
+    return answered_since(store, case.id, since) is not None  # type: ignore[arg-type]
 
 
 def run_followups(store: Store, config: Config, now: datetime | None = None) -> list[int]:
@@ -184,7 +251,7 @@ def _follow_up_case(store: Store, config: Config, settings: Any, case_id: int, n
     rule: FollowUpRule = settings.for_brand(case.brand)
     if not rule.enabled:
         return None
-    reply = _last_public_reply(store, case.id)  # type: ignore[arg-type]
+    reply = _last_public_reply(store, case)
     if reply is None:
         return None
     if reply["status"] == "sent":
@@ -193,23 +260,20 @@ def _follow_up_case(store: Store, config: Config, settings: Any, case_id: int, n
         sent_at = parse_time(reply["sent_at"])
         if sent_at is None or now - sent_at < timedelta(hours=rule.after_hours):
             return None
-        answered = store.db.execute(
-            "select 1 from mentions where case_id = ? and outbound = 0 and created_at > ? limit 1",
-            [case.id, reply["sent_at"]]).fetchone()
-        if answered:
+        if _customer_wrote_since(store, case, reply["sent_at"]):
             return None
         why = f"no answer {rule.after_hours:g} h after our {reply['channel']} reply"
     else:
         why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
-    key = _key("follow_up", case.id, reply["id"])
-    if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-        # One follow-up per reply; but one written while the reply had failed ("could not answer you
-        # there") and cancelled because the reply was retried is written once more from its new state.
-        if not _unsent_follow_up_overtaken(store, key):
-            return None
-        key = _key("follow_up", case.id, reply["id"], reply["status"])
-        if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
-            return None
+    # One follow-up per reply, whichever case holds it now; but one written while the reply had failed
+    # ("could not answer you there") and cancelled because the reply was retried is written once more
+    # from its new state.
+    written = _follow_ups_of(store, case, reply["id"])
+    if any(not _unsent_follow_up_overtaken(row) for row in written):
+        return None
+    key = _follow_up_key(reply["id"], reply["status"]) if written else _follow_up_key(reply["id"])
+    if any(row["idempotency_key"] == key for row in written):
+        return None
     subject = f"About your order {case.order_number}" if case.order_number else "Following up"
     # A reply that never went out must not be described as sent: it gets the "could not answer there" wording.
     template = rule.template if reply["status"] == "sent" or rule.template != "follow_up" else "follow_up_unsent"
@@ -220,6 +284,9 @@ def _follow_up_case(store: Store, config: Config, settings: Any, case_id: int, n
                     key=key, now=now, subject=subject, not_before=next_allowed(now, rule.quiet_hours, config),
                     quiet=rule.quiet_hours, learner_cache=learner_cache)
         message = get_message(store, asked.message_id) if asked and asked.message_id else None
+        if message is not None:  # the reply it follows: an answer since then cancels it (responders/automatic.py)
+            store.db.execute("update automatic_messages set reply_message_id = ? where message_id = ? "
+                             "and reply_message_id is null", [reply["id"], message.id])
     else:
         # Written from a reply that was not sent: re-checked before sending (responders/automatic.py).
         message = _private_message(store, config, case, rule.channels, template, "follow_up", key, "follow-up",
@@ -256,6 +323,14 @@ def _trigger_events(store: Store, config: Config, now: datetime) -> list[tuple[s
     return out
 
 
+def _event_covered(store: Store, order_number: str, event_at: datetime) -> bool:
+    """Whether a case on this order already covers a parcel event: one opened since it (by us or by the
+    customer), or one still open."""
+    return store.db.execute("select 1 from cases where order_number = ? and (opened_at >= ? or status in "
+                            "('new', 'open', 'pending_customer', 'escalated')) limit 1",
+                            [order_number, iso(event_at - timedelta(hours=1))]).fetchone() is not None
+
+
 def run_proactive(store: Store, config: Config, now: datetime | None = None) -> list[int]:
     """Open proactive cases (and optionally message the customer); returns the new case ids."""
     rule = responders_settings(config).proactive
@@ -266,13 +341,8 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
     for tracking_number, reason, event_at in _trigger_events(store, config, now):
         shipment = store.get_shipment(tracking_number)
         order = store.get_order(shipment.order_number) if shipment else None
-        if shipment is None or order is None:
-            continue
-        # A case on this order opened since the event (by us or by the customer) already covers it.
-        if store.db.execute("select 1 from cases where order_number = ? and (opened_at >= ? or status in "
-                            "('new', 'open', 'pending_customer', 'escalated')) limit 1",
-                            [order.number, iso(event_at - timedelta(hours=1))]).fetchone():
-            continue
+        if shipment is None or order is None or _event_covered(store, order.number, event_at):
+            continue  # most events are covered already: skipped without the lock (checked again under it)
         customer = store.get_customer(order.customer_id)
         case = Case(status="new", brand=order.brand, courier=shipment.courier, channel=None,
                     intent=PROACTIVE_INTENT[reason], complaint=False, customer_id=order.customer_id,
@@ -285,10 +355,19 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
         case.priority, case.priority_reasons = score, [f"proactive: {PROACTIVE_REASON[reason]}", *reasons]
         sla.start_clocks(case, now, config)
         with store.transaction():
+            # Two rounds at once (`doorstep proactive` beside the worker, two workers) must not both find
+            # no case and both open one: the check and the insert hold the order's and the parcel's numbers
+            # (the keys a post naming them holds while it opens a case, doorstep/pipeline.py); on SQLite
+            # the transaction's write lock already does.
+            store.serialise(lambda: (f"number:{order.number}", f"number:{tracking_number}"))
+            if _event_covered(store, order.number, event_at):
+                continue
             case.id = store.insert_case(case)
             store.audit("proactive", "case.open.proactive", case.id,
                         {"reason": reason, "tracking_number": tracking_number, "event_at": iso(event_at)})
         opened.append(case.id)
+        # One message per parcel event, whichever round or case writes it.
+        key = _key("outreach", tracking_number, reason, iso(event_at))
         question = rule.questions.get(reason)
         if question:
             # A closed question ("Shall we ask UPS to redeliver? Reply YES or NO"): the answer, on
@@ -297,7 +376,7 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
 
             quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
             asked = ask(store, config, case, question, channels=rule.channels, actor="proactive", kind="outreach",
-                        key=_key("outreach", case.id, tracking_number, reason), now=now,
+                        key=key, now=now,
                         subject=f"An update on your order {order.number}", not_before=next_allowed(now, quiet, config),
                         quiet=quiet)
             if asked is not None:
@@ -306,7 +385,7 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
         elif rule.message:
             quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
             message = _private_message(store, config, case, rule.channels, "proactive", "outreach",
-                                       _key("outreach", case.id, tracking_number, reason), "proactive", now, quiet,
+                                       key, "proactive", now, quiet,
                                        f"An update on your order {order.number}")
             if message is not None:
                 store.audit("proactive", "outreach.queue", case.id, {"message_id": message.id, "channel": message.channel})

@@ -663,6 +663,39 @@ def update_case_retrying(store: Store, case_id: int, actor: str, change: Callabl
     return None
 
 
+def replied_to_customer(store: Store, case: Case, channel: str, in_reply_to: str | None) -> bool:
+    """Whether our reply on ``channel`` to the post ``in_reply_to`` answered the case's customer.
+
+    Not when it answered someone else's post in their thread (doorstep.cases.is_customers_post): that
+    reply neither answers the customer nor asks them anything, and a follow-up must not tell them "we
+    replied to you". A reply without a post (a DM, an SMS: they go to the customer) or whose post is
+    no longer stored counts as the customer's, as every reply did before.
+    """
+    if not in_reply_to:
+        return True
+    parent = store.mention_by_external_id(channel, in_reply_to)
+    return parent is None or parent.outbound or is_customers_post(store, case, parent)
+
+
+#: A link, which may hold a "?" (``track?tracknum=...``) that asks nobody anything.
+_LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+
+
+def asks_question(text: str) -> bool:
+    """Whether a reply asks the customer something, so the case waits on them (``pending_customer``).
+
+    Read in our own words only: not the "?" of a link (a tracking URL), of an e-mail's ``Subject:``
+    line ("Re: where is my parcel?" repeats the customer's question) or of the lines quoting their
+    mail ("> where is it?"). A "?" left after those is a question: the team lead would rather pause
+    a clock on a real question than leave the case owing an answer it does not.
+    """
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Subject: "):
+        lines = lines[1:]
+    own = "\n".join(line for line in lines if not line.lstrip().startswith(">"))
+    return "?" in _LINK.sub(" ", own)
+
+
 class Outbox:
     """Sends due messages; one instance per worker. ``now`` and ``senders`` are injectable for tests.
 
@@ -841,8 +874,17 @@ class Outbox:
         return True
 
     def _after_reply(self, message: OutboundMessage, now: datetime) -> None:
-        """A reply stops the first (or next) response clock; a question hands the case to the customer,
-        which pauses its clocks until they answer (doorstep/sla.py)."""
+        """A reply to the customer stops the first (or next) response clock; a question hands the case to
+        the customer, which pauses its clocks until they answer (doorstep/sla.py).
+
+        A reply to a stranger's post in the customer's thread ("@bob could you DM us?") does neither:
+        the customer is still waiting for us, and nothing was asked of them.
+        """
+        if message.kind == "reply":
+            case = self.store.get_case(message.case_id)  # type: ignore[arg-type]
+            if case is None or not replied_to_customer(self.store, case, message.channel, message.in_reply_to):
+                return
+
         def change(case: Case) -> dict[str, Any]:
             changes: dict[str, Any] = {}
             status = case.status
@@ -850,7 +892,7 @@ class Outbox:
                 if case.first_response_at is None:
                     changes["first_response_at"] = now
                 if case.status in ("new", "open"):
-                    status = "pending_customer" if "?" in message.text else "open"
+                    status = "pending_customer" if asks_question(message.text) else "open"
             elif case.status == "new":
                 status = "open"
             if status != case.status:
