@@ -32,6 +32,7 @@ from console.widgets import (
     lazy_expander,
     local_time,
     open_case,
+    plain,
     require,
     safe_table,
     safe_text,
@@ -609,9 +610,10 @@ def post_byline(m: Mention, when: Any) -> str:
 
 
 def _post_label(m: Mention, own: bool) -> str:
-    snippet = " ".join(m.text.split())
+    snippet = " ".join(plain(m.text).split())  # (bidi controls as marks: a cut cannot carry one past the label)
     snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
-    return f"@{m.author_handle or '?'} on {channel_name(m.channel)}: {snippet}" + ("" if own else "  [not this case's customer]")
+    return plain(f"@{m.author_handle or '?'}") + f" on {channel_name(m.channel)}: {snippet}" + (
+        "" if own else "  [not this case's customer]")
 
 
 def _composer(store: Store, case: Case, user: Any) -> None:
@@ -691,7 +693,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     # Who answers what, and the post being answered in full, right above the answer.
     with st.container(border=parent is not None):
         if route:
-            st.text(route)  # plain text: the excerpt is the customer's words
+            st.text(plain(route))  # plain text: the excerpt is the customer's words
         if parent is not None:
             safe_text(f"@{parent.author_handle or '?'} · {channel_name(parent.channel)} · {local_time(parent.created_at, config)}"
                       + (f" · {parent.author_followers:,} followers" if parent.author_followers else ""), caption=True)
@@ -818,14 +820,27 @@ PRIVATE_QUESTION = ("Hi, thanks for getting in touch. Could you reply here with 
 
 
 def reply_channels(store: Store, case: Case) -> list[str]:
-    """Every channel a post of this case came on (each post is answerable on its own), then those the
-    customer answered our questions on (an SMS answer is answered by SMS), then e-mail."""
-    rows = store.rows("select channel, max(created_at) as last from mentions where case_id = ? and outbound = 0 "
-                      "group by channel order by last desc", [case.id])
+    """Every channel a post of this case came on (each post is answerable on its own): the channel of the
+    customer's newest post first, then by each channel's newest post of the customer, then of anyone;
+    then those the customer answered our questions on (an SMS answer is answered by SMS), then e-mail.
+    The first is what "Reply on" starts on, and "In reply to" then starts on the customer's newest post
+    there (``default_parent``): their newest unanswered post, since posts older than one we answered
+    count as answered.
+
+    Why not the case's own channel first: a customer who asked on Bluesky and complained later on X is
+    one case, and the composer opened on the old Bluesky question: a quick templated answer went there,
+    the X complaint stayed unanswered and the first-response clock stopped all the same (audit of the
+    inbox, finding 2). The case's channel now only breaks ties (posts of the same moment, no posts).
+    """
+    from doorstep.cases import by_customer
+
+    posts = [m for m in store.mentions_for_case(case.id) if not m.outbound]  # type: ignore[arg-type]
+    posts.sort(key=lambda m: (m.created_at, m.channel == case.channel, m.id or 0), reverse=True)
+    own = [m.channel for m in posts if by_customer(store, case, m)]
     answered = store.rows("select channel, max(received_at) as last from answers where case_id = ? and channel in "
                           "('sms', 'email') group by channel order by last desc", [case.id])
-    return [c for c in dict.fromkeys([case.channel, *(r["channel"] for r in rows), *(r["channel"] for r in answered),
-                                      "email"]) if c]
+    return [c for c in dict.fromkeys([*own, *(m.channel for m in posts), case.channel,
+                                      *(r["channel"] for r in answered), "email"]) if c]
 
 
 def answerable_channels(store: Store, case: Case) -> tuple[list[str], dict[str, str]]:
@@ -1018,10 +1033,10 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
     changes: dict[str, Any] = {"status": "resolved"}
     if case.resolved_at is None:
         changes["resolved_at"] = utcnow()
+    # The next case in the queue's whole order, found before this one leaves it.
+    after = queue_neighbours(store, case.id)[1]
     if write_case(store, case, user.username, "resolved", at="status", **changes) is None:
         st.rerun()  # someone else changed the status: the conflict is shown, nothing moves on
-    queue = [int(i) for i in st.session_state.get("_inbox_ids") or []]
-    after = neighbour(queue, case.id, 1)
     if after is not None:
         flash("success", f"case #{case.id} resolved")
         open_case(after)
@@ -1030,6 +1045,23 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
 
 def _next_form_round(case: Case) -> None:
     st.session_state[f"_case_form_round_{case.id}"] = form_round(case) + 1
+
+
+def take_case(store: Store, case: Case) -> Case | None:
+    """"Assign to me" (A): the case goes to the signed-in agent, unless it is a colleague's and they may not
+    reassign. Checked as it acts, on the stored case and the user's role as they are now: the page may have
+    been drawn before a colleague took the case or before the role changed (README "Roles": an agent
+    assigns to self, a lead also reassigns; audit of the inbox, finding 5)."""
+    actor = acting_user(store, "assign_self")
+    if actor is None:
+        flash("error", "Not assigned: your role cannot assign cases.", at=f"assign:{case.id}")
+        return None
+    fresh = store.get_case(case.id)  # type: ignore[arg-type]
+    owner = fresh.assignee if fresh is not None else case.assignee
+    if owner and owner != actor.username and not can(actor, "reassign"):
+        flash("error", f"Not assigned: {owner} has this case; a lead can reassign it.", at=f"assign:{case.id}")
+        return None
+    return write_case(store, case, actor.username, "assigned to you", at="assign", assignee=actor.username)
 
 
 def _actions(store: Store, case: Case, user: Any) -> None:
@@ -1067,11 +1099,15 @@ def _actions(store: Store, case: Case, user: Any) -> None:
             if st.form_submit_button("Assign"):
                 write_case(store, case, user.username, f"assigned to {who or 'nobody'}", at="assign", assignee=who or None)
                 st.rerun()
-    if case.assignee != user.username and st.button("Assign to me", key=f"assign_me_{case.id}",
-                                                    disabled=not can(user, "assign_self"),
-                                                    shortcut=SHORTCUTS["assign"]):
-        write_case(store, case, user.username, "assigned to you", at="assign", assignee=user.username)
-        st.rerun()
+    if case.assignee and case.assignee != user.username and not can(user, "reassign"):
+        # Taking a colleague's case is a reassignment (leads only): no button, and no A key, to take it.
+        st.caption(escape_md(f"{case.assignee} has this case; a lead can reassign it."))
+    elif case.assignee != user.username and st.button("Assign to me", key=f"assign_me_{case.id}",
+                                                      disabled=not can(user, "assign_self"),
+                                                      shortcut=SHORTCUTS["assign"]):
+        if take_case(store, case) is not None:
+            st.rerun()
+        # refused (or a colleague's change came first): the reason is shown right below, nothing moved
     show_flashes(at=f"assign:{case.id}")
     with st.form(f"snooze_{case.id}"):
         choice = st.selectbox("Snooze for", list(SNOOZE_CHOICES), key=f"snooze_sel_{case.id}")
@@ -1184,11 +1220,33 @@ KEYS_HELP = ("Keys (outside a text box): J / K next and previous case · A assig
              "template · Q or Ctrl+Enter queue the reply · E escalate · S snooze · X resolve and go to the next case")
 
 
+def queue_neighbours(store: Store, case_id: int | None) -> tuple[int | None, int | None]:
+    """The cases before and after ``case_id`` in the inbox's order, over the whole queue under the inbox's
+    filters, not only the page of 50 it showed (audit of the inbox, finding 8: on the 50th case J stopped).
+
+    Inside the page the inbox showed, its ids answer; at its edges or past it, the queue's ids in order
+    (``Store.inbox_ids``, ids only), kept for the session while the data stays the same
+    (:func:`console.inbox.change_mark`)."""
+    from console.inbox import change_mark
+
+    page = [int(i) for i in st.session_state.get("_inbox_ids") or []]
+    if case_id in page and 0 < page.index(case_id) < len(page) - 1:
+        return neighbour(page, case_id, -1), neighbour(page, case_id, 1)
+    query = st.session_state.get("_inbox_query")
+    if query is None:
+        return neighbour(page, case_id, -1), neighbour(page, case_id, 1)
+    mark = (change_mark(store), repr(query))
+    held_ids = st.session_state.get("_inbox_queue_ids")
+    if held_ids is None or held_ids[0] != mark:
+        held_ids = (mark, store.inbox_ids(query))
+        st.session_state["_inbox_queue_ids"] = held_ids
+    queue = held_ids[1]
+    return neighbour(queue, case_id, -1), neighbour(queue, case_id, 1)
+
+
 def _next_previous(case_id: int | None) -> None:
     """Previous / Next case in the order the inbox listed them (J / K), without going back to it."""
-    queue = [int(i) for i in st.session_state.get("_inbox_ids") or []]
-    before = neighbour(queue, case_id, -1)
-    after = neighbour(queue, case_id, 1)
+    before, after = queue_neighbours(get_store(), case_id)
     left, right = st.columns(2)
     if left.button("Previous", key="case_previous", icon=":material/chevron_left:", disabled=before is None,
                    shortcut=SHORTCUTS["previous"], help="The case above this one in the inbox"):

@@ -15,6 +15,7 @@ click would drop the agent's choice.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from console.widgets import (
     get_config,
     get_store,
     open_case,
+    plain,
     require,
     show_flashes,
     sla_state,
@@ -35,7 +37,7 @@ from console.widgets import (
 from console.words import channel_name, facet_name, intent_name, status_name
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
-from doorstep.store.inbox import INBOX_SUMMARY_GROUPS
+from doorstep.store.inbox import INBOX_SUMMARY_GROUPS, NO_VALUE
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
@@ -197,14 +199,16 @@ def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
     return out
 
 
-#: Widths that fit a row at 1366 px without scrolling sideways: the post and the reason get the room.
+#: Widths that fit a row at 1366 px without scrolling sideways: the post and the reason get the room, and
+#: the SLA column holds its longest words whole ("resolve overdue 23h59m"): how late a case is, the one
+#: number the column is for, was cut to "answer overdue" at 1366 px (audit of the inbox, finding 7).
 ROW_COLUMNS: dict[str, Any] = {
     "case": st.column_config.NumberColumn(width=45, format="%d"),
-    "SLA": st.column_config.TextColumn(width=104),
+    "SLA": st.column_config.TextColumn(width=160),
     "priority": st.column_config.TextColumn("priority · why", width=134),
-    "newest post": st.column_config.TextColumn(width=222),
-    "customer": st.column_config.TextColumn(width=115),
-    "brand · courier": st.column_config.TextColumn(width=95),
+    "newest post": st.column_config.TextColumn(width=186),
+    "customer": st.column_config.TextColumn(width=105),
+    "brand · courier": st.column_config.TextColumn(width=85),
     "flags": st.column_config.TextColumn(width=90),
     "assignee": st.column_config.TextColumn(width=60),
 }
@@ -216,19 +220,57 @@ PLAIN_STATUSES = ("new", "open")
 SNIPPET_CHARS = 90
 
 
-def _row_facts(store: Any, cases: list[Any]) -> tuple[dict[int, tuple[str, bool]], dict[str, tuple[str, bool]]]:
-    """For a page of cases, in two queries: each case's newest customer post and whether any of its
-    posts awaits review; each linked customer's name and VIP flag."""
+class _PageHandles:
+    """The customer handles of a page's linked customers, answering ``customer_id_by_handle`` as the store
+    does (doorstep.cases.is_customers_post asks it), from one query instead of one per post."""
+
+    def __init__(self, store: Any, customer_ids: list[str]):
+        self.by_handle: dict[tuple[str, str], str] = {}
+        if customer_ids:
+            marks = ",".join("?" * len(customer_ids))
+            for channel, handle, cid in store.db.execute(
+                    f"select channel, handle, customer_id from customer_handles where customer_id in ({marks})",
+                    customer_ids).fetchall():
+                self.by_handle[(channel, (handle or "").lower())] = cid
+
+    def customer_id_by_handle(self, channel: str, handle: str | None) -> str | None:
+        from doorstep.store.orders import HANDLE_CHANNEL
+
+        if not handle:
+            return None
+        return self.by_handle.get((HANDLE_CHANNEL.get(channel, channel), handle.lower().lstrip("@")))
+
+
+def _row_facts(store: Any, cases: list[Any]) -> tuple[dict[int, tuple[str, str, bool]], dict[str, tuple[str, bool]]]:
+    """For a page of cases, in three queries: each case's newest customer post (its words and its own
+    channel) and whether any of its posts awaits review; each linked customer's name and VIP flag.
+
+    The customer's post as ``doorstep.cases.by_customer`` has it (the case's author on its network, a
+    handle on the linked customer's record, a post without a handle), never a stranger's words in their
+    thread beside the customer's name; and its own channel, not the case's: an agent chooses where to
+    answer from that label (audit of the inbox, finding 3: "[Bluesky]" on a post written on X)."""
+    from types import SimpleNamespace
+
+    from doorstep.cases import by_customer
+
     ids = [c.id for c in cases]
-    posts: dict[int, tuple[str, bool]] = {}
+    by_id = {c.id: c for c in cases}
+    customer_ids = sorted({c.customer_id for c in cases if c.customer_id})
+    handles = _PageHandles(store, customer_ids)
+    posts: dict[int, tuple[str, str, bool]] = {}
+    review: set[int] = set()
     if ids:
         marks = ",".join("?" * len(ids))
-        for case_id, text, review in store.db.execute(
-                f"select case_id, text, needs_review from mentions where case_id in ({marks}) and outbound = 0 "
-                "order by created_at, id", ids).fetchall():
-            flagged = bool(review) or (posts[case_id][1] if case_id in posts else False)
-            posts[case_id] = (text or "", flagged)
-    customer_ids = sorted({c.customer_id for c in cases if c.customer_id})
+        for case_id, text, flagged, channel, author in store.db.execute(
+                f"select case_id, text, needs_review, channel, author_handle from mentions where case_id in ({marks}) "
+                "and outbound = 0 order by created_at, id", ids).fetchall():
+            if flagged:
+                review.add(case_id)
+            post = SimpleNamespace(channel=channel or "", author_handle=author, outbound=False)
+            if by_customer(handles, by_id[case_id], post):  # type: ignore[arg-type]
+                posts[case_id] = (text or "", channel or "", False)
+    posts = {case_id: (text, channel, case_id in review) for case_id, (text, channel, _) in posts.items()}
+    posts.update({case_id: ("", "", True) for case_id in review if case_id not in posts})
     customers: dict[str, tuple[str, bool]] = {}
     if customer_ids:
         marks = ",".join("?" * len(customer_ids))
@@ -238,9 +280,11 @@ def _row_facts(store: Any, cases: list[Any]) -> tuple[dict[int, tuple[str, bool]
     return posts, customers
 
 
-#: SLA words shortened for a row ("first response overdue 2h" -> "answer overdue 2h").
-_SLA_SHORT = (("first response", "answer"), ("next response", "next answer"), ("resolution", "resolve"),
-              (" due in ", " in "), ("waiting on customer (clock paused)", "paused: waiting on customer"))
+#: SLA words shortened for a row ("first response overdue 2h" -> "answer overdue 2h"): the first and the
+#: next response are both an answer we owe; the case page's header tells them apart. At most 22
+#: characters ("resolve overdue 23h59m"), which the SLA column shows whole at 1366 px (ROW_COLUMNS).
+_SLA_SHORT = (("first response", "answer"), ("next response", "answer"), ("resolution", "resolve"),
+              (" due in ", " in "), ("waiting on customer (clock paused)", "waiting on customer"))
 #: A reason every complaint has says nothing about why this one is on top.
 _GENERIC_REASONS = ("complaint",)
 
@@ -283,7 +327,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
     for case in cases:
         colour, words = sla_state(case, now)
         colours.append(colour)
-        text, review = posts.get(case.id, ("", False))
+        text, channel, review = posts.get(case.id, ("", "", False))
         name, vip = customers.get(case.customer_id or "", ("", False))
         handle = f"@{case.author_handle}" if case.author_handle else ""
         status = "" if case.status in PLAIN_STATUSES else status_name(case.status)
@@ -295,8 +339,8 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
             "SLA": short_sla(words),
             "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
                         + (f" · {reason}" if reason else ""),
-            "newest post": (f"[{channel_name(case.channel)}] " if case.channel else "") + snippet(text),
-            "customer": " · ".join(p for p in (name, handle) if p) or "-",
+            "newest post": plain((f"[{channel_name(channel)}] " if channel and text else "") + snippet(text)),
+            "customer": plain(" · ".join(p for p in (name, handle) if p)) or "-",
             "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
             "flags": ", ".join(flags),
             "assignee": case.assignee or "",
@@ -360,36 +404,30 @@ def render() -> None:
         filters["offset"] = 0
     st.session_state["_inbox_signature"] = signature
 
-    # Counts under the *other* filters, now that every filter has been read this run.
-    counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
-    status_counts = counts["status"]
-    status_note.caption(escape_md(" · ".join(f"{status_name(s)} {status_counts.get(s, 0):,}" for s in CASE_STATUSES
-                                             if status_counts.get(s))))
-    for column in FACETS:
-        notes[column].caption(_counts_caption(counts[column], filters.get(column), column=column))
-    sla_counts = counts["sla_state"]
-    notes["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in sla_counts.items())))
-    waiting_note.caption(escape_md(" · ".join(f"{words} {counts['waiting'][w]:,}" for w, words in WAITING.items())))
-
+    slots = {"status": status_note, **notes, "waiting": waiting_note}
     if unsearchable(filters.get("search") or ""):
+        _show_counts(slots, filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {})))
         # The search index holds words and numbers only; ignoring such a search would silently list every case.
         st.warning(escape_md(f"Nothing to search for in “{filters['search']}”: search looks for words, order and "
                              "tracking numbers and handles, so punctuation and emoji alone match no case. "
                              "Clear the search box to see every case."))
         return
-    query = _query(filters)
-    # The queue's total under every filter, from the same summary as the counts (``Store.inbox_count``
-    # counts the same cases: one to three more walks of the matching open cases per run, 5-25 ms at 1M).
-    total = counts["total"]
-    if query.offset and query.offset >= total:  # the queue shrank under the agent: last page
-        filters["offset"] = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
-        query = _query(filters)
-    cases = store.inbox(query)
-    _opener(cases)
+    slots["pick"] = _opener()
     # What this agent has seen: cases newer than this are marked new on the live list below.
     st.session_state["_inbox_seen_max_id"] = change_mark(store)[0]
-    st.session_state["_inbox_live"] = {"mark": _live_mark(store), "query": query, "total": total, "cases": cases}
-    _live_list()
+    _live_list(slots)
+
+
+def _show_counts(slots: dict[str, Any], counts: dict[str, Any]) -> None:
+    """The counts under the filters (status, each facet, SLA states, "Waiting for"), into their places."""
+    status_counts = counts["status"]
+    slots["status"].caption(escape_md(" · ".join(f"{status_name(s)} {status_counts.get(s, 0):,}"
+                                                 for s in CASE_STATUSES if status_counts.get(s))))
+    for column in FACETS:
+        slots[column].caption(_counts_caption(counts[column], st.session_state.get("inbox_filters", {}).get(column),
+                                              column=column))
+    slots["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in counts["sla_state"].items())))
+    slots["waiting"].caption(escape_md(" · ".join(f"{words} {counts['waiting'][w]:,}" for w, words in WAITING.items())))
 
 
 def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
@@ -539,7 +577,9 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
     meets every filter counts for each facet and state, a row that misses one filter counts only
     for that filter's own values, a row that misses two counts for nothing.
     """
-    chosen = [(_GROUP_AT[column], filters[column]) for column in FACETS if filters.get(column)]
+    # "(none)" (nobody, no post yet, no courier) is the cases without a value, as ``Store.inbox`` lists them
+    chosen = [(_GROUP_AT[column], None if filters[column] == NO_VALUE else filters[column])
+              for column in FACETS if filters.get(column)]
     statuses = frozenset(filters.get("status") or OPEN_CASE_STATUSES)
     open_statuses = frozenset(OPEN_CASE_STATUSES)
     at, status_at = _COUNT_AT[filters.get("sla_state") or None], _GROUP_AT["status"]
@@ -578,7 +618,7 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
     for column, i in (("status", status_at), *zip(FACETS, facet_at)):
         # in the database's order of values (no value first), then most cases first
         ordered = sorted(by_value[i].items(), key=lambda item: (item[0] is not None, item[0] or ""))
-        out[column] = {("(none)" if v is None else v): n for v, n in sorted(ordered, key=lambda item: -item[1])}
+        out[column] = {(NO_VALUE if v is None else v): n for v, n in sorted(ordered, key=lambda item: -item[1])}
     # snoozed cases are counted by the "snoozed" state only
     out["sla_state"] = {SLA_STATES[s].split(" (")[0]: states[k] for k, s in enumerate(SLA_STATES)}
     out["total"] = total  # the queue's own total (what total_only returns), from the same pass
@@ -609,14 +649,18 @@ def _live_mark(store: Any) -> tuple[Any, ...]:
 
 
 @st.fragment(run_every=timedelta(seconds=INBOX_EVERY_S))
-def _live_list() -> None:
-    """The queue itself, redrawn every few seconds without a click.
+def _live_list(slots: dict[str, Any] | None = None) -> None:
+    """The queue itself, and the counts under the filters, redrawn every few seconds without a click.
 
-    Each tick first compares :func:`change_mark` (three key lookups) with the last one and
-    queries the page again only when something changed; otherwise it redraws the rows it
-    holds. Filters, search and the case-number box sit outside this fragment, so a tick never
-    touches what the agent is typing or choosing; clicks and ticks never run at the same time
-    (``runner.fastReruns = false``).
+    Each tick first compares :func:`change_mark` (three key lookups) and the minute with the last
+    ones and, only when something changed, takes the counts again (:func:`filter_counts`: the
+    summary this server keeps up to date) and queries the page again; otherwise it redraws what it
+    holds. The counts beside the filters, the status line, the queue's total and its rows all come
+    from that one moment, so they agree (audit of the inbox, finding 4: the captions said 138 while
+    the list said 137). The filters, search and the case-number box sit outside this fragment, so a
+    tick never touches what the agent is typing or choosing; the fragment writes the counts and the
+    "Case to open" list into the places ``slots`` kept for them there. Clicks and ticks never run at
+    the same time (``runner.fastReruns = false``).
     """
     store, config = get_store(), get_config()
     if not signed_in(store):  # a tick runs without app.py: a login that ended gets no more cases
@@ -626,19 +670,26 @@ def _live_list() -> None:
         # a row picked in the table (its on_select ran just before this rerun): straight to the
         # case page, without querying and drawing the rows once more on the way out
         open_case(picked)
-    live = st.session_state.get("_inbox_live")
     filters = st.session_state.get("inbox_filters") or {}
-    if live is None:
-        return
-    if _query(filters) != live["query"]:
-        st.rerun()  # "Next"/"Previous" inside this fragment changed the page: the whole inbox follows
+    live = st.session_state.get("_inbox_live")
     mark = _live_mark(store)
-    if mark != live["mark"]:
+    if live is None or mark != live["mark"] or _query(filters) != live["query"]:
+        counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
+        # The queue's total under every filter, from the same summary as the counts (``Store.inbox_count``
+        # counts the same cases: one to three more walks of the matching open cases per run, 5-25 ms at 1M).
+        total = counts["total"]
         query = _query(filters)
-        total = store.inbox_count(query)
-        live = {"mark": mark, "query": query, "total": total, "cases": store.inbox(query)}
+        if query.offset and query.offset >= total:  # the queue shrank under the agent: last page
+            filters["offset"] = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
+            query = _query(filters)
+        live = {"mark": mark, "query": query, "total": total, "cases": store.inbox(query), "counts": counts}
         st.session_state["_inbox_live"] = live
     query, total, cases = live["query"], live["total"], live["cases"]
+    # What J / K and X walk: the whole queue in this order (console/case_view.py queue_neighbours).
+    st.session_state["_inbox_query"] = replace(query, limit=PAGE_SIZE, offset=0)
+    if slots is not None:
+        _show_counts(slots, live["counts"])
+        _pick_box(slots["pick"], cases)
     seen_max = int(st.session_state.get("_inbox_seen_max_id") or 0)
     fresh = [c for c in cases if (c.id or 0) > seen_max]
     capped = bool(filters.get("search")) and store.search_is_capped(filters["search"])
@@ -652,6 +703,7 @@ def _live_list() -> None:
         st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
                           + ", ".join(f"#{c.id}" for c in fresh[:8])), icon=":material/fiber_new:")
     if not cases:
+        st.session_state["_inbox_ids"] = []
         st.info("No cases match these filters.")
         return
 
@@ -681,19 +733,18 @@ def _live_list() -> None:
 
 def _pick_name(case: Any) -> str:
     """"#614 — lost or missing parcel @astewart17"; a case we opened ourselves has no author to name."""
-    return (f"#{case.id} — {intent_name(case.intent) if case.intent else 'case'}"
-            + (f" @{case.author_handle}" if case.author_handle else ""))
+    return plain(f"#{case.id} — {intent_name(case.intent) if case.intent else 'case'}"
+                 + (f" @{case.author_handle}" if case.author_handle else ""))
 
 
-def _opener(cases: list[Any]) -> None:
+def _opener() -> Any:
     """"Case to open": a case of this page, or any case number typed in (whatever its status or page;
-    Enter in the number box opens it too)."""
-    by_id = {c.id: c for c in cases}
+    Enter in the number box opens it too). Returns the place of the list of this page's cases, which the
+    live queue fills (:func:`_pick_box`), so the list and the case Enter opens are those of the rows shown."""
     error = st.session_state.pop("_inbox_pick_error", None)
     pick_cols = st.columns([3, 2, 1])
     with pick_cols[0]:
-        if by_id:
-            st.selectbox("Case to open", list(by_id), key="inbox_pick", format_func=lambda cid: _pick_name(by_id[cid]))
+        slot = st.empty()
     with pick_cols[1]:
         st.text_input("…or any case number", key="inbox_number", placeholder="e.g. 224", on_change=_open_typed)
     with pick_cols[2]:
@@ -702,3 +753,13 @@ def _opener(cases: list[Any]) -> None:
                   help="Enter opens the chosen case (the top one unless you pick another)")
     if error:
         st.error(escape_md(error))
+    return slot
+
+
+def _pick_box(slot: Any, cases: list[Any]) -> None:
+    """The "Case to open" list of the page's cases, in ``slot`` (nothing when the page has none)."""
+    by_id = {c.id: c for c in cases}
+    if not by_id:
+        slot.empty()
+        return
+    slot.selectbox("Case to open", list(by_id), key="inbox_pick", format_func=lambda cid: _pick_name(by_id[cid]))

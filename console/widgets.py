@@ -29,10 +29,32 @@ WORD_JOINER = "\u2060"
 _AUTOLINK = re.compile(r"[a-z][a-z0-9+.-]*:/|www\.|@(?=\w)", re.IGNORECASE)
 
 
-def escape_md(text: str | None) -> str:
-    """Markdown source that renders as exactly ``text`` (no links, images, HTML, colours or maths)."""
+#: Bidi controls that change the direction of the text after them (embeddings, overrides, isolates and
+#: their ends), shown as a visible mark instead. Why: "\u202eevil name" reads "eman live", and an
+#: override in a post reverses the words around it, an order number or a handle included (audit finding
+#: 9). The marks U+200E / U+200F (LRM, RLM) and U+061C (ALM) stay: they only place neutral characters
+#: such as punctuation beside right-to-left words, are typed in ordinary Arabic and Hebrew, and
+#: cannot reverse anything.
+BIDI_CONTROLS = {"\u202a": "LRE", "\u202b": "RLE", "\u202c": "PDF", "\u202d": "LRO", "\u202e": "RLO",
+                 "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI"}
+_BIDI = re.compile("[" + "".join(BIDI_CONTROLS) + "]")
+
+
+def plain(text: str | None) -> str:
+    """Someone else's text as it is to be read: each bidi control shown as a visible mark (``⟨RLO⟩``)
+    instead of turning the words around it; everything else, right-to-left script included, untouched.
+    For text shown as text (st.text, table cells, a choice's label); :func:`escape_md` does it too."""
     if not text:
         return ""
+    return _BIDI.sub(lambda m: f"⟨{BIDI_CONTROLS[m.group(0)]}⟩", text)
+
+
+def escape_md(text: str | None) -> str:
+    """Markdown source that renders as exactly ``text`` (no links, images, HTML, colours or maths; bidi
+    controls shown as marks, see :func:`plain`)."""
+    if not text:
+        return ""
+    text = plain(text)
     escaped = _MD_SPECIALS.sub(r"\\\1", _AUTOLINK.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text))
     # Keep line breaks as line breaks instead of paragraphs or headings.
     return "  \n".join(escaped.splitlines())
@@ -43,7 +65,7 @@ def safe_text(text: str | None, *, caption: bool = False) -> None:
     if caption:
         st.caption(escape_md(text))
     else:
-        st.text(text or "")
+        st.text(plain(text))
 
 
 def local_time(value: datetime | None, config: Config, fmt: str = "%a %d %b %H:%M") -> str:

@@ -29,6 +29,14 @@ SEARCH_MATCH_LIMIT = 2000
 #: The inbox's equality filters (columns of ``cases`` and fields of ``InboxQuery``).
 INBOX_FILTER_COLUMNS = ("brand", "courier", "channel", "intent", "assignee")
 
+#: What :meth:`InboxStore.inbox_facets` calls a case without a value, and the filter value that
+#: asks for those cases (nobody assigned, no post yet, no courier): ``column is null``, not the words.
+NO_VALUE = "(none)"
+
+#: The networks a handle can write on (and their direct messages): an exact-handle search looks the
+#: handle up on each, so the (channel, handle) indexes of posts and customer handles answer it.
+HANDLE_CHANNELS = ("x", "x_dm", "mastodon", "mastodon_dm", "bluesky", "bluesky_dm")
+
 #: The inbox's due order (doorstep.sla.queue_fields, stored on every write): cases owing the customer
 #: an answer first, soonest answer deadline first; then cases owing a resolution, soonest first;
 #: then cases whose clocks are paused (waiting on the customer) or stopped.
@@ -231,7 +239,7 @@ class InboxStore(StoreBase):
         ).fetchall()
         counts: dict[str, int] = {}
         for value, n in rows:
-            key = "(none)" if value is None else value
+            key = NO_VALUE if value is None else value
             counts[key] = counts.get(key, 0) + n
         return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
@@ -479,11 +487,9 @@ class InboxStore(StoreBase):
         def run() -> tuple[int, ...]:
             handle = typed.removeprefix("@")
             if handle and not any(c.isspace() for c in handle):
-                exact = self.db.execute(
-                    f"select id from cases where {dialect.nocase_equals('author_handle')} order by id desc", [handle]
-                ).fetchall()
+                exact = self._handle_cases(handle)
                 if exact:
-                    return tuple(r[0] for r in exact)
+                    return exact
             found: dict[int, None] = {}
             numbers = list(dict.fromkeys([typed, typed.upper()]))
             marks = ",".join("?" * len(numbers))
@@ -524,6 +530,48 @@ class InboxStore(StoreBase):
         found = run()
         self._memo_put(mark, "cases", typed, found)
         return list(found)
+
+    def _handle_cases(self, handle: str) -> tuple[int, ...]:
+        """The cases an exact handle means, newest first: those opened by it, those it wrote a post in, and
+        those of the customer whose record holds it (their linked cases and the cases of their other handles).
+
+        Why not the opening author alone: a customer who opened a case on Bluesky and complained again on X
+        is one case, and the lead who searches the X handle is looking for that live conversation (audit of
+        the inbox, finding 6). Each lookup walks an index: handles are looked up per network
+        (:data:`HANDLE_CHANNELS`), as typed and lower-cased (customer handles are stored lower-cased).
+        """
+        dialect = self.dialect
+        found: dict[int, None] = {}
+        found.update((r[0], None) for r in self.db.execute(
+            f"select id from cases where {dialect.nocase_equals('author_handle')}", [handle]).fetchall())
+        spellings = list(dict.fromkeys([handle, handle.lower()]))
+        networks = ",".join("?" * len(HANDLE_CHANNELS))
+        spelled = ",".join("?" * len(spellings))
+        found.update((r[0], None) for r in self.db.execute(
+            f"select distinct case_id from mentions where channel in ({networks}) and author_handle in ({spelled}) "
+            "and case_id is not null", [*HANDLE_CHANNELS, *spellings]).fetchall())
+        customers = [r[0] for r in self.db.execute(
+            f"select distinct customer_id from customer_handles where channel in ({networks}) and handle = ?",
+            [*HANDLE_CHANNELS, handle.lower()]).fetchall()]
+        if customers:
+            ids = json.dumps(customers)
+            found.update((r[0], None) for r in self.db.execute(
+                f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall())
+            found.update((r[0], None) for r in self.db.execute(
+                "select c.id from customer_handles h join cases c on c.channel = h.channel and "
+                f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})", [ids]).fetchall())
+        return tuple(sorted(found, reverse=True))
+
+    def inbox_ids(self, query: InboxQuery | None = None) -> list[int]:
+        """Every matching case's id in the queue's order (``query``'s page left out): what J / K and
+        "resolve and go to the next case" walk, past the page of 50 the inbox shows (audit finding 8).
+        Ids only, from the same filters and order as :meth:`inbox`."""
+        q = query or InboxQuery()
+        if q.sort not in INBOX_SORTS:
+            raise ValueError(f"not an inbox order: {q.sort} (choose {', '.join(INBOX_SORTS)})")
+        where, params = self._inbox_where(q)
+        return [int(r[0]) for r in self.db.execute(
+            f"select id from cases where {where} order by {INBOX_SORTS[q.sort]}", params).fetchall()]
 
     def _post_hits_sql(self, text: str, query: str) -> tuple[str, list[Any]]:
         """SQL (and its parameters, the cap's ``?`` last) for the ids of the newest posts whose words
@@ -592,7 +640,9 @@ class InboxStore(StoreBase):
             params += list(q.statuses)
         for column in INBOX_FILTER_COLUMNS:
             value = getattr(q, column)
-            if value:
+            if value == NO_VALUE:  # "nobody", "no post yet", "no courier": the cases without one
+                clauses.append(f"{column} is null")
+            elif value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         moment = q.now or utcnow()
