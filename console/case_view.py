@@ -43,8 +43,9 @@ from console.widgets import (
 )
 from console.words import channel_name, intent_name, status_name, template_name, tracking_name
 from doorstep import sla
-from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Mention, utcnow
+from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Labels, Mention, utcnow
 from doorstep import case_merge
+from doorstep.corrections import ReviewError, correct_labels, last_review
 from doorstep.case_merge import Held
 from doorstep.store import StaleCaseError, Store, iso
 
@@ -120,18 +121,6 @@ def write_case(store: Store, case: Case, actor: str, what: str, at: str = "actio
     flash("success", what, at=f"{at}:{case.id}")
     _next_form_round(case)
     return updated
-
-
-def record_label_correction(store: Store, mention: Mention, field: str, old: Any, new: Any, actor: str) -> None:
-    """Keep the agent's correction for retraining; the audit log says who made it."""
-    with store.transaction():
-        store.db.execute(
-            "insert into label_corrections (mention_id, text, field, old_value, new_value, corrected_by, at) "
-            "values (?, ?, ?, ?, ?, ?, ?)",
-            [mention.id, mention.text, field, str(old), str(new), actor, iso(utcnow())],
-        )
-        store.audit(actor, "label.correct", mention.case_id,
-                    {"mention_id": mention.id, "field": field, "old": str(old), "new": str(new)})
 
 
 # --------------------------------------------------------------------- presence and failures
@@ -406,6 +395,31 @@ THREAD_SHOWN = 3
 THREAD_HEIGHT_PX = 560
 
 
+def _save_labels(store: Store, mention_id: int, seen: Labels, seen_review: int) -> None:
+    """"Save correction": the review queue's action (doorstep.corrections): the post's labels, "needs
+    review" cleared, its case scored again; ``label_corrections`` for retraining. A callback (it runs
+    before app.py's login check, so it checks the login itself), reading the form's boxes by key."""
+    actor = acting_user(store, "correct_labels")
+    if actor is None:
+        return
+    at = f"labels:{mention_id}"
+    try:
+        review = correct_labels(store, get_config(), mention_id, actor.username,
+                                intent=st.session_state[f"lab_int_{mention_id}"],
+                                sentiment=st.session_state[f"lab_sent_{mention_id}"],
+                                complaint=bool(st.session_state[f"lab_comp_{mention_id}"]),
+                                seen_labels=seen, seen_review=seen_review)
+    except ReviewError as exc:
+        flash("warning", str(exc), at=at)
+        return
+    before, after = review.case_before, review.case_after
+    if before is not None and after is not None and held_version(before) == before.version:
+        hold(after)  # the re-score is the agent's own change: keep working on the case from it
+    said = (f"{len(review.changed)} correction(s) saved for retraining" if review.changed
+            else "labels confirmed" if review.stored else "no change")
+    flash("success", said + review.case_words(), at=at)
+
+
 def _labels(store: Store, m: Mention) -> None:
     labels = m.labels
     assert labels is not None
@@ -423,21 +437,15 @@ def _labels(store: Store, m: Mention) -> None:
     with box:
         if is_open:
             with st.form(f"labels_{m.id}"):
-                intent = st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}",
+                st.selectbox("Intent", INTENTS, index=INTENTS.index(labels.intent), key=f"lab_int_{m.id}",
                                       format_func=intent_name)
-                sentiment = st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
+                st.selectbox("Sentiment", SENTIMENTS, index=SENTIMENTS.index(labels.sentiment),
                                          key=f"lab_sent_{m.id}")
-                complaint = st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
-                if st.form_submit_button("Save correction"):
-                    changed = 0
-                    for field, old, new in (("intent", labels.intent, intent), ("sentiment", labels.sentiment, sentiment),
-                                            ("complaint", labels.complaint, complaint)):
-                        if old != new:
-                            record_label_correction(store, m, field, old, new, user.username)
-                            changed += 1
-                    flash("success", f"{changed} correction(s) saved for retraining" if changed else "no change",
-                          at=f"labels:{m.id}")
-                    st.rerun()
+                st.checkbox("Complaint", value=labels.complaint, key=f"lab_comp_{m.id}")
+                # The labels and the review this form was drawn with travel with its button: a review
+                # someone made after the agent opened it is refused, not overwritten.
+                st.form_submit_button("Save correction", on_click=_save_labels,
+                                      args=(store, m.id, labels, last_review(store, m.id)[0]))
         show_flashes(at=f"labels:{m.id}")
 
 
