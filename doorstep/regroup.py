@@ -91,7 +91,8 @@ def same_customer(a: Case, b: Case) -> bool:
 
 def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, other_id: int, other_version: int,
                 actor: str) -> Case:
-    """Move every post, note and message of ``other_id`` into ``keep_id``; the other case is closed as merged.
+    """Move every post, note, message, question and call back of ``other_id`` into ``keep_id``; the other
+    case is closed as merged.
 
     Only cases of the same customer merge (one customer's issue per case; two customers'
     posts in one case would put one's order in front of the other). The kept case keeps the
@@ -111,7 +112,11 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
             raise RegroupError(f"cases {keep_id} and {other_id} are not the same customer's "
                                f"(@{keep.author_handle or '?'} and @{other.author_handle or '?'}); only one "
                                "customer's cases can be merged")
-        for table in ("mentions", "notes", "outbound_messages"):
+        # Everything that belongs to the customer's issue goes with it: the questions we asked and
+        # their answers, call-back tasks, the facts our automatic messages were written from and
+        # the contact attempts (left behind, the kept case would offer a second call back).
+        for table in ("mentions", "notes", "outbound_messages", "questions", "answers", "callbacks",
+                      "automatic_messages", "contact_attempts"):
             store.db.execute(f"update {table} set case_id = ? where case_id = ?", [keep_id, other_id])
         changes: dict[str, object] = {}
         if _link_strength(other) > _link_strength(keep):

@@ -291,3 +291,23 @@ def test_an_answer_after_housekeeping_expired_the_question_is_a_late_answer(stor
     again = handle_reply(store, config, channel="sms", external_id="SM10", sender=PHONE, text="yes",
                          now=answered_at + timedelta(minutes=5))
     assert again["outcome"] == "repeat (already acted on)"
+
+
+def test_a_merge_moves_questions_call_backs_and_their_records_to_the_case_kept(store: Store) -> None:
+    """Dialogue fix report: merge_cases moved posts, notes and messages but left questions, call-back
+    tasks, automatic-message facts and contact attempts on the merged case, so the kept case offered
+    the customer a second call back (one open offer per case) and its page showed none of them."""
+    config = dialogue_config()
+    proactive, _ = proactive_question(store, config)
+    offered = offer_callback(store, config, proactive, "sam", "agent", now=NOW + timedelta(minutes=5))
+    deliver(store, config)
+    kept = _merge_proactive_into_janes_post(store, config, proactive)
+    questions = store.db.execute("select count(*) from questions").fetchone()[0]
+    for table in ("questions", "callbacks", "automatic_messages", "contact_attempts", "answers"):
+        left = store.db.execute(f"select count(*) from {table} where case_id = ?", [proactive]).fetchone()[0]
+        assert left == 0, f"{table}: {left} row(s) left on the merged case"
+    assert [c.case_id for c in rows.callbacks_for_case(store, kept)] == [kept]
+    # The offer made before the merge is the kept case's open offer: no second one, no second question.
+    again = offer_callback(store, config, kept, "sam", "agent", now=NOW + timedelta(hours=52))
+    assert again.id == offered.id
+    assert store.db.execute("select count(*) from questions").fetchone()[0] == questions
