@@ -243,9 +243,18 @@ def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> l
 
 def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_up_to: int | None) -> list[OutboundMessage]:
     """Replies that already answer ``parent``: any reply to that very post, whenever it was queued, and
-    replies to a later post of the case (or private ones written after it) queued since ``seen_up_to``."""
+    replies to a later post of the same person (or private ones written after it) queued since
+    ``seen_up_to``. The same person: an answer to a stranger who wrote in the customer's thread does
+    not answer the customer's post, and an answer to the customer does not answer the stranger."""
+    customers = parent is None or is_customers_post(store, case, parent)
+
+    def same_person(m: Mention) -> bool:
+        if customers:
+            return parent is None or is_customers_post(store, case, m)
+        return (m.channel, (m.author_handle or "").casefold()) == (parent.channel, (parent.author_handle or "").casefold())
+
     later = [m.external_id for m in reply_candidates(store, case)
-             if parent is None or (m.created_at, m.id or 0) > (parent.created_at, parent.id or 0)]
+             if (parent is None or (m.created_at, m.id or 0) > (parent.created_at, parent.id or 0)) and same_person(m)]
     marks = ",".join("?" * len(ANSWERING_STATUSES))
     params: list[Any] = [case.id, *ANSWERING_STATUSES]
     since = "" if seen_up_to is None else " and id > ?"
@@ -253,7 +262,7 @@ def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_
     params += [parent.external_id] if parent is not None else []
     others = "in_reply_to in (" + ",".join("?" * len(later)) + ")" if later else "1 = 0"
     params += later
-    if parent is not None:
+    if parent is not None and customers:  # a private message goes to the customer, never to a stranger
         others = f"({others} or (in_reply_to is null and created_at >= ?))"
         params.append(iso(parent.created_at))
     else:

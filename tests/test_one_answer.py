@@ -283,3 +283,24 @@ def test_cli_reply_on_a_resolved_case_is_refused_unless_force_which_reopens_it(t
     store = Store(db)
     assert store.get_case(case_id).status == "open"  # type: ignore[union-attr]
     assert any(e.action == "reply.send_anyway" and e.details.get("reopened") for e in store.audit_trail(case_id))
+
+
+def test_an_answer_to_a_stranger_in_the_thread_does_not_count_as_answering_the_customer(
+        store: Store, emulator: XEmulator) -> None:
+    """Lifecycle audit finding 3: priya answered @eve (a stranger who replied in jane's thread); sam's
+    answer to jane was then refused as "priya already answered @jane's post", quoting the reply to eve."""
+    case_id, jane, eve = _stranger_in_thread(store, emulator)
+    config = shop_config()
+    queue_reply(store, config, case_id, "@eve_attacker sorry to hear that, could you DM us?", "priya",
+                parent_id=eve.id)
+    answer = queue_reply(store, config, case_id, "@jane we're on it, sorry for the wait", "sam", parent_id=jane.id)
+    Outbox(store, config).send_due()
+    assert [(p["text"], p["reply"]["in_reply_to_tweet_id"]) for p in emulator.posted] == [
+        ("@eve_attacker sorry to hear that, could you DM us?", eve.external_id),
+        ("@jane we're on it, sorry for the wait", jane.external_id)]
+    assert answer.created_by == "sam"
+    # Jane's post is answered now: a second answer to it is refused as before.
+    from responders.outbox import AlreadyAnswered
+
+    with pytest.raises(AlreadyAnswered, match="sam already answered @jane's post"):
+        queue_reply(store, config, case_id, "@jane another word", "tom", parent_id=jane.id)
