@@ -54,6 +54,10 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
             rows = read_feedback_file(feedback_file)
             feedback += rows
             say(f"folding in {_count(len(rows), 'row')} of corrections from {feedback_file}")
+            if head_only:
+                left_out = file_left_out(rows)
+                if left_out:
+                    say(left_out)
         # every correction checked before anything is built: a bad one stops here, with its file and row
         feedback_examples(feedback, SOURCE_WEIGHTS["feedback"])
         config = TrainConfig()
@@ -99,6 +103,22 @@ def describe_corrections(corrections: list[dict], head_only: bool) -> tuple[str,
     return counted, (f"a head-only refit learns intents only: it uses the intent of {_count(len(with_intent), 'post')} "
                      f"and leaves out {_count(len(unused), 'sentiment or complaint change')} "
                      "(a full `doorstep train --with-feedback` uses them)")
+
+
+def file_left_out(rows: list[dict]) -> str | None:
+    """What a head-only refit leaves out of a corrections file's rows (it learns intents only), or None."""
+
+    def value(row: dict, field: str) -> str:
+        if "field" in row and "new_value" in row:
+            return str(row.get("new_value") or "").strip() if row.get("field") == field else ""
+        return str(row.get(field) or "").strip()
+
+    intents = sum(1 for r in rows if value(r, "intent"))
+    unused = sum(1 for r in rows for field in ("sentiment", "complaint") if value(r, field))
+    if not unused:
+        return None
+    return (f"a head-only refit learns intents only: it uses the intent of {_count(intents, 'post')} and leaves out "
+            f"{_count(unused, 'sentiment or complaint label')} (a full `doorstep train` uses them)")
 
 
 def _count(n: int, one: str) -> str:

@@ -1382,11 +1382,12 @@ def _feedback_csv(path: Path, text: str) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: no intent, sentiment or complaint column (it has {has}); name the corrected "
                          "labels' columns so, e.g. text,intent")
     rows = []
-    for values in reader:
+    # Rows as a spreadsheet numbers them (the header is row 1): a value may span lines, a row is a record.
+    for number, values in enumerate(reader, start=2):
         if not any(v.strip() for v in values):
             continue
         row: dict[str, Any] = {c: v.strip() for c, v in zip(columns, values) if c}
-        row["_where"] = f"{path}: row {reader.line_num}"
+        row["_where"] = f"{path}: row {number}"
         rows.append(row)
     return rows
 

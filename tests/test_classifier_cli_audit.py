@@ -179,6 +179,9 @@ FEEDBACK_CASES = {
     "empty text": ("fb_text.jsonl", b'{"text":"ok","intent":"praise"}\n\n{"text":" ","intent":"praise"}\n',
                    ["fb_text.jsonl: line 3: field 'text' is empty"]),
     "bad JSON": ("fb_json.jsonl", b'{"text":"ok","intent":"praise"\n', ["fb_json.jsonl: line 1: not valid JSON"]),
+    # README audit: a value spanning two lines made the message name the line where the row ended
+    "two-line value": ("fb4.csv", b'text,intent\n"parcel late\nagain",late\n"ok",praise\n',
+                       ["fb4.csv: row 2: field 'intent' has unknown value 'late'"]),
 }
 
 
@@ -348,3 +351,16 @@ def test_an_unknown_classifier_names_the_forms_that_are_accepted(tmp_path: Path)
     assert _error_lines(result.output) == [
         f"Error: --model {missing}: no such model directory; give baseline, onnx, a local model directory "
         "or a Hugging Face model id"], result.output
+
+
+def test_a_head_only_refit_from_a_file_says_which_corrections_it_leaves_out(
+        tmp_path: Path, fits: list[dict[str, Any]], shared: Path) -> None:
+    """README audit finding 1: `train --head-only --feedback-file` dropped the file's sentiment and
+    complaint corrections without a word ("folding in 1 row", exit 0), though the README says it tells."""
+    source = tmp_path / "fb2.csv"
+    source.write_text('text,intent,sentiment,complaint\n"parcel smashed",damaged_or_wrong,negative,yes\n'
+                      '"so happy",,positive,\n', encoding="utf-8")
+    result = _train(tmp_path, "--shared", str(shared), "--feedback-file", str(source), "--out", str(tmp_path / "m"))
+    assert result.exit_code == 0, result.output
+    assert ("a head-only refit learns intents only: it uses the intent of 1 post and leaves out "
+            "3 sentiment or complaint labels") in result.output, result.output
