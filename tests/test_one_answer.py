@@ -304,3 +304,20 @@ def test_an_answer_to_a_stranger_in_the_thread_does_not_count_as_answering_the_c
 
     with pytest.raises(AlreadyAnswered, match="sam already answered @jane's post"):
         queue_reply(store, config, case_id, "@jane another word", "tom", parent_id=jane.id)
+
+
+def test_the_resolved_refusal_says_when_the_case_was_resolved_not_when_it_was_recorded(
+        store: Store, emulator: XEmulator) -> None:
+    """README audit: the refusal took the time of the audit event ("16:55 UTC on 06 Dec", the moment the
+    demo was built) instead of the case's own resolution time (13 Nov), and gave no year."""
+    from datetime import datetime, timezone
+
+    from responders.outbox import AlreadyAnswered
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    case = store.get_case(case_id)
+    resolved = datetime(2025, 11, 13, 9, 30, tzinfo=timezone.utc)
+    store.update_case(case_id, case.version, "priya", status="resolved", resolved_at=resolved)  # type: ignore[union-attr]
+    with pytest.raises(AlreadyAnswered, match="priya resolved this case at 09:30 UTC on 13 Nov 2025"):
+        queue_reply(store, config, case_id, "@jane hello again", "sam", seen_status="open")
