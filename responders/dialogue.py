@@ -342,15 +342,22 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
     if question is None or case is None:
         # A reply to a message that asked nothing (a plain follow-up): never lost, a person reads it.
         replied_case = _case_we_wrote_to(store, channel, sender) if sender and sender_verified else None
+        ours = replied_case is not None
+        if replied_case is None and customer is not None and sender_verified:
+            # Not an answer to us, but from a known customer's number or address (the one on their
+            # order record): it belongs on their case, for a person, never only in the replies table.
+            replied_case = _customers_case(store, customer)
         if replied_case is None:
             return finish("no question to answer and no message of ours to that address")
         case = store.get_case(replied_case)
         update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
                              if c.status not in ("new", "open", "escalated") else {}, config)
         store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” ({unread}).")
-        store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": f"a {channel} reply to our message",
-                                                                  "answer": text[:300]})
-        return finish("handed to a person (reply to a message without a question)")
+        why = (f"a {channel} reply to our message" if ours else
+               f"a {channel} message from the customer's {'number' if channel == 'sms' else 'address'}")
+        store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": why, "answer": text[:300]})
+        return finish("handed to a person (reply to a message without a question)" if ours else
+                      "handed to a person (a message from the customer, not an answer to one of ours)")
     if case.status not in OPEN_CASE_STATUSES:
         claimed = rows.claim_answer(store, question.id, status="late", answer=text, kind=understood.kind,
                                     channel=channel, at=now, slot_at=understood.slot_at)
@@ -394,6 +401,16 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
                                                       "answer": text[:300], "understood": understood.kind,
                                                       "why": understood.why, "action": action})
     return finish("answered", action=action)
+
+
+def _customers_case(store: Store, customer_id: str) -> int | None:
+    """The customer's case a message from them goes to: their newest open one, else their newest
+    (it reopens for a person); never a case merged away."""
+    row = store.db.execute(
+        "select id from cases where customer_id = ? and merged_into is null order by "
+        "case when status in ('new', 'open', 'pending_customer', 'escalated') then 0 else 1 end, "
+        "last_activity_at desc, id desc limit 1", [customer_id]).fetchone()
+    return int(row[0]) if row else None
 
 
 def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:

@@ -547,6 +547,8 @@ def test_a_question_not_yet_sent_is_never_answered(inbound: dict[str, Any]) -> N
     store, config = inbound["store"], inbound["config"]
     case_id, question = ask_redelivery(store, config, utcnow())
     result = handle_reply(store, config, channel="sms", external_id="early", sender=PHONE, text="YES")
-    assert result["outcome"] == "no question to answer and no message of ours to that address"
+    # (It used to be stored where nobody reads it, contradicting the line above: lifecycle audit finding 4.)
+    assert result["outcome"] == "handed to a person (a message from the customer, not an answer to one of ours)"
+    assert any("YES" in n.text for n in store.notes(case_id))
     assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]

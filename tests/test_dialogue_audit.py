@@ -311,3 +311,20 @@ def test_a_merge_moves_questions_call_backs_and_their_records_to_the_case_kept(s
     again = offer_callback(store, config, kept, "sam", "agent", now=NOW + timedelta(hours=52))
     assert again.id == offered.id
     assert store.db.execute("select count(*) from questions").fetchone()[0] == questions
+
+
+def test_a_text_from_a_customers_number_that_answers_nothing_of_ours_reaches_her_open_case(store: Store) -> None:
+    """Lifecycle audit finding 4: Jane texted the shop's number from the phone on her order record
+    ("leave it with the neighbour at number 5") though we had written to her only by e-mail: the text
+    was stored where nobody reads it, and her case stayed "waiting on the customer" with clocks paused."""
+    config = dialogue_config()
+    case_id, _ = janes_case(store, config)
+    case = store.get_case(case_id)
+    store.update_case(case_id, case.version, "sam",  # type: ignore[union-attr]
+                      **sla.follow(case, {"status": "pending_customer"}, NOW + timedelta(minutes=5), config))  # type: ignore[arg-type]
+    result = handle_reply(store, config, channel="sms", external_id="SM-n5", sender=PHONE,
+                          text="Leave it with the neighbour at number 5 please", now=NOW + timedelta(hours=3))
+    assert result["case_id"] == case_id and result["outcome"].startswith("handed to a person"), result
+    after = store.get_case(case_id)
+    assert after.status == "open" and after.sla_paused_at is None  # type: ignore[union-attr]
+    assert any("neighbour at number 5" in n.text for n in store.notes(case_id))
