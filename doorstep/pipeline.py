@@ -23,7 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from doorstep import sla
@@ -402,19 +403,24 @@ class Pipeline:
         batch.posts.add(mention)
         result.stored += 1
 
-    def reprioritise(self, case: Case, newest: Mention) -> None:
+    def reprioritise(self, case: Case, newest: Mention, answers: Sequence[datetime] = ()) -> None:
         """Score a case again after an agent moved posts into or out of it (doorstep/regroup.py), and
         work its SLA clocks out again from the posts it now holds.
 
         Whether each post speaks for the case's customer is worked out again first, against the case
         as it now is: a stranger's post split out into a case of its own is that case's customer's,
         and the peak and contact count the score reads must not keep the flags of the case it left.
-        Strangers' posts start no clock here either, as they start none when they arrive."""
+        Strangers' posts start no clock here either, as they start none when they arrive.
+
+        ``answers``: when we answered the customer outside the case's posts (replies the outbox sent,
+        public or private, which no listener stored as a post of ours): each stops a response clock
+        as our post would, so a customer post after the last of them owes a next response."""
         posts = self.store.mentions_for_case(case.id) if case.id is not None else []
         self._recheck_customers(case, posts)
         self._prioritise(case, newest, self._new_batch(), by_customer(self.store, case, newest))
         if case.id is not None:
-            sla.replay(case, [m for m in posts if m.outbound or m.by_customer is not False], self.config)
+            ours = [SimpleNamespace(created_at=at, outbound=True) for at in answers]
+            sla.replay(case, [*(m for m in posts if m.outbound or m.by_customer is not False), *ours], self.config)
 
     def _recheck_customers(self, case: Case, posts: list[Mention]) -> None:
         """Set ``by_customer`` of the case's inbound ``posts`` (stored, and in place) as

@@ -244,7 +244,8 @@ def replay(case: Case, posts: list[Any], config: Config) -> None:
     The clocks start at the first customer post with the band the case has now; each of our
     posts answers, each later customer post starts a next-response clock. A first response
     recorded without a post of ours (a private answer) is kept. Pauses and snoozes are the
-    case's as they stand (its status and snooze are not changed by regrouping).
+    case's as they stand: whether the case still waits on the customer is the caller's to work
+    out (doorstep/regroup.py ends a wait, and :func:`resume` gives the paused time back).
     """
     events = sorted(posts, key=lambda m: m.created_at)
     inbound = [m for m in events if not m.outbound]
@@ -267,6 +268,19 @@ def replay(case: Case, posts: list[Any], config: Config) -> None:
         if case.next_response_due is None and case.awaiting_since is not None and case.awaiting_since <= answered_at:
             case.awaiting_since = None
     case.sla_paused_at, case.snoozed_until = paused, snoozed
+
+
+def resume(case: Case, paused_at: datetime, at: datetime, config: Config) -> None:
+    """The wait on the customer that paused the clocks at ``paused_at`` ended with their post written
+    ``at`` (one a merge brought in): the deadlines that were running get the paused time back, as
+    :func:`customer_wrote` gives it. The response clock that post started (:func:`replay` counted it
+    from ``at``) was not paused and stays where it is."""
+    started = case.next_response_due if case.awaiting_since is not None and case.awaiting_since >= at else None
+    case.next_response_due = None if started is not None else case.next_response_due
+    _apply(case, _shift(case, config, paused_at, max(at, paused_at)))
+    if started is not None:
+        case.next_response_due = started
+    case.sla_paused_at = None
 
 
 def _apply(case: Case, changes: dict[str, Any]) -> None:
