@@ -8,6 +8,7 @@ lead can tune the weights.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -308,3 +309,42 @@ def choose_case(mention: Mention, link: Link, brand: str | None, candidates: Seq
 
 def _is_praise(mention: Mention) -> bool:
     return mention.labels is not None and mention.labels.intent == "praise"
+
+
+class PostLookup(HandleLookup, Protocol):
+    """What :func:`replied_to_customer` asks of the store: a handle's customer and a stored post."""
+
+    def mention_by_external_id(self, channel: str, external_id: str) -> Mention | None: ...
+
+
+def replied_to_customer(store: PostLookup, case: Case, channel: str, in_reply_to: str | None) -> bool:
+    """Whether our reply on ``channel`` to the post ``in_reply_to`` answered the case's customer.
+
+    Not when it answered someone else's post in their thread (doorstep.cases.is_customers_post): that
+    reply neither answers the customer nor asks them anything, and a follow-up must not tell them "we
+    replied to you". A reply without a post (a DM, an SMS: they go to the customer) or whose post is
+    no longer stored counts as the customer's, as every reply did before.
+    """
+    if not in_reply_to:
+        return True
+    parent = store.mention_by_external_id(channel, in_reply_to)
+    return parent is None or parent.outbound or is_customers_post(store, case, parent)
+
+
+#: A link, which may hold a "?" (``track?tracknum=...``) that asks nobody anything.
+_LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+
+
+def asks_question(text: str) -> bool:
+    """Whether a reply asks the customer something, so the case waits on them (``pending_customer``).
+
+    Read in our own words only: not the "?" of a link (a tracking URL), of an e-mail's ``Subject:``
+    line ("Re: where is my parcel?" repeats the customer's question) or of the lines quoting their
+    mail ("> where is it?"). A "?" left after those is a question: the team lead would rather pause
+    a clock on a real question than leave the case owing an answer it does not.
+    """
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Subject: "):
+        lines = lines[1:]
+    own = "\n".join(line for line in lines if not line.lstrip().startswith(">"))
+    return "?" in _LINK.sub(" ", own)

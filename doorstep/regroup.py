@@ -253,7 +253,7 @@ def _answers(store: Store, case: Case, posts: Sequence[Mention]) -> list[_Answer
     """Our answers to the case's customer that ``case`` holds now: our posts among ``posts`` (stored by
     the listeners) and the replies the outbox sent on the case, public or private, except a reply to
     someone else's post in the customer's thread (that answers and asks the customer nothing)."""
-    from responders.outbox import replied_to_customer
+    from doorstep.cases import replied_to_customer
 
     found = [_Answer(m.created_at, m.text) for m in posts if m.outbound]
     for row in store.db.query("select channel, in_reply_to, text, sent_at from outbound_messages "
@@ -298,7 +298,7 @@ def _settle_wait(case: Case, answers: Sequence[_Answer], posts: Sequence[Mention
     new case split out with our question to its post waits on the customer from that answer.
     Escalated and resolved cases keep their status.
     """
-    from responders.outbox import asks_question
+    from doorstep.cases import asks_question
 
     if case.status not in ("new", "open", "pending_customer"):
         return

@@ -34,7 +34,8 @@ from responders.config import FollowUpRule, QuietHours, responders_settings
 from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, answered_since, record
 from responders.channel_learner import plan_contact
 from responders.channels import ReplyRejected
-from responders.outbox import _key, enqueue, get_message, replied_to_customer
+from doorstep.cases import replied_to_customer
+from responders.outbox import _key, enqueue, get_message
 from responders.templates import TemplateError, case_variables, render_source, resolve_template
 
 log = logging.getLogger("doorstep.followup")
@@ -137,7 +138,7 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
 def _last_public_reply(store: Store, case: Case) -> dict[str, Any] | None:
     """Our newest public reply to the case's customer (sent, or failed for good): what a follow-up follows.
 
-    A reply to a stranger's post in their thread is not one (responders.outbox.replied_to_customer):
+    A reply to a stranger's post in their thread is not one (doorstep.cases.replied_to_customer):
     the follow-up would tell the customer "we replied to you on X" when we had not.
     """
     for row in store.db.query(

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep import sla
-from doorstep.cases import is_customers_post
+from doorstep.cases import asks_question, is_customers_post, replied_to_customer  # noqa: F401 - re-exported
 from doorstep.config import Config
 from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
@@ -671,39 +671,6 @@ def update_case_retrying(store: Store, case_id: int, actor: str, change: Callabl
             continue
     log.warning("case %s kept changing; gave up recording %s", case_id, actor)
     return None
-
-
-def replied_to_customer(store: Store, case: Case, channel: str, in_reply_to: str | None) -> bool:
-    """Whether our reply on ``channel`` to the post ``in_reply_to`` answered the case's customer.
-
-    Not when it answered someone else's post in their thread (doorstep.cases.is_customers_post): that
-    reply neither answers the customer nor asks them anything, and a follow-up must not tell them "we
-    replied to you". A reply without a post (a DM, an SMS: they go to the customer) or whose post is
-    no longer stored counts as the customer's, as every reply did before.
-    """
-    if not in_reply_to:
-        return True
-    parent = store.mention_by_external_id(channel, in_reply_to)
-    return parent is None or parent.outbound or is_customers_post(store, case, parent)
-
-
-#: A link, which may hold a "?" (``track?tracknum=...``) that asks nobody anything.
-_LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-
-
-def asks_question(text: str) -> bool:
-    """Whether a reply asks the customer something, so the case waits on them (``pending_customer``).
-
-    Read in our own words only: not the "?" of a link (a tracking URL), of an e-mail's ``Subject:``
-    line ("Re: where is my parcel?" repeats the customer's question) or of the lines quoting their
-    mail ("> where is it?"). A "?" left after those is a question: the team lead would rather pause
-    a clock on a real question than leave the case owing an answer it does not.
-    """
-    lines = text.splitlines()
-    if lines and lines[0].startswith("Subject: "):
-        lines = lines[1:]
-    own = "\n".join(line for line in lines if not line.lstrip().startswith(">"))
-    return "?" in _LINK.sub(" ", own)
 
 
 class Outbox:
