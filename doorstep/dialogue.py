@@ -249,13 +249,36 @@ def expire_questions(store: Store, now: datetime) -> list[int]:
     return ids
 
 
+#: A UTF-16 surrogate on its own (half an emoji): no store, classifier or terminal can encode it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """``value`` as every store can hold it: without NUL, each lone surrogate as U+FFFD.
+
+    Why: an inbound reply is a customer's answer (a STOP among them) and must be stored whatever
+    stray character came with it. PostgreSQL's text cannot hold NUL, so an SMS with one failed on
+    every try and Twilio, which does not retry, lost it; a NUL means nothing in an answer. A lone
+    surrogate is replaced, not refused: the rest of the answer is still for a person to read.
+    """
+    from doorstep.models import whole_characters
+
+    cleaned, surrogate = whole_characters(value)
+    return _LONE_SURROGATE.sub("\ufffd", cleaned) if surrogate else cleaned
+
+
 def remember_reply(store: Store, *, channel: str, external_id: str, sender: str | None, text: str,
                    received_at: datetime) -> int | None:
-    """Record an inbound reply once; None when this (channel, external id) was seen before."""
+    """Record an inbound reply once; None when this (channel, external id) was seen before.
+
+    Its text, id and sender are stored as :func:`storable_text` makes them (callers that act on
+    the text should clean it first, so what they act on is what is stored).
+    """
     cursor = store.db.execute(
         "insert into answers (channel, external_id, sender, text, received_at) values (?, ?, ?, ?, ?) "
         "on conflict (channel, external_id) do nothing",
-        [channel, external_id, sender, text[:4000], iso(received_at)])
+        [channel, storable_text(external_id), storable_text(sender) if sender is not None else None,
+         storable_text(text)[:4000], iso(received_at)])
     if cursor.rowcount != 1:
         return None
     return int(cursor.lastrowid)  # type: ignore[arg-type]

@@ -16,22 +16,40 @@ sha256=HMAC(DOORSTEP_MAIL_SECRET, body)``). It is joined to the question by the 
 the subject (``[ref 0123abcd45]``) or the To address (``care+0123abcd45@...``), else by
 ``In-Reply-To``/``References`` (our question's Message-ID), else by the sender's address. A reply
 whose From is not the address we asked is never acted on: a person reads it. Quoted text below
-"On ... wrote:" or ``>`` lines is dropped before the answer is read.
+"On ... wrote:" or ``>`` lines is dropped before the answer is read. A part in a charset Python
+does not know (``unknown-8bit``) is read as UTF-8, else Windows-1252, with what cannot be read
+replaced; a message whose parts are nested too deeply to parse is stored with the text found in
+it, marked so, for a person (never read as a yes). Only a message with no From is refused (400).
+
+Both store the answer without NUL characters and with a lone surrogate replaced
+(:func:`doorstep.dialogue.storable_text`), answer a busy store with 503 and Retry-After, and any
+other store failure with a one-line JSON 500 (and an error in the webhook's listener health).
+Refused (unsigned or badly signed) requests count in the webhook's ``rejected``, like its own.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.errors import MessageError
+from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doorstep.config import Config, secret
+from doorstep.dialect import OPERATIONAL_ERRORS
+from doorstep.dialogue import storable_text
 from doorstep.store import Store
+from listeners.health import record_error
 from listeners.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, json_error, read_body
+
+if TYPE_CHECKING:
+    from listeners.webhook import RejectedCounter
 
 log = logging.getLogger("doorstep.listeners.replies")
 
@@ -45,6 +63,27 @@ TOKEN = re.compile(r"\[ref ([0-9a-f]{10})\]")
 PLUS_TOKEN = re.compile(r"\+([0-9a-f]{10})@")
 QUOTE_START = re.compile(r"^(?:on .{0,200}wrote:|-{2,} ?original message ?-{2,}|from: .*|sent from my .*|-- ?)$",
                          re.IGNORECASE)
+#: Put before the text of a message whose parts are nested too deeply to parse: the person who
+#: reads it knows why it looks odd, and the rules read it as "other" (never as a yes or a STOP).
+NOT_READ_IN_FULL = "(e-mail not read in full: its parts are nested too deeply; the text found in it:)"
+#: MIME lines of a message read without its structure: boundaries, part headers, their parameters.
+_MIME_LINE = re.compile(r"^(?:--\S*|\s*(?:content-[\w-]+|mime-version)\s*:.*|\s+[\w-]+\*?=.*)$", re.IGNORECASE)
+
+
+class UnreadableMail(ValueError):
+    """A message that cannot be taken at all (no From): a one-line 400, never worth a retry."""
+
+
+@dataclass
+class MailReply:
+    """What ``POST /mail`` needs of one message, every string storable."""
+
+    sender: str
+    message_id: str
+    subject: str
+    recipients: str
+    references: str
+    text: str
 
 
 def reply_text(body: str) -> str:
@@ -58,21 +97,78 @@ def reply_text(body: str) -> str:
     return "\n".join(kept).strip()
 
 
+def _part_text(part: Any) -> str:
+    """One text part's words. A charset Python does not know ("unknown-8bit", "x-bogus") or bytes
+    its charset cannot read are taken as UTF-8, else Windows-1252, with what is unreadable replaced:
+    the customer's answer is stored for a person, never refused for its label."""
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        codecs.lookup(charset)
+        return str(part.get_content())
+    except (LookupError, UnicodeError, ValueError):
+        pass
+    payload = part.get_payload(decode=True) or b""
+    if isinstance(payload, str):
+        return payload
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("cp1252", "replace")
+
+
 def _body_text(mail: Any) -> str:
     part = mail.get_body(preferencelist=("plain", "html")) if hasattr(mail, "get_body") else None
     if part is None:
         return ""
-    content = part.get_content()
+    content = _part_text(part)
     if part.get_content_subtype() == "html":
         content = re.sub(r"<[^>]+>", " ", content)
     return str(content)
+
+
+def _text_without_structure(raw: bytes) -> str:
+    """The words of a message read as plain lines: what a person can still read when its MIME
+    structure cannot be parsed (boundaries and part headers dropped)."""
+    head_end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    body = raw[head_end:].decode("utf-8", "replace")
+    return "\n".join(line for line in body.splitlines() if line.strip() and not _MIME_LINE.match(line))[:4000]
+
+
+def read_mail(raw: bytes) -> MailReply:
+    """The parts of one message ``POST /mail`` uses, or :class:`UnreadableMail`.
+
+    Python's parser recurses once per nesting level of MIME parts; a message nested deeper than
+    its recursion limit (no mailer writes one) is read by its headers, and its text without its
+    structure, prefixed with :data:`NOT_READ_IN_FULL`.
+    """
+    try:
+        try:
+            mail = message_from_bytes(raw, policy=policy.default)
+            text = reply_text(_body_text(mail))
+        except RecursionError:
+            mail = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+            text = f"{NOT_READ_IN_FULL} {reply_text(_text_without_structure(raw))}"
+        sender = parseaddr(str(mail.get("From", "")))[1]
+        message_id = str(mail.get("Message-ID", "")).strip() or hashlib.sha256(raw).hexdigest()
+        subject = str(mail.get("Subject", ""))
+        recipients = " ".join(a for _, a in getaddresses([str(v) for v in mail.get_all("To", []) or []]))
+        references = f"{mail.get('In-Reply-To', '')} {mail.get('References', '')}"
+    except (ValueError, LookupError, TypeError, IndexError, AttributeError, MessageError) as exc:
+        # The parser is lenient; what still fails is a header no mailer writes.
+        raise UnreadableMail(f"the message could not be read ({type(exc).__name__})") from None
+    if not storable_text(sender):
+        raise UnreadableMail("the message has no From address")
+    return MailReply(sender=storable_text(sender), message_id=storable_text(message_id)[:998],
+                     subject=storable_text(subject), recipients=storable_text(recipients),
+                     references=storable_text(references), text=storable_text(text))
 
 
 class ReplyEndpoints:
     """``POST /sms`` and ``POST /mail`` on one store (one write at a time, as the webhook)."""
 
     def __init__(self, store: Store, config: Config, limits: InboundLimits, *, lock: threading.Lock | None = None,
-                 classifier: Any = None):
+                 classifier: Any = None, rejected: RejectedCounter | None = None):
+        from listeners.webhook import RejectedCounter
         from responders.config import resolve, responders_settings
 
         self.store = store
@@ -86,6 +182,8 @@ class ReplyEndpoints:
         #: Refused (unsigned) requests: at most one log line a minute, never the sender's address.
         self._refused: dict[str, list[float]] = {}
         self._refused_lock = threading.Lock()
+        #: ... and counted in the webhook's listener health (``rejected``), the count its own refusals go to.
+        self.rejected = rejected or RejectedCounter(store, "webhook", self._lock)
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -120,12 +218,18 @@ class ReplyEndpoints:
         url = self.settings.sms_webhook_url or str(request.url)
         signature = request.headers.get(TWILIO_SIGNATURE, "")
         if not signature or not RequestValidator(token).validate(url, params, signature):
-            self._note_refused("/sms", "missing" if not signature else "bad")
+            await run_in_threadpool(self._note_refused, "/sms", "missing" if not signature else "bad")
             return json_error(401, f"{'missing' if not signature else 'bad'} {TWILIO_SIGNATURE}")
-        sender, text, sid = params.get("From", ""), params.get("Body", ""), params.get("MessageSid", "")
+        # Checked as signed, stored as any store can hold them (no NUL, no lone surrogate).
+        sender, text, sid = (storable_text(params.get(k, "")) for k in ("From", "Body", "MessageSid"))
         if not sender or not sid:
             return json_error(400, "an SMS webhook needs From and MessageSid")
-        result = await run_in_threadpool(self._handle, channel="sms", external_id=sid, sender=sender, text=text)
+        try:
+            result = await run_in_threadpool(self._handle, channel="sms", external_id=sid, sender=sender, text=text)
+        except OPERATIONAL_ERRORS as exc:
+            return self._busy("/sms", exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store: one line to Twilio, the error in health
+            return await self._failed("/sms", exc)
         log.info("SMS reply %s: %s", sid, result.get("outcome"))
         return Response(str(MessagingResponse()), media_type="text/xml")
 
@@ -144,43 +248,65 @@ class ReplyEndpoints:
             return body
         header = request.headers.get(MAIL_SIGNATURE)
         if not verify(body, header, self.mail_secret):
-            self._note_refused("/mail", "missing" if not header else "bad")
+            await run_in_threadpool(self._note_refused, "/mail", "missing" if not header else "bad")
             return json_error(401, f"{'missing' if not header else 'bad'} signature: send {MAIL_SIGNATURE}: "
                                    "sha256=<HMAC-SHA256 of the raw message>")
         try:
             result = await run_in_threadpool(self.accept_mail, body)
-        except ValueError as exc:
+        except UnreadableMail as exc:
             return json_error(400, str(exc))
+        except OPERATIONAL_ERRORS as exc:
+            return self._busy("/mail", exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken store: one line to the relay, the error in health
+            return await self._failed("/mail", exc)
         return JSONResponse(result, status_code=202)
 
     def accept_mail(self, raw: bytes) -> dict[str, Any]:
         from doorstep import dialogue as rows
 
-        mail = message_from_bytes(raw, policy=policy.default)
-        sender = parseaddr(str(mail.get("From", "")))[1]
-        if not sender:
-            raise ValueError("the message has no From address")
-        message_id = str(mail.get("Message-ID", "")).strip() or hashlib.sha256(raw).hexdigest()
-        subject = str(mail.get("Subject", ""))
-        recipients = " ".join(a for _, a in getaddresses([str(v) for v in mail.get_all("To", []) or []]))
+        mail = read_mail(raw)
         question = None
-        match = TOKEN.search(subject) or PLUS_TOKEN.search(recipients)
+        match = TOKEN.search(mail.subject) or PLUS_TOKEN.search(mail.recipients)
         if match:
             question = rows.question_by_token(self.store, match.group(1))
         if question is None:
-            for ref in re.findall(r"<[^>]+>", f"{mail.get('In-Reply-To', '')} {mail.get('References', '')}"):
+            for ref in re.findall(r"<[^>]+>", mail.references):
                 question = rows.question_by_mail_id(self.store, ref)
                 if question is not None:
                     break
-        verified = question is None or rows.address_key("email", sender) == rows.address_key("email", question.target)
-        text = reply_text(_body_text(mail))
-        return self._handle(channel="email", external_id=message_id, sender=sender, text=text, question=question,
-                            sender_verified=verified)
+        verified = question is None or rows.address_key("email", mail.sender) == rows.address_key("email",
+                                                                                                   question.target)
+        return self._handle(channel="email", external_id=mail.message_id, sender=mail.sender, text=mail.text,
+                            question=question, sender_verified=verified)
+
+    # ------------------------------------------------------------------ failures
+    @staticmethod
+    def _busy(path: str, exc: Exception) -> Any:
+        """The store was busy or locked: worth a retry, as the webhook answers it."""
+        log.warning("%s: store busy (%s); asked the sender to retry", path, exc)
+        return json_error(503, "the store is busy; retry later", headers={"Retry-After": "5"})
+
+    async def _failed(self, path: str, exc: Exception) -> Any:
+        """Any other failure: logged with its traceback, shown in listener health, one JSON line to the sender."""
+        from starlette.concurrency import run_in_threadpool
+
+        log.error("%s: could not store a reply", path, exc_info=exc)
+        await run_in_threadpool(self._note_store_error, path, exc)
+        return json_error(500, "could not store the reply; retry later")
+
+    def _note_store_error(self, path: str, exc: Exception) -> None:
+        try:
+            with self._lock:
+                record_error(self.store, "webhook", f"{path}: store error: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the store is what failed; the log line above is the trace
+            log.warning("%s: could not write the error to listener health either", path, exc_info=True)
 
     def _note_refused(self, path: str, reason: str) -> None:
-        """Strangers may post unsigned requests at will: count them, log at most once a minute per path."""
+        """Strangers may post unsigned requests at will: counted in the webhook's listener health
+        (``rejected``, never ``last_error``), logged at most once a minute per path."""
         import time
 
+        self.rejected.add()
         with self._refused_lock:
             count, last = self._refused.get(path, [0, float("-inf")])
             count += 1

@@ -13,7 +13,9 @@ mark a post as ours (``outbound``), which would stop a case's SLA clock without 
 (``allow_outbound = true`` for a trusted relay of the team's own replies).
 
 Answers, all JSON: 202 accepted (also for a repeat: delivery is idempotent, keyed by channel and
-external_id); 400 malformed JSON or an invalid mention (the body names the item and field);
+external_id); 400 malformed JSON or an invalid mention (the body names the item and field: a
+channel that is not a string, a number too long to read, a ``created_at`` more than
+``MAX_FUTURE_SKEW`` after the request arrived);
 401 missing or bad signature; 403 a channel or field this sender may not use; 408 body not
 received within ``[limits] inbound_read_timeout_s``; 411 no Content-Length; 413 body over
 ``max_body_bytes``; 422 a mention that can never be stored (its reason in one line); 404/405 for
@@ -35,8 +37,10 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,7 @@ from pydantic import ValidationError
 
 from doorstep.config import Config, ConfigError
 from doorstep.dialect import OPERATIONAL_ERRORS
-from doorstep.models import Mention
+from doorstep.models import Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.redaction import redact
 from doorstep.store import Store
@@ -70,6 +74,10 @@ STORE_FIELDS = {"id", "labels", "case_id", "by_customer"}
 REJECTED_LOG_EVERY_S = 60.0
 #: At most one write of the refused-request count per this many seconds.
 REJECTED_FLUSH_S = 1.0
+#: How far ahead of our clock a post's ``created_at`` may be (a sender's clock a little fast).
+#: Further ahead is a wrong clock or milliseconds read as seconds: its case would be due then,
+#: never overdue and never escalated, so it is refused (400) rather than stored.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -95,21 +103,68 @@ class BadMention(ValueError):
         self.status = status
 
 
-def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels: set[str] | None = None,
-               allow_outbound: bool = False, max_post_chars: int | None = None) -> list[Mention]:
-    """The mentions of one request, all valid, or :class:`BadMention` naming the first problem.
+class _HugeNumber:
+    """Stands in for a JSON integer too long for Python to read, so its field can be named."""
 
-    ``channels`` are the channels this sender may post to (``None``: any, for callers that
-    check themselves); ``outbound`` is refused unless ``allow_outbound``.
-    """
-    if not body.strip():
-        raise BadMention("body: empty; send one mention, a list, or {\"mentions\": [...]} as JSON")
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _huge_number_at(value: Any, where: str) -> str | None:
+    """Where the first :class:`_HugeNumber` is in ``value`` (``where.raw.n[1]``), or None."""
+    if isinstance(value, _HugeNumber):
+        return f"{where}: a number of {value.digits} digits, longer than any field holds"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _huge_number_at(item, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
+
+
+def _read_json(body: bytes) -> Any:
+    """The body's JSON, or :class:`BadMention` (400: the sender's mistake, never worth a retry)."""
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadMention(f"body: not valid JSON: {getattr(exc, 'msg', exc)}") from None
     except RecursionError:
         raise BadMention("body: JSON nested too deeply") from None
+    except ValueError:
+        pass  # an integer longer than Python reads (sys.get_int_max_str_digits): find its field below
+    limit = sys.get_int_max_str_digits() or 4300
+
+    def parse_int(text: str) -> Any:
+        digits = len(text.lstrip("-"))
+        return _HugeNumber(digits) if digits > limit else int(text)
+
+    try:
+        data = json.loads(body, parse_int=parse_int)
+    except (ValueError, RecursionError) as exc:
+        raise BadMention(f"body: not valid JSON: {getattr(exc, 'msg', str(exc)[:200])}") from None
+    items = data.get("mentions") if isinstance(data, dict) and "mentions" in data else data
+    prefix = "mentions" if items is not data else ""
+    if isinstance(items, list):
+        found = next(filter(None, (_huge_number_at(item, f"{prefix}[{i}]") for i, item in enumerate(items))), None)
+    else:
+        found = _huge_number_at(items, prefix or "mention")
+    raise BadMention(found or "body: a number longer than any field holds")
+
+
+def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels: set[str] | None = None,
+               allow_outbound: bool = False, max_post_chars: int | None = None,
+               received_at: datetime | None = None) -> list[Mention]:
+    """The mentions of one request, all valid, or :class:`BadMention` naming the first problem.
+
+    ``channels`` are the channels this sender may post to (``None``: any, for callers that
+    check themselves); ``outbound`` is refused unless ``allow_outbound``. A post dated more than
+    ``MAX_FUTURE_SKEW`` after ``received_at`` (when the request arrived; default now) is refused:
+    its case would never be overdue.
+    """
+    if not body.strip():
+        raise BadMention("body: empty; send one mention, a list, or {\"mentions\": [...]} as JSON")
+    data = _read_json(body)
+    latest = (received_at or utcnow()) + MAX_FUTURE_SKEW
     if isinstance(data, dict) and "mentions" in data:
         data = data["mentions"]
         prefix = "mentions"
@@ -130,18 +185,16 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels
         if unknown:
             raise BadMention(f"{where}.{unknown[0]}: unknown field")
         item.setdefault("channel", default_channel)
+        if not isinstance(item["channel"], str):
+            raise BadMention(f"{where}.channel: expected a string, got a JSON {type(item['channel']).__name__}")
         if channels is not None and item["channel"] not in channels:
             raise BadMention(f"{where}.channel: {str(item['channel'])[:40]!r} is not a channel this webhook accepts "
                              f"(allowed: {', '.join(sorted(channels))}; see [channels.webhook] channels)", 403)
-        if item.get("outbound") is True and not allow_outbound:
-            raise BadMention(f"{where}.outbound: senders cannot mark a post as the team's own reply (it would stop "
-                             "the case's SLA clock); set [channels.webhook] allow_outbound = true for a trusted relay",
-                             403)
         if max_post_chars is not None and isinstance(item.get("text"), str) and len(item["text"]) > max_post_chars:
             raise BadMention(f"{where}.text: {len(item['text'])} characters, at most {max_post_chars} "
                              "([imports] max_post_chars)", 422)
         try:
-            mentions.append(Mention.model_validate(item))
+            mention = Mention.model_validate(item)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(object)"
@@ -150,6 +203,17 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels
             raise BadMention(f"{where}.{field}: {first['msg']}", status) from None
         except (ValueError, OverflowError, TypeError) as exc:
             raise BadMention(f"{where}: {type(exc).__name__}: {str(exc)[:200]}", 422) from None
+        # Checked on the validated value: "true", "yes", "on" and 1 all become True there.
+        if mention.outbound and not allow_outbound:
+            raise BadMention(f"{where}.outbound: senders cannot mark a post as the team's own reply (it would stop "
+                             "the case's SLA clock); set [channels.webhook] allow_outbound = true for a trusted relay",
+                             403)
+        if mention.created_at > latest:
+            raise BadMention(f"{where}.created_at: {mention.created_at.isoformat()} is in the future (received at "
+                             f"{latest - MAX_FUTURE_SKEW:%Y-%m-%dT%H:%M:%SZ}, at most "
+                             f"{MAX_FUTURE_SKEW.total_seconds() / 60:g} minutes ahead is taken); check the sender's "
+                             "clock and that it sends seconds, not milliseconds")
+        mentions.append(mention)
     return mentions
 
 
@@ -176,6 +240,73 @@ class _RejectedLog:
                     SIGNATURE_HEADER)
 
 
+class RejectedCounter:
+    """The ``rejected`` count of one listener's health row, written at most once per ``every_s``.
+
+    A flood of strangers' requests must not become a flood of writes competing with real ones,
+    yet the last burst must reach the console too: a refusal inside the window arms one timer
+    that writes what is pending when the window ends (and :meth:`close` writes the rest).
+    Shared by every route of the inbound application (webhook, ``/sms``, ``/mail``).
+    """
+
+    def __init__(self, store: Store, name: str, lock: threading.Lock, every_s: float = REJECTED_FLUSH_S):
+        self.store, self.name, self.every_s = store, name, every_s
+        self._store_lock = lock
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._flushed_at = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def add(self) -> None:
+        """One more refused request (call off the event loop: it may write). Never raises: the
+        stranger gets its 401 whatever the store does, and a count not written is kept for the next write."""
+        with self._lock:
+            self._pending += 1
+            wait = self._flushed_at + self.every_s - time.monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush_late)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self._flush_quietly()
+
+    def _flush_late(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - a busy store must not turn a 401 into a 500; the next write retries
+            log.warning("%s: could not write the refused-request count to listener health", self.name, exc_info=True)
+
+    def flush(self) -> None:
+        """Write the pending count now."""
+        with self._lock:
+            count, self._pending = self._pending, 0
+            self._flushed_at = time.monotonic()
+        if count:
+            try:
+                with self._store_lock:
+                    record_rejected(self.store, self.name, count)
+            except Exception:
+                with self._lock:
+                    self._pending += count  # kept for the next write
+                raise
+
+    def close(self) -> None:
+        """Stop the timer and write what is pending (before the store closes)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            if timer is not threading.current_thread():
+                timer.join()
+        self.flush()
+
+
 class WebhookEndpoint:
     """The ``POST /mentions`` endpoint: checks, then one transaction per request (one store)."""
 
@@ -191,9 +322,8 @@ class WebhookEndpoint:
         self.max_body_bytes = min(settings.max_body_bytes, limits.body_max_bytes)
         self._lock = threading.Lock()
         self._rejected = _RejectedLog()
-        self._counter_lock = threading.Lock()
-        self._rejected_pending = 0
-        self._rejected_flushed_at = float("-inf")
+        #: Refused requests of every inbound route, in this listener's health row.
+        self.rejected = RejectedCounter(store, "webhook", self._lock)
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -219,13 +349,14 @@ class WebhookEndpoint:
         except BodyTimeout:
             return json_error(408, f"body not received within {self.limits.read_timeout_s:g} s "
                                    "([limits] inbound_read_timeout_s)", close=True)
+        arrived = utcnow()
         header = request.headers.get(SIGNATURE_HEADER)
         if not verify(body, header, self.secret):
             reason = "missing" if not header else "bad"
             await run_in_threadpool(self.note_rejected, reason)
             return json_error(401, f"{reason} signature: send {SIGNATURE_HEADER}: sha256=<HMAC-SHA256 of the body>")
         try:
-            counts = await run_in_threadpool(self.accept, body)
+            counts = await run_in_threadpool(self.accept, body, arrived)
         except BadMention as exc:
             log.warning("webhook: refused a signed body (%s): %s", exc, redact(body[:2000].decode("utf-8", "replace")))
             return json_error(exc.status, str(exc))
@@ -238,9 +369,10 @@ class WebhookEndpoint:
             return json_error(500, "could not store the mentions; retry later")
         return JSONResponse({"status": "accepted", **counts}, status_code=202)
 
-    def accept(self, body: bytes) -> dict[str, int]:
+    def accept(self, body: bytes, received_at: datetime | None = None) -> dict[str, int]:
         mentions = parse_body(body, self.settings.default_channel, self.settings.max_mentions, channels=self.channels,
-                              allow_outbound=self.settings.allow_outbound, max_post_chars=self.max_post_chars)
+                              allow_outbound=self.settings.allow_outbound, max_post_chars=self.max_post_chars,
+                              received_at=received_at)
         with self._lock:
             try:
                 with self.store.transaction():
@@ -255,24 +387,14 @@ class WebhookEndpoint:
     def note_rejected(self, reason: str) -> None:
         """An unsigned or badly signed request: counted apart, never ``last_error``, no address.
 
-        The count reaches the store at most once per ``REJECTED_FLUSH_S`` (and on stop): a flood
-        of strangers' requests must not become a flood of writes competing with real ones.
+        The count reaches the store at most once per ``REJECTED_FLUSH_S`` (see
+        :class:`RejectedCounter`): a flood of strangers' requests is not a flood of writes.
         """
         self._rejected.note(reason)
-        with self._counter_lock:
-            self._rejected_pending += 1
-            now = time.monotonic()
-            if now - self._rejected_flushed_at < REJECTED_FLUSH_S:
-                return
-            self._rejected_flushed_at = now
-        self.flush_rejected()
+        self.rejected.add()
 
     def flush_rejected(self) -> None:
-        with self._counter_lock:
-            count, self._rejected_pending = self._rejected_pending, 0
-        if count:
-            with self._lock:
-                record_rejected(self.store, "webhook", count)
+        self.rejected.flush()
 
     def _note_store_error(self, exc: Exception) -> None:
         with self._lock:
@@ -307,7 +429,7 @@ class WebhookServer:
             from listeners.replies import ReplyEndpoints
 
             self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock,
-                                          classifier=self.pipeline.classifier)
+                                          classifier=self.pipeline.classifier, rejected=self.endpoint.rejected)
 
     @property
     def url(self) -> str:
@@ -331,7 +453,7 @@ class WebhookServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
-            self.endpoint.flush_rejected()
+        self.endpoint.rejected.close()  # the last refusals' count, before the store closes
         if self._owns_store:
             self.store.close()
             self._owns_store = False
@@ -342,5 +464,5 @@ class WebhookServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def accept(self, body: bytes) -> dict[str, int]:
-        return self.endpoint.accept(body)
+    def accept(self, body: bytes, received_at: datetime | None = None) -> dict[str, int]:
+        return self.endpoint.accept(body, received_at)
