@@ -9,8 +9,14 @@ expired one or one signed with another key is refused with 403 and a one-line re
 
 What the courier sees (:func:`courier_facts`) is what delivery needs: the tracking number, its
 service and status, the delivery town as the tracking events name it, the promised date, the
-tracking timeline, what we ask of them (the escalation's note) and their earlier updates. Never
-the customer's name, e-mail, phone, handle, post or order contents.
+tracking timeline, what we ask of them and their earlier updates. Never the customer's name,
+e-mail, phone, handle, post or order contents. What we ask is Doorstep's own fixed wording for the
+kind of escalation (:data:`ASKS`), never the escalation's note: that note is free text (an agent's
+typing, a rule's note filled in from the customer's answer) that may quote the customer, and the
+link can be forwarded. The note reaches the courier in the escalation itself.
+
+A link whose case was since merged into another works on the case it went into (updates land
+where the team works on the customer's issue now).
 
 What the courier posts (:func:`post_update`) lands on the case timeline as a note and an audit
 event (``courier.update``), once per ``update_id`` (a re-post returns the first one), within
@@ -31,6 +37,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 
 from doorstep.config import Config
 from doorstep.contact_history import record_attempt
+from doorstep.dialogue import case_now
 from doorstep.models import Case, utcnow
 from doorstep.store import Store, iso
 from responders.config import CourierLink, resolve, responders_settings
@@ -47,6 +54,16 @@ UPDATE_STATUSES: dict[str, str] = {
     "other": "there is news about your parcel",
 }
 UPDATE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: What the page says we ask of the courier, by the kind of escalation that sent the link (its audit
+#: ``reason``; ``answer:RULE`` for a dialogue rule). Fixed words, never the escalation's note, which
+#: may quote the customer (see the module's docstring).
+ASKS: dict[str, str] = {
+    "answer:redeliver": "The customer asked for a redelivery: please book one and post the new date here.",
+    "answer": "The customer answered our question about this parcel: please post here what you can do.",
+    "sla": "This case is close to its deadline: please post here where the parcel is.",
+    "manual": "Our care team asks you to look into this parcel (their note is in the escalation we sent you): "
+              "please post here what you find.",
+}
 #: The customer's message when no template of that name is configured. The courier's own words go
 #: only into a message an agent approves first (customer_message = "approval", the default).
 DEFAULT_TEMPLATE = ("Hi {{ first_name }}, an update from {{ courier }} on your order {{ order_number }}: "
@@ -138,7 +155,13 @@ def read_link(config: Config, tracking_number: str, token: str, now: datetime | 
 
 
 def _case_for(store: Store, claims: Claims) -> Case:
+    """The case the link's update goes to: the link's own, or the case it was merged into since.
+
+    A merged case is closed and takes no changes (its page only says where it went), so an update
+    left there would be seen by nobody."""
     case = store.get_case(claims.case_id)
+    if case is not None and case.merged_into is not None:
+        case = store.get_case(case_now(store, claims.case_id))
     if case is None or case.tracking_number != claims.tracking_number:
         # The case was relinked to another parcel since the escalation: the link must not follow it.
         raise LinkRefused("this link's case no longer concerns this shipment; ask the care team for a new one")
@@ -146,10 +169,14 @@ def _case_for(store: Store, claims: Claims) -> Case:
 
 
 def _ask(store: Store, case_id: int) -> str | None:
-    """The note of the latest escalation to the courier: what we ask them to do."""
+    """What we ask the courier, in :data:`ASKS`' words for the latest escalation to them (None: none).
+
+    Never the escalation's note: it is free text that may quote the customer (see the module's docstring)."""
     for event in reversed(store.audit_trail(case_id, limit=1000)):
         if event.action == "case.escalate" and event.details.get("target") == "courier":
-            return event.details.get("note") or None
+            reason = str(event.details.get("reason") or "manual")
+            kind = reason if reason in ASKS else "answer" if reason.startswith("answer:") else reason
+            return ASKS.get(kind, ASKS["manual"])
     return None
 
 

@@ -8,24 +8,29 @@ Routes, all under one shipment's link ``/courier/TRACKING/TOKEN`` (see responder
   page's form; 201 when recorded, 200 for a re-post of the same ``update_id``.
 
 A refused link is 403 with a one-line reason (plain text on the page, JSON on the API); a bad
-update 422, too long 413, too many 429. The page is rendered by Jinja2 with autoescaping, so
-whatever a courier, an agent or a tracking feed wrote is shown as text, never as HTML, and it
-is sent with a strict Content-Security-Policy, no caching and no referrer (the URL is the key).
+update 422, too long 413, too many 429; a body that is not JSON (nested too deeply included) 400.
+The store's work runs in Starlette's thread pool, never on the event loop: one update waiting for
+a busy store must not hold up every other courier's page. A busy store is 503 with ``Retry-After``
+(as the webhook answers), so the courier's tool tries again. The page is rendered by Jinja2 with
+autoescaping, so whatever a courier or a tracking feed wrote is shown as text, never as HTML, and
+it is sent with a strict Content-Security-Policy, no caching and no referrer (the URL is the key).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, StrictUndefined
 
 from doorstep.config import Config
+from doorstep.dialect import OPERATIONAL_ERRORS, is_busy
 from doorstep.models import utcnow
 from doorstep.store import Store
 from listeners.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, InboundServer, json_error, read_body
@@ -40,6 +45,7 @@ from responders.courier_link import (
 )
 
 log = logging.getLogger("doorstep.courier_page")
+T = TypeVar("T")
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -49,6 +55,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+#: How long a courier's tool is asked to wait when the store was busy (as the webhook asks).
+RETRY_AFTER_S = 5
 
 PAGE = Environment(autoescape=True, undefined=StrictUndefined).from_string("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -93,6 +101,21 @@ class CourierPage:
         self.clock = clock
         self.settings = settings_of(config)
         self.limits = InboundLimits.from_config(config)
+        # An in-memory store is one connection: the pool's threads take turns on it (one transaction at a time).
+        self._one_at_a_time = threading.Lock() if store.path == ":memory:" else None
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in Starlette's thread pool: store work never runs on the event loop, where one
+        update waiting for a busy store would hold up every other courier's request."""
+        from starlette.concurrency import run_in_threadpool
+
+        def run() -> T:
+            if self._one_at_a_time is None:
+                return work(*args)
+            with self._one_at_a_time:
+                return work(*args)
+
+        return await run_in_threadpool(run)
 
     def routes(self) -> list[Any]:
         from starlette.routing import Route
@@ -112,10 +135,14 @@ class CourierPage:
 
         try:
             claims = self._claims(request)
-            facts = courier_facts(self.store, self.config, claims)
+            facts = await self._in_thread(courier_facts, self.store, self.config, claims)
         except LinkRefused as exc:
             self._refused(request, exc)
             return PlainTextResponse(f"{exc}\n", status_code=403, headers=HEADERS)
+        except OPERATIONAL_ERRORS as exc:
+            reason = self._store_trouble(exc, "show the page")
+            return PlainTextResponse(f"{reason}\n", status_code=503,
+                                     headers={**HEADERS, "Retry-After": str(RETRY_AFTER_S)})
         from responders.courier_link import expires_text
 
         html = PAGE.render(f=facts, expires=expires_text(claims.expires_at, self.config), statuses=list(UPDATE_STATUSES),
@@ -127,10 +154,13 @@ class CourierPage:
         from starlette.responses import JSONResponse
 
         try:
-            facts = courier_facts(self.store, self.config, self._claims(request))
+            claims = self._claims(request)
+            facts = await self._in_thread(courier_facts, self.store, self.config, claims)
         except LinkRefused as exc:
             self._refused(request, exc)
             return json_error(403, str(exc), headers=HEADERS)
+        except OPERATIONAL_ERRORS as exc:
+            return self._busy(exc, "read the facts")
         return JSONResponse(facts, headers=HEADERS)
 
     async def post(self, request: Any) -> Any:
@@ -156,19 +186,36 @@ class CourierPage:
                 fields = json.loads(body or b"null")
                 if not isinstance(fields, dict):
                     raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
             return json_error(400, 'send JSON {"update_id": ..., "status": ..., "text": ...} or the page\'s form')
         try:
-            update, repeat = post_update(self.store, self.config, claims, fields.get("update_id"), fields.get("text", ""),
-                                         fields.get("status"), self.clock())
+            update, repeat = await self._in_thread(post_update, self.store, self.config, claims,
+                                                   fields.get("update_id"), fields.get("text", ""),
+                                                   fields.get("status"), self.clock())
         except LinkRefused as exc:
             return json_error(403, str(exc), headers=HEADERS)
         except UpdateRejected as exc:
             return json_error(exc.status, str(exc))
+        except OPERATIONAL_ERRORS as exc:
+            return self._busy(exc, "record an update")
         if form:
             return RedirectResponse(f"{request.url.path.removesuffix('/updates')}?posted=1", status_code=303,
                                     headers=HEADERS)
         return JSONResponse({"update": update, "duplicate": repeat}, status_code=200 if repeat else 201, headers=HEADERS)
+
+    def _store_trouble(self, exc: BaseException, doing: str) -> str:
+        """Log why the store could not ``doing`` now; the one-line reason for the courier."""
+        if is_busy(exc):
+            log.warning("courier page: store busy, could not %s (%s); asked to retry", doing, exc)
+            return "the store is busy; retry later"
+        # Not a lock (a dropped PostgreSQL connection, a full disk): still worth a retry, but logged whole.
+        log.exception("courier page: store unavailable, could not %s", doing)
+        return "the store is unavailable; retry later"
+
+    def _busy(self, exc: BaseException, doing: str) -> Any:
+        """JSON 503 with Retry-After, as the webhook answers a busy store (the courier's tool retries)."""
+        return json_error(503, self._store_trouble(exc, doing),
+                          headers={**HEADERS, "Retry-After": str(RETRY_AFTER_S)})
 
     def _refused(self, request: Any, exc: Exception) -> None:
         # The reason, never the token: the URL is the courier's key.

@@ -32,6 +32,7 @@ offers a call back by asking the ``callback`` question; the customer's slot make
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -207,6 +208,20 @@ def _note_text(template: str, answer: str, understood: Understanding, config: Co
     return template.replace("{answer}", f"“{answer.strip()[:300]}”").replace("{slot}", slot)
 
 
+#: ``{answer}`` in parentheses, dropped whole from a note that goes to the courier: "(… {answer} …)".
+_QUOTED_ANSWER = re.compile(r"\s*\([^()]*\{answer\}[^()]*\)")
+
+
+def _courier_note(template: str, understood: Understanding, config: Config) -> str:
+    """The rule's note as the courier reads it: without the customer's answer.
+
+    Her answer is free text (a name, an address, a phone number: "Yes - I'm Dana, 14 Elm Road, call
+    07700 …"), and the courier's escalation and its link can be forwarded. The team's own note on
+    the case keeps the quote (:func:`_note_text`)."""
+    text = _QUOTED_ANSWER.sub("", template).replace("{answer}", "(their answer is on our case)")
+    return _note_text(text, "", understood, config)
+
+
 def _with_labels(understood: Understanding, text: str, classifier: Any) -> Understanding:
     """An answer the rules read as "other", with what the classifier reads in it (for the person it goes to)."""
     from dataclasses import replace
@@ -252,7 +267,11 @@ def _apply_step(store: Store, config: Config, case: Case, question: rows.Questio
     if step.escalate:
         from responders.escalation import EscalationRejected, escalate
 
-        note = _note_text(step.note or "The customer answered {answer} to our question.", answer, understood, config)
+        if step.escalate == "courier":  # what goes to the courier never quotes the customer
+            note = _courier_note(step.note or "The customer answered our question ({answer}).", understood, config)
+        else:
+            note = _note_text(step.note or "The customer answered {answer} to our question.", answer, understood,
+                              config)
         try:
             messages = escalate(store, config, case.id, step.escalate, note, ACTOR,  # type: ignore[arg-type]
                                 reason=f"answer:{question.rule}", key=_key("dialogue", question.id, "escalate"))

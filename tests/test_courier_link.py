@@ -68,7 +68,9 @@ def test_courier_escalation_carries_a_link_that_shows_only_what_delivery_needs(s
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert facts["tracking_number"] == "1Z999AA10123456784" and facts["delivery_town"] == "Harrogate"
-    assert facts["ask"] == "please book a redelivery for Friday"
+    # The agent's note goes in the escalation; the page, which can be forwarded, says our ask in fixed words.
+    assert facts["ask"].startswith("Our care team asks you to look into this parcel")
+    assert "please book a redelivery for Friday" in email.text and "redelivery for Friday" not in page.text
     assert [e["status"] for e in facts["timeline"]] == ["in_transit", "attempt_failed"]
     for private in ("Jane", "jane@example.com", "+447700900123", "@jane", "nobody came", "LS-100234", "Linen shirt"):
         assert private not in page.text and private not in str(facts)

@@ -40,7 +40,8 @@ def test_a_courier_opens_the_link_and_posts_an_update(store: Store, monkeypatch:
         page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
         page.goto(server.url + path_of(link))
         page.get_by_role("heading", name="Shipment 1Z999AA10123456784").wait_for()
-        assert page.get_by_text("please rebook for Friday").is_visible()
+        assert page.get_by_text("Our care team asks you to look into this parcel").is_visible()
+        assert page.get_by_text("please rebook for Friday").count() == 0  # the agent's note is in the e-mail only
         assert page.get_by_text(HOSTILE).is_visible()  # shown as text
         page.get_by_label("What happened").select_option("redelivery_booked")
         page.get_by_placeholder("e.g. redelivery booked for Friday").fill("Redelivery booked for Fri")

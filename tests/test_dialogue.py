@@ -171,7 +171,7 @@ def test_sms_yes_at_the_inbound_webhook_escalates_to_the_courier_exactly_once(
 
     escalations = [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
     assert len(escalations) == 1 and escalations[0].target == "depot@ups.test"
-    assert "The customer asked for a redelivery (“YES”)" in escalations[0].text
+    assert "Note: The customer asked for a redelivery.\n" in escalations[0].text and "“YES”" not in escalations[0].text
     answered = rows.get_question(store, question.id)
     assert answered.status == "answered" and answered.answer_kind == "yes" and answered.answer_channel == "sms"  # type: ignore[union-attr]
     assert "escalated to courier" in answered.action  # type: ignore[union-attr,operator]
