@@ -507,14 +507,7 @@ class InboxStore(StoreBase):
             if len(digits) >= 7 and all(c.isdigit() or c in " -().+" for c in typed):
                 customers += [r[0] for r in self.db.execute(
                     f"select id from customers where {PHONE_DIGITS_SQL} = ? limit ?", [digits, CUSTOMER_MATCH_LIMIT])]
-            if customers:
-                ids = json.dumps(customers)
-                found.update((r[0], None) for r in self.db.execute(
-                    f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall())
-                found.update((r[0], None) for r in self.db.execute(
-                    "select c.id from customer_handles h join cases c on c.channel = h.channel and "
-                    f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})",
-                    [ids]).fetchall())
+            found.update(dict.fromkeys(self._customers_cases(customers)))
             # One full-text query, one post past the cap: it answers search_is_capped too (a second
             # query for the same words was 10-60 ms of a search's first run at 1M posts, issue 17).
             sql, params = self._post_hits_sql(text, query)
@@ -553,14 +546,20 @@ class InboxStore(StoreBase):
         customers = [r[0] for r in self.db.execute(
             f"select distinct customer_id from customer_handles where channel in ({networks}) and handle = ?",
             [*HANDLE_CHANNELS, handle.lower()]).fetchall()]
-        if customers:
-            ids = json.dumps(customers)
-            found.update((r[0], None) for r in self.db.execute(
-                f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall())
-            found.update((r[0], None) for r in self.db.execute(
-                "select c.id from customer_handles h join cases c on c.channel = h.channel and "
-                f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})", [ids]).fetchall())
+        found.update(dict.fromkeys(self._customers_cases(customers)))
         return tuple(sorted(found, reverse=True))
+
+    def _customers_cases(self, customers: list[str]) -> list[int]:
+        """The cases of these customers: linked to them, or opened by one of the handles on their record."""
+        if not customers:
+            return []
+        dialect, ids = self.dialect, json.dumps(customers)
+        linked = [r[0] for r in self.db.execute(
+            f"select id from cases where customer_id in ({dialect.json_values()})", [ids]).fetchall()]
+        by_handle = [r[0] for r in self.db.execute(
+            "select c.id from customer_handles h join cases c on c.channel = h.channel and "
+            f"c.author_handle = h.handle where h.customer_id in ({dialect.json_values()})", [ids]).fetchall()]
+        return linked + by_handle
 
     def inbox_ids(self, query: InboxQuery | None = None) -> list[int]:
         """Every matching case's id in the queue's order (``query``'s page left out): what J / K and
