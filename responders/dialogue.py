@@ -253,6 +253,20 @@ def _back_to_team(store: Store, config: Config, case_id: int, now: datetime, fro
                          if c.status in from_statuses else {})
 
 
+def _customer_wrote(case: Case, at: datetime, config: Config) -> dict[str, Any]:
+    """The changes a message from the customer (``at``) makes to an open case, as a post of hers
+    would (doorstep.sla.customer_wrote: the pause ends with its time given back, an answer is owed);
+    a case waiting on her goes back to the team."""
+    after = case.model_copy()
+    sla.customer_wrote(after, case, at, config)
+    changes = {f: getattr(after, f) for f in ("snoozed_until", "sla_paused_at", "awaiting_since", "first_response_due",
+                                              "next_response_due", "resolution_due", "priority_band")
+               if getattr(after, f) != getattr(case, f)}
+    if case.status == "pending_customer":
+        changes["status"] = "open"
+    return changes
+
+
 def _hand_to_person(store: Store, config: Config, case_id: int, why: str, answer: str, now: datetime,
                     actor: str = ACTOR) -> None:
     _back_to_team(store, config, case_id, now, ("new", "pending_customer"), actor)
@@ -369,9 +383,13 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         if replied_case is None:
             return finish("no question to answer and no message of ours to that address")
         case = store.get_case(replied_case)
-        update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
-                             if c.status not in ("new", "open", "escalated") else {}, config)
-        store.add_note(replied_case, ACTOR, f"The customer replied by {channel}: “{text.strip()[:500]}” ({unread}).")
+        if case is not None and case.status == "resolved":
+            update_case_retrying(store, replied_case, ACTOR, lambda c: {"status": "open", "resolved_at": None}
+                                 if c.status not in ("new", "open", "escalated") else {}, config)
+        else:  # she wrote to us: the wait on her ends and an answer is owed, as for a post of hers
+            update_case_retrying(store, replied_case, ACTOR, lambda c: _customer_wrote(c, now, config))
+        said = unread if ours else "not an answer to a message of ours"
+        store.add_note(replied_case, ACTOR, f"The customer wrote by {channel}: “{text.strip()[:500]}” ({said}).")
         why = (f"a {channel} reply to our message" if ours else
                f"a {channel} message from the customer's {'number' if channel == 'sms' else 'address'}")
         store.audit(ACTOR, "dialogue.needs_human", replied_case, {"why": why, "answer": text[:300]})

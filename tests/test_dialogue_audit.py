@@ -327,4 +327,6 @@ def test_a_text_from_a_customers_number_that_answers_nothing_of_ours_reaches_her
     assert result["case_id"] == case_id and result["outcome"].startswith("handed to a person"), result
     after = store.get_case(case_id)
     assert after.status == "open" and after.sla_paused_at is None  # type: ignore[union-attr]
-    assert any("neighbour at number 5" in n.text for n in store.notes(case_id))
+    assert sla.next_due(after) is not None  # an answer is owed, with a deadline, as for a post of hers
+    note = next(n.text for n in store.notes(case_id) if "neighbour at number 5" in n.text)
+    assert "not an answer to a message of ours" in note and "asked no question" not in note
