@@ -780,6 +780,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
             st.session_state[key] = ""
+        _done_drafting(store, case.id, actor.username)  # type: ignore[arg-type]
         _after_own_write(store, case)
 
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
@@ -952,6 +953,7 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
                   + ("; the case is open again so someone follows it up" if reopened else ""),
                   at=f"reply:{case.id}")
             st.session_state.setdefault("case_seen_outbox", {})[case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
+            _done_drafting(store, case.id, actor.username)  # type: ignore[arg-type]
             _after_own_write(store, case)
 
         def cancel_private() -> None:
@@ -969,6 +971,14 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
         c1.button("Send privately", key=f"askdm_send_{case.id}", type="primary", on_click=send_private,
                   disabled=not body.strip() or not can(user, "reply"))
         c2.button("Cancel", key=f"askdm_cancel_{case.id}", on_click=cancel_private)
+
+
+def _done_drafting(store: Store, case_id: int, username: str) -> None:
+    """The reply is queued: colleagues' pages stop saying "is replying" at their next tick, not at this
+    page's next heartbeat (the typing box may still say it is typing until then)."""
+    now = utcnow()
+    presence.touch(store, case_id, username, drafting=False, now=now)
+    st.session_state[f"_presence_beat_{case_id}"] = (now, False)
 
 
 def _after_own_write(store: Store, case: Case) -> None:
@@ -1030,8 +1040,6 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
         flash("error", f"Not resolved: {len(pending)} reply/escalation message(s) are pending or failed. Use "
               "\"Resolve even though...\" under Status to confirm, or retry/cancel them first.", at=f"status:{case.id}")
         st.rerun()
-    from console import presence
-
     typing = [o["user"] for o in presence.others(store, case.id, user.username) if o["drafting"]]  # type: ignore[arg-type]
     if typing:  # resolved under them, their reply would be refused as "resolved since you opened it"
         flash("error", f"Not resolved: {', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right now. "

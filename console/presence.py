@@ -57,7 +57,12 @@ def touch(store: Store, case_id: int, username: str, *, drafting: bool = False, 
     try:
         with store.waiting_at_most(PRESENCE_WAIT_S), store.transaction():
             entries = _fresh(_load(store, case_id), now)
-            entries[username] = {"at": iso(now), "drafting": drafting}
+            before = entries.get(username) or {}
+            # When this drafting began: of two colleagues typing, the one who began first answers
+            # (responders.outbox._drafting_others).
+            began = now.isoformat(timespec="microseconds")  # finer than a heartbeat: who began first
+            since = (before.get("since") or began) if drafting and before.get("drafting") else began
+            entries[username] = {"at": iso(now), "drafting": drafting, **({"since": since} if drafting else {})}
             store.set_cursor(_key(case_id), json.dumps(entries, sort_keys=True))
     except DATABASE_ERRORS as exc:
         log.info("presence on case %s not recorded for %s: %s", case_id, username, exc)

@@ -221,7 +221,10 @@ class AlreadyAnswered(ReplyRejected):
 
 
 def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> list[str]:
-    """Colleagues whose presence heartbeat says they are drafting a reply on this case right now."""
+    """Colleagues whose presence heartbeat says they are drafting a reply on this case right now,
+    and who go first: of two colleagues typing, the one who began first is not held up by the
+    other (both were refused, and the customer got no answer at all). A colleague who has queued a
+    reply on the case since their last heartbeat is no longer drafting, whatever their page last said."""
     import json
 
     from doorstep.store import parse_time
@@ -231,13 +234,30 @@ def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> l
         entries = json.loads(raw) if raw else {}
     except json.JSONDecodeError:
         return []
-    out = []
-    for user, entry in (entries.items() if isinstance(entries, dict) else []):
-        if user == actor or not isinstance(entry, dict) or not entry.get("drafting"):
-            continue
+    if not isinstance(entries, dict):
+        return []
+
+    def drafting_since(entry: Any) -> datetime | None:
+        """When a fresh drafting entry began (its heartbeat's time for entries written before ``since``)."""
+        if not isinstance(entry, dict) or not entry.get("drafting"):
+            return None
         at = parse_time(entry.get("at"))
-        if at is not None and now - at <= DRAFTING_FRESH:
-            out.append(user)
+        if at is None or now - at > DRAFTING_FRESH:
+            return None
+        return parse_time(entry.get("since")) or at
+
+    mine = drafting_since(entries.get(actor))
+    out = []
+    for user, entry in entries.items():
+        theirs = drafting_since(entry)
+        if user == actor or theirs is None:
+            continue
+        if mine is not None and (theirs, user) > (mine, actor):
+            continue  # they began after this agent: this agent goes first
+        if store.db.execute("select 1 from outbound_messages where case_id = ? and kind = 'reply' and created_by = ? "
+                            "and created_at >= ?", [case_id, user, entry.get("at")]).fetchone():
+            continue  # they queued their reply since: done drafting
+        out.append(user)
     return sorted(out)
 
 

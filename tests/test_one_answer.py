@@ -191,26 +191,52 @@ def test_send_anyway_overrides_only_the_refusal_the_agent_saw(store: Store, emul
     config = shop_config()
     case_id = make_case(store, config, emulator)
     seen = latest_message_id(store, case_id)
+    presence.touch(store, case_id, "sam", drafting=True)  # sam began typing first
     presence.touch(store, case_id, "priya", drafting=True)
-    presence.touch(store, case_id, "sam", drafting=True)
     with pytest.raises(AlreadyAnswered, match="sam is replying") as priyas:
         queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen)
-    with pytest.raises(AlreadyAnswered, match="priya is replying") as sams:
-        queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen)
-    first = queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen, force=True,
-                        acknowledged_up_to=priyas.value.latest)
-    # sam's page still shows "priya is replying": his Send anyway does not cover her queued reply.
-    with pytest.raises(AlreadyAnswered, match=f"priya already answered @jane's post \\(queued, message {first.id}") as again:
-        queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen, force=True,
-                    acknowledged_up_to=sams.value.latest)
+    first = queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen)
+    # priya's page still shows "sam is replying": her Send anyway does not cover his queued reply.
+    with pytest.raises(AlreadyAnswered, match=f"sam already answered @jane's post \\(queued, message {first.id}") as again:
+        queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen, force=True,
+                    acknowledged_up_to=priyas.value.latest)
     assert [m.id for m in again.value.existing] == [first.id]
     Outbox(store, config).send_due()
-    assert [p["text"] for p in emulator.posted] == ["@jane priya here, on it"]
-    # Having now seen her reply, he may still send anyway (audited), as may the CLI's --force.
-    queue_reply(store, config, case_id, "@jane sam here, on it", "sam", seen_up_to=seen, force=True,
+    assert [p["text"] for p in emulator.posted] == ["@jane sam here, on it"]
+    # Having now seen his reply, she may still send anyway (audited), as may the CLI's --force.
+    queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen, force=True,
                 acknowledged_up_to=again.value.latest)
     Outbox(store, config).send_due()
     assert len(emulator.posted) == 2
+
+
+def test_when_both_agents_draft_the_first_to_start_answers_and_the_other_is_told(
+        store: Store, emulator: XEmulator) -> None:
+    """Final browser check, finding 1: priya and sam both typed on one case and each was refused
+    ("X is replying right now"), so the customer got no answer at all. The one who began typing
+    first may queue; the other is refused; once the first reply is queued, their drafting no longer
+    blocks anyone (their page may not have said it stopped yet), and the second answer is refused as one."""
+    from datetime import timedelta as td
+
+    from console import presence
+    from doorstep.models import utcnow
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    seen = latest_message_id(store, case_id)
+    start = utcnow() - td(seconds=20)
+    presence.touch(store, case_id, "priya", drafting=True, now=start)
+    presence.touch(store, case_id, "sam", drafting=True, now=start + td(seconds=4))
+    presence.touch(store, case_id, "priya", drafting=True, now=start + td(seconds=8))  # her heartbeat: still typing
+    with pytest.raises(AlreadyAnswered, match="priya is replying"):
+        queue_reply(store, config, case_id, "@jane sam here", "sam", seen_up_to=seen)
+    first = queue_reply(store, config, case_id, "@jane priya here, on it", "priya", seen_up_to=seen)
+    with pytest.raises(AlreadyAnswered, match="priya already answered") as refused:
+        queue_reply(store, config, case_id, "@jane sam here", "sam", seen_up_to=seen)
+    assert "is replying" not in str(refused.value)  # her reply is queued: she is no longer "replying"
+    Outbox(store, config).send_due()
+    assert [p["text"] for p in emulator.posted] == [first.text]
 
 
 def test_a_reply_on_a_case_resolved_since_it_was_opened_is_refused_and_send_anyway_reopens_it(
