@@ -336,11 +336,19 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     show_priority(case)
     _presence_live(case.id, user.username, case.version)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
-    if undelivered:
-        words = "; ".join(f"{m['kind']} via {channel_name(m['channel'])} to {m['target'] or '-'} is "
-                          f"{m['status'].replace('_', ' ')}"
-                          + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in undelivered)
-        st.error(escape_md(f"Not delivered: {words}"), icon=":material/error:")
+    def said(messages: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{m['kind']} via {channel_name(m['channel'])} to {m['target'] or '-'} is "
+                         f"{m['status'].replace('_', ' ')}"
+                         + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in messages)
+
+    # A message waiting for someone's approval has not failed: it is said apart, not in red.
+    failed = [m for m in undelivered if m["status"] != "awaiting_approval"]
+    waiting = [m for m in undelivered if m["status"] == "awaiting_approval"]
+    if failed:
+        st.error(escape_md(f"Not delivered: {said(failed)}"), icon=":material/error:")
+    if waiting:
+        st.info(escape_md(f"Waiting for approval (Approvals page), not sent yet: {said(waiting)}"),
+                icon=":material/hourglass_top:")
     mine = held(store, case)
     if mine.case.version != case.version:
         if case_merge.only_own_changes(store, mine, case, user.username):

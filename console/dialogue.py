@@ -108,7 +108,8 @@ def case_section(store: Any, case: Case, user: Any) -> None:
             state = ("⏳ awaiting the customer’s answer" if message == "sent" else
                      f"not sent yet (message {message.replace('_', ' ')})") if waiting else q.status.replace("_", " ")
             head = (f"{state} · "
-                    f"question “{q.rule}” by {q.channel} to {q.target or '-'} · asked {local_time(q.asked_at, config)}"
+                    f"question “{q.rule}” by {q.channel} to {q.target or '-'} · "
+                    f"{'asked' if message == 'sent' or not waiting else 'written'} {local_time(q.asked_at, config)}"
                     + (f" · expires {local_time(q.expires_at, config)}" if waiting else ""))
             safe_text(head, caption=True)
             if q.answer is not None:

@@ -89,3 +89,15 @@ def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> 
     bob.button(key=f"send_anyway_{case_id}").click().run()
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann", "bob"]
     assert any(e.action == "reply.send_anyway" and e.actor == "bob" for e in db.audit_trail(case_id))
+
+
+def test_a_message_waiting_for_approval_is_not_shown_as_failed(db: Store) -> None:
+    """Final browser check, finding 3: an outreach SMS waiting on the Approvals page made the case header
+    say "Not delivered" in red, as if it had failed."""
+    case_id = xss_case(db)
+    message = enqueue(db, kind="outreach", channel="sms", text="Shall we ask UPS to redeliver?", actor="proactive",
+                      idempotency_key=f"await-{case_id}", case_id=case_id, target="+447700900283")
+    db.db.execute("update outbound_messages set status = 'awaiting_approval' where id = ?", [message.id])
+    at, _ = _open_case(db, "ann", case_id)
+    assert not any("Not delivered" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Waiting for approval" in i.value for i in at.info), [i.value for i in at.info]
