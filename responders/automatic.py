@@ -20,6 +20,7 @@ from typing import Any
 
 from doorstep.cases import by_customer
 from doorstep.config import Config
+from doorstep.dialogue import case_now
 from doorstep.models import Case, OutboundMessage, utcnow
 from doorstep.store import Store, iso, outbound_from_row
 
@@ -86,12 +87,7 @@ def answered_since(store: Store, case_id: int, since: str | None) -> str | None:
 
 def current_case(store: Store, case_id: int) -> Case | None:
     """The case ``case_id`` or, when it was merged, the case it was merged into (where its messages went)."""
-    case = store.get_case(case_id)
-    for _ in range(20):
-        if case is None or not case.merged_into:
-            break
-        case = store.get_case(case.merged_into)
-    return case
+    return store.get_case(case_now(store, case_id))
 
 
 def record(store: Store, config: Config, message: OutboundMessage, rule: str, *,
