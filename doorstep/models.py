@@ -9,7 +9,7 @@ the configured zone only when a person reads them.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -98,6 +98,12 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+#: How far ahead of our clock a post's ``created_at`` may be (a sender's clock a little fast). Further
+#: ahead is a wrong clock or milliseconds read as seconds: its case would be due then, never overdue and
+#: never escalated, so the webhook refuses it (400) and an import rejects its row.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 def utcnow() -> datetime:

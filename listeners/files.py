@@ -47,7 +47,7 @@ from pydantic import ValidationError
 
 from doorstep.config import Imports
 from doorstep.dialect import DATABASE_ERRORS
-from doorstep.models import Customer, Labels, Mention, Order, Shipment, TrackingEvent
+from doorstep.models import MAX_FUTURE_SKEW, Customer, Labels, Mention, Order, Shipment, TrackingEvent, utcnow
 from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
@@ -422,7 +422,15 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int) -> M
         row["labels"] = _labels(flat)
     elif isinstance(nested, str):
         row["labels"] = _json_cell(nested, "labels", '{"sentiment": "negative", ...}')
-    return Mention.model_validate(row)
+    mention = Mention.model_validate(row)
+    # A post dated ahead of the import (a wrong clock, milliseconds read as seconds) would make a case
+    # due then, never overdue and never escalated: the row is rejected, as the webhook refuses it.
+    latest = utcnow() + MAX_FUTURE_SKEW
+    if mention.created_at > latest:
+        raise _FieldError("created_at", f"{mention.created_at.isoformat()} is in the future (at most "
+                                        f"{int(MAX_FUTURE_SKEW.total_seconds() // 60)} minutes ahead is taken); "
+                                        "check the export's time zone or units")
+    return mention
 
 
 def _labels(flat: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from doorstep.config import Config, ConfigError
 from doorstep.dialect import OPERATIONAL_ERRORS
-from doorstep.models import Mention, utcnow
+from doorstep.models import MAX_FUTURE_SKEW, Mention, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.redaction import redact
 from doorstep.store import Store
@@ -74,10 +74,6 @@ STORE_FIELDS = {"id", "labels", "case_id", "by_customer"}
 REJECTED_LOG_EVERY_S = 60.0
 #: At most one write of the refused-request count per this many seconds.
 REJECTED_FLUSH_S = 1.0
-#: How far ahead of our clock a post's ``created_at`` may be (a sender's clock a little fast).
-#: Further ahead is a wrong clock or milliseconds read as seconds: its case would be due then,
-#: never overdue and never escalated, so it is refused (400) rather than stored.
-MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -372,3 +372,23 @@ def test_an_order_total_must_be_a_finite_amount_of_zero_or_more(tmp_path, store)
     assert [(e.row, e.field) for e in report.errors] == [(2, "total"), (3, "total"), (4, "total"), (5, "total")]
     assert str(report.errors[0]) == f"{path}: row 2: total: not a finite amount ≥ 0; write an amount such as 59.50"
     assert report.stored == 2 and store.get_order("A4").total == 59.5
+
+
+def test_a_row_dated_in_the_future_is_rejected_alone_naming_created_at(tmp_path):
+    """HTTP audit, left for imports: a post dated 2099 made a case due in 2099, never overdue and never
+    escalated. The webhook refuses it; an import rejects that row alone, naming its line and field."""
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(minutes=2)).isoformat()
+    rows = [
+        {"channel": "x", "external_id": "ok-1", "text": "@LarkspurHelp parcel late", "created_at": "2026-11-20T10:00:00Z"},
+        {"channel": "x", "external_id": "fut-1", "text": "@LarkspurHelp parcel lost", "created_at": "2099-06-01T10:00:00Z"},
+        {"channel": "x", "external_id": "ok-2", "text": "@LarkspurHelp where is it", "created_at": soon},
+    ]
+    source = tmp_path / "posts.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "d.db"), "import", "mentions", str(source)])
+    assert "row 2: created_at" in result.output and "in the future" in result.output, result.output
+    assert "Traceback" not in result.output
+    store = Store(tmp_path / "d.db")
+    assert sorted(r[0] for r in store.db.execute("select external_id from mentions").fetchall()) == ["ok-1", "ok-2"]
