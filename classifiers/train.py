@@ -1114,9 +1114,25 @@ def staging_dir(out: Path) -> Path:
 
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed outright (a signal, a timeout) could not clean up after itself: its folder goes now.
+    for left in out.parent.glob(f".{out.name}.building-*"):
+        pid = left.name.rsplit(".building-", 1)[1].split("-", 1)[0]
+        if left.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
     staging = out.parent / f".{out.name}.building-{os.getpid()}-{secrets.token_hex(3)}"
     staging.mkdir()
     return staging
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` still runs on this machine (it may still be building its model)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def install_model(staging: Path, out: Path) -> None:

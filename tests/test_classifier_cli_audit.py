@@ -364,3 +364,19 @@ def test_a_head_only_refit_from_a_file_says_which_corrections_it_leaves_out(
     assert result.exit_code == 0, result.output
     assert ("a head-only refit learns intents only: it uses the intent of 1 post and leaves out "
             "3 sentiment or complaint labels") in result.output, result.output
+
+
+def test_a_staging_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path: Path) -> None:
+    """Verification re-run: a `train` killed by a timeout left a hidden 19 MB `.m.building-*` folder beside --out."""
+    import os
+
+    from classifiers.train import staging_dir
+
+    out = tmp_path / "m"
+    dead = tmp_path / ".m.building-999999999-abc123"  # no such process
+    (dead / "model.onnx").parent.mkdir(parents=True)
+    (dead / "model.onnx").write_bytes(b"half")
+    alive = tmp_path / f".m.building-{os.getpid()}-def456"  # a run still going: left alone
+    alive.mkdir()
+    fresh = staging_dir(out)
+    assert not dead.exists() and alive.exists() and fresh.is_dir()
