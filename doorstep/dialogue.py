@@ -8,7 +8,9 @@ imports ``responders/``. Asking, understanding answers and acting on them is
 * :func:`claim_answer` moves a question from ``open`` (or ``expired``) to its answer in one
   conditional UPDATE, so a reply delivered twice (or on two channels at once) acts exactly once;
 * :func:`remember_reply` records every inbound reply by channel and the channel's own id
-  (Twilio's ``MessageSid``, a mail's ``Message-ID``), so a redelivered webhook is dropped whole.
+  (Twilio's ``MessageSid``, a mail's ``Message-ID``), so a redelivered webhook is dropped whole;
+  it is written in the same transaction as what the reply triggers, so a retry after a failed
+  handling is handled, never dropped.
 """
 
 from __future__ import annotations
@@ -271,6 +273,10 @@ def remember_reply(store: Store, *, channel: str, external_id: str, sender: str 
                    received_at: datetime) -> int | None:
     """Record an inbound reply once; None when this (channel, external id) was seen before.
 
+    Call it inside the transaction that acts on the reply (``responders.dialogue.handle_reply``):
+    recorded on its own, a reply whose handling then failed would be a "duplicate" on every retry,
+    its answer lost half-done.
+
     Its text, id and sender are stored as :func:`storable_text` makes them (callers that act on
     the text should clean it first, so what they act on is what is stored).
     """
@@ -282,6 +288,13 @@ def remember_reply(store: Store, *, channel: str, external_id: str, sender: str 
     if cursor.rowcount != 1:
         return None
     return int(cursor.lastrowid)  # type: ignore[arg-type]
+
+
+def reply_seen(store: Store, channel: str, external_id: str) -> bool:
+    """Whether :func:`remember_reply` recorded this (channel, external id) already: a read only, to spare
+    a duplicate's costly work (the classifier) before the caller takes the write lock."""
+    return store.db.execute("select 1 from answers where channel = ? and external_id = ?",
+                            [channel, storable_text(external_id)]).fetchone() is not None
 
 
 def note_reply_outcome(store: Store, reply_id: int, *, question_id: int | None, case_id: int | None, kind: str,

@@ -24,6 +24,9 @@ it, marked so, for a person (never read as a yes). Only a message with no From i
 Both store the answer without NUL characters and with a lone surrogate replaced
 (:func:`doorstep.dialogue.storable_text`), answer a busy store with 503 and Retry-After, and any
 other store failure with a one-line JSON 500 (and an error in the webhook's listener health).
+Either way nothing of the reply was kept (:func:`responders.dialogue.handle_reply` records it and
+acts on it in one transaction), so the sender's retry of the same ``MessageSid`` or ``Message-ID``
+is handled as the first delivery; only a retry after a success is dropped as a duplicate.
 Refused (unsigned or badly signed) requests count in the webhook's ``rejected``, like its own.
 """
 

@@ -14,6 +14,8 @@ read by :func:`responders.answers.understand` and acted on:
 * the rule's step for yes / no / a proposed time / anything else runs **exactly once**: the
   answer is claimed with one conditional UPDATE, every escalation has an idempotency key derived
   from the question, and a reply redelivered with the same channel id is dropped before that;
+  recording the reply and acting on it are one transaction, so a reply whose handling failed
+  left nothing behind and is handled when the sender (or the worker's next scan) tries again;
 * STOP and its kin opt the customer out of SMS, e-mail and DM messages on every channel,
   cancel what was queued for them, close their open questions, and are audited;
 * an answer to a question whose case was closed since reopens the case for a person instead of
@@ -42,6 +44,7 @@ from doorstep import sla
 from doorstep.cases import by_customer
 from doorstep.config import Config, ConfigError
 from doorstep.contact_history import mark_answered, record_attempt
+from doorstep.dialect import DATABASE_ERRORS, OPERATIONAL_ERRORS
 from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
 from doorstep.store import PHONE_DIGITS_SQL, Store, iso
 from doorstep.classifying import classify_texts
@@ -222,18 +225,28 @@ def _courier_note(template: str, understood: Understanding, config: Config) -> s
     return _note_text(text, "", understood, config)
 
 
-def _with_labels(understood: Understanding, text: str, classifier: Any) -> Understanding:
-    """An answer the rules read as "other", with what the classifier reads in it (for the person it goes to)."""
-    from dataclasses import replace
+def _classifier_reading(classifier: Any, text: str) -> str | None:
+    """What the classifier reads in an answer ("negative complaint, intent ..."), for the person it goes to.
 
+    Run before :func:`handle_reply` takes the write lock: a classifier may be a model that takes a
+    while on the CPU, and SQLite has one writer at a time. None when it cannot read it.
+    """
     try:
         labels = classify_texts(classifier, [text], addressed=[True])[0]  # an answer to our question
     except Exception as exc:  # noqa: BLE001 - the rules' reading stands; the classifier only adds a hint
         log.warning("classifier could not read an answer: %s", exc)
-        return understood
-    hint = (f"{labels.sentiment}{' complaint' if labels.complaint else ''}, intent {labels.intent}, "
+        return None
+    return (f"{labels.sentiment}{' complaint' if labels.complaint else ''}, intent {labels.intent}, "
             f"urgency {labels.urgency:.2f}")
-    return replace(understood, why=f"{understood.why}; the classifier reads: {hint}")
+
+
+def _with_labels(understood: Understanding, reading: str | None) -> Understanding:
+    """An answer the rules read as "other", with what the classifier read in it (:func:`_classifier_reading`)."""
+    from dataclasses import replace
+
+    if reading is None:
+        return understood
+    return replace(understood, why=f"{understood.why}; the classifier reads: {reading}")
 
 
 def live_case(store: Store, case_id: int) -> Case | None:
@@ -334,13 +347,42 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
     since is answered on the case it went into (:func:`live_case`). ``sender_verified`` False (a
     mail whose From is not the address we asked) never acts on the answer: a person reads it. ``classifier`` (the pipeline's) reads an
     answer the rules could not, so the person it goes to sees whether it is an angry complaint.
+
+    **One transaction, so an answer is never lost and never acted on twice.** Recording the reply
+    (``answers``, which drops a redelivery of the same channel id as a duplicate) and everything
+    done about it (the question claimed, the escalation and messages queued, notes, call backs,
+    status changes, the opt-out, the outcome) commit together or not at all. When any of it fails
+    ("database is locked" beside an import, a lost PostgreSQL connection, an error in a step),
+    nothing is left behind: the sender's retry (Twilio, the mail relay, the worker's next scan) is
+    handled as the first delivery, never answered "duplicate" with the answer half-done; after a
+    success the retry is still a duplicate. Nothing in here talks to the outside world: messages
+    (the courier's escalation included) are only queued in the outbox, which sends them after the
+    commit, and the classifier, which may take a while, reads the answer before the write lock is
+    taken. The steps' own transactions are savepoints inside this one. A case change that meets a
+    newer version (:func:`responders.outbox.update_case_retrying`) is still retried in here: on
+    SQLite no other writer can change the case while this transaction holds the write lock, and on
+    PostgreSQL (READ COMMITTED) each retry reads the version committed meanwhile.
     """
     now = now or utcnow()
+    understood = understand(text, now, config.tz)
+    reading = None
+    if (classifier is not None and understood.kind == "other" and not rows.reply_seen(store, channel, external_id)
+            and (question is not None or (sender and rows.latest_question_to(store, channel, sender) is not None))):
+        reading = _classifier_reading(classifier, text)  # only an answer to a question is read by it
+    with store.transaction():
+        return _handle_reply(store, config, channel=channel, external_id=external_id, sender=sender, text=text,
+                             now=now, question=question, sender_verified=sender_verified, customer_id=customer_id,
+                             understood=understood, reading=reading)
+
+
+def _handle_reply(store: Store, config: Config, *, channel: str, external_id: str, sender: str | None, text: str,
+                  now: datetime, question: rows.Question | None, sender_verified: bool, customer_id: str | None,
+                  understood: Understanding, reading: str | None) -> dict[str, Any]:
+    """:func:`handle_reply`'s work, inside its transaction."""
     reply_id = rows.remember_reply(store, channel=channel, external_id=external_id, sender=sender, text=text,
                                    received_at=now)
     if reply_id is None:
         return {"outcome": "duplicate"}
-    understood = understand(text, now, config.tz)
     if question is None and sender:
         question = rows.latest_question_to(store, channel, sender)
     if question is not None and not rows.was_asked(store, question):
@@ -430,8 +472,8 @@ def handle_reply(store: Store, config: Config, *, channel: str, external_id: str
         return finish("late")
     rule = question_rule(config, question.rule)
     step: Step = getattr(rule, understood.kind if understood.kind in ("yes", "no", "time") else "other")
-    if understood.kind == "other" and classifier is not None:
-        understood = _with_labels(understood, text, classifier)
+    if understood.kind == "other":
+        understood = _with_labels(understood, reading)
     action = _apply_step(store, config, case, question, step, text, understood, now)
     rows.set_action(store, question.id, action)
     store.audit(ACTOR, "dialogue.answered", case.id, {"question_id": question.id, "channel": channel,
@@ -466,10 +508,23 @@ def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
 
 # --------------------------------------------------------------------------- DMs and public replies
 MENTIONS_CURSOR = "dialogue.mentions"
+#: The post whose handling failed last and how many ticks in a row it failed ("ID TRIES").
+FAILING_CURSOR = "dialogue.mentions.failing"
+#: Ticks in a row the worker tries a post whose handling fails for another reason than a busy or
+#: unreachable store (a bug, data a step cannot take) before it hands the post to a person and reads on.
+MENTION_TRIES = 3
 
 
 def scan_mentions(store: Store, config: Config, now: datetime | None = None, batch: int = 500) -> int:
-    """Read new inbound posts (DMs, public replies) for answers to open questions and opt-outs; returns how many."""
+    """Read new inbound posts (DMs, public replies) for answers to open questions and opt-outs; returns how many.
+
+    The cursor never moves past a post whose handling failed: it stops just before it, the job
+    raises (the worker logs it) and the next tick reads the post again, which :func:`handle_reply`
+    then handles as the first time (a failure leaves nothing behind). A busy or unreachable store
+    is waited out so; any other failure is tried on :data:`MENTION_TRIES` ticks in a row, then the
+    post goes to a person (:func:`_hand_failed_post`), so that one post a step cannot take holds
+    up no later answer (a STOP among them).
+    """
     cursor = store.get_cursor(MENTIONS_CURSOR)
     if cursor is None:  # first run: only what arrives from now on
         store.set_cursor(MENTIONS_CURSOR, str(store.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0]))
@@ -482,7 +537,7 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
             "select m.id, m.channel, m.external_id, m.text, m.author_handle, m.case_id, c.customer_id, c.link_confirmed "
             "from mentions m left join cases c on c.id = m.case_id where m.id > ? and m.outbound = 0 order by m.id limit ?",
             [last, batch])):
-        last = row["id"]
+        before, last = last, row["id"]
         if row["case_id"] is None:
             continue
         # Only a question that went out and is still open is answered by a post on its case; a later
@@ -498,12 +553,48 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
         case, mention = store.get_case(row["case_id"]), store.get_mention(row["id"])
         if case is None or mention is None or not by_customer(store, case, mention):
             continue
-        handle_reply(store, config, channel=row["channel"], external_id=row["external_id"], sender=row["author_handle"],
-                     text=row["text"], now=now, question=question,
-                     customer_id=row["customer_id"] if row["link_confirmed"] else None)
+        try:
+            handle_reply(store, config, channel=row["channel"], external_id=row["external_id"],
+                         sender=row["author_handle"], text=row["text"], now=now, question=question,
+                         customer_id=row["customer_id"] if row["link_confirmed"] else None)
+        except Exception as exc:
+            try:  # the posts before it are read; this one is read again on the next tick
+                store.set_cursor(MENTIONS_CURSOR, str(before))
+            except DATABASE_ERRORS:
+                log.warning("could not keep the dialogue's place in the mentions", exc_info=True)
+            if isinstance(exc, OPERATIONAL_ERRORS) or not _hand_failed_post(store, row, understood.kind, exc,
+                                                                             now or utcnow()):
+                raise
         handled += 1
     store.set_cursor(MENTIONS_CURSOR, str(last))
     return handled
+
+
+def _hand_failed_post(store: Store, row: dict[str, Any], kind: str, exc: Exception, now: datetime) -> bool:
+    """Count one more tick on which handling the post ``row`` failed; on the :data:`MENTION_TRIES`-th, hand
+    it to a person instead (a note quoting it, ``dialogue.needs_human``, the reply recorded with that
+    outcome) and return True, so the scan reads on. Never acted on: a person reads it and decides."""
+    seen = (store.get_cursor(FAILING_CURSOR) or "").split()
+    tries = int(seen[1]) + 1 if len(seen) == 2 and seen[0] == str(row["id"]) else 1
+    if tries < MENTION_TRIES:
+        store.set_cursor(FAILING_CURSOR, f"{row['id']} {tries}")
+        return False
+    why = f"handling it failed {tries} times"
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    log.error("dialogue: post %s handed to a person, %s", row["id"], why, exc_info=exc)
+    case_id = rows.case_now(store, row["case_id"])
+    with store.transaction():
+        reply_id = rows.remember_reply(store, channel=row["channel"], external_id=row["external_id"],
+                                       sender=row["author_handle"], text=row["text"], received_at=now)
+        if reply_id is not None:
+            rows.note_reply_outcome(store, reply_id, question_id=None, case_id=case_id, kind=kind,
+                                    outcome=f"handed to a person ({why})")
+        store.add_note(case_id, ACTOR, f"The customer wrote on {row['channel']}: “{row['text'].strip()[:500]}”. "
+                                       f"It could not be acted on ({why}; the last error: {error}): please read "
+                                       "it and decide.")
+        store.audit(ACTOR, "dialogue.needs_human", case_id, {"why": why, "error": error, "answer": row["text"][:300]})
+        store.set_cursor(FAILING_CURSOR, "")
+    return True
 
 
 # --------------------------------------------------------------------------- call backs
