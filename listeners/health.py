@@ -213,12 +213,80 @@ def record_round(store: Store, result: RoundResult, name: str | None = None) -> 
         return
     lag = result.lag_seconds if result.lag_seconds is not None else (0.0 if result.ok else None)
     if result.ok:
-        record_success(store, name or result.channel, fetched=result.fetched, stored=result.stored, lag_seconds=lag,
+        name = name or result.channel
+        before = _outcome(store, name)
+        record_success(store, name, fetched=result.fetched, stored=result.stored, lag_seconds=lag,
                        malformed=result.malformed, warning=result.warning)
+        _keep_failing_while_posts_are_kept(store, name, before)
     else:
         errors = result.errors + ([result.warning] if result.warning else [])
         record_error(store, name or result.channel, "; ".join(errors), fetched=result.fetched,
                      stored=result.stored, lag_seconds=lag, malformed=result.malformed)
+
+
+#: Said in every health error about posts a failed job left staged (commands/jobs_queue.py writes it too):
+#: a round finding it on the row leaves that error, the one naming the cause, as it is.
+KEPT_FOR_RETRY = "kept for a retry"
+
+
+def kept_posts(store: Store, name: str) -> tuple[int, list[int]]:
+    """How many posts of listener ``name`` wait in batches whose job failed, and those batches' ids.
+
+    PostgreSQL only: there a round only stages what it fetched (``job_batches``) and moves its cursor;
+    ``doorstep.classify`` / ``doorstep.ingest`` jobs store the posts. A job that failed for good
+    (``failed`` in procrastinate's table) leaves its posts staged until someone retries it: fetched,
+    past the cursor, not stored. A batch still being tried (or not yet) is not counted."""
+    if not getattr(getattr(store, "dialect", None), "postgres", False):
+        return 0, []
+    from doorstep.dialect import DATABASE_ERRORS
+    from doorstep.job_queue import CLASSIFY_TASK, INGEST_TASK
+
+    try:
+        if not store.rows("select to_regclass('procrastinate_jobs') is not null and "
+                          "to_regclass('job_batches') is not null as ready")[0]["ready"]:
+            return 0, []
+        rows = store.rows(
+            "select b.id, count(*) as n from job_batches b cross join lateral jsonb_array_elements(b.posts::jsonb) p "
+            "where regexp_replace(p ->> 'channel', '_dm$', '') = ? and exists (select 1 from procrastinate_jobs j "
+            "where j.status = 'failed' and j.task_name in (?, ?) and j.args ->> 'batch' = b.id::text) "
+            "group by b.id order by b.id", [name, CLASSIFY_TASK, INGEST_TASK])
+    except DATABASE_ERRORS:  # the round's own health write matters more than this check
+        logging.getLogger("doorstep.listeners").exception("%s: could not look for posts of failed jobs", name)
+        return 0, []
+    return sum(int(r["n"]) for r in rows), [int(r["id"]) for r in rows]
+
+
+def _outcome(store: Store, name: str) -> tuple[str | None, str | None]:
+    """The health row's last outcome and last error (None, None before its first write)."""
+    row = store.db.execute("select last_outcome, last_error from listener_health where name = ?", [name]).fetchone()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+def _keep_failing_while_posts_are_kept(store: Store, name: str, before: tuple[str | None, str | None]) -> None:
+    """After a round that succeeded: if posts this listener fetched earlier are still not stored (their
+    job failed), the listener stays ``error``, whatever this round fetched (``before``: the row's
+    outcome and error as the round found them).
+
+    Without this, the next round (often fetching nothing) wrote ``ok`` over the failed job's error: the
+    console, ``doorstep status`` and the listener alert all said green while the posts were lost to
+    view. The error the job wrote (its cause, its time) stays as it is; a listener whose failed batch
+    wrote none (a ``classify`` job that ran out of retries) gets one naming the batches."""
+    count, batches = kept_posts(store, name)
+    if not count:
+        return
+    said = before[0] == "error" and KEPT_FOR_RETRY in (before[1] or "")
+    if not said:
+        from doorstep.redaction import redact
+
+        ids = ", ".join(str(b) for b in batches[:10]) + (", ..." if len(batches) > 10 else "")
+        now = _stamp(None)
+        store.db.execute(
+            "update listener_health set last_error = ?, last_error_at = ?, errors = errors + 1 where name = ?",
+            [redact(f"{name}: {count} post{'s' if count != 1 else ''} fetched earlier {'are' if count != 1 else 'is'} "
+                    f"not stored: {'their' if len(batches) != 1 else 'its'} job failed; they are {KEPT_FOR_RETRY} "
+                    f"(job_batches id {ids}): fix the cause, then retry the failed doorstep.classify or "
+                    "doorstep.ingest job")[:2000], now, name])
+    store.db.execute("update listener_health set last_outcome = 'error' where name = ?", [name])
 
 
 def poll_sources(channel: str, sources: Iterable[Any], poll: Callable[[Any], None], result: RoundResult,

@@ -19,8 +19,9 @@ channel that is not a string, a number too long to read, a ``created_at`` more t
 401 missing or bad signature; 403 a channel or field this sender may not use; 408 body not
 received within ``[limits] inbound_read_timeout_s``; 411 no Content-Length; 413 body over
 ``max_body_bytes``; 422 a mention that can never be stored (its reason in one line); 404/405 for
-other paths and methods; 503 the store was busy (retry). Only 5xx ask the sender to retry;
-every 4xx is permanent. Nothing is stored unless the whole request is valid. It is served by
+other paths and methods; 503 the store was busy (retry); 500 the posts could not be stored (a
+broken store, a failing classifier: retry). Both 5xx are written to the webhook's listener health.
+Only 5xx ask the sender to retry; every 4xx is permanent. Nothing is stored unless the whole request is valid. It is served by
 the inbound ASGI application (:mod:`listeners.inbound_app`) on uvicorn.
 
 Sign a request (shell)::
@@ -303,6 +304,31 @@ class RejectedCounter:
         self.flush()
 
 
+class ClassifierFailed(RuntimeError):
+    """The classifier raised while labelling a request's posts: our fault, not the sender's.
+
+    Raised in place of what it raised, so that a ``ValueError`` of a model (an output of the wrong
+    shape) is not mistaken for a post that can never be stored (422, which the sender drops): the
+    request is answered 500, the sender retries, and health shows the error."""
+
+
+class _GuardedClassifier:
+    """The pipeline's classifier, its failures raised as :class:`ClassifierFailed` (all else passed through)."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def classify(self, texts: Any, **kwargs: Any) -> Any:
+        try:
+            return self._inner.classify(texts, **kwargs)
+        except Exception as exc:
+            name = getattr(self._inner, "name", type(self._inner).__name__)
+            raise ClassifierFailed(f"classifier {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
 class WebhookEndpoint:
     """The ``POST /mentions`` endpoint: checks, then one transaction per request (one store)."""
 
@@ -310,6 +336,8 @@ class WebhookEndpoint:
                  limits: InboundLimits, *, max_post_chars: int | None = None):
         self.store = store
         self.pipeline = pipeline
+        if pipeline.classifier is not None and not isinstance(pipeline.classifier, _GuardedClassifier):
+            pipeline.classifier = _GuardedClassifier(pipeline.classifier)
         self.settings = settings
         self.secret = secret
         self.limits = limits
@@ -358,10 +386,13 @@ class WebhookEndpoint:
             return json_error(exc.status, str(exc))
         except OPERATIONAL_ERRORS as exc:  # busy or locked: worth a retry
             log.warning("webhook: store busy (%s); asked the sender to retry", exc)
+            # In health too: posts were refused for now, and a store that stays locked must not look
+            # healthy (the next stored request writes ok again, this error staying on the row).
+            await run_in_threadpool(self._note_store_error, exc, "store busy")
             return json_error(503, "the store is busy; retry later", headers={"Retry-After": "5"})
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store; the sender retries
+        except Exception as exc:  # noqa: BLE001 - a bug, a broken store or classifier; the sender retries
             log.exception("webhook: could not store mentions")
-            await run_in_threadpool(self._note_store_error, exc)
+            await run_in_threadpool(self._note_store_error, exc, "posts not stored")
             return json_error(500, "could not store the mentions; retry later")
         return JSONResponse({"status": "accepted", **counts}, status_code=202)
 
@@ -392,9 +423,14 @@ class WebhookEndpoint:
     def flush_rejected(self) -> None:
         self.rejected.flush()
 
-    def _note_store_error(self, exc: Exception) -> None:
-        with self._lock:
-            record_error(self.store, "webhook", f"store error: {type(exc).__name__}: {exc}")
+    def _note_store_error(self, exc: Exception, what: str = "posts not stored") -> None:
+        """A request whose posts were not stored (the sender was told to retry): in health, never lost from view."""
+        try:
+            with self._lock:
+                record_error(self.store, "webhook", f"webhook: {what}, the sender was asked to retry: "
+                                                    f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - a store too busy for this write too: the answer still goes out
+            log.exception("webhook: could not write listener health")
 
 
 class WebhookServer:
@@ -425,7 +461,7 @@ class WebhookServer:
             from listeners.replies import ReplyEndpoints
 
             self.replies = ReplyEndpoints(self.store, config, self.limits, lock=self.endpoint._lock,
-                                          classifier=self.pipeline.classifier, rejected=self.endpoint.rejected)
+                                          classifier=classifier, rejected=self.endpoint.rejected)
 
     @property
     def url(self) -> str:
