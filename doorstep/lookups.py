@@ -333,7 +333,7 @@ class BatchCases:
         assert kept is None or not (kept._new or kept._stored)
         self._cases: dict[int, Case | None] = kept._cases if kept else {}
         #: (channel, thread id) -> the ids of every case of that conversation (open or resolved; empty:
-        #: none). All of them, not only the one open_case_for(thread) would answer: a conversation may hold
+        #: none). All of them, not only the newest open one: a conversation may hold
         #: its customer's case and the case of someone who answered in it after it was resolved, and
         #: each one's posts go to their own (see :meth:`thread_cases`).
         self._threads: dict[tuple[str, str], set[int]] = kept._threads if kept else {}
@@ -419,14 +419,14 @@ class BatchCases:
         return case.model_copy() if case is not None else None
 
     def in_thread(self, channel: str, thread_id: str | None) -> Case | None:
-        """:meth:`Store.open_case_for` by thread: the conversation's open case, else its latest resolved one."""
+        """The conversation's case: its open one, else its latest resolved one (the first of :meth:`thread_cases`)."""
         cases = self.thread_cases(channel, thread_id)
         return cases[0] if cases else None
 
     def thread_cases(self, channel: str, thread_id: str | None) -> list[Case]:
-        """Every case of the conversation (copies, see :meth:`get`) in :meth:`Store.open_case_for`'s
-        order: open before resolved, then the newest. The first is the conversation's case; the
-        pipeline looks further for the case of the post's own author (doorstep/pipeline.py)."""
+        """Every case of the conversation (copies, see :meth:`get`), open before resolved, then the
+        newest (:func:`_rank`). The first is the conversation's case; the pipeline looks further for
+        the case of the post's own author (doorstep/pipeline.py)."""
         if not (channel and thread_id):
             return []
         key = (channel, thread_id)
@@ -679,7 +679,7 @@ _fromiso = datetime.fromisoformat
 
 
 def _rank(case: Case) -> tuple[bool, int]:
-    """The order of :meth:`Store.open_case_for`: open before resolved, then the newest."""
+    """The order a conversation's cases are chosen in: open before resolved, then the newest."""
     return (case.status != "resolved", case.id or 0)
 
 

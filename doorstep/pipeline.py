@@ -186,7 +186,7 @@ class Pipeline:
         return found if found is not None else find_numbers(mention.text, self.config)
 
     def _case_keys(self, mentions: Sequence[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> set[str]:
-        """What decides which case a post joins (see Store.open_case_for): its thread, its author on
+        """What decides which case a post joins (see :meth:`_choose_case`): its thread, its author on
         its channel, the order and tracking numbers it names. Posts sharing none of these can be
         stored side by side; posts sharing one are stored one after the other."""
         keys: set[str] = set()
@@ -341,7 +341,7 @@ class Pipeline:
     def _thread_case(self, mention: Mention, parent: tuple[str | None, int | None] | None,
                      batch: _Batch) -> Case | None:
         """The case of the post's conversation: the one its author is the customer of, else the
-        conversation's case (open before resolved, the newest first, as Store.open_case_for).
+        conversation's case (open before resolved, the newest first).
 
         A conversation holds more than one case when someone answered in it after its case was
         resolved (they got a case of their own, see _ingest_one) or a post came after the reopen

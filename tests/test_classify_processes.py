@@ -60,7 +60,7 @@ def _import(where: Path | str, config: Config, feed_dir: Path, processes: int,
             monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Counting, int, int]:
     store = _shop(where)
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
-    hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
+    hint = store.mention_by_external_id("x", "h2").case_id  # type: ignore[union-attr]
     feed = _feed(feed_dir / f"feed{processes}.jsonl", hint)  # type: ignore[arg-type]
     own = Counting(load_classifier("baseline"))
     pipeline = Pipeline(store, config, own)

@@ -54,7 +54,7 @@ def _history(pipeline: Pipeline) -> None:
     pipeline.ingest([mention("h1", "where is my order??", author_handle="bobroe")])
     pipeline.ingest([mention("h2", f"parcel {UPS} lost", minutes=1, author_handle="ann_lee")])
     pipeline.ingest([mention("h3", "thank you for the help", minutes=2, author_handle="fan")])
-    fan = pipeline.store.open_case_for(channel="x", thread_id="h3")
+    fan = pipeline.store.get_case(pipeline.store.mention_by_external_id("x", "h3").case_id)  # type: ignore[union-attr,arg-type]
     assert fan is not None
     pipeline.store.update_case(fan.id, fan.version, "amy", status="resolved")  # type: ignore[arg-type]
 
@@ -101,7 +101,7 @@ def _stored(store: Store) -> dict[str, list[tuple]]:
 def _run(where: Path | str, config: Config, batch_size: int) -> tuple[Store, IngestResult, list[Mention]]:
     store = _shop(where)
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
-    hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
+    hint = store.mention_by_external_id("x", "h2").case_id  # type: ignore[union-attr]
     posts = _batch(hint)
     if batch_size == 1:
         posts.sort(key=lambda m: m.created_at)  # the order a batch writes in (oldest first)
@@ -230,7 +230,7 @@ def test_a_failed_batch_writes_nothing_and_a_retry_stores_it_whole(tmp_path: Pat
     store = _shop(tmp_path / "failing.db")
     _history(Pipeline(store, config, KeywordClassifier(), batch_size=1))
     before = _stored(store)
-    hint = store.open_case_for(channel="x", thread_id="h2").id  # type: ignore[union-attr]
+    hint = store.mention_by_external_id("x", "h2").case_id  # type: ignore[union-attr]
     real_insert = store.insert_cases
 
     def insert_then_fail(cases: list[Case]) -> None:

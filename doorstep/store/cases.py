@@ -184,33 +184,10 @@ class CaseStore(StoreBase):
             raise KeyError(f"no case {case_id}")
         return case
 
-    def open_case_for(self, *, channel: str | None = None, thread_id: str | None = None,
-                      customer_id: str | None = None, order_number: str | None = None,
-                      author_handle: str | None = None, include_resolved: bool = True) -> Case | None:
-        """The case a new mention belongs to: same thread first, then same order, then same customer."""
-        statuses = ("new", "open", "pending_customer", "escalated", "resolved") if include_resolved else OPEN_CASE_STATUSES
-        marks = ",".join("?" * len(statuses))
-        probes: list[tuple[str, list[Any]]] = []
-        if thread_id and channel:
-            probes.append(("channel = ? and thread_id = ?", [channel, thread_id]))
-        if order_number:
-            probes.append(("order_number = ?", [order_number]))
-        if customer_id:
-            probes.append(("customer_id = ? and order_number is null", [customer_id]))
-        elif author_handle and channel:
-            probes.append(("channel = ? and author_handle = ? and order_number is null and customer_id is null", [channel, author_handle]))
-        for where, params in probes:
-            rows = self.rows(
-                f"select * from cases where {where} and status in ({marks}) order by (status = 'resolved'), id desc limit 1",
-                [*params, *statuses],
-            )
-            if rows:
-                return _case_from_row(rows[0])
-        return None
-
     def cases_in_threads(self, channel: str, thread_ids: Iterable[str]) -> list[Case]:
         """Every case (open or resolved) of these conversations on ``channel``: what
-        :meth:`open_case_for` chooses from by thread, for a whole batch in one query per chunk."""
+        the pipeline chooses from by thread (:meth:`doorstep.lookups.BatchCases.thread_cases`), for a whole
+        batch in one query per chunk."""
         statuses = ("new", "open", "pending_customer", "escalated", "resolved")
         found: list[Case] = []
         for chunk in _chunks(thread_ids):
