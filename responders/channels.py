@@ -583,9 +583,18 @@ class BlueskyChatSender(BlueskySender):
 
 # ------------------------------------------------------------------------- email
 def message_id_for(message: OutboundMessage) -> str:
-    """A stable Message-ID per outbound message: a re-send after a crash carries the same id."""
+    """A stable Message-ID per outbound message: a re-send after a crash carries the same id.
+
+    Its domain is that of the address the message goes From: the brand's own e-mail account
+    (``message.account``, as :class:`EmailSender` sends it) or else the shared ``SMTP_FROM``. It
+    depends on the message alone, because responders/dialogue.py stores it when the question is
+    asked and the answer's In-Reply-To is looked up by it.
+    """
+    from responders.email import mail_domain
+
     digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:24]
-    return f"<doorstep.{digest}@{(secret('SMTP_FROM') or 'doorstep.local').rpartition('@')[2] or 'doorstep.local'}>"
+    sender = message.account if message.channel == "email" and message.account else secret("SMTP_FROM")
+    return f"<doorstep.{digest}@{mail_domain(sender)}>"
 
 
 class EmailSender:

@@ -13,16 +13,44 @@ under the customer's mail with ``In-Reply-To``/``References``.
 from __future__ import annotations
 
 import mimetypes
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
+from email.errors import HeaderParseError, MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any
 
 from doorstep.config import AccountRef, Config, secret
 
+#: The right-hand side of our Message-IDs when no sender address gives one.
+FALLBACK_DOMAIN = "doorstep.local"
+#: RFC 5322 dot-atom text: what a Message-ID's domain part may be without quoting.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def mail_domain(address: str | None) -> str:
+    """The domain of a sender ``address`` as written in SMTP_FROM or a brand's ``email``, for our Message-IDs.
+
+    The address may carry a display name (``Larkspur Care <care@larkspur.example>``); cutting at the
+    last ``@`` kept the ``>`` and made the header malformed, so it is read as the standard library
+    reads a From header. A non-ASCII domain is written in IDNA (a Message-ID is ASCII); an address
+    that gives no usable domain falls back to :data:`FALLBACK_DOMAIN`.
+    """
+    spec = parseaddr(address or "")[1]
+    try:
+        domain = Address(addr_spec=spec).domain if spec else ""
+    except (ValueError, IndexError, HeaderParseError, MessageError):
+        return FALLBACK_DOMAIN
+    if domain and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return FALLBACK_DOMAIN
+    return domain if _DOT_ATOM.fullmatch(domain) else FALLBACK_DOMAIN
 
 
 class EmailError(RuntimeError):
@@ -64,7 +92,7 @@ def build_message(sender: str, to: str | Sequence[str], subject: str, text: str,
             del msg[key]
         msg[key] = value
     if "Message-ID" not in msg:
-        msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "doorstep.local")
+        msg["Message-ID"] = make_msgid(domain=mail_domain(sender))
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")

@@ -8,6 +8,7 @@ through outbound_messages so a failed send stays visible and retryable.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,20 @@ log = logging.getLogger("responders.reports")
 
 def report_key(week: str, recipient: str) -> str:
     return f"report:{week}:{recipient}"
+
+
+def report_message_id(key: str) -> str:
+    """The Message-ID of one report mail, the same on every retry: ``<report.2026-W47.lead.at.shop.example@DOMAIN>``.
+
+    The domain is that of ``SMTP_FROM``, the address reports come from (it was always
+    ``doorstep.local``); characters a Message-ID cannot carry unquoted become ``-``.
+    """
+    from doorstep.config import secret
+    from responders.email import mail_domain
+
+    left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", "-", key.replace(":", ".").replace("@", ".at."))
+    left = re.sub(r"\.{2,}", ".", left).strip(".") or "report"
+    return f"<{left}@{mail_domain(secret('SMTP_FROM'))}>"
 
 
 @dataclass
@@ -172,14 +187,13 @@ class WeeklyReportJob:
                 external = "slack"
             else:
                 send = self.send_email or _default_send_email
-                domain = "doorstep.local"
                 external = send(
                     self.config,
                     target,
                     f"{report.title} ({report.period})",
                     report.summary_text(),
                     html=html,
-                    headers={"Message-ID": f"<{key.replace(':', '.').replace('@', '.at.')}@{domain}>"},
+                    headers={"Message-ID": report_message_id(key)},
                     attachments=attachments,
                 )
         except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
