@@ -459,8 +459,10 @@ def config_reloader(config_path: str | None, store: Any) -> tuple[Callable[[], C
         return found.st_mtime_ns, found.st_size
 
     def reload_config() -> Config:
+        from responders.config import check_template_names
+
         try:
-            in_force[0] = validate_config(load_config(config_path))
+            in_force[0] = check_template_names(validate_config(load_config(config_path)), store)
         except ConfigError as exc:
             log.error("doorstep.toml changed but cannot be used, so the worker keeps the config in force: %s", exc)
         return apply_settings(in_force[0], store)
@@ -480,7 +482,14 @@ def run(ctx: Context, once: bool, only: tuple[str, ...], skip: tuple[str, ...]) 
 
     from doorstep.team_settings import apply_settings
 
+    from doorstep.config import ConfigError
+    from responders.config import check_template_names
+
     store = ctx.store
+    try:  # a rule naming no template stops the worker now, not when its first message is due days later
+        check_template_names(ctx.config, store)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     reload_config, stamp = config_reloader(ctx.config_path, store)
     worker = Worker(store, apply_settings(ctx.config, store), ctx.pipeline(), only=set(only) or None, skip=set(skip),
                     reload_config=reload_config, settings_stamp=stamp)

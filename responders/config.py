@@ -14,11 +14,14 @@ from __future__ import annotations
 import copy
 import re
 from datetime import datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from doorstep.config import Config, ConfigError, config_source, secret
+
+if TYPE_CHECKING:
+    from doorstep.store import Store
 
 
 class _Section(BaseModel):
@@ -527,6 +530,46 @@ def responders_settings(config: Config) -> Responders:
 
 def alert_settings(config: Config) -> Alerts:
     return _validated(config, "alerts", Alerts)
+
+
+def _template_settings(settings: Responders) -> list[tuple[str, str, dict[str, str]]]:
+    """(key, value, the rule's own default templates) of every setting that names an automatic message's template."""
+    out = [("followup.template", settings.followup.template, {})]
+    for brand, override in settings.followup.brands.items():
+        template = override.get("template") if isinstance(override, dict) else None
+        if isinstance(template, str):
+            name = brand if re.fullmatch(r"[\w-]+", brand) else f'"{brand}"'
+            out.append((f"followup.brands.{name}.template", template, {}))
+    # The courier link's own wording is a template name there too (responders/courier_link.py).
+    out.append(("courier_link.template", settings.courier_link.template, {"courier_update": ""}))
+    return out
+
+
+def check_template_names(config: Config, store: Store | None = None) -> Config:
+    """Refuse a rule whose template is a name that names no template; returns ``config`` unchanged.
+
+    Why: a misspelt ``[responders.followup] template = "folow_up"`` was accepted at start and failed
+    only when the first follow-up was due, days later in the worker, each case skipped. Known are the
+    built-in templates, ``[responders.templates]`` and, given the ``store``, the templates leads saved
+    in the console (a rule may name one that is not in doorstep.toml; without the store those are not
+    known). "Name or source" is decided as when the message is written
+    (:func:`responders.templates.resolve_template`): text with Jinja markup or words is the source.
+    Raises :class:`ConfigError` in one line naming the setting and the known template names.
+    """
+    from responders.templates import TemplateError, resolve_template
+
+    in_force = config
+    if store is not None:
+        from doorstep.team_settings import apply_settings
+
+        in_force = apply_settings(config, store)
+    for key, value, defaults in _template_settings(responders_settings(in_force)):
+        try:
+            resolve_template(in_force, value, defaults=defaults)
+        except TemplateError as exc:
+            raise ConfigError(f"{config_source(config)}: responders.{key}: {exc} (fix the name, or add the "
+                              "template under [responders.templates])") from None
+    return config
 
 
 def _validated(config: Config, section: str, model: type[BaseModel]) -> Any:
