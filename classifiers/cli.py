@@ -40,26 +40,38 @@ def train(ctx: Context, shared: str | None, out: str | None, with_feedback: bool
         click.echo(message, err=True)
 
     feedback: list[dict] = []
+    both = with_feedback and bool(feedback_file)
     try:
+        stored: list[dict] = []
         if with_feedback:
             corrections = ctx.store.rows("select * from label_corrections order by id")
-            feedback += [{"text": r.get("text"), "field": r.get("field"), "new_value": r.get("new_value"),
-                          "_where": f"label correction {r.get('id')} (post {r.get('mention_id')})"}
-                         for r in corrections]
+            stored = [{"text": r.get("text"), "field": r.get("field"), "new_value": r.get("new_value"),
+                       "_where": f"label correction {r.get('id')} (post {r.get('mention_id')})"}
+                      for r in corrections]
+            feedback += stored
             counted, left_out = describe_corrections(corrections, head_only)
             say(f"folding in {counted} from {ctx.db_path}")
-            if left_out:
+            if left_out and not both:
                 say(left_out)
         if feedback_file:
             rows = read_feedback_file(feedback_file)
             feedback += rows
             say(f"folding in {_count(len(rows), 'row')} of corrections from {feedback_file}")
-            if head_only:
+            if head_only and not both:
                 left_out = file_left_out(rows)
                 if left_out:
                     say(left_out)
         # every correction checked before anything is built: a bad one stops here, with its file and row
-        feedback_examples(feedback, SOURCE_WEIGHTS["feedback"])
+        used = feedback_examples(feedback, SOURCE_WEIGHTS["feedback"])
+        if both:
+            # Merged by the post's text, the file's label winning: each source's own line cannot say that.
+            overlap = in_both(stored, rows, str(feedback_file))
+            if overlap:
+                say(overlap)
+            if head_only:
+                left_out = both_left_out(corrections, rows, str(feedback_file), used)
+                if left_out:
+                    say(left_out)
         config = TrainConfig()
         config.cache_dir = cache_dir
         out = out or new_model_dir()
@@ -96,29 +108,82 @@ def describe_corrections(corrections: list[dict], head_only: bool) -> tuple[str,
     counted = f"{_count(len(corrected), 'post')} corrected by the team ({_count(len(changed), 'label change')})"
     if confirmed:
         counted += f" and {len(confirmed)} confirmed as the model read {'it' if len(confirmed) == 1 else 'them'}"
-    unused = [r for r in changed if r.get("field") in ("sentiment", "complaint")]
+    unused = _unused_changes(corrections)
     if not (head_only and unused):
         return counted, None
     with_intent = {post(r) for r in corrections if r.get("field") == "intent"} - {""}
     return counted, (f"a head-only refit learns intents only: it uses the intent of {_count(len(with_intent), 'post')} "
-                     f"and leaves out {_count(len(unused), 'sentiment or complaint change')} "
+                     f"and leaves out {_count(unused, 'sentiment or complaint change')} "
                      "(a full `doorstep train --with-feedback` uses them)")
 
 
 def file_left_out(rows: list[dict]) -> str | None:
     """What a head-only refit leaves out of a corrections file's rows (it learns intents only), or None."""
-
-    def value(row: dict, field: str) -> str:
-        if "field" in row and "new_value" in row:
-            return str(row.get("new_value") or "").strip() if row.get("field") == field else ""
-        return str(row.get(field) or "").strip()
-
-    intents = sum(1 for r in rows if value(r, "intent"))
-    unused = sum(1 for r in rows for field in ("sentiment", "complaint") if value(r, field))
+    intents = sum(1 for r in rows if _file_value(r, "intent"))
+    unused = _unused_labels(rows)
     if not unused:
         return None
     return (f"a head-only refit learns intents only: it uses the intent of {_count(intents, 'post')} and leaves out "
             f"{_count(unused, 'sentiment or complaint label')} (a full `doorstep train` uses them)")
+
+
+def _unused_changes(corrections: list[dict]) -> int:
+    """The database's sentiment or complaint changes (a head-only refit learns intents only)."""
+    return sum(1 for r in corrections if r.get("field") in ("sentiment", "complaint")
+               and (r.get("old_value") is None or str(r.get("old_value")) != str(r.get("new_value"))))
+
+
+def _file_value(row: dict, field: str) -> str:
+    """A corrections file row's value for ``field``, in either shape (text,intent,... or text,field,new_value)."""
+    if "field" in row and "new_value" in row:
+        return str(row.get("new_value") or "").strip() if row.get("field") == field else ""
+    return str(row.get(field) or "").strip()
+
+
+def _unused_labels(rows: list[dict]) -> int:
+    """A corrections file's sentiment or complaint labels (a head-only refit learns intents only)."""
+    return sum(1 for r in rows for field in ("sentiment", "complaint") if _file_value(r, field))
+
+
+def in_both(stored: list[dict], rows: list[dict], path: str) -> str | None:
+    """What ``--with-feedback --feedback-file`` does with a post in both: one line, or None when none is.
+
+    Why: the two are merged by the post's text and the file's label wins, so a label the team saved in
+    the console could be replaced by a file without a word, and each source's count included the post.
+    Labels are compared as training reads them ("Late delivery" is late_delivery).
+    """
+    from classifiers.train import FEEDBACK_FIELDS, feedback_examples
+
+    database = {e.text: e for e in feedback_examples(stored, 1.0)}
+    from_file = {e.text: e for e in feedback_examples(rows, 1.0)}
+    common = [text for text in from_file if text in database]
+    if not common:
+        return None
+
+    def differ(text: str, field: str) -> bool:
+        ours, theirs = getattr(database[text], field), getattr(from_file[text], field)
+        return ours >= 0 and theirs >= 0 and ours != theirs  # -1: that source gives no such label
+
+    replaced = sum(1 for text in common for field in FEEDBACK_FIELDS if differ(text, field))
+    said = f"{_count(len(common), 'post')} {'is' if len(common) == 1 else 'are'} in both the database's corrections and {path}"
+    if not replaced:
+        return f"{said}, with the same labels"
+    return f"{said}: the file's label is used where they differ: {replaced} of the database's labels replaced"
+
+
+def both_left_out(corrections: list[dict], rows: list[dict], path: str, used: list) -> str | None:
+    """What a head-only refit leaves out of both sources, in one line, or None.
+
+    The posts whose intent it uses are counted once, after the merge (what the head learns from, as
+    the model's ``head_feedback_rows`` says); each source's own line counted a post in both twice."""
+    changes, labels = _unused_changes(corrections), _unused_labels(rows)
+    if not (changes or labels):
+        return None
+    parts = ([f"{_count(changes, 'sentiment or complaint change')} from the database"] if changes else []) + (
+        [f"{_count(labels, 'sentiment or complaint label')} from {path}"] if labels else [])
+    intents = sum(1 for e in used if e.intent >= 0)
+    return (f"a head-only refit learns intents only: it uses the intent of {_count(intents, 'post')} and leaves out "
+            f"{' and '.join(parts)} (a full `doorstep train` uses them)")
 
 
 def _count(n: int, one: str) -> str:
