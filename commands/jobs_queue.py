@@ -242,14 +242,43 @@ def classify_batch(batch: int) -> int:
     if mentions is None:
         return 0  # classified already (this job ran twice: a worker died after committing)
     todo = [m for m in mentions if not m.outbound and m.labels is None]
-    if todo:
-        for mention, labels in zip(todo, classify_mentions(rt.classifier(), todo, rt.config)):
-            mention.labels = labels
-    with store.transaction():
-        taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])
-        if taken.rowcount:
-            queue_posts(store, mentions, "ingest", size=INGEST_BATCH)
+    try:
+        if todo:
+            for mention, labels in zip(todo, classify_mentions(rt.classifier(), todo, rt.config)):
+                mention.labels = labels
+        with store.transaction():
+            taken = store.db.execute("delete from job_batches where id = ? and stage = 'classify'", [batch])
+            if taken.rowcount:
+                queue_posts(store, mentions, "ingest", size=INGEST_BATCH)
+    except Exception as exc:
+        _record_not_classified(store, batch, mentions, exc)
+        raise  # procrastinate retries the job (RETRY); the posts stay staged meanwhile
     return len(todo)
+
+
+def _record_not_classified(store: Store, batch: int, mentions: Sequence[Mention], exc: BaseException) -> None:
+    """Each failed try of a ``classify`` job, on the health row of the listeners its posts came from.
+
+    Without it a classifier that kept failing (out of memory, a lost model file) showed nowhere until
+    the job had run out of retries; the posts were fetched, past the cursor, and not stored. Said with
+    :data:`listeners.health.KEPT_FOR_RETRY`, as the ingest job says it. Never raises: the job's own
+    failure (and its retry) matters more than this write."""
+    from listeners.health import KEPT_FOR_RETRY, record_error
+
+    by_listener: dict[str, int] = {}
+    for mention in mentions:
+        by_listener[listener_of(mention.channel)] = by_listener.get(listener_of(mention.channel), 0) + 1
+    try:
+        with store.transaction():
+            for name in sorted(by_listener):
+                count = by_listener[name]
+                record_error(store, name, f"{name}: {count} post{'s' if count != 1 else ''} could not be classified "
+                             f"({type(exc).__name__}: {exc}); {'they are' if count != 1 else 'it is'} "
+                             f"{KEPT_FOR_RETRY} (job_batches id {batch}, job doorstep.classify)")
+    except Exception:  # noqa: BLE001 - a store too broken for this write: the job's traceback says why
+        log.exception("classify batch %s: could not write listener health", batch)
+    log.error("classify batch %s failed (%s: %s); its %d posts are %s", batch, type(exc).__name__, exc,
+              len(mentions), KEPT_FOR_RETRY)
 
 
 class BatchNotStored(RuntimeError):

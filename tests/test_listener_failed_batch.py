@@ -277,8 +277,8 @@ def test_a_failed_ingest_job_keeps_the_listener_failing_until_its_posts_are_stor
 
 def test_a_classify_job_out_of_retries_keeps_the_listener_failing_and_names_the_batch(
         runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ``classify`` job whose classifier keeps failing writes no health itself: once it has failed
-    for good, the listener's next round says how many posts are not stored and which batch holds them."""
+    """A ``classify`` job whose classifier keeps failing writes its error on each failed try; once it has
+    failed for good, the listener's next round says how many posts are not stored and which batch holds them."""
     from commands.jobs_queue import QueuedPipeline
     from listeners.x import XListener
     from standins.x_emulator import XEmulator
@@ -296,6 +296,8 @@ def test_a_classify_job_out_of_retries_keeps_the_listener_failing_and_names_the_
             em.add_post({"text": f"@ShopHelp parcel {i} late", "username": f"user{i}"})
         assert listener.poll_once().fetched == 3
         _run_jobs(runtime)  # fails; retried later by procrastinate: not yet counted as kept
+        row = _health(store, "x")  # ... but each failed try is in health at once
+        assert row["status"] == "error" and "classifier crashed" in row["last_error"]
         assert listener.poll_once().ok and _health(store, "x")["status"] == "ok"
         with psycopg.connect(runtime.db, autocommit=True) as conn:  # its last retry failed too
             conn.execute("update procrastinate_jobs set status = 'failed' where task_name = 'doorstep.classify'")
@@ -305,9 +307,9 @@ def test_a_classify_job_out_of_retries_keeps_the_listener_failing_and_names_the_
         assert row["status"] == "error" and _count(store, "x") == 0
         assert row["last_error"].startswith("x: 3 posts fetched earlier are not stored")
         assert f"job_batches id {batch}" in row["last_error"]
-        first_at = row["last_error_at"]
+        first_at, errors = row["last_error_at"], row["errors"]
         assert listener.poll_once().ok  # said once, not once a round
-        assert _health(store, "x")["last_error_at"] == first_at and _health(store, "x")["errors"] == 1
+        assert _health(store, "x")["last_error_at"] == first_at and _health(store, "x")["errors"] == errors
 
 
 # ------------------------------------------------------------------ webhook
