@@ -22,11 +22,22 @@ replaced; a message whose parts are nested too deeply to parse is stored with th
 it, marked so, for a person (never read as a yes). Only a message with no From is refused (400).
 
 Both store the answer without NUL characters and with a lone surrogate replaced
-(:func:`doorstep.dialogue.storable_text`), answer a busy store with 503 and Retry-After, and any
-other store failure with a one-line JSON 500 (and an error in the webhook's listener health).
-Either way nothing of the reply was kept (:func:`responders.dialogue.handle_reply` records it and
-acts on it in one transaction), so the sender's retry of the same ``MessageSid`` or ``Message-ID``
-is handled as the first delivery; only a retry after a success is dropped as a duplicate.
+(:func:`doorstep.dialogue.storable_text`). :func:`responders.dialogue.handle_reply` records the
+answer and acts on it in one transaction, so a failure leaves nothing behind:
+
+* a busy or unreachable store (:data:`doorstep.dialect.OPERATIONAL_ERRORS`) is answered 503 with
+  Retry-After and keeps nothing: the sender's retry of the same ``MessageSid`` or ``Message-ID`` is
+  handled as the first delivery;
+* any other failure (a bug in a step, data a step cannot take) would fail every retry the same
+  way, and Twilio retries little or not at all: the answer is kept for a person instead, in a small
+  transaction of its own (:meth:`ReplyEndpoints.keep_for_person`: ``answers``, a note on its case,
+  ``dialogue.needs_human``; a STOP still opts the customer out when that can be done) and answered
+  as a success (empty TwiML, 202), so it is not sent again; a redelivery is then a duplicate;
+* only when even that fails is the answer a one-line JSON 500 (the sender retries).
+
+Each 503 and 500, and each answer kept for a person, is an error in the webhook's listener
+health (a health write that fails never stops the answer); the next reply stored clears the
+error a 503 or 500 of these endpoints wrote there, as the webhook's next stored post does.
 Refused (unsigned or badly signed) requests count in the webhook's ``rejected``, like its own.
 """
 
@@ -37,6 +48,7 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import MessageError
@@ -48,7 +60,7 @@ from doorstep.config import Config, secret
 from doorstep.dialect import OPERATIONAL_ERRORS
 from doorstep.dialogue import storable_text
 from doorstep.store import Store
-from listeners.health import record_error
+from listeners.health import record_error, record_success
 from listeners.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, json_error, read_body
 
 if TYPE_CHECKING:
@@ -71,10 +83,22 @@ QUOTE_START = re.compile(r"^(?:on .{0,200}wrote:|-{2,} ?original message ?-{2,}|
 NOT_READ_IN_FULL = "(e-mail not read in full: its parts are nested too deeply; the text found in it:)"
 #: MIME lines of a message read without its structure: boundaries, part headers, their parameters.
 _MIME_LINE = re.compile(r"^(?:--\S*|\s*(?:content-[\w-]+|mime-version)\s*:.*|\s+[\w-]+\*?=.*)$", re.IGNORECASE)
+#: The listener health row the reply endpoints write to (they are routes of the webhook's application).
+HEALTH_ROW = "webhook"
+#: Said in every health error of a 503 or 500 of these endpoints: the next reply stored clears only those.
+ASKED_TO_RETRY = "the sender was asked to retry"
+REPLY_PATHS = ("/sms", "/mail")
+#: Longest wait for the store's write lock for a health write: the answer (Twilio waits 15 s in all)
+#: must not wait a second busy timeout, after the one the reply itself may have waited.
+HEALTH_WAIT_S = 2.0
 
 
 class UnreadableMail(ValueError):
     """A message that cannot be taken at all (no From): a one-line 400, never worth a retry."""
+
+
+class NotKept(RuntimeError):
+    """An answer that could be neither acted on nor kept for a person: the sender is asked to retry (500)."""
 
 
 @dataclass
@@ -228,10 +252,11 @@ class ReplyEndpoints:
         if not sender or not sid:
             return json_error(400, "an SMS webhook needs From and MessageSid")
         try:
-            result = await run_in_threadpool(self._handle, channel="sms", external_id=sid, sender=sender, text=text)
+            result = await run_in_threadpool(self.answer, "/sms", channel="sms", external_id=sid, sender=sender,
+                                             text=text)
         except OPERATIONAL_ERRORS as exc:
-            return self._busy("/sms", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store: one line to Twilio, the error in health
+            return await self._busy("/sms", exc)
+        except Exception as exc:  # noqa: BLE001 - not even kept for a person: one line to Twilio, the error in health
             return await self._failed("/sms", exc)
         log.info("SMS reply %s: %s", sid, result.get("outcome"))
         return Response(str(MessagingResponse()), media_type="text/xml")
@@ -259,15 +284,21 @@ class ReplyEndpoints:
         except UnreadableMail as exc:
             return json_error(400, str(exc))
         except OPERATIONAL_ERRORS as exc:
-            return self._busy("/mail", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug or a broken store: one line to the relay, the error in health
+            return await self._busy("/mail", exc)
+        except Exception as exc:  # noqa: BLE001 - not even kept for a person: one line to the relay, and in health
             return await self._failed("/mail", exc)
         return JSONResponse(result, status_code=202)
 
     def accept_mail(self, raw: bytes) -> dict[str, Any]:
+        mail = read_mail(raw)
+        return self.answer("/mail", channel="email", external_id=mail.message_id, sender=mail.sender, text=mail.text,
+                           find_question=lambda: self._mail_question(mail))
+
+    def _mail_question(self, mail: MailReply) -> tuple[Any, bool]:
+        """The question a mail answers (by its token, else the Message-ID it replies to) and whether
+        it comes from the address we asked (no question: nothing to compare, as before)."""
         from doorstep import dialogue as rows
 
-        mail = read_mail(raw)
         question = None
         match = TOKEN.search(mail.subject) or PLUS_TOKEN.search(mail.recipients)
         if match:
@@ -279,30 +310,207 @@ class ReplyEndpoints:
                     break
         verified = question is None or rows.address_key("email", mail.sender) == rows.address_key("email",
                                                                                                    question.target)
-        return self._handle(channel="email", external_id=mail.message_id, sender=mail.sender, text=mail.text,
-                            question=question, sender_verified=verified)
+        return question, verified
+
+    # ------------------------------------------------------------------ handling, and keeping what failed
+    def answer(self, path: str, *, channel: str, external_id: str, sender: str, text: str,
+               find_question: Callable[[], tuple[Any, bool]] | None = None) -> dict[str, Any]:
+        """Handle one reply; when that fails for another reason than a busy or unreachable store, keep
+        it for a person (:meth:`keep_for_person`) and return that outcome, so the sender is answered
+        with a success and does not send again what would fail again.
+
+        Raises an operational error (busy: 503, nothing kept) or :class:`NotKept` (500).
+        """
+        question, verified = None, True
+        try:
+            if find_question is not None:
+                question, verified = find_question()
+            result = self._handle(channel=channel, external_id=external_id, sender=sender, text=text,
+                                  question=question, sender_verified=verified)
+        except OPERATIONAL_ERRORS:
+            raise  # nothing kept: the retry is handled as the first delivery
+        except Exception as exc:  # noqa: BLE001 - a bug or data a step cannot take: the same on every retry
+            log.error("%s: a reply (%s) could not be acted on; keeping it for a person", path, external_id,
+                      exc_info=exc)
+            try:
+                return self.keep_for_person(path, exc, channel=channel, external_id=external_id, sender=sender,
+                                            text=text, question=question, sender_verified=verified)
+            except OPERATIONAL_ERRORS:
+                raise
+            except Exception as second:  # noqa: BLE001 - the store itself is broken: the sender retries
+                raise NotKept(f"{type(exc).__name__}: {exc}; keeping it for a person failed too: "
+                              f"{type(second).__name__}: {second}") from second
+        self._clear_store_error()
+        return result
+
+    def keep_for_person(self, path: str, exc: Exception, *, channel: str, external_id: str, sender: str, text: str,
+                        question: Any = None, sender_verified: bool = True) -> dict[str, Any]:
+        """Keep an answer whose handling failed for a person, in one small transaction of its own.
+
+        What the worker does with a post that keeps failing (``responders.dialogue._hand_failed_post``),
+        at once: a webhook is not sent again. The answer is recorded in ``answers`` (outcome "handed
+        to a person (could not be acted on: <error>)"; a redelivery is a duplicate), a note quoting it
+        goes on the case it belongs to (the question's, else the case of our last message to that
+        address, else the customer's own) and that case goes back to the team if it waited on the
+        customer, and ``dialogue.needs_human`` is audited. Nothing is acted on, except a STOP: it opts
+        the customer out when the sender is the address we asked (as a handled STOP would) and one
+        customer has it, since an opt-out only stops messages and must not wait for a person. Each
+        of those extras runs in a savepoint: if it fails too, the answer and the audit are still
+        kept, and the note says what was not done (an opt-out to make by hand).
+        """
+        from doorstep import dialogue as rows
+        from doorstep.models import utcnow
+        from responders import dialogue as talk
+
+        now = utcnow()
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        outcome = f"handed to a person (could not be acted on: {type(exc).__name__})"
+        kind = self._kind_of(text, now)
+        with self._lock, self.store.transaction():
+            reply_id = rows.remember_reply(self.store, channel=channel, external_id=external_id, sender=sender,
+                                           text=text, received_at=now)
+            if reply_id is None:
+                return {"outcome": "duplicate"}
+            found = self._savepoint("find the answer's case", lambda: self._whose(channel, sender, question,
+                                                                                 sender_verified))
+            question, case_id, customer = found if isinstance(found, tuple) else (question, None, None)
+            why = f"could not be acted on: {error}"
+            stop, opted = "", False
+            if kind == "opt_out":
+                stop, why, opted = self._stop_for_person(channel, text, customer, case_id, sender_verified, why)
+            if case_id is not None:
+                home: int = case_id
+                self._savepoint("move the case back to the team", lambda: self._back_to_team(home, now))
+                said = f"“{text.strip()[:500]}”"
+                noted = self._savepoint("leave a note", lambda: self.store.add_note(
+                    home, talk.ACTOR, f"The customer wrote by {channel}: {said}. It could not be acted on "
+                                      f"({error}): please read it and decide.{stop}"))
+                if isinstance(noted, Exception):
+                    why += f"; no note on the case either ({type(noted).__name__})"
+            rows.note_reply_outcome(self.store, reply_id, question_id=question.id if question is not None else None,
+                                    case_id=case_id, kind=kind, outcome=outcome + ("; opted out" if opted else ""))
+            self.store.audit(talk.ACTOR, "dialogue.needs_human", case_id, {
+                "why": why, "error": error, "answer": text[:300], "channel": channel, "reply_id": reply_id})
+        where = f", case {case_id}" if case_id is not None else ", no case found"
+        self._note_health(path, f"{path}: an answer could not be acted on ({error}); it is kept for a person "
+                                f"(answers id {reply_id}{where})")
+        return {"outcome": outcome, "kind": kind, "case_id": case_id}
+
+    def _kind_of(self, text: str, now: Any) -> str:
+        """How the rules read the answer ("opt_out" for a STOP); "unread" when reading it is what fails."""
+        from responders.answers import understand
+
+        try:
+            return str(understand(text, now, self.config.tz).kind)
+        except Exception:  # noqa: BLE001 - a person reads it either way
+            log.warning("could not read an answer kept for a person", exc_info=True)
+            return "unread"
+
+    def _whose(self, channel: str, sender: str, question: Any, sender_verified: bool) -> tuple[Any, int | None,
+                                                                                            str | None]:
+        """The answer's question, case and customer, found as :func:`responders.dialogue.handle_reply`
+        finds them (never a case merged away; only the address we asked speaks for the customer)."""
+        from doorstep import dialogue as rows
+        from responders import dialogue as talk
+
+        if question is None and sender:
+            question = rows.latest_question_to(self.store, channel, sender)
+        if question is not None and not rows.was_asked(self.store, question):
+            question = None
+        customer = (question.customer_id if question is not None else None) or (
+            talk.customer_by_address(self.store, channel, sender) if sender else None)
+        case_id = None
+        if question is not None:
+            case = talk.live_case(self.store, question.case_id)
+            case_id = case.id if case is not None else None
+        if case_id is None and sender and sender_verified:
+            case_id = talk._case_we_wrote_to(self.store, channel, sender)
+        if case_id is None and customer is not None and sender_verified:
+            case_id = talk._customers_case(self.store, customer)
+        return question, case_id, customer if sender_verified else None
+
+    def _stop_for_person(self, channel: str, text: str, customer: str | None, case_id: int | None,
+                         sender_verified: bool, why: str) -> tuple[str, str, bool]:
+        """A STOP in an answer kept for a person: opt the customer out if that can be done safely;
+        returns what the note adds, the audit's ``why`` and whether they are opted out."""
+        from responders import dialogue as talk
+
+        if not sender_verified:
+            return (" They asked us to stop messaging them, from another address than the one we asked: check "
+                    "who wrote before opting anyone out.", f"{why}; a STOP from another address: not opted out",
+                    False)
+        if customer is None:
+            return (" They asked us to stop messaging them, and no one customer has this "
+                    f"{'number' if channel == 'sms' else 'address'}: find them and opt them out by hand.",
+                    why + "; a STOP from an unknown sender: not opted out", False)
+        done = self._savepoint("opt the customer out", lambda: talk.opt_out(self.store, customer, channel=channel,
+                                                                            said=text, case_id=case_id))
+        if isinstance(done, Exception):
+            return (f" They asked us to stop messaging them and are NOT opted out (that failed too: "
+                    f"{type(done).__name__}): opt them out by hand on their customer record.",
+                    why + f"; a STOP: not opted out ({type(done).__name__}), a person must do it", False)
+        return (" They asked us to stop messaging them: we opted them out of SMS, e-mail and DM messages.",
+                why + "; a STOP: opted out", True)
+
+    def _back_to_team(self, case_id: int, now: Any) -> None:
+        from responders import dialogue as talk
+
+        talk._back_to_team(self.store, self.config, case_id, now, ("new", "pending_customer"))
+
+    def _savepoint(self, what: str, step: Callable[[], Any]) -> Any:
+        """``step`` in a savepoint: its result, or the exception it raised (its writes undone), so that the
+        answer is kept whatever else fails. A busy store still raises: the whole answer is retried then."""
+        try:
+            with self.store.transaction():
+                return step()
+        except OPERATIONAL_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said in the note and the audit instead
+            log.warning("an answer kept for a person: could not %s", what, exc_info=True)
+            return exc
 
     # ------------------------------------------------------------------ failures
-    @staticmethod
-    def _busy(path: str, exc: Exception) -> Any:
-        """The store was busy or locked: worth a retry, as the webhook answers it."""
+    async def _busy(self, path: str, exc: Exception) -> Any:
+        """The store was busy or locked: worth a retry, as the webhook answers it; in health too,
+        so a store that stays locked does not look healthy."""
+        from starlette.concurrency import run_in_threadpool
+
         log.warning("%s: store busy (%s); asked the sender to retry", path, exc)
+        await run_in_threadpool(self._note_health, path, f"{path}: store busy, {ASKED_TO_RETRY}: "
+                                                         f"{type(exc).__name__}: {exc}")
         return json_error(503, "the store is busy; retry later", headers={"Retry-After": "5"})
 
     async def _failed(self, path: str, exc: Exception) -> Any:
-        """Any other failure: logged with its traceback, shown in listener health, one JSON line to the sender."""
+        """The answer could not even be kept for a person: logged with its traceback, shown in listener
+        health, one JSON line to the sender, who retries."""
         from starlette.concurrency import run_in_threadpool
 
         log.error("%s: could not store a reply", path, exc_info=exc)
-        await run_in_threadpool(self._note_store_error, path, exc)
+        await run_in_threadpool(self._note_health, path, f"{path}: reply not kept, {ASKED_TO_RETRY}: "
+                                                         f"{type(exc).__name__}: {exc}")
         return json_error(500, "could not store the reply; retry later")
 
-    def _note_store_error(self, path: str, exc: Exception) -> None:
+    def _note_health(self, path: str, error: str) -> None:
+        """An error on the webhook's health row; never raises (the answer goes out whatever the store does)."""
         try:
-            with self._lock:
-                record_error(self.store, "webhook", f"{path}: store error: {type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001 - the store is what failed; the log line above is the trace
+            with self._lock, self.store.waiting_at_most(HEALTH_WAIT_S):
+                record_error(self.store, HEALTH_ROW, error)
+        except Exception:  # noqa: BLE001 - the store may be what failed; the log line before this is the trace
             log.warning("%s: could not write the error to listener health either", path, exc_info=True)
+
+    def _clear_store_error(self) -> None:
+        """After a reply was stored: the error a 503 or 500 of these endpoints left on the health row is
+        over (as the webhook's next stored post writes ok). An error written by anything else (the
+        webhook's own posts, an answer kept for a person) is left for its own writer to clear."""
+        try:
+            with self._lock, self.store.waiting_at_most(HEALTH_WAIT_S):
+                row = self.store.db.execute("select last_outcome, last_error from listener_health where name = ?",
+                                            [HEALTH_ROW]).fetchone()
+                if (row is not None and row[0] == "error" and str(row[1] or "").startswith(
+                        tuple(f"{p}: " for p in REPLY_PATHS)) and ASKED_TO_RETRY in str(row[1])):
+                    record_success(self.store, HEALTH_ROW, fetched=0, stored=0)
+        except Exception:  # noqa: BLE001 - the reply is stored; health is written again on the next one
+            log.warning("could not clear the reply endpoints' error in listener health", exc_info=True)
 
     def _note_refused(self, path: str, reason: str) -> None:
         """Strangers may post unsigned requests at will: counted in the webhook's listener health

@@ -165,14 +165,16 @@ def test_a_store_failure_on_sms_or_mail_is_a_json_answer_never_a_traceback(
         raise error
 
     monkeypatch.setattr("responders.dialogue.handle_reply", broken)
+    # Not even kept for a person (one that is only not acted on is kept: tests/test_reply_endpoint_failures.py).
+    monkeypatch.setattr("doorstep.dialogue.remember_reply", broken)
     sms = post_sms(inbound, "yes", "SMbusy")
     mail = post_mail(inbound, b"From: jane@example.com\r\nMessage-ID: <busy@x>\r\n\r\nyes\r\n")
     for response in (sms, mail):
         assert response.status_code == status and "retry" in one_line_error(response)
         if status == 503:
             assert response.headers["retry-after"]
-    # Busy is worth a retry and not a fault; anything else is the team's to see.
-    assert (webhook_health(inbound["store"]).get("last_error") is None) == (status == 503)
+    # Both are the team's to see: a store that stays busy must not look healthy.
+    assert webhook_health(inbound["store"])["last_error"].startswith("/mail: ")
 
 
 # ------------------------------------------------------------------ 4. unreadable charsets and nesting
