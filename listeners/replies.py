@@ -30,7 +30,8 @@ answer and acts on it in one transaction, so a failure leaves nothing behind:
   handled as the first delivery;
 * any other failure (a bug in a step, data a step cannot take) would fail every retry the same
   way, and Twilio retries little or not at all: the answer is kept for a person instead, in a small
-  transaction of its own (:meth:`ReplyEndpoints.keep_for_person`: ``answers``, a note on its case,
+  transaction of its own (:func:`responders.dialogue.keep_for_person`, the worker's way for a post
+  that keeps failing: ``answers``, its case back with the team, a note on it,
   ``dialogue.needs_human``; a STOP still opts the customer out when that can be done) and answered
   as a success (empty TwiML, 202), so it is not sent again; a redelivery is then a duplicate;
 * only when even that fails is the answer a one-line JSON 500 (the sender retries).
@@ -345,129 +346,22 @@ class ReplyEndpoints:
 
     def keep_for_person(self, path: str, exc: Exception, *, channel: str, external_id: str, sender: str, text: str,
                         question: Any = None, sender_verified: bool = True) -> dict[str, Any]:
-        """Keep an answer whose handling failed for a person, in one small transaction of its own.
+        """Keep an answer whose handling failed for a person (:func:`responders.dialogue.keep_for_person`:
+        recorded, its case back with the team, a note, ``dialogue.needs_human``, a STOP still honoured),
+        under the endpoints' one write lock, and show it in the webhook's listener health: what the
+        worker does with a post after it failed three ticks in a row, at once, since a webhook is not
+        sent again. Returns what the sender is answered (the outcome, the answer's kind, its case)."""
+        from responders.dialogue import error_line, keep_for_person
 
-        What the worker does with a post that keeps failing (``responders.dialogue._hand_failed_post``),
-        at once: a webhook is not sent again. The answer is recorded in ``answers`` (outcome "handed
-        to a person (could not be acted on: <error>)"; a redelivery is a duplicate), a note quoting it
-        goes on the case it belongs to (the question's, else the case of our last message to that
-        address, else the customer's own) and that case goes back to the team if it waited on the
-        customer, and ``dialogue.needs_human`` is audited. Nothing is acted on, except a STOP: it opts
-        the customer out when the sender is the address we asked (as a handled STOP would) and one
-        customer has it, since an opt-out only stops messages and must not wait for a person. Each
-        of those extras runs in a savepoint: if it fails too, the answer and the audit are still
-        kept, and the note says what was not done (an opt-out to make by hand).
-        """
-        from doorstep import dialogue as rows
-        from doorstep.models import utcnow
-        from responders import dialogue as talk
-
-        now = utcnow()
-        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        outcome = f"handed to a person (could not be acted on: {type(exc).__name__})"
-        kind = self._kind_of(text, now)
-        with self._lock, self.store.transaction():
-            reply_id = rows.remember_reply(self.store, channel=channel, external_id=external_id, sender=sender,
-                                           text=text, received_at=now)
-            if reply_id is None:
-                return {"outcome": "duplicate"}
-            found = self._savepoint("find the answer's case", lambda: self._whose(channel, sender, question,
-                                                                                 sender_verified))
-            question, case_id, customer = found if isinstance(found, tuple) else (question, None, None)
-            why = f"could not be acted on: {error}"
-            stop, opted = "", False
-            if kind == "opt_out":
-                stop, why, opted = self._stop_for_person(channel, text, customer, case_id, sender_verified, why)
-            if case_id is not None:
-                home: int = case_id
-                self._savepoint("move the case back to the team", lambda: self._back_to_team(home, now))
-                said = f"“{text.strip()[:500]}”"
-                noted = self._savepoint("leave a note", lambda: self.store.add_note(
-                    home, talk.ACTOR, f"The customer wrote by {channel}: {said}. It could not be acted on "
-                                      f"({error}): please read it and decide.{stop}"))
-                if isinstance(noted, Exception):
-                    why += f"; no note on the case either ({type(noted).__name__})"
-            rows.note_reply_outcome(self.store, reply_id, question_id=question.id if question is not None else None,
-                                    case_id=case_id, kind=kind, outcome=outcome + ("; opted out" if opted else ""))
-            self.store.audit(talk.ACTOR, "dialogue.needs_human", case_id, {
-                "why": why, "error": error, "answer": text[:300], "channel": channel, "reply_id": reply_id})
-        where = f", case {case_id}" if case_id is not None else ", no case found"
-        self._note_health(path, f"{path}: an answer could not be acted on ({error}); it is kept for a person "
-                                f"(answers id {reply_id}{where})")
-        return {"outcome": outcome, "kind": kind, "case_id": case_id}
-
-    def _kind_of(self, text: str, now: Any) -> str:
-        """How the rules read the answer ("opt_out" for a STOP); "unread" when reading it is what fails."""
-        from responders.answers import understand
-
-        try:
-            return str(understand(text, now, self.config.tz).kind)
-        except Exception:  # noqa: BLE001 - a person reads it either way
-            log.warning("could not read an answer kept for a person", exc_info=True)
-            return "unread"
-
-    def _whose(self, channel: str, sender: str, question: Any, sender_verified: bool) -> tuple[Any, int | None,
-                                                                                            str | None]:
-        """The answer's question, case and customer, found as :func:`responders.dialogue.handle_reply`
-        finds them (never a case merged away; only the address we asked speaks for the customer)."""
-        from doorstep import dialogue as rows
-        from responders import dialogue as talk
-
-        if question is None and sender:
-            question = rows.latest_question_to(self.store, channel, sender)
-        if question is not None and not rows.was_asked(self.store, question):
-            question = None
-        customer = (question.customer_id if question is not None else None) or (
-            talk.customer_by_address(self.store, channel, sender) if sender else None)
-        case_id = None
-        if question is not None:
-            case = talk.live_case(self.store, question.case_id)
-            case_id = case.id if case is not None else None
-        if case_id is None and sender and sender_verified:
-            case_id = talk._case_we_wrote_to(self.store, channel, sender)
-        if case_id is None and customer is not None and sender_verified:
-            case_id = talk._customers_case(self.store, customer)
-        return question, case_id, customer if sender_verified else None
-
-    def _stop_for_person(self, channel: str, text: str, customer: str | None, case_id: int | None,
-                         sender_verified: bool, why: str) -> tuple[str, str, bool]:
-        """A STOP in an answer kept for a person: opt the customer out if that can be done safely;
-        returns what the note adds, the audit's ``why`` and whether they are opted out."""
-        from responders import dialogue as talk
-
-        if not sender_verified:
-            return (" They asked us to stop messaging them, from another address than the one we asked: check "
-                    "who wrote before opting anyone out.", f"{why}; a STOP from another address: not opted out",
-                    False)
-        if customer is None:
-            return (" They asked us to stop messaging them, and no one customer has this "
-                    f"{'number' if channel == 'sms' else 'address'}: find them and opt them out by hand.",
-                    why + "; a STOP from an unknown sender: not opted out", False)
-        done = self._savepoint("opt the customer out", lambda: talk.opt_out(self.store, customer, channel=channel,
-                                                                            said=text, case_id=case_id))
-        if isinstance(done, Exception):
-            return (f" They asked us to stop messaging them and are NOT opted out (that failed too: "
-                    f"{type(done).__name__}): opt them out by hand on their customer record.",
-                    why + f"; a STOP: not opted out ({type(done).__name__}), a person must do it", False)
-        return (" They asked us to stop messaging them: we opted them out of SMS, e-mail and DM messages.",
-                why + "; a STOP: opted out", True)
-
-    def _back_to_team(self, case_id: int, now: Any) -> None:
-        from responders import dialogue as talk
-
-        talk._back_to_team(self.store, self.config, case_id, now, ("new", "pending_customer"))
-
-    def _savepoint(self, what: str, step: Callable[[], Any]) -> Any:
-        """``step`` in a savepoint: its result, or the exception it raised (its writes undone), so that the
-        answer is kept whatever else fails. A busy store still raises: the whole answer is retried then."""
-        try:
-            with self.store.transaction():
-                return step()
-        except OPERATIONAL_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 - said in the note and the audit instead
-            log.warning("an answer kept for a person: could not %s", what, exc_info=True)
-            return exc
+        with self._lock:
+            kept = keep_for_person(self.store, self.config, channel=channel, external_id=external_id, sender=sender,
+                                   text=text, error=exc, question=question, sender_verified=sender_verified)
+        reply_id = kept.pop("reply_id", None)
+        if reply_id is not None:
+            where = f", case {kept['case_id']}" if kept.get("case_id") is not None else ", no case found"
+            self._note_health(path, f"{path}: an answer could not be acted on ({error_line(exc)}); it is kept "
+                                    f"for a person (answers id {reply_id}{where})")
+        return kept
 
     # ------------------------------------------------------------------ failures
     async def _busy(self, path: str, exc: Exception) -> Any:

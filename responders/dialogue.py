@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ from doorstep.cases import by_customer
 from doorstep.config import Config, ConfigError
 from doorstep.contact_history import mark_answered, record_attempt
 from doorstep.dialect import DATABASE_ERRORS, OPERATIONAL_ERRORS
-from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, utcnow
+from doorstep.models import OPEN_CASE_STATUSES, Case, Customer, channel_name, utcnow
 from doorstep.store import PHONE_DIGITS_SQL, Store, iso
 from doorstep.classifying import classify_texts
 from responders.answers import Understanding, understand
@@ -506,6 +507,142 @@ def _case_we_wrote_to(store: Store, channel: str, address: str) -> int | None:
     return None
 
 
+# --------------------------------------------------------------------------- answers kept for a person
+def keep_for_person(store: Store, config: Config, *, channel: str, external_id: str, sender: str | None, text: str,
+                    error: BaseException, question: rows.Question | None = None, sender_verified: bool = True,
+                    customer_id: str | None = None, case_id: int | None = None, why: str | None = None,
+                    now: datetime | None = None) -> dict[str, Any]:
+    """Keep for a person an answer whose handling (:func:`handle_reply`) failed, in one small transaction.
+
+    The one way an answer that cannot be acted on is kept, never lost, whoever met the failure: the
+    reply endpoints at once (``POST /sms``, ``POST /mail``: a webhook is not sent again) and the
+    worker's scan of DMs and public replies after :data:`MENTION_TRIES` ticks in a row
+    (:func:`_hand_failed_post`). One copy, so a STOP is honoured and the case goes back to the team
+    on every channel alike.
+
+    The answer is recorded in ``answers`` (outcome "handed to a person (``why``)", by default "could
+    not be acted on: <error type>"; a redelivery is then a duplicate, and a duplicate keeps nothing
+    more). It goes to the case :func:`handle_reply` would find (the question's, else ``case_id``,
+    the case a post is on, else the case of our last message to that address, else the customer's
+    own; never a case merged away; only the address we asked speaks for the customer): that case
+    goes back to the team if it waited on the customer, a note quoting the answer and the error goes
+    on it, and ``dialogue.needs_human`` is audited. Nothing is acted on, except a STOP: it opts the
+    customer out when the sender is the address we asked (``sender_verified``, as a handled STOP
+    would) and one customer has it, since an opt-out only stops messages and must not wait for a
+    person. Each of those extras runs in a savepoint: if it fails too, the answer and the audit are
+    still kept, and the note says what was not done (an opt-out to make by hand).
+
+    ``customer_id``: the customer a post's case is confirmed to (as :func:`handle_reply` takes it).
+    Returns the outcome, the answer's kind, its case and ``reply_id`` (the ``answers`` row, for the
+    caller's own log or health line). A busy or unreachable store raises (nothing kept: retry it).
+    """
+    now = now or utcnow()
+    error_text = error_line(error)
+    outcome = f"handed to a person ({why or f'could not be acted on: {type(error).__name__}'})"
+    kind = _kind_of(config, text, now)
+    with store.transaction():
+        reply_id = rows.remember_reply(store, channel=channel, external_id=external_id, sender=sender, text=text,
+                                       received_at=now)
+        if reply_id is None:
+            return {"outcome": "duplicate"}
+        found = _in_savepoint(store, "find the answer's case", lambda: _whose(
+            store, channel, sender, question, sender_verified, customer_id, case_id))
+        question, home, customer = found if isinstance(found, tuple) else (question, None, None)
+        said_why = f"{why}; the last error: {error_text}" if why else error_text
+        audit_why = f"{why or 'could not be acted on'}: {error_text}"
+        stop, opted = "", False
+        if kind == "opt_out":
+            stop, audit_why, opted = _stop_for_person(store, channel, text, customer, home, sender_verified,
+                                                      audit_why)
+        if home is not None:
+            on_case: int = home
+            _in_savepoint(store, "move the case back to the team", lambda: _back_to_team(
+                store, config, on_case, now, ("new", "pending_customer")))
+            noted = _in_savepoint(store, "leave a note", lambda: store.add_note(
+                on_case, ACTOR, f"The customer wrote by {channel_name(channel)}: “{text.strip()[:500]}”. It could "
+                                 f"not be acted on ({said_why}): please read it and decide.{stop}"))
+            if isinstance(noted, Exception):
+                audit_why += f"; no note on the case either ({type(noted).__name__})"
+        rows.note_reply_outcome(store, reply_id, question_id=question.id if question is not None else None,
+                                case_id=home, kind=kind, outcome=outcome + ("; opted out" if opted else ""))
+        store.audit(ACTOR, "dialogue.needs_human", home, {
+            "why": audit_why, "error": error_text, "answer": text[:300], "channel": channel, "reply_id": reply_id})
+    return {"outcome": outcome, "kind": kind, "case_id": home, "reply_id": reply_id}
+
+
+def error_line(error: BaseException) -> str:
+    """An error as a note, an audit and listener health quote it: one line, its type first, at most 300
+    characters (an exception's text can run over lines, and a traceback is for the log)."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+def _kind_of(config: Config, text: str, now: datetime) -> str:
+    """How the rules read an answer kept for a person ("opt_out" for a STOP); "unread" when reading it
+    is what fails (a person reads it either way)."""
+    try:
+        return str(understand(text, now, config.tz).kind)
+    except Exception:  # noqa: BLE001 - a person reads it either way
+        log.warning("could not read an answer kept for a person", exc_info=True)
+        return "unread"
+
+
+def _whose(store: Store, channel: str, sender: str | None, question: rows.Question | None, sender_verified: bool,
+           customer_id: str | None, case_id: int | None) -> tuple[rows.Question | None, int | None, str | None]:
+    """The answer's question, case and customer, found as :func:`handle_reply` finds them (never a case
+    merged away; only the address we asked speaks for the customer)."""
+    if question is None and sender:
+        question = rows.latest_question_to(store, channel, sender)
+    if question is not None and not rows.was_asked(store, question):
+        question = None
+    customer = (question.customer_id if question is not None else None) or customer_id or (
+        customer_by_address(store, channel, sender) if sender else None)
+    home = None
+    for known in (question.case_id if question is not None else None, case_id):
+        case = live_case(store, known) if known is not None else None
+        if case is not None:
+            home = case.id
+            break
+    if home is None and sender and sender_verified:
+        home = _case_we_wrote_to(store, channel, sender)
+    if home is None and customer is not None and sender_verified:
+        home = _customers_case(store, customer)
+    return question, home, customer if sender_verified else None
+
+
+def _stop_for_person(store: Store, channel: str, text: str, customer: str | None, case_id: int | None,
+                     sender_verified: bool, why: str) -> tuple[str, str, bool]:
+    """A STOP in an answer kept for a person: opt the customer out if that can be done safely;
+    returns what the note adds, the audit's ``why`` and whether they are opted out."""
+    if not sender_verified:
+        return (" They asked us to stop messaging them, from another address than the one we asked: check "
+                "who wrote before opting anyone out.", f"{why}; a STOP from another address: not opted out", False)
+    if customer is None:
+        return (" They asked us to stop messaging them, and no one customer has this "
+                f"{'number' if channel == 'sms' else 'address'}: find them and opt them out by hand.",
+                why + "; a STOP from an unknown sender: not opted out", False)
+    done = _in_savepoint(store, "opt the customer out", lambda: opt_out(store, customer, channel=channel, said=text,
+                                                                        case_id=case_id))
+    if isinstance(done, Exception):
+        return (f" They asked us to stop messaging them and are NOT opted out (that failed too: "
+                f"{type(done).__name__}): opt them out by hand on their customer record.",
+                why + f"; a STOP: not opted out ({type(done).__name__}), a person must do it", False)
+    return (" They asked us to stop messaging them: we opted them out of SMS, e-mail and DM messages.",
+            why + "; a STOP: opted out", True)
+
+
+def _in_savepoint(store: Store, what: str, step: Callable[[], Any]) -> Any:
+    """``step`` in a savepoint: its result, or the exception it raised (its writes undone), so that the
+    answer is kept whatever else fails. A busy store still raises: the whole answer is retried then."""
+    try:
+        with store.transaction():
+            return step()
+    except OPERATIONAL_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - said in the note and the audit instead
+        log.warning("an answer kept for a person: could not %s", what, exc_info=True)
+        return exc
+
+
 # --------------------------------------------------------------------------- DMs and public replies
 MENTIONS_CURSOR = "dialogue.mentions"
 #: The post whose handling failed last and how many ticks in a row it failed ("ID TRIES").
@@ -522,8 +659,9 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
     raises (the worker logs it) and the next tick reads the post again, which :func:`handle_reply`
     then handles as the first time (a failure leaves nothing behind). A busy or unreachable store
     is waited out so; any other failure is tried on :data:`MENTION_TRIES` ticks in a row, then the
-    post goes to a person (:func:`_hand_failed_post`), so that one post a step cannot take holds
-    up no later answer (a STOP among them).
+    post is kept for a person as the reply endpoints keep an SMS (:func:`_hand_failed_post`,
+    :func:`keep_for_person`: a STOP in it still opts the customer out), so that one post a step
+    cannot take holds up no later answer (a STOP among them).
     """
     cursor = store.get_cursor(MENTIONS_CURSOR)
     if cursor is None:  # first run: only what arrives from now on
@@ -562,37 +700,35 @@ def scan_mentions(store: Store, config: Config, now: datetime | None = None, bat
                 store.set_cursor(MENTIONS_CURSOR, str(before))
             except DATABASE_ERRORS:
                 log.warning("could not keep the dialogue's place in the mentions", exc_info=True)
-            if isinstance(exc, OPERATIONAL_ERRORS) or not _hand_failed_post(store, row, understood.kind, exc,
-                                                                             now or utcnow()):
+            if isinstance(exc, OPERATIONAL_ERRORS) or not _hand_failed_post(store, config, row, exc, now or utcnow(),
+                                                                             question=question):
                 raise
         handled += 1
     store.set_cursor(MENTIONS_CURSOR, str(last))
     return handled
 
 
-def _hand_failed_post(store: Store, row: dict[str, Any], kind: str, exc: Exception, now: datetime) -> bool:
-    """Count one more tick on which handling the post ``row`` failed; on the :data:`MENTION_TRIES`-th, hand
-    it to a person instead (a note quoting it, ``dialogue.needs_human``, the reply recorded with that
-    outcome) and return True, so the scan reads on. Never acted on: a person reads it and decides."""
+def _hand_failed_post(store: Store, config: Config, row: dict[str, Any], exc: Exception, now: datetime, *,
+                      question: rows.Question | None) -> bool:
+    """Count one more tick on which handling the post ``row`` failed; on the :data:`MENTION_TRIES`-th, keep
+    it for a person instead (:func:`keep_for_person`, as the reply endpoints keep an SMS or e-mail: the
+    answer recorded, its case back with the team, a note quoting it, ``dialogue.needs_human``; a STOP
+    still opts the customer out) and return True, so the scan reads on. Otherwise never acted on: a
+    person reads it and decides."""
     seen = (store.get_cursor(FAILING_CURSOR) or "").split()
     tries = int(seen[1]) + 1 if len(seen) == 2 and seen[0] == str(row["id"]) else 1
     if tries < MENTION_TRIES:
         store.set_cursor(FAILING_CURSOR, f"{row['id']} {tries}")
         return False
     why = f"handling it failed {tries} times"
-    error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     log.error("dialogue: post %s handed to a person, %s", row["id"], why, exc_info=exc)
-    case_id = rows.case_now(store, row["case_id"])
     with store.transaction():
-        reply_id = rows.remember_reply(store, channel=row["channel"], external_id=row["external_id"],
-                                       sender=row["author_handle"], text=row["text"], received_at=now)
-        if reply_id is not None:
-            rows.note_reply_outcome(store, reply_id, question_id=None, case_id=case_id, kind=kind,
-                                    outcome=f"handed to a person ({why})")
-        store.add_note(case_id, ACTOR, f"The customer wrote on {row['channel']}: “{row['text'].strip()[:500]}”. "
-                                       f"It could not be acted on ({why}; the last error: {error}): please read "
-                                       "it and decide.")
-        store.audit(ACTOR, "dialogue.needs_human", case_id, {"why": why, "error": error, "answer": row["text"][:300]})
+        # Found as scan_mentions handed it to handle_reply: the post's case, its open question, and the
+        # case's customer only when the case is confirmed to them (by_customer vouched for the author).
+        keep_for_person(store, config, channel=row["channel"], external_id=row["external_id"],
+                        sender=row["author_handle"], text=row["text"], error=exc, question=question,
+                        customer_id=row["customer_id"] if row["link_confirmed"] else None,
+                        case_id=row["case_id"], why=why, now=now)
         store.set_cursor(FAILING_CURSOR, "")
     return True
 
