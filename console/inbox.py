@@ -37,7 +37,7 @@ from console.widgets import (
 from console.words import channel_name, facet_name, intent_name, status_name
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
-from doorstep.store.inbox import INBOX_SUMMARY_GROUPS, NO_VALUE
+from doorstep.store.inbox import INBOX_SUMMARY_GROUPS, NO_VALUE, SUMMARY_ALSO_ROW
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
@@ -115,9 +115,13 @@ def _facet_select(store: Any, column: str, filters: dict[str, Any], label: str, 
     return choice
 
 
-def _counts_caption(counts: dict[str, int], chosen: str | None = None, top: int = 4, column: str = "") -> str:
-    """"12 of 57: Larkspur Home 30 · Fettle Outdoor 27": the counts behind one filter (``column``'s values in words)."""
-    total = sum(counts.values())
+def _counts_caption(counts: dict[str, int], chosen: str | None = None, top: int = 4, column: str = "",
+                    total: int | None = None) -> str:
+    """"12 of 57: Larkspur Home 30 · Fettle Outdoor 27": the counts behind one filter (``column``'s values in words).
+
+    ``total``: the cases under the other filters where a case can count under two values (a channel: the
+    customer wrote on two networks), so the values add up to more; else the sum of the values."""
+    total = sum(counts.values()) if total is None else total
     shown = " · ".join(f"{facet_name(column, value)} {n:,}" for value, n in list(counts.items())[:top])
     more = f" · +{len(counts) - top} more" if len(counts) > top else ""
     head = f"{counts.get(chosen, 0):,} of {total:,}" if chosen else f"{total:,}"
@@ -362,42 +366,50 @@ def render() -> None:
     filters: dict[str, Any] = st.session_state.setdefault("inbox_filters", {})
 
     st.title("Inbox")
-    top = st.columns([3, 2])
+    # In view: the search and the filters the queue is worked by (channel, assignee, SLA, waiting for), each
+    # with its counts; the rest fold into "More filters", whose label names what is set there. So the queue's
+    # first rows are on screen at 1366x768 as the page opens (with every filter in view they were below the fold).
+    labels = {"brand": "Brand", "courier": "Courier", "channel": "Channel", "intent": "Intent", "assignee": "Assignee"}
+    notes = {}
+    top = st.columns([2.6, 1.2, 1.2, 1.3, 1.3])
     with top[0]:
         search = st.text_input("Search posts", value=filters.get("search", ""), key="inbox_search",
                                placeholder="words from the post, an order or tracking number, a handle")
     filters["search"] = search.strip()
-    with top[1]:
-        statuses = st.multiselect("Status", list(CASE_STATUSES), default=filters.get("status") or list(OPEN_CASE_STATUSES),
-                                  format_func=status_name, key="inbox_status")
-        filters["status"] = statuses or list(OPEN_CASE_STATUSES)
-        status_note = st.empty()
-    cols = st.columns(6)
-    labels = {"brand": "Brand", "courier": "Courier", "channel": "Channel", "intent": "Intent", "assignee": "Assignee"}
-    notes = {}
-    for i, column in enumerate(FACETS):
-        with cols[i]:
+    for at, column in ((1, "channel"), (2, "assignee")):
+        with top[at]:
             filters[column] = _facet_select(store, column, filters, labels[column], user.username)
             notes[column] = st.empty()
-    with cols[5]:
+    with top[3]:
         sla_options = [ANY, *SLA_STATES]
         sla = st.selectbox("SLA", sla_options,
                            index=sla_options.index(filters["sla_state"]) if filters.get("sla_state") else 0,
                            format_func=lambda s: ANY if s == ANY else SLA_STATES[s], key="inbox_sla")
         filters["sla_state"] = None if sla == ANY else sla
         notes["sla_state"] = st.empty()
-    order_cols = st.columns([1, 1, 2])
-    with order_cols[0]:
-        sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
-                            format_func=SORTS.get, key="inbox_sort")
-    filters["sort"] = sort
-    with order_cols[1]:
+    with top[4]:
         waiting_options = [ANY, *WAITING]
         waiting = st.selectbox("Waiting for", waiting_options,
                                index=waiting_options.index(filters["waiting"]) if filters.get("waiting") else 0,
                                format_func=lambda w: ANY if w == ANY else WAITING[w], key="inbox_waiting")
         filters["waiting"] = None if waiting == ANY else waiting
         waiting_note = st.empty()
+    with st.expander(_more_label(filters), key="inbox_more"):
+        more = st.columns([2, 1, 1, 1, 1.3])
+        with more[0]:
+            statuses = st.multiselect("Status", list(CASE_STATUSES),
+                                      default=filters.get("status") or list(OPEN_CASE_STATUSES),
+                                      format_func=status_name, key="inbox_status")
+            filters["status"] = statuses or list(OPEN_CASE_STATUSES)
+            status_note = st.empty()
+        for at, column in ((1, "brand"), (2, "courier"), (3, "intent")):
+            with more[at]:
+                filters[column] = _facet_select(store, column, filters, labels[column], user.username)
+                notes[column] = st.empty()
+        with more[4]:
+            sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
+                                format_func=SORTS.get, key="inbox_sort")
+        filters["sort"] = sort
     # Another filter, search or order starts the queue at its first page again.
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
     if st.session_state.get("_inbox_signature") not in (None, signature):
@@ -406,7 +418,9 @@ def render() -> None:
 
     slots = {"status": status_note, **notes, "waiting": waiting_note}
     if unsearchable(filters.get("search") or ""):
-        _show_counts(slots, filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {})))
+        held = st.session_state.setdefault("_inbox_summaries", {})
+        counts = filter_counts(store, filters, held)
+        _show_counts(slots, counts, _channel_cases(store, filters, held, counts))
         # The search index holds words and numbers only; ignoring such a search would silently list every case.
         st.warning(escape_md(f"Nothing to search for in “{filters['search']}”: search looks for words, order and "
                              "tracking numbers and handles, so punctuation and emoji alone match no case. "
@@ -418,16 +432,50 @@ def render() -> None:
     _live_list(slots)
 
 
-def _show_counts(slots: dict[str, Any], counts: dict[str, Any]) -> None:
-    """The counts under the filters (status, each facet, SLA states, "Waiting for"), into their places."""
+def _more_label(filters: dict[str, Any]) -> str:
+    """The "More filters" fold's label: what it holds, and what of it is set, so a folded filter is never
+    forgotten ("More filters · set: brand Larkspur Home; sorted by due time"). Each box's value as this run
+    will find it: its own state, else ``filters`` (a dashboard link sets those and drops the boxes' state)."""
+    state = st.session_state
+
+    def value(column: str) -> Any:
+        key = f"inbox_{column}"
+        return state[key] if key in state else filters.get(column)
+
+    chosen = []
+    statuses = value("status")
+    if statuses and set(statuses) != set(OPEN_CASE_STATUSES):
+        chosen.append("status " + ", ".join(status_name(s) for s in statuses))
+    for column in ("brand", "courier", "intent"):
+        if value(column) and value(column) != ANY:
+            chosen.append(f"{column} {facet_name(column, value(column))}")
+    if value("sort") in SORTS and value("sort") != "priority":
+        chosen.append(f"sorted by {SORTS[value('sort')]}")
+    return escape_md("More filters · " + ("set: " + "; ".join(chosen) if chosen
+                                          else "status, brand, courier, intent, sort"))
+
+
+def _show_counts(slots: dict[str, Any], counts: dict[str, Any], channel_cases: int | None = None) -> None:
+    """The counts under the filters (status, each facet, SLA states, "Waiting for"), into their places;
+    ``channel_cases``: the cases under the filters other than the channel (see :func:`_channel_cases`)."""
     status_counts = counts["status"]
     slots["status"].caption(escape_md(" · ".join(f"{status_name(s)} {status_counts.get(s, 0):,}"
                                                  for s in CASE_STATUSES if status_counts.get(s))))
     for column in FACETS:
         slots[column].caption(_counts_caption(counts[column], st.session_state.get("inbox_filters", {}).get(column),
-                                              column=column))
+                                              column=column, total=channel_cases if column == "channel" else None))
     slots["sla_state"].caption(escape_md(" · ".join(f"{k} {n:,}" for k, n in counts["sla_state"].items())))
     slots["waiting"].caption(escape_md(" · ".join(f"{words} {counts['waiting'][w]:,}" for w, words in WAITING.items())))
+
+
+def _channel_cases(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...], Any],
+                   counts: dict[str, Any]) -> int:
+    """How many cases the Channel filter's counts are of (the "57" of "12 of 57"): the queue's total under
+    every other filter. Not the sum of its counts: a case the customer wrote on two networks in counts
+    under each (``Store.inbox_summary``), and "61 of 60" would read as a miscount."""
+    if not filters.get("channel"):
+        return int(counts["total"])
+    return int(filter_counts(store, {**filters, "channel": None}, held)["total"])
 
 
 def filter_counts(store: Any, filters: dict[str, Any], held: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
@@ -588,6 +636,12 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
     states = [0] * len(SLA_STATES)
     state_at = [_COUNT_AT[s] for s in SLA_STATES]
     total = 0
+    channel_at = _GROUP_AT["channel"]
+    # A case is under every channel a post of its customer's came on (Store._other_channels); rows of
+    # SUMMARY_ALSO_ROW items count such a case under a channel besides its own. Under a channel filter they
+    # count as the other rows do (the case's own row misses the filter); without one the case is counted
+    # by its own row already, so they count for the channel's own counts alone.
+    also_counts_alone = not filters.get("channel")
     for row in rows:
         missed = -1
         for i, value in chosen:
@@ -597,6 +651,11 @@ def counts_from_summary(rows: list[tuple[Any, ...]], filters: dict[str, Any], *,
                 missed = i
         else:
             n = row[at]
+            if also_counts_alone and len(row) == SUMMARY_ALSO_ROW:
+                if missed < 0 and n and row[status_at] in statuses:
+                    counts = by_value[channel_at]
+                    counts[row[channel_at]] = counts.get(row[channel_at], 0) + n
+                continue
             if missed < 0:
                 if n and row[status_at] in open_statuses:  # the status filter's own counts: open cases
                     counts = by_value[status_at]
@@ -674,7 +733,8 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
     live = st.session_state.get("_inbox_live")
     mark = _live_mark(store)
     if live is None or mark != live["mark"] or _query(filters) != live["query"]:
-        counts = filter_counts(store, filters, st.session_state.setdefault("_inbox_summaries", {}))
+        held = st.session_state.setdefault("_inbox_summaries", {})
+        counts = filter_counts(store, filters, held)
         # The queue's total under every filter, from the same summary as the counts (``Store.inbox_count``
         # counts the same cases: one to three more walks of the matching open cases per run, 5-25 ms at 1M).
         total = counts["total"]
@@ -682,13 +742,14 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
         if query.offset and query.offset >= total:  # the queue shrank under the agent: last page
             filters["offset"] = max(0, (total - 1) // PAGE_SIZE * PAGE_SIZE)
             query = _query(filters)
-        live = {"mark": mark, "query": query, "total": total, "cases": store.inbox(query), "counts": counts}
+        live = {"mark": mark, "query": query, "total": total, "cases": store.inbox(query), "counts": counts,
+                "channel_cases": _channel_cases(store, filters, held, counts)}
         st.session_state["_inbox_live"] = live
     query, total, cases = live["query"], live["total"], live["cases"]
     # What J / K and X walk: the whole queue in this order (console/case_view.py queue_neighbours).
     st.session_state["_inbox_query"] = replace(query, limit=PAGE_SIZE, offset=0)
     if slots is not None:
-        _show_counts(slots, live["counts"])
+        _show_counts(slots, live["counts"], live["channel_cases"])
         _pick_box(slots["pick"], cases)
     seen_max = int(st.session_state.get("_inbox_seen_max_id") or 0)
     fresh = [c for c in cases if (c.id or 0) > seen_max]

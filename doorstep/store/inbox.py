@@ -51,8 +51,29 @@ INBOX_SORTS = {
     "newest": "opened_at desc, id desc",
 }
 
+#: The columns the orders of INBOX_SORTS read (a queue under a channel is sorted over two parts).
+_SORT_COLUMNS = "id, priority_band, due_key, priority, opened_at"
+
 #: The columns one row of ``Store.inbox_summary`` stands for, in the order of idx_cases_open_facets (m016).
 INBOX_SUMMARY_GROUPS = ("brand", "courier", "channel", "intent", "assignee", "status")
+
+#: A row of ``Store.inbox_summary`` this long (the groups, the four counts, then True) counts cases that
+#: are under its ``channel`` by a post of the customer's there, though opened on another network (or on
+#: none): they are counted under their own channel in the other rows, so such a row counts only for the
+#: channel filter (see ``Store._other_channels``).
+SUMMARY_ALSO_ROW = len(INBOX_SUMMARY_GROUPS) + 5
+
+#: A case is under a channel when it was opened there (``cases.channel``) or when any inbound post on
+#: it came there: a customer who opened a case on Bluesky and wrote again on X is in the X queue too,
+#: where the row shows "[X]" (audit of the inbox: the filter matched the opening network only). The
+#: cases under a channel besides their own are few and remembered (``Store._other_channels``): a query
+#: under a channel is its cases opened there, as before, and apart those few, by id (``Store._wheres``).
+
+#: The index that answers "which channels did the customer write on in this case" from the index alone:
+#: ``create index idx_mentions_case_inbound on mentions (case_id, channel) where outbound = 0``. Used
+#: where the database has it (SQLite without statistics takes mentions(case_id) otherwise and reads
+#: every post of every case it looks at); without it the lookups read the posts by mentions(case_id).
+CASE_POSTS_INDEX = "idx_mentions_case_inbound"
 
 #: Which snoozed cases the inbox lists: "hide" (the default queue: they come back when the
 #: snooze ends or the customer writes), "only" (the "snoozed" filter) or "include".
@@ -186,10 +207,13 @@ def _fts_query(text: str) -> str:
 class InboxStore(StoreBase):
     """The console's queue over ``cases`` (and full-text search over posts and customers)."""
 
+    #: :meth:`_other_channels` for the live summary's snapshot, taken just before it (see _take_live_summary).
+    _channels_pinned: tuple[tuple[int, str], ...] | None = None
+
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
-        where, params = self._inbox_where(query or InboxQuery())
         q = query or InboxQuery()
+        where, params = self._inbox_where(q)
         if q.sort not in INBOX_SORTS:
             raise ValueError(f"not an inbox order: {q.sort} (choose {', '.join(INBOX_SORTS)})")
         # Due and newest walk their own index over open cases and stop after the page; left to
@@ -207,7 +231,22 @@ class InboxStore(StoreBase):
             if self._indexes is None:
                 self._indexes = self.dialect.index_names(self.db)
             index = self.dialect.indexed_by(name) if name in self._indexes else ""
-        sql = f"select * from cases{index} where {where} order by {INBOX_SORTS[q.sort]} limit ? offset ?"
+        order = INBOX_SORTS[q.sort]
+        sql = f"select * from cases{index} where {where} order by {order} limit ? offset ?"
+        also = self._also_under(q)
+        if also:
+            # and the few cases under the channel by their posts (opened elsewhere: no case is in both): each
+            # part's first cases, each planned as alone (see _wheres), then the page of those in order
+            first = q.limit + q.offset
+            where2, params2 = self._inbox_where(q, also=also)
+            ids = [r[0] for r in self.db.execute(
+                f"select id from cases{index} where {where} order by {order} limit {first}", params).fetchall()]
+            ids += [r[0] for r in self.db.execute(
+                f"select id from cases{self.dialect.indexed_by(None)} where {where2} order by {order} limit {first}",
+                params2).fetchall()]
+            sql = (f"select * from cases{self.dialect.indexed_by(None)} where id in "
+                   f"({self.dialect.json_values('int')}) order by {order} limit ? offset ?")
+            params = [json.dumps(ids)]
         return [_case_from_row(r) for r in self.db.query(sql, [*params, q.limit, q.offset])]
 
     def inbox_count(self, query: InboxQuery | None = None) -> int:
@@ -219,7 +258,13 @@ class InboxStore(StoreBase):
                     - self.inbox_count(replace(q, snoozed="only")))
         where, params = self._inbox_where(q, for_count=True)
         index = self._count_index(q)
-        return int(self.db.execute(f"select count(*) from cases{index} where {where}", params).fetchone()[0])
+        n = int(self.db.execute(f"select count(*) from cases{index} where {where}", params).fetchone()[0])
+        also = self._also_under(q)
+        if also:
+            where, params = self._inbox_where(q, for_count=True, also=also)
+            n += int(self.db.execute(f"select count(*) from cases{self.dialect.indexed_by(None)} where {where}",
+                                     params).fetchone()[0])
+        return n
 
     def inbox_facets(self, column: str, query: InboxQuery | None = None) -> dict[str, int]:
         """Counts per value of one filter column, for the filter widgets (most cases first)."""
@@ -231,17 +276,74 @@ class InboxStore(StoreBase):
             for value, n in self.inbox_facets(column, replace(q, snoozed="only")).items():
                 counts[value] -= n
             return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda item: -item[1]))
-        where, params = self._inbox_where(q)
-        # Grouping by the bare column lets an index in that column's order answer the
-        # unfiltered counts without sorting; NULL is named "(none)" here instead of in SQL.
-        rows = self.db.execute(
-            f"select {column}, count(*) from cases{self._count_index(q, column)} where {where} group by {column}", params
-        ).fetchall()
+        rows: list[Any] = []
+        for where, params, index in self._wheres(q, self._count_index(q, column)):
+            # Grouping by the bare column lets an index in that column's order answer the
+            # unfiltered counts without sorting; NULL is named "(none)" here instead of in SQL.
+            rows += self.db.execute(
+                f"select {column}, count(*) from cases{index} where {where} group by {column}", params).fetchall()
+            if column == "channel":  # and the cases under a channel besides their own, by their posts there
+                rows += [(r[2], r[-1]) for r in self._also_rows(where, params, ["1"], [])]
         counts: dict[str, int] = {}
         for value, n in rows:
             key = NO_VALUE if value is None else value
             counts[key] = counts.get(key, 0) + n
         return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+    def _case_posts_index(self) -> str:
+        """The hint that makes a lookup of one case's inbound posts walk :data:`CASE_POSTS_INDEX`, if there."""
+        if self._indexes is None:
+            self._indexes = self.dialect.index_names(self.db)
+        return self.dialect.indexed_by(CASE_POSTS_INDEX) if CASE_POSTS_INDEX in self._indexes else ""
+
+    def _other_channels(self) -> tuple[tuple[int, str], ...]:
+        """(case, channel) for every case, open or closed, with an inbound post on a channel it was not
+        opened on, by case: what puts a case under more than one channel.
+
+        Why remembered by the search mark (:meth:`_search_mark`): finding them looks up every case's posts
+        (~0.2 s at 200k cases with CASE_POSTS_INDEX, seconds without), and the counts beside the filters
+        need them after every reply and every minute. The mark moves on every write of a post or of its
+        case (``mentions`` insert, delete, ``case_id``; ``cases`` insert, delete, ``channel``), which are
+        all that can change them (a post's channel and direction are never rewritten); a case's status,
+        SLA and other columns are read afresh by :meth:`_also_rows`. The filter lists the same cases
+        (:meth:`_wheres`), so the list and the counts beside it agree.
+        """
+        if self._channels_pinned is not None:
+            return self._channels_pinned
+        mark = self._search_mark()
+        held = self._memo_get(mark, "channels", "")
+        if held is not None:
+            return held
+        found = tuple((int(r[0]), r[1]) for r in self.db.execute(
+            f"select distinct c.id, m.channel from cases c join mentions m{self._case_posts_index()} "
+            "on m.case_id = c.id and m.outbound = 0 and (c.channel is null or m.channel <> c.channel) "
+            "order by c.id, m.channel").fetchall())
+        self._memo_put(mark, "channels", "", found)
+        return found
+
+    def _also_rows(self, where: str, params: list[Any], sums: Sequence[str], sum_params: list[Any]
+                   ) -> list[tuple[Any, ...]]:
+        """Per :data:`INBOX_SUMMARY_GROUPS` (``channel`` being the post's), the sums of ``sums`` (one
+        expression per case over its columns, named bare) over the cases of ``where`` that are under a
+        channel besides their own (:meth:`_other_channels`), once per such channel.
+
+        Such cases are few (a customer who wrote on two networks): they are looked up by id and summed
+        here, so this costs nothing like a walk of the queue.
+        """
+        channels: dict[int, list[str]] = {}
+        for case_id, channel in self._other_channels():
+            channels.setdefault(case_id, []).append(channel)
+        if not channels:
+            return []
+        sql = (f"select id, brand, courier, intent, assignee, status, {', '.join(sums)} "
+               f"from cases{self.dialect.indexed_by(None)} where {where} and id in ({self.dialect.json_values('int')})")
+        totals: dict[tuple[Any, ...], list[int]] = {}
+        for r in self.db.execute(sql, [*sum_params, *params, json.dumps(list(channels))]).fetchall():
+            for channel in channels[r[0]]:
+                n = totals.setdefault((r[1], r[2], channel, r[3], r[4], r[5]), [0] * len(sums))
+                for i, value in enumerate(r[6:]):
+                    n[i] += int(value)
+        return [(*group, *n) for group, n in totals.items()]
 
     def inbox_summary(self, query: InboxQuery | None = None) -> list[tuple[Any, ...]]:
         """Every count beside the inbox's filters, from one pass over the cases.
@@ -252,15 +354,23 @@ class InboxStore(StoreBase):
         is ``(brand, courier, channel, intent, assignee, status, awake, breached, due_soon,
         snoozed)``: ``awake`` are the cases not snoozed (the default queue), ``breached`` and
         ``due_soon`` those of them overdue and due within the hour (as ``sla_state`` counts them),
-        ``snoozed`` the rest. Any count of :meth:`inbox_count` or :meth:`inbox_facets` under
-        these statuses, search and waiting filter is a sum over these rows.
+        ``snoozed`` the rest. Rows of :data:`SUMMARY_ALSO_ROW` items (True last) come after them:
+        the cases under ``channel`` by a customer's post there though opened elsewhere
+        (``Store._other_channels``), once per such channel; they count only for the channel filter
+        (``console.inbox.counts_from_summary``). Any count of :meth:`inbox_count` or
+        :meth:`inbox_facets` under these statuses, search and waiting filter is a sum over these rows.
 
         Why: the inbox's counts under the other filters were ~14 such queries per run, each a
         walk of every matching open case (0.16-0.6 s at 114k open cases, bench/RESULTS.md issue
         17). Grouped in the order of the facets index (m016) this is one walk that sorts
         nothing; a search or a waiting filter looks its few cases up by id.
         """
-        q = query or InboxQuery()
+        return self._summary(query or InboxQuery())
+
+    def _summary(self, q: InboxQuery, own: bool = True) -> list[tuple[Any, ...]]:
+        """:meth:`inbox_summary`; without ``own``, its rows of SUMMARY_ALSO_ROW items only: the live summary
+        follows the others from the log of case changes, which does not see posts, and takes these afresh
+        each time (the few cases whose customer wrote on two networks)."""
         moment = q.now or utcnow()
         q = replace(q, snoozed="include", sla_state=None, now=moment, **{c: None for c in INBOX_FILTER_COLUMNS})
         where, params = self._inbox_where(q, for_count=True)
@@ -276,14 +386,17 @@ class InboxStore(StoreBase):
             index = self.dialect.indexed_by("idx_cases_open_facets") if "idx_cases_open_facets" in self._indexes else ""
         groups = ", ".join(INBOX_SUMMARY_GROUPS)
         awake = "(snoozed_until is null or snoozed_until <= ?)"
-        sql = (f"select {groups}, sum(case when {awake} then 1 else 0 end), "
-               f"sum(case when {awake} and due_at < ? then 1 else 0 end), "
-               f"sum(case when {awake} and due_at >= ? and due_at <= ? then 1 else 0 end), "
-               f"sum(case when snoozed_until > ? then 1 else 0 end) "
-               f"from cases{index} where {where} group by {groups}")
-        rows = self.db.execute(sql, [now, now, now, now, now, soon, now, *params]).fetchall()
+        parts = [f"case when {awake} then 1 else 0 end", f"case when {awake} and due_at < ? then 1 else 0 end",
+                 f"case when {awake} and due_at >= ? and due_at <= ? then 1 else 0 end",
+                 "case when snoozed_until > ? then 1 else 0 end"]
+        sums = ", ".join(f"sum({part})" for part in parts)
+        sum_params = [now, now, now, now, now, soon, now]
+        rows = self.db.execute(f"select {groups}, {sums} from cases{index} where {where} group by {groups}",
+                               [*sum_params, *params]).fetchall() if own else []
         # (one tuple per row without a generator per row: ~5,800 rows at 1M, 50-100 ms under load before)
-        return [(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows]
+        out = [(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows]
+        out += [(*r, True) for r in self._also_rows(where, params, parts, sum_params)]
+        return out
 
     def inbox_summary_live(self, held: LiveSummary | None = None,
                            now: datetime | None = None) -> tuple[list[tuple[Any, ...]], LiveSummary | None]:
@@ -346,7 +459,7 @@ class InboxStore(StoreBase):
         except BaseException:
             held.until = ""  # half applied: never used again
             raise
-        return held.rows(), held
+        return held.rows() + self._summary(InboxQuery(now=moment), own=False), held
 
     def _changes_seq(self) -> int:
         row = self.db.execute("select seq from sqlite_sequence where name = 'case_changes'").fetchone()
@@ -359,10 +472,14 @@ class InboxStore(StoreBase):
             return self.inbox_summary(InboxQuery(now=moment)), None  # (no log: a database not yet migrated)
         db = self.db
         own = not db.conn.in_transaction
+        # (found, or remembered, before the snapshot: inside a transaction nothing is remembered)
+        self._channels_pinned = self._other_channels()
         if own:
             db.execute("begin")
         try:
             rows = self.inbox_summary(InboxQuery(now=moment))
+            also = [r for r in rows if len(r) == SUMMARY_ALSO_ROW]  # taken afresh each time (they see posts)
+            rows = [r for r in rows if len(r) != SUMMARY_ALSO_ROW]
             seq = self._changes_seq()
             taken_at = iso(moment)
             until = iso(moment + SUMMARY_HORIZON)
@@ -377,7 +494,9 @@ class InboxStore(StoreBase):
                     "((due_at >= ? and due_at <= ?) or (snoozed_until > ? and snoozed_until <= ?))",
                     [taken_at, due_until, taken_at, until]).fetchall():
                 state.watch[r[0]] = tuple(r[1:])
+            rows += also
         finally:
+            self._channels_pinned = None
             if own:
                 db.execute("commit")
         return rows, state
@@ -568,9 +687,13 @@ class InboxStore(StoreBase):
         q = query or InboxQuery()
         if q.sort not in INBOX_SORTS:
             raise ValueError(f"not an inbox order: {q.sort} (choose {', '.join(INBOX_SORTS)})")
-        where, params = self._inbox_where(q)
+        parts = [(f"select {_SORT_COLUMNS} from cases{index} where {where}", params)
+                 for where, params, index in self._wheres(q, "")]
+        sql = " union all ".join(sql for sql, _ in parts)
+        if len(parts) > 1:
+            sql = f"select * from ({sql}) as q"
         return [int(r[0]) for r in self.db.execute(
-            f"select id from cases where {where} order by {INBOX_SORTS[q.sort]}", params).fetchall()]
+            f"{sql} order by {INBOX_SORTS[q.sort]}", [p for _, params in parts for p in params]).fetchall()]
 
     def _post_hits_sql(self, text: str, query: str) -> tuple[str, list[Any]]:
         """SQL (and its parameters, the cap's ``?`` last) for the ids of the newest posts whose words
@@ -630,7 +753,31 @@ class InboxStore(StoreBase):
         self._memo_put(mark, "capped", query, capped)
         return capped
 
-    def _inbox_where(self, q: InboxQuery, for_count: bool = False) -> tuple[str, list[Any]]:
+    def _also_under(self, q: InboxQuery) -> list[int]:
+        """The cases under ``q``'s channel by a customer's post there, though opened on another network
+        (or on none), by id (:meth:`_other_channels`); none without a channel filter."""
+        if not q.channel or q.channel == NO_VALUE:
+            return []
+        return [case_id for case_id, channel in self._other_channels() if channel == q.channel]
+
+    def _wheres(self, q: InboxQuery, index: str) -> list[tuple[str, list[Any], str]]:
+        """(where, params, index hint) of the cases of ``q``: one, or under a channel two that do not meet:
+        the cases opened there (``index``: as every other filter is planned) and those under it by their
+        posts (by id, :meth:`_also_under`). Why two: each is planned as it was without the other (the
+        channel's own index, or a walk of the queue; a few lookups by id), where one ``or`` of the two
+        made SQLite read every open case and sort them (0.5-1.9 s for X at 114k open cases)."""
+        where, params = self._inbox_where(q)
+        parts = [(where, params, index)]
+        also = self._also_under(q)
+        if also:
+            where, params = self._inbox_where(q, also=also)
+            parts.append((where, params, self.dialect.indexed_by(None)))
+        return parts
+
+    def _inbox_where(self, q: InboxQuery, for_count: bool = False,
+                     also: list[int] | None = None) -> tuple[str, list[Any]]:
+        """The where clause of ``q`` (its channel: the cases opened there; with ``also``, these cases instead,
+        those under the channel by their posts: see :meth:`_wheres`)."""
         params: list[Any] = []
         if tuple(q.statuses) == OPEN_CASE_STATUSES:
             clauses = [OPEN_CASES_SQL]
@@ -641,6 +788,9 @@ class InboxStore(StoreBase):
             value = getattr(q, column)
             if value == NO_VALUE:  # "nobody", "no post yet", "no courier": the cases without one
                 clauses.append(f"{column} is null")
+            elif value and column == "channel" and also:
+                clauses.append(f"id in ({self.dialect.json_values('int')})")
+                params.append(json.dumps(also))
             elif value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
