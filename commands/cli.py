@@ -310,7 +310,7 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str |
     from listeners.files import import_orders
 
     return lambda share, batch: import_orders(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                              batch_rows=batch)
+                                              batch_rows=batch, couriers=ctx.config.couriers)
 
 
 @import_command("tracking", ["jsonl", "csv"], f"{_BY_NAME}).")

@@ -506,14 +506,15 @@ class _Generator:
             drafts.append((placed, person, brand_index))
         drafts.sort(key=lambda d: d[0])
         serial = [0] * len(self.config.brands)
-        for placed, person, brand_index in drafts:
+        for drafted, person, brand_index in drafts:
+            placed = self._before_now(drafted)
             brand = self.config.brands[brand_index]
             serial[brand_index] += 1
             if brand_index % 2 == 0:
                 number = str(100_000 + 100_000 * (brand_index // 2) + 4_200 + serial[brand_index])
             else:
                 number = f"ORD-{placed.astimezone(tz).year}-{400 * brand_index + serial[brand_index]:06d}"
-            self.orders.append(self._order(number, placed, person, brand, brand_index))
+            self.orders.append(self._order(number, placed, person, brand, brand_index, drafted))
         # The biggest spenders are VIPs (besides the few the random draw made VIP).
         spend: dict[str, float] = {}
         for order in self.orders:
@@ -524,7 +525,22 @@ class _Generator:
             person.customer.vip = True
         return self.orders
 
-    def _order(self, number: str, placed: datetime, person: _Person, brand: Brand, brand_index: int) -> Order:
+    def _before_now(self, drafted: datetime) -> datetime:
+        """When a drafted order was placed: a draft for later tonight (its hour drawn later than now) is
+        placed at the same hour on an earlier day, so no order is placed in the future, nor after its
+        parcel's first scan (at most half an hour before now)."""
+        placed = drafted
+        while placed > self.now - timedelta(hours=1):
+            placed -= timedelta(days=1)
+        return placed
+
+    def _order(self, number: str, placed: datetime, person: _Person, brand: Brand, brand_index: int,
+               drafted: datetime | None = None) -> Order:
+        """An order and its parcels. ``drafted``: when it was drafted, where :meth:`_before_now` placed it
+        earlier; its parcels are scanned as for the draft (no earlier than the order, since the first scan
+        is at most now), and drafts keep their place in the queue, so the same seed still builds the same
+        shop around them (its parcels, posts and cases)."""
+        dispatched = drafted or placed
         rng = self.rng
         catalogue = CATALOGUES[brand_index % len(CATALOGUES)]
         lines = []
@@ -540,12 +556,12 @@ class _Generator:
             promised += timedelta(days=1)
         scenario = rng.choices([s for s, _ in SCENARIOS], weights=[w for _, w in SCENARIOS])[0]
         courier = rng.choice(self.couriers)
-        parcels = [self._shipment(number, placed, person, brand, courier, scenario, lines[0]["name"], service)]
+        parcels = [self._shipment(number, dispatched, person, brand, courier, scenario, lines[0]["name"], service)]
         if len(lines) > 1 and rng.random() < 0.15:
             # Split order: the second box goes separately and (nearly always) arrives fine.
             second = rng.choice(self.couriers)
             parcels.append(
-                self._shipment(number, placed + timedelta(hours=rng.uniform(20, 50)), person, brand, second,
+                self._shipment(number, dispatched + timedelta(hours=rng.uniform(20, 50)), person, brand, second,
                                "normal", lines[-1]["name"], "Standard")
             )
         shipments = [p.shipment for p in parcels]

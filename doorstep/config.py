@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -436,7 +437,23 @@ class Config(_Section):
         return handles | {h.split("@", 1)[0] for h in handles}
 
     def courier(self, name: str | None) -> Courier | None:
-        return next((c for c in self.couriers if c.name == name), None)
+        """The configured courier ``name`` is, matched as :func:`find_courier` does ("ups ", "UPS")."""
+        return find_courier(self.couriers, name)
+
+
+def courier_key(name: str) -> str:
+    """What two spellings of one courier's name share: "UPS", "ups" and "UPS " are one courier.
+
+    Shops type courier names by hand in their order exports; the care team means one courier."""
+    return " ".join(name.split()).casefold()
+
+
+def find_courier(couriers: Sequence[Courier], name: str | None) -> Courier | None:
+    """The courier of ``couriers`` whose name ``name`` is, whatever its case and spacing (None: none is)."""
+    if not name:
+        return None
+    key = courier_key(name)
+    return next((c for c in couriers if courier_key(c.name) == key), None)
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:

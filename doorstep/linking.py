@@ -83,7 +83,7 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
         return _number_link("tracking_number", order, number, author_customer, private, unmatched)
 
     for number in evidence.order_numbers:
-        order = store.order_summary(number)
+        order = quoted_order(store, number)
         if order is None:
             unmatched.append(number)
             continue
@@ -129,6 +129,19 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
         confirmed=False,
         unmatched_numbers=unmatched,
     )
+
+
+def quoted_order(store: Store | ShopLookups, number: str) -> OrderSummary | None:
+    """The order a post's number names, as typed or in capitals or small letters.
+
+    Why: a case-insensitive ``order_patterns`` entry finds "ord-2026-008001", but the shop stores
+    ORD-2026-008001; the customer quoted their own order all the same. Exact lookups on the order
+    number (its key) are used, so no scan: at most three, and one for a number without letters."""
+    for variant in dict.fromkeys((number, number.upper(), number.lower())):
+        order = store.order_summary(variant)
+        if order is not None:
+            return order
+    return None
 
 
 def _same_author(mention: Mention, case: Case, author_customer: str | None) -> bool:
@@ -201,15 +214,22 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
     """
     tracking = None
     order_customer = customer_id
+    current = store.get_case(case_id)
+    # The courier follows the linked order: its parcel's carrier, none before it ships. Unlinking the
+    # order keeps a courier only where the posts named one (no parcel gave it).
+    courier = current.courier if current and not current.tracking_number else None
     if order_number:
-        order = store.order_summary(order_number)
+        order = quoted_order(store, order_number)
         if order is None:
             raise KeyError(f"no order {order_number}")
+        order_number = order.number
         order_customer = order.customer_id
         customer_id = customer_id or order.customer_id
         tracking = order.tracking_number
+        courier = None
     shipment = store.shipment_brief(tracking) if tracking else None
-    current = store.get_case(case_id)
+    if shipment:
+        courier = shipment[1]
     author_customer = store.customer_id_by_handle(current.channel or "", current.author_handle) if current else None
     verified = bool(verified_how and verified_how.strip())
     confirmed = order_customer is None or order_customer == author_customer or verified
@@ -221,7 +241,7 @@ def override_link(store: Store, case_id: int, expected_version: int, actor: str,
             order_number=order_number,
             customer_id=customer_id,
             tracking_number=tracking,
-            courier=shipment[1] if shipment else (current.courier if current else None),
+            courier=courier,
             link_method="agent",
             link_confidence=1.0 if confirmed else 0.5,
             link_confirmed=confirmed,

@@ -46,6 +46,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from doorstep.config import courier_key
 from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
@@ -370,10 +371,15 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
     oclause, oparams = (" and o.brand = ?", [brand]) if brand else ("", [])
     db = store.db
     stats: dict[str, dict[str, Any]] = {}
+    # One courier is one row however its name was typed in the shop's files ("UPS", "ups", "UPS "):
+    # rows are keyed by courier_key and named by the spelling most of its rows use.
+    spellings: dict[str, Counter[str]] = {}
 
-    def row_for(courier: str) -> dict[str, Any]:
+    def row_for(courier: str, seen: int = 1) -> dict[str, Any]:
+        key = courier_key(courier)
+        spellings.setdefault(key, Counter())[courier.strip()] += seen
         return stats.setdefault(
-            courier,
+            key,
             {"courier": courier, "shipments": 0, "active_shipments": 0, "failed_attempts": 0, "exceptions": 0,
              "complaints": 0, "negative_mentions": 0, "unlinked_complaints": 0, "complaints_after_tracking_problem": 0},
         )
@@ -387,8 +393,11 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         f"where e.time >= ? and e.time < ?{oclause} group by s.courier",
         [lo, hi, *oparams],
     ).fetchall():
-        r = row_for(courier)
-        r.update(active_shipments=shipments, failed_attempts=failed, exceptions=exceptions)
+        # Each parcel has one courier, so the counts of one courier's spellings add up.
+        r = row_for(courier, shipments)
+        r["active_shipments"] += shipments
+        r["failed_attempts"] += failed
+        r["exceptions"] += exceptions
 
     # The base: active shipments (of the brand's orders) plus the shipments the window's complaint and
     # negative posts (on the brand's cases) are about.
@@ -406,7 +415,7 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         f"or s.tracking_number in ({talked_about}) group by s.courier",
         [lo, hi, *oparams, lo, hi, *bparams],
     ).fetchall():
-        row_for(courier)["shipments"] = shipments
+        row_for(courier, shipments)["shipments"] += shipments
 
     for courier, complaints, negative in db.execute(
         "select s.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
@@ -415,7 +424,9 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         [lo, hi, *bparams],
     ).fetchall():
         if complaints or negative:
-            row_for(courier).update(complaints=complaints, negative_mentions=negative)
+            r = row_for(courier, 0)
+            r["complaints"] += complaints
+            r["negative_mentions"] += negative
 
     for courier, unlinked in db.execute(
         "select c.courier, count(*) from mentions m join cases c on c.id = m.case_id "
@@ -424,13 +435,14 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         f"and m.created_at >= ? and m.created_at < ?{bclause} group by c.courier",
         [lo, hi, *bparams],
     ).fetchall():
-        row_for(courier)["unlinked_complaints"] = unlinked
+        row_for(courier, 0)["unlinked_complaints"] += unlinked
 
     for item in tracking_problem_complaints(store, start, end, tz, brand):
         if item["courier"]:
-            row_for(item["courier"])["complaints_after_tracking_problem"] += 1
+            row_for(item["courier"], 0)["complaints_after_tracking_problem"] += 1
 
-    for r in stats.values():
+    for key, r in stats.items():
+        r["courier"] = max(spellings[key].items(), key=lambda item: (item[1], item[0] != item[0].lower(), item[0]))[0]
         n, active_n = r["shipments"], r["active_shipments"]
         r["complaints_per_1000"] = None if not n else 1000.0 * r["complaints"] / n
         r["negative_per_1000"] = None if not n else 1000.0 * r["negative_mentions"] / n

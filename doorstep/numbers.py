@@ -74,6 +74,7 @@ __all__ = [
     "find_tracking_numbers",
     "is_valid_tracking_number",
     "make_tracking_number",
+    "normalise_tracking_number",
 ]
 
 #: Format key -> the courier name agents see.
@@ -239,8 +240,16 @@ def _read(fmt: str, compact: str) -> tuple[str, bool] | None:
     raise ValueError(f"unknown tracking format {fmt!r}; known formats: {', '.join(TRACKING_FORMATS)}")
 
 
-def _normalise(number: str) -> str:
+def normalise_tracking_number(number: str) -> str:
+    """A tracking number as couriers and the linker write it: no spaces or dashes, capitals.
+
+    Shops paste numbers from labels and e-mails ("1Z 999 AA1 01 2345 6784", "ab123456785gb");
+    posts are read this way too, so a number stored like this is found whatever way it was typed.
+    """
     return re.sub(r"[\s-]", "", number).upper()
+
+
+_normalise = normalise_tracking_number
 
 
 def _check_formats(formats: Iterable[str] | None) -> frozenset[str]:

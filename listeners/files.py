@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import functools
 import gc
 import itertools
 import json
@@ -45,10 +46,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from doorstep.config import Imports
+from doorstep.config import Courier, Imports, find_courier
 from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import MAX_FUTURE_SKEW, Customer, Labels, Mention, Order, Shipment, TrackingEvent, utcnow
 from doorstep.classifying import addressed_flags, classify_mentions
+from doorstep.numbers import normalise_tracking_number
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
 
@@ -199,7 +201,7 @@ class _CsvProblem:
     value_index: int | None = None
 
 
-def _value_over(lines: list[str], start: int, limit: int) -> int | None:
+def _value_over(lines: list[str], start: int, limit: int, separator: str = ",") -> int | None:
     """The index of the first value longer than ``limit`` in the record starting at line ``start``.
 
     The csv module stops at such a value without saying which; this scans the record the way it
@@ -212,7 +214,7 @@ def _value_over(lines: list[str], start: int, limit: int) -> int | None:
             if char == '"':
                 quoted = not quoted
                 continue
-            if char == "," and not quoted:
+            if char == separator and not quoted:
                 index, length = index + 1, 0
                 continue
             if char in "\r\n" and not quoted:
@@ -223,7 +225,7 @@ def _value_over(lines: list[str], start: int, limit: int) -> int | None:
     return None
 
 
-def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | _CsvProblem]]:
+def _csv_records(lines: list[str], separator: str = ",") -> Iterator[tuple[int, list[str] | _CsvProblem]]:
     """(first line number, values) per CSV record; (line, problem) where it cannot be read.
 
     The reader is strict, so an unterminated quote is an error rather than a value that
@@ -232,7 +234,7 @@ def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | _CsvProble
     """
     start = 0
     while start < len(lines):
-        reader = csv.reader(itertools.islice(lines, start, None), strict=True)
+        reader = csv.reader(itertools.islice(lines, start, None), strict=True, delimiter=separator)
         row_start = start
         try:
             for values in reader:
@@ -247,7 +249,7 @@ def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | _CsvProble
                 limit = csv.field_size_limit()
                 yield row_start + 1, _CsvProblem(
                     f"value longer than {limit:,} characters, the most a CSV value may hold; shorten it, "
-                    "or write the file as JSON Lines", _value_over(lines, row_start, limit))
+                    "or write the file as JSON Lines", _value_over(lines, row_start, limit, separator))
             else:
                 if "end of data" in problem or "EOF" in problem:
                     problem = "a quote opened here is never closed (everything after it would be one value)"
@@ -255,9 +257,30 @@ def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | _CsvProble
             start = row_start + 1
 
 
+#: Separators a spreadsheet writes instead of commas: Excel where the decimal mark is a comma
+#: writes ';' ("CSV" in much of Europe), and a copy out of a sheet is tab-separated.
+OTHER_SEPARATORS = (";", "\t")
+
+
+def _separator(lines: list[str]) -> str:
+    """The file's separator, told from its header: a comma, unless the header read with commas is
+    one column that ';' or a tab splits into several (then every row would lack every column)."""
+    first = next((line for line in lines if line.strip()), "")
+    try:
+        if len(next(csv.reader([first]), [])) == 1:
+            for separator in OTHER_SEPARATORS:
+                if len(next(csv.reader([first], delimiter=separator), [])) > 1:
+                    return separator
+    except csv.Error:
+        pass
+    return ","
+
+
 def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     header: list[str] | None = None
-    for number, values in _csv_records(_lines(text)):
+    lines = _lines(text)
+    separator = _separator(lines)
+    for number, values in _csv_records(lines, separator):
         if isinstance(values, _CsvProblem):
             if header is None:
                 raise ImportFileError(f"{name}: row {number}: header: {values.reason}")
@@ -290,7 +313,8 @@ def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowE
         if len(values) > len(header):
             yield number, RowError(
                 name, number, "(row)",
-                f"{len(values)} values for {len(header)} header columns; quote values that contain commas",
+                f"{len(values)} values for {len(header)} header columns; quote values that contain "
+                + ("commas" if separator == "," else repr(separator)),
             )
             continue
         yield number, {k: (v if v != "" else None) for k, v in itertools.zip_longest(header, values)}
@@ -586,8 +610,78 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
     return result
 
 
-def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, _order_bundle, encoding, key=lambda b: b.order.number, key_field="number")
+def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
+                 couriers: Sequence[Courier] | None = None) -> Parsed:
+    """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
+    give, matched whatever its case and spacing and stored as configured (None or none: any name)."""
+    return _parse_each(path, fmt, functools.partial(_order_bundle, couriers=couriers), encoding,
+                       key=lambda b: b.order.number, key_field="number")
+
+
+def _parcels(bundle: OrderBundle) -> list[str]:
+    return [s.tracking_number for s in bundle.order.shipments]
+
+
+#: Why a row giving another order's parcel is rejected, and what to do.
+PARCEL_REMEDY = "a parcel belongs to one order: check the number"
+
+
+def _one_order_per_parcel(parsed: Parsed, name: str, store: Store) -> None:
+    """Reject a row whose tracking number the store or an earlier row gives to another order, naming it.
+
+    Why: the row would silently move the parcel, so the first order's customer quoting their own
+    tracking number would be linked to a stranger's order (which one is right is the user's call;
+    a partial update never erases what it did not mention, and this row did not mention that order).
+    """
+    claimed: dict[str, tuple[str, int | None]] = {
+        tracking: (brief[0], None)
+        for tracking, brief in store.shipment_briefs({t for b in parsed.records for t in _parcels(b)}).items()}
+    records, rows = [], []
+    for number, bundle in zip(parsed.rows, parsed.records):
+        taken = next(((t, claimed[t]) for t in _parcels(bundle)
+                      if t in claimed and claimed[t][0] != bundle.order.number), None)
+        if taken is not None:
+            tracking, (order, row) = taken
+            where = f" (row {row})" if row is not None else ""
+            parsed.errors.append(RowError(name, number, "tracking_number",
+                                          f"{tracking} is already the parcel of order {order}{where}; {PARCEL_REMEDY}"))
+            continue
+        for tracking in _parcels(bundle):
+            claimed.setdefault(tracking, (bundle.order.number, number))
+        records.append(bundle)
+        rows.append(number)
+    parsed.records, parsed.rows = records, rows
+    parsed.errors.sort(key=lambda e: e.row)
+
+
+def _stripped(values: dict[str, Any]) -> dict[str, Any]:
+    """Values without the spaces around them: a spreadsheet's "ORD-1 " is order ORD-1, "c6 " customer c6.
+
+    Why: a padded copy would be another order or customer, not a repeat of the same one."""
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
+
+
+def _courier_name(value: Any, couriers: Sequence[Courier] | None, field_name: str) -> Any:
+    """The configured name of the courier a cell names ("ups" -> "UPS"), so one courier is one name
+    everywhere (escalation, the inbox filter, the weekly league); an unknown name is the row's error."""
+    if not couriers or not isinstance(value, str):
+        return value
+    found = find_courier(couriers, value)
+    if found is None:
+        raise _FieldError(field_name, f"{value!r} is not a configured courier (known: "
+                                      f"{', '.join(c.name for c in couriers)}); use one of those names or add it to "
+                                      "[[couriers]] in doorstep.toml")
+    return found.name
+
+
+def _shipment_values(values: dict[str, Any], couriers: Sequence[Courier] | None, where: str) -> dict[str, Any]:
+    """A shipment as given, its number normalised as posts are read and its courier as configured."""
+    values = _given(_stripped(values))
+    if isinstance(values.get("tracking_number"), str):
+        values["tracking_number"] = normalise_tracking_number(values["tracking_number"])
+    if "courier" in values:
+        values["courier"] = _courier_name(values["courier"], couriers, where + "courier")
+    return values
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -603,16 +697,16 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
 
-def _order_bundle(row: dict[str, Any]) -> OrderBundle:
-    row = _given(row)
+def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None) -> OrderBundle:
+    row = _given(_stripped(row))
     customer_id = row.get("customer_id")
     customer: Customer | None = None
     fields: set[str] = set()
     nested = row.pop("customer", None)
     if isinstance(nested, dict):
         if isinstance(nested.get("handles"), dict):
-            nested["handles"] = _given(nested["handles"]) or None
-        nested = _given(nested)
+            nested["handles"] = _given(_stripped(nested["handles"])) or None
+        nested = _given(_stripped(nested))
         nested_id = nested.get("id")
         if nested_id is not None and customer_id is not None and str(nested_id) != str(customer_id):
             raise _FieldError("customer.id", f"{nested_id!r} differs from customer_id {customer_id!r}; "
@@ -652,16 +746,19 @@ def _order_bundle(row: dict[str, Any]) -> OrderBundle:
     shipments = row.pop("shipments", None) or []
     if not isinstance(shipments, list):
         raise _FieldError("shipments", "expected a list of objects like {\"tracking_number\": ..., \"courier\": ...}")
+    shipments = [_shipment_values(s, couriers, f"shipments.{i}.") if isinstance(s, dict) else s
+                 for i, s in enumerate(shipments)]
     tracking, courier, service = row.pop("tracking_number", None), row.pop("courier", None), row.pop("service", None)
     if tracking:
         if not courier:
             raise _FieldError("courier", "required when tracking_number is given")
-        shipments.append(_given({"tracking_number": tracking, "courier": courier, "service": service}))
+        shipments.append(_shipment_values({"tracking_number": tracking, "courier": courier, "service": service},
+                                          couriers, ""))
     elif courier or service:
         raise _FieldError("tracking_number", "required when courier or service is given")
     number = row.get("number")
     row["shipments"] = [
-        Shipment.model_validate({"order_number": number or "", **_given(s)}) if isinstance(s, dict) else s
+        Shipment.model_validate({"order_number": number or "", **s}) if isinstance(s, dict) else s
         for s in shipments
     ]
     order = Order.model_validate(row)
@@ -675,8 +772,16 @@ TRACKING_COLUMNS = "tracking_number, time, status, location, description"
 
 
 def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, lambda row: TrackingEvent.model_validate({k: v for k, v in row.items() if v is not None}),
-                       encoding)
+    return _parse_each(path, fmt, _tracking_event, encoding)
+
+
+def _tracking_event(row: dict[str, Any]) -> TrackingEvent:
+    """A courier's event, its number normalised as shipments' and posts' are (the courier's file
+    may space it or write it in lower case; it must still meet its parcel)."""
+    row = _given(_stripped(row))
+    if isinstance(row.get("tracking_number"), str):
+        row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
+    return TrackingEvent.model_validate(row)
 
 
 # ------------------------------------------------------------------ import
@@ -945,10 +1050,15 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
 
 def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                   max_rejected_share: float = DEFAULTS.max_rejected_share,
-                  batch_rows: int = DEFAULTS.batch_rows) -> ImportReport:
-    """Orders with their customers and shipments; only what a row gives a value for is written."""
-    parsed = parse_orders(path, fmt, encoding=encoding)
+                  batch_rows: int = DEFAULTS.batch_rows, couriers: Sequence[Courier] | None = None) -> ImportReport:
+    """Orders with their customers and shipments; only what a row gives a value for is written.
+
+    ``couriers``: the configured ``[[couriers]]``, which a ``courier`` cell must name (see
+    :func:`parse_orders`). A row giving a parcel the store holds for another order is rejected:
+    moving it silently would give the first order's customer a stranger's order."""
+    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers)
     name = str(path)
+    _one_order_per_parcel(parsed, name, store)
     # A customer new to the store needs a name; known ones may be named by id alone.
     valid: list[tuple[int, OrderBundle]] = []
     known: dict[str, bool] = {}

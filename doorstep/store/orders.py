@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from doorstep.models import Customer, Order, Shipment, TrackingEvent
+from doorstep.numbers import normalise_tracking_number
 from doorstep.store.base import StoreBase, _chunks, _json, _marks, _unjson, iso, parse_time
 
 
@@ -194,6 +195,9 @@ class OrderStore(StoreBase):
         changed = status == "updated"
         for shipment in order.shipments:
             fields_of = set(shipment.model_fields_set) | {"order_number"}
+            if status != "new":
+                # Only an order stored before can hold its parcel under a number typed another way.
+                self._adopt_typed_shipment(order.number, normalise_tracking_number(shipment.tracking_number))
             changed = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}),
                                            fields_of) != "unchanged" or changed
         if status == "new":
@@ -207,39 +211,74 @@ class OrderStore(StoreBase):
         (and a status is never cleared by an upsert). Returns "new", "updated" or "unchanged".
         """
         mentioned = set(shipment.model_fields_set if fields is None else fields)
+        tracking_number = normalise_tracking_number(shipment.tracking_number)
         values = {
             "order_number": shipment.order_number,
             "courier": shipment.courier,
             "service": shipment.service,
             "status": shipment.status,
         }
-        status = self._insert_or_update("shipments", "tracking_number", shipment.tracking_number, values, mentioned,
+        status = self._insert_or_update("shipments", "tracking_number", tracking_number, values, mentioned,
                                         never_clear=frozenset({"status"}))
         changed = status == "updated"
         if shipment.events and self.add_tracking_events(shipment.events):
             changed = True
+        elif status == "new":
+            # The courier's file may have come first: its events are kept for this moment.
+            self._follow_latest_event(tracking_number)
         if status == "new":
             return "new"
         return "updated" if changed else "unchanged"
 
+    def _follow_latest_event(self, tracking_number: str) -> None:
+        """The shipment's status and last event time are its latest stored event's (when it has any:
+        a status a file gave is not cleared by the absence of events)."""
+        self.db.execute(
+            "update shipments set (status, last_event_at) = (select status, time from tracking_events "
+            "where tracking_number = ?1 order by time desc, id desc limit 1) where tracking_number = ?1 "
+            "and exists (select 1 from tracking_events where tracking_number = ?1)",
+            [tracking_number],
+        )
+
+    def _adopt_typed_shipment(self, order_number: str, tracking_number: str) -> None:
+        """Store this order's parcel under ``tracking_number`` where it was stored as typed before
+        (``1Z 999 AA1 ...``, lower case: imports before numbers were normalised), so a re-import
+        renames it instead of adding the same parcel twice. Its events and cases follow it."""
+        for (stored,) in self.db.execute("select tracking_number from shipments where order_number = ?",
+                                         [order_number]).fetchall():
+            if stored == tracking_number or normalise_tracking_number(stored) != tracking_number:
+                continue
+            if self.db.execute("select 1 from shipments where tracking_number = ?", [tracking_number]).fetchone():
+                return
+            self.db.execute("update shipments set tracking_number = ? where tracking_number = ?",
+                            [tracking_number, stored])
+            # An event stored under both spellings is kept once.
+            self.db.execute("update tracking_events set tracking_number = ? where tracking_number = ? and not exists "
+                            "(select 1 from tracking_events e where e.tracking_number = ? and e.time = tracking_events.time "
+                            "and e.status = tracking_events.status)", [tracking_number, stored, tracking_number])
+            self.db.execute("delete from tracking_events where tracking_number = ?", [stored])
+            self.db.execute("update cases set tracking_number = ? where tracking_number = ?", [tracking_number, stored])
+            self._follow_latest_event(tracking_number)
+            return
+
     def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
-        """Store events (idempotent) and keep each shipment's current status = its latest event."""
+        """Store events (idempotent) and keep each shipment's current status = its latest event.
+
+        Tracking numbers are stored normalised (:func:`normalise_tracking_number`), as shipments'
+        are, so a number the courier's file spaces or writes in lower case still meets its parcel."""
         added = 0
         touched: set[str] = set()
         for event in events:
+            tracking_number = normalise_tracking_number(event.tracking_number)
             cursor = self.db.execute(
                 "insert into tracking_events (tracking_number, time, status, location, description) "
                 "values (?, ?, ?, ?, ?) on conflict do nothing",
-                [event.tracking_number, iso(event.time), event.status, event.location, event.description],
+                [tracking_number, iso(event.time), event.status, event.location, event.description],
             )
             added += cursor.rowcount
-            touched.add(event.tracking_number)
+            touched.add(tracking_number)
         for tracking_number in touched:
-            self.db.execute(
-                "update shipments set (status, last_event_at) = (select status, time from tracking_events "
-                "where tracking_number = ?1 order by time desc, id desc limit 1) where tracking_number = ?1",
-                [tracking_number],
-            )
+            self._follow_latest_event(tracking_number)
         return added
 
     def get_order(self, number: str) -> Order | None:
