@@ -13,6 +13,12 @@ Each brand has its own X, Mastodon and Bluesky accounts and e-mail address (``[[
 A brand with no account on that network does not answer there at all: the reply is refused
 rather than sent from another brand's account. A configuration without any account on the
 network (an old single-account file) keeps its shared credentials.
+
+E-mail is the same: a brand's customers are written to From its own ``email``. The shared
+``SMTP_FROM`` sends only where it cannot be another brand's address: a shop with one brand (it is
+the shop's own), a file where no brand has an address (an old single-account file), or a case of
+no brand at all. Cases and orders keep the brand's *name*; a brand renamed or removed in
+doorstep.toml is named in the refusal, so the shop can put the name back.
 """
 
 from __future__ import annotations
@@ -47,8 +53,7 @@ def candidate_accounts(store: Store, config: Config, case: Case, channel: str, p
     """Our accounts that could answer ``parent`` on ``channel``, best evidence first (see module doc)."""
     network = network_of(channel)
     if network == "email":
-        brand = _order_brand(store, case) or case.brand
-        account = brand_account(config, brand, "email")
+        account = case_mailbox(store, config, case)
         return [account] if account else []
     if parent is not None:
         if parent.account:
@@ -66,6 +71,51 @@ def candidate_accounts(store: Store, config: Config, case: Case, channel: str, p
     brand = _deciding_brand(store, config, case, parent)
     account = brand_account(config, brand, network) if brand else None
     return [account] if account else []
+
+
+def case_mailbox(store: Store, config: Config, case: Case) -> AccountRef | None:
+    """The e-mail account of the brand that owns the case's order, else of the case's brand (None: it has none)."""
+    return brand_account(config, _order_brand(store, case) or case.brand, "email")
+
+
+def no_account_refusal(config: Config, brand: str, network: str) -> ReplyRejected:
+    """Why a post or e-mail of ``brand`` is not answered on ``network``: the brand has no account there,
+    or it is not a brand of doorstep.toml any more (cases and orders keep the name they were opened
+    with, so a rename leaves them with a name no brand has)."""
+    what = "e-mail" if network == "email" else f"post on {network}"
+    if not any(b.name == brand for b in config.brands):
+        return ReplyRejected(
+            f'"{brand}" is not a brand in doorstep.toml any more (renamed or removed?), and its cases and orders '
+            f"keep that name, so no account of ours answers this {what} (another brand's must not); put "
+            f'name = "{brand}" back in its [[brands]] entry')
+    if network == "email":
+        return ReplyRejected(f"{brand} has no e-mail address in doorstep.toml, so this e-mail is not sent From another "
+                             f"brand's (SMTP_FROM); set email = \"...\" in the [[brands]] entry of {brand}")
+    return ReplyRejected(f"{brand} has no {network} account, so this post is not answered on {network} "
+                         "(another brand's account must not answer it)")
+
+
+def shared_mailbox_refusal(store: Store, config: Config, case: Case) -> ReplyRejected | None:
+    """Why a customer e-mail of ``case`` may not go From the shared ``SMTP_FROM`` (None: it may).
+
+    It may in a shop with one brand (``SMTP_FROM`` is the shop's own address), where no brand has an
+    address (an old single-account file), and for a case of no brand; otherwise ``SMTP_FROM`` may be
+    another brand's address, and that brand must never write to this one's customers. A brand that is
+    not in doorstep.toml any more is refused even where one brand is left: it may be the other brand
+    of the shop, removed, and SMTP_FROM the address of the one that is left.
+    """
+    brand = _order_brand(store, case) or case.brand
+    if not brand or not config.brands:
+        return None
+    if not any(b.name == brand for b in config.brands):
+        return no_account_refusal(config, brand, "email")
+    if len(config.brands) <= 1 or not brand_accounts(config, "email"):
+        return None
+    own = brand_account(config, brand, "email")
+    if own is not None:
+        return ReplyRejected(f"this e-mail was queued without {brand}'s address, and SMTP_FROM may be another "
+                             f"brand's: queue it again from the case (it then goes from {own.handle})")
+    return no_account_refusal(config, brand, "email")
 
 
 def _deciding_brand(store: Store, config: Config, case: Case, parent: Mention | None) -> str | None:
@@ -90,7 +140,8 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
     """The account a reply on ``channel`` to ``parent`` goes out from; raises ReplyRejected when none may.
 
     ``requested`` is the agent's choice where the post is ambiguous; it must be one of the
-    candidates. None is returned only when the network has no brand accounts configured at all.
+    candidates. None is returned only where the channel's shared sender may answer: the network has
+    no brand accounts configured at all, or (e-mail) :func:`shared_mailbox_refusal` allows it.
     """
     network = network_of(channel)
     configured = brand_accounts(config, network)
@@ -102,10 +153,12 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
         if candidates and chosen not in candidates:
             wrote_to = " or ".join(a.label for a in candidates)
             raise ReplyRejected(f"the customer wrote to {wrote_to}; a reply from {chosen.label} would be another brand's")
-        owner = None if candidates or network == "email" else _deciding_brand(store, config, case, parent)
-        if owner:  # the post is that brand's, and it has no account here: no other brand answers it either
-            raise ReplyRejected(f"{owner} has no {network} account, so this post is not answered on {network} "
-                                "(another brand's account must not answer it)")
+        if not candidates:
+            # The post is that brand's, and it has no account here: no other brand answers it either.
+            refusal = shared_mailbox_refusal(store, config, case) if network == "email" else None
+            owner = None if network == "email" else _deciding_brand(store, config, case, parent)
+            if refusal is not None or owner:
+                raise refusal or no_account_refusal(config, owner, network)  # type: ignore[arg-type]
         return chosen
     if len(candidates) == 1:
         return candidates[0]
@@ -113,12 +166,16 @@ def choose_account(store: Store, config: Config, case: Case, channel: str, paren
         labels = [a.label for a in candidates]
         raise AccountChoiceNeeded(f"the post reached {' and '.join(labels)}: choose the account to reply from",
                                   [a.handle for a in candidates])
-    if not configured or network == "email":
-        return None  # an old single-account file (or no brand address): the channel's shared sender
+    if network == "email":
+        refusal = shared_mailbox_refusal(store, config, case)
+        if refusal is not None:
+            raise refusal
+        return None  # one brand, no brand addresses at all, or a case of no brand: SMTP_FROM
+    if not configured:
+        return None  # an old single-account file: the channel's shared sender
     brand = _deciding_brand(store, config, case, parent)
     if brand:
-        raise ReplyRejected(f"{brand} has no {network} account, so this post is not answered on {network} "
-                            "(another brand's account must not answer it)")
+        raise no_account_refusal(config, brand, network)
     raise ReplyRejected(f"no brand account on {network} is tied to this post; choose the account to reply from")
 
 

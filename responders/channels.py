@@ -132,6 +132,53 @@ def _network_error(exc: BaseException) -> SendError:
     return SendError(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
+#: What to do with a message that can never go out as it was queued, by its kind.
+_AGAIN = {"reply": "queue the reply again from the case", "escalation": "escalate the case again"}
+
+
+def no_longer_ours(network: str, handle: str, kind: str | None = None, why: str | None = None) -> str:
+    """The one line that fails a message whose account left doorstep.toml (a handle or address changed,
+    the account or its brand removed), with the remedy: a new message from the case is sent from the
+    account that answers the case now. ``why``: what else stands in the way (the shared login's account)."""
+    label = handle if network == "email" else f"@{handle.lstrip('@')}"
+    noun = kind if kind in _AGAIN else "message"
+    extra = f" and {why}" if why else ""
+    return (f"{label} is no longer one of our {network} accounts in doorstep.toml{extra}, so this {noun} was not "
+            f"sent: {_AGAIN.get(kind or '', 'queue it again from the case')} (it then goes from the account that "
+            "answers the case now)")
+
+
+#: The secret suffixes a sender's client is made from, per network (see :func:`credentials_stamp`).
+CLIENT_SECRETS: dict[str, tuple[str, ...]] = {
+    "x": ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET", "BEARER_TOKEN"),
+    "mastodon": ("ACCESS_TOKEN", "BASE_URL"),
+    "bluesky": ("HANDLE", "APP_PASSWORD", "BASE_URL"),
+}
+#: The same for the channels without brand accounts whose senders keep a client.
+SHARED_CLIENT_SECRETS: dict[str, tuple[str, ...]] = {"sms": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL")}
+
+
+def credentials_stamp(channel: str, account: AccountRef | None = None) -> str:
+    """A digest of the secrets the channel's client for ``account`` is made from, as they are now.
+
+    A worker keeps its senders (and their logged-in clients) for its life; a token rotated or set in
+    ``$DOORSTEP_SECRETS_FILE`` after a 401 or a wrong-account failure must be used by the next retry,
+    not after a restart. The outbox keys its cache on this digest (never on, or logging, the values).
+    """
+    network = network_of(channel)
+    suffixes = CLIENT_SECRETS.get(network)
+    if suffixes is None:
+        names = SHARED_CLIENT_SECRETS.get(channel, ())
+        values = [secret(name) for name in names]
+    elif account is None:
+        values = [secret(f"{network.upper()}_{suffix}") for suffix in suffixes]
+    else:  # the account's own and the shared name: either one set or changed makes another client
+        values = [secret(name) for suffix in suffixes for name in account.secret_names(suffix)]
+    if not any(values):
+        return ""
+    return hashlib.sha256("\x1f".join(v or "" for v in values).encode()).hexdigest()
+
+
 # ------------------------------------------------------------------ API senders
 class _ClientSender:
     """A sender that talks through an API client, made on first use (tests pass their own).
@@ -141,15 +188,25 @@ class _ClientSender:
     misfiled token must never let one brand answer as another).
     """
 
-    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None):
+    #: The secret that logs the account in (its suffix): what the wrong-account error tells to set.
+    credential = "ACCESS_TOKEN"
+
+    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None,
+                 former: str | None = None):
         self.config = config
         self._client = client
         self.account = account
+        #: The kind of message, when ``account`` is one that left doorstep.toml and only the shared
+        #: credentials remain (an old single-account file): they may post only as that very account.
+        self.former = former
         self._verified = False
 
     def _wrong_account(self, actual: str) -> SendError:
         assert self.account is not None
-        own = self.account.secret_names("ACCESS_TOKEN")[0]
+        own, shared = self.account.secret_names(self.credential)
+        if self.former is not None:
+            return SendError(no_longer_ours(self.account.channel, self.account.handle, self.former,
+                                            why=f"the shared {shared} is logged in as {actual}"), retryable=False)
         return SendError(f"the {self.account.channel} credentials for {self.account.label} are logged in as "
                          f"{actual}; set {self.account.label}'s own ({own}...) and retry", retryable=False)
 
@@ -168,8 +225,9 @@ class XSender(_ClientSender):
     channel = "x"
     can_check = True
 
-    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None):
-        super().__init__(config, client, account)
+    def __init__(self, config: Config, client: Any = None, account: AccountRef | None = None,
+                 former: str | None = None):
+        super().__init__(config, client, account, former)
         self._me: str | None = None
 
     def _make_client(self) -> Any:
@@ -480,6 +538,7 @@ class MastodonDirectSender(MastodonSender):
 class BlueskySender(_ClientSender):
     channel = "bluesky"
     can_check = True
+    credential = "APP_PASSWORD"
 
     def _make_client(self) -> Any:
         from doorstep.clients import bluesky_client
@@ -493,11 +552,27 @@ class BlueskySender(_ClientSender):
             return fn()
         except exceptions.NetworkError as exc:
             raise _network_error(exc) from None
-        except exceptions.RequestException as exc:
+        except (exceptions.UnauthorizedError, exceptions.LoginRequiredError) as exc:
+            # A rejected app password is permanent: fail at once, naming what to set (no traceback, no
+            # retries logging in with it again). UnauthorizedError is no RequestException.
+            raise SendError(self._rejected_login(exc), retryable=False) from None
+        except exceptions.RequestErrorBase as exc:  # RequestException, BadRequestError: HTTP answers
             status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
             raise SendError(f"Bluesky {status}: {exc}", retryable=status == 429 or status >= 500) from None
         except OSError as exc:
             raise _network_error(exc) from None
+
+    def _rejected_login(self, exc: Exception) -> str:
+        """One line naming the secret to set: the account's own app password (never its value)."""
+        if self.account is None:
+            who, names = "Bluesky", "BLUESKY_HANDLE / BLUESKY_APP_PASSWORD"
+        else:
+            who, names = self.account.label, self.account.secret_names("APP_PASSWORD")[0]
+            if self.former is not None:  # only the shared password is left for an account that left
+                return no_longer_ours("bluesky", self.account.handle, self.former,
+                                      why=f"the shared BLUESKY_APP_PASSWORD does not log in as {who} ({exc})")
+        return (f"Bluesky did not log in {who} ({exc}): set {names} (an app password of that account) in the "
+                "environment or $DOORSTEP_SECRETS_FILE, then `doorstep outbox retry ID`")
 
     def _ref(self, uri: str) -> Any:
         from atproto import models
@@ -601,11 +676,15 @@ class EmailSender:
     channel = "email"
     can_check = False
 
-    def __init__(self, config: Config, account: AccountRef | None = None):
+    def __init__(self, config: Config, account: AccountRef | None = None, former: str | None = None):
         self.config = config
         #: The brand's e-mail account: its address is the From of the message, and its
         #: ``<PREFIX>_USER``/``<PREFIX>_PASSWORD`` log in to the SMTP server (else the shared SMTP_*).
         self.account = account
+        #: The kind of message, when ``account`` is an address that left doorstep.toml and no brand
+        #: address is left (an old single-account file): only SMTP_FROM remains, and it may send the
+        #: message only where it is that very address.
+        self.former = former
 
     def send(self, message: OutboundMessage) -> str:
         from responders.email import EmailError, send_email
@@ -619,10 +698,19 @@ class EmailSender:
             headers.update({"In-Reply-To": parent, "References": parent})
             if not subject.lower().startswith("re:"):
                 subject = f"Re: {subject}"
+        account = self.account
+        if account is not None and self.former is not None:
+            from email.utils import parseaddr
+
+            shared = parseaddr(secret("SMTP_FROM") or "")[1]
+            if shared.lower() != parseaddr(account.handle)[1].lower():
+                raise SendError(no_longer_ours("email", account.handle, self.former,
+                                               why=f"SMTP_FROM is {shared or 'not set'}"), retryable=False)
+            account = None  # SMTP_FROM is that very address: the shared mailbox sends it
         try:
             # From the brand's address, logged in to its own mailbox (shared SMTP_* where it has none).
             return send_email(self.config, [a.strip() for a in message.target.split(",")], subject, body,
-                              headers=headers, account=self.account)
+                              headers=headers, account=account)
         except EmailError as exc:
             raise SendError(str(exc), retryable=exc.retryable) from None
 
@@ -787,14 +875,28 @@ SENDERS: dict[str, type] = {
 }
 
 
-def make_sender(channel: str, config: Config, account: AccountRef | None = None) -> Any:
-    """The sender for ``channel``, logged in as ``account`` (None: the channel's shared credentials)."""
+def make_sender(channel: str, config: Config, account: AccountRef | None = None, *, former: str | None = None) -> Any:
+    """The sender for ``channel``, logged in as ``account`` (None: the channel's shared credentials).
+
+    ``former`` (the message's kind): ``account`` left doorstep.toml and the network has no brand
+    account left, so it is an :func:`former_account` on the shared credentials; the sender checks
+    that they log in as it before anything is sent.
+    """
     cls = SENDERS.get(channel)
     if cls is None:
         raise SendError(f"no sender for channel {channel!r}", retryable=False)
     if account is not None and channel in {*DM_CHANNELS.values(), *PUBLIC_CHANNELS, "email"}:
-        return cls(config, account=account)
+        return cls(config, account=account, former=former)
     return cls(config)
+
+
+def former_account(network: str, handle: str) -> AccountRef:
+    """An account that is no longer in doorstep.toml, as the shared credentials of ``network`` would be
+    it (``MASTODON_ACCESS_TOKEN``, ``SMTP_FROM``...): the senders verify who those log in as (README,
+    "a sender checks who its credentials log in as") and refuse when it is anyone else."""
+    from doorstep.config import SECRET_STEMS
+
+    return AccountRef(brand="", channel=network, handle=handle.lstrip("@"), prefix=SECRET_STEMS[network])
 
 
 def webhook_payload(data: dict[str, Any]) -> str:

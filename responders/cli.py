@@ -131,7 +131,7 @@ def outbox_retry(ctx: Context, message_id: int, actor: str) -> None:
     from responders.outbox import retry
 
     try:
-        retry(ctx.store, message_id, actor)
+        retry(ctx.store, message_id, actor, config=ctx.config)
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
     click.echo(_describe(ctx, message_id))

@@ -148,6 +148,7 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
         text += (f"\n\nSee this shipment and post updates (this link shows this parcel only and works until "
                  f"{expires_text(link[1], config)}):\n{link[0]}")
     base = key or _key("escalation", case_id, target, note, actor, iso(utcnow()))
+    mailbox = _courier_mailbox(store, config, case) if target == "courier" else None
     messages = []
     for channel, ref in routes:
         if channel == "webhook":
@@ -158,12 +159,23 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
         else:
             body = text
         messages.append(enqueue(store, kind="escalation", channel=channel, text=body, actor=actor,
-                                idempotency_key=f"{base}:{channel}:{ref}", case_id=case_id, target=ref))
+                                idempotency_key=f"{base}:{channel}:{ref}", case_id=case_id, target=ref,
+                                account=mailbox if channel == "email" else None))
     store.audit(actor, "case.escalate", case_id,
                 {"target": target, "note": note, "reason": reason, "message_ids": [m.id for m in messages]})
     update_case_retrying(store, case_id, actor,
                          lambda c: {"status": "escalated"} if c.status != "escalated" else {}, config=config)
     return messages
+
+
+def _courier_mailbox(store: Store, config: Config, case: Case) -> str | None:
+    """The address a courier escalation goes From: the e-mail account of the brand that owns the case's
+    order, else of the case's brand (a courier shared by two brands must see each one's claims come from
+    that brand, logged in to its mailbox); None: that brand has none, so the shop-wide SMTP_FROM."""
+    from responders.accounts import case_mailbox
+
+    account = case_mailbox(store, config, case)
+    return account.handle if account is not None else None
 
 
 def _courier_link(store: Store, config: Config, case: Case, actor: str) -> tuple[str, datetime] | None:

@@ -37,8 +37,9 @@ from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
-from responders.accounts import choose_account, note_sent, posting_budget_spent
-from responders.channels import PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, make_sender, network_of
+from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
+from responders.channels import (PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, credentials_stamp,
+                                  former_account, make_sender, network_of, no_longer_ours)
 from responders.config import responders_settings
 
 __all__ = [
@@ -64,6 +65,9 @@ def lane_of(channel: str, target: str | None, account: str | None = None) -> str
     if channel in SINGLE_SERVICE_CHANNELS or not target:
         return f"{channel}@{account.lower()}" if account else channel
     return f"{channel}:{target}"
+
+#: Messages to a case's customer: an e-mail of these goes From the case brand's address, never another brand's.
+CUSTOMER_KINDS = frozenset({"reply", "follow_up", "outreach"})
 
 #: Test hook: exit the process right after the channel accepted a post and before it is recorded.
 CRASH_HOOK_ENV = "DOORSTEP_TEST_CRASH_AFTER_SEND"
@@ -643,11 +647,44 @@ def queue_escalation(store: Store, config: Config, case_id: int, target: str, no
     return escalate(store, config, case_id, target, note, actor)[0]
 
 
-def retry(store: Store, message_id: int, actor: str) -> OutboundMessage:
-    """Send a failed (or waiting) message again now; the attempt count is kept, so the channel is checked first."""
+def account_gone(config: Config, message: OutboundMessage) -> str | None:
+    """Why ``message`` can never go out from the account it was queued from (None: it still may).
+
+    The account left doorstep.toml (its handle or address changed, it or its brand was removed)
+    while other accounts of ours remain on the network; or no brand address is left and SMTP_FROM
+    is another address. Where only the shared credentials of a network remain, the sender decides
+    at send time (it checks who they log in as). The line says what to do instead.
+    """
+    from doorstep.config import SECRET_STEMS, brand_accounts, find_account
+
+    network = network_of(message.channel)
+    if not message.account or network not in SECRET_STEMS or find_account(config, network, message.account):
+        return None
+    if brand_accounts(config, network):
+        return no_longer_ours(network, message.account, message.kind)
+    if network == "email":
+        from email.utils import parseaddr
+
+        from doorstep.config import secret
+
+        shared = parseaddr(secret("SMTP_FROM") or "")[1]
+        if shared.lower() != parseaddr(message.account)[1].lower():
+            return no_longer_ours(network, message.account, message.kind, why=f"SMTP_FROM is {shared or 'not set'}")
+    return None
+
+
+def retry(store: Store, message_id: int, actor: str, config: Config | None = None) -> OutboundMessage:
+    """Send a failed (or waiting) message again now; the attempt count is kept, so the channel is checked first.
+
+    With ``config``, a message that can never go out as queued (:func:`account_gone`) is refused at once
+    with the line that says what to do, instead of failing the same way on every retry.
+    """
     message = get_message(store, message_id)
     if message.status not in ("failed", "queued", "cancelled"):
         raise ValueError(f"message {message_id} is {message.status}; only failed, queued or cancelled messages can be retried")
+    gone = account_gone(config, message) if config is not None else None
+    if gone:
+        raise ValueError(f"message {message_id} is not queued again: {gone}")
     with store.transaction():
         store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = ? where id = ?",
                          [iso(utcnow()), message_id])
@@ -714,6 +751,8 @@ class Outbox:
         self._senders: dict[str, Any] = dict(senders or {})
         #: Senders a test passed in serve every account of their channel.
         self._given = frozenset(senders or {})
+        #: sender key -> :func:`credentials_stamp` of the secrets its client was made from.
+        self._stamps: dict[str, str] = {}
         self._senders_lock = threading.RLock()
         #: lane -> (until, why): the lane's messages wait until then.
         self._paused: dict[str, tuple[datetime, str]] = {}
@@ -721,24 +760,38 @@ class Outbox:
         self._lanes: dict[str, Future[int]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
-    def sender(self, channel: str, account: str | None = None) -> Any:
-        """The channel's sender, logged in as ``account`` (each account keeps its own client)."""
-        with self._senders_lock:  # lanes run on threads of their own
-            if account is None or channel in self._given:
-                if channel not in self._senders:
-                    self._senders[channel] = make_sender(channel, self.config)
-                return self._senders[channel]
-            key = f"{channel}:{account.lower()}"
-            if key not in self._senders:
-                from doorstep.config import brand_accounts, find_account
+    def sender(self, channel: str, account: str | None = None, kind: str | None = None) -> Any:
+        """The channel's sender, logged in as ``account`` (each account keeps its own client).
 
-                ref = find_account(self.config, network_of(channel), account)
-                if ref is None and not brand_accounts(self.config, network_of(channel)):
-                    return self.sender(channel)  # no accounts configured at all: the shared credentials
-                if ref is None:
-                    raise SendError(f"{account} is no longer one of our {network_of(channel)} accounts in doorstep.toml",
-                                    retryable=False)
-                self._senders[key] = make_sender(channel, self.config, ref)
+        An account that left doorstep.toml is never replaced by another: with other accounts of ours
+        left on the network the message fails (:func:`account_gone`); with none left (an old
+        single-account file) the shared credentials may send it only as that very account (the
+        sender checks who they log in as). A sender is made again when the secrets its client was
+        made from change (a token rotated or set after a failure), so a retry uses them at once.
+        ``kind`` (the message's) words the failure.
+        """
+        with self._senders_lock:  # lanes run on threads of their own
+            if channel in self._given:
+                return self._senders[channel]
+            if account is None:
+                key, ref, former = channel, None, None
+            else:
+                key = f"{channel}:{account.lower()}"
+                if key in self._given:
+                    return self._senders[key]
+                from doorstep.config import SECRET_STEMS, brand_accounts, find_account
+
+                network = network_of(channel)
+                ref, former = find_account(self.config, network, account), None
+                if ref is None and network in SECRET_STEMS:
+                    if brand_accounts(self.config, network):
+                        raise SendError(no_longer_ours(network, account, kind), retryable=False)
+                    ref, former = former_account(network, account), kind or "message"
+            stamp = credentials_stamp(channel, ref)
+            if key not in self._senders or self._stamps.get(key) != stamp:
+                self._senders[key] = make_sender(channel, self.config, ref, former=former) if ref is not None \
+                    else make_sender(channel, self.config)
+                self._stamps[key] = stamp
             return self._senders[key]
 
     def paused(self) -> dict[str, tuple[datetime, str]]:
@@ -947,7 +1000,8 @@ class Outbox:
                 if posting_budget_spent(self.store, self.config, message.channel, message.account):
                     raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
                                     retry_after_s=3600.0)
-                sender = self.sender(message.channel, message.account)
+                self._check_shared_mailbox(message)
+                sender = self.sender(message.channel, message.account, message.kind)
                 if before.attempts > 0 and getattr(sender, "can_check", False):
                     existing = sender.find_existing(message)
                     if existing and not self._recorded_for_another(message, existing):
@@ -966,6 +1020,16 @@ class Outbox:
         recorded = self._mark_sent(message, external_id, recovered=False)
         note_sent(self.store, message.channel, message.account)  # posted either way: it counts against the budget
         return "sent" if recorded else get_message(self.store, message_id).status
+
+    def _check_shared_mailbox(self, message: OutboundMessage) -> None:
+        """A customer e-mail queued with no brand address (before this check existed, or before its brand
+        was renamed) would go From the shared SMTP_FROM: refused where that may be another brand's."""
+        if message.channel != "email" or message.account or not message.case_id or message.kind not in CUSTOMER_KINDS:
+            return
+        case = self.store.get_case(message.case_id)
+        refusal = shared_mailbox_refusal(self.store, self.config, case) if case is not None else None
+        if refusal is not None:
+            raise SendError(refusal.reason, retryable=False)
 
     def _recorded_for_another(self, message: OutboundMessage, external_id: str) -> bool:
         """Whether the post the channel found is already another message's (the same words, sent before)."""
