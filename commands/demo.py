@@ -39,7 +39,7 @@ from doorstep.config import Brand, Config, ConfigError, Courier, load_config
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent, utc
 from doorstep.numbers import make_tracking_number
 from doorstep.dialect import is_postgres
-from doorstep.store import InboxQuery, Store, database_for_children, files_beside, remove_database
+from doorstep.store import InboxQuery, Store, database_for_children, files_beside, iso, remove_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "demo" / "doorstep.toml"
@@ -1191,7 +1191,120 @@ def _settle_cases(store: Store, rng: random.Random, now: datetime, config: Confi
             at = last.created_at if changes.get("status") == "pending_customer" and last is not None else now
             changes = sla.follow(case, changes, at, config)
             store.update_case(case.id, case.version, "demo", **changes)  # type: ignore[arg-type]
+            _tell_history(store, case, changes, mentions, now, config)
 
+
+#: What the demo's team wrote when it answered a case privately (a direct message, or an e-mail for a post
+#: on a courier's tracking page): the reply the case's first response stands for.
+PRIVATE_ANSWER = ("Hi {first}, it's {agent} from {brand}. Thanks for getting in touch: we're looking into this "
+                  "for you now and will come back to you here.")
+
+
+def _tell_history(store: Store, case: Any, changes: dict[str, Any], mentions: list[Mention], now: datetime,
+                  config: Config) -> None:
+    """Write what :func:`_settle_cases` did to ``case`` as the team's own actions, each when it happened.
+
+    The settle is one update at build time by "demo"; a newcomer reading the timeline would see every case
+    answered and resolved "today", by nobody, and a first response with no reply anywhere on the case. In
+    the story the team did it over three weeks: the agent took the case, answered privately (a sent direct
+    message or e-mail, now on the case), and resolved it or handed it to the customer. That update's audit
+    event is replaced by those actions, stamped with their times.
+    """
+    row = store.db.execute("select id, details from audit_events where case_id = ? and action = 'case.update' "
+                           "and actor = 'demo' order by id desc limit 1", [case.id]).fetchone()
+    if row is None:
+        return
+    details: dict[str, Any] = json.loads(row[1]) if isinstance(row[1], str) else dict(row[1] or {})
+    agent = str(changes.get("assignee") or case.assignee or AGENTS[case.id % len(AGENTS)]).lower()
+    opened = case.opened_at or now
+    answered: datetime | None = changes.get("first_response_at")
+    events: list[tuple[datetime, str, str, dict[str, Any]]] = []
+    if "assignee" in details:  # the agent took the case soon after it came in, before answering it
+        took = min(opened + timedelta(minutes=5), answered or now, now)
+        events.append((took, agent, "case.update", {"assignee": details.pop("assignee")}))
+    if answered is not None and "first_response_at" in details:
+        message_id = _private_answer(store, case, mentions, agent, answered, config)
+        update = {"first_response_at": details.pop("first_response_at")}
+        if details.get("status") == "open":  # a first answer opens a new case (responders.outbox._after_reply)
+            update["status"] = details.pop("status")
+        if message_id is not None:
+            channel, target, account, external_id = store.db.execute(
+                "select channel, target, account, external_id from outbound_messages where id = ?", [message_id]).fetchone()
+            events += [(answered, agent, "outbox.queue.reply",
+                        {"message_id": message_id, "channel": channel, "target": target,
+                         **({"account": account} if account else {})}),
+                       (answered, "outbox", "outbox.sent", {"message_id": message_id, "external_id": external_id,
+                                                            "recovered": False, "kind": "reply", "channel": channel})]
+            update["because"] = {"message_id": message_id, "message_by": agent}
+            events.append((answered, "outbox", "case.update", update))
+        else:
+            events.append((answered, agent, "case.update", update))
+    if details:
+        status = details.get("status")
+        last = mentions[-1] if mentions else None
+        when = (changes.get("resolved_at") if status == "resolved" else
+                last.created_at if status == "pending_customer" and last is not None else answered or now)
+        events.append((min(when or now, now), agent, "case.update", details))
+    with store.transaction():
+        store.db.execute("delete from audit_events where id = ?", [row[0]])
+        store.audit_many([(iso(at), actor, action, case.id, d)
+                          for at, actor, action, d in sorted(events, key=lambda e: e[0])])
+
+
+def _private_answer(store: Store, case: Any, mentions: list[Mention], agent: str, at: datetime,
+                    config: Config) -> int | None:
+    """Store, as sent at ``at`` by ``agent``, the private answer a first response with no public reply stands
+    for: a direct message to the customer on their network, or an e-mail to the order's customer for a
+    post on a courier's tracking page. Its id, or None when the case gives nobody to write to."""
+    if any(m.outbound for m in mentions):
+        return None  # a public reply of ours is on the case: that was the answer
+    post = next((m for m in mentions if not m.outbound), None)
+    if post is None:
+        return None
+    brand = next((b for b in config.brands if b.name == case.brand), config.brands[0])
+    first = (post.author_name or post.author_handle or "there").split()[0]
+    if post.channel in ("x", "mastodon", "bluesky"):
+        channel = f"{post.channel}_dm"
+        if post.channel == "x":
+            target = post.author_id if post.author_id and post.author_id.isdigit() else f"@{post.author_handle}"
+        else:
+            target = post.author_id if post.channel == "bluesky" and post.author_id else f"@{post.author_handle}"
+        account = brand.handles.get(post.channel)
+    else:
+        order = store.get_order(case.order_number) if case.order_number else None
+        customer = store.get_customer(order.customer_id) if order is not None and order.customer_id else None
+        if customer is None or not customer.email:
+            return None
+        channel, target, account = "email", customer.email, None
+        first = (customer.name or first).split()[0]
+    text = PRIVATE_ANSWER.format(first=first, agent=agent.capitalize(), brand=brand.name)
+    sent = iso(at)
+    cursor = store.db.execute(
+        "insert into outbound_messages (case_id, kind, channel, target, text, in_reply_to, status, attempts, "
+        "idempotency_key, external_id, created_by, created_at, sent_at, account) "
+        "values (?, 'reply', ?, ?, ?, ?, 'sent', 1, ?, ?, ?, ?, ?, ?)",
+        [case.id, channel, target, text, post.external_id if channel != "email" else None,
+         f"demo:private_answer:{case.id}", f"demo-{channel}-{case.id}", agent, sent, sent, account])
+    return int(cursor.lastrowid)
+
+
+def _stamp_pipeline_events(store: Store, posts: Sequence[Mention]) -> None:
+    """Stamp each post's "opened this case" / "reopened" audit event with the post's time.
+
+    In the demo's story the listener stored every post as it was written; the build stores three weeks of
+    them at once, so the pipeline stamped them all with the build's clock and every case read "opened today".
+    A case opens with its first post, so its opening is the case's ``opened_at`` (the event's post id may be
+    masked: a Bluesky post's at:// address reads as a credential to the audit's redaction); a reopen is
+    stamped with its post's time where the event names the post."""
+    written = {(m.channel, m.external_id): m.created_at for m in posts}
+    rows = store.db.execute("select a.id, a.action, a.details, c.channel, c.opened_at from audit_events a "
+                            "join cases c on c.id = a.case_id where a.action in ('case.open', 'case.reopen')").fetchall()
+    with store.transaction():
+        for event_id, action, raw, channel, opened_at in rows:
+            details = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+            at = opened_at if action == "case.open" else iso(written.get((channel, details.get("external_id"))))
+            if at is not None:
+                store.db.execute("update audit_events set at = ? where id = ?", [at, event_id])
 
 def build_demo(
     db_path: str,
@@ -1258,6 +1371,7 @@ def build_demo(
             store.upsert_customers(people)
             store.upsert_orders(shop_orders)
         Pipeline(store, config, classifier).ingest(posts)
+        _stamp_pipeline_events(store, posts)
         with store.transaction():
             _settle_cases(store, gen.rng, now, config)
         return summarise(store, config)

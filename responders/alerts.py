@@ -38,11 +38,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from doorstep.config import Config
+from doorstep.config import Config, courier_key, find_courier
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import channel_name, utcnow
 from doorstep.store import Store, iso, parse_time
@@ -164,7 +165,14 @@ def _facet_sql(dimension: str) -> str:
     return {"brand": "c.brand", "courier": "c.courier", "intent": "m.intent", "channel": "m.channel"}[dimension]
 
 
-def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, complaints_only: bool) -> dict[str, int]:
+def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, complaints_only: bool,
+                  spellings: dict[str, Counter[str]] | None = None) -> dict[str, int]:
+    """Complaints (or posts) per facet value in [start, end).
+
+    Couriers are counted by :func:`doorstep.config.courier_key`: a shop's order export may spell one courier
+    "UPS", "ups" and "UPS ", and the team means one courier, so a spike split three ways would be missed.
+    ``spellings`` (courier key -> how often each spelling was written) collects the names to show it by.
+    """
     complaint = " and m.complaint = 1" if complaints_only else ""
     facet = _facet_sql(dimension)
     rows = store.db.execute(
@@ -172,7 +180,26 @@ def hourly_counts(store: Store, dimension: str, start: datetime, end: datetime, 
         f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{complaint} and {facet} is not null "
         f"group by {facet}",
         [iso(start), iso(end)]).fetchall()
-    return {r[0]: r[1] for r in rows}
+    if dimension != "courier":
+        return {r[0]: r[1] for r in rows}
+    counts: dict[str, int] = {}
+    for name, count in rows:
+        key = courier_key(name)
+        if not key:
+            continue  # a blank courier is no courier
+        counts[key] = counts.get(key, 0) + count
+        if spellings is not None:
+            spellings.setdefault(key, Counter())[" ".join(name.split())] += count
+    return counts
+
+
+def _courier_name(config: Config, key: str, spellings: Counter[str]) -> str:
+    """The name a courier spike is shown (and its incident keyed) by: the ``[[couriers]]`` name, else the
+    spelling written most often this hour (the first in order among equals)."""
+    configured = find_courier(config.couriers, key)
+    if configured is not None:
+        return configured.name
+    return min(spellings.items(), key=lambda item: (-item[1], item[0]))[0] if spellings else key
 
 
 def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> list[tuple[str, str, SpikeResult]]:
@@ -184,7 +211,8 @@ def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> 
     oldest_at = parse_time(oldest) if oldest else now
     out = []
     for dimension in settings.dimensions:
-        current = hourly_counts(store, dimension, hour_start, now, settings.complaints_only)
+        spellings: dict[str, Counter[str]] = {}
+        current = hourly_counts(store, dimension, hour_start, now, settings.complaints_only, spellings)
         if not current:
             continue
         seasonal: dict[str, list[int]] = {v: [] for v in current}
@@ -206,7 +234,8 @@ def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> 
         for value, observed in current.items():
             result = spike_test(observed, seasonal[value], recent[value], alpha=settings.ewma_alpha,
                                 p_value=settings.p_value, min_count=settings.min_count, min_ratio=settings.min_ratio)
-            out.append((dimension, value, result))
+            shown = _courier_name(config, value, spellings.get(value, Counter())) if dimension == "courier" else value
+            out.append((dimension, shown, result))
     return out
 
 
