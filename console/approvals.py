@@ -12,7 +12,7 @@ import streamlit as st
 
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
-from console.words import channel_name
+from console.words import by_channel, kind_name, rule_name
 
 
 def render() -> None:
@@ -32,7 +32,9 @@ def render() -> None:
         return
     for message, facts in held:
         with st.container(border=True):
-            safe_text(f"{message.kind} via {channel_name(message.channel)} to {message.target or '-'} · rule {facts.rule} · "
+            kind = kind_name(message.kind)
+            safe_text(f"{kind[:1].upper()}{kind[1:]} {by_channel(message.channel)} to {message.target or '-'} · "
+                      f"written by the rule: {rule_name(facts.rule)} · "
                       f"case #{message.case_id} · written {local_time(message.created_at, config)} · "
                       f"not before {local_time(message.next_attempt_at, config)}", caption=True)
             safe_text(message.text)

@@ -41,7 +41,7 @@ from console.widgets import (
     sla_badge,
     sla_clock_line,
 )
-from console.words import channel_name, intent_name, status_name, template_name, tracking_name
+from console.words import channel_name, intent_name, kind_name, status_name, template_name, tracking_name
 from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Labels, Mention, utcnow
 from doorstep import case_merge
@@ -128,7 +128,7 @@ def undelivered_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
     """Replies and escalations of the case that have not reached anyone: failed, retrying after an error,
     or waiting for approval. Shown in the header, and resolving asks for confirmation while any exist."""
     return list(store.db.query(
-        "select id, kind, channel, target, status, last_error from outbound_messages where case_id = ? and "
+        "select id, kind, channel, target, status, last_error, account from outbound_messages where case_id = ? and "
         "kind in ('reply', 'escalation', 'follow_up', 'outreach') and (status in ('failed', 'awaiting_approval') or "
         "(status in ('queued', 'sending') and last_error is not null)) order by id", [case_id]))
 
@@ -322,6 +322,18 @@ PRESENCE_EVERY_S = 5
 PRESENCE_BEAT = timedelta(seconds=30)
 
 
+def sent_from(channel: str | None, account: str | None) -> str:
+    """" from @FettleCare" (" from care@shop.example" for e-mail): the account a message goes out from, or nothing."""
+    if not account:
+        return ""
+    return f" from {'' if channel == 'email' or account.startswith('@') else '@'}{account}"
+
+
+def one_line(text: str | None) -> str:
+    """An error as one line, whole: its line breaks and runs of spaces as single spaces."""
+    return " ".join((text or "").split())
+
+
 # --------------------------------------------------------------------- sections
 def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) -> None:
     config = get_config()
@@ -337,9 +349,11 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     _presence_live(case.id, user.username, case.version)  # type: ignore[arg-type]
     undelivered = undelivered_messages(store, case.id)  # type: ignore[arg-type]
     def said(messages: list[dict[str, Any]]) -> str:
-        return "; ".join(f"{m['kind']} via {channel_name(m['channel'])} to {m['target'] or '-'} is "
-                         f"{m['status'].replace('_', ' ')}"
-                         + (f" ({(m['last_error'] or '')[:120]})" if m["last_error"] else "") for m in messages)
+        # The whole error on one line (wrapped by the page, never cut): its end is the remedy ("... then doorstep
+        # outbox retry 12"), and the account it went from says which brand's credentials to fix.
+        return "; ".join(f"{kind_name(m['kind'])} via {channel_name(m['channel'])}{sent_from(m['channel'], m['account'])} "
+                         f"to {m['target'] or '-'} is {m['status'].replace('_', ' ')}"
+                         + (f" ({one_line(m['last_error'])})" if m["last_error"] else "") for m in messages)
 
     # A message waiting for someone's approval has not failed: it is said apart, not in red.
     failed = [m for m in undelivered if m["status"] != "awaiting_approval"]
@@ -513,6 +527,8 @@ def quoted_numbers(store: Store, config: Any, mentions: list[Mention]) -> list[t
 
 
 def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> None:
+    from responders.templates import item_quantity
+
     config = get_config()
     st.subheader("Customer, order and parcel")
     for kind, words in quoted_numbers(store, config, mentions or []):
@@ -537,7 +553,7 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
                   f"{order.total:.2f} {order.currency} · promised "
                   f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
         if order.items:  # a few rows of text: a static table, not a data grid to mount
-            safe_table([{"item": i.get("name") or i.get("sku") or "item", "qty": i.get("quantity", 1),
+            safe_table([{"item": i.get("name") or i.get("sku") or "item", "qty": item_quantity(i),
                          "price": i.get("price", "")} for i in order.items])
         else:
             st.caption("No items listed on the order.")
@@ -996,6 +1012,26 @@ def _after_own_write(store: Store, case: Case) -> None:
         hold(fresh)
 
 
+def _newest_audit_id(store: Store) -> int:
+    row = store.db.execute("select max(id) from audit_events").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _courier_link_missing(store: Store, case_id: int, after_id: int) -> str | None:
+    """Why the escalation just queued on ``case_id`` went without a courier link (its
+    ``courier.link.unavailable`` event, newer than ``after_id``), or None when it had one or needed none.
+    Why: the answer said only "escalation queued", and the reason (a missing COURIER_LINK_SECRET) was in
+    the server log and the leads' raw events alone (pages audit, finding 3)."""
+    import json
+
+    row = store.db.execute("select details from audit_events where case_id = ? and action = 'courier.link.unavailable' "
+                           "and id > ? order by id desc limit 1", [case_id, after_id]).fetchone()
+    if row is None:
+        return None
+    details = row[0] if isinstance(row[0], dict) else json.loads(row[0] or "{}")
+    return str(details.get("reason") or "set COURIER_LINK_SECRET")
+
+
 def _escalate(store: Store, case: Case, user: Any) -> None:
     from responders.config import responders_settings
     from responders.escalation import EscalationRejected
@@ -1012,6 +1048,7 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
         actor = acting_user(store, "escalate")
         if actor is None:
             return
+        before = _newest_audit_id(store)
         try:
             message = queue_escalation(store, config, case.id, st.session_state[f"esc_target_{case.id}"],  # type: ignore[arg-type]
                                        st.session_state.get(note_key) or None, actor.username)
@@ -1020,6 +1057,10 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
             return
         st.session_state[note_key] = ""
         flash("success", f"escalation queued to {message.target} (message {message.id})", at=f"escalate:{case.id}")
+        missing = _courier_link_missing(store, case.id, before)  # type: ignore[arg-type]
+        if missing is not None:
+            flash("warning", f"It goes without a courier link (the courier cannot open this parcel's page or post "
+                             f"updates); a lead or admin can fix it: {missing}", at=f"escalate:{case.id}")
         _after_own_write(store, case)
 
     with st.form(f"escalate_{case.id}"):
@@ -1178,8 +1219,9 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
         st.caption("Nothing sent or queued yet.")
     for m in messages:
         with st.container(border=True):
-            sender = f" from {'@' if m.channel != 'email' else ''}{m.account}" if m.account else ""
-            safe_text(f"{m.status.replace('_', ' ')} · {m.kind} via {channel_name(m.channel)}{sender} to {recipient(m, handles)} · "
+            sender = sent_from(m.channel, m.account)
+            safe_text(f"{m.status.replace('_', ' ')} · {kind_name(m.kind)} via {channel_name(m.channel)}{sender} to "
+                      f"{recipient(m, handles)} · "
                       f"by {actor_name(m.created_by, start=False) if m.created_by else '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)
@@ -1188,9 +1230,13 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
                 st.error(escape_md(f"last error: {m.last_error}"))
             if m.status in ("failed", "cancelled") and st.button("Retry", key=f"retry_{m.id}",
                                                                   disabled=not can(user, "retry_message")):
-                retry(store, m.id, user.username)  # type: ignore[arg-type]
-                flash("success", f"message {m.id} queued again", at=f"outbound:{case.id}")
-                st.rerun()
+                try:  # a message whose account has left doorstep.toml is refused with what to do instead
+                    retry(store, m.id, user.username, config=config)  # type: ignore[arg-type]
+                except (KeyError, ValueError) as exc:
+                    st.error(escape_md(str(exc).strip("'\"")))
+                else:
+                    flash("success", f"message {m.id} queued again", at=f"outbound:{case.id}")
+                    st.rerun()
             if m.status in ("queued", "failed") and st.button("Cancel", key=f"cancel_{m.id}"):
                 try:
                     cancel(store, m.id, user.username)  # type: ignore[arg-type]
@@ -1250,15 +1296,18 @@ def queue_neighbours(store: Store, case_id: int | None) -> tuple[int | None, int
 
     Inside the page the inbox showed, its ids answer; at its edges or past it, the queue's ids in order
     (``Store.inbox_ids``, ids only), kept for the session while the data stays the same
-    (:func:`console.inbox.change_mark`)."""
-    from console.inbox import change_mark
+    (:func:`console.inbox.change_mark`). A session that has not drawn the inbox (a reload of /case?id=N, a
+    shared link) walks the queue the inbox would show it: under the filters the session keeps, else the
+    inbox's defaults (open cases, priority order); before, J / K and "resolve and next" were dead there
+    (pages audit, finding 2)."""
+    from console.inbox import change_mark, queue_query
 
     page = [int(i) for i in st.session_state.get("_inbox_ids") or []]
     if case_id in page and 0 < page.index(case_id) < len(page) - 1:
         return neighbour(page, case_id, -1), neighbour(page, case_id, 1)
     query = st.session_state.get("_inbox_query")
     if query is None:
-        return neighbour(page, case_id, -1), neighbour(page, case_id, 1)
+        query = queue_query(st.session_state.get("inbox_filters") or {})
     mark = (change_mark(store), repr(query))
     held_ids = st.session_state.get("_inbox_queue_ids")
     if held_ids is None or held_ids[0] != mark:

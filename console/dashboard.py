@@ -8,8 +8,7 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from console.widgets import escape_md, get_config, get_store, local_time, open_inbox, require
-from doorstep.store import parse_time
+from console.widgets import escape_md, get_config, get_store, listener_rows, open_inbox, require
 from doorstep.models import channel_name
 
 WINDOWS = {"Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
@@ -199,10 +198,7 @@ def render() -> None:
     except ImportError:  # pragma: no cover - listeners package absent
         health = []
     if health:
-        st.dataframe([{"listener": channel_name(h["name"]), "status": h["status"],
-                       "last success": local_time(parse_time(h.get("last_success_at")), config),
-                       "last error": h.get("last_error") or "", "lag (s)": h.get("lag_seconds"), "stored": h.get("stored")}
-                      for h in health], hide_index=True, width="stretch")
+        st.dataframe(listener_rows(health, config), hide_index=True, width="stretch")
         st.caption(escape_md(f"Times in {config.timezone}."))
     else:
         st.caption("No listener has run yet.")

@@ -14,7 +14,16 @@ import streamlit as st
 
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
-from console.words import intent_name, status_name
+from console.words import (
+    by_channel,
+    callback_reason,
+    callback_status_name,
+    channel_name,
+    intent_name,
+    question_name,
+    question_status_name,
+    status_name,
+)
 from doorstep import dialogue as rows
 from doorstep.models import Case, tracking_name, utcnow
 from responders.outbox import customers_peak
@@ -78,7 +87,8 @@ def _callback_line(callback: rows.Callback, config: Any, now: Any) -> str:
     state = callback.sla_state(now)
     slot = local_time(callback.slot_at, config) if callback.slot_at else (
         "as soon as possible" if callback.requested_at else "not chosen yet")
-    parts = [f"call back #{callback.id} · {callback.status}", f"reason: {callback.reason}", f"slot: {slot}"]
+    parts = [f"call back #{callback.id} · {callback_status_name(callback.status)}",
+             f"reason: {callback_reason(callback.reason)}", f"slot: {slot}"]
     if callback.due_at:
         parts.append(f"call by {local_time(callback.due_at, config)}")
     if state in SLA_WORDS:
@@ -106,14 +116,14 @@ def case_section(store: Any, case: Case, user: Any) -> None:
             waiting = q.is_open(now)
             message = sent.get(q.message_id, "missing")  # type: ignore[arg-type]
             state = ("⏳ awaiting the customer’s answer" if message == "sent" else
-                     f"not sent yet (message {message.replace('_', ' ')})") if waiting else q.status.replace("_", " ")
+                     f"not sent yet (message {message.replace('_', ' ')})") if waiting else question_status_name(q.status)
             head = (f"{state} · "
-                    f"question “{q.rule}” by {q.channel} to {q.target or '-'} · "
+                    f"{question_name(q.rule)} question {by_channel(q.channel)} to {q.target or '-'} · "
                     f"{'asked' if message == 'sent' or not waiting else 'written'} {local_time(q.asked_at, config)}"
                     + (f" · expires {local_time(q.expires_at, config)}" if waiting else ""))
             safe_text(head, caption=True)
             if q.answer is not None:
-                safe_text(f"Answer ({q.answer_channel}, {local_time(q.answered_at, config)}), read as "
+                safe_text(f"Answer ({channel_name(q.answer_channel)}, {local_time(q.answered_at, config)}), read as "
                           f"{(q.answer_kind or '-').replace('_', ' ')}:", caption=True)
                 safe_text(q.answer)
             if q.action:

@@ -79,6 +79,12 @@ def _query(filters: dict[str, Any], *, without: str | None = None) -> InboxQuery
     )
 
 
+def queue_query(filters: dict[str, Any]) -> InboxQuery:
+    """The whole queue under ``filters`` (``{}``: the inbox's defaults), from its first case: what J / K walk
+    (console/case_view.py queue_neighbours), the same order the inbox lists."""
+    return replace(_query(filters), limit=PAGE_SIZE, offset=0)
+
+
 def unsearchable(text: str) -> bool:
     """A search with no letter or digit in it (``!!!``, an emoji): the index cannot look for it."""
     return bool(text.strip()) and not any(c.isalnum() for c in text)
@@ -410,10 +416,13 @@ def render() -> None:
             sort = st.selectbox("Sort by", list(SORTS), index=list(SORTS).index(filters.get("sort") or "priority"),
                                 format_func=SORTS.get, key="inbox_sort")
         filters["sort"] = sort
-    # Another filter, search or order starts the queue at its first page again.
+    # Another filter, search or order starts the queue at its first page again, and "Case to open" on its top
+    # case: a case picked under the old filters, still listed lower down, would be what Enter opens (the
+    # inbox helper's finding: after a filter was cleared, Enter opened that case, not the top one).
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
     if st.session_state.get("_inbox_signature") not in (None, signature):
         filters["offset"] = 0
+        st.session_state.pop("inbox_pick", None)
     st.session_state["_inbox_signature"] = signature
 
     slots = {"status": status_note, **notes, "waiting": waiting_note}

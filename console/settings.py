@@ -17,7 +17,17 @@ import streamlit as st
 
 from console.auth import ROLES, AuthError, add_user, can, list_users, lock_ends, remove_user, set_role, unlock_user
 from console.login import acting_user
-from console.widgets import current_user, escape_md, flash, get_config, get_store, local_time, require, show_flashes
+from console.widgets import (
+    current_user,
+    escape_md,
+    flash,
+    get_config,
+    get_store,
+    listener_rows,
+    local_time,
+    require,
+    show_flashes,
+)
 from doorstep.config import ConfigError, secret
 
 #: Secrets each channel needs, by name only.
@@ -73,10 +83,8 @@ def _channels(store: Any, config: Any) -> None:
     except ImportError:  # pragma: no cover
         rows = []
     if rows:
-        st.dataframe([{k: r.get(k) for k in ("name", "status", "last_success_at", "last_error_at", "last_error",
-                                              "lag_seconds", "fetched", "stored", "errors", "malformed", "last_warning",
-                                              "rejected")} for r in rows],
-                     hide_index=True)
+        st.dataframe(listener_rows(rows, config, detail=True), hide_index=True, width="stretch")
+        st.caption(escape_md(f"Times in {config.timezone}."))
     else:
         st.caption("No listener has run yet.")
 
@@ -356,10 +364,13 @@ def _alerts(store: Any, config: Any) -> None:
 def _users(store: Any) -> None:
     user = current_user()
     st.subheader("Users")
+    config = get_config()
     locks = {u.username: lock_ends(store, u.username) for u in list_users(store)}
     st.dataframe([{"username": u.username, "name": u.name, "role": u.role, "e-mail (single sign-on)": u.email,
-                   "locked until (UTC)": locks[u.username].strftime("%H:%M") if locks[u.username] else ""}
+                   "locked until": local_time(locks[u.username], config) if locks[u.username] else ""}
                   for u in list_users(store)], hide_index=True)
+    if any(locks.values()):
+        st.caption(escape_md(f"Times in {config.timezone}."))
     boxes = ("ua_username", "ua_name", "ua_email", "ua_password")
 
     def add() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from console.words import by_channel, channel_name, intent_name
+from console.words import by_channel, channel_name, intent_name, kind_name
 from doorstep.config import Config
 from doorstep.models import AuditEvent
 from doorstep.store import parse_time
@@ -61,9 +61,10 @@ def _message_words(details: dict[str, Any], messages: dict[int, Any], handles: M
     """"Reply to @sienna_l on X", "Escalation to ups@example.com by e-mail" (or "Message 9" when the message is unknown)."""
     message = messages.get(int(details.get("message_id") or 0))
     if message is None:
-        kind = details.get("kind") or "message"
-        return f"{str(kind).replace('_', ' ').capitalize()} {details.get('message_id', '')}".strip()
-    return f"{message.kind.replace('_', ' ').capitalize()} to {recipient(message, handles)} {by_channel(message.channel)}"
+        kind = kind_name(details.get("kind") or "message")
+        return f"{kind[:1].upper()}{kind[1:]} {details.get('message_id', '')}".strip()
+    kind = kind_name(message.kind)
+    return f"{kind[:1].upper()}{kind[1:]} to {recipient(message, handles)} {by_channel(message.channel)}"
 
 
 def _value(field: str, value: Any, when: Callable[[datetime | None], str]) -> str:
@@ -236,6 +237,12 @@ SENTENCES: dict[str, str | Said] = {
     "callback.bridge": "{who} started a bridged call through Twilio",
     "callback.outcome": "{who} recorded the call back: {outcome!w}",
     "courier.update": "The courier updated parcel {tracking_number}: {status!w}",
+    # Written by the agent's escalation, but not their doing: the shop's signing key is missing. The sentence says
+    # what the courier misses and what a lead or admin sets (the reason names the setting and where it is read).
+    "courier.link.unavailable": lambda d, c, when: (
+        f"{c['who']}'s escalation to the courier went without a courier link (the courier cannot open this parcel's "
+        f"page or post updates)" + (f"; a lead or admin can fix it: {d['reason']}" if d.get("reason") else
+                                    "; a lead or admin can fix it: set COURIER_LINK_SECRET")),
     "alert.new": "{who} fired",
     "alert.update": "{who} fired again",
 }

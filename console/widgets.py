@@ -73,6 +73,34 @@ def local_time(value: datetime | None, config: Config, fmt: str = "%a %d %b %H:%
     return config.local_time(value, fmt)
 
 
+def listener_rows(health: list[dict[str, Any]], config: Config, *, detail: bool = False) -> list[dict[str, Any]]:
+    """Listener health (``listeners.health.listener_health``) as the team reads it: the network's name, the
+    status in words, times in the shop's zone, no column named after a database field. The dashboard's table;
+    ``detail`` adds what an admin checks in Settings → Channels (when the last error came, posts fetched and
+    stored, skipped, the last warning). One place, so Settings no longer showed raw UTC ISO times and field
+    names where the dashboard showed "Sun 06 Dec 19:14" (pages audit, finding 4)."""
+    from console.words import channel_name, listener_status_name
+    from doorstep.store import parse_time
+
+    def when(value: Any) -> str:
+        return local_time(parse_time(value), config) if value else ""
+
+    rows = []
+    for h in health:
+        row: dict[str, Any] = {"listener": channel_name(h["name"]), "status": listener_status_name(h.get("status")),
+                               "last success": when(h.get("last_success_at")), "last error": h.get("last_error") or "",
+                               "lag (s)": h.get("lag_seconds"), "stored": h.get("stored")}
+        if detail:
+            row = {**{k: row[k] for k in ("listener", "status", "last success")},
+                   "last error at": when(h.get("last_error_at")), "last error": row["last error"],
+                   "lag (s)": row["lag (s)"], "fetched / stored": f"{h.get('fetched') or 0} / {h.get('stored') or 0}",
+                   "errors": h.get("errors") or 0,
+                   "skipped (malformed / rejected)": f"{h.get('malformed') or 0} / {h.get('rejected') or 0}",
+                   "last warning": h.get("last_warning") or ""}
+        rows.append(row)
+    return rows
+
+
 def _human(delta: timedelta) -> str:
     minutes = int(abs(delta.total_seconds()) // 60)
     if minutes < 60:
@@ -252,6 +280,13 @@ def require(action: str) -> Any:
     return user
 
 
+#: Every box of the inbox that filters or orders the queue (console/inbox.py), by its widget key: a dashboard
+#: link drops them all, so a "Waiting for" or "Sort by" left from before does not narrow or reorder the cases
+#: the link names (the inbox helper's finding: ``inbox_waiting`` and ``inbox_sort`` were kept).
+INBOX_FILTER_BOXES = ("inbox_search", "inbox_channel", "inbox_assignee", "inbox_sla", "inbox_waiting", "inbox_status",
+                      "inbox_brand", "inbox_courier", "inbox_intent", "inbox_sort")
+
+
 def open_inbox(**filters: str | None) -> None:
     """Go to the inbox showing the open cases that match ``filters`` (brand, courier, intent...).
 
@@ -261,8 +296,7 @@ def open_inbox(**filters: str | None) -> None:
     """
     chosen = {k: v for k, v in filters.items() if v}
     st.session_state["inbox_filters"] = {**chosen, "offset": 0}
-    for key in ("inbox_brand", "inbox_courier", "inbox_channel", "inbox_intent", "inbox_assignee", "inbox_sla",
-                "inbox_search", "inbox_status"):
+    for key in INBOX_FILTER_BOXES:
         st.session_state.pop(key, None)
     pages = st.session_state.get("_pages") or {}
     if "inbox" in pages:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
 
-__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "channel_name", "facet_name", "intent_name",
-           "status_name", "template_name", "tracking_name"]
+__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "callback_reason", "callback_status_name",
+           "channel_name", "facet_name", "intent_name", "kind_name", "listener_status_name", "question_name",
+           "question_status_name", "rule_name", "status_name", "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
 NONE = "(none)"
@@ -62,3 +63,69 @@ def facet_name(column: str, value: str | None) -> str:
     if column == "status":
         return status_name(value)
     return value
+
+
+#: Kinds of outbound message (``outbound_messages.kind``) whose key does not read as a word.
+KIND_WORDS = {"follow_up": "follow-up", "outreach": "outreach message", "report": "weekly report"}
+#: Questions Doorstep asks customers (``[responders.dialogue.questions.NAME]``), by their rule's name.
+QUESTION_WORDS = {"callback": "call back", "redeliver": "redelivery"}
+#: A question's state (``doorstep.dialogue.QUESTION_STATUSES``) once it no longer waits for an answer.
+QUESTION_STATUS_WORDS = {"open": "waiting for an answer", "answered": "answered", "late": "answered late",
+                         "expired": "expired without an answer", "opted_out": "the customer opted out",
+                         "cancelled": "cancelled"}
+#: A call back's state (``doorstep.dialogue.CALLBACK_STATUSES``).
+CALLBACK_STATUS_WORDS = {"offered": "offered, waiting for the customer to choose a time", "scheduled": "scheduled",
+                         "done": "done", "declined": "declined by the customer", "cancelled": "cancelled"}
+#: Why a call back was offered, where the reason is a key (a rule's reasons are written as words already).
+CALLBACK_REASON_WORDS = {"agent": "offered by an agent"}
+#: The rules that write automatic messages (``automatic_messages.rule``); an alert's rule reads as its alert.
+AUTOMATIC_RULE_WORDS = {"follow_up": "follow-up after our reply",
+                        "follow_up:unsent": "follow-up when our public reply could not be posted",
+                        "follow_up:courier_update": "follow-up on the courier's update",
+                        "outreach": "proactive outreach about a parcel"}
+#: A listener's health (``listeners.health.listener_health``'s ``status``).
+LISTENER_STATUS_WORDS = {"ok": "ok", "warning": "warning (skipped posts)", "error": "error",
+                         "stale": "stale (no recent success)", "never": "never run"}
+
+
+def kind_name(kind: str | None) -> str:
+    """An outbound message's kind: "follow_up" reads "follow-up", "outreach" "outreach message"."""
+    return KIND_WORDS.get(kind or "", _spaced(kind))
+
+
+def question_name(rule: str | None) -> str:
+    """A question rule: "callback" reads "call back", "redeliver" "redelivery"."""
+    return QUESTION_WORDS.get(rule or "", _spaced(rule))
+
+
+def question_status_name(status: str | None) -> str:
+    """A question's state: "opted_out" reads "the customer opted out"."""
+    return QUESTION_STATUS_WORDS.get(status or "", _spaced(status))
+
+
+def callback_status_name(status: str | None) -> str:
+    """A call back's state: "offered" reads "offered, waiting for the customer to choose a time"."""
+    return CALLBACK_STATUS_WORDS.get(status or "", _spaced(status))
+
+
+def callback_reason(reason: str | None) -> str:
+    """Why a call back was offered: "agent" reads "offered by an agent"; a rule's reason is already words."""
+    return CALLBACK_REASON_WORDS.get(reason or "", reason or "-")
+
+
+def rule_name(rule: str | None) -> str:
+    """The rule that wrote an automatic message: "outreach" reads "proactive outreach about a parcel",
+    "alert:sla_breach" "SLA alert", "question:redeliver" "redelivery question"."""
+    head, _, tail = (rule or "").partition(":")
+    if head == "alert" and tail:
+        from responders.alerts import RULE_WORDS
+
+        return f"{RULE_WORDS.get(tail, _spaced(tail))} alert"
+    if head == "question" and tail:
+        return f"{question_name(tail)} question"
+    return AUTOMATIC_RULE_WORDS.get(rule or "", _spaced(rule))
+
+
+def listener_status_name(status: str | None) -> str:
+    """A listener's health: "never" reads "never run", "stale" "stale (no recent success)"."""
+    return LISTENER_STATUS_WORDS.get(status or "", _spaced(status))

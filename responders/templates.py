@@ -402,10 +402,11 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
         values["first_name"] = customer.name.split()[0] if customer.name.strip() else None
     if order is not None:
         values["order_number"] = order.number
-        names = [f"{i.get('name') or i.get('sku') or 'item'}" + (f" x{i['quantity']}" if i.get("quantity", 1) != 1 else "")
-                 for i in order.items]
+        items = [{**i, "quantity": item_quantity(i)} for i in order.items]  # ``quantity`` whichever key it came in
+        names = [f"{i.get('name') or i.get('sku') or 'item'}" + (f" x{i['quantity']}" if i["quantity"] != 1 else "")
+                 for i in items]
         values["items"] = ", ".join(names) if names else None
-        values["item_list"] = order.items or None
+        values["item_list"] = items or None
         values["promised_date"] = _fmt_date(order.promised_date) if order.promised_date else None
         values["order_total"] = f"{order.total:.2f} {order.currency}"
         values["brand"] = values["brand"] or order.brand
@@ -431,8 +432,28 @@ def case_variables(store: Store, config: Config, case: Case, *, agent: str | Non
     return {k: v for k, v in values.items() if v not in (None, "")}
 
 
+def item_quantity(item: dict[str, Any]) -> Any:
+    """How many of an order's item: its ``qty`` (the README's orders format, ``{"sku": "MUG", "qty": 2}``) or its
+    ``quantity``; 1 when it has neither. One helper for the case page and ``{{ items }}``: each read only
+    ``quantity``, so "qty": 2 showed 1 and the reply lost its "x2" (orders audit, finding 6)."""
+    for key in ("qty", "quantity"):
+        value = item.get(key)
+        if value not in (None, ""):
+            return value
+    return 1
+
+
+def posted_as_a_whole(number: str, text: str) -> bool:
+    """Whether ``number`` stands in ``text`` (casefolded) on its own, not inside a longer run of letters and digits:
+    "reference 5104233" does not post order 104233, and "1Z...840" does not post parcel "1Z...84" (orders audit,
+    finding 7: the substring test filled a public reply with an order number its author never wrote)."""
+    pattern = r"(?<![0-9a-z])" + re.escape(number.casefold()) + r"(?![0-9a-z])"
+    return re.search(pattern, text) is not None
+
+
 def posted_numbers(store: Store, case: Case, parent: Mention | None = None) -> set[str]:
-    """Order and tracking numbers the answered author posted publicly themselves in this case."""
+    """Order and tracking numbers the answered author posted publicly themselves in this case, each as a
+    whole number (:func:`posted_as_a_whole`)."""
     from responders.outbox import customers_text
 
     joined = customers_text(store, case, (parent.author_handle or "") if parent is not None else None)
@@ -440,7 +461,7 @@ def posted_numbers(store: Store, case: Case, parent: Mention | None = None) -> s
     order = store.get_order(case.order_number) if case.order_number else None
     if order is not None:
         numbers |= {s.tracking_number for s in order.shipments}
-    return {n for n in numbers if n.casefold() in joined}
+    return {n for n in numbers if posted_as_a_whole(n, joined)}
 
 
 def public_values(values: dict[str, Any], posted: set[str]) -> dict[str, Any]:

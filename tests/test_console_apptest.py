@@ -452,6 +452,20 @@ def test_failed_message_can_be_retried(db: Store) -> None:
     assert any(e.action == "outbox.retry" and e.actor == "ann" for e in db.audit_trail(case_id))
 
 
+def test_retry_of_a_message_whose_account_left_the_config_is_refused_with_what_to_do(db: Store) -> None:
+    """Retry queued it again and it failed the same way on every send; now the page says to queue a new reply."""
+    from responders.outbox import enqueue
+
+    case_id = xss_case(db)
+    message = enqueue(db, kind="reply", channel="x", text="sorry about that", actor="ann", idempotency_key="t-gone",
+                      case_id=case_id, target="mallory", in_reply_to="xss-1", account="GoneHelp")
+    db.db.execute("update outbound_messages set status = 'failed', last_error = 'gone' where id = ?", [message.id])
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"retry_{message.id}").click().run()
+    assert db.db.execute("select status from outbound_messages where id = ?", [message.id]).fetchone()[0] == "failed"
+    assert any("queue the reply again from the case" in e.value for e in at.error), [e.value for e in at.error]
+
+
 # ------------------------------------------------------------------------- CLI
 def test_user_cli_add_list_set_role_remove(db_url: str) -> None:
     from commands.cli import cli

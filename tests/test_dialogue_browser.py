@@ -135,7 +135,7 @@ def test_proactive_question_answered_by_sms_shows_the_courier_escalation_on_the_
         open_case(page, shop["case_id"])
         main = page.locator('[data-testid="stMain"]')
         expect(main.get_by_text("Questions and call backs")).to_be_visible()
-        expect(main.get_by_text("question “redeliver” by sms", exact=False)).to_be_visible()
+        expect(main.get_by_text("redelivery question by SMS", exact=False)).to_be_visible()
         expect(main.get_by_text("Answer (sms,", exact=False)).to_contain_text("read as yes")
         expect(main.get_by_text("Triggered: escalated to courier", exact=False)).to_be_visible()
         # The timeline: the answer and the escalation it triggered, in the team's words.

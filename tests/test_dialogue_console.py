@@ -66,7 +66,7 @@ def test_the_customers_answer_is_shown_as_text_with_what_it_triggered(shop: tupl
 
     captions = [c.value for c in at.caption]
     plain = [c.replace("\\", "") for c in captions]
-    assert any("question “redeliver” by sms" in c for c in plain)
+    assert any("redelivery question by SMS" in c for c in plain)
     assert any("Triggered: handed to a person" in c for c in plain)
     md = MarkdownIt("commonmark")
     for caption in captions:  # the timeline quotes the answer too: escaped, never markup
@@ -125,7 +125,7 @@ def test_the_open_question_and_a_scheduled_call_back_show_with_order_tracking_an
     config = load_config(DEMO_CONFIG)
     at = page("case_view", store, case_id=case_id)
     plain = [c.value.replace("\\", "") for c in at.caption]
-    assert any(c.startswith("⏳ awaiting the customer’s answer · question “redeliver” by sms") for c in plain), plain
+    assert any(c.startswith("⏳ awaiting the customer’s answer · redelivery question by SMS") for c in plain), plain
     handle_reply(store, config, channel="sms", external_id="s1", sender="+447700900123", text="no thanks")
     callback = offer_callback(store, config, case_id, "ann", "agent")
     deliver(store, config)
