@@ -1289,7 +1289,7 @@ def _private_answer(store: Store, case: Any, mentions: list[Mention], agent: str
 
 
 def _stamp_pipeline_events(store: Store, posts: Sequence[Mention]) -> None:
-    """Stamp each post's "opened this case" / "reopened" audit event with the post's time.
+    """Stamp each post's "opened this case" / "reopened" / "answered outside Doorstep" audit event with the post's time.
 
     In the demo's story the listener stored every post as it was written; the build stores three weeks of
     them at once, so the pipeline stamped them all with the build's clock and every case read "opened today".
@@ -1298,13 +1298,20 @@ def _stamp_pipeline_events(store: Store, posts: Sequence[Mention]) -> None:
     stamped with its post's time where the event names the post."""
     written = {(m.channel, m.external_id): m.created_at for m in posts}
     rows = store.db.execute("select a.id, a.action, a.details, c.channel, c.opened_at from audit_events a "
-                            "join cases c on c.id = a.case_id where a.action in ('case.open', 'case.reopen')").fetchall()
+                            "join cases c on c.id = a.case_id where a.action in ('case.open', 'case.reopen', "
+                            "'case.answered')").fetchall()
     with store.transaction():
         for event_id, action, raw, channel, opened_at in rows:
             details = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
-            at = opened_at if action == "case.open" else iso(written.get((channel, details.get("external_id"))))
+            if action == "case.open":
+                at = opened_at
+            elif action == "case.answered":  # our reply typed on the network: its own time
+                at = details.get("posted_at")
+            else:
+                at = iso(written.get((channel, details.get("external_id"))))
             if at is not None:
                 store.db.execute("update audit_events set at = ? where id = ?", [at, event_id])
+
 
 def build_demo(
     db_path: str,

@@ -503,8 +503,11 @@ def tracking_chart(events: list[Any], tz: str) -> alt.Chart:
 
 def quoted_numbers(store: Store, config: Any, mentions: list[Mention]) -> list[tuple[str, str]]:
     """("warning" | "info", words) for each order or tracking number the customer wrote that we
-    cannot find, or that is not the one linked: "customer quoted ORD-2026-001291: no such order"."""
-    from doorstep.linking import find_numbers
+    cannot find, or that is not the one linked: "customer quoted ORD-2026-001291: no such order".
+
+    An order is looked up as linking looks it up (:func:`doorstep.linking.quoted_order`: as typed, in capitals
+    or in small letters), so "ord-2026-008001", which linked the case to ORD-2026-008001, is not "no such order"."""
+    from doorstep.linking import find_numbers, quoted_order
 
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -513,7 +516,7 @@ def quoted_numbers(store: Store, config: Any, mentions: list[Mention]) -> list[t
             continue
         evidence = find_numbers(m.text, config)
         for number in evidence.order_numbers:
-            if number not in seen and not seen.add(number) and store.get_order(number) is None:  # type: ignore[func-returns-value]
+            if number not in seen and not seen.add(number) and quoted_order(store, number) is None:  # type: ignore[func-returns-value]
                 out.append(("warning", f"customer quoted {number}: no such order (check it with them; "
                                        "a typo or another shop's order?)"))
         for number in evidence.tracking_numbers:
@@ -1256,7 +1259,8 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
     messages = {m.id: m for m in store.outbound_for_case(case.id)}  # type: ignore[arg-type]
     items = timeline.lines(events, store.notes(case.id), messages, config,  # type: ignore[arg-type]
                            lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
-                                                "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())))
+                                                "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())),
+                           opened_at=case.opened_at)
     with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)

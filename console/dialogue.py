@@ -15,11 +15,13 @@ import streamlit as st
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
 from console.words import (
+    answer_kind_name,
     by_channel,
     callback_reason,
     callback_status_name,
     channel_name,
     intent_name,
+    question_action_words,
     question_name,
     question_status_name,
     status_name,
@@ -124,10 +126,10 @@ def case_section(store: Any, case: Case, user: Any) -> None:
             safe_text(head, caption=True)
             if q.answer is not None:
                 safe_text(f"Answer ({channel_name(q.answer_channel)}, {local_time(q.answered_at, config)}), read as "
-                          f"{(q.answer_kind or '-').replace('_', ' ')}:", caption=True)
+                          f"{answer_kind_name(q.answer_kind)}:", caption=True)
                 safe_text(q.answer)
             if q.action:
-                safe_text(f"Triggered: {q.action}", caption=True)
+                safe_text(f"Triggered: {question_action_words(q.action)}", caption=True)
     for callback in callbacks:
         with st.container(border=True):
             safe_text(_callback_line(callback, config, now), caption=True)
@@ -204,7 +206,7 @@ def answer_rates_section(store: Any, start: Any, end: Any, config: Any, brand: s
     if not rates:
         st.caption("No question was asked in this window.")
         return
-    st.dataframe([{"channel": r["channel"], "asked": r["asked"], "answered": r["answered"],
+    st.dataframe([{"channel": channel_name(r["channel"]), "asked": r["asked"], "answered": r["answered"],
                    "answer rate": "-" if r["rate"] is None else f"{r['rate']:.0%}",
                    "median time to answer": "-" if r["median_minutes"] is None else f"{r['median_minutes']:.0f} min"}
                   for r in rates], hide_index=True, width="stretch")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from console.words import by_channel, channel_name, intent_name, kind_name
+from console.words import answer_kind_name, by_channel, channel_name, intent_name, kind_name
 from doorstep.config import Config
 from doorstep.models import AuditEvent
 from doorstep.store import parse_time
@@ -176,7 +176,8 @@ def _retry_later(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime 
 
 class _Words(string.Formatter):
     """Fills a template from the event's details ("?", or :data:`MISSING`'s word, for one it lacks), ``{who}``,
-    ``{message}``, ``{the_message}``. ``{x!w}``: underscores as spaces; ``{x:.80}``: cut at 80 characters;
+    ``{message}``, ``{the_message}``. ``{x!w}``: underscores as spaces; ``{x!b}``: a channel as "on X";
+    ``{x!k}``: an answer's kind in words ("a time"); ``{x:.80}``: cut at 80 characters;
     ``{x:? (%s)}``: the words after ``?`` with the detail for ``%s``, nothing when the detail is empty."""
 
     def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
@@ -185,6 +186,8 @@ class _Words(string.Formatter):
     def convert_field(self, value: Any, conversion: str | None) -> Any:
         if conversion == "b":  # a channel as "on X" / "by SMS"
             return by_channel(str(value))
+        if conversion == "k":  # how an answer was read: "a time", not "time"
+            return answer_kind_name(str(value))
         return str(value).replace("_", " ") if conversion == "w" else super().convert_field(value, conversion)
 
     def format_field(self, value: Any, spec: str) -> str:
@@ -214,6 +217,9 @@ SENTENCES: dict[str, str | Said] = {
                                               + (f" ({PROACTIVE_REASON.get(d['reason'], d['reason'])})"
                                                  if d.get("reason") else ""),
     "case.reopen": "A new post reopened this resolved case",
+    # Our reply typed in the network's own app, which a listener (or an import) stored on the case.
+    "case.answered": lambda d, c, when: f"{c['who']} answered {by_channel(d.get('channel'))} (outside Doorstep)" + (
+        ", the case's first response" if d.get("first_response") else ""),
     "link.verified": "{who} linked order {order_number}, verified: {how}",
     "link.unconfirmed": "{who} linked order {order_number}, NOT confirmed (its customer is not the author)",
     "label.review": _review,
@@ -226,7 +232,7 @@ SENTENCES: dict[str, str | Said] = {
     "case.merge": "{who} merged case #{merged_case} into this case",
     "case.merged_into": "{who} merged this case into case #{into_case}",
     "question.asked": "{who} asked the customer a question {channel!b} ({rule!w})",
-    "dialogue.answered": "The customer answered {channel!b}: “{answer:.80}”, read as {understood!w}",
+    "dialogue.answered": "The customer answered {channel!b}: “{answer:.80}”, read as {understood!k}",
     "dialogue.needs_human": "Handed to a person: {why}",
     "customer.opt_out": "The customer opted out of SMS, e-mail and direct messages (wrote “{said:.40}” {channel!b})",
     "dialogue.reopened": "The customer answered “{answer:.80}” after the case was closed: reopened, not acted on",
@@ -277,15 +283,48 @@ def raw(event: AuditEvent) -> str:
     return f"{event.actor}: {event.action}" + (f" ({details})" if details else "")
 
 
+#: A post stored longer than this after it was written came late (a file import, a listener catching up):
+#: its line stands at the post's time and says when it was imported. A listener's poll stays under it.
+IMPORTED_AFTER = timedelta(minutes=5)
+
+
+def happened_at(event: AuditEvent, opened_at: datetime | None = None) -> datetime | None:
+    """When what ``event`` records happened, for the events written when the system stored a post rather
+    than when the post was written: the case's opening (``opened_at``, the case's) and our own reply typed on
+    the network (its ``posted_at``). None for every other event: it happened when it was written."""
+    if event.action == "case.open" and opened_at is not None:
+        return opened_at
+    if event.action == "case.answered":
+        try:
+            return parse_time((event.details or {}).get("posted_at"))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], config: Config,
-          when: Callable[[datetime | None], str], handles: Mapping[str, str] | None = None) -> list[tuple[datetime, str]]:
-    """(time, sentence) for the notes and events, oldest first."""
+          when: Callable[[datetime | None], str], handles: Mapping[str, str] | None = None,
+          opened_at: datetime | None = None) -> list[tuple[datetime, str]]:
+    """(time, sentence) for the notes and events, oldest first.
+
+    An event keeps its meaning in the audit log (when the system did it), but a post imported a week after
+    it was written did not open its case a week late: the opening stands at ``opened_at`` (the case's), our
+    reply typed on the network at its post's time, each with "; imported <when>" where the system stored it
+    more than :data:`IMPORTED_AFTER` later. Lines are ordered by the time they show."""
     from doorstep.models import utcnow
 
     items: list[tuple[datetime, str]] = [(n.created_at or utcnow(), f"{n.author} noted: {n.text}") for n in notes]
     link_events = [e for e in events if e.action in LINK_ACTIONS]
-    items += [(e.at or utcnow(), sentence(e, messages, when, handles)) for e in events if e.action != "case.note"
-              and not _said_by_its_link_event(e, link_events)]
+    for e in events:
+        if e.action == "case.note" or _said_by_its_link_event(e, link_events):
+            continue
+        at, words = e.at or utcnow(), sentence(e, messages, when, handles)
+        happened = happened_at(e, opened_at)
+        if happened is not None:
+            if e.at is not None and e.at - happened > IMPORTED_AFTER:
+                words += f"; imported {config.local_time(e.at)}"
+            at = happened
+        items.append((at, words))
     return sorted(items, key=lambda i: i[0])
 
 

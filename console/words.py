@@ -15,9 +15,10 @@ from __future__ import annotations
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
 
-__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "by_channel", "callback_reason", "callback_status_name",
-           "channel_name", "facet_name", "intent_name", "kind_name", "listener_status_name", "question_name",
-           "question_status_name", "rule_name", "status_name", "template_name", "tracking_name"]
+__all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "answer_kind_name", "by_channel", "callback_reason",
+           "callback_status_name", "channel_name", "facet_name", "intent_name", "kind_name", "listener_status_name",
+           "question_action_words", "question_name", "question_status_name", "rule_name", "status_name",
+           "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
 NONE = "(none)"
@@ -101,6 +102,32 @@ def question_name(rule: str | None) -> str:
 def question_status_name(status: str | None) -> str:
     """A question's state: "opted_out" reads "the customer opted out"."""
     return QUESTION_STATUS_WORDS.get(status or "", _spaced(status))
+
+
+#: How Doorstep read a customer's answer (``responders.answers.Understanding.kind``, stored as ``answer_kind``).
+ANSWER_KIND_WORDS = {"yes": "yes", "no": "no", "time": "a time", "opt_out": "a request to stop our messages",
+                     "other": "something else"}
+
+
+def answer_kind_name(kind: str | None) -> str:
+    """How an answer was read: "time" reads "a time", "opt_out" "a request to stop our messages"."""
+    return ANSWER_KIND_WORDS.get(kind or "", _spaced(kind))
+
+
+def question_action_words(action: str | None) -> str:
+    """What an answer triggered (``questions.action``, written by ``responders.dialogue``) without its keys:
+    "note added; status pending_customer" reads "note added; status set to pending customer". The rest of
+    it is words already ("escalated to courier (message 12)", "handed to a person (...)")."""
+    if not action:
+        return "-"
+    said = []
+    for part in action.split("; "):
+        if part.startswith("status ") and " " not in part.removeprefix("status "):
+            part = f"status set to {status_name(part.removeprefix('status '))}"
+        elif part == "nothing":
+            part = "nothing (the rule does nothing with this answer)"
+        said.append(part)
+    return "; ".join(said)
 
 
 def callback_status_name(status: str | None) -> str:

@@ -218,6 +218,7 @@ class Pipeline:
             batch.shop.customer_id_by_handle(m.channel, m.author_handle) for m in fresh
             if not m.outbound and m.author_handle and not batch.shop.quotes_known_order(batch.evidence[id(m)]))
         batch.posts.prefetch_parents(fresh)
+        batch.sent_by_outbox = sent_by_outbox(self.store, [m for m in fresh if m.outbound])
         threads: set[tuple[str, str]] = set()
         for mention in fresh:
             # Every id the post's conversation may carry: its own, the one it answers, the answered one's.
@@ -274,6 +275,14 @@ class Pipeline:
             answered = sla.we_answered(thread_case, mention.created_at) if thread_case is not None else {}
             if thread_case is not None and answered:
                 batch.cases.save(thread_case.model_copy(update=answered), thread_case)
+            if thread_case is not None and (mention.channel, mention.external_id) not in batch.sent_by_outbox:
+                # Typed in the network's own app: only this post tells the case who answered and when. Written
+                # with the post, in its transaction; a post already stored is a duplicate and never gets here, so
+                # once per post. A reply the outbox sent already has its "sent" event.
+                batch.audit("case.answered", thread_case.id, {
+                    "channel": mention.channel, "external_id": mention.external_id,
+                    "posted_at": iso(mention.created_at), "first_response": "first_response_at" in answered,
+                }, actor=our_account(mention))
             result.timings["store"] += time.perf_counter() - t0
             return
 
@@ -488,11 +497,44 @@ class _Batch:
     answers: AnswerWatch | None = None
     #: The batch's audit events, written together when it ends (Store.audit_many), in this order.
     events: list[tuple[str, str, str, int | None, dict]] = field(default_factory=list)
+    #: (channel, external_id) of the batch's own posts that Doorstep's outbox sent (see :func:`sent_by_outbox`).
+    sent_by_outbox: set[tuple[str, str]] = field(default_factory=set)
 
-    def audit(self, action: str, case_id: int | None, details: dict) -> None:
-        """Store.audit by the pipeline, stamped now, written with the batch."""
-        self.events.append((iso(utcnow()), "pipeline", action, case_id, details))  # type: ignore[arg-type]
+    def audit(self, action: str, case_id: int | None, details: dict, actor: str = "pipeline") -> None:
+        """Store.audit (by the pipeline unless ``actor`` says who did it), stamped now: when the system
+        wrote it, as every audit event; written with the batch."""
+        self.events.append((iso(utcnow()), actor, action, case_id, details))  # type: ignore[arg-type]
     numbers_seconds: float = 0.0
+
+
+#: Networks where an account is known by its @handle (an e-mail address is shown as it is).
+HANDLE_CHANNELS = ("x", "mastodon", "bluesky")
+
+
+def our_account(mention: Mention) -> str:
+    """Who answered, for the audit: our account as the team knows it ("@FettleCare", an e-mail address),
+    or "Our team" when the post names none."""
+    handle = (mention.author_handle or "").strip()
+    if not handle:
+        return "Our team"
+    return f"@{handle.lstrip('@')}" if mention.channel in HANDLE_CHANNELS else handle
+
+
+def sent_by_outbox(store: Store, posts: Sequence[Mention]) -> set[tuple[str, str]]:
+    """(channel, external_id) of those of our own ``posts`` that Doorstep's outbox sent (it records the
+    post's id when the network accepts it): a listener reading our account's timeline stores them too,
+    and their answer is already on the case as "Reply ... sent". One read per batch and channel."""
+    by_channel: dict[str, list[str]] = {}
+    for post in posts:
+        by_channel.setdefault(post.channel, []).append(post.external_id)
+    found: set[tuple[str, str]] = set()
+    for channel, ids in by_channel.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = store.db.execute("select external_id from outbound_messages where channel = ? and external_id in "
+                                    f"({','.join('?' * len(chunk))})", [channel, *chunk]).fetchall()
+            found.update((channel, row[0]) for row in rows)
+    return found
 
 
 def _seriousness(labels: Labels) -> tuple[bool, float]:

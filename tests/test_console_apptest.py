@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from console import presence
 from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
+from doorstep.config import Config
 from doorstep.models import Case, Mention, utcnow
 from doorstep.store import InboxQuery, Store
 from tests.conftest import DEMO_CONFIG, PAGE, REPO, console_copy, labels, run_page, template_target, texts  # noqa: F401 - shared
@@ -396,6 +397,19 @@ def test_relink_to_another_order(db: Store) -> None:
     assert any("No order NOPE" in e.value.replace("\\", "") for e in at.error)
 
 
+def _customer_writes_again(db: Store, config: Config, case_id: int) -> None:
+    """The case's customer posts again in their thread: the demo has answered every post of theirs already."""
+    from doorstep.pipeline import Pipeline
+    from tests.conftest import KeywordClassifier
+
+    last = [m for m in db.mentions_for_case(case_id) if not m.outbound and m.channel == "x"][-1]
+    Pipeline(db, config, KeywordClassifier()).ingest([Mention(
+        channel="x", external_id=f"again-{case_id}", text="any news on my order?", created_at=utcnow(),
+        author_handle=last.author_handle, author_name=last.author_name, thread_id=last.thread_id,
+        in_reply_to=last.external_id)])
+    assert db.mention_by_external_id("x", f"again-{case_id}").case_id == case_id  # type: ignore[union-attr]
+
+
 def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
     from doorstep.config import load_config
     from responders.templates import TemplateError, list_templates, render_template
@@ -424,6 +438,7 @@ def test_reply_with_template_is_queued_and_shown(db: Store) -> None:
                 fillable.append((case_id, name))
     assert fillable, "the demo has a confirmed case whose order fills a template"
     case_id, name = fillable[0]
+    _customer_writes_again(db, config, case_id)  # a post nobody answered yet (one answer per post)
     at, _ = _open_case(db, "ann", case_id)
     at.selectbox(key=f"tpl_{case_id}").select(name)
     at.button(key=f"fill_{case_id}").click().run()
@@ -566,7 +581,7 @@ def test_dashboard_answers_to_our_questions_follow_the_brand_filter(db: Store) -
     at = page("dashboard", "lee", db, dash_brand="Larkspur Home")
     assert not at.exception, at.exception
     [answers] = [d.value for d in at.dataframe if "asked" in d.value.columns]
-    email = answers[answers["channel"] == "email"].iloc[0]
+    email = answers[answers["channel"] == "e-mail"].iloc[0]
     assert (email["asked"], email["answered"]) == (2, 2)  # Larkspur's two, not all four
     assert email["median time to answer"] == "30 min"  # (10 + 50) / 2
 

@@ -738,3 +738,16 @@ def m023_case_inbound_posts_by_channel(db: sqlite_utils.Database) -> None:
     """
     db.execute("create index if not exists idx_mentions_case_inbound on mentions (case_id, channel) "
                "where outbound = 0")
+
+
+@MIGRATIONS()
+def m024_outbound_messages_by_post(db: sqlite_utils.Database) -> None:
+    """Outbound messages by the post the network gave them (channel, external id).
+
+    When a listener stores one of our own posts, the pipeline asks whether Doorstep's outbox sent it
+    (``doorstep.pipeline.sent_by_outbox``: if not, it was typed in the network's own app and the
+    timeline says so), and the outbox asks whether a post it found was recorded for another message.
+    Both read ``outbound_messages`` by (channel, external_id), which no index covered: a scan of every
+    message ever sent, once per batch holding one of our posts.
+    """
+    db.execute("create index if not exists idx_outbound_messages_post on outbound_messages (channel, external_id)")
