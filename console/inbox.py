@@ -14,6 +14,7 @@ click would drop the agent's choice.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -173,7 +174,13 @@ def _open_from_pick() -> None:
     if str(st.session_state.get("inbox_number") or "").strip():
         _open_typed()
     elif st.session_state.get("inbox_pick") is not None:
-        _remember_open(st.session_state["inbox_pick"])
+        pick = st.session_state["inbox_pick"]
+        if not isinstance(pick, int):  # a label the browser kept ("#616 — ..."): its case number
+            found = re.match(r"#(\d+)", str(pick))
+            if found is None:
+                return
+            pick = int(found.group(1))
+        _remember_open(pick)
 
 
 def _page(step: int) -> None:
@@ -422,7 +429,9 @@ def render() -> None:
     signature = repr(sorted((k, v) for k, v in filters.items() if k != "offset"))
     if st.session_state.get("_inbox_signature") not in (None, signature):
         filters["offset"] = 0
-        st.session_state.pop("inbox_pick", None)
+        # Not popped: the browser would keep showing (and send back) the old pick's label; set to the
+        # new top case where the box is drawn (:func:`_pick_box`), which the browser then shows.
+        st.session_state["_inbox_pick_top"] = True
     st.session_state["_inbox_signature"] = signature
 
     slots = {"status": status_note, **notes, "waiting": waiting_note}
@@ -832,4 +841,6 @@ def _pick_box(slot: Any, cases: list[Any]) -> None:
     if not by_id:
         slot.empty()
         return
+    if st.session_state.pop("_inbox_pick_top", False) or st.session_state.get("inbox_pick") not in by_id:
+        st.session_state["inbox_pick"] = next(iter(by_id))  # the filters changed: their top case
     slot.selectbox("Case to open", list(by_id), key="inbox_pick", format_func=lambda cid: _pick_name(by_id[cid]))
