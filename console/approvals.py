@@ -8,6 +8,8 @@ rejecting cancels it. Both are in the audit log under the agent's name.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from console.auth import can
@@ -34,7 +36,7 @@ def render() -> None:
         with st.container(border=True):
             kind = kind_name(message.kind)
             safe_text(f"{kind[:1].upper()}{kind[1:]} {by_channel(message.channel)} to {message.target or '-'} · "
-                      f"written by the rule: {rule_name(facts.rule)} · "
+                      f"written by the rule: {rule_name(_asking(store, message.id) or facts.rule)} · "
                       f"case #{message.case_id} · written {local_time(message.created_at, config)} · "
                       f"not before {local_time(message.next_attempt_at, config)}", caption=True)
             safe_text(message.text)
@@ -60,3 +62,10 @@ def render() -> None:
             if message.case_id and cols[2].button("Open case", key=f"approval_case_{message.id}"):
                 open_case(message.case_id)
     st.caption(escape_md(f"{len(held)} message(s) waiting"))
+
+
+def _asking(store: Any, message_id: int | None) -> str | None:
+    """"question:callback" when the message asks one of the dialogue's questions: a call-back offer is
+    recorded as the outreach it is sent as, and read "proactive outreach about a parcel" here."""
+    row = store.db.execute("select rule from questions where message_id = ?", [message_id]).fetchone()
+    return f"question:{row[0]}" if row else None

@@ -255,7 +255,10 @@ SENTENCES: dict[str, str | Said] = {
 
 #: Families of actions, by how the name starts or ends, for those :data:`SENTENCES` does not name.
 FAMILIES: list[tuple[Callable[[str], bool], str | Said]] = [
-    (lambda a: a.startswith("outbox.queue."), "{who} queued: {the_message}{account:? from @%s}"),
+    # an account is a handle ("from @FettleCare") or, for e-mail, an address ("from help@shop.example")
+    (lambda a: a.startswith("outbox.queue."), lambda d, c, when: f"{c['who']} queued: {c['the_message']}" + (
+        "" if not d.get("account") else f" from {d['account']}" if "@" in str(d["account"])
+        else f" from @{d['account']}")),
     (lambda a: a.endswith(".skipped"), lambda d, c, when: f"{c['action'].rsplit('.', 1)[0].replace('_', ' ').capitalize()}"
                                                           f" not sent: {d.get('reason', '')}"),
     (lambda a: a.startswith("automatic."), lambda d, c, when: f"Automatic reply {c['the_message']}: {c['state']}" + (

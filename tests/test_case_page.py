@@ -690,3 +690,19 @@ def test_the_customers_other_cases_show_open_ones_first_and_the_rest_on_request(
     assert more and more[0].label.startswith("Show ")
     more[0].click().run()
     assert len([b for b in at.button if b.key.startswith("other_") and b.key != f"other_all_{case_id}"]) >= 8
+
+
+def test_a_message_queued_from_an_e_mail_address_is_said_without_an_at_sign_in_front() -> None:
+    """Final audit re-run: every courier escalation read "ann queued: escalation ... from @help@larkspur-home.example"."""
+    from console.timeline import sentence
+    from responders.outbox import OutboundMessage
+
+    when = lambda t: "10:34"  # noqa: E731
+    email = OutboundMessage(id=7, kind="escalation", channel="email", target="claims@ups.example", text="x",
+                            status="queued", idempotency_key="e-1")
+    said = sentence(_event("outbox.queue.escalation", "ann", message_id=7, account="help@larkspur-home.example"),
+                    {7: email}, when)
+    assert said.endswith(" from help@larkspur-home.example") and "@help@" not in said, said
+    post = OutboundMessage(id=8, kind="reply", channel="x", target="jane", text="x", status="queued", idempotency_key="r-1")
+    assert sentence(_event("outbox.queue.reply", "ann", message_id=8, account="FettleCare"), {8: post},
+                    when).endswith(" from @FettleCare")

@@ -161,6 +161,8 @@ def test_questions_block_and_approvals_say_channels_rules_and_states_in_words(db
     shown = texts(at)
     assert "rule outreach" not in shown and "outreach via" not in shown, shown
     assert "Outreach message by SMS to +44 7700 900412" in shown, shown
+    # a call-back offer is sent as outreach, but its rule is the call back question (final re-run, finding 2)
+    assert "written by the rule: call back question" in shown and "proactive outreach about a parcel" not in shown, shown
 
 
 # ------------------------------------------------------------------ 6. a failed send's whole error
