@@ -12,6 +12,15 @@ courier / intent filters and full-text search, top 50 by priority.
 adds a second process that commits one small row every 5 ms (as fast as it can after that) into a
 table of another schema of the same PostgreSQL database (``bench_elsewhere``) while the queries run:
 another shop, another application or a test run sharing the server. Its commits/s are printed.
+
+    .venv/bin/python bench/inbox_bench.py --mentions 1000000 --cases 200000 --other-network-share 0.02
+
+puts each post on its case's own network (the default run puts every post on X) and that share of
+each case's later posts on another network (a customer who opened the case on Bluesky and then wrote
+on X), so a case is under more than one channel (``Store._other_channels``, m023). It adds the
+Channel = X and Channel = Bluesky queues, ``Store.inbox_ids`` under X (the J / K walk) and the
+whole-queue ``Store.inbox_summary``, each also "after a new post": the store's memo emptied before
+each call, as it is the first time the console asks after a post moves the search mark.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ CUM_WEIGHTS = list(__import__('itertools').accumulate(1.0 / (rank + 3) for rank 
 BRANDS = ["Larkspur Home", "Fettle Outdoor"]
 COURIERS = ["UPS", "DPD", "Evri", "Royal Mail", None]
 STATUSES = ["new", "open", "pending_customer", "escalated", "resolved", "resolved", "resolved"]
+#: The networks a customer may write on besides the case's own (a webhook case's customer, too).
+NETWORKS = ["x", "mastodon", "bluesky"]
 
 
 def _with_queue_columns(row: tuple) -> tuple:
@@ -65,7 +76,34 @@ def _mention_rows(rng: random.Random, n_mentions: int, n_cases: int):
                "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), rng.randint(1, n_cases))
 
 
-def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+def _post_networks(case_channels: list[str | None], share: float, seed: int):
+    """A function from a post's case id to the network the post came on: the case's own for its
+    first post, and for each later one another network with probability ``share``.
+
+    Why its own random stream: the other columns stay exactly the rows of the default run."""
+    rng = random.Random(seed + 1)
+    seen = bytearray(len(case_channels) + 1)
+
+    def network(case_id: int) -> str:
+        own = case_channels[case_id] or "x"
+        if seen[case_id] and rng.random() < share:
+            return rng.choice([n for n in NETWORKS if n != own])
+        seen[case_id] = 1
+        return own
+
+    return network
+
+
+def _case_channels(rows, n_cases: int) -> list[str | None]:
+    """The channel each case was opened on, by id (index 0 unused), from ``select id, channel from cases``."""
+    channels: list[str | None] = [None] * (n_cases + 1)
+    for case_id, channel in rows:
+        channels[int(case_id)] = channel
+    return channels
+
+
+def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1,
+                  other_network_share: float | None = None) -> None:
     """The same rows as :func:`fill`, written with COPY (PostgreSQL's bulk load)."""
     rng = random.Random(seed)
     pg = store.db.pg
@@ -75,16 +113,23 @@ def fill_postgres(store: Store, n_mentions: int, n_cases: int, seed: int = 1) ->
                       "mention_count) from stdin") as copy:
             for row in _case_rows(rng, n_cases):
                 copy.write_row((*_with_queue_columns(row), 1, 5))
+        network = None
+        if other_network_share is not None:
+            rows = cur.execute("select id, channel from cases").fetchall()
+            network = _post_networks(_case_channels(rows, n_cases), other_network_share, seed)
         with cur.copy("copy mentions (channel, external_id, text, created_at, case_id) from stdin") as copy:
             for row in _mention_rows(rng, n_mentions, n_cases):
-                copy.write_row(("x", *row))
+                copy.write_row((network(row[3]) if network else "x", *row))
         cur.execute("select setval(pg_get_serial_sequence('cases', 'id'), %s)", [n_cases])
     pg.execute("vacuum analyze")  # what autovacuum does soon after a bulk load: visibility map, statistics
 
 
-def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
+def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1,
+         other_network_share: float | None = None) -> None:
+    """Write the cases and posts; every post on X, or with ``other_network_share`` each on its case's
+    own network but that share of the later ones (see :func:`_post_networks`)."""
     if store.dialect.postgres:
-        fill_postgres(store, n_mentions, n_cases, seed)
+        fill_postgres(store, n_mentions, n_cases, seed, other_network_share)
         return
     rng = random.Random(seed)
     db = store.db
@@ -110,14 +155,21 @@ def fill(store: Store, n_mentions: int, n_cases: int, seed: int = 1) -> None:
                 for i in range(1, n_cases + 1)
             ),
         )
-        db.conn.executemany(
-            "insert into mentions (channel, external_id, text, created_at, case_id) values ('x', ?, ?, ?, ?)",
-            (
-                (str(i), " ".join(rng.choices(WORDS, cum_weights=CUM_WEIGHTS, k=12)), "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20),
-                 rng.randint(1, n_cases))
-                for i in range(n_mentions)
-            ),
-        )
+        if other_network_share is not None:
+            rows = db.execute("select id, channel from cases").fetchall()
+            network = _post_networks(_case_channels(rows, n_cases), other_network_share, seed)
+            db.conn.executemany(
+                "insert into mentions (channel, external_id, text, created_at, case_id) values (?, ?, ?, ?, ?)",
+                ((network(row[3]), *row) for row in _mention_rows(rng, n_mentions, n_cases)))
+        else:
+            db.conn.executemany(
+                "insert into mentions (channel, external_id, text, created_at, case_id) values ('x', ?, ?, ?, ?)",
+                (
+                    (str(i), " ".join(rng.choices(WORDS, cum_weights=CUM_WEIGHTS, k=12)),
+                     "2026-11-%02dT10:00:00+00:00" % rng.randint(1, 20), rng.randint(1, n_cases))
+                    for i in range(n_mentions)
+                ),
+            )
     db.execute("analyze")
 
 
@@ -126,12 +178,19 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
     return round(statistics.median(times), 1), round(times[max(0, int(len(times) * 0.95) - 1)], 1)
 
 
-def measure(store: Store, query: InboxQuery, repeat: int) -> dict[str, float]:
-    """Latency of the queue itself (top 50) and, separately, of the count shown beside it."""
+def measure(store: Store, query: InboxQuery, repeat: int, after_new_post: bool = False) -> dict[str, float]:
+    """Latency of the queue itself (top 50) and, separately, of the count shown beside it.
+
+    ``after_new_post``: the store's memo emptied before each call, as the first call after a post
+    moved the search mark finds it (what a channel filter then looks up afresh: Store._other_channels)."""
     listing, counting = [], []
     for _ in range(repeat):
+        if after_new_post:
+            store._search_memo.clear()
         t0 = time.perf_counter()
         store.inbox(query)
+        if after_new_post:
+            store._search_memo.clear()
         t1 = time.perf_counter()
         store.inbox_count(query)
         t2 = time.perf_counter()
@@ -139,6 +198,19 @@ def measure(store: Store, query: InboxQuery, repeat: int) -> dict[str, float]:
         counting.append((t2 - t1) * 1000)
     (l50, l95), (c50, c95) = _percentiles(listing), _percentiles(counting)
     return {"top50_p50_ms": l50, "top50_p95_ms": l95, "count_p50_ms": c50, "count_p95_ms": c95}
+
+
+def measure_call(store: Store, call, repeat: int, after_new_post: bool = False) -> dict[str, float]:
+    """Latency of one store call (``call(store)``), the memo emptied before each when ``after_new_post``."""
+    times = []
+    for _ in range(repeat):
+        if after_new_post:
+            store._search_memo.clear()
+        t0 = time.perf_counter()
+        call(store)
+        times.append((time.perf_counter() - t0) * 1000)
+    p50, p95 = _percentiles(times)
+    return {"p50_ms": p50, "p95_ms": p95}
 
 
 def _write_elsewhere(url: str, pause_ms: float, stop, commits) -> None:
@@ -166,12 +238,17 @@ def main() -> None:
                         "postgresql:// URL (its schema is filled when it holds no cases)")
     parser.add_argument("--writer-elsewhere", type=float, default=None, metavar="MS",
                         help="PostgreSQL: a second process commits into another schema every MS ms meanwhile")
+    parser.add_argument("--other-network-share", type=float, default=None, metavar="SHARE",
+                        help="each post on its case's own network, SHARE (e.g. 0.02) of each case's later posts "
+                        "on another; adds the Channel queries, inbox_ids and inbox_summary (see the docstring)")
     args = parser.parse_args()
+    if args.other_network_share is not None and not 0 <= args.other_network_share <= 1:
+        parser.error(f"--other-network-share {args.other_network_share}: a share between 0 and 1, e.g. 0.02")
     db = args.db or str(Path(tempfile.mkdtemp(prefix="doorstep-inbox-")) / "inbox.db")
     store = Store(db)
     if store.count("cases") == 0:
         t0 = time.perf_counter()
-        fill(store, args.mentions, args.cases)
+        fill(store, args.mentions, args.cases, other_network_share=args.other_network_share)
         print(f"filled {args.mentions:,} mentions / {args.cases:,} cases in {time.perf_counter() - t0:.0f} s")
     queries = {
         "top 50 open": InboxQuery(),
@@ -198,6 +275,34 @@ def main() -> None:
             time.sleep(0.05)
         started, first = time.perf_counter(), commits.value
     results = {name: measure(store, q, args.repeat) for name, q in queries.items()}
+    channels = None
+    if args.other_network_share is not None:
+        by_channel = {"Channel = X": InboxQuery(channel="x"), "Channel = Bluesky": InboxQuery(channel="bluesky")}
+        for name, q in by_channel.items():
+            results[name] = measure(store, q, args.repeat)
+            results[f"{name}, after a new post"] = measure(store, q, args.repeat, after_new_post=True)
+        held: list = [None]
+
+        def live(s: Store) -> None:  # the console's counts on each rerun: the summary kept and brought up to date
+            held[0] = s.inbox_summary_live(held[0])[1]
+
+        calls = {
+            "inbox_ids, Channel = X (J/K walk)": lambda s: s.inbox_ids(InboxQuery(channel="x")),
+            "inbox_summary, whole queue": lambda s: s.inbox_summary(InboxQuery()),
+            "inbox_summary_live, held (each console rerun)": live,
+            "_other_channels alone": lambda s: s._other_channels(),
+        }
+        for name, call in calls.items():
+            if name != "_other_channels alone":  # (remembered: only its first call after a post costs)
+                results[name] = measure_call(store, call, args.repeat)
+            results[f"{name}, after a new post"] = measure_call(store, call, args.repeat, after_new_post=True)
+        pairs = store._other_channels()
+        channels = {
+            "cases under a channel besides their own": len({case_id for case_id, _ in pairs}),
+            "(case, channel) pairs by channel": {c: sum(1 for _, ch in pairs if ch == c) for c in sorted({ch for _, ch in pairs})},
+            "Channel = X ids (J/K)": len(store.inbox_ids(InboxQuery(channel="x"))),
+            "Channel = Bluesky count": store.inbox_count(InboxQuery(channel="bluesky")),
+        }
     elsewhere = None
     if writer is not None:
         rate = (commits.value - first) / (time.perf_counter() - started)
@@ -210,6 +315,8 @@ def main() -> None:
         "database": "postgresql" if store.dialect.postgres else "sqlite",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": "top50 = Store.inbox() (the queue); count = Store.inbox_count() (the total beside it)",
+        "other_network_share": args.other_network_share,
+        "other_networks": channels,
         "results": results,
     }, indent=2))
 

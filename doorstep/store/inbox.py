@@ -36,6 +36,9 @@ NO_VALUE = "(none)"
 #: The networks a handle can write on (and their direct messages): an exact-handle search looks the
 #: handle up on each, so the (channel, handle) indexes of posts and customer handles answer it.
 HANDLE_CHANNELS = ("x", "x_dm", "mastodon", "mastodon_dm", "bluesky", "bluesky_dm")
+#: Seconds between whole reads of the cases under a second network (:meth:`InboxStore._other_channels_now`);
+#: in between only new posts are read.
+OTHER_CHANNELS_FULL_S = 60.0
 
 #: The inbox's due order (doorstep.sla.queue_fields, stored on every write): cases owing the customer
 #: an answer first, soonest answer deadline first; then cases owing a resolution, soonest first;
@@ -209,6 +212,8 @@ class InboxStore(StoreBase):
 
     #: :meth:`_other_channels` for the live summary's snapshot, taken just before it (see _take_live_summary).
     _channels_pinned: tuple[tuple[int, str], ...] | None = None
+    #: (when it was read whole, the newest post id it has seen, its pairs): see :meth:`_other_channels_now`.
+    _channels_base: tuple[float, int, frozenset[tuple[int, str]]] | None = None
 
     def inbox(self, query: InboxQuery | None = None) -> list[Case]:
         """Open cases, highest priority first (or by ``sort``), one page as the console's queue shows them."""
@@ -314,12 +319,41 @@ class InboxStore(StoreBase):
         held = self._memo_get(mark, "channels", "")
         if held is not None:
             return held
-        found = tuple((int(r[0]), r[1]) for r in self.db.execute(
-            f"select distinct c.id, m.channel from cases c join mentions m{self._case_posts_index()} "
-            "on m.case_id = c.id and m.outbound = 0 and (c.channel is null or m.channel <> c.channel) "
-            "order by c.id, m.channel").fetchall())
+        found = self._other_channels_now()
         self._memo_put(mark, "channels", "", found)
         return found
+
+    def _other_channels_now(self) -> tuple[tuple[int, str], ...]:
+        """:meth:`_other_channels` read from the database: all of it at most every
+        :data:`OTHER_CHANNELS_FULL_S`, and in between only the posts stored since (by id).
+
+        Why: the whole answer walks every case's posts (~0.15 s at 1M posts, bench/RESULTS.md), and the
+        mark moves on every new post, so every inbox refresh of every agent paid it while posts came in.
+        New posts can only add pairs; a post moved to another case (a split or merge) or deleted, or a
+        post whose id committed out of order (PostgreSQL), is seen at the next whole read, within
+        :data:`OTHER_CHANNELS_FULL_S`: until then such a case may be missing from, or still listed under,
+        its second network's filter (its own page and every other filter are not affected).
+        """
+        import time
+
+        base = self._channels_base
+        now = time.monotonic()
+        newest = int(self.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0])
+        if base is None or now - base[0] >= OTHER_CHANNELS_FULL_S:
+            pairs = frozenset((int(r[0]), r[1]) for r in self.db.execute(
+                f"select distinct c.id, m.channel from cases c join mentions m{self._case_posts_index()} "
+                "on m.case_id = c.id and m.outbound = 0 and (c.channel is null or m.channel <> c.channel)").fetchall())
+            taken = now
+        else:
+            taken, since, pairs = base
+            if newest > since:
+                pairs = pairs | {(int(r[0]), r[1]) for r in self.db.execute(
+                    "select distinct m.case_id, m.channel from mentions m join cases c on c.id = m.case_id "
+                    "where m.id > ? and m.outbound = 0 and (c.channel is null or m.channel <> c.channel)",
+                    [since]).fetchall()}
+        if not self.db.conn.in_transaction:  # a transaction's own writes may still be rolled back
+            self._channels_base = (taken, newest, pairs)
+        return tuple(sorted(pairs))
 
     def _also_rows(self, where: str, params: list[Any], sums: Sequence[str], sum_params: list[Any]
                    ) -> list[tuple[Any, ...]]:
