@@ -74,8 +74,9 @@ def sending_account(store: Store, config: Config, case: Case, channel: str) -> s
 
     Chosen exactly as for an agent's reply to the case (:func:`responders.accounts.choose_account`,
     no post to answer): the e-mail account of the brand that owns the case's order, else of the
-    case's brand. None: that brand has no account there (the channel's shared sender, e.g. SMS).
-    Raises ``ReplyRejected`` when no account of ours may write there.
+    case's brand. None: the channel's shared sender may write (SMS; SMTP_FROM in a one-brand shop, where
+    no brand has an ``email``, or for a case of no brand). Raises ``ReplyRejected`` when no account of
+    ours may write there, another brand's address included (:func:`responders.accounts.choose_account`).
     """
     from responders.accounts import choose_account
 
