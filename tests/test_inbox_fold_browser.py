@@ -39,6 +39,18 @@ def _first_row_bottom(page) -> float:
     return box["y"] + 2 * 35
 
 
+def _shop_env(tmp_path: Path) -> dict[str, str]:
+    """The inbox audit's shop in a new SQLite file, and the console's environment to serve it."""
+    from doorstep.store import Store
+
+    db = tmp_path / "inbox.db"
+    store = Store(str(db))
+    _shop(store)
+    store.close()
+    return {"DOORSTEP_DB": str(db),
+            "DOORSTEP_CONFIG": str(Path(__file__).resolve().parent.parent / "demo" / "doorstep.toml")}
+
+
 def _select(page, label: str, option: str) -> None:
     """Choose ``option`` in the select box labelled ``label`` (a click, as the lead does)."""
     page.get_by_label(label, exact=True).click()
@@ -52,13 +64,7 @@ def test_queue_rows_show_without_scrolling_and_every_filter_works_at_1366x768(tm
 
     from doorstep.store import Store
 
-    db = tmp_path / "inbox.db"
-    store = Store(str(db))
-    _shop(store)
-    store.close()
-    env = {"DOORSTEP_DB": str(db),
-           "DOORSTEP_CONFIG": str(Path(__file__).resolve().parent.parent / "demo" / "doorstep.toml")}
-    with serve_console(tmp_path, env) as url, sync_playwright() as p:
+    with serve_console(tmp_path, _shop_env(tmp_path)) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         try:
             page = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}).new_page()
@@ -107,13 +113,10 @@ def test_open_case_after_a_filter_changed_the_top_case_opens_the_new_top_case(tm
 
     from doorstep.store import Store
 
-    db = tmp_path / "inbox.db"
-    store = Store(str(db))
-    _shop(store)
+    env = _shop_env(tmp_path)
+    store = Store(env["DOORSTEP_DB"])
     jos = {row[0] for row in store.db.execute("select id from cases where assignee = 'jo'").fetchall()}
     store.close()
-    env = {"DOORSTEP_DB": str(db),
-           "DOORSTEP_CONFIG": str(Path(__file__).resolve().parent.parent / "demo" / "doorstep.toml")}
     with serve_console(tmp_path, env) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         try:
