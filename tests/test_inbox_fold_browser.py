@@ -62,8 +62,6 @@ def test_queue_rows_show_without_scrolling_and_every_filter_works_at_1366x768(tm
     chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    from doorstep.store import Store
-
     with serve_console(tmp_path, _shop_env(tmp_path)) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         try:
