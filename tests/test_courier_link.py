@@ -266,7 +266,9 @@ def test_the_customers_update_message_goes_from_the_case_brands_mailbox(store: S
         "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "email": "help@larkspur-home.test"}],
         "couriers": [{"name": "UPS", "escalation_email": "claims@ups.test"}],
         "responders": {"courier_link": {"base_url": "http://couriers.larkspur.test"},
-                       "escalation": {"auto_sla_minutes": None}},
+                       "escalation": {"auto_sla_minutes": None},
+                       # no quiet hours: between 21:00 and 08:00 London the message waited and the test failed
+                       "followup": {"quiet_hours": None}},
     })
     case_a, _ = two_shipments(store, config)
     url, _ = make_link(config, case_a, "1Z999AA10123456784")
