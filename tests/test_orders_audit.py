@@ -81,24 +81,6 @@ def test_one_parcel_typed_two_ways_in_two_files_is_one_shipment(tmp_path: Path, 
         [(UPS, "ORD-2026-002001")]
 
 
-def test_a_parcel_stored_as_typed_before_is_renamed_by_a_re_import(tmp_path: Path, store: Store):
-    # What an import before normalising left: the parcel, its event and its case under the typed number.
-    store.upsert_customer(Customer(id="c2", name="Bob Roe"))
-    store.upsert_order(Order(number="ORD-2026-002001", customer_id="c2", placed_at=T0 - timedelta(days=3)))
-    store.db.execute("insert into shipments (tracking_number, order_number, courier) values (?, ?, ?)",
-                     [UPS_SPACED, "ORD-2026-002001", "UPS"])
-    store.db.execute("insert into tracking_events (tracking_number, time, status) values (?, ?, ?)",
-                     [UPS_SPACED, (T0 - timedelta(hours=3)).isoformat(), "attempt_failed"])
-    case_id = store.insert_case(Case(status="new", order_number="ORD-2026-002001", tracking_number=UPS_SPACED,
-                                     opened_at=T0, last_activity_at=T0))
-    again = write_csv(tmp_path / "a.csv", ORDER_HEADER, [
-        ["ORD-2026-002001", "c2", PLACED, "Fettle", "Bob Roe", "bobroe", UPS_SPACED, "UPS"]])
-    assert import_orders(again, store).ok
-    assert store.db.execute("select tracking_number, status from shipments").fetchall() == [(UPS, "attempt_failed")]
-    assert store.db.execute("select tracking_number from tracking_events").fetchall() == [(UPS,)]
-    assert store.get_case(case_id).tracking_number == UPS
-
-
 def test_the_core_normalises_a_tracking_number_as_posts_are_read():
     from doorstep.numbers import normalise_tracking_number
 

@@ -751,3 +751,61 @@ def m024_outbound_messages_by_post(db: sqlite_utils.Database) -> None:
     message ever sent, once per batch holding one of our posts.
     """
     db.execute("create index if not exists idx_outbound_messages_post on outbound_messages (channel, external_id)")
+
+
+@MIGRATIONS()
+def m025_tracking_numbers_normalised(db: sqlite_utils.Database) -> None:
+    """Tracking numbers stored as the shop typed them are stored as couriers and posts write them.
+
+    Before stop 35 an import kept "1Z 999 AA1 01 2345 6784" or "ab123456785gb" as typed; posts,
+    courier updates and imports read numbers normalised (:func:`doorstep.numbers.normalise_tracking_number`),
+    so such a parcel was never found again (no status on its case, no proactive case, "no such
+    parcel") until its order was re-imported, and events of a parcel whose order never came, courier
+    updates and cases kept the old spelling for good. Every stored number is renamed here. A parcel
+    stored both ways is merged into the normalised shipment: an event held under both spellings is
+    kept once, and the shipment's status is its latest event's. Where the two spellings belong to two
+    different orders, the typed shipment is left as it was (choosing an order is the shop's call;
+    an import of the other order's row is refused as a parcel on two orders); its events and cases move.
+    """
+    from doorstep.numbers import normalise_tracking_number
+
+    def typed(table: str) -> dict[str, str]:
+        stored = [r[0] for r in db.execute(f"select distinct tracking_number from {table} "
+                                           "where tracking_number is not null").fetchall()]
+        return {s: normalise_tracking_number(s) for s in stored if normalise_tracking_number(s) != s}
+
+    merged: set[str] = set()
+    for stored, number in typed("shipments").items():
+        both = db.execute("select order_number from shipments where tracking_number = ?", [number]).fetchone()
+        if both is None:
+            db.execute("update shipments set tracking_number = ? where tracking_number = ?", [number, stored])
+            continue
+        mine = db.execute("select order_number from shipments where tracking_number = ?", [stored]).fetchone()[0]
+        if mine is not None and both[0] is not None and mine != both[0]:
+            continue
+        for column in ("order_number", "courier", "service", "status", "last_event_at"):
+            db.execute(f"update shipments set {column} = (select {column} from shipments where tracking_number = ?) "
+                       f"where tracking_number = ? and {column} is null", [stored, number])
+        db.execute("delete from shipments where tracking_number = ?", [stored])
+        merged.add(number)
+    for stored, number in typed("tracking_events").items():
+        db.execute("update tracking_events set tracking_number = ? where tracking_number = ? and not exists "
+                   "(select 1 from tracking_events e where e.tracking_number = ? and e.time = tracking_events.time "
+                   "and e.status = tracking_events.status)", [number, stored, number])
+        db.execute("delete from tracking_events where tracking_number = ?", [stored])
+        merged.add(number)
+    for stored, number in typed("courier_updates").items():
+        db.execute("update courier_updates set tracking_number = ? where tracking_number = ? and not exists "
+                   "(select 1 from courier_updates u where u.tracking_number = ? and u.update_id = courier_updates.update_id)",
+                   [number, stored, number])
+        db.execute("delete from courier_updates where tracking_number = ?", [stored])
+    for stored, number in typed("cases").items():
+        db.execute("update cases set tracking_number = ?, version = version + 1 where tracking_number = ?",
+                   [number, stored])
+    for number in merged:  # as OrderStore._follow_latest_event: the latest stored event's status
+        db.execute(
+            "update shipments set (status, last_event_at) = (select status, time from tracking_events "
+            "where tracking_number = ?1 order by time desc, id desc limit 1) where tracking_number = ?1 "
+            "and exists (select 1 from tracking_events where tracking_number = ?1)",
+            [number],
+        )

@@ -195,9 +195,6 @@ class OrderStore(StoreBase):
         changed = status == "updated"
         for shipment in order.shipments:
             fields_of = set(shipment.model_fields_set) | {"order_number"}
-            if status != "new":
-                # Only an order stored before can hold its parcel under a number typed another way.
-                self._adopt_typed_shipment(order.number, normalise_tracking_number(shipment.tracking_number))
             changed = self.upsert_shipment(shipment.model_copy(update={"order_number": order.number}),
                                            fields_of) != "unchanged" or changed
         if status == "new":
@@ -239,27 +236,6 @@ class OrderStore(StoreBase):
             "and exists (select 1 from tracking_events where tracking_number = ?1)",
             [tracking_number],
         )
-
-    def _adopt_typed_shipment(self, order_number: str, tracking_number: str) -> None:
-        """Store this order's parcel under ``tracking_number`` where it was stored as typed before
-        (``1Z 999 AA1 ...``, lower case: imports before numbers were normalised), so a re-import
-        renames it instead of adding the same parcel twice. Its events and cases follow it."""
-        for (stored,) in self.db.execute("select tracking_number from shipments where order_number = ?",
-                                         [order_number]).fetchall():
-            if stored == tracking_number or normalise_tracking_number(stored) != tracking_number:
-                continue
-            if self.db.execute("select 1 from shipments where tracking_number = ?", [tracking_number]).fetchone():
-                return
-            self.db.execute("update shipments set tracking_number = ? where tracking_number = ?",
-                            [tracking_number, stored])
-            # An event stored under both spellings is kept once.
-            self.db.execute("update tracking_events set tracking_number = ? where tracking_number = ? and not exists "
-                            "(select 1 from tracking_events e where e.tracking_number = ? and e.time = tracking_events.time "
-                            "and e.status = tracking_events.status)", [tracking_number, stored, tracking_number])
-            self.db.execute("delete from tracking_events where tracking_number = ?", [stored])
-            self.db.execute("update cases set tracking_number = ? where tracking_number = ?", [tracking_number, stored])
-            self._follow_latest_event(tracking_number)
-            return
 
     def add_tracking_events(self, events: Iterable[TrackingEvent]) -> int:
         """Store events (idempotent) and keep each shipment's current status = its latest event.
