@@ -293,11 +293,12 @@ IMPORTED_AFTER = timedelta(minutes=5)
 
 def happened_at(event: AuditEvent, opened_at: datetime | None = None) -> datetime | None:
     """When what ``event`` records happened, for the events written when the system stored a post rather
-    than when the post was written: the case's opening (``opened_at``, the case's) and our own reply typed on
-    the network (its ``posted_at``). None for every other event: it happened when it was written."""
+    than when the post was written: the case's opening (``opened_at``, the case's), its reopening by a post and
+    our own reply typed on the network (the post's ``posted_at``). None for every other event: it happened
+    when it was written."""
     if event.action == "case.open" and opened_at is not None:
         return opened_at
-    if event.action == "case.answered":
+    if event.action in ("case.answered", "case.reopen"):
         try:
             return parse_time((event.details or {}).get("posted_at"))
         except (TypeError, ValueError):
@@ -311,8 +312,8 @@ def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], 
     """(time, sentence) for the notes and events, oldest first.
 
     An event keeps its meaning in the audit log (when the system did it), but a post imported a week after
-    it was written did not open its case a week late: the opening stands at ``opened_at`` (the case's), our
-    reply typed on the network at its post's time, each with "; imported <when>" where the system stored it
+    it was written did not open its case a week late: the opening stands at ``opened_at`` (the case's), a
+    reopening and our reply typed on the network at their post's time, each with "; imported <when>" where the system stored it
     more than :data:`IMPORTED_AFTER` later. Lines are ordered by the time they show."""
     from doorstep.models import utcnow
 

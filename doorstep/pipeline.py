@@ -323,7 +323,9 @@ class Pipeline:
             return
         before = old = case
         if case.status == "resolved":
-            batch.audit("case.reopen", case.id, {"external_id": mention.external_id})
+            # When the post was written: an imported post reopened the case then, not when it was stored.
+            batch.audit("case.reopen", case.id, {"external_id": mention.external_id,
+                                                 "posted_at": iso(mention.created_at)})
         # Only the case's customer's post may change its link or end a wait for the customer: someone
         # else answering in the thread is shown there, nothing more (see cases.by_customer).
         customers = by_customer(batch.shop, case, mention)

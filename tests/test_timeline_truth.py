@@ -68,6 +68,26 @@ def test_an_imported_posts_case_opened_when_the_post_was_written_and_says_when_i
     assert lines[-1] == line, lines  # newest first: the opening is the oldest line
 
 
+
+def test_an_imported_post_that_reopened_a_resolved_case_stands_at_its_own_time(shop: Store) -> None:
+    """The reopen is told like the opening: a post written two hours after the first, imported days later
+    into the resolved case, reopened it when it was written (its line said the import time before)."""
+    config = load_config(DEMO_CONFIG)
+    pipeline = Pipeline(shop, config, KeywordClassifier())
+    pipeline.ingest([mention("old-1", "@FettleCare my boots are lost", author_handle="hking12")])
+    case_id = shop.mention_by_external_id("x", "old-1").case_id  # type: ignore[union-attr]
+    with shop.transaction():  # resolved an hour after the first post, within the reopen window
+        shop.db.execute("update cases set status = 'resolved', resolved_at = ? where id = ?",
+                        [iso(T0 + timedelta(hours=1)), case_id])
+    pipeline.ingest([mention("old-2", "@FettleCare still no boots", minutes=120, author_handle="hking12",
+                             thread_id="old-1", in_reply_to="old-1")])
+    assert shop.mention_by_external_id("x", "old-2").case_id == case_id  # type: ignore[union-attr]
+    [reopened] = _events(shop, case_id, "case.reopen")
+    lines = _timeline(shop, case_id)
+    [line] = [line for line in lines if "reopened this resolved case" in line]
+    assert line.startswith(config.local_time(T0 + timedelta(hours=2)) + DASH), lines
+    assert line.endswith(f"; imported {config.local_time(reopened.at)}"), line
+
 def test_a_post_stored_as_it_was_written_says_nothing_of_an_import_and_lines_stay_in_time_order() -> None:
     from console.timeline import lines
 
