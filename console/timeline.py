@@ -319,8 +319,13 @@ def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], 
 
     items: list[tuple[datetime, str]] = [(n.created_at or utcnow(), f"{n.author} noted: {n.text}") for n in notes]
     link_events = [e for e in events if e.action in LINK_ACTIONS]
+    outbox_posts = {str((e.details or {}).get("external_id")) for e in events if e.action == "outbox.sent"}
     for e in events:
         if e.action == "case.note" or _said_by_its_link_event(e, link_events):
+            continue
+        if e.action == "case.answered" and str((e.details or {}).get("external_id")) in outbox_posts:
+            # A listener stored our reply before the outbox recorded its post id (a crash between the two:
+            # "found already posted"); the outbox's line tells it, it was not typed outside Doorstep.
             continue
         at, words = e.at or utcnow(), sentence(e, messages, when, handles)
         happened = happened_at(e, opened_at)

@@ -180,6 +180,33 @@ def test_a_reply_doorstep_sent_is_not_told_as_one_from_outside(store: Store) -> 
     assert not _events(store, case_id, "case.answered")
 
 
+
+def test_a_reply_the_outbox_records_after_a_listener_stored_it_is_not_told_as_one_from_outside(shop: Store) -> None:
+    """After a crash between posting and recording, the outbox finds its reply already posted and records it
+    (found already posted, not sent twice); a listener that stored the post in between had no outbox record
+    to match and wrote "answered (outside Doorstep)". The page tells the reply once, as the outbox's."""
+    config = load_config(DEMO_CONFIG)
+    customer, reply = _customer_and_our_reply(external="posted-8")
+    Pipeline(shop, config, KeywordClassifier()).ingest([customer])
+    case_id = shop.mention_by_external_id("x", "cust-1").case_id  # type: ignore[union-attr]
+    with shop.transaction():  # the reply went out; the worker died before recording its post id
+        shop.db.execute(
+            "insert into outbound_messages (case_id, kind, channel, target, text, status, attempts, idempotency_key, "
+            "created_by, created_at) values (?, 'reply', 'x', 'hking12', ?, 'sending', 1, 'k-8', 'ann', ?)",
+            [case_id, reply.text, iso(reply.created_at)])
+    Pipeline(shop, config, KeywordClassifier()).ingest([reply])  # the listener stores it first
+    assert len(_events(shop, case_id, "case.answered")) == 1
+    [message_id] = [r[0] for r in shop.db.execute("select id from outbound_messages where idempotency_key = 'k-8'")]
+    with shop.transaction():  # what the outbox's recovery records
+        shop.db.execute("update outbound_messages set status = 'sent', external_id = 'posted-8', sent_at = ?, "
+                        "last_error = 'found already posted; not sent again' where id = ?",
+                        [iso(reply.created_at), message_id])
+        shop.audit("outbox", "outbox.sent", case_id, {"message_id": message_id, "external_id": "posted-8",
+                                                      "recovered": True, "kind": "reply", "channel": "x"})
+    lines = _timeline(shop, case_id)
+    assert not [line for line in lines if "outside Doorstep" in line], lines
+    assert [line for line in lines if "found already posted, not sent twice" in line], lines
+
 def test_a_bluesky_answer_keeps_through_redaction_what_its_timeline_line_needs(store: Store) -> None:
     from console.timeline import lines
 
