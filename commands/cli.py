@@ -12,6 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import click
 
 from doorstep.config import Config, database_location, default_db_path
 from doorstep.context import Context, pass_ctx
+from doorstep.models import utcnow
 
 
 #: Validators of the doorstep.toml sections the outer packages own ("module:function" taking a
@@ -207,6 +209,18 @@ def _report_import(report: Any, strict: bool = False, all_errors: bool = False) 
         sys.exit(1)
 
 
+def _record_import(ctx: Context, kind: str, file: Path, started: datetime, **outcome: Any) -> None:
+    """Record the run for the team (``listeners.files.record_import``); a store that cannot take the
+    record (busy, read-only) is said in one line and does not change the import's own outcome."""
+    from listeners.files import record_import
+
+    try:
+        record_import(ctx.store, kind, file, started, **outcome)
+    except Exception as exc:  # noqa: BLE001 - the import is done; only its record in the console is missing
+        click.echo(f"warning: {file}: this import is not recorded for the console ({exc.__class__.__name__}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else ''}); the rows it wrote are kept", err=True)
+
+
 def _import_options(fn: Any) -> Any:
     """Options every import command shares."""
     fn = click.option("--max-rejected", "max_rejected", type=click.FloatRange(0.0, 1.0), default=None,
@@ -235,9 +249,11 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
 
             limits = ctx.config.imports
             share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
+            started = utcnow()
             try:
                 report = make_run(ctx, file, fmt, encoding, **extra)(share, limits.batch_rows)
             except ImportFileError as exc:
+                _record_import(ctx, name, file, started, refused=str(exc))
                 raise click.ClickException(str(exc)) from None
             except ImportStopped as stop:
                 if ctx.debug:
@@ -248,8 +264,10 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
                 # import's own count is not at hand, but what is written stays and a re-run skips it.
                 if ctx.debug:
                     raise
+                _record_import(ctx, name, file, started, interrupted=True)
                 raise click.ClickException(f"{file}: interrupted (Ctrl-C); rows already written are kept, and "
                                            "running the same import again finishes it") from None
+            _record_import(ctx, name, file, started, report=report)
             _report_import(report, strict, all_errors)
 
         decorated: Any = command

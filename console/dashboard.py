@@ -8,7 +8,7 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from console.widgets import escape_md, get_config, get_store, listener_rows, open_inbox, require
+from console.widgets import escape_md, get_config, get_store, imports_section, listener_rows, open_inbox, require
 from doorstep.models import channel_name
 
 WINDOWS = {"Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
@@ -202,6 +202,7 @@ def render() -> None:
         st.caption(escape_md(f"Times in {config.timezone}."))
     else:
         st.caption("No listener has run yet.")
+    imports_section(store, config)
     if data["gaps"]:
         st.caption("Possible data gaps: hours already past with no posts where the usual traffic would have brought some")
         st.dataframe([{**{k: g[k] for k in ("from_local", "to_local", "hours", "expected_mentions")},

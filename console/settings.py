@@ -23,6 +23,7 @@ from console.widgets import (
     flash,
     get_config,
     get_store,
+    imports_section,
     listener_rows,
     local_time,
     require,
@@ -87,6 +88,7 @@ def _channels(store: Any, config: Any) -> None:
         st.caption(escape_md(f"Times in {config.timezone}."))
     else:
         st.caption("No listener has run yet.")
+    imports_section(store, config)
 
 
 #: Each account's own secrets, by suffix (the names shown are the account's own, e.g. FETTLE_X_ACCESS_TOKEN).

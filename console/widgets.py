@@ -101,6 +101,36 @@ def listener_rows(health: list[dict[str, Any]], config: Config, *, detail: bool 
     return rows
 
 
+
+#: An import's kind as the team says it.
+IMPORT_KINDS = {"orders": "Orders", "tracking": "Tracking", "mentions": "Posts"}
+
+
+def import_rows(runs: list[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
+    """The latest ``doorstep import`` runs (``listeners.files.recent_imports``) as the team reads them: when in
+    the shop's zone, the file's name, the result in words ("1 of 2 rows rejected", "file refused") and the
+    first problem, so a refused nightly orders file is seen in the console, not only on cron's terminal."""
+    from pathlib import PurePath
+
+    from doorstep.store import parse_time
+
+    rows = []
+    for run in runs:
+        outcome, total, rejected = run.get("outcome") or "", run.get("rows") or 0, run.get("rejected") or 0
+        if outcome in ("rows rejected", "nothing written"):
+            result = f"{rejected} of {total} rows rejected" + ("; nothing written" if outcome == "nothing written" else "")
+        elif outcome == "interrupted":
+            result = "interrupted (Ctrl-C); rows written are kept"
+        else:
+            result = outcome
+        rows.append({"when": local_time(parse_time(run.get("finished_at")), config) if run.get("finished_at") else "",
+                     "import": IMPORT_KINDS.get(run.get("kind") or "", run.get("kind") or ""),
+                     "file": PurePath(run.get("file") or "").name, "result": result,
+                     "new / updated / unchanged": f"{run.get('new') or 0} / {run.get('updated') or 0} / "
+                                                  f"{run.get('unchanged') or 0}",
+                     "first error": run.get("message") or ""})
+    return rows
+
 def _human(delta: timedelta) -> str:
     minutes = int(abs(delta.total_seconds()) // 60)
     if minutes < 60:
@@ -332,3 +362,17 @@ def safe_table(rows: list[dict[str, Any]]) -> None:
     ``st.table`` reads its cells as Markdown, so each is escaped like any other text from outside
     (an item's name, a courier's words)."""
     st.table([{column: escape_md(str(value)) for column, value in row.items()} for row in rows], hide_index=True)
+
+
+def imports_section(store: Any, config: Config) -> None:
+    """Settings' and the Dashboard's "File imports": the latest runs (:func:`import_rows`), nothing when the shop
+    has never imported a file."""
+    try:
+        from listeners.files import recent_imports
+    except ImportError:  # pragma: no cover - listeners package absent
+        return
+    runs = recent_imports(store)
+    if runs:
+        st.subheader("File imports")
+        st.dataframe(import_rows(runs, config), hide_index=True, width="stretch")
+        st.caption(escape_md(f"The latest {len(runs)} runs of doorstep import. Times in {config.timezone}."))

@@ -1126,3 +1126,56 @@ def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, e
         report.unchanged += len(batch) - added
         done += len(batch)
     return report
+
+
+# ------------------------------------------------------------------ the team sees each import
+#: What an import run came to, in the words Settings and the Dashboard show.
+IMPORT_OUTCOMES = ("ok", "rows rejected", "nothing written", "stopped", "file refused", "interrupted")
+
+
+def record_import(store: Store, kind: str, file: str | Path, started_at: datetime, *,
+                  report: ImportReport | None = None, refused: str | None = None, interrupted: bool = False) -> None:
+    """Record one ``doorstep import`` run (``import_runs``, m026): its counts and what went wrong.
+
+    ``report`` for a run that read the file, ``refused`` (the one-line error) for a file refused whole.
+    The message is the first rejected row (row, field, reason; "and N more") or why the run stopped,
+    redacted as every stored error is. The caller says what to do when this write fails: the import
+    itself is done either way."""
+    from doorstep.redaction import redact
+
+    counts = {"rows": 0, "new": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+    message = refused or ""
+    if report is not None:
+        counts = {"rows": report.valid + len(report.errors), "new": report.stored, "updated": report.updated,
+                  "unchanged": report.unchanged, "rejected": len(report.errors)}
+        if report.errors:
+            first = report.errors[0]
+            message = f"row {first.row}: {first.field}: {first.reason}"
+            if len(report.errors) > 1:
+                message += f" (and {len(report.errors) - 1} more)"
+        if report.stopped:
+            message = report.stopped + (f"; {message}" if message else "")
+    if refused is not None:
+        outcome = "file refused"
+    elif interrupted:
+        outcome = "interrupted"
+    elif report is not None and report.stopped:
+        outcome = "stopped"
+    elif report is not None and not report.committed:
+        outcome = "nothing written"
+    elif report is not None and report.errors:
+        outcome = "rows rejected"
+    else:
+        outcome = "ok"
+    with store.transaction():
+        store.db.execute(
+            "insert into import_runs (kind, file, started_at, finished_at, rows, new, updated, unchanged, rejected, "
+            "outcome, message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [kind, str(file), started_at.isoformat(), utcnow().isoformat(), counts["rows"], counts["new"],
+             counts["updated"], counts["unchanged"], counts["rejected"], outcome, redact(message)[:2000]])
+
+
+def recent_imports(store: Store, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest import runs, newest first, as :func:`record_import` wrote them."""
+    return [dict(r) for r in store.db.query("select * from import_runs order by finished_at desc, id desc limit ?",
+                                            [limit])]

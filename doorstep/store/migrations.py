@@ -809,3 +809,20 @@ def m025_tracking_numbers_normalised(db: sqlite_utils.Database) -> None:
             "and exists (select 1 from tracking_events where tracking_number = ?1)",
             [number],
         )
+
+
+@MIGRATIONS()
+def m026_import_runs(db: sqlite_utils.Database) -> None:
+    """Each ``doorstep import`` run: what it read, wrote and refused, so the team sees it.
+
+    An orders or tracking import run from cron reported itself on its terminal only: a refused or half
+    rejected nightly file left linking on yesterday's orders and nobody in the console knew.
+    ``listeners.files.record_import`` writes a row per run; Settings and the Dashboard show the latest.
+    Not listener health: an import runs when the shop runs it, so it is never "stale".
+    """
+    db["import_runs"].create(
+        {"id": int, "kind": str, "file": str, "started_at": str, "finished_at": str, "rows": int, "new": int,
+         "updated": int, "unchanged": int, "rejected": int, "outcome": str, "message": str},
+        pk="id", if_not_exists=True,
+    )
+    db["import_runs"].create_index(["finished_at"], if_not_exists=True)
