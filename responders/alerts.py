@@ -9,7 +9,8 @@ Rules (each can be switched off):
   seasonal baseline (method below);
 * ``sla_breach``: an open case's first (or next) response is due within ``sla_warn_minutes`` (or overdue);
 * ``listener_unhealthy``: a listener has not succeeded for ``listener_stale_minutes`` or its
-  last round failed.
+  last round failed; or the latest run of a file import (orders, tracking, posts) wrote nothing
+  (file refused, stopped, too many rows rejected).
 
 One *incident* is (rule, subject), e.g. ``spike:courier:UPS`` or ``sla:case:42``. The first
 firing sends an alert; while it keeps firing, at most one "update" per ``cooldown_minutes``
@@ -320,6 +321,15 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                 firings.append(Firing("listener_unhealthy", f"listener:{row['name']}",
                                       f"listener {channel_name(row['name'])}: {'; '.join(problems)}",
                                       level="error" if row["last_error_at"] else "stale"))
+        # A file import whose latest run wrote nothing (a cron job's orders file refused, stopped, mostly
+        # rejected): linking works from stale orders until someone looks. A later good run ends it.
+        for row in store.db.query(
+                "select r.* from import_runs r where r.id = (select max(id) from import_runs l where l.kind = r.kind) "
+                "and r.outcome in ('file refused', 'nothing written', 'stopped') order by r.kind"):
+            firings.append(Firing("listener_unhealthy", f"import:{row['kind']}",
+                                  f"import of {row['kind']} from {row['file']}: {row['outcome']} at "
+                                  f"{config.local_time(row['finished_at'], zone=True)}: {(row['message'] or '')[:200]}",
+                                  level=f"{row['outcome']} {row['finished_at']}"))
     return firings
 
 

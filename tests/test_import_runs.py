@@ -76,3 +76,22 @@ def test_settings_and_the_dashboard_show_the_latest_imports_in_words(shop: Store
         assert row["result"] == "1 of 2 rows rejected", row
         assert row["when"] == config.local_time(run["finished_at"]), row
         assert "row 3: placed_at" in row["first error"], row
+
+
+def test_an_import_that_wrote_nothing_alerts_the_lead_until_a_later_run_succeeds(db_url: str, tmp_path: Path):
+    from tests.test_alerts import alert_config
+    from responders.alerts import evaluate
+
+    config = alert_config(listener_unhealthy=True, listener_stale_minutes=15, email="ops@larkspur.test")
+    path = tmp_path / "orders.csv"
+    path.write_text("number,number\nORD-1,ORD-1\n", encoding="utf-8")  # refused whole
+    _import(db_url, "orders", path)
+    store = Store(db_url)
+    try:
+        [firing] = evaluate(store, config)
+        assert firing.subject == "import:orders" and "file refused" in firing.why and "twice" in firing.why, firing
+        path.write_text(HEADER + "ORD-1,c1,2026-11-01T10:00:00+00:00,Ann Lee\n", encoding="utf-8")
+        _import(db_url, "orders", path)
+        assert evaluate(store, config) == []
+    finally:
+        store.close()
