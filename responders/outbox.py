@@ -39,7 +39,7 @@ from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
 from responders.channels import (PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, credentials_stamp,
-                                  former_account, make_sender, network_of, no_longer_ours)
+                                  _AGAIN, former_account, make_sender, network_of, no_longer_ours)
 from responders.config import responders_settings
 
 __all__ = [
@@ -1001,6 +1001,7 @@ class Outbox:
                     raise SendError(f"the daily post budget of {message.account} is spent (max_posts_per_day)",
                                     retry_after_s=3600.0)
                 self._check_shared_mailbox(message)
+                message = self._from_case_brand(message)
                 sender = self.sender(message.channel, message.account, message.kind)
                 if before.attempts > 0 and getattr(sender, "can_check", False):
                     existing = sender.find_existing(message)
@@ -1030,6 +1031,30 @@ class Outbox:
         refusal = shared_mailbox_refusal(self.store, self.config, case) if case is not None else None
         if refusal is not None:
             raise SendError(refusal.reason, retryable=False)
+
+    def _from_case_brand(self, message: OutboundMessage) -> OutboundMessage:
+        """A customer message on a social network with no account was queued by a version that knew one
+        account per network (before m006). On the shared token, unverified, it went out from whichever
+        brand that token is (upgrade audit: @LarkspurHelp answered a Fettle customer). It goes from its
+        case brand's account now, recorded on the message; refused where that brand has none there."""
+        from doorstep.config import brand_account, brand_accounts
+
+        network = network_of(message.channel)
+        if (message.account or not message.case_id or message.kind not in CUSTOMER_KINDS
+                or network not in ("x", "mastodon", "bluesky") or not brand_accounts(self.config, network)):
+            return message
+        case = self.store.get_case(message.case_id)
+        brand = case.brand if case is not None else None
+        account = brand_account(self.config, brand, network)
+        if account is None:
+            raise SendError(f"this {message.kind} was queued by an older Doorstep with no account of its own, and "
+                            f"{brand or 'its case (no brand)'} has no {network} account in doorstep.toml, so it was "
+                            f"not sent from another brand's: {_AGAIN.get(message.kind, 'queue it again from the case')}",
+                            retryable=False)
+        with self.store.transaction():
+            self.store.db.execute("update outbound_messages set account = ? where id = ? and account is null",
+                                  [account.handle, message.id])
+        return message.model_copy(update={"account": account.handle})
 
     def _recorded_for_another(self, message: OutboundMessage, external_id: str) -> bool:
         """Whether the post the channel found is already another message's (the same words, sent before)."""

@@ -338,3 +338,35 @@ def test_a_courier_escalation_goes_from_the_case_brands_address(
     assert (sender, login) == ("care@fettle.test", "fettle-mailbox") and "Escalation" in subject
     assert str(smtp_auth.mail[0][0]["Message-ID"]).endswith("@fettle.test>")
     assert get_message(store, message.id).account == "care@fettle.test"  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ upgrade audit: messages from before accounts
+def _as_before_accounts(store: Store, message_id: int) -> None:
+    """What a database of a version before m006 (one account per network) holds: no account on the message."""
+    with store.transaction():
+        store.db.execute("update outbound_messages set account = null where id = ?", [message_id])
+
+
+def test_a_reply_queued_before_brands_had_accounts_goes_from_its_case_brands_account(
+        store: Store, mastodon: Any) -> None:
+    """Upgrade audit, finding 1: a reply queued (or failed) under a version that knew one account per network has
+    no account; the outbox sent it on the shared token, unverified: @LarkspurHelp answered a Fettle customer.
+    It goes from the case brand's own account now, and the message says which."""
+    message_id, _ = _fettle_mastodon_reply(store)
+    _as_before_accounts(store, message_id)
+    send(store, _config(larkspur(mastodon="LARKSPUR_MASTODON"), fettle(mastodon="FETTLE_MASTODON")))
+    assert [s["account"]["acct"] for s in mastodon.statuses] == ["FettleCare"]
+    sent = get_message(store, message_id)
+    assert sent.status == "sent" and sent.account == "FettleCare"
+
+
+def test_a_reply_queued_before_brands_had_accounts_is_refused_when_its_brand_has_no_account_there(
+        store: Store, mastodon: Any) -> None:
+    message_id, _ = _fettle_mastodon_reply(store)
+    _as_before_accounts(store, message_id)
+    send(store, _config(larkspur(mastodon="LARKSPUR_MASTODON"), fettle(x="FETTLE_X")))
+    assert mastodon.statuses == []
+    failed = get_message(store, message_id)
+    assert failed.status == "failed" and failed.attempts == 1
+    assert "Fettle Outdoor has no mastodon account" in (failed.last_error or ""), failed.last_error
+    assert "queue the reply again from the case" in (failed.last_error or ""), failed.last_error
