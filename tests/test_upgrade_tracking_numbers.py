@@ -95,3 +95,25 @@ def test_upgrading_leaves_a_parcel_claimed_by_two_orders_as_typed(tmp_path, stor
     assert len(result.errors) == 1 and "ORD-1" in str(result.errors[0]), result.errors
     assert _rows(store, "select tracking_number, order_number from shipments order by order_number") == [
         (RM, "ORD-1"), (RM_TYPED, "ORD-2")]
+
+
+def test_a_database_upgraded_by_a_newer_version_is_refused_not_used(db_url: str):
+    """Upgrade audit, finding 3: an older Doorstep opened a database a newer one had upgraded and wrote rows the
+    newer one then misread (a case without its SLA fields, missing from Overdue). This version refuses a
+    database whose schema holds changes it does not know, in one line, and writes nothing."""
+    import pytest
+
+    from doorstep.store import StoreError
+
+    store = Store(db_url)
+    with store.transaction():
+        store.db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) "
+                         "values ('doorstep', 'm999_from_a_newer_version', '2027-01-01 00:00:00+00:00')")
+    cases = store.db.execute("select count(*) from cases").fetchone()[0]
+    store.close()
+    with pytest.raises(StoreError) as refused:
+        Store(db_url)
+    message = str(refused.value)
+    assert "upgraded by a newer Doorstep" in message and "m999_from_a_newer_version" in message, message
+    assert "run that version" in message and "\n" not in message, message
+    assert cases == 0

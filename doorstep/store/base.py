@@ -24,7 +24,7 @@ from doorstep.dialect import (
     is_busy,
     is_postgres,
 )
-from doorstep.store.migrations import MIGRATIONS, PG_MIGRATE_LOCK_KEY
+from doorstep.store.migrations import MIGRATIONS, PG_MIGRATE_LOCK_KEY, unknown_migrations
 
 #: How long a connection waits for another connection's write lock before "database is locked"
 #: (SQLite's busy timeout). ``[limits] busy_timeout_s`` in doorstep.toml sets it per deployment.
@@ -349,8 +349,15 @@ class StoreBase:
         """Apply pending migrations; none pending means no write at all (read-only opening)."""
         try:
             pending = MIGRATIONS.pending(self.db)
+            newer = unknown_migrations(self.db)
         except (sqlite3.DatabaseError, *DATABASE_ERRORS) as exc:
             raise StoreError.from_sqlite(self.path, exc) from exc
+        if newer:
+            # Rows this version writes would lack what the newer schema expects (an older version's case had
+            # no SLA deadline and left the Overdue filter: upgrade audit, finding 3). Nothing is written.
+            raise StoreError(self.path, f"was upgraded by a newer Doorstep (its schema has {len(newer)} change(s) this "
+                                        f"version does not know: {', '.join(newer[:3])}{' ...' if len(newer) > 3 else ''})",
+                             "run that version (or newer) on it, or restore the backup taken before the upgrade")
         if not pending:
             return
         if self.dialect.postgres:

@@ -27,6 +27,12 @@ MENTION_FTS_COLUMNS = ("text",)
 CUSTOMER_FTS_COLUMNS = ("name", "email", "phone")
 
 
+
+def unknown_migrations(db: sqlite_utils.Database) -> list[str]:
+    """The migrations applied to ``db`` that this version does not have: a newer Doorstep upgraded it."""
+    known = {m.name for m in MIGRATIONS._migrations}  # sqlite-utils keeps the registered list private
+    return [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
+
 @MIGRATIONS()
 def m001_initial(db: sqlite_utils.Database) -> None:
     db["mentions"].create(
