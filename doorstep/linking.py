@@ -132,12 +132,15 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
 
 
 def quoted_order(store: Store | ShopLookups, number: str) -> OrderSummary | None:
-    """The order a post's number names, as typed or in capitals or small letters.
+    """The order a post's number names, as typed or in capitals or small letters, with or without a "#".
 
     Why: a case-insensitive ``order_patterns`` entry finds "ord-2026-008001", but the shop stores
-    ORD-2026-008001; the customer quoted their own order all the same. Exact lookups on the order
-    number (its key) are used, so no scan: at most three, and one for a number without letters."""
-    for variant in dict.fromkeys((number, number.upper(), number.lower())):
+    ORD-2026-008001; the customer quoted their own order all the same. Shop exports (Shopify's "Name")
+    store "#990001" where the pattern ``#(\\d{4,8})`` takes "990001" from the post: the number missed
+    and the case linked the customer's latest order instead (upgrade audit, finding 4). Exact lookups
+    on the order number (its key) are used, so no scan: at most six, two for a number without letters."""
+    hashed = number[1:] if number.startswith("#") else f"#{number}"
+    for variant in dict.fromkeys((number, number.upper(), number.lower(), hashed, hashed.upper(), hashed.lower())):
         order = store.order_summary(variant)
         if order is not None:
             return order

@@ -264,6 +264,26 @@ def test_an_order_number_typed_in_lower_case_links_with_a_case_insensitive_patte
     assert (case.order_number, case.link_method, case.link_confirmed) == ("ORD-2026-008001", "order_number", True)
 
 
+
+def test_an_order_stored_with_its_hash_is_the_order_a_post_quoting_it_names(tmp_path: Path, store: Store, config: Config):
+    """Upgrade audit, finding 4: shop exports (Shopify's "Name") write order numbers "#990001"; the order pattern
+    ``#(\\d{4,8})`` takes "990001" from the post. Linking missed the number, and the case page warned "customer
+    quoted 990001: no such order" beside order #990001 itself."""
+    from console.case_view import quoted_numbers
+
+    path = write_csv(tmp_path / "hash.csv", ["number", "customer_id", "placed_at", "brand", "customer_name", "customer_x"], [
+        ["#990001", "c1", PLACED, "Fettle", "Ann Lee", "annlee"],
+        ["#990002", "c1", (T0 - timedelta(days=1)).isoformat(), "Fettle", "Ann Lee", "annlee"],
+    ])
+    assert import_orders(path, store).ok
+    post = mention("1", "@FettleCare order #990001 still not here", author_handle="annlee")
+    link = link_mention(post, store, config)
+    assert (link.method, link.order_number, link.confirmed) == ("order_number", "#990001", True)
+    Pipeline(store, config, KeywordClassifier()).ingest([post])
+    case = store.inbox()[0]
+    assert (case.order_number, case.link_method) == ("#990001", "order_number")
+    assert quoted_numbers(store, config, [post]) == []
+
 # ------------------------------------------------------------------ 10: semicolon-separated CSV
 def test_a_semicolon_separated_csv_imports(tmp_path: Path, store: Store):
     path = tmp_path / "f10.csv"
