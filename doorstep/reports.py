@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -631,10 +632,10 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
         png = _small_png(vlc.vegalite_to_png(spec, scale=2))
         out.append(Chart(name, title, alt_text, png))
 
-    daily = pd.DataFrame(data["daily"])
+    daily = pd.DataFrame(fold_daily_brands(data["daily"]))
     if not daily.empty and daily["mentions"].sum() > 0:
         daily["date"] = pd.to_datetime(daily["day"])
-        brands = sorted(daily["brand"].unique())
+        brands = list(dict.fromkeys(daily["brand"]))
         colours = alt.Scale(domain=brands, range=PALETTE[: len(brands)])
         per_day = daily.groupby("day")["complaints"].sum()
         title, subtitle = extreme_title({d: int(n) for d, n in per_day.items()}, highest=True)
@@ -771,9 +772,47 @@ def _environment() -> Any:
     return env
 
 
+#: Brands with columns of their own in "Trend by day" and lines in its charts; the rest are summed as
+#: "Other brands (N)". One group per brand made the page 20,018 px wide at 73 brands and the PDF fail from
+#: about 30 (real-posts audit); the palette has eight colours.
+DAILY_BRANDS_SHOWN = 6
+
+
+def fold_daily_brands(daily: list[dict[str, Any]], shown: int = DAILY_BRANDS_SHOWN) -> list[dict[str, Any]]:
+    """``daily`` (:func:`doorstep.metrics.daily_trend`) with the busiest ``shown - 1`` brands of the week kept and
+    the others summed per day into one "Other brands (N)", busiest first; as it is when ``shown`` brands or fewer."""
+    weekly: Counter[str] = Counter()
+    for row in daily:
+        weekly[row["brand"]] += row["mentions"]
+    order = sorted(weekly, key=lambda b: (-weekly[b], b))
+    if len(order) <= shown:
+        return sorted(daily, key=lambda r: (r["day"], order.index(r["brand"])))
+    kept = order[: shown - 1]
+    other = f"Other brands ({len(order) - len(kept)})"
+    out: list[dict[str, Any]] = []
+    summed: dict[str, dict[str, Any]] = {}
+    for row in sorted(daily, key=lambda r: r["day"]):
+        if row["brand"] in kept:
+            out.append(row)
+            continue
+        cell = summed.setdefault(row["day"], {"day": row["day"], "brand": other, "mentions": 0, "labelled": 0,
+                                              "complaints": 0, "negative": 0, "positive": 0})
+        for key in ("mentions", "labelled", "complaints", "negative", "positive"):
+            cell[key] += row.get(key) or 0
+    for cell in summed.values():
+        labelled = cell["labelled"]
+        cell["negative_share"] = cell["negative"] / labelled if labelled else None
+        cell["net_sentiment"] = (cell["positive"] - cell["negative"]) / labelled if labelled else None
+        out.append(cell)
+    rank = {b: i for i, b in enumerate([*kept, other])}
+    return sorted(out, key=lambda r: (r["day"], rank[r["brand"]]))
+
+
 def _daily_pivot(daily: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Days as rows, brands as column groups: seven rows instead of seven times the brands."""
-    brands = sorted({row["brand"] for row in daily})
+    """Days as rows, brands as column groups (:func:`fold_daily_brands`): seven rows instead of seven times the
+    brands."""
+    daily = fold_daily_brands(daily)
+    brands = list(dict.fromkeys(row["brand"] for row in daily))
     days: dict[str, dict[str, Any]] = {}
     for row in daily:
         label = f"{date.fromisoformat(row['day']):%a %d %b}"
@@ -841,13 +880,22 @@ def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
     pdf_log = logging.getLogger("xhtml2pdf")
     level = pdf_log.level
     pdf_log.setLevel(logging.ERROR)
+    # Written beside the target and moved into place whole: a layout that fails (xhtml2pdf raises on a table
+    # too wide for the page) left a 0-byte PDF where the last good one was (real-posts audit).
+    part = path.with_name(path.name + ".part")
     try:
-        with path.open("wb") as handle:
+        with part.open("wb") as handle:
             status = pisa.CreatePDF(html, dest=handle, encoding="utf-8")
+        if status.err:
+            raise RuntimeError(f"{status.err} error(s)")
+    except Exception as exc:  # noqa: BLE001 - one line for the CLI and the worker, whatever xhtml2pdf raised
+        part.unlink(missing_ok=True)
+        why = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise RuntimeError(f"{path}: the PDF could not be laid out ({why}); the HTML report is unaffected: "
+                           "set [reports] attach_pdf = false to send it without the PDF, or run `doorstep report weekly --format html`") from None
     finally:
         pdf_log.setLevel(level)
-    if status.err:
-        raise RuntimeError(f"{path}: PDF rendering failed with {status.err} error(s)")
+    part.replace(path)
     return path
 
 
