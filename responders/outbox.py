@@ -158,10 +158,14 @@ DRAFTING_FRESH = timedelta(seconds=30)
 
 
 def customers_text(store: Store, case: Case, author: str | None = None) -> str:
-    """What the case's customer wrote in its posts (joined, casefolded), only as ``author`` when given:
-    what a public reply may say back to them (a number or an item they posted themselves)."""
+    """What the case's customer wrote in its public posts (joined, casefolded), only as ``author`` when given:
+    what a public reply may say back to them (a number or an item they posted themselves).
+
+    Public posts only: what they told us by direct message, e-mail or SMS ("it's order 109902 - the walnut lamp,
+    please don't post this publicly") was theirs to keep private, and a public reply filled it in (security audit,
+    2026-12-06, second run)."""
     return " ".join(m.text for m in store.mentions_for_case(case.id)  # type: ignore[arg-type]
-                    if not m.outbound and (author is None or m.author_handle == author)
+                    if not m.outbound and m.channel in PUBLIC_CHANNELS and (author is None or m.author_handle == author)
                     and is_customers_post(store, case, m)).casefold()
 
 

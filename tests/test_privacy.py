@@ -175,3 +175,31 @@ def test_a_typed_public_reply_follows_the_templates_rule_for_numbers_items_and_p
     own = make_case(store, config, emulator, text="@LarkspurHelp where is LS-100234? my linen shirt is late",
                     handle="jane", order=order, confirmed=True)
     queue_reply(store, config, own, "@jane your linen shirt (LS-100234) left the Leeds hub yesterday", "ann")
+
+
+def test_what_the_customer_told_us_by_direct_message_is_not_said_back_in_public(
+        store: Store, emulator: XEmulator) -> None:
+    """Security audit (2026-12-06, second): after the customer DMed "it's order LS-100234 - the linen shirt,
+    please don't post this publicly", the number and the item counted as posted by them: the built-in templates
+    filled them into a public X reply and typed text naming them was queued. Only their public posts count."""
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+
+    from conftest import KeywordClassifier
+
+    config = shop_config()
+    order = add_order(store)  # Jane Doe, LS-100234, "Linen shirt"
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel??", handle="jane", order=order,
+                        confirmed=True)
+    dm = Mention(channel="x_dm", external_id="dm-1", author_handle="jane", created_at=NOW + timedelta(minutes=5),
+                 text="it's order LS-100234 - the linen shirt. Please don't post this publicly.")
+    Pipeline(store, config, KeywordClassifier()).ingest([dm])
+    assert store.mention_by_external_id("x_dm", "dm-1").case_id == case_id  # type: ignore[union-attr]
+    for text, named in (("@jane your order LS-100234 is on its way", "LS-100234"),
+                        ("@jane your linen shirt is on its way", "Linen shirt")):
+        with pytest.raises(ReplyRejected, match=named):
+            queue_reply(store, config, case_id, text, "ann", channel="x")
+    with pytest.raises(TemplateError):
+        render_template(store, config, case_id, "Sorry about your order {{ order_number }}", channel="x")
+    # By DM the order may be named: it is private.
+    assert "LS-100234" in render_template(store, config, case_id, "Your order {{ order_number }}", channel="x_dm")
