@@ -326,7 +326,8 @@ def _words_in(value: str, low: str) -> bool:
 
 
 def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
-    """What the case knows about its linked customer that a stranger must never read, by kind."""
+    """What the case knows about its linked customer (and its author's own record) that a stranger must never
+    read, by kind."""
     out: dict[str, list[str]] = {"numbers": [], "names": [], "full_names": [], "contact": [], "locations": [],
                                  "delivery": [], "items": []}
     order = store.get_order(case.order_number) if case.order_number else None
@@ -345,7 +346,11 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
                     out["delivery"].append(event.location)
     if order is not None:
         out["items"] += [str(i.get("name")) for i in order.items if i.get("name")]
-    customer_ids = {c for c in (case.customer_id, order.customer_id if order else None) if c}
+    # The author's own record too: relinked to another customer's order, the case no longer names it, and a public
+    # reply with the author's e-mail and phone was accepted (security audit, 2026-12-06, second run).
+    author = store.customer_id_by_handle(case.channel, case.author_handle) \
+        if case.channel and case.author_handle else None
+    customer_ids = {c for c in (case.customer_id, order.customer_id if order else None, author) if c}
     for customer_id in customer_ids:
         customer = store.get_customer(customer_id)
         if customer is not None:

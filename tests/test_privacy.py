@@ -203,3 +203,23 @@ def test_what_the_customer_told_us_by_direct_message_is_not_said_back_in_public(
         render_template(store, config, case_id, "Sorry about your order {{ order_number }}", channel="x")
     # By DM the order may be named: it is private.
     assert "LS-100234" in render_template(store, config, case_id, "Your order {{ order_number }}", channel="x_dm")
+
+
+def test_after_a_relink_to_another_customers_order_the_authors_own_details_stay_out_of_public(
+        store: Store, emulator: XEmulator) -> None:
+    """Security audit (2026-12-06, second), finding 2: relinked to Theo's order, the case forgot that its author
+    @pq_parcels is Priscilla Quenby on her own record; a public reply with her e-mail and phone was queued."""
+    config = shop_config()
+    store.upsert_customers([Customer(id="CP", name="Priscilla Quenby", email="priscilla.quenby@example.com",
+                                     phone="07700 900777", handles={"x": "pq_parcels"})])
+    theo = add_order(store, customer_id="CT", name="Theo Jones", email="theo@example.com", phone="+447700900555",
+                     number="LS-104201")
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel??", handle="pq_parcels",
+                        order=theo, confirmed=False)
+    for text in ("@pq_parcels we'll email priscilla.quenby@example.com today",
+                 "@pq_parcels we'll call you on 07700 900777",
+                 "@pq_parcels thanks Priscilla Quenby, checking"):
+        with pytest.raises(ReplyRejected):
+            queue_reply(store, config, case_id, text, "ann")
+    Outbox(store, config).send_due()
+    assert emulator.posted == []
