@@ -85,7 +85,18 @@ def can(user: User | None, action: str) -> bool:
     return role_rank(user.role) >= role_rank(PERMISSIONS[action])
 
 
-def hash_password(password: str, rounds: int = 12) -> str:
+#: zxcvbn's score (0-4) a password must reach: 0 and 1 are "too guessable" / "very guessable" (a top-10 password,
+#: "aaaaaaaa", a keyboard row, the user's own name with a year).
+MIN_PASSWORD_SCORE = 2
+
+
+def hash_password(password: str, rounds: int = 12, *, known: Sequence[str] = ()) -> str:
+    """The bcrypt hash of an acceptable ``password``; ``known``: words a guesser knows (username, name).
+
+    Eight characters alone let "12345678", "password" and "aaaaaaaa" in (security audit, 2026-12-06): the
+    strength is estimated by zxcvbn, which knows common passwords, names, keyboard patterns and repeats."""
+    from zxcvbn import zxcvbn
+
     data = password.encode("utf-8")
     if password != password.strip():
         # The login form strips what is typed, so such a password could never be entered.
@@ -94,6 +105,11 @@ def hash_password(password: str, rounds: int = 12) -> str:
         raise AuthError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(data) > MAX_PASSWORD_BYTES:
         raise AuthError(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    strength = zxcvbn(password, user_inputs=[w for w in known if w])
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        warning = strength["feedback"].get("warning") or "it is a common pattern"
+        raise AuthError(f"password is too easy to guess ({warning.rstrip('.')}); use a few uncommon words, "
+                        "e.g. a short phrase only you would think of")
     return bcrypt.hashpw(data, bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
 
@@ -122,7 +138,7 @@ def add_user(store: Store, username: str, password: str | None, *, role: str = "
         raise AuthError(f"user {username!r} already exists")
     if email and user_by_email(store, email) is not None:
         raise AuthError(f"e-mail {email!r} already belongs to another user")
-    hashed = hash_password(password, rounds=rounds) if password is not None else None
+    hashed = hash_password(password, rounds=rounds, known=[username, name or ""]) if password is not None else None
     with store.transaction():
         store.db["users"].insert(
             {"username": username, "name": name or username, "role": role, "email": email,
@@ -191,9 +207,16 @@ def set_role(store: Store, username: str, role: str, *, actor: str = "cli") -> U
     return get_user(store, username)  # type: ignore[return-value]
 
 
+def _known_words(store: Store, username: str) -> list[str]:
+    """The user's username and name: what a guesser tries first."""
+    user = get_user(store, username)
+    return [username, *([user.name] if user is not None and user.name else [])]
+
+
 def set_password(store: Store, username: str, password: str, *, actor: str = "cli", rounds: int = 12) -> None:
     _change_user(store, username, "update users set password_hash = ? where username = ?",
-                 [hash_password(password, rounds=rounds)], actor=actor, action="user.set_password", details={})
+                 [hash_password(password, rounds=rounds, known=_known_words(store, username))], actor=actor,
+                 action="user.set_password", details={})
     end_sessions(store, username, reason="password changed")
 
 
