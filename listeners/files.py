@@ -1144,7 +1144,7 @@ def record_import(store: Store, kind: str, file: str | Path, started_at: datetim
     from doorstep.redaction import redact
 
     counts = {"rows": 0, "new": 0, "updated": 0, "unchanged": 0, "rejected": 0}
-    message = refused or ""
+    message = (refused or "").removeprefix(f"{file}: ")  # the file has its own column
     if report is not None:
         counts = {"rows": report.valid + len(report.errors), "new": report.stored, "updated": report.updated,
                   "unchanged": report.unchanged, "rejected": len(report.errors)}
