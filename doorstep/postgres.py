@@ -21,6 +21,7 @@ None``); :meth:`PgDatabase.atomic` and ``Store.transaction`` open transactions e
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,9 +44,13 @@ _TYPE_NAMES = {"integer": int, "int": int, "bigint": int, "float": float, "real"
 _PY_TYPES = {"bigint": int, "integer": int, "smallint": int, "double precision": float, "real": float,
              "numeric": float, "text": str, "character varying": str, "bytea": bytes, "boolean": int}
 
+log = logging.getLogger(__name__)
+
 _INSERT_TABLE = re.compile(r"^\s*insert\s+into\s+\"?(\w+)\"?", re.IGNORECASE)
 _RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
 _WRITE = re.compile(r"^\s*(insert|update|delete)\b", re.IGNORECASE)
+#: Statements that only read: asked again on a new connection when the old one dropped under them.
+_READ = re.compile(r"^\s*(select|show)\b", re.IGNORECASE)
 
 
 class _BoolAsInt(Dumper):
@@ -176,17 +181,63 @@ class PgDatabase:
 
     def __init__(self, url: str):
         self.url = url
-        self.pg = psycopg.connect(url, autocommit=True)
-        self.pg.adapters.register_dumper(bool, _BoolAsInt)
-        self.pg.adapters.register_loader("numeric", _NumericAsNumber)
+        #: Session settings (``set lock_timeout = ...``), made again on every new connection.
+        self._settings: list[str] = []
+        #: Transactions open on this connection (``atomic`` blocks, nested ones counted).
+        self._depth = 0
+        self.pg = self._connect()
         self.conn = _Connection(self)
         #: Rows this connection has inserted, updated or deleted (SQLite's total_changes).
         self.changes = 0
         self._identity: dict[str, str] | None = None
         self._lock = threading.RLock()
 
+    def _connect(self) -> psycopg.Connection[Any]:
+        pg = psycopg.connect(self.url, autocommit=True)
+        pg.adapters.register_dumper(bool, _BoolAsInt)
+        pg.adapters.register_loader("numeric", _NumericAsNumber)
+        for statement in self._settings:
+            pg.execute(statement)
+        return pg
+
+    def setting(self, statement: str) -> None:
+        """Run a session setting (``set lock_timeout = 5000``) now and on every connection opened later."""
+        self.pg.execute(statement)
+        self._settings.append(statement)
+
+    def _alive(self) -> None:
+        """Open the connection again where the server dropped it (a restart, a failover, pg_terminate_backend).
+
+        A worker thread or a console session keeps one connection for life: after a drop every job failed with
+        "the connection is closed" until someone restarted the process (PostgreSQL worker audit, finding 1).
+        Never inside a transaction: what it wrote is gone with the connection, and the statements after it
+        must not run on their own; the transaction fails whole and the next one starts afresh."""
+        if not (self.pg.closed or self.pg.broken):
+            return
+        if self._depth:
+            raise psycopg.OperationalError("the connection to PostgreSQL was lost during this transaction; "
+                                           "nothing of it was committed: run it again")
+        log.warning("the connection to PostgreSQL was lost; opening a new one")
+        try:
+            self.pg.close()
+        except psycopg.Error:  # pragma: no cover - closing a broken connection
+            pass
+        self.pg = self._connect()
+
     # ------------------------------------------------------------------ statements
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = ()) -> PgCursor:
+        self._alive()
+        try:
+            return self._execute(sql, params)
+        except psycopg.OperationalError:
+            # A read that met a dropped connection is asked once more on a new one; a write is not (it may have
+            # reached the server before the drop): it fails, and the next call finds a new connection.
+            if self._depth or not (self.pg.closed or self.pg.broken) or not _READ.match(sql):
+                raise
+            self._alive()
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = ()) -> PgCursor:
         text, order = translate(sql)
         args: Sequence[Any] = list(params or ())
         if order is not None:
@@ -230,13 +281,20 @@ class PgDatabase:
     # ---------------------------------------------------------------- transactions
     @property
     def in_transaction(self) -> bool:
+        if self.pg.closed or self.pg.broken:
+            return self._depth > 0
         return self.pg.info.transaction_status != TransactionStatus.IDLE
 
     @contextmanager
     def atomic(self) -> Iterator[PgDatabase]:
         """A transaction (a savepoint inside one), committed when the block ends without error."""
-        with self.pg.transaction():
-            yield self
+        self._alive()
+        self._depth += 1
+        try:
+            with self.pg.transaction():
+                yield self
+        finally:
+            self._depth -= 1
 
     # ------------------------------------------------------------------ the schema
     def __getitem__(self, name: str) -> PgTable:
@@ -246,7 +304,7 @@ class PgDatabase:
         return PgTable(self, name)
 
     def table_names(self) -> list[str]:
-        return [r[0] for r in self.pg.execute(
+        return [r[0] for r in self.execute(
             "select table_name from information_schema.tables where table_schema = current_schema() "
             "and table_type = 'BASE TABLE' order by table_name").fetchall()]
 

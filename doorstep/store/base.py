@@ -317,7 +317,7 @@ class StoreBase:
 
         try:
             db = PgDatabase(self.path)
-            db.execute(f"set lock_timeout = {int(self.busy_timeout_s * 1000)}")
+            db.setting(f"set lock_timeout = {int(self.busy_timeout_s * 1000)}")
             if db.execute("select current_schema()").fetchone()[0] is None:
                 # The URL names a schema (options=-csearch_path=...) that is not there yet: make it,
                 # as a SQLite file is made on first use.
