@@ -76,14 +76,14 @@ def name_words(config: Config) -> list[tuple[str, re.Pattern[str]]]:
 
     Whole words and whole handles only: "ups" inside "upset", "cups" or "startups" named UPS on 8 of 21
     real care tweets (real-posts audit), each offering an escalation to UPS; "@americanairlnes" named
-    @AmericanAir. A handle is not part of an address ("care@upshelp.example") or of a longer handle; a
-    keyword may begin a hashtag ("#LarkspurHome")."""
+    @AmericanAir. A handle is not part of an address ("care@upshelp.example") or of a longer handle, and may
+    carry its server ("@LarkspurHelp@mastodon.social"); a keyword may begin a hashtag ("#LarkspurHome")."""
     out = []
     for entity in [*config.brands, *config.couriers]:
         handles = [f"@{re.escape(h)}" for h in entity.handles.values() if h]
         keywords = [re.escape(k) for k in entity.keywords if k]
         # A hashtag may run on past the keyword: "#LarkspurHome" names Larkspur.
-        alternatives = [f"(?<![\\w@.]){h}(?![\\w@])" for h in handles] + \
+        alternatives = [f"(?<![\\w@.]){h}(?!\\w)" for h in handles] + \
             [f"(?<!\\w){k}(?!\\w)|(?<=#){k}" for k in keywords]
         if alternatives:
             out.append((entity.name, re.compile("|".join(alternatives), re.IGNORECASE)))

@@ -35,6 +35,7 @@ def test_letters_inside_another_word_or_handle_name_nobody(text: str) -> None:
     ("UPS lost my parcel", ["UPS"]),
     ("the ups driver left it in the rain", ["UPS"]),
     ("@UPSHelp where is it?", ["UPS"]),
+    ("@UPSHelp@mastodon.social my parcel never arrived", ["UPS"]),  # a fediverse handle with its server
     ("hey @upshelp, @FettleCare: my order!", ["Fettle", "UPS"]),
     ("Royal Mail's van never came", ["Royal Mail"]),
     ("flew American Airlines, lost bag (ups!)", ["American Air", "UPS"]),
