@@ -40,13 +40,14 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.config import Config, courier_key, find_courier
 from doorstep.cases import INTENT_LABELS
-from doorstep.models import channel_name, utcnow
+from doorstep.models import PRIVATE_CHANNELS, channel_name, utcnow
+from doorstep.reports import Redactor
 from doorstep.store import Store, iso, parse_time
 from responders.config import Alerts, alert_settings
 from responders.escalation import target_routes
@@ -56,6 +57,8 @@ from responders.outbox import _key, enqueue
 log = logging.getLogger("doorstep.alerts")
 
 STATE_CURSOR = "alerts.state"
+#: Rules that fire once, on a new post: an alert of theirs held back by the hourly cap is kept until it is sent.
+ONE_SHOT_RULES = frozenset({"urgent_complaint", "vip_author"})
 #: Without a seasonal baseline, at least this many previous hours are needed to judge a spike.
 MIN_HISTORY_HOURS = 6
 
@@ -241,9 +244,26 @@ def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> 
 
 
 # ------------------------------------------------------------------ rules
+def _quoted(store: Store, redactor: Redactor, row: dict[str, Any]) -> tuple[str, str]:
+    """(who, ": \"quote\"") for an alert about ``row``'s post, as a Slack channel or a mail list may read it.
+
+    A private message (SMS, e-mail, direct message) is neither quoted nor named by its address: an SMS complaint
+    went to Slack with the customer's mobile number as its author and their e-mail in the quote (alerts audit).
+    A public post is quoted with contact details, numbers and names masked, as the weekly report quotes."""
+    channel = row["channel"]
+    if channel in PRIVATE_CHANNELS:
+        return f"a customer by {channel_name(channel)}", " (a private message: open the case to read it)"
+    customer = store.get_customer(row["customer_id"]) if row.get("customer_id") else None
+    text = redactor.text(" ".join((row["text"] or "").split()),
+                         names=[row.get("author_name"), customer.name if customer else None],
+                         handles=[row["author_handle"]]) or ""
+    return f"@{row['author_handle']} on {channel_name(channel)}", f": \"{text[:140]}\""
+
+
 def _new_complaints(store: Store, after_id: int) -> list[dict[str, Any]]:
     return list(store.db.query(
-        "select m.id, m.case_id, m.author_handle, m.author_followers, m.urgency, m.intent, m.text, m.channel, "
+        "select m.id, m.case_id, m.author_handle, m.author_name, m.author_followers, m.urgency, m.intent, m.text, "
+        "m.channel, "
         "c.customer_id, c.brand from mentions m left join cases c on c.id = m.case_id "
         "where m.id > ? and m.outbound = 0 and m.complaint = 1 order by m.id", [after_id]))
 
@@ -255,13 +275,13 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
     firings: list[Firing] = []
     if settings.urgent_complaint or settings.vip_author:
         followers_threshold = settings.followers_threshold or config.priority.vip_followers
+        redactor = Redactor(config)
         for row in _new_complaints(store, last_mention_id):
-            snippet = " ".join(row["text"].split())[:140]
+            who, quoted = _quoted(store, redactor, row)
             if settings.urgent_complaint and (row["urgency"] or 0) >= settings.urgency_threshold:
                 firings.append(Firing("urgent_complaint", f"case:{row['case_id']}",
                                       f"complaint with urgency {row['urgency']:.2f} >= {settings.urgency_threshold} "
-                                      f"from @{row['author_handle']} on {channel_name(row['channel'])}: \"{snippet}\"",
-                                      row["case_id"]))
+                                      f"from {who}{quoted}", row["case_id"]))
             if settings.vip_author:
                 customer = store.get_customer(row["customer_id"]) if row["customer_id"] else None
                 reasons = []
@@ -271,9 +291,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
                     reasons.append(f"{row['author_followers']:,} followers >= {followers_threshold:,}")
                 if reasons:
                     firings.append(Firing("vip_author", f"case:{row['case_id']}",
-                                          f"complaint from @{row['author_handle']} on {channel_name(row['channel'])} "
-                                          f"({', '.join(reasons)}): \"{snippet}\"",
-                                          row["case_id"]))
+                                          f"complaint from {who} ({', '.join(reasons)}){quoted}", row["case_id"]))
     if settings.spike.enabled:
         for dimension, value, result in detect_spikes(store, config, now):
             if result.spike:
@@ -283,7 +301,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
     if settings.sla_breach:
         horizon = iso(now + timedelta(minutes=settings.sla_warn_minutes))
         for row in store.db.query(
-                "select id, due_at, due_kind, brand, priority from cases where status in ('new', 'open') "
+                "select id, due_at, due_kind, brand, priority from cases where status in ('new', 'open', 'escalated') "
                 "and due_kind in ('first response', 'next response') and due_at <= ? order by due_at limit 200",
                 [horizon]):
             overdue = row["due_at"] <= iso(now)
@@ -353,7 +371,12 @@ class AlertEngine:
         return state
 
     def run_once(self) -> list[int]:
-        """Evaluate, deduplicate, rate-limit and queue; returns the ids of queued alert messages."""
+        """Evaluate, deduplicate, rate-limit and queue; returns the ids of queued alert messages.
+
+        The alerts a round queues and the state that says they were sent are written in one transaction: a worker
+        killed in the middle queued them again after its restart, and Slack got ten alerts twice (alerts audit).
+        An alert the hourly cap holds back is kept whole and sent when the cap allows: urgent and VIP alerts fire
+        once, on new posts, so one held and then forgotten was never sent, even after the cap was raised."""
         if not self.settings.enabled:
             return []
         now = self.now()
@@ -364,46 +387,59 @@ class AlertEngine:
         last_id = state["last_mention_id"]
         firings = evaluate(self.store, self.config, now, last_mention_id=last_id)
         state["last_mention_id"] = self.store.db.execute("select coalesce(max(id), 0) from mentions").fetchone()[0]
+        # Held one-shot alerts first (oldest first): nothing will fire them again. A held alert of a rule that keeps
+        # firing while its cause lasts (a spike, an SLA, a listener) is sent only while it still fires.
+        fired_now = {f.incident for f in firings}
+        held = [h for h in state["held"] if isinstance(h, dict)]  # a state written before kept names only
+        firings = [Firing(**h["firing"]) for h in held
+                   if h["firing"]["rule"] in ONE_SHOT_RULES and h["incident"] not in fired_now] + firings
+        state["held"] = held
         cooldown = timedelta(minutes=self.settings.cooldown_minutes)
         hour_ago = iso(now - timedelta(hours=1))
         state["sent"] = [t for t in state["sent"] if t > hour_ago]
         queued: list[int] = []
         seen: set[str] = set()
-        for firing in firings:
-            if firing.incident in seen:
-                continue
-            seen.add(firing.incident)
-            incident = state["incidents"].get(firing.incident)
-            if incident is None or incident.get("pending"):
-                kind = "new"
-            else:
-                incident["last_seen"] = iso(now)
-                incident["firings"] = incident.get("firings", 1) + 1
-                due = parse_time(incident["last_sent"]) + cooldown <= now  # type: ignore[operator]
-                if not due or incident.get("level") == firing.level:
+        with self.store.transaction():
+            for firing in firings:
+                if firing.incident in seen:
                     continue
-                kind = "update"
-            if len(state["sent"]) >= self.settings.max_per_hour:
-                if firing.incident not in state["held"]:
-                    state["held"].append(firing.incident)
-                if incident is None:
-                    # Remember it, so it is reported (once) when the rate limit allows.
-                    state["incidents"][firing.incident] = {"first": iso(now), "last_seen": iso(now),
-                                                           "pending": True, "firings": 1}
-                continue
-            if firing.incident in state["held"]:
-                state["held"].remove(firing.incident)
-            ids = self._deliver(firing, kind, len(state["held"]), now)
-            queued += ids
-            state["sent"].append(iso(now))
-            record = state["incidents"].setdefault(firing.incident, {"first": iso(now), "firings": 1})
-            record.update(last_sent=iso(now), last_seen=iso(now), level=firing.level, why=firing.why, pending=False)
-        # Close incidents that stopped firing for a whole cooldown (a later one alerts afresh).
-        state["held"] = [name for name in state["held"] if name in seen]
-        for name in list(state["incidents"]):
-            if name not in seen and parse_time(state["incidents"][name]["last_seen"]) + cooldown <= now:  # type: ignore[operator]
-                del state["incidents"][name]
-        self.store.set_cursor(STATE_CURSOR, json.dumps(state))
+                seen.add(firing.incident)
+                incident = state["incidents"].get(firing.incident)
+                if incident is None or incident.get("pending"):
+                    kind = "new"
+                else:
+                    incident["last_seen"] = iso(now)
+                    incident["firings"] = incident.get("firings", 1) + 1
+                    due = parse_time(incident["last_sent"]) + cooldown <= now  # type: ignore[operator]
+                    if not due or incident.get("level") == firing.level:
+                        continue
+                    kind = "update"
+                held_names = [h["incident"] for h in state["held"]]
+                if len(state["sent"]) >= self.settings.max_per_hour:
+                    if firing.incident not in held_names:
+                        state["held"].append({"incident": firing.incident, "firing": asdict(firing)})
+                    if incident is None:
+                        # Remember it, so it is reported (once) when the rate limit allows.
+                        state["incidents"][firing.incident] = {"first": iso(now), "last_seen": iso(now),
+                                                               "pending": True, "firings": 1}
+                    else:
+                        incident["last_seen"] = iso(now)
+                    continue
+                state["held"] = [h for h in state["held"] if h["incident"] != firing.incident]
+                ids = self._deliver(firing, kind, len(state["held"]), now)
+                queued += ids
+                state["sent"].append(iso(now))
+                record = state["incidents"].setdefault(firing.incident, {"first": iso(now), "firings": 1})
+                record.update(last_sent=iso(now), last_seen=iso(now), level=firing.level, why=firing.why, pending=False)
+            # Close incidents that stopped firing for a whole cooldown (a later one alerts afresh); a held one-shot
+            # alert stays until it is sent.
+            state["held"] = [h for h in state["held"] if h["incident"] in seen]
+            kept = {h["incident"] for h in state["held"]}
+            for name in list(state["incidents"]):
+                if name not in seen and name not in kept and \
+                        parse_time(state["incidents"][name]["last_seen"]) + cooldown <= now:  # type: ignore[operator]
+                    del state["incidents"][name]
+            self.store.set_cursor(STATE_CURSOR, json.dumps(state))
         return queued
 
     def _deliver(self, firing: Firing, kind: str, held: int, now: datetime) -> list[int]:

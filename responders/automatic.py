@@ -178,7 +178,9 @@ def _recheck_alert(store: Store, facts: Facts, case: Any) -> str | None:
         if case.first_response_at is not None and case.awaiting_since is None:
             # answered: no first response and no next response owed (doorstep/sla.py)
             return "the case has been answered since the alert was written"
-        if case.status not in ("new", "open"):
+        if case.status not in ("new", "open", "escalated"):
+            # An escalated case still owes the customer its response: the escalation 15 minutes before the SLA
+            # cancelled the alert, and the breach after it was never announced (alerts audit, finding 6).
             return f"the case is {case.status.replace('_', ' ')}"
     elif facts.rule in ("alert:urgent_complaint", "alert:vip_author") and case.status not in OPEN_STATUSES:
         return f"the case is {case.status.replace('_', ' ')}"
