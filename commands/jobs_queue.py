@@ -31,10 +31,12 @@ documented stalled-jobs recipe); every task is safe to run twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +176,10 @@ class Runtime:
         return jobs
 
     def close(self) -> None:
-        for store in self._stores:
+        """Close every thread's store (the job threads end with each try of :func:`keep_working`; the
+        next try's threads open stores of their own)."""
+        stores, self._stores = self._stores, []
+        for store in stores:
             store.close()
 
 
@@ -566,17 +571,140 @@ def _configured_jobs(config: Config) -> list[Any]:
 
 def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, concurrency: int = 1,
                classifier: str | None = None, name: str | None = None, wait: bool = True) -> None:
-    """Run one worker process until SIGINT/SIGTERM (``wait=False``: until the queues are empty)."""
+    """Run one worker process until SIGINT/SIGTERM (``wait=False``: until the queues are empty).
+
+    With ``wait`` the worker outlives PostgreSQL going away (a restart, a failover, the network): it
+    waits and tries again until stopped (:func:`keep_working`). Before, it exited with
+    "ConnectorException: Database error." after ~30 s without the database and nothing restarted it:
+    no reply or escalation went out afterwards (PostgreSQL worker audit).
+    ``wait=False`` (a backfill, a test) fails as before: nobody waits for it.
+    """
     apply_schema(conninfo(db))
     set_runtime(Runtime(db, config, classifier))
-    app = build_app(db, config)
     started = time.monotonic()
     log.info("worker %s on queues %s, concurrency %s", name or "", ", ".join(queues or QUEUES), concurrency)
+    options: dict[str, Any] = {"queues": list(queues) if queues else None, "concurrency": concurrency, "name": name,
+                               "wait": wait, "stalled_worker_timeout": STALLED_AFTER_S,
+                               "fetch_job_polling_interval": 1.0}
     try:
-        app.run_worker(queues=list(queues) if queues else None, concurrency=concurrency, name=name, wait=wait,
-                       stalled_worker_timeout=STALLED_AFTER_S,
-                       fetch_job_polling_interval=1.0)
+        if wait:
+            keep_working(lambda: build_app(db, config), options, after_each_try=runtime().close)
+        else:
+            build_app(db, config).run_worker(**options)
     finally:
         runtime().close()
         set_runtime(None)
         log.info("worker stopped after %.0f s", time.monotonic() - started)
+
+
+#: Seconds a worker that lost the database waits before it tries again: the first wait, doubled after
+#: each try that fails, up to the last. A plain loop rather than tenacity: the wait must end at once on
+#: SIGINT/SIGTERM, and start from the first again after a run that worked (:data:`RECONNECT_RESET_AFTER_S`).
+RECONNECT_FIRST_S = 2.0
+RECONNECT_MAX_S = 60.0
+#: A run that lasted this long was working: the next loss starts from the first wait again. (A try
+#: while the database is away lasts about 30 s: procrastinate's pool waits that long for a connection.)
+RECONNECT_RESET_AFTER_S = 60.0
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def keep_working(make_app: Callable[[], procrastinate.App], options: dict[str, Any],
+                 after_each_try: Callable[[], None] = lambda: None) -> None:
+    """Run the worker until SIGINT/SIGTERM; where PostgreSQL cannot be reached, one log line and another try.
+
+    Each try is a new App: one whose pool failed to open keeps that closed pool, and every later
+    ``run_worker`` on it would fail with "the pool is closed". A run that ends by itself (procrastinate
+    stops the worker when its job listener loses the database, and that stop may complete once the
+    database is back) is tried again as well: with ``wait`` only a signal ends the worker.
+    ``after_each_try`` closes what a try's job threads left open (they end with it).
+    """
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    delay = RECONNECT_FIRST_S
+    try:
+        _stop_on_signals(stop)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                asyncio.run(_work_until_stopped(make_app(), options, stop))
+                why = "the worker stopped by itself (procrastinate's log above says why)"
+            except Exception as exc:
+                cause = _lost_database(exc)
+                if cause is None:
+                    raise  # a broken schema, a bug: every try would meet it again
+                if stop.is_set():
+                    log.warning("worker stopped; PostgreSQL could not be told (%s)", cause)
+                    return
+                why = f"database unreachable ({cause})"
+            finally:
+                _stop_on_signals(stop)  # (the event loop's handlers went with it)
+                after_each_try()
+            if stop.is_set():
+                return
+            if time.monotonic() - started >= RECONNECT_RESET_AFTER_S:
+                delay = RECONNECT_FIRST_S
+            log.warning("%s; trying again in %g s", why, delay)
+            _wait_unless_stopped(stop, delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+async def _work_until_stopped(app: procrastinate.App, options: dict[str, Any], stop: threading.Event) -> None:
+    """Open ``app`` and run its worker until it ends or a stop signal comes (that ends it gracefully:
+    the jobs under way finish, as procrastinate's own handler lets them). A second signal ends the
+    process at once, as with procrastinate's handler."""
+    loop = asyncio.get_running_loop()
+
+    async def work() -> None:
+        async with app.open_async():
+            await app.run_worker_async(install_signal_handlers=False, **options)
+
+    task = asyncio.create_task(work())
+
+    def on_stop() -> None:
+        stop.set()
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        task.cancel()
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_stop)
+    if stop.is_set():  # a signal before the handlers above
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT/SIGTERM set ``stop`` (between tries, while no event loop runs)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _lost_database(exc: BaseException) -> str | None:
+    """What went wrong in one line where it is PostgreSQL going away (a lost or refused connection, a pool
+    that got none), which a later try may not meet; None for anything else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if _may_pass(seen):
+            return f"{type(seen).__name__}: {' '.join(str(seen).split())}"
+        if not isinstance(seen, procrastinate.exceptions.ConnectorException):
+            return None
+        seen = seen.__cause__
+    return None
+
+
+def _wait_unless_stopped(stop: threading.Event, seconds: float) -> None:
+    """Wait ``seconds`` or until stopped, in short slices: a signal handled between them ends the wait."""
+    end = time.monotonic() + seconds
+    while not stop.is_set() and (left := end - time.monotonic()) > 0:
+        stop.wait(min(left, 0.5))

@@ -51,6 +51,18 @@ def _named(exc: BaseException) -> bool:
     return isinstance(exc, (ListenerError, MissingCredentials))
 
 
+def _database_trouble(store: Store, exc: BaseException) -> str | None:
+    """``exc`` in one line where the database could not be asked (gone away, refused, busy), else None."""
+    from doorstep.dialect import DATABASE_ERRORS
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, DATABASE_ERRORS):
+        return str(StoreError.from_sqlite(store.path, exc))
+    return None
+
+
 @dataclass
 class Worker:
     store: Store
@@ -73,6 +85,8 @@ class Worker:
     _stop: threading.Event = field(default_factory=threading.Event)
     _reloading: bool = False
     _failures: dict[str, int] = field(default_factory=dict)
+    #: A reload the database did not answer: the next look that works reloads again.
+    _settings_unread: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def collect_jobs(self, *, filtered: bool = True) -> list[Job]:
@@ -104,14 +118,25 @@ class Worker:
             self._reloading = False
             self._stop.clear()
             if self.reload_config is not None:
-                self.config = self.reload_config()
+                try:
+                    self.config = self.reload_config()
+                except Exception as exc:  # noqa: BLE001 - narrowed in _database_trouble
+                    if (trouble := _database_trouble(self.store, exc)) is None:
+                        raise
+                    # The jobs go on with the config in force; the next look that works reads them again.
+                    log.warning("settings changed in the console but could not be read: %s; the jobs go on "
+                                "with the config in force and read them at the next look", trouble)
+                    self._settings_unread = True
+                    continue
             log.info("settings changed in the console: jobs restarted with the new config")
 
     def _run_jobs(self, once: bool, max_ticks: int | None) -> dict[str, int]:
         jobs = self.collect_jobs()
         for job in jobs:
             self._failures.setdefault(job.name, 0)
-        stamp = self.settings_stamp() if self.settings_stamp is not None else None
+        # None: not known (not read yet, or the database could not be asked); the first look that works reloads.
+        stamp = None if self._settings_unread else self._look_at_settings()
+        self._settings_unread = False
         looked_at = time.monotonic()
         log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
         rounds = 1 if once else max_ticks
@@ -126,7 +151,8 @@ class Worker:
             if (not once and self.settings_stamp is not None and not self._stop.is_set()
                     and time.monotonic() - looked_at >= self.reload_check_s):
                 looked_at = time.monotonic()
-                if self.settings_stamp() != stamp:
+                now = self._look_at_settings()
+                if now is not None and now != stamp:
                     self._reloading = True
                     self._stop.set()
             if self._stop.is_set() and self._reloading:
@@ -148,6 +174,21 @@ class Worker:
                 except Exception:  # noqa: BLE001
                     log.exception("job %s did not close cleanly", job.name)
         return dict(self._failures)
+
+    def _look_at_settings(self) -> Any:
+        """The settings stamp now; None where the database could not be asked (one log line; the next look
+        tries again). A database that is away for a while (a restart, a failover) ended the worker here:
+        its jobs log a failed tick and try again, and so does this look (PostgreSQL worker audit)."""
+        if self.settings_stamp is None:
+            return None
+        try:
+            return self.settings_stamp()
+        except Exception as exc:  # noqa: BLE001 - narrowed in _database_trouble
+            if (trouble := _database_trouble(self.store, exc)) is None:
+                raise
+            log.warning("could not look at the console's settings: %s; the jobs go on and the next look is "
+                        "in %g s", trouble, self.reload_check_s)
+            return None
 
     def _loop(self, job: Job, rounds: int | None) -> None:
         """One job's own schedule: run, wait its interval (or until stopped), run again."""

@@ -96,6 +96,24 @@ def routes() -> list[Any]:
             Route("/auth/logout", logout_route, methods=["GET"])]
 
 
+def _database_unreachable(exc: BaseException) -> bool:
+    """PostgreSQL refused the connection or dropped it (a restart, a failover, the network): waiting cures it.
+    Not a missing database, a wrong password or a statement PostgreSQL refused, which waiting does not."""
+    import psycopg
+
+    seen: BaseException | None = exc
+    while seen is not None:  # (a StoreError raised while opening the store names the psycopg error as its cause)
+        if isinstance(seen, psycopg.OperationalError):
+            state = getattr(seen, "sqlstate", None) or ""
+            if state:  # the server answered: only its "connection ended" states (admin/crash shutdown, starting up)
+                return state.startswith("08") or state in ("57P01", "57P02", "57P03", "57P05")
+            text = str(seen)
+            return not any(words in text for words in ("does not exist", "authentication failed",
+                                                       "no password supplied", "invalid"))
+        seen = seen.__cause__
+    return False
+
+
 def on_script_error(exc: BaseException) -> bool:
     """An exception in a page: logged in full (secrets masked), the agent sees a short note.
 
@@ -110,6 +128,11 @@ def on_script_error(exc: BaseException) -> bool:
     if busy is not None:  # a write that waited out the busy timeout: nothing was written; say so
         log.warning("console: %s (%s)", busy, exc)
         st.error(escape_md(busy))
+        return True
+    if _database_unreachable(exc):  # PostgreSQL restarting or away: every page failed the same way; say why
+        log.warning("console: the database cannot be reached (%s: %s)", type(exc).__name__, " ".join(str(exc).split()))
+        st.error("The database cannot be reached right now; this page works again when it is back "
+                 "— try again in a moment.")
         return True
     reference = secrets.token_hex(4)
     log.error("console error %s", reference, exc_info=(type(exc), exc, exc.__traceback__))

@@ -84,10 +84,20 @@ class StoreError(RuntimeError):
 
     @classmethod
     def from_postgres(cls, url: str, exc: BaseException) -> StoreError:
+        """Translate PostgreSQL's messages. A connection the server ended or the network cut (a restart,
+        a failover, pg_terminate_backend) was *lost*: the next try opens another (doorstep.postgres), so
+        it is not "cannot connect ... start PostgreSQL", which a running server made no sense of
+        (PostgreSQL worker audit)."""
         where = describe_target(url)
         text = " ".join(str(exc).split())
-        if isinstance(exc, __import__("psycopg").OperationalError) and ("connect" in text or "connection" in text
-                                                                        or "invalid" in text):
+        operational = isinstance(exc, __import__("psycopg").OperationalError)
+        lost = ("terminating connection", "server closed the connection unexpectedly", "the connection is closed",
+                "the connection is lost", "connection to PostgreSQL was lost", "SSL connection has been closed",
+                "SSL SYSCALL error")
+        if operational and (getattr(exc, "sqlstate", None) in ("57P01", "57P02", "57P05")
+                            or any(words in text for words in lost)):
+            return cls(where, f"the connection to PostgreSQL was lost ({text})", "it is opened again on the next try")
+        if operational and ("connect" in text or "connection" in text or "invalid" in text):
             return cls(where, f"cannot connect ({text})", _postgres_remedy(url, text))
         if is_busy(exc):
             return cls(where, f"is busy ({text})", "another connection holds the lock; try again in a moment")
