@@ -134,6 +134,12 @@ def on_script_error(exc: BaseException) -> bool:
         st.error("The database cannot be reached right now; this page works again when it is back "
                  "— try again in a moment.")
         return True
+    from doorstep.store import StoreError
+
+    if isinstance(exc, StoreError):  # the database cannot be used as it is (a newer schema, a full disk...): the
+        log.warning("console: %s", exc)  # one line says what and what to do, as the CLI says it
+        st.error(escape_md(str(exc)))
+        return True
     reference = secrets.token_hex(4)
     log.error("console error %s", reference, exc_info=(type(exc), exc, exc.__traceback__))
     st.error(f"Something went wrong on this page and it was logged (reference {reference}). "

@@ -61,3 +61,25 @@ def test_a_page_that_found_the_database_busy_says_so_not_something_went_wrong(
     assert "was not saved" in shown and "busy for over 10 s" in shown and "busy_timeout_s" in shown
     assert "Something went wrong" not in shown
     assert "database is locked" in caplog.text  # still logged
+
+
+def test_a_database_the_console_cannot_use_is_named_with_its_remedy(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-run audit, regression B: on a database a newer Doorstep had upgraded, every page showed only "Something
+    went wrong ... (reference ...)" while the CLI said what was wrong and what to do. A StoreError is that line."""
+    from doorstep.store import Store
+
+    db = tmp_path / "newer.db"
+    store = Store(db)
+    with store.transaction():
+        store.db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) "
+                         "values ('doorstep', 'm999_from_a_newer_version', 'now')")
+    store.close()
+    monkeypatch.delenv("DOORSTEP_CONFIG", raising=False)
+    at = AppTest.from_string(f"from console.server import on_script_error\nfrom doorstep.store import Store\n"
+                             f"try:\n    Store({str(db)!r})\nexcept Exception as exc:\n    on_script_error(exc)\n",
+                             default_timeout=30).run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "upgraded by a newer Doorstep" in shown and "restore the backup" in shown, shown
+    assert "Something went wrong" not in shown
