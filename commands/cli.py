@@ -221,6 +221,18 @@ def _record_import(ctx: Context, kind: str, file: Path, started: datetime, **out
                    f"{str(exc).splitlines()[0] if str(exc) else ''}); the rows it wrote are kept", err=True)
 
 
+def _not_a_file(file: Path) -> str | None:
+    """Why FILE cannot be imported at all (it does not exist, or is a folder), in one line naming it;
+    None when it is a file. Checked by the command, not by click, so the refusal is recorded as a run
+    ("file refused") and alerts the lead like any refused file: a cron job's missing nightly orders
+    file left no trace in the console."""
+    if not file.exists():
+        return f"{file}: the file does not exist; check the path (a scheduled job runs in its own folder)"
+    if file.is_dir():
+        return f"{file}: is a folder, not a file; name the file to import"
+    return None
+
+
 def _import_options(fn: Any) -> Any:
     """Options every import command shares."""
     fn = click.option("--max-rejected", "max_rejected", type=click.FloatRange(0.0, 1.0), default=None,
@@ -250,6 +262,10 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
             limits = ctx.config.imports
             share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
             started = utcnow()
+            missing = _not_a_file(file)
+            if missing is not None:
+                _record_import(ctx, name, file, started, refused=missing)
+                raise click.ClickException(missing)
             try:
                 report = make_run(ctx, file, fmt, encoding, **extra)(share, limits.batch_rows)
             except ImportFileError as exc:
@@ -272,7 +288,8 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
 
         decorated: Any = command
         for option in reversed([
-                click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+                # Not click's exists=True: its usage error came before any run was recorded (see _not_a_file).
+                click.argument("file", type=click.Path(readable=False, path_type=Path)),
                 click.option("--format", "fmt", type=click.Choice(formats), default=None, help=format_help),
                 *options, _import_options, pass_ctx]):
             decorated = option(decorated)

@@ -119,6 +119,8 @@ def import_rows(runs: list[dict[str, Any]], config: Config) -> list[dict[str, An
         outcome, total, rejected = run.get("outcome") or "", run.get("rows") or 0, run.get("rejected") or 0
         if outcome in ("rows rejected", "nothing written"):
             result = f"{rejected} of {total} rows rejected" + ("; nothing written" if outcome == "nothing written" else "")
+        elif outcome == "no rows":
+            result = "no rows in the file"
         elif outcome == "interrupted":
             result = "interrupted (Ctrl-C); rows written are kept"
         else:

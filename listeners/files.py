@@ -1130,14 +1130,18 @@ def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, e
 
 # ------------------------------------------------------------------ the team sees each import
 #: What an import run came to, in the words Settings and the Dashboard show.
-IMPORT_OUTCOMES = ("ok", "rows rejected", "nothing written", "stopped", "file refused", "interrupted")
+IMPORT_OUTCOMES = ("ok", "rows rejected", "nothing written", "stopped", "file refused", "interrupted", "no rows")
+#: Why a run that read no rows is not "ok": an empty or header-only nightly file (an export that failed
+#: upstream) leaves linking on yesterday's orders, as a refused one does.
+NO_ROWS = "the file has no rows (empty, or a header line only): check the export that wrote it"
 
 
 def record_import(store: Store, kind: str, file: str | Path, started_at: datetime, *,
                   report: ImportReport | None = None, refused: str | None = None, interrupted: bool = False) -> None:
     """Record one ``doorstep import`` run (``import_runs``, m026): its counts and what went wrong.
 
-    ``report`` for a run that read the file, ``refused`` (the one-line error) for a file refused whole.
+    ``report`` for a run that read the file, ``refused`` (the one-line error) for a file refused whole
+    (one that does not exist included). A run that read no rows at all is "no rows", never "ok".
     The message is the first rejected row (row, field, reason; "and N more") or why the run stopped,
     redacted as every stored error is. The caller says what to do when this write fails: the import
     itself is done either way."""
@@ -1165,6 +1169,8 @@ def record_import(store: Store, kind: str, file: str | Path, started_at: datetim
         outcome = "nothing written"
     elif report is not None and report.errors:
         outcome = "rows rejected"
+    elif report is not None and report.valid == 0:
+        outcome, message = "no rows", NO_ROWS
     else:
         outcome = "ok"
     with store.transaction():

@@ -10,7 +10,7 @@ Rules (each can be switched off):
 * ``sla_breach``: an open case's first (or next) response is due within ``sla_warn_minutes`` (or overdue);
 * ``listener_unhealthy``: a listener has not succeeded for ``listener_stale_minutes`` or its
   last round failed; or the latest run of a file import (orders, tracking, posts) wrote nothing
-  (file refused, stopped, too many rows rejected).
+  (file refused, stopped, too many rows rejected, no rows).
 
 One *incident* is (rule, subject), e.g. ``spike:courier:UPS`` or ``sla:case:42``. The first
 firing sends an alert; while it keeps firing, at most one "update" per ``cooldown_minutes``
@@ -343,7 +343,7 @@ def evaluate(store: Store, config: Config, now: datetime | None = None, *, last_
         # rejected): linking works from stale orders until someone looks. A later good run ends it.
         for row in store.db.query(
                 "select r.* from import_runs r where r.id = (select max(id) from import_runs l where l.kind = r.kind) "
-                "and r.outcome in ('file refused', 'nothing written', 'stopped') order by r.kind"):
+                "and r.outcome in ('file refused', 'nothing written', 'stopped', 'no rows') order by r.kind"):
             firings.append(Firing("listener_unhealthy", f"import:{row['kind']}",
                                   f"import of {row['kind']} from {row['file']}: {row['outcome']} at "
                                   f"{config.local_time(row['finished_at'], zone=True)}: {(row['message'] or '')[:200]}",

@@ -213,9 +213,11 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
         if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
             continue
         state = "breached" if due <= iso(now) else "due"
+        # In the shop's zone, as the deadlines under it are: a raw UTC stamp read as the wrong hour.
+        when = config.local_time(due, zone=True)
         try:
             escalate(store, config, row["id"], settings.auto_target,
-                     f"SLA {which} {state} at {due}", "sla-monitor", reason="sla", key=key)
+                     f"SLA {which} {state} at {when}", "sla-monitor", reason="sla", key=key)
         except Exception as exc:  # noqa: BLE001 - one case must not stop the others
             log.warning("automatic escalation of case %s failed: %s", row["id"], exc)
             continue

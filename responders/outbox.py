@@ -988,6 +988,8 @@ class Outbox:
                              {"message_id": message.id, "attempts": attempts, "error": redact(str(error))[:300],
                               **({"retry_at": next_at} if next_at else {}),
                               **({"rate_limited": True} if error.retry_after_s else {})})
+        if permanent:
+            _log_failed_for_good(message, attempts, redact(str(error))[:500])
 
     # ------------------------------------------------------------------ sending
     def send_one(self, message_id: int) -> str:
@@ -1136,6 +1138,20 @@ class Outbox:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._lanes.clear()
+
+
+def _log_failed_for_good(message: OutboundMessage, attempts: int, error: str) -> None:
+    """One WARNING line for a message that will not be tried again, with the error as it is stored.
+
+    Before, an alert whose every destination failed for good (a webhook variable unset, an SMTP 550,
+    a bad Apprise URL) left the worker's log empty: only ``doorstep outbox list --status failed``
+    showed it. The target is the stored one (a ``$NAME`` or ``@config:`` reference, never the
+    credential itself), as the case timeline shows it."""
+    where = f" to {redact(message.target)}" if message.target else ""
+    sender = f" from {message.account}" if message.account else ""
+    log.warning("outbox: message %s (%s by %s%s%s) failed for good after %d attempt(s): %s; fix it, then "
+                "`doorstep outbox retry %s`", message.id, message.kind, message.channel, where, sender, attempts,
+                " ".join(error.split()), message.id)
 
 
 def _main() -> None:  # pragma: no cover - used by the crash test and by operators

@@ -223,9 +223,11 @@ class WeeklyReportJob:
 
     def _post_slack(self, report: WeeklyReport) -> None:
         url = self._slack_url()
-        lines = [f"*{report.title}* ({report.period})"] + [f":warning: {w}" for w in report.warnings]
-        lines += [f"- {f}" for f in report.findings]
-        payload = {"text": "\n".join(lines)}
+        from responders.channels import slack_payload
+
+        # Plain text, escaped: a finding may carry a brand's or a theme's words (security: no ping, no hidden link).
+        lines = [f":warning: {w}" for w in report.warnings] + [f"- {f}" for f in report.findings]
+        payload = slack_payload("\n".join(lines), f"{report.title} ({report.period})")
         if self.post_slack is not None:
             self.post_slack(url or "", payload)
             return

@@ -155,6 +155,8 @@ def read_sent(folder: str | Path, limit: int = 200) -> list[dict[str, Any]]:
                 continue
             kind = "slack" if row["path"].startswith("/slack") else "webhook"
             text = body.get("text") if isinstance(body, dict) and "text" in body else json.dumps(body, indent=1)
+            if kind == "slack":  # as Slack shows it: its escapes (&lt; &gt; &amp;) read as the characters
+                text = str(text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
             # A Slack message's title is its bold first line (responders.channels posts "*subject*\nbody").
             first = str(text).split("\n", 1)[0]
             title = first[1:-1] if kind == "slack" and len(first) > 2 and first[0] == first[-1] == "*" else ""

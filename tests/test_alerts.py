@@ -147,7 +147,7 @@ def test_urgent_and_vip_complaints_alert_once_through_apprise_and_slack(store: S
         assert "Rule: vip_author" in vip["message"]
         assert "120,000 followers >= 5,000" in vip["message"] and "lost AGAIN" in vip["message"]
         assert "@bigvoice on X (" in vip["message"]  # the network in words, not its key "x"
-        assert "urgency 0.80 >= 0.8" in json.loads(slack.received[0]["body"])["text"] + \
+        assert "urgency 0.80 &gt;= 0.8" in json.loads(slack.received[0]["body"])["text"] + \
             json.loads(slack.received[1]["body"])["text"]
         # The same case complaining again is the same incident: no new alert.
         make_case(store, config, text="@LarkspurHelp still lost!!", handle="bigvoice", created_at=datetime.now(timezone.utc))
