@@ -95,3 +95,20 @@ def test_an_import_that_wrote_nothing_alerts_the_lead_until_a_later_run_succeeds
         assert evaluate(store, config) == []
     finally:
         store.close()
+
+
+def test_a_nightly_file_with_no_rows_alerts_the_lead(db_url: str, tmp_path: Path):
+    """Alerts audit, finding 7: a header-only orders file was recorded 'ok' and closed the import alert."""
+    from tests.test_alerts import alert_config
+    from responders.alerts import evaluate
+
+    config = alert_config(listener_unhealthy=True, listener_stale_minutes=15, email="ops@larkspur.test")
+    path = tmp_path / "orders.csv"
+    path.write_text(HEADER, encoding="utf-8")
+    _import(db_url, "orders", path)
+    store = Store(db_url)
+    try:
+        [firing] = evaluate(store, config)
+        assert firing.subject == "import:orders" and "no rows" in firing.why, firing
+    finally:
+        store.close()
