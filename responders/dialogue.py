@@ -105,10 +105,12 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
                                                           "reason": "no contact channel (missing or opted out)"})
         return None
     channel, address = contact
-    if plan is not None:
+    if plan is not None or (automatic and not_before is None and quiet is not None):
         from responders.followup import next_allowed
 
-        not_before = next_allowed(plan.send_at, quiet, config)
+        # An automatic question waits out the quiet hours like every automatic message: the call-back offer
+        # went to a customer's phone at 23:19 (final check, 2026-12-06).
+        not_before = next_allowed(plan.send_at if plan is not None else now, quiet, config)
     from responders.templates import TemplateError
 
     try:
@@ -754,8 +756,11 @@ def offer_callback(store: Store, config: Config, case_id: int, actor: str, reaso
     if open_offer:
         return open_offer[-1]
     key = _key("callback-offer", case_id, reason, iso(now) if not automatic else "rule")
+    from responders.followup import brand_quiet_hours
+
     question = ask(store, config, case, settings.question, channels=settings.channels, actor=actor,
                    kind="outreach", key=key, now=now, automatic=automatic,
+                   quiet=brand_quiet_hours(config, case.brand) if automatic else None,
                    subject=f"Shall we call you about order {case.order_number}?")
     if question is None:
         raise DialogueError("the customer cannot be asked: no e-mail or phone on the order record, or they opted out")

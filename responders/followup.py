@@ -45,6 +45,12 @@ PROACTIVE_REASON = {"attempt_failed": "failed delivery attempt", "exception": "c
                     "no_scan": "no tracking scan"}
 
 
+def brand_quiet_hours(config: Config, brand: str | None) -> QuietHours | None:
+    """The quiet hours of ``brand``'s follow-ups ([responders.followup], a brand's own if it has them): when no
+    automatic message goes to its customers."""
+    return responders_settings(config).followup.for_brand(brand).quiet_hours
+
+
 def next_allowed(now: datetime, quiet: QuietHours | None, config: Config) -> datetime:
     """``now`` if outside quiet hours, else the (UTC) moment they end."""
     if quiet is None:
@@ -376,7 +382,7 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
             # any channel, triggers the rule's next step (responders/dialogue.py).
             from responders.dialogue import ask
 
-            quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
+            quiet = brand_quiet_hours(config, order.brand)
             asked = ask(store, config, case, question, channels=rule.channels, actor="proactive", kind="outreach",
                         key=key, now=now,
                         subject=f"An update on your order {order.number}", not_before=next_allowed(now, quiet, config),
@@ -385,7 +391,7 @@ def run_proactive(store: Store, config: Config, now: datetime | None = None) -> 
                 store.audit("proactive", "outreach.queue", case.id, {"message_id": asked.message_id,
                                                                      "channel": asked.channel, "question": question})
         elif rule.message:
-            quiet = responders_settings(config).followup.for_brand(order.brand).quiet_hours
+            quiet = brand_quiet_hours(config, order.brand)
             message = _private_message(store, config, case, rule.channels, "proactive", "outreach",
                                        key, "proactive", now, quiet,
                                        f"An update on your order {order.number}")

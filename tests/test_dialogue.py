@@ -552,3 +552,21 @@ def test_a_question_not_yet_sent_is_never_answered(inbound: dict[str, Any]) -> N
     assert any("YES" in n.text for n in store.notes(case_id))
     assert rows.get_question(store, question.id).status == "open"  # type: ignore[union-attr]
     assert not [m for m in store.outbound_for_case(case_id) if m.kind == "escalation"]
+
+
+def test_an_automatic_call_back_offer_waits_for_the_end_of_quiet_hours(store: Store) -> None:
+    """Final check (2026-12-06): the call-back rule's "would you like us to call you?" text, approved at 23:19 on a
+    Sunday, reached the customer's phone at once; the redelivery question written in the same round waited for
+    08:00. An automatic offer goes through the quiet hours (default 21:00-08:00) as every automatic message."""
+    from test_outbox import make_case
+
+    config = dialogue_config(callback={"enabled": True, "order_value_over": 10.0})
+    night = datetime(2026, 12, 6, 23, 7, tzinfo=LONDON).astimezone(timezone.utc)
+    order = add_order(store, number="LS-1", customer_id="C1", tracking="1Z999AA10123456784",
+                      events=[(night - timedelta(hours=3), "in_transit", "Leeds")])
+    make_case(store, config, order=order, handle="jane", created_at=night)
+    [offered] = run_callback_rules(store, config, night)
+    question = rows.get_question(store, rows.get_callback(store, offered).question_id)  # type: ignore[union-attr]
+    message = store.db.execute("select next_attempt_at from outbound_messages where id = ?",
+                               [question.message_id]).fetchone()[0]  # type: ignore[union-attr]
+    assert message is not None and datetime.fromisoformat(message).astimezone(LONDON).hour == 8, message
