@@ -207,6 +207,10 @@ def _report_import(report: Any, strict: bool = False, all_errors: bool = False) 
         raise click.ClickException(f"{report.file}: {report.stopped}")
     if report.errors or not report.committed:
         sys.exit(1)
+    if report.valid == 0:  # an empty or header-only file: nothing written, which a cron wrapper must see
+        click.echo(f"error: {report.file}: the file has no rows (empty, or a header line only): check the export "
+                   "that wrote it", err=True)
+        sys.exit(1)
 
 
 def _record_import(ctx: Context, kind: str, file: Path, started: datetime, **outcome: Any) -> None:

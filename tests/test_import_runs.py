@@ -112,3 +112,14 @@ def test_a_nightly_file_with_no_rows_alerts_the_lead(db_url: str, tmp_path: Path
         assert firing.subject == "import:orders" and "no rows" in firing.why, firing
     finally:
         store.close()
+
+
+def test_a_file_with_no_rows_exits_non_zero_and_says_so(tmp_path: Path):
+    """Final check, finding 3: a header-only orders file exited 0 with "0 orders rows: ..."; README says the exit
+    status is 1 when nothing was written, and a cron wrapper reads only that."""
+    path = tmp_path / "orders.csv"
+    path.write_text(HEADER, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "shop.db"), "--config", DEMO_CONFIG, "import", "orders",
+                                      str(path)])
+    assert result.exit_code == 1, result.output
+    assert "no rows" in result.output, result.output
