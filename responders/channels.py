@@ -132,8 +132,8 @@ def _network_error(exc: BaseException) -> SendError:
     return SendError(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
-#: What to do with a message that can never go out as it was queued, by its kind.
-_AGAIN = {"reply": "queue the reply again from the case", "escalation": "escalate the case again"}
+#: What to do to send a refused message of this kind again, in the words a failed message shows.
+SEND_AGAIN = {"reply": "queue the reply again from the case", "escalation": "escalate the case again"}
 
 
 def no_longer_ours(network: str, handle: str, kind: str | None = None, why: str | None = None) -> str:
@@ -141,10 +141,10 @@ def no_longer_ours(network: str, handle: str, kind: str | None = None, why: str 
     the account or its brand removed), with the remedy: a new message from the case is sent from the
     account that answers the case now. ``why``: what else stands in the way (the shared login's account)."""
     label = handle if network == "email" else f"@{handle.lstrip('@')}"
-    noun = kind if kind in _AGAIN else "message"
+    noun = kind if kind in SEND_AGAIN else "message"
     extra = f" and {why}" if why else ""
     return (f"{label} is no longer one of our {network} accounts in doorstep.toml{extra}, so this {noun} was not "
-            f"sent: {_AGAIN.get(kind or '', 'queue it again from the case')} (it then goes from the account that "
+            f"sent: {SEND_AGAIN.get(kind or '', 'queue it again from the case')} (it then goes from the account that "
             "answers the case now)")
 
 

@@ -38,8 +38,8 @@ from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
-from responders.channels import (PUBLIC_CHANNELS, ReplyRejected, SendError, check_limits, credentials_stamp,
-                                  _AGAIN, former_account, make_sender, network_of, no_longer_ours)
+from responders.channels import (PUBLIC_CHANNELS, SEND_AGAIN, ReplyRejected, SendError, check_limits,
+                                  credentials_stamp, former_account, make_sender, network_of, no_longer_ours)
 from responders.config import responders_settings
 
 __all__ = [
@@ -1060,7 +1060,7 @@ class Outbox:
         if account is None:
             raise SendError(f"this {message.kind} was queued by an older Doorstep with no account of its own, and "
                             f"{brand or 'its case (no brand)'} has no {network} account in doorstep.toml, so it was "
-                            f"not sent from another brand's: {_AGAIN.get(message.kind, 'queue it again from the case')}",
+                            f"not sent from another brand's: {SEND_AGAIN.get(message.kind, 'queue it again from the case')}",
                             retryable=False)
         with self.store.transaction():
             self.store.db.execute("update outbound_messages set account = ? where id = ? and account is null",
