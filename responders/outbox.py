@@ -1147,7 +1147,11 @@ def _log_failed_for_good(message: OutboundMessage, attempts: int, error: str) ->
     a bad Apprise URL) left the worker's log empty: only ``doorstep outbox list --status failed``
     showed it. The target is the stored one (a ``$NAME`` or ``@config:`` reference, never the
     credential itself), as the case timeline shows it."""
-    where = f" to {redact(message.target)}" if message.target else ""
+    # A customer's address (their e-mail, phone or handle) stays out of the log: the case number finds it.
+    if message.kind in CUSTOMER_KINDS and message.case_id:
+        where = f" to the customer of case #{message.case_id}"
+    else:
+        where = f" to {redact(message.target)}" if message.target else ""
     sender = f" from {message.account}" if message.account else ""
     log.warning("outbox: message %s (%s by %s%s%s) failed for good after %d attempt(s): %s; fix it, then "
                 "`doorstep outbox retry %s`", message.id, message.kind, message.channel, where, sender, attempts,

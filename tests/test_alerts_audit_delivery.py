@@ -117,6 +117,22 @@ def test_each_message_that_fails_for_good_is_one_warning_line(store: Store, monk
     assert not any(apprise_secret in r.getMessage() for r in caplog.records if r.name == "doorstep.outbox")
 
 
+
+def test_a_customer_message_that_fails_for_good_keeps_the_customers_address_out_of_the_log(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The failed-for-good line names the case, not the customer's phone or e-mail: logs are not for personal data."""
+    config = shop_config()
+    case_id = make_case(store, config, text="@LarkspurHelp where is my parcel?", handle="jane")
+    message = enqueue(store, kind="reply", channel="sms", actor="ann", idempotency_key="b-customer",
+                      target="+447700900123", case_id=case_id, text="Hi Jane, your parcel is on its way.")
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    with caplog.at_level(logging.WARNING, logger="doorstep.outbox"):
+        Outbox(store, config).send_due()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "doorstep.outbox" and "failed for good" in r.getMessage()]
+    assert f"message {message.id} (reply by sms to the customer of case #{case_id})" in line, line
+    assert "7700" not in line, line
+
 def test_a_message_that_will_be_retried_is_not_called_failed(store: Store, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     with RecordingServer() as slack:
