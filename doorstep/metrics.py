@@ -27,7 +27,8 @@ Definitions (the tests recompute each with straight SQL):
   answered by ``first_response_due``. Unanswered cases still inside their SLA are not counted.
 - *resolution rate*: cases opened in the window that are resolved (``resolved_at`` set) / cases
   opened in the window.
-- *escalations*: outbound messages of kind ``escalation`` created in the window, not cancelled.
+- *escalations*: escalations made in the window (one to a team by Slack and e-mail counts once):
+  outbound messages of kind ``escalation`` created in the window, not cancelled, one per escalation.
 - A case an agent merged into another (``merged_into`` set) is not a case of its own in any of
   these figures: its posts and clocks are the kept case's.
 - *active shipments* of a courier: shipments with at least one tracking event in the window.
@@ -147,6 +148,15 @@ def _brand_clause(brand: str | None, alias: str = "c") -> tuple[str, list[Any]]:
     return (f" and {alias}.brand = ?", [brand]) if brand else ("", [])
 
 
+def escalation_of(key: str | None, channel: str, target: str | None) -> str | None:
+    """Which escalation an escalation message carries: one escalation to a team reached by Slack and
+    e-mail is two messages whose idempotency keys are the escalation's own key + ``:channel:target``
+    (``responders.escalation.escalate``), and a lead counts it once. A message written otherwise
+    (an import, an older version) is an escalation of its own."""
+    suffix = f":{channel}:{target or ''}"
+    return key[: -len(suffix)] if key and key.endswith(suffix) else key
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return None if not whole else part / whole
 
@@ -212,13 +222,14 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
         elif parse_time(due) < as_of:  # type: ignore[operator]
             sla_eligible += 1
     resolved = sum(1 for c in cases if c["resolved_at"])
-    escalations = int(
-        db.execute(
-            "select count(*) from outbound_messages o left join cases c on c.id = o.case_id "
+    escalations = len({
+        escalation_of(key, channel, target) or f"message {message_id}"
+        for message_id, key, channel, target in db.execute(
+            "select o.id, o.idempotency_key, o.channel, o.target from outbound_messages o left join cases c on c.id = o.case_id "
             f"where o.kind = 'escalation' and o.status != 'cancelled' and o.created_at >= ? and o.created_at < ?{bclause}",
             [lo, hi, *bparams],
-        ).fetchone()[0]
-    )
+        ).fetchall()
+    })
     return {
         "mentions": mentions,
         "complaints": complaints,

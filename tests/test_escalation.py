@@ -205,3 +205,20 @@ def test_escalating_a_case_that_waits_on_the_customer_resumes_its_clocks(store: 
     escalate(store, config, case_id, "lead", "customer waiting for a refund decision", "sam")
     after = store.get_case(case_id)
     assert after.status == "escalated" and after.sla_paused_at is None  # type: ignore[union-attr]
+
+
+def test_one_escalation_by_slack_and_email_counts_once_in_the_figures(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's and the weekly report's "Escalations" count escalations, not the messages that carry
+    them: one escalation to a team reached by Slack and e-mail counted 2 (final browser check, stop 36)."""
+    from doorstep import metrics
+    from doorstep.models import utcnow
+
+    monkeypatch.setenv("SLACK_TEAM_URL", "http://127.0.0.1:9/services/T000/B000/XXXX")
+    config = courier_config(email="claims@ups.test")
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp my parcel is lost")
+    escalate(store, config, case_id, "team", "chargeback threatened", "sam")  # Slack + e-mail: one escalation
+    escalate(store, config, case_id, "lead", None, "sam")                    # one more, one route
+    assert len(store.outbound_for_case(case_id)) == 3
+    start, end = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    assert metrics.headline(store, start, end, "Europe/London")["escalations"] == 2
