@@ -130,6 +130,13 @@ class Pipeline:
             unique.setdefault((mention.channel, mention.external_id), mention)
         existing = self.store.existing_mention_ids(unique)
         fresh = sorted((m for k, m in unique.items() if k not in existing), key=lambda m: m.created_at)
+        # A network whose clock runs fast stamps posts up to MAX_FUTURE_SKEW ahead of ours (listeners and
+        # imports refuse more): such a post stands at the time we received it, or its case opened "in the
+        # future" and an answer a minute later was a negative first response (time audit).
+        received = utcnow()
+        for mention in fresh:
+            if mention.created_at > received:
+                mention.created_at = received
         result.duplicates = len(batch) - len(fresh)
         result.timings["store"] += time.perf_counter() - t0
 

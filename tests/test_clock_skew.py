@@ -1,0 +1,32 @@
+"""A network whose clock runs a few minutes fast (time audit L1): its posts are taken (up to
+``MAX_FUTURE_SKEW`` ahead), but a case never opens in the future and a first response is never negative."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from doorstep import metrics
+from doorstep.models import utcnow
+from doorstep.store import Store
+from responders.outbox import Outbox, get_message, queue_reply
+
+from test_outbox import SmtpSink, XEmulator, emulator, make_case, shop_config, smtp  # noqa: F401 - fixtures
+
+
+def test_a_post_stamped_ahead_of_our_clock_stands_at_the_time_we_received_it(store: Store, emulator: XEmulator) -> None:
+    config = shop_config()
+    before = utcnow().replace(microsecond=0)  # (times are stored to the second)
+    case_id = make_case(store, config, emulator, created_at=before + timedelta(minutes=4),
+                        text="@LarkspurHelp my parcel never arrived, this is urgent")
+    after = utcnow()
+    case = store.get_case(case_id)
+    assert case is not None and before <= case.opened_at <= after
+    assert store.mentions_for_case(case_id)[0].created_at <= after
+    message = queue_reply(store, config, case_id, "@jane so sorry, we're looking into it now", "sam")
+    Outbox(store, config).send_due()
+    assert get_message(store, message.id).status == "sent"  # type: ignore[arg-type]
+    case = store.get_case(case_id)
+    assert case is not None and case.first_response_at is not None
+    assert case.first_response_at >= case.opened_at
+    figures = metrics.headline(store, before - timedelta(hours=1), before + timedelta(hours=1), "Europe/London")
+    assert figures["first_response_median_min"] is not None and figures["first_response_median_min"] >= 0
