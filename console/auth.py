@@ -22,33 +22,11 @@ from typing import Any
 import bcrypt
 
 from doorstep.models import utcnow
+from doorstep.permissions import PERMISSIONS, ROLES, SYSTEM_ACTORS, NotAllowed, allows, require
 from doorstep.store import Store, iso, parse_time
 
-ROLES: tuple[str, ...] = ("agent", "lead", "admin")
-
-#: The least role allowed to do each action; roles are ordered agent < lead < admin.
-PERMISSIONS: dict[str, str] = {
-    "reply": "agent",
-    "escalate": "agent",
-    "note": "agent",
-    "assign_self": "agent",
-    "status": "agent",
-    "snooze": "agent",
-    "correct_labels": "agent",
-    "relink": "agent",
-    "regroup": "agent",
-    "retry_message": "agent",
-    "callback": "agent",
-    "view_dashboard": "agent",
-    "reassign": "lead",
-    "edit_templates": "lead",
-    "edit_alerts": "lead",
-    "view_settings": "lead",
-    "view_audit": "lead",
-    "manage_users": "admin",
-    "manage_channels": "admin",
-    "manage_brands": "admin",
-}
+# ROLES and PERMISSIONS live in the core (doorstep/permissions.py), where the action functions check them
+# too (doorstep.team_settings among them); imported above so the console finds them here as it always has.
 
 #: bcrypt only reads the first 72 bytes of a password; refuse longer ones instead of truncating silently.
 MAX_PASSWORD_BYTES = 72
@@ -82,7 +60,8 @@ def can(user: User | None, action: str) -> bool:
     """Whether ``user`` may do ``action`` (see PERMISSIONS). Unknown actions are refused."""
     if user is None or action not in PERMISSIONS:
         return False
-    return role_rank(user.role) >= role_rank(PERMISSIONS[action])
+    role_rank(user.role)  # an unknown role is an error, as it always was
+    return allows(user.role, action)
 
 
 #: zxcvbn's score (0-4) a password must reach: 0 and 1 are "too guessable" / "very guessable" (a top-10 password,
@@ -127,19 +106,24 @@ def add_user(store: Store, username: str, password: str | None, *, role: str = "
              email: str | None = None, actor: str = "cli", rounds: int = 12) -> User:
     """Add a user. Usernames are lower-case (the login form lower-cases what is typed).
 
-    ``password`` may be None for a user who only ever logs in through single sign-on.
+    ``password`` may be None for a user who only ever logs in through single sign-on. ``actor``
+    must be an admin (or a system actor such as the CLI): checked here as well as by the page.
     """
     username = username.strip().lower()
     if not username or not username.replace(".", "").replace("_", "").replace("-", "").isalnum():
         raise AuthError(f"username {username!r}: use letters, digits, '.', '_' or '-'")
+    if username in SYSTEM_ACTORS:
+        # A user of that name would act as (or be refused as) the CLI: the two must never be confused.
+        raise AuthError(f"username {username!r} is kept for the {username} actor in the audit log; choose another")
     role_rank(role)
     email = _clean_email(email)
-    if get_user(store, username) is not None:
-        raise AuthError(f"user {username!r} already exists")
-    if email and user_by_email(store, email) is not None:
-        raise AuthError(f"e-mail {email!r} already belongs to another user")
     hashed = hash_password(password, rounds=rounds, known=[username, name or ""]) if password is not None else None
-    with store.transaction():
+    with store.write_transaction():
+        require(store, actor, "manage_users", "add users")
+        if get_user(store, username) is not None:
+            raise AuthError(f"user {username!r} already exists")
+        if email and user_by_email(store, email) is not None:
+            raise AuthError(f"e-mail {email!r} already belongs to another user")
         store.db["users"].insert(
             {"username": username, "name": name or username, "role": role, "email": email,
              "password_hash": hashed, "created_at": iso(utcnow())}
@@ -183,27 +167,49 @@ def _change_user(store: Store, username: str, sql: str, params: list[Any], *, ac
         store.audit(actor, action, None, {"username": username, **details})
 
 
+def _keep_an_admin(store: Store, username: str) -> None:
+    """Refuse to take the admin role from the only admin: nobody would be left to manage users in the console.
+
+    Only for a console user's change (the caller knows): at the machine, ``doorstep user`` can add an
+    admin back at any time, so the CLI may remove or demote the last one."""
+    row = store.db.execute("select role from users where username = ?", [username]).fetchone()
+    if row is not None and row[0] == "admin" and \
+            store.db.execute("select count(*) from users where role = 'admin'").fetchone()[0] == 1:
+        raise NotAllowed(f"{username} is the only admin: make another user admin first")
+
+
 def set_email(store: Store, username: str, email: str | None, *, actor: str = "cli") -> User:
+    """Set the e-mail single sign-on identifies ``username`` by; ``actor`` must be an admin (or the CLI)."""
     email = _clean_email(email)
-    holder = user_by_email(store, email) if email else None
-    if holder is not None and holder.username != username.strip().lower():
-        raise AuthError(f"e-mail {email!r} already belongs to {holder.username}")
-    _change_user(store, username, "update users set email = ? where username = ?", [email],
-                 actor=actor, action="user.set_email", details={"email": email})
+    with store.write_transaction():
+        require(store, actor, "manage_users", "change e-mail addresses")
+        holder = user_by_email(store, email) if email else None
+        if holder is not None and holder.username != username.strip().lower():
+            raise AuthError(f"e-mail {email!r} already belongs to {holder.username}")
+        _change_user(store, username, "update users set email = ? where username = ?", [email],
+                     actor=actor, action="user.set_email", details={"email": email})
     return get_user(store, username)  # type: ignore[return-value]
 
 
 def remove_user(store: Store, username: str, *, actor: str = "cli") -> None:
-    _change_user(store, username, "delete from users where username = ?", [], actor=actor, action="user.remove",
-                 details={})
-    end_sessions(store, username, reason="user removed")
+    """Remove ``username`` and end their logins; ``actor`` must be an admin (or the CLI), and an admin must remain."""
+    with store.write_transaction():
+        if require(store, actor, "manage_users", "remove users") is not None:
+            _keep_an_admin(store, username.strip().lower())
+        _change_user(store, username, "delete from users where username = ?", [], actor=actor, action="user.remove",
+                     details={})
+        end_sessions(store, username, reason="user removed")
 
 
 def set_role(store: Store, username: str, role: str, *, actor: str = "cli") -> User:
+    """Give ``username`` ``role`` (their logins end); ``actor`` must be an admin (or the CLI), and an admin must remain."""
     role_rank(role)
-    _change_user(store, username, "update users set role = ? where username = ?", [role],
-                 actor=actor, action="user.set_role", details={"role": role})
-    end_sessions(store, username, reason="role changed")
+    with store.write_transaction():
+        if require(store, actor, "manage_users", "change roles") is not None and role != "admin":
+            _keep_an_admin(store, username.strip().lower())
+        _change_user(store, username, "update users set role = ? where username = ?", [role],
+                     actor=actor, action="user.set_role", details={"role": role})
+        end_sessions(store, username, reason="role changed")
     return get_user(store, username)  # type: ignore[return-value]
 
 
@@ -214,10 +220,15 @@ def _known_words(store: Store, username: str) -> list[str]:
 
 
 def set_password(store: Store, username: str, password: str, *, actor: str = "cli", rounds: int = 12) -> None:
-    _change_user(store, username, "update users set password_hash = ? where username = ?",
-                 [hash_password(password, rounds=rounds, known=_known_words(store, username))], actor=actor,
-                 action="user.set_password", details={})
-    end_sessions(store, username, reason="password changed")
+    """Set ``username``'s password (their logins end): a user may change their own, an admin (or the CLI) anyone's."""
+    hashed = hash_password(password, rounds=rounds, known=_known_words(store, username))  # slow: before the lock
+    username = username.strip().lower()
+    with store.write_transaction():
+        if actor.strip().lower() != username or get_user(store, username) is None:
+            require(store, actor, "manage_users", f"change {username}'s password")
+        _change_user(store, username, "update users set password_hash = ? where username = ?", [hashed], actor=actor,
+                     action="user.set_password", details={})
+        end_sessions(store, username, reason="password changed")
 
 
 def _lock_resets(store: Store) -> str:
@@ -269,13 +280,16 @@ def lock_ends(store: Store, username: str, *, now: Any = None) -> datetime | Non
 def unlock_user(store: Store, username: str, *, actor: str = "cli") -> bool:
     """Lift ``username``'s lockout (audited as ``user.unlock``); returns whether it was locked.
 
-    Only existing users: an admin has no business with the names strangers typed.
+    Only existing users: an admin has no business with the names strangers typed. ``actor`` must be an
+    admin (or the CLI).
     """
     username = username.strip().lower()
-    if get_user(store, username) is None:
-        raise AuthError(f"no user {username!r}")
-    was_locked = locked_out(store, username)
-    store.audit(actor, "user.unlock", None, {"username": username, "was_locked": was_locked})
+    with store.write_transaction():
+        require(store, actor, "manage_users", "unlock users")
+        if get_user(store, username) is None:
+            raise AuthError(f"no user {username!r}")
+        was_locked = locked_out(store, username)
+        store.audit(actor, "user.unlock", None, {"username": username, "was_locked": was_locked})
     return was_locked
 
 

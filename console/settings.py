@@ -387,7 +387,7 @@ def _users(store: Any) -> None:
                 raise AuthError("give a password, or an e-mail for single sign-on")
             add_user(store, get("ua_username") or "", get("ua_password") or None, role=get("ua_role") or "agent",
                      name=get("ua_name") or None, email=get("ua_email") or None, actor=actor.username)
-        except AuthError as exc:
+        except (AuthError, PermissionError) as exc:
             st.session_state["ua_error"] = str(exc)
             return
         flash("success", f"added {get('ua_username')} ({get('ua_role')})")
@@ -411,22 +411,27 @@ def _users(store: Any) -> None:
             who = st.selectbox("User", others, key="uc_user")
             role = st.selectbox("New role", ROLES, key="uc_role")
             c1, c2, c3 = st.columns(3)
-            if c1.form_submit_button("Set role"):
-                set_role(store, who, role, actor=user.username)
-                flash("success", f"{who} is now {role}")
-                st.rerun()
-            sure = st.checkbox("Yes, remove this user (their open logins end at once)", key="uc_remove_sure")
-            if c2.form_submit_button("Remove user"):
-                if not sure:
-                    st.error("Tick \"Yes, remove this user\" first: removing a user cannot be undone here.")
-                else:
-                    remove_user(store, who, actor=user.username)
-                    flash("success", f"removed {who}")
+            # The actions check the role again themselves (doorstep.permissions): a role taken away since
+            # this page was drawn, or the last admin, is refused in one line here, never a traceback.
+            try:
+                if c1.form_submit_button("Set role"):
+                    set_role(store, who, role, actor=user.username)
+                    flash("success", f"{who} is now {role}")
                     st.rerun()
-            if c3.form_submit_button("Unlock", help="Lift the lock after too many wrong passwords (audited)."):
-                was_locked = unlock_user(store, who, actor=user.username)
-                flash("success", f"unlocked {who}" if was_locked else f"{who} was not locked")
-                st.rerun()
+                sure = st.checkbox("Yes, remove this user (their open logins end at once)", key="uc_remove_sure")
+                if c2.form_submit_button("Remove user"):
+                    if not sure:
+                        st.error("Tick \"Yes, remove this user\" first: removing a user cannot be undone here.")
+                    else:
+                        remove_user(store, who, actor=user.username)
+                        flash("success", f"removed {who}")
+                        st.rerun()
+                if c3.form_submit_button("Unlock", help="Lift the lock after too many wrong passwords (audited)."):
+                    was_locked = unlock_user(store, who, actor=user.username)
+                    flash("success", f"unlocked {who}" if was_locked else f"{who} was not locked")
+                    st.rerun()
+            except (AuthError, PermissionError) as exc:
+                st.error(escape_md(str(exc)))
 
 
 def render() -> None:

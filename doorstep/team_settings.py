@@ -19,10 +19,15 @@ from typing import Any
 
 from doorstep.config import Config, config_source
 from doorstep.models import utcnow
+from doorstep.permissions import require
 from doorstep.store import Store, iso, parse_time
 
 #: What a lead may change here, and where in the config it lands.
 KINDS = ("template", "alert_rule")
+#: The permission (doorstep.permissions) a save of each kind needs, as the Settings page's tab checks it,
+#: and how a refusal names the change.
+KIND_PERMISSIONS: dict[str, tuple[str, str]] = {"template": ("edit_templates", "change reply templates"),
+                                                "alert_rule": ("edit_alerts", "change alert rules")}
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,14 @@ def save_setting(store: Store, kind: str, name: str, value: Any, actor: str, not
     doorstep.toml's and the built-in values) gives them. Not given: ``before`` is the console version
     this one replaces (left out where there is none, or it was a reset), ``after`` is ``value``
     (left out for a reset). Long texts are cut (:func:`audit_value`).
+
+    ``actor`` must hold the kind's permission (:data:`KIND_PERMISSIONS`; a system actor such as the
+    CLI may): checked here too, in the same transaction, so a page that forgot its check changes nothing.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r} (known: {', '.join(KINDS)})")
-    with store.transaction():
+    with store.write_transaction():
+        require(store, actor, *KIND_PERMISSIONS[kind])
         if before is _UNSET:
             earlier = history(store, kind, name, limit=1)
             if earlier and earlier[0].value is not None:

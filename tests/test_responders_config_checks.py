@@ -64,6 +64,9 @@ def test_names_that_exist_and_template_sources_pass(template: str) -> None:
 
 def test_a_template_saved_in_the_console_may_be_named_by_a_rule(store: Store) -> None:
     """doorstep.toml names a template a lead made in the console: known with the store, not without it."""
+    from console.auth import add_user
+
+    add_user(store, "lee", None, role="lead", email="lee@shop.example")  # save_setting checks the actor's role
     config = shop(followup={"template": "gentle_nudge"})
     assert "'gentle_nudge'" in refusal(config, store)
     save_setting(store, "template", "gentle_nudge", "Hi {{ first_name }}, did you see our reply?", "lee")

@@ -26,7 +26,11 @@ CONFIG = parse_config({"alerts": {"urgency_threshold": 0.8, "slack_webhook_url":
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
+    """A store where lee is a lead: save_setting checks its actor's role itself (tests/test_action_roles.py)."""
+    from console.auth import add_user
+
     s = Store(tmp_path / "t.db")
+    add_user(s, "lee", None, role="lead", email="lee@shop.example")
     yield s
     s.close()
 
