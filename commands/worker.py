@@ -14,6 +14,11 @@ Now each job only ever waits for itself. The store is shared across the threads
 
 A job that raises is logged and retried on its next tick: one broken channel must
 not stop the others (its health record makes the failure visible).
+
+A lead's save in the console (a new settings stamp) restarts each job on its own: it is told to
+stop after its round, and the job built from the new config takes its place as soon as its thread
+ended and it was closed. A listener in a long backoff only holds up itself; before, every job
+waited for the slowest round and alerts went out minutes after the save.
 """
 
 from __future__ import annotations
@@ -64,6 +69,15 @@ def _database_trouble(store: Store, exc: BaseException) -> str | None:
 
 
 @dataclass
+class _Running:
+    """A job on its own thread, with its own stop: a reload tells one job to stop after its round."""
+
+    job: Job
+    thread: threading.Thread
+    told_to_stop: threading.Event
+
+
+@dataclass
 class Worker:
     store: Store
     config: Config
@@ -83,10 +97,9 @@ class Worker:
     #: Seconds between looks at the stamp.
     reload_check_s: float = 30.0
     _stop: threading.Event = field(default_factory=threading.Event)
-    _reloading: bool = False
+    #: Set when a job's thread ends or the worker is stopped: the main loop acts at once.
+    _wake: threading.Event = field(default_factory=threading.Event)
     _failures: dict[str, int] = field(default_factory=dict)
-    #: A reload the database did not answer: the next look that works reloads again.
-    _settings_unread: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def collect_jobs(self, *, filtered: bool = True) -> list[Job]:
@@ -110,70 +123,113 @@ class Worker:
         if not once and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
         self._failures = {}
-        while True:
-            failures = self._run_jobs(once, max_ticks)
-            if once or not self._reloading:
-                return failures
-            # A lead saved a template or an alert rule: every job starts again with the config in force.
-            self._reloading = False
-            self._stop.clear()
-            if self.reload_config is not None:
-                try:
-                    self.config = self.reload_config()
-                except Exception as exc:  # noqa: BLE001 - narrowed in _database_trouble
-                    if (trouble := _database_trouble(self.store, exc)) is None:
-                        raise
-                    # The jobs go on with the config in force; the next look that works reads them again.
-                    log.warning("settings changed in the console but could not be read: %s; the jobs go on "
-                                "with the config in force and read them at the next look", trouble)
-                    self._settings_unread = True
-                    continue
-            log.info("settings changed in the console: jobs restarted with the new config")
-
-    def _run_jobs(self, once: bool, max_ticks: int | None) -> dict[str, int]:
+        rounds = 1 if once else max_ticks
         jobs = self.collect_jobs()
+        log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
+        # Looked at before any job starts: a save during the first rounds is a change. None: not known
+        # (the database could not be asked, or the settings not read); the first look that works reloads.
+        stamp = None if once else self._look_at_settings()
+        running: dict[str, _Running] = {}
         for job in jobs:
             self._failures.setdefault(job.name, 0)
-        # None: not known (not read yet, or the database could not be asked); the first look that works reloads.
-        stamp = None if self._settings_unread else self._look_at_settings()
-        self._settings_unread = False
+            running[job.name] = self._start(job, rounds)
+        try:
+            self._watch(running, stamp, once, rounds)
+        except BaseException:
+            self.stop()  # (a reload that failed for another reason than the database): nothing runs on behind it
+            raise
+        finally:
+            for entry in running.values():  # a job stuck in a long wait (a rate-limit window) at the end
+                self._close(entry.job)
+        return dict(self._failures)
+
+    def _watch(self, running: dict[str, _Running], stamp: Any, once: bool, rounds: int | None) -> None:
+        """Until every job ended: close each job whose thread ended (and start its replacement), look at
+        the settings stamp, and after stop() give the jobs stop_grace_s to finish their round."""
+        # Replacements after a reload, by name: each starts once the job it replaces has ended and was
+        # closed, never two copies of a job, and no job waits for another's round (a listener's backoff).
+        waiting: dict[str, Job] = {}
         looked_at = time.monotonic()
-        log.info("worker started with jobs: %s", ", ".join(j.name for j in jobs) or "(none)")
-        rounds = 1 if once else max_ticks
-        threads = [threading.Thread(target=self._loop, args=(job, rounds), name=f"job:{job.name}", daemon=True)
-                   for job in jobs]
-        for thread in threads:
-            thread.start()
         stopped_at: float | None = None
-        while any(t.is_alive() for t in threads):
+        while running:
             # Waited for in slices: a plain join() would keep the main thread from handling SIGTERM.
-            next(t for t in threads if t.is_alive()).join(0.5)
-            if (not once and self.settings_stamp is not None and not self._stop.is_set()
+            self._wake.wait(0.5)
+            self._wake.clear()
+            for name, entry in list(running.items()):
+                if entry.thread.is_alive():
+                    continue
+                del running[name]
+                self._close(entry.job)
+                if name in waiting and not self._stop.is_set():
+                    running[name] = self._start(waiting.pop(name), rounds)
+                    log.info("job %s restarted with the new config", name)
+            if self._stop.is_set():
+                waiting.clear()
+                for entry in running.values():
+                    entry.told_to_stop.set()
+                stopped_at = stopped_at or time.monotonic()
+                if running and time.monotonic() - stopped_at > self.stop_grace_s:
+                    # A job stuck in a long wait (a rate-limit window) ends with the process.
+                    log.warning("worker stopped; still busy: %s", ", ".join(e.thread.name for e in running.values()))
+                    return
+            elif (not once and self.settings_stamp is not None
                     and time.monotonic() - looked_at >= self.reload_check_s):
                 looked_at = time.monotonic()
                 now = self._look_at_settings()
                 if now is not None and now != stamp:
-                    self._reloading = True
-                    self._stop.set()
-            if self._stop.is_set() and self._reloading:
-                continue  # a restart waits for every job to finish its round: never two copies of a job
-            if self._stop.is_set():
-                stopped_at = stopped_at or time.monotonic()
-                if time.monotonic() - stopped_at > self.stop_grace_s:
-                    # A job stuck in a long wait (a rate-limit window) ends with the process.
-                    log.warning("worker stopped; still busy: %s",
-                                ", ".join(t.name for t in threads if t.is_alive()))
-                    break
-        for job in jobs:
-            # A job may leave work running in the background (the outbox's channel lanes):
-            # close() lets it finish, so a round of ``run --once`` is a whole round.
-            close = getattr(job, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # noqa: BLE001
-                    log.exception("job %s did not close cleanly", job.name)
-        return dict(self._failures)
+                    stamp = now if self._reload(running, waiting, rounds) else None
+
+    def _reload(self, running: dict[str, _Running], waiting: dict[str, Job], rounds: int | None) -> bool:
+        """A lead saved a template or an alert rule: read the config once and restart each job on its own
+        with it. Before, every job waited for the slowest round (a listener's backoff held the alerts up
+        for minutes). False where the database could not be asked: the jobs go on with the config in force."""
+        in_force = self.config
+        try:
+            if self.reload_config is not None:
+                self.config = self.reload_config()
+            jobs = {job.name: job for job in self.collect_jobs()}
+        except Exception as exc:  # noqa: BLE001 - narrowed in _database_trouble
+            self.config = in_force
+            if (trouble := _database_trouble(self.store, exc)) is None:
+                raise
+            log.warning("settings changed in the console but could not be read: %s; the jobs go on "
+                        "with the config in force and read them at the next look", trouble)
+            return False
+        gone = sorted(set(running) - set(jobs))
+        for entry in running.values():
+            entry.told_to_stop.set()  # after its round; its replacement (if any) waits for it in ``waiting``
+        waiting.clear()
+        restarted, started = [], []
+        for name, job in jobs.items():
+            self._failures.setdefault(name, 0)
+            if name in running:
+                waiting[name] = job
+                restarted.append(name)
+            else:
+                running[name] = self._start(job, rounds)
+                started.append(name)
+        log.info("settings changed in the console: jobs restart with the new config, each after its round: %s%s%s",
+                 ", ".join(restarted) or "(none)", f"; started: {', '.join(started)}" if started else "",
+                 f"; stopped: {', '.join(gone)}" if gone else "")
+        return True
+
+    def _start(self, job: Job, rounds: int | None) -> _Running:
+        told_to_stop = threading.Event()
+        thread = threading.Thread(target=self._loop, args=(job, rounds, told_to_stop), name=f"job:{job.name}",
+                                  daemon=True)
+        thread.start()
+        return _Running(job, thread, told_to_stop)
+
+    def _close(self, job: Job) -> None:
+        """A job may leave work running in the background (the outbox's channel lanes): close() lets it
+        finish, so a round of ``run --once`` is a whole round, and a restarted job's lanes end before the
+        new job's start."""
+        close = getattr(job, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                log.exception("job %s did not close cleanly", job.name)
 
     def _look_at_settings(self) -> Any:
         """The settings stamp now; None where the database could not be asked (one log line; the next look
@@ -190,17 +246,20 @@ class Worker:
                         "in %g s", trouble, self.reload_check_s)
             return None
 
-    def _loop(self, job: Job, rounds: int | None) -> None:
-        """One job's own schedule: run, wait its interval (or until stopped), run again."""
-        done = 0
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.run_job(job)
-            done += 1
-            if rounds is not None and done >= rounds:
-                return
-            # Waiting on the event (not sleeping) lets stop() end the wait at once.
-            self._stop.wait(max(0.05, job.interval_s - (time.monotonic() - started)))
+    def _loop(self, job: Job, rounds: int | None, told_to_stop: threading.Event) -> None:
+        """One job's own schedule: run, wait its interval (or until told to stop), run again."""
+        try:
+            done = 0
+            while not (self._stop.is_set() or told_to_stop.is_set()):
+                started = time.monotonic()
+                self.run_job(job)
+                done += 1
+                if rounds is not None and done >= rounds:
+                    return
+                # Waiting on the event (not sleeping) lets stop() or a reload end the wait at once.
+                told_to_stop.wait(max(0.05, job.interval_s - (time.monotonic() - started)))
+        finally:
+            self._wake.set()
 
     def run_job(self, job: Job) -> bool:
         """One round of ``job``; a failure is logged and counted, never raised."""
@@ -218,3 +277,4 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()  # the main loop tells each job at once
