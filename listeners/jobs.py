@@ -91,6 +91,13 @@ class WebhookJob:
                                          classifier=getattr(self.pipeline, "classifier", None)).start()
             log.info("webhook listening on %s", self._server.url)
 
+    def close(self) -> None:
+        """Stop the server: a replacement job (a lead saved a setting) starts its own on the same port,
+        which failed on "address in use" every round while this one went on with the old config."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
 
 @dataclass
 class XStreamJob:
@@ -110,6 +117,13 @@ class XStreamJob:
             stream = XStream(self.store.path, self.config, classifier=getattr(self.pipeline, "classifier", None))
             stream.start()
             self._stream = stream
+
+    def close(self) -> None:
+        """Disconnect: X allows one filtered-stream connection per app, so a replacement job's stream
+        must not meet this one still connected."""
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
 
 
 def jobs(store: Store, config: Config, pipeline: Any) -> list[Any]:

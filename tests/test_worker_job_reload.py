@@ -241,3 +241,41 @@ def test_once_and_max_ticks_are_as_before(store: Store, monkeypatch: pytest.Monk
     assert _worker(store, provider, monkeypatch).run(max_ticks=3) == {"a": 0, "b": 0}
     for name in ("a", "b"):
         assert [e[0] for e in fake.events if e[1] == name] == ["round", "round ended"] * 3 + ["close"]
+
+
+def test_the_webhook_server_is_handed_over_not_started_twice_on_one_port(
+        store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replaced webhook job stops its server before its replacement starts one: the old one kept the
+    port, so the new one failed on "address in use" every round while the old config served. (A replaced
+    X stream likewise disconnects: X allows one stream connection per app.)"""
+    import socket
+
+    import httpx
+
+    monkeypatch.setenv("DOORSTEP_WEBHOOK_SECRET", "whsec-reload-test")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = parse_config({"alerts": {"urgency_threshold": OLD},
+                           "channels": {"webhook": {"host": "127.0.0.1", "port": port}}})
+    caplog.set_level(logging.INFO, logger="commands.worker")
+    worker = Worker(store, apply_settings(config, store), None, providers=["listeners.jobs:jobs"], reload_check_s=0.1,
+                    settings_stamp=lambda: settings_stamp(store), reload_config=lambda: apply_settings(config, store))
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        def answers() -> bool:
+            try:
+                return httpx.post(f"http://127.0.0.1:{port}/mentions", json={}, timeout=2).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        _wait("the webhook answering", answers)
+        save_setting(store, "alert_rule", "urgency_threshold", NEW, "cli")
+        _wait("the webhook job restarted", lambda: "job listen:webhook restarted" in caplog.text)
+        time.sleep(0.3)  # its replacement's first round has run by now
+        _wait("the webhook answering after the restart", answers)
+        assert worker._failures.get("listen:webhook", 0) == 0, caplog.text
+    finally:
+        worker.stop()
+        runner.join(20)
