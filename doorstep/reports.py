@@ -490,7 +490,7 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
         store.audit(actor, "report.unredacted", None, {"week": week, "brand": brand})
     report = WeeklyReport(week=week, brand=brand, tz=tz, start=start, end=end, generated_at=now, redacted=redact,
                           data=data)
-    report.warnings = _warnings(data)
+    report.warnings = _warnings(data, tz)
     report.quality_note = _quality_note(data)
     report.findings = _findings(data)
     if charts:
@@ -563,14 +563,16 @@ def _quality_note(data: dict[str, Any]) -> str:
     return "every listener polled successfully and no channel went silent unexpectedly."
 
 
-def _warnings(data: dict[str, Any]) -> list[str]:
-    """Data-quality problems first: a quiet week with a dead listener is not a good week."""
+def _warnings(data: dict[str, Any], tz: str) -> list[str]:
+    """Data-quality problems first: a quiet week with a dead listener is not a good week. Times are in the shop's
+    zone ``tz``, as the period and the gap lines (a listener's last poll was said in UTC: time audit)."""
     out = []
     for listener in data["listeners"]:
         if listener["state"] == "down":
             since = listener["last_success_at"]
             err = f" (last error: {listener['last_error']})" if listener["last_error"] else ""
-            state = (f"was down: no successful poll since {since[:16].replace('T', ' ')} UTC" if since else
+            state = (f"was down: no successful poll since "
+                     f"{parse_time(since).astimezone(metrics._zone(tz)):%a %d %b %H:%M}" if since else
                      "has never polled successfully")
             out.append(f"Listener {channel_name(listener['name'])} {state}{err}. "
                        "Figures for this week undercount its channel.")

@@ -22,8 +22,9 @@ the rule and why it fired.
 
 Spike method (:func:`spike_test`). For a facet value (say courier UPS), ``n`` = complaints in
 the last hour. The expected count ``lambda`` is the mean of the same hour-of-week over the past
-``weeks`` weeks (Monday 09-10 is compared with earlier Mondays 09-10, so the Monday-morning rush
-is not a spike); while less than one full week of history exists, an EWMA (``ewma_alpha``) of the
+``weeks`` weeks (Monday 09-10 is compared with earlier Mondays 09-10 on the shop's clock, ``timezone``,
+across clock changes too: :func:`same_hour_weeks_back`; so the Monday-morning rush is not a spike);
+while less than one full week of history exists, an EWMA (``ewma_alpha``) of the
 previous 24 hourly counts stands in (with fewer than 6 hours of history nothing is judged). When
 both exist, the larger of the two is the baseline: the seasonal mean keeps the weekly rush from
 alerting, the EWMA keeps a thin or outdated seasonal history (a brand that has grown since, a week
@@ -41,8 +42,9 @@ import logging
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from doorstep.config import Config, courier_key, find_courier
 from doorstep.cases import INTENT_LABELS
@@ -206,6 +208,25 @@ def _courier_name(config: Config, key: str, spellings: Counter[str]) -> str:
     return min(spellings.items(), key=lambda item: (-item[1], item[0]))[0] if spellings else key
 
 
+def same_hour_weeks_back(hour_start: datetime, zone: ZoneInfo, weeks: int) -> datetime | None:
+    """The start (UTC) of the same hour of the week ``weeks`` weeks before ``hour_start``, on the shop's clock.
+
+    Why the shop's clock: customers complain by their wall clock, so Monday 09:00 BST is compared with earlier
+    Mondays at 09:00 GMT. Stepping back in UTC compared it with 08:00 on the Mondays before the clocks went forward
+    (a false spike to Slack and e-mail), and hid real spikes after they went back (time audit).
+
+    On a clock-change day: an hour the clocks skipped (01:00-02:00 on the last Sunday of March in London) gives
+    ``None``, that week is left out of the mean (it had no such hour; counting it as quiet would lower the
+    baseline). An hour that happened twice (01:00-02:00 on the last Sunday of October) is its first occurrence
+    (summer time): the comparison hour is one UTC hour long, so the mean still weighs each week once.
+    """
+    wall = hour_start.astimezone(zone).replace(tzinfo=None) - timedelta(weeks=weeks)
+    moment = wall.replace(tzinfo=zone, fold=0)
+    if moment.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != wall:
+        return None  # a time the clocks jumped over
+    return moment.astimezone(timezone.utc)
+
+
 def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> list[tuple[str, str, SpikeResult]]:
     """(dimension, value, result) for every facet value seen in the last hour."""
     settings = alert_settings(config).spike
@@ -221,7 +242,9 @@ def detect_spikes(store: Store, config: Config, now: datetime | None = None) -> 
             continue
         seasonal: dict[str, list[int]] = {v: [] for v in current}
         for week in range(1, settings.weeks + 1):
-            start = hour_start - timedelta(weeks=week)
+            start = same_hour_weeks_back(hour_start, config.tz, week)
+            if start is None:
+                continue  # the clocks skipped that hour that week: unknown, not zero
             if start < oldest_at - timedelta(hours=1):
                 break  # no data that far back: an absent week is unknown, not zero
             counts = hourly_counts(store, dimension, start, start + timedelta(hours=1), settings.complaints_only)
