@@ -56,7 +56,9 @@ def schedule_lines(config: Config, deliveries: list[dict[str, Any]], now: dateti
     settings = report_settings(config)
     coming = next_send(now, config.tz, settings.weekly_at)
     lines = []
-    last = next_send(coming - timedelta(days=7, minutes=1), config.tz, settings.weekly_at)
+    # A week back on the shop's clock (an aware local time minus 7 days keeps its wall time): a week back in
+    # UTC landed after the missed send's local time in the week before the clocks went back (time audit).
+    last = next_send(coming.astimezone(config.tz) - timedelta(days=7, minutes=1), config.tz, settings.weekly_at)
     if last <= now and now - last <= timedelta(hours=settings.catch_up_hours):
         week = reports.last_complete_week(last, config.tz)
         made = {d.get("target") if d.get("channel") != "slack" else "Slack" for d in deliveries if d.get("week") == week}
