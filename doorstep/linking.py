@@ -19,8 +19,10 @@ treated like any unconfirmed link until confirmed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from doorstep.config import Config
 from doorstep.lookups import ShopLookups
@@ -30,6 +32,16 @@ from doorstep.store import OrderSummary, Store
 
 #: Shipment states that make an order the likely subject of an unexplained complaint.
 TROUBLE_STATUSES = frozenset({"exception", "attempt_failed", "returned"})
+#: Shipment states after which a parcel no longer moves towards the customer.
+FINAL_STATUSES = frozenset({"delivered", "returned"})
+#: How long after its last scan (or, unshipped, its placing) an order still counts as what a vague complaint
+#: is about: a troubled parcel last scanned weeks ago does not outrank a live one (browser check of the demo).
+RECENT = timedelta(days=14)
+
+#: "order 104926", "order no. 104926", "order number: 104926", "Order #104926", "my order number is 104926":
+#: how customers write an order number, with or without the "#" a shop's pattern may require.
+_AFTER_ORDER = re.compile(r"\border(?:\s+(?:number|num|no|nr)\b\.?)?(?:\s+is)?\s*(?:[:#]\s*)?#?(\d{4,})\b(?![-/.,:]\d)",
+                          re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,26 @@ def find_numbers(text: str, config: Config) -> Evidence:
     if config.couriers and any(c.tracking_formats for c in config.couriers):
         formats = {f for c in config.couriers for f in c.tracking_formats}
     orders = find_order_numbers(text, config.order_patterns)
-    tracking = list(dict.fromkeys(t.number for t in find_tracking_numbers(text, formats) if t.number not in orders))
+    parcels = [t.number for t in find_tracking_numbers(text, formats)]
+    orders += [n for n in _numbers_after_order(text, config.order_patterns) if n not in orders and n not in parcels]
+    tracking = list(dict.fromkeys(n for n in parcels if n not in orders))
     malformed = find_invalid_tracking_candidates(text, formats)
     return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
+
+
+def _numbers_after_order(text: str, patterns: Sequence[str]) -> list[str]:
+    """Numbers written after the word "order" that the shop's patterns take for an order number with a "#".
+
+    Why: customers write "it's order 104926", and a pattern like ``#(\\d{4,8})`` missed it, so the case was
+    not linked (browser check of the demo). The configured patterns still decide what an order number looks
+    like (its digit count; at least 4 digits), so "order 2 items" is no bogus "no such order" warning."""
+    found: list[str] = []
+    for match in _AFTER_ORDER.finditer(text):
+        digits = match.group(1)
+        value = next((v for v in find_order_numbers(f"#{digits}", patterns) if v.lstrip("#") == digits), None)
+        if value is not None and value not in found:
+            found.append(value)
+    return found
 
 
 def numbers_in(texts: Sequence[str], config: Config) -> list[Evidence]:
@@ -107,7 +136,7 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
     if author_customer is None:
         return Link(method="none", unmatched_numbers=unmatched)
 
-    candidates = rank_open_orders(store.order_summaries(customer_id=author_customer))
+    candidates = rank_open_orders(store.order_summaries(customer_id=author_customer), now=mention.created_at)
     named = {b.name.casefold() for b in config.brands if b.name in mention.matched}
     if named:
         # A post to one brand is not about another brand's order: a user check found a post to
@@ -184,12 +213,23 @@ def _number_link(
     )
 
 
-def rank_open_orders(orders: Iterable[OrderSummary]) -> list[OrderSummary]:
-    """Orders a vague complaint is most likely about: troubled shipments first, then newest.
+def rank_open_orders(orders: Iterable[OrderSummary], now: datetime | None = None) -> list[OrderSummary]:
+    """Orders a vague complaint is most likely about, as a care agent would judge them at ``now`` (the post's time):
 
-    Delivered orders whose last scan is more than two weeks after they were placed are
-    not candidates: "where is my order" is rarely about something that arrived long ago.
+    1. recent trouble (an exception, a failed attempt, a return, last scanned within :data:`RECENT`);
+    2. recent orders whose parcel is still on its way (or not yet shipped);
+    3. other recent orders (delivered lately), then the old ones, troubled before live before the rest.
+    Newest placed first within each. Why: "where's my parcel??" was guessed as a weeks-old returned order
+    while the customer's newer parcel was out for delivery (browser check of the demo).
+
+    ``now`` defaults to the latest time the orders themselves show, so the ranking never depends on the clock.
+    Orders placed after ``now``, cancelled and refunded orders, and delivered ones whose last scan is more than
+    two weeks after they were placed, are not candidates: "where is my order" is rarely about something that
+    arrived long ago.
     """
+    orders = list(orders)
+    if now is None:
+        now = max((o.last_event_at or o.placed_at for o in orders), default=None)
     candidates = []
     for order in orders:
         delivered_long_ago = (
@@ -197,11 +237,14 @@ def rank_open_orders(orders: Iterable[OrderSummary]) -> list[OrderSummary]:
             and order.last_event_at is not None
             and (order.last_event_at - order.placed_at).days > 14
         )
-        if order.status in {"cancelled", "refunded"} or delivered_long_ago:
+        # An order placed after the post is not what it is about (a post linked again later, the demo's
+        # history): the live pipeline never sees one, a re-link must not either.
+        if order.status in {"cancelled", "refunded"} or delivered_long_ago or (now is not None and order.placed_at > now):
             continue
+        recent = now is None or now - (order.last_event_at or order.placed_at) <= RECENT
         trouble = bool(order.shipment_statuses & TROUBLE_STATUSES)
-        not_delivered = order.shipment_statuses != {"delivered"}
-        candidates.append(((trouble, not_delivered, order.placed_at), order))
+        on_its_way = not order.shipment_statuses or not order.shipment_statuses <= FINAL_STATUSES
+        candidates.append(((recent, trouble, on_its_way, order.placed_at), order))
     candidates.sort(key=lambda item: item[0], reverse=True)
     return [order for _, order in candidates]
 
