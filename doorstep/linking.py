@@ -66,6 +66,17 @@ def find_numbers(text: str, config: Config) -> Evidence:
     return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
 
 
+def order_number_after_word(text: str, patterns: Sequence[str], mask: str) -> str:
+    """``text`` with each number :func:`_numbers_after_order` reads replaced by ``mask``: a report, an alert or
+    a courier's quote masks what linking takes for an order number ("order 10492"), not only "#10492"."""
+    def masked(match: re.Match[str]) -> str:
+        digits = match.group(1)
+        taken = any(v.lstrip("#") == digits for v in find_order_numbers(f"#{digits}", patterns))
+        return match.group(0)[: match.start(1) - match.start(0)] + mask if taken else match.group(0)
+
+    return _AFTER_ORDER.sub(masked, text)
+
+
 def _numbers_after_order(text: str, patterns: Sequence[str]) -> list[str]:
     """Numbers written after the word "order" that the shop's patterns take for an order number with a "#".
 

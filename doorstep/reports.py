@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from doorstep.config import LISTENER_CHANNELS, Config
+from doorstep.linking import order_number_after_word
 from doorstep.models import channel_name, utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.report_settings import ReportSettings, parse_weekly_at, report_settings  # noqa: F401 - re-exported
@@ -178,7 +179,7 @@ class Redactor:
     """Masks personal data in text quoted by a report.
 
     Patterns: emails, links, tracking numbers (the linker's own recogniser, valid or mistyped),
-    order numbers (the configured patterns), phone numbers, UK postcodes, street addresses (any
+    order numbers (the configured patterns, and a number after the word "order" they would take), phone numbers, UK postcodes, street addresses (any
     case) and whatever a post gives as its address ("my address: ...", "deliver to ...", to the
     end of the sentence), IBANs and account or card numbers, handles (our own brand and courier
     handles stay: they are public accounts), names the post is known to carry (author display
@@ -187,6 +188,7 @@ class Redactor:
     """
 
     def __init__(self, config: Config):
+        self.patterns = list(config.order_patterns)
         self.order_patterns = [re.compile(p) for p in config.order_patterns]
         self.public_handles = {
             h.lower().lstrip("@") for entity in [*config.brands, *config.couriers] for h in entity.handles.values()
@@ -220,6 +222,8 @@ class Redactor:
         out = _URL.sub("[link]", out)
         for pattern in self.order_patterns:
             out = pattern.sub("[order no.]", out)
+        # What linking reads as an order number without its "#" ("order 10492") is one here too.
+        out = order_number_after_word(out, self.patterns, "[order no.]")
         out = _ACCOUNT.sub(lambda m: m.group(1) + "[number]", out)
         out = self._introduced_addresses(out)
         out = _STREET.sub("[address]", out)

@@ -614,3 +614,13 @@ def test_the_report_names_a_worst_courier_only_when_it_stands_out() -> None:
     assert not any("had the most" in line for line in within)
     assert "9 complaints named a courier but no shipment we know (not in the rates)." in within
     assert "UPS had the most complaints per 1,000 shipments (270.5)." in _findings(data(True))
+
+
+def test_redactor_masks_an_order_number_written_after_the_word_order() -> None:
+    """Linking now reads "order 10492" without "#" as an order number (README, order_patterns): a report, an
+    alert or a courier quote masks it too, where only runs of six digits and "#" numbers were masked."""
+    from doorstep.config import parse_config
+
+    config = parse_config({"order_patterns": [r"#(\d{4,8})"]})
+    out = Redactor(config).text("it's order 10492 and order no. 7781 still hasn't come, 2 items") or ""
+    assert "10492" not in out and "7781" not in out and "2 items" in out, out
