@@ -37,7 +37,7 @@ CONFIG_CHECKS = [
 #: Commands that only read or change what is already stored: without a database they say so
 #: instead of creating an empty ./doorstep.db (matched on the words after ``doorstep``).
 NEEDS_DATABASE = ("user list", "user remove", "user set-role", "user set-email", "user set-password",
-                  "user unlock", "case", "outbox", "reply", "escalate", "export", "report", "proactive")
+                  "user unlock", "case", "outbox", "reply", "escalate", "export", "report", "proactive", "customer")
 
 
 def _load_classifier(spec: str) -> Any:
@@ -377,6 +377,51 @@ def export_mentions_cmd(ctx: Context, fmt: str, output: Any) -> None:
 
     for mention in ctx.store.iter_mentions():
         output.write(json.dumps(mention_export_row(mention), ensure_ascii=False) + "\n")
+
+
+# ----------------------------------------------------------------- customer
+@cli.group()
+def customer() -> None:
+    """A customer's personal data: erase it at their request (right to erasure)."""
+
+
+@customer.command("erase")
+@click.option("--customer-id", default=None, help="The customer's id in the shop's records.")
+@click.option("--handle", default=None, help='One of their handles: "@janedoe", or "x:@janedoe" for one network.')
+@click.option("--email", default=None, help="Their e-mail address.")
+@click.option("--phone", default=None, help="Their phone number, in any spelling (+44 7700 900123, 07700900123).")
+@click.option("--yes", is_flag=True, help="Erase without showing the counts and asking first (for scripts).")
+@click.option("--as", "actor", default="cli", show_default=True, help="Who erases (audit log).")
+@pass_ctx
+def customer_erase(ctx: Context, customer_id: str | None, handle: str | None, email: str | None, phone: str | None,
+                   yes: bool, actor: str) -> None:
+    """Erase one customer's personal data, named by exactly one of --customer-id, --handle, --email, --phone.
+
+    Their name, e-mail, phone and handles go; their posts, our messages to them and their answers keep
+    their rows (counts, SLA figures and reports stay true) with the text replaced by "[erased at the
+    customer's request]"; notes on their cases are erased and their details masked elsewhere; messages
+    not sent yet are cancelled. Orders stay (the shop's own records) without any link to contact details.
+    All in one transaction, audited without personal data. It cannot be undone.
+
+    A later order import that names the same person creates a customer again: that is the shop's
+    data. Take them out of the shop's export first if they must not come back.
+    """
+    from doorstep.erasure import ErasureError, erase_customer, find_customer, preview_erasure
+
+    try:
+        found = find_customer(ctx.store, customer_id=customer_id, handle=handle, email=email, phone=phone)
+        if not yes:
+            click.echo(f"customer {found}: would erase {preview_erasure(ctx.store, found).counts()}")
+            try:
+                confirmed = click.confirm("Erase this customer's personal data? This cannot be undone", default=False)
+            except click.Abort:
+                confirmed = False
+            if not confirmed:
+                raise click.ClickException("nothing erased (not confirmed; pass --yes to erase without asking)")
+        erasure = erase_customer(ctx.store, found, actor)
+    except ErasureError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"customer {found} erased by {actor}; {erasure.counts()}")
 
 
 # ---------------------------------------------------------------- classify
