@@ -387,7 +387,8 @@ def customer() -> None:
 
 @customer.command("erase")
 @click.option("--customer-id", default=None, help="The customer's id in the shop's records.")
-@click.option("--handle", default=None, help='One of their handles: "@janedoe", or "x:@janedoe" for one network.')
+@click.option("--handle", default=None, help='One of their handles: "@janedoe", or "x:@janedoe" for one network '
+                                             '(a person who only posted, with no customer record, too).')
 @click.option("--email", default=None, help="Their e-mail address.")
 @click.option("--phone", default=None, help="Their phone number, in any spelling (+44 7700 900123, 07700900123).")
 @click.option("--yes", is_flag=True, help="Erase without showing the counts and asking first (for scripts).")
@@ -397,31 +398,35 @@ def customer_erase(ctx: Context, customer_id: str | None, handle: str | None, em
                    yes: bool, actor: str) -> None:
     """Erase one customer's personal data, named by exactly one of --customer-id, --handle, --email, --phone.
 
+    A handle, e-mail or phone no customer has names the person who wrote from it: their posts and
+    everything about them are erased the same way (a handle on several networks needs "x:@janedoe").
+
     Their name, e-mail, phone and handles go; their posts, our messages to them and their answers keep
     their rows (counts, SLA figures and reports stay true) with the text replaced by "[erased at the
     customer's request]"; notes on their cases are erased and their details masked elsewhere; messages
     not sent yet are cancelled. Orders stay (the shop's own records) without any link to contact details.
-    All in one transaction, audited without personal data. It cannot be undone.
+    All in one transaction, audited without personal data under --as. It cannot be undone. (The console
+    lets only an admin erase; the command line may, as whoever runs it holds the database.)
 
     A later order import that names the same person creates a customer again: that is the shop's
     data. Take them out of the shop's export first if they must not come back.
     """
-    from doorstep.erasure import ErasureError, erase_customer, find_customer, preview_erasure
+    from doorstep.erasure import ErasureError, erase_customer, find_person, preview_erasure
 
     try:
-        found = find_customer(ctx.store, customer_id=customer_id, handle=handle, email=email, phone=phone)
+        found = find_person(ctx.store, customer_id=customer_id, handle=handle, email=email, phone=phone)
         if not yes:
-            click.echo(f"customer {found}: would erase {preview_erasure(ctx.store, found).counts()}")
+            click.echo(f"{found}: would erase {preview_erasure(ctx.store, found).counts()}")
             try:
-                confirmed = click.confirm("Erase this customer's personal data? This cannot be undone", default=False)
+                confirmed = click.confirm("Erase this person's personal data? This cannot be undone", default=False)
             except click.Abort:
                 confirmed = False
             if not confirmed:
                 raise click.ClickException("nothing erased (not confirmed; pass --yes to erase without asking)")
-        erasure = erase_customer(ctx.store, found, actor)
+        erasure = erase_customer(ctx.store, found, actor, permission_of="cli")
     except ErasureError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"customer {found} erased by {actor}; {erasure.counts()}")
+    click.echo(f"{found} erased by {actor}; {erasure.counts()}")
 
 
 # ---------------------------------------------------------------- classify

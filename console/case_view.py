@@ -721,7 +721,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                       format_func=lambda i: _post_label(by_id[i], own[i]))
             parent = by_id.get(chosen)
             if parent is not None and not own[parent.id]:
-                st.warning(escape_md(f"@{parent.author_handle} is not this case's customer: the reply must not "
+                st.warning(escape_md(f"@{parent.author_handle or '?'} is not this case's customer: the reply must not "
                                      "contain the customer's order or personal details."))
     account = _account_picker(store, config, case, channel, parent)
     route = reply_route_line(store, config, case, channel, account, parent)
@@ -1275,6 +1275,47 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
 TIMELINE_HEIGHT_PX = 360
 
 
+def _erase_person(store: Store, case: Case, user: Any) -> None:
+    """"Erase this person's data" (admins only), so a lead's request needs no shell: what it would erase, as
+    counts; the customer id or the author's handle typed to confirm; then the erasure (doorstep.erasure,
+    which checks the role again) and the page again, with the erased posts."""
+    if not can(user, "erase_personal_data"):
+        return
+    from doorstep.erasure import ErasureError, erase_customer, person_of_case, preview_erasure
+
+    box, is_open = lazy_expander("Erase this person's data", key=f"erase_open_{case.id}")
+    with box:
+        show_flashes(at=f"erase:{case.id}")
+        if not is_open:
+            return
+        try:
+            person = person_of_case(store, case.id)  # type: ignore[arg-type]
+            preview = preview_erasure(store, person)
+        except ErasureError as exc:
+            st.caption(escape_md(str(exc)))
+            return
+        word = person.customer_id or (case.author_handle or "")
+        st.caption(escape_md(f"{person}: would erase {preview.counts()}. The rows stay with their text erased; "
+                             "messages not sent yet are cancelled. This cannot be undone."))
+        with st.form(f"erase_{case.id}", clear_on_submit=True):
+            typed = st.text_input(f"Type {'the customer id' if person.customer_id else 'the handle'} {word} to confirm",
+                                  key=f"erase_confirm_{case.id}")
+            if st.form_submit_button("Erase", type="primary"):
+                if typed.strip().lstrip("@").lower() != word.strip().lstrip("@").lower():
+                    flash("error", f"Nothing erased: type {word} to confirm.", at=f"erase:{case.id}")
+                    st.rerun()
+                try:
+                    erasure = erase_customer(store, person, user.username)
+                except (ErasureError, PermissionError) as exc:
+                    flash("error", f"Nothing erased: {exc}", at=f"erase:{case.id}")
+                else:
+                    fresh = store.get_case(case.id)  # type: ignore[arg-type]
+                    if fresh is not None:
+                        hold(fresh)  # the erasure's own change to the case: nothing to review
+                    flash("success", f"{person}: personal data erased ({erasure.counts()})")
+                st.rerun()
+
+
 def neighbour(queue: list[int], case_id: int | None, step: int) -> int | None:
     """The case ``step`` places from ``case_id`` in the inbox's list (the first one when it is not there)."""
     if not queue:
@@ -1386,3 +1427,4 @@ def render() -> None:
 
         case_section(store, case, user)
         _timeline(store, case, user)
+        _erase_person(store, case, user)

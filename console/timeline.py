@@ -249,6 +249,8 @@ SENTENCES: dict[str, str | Said] = {
         f"{c['who']}'s escalation to the courier went without a courier link (the courier cannot open this parcel's "
         f"page or post updates)" + (f"; a lead or admin can fix it: {d['reason']}" if d.get("reason") else
                                     "; a lead or admin can fix it: set COURIER_LINK_SECRET")),
+    "customer.erase": lambda d, c, when: "Personal data erased at the customer's request by "
+                                         + actor_name(c["actor"], start=False),
     "alert.new": "{who} fired",
     "alert.update": "{who} fired again",
 }

@@ -1,20 +1,30 @@
-"""Erasing a customer's personal data at their request (GDPR / UK GDPR article 17, the right to erasure).
+"""Erasing a person's personal data at their request (GDPR / UK GDPR article 17, the right to erasure).
 
-``doorstep customer erase`` is a thin wrapper of :func:`find_customer`, :func:`preview_erasure` and
-:func:`erase_customer`. What goes, in one transaction (all of it, or nothing):
+``doorstep customer erase`` is a thin wrapper of :func:`find_person`, :func:`preview_erasure` and
+:func:`erase_customer`; the case page's "Erase this person's data" of :func:`person_of_case` and the same two.
+
+The person is a :class:`Person`: a customer record (with their handles, e-mail and phone), or, since most
+people who write to a shop on X, Mastodon or Bluesky are in no customer record, the author of posts
+(their handle on one or more networks, or an e-mail address or phone number no customer has). Both go
+through the one erasure below; for an author alone there is no record to delete and no order to keep.
+What goes, in one transaction (all of it, or nothing):
 
 * **the customer record**: name, e-mail, phone and handles (the ``customers`` row and its
   ``customer_handles``). Doorstep keeps no postal address.
 * **their posts** (posts by one of their handles, e-mail address or phone number, and the posts of
-  their cases that speak for them) and **our public posts in their cases**: the text becomes
+  their cases that speak for them) and **our public posts in their cases or in reply to them**: the text becomes
   :data:`MARKER`; author handle, name and network id, the post's address and its raw payload are
   cleared. The rows stay, with their ids, times, channel, labels and case: counts, SLA figures and
   weekly reports stay true. The (channel, external id) stays too: it is how every listener and
   import tells a post it already has (``Store.existing_mention_ids``), so polling the same post again
   is a duplicate and never brings its text back. Posts of other people in their cases and
   conversations keep their words, with the customer's name, handles, e-mail and phone masked.
+  Their cases are those confirmed to their record and those they wrote, except a case they wrote where
+  another author's posts speak for its customer (confirmed to someone else who wrote there too): that
+  one loses only their author handle, their posts and our answers to them; its notes are masked.
 * **messages to them or about them** (replies, follow-ups, questions, alerts and escalations on their
-  cases, anything addressed to their e-mail, phone or handle): the text becomes :data:`MARKER` and the
+  cases, anything addressed to their e-mail, phone or handle or answering one of their posts): the
+  text becomes :data:`MARKER` and the
   address is cleared where it was theirs. Every one not sent yet (queued, being sent, awaiting
   approval, failed) is cancelled with :data:`CANCEL_REASON`: nothing leaves after the erasure. Open
   questions and call backs are cancelled; an alert the hourly cap still holds back is dropped.
@@ -47,6 +57,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from doorstep.dialogue import MIN_NATIONAL_DIGITS, phones_match
+from doorstep.models import channel_name
+from doorstep.permissions import require
 from doorstep.store import PHONE_DIGITS_SQL, Store
 from doorstep.store.base import _chunks, _marks
 from doorstep.store.orders import HANDLE_CHANNEL
@@ -57,6 +69,9 @@ MARKER = "[erased at the customer's request]"
 MASK = "[erased]"
 #: Why a message, question or call back was cancelled.
 CANCEL_REASON = "the customer's personal data was erased at their request"
+#: The ``last_error`` of a message the erasure cancelled: such a message is never sent again
+#: (``responders.outbox.retry`` refuses it; its text is the marker, its address gone).
+CANCELLED_BY_ERASURE = f"cancelled: {CANCEL_REASON}"
 #: The worker's alert state (``responders/alerts.py`` STATE_CURSOR): incidents say why, held alerts wait to be sent.
 ALERT_STATE_CURSOR = "alerts.state"
 #: Messages that have not left yet: cancelled by an erasure (a failed one could be retried by hand).
@@ -71,11 +86,34 @@ class ErasureError(ValueError):
     """The customer cannot be erased as asked: one line saying why and what to do."""
 
 
+class NoSuchCustomer(ErasureError):
+    """No customer record has the id, handle, e-mail or phone given (an author of posts still may)."""
+
+
+@dataclass(frozen=True)
+class Person:
+    """Whose personal data an erasure takes: a customer record, or (``customer_id`` None) the author of
+    posts no record has, by their (network, handle) pairs (lower case, no @), e-mail address or phone."""
+
+    customer_id: str | None = None
+    handles: frozenset[tuple[str, str]] = frozenset()
+    email: str | None = None
+    phone: str | None = None
+
+    def __str__(self) -> str:
+        """"customer c-17", "X author with no customer record": never personal data (it is printed and shown)."""
+        if self.customer_id:
+            return f"customer {self.customer_id}"
+        where = ("e-mail" if self.email else "SMS" if self.phone
+                 else " and ".join(channel_name(n) for n in sorted({n for n, _ in self.handles})))
+        return f"{where} author with no customer record"
+
+
 @dataclass(frozen=True)
 class Erasure:
     """What an erasure changes (or changed): counts only, never personal data."""
 
-    customer_id: str
+    customer_id: str | None
     cases: int = 0
     posts: int = 0
     messages: int = 0
@@ -147,20 +185,87 @@ def find_customer(store: Store, *, customer_id: str | None = None, handle: str |
                                               ["%" + _phone_core(value)]) if phones_match(r["phone"], value)]
     found = sorted(set(found))
     if not found:
-        raise ErasureError(f"no customer has the {what} {value}")
+        raise NoSuchCustomer(f"no customer has the {what} {value}")
     if len(found) > 1:
         raise ErasureError(f"{len(found)} customers have the {what} {value} (ids {', '.join(found[:5])}"
                            f"{' ...' if len(found) > 5 else ''}): name one by its customer id")
     return found[0]
 
 
+def find_person(store: Store, *, customer_id: str | None = None, handle: str | None = None,
+                email: str | None = None, phone: str | None = None) -> Person:
+    """The person named by exactly one of customer id, handle, e-mail or phone: the customer
+    :func:`find_customer` finds, else the author of the posts written from a handle, e-mail address or
+    phone number no customer has (most people who write to a shop are in no customer record).
+
+    A handle without a network whose posts are on several networks is refused (one line asking for
+    ``network:@handle``): @janedoe on X and @janedoe on Mastodon may be two people. One customer who has
+    the handle on each network is that customer. Our own posts are never anyone's."""
+    try:
+        return Person(customer_id=find_customer(store, customer_id=customer_id, handle=handle, email=email,
+                                                phone=phone))
+    except NoSuchCustomer:
+        if customer_id is not None:
+            raise
+        person = _author(store, handle=handle, email=email, phone=phone)
+        if person is None:
+            raise
+        return person
+
+
+def _author(store: Store, *, handle: str | None, email: str | None, phone: str | None) -> Person | None:
+    """The author of the posts from ``handle`` (any network but e-mail and SMS), ``email`` or ``phone``; None
+    when there is none. Raises :class:`ErasureError` for a handle without a network found on several."""
+    inbound = "select channel, author_handle from mentions where outbound = 0 and "
+    if email is not None:
+        address = email.strip().lower()
+        found = store.db.execute(inbound + "channel = 'email' and lower(author_handle) = ?", [address]).fetchall()
+        return Person(email=address) if found else None
+    if phone is not None:
+        found = store.db.execute(inbound + f"channel = 'sms' and {_digits_sql('author_handle')} like ?",
+                                 ["%" + _phone_core(phone)]).fetchall()
+        return Person(phone=phone.strip()) if any(phones_match(r[1], phone) for r in found) else None
+    network, name = _handle(handle or "")
+    rows = store.db.execute(inbound + "channel not in ('email', 'sms') and lower(author_handle) in (?, ?)",
+                            [name, "@" + name]).fetchall()
+    networks = sorted({HANDLE_CHANNEL.get(r[0], r[0]) for r in rows})
+    if network is not None:
+        networks = [n for n in networks if n == network]
+    if len(networks) > 1:
+        raise ErasureError(f"the handle @{name} has posts on {' and '.join(channel_name(n) for n in networks)} and "
+                           f"no customer record: name the network, as "
+                           + " or ".join(f"{n}:@{name}" for n in networks))
+    return Person(handles=frozenset((n, name) for n in networks)) if networks else None
+
+
+def person_of_case(store: Store, case_id: int) -> Person:
+    """Whose data the case page's "Erase this person's data" erases: the customer the case is confirmed
+    to, else its author (their customer record where one has their handle, e-mail or phone)."""
+    rows = store.rows("select customer_id, link_confirmed, channel, author_handle from cases where id = ?", [case_id])
+    if not rows:
+        raise ErasureError(f"no case {case_id}")
+    case = rows[0]
+    if case["customer_id"] and case["link_confirmed"]:
+        return Person(customer_id=case["customer_id"])
+    author, channel = (case["author_handle"] or "").strip(), case["channel"]
+    if not author or not channel:
+        raise ErasureError(f"case {case_id} has no customer or author left to erase")
+    if channel == "email":
+        return find_person(store, email=author)
+    if channel == "sms":
+        return find_person(store, phone=author)
+    return find_person(store, handle=f"{HANDLE_CHANNEL.get(channel, channel)}:{author}")
+
+
 # ------------------------------------------------------------------ what is theirs
 @dataclass
 class _Scope:
-    """Everything of one customer's that an erasure touches (ids), and how to mask their known values."""
+    """Everything of one person's that an erasure touches (ids), and how to mask their known values."""
 
-    customer_id: str
+    customer_id: str | None
     cases: list[int] = field(default_factory=list)
+    #: Cases they wrote that speak for another customer too: only their handle, posts and our answers go.
+    shared: list[int] = field(default_factory=list)
     linked_cases: list[int] = field(default_factory=list)
     posts: list[int] = field(default_factory=list)
     post_keys: set[tuple[str, str]] = field(default_factory=set)
@@ -177,8 +282,8 @@ class _Scope:
     handles: set[tuple[str, str]] = field(default_factory=set)
     email: str | None = None
     phone: str | None = None
-    #: Their name when it has two words or more (a first name alone would find other people).
-    name: str | None = None
+    #: Their names (record and posts) of two words or more (a first name alone would find other people).
+    names: set[str] = field(default_factory=set)
 
     def is_theirs(self, channel: str, address: str | None) -> bool:
         """Whether a post's author or a message's address on ``channel`` is this customer."""
@@ -191,8 +296,9 @@ class _Scope:
         return (HANDLE_CHANNEL.get(channel, channel), address.strip().lower().lstrip("@")) in self.handles
 
     def erasure(self) -> Erasure:
-        return Erasure(self.customer_id, cases=len(self.cases), posts=len(self.posts), messages=len(self.messages),
-                       cancelled=len(self.unsent), notes=len(self.notes), answers=len(self.answers), orders=self.orders)
+        return Erasure(self.customer_id, cases=len(self.cases) + len(self.shared), posts=len(self.posts),
+                       messages=len(self.messages), cancelled=len(self.unsent), notes=len(self.notes),
+                       answers=len(self.answers), orders=self.orders)
 
 
 def _ids(store: Store, sql: str, params: Sequence[Any] = ()) -> list[int]:
@@ -227,17 +333,19 @@ def _masker(names: Iterable[str | None], addresses: Iterable[str | None], phone:
     return lambda text: pattern.sub(MASK, text) if isinstance(text, str) else text
 
 
-def _scope(store: Store, customer_id: str) -> _Scope:
-    """What of ``customer_id``'s an erasure touches, read now (inside the erasure's transaction when it erases)."""
-    rows = store.rows("select id, name, email, phone from customers where id = ?", [customer_id])
-    if not rows:
-        raise ErasureError(f"no customer has the customer id {customer_id}")
-    customer = rows[0]
-    scope = _Scope(customer_id, email=(customer["email"] or "").strip().lower() or None,
-                   phone=(customer["phone"] or "").strip() or None,
-                   name=customer["name"].strip() if customer["name"] and len(customer["name"].split()) > 1 else None)
-    scope.handles = {(r["channel"], r["handle"]) for r in
-                     store.rows("select channel, handle from customer_handles where customer_id = ?", [customer_id])}
+def _scope(store: Store, person: Person) -> _Scope:
+    """What of ``person``'s an erasure touches, read now (inside the erasure's transaction when it erases)."""
+    customer: dict[str, Any] = {}
+    if person.customer_id is not None:
+        rows = store.rows("select id, name, email, phone from customers where id = ?", [person.customer_id])
+        if not rows:
+            raise ErasureError(f"no customer has the customer id {person.customer_id}")
+        customer = rows[0]
+    customer_id = person.customer_id
+    scope = _Scope(customer_id, email=(customer.get("email") or person.email or "").strip().lower() or None,
+                   phone=(customer.get("phone") or person.phone or "").strip() or None)
+    scope.handles = set(person.handles) | {(r["channel"], r["handle"]) for r in store.rows(
+        "select channel, handle from customer_handles where customer_id = ?", [customer_id])}
     # Their cases: confirmed to them, or written by one of their handles or addresses.
     cases = set(_ids(store, "select id from cases where customer_id = ? and link_confirmed = 1", [customer_id]))
     scope.linked_cases = _ids(store, "select id from cases where customer_id = ?", [customer_id])
@@ -247,16 +355,21 @@ def _scope(store: Store, customer_id: str) -> _Scope:
             authors.setdefault(channel, []).extend([handle, "@" + handle])
     if scope.email:
         authors["email"] = [scope.email]
+    wrote: set[int] = set()
     for channel, names in authors.items():
-        cases |= {r[0] for r in _in(store, "select id from cases where channel = ? and lower(author_handle) in ({})",
+        wrote |= {r[0] for r in _in(store, "select id from cases where channel = ? and lower(author_handle) in ({})",
                                     names, [channel])}
     if scope.phone:
-        cases |= {r[0] for r in store.db.execute(
+        wrote |= {r[0] for r in store.db.execute(
             f"select id, author_handle from cases where channel = 'sms' and {_digits_sql('author_handle')} like ?",
             ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs("sms", r[1])}
-    scope.cases = sorted(cases)
+    # A case they wrote where another author's posts speak for its customer is that customer's too.
+    shared = {r[0] for r in _in(store, "select case_id, channel, author_handle from mentions where outbound = 0 and "
+                                       "coalesce(by_customer, 1) = 1 and author_handle is not null and case_id in ({})",
+                                sorted(wrote - cases)) if not scope.is_theirs(r[1], r[2])}
+    scope.cases, scope.shared = sorted(cases | (wrote - shared)), sorted(shared)
 
-    # Their posts (and ours in their cases): erased. Others' posts in their cases and conversations: masked.
+    # Their posts, ours in their cases or answering them: erased. Others' in their cases and threads: masked.
     posts = {r[0] for r in _in(store, "select id from mentions where (outbound = 1 or by_customer is null or "
                                       "by_customer = 1) and case_id in ({})", scope.cases)}
     for channel, names in authors.items():
@@ -266,20 +379,24 @@ def _scope(store: Store, customer_id: str) -> _Scope:
         posts |= {r[0] for r in store.db.execute(
             f"select id, author_handle from mentions where channel = 'sms' and {_digits_sql('author_handle')} like ?",
             ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs("sms", r[1])}
+    keys = {(r[0], r[1]) for r in _in(store, "select channel, external_id from mentions where outbound = 0 and "
+                                              "id in ({})", posts)}
+    posts |= {r[0] for r in _in(store, "select id, channel, in_reply_to from mentions where outbound = 1 and "
+                                       "in_reply_to in ({})", sorted({k for _, k in keys})) if (r[1], r[2]) in keys}
     scope.posts = sorted(posts)
     seen = _in(store, "select channel, external_id, thread_id, author_name, author_handle, author_id, outbound "
                       "from mentions where id in ({})", scope.posts)
     scope.post_keys = {(r[0], r[1]) for r in seen}
     threads = {(r[0], r[2]) for r in seen if r[2]}
     others = {r[0] for r in _in(store, "select id from mentions where by_customer = 0 and case_id in ({})",
-                                scope.cases)}
+                                scope.cases + scope.shared)}
     for channel in {c for c, _ in threads}:
         others |= {r[0] for r in _in(store, "select id from mentions where channel = ? and thread_id in ({})",
                                      [t for c, t in threads if c == channel], [channel])}
     scope.others = sorted(others - posts)
 
-    # Messages on their cases or to their addresses; the unsent ones are cancelled.
-    columns = "select id, status, kind, target, case_id, channel from outbound_messages where "
+    # Messages on their cases, to their addresses or answering their posts; the unsent ones are cancelled.
+    columns = "select id, status, kind, target, case_id, channel, in_reply_to from outbound_messages where "
     author_ids = {r[5] for r in seen if r[5] and not r[6] and r[0] not in ("email", "sms")}
     messages = {r[0]: r for r in _in(store, columns + "case_id in ({})", scope.cases)}
     addresses = {scope.email, *(h for _, h in scope.handles), *("@" + h for _, h in scope.handles), *author_ids}
@@ -289,6 +406,9 @@ def _scope(store: Store, customer_id: str) -> _Scope:
         addressed += [r for r in store.db.execute(columns + f"channel = 'sms' and {_digits_sql('target')} like ?",
                                                   ["%" + _phone_core(scope.phone)]).fetchall()
                       if scope.is_theirs("sms", r[3])]
+    networks = {(HANDLE_CHANNEL.get(c, c), k) for c, k in keys}
+    addressed += [r for r in _in(store, columns + "in_reply_to in ({})", sorted({k for _, k in keys}))
+                  if (HANDLE_CHANNEL.get(r[5], r[5]), r[6]) in networks]
     messages.update({r[0]: r for r in addressed})
     scope.messages = sorted(messages)
     scope.to_them = {r[0] for r in addressed} | {m for m, r in messages.items() if r[2] in TO_CUSTOMER}
@@ -311,15 +431,22 @@ def _scope(store: Store, customer_id: str) -> _Scope:
     scope.orders = int(store.db.execute("select count(*) from orders where customer_id = ?",
                                         [customer_id]).fetchone()[0])
     theirs = [r for r in seen if not r[6]]  # (not our own posts in their cases)
-    scope.mask = _masker([customer["name"], *(r[3] for r in theirs)],
-                         [scope.email, *(h for _, h in scope.handles), *(r[4] for r in theirs if r[0] != "sms")],
+    names = [customer.get("name"), *(r[3] for r in theirs)]
+    scope.names = {n.strip() for n in names if n and len(n.split()) > 1}
+    scope.mask = _masker(names, [scope.email, *(h for _, h in scope.handles), *(r[4] for r in theirs if r[0] != "sms")],
                          scope.phone)
     return scope
 
 
-def preview_erasure(store: Store, customer_id: str) -> Erasure:
-    """What :func:`erase_customer` would change now (counts only); writes nothing."""
-    return _scope(store, customer_id).erasure()
+def _person(who: str | Person) -> Person:
+    """A customer id as the customer's :class:`Person`."""
+    return who if isinstance(who, Person) else Person(customer_id=who)
+
+
+def preview_erasure(store: Store, who: str | Person) -> Erasure:
+    """What :func:`erase_customer` would change now (counts only); writes nothing. ``who``: a customer id or a
+    :class:`Person`."""
+    return _scope(store, _person(who)).erasure()
 
 
 # ------------------------------------------------------------------ erasing
@@ -410,13 +537,22 @@ def _forget_staged_posts(store: Store, scope: _Scope) -> None:
                              [json.dumps(masked, separators=(",", ":")), row["id"]])
 
 
-def erase_customer(store: Store, customer_id: str, actor: str) -> Erasure:
-    """Erase one customer's personal data (see the module's docstring), in one transaction, and audit it
-    without personal data ("customer.erase": counts only). Returns what was erased."""
+def erase_customer(store: Store, who: str | Person, actor: str, *, permission_of: str | None = None) -> Erasure:
+    """Erase one person's personal data (``who``: a customer id or a :class:`Person`; see the module's
+    docstring), in one transaction, and audit it by ``actor`` without personal data ("customer.erase":
+    counts only). Returns what was erased.
+
+    Only an admin may (permission "erase_personal_data"), checked here, in the transaction, so a page
+    that forgot its check erases nothing. ``permission_of``: whose permission is checked when that is not
+    ``actor``'s: the command line passes "cli" (whoever runs it holds the database already) and records
+    its ``--as`` name, often the data protection officer's and no console user, as ``actor``."""
+    person = _person(who)
+    customer_id = person.customer_id
     with store.write_transaction():
-        scope = _scope(store, customer_id)
+        require(store, permission_of or actor, "erase_personal_data", "erase personal data")
+        scope = _scope(store, person)
         mask = scope.mask
-        cancelled = f"cancelled: {CANCEL_REASON}"
+        cancelled = CANCELLED_BY_ERASURE
         _update(store, "update mentions set text = ?, author_handle = null, author_name = null, author_id = null, "
                        "url = null, raw = null where id in ({})", scope.posts, [MARKER])
         _update(store, "update label_corrections set text = ? where mention_id in ({})", scope.posts, [MARKER])
@@ -466,13 +602,13 @@ def erase_customer(store: Store, customer_id: str, actor: str) -> Erasure:
         store.db.execute("update contact_attempts set customer_id = null where customer_id = ?", [customer_id])
         store.db.execute("update automatic_messages set customer_id = null where customer_id = ?", [customer_id])
         _update(store, "update cases set author_handle = null, version = version + 1, updated_by = ? where id in ({})",
-                scope.cases, [actor])
+                scope.cases + scope.shared, [actor])
         _update(store, "update cases set customer_id = null, version = version + 1, updated_by = ? where id in ({})",
                 scope.linked_cases, [actor])
         store.db.execute("delete from customer_handles where customer_id = ?", [customer_id])
         store.db.execute("delete from customers where id = ?", [customer_id])
         erasure = scope.erasure()
-        for case_id in scope.cases:
+        for case_id in scope.cases + scope.shared:
             store.audit(actor, "customer.erase", case_id, {"customer_id": customer_id})
         store.audit(actor, "customer.erase", None, erasure.details())
     return erasure
@@ -481,7 +617,7 @@ def erase_customer(store: Store, customer_id: str, actor: str) -> Erasure:
 def _mask_audit_elsewhere(store: Store, scope: _Scope) -> None:
     """Audit details outside their cases that name them (an agent's words on another case, an answer from
     their phone that found no case): found by their known values, and by the ids of their answers and messages."""
-    needles = {v.lower() for v in (scope.email, scope.phone, scope.name, *(h for _, h in scope.handles))
+    needles = {v.lower() for v in (scope.email, scope.phone, *scope.names, *(h for _, h in scope.handles))
                if v and len(v) >= 3}
     if scope.phone:
         needles.add(_phone_core(scope.phone))

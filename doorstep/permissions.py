@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, str] = {
     "manage_users": "admin",
     "manage_channels": "admin",
     "manage_brands": "admin",
+    "erase_personal_data": "admin",
 }
 
 #: Actors that are not console users and may do every action: the person at the machine owns the

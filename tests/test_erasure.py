@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from doorstep.contact_history import record_attempt
 from doorstep.dialogue import insert_question, note_reply_outcome, remember_reply
-from doorstep.erasure import CANCEL_REASON, MARKER, ErasureError, erase_customer, find_customer, preview_erasure
+from doorstep.erasure import (CANCEL_REASON, CANCELLED_BY_ERASURE, MARKER, ErasureError, Person, erase_customer,
+                              find_customer, find_person, person_of_case, preview_erasure)
 from doorstep.models import Customer, Mention, Order, Shipment, TrackingEvent
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, iso
@@ -28,6 +29,9 @@ from conftest import T0, KeywordClassifier, mention
 UPS = "1Z999AA10123456784"
 #: Everything that identifies Jane, or that only she wrote: none of it may survive her erasure.
 JANE = ("jane.roe@example.org", "janeroe_uk", "jane roe", "7700900434", "7700 900434", "wobblesnorkel")
+#: Everything that identifies Kit (who only ever posted), or that only Kit wrote.
+KIT = ("kitvale_x", "kit vale", "zorbleflute", "8675309001")
+PASSWORD = "a long and uncommon passphrase"
 
 
 def text_values(store: Store) -> Iterator[tuple[str, str, str]]:
@@ -71,7 +75,10 @@ def _message(store: Store, idempotency_key: str) -> dict:
 
 @pytest.fixture
 def shop(store: Store, config) -> Store:
-    """Jane (everything a customer can leave behind) and Bob (who must keep everything)."""
+    """Jane (everything a customer can leave behind) and Bob (who must keep everything); ann is an admin."""
+    from console.auth import add_user
+
+    add_user(store, "ann", PASSWORD, role="admin", rounds=4)  # (only an admin may erase)
     store.upsert_customers([
         Customer(id="c-17", name="Jane Roe", email="Jane.Roe@example.org", phone="+44 7700 900434",
                  handles={"x": "JaneRoe_UK"}),
@@ -357,3 +364,200 @@ def test_cli_needs_an_existing_database(tmp_path) -> None:
     result = _cli(str(tmp_path / "none.db"), "--customer-id", "c-1", "--yes")
     assert result.exit_code == 1 and "no database at" in result.output
     assert not (tmp_path / "none.db").exists()
+
+
+# ------------------------------------------------------------------ a person who only posted (no customer record)
+@pytest.fixture
+def poster(shop: Store, config) -> Store:
+    """Kit, who wrote to the shop on X (a post, a word in Bob's thread, a direct message) and is in no
+    customer record, beside Jane and Bob; our answers to Kit, notes and audit that name them."""
+    raw = {"author": {"username": "KitVale_X", "name": "Kit Vale", "id": "8675309001"}, "text": "zorbleflute"}
+    Pipeline(shop, config, KeywordClassifier()).ingest([
+        mention("k-1", "@LarkspurHelp my zorbleflute mug arrived smashed", 60, author_handle="KitVale_X",
+                author_name="Kit Vale", author_id="8675309001", thread_id="k-1", url="https://x.com/KitVale_X/status/2",
+                raw=raw),
+        mention("k-2", "@bobstone @FettleCare mine too, the zorbleflute came broken", 61, author_handle="KitVale_X",
+                author_name="Kit Vale", thread_id="x-9", in_reply_to="x-9"),
+        mention("k-3", "photo of the zorbleflute mug attached", 62, channel="x_dm", author_handle="kitvale_x",
+                author_id="8675309001"),
+        mention("k-4", "@KitVale_X so sorry Kit Vale, a new zorbleflute mug is on its way", 70,
+                author_handle="LarkspurHelp", thread_id="k-1", in_reply_to="k-1", outbound=True),
+    ])
+    kit, bob = _case_of(shop, "k-1"), _case_of(shop, "x-9")
+    assert _case_of(shop, "k-2") == bob  # Kit's word in Bob's thread is on Bob's case, not Kit's
+    from responders.outbox import enqueue
+
+    sent = enqueue(shop, kind="reply", channel="x", text="@KitVale_X a zorbleflute mug is on its way", actor="ann",
+                   idempotency_key="reply-kit-sent", case_id=kit, in_reply_to="k-1")
+    shop.db.execute("update outbound_messages set status = 'sent', sent_at = ? where id = ?", [iso(T0), sent.id])
+    enqueue(shop, kind="reply", channel="x", text="@KitVale_X tracking for the zorbleflute mug to follow", actor="ann",
+            idempotency_key="reply-kit", case_id=kit, in_reply_to="k-1")
+    enqueue(shop, kind="reply", channel="x", text="@KitVale_X sorry to hear it, send us a DM", actor="ann",
+            idempotency_key="reply-kit-on-bobs-case", case_id=bob, in_reply_to="k-2")  # answers Kit on Bob's case
+    shop.add_note(kit, "ann", "Kit Vale sent a photo of the zorbleflute mug")
+    shop.add_note(bob, "ann", "kitvale_x chimed in under Bob's post")
+    shop.audit("ann", "case.update", kit, {"assignee": "ann", "how": "asked @KitVale_X for a photo"})
+    shop.audit("ann", "case.update", bob, {"status": "open", "why": "KitVale_X is not this customer"})
+    shop.set_cursor("x:user:kitvale_x", "8675309001")
+    shop.db.execute("insert into listener_health (name, last_warning, updated_at) values "
+                    "('mastodon', 'skipped a post by @KitVale_X (no text)', ?)", [iso(T0)])
+    staged = [Mention(channel="x", external_id="k-20", text="@LarkspurHelp zorbleflute, anyone?", created_at=T0,
+                      author_handle="KitVale_X").model_dump(mode="json")]
+    shop.db.execute("insert into job_batches (stage, posts, created_at) values ('ingest', ?, ?)",
+                    [json.dumps(staged), iso(T0)])
+    return shop
+
+
+def test_a_person_who_only_posted_is_erased_by_their_handle(poster: Store, db_url: str) -> None:
+    """Reported: "please delete everything you hold about me, @KitVale_X" could not be honoured, since
+    only customer records were found ("Error: no customer has the handle @KitVale_X")."""
+    assert leftovers(poster, KIT)  # Kit is really spread around: the check below can fail
+    result = _cli(db_url, "--handle", "@KitVale_X", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "X author with no customer record erased by cli; 4 posts, 3 messages (2 cancelled), 2 cases, 1 note, "
+        "0 answers; 0 orders kept"]
+    assert leftovers(poster, KIT) == []
+    assert leftovers(poster)  # Jane keeps everything
+    assert _text(poster, "x-1").startswith("@LarkspurHelp where is my wobblesnorkel lamp")
+
+
+def test_a_posters_rows_stay_and_others_keep_theirs(poster: Store) -> None:
+    kit, bob = _case_of(poster, "k-1"), _case_of(poster, "x-9")
+    person = find_person(poster, handle="@kitvale_x")
+    assert person == Person(handles=frozenset({("x", "kitvale_x")}))
+    mentions, cases = poster.count("mentions"), poster.count("cases")
+    erasure = erase_customer(poster, person, "ann")
+    assert (poster.count("mentions"), poster.count("cases")) == (mentions, cases)
+    for external_id in ("k-1", "k-2", "k-3", "k-4"):
+        row = poster.rows("select text, author_handle, author_name, author_id, url, raw from mentions "
+                          "where external_id = ?", [external_id])[0]
+        assert row == {"text": MARKER, "author_handle": None, "author_name": None, "author_id": None, "url": None,
+                       "raw": None}
+    assert _text(poster, "x-9") == "@FettleCare where is my order 654321"  # Bob's post on the case Kit wrote on
+    assert poster.get_case(bob).author_handle == "bobstone" and poster.get_case(kit).author_handle is None
+    for key in ("reply-kit", "reply-kit-on-bobs-case"):
+        row = _message(poster, key)
+        assert (row["status"], row["last_error"], row["text"]) == ("cancelled", CANCELLED_BY_ERASURE, MARKER)
+    assert (_message(poster, "reply-kit-sent")["status"], _message(poster, "reply-kit-sent")["text"]) == ("sent", MARKER)
+    assert _message(poster, "reply-bob")["status"] == "queued"
+    assert [n.text for n in poster.notes(kit)] == [MARKER]
+    assert [n.text for n in poster.notes(bob)][-1] == "[erased] chimed in under Bob's post"  # Bob's case
+    assert poster.get_cursor("x:user:kitvale_x") is None
+    event = poster.rows("select details from audit_events where action = 'customer.erase' and case_id is null")
+    assert json.loads(event[0]["details"])["customer_id"] is None
+    assert erasure.customer_id is None and erasure.posts == 4
+    assert poster.get_customer("c-17").email == "Jane.Roe@example.org"
+
+
+def test_a_handle_on_several_networks_needs_its_network(poster: Store, config, db_url: str) -> None:
+    Pipeline(poster, config, KeywordClassifier()).ingest([
+        mention("m-1", "@larkspur hello from the fediverse, zorbleflute", 80, channel="mastodon",
+                author_handle="kitvale_x")])
+    refused = _cli(db_url, "--handle", "@KitVale_X", "--yes")
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines() == [
+        "Error: the handle @kitvale_x has posts on Mastodon and X and no customer record: name the network, as "
+        "mastodon:@kitvale_x or x:@kitvale_x"]
+    assert "zorbleflute" in _text(poster, "k-1")
+    erase_customer(poster, find_person(poster, handle="x:@kitvale_x"), "ann")
+    assert _text(poster, "k-1") == MARKER
+    assert _text(poster, "m-1") == "@larkspur hello from the fediverse, zorbleflute"  # maybe someone else
+
+
+def test_a_handle_on_several_networks_of_one_customer_is_that_customer(poster: Store, config) -> None:
+    Pipeline(poster, config, KeywordClassifier()).ingest([
+        mention("m-1", "@larkspur hello from the fediverse", 80, channel="mastodon", author_handle="kitvale_x")])
+    poster.upsert_customer(Customer(id="c-20", name="Kit Vale", handles={"x": "KitVale_X", "mastodon": "kitvale_x"}))
+    assert find_person(poster, handle="@kitvale_x") == Person(customer_id="c-20")
+
+
+@pytest.mark.parametrize("handle", ["bluesky:@kitvale_x", "@LarkspurHelp", "@nobody_here"])
+def test_a_handle_without_a_customer_or_a_post_is_refused(poster: Store, handle: str) -> None:
+    """Our own account's posts (outbound) are never a person's."""
+    with pytest.raises(ErasureError, match=f"^no customer has the handle {re.escape(handle)}$"):
+        find_person(poster, handle=handle)
+
+
+def test_a_case_kit_shares_with_a_customer_keeps_the_customers_part(poster: Store, config) -> None:
+    """Kit wrote the case, but it is confirmed to Bob, who wrote in it too: only Kit's part goes."""
+    kit = _case_of(poster, "k-1")
+    poster.db.execute("update cases set customer_id = 'c-18', link_confirmed = 1 where id = ?", [kit])
+    Pipeline(poster, config, KeywordClassifier()).ingest([
+        mention("x-10", "@LarkspurHelp that mug was my order actually", 65, author_handle="bobstone",
+                author_name="Bob Stone", thread_id="k-1", in_reply_to="k-1")])
+    assert poster.rows("select by_customer from mentions where external_id = 'x-10'")[0]["by_customer"] == 1
+    erase_customer(poster, find_person(poster, handle="x:@kitvale_x"), "ann")
+    assert _text(poster, "x-10") == "@LarkspurHelp that mug was my order actually"
+    assert _text(poster, "k-1") == MARKER and _text(poster, "k-4") == MARKER  # ours, in reply to Kit
+    case = poster.get_case(kit)
+    assert (case.author_handle, case.customer_id) == (None, "c-18")
+    assert [n.text for n in poster.notes(kit)] == ["[erased] sent a photo of the zorbleflute mug"]
+
+
+def test_the_case_page_names_whose_data_it_erases(poster: Store) -> None:
+    assert person_of_case(poster, _case_of(poster, "k-1")) == Person(handles=frozenset({("x", "kitvale_x")}))
+    assert person_of_case(poster, _case_of(poster, "x-1")) == Person(customer_id="c-17")
+    assert person_of_case(poster, _case_of(poster, "mail-1")) == Person(customer_id="c-17")
+    erase_customer(poster, "c-17", "ann")
+    with pytest.raises(ErasureError, match=r"^case \d+ has no customer or author left to erase$"):
+        person_of_case(poster, _case_of(poster, "x-1"))
+
+
+# ------------------------------------------------------------------ who may erase
+def test_only_an_admin_or_the_cli_may_erase(shop: Store) -> None:
+    from console.auth import add_user
+    from doorstep.permissions import NotAllowed
+
+    add_user(shop, "lee", PASSWORD, role="lead", rounds=4)
+    add_user(shop, "ari", PASSWORD, role="agent", rounds=4)
+    for actor, refusal in (("ari", "ari (agent) may not erase personal data: only an admin may"),
+                           ("lee", "lee (lead) may not erase personal data: only an admin may"),
+                           ("dpo", "dpo may not erase personal data: 'dpo' is not a console user (removed?) nor a "
+                                   "system actor (cli, demo)")):
+        with pytest.raises(NotAllowed) as refused:
+            erase_customer(shop, "c-17", actor)
+        assert str(refused.value) == refusal
+        assert shop.get_customer("c-17") is not None and "wobblesnorkel" in _text(shop, "x-1")
+    # the command line is checked as "cli" (whoever runs it holds the database); --as only names them
+    assert erase_customer(shop, "c-17", "dpo", permission_of="cli").posts == 5
+    assert shop.rows("select actor from audit_events where action = 'customer.erase' and case_id is null") == [
+        {"actor": "dpo"}]
+
+
+def test_a_message_cancelled_by_an_erasure_is_not_retried(shop: Store) -> None:
+    """Reported: outbox.retry took back a message the erasure cancelled; the reply would have posted
+    "[erased at the customer's request]" under the customer's post."""
+    from responders.outbox import cancel, retry
+
+    erase_customer(shop, "c-17", "ann")
+    follow = _message(shop, "follow-1")
+    with pytest.raises(ValueError) as refused:
+        retry(shop, follow["id"], "ann")
+    assert str(refused.value) == (f"message {follow['id']} is not queued again: it was cancelled because "
+                                  f"{CANCEL_REASON}")
+    assert _message(shop, "follow-1")["status"] == "cancelled"
+    bob = _message(shop, "reply-bob")  # a message cancelled by hand can still be retried
+    cancel(shop, bob["id"], "ann")
+    assert retry(shop, bob["id"], "ann").status == "queued"
+
+
+@pytest.mark.parametrize("channel, author, named", [
+    ("email", "Zed.Quill@example.net", {"email": " zed.quill@EXAMPLE.net "}),
+    ("sms", "+447700900777", {"phone": "07700 900777"}),
+])
+def test_an_email_or_sms_author_with_no_customer_record_is_erased(shop: Store, config, channel: str, author: str,
+                                                                   named: dict) -> None:
+    from responders.outbox import enqueue
+
+    Pipeline(shop, config, KeywordClassifier()).ingest([
+        mention("z-1", "the quillwhistle kettle never came", 90, channel=channel, author_handle=author)])
+    reply = enqueue(
+        shop, kind="reply", channel=channel, text="Sorry about the quillwhistle kettle", actor="ann",
+        idempotency_key="reply-zed", case_id=_case_of(shop, "z-1"), target=author)
+    person = find_person(shop, **named)
+    assert str(person) == ("e-mail" if channel == "email" else "SMS") + " author with no customer record"
+    erasure = erase_customer(shop, person, "ann")
+    assert (erasure.posts, erasure.cases, erasure.cancelled) == (1, 1, 1)
+    assert leftovers(shop, ("quillwhistle", "zed.quill", "7700900777")) == []
+    assert _message(shop, "reply-zed")["id"] == reply.id and leftovers(shop)  # Jane keeps hers
