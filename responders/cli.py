@@ -59,6 +59,9 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
         # As the console refuses a reply on a case resolved since the page showed it: the command's
         # "page" is the case as it is now. A reply reopens it, so that needs --force.
         current = ctx.store.get_case(case_id)
+        if current is not None and current.merged_into:  # no "--force" helps: say where to answer
+            raise ReplyRejected(f"case {case_id} was merged into case #{current.merged_into}: answer on case "
+                                f"#{current.merged_into}")
         if current is not None and current.status == "resolved" and not force:
             raise click.ClickException(f"case {case_id}: {resolved_words(ctx.store, current, since_seen=False)}; "
                                        "a reply reopens it: add --force to send it anyway")

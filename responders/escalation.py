@@ -138,6 +138,9 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
     case = store.get_case(case_id)
     if case is None:
         raise EscalationRejected(f"no case {case_id}")
+    if case.merged_into:  # its posts and clocks went there: a lead paged about this one finds only a pointer
+        raise EscalationRejected(f"case {case_id} was merged into case #{case.merged_into}: escalate case "
+                                 f"#{case.merged_into}")
     routes = _routes(config, case, target)
     brief = case_brief(store, config, case)
     text = _text(brief, note, actor, config, target)

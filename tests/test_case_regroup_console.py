@@ -206,3 +206,28 @@ def test_the_post_being_answered_split_off_by_a_colleague_is_said_not_switched_s
     assert f"bob moved it to case #{moved.id}" in shown, shown
     with pytest.raises(ReplyRejected, match=f"bob moved post {boots.id} to case #{moved.id}"):  # type: ignore[union-attr]
         queue_reply(db, config, case_id, "Sorry about your boots", "ann", parent_id=boots.id)  # type: ignore[arg-type, union-attr]
+
+
+def test_an_escalation_and_a_cli_reply_on_a_merged_case_name_the_case_it_went_into(db: Store, config,  # noqa: ANN001
+                                                                                   tmp_path: Path) -> None:
+    """README audit 1 and 3: `doorstep escalate` on a merged case queued Slack and e-mail escalations, exited 0
+    and logged "kept changing"; `doorstep reply` there said "resolved ... add --force" instead of naming the
+    case it was merged into."""
+    import os
+
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+    from responders.escalation import EscalationRejected, escalate
+
+    merged, kept = _merged_pair(db, config)
+    with pytest.raises(EscalationRejected, match=f"case {merged} was merged into case #{kept}: escalate case #{kept}"):
+        escalate(db, config, merged, "email:lead@fettle.example", "x", "ann")
+    assert not [m for m in db.outbound_for_case(merged) if m.kind == "escalation"]
+    where = ["--db", os.environ["DOORSTEP_DB"], "--config", os.environ["DOORSTEP_CONFIG"]]
+    escalated = CliRunner().invoke(cli, [*where, "escalate", "--case", str(merged), "--to", "email:lead@fettle.example",
+                                         "--note", "x"])
+    assert escalated.exit_code == 1 and f"merged into case #{kept}" in escalated.output, escalated.output
+    replied = CliRunner().invoke(cli, [*where, "reply", "--case", str(merged), "--text", "@hking12 hi"])
+    assert replied.exit_code == 1 and f"merged into case #{kept}: answer on case #{kept}" in replied.output, replied.output
+    assert not [m for m in db.outbound_for_case(merged) if m.kind == "escalation"]
