@@ -218,17 +218,23 @@ class CallbackRules(_Section):
     sla_minutes: float = Field(default=120.0, gt=0)
     #: Offer to VIP customers.
     vip: bool = True
-    #: Offer when the customer has written this many times on one case (None: never).
+    #: Offer when the customer has written this many times on one case (None, 0 in doorstep.toml: never).
     contacts: int | None = Field(default=3, ge=2)
-    #: Offer when the order is worth more than this (None: never).
+    #: Offer when the order is worth more than this (None, 0 in doorstep.toml: never).
     order_value_over: float | None = Field(default=None, gt=0)
-    #: Offer when the parcel has had no scan for this many days (None: never).
+    #: Offer when the parcel has had no scan for this many days (None, 0 in doorstep.toml: never).
     stuck_days: float | None = Field(default=3.0, gt=0)
     #: Only cases active within this many days are considered.
     lookback_days: float = Field(default=7.0, gt=0)
     #: The care desk's phone for a bridged call through Twilio's voice API (Twilio rings the desk,
     #: then dials the customer); ``$NAME`` reads the environment. Unset: click-to-call (``tel:``) only.
     bridge_desk_phone: str | None = None
+
+    @field_validator("contacts", "order_value_over", "stuck_days", mode="before")
+    @classmethod
+    def _zero_is_off(cls, value: Any) -> Any:
+        """0 (or false) switches a rule off: TOML has no null, and contacts and stuck_days default to 3."""
+        return None if value is False or value == 0 else value
 
     @field_validator("channels")
     @classmethod

@@ -358,3 +358,17 @@ def test_an_email_answer_is_joined_by_plus_address_by_in_reply_to_or_by_the_send
                   In_Reply_To=sent["bo@example.com"]["Message-ID"]) == "answered"
     assert answer("cy@example.com", "nope", To="care@larkspur.test", Subject="hello") == "answered"
     assert [rows.get_question(store, q.id).answer_kind for q in questions] == ["yes", "no", "no"]  # type: ignore[union-attr]
+
+
+def test_a_call_back_rule_is_switched_off_with_0_in_doorstep_toml() -> None:
+    """README audit 2: `stuck_days` and `contacts` default to 3 and TOML has no null, so a lead who wanted call-back
+    offers for VIPs only could not turn the stuck-parcel and third-post rules off (0 and false were refused)."""
+    import tomllib
+
+    from doorstep.config import parse_config
+
+    raw = tomllib.loads("[responders.callback]\nenabled = true\ncontacts = 0\nstuck_days = 0\norder_value_over = 0\n")
+    callback = responders_settings(parse_config(raw)).callback
+    assert (callback.contacts, callback.stuck_days, callback.order_value_over) == (None, None, None)
+    with pytest.raises(ConfigError, match="contacts"):
+        responders_settings(parse_config({"responders": {"callback": {"contacts": 1}}}))
