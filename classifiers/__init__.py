@@ -22,7 +22,7 @@ import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from doorstep.classifying import classify_texts
 from doorstep.models import Labels
@@ -159,6 +159,22 @@ def load_classifier(spec: str | None = None) -> Classifier:
         raise ValueError(f"classifier {name!r} needs a model after the colon, e.g. {name}:<dir-or-hf-id>")
     factory = _resolve(name)
     return factory(argument) if argument else factory()
+
+
+def check_configured(config: Any) -> None:
+    """doorstep.toml's ``classifier`` names a known classifier or a model folder: checked when any command starts,
+    so a misspelt name is one line naming the file and key there, not a ValueError at the first import (README
+    audit). Nothing is loaded here (a model takes seconds)."""
+    from doorstep.config import ConfigError, config_source
+
+    spec = (getattr(config, "classifier", None) or "").strip()
+    if not spec:
+        return
+    name = spec.partition(":")[0].strip()
+    if name in known_names() or (Path(spec).expanduser() / "model.onnx").is_file():
+        return
+    raise ConfigError(f"{config_source(config)}: classifier: unknown classifier {spec!r}: known names are "
+                      f"{_describe_known()}; {_FOLDER_FORMS}")
 
 
 _default: Classifier | None = None

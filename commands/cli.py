@@ -32,6 +32,7 @@ CONFIG_CHECKS = [
     "responders.config:responders_settings",
     "responders.config:alert_settings",
     "doorstep.report_settings:report_settings",
+    "classifiers:check_configured",
 ]
 
 #: Commands that only read or change what is already stored: without a database they say so

@@ -174,6 +174,22 @@ def test_a_misspelt_channel_section_is_refused_with_the_known_names(tmp_path: Pa
         "did you mean mastodon?"], result.output
 
 
+def test_a_misspelt_classifier_is_refused_when_any_command_starts(tmp_path: Path) -> None:
+    """README audit 6: `classifier = "nonsense"` passed the start-up checks and failed only at the first import,
+    with "ValueError: unknown classifier ..." naming neither the file nor the key."""
+    from doorstep.store import Store
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('classifier = "nonsense"\n', encoding="utf-8")
+    Store(str(tmp_path / "t.db")).close()
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "--config", str(cfg), "outbox", "list"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {cfg}: classifier: unknown classifier 'nonsense'"), lines
+    cfg.write_text('classifier = "baseline"\n', encoding="utf-8")
+    assert CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "--config", str(cfg), "outbox", "list"]).exit_code == 0
+
+
 def test_a_week_beyond_the_calendar_names_week_and_the_supported_years(tmp_path: Path) -> None:
     """Before: "Error: OverflowError: date value out of range (run with --debug for the traceback)"."""
     from doorstep.store import Store
