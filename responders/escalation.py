@@ -24,6 +24,7 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Case, OutboundMessage, tracking_name, utcnow
+from doorstep.redaction import redact
 from doorstep.store import Store, iso
 from responders.channels import webhook_payload
 from responders.config import Target, responders_settings
@@ -142,6 +143,9 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
         raise EscalationRejected(f"case {case_id} was merged into case #{case.merged_into}: escalate case "
                                  f"#{case.merged_into}")
     routes = _routes(config, case, target)
+    # A secret pasted into the note (a webhook URL, a token) is masked as the audit log masks it: a message's text
+    # is stored and shown, and only a secret's $NAME may be (README audit).
+    note = redact(note) if note else note
     brief = case_brief(store, config, case)
     text = _text(brief, note, actor, config, target)
     link = _courier_link(store, config, case, actor) if target == "courier" else None

@@ -222,3 +222,19 @@ def test_one_escalation_by_slack_and_email_counts_once_in_the_figures(store: Sto
     assert len(store.outbound_for_case(case_id)) == 3
     start, end = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
     assert metrics.headline(store, start, end, "Europe/London")["escalations"] == 2
+
+
+def test_a_secret_pasted_into_an_escalation_note_is_not_stored(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README audit 7 ("Only the $NAME reference is stored on a message, never the secret URL"): a webhook URL
+    pasted into the note was masked in the audit log but kept whole in the message's text, in the database."""
+    from doorstep import redaction
+
+    hook = "http://127.0.0.1:9/services/T000/B000/XXXXsecretXXXX"
+    monkeypatch.setenv("SLACK_TEAM_URL", hook)
+    config = courier_config()
+    redaction.register_secret(hook)
+    case_id = make_case(store, config, order=add_order(store), text="@LarkspurHelp my parcel is lost")
+    escalate(store, config, case_id, "team", f"the hook is {hook}, please check", "sam")
+    texts = [r[0] for r in store.db.execute("select text from outbound_messages where case_id = ?", [case_id]).fetchall()]
+    assert texts and not [t for t in texts if "XXXXsecretXXXX" in t], texts
+    assert all("please check" in t for t in texts)
