@@ -211,6 +211,9 @@ SENTENCES: dict[str, str | Said] = {
     "outbox.retry": "{who} queued {the_message} again, to be sent",  # a retry queues; "sent" comes with outbox.sent
     "outbox.cancel": "{who} cancelled {the_message}",
     "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
+    "automatic.waiting_for_quiet_hours_to_end": lambda d, c, when: (
+        f"{c['message']} waits for the end of {d.get('reason') or 'quiet hours'}: it goes at "
+        f"{when(parse_time(d.get('until')))}"),
     "case.open": lambda d, c, when: "A new post opened this case" + (
         f" (matched by {str(d['link']).replace('_', ' ')})" if d.get("link") not in (None, "", "none") else ""),
     "case.open.proactive": lambda d, c, when: f"Doorstep opened this case for parcel {d.get('tracking_number') or '?'}"

@@ -10,12 +10,17 @@ and the reason is put on the case's timeline (``automatic.cancelled``).
 Approval: ``[responders.approval]`` names the rules (and channels) whose messages wait for an
 agent (status ``awaiting_approval``, the console's Approvals page). Approving re-checks the facts
 first; rejecting cancels. Both are audited.
+
+Quiet hours: a message to a customer is written for after its brand's quiet hours, but it may become
+due again later (approved, retried, a backoff, a worker catching up at 23:00). So the outbox also asks
+:func:`wait_for_quiet_hours` right before it claims one; during them it waits for their end.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from doorstep.cases import by_customer
@@ -28,6 +33,10 @@ log = logging.getLogger("doorstep.automatic")
 
 #: Message kinds that are written by a rule, not by a person.
 AUTOMATIC_KINDS = ("follow_up", "outreach", "alert")
+#: Those of them that go to the customer, and so wait out the quiet hours (an alert goes to the team).
+QUIET_KINDS = ("follow_up", "outreach")
+#: The audit action of a message held until its brand's quiet hours end (read on the case's timeline).
+WAITING_FOR_QUIET_HOURS = "automatic.waiting_for_quiet_hours_to_end"
 OPEN_STATUSES = ("new", "open", "pending_customer", "escalated")
 #: The rule of a follow-up written while the public reply it follows had not been sent ("we could
 #: not answer you there"): cancelled if that reply is posted before the follow-up leaves.
@@ -187,6 +196,52 @@ def _recheck_alert(store: Store, facts: Facts, case: Any) -> str | None:
     return None
 
 
+def quiet_hours_end(store: Store, config: Config, message: OutboundMessage,
+                    now: datetime) -> tuple[datetime, str] | None:
+    """When the quiet hours that hold ``message`` at ``now`` end, and which they are (None: it may go now).
+
+    Only a rule's message to the customer waits: an agent's own reply or call-back offer goes when the agent
+    sends it (it has no facts recorded), and an alert goes to the team. The quiet hours are those of the
+    brand of the case it is on now (a merge moves it).
+    """
+    from responders.followup import brand_quiet_hours, next_allowed
+
+    if message.kind not in QUIET_KINDS or message.case_id is None or message.id is None:
+        return None
+    if facts_of(store, message.id) is None:  # queued by an agent (their own call-back offer): not held
+        return None
+    case = current_case(store, message.case_id)
+    brand = case.brand if case is not None else None
+    quiet = brand_quiet_hours(config, brand)
+    until = next_allowed(now, quiet, config)
+    if quiet is None or until <= now:
+        return None
+    return until, (f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} ({config.timezone})"
+                   + (f" of {brand}" if brand else ""))
+
+
+def wait_for_quiet_hours(store: Store, config: Config, message: OutboundMessage, now: datetime,
+                         actor: str = "outbox") -> bool:
+    """Whether ``message`` must not be sent at ``now`` because its brand's quiet hours hold it.
+
+    If so it stays ``queued`` and is due when they end (``next_attempt_at``), with the reason on the case's
+    timeline once. Asked before the outbox claims the message, so holding it is no attempt and the claim
+    (the one UPDATE that makes a sender its only owner) is untouched.
+    """
+    held = quiet_hours_end(store, config, message, now)
+    if held is None:
+        return False
+    until, reason = held
+    with store.transaction():
+        cursor = store.db.execute(
+            "update outbound_messages set next_attempt_at = ? where id = ? and status = 'queued' "
+            "and (next_attempt_at is null or next_attempt_at < ?)", [iso(until), message.id, iso(until)])
+        if cursor.rowcount:
+            store.audit(actor, WAITING_FOR_QUIET_HOURS, message.case_id,
+                        {"message_id": message.id, "kind": message.kind, "until": iso(until), "reason": reason})
+    return True
+
+
 def cancel_for(store: Store, message: OutboundMessage, reason: str, actor: str = "outbox") -> None:
     """Cancel an automatic message whose facts changed, with the reason on the case timeline."""
     with store.transaction():
@@ -216,8 +271,13 @@ class ApprovalError(ValueError):
     """The message cannot be approved or rejected (already decided, or its facts changed)."""
 
 
-def approve(store: Store, message_id: int, actor: str) -> OutboundMessage:
-    """Release a held message to the outbox, after re-checking its facts (a stale one is cancelled)."""
+def approve(store: Store, message_id: int, actor: str, *, now: datetime | None = None) -> OutboundMessage:
+    """Release a held message to the outbox, after re-checking its facts (a stale one is cancelled).
+
+    It is due at once (or at its ``next_attempt_at``, if later); during its brand's quiet hours the
+    outbox then holds it until they end (:func:`wait_for_quiet_hours`). ``now``: for tests.
+    """
+    now = now or utcnow()
     message = _message(store, message_id)
     if message.status != "awaiting_approval":
         raise ApprovalError(f"message {message_id} is {message.status}, not awaiting approval")
@@ -229,11 +289,11 @@ def approve(store: Store, message_id: int, actor: str) -> OutboundMessage:
         later = store.dialect.greatest("coalesce(next_attempt_at, ?)", "?")
         cursor = store.db.execute(f"update outbound_messages set status = 'queued', next_attempt_at = {later} "
                                   "where id = ? and status = 'awaiting_approval'",
-                                  [iso(utcnow()), iso(utcnow()), message_id])
+                                  [iso(now), iso(now), message_id])
         if cursor.rowcount == 0:
             raise ApprovalError(f"message {message_id} was decided by someone else meanwhile")
         store.db.execute("update automatic_messages set approval = 'approved', decided_by = ?, decided_at = ? "
-                         "where message_id = ?", [actor, iso(utcnow()), message_id])
+                         "where message_id = ?", [actor, iso(now), message_id])
         store.audit(actor, "automatic.approved", message.case_id, {"message_id": message_id, "kind": message.kind})
     return _message(store, message_id)
 

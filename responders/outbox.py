@@ -14,6 +14,11 @@ before (in doubt, timed out, 5xx), the sender asks the channel whether the post 
 there (X: our recent tweets replying to the same tweet with the same text) and records it as
 sent instead of posting again. Every message also has an idempotency key, unique in the table,
 so a double click queues one message.
+
+Quiet hours: before claiming a rule's message to a customer (a follow-up, a proactive message), the
+sender asks whether its brand's quiet hours hold it now, however it became due (approved, retried, a
+backoff, a worker catching up); if so it stays ``queued``, due when they end, and is not claimed
+(:func:`responders.automatic.wait_for_quiet_hours`).
 """
 
 from __future__ import annotations
@@ -682,21 +687,34 @@ def account_gone(config: Config, message: OutboundMessage) -> str | None:
     return None
 
 
-def retry(store: Store, message_id: int, actor: str, config: Config | None = None) -> OutboundMessage:
+def retry(store: Store, message_id: int, actor: str, config: Config | None = None, *,
+          now: datetime | None = None) -> OutboundMessage:
     """Send a failed (or waiting) message again now; the attempt count is kept, so the channel is checked first.
 
     With ``config``, a message that can never go out as queued (:func:`account_gone`) is refused at once
-    with the line that says what to do, instead of failing the same way on every retry.
+    with the line that says what to do, instead of failing the same way on every retry. An automatic
+    message retried during its brand's quiet hours is then held by the outbox until they end
+    (:func:`responders.automatic.wait_for_quiet_hours`). ``now``: for tests.
+
+    A message an erasure cancelled (doorstep.erasure) is refused: its text is the erasure's marker and it
+    must never reach the person who asked to be forgotten.
     """
+    from doorstep.erasure import CANCEL_REASON, CANCELLED_BY_ERASURE
+
     message = get_message(store, message_id)
     if message.status not in ("failed", "queued", "cancelled"):
         raise ValueError(f"message {message_id} is {message.status}; only failed, queued or cancelled messages can be retried")
+    erased = f"message {message_id} is not queued again: it was cancelled because {CANCEL_REASON}"
+    if (message.last_error or "").startswith(CANCELLED_BY_ERASURE):
+        raise ValueError(erased)
     gone = account_gone(config, message) if config is not None else None
     if gone:
         raise ValueError(f"message {message_id} is not queued again: {gone}")
     with store.transaction():
-        store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = ? where id = ?",
-                         [iso(utcnow()), message_id])
+        if store.db.execute("update outbound_messages set status = 'queued', next_attempt_at = ? where id = ? and "
+                            "coalesce(last_error, '') not like ?",  # (an erasure since it was read)
+                            [iso(now or utcnow()), message_id, CANCELLED_BY_ERASURE + "%"]).rowcount == 0:
+            raise ValueError(erased)
         store.audit(actor, "outbox.retry", message.case_id, {"message_id": message_id})
     return get_message(store, message_id)
 
@@ -995,6 +1013,13 @@ class Outbox:
     def send_one(self, message_id: int) -> str:
         """Claim and send one message; returns its new status."""
         before = get_message(self.store, message_id)
+        if before.status == "queued" and before.kind in ("follow_up", "outreach"):  # automatic.QUIET_KINDS
+            # However it became due (approved, retried, a backoff, a worker catching up at 23:00), a rule's
+            # message to a customer waits out its brand's quiet hours; asked before the claim (no attempt used).
+            from responders.automatic import wait_for_quiet_hours
+
+            if wait_for_quiet_hours(self.store, self.config, before, self.now(), self.actor):
+                return get_message(self.store, message_id).status
         message = self._claim(message_id)
         if message is None:
             return get_message(self.store, message_id).status

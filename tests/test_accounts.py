@@ -383,9 +383,9 @@ def test_a_dialogue_question_goes_from_the_case_brands_mailbox(store: Store, emu
     order = add_order(store, "ORD-2026-001021", "Fettle Outdoor")
     case_id = make_case(store, config, emulator, text="@FettleCare where is my head torch?", handle="sam", order=order)
     question = ask(store, config, store.get_case(case_id), "redeliver", channels=["email"], actor="t",  # type: ignore[arg-type]
-                   kind="outreach", key="fettle-question")
+                   kind="outreach", key="fettle-question", now=NOW, not_before=NOW)
     assert question is not None and get_message(store, question.message_id).account == "care@fettle.test"  # type: ignore[arg-type]
-    send_all(store, config)
+    Outbox(store, config, now=lambda: NOW).send_due()  # Monday 10:00 in London: outside quiet hours
     [(sender, subject, login)] = smtp_auth.sent()
     assert (sender, login) == ("care@fettle.test", "fettle-mailbox") and "ORD-2026-001021" in subject
 

@@ -44,7 +44,7 @@ def test_a_failed_reply_is_never_followed_by_a_message_that_mentions_it(store: S
     Outbox(store, config).send_due()
     assert get_message(store, reply.id).status == "failed"  # type: ignore[arg-type]
     assert len(run_followups(store, config, NOW + timedelta(hours=1))) == 1
-    Outbox(store, config).send_due()
+    _send(store, config, NOW + timedelta(hours=1))
     assert len(smtp.messages) == 1 and emulator.posted == []
     body = _body(smtp.messages[0])
     assert "we replied" not in body.casefold() and "could not answer you there" in body
@@ -109,10 +109,10 @@ def test_rule_with_approval_waits_for_an_agent(store: Store, emulator: XEmulator
     _send(store, config)
     assert smtp.messages == []  # nothing leaves without an agent
     assert [m.id for m, _ in pending_approval(store)] == [message_id]
-    approve(store, message_id, "ann")
+    approve(store, message_id, "ann", now=DAY_LATER)
     with pytest.raises(ApprovalError):
         reject(store, message_id, "bob")  # already decided
-    Outbox(store, config).send_due()  # approval releases it now
+    _send(store, config)  # approval releases it now
     assert len(smtp.messages) == 1 and smtp.messages[0].envelope_to == ["jane@example.com"]
     assert {"automatic.awaiting_approval", "automatic.approved"} <= {e.action for e in store.audit_trail(case_id)}
 
@@ -181,8 +181,6 @@ def test_a_follow_up_saying_we_could_not_answer_is_cancelled_once_the_retried_re
         store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
     """Audit (outbound) finding 6: written while our X reply had failed ("could not answer you there"),
     the follow-up still went out after the agent's retry got the reply posted; only "replied" was re-checked."""
-    from datetime import datetime as dt
-
     from responders.outbox import retry
 
     config = shop_config(followup={"after_hours": 24})
@@ -197,12 +195,12 @@ def test_a_follow_up_saying_we_could_not_answer_is_cancelled_once_the_retried_re
     assert "could not answer you there" in get_message(store, unsent).text
     # It waits (quiet hours, an approval, a busy lane) while the agent retries and X takes the reply.
     store.db.execute("update outbound_messages set next_attempt_at = ? where id = ?",
-                     [iso(dt.now(timezone.utc) + timedelta(hours=1)), unsent])
-    retry(store, reply.id, "ann")  # type: ignore[arg-type]
-    Outbox(store, config).send_due()
+                     [iso(NOW + timedelta(hours=3)), unsent])
+    retry(store, reply.id, "ann", now=NOW + timedelta(hours=2))  # type: ignore[arg-type]
+    _send(store, config, NOW + timedelta(hours=2))
     assert get_message(store, reply.id).status == "sent"  # type: ignore[arg-type]
     assert [p["text"] for p in emulator.posted] == [asked]
-    _send(store, config, dt.now(timezone.utc) + timedelta(hours=2))
+    _send(store, config, NOW + timedelta(hours=4))
     assert smtp.messages == []  # nothing says "we could not answer you there" about a reply that is on X
     assert get_message(store, unsent).status == "cancelled"
     assert "has been posted since" in _cancel_reason(store, case_id)
@@ -210,7 +208,7 @@ def test_a_follow_up_saying_we_could_not_answer_is_cancelled_once_the_retried_re
     sent_at = get_message(store, reply.id).sent_at  # type: ignore[arg-type]
     assert sent_at is not None
     [second] = run_followups(store, config, sent_at + timedelta(hours=25))
-    _send(store, config, sent_at + timedelta(hours=40))
+    _send(store, config, sent_at + timedelta(hours=26))  # Tuesday 12:00 in London, outside quiet hours
     assert get_message(store, second).status == "sent"
     assert len(smtp.messages) == 1 and "we replied to you on X" in _body(smtp.messages[0])
 
@@ -231,9 +229,10 @@ def test_a_could_not_answer_follow_up_due_with_the_retried_reply_does_not_go_out
     Outbox(store, config).send_due()
     [unsent] = run_followups(store, config, dt(2026, 11, 17, 23, 30, tzinfo=timezone.utc))
     assert get_message(store, unsent).next_attempt_at == dt(2026, 11, 18, 8, 0, tzinfo=timezone.utc)
-    retry(store, reply.id, "ann")  # type: ignore[arg-type]
-    Outbox(store, config).send_due()  # both are due now: the reply and the follow-up, in lanes of their own
-    Outbox(store, config, now=lambda: dt.now(timezone.utc) + timedelta(hours=2)).send_due()
+    morning = dt(2026, 11, 18, 8, 0, tzinfo=timezone.utc)
+    retry(store, reply.id, "ann", now=morning)  # type: ignore[arg-type]
+    _send(store, config, morning)  # both are due now: the reply and the follow-up, in lanes of their own
+    _send(store, config, morning + timedelta(hours=2))
     assert get_message(store, reply.id).status == "sent"  # type: ignore[arg-type]
     assert [p["text"] for p in emulator.posted] == ["@jane sorry! We're checking with UPS now."]
     assert smtp.messages == []

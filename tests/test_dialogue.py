@@ -54,8 +54,14 @@ def dialogue_config(**responders: Any) -> Any:
 
 
 def later() -> datetime:
-    """Past any quiet hours and backoff: the outbox sends what is queued."""
-    return utcnow() + timedelta(hours=14)
+    """Past any quiet hours and backoff, and outside them: 14 h from now, or 08:00 London when that falls in the
+    default quiet hours (21:00-08:00), during which the outbox holds automatic messages to customers."""
+    from types import SimpleNamespace
+
+    from responders.config import QuietHours
+    from responders.followup import next_allowed
+
+    return next_allowed(utcnow() + timedelta(hours=14), QuietHours(), SimpleNamespace(tz=LONDON))  # type: ignore[arg-type]
 
 
 def failed_delivery(store: Store, now: datetime, **kwargs: Any) -> Any:

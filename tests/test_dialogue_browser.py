@@ -73,6 +73,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from responders.followup import run_proactive
     from responders.outbox import Outbox
     from tests.conftest import KeywordClassifier
+    from tests.test_dialogue import later
     from standins.twilio import TwilioStandIn
 
     db = tmp_path / "dialogue.db"
@@ -95,7 +96,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         for key, value in {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_FROM": "+447700900000",
                            "TWILIO_BASE_URL": twilio.server.url}.items():
             monkeypatch.setenv(key, value)
-        outbox = Outbox(store, config, now=lambda: utcnow() + timedelta(hours=14))
+        outbox = Outbox(store, config, now=later)  # outside quiet hours
         [other_question] = rows.questions_for_case(store, other_case)
         for asked in (question, other_question):
             approve(store, asked.message_id, "ann")  # the demo holds SMS outreach for approval

@@ -25,7 +25,9 @@ def deliver(store: Store, config: object) -> None:
     from tests.test_dialogue import Accepting
     from responders.outbox import Outbox
 
-    Outbox(store, config, now=lambda: utcnow() + timedelta(hours=14),  # type: ignore[arg-type]
+    from tests.test_dialogue import later
+
+    Outbox(store, config, now=later,  # type: ignore[arg-type]
            senders={"sms": Accepting(), "email": Accepting()}).send_due()
 
 

@@ -582,7 +582,6 @@ def test_two_agents_a_failed_reply_and_asking_privately(world: dict[str, Any]) -
     from playwright.sync_api import expect, sync_playwright
 
     from doorstep.config import load_config
-    from doorstep.models import utcnow
     from doorstep.pipeline import Pipeline
     from doorstep.store import Store
     from listeners.config import XSettings
@@ -635,8 +634,10 @@ def test_two_agents_a_failed_reply_and_asking_privately(world: dict[str, Any]) -
         wait_idle(ann)
         expect(ann.get_by_text(f"message {follow_up} approved", exact=False)).to_be_visible()
         store = Store(db)
-        try:  # a day on: past any quiet hours the follow-up waits for
-            Outbox(store, config, now=lambda: utcnow() + timedelta(days=1)).send_due()
+        try:  # 14 h on, outside quiet hours: past any quiet hours the follow-up waits for, and not in them
+            from tests.test_dialogue import later
+
+            Outbox(store, config, now=later).send_due()
         finally:
             store.close()
         [mail] = [m for m in world["smtp"].messages if m.envelope_to == ["olu.adebayo@example.com"]]
