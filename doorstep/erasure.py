@@ -72,6 +72,12 @@ CANCEL_REASON = "the customer's personal data was erased at their request"
 #: The ``last_error`` of a message the erasure cancelled: such a message is never sent again
 #: (``responders.outbox.retry`` refuses it; its text is the marker, its address gone).
 CANCELLED_BY_ERASURE = f"cancelled: {CANCEL_REASON}"
+
+
+def is_erased(post: Any) -> bool:
+    """Whether ``post`` (a Mention) is one an erasure emptied: nobody may answer it any more (its author asked
+    to be forgotten, and its handle is gone)."""
+    return getattr(post, "text", None) == MARKER and not getattr(post, "author_handle", None)
 #: The worker's alert state (``responders/alerts.py`` STATE_CURSOR): incidents say why, held alerts wait to be sent.
 ALERT_STATE_CURSOR = "alerts.state"
 #: Messages that have not left yet: cancelled by an erasure (a failed one could be retried by hand).

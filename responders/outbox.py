@@ -38,6 +38,7 @@ from typing import Any
 from doorstep import sla
 from doorstep.cases import asks_question, is_customers_post, replied_to_customer  # noqa: F401 - re-exported
 from doorstep.config import Config
+from doorstep.erasure import is_erased
 from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, utcnow
 from doorstep.redaction import redact, stored_target
@@ -487,6 +488,11 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
             raise ReplyRejected(f"post {parent_id} is on {parent.channel}, not {channel}: answer it on its own channel")
     elif channel in PUBLIC_CHANNELS:
         parent = default_parent(store, case, channel)
+        if parent is None and any(is_erased(m) for m in reply_candidates(store, case, channel)):
+            raise ReplyRejected(f"case {case_id}'s posts on {channel} were erased at the customer's request: it "
+                                "cannot be answered")
+    if parent is not None and is_erased(parent):
+        raise ReplyRejected(f"post {parent.id} was erased at the customer's request: it cannot be answered")
     _privacy_check(store, case, channel, text, parent)
     check_limits(channel, text, allow_urls=settings.allow_urls)
     target = in_reply_to = None

@@ -561,3 +561,19 @@ def test_an_email_or_sms_author_with_no_customer_record_is_erased(shop: Store, c
     assert (erasure.posts, erasure.cases, erasure.cancelled) == (1, 1, 1)
     assert leftovers(shop, ("quillwhistle", "zed.quill", "7700900777")) == []
     assert _message(shop, "reply-zed")["id"] == reply.id and leftovers(shop)  # Jane keeps hers
+
+
+def test_an_erased_post_cannot_be_answered(shop: Store, config) -> None:  # noqa: ANN001
+    """Reported by the erasure's follow-up: the composer's default "in reply to" on the erased case was the erased
+    post itself, and a public reply to it was queued (to the person who asked to be forgotten, with no handle)."""
+    from responders.outbox import ReplyRejected, queue_reply
+
+    jane = _case_of(shop, "x-1")
+    erase_customer(shop, "c-17", "ann")
+    before = shop.db.execute("select count(*) from outbound_messages").fetchone()[0]
+    with pytest.raises(ReplyRejected, match="erased at the customer's request: it cannot be answered"):
+        queue_reply(shop, config, jane, "Thanks, we're on it", "ann")
+    post = shop.mention_by_external_id("x", "x-4")
+    with pytest.raises(ReplyRejected, match="erased at the customer's request: it cannot be answered"):
+        queue_reply(shop, config, jane, "Thanks, we're on it", "ann", parent_id=post.id)  # type: ignore[union-attr]
+    assert shop.db.execute("select count(*) from outbound_messages").fetchone()[0] == before
