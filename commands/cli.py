@@ -415,7 +415,8 @@ def customer_erase(ctx: Context, customer_id: str | None, handle: str | None, em
     from doorstep.erasure import ErasureError, erase_customer, find_person, preview_erasure
 
     try:
-        found = find_person(ctx.store, customer_id=customer_id, handle=handle, email=email, phone=phone)
+        found = find_person(ctx.store, customer_id=customer_id, handle=handle, email=email, phone=phone,
+                            config=ctx.config)
         if not yes:
             click.echo(f"{found}: would erase {preview_erasure(ctx.store, found).counts()}")
             try:

@@ -1289,7 +1289,7 @@ def _erase_person(store: Store, case: Case, user: Any) -> None:
         if not is_open:
             return
         try:
-            person = person_of_case(store, case.id)  # type: ignore[arg-type]
+            person = person_of_case(store, case.id, get_config())  # type: ignore[arg-type]
             preview = preview_erasure(store, person)
         except ErasureError as exc:
             st.caption(escape_md(str(exc)))

@@ -198,15 +198,30 @@ def find_customer(store: Store, *, customer_id: str | None = None, handle: str |
     return found[0]
 
 
+def _ours(config: Any, handle: str | None) -> None:
+    """Refuse a handle that is one of our brands' or a courier's accounts (``config``'s handles): an imported post
+    by @LarkspurHelp, or a courier's post a listener stored like anyone's, made it a "person", and erasing it
+    erased our replies on other customers' cases (erasure audit)."""
+    if config is None or not handle:
+        return
+    name = _handle(handle)[1]
+    ours = {h.strip().lower().lstrip("@") for entity in [*config.brands, *config.couriers]
+            for h in entity.handles.values() if h}
+    if name in ours:
+        raise ErasureError(f"@{name} is one of our own accounts or a courier's: nothing to erase")
+
+
 def find_person(store: Store, *, customer_id: str | None = None, handle: str | None = None,
-                email: str | None = None, phone: str | None = None) -> Person:
+                email: str | None = None, phone: str | None = None, config: Any = None) -> Person:
     """The person named by exactly one of customer id, handle, e-mail or phone: the customer
     :func:`find_customer` finds, else the author of the posts written from a handle, e-mail address or
     phone number no customer has (most people who write to a shop are in no customer record).
 
     A handle without a network whose posts are on several networks is refused (one line asking for
     ``network:@handle``): @janedoe on X and @janedoe on Mastodon may be two people. One customer who has
-    the handle on each network is that customer. Our own posts are never anyone's."""
+    the handle on each network is that customer. Our own posts are never anyone's, and with ``config`` our
+    brands' and the couriers' handles are refused."""
+    _ours(config, handle)
     try:
         return Person(customer_id=find_customer(store, customer_id=customer_id, handle=handle, email=email,
                                                 phone=phone))
@@ -244,7 +259,7 @@ def _author(store: Store, *, handle: str | None, email: str | None, phone: str |
     return Person(handles=frozenset((n, name) for n in networks)) if networks else None
 
 
-def person_of_case(store: Store, case_id: int) -> Person:
+def person_of_case(store: Store, case_id: int, config: Any = None) -> Person:
     """Whose data the case page's "Erase this person's data" erases: the customer the case is confirmed
     to, else its author (their customer record where one has their handle, e-mail or phone)."""
     rows = store.rows("select customer_id, link_confirmed, channel, author_handle from cases where id = ?", [case_id])
@@ -257,10 +272,10 @@ def person_of_case(store: Store, case_id: int) -> Person:
     if not author or not channel:
         raise ErasureError(f"case {case_id} has no customer or author left to erase")
     if channel == "email":
-        return find_person(store, email=author)
+        return find_person(store, email=author, config=config)
     if channel == "sms":
-        return find_person(store, phone=author)
-    return find_person(store, handle=f"{HANDLE_CHANNEL.get(channel, channel)}:{author}")
+        return find_person(store, phone=author, config=config)
+    return find_person(store, handle=f"{HANDLE_CHANNEL.get(channel, channel)}:{author}", config=config)
 
 
 # ------------------------------------------------------------------ what is theirs
@@ -365,10 +380,18 @@ def _scope(store: Store, person: Person) -> _Scope:
     for channel, names in authors.items():
         wrote |= {r[0] for r in _in(store, "select id from cases where channel = ? and lower(author_handle) in ({})",
                                     names, [channel])}
+    # A phone may be a household's: what it reached on a case linked to another customer is that customer's
+    # (erasing Jane erased her housemate's SMS, our follow-up to her and her answer; erasure audit).
+    def linked_to_others(case_ids: Iterable[Any]) -> set[Any]:
+        return {r[0] for r in _in(store, "select id from cases where customer_id is not null and customer_id != ? "
+                                         "and id in ({})", sorted({c for c in case_ids if c is not None}),
+                                  [customer_id or ""])}
+
     if scope.phone:
-        wrote |= {r[0] for r in store.db.execute(
+        by_phone = {r[0] for r in store.db.execute(
             f"select id, author_handle from cases where channel = 'sms' and {_digits_sql('author_handle')} like ?",
             ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs("sms", r[1])}
+        wrote |= by_phone - linked_to_others(by_phone)
     # A case they wrote where another author's posts speak for its customer is that customer's too.
     shared = {r[0] for r in _in(store, "select case_id, channel, author_handle from mentions where outbound = 0 and "
                                        "coalesce(by_customer, 1) = 1 and author_handle is not null and case_id in ({})",
@@ -379,12 +402,15 @@ def _scope(store: Store, person: Person) -> _Scope:
     posts = {r[0] for r in _in(store, "select id from mentions where (outbound = 1 or by_customer is null or "
                                       "by_customer = 1) and case_id in ({})", scope.cases)}
     for channel, names in authors.items():
-        posts |= {r[0] for r in _in(store, "select id from mentions where channel = ? and lower(author_handle) in ({})",
-                                    names, [channel])}
+        posts |= {r[0] for r in _in(store, "select id from mentions where outbound = 0 and channel = ? and "
+                                           "lower(author_handle) in ({})", names, [channel])}
     if scope.phone:
-        posts |= {r[0] for r in store.db.execute(
-            f"select id, author_handle from mentions where channel = 'sms' and {_digits_sql('author_handle')} like ?",
-            ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs("sms", r[1])}
+        texts = [r for r in store.db.execute(
+            f"select id, author_handle, case_id from mentions where channel = 'sms' and "
+            f"{_digits_sql('author_handle')} like ?", ["%" + _phone_core(scope.phone)]).fetchall()
+            if scope.is_theirs("sms", r[1])]
+        elsewhere = linked_to_others(r[2] for r in texts)
+        posts |= {r[0] for r in texts if r[2] not in elsewhere}
     keys = {(r[0], r[1]) for r in _in(store, "select channel, external_id from mentions where outbound = 0 and "
                                               "id in ({})", posts)}
     posts |= {r[0] for r in _in(store, "select id, channel, in_reply_to from mentions where outbound = 1 and "
@@ -409,9 +435,10 @@ def _scope(store: Store, person: Person) -> _Scope:
     addressed = [r for r in _in(store, columns + "lower(target) in ({})", sorted(a.lower() for a in addresses if a))
                  if scope.is_theirs(r[5], r[3]) or r[3] in author_ids]
     if scope.phone:
-        addressed += [r for r in store.db.execute(columns + f"channel = 'sms' and {_digits_sql('target')} like ?",
-                                                  ["%" + _phone_core(scope.phone)]).fetchall()
-                      if scope.is_theirs("sms", r[3])]
+        sms = [r for r in store.db.execute(columns + f"channel = 'sms' and {_digits_sql('target')} like ?",
+                                           ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs("sms", r[3])]
+        elsewhere = linked_to_others(r[4] for r in sms)
+        addressed += [r for r in sms if r[4] not in elsewhere]
     networks = {(HANDLE_CHANNEL.get(c, c), k) for c, k in keys}
     addressed += [r for r in _in(store, columns + "in_reply_to in ({})", sorted({k for _, k in keys}))
                   if (HANDLE_CHANNEL.get(r[5], r[5]), r[6]) in networks]
@@ -425,9 +452,11 @@ def _scope(store: Store, person: Person) -> _Scope:
     answers |= {r[0] for r in _in(store, "select id, channel, sender from answers where lower(sender) in ({})",
                                   sorted(a.lower() for a in addresses if a)) if scope.is_theirs(r[1], r[2])}
     if scope.phone:
-        answers |= {r[0] for r in store.db.execute(
-            f"select id, channel, sender from answers where {_digits_sql('sender')} like ?",
-            ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs(r[1], r[2])}
+        heard = [r for r in store.db.execute(
+            f"select id, channel, sender, case_id from answers where {_digits_sql('sender')} like ?",
+            ["%" + _phone_core(scope.phone)]).fetchall() if scope.is_theirs(r[1], r[2])]
+        elsewhere = linked_to_others(r[3] for r in heard)
+        answers |= {r[0] for r in heard if r[3] not in elsewhere}
     scope.answers = sorted(answers)
     questions = set(_ids(store, "select id from questions where customer_id = ?", [customer_id]))
     questions |= {r[0] for r in _in(store, "select id from questions where case_id in ({})", scope.cases)}

@@ -643,7 +643,8 @@ def reply_refusal(store: Store, case: Case, channel: str) -> str | None:
 
 
 def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> str:
-    post = f"@{parent.author_handle}'s post" if parent is not None else "this case"
+    post = (f"@{parent.author_handle}'s post" if parent.author_handle else f"post {parent.id}") if parent is not None \
+        else "this case"
     parts = []
     for m in existing[:3]:
         snippet = " ".join(m.text.split())

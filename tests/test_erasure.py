@@ -577,3 +577,42 @@ def test_an_erased_post_cannot_be_answered(shop: Store, config) -> None:  # noqa
     with pytest.raises(ReplyRejected, match="erased at the customer's request: it cannot be answered"):
         queue_reply(shop, config, jane, "Thanks, we're on it", "ann", parent_id=post.id)  # type: ignore[union-attr]
     assert shop.db.execute("select count(*) from outbound_messages").fetchone()[0] == before
+
+
+def test_our_own_or_a_couriers_handle_is_no_person_to_erase(shop: Store, config) -> None:  # noqa: ANN001
+    """Erasure audit 1 (high): an inbound post written by @LarkspurHelp (an import) or a courier's handle (listened
+    to like anyone's) made "erase --handle @LarkspurHelp" a person, and it erased our replies on other customers'
+    cases. Refused in one line; the CLI too; nothing changes."""
+    Pipeline(shop, config, KeywordClassifier()).ingest([
+        mention("own-1", "@JaneRoe_UK we are on it", 60, author_handle="LarkspurHelp", thread_id="x-1")])
+    before = shop.db.execute("select count(*) from mentions where text = ?", [MARKER]).fetchone()[0]
+    courier = next(h for c in config.couriers for h in c.handles.values() if h)
+    for handle in ("x:@LarkspurHelp", "@larkspurhelp", f"@{courier}"):
+        with pytest.raises(ErasureError, match="is one of our own accounts or a courier's: nothing to erase"):
+            find_person(shop, handle=handle, config=config)
+    assert shop.db.execute("select count(*) from mentions where text = ?", [MARKER]).fetchone()[0] == before
+
+
+def test_an_erasure_leaves_another_customer_who_shares_the_phone_alone(shop: Store, config) -> None:  # noqa: ANN001
+    """Erasure audit 2: Jane and Cara share a household phone. Erasing Jane erased Cara's SMS to us, our follow-up to
+    Cara and her answer, all on Cara's own case."""
+    from doorstep.dialogue import note_reply_outcome, remember_reply
+    from responders.outbox import enqueue
+
+    shop.upsert_customers([Customer(id="c-20", name="Cara Lane", phone="07700 900434", email="cara@example.org")])
+    Pipeline(shop, config, KeywordClassifier()).ingest([
+        mention("sms-c", "is the teapot coming friday? cara", 70, channel="sms", author_handle="+447700900434")])
+    cara = _case_of(shop, "sms-c")
+    shop.db.execute("update mentions set case_id = ? where external_id = 'sms-c'", [cara])
+    shop.db.execute("update cases set customer_id = 'c-20', link_confirmed = 1 where id = ?", [cara])
+    ours = enqueue(shop, kind="follow_up", channel="sms", text="Hi Cara, the teapot comes Friday", actor="ann",
+                   idempotency_key="follow-cara", case_id=cara, target="+447700900434")
+    answer = remember_reply(shop, channel="sms", external_id="SM-CARA", sender="+447700900434",
+                            text="lovely, thanks from Cara", received_at=T0)
+    note_reply_outcome(shop, answer, question_id=None, case_id=cara, kind="free_text", outcome="noted")  # type: ignore[arg-type]
+    erase_customer(shop, "c-17", "ann")
+    assert shop.mention_by_external_id("sms", "sms-c").text == "is the teapot coming friday? cara"  # type: ignore[union-attr]
+    assert _message(shop, "follow-cara")["text"] == "Hi Cara, the teapot comes Friday"
+    assert _message(shop, "follow-cara")["status"] == ours.status
+    assert shop.db.execute("select text from answers where id = ?", [answer]).fetchone()[0] == "lovely, thanks from Cara"
+    assert shop.get_customer("c-20") is not None
