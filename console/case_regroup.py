@@ -82,7 +82,9 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
     with box:
         if is_open and len(posts) >= 2:
             _form(store, case, "split", "Post about another issue", list(by_id), "Split into a new case", split,
-                  lambda i: f"{local_time(by_id[i].created_at, config)} · {' '.join(by_id[i].text.split())[:60]}")
+                  # "post N" keeps two posts of the same words and minute apart: Streamlit picks an option by its label.
+                  lambda i: f"post {i} · {local_time(by_id[i].created_at, config)} · "
+                            f"{' '.join(by_id[i].text.split())[:60]}")
         if is_open and others:
             _form(store, case, "merge", "The customer's case about the same issue", list(by_case),
                   "Merge that case into this one", merge,

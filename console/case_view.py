@@ -644,11 +644,15 @@ def post_byline(m: Mention, when: Any) -> str:
     return f"{who}{followers} · {channel_name(m.channel)} · {when(m.created_at)}" + (" · our reply" if m.outbound else "")
 
 
-def _post_label(m: Mention, own: bool) -> str:
+def _post_label(m: Mention, own: bool, when: Any = None) -> str:
+    """The post as "In reply to" offers it: who, where, when and its words. ``when`` formats its time; two posts
+    with the same words must read differently, or the choice answered the older of two alike while the page
+    showed the newer (browser check: "hello?? anyone there" posted twice)."""
     snippet = " ".join(plain(m.text).split())  # (bidi controls as marks: a cut cannot carry one past the label)
     snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
-    return plain(f"@{m.author_handle or '?'}") + f" on {channel_name(m.channel)}: {snippet}" + (
-        "" if own else "  [not this case's customer]")
+    at = f", {when(m.created_at)}" if when is not None else ""
+    return plain(f"@{m.author_handle or '?'}") + f" on {channel_name(m.channel)}{at}: {snippet}" + (
+        "" if own else "  [not this case's customer]") + (f"  (post {m.id})" if when is not None else "")
 
 
 def _composer(store: Store, case: Case, user: Any) -> None:
@@ -718,7 +722,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                          "\"In reply to\" now shows another post: check your reply fits it."))
             with what:
                 chosen = st.selectbox("In reply to", ids, key=parent_key,
-                                      format_func=lambda i: _post_label(by_id[i], own[i]))
+                                      format_func=lambda i: _post_label(by_id[i], own[i],
+                                                                        lambda t: local_time(t, config)))
             parent = by_id.get(chosen)
             if parent is not None and not own[parent.id]:
                 st.warning(escape_md(f"@{parent.author_handle or '?'} is not this case's customer: the reply must not "

@@ -575,6 +575,21 @@ def test_the_post_to_answer_names_its_network_in_the_teams_words() -> None:
     assert _post_label(post, own=True) == "@sam.bsky on Bluesky: where is it"
 
 
+def test_two_posts_with_the_same_words_read_differently_in_in_reply_to() -> None:
+    """Browser check (2026-12-07): "hello?? anyone there" posted twice gave two equal "In reply to" labels, and
+    "Queue reply" answered the older while the page showed the newer. Each label names its time and post."""
+    from datetime import timedelta
+
+    from console.case_view import _post_label
+
+    first = Mention(id=1003, channel="x", external_id="d-1", text="@FettleCare hello?? anyone there",
+                    created_at=utcnow() - timedelta(minutes=2), author_handle="bc_dupe")
+    second = first.model_copy(update={"id": 1004, "external_id": "d-2", "created_at": utcnow()})
+    when = lambda t: f"{t:%a %d %b %H:%M:%S}"  # noqa: E731
+    assert _post_label(first, True, when) != _post_label(second, True, when)
+    assert _post_label(second, True, when).endswith("(post 1004)")
+
+
 def test_a_parcel_with_one_scan_gets_its_table_and_no_chart(db: Store) -> None:
     """A user check (2026-12-06): a parcel with one scan ("info_received") drew a chart of one dot over an
     axis labelled ":07". A journey needs two scans to be a line; one is read from the table."""
