@@ -15,6 +15,7 @@ import streamlit as st
 from console.auth import can
 from console.widgets import escape_md, flash, get_config, get_store, local_time, open_case, require, safe_text, show_flashes
 from console.words import by_channel, kind_name, rule_name
+from doorstep.models import utcnow
 
 
 def render() -> None:
@@ -43,11 +44,13 @@ def render() -> None:
             cols = st.columns([1, 1, 1, 3])
             if cols[0].button("Approve", key=f"approve_{message.id}", type="primary", disabled=not can(user, "reply")):
                 try:
-                    approve(store, message.id, user.username)  # type: ignore[arg-type]
+                    approved = approve(store, message.id, user.username, config=config)  # type: ignore[arg-type]
                 except ApprovalError as exc:
                     flash("error", str(exc))
                 else:
-                    flash("success", f"message {message.id} approved; the worker sends it")
+                    goes = approved.next_attempt_at
+                    flash("success", f"message {message.id} approved; the worker sends it"
+                          + (f" at {local_time(goes, config)} (not before)" if goes and goes > utcnow() else ""))
                 st.rerun()
             why = cols[3].text_input("Why not (optional)", key=f"reject_why_{message.id}", label_visibility="collapsed",
                                      placeholder="why not (optional)")

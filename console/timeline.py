@@ -211,6 +211,9 @@ SENTENCES: dict[str, str | Said] = {
     "outbox.retry": "{who} queued {the_message} again, to be sent",  # a retry queues; "sent" comes with outbox.sent
     "outbox.cancel": "{who} cancelled {the_message}",
     "case.escalate": "{who} escalated to {target}{note:?: “%s”}{reason:? (%s)}",
+    "automatic.approved": lambda d, c, when: f"Automatic reply {c['the_message']}: approved by {c['actor']}" + (
+        f"; it goes at {when(parse_time(d['not_before']))}" + (f", after the {d['reason']}" if d.get("reason") else "")
+        if d.get("not_before") else ""),
     "automatic.waiting_for_quiet_hours_to_end": lambda d, c, when: (
         f"{c['message']} waits for the end of {d.get('reason') or 'quiet hours'}: it goes at "
         f"{when(parse_time(d.get('until')))}"),

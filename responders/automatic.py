@@ -271,11 +271,14 @@ class ApprovalError(ValueError):
     """The message cannot be approved or rejected (already decided, or its facts changed)."""
 
 
-def approve(store: Store, message_id: int, actor: str, *, now: datetime | None = None) -> OutboundMessage:
+def approve(store: Store, message_id: int, actor: str, *, now: datetime | None = None,
+            config: Config | None = None) -> OutboundMessage:
     """Release a held message to the outbox, after re-checking its facts (a stale one is cancelled).
 
     It is due at once (or at its ``next_attempt_at``, if later); during its brand's quiet hours the
-    outbox then holds it until they end (:func:`wait_for_quiet_hours`). ``now``: for tests.
+    outbox then holds it until they end (:func:`wait_for_quiet_hours`). When it will not go at once, the
+    approval says when it goes (and, with ``config``, which quiet hours hold it): approved at 02:06, a
+    follow-up waiting for 08:00 read only "approved" on the timeline (browser check). ``now``: for tests.
     """
     now = now or utcnow()
     message = _message(store, message_id)
@@ -294,7 +297,15 @@ def approve(store: Store, message_id: int, actor: str, *, now: datetime | None =
             raise ApprovalError(f"message {message_id} was decided by someone else meanwhile")
         store.db.execute("update automatic_messages set approval = 'approved', decided_by = ?, decided_at = ? "
                          "where message_id = ?", [actor, iso(now), message_id])
-        store.audit(actor, "automatic.approved", message.case_id, {"message_id": message_id, "kind": message.kind})
+        released = _message(store, message_id)
+        details: dict[str, Any] = {"message_id": message_id, "kind": message.kind}
+        held = quiet_hours_end(store, config, released, now) if config is not None else None
+        goes_at = max(filter(None, [released.next_attempt_at, held[0] if held else None]), default=None)
+        if goes_at is not None and goes_at > now:
+            details["not_before"] = iso(goes_at)
+            if held:
+                details["reason"] = held[1]
+        store.audit(actor, "automatic.approved", message.case_id, details)
     return _message(store, message_id)
 
 

@@ -164,3 +164,22 @@ def test_the_timeline_says_until_when_a_message_waits() -> None:
                                 "reason": "quiet hours 21:00-08:00 (Europe/London) of Larkspur"})
     words = sentence(event, {}, lambda t: f"{t:%a %H:%M}" if t else "?")
     assert "waits for the end of quiet hours 21:00-08:00 (Europe/London) of Larkspur: it goes at Wed 08:00" in words, words
+
+
+def test_an_approval_in_quiet_hours_says_when_the_message_goes(store: Store, emulator: XEmulator,
+                                                               smtp: SmtpSink) -> None:
+    """Browser check (2026-12-07): approved at 02:06, a follow-up waiting for 08:00 read only "approved by agent"
+    on the timeline, and the page said "the worker sends it": nothing said it waits for the morning."""
+    from console.timeline import sentence
+
+    config = shop_config(followup={"after_hours": 24}, approval=APPROVAL)
+    _asked_publicly(store, config, emulator)
+    [message_id] = run_followups(store, config, WRITTEN)
+    approve(store, message_id, "ann", now=NIGHT, config=config)
+    [event] = [e for e in store.audit_trail(get_message(store, message_id).case_id)  # type: ignore[arg-type]
+               if e.action == "automatic.approved"]
+    assert event.details["not_before"] == iso(MORNING)
+    assert event.details["reason"] == "quiet hours 21:00-08:00 (Europe/London) of Larkspur"
+    words = sentence(event, {}, lambda t: f"{t:%a %H:%M}" if t else "?")
+    assert words.endswith("approved by ann; it goes at Wed 08:00, after the quiet hours 21:00-08:00 "
+                          "(Europe/London) of Larkspur"), words
