@@ -279,8 +279,10 @@ def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:
     with form.container(), _login_column():  # taken away again when this run's click logs in (below)
         st.title("Doorstep")
         st.caption("Social customer care — please log in.")
-        if st.session_state.pop("_ended", None):
+        if st.session_state.pop("_ended", None) or st.query_params.get("ended") == "1":
             st.info("Your login ended (logged out elsewhere, or your password or role changed). Please log in again.")
+            if "ended" in st.query_params:
+                del st.query_params["ended"]  # said once: not again after the next login's logout
         if not auth.list_users(store):
             st.warning("No users yet. Create one on the server: doorstep user add NAME --role admin")
         try:
@@ -406,6 +408,8 @@ def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None
     if sso_configured() and st.user.is_logged_in:
         st.logout()
     if COOKIE_ROUTES and (browser_token() or cookie_sent):  # a cookie this tab came with, or was sent
-        _navigate_top(LOGOUT_ROUTE)
+        # The reload through /auth/logout starts a new session: "?ended=1" carries the reason across it (a lead
+        # demoted while on Settings met a bare login page; browser check).
+        _navigate_top(LOGOUT_ROUTE + ("?ended=1" if ended else ""))
         st.stop()
     st.rerun()

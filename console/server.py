@@ -83,7 +83,8 @@ def logout_route(request: Any) -> Any:
     """``GET /auth/logout``: clear the cookie (the session it named was ended by the page)."""
     from starlette.responses import RedirectResponse
 
-    response = RedirectResponse("/", status_code=303)
+    # "?ended=1": the login ended elsewhere (a password or role change), and the login page says so.
+    response = RedirectResponse("/?ended=1" if request.query_params.get("ended") == "1" else "/", status_code=303)
     response.headers["Cache-Control"] = "no-store"
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, secure=_secure(request), samesite="lax")
     return response

@@ -312,3 +312,29 @@ def test_a_case_page_drawn_before_the_login_ended_sends_and_escalates_nothing(db
         ENDINGS[ending](db, "lee")
         at.button(key=f"askdm_send_{case_id}").click().run()
         assert len(db.outbound_for_case(case_id)) == before
+
+
+def test_a_login_ended_elsewhere_still_says_why_after_the_tab_reloads(db: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Browser check (2026-12-07): a lead demoted while on Settings met a bare login page. The tab goes through
+    /auth/logout to clear its cookie, and that reload lost the "Your login ended ..." line; it rides along now."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from console.server import routes
+
+    at = log_in(AppTest.from_file(APP, default_timeout=30).run(), "ann", PASSWORD)
+    token = _cookie_of(at, db)
+    monkeypatch.setattr(login, "COOKIE_ROUTES", True)
+    tab = _browser_with_cookie(monkeypatch, token)
+    assert _logged_in(tab)
+    auth.set_role(db, "ann", "lead")  # (by the CLI: ends her logins)
+    tab.run()
+    assert [e for e in tab.get("iframe") if f"{login.LOGOUT_ROUTE}?ended=1" in e.proto.srcdoc]
+    client = TestClient(Starlette(routes=routes()), base_url="https://console.example")
+    out = client.get(f"{login.LOGOUT_ROUTE}?ended=1", follow_redirects=False)
+    assert out.headers["location"] == "/?ended=1"
+    monkeypatch.setattr(login, "browser_token", lambda: None)
+    reloaded = AppTest.from_file(APP, default_timeout=30)
+    reloaded.query_params["ended"] = "1"
+    reloaded.run()
+    assert not _logged_in(reloaded) and any("login ended" in i.value for i in reloaded.info)
