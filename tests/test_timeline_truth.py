@@ -278,3 +278,15 @@ def test_a_quoted_order_number_in_small_letters_is_the_order_linking_finds(store
     assert quoted_numbers(store, config, posts) == [
         ("warning", "customer quoted ord-2026-009999: no such order (check it with them; a typo or another shop's "
                     "order?)")]
+
+
+def test_the_timeline_says_a_queued_outreach_in_english() -> None:
+    """Browser check (2026-12-07): "Doorstep queued a outreach"."""
+    from datetime import datetime, timezone
+
+    from console.timeline import sentence
+    from doorstep.models import AuditEvent
+
+    event = AuditEvent(id=1, at=datetime(2026, 12, 7, tzinfo=timezone.utc), actor="proactive", action="outreach.queue",
+                       case_id=1, details={})
+    assert sentence(event, {}, lambda t: "").endswith("queued an outreach message")
