@@ -671,9 +671,15 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         queue_reply, reply_candidates,
     )
     from responders.templates import TemplateError, list_templates, render_template, suggest_templates
+    from doorstep.erasure import is_erased
 
     config = get_config()
     st.subheader("Reply")
+    inbound = reply_candidates(store, case)
+    if inbound and all(is_erased(m) for m in inbound):
+        # Not a composer that offers "@?" and asks for the customer's e-mail to be added back (browser check).
+        st.info("This person's data was erased at their request: the case cannot be answered.")
+        return
     # What this agent has seen of the case's outbox: a reply queued by someone else after this is a collision.
     seen = st.session_state.setdefault("case_seen_outbox", {}).setdefault(case.id, latest_message_id(store, case.id))  # type: ignore[arg-type]
     shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None

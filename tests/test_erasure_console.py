@@ -102,6 +102,10 @@ def test_the_pages_render_after_an_erasure(console: Store) -> None:
         shown = texts(at)
         assert "Personal data erased at the customer's request by ann" in shown or external_id == "x-9"
         assert not re.search(r"@\W?None\b", shown), external_id  # an erased post's author is no "@None"
+    # A case whose every post was erased offers no composer that says "@?" and asks for an address (browser check).
+    at = _case_page(console, "ari", _case_of(console, "k-1"), opened=False)
+    assert "This person's data was erased at their request: the case cannot be answered." in texts(at)
+    assert "@?" not in texts(at)
     assert leftovers(console, KIT) == [] and leftovers(console) == []
 
 
