@@ -384,6 +384,12 @@ class WeeklyReport:
         last = (self.end - timedelta(seconds=1)).astimezone(zone).date()
         return f"{first:%a %d %b %Y} to {last:%a %d %b %Y} ({self.tz})"
 
+    @property
+    def generated(self) -> str:
+        """"2026-12-07 08:00 GMT": when it was made, on the shop's clock with the zone's name (BST/GMT), as a lead
+        reads every other time in the report."""
+        return self.generated_at.astimezone(metrics._zone(self.tz)).strftime("%Y-%m-%d %H:%M %Z")
+
     def summary_text(self) -> str:
         """The plain-text body: headline numbers and findings (mail clients without HTML, Slack)."""
         lines = [self.title, self.period, ""]

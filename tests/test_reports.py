@@ -92,6 +92,18 @@ class _Links(HTMLParser):
 
 
 # ------------------------------------------------------------------------------ rendering
+def test_generated_line_is_on_the_shops_clock_with_its_zone_name(store: Store) -> None:
+    """A lead in London read "generated 2026-07-06 08:00 UTC" for a report made at 09:00 on their clock (time audit):
+    the line is in the shop's zone and names it (BST in summer, GMT in winter), as the period line does."""
+    config = fixture_config()
+    config.timezone = "Europe/London"
+    summer = build_weekly_report(store, config, "2026-W47", now=datetime(2026, 7, 6, 8, 0, tzinfo=timezone.utc))
+    assert "generated 2026-07-06 09:00 BST" in render_html(summer)
+    winter = build_weekly_report(store, config, "2026-W47", now=datetime(2026, 12, 7, 8, 0, tzinfo=timezone.utc))
+    html = render_html(winter)
+    assert "generated 2026-12-07 08:00 GMT" in html and "UTC</div>" not in html
+
+
 def test_html_is_self_contained_and_accessible(store: Store) -> None:
     report = build_weekly_report(store, fixture_config(), "2026-W47")
     html = render_html(report)
