@@ -423,7 +423,12 @@ class Config(_Section):
         if value is None or value == "":
             return "-"
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return moment.astimezone(self.tz).strftime(fmt) + (f" ({self.timezone})" if zone else "")
+        local = moment.astimezone(self.tz)
+        text = local.strftime(fmt)
+        if "%H" in fmt and local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset():
+            # The hour the clocks go back happens twice: its zone's name (BST, then GMT) tells the two apart.
+            text += f" {local.tzname()}"
+        return text + (f" ({self.timezone})" if zone else "")
 
     def own_handles(self, channel: str) -> set[str]:
         """Our care handles on a channel (lower-case), so our replies never count as mentions."""
