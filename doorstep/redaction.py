@@ -226,9 +226,14 @@ def forget_secrets() -> None:
         _config_values.clear()
 
 
+#: Schemes whose addresses are public, never credentials: web links, and a Bluesky post's ``at://did:.../rkey``
+#: (audit lines name the post a reply answered; masking it hid which post).
+_PUBLIC_SCHEMES = _WEB_SCHEMES | {"at"}
+
+
 def _mask_non_web(match: re.Match[str]) -> str:
     scheme = match.group(1)
-    if scheme.lower() in _WEB_SCHEMES:
+    if scheme.lower() in _PUBLIC_SCHEMES:
         return match.group(0)
     return f"{scheme}://{MASK}"
 

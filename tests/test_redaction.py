@@ -363,3 +363,13 @@ def test_words_after_bearer_are_not_taken_for_a_token() -> None:
     assert "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid" not in redact(
         "Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid")
     assert "s3cr3t-t0k" not in redact("{'Authorization': 'Bearer s3cr3t-t0k'}")
+
+
+def test_a_bluesky_post_address_is_not_a_secret() -> None:
+    """An audit line "replied to at://did:plc:.../app.bsky.feed.post/3k..." read "at://***" (left open): a Bluesky
+    post's address is public and is how an admin finds the post; it is kept, while an Apprise URL stays masked."""
+    from doorstep.redaction import redact
+
+    uri = "at://did:plc:abc123xyz/app.bsky.feed.post/3kxyzabc"
+    assert redact(f"replied to {uri}") == f"replied to {uri}"
+    assert redact("tgram://123456:ABCdef/987") == "tgram://***"
