@@ -20,6 +20,7 @@ is shown as text. Screenshots go to ``test-artifacts/e2e/``; the README's come f
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -414,7 +415,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         expect(ann.get_by_label("Reply text")).to_have_value(world["reply"])
         ann.get_by_role("button", name="Queue reply").click()
         wait_idle(ann)
-        expect(ann.get_by_text("reply queued", exact=False)).to_be_visible()
+        expect(ann.get_by_text(re.compile(r"^reply queued \(message"))).to_be_visible()
 
         # Escalate to the courier by email.
         expect(ann.get_by_label("Note for them")).to_have_count(1)  # stale elements of the last run are gone
@@ -506,7 +507,7 @@ def test_agent_works_a_case_end_to_end(world: dict[str, Any]) -> None:
         bob.get_by_label("Reply text").fill("So sorry @sienna_l! Could you DM us the e-mail address you ordered with?")
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
-        expect(bob.get_by_text("reply queued", exact=False).first).to_be_visible()
+        expect(bob.get_by_text(re.compile(r"^reply queued \(message")).first).to_be_visible()
         send_outbox(world["db"])
         posted = world["emulator"].posted
         assert [(p["account"], p["reply"]["in_reply_to_tweet_id"]) for p in posted[1:]] == [
@@ -607,7 +608,7 @@ def test_two_agents_a_failed_reply_and_asking_privately(world: dict[str, Any]) -
         bob.get_by_label("Reply text").fill(reply)
         bob.get_by_role("button", name="Queue reply").click()
         wait_idle(bob)
-        expect(bob.get_by_text("reply queued", exact=False).first).to_be_visible()
+        expect(bob.get_by_text(re.compile(r"^reply queued \(message")).first).to_be_visible()
         send_outbox(db)
         assert emulator.posted == []  # X holds nothing: the post it answers is gone
         store = Store(db)
