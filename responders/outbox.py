@@ -40,7 +40,7 @@ from doorstep.cases import asks_question, is_customers_post, replied_to_customer
 from doorstep.config import Config
 from doorstep.erasure import is_erased
 from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
-from doorstep.models import Case, Mention, OutboundMessage, utcnow
+from doorstep.models import Case, Mention, OutboundMessage, channel_name, utcnow
 from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
@@ -649,11 +649,16 @@ def _answered_words(parent: Mention | None, existing: list[OutboundMessage], dra
     for m in existing[:3]:
         snippet = " ".join(m.text.split())
         snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
-        parts.append(f"{m.created_by or 'someone'} already answered {post} ({m.status}, message {m.id}, {m.channel}): "
-                     f"\"{snippet}\"")
+        how = "on" if m.channel in PUBLIC_CHANNELS else "by"
+        parts.append(f"{m.created_by or 'someone'} already answered {post} ({m.status}, message {m.id}, {how} "
+                     f"{channel_name(m.channel)}): \"{snippet}\"")
     if drafting:
         parts.append(f"{', '.join(drafting)} {'is' if len(drafting) == 1 else 'are'} replying right now")
-    return "; ".join(parts) + ". Not queued: one answer per customer post (send anyway only if a second answer is really needed)."
+    # A colleague's private answer is still an answer the customer has, but the post may need a public word too.
+    private = any(m.channel not in PUBLIC_CHANNELS for m in existing[:3])
+    return "; ".join(parts) + (". Not queued: one answer per customer post (" + (
+        "they were answered privately: send anyway if the public post needs an answer too" if private
+        else "send anyway only if a second answer is really needed") + ").")
 
 
 def queue_escalation(store: Store, config: Config, case_id: int, target: str, note: str | None,

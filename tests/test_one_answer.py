@@ -347,3 +347,21 @@ def test_the_resolved_refusal_says_when_the_case_was_resolved_not_when_it_was_re
     store.update_case(case_id, case.version, "priya", status="resolved", resolved_at=resolved)  # type: ignore[union-attr]
     with pytest.raises(AlreadyAnswered, match="priya resolved this case at 09:30 UTC on 13 Nov 2025"):
         queue_reply(store, config, case_id, "@jane hello again", "sam", seen_status="open")
+
+
+def test_a_colleagues_unseen_direct_message_is_named_as_one(store: Store, emulator: XEmulator) -> None:
+    """A colleague answered the customer by DM; an agent who had not seen it replies in public. That is a second
+    answer to the customer (two agents, two stories), so it is still refused, but the refusal read "(queued,
+    message 1, x_dm)" (browser check): it says it was a direct message and that a public answer too needs "send
+    anyway"."""
+    from responders.outbox import AlreadyAnswered, latest_message_id
+
+    config = shop_config()
+    case_id = make_case(store, config, emulator)
+    seen_by_lead = latest_message_id(store, case_id)
+    queue_reply(store, config, case_id, "Could you send us your order number here, please?", "ann", channel="x_dm")
+    with pytest.raises(AlreadyAnswered) as refused:
+        queue_reply(store, config, case_id, "@jane we're looking into it now", "lead", seen_up_to=seen_by_lead)
+    said = str(refused.value)
+    assert "ann already answered @jane's post (queued, message" in said and "by X direct message" in said, said
+    assert "x_dm" not in said and "answered privately" in said, said
