@@ -20,7 +20,7 @@ from doorstep.models import utcnow
 
 def render() -> None:
     """The approval queue page."""
-    from responders.automatic import ApprovalError, approve, pending_approval, reject
+    from responders.automatic import ApprovalError, approve, pending_approval, recheck, reject
 
     user = require("reply")
     store = get_store()
@@ -41,6 +41,10 @@ def render() -> None:
                       f"case #{message.case_id} · written {local_time(message.created_at, config)} · "
                       f"not before {local_time(message.next_attempt_at, config)}", caption=True)
             safe_text(message.text)
+            stale = recheck(store, message)
+            if stale:  # e.g. resolved since it was written: resolving does not wait for it (case page)
+                st.warning(escape_md(f"Approving cancels it: {stale}. Reject it, or reopen the case first."),
+                           icon=":material/block:")
             cols = st.columns([1, 1, 1, 3])
             if cols[0].button("Approve", key=f"approve_{message.id}", type="primary", disabled=not can(user, "reply")):
                 try:

@@ -74,6 +74,27 @@ def test_approvals_page_approves_and_rejects(db: Store) -> None:
     assert "Nothing waits for approval" in texts(at)
 
 
+def test_approvals_page_says_when_approving_would_cancel_the_message(db: Store) -> None:
+    """A follow-up held for approval on a case resolved since (resolving no longer waits for it) stayed on the
+    Approvals page like any other, and "Approve" then cancelled it: the page says so before anyone clicks."""
+    from doorstep.config import load_config
+    from responders.automatic import record
+
+    from test_console_apptest import DEMO_CONFIG
+
+    config = load_config(DEMO_CONFIG)
+    case_id = db.db.execute("select id from cases where link_confirmed = 1 and order_number is not null and status in "
+                            "('new', 'open', 'pending_customer') order by id limit 1").fetchone()[0]
+    message = enqueue(db, kind="follow_up", channel="email", text="Subject: hi\n\nfollow-up", actor="follow-up",
+                      idempotency_key="fu-resolved", case_id=case_id, target="jane@example.com")
+    record(db, config, message, "follow_up")
+    db.db.execute("update cases set status = 'resolved' where id = ?", [case_id])
+    at = page("approvals", "ann", db)
+    assert not at.exception, at.exception
+    warned = [w.value.replace("\\", "") for w in at.warning]
+    assert any("Approving cancels it: the case is resolved" in w for w in warned), warned
+
+
 def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> None:
     """Failure 2 in the console: bob opened the case, ann answered, bob's reply is refused."""
     from doorstep.config import load_config
