@@ -1155,6 +1155,21 @@ def form_round(case: Case) -> int:
     return int(st.session_state.get(f"_case_form_round_{case.id}", 0))
 
 
+def status_changes(case: Case, status: str) -> dict[str, Any]:
+    """The fields a status set by hand changes: resolving records when (each time, not only the first), closing
+    keeps the resolution's time (or now), and any open status clears it, as a customer's post reopening a case
+    does. A case reopened from here kept its old ``resolved_at``: the dashboard counted it resolved while open and
+    its late second resolution as on time (PostgreSQL team audit)."""
+    changes: dict[str, Any] = {"status": status}
+    if status == "resolved":
+        changes["resolved_at"] = case.resolved_at if case.status == "resolved" and case.resolved_at else utcnow()
+    elif status == "closed":
+        changes["resolved_at"] = case.resolved_at or utcnow()
+    else:
+        changes["resolved_at"] = None
+    return changes
+
+
 def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
     """X: resolve (never past an undelivered reply or escalation), then the next case of the queue."""
     hold_up, retired = resolve_holds(store, case.id)  # type: ignore[arg-type]
@@ -1168,9 +1183,7 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
               "Resolve after their reply, or choose Resolved under Status and press \"Set status\" to resolve anyway.",
               at=f"status:{case.id}")
         st.rerun()
-    changes: dict[str, Any] = {"status": "resolved"}
-    if case.resolved_at is None:
-        changes["resolved_at"] = utcnow()
+    changes = status_changes(case, "resolved")
     # The next case in the queue's whole order, found before this one leaves it.
     after = queue_neighbours(store, case.id)[1]
     if write_case(store, case, user.username, "resolved" + _retired_words(retired), at="status", **changes) is None:
@@ -1221,9 +1234,7 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                 flash("error", f"{_held_up_words(status_name(status), hold_up)}. Tick \"Resolve even though...\" to "
                       "confirm, or retry/cancel them first.", at=f"status:{case.id}")
                 st.rerun()
-            changes: dict[str, Any] = {"status": status}
-            if status == "resolved" and case.resolved_at is None:
-                changes["resolved_at"] = utcnow()
+            changes = status_changes(case, status)
             write_case(store, case, user.username, f"status set to {status_name(status)}"
                        + (_retired_words(retired) if status in ("resolved", "closed") else ""), at="status", **changes)
             st.rerun()

@@ -126,3 +126,25 @@ def _record(db: Store, message_id: int, rule: str) -> None:
     """The facts a rule keeps for its message (responders.automatic.record), its status left as it is."""
     db.db.execute("insert into automatic_messages (message_id, case_id, rule, approval) select id, case_id, ?, 'none' "
                   "from outbound_messages where id = ?", [rule, message_id])
+
+
+def test_reopening_clears_resolved_at_and_resolving_again_records_the_new_time(db: Store) -> None:
+    """PostgreSQL team audit: a case resolved at 04:04, reopened from Set status, kept resolved_at 04:04 (the
+    dashboard counted it resolved while open), and resolved again at 04:26 it still said 04:04, so a late second
+    resolution counted as on time. Reopening clears it; each resolution records its own time."""
+    from datetime import datetime, timezone
+
+    case_id = xss_case(db)
+    stale = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    db.db.execute("update cases set status = 'resolved', resolved_at = ? where id = ?", [stale.isoformat(), case_id])
+    at, _ = _open_case(db, "ann", case_id)
+    sel(at, f"status_sel_{case_id}").select("open")
+    at.button(key=f"FormSubmitter:status_{case_id}-Set status").click().run()
+    assert not at.exception, at.exception
+    reopened = db.get_case(case_id)
+    assert reopened.status == "open" and reopened.resolved_at is None, reopened  # type: ignore[union-attr]
+    db.db.execute("update cases set resolved_at = ? where id = ?", [stale.isoformat(), case_id])  # as old versions left it
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"resolve_next_{case_id}").click().run()
+    resolved = db.get_case(case_id)
+    assert resolved.status == "resolved" and resolved.resolved_at > stale, resolved  # type: ignore[union-attr]
