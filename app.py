@@ -30,7 +30,8 @@ def main() -> None:
     from console import approvals, case_view, dashboard, dialogue, inbox, reports, review, settings
 
     pages = {
-        "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path="inbox", default=True),
+        # Served at "/" (Streamlit's default page; the url_path it is given is only reserved, never served).
+        "inbox": st.Page(inbox.render, title="Inbox", icon=":material/inbox:", url_path=HOME_PATH, default=True),
         "case": st.Page(case_view.render, title="Case", icon=":material/assignment:", url_path="case"),
         "callbacks": st.Page(dialogue.render, title="Call-backs", icon=":material/phone_callback:",
                              url_path="callbacks"),
@@ -46,6 +47,7 @@ def main() -> None:
         pages["sent"] = st.Page(sent_mail.render, title="Sent mail", icon=":material/outbox:", url_path="sent")
     if auth.can(user, "view_settings"):
         pages["settings"] = st.Page(settings.render, title="Settings", icon=":material/settings:", url_path="settings")
+    pages[INBOX_ADDRESS] = inbox_address(inbox.render)
     st.session_state["_pages"] = pages
     with st.sidebar:
         st.caption(escape_md(f"Signed in as {user.name} ({user.role})"))
@@ -62,6 +64,25 @@ def main() -> None:
     from console.server import freeze_after_first_console_run
 
     freeze_after_first_console_run()  # served: what this first run left alive, out of the collector's way
+
+
+#: What the default page (the inbox, at "/") reserves as its url_path. Streamlit serves a default page at "/"
+#: only, whatever url_path it has (``Page.url_path`` reads ""), so a bookmarked or printed /inbox was "Page not
+#: found": /inbox is :func:`inbox_address`'s, and this name is only held, never linked.
+HOME_PATH = "home"
+#: The inbox's own address, /inbox (the url_path of :func:`inbox_address`'s page).
+INBOX_PATH = "inbox"
+#: That page's key in ``st.session_state["_pages"]`` ("inbox" is the default page's: what "Inbox" links go to).
+INBOX_ADDRESS = "inbox_address"
+
+
+def inbox_address(render: Any) -> Any:
+    """The page that answers /inbox: the inbox again, hidden (the sidebar lists the inbox once, at "/").
+
+    Why a second page and not the inbox made a plain page at /inbox with "/" sending on to it: "/" is where
+    every login lands, and a page that only switches costs the login a second run of the whole script
+    (tests/test_console_sessions.py holds the login click to one run)."""
+    return st.Page(render, title="Inbox", icon=":material/inbox:", url_path=INBOX_PATH, visibility="hidden")
 
 
 #: The page this run of the script drew (named in DOORSTEP_PROFILE's files).

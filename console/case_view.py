@@ -1343,7 +1343,7 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
     items = timeline.lines(events, store.notes(case.id), messages, config,  # type: ignore[arg-type]
                            lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
                                                 "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())),
-                           opened_at=case.opened_at)
+                           opened_at=case.opened_at, posts=store.mentions_for_case(case.id))  # type: ignore[arg-type]
     with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
         for when, words in reversed(items):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)

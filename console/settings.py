@@ -17,6 +17,7 @@ import streamlit as st
 
 from console.auth import ROLES, AuthError, add_user, can, list_users, lock_ends, remove_user, set_role, unlock_user
 from console.login import acting_user
+from console.words import template_name
 from console.widgets import (
     current_user,
     escape_md,
@@ -175,9 +176,13 @@ def _templates(store: Any, config: Any) -> None:
     templates = list_templates(config)
     new = "(new template)"
     names = sorted(templates) + ([new] if editable else [])
-    name = st.selectbox("Template", names, key="tpl_name")
+    # Named as the case page's template box names them ("ask details privately"); the choice stays the key,
+    # which doorstep.toml, the rules that name a template and the saved versions use (shown small below).
+    name = st.selectbox("Template", names, key="tpl_name", format_func=lambda n: n if n == new else template_name(n))
     if name == new:
         name = st.text_input("Name of the new template (letters, digits and _)", key="tpl_new_name").strip()
+    elif name:
+        st.caption(escape_md(f"Key: {name} ([responders.templates] in doorstep.toml, and rules that name it)"))
     source = templates.get(name, "") if name else ""
     users = rules_naming(config, name) if name else []
     if users:

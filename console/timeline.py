@@ -9,13 +9,14 @@ without one still reads as "who did what", and the raw events stay one click awa
 from __future__ import annotations
 
 import string
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from console.words import answer_kind_name, by_channel, channel_name, intent_name, kind_name
 from doorstep.config import Config
-from doorstep.models import AuditEvent
+from doorstep.models import AuditEvent, Mention
 from doorstep.store import parse_time
 from responders.alerts import RULE_WORDS
 from responders.followup import PROACTIVE_REASON
@@ -40,14 +41,19 @@ def actor_name(actor: str, start: bool = True) -> str:
     return words if start or not words.startswith("The ") else "the" + words.removeprefix("The")
 
 
-def recipient(message: Any, handles: Mapping[str, str] | None = None) -> str:
+def recipient(message: Any, handles: Mapping[str, str] | None = None, name: str | None = None) -> str:
     """Who a message goes to, as the team reads it.
 
     An X direct message is addressed to the customer's numeric user id and a Bluesky chat to their
     DID, because that is what the networks take; the team knows the customer by handle, so ``handles``
     (author id -> handle, from the case's posts) turns the id back into "@handle". A Slack, Apprise or
-    webhook target is shown as itself, without an @.
+    webhook target is shown as itself, without an @, unless ``name`` says whom it reaches: an escalation's
+    target stores its setting's ``$NAME`` (``$SLACK_TEAM_WEBHOOK``: the secret stays in the environment),
+    which the team does not know it by; ``name`` is the target they chose ("team", "lead", the courier),
+    see :func:`escalation_names`.
     """
+    if name and is_reference(message.target):
+        return name
     target = message.target or "-"
     social = message.channel in ("x", "mastodon", "bluesky") or message.channel.endswith("_dm")
     if social and handles and target in handles:
@@ -57,14 +63,50 @@ def recipient(message: Any, handles: Mapping[str, str] | None = None) -> str:
     return target
 
 
-def _message_words(details: dict[str, Any], messages: dict[int, Any], handles: Mapping[str, str] | None = None) -> str:
-    """"Reply to @sienna_l on X", "Escalation to ups@example.com by e-mail" (or "Message 9" when the message is unknown)."""
+def is_reference(target: str | None) -> bool:
+    """Whether a message's target names a setting rather than a place: ``$NAME`` (read from the environment)
+    or ``@config:KEY#FINGERPRINT`` (a credential-bearing URL written in doorstep.toml; doorstep.redaction)."""
+    return bool(target) and (str(target).startswith("$") or str(target).startswith("@config:"))
+
+
+def escalation_names(events: list[AuditEvent], messages: Mapping[int, Any], config: Config) -> dict[int, str]:
+    """Message id -> whom the escalation that queued it went to, for the messages whose target is a setting's
+    reference (:func:`is_reference`): the configured target the agent chose ("team", "lead": the keys of
+    ``[responders.escalation.targets]``), or the courier's name for a courier escalation. An address is its
+    own name and an ad hoc ``slack:$NAME`` has no other: neither is in the result. Never the secret itself."""
+    from responders.config import responders_settings
+
+    audiences = responders_settings(config).escalation.targets
+    names: dict[int, str] = {}
+    for event in events:
+        d = event.details or {}
+        target = str(d.get("target") or "")
+        if event.action != "case.escalate" or not isinstance(d.get("message_ids"), list):
+            continue
+        for message_id in d["message_ids"]:
+            message = messages.get(int(message_id or 0))
+            if message is None or not is_reference(message.target):
+                continue
+            if target == "courier":
+                courier = next((c for c in config.couriers
+                                if message.target in (c.escalation_webhook, c.escalation_email)), None)
+                names[message.id] = courier.name if courier is not None else "the courier"
+            elif target in audiences:
+                names[message.id] = target.replace("_", " ")
+    return names
+
+
+def _message_words(details: dict[str, Any], messages: dict[int, Any], handles: Mapping[str, str] | None = None,
+                   names: Mapping[int, str] | None = None) -> str:
+    """"Reply to @sienna_l on X", "Escalation to ups@example.com by e-mail", "Escalation to team on Slack"
+    (or "Message 9" when the message is unknown). ``names``: see :func:`escalation_names`."""
     message = messages.get(int(details.get("message_id") or 0))
     if message is None:
         kind = kind_name(details.get("kind") or "message")
         return f"{kind[:1].upper()}{kind[1:]} {details.get('message_id', '')}".strip()
     kind = kind_name(message.kind)
-    return f"{kind[:1].upper()}{kind[1:]} to {recipient(message, handles)} {by_channel(message.channel)}"
+    name = (names or {}).get(message.id) if message.id is not None else None
+    return f"{kind[:1].upper()}{kind[1:]} to {recipient(message, handles, name)} {by_channel(message.channel)}"
 
 
 def _value(field: str, value: Any, when: Callable[[datetime | None], str]) -> str:
@@ -275,14 +317,15 @@ FAMILIES: list[tuple[Callable[[str], bool], str | Said]] = [
 
 
 def sentence(event: AuditEvent, messages: dict[int, Any], when: Callable[[datetime | None], str],
-             handles: Mapping[str, str] | None = None) -> str:
+             handles: Mapping[str, str] | None = None, names: Mapping[int, str] | None = None) -> str:
     """One audit event as the team says it. ``when`` formats a time in the team's zone; ``handles``
-    (author id -> handle) names a direct message's recipient (see :func:`recipient`)."""
+    (author id -> handle) names a direct message's recipient (see :func:`recipient`); ``names`` (message id ->
+    name) an escalation's (see :func:`escalation_names`)."""
     d, who = event.details or {}, actor_name(event.actor)
     words = SENTENCES.get(event.action) or next((w for match, w in FAMILIES if match(event.action)), None)
     if words is None:
         return f"{who}: {event.action.replace('.', ' ').replace('_', ' ')}"
-    message = _message_words(d, messages, handles)
+    message = _message_words(d, messages, handles, names)
     c = {**d, "who": who, "message": message, "the_message": message[0].lower() + message[1:],
          "action": event.action, "actor": event.actor, "state": event.action.split(".", 1)[-1].replace("_", " ")}
     return words(d, c, when) if callable(words) else _Words().vformat(words, (), c)
@@ -316,18 +359,21 @@ def happened_at(event: AuditEvent, opened_at: datetime | None = None) -> datetim
 
 def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], config: Config,
           when: Callable[[datetime | None], str], handles: Mapping[str, str] | None = None,
-          opened_at: datetime | None = None) -> list[tuple[datetime, str]]:
-    """(time, sentence) for the notes and events, oldest first.
+          opened_at: datetime | None = None, posts: list[Mention] | None = None) -> list[tuple[datetime, str]]:
+    """(time, sentence) for the notes, events and ``posts`` (the case's, ``Store.mentions_for_case``), oldest first.
 
     An event keeps its meaning in the audit log (when the system did it), but a post imported a week after
     it was written did not open its case a week late: the opening stands at ``opened_at`` (the case's), a
     reopening and our reply typed on the network at their post's time, each with "; imported <when>" where the system stored it
-    more than :data:`IMPORTED_AFTER` later. Lines are ordered by the time they show."""
+    more than :data:`IMPORTED_AFTER` later. Lines are ordered by the time they show. A post that joined the
+    case without an event of its own (the customer writing again on an open case) is said by
+    :func:`post_lines`."""
     from doorstep.models import utcnow
 
     items: list[tuple[datetime, str]] = [(n.created_at or utcnow(), f"{n.author} noted: {n.text}") for n in notes]
     link_events = [e for e in events if e.action in LINK_ACTIONS]
     outbox_posts = {str((e.details or {}).get("external_id")) for e in events if e.action == "outbox.sent"}
+    names = escalation_names(events, messages, config)
     for e in events:
         if e.action == "case.note" or _said_by_its_link_event(e, link_events):
             continue
@@ -335,14 +381,66 @@ def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], 
             # A listener stored our reply before the outbox recorded its post id (a crash between the two:
             # "found already posted"); the outbox's line tells it, it was not typed outside Doorstep.
             continue
-        at, words = e.at or utcnow(), sentence(e, messages, when, handles)
+        at, words = e.at or utcnow(), sentence(e, messages, when, handles, names)
         happened = happened_at(e, opened_at)
         if happened is not None:
             if e.at is not None and e.at - happened > IMPORTED_AFTER:
                 words += f"; imported {config.local_time(e.at)}"
             at = happened
         items.append((at, words))
+    items += post_lines(posts or [], events)
     return sorted(items, key=lambda i: i[0])
+
+
+#: The actions whose line already tells of a post (its ``external_id``): its opening, a reopening, our reply.
+POST_ACTIONS = ("case.open", "case.reopen", "case.answered")
+#: The actions whose line quotes a customer's answer to our question (a post on the case, when it came as one).
+ANSWER_ACTIONS = ("dialogue.answered", "dialogue.repeat", "dialogue.reopened")
+#: How much of a post's words its line quotes.
+POST_QUOTE = 80
+
+
+def post_lines(posts: list[Mention], events: list[AuditEvent]) -> list[tuple[datetime, str]]:
+    """(the post's time, "@jane posted again on X: “still nothing”") for each post of the case that no event's
+    line already tells: the opening post, a reopening one and our own replies have theirs (``events``), and
+    an answer to our question is quoted by the dialogue's line. "again" when its author posted earlier on the
+    case; a stranger in the customer's thread is said to be one. The words are the author's, quoted as text
+    (the page escapes them: never Markdown or HTML), on one line and cut at :data:`POST_QUOTE` characters."""
+    told = {str((e.details or {}).get("external_id")) for e in events if e.action in POST_ACTIONS}
+    # An answer's event keeps its first 300 characters (responders/dialogue.py); each quotes one post.
+    answers = Counter(_one_line(str((e.details or {}).get("answer") or "")[:300]) for e in events
+                      if e.action in ANSWER_ACTIONS)
+    seen: set[str] = set()
+    out: list[tuple[datetime, str]] = []
+    for post in sorted(posts, key=lambda m: (m.created_at, m.id or 0)):
+        author = _poster(post)
+        earlier = author in seen
+        seen.add(author)
+        if post.outbound or post.external_id in told:
+            continue
+        if answers[_one_line(post.text[:300])] > 0:
+            answers[_one_line(post.text[:300])] -= 1
+            continue
+        words = _one_line(post.text)
+        quote = words if len(words) <= POST_QUOTE else words[:POST_QUOTE - 1] + "…"
+        stranger = " (not the case's customer)" if post.by_customer is False else ""
+        out.append((post.created_at, f"{author} posted{' again' if earlier else ''} {by_channel(post.channel)}"
+                                     f"{stranger}: “{quote}”"))
+    return out
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _poster(post: Mention) -> str:
+    """Who wrote a post, as the thread shows them: "@jane" on a network, an address or number as itself, a
+    name where the post has no handle (a courier page's post)."""
+    handle = (post.author_handle or "").strip()
+    if not handle:
+        return post.author_name or "Someone"
+    social = post.channel in ("x", "mastodon", "bluesky") or post.channel.endswith("_dm")
+    return f"@{handle.lstrip('@')}" if social else handle
 
 
 def _said_by_its_link_event(event: AuditEvent, link_events: list[AuditEvent]) -> bool:

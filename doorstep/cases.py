@@ -212,6 +212,12 @@ def absorb(case: Case, mention: Mention, link: Link, customers: bool = True) -> 
             link_confidence=link.confidence,
             link_confirmed=link.confirmed,
         )
+    elif customers and case.channel is None and link.confirmed and link.method in QUOTED_METHODS \
+            and link.order_number == case.order_number:
+        # A case we opened for a parcel holds its order for certain (our own records: "tracking_number",
+        # confidence 1), which no quoted number outranks; but once its customer writes, the link's reason
+        # must say what they quoted ("its customer quoted the order number"), not the parcel we started from.
+        update["link_method"] = link.method
     return case.model_copy(update=update)
 
 
@@ -219,6 +225,8 @@ def absorb(case: Case, mention: Mention, link: Link, customers: bool = True) -> 
 #: Link methods that name the order for certain: a number the customer quoted, or an agent's choice.
 #: A ``recent_order`` link is a guess and says nothing about which order the case is about.
 KNOWN_ORDER_METHODS = frozenset({"tracking_number", "order_number", "agent"})
+#: Link methods from a number the post quotes (its order's or its parcel's).
+QUOTED_METHODS = frozenset({"tracking_number", "order_number"})
 
 
 def known_order(case: Case) -> str | None:
@@ -228,7 +236,7 @@ def known_order(case: Case) -> str | None:
 
 def quoted_order(link: Link) -> str | None:
     """The order a post names by quoting its order or tracking number (matched in the shop data)."""
-    return link.order_number if link.method in {"tracking_number", "order_number"} else None
+    return link.order_number if link.method in QUOTED_METHODS else None
 
 
 def may_reopen(case: Case, at: datetime, config: Config) -> bool:
