@@ -481,3 +481,20 @@ def test_periodic_work_runs_once_per_period_however_many_workers_run(pg: str, tm
                                   "where task_name = 'doorstep.periodic' and args->>'job' = 'alerts' "
                                   "group by 1").fetchall()
     assert len(per_period) >= 5 and all(count == 1 for _, count in per_period), per_period
+
+
+def test_a_worker_runs_a_job_per_queue_by_default(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL team audit: with the README's `doorstep worker --queues listen,send,alerts,reports` (one job at a
+    time by default), an X API that stopped answering held the only slot for 319 s and a Bluesky reply waited
+    5 minutes behind it. By default a worker runs as many jobs at once as it serves queues; --concurrency says
+    otherwise."""
+    import commands.jobs_queue
+    from commands.cli import cli
+
+    seen: list[int] = []
+    monkeypatch.setattr(commands.jobs_queue, "run_worker", lambda *a, **k: seen.append(k["concurrency"]))
+    for args, expected in ((["--queues", "listen,send,alerts,reports"], 4), ([], 6),
+                           (["--queues", "send", "--concurrency", "2"], 2)):
+        result = CliRunner().invoke(cli, ["--db", postgres_url, "worker", *args])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == expected, (args, seen)
