@@ -205,3 +205,15 @@ def test_a_postgres_server_that_is_not_running_is_told_to_start() -> None:
     with pytest.raises(StoreError) as failed:
         Store("postgresql://ann@127.0.0.1:1/care?connect_timeout=2")
     assert "start PostgreSQL" in str(failed.value)
+
+
+def test_two_shops_in_two_schemas_keep_their_demo_files_apart() -> None:
+    """PostgreSQL team audit: shop_a and shop_b, two schemas of one database, were both given doorstep-test.x-feed.jsonl
+    and doorstep-test.sent, so a second shop's demo would overwrite the first's X feed and empty its sent mail."""
+    from doorstep.store.base import files_beside
+
+    a = files_beside("postgresql://postgres@127.0.0.1/test?options=-csearch_path%3Dshop_a", ".x-feed.jsonl")
+    b = files_beside("postgresql://postgres@127.0.0.1/test?options=-csearch_path%3Dshop_b", ".x-feed.jsonl")
+    plain = files_beside("postgresql://postgres@127.0.0.1/test", ".sent")
+    assert a != b and a.name == "doorstep-test-shop_a.x-feed.jsonl", (a, b)
+    assert plain.name == "doorstep-test.sent"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -201,7 +202,12 @@ def files_beside(target: str | Path, suffix: str) -> Path:
     if is_postgres(target):
         from psycopg.conninfo import conninfo_to_dict
 
-        name = "doorstep-" + str(conninfo_to_dict(target).get("dbname") or "postgresql")
+        info = conninfo_to_dict(target)
+        name = "doorstep-" + str(info.get("dbname") or "postgresql")
+        # Two shops in two schemas of one database (search_path) keep their files apart.
+        schema = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", str(info.get("options") or ""))
+        if schema:
+            name += f"-{schema.group(1)}"
         return Path(name).resolve().with_suffix(suffix)
     return Path(target).resolve().with_suffix(suffix)
 
