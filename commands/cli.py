@@ -107,7 +107,9 @@ def one_line_error(exc: BaseException, db_path: str | None = None) -> str:
     from doorstep.dialect import DATABASE_ERRORS
     from doorstep.store import StoreError
 
-    if isinstance(exc, StoreError):
+    from doorstep.permissions import NotAllowed
+
+    if isinstance(exc, (StoreError, NotAllowed)):  # a refusal is a PermissionError, not a file problem
         return str(exc)
     if isinstance(exc, DATABASE_ERRORS):
         return str(StoreError.from_sqlite(db_path or "(unknown)", exc))

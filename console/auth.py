@@ -22,7 +22,7 @@ from typing import Any
 import bcrypt
 
 from doorstep.models import utcnow
-from doorstep.permissions import PERMISSIONS, ROLES, SYSTEM_ACTORS, NotAllowed, allows, require
+from doorstep.permissions import PERMISSIONS, ROLES, SERVICE_ACTORS, SYSTEM_ACTORS, NotAllowed, allows, require
 from doorstep.store import Store, iso, parse_time
 
 # ROLES and PERMISSIONS live in the core (doorstep/permissions.py), where the action functions check them
@@ -112,8 +112,9 @@ def add_user(store: Store, username: str, password: str | None, *, role: str = "
     username = username.strip().lower()
     if not username or not username.replace(".", "").replace("_", "").replace("-", "").isalnum():
         raise AuthError(f"username {username!r}: use letters, digits, '.', '_' or '-'")
-    if username in SYSTEM_ACTORS:
-        # A user of that name would act as (or be refused as) the CLI: the two must never be confused.
+    if username in SYSTEM_ACTORS or username in SERVICE_ACTORS:
+        # A user of that name would act as (or be refused as) the CLI or the product's machinery (the
+        # outbox, the dialogue, ...): the two must never be confused, in the checks or the audit log.
         raise AuthError(f"username {username!r} is kept for the {username} actor in the audit log; choose another")
     role_rank(role)
     email = _clean_email(email)

@@ -47,6 +47,7 @@ from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSE
 from doorstep import case_merge
 from doorstep.corrections import ReviewError, correct_labels, last_review
 from doorstep.case_merge import Held
+from doorstep.permissions import NotAllowed
 from doorstep.store import StaleCaseError, Store, iso
 
 SNOOZE_CHOICES = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "Tomorrow (24 h)": timedelta(days=1)}
@@ -116,6 +117,9 @@ def write_case(store: Store, case: Case, actor: str, what: str, at: str = "actio
             hold(fresh)
         flash("error", str(exc), at=f"{at}:{case.id}")
         _next_form_round(case)
+        return None
+    except NotAllowed as exc:  # the role changed since the page was drawn: said, nothing written
+        flash("error", str(exc), at=f"{at}:{case.id}")
         return None
     hold(updated)
     flash("success", what, at=f"{at}:{case.id}")
@@ -250,6 +254,20 @@ def changed_by_others(store: Store, case_id: int, username: str,
     return who, sorted(f for f in fields if f not in ("version", "updated_by"))
 
 
+def changed_for_me(store: Store, case_id: int, username: str, drawn_version: int) -> list[str] | None:
+    """Which fields the product changed on this agent's behalf since the page was drawn (the outbox setting the
+    first response and the status after their reply was sent), or None. Their own clicks redraw the page; this
+    change comes later, from the worker, and left the header saying "new" with the first-response clock running
+    while the page's own timeline said the reply had gone (PostgreSQL team audit)."""
+    mine = _held_map().get(case_id)
+    row = store.db.execute("select version from cases where id = ?", [case_id]).fetchone()
+    if mine is None or row is None or int(row[0]) == drawn_version:
+        return None
+    own, _others, _who = case_merge.changes_since(store, mine, username)
+    fields = sorted(f for f in own if f not in ("version", "updated_by"))
+    return fields or None
+
+
 #: A relinked order brings its customer, parcel and courier with it: not told apart.
 _CAME_WITH_THE_ORDER = frozenset({"customer_id", "tracking_number", "courier"})
 #: The order and how it was linked (the rest of a relink's fields, :data:`console.timeline.LINK_FIELDS`).
@@ -306,6 +324,13 @@ def changed_since_note(who: list[str], fields: set[str] | list[str]) -> str:
 def _changed_by_others(store: Store, case_id: int, username: str, drawn_version: int) -> None:
     found = changed_by_others(store, case_id, username, drawn_version)
     if found is None:
+        mine = changed_for_me(store, case_id, username, drawn_version)
+        if mine:
+            st.info(escape_md(f"Doorstep changed {changed_words(mine)} on your behalf since this page was drawn (after "
+                              "your message went out)."),
+                    icon=":material/update:")
+            if st.button("Show the case as it is now", key=f"show_mine_{case_id}"):
+                st.rerun(scope="app")
         return
     who, fields = found
     what = changed_words(fields)
@@ -1165,7 +1190,7 @@ def status_changes(case: Case, status: str) -> dict[str, Any]:
         changes["resolved_at"] = case.resolved_at if case.status == "resolved" and case.resolved_at else utcnow()
     elif status == "closed":
         changes["resolved_at"] = case.resolved_at or utcnow()
-    else:
+    elif case.resolved_at is not None:
         changes["resolved_at"] = None
     return changes
 
@@ -1273,8 +1298,8 @@ def _actions(store: Store, case: Case, user: Any) -> None:
         if st.form_submit_button("Add note", disabled=not can(user, "note")) and text.strip():
             try:
                 store.add_note(case.id, user.username, text.strip())  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - only a busy database is answered here
-                refused = busy_message(exc, "Your note")
+            except Exception as exc:  # noqa: BLE001 - only a busy database or a role taken away is answered here
+                refused = str(exc) if isinstance(exc, NotAllowed) else busy_message(exc, "Your note")
                 if refused is None:
                     raise
                 # The form has cleared the box: the agent gets their words back with the reason.

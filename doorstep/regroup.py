@@ -102,7 +102,7 @@ def split_post(store: Store, config: Config, case_id: int, mention_id: int, expe
         first = min([a.at for a in left] + ([recorded] if recorded is not None else []), default=None)
         view = source.model_copy(update={"first_response_at": first})
         changes = _recount_changes(pipeline, view, remaining, left, base=source)
-        store.update_case(case_id, expected_version, actor, **changes)
+        store.update_case(case_id, expected_version, actor, action="regroup", **changes)
         store.audit(actor, "case.split", case_id, {"mention_id": mention_id, "new_case": fresh.id,
                                                    "moved": [m.id for m in (mention, *replies)],
                                                    "messages": messages})
@@ -170,8 +170,10 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
         merged_view = keep.model_copy(update=changes)
         posts = store.mentions_for_case(keep_id)
         changes.update(_recount_changes(pipeline, merged_view, posts, _answers(store, merged_view, posts)))
-        store.update_case(keep_id, keep_version, actor, **changes)
-        store.update_case(other_id, other_version, actor, status="resolved", resolved_at=utcnow(), mention_count=0,
+        # A merge carries the other case's assignee and status over: checked as the split or merge it is.
+        store.update_case(keep_id, keep_version, actor, action="regroup", **changes)
+        store.update_case(other_id, other_version, actor, action="regroup", status="resolved", resolved_at=utcnow(),
+                          mention_count=0,
                           merged_into=keep_id)
         store.audit(actor, "case.merge", keep_id, {"merged_case": other_id,
                                                    **({"customer_handle": vouched} if vouched else {})})

@@ -109,6 +109,26 @@ def test_the_open_page_learns_of_a_colleagues_change_but_not_of_its_own(db: Stor
     assert drawn is not None and case_view.changed_by_others(db, case_id, "ann", drawn.version) is None
 
 
+def test_the_open_page_learns_what_the_outbox_did_after_the_agents_own_reply(db: Store, monkeypatch: Any) -> None:
+    """PostgreSQL team audit: after priya's own reply was sent, her open page still read "Status new · SLA: first
+    response due in 5h14m" with no banner (the outbox's change on her behalf is hers, so it was no news), while
+    its own timeline said the outbox had set the first response and the status. The tick now says so."""
+    from console import case_view
+    from doorstep import case_merge
+
+    case_id = xss_case(db)
+    case = db.get_case(case_id)
+    assert case is not None
+    held = {case_id: case_merge.hold(db, case)}
+    monkeypatch.setattr(case_view, "_held_map", lambda: held)
+    assert case_view.changed_for_me(db, case_id, "ann", case.version) is None
+    db.update_case(case_id, case.version, "outbox", because={"message_id": 1, "message_by": "ann"}, status="open")
+    assert case_view.changed_by_others(db, case_id, "ann", case.version) is None  # still not someone else's
+    assert case_view.changed_for_me(db, case_id, "ann", case.version) == ["status"]
+    drawn = db.get_case(case_id)
+    assert drawn is not None and case_view.changed_for_me(db, case_id, "ann", drawn.version) is None
+
+
 def test_a_colleagues_change_is_told_in_the_teams_words_not_the_fields_names() -> None:
     """A user check (two agents on one case, 2026-12-06): after priya relinked the order, sam's page said
     "priya changed courier, customer id, link confidence, link confirmed, link method, order number,

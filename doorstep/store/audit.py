@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from doorstep.models import AuditEvent, Note, utcnow
+from doorstep.permissions import require
 from doorstep.redaction import redact_details
 from doorstep.store.base import MAX_PARAMETERS, StoreBase, _json, _unjson, iso, parse_time
 
@@ -15,7 +16,11 @@ class AuditStore(StoreBase):
 
     # ------------------------------------------------------ notes, audit, cursors
     def add_note(self, case_id: int, author: str, text: str) -> Note:
+        """Leave ``author``'s note on the case: a console user who may ("note"), or the product's own
+        machinery (the dialogue, a courier's update). Anyone else (a removed user's stale page, a
+        made-up name) is refused with :class:`~doorstep.permissions.NotAllowed`, in the note's transaction."""
         with self.transaction():
+            require(self, author, "note", f"add a note to case {case_id}", services=True)  # type: ignore[arg-type]
             now = iso(utcnow())
             cursor = self.db.execute(
                 "insert into notes (case_id, author, text, created_at) values (?, ?, ?, ?)", [case_id, author, text, now]

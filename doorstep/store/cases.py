@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from doorstep.models import OPEN_CASE_STATUSES, Case
+from doorstep.permissions import require_case_change
 from doorstep.sla import CLOCK_FIELDS, queue_fields
 from doorstep.store.base import MAX_PARAMETERS, StoreBase, _chunks, _json, _marks, _plain, _unjson, iso, parse_time
 from doorstep.store.mentions import CUSTOMERS_POSTS_SQL
@@ -144,13 +145,20 @@ class CaseStore(StoreBase):
         return case.model_copy(update={"version": row["version"]})
 
     def update_case(self, case_id: int, expected_version: int, actor: str, *, because: dict[str, Any] | None = None,
-                    **changes: Any) -> Case:
+                    action: str | None = None, **changes: Any) -> Case:
         """Change a case on behalf of a person, refusing to overwrite a newer version silently.
 
         The version check and the write happen in one UPDATE, so two agents who read
         version 3 cannot both write version 4. ``because`` (kept in the audit event beside the
         changed fields) says on whose behalf a machine made the change, e.g. the outbox setting
         the status after ann's reply was sent, so it counts as ann's own (``doorstep.case_merge``).
+
+        ``actor`` must be allowed the change (:func:`doorstep.permissions.require_case_change`, in
+        this transaction, on the assignee of the version being changed): a console user holding the
+        role of what the fields do (giving a case to someone else is a lead's), or the product's own
+        machinery; else :class:`~doorstep.permissions.NotAllowed` and nothing is written. ``action``
+        names the operation the change is part of where the fields do not say it ("regroup": a merge
+        carries the other case's assignee over).
         """
         allowed = set(Case.model_fields) - {"id", "version"}
         unknown = set(changes) - allowed
@@ -159,6 +167,10 @@ class CaseStore(StoreBase):
         row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items()
                if k in changes or k in _QUEUE_COLUMNS}
         with self.transaction():
+            # The owner of the version being changed: the UPDATE below writes only on that version.
+            owner = self.db.execute("select assignee from cases where id = ?", [case_id]).fetchone()
+            require_case_change(self, actor, case_id, changes,  # type: ignore[arg-type]
+                                owner[0] if owner else None, action)
             cursor = self.db.execute(
                 f"update cases set {', '.join(f'{k} = ?' for k in row)}{',' if row else ''} version = version + 1, "
                 "updated_by = ? where id = ? and version = ? and merged_into is null",

@@ -1,0 +1,160 @@
+"""Case actions check the actor's role themselves, as user and settings changes do (defence in depth).
+
+Reported: the console pages check roles before they change a case, but ``Store.update_case`` and
+``Store.add_note`` took any actor: from Python an agent could give a case to a colleague (reassigning
+is a lead's), and a made-up actor or a removed user's stale page could change a case or leave a note.
+Now a console user must hold the role of what the change does (the assignee: "assign_self" or
+"reassign"; the status: "status"; a snooze: "snooze"; a note: "note"), the product's own machinery
+(``SYSTEM_ACTORS``, ``SERVICE_ACTORS``) and names that are no console user (a script, the CLI's ``--as``)
+may act, and a removed user is refused; nothing is written or audited when refused. SQLite and PostgreSQL (the ``store`` fixture).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from console import auth
+from doorstep import case_merge
+from doorstep.models import Case
+from doorstep.permissions import PERMISSIONS, SERVICE_ACTORS, SYSTEM_ACTORS, NotAllowed, case_field_action
+from doorstep.sla import CLOCK_FIELDS
+from doorstep.store import Store
+from conftest import T0
+
+PASSWORD = "a long and uncommon passphrase"
+
+@pytest.fixture
+def team(store: Store) -> Store:
+    """ann and bob (agents), lee (lead), ada (admin), all added at the machine (actor "cli")."""
+    for username, role in (("ann", "agent"), ("bob", "agent"), ("lee", "lead"), ("ada", "admin")):
+        auth.add_user(store, username, PASSWORD, role=role, rounds=4)
+    return store
+
+
+def _case(store: Store, assignee: str | None = None) -> int:
+    return store.insert_case(Case(status="open", brand="Larkspur", channel="x", author_handle="someone",
+                                  assignee=assignee, opened_at=T0, last_activity_at=T0))
+
+
+def _state(store: Store, case_id: int) -> tuple[Any, ...]:
+    """What a refused change must leave alone: the case, its notes and its audit trail."""
+    return (store.get_case(case_id), store.notes(case_id), [e.action for e in store.audit_trail(case_id)])
+
+
+def _update(store: Store, case_id: int, actor: str, **changes: Any) -> Case:
+    case = store.get_case(case_id)
+    assert case is not None
+    return store.update_case(case_id, case.version, actor, **changes)
+
+
+@pytest.mark.parametrize("owner,assignee,doing", [
+    (None, "bob", "assign case {id} to bob"),
+    ("ann", "bob", "assign case {id} to bob"),
+    ("bob", "ann", "take case {id} from bob"),
+    ("bob", None, "unassign bob from case {id}"),
+    ("bob", "lee", "reassign case {id} from bob to lee"),
+])
+def test_an_agent_cannot_reassign_a_case(team: Store, owner: str | None, assignee: str | None, doing: str) -> None:
+    case_id = _case(team, owner)
+    before = _state(team, case_id)
+    with pytest.raises(NotAllowed) as refused:
+        _update(team, case_id, "ann", assignee=assignee)
+    assert str(refused.value) == f"ann (agent) may not {doing.format(id=case_id)}: only a lead or an admin may"
+    assert _state(team, case_id) == before  # nothing changed, nothing audited
+    assert _update(team, case_id, "lee", assignee=assignee).assignee == assignee  # the lead may
+    assert team.audit_trail(case_id)[-1].actor == "lee"
+
+
+def test_the_console_path_is_checked_too(team: Store) -> None:
+    """``update_case_merging`` (the case page's writes) goes through the same check, on its retry as well."""
+    case_id = _case(team)
+    held = case_merge.hold(team, team.get_case(case_id))  # type: ignore[arg-type]
+    _update(team, case_id, "bob", status="pending_customer")  # a newer version: the retry path
+    with pytest.raises(NotAllowed, match=r"^ann \(agent\) may not assign case \d+ to bob: only a lead"):
+        case_merge.update_case_merging(team, held, "ann", assignee="bob")
+    assert team.get_case(case_id).assignee is None  # type: ignore[union-attr]
+
+
+def test_an_agent_takes_a_case_works_it_and_gives_it_back(team: Store) -> None:
+    case_id = _case(team)
+    assert _update(team, case_id, "ann", assignee="ann").assignee == "ann"
+    assert _update(team, case_id, "ann", status="pending_customer").status == "pending_customer"
+    assert _update(team, case_id, "ann", snoozed_until=T0).snoozed_until == T0
+    assert team.add_note(case_id, "ann", "called the depot").author == "ann"
+    assert _update(team, case_id, "ann", assignee=None).assignee is None  # their own: no lead needed
+    assert [(e.actor, e.action) for e in team.audit_trail(case_id)] == [("ann", "case.update")] * 3 + [
+        ("ann", "case.note"), ("ann", "case.update")]
+
+
+def test_a_role_demoted_a_moment_ago_counts(team: Store) -> None:
+    case_id = _case(team)
+    auth.set_role(team, "lee", "agent", actor="ada")
+    with pytest.raises(NotAllowed, match=r"^lee \(agent\) may not assign case \d+ to bob: only a lead or an admin"):
+        _update(team, case_id, "lee", assignee="bob")
+
+
+def test_a_removed_user_is_refused(team: Store) -> None:
+    """A removed user's stale page or script: no change, no note, nothing audited."""
+    auth.add_user(team, "ghost", PASSWORD, role="admin", rounds=4)
+    case_id = _case(team, "ghost")
+    auth.remove_user(team, "ghost")
+    before = _state(team, case_id)
+    with pytest.raises(NotAllowed) as refused:
+        _update(team, case_id, "ghost", status="resolved", resolved_at=T0)
+    message = str(refused.value)
+    assert message.startswith(f"ghost may not change the status of case {case_id}: 'ghost' is no longer a console "
+                              "user (removed)") and "\n" not in message, message
+    with pytest.raises(NotAllowed, match=rf"^ghost may not add a note to case {case_id}: .*no longer a console user"):
+        team.add_note(case_id, "ghost", "closing this")
+    assert _state(team, case_id) == before
+
+
+@pytest.mark.parametrize("actor", ["mallory", "script", "cli:night-job"])
+def test_a_name_that_is_no_console_user_acts_as_the_machine(team: Store, actor: str) -> None:
+    """A name that never was a console user is the machine's own (the CLI's ``--as``, a script), as the CLI is:
+    whoever runs code against the database owns it. The console's people are who roles are for."""
+    case_id = _case(team, "bob")
+    assert _update(team, case_id, actor, status="pending_customer").status == "pending_customer"
+    assert team.add_note(case_id, actor, "noted").author == actor
+
+
+def test_a_merge_is_checked_as_the_operation_it_is(team: Store) -> None:
+    """A merge carries the other case's assignee over: the operation ("regroup") is what the agent does."""
+    case_id = _case(team)
+    assert _update(team, case_id, "ann", action="regroup", assignee="bob", mention_count=2).assignee == "bob"
+    auth.add_user(team, "ghost", PASSWORD, role="agent", rounds=4)
+    auth.remove_user(team, "ghost")
+    with pytest.raises(NotAllowed, match=rf"^ghost may not split or merge case {case_id}: .*no longer a console user"):
+        _update(team, case_id, "ghost", action="regroup", mention_count=3)
+
+
+@pytest.mark.parametrize("actor", sorted(SERVICE_ACTORS | SYSTEM_ACTORS) + ["courier:UPS", "alert:urgent"])
+def test_the_products_own_actors_may_act(team: Store, actor: str) -> None:
+    case_id = _case(team, "bob")
+    assert _update(team, case_id, actor, assignee=None, status="escalated").status == "escalated"
+    assert team.add_note(case_id, actor, "noted by the machine").author == actor
+
+
+def test_the_service_actors_are_the_products_own() -> None:
+    assert {"pipeline", "outbox", "dialogue", "sla-monitor", "follow-up", "proactive", "report",
+            "reports"} <= SERVICE_ACTORS
+    assert not SERVICE_ACTORS & SYSTEM_ACTORS
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_ACTORS))
+def test_no_user_may_be_named_like_a_service_actor(team: Store, name: str) -> None:
+    with pytest.raises(auth.AuthError, match=f"username '{name}' is kept for the {name} actor in the audit log"):
+        auth.add_user(team, name, PASSWORD, rounds=4)
+    assert auth.get_user(team, name) is None
+
+
+def test_every_case_field_is_some_action() -> None:
+    """A new case field must be given an action (or be a clock that follows the status)."""
+    for field in set(Case.model_fields) - {"id", "version"}:
+        action = case_field_action(field)
+        assert action in PERMISSIONS, field
+        assert action != "reassign"  # the assignee's action depends on who it goes to
+    assert {case_field_action(f) for f in CLOCK_FIELDS} == {"status"}
+    assert case_field_action("snoozed_until") == "snooze" and case_field_action("resolved_at") == "status"
