@@ -22,15 +22,7 @@ from doorstep.permissions import PERMISSIONS, SERVICE_ACTORS, SYSTEM_ACTORS, Not
 from doorstep.sla import CLOCK_FIELDS
 from doorstep.store import Store
 from conftest import T0
-
-PASSWORD = "a long and uncommon passphrase"
-
-@pytest.fixture
-def team(store: Store) -> Store:
-    """ann and bob (agents), lee (lead), ada (admin), all added at the machine (actor "cli")."""
-    for username, role in (("ann", "agent"), ("bob", "agent"), ("lee", "lead"), ("ada", "admin")):
-        auth.add_user(store, username, PASSWORD, role=role, rounds=4)
-    return store
+from test_action_roles import PASSWORD, team  # noqa: F401 - fixture: ann and bob (agents), lee (lead), ada (admin)
 
 
 def _case(store: Store, assignee: str | None = None) -> int:
