@@ -21,7 +21,7 @@ import streamlit as st
 from console import presence
 from console.auth import can
 from console.login import acting_user, signed_in
-from console.timeline import LINK_FIELDS, actor_name, recipient
+from console.timeline import LINK_FIELDS, actor_name, escalation_names, recipient
 from console.widgets import (
     busy_message,
     current_user,
@@ -1325,6 +1325,8 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
     config = get_config()
     messages = store.outbound_for_case(case.id)  # type: ignore[arg-type]
     handles = _dm_handles(store, case, messages)
+    # Named as the timeline names them: the escalation's target ("team"), never its setting's $NAME.
+    names = escalation_names(store.audit_trail(case.id), {m.id: m for m in messages}, config)  # type: ignore[arg-type]
     st.subheader("Outbound messages")
     if not messages:
         st.caption("Nothing sent or queued yet.")
@@ -1332,7 +1334,7 @@ def _outbound(store: Store, case: Case, user: Any) -> None:
         with st.container(border=True):
             sender = sent_from(m.channel, m.account)
             safe_text(f"{m.status.replace('_', ' ')} · {kind_name(m.kind)} via {channel_name(m.channel)}{sender} to "
-                      f"{recipient(m, handles)} · "
+                      f"{recipient(m, handles, names.get(m.id))} · "
                       f"by {actor_name(m.created_by, start=False) if m.created_by else '-'} · {local_time(m.created_at, config)}"
                       + (f" · sent {local_time(m.sent_at, config)}" if m.sent_at else "")
                       + (f" · attempts {m.attempts}" if m.attempts else ""), caption=True)

@@ -241,3 +241,20 @@ def test_settings_lists_templates_by_name_with_the_key_small(shop: Store) -> Non
     assert not at.exception, at.exception
     assert any("ask_details_privately" in c.value.replace("\\", "") for c in at.caption), texts(at)
     assert at.text_area(key="tpl_text_ask_details_privately").value.startswith("Hi @{{ handle }}")
+
+
+def test_the_outbound_list_names_an_escalation_by_its_target_too(shop: Store) -> None:
+    """The timeline said "escalation to team on Slack" but the same page's Outbound messages list still read
+    "to $SLACK_TEAM_WEBHOOK" (the setting's name): both name whom it reaches."""
+    from responders.escalation import escalate
+
+    config = load_config(DEMO_CONFIG)
+    Pipeline(shop, config, KeywordClassifier()).ingest([mention("out-1", "@FettleCare my boots are lost",
+                                                                author_handle="hking12")])
+    case_id = shop.mention_by_external_id("x", "out-1").case_id  # type: ignore[union-attr]
+    escalate(shop, config, case_id, "team", "please look", "ann")
+    at = run_page("case_view", shop, case_id=case_id)
+    assert not at.exception, at.exception
+    shown = [c.value.replace("\\", "") for c in at.caption if "escalation via" in c.value]
+    assert shown and all("$" not in line for line in shown), shown
+    assert any("to team" in line for line in shown), shown
