@@ -276,6 +276,9 @@ _LINK_FIELDS = LINK_FIELDS - _CAME_WITH_THE_ORDER
 #: (order, customer, tracking number, courier and how the link was made): to the agent it is one change.
 _CHANGE_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
     ("the status", frozenset({"status"})),
+    # A fact, not a clock: "the first response" is when the customer was first answered (a banner that said only
+    # "the status" left the header's "first response due in 12h" unexplained; final browser check).
+    ("the first response", frozenset({"first_response_at"})),
     ("the assignee", frozenset({"assignee"})),
     ("the snooze", frozenset({"snoozed_until"})),
     ("the priority", frozenset({"priority", "priority_band", "priority_reasons"})),

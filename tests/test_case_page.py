@@ -125,6 +125,8 @@ def test_the_open_page_learns_what_the_outbox_did_after_the_agents_own_reply(db:
     db.update_case(case_id, case.version, "outbox", because={"message_id": 1, "message_by": "ann"}, status="open")
     assert case_view.changed_by_others(db, case_id, "ann", case.version) is None  # still not someone else's
     assert case_view.changed_for_me(db, case_id, "ann", case.version) == ["status"]
+    assert case_view.changed_words(["status", "first_response_at", "next_response_due"]) == \
+        "the status and the first response"
     drawn = db.get_case(case_id)
     assert drawn is not None and case_view.changed_for_me(db, case_id, "ann", drawn.version) is None
 
@@ -139,7 +141,7 @@ def test_a_colleagues_change_is_told_in_the_teams_words_not_the_fields_names() -
               "tracking_number"]
     assert changed_words(relink) == "the linked order"
     assert changed_words(["assignee"]) == "the assignee"
-    assert changed_words(["status", "first_response_at", "resolution_due", "resolved_at"]) == "the status"
+    assert changed_words(["status", "first_response_at", "resolution_due", "resolved_at"]) == "the status and the first response"
     assert changed_words(["priority", "priority_band", "priority_reasons"]) == "the priority"
     assert changed_words(["complaint", "intent", "sentiment"]) == "the labels"
     assert changed_words(["assignee", "order_number", "link_method"]) == "the assignee and the linked order"
