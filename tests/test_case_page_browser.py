@@ -12,6 +12,7 @@ Screenshots (viewport only, as the agent sees it) go to ``test-artifacts/e2e/``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def test_composer_on_screen_live_counter_and_first_click_queues(console: dict[st
         viewport_shot(page, "case-page-typing-1440")
         page.get_by_role("button", name="Queue reply").click()  # once: the blur does not swallow it
         wait_idle(page)
-        done = page.get_by_text("reply queued", exact=False)
+        done = page.get_by_text(re.compile(r"^reply queued \(message"))  # not the resolve box's "1 reply queued"
         expect(done).to_be_visible()
         button = page.get_by_role("button", name="Queue reply").bounding_box()
         said = done.bounding_box()
@@ -302,7 +303,7 @@ def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any])
         page.keyboard.type("jake e k", delay=20)
         expect(box).to_have_value("jake e k")
         expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(second)
-        expect(page.get_by_text("escalation queued", exact=False)).to_have_count(0)
+        expect(page.get_by_text(re.compile(r"^escalation queued to"))).to_have_count(0)
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.locator("body").press("k")
         wait_idle(page)
@@ -332,7 +333,7 @@ def test_a_refused_escalation_keeps_the_note_and_a_queued_one_clears_it(console:
         page.get_by_label("Note for them").fill(note)
         page.get_by_role("button", name="Escalate").click()
         wait_idle(page)
-        expect(page.get_by_text("escalation queued", exact=False)).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^escalation queued to"))).to_be_visible()
         expect(page.get_by_label("Note for them")).to_have_value("")
         browser.close()
 
