@@ -890,7 +890,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                   **(st.session_state.get(ack_key, {}) if force else
                                      {"seen_status": held(store, case).case.status}))
         except AlreadyAnswered as exc:
-            st.session_state[refused_key] = str(exc)
+            st.session_state[refused_key] = exc.said_as("Reply")
             # What this refusal showed: "Send anyway" overrides that and nothing newer.
             st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
             return
@@ -935,7 +935,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
               disabled=not can(user, "reply"))
     refused = st.session_state.get(refused_key)
     if refused:
-        st.error(escape_md(f"Reply not queued: {refused}"), icon=":material/block:")
+        st.error(escape_md(refused), icon=":material/block:")
         r1, r2 = st.columns(2)
         r1.button("Send anyway", key=f"send_anyway_{case.id}", on_click=lambda: queue(force=True),
                   disabled=not str(text or "").strip() or not can(user, "reply"),
@@ -1064,7 +1064,7 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
                                         **(st.session_state.get(ack_key, {}) if force else
                                            {"seen_status": held(store, case).case.status}))
             except AlreadyAnswered as exc:
-                st.session_state[refused_key] = str(exc)
+                st.session_state[refused_key] = exc.said_as("Private message")
                 st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
                 return
             except ReplyRejected as exc:
@@ -1088,7 +1088,7 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
 
         refused = st.session_state.get(refused_key)
         if refused:
-            st.error(escape_md(f"Private message not queued: {refused}"), icon=":material/block:")
+            st.error(escape_md(refused), icon=":material/block:")
             st.button("Send anyway", key=f"askdm_send_anyway_{case.id}", on_click=lambda: send_private(force=True),
                       disabled=not body.strip() or not can(user, "reply"),
                       help="Queue this private message as well; recorded in the audit log as sent anyway.")

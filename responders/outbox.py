@@ -224,14 +224,20 @@ class AlreadyAnswered(ReplyRejected):
     (``acknowledged_up_to``, ``seen_status``) so it overrides only what the agent was shown.
     """
 
-    def __init__(self, message: str, existing: list[OutboundMessage], drafting: list[str], *, latest: int = 0,
-                 status: str | None = None, resolved: str | None = None):
-        super().__init__(message)
+    def __init__(self, facts: str, advice: str, existing: list[OutboundMessage], drafting: list[str], *,
+                 latest: int = 0, status: str | None = None, resolved: str | None = None):
+        super().__init__(f"{facts}. Not queued: {advice}." if facts else f"Not queued: {advice}.")
+        self.facts, self.advice = facts, advice
         self.existing = existing
         self.drafting = drafting
         self.latest = latest
         self.status = status
         self.resolved = resolved
+
+    def said_as(self, what: str) -> str:
+        """The refusal under the console's own heading ("Reply not queued: ann already answered ...;
+        one answer per customer post (...)"), which says "not queued" once."""
+        return f"{what} not queued: " + (f"{self.facts}; {self.advice}." if self.facts else f"{self.advice}.")
 
 
 def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> list[str]:
@@ -576,9 +582,9 @@ def check_one_answer(store: Store, case: Case, parent: Mention | None, actor: st
     newer = [m for m in existing if acknowledged_up_to is not None and (m.id or 0) > acknowledged_up_to]
     if resolved or ((existing or drafting) and (not force or newer)):
         shown, typing = (newer, []) if force and newer else (existing, drafting)
-        words = _answered_words(parent, shown, typing) if shown or typing else (
-            "Not queued: a reply on a resolved case reopens it (send anyway only if the customer needs one).")
-        raise AlreadyAnswered(f"{resolved}; {words}" if resolved else words, shown, typing,
+        facts, advice = _answered_words(parent, shown, typing) if shown or typing else (
+            "", "a reply on a resolved case reopens it (send anyway only if the customer needs one)")
+        raise AlreadyAnswered("; ".join(part for part in (resolved, facts) if part), advice, shown, typing,
                               latest=latest_message_id(store, case.id), status=current.status, resolved=resolved)
     return AnswerCheck(case.id, existing, drafting, force and current.status == "resolved")
 
@@ -642,7 +648,8 @@ def reply_refusal(store: Store, case: Case, channel: str) -> str | None:
     return f"{channel} posts cannot be answered there"
 
 
-def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> str:
+def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> tuple[str, str]:
+    """Who answered or is answering, and what the agent may still do: the two halves of the refusal."""
     post = (f"@{parent.author_handle}'s post" if parent.author_handle else f"post {parent.id}") if parent is not None \
         else "this case"
     parts = []
@@ -656,9 +663,9 @@ def _answered_words(parent: Mention | None, existing: list[OutboundMessage], dra
         parts.append(f"{', '.join(drafting)} {'is' if len(drafting) == 1 else 'are'} replying right now")
     # A colleague's private answer is still an answer the customer has, but the post may need a public word too.
     private = any(m.channel not in PUBLIC_CHANNELS for m in existing[:3])
-    return "; ".join(parts) + (". Not queued: one answer per customer post (" + (
+    return "; ".join(parts), "one answer per customer post (" + (
         "they were answered privately: send anyway if the public post needs an answer too" if private
-        else "send anyway only if a second answer is really needed") + ").")
+        else "send anyway only if a second answer is really needed") + ")"
 
 
 def queue_escalation(store: Store, config: Config, case_id: int, target: str, note: str | None,

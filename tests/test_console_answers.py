@@ -106,6 +106,10 @@ def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> 
     bob.text_area(key=f"draft_{case_id}").input("@mallory we're on it")  # one form: sent with the click
     bob.button(key=f"send_{case_id}").click().run()
     assert "ann already answered @mallory's post" in texts(bob).replace("\u2060", "")
+    # The refusal says it once: it read "Reply not queued: ann already answered ... Not queued: one answer ...".
+    refusal = [e.value.replace("\\", "") for e in bob.error if "already answered" in e.value.replace("\u2060", "")]
+    assert len(refusal) == 1 and refusal[0].lower().count("not queued") == 1, refusal
+    assert "one answer per customer post" in refusal[0], refusal
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann"]
     bob.button(key=f"send_anyway_{case_id}").click().run()
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann", "bob"]
