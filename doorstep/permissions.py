@@ -93,8 +93,13 @@ def who_may(action: str) -> str:
 
 
 def actor_role(store: Store, actor: str) -> str | None:
-    """The role of the console user ``actor``, or None where no such user exists (now)."""
-    row = store.db.execute("select role from users where username = ?", [actor.strip().lower()]).fetchone()
+    """The role of the console user ``actor``, or None where no such user exists (now).
+
+    On PostgreSQL the row is read FOR SHARE: inside a change's transaction a role change waits until
+    the change commits, so a demotion can never commit between the check and the write it allowed
+    (on SQLite the change's transaction holds the write lock, which gives the same order)."""
+    lock = " for share" if store.dialect.postgres else ""
+    row = store.db.execute(f"select role from users where username = ?{lock}", [actor.strip().lower()]).fetchone()
     return row[0] if row else None
 
 
@@ -170,7 +175,9 @@ def require_case_change(store: Store, actor: str, case_id: int, changes: Mapping
     may not make: each action the changed fields are, the assignee's first (call inside the change's
     transaction). ``action`` names the operation the change is part of when its fields do not say it (a
     merge carries the other case's assignee over: "regroup"); then that alone is checked.
-    Service and system actors may make any change."""
+    Service and system actors may make any change (no user may take their names, so no query is needed)."""
+    if actor in SYSTEM_ACTORS or is_service_actor(actor):
+        return
     doings = {"status": f"change the status of case {case_id}", "snooze": f"snooze case {case_id}",
               "correct_labels": f"correct the labels of case {case_id}",
               "relink": f"change the order of case {case_id}", "regroup": f"split or merge case {case_id}"}

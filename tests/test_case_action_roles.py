@@ -150,3 +150,24 @@ def test_every_case_field_is_some_action() -> None:
         assert action != "reassign"  # the assignee's action depends on who it goes to
     assert {case_field_action(f) for f in CLOCK_FIELDS} == {"status"}
     assert case_field_action("snoozed_until") == "snooze" and case_field_action("resolved_at") == "status"
+
+
+def test_a_role_change_waits_for_a_case_change_that_read_the_old_role(team: Store) -> None:
+    """Left open last stop: on PostgreSQL the actor's role was read without a lock, so a lead demoted in the
+    same instant could still hand a case to a colleague after the demotion committed. The role is now read
+    FOR SHARE inside the case change's transaction: the demotion waits for it (and so comes after it). On
+    SQLite the case change holds the write lock, which gives the same order."""
+    from doorstep.permissions import require_case_change
+
+    case_id = _case(team, "bob")
+    other = Store(team.path)
+    try:
+        with team.transaction():
+            require_case_change(team, "lee", case_id, {"assignee": "ann"}, "bob")  # reads lee's role: lead
+            with other.waiting_at_most(0.3), pytest.raises(Exception) as waited:
+                auth.set_role(other, "lee", "agent", actor="ada")
+            assert "lock" in str(waited.value).lower(), waited.value
+        assert auth.set_role(other, "lee", "agent", actor="ada") is not False  # once the case change is done
+    finally:
+        other.close()
+    assert team.db.execute("select role from users where username = 'lee'").fetchone()[0] == "agent"

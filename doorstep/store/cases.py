@@ -168,7 +168,9 @@ class CaseStore(StoreBase):
                if k in changes or k in _QUEUE_COLUMNS}
         with self.transaction():
             # The owner of the version being changed: the UPDATE below writes only on that version.
-            owner = self.db.execute("select assignee from cases where id = ?", [case_id]).fetchone()
+            # Only a change of assignee depends on it (taking a colleague's case is a lead's).
+            owner = (self.db.execute("select assignee from cases where id = ?", [case_id]).fetchone()
+                     if "assignee" in changes and action is None else None)
             require_case_change(self, actor, case_id, changes,  # type: ignore[arg-type]
                                 owner[0] if owner else None, action)
             cursor = self.db.execute(
