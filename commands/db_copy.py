@@ -50,6 +50,8 @@ import psycopg
 #: Our own bookkeeping on the target, and SQLite's (never copied).
 PROGRESS_TABLE = "doorstep_copy_progress"
 #: Which shop the target was copied from (one row).
+#: The advisory lock (with the schema's hash) that one copy into a schema holds while it runs.
+COPY_LOCK_KEY = 0x0D5C
 SOURCE_TABLE = "doorstep_copy_source"
 SKIP_PREFIXES = ("sqlite_", "_", "procrastinate_")
 #: Tables each database keeps for itself: the search mark (m019) counts that database's own writes.
@@ -360,6 +362,12 @@ def copy_database(source: str, target: str, *, batch: int = 5000,
             raise _target_error(target, exc, describe_target(target)) from None
         try:
             where = _describe(conn, target)
+            # One copy into a schema at a time (a second terminal, a cron rerun): both would claim the target
+            # and write the same tables at once. A session lock, so a killed copy releases it.
+            if not conn.execute("select pg_try_advisory_lock(%s, hashtext(current_schema()))",
+                                [COPY_LOCK_KEY]).fetchone()[0]:
+                raise CopyError(f"--to {where}: another doorstep db copy into it is running; wait for it to finish, "
+                                "then run this one again")
             try:
                 fresh = _claim_target(conn, tables, shop, source, where, replace)
                 Store(target).close()  # the target's schema: Doorstep's migrations on PostgreSQL

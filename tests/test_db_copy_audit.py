@@ -242,3 +242,26 @@ def test_from_a_file_that_is_no_database_names_from(tmp_path: Path) -> None:
     assert result.exit_code == 1
     error = result.output.strip().splitlines()[-1]
     assert error.startswith(f"Error: --from {text}") and "doorstep.db" not in error and "--db" not in error, error
+
+
+# ---------------------------------------------------------------- two copies into one schema at once
+def test_a_second_copy_into_the_same_schema_while_one_runs_is_refused(shop: Path, tmp_path: Path,
+                                                                       postgres_url: str) -> None:
+    """Left open last stop: two ``db copy`` runs into one schema were not locked against each other (a second
+    terminal, a cron rerun), so both claimed the target and wrote the same tables at once. The second is now
+    refused at once, in one line, and the first finishes as if alone."""
+    second: list[BaseException | None] = []
+
+    def meanwhile(line: str) -> None:  # the first copy's progress: it is running now
+        if not second:
+            try:
+                copy_database(str(shop), postgres_url)
+                second.append(None)
+            except CopyError as exc:
+                second.append(exc)
+
+    assert copy_database(str(shop), postgres_url, progress=meanwhile, batch=10).identical
+    assert second and isinstance(second[0], CopyError), second
+    message = str(second[0])
+    assert "another doorstep db copy" in message and "schema test_" in message and "\n" not in message, message
+    assert copy_database(str(shop), postgres_url).identical  # once the first is done, a rerun may go ahead
