@@ -145,6 +145,9 @@ class Runtime:
     _classifier: Any = None
     _classifier_lock: threading.Lock = field(default_factory=threading.Lock)
     _stores: list[Store] = field(default_factory=list)
+    #: The outbox's lane pauses (lane -> until, why), shared by the send jobs of every thread: X timing out
+    #: in one job pauses X for the next, which then takes no slot for a 30 s timeout of its own.
+    outbox_pauses: dict[str, Any] = field(default_factory=dict)
 
     def store(self) -> Store:
         store = getattr(self._local, "store", None)
@@ -442,7 +445,7 @@ def _outbox_of(rt: Runtime) -> Any:
     if outbox is None:
         from responders.outbox import Outbox
 
-        outbox = rt._local.outbox = Outbox(rt.store(), rt.config)
+        outbox = rt._local.outbox = Outbox(rt.store(), rt.config, pauses=rt.outbox_pauses)
     return outbox
 
 
@@ -569,7 +572,7 @@ def _configured_jobs(config: Config) -> list[Any]:
         store.close()
 
 
-def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, concurrency: int = 1,
+def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, concurrency: int | None = None,
                classifier: str | None = None, name: str | None = None, wait: bool = True) -> None:
     """Run one worker process until SIGINT/SIGTERM (``wait=False``: until the queues are empty).
 
@@ -582,7 +585,8 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
     apply_schema(conninfo(db))
     set_runtime(Runtime(db, config, classifier))
     started = time.monotonic()
-    log.info("worker %s on queues %s, concurrency %s", name or "", ", ".join(queues or QUEUES), concurrency)
+    log.info("worker %s on queues %s, %s", name or "", ", ".join(queues or QUEUES),
+             f"concurrency {concurrency} shared" if concurrency else "one job at a time per queue")
     options: dict[str, Any] = {"queues": list(queues) if queues else None, "concurrency": concurrency, "name": name,
                                "wait": wait, "stalled_worker_timeout": STALLED_AFTER_S,
                                "fetch_job_polling_interval": 1.0}
@@ -590,7 +594,9 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
         if wait:
             keep_working(lambda: build_app(db, config), options, after_each_try=runtime().close)
         else:
-            build_app(db, config).run_worker(**options)
+            # Until the queues are empty: one pool over them, so an ingest job a classify job defers late
+            # is still taken (a worker of the ingest queue alone would have stopped, its queue empty).
+            build_app(db, config).run_worker(**{**options, "concurrency": concurrency or len(queues or QUEUES)})
     finally:
         runtime().close()
         set_runtime(None)
@@ -658,11 +664,7 @@ async def _work_until_stopped(app: procrastinate.App, options: dict[str, Any], s
     process at once, as with procrastinate's handler."""
     loop = asyncio.get_running_loop()
 
-    async def work() -> None:
-        async with app.open_async():
-            await app.run_worker_async(install_signal_handlers=False, **options)
-
-    task = asyncio.create_task(work())
+    task = asyncio.create_task(serve(app, options))
 
     def on_stop() -> None:
         stop.set()
@@ -682,6 +684,37 @@ async def _work_until_stopped(app: procrastinate.App, options: dict[str, Any], s
     finally:
         for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+async def serve(app: procrastinate.App, options: dict[str, Any]) -> None:
+    """Open ``app`` and run its workers on ``options`` until one ends (or this is cancelled).
+
+    Without a ``concurrency``, one procrastinate worker per queue, one job at a time each: a queue's
+    jobs never wait for another queue's. (One worker of N slots over N queues is a pool any queue
+    can fill: four sends to an X API that stopped answering took all four slots, and alerts,
+    listening and reports waited 30 s a send: audit of the per-queue default.) With a
+    ``concurrency``, one worker of that many slots shared by the queues, as asked.
+    A worker that ends by itself (procrastinate stops one that lost the database) ends them all,
+    so :func:`keep_working` starts them again together.
+    """
+    queues = list(options.get("queues") or QUEUES)
+    async with app.open_async():
+        if options.get("concurrency"):
+            await app.run_worker_async(install_signal_handlers=False, **options)
+            return
+        name = options.get("name")
+        workers = [asyncio.create_task(app.run_worker_async(
+            install_signal_handlers=False,
+            **{**options, "queues": [queue], "concurrency": 1, "name": f"{name}:{queue}" if name else queue}))
+            for queue in queues]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for worker in workers:
+                worker.cancel()  # a graceful stop: the job under way finishes
+            await asyncio.gather(*workers, return_exceptions=True)
+        for worker in done:
+            worker.result()  # a failure (the database gone) is keep_working's to judge
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -51,9 +51,9 @@ def worker(ctx: Context, queues: str, concurrency: int | None, classifier: str |
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.store  # opens and migrates the database first: a bad URL is one line, before any worker starts
-    # One job per queue at least: with one slot, a poll of an X API that stopped answering (7 tries of a 30 s
-    # read timeout) held every send of the worker for 5 minutes (PostgreSQL team audit).
-    run_worker(ctx.db_path, ctx.config, queues=names, concurrency=concurrency or len(names), classifier=classifier,
+    # One job per queue by default (each its own slot): with one slot, a poll of an X API that stopped answering
+    # (7 tries of a 30 s read timeout) held every send of the worker for 5 minutes (PostgreSQL team audit).
+    run_worker(ctx.db_path, ctx.config, queues=names, concurrency=concurrency, classifier=classifier,
                name=name, wait=not until_empty)
 
 

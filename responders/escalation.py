@@ -24,6 +24,7 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Case, OutboundMessage, tracking_name, utcnow
+from doorstep.permissions import require
 from doorstep.redaction import redact
 from doorstep.store import Store, iso
 from responders.channels import webhook_payload
@@ -157,21 +158,25 @@ def escalate(store: Store, config: Config, case_id: int, target: str, note: str 
     base = key or _key("escalation", case_id, target, note, actor, iso(utcnow()))
     mailbox = _courier_mailbox(store, config, case) if target == "courier" else None
     messages = []
-    for channel, ref in routes:
-        if channel == "webhook":
-            body = webhook_payload({"event": "case.escalated", "escalated_by": actor, "note": note,
-                                    "reason": reason, **brief,
-                                    **({"courier_link": link[0], "courier_link_expires_at": iso(link[1])}
-                                       if link else {})})
-        else:
-            body = text
-        messages.append(enqueue(store, kind="escalation", channel=channel, text=body, actor=actor,
-                                idempotency_key=f"{base}:{channel}:{ref}", case_id=case_id, target=ref,
-                                account=mailbox if channel == "email" else None))
-    store.audit(actor, "case.escalate", case_id,
-                {"target": target, "note": note, "reason": reason, "message_ids": [m.id for m in messages]})
-    update_case_retrying(store, case_id, actor,
-                         lambda c: {"status": "escalated"} if c.status != "escalated" else {}, config=config)
+    with store.transaction():  # all of it or nothing: a refused actor leaves no message queued to be sent
+        require(store, actor, "escalate", f"escalate case {case_id}", services=True)
+        for channel, ref in routes:
+            if channel == "webhook":
+                body = webhook_payload({"event": "case.escalated", "escalated_by": actor, "note": note,
+                                        "reason": reason, **brief,
+                                        **({"courier_link": link[0], "courier_link_expires_at": iso(link[1])}
+                                           if link else {})})
+            else:
+                body = text
+            messages.append(enqueue(store, kind="escalation", channel=channel, text=body, actor=actor,
+                                    idempotency_key=f"{base}:{channel}:{ref}", case_id=case_id, target=ref,
+                                    account=mailbox if channel == "email" else None))
+        store.audit(actor, "case.escalate", case_id,
+                    {"target": target, "note": note, "reason": reason, "message_ids": [m.id for m in messages]})
+        # Escalating a resolved case reopens it: no longer resolved (the dashboard's count, a later resolution).
+        update_case_retrying(store, case_id, actor, lambda c: {
+            **({"status": "escalated"} if c.status != "escalated" else {}),
+            **({"resolved_at": None} if c.resolved_at is not None else {})}, config=config)
     return messages
 
 

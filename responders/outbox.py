@@ -41,6 +41,7 @@ from doorstep.config import Config
 from doorstep.erasure import is_erased
 from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, channel_name, utcnow
+from doorstep.permissions import require
 from doorstep.redaction import redact, stored_target
 from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
@@ -520,6 +521,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     key = idempotency_key or _key("reply", case_id, channel, in_reply_to, text, actor)
     now = now or utcnow()
     with _write_lock(store):
+        # Who may reply, read now (a removed user's stale page or `--as`): before anything is queued.
+        require(store, actor, "reply", f"reply on case {case_id}", services=True)
         # Same transaction as the insert: nobody can queue between this check and ours.
         if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
             return enqueue(store, kind="reply", channel=channel, text=text, actor=actor, idempotency_key=key,
@@ -788,7 +791,8 @@ class Outbox:
     """
 
     def __init__(self, store: Store, config: Config, *, now: Callable[[], datetime] = utcnow,
-                 senders: dict[str, Any] | None = None, actor: str = "outbox"):
+                 senders: dict[str, Any] | None = None, actor: str = "outbox",
+                 pauses: dict[str, tuple[datetime, str]] | None = None):
         self.store = store.share_across_threads() if store.path != ":memory:" else store
         self.config = config
         self.settings = responders_settings(config)
@@ -800,8 +804,9 @@ class Outbox:
         #: sender key -> :func:`credentials_stamp` of the secrets its client was made from.
         self._stamps: dict[str, str] = {}
         self._senders_lock = threading.RLock()
-        #: lane -> (until, why): the lane's messages wait until then.
-        self._paused: dict[str, tuple[datetime, str]] = {}
+        #: lane -> (until, why): the lane's messages wait until then. ``pauses``: shared with the other
+        #: Outboxes of the process (the job queue's send jobs each run on an Outbox of their thread).
+        self._paused: dict[str, tuple[datetime, str]] = pauses if pauses is not None else {}
         #: lane -> its current run (a future), while one is running.
         self._lanes: dict[str, Future[int]] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -854,6 +859,13 @@ class Outbox:
         if held is None or held[0] < until:
             self._paused[lane] = (until, why)
         log.warning("outbox: %s paused for %.0f s: %s", lane, seconds, why)
+
+    def _wait_for_lane(self, message: OutboundMessage, until: datetime) -> None:
+        """Put a queued message back until its lane's pause ends (the sweep defers it again then)."""
+        with self.store.transaction():
+            self.store.db.execute(
+                "update outbound_messages set next_attempt_at = ? where id = ? and status = 'queued' and "
+                "(next_attempt_at is null or next_attempt_at < ?)", [iso(until), message.id, iso(until)])
 
     # ------------------------------------------------------------------ state changes
     def recover_in_doubt(self) -> int:
@@ -1039,6 +1051,12 @@ class Outbox:
 
             if wait_for_quiet_hours(self.store, self.config, before, self.now(), self.actor):
                 return get_message(self.store, message_id).status
+        held = self.paused().get(lane_of(before.channel, before.target, before.account))
+        if before.status == "queued" and held is not None:
+            # Its lane failed or was rate limited a moment ago (in any thread of this process): not tried now
+            # (no attempt used), so a job queue's send slot is not spent on another timeout.
+            self._wait_for_lane(before, held[0])
+            return get_message(self.store, message_id).status
         message = self._claim(message_id)
         if message is None:
             return get_message(self.store, message_id).status

@@ -171,3 +171,64 @@ def test_a_role_change_waits_for_a_case_change_that_read_the_old_role(team: Stor
     finally:
         other.close()
     assert team.db.execute("select role from users where username = 'lee'").fetchone()[0] == "agent"
+
+
+# ---------------------------------------------------------------- audit of last stop's changes, F2 and F3
+def _resolved_case(store: Store) -> int:
+    case_id = _case(store, "bob")
+    _update(store, case_id, "lee", status="resolved", resolved_at=T0)
+    return case_id
+
+
+def _team_config() -> Any:
+    from doorstep.config import parse_config
+
+    return parse_config({"brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}],
+                         "responders": {"escalation": {"targets": {"team": {"email": "team@shop.example"}}}}})
+
+
+def test_escalating_a_resolved_case_reopens_it_and_clears_when_it_was_resolved(team: Store) -> None:
+    """F2: escalating a resolved case set it "escalated" but kept ``resolved_at``, so the dashboard still counted it
+    resolved (and a later resolution as on time), as reopening from Set status did before last stop."""
+    from responders.escalation import escalate
+
+    case_id = _resolved_case(team)
+    escalate(team, _team_config(), case_id, "team", "customer chasing again", "bob")
+    after = team.get_case(case_id)
+    assert after is not None and after.status == "escalated" and after.resolved_at is None, after
+
+
+def test_a_removed_user_escalates_nothing(team: Store) -> None:
+    """F3: ``doorstep escalate --as <removed user>`` printed the refusal and exited 1, but the escalation was queued
+    (and would be sent) and audited; the status change alone was refused. Nothing is written now."""
+    from responders.escalation import escalate
+
+    auth.remove_user(team, "bob", actor="ada")
+    case_id = _case(team)
+    before = (_state(team, case_id), team.outbound_for_case(case_id))
+    with pytest.raises(NotAllowed, match="bob may not escalate case"):
+        escalate(team, _team_config(), case_id, "team", "test", "bob")
+    assert (_state(team, case_id), team.outbound_for_case(case_id)) == before
+    # An already escalated case too (its status would not change, so the status check alone never ran).
+    _update(team, case_id, "lee", status="escalated")
+    before = (_state(team, case_id), team.outbound_for_case(case_id))
+    with pytest.raises(NotAllowed):
+        escalate(team, _team_config(), case_id, "team", "test", "bob")
+    assert (_state(team, case_id), team.outbound_for_case(case_id)) == before
+
+
+@pytest.mark.parametrize("channel", ["x", "x_dm"])
+def test_a_removed_user_queues_no_reply(team: Store, channel: str) -> None:
+    """F3: ``doorstep reply --as <removed user> --force`` on a resolved case queued the reply (it would go out on a
+    case nobody watches, still resolved) and then failed on reopening it. Refused before anything is queued."""
+    from responders.outbox import queue_reply
+    from test_outbox import make_case, shop_config
+
+    config = shop_config()
+    case_id = make_case(team, config)
+    _update(team, case_id, "lee", status="resolved", resolved_at=T0)
+    auth.remove_user(team, "bob", actor="ada")
+    before = (_state(team, case_id), team.outbound_for_case(case_id))
+    with pytest.raises(NotAllowed, match="bob may not (reply|send a private message) on case"):
+        queue_reply(team, config, case_id, "@jane we're on it, sorry.", "bob", channel=channel, force=True)
+    assert (_state(team, case_id), team.outbound_for_case(case_id)) == before

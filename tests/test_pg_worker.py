@@ -487,14 +487,62 @@ def test_a_worker_runs_a_job_per_queue_by_default(postgres_url: str, monkeypatch
     """PostgreSQL team audit: with the README's `doorstep worker --queues listen,send,alerts,reports` (one job at a
     time by default), an X API that stopped answering held the only slot for 319 s and a Bluesky reply waited
     5 minutes behind it. By default a worker runs as many jobs at once as it serves queues; --concurrency says
-    otherwise."""
+    otherwise (a pool of that many, shared by the queues)."""
     import commands.jobs_queue
     from commands.cli import cli
 
-    seen: list[int] = []
+    seen: list[int | None] = []
     monkeypatch.setattr(commands.jobs_queue, "run_worker", lambda *a, **k: seen.append(k["concurrency"]))
-    for args, expected in ((["--queues", "listen,send,alerts,reports"], 4), ([], 6),
+    for args, expected in ((["--queues", "listen,send,alerts,reports"], None), ([], None),
                            (["--queues", "send", "--concurrency", "2"], 2)):
         result = CliRunner().invoke(cli, ["--db", postgres_url, "worker", *args])
         assert result.exit_code == 0, result.output
         assert seen[-1] == expected, (args, seen)
+
+
+def test_hung_sends_do_not_hold_up_another_queue(postgres_url: str, tmp_path: Path) -> None:
+    """Audit of last stop's changes, F1: "one job per queue" was one pool of four slots shared by the queues, so four
+    sends to an X API that stopped answering took every slot and the alerts, listening and reports waited (30 s per
+    send, again after each). Each queue now has a slot of its own: an alerts job runs while sends hang."""
+    import asyncio
+
+    from commands.jobs_queue import Runtime, apply_schema, build_app, serve, set_runtime
+    from doorstep.config import load_config
+
+    Store(postgres_url).close()
+    apply_schema(postgres_url)
+    config = load_config(REPO / "demo" / "doorstep.toml")
+    rt = Runtime(postgres_url, config)
+    set_runtime(rt)
+    app = build_app(postgres_url, config)
+    released, alerted = threading.Event(), threading.Event()
+    app.task(name="test.hung_send", queue="send")(lambda: released.wait(30))
+    app.task(name="test.alert", queue="alerts")(lambda: alerted.set())
+    with app.open():
+        for _ in range(4):
+            app.configure_task("test.hung_send").defer()
+        app.configure_task("test.alert").defer()
+    loop = asyncio.new_event_loop()
+    running: list[asyncio.Task] = []
+
+    def work() -> None:
+        asyncio.set_event_loop(loop)
+        running.append(loop.create_task(serve(app, {"queues": ["send", "alerts"], "concurrency": None,
+                                                    "wait": True, "fetch_job_polling_interval": 0.2})))
+        try:
+            loop.run_until_complete(running[0])
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        assert alerted.wait(15), "the alerts job waited behind the hung sends"
+    finally:
+        released.set()
+        _wait("the worker task", lambda: bool(running))
+        loop.call_soon_threadsafe(running[0].cancel)
+        thread.join(60)
+        set_runtime(None)
+        rt.close()
+    assert not thread.is_alive()

@@ -197,3 +197,43 @@ def test_an_in_memory_store_sends_its_lanes_one_after_another(monkeypatch: pytes
         queue_reply(store, config, case_id, "@jane on it", "sam")
         assert Outbox(store, config).send_due() == 1
         assert [p["text"] for p in em.posted] == ["@jane on it"]
+
+
+def test_a_paused_lane_is_not_tried_per_message_by_the_job_queues_sends(store: Store, smtp: SmtpSink,  # noqa: F811
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit of last stop's changes, F1: on PostgreSQL each send is a job of its own (``Outbox.send_one``, on an
+    Outbox of the job's thread), and the lane pause was never asked there: with X not answering, every queued X
+    reply took its own 30 s timeout in the one send slot, and a Bluesky reply or an e-mail behind them waited
+    minutes. A lane paused by one failure (in any of the process's threads) now puts its other messages back to
+    the end of the pause, untried (no attempt used), so the slot goes on to other lanes at once."""
+    from commands.jobs_queue import Runtime
+
+    with XEmulator(me={"username": "LarkspurHelp"}, reset_after_s=45) as em:
+        x_env(monkeypatch, em)
+        config = shop_config()
+        replies = []
+        for n in range(3):
+            case_id = make_case(store, config, em, handle=f"cust{n}", text=f"@LarkspurHelp parcel {n} is late")
+            replies.append(queue_reply(store, config, case_id, f"@cust{n} sorry, looking into parcel {n}", "sam"))
+        order = add_order(store)
+        mail_case = make_case(store, config, text="@LarkspurHelp my order never came", external_id="200", order=order)
+        mail = queue_reply(store, config, mail_case, "We are on it.", "sam", channel="email")
+        em.inject("429", count=3, path="/2/tweets")
+        clock = {"now": get_message(store, mail.id).created_at}  # type: ignore[arg-type]
+        pauses = Runtime(store.path, config).outbox_pauses  # what the worker's job threads share
+        for message in (*replies, mail):  # each job on an Outbox of its own thread, as the worker runs them
+            Outbox(store, config, now=lambda: clock["now"], pauses=pauses).send_one(message.id)  # type: ignore[arg-type]
+        creates = [p for m, p in list(em.requests) if m == "POST" and p.split("?")[0] == "/2/tweets"]
+        assert len(creates) == 1, creates  # one 429; X's other replies were not tried
+        assert len(smtp.messages) == 1
+        after = [get_message(store, r.id) for r in replies]  # type: ignore[arg-type]
+        assert sorted(m.attempts for m in after) == [0, 0, 1] and all(m.status == "queued" for m in after)
+        untried = [m for m in after if m.attempts == 0]
+        assert all(m.next_attempt_at and m.next_attempt_at > clock["now"] for m in untried), untried
+        from datetime import timedelta
+
+        clock["now"] += timedelta(seconds=3600)  # the window and the backoff have passed
+        em.clear_faults()
+        for message in replies:
+            Outbox(store, config, now=lambda: clock["now"], pauses=pauses).send_one(message.id)  # type: ignore[arg-type]
+        assert sorted(p["text"] for p in em.posted) == sorted(r.text for r in replies)  # each exactly once
