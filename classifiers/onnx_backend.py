@@ -157,6 +157,13 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 _UPPER = re.compile(r"[A-Z]")
 _ASCII_LETTERS = re.compile(r"[A-Za-z]")
+#: What is no word to read: an @handle (whom the post is to: "@LarkspurHelp 🤬🤬🤬" says nothing in words) and a
+#: link (:func:`prepare_text` leaves "http"; Mastodon's ``@a@b.social`` and Bluesky's ``@a.bsky.social`` included).
+_NOT_WORDS = re.compile(r"@[\w.@-]+|\bhttps?\b")
+#: Emoji whose mood is plain. The tokenizer has none (they read as [UNK]), so a post of emoji and handles alone
+#: took the model's prior for a post to that handle: "@LarkspurHelp 🤬🤬🤬" read as praise (languages audit).
+NEGATIVE_EMOJI = frozenset("😡🤬😠👎😤😞😢😭😩😫😒🙄💩😖😣😾❌🚫💔😓😰😱😨🤮🤢😟😔☹🙁😿")
+POSITIVE_EMOJI = frozenset("👍😍🙏❤😊😀😃😄😁🥰🤩💯👏🎉✨😘💕💖💗🙌👌🥳☺😇💚💙💜🧡💛😻")
 
 
 def urgency_signals(text: str, view: str | None = None) -> float:
@@ -195,20 +202,35 @@ def urgency(
 def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool]:
     """(has words to read, looks English) with the language check of :mod:`classifiers.language`."""
     words = (rules_view(text) if view is None else view).split()
-    readable = any(any(ch.isalpha() for ch in word) for word in words) or any(ch.isalpha() for ch in text)
-    return readable, not _non_english_words(text, words)
+    return readable(text), not _non_english_words(text, words)
 
 
 def readable(text: str) -> bool:
-    """Whether ``text`` has a letter: the same answer as :func:`readable_and_english`'s first value.
+    """Whether ``text`` has a letter outside its @handles and links: words the model can read.
 
-    That one also looks for letters in the words of :func:`rules_view` (the text lower-cased,
-    separators dropped), but no character that is not a letter lower-cases to one (checked over
-    every code point in tests/test_classify_same.py), so the text alone decides. ASCII text is
-    searched with a regex instead of a loop in Python: there, letters are exactly A-Z and a-z."""
+    ASCII text is searched with a regex instead of a loop in Python: there, letters are exactly
+    A-Z and a-z."""
+    if "@" in text or "http" in text:
+        text = _NOT_WORDS.sub(" ", text)
     if text.isascii():
         return _ASCII_LETTERS.search(text) is not None
     return any(ch.isalpha() for ch in text)
+
+
+def _no_words(prepared: str, scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Labels of a post with no words to read (emoji, handles, links): what the model gave is its prior for a post
+    to that handle, not a reading. The mood comes from plain emoji (:data:`NEGATIVE_EMOJI`, :data:`POSITIVE_EMOJI`),
+    else neutral; praise only with a happy mood. Fixed, modest scores: the post goes to review either way."""
+    negative = sum(ch in NEGATIVE_EMOJI for ch in prepared)
+    positive = sum(ch in POSITIVE_EMOJI for ch in prepared)
+    mood = "negative" if negative > positive else "positive" if positive > negative else "neutral"
+    sentiment = {label: (0.7 if label == mood else 0.15) for label in scores["sentiment"]}
+    intent = dict(scores["intent"])
+    if mood != "positive":
+        intent.pop("praise", None)
+        total = sum(intent.values()) or 1.0
+        intent = {label: intent.get(label, 0.0) / total for label in scores["intent"]}
+    return {**scores, "sentiment": sentiment, "intent": intent}
 
 
 class OnnxClassifier:
@@ -396,6 +418,8 @@ class OnnxClassifier:
     def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
                 english: bool, addressed: bool | None = None) -> Labels:
         scores = {head: {label: float(p) for label, p in zip(self.labels[head], row[head])} for head in HEADS}
+        if not has_letters:
+            scores = _no_words(prepared, scores)
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = scores["complaint"]["yes"]

@@ -150,6 +150,24 @@ def test_odd_texts_do_not_crash(onnx_model, key: str) -> None:
         assert lab.needs_review
 
 
+@pytest.mark.parametrize("text", ["@LarkspurHelp 🤬🤬🤬 📦🚚❌", "@LarkspurHelp 😡😡😡👎", "@LarkspurHelp 📦❓❓",
+                                  "@LarkspurHelp https://t.co/abc123 😡", "@LarkspurHelp @UPSHelp 👎👎"])
+def test_a_post_of_emoji_to_our_handle_goes_to_review_and_is_not_read_as_praise(onnx_model, text: str) -> None:
+    """Languages audit, finding 1: "@LarkspurHelp 🤬🤬🤬 📦🚚❌" was positive praise, not for review, and offered the
+    "thank you" template: the tokenizer has no emoji (the model reads the handle and [UNK]), and the letters of the
+    handle counted as words to read, so the no-words rule never sent it to review (as it does without the handle)."""
+    (lab,) = onnx_model.classify([text])
+    assert lab.needs_review, lab
+    assert lab.intent != "praise" and lab.sentiment != "positive", lab
+
+
+def test_angry_emoji_read_negative_and_happy_emoji_positive(onnx_model) -> None:
+    """The same audit: with no words, clear emoji are the only evidence of the mood (still for review)."""
+    angry, happy = onnx_model.classify(["@LarkspurHelp 🤬🤬🤬 📦🚚❌", "@LarkspurHelp 👍😍🙏"], addressed=[True, True])
+    assert angry.sentiment == "negative" and angry.complaint and angry.needs_review, angry
+    assert happy.sentiment == "positive" and not happy.complaint and happy.needs_review, happy
+
+
 @pytest.mark.parametrize("text", NON_ENGLISH)
 def test_non_english_is_flagged_for_review(onnx_model, text: str) -> None:
     (lab,) = onnx_model.classify([text])

@@ -113,7 +113,8 @@ def test_a_batch_gives_the_same_bits_on_one_thread_or_two(model) -> None:
 def _one_step_labels(model, texts: list[str]) -> list[Labels]:
     """What OnnxClassifier.classify built before the speed-up: the model first, then each post read
     on its own with readable_and_english and urgency (its own word view, its own signals)."""
-    from classifiers.onnx_backend import MENTION, HEADS, prepare_text, readable_and_english, rules_view, urgency
+    from classifiers.onnx_backend import (
+        HEADS, MENTION, _no_words, prepare_text, readable_and_english, rules_view, urgency)
 
     prepared = [prepare_text(t or "") for t in texts]
     probs = model._probabilities(prepared)
@@ -122,6 +123,8 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
         scores = {h: {label: float(p) for label, p in zip(model.labels[h], probs[h][i])} for h in HEADS}
         view = rules_view(text)
         readable, english = readable_and_english(text, view)
+        if not readable:  # emoji and handles only: the emoji's mood (languages audit)
+            scores = _no_words(text, scores)
         sentiment = max(scores["sentiment"], key=scores["sentiment"].__getitem__)
         intent = max(scores["intent"], key=scores["intent"].__getitem__)
         complaint_score = scores["complaint"]["yes"]
