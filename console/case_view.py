@@ -742,6 +742,10 @@ def _post_label(m: Mention, own: bool, when: Any = None) -> str:
         "" if own else "  [not this case's customer]") + (f"  (post {m.id})" if when is not None else "")
 
 
+#: Networks that count a reply's graphemes (the browser's box counts UTF-16 units, so it sets them no limit).
+GRAPHEME_CHANNELS = frozenset({"bluesky", "mastodon"})
+
+
 def _composer(store: Store, case: Case, user: Any) -> None:
     """Answer the case: the post being answered, then the reply form right under it.
 
@@ -894,7 +898,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             # What this refusal showed: "Send anyway" overrides that and nothing newer.
             st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
             return
-        except ReplyRejected as exc:
+        except (ReplyRejected, NotAllowed) as exc:  # NotAllowed: a role taken away since the click
             st.session_state[error_key] = f"Reply not queued: {exc}"
             return
         st.session_state.pop(refused_key, None)
@@ -909,7 +913,11 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _after_own_write(store, case)
 
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
-        text = st.text_area("Reply text", key=key, height=120, max_chars=limit)
+        # The browser counts UTF-16 units and drops a whole paste beyond max_chars: right for X (its weights are at
+        # least that, but for rare emoji sequences), wrong where the network counts graphemes (a Hindi reply of 243
+        # graphemes is 360 units: Bluesky and Mastodon), so those boxes take any length and the page counts.
+        text = st.text_area("Reply text", key=key, height=120,
+                            max_chars=None if channel in GRAPHEME_CHANNELS else limit)
         button, answer = st.columns([1, 3], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
                                   disabled=not can(user, "reply"), shortcut=SHORTCUTS["queue"])
@@ -917,7 +925,11 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             if st.session_state.get(error_key):
                 st.error(escape_md(st.session_state.pop(error_key)))
             show_flashes(at=f"reply:{case.id}")
-    if limit:
+    if limit and channel in GRAPHEME_CHANNELS:
+        st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} (an emoji or a letter with its "
+                             "marks counts as one" + (", links as 23" if channel == "mastodon" else "")
+                             + "): the count below follows your words, and Queue reply checks it."))
+    elif limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
                              + "the exact count is checked on Queue reply."))
@@ -1067,7 +1079,7 @@ def _ask_privately_preview(store: Store, config: Any, case: Case, user: Any) -> 
                 st.session_state[refused_key] = exc.said_as("Private message")
                 st.session_state[ack_key] = {"acknowledged_up_to": exc.latest, "seen_status": exc.status}
                 return
-            except ReplyRejected as exc:
+            except (ReplyRejected, NotAllowed) as exc:
                 st.session_state[f"reply_error_{case.id}"] = f"Private message not queued: {exc}"
                 return
             st.session_state.pop(refused_key, None)
@@ -1153,7 +1165,7 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
         try:
             message = queue_escalation(store, config, case.id, st.session_state[f"esc_target_{case.id}"],  # type: ignore[arg-type]
                                        st.session_state.get(note_key) or None, actor.username)
-        except (EscalationRejected, ValueError) as exc:
+        except (EscalationRejected, ValueError, NotAllowed) as exc:
             st.session_state[error_key] = f"Not escalated: {exc}"
             return
         st.session_state[note_key] = ""

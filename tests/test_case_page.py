@@ -743,3 +743,17 @@ def test_a_message_queued_from_an_e_mail_address_is_said_without_an_at_sign_in_f
     post = OutboundMessage(id=8, kind="reply", channel="x", target="jane", text="x", status="queued", idempotency_key="r-1")
     assert sentence(_event("outbox.queue.reply", "ann", message_id=8, account="FettleCare"), {8: post},
                     when).endswith(" from @FettleCare")
+
+
+def test_the_reply_box_takes_a_bluesky_reply_of_300_graphemes_in_any_script(db: Store) -> None:
+    """Languages audit, finding 4: a Hindi reply of 243 graphemes (360 UTF-16 units) pasted in a Bluesky case's box
+    vanished: the box's ``max_chars`` was Bluesky's 300, and the browser counts UTF-16 units and refuses the whole
+    paste beyond it, while Bluesky (and Mastodon) count graphemes. Their box sets no such limit now (the page counts
+    graphemes and checks the limit on Queue reply); X's box keeps its count as the agent types."""
+    case_id = db.db.execute("select id from cases where channel = 'bluesky' and status in ('new', 'open') "
+                            "and merged_into is null order by id limit 1").fetchone()[0]
+    hindi = "नमस्ते, आपके पार्सल के बारे में हमें खेद है। " * 8  # 360 UTF-16 units, under 300 graphemes
+    assert len(hindi.encode("utf-16-le")) // 2 > 300
+    at, _ = _open_case(db, "ann", case_id)
+    box = at.text_area(key=f"draft_{case_id}")
+    assert box.proto.max_chars == 0 or box.proto.max_chars >= len(hindi.encode("utf-16-le")) // 2, box.proto.max_chars

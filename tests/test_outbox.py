@@ -257,6 +257,12 @@ def test_limits_allow_what_the_channel_allows() -> None:
     assert weighted_length("x", "ok \U0001F469\u200D\U0001F469\u200D\U0001F467") == 3 + 2  # one emoji weighs 2
     family = "\U0001F469\u200D\U0001F469\u200D\U0001F467"
     check_limits("bluesky", family * 300)  # 1500 code points, 300 graphemes
+    # Languages audit, finding 10: Mastodon counts graphemes (480 letters and 5 family emoji: 485, refused as 505),
+    # and X counts a flag or a keycap as one emoji (2), not as its code points (4 and 5).
+    check_limits("mastodon", "a" * 480 + family * 5)
+    assert weighted_length("mastodon", "a" * 480 + family * 5) == 485
+    assert weighted_length("x", "Go \U0001F1EC\U0001F1E7") == 3 + 2
+    assert weighted_length("x", "1\ufe0f\u20e3 done") == 2 + 5
     check_limits("email", "z" * 5000)
 
 
