@@ -49,6 +49,7 @@ from doorstep.corrections import ReviewError, correct_labels, last_review
 from doorstep.case_merge import Held
 from doorstep.permissions import NotAllowed
 from doorstep.store import StaleCaseError, Store, iso
+from doorstep.text import shorten
 
 SNOOZE_CHOICES = {"1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4), "Tomorrow (24 h)": timedelta(days=1)}
 
@@ -1036,7 +1037,7 @@ def reply_route_line(store: Store, config: Any, case: Case, channel: str | None,
         "from our shared account"
     if parent is None:
         return who
-    excerpt = parent.text if len(parent.text) <= 80 else parent.text[:79] + "…"
+    excerpt = shorten(parent.text, 80)
     return f"{who}, in reply to @{parent.author_handle or '?'}: \u201c{excerpt}\u201d"
 
 

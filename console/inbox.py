@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from console.words import channel_name, facet_name, intent_name, status_name
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
 from doorstep.store.inbox import INBOX_SUMMARY_GROUPS, NO_VALUE, SUMMARY_ALSO_ROW
+from doorstep.text import shorten
 
 ANY = "(any)"
 FACETS = ("brand", "courier", "channel", "intent", "assignee")
@@ -235,6 +237,15 @@ PLAIN_STATUSES = ("new", "open")
 
 #: Characters of the newest customer post shown in a row.
 SNIPPET_CHARS = 90
+#: Unicode's first-strong isolate and its end, around a post that has right-to-left words in a row: the post
+#: keeps its own direction and the "[X]" label before it keeps its own, neither reordering the other.
+FSI, PDI = "\u2068", "\u2069"
+#: The Arabic letter mark, invisible and right to left, first in a row whose post reads right to left. Why:
+#: Streamlit's grid (glide-data-grid) lays a cell out right to left, right-aligned, only when a Hebrew or Arabic
+#: letter comes before any Latin one, and knows nothing of isolates; "[X] " made an Arabic post's row left to
+#: right, its first words past the cell's right edge ("[X] …الخدمة سيئة جدا وأري", languages audit). Led by
+#: this mark, the label and the post's first words are at the right edge and what does not fit is the post's end.
+ALM = "\u061c"
 
 
 class _PageHandles:
@@ -319,15 +330,41 @@ def top_reason(reasons: list[str]) -> str:
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """One line of a post: leading @handles dropped, whitespace folded, cut at a word with an ellipsis."""
+    """One line of a post: leading @handles dropped, whitespace folded, cut at a word with an ellipsis (between
+    whole letters and emoji where there is no word to cut at: :func:`doorstep.text.shorten`)."""
     words = text.split()
     while len(words) > 1 and words[0].startswith("@"):
         words.pop(0)
-    line = " ".join(words)
-    if len(line) <= limit:
-        return line
-    cut = line[: limit - 1].rsplit(" ", 1)[0]
-    return (cut if len(cut) > limit // 2 else line[: limit - 1]) + "…"
+    return shorten(" ".join(words), limit)
+
+
+def _has_right_to_left(text: str) -> bool:
+    """Whether ``text`` has a Hebrew or Arabic letter or an Arabic digit, which a label beside it could reorder."""
+    return any(unicodedata.bidirectional(c) in ("R", "AL", "AN") for c in text)
+
+
+def _reads_right_to_left(text: str) -> bool:
+    """Whether ``text``'s first letter with a direction is right to left (Unicode's first-strong rule, as FSI)."""
+    for c in text:
+        direction = unicodedata.bidirectional(c)
+        if direction in ("R", "AL"):
+            return True
+        if direction == "L":
+            return False
+    return False
+
+
+def newest_post_cell(channel: str, text: str) -> str:
+    """A row's "newest post": "[X] " and the post's snippet, bidi controls in the post shown as marks (so the
+    only isolate is ours). A post with right-to-left words is isolated, led by :data:`ALM` when it reads right to
+    left; a post without any is left as it is (an isolate there changes nothing a reader sees)."""
+    words = plain(snippet(text))
+    if not words:
+        return ""
+    label = plain(f"[{channel_name(channel)}] ") if channel else ""
+    if not _has_right_to_left(words):
+        return label + words
+    return (ALM if _reads_right_to_left(words) else "") + label + FSI + words + PDI
 
 
 def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[list[dict[str, Any]], list[str]]:
@@ -356,7 +393,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
             "SLA": short_sla(words),
             "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
                         + (f" · {reason}" if reason else ""),
-            "newest post": plain((f"[{channel_name(channel)}] " if channel and text else "") + snippet(text)),
+            "newest post": newest_post_cell(channel, text),
             "customer": plain(" · ".join(p for p in (name, handle) if p)) or "-",
             "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
             "flags": ", ".join(flags),

@@ -18,6 +18,7 @@ from console.words import answer_kind_name, by_channel, channel_name, intent_nam
 from doorstep.config import Config
 from doorstep.models import AuditEvent, Mention
 from doorstep.store import parse_time
+from doorstep.text import shorten
 from responders.alerts import RULE_WORDS
 from responders.followup import PROACTIVE_REASON
 
@@ -142,6 +143,15 @@ Said = Callable[[dict[str, Any], dict[str, Any], Callable[[datetime | None], str
 def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
     if isinstance(d.get("because"), dict) and "review_of" in d["because"]:
         return _rescored(d, c)
+    if isinstance(d.get("because"), dict) and "regroup" in d["because"]:
+        # A split or merge works the counts, clocks and scores out again: its own line says what happened, and only
+        # a status or assignee it brought over is news (a raw list of every field read as a dump: audit, F5).
+        brought = [f"the status {_value('status', d['status'], when)}" if "status" in d else "",
+                   f"the assignee {_value('assignee', d['assignee'], when)}" if "assignee" in d else ""]
+        brought = [b for b in brought if b]
+        if not brought or "merged_into" in d:  # the merged-away case: its "merged this case into" line says it
+            return ""
+        return f"{c['who']}'s {d['because']['regroup']} brought over {' and '.join(brought)}"
     fields = set(d) - {"because"}
     if fields == {"status"}:
         text = f"{c['who']} set the status to {_value('status', d['status'], when)}"
@@ -382,6 +392,8 @@ def lines(events: list[AuditEvent], notes: list[Any], messages: dict[int, Any], 
             # "found already posted"); the outbox's line tells it, it was not typed outside Doorstep.
             continue
         at, words = e.at or utcnow(), sentence(e, messages, when, handles, names)
+        if not words:  # told by another event's line (a split's or merge's recount)
+            continue
         happened = happened_at(e, opened_at)
         if happened is not None:
             if e.at is not None and e.at - happened > IMPORTED_AFTER:
@@ -422,7 +434,7 @@ def post_lines(posts: list[Mention], events: list[AuditEvent]) -> list[tuple[dat
             answers[_one_line(post.text[:300])] -= 1
             continue
         words = _one_line(post.text)
-        quote = words if len(words) <= POST_QUOTE else words[:POST_QUOTE - 1] + "…"
+        quote = shorten(words, POST_QUOTE)
         stranger = " (not the case's customer)" if post.by_customer is False else ""
         out.append((post.created_at, f"{author} posted{' again' if earlier else ''} {by_channel(post.channel)}"
                                      f"{stranger}: “{quote}”"))

@@ -51,6 +51,7 @@ from doorstep.cases import INTENT_LABELS
 from doorstep.models import PRIVATE_CHANNELS, channel_name, utcnow
 from doorstep.reports import Redactor
 from doorstep.store import Store, iso, parse_time
+from doorstep.text import shorten
 from responders.config import Alerts, alert_settings
 from responders.escalation import target_routes
 from responders.automatic import record
@@ -272,7 +273,8 @@ def _quoted(store: Store, redactor: Redactor, row: dict[str, Any]) -> tuple[str,
 
     A private message (SMS, e-mail, direct message) is neither quoted nor named by its address: an SMS complaint
     went to Slack with the customer's mobile number as its author and their e-mail in the quote (alerts audit).
-    A public post is quoted with contact details, numbers and names masked, as the weekly report quotes."""
+    A public post is quoted with contact details, numbers and names masked, as the weekly report quotes, in
+    at most 140 characters cut between whole letters and emoji (``text[:140]`` left a lone "👩" of 👩‍👩‍👧‍👦)."""
     channel = row["channel"]
     if channel in PRIVATE_CHANNELS:
         return f"a customer by {channel_name(channel)}", " (a private message: open the case to read it)"
@@ -280,7 +282,7 @@ def _quoted(store: Store, redactor: Redactor, row: dict[str, Any]) -> tuple[str,
     text = redactor.text(" ".join((row["text"] or "").split()),
                          names=[row.get("author_name"), customer.name if customer else None],
                          handles=[row["author_handle"]]) or ""
-    return f"@{row['author_handle']} on {channel_name(channel)}", f": \"{text[:140]}\""
+    return f"@{row['author_handle']} on {channel_name(channel)}", f": \"{shorten(text, 140)}\""
 
 
 def _new_complaints(store: Store, after_id: int) -> list[dict[str, Any]]:

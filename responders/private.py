@@ -17,7 +17,9 @@ from typing import Any
 
 from doorstep.config import Config
 from doorstep.models import Mention, OutboundMessage, utcnow
+from doorstep.permissions import require
 from doorstep.store import Store
+from doorstep.text import shorten
 from responders.accounts import choose_account
 from responders.channels import DM_CHANNELS, PUBLIC_CHANNELS, ReplyRejected, check_limits
 from responders.outbox import (
@@ -50,8 +52,7 @@ class PrivatePlan:
             f"from {self.account}" if self.account else "from our shared sender"
         about = ""
         if self.about is not None:
-            text = self.about.text if len(self.about.text) <= 60 else self.about.text[:59] + "…"
-            about = f", about their post \u201c{text}\u201d"
+            about = f", about their post \u201c{shorten(self.about.text, 60)}\u201d"
         return f"{network} {sender} to {self.recipient_name or self.recipient}{about} (private: nothing is posted publicly)"
 
 
@@ -141,6 +142,7 @@ def queue_private(store: Store, config: Config, case_id: int, text: str, actor: 
     check_limits(plan.channel, text)
     key = idempotency_key or _key("private", case_id, plan.channel, plan.recipient, text)
     with _write_lock(store):
+        require(store, actor, "reply", f"send a private message on case {case_id}", services=True)
         # Same transaction as the insert (see queue_reply): nobody answers in between.
         if store.db.execute("select 1 from outbound_messages where idempotency_key = ?", [key]).fetchone():
             answered = None  # a double click: enqueue gives back the message already queued
