@@ -90,13 +90,15 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
                   "Merge that case into this one", merge,
                   lambda i: f"#{i} · {status_name(by_case[i].status)} · {by_case[i].brand or '-'} · "
                             f"{intent_name(by_case[i].intent) if by_case[i].intent else '-'} · "
-                            f"{by_case[i].mention_count} post(s)")
+                            f"{by_case[i].mention_count} post(s)"
+                            + (f" · {by_case[i].assignee}'s" if by_case[i].assignee else ""))
 
 
 def _form(store: Store, case: Case, name: str, label: str, options: list[Any], button: str,
           act: Callable[[Any], str], format_func: Callable[[Any], str]) -> None:
     """One regroup form: choose, press, ``act`` (its words are the flash); a stale case or a refusal is said."""
     from console.case_view import hold
+    from doorstep.permissions import NotAllowed
     from doorstep.regroup import RegroupError
 
     with st.form(f"{name}_{case.id}"):
@@ -106,7 +108,7 @@ def _form(store: Store, case: Case, name: str, label: str, options: list[Any], b
                 done = act(chosen)
             except StaleCaseError as exc:
                 _conflict(store, case, exc)
-            except RegroupError as exc:
+            except (RegroupError, NotAllowed) as exc:  # NotAllowed: a colleague's open case is a lead's to merge
                 st.error(escape_md(str(exc)))
             else:
                 hold(store.get_case(case.id))  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from doorstep.cases import new_case
 from doorstep.config import Config
 from doorstep.linking import link_mention
 from doorstep.models import Case, Mention, utcnow
+from doorstep.permissions import require
 from doorstep.store import StaleCaseError, Store, parse_time
 from doorstep.store.orders import HANDLE_CHANNEL
 
@@ -102,7 +103,8 @@ def split_post(store: Store, config: Config, case_id: int, mention_id: int, expe
         first = min([a.at for a in left] + ([recorded] if recorded is not None else []), default=None)
         view = source.model_copy(update={"first_response_at": first})
         changes = _recount_changes(pipeline, view, remaining, left, base=source)
-        store.update_case(case_id, expected_version, actor, action="regroup", **changes)
+        store.update_case(case_id, expected_version, actor, action="regroup", because={"regroup": "split"},
+                          **changes)
         store.audit(actor, "case.split", case_id, {"mention_id": mention_id, "new_case": fresh.id,
                                                    "moved": [m.id for m in (mention, *replies)],
                                                    "messages": messages})
@@ -141,6 +143,7 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
         if other.merged_into or keep.merged_into:
             merged = other if other.merged_into else keep
             raise RegroupError(f"case {merged.id} was already merged into case {merged.merged_into}")
+        _require_merge(store, actor, keep, other)
         if not same_customer(keep, other):
             raise RegroupError(f"cases {keep_id} and {other_id} are not the same customer's "
                                f"(@{keep.author_handle or '?'} and @{other.author_handle or '?'}); only one "
@@ -171,14 +174,26 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
         posts = store.mentions_for_case(keep_id)
         changes.update(_recount_changes(pipeline, merged_view, posts, _answers(store, merged_view, posts)))
         # A merge carries the other case's assignee and status over: checked as the split or merge it is.
-        store.update_case(keep_id, keep_version, actor, action="regroup", **changes)
-        store.update_case(other_id, other_version, actor, action="regroup", status="resolved", resolved_at=utcnow(),
+        store.update_case(keep_id, keep_version, actor, action="regroup", because={"regroup": "merge"}, **changes)
+        store.update_case(other_id, other_version, actor, action="regroup", because={"regroup": "merge"},
+                          status="resolved", resolved_at=utcnow(),
                           mention_count=0,
                           merged_into=keep_id)
         store.audit(actor, "case.merge", keep_id, {"merged_case": other_id,
                                                    **({"customer_handle": vouched} if vouched else {})})
         store.audit(actor, "case.merged_into", other_id, {"into_case": keep_id})
     return store.get_case(keep_id)  # type: ignore[return-value]
+
+
+def _require_merge(store: Store, actor: str, keep: Case, other: Case) -> None:
+    """A merge moves one case's posts and messages into the other: where either is an open case held by
+    someone else, that is taking (or handing over) a colleague's case, a lead's to do (audit: an agent
+    merged a colleague's open case into hers). One's own and unassigned cases are an agent's to merge."""
+    me = actor.strip().lower()
+    held = [c for c in (keep, other) if c.assignee and c.assignee != me and c.status != "resolved"]
+    if held:
+        whose = " and ".join(f"{c.assignee}'s case {c.id}" for c in held)
+        require(store, actor, "reassign", f"merge case {other.id} into case {keep.id} ({whose})", services=True)
 
 
 def _link_strength(case: Case) -> tuple[bool, bool, float]:

@@ -232,3 +232,27 @@ def test_a_removed_user_queues_no_reply(team: Store, channel: str) -> None:
     with pytest.raises(NotAllowed, match="bob may not (reply|send a private message) on case"):
         queue_reply(team, config, case_id, "@jane we're on it, sorry.", "bob", channel=channel, force=True)
     assert (_state(team, case_id), team.outbound_for_case(case_id)) == before
+
+
+def test_an_agent_cannot_take_a_colleagues_open_case_by_merging_it(team: Store) -> None:
+    """Audit of last stop's changes, F4: jo (agent) merged tom's open case into hers; his posts and messages moved to
+    her case and his became a pointer, which is taking a colleague's case without a lead (the reassign rule). A
+    merge that involves an open case held by someone else needs a lead; one's own and unassigned cases merge."""
+    from doorstep.config import parse_config
+    from doorstep.regroup import merge_cases
+
+    config = parse_config({})
+    mine, theirs, free = _case(team, "ann"), _case(team, "bob"), _case(team)
+
+    def merge(keep: int, other: int, actor: str) -> Case:
+        k, o = team.get_case(keep), team.get_case(other)
+        return merge_cases(team, config, keep, k.version, other, o.version, actor)  # type: ignore[union-attr]
+
+    for keep, other in ((mine, theirs), (theirs, mine)):
+        before = (_state(team, keep), _state(team, other))
+        with pytest.raises(NotAllowed) as refused:
+            merge(keep, other, "ann")
+        assert "ann (agent) may not merge" in str(refused.value) and "bob's" in str(refused.value), refused.value
+        assert (_state(team, keep), _state(team, other)) == before
+    assert merge(mine, free, "ann").id == mine  # her own and an unassigned one: an agent's to merge
+    assert merge(mine, theirs, "lee").assignee == "ann"  # a lead may

@@ -72,6 +72,12 @@ def test_an_agent_splits_a_post_out_and_merges_it_back_on_the_case_page(db: Stor
     assert not at.exception, at.exception
     assert db.get_case(case_id).merged_into == new_id  # type: ignore[arg-type, union-attr]
     assert "merged into case #" in _texts(_page(db, case_id))  # type: ignore[arg-type]
+    # The timeline says the split and the merge, not every field they worked out again (audit of last stop's
+    # changes, F5: "jo set mention count to 2, opened at to 2026-..., priority reasons to [...]").
+    kept = _texts(_page(db, new_id))  # type: ignore[arg-type]
+    assert f"ann merged case #{case_id} into this case" in kept, kept
+    for dumped in ("mention count to", "priority reasons to", "last activity at to", "opened at to"):
+        assert dumped not in kept and dumped not in _texts(_page(db, case_id)), dumped  # type: ignore[arg-type]
 
 
 def test_a_split_on_a_case_changed_meanwhile_is_refused_and_moves_nothing(db: Store):
