@@ -121,6 +121,18 @@ def non_english(texts: Sequence[str]) -> list[bool]:
     return out
 
 
+def languages_of(texts: Sequence[str], english: Sequence[bool]) -> list[str | None]:
+    """The language of each text judged not English (ISO 639-1 among :data:`LANGUAGES`, "und" where the
+    identifier says English or none: a script it does not name); None for the English ones. Only the few
+    non-English posts are identified again, so the batch costs what :func:`non_english` did."""
+    out: list[str | None] = [None] * len(texts)
+    foreign = [i for i, is_english in enumerate(english) if not is_english]
+    if foreign:
+        for i, (lang, _) in zip(foreign, detect_many([texts[i] for i in foreign])):
+            out[i] = lang if lang != "en" else "und"
+    return out
+
+
 #: Batch scores this close to the threshold, or two languages this close, are recomputed one by one.
 _RECHECK = 1e-4
 

@@ -407,13 +407,15 @@ class OnnxClassifier:
         english = [True] * len(prepared)
         for i, foreign in zip(readable_posts, non_english([prepared[i] for i in readable_posts])):
             english[i] = not foreign
+        languages = language.languages_of(prepared, english)
         evidence = self.intent_head.evidence(prepared) if self.intent_head is not None else None
         probs = self._calibrated(finish(), prepared, evidence)
-        return [
+        labels = [
             self._labels(text, {h: probs[h][i] for h in HEADS}, views[i], signals[i], has_letters[i], english[i],
                          addressed[i] if addressed is not None else None)
             for i, text in enumerate(prepared)
         ]
+        return [lab.model_copy(update={"language": lang}) if lang else lab for lab, lang in zip(labels, languages)]
 
     def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
                 english: bool, addressed: bool | None = None) -> Labels:

@@ -58,6 +58,19 @@ class PriorityInputs:
     contacts: int = 1
 
 
+#: Names of the languages the classifier tells apart (``classifiers.language.LANGUAGES``), as a reason says them.
+LANGUAGE_NAMES: dict[str, str] = {
+    "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese", "nl": "Dutch",
+    "pl": "Polish", "sv": "Swedish", "da": "Danish", "no": "Norwegian", "fi": "Finnish", "tr": "Turkish",
+    "ru": "Russian", "uk": "Ukrainian", "ar": "Arabic", "zh": "Chinese", "ja": "Japanese", "ko": "Korean",
+    "hi": "Hindi", "el": "Greek", "cs": "Czech", "ro": "Romanian", "hu": "Hungarian", "id": "Indonesian",
+    "vi": "Vietnamese", "th": "Thai", "he": "Hebrew", "und": "another language",
+}
+#: Points for a post the classifier cannot read (not English): its "no complaint" is a guess, so it must not sink
+#: to the bottom band; 10 + 20 reaches p3's default threshold (languages audit).
+UNREAD_LANGUAGE_POINTS = 20.0
+
+
 def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[str]]:
     """Return (score 0-100, the factors that raised it, largest first)."""
     factors: list[tuple[str, float]] = [("base", 10.0)]
@@ -73,6 +86,9 @@ def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[
             factors.append((INTENT_LABELS[labels.intent], severity))
         if labels.urgency > 0.5:
             factors.append(("urgent wording", round(10.0 * labels.urgency, 1)))
+        if labels.language:
+            name = LANGUAGE_NAMES.get(labels.language, labels.language)
+            factors.append((f"written in {name}: labels are a guess, read it", UNREAD_LANGUAGE_POINTS))
     if inputs.contacts > 1:
         factors.append(("repeat contact", min(16.0, 8.0 * (inputs.contacts - 1))))
     if inputs.followers >= config.priority.vip_followers:

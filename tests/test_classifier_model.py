@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -1073,3 +1074,30 @@ def test_a_soup_averages_its_members_weights_and_a_soup_of_one_trains_as_before(
         average_weights([a, {"w2": torch.tensor([1.0, 2.0]), "steps": torch.tensor(1)}])
     with pytest.raises(ValueError, match="no members"):
         average_weights([])
+
+
+def test_a_post_in_another_language_says_which_and_is_read_first(onnx_model, tmp_path) -> None:  # noqa: ANN001
+    """Languages audit, finding 3: Polish, Arabic, Spanish, Hindi and Welsh complaints were flagged for review but
+    labelled "not a complaint" (the model reads English), so they sank to the bottom of the queue with the latest
+    SLA target, and the detected language was never stored. The classifier now says which language it saw; the
+    post keeps it, and the case gets a priority factor for it, so a person reads it within a mid band's clock."""
+    from doorstep.config import parse_config
+    from doorstep.models import Mention
+    from doorstep.pipeline import Pipeline
+    from doorstep.store import Store
+
+    polish, english = onnx_model.classify(["@LarkspurHelp Paczka nie dotarła! Żądam zwrotu pieniędzy! Źle, bardzo źle",
+                                           "@LarkspurHelp my parcel never arrived, I want my money back"])
+    assert polish.language == "pl" and polish.needs_review, polish
+    assert english.language is None, english
+    config = parse_config({"brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}]})
+    store = Store(tmp_path / "d.db")
+    Pipeline(store, config, onnx_model).ingest([Mention(
+        channel="x", external_id="pl-1", text="@LarkspurHelp Paczka nie dotarła! Żądam zwrotu pieniędzy! Źle, bardzo źle",
+        created_at=datetime(2026, 12, 7, 10, 0, tzinfo=timezone.utc), author_handle="lucja")])
+    post = store.mention_by_external_id("x", "pl-1")
+    case = store.get_case(post.case_id)  # type: ignore[union-attr, arg-type]
+    assert post.language == "pl"  # type: ignore[union-attr]
+    assert case.priority >= config.priority.p3, (case.priority, case.priority_reasons)  # type: ignore[union-attr]
+    assert any("Polish" in r for r in case.priority_reasons), case.priority_reasons  # type: ignore[union-attr]
+    store.close()

@@ -39,7 +39,8 @@ def _mention_row(m: Mention, ingested_at: str | None = None) -> dict[str, Any]:
         "author_handle": m.author_handle,
         "author_name": m.author_name,
         "author_followers": m.author_followers,
-        "language": m.language,
+        # The network's own tag first (X's "lang"), else what the classifier identified (not English only).
+        "language": m.language or (m.labels.language if m.labels is not None else None),
         "url": m.url,
         "thread_id": m.thread_id,
         "in_reply_to": m.in_reply_to,
