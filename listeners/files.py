@@ -57,7 +57,8 @@ from doorstep.store import Store, StoreError
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 FORMATS = ("jsonl", "csv", "twcs")
 #: What the CLI suggests when a file is not UTF-8.
-ENCODING_REMEDY = "save the file as UTF-8, or pass --encoding (e.g. --encoding cp1252 for a Windows/Excel export)"
+ENCODING_REMEDY = ("save the file as UTF-8, or pass --encoding with the code page it was saved in (a Windows/Excel "
+                   "export: --encoding cp1252 in Western Europe, --encoding cp1250 for Polish, Czech or Hungarian)")
 DEFAULTS = Imports()
 
 
@@ -133,6 +134,11 @@ def _read_text(path: Path, encoding: str | None) -> tuple[str, bool]:
             raise ImportFileError(f"{path}: not valid {encoding} at byte {exc.start}; {ENCODING_REMEDY}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark (Windows' "Unicode" files)
+        try:
+            return data.decode("utf-16").removeprefix("\ufeff"), True
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: read as UTF-8 below, which names the bad bytes
     try:
         return data.decode("utf-8"), True
     except UnicodeDecodeError:

@@ -392,3 +392,25 @@ def test_a_row_dated_in_the_future_is_rejected_alone_naming_created_at(tmp_path)
     assert "Traceback" not in result.output
     store = Store(tmp_path / "d.db")
     assert sorted(r[0] for r in store.db.execute("select external_id from mentions").fetchall()) == ["ok-1", "ok-2"]
+
+
+def test_a_polish_windows_export_is_pointed_at_its_own_code_page_and_utf16_imports(tmp_path):
+    """Languages audit, finding 9: a Polish Excel CSV (Windows-1250) was told "e.g. --encoding cp1252", which imports
+    it without a word of complaint as "dotar³a, ¿¹dam" and "£ucja ¯ak"; a UTF-16 export (Excel's "Unicode Text")
+    failed with a misleading CSV quoting error. The error names the Central European code page too, and a file that
+    starts with a UTF-16 byte-order mark is read as UTF-16."""
+    path = tmp_path / "pl.csv"
+    path.write_bytes("channel,external_id,text,created_at,author_name\n"
+                     "x,1,Paczka nie dotarła! Żądam zwrotu,2026-11-16T09:00:00Z,Łucja Żak\n".encode("cp1250"))
+    db = tmp_path / "p.db"
+    plain = run("--db", str(db), "import", "mentions", str(path), "--classifier", "baseline")
+    assert plain.exit_code == 1 and "--encoding cp1250" in plain.output, plain.output
+    fixed = run("--db", str(db), "import", "mentions", str(path), "--classifier", "baseline", "--encoding", "cp1250")
+    assert fixed.exit_code == 0, fixed.output
+    assert Store(db).mention_by_external_id("x", "1").author_name == "Łucja Żak"
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("channel,external_id,text,created_at\nx,2,Paczka nie dotarła,2026-11-16T09:00:00Z\n"
+                     .encode("utf-16"))  # with its byte-order mark, as Windows writes it
+    result = run("--db", str(db), "import", "mentions", str(wide), "--classifier", "baseline")
+    assert result.exit_code == 0, result.output
+    assert Store(db).mention_by_external_id("x", "2").text == "Paczka nie dotarła"
