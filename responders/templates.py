@@ -362,11 +362,16 @@ def _fmt_date(value: date) -> str:
     return f"{value:%a} {value.day} {value:%b}"
 
 
+#: Words before a name that are not a first name (a greeting by them read "Hi Dr.").
+TITLES = frozenset({"dr", "mr", "mrs", "ms", "miss", "mx", "prof", "sir", "dame", "rev", "fr"})
+
+
 def _first_name(display_name: str | None, handle: str | None) -> str | None:
     """The author's first name as they show it publicly (their display name), else their @handle."""
     words = [w for w in (display_name or "").split() if any(c.isalpha() for c in w)]
-    if words:
-        return words[0]
+    named = [w for w in words if w.rstrip(".").casefold() not in TITLES]  # "Dr. Zofia Łęcka" is Zofia
+    if named or words:
+        return (named or words)[0]
     return f"@{handle.lstrip('@')}" if handle else None
 
 

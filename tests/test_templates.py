@@ -190,3 +190,13 @@ def test_the_save_check_fills_the_template_with_sample_values_and_knows_its_vari
     check_template_source(config, "courier_update", "{{ courier_status }}: {{ courier_update }}")
     with pytest.raises(TemplateError, match="courier_update"):
         check_template_source(config, "thanks", "{{ courier_update }}")  # only the courier link's template has it
+
+
+@pytest.mark.parametrize("display_name,greeted", [("Dr. Zofia Łęcka", "Zofia"), ("Mrs Jane Doe", "Jane"),
+                                                  ("Jane Doe", "Jane"), ("Prof. Ana", "Ana"), ("Dr.", "Dr."),
+                                                  ("Drake Bell", "Drake")])
+def test_a_title_is_not_taken_for_the_first_name(display_name: str, greeted: str) -> None:
+    """Languages audit (minor): "Dr. Zofia Łęcka" was greeted "Hi Dr."."""
+    from responders.templates import _first_name
+
+    assert _first_name(display_name, "zofia") == greeted
