@@ -23,15 +23,20 @@ Why the design is as it is:
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import json
 import logging
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from doorstep.config import LISTENER_CHANNELS, Config
 from doorstep.linking import order_number_after_word
@@ -165,6 +170,29 @@ _SENTENCE_END = re.compile(
 _MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]",
           "[bank details]")
 
+#: Scripts that write no space between words (Chinese, Japanese, Thai...), and Korean, which joins a particle to
+#: the name it follows ("김민수님"). Their letters are word characters, so "我是王小明，" has no word boundary
+#: before or after the name: a name's edge in one of them is matched without one (languages audit).
+_UNSPACED_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Bopomofo}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_UNSPACED = regex.compile(rf"[{_UNSPACED_SCRIPTS}]")
+#: Around a name's edge in a spaced script: no other letter of a spaced script ("Ann" is not masked in
+#: "Annual"), while a Chinese or Japanese letter may touch it ("私はJohnです").
+_NO_LETTER_BEFORE = rf"(?<![^\W{_UNSPACED_SCRIPTS}])"
+_NO_LETTER_AFTER = rf"(?![^\W{_UNSPACED_SCRIPTS}])"
+
+
+def _nfc(text: str) -> str:
+    """``text`` in Unicode's composed form: "José" typed with a combining accent is the same name as the
+    precomposed "José", and is masked either way round."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _name_pattern(part: str) -> regex.Pattern[str]:
+    """``part`` of a name as a whole word, with a boundary at each edge only where the edge's script has one."""
+    before = "" if _UNSPACED.match(part[0]) else _NO_LETTER_BEFORE
+    after = "" if _UNSPACED.match(part[-1]) else _NO_LETTER_AFTER
+    return regex.compile(before + regex.escape(part) + after, regex.IGNORECASE)
+
 
 def _iban_valid(candidate: str) -> bool:
     """The ISO 13616 check: move the first four characters to the end, letters to 10..35, mod 97 == 1."""
@@ -209,6 +237,7 @@ class Redactor:
         ``handles`` the author's handles, masked also where written without the @."""
         if not text:
             return text
+        text = _nfc(text)
         out = _IBAN.sub(lambda m: "[bank details]" if _iban_valid(m.group(1)) or _IBAN_SAID.search(text[: m.start()])
                         else m.group(0), text)
         spans: list[tuple[int, int, str]] = []
@@ -239,7 +268,7 @@ class Redactor:
                 out = re.sub(rf"(?<![\w.]){re.escape(bare)}(?![\w])", "[handle]", out, flags=re.IGNORECASE)
         for name in names:
             for part in _name_parts(name):
-                out = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", "[name]", out, flags=re.IGNORECASE)
+                out = _name_pattern(part).sub("[name]", out)
         return out
 
     # -- what a post introduces
@@ -327,11 +356,15 @@ class Redactor:
 
 
 def _name_parts(name: str | None) -> list[str]:
-    """A display name and its words of 3+ letters, longest first ("Jane Doe" -> ["Jane Doe", "Jane", "Doe"])."""
+    """A display name (composed, see :func:`_nfc`) and its words of 3+ letters, longest first ("Jane Doe" ->
+    ["Jane Doe", "Jane", "Doe"]); of 2+ in Chinese, Japanese or Korean, where a family or given name is often
+    two letters ("山田 太郎" -> ["山田 太郎", "山田", "太郎"])."""
     if not name or not name.strip():
         return []
-    words = [w for w in re.findall(r"[^\W\d_][\w'\-]*", name) if len(w) >= 3 and f"[{w.lower()}]" not in _MASKS]
-    return sorted({name.strip(), *words}, key=len, reverse=True)
+    name = _nfc(name.strip())
+    words = [w for w in re.findall(r"[^\W\d_][\w'\-]*", name)
+             if (len(w) >= 3 or (len(w) == 2 and all(_UNSPACED.match(c) for c in w))) and f"[{w.lower()}]" not in _MASKS]
+    return sorted({name, *words}, key=len, reverse=True)
 
 
 def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -513,7 +546,7 @@ def _redact_data(data: dict[str, Any], redactor: Redactor) -> None:
 
     def text(raw: str | None, names: list[str | None], handles: list[str | None]) -> str | None:
         out = redactor.text(raw, names, handles)
-        masked.update(_words(raw) - _words(out))
+        masked.update(_words(_nfc(raw or "")) - _words(out))  # the masked text is composed (NFC)
         return out
 
     for theme in data["themes"]:
@@ -847,6 +880,8 @@ def render_html(report: WeeklyReport, *, for_pdf: bool = False) -> str:
         fmt_change=fmt_change,
         change_tone=change_tone,
         for_pdf=for_pdf,
+        pdf_font_faces=pdf_font_faces() if for_pdf else "",
+        pdf_font_family=pdf_font_family() if for_pdf else "",
         colours={"good": GOOD, "bad": BAD, "flat": NEUTRAL},
         notable_shown=NOTABLE_QUOTED,
         notable_more=more_notable(report.data["notable_cases"][NOTABLE_QUOTED:]),
@@ -880,12 +915,204 @@ def more_notable(cases: list[dict[str, Any]]) -> dict[str, Any] | None:
             "groups": [{"why": why, "ids": sorted(ids)} for why, ids in groups.items()]}
 
 
+# ---------------------------------------------------------------------------- PDF fonts
+# The PDF drew every post in the base-14 Helvetica, which has Latin-1 and nothing else: Polish, Welsh, Arabic,
+# Hebrew, Hindi and Japanese posts were rows of black boxes while the HTML report read fine (languages audit).
+# xhtml2pdf embeds TrueType faces and draws each character with the first face of the font-family list that
+# has it, so the PDF names a list: a system face that covers most scripts, one system face for each script
+# that face lacks, and last the faces that come with the installed packages, for a machine with no fonts.
+
+#: One or two letters of each script customers write complaints in. A face is added to the PDF's list for
+#: each script the faces before it cannot draw.
+SCRIPT_SAMPLES: dict[str, str] = {
+    "Latin (Central European, Welsh, Vietnamese)": "łąőřŵŷư",
+    "Greek": "αω",
+    "Cyrillic": "жя",
+    "Arabic": "عي",
+    "Hebrew": "אש",
+    "Devanagari": "कम",
+    "Bengali": "কম",
+    "Tamil": "கம",
+    "Thai": "กม",
+    "Chinese and Japanese kanji": "包裹荷物",
+    "Japanese kana": "がカ",
+    "Korean": "한글",
+}
+
+#: The faces looked for first, by path, where fontconfig is not there to ask (macOS, Windows, a container
+#: without fc-match): DejaVu Sans and Noto Sans on Linux, Arial Unicode on macOS, Arial on Windows.
+KNOWN_FONT_FILES: tuple[str, ...] = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/noto/NotoSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+    "C:/Windows/Fonts/Nirmala.ttf",
+    "C:/Windows/Fonts/malgun.ttf",
+)
+
+
+@dataclass(frozen=True)
+class PdfFont:
+    """A TrueType face the PDF embeds, under a CSS family name of its own, with its bold where one was found."""
+
+    family: str
+    regular: Path
+    bold: Path | None = None
+
+    @property
+    def regular_uri(self) -> str:
+        return self.regular.as_uri()
+
+    @property
+    def bold_uri(self) -> str | None:
+        return self.bold.as_uri() if self.bold else None
+
+
+@functools.lru_cache(maxsize=64)
+def _coverage(path: Path) -> frozenset[int]:
+    """The code points the face at ``path`` draws; empty when ReportLab cannot embed it (a missing file, or an
+    OpenType face with PostScript outlines such as Noto Sans CJK, which ReportLab refuses)."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
+    try:
+        return frozenset(TTFontFile(str(path), validate=0).charToGlyph)
+    except Exception:  # noqa: BLE001 - TTFError, OSError, a damaged file: the face is simply not used
+        return frozenset()
+
+
+def font_draws(font: PdfFont, char: str) -> bool:
+    """Whether ``font`` has a glyph for ``char`` (what a test or a check asks before expecting it drawn)."""
+    return ord(char) in _coverage(font.regular)
+
+
+def _fc(*args: str) -> list[str]:
+    """Lines fontconfig prints for ``args``; none where fontconfig is not installed or fails."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("fc-match"):
+        return []
+    try:
+        done = subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+
+
+def _system_font_files() -> list[Path]:
+    """The machine's faces in the order to try them: DejaVu Sans or another known face first, then, for each
+    script of :data:`SCRIPT_SAMPLES`, the sans faces fontconfig says draw it (its preferred one first)."""
+    found: list[Path] = [Path(p) for p in KNOWN_FONT_FILES if Path(p).is_file()]
+    for family in ("DejaVu Sans", "Noto Sans"):
+        found += [Path(p) for p in _fc("fc-match", "-f", "%{file}", f"{family}:style=Book")
+                  if Path(p).name.replace(" ", "").lower().startswith(family.replace(" ", "").lower())]
+    for sample in SCRIPT_SAMPLES.values():
+        point = f"{ord(sample[0]):x}"
+        having = set(_fc("fc-list", "-f", "%{file}\n", f":charset={point}"))
+        preferred = _fc("fc-match", "-s", "-f", "%{file}\n", f"sans-serif:charset={point}")
+        found += [Path(p) for p in preferred if p in having]
+    return found
+
+
+def _bundled_font_files() -> list[Path]:
+    """Faces that come with the installed packages, for a machine with no fonts at all: ReportLab's Bitstream
+    Vera (Latin-1, drawn as ReportLab draws it everywhere) and the captcha package's Droid Sans Mono (Latin
+    Extended, Greek and Cyrillic: Polish and Welsh are read, in a monospaced face, rather than boxes)."""
+    import importlib.util
+
+    files = []
+    for package, relative in (("reportlab", "fonts/Vera.ttf"), ("captcha", "data/DroidSansMono.ttf")):
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            files += [Path(folder) / relative for folder in spec.submodule_search_locations]
+    return files
+
+
+def _bold_of(regular: Path) -> Path | None:
+    """The bold face beside ``regular`` (DejaVuSans-Bold.ttf, NotoSans-Bold.ttf, VeraBd.ttf, arialbd.ttf)."""
+    stem = regular.stem
+    for name in (f"{stem}-Bold", stem.replace("-Regular", "-Bold"), f"{stem}Bd", f"{stem}bd"):
+        candidate = regular.with_name(name + regular.suffix)
+        if name != stem and candidate.is_file() and _coverage(candidate):
+            return candidate
+    return None
+
+
+#: What the body face must draw: the report's own words and a Western European post.
+BODY_SAMPLE = "AZaz09éüßÆø€–“’"
+
+
+@functools.lru_cache(maxsize=1)
+def pdf_fonts() -> tuple[PdfFont, ...]:
+    """The faces the PDF draws text with, in order: the body face (the first that draws :data:`BODY_SAMPLE`,
+    a system face before the bundled Vera), then each face that draws a script of :data:`SCRIPT_SAMPLES` the
+    ones before it do not. Looked for once per process (fontconfig and the font files are read: a few
+    hundred milliseconds)."""
+    candidates = [*_system_font_files(), *_bundled_font_files()]
+    body = next((path for path in candidates if {ord(c) for c in BODY_SAMPLE} <= _coverage(path)), None)
+    chosen = [body] if body else []
+    wanted = {ord(c) for sample in SCRIPT_SAMPLES.values() for c in sample}
+    drawn = _coverage(body) & wanted if body else set()
+    for path in candidates:
+        more = (_coverage(path) & wanted) - drawn
+        if more and path not in chosen:
+            chosen.append(path)
+            drawn |= more
+    missing = [script for script, sample in SCRIPT_SAMPLES.items() if not {ord(c) for c in sample} <= drawn]
+    if missing:
+        log.info("the PDF report has no font for %s: such posts show as boxes in its PDF (the HTML report is "
+                 "unaffected). Install TrueType fonts that cover them, e.g. on Debian or Ubuntu fonts-dejavu-core, "
+                 "fonts-droid-fallback (Chinese, Japanese), fonts-lohit-deva (Hindi)", ", ".join(missing))
+    return tuple(PdfFont("doorstep" + re.sub(r"[^a-z0-9]", "", path.stem.lower()) + str(i), path,
+                         _bold_of(path) if path == body else None) for i, path in enumerate(chosen))
+
+
+def pdf_font_faces() -> str:
+    """The @font-face rules that embed :func:`pdf_fonts` (file URIs: percent-encoded, so a path with spaces or
+    quotes is read as it is)."""
+    rules = []
+    for font in pdf_fonts():
+        rules.append(f'@font-face {{ font-family: {font.family}; src: url("{font.regular_uri}"); }}')
+        if font.bold_uri:
+            rules.append(f'@font-face {{ font-family: {font.family}; src: url("{font.bold_uri}"); font-weight: bold; }}')
+    return "\n".join(rules)
+
+
+def pdf_font_family() -> str:
+    """The PDF's font-family list: the embedded faces in order, then Helvetica for what none of them draws."""
+    return ", ".join([*(font.family for font in pdf_fonts()), "Helvetica", "Arial", "sans-serif"])
+
+
+def _pdf_resource_policy() -> Any:
+    """What the PDF renderer may read: what xhtml2pdf allows by default (the working directory) and the font
+    files of :func:`pdf_fonts` by name, not their folders. Without them xhtml2pdf refuses a font outside the
+    working directory and draws the boxes again. None (the renderer's own default) for an xhtml2pdf that has
+    no resource policies and reads any local file."""
+    try:
+        from xhtml2pdf.config.resources import default_policy
+    except ImportError:
+        return None
+    policy = default_policy()
+    files = tuple(path.resolve() for font in pdf_fonts() for path in (font.regular, font.bold) if path)
+    return dataclasses.replace(policy, extra_roots=(*policy.extra_roots, *files))
+
+
 def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
     """Write the report as PDF (xhtml2pdf). Pass the report (preferred: a print layout is used)
-    or an HTML string."""
+    or an HTML string (the PDF's Unicode fonts are added to its styles)."""
     from xhtml2pdf import pisa
 
-    html = render_html(report_or_html, for_pdf=True) if isinstance(report_or_html, WeeklyReport) else report_or_html
+    if isinstance(report_or_html, WeeklyReport):
+        html = render_html(report_or_html, for_pdf=True)
+    else:
+        style = f"<style>\n{pdf_font_faces()}\nbody {{ font-family: {pdf_font_family()}; }}\n</style>\n"
+        html = report_or_html.replace("</head>", style + "</head>", 1) if "</head>" in report_or_html \
+            else style + report_or_html
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # xhtml2pdf logs every CSS property it skips at WARNING; the report's CSS is known, keep the CLI quiet.
@@ -897,7 +1124,7 @@ def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
     part = path.with_name(path.name + ".part")
     try:
         with part.open("wb") as handle:
-            status = pisa.CreatePDF(html, dest=handle, encoding="utf-8")
+            status = pisa.CreatePDF(html, dest=handle, encoding="utf-8", resource_policy=_pdf_resource_policy())
         if status.err:
             raise RuntimeError(f"{status.err} error(s)")
     except Exception as exc:  # noqa: BLE001 - one line for the CLI and the worker, whatever xhtml2pdf raised
