@@ -142,18 +142,23 @@ def test_a_reply_by_email_goes_out_while_mastodon_does_not_answer(store: Store, 
         assert get_message(store, toot.id).status == "sent" and get_message(store, mail.id).status == "sent"  # type: ignore[arg-type]
 
 
+def _three_x_replies_and_a_mail(store: Store, config: Any, em: XEmulator) -> tuple[list[Any], Any]:
+    """Three customers' X replies and one e-mail reply, queued by sam."""
+    replies = []
+    for n in range(3):
+        case_id = make_case(store, config, em, handle=f"cust{n}", text=f"@LarkspurHelp parcel {n} is late")
+        replies.append(queue_reply(store, config, case_id, f"@cust{n} sorry, looking into parcel {n}", "sam"))
+    order = add_order(store)
+    mail_case = make_case(store, config, text="@LarkspurHelp my order never came", external_id="200", order=order)
+    return replies, queue_reply(store, config, mail_case, "We are on it.", "sam", channel="email")
+
+
 def test_a_rate_limited_channel_is_paused_until_its_window_not_tried_per_message(store: Store, smtp: SmtpSink,  # noqa: F811
                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with XEmulator(me={"username": "LarkspurHelp"}, reset_after_s=45) as em:
         x_env(monkeypatch, em)
         config = shop_config()
-        replies = []
-        for n in range(3):
-            case_id = make_case(store, config, em, handle=f"cust{n}", text=f"@LarkspurHelp parcel {n} is late")
-            replies.append(queue_reply(store, config, case_id, f"@cust{n} sorry, looking into parcel {n}", "sam"))
-        order = add_order(store)
-        mail_case = make_case(store, config, text="@LarkspurHelp my order never came", external_id="200", order=order)
-        mail = queue_reply(store, config, mail_case, "We are on it.", "sam", channel="email")
+        replies, mail = _three_x_replies_and_a_mail(store, config, em)
         em.inject("429", count=3, path="/2/tweets")
         clock = {"now": get_message(store, mail.id).created_at}  # type: ignore[arg-type]
         outbox = Outbox(store, config, now=lambda: clock["now"])
@@ -211,13 +216,7 @@ def test_a_paused_lane_is_not_tried_per_message_by_the_job_queues_sends(store: S
     with XEmulator(me={"username": "LarkspurHelp"}, reset_after_s=45) as em:
         x_env(monkeypatch, em)
         config = shop_config()
-        replies = []
-        for n in range(3):
-            case_id = make_case(store, config, em, handle=f"cust{n}", text=f"@LarkspurHelp parcel {n} is late")
-            replies.append(queue_reply(store, config, case_id, f"@cust{n} sorry, looking into parcel {n}", "sam"))
-        order = add_order(store)
-        mail_case = make_case(store, config, text="@LarkspurHelp my order never came", external_id="200", order=order)
-        mail = queue_reply(store, config, mail_case, "We are on it.", "sam", channel="email")
+        replies, mail = _three_x_replies_and_a_mail(store, config, em)
         em.inject("429", count=3, path="/2/tweets")
         clock = {"now": get_message(store, mail.id).created_at}  # type: ignore[arg-type]
         pauses = Runtime(store.path, config).outbox_pauses  # what the worker's job threads share
