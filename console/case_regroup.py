@@ -19,6 +19,7 @@ from console.widgets import escape_md, flash, get_config, lazy_expander, local_t
 from console.words import intent_name, status_name
 from doorstep.models import Case
 from doorstep.store import StaleCaseError, Store
+from doorstep.text import shorten
 
 
 def merged_notice(case: Case) -> None:
@@ -84,7 +85,7 @@ def regroup_section(store: Store, case: Case, user: Any) -> None:
             _form(store, case, "split", "Post about another issue", list(by_id), "Split into a new case", split,
                   # "post N" keeps two posts of the same words and minute apart: Streamlit picks an option by its label.
                   lambda i: f"post {i} · {local_time(by_id[i].created_at, config)} · "
-                            f"{' '.join(by_id[i].text.split())[:60]}")
+                            f"{shorten(' '.join(by_id[i].text.split()), 60)}")
         if is_open and others:
             _form(store, case, "merge", "The customer's case about the same issue", list(by_case),
                   "Merge that case into this one", merge,

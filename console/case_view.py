@@ -737,7 +737,7 @@ def _post_label(m: Mention, own: bool, when: Any = None) -> str:
     with the same words must read differently, or the choice answered the older of two alike while the page
     showed the newer (browser check: "hello?? anyone there" posted twice)."""
     snippet = " ".join(plain(m.text).split())  # (bidi controls as marks: a cut cannot carry one past the label)
-    snippet = snippet if len(snippet) <= 70 else snippet[:67] + "..."
+    snippet = shorten(snippet, 70)
     at = f", {when(m.created_at)}" if when is not None else ""
     return plain(f"@{m.author_handle or '?'}") + f" on {channel_name(m.channel)}{at}: {snippet}" + (
         "" if own else "  [not this case's customer]") + (f"  (post {m.id})" if when is not None else "")
@@ -926,10 +926,23 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             if st.session_state.get(error_key):
                 st.error(escape_md(st.session_state.pop(error_key)))
             show_flashes(at=f"reply:{case.id}")
+    # Right under the button: at 1366x768 the refusal drawn below "Ask for details privately" was off screen, and the
+    # click seemed to do nothing (browser check).
+    refused = st.session_state.get(refused_key)
+    if refused:
+        st.error(escape_md(refused), icon=":material/block:")
+        r1, r2 = st.columns(2)
+        r1.button("Send anyway", key=f"send_anyway_{case.id}", on_click=lambda: queue(force=True),
+                  disabled=not str(text or "").strip() or not can(user, "reply"),
+                  help="Queue this reply as well; recorded in the audit log as sent anyway.")
+        if r2.button("Keep my draft, don't send", key=f"refused_ok_{case.id}"):
+            st.session_state.pop(refused_key, None)
+            st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
+            st.rerun()
     if limit and channel in GRAPHEME_CHANNELS:
         st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} (an emoji or a letter with its "
                              "marks counts as one" + (", links as 23" if channel == "mastodon" else "")
-                             + "): the count below follows your words, and Queue reply checks it."))
+                             + "): the count below is of the words as last sent, and Queue reply checks it."))
     elif limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
@@ -946,17 +959,6 @@ def _composer(store: Store, case: Case, user: Any) -> None:
               on_click=lambda: (st.session_state.__setitem__(f"askdm_open_{case.id}", True),
                                 st.session_state.__setitem__(f"askdm_text_{case.id}", PRIVATE_QUESTION)),
               disabled=not can(user, "reply"))
-    refused = st.session_state.get(refused_key)
-    if refused:
-        st.error(escape_md(refused), icon=":material/block:")
-        r1, r2 = st.columns(2)
-        r1.button("Send anyway", key=f"send_anyway_{case.id}", on_click=lambda: queue(force=True),
-                  disabled=not str(text or "").strip() or not can(user, "reply"),
-                  help="Queue this reply as well; recorded in the audit log as sent anyway.")
-        if r2.button("Keep my draft, don't send", key=f"refused_ok_{case.id}"):
-            st.session_state.pop(refused_key, None)
-            st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
-            st.rerun()
     if st.session_state.get(f"askdm_open_{case.id}"):
         _ask_privately_preview(store, config, case, user)
 

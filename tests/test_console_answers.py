@@ -3,6 +3,8 @@ the approvals page, and the refused second reply with its explicit "Send anyway"
 
 from __future__ import annotations
 
+from typing import Any
+
 from doorstep.store import Store
 from responders.outbox import enqueue
 
@@ -95,6 +97,18 @@ def test_approvals_page_says_when_approving_would_cancel_the_message(db: Store) 
     assert any("Approving cancels it: the case is resolved" in w for w in warned), warned
 
 
+def _walk(block: Any) -> list[str]:
+    """The page's buttons and refusals in the order they are drawn."""
+    out: list[str] = []
+    for node in getattr(block, "children", {}).values():
+        if getattr(node, "type", "") == "button":
+            out.append(node.label)
+        elif "already answered" in str(getattr(node, "value", "")).replace("\u2060", ""):
+            out.append("refusal")
+        out += _walk(node)
+    return out
+
+
 def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> None:
     """Failure 2 in the console: bob opened the case, ann answered, bob's reply is refused."""
     from doorstep.config import load_config
@@ -110,6 +124,9 @@ def test_second_reply_is_refused_in_the_composer_with_send_anyway(db: Store) -> 
     refusal = [e.value.replace("\\", "") for e in bob.error if "already answered" in e.value.replace("\u2060", "")]
     assert len(refusal) == 1 and refusal[0].lower().count("not queued") == 1, refusal
     assert "one answer per customer post" in refusal[0], refusal
+    # Right under "Queue reply", above "Ask for details privately": drawn below it, it was off screen at 1366x768.
+    order = _walk(bob.main)
+    assert order.index("refusal") < order.index("Ask for details privately"), order
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann"]
     bob.button(key=f"send_anyway_{case_id}").click().run()
     assert [m.created_by for m in db.outbound_for_case(case_id)] == ["ann", "bob"]

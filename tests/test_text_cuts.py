@@ -109,3 +109,19 @@ def test_a_post_cannot_end_the_isolate_early() -> None:
     assert "⟨PDI⟩⟨RLO⟩" in cell and "\u202e" not in cell
     assert newest_post_cell("", "طلبي لم يصل") == ALM + FSI + "طلبي لم يصل" + PDI  # no network: no label
     assert newest_post_cell("x", "") == ""
+
+
+def test_the_in_reply_to_choice_keeps_an_emoji_whole() -> None:
+    """Browser check: the "In reply to" choice cut at 67 characters and ended "…订👩‍👩‍..." (half a family emoji
+    with a dangling joiner); so did the Split list at 60."""
+    from datetime import datetime, timezone
+
+    from console.case_view import _post_label
+    from doorstep.models import Mention
+
+    family = "\U0001F469\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466"
+    post = Mention(channel="x", external_id="1", text="@LarkspurHelp " + "订" * 50 + family * 4,
+                   created_at=datetime(2026, 12, 7, tzinfo=timezone.utc), author_handle="wang")
+    label = _post_label(post, True)
+    assert "\u200d…" not in label and not label.split(": ", 1)[1].rstrip("…").endswith("\u200d"), label
+    assert family in label or "订…" in label, label
