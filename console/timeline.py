@@ -55,6 +55,8 @@ def recipient(message: Any, handles: Mapping[str, str] | None = None, name: str 
     """
     if name and is_reference(message.target):
         return name
+    if message.kind == "alert" and is_reference(message.target):
+        return "the alerts channel"  # [alerts] names one destination per route; its $NAME is no name to the team
     target = message.target or "-"
     social = message.channel in ("x", "mastodon", "bluesky") or message.channel.endswith("_dm")
     if social and handles and target in handles:

@@ -179,7 +179,8 @@ def test_a_post_line_is_cut_and_says_a_stranger_is_not_the_customer() -> None:
     said = [w for _, w in lines([opened, answered], [], {}, config, config.local_time, opened_at=T0, posts=posts)]
     assert said[0] == "A new post opened this case" and len(said) == 4, said
     assert said[3] == "The customer answered by X direct message: “YES”, read as yes"  # said once, not twice
-    assert said[1] == f"@zed posted on X (not the case's customer): “{('same here! ' * 8)[:79]}…”", said[1]
+    # Cut at POST_QUOTE characters, after the last whole word (doorstep.text.shorten).
+    assert said[1] == f"@zed posted on X (not the case's customer): “{('same here! ' * 7).strip()}…”", said[1]
     assert said[2] == "jane@example.com posted by e-mail: “any news?”"
 
 
@@ -258,3 +259,20 @@ def test_the_outbound_list_names_an_escalation_by_its_target_too(shop: Store) ->
     shown = [c.value.replace("\\", "") for c in at.caption if "escalation via" in c.value]
     assert shown and all("$" not in line for line in shown), shown
     assert any("to team" in line for line in shown), shown
+
+
+def test_the_timeline_names_an_alert_by_its_channel_never_its_setting(store: Store) -> None:
+    """Browser check of this stop: "The urgent complaint alert queued: alert to $SLACK_ALERTS_WEBHOOK on Slack", where
+    escalations already read "escalation to team on Slack"."""
+    from console.timeline import lines
+    from responders.outbox import enqueue
+    from tests.test_outbox import make_case
+
+    config = _escalation_config()
+    case_id = make_case(store, config, text="@LarkspurHelp my parcel is lost")
+    enqueue(store, kind="alert", channel="slack", text="Urgent complaint", actor="alert:urgent_complaint",
+            idempotency_key="alert-1", case_id=case_id, target="$SLACK_ALERTS_WEBHOOK")
+    messages = {m.id: m for m in store.outbound_for_case(case_id)}
+    said = [words for _, words in lines(store.audit_trail(case_id), [], messages, config, config.local_time)]
+    assert any("alert to the alerts channel on Slack" in w for w in said), said
+    assert not [w for w in said if "$" in w], said
