@@ -263,7 +263,9 @@ class XEmulator:
         self._tokens: dict[str, str] = {}
         for token, account in (accounts or {}).items():
             username = str(account["username"]).lstrip("@")
-            user_id = str(account.get("id") or user_id_for(username))
+            # One account, one id: the acting account named as ``me`` too keeps me's id (the demo names
+            # @LarkspurHelp both ways, and our own DMs came back as a customer's from "another" @LarkspurHelp).
+            user_id = str(account.get("id") or self._by_username.get(username.lower()) or user_id_for(username))
             self._add_user(user_id, username, account.get("name") or username, int(account.get("followers", 0)))
             self._tokens[token] = user_id
         for post in posts or []:

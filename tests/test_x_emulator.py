@@ -320,3 +320,16 @@ def test_tweet_lookup_and_stream_rules_match_spec(emulator: XEmulator, spec: dic
     deleted = requests.post(rules_url, json={"delete": {"ids": [listed["data"][0]["id"]]}}, headers=AUTH, timeout=5)
     _validate(spec, "AddOrDeleteRulesResponse", deleted.json())
     assert requests.get(rules_url, headers=AUTH, timeout=5).json()["meta"]["result_count"] == 0
+
+
+def test_an_account_named_as_me_and_by_its_token_has_one_id() -> None:
+    """Browser check of this stop: the demo names @LarkspurHelp as the emulator's ``me`` and by its access token;
+    the two got two ids, so the X listener (which cached the first) took our own direct message, sent as the second,
+    for a customer's and opened a case for "@LarkspurHelp"."""
+    from standins.x_emulator import XEmulator
+
+    em = XEmulator(me={"username": "LarkspurHelp"}, accounts={"tok-lark": {"username": "LarkspurHelp"},
+                                                              "tok-fettle": {"username": "FettleCare"}})
+    acting = em.acting_user('OAuth oauth_token="tok-lark"')
+    assert acting is not None and acting["id"] == em.me["id"] == em.user("LarkspurHelp")["id"]  # type: ignore[index]
+    assert em.user("FettleCare")["id"] != em.me["id"]  # type: ignore[index]
