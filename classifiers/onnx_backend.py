@@ -415,7 +415,7 @@ class OnnxClassifier:
                          addressed[i] if addressed is not None else None)
             for i, text in enumerate(prepared)
         ]
-        return [lab.model_copy(update={"language": lang}) if lang else lab for lab, lang in zip(labels, languages)]
+        return [lab.model_copy(update={"other_language": lang}) if lang else lab for lab, lang in zip(labels, languages)]
 
     def _labels(self, prepared: str, row: dict[str, np.ndarray], view: str, signals: float, has_letters: bool,
                 english: bool, addressed: bool | None = None) -> Labels:

@@ -218,8 +218,9 @@ class Labels(_Inbound):
     model: str = ""
     #: The language the classifier saw where it is not English (ISO 639-1, "und" when it could not tell which):
     #: its labels are then a guess, so the post is for review and its case is read first (``score_priority``).
-    #: None: English, or not identified. Not part of ``doorstep classify``'s output (its contract is fixed).
-    language: str | None = None
+    #: None: English, or not identified. Not part of ``doorstep classify``'s output (its contract is fixed). Not
+    #: named ``language``: a post's own ``language`` (``Mention.language``) shares rows with its labels in exports.
+    other_language: str | None = None
 
     @property
     def is_delivery(self) -> bool:

@@ -1088,8 +1088,8 @@ def test_a_post_in_another_language_says_which_and_is_read_first(onnx_model, tmp
 
     polish, english = onnx_model.classify(["@LarkspurHelp Paczka nie dotarła! Żądam zwrotu pieniędzy! Źle, bardzo źle",
                                            "@LarkspurHelp my parcel never arrived, I want my money back"])
-    assert polish.language == "pl" and polish.needs_review, polish
-    assert english.language is None, english
+    assert polish.other_language == "pl" and polish.needs_review, polish
+    assert english.other_language is None, english
     config = parse_config({"brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}]})
     store = Store(tmp_path / "d.db")
     Pipeline(store, config, onnx_model).ingest([Mention(

@@ -141,7 +141,7 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
             complaint_score=min(1.0, max(0.0, complaint_score)), intent=intent, intent_scores=scores["intent"],
             urgency=urgency(scores, text, model.config.get("urgency_weights"), view),
             needs_review=not readable or not english or unsure, model=model.name,
-            language=None if english or not readable else (detect(text)[0] if detect(text)[0] != "en" else "und"),
+            other_language=None if english or not readable else (detect(text)[0] if detect(text)[0] != "en" else "und"),
         ))
     return out
 

@@ -40,7 +40,7 @@ def _mention_row(m: Mention, ingested_at: str | None = None) -> dict[str, Any]:
         "author_name": m.author_name,
         "author_followers": m.author_followers,
         # The network's own tag first (X's "lang"), else what the classifier identified (not English only).
-        "language": m.language or (m.labels.language if m.labels is not None else None),
+        "language": m.language or (m.labels.other_language if m.labels is not None else None),
         "url": m.url,
         "thread_id": m.thread_id,
         "in_reply_to": m.in_reply_to,
