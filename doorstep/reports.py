@@ -44,6 +44,7 @@ from doorstep.models import channel_name, utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.report_settings import ReportSettings, parse_weekly_at, report_settings  # noqa: F401 - re-exported
 from doorstep.store import Store, iso, parse_time
+from doorstep.text import shorten
 from doorstep import metrics
 
 log = logging.getLogger("doorstep.reports")
@@ -810,6 +811,8 @@ def _environment() -> Any:
     env.filters["value"] = lambda value, key: fmt_value(key, value)
     env.filters["minutes"] = fmt_minutes
     env.filters["channel"] = channel_name  # "X", "Bluesky": a reader knows the networks, not our keys
+    env.filters["unspaced"] = lambda text: bool(text) and _UNSPACED.search(text) is not None  # CJK wrapping (PDF)
+    env.filters["shorten"] = shorten  # cut between whole letters and emoji, "…" when cut
     env.filters["pct"] = lambda v, digits=1: "n/a" if v is None else f"{100 * v:.{digits}f} %"
     env.filters["num"] = lambda v, digits=1: "n/a" if v is None else f"{v:,.{digits}f}"
     env.filters["local"] = lambda v, tz, fmt="%a %d %b %H:%M": "" if not v else parse_time(v).astimezone(  # type: ignore[union-attr]

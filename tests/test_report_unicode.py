@@ -7,6 +7,7 @@ separate combining marks, was quoted unmasked in alerts and in the report."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import timedelta
 from pathlib import Path
@@ -210,3 +211,24 @@ def test_report_and_alert_both_mask_the_chinese_name(tmp_path: Path) -> None:
     assert len(urgent) == 2, firings
     assert any("我是[name]" in why for why in urgent) and not any(CHINESE_NAME in why for why in urgent)
     assert not any("Núñez" in unicodedata.normalize("NFC", why) for why in urgent)
+
+
+def test_a_chinese_post_is_set_to_wrap_in_the_pdf_and_a_latin_one_is_not(tmp_path: Path) -> None:
+    """Browser check of this stop: a Chinese post (no spaces) in Notable cases printed one line of ~57 characters that
+    ran off the A4 page; the other ~125 were lost (the HTML report wrapped it). xhtml2pdf's ReportLab breaks lines
+    at spaces unless a paragraph asks for CJK wrapping (``-pdf-word-wrap: CJK``, which wraps such a line into the
+    column: tried with ReportLab's own fonts). This machine has no CJK face, so the drawn text cannot be read back
+    here: the test holds the PDF's HTML to it. A Latin quote keeps word wrapping (CJK wrapping splits words)."""
+    store = _complaint_store(tmp_path / "shop.db", {"zh": "我的包裹还没到" * 25, "pl": POSTS["pl"]})
+    try:
+        report = build_weekly_report(store, fixture_config(), WEEK, redact=False, charts=False)
+    finally:
+        store.close()
+    html = render_html(report, for_pdf=True)
+    assert re.search(r"\.cjk\s*\{[^}]*-pdf-word-wrap:\s*CJK", html), "no CJK wrapping in the PDF's stylesheet"
+    cells = re.findall(r'<td class="([^"]*)">([^<]*)', html)
+    chinese = [classes for classes, text in cells if "包裹" in text]
+    polish = [classes for classes, text in cells if POSTS["pl"][:12] in text]
+    assert chinese and all("cjk" in c.split() for c in chinese), cells
+    assert polish and not any("cjk" in c.split() for c in polish), cells
+    assert "cjk" not in render_html(report, for_pdf=False).split("<body", 1)[1]  # the HTML report wraps by itself
