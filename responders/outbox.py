@@ -73,6 +73,19 @@ def lane_of(channel: str, target: str | None, account: str | None = None) -> str
         return f"{channel}@{account.lower()}" if account else channel
     return f"{channel}:{target}"
 
+#: Networks where every account of ours talks to one API host: a timeout there is the network's, not one
+#: account's, so it pauses every account on it (Mastodon and Bluesky accounts may live on other servers).
+ONE_HOST_NETWORKS = frozenset({"x"})
+#: The longest a network that keeps timing out is left alone between tries.
+MAX_NETWORK_PAUSE_S = 600.0
+
+
+def network_hold(channel: str) -> str | None:
+    """The pause key of the network a message goes out on, where one timeout holds all of it (``network:x``)."""
+    network = network_of(channel)
+    return f"network:{network}" if network in ONE_HOST_NETWORKS else None
+
+
 #: Messages to a case's customer: an e-mail of these goes From the case brand's address, never another brand's.
 CUSTOMER_KINDS = frozenset({"reply", "follow_up", "outreach"})
 
@@ -138,7 +151,10 @@ def enqueue(store: Store, *, kind: str, channel: str, text: str, actor: str, ide
                      **({"account": account} if account else {})})
         if uses_job_queue(store) and kind != "report":
             # On PostgreSQL the send job commits with the message (or neither does); see doorstep.job_queue.
-            defer_job(store, SEND_TASK, queue="send", message_id=cursor.lastrowid, schedule_at=not_before)
+            # The outbox sweep's lock too: while this job waits, the sweep defers no second one (it did, for every
+            # message still queued: two jobs a reply, the backlog doubled when a hung network held the slot).
+            defer_job(store, SEND_TASK, queue="send", queueing_lock=f"send:{cursor.lastrowid}",
+                      message_id=cursor.lastrowid, schedule_at=not_before)
     return message.model_copy(update={"id": cursor.lastrowid})
 
 
@@ -846,9 +862,38 @@ class Outbox:
             return self._senders[key]
 
     def paused(self) -> dict[str, tuple[datetime, str]]:
-        """Lanes waiting for a rate-limit window or after a failure: lane -> (until, why)."""
+        """Lanes waiting for a rate-limit window or after a failure: lane -> (until, why); a network held
+        as a whole (:func:`network_hold`) is under its own key."""
         now = self.now()
-        return {lane: held for lane, held in dict(self._paused).items() if held[0] > now}
+        return {lane: held for lane, held in dict(self._paused).items() if held[0] > now and not lane.startswith("streak:")}
+
+    def held(self, channel: str, target: str | None, account: str | None) -> tuple[datetime, str] | None:
+        """(until, why) where a message on ``channel`` from ``account`` must wait: its lane's pause or its network's."""
+        paused = self.paused()
+        network = network_hold(channel)
+        return paused.get(lane_of(channel, target, account)) or (paused.get(network) if network else None)
+
+    def _pause_network(self, message: OutboundMessage, why: str) -> None:
+        """A timeout or failure on a one-host network (X) holds every account on it. Each failure after the last
+        pause ended (no send got through meanwhile) doubles the pause, up to :data:`MAX_NETWORK_PAUSE_S`: with one
+        send slot, each try of a hung X takes a 30 s timeout from every other network's replies."""
+        key = network_hold(message.channel)
+        if key is None:
+            return
+        last = self._paused.get(f"streak:{key}")
+        seconds = min(MAX_NETWORK_PAUSE_S, float(last[1]) * 2) if last else self.settings.channel_pause_s
+        if seconds <= 0:
+            return
+        until = self.now() + timedelta(seconds=seconds)
+        self._paused[key] = (until, why)
+        self._paused[f"streak:{key}"] = (until, str(seconds))
+        log.warning("outbox: %s paused for %.0f s: %s", key, seconds, why)
+
+    def _network_answered(self, message: OutboundMessage) -> None:
+        """A send got through: the network's next failure starts from the first pause again."""
+        key = network_hold(message.channel)
+        if key is not None:
+            self._paused.pop(f"streak:{key}", None)
 
     def _pause(self, message: OutboundMessage, seconds: float, why: str) -> None:
         if seconds <= 0:
@@ -1017,6 +1062,7 @@ class Outbox:
             self._pause(message, error.retry_after_s, f"rate limited: {str(error)[:200]}")
         elif error.retryable:
             self._pause(message, self.settings.channel_pause_s, str(error)[:200])
+            self._pause_network(message, str(error)[:200])
         attempts = message.attempts
         permanent = not error.retryable or attempts >= self.settings.max_attempts
         if permanent:
@@ -1051,7 +1097,7 @@ class Outbox:
 
             if wait_for_quiet_hours(self.store, self.config, before, self.now(), self.actor):
                 return get_message(self.store, message_id).status
-        held = self.paused().get(lane_of(before.channel, before.target, before.account))
+        held = self.held(before.channel, before.target, before.account)
         if before.status == "queued" and held is not None:
             # Its lane failed or was rate limited a moment ago (in any thread of this process): not tried now
             # (no attempt used), so a job queue's send slot is not spent on another timeout.
@@ -1092,6 +1138,7 @@ class Outbox:
         if os.environ.get(CRASH_HOOK_ENV):
             os._exit(int(os.environ[CRASH_HOOK_ENV]) if os.environ[CRASH_HOOK_ENV].isdigit() else 86)
         recorded = self._mark_sent(message, external_id, recovered=False)
+        self._network_answered(message)
         note_sent(self.store, message.channel, message.account)  # posted either way: it counts against the budget
         return "sent" if recorded else get_message(self.store, message_id).status
 
@@ -1152,7 +1199,8 @@ class Outbox:
         by_lane: dict[str, list[int]] = {}
         for row in rows:
             lane = lane_of(row["channel"], row["target"], row["account"])
-            if lane not in paused:
+            network = network_hold(row["channel"])
+            if lane not in paused and (network is None or network not in paused):
                 by_lane.setdefault(lane, []).append(row["id"])
         sent = self._collect_finished()
         started: list[Future[int]] = []

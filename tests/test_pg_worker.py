@@ -546,3 +546,28 @@ def test_hung_sends_do_not_hold_up_another_queue(postgres_url: str, tmp_path: Pa
         set_runtime(None)
         rt.close()
     assert not thread.is_alive()
+
+def test_a_queued_reply_has_one_send_job_after_the_outbox_sweep(postgres_url: str) -> None:
+    """Audit of the per-queue workers, F2: the job deferred with a message had no queueing lock, so the outbox sweep
+    deferred a second one ("send:N") for every message still waiting: two send jobs a reply, the backlog doubled
+    exactly when a hung network held the send slot. The first job now takes the same lock."""
+    from commands.jobs_queue import Runtime, apply_schema, set_runtime, sweep_outbox
+    from doorstep.config import load_config
+    from responders.outbox import enqueue
+
+    Store(postgres_url).close()
+    apply_schema(postgres_url)
+    store = Store(postgres_url)
+    rt = Runtime(postgres_url, load_config(REPO / "demo" / "doorstep.toml"))
+    set_runtime(rt)
+    try:
+        message = enqueue(store, kind="alert", channel="email", text="Subject: hi\n\nan alert", actor="alert:test",
+                          idempotency_key="one-job", target="lead@shop.example")
+        sweep_outbox(int(time.time()))
+        jobs = _count(postgres_url, "select count(*) from procrastinate_jobs where task_name = 'doorstep.send' and "
+                                    "(args->>'message_id')::int = %s", [message.id])
+        assert jobs == 1, jobs
+    finally:
+        set_runtime(None)
+        rt.close()
+        store.close()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -236,3 +237,57 @@ def test_a_paused_lane_is_not_tried_per_message_by_the_job_queues_sends(store: S
         for message in replies:
             Outbox(store, config, now=lambda: clock["now"], pauses=pauses).send_one(message.id)  # type: ignore[arg-type]
         assert sorted(p["text"] for p in em.posted) == sorted(r.text for r in replies)  # each exactly once
+
+
+class _Hung:
+    """A sender whose server does not answer: every send times out (counted)."""
+
+    can_check = False
+
+    def __init__(self) -> None:
+        self.tries: list[str | None] = []
+
+    def send(self, message: Any) -> str:
+        from responders.channels import SendError
+
+        self.tries.append(message.account)
+        raise SendError("ReadTimeout: read timeout=30.0", retryable=True)
+
+
+class _Taking:
+    can_check = False
+
+    def send(self, message: Any) -> str:
+        return f"ok-{message.id}"
+
+
+def test_a_hung_x_pauses_every_account_on_x_not_one_at_a_time(store: Store) -> None:
+    """Audit of the per-queue workers, F1: X stopped answering and each of two brands' X accounts took its own 30 s
+    timeout in the one send slot, again and again (the pause of one account ran out while the other's timeout used the
+    slot), so Bluesky, Mastodon and e-mail replies went out minutes late. A timeout on X (one API host for all our
+    accounts) now pauses X for every account, untried; a rate limit stays one account's."""
+    from datetime import timedelta
+
+    from responders.outbox import enqueue
+
+    hung, taking = _Hung(), _Taking()
+    config = shop_config()
+    clock = {"now": datetime.now(timezone.utc)}
+    queued = [enqueue(store, kind="reply", channel=channel, text=f"reply {n}", actor="sam", idempotency_key=f"k{n}",
+                      target=f"@cust{n}", account=account)
+              for n, (channel, account) in enumerate([("x", "LarkspurHelp"), ("x", "FettleCare"), ("x", "LarkspurHelp"),
+                                                      ("x", "FettleCare"), ("bluesky", "larkspur.bsky.social")])]
+    outbox = Outbox(store, config, now=lambda: clock["now"], senders={"x": hung, "bluesky": taking})
+    for message in queued:  # one send slot, in the order the jobs came
+        outbox.send_one(message.id)  # type: ignore[arg-type]
+    assert hung.tries == ["LarkspurHelp"], hung.tries  # one timeout for X, not one per account
+    statuses = [get_message(store, m.id) for m in queued]  # type: ignore[arg-type]
+    assert [m.attempts for m in statuses[:4]] == [1, 0, 0, 0] and statuses[4].status == "sent", statuses
+    # Still hung after the pause: the next pause is longer, so X takes the slot ever less often.
+    clock["now"] += timedelta(seconds=31)
+    first_until = outbox.held("x", "@cust1", "FettleCare")
+    assert first_until is None  # the first pause is over
+    outbox.send_one(queued[1].id)  # type: ignore[arg-type]
+    assert hung.tries == ["LarkspurHelp", "FettleCare"]
+    again = outbox.held("x", "@cust2", "LarkspurHelp")
+    assert again is not None and again[0] - clock["now"] > timedelta(seconds=45), again
