@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -588,11 +590,13 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
     log.info("worker %s on queues %s, %s", name or "", ", ".join(queues or QUEUES),
              f"concurrency {concurrency} shared" if concurrency else "one job at a time per queue")
     options: dict[str, Any] = {"queues": list(queues) if queues else None, "concurrency": concurrency, "name": name,
+                               "shutdown_graceful_timeout": STOP_GRACE_S,
                                "wait": wait, "stalled_worker_timeout": STALLED_AFTER_S,
                                "fetch_job_polling_interval": 1.0}
     try:
         if wait:
             keep_working(lambda: build_app(db, config), options, after_each_try=runtime().close)
+            _leave_stuck_jobs()
         else:
             # Until the queues are empty: one pool over them, so an ingest job a classify job defers late
             # is still taken (a worker of the ingest queue alone would have stopped, its queue empty).
@@ -601,6 +605,30 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
         runtime().close()
         set_runtime(None)
         log.info("worker stopped after %.0f s", time.monotonic() - started)
+
+
+#: Seconds a stopping worker waits for the jobs under way (a send's timeout is 30 s) before it leaves them.
+STOP_GRACE_S = 30.0
+
+
+def _leave_stuck_jobs() -> None:
+    """End the process now where a job's thread is still stuck after the stop (a poll of an X that does not
+    answer: 7 tries of 30 s): Python would wait for it at exit. Its job stays "doing" and is run again once
+    stalled (``doorstep.retry_stalled``), as after a kill."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    deadline = time.monotonic() + 2.0  # idle executor threads are ending now
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
+    if not stuck:
+        return
+    log.warning("worker stopped; leaving %d job thread(s) that did not finish within %g s (a network that does not "
+                "answer): their jobs run again later", len(stuck), STOP_GRACE_S)
+    runtime().close()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 #: Seconds a worker that lost the database waits before it tries again: the first wait, doubled after
@@ -633,7 +661,7 @@ def keep_working(make_app: Callable[[], procrastinate.App], options: dict[str, A
         while not stop.is_set():
             started = time.monotonic()
             try:
-                asyncio.run(_work_until_stopped(make_app(), options, stop))
+                _run_loop(_work_until_stopped(make_app(), options, stop))
                 why = "the worker stopped by itself (procrastinate's log above says why)"
             except Exception as exc:
                 cause = _lost_database(exc)
@@ -658,6 +686,25 @@ def keep_working(make_app: Callable[[], procrastinate.App], options: dict[str, A
             signal.signal(sig, handler)
 
 
+def _run_loop(work: Any) -> None:
+    """``asyncio.run(work)``, except that a job thread still stuck at the end (a network that does not answer)
+    is not waited for: asyncio.run joins the loop's executor, so one SIGTERM during an X outage left the worker
+    alive, sending nothing, for the minutes a poll takes (audit of the per-queue workers)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(work)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:  # a task waiting on a stuck job's thread would wait for ever: a few seconds, then left
+                loop.run_until_complete(asyncio.wait(pending, timeout=5.0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts its executor down without waiting
+
+
 async def _work_until_stopped(app: procrastinate.App, options: dict[str, Any], stop: threading.Event) -> None:
     """Open ``app`` and run its worker until it ends or a stop signal comes (that ends it gracefully:
     the jobs under way finish, as procrastinate's own handler lets them). A second signal ends the
@@ -677,6 +724,14 @@ async def _work_until_stopped(app: procrastinate.App, options: dict[str, Any], s
     if stop.is_set():  # a signal before the handlers above
         task.cancel()
     try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=1.0)
+            if stop.is_set() and not task.done():
+                # The jobs under way get STOP_GRACE_S (procrastinate's graceful timeout), and a little for the
+                # workers to say so; a job stuck in its thread (a network that does not answer) is left then:
+                # procrastinate cannot cancel a thread, and waiting for it kept the worker alive for minutes.
+                await asyncio.wait({task}, timeout=STOP_GRACE_S + 5.0)
+                return
         await task
     except asyncio.CancelledError:
         if not stop.is_set():

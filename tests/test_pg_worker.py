@@ -571,3 +571,54 @@ def test_a_queued_reply_has_one_send_job_after_the_outbox_sweep(postgres_url: st
         set_runtime(None)
         rt.close()
         store.close()
+
+
+_HUNG_WORKER = """
+import sys, threading
+import commands.jobs_queue as jq
+from doorstep.config import load_config
+
+made = jq.build_app
+def build_app(db, config):
+    app = made(db, config)
+    app.task(name="test.hung", queue="listen")(lambda: threading.Event().wait(600))  # a network that never answers
+    return app
+jq.build_app = build_app
+jq.STOP_GRACE_S = 2.0
+app = build_app(sys.argv[1], load_config(sys.argv[2]))
+with app.open():
+    app.configure_task("test.hung").defer()
+jq.run_worker(sys.argv[1], load_config(sys.argv[2]), queues=["listen", "send"])
+print("worker returned", flush=True)
+"""
+
+
+def test_one_sigterm_stops_a_worker_whose_job_hangs(postgres_url: str, tmp_path: Path) -> None:
+    """Audit of the per-queue workers, F3: one SIGTERM during an X outage logged "Stopped worker" for every queue,
+    but the process lived on for minutes, sending nothing, while its poll job (7 tries of a 30 s timeout) ran: the
+    job's thread held the exit. A supervisor's stop-then-start kept sending down all that time. The worker now
+    waits STOP_GRACE_S for the jobs under way, then leaves the stuck one (run again later) and exits."""
+    from commands.jobs_queue import apply_schema
+
+    Store(postgres_url).close()
+    apply_schema(postgres_url)
+    script = tmp_path / "hung_worker.py"
+    script.write_text(_HUNG_WORKER)
+    log = tmp_path / "hung.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(script), postgres_url, str(REPO / "demo" / "doorstep.toml")],
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait("the hung job to start", lambda: _count(
+            postgres_url, "select count(*) from procrastinate_jobs where task_name = 'test.hung' and status = 'doing'"))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)  # a hang guard: the job alone would hold the process 600 s
+        except subprocess.TimeoutExpired:
+            raise AssertionError("one SIGTERM did not stop the worker\n" + log.read_text()[-3000:]) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log.read_text()[-3000:]
