@@ -595,8 +595,9 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
                                "fetch_job_polling_interval": 1.0}
     try:
         if wait:
+            before = set(threading.enumerate())
             keep_working(lambda: build_app(db, config), options, after_each_try=runtime().close)
-            _leave_stuck_jobs()
+            _leave_stuck_jobs(before)
         else:
             # Until the queues are empty: one pool over them, so an ingest job a classify job defers late
             # is still taken (a worker of the ingest queue alone would have stopped, its queue empty).
@@ -611,11 +612,13 @@ def run_worker(db: str, config: Config, *, queues: Sequence[str] | None = None, 
 STOP_GRACE_S = 30.0
 
 
-def _leave_stuck_jobs() -> None:
+def _leave_stuck_jobs(before: set[threading.Thread]) -> None:
     """End the process now where a job's thread is still stuck after the stop (a poll of an X that does not
     answer: 7 tries of 30 s): Python would wait for it at exit. Its job stays "doing" and is run again once
-    stalled (``doorstep.retry_stalled``), as after a kill."""
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    stalled (``doorstep.retry_stalled``), as after a kill. Only the job threads this run started count
+    (procrastinate runs a job in the event loop's executor: "asyncio_N"), never a caller's own threads."""
+    stuck = [t for t in threading.enumerate() if t not in before and t.name.startswith("asyncio_")
+             and not t.daemon and t.is_alive()]
     deadline = time.monotonic() + 2.0  # idle executor threads are ending now
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
