@@ -548,7 +548,8 @@ def test_timeline_puts_no_handle_sign_on_a_slack_or_webhook_target() -> None:
                                            (3, "webhook", "https://hooks.example/c"), (4, "mastodon", "ann@social.ex"),
                                            (5, "x_dm", "sienna_l")]}
     said = [sentence(_event("outbox.sent", message_id=n), messages, when) for n in sorted(messages)]
-    assert said == ["Alert to $SLACK_ALERTS_WEBHOOK on Slack sent", "Alert to $CARE_APPRISE by Apprise sent",
+    # A configured destination by what it is to the team, never its $NAME (browser check, 2026-12-07).
+    assert said == ["Alert to the alerts channel on Slack sent", "Alert to the alerts channel by Apprise sent",
                     "Alert to https://hooks.example/c by webhook sent", "Alert to @ann@social.ex on Mastodon sent",
                     "Alert to @sienna_l by X direct message sent"]
 
