@@ -743,8 +743,12 @@ def _post_label(m: Mention, own: bool, when: Any = None) -> str:
         "" if own else "  [not this case's customer]") + (f"  (post {m.id})" if when is not None else "")
 
 
-#: Networks that count a reply's graphemes (the browser's box counts UTF-16 units, so it sets them no limit).
+#: Networks that count a reply's graphemes.
 GRAPHEME_CHANNELS = frozenset({"bluesky", "mastodon"})
+#: Networks whose count is not the browser's: the box (which counts UTF-16 units and drops a whole paste beyond
+#: ``max_chars``) sets them no limit; the page counts as the network does and Queue reply checks. X counts a flag
+#: (4 units) or a family emoji (11) as 2 and a long tracking link as 23.
+WEIGHTED_CHANNELS = GRAPHEME_CHANNELS | {"x"}
 
 
 def _composer(store: Store, case: Case, user: Any) -> None:
@@ -914,11 +918,11 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _after_own_write(store, case)
 
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
-        # The browser counts UTF-16 units and drops a whole paste beyond max_chars: right for X (its weights are at
-        # least that, but for rare emoji sequences), wrong where the network counts graphemes (a Hindi reply of 243
-        # graphemes is 360 units: Bluesky and Mastodon), so those boxes take any length and the page counts.
+        # The browser counts UTF-16 units and drops a whole paste beyond max_chars: wrong where the network counts
+        # otherwise (a Hindi reply of 243 graphemes is 360 units on Bluesky; 100 flags are 400 units and 200 on X),
+        # so those boxes take any length and the page counts.
         text = st.text_area("Reply text", key=key, height=120,
-                            max_chars=None if channel in GRAPHEME_CHANNELS else limit)
+                            max_chars=None if channel in WEIGHTED_CHANNELS else limit)
         button, answer = st.columns([1, 3], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
                                   disabled=not can(user, "reply"), shortcut=SHORTCUTS["queue"])
@@ -939,10 +943,11 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             st.rerun()
-    if limit and channel in GRAPHEME_CHANNELS:
-        st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} (an emoji or a letter with its "
-                             "marks counts as one" + (", links as 23" if channel == "mastodon" else "")
-                             + "): the count below is of the words as last sent, and Queue reply checks it."))
+    if limit and channel in WEIGHTED_CHANNELS:
+        how = ("links count as 23, an emoji or a Chinese, Japanese or Korean character as 2" if channel == "x" else
+               "an emoji or a letter with its marks counts as one" + (", links as 23" if channel == "mastodon" else ""))
+        st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} ({how}): the count below is of "
+                             "the words as last sent, and Queue reply checks it."))
     elif limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
                              + ("links count as 23 and some characters as 2, " if channel in ("x", "mastodon") else "")
