@@ -24,6 +24,28 @@ else:
     # host with busy neighbours a click's two script runs (the action, then the redraw) once took longer.
     # A click that is lost still fails, 10 s later.
     _browser_expect.set_options(timeout=15_000)
+
+_real_exit = os._exit
+_test_run_pid: int | None = None
+
+
+def _exit_outside_the_test_run(status: int) -> None:
+    """``os._exit`` in the pytest process ends the whole run with no summary and status 0 (CI at 7e55864 ended
+    silently inside tests/test_pg_outage.py: a worker's stop path took pytest's threads for stuck jobs). In that
+    process it raises, so the test that reached it fails by name; a child process (forked, or spawned and importing
+    this module) still exits."""
+    if os.getpid() == _test_run_pid:
+        raise RuntimeError(f"os._exit({status}) called inside the test run: it would end pytest silently")
+    _real_exit(status)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Only the process pytest runs in gets the guard (a spawned child imports this module but configures nothing)."""
+    global _test_run_pid
+    _test_run_pid = os.getpid()
+    os._exit = _exit_outside_the_test_run  # type: ignore[assignment]
+
+
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=timezone.utc)
 
 
