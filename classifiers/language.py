@@ -33,7 +33,7 @@ import numpy as np
 #: Languages the identifier chooses among (ISO 639-1). English must be one of them.
 LANGUAGES: tuple[str, ...] = (
     "en", "es", "fr", "de", "it", "pt", "nl", "pl", "sv", "da", "no", "fi", "tr", "ru", "uk", "ar", "zh",
-    "ja", "ko", "hi", "el", "cs", "ro", "hu", "id", "vi", "th", "he",
+    "ja", "ko", "hi", "el", "cs", "ro", "hu", "id", "vi", "th", "he", "cy", "ga",
 )
 #: Normalised probability above which another language is believed.
 MIN_CONFIDENCE = 0.7

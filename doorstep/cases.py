@@ -64,7 +64,8 @@ LANGUAGE_NAMES: dict[str, str] = {
     "pl": "Polish", "sv": "Swedish", "da": "Danish", "no": "Norwegian", "fi": "Finnish", "tr": "Turkish",
     "ru": "Russian", "uk": "Ukrainian", "ar": "Arabic", "zh": "Chinese", "ja": "Japanese", "ko": "Korean",
     "hi": "Hindi", "el": "Greek", "cs": "Czech", "ro": "Romanian", "hu": "Hungarian", "id": "Indonesian",
-    "vi": "Vietnamese", "th": "Thai", "he": "Hebrew", "und": "another language",
+    "vi": "Vietnamese", "th": "Thai", "he": "Hebrew", "cy": "Welsh",
+    "ga": "Irish", "und": "another language",
 }
 #: Points for a post the classifier cannot read (not English): its "no complaint" is a guess, so it must not sink
 #: to the bottom band; 10 + 20 reaches p3's default threshold (languages audit).

@@ -20,6 +20,9 @@ NON_ENGLISH = {
     "ru": "Где моя посылка?",
     "zh": "我的包裹还没到",
     "ja": "荷物がまだ届きません",
+    # A UK or Irish shop's customers (left open last stop: Welsh was read as English, labels and all).
+    "cy": "Dw i wedi aros am fy mharsel ers wythnos, ble mae e?",
+    "ga": "Tá mo bheart caillte, cá bhfuil sé? Níor tháinig aon rud fós",
 }
 ENGLISH = [
     "parcel lost again",
@@ -31,6 +34,12 @@ ENGLISH = [
     "hello?? Still no parcel and no reply to my DM.",
     "Ordered a jute rug on Monday, no sign of it yet",
     "ok",
+    # Welsh and Irish place names in English posts stay English.
+    "my parcel to Aberystwyth still not here after 5 days",
+    "Delivered to Pontypridd depot and then nothing, where is it?",
+    "your driver left my parcel in Llanelli not Llandudno!!",
+    "Courier says failed attempt at Ystradgynlais but I was home all day",
+    "Sent to Dún Laoghaire instead of Dublin, useless",
 ]
 
 
