@@ -1,6 +1,6 @@
 """Customers' replies over HTTP: SMS through Twilio's inbound webhook, e-mail through a raw-message endpoint.
 
-Both are routes on the one inbound application (:mod:`listeners.inbound_app`), served with the
+Both are routes on the one inbound application (:mod:`doorstep.inbound_app`), served with the
 webhook listener. What a reply means and what it triggers is :mod:`responders.dialogue`.
 
 ``POST /sms`` - Twilio's "A message comes in" webhook (form fields ``From``, ``Body``,
@@ -62,7 +62,7 @@ from doorstep.dialect import OPERATIONAL_ERRORS
 from doorstep.dialogue import storable_text
 from doorstep.store import Store
 from listeners.health import record_error, record_success
-from listeners.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, json_error, read_body
+from doorstep.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, json_error, read_body
 
 if TYPE_CHECKING:
     from listeners.webhook import RejectedCounter

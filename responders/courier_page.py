@@ -33,7 +33,7 @@ from doorstep.config import Config
 from doorstep.dialect import OPERATIONAL_ERRORS, is_busy
 from doorstep.models import utcnow
 from doorstep.store import Store
-from listeners.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, InboundServer, json_error, read_body
+from doorstep.inbound_app import BodyTimeout, BodyTooLarge, InboundLimits, InboundServer, json_error, read_body
 from responders.courier_link import (
     UPDATE_STATUSES,
     LinkRefused,
