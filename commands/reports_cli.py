@@ -22,20 +22,26 @@ def report() -> None:
 @click.option("--format", "fmt", type=click.Choice(["html", "pdf", "both"]), default="both", show_default=True)
 @click.option("--no-redact", is_flag=True,
               help="Keep handles, names, contact details and order/tracking numbers (internal use; recorded in the audit log).")
-@click.option("--actor", default=None, envvar="USER", help="Who is asking, for the audit log of --no-redact.")
+@click.option("--as", "actor", default="cli", show_default=True, help="Who asks (audit log of --no-redact).")
+# The name this option had before it was called --as like every other command's; kept for scripts.
+@click.option("--actor", "old_actor", default=None, hidden=True)
 @pass_ctx
 def weekly(ctx: Context, week: str | None, brand: str | None, out_dir: Path, fmt: str, no_redact: bool,
-           actor: str | None) -> None:
+           actor: str, old_actor: str | None) -> None:
     """Write the weekly report as self-contained HTML and/or PDF."""
     from doorstep.reports import build_weekly_report, write_report
 
+    if old_actor is not None:
+        if click.get_current_context().get_parameter_source("actor") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("give --as only (--actor is its old name)")
+        actor = old_actor
     config = ctx.config
     if brand and brand not in {b.name for b in config.brands}:
         known = ", ".join(b.name for b in config.brands) or "(none configured)"
         raise click.BadParameter(f"unknown brand {brand!r}; configured brands: {known}", param_hint="--brand")
     try:
         built = build_weekly_report(ctx.store, config, week, brand, redact=not no_redact,
-                                    actor=f"cli:{actor or 'unknown'}")
+                                    actor=actor)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--week") from None
     for path in write_report(built, out_dir, fmt):
