@@ -48,6 +48,10 @@ from doorstep import case_merge
 from doorstep.corrections import ReviewError, correct_labels, last_review
 from doorstep.case_merge import Held
 from doorstep.permissions import NotAllowed
+from doorstep.resolving import (  # noqa: F401 - re-exported: the page's rule lives in the core
+    RETIRED_BY_RESOLVING, held_up_words, pending_messages, pending_words, resolve_holds, retired_words,
+    undelivered_messages,
+)
 from doorstep.store import StaleCaseError, Store, iso
 from doorstep.text import shorten
 
@@ -129,79 +133,6 @@ def write_case(store: Store, case: Case, actor: str, what: str, at: str = "actio
 
 
 # --------------------------------------------------------------------- presence and failures
-def undelivered_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
-    """Replies and escalations of the case that have not reached anyone: failed, retrying after an error,
-    or waiting for approval. Shown in the header; resolving asks for confirmation while any exist, except
-    for a rule's messages that resolving retires (:func:`resolve_holds`)."""
-    return list(store.db.query(
-        "select id, kind, channel, target, status, last_error, account from outbound_messages where case_id = ? and "
-        "kind in ('reply', 'escalation', 'follow_up', 'outreach') and (status in ('failed', 'awaiting_approval') or "
-        "(status in ('queued', 'sending') and last_error is not null)) order by id", [case_id]))
-
-
-def pending_messages(store: Store, case_id: int) -> list[dict[str, Any]]:
-    """Undelivered ones plus those still queued or being sent; ``automatic``: written by a rule, whose facts
-    the outbox re-checks before it goes (``automatic_messages``)."""
-    return list(store.db.query(
-        "select o.id, o.kind, o.channel, o.status, o.last_error, (case when exists (select 1 from automatic_messages a "
-        "where a.message_id = o.id) then 1 else 0 end) as automatic from outbound_messages o where o.case_id = ? and "
-        "o.kind in ('reply', 'escalation', 'follow_up', 'outreach') and o.status in ('failed', 'awaiting_approval', "
-        "'queued', 'sending') order by o.id", [case_id]))
-
-
-#: The kinds of a rule's messages to the customer: re-checked right before they go (or are approved) and
-#: cancelled where the case is no longer open (responders.automatic.recheck, "the case is resolved").
-RETIRED_BY_RESOLVING = ("follow_up", "outreach")
-
-
-def resolve_holds(store: Store, case_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The case's pending messages in two: those resolving needs a confirmation for, and those it retires.
-
-    A reply or an escalation still goes out (or stays failed) on a resolved case, which nobody watches any
-    more: the agent confirms. A follow-up or outreach message that has not left (awaiting approval, queued,
-    failed) never goes out on a resolved case: the outbox and the Approvals page re-check it first and
-    cancel it. Resolving is what retires it, so it does not hold the case up; the page says what becomes of
-    it. Before, a follow-up awaiting the lead's approval refused resolving as "1 reply/escalation message(s)
-    are pending or failed" (browser check). One being sent right now is past recalling: it holds, as a reply.
-    """
-    hold_up, retired = [], []
-    for message in pending_messages(store, case_id):
-        moot = (message["kind"] in RETIRED_BY_RESOLVING and message["automatic"]
-                and message["status"] in ("awaiting_approval", "queued", "failed"))
-        (retired if moot else hold_up).append(message)
-    return hold_up, retired
-
-
-def _pending_state(message: dict[str, Any]) -> str:
-    if message["status"] == "queued" and message.get("last_error"):
-        return "retrying after an error"
-    return {"awaiting_approval": "awaiting approval", "sending": "being sent"}.get(message["status"], message["status"])
-
-
-def pending_words(messages: list[dict[str, Any]]) -> str:
-    """"1 escalation failed, 2 replies queued": pending messages counted by kind and state, in their order."""
-    counts: dict[tuple[str, str], int] = {}
-    for message in messages:
-        key = (kind_name(message["kind"]), _pending_state(message))
-        counts[key] = counts.get(key, 0) + 1
-    return ", ".join(f"{n} {kind if n == 1 else kind[:-1] + 'ies' if kind.endswith('y') else kind + 's'} {state}"
-                     for (kind, state), n in counts.items())
-
-
-def _held_up_words(verb: str, hold_up: list[dict[str, Any]]) -> str:
-    """"Not resolved: 3 messages are pending or failed (1 escalation failed, 2 replies queued)"."""
-    n = len(hold_up)
-    return (f"Not {verb}: {n} message{'' if n == 1 else 's'} {'is' if n == 1 else 'are'} pending or failed "
-            f"({pending_words(hold_up)})")
-
-
-def _retired_words(retired: list[dict[str, Any]]) -> str:
-    """What resolving does to the rule's messages that had not gone out ("" when there were none)."""
-    if not retired:
-        return ""
-    return f"; its {pending_words(retired)} will not be sent while the case stays resolved"
-
-
 def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
     """Who else is here, redrawn every few seconds without a click (a fragment rerun).
 
@@ -1222,7 +1153,7 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
     """X: resolve (never past an undelivered reply or escalation), then the next case of the queue."""
     hold_up, retired = resolve_holds(store, case.id)  # type: ignore[arg-type]
     if hold_up:
-        flash("error", f"{_held_up_words('resolved', hold_up)}. Use \"Resolve even though...\" under Status to "
+        flash("error", f"{held_up_words('resolved', hold_up)}. Use \"Resolve even though...\" under Status to "
               "confirm, or retry/cancel them first.", at=f"status:{case.id}")
         st.rerun()
     typing = [o["user"] for o in presence.others(store, case.id, user.username) if o["drafting"]]  # type: ignore[arg-type]
@@ -1234,10 +1165,10 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
     changes = status_changes(case, "resolved")
     # The next case in the queue's whole order, found before this one leaves it.
     after = queue_neighbours(store, case.id)[1]
-    if write_case(store, case, user.username, "resolved" + _retired_words(retired), at="status", **changes) is None:
+    if write_case(store, case, user.username, "resolved" + retired_words(retired), at="status", **changes) is None:
         st.rerun()  # someone else changed the status: the conflict is shown, nothing moves on
     if after is not None:
-        flash("success", f"case #{case.id} resolved" + _retired_words(retired))
+        flash("success", f"case #{case.id} resolved" + retired_words(retired))
         open_case(after)
     st.rerun()
 
@@ -1279,12 +1210,12 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                                  key=f"resolve_anyway_{case.id}_g{form_round(case)}")
         if st.form_submit_button("Set status", disabled=not can(user, "status")):
             if status in ("resolved", "closed") and hold_up and not anyway:
-                flash("error", f"{_held_up_words(status_name(status), hold_up)}. Tick \"Resolve even though...\" to "
+                flash("error", f"{held_up_words(status_name(status), hold_up)}. Tick \"Resolve even though...\" to "
                       "confirm, or retry/cancel them first.", at=f"status:{case.id}")
                 st.rerun()
             changes = status_changes(case, status)
             write_case(store, case, user.username, f"status set to {status_name(status)}"
-                       + (_retired_words(retired) if status in ("resolved", "closed") else ""), at="status", **changes)
+                       + (retired_words(retired) if status in ("resolved", "closed") else ""), at="status", **changes)
             st.rerun()
     if st.button("Resolve and go to the next case", key=f"resolve_next_{case.id}", disabled=not can(user, "status"),
                  shortcut=SHORTCUTS["resolve"], help="Resolve this case, then open the next one in the inbox's order"):

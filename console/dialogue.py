@@ -74,14 +74,33 @@ def _outcome_buttons(store: Any, callback: rows.Callback, user: Any, where: str)
     from responders.dialogue import DialogueError, record_outcome
 
     cols = st.columns(len(OUTCOME_WORDS))
+    held_key = f"cb_held_{where}_{callback.id}"  # "Resolved" refused past a message that has not gone
     for col, (outcome, words) in zip(cols, OUTCOME_WORDS.items()):
         if col.button(words, key=f"cb_{where}_{callback.id}_{outcome}", disabled=not can(user, "callback")):
+            st.session_state.pop(held_key, None)
             try:
                 record_outcome(store, callback.id, outcome, user.username)
             except DialogueError as exc:
-                st.error(escape_md(str(exc)))
+                if outcome == "resolved" and str(exc).startswith("Not resolved"):
+                    st.session_state[held_key] = str(exc)
+                else:
+                    st.error(escape_md(str(exc)))
             else:
                 flash("success", f"call back {callback.id}: {words.lower()} recorded")
+                st.rerun()
+    held = st.session_state.get(held_key)
+    if held:
+        st.error(escape_md(held), icon=":material/block:")
+        if st.button("Resolve even though", key=f"cb_{where}_{callback.id}_resolved_anyway",
+                     disabled=not can(user, "callback"),
+                     help="Record the call and resolve the case; what has not gone stays as it is"):
+            st.session_state.pop(held_key, None)
+            try:
+                record_outcome(store, callback.id, "resolved", user.username, force=True)
+            except DialogueError as exc:
+                st.error(escape_md(str(exc)))
+            else:
+                flash("success", f"call back {callback.id}: resolved recorded (past what had not gone)")
                 st.rerun()
 
 

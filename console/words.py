@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
+from doorstep.resolving import KIND_WORDS, kind_name  # resolving names kinds too
 
 __all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "answer_kind_name", "by_channel", "callback_reason",
            "callback_status_name", "channel_name", "facet_name", "intent_name", "kind_name", "listener_status_name",
@@ -66,8 +67,6 @@ def facet_name(column: str, value: str | None) -> str:
     return value
 
 
-#: Kinds of outbound message (``outbound_messages.kind``) whose key does not read as a word.
-KIND_WORDS = {"follow_up": "follow-up", "outreach": "outreach message", "report": "weekly report"}
 #: Questions Doorstep asks customers (``[responders.dialogue.questions.NAME]``), by their rule's name.
 QUESTION_WORDS = {"callback": "call back", "redeliver": "redelivery"}
 #: A question's state (``doorstep.dialogue.QUESTION_STATUSES``) once it no longer waits for an answer.
@@ -87,11 +86,6 @@ AUTOMATIC_RULE_WORDS = {"follow_up": "follow-up after our reply",
 #: A listener's health (``listeners.health.listener_health``'s ``status``).
 LISTENER_STATUS_WORDS = {"ok": "ok", "warning": "warning (skipped posts)", "error": "error",
                          "stale": "stale (no recent success)", "never": "never run"}
-
-
-def kind_name(kind: str | None) -> str:
-    """An outbound message's kind: "follow_up" reads "follow-up", "outreach" "outreach message"."""
-    return KIND_WORDS.get(kind or "", _spaced(kind))
 
 
 def question_name(rule: str | None) -> str:

@@ -820,12 +820,23 @@ def run_callback_rules(store: Store, config: Config, now: datetime | None = None
     return offered
 
 
-def record_outcome(store: Store, callback_id: int, outcome: str, actor: str, now: datetime | None = None) -> None:
-    """An agent's call: reached, no answer (the task stays), or resolved (the case is resolved too)."""
+def record_outcome(store: Store, callback_id: int, outcome: str, actor: str, now: datetime | None = None, *,
+                   force: bool = False) -> None:
+    """An agent's call: reached, no answer (the task stays), or resolved (the case is resolved too).
+
+    "Resolved" follows the rule of every way of resolving (:mod:`doorstep.resolving`): past a reply or an
+    escalation that has not gone it is refused, nothing recorded, unless ``force`` (the agent confirmed)."""
+    from doorstep.resolving import held_up_words, resolve_holds
+
     now = now or utcnow()
     callback = rows.get_callback(store, callback_id)
     if callback is None:
         raise DialogueError(f"no call back {callback_id}")
+    if outcome == "resolved" and not force:
+        hold_up, _ = resolve_holds(store, callback.case_id)
+        if hold_up:
+            raise DialogueError(f"{held_up_words('resolved', hold_up)}: retry or cancel them on case "
+                                f"#{callback.case_id}, record the call as reached, or resolve even though")
     if not rows.record_callback_outcome(store, callback_id, outcome, actor, now):
         raise DialogueError(f"call back {callback_id} is {callback.status}, not waiting for a call")
     store.audit(actor, "callback.outcome", callback.case_id, {"callback_id": callback_id, "outcome": outcome})

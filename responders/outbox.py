@@ -622,7 +622,7 @@ def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:
     assert case.id is not None
     event = next((e for e in reversed(store.audit_trail(case.id, limit=10_000))
                   if e.action == "case.update" and e.details.get("status") == "resolved"), None)
-    who = event.actor if event else (case.updated_by or "someone")
+    who = event.actor if event else (store.case_changed_by(case.id) or "someone")
     at = case.resolved_at or (event.at if event else None)  # the case's own time: an import or demo records later
     year = f" {at:%Y}" if at and at.year != utcnow().year else ""
     when = f" at {at:%H:%M} UTC on {at:%d %b}{year}" if at else ""

@@ -26,7 +26,7 @@ from doorstep.models import Mention, utcnow
 from doorstep.store import InboxQuery, Store
 from listeners.webhook import WebhookServer
 from responders.answers import understand
-from responders.dialogue import handle_reply, offer_callback, run_callback_rules, run_housekeeping, scan_mentions
+from responders.dialogue import DialogueError, handle_reply, offer_callback, run_callback_rules, run_housekeeping, scan_mentions
 from responders.followup import run_proactive
 from responders.outbox import Outbox
 
@@ -365,7 +365,10 @@ def test_call_back_offered_by_an_agent_scheduled_by_sms_and_breaching_its_sla(in
 
     record_outcome(store, callback.id, "no_answer", "ann", task.slot_at + timedelta(minutes=70))  # type: ignore[union-attr,operator]
     assert rows.get_callback(store, callback.id).status == "scheduled"  # type: ignore[union-attr]
-    record_outcome(store, callback.id, "resolved", "ann", task.slot_at + timedelta(minutes=90))  # type: ignore[union-attr,operator]
+    # The "yes" escalated, and that escalation is retrying: resolving past it is a confirmed choice (as on the case page).
+    with pytest.raises(DialogueError, match=r"Not resolved: 1 message is pending or failed \(1 escalation retrying"):
+        record_outcome(store, callback.id, "resolved", "ann", task.slot_at + timedelta(minutes=90))  # type: ignore[union-attr,operator]
+    record_outcome(store, callback.id, "resolved", "ann", task.slot_at + timedelta(minutes=90), force=True)  # type: ignore[union-attr,operator]
     assert rows.get_callback(store, callback.id).status == "done"  # type: ignore[union-attr]
     assert store.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
     summary = rows.callback_summary(store, utcnow() - timedelta(days=1), utcnow() + timedelta(days=1))

@@ -199,3 +199,27 @@ def test_the_call_backs_page_quotes_the_customer_and_names_the_scan_in_words(sho
     shown = "\n".join(c.value for c in page("dialogue", store).caption).replace("\\", "")
     assert "you lot are useless" not in shown
     assert "delivery attempt failed at Bath" in shown and "attempt_failed" not in shown
+
+
+def test_resolved_on_the_call_backs_page_asks_first_past_a_failed_reply(shop: tuple[Store, int]) -> None:
+    """Maintainer audit: the page's "Resolved" resolved the case past a failed reply without a word (the rule was the
+    case page's). It says what is pending and resolves only on "Resolve even though"."""
+    from doorstep.store import iso
+
+    store, case_id = shop
+    callback = rows.insert_callback(store, case_id=case_id, question_id=None, reason="asked", offered_by="ann",
+                                    offered_at=utcnow(), phone="+447700900123")
+    rows.schedule_callback(store, callback, requested_at=utcnow(), slot_at=None, slot_text=None, sla=timedelta(hours=2))
+    store.db.execute("insert into outbound_messages (case_id, kind, channel, target, text, status, attempts, "
+                     "idempotency_key, created_by, created_at, last_error) values (?, 'reply', 'sms', '+447700900123', "
+                     "'Sorry', 'failed', 5, 'cbr:1', 'ann', ?, 'Twilio 21610: unsubscribed')", [case_id, iso(utcnow())])
+    at = page("dialogue", store)
+    at.button(key=f"cb_page_{callback}_resolved").click().run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "Not resolved: 1 message is pending or failed (1 reply failed)" in errors
+    assert store.get_case(case_id).status != "resolved"  # type: ignore[union-attr]
+    at.button(key=f"cb_page_{callback}_resolved_anyway").click().run()
+    assert not at.exception, at.exception
+    assert store.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+    assert rows.get_callback(store, callback).outcome == "resolved"  # type: ignore[union-attr]

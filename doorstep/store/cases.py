@@ -126,6 +126,12 @@ class CaseStore(StoreBase):
         rows = self.rows("select * from cases where id = ?", [case_id])
         return _case_from_row(rows[0]) if rows else None
 
+    def case_changed_by(self, case_id: int) -> str | None:
+        """Who last changed the case (``cases.updated_by``; not part of :class:`Case`), for words such as "who
+        resolved it" where the audit trail has no line saying so (older versions, rows written by hand)."""
+        rows = self.rows("select updated_by from cases where id = ?", [case_id])
+        return rows[0]["updated_by"] if rows else None
+
     def save_case(self, case: Case, before: Case | None = None) -> Case:
         """Write a case the pipeline changed (no lock check: the pipeline owns new mentions).
 
