@@ -848,7 +848,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         _done_drafting(store, case.id, actor.username)  # type: ignore[arg-type]
         _after_own_write(store, case)
 
-    with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=False):
+    # enter_to_submit stays on: in Streamlit it is also what lets Ctrl+Enter in the text area submit (Enter alone
+    # makes a new line); off, "Q or Ctrl+Enter" was half true and an agent who believed it sent resolved with X.
+    with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=True):
         # The browser counts UTF-16 units and drops a whole paste beyond max_chars: wrong where the network counts
         # otherwise (a Hindi reply of 243 graphemes is 360 units on Bluesky; 100 flags are 400 units and 200 on X),
         # so those boxes take any length and the page counts.
@@ -1438,6 +1440,17 @@ def _next_previous(case_id: int | None) -> None:
         open_case(after)  # type: ignore[arg-type]
 
 
+def _to_the_top() -> None:
+    """Scroll the page to its top. Streamlit keeps the scroll position when the page shows another case (X, J/K, a
+    case number), so after "resolve and next" from a note at the bottom the next case opened at its bottom, its
+    header, SLA, composer and the "resolved" confirmation off screen (keyboard audit)."""
+    import streamlit.components.v1 as components
+
+    components.html("<script>const d = window.parent.document; "
+                    "for (const e of d.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')) "
+                    "{ e.scrollTop = 0; } window.parent.scrollTo(0, 0);</script>", height=0)
+
+
 def render() -> None:
     """The case page."""
     user = require("reply")
@@ -1469,6 +1482,9 @@ def render() -> None:
         st.error(f"No case {int(case_id)}.")
         return
     held(store, case)
+    if st.session_state.get("_case_drawn") != case.id:  # another case in the same page: start at its top
+        st.session_state["_case_drawn"] = case.id
+        _to_the_top()
     from console.case_regroup import merged_notice, regroup_section
 
     _header(store, case, user, title_slot)

@@ -119,3 +119,54 @@ def test_an_agent_works_a_case_by_keyboard_only(world: dict[str, Any]) -> None:
         shot(page, "keyboard-only-after-resolve")
         assert heading != f"Case #{case_id}" or "resolved" in page.content()
         browser.close()
+
+
+def test_ctrl_enter_in_the_reply_box_queues_the_reply(world: dict[str, Any]) -> None:
+    """Keyboard audit: the page and README say "Q or Ctrl+Enter queue the reply", but Ctrl+Enter in the box did
+    nothing (the form was built with ``enter_to_submit=False``, which in Streamlit also turns off a text area's
+    Ctrl+Enter); an agent who believed it sent pressed X and resolved a case with no reply."""
+    from playwright.sync_api import sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+        page.goto(f"{world['url']}/case?id={case_id}")
+        page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
+        wait_idle(page)
+        box = page.get_by_label("Reply text")
+        box.click()
+        page.keyboard.type("Sorry about this, checking with the courier now.")
+        box.press("Control+Enter")
+        wait_idle(page)
+        _wait_for(lambda: _kinds(world["db"], case_id).count("reply") == 1, "Ctrl+Enter queued the reply")
+        browser.close()
+
+
+def test_the_next_case_after_x_opens_at_its_top(world: dict[str, Any]) -> None:
+    """Keyboard audit: after scrolling down to add a note and pressing X, the next case opened scrolled to the bottom
+    (Streamlit keeps the scroll position), its header, composer and the "resolved" confirmation off screen."""
+    from playwright.sync_api import sync_playwright
+
+    case_id = world["case_id"]
+    scrolled = "() => document.querySelector('[data-testid=stMain]').scrollTop"
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+        page.goto(f"{world['url']}/case?id={case_id}")
+        page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
+        wait_idle(page)
+        page.evaluate("() => { const m = document.querySelector('[data-testid=stMain]'); m.scrollTop = m.scrollHeight; }")
+        assert page.evaluate(scrolled) > 300
+        _press(page, "x", "Resolve and go to the next case", lambda: _case(world["db"], case_id).status == "resolved",
+               "X resolved the case")
+        page.wait_for_function(f"() => !document.body.innerText.includes('Case #{case_id}\\n')", timeout=15000)
+        wait_idle(page)
+        heading = page.get_by_role("heading", name="Case #", exact=False).first
+        assert heading.inner_text() != f"Case #{case_id}"
+        page.wait_for_function(f"() => ({scrolled})() < 50", timeout=10000)
+        browser.close()
