@@ -219,11 +219,6 @@ def show_flashes(at: str = "top") -> None:
         getattr(st, kind)(escape_md(message))
 
 
-def rows_for_table(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Table rows are drawn as text by st.dataframe; keep them as plain values."""
-    return [{k: ("" if v is None else v) for k, v in item.items()} for item in items]
-
-
 # ------------------------------------------------------------------ session
 def get_store() -> Any:
     """This browser session's store (SQLite connections are not shared between sessions' threads)."""

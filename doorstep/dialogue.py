@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.metrics import percentile
-from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
 #: A question's life: open -> answered (acted on) | late (the case was closed, or it expired: a human looks) |
@@ -177,11 +176,6 @@ def latest_question_to(store: Store, channel: str, address: str) -> Question | N
 def was_asked(store: Store, question: Question) -> bool:
     """Whether the question's message went out (a reply cannot answer a question still held back)."""
     return store.db.execute(f"select 1 from questions where id = ? and {ASKED_SQL}", [question.id]).fetchone() is not None
-
-
-def open_question_on_case(store: Store, case_id: int, now: datetime | None = None) -> Question | None:
-    """The case's newest question that was sent and is still waiting for an answer (see :class:`OpenQuestions`)."""
-    return OpenQuestions(store, now or utcnow()).on_case(case_id)
 
 
 def case_now(store: Store, case_id: int) -> int:

@@ -418,11 +418,6 @@ class BatchCases:
         case = self._cases[case_id]
         return case.model_copy() if case is not None else None
 
-    def in_thread(self, channel: str, thread_id: str | None) -> Case | None:
-        """The conversation's case: its open one, else its latest resolved one (the first of :meth:`thread_cases`)."""
-        cases = self.thread_cases(channel, thread_id)
-        return cases[0] if cases else None
-
     def thread_cases(self, channel: str, thread_id: str | None) -> list[Case]:
         """Every case of the conversation (copies, see :meth:`get`), open before resolved, then the
         newest (:func:`_rank`). The first is the conversation's case; the pipeline looks further for

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import json
 import logging
 import re
 import unicodedata
@@ -43,7 +42,7 @@ from doorstep.linking import order_number_after_word
 from doorstep.models import channel_name, utcnow
 from doorstep.numbers import find_invalid_tracking_candidates, find_tracking_numbers
 from doorstep.report_settings import ReportSettings, parse_weekly_at, report_settings  # noqa: F401 - re-exported
-from doorstep.store import Store, iso, parse_time
+from doorstep.store import Store, parse_time
 from doorstep.text import shorten
 from doorstep import metrics
 
@@ -1186,13 +1185,6 @@ def weeks_with_data(store: Store, config: Config, limit: int = 26) -> list[str]:
             weeks.append(week)
         moment -= timedelta(days=7)
     return weeks
-
-
-def report_json(report: WeeklyReport) -> str:
-    """The report's data as JSON (for archiving or another tool)."""
-    return json.dumps({"week": report.week, "brand": report.brand, "start": iso(report.start), "end": iso(report.end),
-                       "redacted": report.redacted, "findings": report.findings, "warnings": report.warnings,
-                       **report.data}, indent=2, default=str)
 
 
 __all__ = [

@@ -15,8 +15,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from doorstep.config import Config, ConfigError
-from doorstep.team_settings import apply_settings
-from doorstep.store import Store
 from responders.config import Alerts, Responders, _format
 
 
@@ -76,8 +74,3 @@ def check_alert_rules(config: Config, changes: dict[str, Any]) -> None:
         Alerts.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(_format("alerts", exc, "console")) from None
-
-
-def effective_alerts(config: Config, store: Store) -> Alerts:
-    """The alert rules in force: doorstep.toml with the console's changes on top."""
-    return Alerts.model_validate(apply_settings(config, store).alerts)

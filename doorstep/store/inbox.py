@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from doorstep.dialect import SQLITE, _words
+from doorstep.dialect import _words
 from doorstep.models import OPEN_CASE_STATUSES, Case, utcnow
 from doorstep.store.base import StoreBase, iso
 from doorstep.store.cases import _case_from_row
@@ -200,11 +200,6 @@ def _as_terms(word: str) -> bool:
     """A word whose prefix query can be asked as its terms: ASCII letters and digits (which FTS5's
     unicode61 folds exactly as ``str.lower``), three or more of them (shorter ones start too many terms)."""
     return len(word) >= 3 and word.isascii() and word.isalnum()
-
-
-def _fts_query(text: str) -> str:
-    """Turn what an agent types into a safe FTS5 query: every word must appear (prefix match)."""
-    return SQLITE.fts_query(text)
 
 
 class InboxStore(StoreBase):

@@ -263,10 +263,6 @@ class OrderStore(StoreBase):
             return None
         return _order_from_row(rows[0], self.shipments_for_order(number))
 
-    def orders_for_customer(self, customer_id: str) -> list[Order]:
-        rows = self.db.query("select * from orders where customer_id = ? order by placed_at desc", [customer_id])
-        return [_order_from_row(r, self.shipments_for_order(r["number"])) for r in rows]
-
     def order_summaries(self, *, customer_id: str | None = None, number: str | None = None,
                         limit: int = 20) -> list[OrderSummary]:
         """Orders with what linking and priority need, in one query (no per-order round trips).
