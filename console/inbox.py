@@ -99,7 +99,7 @@ def _facet_values(db_path: str, column: str) -> list[str]:
 
     Fixed while the agent clicks, so a choice never disappears from under them; how many
     cases each value has *under the other filters* is shown beside the box instead
-    (:func:`_facet_counts_caption`), computed after every filter has been read.
+    (:func:`_counts_caption`), computed after every filter has been read.
     """
     from doorstep.store import Store
 

@@ -20,9 +20,17 @@ connection and dialect layer:
 * ``inbox``: the console's queue, its counts and search;
 * ``audit``: notes and the audit trail;
 * ``cursors``: where each listener stopped;
-* ``outbox``: outbound messages as a case reads them.
+* ``outbox``: outbound messages as a case reads them (reads only).
 
 :class:`Store` is all of them at once; ``from doorstep.store import Store`` stays the one way in.
+
+Not every write is here: the data of one feature is written by the module that owns the feature,
+through the store's connection and transactions (``store.db``, ``store.transaction()``). Outbound
+messages are written by responders/ (outbox, automatic, reports, courier_link, dialogue), by
+doorstep/erasure.py and commands/demo.py; questions, answers and call backs by doorstep/dialogue.py
+and responders/dialogue.py; users and sign-ins by console/auth.py; listener health by
+listeners/health.py; job batches by commands/jobs_queue.py. README, "Who writes what", lists
+every table.
 
 Conventions: times are stored as ISO 8601 UTC text (``2026-11-23T06:44:28+00:00``)
 so they sort lexicographically; lists and dicts are stored as JSON text.
@@ -59,7 +67,9 @@ __all__ = [
 
 
 class Store(MentionStore, OrderStore, CaseStore, InboxStore, AuditStore, CursorStore, OutboxStore):
-    """All reads and writes of Doorstep's data.
+    """Reads and writes of the data every package shares (posts, customers and orders, cases, notes and
+    audit, cursors), and reads of the queue and of outbound messages; other tables are written by
+    their feature's module (module docstring above).
 
     One instance per thread or process, unless :meth:`share_across_threads` was called (the
     worker does): then each thread that uses the store gets its own connection.
