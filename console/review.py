@@ -9,9 +9,9 @@ intent confidence; each post shows the model's labels, and the keys set them:
     s n p    sentiment negative/neutral/positive
     Enter    confirm and go to the next post   (also: the Confirm button)
 
-Shortcuts come from the maintained ``streamlit-shortcuts`` component (buttons with keys, so
-mouse users get the same buttons), its script drawn with ``st.iframe`` (see :func:`add_shortcuts`).
-Streamlit's own ``shortcut=`` cannot stand in: it reserves C, the complaint key.
+Every key is a button too (mouse users get the same buttons); the keys are a small listener of the page's
+own (:func:`add_review_keys`) that acts only on this page and never in a text box, and Enter on a focused
+button or link is that control's. Streamlit's own ``shortcut=`` cannot stand in: it reserves C, the complaint key.
 
 Every key applies to the post on screen: the buttons carry its id (their callbacks are bound to the
 post drawn), and the page keeps that post until the agent confirms or skips it, whatever arrives
@@ -221,36 +221,83 @@ def _confirm(mention_id: int) -> None:
     _forget(mention_id)
 
 
-class _IframeComponents:
-    """What streamlit-shortcuts calls as ``components.html``, drawn with ``st.iframe`` instead, its script run in
-    the page's own window rather than the iframe's.
+#: The page's keys, in the browser: a keydown listener on the page's own window (see :func:`add_review_keys`).
+REVIEW_KEYS_JS = """
+const w = window.parent;
+const doc = w.document;
+const keys = %(keys)s;
+// Text boxes and widgets that take letters themselves: no review key there.
+const TYPING = 'input, textarea, select, [contenteditable]:not([contenteditable="false"]), [role="textbox"], '
+  + '[role="combobox"], [role="listbox"], [role="option"], [role="grid"], [role="slider"], [role="spinbutton"], '
+  + '[role="menu"], [role="menuitem"], [role="radiogroup"], [role="radio"], [role="tablist"], [role="tab"]';
+// Controls whose own action Enter is (a focused Skip skips, a focused link is followed).
+const CONTROL = 'a[href], button, summary, [role="button"], [role="link"], [role="checkbox"], [role="switch"]';
+// A tab that once ran streamlit-shortcuts' page-lifetime listener (this page's keys before) loses it.
+if (w.__streamlitShortcutsListener) {
+  doc.removeEventListener('keydown', w.__streamlitShortcutsListener);
+  w.__streamlitShortcutsListener = null;
+  w.__streamlitShortcutsMap = {};
+}
+if (w.__doorstepReviewKeys) doc.removeEventListener('keydown', w.__doorstepReviewKeys);
+w.__doorstepReviewKeys = function (e) {
+  if (e.defaultPrevented || e.isComposing || e.repeat || e.ctrlKey || e.altKey || e.metaKey || e.shiftKey) return;
+  const name = keys[e.key === 'Enter' ? 'enter' : String(e.key).toLowerCase()];
+  if (!name) return;
+  // Only where the key's button is: on every other page the key is that page's, untouched.
+  const button = doc.querySelector('.st-key-' + name + ' button');
+  if (!button || button.disabled) return;
+  const at = doc.activeElement;
+  const focused = at && at !== doc.body && at !== doc.documentElement ? at : null;
+  if (focused && focused.closest(TYPING)) return;
+  if (e.key === 'Enter' && focused && focused.closest(CONTROL)) return;
+  e.preventDefault();
+  button.click();  // focus stays where it was: the next key, Enter too, still applies to the page
+};
+doc.addEventListener('keydown', w.__doorstepReviewKeys);
+"""
 
-    Why the page's window: the library's script adds its keydown listener to the page once (a flag on the page
-    says so), but creates that listener inside the iframe. A rerun that moves the iframe (the "labels confirmed"
-    note above it, after every Enter) replaces it, and a browser never calls a listener whose iframe is gone; the
-    flag still says "added", so no key worked after the first post. Made by the page's own ``Function``, the
-    listener lives as long as the page does. The script is the library's, unchanged."""
 
-    @staticmethod
-    def html(script: str, height: int = 0, width: int = 0) -> None:
-        body = script.strip().removeprefix("<script>").removesuffix("</script>")
-        # json.dumps makes it a JavaScript string literal; "</" is escaped so the text cannot close the tag.
-        code = json.dumps(body).replace("</", "<\\/")
-        st.iframe(f"<script>new window.parent.Function({code})();</script>", height="content")
+def add_review_keys(**keys: str) -> None:
+    """The review keys (element key -> key, ``"enter"`` for Enter) as a keydown listener of the page's own window.
+
+    Why not streamlit-shortcuts, which this page used before: its listener lives as long as the tab and, on any
+    matching key, called ``preventDefault`` before it looked for the button, on every page and inside text boxes:
+    after one visit to the review queue, c, s, n, p, the digits and Enter did nothing anywhere until a reload (the
+    inbox search typed as "parcel snc 1290" read "arel  "; Enter on a focused link or "Add note" was dropped), and
+    Enter on a focused Skip confirmed the post (keyboard audit, 2026-12-07). Streamlit's own ``shortcut=`` cannot
+    stand in: it reserves C, the complaint key. So this listener acts only while the key's button is on the page,
+    never while a text box (or a widget that takes letters) has the focus, and leaves Enter to a focused button or
+    link; Enter confirms when nothing in particular has the focus. Each draw replaces the tab's listener, so there
+    is one, and it is the current code.
+
+    The script runs in the page's window (made by its ``Function``), not in the frame ``st.iframe`` draws: a rerun
+    that moves the frame replaces it, and a gone frame's listener is never called (keys died after the first post).
+    """
+    body = REVIEW_KEYS_JS % {"keys": json.dumps({key.lower(): name for name, key in keys.items()}, sort_keys=True)}
+    # json.dumps makes it a JavaScript string literal; "</" is escaped so the text cannot close the tag.
+    code = json.dumps(body).replace("</", "<\\/")
+    script = f"<script>new window.parent.Function({code})();</script>"
+    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
+        st.iframe(script, height="content")
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(script, height=0)
 
 
-def add_shortcuts(**shortcuts: str) -> None:
-    """streamlit-shortcuts' ``add_shortcuts`` (element key -> key), its script drawn with ``st.iframe``.
+def chosen_words(draft: dict[str, Any]) -> str:
+    """What the agent has chosen for the post, in words (the buttons' colour alone reaches no screen reader)."""
+    return (f"Chosen: {intent_name(draft['intent'])} · {draft['sentiment']} · "
+            f"{'complaint' if draft['complaint'] else 'not a complaint'}")
 
-    Why: the library draws it with ``st.components.v1.html``, which Streamlit deprecated (removal
-    announced for 2026-06-01): every draw of this page printed that deprecation to the terminal
-    running the console (``make demo``). The script is the library's, unchanged; only the iframe
-    it runs in differs (same-origin, as before, so it still reaches the page)."""
-    import streamlit_shortcuts
 
-    if hasattr(st, "iframe"):  # Streamlit before st.iframe keeps the library's own call
-        streamlit_shortcuts.components = _IframeComponents  # the module global its functions call
-    streamlit_shortcuts.add_shortcuts(**shortcuts)
+#: Intent buttons in a row (ten intents: two rows).
+INTENTS_PER_ROW = 5
+
+
+def _chosen_label(words: str, chosen: bool) -> str:
+    """A button's words, with "(chosen)" on the chosen one: said by a screen reader, not only shown in colour."""
+    return f"✓ {words} (chosen)" if chosen else words
 
 
 def render() -> None:
@@ -258,7 +305,8 @@ def render() -> None:
     user = require("correct_labels")
     store = get_store()
     st.title("Review queue")
-    st.caption("Keys: 1-9, 0 intent · c complaint · s/n/p sentiment · Enter confirm. "
+    st.caption("Keys (outside a text box): 1-9, 0 intent · c complaint · s/n/p sentiment · Enter confirm (when no "
+               "button or link has the focus). "
                "Unsure posts first, then the least confident; confirmed labels are kept for retraining.")
     show_flashes()
     current: int | None = st.session_state.get("review_current")
@@ -295,20 +343,22 @@ def render() -> None:
                              f"complaint {'yes' if m.labels.complaint else 'no'}"))
 
     st.markdown("**Intent**")
-    cols = st.columns(5)
-    for i, (intent, key) in enumerate(zip(INTENTS, INTENT_KEYS)):
-        chosen = draft["intent"] == intent
-        # the short key words: "damaged or wrong item" does not fit a fifth of the page
-        cols[i % 5].button(f"{key} · {intent.replace('_', ' ')}", key=f"rv_intent_{key}",
-                           type="primary" if chosen else "secondary", on_click=_set, args=(m.id, "intent", intent),
-                           use_container_width=True)
+    pairs = list(zip(INTENTS, INTENT_KEYS))
+    for row in range(0, len(pairs), INTENTS_PER_ROW):  # rows filled left to right: Tab goes 1, 2, 3, ...
+        cols = st.columns(INTENTS_PER_ROW)
+        for col, (intent, key) in zip(cols, pairs[row:row + INTENTS_PER_ROW]):
+            chosen = draft["intent"] == intent
+            # the short key words: "damaged or wrong item" does not fit a fifth of the page
+            col.button(_chosen_label(f"{key} · {intent.replace('_', ' ')}", chosen), key=f"rv_intent_{key}",
+                       type="primary" if chosen else "secondary", on_click=_set, args=(m.id, "intent", intent),
+                       use_container_width=True)
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Sentiment**")
         scols = st.columns(3)
         for j, sentiment in enumerate(SENTIMENTS):
             key = SENTIMENT_KEYS[sentiment]
-            scols[j].button(f"{key} · {sentiment}", key=f"rv_sent_{key}",
+            scols[j].button(_chosen_label(f"{key} · {sentiment}", draft["sentiment"] == sentiment), key=f"rv_sent_{key}",
                             type="primary" if draft["sentiment"] == sentiment else "secondary",
                             on_click=_set, args=(m.id, "sentiment", sentiment), use_container_width=True)
     with right:
@@ -316,12 +366,13 @@ def render() -> None:
         st.button(f"c · complaint: {'yes' if draft['complaint'] else 'no'}", key="rv_complaint",
                   type="primary" if draft["complaint"] else "secondary",
                   on_click=_set, args=(m.id, "complaint", None), use_container_width=True)
+    st.caption(escape_md(chosen_words(draft)))
     bcols = st.columns([2, 1, 3])
     # Both carry the id of the post drawn here: Enter saves this post, whatever tops the queue by then.
     bcols[0].button("Confirm (Enter)", key="rv_confirm", type="primary", use_container_width=True,
                     on_click=_confirm, args=(m.id,))
     bcols[1].button("Skip", key="rv_skip", use_container_width=True, on_click=_skip, args=(m.id,))
-    add_shortcuts(
+    add_review_keys(
         **{f"rv_intent_{key}": key for key in INTENT_KEYS},
         **{f"rv_sent_{key}": key for key in SENTIMENT_KEYS.values()},
         rv_complaint="c",
