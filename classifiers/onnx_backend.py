@@ -70,6 +70,7 @@ import numpy as np
 from doorstep.models import INTENTS, SENTIMENTS, Labels
 
 from classifiers.baseline import looks_non_english as _non_english_words, rules_view
+from classifiers.language import HAPPY_EMOTICONS, SAD_EMOTICONS, words_only
 from classifiers.int8_weights import model_for_this_cpu
 from classifiers.intent_head import HEAD_FILE, IntentHead
 from classifiers import language
@@ -157,9 +158,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 _UPPER = re.compile(r"[A-Z]")
 _ASCII_LETTERS = re.compile(r"[A-Za-z]")
-#: What is no word to read: an @handle (whom the post is to: "@LarkspurHelp 🤬🤬🤬" says nothing in words) and a
-#: link (:func:`prepare_text` leaves "http"; Mastodon's ``@a@b.social`` and Bluesky's ``@a.bsky.social`` included).
-_NOT_WORDS = re.compile(r"@[\w.@-]+|\bhttps?\b")
 #: Emoji whose mood is plain. The tokenizer has none (they read as [UNK]), so a post of emoji and handles alone
 #: took the model's prior for a post to that handle: "@LarkspurHelp 🤬🤬🤬" read as praise (languages audit).
 NEGATIVE_EMOJI = frozenset("😡🤬😠👎😤😞😢😭😩😫😒🙄💩😖😣😾❌🚫💔😓😰😱😨🤮🤢😟😔☹🙁😿")
@@ -206,12 +204,11 @@ def readable_and_english(text: str, view: str | None = None) -> tuple[bool, bool
 
 
 def readable(text: str) -> bool:
-    """Whether ``text`` has a letter outside its @handles and links: words the model can read.
+    """Whether ``text`` has a letter outside its @handles, links and codes: words the model can read.
 
     ASCII text is searched with a regex instead of a loop in Python: there, letters are exactly
     A-Z and a-z."""
-    if "@" in text or "http" in text:
-        text = _NOT_WORDS.sub(" ", text)
+    text = words_only(text)
     if text.isascii():
         return _ASCII_LETTERS.search(text) is not None
     return any(ch.isalpha() for ch in text)
@@ -221,8 +218,8 @@ def _no_words(prepared: str, scores: dict[str, dict[str, float]]) -> dict[str, d
     """Labels of a post with no words to read (emoji, handles, links): what the model gave is its prior for a post
     to that handle, not a reading. The mood comes from plain emoji (:data:`NEGATIVE_EMOJI`, :data:`POSITIVE_EMOJI`),
     else neutral; praise only with a happy mood. Fixed, modest scores: the post goes to review either way."""
-    negative = sum(ch in NEGATIVE_EMOJI for ch in prepared)
-    positive = sum(ch in POSITIVE_EMOJI for ch in prepared)
+    negative = sum(ch in NEGATIVE_EMOJI for ch in prepared) + len(SAD_EMOTICONS.findall(prepared))
+    positive = sum(ch in POSITIVE_EMOJI for ch in prepared) + len(HAPPY_EMOTICONS.findall(prepared))
     mood = "negative" if negative > positive else "positive" if positive > negative else "neutral"
     sentiment = {label: (0.7 if label == mood else 0.15) for label in scores["sentiment"]}
     intent = dict(scores["intent"])

@@ -1101,3 +1101,40 @@ def test_a_post_in_another_language_says_which_and_is_read_first(onnx_model, tmp
     assert case.priority >= config.priority.p3, (case.priority, case.priority_reasons)  # type: ignore[union-attr]
     assert any("Polish" in r for r in case.priority_reasons), case.priority_reasons  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_chinese_complaint_to_two_of_our_handles_is_still_read_as_chinese(onnx_model) -> None:  # noqa: ANN001
+    """Audit of stop 39, finding 1: "@LarkspurHelp @LarkspurOrders 包裹丢了" ("parcel lost") was English, positive,
+    p4: the language check was given the handles' 26 letters against 4 Han letters. Handles and links are no words
+    to judge a language by (as ``looks_non_english`` always said they were not)."""
+    two, link, kannada = onnx_model.classify(["@LarkspurHelp @LarkspurOrders 包裹丢了",
+                                              "@LarkspurHelp https://larkspur.example/orders/12345 没到",
+                                              "@LarkspurHelp ಠ_ಠ"])
+    assert two.other_language == "zh" and two.needs_review, two
+    assert link.other_language == "zh" and link.needs_review, link
+    assert kannada.needs_review, kannada
+
+
+def test_a_language_no_listed_language_writes_is_another_language_not_a_wrong_name(onnx_model) -> None:  # noqa: ANN001
+    """Audit of stop 39, finding 3: a Tamil post read "written in Welsh", Amharic, Georgian and Telugu "Norwegian",
+    Armenian "Spanish": the identifier names its nearest listed language whatever the script. A language whose
+    script is not the text's is "another language" now."""
+    posts = {"@LarkspurHelp என் பார்சல் இன்னும் வரவில்லை": "und",  # Tamil
+             "@LarkspurHelp ჩემი ამანათი ჯერ არ მოსულა": "und",  # Georgian
+             "@LarkspurHelp የእኔ ጥቅል አልደረሰም": "und",  # Amharic
+             "@LarkspurHelp Իմ ծանրոցը դեռ չի հասել": "und",  # Armenian
+             "@LarkspurHelp Где моя посылка? Уже неделя прошла": "ru",
+             "@LarkspurHelp मेरा पार्सल अभी तक नहीं आया": "hi",
+             "@LarkspurHelp 荷物がまだ届きません": "ja"}
+    labels = onnx_model.classify(list(posts))
+    assert [lab.other_language for lab in labels] == list(posts.values())
+
+
+def test_a_tracking_number_alone_has_no_words_to_read(onnx_model) -> None:  # noqa: ANN001
+    """Audit of stop 39, finding 12: "@LarkspurHelp 1Z999AA10123456784" was product_or_account with no review flag
+    (the Z and AA of the number counted as words), and ":( :( :(" was neutral."""
+    number, sad, happy = onnx_model.classify(["@LarkspurHelp 1Z999AA10123456784", "@LarkspurHelp :( :( :(",
+                                              "@LarkspurHelp :-) :D"])
+    assert number.needs_review and number.sentiment == "neutral" and number.intent != "praise", number
+    assert sad.needs_review and sad.sentiment == "negative", sad
+    assert happy.needs_review and happy.sentiment == "positive", happy

@@ -115,8 +115,6 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
     on its own with readable_and_english and urgency (its own word view, its own signals)."""
     from classifiers.onnx_backend import (
         HEADS, MENTION, _no_words, prepare_text, readable_and_english, rules_view, urgency)
-    from classifiers.language import detect
-
     prepared = [prepare_text(t or "") for t in texts]
     probs = model._probabilities(prepared)
     out = []
@@ -141,9 +139,18 @@ def _one_step_labels(model, texts: list[str]) -> list[Labels]:
             complaint_score=min(1.0, max(0.0, complaint_score)), intent=intent, intent_scores=scores["intent"],
             urgency=urgency(scores, text, model.config.get("urgency_weights"), view),
             needs_review=not readable or not english or unsure, model=model.name,
-            other_language=None if english or not readable else (detect(text)[0] if detect(text)[0] != "en" else "und"),
+            other_language=None if english or not readable else _language(text),
         ))
     return out
+
+
+def _language(text: str) -> str:
+    """The language named for a post judged not English, read on its own: on its words alone, and "und" where the
+    identifier names a language not written in the post's script."""
+    from classifiers.language import detect, written_in, words_only
+
+    lang = detect(words_only(text))[0]
+    return lang if lang != "en" and written_in(words_only(text), lang) else "und"
 
 
 def test_classify_builds_the_labels_the_one_step_code_built(model) -> None:
