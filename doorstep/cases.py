@@ -87,7 +87,7 @@ def score_priority(inputs: PriorityInputs, config: Config) -> tuple[float, list[
             factors.append((INTENT_LABELS[labels.intent], severity))
         if labels.urgency > 0.5:
             factors.append(("urgent wording", round(10.0 * labels.urgency, 1)))
-        if labels.other_language:
+        if labels.other_language and labels.needs_review:  # once a person has read it, its labels are no guess
             name = LANGUAGE_NAMES.get(labels.other_language, labels.other_language)
             factors.append((f"written in {name}: labels are a guess, read it", UNREAD_LANGUAGE_POINTS))
     if inputs.contacts > 1:

@@ -12,7 +12,8 @@ from doorstep.store.base import MAX_PARAMETERS, StoreBase, _chunks, _json, _mark
 def _label_columns(labels: Labels | None) -> dict[str, Any]:
     if labels is None:
         return dict.fromkeys(
-            ("sentiment", "sentiment_scores", "complaint", "complaint_score", "intent", "intent_scores", "urgency", "needs_review", "model")
+            ("sentiment", "sentiment_scores", "complaint", "complaint_score", "intent", "intent_scores", "urgency", "needs_review",
+             "model", "read_language")
         )
     return {
         "sentiment": labels.sentiment,
@@ -24,6 +25,7 @@ def _label_columns(labels: Labels | None) -> dict[str, Any]:
         "urgency": labels.urgency,
         "needs_review": int(labels.needs_review),
         "model": labels.model,
+        "read_language": labels.other_language,
     }
 
 
@@ -68,6 +70,7 @@ def _mention_from_row(r: dict[str, Any]) -> Mention:
             urgency=r["urgency"] or 0.0,
             needs_review=bool(r["needs_review"]),
             model=r["model"] or "",
+            other_language=r.get("read_language"),
         )
     return Mention(
         id=r["id"],

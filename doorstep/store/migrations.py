@@ -832,3 +832,17 @@ def m026_import_runs(db: sqlite_utils.Database) -> None:
         pk="id", if_not_exists=True,
     )
     db["import_runs"].create_index(["finished_at"], if_not_exists=True)
+
+
+@MIGRATIONS()
+def m027_mentions_read_language(db: sqlite_utils.Database) -> None:
+    """The language the classifier saw in a post it could not read as English (``Labels.other_language``).
+
+    It lived only in the labels in memory: the case got "written in Chinese: labels are a guess, read it" (+20)
+    when the post arrived, and lost it the next time the case was scored (a follow-up post, an export read back
+    in), because the labels read back from the row had no language, so the complaint sank to the bottom band
+    again (audit of stop 39). ``mentions.language`` is not it: that is the network's word where it gave one
+    (X says "und" for a post of emoji). Rows stored before stay NULL.
+    """
+    if "read_language" not in db["mentions"].columns_dict:
+        db["mentions"].add_column("read_language", str)
