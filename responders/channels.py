@@ -38,12 +38,53 @@ DM_CHANNELS = {"x": "x_dm", "mastodon": "mastodon_dm", "bluesky": "bluesky_dm"}
 def network_of(channel: str) -> str:
     return channel[: -len("_dm")] if channel.endswith("_dm") else channel
 
-LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "bluesky": 300, "sms": 1600}
+#: Each channel's limit, in the unit :func:`weighted_length` counts. A Mastodon direct message is a status
+#: (500, counted as a status with the @mention it is posted with); a Bluesky chat message is at most 1000
+#: graphemes (``chat.bsky.convo.defs#messageInput``). X direct messages take 10000 characters: no check.
+LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "mastodon_dm": 500, "bluesky": 300, "bluesky_dm": 1000,
+                          "sms": 1600}
+#: Limits in UTF-8 bytes besides the graphemes: a chat message's lexicon caps both (a message of emoji
+#: sequences reaches 10000 bytes long before 1000 graphemes).
+BYTE_LIMITS: dict[str, int] = {"bluesky_dm": 10000}
 #: X and Mastodon count every link as 23 characters, whatever its length.
 LINK_WEIGHT = 23
+
+# What a link is, as twitter-text (X's counter, and the extractor Mastodon's validator uses) finds it.
+#: twitter-text's ``validUrlPrecedingChars``: a link may follow anything but a Latin letter, a digit, @, $ or #
+#: (or a character twitter-text calls invalid). A Chinese or Japanese letter right before ``https://`` does
+#: not stop X from linking it (reply-counting audit, finding 7: ``\w`` used to).
+_NOT_BEFORE_A_LINK = "A-Za-z0-9@\uff20$#\uff03\ufffe\ufeff\uffff"
+#: A bare domain may not follow these either (twitter-text's ``invalidUrlWithoutProtocolPrecedingChars``):
+#: ``jane_larkspur.com`` or ``a/larkspur.com`` is no link.
+_NOT_BEFORE_A_BARE_DOMAIN = _NOT_BEFORE_A_LINK + "_./\\-"
+#: A character of a link: not a space, and not Chinese, Japanese or Korean text or punctuation, which
+#: twitter-text never takes into a link (so ``https://larkspur.com/track查看`` ends before 查看).
+_LINK_CHAR = "[^\\s\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]"
+#: The last character of a link: twitter-text ends a path or query on a letter, a digit or one of
+#: ``+ - = _ # / &``, so a full stop, comma, quote or bracket after a link is text (counted).
+_LINK_END = "[0-9a-z\u00c0-\u024f\u0400-\u04ff+=#/&_-]"
+_LINK_BODY = f"(?:{_LINK_CHAR}*{_LINK_END})"
+#: A link with its scheme: the only kind Mastodon counts as 23 (``extract_url_without_protocol: false``).
+_SCHEME_LINK = f"(?<![{_NOT_BEFORE_A_LINK}])https?://{_LINK_BODY}"
+_BARE_TLDS = "com|net|org|io|co|uk|co\\.uk|de|fr|eu|ly|me|app|shop|store"
+#: Every link X makes: with a scheme, ``www.``, or a bare domain on a known TLD (X links ``ups.com/track``).
 URL_RE = re.compile(
-    r"(?i)(?<![@\w.])(?:https?://[^\s]+|www\.[^\s]+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|uk|co\.uk|de|fr|eu|ly|me|app|shop|store)\b(?:/[^\s]*)?)"
+    f"(?i){_SCHEME_LINK}|(?<![{_NOT_BEFORE_A_BARE_DOMAIN}])(?:www\\.{_LINK_BODY}|[a-z0-9-]+(?:\\.[a-z0-9-]+)*"
+    f"\\.(?:{_BARE_TLDS})(?![0-9a-z@+-])(?:/{_LINK_BODY}?)?)"
 )
+#: The links Mastodon's ``StatusLengthValidator`` counts as 23: those with ``http://`` or ``https://`` only; a
+#: bare domain is counted as the text it is (reply-counting audit, finding 6).
+MASTODON_URL_RE = re.compile(f"(?i){_SCHEME_LINK}")
+#: A mention as Mastodon finds it (``Account::MENTION_RE``): ``@user`` or ``@user@domain``, not after a
+#: letter, ``/`` or ``=`` (an e-mail address or a profile link is no mention). Counted as ``@user``.
+MASTODON_MENTION_RE = re.compile(r"(?i)(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.-]+\w)?")
+
+
+def mastodon_direct_text(recipient: str, text: str) -> str:
+    """What a Mastodon direct message posts: the customer's @mention first (a direct status reaches only the
+    accounts it mentions), unless the text has it. The limit check counts this, not the agent's words alone."""
+    mention = f"@{recipient.strip().lstrip('@')}"
+    return text if mention.lower() in text.lower() else f"{mention} {text}"
 
 
 class ReplyRejected(ValueError):
@@ -86,26 +127,52 @@ def x_weighted_length(text: str) -> int:
     return total
 
 
-def weighted_length(channel: str, text: str) -> int:
-    if channel == "bluesky":
+def mastodon_length(text: str) -> int:
+    """Mastodon's own count (``StatusLengthValidator``): grapheme clusters, with each link that has its scheme
+    as 23 and each mention as its local part (``@jane@mastodon.social`` counts as ``@jane``)."""
+    countable = MASTODON_URL_RE.sub("x" * LINK_WEIGHT, text)
+    return grapheme_count(MASTODON_MENTION_RE.sub(lambda m: f"@{m.group(1)}", countable))
+
+
+def weighted_length(channel: str, text: str, *, recipient: str | None = None) -> int:
+    """The length ``channel`` counts for ``text``, in the unit of :data:`LIMITS`.
+
+    ``recipient``: the customer a Mastodon direct message goes to; its @mention is posted with the text
+    (:func:`mastodon_direct_text`), so it counts (without it, the words alone are counted).
+    """
+    if channel in ("bluesky", "bluesky_dm"):
         return grapheme_count(text)
     if channel == "x":
         return x_weighted_length(text)
     if channel == "mastodon":  # Mastodon counts grapheme clusters, a link as 23 (languages audit, finding 10)
-        return grapheme_count(URL_RE.sub("x" * LINK_WEIGHT, text))
+        return mastodon_length(text)
+    if channel == "mastodon_dm":
+        return mastodon_length(mastodon_direct_text(recipient, text) if recipient else text)
     return len(text)
 
 
-def check_limits(channel: str, text: str, *, allow_urls: bool = False) -> None:
-    """Refuse what the channel would refuse (or charge extra for) before it reaches the outbox."""
+def check_limits(channel: str, text: str, *, allow_urls: bool = False, recipient: str | None = None) -> None:
+    """Refuse what the channel would refuse (or charge extra for) before it reaches the outbox.
+
+    ``recipient``: for a Mastodon direct message, the customer whose @mention is posted with the text.
+    """
     if not text.strip():
         raise ReplyRejected("the reply is empty")
     limit = LIMITS.get(channel)
     if limit is not None:
-        length = weighted_length(channel, text)
+        length = weighted_length(channel, text, recipient=recipient)
         if length > limit:
-            unit = "graphemes" if channel in ("bluesky", "mastodon") else "characters"
-            raise ReplyRejected(f"{length} {unit} is over the {channel} limit of {limit}; shorten it by {length - limit}")
+            unit = "characters" if channel in ("x", "sms") else "graphemes"
+            sent_with = ""
+            if channel == "mastodon_dm" and recipient and mastodon_direct_text(recipient, text) != text:
+                sent_with = f" (with the @{recipient.strip().lstrip('@')} it is sent with)"
+            raise ReplyRejected(f"{length} {unit} is over the {channel} limit of {limit}{sent_with}; "
+                                f"shorten it by {length - limit}")
+    byte_limit = BYTE_LIMITS.get(channel)
+    if byte_limit is not None and len(text.encode()) > byte_limit:
+        size = len(text.encode())
+        raise ReplyRejected(f"{size} bytes is over the {channel} limit of {byte_limit} bytes (emoji take up to 4 "
+                            f"bytes each, and a combined emoji several); shorten it by {size - byte_limit} bytes")
     if channel == "x" and not allow_urls and URL_RE.search(text):
         raise ReplyRejected(
             f"links are off for X replies ({URL_RE.search(text).group(0)}): on pay-per-use X access a post with a "  # type: ignore[union-attr]
@@ -477,9 +544,9 @@ class MastodonDirectSender(MastodonSender):
         return recipient
 
     def _posted_text(self, message: OutboundMessage) -> str:
-        """The status text as it is posted: the customer's @mention first, unless the text has it."""
-        mention = f"@{self._recipient(message)}"
-        return message.text if mention.lower() in message.text.lower() else f"{mention} {message.text}"
+        """The status text as it is posted: the customer's @mention first, unless the text has it (the
+        same text the limit check counted: :func:`mastodon_direct_text`)."""
+        return mastodon_direct_text(self._recipient(message), message.text)
 
     def send(self, message: OutboundMessage) -> str:
         return super().send(message.model_copy(update={"text": self._posted_text(message)}))

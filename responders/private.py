@@ -139,7 +139,7 @@ def queue_private(store: Store, config: Config, case_id: int, text: str, actor: 
     assert case is not None
     text = text.strip()
     _privacy_check(store, case, plan.channel, text, plan.about)  # to a stranger: none of the customer's details
-    check_limits(plan.channel, text)
+    check_limits(plan.channel, text, recipient=plan.recipient)  # a Mastodon DM is posted with its @mention
     key = idempotency_key or _key("private", case_id, plan.channel, plan.recipient, text)
     with _write_lock(store):
         require(store, actor, "reply", f"send a private message on case {case_id}", services=True)
