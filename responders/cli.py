@@ -34,9 +34,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     """Queue a reply to the case given by --case (exactly one of --text or --template).
 
     One answer per customer post: a second reply to a post that already has one queued or sent
-    exits with status 1 and says who answered and what, unless --force.
+    exits with status 1 and says who answered and what, unless --force. With --send-now, a reply
+    that failed for good also exits with status 1, after its line.
     """
-    from responders.outbox import Outbox, ReplyRejected, queue_reply, reply_refusal, resolved_words
+    from responders.outbox import Outbox, ReplyRejected, get_message, queue_reply, reply_refusal, resolved_words
     from responders.templates import TemplateError, render_template
 
     if (text is None) == (template is None):
@@ -75,6 +76,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
     if send_now:
         Outbox(ctx.store, ctx.config).send_due()
         click.echo(_describe(ctx, message.id))
+        if get_message(ctx.store, message.id).status == "failed":  # type: ignore[arg-type]
+            # Failed for good (a refusal no retry mends; the line above says why): a script must not take
+            # it for sent (reply-counting audit, finding 8: it exited 0).
+            raise click.exceptions.Exit(1)
 
 
 @click.command()
