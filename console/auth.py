@@ -423,6 +423,22 @@ def session_by_id(store: Store, session_id: str | None, *, now: datetime | None 
     return _valid_row(store, session_id, now or utcnow()) if session_id else None
 
 
+def expired_session_user(store: Store, session_id: str | None, *, now: datetime | None = None) -> str | None:
+    """The user of login ``session_id`` if it ended only because its time ran out; else None.
+
+    Why: an expiry ends nothing the user did or had done to them, so the console keeps their draft and page
+    for their next login (console/login.py); a login ended by a logout, a password or role change or the
+    user's removal (revoked, or granted on another password hash or role) is None here and keeps nothing.
+    """
+    if not session_id:
+        return None
+    row = store.db.execute(
+        "select username, stamp, expires_at, revoked_at from console_sessions where id = ?", [session_id]).fetchone()
+    if row is None or row[3] is not None or row[2] > iso(now or utcnow()):
+        return None
+    return row[0] if row[1] == credential_stamp(store, row[0]) else None
+
+
 def session_by_token(store: Store, token: str | None, *, now: datetime | None = None) -> Session | None:
     """The open login a browser's cookie token belongs to, or None (unknown, expired, revoked, stale)."""
     if not token:

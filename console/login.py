@@ -146,6 +146,7 @@ def _session_hours(config: Config) -> float:
 def _open_session(store: Store, config: Config, username: str, method: str) -> None:
     session, grant = auth.start_session(store, username, hours=_session_hours(config), method=method)
     st.session_state["_session_id"] = session.id
+    _resume_after_expiry(username)
     if method == "password" and config.console.session_hours > 0:
         st.session_state["_grant"] = grant
 
@@ -158,9 +159,31 @@ def _session_user(store: Store) -> auth.User | None:
     session = auth.session_by_id(store, session_id)
     user = auth.get_user(store, session.username) if session else None
     if user is None:
-        logout(store, reason="session ended (logged out elsewhere, password or role changed, or user removed)",
-               ended=True)
+        expired_for = auth.expired_session_user(store, session_id)
+        if expired_for is not None:  # its time ran out: the draft and the page wait for the same user's next login
+            logout(store, reason="session expired", ended=True, kept_for=expired_for)
+        else:
+            logout(store, reason="session ended (logged out elsewhere, password or role changed, or user removed)",
+                   ended=True)
     return user
+
+
+#: Session state: what an expired login left for its user's next login in this browser session:
+#: ``{"user": username, "drafts": {"draft_<case id>": text}}``. Only this key holds it while nobody is logged in.
+KEPT_AFTER_EXPIRY = "_kept_after_expiry"
+#: The session-state keys of reply drafts (console/case_view.py: ``draft_{case_id}``).
+DRAFT_PREFIX = "draft_"
+
+
+def _resume_after_expiry(username: str) -> None:
+    """Give ``username`` back the drafts their expired login left in this browser session; anyone else gets
+    nothing, and the drafts are gone for good (a colleague logging in on the same browser never sees them)."""
+    kept = st.session_state.pop(KEPT_AFTER_EXPIRY, None)
+    if not isinstance(kept, dict) or kept.get("user") != username:
+        return
+    for key, text in (kept.get("drafts") or {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = text
 
 
 def acting_user(store: Store, action: str) -> auth.User | None:
@@ -270,6 +293,7 @@ def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:
     session = auth.session_by_token(store, browser_token())
     if session is not None and (user := auth.get_user(store, session.username)) is not None:
         st.session_state["_session_id"] = session.id
+        _resume_after_expiry(user.username)  # logged in again in another tab of this browser
         return user
 
     _remember_page_asked()
@@ -279,7 +303,11 @@ def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:
     with form.container(), _login_column():  # taken away again when this run's click logs in (below)
         st.title("Doorstep")
         st.caption("Social customer care — please log in.")
-        if st.session_state.pop("_ended", None) or st.query_params.get("ended") == "1":
+        ended = st.session_state.pop("_ended", None)
+        if ended == "expired":
+            st.info("Your login expired. Please log in again: you will be back where you were, with what you "
+                    "were writing.")
+        elif ended or st.query_params.get("ended") == "1":
             st.info("Your login ended (logged out elsewhere, or your password or role changed). Please log in again.")
             if "ended" in st.query_params:
                 del st.query_params["ended"]  # said once: not again after the next login's logout
@@ -392,11 +420,19 @@ def _form_login(store: Store, config: Config, username: str) -> None:
     _open_session(store, config, username, "password")
 
 
-def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None:
+def logout(store: Store, *, reason: str = "button", ended: bool = False, kept_for: str | None = None) -> None:
     """End the session: its row is ended (so every copy of its cookie is dead), the browser's
-    cookie is cleared, the library forgets the login, and single sign-on logs out."""
+    cookie is cleared, the library forgets the login, and single sign-on logs out.
+
+    ``kept_for``: the login expired (``auth.expired_session_user``): the reply drafts are set aside for that user's
+    next login in this browser session (:func:`_resume_after_expiry`; nobody else gets them), and the tab is not
+    sent through /auth/logout, whose reload lost the page (a case's address) and the session's state: the expired
+    cookie logs nobody in, and the next login's cookie replaces it. Why: an agent whose login expired mid-reply
+    lost the reply and the case, and was told they had been logged out elsewhere (keyboard audit, 2026-12-07)."""
     user = st.session_state.get("user")
     cookie_sent = bool(st.session_state.get(COOKIE_SENT))
+    drafts = {key: value for key, value in st.session_state.items()
+              if kept_for and str(key).startswith(DRAFT_PREFIX) and isinstance(value, str) and value.strip()}
     auth.end_session(store, st.session_state.get("_session_id"), reason=reason)
     if user is not None:
         store.audit(user.username, "logout", None, {"reason": reason})
@@ -404,10 +440,12 @@ def logout(store: Store, *, reason: str = "button", ended: bool = False) -> None
         if key != "_store":
             del st.session_state[key]
     if ended:
-        st.session_state["_ended"] = True
+        st.session_state["_ended"] = "expired" if kept_for else True
+    if kept_for:
+        st.session_state[KEPT_AFTER_EXPIRY] = {"user": kept_for, "drafts": drafts}
     if sso_configured() and st.user.is_logged_in:
         st.logout()
-    if COOKIE_ROUTES and (browser_token() or cookie_sent):  # a cookie this tab came with, or was sent
+    if COOKIE_ROUTES and (browser_token() or cookie_sent) and not kept_for:  # a cookie this tab came with, or was sent
         # The reload through /auth/logout starts a new session: "?ended=1" carries the reason across it (a lead
         # demoted while on Settings met a bare login page; browser check).
         _navigate_top(LOGOUT_ROUTE + ("?ended=1" if ended else ""))
