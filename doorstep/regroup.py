@@ -168,7 +168,10 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
         if answered and keep.first_response_at is None:
             changes["first_response_at"] = min(answered)
         if keep.status == "resolved" and other.status != "resolved":
-            changes.update(status=other.status, resolved_at=None, sla_paused_at=other.sla_paused_at)
+            # Reopened by the other's open work, which keeps its owner (or none): left to the kept case's, it was
+            # handed to a colleague without a lead (audit of stop 39: sam's open case into priya's resolved one).
+            changes.update(status=other.status, resolved_at=None, sla_paused_at=other.sla_paused_at,
+                           assignee=other.assignee)
         pipeline = Pipeline(store, config)
         merged_view = keep.model_copy(update=changes)
         posts = store.mentions_for_case(keep_id)

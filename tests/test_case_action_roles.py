@@ -256,3 +256,20 @@ def test_an_agent_cannot_take_a_colleagues_open_case_by_merging_it(team: Store) 
         assert (_state(team, keep), _state(team, other)) == before
     assert merge(mine, free, "ann").id == mine  # her own and an unassigned one: an agent's to merge
     assert merge(mine, theirs, "lee").assignee == "ann"  # a lead may
+
+
+def test_merging_ones_open_case_into_a_colleagues_resolved_one_keeps_it_ones_own(team: Store) -> None:
+    """Audit of stop 39, finding 9: sam (agent) merged his open case into priya's resolved one; the merge reopened hers
+    and it stayed hers, so his open work was handed to a colleague without a lead (which assigning it is refused as).
+    A merge that reopens the kept case carries the open case's owner (or none) with the work."""
+    from doorstep.config import parse_config
+    from doorstep.regroup import merge_cases
+
+    config = parse_config({})
+    for owner in ("ann", None):
+        theirs = _case(team, "bob")
+        _update(team, theirs, "bob", status="resolved")
+        mine = _case(team, owner)
+        k, o = team.get_case(theirs), team.get_case(mine)
+        merged = merge_cases(team, config, theirs, k.version, mine, o.version, "ann")  # type: ignore[union-attr]
+        assert merged.status == "open" and merged.assignee == owner, (merged.status, merged.assignee)
