@@ -584,7 +584,8 @@ def build_app(db, config):
     app.task(name="test.hung", queue="listen")(lambda: threading.Event().wait(600))  # a network that never answers
     return app
 jq.build_app = build_app
-jq.STOP_GRACE_S = 2.0
+import os
+jq.STOP_GRACE_S = float(os.environ.get("STOP_GRACE_S", "2.0"))
 app = build_app(sys.argv[1], load_config(sys.argv[2]))
 with app.open():
     app.configure_task("test.hung").defer()
@@ -622,3 +623,36 @@ def test_one_sigterm_stops_a_worker_whose_job_hangs(postgres_url: str, tmp_path:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_a_second_ctrl_c_ends_a_worker_whose_job_hangs_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """Audit of stop 39, finding 4: README says "a second signal ends the worker at once", but a second Ctrl-C during
+    the grace for a hung job raised KeyboardInterrupt (the first had removed the handlers), which skipped the exit
+    that leaves stuck jobs, and Python waited for the job's thread: the worker lived on for minutes (two SIGTERMs
+    did end it, by the default action). The second signal now ends the process at once."""
+    from commands.jobs_queue import apply_schema
+
+    Store(postgres_url).close()
+    apply_schema(postgres_url)
+    script = tmp_path / "hung_worker.py"
+    script.write_text(_HUNG_WORKER)
+    log = tmp_path / "hung.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(script), postgres_url, str(REPO / "demo" / "doorstep.toml")],
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "STOP_GRACE_S": "600"},
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait("the hung job to start", lambda: _count(
+            postgres_url, "select count(*) from procrastinate_jobs where task_name = 'test.hung' and status = 'doing'"))
+        proc.send_signal(signal.SIGINT)
+        time.sleep(3)  # the first one is being handled: the worker waits for its jobs
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)  # a hang guard: the grace alone is 600 s, the job 600 s
+        except subprocess.TimeoutExpired:
+            raise AssertionError("a second Ctrl-C did not end the worker\n" + log.read_text()[-3000:]) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
