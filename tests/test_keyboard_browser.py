@@ -170,3 +170,54 @@ def test_the_next_case_after_x_opens_at_its_top(world: dict[str, Any]) -> None:
         assert heading.inner_text() != f"Case #{case_id}"
         page.wait_for_function(f"() => ({scrolled})() < 50", timeout=10000)
         browser.close()
+
+
+def test_a_case_number_typed_in_the_inbox_opens_on_enter(world: dict[str, Any]) -> None:
+    """Keyboard audit: "…or any case number" said Enter opens it, but a number typed and Enter pressed in the box
+    left the agent on the inbox: they had to Tab to "Open case"."""
+    from playwright.sync_api import sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+        wait_idle(page)
+        box = page.get_by_label("…or any case number")
+        box.focus()
+        page.keyboard.type(str(case_id))
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name=f"Case #{case_id}").wait_for(timeout=15000)
+        browser.close()
+
+
+_CONTRAST = """(el) => {
+  const parse = (c) => c.match(/[\\d.]+/g).map(Number);
+  let [r, g, b, a] = parse(getComputedStyle(el).color); a = a === undefined ? 1 : a;
+  let o = 1; for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity);
+  const alpha = a * o, mix = (c) => c * alpha + 255 * (1 - alpha);
+  const lum = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  const L = 0.2126 * lum(mix(r)) + 0.7152 * lum(mix(g)) + 0.0722 * lum(mix(b));
+  return 1.05 / (L + 0.05);
+}"""
+
+
+def test_small_print_is_readable(world: dict[str, Any]) -> None:
+    """Accessibility audit: captions (SLA due times, priority reasons, the whole timeline) were drawn at 60 % of the
+    text colour, 3.9:1 on white, under WCAG AA's 4.5:1 for text of their size."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+        page.goto(f"{world['url']}/case?id={world['case_id']}")
+        page.get_by_role("heading", name=f"Case #{world['case_id']}").wait_for()
+        wait_idle(page)
+        captions = page.locator("[data-testid='stCaptionContainer']")
+        assert captions.count() > 3
+        ratios = [captions.nth(i).evaluate(_CONTRAST) for i in range(min(captions.count(), 12))]
+        assert min(ratios) >= 4.5, ratios
+        browser.close()
