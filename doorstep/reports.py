@@ -187,11 +187,40 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+#: Chinese, Japanese and Korean: a name in them is typed with or without a space between family and given name
+#: ("王 芳" is written "王芳"; "김민수" is written "김 민수"), so a name is matched either way (audit of stop 39).
+_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Bopomofo}]")
+#: Around a name of one Chinese, Japanese or Korean letter ("安", "金"): no letter at all. Such a letter is also a
+#: word or part of one ("包裹安全到达", "金曜日"), so it is masked only where it stands alone.
+_ALONE_BEFORE = r"(?<![\p{L}\p{M}])"
+_ALONE_AFTER = r"(?![\p{L}\p{M}])"
+
+
 def _name_pattern(part: str) -> regex.Pattern[str]:
-    """``part`` of a name as a whole word, with a boundary at each edge only where the edge's script has one."""
-    before = "" if _UNSPACED.match(part[0]) else _NO_LETTER_BEFORE
-    after = "" if _UNSPACED.match(part[-1]) else _NO_LETTER_AFTER
-    return regex.compile(before + regex.escape(part) + after, regex.IGNORECASE)
+    """``part`` of a name as a whole word, with a boundary at each edge only where the edge's script has one.
+
+    Between two Chinese, Japanese or Korean letters of the name any one space may stand or not ("王 芳" masks
+    "王芳", "김민수" masks "김 민수"); other words of the name are matched with the spaces the post has between
+    them ("Ann Lee" masks "Ann  Lee"). A name of a single Chinese, Japanese or Korean letter is too ambiguous to
+    mask inside running text, where it is as often part of another word, and is masked only where no letter
+    touches it; over-masking a Latin name that is also a word ("Will", "May") is left as it is: it hides a
+    word, never a name."""
+    letters = "".join(part.split())
+    if len(letters) == 1 and _UNSPACED.match(letters):
+        return regex.compile(_ALONE_BEFORE + regex.escape(letters) + _ALONE_AFTER, regex.IGNORECASE)
+    pieces: list[str] = []
+    previous = ""
+    for word in part.split():
+        for i, char in enumerate(word):
+            if previous and _CJK.match(previous) and _CJK.match(char):
+                pieces.append(r"\s?")
+            elif previous and i == 0:
+                pieces.append(r"\s+")
+            pieces.append(regex.escape(char))
+            previous = char
+    before = "" if _UNSPACED.match(letters[0]) else _NO_LETTER_BEFORE
+    after = "" if _UNSPACED.match(letters[-1]) else _NO_LETTER_AFTER
+    return regex.compile(before + "".join(pieces) + after, regex.IGNORECASE)
 
 
 def _iban_valid(candidate: str) -> bool:
@@ -358,7 +387,8 @@ class Redactor:
 def _name_parts(name: str | None) -> list[str]:
     """A display name (composed, see :func:`_nfc`) and its words of 3+ letters, longest first ("Jane Doe" ->
     ["Jane Doe", "Jane", "Doe"]); of 2+ in Chinese, Japanese or Korean, where a family or given name is often
-    two letters ("山田 太郎" -> ["山田 太郎", "山田", "太郎"])."""
+    two letters ("山田 太郎" -> ["山田 太郎", "山田", "太郎"]). A one-letter word ("王" of "王 芳") is no part of its
+    own: it is a word, or part of one, too often; :func:`_name_pattern` says how the whole name is matched."""
     if not name or not name.strip():
         return []
     name = _nfc(name.strip())
