@@ -1448,11 +1448,15 @@ def _to_the_top() -> None:
     """Scroll the page to its top. Streamlit keeps the scroll position when the page shows another case (X, J/K, a
     case number), so after "resolve and next" from a note at the bottom the next case opened at its bottom, its
     header, SLA, composer and the "resolved" confirmation off screen (keyboard audit)."""
-    import streamlit.components.v1 as components
+    script = ("<script>const d = window.parent.document; "
+              "for (const e of d.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')) "
+              "{ e.scrollTop = 0; } window.parent.scrollTo(0, 0);</script>")
+    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
+        st.iframe(script, height="content")
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
 
-    components.html("<script>const d = window.parent.document; "
-                    "for (const e of d.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')) "
-                    "{ e.scrollTop = 0; } window.parent.scrollTo(0, 0);</script>", height=0)
+        components.html(script, height=0)
 
 
 def render() -> None:

@@ -22,7 +22,7 @@ received within ``[limits] inbound_read_timeout_s``; 411 no Content-Length; 413 
 other paths and methods; 503 the store was busy (retry); 500 the posts could not be stored (a
 broken store, a failing classifier: retry). Both 5xx are written to the webhook's listener health.
 Only 5xx ask the sender to retry; every 4xx is permanent. Nothing is stored unless the whole request is valid. It is served by
-the inbound ASGI application (:mod:`listeners.inbound_app`) on uvicorn.
+the inbound ASGI application (:mod:`doorstep.inbound_app`) on uvicorn.
 
 Sign a request (shell)::
 
@@ -55,7 +55,7 @@ from doorstep.redaction import redact
 from doorstep.store import Store
 from listeners.config import WebhookSettings, channel_settings
 from listeners.health import record_error, record_rejected, record_success
-from listeners.inbound_app import (
+from doorstep.inbound_app import (
     BodyTimeout,
     BodyTooLarge,
     InboundLimits,

@@ -208,12 +208,6 @@ def customers_peak(store: Store, case: Case) -> Mention | None:
                                    m.id or 0), default=None)
 
 
-def answered_external_ids(store: Store, case_id: int) -> set[str]:
-    return {r[0] for r in store.db.execute(
-        f"select in_reply_to from outbound_messages where case_id = ? and kind = 'reply' and in_reply_to is not null "
-        f"and status in ({','.join('?' * len(ANSWERING_STATUSES))})", [case_id, *ANSWERING_STATUSES]).fetchall()}
-
-
 def reply_candidates(store: Store, case: Case, channel: str | None = None) -> list[Mention]:
     """The case's inbound posts a reply can answer, newest first (optionally on one channel)."""
     posts = [m for m in store.mentions_for_case(case.id) if not m.outbound  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from doorstep import dialogue as rows
 from doorstep.models import utcnow
 from doorstep.store import Store
 from listeners.health import listener_health
-from listeners.inbound_app import inbound_app
+from doorstep.inbound_app import inbound_app
 from listeners.webhook import SIGNATURE_HEADER, WebhookServer, sign
 
 from test_dialogue import PHONE, ask_redelivery, deliver, dialogue_config

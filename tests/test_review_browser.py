@@ -44,7 +44,7 @@ def console(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def test_review_queue_is_worked_from_the_keyboard(console: dict[str, Any], tmp_path: Path) -> None:
     """Also: the page leaves no deprecation in the console's log. Before, each draw of it printed
     "Please replace `st.components.v1.html` with `st.iframe` ... will be removed after 2026-06-01"
-    (streamlit-shortcuts draws its script with st.components.v1.html) to the terminal running
+    (streamlit-shortcuts, used then, drew its script with st.components.v1.html) to the terminal running
     `make demo` (issue 18: a fresh clone's demo prints no warning of the project's)."""
     from playwright.sync_api import sync_playwright
 
