@@ -1,4 +1,5 @@
-"""``doorstep worker`` (PostgreSQL: procrastinate workers) and ``doorstep db copy`` (SQLite -> PostgreSQL)."""
+"""``doorstep worker`` (PostgreSQL: procrastinate workers), ``doorstep db copy`` (SQLite -> PostgreSQL) and
+``doorstep db backup`` (a consistent copy of a SQLite shop while it runs)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def worker(ctx: Context, queues: str, concurrency: int | None, classifier: str |
 
 @click.group()
 def db() -> None:
-    """The database itself: copy a shop from SQLite to PostgreSQL."""
+    """The database itself: back up a SQLite shop; copy a shop from SQLite to PostgreSQL."""
 
 
 @db.command(name="copy")
@@ -92,6 +93,22 @@ def copy_cmd(source: str, target: str, batch: int, replace: bool) -> None:
             f"{', '.join(report.differing)} still differ(s) after being copied again whole: PostgreSQL holds some "
             "of its values differently from SQLite; keep the shop on SQLite and report this with the table above")
     click.echo("every table copied; counts and checksums match")
+
+
+@db.command(name="backup")
+@click.option("--to", "target", required=True, metavar="FILE", help="The backup file to write (must not exist).")
+@pass_ctx
+def backup_cmd(ctx: Context, target: str) -> None:
+    """Write a consistent, checked copy of the SQLite shop (--db) while the console and workers run."""
+    from doorstep.backup import BackupError, backup_sqlite
+
+    try:
+        made = backup_sqlite(ctx.db_path, target)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written: {made.path} ({made.bytes / 1_000_000:.1f} MB, {made.mentions:,} posts, "
+               f"{made.cases:,} cases; integrity checked). To restore: stop the console and workers, copy it over "
+               f"{ctx.db_path}, start them again")
 
 
 commands: list[Any] = [worker, db]
