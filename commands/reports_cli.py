@@ -44,8 +44,13 @@ def weekly(ctx: Context, week: str | None, brand: str | None, out_dir: Path, fmt
                                     actor=actor)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--week") from None
-    for path in write_report(built, out_dir, fmt):
+    # What the PDF cannot draw is said here, on stderr, not logged: the CLI shows no log line, and a quote
+    # printed as blank boxes is otherwise found only by reading the PDF (audit of stop 39).
+    notes: list[str] = []
+    for path in write_report(built, out_dir, fmt, notes=notes):
         click.echo(str(path))
+    for note in notes:
+        click.echo(f"warning: {note}", err=True)
     for warning in built.warnings:
         click.echo(f"warning: {warning}", err=True)
     if no_redact:

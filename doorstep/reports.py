@@ -1099,9 +1099,65 @@ def pdf_fonts() -> tuple[PdfFont, ...]:
     if missing:
         log.info("the PDF report has no font for %s: such posts show as boxes in its PDF (the HTML report is "
                  "unaffected). Install TrueType fonts that cover them, e.g. on Debian or Ubuntu fonts-dejavu-core, "
-                 "fonts-droid-fallback (Chinese, Japanese), fonts-lohit-deva (Hindi)", ", ".join(missing))
+                 "fonts-droid-fallback (Chinese, Japanese), fonts-lohit-deva (Hindi), fonts-tlwg-garuda-ttf (Thai)",
+                 ", ".join(missing))
     return tuple(PdfFont("doorstep" + re.sub(r"[^a-z0-9]", "", path.stem.lower()) + str(i), path,
                          _bold_of(path) if path == body else None) for i, path in enumerate(chosen))
+
+
+#: Scripts named by the language a care team knows them by, where Unicode's own name for them is not that
+#: (a character's script is otherwise the first word of its Unicode name: "ARABIC LETTER ALEF" -> Arabic).
+_SCRIPT_NAMES: tuple[tuple[regex.Pattern[str], str], ...] = (
+    (regex.compile(r"\p{Han}"), "Chinese characters"),
+    (regex.compile(r"[\p{Hiragana}\p{Katakana}]"), "Japanese"),
+    (regex.compile(r"\p{Hangul}"), "Korean"),
+    (regex.compile(r"\p{Devanagari}"), "Hindi"),
+)
+#: What to install for a script with no font, as README's "PDF fonts" says (Debian/Ubuntu package names; the
+#: CJK and Thai fonts are TrueType ones, which the PDF can embed: Noto Sans CJK's OpenType outlines cannot be).
+_FONT_PACKAGES: dict[str, str] = {
+    "Chinese characters": "fonts-droid-fallback",
+    "Japanese": "fonts-droid-fallback",
+    "Korean": "fonts-droid-fallback",
+    "Hindi": "fonts-lohit-deva",
+    "Thai": "fonts-tlwg-garuda-ttf",
+}
+_BEYOND_LATIN_1 = regex.compile(r"[^\x00-\xff]")
+
+
+def _script_name(char: str) -> str:
+    """What the warning calls ``char``'s script: the team reads "Thai" or "Hindi", not a code point."""
+    for pattern, name in _SCRIPT_NAMES:
+        if pattern.match(char):
+            return name
+    return unicodedata.name(char, "other").split()[0].split("-")[0].title()
+
+
+def pdf_font_gaps(text: str) -> list[str]:
+    """The scripts of ``text`` (the PDF's HTML, or what it quotes) that no face of :func:`pdf_fonts` draws, in the
+    order they first appear: their letters print as blank boxes in the PDF. Letters of Latin-1 are always drawn
+    (Helvetica, the last resort of :func:`pdf_font_family`)."""
+    drawn: set[int] = set()
+    for font in pdf_fonts():
+        drawn |= _coverage(font.regular)
+    gaps: list[str] = []
+    for char in dict.fromkeys(_BEYOND_LATIN_1.findall(text)):
+        if char.isalpha() and ord(char) not in drawn:
+            name = _script_name(char)
+            if name not in gaps:
+                gaps.append(name)
+    return gaps
+
+
+def pdf_font_warning(path: str | Path, gaps: list[str]) -> str:
+    """One line for the team that made the PDF at ``path``: which scripts print as boxes, and what to install
+    (README, Weekly report: PDF fonts)."""
+    remedies: dict[str, list[str]] = {}
+    for script in gaps:
+        remedies.setdefault(_FONT_PACKAGES.get(script, "a TrueType font that draws them"), []).append(script)
+    install = ", ".join(f"{package} ({', '.join(scripts)})" for package, scripts in remedies.items())
+    return (f"{path}: no font on this machine for {', '.join(gaps)}: those quotes print as boxes in the PDF (the "
+            f"HTML report shows them); install {install} (Debian/Ubuntu; README, Weekly report: PDF fonts)")
 
 
 def pdf_font_faces() -> str:
@@ -1134,9 +1190,13 @@ def _pdf_resource_policy() -> Any:
     return dataclasses.replace(policy, extra_roots=(*policy.extra_roots, *files))
 
 
-def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
+def render_pdf(report_or_html: WeeklyReport | str, path: str | Path, *, notes: list[str] | None = None) -> Path:
     """Write the report as PDF (xhtml2pdf). Pass the report (preferred: a print layout is used)
-    or an HTML string (the PDF's Unicode fonts are added to its styles)."""
+    or an HTML string (the PDF's Unicode fonts are added to its styles).
+
+    ``notes``, where given, gets a line (:func:`pdf_font_warning`) when a script the report quotes has no font on
+    this machine: the PDF is still written, with boxes for those letters, and whoever made it should be told
+    (a log line at INFO was never shown by the CLI)."""
     from xhtml2pdf import pisa
 
     if isinstance(report_or_html, WeeklyReport):
@@ -1167,11 +1227,17 @@ def render_pdf(report_or_html: WeeklyReport | str, path: str | Path) -> Path:
     finally:
         pdf_log.setLevel(level)
     part.replace(path)
+    if notes is not None:
+        gaps = pdf_font_gaps(html)
+        if gaps:
+            notes.append(pdf_font_warning(path, gaps))
     return path
 
 
-def write_report(report: WeeklyReport, out_dir: str | Path, fmt: str = "both") -> list[Path]:
-    """Write ``weekly-{week}[-{brand}].html`` and/or ``.pdf`` into ``out_dir``."""
+def write_report(report: WeeklyReport, out_dir: str | Path, fmt: str = "both", *,
+                 notes: list[str] | None = None) -> list[Path]:
+    """Write ``weekly-{week}[-{brand}].html`` and/or ``.pdf`` into ``out_dir``; ``notes`` gets what the
+    caller should tell about them (a script the PDF has no font for, see :func:`render_pdf`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"weekly-{report.week}" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', report.brand)}" if report.brand else "")
@@ -1181,7 +1247,7 @@ def write_report(report: WeeklyReport, out_dir: str | Path, fmt: str = "both") -
         html_path.write_text(render_html(report), encoding="utf-8")
         written.append(html_path)
     if fmt in ("pdf", "both"):
-        written.append(render_pdf(report, out_dir / f"{stem}.pdf"))
+        written.append(render_pdf(report, out_dir / f"{stem}.pdf", notes=notes))
     return written
 
 
@@ -1224,6 +1290,8 @@ __all__ = [
     "build_weekly_report",
     "last_complete_week",
     "render_html",
+    "pdf_font_gaps",
+    "pdf_font_warning",
     "render_pdf",
     "report_deliveries",
     "report_settings",
