@@ -105,7 +105,8 @@ def _describe(ctx: Context, message_id: int | None) -> str:
     from responders.outbox import get_message
 
     m = get_message(ctx.store, message_id or 0)
-    error = f"  last error: {m.last_error}" if m.last_error else ""
+    # One line per message (a list, a script's grep): X's 403 error text spans several lines.
+    error = f"  last error: {' '.join(m.last_error.split())}" if m.last_error else ""
     channel = f"{m.channel} @{m.account}" if m.account and m.channel != "email" else \
         f"{m.channel} {m.account}" if m.account else m.channel
     return f"{m.id}\t{m.status}\t{m.kind}\t{channel}\tcase {m.case_id}\tattempts {m.attempts}\t{m.external_id or ''}{error}"

@@ -141,3 +141,26 @@ def test_reply_send_now_exits_1_when_the_reply_failed_for_good(tmp_path, emulato
                                       "--as", "sam", "--send-now"])
     assert result.exit_code == 1, result.output
     assert "\tfailed\treply\tx" in result.output and "X 403" in result.output
+
+
+def test_outbox_lines_stay_one_line_per_message_whatever_the_error(tmp_path) -> None:  # noqa: ANN001
+    """Reply-counting fix, left over: ``--send-now`` and ``outbox list`` printed X's multi-line 403 error as is, so a
+    message took several lines of a listing that is one line per message."""
+    from click.testing import CliRunner
+
+    from commands.cli import cli
+    from doorstep.store import Store
+    from responders.outbox import enqueue
+
+    db = tmp_path / "d.db"
+    store = Store(db)
+    message = enqueue(store, kind="reply", channel="email", text="Subject: x\n\nhello", actor="ann",
+                      idempotency_key="ml-1", target="a@example.com")
+    store.db.execute("update outbound_messages set status = 'failed', last_error = ? where id = ?",
+                     ["X 403: Forbidden\nYou are not permitted to perform this action.\n\n(code 453)", message.id])
+    store.close()
+    result = CliRunner().invoke(cli, ["--db", str(db), "outbox", "list", "--status", "failed"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len([line for line in lines if "last error" in line]) == 1
+    assert "Forbidden You are not permitted to perform this action. (code 453)" in result.output
