@@ -103,13 +103,16 @@ def render() -> None:
                                                  actor=getattr(user, "username", "console"))
             html = reports.render_html(report)
             # The PDF is kept in the session for the download button; its file goes with the folder.
+            notes: list[str] = []  # a script the PDF has no font for: said beside the download, not only logged
             with tempfile.TemporaryDirectory(prefix="doorstep-report-") as folder:
-                pdf = reports.render_pdf(report, Path(folder) / "report.pdf").read_bytes()
-            st.session_state["report_rendered"] = (week, brand, html, pdf)
+                pdf = reports.render_pdf(report, Path(folder) / "report.pdf", notes=notes).read_bytes()
+            st.session_state["report_rendered"] = (week, brand, html, pdf, notes)
 
     rendered = st.session_state.get("report_rendered")
     if rendered and rendered[:2] == (week, brand):
-        _, _, html, pdf = rendered
+        _, _, html, pdf, notes = rendered
+        for note in notes:
+            st.warning(escape_md(note.split(": ", 1)[-1]))
         stem = f"weekly-{week}" + (f"-{brand.replace(' ', '-')}" if brand else "")
         d = st.columns([1, 1, 4])
         d[0].download_button("Download HTML", html, file_name=f"{stem}.html", mime="text/html", key="report_dl_html")

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from doorstep import reports
 
 from test_report_unicode import POSTS, WEEK, _complaint_store
+from test_console_apptest import db, demo_template  # noqa: F401 - fixtures
 
 #: The auditor's quotes (m5.jsonl), one per script no bundled face draws.
 FAR_QUOTES = {
@@ -84,3 +85,23 @@ def test_a_script_without_a_named_package_is_still_named(bundled_fonts_only: Non
     line = reports.pdf_font_warning(Path("weekly.pdf"), gaps)
     assert line.startswith("weekly.pdf: no font on this machine for Arabic, Ethiopic: ")
     assert "TrueType font" in line
+
+
+def test_the_console_says_it_beside_the_download(monkeypatch: pytest.MonkeyPatch, db) -> None:  # noqa: ANN001
+    """The Reports page rendered the PDF without asking: a lead downloaded boxes and was told nothing."""
+    from test_console_apptest import page
+
+    real = reports.render_pdf
+
+    def boxes_for_thai(report, path, *, notes=None):  # noqa: ANN001, ANN202 - as on a machine with no Thai font
+        made = real(report, path, notes=notes)
+        notes.append(reports.pdf_font_warning(path, ["Thai"]))
+        return made
+
+    monkeypatch.setattr(reports, "render_pdf", boxes_for_thai)
+    at = page("reports", "ann", db)
+    at.button(key="report_render").click().run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "no font on this machine for Thai: those quotes print as boxes" in warnings, warnings
+    assert "report.pdf" not in warnings  # the server's temporary path is no business of the lead's
