@@ -43,9 +43,10 @@ def network_of(channel: str) -> str:
 #: graphemes (``chat.bsky.convo.defs#messageInput``). X direct messages take 10000 characters: no check.
 LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "mastodon_dm": 500, "bluesky": 300, "bluesky_dm": 1000,
                           "sms": 1600}
-#: Limits in UTF-8 bytes besides the graphemes: a chat message's lexicon caps both (a message of emoji
-#: sequences reaches 10000 bytes long before 1000 graphemes).
-BYTE_LIMITS: dict[str, int] = {"bluesky_dm": 10000}
+#: Limits in UTF-8 bytes besides the graphemes: Bluesky's lexicons cap both (a post, ``app.bsky.feed.post``: 300
+#: graphemes and 3000 bytes; a chat message: 1000 and 10000), and text of emoji sequences reaches the bytes first
+#: (300 family emoji are 5,400 bytes: Bluesky refuses the post).
+BYTE_LIMITS: dict[str, int] = {"bluesky": 3000, "bluesky_dm": 10000}
 #: X and Mastodon count every link as 23 characters, whatever its length.
 LINK_WEIGHT = 23
 

@@ -256,7 +256,9 @@ def test_limits_allow_what_the_channel_allows() -> None:
     check_limits("x", "\u65e5" * 140)
     assert weighted_length("x", "ok \U0001F469\u200D\U0001F469\u200D\U0001F467") == 3 + 2  # one emoji weighs 2
     family = "\U0001F469\u200D\U0001F469\u200D\U0001F467"
-    check_limits("bluesky", family * 300)  # 1500 code points, 300 graphemes
+    check_limits("bluesky", family * 160)  # 800 code points, 160 graphemes, 2,880 bytes
+    with pytest.raises(ReplyRejected, match="5400 bytes is over the bluesky limit of 3000 bytes"):
+        check_limits("bluesky", family * 300)  # 300 graphemes, but Bluesky's post lexicon caps 3000 bytes too
     # Languages audit, finding 10: Mastodon counts graphemes (480 letters and 5 family emoji: 485, refused as 505),
     # and X counts a flag or a keycap as one emoji (2), not as its code points (4 and 5).
     check_limits("mastodon", "a" * 480 + family * 5)
