@@ -25,6 +25,7 @@ from console.timeline import LINK_FIELDS, actor_name, escalation_names, recipien
 from console.widgets import (
     busy_message,
     current_user,
+    run_script,
     escape_md,
     flash,
     get_config,
@@ -682,6 +683,17 @@ GRAPHEME_CHANNELS = frozenset({"bluesky", "mastodon", "bluesky_dm", "mastodon_dm
 WEIGHTED_CHANNELS = GRAPHEME_CHANNELS | {"x"}
 
 
+def box_limit(channel: str | None, limit: int | None, allow_urls: bool) -> int | None:
+    """The browser's ``max_chars`` for the reply box: it counts as the agent types (the only live count
+    Streamlit has), but in UTF-16 units, and drops a paste beyond it. Right for X while links are off (the
+    default: X weighs every other character at least 1, emoji aside, which care replies rarely pile up); with
+    links on, a long tracking link counts 23 on X and many more in the browser, and networks that count
+    graphemes count Hindi or emoji far below their units: those boxes set no limit, and Queue reply checks."""
+    if channel == "x" and not allow_urls:
+        return limit
+    return None if channel in WEIGHTED_CHANNELS else limit
+
+
 def _composer(store: Store, case: Case, user: Any) -> None:
     """Answer the case: the post being answered, then the reply form right under it.
 
@@ -693,6 +705,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     "Queue reply", with the answer shown under the button.
     """
     from responders.channels import LIMITS, PUBLIC_CHANNELS, weighted_length
+    from responders.config import responders_settings
     from responders.outbox import (
         AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, moved_words,
         queue_reply, reply_candidates,
@@ -851,13 +864,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     # enter_to_submit stays on: in Streamlit it is also what lets Ctrl+Enter in the text area submit (Enter alone
     # makes a new line); off, "Q or Ctrl+Enter" was half true and an agent who believed it sent resolved with X.
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=True):
-        # The browser counts UTF-16 units and drops a whole paste beyond max_chars: wrong where the network counts
-        # otherwise (a Hindi reply of 243 graphemes is 360 units on Bluesky; 100 flags are 400 units and 200 on X),
-        # so those boxes take any length and the page counts.
-        text = st.text_area("Reply text", key=key, height=120,
-                            max_chars=None if channel in WEIGHTED_CHANNELS else limit)
-        # Two fifths for the button: at a tablet's 768 px a quarter cut its words to "Queue …" (accessibility audit).
-        button, answer = st.columns([2, 3], vertical_alignment="center")
+        max_chars = box_limit(channel, limit, responders_settings(config).allow_urls)
+        text = st.text_area("Reply text", key=key, height=120, max_chars=max_chars)
+        button, answer = st.columns([1, 3], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
                                   disabled=not can(user, "reply"), shortcut=SHORTCUTS["queue"])
         with answer:  # the answer to "Queue reply", in the same row as the button
@@ -877,7 +886,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             st.rerun()
-    if limit and channel in WEIGHTED_CHANNELS:
+    if limit and max_chars is None:
         how = ("links count as 23, an emoji or a Chinese, Japanese or Korean character as 2" if channel == "x" else
                "an emoji or a letter with its marks counts as one"
                + (", links with https:// as 23 and @name@server as @name" if channel in ("mastodon", "mastodon_dm")
@@ -886,7 +895,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                              "the words as last sent, and Queue reply checks it."))
     elif limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
-                             "the exact count is checked on Queue reply."))
+                             + ("an emoji or a Chinese, Japanese or Korean character counts as 2 there, "
+                                if channel == "x" else "") + "the exact count is checked on Queue reply."))
     st.caption(KEYS_HELP)
     # A Mastodon direct message posts the customer's @mention with the words: counted as Queue reply counts it.
     recipient = case.author_handle if channel == "mastodon_dm" else None
@@ -1451,12 +1461,7 @@ def _to_the_top() -> None:
     script = ("<script>const d = window.parent.document; "
               "for (const e of d.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')) "
               "{ e.scrollTop = 0; } window.parent.scrollTo(0, 0);</script>")
-    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
-        st.iframe(script, height="content")
-    else:  # Streamlit before st.iframe
-        import streamlit.components.v1 as components
-
-        components.html(script, height=0)
+    run_script(script)
 
 
 def render() -> None:

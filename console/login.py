@@ -275,13 +275,10 @@ def _navigate_top(url: str) -> None:
 
 
 def _html(script: str) -> None:
-    """A script run in a component's frame (same origin: it may act on the page around it)."""
-    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
-        st.iframe(script, height="content")
-    else:  # Streamlit before st.iframe
-        import streamlit.components.v1 as components
+    """A script run in a frame of its own (same origin: it may act on the page around it), taking no room."""
+    from console.widgets import run_script
 
-        components.html(script, height=0)
+    run_script(script)
 
 
 def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:

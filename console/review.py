@@ -33,7 +33,9 @@ from typing import Any
 
 import streamlit as st
 
-from console.widgets import busy_message, escape_md, flash, get_config, get_store, require, safe_text, show_flashes
+from console.widgets import (
+    busy_message, escape_md, flash, get_config, get_store, require, run_script, safe_text, show_flashes,
+)
 from console.words import channel_name, intent_name
 from doorstep.config import Config
 from doorstep.corrections import ReviewError, correct_labels, last_review
@@ -276,13 +278,7 @@ def add_review_keys(**keys: str) -> None:
     body = REVIEW_KEYS_JS % {"keys": json.dumps({key.lower(): name for name, key in keys.items()}, sort_keys=True)}
     # json.dumps makes it a JavaScript string literal; "</" is escaped so the text cannot close the tag.
     code = json.dumps(body).replace("</", "<\\/")
-    script = f"<script>new window.parent.Function({code})();</script>"
-    if hasattr(st, "iframe"):  # st.components.v1.html is deprecated (removal announced for 2026-06-01)
-        st.iframe(script, height="content")
-    else:  # Streamlit before st.iframe
-        import streamlit.components.v1 as components
-
-        components.html(script, height=0)
+    run_script(f"<script>new window.parent.Function({code})();</script>")
 
 
 def chosen_words(draft: dict[str, Any]) -> str:

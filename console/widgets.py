@@ -331,6 +331,27 @@ def open_inbox(**filters: str | None) -> None:
     st.rerun()
 
 
+#: The accessible name of the frames :func:`run_script` draws, which the page's style hides.
+SCRIPT_FRAME = "doorstep page script"
+
+
+def run_script(script: str) -> None:
+    """Run ``script`` (a ``<script>`` of our own, never user text) in a same-origin frame that takes no room.
+
+    ``st.iframe`` sizes an HTML string to its content, and a frame holding only a script was still 150 px tall on
+    Streamlit 1.67: a blank band on every case page that pushed the composer down (security audit of today's
+    changes). The frame is kept out of the layout by a style-only ``st.html`` (which takes no room itself);
+    a hidden frame still runs its script. ``st.components.v1.html`` (height 0) is deprecated."""
+    if hasattr(st, "iframe"):
+        st.html("<style>[data-testid='stElementContainer']:has(iframe[title='" + SCRIPT_FRAME + "']) "
+                "{ display: none; }</style>")
+        st.iframe(script, height=1, alt=SCRIPT_FRAME, tab_index=-1)
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(script, height=0)
+
+
 def open_case(case_id: int) -> None:
     """Go to the case page for ``case_id`` (from the inbox, the customer's other cases...)."""
     st.session_state["case_id"] = int(case_id)

@@ -221,3 +221,28 @@ def test_small_print_is_readable(world: dict[str, Any]) -> None:
         ratios = [captions.nth(i).evaluate(_CONTRAST) for i in range(min(captions.count(), 12))]
         assert min(ratios) >= 4.5, ratios
         browser.close()
+
+
+def test_the_page_scripts_take_no_room(world: dict[str, Any]) -> None:
+    """Security audit of today's changes, finding 5: the frame of the case page's scroll-to-top script (and the login
+    and review-keys scripts) was 150 px tall, a blank band that pushed the composer down."""
+    from playwright.sync_api import sync_playwright
+
+    from console.widgets import SCRIPT_FRAME
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20000)
+        login(page, world["url"], "ann")
+        page.goto(f"{world['url']}/case?id={world['case_id']}")
+        page.get_by_role("heading", name=f"Case #{world['case_id']}").wait_for()
+        wait_idle(page)
+        frames = page.locator(f"iframe[title='{SCRIPT_FRAME}']")
+        assert frames.count() >= 1  # the script is there...
+        for i in range(frames.count()):
+            assert frames.nth(i).bounding_box() is None  # ...and takes no room
+        heading = page.get_by_role("heading", name=f"Case #{world['case_id']}").bounding_box()
+        status = page.get_by_text("Status", exact=True).first.bounding_box()
+        assert heading and status and status["y"] - heading["y"] < 140, (heading, status)
+        browser.close()
