@@ -146,7 +146,7 @@ def _session_hours(config: Config) -> float:
 def _open_session(store: Store, config: Config, username: str, method: str) -> None:
     session, grant = auth.start_session(store, username, hours=_session_hours(config), method=method)
     st.session_state["_session_id"] = session.id
-    _resume_after_expiry(username)
+    _resume_after_expiry(store, username)
     if method == "password" and config.console.session_hours > 0:
         st.session_state["_grant"] = grant
 
@@ -175,11 +175,16 @@ KEPT_AFTER_EXPIRY = "_kept_after_expiry"
 DRAFT_PREFIX = "draft_"
 
 
-def _resume_after_expiry(username: str) -> None:
-    """Give ``username`` back the drafts their expired login left in this browser session; anyone else gets
-    nothing, and the drafts are gone for good (a colleague logging in on the same browser never sees them)."""
+def _resume_after_expiry(store: Store, username: str) -> None:
+    """Give ``username`` back the drafts their expired login left in this browser session, if they log in on the
+    credentials that login was granted on; anyone else gets nothing, and the drafts are gone for good (a colleague
+    logging in on the same browser never sees them). The name alone was not enough: a user removed and added again
+    (another person), or whose password was reset or role changed while the tab showed the login page, got them
+    (security audit of today's changes)."""
     kept = st.session_state.pop(KEPT_AFTER_EXPIRY, None)
     if not isinstance(kept, dict) or kept.get("user") != username:
+        return
+    if kept.get("stamp") is None or kept.get("stamp") != auth.credential_stamp(store, username):
         return
     for key, text in (kept.get("drafts") or {}).items():
         if key not in st.session_state:
@@ -290,7 +295,7 @@ def _password_user(store: Store, config: Config, form: Any) -> auth.User | None:
     session = auth.session_by_token(store, browser_token())
     if session is not None and (user := auth.get_user(store, session.username)) is not None:
         st.session_state["_session_id"] = session.id
-        _resume_after_expiry(user.username)  # logged in again in another tab of this browser
+        _resume_after_expiry(store, user.username)  # logged in again in another tab of this browser
         return user
 
     _remember_page_asked()
@@ -439,7 +444,8 @@ def logout(store: Store, *, reason: str = "button", ended: bool = False, kept_fo
     if ended:
         st.session_state["_ended"] = "expired" if kept_for else True
     if kept_for:
-        st.session_state[KEPT_AFTER_EXPIRY] = {"user": kept_for, "drafts": drafts}
+        st.session_state[KEPT_AFTER_EXPIRY] = {"user": kept_for, "stamp": auth.credential_stamp(store, kept_for),
+                                               "drafts": drafts}
     if sso_configured() and st.user.is_logged_in:
         st.logout()
     if COOKIE_ROUTES and (browser_token() or cookie_sent) and not kept_for:  # a cookie this tab came with, or was sent

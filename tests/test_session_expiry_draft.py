@@ -88,3 +88,34 @@ def test_a_password_change_still_ends_the_login_with_nothing_kept(
     log_in(at, "ann", "a brand new passphrase")
     assert at.session_state["user"].username == "ann" and not _holds_draft(at)
 
+
+
+def _to_login_page(db: Store, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    at, case_id, _ = _case_with_draft(db, "ann")
+    _expire(db, "ann")
+    at.button(key=f"send_{case_id}").click().run()  # the tab's next click: the login page, "Your login expired"
+    assert [t.value for t in at.title] == ["Doorstep"]
+    at.session_state[login.PAGE_ASKED] = "case"
+    monkeypatch.setattr(login, "_remember_page_asked", lambda: None)
+    return at
+
+
+@pytest.mark.parametrize("change", ["removed and re-added", "password reset by admin", "role changed"])
+def test_a_change_to_the_user_after_the_expiry_keeps_nothing(db: Store, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                             change: str) -> None:
+    """Security audit of today's changes, finding 1: the drafts set aside at an expiry were given to whoever next
+    logged in under that username, even after the user was removed and re-added (another person), had their
+    password reset or their role changed while the tab showed the login page. They are kept for the login they
+    were written under: the same user on the same credentials."""
+    at = _to_login_page(db, monkeypatch)
+    password = "completely different passphrase 42"
+    if change == "removed and re-added":
+        auth.remove_user(db, "ann", actor="ada")
+        auth.add_user(db, "ann", password, role="agent", name="Ann Other (new hire)", actor="ada", rounds=4)
+    elif change == "password reset by admin":
+        auth.set_password(db, "ann", password, actor="ada", rounds=4)
+    else:
+        password = PASSWORD
+        auth.set_role(db, "ann", "lead", actor="ada")
+    log_in(at, "ann", password)
+    assert not _holds_draft(at), f"{change}: the old login's draft reached the new login"
