@@ -161,9 +161,13 @@ def merge_cases(store: Store, config: Config, keep_id: int, keep_version: int, o
                            tracking_number=other.tracking_number, link_method=other.link_method,
                            link_confidence=other.link_confidence, link_confirmed=other.link_confirmed,
                            courier=other.courier or keep.courier)
-        for field in ("brand", "courier", "customer_id", "assignee"):
+        for field in ("brand", "courier", "customer_id"):
             if getattr(keep, field) is None and getattr(other, field) is not None:
                 changes.setdefault(field, getattr(other, field))
+        # An owner comes with open work only: a resolved case's former owner handed an unassigned open case was
+        # an agent handing work to a colleague without a lead (security audit of today's changes, finding 2).
+        if keep.assignee is None and other.assignee is not None and other.status != "resolved":
+            changes["assignee"] = other.assignee
         answered = [t for t in (keep.first_response_at, other.first_response_at) if t is not None]
         if answered and keep.first_response_at is None:
             changes["first_response_at"] = min(answered)

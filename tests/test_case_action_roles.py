@@ -273,3 +273,23 @@ def test_merging_ones_open_case_into_a_colleagues_resolved_one_keeps_it_ones_own
         k, o = team.get_case(theirs), team.get_case(mine)
         merged = merge_cases(team, config, theirs, k.version, mine, o.version, "ann")  # type: ignore[union-attr]
         assert merged.status == "open" and merged.assignee == owner, (merged.status, merged.assignee)
+
+
+def test_merging_a_colleagues_resolved_case_into_an_unassigned_open_one_hands_nothing_over(team: Store) -> None:
+    """Security audit of today's changes, finding 2: the other way round of the finding above. sam merged priya's
+    resolved case into an unassigned open one; the kept case took her name with it, so open work became hers
+    without a lead. A resolved case's owner does not come with a merge."""
+    from doorstep.config import parse_config
+    from doorstep.regroup import merge_cases
+
+    config = parse_config({})
+    theirs = _case(team, "bob")
+    _update(team, theirs, "bob", status="resolved")
+    free = _case(team)
+    k, o = team.get_case(free), team.get_case(theirs)
+    merged = merge_cases(team, config, free, k.version, theirs, o.version, "ann")  # type: ignore[union-attr]
+    assert merged.status == "open" and merged.assignee is None, (merged.status, merged.assignee)
+    mine = _case(team, "ann")  # an open case of one's own still brings its owner
+    free = _case(team)
+    k, o = team.get_case(free), team.get_case(mine)
+    assert merge_cases(team, config, free, k.version, mine, o.version, "ann").assignee == "ann"  # type: ignore[union-attr]
