@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from doorstep.dialect import database_target, is_postgres
+from doorstep.dialect import database_target, describe_target, is_postgres
 
 
 class BackupError(Exception):
@@ -33,11 +34,11 @@ class Backup:
 def backup_sqlite(db: str | Path, to: str | Path) -> Backup:
     """Write a consistent, checked copy of the SQLite shop ``db`` to ``to`` (which must not exist).
 
-    Written as ``to`` + ".partial" and renamed once checked, so an interrupted backup never leaves a file that
+    Written under a temporary name beside it and renamed once checked, so an interrupted backup never leaves a file that
     looks whole. Readable by its owner only (it holds customers' posts, names and addresses)."""
     source = str(db)
     if is_postgres(source):
-        raise BackupError(f"{source.split('@')[-1]} is a PostgreSQL database: back it up with pg_dump "
+        raise BackupError(f"{describe_target(source)} is a PostgreSQL database: back it up with pg_dump "
                           "(README, Backups), not with doorstep db backup")
     source = database_target(source)
     if source == ":memory:" or not Path(source).is_file():
@@ -49,10 +50,10 @@ def backup_sqlite(db: str | Path, to: str | Path) -> Backup:
         raise BackupError(f"{target.parent} is not a folder: create it, or choose another --to")
     if target.resolve() == Path(source).resolve():
         raise BackupError(f"{target} is the database itself: choose another --to")
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)  # a former interrupted run's
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # A name of its own (never a file someone keeps beside the target), owner-only from the start.
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     os.close(fd)
+    partial = Path(name)
     try:
         with sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True) as src, \
                 sqlite3.connect(partial) as dst:

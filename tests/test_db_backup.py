@@ -68,6 +68,8 @@ def test_a_backup_never_overwrites_and_says_what_to_do_in_one_line(tmp_path: Pat
         (["--db", str(db), "db", "backup", "--to", str(db)], "exists"),
         (["--db", str(db), "db", "backup", "--to", str(tmp_path / "no" / "such" / "b.db")], "is not a folder"),
         (["--db", "postgresql://u:secret@127.0.0.1/test", "db", "backup", "--to", str(tmp_path / "p.db")], "pg_dump"),
+        (["--db", "postgresql://127.0.0.1/test?user=u&password=secret", "db", "backup", "--to", str(tmp_path / "q.db")],
+         "pg_dump"),
     ]
     for args, words in cases:
         result = runner.invoke(cli, args)
@@ -75,4 +77,9 @@ def test_a_backup_never_overwrites_and_says_what_to_do_in_one_line(tmp_path: Pat
         assert words in result.output and result.output.count("\n") == 1, result.output
         assert "secret" not in result.output
     assert (tmp_path / "old.db").read_text() == "yesterday's backup"
+    # Security audit of today's changes: a file named like the copy in progress ("<target>.partial") was deleted.
+    (tmp_path / "report.partial").write_text("a thesis")
+    assert runner.invoke(cli, ["--db", str(db), "db", "backup", "--to", str(tmp_path / "report")]).exit_code == 0
+    assert (tmp_path / "report.partial").read_text() == "a thesis"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial") and p.name != "report.partial"]
     assert not (tmp_path / "none.db").exists()  # a backup never makes the database it was asked for
