@@ -276,6 +276,9 @@ class Escalation(_Section):
     auto_sla_minutes: float | None = Field(default=15.0, gt=0)
     #: The audience of automatic escalations.
     auto_target: str = "lead"
+    #: At most this many cases escalated automatically in an hour, the most urgent first; the others wait for the
+    #: next hour while they are still due (a viral day escalated 409 cases in one round: the alerts' storm cap).
+    auto_max_per_hour: int = Field(default=20, ge=1)
 
 
 class ChannelLearner(_Section):

@@ -204,8 +204,14 @@ def _courier_link(store: Store, config: Config, case: Case, actor: str) -> tuple
         return None
 
 
+#: Who escalates a case automatically (the outbox and the audit log name it).
+SLA_MONITOR = "sla-monitor"
+
+
 def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None) -> list[int]:
-    """Escalate open cases whose SLA is about to breach (once per case and due time)."""
+    """Escalate open cases whose SLA is about to breach (once per case and due time), at most
+    ``auto_max_per_hour`` cases in an hour, the highest priority first, then the earliest due: on a viral day one
+    round escalated 409 cases to the lead, spam bots among them, while the same breaches' alerts were capped."""
     settings = responders_settings(config).escalation
     if settings.auto_sla_minutes is None:
         return []
@@ -217,9 +223,19 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
     # due_at is the next deadline of a running clock (doorstep/sla.py): none while the case
     # waits on the customer, and a snoozed case's deadlines already lie after its snooze.
     rows = list(store.db.query(
-        "select id, due_at, due_kind from cases where status in ('new', 'open') and due_at <= ?", [horizon]))
-    escalated = []
+        "select id, due_at, due_kind from cases where status in ('new', 'open') and due_at <= ? "
+        "order by priority desc, due_at, id", [horizon]))
+    # Cases escalated automatically in the last hour (each escalation is a message per route of the target).
+    done = store.db.execute(
+        "select count(distinct case_id) from outbound_messages where kind = 'escalation' and created_by = ? "
+        "and created_at > ?", [SLA_MONITOR, iso(now - timedelta(hours=1))]).fetchone()[0]
+    room = max(0, settings.auto_max_per_hour - int(done or 0))
+    escalated: list[int] = []
+    waiting = 0
     for row in rows:
+        if len(escalated) >= room:
+            waiting += 1
+            continue
         which, due = row["due_kind"] or "resolution", row["due_at"]
         key = _key("auto-sla", row["id"], which, due)
         if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
@@ -229,9 +245,13 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
         when = config.local_time(due, zone=True)
         try:
             escalate(store, config, row["id"], settings.auto_target,
-                     f"SLA {which} {state} at {when}", "sla-monitor", reason="sla", key=key)
+                     f"SLA {which} {state} at {when}", SLA_MONITOR, reason="sla", key=key)
         except Exception as exc:  # noqa: BLE001 - one case must not stop the others
             log.warning("automatic escalation of case %s failed: %s", row["id"], exc)
             continue
         escalated.append(row["id"])
+    if waiting:
+        log.warning("automatic SLA escalation: %d case(s) this hour, the cap ([responders.escalation] "
+                    "auto_max_per_hour = %d); %d more due or overdue wait for the next hour (the inbox's SLA filter "
+                    "lists them)", int(done or 0) + len(escalated), settings.auto_max_per_hour, waiting)
     return escalated

@@ -238,3 +238,23 @@ def test_a_secret_pasted_into_an_escalation_note_is_not_stored(store: Store, mon
     texts = [r[0] for r in store.db.execute("select text from outbound_messages where case_id = ?", [case_id]).fetchall()]
     assert texts and not [t for t in texts if "XXXXsecretXXXX" in t], texts
     assert all("please check" in t for t in texts)
+
+
+def test_automatic_escalations_are_capped_per_hour_most_urgent_first(store: Store) -> None:
+    """Audit of a viral day, finding 1: one worker round escalated 409 cases breaching their SLA to the lead (430
+    e-mails and 409 Slack posts, spam bots among them), ~1,250 by the end of the day; the alerts of the same
+    breaches were capped at 20 an hour. Automatic escalations are capped too (``auto_max_per_hour``), the most
+    urgent first; the others wait for the next hour while still due (the inbox's overdue filter lists them)."""
+    config = courier_config(auto_sla_minutes=15, auto_target="lead", auto_max_per_hour=3)
+    created = datetime.now(timezone.utc) - timedelta(days=5)  # every clock long breached, whatever the hours
+    calm = [make_case(store, config, handle=f"c{n}", text="@LarkspurHelp where is my parcel?", created_at=created)
+            for n in range(4)]
+    urgent = [make_case(store, config, handle=f"u{n}", created_at=created,
+                        text="@LarkspurHelp my parcel is LOST, third time asking, I want a refund NOW!!") for n in range(2)]
+    now = datetime.now(timezone.utc)  # the worker's clock: the hour counted is that of the messages it wrote
+    assert all(store.get_case(c).first_response_due < now for c in calm + urgent)  # type: ignore[union-attr,operator]
+    first = auto_escalate_sla(store, config, now)
+    assert len(first) == 3 and set(urgent) <= set(first), first
+    assert auto_escalate_sla(store, config, now + timedelta(minutes=30)) == []  # the hour's three are spent
+    later_round = auto_escalate_sla(store, config, now + timedelta(minutes=61))
+    assert len(later_round) == 3 and not set(later_round) & set(first)
