@@ -594,3 +594,27 @@ def test_half_hour_zone_busy_channel_has_no_gap(tmp_path: Path) -> None:
     assert [(g["channel"], g["from"], g["to"], g["hours"]) for g in gaps] == [("x", iso(outage[0]), iso(outage[1]), 12)]
     assert gaps[0]["from_local"] == "Thu 12 Nov 00:00"
     store.close()
+
+
+def test_strangers_in_a_customers_thread_are_no_complaints_about_her_parcel(tmp_path: Path) -> None:
+    """Audit of a viral day, finding 2: 1,200 strangers replied in one customer's thread ("same here", "@Shop answer
+    her!"); their 509 complaint-labelled posts were counted against her one parcel, and Evri read 13,415 complaints
+    per 1,000 shipments in the report and on the dashboard. A complaint is a post by the case's customer
+    (``by_customer`` not false); the mood counts everyone."""
+    store = _courier_shop(tmp_path, {"UPS": (10, 1, 0, 0)})
+    case_id = store.db.execute("select id from cases").fetchone()[0]
+    strangers = []
+    for n in range(30):
+        at = START + timedelta(days=2, hours=1, minutes=n)
+        strangers.append(store.insert_mention(Mention(
+            channel="x", external_id=f"s{n}", text="@LarkspurHelp answer her!! disgrace", created_at=at,
+            author_handle=f"stranger{n}", labels=_labels("negative", True, "customer_service", 0.8))))
+        store.set_mention_case(strangers[-1], case_id)
+    store.set_mentions_by_customer([(m, False) for m in strangers])
+    league = {r["courier"]: r for r in metrics.courier_league(store, START, END, LONDON)}
+    assert league["UPS"]["complaints"] == 1 and league["UPS"]["negative_mentions"] == 1, league["UPS"]
+    head = metrics.headline(store, START, END, LONDON)
+    assert head["complaints"] == 1, head
+    assert head["negative_share"] == pytest.approx(1.0)  # 31 negative of 31: the brand's mood is everyone's
+    assert [r["complaints"] for r in metrics.complaints_by_intent(store, START, END, LONDON)] == [1]
+    store.close()
