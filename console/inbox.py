@@ -324,9 +324,11 @@ def short_sla(words: str) -> str:
 
 
 def top_reason(reasons: list[str]) -> str:
-    """The first reason that tells this case apart ("failed delivery (+14)"), else the first."""
+    """The first reason that tells this case apart ("failed delivery (+14)"), else the first; a reason that
+    lowered the case ("reads as a promotion … (-40)") first, or a low case would show what raised it."""
     telling = [r for r in reasons if r.split(" (")[0] not in _GENERIC_REASONS]
-    return (telling or reasons or [""])[0]
+    lowering = [r for r in telling if r.endswith(")") and " (-" in r]
+    return (lowering or telling or reasons or [""])[0]
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 from doorstep import sla
 from doorstep.classifying import Classifier, classify_mentions
-from doorstep.cases import (PriorityInputs, absorb, by_customer, choose_case, is_customers_post, may_reopen, new_case,
+from doorstep.cases import (PriorityInputs, absorb, looks_promotional, by_customer, choose_case, is_customers_post, may_reopen, new_case,
                             quoted_order, score_priority)
 from doorstep.config import Config
 from doorstep.contact_history import AnswerWatch
@@ -476,11 +476,12 @@ class Pipeline:
         """
         shop = batch.shop
         labels, followers = (mention.labels, mention.author_followers) if customers else (None, 0)
+        text = mention.text if customers else None  # the post the labels come from
         peak = batch.posts.peak(case.id) if case.id else None
         if peak is not None:
             followers = max(followers, peak.author_followers)
             if peak.labels and (labels is None or _seriousness(peak.labels) > _seriousness(labels)):
-                labels = peak.labels
+                labels, text = peak.labels, peak.text
         if labels is not None:
             # The case shows the reading its priority rests on, so intent and reasons agree.
             case.intent, case.sentiment, case.complaint = labels.intent, labels.sentiment, labels.complaint
@@ -498,6 +499,7 @@ class Pipeline:
                 shipment_events=shipment[2] if shipment else frozenset(),
                 # One post is never a repeat contact: count (one query) only when there are more.
                 contacts=batch.posts.contacts(case.id) if case.id and case.mention_count > 1 else 1,
+                promotion=looks_promotional(text) if text else None,
             ),
             self.config,
         )

@@ -1,0 +1,68 @@
+"""A post that reads as a promotion sinks, whatever its labels (audit of a viral day, finding 3).
+
+Bots answering a brand's complaints ("refund issue? DM me, I recover lost parcel money fast http://wa.me/…") were
+labelled refund complaints and sat at P2, above customers' own complaints; "claim your £500 voucher" posts at P3.
+A link together with words that sell or bait takes 40 points off, and the inbox row says why it is low.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from doorstep.cases import looks_promotional
+from doorstep.config import parse_config
+from doorstep.models import Labels, Mention
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+
+from tests.conftest import T0, require_shared
+
+CONFIG = parse_config({"brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}}]})
+
+
+class CallsEverythingARefundComplaint:
+    name = "refund"
+
+    def classify(self, texts):  # noqa: ANN001, ANN201
+        return [Labels(sentiment="negative", sentiment_scores={"negative": 0.9}, complaint=True, complaint_score=0.95,
+                       intent="refund_or_return", intent_scores={"refund_or_return": 0.9}, urgency=0.7, model="t")
+                for _ in texts]
+
+
+def test_a_bot_selling_refund_recovery_sinks_below_a_customers_complaint(store: Store) -> None:
+    pipeline = Pipeline(store, CONFIG, CallsEverythingARefundComplaint())
+    pipeline.ingest([
+        Mention(channel="x", external_id="bot", author_handle="promo_bot0060x", created_at=T0,
+                text="@LarkspurHelp refund issue? DM me, I recover lost parcel money fast 💰 http://wa.me/44i97nqk5"),
+        Mention(channel="x", external_id="ann", author_handle="ann", created_at=T0,
+                text="@LarkspurHelp I returned the lamp three weeks ago and still no refund"),
+    ])
+    bot = store.get_case(store.mention_by_external_id("x", "bot").case_id)  # type: ignore[union-attr, arg-type]
+    ann = store.get_case(store.mention_by_external_id("x", "ann").case_id)  # type: ignore[union-attr, arg-type]
+    assert bot.priority < ann.priority - 30, (bot.priority, ann.priority)  # type: ignore[union-attr]
+    assert bot.priority_reasons[-1] == "reads as a promotion (a link and “dm me”), not a customer's question (-40)"  # type: ignore[union-attr]
+    from console.inbox import top_reason
+
+    assert top_reason(bot.priority_reasons).startswith("reads as a promotion")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", [
+    "@LarkspurHelp my parcel never came, order LS-100234, tracking says delivered",
+    "@LarkspurHelp where is my refund? https://larkspur.example/orders/12 says refunded",
+    "@LarkspurHelp I won't order again, the courier was awful",
+    "@LarkspurHelp can I claim a refund for the broken vase?",
+])
+def test_a_customer_asking_is_no_promotion(text: str) -> None:
+    assert looks_promotional(text) is None
+
+
+def test_real_customer_tweets_rarely_read_as_promotions() -> None:
+    """On the twcs sample's customer tweets (real posts to brands' care handles), only brand contests match."""
+    path = require_shared("data/twcs-sample/twcs_sample.csv")
+    with path.open(newline="", encoding="utf-8") as f:
+        posts = [r["text"] for r in csv.DictReader(f) if r.get("inbound") in ("True", "true", "1")]
+    found = [t for t in posts if looks_promotional(t)]
+    assert len(posts) > 2000 and len(found) <= 3, found
+    assert all("win a" in t.lower() for t in found), found
