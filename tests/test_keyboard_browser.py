@@ -77,6 +77,18 @@ def _wait_for(check: Any, what: str, seconds: float = 10.0) -> None:
         time.sleep(0.2)
 
 
+def _on_case(p: Any, world: dict[str, Any], viewport: tuple[int, int] = (1366, 768)) -> tuple[Any, Any]:
+    """Chromium with ann logged in on the fixture's case page: (browser, page)."""
+    browser = launch_chromium(p)
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.set_default_timeout(20000)
+    login(page, world["url"], "ann")
+    page.goto(f"{world['url']}/case?id={world['case_id']}")
+    page.get_by_role("heading", name=f"Case #{world['case_id']}").wait_for()
+    wait_idle(page)
+    return browser, page
+
+
 def test_an_agent_works_a_case_by_keyboard_only(world: dict[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -129,13 +141,7 @@ def test_ctrl_enter_in_the_reply_box_queues_the_reply(world: dict[str, Any]) -> 
 
     case_id = world["case_id"]
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(20000)
-        login(page, world["url"], "ann")
-        page.goto(f"{world['url']}/case?id={case_id}")
-        page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
-        wait_idle(page)
+        browser, page = _on_case(p, world, (1440, 900))
         box = page.get_by_label("Reply text")
         box.click()
         page.keyboard.type("Sorry about this, checking with the courier now.")
@@ -153,13 +159,7 @@ def test_the_next_case_after_x_opens_at_its_top(world: dict[str, Any]) -> None:
     case_id = world["case_id"]
     scrolled = "() => document.querySelector('[data-testid=stMain]').scrollTop"
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.set_default_timeout(20000)
-        login(page, world["url"], "ann")
-        page.goto(f"{world['url']}/case?id={case_id}")
-        page.get_by_role("heading", name=f"Case #{case_id}").wait_for()
-        wait_idle(page)
+        browser, page = _on_case(p, world)
         page.evaluate("() => { const m = document.querySelector('[data-testid=stMain]'); m.scrollTop = m.scrollHeight; }")
         assert page.evaluate(scrolled) > 300
         _press(page, "x", "Resolve and go to the next case", lambda: _case(world["db"], case_id).status == "resolved",
@@ -209,13 +209,7 @@ def test_small_print_is_readable(world: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.set_default_timeout(20000)
-        login(page, world["url"], "ann")
-        page.goto(f"{world['url']}/case?id={world['case_id']}")
-        page.get_by_role("heading", name=f"Case #{world['case_id']}").wait_for()
-        wait_idle(page)
+        browser, page = _on_case(p, world)
         captions = page.locator("[data-testid='stCaptionContainer']")
         assert captions.count() > 3
         ratios = [captions.nth(i).evaluate(_CONTRAST) for i in range(min(captions.count(), 12))]
@@ -231,13 +225,7 @@ def test_the_page_scripts_take_no_room(world: dict[str, Any]) -> None:
     from console.widgets import SCRIPT_FRAME
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.set_default_timeout(20000)
-        login(page, world["url"], "ann")
-        page.goto(f"{world['url']}/case?id={world['case_id']}")
-        page.get_by_role("heading", name=f"Case #{world['case_id']}").wait_for()
-        wait_idle(page)
+        browser, page = _on_case(p, world)
         frames = page.locator(f"iframe[title='{SCRIPT_FRAME}']")
         assert frames.count() >= 1  # the script is there...
         for i in range(frames.count()):

@@ -594,11 +594,8 @@ print("worker returned", flush=True)
 """
 
 
-def test_one_sigterm_stops_a_worker_whose_job_hangs(postgres_url: str, tmp_path: Path) -> None:
-    """Audit of the per-queue workers, F3: one SIGTERM during an X outage logged "Stopped worker" for every queue,
-    but the process lived on for minutes, sending nothing, while its poll job (7 tries of a 30 s timeout) ran: the
-    job's thread held the exit. A supervisor's stop-then-start kept sending down all that time. The worker now
-    waits STOP_GRACE_S for the jobs under way, then leaves the stuck one (run again later) and exits."""
+def _start_hung_worker(postgres_url: str, tmp_path: Path, grace_s: float = 2.0) -> tuple[Any, Path]:
+    """A worker process (listen and send queues) whose one job hangs, once that job is under way: (process, log)."""
     from commands.jobs_queue import apply_schema
 
     Store(postgres_url).close()
@@ -608,11 +605,20 @@ def test_one_sigterm_stops_a_worker_whose_job_hangs(postgres_url: str, tmp_path:
     log = tmp_path / "hung.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(script), postgres_url, str(REPO / "demo" / "doorstep.toml")],
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "STOP_GRACE_S": str(grace_s)},
+                                stdout=out, stderr=subprocess.STDOUT)
+    _wait("the hung job to start", lambda: _count(
+        postgres_url, "select count(*) from procrastinate_jobs where task_name = 'test.hung' and status = 'doing'"))
+    return proc, log
+
+
+def test_one_sigterm_stops_a_worker_whose_job_hangs(postgres_url: str, tmp_path: Path) -> None:
+    """Audit of the per-queue workers, F3: one SIGTERM during an X outage logged "Stopped worker" for every queue,
+    but the process lived on for minutes, sending nothing, while its poll job (7 tries of a 30 s timeout) ran: the
+    job's thread held the exit. A supervisor's stop-then-start kept sending down all that time. The worker now
+    waits STOP_GRACE_S for the jobs under way, then leaves the stuck one (run again later) and exits."""
+    proc, log = _start_hung_worker(postgres_url, tmp_path)
     try:
-        _wait("the hung job to start", lambda: _count(
-            postgres_url, "select count(*) from procrastinate_jobs where task_name = 'test.hung' and status = 'doing'"))
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=120)  # a hang guard: the job alone would hold the process 600 s
@@ -630,20 +636,8 @@ def test_a_second_ctrl_c_ends_a_worker_whose_job_hangs_at_once(postgres_url: str
     the grace for a hung job raised KeyboardInterrupt (the first had removed the handlers), which skipped the exit
     that leaves stuck jobs, and Python waited for the job's thread: the worker lived on for minutes (two SIGTERMs
     did end it, by the default action). The second signal now ends the process at once."""
-    from commands.jobs_queue import apply_schema
-
-    Store(postgres_url).close()
-    apply_schema(postgres_url)
-    script = tmp_path / "hung_worker.py"
-    script.write_text(_HUNG_WORKER)
-    log = tmp_path / "hung.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(script), postgres_url, str(REPO / "demo" / "doorstep.toml")],
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "STOP_GRACE_S": "600"},
-                                stdout=out, stderr=subprocess.STDOUT)
+    proc, log = _start_hung_worker(postgres_url, tmp_path, grace_s=600)
     try:
-        _wait("the hung job to start", lambda: _count(
-            postgres_url, "select count(*) from procrastinate_jobs where task_name = 'test.hung' and status = 'doing'"))
         proc.send_signal(signal.SIGINT)
         time.sleep(3)  # the first one is being handled: the worker waits for its jobs
         proc.send_signal(signal.SIGINT)

@@ -62,14 +62,20 @@ def _open_review(page: Any) -> None:
     page.get_by_text(re.compile(r"^post \d+ ·")).first.wait_for()
 
 
+def _reviewing(p: Any, console: dict[str, Any]) -> tuple[Any, Any]:
+    """Chromium with ann logged in on the Review queue, a post shown: (browser, page)."""
+    browser = launch_chromium(p)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    login(page, console["url"], "ann")
+    _open_review(page)
+    return browser, page
+
+
 def test_letters_reach_text_boxes_after_the_review_page(console: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        login(page, console["url"], "ann")
-        _open_review(page)
+        browser, page = _reviewing(p, console)
         page.get_by_role("link", name="Inbox").first.click()
         page.get_by_role("heading", name="Inbox").wait_for()
         wait_idle(page)
@@ -100,10 +106,7 @@ def test_enter_on_a_focused_link_follows_it(console: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        login(page, console["url"], "ann")
-        _open_review(page)
+        browser, page = _reviewing(p, console)
         page.get_by_role("link", name="Inbox").first.focus()
         page.keyboard.press("Enter")
         page.get_by_role("heading", name="Inbox").wait_for()
@@ -117,10 +120,7 @@ def test_enter_on_a_focused_skip_skips(console: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        login(page, console["url"], "ann")
-        _open_review(page)
+        browser, page = _reviewing(p, console)
         first = _post_on_screen(page)
         page.get_by_role("button", name="Skip").focus()
         page.keyboard.press("Enter")
