@@ -10,6 +10,7 @@ looking or drafting) warns before that happens.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -858,6 +859,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
             st.session_state[key] = ""
+        st.session_state[f"_queued_at_{case.id}"] = time.monotonic()  # the box's "typing" is news of before it
         _done_drafting(store, case.id, actor.username)  # type: ignore[arg-type]
         _after_own_write(store, case)
 
@@ -1165,12 +1167,35 @@ def status_changes(case: Case, status: str) -> dict[str, Any]:
     return changes
 
 
+#: Seconds after "Queue reply" in which the browser's "the box holds words" is taken for the queued words (it checks
+#: every 2 s): X pressed right after Q must not be refused for the reply it just queued.
+QUEUED_JUST_NOW_S = 5.0
+
+
+def unqueued_reply(case_id: int) -> bool:
+    """Whether this agent's reply box on the case holds words not queued: typed (the browser says so; the words
+    of a form reach the server only with Queue reply) or filled from a template. X resolved such a case and moved
+    on, the words lost and the customer unanswered (browser check of today's changes)."""
+    if str(st.session_state.get(f"draft_{case_id}", "") or "").strip():
+        return True
+    seen = st.session_state.get(f"reply_typing_{case_id}")
+    queued = st.session_state.get(f"_queued_at_{case_id}")
+    if queued is not None and time.monotonic() - queued < QUEUED_JUST_NOW_S:
+        return False
+    return isinstance(seen, dict) and bool(seen.get("typing"))
+
+
 def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
     """X: resolve (never past an undelivered reply or escalation), then the next case of the queue."""
     hold_up, retired = resolve_holds(store, case.id)  # type: ignore[arg-type]
     if hold_up:
         flash("error", f"{held_up_words('resolved', hold_up)}. Use \"Resolve even though...\" under Status to "
               "confirm, or retry/cancel them first.", at=f"status:{case.id}")
+        st.rerun()
+    if unqueued_reply(case.id):  # type: ignore[arg-type]
+        flash("error", "Not resolved: your reply box holds words that are not queued. Queue them (Q, or Ctrl+Enter "
+              "in the box) or clear the box, then resolve; or choose Resolved under Status and press \"Set status\" "
+              "to resolve anyway.", at=f"status:{case.id}")
         st.rerun()
     typing = [o["user"] for o in presence.others(store, case.id, user.username) if o["drafting"]]  # type: ignore[arg-type]
     if typing:  # resolved under them, their reply would be refused as "resolved since you opened it"

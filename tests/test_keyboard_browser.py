@@ -234,3 +234,27 @@ def test_the_page_scripts_take_no_room(world: dict[str, Any]) -> None:
         status = page.get_by_text("Status", exact=True).first.bounding_box()
         assert heading and status and status["y"] - heading["y"] < 140, (heading, status)
         browser.close()
+
+
+def test_x_does_not_resolve_past_a_reply_typed_and_not_queued(world: dict[str, Any]) -> None:
+    """Browser check of today's changes: an agent typed a reply, clicked elsewhere and pressed X; the case was
+    resolved, the next one opened, and the words were lost with no reply queued (the words of the box's form reach
+    the server only with Queue reply). X now says the box holds words not queued, and resolves nothing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world)
+        box = page.get_by_label("Reply text")
+        box.click()
+        page.keyboard.type("Hi, so sorry, your refund is on its way.")
+        page.wait_for_timeout(2500)  # the browser tells the page the box holds words (checked every 2 s)
+        page.locator("body").evaluate("b => document.activeElement.blur()")
+        wait_idle(page)
+        _ready(page, "Resolve and go to the next case")
+        page.locator("body").press("x")
+        wait_idle(page)
+        expect(page.get_by_text("your reply box holds words that are not queued", exact=False)).to_be_visible()
+        assert _case(world["db"], case_id).status != "resolved"
+        assert page.get_by_role("heading", name=f"Case #{case_id}").is_visible()
+        browser.close()
