@@ -214,6 +214,9 @@ def test_small_print_is_readable(world: dict[str, Any]) -> None:
         assert captions.count() > 3
         ratios = [captions.nth(i).evaluate(_CONTRAST) for i in range(min(captions.count(), 12))]
         assert min(ratios) >= 4.5, ratios
+        hints = page.locator("button kbd")  # "Q" on the red Queue reply button: 2.8:1 at Streamlit's opacity
+        assert hints.count() >= 3
+        assert {hints.nth(i).evaluate("(e) => getComputedStyle(e).opacity") for i in range(hints.count())} == {"1"}
         browser.close()
 
 
