@@ -868,7 +868,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     with st.form(f"reply_form_{case.id}", border=False, enter_to_submit=True):
         max_chars = box_limit(channel, limit, responders_settings(config).allow_urls)
         text = st.text_area("Reply text", key=key, height=120, max_chars=max_chars)
-        button, answer = st.columns([1, 3], vertical_alignment="center")
+        # 1.3 of 4: "Queue reply" and its key keep their words at a tablet's 768 px (a quarter cut them to "Queue …"); two
+        # fifths wrapped the answer beside it at 1440 px.
+        button, answer = st.columns([1.3, 2.7], vertical_alignment="center")
         button.form_submit_button("Queue reply", key=f"send_{case.id}", type="primary", on_click=queue,
                                   disabled=not can(user, "reply"), shortcut=SHORTCUTS["queue"])
         with answer:  # the answer to "Queue reply", in the same row as the button

@@ -261,3 +261,15 @@ def test_x_does_not_resolve_past_a_reply_typed_and_not_queued(world: dict[str, A
         assert _case(world["db"], case_id).status != "resolved"
         assert page.get_by_role("heading", name=f"Case #{case_id}").is_visible()
         browser.close()
+
+
+def test_queue_reply_keeps_its_words_on_a_tablet(world: dict[str, Any]) -> None:
+    """Accessibility audit: at a tablet's 768 px the composer's button read "Queue …" (a quarter of the row)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world, (768, 1024))
+        label = page.get_by_role("button", name="Queue reply").locator("[data-testid='stMarkdownContainer']").first
+        widths = label.evaluate("(e) => [e.scrollWidth, e.clientWidth]")
+        assert widths[0] <= widths[1], widths  # not cut with an ellipsis
+        browser.close()
