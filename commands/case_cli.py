@@ -1,4 +1,4 @@
-"""``doorstep case split|merge``: regroup posts from the command line, as the console's case page does.
+"""``doorstep case split|merge|close``: regroup posts, and close cases, from the command line, as the console does.
 
 Like the console, a change names the version of the case it was decided on (``--version``, shown
 by ``doorstep case show``) and is refused if someone changed the case since; without
@@ -14,7 +14,7 @@ from doorstep.context import Context, pass_ctx
 
 @click.group()
 def case() -> None:
-    """Look at a case's posts, split a post out of a case, merge two cases of one customer."""
+    """Look at a case's posts, split a post out of a case, merge two cases of one customer, close cases."""
 
 
 def _version(ctx: Context, case_id: int, given: int | None) -> int:
@@ -80,6 +80,30 @@ def merge(ctx: Context, keep_id: int, other_id: int, keep_version: int | None, o
     except (RegroupError, StaleCaseError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"case {other_id} merged into case {keep_id} ({kept.mention_count} customer posts)")
+
+
+@case.command("close")
+@click.argument("case_ids", type=int, nargs=-1, required=True)
+@click.option("--spam", is_flag=True, help="Close them as spam: their posts leave the mood and complaint figures.")
+@click.option("--force", is_flag=True,
+              help="Resolve even a case whose reply or escalation has failed or is still queued.")
+@click.option("--as", "actor", default="cli", show_default=True, help="Who closes them (audit log; a user's role counts).")
+@pass_ctx
+def close(ctx: Context, case_ids: tuple[int, ...], spam: bool, force: bool, actor: str) -> None:
+    """Resolve CASE_IDS in one go (--spam: as spam), as the inbox's "Select several" does.
+
+    One line per case: closed, or refused and why (a reply not delivered, changed since, a role that may not);
+    exit status 1 when any was refused. Each case is checked and written on its own.
+    """
+    from doorstep.closing import close_cases, summary_words
+    from doorstep.models import utcnow
+
+    outcomes = close_cases(ctx.store, case_ids, actor, as_spam=spam, now=utcnow(), force=force)
+    for outcome in outcomes:
+        click.echo(outcome.words(spam))
+    click.echo(summary_words(outcomes, spam))
+    if not all(o.closed for o in outcomes):
+        click.get_current_context().exit(1)
 
 
 commands: list[click.Command] = [case]

@@ -155,6 +155,8 @@ def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime 
             return ""
         return f"{c['who']}'s {d['because']['regroup']} brought over {' and '.join(brought)}"
     fields = set(d) - {"because"}
+    if d.get("closed_as") == "spam":  # doorstep/closing.py: resolved and marked spam, one change said as one
+        return f"{c['who']} closed the case as spam"
     if fields == {"status"}:
         text = f"{c['who']} set the status to {_value('status', d['status'], when)}"
     elif fields == {"assignee"}:

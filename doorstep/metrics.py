@@ -20,6 +20,11 @@ Definitions (the tests recompute each with straight SQL):
   stranger's post in a customer's thread (``by_customer = 0``: "same here", "@Shop answer her!") is no complaint
   about her order, and a viral thread's 1,200 of them made Evri 13,415 complaints per 1,000 shipments (audit of a
   viral day). Negative and positive shares count every mention: they are the brand's mood.
+- A case an agent closed as spam (``cases.closed_as = 'spam'``, doorstep/closing.py): its posts are no complaints
+  and no part of the mood (negative, positive, net sentiment, the daily trend, the courier league, themes): 500
+  spam-bot cases of a viral day read "parcel lost? DM me" as negative complaints (audit of a viral day). They
+  still count as mentions (what the listeners saw); ``closed_as_spam`` counts the cases resolved in the window
+  that are closed as spam.
 - *negative share*: negative / mentions with a sentiment label; *net sentiment*:
   (positive - negative) / mentions with a sentiment label, from -1 to +1.
 - *first-response time*: for cases opened in the window that have a first response,
@@ -99,8 +104,10 @@ TRACKING_PROBLEMS: tuple[str, ...] = ("exception", "attempt_failed")
 #: A post that speaks for its case's customer (``Mention.by_customer`` not false; NULL: posts stored before it
 #: was recorded, and posts with no case, count).
 BY_CUSTOMER = "coalesce(m.by_customer, 1) = 1"
+#: A post whose case was not closed as spam (``c``: the post's case, joined; a post with no case counts).
+NOT_SPAM = "coalesce(c.closed_as, '') != 'spam'"
 #: A complaint, as the module docstring defines it.
-COMPLAINT = f"m.complaint = 1 and {BY_CUSTOMER}"
+COMPLAINT = f"m.complaint = 1 and {BY_CUSTOMER} and {NOT_SPAM}"
 
 
 # ---------------------------------------------------------------------------- windows
@@ -199,9 +206,9 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
     row = db.execute(
         "select count(*), "
         f"count(case when {COMPLAINT} then 1 end), "
-        "count(case when m.sentiment = 'negative' then 1 end), "
-        "count(case when m.sentiment = 'positive' then 1 end), "
-        "count(m.sentiment) "
+        f"count(case when m.sentiment = 'negative' and {NOT_SPAM} then 1 end), "
+        f"count(case when m.sentiment = 'positive' and {NOT_SPAM} then 1 end), "
+        f"count(case when m.sentiment is not null and {NOT_SPAM} then 1 end) "
         "from mentions m left join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{bclause}",
         [lo, hi, *bparams],
@@ -232,6 +239,9 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
         elif parse_time(due) < as_of:  # type: ignore[operator]
             sla_eligible += 1
     resolved = sum(1 for c in cases if c["resolved_at"])
+    closed_as_spam = int(db.execute(
+        "select count(*) from cases c where c.closed_as = 'spam' and c.status = 'resolved' and c.resolved_at >= ? "
+        f"and c.resolved_at < ? and c.merged_into is null{bclause}", [lo, hi, *bparams]).fetchone()[0])
     escalations = len({
         escalation_of(key, channel, target) or f"message {message_id}"
         for message_id, key, channel, target in db.execute(
@@ -258,6 +268,7 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
         "resolved": resolved,
         "resolution_rate": _ratio(resolved, len(cases)),
         "escalations": escalations,
+        "closed_as_spam": closed_as_spam,
     }
 
 
@@ -312,17 +323,19 @@ def daily_trend(store: Store, start: datetime, end: datetime, tz: TzLike, brand:
     zone = _zone(tz)
     bclause, bparams = _brand_clause(brand)
     rows = store.db.execute(
-        "select m.created_at, coalesce(c.brand, '(no brand)'), m.complaint, m.sentiment "
-        "from mentions m left join cases c on c.id = m.case_id "
+        "select m.created_at, coalesce(c.brand, '(no brand)'), m.complaint, m.sentiment, "
+        f"case when {NOT_SPAM} then 0 else 1 end from mentions m left join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{bclause}",
         [lo, hi, *bparams],
     ).fetchall()
     cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     brands: set[str] = {brand} if brand else set()
-    for created_at, brand_name, complaint, sentiment in rows:
+    for created_at, brand_name, complaint, sentiment, spam in rows:
         cell = cells[(_local_day(created_at, zone), brand_name)]
         brands.add(brand_name)
         cell["mentions"] += 1
+        if spam:  # a mention still, but no complaint and no part of the mood
+            continue
         cell["complaints"] += int(complaint or 0)
         cell["labelled"] += sentiment is not None
         cell["negative"] += sentiment == "negative"
@@ -428,7 +441,7 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
     )
     talked_about = (
         "select c.tracking_number from mentions m join cases c on c.id = m.case_id "
-        f"where m.outbound = 0 and (m.complaint = 1 or m.sentiment = 'negative') and {BY_CUSTOMER} "
+        f"where m.outbound = 0 and (m.complaint = 1 or m.sentiment = 'negative') and {BY_CUSTOMER} and {NOT_SPAM} "
         f"and m.created_at >= ? and m.created_at < ?{bclause}"
     )
     for courier, shipments in db.execute(
@@ -441,7 +454,8 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
     for courier, complaints, negative in db.execute(
         "select s.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
         "from mentions m join cases c on c.id = m.case_id join shipments s on s.tracking_number = c.tracking_number "
-        f"where m.outbound = 0 and {BY_CUSTOMER} and m.created_at >= ? and m.created_at < ?{bclause} group by s.courier",
+        f"where m.outbound = 0 and {BY_CUSTOMER} and {NOT_SPAM} and m.created_at >= ? and m.created_at < ?{bclause} "
+        "group by s.courier",
         [lo, hi, *bparams],
     ).fetchall():
         if complaints or negative:

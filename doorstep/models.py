@@ -414,6 +414,10 @@ class Case(_Record):
     mention_count: int = 0
     #: Set when an agent merged this case into another one (its posts are there now).
     merged_into: int | None = None
+    #: How a resolved case was closed when that is not "dealt with": "spam" (doorstep/closing.py). Its posts are
+    #: left out of the mood and complaint figures (doorstep/metrics.py). Only a resolved case holds it: the store
+    #: writes None once the case is open again (a new post reopening it, a person setting an open status).
+    closed_as: str | None = None
     #: Bumped on every update; a write that names an older version is refused.
     version: int = 1
 

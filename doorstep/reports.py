@@ -665,6 +665,10 @@ def _findings(data: dict[str, Any]) -> list[str]:
     c = h["complaints"]
     if c["value"] is not None:
         out.append(f"{c['value']:,} complaints in {h['mentions']['value']:,} mentions ({fmt_change('complaints', c)}).")
+    spam = int(data.get("counts", {}).get("closed_as_spam") or 0)
+    if spam:  # why the complaints and the mood are lower than the mentions suggest (doorstep/closing.py)
+        out.append(f"{spam:,} case{' was' if spam == 1 else 's were'} closed as spam this week; their posts are left "
+                   "out of the complaint and mood figures.")
     if data["intents"]:
         top = data["intents"][0]
         out.append(f"Most complaints were about {top['label']} ({100 * (top['share'] or 0):.0f} %).")

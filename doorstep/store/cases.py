@@ -64,6 +64,9 @@ def _case_row(c: Case) -> dict[str, Any]:
     row["priority_reasons"] = _json(c.priority_reasons)
     row["complaint"] = int(c.complaint)
     row["link_confirmed"] = int(c.link_confirmed)
+    # Only a resolved case was closed as something ("spam"): a case open again, by a new post (the pipeline's
+    # doorstep.cases.absorb) or by a person's status, is written without it, whoever reopened it.
+    row["closed_as"] = c.closed_as if c.status == "resolved" else None
     row.update(queue_fields(c, iso))
     return row
 
@@ -171,7 +174,7 @@ class CaseStore(StoreBase):
         if unknown:
             raise ValueError(f"unknown case fields: {', '.join(sorted(unknown))}")
         row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items()
-               if k in changes or k in _QUEUE_COLUMNS}
+               if k in changes or k in _QUEUE_COLUMNS or (k == "closed_as" and "status" in changes)}
         with self.transaction():
             # The owner of the version being changed: the UPDATE below writes only on that version.
             # Only a change of assignee depends on it (taking a colleague's case is a lead's).

@@ -846,3 +846,15 @@ def m027_mentions_read_language(db: sqlite_utils.Database) -> None:
     """
     if "read_language" not in db["mentions"].columns_dict:
         db["mentions"].add_column("read_language", str)
+
+
+@MIGRATIONS()
+def m028_cases_closed_as(db: sqlite_utils.Database) -> None:
+    """How a resolved case was closed when it was not dealt with: ``cases.closed_as = 'spam'`` (doorstep/closing.py).
+
+    Audit of a viral day: 500 spam-bot cases were resolved one by one and still counted in the mood and complaint
+    figures of the dashboard and the weekly report, which cannot tell a bot's "parcel lost? DM me" from a
+    customer's. Cases stored before stay NULL (closed as anything else: dealt with).
+    """
+    if "closed_as" not in db["cases"].columns_dict:
+        db["cases"].add_column("closed_as", str)

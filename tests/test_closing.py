@@ -1,0 +1,266 @@
+"""Closing spam, and closing several cases at once (audit of a viral day: 500 spam-bot cases took 500 presses of
+X, one by one; a search for the spam's words also listed a genuine viral complaint; spam cases still counted in
+the mood and complaint figures of the dashboard and the weekly report).
+
+``doorstep.closing.close_cases`` closes a list of cases in one call, each under the rule of every resolve
+(``doorstep.resolving``), the role rules of a status change and the store's version check; a case closed as
+spam keeps ``cases.closed_as = 'spam'`` until a new post reopens it. Every store test runs on SQLite and on
+PostgreSQL (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from console.auth import add_user, remove_user
+from doorstep import metrics
+from doorstep.closing import close_cases
+from doorstep.models import Case, Mention
+from doorstep.pipeline import Pipeline
+from doorstep.store import Store
+from responders.outbox import enqueue
+
+from conftest import T0, KeywordClassifier, labels, mention
+
+NOW = T0 + timedelta(hours=2)
+
+
+def _case(store: Store, n: int, *, text: str = "win a free iphone http://spam.example", sentiment: str = "neutral",
+          complaint: bool = False, handle: str | None = None, at=T0) -> int:
+    """An open case of one post on X by ``handle`` (``bot<n>``)."""
+    handle = handle or f"bot{n}"
+    case_id = store.insert_case(Case(status="new", brand="Larkspur", channel="x", author_handle=handle, opened_at=at,
+                                     last_activity_at=at, first_response_due=at + timedelta(hours=1),
+                                     resolution_due=at + timedelta(days=1), mention_count=1, thread_id=f"p{n}"))
+    store.insert_mention(Mention(channel="x", external_id=f"p{n}", text=text, created_at=at, author_handle=handle,
+                                 thread_id=f"p{n}", case_id=case_id,
+                                 labels=labels("other", sentiment, complaint, 0.5)))
+    return case_id
+
+
+@pytest.fixture
+def team(store: Store) -> Store:
+    for username, role in (("ann", "agent"), ("bob", "agent"), ("lee", "lead")):
+        add_user(store, username, "correct horse battery", role=role, rounds=4)
+    return store
+
+
+def test_close_as_spam_resolves_marks_and_audits_each_case(team: Store) -> None:
+    ids = [_case(team, n) for n in range(3)]
+    outcomes = close_cases(team, ids, "ann", as_spam=True, now=NOW)
+    assert [(o.case_id, o.closed, o.reason) for o in outcomes] == [(i, True, "") for i in ids]
+    for case_id in ids:
+        case = team.get_case(case_id)
+        assert (case.status, case.closed_as, case.resolved_at) == ("resolved", "spam", NOW)  # type: ignore[union-attr]
+        [update] = [e for e in team.audit_trail(case_id) if e.action == "case.update"]
+        assert update.actor == "ann" and update.details["closed_as"] == "spam" and update.details["status"] == "resolved"
+    assert team.inbox() == []
+
+
+def test_resolve_several_closes_without_the_spam_mark(team: Store) -> None:
+    ids = [_case(team, n) for n in range(2)]
+    outcomes = close_cases(team, ids, "bob", as_spam=False, now=NOW)
+    assert all(o.closed for o in outcomes)
+    assert [(team.get_case(i).status, team.get_case(i).closed_as) for i in ids] == [("resolved", None)] * 2  # type: ignore[union-attr]
+
+
+def test_a_case_with_a_failed_reply_is_refused_with_the_reason_unless_forced(team: Store) -> None:
+    held, free = _case(team, 1), _case(team, 2)
+    failed = enqueue(team, kind="reply", channel="x", text="sorry!", actor="ann", idempotency_key="r-1", case_id=held,
+                     target="@bot1")
+    team.db.execute("update outbound_messages set status = 'failed' where id = ?", [failed.id])
+    outcomes = {o.case_id: o for o in close_cases(team, [held, free], "ann", as_spam=True, now=NOW)}
+    assert outcomes[free].closed and not outcomes[held].closed
+    assert outcomes[held].reason == "Not resolved: 1 message is pending or failed (1 reply failed)"
+    assert team.get_case(held).status == "new"  # type: ignore[union-attr]
+    [forced] = close_cases(team, [held], "ann", as_spam=True, now=NOW, force=True)
+    assert forced.closed and team.get_case(held).closed_as == "spam"  # type: ignore[union-attr]
+
+
+def test_a_rules_follow_up_is_retired_not_a_hold_up(team: Store) -> None:
+    from responders.automatic import record
+
+    from conftest import DEMO_CONFIG
+    from doorstep.config import load_config
+
+    case_id = _case(team, 1)
+    message = enqueue(team, kind="follow_up", channel="x", text="Did it arrive?", actor="follow-up",
+                      idempotency_key="fu-1", case_id=case_id, target="@bot1")
+    record(team, load_config(DEMO_CONFIG), message, "follow_up")
+    [outcome] = close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    assert outcome.closed and "follow-up" in outcome.note and "will not be sent" in outcome.note, outcome
+    assert team.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_a_case_another_agent_changed_since_it_was_listed_is_refused_not_overwritten(team: Store) -> None:
+    changed, other = _case(team, 1), _case(team, 2)
+    listed = {i: team.get_case(i).version for i in (changed, other)}  # type: ignore[union-attr]
+    team.update_case(changed, listed[changed], "bob", status="escalated")
+    outcomes = {o.case_id: o for o in close_cases(team, [changed, other], "ann", as_spam=True, now=NOW,
+                                                  versions=listed)}
+    assert outcomes[other].closed
+    assert not outcomes[changed].closed and "changed by bob" in outcomes[changed].reason, outcomes[changed]
+    assert (team.get_case(changed).status, team.get_case(changed).closed_as) == ("escalated", None)  # type: ignore[union-attr]
+
+
+def test_refusals_say_why_in_one_line(team: Store) -> None:
+    open_id, done, merged = _case(team, 1), _case(team, 2), _case(team, 3)
+    close_cases(team, [done], "ann", as_spam=False, now=NOW)
+    team.db.execute("update cases set merged_into = ? where id = ?", [open_id, merged])
+    outcomes = {o.case_id: o for o in close_cases(team, [done, merged, 999], "ann", as_spam=False, now=NOW)}
+    assert outcomes[done].reason == "already resolved"
+    assert outcomes[merged].reason == f"merged into case #{open_id}: work there"
+    assert outcomes[999].reason == "no such case"
+    assert not any(o.closed for o in outcomes.values())
+    # a resolved case may still be marked spam; one already marked is not marked again
+    [marked] = close_cases(team, [done], "ann", as_spam=True, now=NOW + timedelta(minutes=5))
+    assert marked.closed and team.get_case(done).closed_as == "spam"  # type: ignore[union-attr]
+    assert team.get_case(done).resolved_at == NOW  # type: ignore[union-attr]  # when it was resolved, kept
+    [again] = close_cases(team, [done], "ann", as_spam=True, now=NOW)
+    assert (again.closed, again.reason) == (False, "already closed as spam")
+    assert all("\n" not in o.reason for o in outcomes.values())
+
+
+def test_the_role_rules_of_a_status_change_apply_to_each_case(team: Store) -> None:
+    case_id = _case(team, 1)
+    remove_user(team, "bob")
+    [refused] = close_cases(team, [case_id], "bob", as_spam=True, now=NOW)
+    assert not refused.closed and "no longer a console user" in refused.reason
+    assert team.get_case(case_id).status == "new"  # type: ignore[union-attr]
+    # a colleague's case: resolving it is a status change, which an agent may make (as on the case page)
+    team.update_case(case_id, team.get_case(case_id).version, "lee", assignee="lee")  # type: ignore[union-attr]
+    [closed] = close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    assert closed.closed and team.get_case(case_id).assignee == "lee"  # type: ignore[union-attr]
+
+
+def test_a_role_that_may_not_change_the_status_is_refused(team: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doorstep import permissions
+
+    monkeypatch.setitem(permissions.PERMISSIONS, "status", "lead")
+    case_id = _case(team, 1)
+    [refused] = close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    assert not refused.closed and refused.reason == (f"ann (agent) may not change the status of case {case_id}: "
+                                                     "only a lead or an admin may")
+    [closed] = close_cases(team, [case_id], "lee", as_spam=True, now=NOW)
+    assert closed.closed
+
+
+def test_a_new_post_reopening_the_case_clears_the_spam_mark(team: Store, config) -> None:  # noqa: ANN001
+    pipeline = Pipeline(team, config, KeywordClassifier())
+    pipeline.ingest([mention("1", "where is my order", author_handle="bobroe")])
+    case = team.inbox()[0]
+    close_cases(team, [case.id], "ann", as_spam=True, now=T0 + timedelta(minutes=30))  # type: ignore[list-item]
+    assert team.get_case(case.id).closed_as == "spam"  # type: ignore[arg-type, union-attr]
+    pipeline.ingest([mention("2", "it is still late!", minutes=60, author_handle="bobroe", in_reply_to="1")])
+    reopened = team.get_case(case.id)  # type: ignore[arg-type]
+    assert (reopened.status, reopened.closed_as) == ("open", None)  # type: ignore[union-attr]
+
+
+def test_a_person_reopening_the_case_clears_the_spam_mark(team: Store) -> None:
+    case_id = _case(team, 1)
+    close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    case = team.get_case(case_id)
+    team.update_case(case_id, case.version, "lee", status="open", resolved_at=None)  # type: ignore[union-attr]
+    assert team.get_case(case_id).closed_as is None  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ the figures leave spam out
+START, END = T0 - timedelta(hours=9), T0 + timedelta(days=6, hours=15)  # the ISO week 2026-W47 in London
+
+
+def _week_with_spam(store: Store) -> tuple[list[int], int]:
+    """Two genuine complaints (negative) and one thank-you, five spam posts labelled negative complaints."""
+    genuine = [_case(store, 100 + n, text="my parcel is lost", sentiment="negative", complaint=True,
+                     handle=f"cust{n}") for n in range(2)]
+    _case(store, 200, text="thank you, it came", sentiment="positive", handle="happy")
+    spam = [_case(store, n, text="parcel lost? DM me http://wa.me/1", sentiment="negative", complaint=True)
+            for n in range(5)]
+    close_cases(store, spam, "ann", as_spam=True, now=NOW)
+    return spam, len(genuine)
+
+
+def test_spam_is_left_out_of_the_mood_and_the_complaints(team: Store) -> None:
+    _, genuine = _week_with_spam(team)
+    head = metrics.headline(team, START, END, "Europe/London")
+    assert head["complaints"] == genuine, head
+    assert (head["negative"], head["positive"], head["labelled"]) == (2, 1, 3), head
+    assert head["negative_share"] == pytest.approx(2 / 3)
+    assert head["mentions"] == 8  # every post is still a mention: the volume the listeners saw
+    assert head["closed_as_spam"] == 5
+    assert [r["complaints"] for r in metrics.complaints_by_intent(team, START, END, "Europe/London")] == [genuine]
+    days = metrics.daily_trend(team, START, END, "Europe/London")
+    assert sum(d["complaints"] for d in days) == genuine and sum(d["negative"] for d in days) == 2
+    assert all(t["posts"] <= genuine for t in metrics.top_themes(team, START, END, "Europe/London"))
+
+
+def test_the_weekly_report_says_how_many_cases_were_closed_as_spam(team: Store, config) -> None:  # noqa: ANN001
+    from doorstep.reports import build_weekly_report, render_html
+
+    _week_with_spam(team)
+    report = build_weekly_report(team, config, week="2026-W47", charts=False, now=T0 + timedelta(days=8))
+    line = "5 cases were closed as spam this week; their posts are left out of the complaint and mood figures."
+    assert line in report.findings, report.findings
+    assert any(f.startswith("2 complaints in 8 mentions") for f in report.findings), report.findings
+    assert line in render_html(report) and line in report.summary_text()
+
+
+def test_a_week_without_spam_says_nothing_of_it(team: Store, config) -> None:  # noqa: ANN001
+    from doorstep.reports import build_weekly_report
+
+    _case(team, 1, sentiment="negative", complaint=True)
+    report = build_weekly_report(team, config, week="2026-W47", charts=False, now=T0 + timedelta(days=8))
+    assert not [f for f in report.findings if "spam" in f], report.findings
+
+
+# ------------------------------------------------------------------ the command line
+def _cli_shop(tmp_path: Path) -> tuple[list[str], list[int]]:
+    store = Store(str(tmp_path / "cli.db"))
+    add_user(store, "lead", "correct horse battery", role="lead", rounds=4)
+    ids = [_case(store, n) for n in range(3)]
+    failed = enqueue(store, kind="reply", channel="x", text="hello", actor="lead", idempotency_key="r-2",
+                     case_id=ids[2], target="@bot2")
+    store.db.execute("update outbound_messages set status = 'failed' where id = ?", [failed.id])
+    store.close()
+    return ["--db", str(tmp_path / "cli.db")], ids
+
+
+def test_cli_closes_several_as_spam_one_line_each_and_exit_1_on_a_refusal(tmp_path: Path) -> None:
+    from commands.cli import cli
+
+    args, ids = _cli_shop(tmp_path)
+    result = CliRunner().invoke(cli, [*args, "case", "close", *map(str, ids), "--spam", "--as", "lead"])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [
+        f"case {ids[0]}: closed as spam",
+        f"case {ids[1]}: closed as spam",
+        f"case {ids[2]}: refused: Not resolved: 1 message is pending or failed (1 reply failed)",
+        "2 of 3 closed as spam, 1 refused",
+    ], result.output
+    store = Store(str(tmp_path / "cli.db"))
+    try:
+        assert [store.get_case(i).closed_as for i in ids] == ["spam", "spam", None]  # type: ignore[union-attr]
+        assert {e.actor for i in ids[:2] for e in store.audit_trail(i) if e.action == "case.update"} == {"lead"}
+    finally:
+        store.close()
+    forced = CliRunner().invoke(cli, [*args, "case", "close", str(ids[2]), "--force"])
+    assert forced.exit_code == 0 and forced.output.splitlines()[0] == f"case {ids[2]}: resolved", forced.output
+
+
+def test_cli_needs_a_case_number(tmp_path: Path) -> None:
+    from commands.cli import cli
+
+    args, _ = _cli_shop(tmp_path)
+    result = CliRunner().invoke(cli, [*args, "case", "close", "--spam"])
+    assert result.exit_code == 2 and "CASE_IDS" in result.output, result.output
+
+
+def test_the_timeline_says_who_closed_the_case_as_spam(team: Store) -> None:
+    from console.timeline import sentence
+
+    case_id = _case(team, 1)
+    close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    [update] = [e for e in team.audit_trail(case_id) if e.action == "case.update"]
+    assert sentence(update, {}, lambda t: "10:00") == "ann closed the case as spam"
