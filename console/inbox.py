@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from console.login import signed_in
+from console.auth import can
+from console.login import acting_user, signed_in
 from console.widgets import (
     current_user,
     escape_md,
@@ -37,6 +38,7 @@ from console.widgets import (
     sla_state,
 )
 from console.words import channel_name, facet_name, intent_name, status_name
+from doorstep.closing import Closing, close_cases
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
 from doorstep.store.inbox import INBOX_SUMMARY_GROUPS, NO_VALUE, SUMMARY_ALSO_ROW
@@ -825,6 +827,10 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
         st.info("No cases match these filters.")
         return
 
+    if st.session_state.get("inbox_select_mode"):
+        cases = _select_several(store, config, query, cases)
+        if not cases:
+            return
     rows, colours = inbox_rows(store, config, cases, utcnow())
     for row, case in zip(rows, cases):  # cases that arrived since the agent last looked
         if (case.id or 0) > seen_max:
@@ -833,10 +839,16 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
         lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
         subset=["SLA"],
     )
-    st.session_state["_inbox_ids"] = [c.id for c in cases]
-    st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
-                 on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
-                 column_config=ROW_COLUMNS, width="stretch")
+    if st.session_state.get("inbox_select_mode"):
+        event = st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
+                             on_select="rerun", selection_mode="multi-row", key=_select_key(),
+                             column_config=ROW_COLUMNS, width="stretch")
+        _several_actions(store, cases, [cases[i] for i in event.selection.rows if 0 <= i < len(cases)])
+    else:
+        st.session_state["_inbox_ids"] = [c.id for c in cases]
+        st.dataframe(styled, hide_index=True, height=min(36 * (len(rows) + 1) + 4, 740),
+                     on_select=_open_from_table, selection_mode="single-row", key="inbox_table",
+                     column_config=ROW_COLUMNS, width="stretch")
 
     offset = query.offset
     pager = st.columns([1, 1, 4])
@@ -860,7 +872,7 @@ def _opener() -> Any:
     Enter in the number box opens it too). Returns the place of the list of this page's cases, which the
     live queue fills (:func:`_pick_box`), so the list and the case Enter opens are those of the rows shown."""
     error = st.session_state.pop("_inbox_pick_error", None)
-    pick_cols = st.columns([3, 2, 1])
+    pick_cols = st.columns([3, 2, 1, 1.2])
     with pick_cols[0]:
         slot = st.empty()
     with pick_cols[1]:
@@ -869,6 +881,11 @@ def _opener() -> Any:
         st.write("")
         st.button("Open case", key="inbox_open", type="primary", on_click=_open_from_pick, shortcut="Enter",
                   help="Enter opens the chosen case (the top one unless you pick another)")
+    with pick_cols[3]:
+        st.write("")
+        # In the row already there: the queue's first rows stay above the fold at 1366x768.
+        st.toggle("Select several", key="inbox_select_mode", on_change=_end_selecting,
+                  help="Tick cases of this page, then close them as spam or resolve them in one go")
     if error:
         st.error(escape_md(error))
     return slot
@@ -883,3 +900,123 @@ def _pick_box(slot: Any, cases: list[Any]) -> None:
     if st.session_state.pop("_inbox_pick_top", False) or st.session_state.get("inbox_pick") not in by_id:
         st.session_state["inbox_pick"] = next(iter(by_id))  # the filters changed: their top case
     slot.selectbox("Case to open", list(by_id), key="inbox_pick", format_func=lambda cid: _pick_name(by_id[cid]))
+
+
+# --------------------------------------------------------------------- select several, close them in one go
+#: Cases a confirmation names by number and handle; the rest are counted ("and 12 more").
+CONFIRM_NAMED = 5
+#: What the two actions are called on their buttons, their confirmations and their answers.
+SEVERAL_ACTIONS = {"spam": ("Close as spam", "closed as spam"), "resolve": ("Resolve", "resolved")}
+
+
+def _select_key() -> str:
+    """The multi-row table's key, moved on after each close: the ticks of the cases just closed go with them."""
+    return f"inbox_multi_{int(st.session_state.get('_inbox_select_round', 0))}"
+
+
+def _end_selecting() -> None:
+    """on_change of "Select several": the list taken for ticking, a question and an answer start again."""
+    for key in ("_inbox_selecting", "_inbox_confirm", "_inbox_closed"):
+        st.session_state.pop(key, None)
+    st.session_state["_inbox_select_round"] = int(st.session_state.get("_inbox_select_round", 0)) + 1
+
+
+def _select_several(store: Any, config: Any, query: InboxQuery, cases: list[Any]) -> list[Any]:
+    """The page's cases as they were when ticking began, in that order, and the answer to the last close.
+
+    Why held: the table's ticks are row positions, and the live list moves (a new case on top, a colleague's
+    change): a tick must stay on the case it was put on. Held until another page or filter, or a close; a case
+    changed meanwhile is refused by its version (``doorstep.closing``), never closed unseen."""
+    held = st.session_state.get("_inbox_selecting")
+    if held is None or held["query"] != query:
+        held = {"query": query, "cases": list(cases)}
+        st.session_state["_inbox_selecting"] = held
+    answer = st.session_state.get("_inbox_closed")
+    if answer is not None:
+        (st.success if answer["closed"] else st.info)(escape_md(answer["summary"]))
+        if answer["refused"]:
+            st.error(escape_md("\n".join([f"{len(answer['refused'])} not closed:", *answer["refused"]])))
+    if not held["cases"]:
+        st.info("No case of this page is left to select.")
+    return held["cases"]
+
+
+def case_handle(case: Any) -> str:
+    """"#12 @bot_401": a case by its number and its customer's handle, as a confirmation names it."""
+    return plain(f"#{case.id}" + (f" @{case.author_handle}" if case.author_handle else ""))
+
+
+def confirm_words(action: str, cases: list[Any]) -> str:
+    """"Close 3 cases as spam: #12 @a, #13 @b, #14 @c?": how many, and the first few by number and handle."""
+    n = len(cases)
+    named = ", ".join(case_handle(c) for c in cases[:CONFIRM_NAMED])
+    more = f" and {n - CONFIRM_NAMED} more" if n > CONFIRM_NAMED else ""
+    verb = "Close" if action == "spam" else "Resolve"
+    return f"{verb} {n} case{'' if n == 1 else 's'}{' as spam' if action == 'spam' else ''}: {named}{more}?"
+
+
+def closed_words(action: str, outcomes: list[Closing], by_id: dict[int, Any]) -> dict[str, Any]:
+    """The answer to a close: how many were closed, and each refused one with its reason, one line each."""
+    done = SEVERAL_ACTIONS[action][1]
+    closed = sum(o.closed for o in outcomes)
+    retired = [o for o in outcomes if o.closed and o.note]
+    summary = f"{closed} case{'' if closed == 1 else 's'} {done}." + (
+        f" {len(retired)} had a rule's message waiting, which will not be sent." if retired else "")
+    refused = [f"{case_handle(by_id[o.case_id]) if o.case_id in by_id else f'#{o.case_id}'}: {o.reason}"
+               for o in outcomes if not o.closed]
+    return {"closed": closed, "summary": summary, "refused": refused}
+
+
+def _several_actions(store: Any, cases: list[Any], chosen: list[Any]) -> None:
+    """Under the multi-row table: "Close as spam" and "Resolve" for the ticked cases, each asked first.
+
+    Disabled for a role that may not change a status (``doorstep.permissions``: "status"); the close itself is
+    checked again as it acts, case by case, with the role as it is then."""
+    user = current_user()
+    allowed = can(user, "status")
+    n = len(chosen)
+    cols = st.columns([1.2, 1, 4])
+    for at, action in ((0, "spam"), (1, "resolve")):
+        if cols[at].button(SEVERAL_ACTIONS[action][0], key=f"inbox_several_{action}", disabled=not (allowed and n),
+                           icon=":material/block:" if action == "spam" else ":material/check:"):
+            st.session_state["_inbox_confirm"] = {"action": action, "ids": [c.id for c in chosen]}
+    cols[2].caption(escape_md("Your role may not resolve cases" if not allowed else f"{n} selected" if n
+                              else "Tick the cases to close in the table's first column"))
+    asked = st.session_state.get("_inbox_confirm")
+    if not asked:
+        return
+    by_id = {c.id: c for c in cases}
+    asked_cases = [by_id[i] for i in asked["ids"] if i in by_id]
+    if not asked_cases:
+        st.session_state.pop("_inbox_confirm", None)
+        return
+    action = asked["action"]
+    st.warning(escape_md(confirm_words(action, asked_cases)))
+    yes, no, _ = st.columns([1.6, 1, 3])
+    n = len(asked_cases)
+    if yes.button(f"Yes, {'close' if action == 'spam' else 'resolve'} {n}{' as spam' if action == 'spam' else ''}",
+                  key="inbox_several_yes", type="primary", disabled=not allowed):
+        _close_several(store, action, asked_cases, by_id)
+    if no.button("Cancel", key="inbox_several_no"):
+        st.session_state.pop("_inbox_confirm", None)
+        st.rerun(scope="fragment")
+
+
+def _close_several(store: Any, action: str, chosen: list[Any], by_id: dict[int, Any]) -> None:
+    """Close the confirmed cases (``doorstep.closing.close_cases``) from the versions listed, then say what
+    happened; the closed cases leave the held list, whose ticks start again."""
+    st.session_state.pop("_inbox_confirm", None)
+    actor = acting_user(store, "status")
+    if actor is None:
+        st.session_state["_inbox_closed"] = {"closed": 0, "summary": "Nothing closed: your role may not resolve cases.",
+                                             "refused": []}
+    else:
+        outcomes = close_cases(store, [c.id for c in chosen], actor.username, as_spam=action == "spam", now=utcnow(),
+                               versions={c.id: c.version for c in chosen})
+        st.session_state["_inbox_closed"] = closed_words(action, outcomes, by_id)
+        gone = {o.case_id for o in outcomes if o.closed}
+        held = st.session_state.get("_inbox_selecting")
+        if held is not None:
+            held["cases"] = [c for c in held["cases"] if c.id not in gone]
+    st.session_state["_inbox_select_round"] = int(st.session_state.get("_inbox_select_round", 0)) + 1
+    st.rerun()

@@ -264,3 +264,105 @@ def test_the_timeline_says_who_closed_the_case_as_spam(team: Store) -> None:
     close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
     [update] = [e for e in team.audit_trail(case_id) if e.action == "case.update"]
     assert sentence(update, {}, lambda t: "10:00") == "ann closed the case as spam"
+
+
+# ------------------------------------------------------------------ the inbox: select several, close them in one go
+@pytest.fixture
+def inbox_shop(db_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """Three spam bots' cases and a customer's on the console's store (both backends); ann an agent."""
+    from conftest import console_store
+
+    store = console_store(db_url, request, monkeypatch)
+    add_user(store, "ann", "correct horse battery", role="agent", rounds=4)
+    now = T0.replace(year=2030)  # open cases with clocks still running whenever the test runs
+    for n in range(1, 4):
+        _case(store, n, at=now)
+    _case(store, 4, text="my parcel is lost", handle="carys93", at=now)
+    return store
+
+
+def _shown(at) -> str:  # noqa: ANN001
+    """What the page shows, as read (without the word joiner that keeps "@bot1" from reading as a link)."""
+    from conftest import texts
+
+    return texts(at).replace("\u2060", "")
+
+
+def _select(at, rows: list[int]):  # noqa: ANN001, ANN202
+    """Tick ``rows`` (positions) of the multi-row table, as a click in its first column does."""
+    key = f"inbox_multi_{at.session_state['_inbox_select_round']}"
+    at.session_state[key] = {"selection": {"rows": rows, "columns": []}}
+    return at.run()
+
+
+def _positions(at, case_ids: list[int]) -> list[int]:  # noqa: ANN001
+    listed = [c.id for c in at.session_state["_inbox_selecting"]["cases"]]
+    return [listed.index(i) for i in case_ids]
+
+
+def test_select_two_cases_close_them_as_spam_after_a_confirmation(inbox_shop: Store) -> None:
+    from conftest import run_page
+
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.button(key="inbox_several_spam").disabled  # nothing ticked yet
+    at = _select(at, _positions(at, [1, 2]))
+    assert "2 selected" in _shown(at)
+    at.button(key="inbox_several_spam").click().run()
+    assert "Close 2 cases as spam: #1 @bot1, #2 @bot2?" in _shown(at), _shown(at)
+    assert inbox_shop.get_case(1).status == "new"  # type: ignore[union-attr]  # asked first, nothing closed yet
+    at.button(key="inbox_several_yes").click().run()
+    assert not at.exception, at.exception
+    assert [(inbox_shop.get_case(i).status, inbox_shop.get_case(i).closed_as) for i in (1, 2, 3, 4)] == [  # type: ignore[union-attr]
+        ("resolved", "spam"), ("resolved", "spam"), ("new", None), ("new", None)]
+    assert "2 cases closed as spam." in _shown(at), _shown(at)
+    assert sorted(c.id for c in at.session_state["_inbox_selecting"]["cases"]) == [3, 4]  # ticks start again
+    at.toggle(key="inbox_select_mode").set_value(False).run()
+    assert sorted(at.session_state["_inbox_ids"]) == [3, 4]  # they left the open list
+
+
+def test_refused_cases_are_listed_with_their_reason_one_line_each(inbox_shop: Store) -> None:
+    from conftest import run_page
+
+    failed = enqueue(inbox_shop, kind="reply", channel="x", text="hi", actor="ann", idempotency_key="r-3", case_id=3,
+                     target="@bot3")
+    inbox_shop.db.execute("update outbound_messages set status = 'failed' where id = ?", [failed.id])
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    at = _select(at, _positions(at, [1, 2, 3]))
+    # a colleague resolves #2 after the list was drawn: refused, not closed over their change
+    inbox_shop.update_case(2, inbox_shop.get_case(2).version, "cli", status="escalated")  # type: ignore[union-attr]
+    at.button(key="inbox_several_resolve").click().run()
+    assert "Resolve 3 cases: #1 @bot1, #2 @bot2, #3 @bot3?" in _shown(at), _shown(at)
+    at.button(key="inbox_several_yes").click().run()
+    shown = _shown(at)
+    assert "1 case resolved." in shown, shown
+    assert "2 not closed:" in shown
+    assert "#2 @bot2: changed by cli since it was listed (version" in shown, shown
+    assert "#3 @bot3: Not resolved: 1 message is pending or failed (1 reply failed)" in shown, shown
+    assert [inbox_shop.get_case(i).status for i in (1, 2, 3)] == ["resolved", "escalated", "new"]  # type: ignore[union-attr]
+
+
+def test_the_buttons_are_disabled_for_a_role_that_may_not_resolve(inbox_shop: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import run_page
+    from doorstep import permissions
+
+    monkeypatch.setitem(permissions.PERMISSIONS, "status", "lead")
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    at = _select(at, [0, 1])
+    assert at.button(key="inbox_several_spam").disabled and at.button(key="inbox_several_resolve").disabled
+    assert "Your role may not resolve cases" in _shown(at)
+
+
+def test_a_long_selection_is_named_by_its_first_cases_and_counted() -> None:
+    from types import SimpleNamespace
+
+    from console.inbox import confirm_words
+
+    cases = [SimpleNamespace(id=n, author_handle=f"bot{n}") for n in range(1, 9)]
+    assert confirm_words("spam", cases) == "Close 8 cases as spam: #1 @bot1, #2 @bot2, #3 @bot3, #4 @bot4, #5 @bot5 " \
+                                           "and 3 more?"
+    assert confirm_words("resolve", cases[:1]) == "Resolve 1 case: #1 @bot1?"
