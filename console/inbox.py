@@ -872,7 +872,7 @@ def _opener() -> Any:
     Enter in the number box opens it too). Returns the place of the list of this page's cases, which the
     live queue fills (:func:`_pick_box`), so the list and the case Enter opens are those of the rows shown."""
     error = st.session_state.pop("_inbox_pick_error", None)
-    pick_cols = st.columns([3, 2, 1, 1.2])
+    pick_cols = st.columns([2.6, 1.6, 1.1, 1.1])
     with pick_cols[0]:
         slot = st.empty()
     with pick_cols[1]:
