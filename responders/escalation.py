@@ -208,6 +208,19 @@ def _courier_link(store: Store, config: Config, case: Case, actor: str) -> tuple
 SLA_MONITOR = "sla-monitor"
 
 
+def _escalated_within_hour(store: Store, now: datetime) -> int:
+    """Cases escalated automatically in the hour before ``now`` (each escalation is a message per route)."""
+    return int(store.db.execute(
+        "select count(distinct case_id) from outbound_messages where kind = 'escalation' and created_by = ? "
+        "and created_at > ?", [SLA_MONITOR, iso(now - timedelta(hours=1))]).fetchone()[0] or 0)
+
+
+def _escalated_for(store: Store, key: str) -> bool:
+    """Whether this case's deadline has been escalated already (its messages carry the key)."""
+    return bool(list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1",
+                                    [f"{key}:%"])))
+
+
 def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None) -> list[int]:
     """Escalate open cases whose SLA is about to breach (once per case and due time), at most
     ``auto_max_per_hour`` cases in an hour, the highest priority first, then the earliest due: on a viral day one
@@ -225,33 +238,39 @@ def auto_escalate_sla(store: Store, config: Config, now: datetime | None = None)
     rows = list(store.db.query(
         "select id, due_at, due_kind from cases where status in ('new', 'open') and due_at <= ? "
         "order by priority desc, due_at, id", [horizon]))
-    # Cases escalated automatically in the last hour (each escalation is a message per route of the target).
-    done = store.db.execute(
-        "select count(distinct case_id) from outbound_messages where kind = 'escalation' and created_by = ? "
-        "and created_at > ?", [SLA_MONITOR, iso(now - timedelta(hours=1))]).fetchone()[0]
-    room = max(0, settings.auto_max_per_hour - int(done or 0))
     escalated: list[int] = []
     waiting = 0
+    done = _escalated_within_hour(store, now)
     for row in rows:
-        if len(escalated) >= room:
+        if done >= settings.auto_max_per_hour:
             waiting += 1
             continue
         which, due = row["due_kind"] or "resolution", row["due_at"]
         key = _key("auto-sla", row["id"], which, due)
-        if list(store.db.query("select 1 from outbound_messages where idempotency_key like ? limit 1", [f"{key}:%"])):
+        if _escalated_for(store, key):
             continue
         state = "breached" if due <= iso(now) else "due"
         # In the shop's zone, as the deadlines under it are: a raw UTC stamp read as the wrong hour.
         when = config.local_time(due, zone=True)
         try:
-            escalate(store, config, row["id"], settings.auto_target,
-                     f"SLA {which} {state} at {when}", SLA_MONITOR, reason="sla", key=key)
+            # Counted again under the write lock, with the escalation: two rounds at once (two workers, a cron
+            # `run --once` beside one) each counted once and escalated 7 cases under a cap of 5 (audit).
+            with store.write_transaction():
+                if _escalated_for(store, key):  # by the other round, meanwhile
+                    continue
+                done = _escalated_within_hour(store, now)
+                if done >= settings.auto_max_per_hour:
+                    waiting += 1
+                    continue
+                escalate(store, config, row["id"], settings.auto_target,
+                         f"SLA {which} {state} at {when}", SLA_MONITOR, reason="sla", key=key)
         except Exception as exc:  # noqa: BLE001 - one case must not stop the others
             log.warning("automatic escalation of case %s failed: %s", row["id"], exc)
             continue
+        done += 1
         escalated.append(row["id"])
     if waiting:
         log.warning("automatic SLA escalation: %d case(s) this hour, the cap ([responders.escalation] "
                     "auto_max_per_hour = %d); %d more due or overdue wait for the next hour (the inbox's SLA filter "
-                    "lists them)", int(done or 0) + len(escalated), settings.auto_max_per_hour, waiting)
+                    "lists them)", done, settings.auto_max_per_hour, waiting)
     return escalated

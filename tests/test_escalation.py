@@ -258,3 +258,51 @@ def test_automatic_escalations_are_capped_per_hour_most_urgent_first(store: Stor
     assert auto_escalate_sla(store, config, now + timedelta(minutes=30)) == []  # the hour's three are spent
     later_round = auto_escalate_sla(store, config, now + timedelta(minutes=61))
     assert len(later_round) == 3 and not set(later_round) & set(first)
+
+
+def test_two_rounds_at_once_keep_the_hourly_cap(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit of last stop's behaviours, finding 3: two worker rounds at the same moment (two `doorstep run`, or a
+    cron `run --once` beside the worker) each read the hour's count once and escalated 7 cases under a cap of 5
+    on SQLite. The count is read again under the write lock before each escalation."""
+    import threading
+
+    import responders.escalation as escalation
+
+    config = courier_config(auto_sla_minutes=15, auto_target="lead", auto_max_per_hour=3)
+    setup = Store(db_url)
+    created = datetime.now(timezone.utc) - timedelta(days=5)
+    for n in range(8):
+        make_case(setup, config, handle=f"c{n}", text="@LarkspurHelp where is my parcel? lost", created_at=created)
+    real = escalation.escalate
+
+    def slow_escalate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - round "b" writes long after it counted
+        import time
+
+        time.sleep(0.4 if threading.current_thread().name == "b" else 0.02)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(escalation, "escalate", slow_escalate)
+    now = datetime.now(timezone.utc)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def round_() -> None:
+        store = Store(db_url)
+        try:
+            start.wait()
+            auto_escalate_sla(store, config, now)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    rounds = [threading.Thread(target=round_, name=name) for name in ("a", "b")]
+    for t in rounds:
+        t.start()
+    for t in rounds:
+        t.join()
+    assert not errors, errors
+    escalated = setup.db.execute("select count(distinct case_id) from outbound_messages where kind = 'escalation' "
+                                 "and created_by = 'sla-monitor'").fetchone()[0]
+    setup.close()
+    assert escalated == 3
