@@ -1469,16 +1469,42 @@ def queue_neighbours(store: Store, case_id: int | None) -> tuple[int | None, int
     return neighbour(queue, case_id, -1), neighbour(queue, case_id, 1)
 
 
+#: Seconds in which a second J / K (or the same case number again) leaves words typed and not queued behind.
+LEAVE_AGAIN_S = 10.0
+
+
+def may_leave(case_id: int | None, how: str) -> bool:
+    """Whether the agent may leave the case now (J / K, the case-number box): not while its reply box holds words
+    not queued, unless they asked the same way again within :data:`LEAVE_AGAIN_S` (then the words are left, as
+    asked). The words of the box's form reach the server only with Queue reply, so leaving lost them unsaid
+    (left open by the keyboard audit; X already refused)."""
+    if case_id is None or not unqueued_reply(case_id):
+        return True
+    asked = st.session_state.get(f"_leave_asked_{case_id}")
+    if isinstance(asked, tuple) and asked[0] == how and time.monotonic() - asked[1] < LEAVE_AGAIN_S:
+        st.session_state.pop(f"_leave_asked_{case_id}", None)
+        return True
+    st.session_state[f"_leave_asked_{case_id}"] = (how, time.monotonic())
+    again = {"next": "press J again", "previous": "press K again"}.get(how, "enter the number again")
+    flash("error", f"Still on case #{case_id}: your reply box holds words that are not queued. Queue them (Q, or "
+          f"Ctrl+Enter in the box) or clear the box; or {again} within {LEAVE_AGAIN_S:g} s to leave them unsent.")
+    return False
+
+
 def _next_previous(case_id: int | None) -> None:
     """Previous / Next case in the order the inbox listed them (J / K), without going back to it."""
     before, after = queue_neighbours(get_store(), case_id)
     left, right = st.columns(2)
     if left.button("Previous", key="case_previous", icon=":material/chevron_left:", disabled=before is None,
                    shortcut=SHORTCUTS["previous"], help="The case above this one in the inbox"):
-        open_case(before)  # type: ignore[arg-type]
+        if may_leave(case_id, "previous"):
+            open_case(before)  # type: ignore[arg-type]
+        st.rerun()
     if right.button("Next", key="case_next", icon=":material/chevron_right:", disabled=after is None,
                     shortcut=SHORTCUTS["next"], help="The case below this one in the inbox"):
-        open_case(after)  # type: ignore[arg-type]
+        if may_leave(case_id, "next"):
+            open_case(after)  # type: ignore[arg-type]
+        st.rerun()
 
 
 def _to_the_top() -> None:
@@ -1502,7 +1528,11 @@ def render() -> None:
     case_id = url_case_id()
 
     def _picked() -> None:
-        st.session_state["case_id"] = st.session_state.get("case_pick")
+        picked = st.session_state.get("case_pick")
+        if picked and case_id and int(picked) != int(case_id) and not may_leave(int(case_id), f"number {int(picked)}"):
+            st.session_state["case_pick"] = int(case_id)  # the box shows the case the page still shows
+            return
+        st.session_state["case_id"] = picked
         if st.session_state["case_id"]:
             st.query_params["id"] = str(int(st.session_state["case_id"]))
 

@@ -273,3 +273,60 @@ def test_queue_reply_keeps_its_words_on_a_tablet(world: dict[str, Any]) -> None:
         widths = label.evaluate("(e) => [e.scrollWidth, e.clientWidth]")
         assert widths[0] <= widths[1], widths  # not cut with an ellipsis
         browser.close()
+
+
+def test_j_does_not_leave_a_reply_typed_and_not_queued(world: dict[str, Any]) -> None:
+    """Left open last stop: J / K and the case-number box left a case with words typed and not queued, and the
+    words were lost (they reach the server only with Queue reply). The first J now stays and says so; a second J
+    within a few seconds leaves them, as asked."""
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world)
+        box = page.get_by_label("Reply text")
+        box.click()
+        page.keyboard.type("Hi, so sorry, your refund is on its way.")
+        page.wait_for_timeout(2500)  # the browser tells the page the box holds words
+        page.locator("body").evaluate("b => document.activeElement.blur()")
+        wait_idle(page)
+        import re
+
+        nxt = page.get_by_role("button", name=re.compile(r"^Next"))
+        moved = "Next" if nxt.is_enabled() else "Previous"
+        key = "j" if moved == "Next" else "k"
+        _ready(page, moved)
+        page.locator("body").press(key)
+        wait_idle(page)
+        expect(page.get_by_text("your reply box holds words that are not queued", exact=False)).to_be_visible()
+        assert page.get_by_role("heading", name=f"Case #{case_id}").is_visible()
+        expect(page.get_by_label("Reply text")).to_have_value("Hi, so sorry, your refund is on its way.")
+        shot(page, "j-refused-unqueued")
+        _ready(page, moved)
+        page.locator("body").press(key)  # again: leave the words
+        wait_idle(page)
+        expect(page.get_by_role("heading", name=f"Case #{case_id}")).not_to_be_visible()
+        browser.close()
+
+
+def test_the_case_number_box_does_not_leave_a_reply_typed_and_not_queued(world: dict[str, Any]) -> None:
+    """The same for a case number typed in the box: refused once, with the box back on this case's number."""
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id, other = world["case_id"], world["fettle_case"]
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world)
+        page.get_by_label("Reply text").click()
+        page.keyboard.type("Hi, so sorry, your refund is on its way.")
+        page.wait_for_timeout(2500)
+        number = page.get_by_label("Case number")
+        for attempt in (1, 2):
+            number.fill(str(other))
+            number.press("Enter")
+            wait_idle(page)
+            if attempt == 1:
+                expect(page.get_by_text("enter the number again", exact=False)).to_be_visible()
+                assert page.get_by_role("heading", name=f"Case #{case_id}").is_visible()
+                expect(page.get_by_label("Reply text")).to_have_value("Hi, so sorry, your refund is on its way.")
+        page.get_by_role("heading", name=f"Case #{other}").wait_for()
+        browser.close()
