@@ -822,6 +822,8 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
     if fresh:
         st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
                           + ", ".join(f"#{c.id}" for c in fresh[:8])), icon=":material/fiber_new:")
+    if st.session_state.get("inbox_select_mode"):
+        _closed_answer()  # before "No cases match": closing the last ones must still say so
     if not cases:
         st.session_state["_inbox_ids"] = []
         st.info("No cases match these filters.")
@@ -829,8 +831,6 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
 
     if st.session_state.get("inbox_select_mode"):
         cases = _select_several(store, config, query, cases)
-        if not cases:
-            return
     rows, colours = inbox_rows(store, config, cases, utcnow())
     for row, case in zip(rows, cases):  # cases that arrived since the agent last looked
         if (case.id or 0) > seen_max:
@@ -922,23 +922,26 @@ def _end_selecting() -> None:
 
 
 def _select_several(store: Any, config: Any, query: InboxQuery, cases: list[Any]) -> list[Any]:
-    """The page's cases as they were when ticking began, in that order, and the answer to the last close.
+    """The page's cases as they were when ticking began, in that order.
 
     Why held: the table's ticks are row positions, and the live list moves (a new case on top, a colleague's
-    change): a tick must stay on the case it was put on. Held until another page or filter, or a close; a case
-    changed meanwhile is refused by its version (``doorstep.closing``), never closed unseen."""
+    change): a tick must stay on the case it was put on. Held until another page or filter (a close takes its
+    cases out; once none is left, the page as it is then is held); a case changed meanwhile is refused by its
+    version (``doorstep.closing``), never closed unseen."""
     held = st.session_state.get("_inbox_selecting")
-    if held is None or held["query"] != query:
+    if held is None or held["query"] != query or not held["cases"]:
         held = {"query": query, "cases": list(cases)}
         st.session_state["_inbox_selecting"] = held
+    return held["cases"]
+
+
+def _closed_answer() -> None:
+    """The answer to the last close: how many were closed, and each refused case with its reason, a line each."""
     answer = st.session_state.get("_inbox_closed")
     if answer is not None:
         (st.success if answer["closed"] else st.info)(escape_md(answer["summary"]))
         if answer["refused"]:
             st.error(escape_md("\n".join([f"{len(answer['refused'])} not closed:", *answer["refused"]])))
-    if not held["cases"]:
-        st.info("No case of this page is left to select.")
-    return held["cases"]
 
 
 def case_handle(case: Any) -> str:

@@ -366,3 +366,15 @@ def test_a_long_selection_is_named_by_its_first_cases_and_counted() -> None:
     assert confirm_words("spam", cases) == "Close 8 cases as spam: #1 @bot1, #2 @bot2, #3 @bot3, #4 @bot4, #5 @bot5 " \
                                            "and 3 more?"
     assert confirm_words("resolve", cases[:1]) == "Resolve 1 case: #1 @bot1?"
+
+
+def test_closing_every_listed_case_still_says_how_many(inbox_shop: Store) -> None:
+    from conftest import run_page
+
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    at = _select(at, [0, 1, 2, 3])
+    at.button(key="inbox_several_resolve").click().run()
+    at.button(key="inbox_several_yes").click().run()
+    assert not at.exception, at.exception
+    assert "4 cases resolved." in _shown(at) and "No cases match these filters." in _shown(at), _shown(at)
