@@ -42,7 +42,7 @@ def test_a_bot_selling_refund_recovery_sinks_below_a_customers_complaint(store: 
     bot = store.get_case(store.mention_by_external_id("x", "bot").case_id)  # type: ignore[union-attr, arg-type]
     ann = store.get_case(store.mention_by_external_id("x", "ann").case_id)  # type: ignore[union-attr, arg-type]
     assert bot.priority < ann.priority - 30, (bot.priority, ann.priority)  # type: ignore[union-attr]
-    assert bot.priority_reasons[-1] == "reads as a promotion (a link and “dm me”), not a customer's question (-40)"  # type: ignore[union-attr]
+    assert bot.priority_reasons[-1] == "reads as a promotion (a link and “recover lost”), not a customer's question (-40)"  # type: ignore[union-attr]
     from console.inbox import top_reason
 
     assert top_reason(bot.priority_reasons).startswith("reads as a promotion")  # type: ignore[union-attr]
@@ -58,6 +58,39 @@ def test_a_customer_asking_is_no_promotion(text: str) -> None:
     assert looks_promotional(text) is None
 
 
+@pytest.mark.parametrize("text", [  # audit of last stop's behaviours, finding 1: these lost 40 points (P1 to P4)
+    "@LarkspurHelp my parcel arrived smashed, photo: https://imgur.com/a/Xy12 I want a refund, please DM me",
+    "@LarkspurHelp please DM me, parcel says delivered but it never came https://www.evri.com/track/H01HYA0012345678",
+    "@LarkspurHelp can you DM me? my parcel is lost, proof: https://i.imgur.com/abc.jpg",
+    "@LarkspurHelp courier left my parcel in the rain, pics on whatsapp if you want, or here https://imgur.com/x",
+    "@LarkspurHelp I won a voucher in your giveaway and it doesn't work at checkout https://larkspur.example/checkout",
+    "@LarkspurHelp the promo code from your email fails https://larkspur.example/cart",
+    "@LarkspurHelp ordered a free gift with purchase, never arrived https://larkspur.example/o/1",
+    "@LarkspurHelp your chat says click here to track, the link is dead http://track.larkspur.example",
+    "@LarkspurHelp I want to claim your guarantee, parcel lost https://larkspur.example/guarantee",
+    "@LarkspurHelp where is my Bitcoin miner order?? https://larkspur.example/o/9",
+    "@LarkspurHelp your telegram bot t.me/larkspurbot doesn't answer, where's my parcel",
+    "@LarkspurHelp please DM me www.larkspur.example order stuck",
+])
+def test_a_customer_with_a_link_who_asks_to_be_messaged_is_no_promotion(text: str) -> None:
+    assert looks_promotional(text) is None
+
+
+@pytest.mark.parametrize("text", [  # the same audit: the bots' wording a little changed
+    "Refund issue? D M me, I recover lost parcel money http://wa.me/447000",
+    "Refund issue? message me, I get lost parcel money back for you https://bit.ly/3xYz",
+    "Lost parcel? Contact our agent on W h a t s A p p +44 7000 000000",
+    "Lost parcel? inbox me for a quick refund 👉 https://tinyurl.com/refundnow",
+    "Lost parcel? DM me, I recover lost parcel money wa . me/447000",
+    "hit me up, I help recover funds https://refund.example",
+    "I can help you get your refund, send me a message https://t.co/abc",
+    "Having issues? ＤＭ ｍｅ, I recover lost parcels https://x.co/abc",
+    "WIN A PS5! RT & follow to enter https://promo.example",
+])
+def test_a_bot_offering_help_for_money_is_a_promotion(text: str) -> None:
+    assert looks_promotional(text)
+
+
 def test_real_customer_tweets_rarely_read_as_promotions() -> None:
     """On the twcs sample's customer tweets (real posts to brands' care handles), only brand contests match."""
     path = require_shared("data/twcs-sample/twcs_sample.csv")
@@ -65,4 +98,4 @@ def test_real_customer_tweets_rarely_read_as_promotions() -> None:
         posts = [r["text"] for r in csv.DictReader(f) if r.get("inbound") in ("True", "true", "1")]
     found = [t for t in posts if looks_promotional(t)]
     assert len(posts) > 2000 and len(found) <= 3, found
-    assert all("win a" in t.lower() for t in found), found
+    assert all("win" in t.lower() for t in found), found
