@@ -26,7 +26,12 @@ from console.widgets import escape_md, get_config, get_store
 #: hint inside a button ("Q", "X") was drawn at Streamlit's secondary opacity: 2.8:1 on the red primary button; at
 #: full opacity white on that red is about 5:1.
 READABLE_SMALL_PRINT = ("<style>[data-testid='stCaptionContainer'] { color: inherit !important; opacity: 0.8; }"
-                        " button kbd { opacity: 1 !important; }</style>")
+                        " button kbd { opacity: 1 !important; }"
+                        # "Queue reply" as wide as its words, the answer beside it takes the rest: at 1024 px with the
+                        # sidebar open a share of the row cut it to "Qu…" (keyboard audit, left open).
+                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > [class*='st-key-send_'])"
+                        " { flex: 0 0 auto !important; width: auto !important; min-width: max-content; }"
+                        "</style>")
 
 
 def main() -> None:

@@ -263,15 +263,21 @@ def test_x_does_not_resolve_past_a_reply_typed_and_not_queued(world: dict[str, A
         browser.close()
 
 
-def test_queue_reply_keeps_its_words_on_a_tablet(world: dict[str, Any]) -> None:
-    """Accessibility audit: at a tablet's 768 px the composer's button read "Queue …" (a quarter of the row)."""
+@pytest.mark.parametrize("viewport", [(768, 1024), (1024, 768), (1366, 768)])
+def test_queue_reply_keeps_its_words_on_a_tablet(world: dict[str, Any], viewport: tuple[int, int]) -> None:
+    """Accessibility audit: at a tablet's 768 px the composer's button read "Queue …" (a quarter of the row); at
+    1024 px with the sidebar open it still read "Qu…" (left open last stop)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser, page = _on_case(p, world, (768, 1024))
-        label = page.get_by_role("button", name="Queue reply").locator("[data-testid='stMarkdownContainer']").first
+        browser, page = _on_case(p, world, viewport)
+        button = page.get_by_role("button", name="Queue reply")
+        label = button.locator("[data-testid='stMarkdownContainer']").first
         widths = label.evaluate("(e) => [e.scrollWidth, e.clientWidth]")
         assert widths[0] <= widths[1], widths  # not cut with an ellipsis
+        box, text = button.bounding_box(), page.get_by_label("Reply text").bounding_box()
+        assert box and text and box["x"] + box["width"] <= text["x"] + text["width"] + 1  # inside the composer
+        shot(page, f"queue-reply-{viewport[0]}")
         browser.close()
 
 
