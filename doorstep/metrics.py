@@ -323,7 +323,7 @@ def daily_trend(store: Store, start: datetime, end: datetime, tz: TzLike, brand:
     zone = _zone(tz)
     bclause, bparams = _brand_clause(brand)
     rows = store.db.execute(
-        "select m.created_at, coalesce(c.brand, '(no brand)'), m.complaint, m.sentiment, "
+        f"select m.created_at, coalesce(c.brand, '(no brand)'), case when {COMPLAINT} then 1 else 0 end, m.sentiment, "
         f"case when {NOT_SPAM} then 0 else 1 end from mentions m left join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and m.created_at >= ? and m.created_at < ?{bclause}",
         [lo, hi, *bparams],

@@ -617,4 +617,6 @@ def test_strangers_in_a_customers_thread_are_no_complaints_about_her_parcel(tmp_
     assert head["complaints"] == 1, head
     assert head["negative_share"] == pytest.approx(1.0)  # 31 negative of 31: the brand's mood is everyone's
     assert [r["complaints"] for r in metrics.complaints_by_intent(store, START, END, LONDON)] == [1]
+    # Audit of last stop's behaviours, finding 2: the "Complaints per day" chart (dashboard, weekly report) said 31.
+    assert sum(r["complaints"] for r in metrics.daily_trend(store, START, END, LONDON)) == 1
     store.close()
