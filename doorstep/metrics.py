@@ -24,7 +24,8 @@ Definitions (the tests recompute each with straight SQL):
   and no part of the mood (negative, positive, net sentiment, the daily trend, the courier league, themes): 500
   spam-bot cases of a viral day read "parcel lost? DM me" as negative complaints (audit of a viral day). They
   still count as mentions (what the listeners saw); ``closed_as_spam`` counts the cases resolved in the window
-  that are closed as spam.
+  that are closed as spam. Nor are they the team's cases: no response was owed, so they are left out of cases
+  opened, response times, SLA attainment, the resolution rate and the notable cases.
 - *negative share*: negative / mentions with a sentiment label; *net sentiment*:
   (positive - negative) / mentions with a sentiment label, from -1 to +1.
 - *first-response time*: for cases opened in the window that have a first response,
@@ -218,8 +219,9 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
     cases = list(
         db.query(
             # A case merged into another is part of that issue, not one of its own.
+            # A case closed as spam is no case of the team's: no response owed (counted in closed_as_spam).
             "select id, opened_at, first_response_at, first_response_due, resolved_at from cases c "
-            f"where c.opened_at >= ? and c.opened_at < ? and c.merged_into is null{bclause}",
+            f"where c.opened_at >= ? and c.opened_at < ? and c.merged_into is null and {NOT_SPAM}{bclause}",
             [lo, hi, *bparams],
         )
     )
@@ -694,7 +696,7 @@ def notable_cases(store: Store, start: datetime, end: datetime, tz: TzLike, bran
             "from cases c left join customers cu on cu.id = c.customer_id "
             "where ((c.opened_at >= ? and c.opened_at < ?) or (c.last_activity_at >= ? and c.last_activity_at < ?)"
             "  or (c.first_response_due >= ? and c.first_response_due < ?)"
-            f"  or (c.resolution_due >= ? and c.resolution_due < ?)) and c.merged_into is null{bclause}",
+            f"  or (c.resolution_due >= ? and c.resolution_due < ?)) and c.merged_into is null and {NOT_SPAM}{bclause}",
             [lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, *bparams],
         )
     )

@@ -196,6 +196,23 @@ def test_spam_is_left_out_of_the_mood_and_the_complaints(team: Store) -> None:
     assert all(t["posts"] <= genuine for t in metrics.top_themes(team, START, END, "Europe/London"))
 
 
+def test_spam_is_no_sla_breach_and_no_notable_case(team: Store) -> None:
+    """Left out by the first version: 500 bots closed unanswered read as 500 cases with "no first response" in the
+    SLA attainment, the resolution rate and the report's notable cases."""
+    genuine_ids = [_case(team, 100 + n, text="my parcel is lost", sentiment="negative", complaint=True,
+                         handle=f"cust{n}") for n in range(2)]
+    team.db.execute("update cases set first_response_at = ? where id = ?", [(T0 + timedelta(minutes=30)).isoformat(),
+                                                                          genuine_ids[0]])
+    spam = [_case(team, n, text="parcel lost? DM me http://wa.me/1", sentiment="negative", complaint=True)
+            for n in range(5)]
+    close_cases(team, spam, "ann", as_spam=True, now=NOW)
+    head = metrics.headline(team, START, END, "Europe/London")
+    assert (head["cases_opened"], head["sla_eligible"], head["sla_met"]) == (2, 2, 1), head
+    assert head["resolved"] == 0 and head["closed_as_spam"] == 5, head
+    notable = {n["case_id"] for n in metrics.notable_cases(team, START, END, "Europe/London")}
+    assert notable == set(genuine_ids), notable  # late resolutions both; no bot
+
+
 def test_the_weekly_report_says_how_many_cases_were_closed_as_spam(team: Store, config) -> None:  # noqa: ANN001
     from doorstep.reports import build_weekly_report, render_html
 
