@@ -43,7 +43,7 @@ from doorstep.job_queue import SEND_TASK, defer_job, uses_job_queue
 from doorstep.models import Case, Mention, OutboundMessage, channel_name, utcnow
 from doorstep.permissions import require
 from doorstep.redaction import redact, stored_target
-from doorstep.store import StaleCaseError, Store, iso, outbound_from_row
+from doorstep.store import NEW_POST, StaleCaseError, Store, iso, outbound_from_row
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
 from responders.channels import (PUBLIC_CHANNELS, SEND_AGAIN, ReplyRejected, SendError, check_limits,
                                   credentials_stamp, former_account, make_sender, network_of, no_longer_ours)
@@ -616,7 +616,8 @@ def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:
     assert case.id is not None
     event = next((e for e in reversed(store.audit_trail(case.id, limit=10_000))
                   if e.action == "case.update" and e.details.get("status") == "resolved"), None)
-    who = event.actor if event else (store.case_changed_by(case.id) or "someone")
+    changed_by = store.case_changed_by(case.id)
+    who = event.actor if event else (changed_by if changed_by and changed_by != NEW_POST else "someone")
     at = case.resolved_at or (event.at if event else None)  # the case's own time: an import or demo records later
     year = f" {at:%Y}" if at and at.year != utcnow().year else ""
     when = f" at {at:%H:%M} UTC on {at:%d %b}{year}" if at else ""

@@ -106,6 +106,19 @@ def test_a_case_another_agent_changed_since_it_was_listed_is_refused_not_overwri
     assert (team.get_case(changed).status, team.get_case(changed).closed_as) == ("escalated", None)  # type: ignore[union-attr]
 
 
+def test_a_case_a_new_post_changed_since_it_was_listed_says_so(team: Store, config) -> None:  # noqa: ANN001
+    """The first version named the last person who had changed the case ("changed by bob") when what changed it
+    was the customer's new post: the pipeline's writes left ``updated_by`` as it was."""
+    pipeline = Pipeline(team, config, KeywordClassifier())
+    pipeline.ingest([mention("1", "where is my order", author_handle="bobroe")])
+    case = team.inbox()[0]
+    case = team.update_case(case.id, case.version, "bob", assignee="bob")  # type: ignore[arg-type]
+    listed = {case.id: case.version}
+    pipeline.ingest([mention("2", "hello?? still nothing", minutes=20, author_handle="bobroe", in_reply_to="1")])
+    [outcome] = close_cases(team, [case.id], "ann", as_spam=True, now=NOW, versions=listed)  # type: ignore[list-item]
+    assert not outcome.closed and "changed by a new post since it was listed" in outcome.reason, outcome
+
+
 def test_refusals_say_why_in_one_line(team: Store) -> None:
     open_id, done, merged = _case(team, 1), _case(team, 2), _case(team, 3)
     close_cases(team, [done], "ann", as_spam=False, now=NOW)

@@ -50,7 +50,7 @@ from doorstep.store.base import (
     remove_database,
     when_busy,
 )
-from doorstep.store.cases import CaseMergedError, CaseStore, StaleCaseError
+from doorstep.store.cases import NEW_POST, CaseMergedError, CaseStore, StaleCaseError
 from doorstep.store.cursors import CursorStore
 from doorstep.store.inbox import INBOX_SORTS, InboxQuery, InboxStore
 from doorstep.store.mentions import MentionStore, _mention_from_row, mention_export_row
@@ -60,7 +60,7 @@ from doorstep.store.outbox import OutboxStore, outbound_from_row
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_S", "INBOX_SORTS", "MIGRATIONS", "OPEN_CASES_SQL", "PHONE_DIGITS_SQL", "InboxQuery",
-    "OrderSummary", "StaleCaseError", "CaseMergedError", "Store", "StoreError", "_mention_from_row", "database_exists",
+    "OrderSummary", "StaleCaseError", "CaseMergedError", "NEW_POST", "Store", "StoreError", "_mention_from_row", "database_exists",
     "database_for_children", "files_beside", "iso", "mention_export_row", "outbound_from_row", "parse_time",
     "remove_database", "when_busy",
 ]

@@ -15,6 +15,11 @@ from doorstep.store.mentions import CUSTOMERS_POSTS_SQL
 from doorstep.store.migrations import OPEN_CASES_SQL
 
 
+#: ``cases.updated_by`` of a case the pipeline changed (a new post joined it, its counts moved): words such as
+#: "case 12 was changed by a new post since you opened it" read true.
+NEW_POST = "a new post"
+
+
 class StaleCaseError(RuntimeError):
     """Someone else changed the case since it was read: reload and try again."""
 
@@ -283,6 +288,8 @@ class CaseStore(StoreBase):
             row = {k: v for k, v in _case_row(case).items() if old.get(k) != v}
             row.pop("id", None)
             row["version"] = case.version
+            # Not the last person's name: a refusal said "changed by bob" when the customer's post had (closing).
+            row["updated_by"] = NEW_POST
             self.db.conn.execute(f"update cases set {', '.join(f'{k} = ?' for k in row)} where id = ?",
                                  [*row.values(), case.id])
 
