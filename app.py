@@ -31,6 +31,10 @@ READABLE_SMALL_PRINT = ("<style>[data-testid='stCaptionContainer'] { color: inhe
                         # sidebar open a share of the row cut it to "Qu…" (keyboard audit, left open).
                         " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > [class*='st-key-send_'])"
                         " { flex: 0 0 auto !important; width: auto !important; min-width: max-content; }"
+                        # The review queue's buttons wrap their words: "✓ 2 · late delivery (chosen)" read "(cho…".
+                        " [class*='st-key-rv_'] button [data-testid='stMarkdownContainer'],"
+                        " [class*='st-key-rv_'] button [data-testid='stMarkdownContainer'] p"
+                        " { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }"
                         "</style>")
 
 

@@ -136,3 +136,23 @@ def test_enter_on_a_focused_skip_skips(console: dict[str, Any]) -> None:
         assert _post_on_screen(page) == second
         browser.close()
     assert _corrections(console["db"]) == [], "Enter on a focused intent button confirmed the post"
+
+
+@pytest.mark.parametrize("width", [1366, 1024])
+def test_the_chosen_buttons_show_their_words_whole(console: dict[str, Any], width: int) -> None:
+    """Left open last stop: at 1366 px "✓ 2 · late delivery (chosen)" read "✓ 2 · late delivery (cho…" on screen
+    (the accessible name was whole). The buttons' words wrap instead of being cut."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": width, "height": 768})
+        login(page, console["url"], "ann")
+        _open_review(page)
+        labels = page.locator("[class*='st-key-rv_'] button [data-testid='stMarkdownContainer']")
+        assert labels.count() >= 14
+        cut = [labels.nth(i).inner_text() for i in range(labels.count())
+               if labels.nth(i).evaluate("(e) => e.scrollWidth > e.clientWidth + 1")]
+        assert not cut, cut
+        assert page.get_by_role("button", name=re.compile(r"\(chosen\)")).count() >= 1
+        browser.close()
