@@ -384,17 +384,41 @@ class Redactor:
         return text
 
 
+#: Korean and Chinese family names of two letters; every other one has one ("김", "王").
+_TWO_LETTER_FAMILY_NAMES = frozenset({
+    "남궁", "황보", "제갈", "선우", "독고", "사공", "서문", "동방",
+    "欧阳", "歐陽", "司马", "司馬", "诸葛", "諸葛", "上官", "东方", "東方", "皇甫", "尉迟", "尉遲", "公孙", "公孫", "令狐",
+    "慕容", "夏侯", "轩辕", "軒轅", "司徒", "端木", "独孤", "獨孤", "南宫", "南宮", "西门", "西門", "宇文", "长孙", "長孫",
+})
+_HANGUL_OR_HAN = regex.compile(r"^(?:\p{Hangul}+|\p{Han}+)$")
+
+
+def _given_name(word: str) -> str | None:
+    """The given name of a Korean or Chinese name written without a space ("김민수" -> "민수", "王小明" -> "小明",
+    "남궁민수" -> "민수"), which a post writes alone ("민수입니다"); None where the split is not known (Japanese, whose
+    family names have one to three letters, is written with kana or a space often enough)."""
+    if not _HANGUL_OR_HAN.match(word):
+        return None
+    if len(word) == 3 and word[:2] not in _TWO_LETTER_FAMILY_NAMES:
+        return word[1:]
+    if len(word) == 4 and word[:2] in _TWO_LETTER_FAMILY_NAMES:
+        return word[2:]
+    return None
+
+
 def _name_parts(name: str | None) -> list[str]:
     """A display name (composed, see :func:`_nfc`) and its words of 3+ letters, longest first ("Jane Doe" ->
     ["Jane Doe", "Jane", "Doe"]); of 2+ in Chinese, Japanese or Korean, where a family or given name is often
     two letters ("山田 太郎" -> ["山田 太郎", "山田", "太郎"]). A one-letter word ("王" of "王 芳") is no part of its
-    own: it is a word, or part of one, too often; :func:`_name_pattern` says how the whole name is matched."""
+    own: it is a word, or part of one, too often; :func:`_name_pattern` says how the whole name is matched. The
+    given name of a Korean or Chinese name written without a space is a part too (:func:`_given_name`)."""
     if not name or not name.strip():
         return []
     name = _nfc(name.strip())
     words = [w for w in re.findall(r"[^\W\d_][\w'\-]*", name)
              if (len(w) >= 3 or (len(w) == 2 and all(_UNSPACED.match(c) for c in w))) and f"[{w.lower()}]" not in _MASKS]
-    return sorted({name, *words}, key=len, reverse=True)
+    given = [g for g in (_given_name(w) for w in words) if g]
+    return sorted({name, *words, *given}, key=len, reverse=True)
 
 
 def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:

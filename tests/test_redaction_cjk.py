@@ -60,3 +60,16 @@ def test_a_one_letter_name_is_masked_where_it_stands_alone(name: str, text: str,
 ])
 def test_latin_names_keep_their_word_boundaries(name: str, text: str, expected: str) -> None:
     assert _masked(text, name) == expected
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    # Left open last stop: a Korean name stored without a space did not mask the given name written alone.
+    ("김민수", "민수입니다. 택배가 안 왔어요", "[name]입니다. 택배가 안 왔어요"),
+    ("남궁민수", "민수 씨 택배가 안 왔어요", "[name] 씨 택배가 안 왔어요"),
+    ("王小明", "小明的包裹还没到", "[name]的包裹还没到"),
+    ("欧阳小明", "我是小明，包裹没到", "我是[name]，包裹没到"),
+])
+def test_the_given_name_of_a_name_stored_without_a_space_is_masked_alone(name: str, text: str, expected: str) -> None:
+    """Korean and Chinese names are most often a one-letter family name and a two-letter given name ("김민수",
+    "王小明"; a few family names have two: "남궁", "欧阳"): the given name is a part of its own."""
+    assert _masked(text, name) == expected
