@@ -59,6 +59,7 @@ from zoneinfo import ZoneInfo
 from doorstep.config import courier_key
 from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
+from doorstep.store.mentions import customers_posts_sql
 
 __all__ = [
     "HEADLINE_KEYS",
@@ -102,9 +103,8 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
 TRACKING_PROBLEMS: tuple[str, ...] = ("exception", "attempt_failed")
 
 
-#: A post that speaks for its case's customer (``Mention.by_customer`` not false; NULL: posts stored before it
-#: was recorded, and posts with no case, count).
-BY_CUSTOMER = "coalesce(m.by_customer, 1) = 1"
+#: A post that speaks for its case's customer (the store's rule; a post with no case counts too).
+BY_CUSTOMER = customers_posts_sql("m")
 #: A post whose case was not closed as spam (``c``: the post's case, joined; a post with no case counts).
 NOT_SPAM = "coalesce(c.closed_as, '') != 'spam'"
 #: A complaint, as the module docstring defines it.

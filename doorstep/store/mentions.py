@@ -126,9 +126,14 @@ def mention_export_row(m: Mention) -> dict[str, Any]:
     return out
 
 
-#: The posts that speak for their case's customer (``Mention.by_customer`` not false): what a case's
-#: peak and contact count look at. NULL (posts stored before it was recorded, our own posts) counts.
-CUSTOMERS_POSTS_SQL = "coalesce(by_customer, 1) = 1"
+def customers_posts_sql(table: str = "") -> str:
+    """The posts that speak for their case's customer (``Mention.by_customer`` not false): what a case's peak and
+    contact count look at, and what the figures count as complaints. NULL (posts stored before it was recorded,
+    our own posts) counts. ``table``: the alias of ``mentions`` in the query ("m")."""
+    return f"coalesce({table + '.' if table else ''}by_customer, 1) = 1"
+
+
+CUSTOMERS_POSTS_SQL = customers_posts_sql()
 
 
 class MentionStore(StoreBase):
