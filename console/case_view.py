@@ -22,6 +22,7 @@ import streamlit as st
 from console import presence
 from console.auth import can
 from console.login import acting_user, signed_in
+from console.reply_count import live_count
 from console.timeline import LINK_FIELDS, actor_name, escalation_names, recipient
 from console.widgets import (
     busy_message,
@@ -890,25 +891,29 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             st.rerun()
+    # A Mastodon direct message posts the customer's @mention with the words: counted as Queue reply counts it.
+    recipient = case.author_handle if channel == "mastodon_dm" else None
+    counted_live = False
     if limit and max_chars is None:
         how = ("links count as 23, an emoji or a Chinese, Japanese or Korean character as 2" if channel == "x" else
                "an emoji or a letter with its marks counts as one"
                + (", links with https:// as 23 and @name@server as @name" if channel in ("mastodon", "mastodon_dm")
                   else ""))
-        st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} ({how}): the count below is of "
-                             "the words as last sent, and Queue reply checks it."))
+        counted_live = live_count(case.id, channel, limit, channel_name(channel), recipient)  # type: ignore[arg-type]
+        st.caption(escape_md(f"Limit {limit} characters on {channel_name(channel)} ({how}): "
+                             + ("counted above as you type" if counted_live else "the count below is of the words as "
+                                "last sent") + ", and Queue reply checks it."))
     elif limit:
         st.caption(escape_md(f"The box counts characters as you type (limit {limit} on {channel_name(channel)}); "
                              + ("an emoji or a Chinese, Japanese or Korean character counts as 2 there, "
                                 if channel == "x" else "") + "the exact count is checked on Queue reply."))
     st.caption(KEYS_HELP)
-    # A Mastodon direct message posts the customer's @mention with the words: counted as Queue reply counts it.
-    recipient = case.author_handle if channel == "mastodon_dm" else None
     length = weighted_length(channel or "", text or "", recipient=recipient) if channel else len(text or "")
     if text and text.strip():
         over = limit is not None and length > limit
-        st.caption(escape_md(f"{length}/{limit} characters as {channel} counts them" if limit else
-                             f"{length} characters"))
+        if not counted_live:
+            st.caption(escape_md(f"{length}/{limit} characters as {channel} counts them" if limit else
+                                 f"{length} characters"))
         if over:
             st.error(escape_md(f"Too long for {channel}: {length} > {limit}."))
     st.button("Ask for details privately", key=f"askdm_{case.id}",
