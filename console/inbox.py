@@ -930,6 +930,10 @@ def _select_several(store: Any, config: Any, query: InboxQuery, cases: list[Any]
     version (``doorstep.closing``), never closed unseen."""
     held = st.session_state.get("_inbox_selecting")
     if held is None or held["query"] != query or not held["cases"]:
+        if held is not None:  # another list: no tick, and no question, may carry over to its rows by position
+            # (ticks on page 1 ticked page 2's first rows, and a lead closed two complaints as spam: audit)
+            st.session_state["_inbox_select_round"] = int(st.session_state.get("_inbox_select_round", 0)) + 1
+            st.session_state.pop("_inbox_confirm", None)
         held = {"query": query, "cases": list(cases)}
         st.session_state["_inbox_selecting"] = held
     return held["cases"]

@@ -330,6 +330,24 @@ def _positions(at, case_ids: list[int]) -> list[int]:  # noqa: ANN001
     return [listed.index(i) for i in case_ids]
 
 
+def test_ticks_do_not_move_to_other_cases_when_the_list_changes(inbox_shop: Store) -> None:
+    """Audit of today's changes, finding 1 (high): ticks are row positions, and after Next (or a filter) the same
+    positions ticked the new page's cases: a lead closed two genuine complaints as spam they never ticked. A new
+    list starts with no ticks."""
+    from conftest import run_page
+
+    _case(inbox_shop, 5, text="my parcel is lost too", handle="dai", at=T0.replace(year=2030))
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    at = _select(at, [0, 1])
+    assert "2 selected" in _shown(at)
+    at.text_input(key="inbox_search").set_value("parcel").run()  # another list: the two customers' cases
+    assert not at.exception, at.exception
+    assert sorted(c.id for c in at.session_state["_inbox_selecting"]["cases"]) == [4, 5]
+    assert "selected" not in _shown(at).replace("Select several", ""), _shown(at)
+    assert at.button(key="inbox_several_spam").disabled
+
+
 def test_select_two_cases_close_them_as_spam_after_a_confirmation(inbox_shop: Store) -> None:
     from conftest import run_page
 
