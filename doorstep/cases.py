@@ -61,22 +61,26 @@ class PriorityInputs:
     promotion: str | None = None
 
 
-#: A way to reach the writer outside the post: a link, or a phone number written out.
-_REACH = re.compile(r"https?://|www\.|\bwa\.me/|\bt\.me/|\bbit\.ly/|\+\d[\d ]{8,}\d", re.IGNORECASE)
+#: A way to reach the writer outside the post: a link, or a phone number written out ("+1 (555) 010-9999").
+_REACH = re.compile(r"https?://|www\.|\bwa\.me/|\bt\.me/|\bbit\.ly/|\+\d[\d ().-]{8,}\d", re.IGNORECASE)
+#: A chat link (WhatsApp, Telegram): where a bot takes its marks; with an invitation to message, a promotion.
+_CHAT_LINK = re.compile(r"\b(?:wa|t)\.me/", re.IGNORECASE)
 #: Words that sell on their own: recovering someone's money, earnings, free money.
 _SELLING = re.compile(r"\b(recover (?:your|lost|funds|money|stolen|scammed)|(?:earn|make) [$£€]\d+|"
                       r"free (?:iphone|money))", re.IGNORECASE)
 #: Words that bait, but that customers write too ("please DM me", "the promo code fails", "pics on whatsapp"):
-#: a promotion only beside an offer (:data:`_OFFER`).
+#: a promotion only beside an offer (:data:`_OFFER`), or those inviting a message beside a chat link.
+_INVITATION = r"dm me|inbox me|message me|text me|send me an? (?:message|dm)|hit me up|(?:message|contact|dm) my agent"
 _BAIT = re.compile(
-    r"\b(giveaway|win an?|won an?|free (?:gift|voucher)|claim (?:your|now|it)|dm me|inbox me|message me|"
-    r"send me an? (?:message|dm)|hit me up|whatsapp|wa\.me|t\.me|telegram|crypto|bitcoin|forex|promo code|"
-    r"click (?:here|the link))\b", re.IGNORECASE)
-#: The writer offering to do something for the reader, or a contest's call to enter.
+    rf"\b({_INVITATION}|giveaway|win an?|won an?|free (?:gift|voucher)|claim (?:your|now|it)|whatsapp|wa\.me|"
+    r"t\.me|telegram|crypto|bitcoin|forex|promo code|click (?:here|the link))\b", re.IGNORECASE)
+_INVITES = re.compile(rf"\b({_INVITATION})\b", re.IGNORECASE)
+#: The writer offering to do something for the reader, or a contest's call to enter. Not "contact me": customers
+#: ask for that ("photos here https://…, please contact me, or DM me" lost 40 points: audit of today's changes).
 _OFFER = re.compile(
-    r"\b(?:i|we) (?:can |will |do )?(?:help|recover|retrieve)\b|"
-    r"\b(?:i|we) (?:can |will )?get (?:\w+ ){0,4}(?:money|refunds?|funds) back\b|"
-    r"\bcontact (?:me|us|our (?:agent|team|expert))\b|\bfor an? (?:quick|fast|instant|full|guaranteed) refund\b|"
+    r"\b(?:i|we|i'll|we'll) (?:can |will |do )?(?:help|recover|retrieve)\b|\b(?:team|agent|we) can help\b|"
+    r"\b(?:i|we|i'll|we'll) (?:can |will )?get (?:(?!my\b|our\b)\w+ ){0,4}(?:money|refunds?|funds) (?:back|sorted)\b|"
+    r"\bcontact (?:us|our (?:agent|team|expert))\b|\bfor an? (?:quick|fast|instant|full|guaranteed) refund\b|"
     r"\b(?:rt|retweet|follow)\b.{0,30}\bto (?:enter|win)\b", re.IGNORECASE)
 #: Points off for a post that reads as a promotion: a bot's "refund issue? DM me, I recover lost parcel money
 #: http://wa.me/…" was labelled a refund complaint and sat at P2 above customers' own (audit of a viral day).
@@ -105,6 +109,9 @@ def looks_promotional(text: str) -> str | None:
     selling = _SELLING.search(plain)
     if selling:
         return selling.group(1).lower()
+    invitation = _INVITES.search(plain)
+    if invitation and _CHAT_LINK.search(plain):  # "DM me for refund https://wa.me/…"
+        return invitation.group(1).lower()
     bait = _BAIT.search(plain)
     return bait.group(1).lower() if bait and _OFFER.search(plain) else None
 

@@ -71,6 +71,15 @@ def test_a_customer_asking_is_no_promotion(text: str) -> None:
     "@LarkspurHelp where is my Bitcoin miner order?? https://larkspur.example/o/9",
     "@LarkspurHelp your telegram bot t.me/larkspurbot doesn't answer, where's my parcel",
     "@LarkspurHelp please DM me www.larkspur.example order stuck",
+    # Audit of today's changes, finding 2: a customer's own "contact me" read as an offer.
+    "@LarkspurCare my sofa arrived ripped, photos here https://imgur.com/a/k2Lp9. Please contact me, or DM me",
+    "Driver threw my parcel over the fence https://youtu.be/abc123 can someone contact me? DM me please",
+    "Order ORD-2026-001249 never arrived, tracking https://www.royalmail.com/track?id=AB123 says delivered. "
+    "Contact me asap, inbox me",
+    "Second time my order has gone missing. Contact me on 07700 900123 or message me here +44 7700 900123",
+    "@LarkspurHelp you promised a free replacement. Contact me on WhatsApp +44 7700 900123",
+    "@LarkspurHelp your email says contact us https://larkspur.example/help but nobody answers",
+    "@LarkspurHelp will I get my money back? DM me, photos https://imgur.com/a/zz1",
 ])
 def test_a_customer_with_a_link_who_asks_to_be_messaged_is_no_promotion(text: str) -> None:
     assert looks_promotional(text) is None
@@ -86,6 +95,12 @@ def test_a_customer_with_a_link_who_asks_to_be_messaged_is_no_promotion(text: st
     "I can help you get your refund, send me a message https://t.co/abc",
     "Having issues? ＤＭ ｍｅ, I recover lost parcels https://x.co/abc",
     "WIN A PS5! RT & follow to enter https://promo.example",
+    # Audit of today's changes, finding 3: common bot texts missed.
+    "Parcel lost? DM me for refund https://wa.me/447700900123",
+    "Parcel lost? I'll get your refund sorted, message me https://wa.me/447700900123",
+    "Lost parcel? I got my money back in 24h, message my agent on telegram https://t.me/refundpro",
+    "Had the same issue! contact us on WhatsApp +1 (555) 010-9999, we can help you recover it",
+    "Same here! Our team can help you recover your money, WhatsApp +44-7700-900-123",
 ])
 def test_a_bot_offering_help_for_money_is_a_promotion(text: str) -> None:
     assert looks_promotional(text)
