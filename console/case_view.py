@@ -296,8 +296,25 @@ export default function(component) {
   document.addEventListener('input', check, true);
   const timer = setInterval(check, 2000);
   check();
+  // A link away from the case (the sidebar's pages) and a reload or closed tab ask first while the box holds
+  // words: J / K and the case number already do, and the sidebar's Inbox lost them unsaid (audit).
+  const words = () => { const box = document.querySelector(selector); return Boolean(box && box.value.trim()); };
+  const leaving = (event) => {
+    const link = event.target.closest && event.target.closest('a[href]');
+    if (!link || !words() || event.doorstepAsked) { return; }
+    event.doorstepAsked = true;  // asked once per click, however many of these listeners a rerun left
+    if (!window.confirm('Your reply box holds words that are not queued. Leave them unsent?')) {
+      event.preventDefault();
+      event.stopPropagation();
+    }
+  };
+  const unloading = (event) => { if (words()) { event.preventDefault(); event.returnValue = ''; } };
+  document.addEventListener('click', leaving, true);
+  window.addEventListener('beforeunload', unloading);
   return () => {
     document.removeEventListener('input', check, true);
+    document.removeEventListener('click', leaving, true);
+    window.removeEventListener('beforeunload', unloading);
     clearInterval(timer);
   };
 }

@@ -336,3 +336,26 @@ def test_the_case_number_box_does_not_leave_a_reply_typed_and_not_queued(world: 
                 expect(page.get_by_label("Reply text")).to_have_value("Hi, so sorry, your refund is on its way.")
         page.get_by_role("heading", name=f"Case #{other}").wait_for()
         browser.close()
+
+
+def test_the_sidebar_asks_before_leaving_a_reply_typed_and_not_queued(world: dict[str, Any]) -> None:
+    """Audit of today's changes, finding 4: the sidebar's Inbox link left the case and lost typed words unsaid.
+    It asks first now (the browser's confirm): No stays with the words, Yes leaves."""
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world)
+        page.get_by_label("Reply text").click()
+        page.keyboard.type("Hi, so sorry, your refund is on its way.")
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+        page.get_by_role("link", name="Inbox").first.click()
+        wait_idle(page)
+        assert asked and "not queued" in asked[0], asked
+        assert page.get_by_role("heading", name=f"Case #{case_id}").is_visible()
+        expect(page.get_by_label("Reply text")).to_have_value("Hi, so sorry, your refund is on its way.")
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("link", name="Inbox").first.click()
+        page.get_by_role("heading", name="Inbox").wait_for()
+        browser.close()
