@@ -1390,9 +1390,15 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
                            lambda t: local_time(t, config, "%H:%M" if t and t.date() == utcnow().date() else
                                                 "%a %d %b %H:%M"), _dm_handles(store, case, list(messages.values())),
                            opened_at=case.opened_at, posts=store.mentions_for_case(case.id))  # type: ignore[arg-type]
+    all_key = f"_timeline_all_{case.id}"
+    shown = items if st.session_state.get(all_key) else items[-TIMELINE_SHOWN:]
     with st.container(height=TIMELINE_HEIGHT_PX if len(items) > 8 else "content", border=False):
-        for when, words in reversed(items):
+        for when, words in reversed(shown):
             safe_text(f"{local_time(when, config)} — {words}", caption=True)
+        if len(shown) < len(items):
+            older = len(items) - len(shown)
+            st.button(f"Show {older} older line{'' if older == 1 else 's'}", key=f"timeline_older_{case.id}",
+                      on_click=lambda: st.session_state.__setitem__(all_key, True))
     if can(user, "view_audit"):
         box, is_open = lazy_expander(f"Raw audit events (for leads, {len(events)})", key=f"raw_audit_open_{case.id}")
         with box:
@@ -1402,6 +1408,9 @@ def _timeline(store: Store, case: Case, user: Any) -> None:
 
 
 TIMELINE_HEIGHT_PX = 360
+#: Timeline lines drawn before "Show N older lines": a thread of 500 posts drew 500 lines and took 3-5 s to open
+#: (scale audit); the box shows about ten at a time.
+TIMELINE_SHOWN = 60
 
 
 def _erase_person(store: Store, case: Case, user: Any) -> None:
