@@ -44,7 +44,8 @@ from console.widgets import (
     sla_badge,
     sla_clock_line,
 )
-from console.words import channel_name, intent_name, kind_name, status_name, template_name, tracking_name
+from console.words import (case_status_name, channel_name, intent_name, kind_name, status_name, template_name,
+                           tracking_name)
 from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Labels, Mention, utcnow
 from doorstep import case_merge
@@ -375,7 +376,7 @@ def _header(store: Store, case: Case, user: Any, title_slot: Any | None = None) 
     config = get_config()
     (title_slot or st).title(f"Case #{case.id}")
     cols = st.columns([3, 1.2, 2, 3])
-    cols[0].metric("Status", status_name(case.status))
+    cols[0].metric("Status", case_status_name(case))
     cols[1].metric("Priority", f"{case.priority:g}")
     cols[2].metric("Assignee", case.assignee or "nobody")
     with cols[3]:

@@ -37,7 +37,7 @@ from console.widgets import (
     show_flashes,
     sla_state,
 )
-from console.words import channel_name, facet_name, intent_name, status_name
+from console.words import case_status_name, channel_name, facet_name, intent_name, status_name
 from doorstep.closing import Closing, close_cases
 from doorstep.models import CASE_STATUSES, OPEN_CASE_STATUSES, utcnow
 from doorstep.store import InboxQuery
@@ -388,7 +388,7 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
         text, channel, review = posts.get(case.id, ("", "", False))
         name, vip = customers.get(case.customer_id or "", ("", False))
         handle = f"@{case.author_handle}" if case.author_handle else ""
-        status = "" if case.status in PLAIN_STATUSES else status_name(case.status)
+        status = "" if case.status in PLAIN_STATUSES else case_status_name(case)
         flags = [f for f in ("★ VIP" if vip else "", "needs review" if review else "", failed.get(case.id, ""), status)
                  if f]
         reason = top_reason(list(case.priority_reasons))

@@ -12,6 +12,8 @@ and reports use them too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from doorstep.cases import INTENT_LABELS
 from doorstep.models import CHANNEL_WORDS, TRACKING_WORDS, channel_name, tracking_name
 from doorstep.resolving import KIND_WORDS, kind_name  # resolving names kinds too
@@ -47,6 +49,13 @@ def intent_name(intent: str | None) -> str:
 def status_name(status: str | None) -> str:
     """A case's status: "pending_customer" reads "pending customer"."""
     return _spaced(status)
+
+
+def case_status_name(case: Any) -> str:
+    """A case's status as the inbox and its page say it: "resolved as spam" for a case closed as spam (it read
+    "resolved", like a case answered and done: browser check of closing as spam)."""
+    words = status_name(case.status)
+    return f"{words} as spam" if getattr(case, "closed_as", None) == "spam" and case.status == "resolved" else words
 
 
 def template_name(name: str) -> str:

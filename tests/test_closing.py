@@ -426,3 +426,18 @@ def test_closing_every_listed_case_still_says_how_many(inbox_shop: Store) -> Non
     at.button(key="inbox_several_yes").click().run()
     assert not at.exception, at.exception
     assert "4 cases resolved." in _shown(at) and "No cases match these filters." in _shown(at), _shown(at)
+
+
+def test_a_case_closed_as_spam_says_so_on_its_page_and_in_the_inbox(inbox_shop: Store) -> None:
+    """A case closed as spam read "resolved" on its page and in the inbox, like a case answered and done."""
+    from conftest import run_page
+
+    from console.inbox import inbox_rows
+    from doorstep.config import load_config
+
+    close_cases(inbox_shop, [1], "ann", as_spam=True, now=NOW)
+    at = run_page("case_view", inbox_shop, "ann", case_id=1)
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric if m.label == "Status"] == ["resolved as spam"]
+    rows, _ = inbox_rows(inbox_shop, load_config(None), [inbox_shop.get_case(1)], NOW)
+    assert "resolved as spam" in str(rows[0]), rows[0]
