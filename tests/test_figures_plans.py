@@ -59,3 +59,15 @@ def test_notable_cases_fetch_the_quoted_posts_of_the_cases_kept_in_one_go(store:
     monkeypatch.setattr(type(store), "peak_mention", lambda *a: pytest.fail("one query per case"))
     kept = metrics.notable_cases(store, T0, T0 + timedelta(days=7), "Europe/London", limit=3)
     assert [r["text"] for r in kept] == ["where is parcel 5", "where is parcel 4", "where is parcel 3"], kept
+
+
+def test_the_reports_pages_first_and_last_post_are_read_from_the_time_index(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "plans.db"))
+    for end in ("min", "max"):
+        plan = _plan(store, f"select {end}(created_at) from mentions where outbound = 0", [])
+        assert "SEARCH mentions USING INDEX idx_mentions_created_at" in plan, plan
+    from doorstep.reports import weeks_with_data
+
+    from test_metrics import fixture_config
+
+    assert weeks_with_data(store, fixture_config()) == []
