@@ -822,7 +822,7 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
     if fresh:
         st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
                           + ", ".join(f"#{c.id}" for c in fresh[:8])), icon=":material/fiber_new:")
-    if st.session_state.get("inbox_select_mode"):
+    if st.session_state.get("inbox_select_mode") and not cases:
         _closed_answer()  # before "No cases match": closing the last ones must still say so
     if not cases:
         st.session_state["_inbox_ids"] = []
@@ -989,6 +989,7 @@ def _several_actions(store: Any, cases: list[Any], chosen: list[Any]) -> None:
             st.session_state["_inbox_confirm"] = {"action": action, "ids": [c.id for c in chosen]}
     cols[2].caption(escape_md("Your role may not resolve cases" if not allowed else f"{n} selected" if n
                               else "Tick the cases to close in the table's first column"))
+    _closed_answer()  # where the lead pressed Yes: drawn above the table it was off screen (browser check)
     asked = st.session_state.get("_inbox_confirm")
     if not asked:
         return

@@ -325,6 +325,20 @@ def _select(at, rows: list[int]):  # noqa: ANN001, ANN202
     return at.run()
 
 
+def _order_of(node) -> list[str]:  # noqa: ANN001
+    """The page's elements top to bottom: a widget by its key, a message by its words."""
+    out: list[str] = []
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for child in children.values():
+            out.extend(_order_of(child))
+    elif getattr(node, "key", None):
+        out.append(str(node.key))
+    elif isinstance(getattr(node, "value", None), str):
+        out.append(node.value.replace("\\", ""))
+    return out
+
+
 def _positions(at, case_ids: list[int]) -> list[int]:  # noqa: ANN001
     listed = [c.id for c in at.session_state["_inbox_selecting"]["cases"]]
     return [listed.index(i) for i in case_ids]
@@ -365,6 +379,9 @@ def test_select_two_cases_close_them_as_spam_after_a_confirmation(inbox_shop: St
     assert [(inbox_shop.get_case(i).status, inbox_shop.get_case(i).closed_as) for i in (1, 2, 3, 4)] == [  # type: ignore[union-attr]
         ("resolved", "spam"), ("resolved", "spam"), ("new", None), ("new", None)]
     assert "2 cases closed as spam." in _shown(at), _shown(at)
+    # Under the buttons, where the lead pressed Yes: above the table it was drawn off screen (browser check).
+    order = _order_of(at.main)
+    assert order.index("2 cases closed as spam.") > order.index("inbox_several_spam"), order
     assert sorted(c.id for c in at.session_state["_inbox_selecting"]["cases"]) == [3, 4]  # ticks start again
     at.toggle(key="inbox_select_mode").set_value(False).run()
     assert sorted(at.session_state["_inbox_ids"]) == [3, 4]  # they left the open list
