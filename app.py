@@ -29,7 +29,10 @@ READABLE_SMALL_PRINT = ("<style>[data-testid='stCaptionContainer'] { color: inhe
                         " button kbd { opacity: 1 !important; }"
                         # "Queue reply" as wide as its words, the answer beside it takes the rest: at 1024 px with the
                         # sidebar open a share of the row cut it to "Qu…" (keyboard audit, left open).
-                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > [class*='st-key-send_'])"
+                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > [class*='st-key-send_']),"
+                        # The inbox's "Open case" and "Select several" likewise ("O…" and no label at 1024 px).
+                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > .st-key-inbox_open),"
+                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > .st-key-inbox_select_mode)"
                         " { flex: 0 0 auto !important; width: auto !important; min-width: max-content; }"
                         # The review queue's buttons wrap their words: "✓ 2 · late delivery (chosen)" read "(cho…".
                         " [class*='st-key-rv_'] button [data-testid='stMarkdownContainer'],"

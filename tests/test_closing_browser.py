@@ -103,3 +103,25 @@ def test_select_two_cases_close_them_as_spam_and_they_leave_the_open_list(tmp_pa
         store.close()
     assert closed == {BOT1: ("resolved", "spam"), BOT2: ("resolved", "spam"), CUSTOMER: ("new", None),
                       BOT3: ("new", None)}
+
+
+@pytest.mark.parametrize("width", [1024, 1366])
+def test_open_case_and_select_several_keep_their_words(tmp_path: Path, width: int) -> None:
+    """Browser check: at 1024 px with the sidebar open "Open case" read "O…" and the toggle lost its label (a share
+    of the row each); they are as wide as their words now, the case list beside them takes the rest."""
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    env = _shop_env(tmp_path)
+    with serve_console(tmp_path, env) as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_context(viewport={"width": width, "height": 768}).new_page()
+            login(page, url, "lee")
+            for key in ("inbox_open", "inbox_select_mode"):
+                label = page.locator(f".st-key-{key} [data-testid='stMarkdownContainer']").first
+                widths = label.evaluate("(e) => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().width]")
+                assert widths[0] <= widths[1] and widths[2] > 40, (key, widths)
+            page.screenshot(path=str(ARTIFACTS / f"inbox_opener_{width}.png"))
+        finally:
+            browser.close()
