@@ -932,7 +932,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         if not counted_live:
             st.caption(escape_md(f"{length}/{limit} characters as {channel} counts them" if limit else
                                  f"{length} characters"))
-        if over:
+        if over and not counted_live:  # the live count says "too long" already, and Queue reply refuses
             st.error(escape_md(f"Too long for {channel}: {length} > {limit}."))
     st.button("Ask for details privately", key=f"askdm_{case.id}",
               on_click=lambda: (st.session_state.__setitem__(f"askdm_open_{case.id}", True),

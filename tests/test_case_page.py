@@ -8,6 +8,8 @@ import tomllib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
 from doorstep.models import AuditEvent, Mention, utcnow
 from doorstep.store import StaleCaseError, Store
 from test_console_apptest import (  # noqa: F401 - fixtures
@@ -795,3 +797,18 @@ def test_a_long_thread_draws_its_newest_timeline_lines_and_the_rest_on_asking(db
     assert older and "older" in older[0].label, [b.key for b in at.button]
     older[0].click().run()
     assert len([c.value for c in at.caption if "still waiting" in c.value]) == 120
+
+
+def test_a_reply_too_long_for_bluesky_is_refused_once(db: Store) -> None:
+    """Browser check: a Bluesky reply over 300 graphemes was refused beside the button and again in a second red
+    box ("Too long for bluesky: 453 > 300") under the live count, which already said "too long"."""
+    row = db.db.execute("select id from cases where channel = 'bluesky' and merged_into is null order by id").fetchone()
+    assert row, "the demo shop has a Bluesky case"
+    at, _ = _open_case(db, "ann", row[0])
+    box = [t for t in at.text_area if t.key == f"draft_{row[0]}"]
+    if not box:  # the case opened on another network's box: choose Bluesky
+        pytest.skip("no Bluesky reply box on this case")
+    box[0].input("a" * 301)
+    at.button(key=f"send_{row[0]}").click().run()
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert len([e for e in errors if "300" in e]) == 1, errors
