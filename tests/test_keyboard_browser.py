@@ -77,6 +77,20 @@ def _wait_for(check: Any, what: str, seconds: float = 10.0) -> None:
         time.sleep(0.2)
 
 
+#: Words an agent typed and did not queue.
+UNQUEUED = "Hi, so sorry, your refund is on its way."
+
+
+def _type_unqueued(page: Any) -> None:
+    """Type a reply, do not queue it, and leave the box (the browser tells the page it holds words: checked at
+    once on input, and every 2 s)."""
+    page.get_by_label("Reply text").click()
+    page.keyboard.type(UNQUEUED)
+    page.wait_for_timeout(2500)
+    page.locator("body").evaluate("b => document.activeElement.blur()")
+    wait_idle(page)
+
+
 def _on_case(p: Any, world: dict[str, Any], viewport: tuple[int, int] = (1366, 768)) -> tuple[Any, Any]:
     """Chromium with ann logged in on the fixture's case page: (browser, page)."""
     browser = launch_chromium(p)
@@ -248,12 +262,7 @@ def test_x_does_not_resolve_past_a_reply_typed_and_not_queued(world: dict[str, A
     case_id = world["case_id"]
     with sync_playwright() as p:
         browser, page = _on_case(p, world)
-        box = page.get_by_label("Reply text")
-        box.click()
-        page.keyboard.type("Hi, so sorry, your refund is on its way.")
-        page.wait_for_timeout(2500)  # the browser tells the page the box holds words (checked every 2 s)
-        page.locator("body").evaluate("b => document.activeElement.blur()")
-        wait_idle(page)
+        _type_unqueued(page)
         _ready(page, "Resolve and go to the next case")
         page.locator("body").press("x")
         wait_idle(page)
@@ -290,12 +299,7 @@ def test_j_does_not_leave_a_reply_typed_and_not_queued(world: dict[str, Any]) ->
     case_id = world["case_id"]
     with sync_playwright() as p:
         browser, page = _on_case(p, world)
-        box = page.get_by_label("Reply text")
-        box.click()
-        page.keyboard.type("Hi, so sorry, your refund is on its way.")
-        page.wait_for_timeout(2500)  # the browser tells the page the box holds words
-        page.locator("body").evaluate("b => document.activeElement.blur()")
-        wait_idle(page)
+        _type_unqueued(page)
         import re
 
         nxt = page.get_by_role("button", name=re.compile(r"^Next"))
