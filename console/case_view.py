@@ -302,7 +302,8 @@ export default function(component) {
   const words = () => { const box = document.querySelector(selector); return Boolean(box && box.value.trim()); };
   const leaving = (event) => {
     const link = event.target.closest && event.target.closest('a[href]');
-    if (!link || !words() || event.doorstepAsked) { return; }
+    // A link opening another tab ("Open original") leaves nothing: the page and its words stay.
+    if (!link || link.target === '_blank' || !words() || event.doorstepAsked) { return; }
     event.doorstepAsked = true;  // asked once per click, however many of these listeners a rerun left
     if (!window.confirm('Your reply box holds words that are not queued. Leave them unsent?')) {
       event.preventDefault();
