@@ -32,7 +32,9 @@ READABLE_SMALL_PRINT = ("<style>[data-testid='stCaptionContainer'] { color: inhe
                         " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > [class*='st-key-send_']),"
                         # The inbox's "Open case" and "Select several" likewise ("O…" and no label at 1024 px).
                         " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > .st-key-inbox_open),"
-                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > .st-key-inbox_select_mode)"
+                        " [data-testid='stColumn']:has(> [data-testid='stVerticalBlock'] > .st-key-inbox_select_mode),"
+                        # The case page's Previous and Next, and the column that holds them ("P K", "N J" at 1024).
+                        " [data-testid='stColumn']:has(.st-key-case_next)"
                         " { flex: 0 0 auto !important; width: auto !important; min-width: max-content; }"
                         # The review queue's buttons wrap their words: "✓ 2 · late delivery (chosen)" read "(cho…".
                         " [class*='st-key-rv_'] button [data-testid='stMarkdownContainer'],"

@@ -305,7 +305,11 @@ def test_keys_move_between_cases_and_leave_typing_alone(console: dict[str, Any])
         expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(second)
         expect(page.get_by_text(re.compile(r"^escalation queued to"))).to_have_count(0)
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
-        page.locator("body").press("k")
+        page.locator("body").press("k")  # the box holds words not queued: K says so and stays
+        wait_idle(page)
+        expect(page.get_by_text("press K again", exact=False)).to_be_visible()
+        expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(second)
+        page.locator("body").press("k")  # again: the words are left, as asked
         wait_idle(page)
         expect(page.get_by_role("heading", name="Case #", exact=False)).to_have_text(first)
         viewport_shot(page, "case-page-keys-1440")

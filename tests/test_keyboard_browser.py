@@ -367,3 +367,18 @@ def test_the_sidebar_asks_before_leaving_a_reply_typed_and_not_queued(world: dic
         page.get_by_role("link", name="Inbox").first.click()
         page.get_by_role("heading", name="Inbox").wait_for()
         browser.close()
+
+
+@pytest.mark.parametrize("viewport", [(1024, 768), (1366, 768)])
+def test_previous_and_next_keep_their_words(world: dict[str, Any], viewport: tuple[int, int]) -> None:
+    """Browser check: at 1024 px with the sidebar open Previous and Next read "P K" and "N J"."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world, viewport)
+        for key in ("case_previous", "case_next"):
+            label = page.locator(f".st-key-{key} [data-testid='stMarkdownContainer']").first
+            widths = label.evaluate("(e) => [e.scrollWidth, e.clientWidth]")
+            assert widths[0] <= widths[1], (key, widths)
+        shot(page, f"case-nav-{viewport[0]}")
+        browser.close()
