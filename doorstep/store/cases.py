@@ -118,10 +118,12 @@ class CaseStore(StoreBase):
             yield last
 
     def insert_cases(self, cases: Sequence[Case]) -> None:
-        """Insert cases with their ids (from :meth:`case_ids`), many rows per INSERT."""
+        """Insert cases with their ids (from :meth:`case_ids`), many rows per INSERT: the pipeline's new cases,
+        opened by a new post (``updated_by``, as :meth:`save_cases` writes it: a batch and the same posts one by
+        one store the same)."""
         if not cases:
             return
-        rows = [_case_row(c) for c in cases]
+        rows = [{**_case_row(c), "updated_by": NEW_POST} for c in cases]
         columns = list(rows[0])
         per_statement = max(1, MAX_PARAMETERS // len(columns))
         one = f"({_marks(columns)})"
