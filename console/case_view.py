@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import altair as alt
 import streamlit as st
 
-from console import presence
+from doorstep import presence
 from console.auth import can
 from console.login import acting_user, signed_in
 from console.reply_count import live_count
@@ -1223,7 +1223,7 @@ def _resolve_and_next(store: Store, case: Case, user: Any) -> None:
               "in the box) or clear the box, then resolve; or choose Resolved under Status and press \"Set status\" "
               "to resolve anyway.", at=f"status:{case.id}")
         st.rerun()
-    typing = [o["user"] for o in presence.others(store, case.id, user.username) if o["drafting"]]  # type: ignore[arg-type]
+    typing = sorted(u for u in presence.drafting(store, case.id) if u != user.username)  # type: ignore[arg-type]
     if typing:  # resolved under them, their reply would be refused as "resolved since you opened it"
         flash("error", f"Not resolved: {', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right now. "
               "Resolve after their reply, or choose Resolved under Status and press \"Set status\" to resolve anyway.",

@@ -823,7 +823,7 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
         st.info(escape_md(f"{len(fresh)} new case(s) since you looked, marked ● NEW: "
                           + ", ".join(f"#{c.id}" for c in fresh[:8])), icon=":material/fiber_new:")
     if st.session_state.get("inbox_select_mode") and not cases:
-        _closed_answer()  # before "No cases match": closing the last ones must still say so
+        _closed_answer(can(current_user(), "status"))  # before "No cases match": closing the last ones must still say so
     if not cases:
         st.session_state["_inbox_ids"] = []
         st.info("No cases match these filters.")
@@ -939,13 +939,21 @@ def _select_several(store: Any, config: Any, query: InboxQuery, cases: list[Any]
     return held["cases"]
 
 
-def _closed_answer() -> None:
-    """The answer to the last close: how many were closed, and each refused case with its reason, a line each."""
+def _closed_answer(allowed: bool) -> None:
+    """The answer to the last close: how many were closed, and each refused case with its reason, a line each;
+    where some were held up (a message not gone, a colleague typing), a button to close those anyway, asked
+    first like the close itself (the case page's "Resolve even though", the CLI's ``--force``)."""
     answer = st.session_state.get("_inbox_closed")
-    if answer is not None:
-        (st.success if answer["closed"] else st.info)(escape_md(answer["summary"]))
-        if answer["refused"]:
-            st.error(escape_md("\n".join([f"{len(answer['refused'])} not closed:", *answer["refused"]])))
+    if answer is None:
+        return
+    (st.success if answer["closed"] else st.info)(escape_md(answer["summary"]))
+    if answer["refused"]:
+        st.error(escape_md("\n".join([f"{len(answer['refused'])} not closed:", *answer["refused"]])))
+    held, action = answer.get("held") or [], answer.get("action", "resolve")
+    if held and st.button(f"{'Close' if action == 'spam' else 'Resolve'} the {len(held)} held up anyway"
+                          f"{'' if action == 'resolve' else ' as spam'}...", key="inbox_several_anyway",
+                          disabled=not allowed, icon=":material/priority_high:"):
+        st.session_state["_inbox_confirm"] = {"action": action, "ids": list(held), "force": True}
 
 
 def case_handle(case: Any) -> str:
@@ -953,13 +961,14 @@ def case_handle(case: Any) -> str:
     return plain(f"#{case.id}" + (f" @{case.author_handle}" if case.author_handle else ""))
 
 
-def confirm_words(action: str, cases: list[Any]) -> str:
+def confirm_words(action: str, cases: list[Any], *, anyway: bool = False) -> str:
     """"Close 3 cases as spam: #12 @a, #13 @b, #14 @c?": how many, and the first few by number and handle."""
     n = len(cases)
     named = ", ".join(case_handle(c) for c in cases[:CONFIRM_NAMED])
     more = f" and {n - CONFIRM_NAMED} more" if n > CONFIRM_NAMED else ""
     verb = "Close" if action == "spam" else "Resolve"
-    return f"{verb} {n} case{'' if n == 1 else 's'}{' as spam' if action == 'spam' else ''}: {named}{more}?"
+    return (f"{verb} {n} case{'' if n == 1 else 's'}{' as spam' if action == 'spam' else ''}"
+            f"{' anyway' if anyway else ''}: {named}{more}?")
 
 
 def closed_words(action: str, outcomes: list[Closing], by_id: dict[int, Any]) -> dict[str, Any]:
@@ -971,7 +980,10 @@ def closed_words(action: str, outcomes: list[Closing], by_id: dict[int, Any]) ->
         f" {len(retired)} had a rule's message waiting, which will not be sent." if retired else "")
     refused = [f"{case_handle(by_id[o.case_id]) if o.case_id in by_id else f'#{o.case_id}'}: {o.reason}"
                for o in outcomes if not o.closed]
-    return {"closed": closed, "summary": summary, "refused": refused}
+    # What "anyway" may close: held up by a message not gone or a colleague typing, never a case changed since
+    # it was listed (that one must be looked at first).
+    held = [o.case_id for o in outcomes if not o.closed and o.held]
+    return {"closed": closed, "summary": summary, "refused": refused, "action": action, "held": held}
 
 
 def _several_actions(store: Any, cases: list[Any], chosen: list[Any]) -> None:
@@ -989,7 +1001,7 @@ def _several_actions(store: Any, cases: list[Any], chosen: list[Any]) -> None:
             st.session_state["_inbox_confirm"] = {"action": action, "ids": [c.id for c in chosen]}
     cols[2].caption(escape_md("Your role may not resolve cases" if not allowed else f"{n} selected" if n
                               else "Tick the cases to close in the table's first column"))
-    _closed_answer()  # where the lead pressed Yes: drawn above the table it was off screen (browser check)
+    _closed_answer(allowed)  # where the lead pressed Yes: drawn above the table it was off screen (browser check)
     asked = st.session_state.get("_inbox_confirm")
     if not asked:
         return
@@ -998,21 +1010,22 @@ def _several_actions(store: Any, cases: list[Any], chosen: list[Any]) -> None:
     if not asked_cases:
         st.session_state.pop("_inbox_confirm", None)
         return
-    action = asked["action"]
-    st.warning(escape_md(confirm_words(action, asked_cases)))
+    action, force = asked["action"], bool(asked.get("force"))
+    st.warning(escape_md(confirm_words(action, asked_cases, anyway=force)))
     yes, no, _ = st.columns([1.6, 1, 3])
     n = len(asked_cases)
-    if yes.button(f"Yes, {'close' if action == 'spam' else 'resolve'} {n}{' as spam' if action == 'spam' else ''}",
-                  key="inbox_several_yes", type="primary", disabled=not allowed):
-        _close_several(store, action, asked_cases, by_id)
+    if yes.button(f"Yes, {'close' if action == 'spam' else 'resolve'} {n}{' as spam' if action == 'spam' else ''}"
+                  f"{' anyway' if force else ''}", key="inbox_several_yes", type="primary", disabled=not allowed):
+        _close_several(store, action, asked_cases, by_id, force=force)
     if no.button("Cancel", key="inbox_several_no"):
         st.session_state.pop("_inbox_confirm", None)
         st.rerun(scope="fragment")
 
 
-def _close_several(store: Any, action: str, chosen: list[Any], by_id: dict[int, Any]) -> None:
+def _close_several(store: Any, action: str, chosen: list[Any], by_id: dict[int, Any], *, force: bool = False) -> None:
     """Close the confirmed cases (``doorstep.closing.close_cases``) from the versions listed, then say what
-    happened; the closed cases leave the held list, whose ticks start again."""
+    happened; the closed cases leave the held list, whose ticks start again. ``force``: past messages not gone
+    and colleagues typing (never past a change since the list was drawn: the versions still hold)."""
     st.session_state.pop("_inbox_confirm", None)
     actor = acting_user(store, "status")
     if actor is None:
@@ -1020,7 +1033,7 @@ def _close_several(store: Any, action: str, chosen: list[Any], by_id: dict[int, 
                                              "refused": []}
     else:
         outcomes = close_cases(store, [c.id for c in chosen], actor.username, as_spam=action == "spam", now=utcnow(),
-                               versions={c.id: c.version for c in chosen})
+                               force=force, versions={c.id: c.version for c in chosen})
         st.session_state["_inbox_closed"] = closed_words(action, outcomes, by_id)
         gone = {o.case_id for o in outcomes if o.closed}
         held = st.session_state.get("_inbox_selecting")

@@ -20,7 +20,7 @@ action too (labels, "needs review" cleared, the case scored again, ``label_corre
 audit event); a post someone reviewed after it was shown is refused in words ("post 538 was reviewed
 by priya meanwhile") and nothing is saved. Two reviewers are served different posts: the post a
 reviewer has open is claimed for :data:`CLAIM_TTL` (one JSON document in the ``cursors`` table, as
-``console/presence.py`` keeps presence), and the queue serves the others first. A confirmed post
+``doorstep/presence.py`` keeps presence), and the queue serves the others first. A confirmed post
 leaves the queue but stays in its case and in the inbox as before.
 """
 

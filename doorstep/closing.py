@@ -4,7 +4,7 @@ Why: on a viral day 500 spam-bot cases ("parcel lost? DM me ...") took 500 press
 once resolved they still counted in the mood and complaint figures, as a customer's posts do. Here a list of
 cases is closed in one call, each as if it were resolved on its own page: the rule of every resolve
 (:mod:`doorstep.resolving`: a reply or escalation that has not gone holds the case up unless forced, a rule's
-follow-up is retired), the role rules of a status change (:func:`doorstep.permissions.require_case_change`, run
+follow-up is retired; a colleague typing a reply on it holds it up too, as X on the case page does), the role rules of a status change (:func:`doorstep.permissions.require_case_change`, run
 by ``Store.update_case`` in the change's transaction), and the store's version check, so a case another agent
 changed since it was listed is refused, never overwritten. Each case is its own change: one refused case does
 not hold the others back, and the caller is told, case by case, what happened and why.
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from doorstep import presence
 from doorstep.permissions import NotAllowed
 from doorstep.resolving import held_up_words, resolve_holds, retired_words
 from doorstep.store import CaseMergedError, StaleCaseError, Store
@@ -32,12 +33,15 @@ SPAM = "spam"
 @dataclass(frozen=True)
 class Closing:
     """What closing did to one case: ``closed`` (resolved, or marked spam), else ``reason`` says why not in one
-    line; ``note`` what closing did besides (a rule's follow-up retired)."""
+    line; ``note`` what closing did besides (a rule's follow-up retired). ``held``: refused for what ``force``
+    closes past (a message that has not gone, a colleague typing a reply), never for a change the actor has
+    not seen."""
 
     case_id: int
     closed: bool
     reason: str = ""
     note: str = ""
+    held: bool = False
 
     def words(self, as_spam: bool) -> str:
         """"case 12: closed as spam", "case 13: refused: Not resolved: 1 message is pending or failed (...)"."""
@@ -77,7 +81,11 @@ def close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: da
     if case.status != "resolved":  # a resolved case marked spam keeps when it was resolved
         hold_up, retired = resolve_holds(store, case_id)
         if hold_up and not force:
-            return Closing(case_id, False, _one_line(held_up_words("resolved", hold_up)))
+            return Closing(case_id, False, _one_line(held_up_words("resolved", hold_up)), held=True)
+        typing = sorted(user for user in presence.drafting(store, case_id, now=now) if user != actor)
+        if typing and not force:  # closed under them, their reply would be refused as "resolved since you opened it"
+            return Closing(case_id, False, f"{', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right "
+                           "now: close it after their reply, or close it anyway", held=True)
         changes.update(status="resolved", resolved_at=now)
         note = retired_words(retired).removeprefix("; ")
     try:
@@ -97,8 +105,8 @@ def close_cases(store: Store, case_ids: Iterable[int], actor: str, *, as_spam: b
     """Resolve each of ``case_ids`` (``as_spam``: and mark it spam) on behalf of ``actor``; one
     :class:`Closing` per case, in the order given (a case named twice is closed once).
 
-    ``force``: resolve past replies and escalations that have not gone (the case page's "Resolve even
-    though ..."). ``versions``: case id -> the version the actor decided on (the list they chose from); a case
+    ``force``: resolve past replies and escalations that have not gone and past colleagues typing a reply
+    (the case page's "Resolve even though ..."). ``versions``: case id -> the version the actor decided on (the list they chose from); a case
     changed since is refused. Without it, the version read here: a change between that read and the write is
     still refused, never overwritten.
     """

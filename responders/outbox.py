@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from doorstep import sla
+from doorstep import presence, sla
 from doorstep.cases import asks_question, is_customers_post, replied_to_customer  # noqa: F401 - re-exported
 from doorstep.config import Config
 from doorstep.erasure import is_erased
@@ -176,8 +176,6 @@ def _latest_inbound(store: Store, case: Case, channel: str) -> Mention | None:
 
 #: Reply states that count as "answered": the post has (or will have) our answer.
 ANSWERING_STATUSES = ("queued", "sending", "sent", "awaiting_approval")
-#: A colleague whose draft heartbeat is older than this is no longer counted as drafting.
-DRAFTING_FRESH = timedelta(seconds=30)
 
 
 def customers_text(store: Store, case: Case, author: str | None = None) -> str:
@@ -252,44 +250,13 @@ class AlreadyAnswered(ReplyRejected):
 
 
 def _drafting_others(store: Store, case_id: int, actor: str, now: datetime) -> list[str]:
-    """Colleagues whose presence heartbeat says they are drafting a reply on this case right now,
-    and who go first: of two colleagues typing, the one who began first is not held up by the
-    other (both were refused, and the customer got no answer at all). A colleague who has queued a
-    reply on the case since their last heartbeat is no longer drafting, whatever their page last said."""
-    import json
-
-    from doorstep.store import parse_time
-
-    raw = store.get_cursor(f"presence:case:{case_id}")
-    try:
-        entries = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return []
-    if not isinstance(entries, dict):
-        return []
-
-    def drafting_since(entry: Any) -> datetime | None:
-        """When a fresh drafting entry began (its heartbeat's time for entries written before ``since``)."""
-        if not isinstance(entry, dict) or not entry.get("drafting"):
-            return None
-        at = parse_time(entry.get("at"))
-        if at is None or now - at > DRAFTING_FRESH:
-            return None
-        return parse_time(entry.get("since")) or at
-
-    mine = drafting_since(entries.get(actor))
-    out = []
-    for user, entry in entries.items():
-        theirs = drafting_since(entry)
-        if user == actor or theirs is None:
-            continue
-        if mine is not None and (theirs, user) > (mine, actor):
-            continue  # they began after this agent: this agent goes first
-        if store.db.execute("select 1 from outbound_messages where case_id = ? and kind = 'reply' and created_by = ? "
-                            "and created_at >= ?", [case_id, user, entry.get("at")]).fetchone():
-            continue  # they queued their reply since: done drafting
-        out.append(user)
-    return sorted(out)
+    """Colleagues drafting a reply on this case right now (:func:`doorstep.presence.drafting`) who go
+    first: of two colleagues typing, the one who began first is not held up by the other (both were
+    refused, and the customer got no answer at all)."""
+    typing = presence.drafting(store, case_id, now=now)
+    mine = typing.get(actor)
+    return sorted(user for user, since in typing.items()
+                  if user != actor and (mine is None or (since, user) < (mine, actor)))
 
 
 def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_up_to: int | None) -> list[OutboundMessage]:

@@ -420,7 +420,7 @@ def test_live_parts_never_run_beside_a_click() -> None:
 
 
 def test_presence_heartbeat_is_written_every_half_minute_not_every_tick(db: Store, monkeypatch: Any) -> None:
-    from console import presence
+    from doorstep import presence
 
     case_id = xss_case(db)
     writes: list[str] = []

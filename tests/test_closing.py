@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from console.auth import add_user, remove_user
-from doorstep import metrics
+from doorstep import metrics, presence
 from doorstep.closing import close_cases
 from doorstep.models import Case, Mention
 from doorstep.pipeline import Pipeline
@@ -78,6 +78,32 @@ def test_a_case_with_a_failed_reply_is_refused_with_the_reason_unless_forced(tea
     assert team.get_case(held).status == "new"  # type: ignore[union-attr]
     [forced] = close_cases(team, [held], "ann", as_spam=True, now=NOW, force=True)
     assert forced.closed and team.get_case(held).closed_as == "spam"  # type: ignore[union-attr]
+
+
+def test_a_case_a_colleague_is_typing_a_reply_on_is_refused_unless_forced(team: Store) -> None:
+    """Left open last stop: X on the case page refused while a colleague typed a reply, closing several did not,
+    and the colleague's reply was then refused as "resolved since you opened it"."""
+    typing, free = _case(team, 1), _case(team, 2)
+    presence.touch(team, typing, "bob", drafting=True, now=NOW - timedelta(seconds=5))
+    presence.touch(team, free, "bob", drafting=False, now=NOW - timedelta(seconds=5))  # only looking
+    outcomes = {o.case_id: o for o in close_cases(team, [typing, free], "ann", as_spam=True, now=NOW)}
+    assert outcomes[free].closed and not outcomes[typing].closed
+    assert outcomes[typing].reason == "bob is replying right now: close it after their reply, or close it anyway"
+    assert outcomes[typing].held  # the inbox offers "anyway" for these, never for a changed case
+    assert team.get_case(typing).status == "new"  # type: ignore[union-attr]
+    [forced] = close_cases(team, [typing], "ann", as_spam=True, now=NOW, force=True)
+    assert forced.closed
+
+
+def test_a_colleague_who_stopped_typing_or_queued_their_reply_holds_nothing(team: Store) -> None:
+    stale, queued = _case(team, 1), _case(team, 2)
+    presence.touch(team, stale, "bob", drafting=True, now=NOW - presence.DRAFTING_FRESH - timedelta(seconds=1))
+    presence.touch(team, queued, "bob", drafting=True, now=NOW - timedelta(seconds=20))
+    enqueue(team, kind="reply", channel="x", text="on it", actor="bob", idempotency_key="r-q", case_id=queued,
+            target="@bot2")
+    outcomes = close_cases(team, [stale, queued], "ann", as_spam=False, now=NOW, force=False)
+    assert [o.closed for o in outcomes] == [True, False]  # the queued reply has not gone: that holds, bob does not
+    assert "bob" not in outcomes[1].reason and "pending" in outcomes[1].reason
 
 
 def test_a_rules_follow_up_is_retired_not_a_hold_up(team: Store) -> None:
@@ -407,6 +433,39 @@ def test_refused_cases_are_listed_with_their_reason_one_line_each(inbox_shop: St
     assert "#2 @bot2: changed by cli since it was listed (version" in shown, shown
     assert "#3 @bot3: Not resolved: 1 message is pending or failed (1 reply failed)" in shown, shown
     assert [inbox_shop.get_case(i).status for i in (1, 2, 3)] == ["resolved", "escalated", "new"]  # type: ignore[union-attr]
+
+
+def test_cases_held_up_can_be_closed_anyway_after_a_second_question(inbox_shop: Store) -> None:
+    """Left open last stop: the inbox offered no "anyway" (the CLI had --force, the case page "Resolve even
+    though"). Cases held by a failed reply or a colleague typing are offered again, by number, as "anyway"; a
+    case changed since it was listed is not (it must be looked at first)."""
+    from conftest import run_page
+
+    failed = enqueue(inbox_shop, kind="reply", channel="x", text="hi", actor="ann", idempotency_key="r-3", case_id=3,
+                     target="@bot3")
+    inbox_shop.db.execute("update outbound_messages set status = 'failed' where id = ?", [failed.id])
+    add_user(inbox_shop, "bob", "correct horse battery", role="agent", rounds=4)
+    presence.touch(inbox_shop, 1, "bob", drafting=True)
+    at = run_page("inbox", inbox_shop, "ann")
+    at.toggle(key="inbox_select_mode").set_value(True).run()
+    at = _select(at, _positions(at, [1, 2, 3]))
+    inbox_shop.update_case(2, inbox_shop.get_case(2).version, "cli", status="escalated")  # type: ignore[union-attr]
+    at.button(key="inbox_several_spam").click().run()
+    at.button(key="inbox_several_yes").click().run()
+    shown = _shown(at)
+    assert "#1 @bot1: bob is replying right now: close it after their reply, or close it anyway" in shown, shown
+    assert "0 cases closed as spam." in shown
+    at.button(key="inbox_several_anyway").click().run()
+    assert "Close 2 cases as spam anyway: #1 @bot1, #3 @bot3?" in _shown(at), _shown(at)
+    assert inbox_shop.get_case(1).status == "new"  # type: ignore[union-attr]  # asked first
+    at.button(key="inbox_several_yes").click().run()
+    assert not at.exception, at.exception
+    assert "2 cases closed as spam." in _shown(at), _shown(at)
+    assert [(inbox_shop.get_case(i).status, inbox_shop.get_case(i).closed_as) for i in (1, 2, 3)] == [  # type: ignore[union-attr]
+        ("resolved", "spam"), ("escalated", None), ("resolved", "spam")]
+    [update] = [e for e in inbox_shop.audit_trail(3) if e.action == "case.update"]
+    assert update.actor == "ann"
+    assert "inbox_several_anyway" not in [b.key for b in at.button]  # nothing left to close anyway
 
 
 def test_the_buttons_are_disabled_for_a_role_that_may_not_resolve(inbox_shop: Store,

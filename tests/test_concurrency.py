@@ -100,7 +100,7 @@ def _hold_write_lock(db: Path, held: threading.Event, release: threading.Event) 
 
 
 def test_presence_is_best_effort_when_the_database_is_busy(tmp_path: Path) -> None:
-    from console import presence
+    from doorstep import presence
 
     db = tmp_path / "d.db"
     store = Store(db)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from console import presence
+from doorstep import presence
 from console.auth import ROLES, User, add_user, can, check_password, get_user
 from console.widgets import WORD_JOINER, escape_md, sla_state
 from doorstep.config import Config
@@ -678,7 +678,7 @@ def test_a_reply_on_a_case_resolved_meanwhile_is_refused_and_send_anyway_reopens
 def test_resolve_and_next_waits_for_a_colleague_who_is_replying(db: Store) -> None:
     """Agents audit, left open last round: "Resolve and go to the next case" resolved the case under a
     colleague typing a reply (their reply was then refused as "resolved since you opened it")."""
-    from console import presence
+    from doorstep import presence
 
     at, case_id = _open_case(db, "ann")
     presence.touch(db, case_id, "bob", drafting=True)

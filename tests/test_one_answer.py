@@ -58,7 +58,7 @@ def test_a_new_post_after_the_answer_can_be_answered(store: Store, emulator: XEm
 
 
 def test_a_colleague_drafting_blocks_the_reply(store: Store, emulator: XEmulator) -> None:
-    from console import presence
+    from doorstep import presence
     from responders.outbox import AlreadyAnswered
 
     config = shop_config()
@@ -185,7 +185,7 @@ def test_a_template_with_no_post_to_answer_greets_the_customer_not_a_stranger(st
 
 def test_send_anyway_overrides_only_the_refusal_the_agent_saw(store: Store, emulator: XEmulator) -> None:
     """Audit (two agents) finding 3: both refused while the other drafted; both pressed Send anyway; X got two."""
-    from console import presence
+    from doorstep import presence
     from responders.outbox import AlreadyAnswered, latest_message_id
 
     config = shop_config()
@@ -218,7 +218,7 @@ def test_when_both_agents_draft_the_first_to_start_answers_and_the_other_is_told
     blocks anyone (their page may not have said it stopped yet), and the second answer is refused as one."""
     from datetime import timedelta as td
 
-    from console import presence
+    from doorstep import presence
     from doorstep.models import utcnow
     from responders.outbox import AlreadyAnswered, latest_message_id
 
@@ -266,7 +266,7 @@ def test_a_reply_on_a_case_resolved_since_it_was_opened_is_refused_and_send_anyw
 
 
 def test_send_anyway_after_a_drafting_refusal_does_not_cover_a_resolve_since(store: Store, emulator: XEmulator) -> None:
-    from console import presence
+    from doorstep import presence
     from responders.outbox import AlreadyAnswered, latest_message_id
 
     config = shop_config()

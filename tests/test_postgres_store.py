@@ -98,14 +98,14 @@ def test_write_transactions_take_the_write_lock_first_on_postgres(postgres_url: 
 
 
 def test_presence_is_best_effort_when_postgres_is_busy(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    from console import presence
+    from doorstep import presence
 
     store, holder = Store(postgres_url), psycopg.connect(postgres_url)
     try:
         with holder.transaction():
             holder.execute("lock table cursors in access exclusive mode")
             started = time.monotonic()
-            with caplog.at_level(logging.INFO, logger="doorstep.console.presence"):
+            with caplog.at_level(logging.INFO, logger="doorstep.doorstep.presence"):
                 presence.touch(store, 1, "ann")  # no error on the page: skipped after half a second
             assert time.monotonic() - started < 5
         assert "not recorded" in caplog.text

@@ -1,5 +1,9 @@
 """Who else has a case open, or is drafting a reply on it.
 
+Why in the core: the console writes presence, and three actions read it before they act on a case a colleague
+is typing a reply on: queueing a reply (``responders.outbox``), X on the case page and closing several cases
+at once (:mod:`doorstep.closing`); one reading of the heartbeat, so they agree on who is drafting.
+
 The store has no presence table, so presence is one JSON document per case in the
 ``cursors`` table (``presence:case:<id>`` -> {username: {"at": ISO time, "drafting": bool}}).
 Entries older than :data:`PRESENCE_TTL` are dropped, so a closed browser tab disappears
@@ -23,10 +27,13 @@ from doorstep.models import utcnow
 from doorstep.store import Store, iso, parse_time
 
 PRESENCE_TTL = timedelta(minutes=2)
+#: A colleague whose drafting heartbeat is older than this is no longer counted as drafting: the console
+#: writes one every 30 s while the box holds words (and at once when it fills or empties), read every 5 s.
+DRAFTING_FRESH = timedelta(seconds=45)
 #: How long a presence write waits for the database's write lock before it is skipped.
 PRESENCE_WAIT_S = 0.5
 
-log = logging.getLogger("doorstep.console.presence")
+log = logging.getLogger("doorstep.doorstep.presence")
 
 
 def _key(case_id: int) -> str:
@@ -91,3 +98,28 @@ def others(store: Store, case_id: int, username: str, *, now: datetime | None = 
         for user, entry in sorted(entries.items())
         if user != username
     ]
+
+
+def drafting(store: Store, case_id: int, *, now: datetime | None = None) -> dict[str, datetime]:
+    """Who is drafting a reply on the case right now: username -> when their drafting began.
+
+    A fresh heartbeat (:data:`DRAFTING_FRESH`) that says "drafting", from someone who has not queued a reply on
+    the case since it was written: one who has is done drafting, whatever their page last said."""
+    now = now or utcnow()
+    try:
+        entries = _load(store, case_id)
+    except DATABASE_ERRORS as exc:
+        log.info("presence on case %s not read: %s", case_id, exc)
+        return {}
+    out = {}
+    for user, entry in entries.items():
+        if not isinstance(entry, dict) or not entry.get("drafting"):
+            continue
+        at = parse_time(entry.get("at"))
+        if at is None or now - at > DRAFTING_FRESH:
+            continue
+        if store.db.execute("select 1 from outbound_messages where case_id = ? and kind = 'reply' and created_by = ? "
+                            "and created_at >= ?", [case_id, user, entry.get("at")]).fetchone():
+            continue
+        out[user] = parse_time(entry.get("since")) or at
+    return out
