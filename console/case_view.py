@@ -155,7 +155,8 @@ def _presence_live(case_id: int, username: str, drawn_version: int) -> None:
         # The reply box is in a form, so its words reach the server only with "Queue reply": the
         # browser says whether it holds any (issue 13: "bob is replying" showed only after a click).
         on_server = bool(str(st.session_state.get(f"draft_{case_id}", "")).strip())  # a filled template, a kept draft
-        drafting = _reply_box_typing(case_id, known=on_server) or on_server
+        said = _reply_box_typing(case_id, known=on_server)  # the browser's word since the server last wrote the box
+        drafting = on_server if said is None else said
         beat_key = f"_presence_beat_{case_id}"
         last = st.session_state.get(beat_key)
         now = utcnow()
@@ -291,7 +292,9 @@ export default function(component) {
     const typing = Boolean(box && box.value.trim());
     if (typing !== last) {
       last = typing;
-      setStateValue('typing', typing);
+      // With the round of the server's last write to the box (a template, a kept draft, a queued reply):
+      // "empty" said after a template filled it means the agent cleared it.
+      setStateValue('typing', {words: typing, round: data.round});
     }
   };
   document.addEventListener('input', check, true);
@@ -331,8 +334,29 @@ TYPING_CSS = """
 _typing_component: Any = None
 
 
-def _reply_box_typing(case_id: int, known: bool = False) -> bool:
-    """Whether the agent's reply box on this case holds words (typed, not yet queued).
+def box_round(case_id: int) -> int:
+    """How many times the server has written this case's reply box (a template, a kept draft, a queued reply)."""
+    return int(st.session_state.get(f"_box_round_{case_id}", 0))
+
+
+def set_box(case_id: int, text: str) -> None:
+    """The server writes the reply box: the browser's earlier word on it ("empty", "holds words") is old news."""
+    st.session_state[f"draft_{case_id}"] = text
+    st.session_state[f"_box_round_{case_id}"] = box_round(case_id) + 1
+
+
+def _browser_said(case_id: int) -> bool | None:
+    """What the browser said of the reply box since the server last wrote it: holds words, empty, or nothing."""
+    value = st.session_state.get(f"reply_typing_{case_id}")
+    said = value.get("typing") if isinstance(value, dict) else None
+    if isinstance(said, dict) and said.get("round") == box_round(case_id):
+        return bool(said.get("words"))
+    return None
+
+
+def _reply_box_typing(case_id: int, known: bool = False) -> bool | None:
+    """Whether the agent's reply box on this case holds words (typed, not yet queued), as the browser said
+    since the server last wrote the box (None: it said nothing since).
 
     ``known``: the server already has words for the box (a filled template), so the browser seeing
     them is no news and costs no extra rerun (one between "T" and "Q" could swallow the key).
@@ -340,18 +364,17 @@ def _reply_box_typing(case_id: int, known: bool = False) -> bool:
     global _typing_component
     components = getattr(getattr(st, "components", None), "v2", None)
     if components is None:  # Streamlit before components v2: drafting is known from a filled template only
-        return False
+        return None
     if _typing_component is None:
         # It draws nothing and must take no room either: nor may the presence line's block, when it
         # holds nothing else (an empty block still takes the page's gap and moved the composer down).
         _typing_component = components.component("doorstep_reply_typing", js=REPLY_TYPING_JS, css=TYPING_CSS,
                                                   isolate_styles=False)
-    key = f"reply_typing_{case_id}"
-    last = st.session_state.get(key)
-    typing = bool(last.get("typing")) if isinstance(last, dict) else False
-    result = _typing_component(key=key, data={"case_id": case_id, "typing": typing or known}, default={"typing": False},
-                               on_typing_change=lambda: None)
-    return bool(result.get("typing")) if result is not None else False
+    said = _browser_said(case_id)
+    _typing_component(key=f"reply_typing_{case_id}", data={"case_id": case_id, "typing": bool(said) or known,
+                                                           "round": box_round(case_id)},
+                      default={"typing": None}, on_typing_change=lambda: None)
+    return _browser_said(case_id)
 
 
 #: How often the "Also on this case" line is redrawn.
@@ -834,12 +857,12 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                                f"characters, over the {channel} limit of {limit}: shorten the template "
                                                "or answer on another channel.")
                 return
-            st.session_state[key] = text
+            set_box(case.id, text)
 
         st.button("Fill template", key=f"fill_{case.id}", on_click=fill, shortcut=SHORTCUTS["fill"])
     kept = st.session_state.pop(f"_draft_keep_{case.id}", None)
     if kept is not None:
-        st.session_state[key] = kept[:limit] if limit is not None else kept
+        set_box(case.id, kept[:limit] if limit is not None else kept)
 
     ack_key = f"reply_refused_ack_{case.id}"
 
@@ -878,8 +901,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
               + ("; the case is open again so someone follows it up" if reopened else ""), at=f"reply:{case.id}")
         st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
         if body is None:
-            st.session_state[key] = ""
-        st.session_state[f"_queued_at_{case.id}"] = time.monotonic()  # the box's "typing" is news of before it
+            set_box(case.id, "")
         _done_drafting(store, case.id, actor.username)  # type: ignore[arg-type]
         _after_own_write(store, case)
 
@@ -1193,22 +1215,14 @@ def status_changes(case: Case, status: str) -> dict[str, Any]:
     return changes
 
 
-#: Seconds after "Queue reply" in which the browser's "the box holds words" is taken for the queued words (it checks
-#: every 2 s): X pressed right after Q must not be refused for the reply it just queued.
-QUEUED_JUST_NOW_S = 5.0
-
-
 def unqueued_reply(case_id: int) -> bool:
     """Whether this agent's reply box on the case holds words not queued: typed (the browser says so; the words
     of a form reach the server only with Queue reply) or filled from a template. X resolved such a case and moved
     on, the words lost and the customer unanswered (browser check of today's changes)."""
-    if str(st.session_state.get(f"draft_{case_id}", "") or "").strip():
-        return True
-    seen = st.session_state.get(f"reply_typing_{case_id}")
-    queued = st.session_state.get(f"_queued_at_{case_id}")
-    if queued is not None and time.monotonic() - queued < QUEUED_JUST_NOW_S:
-        return False
-    return isinstance(seen, dict) and bool(seen.get("typing"))
+    said = _browser_said(case_id)  # said since the server last wrote the box: a template cleared reads empty
+    if said is not None:
+        return said
+    return bool(str(st.session_state.get(f"draft_{case_id}", "") or "").strip())
 
 
 def _resolve_and_next(store: Store, case: Case, user: Any) -> None:

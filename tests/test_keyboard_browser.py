@@ -272,6 +272,34 @@ def test_x_does_not_resolve_past_a_reply_typed_and_not_queued(world: dict[str, A
         browser.close()
 
 
+def test_x_resolves_once_a_filled_template_is_cleared_in_the_box(world: dict[str, Any]) -> None:
+    """Left open last stop: the server kept a template's words after the agent emptied the box in the browser, so
+    X refused "your reply box holds words that are not queued" for words no longer there (the second press went).
+    The browser's word that the box is empty, given after the template filled it, counts."""
+    from playwright.sync_api import expect, sync_playwright
+
+    case_id = world["case_id"]
+    with sync_playwright() as p:
+        browser, page = _on_case(p, world)
+        _ready(page, "Fill template")
+        page.locator("body").press("t")
+        wait_idle(page)
+        box = page.get_by_label("Reply text")
+        expect(box).to_have_value(world["reply"])
+        box.click()
+        page.keyboard.press("Control+a")
+        page.keyboard.press("Delete")
+        page.wait_for_timeout(2500)
+        page.locator("body").evaluate("b => document.activeElement.blur()")
+        wait_idle(page)
+        _ready(page, "Resolve and go to the next case")
+        page.locator("body").press("x")
+        wait_idle(page)
+        _wait_for(lambda: _case(world["db"], case_id).status == "resolved", "X resolved at the first press", seconds=6)
+        assert _kinds(world["db"], case_id).count("reply") == 0
+        browser.close()
+
+
 @pytest.mark.parametrize("viewport", [(768, 1024), (1024, 768), (1366, 768)])
 def test_queue_reply_keeps_its_words_on_a_tablet(world: dict[str, Any], viewport: tuple[int, int]) -> None:
     """Accessibility audit: at a tablet's 768 px the composer's button read "Queue …" (a quarter of the row); at
