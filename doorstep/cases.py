@@ -66,7 +66,7 @@ _REACH = re.compile(r"https?://|www\.|\bwa\.me/|\bt\.me/|\bbit\.ly/|\+\d[\d ().-
 #: A chat link (WhatsApp, Telegram): where a bot takes its marks; with an invitation to message, a promotion.
 _CHAT_LINK = re.compile(r"\b(?:wa|t)\.me/", re.IGNORECASE)
 #: Words that sell on their own: recovering someone's money, earnings, free money.
-_SELLING = re.compile(r"\b(recover (?:your|lost|funds|money|stolen|scammed)|(?:earn|make) [$£€]\d+|"
+_SELLING = re.compile(r"\b(recover (?:your|funds|stolen|scammed)|(?:earn|make) [$£€]\d+|"
                       r"free (?:iphone|money))", re.IGNORECASE)
 #: Words that bait, but that customers write too ("please DM me", "the promo code fails", "pics on whatsapp"):
 #: a promotion only beside an offer (:data:`_OFFER`), or those inviting a message beside a chat link.
@@ -75,12 +75,18 @@ _BAIT = re.compile(
     rf"\b({_INVITATION}|giveaway|win an?|won an?|free (?:gift|voucher)|claim (?:your|now|it)|whatsapp|wa\.me|"
     r"t\.me|telegram|crypto|bitcoin|forex|promo code|click (?:here|the link))\b", re.IGNORECASE)
 _INVITES = re.compile(rf"\b({_INVITATION})\b", re.IGNORECASE)
+#: A question's words before "I ...": "how do I recover my money", "can I retrieve my parcel" ask, they offer nothing.
+_ASKING = "".join(rf"(?<!\b{w} )" for w in ("do", "can", "could", "would", "should", "will", "how", "where", "did"))
 #: The writer offering to do something for the reader, or a contest's call to enter. Not "contact me": customers
-#: ask for that ("photos here https://…, please contact me, or DM me" lost 40 points: audit of today's changes).
+#: ask for that ("photos here https://…, please contact me, or DM me" lost 40 points: audit of today's changes);
+#: nor a customer "asking for a full refund", hoping "your team can help" or asking how they recover their money
+#: (code review of the day's changes): the offer is said, to the reader, by "I", "we" or "our team".
 _OFFER = re.compile(
-    r"\b(?:i|we|i'll|we'll) (?:can |will |do )?(?:help|recover|retrieve)\b|\b(?:team|agent|we) can help\b|"
+    rf"{_ASKING}\b(?:i|we|i'll|we'll) (?:can |will |do )?(?:help|recover|retrieve)\b|"
+    r"\b(?:we|our (?:team|agents?|experts?)) can help\b|"
     r"\b(?:i|we|i'll|we'll) (?:can |will )?get (?:(?!my\b|our\b)\w+ ){0,4}(?:money|refunds?|funds) (?:back|sorted)\b|"
-    r"\bcontact (?:us|our (?:agent|team|expert))\b|\bfor an? (?:quick|fast|instant|full|guaranteed) refund\b|"
+    r"\bcontact (?:us|our (?:agent|team|expert))\b|"
+    r"\b(?:dm|message|contact|text|inbox) (?:me|us) for an? (?:quick|fast|instant|full|guaranteed) refund\b|"
     r"\b(?:rt|retweet|follow)\b.{0,30}\bto (?:enter|win)\b", re.IGNORECASE)
 #: Points off for a post that reads as a promotion: a bot's "refund issue? DM me, I recover lost parcel money
 #: http://wa.me/…" was labelled a refund complaint and sat at P2 above customers' own (audit of a viral day).

@@ -42,7 +42,7 @@ def test_a_bot_selling_refund_recovery_sinks_below_a_customers_complaint(store: 
     bot = store.get_case(store.mention_by_external_id("x", "bot").case_id)  # type: ignore[union-attr, arg-type]
     ann = store.get_case(store.mention_by_external_id("x", "ann").case_id)  # type: ignore[union-attr, arg-type]
     assert bot.priority < ann.priority - 30, (bot.priority, ann.priority)  # type: ignore[union-attr]
-    assert bot.priority_reasons[-1] == "reads as a promotion (a link and “recover lost”), not a customer's question (-40)"  # type: ignore[union-attr]
+    assert bot.priority_reasons[-1] == "reads as a promotion (a link and “dm me”), not a customer's question (-40)"  # type: ignore[union-attr]
     from console.inbox import top_reason
 
     assert top_reason(bot.priority_reasons).startswith("reads as a promotion")  # type: ignore[union-attr]
@@ -80,6 +80,16 @@ def test_a_customer_asking_is_no_promotion(text: str) -> None:
     "@LarkspurHelp you promised a free replacement. Contact me on WhatsApp +44 7700 900123",
     "@LarkspurHelp your email says contact us https://larkspur.example/help but nobody answers",
     "@LarkspurHelp will I get my money back? DM me, photos https://imgur.com/a/zz1",
+    # Code review of the day's changes: a customer asking for a full refund, hoping the team can help, asking how
+    # they recover their money, read as the bot's offer.
+    "@LarkspurHelp Lamp arrived smashed, photos: https://imgur.com/a/Xy12 . Asking for a full refund, please DM me.",
+    "@LarkspurHelp hope your team can help, parcel says delivered but nothing here "
+    "https://www.royalmail.com/track?t=AB123456789GB please DM me",
+    "@LarkspurHelp 3rd time asking for a full refund. Photo https://imgur.com/a/abc - DM me or call +44 7700 900123",
+    "@LarkspurHelp how do I recover lost money for order #104233? tracking https://www.evri.com/track/T123",
+    "@LarkspurHelp can I retrieve my parcel from the depot myself? tracking "
+    "https://www.evri.com/track/H01HYA0012345678 please DM me",
+    "@LarkspurHelp how do I recover my money for the broken lamp? photo https://imgur.com/a/abc DM me please",
 ])
 def test_a_customer_with_a_link_who_asks_to_be_messaged_is_no_promotion(text: str) -> None:
     assert looks_promotional(text) is None
