@@ -44,8 +44,8 @@ from console.widgets import (
     sla_badge,
     sla_clock_line,
 )
-from console.words import (case_status_name, channel_name, intent_name, kind_name, status_name, template_name,
-                           tracking_name)
+from console.words import (case_status_name, channel_name, intent_name, kind_name, status_name, status_words,
+                           template_name, tracking_name)
 from doorstep import sla
 from doorstep.models import CASE_STATUSES, INTENTS, SENTIMENTS, TRACKING_STATUSES, Case, Labels, Mention, utcnow
 from doorstep import case_merge
@@ -654,7 +654,7 @@ def _other_cases(store: Store, case: Case) -> None:
     """The customer's other cases, open ones first, then the newest; a long history (a VIP's sixteen cases)
     stays one click away instead of pushing the actions a screen down."""
     rows = list(store.db.query(
-        "select id, status, intent from cases where customer_id = ? and id != ? "
+        "select id, status, closed_as, intent from cases where customer_id = ? and id != ? "
         "order by case when status = 'resolved' then 1 else 0 end, id desc limit 50", [case.customer_id, case.id]))
     if not rows:
         return
@@ -663,9 +663,12 @@ def _other_cases(store: Store, case: Case) -> None:
     still_open = sum(1 for r in rows if r["status"] != "resolved")
     st.caption(f"The customer's other cases ({still_open} open, {len(rows)}{'+' if len(rows) == 50 else ''} in all)")
     for r in shown:
-        if st.button(f"#{r['id']} · {status_name(r['status'])} · {intent_name(r['intent']) if r['intent'] else '-'}",
-                     key=f"other_{r['id']}"):
-            open_case(r["id"])
+        if st.button(f"#{r['id']} · {status_words(r['status'], r['closed_as'])} · "
+                     f"{intent_name(r['intent']) if r['intent'] else '-'}", key=f"other_{r['id']}"):
+            # Not past words typed and not queued, as J / K and the case number (code review: they were lost).
+            if may_leave(case.id, f"other {r['id']}"):
+                open_case(r["id"])
+            st.rerun()
     if len(shown) < len(rows):
         st.button(f"Show {len(rows) - len(shown)} more", key=f"other_all_{case.id}",
                   on_click=lambda: st.session_state.__setitem__(every_key, True))
@@ -1532,7 +1535,8 @@ def may_leave(case_id: int | None, how: str) -> bool:
         st.session_state.pop(f"_leave_asked_{case_id}", None)
         return True
     st.session_state[f"_leave_asked_{case_id}"] = (how, time.monotonic())
-    again = {"next": "press J again", "previous": "press K again"}.get(how, "enter the number again")
+    again = {"next": "press J again", "previous": "press K again"}.get(
+        how, "press the case's button again" if how.startswith("other ") else "enter the number again")
     flash("error", f"Still on case #{case_id}: your reply box holds words that are not queued. Queue them (Q, or "
           f"Ctrl+Enter in the box) or clear the box; or {again} within {LEAVE_AGAIN_S:g} s to leave them unsent.")
     return False

@@ -20,7 +20,7 @@ from doorstep.resolving import KIND_WORDS, kind_name  # resolving names kinds to
 
 __all__ = ["CHANNEL_WORDS", "NONE", "TRACKING_WORDS", "answer_kind_name", "by_channel", "callback_reason",
            "callback_status_name", "channel_name", "facet_name", "intent_name", "kind_name", "listener_status_name",
-           "question_action_words", "question_name", "question_status_name", "rule_name", "status_name",
+           "question_action_words", "question_name", "question_status_name", "rule_name", "status_name", "status_words",
            "template_name", "tracking_name"]
 
 #: What the store's facets call a missing value (``Store.inbox_facets``); also the filter value for it.
@@ -51,11 +51,16 @@ def status_name(status: str | None) -> str:
     return _spaced(status)
 
 
+def status_words(status: str | None, closed_as: str | None) -> str:
+    """A case's status as the team says it: "resolved as spam" for a case closed as spam (it read "resolved", like
+    a case answered and done: browser check of closing as spam)."""
+    words = status_name(status)
+    return f"{words} as spam" if closed_as == "spam" and status == "resolved" else words
+
+
 def case_status_name(case: Any) -> str:
-    """A case's status as the inbox and its page say it: "resolved as spam" for a case closed as spam (it read
-    "resolved", like a case answered and done: browser check of closing as spam)."""
-    words = status_name(case.status)
-    return f"{words} as spam" if getattr(case, "closed_as", None) == "spam" and case.status == "resolved" else words
+    """:func:`status_words` of a case (the inbox, its page, the customer's other cases)."""
+    return status_words(case.status, getattr(case, "closed_as", None))
 
 
 def template_name(name: str) -> str:

@@ -809,3 +809,39 @@ def test_a_reply_too_long_for_bluesky_is_refused_once(db: Store) -> None:
     at.button(key=f"send_{row[0]}").click().run()
     errors = [e.value.replace("\\", "") for e in at.error]
     assert len([e for e in errors if "300" in e]) == 1, errors
+
+
+# ------------------------------------------------------------------ the customer's other cases (code review)
+def _customer_with_two_cases(db: Store) -> tuple[int, int]:
+    """(a case, another case of the same customer) from the demo shop."""
+    row = db.db.execute("select min(id), max(id) from cases where customer_id is not null and merged_into is null "
+                        "group by customer_id having count(*) > 1 order by customer_id limit 1").fetchone()
+    return row[1], row[0]
+
+
+def test_the_customers_other_cases_do_not_leave_words_not_queued(db: Store) -> None:
+    """Code review of the day's changes: J / K, the case number, the sidebar and X asked before leaving words typed
+    and not queued; a button of "The customer's other cases" left at once and the words were lost."""
+    case_id, other = _customer_with_two_cases(db)
+    at, _ = _open_case(db, "ann", case_id)
+    at.button(key=f"fill_{case_id}").click().run()  # the server holds the template's words, not queued
+    assert at.text_area(key=f"draft_{case_id}").value.strip()
+    at.button(key=f"other_{other}").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["case_id"] == case_id
+    assert f"Still on case #{case_id}: your reply box holds words that are not queued" in texts(at), texts(at)
+    assert "press the case's button again" in texts(at)
+    at.button(key=f"other_{other}").click().run()  # asked again: the words are left, as asked
+    assert at.session_state["case_id"] == other
+
+
+def test_a_case_closed_as_spam_reads_so_among_the_customers_other_cases(db: Store) -> None:
+    """Code review: its page and its inbox row said "resolved as spam", the customer's other cases "resolved"."""
+    from doorstep.closing import close_cases
+
+    case_id, other = _customer_with_two_cases(db)
+    [done] = close_cases(db, [other], "lead", as_spam=True, now=utcnow(), force=True)
+    assert done.closed, done
+    at, _ = _open_case(db, "ann", case_id)
+    [label] = [b.label for b in at.button if b.key == f"other_{other}"]
+    assert label.startswith(f"#{other} · resolved as spam · "), label
