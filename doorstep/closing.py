@@ -63,7 +63,16 @@ def _changed_words(store: Store, case_id: int, listed: int, now_version: int) ->
 
 def close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: datetime, force: bool = False,
                version: int | None = None) -> Closing:
-    """Close one case as :func:`close_cases` does (``version``: the one the actor saw; None: the stored one)."""
+    """Close one case as :func:`close_cases` does (``version``: the one the actor saw; None: the stored one).
+
+    Checked and closed under the write lock, as a reply is queued: a reply queued between the check of what
+    holds the case up and the close would be resolved past unseen."""
+    with store.write_transaction():
+        return _close_case(store, case_id, actor, as_spam=as_spam, now=now, force=force, version=version)
+
+
+def _close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: datetime, force: bool,
+                version: int | None) -> Closing:
     case = store.get_case(case_id)
     if case is None:
         return Closing(case_id, False, "no such case")
