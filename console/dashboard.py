@@ -18,6 +18,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+#: Brands one under another below a chart: side by side the second read "Larkspur Hon" at 1024 px.
+BRAND_LEGEND = alt.Legend(orient="bottom", direction="vertical")
+#: Days read "Tue 01": the full "2026-12-01" overlapped, and only the first and last day were labelled.
+DAY_AXIS = alt.Axis(labelAngle=0, labelExpr="utcFormat(toDate(datum.value), '%a %d')")
+
+
 def _minutes(value: float | None) -> str:
     if value is None:
         return "-"
@@ -109,7 +115,9 @@ def render() -> None:
     head, counts = data["headline"], data["counts"]
 
     titles = chart_findings(data)
-    m = st.columns(6)
+    # Two rows of three, what was said and how the team answered: six in one row read "First respo…" and
+    # "93 …" at 1024 px with the sidebar open.
+    m = [*st.columns(3), *st.columns(3)]
     m[0].metric("Mentions", counts["mentions"], _delta(head["mentions"]), delta_color="off")
     m[1].metric("Complaints", counts["complaints"], _delta(head["complaints"]), delta_color="inverse")
     m[2].metric("Negative share", _pct(counts["negative_share"]))
@@ -131,15 +139,15 @@ def render() -> None:
     with left:
         st.subheader(escape_md(titles["mentions"]))
         chart = alt.Chart(alt.Data(values=daily)).mark_bar().encode(
-            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("sum(mentions):Q", title="mentions", axis=whole),
-            color=alt.Color("brand:N", legend=alt.Legend(orient="bottom")), tooltip=["day:O", "brand:N", "mentions:Q"],
+            x=alt.X("day:O", title=None, axis=DAY_AXIS), y=alt.Y("sum(mentions):Q", title="mentions", axis=whole),
+            color=alt.Color("brand:N", legend=BRAND_LEGEND), tooltip=["day:O", "brand:N", "mentions:Q"],
         ).properties(height=260)
         st.altair_chart(chart, width="stretch")
     with right:
         st.subheader(escape_md(titles["complaints"]))
         chart = alt.Chart(alt.Data(values=daily)).mark_line(point=True).encode(
-            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("complaints:Q", axis=whole),
-            color=alt.Color("brand:N", legend=alt.Legend(orient="bottom")), tooltip=["day:O", "brand:N", "complaints:Q"],
+            x=alt.X("day:O", title=None, axis=DAY_AXIS), y=alt.Y("complaints:Q", axis=whole),
+            color=alt.Color("brand:N", legend=BRAND_LEGEND), tooltip=["day:O", "brand:N", "complaints:Q"],
         ).properties(height=260)
         st.altair_chart(chart, width="stretch")
 
@@ -148,9 +156,9 @@ def render() -> None:
         st.subheader(escape_md(titles["sentiment"]))
         sentiment = [r for r in daily if r.get("net_sentiment") is not None]
         chart = alt.Chart(alt.Data(values=sentiment)).mark_line(point=True).encode(
-            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)),
+            x=alt.X("day:O", title=None, axis=DAY_AXIS),
             y=alt.Y("net_sentiment:Q", scale=alt.Scale(domain=[-1, 1]), title="net sentiment (-1 to +1)"),
-            color=alt.Color("brand:N", legend=alt.Legend(orient="bottom")),
+            color=alt.Color("brand:N", legend=BRAND_LEGEND),
             tooltip=["day:O", "brand:N", alt.Tooltip("net_sentiment:Q", format="+.2f"),
                      alt.Tooltip("negative_share:Q", format=".0%")],
         ).properties(height=260)
