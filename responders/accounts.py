@@ -119,12 +119,13 @@ def shared_mailbox_refusal(store: Store, config: Config, case: Case) -> ReplyRej
 
 
 def _deciding_brand(store: Store, config: Config, case: Case, parent: Mention | None) -> str | None:
-    """The brand a post belongs to when no account of ours is named on it: the order's, else a brand
-    the post names, else the case's."""
-    brands = [_order_brand(store, case)]
-    if parent is not None:
-        brands += [n for n in parent.matched if any(b.name == n for b in config.brands)]
-    brands.append(case.brand)
+    """The brand a post belongs to when no account of ours is named on it: a brand the post names, else the
+    order's (a post on a courier's page names no brand), else the case's.
+
+    The brand named first: "Larkspur, UPS says it was delivered" whose author's linked order was Fettle's was
+    answered by @FettleCare while its case read Larkspur Home (two-brand browser audit)."""
+    brands = [n for n in parent.matched if any(b.name == n for b in config.brands)] if parent is not None else []
+    brands += [_order_brand(store, case), case.brand]
     return next((brand for brand in brands if brand), None)
 
 

@@ -156,6 +156,24 @@ def test_courier_page_post_is_answered_by_the_brand_that_owns_the_order(store: S
     assert message.account == "FettleCare" and [p["account"] for p in emulator.posted] == ["FettleCare"]
 
 
+def test_a_post_that_names_a_brand_is_answered_by_that_brand_not_the_orders(store: Store, emulator: XEmulator) -> None:
+    """Two-brand browser audit: a post naming Larkspur Home (no @handle) whose author's linked order was Fettle's
+    was answered by @FettleCare while the case read "Larkspur Home". The order's brand decides only for a post
+    that names no brand (a post on a courier's page), as README says."""
+    from doorstep.linking import override_link
+
+    config = two_brand_config()
+    case_id = make_case(store, config, emulator, text="Larkspur, UPS says my parcel was delivered, it was not",
+                        handle="sam")
+    add_order(store, "ORD-2026-001023", "Fettle Outdoor")  # the author's own order, linked and verified
+    override_link(store, case_id, store.get_case(case_id).version, "agent",  # type: ignore[union-attr]
+                  order_number="ORD-2026-001023", verified_how="asked by DM")
+    assert store.get_case(case_id).brand == "Larkspur Home"  # type: ignore[union-attr]
+    message = queue_reply(store, config, case_id, "@sam sorry, we're chasing UPS", "agent")
+    send_all(store, config)
+    assert message.account == "LarkspurHelp" and [p["account"] for p in emulator.posted] == ["LarkspurHelp"]
+
+
 def test_courier_page_post_of_a_brand_without_an_account_is_not_answered(store: Store, emulator: XEmulator) -> None:
     config = two_brand_config()
     order = add_order(store, "ORD-2026-001022", "Quiet Goods")
