@@ -323,9 +323,7 @@ def suggest_templates(case: Case, shipment: Shipment | None, config: Config | No
     "love my boots!" on a delivered order is thanked, not answered "check with your neighbours".
     """
     confirmed = bool(case.link_confirmed and case.order_number)
-    status = shipment.status if shipment is not None else None
-    if shipment is not None and shipment.events:
-        status = shipment.events[-1].status
+    status = parcel_status(shipment)
     catalogue: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         name: (t.intents, t.statuses) for name, t in BUILT_IN.items()
         if (t.intents or t.statuses) and (confirmed or not t.needs_order)
@@ -351,6 +349,39 @@ def suggest_templates(case: Case, shipment: Shipment | None, config: Config | No
             scored.append((-score, name))
     names = [name for _, name in sorted(scored)]
     return names or ["ask_details_privately"]
+
+
+def parcel_status(shipment: Shipment | None) -> str | None:
+    """The parcel's tracking state as the courier last scanned it (else as the shipment record says)."""
+    if shipment is None:
+        return None
+    return shipment.events[-1].status if shipment.events else shipment.status
+
+
+def template_statuses(config: Config, name: str) -> tuple[str, ...]:
+    """The tracking states a template is written for (none: any): a configured template's own, else the
+    built-in's of that name (a configured text that rewords a built-in says the same thing)."""
+    from responders.config import responders_settings
+
+    spec = responders_settings(config).templates.get(name)
+    if spec is not None and not isinstance(spec, str):
+        return tuple(spec.statuses)
+    built_in = BUILT_IN.get(name)
+    return built_in.statuses if built_in is not None else ()
+
+
+def _tracking_state_refusal(config: Config, name: str, shipment: Shipment | None) -> TemplateError | None:
+    """Why ``name`` may not be filled for this parcel: it is written for other tracking states, and filled it
+    would say something untrue ("UPS shows your order delivered" on a parcel in transit, at its last scan's
+    time: the two-brand browser audit). None where it fits, or where the parcel's state is not known."""
+    statuses, status = template_statuses(config, name), parcel_status(shipment)
+    if not statuses or status is None or status in statuses:
+        return None
+    written_for = " or ".join(STATUS_WORDS.get(s, s.replace("_", " ")) for s in statuses)
+    scanned = f" (last scan {_fmt_time(shipment.events[-1].time, config)})" if shipment and shipment.events else ""
+    return TemplateError(f"{name} is written for a parcel {written_for}; {shipment.courier} shows it "  # type: ignore[union-attr]
+                         f"{STATUS_WORDS.get(status, status.replace('_', ' '))}{scanned}: choose another template or "
+                         "write the reply")
 
 
 def _fmt_time(value: datetime, config: Config) -> str:
@@ -505,6 +536,9 @@ def render_source(source: str, values: dict[str, Any], *, confirmed: bool, name:
                 f"{name} uses {', '.join(refused)}, which a public reply may not contain (personal data the customer "
                 "did not post publicly). Send it by DM or e-mail, or use a public-safe variable such as "
                 "author_first_name.")
+        for var in sorted(used & PUBLIC_IF_POSTED - set(values)):  # not known at all: say so, not "not posted"
+            if f"{var} is defined" not in source:
+                raise TemplateError(f"{name}: {var} is not known for this case")
         values = public_values(values, posted or set())
         for var in sorted(used & PUBLIC_IF_POSTED):
             if var not in values and f"{var} is defined" not in source:
@@ -548,6 +582,10 @@ def render_template(store: Store, config: Config, case_id: int, name_or_source: 
     if case is None:
         raise TemplateError(f"no case {case_id}")
     name, source = resolve_template(config, name_or_source)
+    shipment = store.get_shipment(case.tracking_number) if case.tracking_number else None
+    refusal = _tracking_state_refusal(config, name, shipment)
+    if refusal is not None:
+        raise refusal
     parent = store.get_mention(parent_id) if parent_id is not None else None
     channel = channel or (parent.channel if parent is not None else case.channel)
     public = channel in PUBLIC_CHANNELS

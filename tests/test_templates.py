@@ -200,3 +200,33 @@ def test_a_title_is_not_taken_for_the_first_name(display_name: str, greeted: str
     from responders.templates import _first_name
 
     assert _first_name(display_name, "zofia") == greeted
+
+
+@pytest.mark.parametrize(("status", "name"), [
+    ("in_transit", "delivered_but_missing"),  # posted "DPD shows your order delivered Sun 6 Dec 01:09"
+    ("exception", "failed_attempt"),  # the time of a held-up scan given as a delivery attempt
+    ("delivered", "out_for_delivery"),
+])
+def test_a_template_written_for_another_tracking_state_is_refused_not_filled(store: Store, status: str,
+                                                                            name: str) -> None:
+    """Two-brand browser audit: picked from the list (not suggested), "delivered but missing" on a parcel in transit
+    told the customer in public that it was delivered, at the time of its last scan."""
+    config = shop_config()
+    order = add_order(store, events=[(NOW - timedelta(days=2), "info_received", "Leeds"),
+                                     (NOW - timedelta(hours=3), status, "Bristol")])
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp where is my parcel")
+    with pytest.raises(TemplateError) as refused:
+        render_template(store, config, case_id, name)
+    said = str(refused.value)
+    assert said.startswith(f"{name} is written for a parcel ") and "UPS shows it " in said, said
+    assert "choose another template" in said
+
+
+def test_a_tracking_link_with_no_address_pattern_says_so_in_public_too(store: Store) -> None:
+    """The audit: in public, "tracking_link" was refused as "the customer did not post it themselves" when the
+    customer had posted the tracking number: the courier has no tracking address in doorstep.toml."""
+    config = shop_config()
+    order = add_order(store)
+    case_id = make_case(store, config, order=order, text="@LarkspurHelp where is 1Z999AA10123456784?")
+    with pytest.raises(TemplateError, match="tracking_url is not known for this case"):
+        render_template(store, config, case_id, "tracking_link")
