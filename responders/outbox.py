@@ -315,11 +315,42 @@ def _words_in(value: str, low: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value.casefold())}(?!\w)", low) is not None
 
 
+#: How many of a customer's orders (the most recent) the privacy check reads: a public reply names a recent one.
+_OWN_ORDERS_READ = 100
+
+
+def _earlier_links(store: Store, case: Case) -> tuple[set[str], set[str]]:
+    """The orders and customers the case was linked to before its current link (its audit trail keeps every
+    relink: ``case.update`` and ``link.*`` events name the order, ``case.update`` the customer)."""
+    assert case.id is not None
+    orders: set[str] = set()
+    customers: set[str] = set()
+    for event in store.audit_trail(case.id, limit=10_000):
+        if event.action == "case.update" or event.action.startswith("link."):
+            if isinstance(event.details.get("order_number"), str):
+                orders.add(event.details["order_number"])
+            if isinstance(event.details.get("customer_id"), str):
+                customers.add(event.details["customer_id"])
+    return orders - {case.order_number or ""}, customers - {case.customer_id or ""}
+
+
+def _orders_of(store: Store, customer_id: str) -> list[str]:
+    """The numbers of a customer's most recent orders (:data:`_OWN_ORDERS_READ`)."""
+    return [r["number"] for r in store.db.query(
+        "select number from orders where customer_id = ? order by placed_at desc, number desc limit ?",
+        [customer_id, _OWN_ORDERS_READ])]
+
+
 def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
     """What the case knows about its linked customer (and its author's own record) that a stranger must never
-    read, by kind."""
+    read, by kind.
+
+    ``other_numbers`` and ``other_items``: the order and tracking numbers and the items of every order of the
+    author's own customer record and of the orders the case was linked to before. Relinked to someone else's
+    order, the case protected only that order: "your order 105313 (cast-iron casserole dish, ...)" was refused
+    before the relink and posted on X after it, though the author never posted it (two-brand audit, F1)."""
     out: dict[str, list[str]] = {"numbers": [], "names": [], "full_names": [], "contact": [], "locations": [],
-                                 "delivery": [], "items": []}
+                                 "delivery": [], "items": [], "other_numbers": [], "other_items": []}
     order = store.get_order(case.order_number) if case.order_number else None
     out["numbers"] += [v for v in (case.order_number, case.tracking_number) if v]
     shipments = list(order.shipments) if order is not None else []
@@ -341,12 +372,22 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
     author = store.customer_id_by_handle(case.channel, case.author_handle) \
         if case.channel and case.author_handle else None
     customer_ids = {c for c in (case.customer_id, order.customer_id if order else None, author) if c}
-    for customer_id in customer_ids:
+    earlier_orders, earlier_customers = _earlier_links(store, case) if case.id is not None else (set(), set())
+    for customer_id in customer_ids | earlier_customers:
         customer = store.get_customer(customer_id)
         if customer is not None:
             out["names"] += [w for w in customer.name.split() if len(w) >= 3]
             out["full_names"].append(customer.name)
             out["contact"] += [v for v in (customer.email, customer.phone) if v]
+    others = set(earlier_orders) | (set(_orders_of(store, author)) if author else set())
+    for number in sorted(others - {case.order_number or ""}):
+        other = store.get_order(number)
+        if other is None:
+            continue
+        out["other_numbers"] += [other.number, *(s.tracking_number for s in other.shipments)]
+        out["other_items"] += [str(i.get("name")) for i in other.items if i.get("name")]
+    current = set(out["numbers"])
+    out["other_numbers"] = [n for n in dict.fromkeys(out["other_numbers"]) if n and n not in current]
     return out
 
 
@@ -364,18 +405,82 @@ def _same_phone_in(phone: str, text: str) -> bool:
     return any(tail in re.sub(r"\D", "", run) for run in _PHONE_RUN.findall(text))
 
 
-def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None) -> None:
+#: An e-mail address as people write one ("emily.thompson13@example.net"); an @handle has no local part before it,
+#: and a Mastodon handle ("@jane@mastodon.social") starts with an @.
+_EMAIL_SHAPE = re.compile(r"(?<![\w.+\-@])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+#: A run of digits and the separators a phone number is written with, not inside a longer token ("1Z999AA101...",
+#: "ORD-2026-001229", "18/11/2026" are not phone numbers).
+_DIGIT_RUN = re.compile(r"(?<![\w@/.\-+])\+?\(?\d[\d \t().\-]*\d\)?(?![\w@])")
+
+#: Dates and times, which are written in groups of digits too ("2026-11-18 14:30", "18.11.2026").
+_DATE_OR_TIME = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}:\d{2})(?!\d)")
+
+
+def _phone_shapes(text: str) -> list[str]:
+    """The phone numbers ``text`` writes, in any format: 10 to 15 digits (E.164 holds at most 15) that start with
+    "+", "(" or a trunk "0" ("07700 900485", "+44 7700 900485", "(07700) 900.485") or are written in groups
+    ("555-123-4567", "555 123 4567"). Each whitespace-separated stretch of a longer run counts on its own, so a
+    number typed after an order number ("105313 07700900485") is still found. A plain run of digits without a
+    leading 0 (a parcel's tracking number) is not a phone number here: numbers follow the order-number rule."""
+    found: list[str] = []
+    for match in _DIGIT_RUN.finditer(_DATE_OR_TIME.sub(" ; ", text)):
+        tokens, i = match.group(0).split(), 0
+        while i < len(tokens):
+            for j in range(len(tokens), i, -1):  # the longest stretch from here
+                window = " ".join(tokens[i:j])
+                digits = re.sub(r"\D", "", window)
+                groups = re.findall(r"\d+", window)
+                # Groups as phone numbers are written (3+ short ones), not two order numbers side by side.
+                grouped = len(groups) >= 3 and max(len(g) for g in groups) <= 6
+                if 10 <= len(digits) <= 15 and (window[0] in "+(0" or grouped):
+                    found.append(window)
+                    i = j
+                    break
+            else:
+                i += 1
+    return found
+
+
+def _ours(config: Config | None) -> set[str]:
+    """Our shop's published contact a public reply may give: each brand's e-mail address (doorstep.config.Brand.email,
+    which an e-mail account fills too). The configuration has no phone number of ours, so no phone number is ours."""
+    return {b.email.casefold() for b in (config.brands if config is not None else []) if b.email}
+
+
+def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config | None) -> str | None:
+    """Why a public reply may not carry the e-mail addresses and phone numbers it writes (None: it may).
+
+    Any address or number, not only the case customer's: "it went to a neighbour: Emily Thompson,
+    emily.thompson13@example.net, 07700 900485" (another customer's record) was posted on X (two-brand audit, F2).
+    Allowed: what the answered author posted publicly themselves (``posted``, casefolded: the same address, or the
+    same phone number in any format, compared by its digits), and our own published address. ``numbers`` are the
+    case's order and tracking numbers, which the order-number rule governs."""
+    ours = _ours(config)
+    emails = [e for e in _EMAIL_SHAPE.findall(text) if e.casefold() not in ours and e.casefold() not in posted]
+    known = {re.sub(r"\D", "", n) for n in numbers}
+    phones = [p for p in _phone_shapes(text) if re.sub(r"\D", "", p) not in known and not _same_phone_in(p, posted)]
+    if not emails and not phones:
+        return None
+    return (f"a public reply must not carry an e-mail address or phone number its author did not post here "
+            f"({', '.join(dict.fromkeys([*emails, *phones]))}): ask for it, or give it, privately (DM or e-mail)")
+
+
+def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None,
+                   config: Config | None = None) -> None:
     """Refuse personal data in a reply that its reader may not see.
 
     * unconfirmed link: no order or tracking number, no name or contact details of the order's customer;
     * a post by someone other than the case's customer: none of the customer's data at all;
     * public: no contact details (a phone in any format), no delivery location, no name but the author's
-      own display name, and no order or tracking number or ordered item the customer did not post here.
+      own display name, and no order or tracking number or ordered item the customer did not post here (nor of
+      the author's other orders or of an order the case was linked to before); no e-mail address or phone number
+      at all but what the author posted here and our own published address (``config``).
     """
     low = text.casefold()
     secrets_ = _case_secrets(store, case)
     if parent is not None and not is_customers_post(store, case, parent):
-        named = [v for kind in ("numbers", "names", "contact", "locations", "items") for v in secrets_[kind]
+        named = [v for kind in ("numbers", "names", "contact", "locations", "items", "other_numbers", "other_items")
+                 for v in secrets_[kind]
                  if v and len(v) >= 3 and _words_in(v, low)]
         if named:
             raise ReplyRejected(
@@ -397,15 +502,24 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
                 raise ReplyRejected("a public reply must not contain the customer's email address or phone number")
         # Typed words follow the templates' rule (responders.templates.PUBLIC_IF_POSTED): an order or
         # tracking number, or what was ordered, only where the customer posted it in this case.
-        from responders.templates import posted_numbers
+        from responders.templates import posted_as_a_whole, posted_numbers
 
         posted = posted_numbers(store, case, parent)
-        numbers = [v for v in secrets_["numbers"] if v not in posted and len(v) >= 4 and _words_in(v, low)]
+        # The author's other orders and the case's earlier links follow the same rule (F1): said back only where
+        # the answered author posted the number publicly themselves, as a whole number.
+        answered_words = customers_text(store, case, (parent.author_handle or "") if parent is not None else None)
+        posted |= {v for v in secrets_["other_numbers"] if posted_as_a_whole(v.casefold(), answered_words)}
+        numbers = [v for v in (*secrets_["numbers"], *secrets_["other_numbers"])
+                   if v not in posted and len(v) >= 4 and _words_in(v, low)]
         if numbers:
             raise ReplyRejected(f"a public reply may quote an order or tracking number only where the customer posted it "
                                 f"here; {', '.join(sorted(set(numbers)))} they did not: send it by DM or e-mail")
+        refusal = _contact_refusal(text, answered_words, [*secrets_["numbers"], *secrets_["other_numbers"]], config)
+        if refusal:
+            raise ReplyRejected(refusal)
         own_words = customers_text(store, case)
-        items = [v for v in secrets_["items"] if len(v) >= 3 and _words_in(v, low) and not _words_in(v, own_words)]
+        items = [v for v in (*secrets_["items"], *secrets_["other_items"])
+                 if len(v) >= 3 and _words_in(v, low) and not _words_in(v, own_words)]
         if items:
             raise ReplyRejected(f"a public reply must not say what was ordered ({', '.join(sorted(set(items)))}) unless "
                                 "the customer said it: send it by DM or e-mail")
@@ -477,7 +591,7 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
                                 "cannot be answered")
     if parent is not None and is_erased(parent):
         raise ReplyRejected(f"post {parent.id} was erased at the customer's request: it cannot be answered")
-    _privacy_check(store, case, channel, text, parent)
+    _privacy_check(store, case, channel, text, parent, config)
     check_limits(channel, text, allow_urls=settings.allow_urls)
     target = in_reply_to = None
     if channel in PUBLIC_CHANNELS:
