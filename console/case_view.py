@@ -212,7 +212,7 @@ _LINK_FIELDS = LINK_FIELDS - _CAME_WITH_THE_ORDER
 #: The case's fields in the team's words, in the order they are told. One relink changes seven fields
 #: (order, customer, tracking number, courier and how the link was made): to the agent it is one change.
 _CHANGE_WORDS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("the status", frozenset({"status"})),
+    ("the status", frozenset({"status", "closed_as"})),  # closed as spam: a status ("resolved as spam")
     # A fact, not a clock: "the first response" is when the customer was first answered (a banner that said only
     # "the status" left the header's "first response due in 12h" unexplained; final browser check).
     ("the first response", frozenset({"first_response_at"})),

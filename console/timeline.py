@@ -154,11 +154,16 @@ def _case_update(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime 
         if not brought or "merged_into" in d:  # the merged-away case: its "merged this case into" line says it
             return ""
         return f"{c['who']}'s {d['because']['regroup']} brought over {' and '.join(brought)}"
-    fields = set(d) - {"because"}
     if d.get("closed_as") == "spam":  # doorstep/closing.py: resolved and marked spam, one change said as one
         return f"{c['who']} closed the case as spam"
+    # When it was resolved follows the status, and a spam mark goes when the case opens again: said in words
+    # ("set status to open, resolved at to none" read as a dump: two-brand browser audit).
+    spam_cleared = "closed_as" in d and d["closed_as"] is None
+    d = {k: v for k, v in d.items() if k != "closed_as" and not (k == "resolved_at" and "status" in d)}
+    fields = set(d) - {"because"}
     if fields == {"status"}:
         text = f"{c['who']} set the status to {_value('status', d['status'], when)}"
+        text += "; it is no longer marked spam" if spam_cleared else ""
     elif fields == {"assignee"}:
         text = f"{c['who']} assigned the case to {_value('assignee', d['assignee'], when)}"
     else:

@@ -146,6 +146,8 @@ def test_a_colleagues_change_is_told_in_the_teams_words_not_the_fields_names() -
     assert changed_words(["complaint", "intent", "sentiment"]) == "the labels"
     assert changed_words(["assignee", "order_number", "link_method"]) == "the assignee and the linked order"
     assert changed_words(["snoozed_until", "status"]) == "the status and the snooze"
+    # Two-brand browser audit: "lead changed the status and closed as since you opened this case".
+    assert changed_words(["status", "closed_as", "resolved_at"]) == "the status"
     assert changed_words([]) == "the case"
     assert changed_words(["some_new_field"]) == "some new field"  # a field added later still says something
     # After "Show their changes", the header says the same (it said "This case was changed by priya").

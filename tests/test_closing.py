@@ -322,6 +322,20 @@ def test_the_timeline_says_who_closed_the_case_as_spam(team: Store) -> None:
     assert sentence(update, {}, lambda t: "10:00") == "ann closed the case as spam"
 
 
+def test_reopening_a_spam_case_says_so_in_the_audit_and_in_one_plain_sentence(team: Store) -> None:
+    """Two-brand browser audit: the timeline read "lee set status to open, resolved at to none", and the audit
+    event did not say the spam mark was taken off."""
+    from console.timeline import sentence
+
+    case_id = _case(team, 1)
+    close_cases(team, [case_id], "ann", as_spam=True, now=NOW)
+    case = team.get_case(case_id)
+    team.update_case(case_id, case.version, "lee", status="open", resolved_at=None)  # type: ignore[union-attr]
+    reopened = [e for e in team.audit_trail(case_id) if e.action == "case.update"][-1]
+    assert reopened.details.get("closed_as", "kept") is None, reopened.details
+    assert sentence(reopened, {}, lambda t: "10:00") == "lee set the status to open; it is no longer marked spam"
+
+
 # ------------------------------------------------------------------ the inbox: select several, close them in one go
 @pytest.fixture
 def inbox_shop(db_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:

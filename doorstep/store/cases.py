@@ -180,7 +180,8 @@ class CaseStore(StoreBase):
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown case fields: {', '.join(sorted(unknown))}")
-        row = {k: v for k, v in _case_row(Case(**{**self._require_case(case_id).model_dump(), **changes})).items()
+        before = self._require_case(case_id)
+        row = {k: v for k, v in _case_row(Case(**{**before.model_dump(), **changes})).items()
                if k in changes or k in _QUEUE_COLUMNS or (k == "closed_as" and "status" in changes)}
         with self.transaction():
             # The owner of the version being changed: the UPDATE below writes only on that version.
@@ -203,6 +204,8 @@ class CaseStore(StoreBase):
             # What the person changed (and on whose behalf); the SLA clocks it moved follow from that
             # (doorstep/sla.py).
             details = {k: _plain(v) for k, v in changes.items() if k not in CLOCK_FIELDS}
+            if before.closed_as and "closed_as" in row and row["closed_as"] is None:
+                details["closed_as"] = None  # reopened: the spam mark went with the status (the timeline says so)
             if because:
                 details["because"] = because
             self.audit(actor, "case.update", case_id, details)
