@@ -290,3 +290,17 @@ def test_the_timeline_says_a_queued_outreach_in_english() -> None:
     event = AuditEvent(id=1, at=datetime(2026, 12, 7, tzinfo=timezone.utc), actor="proactive", action="outreach.queue",
                        case_id=1, details={})
     assert sentence(event, {}, lambda t: "").endswith("queued an outreach message")
+
+
+def test_a_question_or_call_back_offer_is_told_as_queued_not_as_asked() -> None:
+    """Two-brand browser audit: a rule's call-back offer by SMS, still awaiting a lead's approval (nothing sent),
+    read "callback-rule asked the customer a question by SMS" and "offered a call back"."""
+    from console.timeline import sentence
+
+    asked = AuditEvent(actor="callback-rule", action="question.asked", case_id=1,
+                       details={"question_id": 3, "rule": "callback", "channel": "sms", "message_id": 9}, at=T0)
+    offered = AuditEvent(actor="callback-rule", action="callback.offered", case_id=1,
+                         details={"callback_id": 2, "reason": "late", "question_id": 3, "channel": "sms"}, at=T0)
+    said = [sentence(e, {}, lambda t: "10:00") for e in (asked, offered)]
+    assert said[0].startswith("callback-rule queued a question to the customer by SMS"), said
+    assert said[1] == "callback-rule queued an offer of a call back by SMS", said
