@@ -1177,7 +1177,11 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
             st.session_state[error_key] = f"Not escalated: {exc}"
             return
         st.session_state[note_key] = ""
-        flash("success", f"escalation queued to {message.target} (message {message.id})", at=f"escalate:{case.id}")
+        # The target as the agent chose it: its stored address may name a secret setting ("$SLACK_TEAM_WEBHOOK").
+        chosen = st.session_state[f"esc_target_{case.id}"]
+        to = f"courier ({case.courier or 'unknown'})" if chosen == "courier" else chosen
+        flash("success", f"escalation queued to {to} by {channel_name(message.channel)} (message {message.id})",
+              at=f"escalate:{case.id}")
         missing = _courier_link_missing(store, case.id, before)  # type: ignore[arg-type]
         if missing is not None:
             flash("warning", f"It goes without a courier link (the courier cannot open this parcel's page or post "

@@ -847,3 +847,16 @@ def test_a_case_closed_as_spam_reads_so_among_the_customers_other_cases(db: Stor
     at, _ = _open_case(db, "ann", case_id)
     [label] = [b.label for b in at.button if b.key == f"other_{other}"]
     assert label.startswith(f"#{other} · resolved as spam · "), label
+
+
+def test_an_escalation_is_said_by_the_target_the_agent_chose_not_a_settings_name(db: Store,
+                                                                                monkeypatch: Any) -> None:
+    """Two-brand browser audit: "escalation queued to $SLACK_TEAM_WEBHOOK (message 410)" showed an agent the
+    name of a secret setting; README promises targets in words."""
+    monkeypatch.setenv("SLACK_TEAM_WEBHOOK", "https://hooks.slack.example/services/T0/B0/secret")
+    at, case_id = _open_case(db, "ann")
+    at.selectbox(key=f"esc_target_{case_id}").select("team")
+    at.button(key=f"FormSubmitter:escalate_{case_id}-Escalate").click().run()
+    shown = texts(at)
+    assert "escalation queued to team by Slack (message " in shown, shown
+    assert "$SLACK" not in shown and "hooks.slack" not in shown
