@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -226,7 +226,8 @@ def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
 class AlreadyAnswered(ReplyRejected):
     """Someone else answered this post (or a later one) since the agent opened the case, or is drafting.
 
-    ``existing`` are the replies found, ``drafting`` the colleagues typing, ``resolved`` who resolved
+    ``existing`` are the replies found, ``network`` our posts already on the network that answer the post (typed
+    in the network's own app, stored as outbound posts), ``drafting`` the colleagues typing, ``resolved`` who resolved
     the case since the agent opened it and when; the console shows them and offers "Send anyway"
     (``force=True``), which is audited. ``latest`` (the newest message id of the case) and ``status``
     (the case's status) are what this refusal accounted for: "Send anyway" passes them back
@@ -234,10 +235,13 @@ class AlreadyAnswered(ReplyRejected):
     """
 
     def __init__(self, facts: str, advice: str, existing: list[OutboundMessage], drafting: list[str], *,
-                 latest: int = 0, status: str | None = None, resolved: str | None = None):
+                 latest: int = 0, status: str | None = None, resolved: str | None = None,
+                 network: list[Mention] | None = None):
         super().__init__(f"{facts}. Not queued: {advice}." if facts else f"Not queued: {advice}.")
         self.facts, self.advice = facts, advice
         self.existing = existing
+        #: Our own posts already on the network that answer the post (:func:`_our_posts_answering`).
+        self.network = network or []
         self.drafting = drafting
         self.latest = latest
         self.status = status
@@ -290,6 +294,22 @@ def _conflicting_replies(store: Store, case: Case, parent: Mention | None, seen_
     sql = (f"select * from outbound_messages where case_id = ? and kind = 'reply' and status in ({marks}) "
            f"and ({clause} or ({others}{since})) order by id")
     return [outbound_from_row(r) for r in store.db.query(sql, params)]
+
+
+def _our_posts_answering(store: Store, parent: Mention | None) -> list[Mention]:
+    """Our own posts already on the network in reply to ``parent`` that the outbox did not send: an answer typed in
+    the network's own app (or sent before doorstep), which the stream stored as an outbound post.
+
+    They are answers too: post 872 was answered on X by @LarkspurHelp (shown as "our reply" on the case), an agent
+    picked "In reply to -> post 872", and a second answer was queued and posted with no warning (two-brand audit,
+    F4). A post the outbox sent and the stream stored again is the outbox's reply, counted once, as that reply."""
+    if parent is None or parent.outbound:
+        return []
+    rows = store.db.query(
+        "select id from mentions m where m.outbound = 1 and m.channel = ? and m.in_reply_to = ? and not exists "
+        "(select 1 from outbound_messages o where o.channel = m.channel and o.external_id = m.external_id) "
+        "order by m.created_at, m.id", [parent.channel, parent.external_id])
+    return [post for post in (store.get_mention(r["id"]) for r in rows) if post is not None]
 
 
 def latest_message_id(store: Store, case_id: int) -> int:
@@ -639,12 +659,14 @@ class AnswerCheck:
     existing: list[OutboundMessage]
     drafting: list[str]
     reopen: bool
+    network: list[Mention] = field(default_factory=list)
 
     def record(self, store: Store, actor: str, message: OutboundMessage, details: dict[str, Any]) -> None:
         """The audit event of a send anyway (nothing when nothing was overridden)."""
-        if self.existing or self.drafting or self.reopen:
+        if self.existing or self.drafting or self.reopen or self.network:
             store.audit(actor, "reply.send_anyway", self.case_id,
                         {"message_id": message.id, **details, "existing_replies": [m.id for m in self.existing],
+                         **({"network_replies": [m.id for m in self.network]} if self.network else {}),
                          "drafting": self.drafting, **({"reopened": True} if self.reopen else {})})
 
     def reopen_if_needed(self, store: Store, config: Config, actor: str) -> None:
@@ -671,16 +693,18 @@ def check_one_answer(store: Store, case: Case, parent: Mention | None, actor: st
     resolved = (resolved_words(store, current) if current.status == "resolved" and seen_status is not None
                 and seen_status != "resolved" else None)
     existing = _conflicting_replies(store, case, parent, seen_up_to)
+    network = _our_posts_answering(store, parent)
     drafting = _drafting_others(store, case.id, actor, now)
     # "Send anyway" covers what its refusal showed, not a reply queued since (a colleague's "anyway").
     newer = [m for m in existing if acknowledged_up_to is not None and (m.id or 0) > acknowledged_up_to]
-    if resolved or ((existing or drafting) and (not force or newer)):
-        shown, typing = (newer, []) if force and newer else (existing, drafting)
-        facts, advice = _answered_words(parent, shown, typing) if shown or typing else (
+    if resolved or ((existing or drafting or network) and (not force or newer)):
+        shown, typing, ours = (newer, [], []) if force and newer else (existing, drafting, network)
+        facts, advice = _answered_words(parent, shown, typing, ours) if shown or typing or ours else (
             "", "a reply on a resolved case reopens it (send anyway only if the customer needs one)")
         raise AlreadyAnswered("; ".join(part for part in (resolved, facts) if part), advice, shown, typing,
-                              latest=latest_message_id(store, case.id), status=current.status, resolved=resolved)
-    return AnswerCheck(case.id, existing, drafting, force and current.status == "resolved")
+                              latest=latest_message_id(store, case.id), status=current.status, resolved=resolved,
+                              network=ours)
+    return AnswerCheck(case.id, existing, drafting, force and current.status == "resolved", network)
 
 
 def moved_words(store: Store, post: Mention, case_id: int) -> str:
@@ -703,6 +727,39 @@ def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:
     year = f" {at:%Y}" if at and at.year != utcnow().year else ""
     when = f" at {at:%H:%M} UTC on {at:%d %b}{year}" if at else ""
     return f"{who} resolved this case{when}" + (" since you opened it" if since_seen else "")
+
+
+def _still_waiting(store: Store, config: Config, case: Case, message: OutboundMessage,
+                   now: datetime) -> dict[str, Any] | None:
+    """The response clock a sent reply leaves running (``awaiting_since``, ``next_response_due``), or None where it
+    stops the case's clock as every reply did.
+
+    The case has one response clock (doorstep/sla.py): it starts at the customer's oldest post since our last
+    answer (``awaiting_since``) and every answer stopped it. A reply stops only the clock of the post it answered
+    and of the customer's posts before it: answering old post 872 again cleared the due time of the customer's newer,
+    unanswered post 969 (two-brand audit, F4). So, where the reply answers a post older than the one the clock
+    counts from, the clock stays as it is; where it answers the post the clock counts from (or a later one) while
+    the customer wrote again after it, the clock counts from their oldest post after the answered one, as
+    :func:`doorstep.sla.customer_wrote` starts it for a post that arrives."""
+    if not message.in_reply_to or case.awaiting_since is None or case.id is None:
+        return None
+    answered = store.mention_by_external_id(message.channel, message.in_reply_to)
+    if answered is None or answered.outbound or answered.case_id != case.id:
+        return None
+    if case.awaiting_since > answered.created_at:  # the clock is a newer post's
+        return {"awaiting_since": case.awaiting_since, "next_response_due": case.next_response_due}
+    newer = [m for m in store.mentions_for_case(case.id) if not m.outbound and not is_erased(m)
+             and (m.created_at, m.id or 0) > (answered.created_at, answered.id or 0) and m.created_at <= now
+             and is_customers_post(store, case, m)]
+    if not newer:
+        return None
+    first = min(newer, key=lambda m: (m.created_at, m.id or 0))
+    # The clock as it starts for that post, on the case as it is once answered (first response recorded).
+    started = case.model_copy(update={"awaiting_since": None, "next_response_due": None, "snoozed_until": None,
+                                      "sla_paused_at": None, "status": "open",
+                                      "first_response_at": case.first_response_at or now})
+    sla.customer_wrote(started, started, first.created_at, config)
+    return {"awaiting_since": started.awaiting_since, "next_response_due": started.next_response_due}
 
 
 def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:
@@ -743,11 +800,20 @@ def reply_refusal(store: Store, case: Case, channel: str) -> str | None:
     return f"{channel} posts cannot be answered there"
 
 
-def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str]) -> tuple[str, str]:
+def _answered_words(parent: Mention | None, existing: list[OutboundMessage], drafting: list[str],
+                    network: list[Mention] | None = None) -> tuple[str, str]:
     """Who answered or is answering, and what the agent may still do: the two halves of the refusal."""
     post = (f"@{parent.author_handle}'s post" if parent.author_handle else f"post {parent.id}") if parent is not None \
         else "this case"
     parts = []
+    for ours in (network or [])[:3]:
+        snippet = " ".join(ours.text.split())
+        snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
+        at = ours.created_at
+        year = f" {at:%Y}" if at.year != utcnow().year else ""
+        by = f" (@{ours.author_handle})" if ours.author_handle else ""
+        parts.append(f"{post} already has our reply on {channel_name(ours.channel)} at {at:%H:%M} UTC on "
+                     f"{at:%d %b}{year}{by}: \"{snippet}\"")
     for m in existing[:3]:
         snippet = " ".join(m.text.split())
         snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
@@ -1117,16 +1183,20 @@ class Outbox:
         def change(case: Case) -> dict[str, Any]:
             changes: dict[str, Any] = {}
             status = case.status
+            waiting = _still_waiting(self.store, self.config, case, message, now) if message.kind == "reply" else None
             if message.kind == "reply":
                 if case.first_response_at is None:
                     changes["first_response_at"] = now
                 if case.status in ("new", "open"):
-                    status = "pending_customer" if asks_question(message.text) else "open"
+                    # A newer post still waits on us: the case does not wait on the customer, whatever we asked.
+                    status = "pending_customer" if asks_question(message.text) and waiting is None else "open"
             elif case.status == "new":
                 status = "open"
             if status != case.status:
                 changes["status"] = status
             changes = sla.follow(case, changes, now, self.config, answered_at=now if message.kind == "reply" else None)
+            if waiting is not None:
+                changes.update(waiting)
             return {k: v for k, v in changes.items() if getattr(case, k) != v}
 
         # On behalf of whoever wrote the reply: their next action on the case is not refused for it.
