@@ -214,7 +214,12 @@ def _templates(store: Any, config: Any) -> None:
                 st.warning(escape_md(f"On case {int(case_id)}: {name} {too_long}."))
     if editable and name:
         cols = st.columns([1, 1, 3])
-        if cols[0].button("Save template", key="tpl_save", type="primary", disabled=text == source):
+        # Never disabled: the browser tells the server of typing only when the box loses focus, so the click
+        # that takes the focus found the button still disabled and was lost (newcomer audit).
+        saving = cols[0].button("Save template", key="tpl_save", type="primary")
+        if saving and text == source:
+            st.info("Nothing to save: the text is as saved.")
+        elif saving:
             try:
                 samples = _template_check(config, name, text)
             except ConfigError as exc:  # one line naming the key

@@ -109,6 +109,19 @@ def test_the_worker_restarts_its_jobs_with_the_new_config_when_a_lead_saves(stor
 from test_console_apptest import db, demo_template, page, texts  # noqa: E402,F401 - fixtures
 
 
+def test_save_template_is_never_disabled_so_the_first_click_after_typing_counts(db: Store) -> None:  # noqa: F811
+    """Newcomer audit: the button was disabled while the text equalled the saved one, and the browser tells the
+    server of typing only when the box loses focus, so the first click after typing (the one that takes the
+    focus) landed on a disabled button and was lost. It is always live; with nothing changed it says so."""
+    at = page("settings", "lee", db)
+    at.selectbox(key="tpl_name").select("in_transit").run()
+    assert not at.button(key="tpl_save").disabled
+    at.button(key="tpl_save").click().run()
+    assert not at.exception, at.exception
+    assert "Nothing to save: the text is as saved." in texts(at), texts(at)
+    assert history(db, "template", "in_transit") == []
+
+
 def test_a_lead_edits_previews_and_saves_a_template_and_an_agent_cannot(db: Store) -> None:  # noqa: F811
     from console.auth import get_user
 
