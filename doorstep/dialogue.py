@@ -456,11 +456,17 @@ def answer_rates(store: Store, start: datetime, end: datetime, tz: Any = None,
 def callback_summary(store: Store, start: datetime, end: datetime, brand: str | None = None) -> dict[str, Any]:
     """Call-backs offered in ``[start, end)``: accepted, outcomes, SLA breaches (the weekly report's figures).
 
+    An offer counts once its message was sent, or the customer answered it, as a question does
+    (:func:`answer_rates`): one held for approval or for the morning offered nobody anything ("Call backs offered
+    29, accepted 0" with 28 of them awaiting approval: newcomer audit).
     ``sla_breached``: marked breached by the worker, or called (reached/resolved) after the deadline.
     """
     where, params = _brand_filter(brand, "b")
-    rows = list(store.db.query("select status, outcome, requested_at, breached_at, due_at, outcome_at from callbacks b "
-                               "where offered_at >= ? and offered_at < ?" + where, [iso(start), iso(end), *params]))
+    rows = list(store.db.query(
+        "select status, outcome, requested_at, breached_at, due_at, outcome_at from callbacks b "
+        "where offered_at >= ? and offered_at < ? and (requested_at is not null or question_id in ("
+        "select q.id from questions q join outbound_messages o on o.id = q.message_id where o.status = 'sent'))"
+        + where, [iso(start), iso(end), *params]))
     outcomes = {o: sum(1 for r in rows if r["outcome"] == o) for o in CALLBACK_OUTCOMES}
     breached = sum(1 for r in rows if r["breached_at"] or (r["outcome_at"] and r["due_at"] and r["outcome_at"] > r["due_at"]
                                                            and r["outcome"] in ("reached", "resolved")))

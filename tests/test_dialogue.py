@@ -579,3 +579,22 @@ def test_an_automatic_call_back_offer_waits_for_the_end_of_quiet_hours(store: St
     message = store.db.execute("select next_attempt_at from outbound_messages where id = ?",
                                [question.message_id]).fetchone()[0]  # type: ignore[union-attr]
     assert message is not None and datetime.fromisoformat(message).astimezone(LONDON).hour == 8, message
+
+
+def test_a_call_back_offer_not_sent_is_not_counted_as_offered(store: Store) -> None:
+    """Newcomer audit: the Dashboard said "Call backs offered 29, accepted 0" when 28 of the 29 offers were still
+    awaiting a lead's approval: nobody had been offered anything. An offer counts once its message was sent (or
+    the customer answered it), as a question does (``answer_rates``)."""
+    from test_outbox import make_case
+
+    config = dialogue_config(callback={"enabled": True, "order_value_over": 10.0})
+    night = datetime(2026, 12, 6, 23, 7, tzinfo=LONDON).astimezone(timezone.utc)
+    order = add_order(store, number="LS-1", customer_id="C1", tracking="1Z999AA10123456784",
+                      events=[(night - timedelta(hours=3), "in_transit", "Leeds")])
+    make_case(store, config, order=order, handle="jane", created_at=night)
+    [offered] = run_callback_rules(store, config, night)  # quiet hours: its SMS waits for the morning
+    question = rows.get_question(store, rows.get_callback(store, offered).question_id)  # type: ignore[union-attr]
+    window = (night - timedelta(days=1), night + timedelta(days=1))
+    assert rows.callback_summary(store, *window)["offered"] == 0
+    store.db.execute("update outbound_messages set status = 'sent' where id = ?", [question.message_id])  # type: ignore[union-attr]
+    assert rows.callback_summary(store, *window)["offered"] == 1
