@@ -1185,7 +1185,7 @@ def _escalate(store: Store, case: Case, user: Any) -> None:
         missing = _courier_link_missing(store, case.id, before)  # type: ignore[arg-type]
         if missing is not None:
             flash("warning", f"It goes without a courier link (the courier cannot open this parcel's page or post "
-                             f"updates); a lead or admin can fix it: {missing}", at=f"escalate:{case.id}")
+                             f"updates); whoever runs Doorstep can fix it: {missing}", at=f"escalate:{case.id}")
         _after_own_write(store, case)
 
     with st.form(f"escalate_{case.id}"):

@@ -315,8 +315,8 @@ SENTENCES: dict[str, str | Said] = {
     # what the courier misses and what a lead or admin sets (the reason names the setting and where it is read).
     "courier.link.unavailable": lambda d, c, when: (
         f"{c['who']}'s escalation to the courier went without a courier link (the courier cannot open this parcel's "
-        f"page or post updates)" + (f"; a lead or admin can fix it: {d['reason']}" if d.get("reason") else
-                                    "; a lead or admin can fix it: set COURIER_LINK_SECRET")),
+        f"page or post updates)" + (f"; whoever runs Doorstep can fix it: {d['reason']}" if d.get("reason") else
+                                    "; whoever runs Doorstep can fix it: set COURIER_LINK_SECRET")),
     "customer.erase": lambda d, c, when: "Personal data erased at the customer's request by "
                                          + actor_name(c["actor"], start=False),
     "alert.new": "{who} fired",
