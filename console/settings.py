@@ -30,7 +30,7 @@ from console.widgets import (
     require,
     show_flashes,
 )
-from doorstep.config import ConfigError, secret
+from doorstep.config import ConfigError, brand_accounts, secret
 
 #: Secrets each channel needs, by name only.
 CHANNEL_SECRETS: dict[str, tuple[str, ...]] = {
@@ -72,6 +72,10 @@ def _channels(store: Any, config: Any) -> None:
         with st.container(border=True):
             st.markdown(f"**{escape_md(name)}**")
             states = [f"{s}: {'set' if secret(s) else 'not set'}" for s in CHANNEL_SECRETS.get(name, ())]
+            if states and brand_accounts(config, name):
+                # The shared variables alone read "not set" above brands whose own secrets were set (newcomer audit).
+                states[0] = (f"Shared credentials, used only for a brand with no {name} account of its own (brand "
+                             f"accounts: Accounts below): {states[0]}")
             if states:
                 st.caption(escape_md(" · ".join(states)))
             if name in config.channels:

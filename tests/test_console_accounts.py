@@ -164,3 +164,13 @@ def test_a_private_message_refused_for_a_colleagues_answer_can_be_sent_anyway(db
     assert "cy already answered" in shown and _dms(db, case_id) == [], shown
     at.button(key=f"askdm_send_anyway_{case_id}").click().run()
     assert _dms(db, case_id) == ["Could you send us your order number here?"]
+
+
+def test_a_channels_shared_credentials_are_said_to_be_for_brands_without_their_own(db: Store) -> None:  # noqa: F811
+    """Newcomer audit: Settings -> Channels said "MASTODON_ACCESS_TOKEN: not set" above an Accounts table where
+    every brand's Mastodon secrets were set and replies went out: the card named only the shared variables."""
+    at = page("settings", "ada", db)
+    shown = texts(at)
+    assert "mastodon" in shown
+    assert ("Shared credentials, used only for a brand with no mastodon account of its own (brand accounts: "
+            "Accounts below): MASTODON_ACCESS_TOKEN: not set") in shown, shown
