@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import html
 import json
+import logging
 import re
 import time
 import unicodedata
@@ -30,6 +31,8 @@ from doorstep.clients import redact
 from doorstep.config import AccountRef, Config, secret
 from doorstep.models import OutboundMessage
 
+log = logging.getLogger("doorstep.channels")
+
 #: Channels whose replies are public posts (checked for length, URLs and privacy).
 PUBLIC_CHANNELS = frozenset({"x", "mastodon", "bluesky"})
 #: The private (direct message) channel of each public network: "ask privately" goes there.
@@ -38,8 +41,8 @@ DM_CHANNELS = {"x": "x_dm", "mastodon": "mastodon_dm", "bluesky": "bluesky_dm"}
 def network_of(channel: str) -> str:
     return channel[: -len("_dm")] if channel.endswith("_dm") else channel
 
-#: Each channel's limit, in the unit :func:`weighted_length` counts. A Mastodon direct message is a status
-#: (500, counted as a status with the @mention it is posted with); a Bluesky chat message is at most 1000
+#: Each channel's limit, in the unit :func:`weighted_length` counts. A Mastodon reply or direct message is a
+#: status (500, counted with the @mention it is posted with); a Bluesky chat message is at most 1000
 #: graphemes (``chat.bsky.convo.defs#messageInput``). X direct messages take 10000 characters: no check.
 LIMITS: dict[str, int] = {"x": 280, "mastodon": 500, "mastodon_dm": 500, "bluesky": 300, "bluesky_dm": 1000,
                           "sms": 1600}
@@ -81,11 +84,18 @@ MASTODON_URL_RE = re.compile(f"(?i){_SCHEME_LINK}")
 MASTODON_MENTION_RE = re.compile(r"(?i)(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.-]+\w)?")
 
 
-def mastodon_direct_text(recipient: str, text: str) -> str:
-    """What a Mastodon direct message posts: the customer's @mention first (a direct status reaches only the
-    accounts it mentions), unless the text has it. The limit check counts this, not the agent's words alone."""
+def mastodon_status_text(recipient: str, text: str) -> str:
+    """What a Mastodon reply or direct message to ``recipient`` posts: their @mention first, unless the text
+    has it. A direct status reaches only the accounts it mentions, and a public reply notifies only them:
+    Mastodon's own app puts the mention in the reply box, the API posts the words as given, so our public
+    replies reached nobody's notifications (twobrands audit, F7). The limit check counts this, not the
+    agent's words alone. (``console/reply_count.py`` counts the same as the agent types.)"""
     mention = f"@{recipient.strip().lstrip('@')}"
     return text if mention.lower() in text.lower() else f"{mention} {text}"
+
+
+#: A direct message's text: the same rule (its older name).
+mastodon_direct_text = mastodon_status_text
 
 
 class ReplyRejected(ValueError):
@@ -138,24 +148,23 @@ def mastodon_length(text: str) -> int:
 def weighted_length(channel: str, text: str, *, recipient: str | None = None) -> int:
     """The length ``channel`` counts for ``text``, in the unit of :data:`LIMITS`.
 
-    ``recipient``: the customer a Mastodon direct message goes to; its @mention is posted with the text
-    (:func:`mastodon_direct_text`), so it counts (without it, the words alone are counted).
+    ``recipient``: the author a Mastodon reply answers or the customer a Mastodon direct message goes to;
+    their @mention is posted with the text (:func:`mastodon_status_text`), so it counts (without it, the
+    words alone are counted).
     """
     if channel in ("bluesky", "bluesky_dm"):
         return grapheme_count(text)
     if channel == "x":
         return x_weighted_length(text)
-    if channel == "mastodon":  # Mastodon counts grapheme clusters, a link as 23 (languages audit, finding 10)
-        return mastodon_length(text)
-    if channel == "mastodon_dm":
-        return mastodon_length(mastodon_direct_text(recipient, text) if recipient else text)
+    if channel in ("mastodon", "mastodon_dm"):  # grapheme clusters, a link as 23 (languages audit, finding 10)
+        return mastodon_length(mastodon_status_text(recipient, text) if recipient else text)
     return len(text)
 
 
 def check_limits(channel: str, text: str, *, allow_urls: bool = False, recipient: str | None = None) -> None:
     """Refuse what the channel would refuse (or charge extra for) before it reaches the outbox.
 
-    ``recipient``: for a Mastodon direct message, the customer whose @mention is posted with the text.
+    ``recipient``: for a Mastodon reply or direct message, the person whose @mention is posted with the text.
     """
     if not text.strip():
         raise ReplyRejected("the reply is empty")
@@ -165,7 +174,7 @@ def check_limits(channel: str, text: str, *, allow_urls: bool = False, recipient
         if length > limit:
             unit = "characters" if channel in ("x", "sms") else "graphemes"
             sent_with = ""
-            if channel == "mastodon_dm" and recipient and mastodon_direct_text(recipient, text) != text:
+            if channel in ("mastodon", "mastodon_dm") and recipient and mastodon_status_text(recipient, text) != text:
                 sent_with = f" (with the @{recipient.strip().lstrip('@')} it is sent with)"
             raise ReplyRejected(f"{length} {unit} is over the {channel} limit of {limit}{sent_with}; "
                                 f"shorten it by {length - limit}")
@@ -498,31 +507,64 @@ class MastodonSender(_ClientSender):
 
     #: Mastodon's visibility of what this sender posts ("direct": only the mentioned people see it).
     visibility: str | None = None
+    #: A mention as the instance renders it (a link of class "mention") or as we wrote it (@user@host).
+    _MENTION_LINK = re.compile(r"<a\s[^>]*class=\"[^\"]*\bmention\b[^\"]*\"[^>]*>.*?</a>", re.S | re.I)
+    _MENTION_TEXT = re.compile(r"(?<![\w@])@[\w.-]+(?:@[\w-]+(?:\.[\w-]+)+)?")
+
+    def _posted_text(self, message: OutboundMessage) -> str:
+        """The status text as it is posted: a public reply starts with the @mention of the author it answers
+        (``target``), unless the text has it (:func:`mastodon_status_text`): Mastodon notifies only the
+        accounts a status mentions, so a reply without it reached nobody (twobrands audit, F7).
+
+        A reply queued before the limit counted the mention, with no room left for it, goes as written:
+        the instance would refuse the whole status for the mention we add (the log says so)."""
+        if not message.target or not message.in_reply_to:
+            return message.text
+        posted = mastodon_status_text(message.target, message.text)
+        if posted != message.text and mastodon_length(posted) > LIMITS["mastodon"] >= mastodon_length(message.text):
+            log.warning("mastodon: reply %s posted without @%s: with it, it is over %s graphemes", message.id,
+                        message.target.lstrip("@"), LIMITS["mastodon"])
+            return message.text
+        return posted
+
+    def _in_reply_to(self, message: OutboundMessage) -> str | None:
+        """The status ours is posted in reply to: the post the message answers."""
+        return message.in_reply_to
 
     def send(self, message: OutboundMessage) -> str:
         if self.account is not None:
             self.verify_account()
-        text = message.text
-        if self.visibility == "direct":
-            if not message.target:
-                raise SendError("Mastodon direct message without the customer's handle", retryable=False)
-            mention = f"@{message.target.lstrip('@')}"
-            if mention.lower() not in text.lower():
-                text = f"{mention} {text}"  # a direct post reaches exactly the accounts it mentions
+        text, in_reply_to = self._posted_text(message), self._in_reply_to(message)
         extra = {"visibility": self.visibility} if self.visibility else {}
         # Mastodon honours Idempotency-Key itself: a repeat within an hour returns the first post.
         status = self._call(lambda: self.client.status_post(
-            text, in_reply_to_id=message.in_reply_to, idempotency_key=message.idempotency_key, **extra))
+            text, in_reply_to_id=in_reply_to, idempotency_key=message.idempotency_key, **extra))
         return str(status["id"])
 
     def find_existing(self, message: OutboundMessage) -> str | None:
+        """Our status answering the same post with the text as it was posted (its @mention included)."""
         me = self.verify_account()
-        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=message.in_reply_to, limit=40))
+        posted, in_reply_to = self._posted_text(message), self._in_reply_to(message)
+        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=in_reply_to, limit=40))
         for status in statuses or []:
-            if (not message.in_reply_to or str(status.get("in_reply_to_id")) == str(message.in_reply_to)) and \
-                    _same_text(status.get("content") or "", message.text):
+            if (not in_reply_to or str(status.get("in_reply_to_id")) == str(in_reply_to)) and \
+                    self._same_words(status, posted, message.text):
                 return str(status["id"])
         return None
+
+    @classmethod
+    def _same_words(cls, status: dict[str, Any], posted: str, written: str) -> bool:
+        """Whether ``status`` says ``posted``: an instance renders a mention as a link to the account
+        ("@<span>jane</span>") and lists the accounts, so with mentions listed the words around them are
+        compared; a status posted before replies had their mention may say ``written`` alone."""
+        content = status.get("content") or ""
+        if any(isinstance(m, dict) for m in status.get("mentions") or []):
+            return _same_text(cls._without_mentions(content), cls._without_mentions(posted))
+        return _same_text(content, posted) or _same_text(content, written)
+
+    @classmethod
+    def _without_mentions(cls, text: str) -> str:
+        return cls._MENTION_TEXT.sub(" ", cls._MENTION_LINK.sub(" ", text))
 
 
 class MastodonDirectSender(MastodonSender):
@@ -532,9 +574,6 @@ class MastodonDirectSender(MastodonSender):
     visibility = "direct"
     #: How far the instance's clock may be behind ours (see XDirectMessageSender.clock_skew).
     clock_skew = timedelta(minutes=2)
-    #: A mention as the instance renders it (a link of class "mention") or as we wrote it (@user@host).
-    _MENTION_LINK = re.compile(r"<a\s[^>]*class=\"[^\"]*\bmention\b[^\"]*\"[^>]*>.*?</a>", re.S | re.I)
-    _MENTION_TEXT = re.compile(r"(?<![\w@])@[\w.-]+(?:@[\w-]+(?:\.[\w-]+)+)?")
 
     @staticmethod
     def _recipient(message: OutboundMessage) -> str:
@@ -546,11 +585,14 @@ class MastodonDirectSender(MastodonSender):
 
     def _posted_text(self, message: OutboundMessage) -> str:
         """The status text as it is posted: the customer's @mention first, unless the text has it (the
-        same text the limit check counted: :func:`mastodon_direct_text`)."""
-        return mastodon_direct_text(self._recipient(message), message.text)
+        same text the limit check counted: :func:`mastodon_status_text`)."""
+        return mastodon_status_text(self._recipient(message), message.text)
 
-    def send(self, message: OutboundMessage) -> str:
-        return super().send(message.model_copy(update={"text": self._posted_text(message)}))
+    def _in_reply_to(self, message: OutboundMessage) -> str | None:
+        """None: a direct message is posted on its own. Its ``in_reply_to`` names the post it answers (for the
+        one-answer check, responders/private.py), which may be the customer's public status: threaded under
+        it, our private words would hang in their public conversation."""
+        return None
 
     def find_existing(self, message: OutboundMessage) -> str | None:
         """The direct status this message posted, if any: ours, to its customer, created since the message
@@ -563,11 +605,10 @@ class MastodonDirectSender(MastodonSender):
         posted = self._posted_text(message)
         recipient = self._recipient(message).casefold()
         since = message.created_at - self.clock_skew if message.created_at is not None else None
-        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=message.in_reply_to, limit=40))
+        # Posted on its own (no since_id: it answers no status of the instance's, see _in_reply_to).
+        statuses = self._call(lambda: self.client.account_statuses(me["id"], since_id=None, limit=40))
         for status in statuses or []:
             if (status.get("visibility") or "direct") != "direct":
-                continue
-            if message.in_reply_to and str(status.get("in_reply_to_id")) != str(message.in_reply_to):
                 continue
             if since is not None:
                 created = self._created_at(status.get("created_at"))
@@ -585,10 +626,6 @@ class MastodonDirectSender(MastodonSender):
             if to_customer and same:
                 return str(status["id"])
         return None
-
-    @classmethod
-    def _without_mentions(cls, text: str) -> str:
-        return cls._MENTION_TEXT.sub(" ", cls._MENTION_LINK.sub(" ", text))
 
     @staticmethod
     def _created_at(value: Any) -> Any:
