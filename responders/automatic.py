@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from doorstep.cases import by_customer
+from doorstep.cases import by_customer, replied_to_customer
 from doorstep.config import Config
 from doorstep.dialogue import case_now
-from doorstep.models import Case, OutboundMessage, utcnow
-from doorstep.store import Store, iso, outbound_from_row
+from doorstep.models import Case, OutboundMessage, channel_name, utcnow
+from doorstep.store import Store, iso, outbound_from_row, parse_time
 
 log = logging.getLogger("doorstep.automatic")
 
@@ -92,6 +92,42 @@ def answered_since(store: Store, case_id: int, since: str | None) -> str | None:
     row = store.db.execute("select channel from answers where case_id = ? and received_at > ? "
                            "order by received_at, id limit 1", [case_id, since]).fetchone()
     return row[0] if row else None
+
+
+def answered_there(store: Store, case: Case, reply: dict[str, Any]) -> str | None:
+    """Our answer that reached the case's customer on the network of our public reply ``reply`` after the
+    post that reply answers (None: none did), in words ("x_dm message 12, sent 10:05 UTC 16 Nov").
+
+    Why: a public reply that failed (the post deleted, the account blocking us) is followed up by e-mail
+    saying "we saw your message there but could not answer you there". Only the newest public reply was
+    looked at, so a customer whose chat message from us had been delivered there got that e-mail anyway
+    (twobrands audit, F6). Any answer counts, public or private (a direct message on the same network),
+    sent by the outbox or posted by us on the network and read back by a listener; one to a stranger in
+    the customer's thread does not (:func:`doorstep.cases.replied_to_customer`). Where the post it
+    answered is no longer stored, any answer on the case there counts.
+    """
+    from responders.channels import DM_CHANNELS, network_of
+
+    network = network_of(reply["channel"])
+    channels = [network, DM_CHANNELS.get(network, network)]
+    parent = store.mention_by_external_id(network, reply["in_reply_to"]) if reply.get("in_reply_to") else None
+    since = parent.created_at if parent is not None else None
+
+    def to_customer(channel: str, in_reply_to: str | None) -> bool:
+        # A direct message names the post it answers, a public one of the network or a direct one.
+        return all(replied_to_customer(store, case, c, in_reply_to) for c in dict.fromkeys([channel, network]))
+
+    for row in store.db.query(
+            "select id, channel, in_reply_to, sent_at from outbound_messages where case_id = ? and kind = 'reply' "
+            "and status = 'sent' and channel in (?, ?) and id <> ? order by id", [case.id, *channels, reply["id"]]):
+        sent = parse_time(row["sent_at"])
+        if sent is not None and (since is None or sent >= since) and to_customer(row["channel"], row["in_reply_to"]):
+            return f"{row['channel']} message {row['id']}, sent {sent:%H:%M} UTC {sent:%d %b}"
+    for post in store.mentions_for_case(case.id):  # type: ignore[arg-type]
+        if post.outbound and post.channel in channels and (since is None or post.created_at >= since) \
+                and to_customer(post.channel, post.in_reply_to):
+            return f"our {post.channel} post {post.external_id}, {post.created_at:%H:%M} UTC {post.created_at:%d %b}"
+    return None
 
 
 def current_case(store: Store, case_id: int) -> Case | None:
@@ -170,6 +206,12 @@ def recheck(store: Store, message: OutboundMessage, *, reply_exists: Any = None)
             # Retried and not yet settled: it may be on the channel in a moment. Written again from
             # whatever it becomes (posted: the ordinary follow-up; failed again: this one).
             return f"{REPLY_RETRYING} (it is {row['status']})"
+        if facts.rule == UNSENT_RULE:
+            # "We could not answer you there" is false once another answer of ours reached them there (a
+            # chat message before the failed reply, an agent's DM since it was written). Not written again.
+            there = answered_there(store, case, row)
+            if there:
+                return f"we answered the customer on {channel_name(row['channel'])} since their post ({there})"
         if mentions_reply and row["status"] != "sent":
             return f"the reply it mentions was not sent (it is {row['status']}: {row['last_error'] or 'no error'})"
         if mentions_reply and reply_exists is not None:

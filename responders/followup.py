@@ -31,7 +31,7 @@ from doorstep.contact_history import record_attempt
 from doorstep.models import Case, Customer, utcnow
 from doorstep.store import Store, iso, parse_time
 from responders.config import FollowUpRule, QuietHours, responders_settings
-from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, answered_since, record
+from responders.automatic import REPLY_RETRYING, REPLY_SENT_SINCE, UNSENT_RULE, answered_since, answered_there, record
 from responders.channel_learner import plan_contact
 from responders.channels import ReplyRejected
 from doorstep.cases import replied_to_customer
@@ -271,6 +271,10 @@ def _follow_up_case(store: Store, config: Config, settings: Any, case_id: int, n
         if _customer_wrote_since(store, case, reply["sent_at"]):
             return None
         why = f"no answer {rule.after_hours:g} h after our {reply['channel']} reply"
+    elif answered_there(store, case, reply):
+        # Our reply failed, but another answer of ours reached them there (a chat message, an earlier
+        # reply): "we could not answer you there" would be false (twobrands audit, F6).
+        return None
     else:
         why = f"our {reply['channel']} reply could not be posted: {reply['last_error'] or 'failed'}"
     # One follow-up per reply, whichever case holds it now; but one written while the reply had failed
