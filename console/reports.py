@@ -146,7 +146,7 @@ def render() -> None:
             for d in deliveries
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     st.caption(escape_md(f"Times in {config.timezone}. A failed send is retried by the worker; its error stays here "
                          "until it goes through."))

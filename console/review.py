@@ -347,7 +347,7 @@ def render() -> None:
             # the short key words: "damaged or wrong item" does not fit a fifth of the page
             col.button(_chosen_label(f"{key} · {intent.replace('_', ' ')}", chosen), key=f"rv_intent_{key}",
                        type="primary" if chosen else "secondary", on_click=_set, args=(m.id, "intent", intent),
-                       use_container_width=True)
+                       width="stretch")
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Sentiment**")
@@ -356,18 +356,18 @@ def render() -> None:
             key = SENTIMENT_KEYS[sentiment]
             scols[j].button(_chosen_label(f"{key} · {sentiment}", draft["sentiment"] == sentiment), key=f"rv_sent_{key}",
                             type="primary" if draft["sentiment"] == sentiment else "secondary",
-                            on_click=_set, args=(m.id, "sentiment", sentiment), use_container_width=True)
+                            on_click=_set, args=(m.id, "sentiment", sentiment), width="stretch")
     with right:
         st.markdown("**Complaint**")
         st.button(f"c · complaint: {'yes' if draft['complaint'] else 'no'}", key="rv_complaint",
                   type="primary" if draft["complaint"] else "secondary",
-                  on_click=_set, args=(m.id, "complaint", None), use_container_width=True)
+                  on_click=_set, args=(m.id, "complaint", None), width="stretch")
     st.caption(escape_md(chosen_words(draft)))
     bcols = st.columns([2, 1, 3])
     # Both carry the id of the post drawn here: Enter saves this post, whatever tops the queue by then.
-    bcols[0].button("Confirm (Enter)", key="rv_confirm", type="primary", use_container_width=True,
+    bcols[0].button("Confirm (Enter)", key="rv_confirm", type="primary", width="stretch",
                     on_click=_confirm, args=(m.id,))
-    bcols[1].button("Skip", key="rv_skip", use_container_width=True, on_click=_skip, args=(m.id,))
+    bcols[1].button("Skip", key="rv_skip", width="stretch", on_click=_skip, args=(m.id,))
     add_review_keys(
         **{f"rv_intent_{key}": key for key in INTENT_KEYS},
         **{f"rv_sent_{key}": key for key in SENTIMENT_KEYS.values()},
