@@ -935,8 +935,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
             st.rerun()
-    # A Mastodon direct message posts the customer's @mention with the words: counted as Queue reply counts it.
-    recipient = case.author_handle if channel == "mastodon_dm" else None
+    # A Mastodon reply or direct message posts the author's @mention with the words: counted as Queue reply counts it.
+    recipient = (case.author_handle if channel == "mastodon_dm"
+                 else parent.author_handle if channel == "mastodon" and parent is not None else None)
     counted_live = False
     if limit and max_chars is None:
         how = ("links count as 23, an emoji or a Chinese, Japanese or Korean character as 2" if channel == "x" else

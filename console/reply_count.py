@@ -37,7 +37,7 @@ function doorstepCount(rules, text) {
     }
   } else if (rules.channel === 'mastodon' || rules.channel === 'mastodon_dm') {
     let words = text;
-    if (rules.channel === 'mastodon_dm' && rules.recipient) {
+    if ((rules.channel === 'mastodon' || rules.channel === 'mastodon_dm') && rules.recipient) {
       const mention = '@' + rules.recipient.trim().replace(/^@+/, '');
       if (!words.toLowerCase().includes(mention.toLowerCase())) { words = mention + ' ' + words; }
     }

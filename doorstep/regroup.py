@@ -215,6 +215,10 @@ class _Answer:
     text: str
 
 
+def _network(channel: str) -> str:
+    return channel.removesuffix("_dm")
+
+
 def _messages_about(store: Store, case_id: int, post: Mention, posts: Sequence[Mention]) -> list[int]:
     """Ids of our replies on ``case_id`` that answer ``post``, whatever their status (a queued one is an
     answer too: the one-answer check counts it).
@@ -230,7 +234,8 @@ def _messages_about(store: Store, case_id: int, post: Mention, posts: Sequence[M
     for row in store.db.query("select id, channel, in_reply_to, created_at from outbound_messages "
                               "where case_id = ? and kind = 'reply' order by id", [case_id]):
         if row["in_reply_to"]:
-            if row["channel"] == post.channel and row["in_reply_to"] == post.external_id:
+            # A direct message names the public post it answers (responders/private.py): same network.
+            if _network(row["channel"]) == _network(post.channel) and row["in_reply_to"] == post.external_id:
                 found.append(int(row["id"]))
             continue
         written = parse_time(row["created_at"])

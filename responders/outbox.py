@@ -612,7 +612,9 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
     if parent is not None and is_erased(parent):
         raise ReplyRejected(f"post {parent.id} was erased at the customer's request: it cannot be answered")
     _privacy_check(store, case, channel, text, parent, config)
-    check_limits(channel, text, allow_urls=settings.allow_urls)
+    # A public Mastodon reply is posted with the author's @mention (channels.mastodon_status_text): counted with it.
+    check_limits(channel, text, allow_urls=settings.allow_urls,
+                 recipient=parent.author_handle if channel == "mastodon" and parent is not None else None)
     target = in_reply_to = None
     if channel in PUBLIC_CHANNELS:
         if parent is None:

@@ -149,8 +149,13 @@ def queue_private(store: Store, config: Config, case_id: int, text: str, actor: 
         else:
             answered = check_one_answer(store, case, plan.about, actor, seen_up_to=seen_up_to, force=force,
                                         now=utcnow(), acknowledged_up_to=acknowledged_up_to, seen_status=seen_status)
+        # The post it answers, as a public reply records it: the one-answer check counts a message naming
+        # the post whenever it was queued. With none, it counted only if queued after the colleague opened
+        # the case, so a DM sent 8 s before priya opened it let her public reply through (twobrands audit,
+        # F3). The senders of direct messages never post it as a reply (responders.channels).
+        about = plan.about.external_id if plan.about is not None else None
         message = enqueue(store, kind="reply", channel=plan.channel, text=text, actor=actor, idempotency_key=key,
-                          case_id=case_id, target=plan.recipient, in_reply_to=None, account=plan.account)
+                          case_id=case_id, target=plan.recipient, in_reply_to=about, account=plan.account)
         if answered is not None:
             answered.record(store, actor, message, {"channel": plan.channel})
     if answered is not None:

@@ -38,9 +38,6 @@ def _send(store: Store, config, minutes: float = 0) -> None:  # noqa: ANN001
 
 
 # ----------------------------------------------------------------------------- F3
-@pytest.mark.xfail(reason="the fix (responders/private.py: in_reply_to = the post, /tmp/helpers/f3_private_in_reply_to"
-                          ".patch) waits for doorstep/regroup.py to match a DM's post by network (a split would leave "
-                          "the DM behind: /tmp/helpers/f3_regroup_needed.patch)", strict=False)
 def test_a_sent_dm_stops_a_colleagues_public_reply_opened_after_it(store: Store, emulator: XEmulator) -> None:
     config = shop_config()
     case_id = make_case(store, config, emulator, text="@LarkspurHelp where is my parcel?")
@@ -209,8 +206,6 @@ def test_a_reply_queued_without_room_for_the_mention_is_posted_without_it_not_re
     assert get_message(store, message.id).status == "sent"  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(reason="responders/outbox.py queue_reply must pass recipient=parent.author_handle to check_limits "
-                          "for a Mastodon reply (owned by another fixer)", strict=False)
 def test_queue_reply_refuses_a_mastodon_reply_over_the_limit_with_its_mention(
         store: Store, mastodon_stand_in) -> None:  # type: ignore[no-untyped-def]
     config = shop_config()

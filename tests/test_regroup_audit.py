@@ -153,8 +153,8 @@ def test_a_private_message_goes_with_the_customers_post_it_was_written_after(
     before = queue_reply(store, config, a, "Hi Jane, we're checking with UPS now.", "sam", channel="x_dm")
     after = queue_reply(store, config, a, "Hi Jane, could you send us a photo of the lamp?", "sam", channel="x_dm",
                         seen_up_to=latest_message_id(store, a), force=True)
-    store.db.execute("update outbound_messages set created_at = ? where id = ?",
-                     [iso(parcel.created_at + timedelta(minutes=2)), before.id])
+    store.db.execute("update outbound_messages set created_at = ?, in_reply_to = ? where id = ?",
+                     [iso(parcel.created_at + timedelta(minutes=2)), parcel.external_id, before.id])
     store.db.execute("update outbound_messages set created_at = ? where id = ?",
                      [iso(lamp.created_at + timedelta(minutes=2)), after.id])
 

@@ -46,7 +46,7 @@ def test_the_browser_counts_every_text_as_the_server_does() -> None:
         page.goto("about:blank")
         wrong: list[Any] = []
         for channel in CHANNELS:
-            recipient = "jane@mastodon.social" if channel == "mastodon_dm" else None
+            recipient = "jane@mastodon.social" if channel in ("mastodon", "mastodon_dm") else None
             rules = count_rules(channel, 500, channel, recipient)
             counted = page.evaluate("([rules, texts]) => {" + COUNT_JS + " return texts.map((t) => doorstepCount(rules, t)); }",
                                     [rules, TEXTS])
