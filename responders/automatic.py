@@ -155,6 +155,24 @@ def record(store: Store, config: Config, message: OutboundMessage, rule: str, *,
     return _message(store, message.id)  # type: ignore[arg-type]
 
 
+def hold_if_unapproved(store: Store, message: OutboundMessage, actor: str) -> bool:
+    """Whether ``message`` waits for a lead's approval (held again as ``awaiting_approval``, nothing sent).
+
+    Why at send time, whatever the status says: a rule's message was queued in one transaction and held in the
+    next, and the worker's outbox claimed it in between and sent an SMS nobody approved while the timeline said
+    "awaiting approval" (newcomer audit). The callers now queue and hold in one transaction; this is the check
+    that holds whatever the path."""
+    facts = facts_of(store, message.id)  # type: ignore[arg-type]
+    if facts is None or facts.approval != "pending":
+        return False
+    with store.transaction():
+        store.db.execute("update outbound_messages set status = 'awaiting_approval' where id = ? "
+                         "and status in ('queued', 'sending')", [message.id])
+        store.audit(actor, "automatic.held_for_approval", message.case_id,
+                    {"message_id": message.id, "channel": message.channel})
+    return True
+
+
 def facts_of(store: Store, message_id: int) -> Facts | None:
     row = store.db.execute("select message_id, case_id, rule, reply_message_id, last_mention_id, order_number, "
                            "customer_id, approval from automatic_messages where message_id = ?", [message_id]).fetchone()

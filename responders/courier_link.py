@@ -301,20 +301,23 @@ def _customer_message(store: Store, config: Config, case: Case, claims: Claims, 
     if channel == "email":
         body = f"Subject: An update on your order {case.order_number or ''}".rstrip() + f"\n\n{body}"
     not_before = next_allowed(plan.send_at if plan else now, quiet, config)
-    message = enqueue(store, kind="follow_up", channel=channel, text=body, actor=actor,
-                      idempotency_key=f"courier-update:{claims.tracking_number}:{update_id}", case_id=case.id,
-                      target=address, not_before=not_before, account=account)
-    message = record(store, config, message, "follow_up:courier_update")
-    if settings.customer_message == "approval" and message.status == "queued":
-        with store.transaction():
-            store.db.execute("update automatic_messages set approval = 'pending' where message_id = ?", [message.id])
-            store.db.execute("update outbound_messages set status = 'awaiting_approval' where id = ? and status = 'queued'",
-                             [message.id])
-            store.audit("courier_update", "automatic.awaiting_approval", case.id,
-                        {"message_id": message.id, "channel": message.channel})
-    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
-                   brand=case.brand, rule="courier_update", channel=channel, planned_at=not_before, tz=config.tz,
-                   chosen_by="learner" if plan else "rule")
+    # Queued and held for approval in one transaction: between the two, the worker's outbox sent one nobody
+    # approved (newcomer audit).
+    with store.write_transaction():
+        message = enqueue(store, kind="follow_up", channel=channel, text=body, actor=actor,
+                          idempotency_key=f"courier-update:{claims.tracking_number}:{update_id}", case_id=case.id,
+                          target=address, not_before=not_before, account=account)
+        message = record(store, config, message, "follow_up:courier_update")
+        if settings.customer_message == "approval" and message.status == "queued":
+            with store.transaction():
+                store.db.execute("update automatic_messages set approval = 'pending' where message_id = ?", [message.id])
+                store.db.execute("update outbound_messages set status = 'awaiting_approval' where id = ? and status = 'queued'",
+                                 [message.id])
+                store.audit("courier_update", "automatic.awaiting_approval", case.id,
+                            {"message_id": message.id, "channel": message.channel})
+        record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                       brand=case.brand, rule="courier_update", channel=channel, planned_at=not_before, tz=config.tz,
+                       chosen_by="learner" if plan else "rule")
     return message.id
 
 

@@ -127,17 +127,20 @@ def ask(store: Store, config: Config, case: Case, rule_name: str, *, channels: l
     if channel == "email":
         head = subject or (f"About your order {case.order_number}" if case.order_number else "A question from us")
         text = f"Subject: {head} [ref {token}]\n\n{text}\n\nJust reply to this e-mail."
-    message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
-                      case_id=case.id, target=address, not_before=not_before, account=account)
-    # Every question is a contact attempt: whether and how fast it is answered teaches the learner.
-    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
-                   brand=case.brand, rule=f"question:{rule_name}", channel=channel, planned_at=not_before or now,
-                   tz=config.tz, chosen_by="learner" if plan else "rule")
-    if plan is not None:
-        store.audit(actor, "channel_learner.choice", case.id,
-                    {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
-    if automatic:
-        message = record(store, config, message, kind)
+    # Queued and held for approval in one transaction: between the two, the worker's outbox sent a call-back
+    # offer by SMS that nobody approved (newcomer audit).
+    with store.write_transaction():
+        message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
+                          case_id=case.id, target=address, not_before=not_before, account=account)
+        # Every question is a contact attempt: whether and how fast it is answered teaches the learner.
+        record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                       brand=case.brand, rule=f"question:{rule_name}", channel=channel, planned_at=not_before or now,
+                       tz=config.tz, chosen_by="learner" if plan else "rule")
+        if plan is not None:
+            store.audit(actor, "channel_learner.choice", case.id,
+                        {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
+        if automatic:
+            message = record(store, config, message, kind)
     existing = list(store.db.query("select id from questions where message_id = ?", [message.id]))
     if existing:
         return rows.get_question(store, existing[0]["id"])

@@ -130,16 +130,19 @@ def _private_message(store: Store, config: Config, case: Case, rule_channels: li
     if channel == "email":
         text = f"Subject: {subject}\n\n{text}"
     not_before = next_allowed(plan.send_at if plan else now, quiet, config)
-    message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key, case_id=case.id,
-                      target=address, not_before=not_before, account=account)
-    record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
-                   brand=case.brand, rule=kind, channel=channel, planned_at=not_before, tz=config.tz,
-                   chosen_by="learner" if plan else "rule")
-    if plan:
-        store.audit(actor, "channel_learner.choice", case.id,
-                    {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
-    # The facts it was written from are re-checked immediately before it is sent (responders/automatic.py).
-    return record(store, config, message, rule or kind, reply_message_id=reply_message_id)
+    # Queued and held for approval in one transaction: between the two, the worker's outbox sent one nobody
+    # approved (newcomer audit).
+    with store.write_transaction():
+        message = enqueue(store, kind=kind, channel=channel, text=text, actor=actor, idempotency_key=key,
+                          case_id=case.id, target=address, not_before=not_before, account=account)
+        record_attempt(store, message_id=message.id, case_id=case.id, customer_id=case.customer_id,  # type: ignore[arg-type]
+                       brand=case.brand, rule=kind, channel=channel, planned_at=not_before, tz=config.tz,
+                       chosen_by="learner" if plan else "rule")
+        if plan:
+            store.audit(actor, "channel_learner.choice", case.id,
+                        {"message_id": message.id, "channel": channel, "send_at": iso(not_before), "why": plan.why})
+        # The facts it was written from are re-checked immediately before it is sent (responders/automatic.py).
+        return record(store, config, message, rule or kind, reply_message_id=reply_message_id)
 
 
 def _last_public_reply(store: Store, case: Case) -> dict[str, Any] | None:

@@ -1256,8 +1256,10 @@ class Outbox:
             return get_message(self.store, message_id).status
         if message.kind in ("follow_up", "outreach", "alert"):
             # Written by a rule, perhaps hours ago: every fact it states is re-checked right now.
-            from responders.automatic import cancel_for, recheck, reply_exists_on_channel
+            from responders.automatic import cancel_for, hold_if_unapproved, recheck, reply_exists_on_channel
 
+            if hold_if_unapproved(self.store, message, self.actor):
+                return "awaiting_approval"
             reason = recheck(self.store, message, reply_exists=reply_exists_on_channel(self))
             if reason:
                 cancel_for(self.store, message, reason, self.actor)

@@ -117,6 +117,40 @@ def test_rule_with_approval_waits_for_an_agent(store: Store, emulator: XEmulator
     assert {"automatic.awaiting_approval", "automatic.approved"} <= {e.action for e in store.audit_trail(case_id)}
 
 
+def test_a_message_awaiting_approval_that_the_outbox_found_queued_is_held_not_sent(
+        store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
+    """Newcomer audit (high): a rule's message was queued in one transaction and held for approval in the next;
+    the worker's outbox claimed it in between and sent an SMS nobody approved, while the timeline said "awaiting
+    approval". Whatever its status says, a message whose approval is pending is never sent: it is held again."""
+    config = shop_config(followup={"after_hours": 24}, approval={"rules": ["follow_up"], "channels": ["email", "sms"]})
+    _asked_publicly(store, config, emulator)
+    [message_id] = run_followups(store, config, DAY_LATER)
+    store.db.execute("update outbound_messages set status = 'queued' where id = ?", [message_id])  # the race's state
+    _send(store, config)
+    assert smtp.messages == []
+    assert get_message(store, message_id).status == "awaiting_approval"
+    assert [m.id for m, _ in pending_approval(store)] == [message_id]
+
+
+def test_a_rule_message_is_queued_and_held_in_one_transaction(store: Store, emulator: XEmulator,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race's root: nobody (another connection, the worker) ever sees the message queued before it is held."""
+    import responders.automatic as automatic
+
+    config = shop_config(followup={"after_hours": 24}, approval={"rules": ["follow_up"], "channels": ["email", "sms"]})
+    _asked_publicly(store, config, emulator)
+    seen: list[bool] = []
+    real = automatic.record
+
+    def record(store_, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(store_.db.in_transaction if hasattr(store_.db, "in_transaction") else store_.db.conn.in_transaction)
+        return real(store_, *args, **kwargs)
+
+    monkeypatch.setattr("responders.followup.record", record)
+    run_followups(store, config, DAY_LATER)
+    assert seen == [True]
+
+
 def test_rejected_or_stale_approvals_never_send(store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
     config = shop_config(followup={"after_hours": 24}, approval={"rules": ["follow_up"]})
     case_id = _asked_publicly(store, config, emulator)
