@@ -781,7 +781,8 @@ def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> 
     if not target:
         where = "e-mail address" if channel == "email" else "phone number"
         raise ReplyRejected(f"no {channel} address known for case {case.id}: link the case to the customer's "
-                            f"order or add their {where} to the customer record")
+                            f"order or add their {where} to the customer record (the shop's orders file: doorstep import "
+                            "orders)")
     return target, in_reply_to
 
 

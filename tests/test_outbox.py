@@ -462,6 +462,7 @@ def test_cli_reply_on_a_webhook_case_says_which_channel_to_use(tmp_path: Path) -
     line = unknown.output.strip()
     assert "\n" not in line and "webhook posts cannot be answered there" in line and "no email address known" in line
     assert "link the case to the customer's order" in line  # and what to do about it
+    assert "doorstep import orders" in line  # where a record gets an address: the console has no form for it
     assert "Traceback" not in known.output + unknown.output
     sent = runner.invoke(cli, ["--db", str(db), "reply", "--case", str(ids[0]), "--text", "So sorry, on it.",
                                "--channel", "email"])
