@@ -332,7 +332,10 @@ FAMILIES: list[tuple[Callable[[str], bool], str | Said]] = [
     (lambda a: a.endswith(".skipped"), lambda d, c, when: f"{c['action'].rsplit('.', 1)[0].replace('_', ' ').capitalize()}"
                                                           f" not sent: {d.get('reason', '')}"),
     (lambda a: a.startswith("automatic."), lambda d, c, when: f"Automatic reply {c['the_message']}: {c['state']}" + (
-        f" by {c['actor']}" if c["state"] in ("approved", "rejected") else "")),
+        f" by {c['actor']}" if c["state"] in ("approved", "rejected") else "")
+     # who cancelled it and why (it read "...: cancelled" alone: two-brand browser audit)
+     + (f" by {actor_name(c['actor'], start=False)}: {d['reason']}" if c["state"] == "cancelled" and d.get("reason")
+        else "")),
 ]
 
 

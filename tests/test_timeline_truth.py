@@ -304,3 +304,14 @@ def test_a_question_or_call_back_offer_is_told_as_queued_not_as_asked() -> None:
     said = [sentence(e, {}, lambda t: "10:00") for e in (asked, offered)]
     assert said[0].startswith("callback-rule queued a question to the customer by SMS"), said
     assert said[1] == "callback-rule queued an offer of a call back by SMS", said
+
+
+def test_a_cancelled_automatic_message_says_who_cancelled_it_and_why() -> None:
+    """Two-brand browser audit: a follow-up's cancellation read "...by e-mail: cancelled", with no actor or reason,
+    though the event kept both."""
+    from console.timeline import sentence
+
+    event = AuditEvent(actor="lee", action="automatic.cancelled", case_id=1, at=T0,
+                       details={"message_id": 9, "kind": "follow_up", "reason": "the customer wrote again since"})
+    said = sentence(event, {}, lambda t: "10:00")
+    assert said.endswith(": cancelled by lee: the customer wrote again since"), said
