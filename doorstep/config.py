@@ -204,6 +204,9 @@ class Brand(_Section):
     keywords: list[str] = Field(default_factory=list)
     #: Email address customers write to; replies by email come from it.
     email: str | None = None
+    #: The brand's published phone number (a helpline): the one number a public reply may give
+    #: (responders.outbox refuses any other phone number in public).
+    phone: str | None = None
     #: channel -> this brand's account there (credentials by secret name); see :class:`Account`.
     #: A channel listed only in ``handles`` is an account too, with the default secret names.
     accounts: dict[str, Account] = Field(default_factory=dict)

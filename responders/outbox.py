@@ -463,8 +463,10 @@ def _phone_shapes(text: str) -> list[str]:
 
 def _ours(config: Config | None) -> set[str]:
     """Our shop's published contact a public reply may give: each brand's e-mail address (doorstep.config.Brand.email,
-    which an e-mail account fills too). The configuration has no phone number of ours, so no phone number is ours."""
-    return {b.email.casefold() for b in (config.brands if config is not None else []) if b.email}
+    which an e-mail account fills too) and its published phone number (``Brand.phone``), the latter as digits."""
+    brands = config.brands if config is not None else []
+    return ({b.email.casefold() for b in brands if b.email}
+            | {re.sub(r"\D", "", b.phone)[-9:] for b in brands if b.phone and len(re.sub(r"\D", "", b.phone)) >= 7})
 
 
 def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config | None) -> str | None:
@@ -478,7 +480,8 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
     ours = _ours(config)
     emails = [e for e in _EMAIL_SHAPE.findall(text) if e.casefold() not in ours and e.casefold() not in posted]
     known = {re.sub(r"\D", "", n) for n in numbers}
-    phones = [p for p in _phone_shapes(text) if re.sub(r"\D", "", p) not in known and not _same_phone_in(p, posted)]
+    phones = [p for p in _phone_shapes(text) if re.sub(r"\D", "", p) not in known and not _same_phone_in(p, posted)
+              and re.sub(r"\D", "", p)[-9:] not in ours]
     if not emails and not phones:
         return None
     return (f"a public reply must not carry an e-mail address or phone number its author did not post here "

@@ -144,6 +144,22 @@ def test_what_the_author_posted_and_our_own_address_may_be_said_in_public(store:
     assert _posted(emulator, store, config)[:2] == list(allowed)
 
 
+def test_our_brands_published_phone_number_may_be_given_in_public(store: Store, emulator: XEmulator) -> None:
+    """Any phone number was refused in public, the shop's own helpline too (no setting named one): a brand's
+    ``phone`` in doorstep.toml is ours to give, in any spelling; any other number is still refused."""
+    config = parse_config({
+        "timezone": "Europe/London",
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"],
+                    "phone": "+44 800 123 4567"}],
+        "couriers": [{"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}],
+    })
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    queue_reply(store, config, case_id, "@jane so sorry! Call us free on 0800 123 4567, we'll sort it", "ann")
+    with pytest.raises(ReplyRejected, match="07700 900485"):
+        queue_reply(store, config, case_id, "@jane or call our driver on 07700 900485", "ann", force=True)
+    assert _posted(emulator, store, config) == ["@jane so sorry! Call us free on 0800 123 4567, we'll sort it"]
+
+
 # ---------------------------------------------------------------------------------------------------- F4
 def _our_reply_on_x(store: Store, config, case_id: int, minutes: int) -> Mention:  # noqa: ANN001
     """@LarkspurHelp answered the case's first post in X's own app: the stream stores it as an outbound post."""
