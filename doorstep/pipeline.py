@@ -331,7 +331,11 @@ class Pipeline:
             batch.cases.open(case)  # inserted with the batch's other writes, under the id it would get now
             batch.posts.new_case(case.id)  # type: ignore[arg-type]
             result.cases_opened += 1
-            batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method})
+            # The order and customer it was first linked to: after a relink, that order is still nobody's business
+            # in a public reply (responders.outbox reads the links of the audit trail).
+            batch.audit("case.open", case.id, {"external_id": mention.external_id, "link": link.method,
+                                               **({"order_number": link.order_number} if link.order_number else {}),
+                                               **({"customer_id": link.customer_id} if link.customer_id else {})})
             mention.case_id = case.id
             mention.by_customer = True  # its author is the new case's customer
             self._store_mention(mention, result, batch)

@@ -341,12 +341,13 @@ _OWN_ORDERS_READ = 100
 
 def _earlier_links(store: Store, case: Case) -> tuple[set[str], set[str]]:
     """The orders and customers the case was linked to before its current link (its audit trail keeps every
-    relink: ``case.update`` and ``link.*`` events name the order, ``case.update`` the customer)."""
+    relink: ``case.update`` and ``link.*`` events name the order, ``case.update`` the customer, ``case.open`` the
+    pipeline's first link)."""
     assert case.id is not None
     orders: set[str] = set()
     customers: set[str] = set()
     for event in store.audit_trail(case.id, limit=10_000):
-        if event.action == "case.update" or event.action.startswith("link."):
+        if event.action in ("case.update", "case.open") or event.action.startswith("link."):
             if isinstance(event.details.get("order_number"), str):
                 orders.add(event.details["order_number"])
             if isinstance(event.details.get("customer_id"), str):
@@ -393,6 +394,10 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
         if case.channel and case.author_handle else None
     customer_ids = {c for c in (case.customer_id, order.customer_id if order else None, author) if c}
     earlier_orders, earlier_customers = _earlier_links(store, case) if case.id is not None else (set(), set())
+    for number in earlier_orders:  # an order linked before brings its customer, whom the case may not name either
+        earlier = store.order_summary(number)
+        if earlier is not None and earlier.customer_id:
+            earlier_customers.add(earlier.customer_id)
     for customer_id in customer_ids | earlier_customers:
         customer = store.get_customer(customer_id)
         if customer is not None:

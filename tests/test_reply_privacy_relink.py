@@ -144,6 +144,22 @@ def test_what_the_author_posted_and_our_own_address_may_be_said_in_public(store:
     assert _posted(emulator, store, config)[:2] == list(allowed)
 
 
+def test_the_customer_of_the_pipelines_first_link_stays_out_of_public_replies_after_a_relink(
+        store: Store, emulator: XEmulator) -> None:
+    """The pipeline's first link was not in the audit trail (only how it was made): relinked, the case forgot
+    that Euan's order, and Euan, had been on it, and a public reply could name him."""
+    config = shop_config()
+    add_order(store)  # Jane Doe's LS-100234
+    _euans_order(store)  # Euan Watson's 104233
+    case_id = make_case(store, config, emulator, text="@LarkspurHelp order #104233 never came", handle="sienna_l")
+    first = store.get_case(case_id)
+    assert first.order_number == "104233" and not first.link_confirmed  # type: ignore[union-attr]
+    override_link(store, case_id, first.version, "ann", order_number="LS-100234")  # type: ignore[union-attr]
+    with pytest.raises(ReplyRejected, match="Euan"):
+        queue_reply(store, config, case_id, "@sienna_l we asked Euan Watson's courier, it is on its way", "ann")
+    assert _posted(emulator, store, config) == []
+
+
 def test_our_brands_published_phone_number_may_be_given_in_public(store: Store, emulator: XEmulator) -> None:
     """Any phone number was refused in public, the shop's own helpline too (no setting named one): a brand's
     ``phone`` in doorstep.toml is ours to give, in any spelling; any other number is still refused."""
