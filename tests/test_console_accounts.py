@@ -82,7 +82,9 @@ def test_ask_privately_opens_a_preview_and_queues_a_direct_message(db: Store) ->
     at.button(key=f"askdm_send_{case_id}").click().run()
     new = db.outbound_for_case(case_id)[before:]
     assert [(m.channel, m.account) for m in new] == [("x_dm", "FettleCare")]
-    assert new[0].target and new[0].in_reply_to is None
+    # It names the post it answers (the one-answer check counts it: two-brand audit F3); it goes as a DM (x_dm),
+    # whose sender never posts it as a public reply.
+    assert new[0].target and new[0].in_reply_to == "1900000000000000002"
 
 
 def test_channels_page_shows_each_accounts_secrets_by_name_and_usage(db: Store, monkeypatch) -> None:  # noqa: F811
