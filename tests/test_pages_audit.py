@@ -102,7 +102,7 @@ def test_timeline_says_who_escalated_without_a_courier_link_and_the_remedy(db: S
     line = line.replace("\\", "")
     assert "ann: courier link unavailable" not in line
     assert "ann's escalation to the courier went without a courier link" in line, line
-    assert "set COURIER_LINK_SECRET" in line and "a lead or admin" in line, line
+    assert "set COURIER_LINK_SECRET" in line and "whoever runs Doorstep" in line, line
 
 
 # ------------------------------------------------------------------ 4. Settings: listener health and locks
