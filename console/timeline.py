@@ -312,7 +312,7 @@ SENTENCES: dict[str, str | Said] = {
     "callback.outcome": "{who} recorded the call back: {outcome!w}",
     "courier.update": "The courier updated parcel {tracking_number}: {status!w}",
     # Written by the agent's escalation, but not their doing: the shop's signing key is missing. The sentence says
-    # what the courier misses and what a lead or admin sets (the reason names the setting and where it is read).
+    # what the courier misses and what whoever runs Doorstep sets (the reason names the setting and where it is read).
     "courier.link.unavailable": lambda d, c, when: (
         f"{c['who']}'s escalation to the courier went without a courier link (the courier cannot open this parcel's "
         f"page or post updates)" + (f"; whoever runs Doorstep can fix it: {d['reason']}" if d.get("reason") else
