@@ -5,8 +5,10 @@ The rules (the README's "SLA clocks" section says the same for the team):
 * **First response** starts at the customer's first unanswered post and stops at our first
   answer, public or private. **Next response**: a customer post written after we answered
   starts a new response clock of the same length (the band's ``first_response`` minutes) for
-  that post; our next answer stops it. ``first_response_due`` / ``first_response_at`` keep
-  the case's *first* answer, which the reports measure.
+  that post; our next answer stops it, unless it answers an older post: then the clock of the
+  customer's first post after the one answered keeps running (:func:`clock_after_answer`).
+  ``first_response_due`` / ``first_response_at`` keep the case's *first* answer, which the
+  reports measure.
 * **Resolution** starts when the case opens (or reopens) and stops when it is resolved.
 * Clocks count the brand's **business hours** (doorstep/business_hours.py) unless the band
   says ``business_hours = false``.
@@ -155,6 +157,31 @@ def customer_wrote(case: Case, before: Case, at: datetime, config: Config) -> No
         if case.first_response_at is not None:
             case.next_response_due = cal.add(at, timedelta(minutes=target.first_response))
     priority_changed(case, before.priority, at, config)
+
+
+def clock_after_answer(case: Case, answered_at: datetime, newer_posts: list[datetime], now: datetime,
+                       config: Config) -> dict[str, Any] | None:
+    """The response clock an answer to the customer's post written ``answered_at`` leaves running
+    (``awaiting_since``, ``next_response_due``), or None where it stops the case's clock as every answer did.
+
+    An answer stops only the clock of the post it answers and of the customer's posts before it: answering old
+    post 872 again cleared the due time of the customer's newer, unanswered post 969 (two-brand audit, F4). So
+    where the answered post is older than the one the clock counts from, the clock stays as it is; where it is that
+    post (or a later one) while the customer wrote again after it (``newer_posts``: the times of their posts after
+    the answered one), the clock counts from the oldest of those, as :func:`customer_wrote` starts it.
+    """
+    if case.awaiting_since is None:
+        return None
+    if case.awaiting_since > answered_at:  # the clock is a newer post's
+        return {"awaiting_since": case.awaiting_since, "next_response_due": case.next_response_due}
+    if not newer_posts:
+        return None
+    # The clock as it starts for that post, on the case as it is once answered (first response recorded).
+    started = case.model_copy(update={"awaiting_since": None, "next_response_due": None, "snoozed_until": None,
+                                      "sla_paused_at": None, "status": "open",
+                                      "first_response_at": case.first_response_at or now})
+    customer_wrote(started, started, min(newer_posts), config)
+    return {"awaiting_since": started.awaiting_since, "next_response_due": started.next_response_due}
 
 
 def priority_changed(case: Case, old_priority: float, at: datetime, config: Config) -> None:

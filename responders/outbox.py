@@ -741,35 +741,17 @@ def resolved_words(store: Store, case: Case, *, since_seen: bool = True) -> str:
 
 def _still_waiting(store: Store, config: Config, case: Case, message: OutboundMessage,
                    now: datetime) -> dict[str, Any] | None:
-    """The response clock a sent reply leaves running (``awaiting_since``, ``next_response_due``), or None where it
-    stops the case's clock as every reply did.
-
-    The case has one response clock (doorstep/sla.py): it starts at the customer's oldest post since our last
-    answer (``awaiting_since``) and every answer stopped it. A reply stops only the clock of the post it answered
-    and of the customer's posts before it: answering old post 872 again cleared the due time of the customer's newer,
-    unanswered post 969 (two-brand audit, F4). So, where the reply answers a post older than the one the clock
-    counts from, the clock stays as it is; where it answers the post the clock counts from (or a later one) while
-    the customer wrote again after it, the clock counts from their oldest post after the answered one, as
-    :func:`doorstep.sla.customer_wrote` starts it for a post that arrives."""
+    """The response clock a sent reply leaves running, or None where it stops the case's clock
+    (:func:`doorstep.sla.clock_after_answer` says which; this gathers the posts it needs)."""
     if not message.in_reply_to or case.awaiting_since is None or case.id is None:
         return None
     answered = store.mention_by_external_id(message.channel, message.in_reply_to)
     if answered is None or answered.outbound or answered.case_id != case.id:
         return None
-    if case.awaiting_since > answered.created_at:  # the clock is a newer post's
-        return {"awaiting_since": case.awaiting_since, "next_response_due": case.next_response_due}
-    newer = [m for m in store.mentions_for_case(case.id) if not m.outbound and not is_erased(m)
+    newer = [m.created_at for m in store.mentions_for_case(case.id) if not m.outbound and not is_erased(m)
              and (m.created_at, m.id or 0) > (answered.created_at, answered.id or 0) and m.created_at <= now
              and is_customers_post(store, case, m)]
-    if not newer:
-        return None
-    first = min(newer, key=lambda m: (m.created_at, m.id or 0))
-    # The clock as it starts for that post, on the case as it is once answered (first response recorded).
-    started = case.model_copy(update={"awaiting_since": None, "next_response_due": None, "snoozed_until": None,
-                                      "sla_paused_at": None, "status": "open",
-                                      "first_response_at": case.first_response_at or now})
-    sla.customer_wrote(started, started, first.created_at, config)
-    return {"awaiting_since": started.awaiting_since, "next_response_due": started.next_response_due}
+    return sla.clock_after_answer(case, answered.created_at, newer, now, config)
 
 
 def _contact(store: Store, case: Case, channel: str, parent: Mention | None) -> tuple[str, str | None]:

@@ -308,3 +308,26 @@ def test_a_status_changed_by_the_worker_resumes_the_clocks_and_a_reopened_case_g
     reopened = answered_at + timedelta(hours=2)
     case = store.update_case(case.id, case.version, "ann", **sla.follow(case, {"status": "open"}, reopened, config))  # type: ignore[arg-type]
     assert case.resolution_due == london().add(reopened, timedelta(minutes=2880))
+
+
+def test_an_answer_to_an_older_post_leaves_the_newer_posts_clock(config: Config) -> None:
+    """Two-brand audit, F4, as the clock rule itself (doorstep.sla.clock_after_answer): answering old post 872 again
+    cleared the due time of the customer's newer, unanswered post 969. The clock stays with post 969."""
+    due = MONDAY + timedelta(hours=1)
+    case = Case(channel="x", author_handle="jane", brand="Larkspur", priority=58, status="open",
+                first_response_at=MONDAY - timedelta(hours=2), awaiting_since=MONDAY, next_response_due=due)
+    left = sla.clock_after_answer(case, MONDAY - timedelta(hours=3), [MONDAY], MONDAY + timedelta(minutes=5), config)
+    assert left == {"awaiting_since": MONDAY, "next_response_due": due}
+
+
+def test_an_answer_to_the_clocks_post_stops_it_unless_the_customer_wrote_again(config: Config) -> None:
+    """Answering the post the clock counts from stops it (None: as every answer did); where the customer wrote again
+    after that post, the clock counts from their first post after it, with a full response target (P2: an hour)."""
+    case = Case(channel="x", author_handle="jane", brand="Larkspur", priority=58, status="open",
+                first_response_at=MONDAY - timedelta(hours=2), awaiting_since=MONDAY,
+                next_response_due=MONDAY + timedelta(hours=1))
+    assert sla.clock_after_answer(case, MONDAY, [], MONDAY + timedelta(minutes=5), config) is None
+    later = MONDAY + timedelta(minutes=20)
+    left = sla.clock_after_answer(case, MONDAY, [later + timedelta(minutes=3), later], MONDAY + timedelta(minutes=30),
+                                  config)
+    assert left == {"awaiting_since": later, "next_response_due": later + timedelta(hours=1)}
