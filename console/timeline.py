@@ -229,16 +229,22 @@ def _rescored(d: dict[str, Any], c: dict[str, Any]) -> str:
         f": {', '.join(said)}" if said else "")
 
 
+#: Characters of an outbox error a timeline line quotes: a retry's and a failure for good's. The whole error (as the
+#: outbox keeps it) is in the raw audit events, and the newest one in the case's Outbound messages ("last error").
+RETRY_ERROR_CHARS, FAILED_ERROR_CHARS = 80, 120
+
+
 def _retry_later(d: dict[str, Any], c: dict[str, Any], when: Callable[[datetime | None], str]) -> str:
     at = parse_time(d["retry_at"]) if d.get("retry_at") else None
-    return (f"{c['message']} failed ({'rate limited' if d.get('rate_limited') else str(d.get('error') or 'error')[:80]})"
-            ", will retry" + (f" at {when(at)}" if at else ""))
+    why = "rate limited" if d.get("rate_limited") else shorten(str(d.get("error") or "error"), RETRY_ERROR_CHARS)
+    return f"{c['message']} failed ({why}), will retry" + (f" at {when(at)}" if at else "")
 
 
 class _Words(string.Formatter):
     """Fills a template from the event's details ("?", or :data:`MISSING`'s word, for one it lacks), ``{who}``,
     ``{message}``, ``{the_message}``. ``{x!w}``: underscores as spaces; ``{x!b}``: a channel as "on X";
-    ``{x!k}``: an answer's kind in words ("a time"); ``{x:.80}``: cut at 80 characters;
+    ``{x!k}``: an answer's kind in words ("a time"); ``{x:.80}``: at most 80 characters, cut after a whole word with
+    "…" (:func:`doorstep.text.shorten`: "…could not reach the ser" told no one that words were missing);
     ``{x:? (%s)}``: the words after ``?`` with the detail for ``%s``, nothing when the detail is empty."""
 
     def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
@@ -254,6 +260,8 @@ class _Words(string.Formatter):
     def format_field(self, value: Any, spec: str) -> str:
         if spec.startswith("?"):
             return spec[1:].replace("%s", str(value)) if value else ""
+        if spec.startswith(".") and spec[1:].isdigit():
+            return shorten(str(value), int(spec[1:]))
         return format(str(value), spec)
 
 
@@ -266,7 +274,7 @@ SENTENCES: dict[str, str | Said] = {
     "case.update": _case_update,
     "outbox.sent": "{message} sent{recovered:? (found already posted, not sent twice)}",
     "outbox.retry_later": _retry_later,
-    "outbox.failed": lambda d, c, when: f"{c['message']} failed for good: {str(d.get('error') or '')[:120]} — retry it "
+    "outbox.failed": lambda d, c, when: f"{c['message']} failed for good: {shorten(str(d.get('error') or ''), FAILED_ERROR_CHARS)} — retry it "
                                        "from Outbound messages",
     "outbox.in_doubt": "{message}: sending was interrupted; checked before any retry so it is not sent twice",
     "outbox.retry": "{who} queued {the_message} again, to be sent",  # a retry queues; "sent" comes with outbox.sent

@@ -125,3 +125,50 @@ def test_the_in_reply_to_choice_keeps_an_emoji_whole() -> None:
     label = _post_label(post, True)
     assert "\u200d…" not in label and not label.split(": ", 1)[1].rstrip("…").endswith("\u200d"), label
     assert family in label or "订…" in label, label
+
+
+# ------------------------------------------------------------------ 3. the case timeline's quotes and errors
+#: A long error as the outbox keeps it (``responders/outbox.py`` stores up to 300 characters in the audit event).
+LONG_ERROR = ("ConnectError: the X API could not reach the server api.x.com after 3 attempts (timeout 5 s); "
+              "check the network and the proxy settings of the worker")
+LONG_ANSWER = "yes please, but only after six in the evening because nobody is at home before that on weekdays at all"
+
+
+def _cut_at_a_word(said: str, before: str, after: str, whole: str) -> str:
+    """The part of ``said`` between ``before`` and ``after``, checked to be ``whole`` cut after a whole word with
+    an ellipsis (browser check: the timeline read "…could not reach the ser" with no sign of the cut)."""
+    quoted = said.split(before, 1)[1].rsplit(after, 1)[0] if after else said.split(before, 1)[1]
+    assert quoted.endswith("…"), quoted
+    head = quoted.removesuffix("…")
+    assert whole.startswith(head) and whole[len(head)] == " ", quoted
+    return head
+
+
+@pytest.mark.parametrize(("action", "before", "after"), [
+    ("outbox.retry_later", "failed (", "), will retry"),
+    ("outbox.failed", "failed for good: ", " — retry it"),
+])
+def test_timeline_cuts_a_long_error_after_a_whole_word(action: str, before: str, after: str) -> None:
+    from console.timeline import raw, sentence
+    from doorstep.models import AuditEvent
+
+    event = AuditEvent(actor="outbox", action=action, case_id=1,
+                       details={"message_id": 9, "attempts": 2, "error": LONG_ERROR})
+    said = sentence(event, {}, lambda t: "10:00")
+    _cut_at_a_word(said, before, after, LONG_ERROR)
+    assert LONG_ERROR in raw(event)  # the whole error stays in the raw audit events (for leads)
+
+
+@pytest.mark.parametrize(("action", "field", "before", "after"), [
+    ("dialogue.answered", "answer", "answered on X: “", "”, read as"),
+    ("dialogue.reopened", "answer", "answered “", "” after the case"),
+    ("dialogue.repeat", "answer", "again: “", "” (already"),
+    ("customer.opt_out", "said", "(wrote “", "” on X)"),
+])
+def test_timeline_quotes_a_long_answer_after_a_whole_word(action: str, field: str, before: str, after: str) -> None:
+    from console.timeline import sentence
+    from doorstep.models import AuditEvent
+
+    event = AuditEvent(actor="dialogue", action=action, case_id=1,
+                       details={field: LONG_ANSWER, "channel": "x", "understood": "yes"})
+    _cut_at_a_word(sentence(event, {}, lambda t: "10:00"), before, after, LONG_ANSWER)
