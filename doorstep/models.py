@@ -19,12 +19,34 @@ SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
 #: Channels where only the customer can write to us, so a number they give is theirs (linking) and every
 #: post is written to us (:attr:`Mention.addressed`).
 PRIVATE_CHANNELS = frozenset({"email", "dm", "x_dm", "mastodon_dm", "bluesky_dm", "sms", "chat"})
+#: The channels listeners fill and replies go out on, as README lists them.
+CHANNEL_ANSWERED = ("x", "x_dm", "mastodon", "mastodon_dm", "bluesky", "bluesky_dm", "email", "sms")
 #: Channels as the team says them ("on X", "by X direct message"): pages, alerts and reports share them.
 CHANNEL_WORDS = {
     "x": "X", "x_dm": "X direct message", "mastodon": "Mastodon", "mastodon_dm": "Mastodon direct message",
     "bluesky": "Bluesky", "bluesky_dm": "Bluesky chat", "email": "e-mail", "sms": "SMS", "slack": "Slack",
     "apprise": "Apprise", "webhook": "webhook",
 }
+
+
+#: What exports call our channels: a social tool's "Twitter" is the X listener's "x" (exports audit: one tweet
+#: imported as "Twitter", "X" and "x" was stored three times, in three cases).
+CHANNEL_ALIASES = {"twitter": "x", "twitter_dm": "x_dm", "e-mail": "email", "mail": "email", "text": "sms"}
+#: A channel's stored name: lowercase letters, digits and "_" ("x", "mastodon_dm", "tiktok").
+_CHANNEL_KEY = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def channel_key(value: str) -> str:
+    """The stored name of a channel as a file, the webhook or a person writes it: case and spaces around it do not
+    matter, and the names other tools use for our channels are ours ("Twitter" is "x"). Raises ValueError for a
+    name that is no channel name ("Facebook Messenger"), naming the channels Doorstep answers on."""
+    key = value.strip().casefold()
+    key = CHANNEL_ALIASES.get(key, key)
+    if not _CHANNEL_KEY.fullmatch(key):
+        known = ", ".join(CHANNEL_ANSWERED)
+        raise ValueError(f"{value!r} is not a channel name: use one of {known}, or for another source a short name "
+                         "of lowercase letters, digits and _ (e.g. tiktok)")
+    return key
 
 
 def channel_name(channel: str | None) -> str:
@@ -283,6 +305,21 @@ class Mention(_Inbound):
         if not value.strip():
             raise ValueError("is empty")
         return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_key(cls, value: str) -> str:
+        return channel_key(value)
+
+    @field_validator("author_handle")
+    @classmethod
+    def _handle_without_at(cls, value: str | None) -> str | None:
+        """A handle as the listeners store it, without its "@": a social tool's "@tomprice" opened a case of its own
+        beside the X listener's "tomprice" (exports audit). A Mastodon account keeps its server ("jo@host")."""
+        if value is None:
+            return None
+        value = value.strip()
+        return value[1:] if value.startswith("@") and len(value) > 1 else value
 
     @field_validator("text")
     @classmethod
