@@ -593,6 +593,22 @@ def quoted_numbers(store: Store, config: Any, mentions: list[Mention]) -> list[t
     return out
 
 
+def order_line(order: Any, confirmed: bool, placed: str) -> str:
+    """The order's one line on the case page, without the parts the shop's file left blank: an order with no
+    brand read "Possible order #1001 ·  · placed …" (exports audit)."""
+    parts = [f"{'Order' if confirmed else 'Possible order'} {order.number}", order.brand or "", f"placed {placed}",
+             f"{order.total:.2f} {order.currency}",
+             f"promised {order.promised_date.isoformat()}" if order.promised_date else "", order.status or ""]
+    return " · ".join(p for p in parts if p)
+
+
+def shipment_line(shipment: Any) -> str:
+    """A shipment's one line: courier and service as far as they are known."""
+    carrier = " ".join(p for p in (shipment.courier, shipment.service) if p)
+    status = f"status {tracking_name(shipment.status)}" if shipment.status else "no tracking status yet"
+    return " · ".join(p for p in (f"Shipment {shipment.tracking_number}", carrier, status) if p)
+
+
 def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> None:
     from responders.templates import item_quantity
 
@@ -616,17 +632,14 @@ def _order(store: Store, case: Case, mentions: list[Mention] | None = None) -> N
         safe_text(f"Customer: {customer.name}" + (" (VIP)" if customer.vip else "")
                   + (f" · opted out of {', '.join(customer.opt_out)}" if customer.opt_out else ""))
     if order:
-        safe_text(f"{'Order' if case.link_confirmed else 'Possible order'} {order.number} · {order.brand or ''} · placed {local_time(order.placed_at, config)} · "
-                  f"{order.total:.2f} {order.currency} · promised "
-                  f"{order.promised_date.isoformat() if order.promised_date else '-'} · {order.status}")
+        safe_text(order_line(order, case.link_confirmed, local_time(order.placed_at, config)))
         if order.items:  # a few rows of text: a static table, not a data grid to mount
             safe_table([{"item": i.get("name") or i.get("sku") or "item", "qty": item_quantity(i),
                          "price": i.get("price", "")} for i in order.items])
         else:
             st.caption("No items listed on the order.")
         for shipment in order.shipments:
-            safe_text(f"Shipment {shipment.tracking_number} · {shipment.courier} {shipment.service or ''} · "
-                      f"status {tracking_name(shipment.status) if shipment.status else '-'}")
+            safe_text(shipment_line(shipment))
             if shipment.events:
                 if len(shipment.events) > 1:  # one scan is a dot over a meaningless axis: the table says it
                     st.altair_chart(tracking_chart(shipment.events, config.timezone), width="stretch")
