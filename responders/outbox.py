@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import phonenumbers
+
 from doorstep import presence, sla
 from doorstep.cases import asks_question, is_customers_post, replied_to_customer  # noqa: F401 - re-exported
 from doorstep.config import Config
@@ -335,6 +337,18 @@ def _words_in(value: str, low: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value.casefold())}(?!\w)", low) is not None
 
 
+def _spelled_in(number: str, low: str) -> bool:
+    """Whether ``low`` (casefolded) writes ``number`` as a whole, in groups or not: "9400 1118 9922 3817 3901 23"
+    and "7489-2440-1234" are tracking numbers 9400111899223817390123 and 748924401234, as USPS and FedEx print
+    them (the phone matcher rightly reads no phone number there, so the number rule must). Ten characters or more,
+    as tracking numbers are: a shorter order number could be a date ("20261118", "2026-11-18")."""
+    chars = re.sub(r"[\s\-]", "", number.casefold())
+    if len(chars) < 10:
+        return _words_in(number, low)
+    spelled = r"[ \-]?".join(re.escape(c) for c in chars)
+    return re.search(rf"(?<![0-9a-z]){spelled}(?![0-9a-z])", low) is not None
+
+
 #: How many of a customer's orders (the most recent) the privacy check reads: a public reply names a recent one.
 _OWN_ORDERS_READ = 100
 
@@ -416,77 +430,122 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
     return out
 
 
-#: Digits that may sit inside a phone number as people write it: "07700 900123", "+44-7700-900-123", "(07700) 900.123".
-_PHONE_RUN = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+#: Dates and times, which are written in groups of digits too ("2026-11-18 14:30", "18.11.2026").
+_DATE_OR_TIME = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}:\d{2})(?!\d)")
+
+#: Where the team's hours name no country phonenumbers knows ([business_hours] country = ""), numbers written
+#: without a country code are read as the default team's are (the [business_hours] default, "GB").
+_DEFAULT_PHONE_REGION = "GB"
+
+#: A phone number's identity: its country code and national significant number ("07700 900485",
+#: "+44 (0)7700 900-485" and "+447700900485" are one number; "+1 770-090-0485" is another).
+_PhoneKey = tuple[int, str]
 
 
-def _same_phone_in(phone: str, text: str) -> bool:
-    """Whether ``text`` writes ``phone`` in any format: its last nine digits (the number without the
-    country or trunk prefix, "+44 7700 900123" = "07700 900123") in a run of digits and separators."""
-    digits = re.sub(r"\D", "", phone)
-    if len(digits) < 7:
-        return False
-    tail = digits[-9:]
-    return any(tail in re.sub(r"\D", "", run) for run in _PHONE_RUN.findall(text))
+def _phone_region(config: Config | None, brand: str | None) -> str:
+    """The country whose national spelling a number without "+" is read in ("07700 900485" in GB, "030 901820" in
+    DE): the business-hours country of the case's brand (its own [brands.business_hours], else [business_hours]),
+    the country its team works in and writes numbers of."""
+    country = (config.hours_for(brand).country if config is not None else "").upper()
+    return country if country in phonenumbers.SUPPORTED_REGIONS else _DEFAULT_PHONE_REGION
+
+
+def _phone_key(number: phonenumbers.PhoneNumber) -> _PhoneKey:
+    return number.country_code, phonenumbers.national_significant_number(number)
+
+
+def _parsed_phone(value: str, region: str) -> _PhoneKey | None:
+    """The number a stored or configured phone value is (None: it is none: an e-mail address, whose digits
+    "jd1984@..." are no phone, or fewer than seven digits)."""
+    if "@" in value:
+        return None
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    key = _phone_key(number)
+    return key if len(key[1]) >= 7 else None
+
+
+def _possible_numbers(text: str, region: str) -> list[phonenumbers.PhoneNumberMatch]:
+    """Everything in ``text`` that could be a phone number of ``region`` or, with "+", of any country
+    (libphonenumber's ``Leniency.POSSIBLE``), dates and times left out.
+
+    The stricter leniencies (VALID and the grouping ones) were measured against the numbers the care team and
+    its tests use and miss all of them: the UK's drama numbers ("07700 900485") and the US's fictional 555 numbers
+    are not valid numbers, and a customer's mistyped number is not either. POSSIBLE also finds dates, prices and
+    order numbers ("105313", "2026-001229" in "ORD-2026-001229"): :func:`_phone_shapes` keeps the ones written as
+    a phone number."""
+    masked = _DATE_OR_TIME.sub(lambda m: " " * len(m.group(0)), text)
+    return list(phonenumbers.PhoneNumberMatcher(masked, region, leniency=phonenumbers.Leniency.POSSIBLE))
+
+
+def _same_phone_in(phone: str, text: str, region: str) -> bool:
+    """Whether ``text`` writes ``phone`` in any spelling: the same country code and national number
+    ("+44 7700 900123" = "07700 900123" = "(07700) 900.123" in GB; an extension does not make it another)."""
+    key = _parsed_phone(phone, region)
+    return key is not None and any(_phone_key(m.number) == key for m in _possible_numbers(text, region))
 
 
 #: An e-mail address as people write one ("emily.thompson13@example.net"); an @handle has no local part before it,
 #: and a Mastodon handle ("@jane@mastodon.social") starts with an @.
 _EMAIL_SHAPE = re.compile(r"(?<![\w.+\-@])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
-#: A run of digits and the separators a phone number is written with, not inside a longer token ("1Z999AA101...",
-#: "ORD-2026-001229", "18/11/2026" are not phone numbers).
-_DIGIT_RUN = re.compile(r"(?<![\w@/.\-+])\+?\(?\d[\d \t().\-]*\d\)?(?![\w@])")
-
-#: Dates and times, which are written in groups of digits too ("2026-11-18 14:30", "18.11.2026").
-_DATE_OR_TIME = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}:\d{2})(?!\d)")
 
 
-def _phone_shapes(text: str) -> list[str]:
-    """The phone numbers ``text`` writes, in any format: 10 to 15 digits (E.164 holds at most 15) that start with
-    "+", "(" or a trunk "0" ("07700 900485", "+44 7700 900485", "(07700) 900.485") or are written in groups
-    ("555-123-4567", "555 123 4567"). Each whitespace-separated stretch of a longer run counts on its own, so a
-    number typed after an order number ("105313 07700900485") is still found. A plain run of digits without a
-    leading 0 (a parcel's tracking number) is not a phone number here: numbers follow the order-number rule."""
-    found: list[str] = []
-    for match in _DIGIT_RUN.finditer(_DATE_OR_TIME.sub(" ; ", text)):
-        tokens, i = match.group(0).split(), 0
-        while i < len(tokens):
-            for j in range(len(tokens), i, -1):  # the longest stretch from here
-                window = " ".join(tokens[i:j])
-                digits = re.sub(r"\D", "", window)
-                groups = re.findall(r"\d+", window)
-                # Groups as phone numbers are written (3+ short ones), not two order numbers side by side.
-                grouped = len(groups) >= 3 and max(len(g) for g in groups) <= 6
-                if 10 <= len(digits) <= 15 and (window[0] in "+(0" or grouped):
-                    found.append(window)
-                    i = j
-                    break
-            else:
-                i += 1
+def _phone_shapes(text: str, region: str) -> list[phonenumbers.PhoneNumberMatch]:
+    """The phone numbers ``text`` writes, in any format, as libphonenumber reads them in ``region``.
+
+    Of the possible numbers (:func:`_possible_numbers`), those written as a phone number: starting with "+", "("
+    or "0" (a trunk or international prefix: "07700 900485", "+44 7700 900485", "(07700) 900.485", "0049 30 ...")
+    or in three or more short groups of their own ("555-123-4567"), and either a valid number ("+49 30 901820",
+    "030 901820" in Germany) or ten digits or more, as a real but unallotted number is. Not: a number inside a
+    longer token ("ORD-2026-001229", "RN123456785GB"), a plain run of digits ("1234567890", a DHL tracking
+    number: numbers follow the order-number rule), or groups cut out of a longer run of groups (a tracking
+    number printed in fours, "9400 1118 9922 3817 3901 23"). A number typed after an order number
+    ("105313 07700900485") is still found."""
+    found: list[phonenumbers.PhoneNumberMatch] = []
+    for match in _possible_numbers(text, region):
+        raw, before, after = match.raw_string, text[:match.start], text[match.end:]
+        if re.search(r"[\w@/.\-+]$", before) or re.match(r"[\w@]", after):
+            continue
+        groups = re.findall(r"\d+", raw[:len(raw) - len(match.number.extension or "")])
+        prefixed = raw[0] in "+(0"
+        grouped = (len(groups) >= 3 and max(len(g) for g in groups) <= 6
+                   and not re.search(r"\d[ \t]$", before) and not re.match(r"[ \t]\d", after))
+        if (prefixed or grouped) and (phonenumbers.is_valid_number(match.number) or len("".join(groups)) >= 10):
+            found.append(match)
     return found
 
 
 def _ours(config: Config | None) -> set[str]:
-    """Our shop's published contact a public reply may give: each brand's e-mail address (doorstep.config.Brand.email,
-    which an e-mail account fills too) and its published phone number (``Brand.phone``), the latter as digits."""
-    brands = config.brands if config is not None else []
-    return ({b.email.casefold() for b in brands if b.email}
-            | {re.sub(r"\D", "", b.phone)[-9:] for b in brands if b.phone and len(re.sub(r"\D", "", b.phone)) >= 7})
+    """Our shop's published e-mail addresses a public reply may give: each brand's (doorstep.config.Brand.email,
+    which an e-mail account fills too), casefolded."""
+    return {b.email.casefold() for b in (config.brands if config is not None else []) if b.email}
 
 
-def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config | None) -> str | None:
+def _our_phones(config: Config | None, region: str) -> set[_PhoneKey]:
+    """Our shop's published phone numbers a public reply may give: each brand's helpline (``Brand.phone``)."""
+    phones = [b.phone for b in (config.brands if config is not None else []) if b.phone]
+    return {key for key in (_parsed_phone(p, region) for p in phones) if key is not None}
+
+
+def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config | None,
+                     region: str = _DEFAULT_PHONE_REGION) -> str | None:
     """Why a public reply may not carry the e-mail addresses and phone numbers it writes (None: it may).
 
     Any address or number, not only the case customer's: "it went to a neighbour: Emily Thompson,
     emily.thompson13@example.net, 07700 900485" (another customer's record) was posted on X (two-brand audit, F2).
     Allowed: what the answered author posted publicly themselves (``posted``, casefolded: the same address, or the
-    same phone number in any format, compared by its digits), and our own published address. ``numbers`` are the
-    case's order and tracking numbers, which the order-number rule governs."""
+    same phone number in any spelling, :func:`_same_phone_in`), and our own published address and phone.
+    ``numbers`` are the case's order and tracking numbers, which the order-number rule governs; ``region`` is
+    the country a number without "+" is read in (:func:`_phone_region`)."""
     ours = _ours(config)
     emails = [e for e in _EMAIL_SHAPE.findall(text) if e.casefold() not in ours and e.casefold() not in posted]
     known = {re.sub(r"\D", "", n) for n in numbers}
-    phones = [p for p in _phone_shapes(text) if re.sub(r"\D", "", p) not in known and not _same_phone_in(p, posted)
-              and re.sub(r"\D", "", p)[-9:] not in ours]
+    our_phones = _our_phones(config, region)
+    posted_phones = {_phone_key(m.number) for m in _possible_numbers(posted, region)}
+    phones = [m.raw_string for m in _phone_shapes(text, region) if re.sub(r"\D", "", m.raw_string) not in known
+              and _phone_key(m.number) not in posted_phones | our_phones]
     if not emails and not phones:
         return None
     return (f"a public reply must not carry an e-mail address or phone number its author did not post here "
@@ -524,9 +583,10 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
                 f"reply must not mention {', '.join(sorted(set(named)))}. Confirm the order on the case first."
             )
     if channel in PUBLIC_CHANNELS:
+        region = _phone_region(config, case.brand)
         squashed = re.sub(r"\s", "", low)
         for value in secrets_["contact"]:
-            if value and (re.sub(r"\s", "", value).casefold() in squashed or _same_phone_in(value, text)):
+            if value and (re.sub(r"\s", "", value).casefold() in squashed or _same_phone_in(value, text, region)):
                 raise ReplyRejected("a public reply must not contain the customer's email address or phone number")
         # Typed words follow the templates' rule (responders.templates.PUBLIC_IF_POSTED): an order or
         # tracking number, or what was ordered, only where the customer posted it in this case.
@@ -537,12 +597,15 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
         # the answered author posted the number publicly themselves, as a whole number.
         answered_words = customers_text(store, case, (parent.author_handle or "") if parent is not None else None)
         posted |= {v for v in secrets_["other_numbers"] if posted_as_a_whole(v.casefold(), answered_words)}
+        # In any grouping: a tracking number printed in fours, posted or said back so, is that number.
+        posted |= {v for v in (*secrets_["numbers"], *secrets_["other_numbers"]) if _spelled_in(v, answered_words)}
         numbers = [v for v in (*secrets_["numbers"], *secrets_["other_numbers"])
-                   if v not in posted and len(v) >= 4 and _words_in(v, low)]
+                   if v not in posted and len(v) >= 4 and (_words_in(v, low) or _spelled_in(v, low))]
         if numbers:
             raise ReplyRejected(f"a public reply may quote an order or tracking number only where the customer posted it "
                                 f"here; {', '.join(sorted(set(numbers)))} they did not: send it by DM or e-mail")
-        refusal = _contact_refusal(text, answered_words, [*secrets_["numbers"], *secrets_["other_numbers"]], config)
+        refusal = _contact_refusal(text, answered_words, [*secrets_["numbers"], *secrets_["other_numbers"]], config,
+                                   region)
         if refusal:
             raise ReplyRejected(refusal)
         own_words = customers_text(store, case)

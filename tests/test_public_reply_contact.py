@@ -1,0 +1,85 @@
+"""What contact details a public reply may carry: phone numbers found and compared by ``phonenumbers``
+(libphonenumber) in the shop's own country, rather than by a hand-written digit matcher.
+
+The hand-written matcher counted digits: it missed a German shop's "030 901820" (nine digits), took a tracking
+number printed in groups ("9400 1118 9922 3817 3901 23") for two phone numbers, and called two numbers the same
+when their last nine digits agreed ("+1 770-090-0111" passed as the author's own "07700 900111").
+
+Assertions are on what the X emulator received where a reply could have gone out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from doorstep.config import Config, parse_config
+from doorstep.store import Store
+from standins.x_emulator import XEmulator
+from responders.outbox import Outbox, ReplyRejected, queue_reply
+
+from test_outbox import add_order, emulator, make_case  # noqa: F401 - fixtures
+
+
+def _config(**brand: Any) -> Config:
+    hours = brand.pop("business_hours", None)
+    return parse_config({
+        "timezone": "Europe/London",
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"], **brand}],
+        "couriers": [{"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}],
+        **({"business_hours": hours} if hours else {}),
+    })
+
+
+def _posted(emulator: XEmulator, store: Store, config: Config) -> list[str]:
+    Outbox(store, config).send_due()
+    return [p["text"] for p in emulator.posted]
+
+
+def test_a_german_shops_local_number_is_a_phone_number(store: Store, emulator: XEmulator) -> None:
+    """A shop whose team works in Germany ([business_hours] country = "DE") writes Berlin numbers as "030 901820":
+    nine digits, fewer than the ten the hand-written matcher wanted, so the number went out on X."""
+    config = _config(business_hours={"country": "DE", "subdivision": "BE", "timezone": "Europe/Berlin"})
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(ReplyRejected, match="030 901820"):
+        queue_reply(store, config, case_id, "@jane bitte ruf das Depot an: 030 901820", "ann", force=True)
+    assert _posted(emulator, store, config) == []
+
+
+@pytest.mark.parametrize("tracking, spelled", [("9400111899223817390123", "9400 1118 9922 3817 3901 23"),
+                                               ("748924401234", "7489-2440-1234")])
+def test_the_cases_tracking_number_printed_in_groups_follows_the_order_number_rule(
+        store: Store, emulator: XEmulator, tracking: str, spelled: str) -> None:
+    """USPS and FedEx print their digit-only tracking numbers in groups of four. Written so, the case's tracking
+    number was refused only by accident, as "phone numbers" 9400 1118 9922 and 3817 3901 23 (the number rule looked
+    for it unspaced); libphonenumber rightly reads no phone number there, so the number rule reads any spelling:
+    refused where the customer did not post it, said back where they did."""
+    config = _config()
+    order = add_order(store, tracking=tracking)
+    case_id = make_case(store, config, emulator, handle="jane", order=order)
+    with pytest.raises(ReplyRejected, match=f"order or tracking number only where the customer posted it here; "
+                                            f"{tracking} they did not"):
+        queue_reply(store, config, case_id, f"@jane {spelled} left the hub this morning", "ann", force=True)
+    own = make_case(store, config, emulator, handle="jane", order=order,
+                    text=f"@LarkspurHelp my parcel {spelled} has not moved for days")
+    queue_reply(store, config, own, f"@jane {spelled} left the hub this morning", "ann", force=True)
+    assert _posted(emulator, store, config) == [f"@jane {spelled} left the hub this morning"]
+
+
+@pytest.mark.parametrize("text, number", [
+    ("@jane we'll ring you on +1 770-090-0111", "+1 770-090-0111"),  # not the author's +44 7700 900111
+    ("@jane or call +1 800 123 4567", "+1 800 123 4567"),  # not our +44 800 123 4567
+])
+def test_a_number_is_the_same_only_in_the_same_country(store: Store, emulator: XEmulator, text: str,
+                                                       number: str) -> None:
+    """Two numbers were "the same" when their last nine digits agreed, so a number in another country passed as
+    the one the author posted or as our helpline. The same number in another spelling still passes."""
+    config = _config(phone="+44 800 123 4567")
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store, phone="+447700900999"),
+                        text="@LarkspurHelp where is LS-100234? call me on 07700 900111")
+    with pytest.raises(ReplyRejected, match=rf"{number.replace('+', '[+]')}\): ask for it, or give it, privately"):
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    same = "@jane we'll ring you on +44 (0)7700 900-111, or call us on 0800 123 4567 ext. 2"
+    queue_reply(store, config, case_id, same, "ann", force=True)
+    assert _posted(emulator, store, config) == [same]
