@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -206,7 +207,8 @@ def _remember_open(case_id: int) -> None:
 
 
 def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
-    """Case id -> "reply failed" / "escalation failed" for the listed cases with an undelivered message."""
+    """Case id -> "⚠ reply failed" / "⚠ escalation retrying" (both, each once) for the listed cases with an
+    undelivered message."""
     if not case_ids:
         return {}
     marks = ",".join("?" * len(case_ids))
@@ -216,21 +218,30 @@ def _undelivered_cases(store: Any, case_ids: list[int]) -> dict[int, str]:
             "('reply', 'escalation') and (status = 'failed' or (status in ('queued', 'sending') and last_error is not null)) "
             "order by id", case_ids).fetchall():
         word = f"⚠ {row[1]} {'failed' if row[2] == 'failed' else 'retrying'}"
-        out[row[0]] = word if row[0] not in out else out[row[0]] + f", {row[1]}"
+        # each its own flag: "⚠ reply failed, escalation" read as if the escalation had failed too
+        if word not in out.get(row[0], "").split(", "):
+            out[row[0]] = word if row[0] not in out else out[row[0]] + f", {word}"
     return out
 
 
 #: Widths that fit a row at 1366 px without scrolling sideways: the post and the reason get the room, and
 #: the SLA column holds its longest words whole ("resolve overdue 23h59m"): how late a case is, the one
 #: number the column is for, was cut to "answer overdue" at 1366 px (audit of the inbox, finding 7).
+#: The flags come third and hold their first flag whole ("⚠ escalation retrying", :func:`row_flags` puts the most
+#: urgent first): at 1366 px the 90-px column read "★ VIP, needs r", the failing reply out of sight, and at 1024 px
+#: beside the sidebar the column was past the grid's right edge (browser audit). Case, SLA, flags and the post fit
+#: the 564 px the grid has there; why it is high, who wrote it and who has it are a scroll away.
 ROW_COLUMNS: dict[str, Any] = {
     "case": st.column_config.NumberColumn(width=45, format="%d"),
     "SLA": st.column_config.TextColumn(width=160),
-    "priority": st.column_config.TextColumn("priority · why", width=134),
-    "newest post": st.column_config.TextColumn(width=186),
-    "customer": st.column_config.TextColumn(width=105),
+    "flags": st.column_config.TextColumn(
+        width=140, help="What needs care, most urgent first: ⚠ a reply or escalation not delivered (retrying after an "
+                        "error, or failed for good: open the case to retry it), ● NEW since you looked, needs review, "
+                        "★ VIP, and the status when it is not new or open."),
+    "newest post": st.column_config.TextColumn(width=176),
+    "priority": st.column_config.TextColumn("priority · why", width=105),
+    "customer": st.column_config.TextColumn(width=100),
     "brand · courier": st.column_config.TextColumn(width=85),
-    "flags": st.column_config.TextColumn(width=90),
     "assignee": st.column_config.TextColumn(width=60),
 }
 
@@ -371,12 +382,23 @@ def newest_post_cell(channel: str, text: str) -> str:
     return (ALM if _reads_right_to_left(words) else "") + label + FSI + words + PDI
 
 
-def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def row_flags(failed: str = "", new: bool = False, review: bool = False, vip: bool = False, status: str = "") -> str:
+    """A row's flags, most urgent first: a reply or escalation that is not going out ("⚠ reply retrying"), a case new
+    since the agent looked, a post awaiting review, a VIP, a status other than new or open. Why this order: the
+    column shows what its width holds and the rest is cut; a failing reply, which the customer is waiting on and
+    nobody else will notice, came third ("★ VIP, needs review, ⚠ reply retrying" read "★ VIP, needs r")."""
+    return ", ".join(f for f in (failed, "● NEW" if new else "", "needs review" if review else "",
+                                 "★ VIP" if vip else "", status) if f)
+
+
+def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any,
+               new_ids: Collection[int] = ()) -> tuple[list[dict[str, Any]], list[str]]:
     """The inbox table's rows (and each row's SLA colour): what an agent needs to pick the next case.
 
     Why these columns: the words of the newest post, who wrote it (name, VIP), what needs care
     (a post awaiting review, a failed send), who has it and why it is high, all readable at 1366 px
-    without scrolling sideways. Text is shown by st.dataframe as text, never as HTML.
+    without scrolling sideways. Text is shown by st.dataframe as text, never as HTML. ``new_ids``: the cases
+    that arrived since the agent last looked, flagged "● NEW".
     """
     posts, customers = _row_facts(store, cases)
     failed = _undelivered_cases(store, [c.id for c in cases])
@@ -389,20 +411,19 @@ def inbox_rows(store: Any, config: Any, cases: list[Any], now: Any) -> tuple[lis
         name, vip = customers.get(case.customer_id or "", ("", False))
         handle = f"@{case.author_handle}" if case.author_handle else ""
         status = "" if case.status in PLAIN_STATUSES else case_status_name(case)
-        flags = [f for f in ("★ VIP" if vip else "", "needs review" if review else "", failed.get(case.id, ""), status)
-                 if f]
         reason = top_reason(list(case.priority_reasons))
-        rows.append({
+        row = {
             "case": case.id,
             "SLA": short_sla(words),
+            "flags": row_flags(failed.get(case.id, ""), case.id in new_ids, review, vip, status),
+            "newest post": newest_post_cell(channel, text),
             "priority": f"{case.priority:.0f} {(case.priority_band or '').upper()}".strip()
                         + (f" · {reason}" if reason else ""),
-            "newest post": newest_post_cell(channel, text),
             "customer": plain(" · ".join(p for p in (name, handle) if p)) or "-",
             "brand · courier": " · ".join(p for p in ((case.brand or "").split(" ")[0], case.courier) if p),
-            "flags": ", ".join(flags),
             "assignee": case.assignee or "",
-        })
+        }
+        rows.append({column: row[column] for column in ROW_COLUMNS})  # the table's columns in ROW_COLUMNS' order
     return rows, colours
 
 
@@ -831,10 +852,7 @@ def _live_list(slots: dict[str, Any] | None = None) -> None:
 
     if st.session_state.get("inbox_select_mode"):
         cases = _select_several(store, config, query, cases)
-    rows, colours = inbox_rows(store, config, cases, utcnow())
-    for row, case in zip(rows, cases):  # cases that arrived since the agent last looked
-        if (case.id or 0) > seen_max:
-            row["flags"] = ("● NEW " + str(row.get("flags") or "")).strip()
+    rows, colours = inbox_rows(store, config, cases, utcnow(), new_ids={c.id for c in cases if (c.id or 0) > seen_max})
     styled = pd.DataFrame(rows).style.apply(
         lambda column: [f"background-color: {SLA_COLOURS[c]}" if SLA_COLOURS[c] else "" for c in colours],
         subset=["SLA"],

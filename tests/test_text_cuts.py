@@ -172,3 +172,25 @@ def test_timeline_quotes_a_long_answer_after_a_whole_word(action: str, field: st
     event = AuditEvent(actor="dialogue", action=action, case_id=1,
                        details={field: LONG_ANSWER, "channel": "x", "understood": "yes"})
     _cut_at_a_word(sentence(event, {}, lambda t: "10:00"), before, after, LONG_ANSWER)
+
+
+# ------------------------------------------------------------------ 4. the inbox's flags: the column shows its start
+def test_the_inbox_flags_put_a_failing_send_first(store: Store) -> None:
+    """Browser audit: "★ VIP, needs review, ⚠ reply retrying" read "★ VIP, needs r" in its column; the failure goes
+    first now, each failing message its own flag (tests/test_inbox_flags_browser.py measures it in Chromium)."""
+    from console.inbox import row_flags
+    from responders.outbox import enqueue
+
+    config = alert_config()
+    case_id = make_case(store, config, text="@LarkspurHelp where is my sofa", handle="vera")
+    for n, (kind, status) in enumerate((("reply", "queued"), ("escalation", "failed"), ("reply", "queued"))):
+        message = enqueue(store, kind=kind, channel="x" if kind == "reply" else "email", text="x", actor="lee",
+                          idempotency_key=f"flag-{n}", case_id=case_id,
+                          target="1" if kind == "reply" else "courier@ups.test")
+        store.db.execute("update outbound_messages set status = ?, last_error = 'could not reach the server' "
+                         "where id = ?", [status, message.id])
+    rows, _ = inbox_rows(store, config, [store.get_case(case_id)], utcnow(), new_ids={case_id})
+    assert rows[0]["flags"].startswith("⚠ reply retrying, ⚠ escalation failed, ● NEW"), rows[0]["flags"]
+    assert row_flags("⚠ reply failed", True, True, True, "pending customer") == (
+        "⚠ reply failed, ● NEW, needs review, ★ VIP, pending customer")
+    assert row_flags(vip=True) == "★ VIP" and row_flags() == ""
