@@ -37,6 +37,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -162,17 +163,24 @@ def _lines(text: str) -> list[str]:
     return [line for line in re.split(r"(?<=\n)", text) if line]
 
 
-def read_rows(path: Path, fmt: str, encoding: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def read_rows(path: Path, fmt: str, encoding: str | None = None,
+              columns: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Yield (row number, row dict) — or a RowError for a line that is not even a row.
 
     Row numbers are what a person sees in an editor: JSONL lines from 1, CSV lines from 1
     (the header), counting the lines inside quoted values, so "row N" is line N.
+    ``columns``: what the import reads; a CSV header is checked against it once, before any row
+    (see :class:`Columns`), and each row's keys are its field names.
     """
     text, _ = _read_text(path, encoding)
     if fmt == "jsonl":
-        yield from _jsonl_rows(str(path), text)
+        rows = _jsonl_rows(str(path), text)
+        if columns is None:
+            yield from rows
+        else:
+            yield from ((n, row if isinstance(row, RowError) else columns.keys(row)) for n, row in rows)
     else:
-        yield from _csv_rows(str(path), text)
+        yield from _csv_rows(str(path), text, columns)
 
 
 def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
@@ -282,8 +290,10 @@ def _separator(lines: list[str]) -> str:
     return ","
 
 
-def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _csv_rows(name: str, text: str, columns: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     header: list[str] | None = None
+    #: (field, index of its value) per column read; None: every column, by its own name.
+    plan: list[tuple[str, int]] | None = None
     lines = _lines(text)
     separator = _separator(lines)
     for number, values in _csv_records(lines, separator):
@@ -310,6 +320,8 @@ def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowE
                         f"{name}: row {number}: {column}: the column appears twice in the header; rename or remove one"
                     )
                 seen.add(column)
+            if columns is not None:
+                plan = columns.plan(name, number, header)
             continue
         bad = _bad_bytes("\x00".join(values))
         if bad:
@@ -323,7 +335,103 @@ def _csv_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowE
                 + ("commas" if separator == "," else repr(separator)),
             )
             continue
+        if plan is not None:
+            yield number, {f: (values[i] if i < len(values) and values[i] != "" else None) for f, i in plan}
+            continue
         yield number, {k: (v if v != "" else None) for k, v in itertools.zip_longest(header, values)}
+
+
+def _column_key(name: str) -> str:
+    """A column's name as it is matched: "Tracking_Number", " STATUS " and "status" name the same column."""
+    return name.strip().casefold()
+
+
+def _loose(name: str) -> str:
+    """A name without case, spaces or punctuation ("Tracking Number" -> "trackingnumber"), to suggest a map."""
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+@dataclass
+class Columns:
+    """The columns one kind of import reads, and how a file's header names them.
+
+    Why: a file from another tool (Shopify's "Name, Email, Financial Status, ...") failed on every row with
+    "Field required ... (and 43 more: <the file's own columns>)", once per row (exports audit). The header is
+    checked once, before any row: a column is one of ours whatever its case and the spaces around it; a
+    missing required column, or one that is not ours, is one message naming both and the columns we know.
+    """
+
+    #: What the import is called (the words of messages): "orders", "tracking", "mentions".
+    kind: str
+    #: The columns we read, in the order the README lists them.
+    known: tuple[str, ...]
+    #: Those a file must have.
+    required: tuple[str, ...]
+    #: Also read (in JSON Lines), but not listed as a file's columns: export-only fields, nested objects.
+    also: tuple[str, ...] = ()
+
+    def listed(self) -> str:
+        """The known columns, required ones marked with a *."""
+        return ", ".join(f"{c}*" if c in self.required else c for c in self.known)
+
+    def field(self, column: str) -> str | None:
+        """Our name for a file's column, or None when it is none of ours."""
+        key = _column_key(column)
+        return next((f for f in (*self.known, *self.also) if f.casefold() == key), None)
+
+    def plan(self, name: str, number: int, header: Sequence[str]) -> list[tuple[str, int]]:
+        """(field, index) per column to read; an ImportFileError (one line) when the header cannot be read."""
+        taken: dict[str, int] = {}
+        unknown: list[str] = []
+        for index, column in enumerate(header):
+            found = self.field(column)
+            if found is None:
+                unknown.append(column)
+            elif found in taken:
+                raise ImportFileError(f"{name}: row {number}: {column}: the column appears twice in the header "
+                                      f"(as {header[taken[found]]!r} too); rename or remove one")
+            else:
+                taken[found] = index
+        missing = [f for f in self.required if f not in taken]
+        if missing or unknown:
+            raise ImportFileError(self.header_problem(name, number, missing, unknown))
+        return list(taken.items())
+
+    def header_problem(self, name: str, number: int, missing: Sequence[str], unknown: Sequence[str]) -> str:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown columns {', '.join(unknown)}")
+        example = f"{missing[0] if missing else self.known[0]}=COLUMN"
+        near = self._near(missing, unknown)
+        if near is not None:
+            example = f"{near[0]}={shlex.quote(near[1])}"
+        return (f"{name}: row {number}: header: {'; '.join(parts)} (known: {self.listed()}; * required); rename "
+                f"the file's columns to these, or map each with --map FIELD=COLUMN (e.g. --map {example})")
+
+    def _near(self, missing: Sequence[str], unknown: Sequence[str]) -> tuple[str, str] | None:
+        """A missing field and the unknown column that most likely holds it: "Tracking Number" for
+        tracking_number, "Order Number" for number (but not "Tracking Number": that is another field's)."""
+        for field_name in missing:
+            for column in unknown:
+                if _loose(column) == _loose(field_name):
+                    return field_name, column
+        for field_name in missing:
+            for column in unknown:
+                others = [f for f in self.known if f != field_name and _loose(f) in _loose(column)]
+                if _loose(field_name) in _loose(column) and not others:
+                    return field_name, column
+        return None
+
+    def keys(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A JSON Lines row with our names for its keys ("Status" is status); a key that is none of ours is
+        kept as it is, and the row says so."""
+        named: dict[str, Any] = {}
+        for key, value in row.items():
+            found = self.field(key)
+            named.setdefault(found if found is not None and found not in row else key, value)
+        return named
 
 
 #: What to do about pydantic's error types, appended to its message (which says what is wrong).
@@ -386,6 +494,14 @@ LABEL_FIELDS = tuple(Labels.model_fields)
 EXPORT_ONLY_FIELDS = ("id", "case_id", "by_customer")
 
 
+def mention_columns(channel: str | None = None) -> Columns:
+    """A mentions file's columns: ``channel`` is not required when ``--channel`` gives it."""
+    known = tuple(f for f in Mention.model_fields if f not in EXPORT_ONLY_FIELDS)
+    required = ("channel", "external_id", "text", "created_at")
+    return Columns("mentions", (*known, *LABEL_FIELDS),
+                   required=tuple(f for f in required if not (channel and f == "channel")), also=EXPORT_ONLY_FIELDS)
+
+
 def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None, *,
                    encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars) -> Parsed:
     path = Path(path)
@@ -395,7 +511,7 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
     name = str(path)
     result = Parsed()
     first_row: dict[tuple[str, str], int] = {}
-    for number, row in read_rows(path, fmt, encoding):
+    for number, row in read_rows(path, fmt, encoding, mention_columns(channel)):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
@@ -561,13 +677,16 @@ def parse_twcs(path: Path, *, encoding: str | None = None, max_post_chars: int =
 
 
 # ------------------------------------------------------------------ orders
-ORDER_COLUMNS = (
-    "number, customer_id, placed_at, brand, total, currency, promised_date, status, items (JSON list), "
-    "customer_name, customer_email, customer_phone, customer_vip, customer_x, customer_mastodon, customer_bluesky, "
-    "tracking_number, courier, service"
-)
 CUSTOMER_COLUMNS = ("name", "email", "phone", "vip")
 HANDLE_CHANNELS = ("x", "mastodon", "bluesky")
+#: An orders file's columns (README "Importing data"); ``items`` is a JSON list.
+ORDER_COLUMNS = Columns(
+    "orders",
+    ("number", "customer_id", "placed_at", "brand", "total", "currency", "promised_date", "status", "items",
+     *(f"customer_{c}" for c in CUSTOMER_COLUMNS + HANDLE_CHANNELS), "tracking_number", "courier", "service"),
+    required=("number", "customer_id", "placed_at"),
+    also=("customer", "shipments"),  # JSON Lines may nest them
+)
 
 
 @dataclass
@@ -582,18 +701,18 @@ class OrderBundle:
 
 def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any],
                 encoding: str | None = None, key: Callable[[Any], Any] | None = None,
-                key_field: str = "(row)") -> Parsed:
+                key_field: str = "(row)", columns: Columns | None = None) -> Parsed:
     """Run ``build`` on every row, collecting records and one error per rejected row.
 
     ``key``: the record's identity; a second row with the same key is rejected (which one
-    should win is the user's call, not ours).
+    should win is the user's call, not ours). ``columns``: what a file's header must name.
     """
     path = Path(path)
     fmt = detect_format(path, fmt, ("jsonl", "csv"))
     name = str(path)
     result = Parsed()
     first_row: dict[Any, int] = {}
-    for number, row in read_rows(path, fmt, encoding):
+    for number, row in read_rows(path, fmt, encoding, columns):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
@@ -621,7 +740,7 @@ def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | No
     """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
     give, matched whatever its case and spacing and stored as configured (None or none: any name)."""
     return _parse_each(path, fmt, functools.partial(_order_bundle, couriers=couriers), encoding,
-                       key=lambda b: b.order.number, key_field="number")
+                       key=lambda b: b.order.number, key_field="number", columns=ORDER_COLUMNS)
 
 
 def _parcels(bundle: OrderBundle) -> list[str]:
@@ -774,11 +893,12 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
 
 
 # ---------------------------------------------------------------- tracking
-TRACKING_COLUMNS = "tracking_number, time, status, location, description"
+TRACKING_COLUMNS = Columns("tracking", ("tracking_number", "time", "status", "location", "description"),
+                           required=("tracking_number", "time", "status"))
 
 
 def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, _tracking_event, encoding)
+    return _parse_each(path, fmt, _tracking_event, encoding, columns=TRACKING_COLUMNS)
 
 
 def _tracking_event(row: dict[str, Any]) -> TrackingEvent:

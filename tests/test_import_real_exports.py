@@ -1,0 +1,115 @@
+"""A small shop's real exports brought to ``doorstep import`` (exports audit, 2026-12-07): Shopify and WooCommerce
+orders, a courier's tracking CSV and a social tool's CSV, each as its tool writes it. A file whose header is not
+ours is one message about the header, not one per row; foreign columns can be mapped; what a spreadsheet did to a
+value is named, not stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from commands.cli import cli
+from listeners.files import ImportFileError, parse_mentions, parse_orders, parse_tracking
+
+#: The header of Shopify's own orders export, as it writes it.
+SHOPIFY_HEADER = (
+    "Name,Email,Financial Status,Paid at,Fulfillment Status,Fulfilled at,Accepts Marketing,Currency,Subtotal,Shipping,"
+    "Taxes,Total,Discount Code,Discount Amount,Shipping Method,Created at,Lineitem quantity,Lineitem name,Lineitem price,"
+    "Lineitem compare at price,Lineitem sku,Lineitem requires shipping,Lineitem taxable,Lineitem fulfillment status,"
+    "Billing Name,Billing Street,Billing Address1,Billing Address2,Billing Company,Billing City,Billing Zip,"
+    "Billing Province,Billing Country,Billing Phone,Shipping Name,Shipping Street,Shipping Address1,Shipping Address2,"
+    "Shipping Company,Shipping City,Shipping Zip,Shipping Province,Shipping Country,Shipping Phone,Notes,"
+    "Note Attributes,Cancelled at,Payment Method,Payment Reference,Refunded Amount,Vendor,Id,Tags,Risk Level,Source,"
+    "Lineitem discount,Phone,Tracking Number"
+)
+
+
+def shopify_row(number: int, email: str, name: str, created: str, phone: str) -> str:
+    """One Shopify order line (only the columns this test reads are filled in, as in a continuation line)."""
+    values = dict.fromkeys(SHOPIFY_HEADER.split(","), "")
+    values.update({"Name": f"#{number}", "Email": email, "Created at": created, "Billing Name": name,
+                   "Billing Phone": phone, "Total": "26.45", "Currency": "GBP"})
+    return ",".join(values.values())
+
+
+def shopify_file(tmp_path: Path) -> Path:
+    path = tmp_path / "orders_export.csv"
+    rows = [SHOPIFY_HEADER,
+            shopify_row(1001, "ana.silva@example.org", "Ana Silva", "2026-11-10 08:00:12 +0000", "+44 7700 900123"),
+            shopify_row(1002, "tom.p@example.org", "Tom Price", "2026-11-10 09:07:12 +0000", "07700 900456"),
+            shopify_row(1003, "zoe.mueller@example.de", "Zoë Müller", "2026-11-11 10:14:12 +0000", "+49 151 23456789")]
+    path.write_text("\ufeff" + "\r\n".join(rows) + "\r\n", encoding="utf-8")
+    return path
+
+
+def run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "shop.db"), "import", *args])
+    return result.exit_code, result.output.splitlines()
+
+
+# ------------------------------------------------------------------ 1. a header that is not ours
+def test_a_shopify_export_is_one_message_about_its_header_not_one_per_row(tmp_path: Path) -> None:
+    """Before: 3 row errors (31 for the real file), each "row 2: number: Field required: add it (and 43 more:
+    customer_id, placed_at, Name, Email, ...)": the file's own columns listed as if to add."""
+    code, lines = run(tmp_path, "orders", str(shopify_file(tmp_path)))
+    assert code == 1
+    assert not any("row 2" in line for line in lines), lines
+    [line] = lines
+    assert line.startswith(f"Error: {tmp_path / 'orders_export.csv'}: row 1: header: "), line
+    assert "missing columns number, customer_id, placed_at;" in line
+    assert "unknown columns Name, Email, Financial Status," in line and "Tracking Number" in line
+    # The columns an orders file may have, required ones marked, and how to map another tool's.
+    assert "(known: number*, customer_id*, placed_at*, brand, total," in line and "customer_email" in line
+    assert "--map FIELD=COLUMN" in line
+
+
+@pytest.mark.parametrize("header", ["Tracking_Number,Time,Status,Location,Description",
+                                    " TRACKING_NUMBER , time ,STATUS,location,description"])
+def test_tracking_columns_are_matched_whatever_their_case_and_the_spaces_around_them(tmp_path: Path,
+                                                                                     header: str) -> None:
+    """Before: "row 2: tracking_number: Field required: add it (and 7 more: time, status, Tracking_Number, ...)"."""
+    path = tmp_path / "caps.csv"
+    path.write_text(f"{header}\nAB497236329GB,2026-11-11T07:12:00Z,in_transit,Leeds,x\n", encoding="utf-8")
+    parsed = parse_tracking(path)
+    assert not parsed.errors, [str(e) for e in parsed.errors]
+    [event] = parsed.records
+    assert (event.tracking_number, event.status, event.location) == ("AB497236329GB", "in_transit", "Leeds")
+
+
+def test_a_tracking_file_missing_a_required_column_names_it_and_the_expected_ones(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("tracking_number,time,location\nAB497236329GB,2026-11-11T07:12:00Z,Leeds\n", encoding="utf-8")
+    with pytest.raises(ImportFileError) as refused:
+        parse_tracking(path)
+    assert str(refused.value) == (
+        f"{path}: row 1: header: missing columns status (known: tracking_number*, time*, status*, location, "
+        "description; * required); rename the file's columns to these, or map each with --map FIELD=COLUMN "
+        "(e.g. --map status=COLUMN)")
+
+
+def test_an_orders_header_with_one_misspelt_column_names_it_and_a_likely_map(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("Order Number,customer_id,placed_at,custmer_email\nA1,c1,2026-11-01T10:00:00Z,a@example.org\n",
+                    encoding="utf-8")
+    with pytest.raises(ImportFileError) as refused:
+        parse_orders(path)
+    message = str(refused.value)
+    assert "missing columns number; unknown columns Order Number, custmer_email (known: number*," in message
+    assert "(e.g. --map number='Order Number')" in message
+
+
+def test_a_mentions_csv_with_an_unknown_column_says_so_once_as_mentions_rows_do(tmp_path: Path) -> None:
+    """The words of a mentions row's "unknown field (known: ...)", once for the header."""
+    path = tmp_path / "social.csv"
+    path.write_text("Channel,external_id,text,created_at,Author\n"
+                    "x,900001,where is #1002?,2026-12-07T10:00:00Z,tomprice\n"
+                    "x,900002,still waiting,2026-12-07T10:05:00Z,zoe_m\n", encoding="utf-8")
+    with pytest.raises(ImportFileError) as refused:
+        parse_mentions(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: row 1: header: unknown columns Author (known: channel*, external_id*, text*, "
+                              "created_at*, author_id, author_handle,"), message
+    path.write_text("Channel,external_id,text,created_at\nx,900001,where is #1002?,2026-12-07T10:00:00Z\n")
+    assert [m.external_id for m in parse_mentions(path).records] == ["900001"]
