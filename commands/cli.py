@@ -199,6 +199,8 @@ SHOWN_ERRORS = 100
 
 
 def _report_import(report: Any, strict: bool = False, all_errors: bool = False) -> None:
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     shown = report.errors if all_errors else report.errors[:SHOWN_ERRORS]
     for error in shown:
         click.echo(f"error: {error}", err=True)
@@ -249,7 +251,24 @@ def _import_options(fn: Any) -> Any:
     fn = click.option("--all-errors", is_flag=True, help=f"List every rejected row (default: the first {SHOWN_ERRORS}).")(fn)
     fn = click.option("--encoding", default=None,
                       help="Text encoding of FILE when it is not UTF-8 (e.g. cp1252, latin-1).")(fn)
+    fn = click.option("--map", "column_map", multiple=True, metavar="FIELD=COLUMN",
+                      help="Read the file's COLUMN as FIELD, e.g. --map number=Name --map placed_at=\"Created at\" "
+                           "(repeatable, for another tool's export). With --map, the file's columns that are not "
+                           "the import's are skipped, and the run names them.")(fn)
     return fn
+
+
+class _ImportCommand(click.Command):
+    """An import whose --help ends with the columns its files may have.
+
+    Why lazily: the columns come from listeners.files, which ``doorstep --help`` should not load."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from listeners.files import columns_help
+
+        formatter.write_paragraph()
+        formatter.write_text(columns_help(self.name or ""))
+        super().format_epilog(ctx, formatter)
 
 
 #: An import, given the share of rejected rows allowed and the rows per batch, returns its report.
@@ -258,13 +277,14 @@ ImportRun = Callable[[float, int], Any]
 
 def import_command(name: str, formats: list[str], format_help: str, *options: Any) -> Callable[..., Any]:
     """``doorstep import NAME FILE``: FILE, ``--format``, then ``options``, then the options every import
-    shares. The decorated function gets (ctx, file, fmt, encoding, and ``options``' values) and returns
-    the import to run; it runs with the configured limits, its errors and summary reported alike."""
+    shares. The decorated function gets (ctx, file, fmt, encoding, columns: the ``--map`` options, and
+    ``options``' values) and returns the import to run; it runs with the configured limits, its errors
+    and summary reported alike. A ``--map`` that cannot be read is refused as a file is (one line, recorded)."""
     def register(make_run: Callable[..., ImportRun]) -> click.Command:
         @functools.wraps(make_run)
         def command(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                    max_rejected: float | None, all_errors: bool, **extra: Any) -> None:
-            from listeners.files import ImportFileError, ImportStopped
+                    max_rejected: float | None, all_errors: bool, column_map: tuple[str, ...], **extra: Any) -> None:
+            from listeners.files import ImportFileError, ImportStopped, column_map as read_column_map
 
             limits = ctx.config.imports
             share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
@@ -274,7 +294,8 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
                 _record_import(ctx, name, file, started, refused=missing)
                 raise click.ClickException(missing)
             try:
-                report = make_run(ctx, file, fmt, encoding, **extra)(share, limits.batch_rows)
+                columns = read_column_map(column_map)
+                report = make_run(ctx, file, fmt, encoding, columns, **extra)(share, limits.batch_rows)
             except ImportFileError as exc:
                 _record_import(ctx, name, file, started, refused=str(exc))
                 raise click.ClickException(str(exc)) from None
@@ -300,7 +321,7 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
                 click.option("--format", "fmt", type=click.Choice(formats), default=None, help=format_help),
                 *options, _import_options, pass_ctx]):
             decorated = option(decorated)
-        return import_.command(name)(decorated)
+        return import_.command(name, cls=_ImportCommand)(decorated)
     return register
 
 
@@ -314,8 +335,8 @@ _BY_NAME = "Default: from the file name (.jsonl/.ndjson/.json or .csv"
     click.option("--classify-processes", "classify_processes", type=click.IntRange(0, 64), default=None,
                  help="Classifier processes that label the next batches while one is written (0: classify in "
                       "this process). Default: 1 on a machine with two or more cores, else 0."))
-def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, channel: str | None,
-                        classifier: str | None, classify_processes: int | None) -> ImportRun:
+def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, columns: dict[str, str],
+                        channel: str | None, classifier: str | None, classify_processes: int | None) -> ImportRun:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
     Rows that carry labels (as `doorstep export mentions` writes them) keep them.
@@ -330,7 +351,7 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         processes = default_processes() if classify_processes is None else classify_processes
         if processes == 0:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch)
+                                   batch_rows=batch, columns=columns)
         # Each process builds the same classifier from the same spec (started only for an import
         # of more than one batch; see classifiers/process.py), and finds the numbers in the texts.
         spec = classifier or ctx.config.classifier
@@ -338,13 +359,14 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         also = functools.partial(numbers_in, config=ctx.config)
         with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy, also=also) as ahead:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch, classify_ahead=ahead)
+                                   batch_rows=batch, classify_ahead=ahead, columns=columns)
 
     return run
 
 
 @import_command("orders", ["jsonl", "csv"], f"{_BY_NAME}).")
-def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None) -> ImportRun:
+def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None,
+                      columns: dict[str, str]) -> ImportRun:
     """Import orders (with embedded customers and shipments) from FILE.
 
     Only the columns a row gives a value for are written: nothing stored is erased.
@@ -352,16 +374,17 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str |
     from listeners.files import import_orders
 
     return lambda share, batch: import_orders(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                              batch_rows=batch, couriers=ctx.config.couriers)
+                                              batch_rows=batch, couriers=ctx.config.couriers, columns=columns)
 
 
 @import_command("tracking", ["jsonl", "csv"], f"{_BY_NAME}).")
-def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None) -> ImportRun:
+def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None,
+                        columns: dict[str, str]) -> ImportRun:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
     return lambda share, batch: import_tracking(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                                batch_rows=batch)
+                                                batch_rows=batch, columns=columns)
 
 
 @cli.group()

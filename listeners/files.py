@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import functools
 import gc
 import itertools
@@ -86,6 +87,8 @@ class Parsed:
     errors: list[RowError] = field(default_factory=list)
     #: Editor row of each record (same order as ``records``), for reports.
     rows: list[int] = field(default_factory=list)
+    #: What the run says once, not per row (columns a ``--map`` run did not read).
+    notes: list[str] = field(default_factory=list)
 
     def add(self, number: int, record: Any) -> None:
         self.records.append(record)
@@ -164,23 +167,23 @@ def _lines(text: str) -> list[str]:
 
 
 def read_rows(path: Path, fmt: str, encoding: str | None = None,
-              columns: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+              spec: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Yield (row number, row dict) — or a RowError for a line that is not even a row.
 
     Row numbers are what a person sees in an editor: JSONL lines from 1, CSV lines from 1
     (the header), counting the lines inside quoted values, so "row N" is line N.
-    ``columns``: what the import reads; a CSV header is checked against it once, before any row
+    ``spec``: what the import reads; a CSV header is checked against it once, before any row
     (see :class:`Columns`), and each row's keys are its field names.
     """
     text, _ = _read_text(path, encoding)
     if fmt == "jsonl":
         rows = _jsonl_rows(str(path), text)
-        if columns is None:
+        if spec is None:
             yield from rows
         else:
-            yield from ((n, row if isinstance(row, RowError) else columns.keys(row)) for n, row in rows)
+            yield from ((n, row if isinstance(row, RowError) else spec.keys(row)) for n, row in rows)
     else:
-        yield from _csv_rows(str(path), text, columns)
+        yield from _csv_rows(str(path), text, spec)
 
 
 def _jsonl_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
@@ -290,7 +293,7 @@ def _separator(lines: list[str]) -> str:
     return ","
 
 
-def _csv_rows(name: str, text: str, columns: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _csv_rows(name: str, text: str, spec: Columns | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     header: list[str] | None = None
     #: (field, index of its value) per column read; None: every column, by its own name.
     plan: list[tuple[str, int]] | None = None
@@ -320,8 +323,8 @@ def _csv_rows(name: str, text: str, columns: Columns | None = None) -> Iterator[
                         f"{name}: row {number}: {column}: the column appears twice in the header; rename or remove one"
                     )
                 seen.add(column)
-            if columns is not None:
-                plan = columns.plan(name, number, header)
+            if spec is not None:
+                plan = spec.plan(name, number, header)
             continue
         bad = _bad_bytes("\x00".join(values))
         if bad:
@@ -369,6 +372,33 @@ class Columns:
     required: tuple[str, ...]
     #: Also read (in JSON Lines), but not listed as a file's columns: export-only fields, nested objects.
     also: tuple[str, ...] = ()
+    #: ``--map FIELD=COLUMN``: the file's column that holds each field, by our name (see :meth:`mapped`).
+    mapping: dict[str, str] = field(default_factory=dict)
+    #: The file's columns that were not read (with a ``--map``, columns none of ours and none mapped).
+    ignored: list[str] = field(default_factory=list)
+
+    def mapped(self, mapping: dict[str, str] | None) -> Columns:
+        """These columns, with another tool's taken as ours (``--map number=Name``), applied before any row
+        is validated. Why: a shop's Shopify or WooCommerce export names its columns its own way, and a
+        newcomer should not have to rewrite the header in a spreadsheet (exports audit). One column may
+        feed several fields (Shopify's Email is both customer_id and customer_email)."""
+        for field_name, column in (mapping or {}).items():
+            if field_name not in self.known:
+                raise ImportFileError(f"--map {field_name}={shlex.quote(column)}: {field_name} is not an {self.kind} "
+                                      f"column (known: {self.listed()}; * required); write --map FIELD=COLUMN with "
+                                      "FIELD one of these")
+        return dataclasses.replace(self, mapping=dict(mapping or {}), ignored=[])
+
+    def help(self) -> str:
+        """What ``doorstep import KIND --help`` says of a file's columns."""
+        return (f"Columns (* required): {self.listed()}. Column names match whatever their case; another tool's "
+                "columns are read as ours with --map FIELD=COLUMN (repeatable; e.g. --map number=Name).")
+
+    def note(self, name: str) -> str | None:
+        """What the run did not read, said once (not per row); None when it read every column."""
+        if not self.ignored:
+            return None
+        return f"{name}: not read: columns {', '.join(self.ignored)} (no --map names them)"
 
     def listed(self) -> str:
         """The known columns, required ones marked with a *."""
@@ -383,9 +413,18 @@ class Columns:
         """(field, index) per column to read; an ImportFileError (one line) when the header cannot be read."""
         taken: dict[str, int] = {}
         unknown: list[str] = []
+        for field_name, column in self.mapping.items():
+            index = self._index(header, column)
+            if index is None:
+                raise ImportFileError(f"{name}: row {number}: header: --map {field_name}={shlex.quote(column)}: the "
+                                      f"file has no column {column!r} (its columns: {', '.join(header)}); check the "
+                                      "spelling (case does not matter)")
+            taken[field_name] = index
         for index, column in enumerate(header):
             found = self.field(column)
-            if found is None:
+            if index in taken.values():
+                continue
+            if found is None or found in self.mapping:  # not ours, or a field --map reads from another column
                 unknown.append(column)
             elif found in taken:
                 raise ImportFileError(f"{name}: row {number}: {column}: the column appears twice in the header "
@@ -393,9 +432,18 @@ class Columns:
             else:
                 taken[found] = index
         missing = [f for f in self.required if f not in taken]
-        if missing or unknown:
+        if missing or (unknown and not self.mapping):
             raise ImportFileError(self.header_problem(name, number, missing, unknown))
+        self.ignored = unknown  # with --map, the columns it does not name are another tool's, not read
         return list(taken.items())
+
+    @staticmethod
+    def _index(header: Sequence[str], column: str) -> int | None:
+        """Where a mapped column is: its exact name, or the one column that matches it whatever its case."""
+        if column in header:
+            return list(header).index(column)
+        near = [i for i, c in enumerate(header) if _column_key(c) == _column_key(column)]
+        return near[0] if len(near) == 1 else None
 
     def header_problem(self, name: str, number: int, missing: Sequence[str], unknown: Sequence[str]) -> str:
         parts = []
@@ -428,10 +476,38 @@ class Columns:
         """A JSON Lines row with our names for its keys ("Status" is status); a key that is none of ours is
         kept as it is, and the row says so."""
         named: dict[str, Any] = {}
+        sources = set()
+        for field_name, column in self.mapping.items():
+            index = self._index(list(row), column)
+            if index is not None:
+                source = list(row)[index]
+                named[field_name] = row[source]
+                sources.add(source)
         for key, value in row.items():
+            if key in sources:
+                continue
             found = self.field(key)
+            if self.mapping and (found is None or found in self.mapping):
+                if key not in self.ignored:
+                    self.ignored.append(key)
+                continue
             named.setdefault(found if found is not None and found not in row else key, value)
         return named
+
+
+def column_map(specs: Sequence[str]) -> dict[str, str]:
+    """``--map FIELD=COLUMN`` options as {field: column}; an ImportFileError (one line) for one that is not."""
+    mapping: dict[str, str] = {}
+    for spec in specs:
+        field_name, _, column = spec.partition("=")
+        field_name, column = field_name.strip().casefold(), column.strip()
+        if not field_name or not column:
+            raise ImportFileError(f"--map {spec!r}: write FIELD=COLUMN, e.g. --map number='Order Number'")
+        if field_name in mapping:
+            raise ImportFileError(f"--map {field_name}={shlex.quote(column)}: {field_name} is mapped twice "
+                                  f"(also from {mapping[field_name]!r}); keep one")
+        mapping[field_name] = column
+    return mapping
 
 
 #: What to do about pydantic's error types, appended to its message (which says what is wrong).
@@ -459,6 +535,21 @@ def _errors_from_validation(name: str, number: int, exc: ValidationError) -> Row
     message = first["msg"].removeprefix("Value error, ")
     remedy = REMEDIES.get(first["type"])
     return RowError(name, number, where, message + (f": {remedy}" if remedy else "") + more)
+
+
+#: A time as Shopify writes it, "2026-11-10 08:00:12 +0000": ISO 8601 but for the space before the offset.
+_SPACED_OFFSET = re.compile(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) ([+-]\d{2}:?\d{2})")
+
+
+def _time_cell(value: Any) -> Any:
+    """A file's time as the models read it: Shopify's "2026-11-10 08:00:12 +0000" is the same instant as
+    "2026-11-10 08:00:12+0000". Anything else is left to the model, which refuses what is not ISO 8601
+    (a "11/12/2026" is 11 December or November 12 depending on who wrote it: never guessed)."""
+    if isinstance(value, str):
+        spaced = _SPACED_OFFSET.fullmatch(value.strip())
+        if spaced:
+            return spaced.group(1) + spaced.group(2)
+    return value
 
 
 class _FieldError(ValueError):
@@ -503,15 +594,17 @@ def mention_columns(channel: str | None = None) -> Columns:
 
 
 def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None, *,
-                   encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars) -> Parsed:
+                   encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars,
+                   columns: dict[str, str] | None = None) -> Parsed:
     path = Path(path)
+    spec = mention_columns(channel).mapped(columns)
     fmt = detect_format(path, fmt)
     if fmt == "twcs":
         return parse_twcs(path, encoding=encoding, max_post_chars=max_post_chars)
     name = str(path)
     result = Parsed()
     first_row: dict[tuple[str, str], int] = {}
-    for number, row in read_rows(path, fmt, encoding, mention_columns(channel)):
+    for number, row in read_rows(path, fmt, encoding, spec):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
@@ -532,6 +625,9 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
             continue
         first_row[key] = number
         result.add(number, mention)
+    note = spec.note(name)
+    if note:
+        result.notes.append(note)
     return result
 
 
@@ -539,6 +635,8 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int) -> M
     row = {k: v for k, v in row.items() if v is not None}
     if channel and not row.get("channel"):
         row["channel"] = channel
+    if "created_at" in row:
+        row["created_at"] = _time_cell(row["created_at"])
     unknown = set(row) - set(Mention.model_fields) - set(LABEL_FIELDS) - set(EXPORT_ONLY_FIELDS)
     if unknown:
         raise _FieldError(", ".join(sorted(unknown)),
@@ -701,18 +799,18 @@ class OrderBundle:
 
 def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any],
                 encoding: str | None = None, key: Callable[[Any], Any] | None = None,
-                key_field: str = "(row)", columns: Columns | None = None) -> Parsed:
+                key_field: str = "(row)", spec: Columns | None = None) -> Parsed:
     """Run ``build`` on every row, collecting records and one error per rejected row.
 
     ``key``: the record's identity; a second row with the same key is rejected (which one
-    should win is the user's call, not ours). ``columns``: what a file's header must name.
+    should win is the user's call, not ours). ``spec``: what a file's header must name.
     """
     path = Path(path)
     fmt = detect_format(path, fmt, ("jsonl", "csv"))
     name = str(path)
     result = Parsed()
     first_row: dict[Any, int] = {}
-    for number, row in read_rows(path, fmt, encoding, columns):
+    for number, row in read_rows(path, fmt, encoding, spec):
         if isinstance(row, RowError):
             result.errors.append(row)
             continue
@@ -732,15 +830,19 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
                 continue
             first_row[k] = number
         result.add(number, record)
+    note = spec.note(name) if spec is not None else None
+    if note:
+        result.notes.append(note)
     return result
 
 
 def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
-                 couriers: Sequence[Courier] | None = None) -> Parsed:
+                 couriers: Sequence[Courier] | None = None, columns: dict[str, str] | None = None) -> Parsed:
     """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
-    give, matched whatever its case and spacing and stored as configured (None or none: any name)."""
+    give, matched whatever its case and spacing and stored as configured (None or none: any name).
+    ``columns``: the file's column for a field, where it names it otherwise (``--map``)."""
     return _parse_each(path, fmt, functools.partial(_order_bundle, couriers=couriers), encoding,
-                       key=lambda b: b.order.number, key_field="number", columns=ORDER_COLUMNS)
+                       key=lambda b: b.order.number, key_field="number", spec=ORDER_COLUMNS.mapped(columns))
 
 
 def _parcels(bundle: OrderBundle) -> list[str]:
@@ -824,6 +926,8 @@ TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
 def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None) -> OrderBundle:
     row = _given(_stripped(row))
+    if "placed_at" in row:
+        row["placed_at"] = _time_cell(row["placed_at"])
     customer_id = row.get("customer_id")
     customer: Customer | None = None
     fields: set[str] = set()
@@ -897,8 +1001,14 @@ TRACKING_COLUMNS = Columns("tracking", ("tracking_number", "time", "status", "lo
                            required=("tracking_number", "time", "status"))
 
 
-def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None) -> Parsed:
-    return _parse_each(path, fmt, _tracking_event, encoding, columns=TRACKING_COLUMNS)
+def columns_help(kind: str) -> str:
+    """The columns ``doorstep import KIND`` reads, for its ``--help``."""
+    return {"orders": ORDER_COLUMNS, "tracking": TRACKING_COLUMNS}.get(kind, mention_columns()).help()
+
+
+def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
+                   columns: dict[str, str] | None = None) -> Parsed:
+    return _parse_each(path, fmt, _tracking_event, encoding, spec=TRACKING_COLUMNS.mapped(columns))
 
 
 def _tracking_event(row: dict[str, Any]) -> TrackingEvent:
@@ -907,6 +1017,8 @@ def _tracking_event(row: dict[str, Any]) -> TrackingEvent:
     row = _given(_stripped(row))
     if isinstance(row.get("tracking_number"), str):
         row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
+    if "time" in row:
+        row["time"] = _time_cell(row["time"])
     return TrackingEvent.model_validate(row)
 
 
@@ -930,6 +1042,8 @@ class ImportReport:
     max_rejected_share: float = DEFAULTS.max_rejected_share
     #: Why the import stopped before the end (a full disk, ...), with how far it got.
     stopped: str | None = None
+    #: What the run says once (columns a ``--map`` run did not read).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -1052,7 +1166,8 @@ def _may_hold(path: str | Path, rows: int) -> bool:
 
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
                     encoding: str | None = None, max_rejected_share: float | None = None,
-                    batch_rows: int | None = None, classify_ahead: ClassifyAhead | None = None) -> ImportReport:
+                    batch_rows: int | None = None, classify_ahead: ClassifyAhead | None = None,
+                    columns: dict[str, str] | None = None) -> ImportReport:
     """Parse a whole file, then run the valid mentions through the pipeline in bounded batches.
 
     Each batch is classified before its write transaction opens (BEGIN IMMEDIATE), so the
@@ -1073,10 +1188,11 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
     if classify_ahead is not None and pipeline.classifier is not None and _may_hold(path, size + 1):
         # Started while the file is read, so that it is ready for the first batch.
         classify_ahead.start()
-    parsed = parse_mentions(path, fmt, channel, encoding=encoding, max_post_chars=limits.max_post_chars)
+    parsed = parse_mentions(path, fmt, channel, encoding=encoding, max_post_chars=limits.max_post_chars,
+                            columns=columns)
     timings = {"parse": time.perf_counter() - started, "classify": 0.0, "link": 0.0, "store": 0.0}
     report = ImportReport(str(path), "mentions", len(parsed.records), 0, parsed.errors, timings,
-                          max_rejected_share=share)
+                          max_rejected_share=share, notes=parsed.notes)
     if not _should_commit(parsed, share):
         report.committed = False
         return report
@@ -1176,13 +1292,14 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
 
 def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                   max_rejected_share: float = DEFAULTS.max_rejected_share,
-                  batch_rows: int = DEFAULTS.batch_rows, couriers: Sequence[Courier] | None = None) -> ImportReport:
+                  batch_rows: int = DEFAULTS.batch_rows, couriers: Sequence[Courier] | None = None,
+                  columns: dict[str, str] | None = None) -> ImportReport:
     """Orders with their customers and shipments; only what a row gives a value for is written.
 
     ``couriers``: the configured ``[[couriers]]``, which a ``courier`` cell must name (see
     :func:`parse_orders`). A row giving a parcel the store holds for another order is rejected:
     moving it silently would give the first order's customer a stranger's order."""
-    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers)
+    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers, columns=columns)
     name = str(path)
     _one_order_per_parcel(parsed, name, store)
     # A customer new to the store needs a name; known ones may be named by id alone.
@@ -1199,7 +1316,8 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
                 continue
         valid.append((number, bundle))
     parsed.errors.sort(key=lambda e: e.row)
-    report = ImportReport(name, "orders", len(valid), 0, parsed.errors, max_rejected_share=max_rejected_share)
+    report = ImportReport(name, "orders", len(valid), 0, parsed.errors, max_rejected_share=max_rejected_share,
+                          notes=parsed.notes)
     parsed.records = [b for _, b in valid]
     parsed.rows = [n for n, _ in valid]
     if not _should_commit(parsed, max_rejected_share):
@@ -1231,11 +1349,11 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
 
 def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                     max_rejected_share: float = DEFAULTS.max_rejected_share,
-                    batch_rows: int = DEFAULTS.batch_rows) -> ImportReport:
+                    batch_rows: int = DEFAULTS.batch_rows, columns: dict[str, str] | None = None) -> ImportReport:
     """Events for shipments we do not know yet are kept: the order file may arrive later."""
-    parsed = parse_tracking(path, fmt, encoding=encoding)
+    parsed = parse_tracking(path, fmt, encoding=encoding, columns=columns)
     report = ImportReport(str(path), "tracking", len(parsed.records), 0, parsed.errors,
-                          max_rejected_share=max_rejected_share)
+                          max_rejected_share=max_rejected_share, notes=parsed.notes)
     if not _should_commit(parsed, max_rejected_share):
         report.committed = False
         return report

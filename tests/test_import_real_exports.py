@@ -113,3 +113,93 @@ def test_a_mentions_csv_with_an_unknown_column_says_so_once_as_mentions_rows_do(
                               "created_at*, author_id, author_handle,"), message
     path.write_text("Channel,external_id,text,created_at\nx,900001,where is #1002?,2026-12-07T10:00:00Z\n")
     assert [m.external_id for m in parse_mentions(path).records] == ["900001"]
+
+
+# ------------------------------------------------------------------ 2. another tool's columns, mapped
+SHOPIFY_MAP = ["--map", "number=Name", "--map", "customer_id=Email", "--map", "customer_email=Email",
+               "--map", "placed_at=Created at", "--map", "customer_name=Billing Name",
+               "--map", "customer_phone=Billing Phone"]
+
+
+def test_a_shopify_export_imports_with_its_columns_mapped(tmp_path: Path) -> None:
+    """Before: "No such option: --map"; and Shopify's "2026-11-10 08:00:12 +0000" (a space before the offset)
+    was no time."""
+    code, lines = run(tmp_path, "orders", str(shopify_file(tmp_path)), *SHOPIFY_MAP)
+    assert code == 0, lines
+    assert lines[-1].endswith("3 orders rows: 3 new, 0 updated, 0 unchanged, 0 rejected"), lines
+    # The columns no --map names are not read, and the run says which (once, not per row).
+    [note] = [line for line in lines if line.startswith("note: ")]
+    assert "not read: columns Financial Status, Paid at," in note and "Tracking Number" in note
+    assert "Total" not in note.split("not read: ")[1].split(",")  # ours by name: read as total
+    from doorstep.store import Store
+
+    store = Store(tmp_path / "shop.db")
+    order = store.get_order("#1001")
+    assert order.placed_at.isoformat() == "2026-11-10T08:00:12+00:00" and order.total == 26.45
+    customer = store.get_customer("ana.silva@example.org")
+    assert (customer.name, customer.email, customer.phone) == ("Ana Silva", "ana.silva@example.org", "+44 7700 900123")
+    again = run(tmp_path, "orders", str(shopify_file(tmp_path)), *SHOPIFY_MAP)
+    assert again[1][-1].endswith("3 orders rows: 0 new, 0 updated, 3 unchanged, 0 rejected"), again
+
+
+@pytest.mark.parametrize(("written", "instant"), [
+    ("2026-11-10 08:00:12 +0000", "2026-11-10T08:00:12+00:00"),
+    ("2026-11-10 09:00:12 +0100", "2026-11-10T08:00:12+00:00"),
+    ("2026-11-10T08:00:12Z", "2026-11-10T08:00:12+00:00"),
+])
+def test_a_time_with_a_space_before_its_offset_is_the_same_instant(tmp_path: Path, written: str,
+                                                                    instant: str) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text(f"number,customer_id,placed_at\nA1,c1,{written}\n", encoding="utf-8")
+    parsed = parse_orders(path)
+    assert not parsed.errors, [str(e) for e in parsed.errors]
+    assert parsed.records[0].order.placed_at.isoformat() == instant
+
+
+def test_a_day_month_or_month_day_date_is_still_refused(tmp_path: Path) -> None:
+    """"11/12/2026" is 11 December in Leeds and November 12 in Ohio: never guessed."""
+    path = tmp_path / "t.csv"
+    path.write_text("tracking_number,time,status\nAB497236329GB,11/12/2026 09:40,in_transit\n", encoding="utf-8")
+    [error] = parse_tracking(path).errors
+    assert (error.row, error.field) == (2, "time") and "ISO 8601" in error.reason
+
+
+def test_a_courier_export_imports_with_its_columns_mapped_json_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "dpd.jsonl"
+    path.write_text('{"Paketnummer": "15503337446730", "Zeit": "2026-11-11T08:05:00Z", "STATUS": "in_transit", '
+                    '"Ort": "Hub 3 Hinckley"}\n', encoding="utf-8")
+    parsed = parse_tracking(path, columns={"tracking_number": "Paketnummer", "time": "Zeit", "location": "Ort"})
+    assert not parsed.errors, [str(e) for e in parsed.errors]
+    [event] = parsed.records
+    assert (event.tracking_number, event.status, event.location) == ("15503337446730", "in_transit", "Hub 3 Hinckley")
+
+
+@pytest.mark.parametrize(("given", "problem"), [
+    ("numbr=Name", "--map numbr=Name: numbr is not an orders column (known: number*, customer_id*, placed_at*, "),
+    ("number", "--map 'number': write FIELD=COLUMN, e.g. --map number='Order Number'"),
+    ("number=Order No", "--map number='Order No': the file has no column 'Order No' (its columns: Name, Email, "),
+    ("number=", "--map 'number=': write FIELD=COLUMN, e.g. --map number='Order Number'"),
+])
+def test_a_wrong_map_is_one_line_naming_it(tmp_path: Path, given: str, problem: str) -> None:
+    code, lines = run(tmp_path, "orders", str(shopify_file(tmp_path)), "--map", given)
+    assert code == 1
+    [line] = lines
+    assert problem in line, line
+
+
+def test_a_field_mapped_twice_is_refused(tmp_path: Path) -> None:
+    code, lines = run(tmp_path, "orders", str(shopify_file(tmp_path)), "--map", "number=Name", "--map", "number=Id")
+    assert code == 1 and lines == ["Error: --map number=Id: number is mapped twice (also from 'Name'); keep one"]
+
+
+@pytest.mark.parametrize(("kind", "listed"), [
+    ("orders", "number*, customer_id*, placed_at*, brand, total,"),
+    ("tracking", "tracking_number*, time*, status*, location, description"),
+    ("mentions", "channel*, external_id*, text*, created_at*, author_id,"),
+])
+def test_each_imports_help_lists_its_columns_required_ones_marked(kind: str, listed: str) -> None:
+    result = CliRunner().invoke(cli, ["import", kind, "--help"])
+    assert result.exit_code == 0
+    flat = " ".join(result.output.split())
+    assert f"Columns (* required): {listed}" in flat, result.output
+    assert "--map FIELD=COLUMN" in flat
