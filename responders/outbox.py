@@ -381,11 +381,13 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
     read, by kind.
 
     ``other_numbers`` and ``other_items``: the order and tracking numbers and the items of every order of the
-    author's own customer record and of the orders the case was linked to before. Relinked to someone else's
+    author's own customer record and of the orders the case was linked to before. ``customer_ids``: the customers
+    all this is of (the case's, its order's, its author's and those linked before). Relinked to someone else's
     order, the case protected only that order: "your order 105313 (cast-iron casserole dish, ...)" was refused
     before the relink and posted on X after it, though the author never posted it (two-brand audit, F1)."""
     out: dict[str, list[str]] = {"numbers": [], "names": [], "full_names": [], "contact": [], "locations": [],
-                                 "delivery": [], "items": [], "other_numbers": [], "other_items": []}
+                                 "delivery": [], "items": [], "other_numbers": [], "other_items": [],
+                                 "customer_ids": []}
     order = store.get_order(case.order_number) if case.order_number else None
     out["numbers"] += [v for v in (case.order_number, case.tracking_number) if v]
     shipments = list(order.shipments) if order is not None else []
@@ -412,6 +414,7 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
         earlier = store.order_summary(number)
         if earlier is not None and earlier.customer_id:
             earlier_customers.add(earlier.customer_id)
+    out["customer_ids"] = sorted(customer_ids | earlier_customers)
     for customer_id in customer_ids | earlier_customers:
         customer = store.get_customer(customer_id)
         if customer is not None:
@@ -552,6 +555,35 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
             f"({', '.join(dict.fromkeys([*emails, *phones]))}): ask for it, or give it, privately (DM or e-mail)")
 
 
+#: The most word pairs of one reply the store is asked about (a public reply is short: 280 characters on X,
+#: 300 on Bluesky, 500 on Mastodon, so at most some 250 pairs).
+_NAME_PAIRS_ASKED = 300
+
+
+def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str) -> list[str]:
+    """The full names of the shop's customers (but ``keep``) that ``text`` writes, case-insensitive and as whole
+    words, and ``allowed`` (casefolded: what the answered author posted publicly, and their display name) does not.
+
+    A full name is the stored name, or its first and last word ("Emily Thompson" of "Emily Jane Thompson"); a first
+    name alone is none. An agent pasted who a parcel went to ("it went to a neighbour: Emily Thompson", another
+    customer's record) into a public reply. The store is asked once, by its full-text index, for the customers
+    whose name holds both words of one of the reply's consecutive word pairs (:meth:`Store.customers_named`):
+    a shop of 100k customers is never walked."""
+    low = text.casefold()
+    words = re.findall(r"[^\W\d_]+", text)
+    pairs = list(dict.fromkeys(zip(words, words[1:])))[:_NAME_PAIRS_ASKED]
+    found: list[str] = []
+    for customer_id, name in store.customers_named(pairs).items():
+        parts = name.split()
+        if customer_id in keep or len(parts) < 2:
+            continue
+        for spelled in dict.fromkeys((" ".join(parts), f"{parts[0]} {parts[-1]}")):
+            if _words_in(spelled, low) and not _words_in(spelled, allowed):
+                found.append(spelled)
+                break
+    return sorted(set(found))
+
+
 def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None,
                    config: Config | None = None) -> None:
     """Refuse personal data in a reply that its reader may not see.
@@ -561,7 +593,8 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
     * public: no contact details (a phone in any format), no delivery location, no name but the author's
       own display name, and no order or tracking number or ordered item the customer did not post here (nor of
       the author's other orders or of an order the case was linked to before); no e-mail address or phone number
-      at all but what the author posted here and our own published address (``config``).
+      at all but what the author posted here and our own published address (``config``); no other customer's
+      full name but one the author posted here.
     """
     low = text.casefold()
     secrets_ = _case_secrets(store, case)
@@ -625,6 +658,13 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
             raise ReplyRejected(
                 f"a public reply may name only the author by their display name; it must not contain "
                 f"{', '.join(sorted(set(names)))} (from the order record). Use the template's author_first_name.")
+        # Any other customer of the shop by their full name, unless the answered author wrote it here themselves.
+        answered_id = store.customer_id_by_handle(parent.channel, parent.author_handle) if parent is not None else None
+        others = _other_customers_named(store, text, {*secrets_["customer_ids"], answered_id or ""},
+                                        f"{answered_words} {(parent.author_name or '') if parent else ''}".casefold())
+        if others:
+            raise ReplyRejected(f"a public reply must not name another customer of the shop ({', '.join(others)}); "
+                                "send it privately (DM or e-mail)")
 
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from doorstep.config import Config, parse_config
+from doorstep.models import Customer
 from doorstep.store import Store
 from standins.x_emulator import XEmulator
 from responders.outbox import Outbox, ReplyRejected, queue_reply
@@ -83,3 +84,47 @@ def test_a_number_is_the_same_only_in_the_same_country(store: Store, emulator: X
     same = "@jane we'll ring you on +44 (0)7700 900-111, or call us on 0800 123 4567 ext. 2"
     queue_reply(store, config, case_id, same, "ann", force=True)
     assert _posted(emulator, store, config) == [same]
+
+
+# ---------------------------------------------------------------------------------------------------- names
+def _neighbour(store: Store, name: str = "Emily Thompson") -> None:
+    """Another customer of the shop, with nothing to do with the case."""
+    store.upsert_customers([Customer(id="C66", name=name, email="emily.thompson13@example.net",
+                                     phone="07700 900485", handles={"x": "emthompson"})])
+
+
+@pytest.mark.parametrize("text", [
+    "@jane UPS left it with your neighbour Emily Thompson at number 12",
+    "@jane it went to a neighbour: emily thompson",
+    "@jane it's with EMILY THOMPSON next door, she's expecting you",
+])
+def test_another_customers_full_name_stays_out_of_a_public_reply(store: Store, emulator: XEmulator,
+                                                                 text: str) -> None:
+    """Only the case's own customers (linked now or before) were kept out: an agent pasting who the parcel went to,
+    another customer of the shop, put her full name on X."""
+    config = _config()
+    _neighbour(store)
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(ReplyRejected, match="Emily Thompson") as refused:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert "privately" in str(refused.value) and "\n" not in str(refused.value)
+    assert _posted(emulator, store, config) == []
+
+
+def test_another_customers_name_the_author_posted_or_half_a_name_may_be_said(store: Store,
+                                                                             emulator: XEmulator) -> None:
+    """A first name alone, the two names apart, or a full name nobody in the shop has are not a customer named; nor
+    is a name the author wrote publicly in this case."""
+    config = _config()
+    _neighbour(store)
+    store.upsert_customers([Customer(id="C67", name="Theo Jones", email="theo@example.com", handles={"x": "theoj"})])
+    order = add_order(store)
+    case_id = make_case(store, config, emulator, handle="jane", order=order,
+                        text="@LarkspurHelp did you leave it with Theo Jones? it's not here")
+    allowed = ["@jane your neighbour Emily has it, she's in after 6",
+               "@jane Emily said Thompson's van took it",
+               "@jane Tom Baker at the depot is on it",
+               "@jane yes, Theo Jones signed for it"]
+    for text in allowed:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == allowed

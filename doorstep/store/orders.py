@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from doorstep.dialect import _words
 from doorstep.models import Customer, Order, Shipment, TrackingEvent
 from doorstep.numbers import normalise_tracking_number
 from doorstep.store.base import StoreBase, _chunks, _json, _marks, _unjson, iso, parse_time
+from doorstep.store.migrations import CUSTOMER_FTS_COLUMNS
 
 
 #: A direct message's author has the handle they post under on that network: a customer known as
@@ -165,6 +167,29 @@ class OrderStore(StoreBase):
                 [HANDLE_CHANNEL.get(channel, channel), *chunk],
             ).fetchall():
                 found.update(dict.fromkeys(given[handle], customer_id))
+        return found
+
+    def customers_named(self, pairs: Iterable[tuple[str, str]], limit: int = 1000) -> dict[str, str]:
+        """id -> name of the customers whose name holds both words of one of ``pairs`` (whole words, any case).
+
+        One query by the customers' full-text index (FTS5 ``customers_fts``, PostgreSQL's GIN index), never a walk
+        over every customer: a public reply's word pairs are checked against a shop of 100k customers before it is
+        queued (responders.outbox). A word that is not all letters and digits is skipped (the index holds no
+        other); at most ``limit`` customers are read."""
+        words = {(a.lower(), b.lower()) for a, b in pairs if a.isalnum() and b.isalnum()}
+        if not words:
+            return {}
+        if self.dialect.postgres:  # the index's words, exactly (fts_query would take them as prefixes)
+            query = " | ".join(f"('{a}' & '{b}')" for a, b in sorted(words))
+        else:
+            query = " OR ".join(f'("{a}" AND "{b}")' for a, b in sorted(words))
+        rows = self.db.execute(f"select id, name from customers where rowid in "
+                               f"({self.dialect.fts_ids('customers', CUSTOMER_FTS_COLUMNS)})", [query, limit]).fetchall()
+        found: dict[str, str] = {}
+        for customer_id, name in rows:  # the index holds e-mail and phone too: the name must hold both words
+            held = set(_words((name or "").lower()))
+            if any(a in held and b in held for a, b in words):
+                found[customer_id] = name
         return found
 
     def upsert_orders(self, orders: Iterable[Order]) -> int:
