@@ -253,6 +253,9 @@ class Brand(_Section):
 
 
 class Courier(_Section):
+    """A courier we ship with ([[couriers]] in doorstep.toml): how posts name it, its tracking numbers, where its
+    escalations go and the helpline it publishes (``phone``), which a public reply may give as a brand's own."""
+
     name: str
     handles: dict[str, str] = Field(default_factory=dict)
     keywords: list[str] = Field(default_factory=list)
@@ -261,6 +264,9 @@ class Courier(_Section):
     #: Where escalations to this courier go (email address or signed webhook URL).
     escalation_email: str | None = None
     escalation_webhook: str | None = None
+    #: The courier's published customer phone number ("call DPD on 0121 275 0500"): a public reply may give it, as
+    #: it may a brand's ``phone`` (responders.outbox refuses any other phone number in public).
+    phone: str | None = None
 
 
 def _default_sla() -> dict[str, SlaTarget]:

@@ -527,8 +527,9 @@ def _ours(config: Config | None) -> set[str]:
 
 
 def _our_phones(config: Config | None, region: str) -> set[_PhoneKey]:
-    """Our shop's published phone numbers a public reply may give: each brand's helpline (``Brand.phone``)."""
-    phones = [b.phone for b in (config.brands if config is not None else []) if b.phone]
+    """The published phone numbers a public reply may give: each brand's helpline (``Brand.phone``) and each
+    courier's (``Courier.phone``: "call DPD on 0121 275 0500" was refused, though DPD publishes it)."""
+    phones = [h.phone for h in ([*config.brands, *config.couriers] if config is not None else []) if h.phone]
     return {key for key in (_parsed_phone(p, region) for p in phones) if key is not None}
 
 
@@ -539,7 +540,8 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
     Any address or number, not only the case customer's: "it went to a neighbour: Emily Thompson,
     emily.thompson13@example.net, 07700 900485" (another customer's record) was posted on X (two-brand audit, F2).
     Allowed: what the answered author posted publicly themselves (``posted``, casefolded: the same address, or the
-    same phone number in any spelling, :func:`_same_phone_in`), and our own published address and phone.
+    same phone number in any spelling, :func:`_same_phone_in`), our own published address and phone, and our
+    couriers' published phones.
     ``numbers`` are the case's order and tracking numbers, which the order-number rule governs; ``region`` is
     the country a number without "+" is read in (:func:`_phone_region`)."""
     ours = _ours(config)

@@ -128,3 +128,25 @@ def test_another_customers_name_the_author_posted_or_half_a_name_may_be_said(sto
     for text in allowed:
         queue_reply(store, config, case_id, text, "ann", force=True)
     assert _posted(emulator, store, config) == allowed
+
+
+# ---------------------------------------------------------------------------------------------------- couriers
+def test_a_couriers_published_helpline_may_be_given_in_public(store: Store, emulator: XEmulator) -> None:
+    """Only brands' phones were ours to give: "call DPD on 0121 275 0500" was refused, though it is the number DPD
+    publishes. A courier's ``phone`` in doorstep.toml may be given, in any spelling; any other number is still
+    refused, and a courier without one gives none."""
+    config = parse_config({
+        "timezone": "Europe/London",
+        "brands": [{"name": "Larkspur", "handles": {"x": "LarkspurHelp"}, "keywords": ["larkspur"]}],
+        "couriers": [{"name": "DPD", "handles": {"x": "DPDHelp"}, "tracking_formats": ["dpd"],
+                      "phone": "0121 275 0500"},
+                     {"name": "UPS", "handles": {"x": "UPSHelp"}, "tracking_formats": ["ups"]}],
+    })
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    allowed = ["@jane so sorry! Call DPD on 0121 275 0500 and they'll rebook it",
+               "@jane DPD's line is +44 121 275 0500, open till 8"]
+    for text in allowed:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    with pytest.raises(ReplyRejected, match="0121 275 0501"):
+        queue_reply(store, config, case_id, "@jane or their depot on 0121 275 0501", "ann", force=True)
+    assert _posted(emulator, store, config) == allowed
