@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,9 @@ def _import_options(fn: Any) -> Any:
                       help="Read the file's COLUMN as FIELD, e.g. --map number=Name --map placed_at=\"Created at\" "
                            "(repeatable, for another tool's export). With --map, the file's columns that are not "
                            "the import's are skipped, and the run names them.")(fn)
+    fn = click.option("--timezone", "zone_name", default=None, metavar="ZONE",
+                      help="Time zone of the file's times that give no offset, e.g. Europe/Berlin (an IANA name; "
+                           "default: UTC). Times that give their offset keep it.")(fn)
     return fn
 
 
@@ -277,14 +280,16 @@ ImportRun = Callable[[float, int], Any]
 
 def import_command(name: str, formats: list[str], format_help: str, *options: Any) -> Callable[..., Any]:
     """``doorstep import NAME FILE``: FILE, ``--format``, then ``options``, then the options every import
-    shares. The decorated function gets (ctx, file, fmt, encoding, columns: the ``--map`` options, and
-    ``options``' values) and returns the import to run; it runs with the configured limits, its errors
-    and summary reported alike. A ``--map`` that cannot be read is refused as a file is (one line, recorded)."""
+    shares. The decorated function gets (ctx, file, fmt, encoding, columns: the ``--map`` options, zone: the
+    ``--timezone``, and ``options``' values) and returns the import to run; it runs with the configured limits,
+    its errors and summary reported alike. A ``--map`` or ``--timezone`` that cannot be read is refused as a
+    file is (one line, recorded: a scheduled job's typo is seen in the console)."""
     def register(make_run: Callable[..., ImportRun]) -> click.Command:
         @functools.wraps(make_run)
         def command(ctx: Context, file: Path, fmt: str | None, strict: bool, encoding: str | None,
-                    max_rejected: float | None, all_errors: bool, column_map: tuple[str, ...], **extra: Any) -> None:
-            from listeners.files import ImportFileError, ImportStopped, column_map as read_column_map
+                    max_rejected: float | None, all_errors: bool, column_map: tuple[str, ...], zone_name: str | None,
+                    **extra: Any) -> None:
+            from listeners.files import ImportFileError, ImportStopped, column_map as read_column_map, time_zone
 
             limits = ctx.config.imports
             share = 0.0 if strict else (limits.max_rejected_share if max_rejected is None else max_rejected)
@@ -294,8 +299,8 @@ def import_command(name: str, formats: list[str], format_help: str, *options: An
                 _record_import(ctx, name, file, started, refused=missing)
                 raise click.ClickException(missing)
             try:
-                columns = read_column_map(column_map)
-                report = make_run(ctx, file, fmt, encoding, columns, **extra)(share, limits.batch_rows)
+                columns, zone = read_column_map(column_map), time_zone(zone_name)
+                report = make_run(ctx, file, fmt, encoding, columns, zone, **extra)(share, limits.batch_rows)
             except ImportFileError as exc:
                 _record_import(ctx, name, file, started, refused=str(exc))
                 raise click.ClickException(str(exc)) from None
@@ -336,7 +341,8 @@ _BY_NAME = "Default: from the file name (.jsonl/.ndjson/.json or .csv"
                  help="Classifier processes that label the next batches while one is written (0: classify in "
                       "this process). Default: 1 on a machine with two or more cores, else 0."))
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, columns: dict[str, str],
-                        channel: str | None, classifier: str | None, classify_processes: int | None) -> ImportRun:
+                        zone: tzinfo | None, channel: str | None, classifier: str | None,
+                        classify_processes: int | None) -> ImportRun:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
     Rows that carry labels (as `doorstep export mentions` writes them) keep them.
@@ -351,7 +357,7 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         processes = default_processes() if classify_processes is None else classify_processes
         if processes == 0:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch, columns=columns)
+                                   batch_rows=batch, columns=columns, timezone=zone)
         # Each process builds the same classifier from the same spec (started only for an import
         # of more than one batch; see classifiers/process.py), and finds the numbers in the texts.
         spec = classifier or ctx.config.classifier
@@ -359,14 +365,14 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         also = functools.partial(numbers_in, config=ctx.config)
         with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy, also=also) as ahead:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch, classify_ahead=ahead, columns=columns)
+                                   batch_rows=batch, classify_ahead=ahead, columns=columns, timezone=zone)
 
     return run
 
 
 @import_command("orders", ["jsonl", "csv"], f"{_BY_NAME}).")
 def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None,
-                      columns: dict[str, str]) -> ImportRun:
+                      columns: dict[str, str], zone: tzinfo | None) -> ImportRun:
     """Import orders (with embedded customers and shipments) from FILE.
 
     Only the columns a row gives a value for are written: nothing stored is erased.
@@ -374,17 +380,18 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str |
     from listeners.files import import_orders
 
     return lambda share, batch: import_orders(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                              batch_rows=batch, couriers=ctx.config.couriers, columns=columns)
+                                              batch_rows=batch, couriers=ctx.config.couriers, columns=columns,
+                                              timezone=zone)
 
 
 @import_command("tracking", ["jsonl", "csv"], f"{_BY_NAME}).")
 def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None,
-                        columns: dict[str, str]) -> ImportRun:
+                        columns: dict[str, str], zone: tzinfo | None) -> ImportRun:
     """Import courier tracking events from FILE."""
     from listeners.files import import_tracking
 
     return lambda share, batch: import_tracking(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                                batch_rows=batch, columns=columns)
+                                                batch_rows=batch, columns=columns, timezone=zone)
 
 
 @cli.group()

@@ -42,11 +42,13 @@ import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import TypeAdapter, ValidationError
 
 from doorstep.config import Courier, Imports, find_courier
 from doorstep.dialect import DATABASE_ERRORS
@@ -541,14 +543,42 @@ def _errors_from_validation(name: str, number: int, exc: ValidationError) -> Row
 _SPACED_OFFSET = re.compile(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) ([+-]\d{2}:?\d{2})")
 
 
-def _time_cell(value: Any) -> Any:
+_DATETIME = TypeAdapter(datetime)
+
+
+def time_zone(name: str | tzinfo | None) -> tzinfo | None:
+    """``--timezone``: the zone of a file's times that give no offset (None: UTC, as README says).
+
+    Why: a courier's or a social tool's export writes local times, and 08:05 in Germany read as UTC is an
+    hour late (exports audit). An unknown name is one line, not a traceback."""
+    if name is None or isinstance(name, tzinfo):
+        return name
+    if name.strip().upper() in ("UTC", "Z"):
+        return timezone.utc
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        raise ImportFileError(f"--timezone {name!r}: not an IANA time zone; give one such as Europe/London, "
+                              "Europe/Berlin or America/New_York (times that give their offset keep it)") from None
+
+
+def _time_cell(value: Any, zone: tzinfo | None = None) -> Any:
     """A file's time as the models read it: Shopify's "2026-11-10 08:00:12 +0000" is the same instant as
-    "2026-11-10 08:00:12+0000". Anything else is left to the model, which refuses what is not ISO 8601
-    (a "11/12/2026" is 11 December or November 12 depending on who wrote it: never guessed)."""
-    if isinstance(value, str):
-        spaced = _SPACED_OFFSET.fullmatch(value.strip())
-        if spaced:
-            return spaced.group(1) + spaced.group(2)
+    "2026-11-10 08:00:12+0000", and with ``zone`` a time without an offset is that zone's (the models read
+    it as UTC). Anything else is left to the model, which refuses what is not ISO 8601 (a "11/12/2026" is
+    11 December or November 12 depending on who wrote it: never guessed)."""
+    if not isinstance(value, str):
+        return value
+    spaced = _SPACED_OFFSET.fullmatch(value.strip())
+    if spaced:
+        return spaced.group(1) + spaced.group(2)
+    if zone is not None:
+        try:
+            parsed = _DATETIME.validate_python(value)
+        except ValidationError:
+            return value  # the model says what is wrong with it, in the row's words
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=zone)
     return value
 
 
@@ -595,9 +625,11 @@ def mention_columns(channel: str | None = None) -> Columns:
 
 def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None = None, *,
                    encoding: str | None = None, max_post_chars: int = DEFAULTS.max_post_chars,
-                   columns: dict[str, str] | None = None) -> Parsed:
+                   columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> Parsed:
+    """Mention rows; ``timezone``: the zone of times that give no offset (None: UTC)."""
     path = Path(path)
     spec = mention_columns(channel).mapped(columns)
+    zone = time_zone(timezone)
     fmt = detect_format(path, fmt)
     if fmt == "twcs":
         return parse_twcs(path, encoding=encoding, max_post_chars=max_post_chars)
@@ -609,7 +641,7 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
             result.errors.append(row)
             continue
         try:
-            mention = _mention(row, channel, max_post_chars)
+            mention = _mention(row, channel, max_post_chars, zone)
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(name, number, exc))
             continue
@@ -631,12 +663,12 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
     return result
 
 
-def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int) -> Mention:
+def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone: tzinfo | None = None) -> Mention:
     row = {k: v for k, v in row.items() if v is not None}
     if channel and not row.get("channel"):
         row["channel"] = channel
     if "created_at" in row:
-        row["created_at"] = _time_cell(row["created_at"])
+        row["created_at"] = _time_cell(row["created_at"], zone)
     unknown = set(row) - set(Mention.model_fields) - set(LABEL_FIELDS) - set(EXPORT_ONLY_FIELDS)
     if unknown:
         raise _FieldError(", ".join(sorted(unknown)),
@@ -837,11 +869,14 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
 
 
 def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
-                 couriers: Sequence[Courier] | None = None, columns: dict[str, str] | None = None) -> Parsed:
+                 couriers: Sequence[Courier] | None = None, columns: dict[str, str] | None = None,
+                 timezone: str | tzinfo | None = None) -> Parsed:
     """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
     give, matched whatever its case and spacing and stored as configured (None or none: any name).
-    ``columns``: the file's column for a field, where it names it otherwise (``--map``)."""
-    return _parse_each(path, fmt, functools.partial(_order_bundle, couriers=couriers), encoding,
+    ``columns``: the file's column for a field, where it names it otherwise (``--map``); ``timezone``:
+    the zone of times that give no offset (None: UTC)."""
+    build = functools.partial(_order_bundle, couriers=couriers, zone=time_zone(timezone))
+    return _parse_each(path, fmt, build, encoding,
                        key=lambda b: b.order.number, key_field="number", spec=ORDER_COLUMNS.mapped(columns))
 
 
@@ -924,10 +959,11 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
 
-def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None) -> OrderBundle:
+def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None,
+                  zone: tzinfo | None = None) -> OrderBundle:
     row = _given(_stripped(row))
     if "placed_at" in row:
-        row["placed_at"] = _time_cell(row["placed_at"])
+        row["placed_at"] = _time_cell(row["placed_at"], zone)
     customer_id = row.get("customer_id")
     customer: Customer | None = None
     fields: set[str] = set()
@@ -1007,18 +1043,20 @@ def columns_help(kind: str) -> str:
 
 
 def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
-                   columns: dict[str, str] | None = None) -> Parsed:
-    return _parse_each(path, fmt, _tracking_event, encoding, spec=TRACKING_COLUMNS.mapped(columns))
+                   columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> Parsed:
+    """Courier events; ``timezone``: the zone of times that give no offset (None: UTC)."""
+    build = functools.partial(_tracking_event, zone=time_zone(timezone))
+    return _parse_each(path, fmt, build, encoding, spec=TRACKING_COLUMNS.mapped(columns))
 
 
-def _tracking_event(row: dict[str, Any]) -> TrackingEvent:
+def _tracking_event(row: dict[str, Any], zone: tzinfo | None = None) -> TrackingEvent:
     """A courier's event, its number normalised as shipments' and posts' are (the courier's file
     may space it or write it in lower case; it must still meet its parcel)."""
     row = _given(_stripped(row))
     if isinstance(row.get("tracking_number"), str):
         row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
     if "time" in row:
-        row["time"] = _time_cell(row["time"])
+        row["time"] = _time_cell(row["time"], zone)
     return TrackingEvent.model_validate(row)
 
 
@@ -1167,7 +1205,7 @@ def _may_hold(path: str | Path, rows: int) -> bool:
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
                     encoding: str | None = None, max_rejected_share: float | None = None,
                     batch_rows: int | None = None, classify_ahead: ClassifyAhead | None = None,
-                    columns: dict[str, str] | None = None) -> ImportReport:
+                    columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> ImportReport:
     """Parse a whole file, then run the valid mentions through the pipeline in bounded batches.
 
     Each batch is classified before its write transaction opens (BEGIN IMMEDIATE), so the
@@ -1189,7 +1227,7 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
         # Started while the file is read, so that it is ready for the first batch.
         classify_ahead.start()
     parsed = parse_mentions(path, fmt, channel, encoding=encoding, max_post_chars=limits.max_post_chars,
-                            columns=columns)
+                            columns=columns, timezone=timezone)
     timings = {"parse": time.perf_counter() - started, "classify": 0.0, "link": 0.0, "store": 0.0}
     report = ImportReport(str(path), "mentions", len(parsed.records), 0, parsed.errors, timings,
                           max_rejected_share=share, notes=parsed.notes)
@@ -1293,13 +1331,13 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
 def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                   max_rejected_share: float = DEFAULTS.max_rejected_share,
                   batch_rows: int = DEFAULTS.batch_rows, couriers: Sequence[Courier] | None = None,
-                  columns: dict[str, str] | None = None) -> ImportReport:
+                  columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> ImportReport:
     """Orders with their customers and shipments; only what a row gives a value for is written.
 
     ``couriers``: the configured ``[[couriers]]``, which a ``courier`` cell must name (see
     :func:`parse_orders`). A row giving a parcel the store holds for another order is rejected:
     moving it silently would give the first order's customer a stranger's order."""
-    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers, columns=columns)
+    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers, columns=columns, timezone=timezone)
     name = str(path)
     _one_order_per_parcel(parsed, name, store)
     # A customer new to the store needs a name; known ones may be named by id alone.
@@ -1349,9 +1387,10 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
 
 def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                     max_rejected_share: float = DEFAULTS.max_rejected_share,
-                    batch_rows: int = DEFAULTS.batch_rows, columns: dict[str, str] | None = None) -> ImportReport:
+                    batch_rows: int = DEFAULTS.batch_rows, columns: dict[str, str] | None = None,
+                    timezone: str | tzinfo | None = None) -> ImportReport:
     """Events for shipments we do not know yet are kept: the order file may arrive later."""
-    parsed = parse_tracking(path, fmt, encoding=encoding, columns=columns)
+    parsed = parse_tracking(path, fmt, encoding=encoding, columns=columns, timezone=timezone)
     report = ImportReport(str(path), "tracking", len(parsed.records), 0, parsed.errors,
                           max_rejected_share=max_rejected_share, notes=parsed.notes)
     if not _should_commit(parsed, max_rejected_share):

@@ -203,3 +203,49 @@ def test_each_imports_help_lists_its_columns_required_ones_marked(kind: str, lis
     flat = " ".join(result.output.split())
     assert f"Columns (* required): {listed}" in flat, result.output
     assert "--map FIELD=COLUMN" in flat
+
+
+# ------------------------------------------------------------------ 3. local times
+DPD_READY = ("tracking_number;time;status;location\n"
+             "15503337446730;2026-11-11 08:05;in_transit;Hub 3 Hinckley\n"
+             "15503337446730;2026-07-12 13:55;attempt_failed;Leeds Depot\n"
+             "15503337446730;2026-11-13 09:00+00:00;delivered;Leeds\n")
+
+
+@pytest.mark.parametrize(("zone", "instants"), [
+    (None, ["2026-11-11T08:05:00+00:00", "2026-07-12T13:55:00+00:00"]),
+    ("Europe/Berlin", ["2026-11-11T07:05:00+00:00", "2026-07-12T11:55:00+00:00"]),
+    ("Europe/London", ["2026-11-11T08:05:00+00:00", "2026-07-12T12:55:00+00:00"]),
+    ("utc", ["2026-11-11T08:05:00+00:00", "2026-07-12T13:55:00+00:00"]),
+])
+def test_times_without_an_offset_are_read_in_the_zone_given(tmp_path: Path, zone: str | None,
+                                                            instants: list[str]) -> None:
+    """Before: "No such option: --timezone": a courier's local 08:05 in Germany was stored as 08:05 UTC."""
+    path = tmp_path / "dpd.csv"
+    path.write_text(DPD_READY, encoding="utf-8")
+    parsed = parse_tracking(path, timezone=zone)
+    assert not parsed.errors, [str(e) for e in parsed.errors]
+    # A time that gives its offset keeps it, whatever the zone.
+    assert [e.time.isoformat() for e in parsed.records] == [*instants, "2026-11-13T09:00:00+00:00"]
+
+
+def test_a_social_tools_local_times_import_in_its_zone_from_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "social.csv"
+    path.write_text("channel,external_id,text,created_at,author_handle\n"
+                    "x,900001,@MossgroveHelp any news on order #1002?,2026-12-07 10:00,tomprice\n", encoding="utf-8")
+    code, lines = run(tmp_path, "mentions", str(path), "--classifier", "baseline", "--timezone", "America/New_York")
+    assert code == 0, lines
+    from doorstep.store import Store
+
+    [stored] = Store(tmp_path / "shop.db").db.query("select created_at from mentions")
+    assert stored["created_at"].startswith("2026-12-07T15:00:00"), stored
+
+
+@pytest.mark.parametrize("zone", ["Europe/Londn", "", "+01:00", "../etc/passwd"])
+def test_an_unknown_time_zone_is_one_line_naming_it(tmp_path: Path, zone: str) -> None:
+    path = tmp_path / "dpd.csv"
+    path.write_text(DPD_READY, encoding="utf-8")
+    code, lines = run(tmp_path, "tracking", str(path), "--timezone", zone)
+    assert code == 1
+    assert lines == [f"Error: --timezone {zone!r}: not an IANA time zone; give one such as Europe/London, "
+                     "Europe/Berlin or America/New_York (times that give their offset keep it)"], lines
