@@ -955,6 +955,43 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and not (isinstance(v, str) and not v.strip())}
 
 
+#: A number as a spreadsheet shows a long one it took for a number: "4.47701E+11" (its last digits are gone).
+_SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+")
+#: What a phone number is written with: digits, a leading +, spaces, brackets, dots, dashes and slashes.
+_PHONE_LIKE = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
+
+
+def _phone_cell(value: Any, field_name: str) -> Any:
+    """A customer's phone as a spreadsheet left it, or the row's error.
+
+    Why: SMS replies and call backs go to the stored number, so a mangled one reaches a stranger or no one
+    (exports audit). "4.47701E+11" lost its last digits: refused, with the remedy. A leading "'" (the
+    spreadsheet's "this is text" marker) and a leading "=" ("=+447700900124", or '="+44 7700 900126"', the
+    formula a spreadsheet writes for a number typed with its +) are dropped, but only when what follows is
+    written like a phone number: neither is ever part of one, and what follows is exactly what was typed,
+    no digit lost or guessed. Any other formula ("=B2") is refused: its value is not in the file, and a
+    formula stored would run again in the spreadsheet of whoever exports it.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if _SCIENTIFIC.fullmatch(text):
+        raise _FieldError(field_name, f"{text!r} is a number in scientific notation, its last digits lost: format the "
+                                      "column as text in the spreadsheet (or export the phone numbers again) and import "
+                                      "again")
+    if text.startswith("'") and _PHONE_LIKE.fullmatch(text[1:].strip()):
+        return text[1:].strip()
+    if text.startswith("="):
+        inner = text[1:].strip()
+        if len(inner) >= 2 and inner[0] == inner[-1] == '"':
+            inner = inner[1:-1].strip()
+        if _PHONE_LIKE.fullmatch(inner):
+            return inner
+        raise _FieldError(field_name, f"{text!r} is a spreadsheet formula, not a phone number: export the values "
+                                      "(format the column as text) and import again")
+    return value
+
+
 #: Why an order total is refused (NaN would be stored as NULL and read back as 0.0; inf counts as "over 250").
 TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
@@ -972,6 +1009,8 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
         if isinstance(nested.get("handles"), dict):
             nested["handles"] = _given(_stripped(nested["handles"])) or None
         nested = _given(_stripped(nested))
+        if "phone" in nested:
+            nested["phone"] = _phone_cell(nested["phone"], "customer.phone")
         nested_id = nested.get("id")
         if nested_id is not None and customer_id is not None and str(nested_id) != str(customer_id):
             raise _FieldError("customer.id", f"{nested_id!r} differs from customer_id {customer_id!r}; "
@@ -995,6 +1034,8 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
                 raise _FieldError("customer_id", "required when customer_* columns are given")
             if "vip" in given:
                 given["vip"] = _flag(given["vip"], "customer_vip")
+            if "phone" in given:
+                given["phone"] = _phone_cell(given["phone"], "customer_phone")
             fields = set(given) | ({"handles"} if handles else set())
             try:
                 customer = Customer(id=str(customer_id), name=str(given.pop("name", "")),

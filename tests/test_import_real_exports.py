@@ -249,3 +249,40 @@ def test_an_unknown_time_zone_is_one_line_naming_it(tmp_path: Path, zone: str) -
     assert code == 1
     assert lines == [f"Error: --timezone {zone!r}: not an IANA time zone; give one such as Europe/London, "
                      "Europe/Berlin or America/New_York (times that give their offset keep it)"], lines
+
+
+# ------------------------------------------------------------------ 4. phones a spreadsheet mangled
+PHONES = ("number,customer_id,placed_at,customer_name,customer_phone\n"
+          "P1,c-p1,2026-11-03T09:15:00Z,Phone One,4.47701E+11\n"
+          "P2,c-p2,2026-11-03T09:15:00Z,Phone Two,447700900123\n"
+          "P3,c-p3,2026-11-03T09:15:00Z,Phone Three,=+447700900124\n"
+          "P4,c-p4,2026-11-03T09:15:00Z,Phone Four,'+447700900125\n"
+          'P5,c-p5,2026-11-03T09:15:00Z,Phone Five,"=""+44 7700 900126"""\n'
+          "P6,c-p6,2026-11-03T09:15:00Z,Phone Six,'0161 496 0000\n"
+          "P7,c-p7,2026-11-03T09:15:00Z,Phone Seven,=B2\n")
+
+
+def test_a_phone_in_scientific_notation_is_refused_and_formula_markers_are_dropped(tmp_path: Path) -> None:
+    """Before: "4.47701E+11" (digits lost: an SMS would go to a stranger), "=+447700900124" and "'+447700900125"
+    were stored as written."""
+    path = tmp_path / "phones.csv"
+    path.write_text(PHONES, encoding="utf-8")
+    parsed = parse_orders(path)
+    assert [(e.row, e.field) for e in parsed.errors] == [(2, "customer_phone"), (8, "customer_phone")]
+    assert str(parsed.errors[0]).endswith(
+        "row 2: customer_phone: '4.47701E+11' is a number in scientific notation, its last digits lost: format the "
+        "column as text in the spreadsheet (or export the phone numbers again) and import again")
+    assert str(parsed.errors[1]).endswith(
+        "row 8: customer_phone: '=B2' is a spreadsheet formula, not a phone number: export the values (format the "
+        "column as text) and import again")
+    assert {b.customer.id: b.customer.phone for b in parsed.records} == {
+        "c-p2": "447700900123", "c-p3": "+447700900124", "c-p4": "+447700900125", "c-p5": "+44 7700 900126",
+        "c-p6": "0161 496 0000"}
+
+
+def test_a_nested_customers_phone_in_scientific_notation_is_refused_too(tmp_path: Path) -> None:
+    path = tmp_path / "orders.jsonl"
+    path.write_text('{"number": "P1", "placed_at": "2026-11-03T09:15:00Z", '
+                    '"customer": {"id": "c-p1", "name": "Phone One", "phone": "4,47701E+11"}}\n', encoding="utf-8")
+    [error] = parse_orders(path).errors
+    assert error.field == "customer.phone" and "scientific notation" in error.reason
