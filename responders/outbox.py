@@ -660,10 +660,14 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
             raise ReplyRejected(
                 f"a public reply may name only the author by their display name; it must not contain "
                 f"{', '.join(sorted(set(names)))} (from the order record). Use the template's author_first_name.")
-        # Any other customer of the shop by their full name, unless the answered author wrote it here themselves.
+        # Any other customer of the shop by their full name, unless the answered author wrote it here themselves or
+        # it is one of the team's own names: an agent signing "Emily Thompson, Larkspur care" names herself, though
+        # a customer of the shop shares her name.
         answered_id = store.customer_id_by_handle(parent.channel, parent.author_handle) if parent is not None else None
+        team = " / ".join(str(row[0] or "") for row in store.db.execute("select name from users").fetchall())
         others = _other_customers_named(store, text, {*secrets_["customer_ids"], answered_id or ""},
-                                        f"{answered_words} {(parent.author_name or '') if parent else ''}".casefold())
+                                        f"{answered_words} {(parent.author_name or '') if parent else ''} / {team}"
+                                        .casefold())
         if others:
             raise ReplyRejected(f"a public reply must not name another customer of the shop ({', '.join(others)}); "
                                 "send it privately (DM or e-mail)")

@@ -150,3 +150,17 @@ def test_a_couriers_published_helpline_may_be_given_in_public(store: Store, emul
     with pytest.raises(ReplyRejected, match="0121 275 0501"):
         queue_reply(store, config, case_id, "@jane or their depot on 0121 275 0501", "ann", force=True)
     assert _posted(emulator, store, config) == allowed
+
+
+def test_a_team_member_signing_with_a_name_a_customer_shares_may_post(store: Store, emulator: XEmulator) -> None:
+    """The rule asks the whole customer file, and a common full name is there: an agent signing "Emily Thompson,
+    Larkspur care" was refused because a customer of the shop shares her name (helper's note, 2026-12-07). The team's
+    own names (console users) are not a customer named."""
+    config = _config()
+    _neighbour(store)
+    store.db["users"].insert({"username": "emily", "name": "Emily Thompson", "role": "agent", "email": None,
+                              "password_hash": None, "created_at": "2026-12-01T09:00:00+00:00"})
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    text = "@jane so sorry, we're chasing UPS now. Emily Thompson, Larkspur care"
+    queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == [text]
