@@ -52,7 +52,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from doorstep.config import Courier, Imports, find_courier
 from doorstep.dialect import DATABASE_ERRORS
-from doorstep.models import MAX_FUTURE_SKEW, Customer, Labels, Mention, Order, Shipment, TrackingEvent, utcnow
+from doorstep.models import (MAX_FUTURE_SKEW, TRACKING_STATUSES, Customer, Labels, Mention, Order, Shipment,
+                             TrackingEvent, utcnow)
 from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.numbers import normalise_tracking_number
 from doorstep.pipeline import Pipeline
@@ -74,11 +75,30 @@ class ImportFileError(ValueError):
 class RowError:
     file: str
     row: int
+    #: The first field that fails, and why (with the remedy).
     field: str
     reason: str
+    #: The row's other fields that fail, (field, reason) each. Why: "(and 1 more: total)" hid the other
+    #: faults and their remedies (a decimal-comma total) until the first was fixed and the file imported
+    #: again (exports audit); a row names every field that fails, on its one line.
+    more: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def detail(self) -> str:
+        """Every failing field of the row with its reason: "placed_at: ...; total: ..."."""
+        return "; ".join(f"{f}: {r}" for f, r in ((self.field, self.reason), *self.more))
 
     def __str__(self) -> str:
-        return f"{self.file}: row {self.row}: {self.field}: {self.reason}"
+        return f"{self.file}: row {self.row}: {self.detail}"
+
+
+def _row_error(name: str, number: int, faults: Sequence[tuple[str, str]]) -> RowError:
+    """One row's error naming each field that fails once, in the order found."""
+    unique = list(dict.fromkeys(faults))
+    seen: set[str] = set()
+    kept = [(f, r) for f, r in unique if not (f in seen or seen.add(f))]
+    (first, reason), *more = kept
+    return RowError(name, number, first, reason, tuple(more))
 
 
 @dataclass
@@ -529,14 +549,43 @@ REMEDIES = {
 }
 
 
+#: An amount written with a decimal comma ("61,00", "1.234,50"): Excel's in much of Europe.
+_DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")
+
+
+def _reason(error: Any) -> str:
+    """What is wrong with one field, and the remedy, from one of pydantic's errors."""
+    kind, value = error["type"], error.get("input")
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        if set(allowed) == set(TRACKING_STATUSES):
+            return (f"{value!r} is not a tracking status: write one of {', '.join(TRACKING_STATUSES)} (the courier's "
+                    "own words go in description)")
+        if allowed:
+            return f"{value!r} is not one of {', '.join(allowed)}: write one of them"
+    if kind == "float_parsing" and isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
+        amount = value.strip()
+        return f"{amount!r} has a decimal comma: write {amount.replace('.', '').replace(',', '.')}"
+    message = error["msg"].removeprefix("Value error, ")
+    remedy = REMEDIES.get(kind)
+    return message + (f": {remedy}" if remedy else "")
+
+
+def _validation_faults(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field, reason) for each field the model refused, once each."""
+    return [(".".join(str(p) for p in e["loc"]) or "(row)", _reason(e)) for e in exc.errors()]
+
+
 def _errors_from_validation(name: str, number: int, exc: ValidationError) -> RowError:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(row)"
-    others = list(dict.fromkeys(".".join(str(p) for p in e["loc"]) or "(row)" for e in exc.errors()[1:]))
-    more = f" (and {len(exc.errors()) - 1} more: {', '.join(others)})" if others else ""
-    message = first["msg"].removeprefix("Value error, ")
-    remedy = REMEDIES.get(first["type"])
-    return RowError(name, number, where, message + (f": {remedy}" if remedy else "") + more)
+    return _row_error(name, number, _validation_faults(exc))
+
+
+class _RowFaults(ValueError):
+    """Several fields of one row fail (checks of ours and the model's): each is named, with its remedy."""
+
+    def __init__(self, faults: Sequence[tuple[str, str]]):
+        super().__init__("; ".join(f"{f}: {r}" for f, r in faults))
+        self.faults = list(faults)
 
 
 #: A time as Shopify writes it, "2026-11-10 08:00:12 +0000": ISO 8601 but for the space before the offset.
@@ -645,6 +694,9 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(name, number, exc))
             continue
+        except _RowFaults as exc:
+            result.errors.append(_row_error(name, number, exc.faults))
+            continue
         except _FieldError as exc:
             result.errors.append(RowError(name, number, exc.field, str(exc)))
             continue
@@ -686,10 +738,11 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone
         row["raw"] = raw if isinstance(raw, dict) else {"text": row["raw"]}
     if isinstance(row.get("outbound"), str):
         row["outbound"] = _flag(row["outbound"], "outbound")
+    faults: list[tuple[str, str]] = []
     text = row.get("text")
     if isinstance(text, str) and len(text) > max_post_chars:
-        raise _FieldError("text", f"{len(text):,} characters, more than the limit of {max_post_chars:,} "
-                                  "([imports] max_post_chars in doorstep.toml)")
+        faults.append(("text", f"{len(text):,} characters, more than the limit of {max_post_chars:,} "
+                               "([imports] max_post_chars in doorstep.toml)"))
     flat = {k: row.pop(k) for k in LABEL_FIELDS if k in row}
     nested = row.get("labels")
     if flat and nested is not None:
@@ -698,7 +751,12 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone
         row["labels"] = _labels(flat)
     elif isinstance(nested, str):
         row["labels"] = _json_cell(nested, "labels", '{"sentiment": "negative", ...}')
-    mention = Mention.model_validate(row)
+    try:
+        mention = Mention.model_validate(row)
+    except ValidationError as exc:
+        raise _RowFaults(faults + _validation_faults(exc)) from None
+    if faults:
+        raise _RowFaults(faults)
     # A post dated ahead of the import (a wrong clock, milliseconds read as seconds) would make a case
     # due then, never overdue and never escalated: the row is rejected, as the webhook refuses it.
     latest = utcnow() + MAX_FUTURE_SKEW
@@ -851,6 +909,9 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
         except ValidationError as exc:
             result.errors.append(_errors_from_validation(name, number, exc))
             continue
+        except _RowFaults as exc:
+            result.errors.append(_row_error(name, number, exc.faults))
+            continue
         except (ValueError, TypeError) as exc:
             result.errors.append(RowError(name, number, getattr(exc, "field", "(row)"), str(exc)))
             continue
@@ -992,13 +1053,28 @@ def _phone_cell(value: Any, field_name: str) -> Any:
     return value
 
 
+#: A value one of the row's checks refused (its fault is kept for the row's error).
+_REFUSED: Any = object()
+
 #: Why an order total is refused (NaN would be stored as NULL and read back as 0.0; inf counts as "over 250").
 TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
 
 def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None,
                   zone: tzinfo | None = None) -> OrderBundle:
+    """One order row, or a _RowFaults naming each of its fields that fails (ours and the model's checks),
+    so one look at the file shows every fix (a row whose shape cannot be read is one _FieldError)."""
     row = _given(_stripped(row))
+    faults: list[tuple[str, str]] = []
+
+    def checked(check: Callable[..., Any], *args: Any) -> Any:
+        """``check(*args)``, or _REFUSED with its fault kept for the row's error."""
+        try:
+            return check(*args)
+        except _FieldError as exc:
+            faults.append((exc.field, str(exc)))
+            return _REFUSED
+
     if "placed_at" in row:
         row["placed_at"] = _time_cell(row["placed_at"], zone)
     customer_id = row.get("customer_id")
@@ -1009,67 +1085,85 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
         if isinstance(nested.get("handles"), dict):
             nested["handles"] = _given(_stripped(nested["handles"])) or None
         nested = _given(_stripped(nested))
-        if "phone" in nested:
-            nested["phone"] = _phone_cell(nested["phone"], "customer.phone")
         nested_id = nested.get("id")
         if nested_id is not None and customer_id is not None and str(nested_id) != str(customer_id):
             raise _FieldError("customer.id", f"{nested_id!r} differs from customer_id {customer_id!r}; "
                                              "both must name the same customer")
+        if "phone" in nested:
+            nested["phone"] = checked(_phone_cell, nested["phone"], "customer.phone")
+            if nested["phone"] is _REFUSED:
+                del nested["phone"]
         nested.setdefault("id", customer_id)
         fields = set(nested) - {"id"}
         nested.setdefault("name", "")
         try:
             customer = Customer.model_validate(nested)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise _FieldError("customer." + ".".join(str(p) for p in first["loc"]), first["msg"]) from None
-        row.setdefault("customer_id", customer.id)
+            faults.extend(("customer." + f, r) for f, r in _validation_faults(exc))
+        if customer is not None:
+            row.setdefault("customer_id", customer.id)
+        elif isinstance(nested.get("id"), str):
+            row.setdefault("customer_id", nested["id"])
     elif nested is not None:
         raise _FieldError("customer", "expected an object like {\"id\": \"c1\", \"name\": \"Ann Lee\"}")
     else:
         given = {k: row.pop(f"customer_{k}") for k in CUSTOMER_COLUMNS if f"customer_{k}" in row}
         handles = {ch: str(row.pop(f"customer_{ch}")) for ch in HANDLE_CHANNELS if f"customer_{ch}" in row}
-        if given or handles:
-            if not customer_id:
-                raise _FieldError("customer_id", "required when customer_* columns are given")
-            if "vip" in given:
-                given["vip"] = _flag(given["vip"], "customer_vip")
-            if "phone" in given:
-                given["phone"] = _phone_cell(given["phone"], "customer_phone")
+        if (given or handles) and not customer_id:
+            faults.append(("customer_id", "required when customer_* columns are given"))
+        elif given or handles:
             fields = set(given) | ({"handles"} if handles else set())
+            if "vip" in given:
+                given["vip"] = checked(_flag, given["vip"], "customer_vip")
+            if "phone" in given:
+                given["phone"] = checked(_phone_cell, given["phone"], "customer_phone")
+            given = {k: v for k, v in given.items() if v is not _REFUSED}  # a value refused is the row's error
             try:
                 customer = Customer(id=str(customer_id), name=str(given.pop("name", "")),
                                     **{k: (str(v) if k != "vip" else v) for k, v in given.items()}, handles=handles)
             except ValidationError as exc:  # named by the row's column, e.g. customer_name or customer_x
-                first = exc.errors()[0]
-                raise _FieldError("customer_" + str(first["loc"][-1]), first["msg"]) from None
+                faults.extend(("customer_" + str(e["loc"][-1]), _reason(e)) for e in exc.errors())
     unknown_customer = [k for k in row if k.startswith("customer_") and k != "customer_id"]
     if unknown_customer:
         raise _FieldError(unknown_customer[0], f"unknown column (customer columns: customer_id, "
                                                f"{', '.join('customer_' + c for c in CUSTOMER_COLUMNS + HANDLE_CHANNELS)})")
     if "items" in row:
-        row["items"] = _json_cell(row["items"], "items", '["lamp"] or [{"sku": "MUG", "qty": 2}]')
+        items = checked(_json_cell, row.pop("items"), "items", '["lamp"] or [{"sku": "MUG", "qty": 2}]')
+        if items is not _REFUSED:
+            row["items"] = items
     shipments = row.pop("shipments", None) or []
     if not isinstance(shipments, list):
         raise _FieldError("shipments", "expected a list of objects like {\"tracking_number\": ..., \"courier\": ...}")
-    shipments = [_shipment_values(s, couriers, f"shipments.{i}.") if isinstance(s, dict) else s
+    shipments = [checked(_shipment_values, s, couriers, f"shipments.{i}.") if isinstance(s, dict) else s
                  for i, s in enumerate(shipments)]
     tracking, courier, service = row.pop("tracking_number", None), row.pop("courier", None), row.pop("service", None)
     if tracking:
         if not courier:
-            raise _FieldError("courier", "required when tracking_number is given")
-        shipments.append(_shipment_values({"tracking_number": tracking, "courier": courier, "service": service},
-                                          couriers, ""))
+            faults.append(("courier", "required when tracking_number is given"))
+        else:
+            shipments.append(checked(_shipment_values, {"tracking_number": tracking, "courier": courier,
+                                                        "service": service}, couriers, ""))
     elif courier or service:
-        raise _FieldError("tracking_number", "required when courier or service is given")
+        faults.append(("tracking_number", "required when courier or service is given"))
     number = row.get("number")
-    row["shipments"] = [
-        Shipment.model_validate({"order_number": number or "", **s}) if isinstance(s, dict) else s
-        for s in shipments
-    ]
-    order = Order.model_validate(row)
-    if not (math.isfinite(order.total) and order.total >= 0):
-        raise _FieldError("total", TOTAL_REASON)
+    built = []
+    for s in shipments:
+        if s is _REFUSED:
+            continue
+        try:
+            built.append(Shipment.model_validate({"order_number": number or "", **s}) if isinstance(s, dict) else s)
+        except ValidationError as exc:
+            faults.extend(_validation_faults(exc))
+    row["shipments"] = built
+    try:
+        order: Order | None = Order.model_validate(row)
+    except ValidationError as exc:
+        faults.extend(_validation_faults(exc))
+        order = None
+    if order is not None and not (math.isfinite(order.total) and order.total >= 0):
+        faults.append(("total", TOTAL_REASON))
+    if faults or order is None:
+        raise _RowFaults(faults)
     return OrderBundle(customer=customer, order=order, customer_fields=frozenset(fields))
 
 
@@ -1478,7 +1572,7 @@ def record_import(store: Store, kind: str, file: str | Path, started_at: datetim
                   "unchanged": report.unchanged, "rejected": len(report.errors)}
         if report.errors:
             first = report.errors[0]
-            message = f"row {first.row}: {first.field}: {first.reason}"
+            message = f"row {first.row}: {first.detail}"
             if len(report.errors) > 1:
                 message += f" (and {len(report.errors) - 1} more)"
         if report.stopped:

@@ -286,3 +286,64 @@ def test_a_nested_customers_phone_in_scientific_notation_is_refused_too(tmp_path
                     '"customer": {"id": "c-p1", "name": "Phone One", "phone": "4,47701E+11"}}\n', encoding="utf-8")
     [error] = parse_orders(path).errors
     assert error.field == "customer.phone" and "scientific notation" in error.reason
+
+
+# ------------------------------------------------------------------ 5. every field's error of a row
+WOO = ("number;customer_id;placed_at;customer_name;total;currency\n"
+       "2101;zoe.mueller@example.de;03.11.2026 09:15;Zoë Müller;61,00;EUR\n"
+       "2102;sean@example.ie;2026-11-04T10:15:00+01:00;Seán Ó Briain;27,00;EUR\n"
+       "2103;priya.p@example.co.uk;2026-11-05T11:15:00+01:00;Priya Patel;11.49;EUR\n")
+
+
+def test_a_row_names_every_field_that_fails_each_with_its_remedy(tmp_path: Path) -> None:
+    """Before: "row 2: placed_at: ...: write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z (and 1 more: total)":
+    the decimal-comma total and its remedy were hidden until the dates were fixed."""
+    path = tmp_path / "woo.csv"
+    path.write_text(WOO, encoding="utf-8")
+    code, lines = run(tmp_path, "orders", str(path), "--max-rejected", "1")
+    assert code == 1
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [
+        f"error: {path}: row 2: placed_at: Input should be a valid datetime or date, invalid character in year: "
+        "write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z; total: '61,00' has a decimal comma: write 61.00",
+        f"error: {path}: row 3: total: '27,00' has a decimal comma: write 27.00",
+    ], lines
+    assert lines[-1].endswith("3 orders rows: 1 new, 0 updated, 0 unchanged, 2 rejected")
+
+
+def test_a_bad_tracking_status_names_the_rows_value_and_the_statuses_beside_the_times_error(tmp_path: Path) -> None:
+    """Before: "row 2: time: ...: write a time as ISO 8601, ... (and 1 more: status)"; and alone, "status: Input
+    should be 'info_received', 'in_transit', ... or 'returned'", without the value the row gave."""
+    path = tmp_path / "rm.csv"
+    path.write_text("tracking_number,time,status,location\n"
+                    "AB497236329GB,12/11/2026 09:40,Out for delivery,Leeds Delivery Office\n"
+                    "AB497236329GB,2026-11-12T09:40:00Z,Out for delivery,Leeds Delivery Office\n", encoding="utf-8")
+    first, second = parse_tracking(path).errors
+    statuses = ("'Out for delivery' is not a tracking status: write one of info_received, in_transit, "
+                "out_for_delivery, attempt_failed, exception, delivered, returned (the courier's own words go in "
+                "description)")
+    assert (first.row, first.field) == (2, "time")
+    assert str(first).endswith(f"write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z; status: {statuses}"), first
+    assert str(second).endswith(f"row 3: status: {statuses}")
+
+
+def test_checks_made_before_validation_are_listed_with_the_models_own(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,customer_name,customer_phone,total,tracking_number\n"
+                    "A1,c1,yesterday,Ann Lee,4.47701E+11,abc,AB497236329GB\n", encoding="utf-8")
+    [error] = parse_orders(path).errors
+    reasons = str(error).split(": row 2: ", 1)[1].split("; ")
+    assert [r.split(":")[0] for r in reasons] == ["customer_phone", "courier", "placed_at", "total"], reasons
+    assert "format the column as text" in reasons[0] and "required when tracking_number is given" in reasons[1]
+
+
+def test_the_recorded_run_names_every_field_of_its_first_rejected_row(tmp_path: Path) -> None:
+    from doorstep.store import Store
+    from listeners.files import recent_imports
+
+    path = tmp_path / "woo.csv"
+    path.write_text(WOO, encoding="utf-8")
+    run(tmp_path, "orders", str(path), "--max-rejected", "1")
+    [recorded] = recent_imports(Store(tmp_path / "shop.db"))
+    assert recorded["message"].startswith("row 2: placed_at: Input should be a valid datetime")
+    assert "; total: '61,00' has a decimal comma: write 61.00 (and 1 more)" in recorded["message"]
