@@ -399,6 +399,10 @@ class Columns:
     #: The file's columns that were not read (with a ``--map``, columns none of ours and none mapped).
     ignored: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Looked up once per column of every row of a JSON Lines file: a dict, not a scan of the names.
+        self._names = {f.casefold(): f for f in (*self.known, *self.also)}
+
     def mapped(self, mapping: dict[str, str] | None) -> Columns:
         """These columns, with another tool's taken as ours (``--map number=Name``), applied before any row
         is validated. Why: a shop's Shopify or WooCommerce export names its columns its own way, and a
@@ -428,8 +432,7 @@ class Columns:
 
     def field(self, column: str) -> str | None:
         """Our name for a file's column, or None when it is none of ours."""
-        key = _column_key(column)
-        return next((f for f in (*self.known, *self.also) if f.casefold() == key), None)
+        return self._names.get(_column_key(column))
 
     def plan(self, name: str, number: int, header: Sequence[str]) -> list[tuple[str, int]]:
         """(field, index) per column to read; an ImportFileError (one line) when the header cannot be read."""
@@ -442,17 +445,16 @@ class Columns:
                                       f"file has no column {column!r} (its columns: {', '.join(header)}); check the "
                                       "spelling (case does not matter)")
             taken[field_name] = index
+        mapped = set(taken.values())
         for index, column in enumerate(header):
             found = self.field(column)
-            if index in taken.values():
-                continue
-            if found is None or found in self.mapping:  # not ours, or a field --map reads from another column
-                unknown.append(column)
-            elif found in taken:
-                raise ImportFileError(f"{name}: row {number}: {column}: the column appears twice in the header "
-                                      f"(as {header[taken[found]]!r} too); rename or remove one")
-            else:
+            if found is not None and found not in self.mapping:  # ours (a --map may read it as another field too)
+                if found in taken:
+                    raise ImportFileError(f"{name}: row {number}: {column}: the column appears twice in the header "
+                                          f"(as {header[taken[found]]!r} too); rename or remove one")
                 taken[found] = index
+            elif index not in mapped:  # none of ours, or a field --map reads from another column
+                unknown.append(column)
         missing = [f for f in self.required if f not in taken]
         if missing or (unknown and not self.mapping):
             raise ImportFileError(self.header_problem(name, number, missing, unknown))
@@ -495,22 +497,23 @@ class Columns:
         return None
 
     def keys(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A JSON Lines row with our names for its keys ("Status" is status); a key that is none of ours is
-        kept as it is, and the row says so."""
+        """A JSON Lines row with our names for its keys ("Status" is status), as a CSV header is read. A key
+        that is none of ours is kept as it is (the row's error names it), or with a ``--map`` skipped and
+        named once in the run's note."""
+        if not self.mapping and all(key in self._names for key in row):
+            return row  # our own names already (what Doorstep's exports write): nothing to rename
         named: dict[str, Any] = {}
+        given = list(row)
         sources = set()
         for field_name, column in self.mapping.items():
-            index = self._index(list(row), column)
+            index = self._index(given, column)
             if index is not None:
-                source = list(row)[index]
-                named[field_name] = row[source]
-                sources.add(source)
+                named[field_name] = row[given[index]]
+                sources.add(given[index])
         for key, value in row.items():
-            if key in sources:
-                continue
             found = self.field(key)
             if self.mapping and (found is None or found in self.mapping):
-                if key not in self.ignored:
+                if key not in sources and key not in self.ignored:
                     self.ignored.append(key)
                 continue
             named.setdefault(found if found is not None and found not in row else key, value)

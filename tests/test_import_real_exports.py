@@ -347,3 +347,52 @@ def test_the_recorded_run_names_every_field_of_its_first_rejected_row(tmp_path: 
     [recorded] = recent_imports(Store(tmp_path / "shop.db"))
     assert recorded["message"].startswith("row 2: placed_at: Input should be a valid datetime")
     assert "; total: '61,00' has a decimal comma: write 61.00 (and 1 more)" in recorded["message"]
+
+
+# ------------------------------------------------------------------ what held still holds, mapped
+def test_a_mapped_semicolon_export_keeps_row_numbers_duplicates_reimports_and_partial_updates(tmp_path: Path) -> None:
+    """A WooCommerce export (byte-order mark, CRLF, ';', a note spanning two lines) through --map: rows are
+    numbered as in an editor, a repeated order is refused, a re-import changes nothing, and a later file
+    giving fewer columns erases nothing."""
+    path = tmp_path / "woo.csv"
+    path.write_bytes("\ufeffOrder Number;Order Date;Customer Note;First Name (Billing);Email (Billing);"
+                     "Phone (Billing);Order Total Amount\r\n"
+                     '2101;2026-11-03 09:15;"Bitte beim Nachbarn,\r\nHaus Nr. 7";Zoë;zoe@example.de;+49 151 23456789;61.00\r\n'
+                     "2101;2026-11-03 09:15;;Zoë;zoe@example.de;+49 151 23456789;61.00\r\n"
+                     "2102;2026-11-04 10:15;;Seán;sean@example.ie;'+353 85 123 4567;27.00\r\n".encode())
+    woo_map = ["--map", "number=Order Number", "--map", "placed_at=Order Date", "--map", "customer_name=First Name (Billing)",
+               "--map", "customer_id=Email (Billing)", "--map", "customer_phone=Phone (Billing)",
+               "--map", "total=Order Total Amount", "--timezone", "Europe/Berlin"]
+    code, lines = run(tmp_path, "orders", str(path), *woo_map)
+    assert code == 1
+    assert [line for line in lines if line.startswith("error: ")] == [
+        f"error: {path}: row 4: number: duplicate of row 2 (2101); keep one row for it"]
+    assert lines[-1].endswith("3 orders rows: 2 new, 0 updated, 0 unchanged, 1 rejected")
+    assert run(tmp_path, "orders", str(path), *woo_map)[1][-1].endswith("0 new, 0 updated, 2 unchanged, 1 rejected")
+
+    partial = tmp_path / "partial.csv"
+    partial.write_text("Number,Customer_ID,Placed_At\n2102,sean@example.ie,2026-11-04T09:15:00Z\n", encoding="utf-8")
+    assert run(tmp_path, "orders", str(partial)) == (0, [f"{partial}: 1 orders rows: 0 new, 0 updated, 1 unchanged, "
+                                                         "0 rejected"])
+    from doorstep.store import Store
+
+    store = Store(tmp_path / "shop.db")
+    customer = store.get_customer("sean@example.ie")
+    assert (customer.name, customer.phone) == ("Seán", "+353 85 123 4567")
+    order = store.get_order("2102")
+    assert (order.placed_at.isoformat(), order.total) == ("2026-11-04T09:15:00+00:00", 27.0)
+
+
+def test_a_column_of_ours_mapped_to_another_field_too_still_feeds_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,customer_name\nA1,ann@example.org,2026-11-01T10:00:00Z,Ann\n",
+                    encoding="utf-8")
+    [bundle] = parse_orders(path, columns={"customer_email": "customer_id"}).records
+    assert (bundle.order.customer_id, bundle.customer.email) == ("ann@example.org", "ann@example.org")
+    jsonl = tmp_path / "o.jsonl"
+    jsonl.write_text('{"number": "A1", "customer_id": "ann@example.org", "placed_at": "2026-11-01T10:00:00Z", '
+                     '"customer_name": "Ann", "Notes": "x"}\n', encoding="utf-8")
+    parsed = parse_orders(jsonl, columns={"customer_email": "customer_id"})
+    [bundle] = parsed.records
+    assert (bundle.order.customer_id, bundle.customer.email) == ("ann@example.org", "ann@example.org")
+    assert parsed.notes == [f"{jsonl}: not read: columns Notes (no --map names them)"]
