@@ -1040,9 +1040,9 @@ def _phone_cell(value: Any, field_name: str) -> Any:
         return value
     text = value.strip()
     if _SCIENTIFIC.fullmatch(text):
-        raise _FieldError(field_name, f"{text!r} is a number in scientific notation, its last digits lost: format the "
-                                      "column as text in the spreadsheet (or export the phone numbers again) and import "
-                                      "again")
+        raise _FieldError(field_name, f"{text!r} is a number in scientific notation, its last digits lost: "
+                                      "format the column as text in the spreadsheet (or export the phone numbers "
+                                      "again) and import again")
     if text.startswith("'") and _PHONE_LIKE.fullmatch(text[1:].strip()):
         return text[1:].strip()
     if text.startswith("="):

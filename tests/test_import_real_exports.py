@@ -357,11 +357,12 @@ def test_a_mapped_semicolon_export_keeps_row_numbers_duplicates_reimports_and_pa
     path = tmp_path / "woo.csv"
     path.write_bytes("\ufeffOrder Number;Order Date;Customer Note;First Name (Billing);Email (Billing);"
                      "Phone (Billing);Order Total Amount\r\n"
-                     '2101;2026-11-03 09:15;"Bitte beim Nachbarn,\r\nHaus Nr. 7";Zoë;zoe@example.de;+49 151 23456789;61.00\r\n'
+                     '2101;2026-11-03 09:15;"Bitte beim Nachbarn,\r\nHaus Nr. 7";Zoë;zoe@example.de;'
+                     "+49 151 23456789;61.00\r\n"
                      "2101;2026-11-03 09:15;;Zoë;zoe@example.de;+49 151 23456789;61.00\r\n"
                      "2102;2026-11-04 10:15;;Seán;sean@example.ie;'+353 85 123 4567;27.00\r\n".encode())
-    woo_map = ["--map", "number=Order Number", "--map", "placed_at=Order Date", "--map", "customer_name=First Name (Billing)",
-               "--map", "customer_id=Email (Billing)", "--map", "customer_phone=Phone (Billing)",
+    woo_map = ["--map", "number=Order Number", "--map", "placed_at=Order Date",
+               "--map", "customer_name=First Name (Billing)", "--map", "customer_id=Email (Billing)", "--map", "customer_phone=Phone (Billing)",
                "--map", "total=Order Total Amount", "--timezone", "Europe/Berlin"]
     code, lines = run(tmp_path, "orders", str(path), *woo_map)
     assert code == 1
