@@ -32,6 +32,11 @@ AUTH = {"Authorization": "Bearer test-token"}
 ASK = "Hi, could you DM us your order number?"
 
 
+#: Follow-ups that go at any hour: the rounds below run on the real clock ("70 minutes from now"), which the default
+#: quiet hours (21:00-08:00) would hold at night, so the control failed and the others passed for the wrong reason.
+ANY_HOUR = {"quiet_hours": None}
+
+
 def _send(store: Store, config, minutes: float = 0) -> None:  # noqa: ANN001
     """A round of the outbox ``minutes`` after the real now (messages are due from when they were queued)."""
     Outbox(store, config, now=later(minutes)).send_due()
@@ -85,7 +90,7 @@ def _deleted_and_failed(store: Store, config, emulator: XEmulator, case_id: int,
 
 def test_no_could_not_answer_you_there_mail_after_our_dm_reached_them(store: Store, emulator: XEmulator,
                                                                      smtp: SmtpSink) -> None:
-    config = shop_config()
+    config = shop_config(followup=ANY_HOUR)
     case_id = make_case(store, config, emulator, order=add_order(store))
     dm = queue_private(store, config, case_id, ASK, "agent")
     _send(store, config)
@@ -99,7 +104,7 @@ def test_no_could_not_answer_you_there_mail_after_our_dm_reached_them(store: Sto
 
 def test_a_could_not_answer_you_there_mail_written_before_our_dm_is_cancelled_when_due(
         store: Store, emulator: XEmulator, smtp: SmtpSink) -> None:
-    config = shop_config(approval={"rules": ["follow_up"]})
+    config = shop_config(approval={"rules": ["follow_up"]}, followup=ANY_HOUR)
     case_id = make_case(store, config, emulator, order=add_order(store))
     _deleted_and_failed(store, config, emulator, case_id)
     [unsent] = run_followups(store, config, NOW + timedelta(hours=1))
@@ -122,8 +127,10 @@ def test_a_could_not_answer_you_there_mail_written_before_our_dm_is_cancelled_wh
 
 def test_the_could_not_answer_mail_still_goes_when_nothing_reached_them(store: Store, emulator: XEmulator,
                                                                       smtp: SmtpSink) -> None:
-    """The control: no answer of ours reached them on X, so the follow-up is true and goes."""
-    config = shop_config()
+    """The control: no answer of ours reached them on X, so the follow-up is true and goes. Sent "70 minutes from
+    now" by the real clock, it met the default quiet hours (21:00-08:00) when the suite ran after 19:50 and failed:
+    these tests send at any hour."""
+    config = shop_config(followup=ANY_HOUR)
     case_id = make_case(store, config, emulator, order=add_order(store))
     _deleted_and_failed(store, config, emulator, case_id)
     assert len(run_followups(store, config, NOW + timedelta(hours=1))) == 1
