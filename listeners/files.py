@@ -21,7 +21,9 @@ Formats (see README "Importing data" for the full column lists):
   imports back without loss.
 * mentions ``twcs``: the public "Customer Support on Twitter" layout. Inbound rows are
   customers; outbound rows are the brands' replies, which join the thread.
-* orders: one row per order; ``customer_*`` columns embed the customer and
+* orders: one row per order, or one row per item (Shopify, WooCommerce): the rows of one
+  order number fold into one order whose ``items`` gathers each row's ``item_*`` values, as
+  long as they agree on the order's own values; ``customer_*`` columns embed the customer and
   ``tracking_number``/``courier`` columns embed a shipment (JSONL may instead nest
   ``customer`` and ``shipments`` objects).
 * tracking: one row per courier event.
@@ -111,6 +113,8 @@ class Parsed:
     rows: list[int] = field(default_factory=list)
     #: What the run says once, not per row (columns a ``--map`` run did not read).
     notes: list[str] = field(default_factory=list)
+    #: Rows that were an order's further items, folded into the order of an earlier row (see :func:`parse_orders`).
+    folded: int = 0
 
     def add(self, number: int, record: Any) -> None:
         self.records.append(record)
@@ -870,10 +874,13 @@ def parse_twcs(path: Path, *, encoding: str | None = None, max_post_chars: int =
 # ------------------------------------------------------------------ orders
 CUSTOMER_COLUMNS = ("name", "email", "phone", "vip")
 HANDLE_CHANNELS = ("x", "mastodon", "bluesky")
-#: An orders file's columns (README "Importing data"); ``items`` is a JSON list.
+#: One item of an order, as a "one row per item" export writes it on each row: ``item_name``, ``item_sku``, ...
+ITEM_COLUMNS = ("name", "sku", "quantity", "price")
+#: An orders file's columns (README "Importing data"); ``items`` is a JSON list, ``item_*`` one item a row.
 ORDER_COLUMNS = Columns(
     "orders",
     ("number", "customer_id", "placed_at", "brand", "total", "currency", "promised_date", "status", "items",
+     *(f"item_{c}" for c in ITEM_COLUMNS),
      *(f"customer_{c}" for c in CUSTOMER_COLUMNS + HANDLE_CHANNELS), "tracking_number", "courier", "service"),
     required=("number", "customer_id", "placed_at"),
     also=("customer", "shipments"),  # JSON Lines may nest them
@@ -888,6 +895,38 @@ class OrderBundle:
     order: Order
     #: Customer fields the row gave a value for: only these are written (never erase the rest).
     customer_fields: frozenset[str] = frozenset()
+    #: The further rows of the order (one row per item) folded into it, after its first.
+    further: tuple[int, ...] = ()
+
+
+def _built(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any], result: Parsed,
+           encoding: str | None = None, spec: Columns | None = None
+           ) -> Iterator[tuple[int, dict[str, Any] | None, Any]]:
+    """(row number, row, record) for each row, the record None where the row is rejected (its error is in
+    ``result.errors``; the row None where it is not even a row)."""
+    path = Path(path)
+    fmt = detect_format(path, fmt, ("jsonl", "csv"))
+    name = str(path)
+    for number, row in read_rows(path, fmt, encoding, spec):
+        if isinstance(row, RowError):
+            result.errors.append(row)
+            yield number, None, None
+            continue
+        try:
+            record = build(row)
+        except ValidationError as exc:
+            result.errors.append(_errors_from_validation(name, number, exc))
+        except _RowFaults as exc:
+            result.errors.append(_row_error(name, number, exc.faults))
+        except (ValueError, TypeError) as exc:
+            result.errors.append(RowError(name, number, getattr(exc, "field", "(row)"), str(exc)))
+        else:
+            yield number, row, record
+            continue
+        yield number, row, None
+    note = spec.note(name) if spec is not None else None
+    if note:
+        result.notes.append(note)
 
 
 def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, Any]], Any],
@@ -898,25 +937,11 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
     ``key``: the record's identity; a second row with the same key is rejected (which one
     should win is the user's call, not ours). ``spec``: what a file's header must name.
     """
-    path = Path(path)
-    fmt = detect_format(path, fmt, ("jsonl", "csv"))
     name = str(path)
     result = Parsed()
     first_row: dict[Any, int] = {}
-    for number, row in read_rows(path, fmt, encoding, spec):
-        if isinstance(row, RowError):
-            result.errors.append(row)
-            continue
-        try:
-            record = build(row)
-        except ValidationError as exc:
-            result.errors.append(_errors_from_validation(name, number, exc))
-            continue
-        except _RowFaults as exc:
-            result.errors.append(_row_error(name, number, exc.faults))
-            continue
-        except (ValueError, TypeError) as exc:
-            result.errors.append(RowError(name, number, getattr(exc, "field", "(row)"), str(exc)))
+    for number, _, record in _built(path, fmt, build, result, encoding, spec):
+        if record is None:
             continue
         if key is not None:
             k = key(record)
@@ -926,9 +951,6 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
                 continue
             first_row[k] = number
         result.add(number, record)
-    note = spec.note(name) if spec is not None else None
-    if note:
-        result.notes.append(note)
     return result
 
 
@@ -938,10 +960,150 @@ def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | No
     """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
     give, matched whatever its case and spacing and stored as configured (None or none: any name).
     ``columns``: the file's column for a field, where it names it otherwise (``--map``); ``timezone``:
-    the zone of times that give no offset (None: UTC)."""
+    the zone of times that give no offset (None: UTC).
+
+    Rows of one order number fold into one order (Shopify and WooCommerce write one row per item, repeating the
+    order's values or leaving them blank): its ``items`` gathers each row's item. Why: each further item row was
+    refused as a duplicate, so an order's other items were lost, and with most orders of several items more than
+    half the rows failed (exports audit). The rows must agree: one that gives another value for the order (a
+    second customer or total) is refused naming both rows and the field, since which is right is the shop's
+    call; a row exactly like an earlier one of its order is a duplicate, refused as before. An order with a
+    rejected row is not written at all (its other rows say which row to fix): written in part, it would lack
+    items or its total without a word."""
     build = functools.partial(_order_bundle, couriers=couriers, zone=time_zone(timezone))
-    return _parse_each(path, fmt, build, encoding,
-                       key=lambda b: b.order.number, key_field="number", spec=ORDER_COLUMNS.mapped(columns))
+    name = str(path)
+    result = Parsed()
+    orders: dict[str, _OrderRows] = {}
+    rejected: dict[str, list[int]] = {}
+    for number, row, bundle in _built(path, fmt, build, result, encoding, ORDER_COLUMNS.mapped(columns)):
+        if bundle is None:
+            given = row.get("number") if row is not None else None
+            if isinstance(given, str) and given.strip():
+                rejected.setdefault(given.strip(), []).append(number)
+            continue
+        read = _given(_stripped(row))  # type: ignore[arg-type]
+        rows = orders.get(bundle.order.number)
+        if rows is None:
+            orders[bundle.order.number] = _OrderRows.start(number, bundle, read)
+            continue
+        same = rows.same_as(read)
+        if same is not None:
+            result.errors.append(RowError(name, number, "number", f"duplicate of row {same} ({bundle.order.number}); "
+                                                                  "keep one row for it"))
+            continue
+        faults = rows.fold(number, bundle, read)
+        if faults:
+            result.errors.append(_row_error(name, number, faults))
+            rejected.setdefault(bundle.order.number, []).append(number)
+    for order_number, rows in orders.items():
+        if order_number in rejected:
+            result.errors.extend(_order_refused(name, order_number, rows.numbers, rejected[order_number]))
+            continue
+        result.add(rows.first, rows.bundle)
+        result.folded += len(rows.bundle.further)
+    result.errors.sort(key=lambda e: e.row)
+    return result
+
+
+def _order_refused(name: str, order_number: str, rows: Sequence[int], rejected: Sequence[int]) -> list[RowError]:
+    """The errors of an order's valid ``rows`` when its ``rejected`` rows keep it out: each names the row to fix."""
+    which = (f"row {rejected[0]} is" if len(rejected) == 1
+             else f"rows {', '.join(map(str, rejected[:-1]))} and {rejected[-1]} are")
+    return [RowError(name, row, "number", f"order {order_number} is not imported: its {which} rejected; fix that "
+                                          f"row{'s' if len(rejected) > 1 else ''} and import again") for row in rows]
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: a time in ISO 8601, text quoted, a number as it is."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _order_values(bundle: OrderBundle) -> dict[tuple[str, str | None], Any]:
+    """What a row says of its order beyond its item: (field, parcel) -> value, the parcel's tracking number for a
+    shipment's courier and service (an order may have several parcels), None for the rest."""
+    order = bundle.order
+    values: dict[tuple[str, str | None], Any] = {  # in the order of the file's columns (README)
+        (f, None): getattr(order, f) for f in Order.model_fields
+        if f in order.model_fields_set and f not in ("number", "items", "shipments")}
+    customer = bundle.customer
+    if customer is not None:
+        for f in (*CUSTOMER_COLUMNS, "handles"):
+            if f not in bundle.customer_fields:
+                continue
+            if f == "handles":
+                values.update({(f"customer_{ch}", None): handle for ch, handle in customer.handles.items()})
+            else:
+                values[(f"customer_{f}", None)] = getattr(customer, f)
+    for shipment in order.shipments:
+        for f in sorted(shipment.model_fields_set & {"courier", "service"}):
+            values[(f, shipment.tracking_number)] = getattr(shipment, f)
+    return values
+
+
+@dataclass
+class _OrderRows:
+    """An order as its rows so far give it: the bundle they fold into, each row as read, and which row gave each of
+    the order's values (what a later row's values are checked against)."""
+
+    first: int
+    bundle: OrderBundle
+    read: list[tuple[int, dict[str, Any]]]
+    given: dict[tuple[str, str | None], tuple[Any, int]]
+
+    @classmethod
+    def start(cls, number: int, bundle: OrderBundle, read: dict[str, Any]) -> _OrderRows:
+        return cls(number, bundle, [(number, read)], {k: (v, number) for k, v in _order_values(bundle).items()})
+
+    @property
+    def numbers(self) -> list[int]:
+        return [self.first, *self.bundle.further]
+
+    def same_as(self, read: dict[str, Any]) -> int | None:
+        """The earlier row of the order that ``read`` repeats exactly (its item too), or None."""
+        return next((number for number, earlier in self.read if earlier == read), None)
+
+    def fold(self, number: int, bundle: OrderBundle, read: dict[str, Any]) -> list[tuple[str, str]]:
+        """Fold row ``number`` into the order; or, where it gives another value than an earlier row, leave the order
+        as it is and return (field, reason) for each such value."""
+        values = _order_values(bundle)
+        faults = [(key[0], f"{_shown(value)} differs from {_shown(was)} in row {row}, the same order "
+                           f"{bundle.order.number}: an order's rows repeat its values or leave them blank; correct one "
+                           "of them")
+                  for key, value in values.items() if key in self.given
+                  for was, row in [self.given[key]] if was != value]
+        if faults:
+            return faults
+        for key, value in values.items():
+            self.given.setdefault(key, (value, number))
+        self.read.append((number, read))
+        old, new = self.bundle.order, bundle.order
+        update: dict[str, Any] = {f: getattr(new, f) for f in new.model_fields_set - old.model_fields_set
+                                  if f not in ("items", "shipments")}
+        if "items" in new.model_fields_set:
+            update["items"] = [*old.items, *new.items]
+        parcels = {s.tracking_number: i for i, s in enumerate(old.shipments)}
+        shipments = list(old.shipments)
+        for shipment in new.shipments:
+            if shipment.tracking_number not in parcels:
+                shipments.append(shipment)
+                continue
+            i = parcels[shipment.tracking_number]
+            shipments[i] = shipments[i].model_copy(update={
+                f: getattr(shipment, f) for f in shipment.model_fields_set - shipments[i].model_fields_set})
+        update["shipments"] = shipments
+        customer, fields = self.bundle.customer, self.bundle.customer_fields
+        if bundle.customer is not None and customer is None:
+            customer, fields = bundle.customer, bundle.customer_fields
+        elif bundle.customer is not None and customer is not None:
+            more = bundle.customer_fields - fields
+            changes = {f: getattr(bundle.customer, f) for f in more if f != "handles"}
+            if "handles" in bundle.customer_fields:
+                changes["handles"] = {**bundle.customer.handles, **customer.handles}
+            customer, fields = customer.model_copy(update=changes), fields | bundle.customer_fields
+        self.bundle = OrderBundle(customer, old.model_copy(update=update), fields, (*self.bundle.further, number))
+        return []
 
 
 def _parcels(bundle: OrderBundle) -> list[str]:
@@ -971,6 +1133,7 @@ def _one_order_per_parcel(parsed: Parsed, name: str, store: Store) -> None:
             where = f" (row {row})" if row is not None else ""
             parsed.errors.append(RowError(name, number, "tracking_number",
                                           f"{tracking} is already the parcel of order {order}{where}; {PARCEL_REMEDY}"))
+            parsed.errors.extend(_order_refused(name, bundle.order.number, bundle.further, [number]))
             continue
         for tracking in _parcels(bundle):
             claimed.setdefault(tracking, (bundle.order.number, number))
@@ -1134,6 +1297,16 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
         items = checked(_json_cell, row.pop("items"), "items", '["lamp"] or [{"sku": "MUG", "qty": 2}]')
         if items is not _REFUSED:
             row["items"] = items
+    item = {k: row.pop(f"item_{k}") for k in ITEM_COLUMNS if f"item_{k}" in row}
+    if item and "items" in row:
+        faults.append(("items", "give the items either as the items list or as item_* columns (one item a row), "
+                                "not both"))
+    elif item:
+        if "quantity" in item:
+            item["quantity"] = checked(_quantity, item["quantity"], "item_quantity")
+        if "price" in item:
+            item["price"] = checked(_amount, item["price"], "item_price")
+        row["items"] = [{k: (str(v) if k in ("name", "sku") else v) for k, v in item.items() if v is not _REFUSED}]
     shipments = row.pop("shipments", None) or []
     if not isinstance(shipments, list):
         raise _FieldError("shipments", "expected a list of objects like {\"tracking_number\": ..., \"courier\": ...}")
@@ -1168,6 +1341,29 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
     if faults or order is None:
         raise _RowFaults(faults)
     return OrderBundle(customer=customer, order=order, customer_fields=frozenset(fields))
+
+
+def _quantity(value: Any, field_name: str) -> int:
+    """How many of an item a row gives: a whole number (0 for an item refunded whole)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"\d+(?:\.0+)?", text):
+        raise _FieldError(field_name, f"{value!r} is not a whole number: write how many, e.g. 2")
+    return int(float(text))
+
+
+def _amount(value: Any, field_name: str) -> float:
+    """An amount of money a cell gives (an item's price), as an order total is read."""
+    if isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
+        amount = value.strip()
+        written = amount.replace(".", "").replace(",", ".")
+        raise _FieldError(field_name, f"{amount!r} has a decimal comma: write {written}")
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        amount = math.nan
+    if isinstance(value, bool) or not (math.isfinite(amount) and amount >= 0):
+        raise _FieldError(field_name, TOTAL_REASON)
+    return amount
 
 
 # ---------------------------------------------------------------- tracking
@@ -1220,18 +1416,26 @@ class ImportReport:
     stopped: str | None = None
     #: What the run says once (columns a ``--map`` run did not read).
     notes: list[str] = field(default_factory=list)
+    #: Rows that were further items of an order counted in ``valid`` (one row per item): new, updated and
+    #: unchanged count orders, the file's rows are ``valid + folded`` and the rejected.
+    folded: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.errors and self.stopped is None
 
     @property
+    def rows(self) -> int:
+        """The rows the file held."""
+        return self.valid + self.folded + len(self.errors)
+
+    @property
     def rejected_share(self) -> float:
-        total = self.valid + len(self.errors)
-        return len(self.errors) / total if total else 0.0
+        return len(self.errors) / self.rows if self.rows else 0.0
 
     def summary(self) -> str:
-        line = (f"{self.file}: {self.valid + len(self.errors)} {self.kind} rows: {self.stored} new, "
+        what = f" for {self.valid} orders" if self.folded else ""
+        line = (f"{self.file}: {self.rows} {self.kind} rows{what}: {self.stored} new, "
                 f"{self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} rejected")
         if not self.committed:
             if self.max_rejected_share == 0:
@@ -1244,7 +1448,7 @@ class ImportReport:
 
 
 def _should_commit(parsed: Parsed, max_rejected_share: float) -> bool:
-    total = len(parsed.records) + len(parsed.errors)
+    total = len(parsed.records) + parsed.folded + len(parsed.errors)
     if not parsed.errors:
         return True
     return total > 0 and len(parsed.errors) / total <= max_rejected_share
@@ -1489,13 +1693,15 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
             if not known[customer.id]:
                 parsed.errors.append(RowError(name, number, "customer_name",
                                               f"customer {customer.id!r} is new: give their name"))
+                parsed.errors.extend(_order_refused(name, bundle.order.number, bundle.further, [number]))
                 continue
         valid.append((number, bundle))
     parsed.errors.sort(key=lambda e: e.row)
-    report = ImportReport(name, "orders", len(valid), 0, parsed.errors, max_rejected_share=max_rejected_share,
-                          notes=parsed.notes)
     parsed.records = [b for _, b in valid]
     parsed.rows = [n for n, _ in valid]
+    parsed.folded = sum(len(b.further) for b in parsed.records)
+    report = ImportReport(name, "orders", len(valid), 0, parsed.errors, max_rejected_share=max_rejected_share,
+                          notes=parsed.notes, folded=parsed.folded)
     if not _should_commit(parsed, max_rejected_share):
         report.committed = False
         return report
@@ -1571,7 +1777,7 @@ def record_import(store: Store, kind: str, file: str | Path, started_at: datetim
     counts = {"rows": 0, "new": 0, "updated": 0, "unchanged": 0, "rejected": 0}
     message = (refused or "").removeprefix(f"{file}: ")  # the file has its own column
     if report is not None:
-        counts = {"rows": report.valid + len(report.errors), "new": report.stored, "updated": report.updated,
+        counts = {"rows": report.rows, "new": report.stored, "updated": report.updated,
                   "unchanged": report.unchanged, "rejected": len(report.errors)}
         if report.errors:
             first = report.errors[0]

@@ -397,3 +397,118 @@ def test_a_column_of_ours_mapped_to_another_field_too_still_feeds_its_own(tmp_pa
     [bundle] = parsed.records
     assert (bundle.order.customer_id, bundle.customer.email) == ("ann@example.org", "ann@example.org")
     assert parsed.notes == [f"{jsonl}: not read: columns Notes (no --map names them)"]
+
+
+# ------------------------------------------------------------------ 6. one row per item (Shopify, WooCommerce)
+#: What README's Shopify command line adds to SHOPIFY_MAP: each row's line item.
+ITEM_MAP = ["--map", "item_name=Lineitem name", "--map", "item_quantity=Lineitem quantity",
+            "--map", "item_price=Lineitem price", "--map", "item_sku=Lineitem sku"]
+
+
+def item_row(number: int, email: str, created: str, item: tuple[str, str, str, str], **order: str) -> str:
+    """A Shopify line: its item, and the order's values only where given (Shopify leaves them blank on an
+    order's second and later lines, but for Name, Email, Currency and Created at)."""
+    values = dict.fromkeys(SHOPIFY_HEADER.split(","), "")
+    name, sku, quantity, price = item
+    values.update({"Name": f"#{number}", "Email": email, "Created at": created, "Currency": "GBP",
+                   "Lineitem name": name, "Lineitem sku": sku, "Lineitem quantity": quantity,
+                   "Lineitem price": price, **order})
+    return ",".join(f'"{v}"' if "," in v else v for v in values.values())
+
+
+ANA = ("ana.silva@example.org", "2026-11-10 08:00:12 +0000")
+TOM = ("tom.p@example.org", "2026-11-10 09:07:12 +0000")
+ANA_FIRST = {"Billing Name": "Ana Silva", "Billing Phone": "+44 7700 900123", "Total": "67.44"}
+
+
+def items_file(tmp_path: Path, *rows: str) -> Path:
+    path = tmp_path / "orders_export.csv"
+    path.write_text("\ufeff" + "\r\n".join([SHOPIFY_HEADER, *rows]) + "\r\n", encoding="utf-8")
+    return path
+
+
+def test_an_orders_rows_one_per_item_fold_into_one_order_with_its_items(tmp_path: Path) -> None:
+    """Before: "row 3: number: duplicate of row 2 (#1001); keep one row for it" for each further item: the order's
+    other items were lost, and with most orders of several items nothing was written without --max-rejected 1."""
+    path = items_file(
+        tmp_path,
+        item_row(1001, *ANA, ("Moss terrarium kit", "MOSS-TK", "1", "34.00"), **ANA_FIRST),
+        item_row(1001, *ANA, ("Glass cloche", "CLOCHE-L", "1", "22.50")),
+        item_row(1002, *TOM, ("Glass cloche", "CLOCHE-L", "2", "22.50"), **{"Billing Name": "Tom Price",
+                                                                            "Total": "48.95"}),
+        item_row(1001, *ANA, ("Fern spray", "FERN-SP", "1", "6.99")))
+    code, lines = run(tmp_path, "orders", str(path), *SHOPIFY_MAP, *ITEM_MAP)
+    assert code == 0, lines
+    assert lines[-1] == f"{path}: 4 orders rows for 2 orders: 2 new, 0 updated, 0 unchanged, 0 rejected", lines
+    from doorstep.store import Store
+
+    store = Store(tmp_path / "shop.db")
+    order = store.get_order("#1001")
+    assert order.items == [{"name": "Moss terrarium kit", "sku": "MOSS-TK", "quantity": 1, "price": 34.0},
+                           {"name": "Glass cloche", "sku": "CLOCHE-L", "quantity": 1, "price": 22.5},
+                           {"name": "Fern spray", "sku": "FERN-SP", "quantity": 1, "price": 6.99}]
+    assert (order.total, order.customer_id, order.placed_at.isoformat()) == (
+        67.44, "ana.silva@example.org", "2026-11-10T08:00:12+00:00")
+    customer = store.get_customer("ana.silva@example.org")
+    assert (customer.name, customer.phone) == ("Ana Silva", "+44 7700 900123")
+    assert store.get_order("#1002").items == [{"name": "Glass cloche", "sku": "CLOCHE-L", "quantity": 2,
+                                               "price": 22.5}]
+    # The same file again changes nothing; a partial file (no item columns) erases no item.
+    again = run(tmp_path, "orders", str(path), *SHOPIFY_MAP, *ITEM_MAP)
+    assert again == (0, [again[1][0], f"{path}: 4 orders rows for 2 orders: 0 new, 0 updated, 2 unchanged, "
+                                      "0 rejected"]), again
+    partial = tmp_path / "partial.csv"
+    partial.write_text("number,customer_id,placed_at,status\n#1001,ana.silva@example.org,2026-11-10T08:00:12Z,"
+                       "shipped\n", encoding="utf-8")
+    assert run(tmp_path, "orders", str(partial))[0] == 0
+    order = store.get_order("#1001")
+    assert (order.status, len(order.items), order.total) == ("shipped", 3, 67.44)
+
+
+def test_rows_of_one_order_that_disagree_are_refused_naming_both_rows_and_the_field(tmp_path: Path) -> None:
+    """Two totals, or two customers, under one order number: which is right is the shop's call, never ours; the
+    order is not written in part (its other rows are refused with it, naming the row to fix)."""
+    path = items_file(
+        tmp_path,
+        item_row(1001, *ANA, ("Moss terrarium kit", "MOSS-TK", "1", "34.00"), **ANA_FIRST),
+        item_row(1001, *ANA, ("Glass cloche", "CLOCHE-L", "1", "22.50"), Total="70.00"),
+        item_row(1002, *TOM, ("Glass cloche", "CLOCHE-L", "1", "22.50"), **{"Billing Name": "Tom Price"}),
+        item_row(1002, "jo.king@example.org", TOM[1], ("Fern spray", "FERN-SP", "1", "6.99")),
+        item_row(1003, *TOM, ("Fern spray", "FERN-SP", "1", "6.99"), **{"Billing Name": "Tom Price"}))
+    code, lines = run(tmp_path, "orders", str(path), *SHOPIFY_MAP, *ITEM_MAP, "--max-rejected", "1")
+    assert code == 1
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [
+        f"error: {path}: row 2: number: order #1001 is not imported: its row 3 is rejected; fix that row and "
+        "import again",
+        f"error: {path}: row 3: total: 70.0 differs from 67.44 in row 2, the same order #1001: an order's rows "
+        "repeat its values or leave them blank; correct one of them",
+        f"error: {path}: row 4: number: order #1002 is not imported: its row 5 is rejected; fix that row and "
+        "import again",
+        f"error: {path}: row 5: customer_id: 'jo.king@example.org' differs from 'tom.p@example.org' in row 4, the "
+        "same order #1002: an order's rows repeat its values or leave them blank; correct one of them; "
+        "customer_email: 'jo.king@example.org' differs from 'tom.p@example.org' in row 4, the same order #1002: an "
+        "order's rows repeat its values or leave them blank; correct one of them",
+    ], lines
+    assert lines[-1] == f"{path}: 5 orders rows: 1 new, 0 updated, 0 unchanged, 4 rejected", lines
+    from doorstep.store import Store
+
+    store = Store(tmp_path / "shop.db")
+    assert store.get_order("#1001") is None and store.get_order("#1002") is None
+    assert store.get_order("#1003").items == [{"name": "Fern spray", "sku": "FERN-SP", "quantity": 1, "price": 6.99}]
+
+
+def test_item_columns_are_checked_like_an_orders_own(tmp_path: Path) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,item_name,item_quantity,item_price,items\n"
+                    "A1,c1,2026-11-01T10:00:00Z,Lamp,two,\"34,00\",\n"
+                    "A2,c1,2026-11-01T10:00:00Z,Lamp,1,34.00,\"[\"\"mug\"\"]\"\n"
+                    "A3,c1,2026-11-01T10:00:00Z,Lamp,,,\n", encoding="utf-8")
+    parsed = parse_orders(path)
+    assert [str(e).split(": row ", 1)[1] for e in parsed.errors] == [
+        "2: item_quantity: 'two' is not a whole number: write how many, e.g. 2; item_price: '34,00' has a decimal "
+        "comma: write 34.00",
+        "3: items: give the items either as the items list or as item_* columns (one item a row), not both",
+    ]
+    [bundle] = parsed.records
+    assert bundle.order.items == [{"name": "Lamp"}]
