@@ -339,13 +339,19 @@ _BY_NAME = "Default: from the file name (.jsonl/.ndjson/.json or .csv"
     click.option("--classifier", default=None, help="Classifier to label the mentions with (default: configured)."),
     click.option("--classify-processes", "classify_processes", type=click.IntRange(0, 64), default=None,
                  help="Classifier processes that label the next batches while one is written (0: classify in "
-                      "this process). Default: 1 on a machine with two or more cores, else 0."))
+                      "this process). Default: 1 on a machine with two or more cores, else 0."),
+    click.option("--history", is_flag=True,
+                 help="FILE is the shop's past posts: stored, classified, linked and grouped as usual, then each case "
+                      "this import opened is resolved (by \"import\", audited), so the history is context, not "
+                      "overdue answers. Cases that existed before, or got a post from elsewhere meanwhile, stay as "
+                      "they are."))
 def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str | None, columns: dict[str, str],
                         zone: tzinfo | None, channel: str | None, classifier: str | None,
-                        classify_processes: int | None) -> ImportRun:
+                        classify_processes: int | None, history: bool) -> ImportRun:
     """Import mentions from FILE and run them through the pipeline (classify, link, case).
 
-    Rows that carry labels (as `doorstep export mentions` writes them) keep them.
+    Rows that carry labels (as `doorstep export mentions` writes them) keep them. With --history, the cases
+    the import opens are resolved once it is written (past posts owe no answer).
     """
     from classifiers import load_classifier
     from classifiers.process import ClassifierProcesses, default_processes
@@ -357,7 +363,7 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         processes = default_processes() if classify_processes is None else classify_processes
         if processes == 0:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch, columns=columns, timezone=zone)
+                                   batch_rows=batch, columns=columns, timezone=zone, history=history)
         # Each process builds the same classifier from the same spec (started only for an import
         # of more than one batch; see classifiers/process.py), and finds the numbers in the texts.
         spec = classifier or ctx.config.classifier
@@ -365,7 +371,8 @@ def import_mentions_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
         also = functools.partial(numbers_in, config=ctx.config)
         with ClassifierProcesses(functools.partial(load_classifier, spec), processes, remedy, also=also) as ahead:
             return import_mentions(file, pipeline, fmt, channel, encoding=encoding, max_rejected_share=share,
-                                   batch_rows=batch, classify_ahead=ahead, columns=columns, timezone=zone)
+                                   batch_rows=batch, classify_ahead=ahead, columns=columns, timezone=zone,
+                                   history=history)
 
     return run
 

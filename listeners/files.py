@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 
+from doorstep.closing import close_cases
 from doorstep.config import Courier, Imports, find_courier
 from doorstep.dialect import DATABASE_ERRORS
 from doorstep.models import (MAX_FUTURE_SKEW, TRACKING_STATUSES, Customer, Labels, Mention, Order, Shipment,
@@ -60,6 +61,7 @@ from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.numbers import normalise_tracking_number
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
+from doorstep.store.base import MAX_PARAMETERS
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 FORMATS = ("jsonl", "csv", "twcs")
@@ -1419,6 +1421,14 @@ class ImportReport:
     #: Rows that were further items of an order counted in ``valid`` (one row per item): new, updated and
     #: unchanged count orders, the file's rows are ``valid + folded`` and the rejected.
     folded: int = 0
+    #: The posts this import wrote (a mentions import), as the pipeline reports them: which cases it opened
+    #: is worked out from these (see :func:`_close_history`), never from ids or times.
+    mention_ids: list[int] = field(default_factory=list)
+    #: ``--history``: the cases this import opened are resolved as history; how many were, and why the others
+    #: were not ("case 12: refused: ...").
+    history: bool = False
+    closed_as_history: int = 0
+    left_open: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -1437,6 +1447,12 @@ class ImportReport:
         what = f" for {self.valid} orders" if self.folded else ""
         line = (f"{self.file}: {self.rows} {self.kind} rows{what}: {self.stored} new, "
                 f"{self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} rejected")
+        if self.history and self.committed:
+            n = self.closed_as_history
+            line += f"; {n} case{'' if n == 1 else 's'} closed as history"
+            if self.left_open:
+                line += (f" ({len(self.left_open)} left open: {self.left_open[0]}"
+                         + (f"; and {len(self.left_open) - 1} more" if len(self.left_open) > 1 else "") + ")")
         if not self.committed:
             if self.max_rejected_share == 0:
                 line += "; nothing written (--strict: fix the rejected rows, or drop --strict to write the valid ones)"
@@ -1547,8 +1563,12 @@ def _may_hold(path: str | Path, rows: int) -> bool:
 def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None, channel: str | None = None, *,
                     encoding: str | None = None, max_rejected_share: float | None = None,
                     batch_rows: int | None = None, classify_ahead: ClassifyAhead | None = None,
-                    columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> ImportReport:
+                    columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None,
+                    history: bool = False) -> ImportReport:
     """Parse a whole file, then run the valid mentions through the pipeline in bounded batches.
+
+    ``history``: the file is the shop's past posts, context for the team and not owed work: once they are
+    written, each case the import opened is resolved (:func:`_close_history`).
 
     Each batch is classified before its write transaction opens (BEGIN IMMEDIATE), so the
     write lock is held for the writes only. Posts are written oldest first, so a reply's
@@ -1572,12 +1592,75 @@ def import_mentions(path: str | Path, pipeline: Pipeline, fmt: str | None = None
                             columns=columns, timezone=timezone)
     timings = {"parse": time.perf_counter() - started, "classify": 0.0, "link": 0.0, "store": 0.0}
     report = ImportReport(str(path), "mentions", len(parsed.records), 0, parsed.errors, timings,
-                          max_rejected_share=share, notes=parsed.notes)
+                          max_rejected_share=share, notes=parsed.notes, history=history)
     if not _should_commit(parsed, share):
         report.committed = False
         return report
     with _OutOfCollection() as kept:
-        return _write_mentions(parsed, report, pipeline, size, classify_ahead, timings, kept)
+        try:
+            report = _write_mentions(parsed, report, pipeline, size, classify_ahead, timings, kept)
+        except ImportStopped as stop:
+            if history:  # what was written is history all the same (the summary says how many were closed)
+                _close_history(stop.report, pipeline.store)
+            raise
+    if history:
+        _close_history(report, pipeline.store)
+    return report
+
+
+#: Who resolves the cases a ``--history`` import opened (the audit trail's actor).
+HISTORY_ACTOR = "import"
+
+
+def _close_history(report: ImportReport, store: Store) -> None:
+    """Resolve each case this import opened, as history: by "import", through doorstep.closing (audited, and a
+    case that a pending reply or escalation or a colleague typing holds up is left open and named, not forced).
+
+    Why: past posts imported as live ones opened cases that were open, overdue and P1 ("answer overdue
+    146d10h"), hundreds of owed answers for a shop bringing its history (exports audit). Only the cases opened by
+    this import's posts that hold no other post are closed: a case that existed before, or that a listener gave a
+    post while the import ran, is someone's live work. A later live post reopens a closed one as it reopens any
+    resolved case. A store fault is said on the summary, not raised: the posts are written either way."""
+    try:
+        cases = _cases_opened(store, report.mention_ids)
+        for closing in close_cases(store, cases, HISTORY_ACTOR, as_spam=False, now=utcnow()):
+            if closing.closed:
+                report.closed_as_history += 1
+            else:
+                report.left_open.append(closing.words(as_spam=False))
+    except Exception as exc:  # noqa: BLE001 - the import itself is done
+        report.left_open.append(f"the cases could not be closed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+                                "; resolve them in the inbox")
+
+
+def _chunks(values: Sequence[Any], size: int = MAX_PARAMETERS - 1) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _cases_opened(store: Store, mention_ids: Sequence[int]) -> list[int]:
+    """The cases that the posts ``mention_ids`` (one import's) opened and that hold no other post, oldest first.
+
+    A case is opened by a post (the pipeline's "case.open" event names it); one opened otherwise (for a parcel,
+    by a split) was not the import's, even where only its posts joined it."""
+    ours: dict[int, dict[int, str]] = collections.defaultdict(dict)  # case -> {post id: external id}, this import's
+    for chunk in _chunks(sorted(set(mention_ids))):
+        marks = ", ".join("?" * len(chunk))
+        for row in store.db.query(f"select id, case_id, external_id from mentions where id in ({marks}) "
+                                  "and case_id is not null", list(chunk)):
+            ours[row["case_id"]][row["id"]] = row["external_id"]
+    opened = []
+    for chunk in _chunks(sorted(ours)):
+        marks = ", ".join("?" * len(chunk))
+        held = {row["case_id"]: row["posts"] for row in store.db.query(
+            f"select case_id, count(*) as posts from mentions where case_id in ({marks}) group by case_id",
+            list(chunk))}
+        for row in store.db.query(f"select case_id, details from audit_events where action = 'case.open' and case_id "
+                                  f"in ({marks})", list(chunk)):
+            case_id, details = row["case_id"], json.loads(row["details"] or "{}")
+            if details.get("external_id") in ours[case_id].values() and held.get(case_id) == len(ours[case_id]):
+                opened.append(case_id)
+    return sorted(set(opened))
 
 
 class _OutOfCollection:
@@ -1665,6 +1748,7 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
             timings[key] += result.timings.get(key, 0.0)
         report.stored += result.stored
         report.unchanged += len(prepared.mentions) - result.stored
+        report.mention_ids += result.mention_ids
         done += len(prepared.mentions)
         kept.keep()
     return report
