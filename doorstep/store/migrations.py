@@ -4,12 +4,16 @@ Add a new function at the end; never edit an applied one."""
 
 from __future__ import annotations
 
+import logging
+
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from doorstep.dialect import SQLITE, dialect_of
 
 MIGRATIONS = Migrations("doorstep")
+
+log = logging.getLogger("doorstep.store")
 
 #: The SQL for "open case"; queries use this exact text so SQLite picks the partial indexes.
 OPEN_CASES_SQL = "status in ('new', 'open', 'pending_customer', 'escalated')"
@@ -871,3 +875,94 @@ def m029_indexes_for_a_years_figures(db: sqlite_utils.Database) -> None:
     db.execute("create index if not exists idx_mentions_channel_inbound_created on mentions (channel, created_at) "
                "where outbound = 0")
     db.execute("create index if not exists idx_cases_spam_resolved on cases (resolved_at) where closed_as = 'spam'")
+
+
+#: How many pairs of cases holding one post twice the upgrade names one by one (m030); the rest are counted.
+DUPLICATE_POSTS_NAMED = 20
+
+
+@MIGRATIONS()
+def m030_channel_names_and_handles_as_stored_today(db: sqlite_utils.Database) -> None:
+    """Posts and cases stored before 516969e keep channels and handles as exports wrote them: stored as today.
+
+    ``Mention`` now stores a channel by :func:`doorstep.models.channel_key` ("Twitter", "X", " x " are "x") and an
+    author without the "@" ("@tomprice" is "tomprice"). Rows written before kept "Twitter" and "@tomprice": the same
+    file imported again was stored a second time as ("x", "tomprice") in a second case, and the "Twitter" case
+    could still not be answered (review of 516969e). Here ``mentions`` and ``cases`` get today's names; a renamed
+    case's version moves on, so a page open on it sees the change. A name ``channel_key`` refuses (a webhook's
+    "facebook messenger") stays as it is; handles lose their "@" whatever the channel ("@jo@host" is "jo@host").
+
+    Only these two tables hold a post's channel as a file or webhook wrote it. ``outbound_messages``,
+    ``questions``, ``answers``, ``contact_attempts`` and ``automatic_messages`` hold channels Doorstep itself
+    chose (a reply was only ever queued on "x", "email", ... : "Twitter" was refused), and ``customer_handles``
+    were always stored by the fixed handle channels, lower case and without "@".
+
+    One post stored under two spellings (a tweet imported as "Twitter" and as "x") cannot be renamed: the
+    (channel, external_id) key is unique. The canonical row stays (where none was stored, the oldest spelling
+    becomes it) and the other row stays as it was, its case renamed all the same. Not merged here: which case keeps
+    the notes, the owner, the status and the sent replies is the team's call, and a merge recounts the case's
+    priority and clocks from the configuration, which a migration has not got. Each such pair of cases is logged
+    as a warning with its remedy: an admin runs ``doorstep case merge KEEP OTHER`` (the case holding the canonical
+    row first), or merges them in the console; the renamed case is then the same customer's on the same network,
+    which the merge requires. The duplicate row then shows in the kept case beside its twin.
+    """
+    from doorstep.models import channel_key
+
+    def canonical(stored: str) -> str | None:
+        try:
+            key = channel_key(stored)
+        except ValueError:
+            return None
+        return key if key != stored else None
+
+    def renamed(table: str) -> dict[str, str]:
+        rows = db.execute(f"select distinct channel from {table} where channel is not null").fetchall()
+        return {r[0]: key for r in rows if (key := canonical(r[0])) is not None}
+
+    at_sign = "trim(author_handle) like '@_%'"
+    db.execute(f"update mentions set author_handle = substr(trim(author_handle), 2) where {at_sign}")
+
+    spellings: dict[str, list[str]] = {}
+    for stored, key in renamed("mentions").items():
+        spellings.setdefault(key, []).append(stored)
+    for key, names in spellings.items():
+        marks = ", ".join("?" * len(names))
+        for stored in names:
+            # A row whose post is stored under its canonical name, or under another spelling in an older row, stays.
+            db.execute(f"update mentions set channel = ? where channel = ? and not exists (select 1 from mentions m "
+                       f"where m.external_id = mentions.external_id and (m.channel = ? or "
+                       f"(m.channel in ({marks}) and m.id < mentions.id)))", [key, stored, key, *names])
+    # No key holds a case's channel or author: each renamed case is written once, and its version moves once.
+    cases = renamed("cases")
+    set_channel = where_channel = ""
+    if cases:
+        set_channel = f", channel = case channel{' when ? then ?' * len(cases)} else channel end"
+        where_channel = f" or channel in ({', '.join('?' * len(cases))})"
+    db.execute(f"update cases set author_handle = case when {at_sign} then substr(trim(author_handle), 2) "
+               f"else author_handle end{set_channel}, version = version + 1 where {at_sign}{where_channel}",
+               [*(name for pair in cases.items() for name in pair), *cases])
+
+    def case_of(case_id: int | None) -> str:
+        return f"case {case_id}" if case_id is not None else "no case"
+
+    pairs: dict[tuple[int | None, int | None], list[str]] = {}
+    for key, names in spellings.items():
+        for old_case, canonical_case, stored in db.execute(
+                f"select o.case_id, c.case_id, o.channel from mentions o join mentions c on c.channel = ? "
+                f"and c.external_id = o.external_id where o.channel in ({', '.join('?' * len(names))}) "
+                "order by c.case_id, o.case_id, o.id", [key, *names]).fetchall():
+            pairs.setdefault((old_case, canonical_case), []).append(f"{stored} (today {key})")
+    for (old_case, canonical_case), names in list(pairs.items())[:DUPLICATE_POSTS_NAMED]:
+        said = f"{len(names)} post(s) under channel {', '.join(sorted(set(names)))}"
+        if old_case is None or canonical_case is None or old_case == canonical_case:
+            where = (f"both in {case_of(old_case)}" if old_case == canonical_case else
+                     f"old rows in {case_of(old_case)}, today's in {case_of(canonical_case)}")
+            log.warning("upgrade: %s also stored under today's name (%s): the old rows were left as they were",
+                        said, where)
+        else:
+            log.warning("upgrade: case %s holds %s also stored under today's name in case %s: run "
+                        "`doorstep case merge %s %s` to join them (or merge them in the console)", old_case, said,
+                        canonical_case, canonical_case, old_case)
+    if len(pairs) > DUPLICATE_POSTS_NAMED:
+        log.warning("upgrade: %d more cases hold a post stored twice under two channel names: merge each into the "
+                    "case holding today's row (doorstep case merge KEEP OTHER)", len(pairs) - DUPLICATE_POSTS_NAMED)
