@@ -436,6 +436,9 @@ def _case_secrets(store: Store, case: Case) -> dict[str, list[str]]:
 #: Dates and times, which are written in groups of digits too ("2026-11-18 14:30", "18.11.2026").
 _DATE_OR_TIME = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}:\d{2})(?!\d)")
 
+#: A run of digits and the separators a number is written with ("49 151 23456789", "(0151) 234-567 89").
+_DIGIT_RUN = re.compile(r"\+?\(?\d[\d \t().\-/]*\d")
+
 #: Where the team's hours name no country phonenumbers knows ([business_hours] country = ""), numbers written
 #: without a country code are read as the default team's are (the [business_hours] default, "GB").
 _DEFAULT_PHONE_REGION = "GB"
@@ -487,7 +490,14 @@ def _same_phone_in(phone: str, text: str, region: str) -> bool:
     """Whether ``text`` writes ``phone`` in any spelling: the same country code and national number
     ("+44 7700 900123" = "07700 900123" = "(07700) 900.123" in GB; an extension does not make it another)."""
     key = _parsed_phone(phone, region)
-    return key is not None and any(_phone_key(m.number) == key for m in _possible_numbers(text, region))
+    if key is None:
+        return False
+    if any(_phone_key(m.number) == key for m in _possible_numbers(text, region)):
+        return True
+    # Written with its country code but no "+" ("4915123456789", "49 151 23456789"), the customer's number reads as
+    # another national number of the team's country and went out (code review): for the customer's own stored
+    # number, any run of digits that ends with its national number is it.
+    return any(re.sub(r"\D", "", run).endswith(key[1]) for run in _DIGIT_RUN.findall(text))
 
 
 #: An e-mail address as people write one ("emily.thompson13@example.net"); an @handle has no local part before it,
@@ -512,10 +522,14 @@ def _phone_shapes(text: str, region: str) -> list[phonenumbers.PhoneNumberMatch]
         if re.search(r"[\w@/.\-+]$", before) or re.match(r"[\w@]", after):
             continue
         groups = re.findall(r"\d+", raw[:len(raw) - len(match.number.extension or "")])
-        prefixed = raw[0] in "+(0"
+        digits = len("".join(groups))
+        # An area code in brackets is "(030)" or "(07700)", not "(30.11.-4.12.)", a German week of dates.
+        prefixed = raw[0] in "+0" or re.match(r"\(\+?\d{2,6}\)", raw) is not None
         grouped = (len(groups) >= 3 and max(len(g) for g in groups) <= 6
                    and not re.search(r"\d[ \t]$", before) and not re.match(r"[ \t]\d", after))
-        if (prefixed or grouped) and (phonenumbers.is_valid_number(match.number) or len("".join(groups)) >= 10):
+        # Groups with no prefix need ten digits: in Germany six to eight digits are a valid number, and sizes
+        # "36 38 40 42", dates "23.-27.11." and branch numbers "412 413 415" were refused as phones (code review).
+        if (prefixed and (phonenumbers.is_valid_number(match.number) or digits >= 10)) or (grouped and digits >= 10):
             found.append(match)
     return found
 
@@ -562,6 +576,21 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
 _NAME_PAIRS_ASKED = 300
 
 
+#: A link or an e-mail address, whose words ("larkspur.co.uk": "co uk") are no one's name.
+_ADDRESS_TOKEN = re.compile(r"\S*(?:@|://|www\.)\S*|\S+\.(?:com|net|org|uk|de|io)\S*", re.IGNORECASE)
+
+
+def _capitalised_pairs(text: str) -> list[tuple[str, str]]:
+    """Consecutive words of ``text`` that are both written with a capital, as a name is ("Emily Thompson", "EMILY
+    THOMPSON"), outside links and e-mail addresses. Not every word pair: the rule ignored case, so "we will post a
+    replacement", "(olive green)" and "our rose gold range" were refused as customers Will Post, Olive Green and
+    Rose Gold (code review, 2026-12-07); a name typed all in lower case is let through instead."""
+    plain = _ADDRESS_TOKEN.sub(" ", text)
+    words = [(m.group(0), m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", plain)]
+    return [(a, b) for (a, _, a_end), (b, b_start, _) in zip(words, words[1:])
+            if a[0].isupper() and b[0].isupper() and plain[a_end:b_start].strip(" \t-'’") == ""]
+
+
 def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str) -> list[str]:
     """The full names of the shop's customers (but ``keep``) that ``text`` writes, case-insensitive and as whole
     words, and ``allowed`` (casefolded: what the answered author posted publicly, and their display name) does not.
@@ -571,9 +600,8 @@ def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str
     customer's record) into a public reply. The store is asked once, by its full-text index, for the customers
     whose name holds both words of one of the reply's consecutive word pairs (:meth:`Store.customers_named`):
     a shop of 100k customers is never walked."""
-    low = text.casefold()
-    words = re.findall(r"[^\W\d_]+", text)
-    pairs = list(dict.fromkeys(zip(words, words[1:])))[:_NAME_PAIRS_ASKED]
+    low = re.sub(r"\s+", " ", text.casefold())  # "Emily  Thompson" is the name too
+    pairs = list(dict.fromkeys(_capitalised_pairs(text)))[:_NAME_PAIRS_ASKED]
     found: list[str] = []
     for customer_id, name in store.customers_named(pairs).items():
         parts = name.split()

@@ -95,13 +95,15 @@ def _neighbour(store: Store, name: str = "Emily Thompson") -> None:
 
 @pytest.mark.parametrize("text", [
     "@jane UPS left it with your neighbour Emily Thompson at number 12",
-    "@jane it went to a neighbour: emily thompson",
+    "@jane it went to a neighbour: Emily  Thompson",
     "@jane it's with EMILY THOMPSON next door, she's expecting you",
 ])
 def test_another_customers_full_name_stays_out_of_a_public_reply(store: Store, emulator: XEmulator,
                                                                  text: str) -> None:
     """Only the case's own customers (linked now or before) were kept out: an agent pasting who the parcel went to,
-    another customer of the shop, put her full name on X."""
+    another customer of the shop, put her full name on X. A name is read where it is written with capitals (as a
+    record pasted writes it); "emily thompson" typed in lower case is not, or everyday words such as "will post"
+    were refused as a customer's name (code review, 2026-12-07)."""
     config = _config()
     _neighbour(store)
     case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
@@ -164,3 +166,68 @@ def test_a_team_member_signing_with_a_name_a_customer_shares_may_post(store: Sto
     text = "@jane so sorry, we're chasing UPS now. Emily Thompson, Larkspur care"
     queue_reply(store, config, case_id, text, "ann", force=True)
     assert _posted(emulator, store, config) == [text]
+
+
+# ------------------------------------------------------------------------------------ code review, 2026-12-07
+_GERMAN_REPLIES = [
+    "@jane Die Zustellung ist für den 23.-27.11. geplant, sorry für die Wartezeit!",
+    "@jane Lieferung in KW 48 (30.11.-4.12.), wir melden uns.",
+    "@jane Das Kleid gibt es wieder in den Größen 36 38 40 42.",
+    "@jane Die Sneaker sind in Größe 39 40 41 ab Montag wieder da.",
+    "@jane Sizes 8 10 12 14 are back in stock tomorrow!",
+    "@jane Die Filialen 412 413 415 in Berlin haben es vorrätig.",
+]
+
+
+def test_a_german_shops_ordinary_replies_are_not_phone_numbers(store: Store, emulator: XEmulator) -> None:
+    """Short groups of digits were a phone number wherever libphonenumber called them valid, and in Germany six to
+    eight digits are: dates "23.-27.11.", sizes "36 38 40 42" and branch numbers were refused (6 of 8 ordinary
+    replies). Without a trunk or international prefix a number in groups needs ten digits, as before."""
+    config = _config(business_hours={"country": "DE", "subdivision": "BE", "timezone": "Europe/Berlin"})
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    for text in _GERMAN_REPLIES:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == _GERMAN_REPLIES
+
+
+@pytest.mark.parametrize("spelled", ["49 151 23456789", "4915123456789", "0049 151 23456789", "0151 23456789"])
+def test_the_customers_own_number_without_its_plus_is_still_theirs(store: Store, emulator: XEmulator,
+                                                                    spelled: str) -> None:
+    """In a German shop "4915123456789" (the customer's +49 151 23456789 without its "+") was read as a German
+    national number, another number, and went out on X."""
+    config = _config(business_hours={"country": "DE", "subdivision": "BE", "timezone": "Europe/Berlin"})
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store, phone="+4915123456789"))
+    with pytest.raises(ReplyRejected):
+        queue_reply(store, config, case_id, f"@jane wir rufen Sie an: {spelled}", "ann", force=True)
+    assert _posted(emulator, store, config) == []
+
+
+def test_everyday_words_that_are_some_customers_name_may_be_said(store: Store, emulator: XEmulator) -> None:
+    """The name rule ignored case, so "we will post a replacement", "(olive green)" and "our rose gold range" were
+    refused as customers Will Post, Olive Green and Rose Gold. A name is written with capitals: the rule reads the
+    reply's capitalised word pairs."""
+    config = _config()
+    store.upsert_customers([Customer(id=f"W{i}", name=name) for i, name in
+                            enumerate(["Will Post", "Olive Green", "Rose Gold"])])
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    texts = ["@jane we will post a replacement first class today.",
+             "@jane The colour you ordered (olive green) is back in stock on 1 December.",
+             "@jane Our rose gold range is restocked at 10:30 tomorrow, sorry for the wait!"]
+    for text in texts:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == texts
+
+
+def test_a_customers_name_is_found_beside_a_word_pair_many_customers_share(store: Store,
+                                                                           emulator: XEmulator) -> None:
+    """The store read at most 1,000 customers for all the reply's word pairs at once; "care@larkspur.co.uk" gave the
+    pair "co uk", which 1,500 customers' e-mail addresses hold, and Emily Thompson was cut before the check."""
+    config = _config(email="care@larkspur.co.uk")
+    _neighbour(store)
+    store.upsert_customers([Customer(id=f"U{i}", name=f"Person{i} Surname{i}", email=f"p{i}@btinternet.co.uk")
+                            for i in range(1500)])
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(ReplyRejected, match="Emily Thompson"):
+        queue_reply(store, config, case_id, "@jane your neighbour Emily Thompson has it; questions? "
+                    "care@larkspur.co.uk", "ann", force=True)
+    assert _posted(emulator, store, config) == []

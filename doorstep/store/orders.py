@@ -179,12 +179,21 @@ class OrderStore(StoreBase):
         words = {(a.lower(), b.lower()) for a, b in pairs if a.isalnum() and b.isalnum()}
         if not words:
             return {}
-        if self.dialect.postgres:  # the index's words, exactly (fts_query would take them as prefixes)
-            query = " | ".join(f"('{a}' & '{b}')" for a, b in sorted(words))
-        else:
-            query = " OR ".join(f'("{a}" AND "{b}")' for a, b in sorted(words))
-        rows = self.db.execute(f"select id, name from customers where rowid in "
-                               f"({self.dialect.fts_ids('customers', CUSTOMER_FTS_COLUMNS)})", [query, limit]).fetchall()
+
+        def matching(asked: set[tuple[str, str]]) -> list[tuple[str, str]]:
+            if self.dialect.postgres:  # the index's words, exactly (fts_query would take them as prefixes)
+                query = " | ".join(f"('{a}' & '{b}')" for a, b in sorted(asked))
+            else:
+                query = " OR ".join(f'("{a}" AND "{b}")' for a, b in sorted(asked))
+            return self.db.execute(f"select id, name from customers where rowid in "
+                                   f"({self.dialect.fts_ids('customers', CUSTOMER_FTS_COLUMNS)})",
+                                   [query, limit]).fetchall()
+
+        rows = matching(words)
+        if len(rows) >= limit and len(words) > 1:
+            # Cut at the limit, a pair many customers share (in their e-mail addresses too) hid another pair's
+            # customer (code review): ask pair by pair, each up to the limit.
+            rows = [row for pair in sorted(words) for row in matching({pair})]
         found: dict[str, str] = {}
         for customer_id, name in rows:  # the index holds e-mail and phone too: the name must hold both words
             held = set(_words((name or "").lower()))
