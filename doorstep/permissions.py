@@ -56,7 +56,7 @@ SYSTEM_ACTORS: frozenset[str] = frozenset({"cli", "demo"})
 #: manage users or settings. No user may be named like one, so no one passes for the machinery.
 SERVICE_ACTORS: frozenset[str] = frozenset({
     "pipeline", "outbox", "dialogue", "sla-monitor", "callback-sla", "follow-up", "follow_up", "proactive",
-    "outreach", "courier_update", "report", "reports", "console"})
+    "outreach", "courier_update", "report", "reports", "console", "import"})
 
 #: Service actors named after what they serve ("courier:UPS", "alert:urgent", "cli:ann"). A username
 #: never holds ":" (``console.auth.add_user``), so no user can pass for one.

@@ -130,8 +130,10 @@ def test_the_products_own_actors_may_act(team: Store, actor: str) -> None:
 
 
 def test_the_service_actors_are_the_products_own() -> None:
+    # "import": `doorstep import mentions --history` resolves the cases its past posts opened (2026-12-07); a user
+    # named so would have had their role checked in its place.
     assert {"pipeline", "outbox", "dialogue", "sla-monitor", "follow-up", "proactive", "report",
-            "reports"} <= SERVICE_ACTORS
+            "reports", "import"} <= SERVICE_ACTORS
     assert not SERVICE_ACTORS & SYSTEM_ACTORS
 
 
