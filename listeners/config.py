@@ -9,11 +9,14 @@ stable. Credentials are never here; they come from the environment (see doorstep
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from doorstep.config import Config, ConfigError, config_source, secret
+from doorstep.models import CHANNEL_ANSWERED, CHANNEL_WORDS, channel_key
 
 
 class _Section(BaseModel):
@@ -101,9 +104,40 @@ class WebhookSettings(BaseModel):
     #: a trusted relay of the team's own replies.
     allow_outbound: bool = False
 
+    @field_validator("default_channel")
+    @classmethod
+    def _default_channel_key(cls, value: str) -> str:
+        return cls._stored_name(value)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_keys(cls, value: list[str]) -> list[str]:
+        return [cls._stored_name(name) for name in value]
+
     @property
     def secret(self) -> str | None:
         return secret("DOORSTEP_WEBHOOK_SECRET")
+
+    @staticmethod
+    def _stored_name(value: str) -> str:
+        """A webhook channel by the name its posts are stored under (:func:`doorstep.models.channel_key`).
+
+        Why here: posts are checked against these names and then stored by their key, so a configured "twitter" let
+        senders post on "x" (a made-up id takes a real tweet's place), and a "facebook messenger", no channel name,
+        refused every post while the config loaded (review of 516969e). A network's own channel is never a webhook's.
+        """
+        own = "give the webhook's posts a name of their own: lowercase letters, digits and _ (e.g. {})"
+        try:
+            key = channel_key(value)
+        except ValueError:
+            near = re.sub(r"[^a-z0-9_]+", "_", value.strip().casefold()).strip("_")
+            near = near if re.fullmatch(r"[a-z][a-z0-9_]*", near) and near not in CHANNEL_ANSWERED else "courier_page"
+            raise PydanticCustomError("channel_name", f"{value!r} is not a channel name; {own.format(near)}") from None
+        if key in CHANNEL_ANSWERED:
+            raise PydanticCustomError("network_channel", f"{value!r} is {CHANNEL_WORDS[key]}'s own channel ({key}), "
+                                      "filled by its listener, where a sender could take a real post's place; "
+                                      f"{own.format('courier_page')}")
+        return key
 
 
 SECTIONS: dict[str, type[BaseModel]] = {

@@ -49,7 +49,7 @@ from pydantic import ValidationError
 
 from doorstep.config import Config, ConfigError
 from doorstep.dialect import OPERATIONAL_ERRORS
-from doorstep.models import MAX_FUTURE_SKEW, Mention, utcnow
+from doorstep.models import MAX_FUTURE_SKEW, Mention, channel_key, utcnow
 from doorstep.pipeline import Pipeline
 from doorstep.redaction import redact
 from doorstep.store import Store
@@ -153,8 +153,9 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels
                received_at: datetime | None = None) -> list[Mention]:
     """The mentions of one request, all valid, or :class:`BadMention` naming the first problem.
 
-    ``channels`` are the channels this sender may post to (``None``: any, for callers that
-    check themselves); ``outbound`` is refused unless ``allow_outbound``. A post dated more than
+    ``channels`` are the channels this sender may post to, by their stored names (``channel_key``:
+    ``WebhookSettings`` reads them so; ``None``: any, for callers that check themselves); a post's
+    channel is compared by its stored name too; ``outbound`` is refused unless ``allow_outbound``. A post dated more than
     ``MAX_FUTURE_SKEW`` after ``received_at`` (when the request arrived; default now) is refused:
     its case would never be overdue.
     """
@@ -184,8 +185,14 @@ def parse_body(body: bytes, default_channel: str, max_mentions: int, *, channels
         item.setdefault("channel", default_channel)
         if not isinstance(item["channel"], str):
             raise BadMention(f"{where}.channel: expected a string, got a JSON {type(item['channel']).__name__}")
+        sent = item["channel"]
+        try:
+            # Checked by the name it is stored under: "Twitter" is "x", which no webhook may post to.
+            item["channel"] = channel_key(sent)
+        except ValueError as exc:
+            raise BadMention(f"{where}.channel: {str(exc)[:300]}") from None
         if channels is not None and item["channel"] not in channels:
-            raise BadMention(f"{where}.channel: {str(item['channel'])[:40]!r} is not a channel this webhook accepts "
+            raise BadMention(f"{where}.channel: {sent[:40]!r} is not a channel this webhook accepts "
                              f"(allowed: {', '.join(sorted(channels))}; see [channels.webhook] channels)", 403)
         if max_post_chars is not None and isinstance(item.get("text"), str) and len(item["text"]) > max_post_chars:
             raise BadMention(f"{where}.text: {len(item['text'])} characters, at most {max_post_chars} "

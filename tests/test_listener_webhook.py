@@ -358,3 +358,43 @@ def test_a_lone_surrogate_is_422_naming_the_field_not_retry_later(tmp_path: Path
         error = response.json()["error"]
         assert error.startswith(f"mentions[1].{field}: holds a lone surrogate \\u") and "\n" not in error
         assert stored(srv) == [] and listener_health(srv.store)[0]["last_error"] is None
+
+
+# Review of 516969e, finding 2: the webhook checked a post's channel as sent, then Mention renamed it. With
+# channels = ["twitter"] a post was stored on "x" (where a made-up id takes over a real tweet's), and with
+# channels = ["facebook messenger"] every post was refused while the config loaded without a word.
+
+@pytest.mark.parametrize(("setting", "value", "words"), [
+    ("channels", ["courier_page", "facebook messenger"], "'facebook messenger' is not a channel name"),
+    ("channels", ["twitter"], "'twitter' is X's own channel (x)"),
+    ("channels", ["X"], "'X' is X's own channel (x)"),
+    ("channels", ["E-mail"], "'E-mail' is e-mail's own channel (email)"),
+    ("default_channel", "Twitter", "'Twitter' is X's own channel (x)"),
+])
+def test_a_configured_channel_that_is_no_name_or_a_network_of_ours_is_refused_when_the_config_is_read(
+        setting: str, value: object, words: str) -> None:
+    from listeners.config import configured_channels
+
+    with pytest.raises(ConfigError) as refused:
+        configured_channels(hook_config(**{setting: value}))
+    message = str(refused.value)
+    assert f"channels.webhook.{setting}" in message and words in message, message
+    assert "\n" not in message, message
+
+
+def test_configured_channels_and_posts_are_compared_by_their_stored_names(tmp_path: Path) -> None:
+    config = hook_config(default_channel=" Courier_Page ", channels=["Courier_Page", "TikTok"])
+    with WebhookServer(tmp_path / "names.db", config, secret=SECRET) as srv:
+        assert srv.endpoint.channels == {"courier_page", "tiktok"}
+        accepted = post(srv, json.dumps([mention(1), mention(2, channel="TikTok"), mention(3, channel=" tiktok ")]
+                                        ).encode())
+        assert accepted.status_code == 202, accepted.text
+        assert sorted(stored(srv)) == [("courier_page", "page-1"), ("tiktok", "page-2"), ("tiktok", "page-3")]
+        for name in ("Twitter", "twitter", "X"):  # stored as "x": refused like "x" itself
+            refused = post(srv, json.dumps(mention(9, channel=name, external_id="1862200000000000000")).encode())
+            assert refused.status_code == 403, refused.text
+            assert f"{name!r} is not a channel this webhook accepts" in refused.json()["error"]
+        unnamed = post(srv, json.dumps(mention(9, channel="facebook messenger")).encode())
+        assert unnamed.status_code == 400 and "mention.channel: 'facebook messenger' is not a channel name" in \
+            unnamed.json()["error"], unnamed.text
+        assert len(stored(srv)) == 3
