@@ -620,11 +620,14 @@ def time_zone(name: str | tzinfo | None) -> tzinfo | None:
                               "Europe/Berlin or America/New_York (times that give their offset keep it)") from None
 
 
-def _time_cell(value: Any, zone: tzinfo | None = None) -> Any:
+def _time_cell(value: Any, zone: tzinfo | None = None, field_name: str = "time") -> Any:
     """A file's time as the models read it: Shopify's "2026-11-10 08:00:12 +0000" is the same instant as
     "2026-11-10 08:00:12+0000", and with ``zone`` a time without an offset is that zone's (the models read
     it as UTC). Anything else is left to the model, which refuses what is not ISO 8601 (a "11/12/2026" is
-    11 December or November 12 depending on who wrote it: never guessed)."""
+    11 December or November 12 depending on who wrote it: never guessed).
+
+    A local time the zone's clock change repeats or skips is a _FieldError naming ``field_name``: which instant
+    was meant is not guessed either (see :func:`_clock_change`)."""
     if not isinstance(value, str):
         return value
     spaced = _SPACED_OFFSET.fullmatch(value.strip())
@@ -636,8 +639,31 @@ def _time_cell(value: Any, zone: tzinfo | None = None) -> Any:
         except ValidationError:
             return value  # the model says what is wrong with it, in the row's words
         if parsed.tzinfo is None:
+            problem = _clock_change(parsed, zone)
+            if problem:
+                raise _FieldError(field_name, f"{value!r} {problem}")
             return parsed.replace(tzinfo=zone)
     return value
+
+
+def _clock_change(local: datetime, zone: tzinfo) -> str | None:
+    """Why the wall time ``local`` (no offset) names no single instant in ``zone``, with the remedy; None when it
+    names one.
+
+    Why: with Europe/London, 01:40 and then 01:20 on the night the clocks go back were both read as the first
+    01:xx, so a parcel's "delivered" was stored 20 minutes before its "out for delivery" and the shipment showed
+    out for delivery; 01:30 on the night they go forward, which never happened, was stored with no word (code
+    review). zoneinfo's ``fold`` tells both apart: the hour is repeated when fold 0 and fold 1 give different
+    offsets, and it never happened when the time read in the zone, to UTC and back, is another wall time."""
+    first, second = local.replace(tzinfo=zone, fold=0), local.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return None
+    wall = local.replace(fold=0)
+    example = f"e.g. {first.isoformat()} or {second.isoformat()}"
+    name = getattr(zone, "key", None) or str(zone)
+    if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None, fold=0) != wall:
+        return f"never happened in {name} (the clocks went forward): write the offset, {example}"
+    return f"happened twice in {name} (the clocks went back): write the offset, {example}"
 
 
 class _FieldError(ValueError):
@@ -728,8 +754,12 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone
     row = {k: v for k, v in row.items() if v is not None}
     if channel and not row.get("channel"):
         row["channel"] = channel
+    faults: list[tuple[str, str]] = []
     if "created_at" in row:
-        row["created_at"] = _time_cell(row["created_at"], zone)
+        try:
+            row["created_at"] = _time_cell(row["created_at"], zone, "created_at")
+        except _FieldError as exc:  # named with the row's other faults; the model reads the value as it is
+            faults.append((exc.field, str(exc)))
     unknown = set(row) - set(Mention.model_fields) - set(LABEL_FIELDS) - set(EXPORT_ONLY_FIELDS)
     if unknown:
         raise _FieldError(", ".join(sorted(unknown)),
@@ -747,7 +777,6 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone
         row["raw"] = raw if isinstance(raw, dict) else {"text": row["raw"]}
     if isinstance(row.get("outbound"), str):
         row["outbound"] = _flag(row["outbound"], "outbound")
-    faults: list[tuple[str, str]] = []
     text = row.get("text")
     if isinstance(text, str) and len(text) > max_post_chars:
         faults.append(("text", f"{len(text):,} characters, more than the limit of {max_post_chars:,} "
@@ -1244,7 +1273,9 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
             return _REFUSED
 
     if "placed_at" in row:
-        row["placed_at"] = _time_cell(row["placed_at"], zone)
+        placed = checked(_time_cell, row["placed_at"], zone, "placed_at")
+        if placed is not _REFUSED:  # else the fault is the row's error, and the model reads the value as it is
+            row["placed_at"] = placed
     customer_id = row.get("customer_id")
     customer: Customer | None = None
     fields: set[str] = set()
@@ -1391,9 +1422,19 @@ def _tracking_event(row: dict[str, Any], zone: tzinfo | None = None) -> Tracking
     row = _given(_stripped(row))
     if isinstance(row.get("tracking_number"), str):
         row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
+    faults: list[tuple[str, str]] = []
     if "time" in row:
-        row["time"] = _time_cell(row["time"], zone)
-    return TrackingEvent.model_validate(row)
+        try:
+            row["time"] = _time_cell(row["time"], zone, "time")
+        except _FieldError as exc:  # named with the row's other faults; the model reads the value as it is
+            faults.append((exc.field, str(exc)))
+    try:
+        event = TrackingEvent.model_validate(row)
+    except ValidationError as exc:
+        raise _RowFaults(faults + _validation_faults(exc)) from None
+    if faults:
+        raise _RowFaults(faults)
+    return event
 
 
 # ------------------------------------------------------------------ import

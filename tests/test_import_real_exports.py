@@ -251,6 +251,62 @@ def test_an_unknown_time_zone_is_one_line_naming_it(tmp_path: Path, zone: str) -
                      "Europe/Berlin or America/New_York (times that give their offset keep it)"], lines
 
 
+#: A courier's local times across London's clock changes: on 25 October 2026 the clocks go back at 02:00 (01:00 to
+#: 01:59 happen twice), on 29 March 2026 they go forward at 01:00 (01:00 to 01:59 never happen).
+UPS_ACROSS_THE_CLOCK_CHANGES = ("tracking_number,time,status,location\n"
+                                "1Z999AA10123456784,2026-10-25 00:50:00,in_transit,Leeds hub\n"
+                                "1Z999AA10123456784,2026-10-25 01:40:00,out_for_delivery,Leeds depot\n"
+                                "1Z999AA10123456784,2026-10-25 01:20:00,delivered,Leeds\n"
+                                "1Z999AA10123456784,2026-03-29 01:30:00,in_transit,Leeds hub\n"
+                                "1Z999AA10123456784,2026-10-25 02:10:00,delivered,Leeds\n")
+
+
+def test_a_local_time_the_clock_change_repeats_or_skips_is_refused_naming_it(tmp_path: Path) -> None:
+    """Before: 01:40 out_for_delivery and 01:20 delivered were both read as the first 01:xx (BST), so delivered was
+    stored 20 minutes before out_for_delivery and the shipment showed out_for_delivery; 01:30 on 29 March, which
+    never happened in London, was stored with no word. Which instant the courier meant is not guessed."""
+    path = tmp_path / "ups.csv"
+    path.write_text(UPS_ACROSS_THE_CLOCK_CHANGES, encoding="utf-8")
+    parsed = parse_tracking(path, timezone="Europe/London")
+    assert [str(e).removeprefix(f"{path}: ") for e in parsed.errors] == [
+        "row 3: time: '2026-10-25 01:40:00' happened twice in Europe/London (the clocks went back): write the "
+        "offset, e.g. 2026-10-25T01:40:00+01:00 or 2026-10-25T01:40:00+00:00",
+        "row 4: time: '2026-10-25 01:20:00' happened twice in Europe/London (the clocks went back): write the "
+        "offset, e.g. 2026-10-25T01:20:00+01:00 or 2026-10-25T01:20:00+00:00",
+        "row 5: time: '2026-03-29 01:30:00' never happened in Europe/London (the clocks went forward): write the "
+        "offset, e.g. 2026-03-29T01:30:00+00:00 or 2026-03-29T01:30:00+01:00",
+    ]
+    # The times either side of the changes are read as before.
+    assert [(n, e.time.isoformat()) for n, e in zip(parsed.rows, parsed.records)] == [
+        (2, "2026-10-24T23:50:00+00:00"), (6, "2026-10-25T02:10:00+00:00")]
+    # With the offset written, the same rows import, in the order they happened.
+    fixed = tmp_path / "ups_fixed.csv"
+    fixed.write_text(UPS_ACROSS_THE_CLOCK_CHANGES.replace("01:40:00,", "01:40:00+01:00,")
+                     .replace("01:20:00,", "01:20:00+00:00,").replace("2026-03-29 01:30:00,", "2026-03-29 01:30:00+00:00,"),
+                     encoding="utf-8")
+    again = parse_tracking(fixed, timezone="Europe/London")
+    assert not again.errors, [str(e) for e in again.errors]
+    assert [e.time.isoformat() for e in again.records][1:3] == ["2026-10-25T00:40:00+00:00", "2026-10-25T01:20:00+00:00"]
+
+
+@pytest.mark.parametrize(("kind", "text", "field"), [
+    ("orders", "number,customer_id,placed_at,total\nA1,c1,2026-10-25 01:15,61,00\n", "placed_at"),
+    ("mentions", "channel,external_id,text,created_at\nx,900001,where is my parcel?,2026-10-25 01:15\n", "created_at"),
+])
+def test_orders_and_posts_at_a_repeated_local_time_are_refused_too_with_the_rows_other_faults(
+        tmp_path: Path, kind: str, text: str, field: str) -> None:
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(text.replace("61,00", '"61,00"'), encoding="utf-8")
+    classifier = ("--classifier", "baseline") if kind == "mentions" else ()
+    code, lines = run(tmp_path, kind, str(path), "--timezone", "Europe/London", *classifier)
+    assert code == 1, lines
+    row = next(line for line in lines if "row 2:" in line)
+    assert (f"row 2: {field}: '2026-10-25 01:15' happened twice in Europe/London (the clocks went back): write the "
+            "offset, e.g. 2026-10-25T01:15:00+01:00 or 2026-10-25T01:15:00+00:00") in row, row
+    if kind == "orders":  # the row's other fault is named on the same line
+        assert "total: '61,00' has a decimal comma: write 61.00" in row, row
+
+
 # ------------------------------------------------------------------ 4. phones a spreadsheet mangled
 PHONES = ("number,customer_id,placed_at,customer_name,customer_phone\n"
           "P1,c-p1,2026-11-03T09:15:00Z,Phone One,4.47701E+11\n"
