@@ -15,11 +15,25 @@ from doorstep.context import Context, pass_ctx
 _CHANNEL_NAMES = {"email": "e-mail", "sms": "SMS"}
 
 
+def _channel_key(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--channel`` as imports and the webhook read a channel: "Email" is "email", "Twitter" is "x" (review of
+    516969e: imports took these spellings and the reply said "cannot reply on channel 'Email'")."""
+    from doorstep.models import channel_key
+
+    if value is None:
+        return None
+    try:
+        return channel_key(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option("--case", "case_id", type=int, required=True, help="Case id.")
 @click.option("--text", default=None, help="Reply text.")
 @click.option("--template", default=None, help="Template name (see the console) or template source.")
-@click.option("--channel", default=None, help="Reply on this channel instead of the case's (email, sms).")
+@click.option("--channel", default=None, callback=_channel_key,
+              help="Reply on this channel instead of the case's (email, sms).")
 @click.option("--in-reply-to", "parent_id", type=int, default=None, metavar="POST",
               help="The post to answer (an id from `doorstep case show`); default: the customer's newest unanswered post.")
 @click.option("--as", "actor", default="cli", show_default=True, help="Who the reply is from (audit log).")
