@@ -64,6 +64,9 @@ from doorstep.store import Store, StoreError
 from doorstep.store.base import MAX_PARAMETERS
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
+#: The columns of the twcs layout, as its header names them.
+TWCS_COLUMNS = ("tweet_id", "author_id", "inbound", "created_at", "text", "response_tweet_id",
+                "in_response_to_tweet_id")
 FORMATS = ("jsonl", "csv", "twcs")
 #: What the CLI suggests when a file is not UTF-8.
 ENCODING_REMEDY = ("save the file as UTF-8, or pass --encoding with the code page it was saved in (a Windows/Excel "
@@ -445,6 +448,11 @@ class Columns:
         taken: dict[str, int] = {}
         unknown: list[str] = []
         for field_name, column in self.mapping.items():
+            twins = [c for c in header if _column_key(c) == _column_key(column)]
+            if len(twins) > 1:  # "Email" and "email": which one holds the field is not guessed, even from the case
+                raise ImportFileError(f"{name}: row {number}: header: --map {field_name}={shlex.quote(column)}: the "
+                                      f"file has {len(twins)} columns named {column!r} whatever their case "
+                                      f"({', '.join(map(repr, twins))}); rename or remove all but one")
             index = self._index(header, column)
             if index is None:
                 raise ImportFileError(f"{name}: row {number}: header: --map {field_name}={shlex.quote(column)}: the "
@@ -712,11 +720,12 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
                    columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> Parsed:
     """Mention rows; ``timezone``: the zone of times that give no offset (None: UTC)."""
     path = Path(path)
-    spec = mention_columns(channel).mapped(columns)
-    zone = time_zone(timezone)
     fmt = detect_format(path, fmt)
     if fmt == "twcs":
+        _refuse_for_twcs(path, columns, timezone)
         return parse_twcs(path, encoding=encoding, max_post_chars=max_post_chars)
+    spec = mention_columns(channel).mapped(columns)
+    zone = time_zone(timezone)
     name = str(path)
     result = Parsed()
     first_row: dict[tuple[str, str], int] = {}
@@ -748,6 +757,19 @@ def parse_mentions(path: str | Path, fmt: str | None = None, channel: str | None
     if note:
         result.notes.append(note)
     return result
+
+
+def _refuse_for_twcs(path: Path, columns: dict[str, str] | None, zone: str | tzinfo | None) -> None:
+    """A ``--map`` or ``--timezone`` given for a twcs file is refused, one line naming it.
+
+    Why: both were silently ignored (code review): the layout's columns are fixed (nothing to map) and its times
+    give their offset, so a user who meant them would have been told nothing of their doing nothing."""
+    if columns:
+        raise ImportFileError(f"{path}: --map: a twcs file is read by its own fixed columns ({', '.join(TWCS_COLUMNS)}),"
+                              " not mapped; drop --map")
+    if zone is not None:
+        raise ImportFileError(f"{path}: --timezone: a twcs file's times give their offset (+0000), so no zone is "
+                              "applied to them; drop --timezone")
 
 
 def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone: tzinfo | None = None) -> Mention:

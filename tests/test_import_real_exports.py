@@ -192,6 +192,44 @@ def test_a_field_mapped_twice_is_refused(tmp_path: Path) -> None:
     assert code == 1 and lines == ["Error: --map number=Id: number is mapped twice (also from 'Name'); keep one"]
 
 
+TWCS = ("tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
+        "1,115712,True,Tue Oct 31 22:10:47 +0000 2017,@sprintcare where is my parcel?,2,\n"
+        "2,sprintcare,False,Tue Oct 31 22:11:47 +0000 2017,@115712 sorry! DM us,,1\n")
+
+
+@pytest.mark.parametrize(("option", "problem"), [
+    (("--map", "text=Body"), "--map: a twcs file is read by its own fixed columns (tweet_id, author_id, inbound, "
+                             "created_at, text, response_tweet_id, in_response_to_tweet_id), not mapped; drop --map"),
+    (("--timezone", "Europe/London"), "--timezone: a twcs file's times give their offset (+0000), so no zone is "
+                                      "applied to them; drop --timezone"),
+])
+def test_map_and_timezone_are_refused_for_a_twcs_file_not_ignored(tmp_path: Path, option: tuple[str, str],
+                                                                   problem: str) -> None:
+    """Before: both were silently ignored for a twcs file (its own layout, UTC times): the run said nothing of
+    them, and a user who meant them could not tell they did nothing."""
+    path = tmp_path / "twcs.csv"
+    path.write_text(TWCS, encoding="utf-8")
+    code, lines = run(tmp_path, "mentions", str(path), "--classifier", "baseline", *option)
+    assert (code, lines) == (1, [f"Error: {path}: {problem}"])
+    # The library says the same to a caller of its own.
+    with pytest.raises(ImportFileError, match=problem.split(";")[0].replace("(", r"\(").replace(")", r"\)")
+                       .replace("+", r"\+")):
+        parse_mentions(path, **({"columns": {"text": "Body"}} if option[0] == "--map" else {"timezone": option[1]}))
+    assert len(parse_mentions(path).records) == 2  # without them it imports as before
+
+
+def test_a_mapped_column_the_header_has_twice_in_another_case_says_so(tmp_path: Path) -> None:
+    """Before: "--map customer_email=EMAIL: the file has no column 'EMAIL'" where it has two ('Email', 'email')."""
+    path = tmp_path / "o.csv"
+    path.write_text("number,customer_id,placed_at,Email,email\nLS-1,C1,2026-11-10T08:00:00Z,a@x.com,b@x.com\n",
+                    encoding="utf-8")
+    for given in ("customer_email=EMAIL", "customer_email=Email"):
+        code, lines = run(tmp_path, "orders", str(path), "--map", given)
+        assert (code, lines) == (1, [
+            f"Error: {path}: row 1: header: --map {given}: the file has 2 columns named {given.split('=')[1]!r} "
+            "whatever their case ('Email', 'email'); rename or remove all but one"]), lines
+
+
 @pytest.mark.parametrize(("kind", "listed"), [
     ("orders", "number*, customer_id*, placed_at*, brand, total,"),
     ("tracking", "tracking_number*, time*, status*, location, description"),
