@@ -62,17 +62,19 @@ def _changed_words(store: Store, case_id: int, listed: int, now_version: int) ->
 
 
 def close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: datetime, force: bool = False,
-               version: int | None = None) -> Closing:
-    """Close one case as :func:`close_cases` does (``version``: the one the actor saw; None: the stored one).
+               version: int | None = None, resolved_at: datetime | None = None) -> Closing:
+    """Close one case as :func:`close_cases` does (``version``: the one the actor saw; None: the stored one;
+    ``resolved_at``: as in :func:`close_cases`).
 
     Checked and closed under the write lock, as a reply is queued: a reply queued between the check of what
     holds the case up and the close would be resolved past unseen."""
     with store.write_transaction():
-        return _close_case(store, case_id, actor, as_spam=as_spam, now=now, force=force, version=version)
+        return _close_case(store, case_id, actor, as_spam=as_spam, now=now, force=force, version=version,
+                           resolved_at=resolved_at)
 
 
 def _close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: datetime, force: bool,
-                version: int | None) -> Closing:
+                version: int | None, resolved_at: datetime | None = None) -> Closing:
     case = store.get_case(case_id)
     if case is None:
         return Closing(case_id, False, "no such case")
@@ -95,7 +97,7 @@ def _close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: d
         if typing and not force:  # closed under them, their reply would be refused as "resolved since you opened it"
             return Closing(case_id, False, f"{', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right "
                            "now: close it after their reply, or close it anyway", held=True)
-        changes.update(status="resolved", resolved_at=now)
+        changes.update(status="resolved", resolved_at=now if resolved_at is None else min(resolved_at, now))
         note = retired_words(retired).removeprefix("; ")
     try:
         # "status": closing is a change of status, whatever else it marks (the role a status change needs).
@@ -110,7 +112,8 @@ def _close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: d
 
 
 def close_cases(store: Store, case_ids: Iterable[int], actor: str, *, as_spam: bool, now: datetime,
-                force: bool = False, versions: Mapping[int, int] | None = None) -> list[Closing]:
+                force: bool = False, versions: Mapping[int, int] | None = None,
+                resolved_at: Mapping[int, datetime] | None = None) -> list[Closing]:
     """Resolve each of ``case_ids`` (``as_spam``: and mark it spam) on behalf of ``actor``; one
     :class:`Closing` per case, in the order given (a case named twice is closed once).
 
@@ -118,11 +121,17 @@ def close_cases(store: Store, case_ids: Iterable[int], actor: str, *, as_spam: b
     (the case page's "Resolve even though ..."). ``versions``: case id -> the version the actor decided on (the list they chose from); a case
     changed since is refused. Without it, the version read here: a change between that read and the write is
     still refused, never overwritten.
+
+    ``now``: when the closing happens (who is typing a reply on the case right now, and the resolution time);
+    ``resolved_at``: case id -> when the case was dealt with, where that was before ``now`` (never after it): a
+    history import resolves each case at its conversation's last post, handled then by the shop's previous tool,
+    so that a report of that week does not call it resolved months late. The audit event still records when
+    the closing was done.
     """
     out = []
     for case_id in dict.fromkeys(int(i) for i in case_ids):
         out.append(close_case(store, case_id, actor, as_spam=as_spam, now=now, force=force,
-                              version=(versions or {}).get(case_id)))
+                              version=(versions or {}).get(case_id), resolved_at=(resolved_at or {}).get(case_id)))
     return out
 
 

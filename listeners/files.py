@@ -61,7 +61,7 @@ from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.numbers import normalise_tracking_number
 from doorstep.pipeline import Pipeline
 from doorstep.store import Store, StoreError
-from doorstep.store.base import MAX_PARAMETERS
+from doorstep.store.base import MAX_PARAMETERS, parse_time
 
 TWCS_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 #: The columns of the twcs layout, as its header names them.
@@ -1683,10 +1683,15 @@ def _close_history(report: ImportReport, store: Store) -> None:
     146d10h"), hundreds of owed answers for a shop bringing its history (exports audit). Only the cases opened by
     this import's posts that hold no other post are closed: a case that existed before, or that a listener gave a
     post while the import ran, is someone's live work. A later live post reopens a closed one as it reopens any
-    resolved case. A store fault is said on the summary, not raised: the posts are written either way."""
+    resolved case. A store fault is said on the summary, not raised: the posts are written either way.
+
+    Each case is resolved at its last post: the conversation ended then, handled by the shop's previous tool.
+    Resolved "now", a report of the history's weeks called each case "resolution late", months late because of
+    the import (code review). The audit event still records when the import resolved it."""
     try:
-        cases = _cases_opened(store, report.mention_ids)
-        for closing in close_cases(store, cases, HISTORY_ACTOR, as_spam=False, now=utcnow()):
+        last_posts = _cases_opened(store, report.mention_ids)
+        for closing in close_cases(store, last_posts, HISTORY_ACTOR, as_spam=False, now=utcnow(),
+                                   resolved_at=last_posts):
             if closing.closed:
                 report.closed_as_history += 1
             else:
@@ -1701,8 +1706,9 @@ def _chunks(values: Sequence[Any], size: int = MAX_PARAMETERS - 1) -> Iterator[S
         yield values[start : start + size]
 
 
-def _cases_opened(store: Store, mention_ids: Sequence[int]) -> list[int]:
-    """The cases that the posts ``mention_ids`` (one import's) opened and that hold no other post, oldest first.
+def _cases_opened(store: Store, mention_ids: Sequence[int]) -> dict[int, datetime]:
+    """The cases that the posts ``mention_ids`` (one import's) opened and that hold no other post, oldest first,
+    each with the time of its last post.
 
     A case is opened by a post (the pipeline's "case.open" event names it); one opened otherwise (for a parcel,
     by a split) was not the import's, even where only its posts joined it."""
@@ -1712,18 +1718,19 @@ def _cases_opened(store: Store, mention_ids: Sequence[int]) -> list[int]:
         for row in store.db.query(f"select id, case_id, external_id from mentions where id in ({marks}) "
                                   "and case_id is not null", list(chunk)):
             ours[row["case_id"]][row["id"]] = row["external_id"]
-    opened = []
+    opened: dict[int, datetime] = {}
     for chunk in _chunks(sorted(ours)):
         marks = ", ".join("?" * len(chunk))
-        held = {row["case_id"]: row["posts"] for row in store.db.query(
-            f"select case_id, count(*) as posts from mentions where case_id in ({marks}) group by case_id",
-            list(chunk))}
+        held, last = {}, {}
+        for row in store.db.query(f"select case_id, count(*) as posts, max(created_at) as last_post from mentions "
+                                  f"where case_id in ({marks}) group by case_id", list(chunk)):
+            held[row["case_id"]], last[row["case_id"]] = row["posts"], row["last_post"]
         for row in store.db.query(f"select case_id, details from audit_events where action = 'case.open' and case_id "
                                   f"in ({marks})", list(chunk)):
             case_id, details = row["case_id"], json.loads(row["details"] or "{}")
             if details.get("external_id") in ours[case_id].values() and held.get(case_id) == len(ours[case_id]):
-                opened.append(case_id)
-    return sorted(set(opened))
+                opened[case_id] = parse_time(last[case_id])
+    return dict(sorted(opened.items()))
 
 
 class _OutOfCollection:

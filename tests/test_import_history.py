@@ -115,12 +115,14 @@ def test_a_case_that_gets_a_post_from_elsewhere_while_the_import_runs_stays_open
     assert store.get_case(case_of(store, "d1")).status != "resolved"
 
 
-@pytest.mark.parametrize(("window_hours", "reopens"), [(72.0, True), (0.0, False)])
+@pytest.mark.parametrize(("window_hours", "reopens"), [(24.0 * 365, True), (72.0, False), (0.0, False)])
 def test_a_later_live_post_reopens_its_history_case_as_a_resolved_case_does(tmp_path, store, config, window_hours,
                                                                             reopens):
     """The pipeline's usual rule for a resolved case: a post in its conversation within [cases]
     reopen_window_hours of the resolution reopens it (its clocks start from the new post: owed, not overdue);
-    later, the post opens a case of its own."""
+    later, the post opens a case of its own. A history case was resolved at its last post, 150 days ago (not at
+    the import): with the default 72 hours, a post today is a new issue, as it would have been had the shop
+    used Doorstep then."""
     config.cases.reopen_window_hours = window_hours
     pipeline = Pipeline(store, config, KeywordClassifier())
     import_mentions(history_file(tmp_path), pipeline, history=True)
@@ -168,3 +170,26 @@ def test_a_history_import_that_stops_midway_closes_what_it_wrote_and_a_rerun_the
     again = import_mentions(history_file(tmp_path), pipeline, history=True, batch_rows=1)
     assert (again.stored, again.closed_as_history) == (1, 1)
     assert store.get_case(case_of(store, "h3")).status == "resolved" and not breached(store)
+
+
+def test_a_history_case_is_resolved_when_its_conversation_ended_not_months_late(tmp_path, store, config):
+    """Before (code review): each history case was resolved "now", so the report for the week the history was
+    written called it "resolution late", resolved months after it was due, because of the import alone. A history
+    case is resolved at its last post (the shop's previous tool handled it then); the audit event still says when
+    the import resolved it."""
+    from doorstep import metrics
+
+    before = utcnow().replace(microsecond=0)  # the audit trail keeps whole seconds
+    # The shop's answer to Ann is in the history too: her case had its first response, Bob's had none.
+    reply = post("h9", "larkspurhelp", "@ann so sorry, it is on its way", 45, in_reply_to="h2", outbound="true")
+    import_mentions(history_file(tmp_path, reply), Pipeline(store, config, KeywordClassifier()), history=True)
+    anns, bobs = case_of(store, "h1"), case_of(store, "h3")
+    assert case_of(store, "h9") == anns
+    assert store.get_case(anns).resolved_at == store.mention_by_external_id("x", "h9").created_at
+    assert store.get_case(bobs).resolved_at == store.mention_by_external_id("x", "h3").created_at
+    [event] = [e for e in store.audit_trail(anns) if e.action == "case.update"]
+    assert event.actor == "import" and event.at >= before
+    week = metrics.notable_cases(store, PAST - timedelta(days=1), PAST + timedelta(days=13), "Europe/London")
+    reasons = {n["case_id"]: n["reasons"] for n in week}
+    assert all("resolution late" not in r for r in reasons.values()), reasons
+    assert anns not in reasons  # answered within its time and resolved then: nothing to know about
