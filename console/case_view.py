@@ -767,7 +767,8 @@ def _composer(store: Store, case: Case, user: Any) -> None:
     from responders.channels import LIMITS, PUBLIC_CHANNELS, weighted_length
     from responders.config import responders_settings
     from responders.outbox import (
-        AlreadyAnswered, ReplyRejected, default_parent, is_customers_post, latest_message_id, moved_words,
+        AlreadyAnswered, NamesACustomer, ReplyRejected, default_parent, is_customers_post, latest_message_id,
+        moved_words,
         queue_reply, reply_candidates,
     )
     from responders.templates import TemplateError, list_templates, render_template, suggest_templates
@@ -882,7 +883,9 @@ def _composer(store: Store, case: Case, user: Any) -> None:
 
     ack_key = f"reply_refused_ack_{case.id}"
 
-    def queue(body: str | None = None, force: bool = False) -> None:
+    names_key = f"reply_names_asked_{case.id}"
+
+    def queue(body: str | None = None, force: bool = False, names_ok: list[str] | None = None) -> None:
         # A callback, so the draft can be cleared before the text area is drawn again. It runs before
         # app.py's login check, so it checks the login itself.
         actor = acting_user(store, "reply")
@@ -900,8 +903,12 @@ def _composer(store: Store, case: Case, user: Any) -> None:
                                   parent_id=parent_id if body is None else None, seen_up_to=seen, force=force,
                                   account=st.session_state.get(f"reply_account_{case.id}_{chosen_channel}")
                                   if body is None else None,
+                                  names_ok=names_ok or (),
                                   **(st.session_state.get(ack_key, {}) if force else
                                      {"seen_status": held(store, case).case.status}))
+        except NamesACustomer as exc:  # asked, not refused for good: the name may be a brand or a product's
+            st.session_state[names_key] = exc.names
+            return
         except AlreadyAnswered as exc:
             st.session_state[refused_key] = exc.said_as("Reply")
             # What this refusal showed: "Send anyway" overrides that and nothing newer.
@@ -911,6 +918,7 @@ def _composer(store: Store, case: Case, user: Any) -> None:
             st.session_state[error_key] = f"Reply not queued: {exc}"
             return
         st.session_state.pop(refused_key, None)
+        st.session_state.pop(names_key, None)
         reopened = force and (st.session_state.pop(ack_key, None) or {}).get("seen_status") == "resolved"
         flash("success", f"reply queued (message {message.id}); the worker sends it"
               + (" (sent anyway: recorded in the audit log)" if force else "")
@@ -947,6 +955,19 @@ def _composer(store: Store, case: Case, user: Any) -> None:
         if r2.button("Keep my draft, don't send", key=f"refused_ok_{case.id}"):
             st.session_state.pop(refused_key, None)
             st.session_state["case_seen_outbox"][case.id] = latest_message_id(store, case.id)  # type: ignore[arg-type]
+            st.rerun()
+    named = st.session_state.get(names_key)
+    if named:
+        st.warning(escape_md(f"Not queued: {', '.join(named)} is the name of a customer of the shop, and a public "
+                             "reply must not name another customer. If you mean that customer, send it privately "
+                             "(DM or e-mail); if the words are a brand, a product or a colleague, confirm it."),
+                   icon=":material/person_alert:")
+        n1, n2 = st.columns(2)
+        n1.button("Not that customer: send", key=f"names_ok_{case.id}", on_click=lambda: queue(names_ok=named),
+                  disabled=not str(text or "").strip() or not can(user, "reply"),
+                  help="Queue the reply; the audit log records the names you confirmed.")
+        if n2.button("Keep my draft, don't send", key=f"names_keep_{case.id}"):
+            st.session_state.pop(names_key, None)
             st.rerun()
     # A Mastodon reply or direct message posts the author's @mention with the words: counted as Queue reply counts it.
     recipient = (case.author_handle if channel == "mastodon_dm"

@@ -42,16 +42,21 @@ def _channel_key(_ctx: click.Context, _param: click.Parameter, value: str | None
               help="Queue even if the customer's post already has a reply queued or sent (audited as send anyway).")
 @click.option("--account", default=None,
               help="Our account to reply from, where the post reached several (e.g. @FettleCare).")
+@click.option("--not-a-customer", "names_ok", multiple=True, metavar="NAME",
+              help="A full name in a public reply that is not the shop's customer of that name (a brand, a product, "
+                   "a colleague), as the refusal named it (repeatable; audited).")
 @pass_ctx
 def reply(ctx: Context, case_id: int, text: str | None, template: str | None, channel: str | None,
-          parent_id: int | None, actor: str, send_now: bool, force: bool, account: str | None) -> None:
+          parent_id: int | None, actor: str, send_now: bool, force: bool, account: str | None,
+          names_ok: tuple[str, ...]) -> None:
     """Queue a reply to the case given by --case (exactly one of --text or --template).
 
     One answer per customer post: a second reply to a post that already has one queued or sent
     exits with status 1 and says who answered and what, unless --force. With --send-now, a reply
     that failed for good also exits with status 1, after its line.
     """
-    from responders.outbox import Outbox, ReplyRejected, get_message, queue_reply, reply_refusal, resolved_words
+    from responders.outbox import (NamesACustomer, Outbox, ReplyRejected, get_message, queue_reply, reply_refusal,
+                                   resolved_words)
     from responders.templates import TemplateError, render_template
 
     if (text is None) == (template is None):
@@ -82,7 +87,10 @@ def reply(ctx: Context, case_id: int, text: str | None, template: str | None, ch
                                        "a reply reopens it: add --force to send it anyway")
         message = queue_reply(ctx.store, ctx.config, case_id, body, actor, channel=channel, force=force,
                               account=account, parent_id=parent_id,
-                              seen_status=None if force or current is None else current.status)
+                              seen_status=None if force or current is None else current.status, names_ok=names_ok)
+    except NamesACustomer as exc:
+        raise click.ClickException(f"{exc}: --not-a-customer {' --not-a-customer '.join(map(repr, exc.names))}") \
+            from None
     except (ReplyRejected, TemplateError) as exc:
         raise click.ClickException(str(exc)) from None
     sender = f", from {'@' if message.channel != 'email' else ''}{message.account}" if message.account else ""

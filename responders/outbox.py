@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -223,6 +223,22 @@ def default_parent(store: Store, case: Case, channel: str) -> Mention | None:
     # left, and the newest stays the default so that a second answer is refused, not sent to an older post.
     own = [m for m in reply_candidates(store, case, channel) if is_customers_post(store, case, m)]
     return own[0] if own else None
+
+
+class NamesACustomer(ReplyRejected):
+    """A public reply writes the full name of another customer of the shop (``names``).
+
+    A name may be someone else's: a designer brand ("Paul Smith", "Ted Baker"), a product ("Ivy Green dress") or a
+    colleague who is no console user; in a shop of 100k customers many such words are also a customer's name
+    (second code review, 2026-12-07). So the agent is asked, not refused for good: the console offers "It is not
+    that customer: send" and the CLI ``--not-a-customer NAME``, which pass ``names_ok`` back; the reply's audit
+    event records the names so confirmed."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"a public reply must not name another customer of the shop ({', '.join(names)}); send it "
+                         "privately (DM or e-mail), or, if the name is not that customer's (a brand, a product, a "
+                         "colleague), confirm it")
+        self.names = names
 
 
 class AlreadyAnswered(ReplyRejected):
@@ -615,7 +631,7 @@ def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str
 
 
 def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Mention | None = None,
-                   config: Config | None = None) -> None:
+                   config: Config | None = None, names_ok: Collection[str] = ()) -> None:
     """Refuse personal data in a reply that its reader may not see.
 
     * unconfirmed link: no order or tracking number, no name or contact details of the order's customer;
@@ -696,16 +712,20 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
         others = _other_customers_named(store, text, {*secrets_["customer_ids"], answered_id or ""},
                                         f"{answered_words} {(parent.author_name or '') if parent else ''} / {team}"
                                         .casefold())
+        confirmed = {" ".join(n.casefold().split()) for n in names_ok}
+        others = [n for n in others if n.casefold() not in confirmed]
         if others:
-            raise ReplyRejected(f"a public reply must not name another customer of the shop ({', '.join(others)}); "
-                                "send it privately (DM or e-mail)")
+            raise NamesACustomer(others)
 
 
 def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: str, *, channel: str | None = None,
                 idempotency_key: str | None = None, parent_id: int | None = None, seen_up_to: int | None = None,
                 force: bool = False, now: datetime | None = None, account: str | None = None,
-                acknowledged_up_to: int | None = None, seen_status: str | None = None) -> OutboundMessage:
+                acknowledged_up_to: int | None = None, seen_status: str | None = None,
+                names_ok: Collection[str] = ()) -> OutboundMessage:
     """Queue a reply to the customer on the case's channel (or ``channel``, e.g. "email").
+
+    ``names_ok``: full names the agent confirmed are not the shop's customers of that name (:class:`NamesACustomer`).
 
     ``parent_id`` is the post the reply answers (default: :func:`default_parent`). One answer per
     customer post: if a reply to that post or a later post of the case was queued or sent (since
@@ -756,7 +776,7 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
                                 "cannot be answered")
     if parent is not None and is_erased(parent):
         raise ReplyRejected(f"post {parent.id} was erased at the customer's request: it cannot be answered")
-    _privacy_check(store, case, channel, text, parent, config)
+    _privacy_check(store, case, channel, text, parent, config, names_ok)
     # A public Mastodon reply is posted with the author's @mention (channels.mastodon_status_text): counted with it.
     check_limits(channel, text, allow_urls=settings.allow_urls,
                  recipient=parent.author_handle if channel == "mastodon" and parent is not None else None)
@@ -792,6 +812,8 @@ def queue_reply(store: Store, config: Config, case_id: int, text: str, actor: st
                           case_id=case_id, target=target, in_reply_to=in_reply_to,
                           account=sender.handle if sender else None)
         answered.record(store, actor, message, {"in_reply_to": in_reply_to})
+        if names_ok and channel in PUBLIC_CHANNELS:
+            store.audit(actor, "reply.names_confirmed", case_id, {"message_id": message.id, "names": sorted(names_ok)})
     answered.reopen_if_needed(store, config, actor)
     return message
 

@@ -690,3 +690,25 @@ def test_resolve_and_next_waits_for_a_colleague_who_is_replying(db: Store) -> No
     presence.touch(db, case_id, "bob", drafting=False)  # bob sent or stopped
     at.button(key=f"resolve_next_{case_id}").click().run()
     assert db.get_case(case_id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_a_reply_naming_a_customer_of_the_shop_is_asked_about_and_sent_once_confirmed(db: Store) -> None:
+    """Second code review: a fashion shop's "The Paul Smith shirts are back" was refused for good, because a customer
+    is named Paul Smith. The page asks; "Not that customer: send" queues it, and the audit log says so."""
+    from doorstep.models import Customer
+
+    db.upsert_customers([Customer(id="PS1", name="Paul Smith")])
+    case_id = db.inbox(InboxQuery(limit=1, statuses=("new", "open"), channel="x"))[0].id
+    at, case_id = _open_case(db, "ann", case_id)
+    at.text_area(key=f"draft_{case_id}").input("The Paul Smith shirts are back on Friday!")
+    at.button(key=f"send_{case_id}").click().run()
+    assert not at.exception, at.exception
+    shown = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Paul Smith is the name of a customer of the shop" in shown, shown
+    assert db.rows("select id from outbound_messages where case_id = ? and kind = 'reply'", [case_id]) == []
+    at.button(key=f"names_ok_{case_id}").click().run()
+    assert not at.exception, at.exception
+    assert len(db.rows("select id from outbound_messages where case_id = ? and kind = 'reply'", [case_id])) == 1
+    assert [e.details["names"] for e in db.audit_trail(case_id) if e.action == "reply.names_confirmed"] == \
+        [["Paul Smith"]]
+    assert not at.warning or "Paul Smith" not in " ".join(w.value for w in at.warning)

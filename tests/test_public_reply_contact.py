@@ -231,3 +231,29 @@ def test_a_customers_name_is_found_beside_a_word_pair_many_customers_share(store
         queue_reply(store, config, case_id, "@jane your neighbour Emily Thompson has it; questions? "
                     "care@larkspur.co.uk", "ann", force=True)
     assert _posted(emulator, store, config) == []
+
+
+def test_a_name_that_is_not_the_customer_of_that_name_is_confirmed_not_refused_for_good(
+        store: Store, emulator: XEmulator) -> None:
+    """In a shop of 100k customers a designer brand ("Paul Smith", "Ted Baker") or a product ("Ivy Green dress") is
+    also some customer's name: 13 of 44 ordinary replies of a fashion shop were refused with no way to send them
+    (second code review). The agent is asked instead; what they confirm goes, audited, and only that."""
+    from responders.outbox import NamesACustomer
+
+    config = _config()
+    store.upsert_customers([Customer(id="P1", name="Paul Smith"), Customer(id="T1", name="Ted Baker")])
+    _neighbour(store)
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    text = "@jane The Paul Smith and Ted Baker shirts are back on Friday!"
+    with pytest.raises(NamesACustomer) as asked:
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert asked.value.names == ["Paul Smith", "Ted Baker"] and "confirm" in str(asked.value)
+    with pytest.raises(NamesACustomer, match=r"\(Ted Baker\)"):  # confirming one name confirms only that one
+        queue_reply(store, config, case_id, text, "ann", force=True, names_ok=["Paul Smith"])
+    message = queue_reply(store, config, case_id, text, "ann", names_ok=["paul smith", "Ted  Baker"])
+    event = next(e for e in store.audit_trail(case_id) if e.action == "reply.names_confirmed")
+    assert event.actor == "ann" and event.details["message_id"] == message.id
+    with pytest.raises(NamesACustomer, match="Emily Thompson"):  # a confirmation is for the names asked about
+        queue_reply(store, config, case_id, "@jane Emily Thompson has it", "ann", force=True,
+                    names_ok=["Paul Smith"])
+    assert _posted(emulator, store, config) == [text]

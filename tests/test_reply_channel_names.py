@@ -55,3 +55,25 @@ def test_reply_channel_that_is_no_channel_name_is_refused_in_one_line(tmp_path: 
     line = refused.output.strip().splitlines()[-1]
     assert "--channel" in line and "'Facebook Messenger' is not a channel name" in line, refused.output
     assert "Traceback" not in refused.output
+
+
+def test_reply_names_a_customer_only_with_not_a_customer(tmp_path: Path) -> None:
+    """A public reply naming a customer of the shop (here a brand that is also a customer's name) is refused in one
+    line that says how to confirm it; --not-a-customer confirms it, audited (second code review, 2026-12-07)."""
+    from commands.cli import cli
+
+    db = tmp_path / "cli.db"
+    _, tweet_case = _shop(db)
+    store = Store(db)
+    store.upsert_customers([Customer(id="C-ps", name="Paul Smith")])
+    store.close()
+    runner = CliRunner()
+    args = ["--db", str(db), "reply", "--case", str(tweet_case), "--text", "The Paul Smith shirts are back on Friday"]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert "(Paul Smith)" in refused.output and "--not-a-customer 'Paul Smith'" in refused.output
+    queued = runner.invoke(cli, [*args, "--not-a-customer", "Paul Smith"])
+    assert queued.exit_code == 0 and queued.output.startswith("queued message"), queued.output
+    store = Store(db)
+    assert [e.details["names"] for e in store.audit_trail(tweet_case) if e.action == "reply.names_confirmed"] == \
+        [["Paul Smith"]]
