@@ -257,3 +257,42 @@ def test_a_name_that_is_not_the_customer_of_that_name_is_confirmed_not_refused_f
         queue_reply(store, config, case_id, "@jane Emily Thompson has it", "ann", force=True,
                     names_ok=["Paul Smith"])
     assert _posted(emulator, store, config) == [text]
+
+
+# ----------------------------------------------------------------------------- second code review, 2026-12-07
+@pytest.mark.parametrize("text", [
+    "@jane it's with Anna van der Berg next door",
+    "@jane signed for by Emily thompson",
+    "@jane Emily Thompson.Delivered 2pm",
+    "@jane ask Emily Thompson,care@larkspur.co.uk",
+    "@jane it's with Emily-Thompson at number 12",
+    "@jane it's with Emily\nThompson at number 12",
+])
+def test_another_customers_name_in_the_spellings_the_capital_rule_missed(store: Store, emulator: XEmulator,
+                                                                         text: str) -> None:
+    """Reading only pairs of capitalised words let through a name with a particle ("Anna van der Berg"), one typo in
+    the capitals, a name glued to the next sentence or to an address (blanked as a link), a hyphen or a line break
+    between the names. Any of these is asked about now (the agent may confirm a name that is not the customer)."""
+    from responders.outbox import NamesACustomer
+
+    config = _config(email="care@larkspur.co.uk")
+    _neighbour(store)
+    store.upsert_customers([Customer(id="C67", name="Anna van der Berg")])
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(NamesACustomer):
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == []
+
+
+@pytest.mark.parametrize("spelled", ["Tel.07700 900485", "Mob.07700900485", "on 447700900485", "on 7700 900485"])
+def test_another_customers_phone_written_as_a_crm_or_a_delivery_note_writes_it(store: Store, emulator: XEmulator,
+                                                                               spelled: str) -> None:
+    """Another customer's stored number went out written "Tel.07700 900485" (a number after a "." was skipped) or
+    without its "+" and trunk "0" ("447700900485", "7700 900485": no prefix and no groups). A run of digits that
+    ends with a customer's stored national number is that customer's phone."""
+    config = _config()
+    _neighbour(store)  # phone 07700 900485
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(ReplyRejected, match="900485"):
+        queue_reply(store, config, case_id, f"@jane your neighbour has it: {spelled}", "ann", force=True)
+    assert _posted(emulator, store, config) == []

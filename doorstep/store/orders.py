@@ -11,7 +11,7 @@ from doorstep.dialect import _words
 from doorstep.models import Customer, Order, Shipment, TrackingEvent
 from doorstep.numbers import normalise_tracking_number
 from doorstep.store.base import StoreBase, _chunks, _json, _marks, _unjson, iso, parse_time
-from doorstep.store.migrations import CUSTOMER_FTS_COLUMNS
+from doorstep.store.migrations import CUSTOMER_FTS_COLUMNS, PHONE_DIGITS_SQL
 
 
 #: A direct message's author has the handle they post under on that network: a customer known as
@@ -199,6 +199,19 @@ class OrderStore(StoreBase):
             held = set(_words((name or "").lower()))
             if any(a in held and b in held for a, b in words):
                 found[customer_id] = name
+        return found
+
+    def customers_with_phone_ending(self, tails: Iterable[str], limit: int = 20) -> dict[str, str]:
+        """id -> stored phone of the customers whose phone's digits end with one of ``tails`` (runs of 9 digits or
+        more: the national number without its trunk "0" or country code, as a reply may write it).
+
+        A public reply carried another customer's number written "447700900485" or "7700 900485", which no
+        phone-number reader takes for one (second code review). A scan of the phones' digits, as erasure by phone
+        reads them: asked only for a reply holding such a run, which few do."""
+        found: dict[str, str] = {}
+        for tail in dict.fromkeys(t for t in tails if len(t) >= 9 and t.isdigit()):
+            found.update(self.db.execute(f"select id, phone from customers where {PHONE_DIGITS_SQL} like ? limit ?",
+                                         ["%" + tail, limit]).fetchall())
         return found
 
     def upsert_orders(self, orders: Iterable[Order]) -> int:
