@@ -620,8 +620,8 @@ _ADDRESS_TOKEN = re.compile(r"[^\s,;()<>]*(?:@|://|www\.)[^\s,;()<>]*"
 def _name_words(text: str) -> str:
     """``text`` casefolded, its words apart as a name's are written: runs of spaces, line breaks, hyphens, dots and
     underscores read as one space ("Emily-Thompson", "Emily\nThompson" are "emily thompson", and so is a stored
-    "Smith-Jones" against a typed "Smith Jones")."""
-    return re.sub(r"[\s\-_.]+", " ", text.casefold())
+    "Smith-Jones" against a typed "Smith Jones"); a comma too ("Thompson, Emily", surname first)."""
+    return re.sub(r"[\s\-_.,]+", " ", text.casefold())
 
 
 def _capitalised_pairs(text: str) -> list[tuple[str, str]]:
@@ -634,7 +634,7 @@ def _capitalised_pairs(text: str) -> list[tuple[str, str]]:
     plain = _ADDRESS_TOKEN.sub(" ", text)
     words = [(m.group(0), m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", plain)]
     return [(a, b) for (a, _, a_end), (b, b_start, _) in zip(words, words[1:])
-            if (a[0].isupper() or b[0].isupper()) and plain[a_end:b_start].strip(" \t\r\n-'’_.") == ""]
+            if (a[0].isupper() or b[0].isupper()) and plain[a_end:b_start].strip(" \t\r\n-'’_.,") == ""]
 
 
 def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str) -> list[str]:
@@ -653,9 +653,10 @@ def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str
         parts = name.split()
         if customer_id in keep or len(parts) < 2:
             continue
-        for spelled in dict.fromkeys((" ".join(parts), f"{parts[0]} {parts[-1]}")):
+        # Also surname first, as couriers' proofs of delivery print it ("THOMPSON EMILY", "Thompson, Emily").
+        for spelled in dict.fromkeys((" ".join(parts), f"{parts[0]} {parts[-1]}", f"{parts[-1]} {parts[0]}")):
             if _words_in(_name_words(spelled), low) and not _words_in(_name_words(spelled), allowed):
-                found.append(spelled)
+                found.append(spelled if spelled != f"{parts[-1]} {parts[0]}" else f"{parts[0]} {parts[-1]}")
                 break
     return sorted(set(found))
 

@@ -296,3 +296,19 @@ def test_another_customers_phone_written_as_a_crm_or_a_delivery_note_writes_it(s
     with pytest.raises(ReplyRejected, match="900485"):
         queue_reply(store, config, case_id, f"@jane your neighbour has it: {spelled}", "ann", force=True)
     assert _posted(emulator, store, config) == []
+
+
+@pytest.mark.parametrize("text", ["@jane Signed for by: THOMPSON EMILY", "@jane signed by Thompson, Emily",
+                                  "@jane proof of delivery says Thompson Emily"])
+def test_another_customers_name_surname_first_as_couriers_print_it(store: Store, emulator: XEmulator,
+                                                                   text: str) -> None:
+    """Couriers' proofs of delivery print the surname first ("THOMPSON EMILY", "Thompson, Emily"); pasted into a
+    public reply it was let through (second code review, left open)."""
+    from responders.outbox import NamesACustomer
+
+    config = _config()
+    _neighbour(store)
+    case_id = make_case(store, config, emulator, handle="jane", order=add_order(store))
+    with pytest.raises(NamesACustomer, match="Emily Thompson"):
+        queue_reply(store, config, case_id, text, "ann", force=True)
+    assert _posted(emulator, store, config) == []
