@@ -654,6 +654,17 @@ def _time_cell(value: Any, zone: tzinfo | None = None, field_name: str = "time")
     return value
 
 
+def _read_time(row: dict[str, Any], field_name: str, zone: tzinfo | None, faults: list[tuple[str, str]]) -> None:
+    """Reads the row's time cell in place; a time that cannot be read joins the row's other ``faults``
+    (one look at the file shows every fix) and stays as written, for the model to name it too."""
+    if field_name not in row:
+        return
+    try:
+        row[field_name] = _time_cell(row[field_name], zone, field_name)
+    except _FieldError as exc:
+        faults.append((exc.field, str(exc)))
+
+
 def _clock_change(local: datetime, zone: tzinfo) -> str | None:
     """Why the wall time ``local`` (no offset) names no single instant in ``zone``, with the remedy; None when it
     names one.
@@ -777,11 +788,7 @@ def _mention(row: dict[str, Any], channel: str | None, max_post_chars: int, zone
     if channel and not row.get("channel"):
         row["channel"] = channel
     faults: list[tuple[str, str]] = []
-    if "created_at" in row:
-        try:
-            row["created_at"] = _time_cell(row["created_at"], zone, "created_at")
-        except _FieldError as exc:  # named with the row's other faults; the model reads the value as it is
-            faults.append((exc.field, str(exc)))
+    _read_time(row, "created_at", zone, faults)
     unknown = set(row) - set(Mention.model_fields) - set(LABEL_FIELDS) - set(EXPORT_ONLY_FIELDS)
     if unknown:
         raise _FieldError(", ".join(sorted(unknown)),
@@ -1445,11 +1452,7 @@ def _tracking_event(row: dict[str, Any], zone: tzinfo | None = None) -> Tracking
     if isinstance(row.get("tracking_number"), str):
         row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
     faults: list[tuple[str, str]] = []
-    if "time" in row:
-        try:
-            row["time"] = _time_cell(row["time"], zone, "time")
-        except _FieldError as exc:  # named with the row's other faults; the model reads the value as it is
-            faults.append((exc.field, str(exc)))
+    _read_time(row, "time", zone, faults)
     try:
         event = TrackingEvent.model_validate(row)
     except ValidationError as exc:
