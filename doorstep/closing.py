@@ -98,6 +98,11 @@ def _close_case(store: Store, case_id: int, actor: str, *, as_spam: bool, now: d
             return Closing(case_id, False, f"{', '.join(typing)} {'is' if len(typing) == 1 else 'are'} replying right "
                            "now: close it after their reply, or close it anyway", held=True)
         changes.update(status="resolved", resolved_at=now if resolved_at is None else min(resolved_at, now))
+        if resolved_at is not None and case.first_response_at is None:
+            # Dealt with before Doorstep, and what was brought holds no answer of ours: whether the previous tool
+            # answered elsewhere is not known, so none was owed here (as for spam). Kept, its week's report called
+            # it "no first response" and an SLA breach, blaming the team for the history's gaps (stop 43's note).
+            changes["first_response_due"] = None
         note = retired_words(retired).removeprefix("; ")
     try:
         # "status": closing is a change of status, whatever else it marks (the role a status change needs).
@@ -125,8 +130,8 @@ def close_cases(store: Store, case_ids: Iterable[int], actor: str, *, as_spam: b
     ``now``: when the closing happens (who is typing a reply on the case right now, and the resolution time);
     ``resolved_at``: case id -> when the case was dealt with, where that was before ``now`` (never after it): a
     history import resolves each case at its conversation's last post, handled then by the shop's previous tool,
-    so that a report of that week does not call it resolved months late. The audit event still records when
-    the closing was done.
+    so that a report of that week does not call it resolved months late; such a case without a first response
+    owes none (its first-response due time is cleared). The audit event still records when the closing was done.
     """
     out = []
     for case_id in dict.fromkeys(int(i) for i in case_ids):

@@ -193,3 +193,23 @@ def test_a_history_case_is_resolved_when_its_conversation_ended_not_months_late(
     reasons = {n["case_id"]: n["reasons"] for n in week}
     assert all("resolution late" not in r for r in reasons.values()), reasons
     assert anns not in reasons  # answered within its time and resolved then: nothing to know about
+
+
+def test_a_history_case_without_the_shops_answer_owes_none_and_breaches_no_sla(tmp_path, store, config):
+    """Before (last stop's note): Bob's history case, whose file holds no answer of the shop's, was a notable case
+    of its week for "no first response" and a breach in that week's SLA attainment: the report blamed the team for
+    an answer that the shop's previous tool may well have given elsewhere. What the history does not show is not
+    known: such a case owes no answer (its first-response clock is cleared, as a spam case's is), while Ann's,
+    answered in the file, keeps its measured response."""
+    from doorstep import metrics
+
+    reply = post("h9", "larkspurhelp", "@ann so sorry, it is on its way", 45, in_reply_to="h2", outbound="true")
+    import_mentions(history_file(tmp_path, reply), Pipeline(store, config, KeywordClassifier()), history=True)
+    anns, bobs = case_of(store, "h1"), case_of(store, "h3")
+    assert store.get_case(bobs).first_response_due is None
+    assert store.get_case(anns).first_response_due is not None and store.get_case(anns).first_response_at is not None
+    start, end = PAST - timedelta(days=1), PAST + timedelta(days=13)
+    reasons = {n["case_id"]: n["reasons"] for n in metrics.notable_cases(store, start, end, "Europe/London")}
+    assert bobs not in reasons, reasons
+    week = metrics.headline(store, start, end, "Europe/London")
+    assert (week["cases_opened"], week["sla_eligible"], week["sla_met"]) == (2, 1, 1)
