@@ -388,7 +388,7 @@ def import_orders_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str |
 
     return lambda share, batch: import_orders(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
                                               batch_rows=batch, couriers=ctx.config.couriers, columns=columns,
-                                              timezone=zone)
+                                              timezone=zone, status_words=ctx.config.imports.tracking_statuses)
 
 
 @import_command("tracking", ["jsonl", "csv"], f"{_BY_NAME}).")
@@ -398,7 +398,8 @@ def import_tracking_cmd(ctx: Context, file: Path, fmt: str | None, encoding: str
     from listeners.files import import_tracking
 
     return lambda share, batch: import_tracking(file, ctx.store, fmt, encoding=encoding, max_rejected_share=share,
-                                                batch_rows=batch, columns=columns, timezone=zone)
+                                                batch_rows=batch, columns=columns, timezone=zone,
+                                                status_words=ctx.config.imports.tracking_statuses)
 
 
 @cli.group()

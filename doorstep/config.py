@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
+from doorstep.models import TrackingStatus
 from doorstep.numbers import DEFAULT_ORDER_PATTERNS, TRACKING_FORMATS
 from doorstep.redaction import register_config_values, register_secret
 
@@ -347,6 +348,9 @@ class Imports(_Section):
     max_rejected_share: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Rows written per transaction: a long import holds the write lock only briefly.
     batch_rows: int = Field(default=500, ge=1, le=100_000)
+    #: A courier's words for a scan that Doorstep does not know, each with the status it is
+    #: ({ "Sendung sortiert" = "in_transit" }); the common ones are known (doorstep/courier_words.py).
+    tracking_statuses: dict[str, TrackingStatus] = Field(default_factory=dict)
 
 
 class Config(_Section):

@@ -42,7 +42,7 @@ import math
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
@@ -53,10 +53,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import TypeAdapter, ValidationError
 
 from doorstep.closing import close_cases
+from doorstep.courier_words import tracking_status, word_key
 from doorstep.config import Courier, Imports, find_courier
 from doorstep.dialect import DATABASE_ERRORS
-from doorstep.models import (MAX_FUTURE_SKEW, TRACKING_STATUSES, Customer, Labels, Mention, Order, Shipment,
-                             TrackingEvent, utcnow)
+from doorstep.models import (MAX_FUTURE_SKEW, TRACKING_STATUSES, TRACKING_WORDS, Customer, Labels, Mention, Order,
+                             Shipment, TrackingEvent, utcnow)
 from doorstep.classifying import addressed_flags, classify_mentions
 from doorstep.numbers import normalise_tracking_number
 from doorstep.pipeline import Pipeline
@@ -576,8 +577,9 @@ def _reason(error: Any) -> str:
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
         if set(allowed) == set(TRACKING_STATUSES):
-            return (f"{value!r} is not a tracking status: write one of {', '.join(TRACKING_STATUSES)} (the courier's "
-                    "own words go in description)")
+            return (f"{value!r} is not a tracking status or a courier's word Doorstep knows: add it to [imports] "
+                    f"tracking_statuses in doorstep.toml ({json.dumps(str(value), ensure_ascii=False)} = \"delivered\", "
+                    f"or whichever of {', '.join(TRACKING_STATUSES)} it is)")
         if allowed:
             return f"{value!r} is not one of {', '.join(allowed)}: write one of them"
     if kind == "float_parsing" and isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
@@ -663,6 +665,22 @@ def _read_time(row: dict[str, Any], field_name: str, zone: tzinfo | None, faults
         row[field_name] = _time_cell(row[field_name], zone, field_name)
     except _FieldError as exc:
         faults.append((exc.field, str(exc)))
+
+
+def _read_status(row: dict[str, Any], status_words: Mapping[str, str] | None, keep_word: bool = True) -> None:
+    """Reads a scan's or a shipment's status cell in place: a courier's word ("Out for Delivery", "Zugestellt") is
+    our status (doorstep.courier_words), and the word itself becomes the description where the row gives none,
+    so agents still read the scan as the courier wrote it. A word known nowhere stays as written: the model
+    refuses it, naming the setting that adds it."""
+    word = row.get("status")
+    if not isinstance(word, str):
+        return
+    status = tracking_status(word, status_words)
+    if status is None:
+        return
+    row["status"] = status
+    if keep_word and word_key(word) not in (status.replace("_", " "), TRACKING_WORDS[status]) and "description" not in row:
+        row["description"] = word
 
 
 def _clock_change(local: datetime, zone: tzinfo) -> str | None:
@@ -1016,9 +1034,10 @@ def _parse_each(path: str | Path, fmt: str | None, build: Callable[[dict[str, An
 
 def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
                  couriers: Sequence[Courier] | None = None, columns: dict[str, str] | None = None,
-                 timezone: str | tzinfo | None = None) -> Parsed:
+                 timezone: str | tzinfo | None = None, status_words: Mapping[str, str] | None = None) -> Parsed:
     """Order rows; ``couriers`` (the configured ``[[couriers]]``): the names a ``courier`` cell may
     give, matched whatever its case and spacing and stored as configured (None or none: any name).
+    ``status_words``: the shop's courier words for a shipment's status, as :func:`parse_tracking` reads them.
     ``columns``: the file's column for a field, where it names it otherwise (``--map``); ``timezone``:
     the zone of times that give no offset (None: UTC).
 
@@ -1030,7 +1049,7 @@ def parse_orders(path: str | Path, fmt: str | None = None, *, encoding: str | No
     call; a row exactly like an earlier one of its order is a duplicate, refused as before. An order with a
     rejected row is not written at all (its other rows say which row to fix): written in part, it would lack
     items or its total without a word."""
-    build = functools.partial(_order_bundle, couriers=couriers, zone=time_zone(timezone))
+    build = functools.partial(_order_bundle, couriers=couriers, zone=time_zone(timezone), status_words=status_words)
     name = str(path)
     result = Parsed()
     orders: dict[str, _OrderRows] = {}
@@ -1223,9 +1242,12 @@ def _courier_name(value: Any, couriers: Sequence[Courier] | None, field_name: st
     return found.name
 
 
-def _shipment_values(values: dict[str, Any], couriers: Sequence[Courier] | None, where: str) -> dict[str, Any]:
-    """A shipment as given, its number normalised as posts are read and its courier as configured."""
+def _shipment_values(values: dict[str, Any], couriers: Sequence[Courier] | None, where: str,
+                     status_words: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A shipment as given, its number normalised as posts are read, its courier as configured and its status
+    read from a courier's word (a shipment has no description to keep the word in)."""
     values = _given(_stripped(values))
+    _read_status(values, status_words, keep_word=False)
     if isinstance(values.get("tracking_number"), str):
         values["tracking_number"] = normalise_tracking_number(values["tracking_number"])
     if "courier" in values:
@@ -1287,7 +1309,7 @@ TOTAL_REASON = "not a finite amount ≥ 0; write an amount such as 59.50"
 
 
 def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None,
-                  zone: tzinfo | None = None) -> OrderBundle:
+                  zone: tzinfo | None = None, status_words: Mapping[str, str] | None = None) -> OrderBundle:
     """One order row, or a _RowFaults naming each of its fields that fails (ours and the model's checks),
     so one look at the file shows every fix (a row whose shape cannot be read is one _FieldError)."""
     row = _given(_stripped(row))
@@ -1372,7 +1394,7 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
     shipments = row.pop("shipments", None) or []
     if not isinstance(shipments, list):
         raise _FieldError("shipments", "expected a list of objects like {\"tracking_number\": ..., \"courier\": ...}")
-    shipments = [checked(_shipment_values, s, couriers, f"shipments.{i}.") if isinstance(s, dict) else s
+    shipments = [checked(_shipment_values, s, couriers, f"shipments.{i}.", status_words) if isinstance(s, dict) else s
                  for i, s in enumerate(shipments)]
     tracking, courier, service = row.pop("tracking_number", None), row.pop("courier", None), row.pop("service", None)
     if tracking:
@@ -1439,18 +1461,23 @@ def columns_help(kind: str) -> str:
 
 
 def parse_tracking(path: str | Path, fmt: str | None = None, *, encoding: str | None = None,
-                   columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> Parsed:
-    """Courier events; ``timezone``: the zone of times that give no offset (None: UTC)."""
-    build = functools.partial(_tracking_event, zone=time_zone(timezone))
+                   columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None,
+                   status_words: Mapping[str, str] | None = None) -> Parsed:
+    """Courier events; ``timezone``: the zone of times that give no offset (None: UTC); ``status_words``: the
+    shop's own courier words for a status ([imports] tracking_statuses), read before the common ones."""
+    build = functools.partial(_tracking_event, zone=time_zone(timezone), status_words=status_words)
     return _parse_each(path, fmt, build, encoding, spec=TRACKING_COLUMNS.mapped(columns))
 
 
-def _tracking_event(row: dict[str, Any], zone: tzinfo | None = None) -> TrackingEvent:
+def _tracking_event(row: dict[str, Any], zone: tzinfo | None = None,
+                    status_words: Mapping[str, str] | None = None) -> TrackingEvent:
     """A courier's event, its number normalised as shipments' and posts' are (the courier's file
-    may space it or write it in lower case; it must still meet its parcel)."""
+    may space it or write it in lower case; it must still meet its parcel), its status read from the courier's
+    word (:func:`_read_status`)."""
     row = _given(_stripped(row))
     if isinstance(row.get("tracking_number"), str):
         row["tracking_number"] = normalise_tracking_number(row["tracking_number"])
+    _read_status(row, status_words)
     faults: list[tuple[str, str]] = []
     _read_time(row, "time", zone, faults)
     try:
@@ -1830,13 +1857,15 @@ def _write_mentions(parsed: Parsed, report: ImportReport, pipeline: Pipeline, si
 def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                   max_rejected_share: float = DEFAULTS.max_rejected_share,
                   batch_rows: int = DEFAULTS.batch_rows, couriers: Sequence[Courier] | None = None,
-                  columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None) -> ImportReport:
+                  columns: dict[str, str] | None = None, timezone: str | tzinfo | None = None,
+                  status_words: Mapping[str, str] | None = None) -> ImportReport:
     """Orders with their customers and shipments; only what a row gives a value for is written.
 
     ``couriers``: the configured ``[[couriers]]``, which a ``courier`` cell must name (see
     :func:`parse_orders`). A row giving a parcel the store holds for another order is rejected:
     moving it silently would give the first order's customer a stranger's order."""
-    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers, columns=columns, timezone=timezone)
+    parsed = parse_orders(path, fmt, encoding=encoding, couriers=couriers, columns=columns, timezone=timezone,
+                          status_words=status_words)
     name = str(path)
     _one_order_per_parcel(parsed, name, store)
     # A customer new to the store needs a name; known ones may be named by id alone.
@@ -1889,9 +1918,11 @@ def import_orders(path: str | Path, store: Store, fmt: str | None = None, *, enc
 def import_tracking(path: str | Path, store: Store, fmt: str | None = None, *, encoding: str | None = None,
                     max_rejected_share: float = DEFAULTS.max_rejected_share,
                     batch_rows: int = DEFAULTS.batch_rows, columns: dict[str, str] | None = None,
-                    timezone: str | tzinfo | None = None) -> ImportReport:
-    """Events for shipments we do not know yet are kept: the order file may arrive later."""
-    parsed = parse_tracking(path, fmt, encoding=encoding, columns=columns, timezone=timezone)
+                    timezone: str | tzinfo | None = None, status_words: Mapping[str, str] | None = None) -> ImportReport:
+    """Events for shipments we do not know yet are kept: the order file may arrive later. ``status_words``: the
+    shop's courier words ([imports] tracking_statuses), as :func:`parse_tracking` reads them."""
+    parsed = parse_tracking(path, fmt, encoding=encoding, columns=columns, timezone=timezone,
+                            status_words=status_words)
     report = ImportReport(str(path), "tracking", len(parsed.records), 0, parsed.errors,
                           max_rejected_share=max_rejected_share, notes=parsed.notes)
     if not _should_commit(parsed, max_rejected_share):

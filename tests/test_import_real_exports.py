@@ -407,15 +407,17 @@ def test_a_row_names_every_field_that_fails_each_with_its_remedy(tmp_path: Path)
 
 def test_a_bad_tracking_status_names_the_rows_value_and_the_statuses_beside_the_times_error(tmp_path: Path) -> None:
     """Before: "row 2: time: ...: write a time as ISO 8601, ... (and 1 more: status)"; and alone, "status: Input
-    should be 'info_received', 'in_transit', ... or 'returned'", without the value the row gave."""
+    should be 'info_received', 'in_transit', ... or 'returned'", without the value the row gave. (A courier's
+    common words, "Out for delivery", are read since: tests/test_import_courier_words.py; a word known nowhere is
+    still the row's error, naming the setting that adds it.)"""
     path = tmp_path / "rm.csv"
     path.write_text("tracking_number,time,status,location\n"
-                    "AB497236329GB,12/11/2026 09:40,Out for delivery,Leeds Delivery Office\n"
-                    "AB497236329GB,2026-11-12T09:40:00Z,Out for delivery,Leeds Delivery Office\n", encoding="utf-8")
+                    "AB497236329GB,12/11/2026 09:40,Sorted at Leeds,Leeds Delivery Office\n"
+                    "AB497236329GB,2026-11-12T09:40:00Z,Sorted at Leeds,Leeds Delivery Office\n", encoding="utf-8")
     first, second = parse_tracking(path).errors
-    statuses = ("'Out for delivery' is not a tracking status: write one of info_received, in_transit, "
-                "out_for_delivery, attempt_failed, exception, delivered, returned (the courier's own words go in "
-                "description)")
+    statuses = ("'Sorted at Leeds' is not a tracking status or a courier's word Doorstep knows: add it to [imports] "
+                'tracking_statuses in doorstep.toml ("Sorted at Leeds" = "delivered", or whichever of info_received, '
+                "in_transit, out_for_delivery, attempt_failed, exception, delivered, returned it is)")
     assert (first.row, first.field) == (2, "time")
     assert str(first).endswith(f"write a time as ISO 8601, e.g. 2026-11-16T09:00:00Z; status: {statuses}"), first
     assert str(second).endswith(f"row 3: status: {statuses}")
