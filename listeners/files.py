@@ -571,6 +571,22 @@ REMEDIES = {
 _DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")
 
 
+def _comma_reason(value: str) -> str:
+    """Why an amount with a comma that is not plainly a decimal comma ("1,234") is refused, and the remedy."""
+    return (f"{value.strip()!r} has a comma that may separate thousands or decimals: write the amount with a "
+            "decimal point and no thousands separator, e.g. 1234.00 or 1.234")
+
+
+def _decimal_point(value: Any) -> Any:
+    """An amount written with a decimal comma, as a German or French shop's export writes it ("61,00", "1.234,50"),
+    with a decimal point ("61.00", "1234.50"); anything else as it is. Why: every such row was refused ("has a
+    decimal comma: write 61.00"), though one or two digits after a comma are never an English thousands
+    separator, so the reading guesses nothing ("1,234" is left, and refused, as it could be either)."""
+    if isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
+        return value.strip().replace(".", "").replace(",", ".")
+    return value
+
+
 def _reason(error: Any) -> str:
     """What is wrong with one field, and the remedy, from one of pydantic's errors."""
     kind, value = error["type"], error.get("input")
@@ -582,9 +598,8 @@ def _reason(error: Any) -> str:
                     f"or whichever of {', '.join(TRACKING_STATUSES)} it is)")
         if allowed:
             return f"{value!r} is not one of {', '.join(allowed)}: write one of them"
-    if kind == "float_parsing" and isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
-        amount = value.strip()
-        return f"{amount!r} has a decimal comma: write {amount.replace('.', '').replace(',', '.')}"
+    if kind == "float_parsing" and isinstance(value, str) and "," in value:
+        return _comma_reason(value)
     message = error["msg"].removeprefix("Value error, ")
     remedy = REMEDIES.get(kind)
     return message + (f": {remedy}" if remedy else "")
@@ -630,6 +645,38 @@ def time_zone(name: str | tzinfo | None) -> tzinfo | None:
                               "Europe/Berlin or America/New_York (times that give their offset keep it)") from None
 
 
+#: A date written with dots, day first as wherever dots are written (Germany, Austria, Switzerland, the Nordics):
+#: "24.12.2026", "3.10.2026 08:05", "03.10.2026, 08:05:30".
+_DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:,?[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+#: A date written with slashes: "12/11/2026" is 12 November or December 11, depending on who wrote it.
+_SLASHED_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:,?[ T](\d{1,2}:\d{2}(?::\d{2})?))?")
+
+
+def _day_first(value: str, field_name: str) -> str:
+    """A dotted date as ISO 8601 ("24.12.2026 14:30" -> "2026-12-24T14:30:00"), no offset: the caller's zone rule
+    applies. Why: a German shop's and courier's exports write dates so, and every row was refused, though a dotted
+    date is day first wherever it is written, so reading it guesses nothing. A slashed date is a _FieldError
+    saying both readings: which was meant is the shop's to say."""
+    text = value.strip()
+    dotted = _DOTTED_DATE.fullmatch(text)
+    if dotted:
+        day, month, year, hour, minute, second = (int(g) if g else 0 for g in dotted.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second).isoformat()
+        except ValueError as exc:
+            raise _FieldError(field_name, f"{value!r} is not a date ({exc}): check the row in the file") from None
+    slashed = _SLASHED_DATE.fullmatch(text)
+    if slashed:
+        first, second, year, clock = slashed.groups()
+        clock = f"T{int(clock.split(':')[0]):02d}:{clock.split(':', 1)[1]}" if clock else ""
+        readings = [f"{year}-{int(b):02d}-{int(a):02d}{clock}" for a, b in ((first, second), (second, first))
+                    if int(b) <= 12 and int(a) <= 31]
+        raise _FieldError(field_name, f"{value!r} writes the date with slashes, which tools write with the day or the "
+                                      f"month first: write it as ISO 8601 ({' or '.join(dict.fromkeys(readings))}), "
+                                      "or export the file with ISO dates")
+    return value
+
+
 def _time_cell(value: Any, zone: tzinfo | None = None, field_name: str = "time") -> Any:
     """A file's time as the models read it: Shopify's "2026-11-10 08:00:12 +0000" is the same instant as
     "2026-11-10 08:00:12+0000", and with ``zone`` a time without an offset is that zone's (the models read
@@ -640,6 +687,7 @@ def _time_cell(value: Any, zone: tzinfo | None = None, field_name: str = "time")
     was meant is not guessed either (see :func:`_clock_change`)."""
     if not isinstance(value, str):
         return value
+    value = _day_first(value, field_name)
     spaced = _SPACED_OFFSET.fullmatch(value.strip())
     if spaced:
         return spaced.group(1) + spaced.group(2)
@@ -1323,6 +1371,8 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
             faults.append((exc.field, str(exc)))
             return _REFUSED
 
+    if "total" in row:
+        row["total"] = _decimal_point(row["total"])
     if "placed_at" in row:
         placed = checked(_time_cell, row["placed_at"], zone, "placed_at")
         if placed is not _REFUSED:  # else the fault is the row's error, and the model reads the value as it is
@@ -1437,10 +1487,9 @@ def _quantity(value: Any, field_name: str) -> int:
 
 def _amount(value: Any, field_name: str) -> float:
     """An amount of money a cell gives (an item's price), as an order total is read."""
-    if isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
-        amount = value.strip()
-        written = amount.replace(".", "").replace(",", ".")
-        raise _FieldError(field_name, f"{amount!r} has a decimal comma: write {written}")
+    value = _decimal_point(value)
+    if isinstance(value, str) and "," in value:
+        raise _FieldError(field_name, _comma_reason(value))
     try:
         amount = float(value)
     except (TypeError, ValueError):
