@@ -32,15 +32,23 @@ CALLBACK_STATUSES = ("offered", "scheduled", "done", "declined", "cancelled")
 CALLBACK_OUTCOMES = ("reached", "no_answer", "resolved")
 
 
+#: The fewest digits a number written without its country code must have to match another by its ending.
+MIN_NATIONAL_DIGITS = 7
+
+
 def address_key(channel: str, address: str | None) -> str:
-    """A coarse key to find the questions sent to an address: a phone's last ten digits, or the
+    """A coarse key to find the questions sent to an address: a phone's last seven digits, or the
     lower-cased e-mail. Stored on each question (``questions.address_key``, indexed); two phones
-    with one key may still be different phones, so :func:`same_address` decides."""
+    with one key may still be different phones, so :func:`same_address` decides.
+
+    Seven, the fewest a national number has: every spelling of one phone ends with them. The last ten did not:
+    "+49 (0)89 1234567" kept its bracketed 0 ("0891234567") and its owner texting from "+49891234567"
+    ("9891234567") was no one (intl audit)."""
     if not address:
         return ""
     if channel == "sms":
         digits = re.sub(r"\D", "", address)
-        return digits[-10:]  # "+44 7700 900123", "07700900123" and "447700900123" agree on the last ten
+        return digits[-MIN_NATIONAL_DIGITS:]
     return address.strip().lower()
 
 
@@ -58,10 +66,6 @@ def phone_digits(number: str | None) -> tuple[str, bool]:
     if digits.startswith("00"):
         return digits[2:], True
     return digits.lstrip("0"), False
-
-
-#: The fewest digits a number written without its country code must have to match another by its ending.
-MIN_NATIONAL_DIGITS = 7
 
 
 def phones_match(a: str | None, b: str | None) -> str:

@@ -272,6 +272,27 @@ def test_a_stop_from_a_number_stored_without_country_code_opts_out_only_a_single
     assert store.get_customer("A1").opt_out == [] and store.get_customer("B1").opt_out == []  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("stored", "sender"), [
+    ("+49 (0)89 1234567", "+49891234567"), ("+49 (0)171 123456", "+49171123456"), ("+44 (0)7700 900123", PHONE),
+    ("+49 (0)89 1234567", "089 1234567"),
+])
+def test_an_answer_and_a_stop_reach_a_customer_stored_with_a_bracketed_trunk_zero(store: Store, stored: str,
+                                                                                   sender: str) -> None:
+    """Intl audit (finding 7): a German customer stored as "+49 (0)89 1234567" texting from "+49891234567" was no
+    one (``customer_by_address`` None): the lookup key, the last ten digits, kept the bracketed 0 ("0891234567" of
+    "490891234567") and missed the sender's "9891234567"; their answer answered nothing and their STOP stopped
+    nothing. The key is now the number's last seven digits, on which every spelling agrees; same_address decides."""
+    config = dialogue_config(proactive={"questions": {"attempt_failed": "redeliver"}, "channels": ["sms"]})
+    case_id, question = proactive_question(store, config, customer_id="DE1", name="Max Muster", phone=stored,
+                                           email="max@example.de")
+    yes = handle_reply(store, config, channel="sms", external_id="SM-de1", sender=sender, text="yes",
+                       now=NOW + timedelta(hours=1))
+    assert yes["outcome"] == "answered" and yes["question_id"] == question.id
+    handle_reply(store, config, channel="sms", external_id="SM-de2", sender=sender, text="STOP",
+                 now=NOW + timedelta(hours=2))
+    assert "sms" in store.get_customer("DE1").opt_out  # type: ignore[union-attr]
+
+
 # ------------------------------------------------------------------ 8: housekeeping expired the question first
 def test_an_answer_after_housekeeping_expired_the_question_is_a_late_answer(store: Store) -> None:
     config = dialogue_config()
@@ -330,3 +351,18 @@ def test_a_text_from_a_customers_number_that_answers_nothing_of_ours_reaches_her
     assert sla.next_due(after) is not None  # an answer is owed, with a deadline, as for a post of hers
     note = next(n.text for n in store.notes(case_id) if "neighbour at number 5" in n.text)
     assert "not an answer to a message of ours" in note and "asked no question" not in note
+
+
+def test_a_question_asked_before_the_upgrade_is_still_answered_after_it(store: Store) -> None:
+    """m031: questions asked by SMS before the key was the last seven digits kept their last-ten key; without the
+    upgrade, a customer's answer to one found nothing."""
+    from doorstep.store import MIGRATIONS
+
+    config = dialogue_config(proactive={"questions": {"attempt_failed": "redeliver"}, "channels": ["sms"]})
+    _, question = proactive_question(store, config)
+    store.db.execute("update questions set address_key = '7700900123' where id = ?", [question.id])  # as stored then
+    store.db.execute("delete from _sqlite_migrations where name = 'm031_sms_questions_keyed_by_the_last_seven_digits'")
+    MIGRATIONS.apply(store.db)
+    yes = handle_reply(store, config, channel="sms", external_id="SM-old", sender=PHONE, text="yes",
+                       now=NOW + timedelta(hours=1))
+    assert yes["outcome"] == "answered" and yes["question_id"] == question.id

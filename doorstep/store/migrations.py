@@ -966,3 +966,13 @@ def m030_channel_names_and_handles_as_stored_today(db: sqlite_utils.Database) ->
     if len(pairs) > DUPLICATE_POSTS_NAMED:
         log.warning("upgrade: %d more cases hold a post stored twice under two channel names: merge each into the "
                     "case holding today's row (doorstep case merge KEEP OTHER)", len(pairs) - DUPLICATE_POSTS_NAMED)
+
+
+@MIGRATIONS()
+def m031_sms_questions_keyed_by_the_last_seven_digits(db: sqlite_utils.Database) -> None:
+    """The questions sent by SMS are found by their number's last seven digits (doorstep.dialogue.address_key), no
+    longer the last ten, which a number stored with a bracketed trunk zero ("+49 (0)89 1234567") did not share
+    with its owner's replies (intl audit). Questions asked before keep their old key otherwise, and an answer to
+    one would find nothing. An erased question (no target) keeps no key."""
+    db.execute("update questions set address_key = substr(address_key, length(address_key) - 6) "
+               "where channel = 'sms' and target is not null and length(address_key) > 7")
