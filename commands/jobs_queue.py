@@ -540,14 +540,21 @@ def build_app(db: str, config: Config) -> procrastinate.App:
             app.periodic(cron=cron_every(job.interval_s), periodic_id=job.name, queue=periodic_queue(job.name),
                          queueing_lock=f"periodic:{job.name}", task_kwargs={"job": job.name})(periodic)
 
-    @app.periodic(cron=cron_every(STALLED_AFTER_S))
-    @app.task(name="doorstep.retry_stalled", queue="send", queueing_lock="doorstep.retry_stalled")
     async def retry_stalled_jobs(timestamp: int) -> int:
         """Jobs left "doing" by a worker that stopped sending heartbeats: run them again."""
         stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
         for job in stalled:
             await app.job_manager.retry_job(job)
         return len(stalled)
+
+    # On every queue, so that whichever queues a machine's workers serve, a worker that died mid-job has its job
+    # retried: queued on "send" alone, a listening machine's (listen,classify,ingest) killed poll left its classify
+    # job "doing" for good (failures audit). One task per queue, each with its own queueing lock (one waiting
+    # at a time per queue: a lock shared by all would let one queued where no worker serves block the others).
+    for queue in QUEUES:
+        retry = app.task(name=f"doorstep.retry_stalled:{queue}", queue=queue,
+                         queueing_lock=f"doorstep.retry_stalled:{queue}")(retry_stalled_jobs)
+        app.periodic(cron=cron_every(STALLED_AFTER_S), periodic_id=f"retry_stalled:{queue}")(retry)
 
     @app.periodic(cron="17 * * * *")
     @app.task(name="doorstep.remove_old_jobs", queue="alerts", queueing_lock="doorstep.remove_old_jobs")

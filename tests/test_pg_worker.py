@@ -650,3 +650,23 @@ def test_a_second_ctrl_c_ends_a_worker_whose_job_hangs_at_once(postgres_url: str
             proc.kill()
             proc.wait()
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_a_job_a_killed_worker_left_running_is_retried_by_workers_without_the_send_queue(pg: str,
+                                                                                      tmp_path: Path) -> None:
+    """Failures audit: with workers serving only listen,classify,ingest (a listening machine), a worker killed
+    during a polling round left its classify job "doing" for good, and the posts of that batch never reached
+    the inbox: the task that retries stalled jobs was queued on "send" alone, which no such worker serves.
+    It is queued on every queue now, so whichever queues a worker serves, stalled jobs are retried."""
+    with psycopg.connect(pg) as conn:  # a job a worker died running: "doing", its worker gone
+        job_id = conn.execute("insert into procrastinate_jobs (queue_name, task_name, args, status) values "
+                              "('classify', 'doorstep.stalled_probe', '{}', 'doing') returning id").fetchone()[0]
+    workers = Workers(tmp_path, pg, _toml(tmp_path))
+    try:
+        workers.start("listen,classify,ingest")
+        _wait("the stalled job to be retried", lambda: _count(
+            pg, "select count(*) from procrastinate_jobs where id = %s and status = 'doing'", [job_id]) == 0,
+            timeout_s=120, procs=workers.procs)
+    finally:
+        workers.stop()
+    assert _count(pg, "select attempts from procrastinate_jobs where id = %s", [job_id]) >= 1
