@@ -21,7 +21,7 @@ from typing import Any
 
 import bcrypt
 
-from doorstep.models import utcnow
+from doorstep.models import OPEN_CASE_STATUSES, utcnow
 from doorstep.permissions import PERMISSIONS, ROLES, SERVICE_ACTORS, SYSTEM_ACTORS, NotAllowed, allows, require
 from doorstep.store import Store, iso, parse_time
 
@@ -192,14 +192,30 @@ def set_email(store: Store, username: str, email: str | None, *, actor: str = "c
     return get_user(store, username)  # type: ignore[return-value]
 
 
-def remove_user(store: Store, username: str, *, actor: str = "cli") -> None:
-    """Remove ``username`` and end their logins; ``actor`` must be an admin (or the CLI), and an admin must remain."""
+def remove_user(store: Store, username: str, *, actor: str = "cli") -> list[int]:
+    """Remove ``username``, end their logins and hand their open cases back to the queue (unassigned, each audited
+    as ``actor``'s change, "<name> was removed"); the ids of those cases. ``actor`` must be an admin (or the CLI),
+    and an admin must remain.
+
+    Why the cases: left with someone who no longer exists, a leaver's open cases, some never answered, were
+    nobody's to take: an agent read "tom has this case; a lead can reassign it" and the lead's Assign box read
+    "(nobody)" (lead audit). Resolved cases keep who worked them."""
+    name = username.strip().lower()
     with store.write_transaction():
         if require(store, actor, "manage_users", "remove users") is not None:
-            _keep_an_admin(store, username.strip().lower())
+            _keep_an_admin(store, name)
+        open_cases = [row[0] for row in store.db.execute(
+            f"select id from cases where assignee = ? and status in ({', '.join('?' * len(OPEN_CASE_STATUSES))}) "
+            "order by id", [name, *OPEN_CASE_STATUSES]).fetchall()]
         _change_user(store, username, "delete from users where username = ?", [], actor=actor, action="user.remove",
-                     details={})
+                     details={"open_cases_handed_back": len(open_cases)})
+        for case_id in open_cases:
+            case = store.get_case(case_id)
+            if case is not None:
+                store.update_case(case_id, case.version, actor, because={"why": f"{name} was removed"},
+                                  action="reassign", assignee=None)
         end_sessions(store, username, reason="user removed")
+    return open_cases
 
 
 def set_role(store: Store, username: str, role: str, *, actor: str = "cli") -> User:

@@ -1344,11 +1344,17 @@ def _actions(store: Store, case: Case, user: Any) -> None:
                  shortcut=SHORTCUTS["resolve"], help="Resolve this case, then open the next one in the inbox's order"):
         _resolve_and_next(store, case, user)
     show_flashes(at=f"status:{case.id}")
-    assignees = [""] + [u[0] for u in store.db.execute("select username from users order by username").fetchall()]
+    users = [u[0] for u in store.db.execute("select username from users order by username").fetchall()]
+    # A case whose assignee is no console user (a case assigned before they were removed, by an older version that
+    # did not hand it back): the box shows them, marked, rather than "(nobody)" under "Assignee tom" (lead audit).
+    gone = [case.assignee] if case.assignee and case.assignee not in users else []
+    assignees = ["", *gone, *users]
     if can(user, "reassign"):
         with st.form(f"assign_{case.id}"):
             who = st.selectbox("Assign to", assignees, index=assignees.index(case.assignee) if case.assignee in assignees
-                               else 0, format_func=lambda u: u or "(nobody)", key=f"assign_sel_{case.id}_g{form_round(case)}")
+                               else 0, format_func=lambda u: "(nobody)" if not u else
+                               f"{u} (no longer a user)" if u in gone else u,
+                               key=f"assign_sel_{case.id}_g{form_round(case)}")
             if st.form_submit_button("Assign"):
                 write_case(store, case, user.username, f"assigned to {who or 'nobody'}", at="assign", assignee=who or None)
                 st.rerun()

@@ -56,14 +56,16 @@ def add(ctx: Context, username: str, role: str, name: str | None, email: str | N
 @click.argument("username")
 @pass_ctx
 def remove(ctx: Context, username: str) -> None:
-    """Remove a console user."""
+    """Remove a console user: their logins end and their open cases go back to the queue, unassigned."""
     from console.auth import AuthError, remove_user
 
     try:
-        remove_user(ctx.store, username, actor="cli")
+        handed_back = remove_user(ctx.store, username, actor="cli")
     except AuthError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"removed {username}")
+    n = len(handed_back)
+    click.echo(f"removed {username}" + (f"; {n} open case{'' if n == 1 else 's'} back in the queue, unassigned "
+                                        f"({', '.join(f'#{c}' for c in handed_back)})" if n else ""))
 
 
 @user.command("set-role")

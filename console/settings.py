@@ -432,13 +432,16 @@ def _users(store: Any) -> None:
                     set_role(store, who, role, actor=user.username)
                     flash("success", f"{who} is now {role}")
                     st.rerun()
-                sure = st.checkbox("Yes, remove this user (their open logins end at once)", key="uc_remove_sure")
+                sure = st.checkbox("Yes, remove this user (their open logins end at once, and their open cases go "
+                                   "back to the queue, unassigned)", key="uc_remove_sure")
                 if c2.form_submit_button("Remove user"):
                     if not sure:
                         st.error("Tick \"Yes, remove this user\" first: removing a user cannot be undone here.")
                     else:
-                        remove_user(store, who, actor=user.username)
-                        flash("success", f"removed {who}")
+                        handed_back = remove_user(store, who, actor=user.username)
+                        flash("success", f"removed {who}" + (
+                            f"; their {len(handed_back)} open case{'' if len(handed_back) == 1 else 's'} went back to "
+                            "the queue, unassigned" if handed_back else ""))
                         st.rerun()
                 if c3.form_submit_button("Unlock", help="Lift the lock after too many wrong passwords (audited)."):
                     was_locked = unlock_user(store, who, actor=user.username)
