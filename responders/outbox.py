@@ -46,6 +46,7 @@ from doorstep.models import Case, Mention, OutboundMessage, channel_name, utcnow
 from doorstep.permissions import require
 from doorstep.redaction import redact, stored_target
 from doorstep.store import NEW_POST, StaleCaseError, Store, iso, outbound_from_row
+from doorstep.store.orders import name_spellings
 from responders.accounts import choose_account, note_sent, posting_budget_spent, shared_mailbox_refusal
 from responders.channels import (PUBLIC_CHANNELS, SEND_AGAIN, ReplyRejected, SendError, check_limits,
                                   credentials_stamp, former_account, make_sender, network_of, no_longer_ours)
@@ -617,11 +618,24 @@ _ADDRESS_TOKEN = re.compile(r"[^\s,;()<>]*(?:@|://|www\.)[^\s,;()<>]*"
                             r"|[^\s,;()<>]+\.(?:com|net|org|uk|de|io)(?![^\W\d_])[^\s,;()<>]*", re.IGNORECASE)
 
 
-def _name_words(text: str) -> str:
-    """``text`` casefolded, its words apart as a name's are written: runs of spaces, line breaks, hyphens, dots and
-    underscores read as one space ("Emily-Thompson", "Emily\nThompson" are "emily thompson", and so is a stored
-    "Smith-Jones" against a typed "Smith Jones"); a comma too ("Thompson, Emily", surname first)."""
-    return re.sub(r"[\s\-_.,]+", " ", text.casefold())
+def _name_words(text: str) -> tuple[str, str]:
+    """``text`` folded as names are compared (:func:`doorstep.store.orders.name_spellings`: casefolded, "ß" as
+    "ss", "ü" as "ue" and as "u", other accents dropped), in its two spellings, its words apart as a name's are
+    written: runs of spaces, line breaks, hyphens, dots and underscores read as one space ("Emily-Thompson",
+    "Emily\nThompson" are "emily thompson", and so is a stored "Smith-Jones" against a typed "Smith Jones"); a comma
+    too ("Thompson, Emily", surname first). A German courier's "WEISS JUERGEN" is the customer "Jürgen Weiß"."""
+    german, plain = name_spellings(text)
+    return re.sub(r"[\s\-_.,]+", " ", german), re.sub(r"[\s\-_.,]+", " ", plain)
+
+
+def _name_written(name: str, text: tuple[str, str]) -> bool:
+    """Whether ``text`` (:func:`_name_words`) writes ``name`` as whole words, in either spelling of either."""
+    return any(_words_in(spelled, written) for spelled in set(_name_words(name)) for written in set(text))
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two full names are one name as the reply check reads names ("Juergen  Weiss", "Jürgen Weiß")."""
+    return bool({" ".join(s.split()) for s in _name_words(a)} & {" ".join(s.split()) for s in _name_words(b)})
 
 
 def _capitalised_pairs(text: str) -> list[tuple[str, str]]:
@@ -653,10 +667,13 @@ def _other_customers_named(store: Store, text: str, keep: set[str], allowed: str
         parts = name.split()
         if customer_id in keep or len(parts) < 2:
             continue
-        # Also surname first, as couriers' proofs of delivery print it ("THOMPSON EMILY", "Thompson, Emily").
-        for spelled in dict.fromkeys((" ".join(parts), f"{parts[0]} {parts[-1]}", f"{parts[-1]} {parts[0]}")):
-            if _words_in(_name_words(spelled), low) and not _words_in(_name_words(spelled), allowed):
-                found.append(spelled if spelled != f"{parts[-1]} {parts[0]}" else f"{parts[0]} {parts[-1]}")
+        # Also surname first, as couriers' proofs of delivery print it ("THOMPSON EMILY", "Thompson, Emily"); the
+        # two words the author wrote in one order may be said back in the other.
+        first_last, last_first = f"{parts[0]} {parts[-1]}", f"{parts[-1]} {parts[0]}"
+        for spelled in dict.fromkeys((" ".join(parts), first_last, last_first)):
+            said = (first_last, last_first) if spelled in (first_last, last_first) else (spelled,)
+            if _name_written(spelled, low) and not any(_name_written(s, allowed) for s in said):
+                found.append(spelled if spelled != last_first else first_last)
                 break
     return sorted(set(found))
 
@@ -745,8 +762,7 @@ def _privacy_check(store: Store, case: Case, channel: str, text: str, parent: Me
         others = _other_customers_named(store, text, {*secrets_["customer_ids"], answered_id or ""},
                                         f"{answered_words} {(parent.author_name or '') if parent else ''} / {team}"
                                         .casefold())
-        confirmed = {" ".join(n.casefold().split()) for n in names_ok}
-        others = [n for n in others if n.casefold() not in confirmed]
+        others = [n for n in others if not any(same_name(n, ok) for ok in names_ok)]
         if others:
             raise NamesACustomer(others)
 
