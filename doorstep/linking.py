@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from doorstep.config import Config
 from doorstep.lookups import ShopLookups
 from doorstep.models import PRIVATE_CHANNELS, Case, Link, Mention
-from doorstep.numbers import find_invalid_tracking_candidates, find_order_numbers, find_tracking_numbers
+from doorstep.numbers import (
+    find_invalid_tracking_candidates,
+    find_order_numbers,
+    find_possible_tracking_numbers,
+    find_tracking_numbers,
+)
 from doorstep.store import OrderSummary, Store
 
 #: Shipment states that make an order the likely subject of an unexplained complaint.
@@ -52,6 +57,10 @@ class Evidence:
     tracking_numbers: list[str]
     #: Strings shaped like a tracking number whose check digit is wrong (a typo, usually).
     malformed: list[str]
+    #: Digit runs shaped like a DHL Paket or Hermes number (doorstep.numbers.LOOKED_UP_ONLY): a phone or an
+    #: order number has that shape too, so one is a tracking number only where a shipment with it is stored,
+    #: and one that names none is forgotten (never "no such parcel", never a number the case is about).
+    possible_tracking_numbers: list[str] = field(default_factory=list)
 
 
 def find_numbers(text: str, config: Config) -> Evidence:
@@ -63,7 +72,10 @@ def find_numbers(text: str, config: Config) -> Evidence:
     orders += [n for n in _numbers_after_order(text, config.order_patterns) if n not in orders and n not in parcels]
     tracking = list(dict.fromkeys(n for n in parcels if n not in orders))
     malformed = find_invalid_tracking_candidates(text, formats)
-    return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed)
+    possible = list(dict.fromkeys(t.number for t in find_possible_tracking_numbers(text, formats)
+                                  if t.number not in orders and t.number not in tracking))
+    return Evidence(order_numbers=orders, tracking_numbers=tracking, malformed=malformed,
+                    possible_tracking_numbers=possible)
 
 
 def order_number_after_word(text: str, patterns: Sequence[str], mask: str) -> str:
@@ -121,6 +133,14 @@ def link_mention(mention: Mention, store: Store | ShopLookups, config: Config, t
             unmatched.append(number)
             continue
         return _number_link("tracking_number", order, number, author_customer, private, unmatched)
+
+    # A bare run of digits counts only as the number of a parcel we hold; one we do not is not reported.
+    for number in evidence.possible_tracking_numbers:
+        shipment = store.shipment_brief(number)
+        order = store.order_summary(shipment[0]) if shipment else None
+        if order is not None:
+            return _number_link("tracking_number", order, number, author_customer, private,
+                                [n for n in unmatched if n != number])
 
     for number in evidence.order_numbers:
         order = quoted_order(store, number)

@@ -35,6 +35,9 @@ Check digits (each verified in tests against published example numbers):
   character belongs to the 28-digit barcode), so it is matched by **format only**.
 - ``evri`` (ex-Hermes UK): 16 characters, ``H`` + 15 letters/digits (at least eight
   digits) or 16 digits, **format only**.
+- Looked up only (see below), under the format of the same courier: ``dhl`` also covers DHL Paket
+  (Germany), 12 digits or the label's 20-digit NVE, ``00`` + 18 digits (``00340434…``); ``evri``
+  also covers Hermes Germany (Evri was Hermes UK), 14 digits, reported with the courier ``Hermes``.
 
 Format-only matches are weaker evidence: any 14- or 16-digit number has the shape.
 Two guards keep obvious non-parcels out: numbers starting ``00`` (international
@@ -50,6 +53,16 @@ waybills are accepted unspaced or as printed (``12 3456 7890``); DPD and Evri di
 numbers unspaced or in fours. Within one run of chunks the longest stretch that has
 some format's shape wins, valid or not, so a mistyped 22-digit USPS number is
 reported as looking wrong rather than half of it being taken for a FedEx number.
+
+Looked-up-only numbers (:data:`LOOKED_UP_ONLY`): a German parcel number is a bare run of 12, 14 or 20
+digits with no check digit we can count on, the shape of a phone number (``015112345678``), of an order
+number the shop's patterns do not cover, of a bank or customer number. Such a run is no evidence until
+the shop holds a shipment with that very number, so :func:`find_tracking_numbers` never reports it (nor
+does :func:`is_valid_tracking_number` call it valid); :func:`find_possible_tracking_numbers` gives it for
+the linker to look up, which links it to a stored shipment or forgets it (never "no such parcel"). Only a
+run as written counts (unspaced, or in chunks as people type them: ``1234 5678 9012``,
+``0034 0434 1612 3456 7890``), never a piece of a longer run: the first twelve digits of
+``1234 5678 9012 3456 7890`` are nobody's parcel.
 
 Order numbers and tracking numbers are found independently: a span can match an
 order pattern and a tracking format at once (e.g. ``#1234 5678 9012``).
@@ -67,10 +80,12 @@ from functools import lru_cache
 
 __all__ = [
     "DEFAULT_ORDER_PATTERNS",
+    "LOOKED_UP_ONLY",
     "TRACKING_FORMATS",
     "TrackingNumber",
     "find_invalid_tracking_candidates",
     "find_order_numbers",
+    "find_possible_tracking_numbers",
     "find_tracking_numbers",
     "is_valid_tracking_number",
     "make_tracking_number",
@@ -88,6 +103,12 @@ TRACKING_FORMATS: dict[str, str] = {
     "evri": "Evri",
     "s10": "International post (S10)",
 }
+
+#: Numbers whose shape alone is no evidence (a bare run of digits, no check digit): one is looked up among
+#: the stored shipments and is nothing if none has it. Shape -> (the format that covers it, the courier
+#: agents see). A shop names DHL's formats ``dhl`` and Hermes's ``evri`` (Evri was Hermes UK), as the audited
+#: German shop did: no new name to learn, and a looked-up number links only to a parcel the shop stored.
+LOOKED_UP_ONLY: dict[str, tuple[str, str]] = {"dhl_paket": ("dhl", "DHL"), "hermes": ("evri", "Hermes")}
 
 #: '#1234' (4-8 digits, returned without '#'), 'ORD-2026-000123', Amazon '123-1234567-1234567'.
 #: Kept identical to doorstep.config.DEFAULT_ORDER_PATTERNS.
@@ -237,6 +258,12 @@ def _read(fmt: str, compact: str) -> tuple[str, bool] | None:
         if _EVRI_ID_RE.fullmatch(compact) and sum(c.isdigit() for c in compact) >= 8:
             return compact, True
         return None
+    if fmt == "dhl_paket":
+        if compact.isdigit() and (len(compact) == 12 or (len(compact) == 20 and compact.startswith("00"))):
+            return compact, True
+        return None
+    if fmt == "hermes":
+        return (compact, True) if compact.isdigit() and len(compact) == 14 else None
     raise ValueError(f"unknown tracking format {fmt!r}; known formats: {', '.join(TRACKING_FORMATS)}")
 
 
@@ -378,13 +405,50 @@ def _digit_candidates(masked: str) -> Iterator[_Candidate]:
                 i += 1
 
 
-def _candidates(text: str) -> list[_Candidate]:
+def _scan(text: str) -> tuple[list[_Candidate], str]:
+    """The candidates of the checked formats, and ``text`` with phone numbers and letter-shaped numbers masked."""
     masked = list(text)
     for phone in _PHONE.finditer(text):
         masked[phone.start() : phone.end()] = "_" * (phone.end() - phone.start())
     found = list(_letter_candidates(masked))
-    found.extend(_digit_candidates("".join(masked)))
-    return sorted(found, key=lambda c: (c.start, c.end))
+    rest = "".join(masked)
+    found.extend(_digit_candidates(rest))
+    return sorted(found, key=lambda c: (c.start, c.end)), rest
+
+
+def _candidates(text: str) -> list[_Candidate]:
+    return _scan(text)[0]
+
+
+def _whole_runs(masked: str, formats: Sequence[str]) -> Iterator[_Candidate]:
+    """Stretches of a digit run shaped like one of ``formats`` that are a number on their own.
+
+    Why not the longest shaped stretch, as for the checked formats: with no check digit, a stretch cut
+    out of a longer number is a different number, and it may be a stored one. A stretch counts when it
+    is typed in one piece or in chunks (``1234 5678 9012``) and the chunks beside it in the run would
+    not continue its chunking: ``Sendung 1234 5678 9012 2 Pakete`` gives ``123456789012``;
+    ``1234 5678 9012 3456 7890`` gives nothing."""
+    for run in _DIGIT_RUN.finditer(masked):
+        chunks = [(m.start() + run.start(), m.group()) for m in re.finditer(r"[0-9]+", run.group())]
+        sizes = [len(c) for _, c in chunks]
+        i = 0
+        while i < len(chunks):
+            for j in range(len(chunks) - 1, i - 1, -1):
+                lengths = sizes[i : j + 1]
+                if len(lengths) > 1 and not _typed_in_chunks(lengths):
+                    continue
+                if (i > 0 and _typed_in_chunks([sizes[i - 1], *lengths])) or (
+                        j + 1 < len(chunks) and _typed_in_chunks([*lengths, sizes[j + 1]])):
+                    continue
+                compact = "".join(c for _, c in chunks[i : j + 1])
+                readings = [(fmt, r) for fmt in formats if (r := _read(fmt, compact)) is not None]
+                if readings:
+                    start, end = chunks[i][0], chunks[j][0] + len(chunks[j][1])
+                    for fmt, (number, _) in readings:
+                        yield _Candidate(fmt, number, True, start, end)
+                    i = j
+                    break
+            i += 1
 
 
 def _as_requested(candidate: _Candidate, wanted: frozenset[str]) -> str | None:
@@ -400,7 +464,9 @@ def find_tracking_numbers(text: str, formats: Iterable[str] | None = None) -> li
     """Tracking numbers in ``text`` that pass their format's check digit, in text order.
 
     ``formats`` limits the result to those format keys (None: all). Each occurrence is
-    reported with its span, so the same number typed twice appears twice.
+    reported with its span, so the same number typed twice appears twice. DHL Paket and
+    Hermes Germany numbers (:data:`LOOKED_UP_ONLY`) are never reported here (their shape is no
+    evidence): see :func:`find_possible_tracking_numbers`.
     """
     wanted = _check_formats(formats)
     result: list[TrackingNumber] = []
@@ -408,6 +474,29 @@ def find_tracking_numbers(text: str, formats: Iterable[str] | None = None) -> li
         fmt = _as_requested(candidate, wanted)
         if fmt is not None and candidate.valid:
             result.append(TrackingNumber(fmt, TRACKING_FORMATS[fmt], candidate.number, candidate.start, candidate.end))
+    return result
+
+
+def find_possible_tracking_numbers(text: str, formats: Iterable[str] | None = None) -> list[TrackingNumber]:
+    """Numbers in ``text`` shaped like a DHL Paket or Hermes Germany number (:data:`LOOKED_UP_ONLY`), in text
+    order: a tracking number only where a shipment with that number is stored (the caller looks it up),
+    otherwise nothing to report.
+
+    ``formats`` as for :func:`find_tracking_numbers`: ``dhl`` asks for DHL Paket numbers, ``evri`` for Hermes
+    Germany's; each is reported under that format, with its own courier. Where a number of an asked format's
+    checked shapes stands (valid or not), no other number is read out of it."""
+    wanted = _check_formats(formats)
+    asked = [shape for shape, (fmt, _) in LOOKED_UP_ONLY.items() if fmt in wanted]
+    if not asked:
+        return []
+    checked, masked = _scan(text)
+    taken = [c for c in checked if _as_requested(c, wanted) is not None]
+    result: list[TrackingNumber] = []
+    for candidate in _whole_runs(masked, asked):
+        if any(c.start < candidate.end and candidate.start < c.end and c.number != candidate.number for c in taken):
+            continue
+        fmt, courier = LOOKED_UP_ONLY[candidate.format]
+        result.append(TrackingNumber(fmt, courier, candidate.number, candidate.start, candidate.end))
     return result
 
 
