@@ -213,7 +213,8 @@ class Pipeline:
                 keys.add(f"author:{m.channel}:{m.author_handle.lstrip('@').casefold()}")
             if not m.outbound:
                 evidence = self._evidence(m, numbers)
-                keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers))
+                keys.update(f"number:{n}" for n in (*evidence.order_numbers, *evidence.tracking_numbers,
+                                                    *evidence.possible_tracking_numbers))
         return keys
 
     def _read_ahead(self, fresh: list[Mention], numbers: Mapping[tuple[str, str], Evidence]) -> _Batch:
@@ -229,7 +230,7 @@ class Pipeline:
         batch.shop.prefetch(
             ((m.channel, m.author_handle) for m in fresh if not m.outbound),
             (n for e in found for n in e.order_numbers),
-            (n for e in found for n in e.tracking_numbers),
+            (n for e in found for n in (*e.tracking_numbers, *e.possible_tracking_numbers)),
         )
         batch.shop.prefetch_recent_orders(
             batch.shop.customer_id_by_handle(m.channel, m.author_handle) for m in fresh
