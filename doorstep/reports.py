@@ -10,10 +10,13 @@ Why the design is as it is:
   and a mail client that blocks images still shows the numbers. The PDF is rendered from the same
   HTML by xhtml2pdf (pure Python wheels on top of ReportLab: no system libraries, unlike
   WeasyPrint which needs Pango).
-- **Private by default.** Quoted posts and case rows have handles, emails, phone numbers, postcodes,
-  street addresses, bank details, order and tracking numbers masked, and the names and addresses a
-  post introduces ("my name is", "I'm", "deliver to", "my address:"); patterns, so a name written in
-  passing can stay, which the report's header says. An unredacted report is for internal use and is
+- **Private by default.** Quoted posts and case rows have handles, emails, phone numbers, postcodes
+  (British, and the five digits before a town of Germany, France and their neighbours), street addresses
+  ("10 Downing Street", "Hauptstraße 12", "Am Lindenhof 3", "12 rue de la Paix"), bank details, order and
+  tracking numbers masked, and the names and addresses a post introduces in English, German or French ("my
+  name is", "I'm", "deliver to", "my address:", "ich heiße", "mein Name ist", "meine Adresse", "ich wohne",
+  "je m'appelle", "mon adresse"); patterns, so a name written in passing can stay, which the report's header
+  says. An unredacted report is for internal use and is
   written to the audit log.
 - **Exactly once.** A send is an ``outbound_messages`` row (kind ``report``) whose idempotency key
   ``report:{week}:{recipient}`` is unique, so restarts and concurrent workers cannot send a week
@@ -83,8 +86,8 @@ def last_complete_week(now: datetime, tz: Any) -> str:
 # ---------------------------------------------------------------------------- privacy
 # Regular expressions, not a named-entity model: the report must mask the same way on every machine, offline, in
 # milliseconds, and no such model is a dependency. They mask what a post introduces as personal ("my name is ...",
-# "I'm ...", "deliver to ...", "my address: ...") and what has a shape (emails, phones, postcodes, street numbers,
-# bank details); a name or a place dropped into free text with no such cue can still pass, which the report's
+# "I'm ...", "deliver to ...", "my address: ...", and their German and French words) and what has a shape (emails,
+# phones, postcodes, street numbers, bank details); a name or a place dropped into free text with no such cue can still pass, which the report's
 # header says. Ordinary complaint words stay: a quote must still say what went wrong.
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -130,7 +133,9 @@ _LONG_NUMBER = re.compile(r"(?<![\w£$€])#?\d(?:[\s\-]?\d){5,}(?![\w])")
 # Names. A name word is capitalised ("Sarah", "O'Neill", "Anna-Maria"), except after "my name is", where a
 # lowercase "jane doe" is a name too.
 _WORD = re.compile(r"\s*([^\W\d_](?:[\w\-]|['’](?=[^\W\d_]))*)")
-_CAPITALISED = re.compile(r"[A-Z](?:[a-z]+|['’][A-Z][a-z]+)(?:[\-'’][A-Z]?[a-z]+)*$")
+#: Any alphabet's capitals: "Jürgen", "Zoë", "Öztürk" are names as "Sarah" is (intl audit: an ASCII-only test left
+#: them whole after "Ich bin" and "mein Name ist").
+_CAPITALISED = regex.compile(r"\p{Lu}(?:[\p{Ll}\p{M}]+|['’]\p{Lu}[\p{Ll}\p{M}]+)(?:[\-'’]\p{Lu}?[\p{Ll}\p{M}]+)*$")
 #: Words that follow "I'm", "my name is", "deliver to" and are not a name or a place.
 _NOT_NAME = frozenset(
     "not so very really still just the a an absolutely totally completely literally honestly seriously sorry afraid "
@@ -166,6 +171,118 @@ _SENTENCE_END = re.compile(
     r"[.!?](?=\s|$)|[!?;\n()]|\s+[-–]\s+|\s+(?:and|but|please|pls|plz|instead|asap|because|thanks|thank|cheers|if|"
     r"when|so|or|as|since|not|which|where)\b",
     re.IGNORECASE,
+)
+# Continental Europe (intl audit, finding 3: "…liefern an Hauptstraße 12, 10115 Berlin. Ich heiße [name] Krüger" was
+# mailed whole). German, Dutch and most continental streets put the number after the street's name, their
+# postcodes are five digits before the town, and posts introduce names and addresses in their own words.
+#: Street words that end a street's name, written as one word with it ("Hauptstraße", "Schillerstr.", "Kirchweg",
+#: "Karl-Marx-Allee", Dutch "Kerkstraat"). Not "ufer", "markt" or "hof": "Verkäufer 3", "Supermarkt 24".
+_EU_STREET_WORDS = r"stra(?:ß|ss)e|str\.?|weg|allee|platz|gasse|ring|damm|chaussee|pfad|straat|laan|plein|gracht|kade"
+#: Of those, the ones that are a street in lower case too ("hauptstrasse 12"): "weg" and "ring" are everyday words.
+_EU_STREET_ANY_CASE = ("straße", "strasse", "str", "allee", "gasse", "platz", "damm", "chaussee", "straat", "laan",
+                       "plein", "gracht")
+#: English words that end in "ring" and may stand before a number ("Bring 5 boxes", "Spring 2026", "Delivering 3").
+_RING_NOT_STREET = regex.compile(r"^(?:bring|string|spring|offspring|during|ring)$|(?:e|u|o|i|a|r)ring$",
+                                 regex.IGNORECASE)
+#: A house number: "12", "5a", "14-16", "3/1"; not a date ("24.12."), a price ("12,50 €") or a count ("3 Pakete").
+_EU_HOUSE_NUMBER = (
+    r"(?P<number>\d{1,4}[a-zA-Z]?(?:\s?[-/–]\s?\d{1,4}[a-zA-Z]?)?)(?![\p{L}\p{M}\d])(?![.,]\d)"
+    r"(?!\s*(?:%|€|\$|£|x\b|(?i:uhr|tage?n?|wochen?|monate?n?|jahre?n?|stunden?|minuten?|mal|male|euro|eur|stück|"
+    r"pakete?n?|artikel|kartons?|teile|sendungen|bestellungen|kunden|punkte|sterne?|km|kg|jours|semaines|mois|ans|"
+    r"heures|fois|colis|articles|days|weeks|hours|times|items|parcels)\b))"
+)
+_EU_STREET = regex.compile(
+    # One word ending in a street word ("Hauptstraße 12"), or an adjective and one ("Berliner Straße 5").
+    rf"(?<![\p{{L}}\p{{M}}\-\[])(?P<street>(?P<word>\p{{L}}[\p{{L}}\p{{M}}\-]*?)(?P<suffix>(?i:{_EU_STREET_WORDS}))"
+    rf"|\p{{Lu}}[\p{{L}}\p{{M}}\-]*(?:er|e|en|es)\s+(?:Stra(?:ß|ss)e|Str\.?|Weg|Allee|Platz|Gasse|Ring|Damm|Chaussee|Markt))"
+    rf"(?:(?<=\.)|(?![\p{{L}}\p{{M}}]))\s*{_EU_HOUSE_NUMBER}"
+)
+#: "Am Lindenhof 3", "An der Alster 12", "Zur Mühle 4": a street named after a place, followed by the end of the
+#: address (a comma, the end of the sentence, a postcode), so "Am Montag 3 Pakete" is no street.
+_EU_STREET_AT = regex.compile(
+    r"(?<![\p{L}\p{M}])(?P<at>(?i:am|an\s+der|an\s+den|auf\s+der|auf\s+dem|im|in\s+der|in\s+den|zum|zur|"
+    r"unter\s+den|hinter\s+der|hinter\s+dem|vor\s+dem|beim))\s+(?P<name>\p{Lu}[\p{L}\p{M}\-]*(?:\s+\p{Lu}[\p{L}\p{M}\-]*)?)"
+    rf"\s+{_EU_HOUSE_NUMBER}(?=\s*(?:[,;.!?)\n]|$|\d{{5}}(?!\d)|(?:und|in|bei|et)\b))"
+)
+#: What follows "Am", "Im" or "Zum" and is a time or a thing, not a street.
+_NOT_STREET_NAME_EU = frozenset(
+    "montag dienstag mittwoch donnerstag freitag samstag sonntag wochenende januar februar märz april mai juni juli "
+    "august september oktober november dezember anfang ende tag morgen abend mittag nachmittag vormittag jahr monat "
+    "woche stunde moment telefon handy schalter automat warenkorb shop laden lager paket karton ganzen prinzip "
+    "allgemeinen grunde schnitt durchschnitt voraus nachhinein übrigen".split()
+)
+#: French streets: "12 rue de la Paix", "5 bis rue Victor Hugo", "3 avenue Foch"; "rue …" also without a number
+#: (English "rue the day" is followed by no capitalised name).
+_FR_STREET = regex.compile(
+    r"(?<![\p{L}\p{M}\d])(?:(?P<number>\d{1,4}\s?(?:bis|ter|[a-zA-Z])?),?\s+)?"
+    r"(?P<kind>(?i:rue|avenue|av\.|boulevard|bd|place|allée|impasse|chemin|quai|route|cours))\s+"
+    r"(?:(?i:de\s+la|de\s+l['’]|du|des|de|d['’]|la|le|les)\s*)?\p{Lu}[\p{L}\p{M}\-'’]*"
+    r"(?:\s+(?:(?i:de\s+la|de\s+l['’]|du|des|de|d['’]|la|le|les|sur|en)\s*)?\p{Lu}[\p{L}\p{M}\-'’]*){0,3}"
+)
+#: Five digits before a town ("10115 Berlin", "75002 Paris"), with a country prefix ("D-10115") or not.
+_EU_POSTCODE = regex.compile(
+    r"(?<![\w#€$£.\-/])(?<!\d,)(?P<prefix>(?:D|DE|F|FR|I|IT|E|ES)-)?(?P<code>\d{5})(?![\w.,\-/]?\d)(?!\w)"
+)
+_POSTCODE_CUE = regex.compile(r"(?:\bplz|\bpostleitzahl|\bcode\s+postal|\bcp)\W{0,3}$", regex.IGNORECASE)
+#: Before a postcode: the start of the post or a line, a comma, or "in" (German, English), "à" (French), "nach".
+_POSTCODE_BEFORE = regex.compile(r"(?:^|[\n,]|\b(?:in|à|nach|aus|te))\s*$", regex.IGNORECASE)
+_TOWN = regex.compile(r"\s+(?P<town>\p{L}[\p{L}\p{M}\-]*)")
+#: Words that follow a five-digit number and make it a count, not a postcode ("10000 Euro", "20000 Kunden").
+_NOT_TOWN = frozenset(
+    "euro eur stück pakete paket artikel kunden kundinnen punkte sterne follower likes mails bestellungen bestellung "
+    "sendungen sendung jahre jahren tage tagen stunden minuten mal km kg meter kilometer leute menschen colis "
+    "commandes clients points jours personnes fois items parcels orders customers people points".split()
+)
+# Names and addresses a German or French post introduces.
+_STRONG_NAME_INTRO_EU = re.compile(
+    r"\b(?:mein\s+name\s+(?:ist|lautet)|mein\s+name\s*:|ich\s+hei(?:ß|ss)e|je\s+m['’]appelle|mon\s+nom\s+(?:est|c['’]est)"
+    r"|mon\s+nom\s*:|nom\s*:)\s*", re.IGNORECASE)
+_NAME_INTRO_EU = re.compile(r"\b(?:ich\s+bin|hier\s+ist|hier\s+spricht|je\s+suis|moi\s*,?\s+c['’]est|"
+                            r"herrn?|frau|madame|monsieur|mme)\s*,?\s+", re.IGNORECASE)
+#: Closing a post: the name after it is a name only where the post or the sentence ends with it ("Danke, Grete");
+#: a German noun is capitalised too ("Danke, Paket ist da").
+_SIGN_OFF_EU = re.compile(
+    r"\b(?:(?:(?:viele|liebe|beste|herzliche|freundliche|schöne)\s+)?(?:grüße|grüsse|gruß|gruss)|mit\s+freundlichen\s+"
+    r"grü(?:ß|ss)en|lg|vg|mfg|danke|dankeschön|vielen\s+dank|merci|cordialement|amicalement|bien\s+à\s+vous|"
+    r"salutations)\s*,?\s+", re.IGNORECASE)
+#: A German post: "im" is then "in the" ("im Warenkorb"), not an "I'm" typed without its apostrophe.
+_READS_GERMAN = re.compile(r"\b(?:ich|und|nicht|ist|das|der|mit|mein|meine|kein|keine|noch|schon|bitte|wieder|auch|"
+                           r"sind|habe|wurde|seit|für|über|wird|oder|aber|auf|ein|eine|einen|zum|zur|vom|beim|dem|paket|pakete|"
+                           r"bestellt|bestellung|geliefert|lieferung|sendung|immer|heute|gestern|leider|danke|hallo)\b",
+                           re.IGNORECASE)
+_NAME_ENDS_POST = re.compile(r"[ \t]*(?:[.!?,;:)\n]|$)")
+_ADDRESS_COLON_EU = re.compile(
+    r"\b(?:(?:meine|unsere|die|neue|richtige|korrekte|vollständige|mon|ma|notre|nouvelle|la)\s+)?"
+    r"(?:liefer|post|wohn|rechnungs)?(?:adresse|anschrift)(?:\s+de\s+livraison)?\s*(?:ist|lautet|est)?\s*[:\-–]\s*",
+    re.IGNORECASE)
+_ADDRESS_IS_EU = re.compile(r"\b(?:meine|unsere|neue|mon|ma|notre|nouvelle)\s+(?:liefer)?(?:adresse|anschrift)"
+                            r"(?:\s+de\s+livraison)?\s+(?:ist|lautet|est)\s+", re.IGNORECASE)
+#: "liefern an …", "Zustellung an …", "wohne am …", "livrer au …", "j'habite …".
+_DELIVER_TO_EU = re.compile(
+    r"\b(?:(?:liefern|liefert|geliefert|schicken|schickt|geschickt|senden|sendet|gesendet|zustellen|zugestellt|"
+    r"lieferung|zustellung)\s+an|(?:ich\s+)?wohne(?:\s+(?:in\s+der|in\s+dem|im|in|am|an\s+der|auf\s+der|auf\s+dem))?"
+    r"|(?:livrer|livré|livrée|livrez|envoyer|envoyé|envoyée|envoyez|expédier|expédié|livraison)\s+(?:à\s+la|à|au|aux|chez)"
+    r"|j['’]habite(?:\s+(?:au|à\s+la|à|aux))?)\s+", re.IGNORECASE)
+#: The end of an address a German or French post introduces: as :data:`_SENTENCE_END`, in their words too, and not
+#: at the dot of "Str." or "Nr.".
+_SENTENCE_END_EU = regex.compile(
+    r"(?<![Ss]tr|[Nn]r|[Tt]el|[Bb]d|[Aa]v)[.!?](?=\s|$)|[!?;\n()]|\s+[-–]\s+|\s+(?:und|aber|bitte|danke|weil|wenn|oder|"
+    r"sondern|denn|sonst|trotzdem|et|mais|merci|parce|car|svp|sinon|and|but|please|thanks|because)\b",
+    regex.IGNORECASE,
+)
+#: Words that follow "Ich bin", "Danke," or "liefern an" in German and French and are no name or place. Not titles
+#: ("Frau", "Herr", "Madame"): "mein Name ist Frau Weiß" names her.
+_NOT_NAME_EU = frozenset(
+    "ich du er sie es wir ihr ihnen euch mich mir dich dir uns der die das dem ein eine einer einen einem "
+    "eines kein keine nicht sehr so echt total wirklich ziemlich gerade jetzt schon noch immer wieder auch hier da "
+    "dort heute gestern morgen seit wegen für mit von bei nach auf aus im am um zu zum zur und oder aber weil wenn "
+    "dass ob bitte danke hallo kunde kundin stammkunde stammkundin neukunde neukundin mitglied rentner rentnerin "
+    "student studentin mama papa mutter vater enttäuscht sauer wütend verärgert froh zufrieden unzufrieden traurig "
+    "fertig genervt leider zuhause daheim paket pakete bestellung sendung lieferung fahrer zusteller team hilfe "
+    "montag dienstag mittwoch donnerstag freitag samstag sonntag januar februar märz juni juli dezember oktober "
+    "woche wochen tage tagen nichts niemand jemand alle mein meine meinen meiner unser unsere euer gerne "
+    "je tu il nous vous ils elles le la les un une du de au aux très vraiment pas plus toujours encore déçu "
+    "déçue fâché fâchée client cliente colis commande livreur livraison et ou mais bonjour".split()
 )
 _MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]",
           "[bank details]")
@@ -236,11 +353,14 @@ class Redactor:
     """Masks personal data in text quoted by a report.
 
     Patterns: emails, links, tracking numbers (the linker's own recogniser, valid or mistyped),
-    order numbers (the configured patterns, and a number after the word "order" they would take), phone numbers, UK postcodes, street addresses (any
-    case) and whatever a post gives as its address ("my address: ...", "deliver to ...", to the
-    end of the sentence), IBANs and account or card numbers, handles (our own brand and courier
-    handles stay: they are public accounts), names the post is known to carry (author display
-    name, linked customer) or introduces ("my name is ...", "I'm ...", "Thanks, ..."), and any
+    order numbers (the configured patterns, and a number after the word "order" they would take), phone numbers,
+    UK postcodes and the five-digit ones of continental Europe before a town ("10115 Berlin"), street addresses
+    (any case; number first as in Britain and France, or last as in Germany: "Hauptstraße 12", "Am Lindenhof 3")
+    and whatever a post gives as its address ("my address: ...", "deliver to ...", "meine Adresse: ...",
+    "liefern an ...", "mon adresse : ...", to the end of the sentence), IBANs and account or card numbers,
+    handles (our own brand and courier handles stay: they are public accounts), names the post is known to
+    carry (author display name, linked customer) or introduces ("my name is ...", "I'm ...", "Thanks, ...",
+    "ich heiße ...", "mein Name ist ...", "je m'appelle ...", "Viele Grüße, ..." closing a post), and any
     other run of six or more digits. Free text can still carry a name or place with no such cue.
     """
 
@@ -284,10 +404,12 @@ class Redactor:
         out = order_number_after_word(out, self.patterns, "[order no.]")
         out = _ACCOUNT.sub(lambda m: m.group(1) + "[number]", out)
         out = self._introduced_addresses(out)
+        out = self._continental_streets(out)
         out = _STREET.sub("[address]", out)
         out = _STREET_ANY_CASE.sub(
             lambda m: m.group(0) if {w.lower() for w in m.group(1).split()} & _NOT_STREET else "[address]", out)
         out = _POSTCODE.sub("[postcode]", out)
+        out = _EU_POSTCODE.sub(self._continental_postcode, out)
         out = _PHONE.sub("[phone]", out)
         out = _LONG_NUMBER.sub("[number]", out)
         out = self._introduced_names(out)
@@ -303,7 +425,7 @@ class Redactor:
     # -- what a post introduces
     def _ordinary(self, word: str) -> bool:
         bare = re.sub(r"['’]s$", "", word).lower()
-        return bare in _NOT_NAME or bare in self.public_words or word.startswith("[")
+        return bare in _NOT_NAME or bare in _NOT_NAME_EU or bare in self.public_words or word.startswith("[")
 
     def _name_end(self, text: str, pos: int, any_case: bool) -> int:
         """Where a name starting at ``pos`` ends (``pos``: none there). Capitalised words, up to three; after
@@ -323,12 +445,20 @@ class Redactor:
         return end
 
     def _introduced_names(self, text: str) -> str:
-        for intro, any_case in ((_STRONG_NAME_INTRO, True), (_NAME_INTRO, False)):
+        for intro, any_case, closing in ((_STRONG_NAME_INTRO, True, False), (_NAME_INTRO, False, False),
+                                         (_STRONG_NAME_INTRO_EU, True, False), (_NAME_INTRO_EU, False, False),
+                                         (_SIGN_OFF_EU, False, True)):
             pieces, last = [], 0
             for m in intro.finditer(text):
                 if m.start() < last:
                     continue
+                if intro is _NAME_INTRO and m.group(0)[:2].lower() == "im" and m.group(0)[2:3].isspace() \
+                        and _READS_GERMAN.search(text):
+                    continue
                 end = self._name_end(text, m.end(), any_case)
+                # After "Danke," a capitalised word is a name only where the post or its sentence ends with it.
+                if closing and not _NAME_ENDS_POST.match(text, end):
+                    continue
                 if end > m.end():
                     pieces += [text[last:m.end()], "[name]"]
                     last = end
@@ -361,27 +491,81 @@ class Redactor:
         return bool(_CAPITALISED.match(first)) or any_case
 
     def _introduced_addresses(self, text: str) -> str:
-        for intro, any_case in ((_ADDRESS_COLON, True), (_ADDRESS_IS, True), (_DELIVER_TO, False)):
+        # (what introduces it, any case, checked to be a place, checked to be an address, where it ends)
+        intros: tuple[tuple[re.Pattern[str], bool, bool, bool, Any], ...] = (
+            (_ADDRESS_COLON, True, False, False, _SENTENCE_END), (_ADDRESS_IS, True, True, False, _SENTENCE_END),
+            (_DELIVER_TO, False, True, True, _SENTENCE_END), (_ADDRESS_COLON_EU, True, False, False, _SENTENCE_END_EU),
+            (_ADDRESS_IS_EU, True, True, False, _SENTENCE_END_EU), (_DELIVER_TO_EU, False, True, True, _SENTENCE_END_EU))
+        for intro, any_case, place, address, sentence_end in intros:
             pieces, last = [], 0
             for m in intro.finditer(text):
                 if m.start() < last:
                     continue
-                if intro is not _ADDRESS_COLON and not self._looks_like_a_place(text, m.end(), any_case):
+                if place and not self._looks_like_a_place(text, m.end(), any_case):
                     continue
-                stop = _SENTENCE_END.search(text, m.end())
+                stop = sentence_end.search(text, m.end())
                 end = stop.start() if stop else len(text)
                 while end > m.end() and text[end - 1] in " ,":
                     end -= 1
-                # "Do you deliver to Jersey?" names a place, not someone's address: after "deliver to" an address
-                # has a house number, a house or street word, or several parts.
-                if intro is _DELIVER_TO and not (re.match(r"\W*(?:no\.?\s*|number\s+|flat\s+)?\d", text[m.end():end], re.I)
-                                                 or "," in text[m.end():end] or _HOUSE_WORD.search(text, m.end(), end)):
+                # "Do you deliver to Jersey?" ("ich wohne in Köln") names a place, not someone's address: after
+                # "deliver to" an address has a house number, a house or street word, or several parts.
+                span = text[m.end():end]
+                if address and not (re.match(r"\W*(?:no\.?\s*|number\s+|flat\s+)?\d", span, re.I) or "," in span
+                                    or _HOUSE_WORD.search(text, m.end(), end)
+                                    or (intro is _DELIVER_TO_EU and re.search(r"\d", span))):
                     continue
                 if end > m.end():
                     pieces += [text[last:m.end()], "[address]"]
                     last = end
             text = "".join(pieces) + text[last:]
         return text
+
+    # -- continental streets and postcodes (intl audit, finding 3)
+    def _continental_streets(self, text: str) -> str:
+        """German, Dutch and French streets: "Hauptstraße 12", "Am Lindenhof 3", "12 rue de la Paix"."""
+        def street(m: regex.Match[str]) -> str:
+            word, suffix = m.group("word"), m.group("suffix")
+            if word is not None:
+                whole = word + suffix
+                if len(word) < 2 and not word.endswith("-"):  # "Weg 5", "Platz 1": the street word alone
+                    return m.group(0)
+                if not whole[0].isupper() and suffix.lower().rstrip(".") not in _EU_STREET_ANY_CASE:
+                    return m.group(0)
+                if suffix.lower() == "ring" and _RING_NOT_STREET.search(whole):
+                    return m.group(0)
+            return "[address]"
+
+        def street_at(m: regex.Match[str]) -> str:
+            words = {w.lower() for w in m.group("name").split()}
+            if words & _NOT_STREET_NAME_EU or any(self._ordinary(w) for w in m.group("name").split()):
+                return m.group(0)
+            return m.group(0)[: m.start("name") - m.start()] + "[address]"
+
+        def french(m: regex.Match[str]) -> str:
+            # Without a house number only "rue" is surely a street: "place", "route" and "cours" are English words.
+            if m.group("number") is None and m.group("kind").lower() != "rue":
+                return m.group(0)
+            return "[address]"
+
+        text = _EU_STREET.sub(street, text)
+        text = _EU_STREET_AT.sub(street_at, text)
+        return _FR_STREET.sub(french, text)
+
+    def _continental_postcode(self, m: regex.Match[str]) -> str:
+        """Five digits are a postcode after a postcode word ("PLZ"), with a country prefix ("D-10115"), or after an
+        address just masked; otherwise where a town follows them at the start, after a comma or "in" ("…, 10115
+        Berlin"). A count ("10000 Euro", "20000 Kunden"), a price or a date is left as it is."""
+        before = m.string[max(0, m.start() - 40): m.start()]  # what is just before it, not the whole post again
+        if m.start() <= 40:
+            before = m.string[: m.start()]
+        town = _TOWN.match(m.string, m.end())
+        if town and town.group("town").lower() in _NOT_TOWN:
+            return m.group(0)
+        if m.group("prefix") or _POSTCODE_CUE.search(before) or re.search(r"\[address\][,\s]*(?:in\s+)?$", before):
+            return "[postcode]"
+        if town and town.group("town")[0].isupper() and _POSTCODE_BEFORE.search(before):
+            return "[postcode]"
+        return m.group(0)
 
 
 #: Korean and Chinese family names of two letters; every other one has one ("김", "王").
