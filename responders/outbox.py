@@ -604,8 +604,12 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
               and _phone_key(m.number) not in posted_phones | our_phones]
     if not emails and not phones:
         return None
+    # A courier's helpline nobody configured was refused with no word of how to give it (stop 43's note).
+    helpline = ("; a published helpline (yours or a courier's) may be given once whoever runs Doorstep adds it as phone in [[brands]] or "
+                "[[couriers]] in doorstep.toml" if phones else "")
     return (f"a public reply must not carry an e-mail address or phone number its author did not post here "
-            f"({', '.join(dict.fromkeys([*emails, *phones]))}): ask for it, or give it, privately (DM or e-mail)")
+            f"({', '.join(dict.fromkeys([*emails, *phones]))}): ask for it, or give it, privately (DM or e-mail)"
+            + helpline)
 
 
 #: The most word pairs of one reply the store is asked about (a public reply is short: 280 characters on X,
