@@ -605,8 +605,8 @@ def _contact_refusal(text: str, posted: str, numbers: list[str], config: Config 
     if not emails and not phones:
         return None
     # A courier's helpline nobody configured was refused with no word of how to give it (stop 43's note).
-    helpline = ("; a published helpline (yours or a courier's) may be given once whoever runs Doorstep adds it as phone in [[brands]] or "
-                "[[couriers]] in doorstep.toml" if phones else "")
+    helpline = ("; a published helpline (yours or a courier's) may be given once whoever runs Doorstep adds it "
+                "as phone in [[brands]] or [[couriers]] in doorstep.toml" if phones else "")
     return (f"a public reply must not carry an e-mail address or phone number its author did not post here "
             f"({', '.join(dict.fromkeys([*emails, *phones]))}): ask for it, or give it, privately (DM or e-mail)"
             + helpline)

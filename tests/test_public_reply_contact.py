@@ -152,8 +152,8 @@ def test_a_couriers_published_helpline_may_be_given_in_public(store: Store, emul
     with pytest.raises(ReplyRejected, match="0121 275 0501") as refused:
         queue_reply(store, config, case_id, "@jane or their depot on 0121 275 0501", "ann", force=True)
     # Where the number is a published helpline after all, the refusal says how the team may give it.
-    assert "a published helpline (yours or a courier's) may be given once whoever runs Doorstep adds it as phone in [[brands]] or " \
-           "[[couriers]] in doorstep.toml" in str(refused.value)
+    assert ("a published helpline (yours or a courier's) may be given once whoever runs Doorstep adds it as phone in "
+            "[[brands]] or [[couriers]] in doorstep.toml") in str(refused.value)
     assert _posted(emulator, store, config) == allowed
 
 
