@@ -40,6 +40,13 @@ Definitions (the tests recompute each with straight SQL):
   outbound messages of kind ``escalation`` created in the window, not cancelled, one per escalation.
 - A case an agent merged into another (``merged_into`` set) is not a case of its own in any of
   these figures: its posts and clocks are the kept case's.
+- *the model's guess*: a post whose labels no one has checked and the classifier does not vouch for
+  (``needs_review = 1``): written in a language it was not trained on (``read_language``, or the network's own
+  language tag), or read with too little confidence. Once a person reviews it the flag is cleared and its labels
+  are no guess (the console's "written in German: labels are a guess" follows the same rule,
+  ``doorstep.cases.score_priority``). :func:`label_guesses` counts them for each figure they feed, and the
+  intents and the courier league carry theirs (``guessed``, ``complaints_guessed``), so a reader is told how much
+  of a figure is the model's guess.
 - *active shipments* of a courier: shipments with at least one tracking event in the window.
 - *shipments of the week* (the courier league's base): active shipments plus the shipments that
   a complaint or negative post of the window is about; complaints per 1,000 shipments count only
@@ -72,6 +79,7 @@ __all__ = [
     "courier_league",
     "standout_courier",
     "tracking_problem_complaints",
+    "label_guesses",
     "top_themes",
     "notable_cases",
     "listener_status",
@@ -371,17 +379,20 @@ def complaints_by_intent(store: Store, start: datetime, end: datetime, tz: TzLik
     lo, hi = _bounds(start, end)
     bclause, bparams = _brand_clause(brand)
     rows = store.db.execute(
-        "select coalesce(m.intent, 'unlabelled'), count(*) from mentions m left join cases c on c.id = m.case_id "
+        "select coalesce(m.intent, 'unlabelled'), count(*), count(case when m.needs_review = 1 then 1 end) "
+        f"from mentions m left join cases c on c.id = m.case_id "
         f"where m.outbound = 0 and {COMPLAINT} and m.created_at >= ? and m.created_at < ?{bclause} "
         "group by 1 order by 2 desc, 1",
         [lo, hi, *bparams],
     ).fetchall()
-    total = sum(n for _, n in rows)
+    total = sum(n for _, n, _ in rows)
     from doorstep.cases import INTENT_LABELS
 
+    # ``guessed``: of those complaints, how many carry the model's guess (see the module docstring).
     return [
-        {"intent": intent, "label": INTENT_LABELS.get(intent, intent), "complaints": n, "share": _ratio(n, total)}
-        for intent, n in rows
+        {"intent": intent, "label": INTENT_LABELS.get(intent, intent), "complaints": n, "share": _ratio(n, total),
+         "guessed": int(guessed or 0)}
+        for intent, n, guessed in rows
     ]
 
 
@@ -420,7 +431,8 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         return stats.setdefault(
             key,
             {"courier": courier, "shipments": 0, "active_shipments": 0, "failed_attempts": 0, "exceptions": 0,
-             "complaints": 0, "negative_mentions": 0, "unlinked_complaints": 0, "complaints_after_tracking_problem": 0},
+             "complaints": 0, "complaints_guessed": 0, "negative_mentions": 0, "unlinked_complaints": 0,
+             "complaints_after_tracking_problem": 0},
         )
 
     for courier, shipments, failed, exceptions in db.execute(
@@ -456,8 +468,9 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
     ).fetchall():
         row_for(courier, shipments)["shipments"] += shipments
 
-    for courier, complaints, negative in db.execute(
-        "select s.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end) "
+    for courier, complaints, negative, guessed in db.execute(
+        "select s.courier, count(case when m.complaint = 1 then 1 end), count(case when m.sentiment = 'negative' then 1 end), "
+        "count(case when m.complaint = 1 and m.needs_review = 1 then 1 end) "
         "from mentions m join cases c on c.id = m.case_id join shipments s on s.tracking_number = c.tracking_number "
         f"where m.outbound = 0 and {BY_CUSTOMER} and {NOT_SPAM} and m.created_at >= ? and m.created_at < ?{bclause} "
         "group by s.courier",
@@ -466,6 +479,7 @@ def courier_league(store: Store, start: datetime, end: datetime, tz: TzLike,
         if complaints or negative:
             r = row_for(courier, 0)
             r["complaints"] += complaints
+            r["complaints_guessed"] += int(guessed or 0)
             r["negative_mentions"] += negative
 
     for courier, unlinked in db.execute(
@@ -568,6 +582,61 @@ _STOPWORDS = frozenset(
 )
 _TOKEN = re.compile(r"[a-z][a-z']+")
 _NOISE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+|\S+@\S+|\d[\w\-/]*")
+
+
+def _guessed_language(read: str | None, tag: str | None) -> str | None:
+    """The language a guessed post was written in, as the console names it ("German"); None where the model was
+    merely unsure of an English post (or one whose language nobody identified)."""
+    from doorstep.cases import LANGUAGE_NAMES
+
+    if read:  # what the classifier identified: never English ("und": it could not tell which)
+        base = re.split(r"[-_]", read.strip().lower())[0]
+        return LANGUAGE_NAMES.get(base, read)
+    base = re.split(r"[-_]", (tag or "").strip().lower())[0]  # the network's own tag (X's "lang"): "zxx", "qme" are none
+    return LANGUAGE_NAMES[base] if base in LANGUAGE_NAMES and base not in ("en", "und") else None
+
+
+def _guess_tally() -> dict[str, Any]:
+    return {"posts": 0, "languages": Counter(), "unsure": 0}
+
+
+def label_guesses(store: Store, start: datetime, end: datetime, tz: TzLike, brand: str | None = None) -> dict[str, Any]:
+    """How much of each figure is the model's guess (module docstring): posts still for review, by the language
+    they were written in, or ``unsure`` where the model read an English post with too little confidence.
+
+    Why: the report said "Most complaints were about refund or return (67 %)" of a lost Hermes parcel and a Turkish
+    "not delivered", and counted German praise as negative, while the console flagged each of those posts "written
+    in German: labels are a guess" (intl audit). Returns ``{"mentions", "labelled", "complaints"}``, each
+    ``{"posts", "languages": [{"language", "posts"}] (most first), "unsure"}``: ``mentions`` of all inbound posts
+    (whether each is a complaint is a guess), ``labelled`` of those in the mood figures, ``complaints`` of the
+    complaints. The intents and the courier league carry their own (:func:`complaints_by_intent`,
+    :func:`courier_league`).
+    """
+    lo, hi = _bounds(start, end)
+    bclause, bparams = _brand_clause(brand)
+    tallies = {key: _guess_tally() for key in ("mentions", "labelled", "complaints")}
+    for read, tag, complaint, labelled, n in store.db.execute(
+        f"select m.read_language, m.language, case when {COMPLAINT} then 1 else 0 end, "
+        f"case when m.sentiment is not null and {NOT_SPAM} then 1 else 0 end, count(*) "
+        "from mentions m left join cases c on c.id = m.case_id "
+        f"where m.outbound = 0 and m.needs_review = 1 and m.created_at >= ? and m.created_at < ?{bclause} "
+        "group by m.read_language, m.language, 3, 4",
+        [lo, hi, *bparams],
+    ).fetchall():
+        language = _guessed_language(read, tag)
+        for key, counts in (("mentions", True), ("labelled", labelled), ("complaints", complaint)):
+            if not counts:
+                continue
+            tally = tallies[key]
+            tally["posts"] += int(n)
+            if language:
+                tally["languages"][language] += int(n)
+            else:
+                tally["unsure"] += int(n)
+    return {key: {"posts": t["posts"], "unsure": t["unsure"],
+                  "languages": [{"language": name, "posts": count}
+                                for name, count in sorted(t["languages"].items(), key=lambda kv: (-kv[1], kv[0]))]}
+            for key, t in tallies.items()}
 
 
 def _terms(text: str) -> set[str]:
@@ -884,6 +953,7 @@ def dashboard(store: Store, start: datetime, end: datetime, tz: TzLike, brand: s
         "intents": complaints_by_intent(store, start, end, tz, brand),
         "couriers": courier_league(store, start, end, tz, brand),
         "tracking_problem_complaints": len(tracking_problem_complaints(store, start, end, tz, brand)),
+        "guesses": label_guesses(store, start, end, tz, brand),
         "themes": top_themes(store, start, end, tz, brand),
         "notable_cases": notable_cases(store, start, end, tz, brand, limit=500),
         "listeners": listener_status(store, start, end, tz, brand),

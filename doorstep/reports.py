@@ -643,6 +643,10 @@ class WeeklyReport:
     #: none ran).
     quality_note: str = ""
     charts: list[Chart] = field(default_factory=list)
+    #: How much of a figure is the model's guess (:func:`guess_notes`): "complaints", "labelled", "mentions" are
+    #: sentences for beside a figure, "card:<headline key>" the short line under a headline figure. Empty where no
+    #: post of the week is a guess.
+    guesses: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -669,7 +673,9 @@ class WeeklyReport:
         lines.append("")
         for key in metrics.HEADLINE_KEYS:
             item = self.data["headline"][key]
-            lines.append(f"{HEADLINE_LABELS[key]}: {fmt_value(key, item['value'])} ({fmt_change(key, item)})")
+            guess = self.guesses.get(f"card:{key}")
+            lines.append(f"{HEADLINE_LABELS[key]}: {fmt_value(key, item['value'])} ({fmt_change(key, item)})"
+                         + (f" - {guess}" if guess else ""))
         return "\n".join(lines)
 
 
@@ -773,6 +779,7 @@ def build_weekly_report(store: Store, config: Config, week: str | None = None, b
                           data=data)
     report.warnings = _warnings(data, tz)
     report.quality_note = _quality_note(data)
+    report.guesses = guess_notes(data)
     report.findings = _findings(data)
     if charts:
         report.charts = build_charts(report)
@@ -877,13 +884,29 @@ def _findings(data: dict[str, Any]) -> list[str]:
     if spam:  # why the complaints and the mood are lower than the mentions suggest (doorstep/closing.py)
         out.append(f"{spam:,} case{' was' if spam == 1 else 's were'} closed as spam this week; their posts are left "
                    "out of the complaint and mood figures.")
+    guessed = guess_notes(data).get("complaints")
+    if guessed:  # beside the complaint count: what the figures below rest on
+        out.append(guessed)
     if data["intents"]:
         top = data["intents"][0]
-        out.append(f"Most complaints were about {top['label']} ({100 * (top['share'] or 0):.0f} %).")
+        share, n, guesses = f"{100 * (top['share'] or 0):.0f} %", top["complaints"], top.get("guessed") or 0
+        if not top_intent_known(data["intents"]):
+            out.append(f"The model guesses that most complaints were about {top['label']} ({share}), but {guesses:,} of "
+                       f"those {n:,} {'is an unreviewed guess' if guesses == 1 else 'are unreviewed guesses'}: read "
+                       f"{'it' if guesses == 1 else 'them'} before acting on this.")
+        elif guesses:
+            out.append(f"Most complaints were about {top['label']} ({share}; {guesses:,} of those {n:,} "
+                       f"{'is' if guesses == 1 else 'are'} the model's guess).")
+        else:
+            out.append(f"Most complaints were about {top['label']} ({share}).")
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
     if league and league[0]["stands_out"]:  # beyond noise: metrics.standout_courier
         worst = league[0]
-        out.append(f"{worst['courier']} had the most complaints per 1,000 shipments ({worst['complaints_per_1000']:.1f}).")
+        guesses, n = worst.get("complaints_guessed") or 0, worst.get("complaints") or 0
+        hedge = "By the model's guess, " if 2 * guesses > n else ""
+        said = f"{worst['courier']} had the most complaints per 1,000 shipments ({worst['complaints_per_1000']:.1f})"
+        out.append(hedge + said + (f"; {guesses:,} of its {n:,} complaints {'is' if guesses == 1 else 'are'} the "
+                                    "model's guess." if guesses else "."))
     elif len(league) > 1:
         rates = [r["complaints_per_1000"] for r in league]
         out.append(f"No courier stood out: {min(rates):.1f} to {max(rates):.1f} complaints per 1,000 shipments.")
@@ -897,6 +920,85 @@ def _findings(data: dict[str, Any]) -> list[str]:
     if sla["value"] is not None:
         out.append(f"First-response SLA met for {100 * sla['value']:.0f} % of cases ({fmt_change('sla_attainment', sla)}).")
     return out
+
+
+# ---------------------------------------------------------------------------- the model's guesses
+# The console says of each post for review "written in German: labels are a guess"; the report counted those posts
+# as facts ("Most complaints were about refund or return (67 %)" of a lost Hermes parcel and a Turkish "not
+# delivered"; German praise as negative: intl audit). Each figure now says how much of it is the model's guess.
+def _either(items: list[str]) -> str:
+    """"German", "German or Turkish", "German, Turkish or Polish"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def guess_sentence(guess: dict[str, Any] | None, total: int, noun: str, what: tuple[str, str]) -> str | None:
+    """"2 of 3 complaints were written in German or Turkish: their topics are the model's guess until someone
+    reviews them." ``guess``: a :func:`doorstep.metrics.label_guesses` tally of the ``total`` posts ``noun`` names;
+    ``what``: what is guessed, with its verb, for one post and for several (("topic is", "topics are")). None
+    where none of them is a guess."""
+    guess = guess or {}
+    n = int(guess.get("posts") or 0)
+    if not n or not total:
+        return None
+    languages = [row["language"] for row in guess["languages"]]
+    written = sum(row["posts"] for row in guess["languages"])
+    unsure = int(guess["unsure"])
+    if written and unsure:
+        how = (f"written in {_either(languages)} ({written:,}) or read by the model with too little confidence "
+               f"({unsure:,})")
+    elif written:
+        how = f"written in {_either(languages)}"
+    else:
+        how = "read by the model with too little confidence"
+    one = n == 1
+    return (f"{n:,} of {total:,} {noun} {'was' if one else 'were'} {how}: {'its' if one else 'their'} "
+            f"{what[0] if one else what[1]} the model's guess until someone reviews {'it' if one else 'them'}.")
+
+
+def guess_badge(guess: dict[str, Any] | None, total: int) -> str | None:
+    """The line under a headline figure: "2 of 3 the model's guess (German, Turkish; 1 unsure)"."""
+    guess = guess or {}
+    n = int(guess.get("posts") or 0)
+    if not n or not total:
+        return None
+    why = [", ".join(row["language"] for row in guess["languages"])] if guess["languages"] else []
+    if guess["unsure"]:
+        why.append(f"{guess['unsure']:,} unsure" if why else "the model unsure, not reviewed")
+    return f"{n:,} of {total:,} the model's guess ({'; '.join(why)})"
+
+
+def top_intent_known(intents: list[dict[str, Any]]) -> bool:
+    """Whether "Most complaints were about X" is a fact: the complaints no one doubts put X first on their own
+    (more than the next intent has, guesses and all), and most of X's complaints are no guess."""
+    if not intents:
+        return False
+    top = intents[0]
+    guessed = top.get("guessed") or 0
+    if not guessed:  # as every week before guesses were counted (a tie names the first, as it always did)
+        return True
+    runner_up = intents[1]["complaints"] if len(intents) > 1 else 0
+    return 2 * guessed <= top["complaints"] and top["complaints"] - guessed > runner_up
+
+
+def guess_notes(data: dict[str, Any]) -> dict[str, str]:
+    """What :attr:`WeeklyReport.guesses` holds, from the week's :func:`doorstep.metrics.dashboard`."""
+    guesses = data.get("guesses") or {}
+    counts = data.get("counts") or {}
+    out: dict[str, str | None] = {
+        "mentions": guess_sentence(guesses.get("mentions"), counts.get("mentions") or 0, "mentions",
+                                   ("labels (complaint or not, mood, topic) are",) * 2),
+        "labelled": guess_sentence(guesses.get("labelled"), counts.get("labelled") or 0, "posts with a sentiment label",
+                                   ("mood is",) * 2),
+        "complaints": guess_sentence(guesses.get("complaints"), counts.get("complaints") or 0, "complaints",
+                                     ("topic is", "topics are")),
+        "card:complaints": guess_badge(guesses.get("complaints"), counts.get("complaints") or 0),
+        "card:negative_share": guess_badge(guesses.get("labelled"), counts.get("labelled") or 0),
+        "card:net_sentiment": guess_badge(guesses.get("labelled"), counts.get("labelled") or 0),
+    }
+    mentions, labelled = guesses.get("mentions") or {}, guesses.get("labelled") or {}
+    if (mentions.get("posts"), counts.get("mentions")) == (labelled.get("posts"), counts.get("labelled")):
+        out["labelled"] = None  # the same posts: the mentions' line says it
+    return {key: text for key, text in out.items() if text}
 
 
 # ---------------------------------------------------------------------------- charts
@@ -960,14 +1062,21 @@ def build_charts(report: WeeklyReport) -> list[Chart]:
     intents = pd.DataFrame(data["intents"])
     if not intents.empty:
         top = intents.iloc[0]
-        title = f"{top['label'].capitalize()} drove {100 * top['share']:.0f} % of complaints"
+        guessed, n = int(data["intents"][0].get("guessed") or 0), int(top["complaints"])
+        if top_intent_known(data["intents"]):
+            title = f"{top['label'].capitalize()} drove {100 * top['share']:.0f} % of complaints"
+        else:  # not stated as fact when its complaints are mostly guesses
+            title = f"The model guesses {top['label']} drove {100 * top['share']:.0f} % of complaints"
+        subtitle = (f"{guessed:,} of those {n:,} {'is' if guessed == 1 else 'are'} the model's guess, not yet reviewed"
+                    if guessed else None)
         chart = alt.Chart(intents).mark_bar(color=PALETTE[0]).encode(
             y=alt.Y("label:N", sort="-x", title=None),
             x=alt.X("complaints:Q", title="Complaints (posts)", axis=alt.Axis(tickCount=6, tickMinStep=1)),
         ).properties(width=560, height=max(60, 26 * len(intents)))
         text = chart.mark_text(align="left", dx=4, fontSize=12).encode(text="complaints:Q")
-        render("intents", title, title + ". " + "; ".join(f"{r['label']}: {r['complaints']}" for r in data["intents"]),
-               alt.layer(chart, text))
+        render("intents", title, title + ". " + (f"{subtitle}. " if subtitle else "") + "; ".join(
+            f"{r['label']}: {r['complaints']}" + (f" ({r['guessed']} a guess)" if r.get("guessed") else "")
+            for r in data["intents"]), alt.layer(chart, text), subtitle)
 
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
     if league:
