@@ -541,11 +541,24 @@ def build_app(db: str, config: Config) -> procrastinate.App:
                          queueing_lock=f"periodic:{job.name}", task_kwargs={"job": job.name})(periodic)
 
     async def retry_stalled_jobs(timestamp: int) -> int:
-        """Jobs left "doing" by a worker that stopped sending heartbeats: run them again."""
-        stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
-        for job in stalled:
-            await app.job_manager.retry_job(job)
-        return len(stalled)
+        """Jobs left "doing" by a worker that stopped sending heartbeats: run them again, each once.
+
+        One round at a time across the shop (an advisory lock; a round finding it held has nothing to do): the
+        rounds of one tick, one per queue, ran at once, read the same stalled jobs and put each back several times;
+        all but the first failed with tracebacks ("invalid status to retry"), and one that a worker had taken up
+        again in between would have run twice (code review). A job whose state changed after the list was read
+        (retried by another means) is skipped, not an error."""
+        with exclusive(db, "retry_stalled") as held:
+            if not held:
+                return 0
+            retried = 0
+            for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S):
+                try:
+                    await app.job_manager.retry_job(job)
+                    retried += 1
+                except procrastinate.exceptions.ConnectorException as exc:
+                    log.info("stalled job %s not retried: %s", job.id, " ".join(str(exc).split()))
+            return retried
 
     # On every queue, so that whichever queues a machine's workers serve, a worker that died mid-job has its job
     # retried: queued on "send" alone, a listening machine's (listen,classify,ingest) killed poll left its classify

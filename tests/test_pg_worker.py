@@ -670,3 +670,32 @@ def test_a_job_a_killed_worker_left_running_is_retried_by_workers_without_the_se
     finally:
         workers.stop()
     assert _count(pg, "select attempts from procrastinate_jobs where id = %s", [job_id]) >= 1
+
+
+def test_stalled_jobs_are_retried_once_each_and_no_retry_task_fails(pg: str, tmp_path: Path) -> None:
+    """Code review: with one retry task per queue, the six ran at once on a worker serving every queue, read the same
+    stalled jobs and retried them six times over: five failed with tracebacks ("invalid status to retry") and were
+    kept as failed jobs for a person, and a job retried twice while a worker had already taken it up again would
+    run twice. One retry round runs at a time (an advisory lock); the others find nothing to do."""
+    with psycopg.connect(pg) as conn:
+        stalled = [conn.execute("insert into procrastinate_jobs (queue_name, task_name, args, status) values "
+                                "(%s, 'doorstep.stalled_probe', '{}', 'doing') returning id", [queue]).fetchone()[0]
+                   for queue in ("classify", "ingest", "send")]
+    workers = Workers(tmp_path, pg, _toml(tmp_path))
+    retried = "select count(*) from procrastinate_jobs where id = any(%s) and status != 'doing'"
+    rounds = "select count(*) from procrastinate_jobs where task_name like 'doorstep.retry_stalled%%' and status = %s"
+    try:
+        workers.start("listen,classify,ingest,send,alerts,reports")
+        _wait("the stalled jobs to be retried", lambda: _count(pg, retried, [stalled]) == 3, timeout_s=120,
+              procs=workers.procs)
+        _wait("the retry rounds of the tick to end", lambda: _count(pg, rounds, ["succeeded"]) >= len(
+            {"listen", "classify", "ingest", "send", "alerts", "reports"}), timeout_s=60, procs=workers.procs)
+    finally:
+        workers.stop()
+    assert _count(pg, rounds, ["failed"]) == 0, _tail(workers.procs[0])
+    # Each stalled job was put back once (a probe task no worker knows then fails it for good: one attempt more).
+    with psycopg.connect(pg) as conn:
+        attempts = [row[0] for row in conn.execute(
+            "select count(*) from procrastinate_events where job_id = any(%s) and type = 'deferred_for_retry' "
+            "group by job_id", [stalled]).fetchall()]
+    assert attempts == [1, 1, 1], attempts
