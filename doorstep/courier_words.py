@@ -6,7 +6,10 @@ each word by hand. The words below are the common ones of the couriers a Europea
 French); a shop adds its courier's others in doorstep.toml (``[imports] tracking_statuses``). A word is
 matched whole, whatever its case, spacing, hyphens or a closing full stop: "OUT-FOR-DELIVERY." is
 "out for delivery", but "Delivered to pickup point" is not "delivered" (the customer still has to fetch it):
-a word not listed is refused, so that no scan is guessed.
+a word not listed is refused, so that no scan is guessed. Left out for that reason: words that name a different
+status depending on who did it, "Collected", "Picked up", DHL's "Abgeholt" (the courier took it from the sender,
+or the customer fetched it from the shop) and "Awaiting collection" (from the sender, or by the customer): read
+as "in transit", a parcel the customer already had opened a "late delivery" case (code review).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ COURIER_WORDS: dict[str, str] = {
     # details received: the courier has the label, not yet the parcel
     **dict.fromkeys(("label created", "shipping label created", "pre transit", "information received",
                      "shipment information received", "order information received", "electronic notification",
-                     "manifested", "awaiting collection", "daten übermittelt", "elektronisch angekündigt",
+                     "manifested", "daten übermittelt", "elektronisch angekündigt",
                      "sendungsdaten übermittelt", "prise en charge annoncée"), "info_received"),
     # in transit
-    **dict.fromkeys(("in transit", "on its way", "collected", "picked up", "dispatched", "shipped",
+    **dict.fromkeys(("in transit", "on its way", "dispatched", "shipped",
                      "arrived at depot", "departed depot", "at sorting centre", "at sorting center",
-                     "processed at hub", "unterwegs", "in zustellbasis", "im paketzentrum", "abgeholt",
+                     "processed at hub", "unterwegs", "in zustellbasis", "im paketzentrum",
                      "en transit", "en cours d'acheminement", "pris en charge"), "in_transit"),
     # out for delivery
     **dict.fromkeys(("out for delivery", "with courier for delivery", "on vehicle for delivery",

@@ -574,7 +574,29 @@ _DECIMAL_COMMA = re.compile(r"-?\d{1,3}(?:\.\d{3})*,\d{1,2}|-?\d+,\d{1,2}")
 def _comma_reason(value: str) -> str:
     """Why an amount with a comma that is not plainly a decimal comma ("1,234") is refused, and the remedy."""
     return (f"{value.strip()!r} has a comma that may separate thousands or decimals: write the amount with a "
-            "decimal point and no thousands separator, e.g. 1234.00 or 1.234")
+            "decimal point and no thousands separator, e.g. 1234.00")
+
+
+#: A dot before exactly three digits and no comma: "1.234" is 1.234 in English and 1234 in German, "12.500" 12.5
+#: or 12500 (code review: with decimal commas read, a German "1.234" was stored as 1.234 without a word).
+_DOT_THOUSANDS = re.compile(r"-?\d{1,3}(?:\.\d{3})+")
+
+
+def _dot_reason(value: str) -> str:
+    """Why an amount whose dot may separate thousands ("1.234") is refused, and the remedy."""
+    return (f"{value.strip()!r} has a dot that may separate thousands or decimals: write the amount with no "
+            "thousands separator and two decimals, e.g. 1234.00")
+
+
+def _ambiguous_amount(value: Any) -> str | None:
+    """Why an amount cell may be read two ways (None: it may not): a thousands comma or dot."""
+    if not isinstance(value, str):
+        return None
+    if _DOT_THOUSANDS.fullmatch(value.strip()):
+        return _dot_reason(value)
+    if "," in value and not _DECIMAL_COMMA.fullmatch(value.strip()):
+        return _comma_reason(value)
+    return None
 
 
 def _decimal_point(value: Any) -> Any:
@@ -648,6 +670,8 @@ def time_zone(name: str | tzinfo | None) -> tzinfo | None:
 #: A date written with dots, day first as wherever dots are written (Germany, Austria, Switzerland, the Nordics):
 #: "24.12.2026", "3.10.2026 08:05", "03.10.2026, 08:05:30".
 _DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:,?[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+#: What a dotted date looks like even when it cannot be read (a two-digit year "12.11.26", a minute "9:5").
+_LOOSE_DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{2,4})(?:,?[ T](\d{1,2}):(\d{1,2})(?::\d{1,2})?)?")
 #: A date written with slashes: "12/11/2026" is 12 November or December 11, depending on who wrote it.
 _SLASHED_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:,?[ T](\d{1,2}:\d{2}(?::\d{2})?))?")
 
@@ -665,6 +689,15 @@ def _day_first(value: str, field_name: str) -> str:
             return datetime(year, month, day, hour, minute, second).isoformat()
         except ValueError as exc:
             raise _FieldError(field_name, f"{value!r} is not a date ({exc}): check the row in the file") from None
+    loose = _LOOSE_DOTTED_DATE.fullmatch(text)
+    if loose:
+        year, minute = loose.group(3), loose.group(5)
+        if len(year) != 4:
+            raise _FieldError(field_name, f"{value!r} has a two-digit year: write the year in full, e.g. "
+                                          f"{loose.group(1)}.{loose.group(2)}.20{year[-2:]}, or ISO 8601")
+        if minute is not None and len(minute) != 2:
+            raise _FieldError(field_name, f"{value!r}: write the minutes with two digits, e.g. "
+                                          f"{int(loose.group(4)):02d}:{int(minute):02d}")
     slashed = _SLASHED_DATE.fullmatch(text)
     if slashed:
         first, second, year, clock = slashed.groups()
@@ -1371,7 +1404,10 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
             faults.append((exc.field, str(exc)))
             return _REFUSED
 
-    if "total" in row:
+    ambiguous_total = _ambiguous_amount(row.get("total"))
+    if ambiguous_total:
+        row.pop("total")  # named once, with its remedy, where the model names its faults (the model's words differ)
+    elif "total" in row:
         row["total"] = _decimal_point(row["total"])
     if "placed_at" in row:
         placed = checked(_time_cell, row["placed_at"], zone, "placed_at")
@@ -1465,6 +1501,8 @@ def _order_bundle(row: dict[str, Any], couriers: Sequence[Courier] | None = None
         except ValidationError as exc:
             faults.extend(_validation_faults(exc))
     row["shipments"] = built
+    if ambiguous_total:
+        faults.append(("total", ambiguous_total))
     try:
         order: Order | None = Order.model_validate(row)
     except ValidationError as exc:
@@ -1487,9 +1525,10 @@ def _quantity(value: Any, field_name: str) -> int:
 
 def _amount(value: Any, field_name: str) -> float:
     """An amount of money a cell gives (an item's price), as an order total is read."""
+    ambiguous = _ambiguous_amount(value)
+    if ambiguous:
+        raise _FieldError(field_name, ambiguous)
     value = _decimal_point(value)
-    if isinstance(value, str) and "," in value:
-        raise _FieldError(field_name, _comma_reason(value))
     try:
         amount = float(value)
     except (TypeError, ValueError):

@@ -103,3 +103,13 @@ def test_a_shipments_status_in_an_orders_file_is_read_the_same_way(tmp_path, sto
     report = import_orders(path, store)
     assert (report.stored, report.errors) == (1, []), report.errors
     assert store.get_shipment("JD0001112223").status == "delivered"
+
+
+@pytest.mark.parametrize("word", ["Collected", "Picked up", "Abgeholt", "Awaiting collection"])
+def test_a_word_that_names_two_statuses_is_refused_not_guessed(tmp_path, store, word):
+    """Code review: "Abgeholt" and "Collected" (the courier took it from the sender, or the customer fetched it from
+    the shop) were read as in_transit, and three days on the proactive rules opened "late delivery" cases for
+    parcels the customers had. The shop says which its courier means, in [imports] tracking_statuses."""
+    report = import_tracking(tracking_file(tmp_path, ("", word)), store, max_rejected_share=1)
+    [error] = [str(e) for e in report.errors]
+    assert f"'{word}'" in error and "[imports] tracking_statuses" in error

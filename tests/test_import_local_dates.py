@@ -73,3 +73,29 @@ def test_an_amount_with_a_decimal_comma_is_read_and_a_thousands_comma_is_refused
         ("ORD-1", 1234.5, 1234.5), ("ORD-2", 61.5, 61.5)]
     [error] = parsed.errors
     assert (error.row, error.field) == (4, "total") and "'1,234' has a comma that may separate thousands" in str(error)
+
+
+@pytest.mark.parametrize("amount", ["1.234", "12.500", "1.234.567"])
+def test_a_dot_before_three_digits_is_refused_as_a_thousands_separator_may_be(tmp_path, amount):
+    """Code review: with decimal commas read, a German "1.234" (1234 euros) was stored as 1.234 and "12.500" as 12.5,
+    without a word; the remedy of the comma message even told people to write "1.234". A dot before exactly three
+    digits, and no comma, may be either separator: refused, naming both readings."""
+    path = tmp_path / "orders.csv"
+    path.write_text(f"number;customer_id;placed_at;total\nORD-1;c1;01.12.2026 09:00;{amount}\n", encoding="utf-8")
+    [error] = parse_orders(path).errors
+    assert error.field == "total" and f"'{amount}'" in str(error) and "thousands" in str(error)
+    assert "1.234 " not in str(error).replace(f"'{amount}'", "")  # the remedy never offers the ambiguous form
+
+
+@pytest.mark.parametrize(("written", "says"), [
+    ("12.11.26 09:40", "a two-digit year"), ("12.11.26", "a two-digit year"), ("1.12.2026 9:5", "09:05"),
+])
+def test_a_dotted_date_that_cannot_be_read_says_why(tmp_path, written, says):
+    """Code review: "12.11.26" and "1.12.2026 9:5" got the parser's "invalid character in year"."""
+    [error] = parse_tracking(tracking(tmp_path, written)).errors
+    assert f"'{written}'" in str(error) and says in str(error) and "invalid character" not in str(error)
+
+
+def test_a_slashed_date_with_one_reading_still_names_it_alone(tmp_path):
+    [error] = parse_tracking(tracking(tmp_path, "13/11/2026")).errors
+    assert "2026-11-13" in str(error) and " or " not in str(error).split("ISO 8601 (")[1].split(")")[0]
