@@ -203,13 +203,21 @@ def _minutes(later: str, earlier: str) -> float:
 
 
 # ---------------------------------------------------------------------------- headline
-def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: str | None = None) -> dict[str, Any]:
+def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: str | None = None,
+             as_of: datetime | None = None) -> dict[str, Any]:
     """The headline figures of one window (see the module docstring for each definition).
 
     Rates are fractions 0-1 (``None`` when there is nothing to divide by), times in minutes.
     Also returns the counts behind each rate so a reader can check them.
+
+    ``as_of`` (default now): the figures as the store stood then: posts, cases and escalations up to it, a case
+    answered or resolved only if it was by then. Why: a window is compared with the one before as it stood the
+    same time before (:func:`headline_comparison`); now (the default) it changes nothing.
     """
-    lo, hi = _bounds(start, end)
+    lo, hi = _bounds(start, end)  # checked as given: an empty or naive window is refused in its own words
+    as_of = utcnow() if as_of is None else as_of
+    if start < as_of < end:
+        hi = iso(as_of) or hi
     bclause, bparams = _brand_clause(brand)
     db = store.db
     row = db.execute(
@@ -233,27 +241,33 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
             [lo, hi, *bparams],
         )
     )
+    def by_then(value: str | None) -> str | None:
+        """A time the store holds, if it had happened by ``as_of``."""
+        return value if value and parse_time(value) <= as_of else None  # type: ignore[operator]
+
     response_minutes = [
-        _minutes(c["first_response_at"], c["opened_at"]) for c in cases if c["first_response_at"] and c["opened_at"]
+        _minutes(c["first_response_at"], c["opened_at"]) for c in cases if by_then(c["first_response_at"])
+        and c["opened_at"]
     ]
     # For a week still in progress, an unanswered case is only a breach once its due time has passed.
-    as_of = min(end, utcnow())
+    breach_cutoff = min(end, as_of)
     sla_eligible = sla_met = 0
     for c in cases:
-        due, answered = c["first_response_due"], c["first_response_at"]
+        due, answered = c["first_response_due"], by_then(c["first_response_at"])
         if not due:
             continue
         if answered:
             sla_eligible += 1
             sla_met += parse_time(answered) <= parse_time(due)  # type: ignore[operator]
-        elif parse_time(due) < as_of:  # type: ignore[operator]
+        elif parse_time(due) < breach_cutoff:  # type: ignore[operator]
             sla_eligible += 1
-    resolved = sum(1 for c in cases if c["resolved_at"])
+    resolved = sum(1 for c in cases if by_then(c["resolved_at"]))
     closed_as_spam = int(db.execute(
         # No status test: the mark is cleared when a case opens again, and the test made SQLite read every resolved
         # case (129k of a year-old shop, three times per dashboard view: scale audit); idx_cases_spam_resolved serves.
         "select count(*) from cases c where c.closed_as = 'spam' and c.resolved_at >= ? "
-        f"and c.resolved_at < ? and c.merged_into is null{bclause}", [lo, hi, *bparams]).fetchone()[0])
+        f"and c.resolved_at < ? and c.merged_into is null{bclause}", [lo, min(hi, iso(as_of) or hi), *bparams]
+    ).fetchone()[0])
     escalations = len({
         escalation_of(key, channel, target) or f"message {message_id}"
         for message_id, key, channel, target in db.execute(
@@ -285,23 +299,32 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
 
 
 def headline_comparison(store: Store, start: datetime, end: datetime, tz: TzLike,
-                        brand: str | None = None, current: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                        brand: str | None = None, current: dict[str, Any] | None = None,
+                        now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Each headline figure with last window's value and the change, for "vs last week".
 
     ``{key: {"value", "previous", "change", "lower_is_better"}}``; ``change`` is the difference
     (percentage points for rates, minutes for times, a count for counts), ``None`` if either
-    side is missing. Counts also get ``change_pct``. ``current``: this window's :func:`headline`, where the
-    caller has it already (the dashboard computed it twice: a second or more on a year-old shop, scale audit).
+    side is missing. Counts also get ``change_pct``. ``current``: this window's :func:`headline` as of ``now``,
+    where the caller has it already (the dashboard computed it twice: a second or more on a year-old shop, scale
+    audit). ``now``: when the comparison is made (default: now).
+
+    Like with like: the previous window is read as the store stood one window earlier (:func:`headline`'s
+    ``as_of``). The dashboard's "Last 7 days" runs to tomorrow's midnight: at 09:30 it held 6 days and 9.5 hours
+    and was compared with 7 whole days, so complaints "fell" every morning, shown green; and a week's cases,
+    resolved by now, were compared with last week's, which had had a week longer: "94 % vs 100 % (worse)" for a
+    team that kept up (lead audit).
     """
-    now = current if current is not None else headline(store, start, end, tz, brand)
+    now = utcnow() if now is None else now
+    figures = current if current is not None else headline(store, start, end, tz, brand, as_of=now)
     prev_start, prev_end = previous_window(start, end, tz)
-    before = headline(store, prev_start, prev_end, tz, brand)
+    before = headline(store, prev_start, prev_end, tz, brand, as_of=now - (start - prev_start))
     # A previous window without a single mention is no baseline (the shop was not listening
     # yet): "+737 mentions" against it would read as a surge. No change is stated then.
     empty_before = before["mentions"] == 0
     out: dict[str, dict[str, Any]] = {}
     for key in HEADLINE_KEYS:
-        value, previous = now[key], (None if empty_before else before[key])
+        value, previous = figures[key], (None if empty_before else before[key])
         change = None if value is None or previous is None else value - previous
         entry = {"value": value, "previous": previous, "change": change, "lower_is_better": key in LOWER_IS_BETTER,
                  "previous_empty": empty_before}
