@@ -15,7 +15,8 @@ Why the design is as it is:
   ("10 Downing Street", "Hauptstraße 12", "Am Lindenhof 3", "12 rue de la Paix"), bank details, order and
   tracking numbers masked, and the names and addresses a post introduces in English, German or French ("my
   name is", "I'm", "deliver to", "my address:", "ich heiße", "mein Name ist", "meine Adresse", "ich wohne",
-  "je m'appelle", "mon adresse"); patterns, so a name written in passing can stay, which the report's header
+  "je m'appelle", "mon adresse", and a recipient's "Empfänger:", "Recipient:", "Destinataire :", "Zustellung
+  an:"); patterns, so a name written in passing can stay, which the report's header
   says. An unredacted report is for internal use and is
   written to the audit log.
 - **Exactly once.** A send is an ``outbound_messages`` row (kind ``report``) whose idempotency key
@@ -161,9 +162,10 @@ _NAME_HERE = re.compile(r"(^|[.!?]\s+|\b(?:hi|hello|hey|morning)\b,?\s+)((?:[A-Z
 _ADDRESS_COLON = re.compile(r"\b(?:(?:my|our|home|new|delivery|full|correct|the)\s+)?address\s*(?:is\s*)?[:\-–]\s*",
                             re.IGNORECASE)
 _ADDRESS_IS = re.compile(r"\b(?:my|our|home|new|full|correct)\s+address\s+is\s+", re.IGNORECASE)
-_DELIVER_TO = re.compile(r"\b(?:deliver(?:ed)?|send|sent|post(?:ed)?|ship(?:ped)?|bring|forward(?:ed)?|redirect(?:ed)?)"
-                         r"(?:\s+(?:it|them|this|that|(?:the|my)\s+(?:parcel|order|package|item)))?\s+to\s+",
-                         re.IGNORECASE)
+#: "deliver to", "send it to", "ship the parcel to": what a post asks a parcel to be taken to.
+_DELIVER_VERBS = (r"(?:deliver(?:ed)?|send|sent|post(?:ed)?|ship(?:ped)?|bring|forward(?:ed)?|redirect(?:ed)?)"
+                  r"(?:\s+(?:it|them|this|that|(?:the|my)\s+(?:parcel|order|package|item)))?\s+to")
+_DELIVER_TO = re.compile(rf"\b{_DELIVER_VERBS}\s+", re.IGNORECASE)
 _HOUSE_WORD = re.compile(r"\b(?:cottage|house|farm|barn|lodge|manor|mill|rectory|vicarage|hall|court|flat|apartment|"
                          r"street|st|road|rd|avenue|ave|lane|ln|close|drive|way|crescent|terrace|gardens|grove|mews|"
                          r"green|place|square|row|walk|parade)\b", re.IGNORECASE)
@@ -238,7 +240,8 @@ _STRONG_NAME_INTRO_EU = re.compile(
     r"\b(?:mein\s+name\s+(?:ist|lautet)|mein\s+name\s*:|ich\s+hei(?:ß|ss)e|je\s+m['’]appelle|mon\s+nom\s+(?:est|c['’]est)"
     r"|mon\s+nom\s*:|nom\s*:)\s*", re.IGNORECASE)
 _NAME_INTRO_EU = re.compile(r"\b(?:ich\s+bin|hier\s+ist|hier\s+spricht|je\s+suis|moi\s*,?\s+c['’]est|"
-                            r"herrn?|frau|madame|monsieur|mme)\s*,?\s+", re.IGNORECASE)
+                            r"herrn?|frau|madame|monsieur|mme)\s*,?\s+(?:(?:dr|prof)(?:\.\s*|\s+))*",
+                            re.IGNORECASE)  # "Frau Dr. Weiß": the name is after the title
 #: Closing a post: the name after it is a name only where the post or the sentence ends with it ("Danke, Grete");
 #: a German noun is capitalised too ("Danke, Paket ist da").
 _SIGN_OFF_EU = re.compile(
@@ -258,11 +261,34 @@ _ADDRESS_COLON_EU = re.compile(
 _ADDRESS_IS_EU = re.compile(r"\b(?:meine|unsere|neue|mon|ma|notre|nouvelle)\s+(?:liefer)?(?:adresse|anschrift)"
                             r"(?:\s+de\s+livraison)?\s+(?:ist|lautet|est)\s+", re.IGNORECASE)
 #: "liefern an …", "Zustellung an …", "wohne am …", "livrer au …", "j'habite …".
+_DELIVER_VERBS_DE = (r"(?:liefern|liefert|geliefert|schicken|schickt|geschickt|senden|sendet|gesendet|zustellen|"
+                     r"zugestellt|lieferung|zustellung)\s+an")
+_DELIVER_VERBS_FR = (r"(?:livrer|livré|livrée|livrez|envoyer|envoyé|envoyée|envoyez|expédier|expédié|livraison)"
+                     r"\s+(?:à\s+la|à|au|aux|chez)")
 _DELIVER_TO_EU = re.compile(
-    r"\b(?:(?:liefern|liefert|geliefert|schicken|schickt|geschickt|senden|sendet|gesendet|zustellen|zugestellt|"
-    r"lieferung|zustellung)\s+an|(?:ich\s+)?wohne(?:\s+(?:in\s+der|in\s+dem|im|in|am|an\s+der|auf\s+der|auf\s+dem))?"
-    r"|(?:livrer|livré|livrée|livrez|envoyer|envoyé|envoyée|envoyez|expédier|expédié|livraison)\s+(?:à\s+la|à|au|aux|chez)"
-    r"|j['’]habite(?:\s+(?:au|à\s+la|à|aux))?)\s+", re.IGNORECASE)
+    rf"\b(?:{_DELIVER_VERBS_DE}|(?:ich\s+)?wohne(?:\s+(?:in\s+der|in\s+dem|im|in|am|an\s+der|auf\s+der|auf\s+dem))?"
+    rf"|{_DELIVER_VERBS_FR}|j['’]habite(?:\s+(?:au|à\s+la|à|aux))?)\s+", re.IGNORECASE)
+#: Who a parcel is for, as a form or a shipping label writes it (code review: "Zustellung an: Jürgen Weiß,
+#: Schlossallee 1, 12345 Berlin" kept the name, the cues above wanting a space, not a colon, after "an").
+#: - ``label``: "Empfänger", "Recipient", "Destinataire" with a colon, or with "ist"/"is"/"est" and a capitalised
+#:   name, or alone before a capitalised first name and surname ("Empfänger Jürgen Weiß"): "der Empfänger war nicht
+#:   da" names no one.
+#: - ``named``: "Name:", "Nom :" with a colon only ("Name tag missing").
+#: - ``deliver``: "deliver to:", "liefern an:", "livrer à :" with a colon; without one they are :data:`_DELIVER_TO`.
+#: ``english`` says which words end the sentence (:data:`_SENTENCE_END` or :data:`_SENTENCE_END_EU`).
+_RECIPIENT = regex.compile(
+    r"(?<![\p{L}\p{M}])(?:(?P<english>(?P<label_en>recipient|addressee)|(?P<named_en>name)|(?P<deliver_en>"
+    + _DELIVER_VERBS + r"))"
+    r"|(?P<label>empfänger(?:in)?|empfaenger(?:in)?|destinataire)|(?P<named>nom)"
+    r"|(?P<deliver>" + _DELIVER_VERBS_DE + "|" + _DELIVER_VERBS_FR + r"))(?![\p{L}\p{M}])"
+    r"(?:(?P<colon>[ \t]*:)|(?P<is>\s+(?:is|ist|lautet|est))(?=\s)|(?P<bare>)(?=[ \t]+\p{Lu}))\s*",
+    regex.IGNORECASE)
+#: After a recipient's name, an address: a house number ("Schlossallee 1", "10 Downing Street"; not a count, "3 days")
+#: or a house or street word (:data:`_HOUSE_WORD`: "Rose Cottage").
+_RECIPIENT_ADDRESS = regex.compile(rf"(?<![\p{{L}}\p{{M}}\d]){_EU_HOUSE_NUMBER}")
+#: A title before a recipient's name stays: "Empfänger: Hr. [name]", "Recipient: Mrs [name]".
+_TITLE = regex.compile(r"(?:(?i:herrn?|hr|frau|fr|mr|mrs|ms|miss|mx|dr|prof|monsieur|madame|mademoiselle|m|mme|mlle)"
+                       r"(?:\.[ \t]*|[ \t]+))+(?=\p{L})")
 #: The end of an address a German or French post introduces: as :data:`_SENTENCE_END`, in their words too, and not
 #: at the dot of "Str." or "Nr.".
 _SENTENCE_END_EU = regex.compile(
@@ -282,7 +308,9 @@ _NOT_NAME_EU = frozenset(
     "montag dienstag mittwoch donnerstag freitag samstag sonntag januar februar märz juni juli dezember oktober "
     "woche wochen tage tagen nichts niemand jemand alle mein meine meinen meiner unser unsere euer gerne "
     "je tu il nous vous ils elles le la les un une du de au aux très vraiment pas plus toujours encore déçu "
-    "déçue fâché fâchée client cliente colis commande livreur livraison et ou mais bonjour".split()
+    "déçue fâché fâchée client cliente colis commande livreur livraison et ou mais bonjour "
+    # Who takes a parcel in, not who it is for ("Zustellung an Nachbarn"; code review).
+    "nachbar nachbarn nachbarin nachbarinnen voisin voisine voisins neighbour neighbours neighbor neighbors".split()
 )
 _MASKS = ("[email]", "[link]", "[tracking no.]", "[order no.]", "[phone]", "[postcode]", "[address]", "[name]", "[number]",
           "[bank details]")
@@ -357,7 +385,9 @@ class Redactor:
     UK postcodes and the five-digit ones of continental Europe before a town ("10115 Berlin"), street addresses
     (any case; number first as in Britain and France, or last as in Germany: "Hauptstraße 12", "Am Lindenhof 3")
     and whatever a post gives as its address ("my address: ...", "deliver to ...", "meine Adresse: ...",
-    "liefern an ...", "mon adresse : ...", to the end of the sentence), IBANs and account or card numbers,
+    "liefern an ...", "mon adresse : ...", to the end of the sentence), the recipient a shipping label names
+    ("Recipient: ...", "Empfänger: ...", "Destinataire : ...", "Name: ...", "Deliver to: ...", "Zustellung an: ...",
+    "Livrer à : ...": its name, and the address after it), IBANs and account or card numbers,
     handles (our own brand and courier handles stay: they are public accounts), names the post is known to
     carry (author display name, linked customer) or introduces ("my name is ...", "I'm ...", "Thanks, ...",
     "ich heiße ...", "mein Name ist ...", "je m'appelle ...", "Viele Grüße, ..." closing a post), and any
@@ -496,6 +526,7 @@ class Redactor:
             (_ADDRESS_COLON, True, False, False, _SENTENCE_END), (_ADDRESS_IS, True, True, False, _SENTENCE_END),
             (_DELIVER_TO, False, True, True, _SENTENCE_END), (_ADDRESS_COLON_EU, True, False, False, _SENTENCE_END_EU),
             (_ADDRESS_IS_EU, True, True, False, _SENTENCE_END_EU), (_DELIVER_TO_EU, False, True, True, _SENTENCE_END_EU))
+        text = self._recipients(text)
         for intro, any_case, place, address, sentence_end in intros:
             pieces, last = [], 0
             for m in intro.finditer(text):
@@ -519,6 +550,52 @@ class Redactor:
                     last = end
             text = "".join(pieces) + text[last:]
         return text
+
+    def _recipients(self, text: str) -> str:
+        """The name and address after "Empfänger:", "Recipient:", "Name:", "Deliver to:", "Zustellung an:", "Livrer
+        à :" (:data:`_RECIPIENT`): "Zustellung an: [name], [address]". A shipping label gives the name first and the
+        address after a comma or on the next line; a street and number right after the cue is the address itself
+        ("Lieferung an: Schlossallee 1, …"), as is a house's name ("Deliver to: Rose Cottage, Ambridge")."""
+        pieces: list[str] = []
+        last = 0
+        for m in _RECIPIENT.finditer(text):
+            if m.start() < last:
+                continue
+            colon, bare = m.group("colon") is not None, m.group("bare") is not None
+            if bare and not m.group("label") and not m.group("label_en"):
+                continue
+            if m.group("is") is not None and (m.group("named") or m.group("named_en") or m.group("deliver")
+                                              or m.group("deliver_en")):
+                continue
+            sentence_end = _SENTENCE_END if m.group("english") else _SENTENCE_END_EU
+            title = _TITLE.match(text, m.end())
+            start = title.end() if title else m.end()
+            name_end = self._name_end(text, start, any_case=colon)
+            name = text[start:name_end]
+            # A street with its number ("Schlossallee 1") or a house's name is where, not who.
+            if name and (regex.match(r"[ \t]*\d", text[name_end:]) or _HOUSE_WORD.search(name)):
+                name_end, name = start, ""
+            if bare and len(name.split()) < 2:
+                continue
+            if name:
+                pieces += [text[last:start], "[name]"]
+                last = name_end
+                after = regex.match(r"[ \t]*(?:,|\n)\s*", text[name_end:])
+                if not after:
+                    continue
+                start = name_end + after.end()
+            elif not colon:
+                continue
+            stop = sentence_end.search(text, start)
+            end = stop.start() if stop else len(text)
+            while end > start and text[end - 1] in " ,":
+                end -= 1
+            # "Recipient: me, 3 days ago", "Name: Priya, 3 parcels lost" say no address.
+            if end > start and self._looks_like_a_place(text, start, any_case=True) and (
+                    _RECIPIENT_ADDRESS.search(text, start, end) or _HOUSE_WORD.search(text, start, end)):
+                pieces += [text[last:start], "[address]"]
+                last = end
+        return "".join(pieces) + text[last:]
 
     # -- continental streets and postcodes (intl audit, finding 3)
     def _continental_streets(self, text: str) -> str:

@@ -144,3 +144,85 @@ def test_the_mailed_report_quotes_german_posts_masked(db_url: str) -> None:
     assert "ich hei&szlig;e" in header and "five digits" in header, "the header says what is masked"
     for word in ("Hauptstraße", "10115", "Krüger", "Kirchweg", "01067", "23456789"):
         assert word not in html, word
+
+
+# ------------------------------------------------------------------ code review: cues with a colon, and recipient labels
+# "Zustellung an: Jürgen Weiß, Schlossallee 1, 12345 Berlin" went out as "Zustellung an: Jürgen Weiß, [address],
+# [postcode] Berlin": "liefern an", "Zustellung an", "livrer à" and "deliver to" were cues only with a space after them,
+# and "Empfänger:", "Recipient:", "Destinataire :" none at all, so the recipient's name was quoted whole.
+@pytest.mark.parametrize(
+    "text, leaked",
+    [
+        ("Zustellung an: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345", "Berlin"]),
+        ("Bitte liefern an: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Bitte liefern an Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Lieferung an: Schlossallee 1, 12345 Berlin", ["Schlossallee", "12345", "Berlin"]),
+        ("Empfänger: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345", "Berlin"]),
+        ("Empfänger: Jürgen Weiß", ["Jürgen", "Weiß"]),
+        ("empfänger: jürgen weiß, paket fehlt", ["jürgen", "weiß"]),
+        ("Empfängerin: Zoë Krüger, Am Lindenhof 3, 50667 Köln", ["Zoë", "Krüger", "Lindenhof", "50667"]),
+        ("Empfänger Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Der Empfänger ist Jürgen Weiß, er war zu Hause", ["Jürgen", "Weiß"]),
+        ("Empfänger:\nJürgen Weiß\nSchlossallee 1\n12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Lieferadresse: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Adresse: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345"]),
+        ("Name: Jürgen Weiß, Schlossallee 1, 12345 Berlin", ["Jürgen", "Weiß", "Schlossallee", "12345", "Berlin"]),
+        # French: the space before the colon is how French is typed.
+        ("Livrer à: Jean Dupont, 12 rue de la Paix, 75002 Paris", ["Jean", "Dupont", "Paix", "75002"]),
+        ("Destinataire : Jean Dupont, 12 rue de la Paix, 75002 Paris", ["Jean", "Dupont", "Paix", "75002", "Paris"]),
+        ("Destinataire: Jean Dupont", ["Jean", "Dupont"]),
+        ("Nom : Jean Dupont", ["Jean", "Dupont"]),
+        # English.
+        ("Deliver to: John Smith, 10 Downing Street, London SW1A 2AA", ["John", "Smith", "Downing", "SW1A", "London"]),
+        ("Deliver to: John Smith", ["John", "Smith"]),
+        ("Deliver to: Rose Cottage, Ambridge", ["Rose", "Ambridge"]),
+        ("Ship to: jane doe, 22 acacia avenue, Leeds LS1 4AP", ["jane", "doe", "acacia", "LS1"]),
+        ("Recipient: John Smith, 10 Downing Street, London SW1A 2AA", ["John", "Smith", "Downing", "SW1A"]),
+        ("recipient: john smith", ["john", "smith"]),
+        ("the recipient is John Smith, not me", ["John", "Smith"]),
+        ("Name: Priya Patel", ["Priya", "Patel"]),
+        # A title stays, the name after it does not.
+        ("Empfänger: Frau Dr. Weiß, Kirchweg 7, 01067 Dresden", ["Weiß", "Kirchweg", "01067"]),
+        ("Recipient: Mrs. Smith, 5 The Green", ["Smith", "Green"]),
+    ],
+)
+def test_the_name_and_address_after_a_cue_with_a_colon_or_a_recipient_label_are_masked(text: str,
+                                                                                         leaked: list[str]) -> None:
+    out = Redactor(german_shop()).text(text) or ""
+    assert not [word for word in leaked if word.lower() in out.lower()], out
+
+
+def test_a_recipient_label_keeps_its_cue_and_says_what_was_masked() -> None:
+    """The quote still reads as what it was: a name and an address, each called so."""
+    r = Redactor(german_shop())
+    assert r.text("Zustellung an: Jürgen Weiß, Schlossallee 1, 12345 Berlin") == "Zustellung an: [name], [address]"
+    assert r.text("Empfänger: Jürgen Weiß") == "Empfänger: [name]"
+    assert r.text("Deliver to: John Smith, 10 Downing Street, London SW1A 2AA") == "Deliver to: [name], [address]"
+    assert r.text("Empfänger: Hr. Weiß") == "Empfänger: Hr. [name]"
+    # What follows the name is no address unless it has a house number or a house or street word.
+    assert r.text("Name: Priya, 3 parcels lost") == "Name: [name], 3 parcels lost"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Der Empfänger war nicht da",
+        "Empfänger unbekannt, Paket geht zurück",
+        "Hinweis: Empfänger nicht angetroffen, Sendung 3 Tage unterwegs",
+        "Der Empfänger ist nicht angetroffen worden",
+        "Zustellung an Nachbarn, sagt DHL",
+        "Status: Zustellung an: Nachbar",
+        "Wir liefern an Feiertagen nicht",
+        "Le destinataire est absent, colis renvoyé",
+        "Le destinataire n'a rien reçu",
+        "The recipient was not home, 3 days late",
+        "the recipient is not me",
+        "Name and address were right on the label",
+        "Deliver to: the neighbour next door",
+        "Name tag missing, 2 parcels late",
+        "Recipient: me, 3 days ago",
+        "Sent to: my mum, 4 weeks ago",
+    ],
+)
+def test_recipient_words_in_ordinary_text_are_kept(text: str) -> None:
+    assert Redactor(german_shop()).text(text) == text
