@@ -61,3 +61,26 @@ def test_a_weeks_resolution_rate_is_compared_with_last_weeks_as_it_stood_a_week_
     # Cases opened before Friday 08:00 were resolved by Monday 08:00: 18 of 28, this week and last week alike.
     assert rate["value"] == rate["previous"] == 18 / 28
     assert rate["change"] == 0
+
+
+def test_a_case_the_team_answered_late_stays_a_breach_when_marked_spam_afterwards(store: Store) -> None:
+    """Lead audit (finding 3): four resolved complaints answered publicly, late, were closed as spam the next week
+    (`doorstep case close ... --spam`), and last week's report then read "SLA met 98 %" instead of 95 % and lost
+    them from "first response late". A case the team answered is the team's case, whatever it is marked later:
+    its response and clocks count; a spam case nobody answered still owes nothing."""
+    from doorstep.closing import close_cases
+
+    start, end = metrics.week_window("2026-W48", TZ)
+    at = start + timedelta(days=1)
+    late = store.insert_case(Case(status="resolved", brand="Larkspur", channel="x", author_handle="jane",
+                                  opened_at=at, last_activity_at=at, first_response_due=at + timedelta(hours=1),
+                                  first_response_at=at + timedelta(hours=5), resolved_at=at + timedelta(hours=6),
+                                  thread_id="late"))
+    bot = store.insert_case(Case(status="new", brand="Larkspur", channel="x", author_handle="bot", opened_at=at,
+                                 last_activity_at=at, first_response_due=at + timedelta(hours=1), thread_id="bot"))
+    later = MONDAY + timedelta(days=2)
+    assert [c.closed for c in close_cases(store, [late, bot], "cli", as_spam=True, now=later)] == [True, True]
+    week = metrics.headline(store, start, end, TZ, as_of=later)
+    assert (week["cases_opened"], week["sla_eligible"], week["sla_met"]) == (1, 1, 0)
+    notable = {n["case_id"]: n["reasons"] for n in metrics.notable_cases(store, start, end, TZ)}
+    assert notable.get(late) == ["first response late"] and bot not in notable
