@@ -10,6 +10,7 @@ import streamlit as st
 
 from console.widgets import escape_md, get_config, get_store, imports_section, listener_rows, open_inbox, require
 from doorstep.models import channel_name
+from doorstep.reports import guess_notes, standout_courier_finding, top_intent_finding
 
 WINDOWS = {"Last 7 days": 7, "Last 14 days": 14, "Last 30 days": 30}
 
@@ -64,13 +65,14 @@ def chart_findings(data: dict[str, Any]) -> dict[str, str]:
         mean = (sum(r.get("positive") or 0 for r in daily) - sum(r.get("negative") or 0 for r in daily)) / labelled
         mood = "negative" if mean < -0.05 else "positive" if mean > 0.05 else "mixed"
         out["sentiment"] = f"Sentiment {mood} on average ({mean:+.2f})"
-    if data["intents"]:
-        top = data["intents"][0]
-        out["intents"] = f"Most complaints are about {top['label']} ({100 * (top['share'] or 0):.0f} %)"
+    # The report's words and rule (doorstep.reports): a topic or a courier resting on the model's unreviewed guesses
+    # is not stated as fact.
+    top_intent = top_intent_finding(data["intents"], now=True)
+    if top_intent:
+        out["intents"] = top_intent[0]
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
     if league and league[0].get("stands_out"):  # beyond noise: doorstep.metrics.standout_courier
-        out["couriers"] = (f"{league[0]['courier']} has the most complaints per 1,000 shipments "
-                           f"({league[0]['complaints_per_1000']:.0f})")
+        out["couriers"] = standout_courier_finding(league[0], now=True)
     elif len(league) > 1:
         rates = [r["complaints_per_1000"] for r in league]
         out["couriers"] = f"No courier stands out: {min(rates):.0f} to {max(rates):.0f} complaints per 1,000 shipments"
@@ -132,6 +134,11 @@ def render() -> None:
            else "changes against the previous window")
         + ". Click a bar of the intent or courier chart for its open cases."
     ))
+    # How much of these figures is the model's guess (posts still for review), as the report's brief says it.
+    guesses = guess_notes(data)
+    said = [guesses[key] for key in ("mentions", "labelled", "complaints") if key in guesses]
+    if said:
+        st.caption(escape_md(" ".join(said)))
 
     daily = [dict(r) for r in data["daily"]]
     whole = alt.Axis(tickMinStep=1, format="d")
@@ -166,11 +173,15 @@ def render() -> None:
         st.altair_chart(chart + rule, width="stretch")
     with right:
         st.subheader(escape_md(titles["intents"]))
+        top_intent = top_intent_finding(data["intents"], now=True)
+        if top_intent and top_intent[1]:
+            st.caption(escape_md(top_intent[1] + "."))
         pick_intent = alt.selection_point(name="intent", fields=["intent"])
         chart = alt.Chart(alt.Data(values=data["intents"])).mark_bar(cursor="pointer").encode(
             x=alt.X("complaints:Q", axis=whole),
             y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
-            tooltip=["label:N", "complaints:Q", alt.Tooltip("share:Q", format=".0%")],
+            tooltip=["label:N", "complaints:Q", alt.Tooltip("share:Q", format=".0%"),
+                     alt.Tooltip("guessed:Q", title="of those, the model's guess")],
         ).add_params(pick_intent).properties(height=260)
         event = st.altair_chart(chart, width="stretch", on_select="rerun", key="dash_intent_pick")
         intent = _picked(event, "intent", "intent")
@@ -184,7 +195,8 @@ def render() -> None:
         y=alt.Y("courier:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
         color=alt.Color("failed_attempt_rate:Q", title="failed delivery attempts",
                         scale=alt.Scale(scheme="oranges"), legend=alt.Legend(format=".0%")),
-        tooltip=["courier:N", "shipments:Q", "active_shipments:Q", "complaints:Q", "unlinked_complaints:Q",
+        tooltip=["courier:N", "shipments:Q", "active_shipments:Q", "complaints:Q",
+                 alt.Tooltip("complaints_guessed:Q", title="of those, the model's guess"), "unlinked_complaints:Q",
                  "failed_attempts:Q", "exceptions:Q"],
     ).add_params(pick_courier).properties(height=200)
     event = st.altair_chart(chart, width="stretch", on_select="rerun", key="dash_courier_pick")

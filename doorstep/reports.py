@@ -964,26 +964,13 @@ def _findings(data: dict[str, Any]) -> list[str]:
     guessed = guess_notes(data).get("complaints")
     if guessed:  # beside the complaint count: what the figures below rest on
         out.append(guessed)
-    if data["intents"]:
-        top = data["intents"][0]
-        share, n, guesses = f"{100 * (top['share'] or 0):.0f} %", top["complaints"], top.get("guessed") or 0
-        if not top_intent_known(data["intents"]):
-            out.append(f"The model guesses that most complaints were about {top['label']} ({share}), but {guesses:,} of "
-                       f"those {n:,} {'is an unreviewed guess' if guesses == 1 else 'are unreviewed guesses'}: read "
-                       f"{'it' if guesses == 1 else 'them'} before acting on this.")
-        elif guesses:
-            out.append(f"Most complaints were about {top['label']} ({share}; {guesses:,} of those {n:,} "
-                       f"{'is' if guesses == 1 else 'are'} the model's guess).")
-        else:
-            out.append(f"Most complaints were about {top['label']} ({share}).")
+    top_intent = top_intent_finding(data["intents"])
+    if top_intent:
+        said, caveat = top_intent
+        out.append(f"{said}, but {caveat}." if caveat else f"{said}.")
     league = [r for r in data["couriers"] if r["complaints_per_1000"] is not None]
     if league and league[0]["stands_out"]:  # beyond noise: metrics.standout_courier
-        worst = league[0]
-        guesses, n = worst.get("complaints_guessed") or 0, worst.get("complaints") or 0
-        hedge = "By the model's guess, " if 2 * guesses > n else ""
-        said = f"{worst['courier']} had the most complaints per 1,000 shipments ({worst['complaints_per_1000']:.1f})"
-        out.append(hedge + said + (f"; {guesses:,} of its {n:,} complaints {'is' if guesses == 1 else 'are'} the "
-                                    "model's guess." if guesses else "."))
+        out.append(standout_courier_finding(league[0]) + ".")
     elif len(league) > 1:
         rates = [r["complaints_per_1000"] for r in league]
         out.append(f"No courier stood out: {min(rates):.1f} to {max(rates):.1f} complaints per 1,000 shipments.")
@@ -1055,6 +1042,41 @@ def top_intent_known(intents: list[dict[str, Any]]) -> bool:
         return True
     runner_up = intents[1]["complaints"] if len(intents) > 1 else 0
     return 2 * guessed <= top["complaints"] and top["complaints"] - guessed > runner_up
+
+
+def top_intent_finding(intents: list[dict[str, Any]], *, now: bool = False) -> tuple[str, str | None] | None:
+    """The top complaint topic in words, as the report's brief and the console's dashboard both say it: (finding,
+    caveat), None without complaints. "Most complaints were about X (67 %)" only where :func:`top_intent_known`;
+    otherwise "The model guesses that most complaints were about X (67 %)" with the caveat "2 of those 2 are
+    unreviewed guesses: read them before acting on this". ``now``: the dashboard's live window, "are about".
+
+    Why one function: the dashboard said "Most complaints are about …" as fact of the very posts the report called
+    the model's guess (code review); one rule and one wording keep the screen and the mail from disagreeing."""
+    if not intents:
+        return None
+    top = intents[0]
+    share, n, guesses = f"{100 * (top['share'] or 0):.0f} %", int(top["complaints"]), int(top.get("guessed") or 0)
+    verb = "are" if now else "were"
+    if not top_intent_known(intents):
+        return (f"The model guesses that most complaints {verb} about {top['label']} ({share})",
+                f"{guesses:,} of those {n:,} {'is an unreviewed guess' if guesses == 1 else 'are unreviewed guesses'}: "
+                f"read {'it' if guesses == 1 else 'them'} before acting on this")
+    if guesses:
+        return (f"Most complaints {verb} about {top['label']} ({share}; {guesses:,} of those {n:,} "
+                f"{'is' if guesses == 1 else 'are'} the model's guess)", None)
+    return f"Most complaints {verb} about {top['label']} ({share})", None
+
+
+def standout_courier_finding(row: dict[str, Any], *, now: bool = False) -> str:
+    """The courier that stands out (:func:`doorstep.metrics.standout_courier`), as the report and the dashboard say
+    it: "UPS had the most complaints per 1,000 shipments (270.5)", hedged "By the model's guess, …" where most of its
+    complaints are guesses, and how many are. ``now``: the dashboard's "has" and whole numbers."""
+    guesses, n = int(row.get("complaints_guessed") or 0), int(row.get("complaints") or 0)
+    hedge = "By the model's guess, " if 2 * guesses > n else ""
+    rate = f"{row['complaints_per_1000']:.0f}" if now else f"{row['complaints_per_1000']:.1f}"
+    said = f"{row['courier']} {'has' if now else 'had'} the most complaints per 1,000 shipments ({rate})"
+    return hedge + said + (f"; {guesses:,} of its {n:,} complaints {'is' if guesses == 1 else 'are'} the model's guess"
+                           if guesses else "")
 
 
 def guess_notes(data: dict[str, Any]) -> dict[str, str]:
