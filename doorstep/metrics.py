@@ -221,8 +221,8 @@ def headline(store: Store, start: datetime, end: datetime, tz: TzLike, brand: st
     """
     lo, hi = _bounds(start, end)  # checked as given: an empty or naive window is refused in its own words
     as_of = utcnow() if as_of is None else as_of
-    if start < as_of < end:
-        hi = iso(as_of) or hi
+    if start < as_of and as_of + timedelta(seconds=1) < end:
+        hi = iso(as_of + timedelta(seconds=1)) or hi  # the store keeps whole seconds: as_of's own second counts
     bclause, bparams = _brand_clause(brand)
     db = store.db
     row = db.execute(
