@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import random
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -377,15 +378,46 @@ def _letter_candidates(masked: list[str]) -> Iterator[_Candidate]:
             yield _Candidate(fmt, number, valid, match.start(), match.end())
 
 
+#: The most digits a number read out of a run of digit groups has: USPS's 420 + ZIP+4 routing code in front
+#: of a 22-digit number (the others: FedEx 12, 15 or 22, DHL Paket 12 or 20, DPD and Hermes 14, Evri and a
+#: payment card 16, DHL Express 10). Why it matters: the scans try stretches of a run, and a post listing its
+#: order numbers is one run of hundreds of groups; reading only stretches up to this long keeps a post's
+#: reading in proportion to its length (every stretch, i to j, took minutes at 25,000 characters).
+_LONGEST_DIGITS = 34
+
+
+def _longest_stretch(sizes: Sequence[int], first: int) -> int:
+    """The last group of the longest stretch from group ``first`` that may be a number: at most
+    :data:`_LONGEST_DIGITS` digits, and typed in chunks (:func:`_typed_in_chunks`: 2-6 digits a group, the
+    inner ones at least 3) unless it is group ``first`` alone. Every format's chunking, and a card's, is typed
+    in chunks, and a shorter stretch of one typed in chunks is too: no stretch past this one is read.
+    (``first - 1`` where group ``first`` alone holds more digits than any number.)"""
+    if sizes[first] > _LONGEST_DIGITS:
+        return first - 1
+    if not 2 <= sizes[first] <= 6:
+        return first
+    last, total = first, sizes[first]
+    for k in range(first + 1, len(sizes)):
+        total += sizes[k]
+        if total > _LONGEST_DIGITS or not 2 <= sizes[k] <= 6:
+            break
+        last = k  # groups first..k are typed in chunks
+        if sizes[k] < 3:
+            break  # group k cannot be an inner one: no longer stretch is typed in chunks
+    return last
+
+
 def _digit_candidates(masked: str) -> Iterator[_Candidate]:
     for run in _DIGIT_RUN.finditer(masked):
         chunks = [(m.start() + run.start(), m.group()) for m in re.finditer(r"[0-9]+", run.group())]
+        sizes = [len(c) for _, c in chunks]
         i = 0
         while i < len(chunks):
-            for j in range(len(chunks) - 1, i - 1, -1):
+            # Longest stretch first, as before; a longer one than _longest_stretch's is no number and not read.
+            for j in range(_longest_stretch(sizes, i), i - 1, -1):
+                lengths = sizes[i : j + 1]
                 part = chunks[i : j + 1]
                 compact = "".join(c for _, c in part)
-                lengths = [len(c) for _, c in part]
                 if _looks_like_payment_card(compact) and _grouping_ok("evri", lengths):
                     i = j + 1  # swallow the card number whole: none of its pieces is a parcel either
                     break
@@ -433,7 +465,7 @@ def _whole_runs(masked: str, formats: Sequence[str]) -> Iterator[_Candidate]:
         sizes = [len(c) for _, c in chunks]
         i = 0
         while i < len(chunks):
-            for j in range(len(chunks) - 1, i - 1, -1):
+            for j in range(_longest_stretch(sizes, i), i - 1, -1):  # no longer stretch is a number
                 lengths = sizes[i : j + 1]
                 if len(lengths) > 1 and not _typed_in_chunks(lengths):
                     continue
@@ -490,10 +522,14 @@ def find_possible_tracking_numbers(text: str, formats: Iterable[str] | None = No
     if not asked:
         return []
     checked, masked = _scan(text)
-    taken = [c for c in checked if _as_requested(c, wanted) is not None]
+    taken = [c for c in checked if _as_requested(c, wanted) is not None]  # in text order
+    starts = [c.start for c in taken]
+    widest = max((c.end - c.start for c in taken), default=0)
     result: list[TrackingNumber] = []
     for candidate in _whole_runs(masked, asked):
-        if any(c.start < candidate.end and candidate.start < c.end and c.number != candidate.number for c in taken):
+        # Only the checked numbers starting near it can overlap it: a long post has thousands of each.
+        near = taken[bisect_left(starts, candidate.start - widest) : bisect_left(starts, candidate.end)]
+        if any(c.start < candidate.end and candidate.start < c.end and c.number != candidate.number for c in near):
             continue
         fmt, courier = LOOKED_UP_ONLY[candidate.format]
         result.append(TrackingNumber(fmt, courier, candidate.number, candidate.start, candidate.end))
