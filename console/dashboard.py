@@ -131,7 +131,7 @@ def render() -> None:
         f"({config.timezone}); first response p90 {_minutes(counts['first_response_p90_min'])}; "
         f"escalations: {counts.get('escalations', 0)}; "
         + ("no data in the previous window, so no change is shown" if head["mentions"].get("previous_empty")
-           else "changes against the previous window")
+           else "changes against the previous window as it stood the same time before")
         + ". Click a bar of the intent or courier chart for its open cases."
     ))
     # How much of these figures is the model's guess (posts still for review), as the report's brief says it.
